@@ -1,0 +1,55 @@
+# The two commands: `make run` and `make test`. Everything else is a helper of theirs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup lint format migrate demo bench bench-matching bench-orders check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+migrate: setup
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+
+demo: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: demo
+	@echo "Serving the demo market on http://$(HOST):$(PORT)/ (admin: /admin/, see README for users)"
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	mkdir -p var
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest
+
+check: setup
+	$(BIN)/mypy matching
+
+bench-matching: setup
+	$(BIN)/python -m matching.bench
+
+bench-orders: setup
+	$(BIN)/python manage.py bench_orders --orders 5000
+
+bench: bench-matching bench-orders
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

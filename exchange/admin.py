@@ -1,0 +1,229 @@
+"""The back office. Admin actions call services; nothing here writes orders or trades itself."""
+
+from django.contrib import admin, messages
+
+from exchange.errors import ExchangeError
+from exchange.models import (
+    Account,
+    AuditEntry,
+    Instrument,
+    Membership,
+    Order,
+    OrderCommand,
+    OrderRejection,
+    OrderTransition,
+    Organization,
+    Region,
+    ReservedCapacity,
+    Sku,
+    Trade,
+)
+from exchange.services.instruments import instrument_halt, instrument_resume
+from exchange.services.orders import order_cancel
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records that only services write: browsable, never editable here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Sku)
+class SkuAdmin(admin.ModelAdmin):
+    list_display = [
+        "code",
+        "name",
+        "vendor",
+        "generation",
+        "memory_gb",
+        "interconnect",
+        "release_date",
+    ]
+
+
+@admin.register(Region)
+class RegionAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "compliance", "power_price_usd_per_kwh"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "kind", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["slug", "name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["id", "organization", "name", "status"]
+    list_filter = ["status"]
+
+
+@admin.register(ReservedCapacity)
+class ReservedCapacityAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "provider",
+        "holder",
+        "cluster",
+        "sku",
+        "region",
+        "gpus",
+        "starts_at",
+        "ends_at",
+    ]
+    list_filter = ["sku", "region"]
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(admin.ModelAdmin):
+    list_display = [
+        "symbol",
+        "kind",
+        "status",
+        "sku",
+        "region",
+        "delivery_start",
+        "last_trading_day",
+        "tick_size",
+        "lot_size",
+    ]
+    list_filter = ["kind", "status", "sku", "region"]
+    search_fields = ["symbol"]
+    readonly_fields = ["sequence", "status"]
+    actions = ["halt", "resume"]
+
+    @admin.action(description="Halt trading in the selected instruments")
+    def halt(self, request, queryset):
+        self._change_status(request, queryset, instrument_halt, "halted")
+
+    @admin.action(description="Resume trading in the selected instruments")
+    def resume(self, request, queryset):
+        self._change_status(request, queryset, instrument_resume, "resumed")
+
+    def _change_status(self, request, queryset, service, verb):
+        changed = 0
+        for instrument in queryset.order_by("pk"):
+            try:
+                service(
+                    instrument=instrument,
+                    actor=request.user,
+                    reason=f"admin action by {request.user}",
+                )
+                changed += 1
+            except ExchangeError as error:
+                self.message_user(request, error.message, messages.ERROR)
+        self.message_user(request, f"{changed} instrument(s) {verb}.")
+
+
+class TransitionInline(admin.TabularInline):
+    model = OrderTransition
+    extra = 0
+    can_delete = False
+    readonly_fields = ["from_status", "to_status", "reason", "sequence", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "instrument",
+        "account",
+        "side",
+        "type",
+        "price",
+        "quantity",
+        "filled_quantity",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status", "side", "type", "time_in_force", "instrument__kind"]
+    search_fields = ["instrument__symbol", "client_order_id", "account__organization__slug"]
+    list_select_related = ["instrument", "account__organization"]
+    inlines = [TransitionInline]
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel the selected orders")
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for order in queryset.order_by("pk"):
+            try:
+                order_cancel(order=order, requested_by=request.user)
+                cancelled += 1
+            except ExchangeError as error:
+                self.message_user(request, f"#{order.pk}: {error.message}", messages.WARNING)
+        self.message_user(request, f"Cancel requested for {cancelled} order(s).")
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "instrument",
+        "sequence",
+        "price",
+        "quantity",
+        "taker_side",
+        "buyer_account",
+        "seller_account",
+        "executed_at",
+    ]
+    list_filter = ["instrument__kind"]
+    search_fields = ["instrument__symbol"]
+    list_select_related = [
+        "instrument",
+        "buyer_account__organization",
+        "seller_account__organization",
+    ]
+
+
+@admin.register(OrderCommand)
+class OrderCommandAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "order",
+        "instrument",
+        "status",
+        "reject_code",
+        "created_at",
+        "processed_at",
+    ]
+    list_filter = ["kind", "status"]
+
+
+@admin.register(OrderRejection)
+class OrderRejectionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "account", "instrument_symbol", "code", "field", "message", "created_at"]
+    list_filter = ["code"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "reason",
+    ]
+    list_filter = ["action", "target_type"]
+    search_fields = ["actor_label", "target_id"]

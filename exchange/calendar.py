@@ -1,0 +1,43 @@
+"""Contract calendar rules. Business days are Monday to Friday; exchange holidays are not
+modelled yet, so a listed last trading day can fall on a public holiday."""
+
+import calendar
+from datetime import date, timedelta
+
+# Options stop trading this many business days before their underlying future does, so that
+# exercise into the future happens while the future still trades.
+OPTION_EXPIRY_BUSINESS_DAYS_BEFORE_FUTURE = 2
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(day: date, months: int) -> date:
+    month_index = day.year * 12 + (day.month - 1) + months
+    return date(month_index // 12, month_index % 12 + 1, 1)
+
+
+def hours_in_month(first_day: date) -> int:
+    return calendar.monthrange(first_day.year, first_day.month)[1] * 24
+
+
+def business_days_before(day: date, count: int) -> date:
+    """The business day ``count`` business days before ``day``."""
+    assert 0 < count <= 366
+    current = day
+    remaining = count
+    while remaining:
+        current -= timedelta(days=1)
+        if current.weekday() < 5:
+            remaining -= 1
+    return current
+
+
+def future_last_trading_day(delivery_start: date) -> date:
+    """Futures stop trading on the last business day before delivery starts (as PJM monthlies)."""
+    return business_days_before(delivery_start, 1)
+
+
+def option_expiry(future_last_trading: date) -> date:
+    return business_days_before(future_last_trading, OPTION_EXPIRY_BUSINESS_DAYS_BEFORE_FUTURE)

@@ -1,0 +1,334 @@
+"""The demo market: realistic 2026 GPU capacity prices (see MARKET.md), every kind of user.
+
+Loading is idempotent: what exists is kept, what is missing is created, and the opening quotes
+are placed only into a market that has no orders yet.
+"""
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from exchange import calendar
+from exchange.models import (
+    Account,
+    Instrument,
+    Interconnect,
+    Membership,
+    Order,
+    Organization,
+    Region,
+    ReservedCapacity,
+    Sku,
+)
+from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
+from exchange.services.orders import order_place
+from exchange.services.participants import account_main, member_add, organization_create
+
+DEMO_PASSWORD = "gpu-demo-2026"
+ADMIN_PASSWORD = "admin-demo-2026"
+STRIP_MONTHS = 6
+OPTION_MONTHS = 3
+QUOTED_MONTHS = 3
+
+
+@dataclass(frozen=True)
+class SkuSpec:
+    code: str
+    name: str
+    vendor: str
+    generation: str
+    memory_gb: int
+    interconnect: str
+    release_date: date
+    power_watts: int
+    reference_price: Decimal  # Neocloud $/GPU-hr, late 2026 (MARKET.md indices).
+    monthly_decay: Decimal  # Forward curve slope: older generations depreciate faster.
+    strike_step: Decimal
+
+
+SKUS = [
+    SkuSpec(
+        "A100",
+        "NVIDIA A100 80GB SXM",
+        "NVIDIA",
+        "Ampere",
+        80,
+        Interconnect.NVLINK,
+        date(2020, 5, 14),
+        400,
+        Decimal("1.25"),
+        Decimal("0.015"),
+        Decimal("0.10"),
+    ),
+    SkuSpec(
+        "H100SXM",
+        "NVIDIA H100 SXM",
+        "NVIDIA",
+        "Hopper",
+        80,
+        Interconnect.NVLINK,
+        date(2022, 9, 20),
+        700,
+        Decimal("2.45"),
+        Decimal("0.012"),
+        Decimal("0.25"),
+    ),
+    SkuSpec(
+        "L40S",
+        "NVIDIA L40S",
+        "NVIDIA",
+        "Ada Lovelace",
+        48,
+        Interconnect.PCIE,
+        date(2023, 8, 8),
+        350,
+        Decimal("0.85"),
+        Decimal("0.010"),
+        Decimal("0.10"),
+    ),
+    SkuSpec(
+        "MI300X",
+        "AMD Instinct MI300X",
+        "AMD",
+        "CDNA 3",
+        192,
+        Interconnect.INFINITY_FABRIC,
+        date(2023, 12, 6),
+        750,
+        Decimal("2.10"),
+        Decimal("0.010"),
+        Decimal("0.25"),
+    ),
+    SkuSpec(
+        "H200",
+        "NVIDIA H200 SXM",
+        "NVIDIA",
+        "Hopper",
+        141,
+        Interconnect.NVLINK,
+        date(2024, 6, 1),
+        700,
+        Decimal("3.40"),
+        Decimal("0.008"),
+        Decimal("0.25"),
+    ),
+    SkuSpec(
+        "B200",
+        "NVIDIA B200",
+        "NVIDIA",
+        "Blackwell",
+        192,
+        Interconnect.NVLINK,
+        date(2025, 3, 1),
+        1000,
+        Decimal("5.30"),
+        Decimal("0.004"),
+        Decimal("0.50"),
+    ),
+]
+
+REGIONS = [
+    (
+        "USEAST",
+        "US East (Virginia)",
+        ["soc2", "hipaa", "iso27001"],
+        Decimal("0.0820"),
+        Decimal("1.00"),
+    ),
+    ("USWEST", "US West (Oregon)", ["soc2", "iso27001"], Decimal("0.0710"), Decimal("1.03")),
+    (
+        "EUWEST",
+        "EU West (Frankfurt, sovereign)",
+        ["soc2", "iso27001", "eu_sovereign"],
+        Decimal("0.1850"),
+        Decimal("1.12"),
+    ),
+]
+
+ORGANIZATIONS = [
+    # slug, name, kind, [(username, role)]
+    (
+        "lumen",
+        "Lumen Labs",
+        Organization.Kind.STARTUP,
+        [("alice", Membership.Role.TRADER), ("victor", Membership.Role.VIEWER)],
+    ),
+    ("quanta", "Quanta Bio", Organization.Kind.STARTUP, [("quinn", Membership.Role.TRADER)]),
+    (
+        "northwind",
+        "Northwind Cloud",
+        Organization.Kind.PROVIDER,
+        [("nora", Membership.Role.TRADER)],
+    ),
+    ("helix", "Helix Trading", Organization.Kind.TRADING_FIRM, [("hank", Membership.Role.TRADER)]),
+    ("foundry", "Foundry Ventures", Organization.Kind.SPONSOR, [("fiona", Membership.Role.TRADER)]),
+]
+
+
+def quantize_to_tick(price: Decimal, tick: Decimal) -> Decimal:
+    return (price / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick
+
+
+def forward_price(
+    spec: SkuSpec, region_factor: Decimal, months_ahead: int, tick: Decimal
+) -> Decimal:
+    price = spec.reference_price * region_factor * (1 - spec.monthly_decay * months_ahead)
+    return quantize_to_tick(price, tick)
+
+
+def load_catalog(today: date) -> list[tuple[SkuSpec, Region, Decimal, list[Instrument]]]:
+    first_month = calendar.add_months(calendar.month_start(today), 1)
+    strips = []
+    for spec in SKUS:
+        sku, _ = Sku.objects.get_or_create(
+            code=spec.code,
+            defaults={
+                "name": spec.name,
+                "vendor": spec.vendor,
+                "generation": spec.generation,
+                "memory_gb": spec.memory_gb,
+                "interconnect": spec.interconnect,
+                "release_date": spec.release_date,
+                "power_watts": spec.power_watts,
+            },
+        )
+        for code, name, compliance, power_price, factor in REGIONS:
+            region, _ = Region.objects.get_or_create(
+                code=code,
+                defaults={
+                    "name": name,
+                    "compliance": compliance,
+                    "power_price_usd_per_kwh": power_price,
+                },
+            )
+            futures = futures_list_strip(
+                sku=sku, region=region, first_month=first_month, months=STRIP_MONTHS
+            )
+            strips.append((spec, region, factor, futures))
+            if spec.code in {"H100SXM", "B200"} and code == "USEAST":
+                for index, future in enumerate(futures[:OPTION_MONTHS]):
+                    reference = forward_price(spec, factor, index + 1, future.tick_size)
+                    options_list_chain(
+                        future=future,
+                        reference_price=reference,
+                        strike_step=spec.strike_step,
+                        strikes_each_side=4,
+                    )
+    return strips
+
+
+def load_participants() -> dict[str, Account]:
+    user_model = get_user_model()
+    if not user_model.objects.filter(username="admin").exists():
+        user_model.objects.create_superuser("admin", "admin@exchange.example", ADMIN_PASSWORD)
+    accounts = {}
+    for slug, name, kind, members in ORGANIZATIONS:
+        organization = Organization.objects.filter(slug=slug).first() or organization_create(
+            slug=slug, name=name, kind=kind
+        )
+        for username, role in members:
+            if not user_model.objects.filter(username=username).exists():
+                member_add(
+                    organization=organization,
+                    username=username,
+                    email=f"{username}@{slug}.example",
+                    password=DEMO_PASSWORD,
+                    role=role,
+                )
+        accounts[slug] = account_main(organization)
+    return accounts
+
+
+def load_reservations(today: date) -> None:
+    provider = Organization.objects.get(slug="northwind")
+    blocks = [
+        # holder, cluster, sku, region, months from now, term months, gpus, block
+        ("lumen", "nw-ashburn-h100-a", "H100SXM", "USEAST", 1, 3, 256, 64),
+        ("quanta", "nw-frankfurt-a100-c", "A100", "EUWEST", 2, 6, 64, 8),
+        ("lumen", "nw-portland-b200-b", "B200", "USWEST", 2, 12, 512, 128),
+    ]
+    for holder_slug, cluster, sku_code, region_code, offset, term, gpus, block in blocks:
+        starts = datetime.combine(
+            calendar.add_months(calendar.month_start(today), offset), time.min, tzinfo=UTC
+        )
+        reservation, _ = ReservedCapacity.objects.get_or_create(
+            cluster=cluster,
+            defaults={
+                "provider": provider,
+                "holder": Organization.objects.get(slug=holder_slug),
+                "sku": Sku.objects.get(code=sku_code),
+                "region": Region.objects.get(code=region_code),
+                "starts_at": starts,
+                "ends_at": datetime.combine(
+                    calendar.add_months(starts.date(), term), time.min, tzinfo=UTC
+                ),
+                "gpus": gpus,
+                "interconnect": Interconnect.INFINIBAND,
+                "contiguous_block_gpus": block,
+            },
+        )
+        if not Instrument.objects.filter(reservation=reservation).exists():
+            resale_list(reservation=reservation)
+
+
+def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) -> int:
+    """Quotes from the market maker and the provider, and a few trades from the startups."""
+    if Order.objects.exists():
+        return 0
+    rng = random.Random(seed)
+    placed = 0
+    for spec, _region, factor, futures in strips:
+        for index, future in enumerate(futures[:QUOTED_MONTHS]):
+            mid = forward_price(spec, factor, index + 1, future.tick_size)
+            tick = future.tick_size
+            for level in range(1, 4):
+                size = rng.choice([8, 16, 32, 64])
+                order_place(
+                    account=accounts["helix"],
+                    instrument=future,
+                    side="buy",
+                    price=mid - tick * (2 * level),
+                    quantity=size,
+                )
+                order_place(
+                    account=accounts["northwind"],
+                    instrument=future,
+                    side="sell",
+                    price=mid + tick * (2 * level),
+                    quantity=size * 2,
+                )
+                placed += 2
+            buyer = accounts[rng.choice(["lumen", "quanta"])]
+            order_place(
+                account=buyer,
+                instrument=future,
+                side="buy",
+                price=mid + tick * 2,
+                quantity=rng.choice([4, 8]),
+            )
+            placed += 1
+    for instrument in Instrument.objects.filter(kind=Instrument.Kind.RESALE):
+        holder_account = account_main(instrument.reservation.holder)
+        spec = next(spec for spec in SKUS if spec.code == instrument.sku.code)
+        order_place(
+            account=holder_account,
+            instrument=instrument,
+            side="sell",
+            price=quantize_to_tick(spec.reference_price * Decimal("0.95"), instrument.tick_size),
+            quantity=instrument.lot_size * 2,
+        )
+        placed += 1
+    return placed
+
+
+def load_demo(today: date | None = None) -> dict[str, int]:
+    today = today or timezone.now().date()
+    strips = load_catalog(today)
+    accounts = load_participants()
+    load_reservations(today + timedelta(days=0))
+    placed = load_opening_market(strips, accounts)
+    return {"instruments": Instrument.objects.count(), "orders_placed": placed}

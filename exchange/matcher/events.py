@@ -1,0 +1,233 @@
+"""Turn the engine's events for one instrument into rows: order changes, transitions, trades.
+
+An ``EventApplier`` collects everything one matcher transaction writes and flushes it in a few
+bulk statements. Every event advances the instrument's sequence by one; trades and transitions
+carry that sequence, and an order's queue priority is the sequence at which it took its place.
+"""
+
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Model
+from django.utils import timezone
+
+import matching
+from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
+from exchange.units import lots_to_quantity, ticks_to_price
+
+# The one table of allowed order status changes. A replace records a same-status transition.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    Order.Status.NEW: frozenset({Order.Status.OPEN, Order.Status.REJECTED}),
+    Order.Status.OPEN: frozenset(
+        {
+            Order.Status.OPEN,
+            Order.Status.PARTIALLY_FILLED,
+            Order.Status.FILLED,
+            Order.Status.CANCELLED,
+            Order.Status.EXPIRED,
+        }
+    ),
+    Order.Status.PARTIALLY_FILLED: frozenset(
+        {
+            Order.Status.PARTIALLY_FILLED,
+            Order.Status.FILLED,
+            Order.Status.CANCELLED,
+            Order.Status.EXPIRED,
+        }
+    ),
+    Order.Status.FILLED: frozenset(),
+    Order.Status.CANCELLED: frozenset(),
+    Order.Status.EXPIRED: frozenset(),
+    Order.Status.REJECTED: frozenset(),
+}
+
+ORDER_FIELDS_WRITTEN = [
+    "status",
+    "reject_code",
+    "quantity",
+    "price",
+    "filled_quantity",
+    "cancelled_quantity",
+    "filled_notional",
+    "priority_sequence",
+    "updated_at",
+]
+
+
+def update_rows(model: type[Model], rows: list[Model], fields: list[str]) -> None:
+    """UPDATE each row's ``fields`` by primary key with one prepared statement.
+
+    ``QuerySet.bulk_update`` builds a CASE expression per field and row, which cost ten times
+    more than the matching itself; a prepared statement run with ``executemany`` does not.
+    Values go through each field's own database conversion, as the ORM would do.
+    """
+    model_fields = [model._meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
+    table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
+    statement = f"UPDATE {table} SET {assignments} WHERE {key} = %s"
+    parameters = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in model_fields]
+        + [row.pk]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, parameters)
+
+
+class EventApplier:
+    def __init__(
+        self, instrument: Instrument, orders: dict[int, Order], now: datetime | None = None
+    ) -> None:
+        self.instrument = instrument
+        self.sequence = instrument.sequence
+        self.now = now or timezone.now()
+        self.orders = orders
+        self.dirty_orders: dict[int, Order] = {}
+        self.transitions: list[OrderTransition] = []
+        self.trades: list[Trade] = []
+        self.commands: list[OrderCommand] = []
+
+    def transition(self, order: Order, to_status: str, reason: str) -> None:
+        """Apply one status change from the transition table and record it."""
+        assert to_status in ALLOWED_TRANSITIONS[order.status], (
+            f"{order.status} -> {to_status} for #{order.pk}"
+        )
+        self.transitions.append(
+            OrderTransition(
+                order=order,
+                from_status=order.status,
+                to_status=to_status,
+                reason=reason,
+                sequence=self.sequence,
+            )
+        )
+        order.status = to_status
+        self._touch(order)
+
+    def _touch(self, order: Order) -> None:
+        order.updated_at = self.now
+        self.dirty_orders[order.pk] = order
+
+    def _settle_after_fill_or_cancel(self, order: Order, reason: str, removed_status: str) -> None:
+        if order.open_quantity == 0:
+            target = Order.Status.FILLED if reason == "filled" else removed_status
+        elif order.filled_quantity:
+            target = Order.Status.PARTIALLY_FILLED
+        else:
+            target = Order.Status.OPEN
+        if target != order.status:
+            self.transition(order, target, reason)
+        else:
+            self._touch(order)
+
+    def missing_order_ids(self, events: list[object]) -> set[int]:
+        wanted = set()
+        for event in events:
+            if type(event) is matching.Trade:
+                wanted.add(event.maker_order_id)
+            elif type(event) is matching.Cancelled:
+                wanted.add(event.order_id)
+        return wanted - self.orders.keys()
+
+    def apply(self, command: OrderCommand, events: list[object]) -> None:
+        """Apply the events one command produced; mark the command done or rejected."""
+        command.status = OrderCommand.Status.DONE
+        for event in events:
+            self.sequence += 1
+            handler = self._handlers[type(event)]
+            handler(self, command, event)
+        command.processed_at = self.now
+        self.commands.append(command)
+
+    def apply_tick(self, events: list[object]) -> None:
+        for event in events:
+            self.sequence += 1
+            assert type(event) is matching.Cancelled
+            self._on_cancelled(None, event)
+
+    def _on_accepted(self, command: OrderCommand, event: matching.Accepted) -> None:
+        order = self.orders[event.order_id]
+        order.priority_sequence = self.sequence
+        self.transition(order, Order.Status.OPEN, "accepted")
+
+    def _on_rejected(self, command: OrderCommand, event: matching.Rejected) -> None:
+        command.status = OrderCommand.Status.REJECTED
+        command.reject_code = str(event.reason)
+        if command.kind == OrderCommand.Kind.NEW:
+            order = self.orders[event.order_id]
+            order.reject_code = str(event.reason)
+            self.transition(order, Order.Status.REJECTED, str(event.reason))
+
+    def _on_trade(self, command: OrderCommand, event: matching.Trade) -> None:
+        instrument = self.instrument
+        price = ticks_to_price(event.price, instrument.tick_size)
+        quantity = lots_to_quantity(event.qty, instrument.lot_size)
+        maker = self.orders[event.maker_order_id]
+        taker = self.orders[event.taker_order_id]
+        buyer, seller = (taker, maker) if str(event.taker_side) == Side.BUY else (maker, taker)
+        self.trades.append(
+            Trade(
+                instrument=instrument,
+                sequence=self.sequence,
+                price=price,
+                quantity=quantity,
+                maker_order=maker,
+                taker_order=taker,
+                taker_side=str(event.taker_side),
+                buyer_account_id=buyer.account_id,
+                seller_account_id=seller.account_id,
+                executed_at=self.now,
+            )
+        )
+        for order in (maker, taker):
+            order.filled_quantity += quantity
+            order.filled_notional += price * quantity
+            self._settle_after_fill_or_cancel(order, "filled", Order.Status.FILLED)
+
+    def _on_cancelled(self, command: OrderCommand | None, event: matching.Cancelled) -> None:
+        order = self.orders[event.order_id]
+        order.cancelled_quantity += lots_to_quantity(event.qty, self.instrument.lot_size)
+        reason = str(event.reason)
+        removed_status = (
+            Order.Status.EXPIRED
+            if event.reason == matching.CancelReason.EXPIRED
+            else Order.Status.CANCELLED
+        )
+        self._settle_after_fill_or_cancel(order, reason, removed_status)
+
+    def _on_replaced(self, command: OrderCommand, event: matching.Replaced) -> None:
+        order = self.orders[event.order_id]
+        order.price = ticks_to_price(event.price, self.instrument.tick_size)
+        order.quantity = (
+            order.filled_quantity
+            + order.cancelled_quantity
+            + lots_to_quantity(event.qty, self.instrument.lot_size)
+        )
+        if not event.priority_kept:
+            order.priority_sequence = self.sequence
+        self.transition(
+            order, order.status, "replaced" if event.priority_kept else "replaced_lost_priority"
+        )
+
+    _handlers = {
+        matching.Accepted: _on_accepted,
+        matching.Rejected: _on_rejected,
+        matching.Trade: _on_trade,
+        matching.Cancelled: _on_cancelled,
+        matching.Replaced: _on_replaced,
+    }
+
+    def flush(self) -> None:
+        """Write everything collected, in a fixed order, in the caller's transaction."""
+        if self.dirty_orders:
+            update_rows(Order, list(self.dirty_orders.values()), ORDER_FIELDS_WRITTEN)
+        if self.trades:
+            Trade.objects.bulk_create(self.trades)
+        if self.transitions:
+            OrderTransition.objects.bulk_create(self.transitions)
+        if self.commands:
+            update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
+        if self.sequence != self.instrument.sequence:
+            self.instrument.sequence = self.sequence
+            Instrument.objects.filter(pk=self.instrument.pk).update(sequence=self.sequence)

@@ -1,0 +1,29 @@
+"""The inline matcher of the embedded mode: one per process, run right after a command commits.
+
+A process lock guards the in-memory engine (it is not thread-safe); the instrument row lock
+taken inside every matching transaction serializes processes. The Python lock is always taken
+before any database lock, so the two can never wait on each other in a cycle.
+"""
+
+import threading
+
+from exchange.matcher.runtime import Matcher
+
+_lock = threading.Lock()
+_matcher = Matcher()
+
+
+def process_instrument(instrument_id: int) -> int:
+    with _lock:
+        return _matcher.process_instrument(instrument_id)
+
+
+def process_pending() -> int:
+    with _lock:
+        return _matcher.process_pending()
+
+
+def reset() -> None:
+    """Forget every in-memory book (tests call this between cases)."""
+    with _lock:
+        _matcher.reset()

@@ -1,0 +1,263 @@
+"""The matcher: sequences committed commands into the engine and persists what it says.
+
+Exactly one matcher owns an instrument at a time: in the inline mode the instrument's row lock
+(taken with ``select_for_update`` inside every matching transaction) and a process lock; in the
+external mode a shard lease (a PostgreSQL advisory lock) per ``run_matcher`` process.
+
+The in-memory book is a cache of the database. ``Instrument.sequence`` counts the events
+applied to the book; the matcher remembers the sequence its book reflects and rebuilds the book
+from the open orders whenever the two differ (another process matched, or a transaction rolled
+back). A book whose transaction fails is dropped, so the next command rebuilds it.
+"""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models.functions import Mod
+from django.utils import timezone
+
+import matching
+from exchange.errors import OrderRejectCode
+from exchange.matcher.events import EventApplier
+from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
+from exchange.units import engine_time, price_to_ticks, quantity_to_lots
+
+logger = logging.getLogger(__name__)
+
+
+def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder:
+    return matching.RestingOrder(
+        order_id=order.pk,
+        instrument=instrument.pk,
+        account=order.account_id,
+        side=matching.Side(order.side),
+        price=price_to_ticks(order.price, instrument.tick_size),
+        qty=quantity_to_lots(order.open_quantity, instrument.lot_size),
+        tif=matching.TimeInForce(order.time_in_force),
+        stp=matching.SelfTradePrevention(order.self_trade_prevention),
+        expires_at=engine_time(order.expires_at) if order.expires_at else None,
+    )
+
+
+class Matcher:
+    # Commands taken per transaction: bounds the transaction's size and the row locks it holds.
+    BATCH_COMMANDS_MAX = 200
+    # Batches per call of process_instrument, so one busy instrument cannot starve the others.
+    BATCHES_PER_CALL_MAX = 50
+
+    def __init__(self, *, shard: int = 0, shards: int = 1) -> None:
+        assert 0 <= shard < shards
+        self.shard = shard
+        self.shards = shards
+        self.engine = matching.Engine()
+        self._synced_sequence: dict[int, int] = {}
+        # The earliest GTD expiry resting in each book, so ticks run only when one is due.
+        self._next_expiry: dict[int, int | None] = {}
+
+    def owns(self, instrument_id: int) -> bool:
+        return instrument_id % self.shards == self.shard
+
+    def _shard_filter(self, queryset, field: str):
+        if self.shards == 1:
+            return queryset
+        return queryset.annotate(shard_key=Mod(field, self.shards)).filter(shard_key=self.shard)
+
+    # Rebuilding ---------------------------------------------------------------------------
+
+    def forget(self, instrument_id: int) -> None:
+        self.engine.drop(instrument_id)
+        self._synced_sequence.pop(instrument_id, None)
+        self._next_expiry.pop(instrument_id, None)
+
+    def reset(self) -> None:
+        for instrument_id in list(self._synced_sequence):
+            self.forget(instrument_id)
+
+    def rebuild(self, instrument: Instrument) -> None:
+        """Load the book of ``instrument`` from its resting orders, in queue priority order."""
+        self.forget(instrument.pk)
+        orders = (
+            Order.objects.filter(instrument=instrument, status__in=RESTING_STATUSES)
+            .order_by("priority_sequence", "id")
+            .only(
+                "id",
+                "account_id",
+                "side",
+                "price",
+                "quantity",
+                "filled_quantity",
+                "cancelled_quantity",
+                "time_in_force",
+                "self_trade_prevention",
+                "expires_at",
+            )
+        )
+        resting = [resting_order(order, instrument) for order in orders]
+        self.engine.restore(resting)
+        self._synced_sequence[instrument.pk] = instrument.sequence
+        self._next_expiry[instrument.pk] = min(
+            (order.expires_at for order in resting if order.expires_at is not None), default=None
+        )
+
+    def rebuild_all(self) -> int:
+        """Rebuild every owned book with resting orders (at a matcher's start); count them."""
+        instrument_ids = (
+            self._shard_filter(Order.objects.filter(status__in=RESTING_STATUSES), "instrument_id")
+            .values_list("instrument_id", flat=True)
+            .distinct()
+        )
+        instruments = Instrument.objects.filter(pk__in=set(instrument_ids)).order_by("pk")
+        count = 0
+        for instrument in instruments:
+            self.rebuild(instrument)
+            count += 1
+        return count
+
+    # Processing ---------------------------------------------------------------------------
+
+    def process_instrument(self, instrument_id: int, *, now: datetime | None = None) -> int:
+        """Run the pending commands of one instrument (and due expiries). Returns commands run."""
+        assert self.owns(instrument_id)
+        total = 0
+        for _batch in range(self.BATCHES_PER_CALL_MAX):
+            processed, more = self._process_batch(instrument_id, now or timezone.now())
+            total += processed
+            if not more:
+                break
+        return total
+
+    def _process_batch(self, instrument_id: int, now: datetime) -> tuple[int, bool]:
+        try:
+            with transaction.atomic():
+                # Locks the instrument row: one matching transaction per instrument at a time,
+                # across processes, and ordered with staff halting the instrument.
+                instrument = Instrument.objects.select_for_update().get(pk=instrument_id)
+                if self._synced_sequence.get(instrument_id) != instrument.sequence:
+                    self.rebuild(instrument)
+                commands = list(
+                    OrderCommand.objects.filter(
+                        instrument_id=instrument_id, status=OrderCommand.Status.PENDING
+                    )
+                    .select_related("order")
+                    .order_by("id")[: self.BATCH_COMMANDS_MAX + 1]
+                )
+                more = len(commands) > self.BATCH_COMMANDS_MAX
+                commands = commands[: self.BATCH_COMMANDS_MAX]
+                applier = EventApplier(
+                    instrument, {command.order_id: command.order for command in commands}, now
+                )
+                self._expire_due(instrument, applier, now)
+                for command in commands:
+                    self._run_command(instrument, command, applier)
+                applier.flush()
+        except BaseException:
+            # The transaction rolled back, so the in-memory book may be ahead of the database.
+            self.forget(instrument_id)
+            raise
+        self._synced_sequence[instrument_id] = applier.sequence
+        return len(commands), more
+
+    def _expire_due(self, instrument: Instrument, applier: EventApplier, now: datetime) -> None:
+        next_expiry = self._next_expiry.get(instrument.pk)
+        now_us = engine_time(now)
+        if next_expiry is None or next_expiry > now_us:
+            return
+        events = self.engine.process(matching.Tick(now=now_us, instrument=instrument.pk))
+        self._load_orders(applier, events)
+        applier.apply_tick(events)
+        self._next_expiry[instrument.pk] = min(
+            (
+                order.expires_at
+                for order in self.engine.book(instrument.pk).orders()
+                if order.expires_at is not None
+            ),
+            default=None,
+        )
+
+    def _load_orders(self, applier: EventApplier, events: Iterable[object]) -> None:
+        missing = applier.missing_order_ids(list(events))
+        if missing:
+            applier.orders.update(Order.objects.in_bulk(missing))
+
+    def _run_command(
+        self, instrument: Instrument, command: OrderCommand, applier: EventApplier
+    ) -> None:
+        order = command.order
+        if command.kind == OrderCommand.Kind.NEW and instrument.status != Instrument.Status.ACTIVE:
+            # The instrument was halted between acceptance and matching.
+            # The engine never sees it; the rejection is shaped as the engine's own so that it is
+            # applied and recorded exactly like one.
+            code = OrderRejectCode.INSTRUMENT_HALTED
+            events: list[object] = [
+                matching.Rejected(seq=0, order_id=order.pk, instrument=instrument.pk, reason=code)
+            ]
+        else:
+            events = self.engine.process(self._engine_command(instrument, command))
+        self._load_orders(applier, events)
+        applier.apply(command, events)
+        if order.expires_at is not None and order.status in RESTING_STATUSES:
+            expiry = engine_time(order.expires_at)
+            current = self._next_expiry.get(instrument.pk)
+            self._next_expiry[instrument.pk] = expiry if current is None else min(current, expiry)
+
+    @staticmethod
+    def _engine_command(instrument: Instrument, command: OrderCommand) -> object:
+        order = command.order
+        if command.kind == OrderCommand.Kind.NEW:
+            return matching.NewOrder(
+                order_id=order.pk,
+                instrument=instrument.pk,
+                account=order.account_id,
+                side=matching.Side(order.side),
+                qty=quantity_to_lots(order.quantity, instrument.lot_size),
+                price=price_to_ticks(order.price, instrument.tick_size)
+                if order.price is not None
+                else None,
+                tif=matching.TimeInForce(order.time_in_force),
+                post_only=order.post_only,
+                stp=matching.SelfTradePrevention(order.self_trade_prevention),
+                expires_at=engine_time(order.expires_at) if order.expires_at else None,
+            )
+        if command.kind == OrderCommand.Kind.CANCEL:
+            return matching.Cancel(order_id=order.pk, instrument=instrument.pk)
+        assert command.kind == OrderCommand.Kind.REPLACE
+        assert command.price is not None and command.quantity is not None
+        return matching.Replace(
+            order_id=order.pk,
+            instrument=instrument.pk,
+            price=price_to_ticks(command.price, instrument.tick_size),
+            qty=quantity_to_lots(command.quantity, instrument.lot_size),
+        )
+
+    def pending_instrument_ids(self) -> list[int]:
+        queryset = OrderCommand.objects.filter(status=OrderCommand.Status.PENDING)
+        return sorted(
+            set(
+                self._shard_filter(queryset, "instrument_id").values_list(
+                    "instrument_id", flat=True
+                )
+            )
+        )
+
+    def expiring_instrument_ids(self, now: datetime) -> list[int]:
+        queryset = Order.objects.filter(status__in=RESTING_STATUSES, expires_at__lte=now)
+        return sorted(
+            set(
+                self._shard_filter(queryset, "instrument_id").values_list(
+                    "instrument_id", flat=True
+                )
+            )
+        )
+
+    def process_pending(self, *, now: datetime | None = None) -> int:
+        """One pass over the shard: every instrument with pending commands or due expiries."""
+        now = now or timezone.now()
+        instrument_ids = sorted(
+            set(self.pending_instrument_ids()) | set(self.expiring_instrument_ids(now))
+        )
+        total = 0
+        for instrument_id in instrument_ids:
+            total += self.process_instrument(instrument_id, now=now)
+        return total

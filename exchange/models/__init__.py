@@ -1,0 +1,33 @@
+from exchange.models.audit import AuditEntry
+from exchange.models.catalog import Instrument, Interconnect, Region, ReservedCapacity, Sku
+from exchange.models.orders import (
+    LIVE_STATUSES,
+    RESTING_STATUSES,
+    Order,
+    OrderCommand,
+    OrderRejection,
+    OrderTransition,
+    Side,
+    Trade,
+)
+from exchange.models.participants import Account, Membership, Organization
+
+__all__ = [
+    "LIVE_STATUSES",
+    "RESTING_STATUSES",
+    "Account",
+    "AuditEntry",
+    "Instrument",
+    "Interconnect",
+    "Membership",
+    "Order",
+    "OrderCommand",
+    "OrderRejection",
+    "OrderTransition",
+    "Organization",
+    "Region",
+    "ReservedCapacity",
+    "Side",
+    "Sku",
+    "Trade",
+]

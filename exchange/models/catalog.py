@@ -1,0 +1,198 @@
+"""The instrument catalog: GPU SKUs, regions, reserved capacity and tradable instruments."""
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Interconnect(models.TextChoices):
+    NVLINK = "nvlink", "NVLink"
+    INFINIBAND = "infiniband", "InfiniBand"
+    ROCE = "roce", "RoCE"
+    PCIE = "pcie", "PCIe only"
+    INFINITY_FABRIC = "infinity_fabric", "AMD Infinity Fabric"
+
+
+class Sku(models.Model):
+    """A GPU model as capacity is sold: what makes one GPU-hour differ from another."""
+
+    code = models.CharField(
+        max_length=16, unique=True, help_text="Upper-case letters and digits, used in symbols."
+    )
+    name = models.CharField(max_length=100)
+    vendor = models.CharField(max_length=40)
+    generation = models.CharField(max_length=40, help_text="Architecture, e.g. Hopper, Blackwell.")
+    memory_gb = models.PositiveIntegerField()
+    interconnect = models.CharField(max_length=20, choices=Interconnect.choices)
+    release_date = models.DateField()
+    power_watts = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["release_date", "code"]
+        verbose_name = "SKU"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Region(models.Model):
+    class Compliance(models.TextChoices):
+        SOC2 = "soc2", "SOC 2"
+        HIPAA = "hipaa", "HIPAA"
+        EU_SOVEREIGN = "eu_sovereign", "EU sovereignty"
+        ISO27001 = "iso27001", "ISO 27001"
+        FEDRAMP = "fedramp", "FedRAMP"
+
+    code = models.CharField(
+        max_length=16, unique=True, help_text="Upper-case letters and digits, used in symbols."
+    )
+    name = models.CharField(max_length=100)
+    compliance = models.JSONField(default=list, blank=True, help_text="List of compliance tags.")
+    power_price_usd_per_kwh = models.DecimalField(max_digits=8, decimal_places=4)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReservedCapacity(models.Model):
+    """One reserved block of GPUs: a provider's cluster, rented by a holder for a term."""
+
+    provider = models.ForeignKey(
+        "exchange.Organization", on_delete=models.PROTECT, related_name="provided_capacity"
+    )
+    holder = models.ForeignKey(
+        "exchange.Organization", on_delete=models.PROTECT, related_name="held_capacity"
+    )
+    cluster = models.CharField(max_length=100)
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT)
+    region = models.ForeignKey(Region, on_delete=models.PROTECT)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    gpus = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    interconnect = models.CharField(max_length=20, choices=Interconnect.choices)
+    contiguous_block_gpus = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="GPUs per contiguous interconnected block."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "reserved capacity"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="reserved_capacity_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(contiguous_block_gpus__lte=models.F("gpus")),
+                name="reserved_capacity_block_within_gpus",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gpus}x {self.sku.code} {self.cluster} ({self.region.code})"
+
+
+class Instrument(models.Model):
+    """A tradable instrument. Prices are USD per GPU-hour; quantities are contracts.
+
+    The matching engine sees integers: price in ticks (``price / tick_size``) and quantity in
+    lots (``quantity / lot_size``); ``exchange.units`` converts.
+    """
+
+    class Kind(models.TextChoices):
+        FUTURE = "future", "Future"
+        OPTION = "option", "Option"
+        RESALE = "resale", "Reserved resale"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Trading"
+        HALTED = "halted", "Halted"
+        EXPIRED = "expired", "Expired"
+
+    class Settlement(models.TextChoices):
+        CASH = "cash", "Cash"
+        PHYSICAL = "physical", "Physical (GPU-hour entitlements)"
+
+    class OptionType(models.TextChoices):
+        CALL = "call", "Call"
+        PUT = "put", "Put"
+
+    symbol = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="instruments")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="instruments")
+    tick_size = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal("0.000001"))]
+    )
+    lot_size = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Contracts per lot."
+    )
+    gpu_hours_per_contract = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    price_max = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal("1000"),
+        help_text="Highest accepted price, $/GPU-hr.",
+    )
+    quantity_max = models.PositiveIntegerField(
+        default=100_000, help_text="Largest accepted order, contracts."
+    )
+    delivery_start = models.DateField()
+    delivery_end = models.DateField(help_text="Exclusive end of the delivery period.")
+    last_trading_day = models.DateField()
+    settlement = models.CharField(
+        max_length=10, choices=Settlement.choices, default=Settlement.CASH
+    )
+    # Options only.
+    underlying = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="options"
+    )
+    option_type = models.CharField(max_length=4, choices=OptionType.choices, blank=True)
+    strike = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # Reserved resale only.
+    reservation = models.OneToOneField(
+        ReservedCapacity, null=True, blank=True, on_delete=models.PROTECT, related_name="instrument"
+    )
+    # The number of matcher events applied to this book; the matcher compares it with its
+    # in-memory book to detect a book that another process or a rolled-back transaction changed.
+    sequence = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = [
+            "sku__release_date",
+            "sku__code",
+            "region__code",
+            "delivery_start",
+            "kind",
+            "option_type",
+            "strike",
+        ]
+        indexes = [models.Index(fields=["kind", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(delivery_end__gt=models.F("delivery_start")),
+                name="instrument_delivery_period",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="option")
+                | (models.Q(underlying__isnull=False) & models.Q(strike__gt=0)),
+                name="instrument_option_has_underlying_and_strike",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="resale") | models.Q(reservation__isnull=False),
+                name="instrument_resale_has_reservation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    @property
+    def is_tradable(self) -> bool:
+        return self.status == self.Status.ACTIVE

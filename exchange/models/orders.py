@@ -1,0 +1,256 @@
+"""Orders, the commands that change them, their recorded transitions, and trades."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Side(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class Order(models.Model):
+    class Type(models.TextChoices):
+        LIMIT = "limit", "Limit"
+        MARKET = "market", "Market"
+
+    class TimeInForce(models.TextChoices):
+        GTC = "gtc", "Good till cancelled"
+        GTD = "gtd", "Good till date"
+        IOC = "ioc", "Immediate or cancel"
+        FOK = "fok", "Fill or kill"
+
+    class SelfTradePrevention(models.TextChoices):
+        CANCEL_NEWEST = "cancel_newest", "Cancel newest"
+        CANCEL_OLDEST = "cancel_oldest", "Cancel oldest"
+        CANCEL_BOTH = "cancel_both", "Cancel both"
+        DECREMENT = "decrement", "Decrement both"
+
+    class Status(models.TextChoices):
+        NEW = "new", "New (awaiting the matcher)"
+        OPEN = "open", "Open"
+        PARTIALLY_FILLED = "partially_filled", "Partially filled"
+        FILLED = "filled", "Filled"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+        REJECTED = "rejected", "Rejected"
+
+    account = models.ForeignKey("exchange.Account", on_delete=models.PROTECT, related_name="orders")
+    instrument = models.ForeignKey(
+        "exchange.Instrument", on_delete=models.PROTECT, related_name="orders"
+    )
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=6, choices=Type.choices)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices)
+    post_only = models.BooleanField(default=False)
+    self_trade_prevention = models.CharField(
+        max_length=16,
+        choices=SelfTradePrevention.choices,
+        default=SelfTradePrevention.CANCEL_NEWEST,
+    )
+    price = models.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="$/GPU-hr; empty for market orders.",
+    )
+    quantity = models.PositiveIntegerField(help_text="Contracts: filled + cancelled + still open.")
+    filled_quantity = models.PositiveIntegerField(default=0)
+    cancelled_quantity = models.PositiveIntegerField(default=0)
+    filled_notional = models.DecimalField(
+        max_digits=24,
+        decimal_places=6,
+        default=0,
+        help_text="Sum of fill price x fill quantity, for the average price.",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    reject_code = models.CharField(max_length=64, blank=True)
+    # The instrument sequence at which the order took its current place in the queue; the book is
+    # rebuilt in this order after a restart, so FIFO priority survives it.
+    priority_sequence = models.BigIntegerField(null=True, blank=True)
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "client_order_id"],
+                condition=models.Q(client_order_id__isnull=False),
+                name="order_unique_client_order_id",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    filled_quantity__lte=models.F("quantity") - models.F("cancelled_quantity")
+                ),
+                name="order_fills_within_quantity",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(type="market", price__isnull=True)
+                | models.Q(type="limit", price__gt=0),
+                name="order_price_matches_type",
+            ),
+        ]
+        indexes = [
+            # The resting orders of a book, for rebuilding it and for market data.
+            models.Index(
+                fields=["instrument", "side", "price"],
+                condition=models.Q(status__in=["open", "partially_filled"]),
+                name="order_resting",
+            ),
+            models.Index(fields=["instrument", "status"], name="order_instrument_status"),
+            models.Index(fields=["account", "status"], name="order_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        price = self.price or "market"
+        return f"#{self.pk} {self.side} {self.quantity} {self.instrument_id} @ {price}"
+
+    @property
+    def open_quantity(self) -> int:
+        return self.quantity - self.filled_quantity - self.cancelled_quantity
+
+    @property
+    def average_fill_price(self):
+        if not self.filled_quantity:
+            return None
+        return self.filled_notional / self.filled_quantity
+
+
+LIVE_STATUSES = (Order.Status.NEW, Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
+RESTING_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
+
+
+class OrderTransition(models.Model):
+    """One recorded change of an order: a status change, or a replace that kept the status."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16, choices=Order.Status.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=Order.Status.choices)
+    reason = models.CharField(max_length=64)
+    sequence = models.BigIntegerField(
+        null=True, blank=True, help_text="Instrument sequence of the matcher event."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.order_id}: {self.from_status or '-'} -> {self.to_status} ({self.reason})"
+
+
+class OrderCommand(models.Model):
+    """A durable request for the matcher. Committed rows in id order are the matcher's input."""
+
+    class Kind(models.TextChoices):
+        NEW = "new", "New order"
+        CANCEL = "cancel", "Cancel"
+        REPLACE = "replace", "Replace"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        REJECTED = "rejected", "Rejected"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="commands")
+    instrument = models.ForeignKey(
+        "exchange.Instrument", on_delete=models.PROTECT, related_name="+"
+    )
+    price = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
+    quantity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Replace: the new open quantity."
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    reject_code = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The matcher's queue: pending commands of an instrument in id order. Partial, so it
+            # stays as small as the queue however many commands are done.
+            models.Index(
+                fields=["instrument", "id"],
+                condition=models.Q(status="pending"),
+                name="order_command_queue",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.order_id} ({self.status})"
+
+
+class OrderRejection(models.Model):
+    """An order refused at the door: bad input or risk. Nothing else is written for it."""
+
+    account = models.ForeignKey(
+        "exchange.Account", on_delete=models.PROTECT, related_name="order_rejections"
+    )
+    instrument = models.ForeignKey(
+        "exchange.Instrument", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    instrument_symbol = models.CharField(max_length=64)
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)
+    code = models.CharField(max_length=64)
+    field = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=300)
+    request = models.JSONField(default=dict)
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.instrument_symbol})"
+
+
+class Trade(models.Model):
+    instrument = models.ForeignKey(
+        "exchange.Instrument", on_delete=models.PROTECT, related_name="trades"
+    )
+    sequence = models.BigIntegerField(help_text="Instrument sequence of the matcher event.")
+    price = models.DecimalField(max_digits=18, decimal_places=6)
+    quantity = models.PositiveIntegerField(help_text="Contracts.")
+    maker_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="maker_trades")
+    taker_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="taker_trades")
+    taker_side = models.CharField(max_length=4, choices=Side.choices)
+    buyer_account = models.ForeignKey(
+        "exchange.Account", on_delete=models.PROTECT, related_name="buys"
+    )
+    seller_account = models.ForeignKey(
+        "exchange.Account", on_delete=models.PROTECT, related_name="sells"
+    )
+    executed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instrument", "sequence"], name="trade_unique_instrument_sequence"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0), name="trade_quantity_positive"
+            ),
+            models.CheckConstraint(condition=models.Q(price__gt=0), name="trade_price_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["instrument", "-executed_at"], name="trade_instrument_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.instrument_id} @ {self.price}"

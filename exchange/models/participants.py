@@ -1,0 +1,78 @@
+"""Organizations, the people in them, and the trading accounts they hold."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Organization(models.Model):
+    class Kind(models.TextChoices):
+        STARTUP = "startup", "Startup (buyer)"
+        PROVIDER = "provider", "Cloud / provider (seller)"
+        TRADING_FIRM = "trading_firm", "Trading firm"
+        SPONSOR = "sponsor", "Portfolio program sponsor"
+        EXCHANGE = "exchange", "Exchange operator"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        TRADER = "trader", "Trader"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.TRADER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "organization"], name="membership_unique_user_org"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization} ({self.role})"
+
+
+class Account(models.Model):
+    """A trading account: what orders are placed by and positions are held in.
+
+    An organization usually has one; a portfolio sponsor also holds one per pool.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended (no new orders)"
+        CLOSED = "closed", "Closed"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="accounts"
+    )
+    name = models.CharField(max_length=100, default="main")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="account_unique_org_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.name}"

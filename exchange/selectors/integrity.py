@@ -1,0 +1,68 @@
+"""Consistency checks of orders and trades, for ``simulate_market`` and operations."""
+
+from collections import defaultdict
+
+from django.db.models import Sum
+
+from exchange.models import RESTING_STATUSES, Order, Side, Trade
+
+PROBLEMS_REPORTED_MAX = 100
+
+
+def order_book_problems() -> list[str]:
+    """Everything inconsistent between orders and trades; an empty list means all is well."""
+    problems: list[str] = []
+    fills: dict[int, int] = defaultdict(int)
+    for field in ("maker_order_id", "taker_order_id"):
+        for row in Trade.objects.values(field).annotate(total=Sum("quantity")):
+            fills[row[field]] += row["total"]
+    orders = Order.objects.only(
+        "id",
+        "instrument_id",
+        "side",
+        "price",
+        "status",
+        "quantity",
+        "filled_quantity",
+        "cancelled_quantity",
+    )
+    best_bid: dict[int, object] = {}
+    best_ask: dict[int, object] = {}
+    for order in orders.iterator(chunk_size=2000):
+        if fills.get(order.pk, 0) != order.filled_quantity:
+            problems.append(
+                f"order {order.pk}: filled {order.filled_quantity}"
+                f" but trades sum to {fills.get(order.pk, 0)}"
+            )
+        open_quantity = order.open_quantity
+        if open_quantity < 0:
+            problems.append(f"order {order.pk}: negative open quantity")
+        resting = order.status in RESTING_STATUSES
+        finished = order.status in (
+            Order.Status.FILLED,
+            Order.Status.CANCELLED,
+            Order.Status.EXPIRED,
+        )
+        if (resting and open_quantity <= 0) or (finished and open_quantity != 0):
+            problems.append(
+                f"order {order.pk}: status {order.status} with open quantity {open_quantity}"
+            )
+        if order.status == Order.Status.FILLED and not order.filled_quantity:
+            # Self-trade prevention may have removed part of a filled order, so filled can be
+            # below quantity; a filled order with no fills at all is wrong.
+            problems.append(f"order {order.pk}: filled status without fills")
+        if resting:
+            table = best_bid if order.side == Side.BUY else best_ask
+            current = table.get(order.instrument_id)
+            better = current is None or (
+                order.price > current if order.side == Side.BUY else order.price < current
+            )
+            if better:
+                table[order.instrument_id] = order.price
+        if len(problems) >= PROBLEMS_REPORTED_MAX:
+            return problems
+    for instrument_id, bid in best_bid.items():
+        ask = best_ask.get(instrument_id)
+        if ask is not None and bid >= ask:
+            problems.append(f"instrument {instrument_id}: crossed book, bid {bid} >= ask {ask}")
+    return problems

@@ -1,0 +1,407 @@
+"""Order services: accept (validate and commit as NEW), cancel and replace.
+
+Accepting an order commits the order row with status NEW together with its NEW command; the
+committed command is what the matcher executes. In the inline mode the matcher then runs in this
+process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at commit.
+"""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.matcher import wake
+from exchange.models import (
+    LIVE_STATUSES,
+    Account,
+    Instrument,
+    Order,
+    OrderCommand,
+    OrderRejection,
+    OrderTransition,
+    Side,
+)
+from exchange.units import price_to_ticks, quantity_to_lots
+
+CLIENT_ORDER_ID_LENGTH_MAX = 64
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """What a client asked for; compared field by field when a client order id is repeated."""
+
+    instrument: str
+    side: str
+    type: str
+    quantity: int
+    price: Decimal | None
+    time_in_force: str
+    post_only: bool
+    self_trade_prevention: str
+    expires_at: datetime | None
+
+    @classmethod
+    def of_order(cls, order: Order) -> "OrderRequest":
+        return cls(
+            instrument=order.instrument.symbol,
+            side=order.side,
+            type=order.type,
+            quantity=order.quantity,
+            price=order.price,
+            time_in_force=order.time_in_force,
+            post_only=order.post_only,
+            self_trade_prevention=order.self_trade_prevention,
+            expires_at=order.expires_at,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            key: str(value) if value is not None else None for key, value in asdict(self).items()
+        }
+
+
+def _check_choice(value: str, choices: type, code: OrderRejectCode, field: str) -> None:
+    if value not in choices.values:
+        raise OrderRejected(
+            code, f"{value!r} is not one of {', '.join(choices.values)}.", field=field
+        )
+
+
+def _check_instrument_tradable(instrument: Instrument) -> None:
+    if instrument.status == Instrument.Status.HALTED:
+        raise OrderRejected(
+            OrderRejectCode.INSTRUMENT_HALTED,
+            f"Trading in {instrument.symbol} is halted.",
+            field="instrument",
+        )
+    if (
+        instrument.status == Instrument.Status.EXPIRED
+        or instrument.last_trading_day < timezone.now().date()
+    ):
+        raise OrderRejected(
+            OrderRejectCode.INSTRUMENT_EXPIRED,
+            f"{instrument.symbol} no longer trades.",
+            field="instrument",
+        )
+
+
+def check_price(instrument: Instrument, price: Decimal, *, field: str = "price") -> None:
+    """A limit price: positive, on the tick, inside the instrument's band."""
+    ticks = price_to_ticks(price, instrument.tick_size, field=field)
+    if ticks <= 0:
+        raise OrderRejected(OrderRejectCode.INVALID_PRICE, "Price must be positive.", field=field)
+    if price > instrument.price_max:
+        raise OrderRejected(
+            OrderRejectCode.PRICE_OUT_OF_BAND,
+            f"Price {price} is above the band maximum of"
+            f" {instrument.price_max.normalize()} $/GPU-hr.",
+            field=field,
+        )
+
+
+def check_quantity(
+    instrument: Instrument, quantity: int, *, field: str = "quantity", zero_allowed: bool = False
+) -> None:
+    if (
+        not isinstance(quantity, int)
+        or isinstance(quantity, bool)
+        or quantity < (0 if zero_allowed else 1)
+    ):
+        raise OrderRejected(
+            OrderRejectCode.INVALID_QUANTITY,
+            "Quantity must be a positive whole number of contracts.",
+            field=field,
+        )
+    if quantity > instrument.quantity_max:
+        raise OrderRejected(
+            OrderRejectCode.QUANTITY_TOO_LARGE,
+            f"Quantity {quantity} is above the maximum of {instrument.quantity_max} contracts.",
+            field=field,
+        )
+    quantity_to_lots(quantity, instrument.lot_size, field=field)
+
+
+def _validate(
+    account: Account, instrument: Instrument, request: OrderRequest, client_order_id: str | None
+) -> None:
+    if account.status != Account.Status.ACTIVE:
+        raise OrderRejected(
+            OrderRejectCode.ACCOUNT_INACTIVE,
+            f"Account {account} is {account.status}.",
+            field="account",
+        )
+    if client_order_id is not None and not 1 <= len(client_order_id) <= CLIENT_ORDER_ID_LENGTH_MAX:
+        raise OrderRejected(
+            OrderRejectCode.CLIENT_ORDER_ID_INVALID,
+            f"A client order id has 1 to {CLIENT_ORDER_ID_LENGTH_MAX} characters.",
+            field="client_order_id",
+        )
+    _check_choice(request.side, Side, OrderRejectCode.INVALID_SIDE, "side")
+    _check_choice(request.type, Order.Type, OrderRejectCode.INVALID_TYPE, "type")
+    _check_choice(
+        request.time_in_force,
+        Order.TimeInForce,
+        OrderRejectCode.INVALID_TIME_IN_FORCE,
+        "time_in_force",
+    )
+    _check_choice(
+        request.self_trade_prevention,
+        Order.SelfTradePrevention,
+        OrderRejectCode.INVALID_SELF_TRADE_PREVENTION,
+        "self_trade_prevention",
+    )
+    _check_instrument_tradable(instrument)
+    check_quantity(instrument, request.quantity)
+    if request.type == Order.Type.LIMIT:
+        if request.price is None:
+            raise OrderRejected(
+                OrderRejectCode.PRICE_REQUIRED, "A limit order needs a price.", field="price"
+            )
+        check_price(instrument, request.price)
+    else:
+        if request.price is not None:
+            raise OrderRejected(
+                OrderRejectCode.PRICE_NOT_ALLOWED, "A market order has no price.", field="price"
+            )
+        if request.post_only:
+            raise OrderRejected(
+                OrderRejectCode.POST_ONLY_MARKET,
+                "A market order cannot be post-only.",
+                field="post_only",
+            )
+        if request.time_in_force not in (Order.TimeInForce.IOC, Order.TimeInForce.FOK):
+            raise OrderRejected(
+                OrderRejectCode.INVALID_TIME_IN_FORCE,
+                "A market order is IOC or FOK.",
+                field="time_in_force",
+            )
+    if request.time_in_force == Order.TimeInForce.GTD:
+        if request.expires_at is None:
+            raise OrderRejected(
+                OrderRejectCode.EXPIRY_REQUIRED,
+                "A GTD order needs an expiry time.",
+                field="expires_at",
+            )
+        if request.expires_at <= timezone.now():
+            raise OrderRejected(
+                OrderRejectCode.EXPIRY_IN_PAST, "The expiry time has passed.", field="expires_at"
+            )
+    elif request.expires_at is not None:
+        raise OrderRejected(
+            OrderRejectCode.EXPIRY_NOT_ALLOWED,
+            "Only GTD orders take an expiry time.",
+            field="expires_at",
+        )
+
+
+def _record_rejection(
+    *,
+    account: Account,
+    instrument: Instrument | None,
+    request: OrderRequest,
+    client_order_id: str | None,
+    error: OrderRejected,
+    placed_by: AbstractBaseUser | None,
+) -> None:
+    with transaction.atomic():
+        OrderRejection.objects.create(
+            account=account,
+            instrument=instrument,
+            instrument_symbol=request.instrument[:64],
+            client_order_id=(client_order_id or None) and client_order_id[:64],
+            code=error.code,
+            field=error.field,
+            message=error.message[:300],
+            request=request.as_json(),
+            placed_by=placed_by if placed_by is not None and placed_by.is_authenticated else None,
+        )
+
+
+def _existing_for_client_order_id(
+    account: Account, client_order_id: str, request: OrderRequest
+) -> Order | None:
+    existing = (
+        Order.objects.select_related("instrument")
+        .filter(account=account, client_order_id=client_order_id)
+        .first()
+    )
+    if existing is None:
+        return None
+    if OrderRequest.of_order(existing) != request:
+        raise OrderRejected(
+            OrderRejectCode.CLIENT_ORDER_ID_CONFLICT,
+            f"Client order id {client_order_id!r} was used for a different order (#{existing.pk}).",
+            field="client_order_id",
+        )
+    return existing
+
+
+def order_place(
+    *,
+    account: Account,
+    instrument: str | Instrument,
+    side: str,
+    quantity: int,
+    price: Decimal | None = None,
+    type: str = Order.Type.LIMIT,
+    time_in_force: str = Order.TimeInForce.GTC,
+    post_only: bool = False,
+    self_trade_prevention: str = Order.SelfTradePrevention.CANCEL_NEWEST,
+    expires_at: datetime | None = None,
+    client_order_id: str | None = None,
+    placed_by: AbstractBaseUser | None = None,
+) -> Order:
+    """Accept an order and hand it to the matcher; return it as the matcher left it.
+
+    An order refused at the door raises ``OrderRejected`` (a named code and field) after
+    recording the rejection; nothing else is written. A repeated ``client_order_id`` with the
+    same content returns the original order; with different content it is refused.
+    """
+    symbol = instrument.symbol if isinstance(instrument, Instrument) else str(instrument)
+    request = OrderRequest(
+        symbol,
+        side,
+        type,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        self_trade_prevention,
+        expires_at,
+    )
+    resolved = Instrument.objects.filter(symbol=symbol).order_by().first()
+    try:
+        if client_order_id is not None:
+            existing = _existing_for_client_order_id(account, client_order_id, request)
+            if existing is not None:
+                return existing
+        if resolved is None:
+            raise OrderRejected(
+                OrderRejectCode.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", field="instrument"
+            )
+        _validate(account, resolved, request, client_order_id)
+    except OrderRejected as error:
+        _record_rejection(
+            account=account,
+            instrument=resolved,
+            request=request,
+            client_order_id=client_order_id,
+            error=error,
+            placed_by=placed_by,
+        )
+        raise
+    assert resolved is not None
+    try:
+        order = _order_accept(account, resolved, request, client_order_id, placed_by)
+    except IntegrityError:
+        # Another request with this client order id committed first: answer as a repeat would.
+        existing = (
+            _existing_for_client_order_id(account, client_order_id or "", request)
+            if client_order_id
+            else None
+        )
+        if existing is None:
+            raise
+        return existing
+    wake.after_commit(resolved.pk)
+    order.refresh_from_db()
+    return order
+
+
+def _order_accept(
+    account: Account,
+    instrument: Instrument,
+    request: OrderRequest,
+    client_order_id: str | None,
+    placed_by: AbstractBaseUser | None,
+) -> Order:
+    user = placed_by if placed_by is not None and placed_by.is_authenticated else None
+    with transaction.atomic(durable=True):
+        order = Order.objects.create(
+            account=account,
+            instrument=instrument,
+            client_order_id=client_order_id,
+            side=request.side,
+            type=request.type,
+            time_in_force=request.time_in_force,
+            post_only=request.post_only,
+            self_trade_prevention=request.self_trade_prevention,
+            price=request.price,
+            quantity=request.quantity,
+            expires_at=request.expires_at,
+            status=Order.Status.NEW,
+            placed_by=user,
+        )
+        OrderTransition.objects.create(
+            order=order, from_status="", to_status=Order.Status.NEW, reason="placed"
+        )
+        OrderCommand.objects.create(
+            kind=OrderCommand.Kind.NEW, order=order, instrument=instrument, requested_by=user
+        )
+        wake.notify(instrument.pk)
+    return order
+
+
+def _check_live(order: Order) -> None:
+    if order.status not in LIVE_STATUSES:
+        raise OrderRejected(
+            OrderRejectCode.NOT_LIVE, f"Order #{order.pk} is {order.status}.", field="order"
+        )
+
+
+def order_cancel(*, order: Order, requested_by: AbstractBaseUser | None = None) -> Order:
+    """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it."""
+    _check_live(order)
+    _command_submit(order, OrderCommand.Kind.CANCEL, None, None, requested_by)
+    order.refresh_from_db()
+    return order
+
+
+def order_replace(
+    *, order: Order, price: Decimal, quantity: int, requested_by: AbstractBaseUser | None = None
+) -> Order:
+    """Change a live limit order's price and open quantity (0 cancels it).
+
+    The same price with a smaller quantity keeps the order's place in the queue; any other
+    change sends it to the back, matched like a new arrival.
+    """
+    _check_live(order)
+    if order.type != Order.Type.LIMIT:
+        raise OrderRejected(
+            OrderRejectCode.MARKET_ORDER_NOT_REPLACEABLE,
+            "Only limit orders can be replaced.",
+            field="order",
+        )
+    instrument = order.instrument
+    _check_instrument_tradable(instrument)
+    check_price(instrument, price)
+    check_quantity(instrument, quantity, zero_allowed=True)
+    _command_submit(order, OrderCommand.Kind.REPLACE, price, quantity, requested_by)
+    order.refresh_from_db()
+    return order
+
+
+def _command_submit(
+    order: Order,
+    kind: str,
+    price: Decimal | None,
+    quantity: int | None,
+    requested_by: AbstractBaseUser | None,
+) -> None:
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    with transaction.atomic(durable=True):
+        OrderCommand.objects.create(
+            kind=kind,
+            order=order,
+            instrument_id=order.instrument_id,
+            price=price,
+            quantity=quantity,
+            requested_by=user,
+        )
+        wake.notify(order.instrument_id)
+    wake.after_commit(order.instrument_id)

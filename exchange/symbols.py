@@ -1,0 +1,91 @@
+"""Instrument symbols: one human-readable scheme for futures, options and resale listings.
+
+``<SKU>-<REGION>-<TERM>[-<C|P><STRIKE>]``
+
+- ``SKU`` and ``REGION`` are the catalog codes (upper-case letters and digits);
+- ``TERM`` is ``YYYYMM`` for a monthly delivery strip, or ``R<n>`` for reserved block ``n``;
+- options append ``C`` (call) or ``P`` (put) and the strike in $/GPU-hr, with at least two
+  decimals: ``H100SXM-USEAST-202701-C2.50``.
+
+Symbols contain only ``A-Z 0-9 - .`` so they go into URLs unescaped.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from exchange.errors import CatalogError, CatalogErrorCode
+
+CODE_PATTERN = re.compile(r"^[A-Z0-9]{2,16}$")
+SYMBOL_PATTERN = re.compile(
+    r"^(?P<sku>[A-Z0-9]{2,16})-(?P<region>[A-Z0-9]{2,16})-"
+    r"(?:(?P<month>\d{4}(?:0[1-9]|1[0-2]))|R(?P<reservation>[1-9]\d*))"
+    r"(?:-(?P<option_type>[CP])(?P<strike>\d+\.\d{2,6}))?$"
+)
+
+
+@dataclass(frozen=True)
+class ParsedSymbol:
+    sku: str
+    region: str
+    delivery_month: date | None
+    reservation: int | None
+    option_type: str | None
+    strike: Decimal | None
+
+
+def _check_code(code: str) -> str:
+    if not CODE_PATTERN.match(code):
+        raise CatalogError(
+            CatalogErrorCode.INVALID_SYMBOL,
+            f"Code {code!r} must be 2-16 upper-case letters or digits.",
+        )
+    return code
+
+
+def future_symbol(sku_code: str, region_code: str, delivery_month: date) -> str:
+    return f"{_check_code(sku_code)}-{_check_code(region_code)}-{delivery_month:%Y%m}"
+
+
+def strike_text(strike: Decimal) -> str:
+    """The strike with at least two decimals and no trailing zeros beyond them."""
+    normalized = strike.normalize()
+    exponent = normalized.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return f"{normalized:.{max(2, -exponent)}f}"
+
+
+def option_symbol(future: str, option_type: str, strike: Decimal) -> str:
+    letter = {"call": "C", "put": "P"}[option_type]
+    return f"{future}-{letter}{strike_text(strike)}"
+
+
+def resale_symbol(sku_code: str, region_code: str, reservation_id: int) -> str:
+    return f"{_check_code(sku_code)}-{_check_code(region_code)}-R{reservation_id}"
+
+
+def parse_symbol(symbol: str) -> ParsedSymbol:
+    match = SYMBOL_PATTERN.match(symbol)
+    if not match:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_SYMBOL,
+            f"{symbol!r} is not an instrument symbol.",
+            field="symbol",
+        )
+    month = match["month"]
+    option_type = match["option_type"]
+    if option_type and not month:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_SYMBOL,
+            "Options exist only on monthly futures.",
+            field="symbol",
+        )
+    return ParsedSymbol(
+        sku=match["sku"],
+        region=match["region"],
+        delivery_month=date(int(month[:4]), int(month[4:]), 1) if month else None,
+        reservation=int(match["reservation"]) if match["reservation"] else None,
+        option_type={"C": "call", "P": "put"}.get(option_type) if option_type else None,
+        strike=Decimal(match["strike"]) if match["strike"] else None,
+    )

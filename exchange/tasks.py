@@ -1,0 +1,23 @@
+"""Celery tasks. Each is a thin wrapper over a service, also reachable as a command."""
+
+from celery import shared_task
+from django.conf import settings
+
+from exchange.services.listing import futures_list_upcoming
+
+UPCOMING_MONTHS = 12
+
+
+@shared_task
+def orders_expire_due() -> int:
+    """Apply GTD expiries on books nobody is trading (the inline matcher expires lazily)."""
+    if settings.EXCHANGE_MATCHER_MODE != "inline":
+        return 0  # External matchers expire orders in their own loop.
+    from exchange.matcher import inline
+
+    return inline.process_pending()
+
+
+@shared_task
+def instruments_list_upcoming() -> int:
+    return len(futures_list_upcoming(months_ahead=UPCOMING_MONTHS))

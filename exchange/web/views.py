@@ -1,0 +1,59 @@
+"""Server-rendered pages. Views read through selectors and never write."""
+
+from itertools import groupby
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from exchange.models import Instrument, Region, Sku
+from exchange.selectors import market
+
+MARKET_KINDS = [Instrument.Kind.FUTURE, Instrument.Kind.OPTION, Instrument.Kind.RESALE]
+
+
+def markets(request: HttpRequest) -> HttpResponse:
+    kind = request.GET.get("kind") or Instrument.Kind.FUTURE
+    if kind not in Instrument.Kind.values:
+        kind = Instrument.Kind.FUTURE
+    sku = request.GET.get("sku") or None
+    region = request.GET.get("region") or None
+    instruments = list(market.instruments_listed(kind=kind, sku=sku, region=region))
+    quotes = market.quotes_for(instruments)
+    rows = [
+        {"instrument": instrument, "quote": quotes[instrument.pk]} for instrument in instruments
+    ]
+    groups = [
+        {"sku": key[0], "region": key[1], "rows": list(items)}
+        for key, items in groupby(
+            rows, key=lambda row: (row["instrument"].sku, row["instrument"].region)
+        )
+    ]
+    context = {
+        "groups": groups,
+        "kind": kind,
+        "kinds": Instrument.Kind.choices,
+        "skus": Sku.objects.all(),
+        "regions": Region.objects.all(),
+        "selected_sku": sku or "",
+        "selected_region": region or "",
+        "instrument_count": len(instruments),
+    }
+    return render(request, "exchange/markets.html", context)
+
+
+def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
+    instrument = market.instrument_by_symbol(symbol)
+    if instrument is None:
+        raise Http404(f"No instrument {symbol}")
+    bids, asks = market.book_depth(instrument, levels=10)
+    context = {
+        "instrument": instrument,
+        "quote": market.quotes_for([instrument])[instrument.pk],
+        "bids": bids,
+        "asks": list(reversed(asks)),
+        "trades": market.trades_recent(instrument, limit=30),
+        "options": instrument.options.all().order_by("strike", "option_type")
+        if instrument.kind == Instrument.Kind.FUTURE
+        else [],
+    }
+    return render(request, "exchange/instrument.html", context)
