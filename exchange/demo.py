@@ -166,6 +166,8 @@ ORGANIZATIONS = [
     ),
     ("helix", "Helix Trading", Organization.Kind.TRADING_FIRM, [("hank", Membership.Role.TRADER)]),
     ("foundry", "Foundry Ventures", Organization.Kind.SPONSOR, [("fiona", Membership.Role.TRADER)]),
+    # The operator itself: its accounts will hold fee revenue; staff act through the back office.
+    ("gpux", "GPU Exchange (operator)", Organization.Kind.EXCHANGE, []),
 ]
 
 

@@ -8,6 +8,7 @@ before any database lock, so the two can never wait on each other in a cycle.
 import threading
 
 from exchange.matcher.runtime import Matcher
+from exchange.models import Order
 
 _lock = threading.Lock()
 _matcher = Matcher()
@@ -16,6 +17,13 @@ _matcher = Matcher()
 def process_instrument(instrument_id: int) -> int:
     with _lock:
         return _matcher.process_instrument(instrument_id)
+
+
+def process_for_order(instrument_id: int, order_id: int) -> Order | None:
+    """Run the instrument's pending commands; return ``order_id`` as the matcher wrote it."""
+    with _lock:
+        _matcher.process_instrument(instrument_id)
+        return _matcher.last_orders.get(order_id)
 
 
 def process_pending() -> int:

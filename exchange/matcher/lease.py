@@ -84,13 +84,20 @@ class PostgresShardLease:
         assert self._connection is not None
         instrument_ids: set[int] = set()
         try:
-            for notification in self._connection.notifies(
-                timeout=timeout_seconds, stop_after=NOTIFICATIONS_PER_WAIT_MAX
-            ):
+            # Block until the first wake-up (or the timeout), then take whatever else is already
+            # queued without waiting: the matcher must act as soon as anything arrives.
+            first = list(self._connection.notifies(timeout=timeout_seconds, stop_after=1))
+            queued = (
+                self._connection.notifies(timeout=0, stop_after=NOTIFICATIONS_PER_WAIT_MAX)
+                if first
+                else []
+            )
+            for notification in [*first, *queued]:
                 if notification.payload.isdigit():
                     instrument_ids.add(int(notification.payload))
-            # A cheap round trip proves the session, and so the lock, is still ours.
-            self._connection.execute("SELECT 1")
+            if not first:
+                # Idle: a cheap round trip proves the session, and so the lock, is still ours.
+                self._connection.execute("SELECT 1")
         except psycopg.OperationalError as error:
             raise LeaseLost(f"lost the connection holding shard {self.shard}") from error
         return instrument_ids

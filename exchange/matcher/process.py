@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections
+from django.utils import timezone
 
 from exchange.matcher.lease import shard_lease
 from exchange.matcher.runtime import Matcher
@@ -20,6 +21,10 @@ class MatcherLoop:
     # Longest sleep between passes when nothing wakes the matcher: bounds how late a GTD
     # expiry is applied and how long a missed notification can go unnoticed.
     wait_seconds_max: float = 1.0
+    # Even when busy with notified instruments, read the whole queue this often, so a command
+    # whose notification was lost never waits longer than this.
+    scan_interval_seconds: float = 1.0
+    busy_gather_seconds: float = 0.005
     matcher: Matcher = field(init=False)
     stopping: bool = field(default=False, init=False)
 
@@ -41,17 +46,38 @@ class MatcherLoop:
             )
             deadline = time.monotonic() + seconds_max if seconds_max is not None else None
             passes = 0
+            woken: set[int] = set()
+            scan_due = True
+            last_scan = time.monotonic()
             while not self.stopping:
-                processed = self.matcher.process_pending()
+                if scan_due:
+                    processed = self.matcher.process_pending()
+                    scan_due, last_scan = False, time.monotonic()
+                else:
+                    now = timezone.now()
+                    due = self.matcher.due_expiry_instrument_ids(now)
+                    processed = self.matcher.process_instruments(woken | set(due), now=now)
                 total += processed
                 passes += 1
                 if passes_max is not None and passes >= passes_max:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if processed == 0:
-                    lease.wait(self.wait_seconds_max)
+                if processed:
+                    # Busy: let a few milliseconds of commands gather, then take the wake-ups
+                    # queued meanwhile. One transaction then carries many commands, which is
+                    # what keeps up with a burst; an idle matcher still acts at once.
+                    time.sleep(self.busy_gather_seconds)
+                    woken = lease.wait(0)
+                else:
+                    woken = lease.wait(self.wait_seconds_max)
+                if not processed and not woken:
+                    # Nothing arrived in a whole wait: read the queue itself, in case a
+                    # notification was missed (the database, not NOTIFY, is the truth).
+                    scan_due = True
                     close_old_connections()
+                elif time.monotonic() - last_scan >= self.scan_interval_seconds:
+                    scan_due = True
         finally:
             lease.release()
         return total

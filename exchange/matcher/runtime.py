@@ -38,6 +38,7 @@ def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder
         tif=matching.TimeInForce(order.time_in_force),
         stp=matching.SelfTradePrevention(order.self_trade_prevention),
         expires_at=engine_time(order.expires_at) if order.expires_at else None,
+        post_only=order.post_only,
     )
 
 
@@ -55,6 +56,9 @@ class Matcher:
         self._synced_sequence: dict[int, int] = {}
         # The earliest GTD expiry resting in each book, so ticks run only when one is due.
         self._next_expiry: dict[int, int | None] = {}
+        # The orders the last process_instrument call wrote, as written: the inline mode hands
+        # the placed order back from here instead of reading it again.
+        self.last_orders: dict[int, Order] = {}
 
     def owns(self, instrument_id: int) -> bool:
         return instrument_id % self.shards == self.shard
@@ -92,6 +96,7 @@ class Matcher:
                 "time_in_force",
                 "self_trade_prevention",
                 "expires_at",
+                "post_only",
             )
         )
         resting = [resting_order(order, instrument) for order in orders]
@@ -121,6 +126,7 @@ class Matcher:
         """Run the pending commands of one instrument (and due expiries). Returns commands run."""
         assert self.owns(instrument_id)
         total = 0
+        self.last_orders = {}
         for _batch in range(self.BATCHES_PER_CALL_MAX):
             processed, more = self._process_batch(instrument_id, now or timezone.now())
             total += processed
@@ -157,14 +163,20 @@ class Matcher:
             self.forget(instrument_id)
             raise
         self._synced_sequence[instrument_id] = applier.sequence
+        self.last_orders.update(applier.orders)
         return len(commands), more
 
     def _expire_due(self, instrument: Instrument, applier: EventApplier, now: datetime) -> None:
-        next_expiry = self._next_expiry.get(instrument.pk)
+        """Tell the book the time before it runs commands.
+
+        Every batch ticks, not only those with a resting order due: the engine then also refuses
+        a GTD order whose expiry passed while it waited in the queue (MATCHING_ALREADY_EXPIRED).
+        The book keeps its expiries in a heap, so a tick with nothing due costs little.
+        """
         now_us = engine_time(now)
-        if next_expiry is None or next_expiry > now_us:
-            return
         events = self.engine.process(matching.Tick(now=now_us, instrument=instrument.pk))
+        if not events:
+            return
         self._load_orders(applier, events)
         applier.apply_tick(events)
         self._next_expiry[instrument.pk] = min(
@@ -185,13 +197,15 @@ class Matcher:
         self, instrument: Instrument, command: OrderCommand, applier: EventApplier
     ) -> None:
         order = command.order
-        if command.kind == OrderCommand.Kind.NEW and instrument.status != Instrument.Status.ACTIVE:
-            # The instrument was halted between acceptance and matching.
-            # The engine never sees it; the rejection is shaped as the engine's own so that it is
-            # applied and recorded exactly like one.
-            code = OrderRejectCode.INSTRUMENT_HALTED
+        refusal = self._refusal(instrument, command, applier.now)
+        if refusal is not None:
+            # The instrument stopped trading between acceptance and matching. The engine never
+            # sees the command; the rejection is shaped as the engine's own so that it is
+            # applied and recorded exactly like one. Cancels still go through.
             events: list[object] = [
-                matching.Rejected(seq=0, order_id=order.pk, instrument=instrument.pk, reason=code)
+                matching.Rejected(
+                    seq=0, order_id=order.pk, instrument=instrument.pk, reason=refusal
+                )
             ]
         else:
             events = self.engine.process(self._engine_command(instrument, command))
@@ -201,6 +215,18 @@ class Matcher:
             expiry = engine_time(order.expires_at)
             current = self._next_expiry.get(instrument.pk)
             self._next_expiry[instrument.pk] = expiry if current is None else min(current, expiry)
+
+    @staticmethod
+    def _refusal(instrument: Instrument, command: OrderCommand, now: datetime) -> str | None:
+        """Why a command that could trade must not reach the engine, or None."""
+        if command.kind == OrderCommand.Kind.CANCEL:
+            return None
+        expired = instrument.last_trading_day < now.date()
+        if instrument.status == Instrument.Status.EXPIRED or expired:
+            return OrderRejectCode.INSTRUMENT_EXPIRED
+        if instrument.status == Instrument.Status.HALTED:
+            return OrderRejectCode.INSTRUMENT_HALTED
+        return None
 
     @staticmethod
     def _engine_command(instrument: Instrument, command: OrderCommand) -> object:
@@ -251,13 +277,29 @@ class Matcher:
             )
         )
 
-    def process_pending(self, *, now: datetime | None = None) -> int:
-        """One pass over the shard: every instrument with pending commands or due expiries."""
-        now = now or timezone.now()
-        instrument_ids = sorted(
-            set(self.pending_instrument_ids()) | set(self.expiring_instrument_ids(now))
+    def due_expiry_instrument_ids(self, now: datetime) -> list[int]:
+        """Books in memory with a GTD expiry due (no database read)."""
+        now_us = engine_time(now)
+        return sorted(
+            instrument_id
+            for instrument_id, expiry in self._next_expiry.items()
+            if expiry is not None and expiry <= now_us
         )
+
+    def process_instruments(
+        self, instrument_ids: Iterable[int], *, now: datetime | None = None
+    ) -> int:
+        """Process the given owned instruments in id order; others are ignored. Returns commands."""
+        now = now or timezone.now()
         total = 0
-        for instrument_id in instrument_ids:
-            total += self.process_instrument(instrument_id, now=now)
+        for instrument_id in sorted(set(instrument_ids)):
+            if self.owns(instrument_id):
+                total += self.process_instrument(instrument_id, now=now)
         return total
+
+    def process_pending(self, *, now: datetime | None = None) -> int:
+        """One full pass over the shard, found by reading the database: every instrument with
+        pending commands or due expiries."""
+        now = now or timezone.now()
+        instrument_ids = set(self.pending_instrument_ids()) | set(self.expiring_instrument_ids(now))
+        return self.process_instruments(instrument_ids, now=now)

@@ -1,26 +1,26 @@
 """Waking the matcher after a command commits.
 
 - inline mode: run the in-process matcher for the instrument right after the commit;
-- external mode: ``pg_notify`` inside the accepting transaction; PostgreSQL delivers it only at
-  commit, so a matcher never wakes for a command it cannot yet see.
+- external mode: a trigger on the command table (migration ``0002``) runs ``pg_notify`` for
+  every inserted command. PostgreSQL delivers a notification only at commit, so a matcher never
+  wakes for a command it cannot see yet, and no writer of commands can forget to wake it.
 """
 
 from django.conf import settings
-from django.db import connection
+
+from exchange.models import Order
 
 NOTIFY_CHANNEL = "exchange_matcher"
 
 
-def notify(instrument_id: int) -> None:
-    """Call inside the transaction that commits the command."""
-    if settings.EXCHANGE_MATCHER_MODE == "external" and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(instrument_id)])
+def after_commit(instrument_id: int, order_id: int) -> Order | None:
+    """Call after a command's transaction has committed.
 
+    Returns the order as the inline matcher left it, or None when it was not matched here (the
+    external mode, or another process matched it first).
+    """
+    if settings.EXCHANGE_MATCHER_MODE != "inline":
+        return None
+    from exchange.matcher import inline
 
-def after_commit(instrument_id: int) -> None:
-    """Call after the command's transaction has committed."""
-    if settings.EXCHANGE_MATCHER_MODE == "inline":
-        from exchange.matcher import inline
-
-        inline.process_instrument(instrument_id)
+    return inline.process_for_order(instrument_id, order_id)

@@ -71,6 +71,11 @@ class Order(models.Model):
     # The instrument sequence at which the order took its current place in the queue; the book is
     # rebuilt in this order after a restart, so FIFO priority survives it.
     priority_sequence = models.BigIntegerField(null=True, blank=True)
+    request_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="SHA-256 of the request as placed (client order id retries).",
+    )
     placed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -5,13 +5,15 @@ committed command is what the matcher executes. In the inline mode the matcher t
 process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at commit.
 """
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -23,7 +25,6 @@ from exchange.models import (
     Order,
     OrderCommand,
     OrderRejection,
-    OrderTransition,
     Side,
 )
 from exchange.units import price_to_ticks, quantity_to_lots
@@ -45,19 +46,23 @@ class OrderRequest:
     self_trade_prevention: str
     expires_at: datetime | None
 
-    @classmethod
-    def of_order(cls, order: Order) -> "OrderRequest":
-        return cls(
-            instrument=order.instrument.symbol,
-            side=order.side,
-            type=order.type,
-            quantity=order.quantity,
-            price=order.price,
-            time_in_force=order.time_in_force,
-            post_only=order.post_only,
-            self_trade_prevention=order.self_trade_prevention,
-            expires_at=order.expires_at,
-        )
+    def digest(self) -> str:
+        """A fingerprint of what was asked, stored on the order: a retry with the same client
+        order id is compared with the request, not with the order as later replaced."""
+        price = format(self.price.normalize(), "f") if self.price is not None else ""
+        expires_at = self.expires_at.isoformat() if self.expires_at is not None else ""
+        fields = [
+            self.instrument,
+            self.side,
+            self.type,
+            str(self.quantity),
+            price,
+            self.time_in_force,
+            str(self.post_only),
+            self.self_trade_prevention,
+            expires_at,
+        ]
+        return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +185,14 @@ def _validate(
                 "A market order is IOC or FOK.",
                 field="time_in_force",
             )
+    if request.expires_at is not None and (
+        not isinstance(request.expires_at, datetime) or request.expires_at.tzinfo is None
+    ):
+        raise OrderRejected(
+            OrderRejectCode.EXPIRY_INVALID,
+            "The expiry must be a date and time with a time zone.",
+            field="expires_at",
+        )
     if request.time_in_force == Order.TimeInForce.GTD:
         if request.expires_at is None:
             raise OrderRejected(
@@ -232,7 +245,7 @@ def _existing_for_client_order_id(
     )
     if existing is None:
         return None
-    if OrderRequest.of_order(existing) != request:
+    if existing.request_digest != request.digest():
         raise OrderRejected(
             OrderRejectCode.CLIENT_ORDER_ID_CONFLICT,
             f"Client order id {client_order_id!r} was used for a different order (#{existing.pk}).",
@@ -308,8 +321,11 @@ def order_place(
         if existing is None:
             raise
         return existing
-    wake.after_commit(resolved.pk)
-    order.refresh_from_db()
+    matched = wake.after_commit(resolved.pk, order.pk)
+    if matched is not None:
+        return matched
+    if settings.EXCHANGE_MATCHER_MODE == "inline":
+        order.refresh_from_db()  # Another process matched it: read what it wrote.
     return order
 
 
@@ -321,30 +337,37 @@ def _order_accept(
     placed_by: AbstractBaseUser | None,
 ) -> Order:
     user = placed_by if placed_by is not None and placed_by.is_authenticated else None
-    with transaction.atomic(durable=True):
-        order = Order.objects.create(
-            account=account,
-            instrument=instrument,
-            client_order_id=client_order_id,
-            side=request.side,
-            type=request.type,
-            time_in_force=request.time_in_force,
-            post_only=request.post_only,
-            self_trade_prevention=request.self_trade_prevention,
-            price=request.price,
-            quantity=request.quantity,
-            expires_at=request.expires_at,
-            status=Order.Status.NEW,
-            placed_by=user,
-        )
-        OrderTransition.objects.create(
-            order=order, from_status="", to_status=Order.Status.NEW, reason="placed"
-        )
-        OrderCommand.objects.create(
-            kind=OrderCommand.Kind.NEW, order=order, instrument=instrument, requested_by=user
-        )
-        wake.notify(instrument.pk)
+    require_own_transaction()
+    # One autocommit INSERT is the whole acceptance: the trigger of migration 0003 adds the
+    # order's NEW command to the matcher's queue within the same statement.
+    order = Order.objects.create(
+        account=account,
+        instrument=instrument,
+        client_order_id=client_order_id,
+        side=request.side,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        post_only=request.post_only,
+        self_trade_prevention=request.self_trade_prevention,
+        price=request.price,
+        quantity=request.quantity,
+        expires_at=request.expires_at,
+        status=Order.Status.NEW,
+        placed_by=user,
+        request_digest=request.digest(),
+    )
     return order
+
+
+def require_own_transaction() -> None:
+    """The rule of ``atomic(durable=True)`` for a service that commits with one statement.
+
+    An order or command counts as accepted only once committed, so these services must not run
+    inside a caller's transaction (Django's test-case transactions excepted, as for durable).
+    """
+    blocks = connection.atomic_blocks
+    if blocks and not getattr(blocks[-1], "_from_testcase", False):
+        raise RuntimeError("order services commit on their own; call them outside transactions")
 
 
 def _check_live(order: Order) -> None:
@@ -358,7 +381,7 @@ def order_cancel(*, order: Order, requested_by: AbstractBaseUser | None = None) 
     """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it."""
     _check_live(order)
     _command_submit(order, OrderCommand.Kind.CANCEL, None, None, requested_by)
-    order.refresh_from_db()
+    order.refresh_from_db()  # The command may be matched already, here or by another process.
     return order
 
 
@@ -394,14 +417,13 @@ def _command_submit(
     requested_by: AbstractBaseUser | None,
 ) -> None:
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
-    with transaction.atomic(durable=True):
-        OrderCommand.objects.create(
-            kind=kind,
-            order=order,
-            instrument_id=order.instrument_id,
-            price=price,
-            quantity=quantity,
-            requested_by=user,
-        )
-        wake.notify(order.instrument_id)
-    wake.after_commit(order.instrument_id)
+    require_own_transaction()
+    OrderCommand.objects.create(  # One autocommit INSERT: committed when it returns.
+        kind=kind,
+        order=order,
+        instrument_id=order.instrument_id,
+        price=price,
+        quantity=quantity,
+        requested_by=user,
+    )
+    wake.after_commit(order.instrument_id, order.pk)

@@ -1,4 +1,13 @@
+from datetime import date
+from decimal import Decimal
+
 import pytest
+from django.db import connection
+
+from exchange.models import Account, Instrument, Organization, Region, Sku
+from exchange.services.listing import futures_list_strip
+from exchange.services.participants import account_main, organization_create
+from tests.exchange.support import RowCounts, listing_month
 
 
 @pytest.fixture(autouse=True)
@@ -9,3 +18,91 @@ def _inline_matcher_reset():
     inline.reset()
     yield
     inline.reset()
+
+
+@pytest.fixture
+def row_counts():
+    """Call to snapshot the order-related row counts."""
+    return RowCounts.now
+
+
+@pytest.fixture
+def sku(db) -> Sku:
+    return Sku.objects.create(
+        code="H100SXM",
+        name="NVIDIA H100 SXM",
+        vendor="NVIDIA",
+        generation="Hopper",
+        memory_gb=80,
+        interconnect="nvlink",
+        release_date=date(2022, 9, 20),
+        power_watts=700,
+    )
+
+
+@pytest.fixture
+def region(db) -> Region:
+    return Region.objects.create(
+        code="USEAST", name="US East", compliance=["soc2"], power_price_usd_per_kwh=Decimal("0.082")
+    )
+
+
+@pytest.fixture
+def futures(sku, region) -> list[Instrument]:
+    """Two monthly futures from next month on (tick 0.005, lot 1)."""
+    return futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=2)
+
+
+@pytest.fixture
+def future(futures) -> Instrument:
+    return futures[0]
+
+
+def _account(slug: str, kind: str) -> Account:
+    return account_main(organization_create(slug=slug, name=slug.title(), kind=kind))
+
+
+@pytest.fixture
+def buyer(db) -> Account:
+    return _account("lumen", Organization.Kind.STARTUP)
+
+
+@pytest.fixture
+def seller(db) -> Account:
+    return _account("northwind", Organization.Kind.PROVIDER)
+
+
+@pytest.fixture
+def maker(db) -> Account:
+    return _account("helix", Organization.Kind.TRADING_FIRM)
+
+
+@pytest.fixture
+def fourth(db) -> Account:
+    return _account("quanta", Organization.Kind.STARTUP)
+
+
+@pytest.fixture
+def external_matcher(settings):
+    """Orders are accepted as NEW and left for a ``Matcher`` the test runs itself."""
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    return settings
+
+
+@pytest.fixture
+def var_dir(settings, tmp_path):
+    """Matcher lock files go to a directory of the test's own, not the workspace's ``var/``."""
+    settings.VAR_DIR = tmp_path
+    return tmp_path
+
+
+@pytest.fixture
+def postgres_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+
+
+@pytest.fixture
+def sqlite_only():
+    if connection.vendor != "sqlite":
+        pytest.skip("needs SQLite")

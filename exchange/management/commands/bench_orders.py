@@ -218,7 +218,7 @@ class Command(BaseCommand):
         while OrderCommand.objects.filter(status=OrderCommand.Status.PENDING).exists():
             if time.monotonic() > deadline:
                 raise CommandError("The matcher did not drain the queue in time.")
-            time.sleep(0.005)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - started
         stop.set()
         for process in [*workers, matcher]:

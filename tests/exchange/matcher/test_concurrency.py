@@ -1,0 +1,113 @@
+"""Many threads placing orders at once through the inline matcher (PostgreSQL only)."""
+
+import random
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+
+from exchange.models import Order, OrderCommand, Trade
+from exchange.selectors.integrity import order_book_problems
+from exchange.services.orders import order_place
+from tests.exchange.support import assert_consistent
+
+THREADS = 4
+ORDERS_PER_THREAD = 30
+
+
+def run_threads(target, count: int) -> list[BaseException]:
+    """Run ``target(index, barrier)`` in ``count`` threads at once; return what they raised."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            target(index)
+        except BaseException as error:  # Reported by the test.
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    return errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_orders_keep_books_and_trades_consistent(
+    postgres_only, futures, buyer, seller, maker, fourth
+):
+    # given
+    accounts = [buyer, seller, maker, fourth]
+    placed: list[list[Order]] = [[] for _ in range(THREADS)]
+
+    def trade(index: int) -> None:
+        rng = random.Random(index)
+        for _ in range(ORDERS_PER_THREAD):
+            side = rng.choice(("buy", "sell"))
+            ticks = 490 + rng.randint(-4, 4)  # Around 2.45: about half the orders cross.
+            placed[index].append(
+                order_place(
+                    account=accounts[index],
+                    instrument=rng.choice(futures),
+                    side=side,
+                    price=Decimal("0.005") * ticks,
+                    quantity=rng.choice((1, 2, 5)),
+                    time_in_force=rng.choice(("gtc", "gtc", "ioc")),
+                    self_trade_prevention=rng.choice(("cancel_newest", "decrement")),
+                )
+            )
+
+    # when
+    errors = run_threads(trade, THREADS)
+
+    # then
+    assert errors == []
+    assert sum(len(orders) for orders in placed) == THREADS * ORDERS_PER_THREAD
+    assert all(order.status != Order.Status.NEW for orders in placed for order in orders)
+    assert Order.objects.count() == THREADS * ORDERS_PER_THREAD
+    assert not OrderCommand.objects.filter(status=OrderCommand.Status.PENDING).exists()
+    assert order_book_problems() == []
+    traded = Trade.objects.aggregate(total=Sum("quantity"))["total"]
+    assert traded, "the flow is meant to cross"
+    bought = Order.objects.filter(side="buy").aggregate(total=Sum("filled_quantity"))["total"]
+    sold = Order.objects.filter(side="sell").aggregate(total=Sum("filled_quantity"))["total"]
+    filled = Order.objects.aggregate(total=Sum("filled_quantity"))["total"]
+    assert bought == sold == traded == filled / 2
+    for instrument in futures:
+        sequences = list(
+            Trade.objects.filter(instrument=instrument).values_list("sequence", flat=True)
+        )
+        assert len(sequences) == len(set(sequences))
+    assert_consistent(*(instrument.pk for instrument in futures))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_repeats_of_a_client_order_id_make_one_order(postgres_only, future, buyer):
+    results: list[Order] = []
+
+    def place(_index: int) -> None:
+        results.append(
+            order_place(
+                account=buyer,
+                instrument=future,
+                side="buy",
+                price=Decimal("2.45"),
+                quantity=3,
+                client_order_id="same-request",
+            )
+        )
+
+    errors = run_threads(place, THREADS)
+
+    assert errors == []
+    assert len({order.pk for order in results}) == 1
+    assert Order.objects.count() == 1
+    assert OrderCommand.objects.count() == 1

@@ -1,0 +1,342 @@
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchange import calendar
+from exchange.errors import CatalogError, CatalogErrorCode
+from exchange.models import AuditEntry, Instrument, Organization, ReservedCapacity
+from exchange.services.listing import (
+    LISTED_MONTHS_MAX,
+    StripSpec,
+    futures_list_strip,
+    futures_list_upcoming,
+    options_list_chain,
+    resale_list,
+)
+from exchange.services.participants import organization_create
+from tests.exchange.support import listing_month
+
+pytestmark = pytest.mark.django_db
+
+
+def listing_audits() -> int:
+    return AuditEntry.objects.filter(action="instrument.list").count()
+
+
+def test_strip_lists_consecutive_monthly_futures(sku, region):
+    # given
+    first = date(2031, 11, 1)
+
+    # when
+    listed = futures_list_strip(sku=sku, region=region, first_month=first, months=4)
+
+    # then
+    assert [instrument.symbol for instrument in listed] == [
+        "H100SXM-USEAST-203111",
+        "H100SXM-USEAST-203112",
+        "H100SXM-USEAST-203201",
+        "H100SXM-USEAST-203202",
+    ]
+    february = listed[3]
+    assert february.kind == Instrument.Kind.FUTURE
+    assert february.status == Instrument.Status.ACTIVE
+    assert february.delivery_start == date(2032, 2, 1)
+    assert february.delivery_end == date(2032, 3, 1)
+    assert february.gpu_hours_per_contract == 29 * 24  # 2032 is a leap year.
+    assert [instrument.gpu_hours_per_contract for instrument in listed[:3]] == [720, 744, 744]
+    assert february.tick_size == Decimal("0.005")
+    assert february.lot_size == 1
+
+
+def test_strip_starts_at_the_month_of_any_day_given(sku, region):
+    (instrument,) = futures_list_strip(
+        sku=sku, region=region, first_month=date(2031, 7, 19), months=1
+    )
+
+    assert instrument.delivery_start == date(2031, 7, 1)
+
+
+@pytest.mark.parametrize(
+    ("delivery_start", "last_trading_day"),
+    [
+        (date(2031, 12, 1), date(2031, 11, 28)),  # Monday 1st: the Friday before.
+        (date(2032, 2, 1), date(2032, 1, 30)),  # Sunday 1st: Friday.
+        (date(2032, 1, 1), date(2031, 12, 31)),  # Thursday 1st: Wednesday.
+        (date(2031, 11, 1), date(2031, 10, 31)),  # Saturday 1st: Friday.
+    ],
+)
+def test_futures_stop_trading_the_business_day_before_delivery(
+    sku, region, delivery_start, last_trading_day
+):
+    (instrument,) = futures_list_strip(sku=sku, region=region, first_month=delivery_start, months=1)
+
+    assert instrument.last_trading_day == last_trading_day
+    assert instrument.last_trading_day.weekday() < 5
+
+
+def test_strip_takes_its_contract_spec(sku, region):
+    spec = StripSpec(
+        tick_size=Decimal("0.01"),
+        lot_size=4,
+        settlement=Instrument.Settlement.PHYSICAL,
+        price_max=Decimal("50"),
+    )
+
+    (instrument,) = futures_list_strip(
+        sku=sku, region=region, first_month=date(2031, 1, 1), months=1, spec=spec
+    )
+
+    instrument.refresh_from_db()
+    assert (instrument.tick_size, instrument.lot_size) == (Decimal("0.01"), 4)
+    assert instrument.settlement == Instrument.Settlement.PHYSICAL
+    assert instrument.price_max == Decimal("50")
+
+
+def test_listing_a_strip_again_creates_nothing(sku, region, admin_user):
+    # given
+    first = futures_list_strip(sku=sku, region=region, first_month=date(2031, 1, 1), months=3)
+    audits = listing_audits()
+
+    # when
+    again = futures_list_strip(sku=sku, region=region, first_month=date(2031, 1, 1), months=3)
+
+    # then
+    assert [instrument.pk for instrument in again] == [instrument.pk for instrument in first]
+    assert Instrument.objects.count() == 3
+    assert listing_audits() == audits == 3
+
+    # when a longer strip overlaps it
+    longer = futures_list_strip(
+        sku=sku, region=region, first_month=date(2031, 2, 1), months=4, actor=admin_user
+    )
+
+    # then only the two new months are created and audited, with their actor
+    assert [instrument.pk for instrument in longer[:2]] == [first[1].pk, first[2].pk]
+    assert Instrument.objects.count() == 5
+    new_audits = AuditEntry.objects.filter(action="instrument.list").order_by("id")[3:]
+    assert [entry.target_id for entry in new_audits] == [str(longer[2].pk), str(longer[3].pk)]
+    assert {entry.actor_label for entry in new_audits} == {admin_user.username}
+    assert new_audits[0].after == {"symbol": longer[2].symbol, "kind": "future"}
+
+
+@pytest.mark.parametrize("months", [0, -1, LISTED_MONTHS_MAX + 1])
+def test_strip_length_out_of_range_is_refused(sku, region, months):
+    with pytest.raises(CatalogError) as raised:
+        futures_list_strip(sku=sku, region=region, first_month=date(2031, 1, 1), months=months)
+
+    assert raised.value.code == CatalogErrorCode.INVALID_LISTING
+    assert Instrument.objects.count() == 0
+
+
+def test_strip_of_the_maximum_length_is_listed(sku, region):
+    listed = futures_list_strip(
+        sku=sku, region=region, first_month=date(2031, 1, 1), months=LISTED_MONTHS_MAX
+    )
+
+    assert len({instrument.symbol for instrument in listed}) == LISTED_MONTHS_MAX
+    assert listed[-1].delivery_start == date(2036, 12, 1)
+
+
+def test_option_chain_lists_a_call_and_a_put_per_strike(future):
+    # when
+    options = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.45"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=2,
+    )
+
+    # then
+    strikes = [Decimal("2.00"), Decimal("2.25"), Decimal("2.50"), Decimal("2.75"), Decimal("3.00")]
+    assert [(option.strike, option.option_type) for option in options] == [
+        (strike, option_type) for strike in strikes for option_type in ("call", "put")
+    ]
+    assert options[4].symbol == f"{future.symbol}-C2.50"
+    assert options[5].symbol == f"{future.symbol}-P2.50"
+    for option in options:
+        assert option.kind == Instrument.Kind.OPTION
+        assert option.underlying == future
+        assert option.delivery_start == future.delivery_start
+        assert option.gpu_hours_per_contract == future.gpu_hours_per_contract
+        assert option.settlement == Instrument.Settlement.PHYSICAL
+        assert option.last_trading_day == calendar.option_expiry(future.last_trading_day)
+        assert option.last_trading_day < future.last_trading_day < future.delivery_start
+        assert option.last_trading_day.weekday() < 5
+
+
+def test_option_chain_drops_strikes_at_or_below_zero_and_is_idempotent(future):
+    options = options_list_chain(
+        future=future,
+        reference_price=Decimal("0.20"),
+        strike_step=Decimal("0.10"),
+        strikes_each_side=3,
+    )
+    again = options_list_chain(
+        future=future,
+        reference_price=Decimal("0.20"),
+        strike_step=Decimal("0.10"),
+        strikes_each_side=3,
+    )
+
+    assert sorted({option.strike for option in options}) == [
+        Decimal(f"0.{digit}") for digit in range(1, 6)
+    ]
+    assert [option.pk for option in again] == [option.pk for option in options]
+    assert Instrument.objects.filter(kind=Instrument.Kind.OPTION).count() == 10
+
+
+def test_options_are_listed_on_futures_only(future):
+    (call, _put) = options_list_chain(
+        future=future, reference_price=Decimal("2"), strike_step=Decimal("1"), strikes_each_side=0
+    )
+
+    with pytest.raises(CatalogError) as raised:
+        options_list_chain(
+            future=call, reference_price=Decimal("2"), strike_step=Decimal("1"), strikes_each_side=0
+        )
+
+    assert raised.value.code == CatalogErrorCode.INVALID_LISTING
+
+
+def test_option_strikes_must_sit_on_the_option_tick(future):
+    with pytest.raises(CatalogError) as raised:
+        options_list_chain(
+            future=future,
+            reference_price=Decimal("2.45"),
+            strike_step=Decimal("0.0005"),
+            strikes_each_side=1,
+        )
+
+    assert raised.value.code == CatalogErrorCode.INVALID_LISTING
+    assert Instrument.objects.filter(kind=Instrument.Kind.OPTION).count() == 0
+
+
+# Resale ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def provider(db) -> Organization:
+    return organization_create(slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER)
+
+
+@pytest.fixture
+def holder(db) -> Organization:
+    return organization_create(slug="lumen", name="Lumen", kind=Organization.Kind.STARTUP)
+
+
+@pytest.fixture
+def make_reservation(sku, region, provider, holder):
+    def make(*, starts_at: datetime, days: int = 30, gpus: int = 256, block: int = 64):
+        return ReservedCapacity.objects.create(
+            provider=provider,
+            holder=holder,
+            cluster=f"nw-{ReservedCapacity.objects.count()}",
+            sku=sku,
+            region=region,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(days=days),
+            gpus=gpus,
+            interconnect="infiniband",
+            contiguous_block_gpus=block,
+        )
+
+    return make
+
+
+def test_resale_lists_a_block_in_lots_of_its_contiguous_block(make_reservation):
+    # given
+    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC)
+    reservation = make_reservation(starts_at=starts, days=30, gpus=256, block=64)
+
+    # when
+    instrument = resale_list(reservation=reservation)
+
+    # then
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}"
+    assert instrument.kind == Instrument.Kind.RESALE
+    assert instrument.lot_size == 64
+    assert instrument.quantity_max == 256
+    assert instrument.gpu_hours_per_contract == 30 * 24
+    assert instrument.delivery_start == starts.date()
+    assert instrument.delivery_end == starts.date() + timedelta(days=30)
+    assert instrument.last_trading_day == starts.date() - timedelta(days=1)
+    assert instrument.tick_size == Decimal("0.01")
+    assert instrument.settlement == Instrument.Settlement.PHYSICAL
+    assert AuditEntry.objects.filter(
+        action="instrument.list", target_id=str(instrument.pk)
+    ).exists()
+
+
+def test_resale_delivery_end_covers_a_partial_last_day(make_reservation):
+    starts = datetime.combine(listing_month(), time(6), tzinfo=UTC)
+    reservation = make_reservation(starts_at=starts, days=2)
+
+    instrument = resale_list(reservation=reservation, lot_gpus=32)
+
+    assert instrument.lot_size == 32
+    assert instrument.delivery_start == starts.date()
+    assert instrument.delivery_end == starts.date() + timedelta(days=3)
+    assert instrument.gpu_hours_per_contract == 48
+
+
+def test_resale_refuses_a_reservation_starting_within_a_day(make_reservation):
+    now = timezone.now()
+    reservation = make_reservation(starts_at=now + timedelta(hours=23))
+
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation, now=now)
+
+    assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_STARTED
+    assert raised.value.code == "CATALOG_RESERVATION_ALREADY_STARTED"
+    assert not Instrument.objects.exists()
+
+
+def test_resale_refuses_a_reservation_that_has_started(make_reservation):
+    reservation = make_reservation(starts_at=timezone.now() - timedelta(days=3))
+
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation)
+
+    assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_STARTED
+
+
+def test_resale_refuses_listing_a_reservation_twice(make_reservation):
+    reservation = make_reservation(starts_at=timezone.now() + timedelta(days=10))
+    first = resale_list(reservation=reservation)
+
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation)
+
+    assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_LISTED
+    assert list(Instrument.objects.all()) == [first]
+
+
+@pytest.mark.parametrize("lot_gpus", [48, 300])
+def test_resale_refuses_a_lot_not_dividing_the_gpus(make_reservation, lot_gpus):
+    reservation = make_reservation(starts_at=timezone.now() + timedelta(days=10), gpus=256)
+
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation, lot_gpus=lot_gpus)
+
+    assert raised.value.code == CatalogErrorCode.INVALID_LISTING
+    assert raised.value.field == "lot_gpus"
+    assert not Instrument.objects.exists()
+
+
+def test_upcoming_listing_extends_every_listed_pair(sku, region):
+    # given one month listed for the pair
+    today = date(2031, 5, 17)
+    futures_list_strip(sku=sku, region=region, first_month=date(2031, 6, 1), months=1)
+
+    # when
+    listed = futures_list_upcoming(months_ahead=3, today=today)
+
+    # then
+    assert [instrument.delivery_start for instrument in listed] == [
+        date(2031, 6, 1),
+        date(2031, 7, 1),
+        date(2031, 8, 1),
+    ]
+    assert Instrument.objects.count() == 3

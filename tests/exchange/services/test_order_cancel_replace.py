@@ -1,0 +1,385 @@
+"""Cancelling and replacing orders, and orders the matcher refuses after acceptance."""
+
+from decimal import Decimal
+
+import pytest
+
+import matching
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.matcher.runtime import Matcher
+from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
+from exchange.services.instruments import instrument_halt, instrument_set_status
+from exchange.services.orders import order_cancel, order_place, order_replace
+from tests.exchange.support import assert_as_stored, assert_consistent, status_path
+
+pytestmark = pytest.mark.django_db
+
+NEW, OPEN, PARTIAL, FILLED = "new", "open", "partially_filled", "filled"
+CANCELLED, REJECTED = "cancelled", "rejected"
+
+
+def place(account, instrument, side, quantity, price=None, **options):
+    return order_place(
+        account=account,
+        instrument=instrument,
+        side=side,
+        quantity=quantity,
+        price=Decimal(price) if price is not None else None,
+        **options,
+    )
+
+
+def reload(order: Order) -> Order:
+    return Order.objects.get(pk=order.pk)
+
+
+def assert_refused(row_counts, code, call, **arguments):
+    """The call is refused with ``code`` and writes nothing at all."""
+    before = row_counts()
+    with pytest.raises(OrderRejected) as raised:
+        call(**arguments)
+    assert raised.value.code == code
+    assert row_counts() == before
+
+
+# Cancel ---------------------------------------------------------------------------------
+
+
+def test_cancel_removes_a_resting_order(future, buyer):
+    order = place(buyer, future, "buy", 5, "2.45")
+
+    cancelled = order_cancel(order=order)
+
+    assert (cancelled.status, cancelled.cancelled_quantity, cancelled.open_quantity) == (
+        CANCELLED,
+        5,
+        0,
+    )
+    assert_as_stored(cancelled)
+    assert status_path(order) == [NEW, OPEN, CANCELLED]
+    assert OrderTransition.objects.filter(order=order).last().reason == "user"
+    command = OrderCommand.objects.filter(order=order).last()
+    assert (command.kind, command.status) == (OrderCommand.Kind.CANCEL, OrderCommand.Status.DONE)
+    assert_consistent(future.pk)
+
+
+def test_cancel_of_a_partially_filled_order_keeps_its_fills(future, buyer, seller, admin_user):
+    order = place(buyer, future, "buy", 5, "2.45")
+    place(seller, future, "sell", 2, "2.45")
+
+    cancelled = order_cancel(order=reload(order), requested_by=admin_user)
+
+    assert (cancelled.status, cancelled.filled_quantity, cancelled.cancelled_quantity) == (
+        CANCELLED,
+        2,
+        3,
+    )
+    assert OrderCommand.objects.filter(order=order).last().requested_by == admin_user
+    assert status_path(order) == [NEW, OPEN, PARTIAL, CANCELLED]
+    assert_consistent(future.pk)
+
+
+def test_cancelled_order_no_longer_trades(future, buyer, seller):
+    order = place(buyer, future, "buy", 5, "2.45")
+    order_cancel(order=order)
+
+    sell = place(seller, future, "sell", 5, "2.45")
+
+    assert sell.status == OPEN
+    assert not Trade.objects.exists()
+
+
+def test_cancel_of_a_filled_order_is_refused(future, buyer, seller, row_counts):
+    order = place(buyer, future, "buy", 5, "2.45")
+    place(seller, future, "sell", 5, "2.45")
+
+    assert_refused(row_counts, OrderRejectCode.NOT_LIVE, order_cancel, order=reload(order))
+
+
+def test_cancel_of_a_cancelled_order_is_refused(future, buyer, row_counts):
+    order = order_cancel(order=place(buyer, future, "buy", 5, "2.45"))
+
+    assert_refused(row_counts, OrderRejectCode.NOT_LIVE, order_cancel, order=order)
+
+
+def test_cancel_of_a_stale_copy_of_a_filled_order_changes_nothing(future, buyer, seller):
+    # given a copy read while the order was open, filled since
+    stale = place(buyer, future, "buy", 5, "2.45")
+    place(seller, future, "sell", 5, "2.45")
+
+    # when
+    result = order_cancel(order=stale)
+
+    # then the matcher refuses the cancel and the order stays filled
+    assert result.status == FILLED
+    command = OrderCommand.objects.filter(order=stale).last()
+    assert (command.status, command.reject_code) == (
+        OrderCommand.Status.REJECTED,
+        matching.RejectReason.UNKNOWN_ORDER,
+    )
+    assert_consistent(future.pk)
+
+
+# Replace --------------------------------------------------------------------------------
+
+
+def test_replace_to_a_smaller_quantity_keeps_priority(future, buyer, maker, seller):
+    # given two bids at one price, the buyer's first
+    first = place(buyer, future, "buy", 5, "2.45")
+    second = place(maker, future, "buy", 5, "2.45")
+    original_priority = first.priority_sequence
+
+    # when the first shrinks
+    replaced = order_replace(order=first, price=Decimal("2.45"), quantity=3)
+
+    # then it keeps its place
+    assert (replaced.status, replaced.quantity, replaced.open_quantity) == (OPEN, 3, 3)
+    assert replaced.priority_sequence == original_priority
+    assert_as_stored(replaced)
+    transition = OrderTransition.objects.filter(order=first).last()
+    assert (transition.from_status, transition.to_status, transition.reason) == (
+        OPEN,
+        OPEN,
+        "replaced",
+    )
+    place(seller, future, "sell", 3, "2.45")
+    assert Trade.objects.get().maker_order == first
+    assert reload(second).open_quantity == 5
+    assert_consistent(future.pk)
+
+
+def test_replace_to_a_larger_quantity_loses_priority(future, buyer, maker, seller):
+    first = place(buyer, future, "buy", 5, "2.45")
+    second = place(maker, future, "buy", 5, "2.45")
+
+    replaced = order_replace(order=first, price=Decimal("2.45"), quantity=6)
+
+    assert replaced.priority_sequence > second.priority_sequence
+    assert OrderTransition.objects.filter(order=first).last().reason == "replaced_lost_priority"
+    place(seller, future, "sell", 3, "2.45")
+    assert Trade.objects.get().maker_order == second
+    assert_consistent(future.pk)
+
+
+def test_replace_to_another_price_and_back_loses_priority(future, buyer, maker, seller):
+    first = place(buyer, future, "buy", 5, "2.45")
+    second = place(maker, future, "buy", 5, "2.45")
+    original_priority = first.priority_sequence
+
+    moved = order_replace(order=first, price=Decimal("2.40"), quantity=5)
+    assert (moved.price, moved.status) == (Decimal("2.40"), OPEN)
+    back = order_replace(order=moved, price=Decimal("2.45"), quantity=5)
+
+    assert back.priority_sequence > second.priority_sequence > original_priority
+    place(seller, future, "sell", 7, "2.45")
+    assert list(Trade.objects.order_by("sequence").values_list("maker_order", "quantity")) == [
+        (second.pk, 5),
+        (first.pk, 2),
+    ]
+    assert_consistent(future.pk)
+
+
+def test_replace_that_crosses_trades(future, buyer, seller):
+    ask = place(seller, future, "sell", 2, "2.50")
+    bid = place(buyer, future, "buy", 5, "2.45")
+
+    replaced = order_replace(order=bid, price=Decimal("2.55"), quantity=5)
+
+    trade = Trade.objects.get()
+    assert (trade.maker_order, trade.taker_order, trade.price, trade.quantity) == (
+        ask,
+        bid,
+        Decimal("2.50"),
+        2,
+    )
+    assert trade.taker_side == "buy"
+    assert (replaced.status, replaced.price) == (PARTIAL, Decimal("2.55"))
+    assert (replaced.quantity, replaced.filled_quantity, replaced.open_quantity) == (5, 2, 3)
+    assert reload(ask).status == FILLED
+    assert_consistent(future.pk)
+
+
+def test_replace_quantity_is_the_new_open_quantity(future, buyer, seller):
+    bid = place(buyer, future, "buy", 10, "2.45")
+    place(seller, future, "sell", 4, "2.45")
+
+    replaced = order_replace(order=reload(bid), price=Decimal("2.45"), quantity=3)
+
+    assert (replaced.quantity, replaced.filled_quantity, replaced.open_quantity) == (7, 4, 3)
+    assert replaced.status == PARTIAL
+    assert replaced.priority_sequence == bid.priority_sequence
+    assert_consistent(future.pk)
+
+
+def test_replace_to_zero_cancels(future, buyer):
+    bid = place(buyer, future, "buy", 5, "2.45")
+
+    replaced = order_replace(order=bid, price=Decimal("2.45"), quantity=0)
+
+    assert (replaced.status, replaced.cancelled_quantity) == (CANCELLED, 5)
+    assert OrderTransition.objects.filter(order=bid).last().reason == "replaced_to_zero"
+    assert_consistent(future.pk)
+
+
+def test_post_only_replace_that_would_cross_is_refused_by_the_matcher(future, buyer, seller):
+    place(seller, future, "sell", 2, "2.50")
+    bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
+
+    result = order_replace(order=bid, price=Decimal("2.50"), quantity=5)
+
+    assert (result.status, result.price, result.open_quantity) == (OPEN, Decimal("2.45"), 5)
+    command = OrderCommand.objects.filter(order=bid).last()
+    assert (command.status, command.reject_code) == (
+        OrderCommand.Status.REJECTED,
+        "MATCHING_POST_ONLY_WOULD_CROSS",
+    )
+    assert not Trade.objects.exists()
+
+
+def test_post_only_survives_a_matcher_restart(future, buyer, seller):
+    # given a resting post-only bid and an ask above it
+    place(seller, future, "sell", 2, "2.50")
+    bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
+
+    # when the matcher restarts and the bid is replaced to cross
+    from exchange.matcher import inline
+
+    inline.reset()
+    result = order_replace(order=bid, price=Decimal("2.50"), quantity=5)
+
+    # then it is refused exactly as without the restart
+    assert not Trade.objects.exists()
+    assert (result.status, result.price) == (OPEN, Decimal("2.45"))
+
+
+@pytest.mark.parametrize(
+    ("price", "quantity", "code"),
+    [
+        ("2.451", 5, OrderRejectCode.PRICE_OFF_TICK),
+        ("0", 5, OrderRejectCode.INVALID_PRICE),
+        ("1000.5", 5, OrderRejectCode.PRICE_OUT_OF_BAND),
+        ("2.45", -1, OrderRejectCode.INVALID_QUANTITY),
+        ("2.45", 100_001, OrderRejectCode.QUANTITY_TOO_LARGE),
+    ],
+)
+def test_bad_replace_is_refused_before_the_matcher(
+    future, buyer, row_counts, price, quantity, code
+):
+    bid = place(buyer, future, "buy", 5, "2.45")
+
+    assert_refused(
+        row_counts, code, order_replace, order=bid, price=Decimal(price), quantity=quantity
+    )
+    assert reload(bid).status == OPEN
+
+
+def test_replace_of_a_filled_order_is_refused(future, buyer, seller, row_counts):
+    bid = place(buyer, future, "buy", 5, "2.45")
+    place(seller, future, "sell", 5, "2.45")
+
+    assert_refused(
+        row_counts,
+        OrderRejectCode.NOT_LIVE,
+        order_replace,
+        order=reload(bid),
+        price=Decimal("2.45"),
+        quantity=1,
+    )
+
+
+def test_replace_on_a_halted_instrument_is_refused(future, buyer, row_counts):
+    bid = place(buyer, future, "buy", 5, "2.45")
+    instrument_halt(instrument=future, actor=None)
+
+    assert_refused(
+        row_counts,
+        OrderRejectCode.INSTRUMENT_HALTED,
+        order_replace,
+        order=reload(bid),
+        price=Decimal("2.40"),
+        quantity=5,
+    )
+
+
+def test_market_order_is_not_replaceable(future, buyer, external_matcher, row_counts):
+    # given a market order accepted but not yet matched
+    market = place(buyer, future, "buy", 3, type="market", time_in_force="ioc")
+    assert market.status == NEW
+
+    assert_refused(
+        row_counts,
+        OrderRejectCode.MARKET_ORDER_NOT_REPLACEABLE,
+        order_replace,
+        order=market,
+        price=Decimal("2.45"),
+        quantity=3,
+    )
+
+
+# Refused by the matcher after acceptance --------------------------------------------------
+
+
+def test_order_accepted_before_a_halt_is_rejected_by_the_matcher(future, buyer, external_matcher):
+    # given an order accepted but not matched yet
+    order = place(buyer, future, "buy", 5, "2.45")
+    assert (order.status, reload(order).status) == (NEW, NEW)
+
+    # when the instrument is halted before the matcher runs
+    instrument_halt(instrument=future, actor=None, reason="incident")
+    processed = Matcher().process_pending()
+
+    # then
+    order = reload(order)
+    assert processed == 1
+    assert (order.status, order.reject_code) == (REJECTED, "ORDER_INSTRUMENT_HALTED")
+    assert status_path(order) == [NEW, REJECTED]
+    command = OrderCommand.objects.get(order=order)
+    assert (command.status, command.reject_code) == (
+        OrderCommand.Status.REJECTED,
+        "ORDER_INSTRUMENT_HALTED",
+    )
+    assert not Trade.objects.exists()
+
+
+def test_cancel_is_still_applied_on_a_halted_instrument(future, buyer, external_matcher):
+    order = place(buyer, future, "buy", 5, "2.45")
+    matcher = Matcher()
+    matcher.process_pending()
+    instrument_halt(instrument=future, actor=None)
+
+    order_cancel(order=reload(order))
+    matcher.process_pending()
+
+    assert reload(order).status == CANCELLED
+    assert Instrument.objects.get(pk=future.pk).status == Instrument.Status.HALTED
+
+
+def test_replace_accepted_before_a_halt_does_not_trade_after_it(
+    future, buyer, seller, external_matcher
+):
+    # given a bid and an ask resting
+    bid = place(buyer, future, "buy", 5, "2.45")
+    place(seller, future, "sell", 5, "2.50")
+    matcher = Matcher()
+    matcher.process_pending()
+
+    # when a crossing replace is accepted, then the instrument halted before the matcher runs
+    order_replace(order=reload(bid), price=Decimal("2.50"), quantity=5)
+    instrument_halt(instrument=future, actor=None, reason="incident")
+    matcher.process_pending()
+
+    # then nothing trades on the halted instrument
+    assert not Trade.objects.exists()
+    assert (reload(bid).price, reload(bid).open_quantity) == (Decimal("2.45"), 5)
+
+
+def test_order_accepted_before_expiry_of_its_instrument_is_rejected_as_expired(
+    future, buyer, external_matcher
+):
+    order = place(buyer, future, "buy", 5, "2.45")
+    instrument_set_status(instrument=future, status=Instrument.Status.EXPIRED, actor=None)
+
+    Matcher().process_pending()
+
+    order = reload(order)
+    assert (order.status, order.reject_code) == (REJECTED, "ORDER_INSTRUMENT_EXPIRED")

@@ -1,0 +1,108 @@
+"""Helpers shared by the exchange tests."""
+
+from dataclasses import dataclass
+from datetime import date
+from itertools import pairwise
+
+from django.utils import timezone
+
+from exchange import calendar
+from exchange.models import Order, OrderCommand, OrderRejection, OrderTransition, Trade
+
+
+def listing_month() -> date:
+    """A delivery month whose future trades for weeks yet, whatever today's date.
+
+    The month after next: next month's future stops trading on the last business day of this
+    month, which may already have passed at a month's end.
+    """
+    return calendar.add_months(calendar.month_start(timezone.now().date()), 2)
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    orders: int
+    commands: int
+    transitions: int
+    trades: int
+    rejections: int
+
+    @classmethod
+    def now(cls) -> "RowCounts":
+        return cls(
+            orders=Order.objects.count(),
+            commands=OrderCommand.objects.count(),
+            transitions=OrderTransition.objects.count(),
+            trades=Trade.objects.count(),
+            rejections=OrderRejection.objects.count(),
+        )
+
+
+ORDER_STATE_FIELDS = (
+    "status",
+    "reject_code",
+    "price",
+    "quantity",
+    "filled_quantity",
+    "cancelled_quantity",
+    "filled_notional",
+    "priority_sequence",
+)
+
+
+def order_state(order: Order) -> dict:
+    return {name: getattr(order, name) for name in ORDER_STATE_FIELDS}
+
+
+def assert_as_stored(order: Order) -> None:
+    """What a service returned is what the database holds."""
+    assert order_state(order) == order_state(Order.objects.get(pk=order.pk))
+
+
+def status_path(order: Order) -> list[str]:
+    """The statuses an order went through, from its recorded transitions.
+
+    Starts with the status the matcher found (NEW); the creation record, if any, is checked on
+    its own.
+    """
+    rows = list(OrderTransition.objects.filter(order=order).exclude(from_status="").order_by("id"))
+    for previous, current in pairwise(rows):
+        assert current.from_status == previous.to_status, f"broken chain {previous} / {current}"
+    return [rows[0].from_status, *(row.to_status for row in rows)] if rows else []
+
+
+def book_key(resting) -> tuple:
+    return (
+        resting.order_id,
+        resting.account,
+        str(resting.side),
+        resting.price,
+        resting.qty,
+        str(resting.tif),
+        str(resting.stp),
+        resting.expires_at,
+        resting.post_only,
+    )
+
+
+def database_book(instrument_id: int) -> list[tuple]:
+    """The book as a freshly started matcher rebuilds it from the database, in priority order."""
+    from exchange.matcher.runtime import Matcher
+    from exchange.models import Instrument
+
+    matcher = Matcher()
+    matcher.rebuild(Instrument.objects.get(pk=instrument_id))
+    return [book_key(resting) for resting in matcher.engine.book(instrument_id).orders()]
+
+
+def assert_consistent(*instrument_ids: int) -> None:
+    """Orders and trades agree, and the inline matcher's books are the database's books."""
+    from exchange.matcher import inline
+    from exchange.selectors.integrity import order_book_problems
+
+    assert order_book_problems() == []
+    for instrument_id in instrument_ids:
+        in_memory = [
+            book_key(resting) for resting in inline._matcher.engine.book(instrument_id).orders()
+        ]
+        assert in_memory == database_book(instrument_id)

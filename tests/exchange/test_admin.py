@@ -1,0 +1,99 @@
+from decimal import Decimal
+
+import pytest
+from django.contrib.admin.sites import site
+from django.urls import reverse
+
+from exchange.models import AuditEntry, Instrument, Order, OrderCommand, Trade
+from exchange.services.orders import order_place
+
+pytestmark = pytest.mark.django_db
+
+
+def test_admin_needs_a_staff_login(client, django_user_model):
+    response = client.get(reverse("admin:index"))
+
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("admin:login"))
+
+    trader = django_user_model.objects.create_user("trader", password="x")
+    client.force_login(trader)
+    assert client.get(reverse("admin:index")).status_code == 302
+
+
+def test_staff_sees_the_back_office(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+
+    assert response.status_code == 200
+    assert "GPU Exchange back office" in response.content.decode()
+
+
+def test_halt_action_halts_and_audits_with_the_acting_user(admin_client, admin_user, futures):
+    # when
+    response = admin_client.post(
+        reverse("admin:exchange_instrument_changelist"),
+        {"action": "halt", "_selected_action": [futures[0].pk]},
+        follow=True,
+    )
+
+    # then
+    assert response.status_code == 200
+    assert "1 instrument(s) halted." in response.content.decode()
+    statuses = dict(Instrument.objects.values_list("pk", "status"))
+    assert statuses == {futures[0].pk: "halted", futures[1].pk: "active"}
+    entry = AuditEntry.objects.get(action="instrument.halted")
+    assert (entry.actor, entry.actor_label) == (admin_user, admin_user.username)
+    assert (entry.target_type, entry.target_id) == ("Instrument", str(futures[0].pk))
+    assert (entry.before, entry.after) == ({"status": "active"}, {"status": "halted"})
+
+
+def test_resume_action_and_a_refused_change_is_reported(admin_client, futures):
+    url = reverse("admin:exchange_instrument_changelist")
+    admin_client.post(url, {"action": "halt", "_selected_action": [futures[0].pk]})
+
+    response = admin_client.post(
+        url, {"action": "resume", "_selected_action": [f.pk for f in futures]}, follow=True
+    )
+
+    page = response.content.decode()
+    assert "1 instrument(s) resumed." in page
+    assert "cannot go from active to active" in page
+    assert set(Instrument.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_order_admin_is_read_only(admin_client, future, buyer):
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=1
+    )
+    model_admin = site._registry[Order]
+
+    assert admin_client.get(reverse("admin:exchange_order_add")).status_code == 403
+    assert admin_client.get(reverse("admin:exchange_order_changelist")).status_code == 200
+    detail = admin_client.get(reverse("admin:exchange_order_change", args=[order.pk]))
+    assert detail.status_code == 200
+    assert not model_admin.has_add_permission(detail.wsgi_request)
+    assert not model_admin.has_change_permission(detail.wsgi_request, order)
+    assert not model_admin.has_delete_permission(detail.wsgi_request, order)
+    response = admin_client.post(
+        reverse("admin:exchange_order_change", args=[order.pk]), {"quantity": 99}
+    )
+    assert response.status_code == 403
+    assert Order.objects.get(pk=order.pk).quantity == 1
+    for model in (Trade, OrderCommand, AuditEntry):
+        assert not site._registry[model].has_add_permission(detail.wsgi_request)
+
+
+def test_order_admin_cancel_action_goes_through_the_matcher(
+    admin_client, admin_user, future, buyer
+):
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=1
+    )
+
+    admin_client.post(
+        reverse("admin:exchange_order_changelist"),
+        {"action": "cancel", "_selected_action": [order.pk]},
+    )
+
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
+    assert OrderCommand.objects.filter(order=order).last().requested_by == admin_user

@@ -1,0 +1,130 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from exchange.errors import CatalogError, CatalogErrorCode
+from exchange.symbols import (
+    ParsedSymbol,
+    future_symbol,
+    option_symbol,
+    parse_symbol,
+    resale_symbol,
+    strike_text,
+)
+
+
+def test_future_symbol_names_sku_region_and_delivery_month():
+    assert future_symbol("H100SXM", "USEAST", date(2027, 1, 1)) == "H100SXM-USEAST-202701"
+
+
+def test_option_symbol_appends_type_letter_and_strike():
+    future = "H100SXM-USEAST-202701"
+
+    assert option_symbol(future, "call", Decimal("2.5")) == "H100SXM-USEAST-202701-C2.50"
+    assert option_symbol(future, "put", Decimal("2.125")) == "H100SXM-USEAST-202701-P2.125"
+
+
+def test_resale_symbol_names_the_reservation():
+    assert resale_symbol("B200", "USWEST", 42) == "B200-USWEST-R42"
+
+
+@pytest.mark.parametrize(
+    ("strike", "text"),
+    [
+        (Decimal("2.5"), "2.50"),
+        (Decimal("2.500000"), "2.50"),
+        (Decimal("3"), "3.00"),
+        (Decimal("10"), "10.00"),
+        (Decimal("2.125"), "2.125"),
+        (Decimal("0.000125"), "0.000125"),
+    ],
+)
+def test_strike_text_has_at_least_two_decimals_and_no_extra_zeros(strike, text):
+    assert strike_text(strike) == text
+
+
+@pytest.mark.parametrize(
+    ("symbol", "parsed"),
+    [
+        (
+            "H100SXM-USEAST-202701",
+            ParsedSymbol("H100SXM", "USEAST", date(2027, 1, 1), None, None, None),
+        ),
+        (
+            "H100SXM-USEAST-202712-C2.50",
+            ParsedSymbol("H100SXM", "USEAST", date(2027, 12, 1), None, "call", Decimal("2.50")),
+        ),
+        (
+            "A100-EUWEST-202703-P1.125",
+            ParsedSymbol("A100", "EUWEST", date(2027, 3, 1), None, "put", Decimal("1.125")),
+        ),
+        ("B200-USWEST-R7", ParsedSymbol("B200", "USWEST", None, 7, None, None)),
+    ],
+)
+def test_parse_symbol_reads_every_kind(symbol, parsed):
+    assert parse_symbol(symbol) == parsed
+
+
+def test_symbols_round_trip_through_parse():
+    future = future_symbol("MI300X", "USWEST", date(2028, 11, 1))
+    option = option_symbol(future, "put", Decimal("2.25"))
+    resale = resale_symbol("L40S", "EUWEST", 12)
+
+    parsed_future = parse_symbol(future)
+    parsed_option = parse_symbol(option)
+    parsed_resale = parse_symbol(resale)
+
+    assert (
+        future_symbol(parsed_future.sku, parsed_future.region, parsed_future.delivery_month)
+        == future
+    )
+    assert (
+        option_symbol(
+            future_symbol(parsed_option.sku, parsed_option.region, parsed_option.delivery_month),
+            parsed_option.option_type,
+            parsed_option.strike,
+        )
+        == option
+    )
+    assert (
+        resale_symbol(parsed_resale.sku, parsed_resale.region, parsed_resale.reservation) == resale
+    )
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "",
+        "h100sxm-USEAST-202701",  # lower case
+        "H100SXM-USEAST-202713",  # month 13
+        "H100SXM-USEAST-202700",  # month 0
+        "H100SXM-USEAST-20271",  # short month
+        "H-USEAST-202701",  # code too short
+        "H100SXM-USEAST",  # no term
+        "H100SXM-USEAST-202701-C2.5",  # one decimal
+        "H100SXM-USEAST-202701-X2.50",  # unknown option letter
+        "H100SXM-USEAST-202701-C2.1234567",  # seven decimals
+        "H100SXM-USEAST-R0",  # reservation 0
+        "H100SXM-USEAST-R01",  # leading zero
+        "H100SXM-USEAST-R5-C2.50",  # option on a resale block
+        "H100SXM-USEAST-202701 ",  # trailing space
+        "H100SXM_USEAST_202701",
+    ],
+)
+def test_parse_symbol_refuses_what_is_not_a_symbol(symbol):
+    with pytest.raises(CatalogError) as raised:
+        parse_symbol(symbol)
+
+    assert raised.value.code == CatalogErrorCode.INVALID_SYMBOL
+    assert raised.value.code == "CATALOG_INVALID_SYMBOL"
+
+
+@pytest.mark.parametrize("code", ["h100", "H", "H100-SXM", "A" * 17, ""])
+def test_building_a_symbol_refuses_bad_codes(code):
+    with pytest.raises(CatalogError) as raised:
+        future_symbol(code, "USEAST", date(2027, 1, 1))
+    assert raised.value.code == CatalogErrorCode.INVALID_SYMBOL
+
+    with pytest.raises(CatalogError):
+        resale_symbol("H100SXM", code, 1)

@@ -1,0 +1,91 @@
+"""Celery tasks, run eagerly as in the embedded mode."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchange import calendar, tasks
+from exchange.matcher import inline
+from exchange.models import Instrument, Order
+from exchange.services.listing import futures_list_strip
+from exchange.services.orders import order_place
+
+pytestmark = pytest.mark.django_db
+
+
+def test_orders_expire_due_expires_gtd_orders_past_their_expiry(future, buyer):
+    # given two resting GTD bids; one's expiry is then moved into the past
+    expires_at = timezone.now() + timedelta(hours=1)
+    due = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.45"),
+        quantity=3,
+        time_in_force="gtd",
+        expires_at=expires_at,
+    )
+    not_due = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.40"),
+        quantity=3,
+        time_in_force="gtd",
+        expires_at=expires_at,
+    )
+    Order.objects.filter(pk=due.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    inline.reset()  # The matcher's memory follows the database.
+
+    # when
+    result = tasks.orders_expire_due.delay()
+
+    # then
+    assert result.get() == 0  # No command ran; only the expiry.
+    assert Order.objects.get(pk=due.pk).status == Order.Status.EXPIRED
+    assert Order.objects.get(pk=not_due.pk).status == Order.Status.OPEN
+    assert [resting.order_id for resting in inline._matcher.engine.book(future.pk).orders()] == [
+        not_due.pk
+    ]
+
+
+def test_orders_expire_due_leaves_external_matchers_alone(future, buyer, settings):
+    order = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.45"),
+        quantity=3,
+        time_in_force="gtd",
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    Order.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    settings.EXCHANGE_MATCHER_MODE = "external"
+
+    assert tasks.orders_expire_due.delay().get() == 0
+    assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
+
+
+def test_instruments_list_upcoming_fills_in_missing_months(sku, region):
+    # given a pair with only one month listed, a year out
+    next_month = calendar.add_months(calendar.month_start(timezone.now().date()), 1)
+    futures_list_strip(
+        sku=sku, region=region, first_month=calendar.add_months(next_month, 5), months=1
+    )
+
+    # when
+    listed = tasks.instruments_list_upcoming.delay().get()
+
+    # then the strip is twelve months deep from next month on
+    assert listed == tasks.UPCOMING_MONTHS
+    starts = sorted(Instrument.objects.values_list("delivery_start", flat=True))
+    assert starts == [calendar.add_months(next_month, index) for index in range(12)]
+    assert tasks.instruments_list_upcoming.delay().get() == tasks.UPCOMING_MONTHS
+    assert Instrument.objects.count() == 12
+
+
+def test_instruments_list_upcoming_without_listings_lists_nothing(sku, region):
+    assert tasks.instruments_list_upcoming.delay().get() == 0
+    assert not Instrument.objects.exists()

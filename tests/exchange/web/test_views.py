@@ -1,0 +1,168 @@
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from exchange.models import Region, ReservedCapacity, Sku
+from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
+from exchange.services.orders import order_place
+from tests.exchange.support import listing_month
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def other_market(db):
+    """A second SKU in a second region, one month listed."""
+    sku = Sku.objects.create(
+        code="B200",
+        name="NVIDIA B200",
+        vendor="NVIDIA",
+        generation="Blackwell",
+        memory_gb=192,
+        interconnect="nvlink",
+        release_date=date(2025, 3, 1),
+        power_watts=1000,
+    )
+    region = Region.objects.create(
+        code="EUWEST", name="EU West", power_price_usd_per_kwh=Decimal("0.185")
+    )
+    return futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=1)[0]
+
+
+@pytest.fixture
+def quoted(future, buyer, seller):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=7)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.55"), quantity=9)
+    return future
+
+
+def test_markets_page_lists_futures_with_quotes(client, quoted, futures, other_market):
+    response = client.get(reverse("web:markets"))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    for instrument in [*futures, other_market]:
+        assert instrument.symbol in page
+    assert "2.450" in page
+    assert "2.550" in page
+    assert response.context["instrument_count"] == 3
+    row = next(
+        row
+        for group in response.context["groups"]
+        for row in group["rows"]
+        if row["instrument"] == quoted
+    )
+    assert row["quote"].best_bid.quantity == 7
+    assert row["quote"].best_ask.quantity == 9
+
+
+def test_markets_page_filters_by_sku_and_region(client, futures, other_market):
+    by_sku = client.get(reverse("web:markets"), {"sku": "B200"})
+    by_region = client.get(reverse("web:markets"), {"region": "USEAST"})
+
+    assert by_sku.status_code == by_region.status_code == 200
+    assert other_market.symbol in by_sku.content.decode()
+    assert futures[0].symbol not in by_sku.content.decode()
+    assert by_region.context["instrument_count"] == 2
+    assert other_market.symbol not in by_region.content.decode()
+
+
+def test_markets_page_filters_by_kind(client, future):
+    options = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.5"),
+        strike_step=Decimal("0.5"),
+        strikes_each_side=1,
+    )
+
+    response = client.get(reverse("web:markets"), {"kind": "option"})
+
+    page = response.content.decode()
+    assert response.context["kind"] == "option"
+    assert response.context["instrument_count"] == len(options) == 6
+    assert all(option.symbol in page for option in options)
+    assert f'href="/instruments/{future.symbol}/"' not in page
+
+
+def test_markets_page_falls_back_to_futures_for_an_unknown_kind(client, future):
+    response = client.get(reverse("web:markets"), {"kind": "swap"})
+
+    assert response.status_code == 200
+    assert response.context["kind"] == "future"
+    assert future.symbol in response.content.decode()
+
+
+def test_instrument_page_shows_depth_and_trades(client, quoted, buyer):
+    order_place(account=buyer, instrument=quoted, side="buy", price=Decimal("2.55"), quantity=2)
+
+    response = client.get(reverse("web:instrument", args=[quoted.symbol]))
+
+    assert response.status_code == 200
+    assert response.context["instrument"] == quoted
+    bids = [(level.price, level.quantity) for level in response.context["bids"]]
+    asks = [(level.price, level.quantity) for level in response.context["asks"]]
+    assert bids == [(Decimal("2.45"), 7)]
+    assert asks == [(Decimal("2.55"), 7)]
+    assert [trade.quantity for trade in response.context["trades"]] == [2]
+    page = response.content.decode()
+    assert quoted.symbol in page
+    assert "No trades yet." not in page
+    assert f"{quoted.gpu_hours_per_contract} GPU-hours" in page
+
+
+def test_future_page_links_its_options_and_option_page_its_future(client, future):
+    call, put = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.5"),
+        strike_step=Decimal("0.5"),
+        strikes_each_side=0,
+    )
+
+    future_page = client.get(reverse("web:instrument", args=[future.symbol]))
+    option_page = client.get(reverse("web:instrument", args=[call.symbol]))
+
+    assert list(future_page.context["options"]) == [call, put]
+    assert f'href="/instruments/{call.symbol}/"' in future_page.content.decode()
+    assert option_page.status_code == 200
+    assert f'href="/instruments/{future.symbol}/"' in option_page.content.decode()
+    assert "No trades yet." in option_page.content.decode()
+
+
+def test_unknown_instrument_is_not_found(client, future):
+    response = client.get(reverse("web:instrument", args=["H100SXM-USEAST-209901"]))
+
+    assert response.status_code == 404
+
+
+def test_resale_listing_pages(client, sku, region, buyer, seller):
+    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC)
+    reservation = ReservedCapacity.objects.create(
+        provider=seller.organization,
+        holder=buyer.organization,
+        cluster="nw-ashburn-a",
+        sku=sku,
+        region=region,
+        starts_at=starts,
+        ends_at=starts + timedelta(days=90),
+        gpus=256,
+        interconnect="infiniband",
+        contiguous_block_gpus=64,
+    )
+    instrument = resale_list(reservation=reservation)
+    order_place(
+        account=buyer, instrument=instrument, side="sell", price=Decimal("2.30"), quantity=128
+    )
+
+    listing = client.get(reverse("web:markets"), {"kind": "resale"})
+    detail = client.get(reverse("web:instrument", args=[instrument.symbol]))
+
+    assert listing.status_code == detail.status_code == 200
+    assert instrument.symbol in listing.content.decode()
+    assert "2.300" in listing.content.decode()
+    page = detail.content.decode()
+    assert "256 GPUs, nw-ashburn-a, blocks of 64" in page
+    assert [(level.price, level.quantity) for level in detail.context["asks"]] == [
+        (Decimal("2.30"), 128)
+    ]
