@@ -7,12 +7,11 @@ carry that sequence, and an order's queue priority is the sequence at which it t
 
 from datetime import datetime
 
-from django.db import connection
-from django.db.models import Model
 from django.utils import timezone
 
 import matching
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
+from exchange.statements import insert_rows, update_rows
 from exchange.units import lots_to_quantity, ticks_to_price
 
 # The one table of allowed order status changes. A replace records a same-status transition.
@@ -52,27 +51,6 @@ ORDER_FIELDS_WRITTEN = [
     "priority_sequence",
     "updated_at",
 ]
-
-
-def update_rows(model: type[Model], rows: list[Model], fields: list[str]) -> None:
-    """UPDATE each row's ``fields`` by primary key with one prepared statement.
-
-    ``QuerySet.bulk_update`` builds a CASE expression per field and row, which cost ten times
-    more than the matching itself; a prepared statement run with ``executemany`` does not.
-    Values go through each field's own database conversion, as the ORM would do.
-    """
-    model_fields = [model._meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
-    table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
-    statement = f"UPDATE {table} SET {assignments} WHERE {key} = %s"
-    parameters = [
-        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in model_fields]
-        + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(statement, parameters)
 
 
 class EventApplier:
@@ -220,14 +198,10 @@ class EventApplier:
 
     def flush(self) -> None:
         """Write everything collected, in a fixed order, in the caller's transaction."""
-        if self.dirty_orders:
-            update_rows(Order, list(self.dirty_orders.values()), ORDER_FIELDS_WRITTEN)
-        if self.trades:
-            Trade.objects.bulk_create(self.trades)
-        if self.transitions:
-            OrderTransition.objects.bulk_create(self.transitions)
-        if self.commands:
-            update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
+        update_rows(Order, self.dirty_orders.values(), ORDER_FIELDS_WRITTEN)
+        insert_rows(Trade, self.trades)
+        insert_rows(OrderTransition, self.transitions)
+        update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
         if self.sequence != self.instrument.sequence:
             self.instrument.sequence = self.sequence
-            Instrument.objects.filter(pk=self.instrument.pk).update(sequence=self.sequence)
+            update_rows(Instrument, [self.instrument], ["sequence"])

@@ -22,9 +22,18 @@ import matching
 from exchange.errors import OrderRejectCode
 from exchange.matcher.events import EventApplier
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
+from exchange.statements import Select
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
 
 logger = logging.getLogger(__name__)
+
+INSTRUMENT_BY_ID = Select([Instrument], "{t0}", "WHERE {t0}.id = %s")
+# The matcher's queue: served by the partial index on pending commands (instrument, id).
+PENDING_COMMANDS = Select(
+    [OrderCommand, Order],
+    "{t0} INNER JOIN {t1} ON {t1}.id = {t0}.order_id",
+    "WHERE {t0}.instrument_id = %s AND {t0}.status = 'pending' ORDER BY {t0}.id LIMIT %s",
+)
 
 
 def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder:
@@ -139,16 +148,15 @@ class Matcher:
             with transaction.atomic():
                 # Locks the instrument row: one matching transaction per instrument at a time,
                 # across processes, and ordered with staff halting the instrument.
-                instrument = Instrument.objects.select_for_update().get(pk=instrument_id)
+                instrument = INSTRUMENT_BY_ID.rows([instrument_id], for_update=True)[0][0]
                 if self._synced_sequence.get(instrument_id) != instrument.sequence:
                     self.rebuild(instrument)
-                commands = list(
-                    OrderCommand.objects.filter(
-                        instrument_id=instrument_id, status=OrderCommand.Status.PENDING
-                    )
-                    .select_related("order")
-                    .order_by("id")[: self.BATCH_COMMANDS_MAX + 1]
-                )
+                commands = []
+                for command, order in PENDING_COMMANDS.rows(
+                    [instrument_id, self.BATCH_COMMANDS_MAX + 1]
+                ):
+                    command.order = order
+                    commands.append(command)
                 more = len(commands) > self.BATCH_COMMANDS_MAX
                 commands = commands[: self.BATCH_COMMANDS_MAX]
                 applier = EventApplier(

@@ -35,9 +35,13 @@ class Order(models.Model):
         EXPIRED = "expired", "Expired"
         REJECTED = "rejected", "Rejected"
 
-    account = models.ForeignKey("exchange.Account", on_delete=models.PROTECT, related_name="orders")
+    # No single-column indexes: (account, status) and (instrument, ...) indexes lead with these
+    # columns, and every index of an order is rewritten on each of its status changes.
+    account = models.ForeignKey(
+        "exchange.Account", on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     instrument = models.ForeignKey(
-        "exchange.Instrument", on_delete=models.PROTECT, related_name="orders"
+        "exchange.Instrument", on_delete=models.PROTECT, related_name="orders", db_index=False
     )
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -166,8 +170,9 @@ class OrderCommand(models.Model):
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="commands")
+    # Commands are found through the partial queue index below, never by instrument alone.
     instrument = models.ForeignKey(
-        "exchange.Instrument", on_delete=models.PROTECT, related_name="+"
+        "exchange.Instrument", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     price = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
     quantity = models.PositiveIntegerField(

@@ -19,7 +19,7 @@ def instrument_set_status(
 ) -> Instrument:
     with transaction.atomic():
         # The row lock orders this change with the matcher, which reads the status under it.
-        locked = Instrument.objects.select_for_update().get(pk=instrument.pk)
+        locked = Instrument.objects.select_for_update(no_key=True).get(pk=instrument.pk)
         if status not in ALLOWED_STATUS_CHANGES[Instrument.Status(locked.status)]:
             raise CatalogError(
                 CatalogErrorCode.INVALID_STATUS_CHANGE,

@@ -27,9 +27,11 @@ from exchange.models import (
     OrderRejection,
     Side,
 )
+from exchange.statements import Select, insert_row
 from exchange.units import price_to_ticks, quantity_to_lots
 
 CLIENT_ORDER_ID_LENGTH_MAX = 64
+INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,8 @@ def order_place(
         self_trade_prevention,
         expires_at,
     )
-    resolved = Instrument.objects.filter(symbol=symbol).order_by().first()
+    found = INSTRUMENT_BY_SYMBOL.rows([symbol])
+    resolved = found[0][0] if found else None
     try:
         if client_order_id is not None:
             existing = _existing_for_client_order_id(account, client_order_id, request)
@@ -340,21 +343,23 @@ def _order_accept(
     require_own_transaction()
     # One autocommit INSERT is the whole acceptance: the trigger of migration 0003 adds the
     # order's NEW command to the matcher's queue within the same statement.
-    order = Order.objects.create(
-        account=account,
-        instrument=instrument,
-        client_order_id=client_order_id,
-        side=request.side,
-        type=request.type,
-        time_in_force=request.time_in_force,
-        post_only=request.post_only,
-        self_trade_prevention=request.self_trade_prevention,
-        price=request.price,
-        quantity=request.quantity,
-        expires_at=request.expires_at,
-        status=Order.Status.NEW,
-        placed_by=user,
-        request_digest=request.digest(),
+    order = insert_row(
+        Order(
+            account=account,
+            instrument=instrument,
+            client_order_id=client_order_id,
+            side=request.side,
+            type=request.type,
+            time_in_force=request.time_in_force,
+            post_only=request.post_only,
+            self_trade_prevention=request.self_trade_prevention,
+            price=request.price,
+            quantity=request.quantity,
+            expires_at=request.expires_at,
+            status=Order.Status.NEW,
+            placed_by=user,
+            request_digest=request.digest(),
+        )
     )
     return order
 
