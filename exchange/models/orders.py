@@ -35,7 +35,7 @@ class Order(models.Model):
         EXPIRED = "expired", "Expired"
         REJECTED = "rejected", "Rejected"
 
-    # No single-column indexes: (account, status) and (instrument, ...) indexes lead with these
+    # No single-column indexes: (account, status) and the resting-order index lead with these
     # columns, and every index of an order is rewritten on each of its status changes.
     account = models.ForeignKey(
         "exchange.Account", on_delete=models.PROTECT, related_name="orders", db_index=False
@@ -113,7 +113,6 @@ class Order(models.Model):
                 condition=models.Q(status__in=["open", "partially_filled"]),
                 name="order_resting",
             ),
-            models.Index(fields=["instrument", "status"], name="order_instrument_status"),
             models.Index(fields=["account", "status"], name="order_account_status"),
         ]
 
