@@ -182,31 +182,41 @@ def forward_price(
     return quantize_to_tick(price, tick)
 
 
+def ensure_sku(code: str) -> Sku:
+    """The demo catalog's SKU ``code``, created if missing."""
+    spec = next(spec for spec in SKUS if spec.code == code)
+    sku, _ = Sku.objects.get_or_create(
+        code=spec.code,
+        defaults={
+            "name": spec.name,
+            "vendor": spec.vendor,
+            "generation": spec.generation,
+            "memory_gb": spec.memory_gb,
+            "interconnect": spec.interconnect,
+            "release_date": spec.release_date,
+            "power_watts": spec.power_watts,
+        },
+    )
+    return sku
+
+
+def ensure_region(code: str) -> Region:
+    """The demo catalog's region ``code``, created if missing."""
+    _code, name, compliance, power_price, _factor = next(row for row in REGIONS if row[0] == code)
+    region, _ = Region.objects.get_or_create(
+        code=code,
+        defaults={"name": name, "compliance": compliance, "power_price_usd_per_kwh": power_price},
+    )
+    return region
+
+
 def load_catalog(today: date) -> list[tuple[SkuSpec, Region, Decimal, list[Instrument]]]:
     first_month = calendar.add_months(calendar.month_start(today), 1)
     strips = []
     for spec in SKUS:
-        sku, _ = Sku.objects.get_or_create(
-            code=spec.code,
-            defaults={
-                "name": spec.name,
-                "vendor": spec.vendor,
-                "generation": spec.generation,
-                "memory_gb": spec.memory_gb,
-                "interconnect": spec.interconnect,
-                "release_date": spec.release_date,
-                "power_watts": spec.power_watts,
-            },
-        )
-        for code, name, compliance, power_price, factor in REGIONS:
-            region, _ = Region.objects.get_or_create(
-                code=code,
-                defaults={
-                    "name": name,
-                    "compliance": compliance,
-                    "power_price_usd_per_kwh": power_price,
-                },
-            )
+        sku = ensure_sku(spec.code)
+        for code, _name, _compliance, _power_price, factor in REGIONS:
+            region = ensure_region(code)
             futures = futures_list_strip(
                 sku=sku, region=region, first_month=first_month, months=STRIP_MONTHS
             )

@@ -16,7 +16,6 @@ import statistics
 import threading
 import time
 from datetime import date
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -154,26 +153,12 @@ class Command(BaseCommand):
                 connection.creation.destroy_test_db(old_name, verbosity=0)
 
     def _market(self, count: int) -> tuple[list[int], list[int]]:
-        from exchange.models import Organization, Region, Sku
+        from exchange.demo import ensure_region, ensure_sku
+        from exchange.models import Organization
         from exchange.services.listing import futures_list_strip
         from exchange.services.participants import account_main, organization_create
 
-        sku = Sku.objects.create(
-            code="H100SXM",
-            name="NVIDIA H100 SXM",
-            vendor="NVIDIA",
-            generation="Hopper",
-            memory_gb=80,
-            interconnect="nvlink",
-            release_date=date(2022, 9, 20),
-            power_watts=700,
-        )
-        region = Region.objects.create(
-            code="USEAST",
-            name="US East",
-            compliance=["soc2"],
-            power_price_usd_per_kwh=Decimal("0.08"),
-        )
+        sku, region = ensure_sku("H100SXM"), ensure_region("USEAST")
         strip = futures_list_strip(
             sku=sku, region=region, first_month=date(timezone.now().year + 1, 1, 1), months=count
         )
