@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "ledger.apps.LedgerConfig",
     "exchange.apps.ExchangeConfig",
 ]
 

@@ -1,0 +1,467 @@
+"""Ledger services: every change of the ledger goes through these functions.
+
+Each runs in ``transaction.atomic()`` (plain, not durable) so that it composes with the caller's
+transaction: a trade and the entry it causes commit together.
+
+Locking: accounts are locked with ``select_for_update`` in ascending id order, then holds in
+ascending id order, in every function here. One global order means two transactions can never
+each hold a lock the other waits for, so concurrent entries never deadlock.
+
+Refusals raise ``LedgerError`` with a ``LedgerErrorCode`` before anything is written; limits are
+checked on the new totals computed in memory, then the totals are written.
+"""
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ledger.errors import LedgerError, LedgerErrorCode
+from ledger.models import Account, Commodity, Entry, Hold, HoldConsumption, Posting
+
+KEY_LENGTH_MAX = 200
+POSTINGS_PER_ENTRY_MAX = 64
+ENTRIES_PER_BATCH_MAX = 10_000
+HOLDS_EXPIRED_PER_CALL_MAX = 10_000
+# Amounts fit PostgreSQL's bigint with room for the running totals of many entries.
+AMOUNT_MAX = 2**62
+
+
+@dataclass(frozen=True)
+class EntrySpec:
+    """One entry to post. ``postings``: (account, signed amount), positive debits.
+
+    ``holds``: (hold, amount) pairs this entry consumes: the amount moves from pending to posted
+    on the hold's account, so the entry must post at least that much on the hold's side of that
+    account. With ``release_holds`` the rest of each hold is released (TigerBeetle's post of a
+    pending transfer); otherwise a hold stays pending until consumed in full or voided.
+    """
+
+    key: str
+    description: str
+    postings: tuple[tuple[Account, int], ...]
+    holds: tuple[tuple[Hold, int], ...] = ()
+    release_holds: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    reverses: Entry | None = None
+
+    def digest(self) -> str:
+        content = {
+            "description": self.description,
+            "postings": sorted((account.pk, amount) for account, amount in self.postings),
+            "holds": sorted((hold.pk, amount) for hold, amount in self.holds),
+            "release_holds": self.release_holds,
+            "reverses": self.reverses.pk if self.reverses else None,
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _refuse(code: LedgerErrorCode, message: str, field_name: str = "") -> None:
+    raise LedgerError(code, message, field=field_name)
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not 1 <= len(key) <= KEY_LENGTH_MAX:
+        _refuse(
+            LedgerErrorCode.KEY_INVALID,
+            f"An idempotency key has 1 to {KEY_LENGTH_MAX} characters.",
+            "key",
+        )
+
+
+def _check_amount(amount: object, *, signed: bool) -> None:
+    valid = (
+        isinstance(amount, int) and not isinstance(amount, bool) and 0 < abs(amount) < AMOUNT_MAX
+    )
+    if not valid or (not signed and amount < 0):  # type: ignore[operator]
+        _refuse(LedgerErrorCode.AMOUNT_INVALID, f"{amount!r} is not a valid amount.", "amount")
+
+
+def _check_spec(spec: EntrySpec) -> None:
+    _check_key(spec.key)
+    if not spec.postings:
+        _refuse(LedgerErrorCode.ENTRY_EMPTY, "An entry needs postings.", "postings")
+    if len(spec.postings) > POSTINGS_PER_ENTRY_MAX:
+        _refuse(
+            LedgerErrorCode.AMOUNT_INVALID,
+            f"At most {POSTINGS_PER_ENTRY_MAX} postings.",
+            "postings",
+        )
+    sums: dict[int, int] = defaultdict(int)
+    for account, amount in spec.postings:
+        _check_amount(amount, signed=True)
+        sums[account.commodity_id] += amount
+    unbalanced = [commodity for commodity, total in sums.items() if total]
+    if unbalanced:
+        _refuse(
+            LedgerErrorCode.ENTRY_UNBALANCED,
+            f"Postings do not sum to zero for commodities {unbalanced}.",
+            "postings",
+        )
+    for hold, amount in spec.holds:
+        _check_amount(amount, signed=False)
+        side_total = sum(
+            posted
+            for account, posted in spec.postings
+            if account.pk == hold.account_id and (posted > 0) == (hold.side == Hold.Side.DEBIT)
+        )
+        if abs(side_total) < amount:
+            _refuse(
+                LedgerErrorCode.HOLD_ACCOUNT_NOT_IN_ENTRY,
+                f"The entry posts {abs(side_total)} on the {hold.side} side of the hold's account, "
+                f"less than the {amount} it consumes.",
+                "holds",
+            )
+
+
+class _Totals:
+    """New running totals of locked accounts, checked against their limits before writing."""
+
+    def __init__(self, accounts: dict[int, Account]) -> None:
+        self.accounts = accounts
+        self.touched: set[int] = set()
+
+    def post(self, account_id: int, amount: int) -> None:
+        account = self.accounts[account_id]
+        if account.closed:
+            _refuse(
+                LedgerErrorCode.ACCOUNT_CLOSED, f"Account {account.code} is closed.", "postings"
+            )
+        if amount > 0:
+            account.debits_posted += amount
+        else:
+            account.credits_posted -= amount
+        self.touched.add(account_id)
+
+    def pend(self, account_id: int, side: str, amount: int) -> None:
+        """Add (or with a negative amount, release) a pending amount."""
+        account = self.accounts[account_id]
+        if side == Hold.Side.DEBIT:
+            account.debits_pending += amount
+        else:
+            account.credits_pending += amount
+        self.touched.add(account_id)
+
+    def check(self) -> None:
+        for account_id in sorted(self.touched):
+            account = self.accounts[account_id]
+            limit = account.limit
+            if limit == Account.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS and account.available < 0:
+                _refuse(
+                    LedgerErrorCode.INSUFFICIENT_FUNDS,
+                    f"Account {account.code} would be short by {-account.available}.",
+                    "postings",
+                )
+            if limit == Account.Limit.CREDITS_MUST_NOT_EXCEED_DEBITS and account.available < 0:
+                _refuse(
+                    LedgerErrorCode.CREDITS_EXCEED_DEBITS,
+                    f"Account {account.code} would be short by {-account.available}.",
+                    "postings",
+                )
+
+    def write(self) -> None:
+        rows = [
+            (
+                account.debits_posted,
+                account.credits_posted,
+                account.debits_pending,
+                account.credits_pending,
+                account.pk,
+            )
+            for account in (self.accounts[account_id] for account_id in sorted(self.touched))
+        ]
+        if not rows:
+            return
+        table = connection.ops.quote_name(Account._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET debits_posted = %s, credits_posted = %s, "
+                "debits_pending = %s, credits_pending = %s WHERE id = %s",
+                rows,
+            )
+
+
+def _lock_accounts(account_ids: Iterable[int]) -> dict[int, Account]:
+    # Ascending id order: the one lock order of the ledger (see the module docstring).
+    locked = Account.objects.select_for_update().filter(pk__in=set(account_ids)).order_by("pk")
+    return {account.pk: account for account in locked}
+
+
+def _lock_holds(hold_ids: Iterable[int]) -> dict[int, Hold]:
+    locked = Hold.objects.select_for_update().filter(pk__in=set(hold_ids)).order_by("pk")
+    return {hold.pk: hold for hold in locked}
+
+
+def _existing_entries(specs: Sequence[EntrySpec]) -> dict[str, Entry]:
+    """Entries already posted under these keys; a key reused for other content is refused."""
+    by_key: dict[str, EntrySpec] = {}
+    for spec in specs:
+        earlier = by_key.setdefault(spec.key, spec)
+        if earlier is not spec and earlier.digest() != spec.digest():
+            _refuse(
+                LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT,
+                f"Key {spec.key!r} is used twice in the batch.",
+                "key",
+            )
+    existing = {
+        entry.idempotency_key: entry
+        for entry in Entry.objects.filter(idempotency_key__in=list(by_key))
+    }
+    for key, entry in existing.items():
+        if entry.content_digest != by_key[key].digest():
+            _refuse(
+                LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT,
+                f"Key {key!r} was posted with other content.",
+                "key",
+            )
+    return existing
+
+
+def entries_post(specs: Sequence[EntrySpec]) -> list[Entry]:
+    """Post a batch of entries atomically: all of them or, on any refusal, none.
+
+    An entry whose key exists with the same content is returned as it is, not posted again.
+    """
+    if not 1 <= len(specs) <= ENTRIES_PER_BATCH_MAX:
+        _refuse(
+            LedgerErrorCode.ENTRY_EMPTY,
+            f"A batch has 1 to {ENTRIES_PER_BATCH_MAX} entries.",
+            "entries",
+        )
+    for spec in specs:
+        _check_spec(spec)
+    with transaction.atomic():
+        existing = _existing_entries(specs)
+        fresh: list[EntrySpec] = []
+        seen: set[str] = set(existing)
+        for spec in specs:
+            if spec.key not in seen:
+                fresh.append(spec)
+                seen.add(spec.key)
+        if fresh:
+            created = _post_fresh(fresh)
+            existing.update(created)
+    return [existing[spec.key] for spec in specs]
+
+
+def _post_fresh(specs: list[EntrySpec]) -> dict[str, Entry]:
+    hold_ids = {hold.pk for spec in specs for hold, _ in spec.holds}
+    account_ids = {account.pk for spec in specs for account, _ in spec.postings}
+    account_ids |= set(Hold.objects.filter(pk__in=hold_ids).values_list("account_id", flat=True))
+    totals = _Totals(_lock_accounts(account_ids))
+    holds = _lock_holds(hold_ids)
+    now = timezone.now()
+    for spec in specs:
+        for account, amount in spec.postings:
+            totals.post(account.pk, amount)
+        for given, amount in spec.holds:
+            hold = holds[given.pk]
+            if hold.status != Hold.Status.PENDING:
+                _refuse(
+                    LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{hold.pk} is {hold.status}.", "holds"
+                )
+            if amount > hold.remaining:
+                _refuse(
+                    LedgerErrorCode.HOLD_AMOUNT_EXCEEDED,
+                    f"Hold #{hold.pk} has {hold.remaining} pending, less than {amount}.",
+                    "holds",
+                )
+            hold.remaining -= amount
+            released = hold.remaining if spec.release_holds else 0
+            totals.pend(hold.account_id, hold.side, -(amount + released))
+            hold.remaining -= released
+            if hold.remaining == 0:
+                hold.status, hold.resolved_at = Hold.Status.POSTED, now
+    totals.check()
+    entries = Entry.objects.bulk_create(
+        [
+            Entry(
+                idempotency_key=spec.key,
+                content_digest=spec.digest(),
+                description=spec.description[:300],
+                metadata=spec.metadata,
+                reverses=spec.reverses,
+                created_at=now,
+            )
+            for spec in specs
+        ]
+    )
+    if connection.features.can_return_rows_from_bulk_insert is False:
+        # SQLite before 3.35 cannot return ids from a bulk insert; read them back by key.
+        by_key = Entry.objects.in_bulk([spec.key for spec in specs], field_name="idempotency_key")
+        entries = [by_key[spec.key] for spec in specs]
+    Posting.objects.bulk_create(
+        [
+            Posting(
+                entry=entry, account_id=account.pk, commodity_id=account.commodity_id, amount=amount
+            )
+            for entry, spec in zip(entries, specs, strict=True)
+            for account, amount in spec.postings
+        ]
+    )
+    consumptions = [
+        HoldConsumption(hold_id=hold.pk, entry=entry, amount=amount)
+        for entry, spec in zip(entries, specs, strict=True)
+        for hold, amount in spec.holds
+    ]
+    if consumptions:
+        HoldConsumption.objects.bulk_create(consumptions)
+        Hold.objects.bulk_update(list(holds.values()), ["remaining", "status", "resolved_at"])
+    totals.write()
+    return {entry.idempotency_key: entry for entry in entries}
+
+
+def entry_post(
+    *,
+    key: str,
+    description: str,
+    postings: Sequence[tuple[Account, int]],
+    holds: Sequence[tuple[Hold, int]] = (),
+    release_holds: bool = False,
+    metadata: dict[str, Any] | None = None,
+    reverses: Entry | None = None,
+) -> Entry:
+    """Post one balanced entry (see ``EntrySpec``); idempotent on ``key``."""
+    spec = EntrySpec(
+        key, description, tuple(postings), tuple(holds), release_holds, metadata or {}, reverses
+    )
+    return entries_post([spec])[0]
+
+
+def entry_reverse(*, entry: Entry, key: str, description: str = "") -> Entry:
+    """Post the exact opposite of ``entry``: the way to correct an append-only ledger."""
+    postings = [
+        (posting.account, -posting.amount) for posting in entry.postings.select_related("account")
+    ]
+    return entry_post(
+        key=key,
+        description=description or f"Reversal of entry #{entry.pk}",
+        postings=postings,
+        reverses=entry,
+    )
+
+
+def hold_create(
+    *,
+    key: str,
+    account: Account,
+    side: str,
+    amount: int,
+    description: str,
+    expires_at: datetime | None = None,
+) -> Hold:
+    """Reserve ``amount`` on one side of ``account``; refused if its limit would be exceeded."""
+    _check_key(key)
+    _check_amount(amount, signed=False)
+    if side not in Hold.Side.values:
+        _refuse(LedgerErrorCode.AMOUNT_INVALID, f"Side must be one of {Hold.Side.values}.", "side")
+    with transaction.atomic():
+        existing = Hold.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            same = (existing.account_id, existing.side, existing.amount, existing.expires_at) == (
+                account.pk,
+                side,
+                amount,
+                expires_at,
+            )
+            if not same:
+                _refuse(
+                    LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT,
+                    f"Hold key {key!r} exists with other content.",
+                    "key",
+                )
+            return existing
+        totals = _Totals(_lock_accounts([account.pk]))
+        if totals.accounts[account.pk].closed:
+            _refuse(LedgerErrorCode.ACCOUNT_CLOSED, f"Account {account.code} is closed.", "account")
+        totals.pend(account.pk, side, amount)
+        totals.check()
+        hold = Hold.objects.create(
+            idempotency_key=key,
+            account=account,
+            side=side,
+            amount=amount,
+            remaining=amount,
+            expires_at=expires_at,
+            description=description[:300],
+        )
+        totals.write()
+    return hold
+
+
+def _hold_release(hold: Hold, status: str) -> Hold:
+    with transaction.atomic():
+        totals = _Totals(_lock_accounts([hold.account_id]))
+        locked = _lock_holds([hold.pk])[hold.pk]
+        if locked.status != Hold.Status.PENDING:
+            if locked.status == status:
+                return locked  # Voiding twice is a repeat, not an error.
+            _refuse(
+                LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{locked.pk} is {locked.status}.", "hold"
+            )
+        totals.pend(locked.account_id, locked.side, -locked.remaining)
+        locked.remaining = 0
+        locked.status = status
+        locked.resolved_at = timezone.now()
+        locked.save(update_fields=["remaining", "status", "resolved_at"])
+        totals.write()
+    return locked
+
+
+def hold_void(*, hold: Hold) -> Hold:
+    """Release what is left of a hold."""
+    return _hold_release(hold, Hold.Status.VOIDED)
+
+
+def holds_expire(*, now: datetime | None = None) -> int:
+    """Release every pending hold whose expiry has passed. Returns how many expired."""
+    now = now or timezone.now()
+    due = list(
+        Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lte=now).order_by("pk")[
+            :HOLDS_EXPIRED_PER_CALL_MAX
+        ]
+    )
+    for hold in due:
+        _hold_release(hold, Hold.Status.EXPIRED)
+    return len(due)
+
+
+def commodity_define(*, code: str, name: str, kind: str, scale: int) -> Commodity:
+    """Get or create a commodity; its scale can never change once defined."""
+    commodity, created = Commodity.objects.get_or_create(
+        code=code, defaults={"name": name, "kind": kind, "scale": scale}
+    )
+    if not created and (commodity.kind, commodity.scale) != (kind, scale):
+        _refuse(
+            LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT,
+            f"Commodity {code} exists with another kind or scale.",
+            "code",
+        )
+    return commodity
+
+
+def account_open(
+    *, code: str, owner: str, commodity: Commodity, type: str, limit: str = Account.Limit.NONE
+) -> Account:
+    """Get or create an account; an existing one must match what is asked."""
+    account, created = Account.objects.get_or_create(
+        code=code, defaults={"owner": owner, "commodity": commodity, "type": type, "limit": limit}
+    )
+    if not created and (account.owner, account.commodity_id, account.type, account.limit) != (
+        owner,
+        commodity.pk,
+        type,
+        limit,
+    ):
+        _refuse(
+            LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT,
+            f"Account {code} exists with other attributes.",
+            "code",
+        )
+    return account
