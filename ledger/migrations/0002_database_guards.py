@@ -20,7 +20,7 @@ BEGIN
     FROM ledger_posting WHERE entry_id = NEW.entry_id
     GROUP BY commodity_id HAVING SUM(amount) <> 0 LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'LEDGER_ENTRY_UNBALANCED: entry % sums to % in commodity %',
+        RAISE EXCEPTION 'LEDGER_ENTRY_UNBALANCED: entry %% sums to %% in commodity %%',
             NEW.entry_id, unbalanced.total, unbalanced.commodity_id
             USING ERRCODE = 'check_violation';
     END IF;
@@ -34,7 +34,7 @@ CREATE CONSTRAINT TRIGGER ledger_entry_must_balance
 
 CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'LEDGER_APPEND_ONLY: % on % is refused; post a reversing entry',
+    RAISE EXCEPTION 'LEDGER_APPEND_ONLY: %% on %% is refused; post a reversing entry',
         TG_OP, TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
 END;
 $$ LANGUAGE plpgsql;
@@ -52,6 +52,10 @@ SQLITE_APPEND_ONLY = [
     )
     for verb in ("UPDATE", "DELETE")
 ]
+
+
+# Django's schema editor passes SQL through psycopg's placeholder parsing, so the PL/pgSQL
+# RAISE placeholders above are written %% and reach PostgreSQL as %.
 
 
 def forwards(apps, schema_editor):
