@@ -1,0 +1,79 @@
+"""Where the exchange keeps its money and its customers' money in the ledger.
+
+The ledger knows nothing about markets; this module names the commodities and accounts the
+exchange uses, and opens them on first use (``account_open`` is idempotent).
+
+Units and rounding: USD is held in micro-dollars (scale 6). Every cash amount the exchange
+computes is a price in $/GPU-hr (at most 6 decimals, a tick multiple) times whole GPU-hours and
+contracts, so it is exact in micro-dollars; ``usd_to_micros`` refuses anything that is not,
+rather than round. Rounding, where a rule needs it (fees), is done by the rule itself.
+
+Accounts, from the exchange's point of view:
+- ``trading:<account id>:cash:USD`` (liability, debits must not exceed credits): what the
+  exchange owes a trading account; a customer can only spend or withdraw what it has;
+- ``exchange:stripe:USD`` (asset): money held at Stripe;
+- ``exchange:test-funds:USD`` (equity): the source of test funds when no Stripe keys are set;
+- ``exchange:fees:USD`` (income): maker and taker fees.
+"""
+
+from decimal import Decimal
+
+from exchange.models import Account
+from ledger.models import Account as LedgerAccount
+from ledger.models import Commodity
+from ledger.services import account_open, commodity_define
+
+USD_CODE = "USD"
+USD_SCALE = 6
+MICROS_PER_USD = 10**USD_SCALE
+
+
+class CashAmountError(ValueError):
+    pass
+
+
+def usd() -> Commodity:
+    return commodity_define(
+        code=USD_CODE, name="US dollar", kind=Commodity.Kind.CURRENCY, scale=USD_SCALE
+    )
+
+
+def usd_to_micros(amount: Decimal) -> int:
+    """Dollars as integer micro-dollars; refuses fractions of a micro-dollar (never rounds)."""
+    micros = amount * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise CashAmountError(f"{amount} USD is not a whole number of micro-dollars")
+    return int(micros)
+
+
+def micros_to_usd(micros: int) -> Decimal:
+    return Decimal(micros).scaleb(-USD_SCALE)
+
+
+def cash_account(account: Account) -> LedgerAccount:
+    """The ledger account holding ``account``'s dollars."""
+    return account_open(
+        code=f"trading:{account.pk}:cash:{USD_CODE}",
+        owner=f"exchange.account:{account.pk}",
+        commodity=usd(),
+        type=LedgerAccount.Type.LIABILITY,
+        limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
+    )
+
+
+def _house_account(name: str, type: str) -> LedgerAccount:
+    return account_open(
+        code=f"exchange:{name}:{USD_CODE}", owner="exchange", commodity=usd(), type=type
+    )
+
+
+def stripe_account() -> LedgerAccount:
+    return _house_account("stripe", LedgerAccount.Type.ASSET)
+
+
+def test_funds_account() -> LedgerAccount:
+    return _house_account("test-funds", LedgerAccount.Type.EQUITY)
+
+
+def fees_account() -> LedgerAccount:
+    return _house_account("fees", LedgerAccount.Type.INCOME)
