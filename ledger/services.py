@@ -58,8 +58,10 @@ class EntrySpec:
             "holds": sorted((hold.pk, amount) for hold, amount in self.holds),
             "release_holds": self.release_holds,
             "reverses": self.reverses.pk if self.reverses else None,
+            "metadata": self.metadata,
         }
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        encoded = json.dumps(content, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()
 
 
 def _refuse(code: LedgerErrorCode, message: str, field_name: str = "") -> None:
@@ -104,18 +106,23 @@ def _check_spec(spec: EntrySpec) -> None:
             f"Postings do not sum to zero for commodities {unbalanced}.",
             "postings",
         )
+    consumed: dict[tuple[int, str], int] = defaultdict(int)
     for hold, amount in spec.holds:
         _check_amount(amount, signed=False)
+        consumed[(hold.account_id, hold.side)] += amount
+    # Everything the entry consumes on one side of one account must be posted there: several
+    # holds (or one listed twice) cannot together move more from pending than the entry posts.
+    for (account_id, side), amount in consumed.items():
         side_total = sum(
-            posted
+            abs(posted)
             for account, posted in spec.postings
-            if account.pk == hold.account_id and (posted > 0) == (hold.side == Hold.Side.DEBIT)
+            if account.pk == account_id and (posted > 0) == (side == Hold.Side.DEBIT)
         )
-        if abs(side_total) < amount:
+        if side_total < amount:
             _refuse(
                 LedgerErrorCode.HOLD_ACCOUNT_NOT_IN_ENTRY,
-                f"The entry posts {abs(side_total)} on the {hold.side} side of the hold's account, "
-                f"less than the {amount} it consumes.",
+                f"The entry posts {side_total} on the {side} side of account {account_id}, "
+                f"less than the {amount} it consumes from holds there.",
                 "holds",
             )
 
@@ -266,6 +273,8 @@ def _post_fresh(specs: list[EntrySpec]) -> dict[str, Entry]:
                 _refuse(
                     LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{hold.pk} is {hold.status}.", "holds"
                 )
+            if hold.expires_at is not None and hold.expires_at <= now:
+                _refuse(LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{hold.pk} has expired.", "holds")
             if amount > hold.remaining:
                 _refuse(
                     LedgerErrorCode.HOLD_AMOUNT_EXCEEDED,
@@ -336,6 +345,13 @@ def entry_post(
 
 def entry_reverse(*, entry: Entry, key: str, description: str = "") -> Entry:
     """Post the exact opposite of ``entry``: the way to correct an append-only ledger."""
+    earlier = Entry.objects.filter(reverses=entry).first()
+    if earlier is not None and earlier.idempotency_key != key:
+        _refuse(
+            LedgerErrorCode.ENTRY_ALREADY_REVERSED,
+            f"Entry #{entry.pk} was already reversed by entry #{earlier.pk}.",
+            "entry",
+        )
     postings = [
         (posting.account, -posting.amount) for posting in entry.postings.select_related("account")
     ]
@@ -395,13 +411,16 @@ def hold_create(
     return hold
 
 
-def _hold_release(hold: Hold, status: str) -> Hold:
+def _hold_release(hold: Hold, status: str) -> tuple[Hold, bool]:
+    """Release what is left of a hold; also say whether this call changed it."""
     with transaction.atomic():
         totals = _Totals(_lock_accounts([hold.account_id]))
         locked = _lock_holds([hold.pk])[hold.pk]
         if locked.status != Hold.Status.PENDING:
-            if locked.status == status:
-                return locked  # Voiding twice is a repeat, not an error.
+            if locked.status == status or status == Hold.Status.EXPIRED:
+                # Voiding twice is a repeat, not an error; and a hold consumed or voided
+                # between the expiry sweep's read and its lock simply has nothing to expire.
+                return locked, False
             _refuse(
                 LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{locked.pk} is {locked.status}.", "hold"
             )
@@ -411,12 +430,12 @@ def _hold_release(hold: Hold, status: str) -> Hold:
         locked.resolved_at = timezone.now()
         locked.save(update_fields=["remaining", "status", "resolved_at"])
         totals.write()
-    return locked
+    return locked, True
 
 
 def hold_void(*, hold: Hold) -> Hold:
     """Release what is left of a hold."""
-    return _hold_release(hold, Hold.Status.VOIDED)
+    return _hold_release(hold, Hold.Status.VOIDED)[0]
 
 
 def holds_expire(*, now: datetime | None = None) -> int:
@@ -427,9 +446,7 @@ def holds_expire(*, now: datetime | None = None) -> int:
             :HOLDS_EXPIRED_PER_CALL_MAX
         ]
     )
-    for hold in due:
-        _hold_release(hold, Hold.Status.EXPIRED)
-    return len(due)
+    return sum(1 for hold in due if _hold_release(hold, Hold.Status.EXPIRED)[1])
 
 
 def commodity_define(*, code: str, name: str, kind: str, scale: int) -> Commodity:
