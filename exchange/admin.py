@@ -6,6 +6,7 @@ from exchange.errors import ExchangeError
 from exchange.models import (
     Account,
     AuditEntry,
+    Deposit,
     Instrument,
     Membership,
     Order,
@@ -16,8 +17,11 @@ from exchange.models import (
     Region,
     ReservedCapacity,
     Sku,
+    StripeEvent,
     Trade,
+    Withdrawal,
 )
+from exchange.services.funding import withdrawal_approve, withdrawal_reject
 from exchange.services.instruments import instrument_halt, instrument_resume
 from exchange.services.orders import order_cancel
 
@@ -227,3 +231,73 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["action", "target_type"]
     search_fields = ["actor_label", "target_id"]
+
+
+@admin.register(Deposit)
+class DepositAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "account",
+        "amount",
+        "method",
+        "status",
+        "stripe_checkout_session_id",
+        "ledger_entry_id",
+        "created_at",
+    ]
+    list_filter = ["method", "status"]
+    search_fields = ["stripe_checkout_session_id", "stripe_payment_intent_id"]
+    list_select_related = ["account__organization"]
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "account",
+        "amount",
+        "status",
+        "requested_by",
+        "reviewed_by",
+        "stripe_payout_id",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["account__organization", "requested_by", "reviewed_by"]
+    actions = ["approve", "reject"]
+
+    @admin.action(description="Approve and pay out the selected withdrawals")
+    def approve(self, request, queryset):
+        self._review(
+            request,
+            queryset,
+            lambda item: withdrawal_approve(withdrawal=item, actor=request.user),
+            "approved",
+        )
+
+    @admin.action(description="Reject the selected withdrawals (release the funds)")
+    def reject(self, request, queryset):
+        reason = f"rejected in the back office by {request.user}"
+        self._review(
+            request,
+            queryset,
+            lambda item: withdrawal_reject(withdrawal=item, actor=request.user, reason=reason),
+            "rejected",
+        )
+
+    def _review(self, request, queryset, service, verb):
+        done = 0
+        for withdrawal in queryset.order_by("pk"):
+            try:
+                service(withdrawal)
+                done += 1
+            except ExchangeError as error:
+                self.message_user(request, f"#{withdrawal.pk}: {error.message}", messages.ERROR)
+        self.message_user(request, f"{done} withdrawal(s) {verb}.")
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "event_id", "type", "status", "error_code", "received_at", "processed_at"]
+    list_filter = ["type", "status"]
+    search_fields = ["event_id"]

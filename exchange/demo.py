@@ -15,6 +15,7 @@ from django.utils import timezone
 from exchange import calendar
 from exchange.models import (
     Account,
+    Deposit,
     Instrument,
     Interconnect,
     Membership,
@@ -24,6 +25,7 @@ from exchange.models import (
     ReservedCapacity,
     Sku,
 )
+from exchange.services.funding import deposit_test_funds, test_mode_active
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.orders import order_place
 from exchange.services.participants import account_main, member_add, organization_create
@@ -169,6 +171,16 @@ ORGANIZATIONS = [
     # The operator itself: its accounts will hold fee revenue; staff act through the back office.
     ("gpux", "GPU Exchange (operator)", Organization.Kind.EXCHANGE, []),
 ]
+
+
+# Opening cash of each demo trading account, in test funds (USD). The operator holds none.
+DEMO_FUNDING = {
+    "lumen": Decimal("2000000.00"),
+    "quanta": Decimal("250000.00"),
+    "northwind": Decimal("5000000.00"),
+    "helix": Decimal("10000000.00"),
+    "foundry": Decimal("20000000.00"),
+}
 
 
 def quantize_to_tick(price: Decimal, tick: Decimal) -> Decimal:
@@ -337,10 +349,25 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
     return placed
 
 
+def load_funding(accounts: dict[str, Account]) -> int:
+    """Fund each demo trading account once with test funds; skipped with Stripe keys set."""
+    if not test_mode_active():
+        return 0
+    funded = 0
+    for slug, amount in DEMO_FUNDING.items():
+        account = accounts[slug]
+        if account.deposits.filter(status=Deposit.Status.CREDITED).exists():
+            continue
+        deposit_test_funds(account=account, amount=amount, actor=None)
+        funded += 1
+    return funded
+
+
 def load_demo(today: date | None = None) -> dict[str, int]:
     today = today or timezone.now().date()
     strips = load_catalog(today)
     accounts = load_participants()
+    load_funding(accounts)
     load_reservations(today + timedelta(days=0))
     placed = load_opening_market(strips, accounts)
     return {"instruments": Instrument.objects.count(), "orders_placed": placed}

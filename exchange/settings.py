@@ -158,3 +158,11 @@ LOGGING = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+
+# Stripe funding. With no secret key the exchange runs in a clearly labelled test-funds mode:
+# deposits are credited from an equity account of test funds and withdrawals pay out to it.
+# STRIPE_API_BASE points the client elsewhere (a fake server in tests); empty means Stripe's own.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+FUNDING_TEST_MODE = not STRIPE_SECRET_KEY

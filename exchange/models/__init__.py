@@ -1,5 +1,6 @@
 from exchange.models.audit import AuditEntry
 from exchange.models.catalog import Instrument, Interconnect, Region, ReservedCapacity, Sku
+from exchange.models.funding import Deposit, StripeEvent, Withdrawal
 from exchange.models.orders import (
     LIVE_STATUSES,
     RESTING_STATUSES,
@@ -17,6 +18,7 @@ __all__ = [
     "RESTING_STATUSES",
     "Account",
     "AuditEntry",
+    "Deposit",
     "Instrument",
     "Interconnect",
     "Membership",
@@ -29,5 +31,7 @@ __all__ = [
     "ReservedCapacity",
     "Side",
     "Sku",
+    "StripeEvent",
     "Trade",
+    "Withdrawal",
 ]

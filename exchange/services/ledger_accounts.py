@@ -50,10 +50,14 @@ def micros_to_usd(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-USD_SCALE)
 
 
+def cash_account_code(account: Account) -> str:
+    return f"trading:{account.pk}:cash:{USD_CODE}"
+
+
 def cash_account(account: Account) -> LedgerAccount:
     """The ledger account holding ``account``'s dollars."""
     return account_open(
-        code=f"trading:{account.pk}:cash:{USD_CODE}",
+        code=cash_account_code(account),
         owner=f"exchange.account:{account.pk}",
         commodity=usd(),
         type=LedgerAccount.Type.LIABILITY,

@@ -1,10 +1,11 @@
 from django.urls import path
 
-from exchange.web import views
+from exchange.web import funding, views
 
 app_name = "web"
 
 urlpatterns = [
     path("", views.markets, name="markets"),
     path("instruments/<str:symbol>/", views.instrument_detail, name="instrument"),
+    path("stripe/webhook/", funding.stripe_webhook, name="stripe_webhook"),
 ]

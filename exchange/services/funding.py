@@ -1,0 +1,531 @@
+"""Deposits and withdrawals: money entering and leaving trading accounts, in the ledger.
+
+Two modes, chosen by configuration (``settings.STRIPE_SECRET_KEY``):
+- test-funds mode (no Stripe key, the embedded default): ``deposit_test_funds`` credits a
+  trading account from ``exchange:test-funds:USD`` and approved withdrawals pay back into it;
+  nothing leaves the machine;
+- Stripe mode: deposits go through Stripe Checkout and are credited only when Stripe's signed
+  webhook says the session is paid; approved withdrawals create a Stripe payout.
+
+Ledger entries (USD micro-dollars, see ``ledger_accounts``):
+- deposit: debit ``exchange:stripe:USD`` (or test funds), credit the customer's cash;
+- withdrawal request: a debit hold on the customer's cash, so the money is unavailable at once;
+- withdrawal payout: debit the customer's cash consuming the hold, credit Stripe (or test funds);
+- refund or dispute of a deposit: the deposit entry reversed.
+
+Exactly once: each webhook event id is stored once (``StripeEvent``), and the ledger entry of a
+checkout session has the key ``stripe:checkout:<session id>``, so two different events about the
+same session (``checkout.session.completed`` then ``...async_payment_succeeded``) credit once.
+
+Reversal rule: a refund or dispute reverses the whole deposit with the key
+``stripe:reversal:<payment intent>``. The customer's cash account may not go negative; if the
+money was already spent or withdrawn the ledger refuses with ``LEDGER_INSUFFICIENT_FUNDS``. The
+webhook is then still acknowledged (Stripe would otherwise retry for days to no effect), the
+event is stored as ``failed`` with that code, an audit row is written, and staff recover the
+money outside this flow. Partial refunds are stored as ``failed`` (``FUNDING_PARTIAL_REFUND``)
+for staff for the same reason: one reversal per payment intent.
+
+No network call is made inside a database transaction: a checkout session or payout is created
+between two short transactions, with a Stripe idempotency key derived from our row id so a
+retry never pays twice.
+"""
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.errors import FundingError, FundingErrorCode
+from exchange.models import Account, Deposit, StripeEvent, Withdrawal
+from exchange.services.audit import audit_record
+from exchange.services.ledger_accounts import (
+    cash_account,
+    stripe_account,
+    test_funds_account,
+    usd_to_micros,
+)
+from ledger.errors import LedgerError, LedgerErrorCode
+from ledger.models import Account as LedgerAccount
+from ledger.models import Hold
+from ledger.services import entry_post, hold_create, hold_void
+
+Actor = AbstractBaseUser | AnonymousUser | None
+
+CENTS = Decimal("0.01")
+CENTS_PER_USD = 100
+# Stripe Checkout refuses a single USD charge above $999,999.99.
+CHECKOUT_AMOUNT_MAX = Decimal("999999.99")
+# Test funds are pretend money, but a bound still catches a mistyped amount.
+TEST_FUNDS_AMOUNT_MAX = Decimal("50000000.00")
+WITHDRAWAL_AMOUNT_MAX = Decimal("10000000.00")
+CURRENCY = "usd"
+WEBHOOK_SYSTEM_LABEL = "stripe-webhook"
+CHECKOUT_COMPLETED_TYPES = {
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+}
+REVERSAL_TYPES = {"charge.refunded", "charge.dispute.created"}
+
+
+def test_mode_active() -> bool:
+    """True when no Stripe key is configured (read at call time so tests can switch modes)."""
+    return not settings.STRIPE_SECRET_KEY
+
+
+def _stripe_client() -> stripe.StripeClient:
+    if test_mode_active():
+        raise FundingError(
+            FundingErrorCode.STRIPE_NOT_CONFIGURED, "Stripe keys are not configured."
+        )
+    base_addresses: Any = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else {}
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses=base_addresses, max_network_retries=2
+    )
+
+
+def amount_check(amount: Decimal, *, amount_max: Decimal) -> int:
+    """Whole cents between one cent and ``amount_max``; returns micro-dollars. Never rounds."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise FundingError(
+            FundingErrorCode.AMOUNT_INVALID, f"{amount!r} is not an amount.", field="amount"
+        )
+    if amount <= 0 or amount != amount.quantize(CENTS):
+        raise FundingError(
+            FundingErrorCode.AMOUNT_INVALID,
+            f"{amount} USD is not a positive whole number of cents.",
+            field="amount",
+        )
+    if amount > amount_max:
+        raise FundingError(
+            FundingErrorCode.AMOUNT_TOO_LARGE,
+            f"{amount} USD is above the maximum of {amount_max} USD.",
+            field="amount",
+        )
+    return usd_to_micros(amount)
+
+
+def _account_check(account: Account) -> None:
+    if account.status == Account.Status.CLOSED:
+        raise FundingError(
+            FundingErrorCode.ACCOUNT_INACTIVE, f"Account {account} is closed.", field="account"
+        )
+
+
+def _house_account() -> LedgerAccount:
+    """Where money comes from and goes to: Stripe, or the test funds in test mode."""
+    return test_funds_account() if test_mode_active() else stripe_account()
+
+
+# Deposits.
+
+
+def deposit_test_funds(*, account: Account, amount: Decimal, actor: Actor) -> Deposit:
+    """Credit ``amount`` USD of test funds at once. Refused when Stripe keys are configured."""
+    if not test_mode_active():
+        raise FundingError(
+            FundingErrorCode.TEST_FUNDS_DISABLED,
+            "Test funds are disabled: Stripe keys are configured.",
+        )
+    micros = amount_check(amount, amount_max=TEST_FUNDS_AMOUNT_MAX)
+    _account_check(account)
+    with transaction.atomic(durable=True):
+        deposit = Deposit.objects.create(
+            account=account,
+            amount=amount,
+            method=Deposit.Method.TEST_FUNDS,
+            requested_by=_user(actor),
+        )
+        entry = entry_post(
+            key=f"deposit:{deposit.pk}:test-funds",
+            description=f"Test funds deposit #{deposit.pk} to account {account.pk}",
+            postings=((test_funds_account(), micros), (cash_account(account), -micros)),
+            metadata={"deposit": deposit.pk},
+        )
+        deposit.status, deposit.ledger_entry_id = Deposit.Status.CREDITED, entry.pk
+        deposit.save(update_fields=["status", "ledger_entry_id", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="deposit.test_funds",
+            target=deposit,
+            after={"account": account.pk, "amount": str(amount), "entry": entry.pk},
+        )
+    return deposit
+
+
+def deposit_start_checkout(
+    *, account: Account, amount: Decimal, actor: Actor, success_url: str, cancel_url: str
+) -> tuple[Deposit, str]:
+    """Open a Stripe Checkout session for ``amount`` USD; the webhook credits it when paid."""
+    client = _stripe_client()
+    amount_check(amount, amount_max=CHECKOUT_AMOUNT_MAX)
+    _account_check(account)
+    with transaction.atomic(durable=True):
+        deposit = Deposit.objects.create(
+            account=account,
+            amount=amount,
+            method=Deposit.Method.STRIPE_CHECKOUT,
+            requested_by=_user(actor),
+        )
+        audit_record(
+            actor=actor,
+            action="deposit.checkout_start",
+            target=deposit,
+            after={"account": account.pk, "amount": str(amount)},
+        )
+    try:
+        session = client.v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "client_reference_id": str(deposit.pk),
+                "metadata": {"deposit_id": str(deposit.pk), "account_id": str(account.pk)},
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": CURRENCY,
+                            "unit_amount": int(amount * CENTS_PER_USD),
+                            "product_data": {"name": f"Deposit to GPU Exchange account {account}"},
+                        },
+                    }
+                ],
+            },
+            options={"idempotency_key": f"deposit-{deposit.pk}-checkout"},
+        )
+    except stripe.StripeError as error:
+        _deposit_fail(deposit=deposit, reason=str(error.user_message or error))
+        raise FundingError(FundingErrorCode.STRIPE_ERROR, "Stripe refused the checkout.") from error
+    with transaction.atomic(durable=True):
+        Deposit.objects.filter(pk=deposit.pk).update(
+            stripe_checkout_session_id=session.id, updated_at=timezone.now()
+        )
+    deposit.refresh_from_db()
+    return deposit, str(session.url)
+
+
+def _deposit_fail(*, deposit: Deposit, reason: str) -> None:
+    with transaction.atomic(durable=True):
+        Deposit.objects.filter(pk=deposit.pk).update(
+            status=Deposit.Status.FAILED, updated_at=timezone.now()
+        )
+        audit_record(
+            actor=None,
+            action="deposit.fail",
+            target=deposit,
+            reason=reason,
+            system_label=WEBHOOK_SYSTEM_LABEL,
+        )
+
+
+# The Stripe webhook.
+
+
+def stripe_webhook_handle(*, payload: bytes, signature: str) -> StripeEvent:
+    """Verify, store once and apply one Stripe event. A refused event writes nothing."""
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise FundingError(
+            FundingErrorCode.WEBHOOK_NOT_CONFIGURED, "No Stripe webhook secret is configured."
+        )
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    except stripe.SignatureVerificationError as error:
+        raise FundingError(
+            FundingErrorCode.WEBHOOK_SIGNATURE_INVALID, "The Stripe signature does not verify."
+        ) from error
+    except ValueError as error:
+        raise FundingError(
+            FundingErrorCode.WEBHOOK_PAYLOAD_INVALID, "The webhook payload is not JSON."
+        ) from error
+    body = json.loads(payload)
+    if not isinstance(body, dict) or not body.get("id") or not body.get("type"):
+        raise FundingError(
+            FundingErrorCode.WEBHOOK_PAYLOAD_INVALID, "The webhook payload is not an event."
+        )
+    with transaction.atomic(durable=True):
+        # get_or_create catches the unique-key race: of two concurrent deliveries of one event,
+        # the second waits on the first's insert and then finds its row, so it does nothing.
+        stored, created = StripeEvent.objects.get_or_create(
+            event_id=event.id, defaults={"type": event.type, "payload": body}
+        )
+        if not created:
+            return stored
+        obj = body.get("data", {}).get("object", {})
+        if event.type in CHECKOUT_COMPLETED_TYPES:
+            _checkout_completed(stored, obj)
+        elif event.type in REVERSAL_TYPES:
+            _charge_reversed(stored, obj)
+        else:
+            stored.status = StripeEvent.Status.IGNORED
+        stored.processed_at = timezone.now()
+        stored.save(update_fields=["status", "error_code", "error_message", "processed_at"])
+    return stored
+
+
+def _event_failed(stored: StripeEvent, code: str, message: str) -> None:
+    stored.status, stored.error_code, stored.error_message = (
+        StripeEvent.Status.FAILED,
+        code,
+        message[:300],
+    )
+
+
+def _deposit_for_session(session: dict[str, Any]) -> Deposit | None:
+    """The deposit of a checkout session, locked; by the reference we sent if the session id
+    was not saved yet (the webhook can arrive before ``deposit_start_checkout`` records it)."""
+    deposits = Deposit.objects.select_for_update()
+    deposit = deposits.filter(stripe_checkout_session_id=session["id"]).first()
+    reference = str(session.get("client_reference_id") or "")
+    if deposit is None and reference.isdigit():
+        deposit = deposits.filter(pk=int(reference), method=Deposit.Method.STRIPE_CHECKOUT).first()
+        if deposit is not None and deposit.stripe_checkout_session_id not in (None, session["id"]):
+            return None
+    return deposit
+
+
+def _checkout_completed(stored: StripeEvent, session: dict[str, Any]) -> None:
+    if session.get("payment_status") != "paid":
+        stored.status = StripeEvent.Status.IGNORED  # Paid later: async_payment_succeeded.
+        return
+    deposit = _deposit_for_session(session)
+    if deposit is None:
+        stored.status = StripeEvent.Status.UNMATCHED
+        return
+    cents = int(deposit.amount * CENTS_PER_USD)
+    if session.get("amount_total") != cents or session.get("currency") != CURRENCY:
+        _event_failed(
+            stored,
+            FundingErrorCode.CHECKOUT_MISMATCH,
+            f"Session paid {session.get('amount_total')} {session.get('currency')}, "
+            f"deposit #{deposit.pk} expects {cents} {CURRENCY}.",
+        )
+        return
+    stored.status = StripeEvent.Status.PROCESSED
+    if deposit.status != Deposit.Status.PENDING:
+        return  # Already credited by another event about the same session.
+    micros = usd_to_micros(deposit.amount)
+    entry = entry_post(
+        key=f"stripe:checkout:{session['id']}",
+        description=f"Stripe Checkout deposit #{deposit.pk} to account {deposit.account_id}",
+        postings=((stripe_account(), micros), (cash_account(deposit.account), -micros)),
+        metadata={"deposit": deposit.pk, "stripe_event": stored.event_id},
+    )
+    deposit.status, deposit.ledger_entry_id = Deposit.Status.CREDITED, entry.pk
+    deposit.stripe_checkout_session_id = session["id"]
+    deposit.stripe_payment_intent_id = str(session.get("payment_intent") or "")
+    deposit.save(
+        update_fields=[
+            "status",
+            "ledger_entry_id",
+            "stripe_checkout_session_id",
+            "stripe_payment_intent_id",
+            "updated_at",
+        ]
+    )
+    audit_record(
+        actor=None,
+        action="deposit.credit",
+        target=deposit,
+        after={"entry": entry.pk, "event": stored.event_id},
+        system_label=WEBHOOK_SYSTEM_LABEL,
+    )
+
+
+def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
+    payment_intent = str(obj.get("payment_intent") or "")
+    deposit = (
+        Deposit.objects.select_for_update()
+        .filter(stripe_payment_intent_id=payment_intent, method=Deposit.Method.STRIPE_CHECKOUT)
+        .first()
+        if payment_intent
+        else None
+    )
+    if deposit is None:
+        stored.status = StripeEvent.Status.UNMATCHED
+        return
+    if stored.type == "charge.refunded" and not obj.get("refunded"):
+        _event_failed(
+            stored,
+            FundingErrorCode.PARTIAL_REFUND,
+            f"Partial refund of deposit #{deposit.pk}: reverse by hand.",
+        )
+        return
+    stored.status = StripeEvent.Status.PROCESSED
+    if deposit.status != Deposit.Status.CREDITED:
+        return  # Already reversed (a refund and a dispute of one charge), or never credited.
+    micros = usd_to_micros(deposit.amount)
+    try:
+        entry = entry_post(
+            key=f"stripe:reversal:{payment_intent}",
+            description=f"Reversal of deposit #{deposit.pk} ({stored.type})",
+            postings=((cash_account(deposit.account), micros), (stripe_account(), -micros)),
+            metadata={"deposit": deposit.pk, "stripe_event": stored.event_id},
+        )
+    except LedgerError as error:
+        if error.code != LedgerErrorCode.INSUFFICIENT_FUNDS:
+            raise
+        _event_failed(stored, error.code, error.message)
+        audit_record(
+            actor=None,
+            action="deposit.reversal_refused",
+            target=deposit,
+            reason=f"{error.code}: {error.message}",
+            system_label=WEBHOOK_SYSTEM_LABEL,
+        )
+        return
+    deposit.status, deposit.reversal_entry_id = Deposit.Status.REFUNDED, entry.pk
+    deposit.save(update_fields=["status", "reversal_entry_id", "updated_at"])
+    audit_record(
+        actor=None,
+        action="deposit.reverse",
+        target=deposit,
+        before={"status": Deposit.Status.CREDITED},
+        after={"status": deposit.status, "entry": entry.pk, "event": stored.event_id},
+        system_label=WEBHOOK_SYSTEM_LABEL,
+    )
+
+
+# Withdrawals.
+
+
+def withdrawal_request(*, account: Account, amount: Decimal, actor: Actor) -> Withdrawal:
+    """Ask to withdraw ``amount`` USD: held at once on the account's cash, paid when approved."""
+    micros = amount_check(amount, amount_max=WITHDRAWAL_AMOUNT_MAX)
+    _account_check(account)
+    with transaction.atomic(durable=True):
+        withdrawal = Withdrawal.objects.create(
+            account=account, amount=amount, requested_by=_user(actor)
+        )
+        try:
+            hold = hold_create(
+                key=f"withdrawal:{withdrawal.pk}:hold",
+                account=cash_account(account),
+                side=Hold.Side.DEBIT,
+                amount=micros,
+                description=f"Withdrawal #{withdrawal.pk} from account {account.pk}",
+            )
+        except LedgerError as error:
+            if error.code != LedgerErrorCode.INSUFFICIENT_FUNDS:
+                raise
+            # Raising inside the block rolls the withdrawal row back: nothing is written.
+            raise FundingError(
+                FundingErrorCode.INSUFFICIENT_FUNDS,
+                f"Account {account} has less than {amount} USD available.",
+                field="amount",
+            ) from error
+        withdrawal.ledger_hold_id = hold.pk
+        withdrawal.save(update_fields=["ledger_hold_id", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="withdrawal.request",
+            target=withdrawal,
+            after={"account": account.pk, "amount": str(amount), "hold": hold.pk},
+        )
+    return withdrawal
+
+
+def _staff_check(actor: Actor) -> None:
+    if actor is None or not actor.is_authenticated or not getattr(actor, "is_staff", False):
+        raise FundingError(FundingErrorCode.NOT_STAFF, "Only staff review withdrawals.")
+
+
+def _withdrawal_lock(withdrawal: Withdrawal, allowed: set[str]) -> Withdrawal:
+    locked = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+    if locked.status not in allowed:
+        raise FundingError(
+            FundingErrorCode.INVALID_STATUS_CHANGE,
+            f"Withdrawal #{locked.pk} is {locked.status}.",
+        )
+    return locked
+
+
+def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
+    """Staff approval: pay out through Stripe (none in test mode), then post the withdrawal.
+
+    Approving an ``approved`` withdrawal again retries a payout that was interrupted: the
+    Stripe idempotency key makes the retry return the first payout rather than pay twice.
+    """
+    _staff_check(actor)
+    with transaction.atomic(durable=True):
+        locked = _withdrawal_lock(
+            withdrawal, {Withdrawal.Status.REQUESTED, Withdrawal.Status.APPROVED}
+        )
+        if locked.status == Withdrawal.Status.REQUESTED:
+            locked.status, locked.reviewed_by = Withdrawal.Status.APPROVED, _user(actor)
+            locked.reviewed_at = timezone.now()
+            locked.save(update_fields=["status", "reviewed_by", "reviewed_at", "updated_at"])
+            audit_record(actor=actor, action="withdrawal.approve", target=locked)
+    payout_id = ""
+    if not test_mode_active():
+        try:
+            payout = _stripe_client().v1.payouts.create(
+                params={
+                    "amount": int(locked.amount * CENTS_PER_USD),
+                    "currency": CURRENCY,
+                    "metadata": {"withdrawal_id": str(locked.pk)},
+                },
+                options={"idempotency_key": f"withdrawal-{locked.pk}-payout"},
+            )
+        except stripe.StripeError as error:
+            _withdrawal_payout_failed(locked, actor, str(error.user_message or error))
+            raise FundingError(
+                FundingErrorCode.PAYOUT_FAILED, f"Stripe refused the payout: {error}"
+            ) from error
+        payout_id = payout.id
+    return _withdrawal_post(locked, actor, payout_id)
+
+
+def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Withdrawal:
+    with transaction.atomic(durable=True):
+        locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.APPROVED})
+        micros = usd_to_micros(locked.amount)
+        hold = Hold.objects.get(pk=locked.ledger_hold_id)
+        entry = entry_post(
+            key=f"withdrawal:{locked.pk}:payout",
+            description=f"Withdrawal #{locked.pk} from account {locked.account_id}",
+            postings=((cash_account(locked.account), micros), (_house_account(), -micros)),
+            holds=((hold, micros),),
+            release_holds=True,
+            metadata={"withdrawal": locked.pk, "stripe_payout": payout_id},
+        )
+        locked.status, locked.ledger_entry_id = Withdrawal.Status.PAID, entry.pk
+        locked.stripe_payout_id = payout_id
+        locked.save(update_fields=["status", "ledger_entry_id", "stripe_payout_id", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="withdrawal.pay",
+            target=locked,
+            after={"entry": entry.pk, "stripe_payout": payout_id},
+        )
+    return locked
+
+
+def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str) -> None:
+    with transaction.atomic(durable=True):
+        locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.APPROVED})
+        hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
+        locked.status, locked.reason = Withdrawal.Status.FAILED, reason[:300]
+        locked.save(update_fields=["status", "reason", "updated_at"])
+        audit_record(actor=actor, action="withdrawal.fail", target=locked, reason=reason)
+
+
+def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> Withdrawal:
+    """Staff refusal: the held funds become available again."""
+    _staff_check(actor)
+    with transaction.atomic(durable=True):
+        locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.REQUESTED})
+        hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
+        locked.status, locked.reviewed_by = Withdrawal.Status.REJECTED, _user(actor)
+        locked.reason, locked.reviewed_at = reason[:300], timezone.now()
+        locked.save(update_fields=["status", "reviewed_by", "reason", "reviewed_at", "updated_at"])
+        audit_record(actor=actor, action="withdrawal.reject", target=locked, reason=reason)
+    return locked
+
+
+def _user(actor: Actor) -> Any:
+    return actor if actor is not None and actor.is_authenticated else None

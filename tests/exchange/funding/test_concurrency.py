@@ -1,0 +1,72 @@
+"""Concurrent webhook deliveries and withdrawal requests (PostgreSQL only: real row locks)."""
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from exchange.errors import FundingError, FundingErrorCode
+from exchange.models import StripeEvent, Withdrawal
+from exchange.selectors.funding import cash_balance
+from exchange.services.funding import (
+    deposit_start_checkout,
+    deposit_test_funds,
+    withdrawal_request,
+)
+from ledger.models import Entry
+from tests.exchange.funding.conftest import deliver, event, session_paid
+from tests.exchange.matcher.test_concurrency import run_threads
+
+THREADS = 4
+AMOUNT = Decimal("700.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_credit_once(postgres_only, fake_stripe, buyer):
+    # given
+    deposit, _url = deposit_start_checkout(
+        account=buyer, amount=AMOUNT, actor=None, success_url="x", cancel_url="y"
+    )
+    same = event("evt_same", "checkout.session.completed", session_paid(deposit))
+    statuses: list[int] = []
+
+    # when half the threads deliver one event and half deliver distinct events, all at once
+    def post(index: int) -> None:
+        body = (
+            same
+            if index % 2
+            else event(f"evt_{index}", "checkout.session.completed", session_paid(deposit))
+        )
+        statuses.append(deliver(Client(), body).status_code)
+
+    errors = run_threads(post, THREADS)
+
+    # then
+    assert errors == []
+    assert statuses == [200] * THREADS
+    assert StripeEvent.objects.count() == 1 + THREADS // 2
+    assert Entry.objects.count() == 1
+    assert cash_balance(buyer).posted == AMOUNT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_withdrawals_never_overdraw(postgres_only, test_funds_mode, buyer):
+    # given funds for two of the four requests
+    deposit_test_funds(account=buyer, amount=AMOUNT * 2, actor=None)
+    refusals: list[str] = []
+
+    def request(index: int) -> None:
+        try:
+            withdrawal_request(account=buyer, amount=AMOUNT, actor=None)
+        except FundingError as error:
+            refusals.append(error.code)
+
+    # when
+    errors = run_threads(request, THREADS)
+
+    # then
+    assert errors == []
+    assert refusals == [FundingErrorCode.INSUFFICIENT_FUNDS] * (THREADS - 2)
+    assert Withdrawal.objects.count() == 2
+    balance = cash_balance(buyer)
+    assert (balance.pending, balance.available) == (AMOUNT * 2, 0)

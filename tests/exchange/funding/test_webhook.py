@@ -1,0 +1,291 @@
+"""The Stripe webhook: signed events through the Django test client, credited exactly once."""
+
+from decimal import Decimal
+
+import pytest
+
+from exchange.models import AuditEntry, Deposit, StripeEvent
+from exchange.selectors.funding import cash_balance
+from exchange.services.funding import deposit_start_checkout, withdrawal_request
+from ledger.models import Entry
+from tests.exchange.funding.conftest import (
+    WEBHOOK_SECRET,
+    deliver,
+    event,
+    funding_rows,
+    session_paid,
+    sign,
+)
+
+pytestmark = pytest.mark.django_db
+
+AMOUNT = Decimal("5000.00")
+
+
+@pytest.fixture
+def deposit(fake_stripe, buyer, customer) -> Deposit:
+    deposit, _url = deposit_start_checkout(
+        account=buyer,
+        amount=AMOUNT,
+        actor=customer,
+        success_url="https://exchange.example/ok",
+        cancel_url="https://exchange.example/cancel",
+    )
+    return deposit
+
+
+@pytest.fixture
+def credited(client, deposit) -> Deposit:
+    response = deliver(
+        client, event("evt_paid", "checkout.session.completed", session_paid(deposit))
+    )
+    assert response.status_code == 200
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.CREDITED
+    return deposit
+
+
+def test_a_deposit_webhook_delivered_twice_credits_once(client, deposit, buyer):
+    body = event("evt_1", "checkout.session.completed", session_paid(deposit))
+
+    # when Stripe delivers the same event twice
+    first = deliver(client, body)
+    second = deliver(client, body)
+
+    # then both are acknowledged, and the account is credited once
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["status"] == StripeEvent.Status.PROCESSED
+    assert cash_balance(buyer).posted == AMOUNT
+    assert StripeEvent.objects.filter(event_id="evt_1").count() == 1
+    entry = Entry.objects.get(
+        idempotency_key=f"stripe:checkout:{deposit.stripe_checkout_session_id}"
+    )
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.CREDITED
+    assert deposit.ledger_entry_id == entry.pk
+    assert deposit.stripe_payment_intent_id == "pi_test_1"
+    assert AuditEntry.objects.filter(action="deposit.credit").count() == 1
+
+
+def test_two_events_for_one_session_credit_once(client, deposit, buyer):
+    deliver(client, event("evt_a", "checkout.session.completed", session_paid(deposit)))
+    response = deliver(
+        client, event("evt_b", "checkout.session.async_payment_succeeded", session_paid(deposit))
+    )
+
+    assert response.status_code == 200
+    assert cash_balance(buyer).posted == AMOUNT
+    assert StripeEvent.objects.count() == 2
+    assert Entry.objects.count() == 1
+
+
+def test_an_unpaid_session_is_stored_but_credits_nothing(client, deposit, buyer):
+    unpaid = session_paid(deposit, payment_status="unpaid")
+
+    response = deliver(client, event("evt_u", "checkout.session.completed", unpaid))
+
+    assert response.status_code == 200
+    assert StripeEvent.objects.get(event_id="evt_u").status == StripeEvent.Status.IGNORED
+    assert cash_balance(buyer).posted == 0
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "t=1700000000,v1=" + "0" * 64,  # wrong digest
+        sign(b"another payload"),  # signed for other content
+        "",  # missing
+        "garbage",
+    ],
+)
+def test_a_bad_signature_is_refused_and_writes_nothing(client, deposit, buyer, signature):
+    body = event("evt_forged", "checkout.session.completed", session_paid(deposit))
+    before = funding_rows()
+
+    response = deliver(client, body, signature)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "FUNDING_WEBHOOK_SIGNATURE_INVALID"
+    assert funding_rows() == before
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.PENDING
+
+
+def test_a_signature_with_another_secret_is_refused(client, deposit):
+    body = event("evt_x", "checkout.session.completed", session_paid(deposit))
+    before = funding_rows()
+
+    response = deliver(client, body, sign(body, secret=WEBHOOK_SECRET + "-other"))
+
+    assert response.status_code == 400
+    assert funding_rows() == before
+
+
+def test_a_stale_signature_is_refused(client, deposit):
+    body = event("evt_old", "checkout.session.completed", session_paid(deposit))
+
+    response = deliver(client, body, sign(body, timestamp=1_000_000_000))
+
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_signed_payload_that_is_not_json_is_refused(client, fake_stripe):
+    body = b"not json"
+
+    response = deliver(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "FUNDING_WEBHOOK_PAYLOAD_INVALID"
+    assert not StripeEvent.objects.exists()
+
+
+def test_a_signed_payload_that_is_not_an_event_is_refused(client, fake_stripe):
+    body = b'{"object": "event"}'
+
+    response = deliver(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "FUNDING_WEBHOOK_PAYLOAD_INVALID"
+    assert not StripeEvent.objects.exists()
+
+
+def test_the_webhook_accepts_only_post(client, fake_stripe):
+    assert client.get("/stripe/webhook/").status_code == 405
+
+
+def test_the_webhook_is_refused_without_a_secret(client, test_funds_mode):
+    body = event("evt_n", "checkout.session.completed", {"id": "cs_1"})
+
+    response = deliver(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "FUNDING_WEBHOOK_NOT_CONFIGURED"
+
+
+def test_an_event_for_an_unknown_session_is_stored_and_acknowledged(client, fake_stripe):
+    session = {
+        "id": "cs_test_unknown",
+        "payment_status": "paid",
+        "amount_total": 100,
+        "currency": "usd",
+        "client_reference_id": None,
+    }
+
+    response = deliver(client, event("evt_early", "checkout.session.completed", session))
+
+    assert response.status_code == 200
+    stored = StripeEvent.objects.get(event_id="evt_early")
+    assert stored.status == StripeEvent.Status.UNMATCHED
+    assert stored.payload["data"]["object"]["id"] == "cs_test_unknown"
+    assert not Entry.objects.exists()
+
+
+def test_a_webhook_before_the_session_id_is_saved_matches_by_reference(client, deposit, buyer):
+    # given the webhook overtook the save of the session id
+    session_id = deposit.stripe_checkout_session_id
+    Deposit.objects.filter(pk=deposit.pk).update(stripe_checkout_session_id=None)
+
+    deliver(
+        client,
+        event("evt_fast", "checkout.session.completed", session_paid(deposit, id=session_id)),
+    )
+
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.CREDITED
+    assert deposit.stripe_checkout_session_id == session_id
+    assert cash_balance(buyer).posted == AMOUNT
+
+
+def test_a_session_paid_for_another_amount_is_not_credited(client, deposit, buyer):
+    wrong = session_paid(deposit, amount_total=1)
+
+    response = deliver(client, event("evt_wrong", "checkout.session.completed", wrong))
+
+    assert response.status_code == 200
+    stored = StripeEvent.objects.get(event_id="evt_wrong")
+    assert (stored.status, stored.error_code) == ("failed", "FUNDING_CHECKOUT_MISMATCH")
+    assert cash_balance(buyer).posted == 0
+
+
+def test_an_unhandled_event_type_is_stored_and_ignored(client, fake_stripe):
+    response = deliver(client, event("evt_other", "customer.created", {"id": "cus_1"}))
+
+    assert response.status_code == 200
+    assert StripeEvent.objects.get(event_id="evt_other").status == StripeEvent.Status.IGNORED
+
+
+def test_a_refund_reverses_the_deposit(client, credited, buyer):
+    charge = {"id": "ch_1", "object": "charge", "payment_intent": "pi_test_1", "refunded": True}
+
+    response = deliver(client, event("evt_refund", "charge.refunded", charge))
+
+    assert response.status_code == 200
+    credited.refresh_from_db()
+    assert credited.status == Deposit.Status.REFUNDED
+    assert cash_balance(buyer).posted == 0
+    reversal = Entry.objects.get(idempotency_key="stripe:reversal:pi_test_1")
+    assert credited.reversal_entry_id == reversal.pk
+    assert AuditEntry.objects.filter(action="deposit.reverse").count() == 1
+
+
+def test_a_dispute_after_a_refund_reverses_nothing_more(client, credited, buyer):
+    charge = {"id": "ch_1", "payment_intent": "pi_test_1", "refunded": True}
+    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_1", "payment_intent": "pi_test_1"}
+    deliver(client, event("evt_refund", "charge.refunded", charge))
+
+    response = deliver(client, event("evt_dispute", "charge.dispute.created", dispute))
+
+    assert response.status_code == 200
+    assert cash_balance(buyer).posted == 0
+    assert Entry.objects.filter(idempotency_key__startswith="stripe:reversal:").count() == 1
+
+
+def test_a_dispute_reverses_the_deposit(client, credited, buyer):
+    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_1", "payment_intent": "pi_test_1"}
+
+    deliver(client, event("evt_dispute", "charge.dispute.created", dispute))
+
+    credited.refresh_from_db()
+    assert credited.status == Deposit.Status.REFUNDED
+    assert cash_balance(buyer).posted == 0
+
+
+def test_a_reversal_the_cash_no_longer_covers_is_recorded_as_failed(
+    client, credited, buyer, customer
+):
+    # given the money is held for a withdrawal
+    withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    charge = {"id": "ch_1", "payment_intent": "pi_test_1", "refunded": True}
+
+    # when the charge is refunded
+    response = deliver(client, event("evt_refund", "charge.refunded", charge))
+
+    # then the webhook is acknowledged, the event failed with the ledger's code, nothing moved
+    assert response.status_code == 200
+    stored = StripeEvent.objects.get(event_id="evt_refund")
+    assert (stored.status, stored.error_code) == ("failed", "LEDGER_INSUFFICIENT_FUNDS")
+    credited.refresh_from_db()
+    assert credited.status == Deposit.Status.CREDITED
+    assert cash_balance(buyer).posted == AMOUNT
+    assert not Entry.objects.filter(idempotency_key__startswith="stripe:reversal:").exists()
+    assert AuditEntry.objects.filter(action="deposit.reversal_refused").count() == 1
+
+
+def test_a_partial_refund_is_left_for_staff(client, credited, buyer):
+    charge = {"id": "ch_1", "payment_intent": "pi_test_1", "refunded": False}
+
+    deliver(client, event("evt_partial", "charge.refunded", charge))
+
+    stored = StripeEvent.objects.get(event_id="evt_partial")
+    assert (stored.status, stored.error_code) == ("failed", "FUNDING_PARTIAL_REFUND")
+    assert cash_balance(buyer).posted == AMOUNT
+
+
+def test_a_refund_of_an_unknown_payment_is_stored_and_acknowledged(client, fake_stripe):
+    charge = {"id": "ch_9", "payment_intent": "pi_unknown", "refunded": True}
+
+    response = deliver(client, event("evt_r9", "charge.refunded", charge))
+
+    assert response.status_code == 200
+    assert StripeEvent.objects.get(event_id="evt_r9").status == StripeEvent.Status.UNMATCHED

@@ -1,0 +1,210 @@
+"""Withdrawals: held at request, paid out on staff approval, released on rejection or failure."""
+
+from decimal import Decimal
+
+import pytest
+
+from exchange.errors import FundingError, FundingErrorCode
+from exchange.models import AuditEntry, Withdrawal
+from exchange.selectors.funding import cash_balance
+from exchange.services import ledger_accounts
+from exchange.services.funding import (
+    WITHDRAWAL_AMOUNT_MAX,
+    deposit_test_funds,
+    withdrawal_approve,
+    withdrawal_reject,
+    withdrawal_request,
+)
+from ledger.models import Entry, Hold
+from tests.exchange.funding.conftest import funding_rows
+
+pytestmark = pytest.mark.django_db
+
+FUNDED = Decimal("10000.00")
+AMOUNT = Decimal("2500.00")
+
+
+def fund(account, amount=FUNDED) -> None:
+    """Test funds are the only way in without a checkout; switch modes around them."""
+    from django.conf import settings
+
+    saved = settings.STRIPE_SECRET_KEY
+    settings.STRIPE_SECRET_KEY = ""
+    try:
+        deposit_test_funds(account=account, amount=amount, actor=None)
+    finally:
+        settings.STRIPE_SECRET_KEY = saved
+
+
+def balance(account) -> tuple[Decimal, Decimal, Decimal]:
+    cash = cash_balance(account)
+    return cash.posted, cash.pending, cash.available
+
+
+def test_a_request_makes_the_funds_unavailable_at_once(test_funds_mode, buyer, customer):
+    fund(buyer)
+
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
+    assert balance(buyer) == (FUNDED, AMOUNT, FUNDED - AMOUNT)
+    hold = Hold.objects.get(pk=withdrawal.ledger_hold_id)
+    assert (hold.side, hold.status, hold.amount) == ("debit", "pending", 2_500_000_000)
+    assert AuditEntry.objects.get(action="withdrawal.request").actor == customer
+
+
+def test_more_than_is_available_is_refused_and_writes_nothing(test_funds_mode, buyer, customer):
+    fund(buyer)
+    withdrawal_request(account=buyer, amount=FUNDED - Decimal("1.00"), actor=customer)
+    before = funding_rows()
+
+    with pytest.raises(FundingError) as refused:
+        withdrawal_request(account=buyer, amount=Decimal("1.01"), actor=customer)
+
+    assert refused.value.code == FundingErrorCode.INSUFFICIENT_FUNDS
+    assert funding_rows() == before
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        (Decimal("0.00"), FundingErrorCode.AMOUNT_INVALID),
+        (Decimal("-1.00"), FundingErrorCode.AMOUNT_INVALID),
+        (Decimal("1.005"), FundingErrorCode.AMOUNT_INVALID),
+        (WITHDRAWAL_AMOUNT_MAX + Decimal("0.01"), FundingErrorCode.AMOUNT_TOO_LARGE),
+    ],
+)
+def test_a_malformed_amount_is_refused_and_writes_nothing(test_funds_mode, buyer, amount, code):
+    fund(buyer)
+    before = funding_rows()
+
+    with pytest.raises(FundingError) as refused:
+        withdrawal_request(account=buyer, amount=amount, actor=None)
+
+    assert refused.value.code == code
+    assert funding_rows() == before
+
+
+def test_approval_in_test_mode_posts_to_the_test_funds(test_funds_mode, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+
+    paid = withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    assert paid.status == Withdrawal.Status.PAID
+    assert paid.stripe_payout_id == ""
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+    entry = Entry.objects.get(pk=paid.ledger_entry_id)
+    postings = {posting.account_id: posting.amount for posting in entry.postings.all()}
+    assert postings == {
+        ledger_accounts.cash_account(buyer).pk: 2_500_000_000,
+        ledger_accounts.test_funds_account().pk: -2_500_000_000,
+    }
+    assert Hold.objects.get(pk=paid.ledger_hold_id).status == Hold.Status.POSTED
+    assert paid.reviewed_by == staff
+    assert list(
+        AuditEntry.objects.filter(target_type="Withdrawal")
+        .order_by("id")
+        .values_list("action", flat=True)
+    ) == ["withdrawal.request", "withdrawal.approve", "withdrawal.pay"]
+
+
+def test_approval_pays_out_through_stripe_and_posts(fake_stripe, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+
+    paid = withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    (request,) = fake_stripe.requests
+    assert request["path"] == "/v1/payouts"
+    assert (request["form"]["amount"], request["form"]["currency"]) == ("250000", "usd")
+    assert request["idempotency_key"] == f"withdrawal-{withdrawal.pk}-payout"
+    assert paid.status == Withdrawal.Status.PAID
+    assert paid.stripe_payout_id.startswith("po_test_")
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+    stripe_ledger = ledger_accounts.stripe_account()
+    assert stripe_ledger.credits_posted == 2_500_000_000
+
+
+def test_a_refused_payout_releases_the_funds(fake_stripe, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    fake_stripe.fail_payouts = True
+
+    with pytest.raises(FundingError) as refused:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    assert refused.value.code == FundingErrorCode.PAYOUT_FAILED
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.FAILED
+    assert "insufficient funds" in withdrawal.reason
+    assert balance(buyer) == (FUNDED, 0, FUNDED)
+    assert Hold.objects.get(pk=withdrawal.ledger_hold_id).status == Hold.Status.VOIDED
+    assert not Entry.objects.filter(idempotency_key__startswith="withdrawal:").exists()
+
+
+def test_rejection_releases_the_funds(test_funds_mode, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+
+    rejected = withdrawal_reject(
+        withdrawal=withdrawal, actor=staff, reason="bank details unverified"
+    )
+
+    assert rejected.status == Withdrawal.Status.REJECTED
+    assert rejected.reason == "bank details unverified"
+    assert balance(buyer) == (FUNDED, 0, FUNDED)
+    assert Hold.objects.get(pk=withdrawal.ledger_hold_id).status == Hold.Status.VOIDED
+    audit = AuditEntry.objects.get(action="withdrawal.reject")
+    assert (audit.actor, audit.reason) == (staff, "bank details unverified")
+
+
+def test_only_staff_review_withdrawals(test_funds_mode, buyer, customer):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    before = funding_rows()
+
+    for review in (
+        lambda: withdrawal_approve(withdrawal=withdrawal, actor=customer),
+        lambda: withdrawal_reject(withdrawal=withdrawal, actor=customer, reason="x"),
+        lambda: withdrawal_approve(withdrawal=withdrawal, actor=None),
+    ):
+        with pytest.raises(FundingError) as refused:
+            review()
+        assert refused.value.code == FundingErrorCode.NOT_STAFF
+
+    assert funding_rows() == before
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
+
+
+def test_a_reviewed_withdrawal_cannot_be_reviewed_again(test_funds_mode, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    withdrawal_reject(withdrawal=withdrawal, actor=staff, reason="no")
+    before = funding_rows()
+
+    with pytest.raises(FundingError) as refused:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    assert refused.value.code == FundingErrorCode.INVALID_STATUS_CHANGE
+    assert funding_rows() == before
+    assert balance(buyer) == (FUNDED, 0, FUNDED)
+
+
+def test_the_back_office_approves_and_rejects(test_funds_mode, admin_client, buyer, customer):
+    fund(buyer)
+    first = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    second = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    url = "/admin/exchange/withdrawal/"
+
+    admin_client.post(url, {"action": "approve", "_selected_action": [first.pk]})
+    admin_client.post(url, {"action": "reject", "_selected_action": [second.pk]})
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (Withdrawal.Status.PAID, Withdrawal.Status.REJECTED)
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.get("/admin/exchange/deposit/").status_code == 200
+    assert admin_client.get("/admin/exchange/stripeevent/").status_code == 200
