@@ -146,7 +146,11 @@ class Entry(models.Model):
 
 
 class Posting(models.Model):
-    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="postings")
+    # Indexed with the commodity below: the database's balance check reads an entry's postings
+    # grouped by commodity at every commit, and must never be planned as a wider scan.
+    entry = models.ForeignKey(
+        Entry, on_delete=models.PROTECT, related_name="postings", db_index=False
+    )
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
     # Denormalized from the account so the database can check the balance per commodity.
     commodity = models.ForeignKey(Commodity, on_delete=models.PROTECT, related_name="+")
@@ -157,7 +161,10 @@ class Posting(models.Model):
         constraints = [
             models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_posting_not_zero")
         ]
-        indexes = [models.Index(fields=["account", "id"], name="ledger_posting_account")]
+        indexes = [
+            models.Index(fields=["account", "id"], name="ledger_posting_account"),
+            models.Index(fields=["entry", "commodity"], name="ledger_posting_entry"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.amount:+d}"

@@ -296,7 +296,6 @@ def _post_fresh(specs: list[EntrySpec]) -> dict[str, Entry]:
                 description=spec.description[:300],
                 metadata=spec.metadata,
                 reverses=spec.reverses,
-                created_at=now,
             )
             for spec in specs
         ]
