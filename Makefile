@@ -35,13 +35,13 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint check
 	mkdir -p var
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
 check: setup
-	$(BIN)/mypy matching
+	$(BIN)/mypy matching ledger
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench

@@ -19,12 +19,19 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TextIO
+from typing import Protocol
 
 from django.db import connection, transaction
 from django.db.models import Min
 
 from ledger.models import Account, Commodity, Entry, Posting
+
+
+class Writer(Protocol):
+    """Anything text can be written to: a file, or a management command's stdout."""
+
+    def write(self, text: str, /) -> object: ...
+
 
 COMMODITY_NAME = re.compile(r"[A-Z][A-Z0-9'._-]{0,22}[A-Z0-9]")
 ACCOUNT_COMPONENT = re.compile(r"[A-Z0-9][A-Za-z0-9-]*")
@@ -116,7 +123,7 @@ def _day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-def export_beancount(out: TextIO, *, account_codes: Sequence[str] = ()) -> int:
+def export_beancount(out: Writer, *, account_codes: Sequence[str] = ()) -> int:
     """Write the ledger (or the entries touching ``account_codes``) to ``out``.
 
     Returns the number of transactions written. Raises ``Account.DoesNotExist`` for an unknown
@@ -130,7 +137,7 @@ def export_beancount(out: TextIO, *, account_codes: Sequence[str] = ()) -> int:
         return _export(out, account_codes)
 
 
-def _export(out: TextIO, account_codes: Sequence[str]) -> int:
+def _export(out: Writer, account_codes: Sequence[str]) -> int:
     all_accounts = {account.pk: account for account in Account.objects.order_by("id")}
     commodities = {commodity.pk: commodity for commodity in Commodity.objects.order_by("code")}
     commodity_name_of = commodity_names(c.code for c in commodities.values())

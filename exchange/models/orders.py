@@ -1,5 +1,7 @@
 """Orders, the commands that change them, their recorded transitions, and trades."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
@@ -125,7 +127,7 @@ class Order(models.Model):
         return self.quantity - self.filled_quantity - self.cancelled_quantity
 
     @property
-    def average_fill_price(self):
+    def average_fill_price(self) -> Decimal | None:
         if not self.filled_quantity:
             return None
         return self.filled_notional / self.filled_quantity
