@@ -116,7 +116,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "exchange" / "web" / "static"]
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "web:portfolio"
+LOGOUT_REDIRECT_URL = "web:markets"
 
 # Celery: eager by default so the embedded mode needs no broker. Production points
 # CELERY_BROKER_URL at Redis or RabbitMQ and runs workers plus beat.

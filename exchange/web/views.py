@@ -2,11 +2,15 @@
 
 from itertools import groupby
 
+from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from exchange.models import Instrument, Region, Sku
-from exchange.selectors import market
+from exchange.selectors import funding, market, participants
+from exchange.services import funding as funding_services
+
+RECENT_FUNDING_ROWS = 10
 
 MARKET_KINDS = [Instrument.Kind.FUTURE, Instrument.Kind.OPTION, Instrument.Kind.RESALE]
 
@@ -57,3 +61,28 @@ def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
         else [],
     }
     return render(request, "exchange/instrument.html", context)
+
+
+@login_required
+def portfolio(request: HttpRequest) -> HttpResponse:
+    """The signed-in member's organizations: each trading account's cash and recent funding.
+
+    Only the member's own organizations are read, so nobody sees another's money.
+    """
+    memberships = list(participants.memberships_of(request.user))
+    accounts = participants.accounts_of_organizations([m.organization_id for m in memberships])
+    rows = [
+        {
+            "account": account,
+            "cash": funding.cash_balance(account),
+            "deposits": funding.deposits_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
+            "withdrawals": funding.withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
+        }
+        for account in accounts
+    ]
+    context = {
+        "memberships": memberships,
+        "rows": rows,
+        "test_funds_mode": funding_services.test_mode_active(),
+    }
+    return render(request, "exchange/portfolio.html", context)

@@ -1,0 +1,104 @@
+"""Members sign in and see their own organization's money, and only theirs."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from exchange.models import Membership, Organization
+from exchange.services.funding import deposit_test_funds, withdrawal_request
+from exchange.services.participants import account_main, member_add, organization_create
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "portfolio-pass-2026"
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def startup():
+    organization = organization_create(
+        slug="lumen", name="Lumen Labs", kind=Organization.Kind.STARTUP
+    )
+    member_add(
+        organization=organization,
+        username="alice",
+        email="alice@lumen.example",
+        password=PASSWORD,
+        role=Membership.Role.TRADER,
+    )
+    return organization
+
+
+@pytest.fixture
+def trader():
+    organization = organization_create(
+        slug="helix", name="Helix Trading", kind=Organization.Kind.TRADING_FIRM
+    )
+    member_add(
+        organization=organization, username="hank", email="hank@helix.example", password=PASSWORD
+    )
+    return organization
+
+
+def test_anonymous_visitor_is_sent_to_sign_in(client):
+    response = client.get(reverse("web:portfolio"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_member_signs_in_and_sees_funded_cash(client, startup):
+    # given a funded account with part of it held for a withdrawal
+    account = account_main(startup)
+    deposit_test_funds(account=account, amount=Decimal("250000.00"), actor=None)
+    user = get_user_model().objects.get(username="alice")
+    withdrawal_request(account=account, amount=Decimal("50000.00"), actor=user)
+
+    # when alice signs in through the login form
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": PASSWORD}, follow=True
+    )
+
+    # then she lands on her portfolio with exact balances
+    assert response.redirect_chain[-1][0] == reverse("web:portfolio")
+    page = response.content.decode()
+    assert "Lumen Labs" in page
+    assert "250,000.00" in page  # cash balance
+    assert "50,000.00" in page  # held for the withdrawal
+    assert "200,000.00" in page  # available
+    assert (
+        "Test-funds mode" in page
+    )  # No Stripe keys in tests: the money is labelled as test funds.
+
+
+def test_wrong_password_is_refused_with_a_message(client, startup):
+    response = client.post(reverse("login"), {"username": "alice", "password": "wrong"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_member_never_sees_another_organizations_money(client, startup, trader):
+    deposit_test_funds(account=account_main(trader), amount=Decimal("9876543.21"), actor=None)
+    client.force_login(get_user_model().objects.get(username="alice"))
+
+    page = client.get(reverse("web:portfolio")).content.decode()
+
+    assert "Helix Trading" not in page
+    assert "9,876,543.21" not in page
+
+
+def test_sign_out_needs_post_and_ends_the_session(client, startup):
+    client.force_login(get_user_model().objects.get(username="alice"))
+
+    response = client.post(reverse("logout"))
+
+    assert response.status_code == 302
+    assert client.get(reverse("web:portfolio")).status_code == 302
