@@ -7,7 +7,8 @@ Two pipelines, as the two modes run:
   NOTIFY. The clock stops when the last command has been matched and committed.
 
 The benchmark runs in a scratch database created beside the configured one (as Django's test
-runner does: same engine and server, name prefixed ``bench_``), so it never touches real data.
+runner does: same engine and server, name prefixed ``bench_orders_``), so it never touches
+real data.
 """
 
 import multiprocessing
@@ -130,7 +131,7 @@ class Command(BaseCommand):
         database["TEST"]["NAME"] = (
             str(settings.VAR_DIR / "bench-exchange.sqlite3")
             if connection.vendor == "sqlite"
-            else f"bench_{database['NAME']}"
+            else f"bench_orders_{database['NAME']}"
         )
         old_name = database["NAME"]
         connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)

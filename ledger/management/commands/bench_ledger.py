@@ -137,7 +137,7 @@ class Command(BaseCommand):
         database["TEST"]["NAME"] = (
             str(settings.VAR_DIR / "bench-ledger.sqlite3")
             if connection.vendor == "sqlite"
-            else f"bench_{database['NAME']}"
+            else f"bench_ledger_{database['NAME']}"
         )
         old_name = database["NAME"]
         connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
