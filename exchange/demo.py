@@ -25,6 +25,7 @@ from exchange.models import (
     ReservedCapacity,
     Sku,
 )
+from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, test_mode_active
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.orders import order_place
@@ -279,22 +280,22 @@ def load_reservations(today: date) -> None:
         starts = datetime.combine(
             calendar.add_months(calendar.month_start(today), offset), time.min, tzinfo=UTC
         )
-        reservation, _ = ReservedCapacity.objects.get_or_create(
-            cluster=cluster,
-            defaults={
-                "provider": provider,
-                "holder": Organization.objects.get(slug=holder_slug),
-                "sku": Sku.objects.get(code=sku_code),
-                "region": Region.objects.get(code=region_code),
-                "starts_at": starts,
-                "ends_at": datetime.combine(
+        reservation = ReservedCapacity.objects.filter(cluster=cluster).first()
+        if reservation is None:
+            reservation = capacity_register(
+                provider=provider,
+                holder=Organization.objects.get(slug=holder_slug),
+                cluster=cluster,
+                sku=Sku.objects.get(code=sku_code),
+                region=Region.objects.get(code=region_code),
+                starts_at=starts,
+                ends_at=datetime.combine(
                     calendar.add_months(starts.date(), term), time.min, tzinfo=UTC
                 ),
-                "gpus": gpus,
-                "interconnect": Interconnect.INFINIBAND,
-                "contiguous_block_gpus": block,
-            },
-        )
+                gpus=gpus,
+                interconnect=Interconnect.INFINIBAND,
+                contiguous_block_gpus=block,
+            )
         if not Instrument.objects.filter(reservation=reservation).exists():
             resale_list(reservation=reservation)
 

@@ -16,6 +16,7 @@ Accounts, from the exchange's point of view:
 - ``exchange:fees:USD`` (income): maker and taker fees.
 """
 
+from datetime import date
 from decimal import Decimal
 
 from exchange.models import Account
@@ -81,3 +82,42 @@ def test_funds_account() -> LedgerAccount:
 
 def fees_account() -> LedgerAccount:
     return _house_account("fees", LedgerAccount.Type.INCOME)
+
+
+# GPU-hour entitlements: the right to use one GPU for one hour of a given SKU, region and month.
+# Counted in whole GPU-hours (scale 0). Issued when reserved capacity is registered: the holder's
+# account is debited, the issuance account (equity) credited, so outstanding entitlements of a
+# commodity are the issuance account's credit balance.
+
+
+def entitlement_code(sku_code: str, region_code: str, month: date) -> str:
+    return f"GPUH-{sku_code}-{region_code}-{month:%Y%m}"
+
+
+def entitlement(sku_code: str, region_code: str, month: date) -> Commodity:
+    return commodity_define(
+        code=entitlement_code(sku_code, region_code, month),
+        name=f"GPU-hours of {sku_code} in {region_code}, {month:%B %Y}",
+        kind=Commodity.Kind.ENTITLEMENT,
+        scale=0,
+    )
+
+
+def entitlement_account(account: Account, commodity: Commodity) -> LedgerAccount:
+    """``account``'s GPU-hours of ``commodity``; it can hand over only what it holds."""
+    return account_open(
+        code=f"trading:{account.pk}:gpuh:{commodity.code}",
+        owner=f"exchange.account:{account.pk}",
+        commodity=commodity,
+        type=LedgerAccount.Type.ASSET,
+        limit=LedgerAccount.Limit.CREDITS_MUST_NOT_EXCEED_DEBITS,
+    )
+
+
+def entitlement_issuance_account(commodity: Commodity) -> LedgerAccount:
+    return account_open(
+        code=f"exchange:gpuh-issued:{commodity.code}",
+        owner="exchange",
+        commodity=commodity,
+        type=LedgerAccount.Type.EQUITY,
+    )

@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from exchange.models import Instrument, Region, Sku
-from exchange.selectors import funding, market, participants
+from exchange.selectors import entitlements, funding, market, participants
 from exchange.services import funding as funding_services
 
 RECENT_FUNDING_ROWS = 10
@@ -75,6 +75,7 @@ def portfolio(request: HttpRequest) -> HttpResponse:
         {
             "account": account,
             "cash": funding.cash_balance(account),
+            "entitlements": entitlements.entitlements_of(account),
             "deposits": funding.deposits_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
             "withdrawals": funding.withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
         }

@@ -1,5 +1,6 @@
 """Members sign in and see their own organization's money, and only theirs."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -7,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from exchange.models import Membership, Organization
+from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, withdrawal_request
 from exchange.services.participants import account_main, member_add, organization_create
 
@@ -102,3 +104,30 @@ def test_sign_out_needs_post_and_ends_the_session(client, startup):
 
     assert response.status_code == 302
     assert client.get(reverse("web:portfolio")).status_code == 302
+
+
+def test_holder_sees_its_gpu_hour_entitlements(client, startup, trader, sku, region):
+    # given a block held by the startup
+    capacity_register(
+        provider=trader,
+        holder=startup,
+        cluster="nw-portland-b200-b",
+        sku=sku,
+        region=region,
+        starts_at=datetime(2027, 2, 1, tzinfo=UTC),
+        ends_at=datetime(2027, 3, 1, tzinfo=UTC),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+
+    # when alice opens her portfolio, and hank his
+    client.force_login(get_user_model().objects.get(username="alice"))
+    alice_page = client.get(reverse("web:portfolio")).content.decode()
+    client.force_login(get_user_model().objects.get(username="hank"))
+    hank_page = client.get(reverse("web:portfolio")).content.decode()
+
+    # then only the holder sees the 16 x 672 GPU-hours of February 2027
+    code = f"GPUH-{sku.code}-{region.code}-202702"
+    assert code in alice_page and "10,752" in alice_page
+    assert code not in hank_page

@@ -1,0 +1,134 @@
+"""Reserved capacity: registering a block issues its GPU-hours as ledger entitlements.
+
+A provider registers a reserved block (its own idle capacity, or capacity a customer reserved
+from it) and the block's GPU-hours are issued to the block's holder, split by calendar month
+(UTC) into one entitlement commodity per SKU x region x month. The holder can then list the
+block for resale; settlement of a resale trade moves the entitlements to the buyer.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from exchange import calendar
+from exchange.errors import CatalogError, CatalogErrorCode
+from exchange.models import Organization, Region, ReservedCapacity, Sku
+from exchange.services.audit import audit_record
+from exchange.services.ledger_accounts import (
+    entitlement,
+    entitlement_account,
+    entitlement_issuance_account,
+)
+from exchange.services.participants import account_main
+from ledger.services import entry_post
+
+# Reservations run 1-3 years, sometimes 5 (MARKET.md); a longer one is a typo.
+TERM_YEARS_MAX = 6
+TERM_MONTHS_MAX = TERM_YEARS_MAX * 12
+GPUS_MAX = 100_000
+SECONDS_PER_HOUR = 3600
+
+
+@dataclass(frozen=True)
+class MonthHours:
+    month: date
+    hours: int
+
+
+def hours_by_month(starts_at: datetime, ends_at: datetime) -> list[MonthHours]:
+    """The whole hours of [starts_at, ends_at) in each UTC calendar month, in order."""
+    start, end = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
+    months: list[MonthHours] = []
+    month = calendar.month_start(start.date())
+    for _ in range(TERM_MONTHS_MAX + 1):
+        month_begins = datetime(month.year, month.month, 1, tzinfo=UTC)
+        next_month = calendar.add_months(month, 1)
+        month_ends = datetime(next_month.year, next_month.month, 1, tzinfo=UTC)
+        overlap = min(end, month_ends) - max(start, month_begins)
+        if overlap > timedelta(0):
+            months.append(MonthHours(month, int(overlap.total_seconds()) // SECONDS_PER_HOUR))
+        if month_ends >= end:
+            break
+        month = next_month
+    return months
+
+
+def _invalid(message: str, field: str) -> CatalogError:
+    return CatalogError(CatalogErrorCode.INVALID_CAPACITY, message, field=field)
+
+
+def _check(starts_at: datetime, ends_at: datetime, gpus: int, contiguous_block_gpus: int) -> None:
+    for name, moment in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
+            raise _invalid("Start and end are dates and times with a time zone.", name)
+        if moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0) != moment:
+            raise _invalid("Reserved capacity starts and ends on whole hours.", name)
+    if ends_at <= starts_at:
+        raise _invalid("The reservation must end after it starts.", "ends_at")
+    if ends_at - starts_at > timedelta(days=366 * TERM_YEARS_MAX):
+        raise _invalid(f"A reservation lasts at most {TERM_YEARS_MAX} years.", "ends_at")
+    if not isinstance(gpus, int) or not 1 <= gpus <= GPUS_MAX:
+        raise _invalid(f"GPUs must be a whole number from 1 to {GPUS_MAX}.", "gpus")
+    if not isinstance(contiguous_block_gpus, int) or not 1 <= contiguous_block_gpus <= gpus:
+        raise _invalid(
+            "The contiguous block is 1 GPU up to the whole reservation.", "contiguous_block_gpus"
+        )
+
+
+def capacity_register(
+    *,
+    provider: Organization,
+    holder: Organization,
+    cluster: str,
+    sku: Sku,
+    region: Region,
+    starts_at: datetime,
+    ends_at: datetime,
+    gpus: int,
+    interconnect: str,
+    contiguous_block_gpus: int,
+    actor: AbstractBaseUser | None = None,
+) -> ReservedCapacity:
+    """Record a reserved block and issue its GPU-hours to the holder, in one transaction."""
+    _check(starts_at, ends_at, gpus, contiguous_block_gpus)
+    if not cluster.strip():
+        raise _invalid("Name the cluster.", "cluster")
+    with transaction.atomic(durable=True):
+        reservation = ReservedCapacity.objects.create(
+            provider=provider,
+            holder=holder,
+            cluster=cluster.strip(),
+            sku=sku,
+            region=region,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            gpus=gpus,
+            interconnect=interconnect,
+            contiguous_block_gpus=contiguous_block_gpus,
+        )
+        holder_account = account_main(holder)
+        postings = []
+        issued = {}
+        for part in hours_by_month(starts_at, ends_at):
+            commodity = entitlement(sku.code, region.code, part.month)
+            gpu_hours = part.hours * gpus
+            postings += [
+                (entitlement_account(holder_account, commodity), gpu_hours),
+                (entitlement_issuance_account(commodity), -gpu_hours),
+            ]
+            issued[commodity.code] = gpu_hours
+        entry_post(
+            key=f"capacity:{reservation.pk}:issue",
+            description=f"GPU-hours of reserved block #{reservation.pk} ({reservation.cluster})",
+            postings=postings,
+            metadata={"reservation": reservation.pk},
+        )
+        audit_record(
+            actor=actor,
+            action="capacity.register",
+            target=reservation,
+            after={"holder": holder.slug, "gpus": gpus, "issued_gpu_hours": issued},
+        )
+    return reservation

@@ -1,0 +1,109 @@
+"""Registering reserved capacity issues its GPU-hours, by month, to the block's holder."""
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from exchange.errors import CatalogError, CatalogErrorCode
+from exchange.models import AuditEntry, Interconnect, Organization, ReservedCapacity
+from exchange.services.capacity import MonthHours, capacity_register, hours_by_month
+from exchange.services.participants import organization_create
+from ledger.models import Account as LedgerAccount
+from ledger.models import Entry
+from ledger.selectors import ledger_problems
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def provider():
+    return organization_create(slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER)
+
+
+@pytest.fixture
+def holder():
+    return organization_create(slug="lumen", name="Lumen Labs", kind=Organization.Kind.STARTUP)
+
+
+def register(provider, holder, sku, region, **changes):
+    arguments = {
+        "provider": provider,
+        "holder": holder,
+        "cluster": "nw-ashburn-h100-a",
+        "sku": sku,
+        "region": region,
+        "starts_at": datetime(2027, 1, 15, tzinfo=UTC),
+        "ends_at": datetime(2027, 3, 10, 12, tzinfo=UTC),
+        "gpus": 8,
+        "interconnect": Interconnect.INFINIBAND,
+        "contiguous_block_gpus": 8,
+    }
+    return capacity_register(**{**arguments, **changes})
+
+
+def test_hours_are_split_by_utc_month():
+    assert hours_by_month(
+        datetime(2027, 1, 15, tzinfo=UTC), datetime(2027, 3, 10, 12, tzinfo=UTC)
+    ) == [
+        MonthHours(date(2027, 1, 1), 17 * 24),
+        MonthHours(date(2027, 2, 1), 28 * 24),
+        MonthHours(date(2027, 3, 1), 9 * 24 + 12),
+    ]
+
+
+def test_hours_across_a_year_end_and_from_another_time_zone():
+    # 2026-12-31 22:00 at UTC+2 is 20:00 UTC.
+    starts = datetime(2026, 12, 31, 22, tzinfo=timezone(timedelta(hours=2)))
+    ends = datetime(2027, 1, 1, 5, tzinfo=UTC)
+
+    assert hours_by_month(starts, ends) == [
+        MonthHours(date(2026, 12, 1), 4),
+        MonthHours(date(2027, 1, 1), 5),
+    ]
+
+
+def test_registration_issues_each_months_gpu_hours_to_the_holder(provider, holder, sku, region):
+    # when
+    reservation = register(provider, holder, sku, region)
+
+    # then the holder's main account holds GPU-hours per month, exactly, and the books balance
+    held = {
+        row.commodity.code: row.balance
+        for row in LedgerAccount.objects.filter(
+            owner__startswith="exchange.account:"
+        ).select_related("commodity")
+    }
+    code = f"GPUH-{sku.code}-{region.code}"
+    assert held == {
+        f"{code}-202701": 8 * 17 * 24,
+        f"{code}-202702": 8 * 28 * 24,
+        f"{code}-202703": 8 * (9 * 24 + 12),
+    }
+    issued = LedgerAccount.objects.get(code=f"exchange:gpuh-issued:{code}-202702")
+    assert issued.balance == -8 * 28 * 24
+    assert ledger_problems() == []
+    audit = AuditEntry.objects.get(action="capacity.register")
+    assert audit.target_id == str(reservation.pk)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"starts_at": datetime(2027, 1, 15)}, "starts_at"),  # noqa: DTZ001 - naive on purpose.
+        ({"starts_at": datetime(2027, 1, 15, 0, 30, tzinfo=UTC)}, "starts_at"),
+        ({"ends_at": datetime(2027, 1, 15, tzinfo=UTC)}, "ends_at"),
+        ({"ends_at": datetime(2034, 1, 15, tzinfo=UTC)}, "ends_at"),
+        ({"gpus": 0}, "gpus"),
+        ({"contiguous_block_gpus": 16}, "contiguous_block_gpus"),
+        ({"cluster": "  "}, "cluster"),
+    ],
+)
+def test_invalid_capacity_is_a_named_refusal_that_writes_nothing(
+    provider, holder, sku, region, changes, field
+):
+    with pytest.raises(CatalogError) as refused:
+        register(provider, holder, sku, region, **changes)
+
+    assert (refused.value.code, refused.value.field) == (CatalogErrorCode.INVALID_CAPACITY, field)
+    assert not ReservedCapacity.objects.exists()
+    assert not Entry.objects.exists()
