@@ -39,6 +39,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def apply_to_each(
+    model_admin, request, queryset, verb: str, service, object_argument: str, **arguments
+) -> None:
+    """Run one service per selected object, in id order, reporting each refusal by name.
+
+    Admin actions are thin: the service does the work (and its audit row); a refusal of one
+    object does not stop the others.
+    """
+    done = 0
+    # The count is taken before the loop: a status change may move items out of a filtered list.
+    selected = queryset.count()
+    for item in queryset.order_by("pk"):
+        try:
+            service(**{object_argument: item}, **arguments)
+            done += 1
+        except ExchangeError as error:
+            model_admin.message_user(request, f"#{item.pk}: {error.message}", messages.ERROR)
+    plural = queryset.model._meta.verbose_name_plural
+    model_admin.message_user(request, f"{done} of {selected} selected {plural} {verb}.")
+
+
 @admin.register(Sku)
 class SkuAdmin(admin.ModelAdmin):
     list_display = [
@@ -112,25 +133,31 @@ class InstrumentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Halt trading in the selected instruments")
     def halt(self, request, queryset):
-        self._change_status(request, queryset, instrument_halt, "halted")
+        reason = f"admin action by {request.user}"
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            "halted",
+            instrument_halt,
+            "instrument",
+            actor=request.user,
+            reason=reason,
+        )
 
     @admin.action(description="Resume trading in the selected instruments")
     def resume(self, request, queryset):
-        self._change_status(request, queryset, instrument_resume, "resumed")
-
-    def _change_status(self, request, queryset, service, verb):
-        changed = 0
-        for instrument in queryset.order_by("pk"):
-            try:
-                service(
-                    instrument=instrument,
-                    actor=request.user,
-                    reason=f"admin action by {request.user}",
-                )
-                changed += 1
-            except ExchangeError as error:
-                self.message_user(request, error.message, messages.ERROR)
-        self.message_user(request, f"{changed} instrument(s) {verb}.")
+        reason = f"admin action by {request.user}"
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            "resumed",
+            instrument_resume,
+            "instrument",
+            actor=request.user,
+            reason=reason,
+        )
 
 
 class TransitionInline(admin.TabularInline):
@@ -165,14 +192,9 @@ class OrderAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel the selected orders")
     def cancel(self, request, queryset):
-        cancelled = 0
-        for order in queryset.order_by("pk"):
-            try:
-                order_cancel(order=order, requested_by=request.user)
-                cancelled += 1
-            except ExchangeError as error:
-                self.message_user(request, f"#{order.pk}: {error.message}", messages.WARNING)
-        self.message_user(request, f"Cancel requested for {cancelled} order(s).")
+        apply_to_each(
+            self, request, queryset, "cancelled", order_cancel, "order", requested_by=request.user
+        )
 
 
 @admin.register(Trade)
@@ -268,32 +290,29 @@ class WithdrawalAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Approve and pay out the selected withdrawals")
     def approve(self, request, queryset):
-        self._review(
+        apply_to_each(
+            self,
             request,
             queryset,
-            lambda item: withdrawal_approve(withdrawal=item, actor=request.user),
             "approved",
+            withdrawal_approve,
+            "withdrawal",
+            actor=request.user,
         )
 
     @admin.action(description="Reject the selected withdrawals (release the funds)")
     def reject(self, request, queryset):
         reason = f"rejected in the back office by {request.user}"
-        self._review(
+        apply_to_each(
+            self,
             request,
             queryset,
-            lambda item: withdrawal_reject(withdrawal=item, actor=request.user, reason=reason),
             "rejected",
+            withdrawal_reject,
+            "withdrawal",
+            actor=request.user,
+            reason=reason,
         )
-
-    def _review(self, request, queryset, service, verb):
-        done = 0
-        for withdrawal in queryset.order_by("pk"):
-            try:
-                service(withdrawal)
-                done += 1
-            except ExchangeError as error:
-                self.message_user(request, f"#{withdrawal.pk}: {error.message}", messages.ERROR)
-        self.message_user(request, f"{done} withdrawal(s) {verb}.")
 
 
 @admin.register(StripeEvent)

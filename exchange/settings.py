@@ -135,6 +135,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.orders_expire_due",
         "schedule": 30.0,
     },
+    "expire-ledger-holds": {
+        "task": "exchange.tasks.ledger_holds_expire",
+        "schedule": 60.0,
+    },
     "list-monthly-strips": {
         "task": "exchange.tasks.instruments_list_upcoming",
         "schedule": 6 * 60 * 60.0,

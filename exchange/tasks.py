@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 
 from exchange.services.listing import futures_list_upcoming
+from ledger.services import holds_expire
 
 UPCOMING_MONTHS = 12
 
@@ -21,3 +22,9 @@ def orders_expire_due() -> int:
 @shared_task
 def instruments_list_upcoming() -> int:
     return len(futures_list_upcoming(months_ahead=UPCOMING_MONTHS))
+
+
+@shared_task
+def ledger_holds_expire() -> int:
+    """Release ledger holds whose expiry has passed."""
+    return holds_expire()

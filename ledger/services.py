@@ -342,7 +342,9 @@ def entry_post(
     return entries_post([spec])[0]
 
 
-def entry_reverse(*, entry: Entry, key: str, description: str = "") -> Entry:
+def entry_reverse(
+    *, entry: Entry, key: str, description: str = "", metadata: dict[str, Any] | None = None
+) -> Entry:
     """Post the exact opposite of ``entry``: the way to correct an append-only ledger."""
     earlier = Entry.objects.filter(reverses=entry).first()
     if earlier is not None and earlier.idempotency_key != key:
@@ -358,6 +360,7 @@ def entry_reverse(*, entry: Entry, key: str, description: str = "") -> Entry:
         key=key,
         description=description or f"Reversal of entry #{entry.pk}",
         postings=postings,
+        metadata=metadata,
         reverses=entry,
     )
 

@@ -51,8 +51,9 @@ from exchange.services.ledger_accounts import (
 )
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
+from ledger.models import Entry as LedgerEntry
 from ledger.models import Hold
-from ledger.services import entry_post, hold_create, hold_void
+from ledger.services import entry_post, entry_reverse, hold_create, hold_void
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
@@ -358,12 +359,11 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
     stored.status = StripeEvent.Status.PROCESSED
     if deposit.status != Deposit.Status.CREDITED:
         return  # Already reversed (a refund and a dispute of one charge), or never credited.
-    micros = usd_to_micros(deposit.amount)
     try:
-        entry = entry_post(
+        entry = entry_reverse(
+            entry=LedgerEntry.objects.get(pk=deposit.ledger_entry_id),
             key=f"stripe:reversal:{payment_intent}",
             description=f"Reversal of deposit #{deposit.pk} ({stored.type})",
-            postings=((cash_account(deposit.account), micros), (stripe_account(), -micros)),
             metadata={"deposit": deposit.pk, "stripe_event": stored.event_id},
         )
     except LedgerError as error:

@@ -6,9 +6,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from exchange.errors import CatalogError
 from exchange.models import Instrument, Region, Sku
 from exchange.selectors import entitlements, funding, market, participants
 from exchange.services import funding as funding_services
+from exchange.symbols import parse_symbol
 
 RECENT_FUNDING_ROWS = 10
 
@@ -46,6 +48,10 @@ def markets(request: HttpRequest) -> HttpResponse:
 
 
 def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
+    try:
+        parse_symbol(symbol)
+    except CatalogError as error:
+        raise Http404(error.message) from error
     instrument = market.instrument_by_symbol(symbol)
     if instrument is None:
         raise Http404(f"No instrument {symbol}")

@@ -38,7 +38,7 @@ def test_halt_action_halts_and_audits_with_the_acting_user(admin_client, admin_u
 
     # then
     assert response.status_code == 200
-    assert "1 instrument(s) halted." in response.content.decode()
+    assert "1 of 1 selected instruments halted." in response.content.decode()
     statuses = dict(Instrument.objects.values_list("pk", "status"))
     assert statuses == {futures[0].pk: "halted", futures[1].pk: "active"}
     entry = AuditEntry.objects.get(action="instrument.halted")
@@ -56,7 +56,7 @@ def test_resume_action_and_a_refused_change_is_reported(admin_client, futures):
     )
 
     page = response.content.decode()
-    assert "1 instrument(s) resumed." in page
+    assert "1 of 2 selected instruments resumed." in page
     assert "cannot go from active to active" in page
     assert set(Instrument.objects.values_list("status", flat=True)) == {"active"}
 

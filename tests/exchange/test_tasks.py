@@ -89,3 +89,29 @@ def test_instruments_list_upcoming_fills_in_missing_months(sku, region):
 def test_instruments_list_upcoming_without_listings_lists_nothing(sku, region):
     assert tasks.instruments_list_upcoming.delay().get() == 0
     assert not Instrument.objects.exists()
+
+
+def test_ledger_holds_expire_releases_holds_past_their_expiry(buyer):
+    # given a funded cash account with a hold that expired a second ago
+    from exchange.services.ledger_accounts import cash_account, test_funds_account
+    from ledger.models import Hold
+    from ledger.services import entry_post, hold_create
+
+    cash = cash_account(buyer)
+    entry_post(key="fund", description="fund", postings=[(test_funds_account(), 500), (cash, -500)])
+    hold = hold_create(
+        key="expiring",
+        account=cash,
+        side=Hold.Side.DEBIT,
+        amount=200,
+        description="order collateral",
+        expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    # when the beat task runs (eagerly here)
+    expired = tasks.ledger_holds_expire.delay().get()
+
+    # then the hold is released and the money available again
+    hold.refresh_from_db()
+    cash.refresh_from_db()
+    assert (expired, hold.status, cash.available) == (1, Hold.Status.EXPIRED, 500)

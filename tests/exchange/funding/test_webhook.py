@@ -226,6 +226,7 @@ def test_a_refund_reverses_the_deposit(client, credited, buyer):
     assert cash_balance(buyer).posted == 0
     reversal = Entry.objects.get(idempotency_key="stripe:reversal:pi_test_1")
     assert credited.reversal_entry_id == reversal.pk
+    assert reversal.reverses_id == credited.ledger_entry_id  # The ledger's own reversal link.
     assert AuditEntry.objects.filter(action="deposit.reverse").count() == 1
 
 

@@ -166,3 +166,11 @@ def test_resale_listing_pages(client, sku, region, buyer, seller):
     assert [(level.price, level.quantity) for level in detail.context["asks"]] == [
         (Decimal("2.30"), 128)
     ]
+
+
+def test_malformed_symbol_is_not_found_without_a_lookup(client, django_assert_num_queries):
+    # A symbol that cannot exist in the scheme is refused before any database query.
+    with django_assert_num_queries(0):
+        response = client.get("/instruments/not-a-symbol!/")
+
+    assert response.status_code == 404
