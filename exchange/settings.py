@@ -8,6 +8,7 @@ Production sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` (Redis or R
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -172,3 +173,21 @@ STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 FUNDING_TEST_MODE = not STRIPE_SECRET_KEY
+
+# Collateral and fees (see exchange/services/collateral.py and docs/ARCHITECTURE.md). Until the
+# pricing issue brings scenario margin, a future's initial margin is a percentage of its
+# notional at the order's price, and a short option's a percentage of its strike notional.
+EXCHANGE_FUTURE_MARGIN_RATE = Decimal(os.environ.get("EXCHANGE_FUTURE_MARGIN_RATE", "0.15"))
+EXCHANGE_SHORT_OPTION_MARGIN_RATE = Decimal(
+    os.environ.get("EXCHANGE_SHORT_OPTION_MARGIN_RATE", "0.15")
+)
+# A market order fills no further than this fraction beyond the best opposite price it found
+# at acceptance ("market with protection"); its collateral is computed at that price.
+EXCHANGE_MARKET_PROTECTION = Decimal(os.environ.get("EXCHANGE_MARKET_PROTECTION", "0.10"))
+# Fee schedule, fixed on each order at acceptance. Futures and options: USD per contract.
+# Resale: a fraction of the notional (a few percent in this market, see MARKET.md).
+EXCHANGE_FEES = {
+    "future": {"maker": Decimal("0.20"), "taker": Decimal("0.50")},
+    "option": {"maker": Decimal("0.10"), "taker": Decimal("0.25")},
+    "resale": {"maker": Decimal("0.01"), "taker": Decimal("0.02")},
+}

@@ -230,12 +230,18 @@ def _existing_entries(specs: Sequence[EntrySpec]) -> dict[str, Entry]:
     return existing
 
 
-def entries_post(specs: Sequence[EntrySpec]) -> list[Entry]:
+def entries_post(
+    specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = ()
+) -> list[Entry]:
     """Post a batch of entries atomically: all of them or, on any refusal, none.
 
     An entry whose key exists with the same content is returned as it is, not posted again.
+    ``void_holds``: holds whose remainder is released after the entries are posted, under the
+    same locks (a hold no longer pending is skipped): a caller settling trades and closing
+    orders in one transaction takes every account lock in one ascending pass, so it cannot
+    deadlock with another doing the same.
     """
-    if not 1 <= len(specs) <= ENTRIES_PER_BATCH_MAX:
+    if not (1 if not void_holds else 0) <= len(specs) <= ENTRIES_PER_BATCH_MAX:
         _refuse(
             LedgerErrorCode.ENTRY_EMPTY,
             f"A batch has 1 to {ENTRIES_PER_BATCH_MAX} entries.",
@@ -244,21 +250,21 @@ def entries_post(specs: Sequence[EntrySpec]) -> list[Entry]:
     for spec in specs:
         _check_spec(spec)
     with transaction.atomic():
-        existing = _existing_entries(specs)
+        existing = _existing_entries(specs) if specs else {}
         fresh: list[EntrySpec] = []
         seen: set[str] = set(existing)
         for spec in specs:
             if spec.key not in seen:
                 fresh.append(spec)
                 seen.add(spec.key)
-        if fresh:
-            created = _post_fresh(fresh)
+        if fresh or void_holds:
+            created = _post_fresh(fresh, [hold.pk for hold in void_holds])
             existing.update(created)
     return [existing[spec.key] for spec in specs]
 
 
-def _post_fresh(specs: list[EntrySpec]) -> dict[str, Entry]:
-    hold_ids = {hold.pk for spec in specs for hold, _ in spec.holds}
+def _post_fresh(specs: list[EntrySpec], void_hold_ids: list[int]) -> dict[str, Entry]:
+    hold_ids = {hold.pk for spec in specs for hold, _ in spec.holds} | set(void_hold_ids)
     account_ids = {account.pk for spec in specs for account, _ in spec.postings}
     account_ids |= set(Hold.objects.filter(pk__in=hold_ids).values_list("account_id", flat=True))
     totals = _Totals(_lock_accounts(account_ids))
@@ -287,7 +293,20 @@ def _post_fresh(specs: list[EntrySpec]) -> dict[str, Entry]:
             hold.remaining -= released
             if hold.remaining == 0:
                 hold.status, hold.resolved_at = Hold.Status.POSTED, now
+    voided = []
+    for hold_id in void_hold_ids:
+        hold = holds[hold_id]
+        if hold.status != Hold.Status.PENDING:
+            continue  # Consumed in full above, or released before: nothing left to release.
+        totals.pend(hold.account_id, hold.side, -hold.remaining)
+        hold.remaining, hold.status, hold.resolved_at = 0, Hold.Status.VOIDED, now
+        voided.append(hold)
     totals.check()
+    if not specs:
+        if voided:
+            Hold.objects.bulk_update(voided, ["remaining", "status", "resolved_at"])
+            totals.write()
+        return {}
     entries = Entry.objects.bulk_create(
         [
             Entry(
@@ -320,6 +339,7 @@ def _post_fresh(specs: list[EntrySpec]) -> dict[str, Entry]:
     ]
     if consumptions:
         HoldConsumption.objects.bulk_create(consumptions)
+    if consumptions or voided:
         Hold.objects.bulk_update(list(holds.values()), ["remaining", "status", "resolved_at"])
     totals.write()
     return {entry.idempotency_key: entry for entry in entries}
@@ -365,6 +385,18 @@ def entry_reverse(
     )
 
 
+@dataclass(frozen=True)
+class HoldSpec:
+    """One hold to create: ``amount`` pending on ``side`` of ``account``."""
+
+    key: str
+    account: Account
+    side: str
+    amount: int
+    description: str
+    expires_at: datetime | None = None
+
+
 def hold_create(
     *,
     key: str,
@@ -375,18 +407,35 @@ def hold_create(
     expires_at: datetime | None = None,
 ) -> Hold:
     """Reserve ``amount`` on one side of ``account``; refused if its limit would be exceeded."""
-    _check_key(key)
-    _check_amount(amount, signed=False)
-    if side not in Hold.Side.values:
-        _refuse(LedgerErrorCode.AMOUNT_INVALID, f"Side must be one of {Hold.Side.values}.", "side")
+    return holds_create([HoldSpec(key, account, side, amount, description, expires_at)])[0]
+
+
+def holds_create(specs: Sequence[HoldSpec]) -> list[Hold]:
+    """Create several holds atomically (all or none), locking their accounts in one pass.
+
+    Idempotent per key: a key that exists with the same content returns the existing hold.
+    """
+    for spec in specs:
+        _check_key(spec.key)
+        _check_amount(spec.amount, signed=False)
+        if spec.side not in Hold.Side.values:
+            _refuse(
+                LedgerErrorCode.AMOUNT_INVALID, f"Side must be one of {Hold.Side.values}.", "side"
+            )
+    if len({spec.key for spec in specs}) != len(specs):
+        _refuse(LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT, "A hold key is used twice.", "key")
     with transaction.atomic():
-        existing = Hold.objects.filter(idempotency_key=key).first()
-        if existing is not None:
-            same = (existing.account_id, existing.side, existing.amount, existing.expires_at) == (
-                account.pk,
-                side,
-                amount,
-                expires_at,
+        existing = {
+            hold.idempotency_key: hold
+            for hold in Hold.objects.filter(idempotency_key__in=[spec.key for spec in specs])
+        }
+        for key, hold in existing.items():
+            spec = next(spec for spec in specs if spec.key == key)
+            same = (hold.account_id, hold.side, hold.amount, hold.expires_at) == (
+                spec.account.pk,
+                spec.side,
+                spec.amount,
+                spec.expires_at,
             )
             if not same:
                 _refuse(
@@ -394,23 +443,31 @@ def hold_create(
                     f"Hold key {key!r} exists with other content.",
                     "key",
                 )
-            return existing
-        totals = _Totals(_lock_accounts([account.pk]))
-        if totals.accounts[account.pk].closed:
-            _refuse(LedgerErrorCode.ACCOUNT_CLOSED, f"Account {account.code} is closed.", "account")
-        totals.pend(account.pk, side, amount)
-        totals.check()
-        hold = Hold.objects.create(
-            idempotency_key=key,
-            account=account,
-            side=side,
-            amount=amount,
-            remaining=amount,
-            expires_at=expires_at,
-            description=description[:300],
-        )
-        totals.write()
-    return hold
+        fresh = [spec for spec in specs if spec.key not in existing]
+        if fresh:
+            totals = _Totals(_lock_accounts(spec.account.pk for spec in fresh))
+            for spec in fresh:
+                account = totals.accounts[spec.account.pk]
+                if account.closed:
+                    _refuse(
+                        LedgerErrorCode.ACCOUNT_CLOSED,
+                        f"Account {account.code} is closed.",
+                        "account",
+                    )
+                totals.pend(account.pk, spec.side, spec.amount)
+            totals.check()
+            for spec in fresh:
+                existing[spec.key] = Hold.objects.create(
+                    idempotency_key=spec.key,
+                    account=spec.account,
+                    side=spec.side,
+                    amount=spec.amount,
+                    remaining=spec.amount,
+                    expires_at=spec.expires_at,
+                    description=spec.description[:300],
+                )
+            totals.write()
+    return [existing[spec.key] for spec in specs]
 
 
 def _hold_release(hold: Hold, status: str) -> tuple[Hold, bool]:

@@ -10,6 +10,7 @@ from datetime import datetime
 from django.utils import timezone
 
 import matching
+from exchange.matcher.settlement import Settlement
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
 from exchange.statements import insert_rows, update_rows
 from exchange.units import lots_to_quantity, ticks_to_price
@@ -49,6 +50,7 @@ ORDER_FIELDS_WRITTEN = [
     "cancelled_quantity",
     "filled_notional",
     "priority_sequence",
+    "margin_per_contract",
     "updated_at",
 ]
 
@@ -65,6 +67,8 @@ class EventApplier:
         self.transitions: list[OrderTransition] = []
         self.trades: list[Trade] = []
         self.commands: list[OrderCommand] = []
+        self.settlement = Settlement(instrument)
+        self.settlement.load(set(orders))
 
     def transition(self, order: Order, to_status: str, reason: str) -> None:
         """Apply one status change from the transition table and record it."""
@@ -82,6 +86,8 @@ class EventApplier:
         )
         order.status = to_status
         self._touch(order)
+        if not ALLOWED_TRANSITIONS[to_status]:  # Left the book for good: release collateral.
+            self.settlement.close(order)
 
     def _touch(self, order: Order) -> None:
         order.updated_at = self.now
@@ -132,6 +138,8 @@ class EventApplier:
     def _on_rejected(self, command: OrderCommand, event: matching.Rejected) -> None:
         command.status = OrderCommand.Status.REJECTED
         command.reject_code = str(event.reason)
+        if command.kind == OrderCommand.Kind.REPLACE:
+            self.settlement.replace_refused(command)
         if command.kind == OrderCommand.Kind.NEW:
             order = self.orders[event.order_id]
             order.reject_code = str(event.reason)
@@ -158,6 +166,7 @@ class EventApplier:
                 executed_at=self.now,
             )
         )
+        self.settlement.trade(self.sequence, price, quantity, buyer, seller, maker)
         for order in (maker, taker):
             order.filled_quantity += quantity
             order.filled_notional += price * quantity
@@ -167,6 +176,9 @@ class EventApplier:
         order = self.orders[event.order_id]
         order.cancelled_quantity += lots_to_quantity(event.qty, self.instrument.lot_size)
         reason = str(event.reason)
+        if event.reason == matching.CancelReason.IOC_REMAINDER and order.type == Order.Type.MARKET:
+            # The engine saw a market order as IOC at its protection price (see the runtime).
+            reason = str(matching.CancelReason.MARKET_REMAINDER)
         removed_status = (
             Order.Status.EXPIRED
             if event.reason == matching.CancelReason.EXPIRED
@@ -184,6 +196,7 @@ class EventApplier:
         )
         if not event.priority_kept:
             order.priority_sequence = self.sequence
+        self.settlement.replaced(order, command)
         self.transition(
             order, order.status, "replaced" if event.priority_kept else "replaced_lost_priority"
         )
@@ -205,3 +218,4 @@ class EventApplier:
         if self.sequence != self.instrument.sequence:
             self.instrument.sequence = self.sequence
             update_rows(Instrument, [self.instrument], ["sequence"])
+        self.settlement.flush()

@@ -200,16 +200,20 @@ class Matcher:
         missing = applier.missing_order_ids(list(events))
         if missing:
             applier.orders.update(Order.objects.in_bulk(missing))
+            applier.settlement.load(missing)
 
     def _run_command(
         self, instrument: Instrument, command: OrderCommand, applier: EventApplier
     ) -> None:
         order = command.order
         refusal = self._refusal(instrument, command, applier.now)
+        if refusal is None and command.kind != OrderCommand.Kind.CANCEL:
+            refusal = applier.settlement.refusal(command)
         if refusal is not None:
-            # The instrument stopped trading between acceptance and matching. The engine never
-            # sees the command; the rejection is shaped as the engine's own so that it is
-            # applied and recorded exactly like one. Cancels still go through.
+            # The instrument stopped trading between acceptance and matching, or the command is
+            # not collateralized. The engine never sees the command; the rejection is shaped as
+            # the engine's own so that it is applied and recorded exactly like one. Cancels
+            # always go through.
             events: list[object] = [
                 matching.Rejected(
                     seq=0, order_id=order.pk, instrument=instrument.pk, reason=refusal
@@ -246,9 +250,14 @@ class Matcher:
                 account=order.account_id,
                 side=matching.Side(order.side),
                 qty=quantity_to_lots(order.quantity, instrument.lot_size),
+                # A market order fills no further than its protection price.
                 price=price_to_ticks(order.price, instrument.tick_size)
                 if order.price is not None
-                else None,
+                else (
+                    price_to_ticks(order.protection_price, instrument.tick_size)
+                    if order.protection_price is not None
+                    else None
+                ),
                 tif=matching.TimeInForce(order.time_in_force),
                 post_only=order.post_only,
                 stp=matching.SelfTradePrevention(order.self_trade_prevention),

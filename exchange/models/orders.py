@@ -72,6 +72,24 @@ class Order(models.Model):
         help_text="Sum of fill price x fill quantity, for the average price.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Collateral terms, fixed when the order is accepted (a replace may change the margin):
+    # what each fill may take from the order's holds (see ``exchange.services.collateral``).
+    protection_price = models.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Market orders: the worst price they may fill at, $/GPU-hr.",
+    )
+    margin_per_contract = models.BigIntegerField(
+        default=0, help_text="Initial margin per opening contract, micro-USD."
+    )
+    maker_fee_rate = models.DecimalField(
+        max_digits=16, decimal_places=8, default=0, help_text="From the fee schedule at acceptance."
+    )
+    taker_fee_rate = models.DecimalField(
+        max_digits=16, decimal_places=8, default=0, help_text="From the fee schedule at acceptance."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     reject_code = models.CharField(max_length=64, blank=True)
     # The instrument sequence at which the order took its current place in the queue; the book is
@@ -179,6 +197,9 @@ class OrderCommand(models.Model):
     quantity = models.PositiveIntegerField(
         null=True, blank=True, help_text="Replace: the new open quantity."
     )
+    margin_per_contract = models.BigIntegerField(
+        null=True, blank=True, help_text="Replace: the margin per contract at the new price."
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     reject_code = models.CharField(max_length=64, blank=True)
     requested_by = models.ForeignKey(
@@ -201,6 +222,29 @@ class OrderCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.order_id} ({self.status})"
+
+
+class OrderHold(models.Model):
+    """A ledger hold setting aside an order's collateral (cash, or GPU-hour entitlements).
+
+    Placed with the order (``active``), or with a replace that needs more than the order holds
+    (inactive until the matcher applies the replace, which then releases the order's former
+    holds). The matcher's settlement consumes active holds fill by fill and releases what is
+    left when the order leaves the book.
+    """
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="holds")
+    hold = models.OneToOneField("ledger.Hold", on_delete=models.PROTECT, related_name="+")
+    command = models.ForeignKey(
+        OrderCommand, null=True, blank=True, on_delete=models.PROTECT, related_name="holds"
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"order #{self.order_id}: hold #{self.hold_id}"
 
 
 class OrderRejection(models.Model):

@@ -103,10 +103,14 @@ def entitlement(sku_code: str, region_code: str, month: date) -> Commodity:
     )
 
 
+def entitlement_account_code(account: Account, commodity_code: str) -> str:
+    return f"trading:{account.pk}:gpuh:{commodity_code}"
+
+
 def entitlement_account(account: Account, commodity: Commodity) -> LedgerAccount:
     """``account``'s GPU-hours of ``commodity``; it can hand over only what it holds."""
     return account_open(
-        code=f"trading:{account.pk}:gpuh:{commodity.code}",
+        code=entitlement_account_code(account, commodity.code),
         owner=f"exchange.account:{account.pk}",
         commodity=commodity,
         type=LedgerAccount.Type.ASSET,
@@ -120,4 +124,66 @@ def entitlement_issuance_account(commodity: Commodity) -> LedgerAccount:
         owner="exchange",
         commodity=commodity,
         type=LedgerAccount.Type.EQUITY,
+    )
+
+
+# Positions in futures and options: one commodity per instrument (its symbol), counted in whole
+# contracts. A trade debits the buyer's position account and credits the seller's, so a long
+# position is a debit balance and open interest is the sum of the debit balances.
+#
+# Alongside each position, two USD accounts per trading account and instrument:
+# - ``cost``: a memo of the value the position was traded at, debited by the buyer and credited
+#   by the seller at the trade price (price x contracts x GPU-hours). The two sides of every
+#   trade cancel, so the cost accounts of an instrument sum to zero. An account's profit or loss
+#   on the instrument is ``position x mark x GPU-hours - cost``; once flat, it is ``-cost``.
+# - ``margin``: initial margin set aside from cash for the open position (a liability: the
+#   exchange returns it as the position closes).
+
+
+def position(instrument_symbol: str) -> Commodity:
+    return commodity_define(
+        code=instrument_symbol,
+        name=f"Contracts of {instrument_symbol}",
+        kind=Commodity.Kind.POSITION,
+        scale=0,
+    )
+
+
+def position_account_code(account: Account, instrument_symbol: str) -> str:
+    return f"trading:{account.pk}:position:{instrument_symbol}"
+
+
+def position_account(account: Account, instrument_symbol: str) -> LedgerAccount:
+    return account_open(
+        code=position_account_code(account, instrument_symbol),
+        owner=f"exchange.account:{account.pk}",
+        commodity=position(instrument_symbol),
+        type=LedgerAccount.Type.ASSET,
+    )
+
+
+def cost_account_code(account: Account, instrument_symbol: str) -> str:
+    return f"trading:{account.pk}:cost:{instrument_symbol}:{USD_CODE}"
+
+
+def cost_account(account: Account, instrument_symbol: str) -> LedgerAccount:
+    return account_open(
+        code=cost_account_code(account, instrument_symbol),
+        owner=f"exchange.account:{account.pk}",
+        commodity=usd(),
+        type=LedgerAccount.Type.ASSET,
+    )
+
+
+def margin_account_code(account: Account, instrument_symbol: str) -> str:
+    return f"trading:{account.pk}:margin:{instrument_symbol}:{USD_CODE}"
+
+
+def margin_account(account: Account, instrument_symbol: str) -> LedgerAccount:
+    return account_open(
+        code=margin_account_code(account, instrument_symbol),
+        owner=f"exchange.account:{account.pk}",
+        commodity=usd(),
+        type=LedgerAccount.Type.LIABILITY,
+        limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
     )

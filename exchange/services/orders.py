@@ -1,6 +1,8 @@
 """Order services: accept (validate and commit as NEW), cancel and replace.
 
-Accepting an order commits the order row with status NEW together with its NEW command; the
+Accepting an order commits the order row with status NEW together with its NEW command and the
+ledger holds of its collateral (``exchange.services.collateral``); an order that cannot be
+collateralized is rejected with a ``RISK_*`` code and leaves only its rejection record. The
 committed command is what the matcher executes. In the inline mode the matcher then runs in this
 process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at commit.
 """
@@ -27,6 +29,7 @@ from exchange.models import (
     OrderRejection,
     Side,
 )
+from exchange.services import collateral
 from exchange.statements import Select, insert_row
 from exchange.units import price_to_ticks, quantity_to_lots
 
@@ -314,6 +317,16 @@ def order_place(
     assert resolved is not None
     try:
         order = _order_accept(account, resolved, request, client_order_id, placed_by)
+    except OrderRejected as error:  # Risk: nothing of the order was written.
+        _record_rejection(
+            account=account,
+            instrument=resolved,
+            request=request,
+            client_order_id=client_order_id,
+            error=error,
+            placed_by=placed_by,
+        )
+        raise
     except IntegrityError:
         # Another request with this client order id committed first: answer as a repeat would.
         existing = (
@@ -339,28 +352,45 @@ def _order_accept(
     client_order_id: str | None,
     placed_by: AbstractBaseUser | None,
 ) -> Order:
+    """Commit the order with its collateral holds, or raise the risk rejection.
+
+    The order's INSERT also queues its NEW command (the trigger of migration 0003); the holds
+    follow in the same transaction, so the matcher never sees an order without collateral.
+    """
     user = placed_by if placed_by is not None and placed_by.is_authenticated else None
     require_own_transaction()
-    # One autocommit INSERT is the whole acceptance: the trigger of migration 0003 adds the
-    # order's NEW command to the matcher's queue within the same statement.
-    order = insert_row(
-        Order(
-            account=account,
-            instrument=instrument,
-            client_order_id=client_order_id,
-            side=request.side,
-            type=request.type,
-            time_in_force=request.time_in_force,
-            post_only=request.post_only,
-            self_trade_prevention=request.self_trade_prevention,
-            price=request.price,
-            quantity=request.quantity,
-            expires_at=request.expires_at,
-            status=Order.Status.NEW,
-            placed_by=user,
-            request_digest=request.digest(),
+    price = request.price
+    protection = None
+    if price is None:
+        protection = price = collateral.protection_price(instrument, request.side)
+    terms = collateral.terms_for(instrument, request.side, price)
+    with transaction.atomic(durable=True):
+        order = insert_row(
+            Order(
+                account=account,
+                instrument=instrument,
+                client_order_id=client_order_id,
+                side=request.side,
+                type=request.type,
+                time_in_force=request.time_in_force,
+                post_only=request.post_only,
+                self_trade_prevention=request.self_trade_prevention,
+                price=request.price,
+                quantity=request.quantity,
+                expires_at=request.expires_at,
+                protection_price=protection,
+                margin_per_contract=terms.margin_per_contract,
+                maker_fee_rate=terms.maker_fee_rate,
+                taker_fee_rate=terms.taker_fee_rate,
+                status=Order.Status.NEW,
+                placed_by=user,
+                request_digest=request.digest(),
+            )
         )
-    )
+        needs = collateral.needs_of_order(
+            order, instrument, request.quantity, price, terms.margin_per_contract
+        )
+        collateral.holds_place(order, needs, f"order:{order.pk}")
     return order
 
 
@@ -385,7 +415,7 @@ def _check_live(order: Order) -> None:
 def order_cancel(*, order: Order, requested_by: AbstractBaseUser | None = None) -> Order:
     """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it."""
     _check_live(order)
-    _command_submit(order, OrderCommand.Kind.CANCEL, None, None, requested_by)
+    _command_submit(order, OrderCommand.Kind.CANCEL, requested_by)
     order.refresh_from_db()  # The command may be matched already, here or by another process.
     return order
 
@@ -409,26 +439,33 @@ def order_replace(
     _check_instrument_tradable(instrument)
     check_price(instrument, price)
     check_quantity(instrument, quantity, zero_allowed=True)
-    _command_submit(order, OrderCommand.Kind.REPLACE, price, quantity, requested_by)
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    require_own_transaction()
+    margin = collateral.margin_per_contract(instrument, order.side, price)
+    with transaction.atomic(durable=True):
+        command = OrderCommand.objects.create(
+            kind=OrderCommand.Kind.REPLACE,
+            order=order,
+            instrument_id=order.instrument_id,
+            price=price,
+            quantity=quantity,
+            margin_per_contract=margin,
+            requested_by=user,
+        )
+        # More collateral than the order still holds: hold it all afresh; the matcher releases
+        # the former holds when it applies the replace, or these if it refuses it.
+        needs = collateral.needs_of_order(order, instrument, quantity, price, margin)
+        if not collateral.needs_covered(order, needs):
+            collateral.holds_place(order, needs, f"command:{command.pk}", command=command)
+    wake.after_commit(order.instrument_id, order.pk)
     order.refresh_from_db()
     return order
 
 
-def _command_submit(
-    order: Order,
-    kind: str,
-    price: Decimal | None,
-    quantity: int | None,
-    requested_by: AbstractBaseUser | None,
-) -> None:
+def _command_submit(order: Order, kind: str, requested_by: AbstractBaseUser | None) -> None:
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     OrderCommand.objects.create(  # One autocommit INSERT: committed when it returns.
-        kind=kind,
-        order=order,
-        instrument_id=order.instrument_id,
-        price=price,
-        quantity=quantity,
-        requested_by=user,
+        kind=kind, order=order, instrument_id=order.instrument_id, requested_by=user
     )
     wake.after_commit(order.instrument_id, order.pk)

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 
 from exchange.models import Account, Instrument, Organization, Region, Sku
+from exchange.services.funding import deposit_test_funds
 from exchange.services.listing import futures_list_strip
 from exchange.services.participants import account_main, organization_create
 from tests.exchange.support import RowCounts, listing_month
@@ -58,8 +59,15 @@ def future(futures) -> Instrument:
     return futures[0]
 
 
-def _account(slug: str, kind: str) -> Account:
-    return account_main(organization_create(slug=slug, name=slug.title(), kind=kind))
+# Enough for any order the tests place: collateral is held at acceptance.
+TEST_ACCOUNT_FUNDS = Decimal("10000000")
+
+
+def _account(slug: str, kind: str, *, funded: bool = True) -> Account:
+    account = account_main(organization_create(slug=slug, name=slug.title(), kind=kind))
+    if funded:
+        deposit_test_funds(account=account, amount=TEST_ACCOUNT_FUNDS, actor=None)
+    return account
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from urllib.parse import parse_qs
 import pytest
 from django.contrib.auth import get_user_model
 
+from exchange.models import Organization
+
 WEBHOOK_SECRET = "whsec_test_fake_secret"
 SECRET_KEY = "sk_test_fake_key"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -218,3 +220,20 @@ def funding_rows() -> dict[str, int]:
         "postings": Posting.objects.count(),
         "holds": Hold.objects.count(),
     }
+
+
+# The funding tests start from empty accounts (the shared fixtures are funded for trading).
+
+
+@pytest.fixture
+def buyer(db):
+    from tests.exchange.conftest import _account
+
+    return _account("lumen", Organization.Kind.STARTUP, funded=False)
+
+
+@pytest.fixture
+def seller(db):
+    from tests.exchange.conftest import _account
+
+    return _account("northwind", Organization.Kind.PROVIDER, funded=False)

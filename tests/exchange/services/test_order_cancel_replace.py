@@ -301,8 +301,11 @@ def test_replace_on_a_halted_instrument_is_refused(future, buyer, row_counts):
     )
 
 
-def test_market_order_is_not_replaceable(future, buyer, external_matcher, row_counts):
-    # given a market order accepted but not yet matched
+def test_market_order_is_not_replaceable(future, buyer, seller, external_matcher, row_counts):
+    # given a market order accepted but not yet matched (an ask rests, to price its collateral)
+    external_matcher.EXCHANGE_MATCHER_MODE = "inline"
+    place(seller, future, "sell", 3, "2.50")
+    external_matcher.EXCHANGE_MATCHER_MODE = "external"
     market = place(buyer, future, "buy", 3, type="market", time_in_force="ioc")
     assert market.status == NEW
 

@@ -1,5 +1,6 @@
 """Orders through the services and the inline matcher: statuses, trades and their records."""
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -7,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 import matching
+from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher import inline
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
 from exchange.services.orders import order_place
@@ -165,23 +167,41 @@ def test_fok_fillable_is_filled_in_full(future, buyer, seller, maker):
     assert Trade.objects.count() == 2
 
 
-def test_market_order_on_an_empty_book_is_cancelled(future, buyer):
-    market = place(buyer, future, "buy", 3, type="market", time_in_force="ioc")
+def test_market_order_on_an_empty_book_is_rejected_at_the_door(future, buyer, row_counts):
+    # given nothing resting to fill against, so nothing to price the order's collateral
+    before = row_counts()
 
-    assert (market.status, market.cancelled_quantity, market.price) == (CANCELLED, 3, None)
-    assert OrderTransition.objects.filter(order=market).last().reason == "market_remainder"
-    assert not Trade.objects.exists()
+    with pytest.raises(OrderRejected) as refused:
+        place(buyer, future, "buy", 3, type="market", time_in_force="ioc")
+
+    assert refused.value.code == OrderRejectCode.NO_REFERENCE_PRICE
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
 
 
-def test_market_order_takes_every_level(future, buyer, seller, maker):
+def test_market_order_takes_every_level_within_its_protection(future, buyer, seller, maker):
+    # given asks at 2.50 and 2.70, and one far away at 9.00
     place(seller, future, "sell", 2, "2.50")
+    place(maker, future, "sell", 2, "2.70")
     place(maker, future, "sell", 2, "9.00")
 
     market = place(buyer, future, "buy", 5, type="market", time_in_force="ioc")
 
+    # then it fills up to 10% above the best ask it found (2.75) and no further
+    assert market.protection_price == Decimal("2.75")
     assert (market.status, market.filled_quantity, market.cancelled_quantity) == (CANCELLED, 4, 1)
-    assert market.filled_notional == Decimal("23.00")
+    assert market.filled_notional == Decimal("10.40")
+    assert OrderTransition.objects.filter(order=market).last().reason == "market_remainder"
     assert_consistent(future.pk)
+
+
+def test_market_sell_protection_is_below_the_best_bid_on_the_tick(future, buyer, seller):
+    place(buyer, future, "buy", 2, "2.505")
+
+    market = place(seller, future, "sell", 2, type="market", time_in_force="ioc")
+
+    # 2.505 x 0.9 = 2.2545, down to the tick of 0.005
+    assert market.protection_price == Decimal("2.250")
+    assert (market.status, market.filled_quantity) == (FILLED, 2)
 
 
 def test_market_fok_is_filled(future, buyer, seller):

@@ -4,7 +4,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from exchange.models import Region, ReservedCapacity, Sku
+from exchange.models import Region, Sku
+from exchange.services.capacity import capacity_register
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.orders import order_place
 from tests.exchange.support import listing_month
@@ -138,7 +139,7 @@ def test_unknown_instrument_is_not_found(client, future):
 
 def test_resale_listing_pages(client, sku, region, buyer, seller):
     starts = datetime.combine(listing_month(), time.min, tzinfo=UTC)
-    reservation = ReservedCapacity.objects.create(
+    reservation = capacity_register(
         provider=seller.organization,
         holder=buyer.organization,
         cluster="nw-ashburn-a",

@@ -1,0 +1,361 @@
+"""Settlement in the matcher's transaction: one ledger entry per trade, and the release of the
+collateral of orders that leave the book.
+
+Everything here is computed in memory while the matcher applies the engine's events and posted
+by one ``entries_post`` call when the batch flushes, so trades and their entries commit together
+or not at all. The instrument's row lock, held by the matcher's transaction, is what makes the
+in-memory positions exact: only this instrument's matcher moves its positions and margin.
+
+Each fill takes from the collateral its order holds (``exchange.services.collateral``) and never
+more; that is what guarantees the ledger accepts every entry, so settlement cannot stall a book.
+A fill that would take more than is held is a broken invariant: it raises ``SettlementError``,
+which rolls the batch back and is logged by the matcher, rather than posting a wrong entry.
+
+One trade's entry (idempotency key ``trade:<instrument id>:<instrument sequence>``, the same
+pair that identifies the ``Trade`` row):
+
+- futures: the buyer's position account is debited and the seller's credited (contracts); the
+  cost memo accounts the same at the trade's value; each side's opening contracts move initial
+  margin from cash to its margin account, closing contracts release margin pro rata (rounded
+  down; the last contract releases the rest); fees go from cash to the exchange's fee income;
+- options: as futures, and the premium moves from the buyer's cash to the seller's;
+- resale: the price moves from the buyer's cash to the seller's, the GPU-hour entitlements of
+  every month of the term from the seller's accounts to the buyer's; the seller's fee comes out
+  of the proceeds.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from exchange.errors import OrderRejectCode
+from exchange.models import Account, Instrument, Order, OrderCommand, OrderHold
+from exchange.services import collateral
+from exchange.services.ledger_accounts import (
+    cash_account,
+    cash_account_code,
+    cost_account,
+    cost_account_code,
+    entitlement,
+    entitlement_account,
+    entitlement_account_code,
+    entitlement_code,
+    fees_account,
+    margin_account,
+    margin_account_code,
+    position_account,
+    position_account_code,
+)
+from ledger.models import Account as LedgerAccount
+from ledger.models import Hold
+from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
+
+
+class SettlementError(RuntimeError):
+    """A fill would take more collateral than its order holds: a bug, never a user error."""
+
+
+@dataclass
+class _Party:
+    """A trading account's position in this instrument (contracts, long positive) and the
+    margin set aside for it (micro-USD), as of the events applied so far."""
+
+    position: int
+    margin: int
+
+
+def split_fill(position: int, change: int) -> tuple[int, int]:
+    """(opening, closing) contracts of a fill changing ``position`` by ``change``."""
+    if position == 0 or (position > 0) == (change > 0):
+        return abs(change), 0
+    closing = min(abs(change), abs(position))
+    return abs(change) - closing, closing
+
+
+class Settlement:
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.kind = instrument.kind
+        self.hours = instrument.gpu_hours_per_contract
+        self.ledger_accounts: dict[str, LedgerAccount] = {}
+        self.loaded: set[int] = set()
+        self.active: dict[int, list[Hold]] = {}  # Order id: the holds its fills consume.
+        self.fresh: dict[int, list[Hold]] = {}  # Replace command id: holds it brings.
+        self.rows: dict[int, OrderHold] = {}  # Hold id: its link to the order.
+        self.remaining: dict[int, int] = {}  # Hold id: what is still pending, in memory.
+        self.parties: dict[int, _Party] = {}
+        self.specs: list[EntrySpec] = []
+        self.voids: dict[int, Hold] = {}
+        self.changed_rows: dict[int, OrderHold] = {}
+        self._months: list[tuple[date, int]] | None = None
+
+    # Loading ------------------------------------------------------------------------------
+
+    def load(self, order_ids: set[int]) -> None:
+        """Read the pending holds of these orders (once per order per batch)."""
+        wanted = set(order_ids) - self.loaded
+        if not wanted:
+            return
+        rows = OrderHold.objects.filter(
+            order_id__in=wanted, hold__status=Hold.Status.PENDING
+        ).select_related("hold")
+        for row in rows:
+            hold = row.hold
+            self.rows[hold.pk] = row
+            self.remaining[hold.pk] = hold.remaining
+            if row.active:
+                self.active.setdefault(row.order_id, []).append(hold)
+            elif row.command_id is not None:
+                self.fresh.setdefault(row.command_id, []).append(hold)
+        self.loaded |= wanted
+
+    def _ledger(self, code: str, opener) -> LedgerAccount:
+        account = self.ledger_accounts.get(code)
+        if account is None:
+            account = LedgerAccount.objects.filter(code=code).first() or opener()
+            self.ledger_accounts[code] = account
+        return account
+
+    def _cash(self, account_id: int) -> LedgerAccount:
+        stub = Account(pk=account_id)
+        return self._ledger(cash_account_code(stub), lambda: cash_account(stub))
+
+    def _party(self, account_id: int) -> _Party:
+        party = self.parties.get(account_id)
+        if party is None:
+            stub = Account(pk=account_id)
+            symbol = self.instrument.symbol
+            codes = [position_account_code(stub, symbol), margin_account_code(stub, symbol)]
+            found = {row.code: row for row in LedgerAccount.objects.filter(code__in=codes)}
+            self.ledger_accounts.update(found)
+            position, margin = found.get(codes[0]), found.get(codes[1])
+            party = self.parties[account_id] = _Party(
+                position=position.balance if position else 0,
+                margin=-margin.balance if margin else 0,
+            )
+        return party
+
+    def _months_of_term(self) -> list[tuple[date, int]]:
+        if self._months is None:
+            self._months = collateral.entitlement_months(self.instrument)
+        return self._months
+
+    def _entitlement(self, account_id: int, month: date) -> LedgerAccount:
+        sku, region = self.instrument.sku.code, self.instrument.region.code
+        stub = Account(pk=account_id)
+        code = entitlement_account_code(stub, entitlement_code(sku, region, month))
+        return self._ledger(
+            code, lambda: entitlement_account(stub, entitlement(sku, region, month))
+        )
+
+    # Checks before the engine sees a command ---------------------------------------------
+
+    def refusal(self, command: OrderCommand) -> OrderRejectCode | None:
+        """Why a NEW or REPLACE command is not collateralized, or None."""
+        order = command.order
+        self.load({order.pk})
+        if command.kind == OrderCommand.Kind.NEW:
+            if order.pk in self.active or not self._needs_collateral(order):
+                return None
+            return OrderRejectCode.COLLATERAL_MISSING
+        assert command.kind == OrderCommand.Kind.REPLACE
+        if command.price is None or command.quantity is None:
+            return None  # The engine refuses it.
+        margin = command.margin_per_contract
+        if margin is None:
+            margin = order.margin_per_contract
+        needs = collateral.needs_of_order(
+            order, self.instrument, command.quantity, command.price, margin
+        )
+        holds = self.fresh.get(command.pk, self.active.get(order.pk, []))
+        for need in needs:
+            held = sum(
+                self.remaining[hold.pk] for hold in holds if hold.account_id == need.account.pk
+            )
+            if held < need.amount:
+                return need.code
+        return None
+
+    def _needs_collateral(self, order: Order) -> bool:
+        if self.kind == Instrument.Kind.RESALE and order.side == "sell":
+            return True
+        if self.kind != Instrument.Kind.FUTURE and order.side == "buy":
+            return True  # Premium or price.
+        return bool(order.margin_per_contract or order.maker_fee_rate or order.taker_fee_rate)
+
+    # Events -------------------------------------------------------------------------------
+
+    def _consume(
+        self,
+        order: Order,
+        account: LedgerAccount,
+        amount: int,
+        consumed: list[tuple[Hold, int]],
+    ) -> None:
+        if amount == 0:
+            return
+        self.load({order.pk})
+        for hold in self.active.get(order.pk, ()):
+            if hold.account_id == account.pk:
+                left = self.remaining[hold.pk]
+                if amount > left:
+                    raise SettlementError(
+                        f"Order #{order.pk} would take {amount} from hold #{hold.pk}, "
+                        f"which has {left} left."
+                    )
+                self.remaining[hold.pk] = left - amount
+                consumed.append((hold, amount))
+                return
+        raise SettlementError(f"Order #{order.pk} has no pending hold on {account.code}.")
+
+    def trade(
+        self,
+        sequence: int,
+        price: Decimal,
+        quantity: int,
+        buyer: Order,
+        seller: Order,
+        maker: Order,
+    ) -> None:
+        """Add the entry of one trade."""
+        notional = collateral.notional_micros(price, quantity, self.hours)
+        postings: list[tuple[LedgerAccount, int]] = []
+        consumed: list[tuple[Hold, int]] = []
+        fees = 0
+        for order, sign in ((buyer, 1), (seller, -1)):
+            rate = order.maker_fee_rate if order is maker else order.taker_fee_rate
+            fee = collateral.fee_micros(self.kind, rate, quantity, notional)
+            fees += fee
+            if self.kind == Instrument.Kind.RESALE:
+                self._resale_side(order, sign, quantity, notional, fee, postings, consumed)
+            else:
+                self._contract_side(order, sign, quantity, notional, fee, postings, consumed)
+        if fees:
+            postings.append((self._ledger("exchange:fees:USD", fees_account), -fees))
+        symbol = self.instrument.symbol
+        self.specs.append(
+            EntrySpec(
+                key=f"trade:{self.instrument.pk}:{sequence}",
+                description=f"Trade {symbol}: {quantity} @ {price.normalize()}",
+                postings=tuple(postings),
+                holds=tuple(consumed),
+                metadata={
+                    "instrument": symbol,
+                    "sequence": sequence,
+                    "price": str(price),
+                    "quantity": quantity,
+                    "buyer": buyer.account_id,
+                    "seller": seller.account_id,
+                },
+            )
+        )
+
+    def _contract_side(
+        self,
+        order: Order,
+        sign: int,
+        quantity: int,
+        notional: int,
+        fee: int,
+        postings: list[tuple[LedgerAccount, int]],
+        consumed: list[tuple[Hold, int]],
+    ) -> None:
+        account_id = order.account_id
+        stub = Account(pk=account_id)
+        symbol = self.instrument.symbol
+        party = self._party(account_id)
+        opening, closing = split_fill(party.position, sign * quantity)
+        release = 0
+        if closing:
+            held = party.margin
+            release = (
+                held if closing == abs(party.position) else held * closing // abs(party.position)
+            )
+        margin_taken = order.margin_per_contract * opening
+        premium = notional if self.kind == Instrument.Kind.OPTION else 0
+        cash = self._cash(account_id)
+        take = margin_taken + fee + (premium if sign > 0 else 0)
+        if take:
+            postings.append((cash, take))
+            self._consume(order, cash, take, consumed)
+        if premium and sign < 0:
+            postings.append((cash, -premium))
+        if margin_taken or release:
+            margin = self._ledger(
+                margin_account_code(stub, symbol), lambda: margin_account(stub, symbol)
+            )
+            if margin_taken:
+                postings.append((margin, -margin_taken))
+            if release:
+                postings += [(margin, release), (cash, -release)]
+        position = self._ledger(
+            position_account_code(stub, symbol), lambda: position_account(stub, symbol)
+        )
+        cost = self._ledger(cost_account_code(stub, symbol), lambda: cost_account(stub, symbol))
+        postings += [(position, sign * quantity), (cost, sign * notional)]
+        party.position += sign * quantity
+        party.margin += margin_taken - release
+
+    def _resale_side(
+        self,
+        order: Order,
+        sign: int,
+        quantity: int,
+        notional: int,
+        fee: int,
+        postings: list[tuple[LedgerAccount, int]],
+        consumed: list[tuple[Hold, int]],
+    ) -> None:
+        cash = self._cash(order.account_id)
+        if sign > 0:
+            postings.append((cash, notional + fee))
+            self._consume(order, cash, notional + fee, consumed)
+        else:
+            postings.append((cash, -notional))
+            if fee:
+                postings.append((cash, fee))  # Out of the proceeds credited just above.
+        for month, hours in self._months_of_term():
+            account = self._entitlement(order.account_id, month)
+            postings.append((account, sign * hours * quantity))
+            if sign < 0:
+                self._consume(order, account, hours * quantity, consumed)
+
+    def close(self, order: Order) -> None:
+        """The order left the book: release what its holds have left."""
+        self.load({order.pk})
+        for hold in self.active.pop(order.pk, []):
+            self.voids[hold.pk] = hold
+
+    def replaced(self, order: Order, command: OrderCommand) -> None:
+        """A replace was applied: its holds, if it brought any, take over from the order's."""
+        fresh = self.fresh.pop(command.pk, None)
+        if fresh is not None:
+            for hold in self.active.pop(order.pk, []):
+                self.voids[hold.pk] = hold
+                self._set_active(hold, False)
+            for hold in fresh:
+                self._set_active(hold, True)
+            self.active[order.pk] = fresh
+        if command.margin_per_contract is not None:
+            order.margin_per_contract = command.margin_per_contract
+
+    def replace_refused(self, command: OrderCommand) -> None:
+        for hold in self.fresh.pop(command.pk, []):
+            self.voids[hold.pk] = hold
+
+    def _set_active(self, hold: Hold, active: bool) -> None:
+        row = self.rows[hold.pk]
+        row.active = active
+        self.changed_rows[row.pk] = row
+
+    def flush(self) -> None:
+        """Post every entry and release, in the caller's (the matcher's) transaction."""
+        if self.changed_rows:
+            OrderHold.objects.bulk_update(list(self.changed_rows.values()), ["active"])
+        voids = list(self.voids.values())
+        specs = self.specs
+        while len(specs) > ENTRIES_PER_BATCH_MAX:
+            entries_post(specs[:ENTRIES_PER_BATCH_MAX])
+            specs = specs[ENTRIES_PER_BATCH_MAX:]
+        if specs or voids:
+            entries_post(specs, void_holds=voids)

@@ -1,0 +1,324 @@
+"""Collateral and fees: what an order sets aside before the book sees it, and what fills take.
+
+An order is collateralized when it is accepted: ledger holds for everything its fills can take,
+placed in the transaction that accepts it. A fill then consumes part of those holds and never
+more, so settling a trade can never be refused by the ledger and never stalls a book.
+
+What each order holds, for its open quantity ``Q`` at its price ``P`` (a market order's
+protection price), an instrument of ``H`` GPU-hours per contract:
+
+========================  =====================================================================
+future, either side       ``Q x (margin per contract + fee per contract)``, cash
+option buyer              ``Q x (P x H + fee per contract)``: the premium and the fee, cash
+option seller (writer)    ``Q x (margin per contract + fee per contract)``, cash
+resale buyer              ``Q x (P x H + fee on P x H)``: the full price and the fee, cash
+resale seller             ``Q x hours of each month`` of its GPU-hour entitlements, per month
+========================  =====================================================================
+
+Margin (until the pricing issue brings scenario margin): a future's initial margin per contract
+is ``EXCHANGE_FUTURE_MARGIN_RATE`` of ``P x H``; a written option's is
+``EXCHANGE_SHORT_OPTION_MARGIN_RATE`` of ``strike x H``. The margin per contract is fixed when
+the order is accepted (and by a replace), like an exchange's per-contract margin, so it does not
+move with the fill price: a seller filled above its price takes no more than it held. Only
+opening contracts take margin; closing ones release the position's margin pro rata.
+
+Fees (``EXCHANGE_FEES``, fixed on the order at acceptance): futures and options pay a fixed
+amount per contract; resale pays a fraction of the notional, rounded up to the next
+micro-dollar for each fill. Rounding never favours the payer: a positive fee never rounds to
+zero. The hold covers the fee at the larger of the maker and taker rates, per contract: since
+``ceil(k x f) <= k x ceil(f)``, the rounded fees of any split into fills fit in it.
+
+Prices: a buyer fills at or below its price, so the premium or price it held covers any fill.
+A seller of resale pays its fee out of the proceeds, so it holds no cash.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Max, Min
+
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.models import (
+    RESTING_STATUSES,
+    Account,
+    Instrument,
+    Order,
+    OrderCommand,
+    OrderHold,
+    Side,
+)
+from exchange.services.capacity import hours_by_month
+from exchange.services.ledger_accounts import (
+    MICROS_PER_USD,
+    cash_account,
+    entitlement,
+    entitlement_account,
+    micros_to_usd,
+)
+from ledger.errors import LedgerError, LedgerErrorCode
+from ledger.models import Account as LedgerAccount
+from ledger.models import Hold
+from ledger.services import HoldSpec, holds_create
+
+FEE_BASIS_CONTRACT = "contract"
+FEE_BASIS_NOTIONAL = "notional"
+FEE_BASIS = {
+    Instrument.Kind.FUTURE: FEE_BASIS_CONTRACT,
+    Instrument.Kind.OPTION: FEE_BASIS_CONTRACT,
+    Instrument.Kind.RESALE: FEE_BASIS_NOTIONAL,
+}
+
+
+def ceil_micros(amount: Decimal) -> int:
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True)
+class FeeRates:
+    maker: Decimal
+    taker: Decimal
+
+    @property
+    def highest(self) -> Decimal:
+        return max(self.maker, self.taker)
+
+
+def fee_rates(kind: str) -> FeeRates:
+    """The schedule's rates for an instrument kind, checked: the rules above rely on them."""
+    try:
+        rates = FeeRates(
+            Decimal(settings.EXCHANGE_FEES[kind]["maker"]),
+            Decimal(settings.EXCHANGE_FEES[kind]["taker"]),
+        )
+    except (KeyError, TypeError) as error:
+        message = f"EXCHANGE_FEES has no maker and taker rate for {kind}"
+        raise ImproperlyConfigured(message) from error
+    for rate in (rates.maker, rates.taker):
+        if rate < 0:
+            raise ImproperlyConfigured("Fees are not negative (no rebates).")
+        if FEE_BASIS[kind] == FEE_BASIS_CONTRACT and (rate * MICROS_PER_USD) % 1:
+            raise ImproperlyConfigured(f"{kind} fees are whole micro-dollars per contract.")
+        if FEE_BASIS[kind] == FEE_BASIS_NOTIONAL and rate >= 1:
+            raise ImproperlyConfigured(f"{kind} fees are a fraction of the notional below 1.")
+    return rates
+
+
+def fee_micros(kind: str, rate: Decimal, quantity: int, notional_micros: int) -> int:
+    """The fee of one fill, in micro-USD: per contract, or rounded up on the notional."""
+    if FEE_BASIS[kind] == FEE_BASIS_CONTRACT:
+        return int(rate * MICROS_PER_USD) * quantity
+    return ceil_micros(rate * notional_micros)
+
+
+def notional_micros(price: Decimal, quantity: int, gpu_hours_per_contract: int) -> int:
+    """Price ($/GPU-hr, at most 6 decimals) x contracts x GPU-hours, exact in micro-USD."""
+    micros = price * quantity * gpu_hours_per_contract * MICROS_PER_USD
+    assert micros == micros.to_integral_value(), micros
+    return int(micros)
+
+
+def margin_per_contract(instrument: Instrument, side: str, price: Decimal) -> int:
+    """Initial margin for one opening contract, in micro-USD (rounded up)."""
+    hours = instrument.gpu_hours_per_contract
+    if instrument.kind == Instrument.Kind.FUTURE:
+        rate = Decimal(settings.EXCHANGE_FUTURE_MARGIN_RATE)
+        return ceil_micros(rate * price * hours * MICROS_PER_USD)
+    if instrument.kind == Instrument.Kind.OPTION and side == Side.SELL:
+        assert instrument.strike is not None
+        rate = Decimal(settings.EXCHANGE_SHORT_OPTION_MARGIN_RATE)
+        return ceil_micros(rate * instrument.strike * hours * MICROS_PER_USD)
+    return 0
+
+
+def protection_price(instrument: Instrument, side: str) -> Decimal:
+    """The worst price a market order may fill at: the best opposite price found now, moved
+    ``EXCHANGE_MARKET_PROTECTION`` against the order, on the tick and inside the band."""
+    opposite = Side.SELL if side == Side.BUY else Side.BUY
+    resting = Order.objects.filter(
+        instrument=instrument, side=opposite, status__in=RESTING_STATUSES
+    )
+    best = resting.aggregate(best=Min("price") if side == Side.BUY else Max("price"))["best"]
+    if best is None:
+        raise OrderRejected(
+            OrderRejectCode.NO_REFERENCE_PRICE,
+            f"No {opposite} orders rest in {instrument.symbol}: a market order has nothing to "
+            "fill against. Place a limit order.",
+            field="type",
+        )
+    band = Decimal(settings.EXCHANGE_MARKET_PROTECTION)
+    tick = instrument.tick_size
+    if side == Side.BUY:
+        ticks = (best * (1 + band) / tick).to_integral_value(rounding=ROUND_CEILING)
+        return min(ticks * tick, instrument.price_max)
+    ticks = (best * (1 - band) / tick).to_integral_value(rounding=ROUND_FLOOR)
+    return max(ticks * tick, tick)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """An order's collateral terms, stored on it at acceptance."""
+
+    margin_per_contract: int
+    maker_fee_rate: Decimal
+    taker_fee_rate: Decimal
+
+
+def terms_for(instrument: Instrument, side: str, price: Decimal) -> Terms:
+    rates = fee_rates(instrument.kind)
+    return Terms(margin_per_contract(instrument, side, price), rates.maker, rates.taker)
+
+
+@dataclass(frozen=True)
+class Need:
+    """Collateral to hold: ``amount`` on one side of a ledger account."""
+
+    account: LedgerAccount
+    side: str
+    amount: int
+    code: OrderRejectCode  # The rejection when it cannot be held.
+    what: str  # For people: "USD" or an entitlement's name.
+
+
+def entitlement_months(instrument: Instrument) -> list[tuple[date, int]]:
+    """A resale contract's GPU-hours in each month of its term: 1 GPU for every hour."""
+    reservation = instrument.reservation
+    assert reservation is not None
+    return [
+        (part.month, part.hours)
+        for part in hours_by_month(reservation.starts_at, reservation.ends_at)
+        if part.hours
+    ]
+
+
+def needs_for(
+    account: Account,
+    instrument: Instrument,
+    side: str,
+    price: Decimal,
+    quantity: int,
+    margin: int,
+    maker_fee_rate: Decimal,
+    taker_fee_rate: Decimal,
+) -> list[Need]:
+    """What an order of ``quantity`` open contracts at ``price`` must hold (see the table)."""
+    if quantity == 0:
+        return []
+    kind = instrument.kind
+    hours = instrument.gpu_hours_per_contract
+    highest_rate = max(maker_fee_rate, taker_fee_rate)
+    if kind == Instrument.Kind.RESALE and side == Side.SELL:
+        needs = []
+        for month, hours_of_month in entitlement_months(instrument):
+            commodity = entitlement(instrument.sku.code, instrument.region.code, month)
+            needs.append(
+                Need(
+                    entitlement_account(account, commodity),
+                    Hold.Side.CREDIT,
+                    hours_of_month * quantity,
+                    OrderRejectCode.INSUFFICIENT_ENTITLEMENT,
+                    commodity.name,
+                )
+            )
+        return needs
+    per_contract = margin + fee_micros(kind, highest_rate, 1, notional_micros(price, 1, hours))
+    paying = side == Side.BUY and kind in (Instrument.Kind.OPTION, Instrument.Kind.RESALE)
+    if paying:
+        per_contract += notional_micros(price, 1, hours)
+    amount = per_contract * quantity
+    if amount == 0:
+        return []
+    return [
+        Need(
+            cash_account(account),
+            Hold.Side.DEBIT,
+            amount,
+            OrderRejectCode.INSUFFICIENT_FUNDS,
+            "USD",
+        )
+    ]
+
+
+def needs_of_order(
+    order: Order, instrument: Instrument, quantity: int, price: Decimal, margin: int
+) -> list[Need]:
+    """What ``order`` must hold for ``quantity`` open contracts at ``price``."""
+    return needs_for(
+        Account(pk=order.account_id),
+        instrument,
+        order.side,
+        price,
+        quantity,
+        margin,
+        order.maker_fee_rate,
+        order.taker_fee_rate,
+    )
+
+
+def _shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
+    """The named rejection for a hold the ledger refused, saying what is missing."""
+    if error.code == LedgerErrorCode.AMOUNT_INVALID:
+        return OrderRejected(
+            OrderRejectCode.NOTIONAL_TOO_LARGE,
+            "The order's collateral is larger than the exchange can hold.",
+            field="quantity",
+        )
+    for need in needs:
+        account = LedgerAccount.objects.get(pk=need.account.pk)
+        if account.available < need.amount:
+            if need.code == OrderRejectCode.INSUFFICIENT_FUNDS:
+                detail = (
+                    f"needs {micros_to_usd(need.amount)} USD available; the account has "
+                    f"{micros_to_usd(max(account.available, 0))} USD available"
+                )
+            else:
+                detail = (
+                    f"needs {need.amount} GPU-hours of {need.what}; the account has "
+                    f"{max(account.available, 0)} available"
+                )
+            return OrderRejected(need.code, f"The order {detail}.", field="quantity")
+    return OrderRejected(needs[0].code, error.message, field="quantity")
+
+
+def holds_place(
+    order: Order, needs: list[Need], key_prefix: str, *, command: OrderCommand | None = None
+) -> list[OrderHold]:
+    """Hold ``needs`` for ``order`` in the caller's transaction, or raise the named rejection.
+
+    Holds placed for a replace (``command``) stay inactive until the matcher applies it.
+    """
+    if not needs:
+        return []
+    specs = [
+        HoldSpec(
+            key=f"{key_prefix}:{index}",
+            account=need.account,
+            side=need.side,
+            amount=need.amount,
+            description=f"Collateral of order #{order.pk} ({need.what})",
+        )
+        for index, need in enumerate(needs)
+    ]
+    try:
+        holds = holds_create(specs)
+    except LedgerError as error:
+        raise _shortfall(needs, error) from error
+    return OrderHold.objects.bulk_create(
+        [
+            OrderHold(order=order, hold=hold, command=command, active=command is None)
+            for hold in holds
+        ]
+    )
+
+
+def needs_covered(order: Order, needs: list[Need]) -> bool:
+    """Whether the order's active holds still cover ``needs`` (read from the ledger)."""
+    remaining: dict[int, int] = {}
+    for row in OrderHold.objects.filter(order=order, active=True).select_related("hold"):
+        if row.hold.status == Hold.Status.PENDING:
+            remaining[row.hold.account_id] = remaining.get(row.hold.account_id, 0) + (
+                row.hold.remaining
+            )
+    return all(remaining.get(need.account.pk, 0) >= need.amount for need in needs)

@@ -1,0 +1,45 @@
+"""Fixtures for the whole suite."""
+
+import pytest
+from django.db import connection
+
+LEDGER_APPEND_ONLY_TABLES = ("ledger_entry", "ledger_posting", "ledger_holdconsumption")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        transactional = (marker is not None and marker.kwargs.get("transaction")) or (
+            "transactional_db" in item.fixturenames
+        )
+        if transactional:
+            item.fixturenames.append("_sqlite_ledger_flushable")
+
+
+@pytest.fixture
+def _sqlite_ledger_flushable(_django_db_helper):
+    """Let a transactional test's flush empty the ledger on SQLite.
+
+    SQLite's append-only triggers refuse DELETE on entries and postings, and have no session
+    setting to lift them; the flush that ends a transactional test would fail. This runs before
+    that flush: it empties the ledger's append-only tables with their triggers dropped, then
+    creates the triggers again (a DELETE of no rows fires none). PostgreSQL's flush truncates,
+    which its row triggers do not see.
+    """
+    yield
+    if connection.vendor != "sqlite":
+        return
+    from importlib import import_module
+
+    guards = import_module("ledger.migrations.0002_database_guards")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys = OFF")  # The flush that follows empties the rest.
+        for table in LEDGER_APPEND_ONLY_TABLES:
+            cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
+            cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+        for table in ("exchange_orderhold", *reversed(LEDGER_APPEND_ONLY_TABLES)):
+            cursor.execute(f"DELETE FROM {table}")
+        for table in LEDGER_APPEND_ONLY_TABLES:
+            for statement in guards.SQLITE_APPEND_ONLY:
+                cursor.execute(statement.format(table=table))
+        cursor.execute("PRAGMA foreign_keys = ON")
