@@ -1,10 +1,11 @@
-"""Consistency checks of orders and trades, for ``simulate_market`` and operations."""
+"""Consistency checks of orders, trades and their collateral, for ``simulate_market``."""
 
 from collections import defaultdict
 
 from django.db.models import Sum
 
-from exchange.models import RESTING_STATUSES, Order, Side, Trade
+from exchange.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderHold, Side, Trade
+from ledger.models import Entry, Hold
 
 PROBLEMS_REPORTED_MAX = 100
 
@@ -65,4 +66,39 @@ def order_book_problems() -> list[str]:
         ask = best_ask.get(instrument_id)
         if ask is not None and bid >= ask:
             problems.append(f"instrument {instrument_id}: crossed book, bid {bid} >= ask {ask}")
+    problems += collateral_problems(limit=PROBLEMS_REPORTED_MAX - len(problems))
     return problems
+
+
+def collateral_problems(*, limit: int = PROBLEMS_REPORTED_MAX) -> list[str]:
+    """Orders whose collateral is out of step with their state: a finished order still holding
+    something, or a live order whose active holds are gone. Trades without their ledger entry."""
+    problems: list[str] = []
+    finished = OrderHold.objects.filter(hold__status=Hold.Status.PENDING, active=True).exclude(
+        order__status__in=LIVE_STATUSES
+    )
+    for row in finished.values("order_id", "order__status", "hold_id")[:limit]:
+        problems.append(
+            f"order {row['order_id']}: {row['order__status']} but hold {row['hold_id']} pending"
+        )
+    broken = (
+        OrderHold.objects.filter(active=True, order__status__in=RESTING_STATUSES)
+        .exclude(hold__status=Hold.Status.PENDING)
+        .exclude(hold__status=Hold.Status.POSTED)  # Consumed in full by fills: nothing left.
+    )
+    for row in broken.values("order_id", "hold_id", "hold__status")[:limit]:
+        problems.append(
+            f"order {row['order_id']}: resting but hold {row['hold_id']} {row['hold__status']}"
+        )
+    keys = {
+        f"trade:{instrument_id}:{sequence}"
+        for instrument_id, sequence in Trade.objects.values_list("instrument_id", "sequence")
+    }
+    settled = set(
+        Entry.objects.filter(idempotency_key__startswith="trade:").values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    for key in sorted(keys - settled)[:limit]:
+        problems.append(f"{key}: trade without its ledger entry")
+    return problems[:limit]

@@ -7,8 +7,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from exchange.errors import CatalogError
-from exchange.models import Instrument, Region, Sku
-from exchange.selectors import entitlements, funding, market, participants
+from exchange.models import Account, Instrument, Region, Sku
+from exchange.selectors import entitlements, funding, market, participants, positions
 from exchange.services import funding as funding_services
 from exchange.symbols import parse_symbol
 
@@ -71,25 +71,32 @@ def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
 
 @login_required
 def portfolio(request: HttpRequest) -> HttpResponse:
-    """The signed-in member's organizations: each trading account's cash and recent funding.
+    """The signed-in member's organizations: each trading account's cash, positions,
+    entitlements and recent funding.
 
     Only the member's own organizations are read, so nobody sees another's money.
     """
     memberships = list(participants.memberships_of(request.user))
     accounts = participants.accounts_of_organizations([m.organization_id for m in memberships])
-    rows = [
-        {
-            "account": account,
-            "cash": funding.cash_balance(account),
-            "entitlements": entitlements.entitlements_of(account),
-            "deposits": funding.deposits_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
-            "withdrawals": funding.withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
-        }
-        for account in accounts
-    ]
+    rows = [_portfolio_row(account) for account in accounts]
     context = {
         "memberships": memberships,
         "rows": rows,
         "test_funds_mode": funding_services.test_mode_active(),
     }
     return render(request, "exchange/portfolio.html", context)
+
+
+def _portfolio_row(account: Account) -> dict[str, object]:
+    account_positions = positions.positions_of(account)
+    margin_total, pnl_total = positions.portfolio_totals(account_positions)
+    return {
+        "account": account,
+        "cash": funding.cash_balance(account),
+        "positions": account_positions,
+        "margin_total": margin_total,
+        "pnl_total": pnl_total,
+        "entitlements": entitlements.entitlements_of(account),
+        "deposits": funding.deposits_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
+        "withdrawals": funding.withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
+    }

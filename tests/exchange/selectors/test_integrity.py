@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from exchange.models import Order
-from exchange.selectors.integrity import order_book_problems
+from exchange.models import Order, OrderHold, Trade
+from exchange.selectors.integrity import collateral_problems, order_book_problems
 from exchange.services.orders import order_place
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,33 @@ def test_finished_order_with_open_quantity_is_reported(traded):
     _bid, ask = traded
     Order.objects.filter(pk=ask.pk).update(status=Order.Status.CANCELLED)
 
-    assert order_book_problems() == [f"order {ask.pk}: status cancelled with open quantity 5"]
+    hold = OrderHold.objects.get(order=ask).hold_id
+    assert order_book_problems() == [
+        f"order {ask.pk}: status cancelled with open quantity 5",
+        f"order {ask.pk}: cancelled but hold {hold} pending",
+    ]
+
+
+def test_a_trade_without_its_ledger_entry_is_reported(traded, future):
+    trade = Trade.objects.get()
+    key = f"trade:{future.pk}:{trade.sequence}"
+    Trade.objects.create(
+        instrument=future,
+        sequence=trade.sequence + 100,
+        price=trade.price,
+        quantity=1,
+        maker_order=trade.maker_order,
+        taker_order=trade.taker_order,
+        taker_side=trade.taker_side,
+        buyer_account=trade.buyer_account,
+        seller_account=trade.seller_account,
+        executed_at=trade.executed_at,
+    )
+
+    problems = collateral_problems()
+
+    assert key not in " ".join(problems)
+    assert problems == [f"trade:{future.pk}:{trade.sequence + 100}: trade without its ledger entry"]
 
 
 def test_crossed_book_is_reported(traded, future):

@@ -4,12 +4,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from exchange.models import Membership, Organization
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, withdrawal_request
+from exchange.services.orders import order_place
 from exchange.services.participants import account_main, member_add, organization_create
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +135,102 @@ def test_holder_sees_its_gpu_hour_entitlements(client, startup, trader, sku, reg
     code = f"GPUH-{sku.code}-{region.code}-202702"
     assert code in alice_page and "10,752" in alice_page
     assert code not in hank_page
+
+
+def _trader_of(account, username):
+    member_add(
+        organization=account.organization,
+        username=username,
+        email=f"{username}@example.com",
+        password=PASSWORD,
+    )
+    return get_user_model().objects.get(username=username)
+
+
+def _usd(amount: Decimal) -> str:
+    return f"{amount:,.2f}"
+
+
+def test_member_sees_positions_with_mark_pnl_and_margin(client, future, buyer, seller, maker):
+    # given the buyer long 3 bought at 2.50, and a later trade at 2.60
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
+    order_place(account=maker, instrument=future, side="sell", price=Decimal("2.60"), quantity=1)
+    order_place(account=seller, instrument=future, side="buy", price=Decimal("2.60"), quantity=1)
+    client.force_login(_trader_of(buyer, "alice"))
+
+    # when alice opens her portfolio
+    response = client.get(reverse("web:portfolio"))
+
+    # then the position is listed with a link to its instrument, marked at the last trade
+    hours = future.gpu_hours_per_contract
+    page = response.content.decode()
+    assert "Positions" in page
+    assert f'href="{reverse("web:instrument", args=[future.symbol])}"' in page
+    assert f">{3 * hours:,}<" in page  # GPU-hours
+    assert "2.5000" in page  # average price
+    assert "2.600" in page  # mark
+    assert _usd(Decimal("0.10") * 3 * hours) in page  # P&L
+    assert _usd(settings.EXCHANGE_FUTURE_MARGIN_RATE * Decimal("2.50") * 3 * hours) in page
+    (row,) = response.context["rows"]
+    assert [position.contracts for position in row["positions"]] == [3]
+    assert row["pnl_total"] == Decimal("0.10") * 3 * hours
+
+
+def test_member_without_positions_sees_the_empty_state(client, buyer):
+    client.force_login(_trader_of(buyer, "alice"))
+
+    page = client.get(reverse("web:portfolio")).content.decode()
+
+    assert "No positions in futures or options." in page
+
+
+def test_member_never_sees_another_organizations_positions(
+    client, futures, buyer, seller, maker, fourth
+):
+    # given alice's organization trading the front month, and two others the second month
+    order_place(
+        account=seller, instrument=futures[0], side="sell", price=Decimal("2.50"), quantity=3
+    )
+    order_place(account=buyer, instrument=futures[0], side="buy", price=Decimal("2.50"), quantity=3)
+    order_place(
+        account=maker, instrument=futures[1], side="sell", price=Decimal("2.60"), quantity=7
+    )
+    order_place(
+        account=fourth, instrument=futures[1], side="buy", price=Decimal("2.60"), quantity=7
+    )
+    client.force_login(_trader_of(buyer, "alice"))
+
+    # when alice opens her portfolio
+    response = client.get(reverse("web:portfolio"))
+
+    # then she sees her own position only
+    page = response.content.decode()
+    assert futures[0].symbol in page
+    assert futures[1].symbol not in page
+    assert "Northwind" not in page and "Helix" not in page and "Quanta" not in page
+    (row,) = response.context["rows"]
+    assert [position.instrument for position in row["positions"]] == [futures[0]]
+
+
+def test_portfolio_queries_do_not_grow_with_positions(client, futures, buyer, seller):
+    # given alice's account long in one future
+    client.force_login(_trader_of(buyer, "alice"))
+    for side, account in (("sell", seller), ("buy", buyer)):
+        order_place(
+            account=account, instrument=futures[0], side=side, price=Decimal("2.50"), quantity=3
+        )
+    with CaptureQueriesContext(connection) as one_position:
+        client.get(reverse("web:portfolio"))
+
+    # when it is long in a second future too
+    for side, account in (("sell", seller), ("buy", buyer)):
+        order_place(
+            account=account, instrument=futures[1], side=side, price=Decimal("2.60"), quantity=2
+        )
+    with CaptureQueriesContext(connection) as two_positions:
+        response = client.get(reverse("web:portfolio"))
+
+    # then the page takes the same number of queries
+    assert len(response.context["rows"][0]["positions"]) == 2
+    assert len(two_positions) == len(one_position)

@@ -1,0 +1,433 @@
+"""Collateral at acceptance and settlement of trades into the ledger.
+
+Amounts in the ledger are micro-dollars; the helpers below compute what each rule of
+``exchange.services.collateral`` says, independently of its code.
+"""
+
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from decimal import ROUND_CEILING, Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.models import Instrument, Order, OrderHold, Organization
+from exchange.selectors.integrity import order_book_problems
+from exchange.services.capacity import capacity_register, hours_by_month
+from exchange.services.collateral import fee_micros
+from exchange.services.listing import options_list_chain, resale_list
+from exchange.services.orders import order_cancel, order_place, order_replace
+from exchange.services.participants import account_main, organization_create
+from exchange.simulation import MarketSimulation
+from ledger.models import Account as LedgerAccount
+from ledger.models import Entry, Hold
+from ledger.selectors import ledger_problems
+from tests.exchange.support import listing_month
+
+MICROS = 10**6
+FILLED, OPEN = Order.Status.FILLED, Order.Status.OPEN
+
+
+def usd(amount: str) -> int:
+    return int(Decimal(amount) * MICROS)
+
+
+def ceil(amount: Decimal) -> int:
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
+
+
+def balances() -> dict[str, tuple[int, int]]:
+    """Every ledger account: (posted debit balance, pending debits - pending credits)."""
+    return {
+        account.code: (account.balance, account.debits_pending - account.credits_pending)
+        for account in LedgerAccount.objects.all()
+    }
+
+
+def changes(before: dict, after: dict) -> dict[str, tuple[int, int]]:
+    """What moved: posted and pending, per account code; accounts that did not move are left out."""
+    moved = {}
+    for code in before.keys() | after.keys():
+        old, new = before.get(code, (0, 0)), after.get(code, (0, 0))
+        if old != new:
+            moved[code] = (new[0] - old[0], new[1] - old[1])
+    return moved
+
+
+def place(account, instrument, side, quantity, price=None, **options):
+    return order_place(
+        account=account,
+        instrument=instrument,
+        side=side,
+        quantity=quantity,
+        price=Decimal(price) if price is not None else None,
+        **options,
+    )
+
+
+def margin(price: str, hours: int, rate: str = "0.15") -> int:
+    return ceil(Decimal(rate) * Decimal(price) * hours * MICROS)
+
+
+# Futures --------------------------------------------------------------------------------
+
+
+def test_a_futures_trade_changes_exactly_the_balances_it_should(future, buyer, seller):
+    # given an ask of 3 at 2.50 resting (the maker)
+    hours = future.gpu_hours_per_contract
+    place(seller, future, "sell", 3, "2.50")
+    before = balances()
+
+    # when a buyer takes 2 of them
+    order = place(buyer, future, "buy", 2, "2.50")
+
+    # then exactly these balances moved (amounts in micro-dollars; cash is a liability, so a
+    # customer's money leaving it is a debit)
+    symbol, per_contract_margin = future.symbol, margin("2.50", hours)
+    notional = 2 * usd("2.50") * hours
+    b, s = buyer.pk, seller.pk
+    assert order.status == FILLED
+    assert changes(before, balances()) == {
+        f"trading:{b}:position:{symbol}": (2, 0),
+        f"trading:{s}:position:{symbol}": (-2, 0),
+        f"trading:{b}:cost:{symbol}:USD": (notional, 0),
+        f"trading:{s}:cost:{symbol}:USD": (-notional, 0),
+        f"trading:{b}:margin:{symbol}:USD": (-2 * per_contract_margin, 0),
+        f"trading:{s}:margin:{symbol}:USD": (-2 * per_contract_margin, 0),
+        # the taker pays 0.50 a contract, the maker 0.20; the seller's hold shrinks by what the
+        # fill took, the buyer's (fully filled) is consumed and gone
+        f"trading:{b}:cash:USD": (2 * per_contract_margin + 2 * usd("0.50"), 0),
+        f"trading:{s}:cash:USD": (
+            2 * per_contract_margin + 2 * usd("0.20"),
+            -(2 * per_contract_margin + 2 * usd("0.20")),
+        ),
+        "exchange:fees:USD": (-(2 * usd("0.50") + 2 * usd("0.20")), 0),
+    }
+    assert ledger_problems() == [] and order_book_problems() == []
+
+
+def test_an_order_that_cannot_be_collateralized_writes_only_its_rejection(future, row_counts):
+    # given an account with $100 and a future whose margin is far above it
+    poor = account_main(organization_create(slug="seedling", name="Seedling", kind="startup"))
+    from exchange.services.funding import deposit_test_funds
+
+    deposit_test_funds(account=poor, amount=Decimal("100"), actor=None)
+    before, ledger_before = row_counts(), balances()
+    holds, entries = Hold.objects.count(), Entry.objects.count()
+
+    with pytest.raises(OrderRejected) as refused:
+        place(poor, future, "buy", 10, "2.50")
+
+    assert refused.value.code == OrderRejectCode.INSUFFICIENT_FUNDS
+    assert "100.000000 USD available" in refused.value.message
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+    assert (Hold.objects.count(), Entry.objects.count()) == (holds, entries)
+    assert balances() == ledger_before
+
+
+def test_resting_orders_hold_collateral_and_cancelling_releases_it(future, buyer):
+    hours = future.gpu_hours_per_contract
+    cash = f"trading:{buyer.pk}:cash:USD"
+    before = balances()[cash]
+
+    order = place(buyer, future, "buy", 4, "2.40")
+    held = 4 * (margin("2.40", hours) + usd("0.50"))  # The higher of maker and taker fees.
+    assert balances()[cash] == (before[0], before[1] + held)
+
+    order_cancel(order=order)
+    assert balances()[cash] == before
+    hold = OrderHold.objects.get(order=order).hold
+    assert (hold.status, hold.remaining) == (Hold.Status.VOIDED, 0)
+
+
+def test_ioc_remainder_releases_its_collateral(future, buyer, seller):
+    place(seller, future, "sell", 1, "2.50")
+    before = balances()[f"trading:{buyer.pk}:cash:USD"]
+
+    ioc = place(buyer, future, "buy", 5, "2.50", time_in_force="ioc")
+
+    assert (ioc.filled_quantity, ioc.cancelled_quantity) == (1, 4)
+    posted, pending = balances()[f"trading:{buyer.pk}:cash:USD"]
+    hours = future.gpu_hours_per_contract
+    assert (posted - before[0], pending) == (margin("2.50", hours) + usd("0.50"), before[1])
+
+
+def test_closing_a_position_releases_its_margin_and_realizes_the_profit(
+    future, buyer, seller, maker
+):
+    # given the buyer long 2 at 2.50
+    hours, symbol = future.gpu_hours_per_contract, future.symbol
+    place(seller, future, "sell", 2, "2.50")
+    place(buyer, future, "buy", 2, "2.50")
+    margin_account = f"trading:{buyer.pk}:margin:{symbol}:USD"
+    held = balances()[margin_account][0]
+    assert held == -2 * margin("2.50", hours)
+
+    # when it sells 1 at 2.60, then the other
+    place(maker, future, "buy", 2, "2.60")
+    place(buyer, future, "sell", 1, "2.60")
+    after_one = balances()[margin_account][0]
+    place(buyer, future, "sell", 1, "2.60")
+
+    # then half the margin came back, then the rest; flat, the cost memo shows the profit
+    assert after_one == held - held // 2
+    moved = balances()
+    assert moved[margin_account][0] == 0
+    assert moved[f"trading:{buyer.pk}:position:{symbol}"][0] == 0
+    assert moved[f"trading:{buyer.pk}:cost:{symbol}:USD"][0] == -2 * usd("0.10") * hours
+    assert ledger_problems() == [] and order_book_problems() == []
+
+
+def test_a_seller_filled_above_its_price_takes_only_the_margin_it_held(future, buyer, seller):
+    # given a bid at 2.60 resting
+    hours = future.gpu_hours_per_contract
+    place(buyer, future, "buy", 2, "2.60")
+    cash = f"trading:{seller.pk}:cash:USD"
+    before = balances()[cash]
+
+    # when a seller at 2.50 fills at 2.60
+    order = place(seller, future, "sell", 2, "2.50")
+
+    # then its margin is the one fixed at its own price, per contract
+    assert order.status == FILLED
+    assert balances()[cash][0] - before[0] == 2 * (margin("2.50", hours) + usd("0.50"))
+
+
+# Market orders ----------------------------------------------------------------------------
+
+
+def test_a_market_order_is_collateralized_at_its_protection_price(future, buyer, seller):
+    hours = future.gpu_hours_per_contract
+    place(seller, future, "sell", 1, "2.50")
+    before = balances()[f"trading:{buyer.pk}:cash:USD"]
+
+    market = place(buyer, future, "buy", 1, type="market", time_in_force="ioc")
+
+    hold = OrderHold.objects.get(order=market).hold
+    assert market.protection_price == Decimal("2.75")
+    assert hold.amount == margin("2.75", hours) + usd("0.50")
+    # filled at 2.50, taking the margin per contract fixed at acceptance: the whole hold
+    assert (hold.status, hold.remaining) == (Hold.Status.POSTED, 0)
+    posted = balances()[f"trading:{buyer.pk}:cash:USD"][0] - before[0]
+    assert posted == margin("2.75", hours) + usd("0.50")
+
+
+# Replace ----------------------------------------------------------------------------------
+
+
+def test_replacing_to_a_higher_price_holds_afresh_and_releases_the_old_hold(future, buyer):
+    hours = future.gpu_hours_per_contract
+    order = place(buyer, future, "buy", 2, "2.40")
+    first = OrderHold.objects.get(order=order).hold
+
+    order_replace(order=order, price=Decimal("2.45"), quantity=2)
+
+    first.refresh_from_db()
+    current = OrderHold.objects.get(order=order, active=True).hold
+    assert first.status == Hold.Status.VOIDED
+    assert (current.status, current.amount) == (
+        Hold.Status.PENDING,
+        2 * (margin("2.45", hours) + usd("0.50")),
+    )
+    order.refresh_from_db()
+    assert order.margin_per_contract == margin("2.45", hours)
+    pending = balances()[f"trading:{buyer.pk}:cash:USD"][1]
+    assert pending == current.amount
+
+
+def test_replacing_within_the_collateral_held_keeps_the_hold(future, buyer):
+    order = place(buyer, future, "buy", 4, "2.40")
+
+    order_replace(order=order, price=Decimal("2.40"), quantity=2)
+
+    assert OrderHold.objects.filter(order=order).count() == 1
+
+
+def test_a_replace_that_cannot_be_collateralized_is_refused_and_writes_nothing(future, row_counts):
+    poor = account_main(organization_create(slug="sprout", name="Sprout", kind="startup"))
+    from exchange.services.funding import deposit_test_funds
+
+    deposit_test_funds(account=poor, amount=Decimal("1000"), actor=None)
+    order = place(poor, future, "buy", 1, "2.00")
+    before, holds = row_counts(), Hold.objects.count()
+
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=order, price=Decimal("2.00"), quantity=50)
+
+    assert refused.value.code == OrderRejectCode.INSUFFICIENT_FUNDS
+    assert (row_counts(), Hold.objects.count()) == (before, holds)
+
+
+# Options ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def call(future) -> Instrument:
+    chain = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+    )
+    return next(option for option in chain if option.option_type == "call")
+
+
+def test_an_option_trade_moves_the_premium_and_margins_the_writer(call, buyer, seller):
+    # given a writer offering 2 calls (strike 2.50) at 0.120
+    hours, symbol = call.gpu_hours_per_contract, call.symbol
+    place(seller, call, "sell", 2, "0.120")
+    before = balances()
+
+    # when a buyer takes one at 0.120
+    place(buyer, call, "buy", 1, "0.120")
+
+    premium = usd("0.120") * hours
+    writer_margin = margin(str(call.strike), hours)
+    b, s = buyer.pk, seller.pk
+    assert changes(before, balances()) == {
+        f"trading:{b}:position:{symbol}": (1, 0),
+        f"trading:{s}:position:{symbol}": (-1, 0),
+        f"trading:{b}:cost:{symbol}:USD": (premium, 0),
+        f"trading:{s}:cost:{symbol}:USD": (-premium, 0),
+        f"trading:{b}:cash:USD": (premium + usd("0.25"), 0),
+        f"trading:{s}:cash:USD": (
+            -premium + writer_margin + usd("0.10"),
+            -(writer_margin + usd("0.10")),
+        ),
+        f"trading:{s}:margin:{symbol}:USD": (-writer_margin, 0),
+        "exchange:fees:USD": (-(usd("0.25") + usd("0.10")), 0),
+    }
+
+
+def test_an_option_buyer_filled_below_its_price_pays_the_fill_price(call, buyer, seller):
+    hours = call.gpu_hours_per_contract
+    place(seller, call, "sell", 1, "0.100")
+    before = balances()[f"trading:{buyer.pk}:cash:USD"]
+
+    order = place(buyer, call, "buy", 1, "0.150")
+
+    assert order.status == FILLED
+    after = balances()[f"trading:{buyer.pk}:cash:USD"]
+    assert (after[0] - before[0], after[1]) == (usd("0.100") * hours + usd("0.25"), before[1])
+
+
+# Resale -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listing(sku, region, seller):
+    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC) + timedelta(days=10)
+    reservation = capacity_register(
+        provider=seller.organization,
+        holder=seller.organization,
+        cluster="nw-ashburn-b",
+        sku=sku,
+        region=region,
+        starts_at=starts,
+        ends_at=starts + timedelta(days=40),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    return resale_list(reservation=reservation)
+
+
+def test_a_resale_trade_moves_cash_and_every_month_of_entitlements(listing, buyer, seller):
+    # given the holder offering 8 GPUs (one lot) of its block at 2.30
+    place(seller, listing, "sell", 8, "2.30")
+    before = balances()
+    reservation = listing.reservation
+
+    # when a buyer takes them
+    place(buyer, listing, "buy", 8, "2.30")
+
+    # then the buyer paid the price and a 2% fee, the holder got the price less 1%, and the
+    # GPU-hours of both months of the term moved
+    notional = 8 * usd("2.30") * listing.gpu_hours_per_contract
+    taker_fee = ceil(Decimal("0.02") * notional)
+    maker_fee = ceil(Decimal("0.01") * notional)
+    b, s = buyer.pk, seller.pk
+    expected = {
+        f"trading:{b}:cash:USD": (notional + taker_fee, 0),
+        f"trading:{s}:cash:USD": (-notional + maker_fee, 0),
+        "exchange:fees:USD": (-(taker_fee + maker_fee), 0),
+    }
+    for part in hours_by_month(reservation.starts_at, reservation.ends_at):
+        code = f"GPUH-{listing.sku.code}-{listing.region.code}-{part.month:%Y%m}"
+        expected[f"trading:{b}:gpuh:{code}"] = (8 * part.hours, 0)
+        # the seller's entitlements were held when it offered them, then delivered
+        expected[f"trading:{s}:gpuh:{code}"] = (-8 * part.hours, 8 * part.hours)
+    assert changes(before, balances()) == expected
+    assert ledger_problems() == [] and order_book_problems() == []
+
+
+def test_selling_gpu_hours_one_does_not_hold_is_refused(listing, buyer, row_counts):
+    before = row_counts()
+
+    with pytest.raises(OrderRejected) as refused:
+        place(buyer, listing, "sell", 8, "2.30")
+
+    assert refused.value.code == OrderRejectCode.INSUFFICIENT_ENTITLEMENT
+    assert "GPU-hours" in refused.value.message
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+
+
+# Fees -------------------------------------------------------------------------------------
+
+
+def test_a_notional_fee_rounds_up_and_never_to_zero():
+    assert fee_micros("resale", Decimal("0.01"), 1, 1) == 1
+    assert fee_micros("resale", Decimal("0.01"), 1, 100) == 1
+    assert fee_micros("resale", Decimal("0.01"), 1, 101) == 2
+    assert fee_micros("resale", Decimal("0"), 1, 101) == 0
+    assert fee_micros("future", Decimal("0.50"), 3, 999) == 1_500_000
+
+
+@given(
+    rate=st.decimals(min_value=0, max_value=Decimal("0.1"), places=4),
+    limit_micros=st.integers(min_value=1, max_value=10**10),
+    fills=st.lists(st.tuples(st.integers(1, 5), st.integers(0, 10**6)), min_size=1, max_size=8),
+)
+def test_the_fee_held_covers_the_rounded_fees_of_any_split_into_fills(rate, limit_micros, fills):
+    # The hold covers ceil(rate x per-contract notional at the limit) per contract; fills at or
+    # below the limit, in any split, with each fill's fee rounded up, never need more.
+    contracts = sum(quantity for quantity, _ in fills)
+    held = contracts * fee_micros("resale", rate, 1, limit_micros)
+    charged = sum(
+        fee_micros("resale", rate, quantity, quantity * max(limit_micros - improvement, 1))
+        for quantity, improvement in fills
+    )
+    assert charged <= held
+
+
+# Everything at once -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_trading_keeps_the_ledger_and_the_collateral_exact(
+    seed, future, call, listing, buyer, seller, maker, fourth
+):
+    # given futures, options and resale traded at random by four accounts (the seller holds
+    # the resale block's GPU-hours; the others' resale sells are refused for want of them)
+    simulation = MarketSimulation(
+        accounts=[buyer, seller, maker, fourth], instruments=[future, call, listing], seed=seed
+    )
+
+    report = simulation.run(400)
+
+    # then every check of books, collateral and ledger holds
+    assert report.actions
+    assert order_book_problems() == []
+    assert ledger_problems() == []
+    for instrument in (future, call):
+        positions = LedgerAccount.objects.filter(commodity__code=instrument.symbol)
+        assert sum(account.balance for account in positions) == 0
+    live = Order.objects.filter(status__in=["open", "partially_filled", "new"])
+    finished = Order.objects.exclude(pk__in=live)
+    assert not Hold.objects.filter(
+        status=Hold.Status.PENDING,
+        pk__in=OrderHold.objects.filter(order__in=finished).values("hold_id"),
+    ).exists()
+    assert Organization.objects.count() >= 4
