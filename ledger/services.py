@@ -3,12 +3,16 @@
 Each runs in ``transaction.atomic()`` (plain, not durable) so that it composes with the caller's
 transaction: a trade and the entry it causes commit together.
 
-Locking: accounts are locked with ``select_for_update`` in ascending id order, then holds in
-ascending id order, in every function here. One global order means two transactions can never
-each hold a lock the other waits for, so concurrent entries never deadlock.
+Locking, one global order in every function here, so two transactions can never each hold a
+lock the other waits for and concurrent entries never deadlock: first the holds an operation
+touches (``select_for_update``, ascending id), then the accounts, in ascending id order, by the
+conditional UPDATEs that apply their new running totals (``_Deltas``). Those UPDATEs come last
+in each operation: an account row, the hottest row of the ledger, stays locked only from its
+UPDATE to the commit.
 
-Refusals raise ``LedgerError`` with a ``LedgerErrorCode`` before anything is written; limits are
-checked on the new totals computed in memory, then the totals are written.
+Refusals raise ``LedgerError`` with a ``LedgerErrorCode``. Input is checked before anything is
+written; an account limit is checked by the UPDATE itself, on the new totals, and a refusal
+there rolls back what the operation wrote (its atomic block).
 """
 
 import hashlib
@@ -127,77 +131,75 @@ def _check_spec(spec: EntrySpec) -> None:
             )
 
 
-class _Totals:
-    """New running totals of locked accounts, checked against their limits before writing."""
+class _Deltas:
+    """Changes to accounts' running totals, applied last, by one conditional UPDATE each.
 
-    def __init__(self, accounts: dict[int, Account]) -> None:
-        self.accounts = accounts
-        self.touched: set[int] = set()
+    Each UPDATE adds its deltas only if the account's limit holds on the new totals (and, when
+    it posts or adds a pending amount, the account is open), so reading, checking and writing
+    a total is one statement under the row lock, and an account row stays locked only from its
+    UPDATE to the commit. Accounts are updated in ascending id order.
+    """
+
+    def __init__(self) -> None:
+        # Account id: [debits posted, credits posted, debits pending, credits pending, opens].
+        self.rows: dict[int, list[int]] = {}
+
+    def _row(self, account_id: int) -> list[int]:
+        return self.rows.setdefault(account_id, [0, 0, 0, 0, 0])
 
     def post(self, account_id: int, amount: int) -> None:
-        account = self.accounts[account_id]
-        if account.closed:
-            _refuse(
-                LedgerErrorCode.ACCOUNT_CLOSED, f"Account {account.code} is closed.", "postings"
-            )
-        if amount > 0:
-            account.debits_posted += amount
-        else:
-            account.credits_posted -= amount
-        self.touched.add(account_id)
+        row = self._row(account_id)
+        row[0 if amount > 0 else 1] += abs(amount)
+        row[4] = 1
 
     def pend(self, account_id: int, side: str, amount: int) -> None:
         """Add (or with a negative amount, release) a pending amount."""
-        account = self.accounts[account_id]
-        if side == Hold.Side.DEBIT:
-            account.debits_pending += amount
-        else:
-            account.credits_pending += amount
-        self.touched.add(account_id)
+        row = self._row(account_id)
+        row[2 if side == Hold.Side.DEBIT else 3] += amount
+        if amount > 0:
+            row[4] = 1
 
-    def check(self) -> None:
-        for account_id in sorted(self.touched):
-            account = self.accounts[account_id]
-            limit = account.limit
-            if limit == Account.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS and account.available < 0:
-                _refuse(
-                    LedgerErrorCode.INSUFFICIENT_FUNDS,
-                    f"Account {account.code} would be short by {-account.available}.",
-                    "postings",
-                )
-            if limit == Account.Limit.CREDITS_MUST_NOT_EXCEED_DEBITS and account.available < 0:
-                _refuse(
-                    LedgerErrorCode.CREDITS_EXCEED_DEBITS,
-                    f"Account {account.code} would be short by {-account.available}.",
-                    "postings",
-                )
-
-    def write(self) -> None:
-        rows = [
-            (
-                account.debits_posted,
-                account.credits_posted,
-                account.debits_pending,
-                account.credits_pending,
-                account.pk,
-            )
-            for account in (self.accounts[account_id] for account_id in sorted(self.touched))
-        ]
-        if not rows:
-            return
+    def apply(self) -> None:
         table = connection.ops.quote_name(Account._meta.db_table)
+        sql = (
+            f"UPDATE {table} SET debits_posted = debits_posted + %s, "
+            "credits_posted = credits_posted + %s, debits_pending = debits_pending + %s, "
+            "credits_pending = credits_pending + %s WHERE id = %s AND (%s = 0 OR NOT closed) "
+            "AND (\"limit\" <> 'debits_must_not_exceed_credits' "
+            "OR credits_posted + %s - debits_posted - %s - debits_pending - %s >= 0) "
+            "AND (\"limit\" <> 'credits_must_not_exceed_debits' "
+            "OR debits_posted + %s - credits_posted - %s - credits_pending - %s >= 0)"
+        )
+        ids = sorted(self.rows)
+        params = []
+        for account_id in ids:
+            dd, dc, dpd, dpc, opens = self.rows[account_id]
+            params.append((dd, dc, dpd, dpc, account_id, opens, dc, dd, dpd, dd, dc, dpc))
+        if not params:
+            return
         with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET debits_posted = %s, credits_posted = %s, "
-                "debits_pending = %s, credits_pending = %s WHERE id = %s",
-                rows,
+            for row in params:
+                cursor.execute(sql, row)
+                if cursor.rowcount != 1:
+                    self._refuse_for(row[4])
+
+    def _refuse_for(self, account_id: int) -> None:
+        account = Account.objects.get(pk=account_id)
+        dd, dc, dpd, dpc, opens = self.rows[account_id]
+        if account.closed and opens:
+            _refuse(
+                LedgerErrorCode.ACCOUNT_CLOSED, f"Account {account.code} is closed.", "postings"
             )
-
-
-def _lock_accounts(account_ids: Iterable[int]) -> dict[int, Account]:
-    # Ascending id order: the one lock order of the ledger (see the module docstring).
-    locked = Account.objects.select_for_update().filter(pk__in=set(account_ids)).order_by("pk")
-    return {account.pk: account for account in locked}
+        account.debits_posted += dd
+        account.credits_posted += dc
+        account.debits_pending += dpd
+        account.credits_pending += dpc
+        code = (
+            LedgerErrorCode.INSUFFICIENT_FUNDS
+            if account.limit == Account.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS
+            else LedgerErrorCode.CREDITS_EXCEED_DEBITS
+        )
+        _refuse(code, f"Account {account.code} would be short by {-account.available}.", "postings")
 
 
 def _lock_holds(hold_ids: Iterable[int]) -> dict[int, Hold]:
@@ -230,9 +232,7 @@ def _existing_entries(specs: Sequence[EntrySpec]) -> dict[str, Entry]:
     return existing
 
 
-def entries_post(
-    specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = ()
-) -> list[Entry]:
+def entries_post(specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = ()) -> list[Entry]:
     """Post a batch of entries atomically: all of them or, on any refusal, none.
 
     An entry whose key exists with the same content is returned as it is, not posted again.
@@ -258,17 +258,17 @@ def entries_post(
                 fresh.append(spec)
                 seen.add(spec.key)
         if fresh or void_holds:
-            created = _post_fresh(fresh, [hold.pk for hold in void_holds])
+            created = _post_fresh(fresh, list(void_holds))
             existing.update(created)
     return [existing[spec.key] for spec in specs]
 
 
-def _post_fresh(specs: list[EntrySpec], void_hold_ids: list[int]) -> dict[str, Entry]:
-    hold_ids = {hold.pk for spec in specs for hold, _ in spec.holds} | set(void_hold_ids)
-    account_ids = {account.pk for spec in specs for account, _ in spec.postings}
-    account_ids |= set(Hold.objects.filter(pk__in=hold_ids).values_list("account_id", flat=True))
-    totals = _Totals(_lock_accounts(account_ids))
+def _post_fresh(specs: list[EntrySpec], void_holds: list[Hold]) -> dict[str, Entry]:
+    given_holds = [hold for spec in specs for hold, _ in spec.holds] + void_holds
+    hold_ids = {hold.pk for hold in given_holds}
+    void_hold_ids = [hold.pk for hold in void_holds]
     holds = _lock_holds(hold_ids)
+    totals = _Deltas()
     now = timezone.now()
     for spec in specs:
         for account, amount in spec.postings:
@@ -301,11 +301,10 @@ def _post_fresh(specs: list[EntrySpec], void_hold_ids: list[int]) -> dict[str, E
         totals.pend(hold.account_id, hold.side, -hold.remaining)
         hold.remaining, hold.status, hold.resolved_at = 0, Hold.Status.VOIDED, now
         voided.append(hold)
-    totals.check()
     if not specs:
         if voided:
             Hold.objects.bulk_update(voided, ["remaining", "status", "resolved_at"])
-            totals.write()
+            totals.apply()
         return {}
     entries = Entry.objects.bulk_create(
         [
@@ -341,7 +340,7 @@ def _post_fresh(specs: list[EntrySpec], void_hold_ids: list[int]) -> dict[str, E
         HoldConsumption.objects.bulk_create(consumptions)
     if consumptions or voided:
         Hold.objects.bulk_update(list(holds.values()), ["remaining", "status", "resolved_at"])
-    totals.write()
+    totals.apply()  # Last: the accounts are locked from here to the commit.
     return {entry.idempotency_key: entry for entry in entries}
 
 
@@ -410,10 +409,16 @@ def hold_create(
     return holds_create([HoldSpec(key, account, side, amount, description, expires_at)])[0]
 
 
-def holds_create(specs: Sequence[HoldSpec]) -> list[Hold]:
-    """Create several holds atomically (all or none), locking their accounts in one pass.
+def holds_create(
+    specs: Sequence[HoldSpec], *, fresh_keys: bool = False, savepoint: bool = True
+) -> list[Hold]:
+    """Create several holds atomically (all or none).
 
     Idempotent per key: a key that exists with the same content returns the existing hold.
+    ``fresh_keys``: the caller vouches that no key was used before (each carries the id of a
+    row it just inserted), so the lookup is skipped; the unique key still refuses a repeat.
+    ``savepoint=False`` saves two round trips inside a caller's transaction that rolls back
+    on a refusal anyway (order acceptance); the transaction is then unusable until rolled back.
     """
     for spec in specs:
         _check_key(spec.key)
@@ -424,11 +429,15 @@ def holds_create(specs: Sequence[HoldSpec]) -> list[Hold]:
             )
     if len({spec.key for spec in specs}) != len(specs):
         _refuse(LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT, "A hold key is used twice.", "key")
-    with transaction.atomic():
-        existing = {
-            hold.idempotency_key: hold
-            for hold in Hold.objects.filter(idempotency_key__in=[spec.key for spec in specs])
-        }
+    with transaction.atomic(savepoint=savepoint):
+        existing = (
+            {}
+            if fresh_keys
+            else {
+                hold.idempotency_key: hold
+                for hold in Hold.objects.filter(idempotency_key__in=[spec.key for spec in specs])
+            }
+        )
         for key, hold in existing.items():
             spec = next(spec for spec in specs if spec.key == key)
             same = (hold.account_id, hold.side, hold.amount, hold.expires_at) == (
@@ -445,35 +454,31 @@ def holds_create(specs: Sequence[HoldSpec]) -> list[Hold]:
                 )
         fresh = [spec for spec in specs if spec.key not in existing]
         if fresh:
-            totals = _Totals(_lock_accounts(spec.account.pk for spec in fresh))
-            for spec in fresh:
-                account = totals.accounts[spec.account.pk]
-                if account.closed:
-                    _refuse(
-                        LedgerErrorCode.ACCOUNT_CLOSED,
-                        f"Account {account.code} is closed.",
-                        "account",
+            created = Hold.objects.bulk_create(
+                [
+                    Hold(
+                        idempotency_key=spec.key,
+                        account=spec.account,
+                        side=spec.side,
+                        amount=spec.amount,
+                        remaining=spec.amount,
+                        expires_at=spec.expires_at,
+                        description=spec.description[:300],
                     )
-                totals.pend(account.pk, spec.side, spec.amount)
-            totals.check()
+                    for spec in fresh
+                ]
+            )
+            existing.update((hold.idempotency_key, hold) for hold in created)
+            totals = _Deltas()
             for spec in fresh:
-                existing[spec.key] = Hold.objects.create(
-                    idempotency_key=spec.key,
-                    account=spec.account,
-                    side=spec.side,
-                    amount=spec.amount,
-                    remaining=spec.amount,
-                    expires_at=spec.expires_at,
-                    description=spec.description[:300],
-                )
-            totals.write()
+                totals.pend(spec.account.pk, spec.side, spec.amount)
+            totals.apply()
     return [existing[spec.key] for spec in specs]
 
 
 def _hold_release(hold: Hold, status: str) -> tuple[Hold, bool]:
     """Release what is left of a hold; also say whether this call changed it."""
     with transaction.atomic():
-        totals = _Totals(_lock_accounts([hold.account_id]))
         locked = _lock_holds([hold.pk])[hold.pk]
         if locked.status != Hold.Status.PENDING:
             if locked.status == status or status == Hold.Status.EXPIRED:
@@ -483,12 +488,13 @@ def _hold_release(hold: Hold, status: str) -> tuple[Hold, bool]:
             _refuse(
                 LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{locked.pk} is {locked.status}.", "hold"
             )
+        totals = _Deltas()
         totals.pend(locked.account_id, locked.side, -locked.remaining)
         locked.remaining = 0
         locked.status = status
         locked.resolved_at = timezone.now()
         locked.save(update_fields=["remaining", "status", "resolved_at"])
-        totals.write()
+        totals.apply()
     return locked, True
 
 

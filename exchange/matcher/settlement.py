@@ -125,7 +125,13 @@ class Settlement:
         if party is None:
             stub = Account(pk=account_id)
             symbol = self.instrument.symbol
-            codes = [position_account_code(stub, symbol), margin_account_code(stub, symbol)]
+            codes = [
+                position_account_code(stub, symbol),
+                margin_account_code(stub, symbol),
+                cost_account_code(stub, symbol),
+                cash_account_code(stub),
+            ]
+            # Every account of this party the settlement may touch, in one query.
             found = {row.code: row for row in LedgerAccount.objects.filter(code__in=codes)}
             self.ledger_accounts.update(found)
             position, margin = found.get(codes[0]), found.get(codes[1])

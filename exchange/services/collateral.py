@@ -257,8 +257,11 @@ def needs_of_order(
     )
 
 
-def _shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
-    """The named rejection for a hold the ledger refused, saying what is missing."""
+def shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
+    """The named rejection for a hold the ledger refused, saying what is missing.
+
+    Call it after the refused transaction rolled back: it reads the accounts as they are.
+    """
     if error.code == LedgerErrorCode.AMOUNT_INVALID:
         return OrderRejected(
             OrderRejectCode.NOTIONAL_TOO_LARGE,
@@ -266,17 +269,19 @@ def _shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
             field="quantity",
         )
     for need in needs:
-        account = LedgerAccount.objects.get(pk=need.account.pk)
-        if account.available < need.amount:
+        # An account opened by the refused transaction is gone with it: nothing available.
+        account = LedgerAccount.objects.filter(pk=need.account.pk).first()
+        available = account.available if account is not None else 0
+        if available < need.amount:
             if need.code == OrderRejectCode.INSUFFICIENT_FUNDS:
                 detail = (
                     f"needs {micros_to_usd(need.amount)} USD available; the account has "
-                    f"{micros_to_usd(max(account.available, 0))} USD available"
+                    f"{micros_to_usd(max(available, 0))} USD available"
                 )
             else:
                 detail = (
                     f"needs {need.amount} GPU-hours of {need.what}; the account has "
-                    f"{max(account.available, 0)} available"
+                    f"{max(available, 0)} available"
                 )
             return OrderRejected(need.code, f"The order {detail}.", field="quantity")
     return OrderRejected(needs[0].code, error.message, field="quantity")
@@ -285,7 +290,7 @@ def _shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
 def holds_place(
     order: Order, needs: list[Need], key_prefix: str, *, command: OrderCommand | None = None
 ) -> list[OrderHold]:
-    """Hold ``needs`` for ``order`` in the caller's transaction, or raise the named rejection.
+    """Hold ``needs`` for ``order`` in the caller's transaction; ``LedgerError`` if refused.
 
     Holds placed for a replace (``command``) stay inactive until the matcher applies it.
     """
@@ -301,10 +306,9 @@ def holds_place(
         )
         for index, need in enumerate(needs)
     ]
-    try:
-        holds = holds_create(specs)
-    except LedgerError as error:
-        raise _shortfall(needs, error) from error
+    # Keys carry the id of the order or command just inserted in this transaction, which rolls
+    # back on a refusal (``LedgerError``: the caller turns it into ``shortfall`` afterwards).
+    holds = holds_create(specs, fresh_keys=True, savepoint=False)
     return OrderHold.objects.bulk_create(
         [
             OrderHold(order=order, hold=hold, command=command, active=command is None)

@@ -56,7 +56,10 @@ def cash_account_code(account: Account) -> str:
 
 
 def cash_account(account: Account) -> LedgerAccount:
-    """The ledger account holding ``account``'s dollars."""
+    """The ledger account holding ``account``'s dollars (one query once it exists)."""
+    existing = LedgerAccount.objects.filter(code=cash_account_code(account)).first()
+    if existing is not None:
+        return existing
     return account_open(
         code=cash_account_code(account),
         owner=f"exchange.account:{account.pk}",

@@ -32,6 +32,7 @@ from exchange.models import (
 from exchange.services import collateral
 from exchange.statements import Select, insert_row
 from exchange.units import price_to_ticks, quantity_to_lots
+from ledger.errors import LedgerError
 
 CLIENT_ORDER_ID_LENGTH_MAX = 64
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
@@ -364,6 +365,27 @@ def _order_accept(
     if price is None:
         protection = price = collateral.protection_price(instrument, request.side)
     terms = collateral.terms_for(instrument, request.side, price)
+    needs: list[collateral.Need] = []
+    try:
+        order = _order_insert_collateralized(
+            account, instrument, request, client_order_id, user, price, protection, terms, needs
+        )
+    except LedgerError as error:  # Rolled back: the order and its holds are gone.
+        raise collateral.shortfall(needs, error) from error
+    return order
+
+
+def _order_insert_collateralized(
+    account: Account,
+    instrument: Instrument,
+    request: OrderRequest,
+    client_order_id: str | None,
+    user: AbstractBaseUser | None,
+    price: Decimal,
+    protection: Decimal | None,
+    terms: collateral.Terms,
+    needs: list[collateral.Need],
+) -> Order:
     with transaction.atomic(durable=True):
         order = insert_row(
             Order(
@@ -387,7 +409,7 @@ def _order_accept(
                 request_digest=request.digest(),
             )
         )
-        needs = collateral.needs_of_order(
+        needs += collateral.needs_of_order(
             order, instrument, request.quantity, price, terms.margin_per_contract
         )
         collateral.holds_place(order, needs, f"order:{order.pk}")
@@ -442,6 +464,24 @@ def order_replace(
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     margin = collateral.margin_per_contract(instrument, order.side, price)
+    needs: list[collateral.Need] = []
+    try:
+        _replace_command_insert(order, price, quantity, margin, user, needs)
+    except LedgerError as error:  # Rolled back: neither the command nor its holds exist.
+        raise collateral.shortfall(needs, error) from error
+    wake.after_commit(order.instrument_id, order.pk)
+    order.refresh_from_db()
+    return order
+
+
+def _replace_command_insert(
+    order: Order,
+    price: Decimal,
+    quantity: int,
+    margin: int,
+    user: AbstractBaseUser | None,
+    needs: list[collateral.Need],
+) -> None:
     with transaction.atomic(durable=True):
         command = OrderCommand.objects.create(
             kind=OrderCommand.Kind.REPLACE,
@@ -454,12 +494,9 @@ def order_replace(
         )
         # More collateral than the order still holds: hold it all afresh; the matcher releases
         # the former holds when it applies the replace, or these if it refuses it.
-        needs = collateral.needs_of_order(order, instrument, quantity, price, margin)
+        needs += collateral.needs_of_order(order, order.instrument, quantity, price, margin)
         if not collateral.needs_covered(order, needs):
             collateral.holds_place(order, needs, f"command:{command.pk}", command=command)
-    wake.after_commit(order.instrument_id, order.pk)
-    order.refresh_from_db()
-    return order
 
 
 def _command_submit(order: Order, kind: str, requested_by: AbstractBaseUser | None) -> None:

@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 from datetime import date
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -27,6 +28,8 @@ PRICE_MID_TICKS = 490  # $2.45 at a $0.005 tick: an H100 month in late 2026.
 MARKETABLE_SHARE = 0.15
 ACCOUNTS = 4
 DRAIN_TIMEOUT_SECONDS = 300
+
+BENCH_FUNDS_USD = Decimal("50000000")
 
 
 def order_stream(
@@ -156,6 +159,7 @@ class Command(BaseCommand):
     def _market(self, count: int) -> tuple[list[int], list[int]]:
         from exchange.demo import ensure_region, ensure_sku
         from exchange.models import Organization
+        from exchange.services.funding import deposit_test_funds
         from exchange.services.listing import futures_list_strip
         from exchange.services.participants import account_main, organization_create
 
@@ -173,6 +177,8 @@ class Command(BaseCommand):
             )
             for index in range(ACCOUNTS)
         ]
+        for account in accounts:  # Every order is collateralized; a rejection fails the run.
+            deposit_test_funds(account=account, amount=BENCH_FUNDS_USD, actor=None)
         return [instrument.pk for instrument in strip], [account.pk for account in accounts]
 
     def _run_external(
