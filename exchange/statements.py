@@ -58,11 +58,15 @@ def columns(model: type[Model]) -> _Columns:
     return _columns_cache[key]
 
 
+SIZED_STATEMENTS_MAX = 256
+
+
 class Select:
     """``SELECT <all columns of models...> FROM <from_sql> <rest_sql>``, with ``%s`` parameters.
 
     ``from_sql`` and ``rest_sql`` are templates receiving the quoted table names of the models
-    as ``t0``, ``t1``, ...; each result row becomes one instance per model.
+    as ``t0``, ``t1``, ...; each result row becomes one instance per model. ``rest_sql`` may
+    hold one ``{values}`` placeholder for a list of parameters of any length (``rows_in``).
     """
 
     def __init__(self, models: Sequence[type[Model]], from_sql: str, rest_sql: str = "") -> None:
@@ -70,6 +74,7 @@ class Select:
         self.from_sql = from_sql
         self.rest_sql = rest_sql
         self._sql: dict[str, str] = {}
+        self._sized: dict[int, Select] = {}
 
     def sql(self) -> str:
         vendor = connection.vendor
@@ -83,6 +88,22 @@ class Select:
             rest_sql = self.rest_sql.format(**tables)
             self._sql[vendor] = f"SELECT {selected} FROM {from_sql} {rest_sql}"
         return self._sql[vendor]
+
+    def rows_in(
+        self, values: Sequence[Any], *, for_update: bool = False
+    ) -> list[tuple[Model, ...]]:
+        """Rows for ``rest_sql``'s ``{values}`` replaced by as many parameters as ``values``."""
+        if not values:
+            return []
+        sized = self._sized.get(len(values))
+        if sized is None:
+            placeholders = ", ".join(["%s"] * len(values))
+            sized = Select(
+                self.models, self.from_sql, self.rest_sql.replace("{values}", placeholders)
+            )
+            if len(self._sized) < SIZED_STATEMENTS_MAX:
+                self._sized[len(values)] = sized
+        return sized.rows(list(values), for_update=for_update)
 
     def rows(
         self, parameters: Sequence[Any], *, for_update: bool = False

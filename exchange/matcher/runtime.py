@@ -28,6 +28,7 @@ from exchange.units import engine_time, price_to_ticks, quantity_to_lots
 logger = logging.getLogger(__name__)
 
 INSTRUMENT_BY_ID = Select([Instrument], "{t0}", "WHERE {t0}.id = %s")
+ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
 # The matcher's queue: served by the partial index on pending commands (instrument, id).
 PENDING_COMMANDS = Select(
     [OrderCommand, Order],
@@ -199,7 +200,9 @@ class Matcher:
     def _load_orders(self, applier: EventApplier, events: Iterable[object]) -> None:
         missing = applier.missing_order_ids(list(events))
         if missing:
-            applier.orders.update(Order.objects.in_bulk(missing))
+            applier.orders.update(
+                (order.pk, order) for (order,) in ORDERS_BY_IDS.rows_in(sorted(missing))
+            )
             applier.settlement.load(missing)
 
     def _run_command(

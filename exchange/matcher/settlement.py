@@ -32,6 +32,8 @@ from exchange.errors import OrderRejectCode
 from exchange.models import Account, Instrument, Order, OrderCommand, OrderHold
 from exchange.services import collateral
 from exchange.services.ledger_accounts import (
+    LEDGER_ACCOUNT_BY_CODE,
+    LEDGER_ACCOUNTS_BY_CODES,
     cash_account,
     cash_account_code,
     cost_account,
@@ -46,9 +48,16 @@ from exchange.services.ledger_accounts import (
     position_account,
     position_account_code,
 )
+from exchange.statements import Select
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold
 from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
+
+PENDING_HOLDS_OF_ORDERS = Select(
+    [OrderHold, Hold],
+    "{t0} INNER JOIN {t1} ON {t1}.id = {t0}.hold_id",
+    "WHERE {t0}.order_id IN ({values}) AND {t1}.status = 'pending' ORDER BY {t0}.id",
+)
 
 
 class SettlementError(RuntimeError):
@@ -96,11 +105,8 @@ class Settlement:
         wanted = set(order_ids) - self.loaded
         if not wanted:
             return
-        rows = OrderHold.objects.filter(
-            order_id__in=wanted, hold__status=Hold.Status.PENDING
-        ).select_related("hold")
-        for row in rows:
-            hold = row.hold
+        for row, hold in PENDING_HOLDS_OF_ORDERS.rows_in(sorted(wanted)):
+            row.hold = hold
             self.rows[hold.pk] = row
             self.remaining[hold.pk] = hold.remaining
             if row.active:
@@ -112,7 +118,8 @@ class Settlement:
     def _ledger(self, code: str, opener) -> LedgerAccount:
         account = self.ledger_accounts.get(code)
         if account is None:
-            account = LedgerAccount.objects.filter(code=code).first() or opener()
+            found = LEDGER_ACCOUNT_BY_CODE.rows([code])
+            account = found[0][0] if found else opener()
             self.ledger_accounts[code] = account
         return account
 
@@ -132,7 +139,7 @@ class Settlement:
                 cash_account_code(stub),
             ]
             # Every account of this party the settlement may touch, in one query.
-            found = {row.code: row for row in LedgerAccount.objects.filter(code__in=codes)}
+            found = {row.code: row for (row,) in LEDGER_ACCOUNTS_BY_CODES.rows_in(codes)}
             self.ledger_accounts.update(found)
             position, margin = found.get(codes[0]), found.get(codes[1])
             party = self.parties[account_id] = _Party(

@@ -20,9 +20,14 @@ from datetime import date
 from decimal import Decimal
 
 from exchange.models import Account
+from exchange.statements import Select
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 from ledger.services import account_open, commodity_define
+
+# The order path looks accounts up by code: a prepared statement (see exchange.statements).
+LEDGER_ACCOUNT_BY_CODE = Select([LedgerAccount], "{t0}", "WHERE {t0}.code = %s")
+LEDGER_ACCOUNTS_BY_CODES = Select([LedgerAccount], "{t0}", "WHERE {t0}.code IN ({values})")
 
 USD_CODE = "USD"
 USD_SCALE = 6
@@ -57,9 +62,9 @@ def cash_account_code(account: Account) -> str:
 
 def cash_account(account: Account) -> LedgerAccount:
     """The ledger account holding ``account``'s dollars (one query once it exists)."""
-    existing = LedgerAccount.objects.filter(code=cash_account_code(account)).first()
-    if existing is not None:
-        return existing
+    found = LEDGER_ACCOUNT_BY_CODE.rows([cash_account_code(account)])
+    if found:
+        return found[0][0]
     return account_open(
         code=cash_account_code(account),
         owner=f"exchange.account:{account.pk}",
