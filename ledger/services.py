@@ -244,14 +244,17 @@ def _existing_entries(specs: Sequence[EntrySpec]) -> dict[str, Entry]:
     return existing
 
 
-def entries_post(specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = ()) -> list[Entry]:
+def entries_post(
+    specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = (), fresh_keys: bool = False
+) -> list[Entry]:
     """Post a batch of entries atomically: all of them or, on any refusal, none.
 
     An entry whose key exists with the same content is returned as it is, not posted again.
     ``void_holds``: holds whose remainder is released after the entries are posted, under the
     same locks (a hold no longer pending is skipped): a caller settling trades and closing
     orders in one transaction takes every account lock in one ascending pass, so it cannot
-    deadlock with another doing the same.
+    deadlock with another doing the same. ``fresh_keys``: the caller vouches that no key was
+    used before (as ``holds_create``); the unique key still refuses a repeat.
     """
     if not (1 if not void_holds else 0) <= len(specs) <= ENTRIES_PER_BATCH_MAX:
         _refuse(
@@ -262,7 +265,7 @@ def entries_post(specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = ())
     for spec in specs:
         _check_spec(spec)
     with transaction.atomic():
-        existing = _existing_entries(specs) if specs else {}
+        existing = _existing_entries(specs) if specs and not fresh_keys else {}
         fresh: list[EntrySpec] = []
         seen: set[str] = set(existing)
         for spec in specs:

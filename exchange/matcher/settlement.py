@@ -367,8 +367,9 @@ class Settlement:
             OrderHold.objects.bulk_update(list(self.changed_rows.values()), ["active"])
         voids = list(self.voids.values())
         specs = self.specs
+        # Keys name trades this transaction creates (instrument, sequence): never used before.
         while len(specs) > ENTRIES_PER_BATCH_MAX:
-            entries_post(specs[:ENTRIES_PER_BATCH_MAX])
+            entries_post(specs[:ENTRIES_PER_BATCH_MAX], fresh_keys=True)
             specs = specs[ENTRIES_PER_BATCH_MAX:]
         if specs or voids:
-            entries_post(specs, void_holds=voids)
+            entries_post(specs, void_holds=voids, fresh_keys=True)

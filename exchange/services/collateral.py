@@ -58,6 +58,7 @@ from exchange.services.ledger_accounts import (
     entitlement_account,
     micros_to_usd,
 )
+from exchange.statements import insert_rows
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold
@@ -309,12 +310,11 @@ def holds_place(
     # Keys carry the id of the order or command just inserted in this transaction, which rolls
     # back on a refusal (``LedgerError``: the caller turns it into ``shortfall`` afterwards).
     holds = holds_create(specs, fresh_keys=True, savepoint=False)
-    return OrderHold.objects.bulk_create(
-        [
-            OrderHold(order=order, hold=hold, command=command, active=command is None)
-            for hold in holds
-        ]
-    )
+    rows = [
+        OrderHold(order=order, hold=hold, command=command, active=command is None) for hold in holds
+    ]
+    insert_rows(OrderHold, rows)  # Nobody needs their ids back; a prepared INSERT.
+    return rows
 
 
 def needs_covered(order: Order, needs: list[Need]) -> bool:
