@@ -57,7 +57,11 @@ ORDER_FIELDS_WRITTEN = [
 
 class EventApplier:
     def __init__(
-        self, instrument: Instrument, orders: dict[int, Order], now: datetime | None = None
+        self,
+        instrument: Instrument,
+        orders: dict[int, Order],
+        now: datetime | None = None,
+        settlement: Settlement | None = None,
     ) -> None:
         self.instrument = instrument
         self.sequence = instrument.sequence
@@ -67,8 +71,14 @@ class EventApplier:
         self.transitions: list[OrderTransition] = []
         self.trades: list[Trade] = []
         self.commands: list[OrderCommand] = []
-        self.settlement = Settlement(instrument)
+        self.settlement = settlement or Settlement(instrument)
+        self.settlement.begin(instrument)
         self.settlement.load(set(orders))
+
+    def load_replaces(self, commands: list[OrderCommand]) -> None:
+        replaces = {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
+        if replaces:
+            self.settlement.load_replaces(replaces)
 
     def transition(self, order: Order, to_status: str, reason: str) -> None:
         """Apply one status change from the transition table and record it."""

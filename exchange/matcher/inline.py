@@ -5,6 +5,7 @@ taken inside every matching transaction serializes processes. The Python lock is
 before any database lock, so the two can never wait on each other in a cycle.
 """
 
+import copy
 import threading
 
 from exchange.matcher.runtime import Matcher
@@ -23,7 +24,10 @@ def process_for_order(instrument_id: int, order_id: int) -> Order | None:
     """Run the instrument's pending commands; return ``order_id`` as the matcher wrote it."""
     with _lock:
         _matcher.process_instrument(instrument_id)
-        return _matcher.last_orders.get(order_id)
+        order = _matcher.last_orders.get(order_id)
+        # A copy: the matcher keeps resting orders in memory, and the caller's object must not
+        # change under it (nor the matcher's under the caller).
+        return copy.copy(order) if order is not None else None
 
 
 def process_pending() -> int:

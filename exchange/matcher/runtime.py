@@ -21,6 +21,7 @@ from django.utils import timezone
 import matching
 from exchange.errors import OrderRejectCode
 from exchange.matcher.events import EventApplier
+from exchange.matcher.settlement import Settlement
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
 from exchange.statements import Select
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
@@ -64,6 +65,11 @@ class Matcher:
         self.shards = shards
         self.engine = matching.Engine()
         self._synced_sequence: dict[int, int] = {}
+        # Resting orders as last written, and the settlement state of each book (holds of its
+        # resting orders, positions): caches of the database, valid exactly as long as the
+        # book (same sequence check, dropped with it).
+        self._orders: dict[int, dict[int, Order]] = {}
+        self._settlements: dict[int, Settlement] = {}
         # The earliest GTD expiry resting in each book, so ticks run only when one is due.
         self._next_expiry: dict[int, int | None] = {}
         # The orders the last process_instrument call wrote, as written: the inline mode hands
@@ -83,6 +89,8 @@ class Matcher:
     def forget(self, instrument_id: int) -> None:
         self.engine.drop(instrument_id)
         self._synced_sequence.pop(instrument_id, None)
+        self._orders.pop(instrument_id, None)
+        self._settlements.pop(instrument_id, None)
         self._next_expiry.pop(instrument_id, None)
 
     def reset(self) -> None:
@@ -92,26 +100,15 @@ class Matcher:
     def rebuild(self, instrument: Instrument) -> None:
         """Load the book of ``instrument`` from its resting orders, in queue priority order."""
         self.forget(instrument.pk)
-        orders = (
-            Order.objects.filter(instrument=instrument, status__in=RESTING_STATUSES)
-            .order_by("priority_sequence", "id")
-            .only(
-                "id",
-                "account_id",
-                "side",
-                "price",
-                "quantity",
-                "filled_quantity",
-                "cancelled_quantity",
-                "time_in_force",
-                "self_trade_prevention",
-                "expires_at",
-                "post_only",
+        orders = list(
+            Order.objects.filter(instrument=instrument, status__in=RESTING_STATUSES).order_by(
+                "priority_sequence", "id"
             )
         )
         resting = [resting_order(order, instrument) for order in orders]
         self.engine.restore(resting)
         self._synced_sequence[instrument.pk] = instrument.sequence
+        self._orders[instrument.pk] = {order.pk: order for order in orders}
         self._next_expiry[instrument.pk] = min(
             (order.expires_at for order in resting if order.expires_at is not None), default=None
         )
@@ -160,9 +157,14 @@ class Matcher:
                     commands.append(command)
                 more = len(commands) > self.BATCH_COMMANDS_MAX
                 commands = commands[: self.BATCH_COMMANDS_MAX]
+                settlement = self._settlements.get(instrument_id) or Settlement(instrument)
                 applier = EventApplier(
-                    instrument, {command.order_id: command.order for command in commands}, now
+                    instrument,
+                    {command.order_id: command.order for command in commands},
+                    now,
+                    settlement=settlement,
                 )
+                applier.load_replaces(commands)
                 self._expire_due(instrument, applier, now)
                 for command in commands:
                     self._run_command(instrument, command, applier)
@@ -173,6 +175,14 @@ class Matcher:
             raise
         self._synced_sequence[instrument_id] = applier.sequence
         self.last_orders.update(applier.orders)
+        cache = self._orders.setdefault(instrument_id, {})
+        for order in applier.orders.values():
+            if order.status in RESTING_STATUSES:
+                cache[order.pk] = order
+            else:
+                cache.pop(order.pk, None)
+        settlement.end(set(cache))
+        self._settlements[instrument_id] = settlement
         return len(commands), more
 
     def _expire_due(self, instrument: Instrument, applier: EventApplier, now: datetime) -> None:
@@ -199,6 +209,10 @@ class Matcher:
 
     def _load_orders(self, applier: EventApplier, events: Iterable[object]) -> None:
         missing = applier.missing_order_ids(list(events))
+        cache = self._orders.get(applier.instrument.pk, {})
+        for order_id in missing & cache.keys():
+            applier.orders[order_id] = cache[order_id]
+        missing -= cache.keys()
         if missing:
             applier.orders.update(
                 (order.pk, order) for (order,) in ORDERS_BY_IDS.rows_in(sorted(missing))

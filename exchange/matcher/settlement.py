@@ -60,6 +60,13 @@ PENDING_HOLDS_OF_ORDERS = Select(
 )
 
 
+PENDING_HOLDS_OF_COMMANDS = Select(
+    [OrderHold, Hold],
+    "{t0} INNER JOIN {t1} ON {t1}.id = {t0}.hold_id",
+    "WHERE {t0}.command_id IN ({values}) AND {t1}.status = 'pending' ORDER BY {t0}.id",
+)
+
+
 class SettlementError(RuntimeError):
     """A fill would take more collateral than its order holds: a bug, never a user error."""
 
@@ -98,6 +105,35 @@ class Settlement:
         self.changed_rows: dict[int, OrderHold] = {}
         self._months: list[tuple[date, int]] | None = None
 
+    # Batches ------------------------------------------------------------------------------
+    #
+    # The matcher keeps one Settlement per instrument across its batches, as it keeps the book:
+    # what it loaded (holds of resting orders, positions, ledger account ids) stays true while
+    # only this matcher changes it, and is dropped with the book whenever a batch fails or the
+    # book is rebuilt.
+
+    def begin(self, instrument: Instrument) -> None:
+        """Start a batch: the instrument row as locked by it, and nothing posted yet."""
+        self.instrument = instrument
+        self.specs = []
+        self.voids = {}
+        self.changed_rows = {}
+
+    def end(self, resting_order_ids: set[int]) -> None:
+        """After the batch committed: forget the orders that left the book."""
+        for order_id in self.loaded - resting_order_ids:
+            for hold in self.active.pop(order_id, []):
+                self.remaining.pop(hold.pk, None)
+                self.rows.pop(hold.pk, None)
+        # Holds of replaces still queued stay known, unless their order left the book: loading
+        # that order again (for its queued replace) reads them afresh.
+        for command_id, holds in list(self.fresh.items()):
+            if self.rows[holds[0].pk].order_id not in resting_order_ids:
+                for hold in self.fresh.pop(command_id):
+                    self.rows.pop(hold.pk, None)
+                    self.remaining.pop(hold.pk, None)
+        self.loaded &= resting_order_ids
+
     # Loading ------------------------------------------------------------------------------
 
     def load(self, order_ids: set[int]) -> None:
@@ -114,6 +150,17 @@ class Settlement:
             elif row.command_id is not None:
                 self.fresh.setdefault(row.command_id, []).append(hold)
         self.loaded |= wanted
+
+    def load_replaces(self, command_ids: set[int]) -> None:
+        """Read the holds that queued replaces brought (placed after their order was loaded)."""
+        wanted = sorted(set(command_ids) - self.fresh.keys())
+        for row, hold in PENDING_HOLDS_OF_COMMANDS.rows_in(wanted):
+            if hold.pk in self.rows:
+                continue
+            row.hold = hold
+            self.rows[hold.pk] = row
+            self.remaining[hold.pk] = hold.remaining
+            self.fresh.setdefault(row.command_id, []).append(hold)
 
     def _ledger(self, code: str, opener) -> LedgerAccount:
         account = self.ledger_accounts.get(code)
