@@ -305,20 +305,8 @@ def order_place(
                 OrderRejectCode.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", field="instrument"
             )
         _validate(account, resolved, request, client_order_id)
-    except OrderRejected as error:
-        _record_rejection(
-            account=account,
-            instrument=resolved,
-            request=request,
-            client_order_id=client_order_id,
-            error=error,
-            placed_by=placed_by,
-        )
-        raise
-    assert resolved is not None
-    try:
         order = _order_accept(account, resolved, request, client_order_id, placed_by)
-    except OrderRejected as error:  # Risk: nothing of the order was written.
+    except OrderRejected as error:  # Input or risk: nothing of the order was written.
         _record_rejection(
             account=account,
             instrument=resolved,
@@ -338,6 +326,7 @@ def order_place(
         if existing is None:
             raise
         return existing
+    assert resolved is not None
     matched = wake.after_commit(resolved.pk, order.pk)
     if matched is not None:
         return matched
