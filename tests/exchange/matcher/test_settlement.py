@@ -9,10 +9,12 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.matcher.runtime import Matcher
 from exchange.models import Instrument, Order, OrderHold, Organization
 from exchange.selectors.integrity import order_book_problems
 from exchange.services.capacity import capacity_register, hours_by_month
@@ -431,3 +433,30 @@ def test_random_trading_keeps_the_ledger_and_the_collateral_exact(
         pk__in=OrderHold.objects.filter(order__in=finished).values("hold_id"),
     ).exists()
     assert Organization.objects.count() >= 4
+
+
+def test_an_expired_gtd_order_releases_its_collateral(future, buyer, external_matcher):
+    # given a GTD bid accepted and resting, its collateral held
+    cash = f"trading:{buyer.pk}:cash:USD"
+    before = balances()[cash]
+    order = place(
+        buyer,
+        future,
+        "buy",
+        2,
+        "2.40",
+        time_in_force="gtd",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    matcher = Matcher()
+    matcher.process_instrument(future.pk)
+    assert balances()[cash][1] > before[1]
+
+    # when its time passes
+    matcher.process_instrument(future.pk, now=timezone.now() + timedelta(minutes=10))
+
+    # then it expired and everything it held is available again
+    order.refresh_from_db()
+    hold = OrderHold.objects.get(order=order).hold
+    assert (order.status, hold.status) == (Order.Status.EXPIRED, Hold.Status.VOIDED)
+    assert balances()[cash] == before
