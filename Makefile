@@ -41,7 +41,7 @@ test: lint check
 	$(BIN)/pytest
 
 check: setup
-	$(BIN)/mypy matching ledger
+	$(BIN)/mypy matching ledger pricing
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench

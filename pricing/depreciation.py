@@ -361,23 +361,14 @@ def fit(
     >>> round(model.price_at_release, 4), round(model.step_fractions[0], 4)
     (8.0, 0.15)
     """
-    days = _days(dates)
-    observed = np.asarray(prices, dtype=np.float64)
-    if days.ndim != 1 or days.shape != observed.shape:
-        raise ValueError(
-            f"dates and prices must be 1-D of one length, got {days.shape} and {observed.shape}"
-        )
-    if not np.all(np.isfinite(observed)) or np.any(observed <= 0.0):
-        raise ValueError("prices must be finite and > 0 ($/GPU-hr)")
+    days, observed = _checked_observations(dates, prices, release_date)
     release_day = _day(release_date)
-    launch_days = np.array([_day(date) for date in next_generation_launches], dtype=np.int64)
     _check_launches(release_day, next_generation_launches)
+    launch_days = np.array([_day(date) for date in next_generation_launches], dtype=np.int64)
     if unobserved_step_fraction is not None and not 0.0 <= unobserved_step_fraction < 1.0:
         raise ValueError(
             f"unobserved_step_fraction must be in [0, 1), got {unobserved_step_fraction}"
         )
-    if days.size and days.min() < release_day:
-        raise ValueError(f"observations precede the release date {release_date}")
 
     segments = np.searchsorted(launch_days, days, side="right")
     fitted_count = int(segments.max()) if days.size else 0
@@ -403,6 +394,23 @@ def fit(
         launch_dates=tuple(_to_date(date) for date in next_generation_launches),
         step_fractions=fitted_steps + (later_step,) * (len(launch_days) - fitted_count),
     )
+
+
+def _checked_observations(
+    dates: DatesLike, prices: ArrayLike, release_date: DateLike
+) -> tuple[NDArray[np.int64], FloatArray]:
+    """Observation days (since 1970-01-01) and prices ($/GPU-hr), or `ValueError`."""
+    days = _days(dates)
+    observed = np.asarray(prices, dtype=np.float64)
+    if days.ndim != 1 or days.shape != observed.shape:
+        raise ValueError(
+            f"dates and prices must be 1-D of one length, got {days.shape} and {observed.shape}"
+        )
+    if not np.all(np.isfinite(observed)) or np.any(observed <= 0.0):
+        raise ValueError("prices must be finite and > 0 ($/GPU-hr)")
+    if days.size and days.min() < _day(release_date):
+        raise ValueError(f"observations precede the release date {release_date}")
+    return days, observed
 
 
 def _check_identifiable(
