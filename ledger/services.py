@@ -229,7 +229,10 @@ def _holds_write(holds: list[Hold]) -> None:
 
 
 def _lock_holds(hold_ids: Iterable[int]) -> dict[int, Hold]:
-    locked = Hold.objects.select_for_update().filter(pk__in=set(hold_ids)).order_by("pk")
+    wanted = set(hold_ids)
+    if not wanted:
+        return {}  # Most entries consume no hold: no round trip for them.
+    locked = Hold.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
     return {hold.pk: hold for hold in locked}
 
 
