@@ -2,6 +2,13 @@
 
 import pytest
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
+
+# Property tests are judged by their examples, not their speed: a busy CI machine must not turn
+# a slow example into a failure (speed is measured by the benchmarks). No example database is
+# written into the working tree.
+hypothesis_settings.register_profile("project", deadline=None, database=None)
+hypothesis_settings.load_profile("project")
 
 LEDGER_APPEND_ONLY_TABLES = ("ledger_entry", "ledger_posting", "ledger_holdconsumption")
 
