@@ -137,7 +137,9 @@ class _Deltas:
     Each UPDATE adds its deltas only if the account's limit holds on the new totals (and, when
     it posts or adds a pending amount, the account is open), so reading, checking and writing
     a total is one statement under the row lock, and an account row stays locked only from its
-    UPDATE to the commit. Accounts are updated in ascending id order.
+    UPDATE to the commit. Accounts are updated in ascending id order. The limit conditions are
+    the model's CHECK constraints (``ledger/models.py``) with the deltas added, so a refusal is
+    named here instead of surfacing as a constraint violation.
     """
 
     def __init__(self) -> None:
@@ -228,6 +230,12 @@ def _holds_write(holds: list[Hold]) -> None:
         )
 
 
+def _release(hold: Hold, status: str, totals: _Deltas, now: datetime) -> None:
+    """Release what is left of a locked pending hold (in memory: the caller writes it)."""
+    totals.pend(hold.account_id, hold.side, -hold.remaining)
+    hold.remaining, hold.status, hold.resolved_at = 0, status, now
+
+
 def _lock_holds(hold_ids: Iterable[int]) -> dict[int, Hold]:
     wanted = set(hold_ids)
     if not wanted:
@@ -273,10 +281,10 @@ def entries_post(
     deadlock with another doing the same. ``fresh_keys``: the caller vouches that no key was
     used before (as ``holds_create``); the unique key still refuses a repeat.
     """
-    if not (1 if not void_holds else 0) <= len(specs) <= ENTRIES_PER_BATCH_MAX:
+    if len(specs) > ENTRIES_PER_BATCH_MAX or not (specs or void_holds):
         _refuse(
             LedgerErrorCode.ENTRY_EMPTY,
-            f"A batch has 1 to {ENTRIES_PER_BATCH_MAX} entries.",
+            f"A batch has 1 to {ENTRIES_PER_BATCH_MAX} entries, or only holds to void.",
             "entries",
         )
     for spec in specs:
@@ -330,14 +338,8 @@ def _post_fresh(specs: list[EntrySpec], void_holds: list[Hold]) -> dict[str, Ent
         hold = holds[hold_id]
         if hold.status != Hold.Status.PENDING:
             continue  # Consumed in full above, or released before: nothing left to release.
-        totals.pend(hold.account_id, hold.side, -hold.remaining)
-        hold.remaining, hold.status, hold.resolved_at = 0, Hold.Status.VOIDED, now
+        _release(hold, Hold.Status.VOIDED, totals, now)
         voided.append(hold)
-    if not specs:
-        if voided:
-            _holds_write(voided)
-            totals.apply()
-        return {}
     entries = Entry.objects.bulk_create(
         [
             Entry(
@@ -521,11 +523,8 @@ def _hold_release(hold: Hold, status: str) -> tuple[Hold, bool]:
                 LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{locked.pk} is {locked.status}.", "hold"
             )
         totals = _Deltas()
-        totals.pend(locked.account_id, locked.side, -locked.remaining)
-        locked.remaining = 0
-        locked.status = status
-        locked.resolved_at = timezone.now()
-        locked.save(update_fields=["remaining", "status", "resolved_at"])
+        _release(locked, status, totals, timezone.now())
+        _holds_write([locked])
         totals.apply()
     return locked, True
 

@@ -75,11 +75,6 @@ class EventApplier:
         self.settlement.begin(instrument)
         self.settlement.load(set(orders))
 
-    def load_replaces(self, commands: list[OrderCommand]) -> None:
-        replaces = {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
-        if replaces:
-            self.settlement.load_replaces(replaces)
-
     def transition(self, order: Order, to_status: str, reason: str) -> None:
         """Apply one status change from the transition table and record it."""
         assert to_status in ALLOWED_TRANSITIONS[order.status], (

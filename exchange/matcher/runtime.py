@@ -164,7 +164,9 @@ class Matcher:
                     now,
                     settlement=settlement,
                 )
-                applier.load_replaces(commands)
+                settlement.load_replaces(
+                    {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
+                )
                 self._expire_due(instrument, applier, now)
                 for command in commands:
                     self._run_command(instrument, command, applier)
@@ -261,20 +263,16 @@ class Matcher:
     def _engine_command(instrument: Instrument, command: OrderCommand) -> object:
         order = command.order
         if command.kind == OrderCommand.Kind.NEW:
+            # A market order fills no further than its protection price: the engine sees it as
+            # an IOC/FOK order at that price.
+            limit = order.price if order.price is not None else order.protection_price
             return matching.NewOrder(
                 order_id=order.pk,
                 instrument=instrument.pk,
                 account=order.account_id,
                 side=matching.Side(order.side),
                 qty=quantity_to_lots(order.quantity, instrument.lot_size),
-                # A market order fills no further than its protection price.
-                price=price_to_ticks(order.price, instrument.tick_size)
-                if order.price is not None
-                else (
-                    price_to_ticks(order.protection_price, instrument.tick_size)
-                    if order.protection_price is not None
-                    else None
-                ),
+                price=price_to_ticks(limit, instrument.tick_size) if limit is not None else None,
                 tif=matching.TimeInForce(order.time_in_force),
                 post_only=order.post_only,
                 stp=matching.SelfTradePrevention(order.self_trade_prevention),

@@ -137,29 +137,28 @@ class Settlement:
     # Loading ------------------------------------------------------------------------------
 
     def load(self, order_ids: set[int]) -> None:
-        """Read the pending holds of these orders (once per order per batch)."""
+        """Read the pending holds of these orders (once per order while it rests)."""
         wanted = set(order_ids) - self.loaded
-        if not wanted:
-            return
-        for row, hold in PENDING_HOLDS_OF_ORDERS.rows_in(sorted(wanted)):
-            row.hold = hold
-            self.rows[hold.pk] = row
-            self.remaining[hold.pk] = hold.remaining
-            if row.active:
-                self.active.setdefault(row.order_id, []).append(hold)
-            elif row.command_id is not None:
-                self.fresh.setdefault(row.command_id, []).append(hold)
-        self.loaded |= wanted
+        if wanted:
+            for row, hold in PENDING_HOLDS_OF_ORDERS.rows_in(sorted(wanted)):
+                self._register(row, hold)
+            self.loaded |= wanted
 
     def load_replaces(self, command_ids: set[int]) -> None:
         """Read the holds that queued replaces brought (placed after their order was loaded)."""
         wanted = sorted(set(command_ids) - self.fresh.keys())
         for row, hold in PENDING_HOLDS_OF_COMMANDS.rows_in(wanted):
-            if hold.pk in self.rows:
-                continue
-            row.hold = hold
-            self.rows[hold.pk] = row
-            self.remaining[hold.pk] = hold.remaining
+            self._register(row, hold)
+
+    def _register(self, row: OrderHold, hold: Hold) -> None:
+        if hold.pk in self.rows:
+            return
+        row.hold = hold
+        self.rows[hold.pk] = row
+        self.remaining[hold.pk] = hold.remaining
+        if row.active:
+            self.active.setdefault(row.order_id, []).append(hold)
+        elif row.command_id is not None:
             self.fresh.setdefault(row.command_id, []).append(hold)
 
     def _ledger(self, code: str, opener) -> LedgerAccount:
@@ -215,9 +214,14 @@ class Settlement:
         order = command.order
         self.load({order.pk})
         if command.kind == OrderCommand.Kind.NEW:
-            if order.pk in self.active or not self._needs_collateral(order):
-                return None
-            return OrderRejectCode.COLLATERAL_MISSING
+            if order.pk in self.active:
+                return None  # Held in full by the transaction that accepted it.
+            price = order.price if order.price is not None else order.protection_price
+            assert price is not None
+            needs = collateral.needs_of_order(
+                order, self.instrument, order.quantity, price, order.margin_per_contract
+            )
+            return OrderRejectCode.COLLATERAL_MISSING if needs else None
         assert command.kind == OrderCommand.Kind.REPLACE
         if command.price is None or command.quantity is None:
             return None  # The engine refuses it.
@@ -227,6 +231,7 @@ class Settlement:
         needs = collateral.needs_of_order(
             order, self.instrument, command.quantity, command.price, margin
         )
+        # Fills since the replace was accepted may have used some of what the order held.
         holds = self.fresh.get(command.pk, self.active.get(order.pk, []))
         for need in needs:
             held = sum(
@@ -235,13 +240,6 @@ class Settlement:
             if held < need.amount:
                 return need.code
         return None
-
-    def _needs_collateral(self, order: Order) -> bool:
-        if self.kind == Instrument.Kind.RESALE and order.side == "sell":
-            return True
-        if self.kind != Instrument.Kind.FUTURE and order.side == "buy":
-            return True  # Premium or price.
-        return bool(order.margin_per_contract or order.maker_fee_rate or order.taker_fee_rate)
 
     # Events -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from exchange.models import Account
+from exchange.services.ledger_accounts import owner_of
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 
@@ -21,7 +22,7 @@ def entitlements_of(account: Account) -> list[EntitlementHolding]:
     """``account``'s non-zero GPU-hour entitlements, by commodity code."""
     ledger_accounts = (
         LedgerAccount.objects.filter(
-            owner=f"exchange.account:{account.pk}", commodity__kind=Commodity.Kind.ENTITLEMENT
+            owner=owner_of(account), commodity__kind=Commodity.Kind.ENTITLEMENT
         )
         .select_related("commodity")
         .order_by("commodity__code")[:ENTITLEMENT_ROWS_MAX]

@@ -19,6 +19,7 @@ from exchange.services.ledger_accounts import (
     cost_account_code,
     margin_account_code,
     micros_to_usd,
+    owner_of,
 )
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
@@ -55,7 +56,7 @@ def positions_of(account: Account) -> list[PositionRow]:
     prefix = f"trading:{account.pk}:"
     ledger_accounts = {
         row.code: row
-        for row in LedgerAccount.objects.filter(owner=f"exchange.account:{account.pk}")
+        for row in LedgerAccount.objects.filter(owner=owner_of(account))
         .filter(
             Q(commodity__kind=Commodity.Kind.POSITION)
             | Q(code__startswith=f"{prefix}cost:")

@@ -56,6 +56,11 @@ def micros_to_usd(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-USD_SCALE)
 
 
+def owner_of(account: Account) -> str:
+    """The ledger's owner reference for everything a trading account holds."""
+    return f"exchange.account:{account.pk}"
+
+
 def cash_account_code(account: Account) -> str:
     return f"trading:{account.pk}:cash:{USD_CODE}"
 
@@ -67,7 +72,7 @@ def cash_account(account: Account) -> LedgerAccount:
         return found[0][0]
     return account_open(
         code=cash_account_code(account),
-        owner=f"exchange.account:{account.pk}",
+        owner=owner_of(account),
         commodity=usd(),
         type=LedgerAccount.Type.LIABILITY,
         limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -119,7 +124,7 @@ def entitlement_account(account: Account, commodity: Commodity) -> LedgerAccount
     """``account``'s GPU-hours of ``commodity``; it can hand over only what it holds."""
     return account_open(
         code=entitlement_account_code(account, commodity.code),
-        owner=f"exchange.account:{account.pk}",
+        owner=owner_of(account),
         commodity=commodity,
         type=LedgerAccount.Type.ASSET,
         limit=LedgerAccount.Limit.CREDITS_MUST_NOT_EXCEED_DEBITS,
@@ -164,7 +169,7 @@ def position_account_code(account: Account, instrument_symbol: str) -> str:
 def position_account(account: Account, instrument_symbol: str) -> LedgerAccount:
     return account_open(
         code=position_account_code(account, instrument_symbol),
-        owner=f"exchange.account:{account.pk}",
+        owner=owner_of(account),
         commodity=position(instrument_symbol),
         type=LedgerAccount.Type.ASSET,
     )
@@ -177,7 +182,7 @@ def cost_account_code(account: Account, instrument_symbol: str) -> str:
 def cost_account(account: Account, instrument_symbol: str) -> LedgerAccount:
     return account_open(
         code=cost_account_code(account, instrument_symbol),
-        owner=f"exchange.account:{account.pk}",
+        owner=owner_of(account),
         commodity=usd(),
         type=LedgerAccount.Type.ASSET,
     )
@@ -190,7 +195,7 @@ def margin_account_code(account: Account, instrument_symbol: str) -> str:
 def margin_account(account: Account, instrument_symbol: str) -> LedgerAccount:
     return account_open(
         code=margin_account_code(account, instrument_symbol),
-        owner=f"exchange.account:{account.pk}",
+        owner=owner_of(account),
         commodity=usd(),
         type=LedgerAccount.Type.LIABILITY,
         limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,

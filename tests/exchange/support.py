@@ -2,12 +2,26 @@
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from itertools import pairwise
 
 from django.utils import timezone
 
 from exchange import calendar
 from exchange.models import Order, OrderCommand, OrderRejection, OrderTransition, Trade
+from exchange.services.orders import order_place
+
+
+def place(account, instrument, side, quantity, price=None, **options) -> Order:
+    """``order_place`` with the price given as a string ("2.45") or None for market orders."""
+    return order_place(
+        account=account,
+        instrument=instrument,
+        side=side,
+        quantity=quantity,
+        price=Decimal(price) if price is not None else None,
+        **options,
+    )
 
 
 def listing_month() -> date:

@@ -10,7 +10,8 @@ from django.utils import timezone
 from exchange.matcher.runtime import Matcher
 from exchange.models import Order, OrderCommand, Trade
 from exchange.selectors.integrity import order_book_problems
-from exchange.services.orders import order_cancel, order_place, order_replace
+from exchange.services.orders import order_cancel, order_replace
+from tests.exchange import support
 from tests.exchange.support import book_key, database_book
 
 pytestmark = pytest.mark.django_db
@@ -22,14 +23,7 @@ def _external(external_matcher):
 
 
 def place(account, instrument, side, quantity, price, **options):
-    order = order_place(
-        account=account,
-        instrument=instrument,
-        side=side,
-        quantity=quantity,
-        price=Decimal(price),
-        **options,
-    )
+    order = support.place(account, instrument, side, quantity, price, **options)
     assert order.status == Order.Status.NEW
     return order
 

@@ -20,13 +20,13 @@ from exchange.selectors.integrity import order_book_problems
 from exchange.services.capacity import capacity_register, hours_by_month
 from exchange.services.collateral import fee_micros
 from exchange.services.listing import options_list_chain, resale_list
-from exchange.services.orders import order_cancel, order_place, order_replace
+from exchange.services.orders import order_cancel, order_replace
 from exchange.services.participants import account_main, organization_create
 from exchange.simulation import MarketSimulation
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry, Hold
 from ledger.selectors import ledger_problems
-from tests.exchange.support import listing_month
+from tests.exchange.support import listing_month, place
 
 MICROS = 10**6
 FILLED, OPEN = Order.Status.FILLED, Order.Status.OPEN
@@ -56,17 +56,6 @@ def changes(before: dict, after: dict) -> dict[str, tuple[int, int]]:
         if old != new:
             moved[code] = (new[0] - old[0], new[1] - old[1])
     return moved
-
-
-def place(account, instrument, side, quantity, price=None, **options):
-    return order_place(
-        account=account,
-        instrument=instrument,
-        side=side,
-        quantity=quantity,
-        price=Decimal(price) if price is not None else None,
-        **options,
-    )
 
 
 def margin(price: str, hours: int, rate: str = "0.15") -> int:

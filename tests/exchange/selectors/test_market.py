@@ -14,20 +14,9 @@ from exchange.selectors.market import (
     trades_recent,
 )
 from exchange.services.instruments import instrument_set_status
-from exchange.services.orders import order_place
+from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
-
-
-def place(account, instrument, side, quantity, price, **options):
-    return order_place(
-        account=account,
-        instrument=instrument,
-        side=side,
-        quantity=quantity,
-        price=Decimal(price),
-        **options,
-    )
 
 
 @pytest.fixture

@@ -6,15 +6,9 @@ import pytest
 from django.conf import settings
 
 from exchange.selectors.positions import PositionRow, portfolio_totals, positions_of
-from exchange.services.orders import order_place
+from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
-
-
-def place(account, instrument, side, quantity, price):
-    return order_place(
-        account=account, instrument=instrument, side=side, quantity=quantity, price=Decimal(price)
-    )
 
 
 def test_no_trades_means_no_positions(future, buyer, seller):

@@ -9,24 +9,13 @@ from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
 from exchange.services.instruments import instrument_halt, instrument_set_status
-from exchange.services.orders import order_cancel, order_place, order_replace
-from tests.exchange.support import assert_as_stored, assert_consistent, status_path
+from exchange.services.orders import order_cancel, order_replace
+from tests.exchange.support import assert_as_stored, assert_consistent, place, status_path
 
 pytestmark = pytest.mark.django_db
 
 NEW, OPEN, PARTIAL, FILLED = "new", "open", "partially_filled", "filled"
 CANCELLED, REJECTED = "cancelled", "rejected"
-
-
-def place(account, instrument, side, quantity, price=None, **options):
-    return order_place(
-        account=account,
-        instrument=instrument,
-        side=side,
-        quantity=quantity,
-        price=Decimal(price) if price is not None else None,
-        **options,
-    )
 
 
 def reload(order: Order) -> Order:

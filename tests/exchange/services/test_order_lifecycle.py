@@ -11,7 +11,7 @@ import matching
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher import inline
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
-from exchange.services.orders import order_place
+from tests.exchange import support
 from tests.exchange.support import assert_as_stored, assert_consistent, status_path
 
 pytestmark = pytest.mark.django_db
@@ -21,11 +21,7 @@ CANCELLED, EXPIRED, REJECTED = "cancelled", "expired", "rejected"
 
 
 def place(account, instrument, side, quantity, price=None, **options):
-    if price is not None:
-        price = Decimal(price)
-    order = order_place(
-        account=account, instrument=instrument, side=side, quantity=quantity, price=price, **options
-    )
+    order = support.place(account, instrument, side, quantity, price, **options)
     assert_as_stored(order)
     return order
 
