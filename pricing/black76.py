@@ -308,7 +308,8 @@ def greeks(
         ``theta`` (per year of calendar time, -dV/dT) and ``rho`` (per 1.00 of rate); floats
         for scalar inputs, otherwise arrays of the broadcast shape. Where ``sigma sqrt(T) = 0``
         they are the limits: delta is ``w DF`` in the money, ``w DF / 2`` at the strike and 0
-        out of it; gamma and theta are 0 away from the strike and infinite at it.
+        out of it; gamma is 0 away from the strike and infinite at it; theta is ``r V`` away
+        from the strike (the discounting alone) and minus infinity at it.
 
     Raises
     ------
@@ -337,15 +338,17 @@ def greeks(
         delta = sign * discount * _ndtr(sign * d1)
         gamma = discount * density / (forward * stdev)
         vega = discount * forward * density * root_expiry
-        theta = rate * value - discount * forward * density * volatility / (2.0 * root_expiry)
+        time_decay = discount * forward * density * volatility / (2.0 * root_expiry)
         rho = -expiry * value
     shape = value.shape
-    results = [np.array(np.broadcast_to(g, shape)) for g in (delta, gamma, vega, theta, rho)]
+    results = [np.array(np.broadcast_to(g, shape)) for g in (delta, gamma, vega, time_decay, rho)]
     if np.any(stdev == 0.0):
         # 0/0 where s = 0 away from the strike: the limit there is 0. The inputs hold no NaN
         # (checked), so every NaN here is one of those.
         for result in results:
             result[np.isnan(result)] = 0.0
+    # Theta: the discounting of the value, less the time decay (only the decay is 0/0 at s = 0).
+    results[3] = np.array(np.broadcast_to(rate * value, shape)) - results[3]
     if _all_scalars((F, K, T, r, sigma, call)):
         return Greeks(*(float(result) for result in results))
     return Greeks(*results)

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pricing import black76
+from pricing.volatility import log_returns
 
 PATHS_DEFAULT = 20_000
 WORST_CASE_QUANTILE = 0.95
@@ -149,14 +150,13 @@ def minimum_variance_hedge_ratio(
     hedge_prices: Sequence[float] | NDArray[np.float64],
 ) -> tuple[float, float]:
     """(hedge ratio, correlation) from two aligned price series, by their log returns."""
-    need_series = np.asarray(need_prices, dtype=np.float64)
-    hedge_series = np.asarray(hedge_prices, dtype=np.float64)
-    if need_series.shape != hedge_series.shape or need_series.ndim != 1:
-        raise HedgeInputError("Two aligned one-dimensional price series are needed.")
-    if need_series.size < 3 or min(need_series.min(), hedge_series.min()) <= 0:
-        raise HedgeInputError("At least three positive prices in each series.")
-    need_returns = np.diff(np.log(need_series))
-    hedge_returns = np.diff(np.log(hedge_series))
+    if np.shape(need_prices) != np.shape(hedge_prices):
+        raise HedgeInputError("Two aligned price series are needed.")
+    try:
+        need_returns = log_returns(need_prices, minimum_prices=3)
+        hedge_returns = log_returns(hedge_prices, minimum_prices=3)
+    except ValueError as error:
+        raise HedgeInputError(str(error)) from error
     hedge_std = hedge_returns.std(ddof=1)
     if hedge_std == 0:
         raise HedgeInputError("The hedge's prices never move.")

@@ -47,6 +47,12 @@ class Position:
     call: bool = True
     expiry_years: float = 0.0  # Options: time to expiry.
 
+    def __post_init__(self) -> None:
+        if self.gpu_hours < 1:
+            raise ValueError("A contract has at least one GPU-hour.")
+        if self.strike is not None and not (self.strike > 0 and self.expiry_years > 0):
+            raise ValueError("An option needs a positive strike and time to expiry.")
+
     @property
     def is_option(self) -> bool:
         return self.strike is not None
@@ -60,7 +66,7 @@ class ScanParameters:
     price_scan: float = 0.15
     volatility_scan: float = 0.10
     short_option_minimum: float = 0.0
-    rate: float = 0.0
+    rate: float = 0.0  # Continuously compounded, per year: discounts option values.
 
 
 @dataclass(frozen=True)
@@ -99,15 +105,9 @@ def _values(
         if position.strike is None:
             total += size * forward
         else:
-            value = black76.price(
-                forward,
-                position.strike,
-                position.expiry_years,
-                rate,
-                np.maximum(sigma, 1e-6),
-                position.call,
+            total += size * black76.price(
+                forward, position.strike, position.expiry_years, rate, sigma, position.call
             )
-            total += size * np.asarray(value, dtype=np.float64)
     return total
 
 
@@ -122,28 +122,40 @@ def scenario_margin(
     if forward <= 0 or sigma < 0:
         raise ValueError("The forward must be positive and the volatility not negative.")
     if parameters.price_scan <= 0 or parameters.volatility_scan < 0:
-        raise ValueError("Scan ranges must be positive.")
+        raise ValueError("The price scan must be positive and the volatility scan not negative.")
     table = scenarios(parameters.price_scan, parameters.volatility_scan)
     base = _values(positions, np.array([forward]), np.array([sigma]), parameters.rate)[0]
     moved = _values(
         positions,
         forward * (1.0 + table[:, 0]),
-        sigma + table[:, 1],
+        np.maximum(sigma + table[:, 1], 0.0),  # A volatility scan below zero stops at zero.
         parameters.rate,
     )
     losses = (base - moved) * table[:, 2]
     scan_risk = max(float(losses.max()), 0.0)
     short_options = sum(-p.quantity for p in positions if p.is_option and p.quantity < 0)
     minimum = short_options * parameters.short_option_minimum
-    bump = forward * 1e-4
-    up = _values(positions, np.array([forward + bump]), np.array([sigma]), parameters.rate)[0]
-    down = _values(positions, np.array([forward - bump]), np.array([sigma]), parameters.rate)[0]
+    delta = 0.0
+    for position in positions:
+        size = position.quantity * position.gpu_hours
+        if position.strike is None:
+            delta += size
+        else:
+            greeks = black76.greeks(
+                forward,
+                position.strike,
+                position.expiry_years,
+                parameters.rate,
+                sigma,
+                position.call,
+            )
+            delta += size * greeks.delta
     return MarginResult(
         margin=max(scan_risk, minimum),
         scan_risk=scan_risk,
         short_option_minimum=minimum,
         scenario_losses=losses,
-        delta=float((up - down) / (2 * bump)),
+        delta=delta,
     )
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 RISKMETRICS_DAILY_LAMBDA = 0.94
-DAYS_PER_YEAR = 365
+DAILY_PERIODS_PER_YEAR = 365
 
 
 class InvalidPrices(ValueError):
@@ -33,7 +33,7 @@ class InvalidParameter(ValueError):
     """A parameter is out of range: periods_per_year must be positive, lam in (0, 1)."""
 
 
-def historical(prices: npt.ArrayLike, periods_per_year: float = DAYS_PER_YEAR) -> float:
+def historical(prices: npt.ArrayLike, periods_per_year: float = DAILY_PERIODS_PER_YEAR) -> float:
     """Annualized close-to-close volatility: the sample standard deviation of log returns.
 
     ``sigma = std(r, ddof=1) * sqrt(periods_per_year)``. The sample mean is subtracted (ddof=1
@@ -60,7 +60,7 @@ def historical(prices: npt.ArrayLike, periods_per_year: float = DAYS_PER_YEAR) -
     >>> round(historical([100.0, 101.0, 100.0, 101.0], periods_per_year=365), 4)
     0.2195
     """
-    returns = _log_returns(prices, minimum_prices=3)
+    returns = log_returns(prices, minimum_prices=3)
     scale = _checked_periods_per_year(periods_per_year)
     return float(np.std(returns, ddof=1)) * scale
 
@@ -68,7 +68,7 @@ def historical(prices: npt.ArrayLike, periods_per_year: float = DAYS_PER_YEAR) -
 def ewma(
     prices: npt.ArrayLike,
     lam: float = RISKMETRICS_DAILY_LAMBDA,
-    periods_per_year: float = DAYS_PER_YEAR,
+    periods_per_year: float = DAILY_PERIODS_PER_YEAR,
 ) -> float:
     """RiskMetrics EWMA volatility after the last price, annualized.
 
@@ -104,7 +104,7 @@ def ewma(
     >>> round(ewma(prices, lam=0.94, periods_per_year=1), 12)
     0.01
     """
-    returns = _log_returns(prices, minimum_prices=2)
+    returns = log_returns(prices, minimum_prices=2)
     scale = _checked_periods_per_year(periods_per_year)
     if not 0.0 < lam < 1.0:
         raise InvalidParameter(f"lam must be in (0, 1), not {lam!r}")
@@ -117,8 +117,9 @@ def ewma(
     return math.sqrt(variance) * scale
 
 
-def _log_returns(prices: npt.ArrayLike, *, minimum_prices: int) -> FloatArray:
-    """Log returns of a checked price series."""
+def log_returns(prices: npt.ArrayLike, *, minimum_prices: int) -> FloatArray:
+    """Log returns of a price series: one-dimensional, at least ``minimum_prices`` prices, all
+    positive and finite (else a named ``ValueError``)."""
     try:
         series = np.asarray(prices, dtype=np.float64)
     except (TypeError, ValueError) as error:

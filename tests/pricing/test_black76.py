@@ -388,7 +388,8 @@ def test_implied_volatility_needs_time_to_expiry() -> None:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(black76).failed == 0
+    results = doctest.testmod(black76)
+    assert results.attempted > 0 and results.failed == 0
 
 
 def test_bench_prints_both_rates_last(capsys: pytest.CaptureFixture[str]) -> None:
@@ -397,3 +398,15 @@ def test_bench_prints_both_rates_last(capsys: pytest.CaptureFixture[str]) -> Non
     # then its last line is the machine-readable pair of rates
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"prices_per_second=\d+ implied_vols_per_second=\d+", lines[-1])
+
+
+def test_theta_at_expiry_away_from_the_strike_is_the_discounting_alone():
+    # given an in-the-money call at expiry: its value is the discounted intrinsic value
+    rate, step = 0.05, 1e-7
+
+    theta = black76.greeks(2.0, 1.5, 0.0, rate, 0.4, True).theta
+
+    # then theta is -dV/dT, here r x intrinsic (a forward difference: T cannot go below 0)
+    forward_difference = -(black76.price(2.0, 1.5, step, rate, 0.4, True) - 0.5) / step
+    assert theta == pytest.approx(rate * 0.5)
+    assert theta == pytest.approx(forward_difference, rel=1e-5)

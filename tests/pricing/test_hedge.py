@@ -104,3 +104,5 @@ def test_bad_strategy_inputs_are_refused():
         recommend(NEED, sigma=0.6, cap_moneyness=0.9)
     with pytest.raises(HedgeInputError):
         minimum_variance_hedge_ratio([1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(HedgeInputError):
+        minimum_variance_hedge_ratio([1.0, 2.0, float("nan"), 3.0], [1.0, 2.0, 2.5, 3.0])

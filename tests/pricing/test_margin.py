@@ -107,3 +107,24 @@ def test_bad_inputs_are_refused():
         scenario_margin([Position(1, HOURS)], forward=0.0, sigma=0.5)
     with pytest.raises(ValueError):
         portfolio_margin({}, {frozenset({"a", "b"}): 1.5})
+
+
+def test_the_portfolio_delta_is_the_sum_of_black76_deltas():
+    future = Position(-4, HOURS)
+    put = Position(10, HOURS, strike=2.3, call=False, expiry_years=0.4)
+
+    result = scenario_margin([future, put], forward=2.4, sigma=0.6)
+
+    put_delta = black76.greeks(2.4, 2.3, 0.4, 0.0, 0.6, False).delta
+    assert result.delta == pytest.approx(-4 * HOURS + 10 * HOURS * put_delta)
+
+
+def test_an_option_needs_its_time_to_expiry_and_a_low_volatility_is_scanned_down_to_zero():
+    with pytest.raises(ValueError):
+        Position(1, HOURS, strike=2.4)
+
+    result = scenario_margin(
+        [Position(-1, HOURS, strike=2.4, expiry_years=0.2)], forward=2.4, sigma=0.05
+    )
+
+    assert result.scan_risk > 0

@@ -182,4 +182,5 @@ def test_periods_per_year_must_be_positive(periods_per_year: float) -> None:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(volatility).failed == 0
+    results = doctest.testmod(volatility)
+    assert results.attempted > 0 and results.failed == 0
