@@ -39,6 +39,7 @@ class OrderRejectCode(StrEnum):
     NO_REFERENCE_PRICE = "RISK_NO_REFERENCE_PRICE"
     NOTIONAL_TOO_LARGE = "RISK_NOTIONAL_TOO_LARGE"
     COLLATERAL_MISSING = "RISK_COLLATERAL_MISSING"
+    REDUCE_ONLY = "RISK_REDUCE_ONLY"
 
 
 class CatalogErrorCode(StrEnum):
@@ -68,6 +69,18 @@ class FundingErrorCode(StrEnum):
     PAYOUT_FAILED = "FUNDING_PAYOUT_FAILED"
 
 
+class RiskErrorCode(StrEnum):
+    """The daily risk cycle and staff risk actions (settlement prices, margin calls)."""
+
+    REASON_REQUIRED = "RISK_REASON_REQUIRED"
+    INVALID_PRICE = "RISK_INVALID_SETTLEMENT_PRICE"
+    NOT_SETTLED_DAILY = "RISK_NOT_SETTLED_DAILY"
+    DAY_SETTLED = "RISK_DAY_SETTLED"
+    DAY_NOT_PRICED = "RISK_DAY_NOT_PRICED"
+    PRICE_MISSING = "RISK_SETTLEMENT_PRICE_MISSING"
+    NO_OPEN_MARGIN_CALL = "RISK_NO_OPEN_MARGIN_CALL"
+
+
 class ExchangeError(Exception):
     """An expected refusal: a stable code, a message for people, and the field at fault."""
 
@@ -88,3 +101,8 @@ class CatalogError(ExchangeError):
 
 class FundingError(ExchangeError):
     pass
+
+
+class RiskError(ExchangeError):
+    def __init__(self, code: StrEnum, message: str, field: str = "") -> None:
+        super().__init__(code, message, field=field)

@@ -174,13 +174,8 @@ STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 FUNDING_TEST_MODE = not STRIPE_SECRET_KEY
 
-# Collateral and fees (see exchange/services/collateral.py and docs/ARCHITECTURE.md). Until the
-# pricing issue brings scenario margin, a future's initial margin is a percentage of its
-# notional at the order's price, and a short option's a percentage of its strike notional.
-EXCHANGE_FUTURE_MARGIN_RATE = Decimal(os.environ.get("EXCHANGE_FUTURE_MARGIN_RATE", "0.15"))
-EXCHANGE_SHORT_OPTION_MARGIN_RATE = Decimal(
-    os.environ.get("EXCHANGE_SHORT_OPTION_MARGIN_RATE", "0.15")
-)
+# Collateral and fees (see exchange/services/collateral.py and docs/ARCHITECTURE.md); initial
+# margin comes from the scenario margin settings of the daily risk cycle below.
 # A market order fills no further than this fraction beyond the best opposite price it found
 # at acceptance ("market with protection"); its collateral is computed at that price.
 EXCHANGE_MARKET_PROTECTION = Decimal(os.environ.get("EXCHANGE_MARKET_PROTECTION", "0.10"))
@@ -191,3 +186,33 @@ EXCHANGE_FEES = {
     "option": {"maker": Decimal("0.10"), "taker": Decimal("0.25")},
     "resale": {"maker": Decimal("0.01"), "taker": Decimal("0.02")},
 }
+
+# The daily risk cycle (exchange/services/risk_cycle.py, docs/ARCHITECTURE.md "The daily risk
+# cycle"). Settlement prices come from the trades of the closing window that ends at
+# EXCHANGE_SETTLEMENT_CLOSE (UTC) on each trading day; the beat schedule runs the cycle a few
+# minutes after it.
+EXCHANGE_SETTLEMENT_CLOSE = os.environ.get("EXCHANGE_SETTLEMENT_CLOSE", "16:00")
+EXCHANGE_SETTLEMENT_WINDOW_MINUTES = int(os.environ.get("EXCHANGE_SETTLEMENT_WINDOW_MINUTES", "30"))
+# Scenario (SPAN-like) margin: the price scan range (fraction of the underlying's price), the
+# volatility scan range (absolute), the minimum per short option contract (fraction of the
+# strike notional), and the risk-free rate options are discounted at.
+EXCHANGE_PRICE_SCAN = Decimal(os.environ.get("EXCHANGE_PRICE_SCAN", "0.15"))
+EXCHANGE_VOLATILITY_SCAN = Decimal(os.environ.get("EXCHANGE_VOLATILITY_SCAN", "0.20"))
+EXCHANGE_SHORT_OPTION_MINIMUM = Decimal(os.environ.get("EXCHANGE_SHORT_OPTION_MINIMUM", "0.02"))
+EXCHANGE_RISK_FREE_RATE = Decimal(os.environ.get("EXCHANGE_RISK_FREE_RATE", "0.04"))
+# The volatility options are valued at before any of them has traded: GPU rental prices moved
+# 3-4x within a year (MARKET.md), so well above most commodities.
+EXCHANGE_DEFAULT_VOLATILITY = Decimal(os.environ.get("EXCHANGE_DEFAULT_VOLATILITY", "0.60"))
+# Offset credits between underlyings (pricing.margin.portfolio_margin): adjacent delivery months
+# of one SKU and region, and the same SKU and month in two regions.
+EXCHANGE_CREDIT_ADJACENT_MONTHS = Decimal("0.50")
+EXCHANGE_CREDIT_SAME_SKU_OTHER_REGION = Decimal("0.30")
+# Maintenance margin as a fraction of initial: an account holding less after the daily top-up
+# gets a margin call and may only reduce its positions until it is cured.
+EXCHANGE_MAINTENANCE_RATIO = Decimal(os.environ.get("EXCHANGE_MAINTENANCE_RATIO", "0.80"))
+# Listing as months roll: futures this many months ahead, and option strikes around each
+# future's reference price, spaced by this fraction of it (rounded to the option tick).
+EXCHANGE_LISTED_MONTHS = int(os.environ.get("EXCHANGE_LISTED_MONTHS", "12"))
+EXCHANGE_OPTION_MONTHS = int(os.environ.get("EXCHANGE_OPTION_MONTHS", "3"))
+EXCHANGE_STRIKE_STEP_FRACTION = Decimal("0.05")
+EXCHANGE_STRIKES_EACH_SIDE = 4

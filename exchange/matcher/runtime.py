@@ -158,6 +158,7 @@ class Matcher:
                 more = len(commands) > self.BATCH_COMMANDS_MAX
                 commands = commands[: self.BATCH_COMMANDS_MAX]
                 settlement = self._settlements.get(instrument_id) or Settlement(instrument)
+                settlement.sync_risk_version(instrument)
                 applier = EventApplier(
                     instrument,
                     {command.order_id: command.order for command in commands},

@@ -104,6 +104,7 @@ class Settlement:
         self.voids: dict[int, Hold] = {}
         self.changed_rows: dict[int, OrderHold] = {}
         self._months: list[tuple[date, int]] | None = None
+        self.risk_version = instrument.risk_version
 
     # Batches ------------------------------------------------------------------------------
     #
@@ -111,6 +112,13 @@ class Settlement:
     # what it loaded (holds of resting orders, positions, ledger account ids) stays true while
     # only this matcher changes it, and is dropped with the book whenever a batch fails or the
     # book is rebuilt.
+
+    def sync_risk_version(self, instrument: Instrument) -> None:
+        """The risk cycle moved positions or margin of this instrument outside the matcher
+        (``Instrument.risk_version`` changed under the row lock): read them again."""
+        if instrument.risk_version != self.risk_version:
+            self.parties = {}
+            self.risk_version = instrument.risk_version
 
     def begin(self, instrument: Instrument) -> None:
         """Start a batch: the instrument row as locked by it, and nothing posted yet."""

@@ -13,6 +13,7 @@ from exchange.models.orders import (
     Trade,
 )
 from exchange.models.participants import Account, Membership, Organization
+from exchange.models.risk import MarginCall, RiskCycle, SettlementPrice
 
 __all__ = [
     "LIVE_STATUSES",
@@ -22,6 +23,7 @@ __all__ = [
     "Deposit",
     "Instrument",
     "Interconnect",
+    "MarginCall",
     "Membership",
     "Order",
     "OrderCommand",
@@ -31,6 +33,8 @@ __all__ = [
     "Organization",
     "Region",
     "ReservedCapacity",
+    "RiskCycle",
+    "SettlementPrice",
     "Side",
     "Sku",
     "StripeEvent",

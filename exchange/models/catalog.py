@@ -161,6 +161,10 @@ class Instrument(models.Model):
     # The number of matcher events applied to this book; the matcher compares it with its
     # in-memory book to detect a book that another process or a rolled-back transaction changed.
     sequence = models.BigIntegerField(default=0)
+    # Bumped by the risk cycle when it moves this instrument's margin outside the matcher (daily
+    # margin, variation margin, expiry), under the same row lock: the matcher then reloads the
+    # positions and margin it keeps in memory.
+    risk_version = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -20,6 +20,7 @@ from exchange.services.ledger_accounts import (
     margin_account_code,
     micros_to_usd,
     owner_of,
+    position_account_code,
 )
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
@@ -45,6 +46,14 @@ class PositionRow:
     market_value: Decimal | None
     pnl: Decimal | None
     margin: Decimal  # Initial margin held for the position.
+
+
+def contracts_in(account: Account, instrument: Instrument) -> int:
+    """``account``'s position in ``instrument``, contracts (long positive)."""
+    row = LedgerAccount.objects.filter(
+        code=position_account_code(account, instrument.symbol)
+    ).first()
+    return row.balance if row is not None else 0
 
 
 def positions_of(account: Account) -> list[PositionRow]:

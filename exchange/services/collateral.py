@@ -15,9 +15,9 @@ resale buyer              ``Q x (P x H + fee on P x H)``: the full price and the
 resale seller             ``Q x hours of each month`` of its GPU-hour entitlements, per month
 ========================  =====================================================================
 
-Margin (until the pricing issue brings scenario margin): a future's initial margin per contract
-is ``EXCHANGE_FUTURE_MARGIN_RATE`` of ``P x H``; a written option's is
-``EXCHANGE_SHORT_OPTION_MARGIN_RATE`` of ``strike x H``. The margin per contract is fixed when
+Margin: scenario margin of one contract (``exchange.services.margin``: for a future, the price
+scan range of ``P x H``; for a written option, its worst scenario loss on the underlying's
+reference price). The margin per contract is fixed when
 the order is accepted (and by a replace), like an exchange's per-contract margin, so it does not
 move with the fill price: a seller filled above its price takes no more than it held. Only
 opening contracts take margin; closing ones release the position's margin pro rata.
@@ -122,16 +122,10 @@ def notional_micros(price: Decimal, quantity: int, gpu_hours_per_contract: int) 
 
 
 def margin_per_contract(instrument: Instrument, side: str, price: Decimal) -> int:
-    """Initial margin for one opening contract, in micro-USD (rounded up)."""
-    hours = instrument.gpu_hours_per_contract
-    if instrument.kind == Instrument.Kind.FUTURE:
-        rate = Decimal(settings.EXCHANGE_FUTURE_MARGIN_RATE)
-        return ceil_micros(rate * price * hours * MICROS_PER_USD)
-    if instrument.kind == Instrument.Kind.OPTION and side == Side.SELL:
-        assert instrument.strike is not None
-        rate = Decimal(settings.EXCHANGE_SHORT_OPTION_MARGIN_RATE)
-        return ceil_micros(rate * instrument.strike * hours * MICROS_PER_USD)
-    return 0
+    """Initial margin for one opening contract, in micro-USD (``exchange.services.margin``)."""
+    from exchange.services.margin import order_margin_per_contract
+
+    return order_margin_per_contract(instrument, side, price)
 
 
 def protection_price(instrument: Instrument, side: str) -> Decimal:
@@ -167,9 +161,21 @@ class Terms:
     taker_fee_rate: Decimal
 
 
-def terms_for(instrument: Instrument, side: str, price: Decimal) -> Terms:
+def terms_for(
+    instrument: Instrument,
+    side: str,
+    price: Decimal,
+    *,
+    reducing: bool = False,
+    liquidation: bool = False,
+) -> Terms:
+    """``reducing``: the order only closes contracts (a reduce-only account), so it takes no
+    margin; ``liquidation``: staff close an account's position, without margin or fees."""
     rates = fee_rates(instrument.kind)
-    return Terms(margin_per_contract(instrument, side, price), rates.maker, rates.taker)
+    if liquidation:
+        return Terms(0, Decimal(0), Decimal(0))
+    margin = 0 if reducing else margin_per_contract(instrument, side, price)
+    return Terms(margin, rates.maker, rates.taker)
 
 
 @dataclass(frozen=True)

@@ -200,3 +200,19 @@ def margin_account(account: Account, instrument_symbol: str) -> LedgerAccount:
         type=LedgerAccount.Type.LIABILITY,
         limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
     )
+
+
+def deficit_account_code(account: Account) -> str:
+    return f"trading:{account.pk}:deficit:{USD_CODE}"
+
+
+def deficit_account(account: Account) -> LedgerAccount:
+    """What ``account`` owes the exchange: losses it could not pay from cash or margin (an asset
+    of the exchange; it never goes below zero)."""
+    return account_open(
+        code=deficit_account_code(account),
+        owner=owner_of(account),
+        commodity=usd(),
+        type=LedgerAccount.Type.ASSET,
+        limit=LedgerAccount.Limit.CREDITS_MUST_NOT_EXCEED_DEBITS,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -24,11 +25,13 @@ from exchange.models import (
     LIVE_STATUSES,
     Account,
     Instrument,
+    MarginCall,
     Order,
     OrderCommand,
     OrderRejection,
     Side,
 )
+from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
 from exchange.statements import Select, insert_row
 from exchange.units import price_to_ticks, quantity_to_lots
@@ -274,8 +277,12 @@ def order_place(
     expires_at: datetime | None = None,
     client_order_id: str | None = None,
     placed_by: AbstractBaseUser | None = None,
+    liquidation: bool = False,
 ) -> Order:
     """Accept an order and hand it to the matcher; return it as the matcher left it.
+
+    ``liquidation`` is for ``risk_cycle.account_liquidate`` only: a staff order closing a
+    position, without margin or fees.
 
     An order refused at the door raises ``OrderRejected`` (a named code and field) after
     recording the rejection; nothing else is written. A repeated ``client_order_id`` with the
@@ -305,7 +312,9 @@ def order_place(
                 OrderRejectCode.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", field="instrument"
             )
         _validate(account, resolved, request, client_order_id)
-        order = _order_accept(account, resolved, request, client_order_id, placed_by)
+        order = _order_accept(
+            account, resolved, request, client_order_id, placed_by, liquidation=liquidation
+        )
     except OrderRejected as error:  # Input or risk: nothing of the order was written.
         _record_rejection(
             account=account,
@@ -341,6 +350,8 @@ def _order_accept(
     request: OrderRequest,
     client_order_id: str | None,
     placed_by: AbstractBaseUser | None,
+    *,
+    liquidation: bool = False,
 ) -> Order:
     """Commit the order with its collateral holds, or raise the risk rejection.
 
@@ -353,7 +364,10 @@ def _order_accept(
     protection = None
     if price is None:
         protection = price = collateral.protection_price(instrument, request.side)
-    terms = collateral.terms_for(instrument, request.side, price)
+    reducing = liquidation or _check_reduce_only(account, instrument, request)
+    terms = collateral.terms_for(
+        instrument, request.side, price, reducing=reducing, liquidation=liquidation
+    )
     needs: list[collateral.Need] = []
     try:
         order = _order_insert_collateralized(
@@ -405,6 +419,40 @@ def _order_insert_collateralized(
     return order
 
 
+def _check_reduce_only(account: Account, instrument: Instrument, request: OrderRequest) -> bool:
+    """An account under a margin call may only reduce its positions: True when it is under
+    one and the order does (it then takes no margin); ``RISK_REDUCE_ONLY`` when it does not.
+
+    An order reduces when it is on the side opposite the position and, with the account's
+    other resting orders on that side, closes no more than the position.
+    """
+    if not MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).exists():
+        return False
+    if instrument.kind == Instrument.Kind.RESALE:
+        if request.side == Side.SELL:
+            return True  # Selling capacity raises cash.
+        raise OrderRejected(
+            OrderRejectCode.REDUCE_ONLY,
+            f"Account {account} has an open margin call: it may only reduce its positions.",
+            field="side",
+        )
+    position = positions_selector.contracts_in(account, instrument)
+    closing_side = Side.SELL if position > 0 else Side.BUY
+    resting = Order.objects.filter(
+        account=account, instrument=instrument, side=closing_side, status__in=LIVE_STATUSES
+    ).aggregate(
+        open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
+    )["open"]
+    if position == 0 or request.side != closing_side or request.quantity + resting > abs(position):
+        raise OrderRejected(
+            OrderRejectCode.REDUCE_ONLY,
+            f"Account {account} has an open margin call: it may only reduce its positions "
+            f"({position} contracts of {instrument.symbol}, {resting} already being closed).",
+            field="quantity",
+        )
+    return True
+
+
 def require_own_transaction() -> None:
     """The rule of ``atomic(durable=True)`` for a service that commits with one statement.
 
@@ -453,6 +501,17 @@ def order_replace(
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     margin = collateral.margin_per_contract(instrument, order.side, price)
+    if MarginCall.objects.filter(
+        account_id=order.account_id, status=MarginCall.Status.OPEN
+    ).exists():
+        open_quantity = order.quantity - order.filled_quantity - order.cancelled_quantity
+        if quantity > open_quantity:
+            raise OrderRejected(
+                OrderRejectCode.REDUCE_ONLY,
+                "The account has an open margin call: an order's quantity may only go down.",
+                field="quantity",
+            )
+        margin = order.margin_per_contract
     needs: list[collateral.Need] = []
     try:
         _replace_command_insert(order, price, quantity, margin, user, needs)

@@ -32,7 +32,7 @@ def test_a_trade_opens_a_long_and_a_short_at_cost_with_margin(future, buyer, sel
     # then the buyer is long 3, the seller short 3, each at the trade's value, marked at it
     hours = future.gpu_hours_per_contract
     notional = Decimal("2.50") * 3 * hours
-    margin = settings.EXCHANGE_FUTURE_MARGIN_RATE * notional
+    margin = settings.EXCHANGE_PRICE_SCAN * notional
     assert positions_of(buyer) == [
         PositionRow(
             instrument=future,
@@ -102,7 +102,7 @@ def test_partial_close_keeps_the_rest_of_the_position_and_margin(future, buyer, 
     hours = future.gpu_hours_per_contract
     (row,) = positions_of(buyer)
     assert row.contracts == 3
-    assert row.margin == settings.EXCHANGE_FUTURE_MARGIN_RATE * Decimal("2.50") * 3 * hours
+    assert row.margin == settings.EXCHANGE_PRICE_SCAN * Decimal("2.50") * 3 * hours
     assert row.mark_price == Decimal("2.60")
     assert row.pnl == (Decimal("2.60") - Decimal("2.50")) * 4 * hours
 

@@ -171,7 +171,7 @@ def test_member_sees_positions_with_mark_pnl_and_margin(client, future, buyer, s
     assert "2.5000" in page  # average price
     assert "2.600" in page  # mark
     assert _usd(Decimal("0.10") * 3 * hours) in page  # P&L
-    assert _usd(settings.EXCHANGE_FUTURE_MARGIN_RATE * Decimal("2.50") * 3 * hours) in page
+    assert _usd(settings.EXCHANGE_PRICE_SCAN * Decimal("2.50") * 3 * hours) in page
     (row,) = response.context["rows"]
     assert [position.contracts for position in row["positions"]] == [3]
     assert row["pnl_total"] == Decimal("0.10") * 3 * hours

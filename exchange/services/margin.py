@@ -1,0 +1,264 @@
+"""Initial margin from ``pricing.margin``: per contract when an order is accepted, and for a
+whole account's positions at the end of the day.
+
+Scenario (SPAN-like) margin values each underlying (a future) with the options on it under 16
+price and volatility scenarios (``pricing.margin``); the scan ranges and the short option
+minimum are settings (``EXCHANGE_PRICE_SCAN``, ``EXCHANGE_VOLATILITY_SCAN``,
+``EXCHANGE_SHORT_OPTION_MINIMUM``).
+
+- **Order acceptance.** A future's margin per contract is the scenario margin of one contract
+  at the order's price (the largest loss of a full price scan: ``price scan x P x H``). A written
+  option's is the scenario margin of one short contract on the underlying's reference price
+  (latest settlement, else last trade, else the strike) at the option's latest implied
+  volatility. An option buyer pays the premium and holds no margin.
+- **End of day.** An account's requirement is the scenario margin of each underlying's
+  positions together (so a covered or spread position needs less), less the offset credits of
+  ``pricing.margin.portfolio_margin`` between adjacent months of a SKU and region and between
+  regions of a SKU, plus the value of its short options at settlement: premium-style options
+  pay the premium up front, so a writer must hold what buying the option back would cost.
+  The requirement is shared among the instruments' margin accounts in proportion to each
+  position's stand-alone requirement.
+
+Amounts are micro-USD, rounded up: a margin never rounds in the trader's favour.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from exchange.models import Instrument, SettlementPrice, Side, Trade
+from exchange.services.ledger_accounts import MICROS_PER_USD
+from pricing import black76
+from pricing.margin import MarginResult, Position, ScanParameters, portfolio_margin, scenario_margin
+
+DAYS_PER_YEAR = 365
+MINIMUM_EXPIRY_YEARS = 1 / (DAYS_PER_YEAR * 24)  # An hour: options are valued as they expire.
+
+
+def scan_parameters(forward: float, gpu_hours: int) -> ScanParameters:
+    """The settings as ``pricing.margin`` takes them; the short option minimum per contract is
+    a fraction of the underlying's notional."""
+    minimum = float(settings.EXCHANGE_SHORT_OPTION_MINIMUM) * forward * gpu_hours
+    return ScanParameters(
+        price_scan=float(settings.EXCHANGE_PRICE_SCAN),
+        volatility_scan=float(settings.EXCHANGE_VOLATILITY_SCAN),
+        short_option_minimum=minimum,
+        rate=float(settings.EXCHANGE_RISK_FREE_RATE),
+    )
+
+
+def usd_to_micros_up(amount: float) -> int:
+    """A USD float from the pricing library, as micro-USD rounded up."""
+    return math.ceil(round(amount * MICROS_PER_USD, 3))
+
+
+def years_to_expiry(option: Instrument, on: date) -> float:
+    days = (option.last_trading_day - on).days
+    return max(days / DAYS_PER_YEAR, MINIMUM_EXPIRY_YEARS)
+
+
+def latest_settlements(
+    instrument_ids: Iterable[int], *, on_or_before: date | None = None
+) -> dict[int, SettlementPrice]:
+    """Each instrument's latest settlement price (on or before a day, if given)."""
+    rows = SettlementPrice.objects.filter(instrument_id__in=list(instrument_ids))
+    if on_or_before is not None:
+        rows = rows.filter(trading_date__lte=on_or_before)
+    latest: dict[int, SettlementPrice] = {}
+    for row in rows.order_by("instrument_id", "trading_date"):
+        latest[row.instrument_id] = row
+    return latest
+
+
+def reference_price(instrument: Instrument) -> Decimal | None:
+    """The latest settlement price, else the last trade price, else None."""
+    settled = latest_settlements([instrument.pk]).get(instrument.pk)
+    if settled is not None:
+        return settled.price
+    last = Trade.objects.filter(instrument=instrument).order_by("-sequence").first()
+    return last.price if last is not None else None
+
+
+def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:
+    """The option's latest implied volatility, else the default."""
+    if latest is None:
+        latest = latest_settlements([option.pk]).get(option.pk)
+    if latest is not None and latest.implied_volatility is not None:
+        return float(latest.implied_volatility)
+    return float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+
+
+def order_margin_per_contract(instrument: Instrument, side: str, price: Decimal) -> int:
+    """Initial margin for one opening contract of an order, micro-USD (see the docstring)."""
+    hours = instrument.gpu_hours_per_contract
+    if instrument.kind == Instrument.Kind.FUTURE:
+        forward = float(price)
+        quantity = 1 if side == Side.BUY else -1
+        result = scenario_margin(
+            [Position(quantity, hours)],
+            forward,
+            float(settings.EXCHANGE_DEFAULT_VOLATILITY),
+            scan_parameters(forward, hours),
+        )
+        return usd_to_micros_up(result.margin)
+    if instrument.kind == Instrument.Kind.OPTION and side == Side.SELL:
+        assert instrument.underlying is not None and instrument.strike is not None
+        forward_price = reference_price(instrument.underlying) or instrument.strike
+        forward = float(forward_price)
+        position = Position(
+            -1,
+            hours,
+            strike=float(instrument.strike),
+            call=instrument.option_type == Instrument.OptionType.CALL,
+            expiry_years=years_to_expiry(instrument, timezone.now().date()),
+        )
+        result = scenario_margin(
+            [position], forward, volatility_of(instrument), scan_parameters(forward, hours)
+        )
+        return usd_to_micros_up(result.margin)
+    return 0
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """An account's initial margin at settlement prices, micro-USD, and its share per symbol."""
+
+    total: int
+    by_symbol: dict[str, int]
+
+
+def _position(instrument: Instrument, contracts: int, on: date) -> Position:
+    if instrument.kind == Instrument.Kind.FUTURE:
+        return Position(contracts, instrument.gpu_hours_per_contract)
+    assert instrument.strike is not None
+    return Position(
+        contracts,
+        instrument.gpu_hours_per_contract,
+        strike=float(instrument.strike),
+        call=instrument.option_type == Instrument.OptionType.CALL,
+        expiry_years=years_to_expiry(instrument, on),
+    )
+
+
+def _short_value(instrument: Instrument, contracts: int, price: Decimal) -> int:
+    """What buying back a short option costs at ``price``, micro-USD."""
+    if instrument.kind != Instrument.Kind.OPTION or contracts >= 0:
+        return 0
+    return int(price * -contracts * instrument.gpu_hours_per_contract * MICROS_PER_USD)
+
+
+def account_requirement(
+    positions: dict[Instrument, int], prices: dict[int, Decimal], on: date
+) -> Requirement:
+    """The end-of-day initial margin of ``positions`` (instrument: contracts, long positive)
+    at ``prices`` (instrument id: settlement price). Futures and options only; every
+    instrument and each option's underlying must have a price."""
+    groups: dict[Instrument, list[tuple[Instrument, int]]] = defaultdict(list)
+    for instrument, contracts in positions.items():
+        if contracts == 0:
+            continue
+        underlying = instrument.underlying if instrument.kind == Instrument.Kind.OPTION else None
+        groups[underlying or instrument].append((instrument, contracts))
+    if not groups:
+        return Requirement(0, {})
+    results: dict[str, MarginResult] = {}
+    standalone: dict[str, int] = {}
+    short_values = 0
+    for future, members in groups.items():
+        forward = float(prices[future.pk])
+        if forward <= 0:
+            raise ValueError(f"{future.symbol} has no positive settlement price.")
+        hours = future.gpu_hours_per_contract
+        parameters = scan_parameters(forward, hours)
+        sigma = _group_volatility(members)
+        results[future.symbol] = scenario_margin(
+            [_position(instrument, contracts, on) for instrument, contracts in members],
+            forward,
+            sigma,
+            parameters,
+        )
+        for instrument, contracts in members:
+            alone = scenario_margin(
+                [_position(instrument, contracts, on)], forward, sigma, parameters
+            )
+            short_value = _short_value(instrument, contracts, prices[instrument.pk])
+            short_values += short_value
+            standalone[instrument.symbol] = usd_to_micros_up(alone.margin) + short_value
+    credits = _credit_rates(list(groups))
+    total = usd_to_micros_up(portfolio_margin(results, credits)) + short_values
+    return Requirement(total, _shares(total, standalone))
+
+
+def _group_volatility(members: list[tuple[Instrument, int]]) -> float:
+    """The volatility an underlying's options are scanned at: the mean of their latest implied
+    volatilities (the default without options or history)."""
+    options = [instrument for instrument, _ in members if instrument.kind == Instrument.Kind.OPTION]
+    if not options:
+        return float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+    latest = latest_settlements([option.pk for option in options])
+    return sum(volatility_of(option, latest.get(option.pk)) for option in options) / len(options)
+
+
+def _credit_rates(futures: list[Instrument]) -> dict[frozenset[str], float]:
+    adjacent = float(settings.EXCHANGE_CREDIT_ADJACENT_MONTHS)
+    regions = float(settings.EXCHANGE_CREDIT_SAME_SKU_OTHER_REGION)
+    rates: dict[frozenset[str], float] = {}
+    for index, first in enumerate(futures):
+        for second in futures[index + 1 :]:
+            if first.sku_id != second.sku_id:
+                continue
+            months_apart = abs(
+                (first.delivery_start.year - second.delivery_start.year) * 12
+                + first.delivery_start.month
+                - second.delivery_start.month
+            )
+            pair = frozenset({first.symbol, second.symbol})
+            if first.region_id == second.region_id and months_apart == 1:
+                rates[pair] = adjacent
+            elif first.region_id != second.region_id and months_apart == 0:
+                rates[pair] = regions
+    return rates
+
+
+def _shares(total: int, standalone: dict[str, int]) -> dict[str, int]:
+    """``total`` shared in proportion to ``standalone``: rounded down, the rest to the largest."""
+    weight = sum(standalone.values())
+    if weight == 0:
+        return {symbol: 0 for symbol in standalone}
+    shares = {symbol: total * value // weight for symbol, value in standalone.items()}
+    largest = max(standalone, key=lambda symbol: (standalone[symbol], symbol))
+    shares[largest] += total - sum(shares.values())
+    return shares
+
+
+def option_value(
+    option: Instrument, forward: Decimal, sigma: float, on: date
+) -> tuple[Decimal, float]:
+    """Black-76 value of ``option`` ($/GPU-hr, to the nearest tick) on the trading day
+    ``on``; at expiry, the intrinsic value."""
+    assert option.strike is not None
+    call = option.option_type == Instrument.OptionType.CALL
+    if on >= option.last_trading_day:
+        value = (
+            max(forward - option.strike, Decimal(0))
+            if call
+            else max(option.strike - forward, Decimal(0))
+        )
+        return value, sigma
+    raw = black76.price(
+        float(forward),
+        float(option.strike),
+        years_to_expiry(option, on),
+        float(settings.EXCHANGE_RISK_FREE_RATE),
+        sigma,
+        call,
+    )
+    tick = option.tick_size
+    ticks = (Decimal(repr(raw)) / tick).to_integral_value(rounding=ROUND_HALF_EVEN)
+    return ticks * tick, sigma

@@ -1,0 +1,791 @@
+"""The daily risk cycle: variation margin, expiry and margin, posted into the ledger.
+
+``daily_settlement_run(trading_date)`` settles one trading day, in one transaction, after
+``settlement_prices_set`` has set its prices (it does so itself when they are missing):
+
+1. **Option expiry** (options whose last trading day it is): an in-the-money option is
+   exercised automatically, into the underlying future at the strike (physical, the listing's
+   default) or into cash (``intrinsic x H`` per contract); out-of-the-money options lapse.
+   Every position and cost memo of the option is closed and its writers' margin returned.
+2. **Variation margin** on futures, one entry per account (key ``variation:<day>:<account>``):
+   for each future, ``position x settlement x H - cost``, where the cost memo holds the value
+   the position was last marked or traded at. For a position held since the previous
+   settlement this is ``(settlement - previous settlement) x position x H``; contracts traded
+   today are marked from their trade price; a position closed today pays out its realized
+   profit or loss. The cost memo is then reset to ``position x settlement x H``, so the sum
+   over accounts is zero: variation margin only moves cash between accounts. Options are
+   premium-style (the premium is paid in full at the trade), so they have no variation margin.
+3. **Futures expiry** (futures whose last trading day it is), after their final variation
+   margin: cash-settled futures close; physically settled ones turn into GPU-hour entitlements
+   of the delivery month, the long paying ``settlement x H`` per contract to the short. A
+   party that cannot deliver (short of entitlements) or pay (short of cash) has those
+   contracts cash-settled instead, as many on the other side in account order (see
+   ``_physical_pairs``).
+4. **Margin** (``exchange.services.margin``): each account's requirement at the day's prices;
+   margin above it returns to cash, margin below it is taken from cash. An account that still
+   holds less than ``EXCHANGE_MAINTENANCE_RATIO`` of it, or owes a deficit, gets a margin call:
+   it may only reduce its positions until the call is cured (``margin_calls_review``) or staff
+   liquidate it (``account_liquidate``).
+5. Instruments past their last trading day expire; their resting orders are cancelled.
+
+A loss is paid from the account's available cash, then from its margin accounts, and what is
+still missing is recorded as a deficit the account owes (``trading:<id>:deficit:USD``), so the
+entries always balance and a winner is always paid.
+
+Running it again for a settled day changes nothing. Every instrument row it settles is locked
+(``FOR NO KEY UPDATE``, id order) for the transaction and its ``risk_version`` bumped, so the
+matcher waits, and reloads the positions and margin it keeps in memory afterwards.
+"""
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from exchange.errors import ExchangeError, OrderRejected, RiskError, RiskErrorCode
+from exchange.models import (
+    RESTING_STATUSES,
+    Account,
+    Instrument,
+    MarginCall,
+    Order,
+    RiskCycle,
+    Side,
+)
+from exchange.services import margin, settlement_prices
+from exchange.services.audit import audit_record
+from exchange.services.ledger_accounts import (
+    MICROS_PER_USD,
+    cash_account,
+    cost_account,
+    deficit_account,
+    entitlement,
+    entitlement_account,
+    margin_account,
+    position_account,
+)
+from ledger.models import Account as LedgerAccount
+from ledger.models import Commodity
+from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
+
+log = logging.getLogger(__name__)
+
+Posting = tuple[LedgerAccount, int]
+
+
+def _micros(price: Decimal, contracts: int, hours: int) -> int:
+    value = price * contracts * hours * MICROS_PER_USD
+    assert value == value.to_integral_value(), value
+    return int(value)
+
+
+@dataclass
+class _Holder:
+    """One trading account's figures in the ledger, kept current as the cycle posts."""
+
+    account_id: int
+    cash: LedgerAccount
+    cash_available: int
+    deficit: int = 0
+    positions: dict[int, int] = field(default_factory=dict)  # Instrument id: contracts.
+    costs: dict[int, int] = field(default_factory=dict)  # Instrument id: cost memo, micro-USD.
+    margins: dict[int, int] = field(default_factory=dict)  # Instrument id: margin held.
+
+    @property
+    def stub(self) -> Account:
+        return Account(pk=self.account_id)
+
+
+class _Ledger:
+    """The cycle's view of the accounts it settles, and the postings it builds."""
+
+    def __init__(self, instruments: dict[int, Instrument]) -> None:
+        self.instruments = instruments
+        self.by_symbol = {instrument.symbol: instrument for instrument in instruments.values()}
+        self.holders: dict[int, _Holder] = {}
+        self.accounts: dict[tuple[int, str, int], LedgerAccount] = {}
+        self.specs: list[EntrySpec] = []
+        self._load()
+
+    def _load(self) -> None:
+        symbols = list(self.by_symbol)
+        rows = list(
+            LedgerAccount.objects.filter(commodity__code__in=symbols)
+            .filter(commodity__kind=Commodity.Kind.POSITION)
+            .select_related("commodity")
+        )
+        cost_and_margin = list(
+            LedgerAccount.objects.filter(code__startswith="trading:", commodity__code="USD")
+            .filter(Q(code__contains=":cost:") | Q(code__contains=":margin:"))
+            .exclude(debits_posted=F("credits_posted"))
+        )
+        figures: dict[int, dict[str, dict[int, int]]] = defaultdict(
+            lambda: {"positions": {}, "costs": {}, "margins": {}}
+        )
+        for row in rows:
+            account_id = int(row.code.split(":")[1])
+            instrument = self.by_symbol[row.commodity.code]
+            self.accounts[(account_id, "position", instrument.pk)] = row
+            if row.balance:
+                figures[account_id]["positions"][instrument.pk] = row.balance
+        for row in cost_and_margin:
+            _, account_id_text, kind, symbol, _usd = row.code.split(":")
+            instrument = self.by_symbol.get(symbol)
+            if instrument is None:
+                continue
+            account_id = int(account_id_text)
+            self.accounts[(account_id, kind, instrument.pk)] = row
+            value = row.balance if kind == "cost" else -row.balance
+            if value:
+                figures[account_id]["costs" if kind == "cost" else "margins"][instrument.pk] = value
+        for account_id in sorted(figures):
+            holder = self._holder(account_id)
+            holder.positions = figures[account_id]["positions"]
+            holder.costs = figures[account_id]["costs"]
+            holder.margins = figures[account_id]["margins"]
+
+    def _holder(self, account_id: int) -> _Holder:
+        holder = self.holders.get(account_id)
+        if holder is None:
+            stub = Account(pk=account_id)
+            # Locked: cash moves outside the instruments locked here (deposits, other orders).
+            cash = LedgerAccount.objects.select_for_update().get(pk=cash_account(stub).pk)
+            deficit = deficit_account(stub)
+            holder = self.holders[account_id] = _Holder(
+                account_id, cash, cash.available, deficit=deficit.balance
+            )
+            self.accounts[(account_id, "deficit", 0)] = deficit
+        return holder
+
+    def account(self, holder: _Holder, kind: str, instrument: Instrument) -> LedgerAccount:
+        key = (holder.account_id, kind, instrument.pk)
+        found = self.accounts.get(key)
+        if found is None:
+            opener = {"position": position_account, "cost": cost_account, "margin": margin_account}
+            found = self.accounts[key] = opener[kind](holder.stub, instrument.symbol)
+        return found
+
+    # Cash moves ---------------------------------------------------------------------------
+
+    def receive(self, holder: _Holder, amount: int, postings: list[Posting]) -> None:
+        """Credit ``amount`` to the holder's cash (it may spend it at once)."""
+        if amount:
+            postings.append((holder.cash, -amount))
+            holder.cash_available += amount
+
+    def pay(self, holder: _Holder, amount: int, postings: list[Posting]) -> None:
+        """Take ``amount`` from the holder: available cash, then margin, then a deficit."""
+        from_cash = min(amount, max(holder.cash_available, 0))
+        if from_cash:
+            postings.append((holder.cash, from_cash))
+            holder.cash_available -= from_cash
+        rest = amount - from_cash
+        for instrument_id in sorted(holder.margins):
+            if not rest:
+                break
+            take = min(rest, holder.margins[instrument_id])
+            if take:
+                instrument = self.instruments[instrument_id]
+                postings.append((self.account(holder, "margin", instrument), take))
+                holder.margins[instrument_id] -= take
+                rest -= take
+        if rest:
+            postings.append((self.accounts[(holder.account_id, "deficit", 0)], rest))
+            holder.deficit += rest
+
+    def release_margin(self, holder: _Holder, instrument: Instrument, postings: list[Posting]):
+        held = holder.margins.pop(instrument.pk, 0)
+        if held:
+            postings.append((self.account(holder, "margin", instrument), held))
+            self.receive(holder, held, postings)
+
+    def post(self, key: str, description: str, postings: list[Posting], **metadata: Any) -> None:
+        merged: dict[int, list[Any]] = {}
+        for account, amount in postings:
+            entry = merged.setdefault(account.pk, [account, 0])
+            entry[1] += amount
+        cleaned = tuple((account, amount) for account, amount in merged.values() if amount)
+        if cleaned:
+            self.specs.append(EntrySpec(key, description, cleaned, (), False, metadata))
+
+    def flush(self) -> None:
+        specs = self.specs
+        while specs:
+            entries_post(specs[:ENTRIES_PER_BATCH_MAX])
+            specs = specs[ENTRIES_PER_BATCH_MAX:]
+        self.specs = []
+
+    def holders_of(self, instrument: Instrument) -> list[_Holder]:
+        return [
+            holder
+            for _, holder in sorted(self.holders.items())
+            if holder.positions.get(instrument.pk) or holder.costs.get(instrument.pk)
+        ]
+
+
+# Steps ------------------------------------------------------------------------------------
+
+
+def _close(ledger: _Ledger, holder: _Holder, instrument: Instrument, postings: list[Posting]):
+    """Close the holder's position and cost memo of ``instrument`` (balanced over holders)."""
+    contracts = holder.positions.pop(instrument.pk, 0)
+    cost = holder.costs.pop(instrument.pk, 0)
+    if contracts:
+        postings.append((ledger.account(holder, "position", instrument), -contracts))
+    if cost:
+        postings.append((ledger.account(holder, "cost", instrument), -cost))
+
+
+def _expire_option(
+    ledger: _Ledger, option: Instrument, prices: dict[int, Decimal], summary: dict
+) -> None:
+    assert option.underlying is not None and option.strike is not None
+    underlying = ledger.instruments[option.underlying_id]  # type: ignore[index]
+    forward = prices[underlying.pk]
+    call = option.option_type == Instrument.OptionType.CALL
+    intrinsic = (
+        max(forward - option.strike, Decimal(0))
+        if call
+        else max(option.strike - forward, Decimal(0))
+    )
+    exercised = intrinsic > 0
+    postings: list[Posting] = []
+    hours = option.gpu_hours_per_contract
+    holders = ledger.holders_of(option)
+    held = {holder.account_id: holder.positions.get(option.pk, 0) for holder in holders}
+    physical = option.settlement == Instrument.Settlement.PHYSICAL
+    for holder in holders:
+        _close(ledger, holder, option, postings)
+        ledger.release_margin(holder, option, postings)
+    if exercised and physical:
+        for holder in holders:
+            futures = held[holder.account_id] * (1 if call else -1)
+            if not futures:
+                continue
+            cost = _micros(option.strike, futures, hours)
+            postings += [
+                (ledger.account(holder, "position", underlying), futures),
+                (ledger.account(holder, "cost", underlying), cost),
+            ]
+            holder.positions[underlying.pk] = holder.positions.get(underlying.pk, 0) + futures
+            holder.costs[underlying.pk] = holder.costs.get(underlying.pk, 0) + cost
+    elif exercised:
+        # Cash exercise: each writer pays intrinsic x H per contract, each holder receives it
+        # (what a writer cannot pay becomes its deficit, so holders are paid in full).
+        for holder in holders:
+            contracts = held[holder.account_id]
+            if contracts < 0:
+                ledger.pay(holder, _micros(intrinsic, -contracts, hours), postings)
+            elif contracts > 0:
+                ledger.receive(holder, _micros(intrinsic, contracts, hours), postings)
+    ledger.post(
+        f"option-expiry:{option.pk}",
+        f"Expiry of {option.symbol}: {'exercised' if exercised else 'lapsed'} "
+        f"(underlying {forward.normalize()})",
+        postings,
+        instrument=option.symbol,
+        underlying_price=str(forward),
+        exercised=exercised,
+        settlement=option.settlement,
+    )
+    summary["options_expired"].append(
+        {"symbol": option.symbol, "exercised": exercised, "holders": len(holders)}
+    )
+
+
+def _variation_margin(
+    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict
+) -> None:
+    for account_id, holder in sorted(ledger.holders.items()):
+        postings: list[Posting] = []
+        detail = {}
+        net = 0
+        for instrument_id in sorted(set(holder.positions) | set(holder.costs)):
+            instrument = ledger.instruments[instrument_id]
+            if instrument.kind != Instrument.Kind.FUTURE:
+                continue
+            contracts = holder.positions.get(instrument_id, 0)
+            cost = holder.costs.get(instrument_id, 0)
+            value = _micros(prices[instrument_id], contracts, instrument.gpu_hours_per_contract)
+            variation = value - cost
+            if not variation:
+                continue
+            postings.append((ledger.account(holder, "cost", instrument), variation))
+            holder.costs[instrument_id] = value
+            if not value:
+                holder.costs.pop(instrument_id)
+            net += variation
+            detail[instrument.symbol] = variation
+        if not detail:
+            continue
+        if net > 0:
+            ledger.receive(holder, net, postings)
+        elif net < 0:
+            ledger.pay(holder, -net, postings)
+        ledger.post(
+            f"variation:{trading_date.isoformat()}:{account_id}",
+            f"Variation margin {trading_date.isoformat()}",
+            postings,
+            trading_date=trading_date.isoformat(),
+            account=account_id,
+            variation=detail,
+        )
+        summary["variation_entries"] += 1
+        summary["variation_paid"] += sum(-v for v in detail.values() if v < 0)
+
+
+def _expire_future(
+    ledger: _Ledger, future: Instrument, prices: dict[int, Decimal], summary: dict
+) -> None:
+    price = prices[future.pk]
+    hours = future.gpu_hours_per_contract
+    holders = ledger.holders_of(future)
+    postings: list[Posting] = []
+    for holder in holders:
+        ledger.release_margin(holder, future, postings)
+    delivered: dict[int, int] = {}
+    if future.settlement == Instrument.Settlement.PHYSICAL:
+        delivered = _deliver(ledger, future, price, holders, postings)
+    for holder in holders:
+        _close(ledger, holder, future, postings)
+    ledger.post(
+        f"future-expiry:{future.pk}",
+        f"Final settlement of {future.symbol} at {price.normalize()}",
+        postings,
+        instrument=future.symbol,
+        price=str(price),
+        settlement=future.settlement,
+        delivered={str(k): v for k, v in delivered.items()},
+    )
+    summary["futures_expired"].append(
+        {
+            "symbol": future.symbol,
+            "holders": len(holders),
+            "delivered": sum(v for v in delivered.values() if v > 0) * hours,
+        }
+    )
+
+
+def _deliver(
+    ledger: _Ledger,
+    future: Instrument,
+    price: Decimal,
+    holders: list[_Holder],
+    postings: list[Posting],
+) -> dict[int, int]:
+    """Physical delivery: contracts delivered per account (long positive)."""
+    hours = future.gpu_hours_per_contract
+    commodity = entitlement(future.sku.code, future.region.code, future.delivery_start)
+    per_contract = _micros(price, 1, hours)
+    able: dict[int, int] = {}
+    entitlement_accounts: dict[int, LedgerAccount] = {}
+    for holder in holders:
+        contracts = holder.positions.get(future.pk, 0)
+        if contracts > 0:
+            payable = holder.cash_available // per_contract if per_contract else contracts
+            able[holder.account_id] = min(contracts, max(payable, 0))
+        elif contracts < 0:
+            account = entitlement_accounts[holder.account_id] = entitlement_account(
+                holder.stub, commodity
+            )
+            account = LedgerAccount.objects.select_for_update().get(pk=account.pk)
+            entitlement_accounts[holder.account_id] = account
+            able[holder.account_id] = -min(-contracts, max(account.available, 0) // hours)
+    deliverable = min(
+        sum(v for v in able.values() if v > 0), -sum(v for v in able.values() if v < 0)
+    )
+    delivered: dict[int, int] = {}
+    for sign in (1, -1):
+        left = deliverable
+        for account_id in sorted(able):
+            if able[account_id] * sign <= 0 or not left:
+                continue
+            take = min(abs(able[account_id]), left)
+            delivered[account_id] = sign * take
+            left -= take
+    for holder in holders:
+        contracts = delivered.get(holder.account_id, 0)
+        if not contracts:
+            continue
+        account = entitlement_accounts.get(holder.account_id) or entitlement_account(
+            holder.stub, commodity
+        )
+        postings.append((account, contracts * hours))
+        if contracts > 0:
+            ledger.pay(holder, per_contract * contracts, postings)
+        else:
+            ledger.receive(holder, per_contract * -contracts, postings)
+    return delivered
+
+
+def _rebalance(
+    ledger: _Ledger,
+    holder: _Holder,
+    prices: dict[int, Decimal],
+    on: date,
+    key: str,
+    description: str,
+) -> tuple[margin.Requirement, int]:
+    """Set the holder's margin to its requirement as far as cash allows; returns the
+    requirement and the margin held afterwards."""
+    positions = {
+        ledger.instruments[instrument_id]: contracts
+        for instrument_id, contracts in holder.positions.items()
+        if contracts
+    }
+    requirement = margin.account_requirement(positions, prices, on)
+    postings: list[Posting] = []
+    targets = {ledger.instruments[i].symbol: 0 for i in holder.margins}
+    targets.update(requirement.by_symbol)
+    # Releases first: they fund the repayment of a deficit and the top-ups.
+    for symbol in sorted(targets):
+        instrument = ledger.by_symbol[symbol]
+        held = holder.margins.get(instrument.pk, 0)
+        if held > targets[symbol]:
+            excess = held - targets[symbol]
+            postings.append((ledger.account(holder, "margin", instrument), excess))
+            holder.margins[instrument.pk] = held - excess
+            ledger.receive(holder, excess, postings)
+    if holder.deficit and holder.cash_available > 0:
+        repay = min(holder.deficit, holder.cash_available)
+        postings += [
+            (holder.cash, repay),
+            (ledger.accounts[(holder.account_id, "deficit", 0)], -repay),
+        ]
+        holder.cash_available -= repay
+        holder.deficit -= repay
+    for symbol in sorted(targets):
+        instrument = ledger.by_symbol[symbol]
+        held = holder.margins.get(instrument.pk, 0)
+        short = targets[symbol] - held
+        take = min(short, max(holder.cash_available, 0))
+        if take > 0:
+            postings += [(holder.cash, take), (ledger.account(holder, "margin", instrument), -take)]
+            holder.cash_available -= take
+            holder.margins[instrument.pk] = held + take
+    ledger.post(key, description, postings, required=requirement.total)
+    return requirement, sum(holder.margins.values())
+
+
+def _margin_step(
+    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict
+) -> None:
+    ratio = Decimal(settings.EXCHANGE_MAINTENANCE_RATIO)
+    for account_id, holder in sorted(ledger.holders.items()):
+        requirement, held = _rebalance(
+            ledger,
+            holder,
+            prices,
+            trading_date,
+            f"margin:{trading_date.isoformat()}:{account_id}",
+            f"Initial margin at the settlement of {trading_date.isoformat()}",
+        )
+        maintenance = math.ceil(requirement.total * ratio)
+        call = MarginCall.objects.filter(
+            account_id=account_id, status=MarginCall.Status.OPEN
+        ).first()
+        figures = {
+            "required": requirement.total,
+            "maintenance": maintenance,
+            "held": held,
+            "deficit": holder.deficit,
+        }
+        if held < maintenance or holder.deficit:
+            if call is None:
+                MarginCall.objects.create(
+                    account_id=account_id, trading_date=trading_date, **figures
+                )
+                summary["margin_calls"].append(account_id)
+            else:
+                MarginCall.objects.filter(pk=call.pk).update(trading_date=trading_date, **figures)
+        elif call is not None and held >= requirement.total:
+            MarginCall.objects.filter(pk=call.pk).update(
+                status=MarginCall.Status.CURED, resolved_at=timezone.now(), **figures
+            )
+            summary["margin_calls_cured"].append(account_id)
+
+
+# The cycle --------------------------------------------------------------------------------
+
+
+def _lock_instruments(ids: list[int]) -> dict[int, Instrument]:
+    """Lock the rows (id order, as the matcher takes them one at a time) and bump the risk
+    version so each matcher reloads the margin and positions it keeps in memory."""
+    locked = {
+        instrument.pk: instrument
+        for instrument in Instrument.objects.select_for_update(no_key=True)
+        .filter(pk__in=ids)
+        .select_related("sku", "region")
+        .order_by("pk")
+    }
+    Instrument.objects.filter(pk__in=ids).update(risk_version=F("risk_version") + 1)
+    return locked
+
+
+def _instruments_with_exposure() -> list[int]:
+    """Futures and options that any account holds, or that still trade."""
+    symbols = set(
+        LedgerAccount.objects.filter(commodity__kind=Commodity.Kind.POSITION)
+        .exclude(debits_posted=F("credits_posted"))
+        .values_list("commodity__code", flat=True)
+    )
+    held = Instrument.objects.filter(symbol__in=symbols).values_list("pk", flat=True)
+    live = Instrument.objects.filter(
+        kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION]
+    ).exclude(status=Instrument.Status.EXPIRED)
+    ids = set(held) | set(live.values_list("pk", flat=True))
+    # An option's underlying is always needed to value it.
+    ids |= set(
+        Instrument.objects.filter(pk__in=ids, underlying__isnull=False).values_list(
+            "underlying_id", flat=True
+        )
+    )
+    return sorted(ids)
+
+
+def daily_settlement_run(
+    *,
+    trading_date: date,
+    actor: AbstractBaseUser | None = None,
+    close: Any = None,
+) -> RiskCycle:
+    """Settle ``trading_date`` (see the module docstring); idempotent."""
+    with transaction.atomic():
+        cycle = settlement_prices.settlement_prices_set(
+            trading_date=trading_date, close=close, actor=actor
+        )
+        cycle = RiskCycle.objects.select_for_update().get(pk=cycle.pk)
+        if cycle.status == RiskCycle.Status.SETTLED:
+            return cycle
+        instruments = _lock_instruments(_instruments_with_exposure())
+        prices = settlement_prices.day_prices(trading_date)
+        ledger = _Ledger(instruments)
+        _check_prices(ledger, prices, trading_date)
+        summary: dict[str, Any] = {
+            "options_expired": [],
+            "variation_entries": 0,
+            "variation_paid": 0,
+            "futures_expired": [],
+            "margin_calls": [],
+            "margin_calls_cured": [],
+        }
+        expiring = [i for i in instruments.values() if i.last_trading_day <= trading_date]
+        for option in expiring:
+            if option.kind == Instrument.Kind.OPTION and option.status != Instrument.Status.EXPIRED:
+                _expire_option(ledger, option, prices, summary)
+        _variation_margin(ledger, trading_date, prices, summary)
+        for future in expiring:
+            if future.kind == Instrument.Kind.FUTURE and future.status != Instrument.Status.EXPIRED:
+                _expire_future(ledger, future, prices, summary)
+        _margin_step(ledger, trading_date, prices, summary)
+        ledger.flush()
+        expired_ids = [i.pk for i in expiring if i.status != Instrument.Status.EXPIRED]
+        Instrument.objects.filter(pk__in=expired_ids).update(status=Instrument.Status.EXPIRED)
+        summary["instruments_expired"] = len(expired_ids)
+        cycle.status = RiskCycle.Status.SETTLED
+        cycle.settled_at = timezone.now()
+        cycle.settled_by = actor if actor is not None and actor.is_authenticated else None
+        cycle.summary = summary
+        cycle.save()
+        audit_record(
+            actor=actor,
+            action="risk.daily_settlement",
+            target=cycle,
+            after={"trading_date": trading_date.isoformat(), **_summary_counts(summary)},
+        )
+    _cancel_resting(expired_ids)
+    return cycle
+
+
+def _summary_counts(summary: dict[str, Any]) -> dict[str, int]:
+    return {key: len(value) if isinstance(value, list) else value for key, value in summary.items()}
+
+
+def _check_prices(ledger: _Ledger, prices: dict[int, Decimal], trading_date: date) -> None:
+    needed = set()
+    for holder in ledger.holders.values():
+        for instrument_id in set(holder.positions) | set(holder.costs):
+            instrument = ledger.instruments[instrument_id]
+            needed.add(instrument_id)
+            if instrument.underlying_id is not None:
+                needed.add(instrument.underlying_id)
+    missing = sorted(ledger.instruments[i].symbol for i in needed if i not in prices)
+    if missing:
+        raise RiskError(
+            RiskErrorCode.PRICE_MISSING,
+            f"No settlement price on {trading_date}: {', '.join(missing)}. Set one by override.",
+            "instrument",
+        )
+
+
+def _cancel_resting(instrument_ids: list[int]) -> None:
+    """Cancel what rests on expired instruments (their holds are released by the matcher)."""
+    from exchange.services.orders import order_cancel
+
+    for order in Order.objects.filter(
+        instrument_id__in=instrument_ids, status__in=RESTING_STATUSES
+    ).order_by("pk"):
+        try:
+            order_cancel(order=order)
+        except OrderRejected:
+            continue  # Finished meanwhile.
+
+
+# Margin calls -----------------------------------------------------------------------------
+
+
+def _account_instruments(account_id: int) -> list[int]:
+    symbols = set(
+        LedgerAccount.objects.filter(
+            owner=f"exchange.account:{account_id}", commodity__kind=Commodity.Kind.POSITION
+        )
+        .exclude(debits_posted=F("credits_posted"))
+        .values_list("commodity__code", flat=True)
+    )
+    margins = LedgerAccount.objects.filter(
+        code__startswith=f"trading:{account_id}:margin:"
+    ).exclude(debits_posted=F("credits_posted"))
+    symbols |= {row.code.split(":")[3] for row in margins}
+    ids = set(Instrument.objects.filter(symbol__in=symbols).values_list("pk", flat=True))
+    ids |= set(
+        Instrument.objects.filter(pk__in=ids, underlying__isnull=False).values_list(
+            "underlying_id", flat=True
+        )
+    )
+    return sorted(ids)
+
+
+def _latest_prices(instrument_ids: list[int]) -> dict[int, Decimal]:
+    prices = {
+        instrument_id: row.price
+        for instrument_id, row in margin.latest_settlements(instrument_ids).items()
+    }
+    for instrument in Instrument.objects.filter(pk__in=instrument_ids).exclude(pk__in=prices):
+        reference = margin.reference_price(instrument)
+        if reference is not None:
+            prices[instrument.pk] = reference
+    return prices
+
+
+def margin_call_review(call: MarginCall) -> MarginCall:
+    """Top the account's margin up from its cash at the latest settlement prices; the call is
+    cured once the account holds its whole requirement and owes nothing."""
+    with transaction.atomic():
+        call = MarginCall.objects.select_for_update().get(pk=call.pk)
+        if call.status != MarginCall.Status.OPEN:
+            return call
+        instruments = _lock_instruments(_account_instruments(call.account_id))
+        ledger = _Ledger(instruments)
+        holder = ledger._holder(call.account_id)
+        prices = _latest_prices(list(instruments))
+        call.reviews += 1
+        requirement, held = _rebalance(
+            ledger,
+            holder,
+            prices,
+            timezone.now().date(),
+            f"margin-call:{call.pk}:{call.reviews}",
+            f"Margin call #{call.pk}: top-up",
+        )
+        ledger.flush()
+        call.required = requirement.total
+        call.held = held
+        call.deficit = holder.deficit
+        if held >= requirement.total and not holder.deficit:
+            call.status = MarginCall.Status.CURED
+            call.resolved_at = timezone.now()
+        call.save()
+    return call
+
+
+def margin_calls_review() -> int:
+    """Review every open call (beat task); returns how many were cured."""
+    cured = 0
+    for call in MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"):
+        if margin_call_review(call).status == MarginCall.Status.CURED:
+            cured += 1
+    return cured
+
+
+def open_margin_call(account: Account) -> MarginCall | None:
+    return MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).first()
+
+
+def account_liquidate(
+    *, account: Account, actor: AbstractBaseUser | None, reason: str = ""
+) -> dict[str, Any]:
+    """Staff close an account's futures and options positions at the market.
+
+    Its resting orders are cancelled and its margin returned to cash to pay for closing (a
+    short option is bought back with it); then one market IOC order per position, reducing
+    only, without fees. What the book cannot absorb stays open, and the margin call with it.
+    """
+    from exchange.services.orders import order_cancel, order_place
+
+    if not reason.strip():
+        raise RiskError(
+            RiskErrorCode.REASON_REQUIRED, "Give a reason for the liquidation.", "reason"
+        )
+    for order in Order.objects.filter(account=account, status__in=RESTING_STATUSES).order_by("pk"):
+        try:
+            order_cancel(order=order, requested_by=actor)
+        except OrderRejected:
+            continue
+    with transaction.atomic():
+        instruments = _lock_instruments(_account_instruments(account.pk))
+        ledger = _Ledger(instruments)
+        holder = ledger._holder(account.pk)
+        postings: list[Posting] = []
+        for instrument_id in sorted(list(holder.margins)):
+            ledger.release_margin(holder, instruments[instrument_id], postings)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
+        ledger.post(f"liquidation:{account.pk}:{stamp}", "Liquidation: margin released", postings)
+        ledger.flush()
+        positions = {
+            instruments[i]: contracts for i, contracts in holder.positions.items() if contracts
+        }
+    results = []
+    for instrument, contracts in sorted(positions.items(), key=lambda item: item[0].symbol):
+        side = Side.SELL if contracts > 0 else Side.BUY
+        try:
+            order = order_place(
+                account=account,
+                instrument=instrument,
+                side=side,
+                quantity=abs(contracts),
+                type=Order.Type.MARKET,
+                time_in_force=Order.TimeInForce.IOC,
+                placed_by=actor,
+                liquidation=True,
+            )
+            results.append(
+                {"symbol": instrument.symbol, "order": order.pk, "filled": order.filled_quantity}
+            )
+        except ExchangeError as error:
+            results.append({"symbol": instrument.symbol, "error": str(error.code)})
+    call = open_margin_call(account)
+    if call is not None:
+        call = margin_call_review(call)
+        if call.status == MarginCall.Status.OPEN and not _account_instruments(account.pk):
+            MarginCall.objects.filter(pk=call.pk).update(
+                status=MarginCall.Status.LIQUIDATED,
+                resolved_at=timezone.now(),
+                resolved_by=actor if actor is not None and actor.is_authenticated else None,
+            )
+    audit_record(
+        actor=actor,
+        action="account.liquidate",
+        target=account,
+        after={"orders": results},
+        reason=reason,
+    )
+    return {"orders": results}

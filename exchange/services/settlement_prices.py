@@ -1,0 +1,351 @@
+"""Daily settlement prices: the price every futures and options position is marked at.
+
+For each listed future and option, on each trading day, in this order of preference:
+
+1. the volume-weighted average price of the trades in the closing window
+   (``EXCHANGE_SETTLEMENT_WINDOW_MINUTES`` before ``EXCHANGE_SETTLEMENT_CLOSE``, UTC);
+2. the mid of the best bid and best ask resting when the prices are set (both sides needed);
+3. the model: for a future, the forward curve (``pricing.curve``, monotone between months)
+   through the day's market-priced futures of the same SKU and region; for an option, Black-76
+   on the underlying's settlement price at the option's latest implied volatility (else the
+   mean of its siblings' implied volatility that day, else ``EXCHANGE_DEFAULT_VOLATILITY``);
+4. with nothing else, a future keeps its previous settlement price, or its last trade price.
+
+Prices are rounded to the nearest tick (half to even). An option's row keeps the volatility
+its price implies (market prices) or was computed with (model). Setting prices is idempotent:
+a price set for a day is kept, and staff may override it with a reason, audited, until the
+day is settled.
+"""
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from exchange.errors import RiskError, RiskErrorCode
+from exchange.models import Instrument, RiskCycle, SettlementPrice, Trade
+from exchange.selectors.market import quotes_for
+from exchange.services import margin
+from exchange.services.audit import audit_record
+from pricing import black76
+from pricing.curve import ForwardCurve
+
+Source = SettlementPrice.Source
+MARKET_SOURCES = (Source.VWAP, Source.MID, Source.OVERRIDE)
+
+
+def close_at(trading_date: date) -> datetime:
+    """The end of the trading day's closing window."""
+    hours, minutes = (int(part) for part in settings.EXCHANGE_SETTLEMENT_CLOSE.split(":"))
+    return datetime.combine(trading_date, time(hours, minutes), tzinfo=UTC)
+
+
+def on_tick(price: Decimal, tick: Decimal) -> Decimal:
+    return (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
+
+
+def instruments_to_settle(trading_date: date, close: datetime) -> list[Instrument]:
+    """Futures and options listed by the close that still trade on ``trading_date``."""
+    return list(
+        Instrument.objects.filter(
+            kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION],
+            last_trading_day__gte=trading_date,
+            created_at__lte=close,
+        )
+        .select_related("underlying", "sku", "region")
+        .order_by("kind", "id")  # Futures before options: options need their underlying's.
+    )
+
+
+def _vwaps(instruments: list[Instrument], close: datetime) -> dict[int, tuple[Decimal, int]]:
+    start = close - timedelta(minutes=settings.EXCHANGE_SETTLEMENT_WINDOW_MINUTES)
+    rows = (
+        Trade.objects.filter(
+            instrument__in=instruments, executed_at__gte=start, executed_at__lt=close
+        )
+        .values("instrument_id")
+        .annotate(volume=Sum("quantity"), value=Sum(F("price") * F("quantity")))
+    )
+    return {
+        row["instrument_id"]: (Decimal(row["value"]) / row["volume"], row["volume"])
+        for row in rows
+        if row["volume"]
+    }
+
+
+@transaction.atomic
+def settlement_prices_set(
+    *, trading_date: date, close: datetime | None = None, actor: AbstractBaseUser | None = None
+) -> RiskCycle:
+    """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
+    close = close or close_at(trading_date)
+    cycle, _ = RiskCycle.objects.get_or_create(
+        trading_date=trading_date, defaults={"close_at": close}
+    )
+    cycle = RiskCycle.objects.select_for_update().get(pk=cycle.pk)
+    if cycle.status == RiskCycle.Status.SETTLED:
+        return cycle
+    instruments = instruments_to_settle(trading_date, cycle.close_at)
+    existing = {
+        row.instrument_id: row
+        for row in SettlementPrice.objects.filter(
+            trading_date=trading_date, instrument__in=instruments
+        )
+    }
+    missing = [instrument for instrument in instruments if instrument.pk not in existing]
+    if not missing:
+        return cycle
+    vwaps = _vwaps(missing, cycle.close_at)
+    quotes = quotes_for(missing)
+    previous = margin.latest_settlements(
+        [instrument.pk for instrument in missing], on_or_before=trading_date - timedelta(days=1)
+    )
+    prices = {instrument_id: row.price for instrument_id, row in existing.items()}
+    rows: list[SettlementPrice] = []
+    futures = [instrument for instrument in missing if instrument.kind == Instrument.Kind.FUTURE]
+    options = [instrument for instrument in missing if instrument.kind == Instrument.Kind.OPTION]
+    unpriced: list[Instrument] = []
+    for future in futures:
+        row = _market_price(future, trading_date, vwaps, quotes)
+        if row is None:
+            unpriced.append(future)
+        else:
+            rows.append(row)
+            prices[future.pk] = row.price
+    market_futures = [
+        future
+        for future in Instrument.objects.filter(pk__in=prices, kind=Instrument.Kind.FUTURE)
+        if future.pk not in {u.pk for u in unpriced}
+    ]
+    for future in unpriced:
+        row = _future_model_price(future, trading_date, market_futures, prices, previous)
+        if row is not None:
+            rows.append(row)
+            prices[future.pk] = row.price
+    _option_prices(options, trading_date, vwaps, quotes, prices, previous, rows)
+    SettlementPrice.objects.bulk_create(rows)
+    return cycle
+
+
+def _market_price(
+    instrument: Instrument, trading_date: date, vwaps: dict, quotes: dict
+) -> SettlementPrice | None:
+    if instrument.pk in vwaps:
+        vwap, volume = vwaps[instrument.pk]
+        return SettlementPrice(
+            instrument=instrument,
+            trading_date=trading_date,
+            price=on_tick(vwap, instrument.tick_size),
+            source=Source.VWAP,
+            volume=volume,
+        )
+    quote = quotes[instrument.pk]
+    if quote.best_bid is not None and quote.best_ask is not None:
+        mid = (quote.best_bid.price + quote.best_ask.price) / 2
+        return SettlementPrice(
+            instrument=instrument,
+            trading_date=trading_date,
+            price=on_tick(mid, instrument.tick_size),
+            source=Source.MID,
+        )
+    return None
+
+
+def _future_model_price(
+    future: Instrument,
+    trading_date: date,
+    market_futures: list[Instrument],
+    prices: dict[int, Decimal],
+    previous: dict[int, SettlementPrice],
+) -> SettlementPrice | None:
+    siblings = sorted(
+        (
+            sibling
+            for sibling in market_futures
+            if sibling.sku_id == future.sku_id and sibling.region_id == future.region_id
+        ),
+        key=lambda sibling: sibling.delivery_start,
+    )
+    if siblings:
+        curve = ForwardCurve.build(
+            [sibling.delivery_start for sibling in siblings],
+            [float(prices[sibling.pk]) for sibling in siblings],
+        )
+        value = Decimal(repr(curve.price(future.delivery_start)))
+        return SettlementPrice(
+            instrument=future,
+            trading_date=trading_date,
+            price=max(on_tick(value, future.tick_size), future.tick_size),
+            source=Source.MODEL,
+        )
+    if future.pk in previous:
+        return SettlementPrice(
+            instrument=future,
+            trading_date=trading_date,
+            price=previous[future.pk].price,
+            source=Source.PREVIOUS,
+        )
+    last = Trade.objects.filter(instrument=future).order_by("-sequence").first()
+    if last is not None:
+        return SettlementPrice(
+            instrument=future, trading_date=trading_date, price=last.price, source=Source.LAST_TRADE
+        )
+    return None
+
+
+def implied_volatility(
+    option: Instrument, price: Decimal, forward: Decimal, trading_date: date
+) -> Decimal | None:
+    """The volatility an option price implies, or None (no time left, or outside bounds)."""
+    assert option.strike is not None
+    if trading_date >= option.last_trading_day or forward <= 0:
+        return None
+    sigma, _reasons = black76.implied_volatility_with_reasons(
+        float(price),
+        float(forward),
+        float(option.strike),
+        margin.years_to_expiry(option, trading_date),
+        float(settings.EXCHANGE_RISK_FREE_RATE),
+        option.option_type == Instrument.OptionType.CALL,
+    )
+    value = float(np.asarray(sigma))
+    if not np.isfinite(value):
+        return None
+    return Decimal(repr(value)).quantize(Decimal("0.000001"))
+
+
+def _option_prices(
+    options: list[Instrument],
+    trading_date: date,
+    vwaps: dict,
+    quotes: dict,
+    prices: dict[int, Decimal],
+    previous: dict[int, SettlementPrice],
+    rows: list[SettlementPrice],
+) -> None:
+    by_underlying: dict[int, list[Instrument]] = defaultdict(list)
+    for option in options:
+        assert option.underlying_id is not None
+        by_underlying[option.underlying_id].append(option)
+    for underlying_id, chain in by_underlying.items():
+        forward = prices.get(underlying_id)
+        if forward is None:
+            continue  # No price for the future: its options cannot be valued either.
+        modelled: list[Instrument] = []
+        implied: list[Decimal] = []
+        for option in chain:
+            row = _market_price(option, trading_date, vwaps, quotes)
+            if row is None:
+                modelled.append(option)
+                continue
+            row.implied_volatility = implied_volatility(option, row.price, forward, trading_date)
+            if row.implied_volatility is not None:
+                implied.append(row.implied_volatility)
+            rows.append(row)
+        sibling_sigma = float(sum(implied) / len(implied)) if implied else None
+        for option in modelled:
+            latest = previous.get(option.pk)
+            if latest is not None and latest.implied_volatility is not None:
+                sigma = float(latest.implied_volatility)
+            elif sibling_sigma is not None:
+                sigma = sibling_sigma
+            else:
+                sigma = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+            value, _ = margin.option_value(option, forward, sigma, trading_date)
+            rows.append(
+                SettlementPrice(
+                    instrument=option,
+                    trading_date=trading_date,
+                    price=value,
+                    source=Source.MODEL,
+                    implied_volatility=Decimal(repr(sigma)).quantize(Decimal("0.000001")),
+                )
+            )
+
+
+@transaction.atomic
+def settlement_price_override(
+    *,
+    instrument: Instrument,
+    trading_date: date,
+    price: Decimal,
+    reason: str,
+    actor: AbstractBaseUser | None,
+) -> SettlementPrice:
+    """Staff set an instrument's settlement price for a day that is not settled yet."""
+    if not reason.strip():
+        raise RiskError(RiskErrorCode.REASON_REQUIRED, "Give a reason for the override.", "reason")
+    if price < 0 or price > instrument.price_max or price % instrument.tick_size:
+        raise RiskError(
+            RiskErrorCode.INVALID_PRICE,
+            f"The price must be on the {instrument.tick_size} tick, from 0 to "
+            f"{instrument.price_max} $/GPU-hr.",
+            "price",
+        )
+    if instrument.kind not in (Instrument.Kind.FUTURE, Instrument.Kind.OPTION):
+        raise RiskError(
+            RiskErrorCode.NOT_SETTLED_DAILY, "Only futures and options settle daily.", "instrument"
+        )
+    cycle = RiskCycle.objects.select_for_update().filter(trading_date=trading_date).first()
+    if cycle is not None and cycle.status == RiskCycle.Status.SETTLED:
+        raise RiskError(
+            RiskErrorCode.DAY_SETTLED,
+            f"{trading_date} is settled: its prices can no longer change.",
+            "trading_date",
+        )
+    if cycle is None:
+        RiskCycle.objects.create(trading_date=trading_date, close_at=close_at(trading_date))
+    row = SettlementPrice.objects.filter(instrument=instrument, trading_date=trading_date).first()
+    before = {"price": str(row.price), "source": row.source} if row is not None else {}
+    sigma = None
+    if instrument.kind == Instrument.Kind.OPTION:
+        assert instrument.underlying_id is not None
+        underlying = SettlementPrice.objects.filter(
+            instrument_id=instrument.underlying_id, trading_date=trading_date
+        ).first()
+        if underlying is not None:
+            sigma = implied_volatility(instrument, price, underlying.price, trading_date)
+    row, _ = SettlementPrice.objects.update_or_create(
+        instrument=instrument,
+        trading_date=trading_date,
+        defaults={
+            "price": price,
+            "source": Source.OVERRIDE,
+            "reason": reason.strip()[:300],
+            "set_by": actor if actor is not None and actor.is_authenticated else None,
+            "implied_volatility": sigma,
+            "volume": row.volume if row is not None else 0,
+        },
+    )
+    audit_record(
+        actor=actor,
+        action="settlement_price.override",
+        target=row,
+        before=before,
+        after={
+            "instrument": instrument.symbol,
+            "trading_date": str(trading_date),
+            "price": str(price),
+        },
+        reason=reason,
+    )
+    return row
+
+
+def day_prices(trading_date: date) -> dict[int, Decimal]:
+    """Instrument id: settlement price on ``trading_date``."""
+    return dict(
+        SettlementPrice.objects.filter(trading_date=trading_date).values_list(
+            "instrument_id", "price"
+        )
+    )
+
+
+def now_date() -> date:
+    return timezone.now().date()
