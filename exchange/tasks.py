@@ -3,10 +3,8 @@
 from celery import shared_task
 from django.conf import settings
 
-from exchange.services.listing import futures_list_upcoming
+from exchange.services.listing import listings_roll
 from ledger.services import holds_expire
-
-UPCOMING_MONTHS = 12
 
 
 @shared_task
@@ -21,7 +19,8 @@ def orders_expire_due() -> int:
 
 @shared_task
 def instruments_list_upcoming() -> int:
-    return len(futures_list_upcoming(months_ahead=UPCOMING_MONTHS))
+    """Roll the listings forward (``listings_roll``); return how many instruments were listed."""
+    return len(listings_roll())
 
 
 @shared_task

@@ -169,13 +169,14 @@ def terms_for(
     reducing: bool = False,
     liquidation: bool = False,
 ) -> Terms:
-    """``reducing``: the order only closes contracts (a reduce-only account), so it takes no
-    margin; ``liquidation``: staff close an account's position, without margin or fees."""
-    rates = fee_rates(instrument.kind)
-    if liquidation:
+    """``reducing``: the order only closes contracts of an account under a margin call;
+    ``liquidation``: staff close an account's position. Either takes no margin and pays no fee:
+    an account in a margin call has no free cash to hold a fee with, and closing is what the
+    exchange asks of it."""
+    if liquidation or reducing:
         return Terms(0, Decimal(0), Decimal(0))
-    margin = 0 if reducing else margin_per_contract(instrument, side, price)
-    return Terms(margin, rates.maker, rates.taker)
+    rates = fee_rates(instrument.kind)
+    return Terms(margin_per_contract(instrument, side, price), rates.maker, rates.taker)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
-"""Listing services: monthly futures strips, option chains and reserved-capacity resale.
+"""Listing services: monthly futures strips, option chains, reserved-capacity resale, and the
+daily roll that keeps strips and chains listed as months pass (``listings_roll``).
 
 Listing is idempotent: an instrument whose symbol exists is left as it is and returned.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -15,6 +18,7 @@ from exchange import calendar
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
 from exchange.services.audit import audit_record
+from exchange.services.margin import reference_price as future_reference_price
 from exchange.symbols import future_symbol, option_symbol, resale_symbol
 
 FUTURE_TICK_SIZE = Decimal("0.005")
@@ -224,21 +228,142 @@ def resale_list(
     return instrument
 
 
-def futures_list_upcoming(*, months_ahead: int, today: date | None = None) -> list[Instrument]:
-    """Keep every listed SKU x region strip ``months_ahead`` months deep (run by Celery beat)."""
-    today = today or timezone.now().date()
-    first_month = calendar.add_months(calendar.month_start(today), 1)
+def _future_pairs() -> list[tuple[Sku, Region]]:
+    """Every SKU x region with a future listed, in a fixed order (by SKU, then region id)."""
     pairs = (
         Instrument.objects.filter(kind=Instrument.Kind.FUTURE)
         .values_list("sku_id", "region_id")
         .distinct()
         .order_by("sku_id", "region_id")
     )
+    return [
+        (Sku.objects.get(pk=sku_id), Region.objects.get(pk=region_id))
+        for sku_id, region_id in pairs
+    ]
+
+
+def futures_list_upcoming(
+    *, months_ahead: int, today: date | None = None, actor: AbstractBaseUser | None = None
+) -> list[Instrument]:
+    """Keep every listed SKU x region strip ``months_ahead`` months deep (run by Celery beat).
+
+    Returns the whole strip from next month on, whether listed now or before.
+    """
+    today = today or timezone.now().date()
+    first_month = calendar.add_months(calendar.month_start(today), 1)
     listed = []
-    for sku_id, region_id in pairs:
-        sku = Sku.objects.get(pk=sku_id)
-        region = Region.objects.get(pk=region_id)
+    for sku, region in _future_pairs():
         listed += futures_list_strip(
-            sku=sku, region=region, first_month=first_month, months=months_ahead
+            sku=sku, region=region, first_month=first_month, months=months_ahead, actor=actor
         )
+    return listed
+
+
+def strike_step_from_price(
+    reference_price: Decimal, *, fraction: Decimal, tick_size: Decimal = OPTION_TICK_SIZE
+) -> Decimal:
+    """``fraction`` of the reference price, rounded to two significant figures on the tick.
+
+    At least one tick, so that a cheap future still gets distinct strikes. For example
+    2.45 x 0.05 = 0.1225 gives 0.12; 0.01 x 0.05 = 0.0005 gives the tick, 0.001.
+    """
+    assert reference_price > 0 and fraction > 0 and tick_size > 0
+    raw_step = reference_price * fraction
+    # adjusted() is the exponent of the leading digit: quantizing one place below it keeps two.
+    two_figures = raw_step.quantize(Decimal(1).scaleb(raw_step.adjusted() - 1), ROUND_HALF_UP)
+    on_tick = (two_figures / tick_size).to_integral_value(ROUND_HALF_UP) * tick_size
+    return max(on_tick, tick_size)
+
+
+def _strike_step_listed(future: Instrument) -> Decimal | None:
+    """The spacing of the strikes listed on ``future``: the smallest gap between two of them.
+
+    None when fewer than two distinct strikes are listed, so there is no grid to follow yet.
+    """
+    strikes = list(future.options.order_by("strike").values_list("strike", flat=True).distinct())
+    return min((high - low for low, high in pairwise(strikes)), default=None)
+
+
+def _futures_for_options(sku: Sku, region: Region, today: date) -> list[Instrument]:
+    """The nearest ``EXCHANGE_OPTION_MONTHS`` futures of a pair whose options can still trade.
+
+    From next month's delivery on, not expired, and with the options' expiry (two business days
+    before the future's last trading day) not yet passed: at a month's end next month's future
+    still trades for a day or two, but options listed on it would be born expired.
+    """
+    first_month = calendar.add_months(calendar.month_start(today), 1)
+    candidates = (
+        Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE,
+            sku=sku,
+            region=region,
+            delivery_start__gte=first_month,
+            last_trading_day__gte=today,
+        )
+        .exclude(status=Instrument.Status.EXPIRED)
+        .order_by("delivery_start")[:LISTED_MONTHS_MAX]
+    )
+    tradable = [
+        future for future in candidates if calendar.option_expiry(future.last_trading_day) >= today
+    ]
+    return tradable[: settings.EXCHANGE_OPTION_MONTHS]
+
+
+def _options_roll(future: Instrument, actor: AbstractBaseUser | None) -> list[Instrument]:
+    """List the option strikes around ``future``'s reference price; return the new ones."""
+    reference = future_reference_price(future)
+    if reference is None or reference <= 0:
+        return []  # No price to centre strikes on yet: the future has not settled or traded.
+    strike_step = _strike_step_listed(future) or strike_step_from_price(
+        reference, fraction=settings.EXCHANGE_STRIKE_STEP_FRACTION
+    )
+    listed_before = set(future.options.values_list("pk", flat=True))
+    chain = options_list_chain(
+        future=future,
+        reference_price=reference,
+        strike_step=strike_step,
+        strikes_each_side=settings.EXCHANGE_STRIKES_EACH_SIDE,
+        actor=actor,
+    )
+    return [option for option in chain if option.pk not in listed_before]
+
+
+@transaction.atomic
+def listings_roll(
+    *, today: date | None = None, actor: AbstractBaseUser | None = None
+) -> list[Instrument]:
+    """List what the months rolling forward call for; return the new instruments in order.
+
+    The rule, for every SKU x region with a future listed:
+
+    - futures are listed ``EXCHANGE_LISTED_MONTHS`` consecutive months deep from next month on
+      (``futures_list_upcoming``);
+    - the nearest ``EXCHANGE_OPTION_MONTHS`` of those futures that still trade (and whose
+      options have not expired) get calls and puts at ``EXCHANGE_STRIKES_EACH_SIDE`` strikes
+      each side of the strike nearest the future's reference price: its latest settlement
+      price, else its last trade price; a future with neither gets no options yet;
+    - strikes are multiples of a step. A future without a grid yet gets
+      ``EXCHANGE_STRIKE_STEP_FRACTION`` of its reference price, rounded to two significant
+      figures on the option tick (``strike_step_from_price``). A future with strikes keeps
+      their spacing, so as its price moves new strikes extend the same grid.
+
+    Instruments already listed are left as they are, so a second run the same day lists
+    nothing; nothing is ever delisted here (expiry is the risk cycle's).
+    """
+    today = today or timezone.now().date()
+    first_month = calendar.add_months(calendar.month_start(today), 1)
+    # futures_list_upcoming returns the whole strip; what existed before is not new. Only
+    # futures from next month on can be in it, which bounds the snapshot.
+    futures_before = set(
+        Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE, delivery_start__gte=first_month
+        ).values_list("pk", flat=True)
+    )
+    strip = futures_list_upcoming(
+        months_ahead=settings.EXCHANGE_LISTED_MONTHS, today=today, actor=actor
+    )
+    listed = [future for future in strip if future.pk not in futures_before]
+    for sku, region in _future_pairs():
+        for future in _futures_for_options(sku, region, today):
+            listed += _options_roll(future, actor)
     return listed
