@@ -1,6 +1,12 @@
 """The back office. Admin actions call services; nothing here writes orders or trades itself."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
 
 from exchange.errors import ExchangeError
 from exchange.models import (
@@ -8,6 +14,7 @@ from exchange.models import (
     AuditEntry,
     Deposit,
     Instrument,
+    MarginCall,
     Membership,
     Order,
     OrderCommand,
@@ -16,14 +23,24 @@ from exchange.models import (
     Organization,
     Region,
     ReservedCapacity,
+    RiskCycle,
+    SettlementPrice,
     Sku,
     StripeEvent,
     Trade,
     Withdrawal,
 )
+from exchange.selectors import risk as risk_selectors
 from exchange.services.funding import withdrawal_approve, withdrawal_reject
 from exchange.services.instruments import instrument_halt, instrument_resume
+from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.orders import order_cancel
+from exchange.services.risk_cycle import account_liquidate, daily_settlement_run, margin_call_review
+from exchange.services.settlement_prices import (
+    settlement_price_check,
+    settlement_price_override,
+    settlement_prices_set,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -320,3 +337,183 @@ class StripeEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "event_id", "type", "status", "error_code", "received_at", "processed_at"]
     list_filter = ["type", "status"]
     search_fields = ["event_id"]
+
+
+# The daily risk cycle ---------------------------------------------------------------------
+
+
+class SettlementPriceForm(forms.ModelForm):
+    """Staff override: the service checks the price and the day and writes the audit row."""
+
+    class Meta:
+        model = SettlementPrice
+        fields = ["instrument", "trading_date", "price", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        instrument = cleaned.get("instrument") or getattr(self.instance, "instrument", None)
+        trading_date = cleaned.get("trading_date") or self.instance.trading_date
+        if instrument is not None and trading_date and cleaned.get("price") is not None:
+            try:
+                settlement_price_check(
+                    instrument=instrument,
+                    trading_date=trading_date,
+                    price=cleaned["price"],
+                    reason=cleaned.get("reason") or "",
+                )
+            except ExchangeError as error:
+                field = error.field if error.field in self.fields else None
+                raise forms.ValidationError({field: error.message}) from error
+        return cleaned
+
+
+@admin.register(SettlementPrice)
+class SettlementPriceAdmin(admin.ModelAdmin):
+    """Prices come from the cycle; staff override one (with a reason) until its day settles."""
+
+    form = SettlementPriceForm
+    list_display = [
+        "trading_date",
+        "instrument",
+        "price",
+        "source",
+        "volume",
+        "implied_volatility",
+        "set_by",
+        "reason",
+    ]
+    list_filter = ["trading_date", "source", "instrument__kind"]
+    search_fields = ["instrument__symbol"]
+    list_select_related = ["instrument", "set_by"]
+    autocomplete_fields = ["instrument"]
+    date_hierarchy = "trading_date"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["instrument", "trading_date"] if obj is not None else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        saved = settlement_price_override(
+            instrument=obj.instrument,
+            trading_date=obj.trading_date,
+            price=obj.price,
+            reason=obj.reason,
+            actor=request.user,
+        )
+        obj.pk = saved.pk
+
+
+@admin.register(RiskCycle)
+class RiskCycleAdmin(ReadOnlyAdmin):
+    """Each trading day's cycle. "Run the daily cycle" previews the prices and the variation
+    margin, then settles on confirmation."""
+
+    list_display = ["trading_date", "status", "priced_at", "settled_at", "settled_by"]
+    list_filter = ["status"]
+    readonly_fields = ["trading_date", "status", "close_at", "settled_at", "settled_by", "summary"]
+    change_list_template = "admin/exchange/riskcycle/change_list.html"
+
+    def get_urls(self):
+        extra = [
+            path(
+                "run/",
+                self.admin_site.admin_view(self.run_view),
+                name="exchange_riskcycle_run",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def run_view(self, request):
+        if not request.user.has_perm("exchange.view_riskcycle") or not request.user.is_staff:
+            raise PermissionDenied
+        form = RunCycleForm(request.POST or None, initial={"trading_date": timezone.now().date()})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Run the daily cycle",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        if request.method == "POST" and form.is_valid():
+            trading_date = form.cleaned_data["trading_date"]
+            try:
+                if "confirm" in request.POST:
+                    cycle = daily_settlement_run(trading_date=trading_date, actor=request.user)
+                    self.message_user(
+                        request,
+                        f"{trading_date} settled: {cycle.summary.get('variation_entries', 0)} "
+                        "variation margin entries.",
+                    )
+                    return redirect("admin:exchange_riskcycle_change", cycle.pk)
+                cycle = settlement_prices_set(trading_date=trading_date, actor=request.user)
+            except ExchangeError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                context.update(
+                    cycle=cycle,
+                    prices=risk_selectors.day_prices(trading_date),
+                    variation=risk_selectors.variation_preview(trading_date),
+                    trading_date=trading_date,
+                )
+        return TemplateResponse(request, "admin/exchange/riskcycle/run.html", context)
+
+
+class RunCycleForm(forms.Form):
+    trading_date = forms.DateField(help_text="The trading day to settle (YYYY-MM-DD).")
+
+
+@admin.register(MarginCall)
+class MarginCallAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "account",
+        "trading_date",
+        "status",
+        "required_usd",
+        "held_usd",
+        "deficit_usd",
+        "created_at",
+        "resolved_at",
+    ]
+    list_filter = ["status", "trading_date"]
+    list_select_related = ["account__organization"]
+    actions = ["review", "liquidate"]
+
+    @admin.display(description="Required (USD)")
+    def required_usd(self, obj):
+        return micros_to_usd(obj.required)
+
+    @admin.display(description="Held (USD)")
+    def held_usd(self, obj):
+        return micros_to_usd(obj.held)
+
+    @admin.display(description="Deficit (USD)")
+    def deficit_usd(self, obj):
+        return micros_to_usd(obj.deficit)
+
+    @admin.action(description="Top up from cash and cure the covered calls")
+    def review(self, request, queryset):
+        cured = 0
+        for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
+            if margin_call_review(call).status == MarginCall.Status.CURED:
+                cured += 1
+        self.message_user(request, f"{cured} of {queryset.count()} selected calls cured.")
+
+    @admin.action(description="Liquidate the accounts of the selected open calls")
+    def liquidate(self, request, queryset):
+        for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
+            try:
+                result = account_liquidate(
+                    account=call.account,
+                    actor=request.user,
+                    reason=f"margin call #{call.pk} liquidated in the back office",
+                )
+            except ExchangeError as error:
+                self.message_user(request, f"#{call.pk}: {error.message}", messages.ERROR)
+                continue
+            closed = ", ".join(
+                f"{row['symbol']}: {row.get('filled', row.get('error'))}"
+                for row in result["orders"]
+            )
+            self.message_user(request, f"#{call.pk} {call.account}: {closed or 'nothing open'}")

@@ -269,6 +269,38 @@ def _option_prices(
             )
 
 
+def _day_settled(trading_date: date) -> RiskError:
+    return RiskError(
+        RiskErrorCode.DAY_SETTLED,
+        f"{trading_date} is settled: its prices can no longer change.",
+        "trading_date",
+    )
+
+
+def settlement_price_check(
+    *, instrument: Instrument, trading_date: date, price: Decimal, reason: str
+) -> None:
+    """Why an override would be refused (``RiskError``), checked before anything is written."""
+    if not reason.strip():
+        raise RiskError(RiskErrorCode.REASON_REQUIRED, "Give a reason for the override.", "reason")
+    if instrument.kind not in (Instrument.Kind.FUTURE, Instrument.Kind.OPTION):
+        raise RiskError(
+            RiskErrorCode.NOT_SETTLED_DAILY, "Only futures and options settle daily.", "instrument"
+        )
+    if price < 0 or price > instrument.price_max or price % instrument.tick_size:
+        raise RiskError(
+            RiskErrorCode.INVALID_PRICE,
+            f"The price must be on the {instrument.tick_size.normalize()} tick, from 0 to "
+            f"{instrument.price_max.normalize()} $/GPU-hr.",
+            "price",
+        )
+    settled = RiskCycle.objects.filter(
+        trading_date=trading_date, status=RiskCycle.Status.SETTLED
+    ).exists()
+    if settled:
+        raise _day_settled(trading_date)
+
+
 @transaction.atomic
 def settlement_price_override(
     *,
@@ -279,26 +311,12 @@ def settlement_price_override(
     actor: AbstractBaseUser | None,
 ) -> SettlementPrice:
     """Staff set an instrument's settlement price for a day that is not settled yet."""
-    if not reason.strip():
-        raise RiskError(RiskErrorCode.REASON_REQUIRED, "Give a reason for the override.", "reason")
-    if price < 0 or price > instrument.price_max or price % instrument.tick_size:
-        raise RiskError(
-            RiskErrorCode.INVALID_PRICE,
-            f"The price must be on the {instrument.tick_size} tick, from 0 to "
-            f"{instrument.price_max} $/GPU-hr.",
-            "price",
-        )
-    if instrument.kind not in (Instrument.Kind.FUTURE, Instrument.Kind.OPTION):
-        raise RiskError(
-            RiskErrorCode.NOT_SETTLED_DAILY, "Only futures and options settle daily.", "instrument"
-        )
+    settlement_price_check(
+        instrument=instrument, trading_date=trading_date, price=price, reason=reason
+    )
     cycle = RiskCycle.objects.select_for_update().filter(trading_date=trading_date).first()
     if cycle is not None and cycle.status == RiskCycle.Status.SETTLED:
-        raise RiskError(
-            RiskErrorCode.DAY_SETTLED,
-            f"{trading_date} is settled: its prices can no longer change.",
-            "trading_date",
-        )
+        raise _day_settled(trading_date)
     if cycle is None:
         RiskCycle.objects.create(trading_date=trading_date, close_at=close_at(trading_date))
     row = SettlementPrice.objects.filter(instrument=instrument, trading_date=trading_date).first()

@@ -1,0 +1,59 @@
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from exchange.errors import ExchangeError
+from exchange.selectors.risk import day_prices, variation_preview
+from exchange.services.risk_cycle import daily_settlement_run
+from exchange.services.settlement_prices import settlement_prices_set
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the daily risk cycle for a trading day (default: today, UTC): settlement prices, "
+        "variation margin, option and futures expiry, margin and margin calls. Idempotent: a "
+        "settled day is left as it is. --preview sets the prices and prints them with the "
+        "variation margin the day would post, without settling."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--date", help="Trading day, YYYY-MM-DD (default: today, UTC).")
+        parser.add_argument("--preview", action="store_true", help="Set prices only; show them.")
+
+    def handle(self, *args, **options):
+        try:
+            trading_date = (
+                date.fromisoformat(options["date"]) if options["date"] else timezone.now().date()
+            )
+        except ValueError as error:
+            raise CommandError(f"--date: {error}") from error
+        try:
+            if options["preview"]:
+                cycle = settlement_prices_set(trading_date=trading_date)
+                self._preview(trading_date)
+                self.stdout.write(f"{trading_date}: {cycle.get_status_display()}")
+                return
+            cycle = daily_settlement_run(trading_date=trading_date)
+        except ExchangeError as error:
+            raise CommandError(f"{error.code}: {error.message}") from error
+        summary = cycle.summary
+        self.stdout.write(
+            f"{trading_date} settled: {summary.get('variation_entries', 0)} variation margin "
+            f"entries, {len(summary.get('options_expired', []))} options and "
+            f"{len(summary.get('futures_expired', []))} futures expired, "
+            f"{len(summary.get('margin_calls', []))} margin calls"
+        )
+
+    def _preview(self, trading_date: date) -> None:
+        for row in day_prices(trading_date):
+            price = row.settlement
+            change = "" if row.change is None else f" ({row.change:+})"
+            self.stdout.write(
+                f"{price.instrument.symbol:40} {price.price:>12}{change} {price.source}"
+            )
+        for row in variation_preview(trading_date):
+            self.stdout.write(
+                f"variation {row.account} {row.symbol} {row.contracts:+d} contracts: "
+                f"{row.amount:+} USD"
+            )

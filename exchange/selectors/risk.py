@@ -1,0 +1,183 @@
+"""Reads for the daily risk cycle: the day's prices beside the previous ones, what variation
+margin the day would post (the preview staff confirm), margin calls, and option chains with
+fair values, implied volatilities and deltas."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import F, QuerySet
+
+from exchange.models import Account, Instrument, MarginCall, SettlementPrice
+from exchange.selectors.market import Quote, quotes_for
+from exchange.services import margin
+from exchange.services.ledger_accounts import MICROS_PER_USD, micros_to_usd
+from exchange.services.settlement_prices import implied_volatility
+from ledger.models import Account as LedgerAccount
+from ledger.models import Commodity
+from pricing import black76
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    settlement: SettlementPrice
+    previous: Decimal | None
+
+    @property
+    def change(self) -> Decimal | None:
+        return None if self.previous is None else self.settlement.price - self.previous
+
+
+def day_prices(trading_date: date) -> list[PriceRow]:
+    """The day's settlement prices, futures first, each with the previous day's price."""
+    rows = list(
+        SettlementPrice.objects.filter(trading_date=trading_date)
+        .select_related("instrument", "set_by")
+        .order_by("instrument__kind", "instrument__symbol")
+    )
+    previous = margin.latest_settlements(
+        [row.instrument_id for row in rows], on_or_before=trading_date - timedelta(days=1)
+    )
+    return [
+        PriceRow(row, previous[row.instrument_id].price if row.instrument_id in previous else None)
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class VariationRow:
+    account: Account
+    symbol: str
+    contracts: int
+    marked_at: Decimal | None  # $/GPU-hr: cost memo per GPU-hour (None when flat).
+    settlement: Decimal
+    amount: Decimal  # USD; positive: the account receives it.
+
+
+def variation_preview(trading_date: date) -> list[VariationRow]:
+    """The variation margin ``daily_settlement_run`` would post for the day's prices (before
+    any option exercise of the day, which adds futures at the strike)."""
+    prices = {
+        row.instrument_id: row.price
+        for row in SettlementPrice.objects.filter(
+            trading_date=trading_date, instrument__kind=Instrument.Kind.FUTURE
+        )
+    }
+    futures = {i.symbol: i for i in Instrument.objects.filter(pk__in=prices)}
+    positions = LedgerAccount.objects.filter(
+        commodity__kind=Commodity.Kind.POSITION, commodity__code__in=list(futures)
+    ).select_related("commodity")
+    costs = LedgerAccount.objects.filter(
+        code__startswith="trading:", code__contains=":cost:", commodity__code="USD"
+    ).exclude(debits_posted=F("credits_posted"))
+    figures: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in positions:
+        if row.balance:
+            figures[(int(row.code.split(":")[1]), row.commodity.code)][0] = row.balance
+    for row in costs:
+        _, account_id, _, symbol, _ = row.code.split(":")
+        if symbol in futures:
+            figures[(int(account_id), symbol)][1] = row.balance
+    accounts = Account.objects.in_bulk({account_id for account_id, _ in figures})
+    rows = []
+    for (account_id, symbol), (contracts, cost) in sorted(figures.items()):
+        future = futures[symbol]
+        hours = future.gpu_hours_per_contract
+        price = prices[future.pk]
+        amount = int(price * contracts * hours * MICROS_PER_USD) - cost
+        if not amount:
+            continue
+        marked = (Decimal(cost) / (contracts * hours) / MICROS_PER_USD) if contracts else None
+        rows.append(
+            VariationRow(
+                accounts[account_id],
+                symbol,
+                contracts,
+                None if marked is None else marked.quantize(Decimal("0.000001")),
+                price,
+                micros_to_usd(amount),
+            )
+        )
+    return rows
+
+
+def margin_calls_open() -> QuerySet[MarginCall]:
+    return MarginCall.objects.filter(status=MarginCall.Status.OPEN).select_related(
+        "account__organization"
+    )
+
+
+@dataclass(frozen=True)
+class ChainSide:
+    """One option of a chain row. Prices $/GPU-hr; delta per contract of the future."""
+
+    option: Instrument
+    quote: Quote
+    fair_value: Decimal
+    implied_volatility: Decimal | None  # From the mid, else the last trade.
+    delta: float
+
+
+@dataclass(frozen=True)
+class ChainRow:
+    strike: Decimal
+    call: ChainSide | None
+    put: ChainSide | None
+
+
+@dataclass(frozen=True)
+class Chain:
+    forward: Decimal | None  # The future's reference price the chain is valued at.
+    volatility: float
+    rows: list[ChainRow]
+
+
+def option_chain(future: Instrument, *, on: date) -> Chain:
+    """The options on ``future`` by strike, valued with Black-76 at the future's reference
+    price (latest settlement, else mid, else last trade) and each option's latest implied
+    volatility (else the default)."""
+    options = list(
+        future.options.exclude(status=Instrument.Status.EXPIRED).order_by("strike", "option_type")
+    )
+    quotes = quotes_for([future, *options])
+    forward = margin.reference_price(future)
+    future_quote = quotes[future.pk]
+    if future_quote.best_bid and future_quote.best_ask:
+        mid = (future_quote.best_bid.price + future_quote.best_ask.price) / 2
+        settled = margin.latest_settlements([future.pk]).get(future.pk)
+        if settled is None or settled.trading_date < on:
+            forward = mid.quantize(Decimal("0.0001"))
+    default = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+    latest = margin.latest_settlements([option.pk for option in options])
+    by_strike: dict[Decimal, dict[str, ChainSide]] = defaultdict(dict)
+    for option in options:
+        assert option.strike is not None
+        quote = quotes[option.pk]
+        sigma = margin.volatility_of(option, latest.get(option.pk))
+        if forward is None:
+            continue
+        value, _ = margin.option_value(option, forward, sigma, on)
+        observed = None
+        if quote.best_bid and quote.best_ask:
+            observed = (quote.best_bid.price + quote.best_ask.price) / 2
+        elif quote.last_price is not None:
+            observed = quote.last_price
+        implied = implied_volatility(option, observed, forward, on) if observed else None
+        greeks = black76.greeks(
+            float(forward),
+            float(option.strike),
+            margin.years_to_expiry(option, on),
+            float(settings.EXCHANGE_RISK_FREE_RATE),
+            sigma,
+            option.option_type == Instrument.OptionType.CALL,
+        )
+        by_strike[option.strike][option.option_type] = ChainSide(
+            option, quote, value, implied, float(greeks.delta)
+        )
+    rows = [
+        ChainRow(strike, sides.get("call"), sides.get("put"))
+        for strike, sides in sorted(by_strike.items())
+    ]
+    return Chain(forward, default, rows)
