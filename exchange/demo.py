@@ -25,9 +25,11 @@ from exchange.models import (
     ReservedCapacity,
     Sku,
 )
+from exchange.selectors.market import quotes_for
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, test_mode_active
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
+from exchange.services.margin import option_value
 from exchange.services.orders import order_place
 from exchange.services.participants import account_main, member_add, organization_create
 
@@ -35,7 +37,7 @@ DEMO_PASSWORD = "gpu-demo-2026"
 ADMIN_PASSWORD = "admin-demo-2026"
 STRIP_MONTHS = 6
 OPTION_MONTHS = 3
-QUOTED_MONTHS = 3
+QUOTED_MONTHS = 5  # The sixth month is priced by the model (curve and depreciation).
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,7 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
                 quantity=rng.choice([4, 8]),
             )
             placed += 1
+    placed += quote_options(accounts, today=timezone.now().date())
     for instrument in Instrument.objects.filter(kind=Instrument.Kind.RESALE):
         holder_account = account_main(instrument.reservation.holder)
         spec = next(spec for spec in SKUS if spec.code == instrument.sku.code)
@@ -345,6 +348,61 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
             side="sell",
             price=quantize_to_tick(spec.reference_price * Decimal("0.95"), instrument.tick_size),
             quantity=instrument.lot_size * 2,
+        )
+        placed += 1
+    return placed
+
+
+def demo_volatility(strike: Decimal, forward: Decimal) -> float:
+    """The market maker's volatility smile: 55% at the money, higher away from it."""
+    return 0.55 + 0.5 * abs(float(strike / forward) - 1)
+
+
+def quote_options(accounts: dict[str, Account], *, today: date) -> int:
+    """Helix quotes every listed option around its Black-76 value on the future's mid, and
+    Lumen buys a near-the-money call, so the chain shows prices and implied volatilities."""
+    placed = 0
+    futures = Instrument.objects.filter(
+        kind=Instrument.Kind.FUTURE, options__isnull=False
+    ).distinct()
+    for future in futures.order_by("pk"):
+        quote = quotes_for([future])[future.pk]
+        if quote.best_bid is None or quote.best_ask is None:
+            continue
+        forward = (quote.best_bid.price + quote.best_ask.price) / 2
+        options = list(future.options.order_by("strike", "option_type"))
+        for option in options:
+            assert option.strike is not None
+            value, _ = option_value(option, forward, demo_volatility(option.strike, forward), today)
+            tick = option.tick_size
+            half_spread = max(tick * 5, quantize_to_tick(value * Decimal("0.04"), tick))
+            if value - half_spread >= tick:
+                order_place(
+                    account=accounts["helix"],
+                    instrument=option,
+                    side="buy",
+                    price=value - half_spread,
+                    quantity=10,
+                )
+                placed += 1
+            order_place(
+                account=accounts["helix"],
+                instrument=option,
+                side="sell",
+                price=value + half_spread,
+                quantity=10,
+            )
+            placed += 1
+        at_the_money = min(
+            (o for o in options if o.option_type == Instrument.OptionType.CALL),
+            key=lambda o: abs(o.strike - forward),
+        )
+        order_place(
+            account=accounts["lumen"],
+            instrument=at_the_money,
+            side="buy",
+            price=quotes_for([at_the_money])[at_the_money.pk].best_ask.price,
+            quantity=2,
         )
         placed += 1
     return placed

@@ -30,7 +30,9 @@ from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account, Commodity, Entry, Hold, HoldConsumption, Posting
 
 KEY_LENGTH_MAX = 200
-POSTINGS_PER_ENTRY_MAX = 64
+# An entry touches few accounts, except end-of-day entries that settle every position of one
+# trading account at once (a market maker may hold a few hundred instruments).
+POSTINGS_PER_ENTRY_MAX = 4096
 ENTRIES_PER_BATCH_MAX = 10_000
 HOLDS_EXPIRED_PER_CALL_MAX = 10_000
 # Amounts fit PostgreSQL's bigint with room for the running totals of many entries.

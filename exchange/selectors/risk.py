@@ -115,9 +115,9 @@ class ChainSide:
 
     option: Instrument
     quote: Quote
-    fair_value: Decimal
+    fair_value: Decimal | None  # None while the future has no reference price.
     implied_volatility: Decimal | None  # From the mid, else the last trade.
-    delta: float
+    delta: float | None
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,9 @@ def option_chain(future: Instrument, *, on: date) -> Chain:
         quote = quotes[option.pk]
         sigma = margin.volatility_of(option, latest.get(option.pk))
         if forward is None:
+            by_strike[option.strike][option.option_type] = ChainSide(
+                option, quote, None, None, None
+            )
             continue
         value, _ = margin.option_value(option, forward, sigma, on)
         observed = None

@@ -15,7 +15,9 @@ minimum are settings (``EXCHANGE_PRICE_SCAN``, ``EXCHANGE_VOLATILITY_SCAN``,
   positions together (so a covered or spread position needs less), less the offset credits of
   ``pricing.margin.portfolio_margin`` between adjacent months of a SKU and region and between
   regions of a SKU, plus the value of its short options at settlement: premium-style options
-  pay the premium up front, so a writer must hold what buying the option back would cost.
+  pay the premium up front, so (as SPAN) the net option value is deducted from the scan risk:
+  a writer holds what buying the option back would cost on top of its risk, while a long
+  option's value covers its own risk.
   The requirement is shared among the instruments' margin accounts in proportion to each
   position's stand-alone requirement.
 
@@ -146,11 +148,19 @@ def _position(instrument: Instrument, contracts: int, on: date) -> Position:
     )
 
 
-def _short_value(instrument: Instrument, contracts: int, price: Decimal) -> int:
-    """What buying back a short option costs at ``price``, micro-USD."""
-    if instrument.kind != Instrument.Kind.OPTION or contracts >= 0:
+def _option_value(instrument: Instrument, contracts: int, price: Decimal) -> int:
+    """Net option value at ``price``, micro-USD: long options positive, short negative."""
+    if instrument.kind != Instrument.Kind.OPTION:
         return 0
-    return int(price * -contracts * instrument.gpu_hours_per_contract * MICROS_PER_USD)
+    return int(price * contracts * instrument.gpu_hours_per_contract * MICROS_PER_USD)
+
+
+def _requirement(result: MarginResult, net_option_value: int) -> int:
+    """SPAN's rule for premium-style options: scan risk less the net option value (a long
+    option's value covers its own risk; a short option's is added), at least the short option
+    minimum, never below zero."""
+    scan = usd_to_micros_up(result.scan_risk) - net_option_value
+    return max(scan, usd_to_micros_up(result.short_option_minimum), 0)
 
 
 def account_requirement(
@@ -158,7 +168,11 @@ def account_requirement(
 ) -> Requirement:
     """The end-of-day initial margin of ``positions`` (instrument: contracts, long positive)
     at ``prices`` (instrument id: settlement price). Futures and options only; every
-    instrument and each option's underlying must have a price."""
+    instrument and each option's underlying must have a price.
+
+    Per underlying: ``max(scan risk - net option value, short option minimum, 0)``; across
+    underlyings, less the offset credits of ``pricing.margin.portfolio_margin``.
+    """
     groups: dict[Instrument, list[tuple[Instrument, int]]] = defaultdict(list)
     for instrument, contracts in positions.items():
         if contracts == 0:
@@ -169,7 +183,7 @@ def account_requirement(
         return Requirement(0, {})
     results: dict[str, MarginResult] = {}
     standalone: dict[str, int] = {}
-    short_values = 0
+    total = 0
     for future, members in groups.items():
         forward = float(prices[future.pk])
         if forward <= 0:
@@ -177,21 +191,27 @@ def account_requirement(
         hours = future.gpu_hours_per_contract
         parameters = scan_parameters(forward, hours)
         sigma = _group_volatility(members)
-        results[future.symbol] = scenario_margin(
+        result = results[future.symbol] = scenario_margin(
             [_position(instrument, contracts, on) for instrument, contracts in members],
             forward,
             sigma,
             parameters,
         )
+        values = {
+            instrument.symbol: _option_value(instrument, contracts, prices[instrument.pk])
+            for instrument, contracts in members
+        }
+        total += _requirement(result, sum(values.values()))
         for instrument, contracts in members:
             alone = scenario_margin(
                 [_position(instrument, contracts, on)], forward, sigma, parameters
             )
-            short_value = _short_value(instrument, contracts, prices[instrument.pk])
-            short_values += short_value
-            standalone[instrument.symbol] = usd_to_micros_up(alone.margin) + short_value
+            standalone[instrument.symbol] = _requirement(alone, values[instrument.symbol])
     credits = _credit_rates(list(groups))
-    total = usd_to_micros_up(portfolio_margin(results, credits)) + short_values
+    offset = usd_to_micros_up(sum(r.margin for r in results.values())) - usd_to_micros_up(
+        portfolio_margin(results, credits)
+    )
+    total = max(total - max(offset, 0), 0)
     return Requirement(total, _shares(total, standalone))
 
 

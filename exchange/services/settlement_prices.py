@@ -6,7 +6,9 @@ For each listed future and option, on each trading day, in this order of prefere
    (``EXCHANGE_SETTLEMENT_WINDOW_MINUTES`` before ``EXCHANGE_SETTLEMENT_CLOSE``, UTC);
 2. the mid of the best bid and best ask resting when the prices are set (both sides needed);
 3. the model: for a future, the forward curve (``pricing.curve``, monotone between months)
-   through the day's market-priced futures of the same SKU and region; for an option, Black-76
+   through the day's market-priced futures of the same SKU and region, and beyond the last of
+   them the shape of the SKU's depreciation model fitted to those prices (``pricing.
+   depreciation``, with four or more months priced; flat otherwise); for an option, Black-76
    on the underlying's settlement price at the option's latest implied volatility (else the
    mean of its siblings' implied volatility that day, else ``EXCHANGE_DEFAULT_VOLATILITY``);
 4. with nothing else, a future keeps its previous settlement price, or its last trade price.
@@ -29,15 +31,17 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from exchange.errors import RiskError, RiskErrorCode
-from exchange.models import Instrument, RiskCycle, SettlementPrice, Trade
+from exchange.models import Instrument, RiskCycle, SettlementPrice, Sku, Trade
 from exchange.selectors.market import quotes_for
 from exchange.services import margin
 from exchange.services.audit import audit_record
-from pricing import black76
+from pricing import black76, depreciation
 from pricing.curve import ForwardCurve
+from pricing.depreciation import DepreciationModel
 
 Source = SettlementPrice.Source
 MARKET_SOURCES = (Source.VWAP, Source.MID, Source.OVERRIDE)
+DEPRECIATION_FIT_MONTHS_MIN = 4
 
 
 def close_at(trading_date: date) -> datetime:
@@ -118,11 +122,12 @@ def settlement_prices_set(
         else:
             rows.append(row)
             prices[future.pk] = row.price
-    market_futures = [
-        future
-        for future in Instrument.objects.filter(pk__in=prices, kind=Instrument.Kind.FUTURE)
-        if future.pk not in {u.pk for u in unpriced}
-    ]
+    # Only market prices (this run's, or kept from an earlier run or an override) make the
+    # curve: a carried or modelled price from an earlier run is not one.
+    market_ids = {priced.instrument_id for priced in rows} | {
+        instrument_id for instrument_id, kept in existing.items() if kept.source in MARKET_SOURCES
+    }
+    market_futures = list(Instrument.objects.filter(pk__in=market_ids, kind=Instrument.Kind.FUTURE))
     for future in unpriced:
         row = _future_model_price(future, trading_date, market_futures, prices, previous)
         if row is not None:
@@ -173,10 +178,9 @@ def _future_model_price(
         key=lambda sibling: sibling.delivery_start,
     )
     if siblings:
-        curve = ForwardCurve.build(
-            [sibling.delivery_start for sibling in siblings],
-            [float(prices[sibling.pk]) for sibling in siblings],
-        )
+        months = [sibling.delivery_start for sibling in siblings]
+        values = [float(prices[sibling.pk]) for sibling in siblings]
+        curve = ForwardCurve.build(months, values, depreciation_model(future.sku, months, values))
         value = Decimal(repr(curve.price(future.delivery_start)))
         return SettlementPrice(
             instrument=future,
@@ -197,6 +201,21 @@ def _future_model_price(
             instrument=future, trading_date=trading_date, price=last.price, source=Source.LAST_TRADE
         )
     return None
+
+
+def depreciation_model(
+    sku: Sku, months: list[date], prices: list[float]
+) -> DepreciationModel | None:
+    """The SKU's depreciation model fitted to a strip's market prices (each delivery month's
+    price at its middle), or None when it cannot be fitted (fewer than four months priced, or
+    the fit does not converge): the curve is then flat beyond the last priced month."""
+    if len(months) < DEPRECIATION_FIT_MONTHS_MIN:
+        return None
+    middles = [month + timedelta(days=14) for month in months]
+    try:
+        return depreciation.fit(middles, prices, sku.release_date, [])
+    except ValueError:  # FitError is one: too few points, or no convergence.
+        return None
 
 
 def implied_volatility(

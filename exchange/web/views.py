@@ -5,10 +5,11 @@ from itertools import groupby
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from exchange.errors import CatalogError
 from exchange.models import Account, Instrument, Region, Sku
-from exchange.selectors import entitlements, funding, market, participants, positions
+from exchange.selectors import entitlements, funding, market, participants, positions, risk
 from exchange.services import funding as funding_services
 from exchange.symbols import parse_symbol
 
@@ -62,9 +63,10 @@ def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
         "bids": bids,
         "asks": list(reversed(asks)),
         "trades": market.trades_recent(instrument, limit=30),
-        "options": instrument.options.all().order_by("strike", "option_type")
+        "chain": risk.option_chain(instrument, on=timezone.now().date())
         if instrument.kind == Instrument.Kind.FUTURE
-        else [],
+        else None,
+        "settlements": instrument.settlement_prices.order_by("-trading_date")[:5],
     }
     return render(request, "exchange/instrument.html", context)
 

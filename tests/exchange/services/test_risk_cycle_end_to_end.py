@@ -61,9 +61,9 @@ def usd_of_accounts(*accounts) -> int:
         for row in LedgerAccount.objects.filter(
             code__startswith=f"trading:{account.pk}:", commodity__code="USD"
         ):
-            if ":cash:" in row.code or ":margin:" in row.code:
-                total -= row.balance
-            elif ":deficit:" in row.code:
+            # Cash and margin are what the exchange owes (credit balances); a deficit is what
+            # the account owes (a debit balance): both count with the credit sign.
+            if any(part in row.code for part in (":cash:", ":margin:", ":deficit:")):
                 total -= row.balance
     return total
 

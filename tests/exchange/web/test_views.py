@@ -2,13 +2,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
-from exchange.models import Region, Sku
+from exchange.models import Region, SettlementPrice, Sku
 from exchange.services.capacity import capacity_register
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.orders import order_place
-from tests.exchange.support import listing_month
+from pricing import black76
+from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +127,9 @@ def test_future_page_links_its_options_and_option_page_its_future(client, future
     future_page = client.get(reverse("web:instrument", args=[future.symbol]))
     option_page = client.get(reverse("web:instrument", args=[call.symbol]))
 
-    assert list(future_page.context["options"]) == [call, put]
+    (row,) = future_page.context["chain"].rows
+    assert (row.strike, row.call.option, row.put.option) == (Decimal("2.5"), call, put)
+    assert row.call.fair_value is None  # The future has no price yet.
     assert f'href="/instruments/{call.symbol}/"' in future_page.content.decode()
     assert option_page.status_code == 200
     assert f'href="/instruments/{future.symbol}/"' in option_page.content.decode()
@@ -175,3 +180,37 @@ def test_malformed_symbol_is_not_found_without_a_lookup(client, django_assert_nu
         response = client.get("/instruments/not-a-symbol!/")
 
     assert response.status_code == 404
+
+
+def test_option_chain_shows_black76_fair_values_and_implied_vols(client, future, buyer, seller):
+    # given a settled future at 2.50 and a call struck at 2.50 quoted 0.090 / 0.110
+    today = timezone.now().date()
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=today, price=Decimal("2.50"), source="vwap"
+    )
+    call, _put = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.5"),
+        strike_step=Decimal("0.5"),
+        strikes_each_side=0,
+    )
+    place(buyer, call, "buy", 1, "0.090")
+    place(seller, call, "sell", 1, "0.110")
+
+    # when the future's page is shown
+    page = client.get(reverse("web:instrument", args=[future.symbol]))
+
+    # then the call's fair value is Black-76 at the default volatility, on the option tick
+    (row,) = page.context["chain"].rows
+    years = (call.last_trading_day - today).days / 365
+    rate, sigma = (
+        float(settings.EXCHANGE_RISK_FREE_RATE),
+        float(settings.EXCHANGE_DEFAULT_VOLATILITY),
+    )
+    expected = black76.price(2.5, 2.5, years, rate, sigma, True)
+    assert abs(float(row.call.fair_value) - expected) <= 0.0005
+    # and its implied volatility is the one the mid (0.100) implies
+    implied = black76.implied_volatility(0.100, 2.5, 2.5, years, rate, True)
+    assert abs(float(row.call.implied_volatility) - implied) < 1e-4
+    assert 0.4 < row.call.delta < 0.6
+    assert f"{row.call.fair_value:.3f}" in page.content.decode()

@@ -1,0 +1,31 @@
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+
+from exchange.services.listing import listings_roll
+
+
+class Command(BaseCommand):
+    help = (
+        "List the futures and option strikes the rolling months call for (idempotent): "
+        "strips kept EXCHANGE_LISTED_MONTHS deep, option chains around each near future's "
+        "reference price. The Celery beat task instruments_list_upcoming runs the same."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--date",
+            dest="day",
+            default=None,
+            help="Roll as of this day, YYYY-MM-DD (default: today).",
+        )
+
+    def handle(self, *args, day, **options):
+        try:
+            today = None if day is None else date.fromisoformat(day)
+        except ValueError as error:
+            raise CommandError(f"--date must be YYYY-MM-DD, not {day!r}.") from error
+        listed = listings_roll(today=today)
+        for instrument in listed:
+            self.stdout.write(f"listed {instrument.symbol}")
+        self.stdout.write(f"{len(listed)} instruments listed")
