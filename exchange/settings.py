@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -216,3 +217,19 @@ EXCHANGE_LISTED_MONTHS = int(os.environ.get("EXCHANGE_LISTED_MONTHS", "12"))
 EXCHANGE_OPTION_MONTHS = int(os.environ.get("EXCHANGE_OPTION_MONTHS", "3"))
 EXCHANGE_STRIKE_STEP_FRACTION = Decimal("0.05")
 EXCHANGE_STRIKES_EACH_SIDE = 4
+
+_close_hour, _close_minute = (int(part) for part in EXCHANGE_SETTLEMENT_CLOSE.split(":"))
+_settle_minute = (_close_hour * 60 + _close_minute + 10) % (24 * 60)
+CELERY_BEAT_SCHEDULE |= {
+    # Ten minutes after the close, Monday to Friday: the trades of the window are all matched.
+    "daily-settlement": {
+        "task": "exchange.tasks.risk_daily_settlement",
+        "schedule": crontab(
+            hour=_settle_minute // 60, minute=_settle_minute % 60, day_of_week="mon-fri"
+        ),
+    },
+    "review-margin-calls": {
+        "task": "exchange.tasks.risk_margin_calls_review",
+        "schedule": 5 * 60.0,
+    },
+}

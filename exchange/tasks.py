@@ -1,9 +1,13 @@
 """Celery tasks. Each is a thin wrapper over a service, also reachable as a command."""
 
+from datetime import date
+
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from exchange.services.listing import listings_roll
+from exchange.services.risk_cycle import daily_settlement_run, margin_calls_review
 from ledger.services import holds_expire
 
 
@@ -27,3 +31,17 @@ def instruments_list_upcoming() -> int:
 def ledger_holds_expire() -> int:
     """Release ledger holds whose expiry has passed."""
     return holds_expire()
+
+
+@shared_task
+def risk_daily_settlement(trading_date: str | None = None) -> dict:
+    """Settle a trading day (default: today, UTC), after its close; idempotent."""
+    day = date.fromisoformat(trading_date) if trading_date else timezone.now().date()
+    cycle = daily_settlement_run(trading_date=day)
+    return {"trading_date": day.isoformat(), "status": cycle.status}
+
+
+@shared_task
+def risk_margin_calls_review() -> int:
+    """Top up accounts under a margin call from their cash; return how many were cured."""
+    return margin_calls_review()

@@ -249,6 +249,8 @@ def _expire_option(
     ledger: _Ledger, option: Instrument, prices: dict[int, Decimal], summary: dict
 ) -> None:
     assert option.underlying is not None and option.strike is not None
+    if option.underlying_id not in prices:
+        return  # Nobody holds it (``_check_prices``) and nothing prices it: nothing to settle.
     underlying = ledger.instruments[option.underlying_id]  # type: ignore[index]
     forward = prices[underlying.pk]
     call = option.option_type == Instrument.OptionType.CALL
@@ -346,6 +348,8 @@ def _variation_margin(
 def _expire_future(
     ledger: _Ledger, future: Instrument, prices: dict[int, Decimal], summary: dict
 ) -> None:
+    if future.pk not in prices:
+        return  # Nobody holds it (``_check_prices``) and nothing prices it: nothing to settle.
     price = prices[future.pk]
     hours = future.gpu_hours_per_contract
     holders = ledger.holders_of(future)

@@ -1,0 +1,180 @@
+"""The daily risk cycle as staff and schedulers run it: the admin's run view (preview, then
+confirm), settlement price overrides, margin call actions, the management commands and the
+Celery tasks (eager, as in the embedded mode)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from exchange import tasks
+from exchange.models import AuditEntry, MarginCall, RiskCycle, SettlementPrice
+from exchange.services.funding import deposit_test_funds
+from ledger.models import Entry
+from tests.exchange.conftest import _account
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def traded(future, buyer, seller):
+    """Ten contracts traded at 2.50; returns the trading day the future still trades on."""
+    place(seller, future, "sell", 10, "2.50")
+    place(buyer, future, "buy", 10, "2.50")
+    return future.last_trading_day - timedelta(days=3)
+
+
+def test_run_view_previews_prices_and_variation_then_settles_on_confirm(
+    admin_client, admin_user, future, buyer, traded
+):
+    url = reverse("admin:exchange_riskcycle_run")
+    assert admin_client.get(url).status_code == 200
+
+    # given the day's price is overridden to 2.60 (no trades in its closing window)
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=traded, price=Decimal("2.60"), source="override"
+    )
+
+    # when staff preview the day
+    preview = admin_client.post(url, {"trading_date": traded.isoformat(), "preview": "1"})
+
+    # then the page shows the price and each account's variation margin, and nothing is posted
+    assert preview.status_code == 200
+    prices = {row.settlement.instrument: row.settlement for row in preview.context["prices"]}
+    assert (prices[future].price, prices[future].source) == (Decimal("2.60"), "override")
+    amounts = {v.account: v.amount for v in preview.context["variation"]}
+    gain = Decimal("0.10") * 10 * future.gpu_hours_per_contract
+    assert amounts[buyer] == gain
+    assert sum(amounts.values()) == 0
+    assert "Confirm: settle" in preview.content.decode()
+    assert not Entry.objects.filter(idempotency_key__startswith="variation:").exists()
+
+    # when they confirm
+    done = admin_client.post(url, {"trading_date": traded.isoformat(), "confirm": "1"})
+
+    # then the day is settled by them, audited, and the variation margin posted
+    cycle = RiskCycle.objects.get(trading_date=traded)
+    assert done.status_code == 302
+    assert (cycle.status, cycle.settled_by) == (RiskCycle.Status.SETTLED, admin_user)
+    assert Entry.objects.filter(idempotency_key__startswith=f"variation:{traded}:").count() == 2
+    assert AuditEntry.objects.filter(action="risk.daily_settlement", actor=admin_user).exists()
+
+
+def test_run_view_is_staff_only(client, django_user_model):
+    trader = django_user_model.objects.create_user("trader", password="x")
+    client.force_login(trader)
+
+    response = client.get(reverse("admin:exchange_riskcycle_run"))
+
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("admin:login"))
+
+
+def test_price_override_in_the_admin_needs_a_reason_and_is_audited(
+    admin_client, admin_user, future, traded
+):
+    url = reverse("admin:exchange_settlementprice_add")
+    form = {"instrument": future.pk, "trading_date": traded.isoformat(), "price": "2.555"}
+
+    refused = admin_client.post(url, {**form, "reason": " "})
+    off_tick = admin_client.post(url, {**form, "price": "2.551", "reason": "Block trade"})
+    saved = admin_client.post(url, {**form, "reason": "Block trade reported late"})
+
+    assert "Give a reason for the override." in refused.content.decode()
+    assert "tick" in off_tick.content.decode()
+    assert saved.status_code == 302
+    row = SettlementPrice.objects.get(instrument=future, trading_date=traded)
+    assert (row.price, row.source, row.set_by) == (Decimal("2.555"), "override", admin_user)
+    entry = AuditEntry.objects.get(action="settlement_price.override")
+    assert entry.after["price"] == "2.555" and entry.reason == "Block trade reported late"
+
+
+def test_settle_day_command_previews_then_settles_once(future, traded, capsys):
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=traded, price=Decimal("2.45"), source="override"
+    )
+
+    call_command("settle_day", "--date", traded.isoformat(), "--preview")
+    preview = capsys.readouterr().out
+    call_command("settle_day", "--date", traded.isoformat())
+    settled = capsys.readouterr().out
+    entries = Entry.objects.count()
+    call_command("settle_day", "--date", traded.isoformat())
+
+    assert f"{future.symbol}" in preview and "2.45" in preview
+    variation = -Decimal("0.05") * 10 * future.gpu_hours_per_contract
+    assert f"{variation:+}" in preview  # The buyer's loss, before anything is posted.
+    assert f"{traded} settled: 2 variation margin entries" in settled
+    assert Entry.objects.count() == entries
+    with pytest.raises(CommandError):
+        call_command("settle_day", "--date", "2026-13-01")
+
+
+def test_daily_settlement_task_settles_the_given_day(future, traded):
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=traded, price=Decimal("2.50"), source="override"
+    )
+
+    result = tasks.risk_daily_settlement.delay(traded.isoformat()).get()
+
+    assert result == {"trading_date": traded.isoformat(), "status": "settled"}
+    assert "daily-settlement" in settings.CELERY_BEAT_SCHEDULE
+    assert "review-margin-calls" in settings.CELERY_BEAT_SCHEDULE
+
+
+def _called_account(future, seller):
+    """An account long 10 at 2.50 with only $4,000 of funds, then marked down to 2.10."""
+    poor = _account("sprout", "startup", funded=False)
+    deposit_test_funds(account=poor, amount=Decimal("4000"), actor=None)
+    place(seller, future, "sell", 10, "2.50")
+    place(poor, future, "buy", 10, "2.50")
+    day = future.last_trading_day - timedelta(days=3)
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=day, price=Decimal("2.10"), source="override"
+    )
+    call_command("settle_day", "--date", day.isoformat())
+    return poor
+
+
+def test_margin_calls_are_reviewed_by_task_command_and_admin(admin_client, future, seller):
+    poor = _called_account(future, seller)
+    call = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
+    assert call.amount > 0
+
+    # the task finds nothing to cure while the account has no cash
+    assert tasks.risk_margin_calls_review.delay().get() == 0
+    # once funds arrive, the admin action cures it
+    deposit_test_funds(account=poor, amount=Decimal("10000"), actor=None)
+    response = admin_client.post(
+        reverse("admin:exchange_margincall_changelist"),
+        {"action": "review", "_selected_action": [call.pk]},
+        follow=True,
+    )
+
+    assert "1 of 1 selected calls cured." in response.content.decode()
+    assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
+
+
+def test_liquidate_action_closes_the_position_against_the_book(
+    admin_client, admin_user, future, seller, buyer
+):
+    poor = _called_account(future, seller)
+    call = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
+    place(buyer, future, "buy", 10, "2.05")
+
+    response = admin_client.post(
+        reverse("admin:exchange_margincall_changelist"),
+        {"action": "liquidate", "_selected_action": [call.pk]},
+        follow=True,
+    )
+
+    assert f"{future.symbol}: 10" in response.content.decode()
+    assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.LIQUIDATED
+    entry = AuditEntry.objects.get(action="account.liquidate")
+    assert entry.actor == admin_user and entry.after["orders"][0]["filled"] == 10
+    assert timezone.now() - entry.created_at < timedelta(minutes=1)
