@@ -11,13 +11,13 @@ minimum are settings (``EXCHANGE_PRICE_SCAN``, ``EXCHANGE_VOLATILITY_SCAN``,
   option's is the scenario margin of one short contract on the underlying's reference price
   (latest settlement, else last trade, else the strike) at the option's latest implied
   volatility. An option buyer pays the premium and holds no margin.
-- **End of day.** An account's requirement is the scenario margin of each underlying's
-  positions together (so a covered or spread position needs less), less the offset credits of
-  ``pricing.margin.portfolio_margin`` between adjacent months of a SKU and region and between
-  regions of a SKU, plus the value of its short options at settlement: premium-style options
-  pay the premium up front, so (as SPAN) the net option value is deducted from the scan risk:
-  a writer holds what buying the option back would cost on top of its risk, while a long
-  option's value covers its own risk.
+- **End of day.** An account's requirement is, for each underlying's positions together (so a
+  covered or spread position needs less), the larger of the scan risk and the short option
+  minimum less the net option value at settlement prices, never below zero; then less the
+  offset credits of ``pricing.margin.portfolio_margin`` between adjacent months of a SKU and
+  region and between regions of a SKU. Options are premium-style (paid in full at the trade),
+  so, as in SPAN, a writer holds what buying the option back would cost on top of its risk,
+  while a long option's value covers its own risk.
   The requirement is shared among the instruments' margin accounts in proportion to each
   position's stand-alone requirement.
 
@@ -156,11 +156,11 @@ def _option_value(instrument: Instrument, contracts: int, price: Decimal) -> int
 
 
 def _requirement(result: MarginResult, net_option_value: int) -> int:
-    """SPAN's rule for premium-style options: scan risk less the net option value (a long
-    option's value covers its own risk; a short option's is added), at least the short option
-    minimum, never below zero."""
-    scan = usd_to_micros_up(result.scan_risk) - net_option_value
-    return max(scan, usd_to_micros_up(result.short_option_minimum), 0)
+    """SPAN's rule for premium-style options: the larger of scan risk and the short option
+    minimum, less the net option value (a long option's value covers its own risk; a short
+    option's buy-back value is added), never below zero."""
+    risk = max(usd_to_micros_up(result.scan_risk), usd_to_micros_up(result.short_option_minimum))
+    return max(risk - net_option_value, 0)
 
 
 def account_requirement(
@@ -170,8 +170,8 @@ def account_requirement(
     at ``prices`` (instrument id: settlement price). Futures and options only; every
     instrument and each option's underlying must have a price.
 
-    Per underlying: ``max(scan risk - net option value, short option minimum, 0)``; across
-    underlyings, less the offset credits of ``pricing.margin.portfolio_margin``.
+    Per underlying: ``max(max(scan risk, short option minimum) - net option value, 0)``;
+    across underlyings, less the offset credits of ``pricing.margin.portfolio_margin``.
     """
     groups: dict[Instrument, list[tuple[Instrument, int]]] = defaultdict(list)
     for instrument, contracts in positions.items():

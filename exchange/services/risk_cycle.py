@@ -779,7 +779,10 @@ def account_liquidate(
     call = open_margin_call(account)
     if call is not None:
         call = margin_call_review(call)
-        if call.status == MarginCall.Status.OPEN and not _account_instruments(account.pk):
+        # Flat and owing nothing: the call ended by staff closing the account, not by funds
+        # (even when the review just cured it, with nothing left to margin). An account that
+        # still owes a deficit stays under its call, reduce-only, until it pays.
+        if not call.deficit and not _account_instruments(account.pk):
             MarginCall.objects.filter(pk=call.pk).update(
                 status=MarginCall.Status.LIQUIDATED,
                 resolved_at=timezone.now(),

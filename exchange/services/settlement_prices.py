@@ -95,6 +95,9 @@ def settlement_prices_set(
     cycle = RiskCycle.objects.select_for_update().get(pk=cycle.pk)
     if cycle.status == RiskCycle.Status.SETTLED:
         return cycle
+    if cycle.close_at != close:  # Opened by an override with the standard close.
+        cycle.close_at = close
+        cycle.save(update_fields=["close_at"])
     instruments = instruments_to_settle(trading_date, cycle.close_at)
     existing = {
         row.instrument_id: row

@@ -1,0 +1,696 @@
+"""The daily risk cycle, one rule at a time: physical delivery of an expiring future, cash
+exercise of options, losses beyond cash and margin (the deficit), liquidation, the matcher's
+reload of what the cycle changed, idempotence and missing prices.
+
+Every amount expected here is computed in this file from the rules (the module docstring of
+``exchange.services.risk_cycle``) with Decimal, not by the code under test; the margin of a
+futures position is the price scan range of its value, ``0.15 x price x contracts x H``.
+"""
+
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+
+from exchange import calendar
+from exchange.errors import RiskError, RiskErrorCode
+from exchange.models import AuditEntry, Instrument, MarginCall, Order, RiskCycle, SettlementPrice
+from exchange.services.capacity import capacity_register
+from exchange.services.funding import deposit_test_funds
+from exchange.services.listing import StripSpec, futures_list_strip, options_list_chain
+from exchange.services.risk_cycle import (
+    account_liquidate,
+    daily_settlement_run,
+    margin_call_review,
+)
+from exchange.services.settlement_prices import settlement_price_override
+from ledger.models import Account as LedgerAccount
+from ledger.models import Entry
+from ledger.selectors import ledger_problems
+from tests.exchange.conftest import _account
+from tests.exchange.support import listing_month, place
+
+MICROS = 10**6
+
+
+def usd(amount) -> int:
+    value = Decimal(amount) * MICROS
+    assert value == value.to_integral_value()
+    return int(value)
+
+
+def balance(code: str) -> int:
+    """A ledger account's posted balance, debit positive (0 if it was never opened)."""
+    account = LedgerAccount.objects.filter(code=code).first()
+    return account.balance if account is not None else 0
+
+
+def cash(account) -> int:
+    """Cash owned by ``account``, micro-USD (a liability: its credit balance)."""
+    return -balance(f"trading:{account.pk}:cash:USD")
+
+
+def margin_held(account, symbol: str) -> int:
+    return -balance(f"trading:{account.pk}:margin:{symbol}:USD")
+
+
+def position(account, symbol: str) -> int:
+    return balance(f"trading:{account.pk}:position:{symbol}")
+
+
+def cost(account, symbol: str) -> int:
+    return balance(f"trading:{account.pk}:cost:{symbol}:USD")
+
+
+def deficit(account) -> int:
+    """What ``account`` owes the exchange (an asset of the exchange: its debit balance)."""
+    return balance(f"trading:{account.pk}:deficit:USD")
+
+
+def gpuh_code(account, future) -> str:
+    """The account's GPU-hour entitlements of the future's SKU, region and delivery month."""
+    commodity = f"GPUH-{future.sku.code}-{future.region.code}-{future.delivery_start:%Y%m}"
+    return f"trading:{account.pk}:gpuh:{commodity}"
+
+
+def usd_of_accounts(*accounts) -> int:
+    """Everything the trading accounts own in USD: cash and margin, less what they owe."""
+    total = 0
+    for account in accounts:
+        for row in LedgerAccount.objects.filter(
+            code__startswith=f"trading:{account.pk}:", commodity__code="USD"
+        ):
+            # Cash and margin are owed to the account (credit balances), the deficit by it.
+            if ":cash:" in row.code or ":margin:" in row.code or ":deficit:" in row.code:
+                total -= row.balance
+    return total
+
+
+def fees() -> int:
+    return -balance("exchange:fees:USD")
+
+
+def entry_postings(key: str) -> dict[str, int]:
+    entry = Entry.objects.get(idempotency_key=key)
+    return {posting.account.code: posting.amount for posting in entry.postings.all()}
+
+
+def scan(price: str, contracts: int, hours: int) -> int:
+    """Initial margin of a futures position at ``price``: the price scan range of its value."""
+    return usd(settings.EXCHANGE_PRICE_SCAN * Decimal(price) * contracts * hours)
+
+
+def business_day_after(day: date) -> date:
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def override(instrument, day: date, price: str, staff) -> None:
+    settlement_price_override(
+        instrument=instrument,
+        trading_date=day,
+        price=Decimal(price),
+        reason="Price of the day from brokers",
+        actor=staff,
+    )
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("risk", is_staff=True)
+
+
+@pytest.fixture
+def physical(sku, region) -> Instrument:
+    """A physically settled monthly future: at expiry it turns into GPU-hour entitlements."""
+    spec = StripSpec(settlement=Instrument.Settlement.PHYSICAL)
+    [future] = futures_list_strip(
+        sku=sku, region=region, first_month=listing_month(), months=1, spec=spec
+    )
+    return future
+
+
+def register_capacity(account, future, *, gpus: int, days: int | None = None) -> None:
+    """Issue ``account`` GPU-hours of the future's delivery month: ``gpus`` GPUs from the
+    month's first hour, for the whole month or ``days`` days of it."""
+    starts = datetime.combine(future.delivery_start, time(0), tzinfo=UTC)
+    ends = (
+        datetime.combine(future.delivery_end, time(0), tzinfo=UTC)
+        if days is None
+        else starts + timedelta(days=days)
+    )
+    capacity_register(
+        provider=account.organization,
+        holder=account.organization,
+        cluster=f"nw-ashburn-{gpus}-{days}",
+        sku=future.sku,
+        region=future.region,
+        starts_at=starts,
+        ends_at=ends,
+        gpus=gpus,
+        interconnect="infiniband",
+        contiguous_block_gpus=1,
+    )
+
+
+# 1. Physical delivery ---------------------------------------------------------------------
+
+
+def test_a_physical_future_delivers_gpu_hours_against_payment_on_its_last_trading_day(
+    physical, staff
+):
+    hours = physical.gpu_hours_per_contract
+    symbol = physical.symbol
+    # given a provider holding 2 contracts' worth of GPU-hours of the delivery month
+    provider = _account("northwind", "provider")
+    startup = _account("lumen", "startup")
+    register_capacity(provider, physical, gpus=2)
+    assert balance(gpuh_code(provider, physical)) == 2 * hours
+    # and short 2 contracts at 2.50 against a startup long 2
+    place(provider, physical, "sell", 2, "2.50")
+    place(startup, physical, "buy", 2, "2.50")
+    margin = scan("2.50", 2, hours)
+    assert margin_held(provider, symbol) == margin_held(startup, symbol) == margin
+    before = {account: cash(account) for account in (provider, startup)}
+    total = usd_of_accounts(provider, startup)
+
+    # when the final settlement price is 2.80 (an override) and the last day is settled
+    day = physical.last_trading_day
+    override(physical, day, "2.80", staff)
+    cycle = daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the last variation margin marks the 2 contracts from 2.50 to 2.80
+    gain = usd(Decimal("0.30") * 2 * hours)
+    assert entry_postings(f"variation:{day}:{startup.pk}") == {
+        f"trading:{startup.pk}:cost:{symbol}:USD": gain,
+        f"trading:{startup.pk}:cash:USD": -gain,
+    }
+    assert entry_postings(f"variation:{day}:{provider.pk}") == {
+        f"trading:{provider.pk}:cost:{symbol}:USD": -gain,
+        f"trading:{provider.pk}:cash:USD": gain,
+    }
+    # and the expiry moves 2 x H GPU-hours to the long, 2 x H x 2.80 USD to the short, returns
+    # both margins to cash and closes positions and cost memos (marked at 2.80)
+    payment = usd(Decimal("2.80") * 2 * hours)
+    assert entry_postings(f"future-expiry:{physical.pk}") == {
+        gpuh_code(startup, physical): 2 * hours,
+        gpuh_code(provider, physical): -2 * hours,
+        f"trading:{startup.pk}:cash:USD": payment - margin,
+        f"trading:{provider.pk}:cash:USD": -payment - margin,
+        f"trading:{startup.pk}:margin:{symbol}:USD": margin,
+        f"trading:{provider.pk}:margin:{symbol}:USD": margin,
+        f"trading:{startup.pk}:position:{symbol}": -2,
+        f"trading:{provider.pk}:position:{symbol}": 2,
+        f"trading:{startup.pk}:cost:{symbol}:USD": -payment,
+        f"trading:{provider.pk}:cost:{symbol}:USD": payment,
+    }
+    expiry = Entry.objects.get(idempotency_key=f"future-expiry:{physical.pk}")
+    assert expiry.metadata["delivered"] == {str(startup.pk): 2, str(provider.pk): -2}
+    assert cycle.summary["futures_expired"] == [
+        {"symbol": symbol, "holders": 2, "delivered": 2 * hours}
+    ]
+    # so both are flat, with nothing held, and the startup owns the GPU-hours
+    for account in (provider, startup):
+        assert position(account, symbol) == 0
+        assert cost(account, symbol) == 0
+        assert margin_held(account, symbol) == 0
+    assert balance(gpuh_code(startup, physical)) == 2 * hours
+    assert balance(gpuh_code(provider, physical)) == 0
+    assert cash(startup) == before[startup] + gain + margin - payment
+    assert cash(provider) == before[provider] - gain + margin + payment
+    assert usd_of_accounts(provider, startup) == total
+    assert Instrument.objects.get(pk=physical.pk).status == Instrument.Status.EXPIRED
+    assert ledger_problems() == []
+
+
+def test_a_short_without_enough_gpu_hours_delivers_what_it_holds_and_cash_settles_the_rest(
+    physical, staff
+):
+    hours = physical.gpu_hours_per_contract
+    symbol = physical.symbol
+    # given a provider short 2 contracts holding GPU-hours for 1 of them and 240 hours more
+    # (1 GPU all month, another for 10 days): less than 2 contracts' worth
+    provider = _account("northwind", "provider")
+    startup = _account("lumen", "startup")
+    register_capacity(provider, physical, gpus=1)
+    register_capacity(provider, physical, gpus=1, days=10)
+    held_hours = hours + 240
+    assert balance(gpuh_code(provider, physical)) == held_hours < 2 * hours
+    place(provider, physical, "sell", 2, "2.50")
+    place(startup, physical, "buy", 2, "2.50")
+    margin = scan("2.50", 2, hours)
+    before = {account: cash(account) for account in (provider, startup)}
+
+    # when the last trading day settles at 2.80
+    day = physical.last_trading_day
+    override(physical, day, "2.80", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then 1 contract is delivered (H GPU-hours against H x 2.80), the other is cash-settled:
+    # no GPU-hours and no payment, its variation margin already paid at 2.80
+    gain = usd(Decimal("0.30") * 2 * hours)
+    payment = usd(Decimal("2.80") * hours)
+    final = entry_postings(f"future-expiry:{physical.pk}")
+    assert final[gpuh_code(startup, physical)] == hours
+    assert final[gpuh_code(provider, physical)] == -hours
+    assert final[f"trading:{startup.pk}:cash:USD"] == payment - margin
+    assert final[f"trading:{provider.pk}:cash:USD"] == -payment - margin
+    assert final[f"trading:{startup.pk}:position:{symbol}"] == -2
+    assert final[f"trading:{provider.pk}:position:{symbol}"] == 2
+    expiry = Entry.objects.get(idempotency_key=f"future-expiry:{physical.pk}")
+    assert expiry.metadata["delivered"] == {str(startup.pk): 1, str(provider.pk): -1}
+    # so the provider keeps the 240 hours it could not deliver a contract with
+    assert balance(gpuh_code(startup, physical)) == hours
+    assert balance(gpuh_code(provider, physical)) == held_hours - hours == 240
+    for account in (provider, startup):
+        assert position(account, symbol) == 0
+        assert cost(account, symbol) == 0
+        assert margin_held(account, symbol) == 0
+    assert cash(startup) == before[startup] + gain + margin - payment
+    assert cash(provider) == before[provider] - gain + margin + payment
+    assert ledger_problems() == []
+
+
+# 2. Cash-settled options ------------------------------------------------------------------
+
+
+@pytest.fixture
+def cash_options(future) -> tuple[Instrument, Instrument]:
+    """A call and a put struck at 2.50 on ``future``, settled in cash."""
+    chain = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+    )
+    Instrument.objects.filter(pk__in=[option.pk for option in chain]).update(
+        settlement=Instrument.Settlement.CASH
+    )
+    by_type = {option.option_type: Instrument.objects.get(pk=option.pk) for option in chain}
+    return by_type["call"], by_type["put"]
+
+
+def test_cash_settled_options_pay_the_in_the_money_intrinsic_and_lapse_out_of_the_money(
+    future, cash_options, staff
+):
+    call, put = cash_options
+    hours = put.gpu_hours_per_contract
+    writer = _account("northwind", "provider")
+    holder = _account("lumen", "startup")
+    # given the writer wrote 3 puts at 0.150 and 2 calls at 0.080, both struck at 2.50
+    put_ask = place(writer, put, "sell", 3, "0.150")
+    call_ask = place(writer, call, "sell", 2, "0.080")
+    place(holder, put, "buy", 3, "0.150")
+    place(holder, call, "buy", 2, "0.080")
+    put_margin = 3 * put_ask.margin_per_contract
+    call_margin = 2 * call_ask.margin_per_contract
+    assert margin_held(writer, put.symbol) == put_margin > 0
+    assert margin_held(writer, call.symbol) == call_margin > 0
+    put_premium = usd(Decimal("0.150") * 3 * hours)
+    call_premium = usd(Decimal("0.080") * 2 * hours)
+    before = {account: cash(account) for account in (writer, holder)}
+    total = usd_of_accounts(writer, holder)
+
+    # when the options expire with the future at 2.20
+    day = put.last_trading_day
+    override(future, day, "2.20", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the put is exercised in cash: the writer pays (2.50 - 2.20) x H x 3 to the holder,
+    # positions and cost memos close and the writer's margin comes back
+    intrinsic = usd((Decimal("2.50") - Decimal("2.20")) * hours * 3)
+    assert entry_postings(f"option-expiry:{put.pk}") == {
+        f"trading:{holder.pk}:position:{put.symbol}": -3,
+        f"trading:{writer.pk}:position:{put.symbol}": 3,
+        f"trading:{holder.pk}:cost:{put.symbol}:USD": -put_premium,
+        f"trading:{writer.pk}:cost:{put.symbol}:USD": put_premium,
+        f"trading:{writer.pk}:margin:{put.symbol}:USD": put_margin,
+        f"trading:{writer.pk}:cash:USD": intrinsic - put_margin,
+        f"trading:{holder.pk}:cash:USD": -intrinsic,
+    }
+    metadata = Entry.objects.get(idempotency_key=f"option-expiry:{put.pk}").metadata
+    assert (metadata["exercised"], metadata["settlement"]) == (True, "cash")
+    # and nobody gets a position in the future
+    assert position(holder, future.symbol) == position(writer, future.symbol) == 0
+    # while the call (out of the money) lapses: no payment, positions closed, margin returned
+    assert entry_postings(f"option-expiry:{call.pk}") == {
+        f"trading:{holder.pk}:position:{call.symbol}": -2,
+        f"trading:{writer.pk}:position:{call.symbol}": 2,
+        f"trading:{holder.pk}:cost:{call.symbol}:USD": -call_premium,
+        f"trading:{writer.pk}:cost:{call.symbol}:USD": call_premium,
+        f"trading:{writer.pk}:margin:{call.symbol}:USD": call_margin,
+        f"trading:{writer.pk}:cash:USD": -call_margin,
+    }
+    assert Entry.objects.get(idempotency_key=f"option-expiry:{call.pk}").metadata["exercised"] is (
+        False
+    )
+    for option in (call, put):
+        for account in (writer, holder):
+            assert position(account, option.symbol) == 0
+            assert cost(account, option.symbol) == 0
+            assert margin_held(account, option.symbol) == 0
+        assert Instrument.objects.get(pk=option.pk).status == Instrument.Status.EXPIRED
+    assert cash(holder) == before[holder] + intrinsic
+    assert cash(writer) == before[writer] + put_margin + call_margin - intrinsic
+    assert usd_of_accounts(writer, holder) == total
+    assert ledger_problems() == []
+
+
+# 3. Deficit -------------------------------------------------------------------------------
+
+
+def test_a_loss_beyond_cash_and_margin_becomes_a_deficit_repaid_first_when_funds_arrive(
+    future, staff
+):
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    # given a long with $300 that buys 1 contract at 2.50 (taker fee 0.50)
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    deposit_test_funds(account=long, amount=Decimal("300"), actor=None)
+    place(short, future, "sell", 1, "2.50")
+    place(long, future, "buy", 1, "2.50")
+    margin = scan("2.50", 1, hours)
+    long_cash = usd("300") - margin - usd("0.50")
+    assert cash(long) == long_cash and margin_held(long, symbol) == margin
+    short_cash = cash(short)
+    total = usd_of_accounts(long, short)
+
+    # when the future falls to 1.50: a loss of 1.00 x H, more than its cash and margin
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "1.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then its cash and margin pay what they can and the rest is a deficit it owes
+    loss = usd(Decimal("1.00") * hours)
+    owed = loss - long_cash - margin
+    assert owed > 0
+    assert entry_postings(f"variation:{day}:{long.pk}") == {
+        f"trading:{long.pk}:cost:{symbol}:USD": -loss,
+        f"trading:{long.pk}:cash:USD": long_cash,
+        f"trading:{long.pk}:margin:{symbol}:USD": margin,
+        f"trading:{long.pk}:deficit:USD": owed,
+    }
+    # and the winner is paid in full
+    assert entry_postings(f"variation:{day}:{short.pk}") == {
+        f"trading:{short.pk}:cost:{symbol}:USD": loss,
+        f"trading:{short.pk}:cash:USD": -loss,
+    }
+    assert (cash(long), margin_held(long, symbol), deficit(long)) == (0, 0, owed)
+    # and the long gets a margin call for the requirement at 1.50 and the deficit
+    required = scan("1.50", 1, hours)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    maintenance = math.ceil(required * settings.EXCHANGE_MAINTENANCE_RATIO)
+    assert (call.required, call.maintenance, call.held, call.deficit) == (
+        required,
+        maintenance,
+        0,
+        owed,
+    )
+    # while the short's margin comes down to the requirement at 1.50
+    assert margin_held(short, symbol) == required
+    assert cash(short) == short_cash + loss + (margin - required)
+    # and the cycle only moved money between the two accounts (the deficit counts against
+    # the long)
+    assert usd_of_accounts(long, short) == total
+
+    # when the long deposits $500 (more than the deficit, less than deficit and requirement)
+    deposit_test_funds(account=long, amount=Decimal("500"), actor=None)
+    assert 0 < usd("500") - owed < required
+    call = margin_call_review(call)
+
+    # then the deficit is repaid first and only the rest goes to margin: the call stays open
+    assert entry_postings(f"margin-call:{call.pk}:1") == {
+        f"trading:{long.pk}:cash:USD": usd("500"),
+        f"trading:{long.pk}:deficit:USD": -owed,
+        f"trading:{long.pk}:margin:{symbol}:USD": -(usd("500") - owed),
+    }
+    assert deficit(long) == 0 and cash(long) == 0
+    assert margin_held(long, symbol) == usd("500") - owed
+    assert call.status == MarginCall.Status.OPEN
+    assert (call.held, call.deficit, call.reviews) == (usd("500") - owed, 0, 1)
+
+    # when it deposits $1,000 more and the call is reviewed again
+    deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
+    call = margin_call_review(call)
+
+    # then its margin reaches the requirement and the call is cured
+    assert call.status == MarginCall.Status.CURED
+    assert call.resolved_at is not None
+    assert margin_held(long, symbol) == required
+    assert (call.required, call.held, call.deficit) == (required, required, 0)
+    assert cash(long) == usd("1000") - (required - (usd("500") - owed))
+    assert deficit(long) == 0
+    assert ledger_problems() == []
+
+
+# 4. Liquidation ---------------------------------------------------------------------------
+
+
+def test_liquidation_cancels_resting_orders_and_sells_the_position_at_the_market_without_fees(
+    futures, staff
+):
+    future, later = futures
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    # given a long with $600 that buys 2 contracts at 2.50 and bids for 1 of the next month
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    bidder = _account("helix", "trading_firm")
+    deposit_test_funds(account=long, amount=Decimal("600"), actor=None)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    far_bid = place(long, later, "buy", 1, "0.10")
+    assert far_bid.status == Order.Status.OPEN
+    # and the future falls to 1.50: it owes a deficit and gets a margin call
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "1.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    assert call.deficit > 0
+    owed = deficit(long)
+    # and under the call it offers 1 contract at 3.00 (reducing: allowed, no margin)
+    reducing_ask = place(long, future, "sell", 1, "3.00")
+    assert reducing_ask.status == Order.Status.OPEN
+    # and another account bids 1 at 1.45 and 1 at 1.40
+    place(bidder, future, "buy", 1, "1.45")
+    place(bidder, future, "buy", 1, "1.40")
+
+    # when staff liquidate without a reason, they are refused and nothing happens
+    with pytest.raises(RiskError) as refused:
+        account_liquidate(account=long, actor=staff, reason="  ")
+    assert refused.value.code == RiskErrorCode.REASON_REQUIRED
+    assert Order.objects.get(pk=reducing_ask.pk).status == Order.Status.OPEN
+    assert position(long, symbol) == 2
+
+    # when staff liquidate with a reason
+    long_cash, fees_before = cash(long), fees()
+    result = account_liquidate(account=long, actor=staff, reason="Deficit unpaid after the call")
+
+    # then its resting orders are cancelled
+    for order in (far_bid, reducing_ask):
+        assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
+    # and its 2 contracts are sold at the market against the bids, reducing only: it is flat
+    [row] = result["orders"]
+    assert (row["symbol"], row["filled"]) == (symbol, 2)
+    sale = Order.objects.get(pk=row["order"])
+    assert (sale.type, sale.side, sale.margin_per_contract) == ("market", "sell", 0)
+    assert position(long, symbol) == 0
+    trades = list(sale.taker_trades.order_by("sequence"))
+    assert [(trade.price, trade.quantity) for trade in trades] == [
+        (Decimal("1.45"), 1),
+        (Decimal("1.40"), 1),
+    ]
+    # and it pays no fee: the fills' fee income is the bidder's maker fee only, and the
+    # liquidated account's cash is not in the trades' entries
+    assert fees() - fees_before == 2 * usd("0.20")
+    for trade in trades:
+        postings = entry_postings(f"trade:{future.pk}:{trade.sequence}")
+        assert f"trading:{long.pk}:cash:USD" not in postings
+        assert postings["exchange:fees:USD"] == -usd("0.20")
+        assert postings[f"trading:{long.pk}:position:{symbol}"] == -1
+    # and the cost memo keeps the loss of selling below the settlement price, for the next day
+    assert cost(long, symbol) == usd(
+        (Decimal("1.50") * 2 - Decimal("1.45") - Decimal("1.40")) * hours
+    )
+    # and the cash the cancelled bid held went to repay the deficit
+    assert cash(long) == 0
+    assert deficit(long) == owed - long_cash
+    # and the call stays open while the account owes its deficit: it may not trade until paid
+    call.refresh_from_db()
+    assert (call.status, call.deficit) == (MarginCall.Status.OPEN, owed - long_cash)
+    assert call.resolved_by is None
+    audit = AuditEntry.objects.get(action="account.liquidate")
+    assert (audit.target_id, audit.reason) == (str(long.pk), "Deficit unpaid after the call")
+    assert audit.after == {"orders": result["orders"]}
+    assert ledger_problems() == []
+
+
+def test_a_liquidated_account_without_a_deficit_ends_its_call_as_liquidated(future, staff):
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    # given a long with $800 of 2 contracts at 2.50, marked down to 2.10: its cash pays the
+    # loss, its margin the rest, and it holds less than maintenance but owes nothing
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    bidder = _account("helix", "trading_firm")
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "2.10", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    held = scan("2.50", 2, hours) - (
+        usd(Decimal("0.40") * 2 * hours) - (usd("800") - scan("2.50", 2, hours) - usd("1.00"))
+    )
+    assert (cash(long), margin_held(long, symbol), deficit(long)) == (0, held, 0)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    assert call.deficit == 0 and call.held == held < call.maintenance
+    place(bidder, future, "buy", 2, "2.05")
+
+    # when staff liquidate it
+    account_liquidate(account=long, actor=staff, reason="Margin call not met")
+
+    # then it is flat, its margin back in its cash, and the call ends as liquidated by staff
+    # (not as cured: no funds came in, staff closed the position)
+    assert position(long, symbol) == 0
+    assert (cash(long), margin_held(long, symbol)) == (held, 0)
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.LIQUIDATED
+    assert call.resolved_by == staff and call.resolved_at is not None
+    assert ledger_problems() == []
+
+
+# 5. The matcher reloads what the cycle changed ------------------------------------------
+
+
+def test_a_closing_trade_after_the_cycle_releases_margin_from_what_the_cycle_set(future, staff):
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    long = _account("lumen", "startup")
+    short = _account("northwind", "provider")
+    bidder = _account("helix", "trading_firm")
+    # given a long of 2 at 2.50, settled by the inline matcher (which keeps the margin it set
+    # in memory for the next orders of this future)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    assert margin_held(long, symbol) == scan("2.50", 2, hours)
+    # and a day settled at 3.00: the cycle tops the margin up to the requirement at 3.00
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "3.00", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    held = scan("3.00", 2, hours)
+    assert margin_held(long, symbol) == held
+    long_cash = cash(long)
+
+    # when the long sells 1 of its 2 contracts at 2.95 (the taker)
+    place(bidder, future, "buy", 1, "2.95")
+    sale = place(long, future, "sell", 1, "2.95")
+    assert sale.status == Order.Status.FILLED
+
+    # then half the margin the cycle set is released, not half the margin held before it
+    released = held * 1 // 2
+    assert margin_held(long, symbol) == held - released
+    assert held - released != held - scan("2.50", 2, hours) // 2
+    assert cash(long) == long_cash + released - usd("0.50")
+    assert position(long, symbol) == 1
+    assert cost(long, symbol) == usd((Decimal("3.00") * 2 - Decimal("2.95")) * hours)
+    assert ledger_problems() == []
+
+
+# 6. Idempotence and missing prices ------------------------------------------------------
+
+
+def test_settling_a_day_twice_posts_nothing_new(future, staff):
+    long = _account("lumen", "startup")
+    short = _account("northwind", "provider")
+    place(short, future, "sell", 3, "2.50")
+    place(long, future, "buy", 3, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "2.60", staff)
+    first = daily_settlement_run(trading_date=day, actor=staff)
+    assert first.status == RiskCycle.Status.SETTLED
+    assert Entry.objects.filter(idempotency_key__startswith=f"variation:{day}:").count() == 2
+    counts = (
+        Entry.objects.count(),
+        SettlementPrice.objects.count(),
+        MarginCall.objects.count(),
+        AuditEntry.objects.filter(action="risk.daily_settlement").count(),
+    )
+    balances = {account.code: account.balance for account in LedgerAccount.objects.all()}
+
+    again = daily_settlement_run(trading_date=day, actor=staff)
+
+    assert again.pk == first.pk and again.status == RiskCycle.Status.SETTLED
+    assert again.summary == first.summary
+    assert (
+        Entry.objects.count(),
+        SettlementPrice.objects.count(),
+        MarginCall.objects.count(),
+        AuditEntry.objects.filter(action="risk.daily_settlement").count(),
+    ) == counts
+    assert {account.code: account.balance for account in LedgerAccount.objects.all()} == balances
+    assert ledger_problems() == []
+
+
+def test_a_held_instrument_without_a_price_stops_the_day_and_writes_nothing(futures, staff):
+    future = futures[0]
+    long = _account("lumen", "startup")
+    short = _account("northwind", "provider")
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    # given the future's last trading day was never settled: the next business day has no
+    # price for it at all (it no longer trades, so prices are not set for it)
+    day = business_day_after(future.last_trading_day)
+    entries = Entry.objects.count()
+
+    with pytest.raises(RiskError) as refused:
+        daily_settlement_run(trading_date=day, actor=staff)
+
+    assert refused.value.code == RiskErrorCode.PRICE_MISSING
+    assert refused.value.field == "instrument"
+    assert future.symbol in refused.value.message
+    assert Entry.objects.count() == entries
+    assert not RiskCycle.objects.filter(trading_date=day, status=RiskCycle.Status.SETTLED).exists()
+    assert not SettlementPrice.objects.filter(trading_date=day).exists()
+    assert Instrument.objects.get(pk=future.pk).status != Instrument.Status.EXPIRED
+    assert (position(long, future.symbol), position(short, future.symbol)) == (2, -2)
+    assert ledger_problems() == []
+
+    # when staff set its price for that day, the day settles and the future expires late
+    override(future, day, "2.40", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    assert Instrument.objects.get(pk=future.pk).status == Instrument.Status.EXPIRED
+    assert position(long, future.symbol) == position(short, future.symbol) == 0
+    loss = usd(Decimal("0.10") * 2 * future.gpu_hours_per_contract)
+    assert entry_postings(f"variation:{day}:{long.pk}")[f"trading:{long.pk}:cash:USD"] == loss
+    assert ledger_problems() == []
+
+
+def test_instruments_nobody_holds_or_priced_expire_without_a_settlement_price(futures):
+    future = futures[0]
+    [call, put] = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+    )
+    # given nothing ever traded: only a bid rests in the future (no mid, no price of any kind)
+    bid = place(_account("lumen", "startup"), future, "buy", 1, "2.00")
+    entries = Entry.objects.count()
+
+    # when the options' last trading day, then the future's, are settled
+    first = daily_settlement_run(trading_date=call.last_trading_day)
+    second = daily_settlement_run(trading_date=future.last_trading_day)
+
+    # then they expire without a price and without entries, and the bid is cancelled
+    assert first.status == second.status == RiskCycle.Status.SETTLED
+    for instrument in (call, put, future):
+        assert Instrument.objects.get(pk=instrument.pk).status == Instrument.Status.EXPIRED
+    assert Order.objects.get(pk=bid.pk).status == Order.Status.CANCELLED
+    assert Entry.objects.count() == entries
+    assert ledger_problems() == []

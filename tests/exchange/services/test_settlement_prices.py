@@ -1,0 +1,513 @@
+"""Daily settlement prices (``exchange.services.settlement_prices``): the order of preference
+(closing-window VWAP, mid, model, previous settlement, last trade), options' implied
+volatility, idempotence and staff overrides.
+
+Every expected price is worked out here by hand with Decimal, or by calling ``pricing``
+directly (the forward curve, Black-76), never through the code under test.
+"""
+
+from datetime import timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from exchange.errors import RiskError, RiskErrorCode
+from exchange.models import AuditEntry, Instrument, RiskCycle, SettlementPrice
+from exchange.services.listing import futures_list_strip, options_list_chain
+from exchange.services.risk_cycle import daily_settlement_run
+from exchange.services.settlement_prices import (
+    settlement_price_override,
+    settlement_prices_set,
+)
+from pricing import black76
+from pricing.curve import ForwardCurve
+from tests.exchange.support import listing_month, place
+
+pytestmark = pytest.mark.django_db
+
+FUTURE_TICK = Decimal("0.005")
+OPTION_TICK = Decimal("0.001")
+Source = SettlementPrice.Source
+
+
+def nearest_tick(value: Decimal | float, tick: Decimal) -> Decimal:
+    """``value`` (a Decimal, or a float from ``pricing``) to the nearest multiple of ``tick``,
+    half to even."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return (exact / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
+
+
+def trade(buyer, seller, instrument, quantity: int, price: str) -> None:
+    """One trade: the seller's offer rests, the buyer takes all of it."""
+    place(seller, instrument, "sell", quantity, price)
+    taken = place(buyer, instrument, "buy", quantity, price)
+    assert taken.filled_quantity == quantity
+
+
+def soon():
+    """A close just after the trades the test placed: they fall inside the closing window."""
+    return timezone.now() + timedelta(seconds=1)
+
+
+def today():
+    return timezone.now().date()
+
+
+def row(instrument: Instrument, trading_date=None) -> SettlementPrice | None:
+    return SettlementPrice.objects.filter(
+        instrument=instrument, trading_date=trading_date or today()
+    ).first()
+
+
+def years_to_expiry(option: Instrument, trading_date) -> float:
+    return (option.last_trading_day - trading_date).days / 365
+
+
+@pytest.fixture
+def chain(future) -> dict[str, Instrument]:
+    """A call and a put at 2.50 on the first future."""
+    options = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+    )
+    return {option.option_type: option for option in options}
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user(username="riskdesk", is_staff=True)
+
+
+# Market prices -----------------------------------------------------------------------------
+
+
+def test_the_closing_window_vwap_rounded_to_the_tick_is_the_price(future, buyer, seller):
+    # given 2 traded at 2.50 and 1 at 2.63 just now
+    trade(buyer, seller, future, 2, "2.50")
+    trade(buyer, seller, future, 1, "2.63")
+    assert today() <= future.last_trading_day
+
+    # when the prices are set with the window closing a second later
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the price is the VWAP, (2 x 2.50 + 2.63) / 3 = 2.54333..., on the nearest 0.005 tick
+    vwap = (2 * Decimal("2.50") + Decimal("2.63")) / 3
+    assert nearest_tick(vwap, FUTURE_TICK) == Decimal("2.545")
+    settled = row(future)
+    assert (settled.price, settled.source, settled.volume) == (Decimal("2.545"), Source.VWAP, 3)
+    assert settled.implied_volatility is None
+
+
+def test_trades_before_the_closing_window_do_not_make_the_vwap(futures, buyer, seller):
+    # given trades at 2.50 then 2.55 now, and a close two hours later (the window is 30 minutes)
+    future, untraded = futures
+    assert settings.EXCHANGE_SETTLEMENT_WINDOW_MINUTES == 30
+    trade(buyer, seller, future, 1, "2.50")
+    trade(buyer, seller, future, 1, "2.55")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=timezone.now() + timedelta(hours=2))
+
+    # then no VWAP (it would be 2.525): the future keeps its last trade, 2.55, with no window
+    # volume; the other month, with nothing at all, gets no price
+    settled = row(future)
+    assert (settled.price, settled.source, settled.volume) == (
+        Decimal("2.55"),
+        Source.LAST_TRADE,
+        0,
+    )
+    assert row(untraded) is None
+
+
+def test_without_trades_the_mid_of_the_best_bid_and_ask_is_the_price(future, buyer, seller):
+    # given bids at 2.40 and 2.35, asks at 2.505 and 2.55 resting, no trade
+    place(buyer, future, "buy", 1, "2.40")
+    place(buyer, future, "buy", 3, "2.35")
+    place(seller, future, "sell", 2, "2.505")
+    place(seller, future, "sell", 1, "2.55")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the price is the mid of the best two, 2.4525 = 490.5 ticks, half to even: 490 ticks
+    settled = row(future)
+    assert (settled.price, settled.source, settled.volume) == (Decimal("2.450"), Source.MID, 0)
+
+
+def test_one_side_of_the_book_makes_no_mid(future, buyer):
+    # given a previous settlement at 2.30 and only a bid resting today
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("2.30"),
+        source=Source.VWAP,
+    )
+    place(buyer, future, "buy", 1, "2.40")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the bid alone does not price it: the previous settlement does
+    settled = row(future)
+    assert (settled.price, settled.source) == (Decimal("2.30"), Source.PREVIOUS)
+
+
+# Model, previous, last trade --------------------------------------------------------------
+
+
+def test_a_future_without_a_market_is_priced_flat_from_its_only_priced_sibling(
+    futures, buyer, seller
+):
+    # given the first month traded at 2.50 in the window and the second month with nothing
+    first, second = futures
+    trade(buyer, seller, first, 1, "2.50")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the second month is on the forward curve through the first, flat beyond it
+    curve = ForwardCurve.build([first.delivery_start], [2.50])
+    expected = nearest_tick(curve.price(second.delivery_start), FUTURE_TICK)
+    assert expected == Decimal("2.50")
+    settled = row(second)
+    assert (settled.price, settled.source, settled.volume) == (expected, Source.MODEL, 0)
+    assert row(first).source == Source.VWAP
+
+
+def test_a_future_between_priced_months_is_on_the_monotone_curve(sku, region, buyer, seller):
+    # given four months: the first, second and fourth priced by the market, the third not
+    months = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=4)
+    trade(buyer, seller, months[0], 1, "2.50")
+    trade(buyer, seller, months[1], 1, "2.40")
+    place(buyer, months[3], "buy", 1, "2.05")
+    place(seller, months[3], "sell", 1, "2.15")  # A mid of 2.10.
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the third month is the PCHIP curve through the three market prices, on the tick
+    curve = ForwardCurve.build(
+        [months[0].delivery_start, months[1].delivery_start, months[3].delivery_start],
+        [2.50, 2.40, 2.10],
+    )
+    expected = nearest_tick(curve.price(months[2].delivery_start), FUTURE_TICK)
+    assert Decimal("2.10") < expected < Decimal("2.40")
+    settled = row(months[2])
+    assert (settled.price, settled.source) == (expected, Source.MODEL)
+    assert (row(months[3]).price, row(months[3]).source) == (Decimal("2.10"), Source.MID)
+
+
+def test_a_sibling_in_another_region_does_not_price_a_future(sku, futures, buyer, seller):
+    # given the same SKU's future in another region traded, and nothing in this region
+    from exchange.models import Region
+
+    west = Region.objects.create(
+        code="USWEST", name="US West", compliance=[], power_price_usd_per_kwh=Decimal("0.07")
+    )
+    (elsewhere, *_) = futures_list_strip(
+        sku=sku, region=west, first_month=listing_month(), months=1
+    )
+    trade(buyer, seller, elsewhere, 1, "2.50")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then only the traded future has a price
+    assert row(elsewhere).source == Source.VWAP
+    assert [row(future) for future in futures] == [None, None]
+
+
+def test_with_nothing_else_a_future_keeps_its_previous_settlement(futures, buyer, seller):
+    # given both months settled two days ago and one of them traded before the window since
+    first, second = futures
+    for future, price in ((first, "2.30"), (second, "2.20")):
+        SettlementPrice.objects.create(
+            instrument=future,
+            trading_date=today() - timedelta(days=2),
+            price=Decimal(price),
+            source=Source.VWAP,
+        )
+    trade(buyer, seller, first, 1, "2.60")
+
+    # when the prices are set with the window two hours away
+    settlement_prices_set(trading_date=today(), close=timezone.now() + timedelta(hours=2))
+
+    # then each keeps its previous settlement (preferred to the last trade)
+    assert (row(first).price, row(first).source) == (Decimal("2.30"), Source.PREVIOUS)
+    assert (row(second).price, row(second).source) == (Decimal("2.20"), Source.PREVIOUS)
+
+
+def test_an_instrument_with_no_information_gets_no_price(futures, chain):
+    # given futures and options with no trades, quotes or history
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then nothing is priced, and the day's cycle is only priced
+    assert SettlementPrice.objects.count() == 0
+    assert RiskCycle.objects.get(trading_date=today()).status == RiskCycle.Status.PRICED
+
+
+# Options ----------------------------------------------------------------------------------
+
+
+def test_an_option_with_a_vwap_keeps_the_volatility_its_price_implies(future, chain, buyer, seller):
+    # given the future and the call traded in the window, the put not
+    call, put = chain["call"], chain["put"]
+    trade(buyer, seller, future, 1, "2.50")
+    trade(buyer, seller, call, 2, "0.150")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the call's price is its VWAP and its volatility is Black-76's implied volatility at
+    # the future's settlement price
+    T = years_to_expiry(call, today())
+    r = float(settings.EXCHANGE_RISK_FREE_RATE)
+    sigma = black76.implied_volatility(0.150, 2.50, 2.50, T, r, True)
+    settled = row(call)
+    assert (settled.price, settled.source, settled.volume) == (Decimal("0.150"), Source.VWAP, 2)
+    assert float(settled.implied_volatility) == pytest.approx(sigma, abs=1e-4)
+    assert abs(sigma - float(settings.EXCHANGE_DEFAULT_VOLATILITY)) > 0.01
+
+    # and the put, with no market, is valued at its sibling's implied volatility
+    modelled = row(put)
+    expected = nearest_tick(black76.price(2.50, 2.50, T, r, sigma, False), OPTION_TICK)
+    assert (modelled.price, modelled.source) == (expected, Source.MODEL)
+    assert float(modelled.implied_volatility) == pytest.approx(sigma, abs=1e-4)
+
+
+def test_options_without_a_market_are_valued_by_black_76_at_the_default_volatility(
+    future, chain, buyer, seller
+):
+    # given the future traded at 2.60 in the window and no market in its options
+    trade(buyer, seller, future, 1, "2.60")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then each option is Black-76 at the default volatility, on the 0.001 tick
+    sigma = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+    r = float(settings.EXCHANGE_RISK_FREE_RATE)
+    for option in (chain["call"], chain["put"]):
+        T = years_to_expiry(option, today())
+        is_call = option.option_type == "call"
+        expected = nearest_tick(black76.price(2.60, 2.50, T, r, sigma, is_call), OPTION_TICK)
+        settled = row(option)
+        assert (settled.price, settled.source) == (expected, Source.MODEL), option.symbol
+        assert settled.implied_volatility == settings.EXCHANGE_DEFAULT_VOLATILITY
+    # a call in the money is worth more than the put out of it
+    assert row(chain["call"]).price > row(chain["put"]).price > 0
+
+
+def test_options_on_an_unpriced_future_get_no_price(future, chain, buyer, seller):
+    # given a call traded in the window but nothing on its future
+    trade(buyer, seller, chain["call"], 1, "0.150")
+
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then without a forward no option of the chain can be priced, not even the traded one
+    assert SettlementPrice.objects.count() == 0
+
+
+# Idempotence ------------------------------------------------------------------------------
+
+
+def test_setting_the_prices_twice_keeps_the_first_prices(future, chain, buyer, seller):
+    # given the day's prices set once: both futures (one by VWAP, one by model) and both options
+    trade(buyer, seller, future, 1, "2.50")
+    settlement_prices_set(trading_date=today(), close=soon())
+    first = {
+        settled.instrument_id: (settled.price, settled.source)
+        for settled in SettlementPrice.objects.all()
+    }
+    assert len(first) == 4
+
+    # when the future trades again higher and the prices are set again
+    trade(buyer, seller, future, 1, "2.90")
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then no row was added and no price changed
+    again = {
+        settled.instrument_id: (settled.price, settled.source)
+        for settled in SettlementPrice.objects.all()
+    }
+    assert again == first
+    assert RiskCycle.objects.count() == 1
+
+
+def test_a_second_run_does_not_model_from_a_price_that_is_not_a_market_price(futures):
+    # given the first month settled yesterday and nothing else: today it keeps that price
+    # (previous), and the second month, with no market-priced sibling, gets none
+    first, second = futures
+    SettlementPrice.objects.create(
+        instrument=first,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("2.30"),
+        source=Source.VWAP,
+    )
+    settlement_prices_set(trading_date=today(), close=soon())
+    assert (row(first).source, row(second)) == (Source.PREVIOUS, None)
+
+    # when the prices are set again (as the daily run does after the preview)
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the first month's carried price is not a market price for the curve: the second
+    # month still has none, as after the first run
+    assert row(second) is None
+    assert SettlementPrice.objects.filter(trading_date=today()).count() == 1
+
+
+def test_an_overridden_sibling_prices_the_curve_on_the_next_run(futures, staff):
+    # given staff set the first month at 2.40 before the day's prices were set
+    first, second = futures
+    settlement_price_override(
+        instrument=first,
+        trading_date=today(),
+        price=Decimal("2.40"),
+        reason="No market today",
+        actor=staff,
+    )
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the override is a market price: the second month is on the curve through it (flat)
+    curve = ForwardCurve.build([first.delivery_start], [2.40])
+    expected = nearest_tick(curve.price(second.delivery_start), FUTURE_TICK)
+    assert (row(second).price, row(second).source) == (expected, Source.MODEL)
+    assert (row(first).price, row(first).source) == (Decimal("2.40"), Source.OVERRIDE)
+
+
+# Overrides --------------------------------------------------------------------------------
+
+
+def test_an_override_needs_a_reason_and_writes_nothing_without_one(future, staff):
+    with pytest.raises(RiskError) as refused:
+        settlement_price_override(
+            instrument=future,
+            trading_date=today(),
+            price=Decimal("2.50"),
+            reason="   ",
+            actor=staff,
+        )
+
+    assert refused.value.code == RiskErrorCode.REASON_REQUIRED == "RISK_REASON_REQUIRED"
+    assert refused.value.field == "reason"
+    assert SettlementPrice.objects.count() == 0
+    assert not AuditEntry.objects.filter(action="settlement_price.override").exists()
+    assert RiskCycle.objects.count() == 0
+
+
+@pytest.mark.parametrize("price", ["2.502", "-0.005", "1000.005"])
+def test_an_override_off_the_tick_or_range_is_refused(future, staff, price):
+    with pytest.raises(RiskError) as refused:
+        settlement_price_override(
+            instrument=future,
+            trading_date=today(),
+            price=Decimal(price),
+            reason="Thin close",
+            actor=staff,
+        )
+
+    assert refused.value.code == RiskErrorCode.INVALID_PRICE == "RISK_INVALID_SETTLEMENT_PRICE"
+    assert SettlementPrice.objects.count() == 0
+    assert not AuditEntry.objects.filter(action="settlement_price.override").exists()
+
+
+def test_an_override_replaces_the_price_and_is_audited(future, buyer, seller, staff):
+    # given the day's VWAP set at 2.50 on 1 contract
+    trade(buyer, seller, future, 1, "2.50")
+    settlement_prices_set(trading_date=today(), close=soon())
+    original = row(future)
+
+    # when staff override it to 2.60
+    overridden = settlement_price_override(
+        instrument=future,
+        trading_date=today(),
+        price=Decimal("2.60"),
+        reason="Trade at 2.50 was an error",
+        actor=staff,
+    )
+
+    # then the same row holds the override, with its reason and author
+    stored = row(future)
+    assert stored.pk == overridden.pk == original.pk
+    assert (stored.price, stored.source, stored.volume) == (Decimal("2.60"), Source.OVERRIDE, 1)
+    assert (stored.reason, stored.set_by) == ("Trade at 2.50 was an error", staff)
+    audit = AuditEntry.objects.get(action="settlement_price.override")
+    assert (audit.actor, audit.target_type, audit.target_id) == (
+        staff,
+        "SettlementPrice",
+        str(stored.pk),
+    )
+    assert Decimal(audit.before["price"]) == Decimal("2.50")
+    assert audit.before["source"] == Source.VWAP
+    assert audit.after == {
+        "instrument": future.symbol,
+        "trading_date": str(today()),
+        "price": "2.60",
+    }
+    assert audit.reason == "Trade at 2.50 was an error"
+
+    # and setting the prices again keeps the override
+    settlement_prices_set(trading_date=today(), close=soon())
+    assert (row(future).price, row(future).source) == (Decimal("2.60"), Source.OVERRIDE)
+
+
+def test_an_option_override_records_the_volatility_it_implies(future, chain, buyer, seller, staff):
+    # given the future settled at 2.50 today
+    trade(buyer, seller, future, 1, "2.50")
+    settlement_prices_set(trading_date=today(), close=soon())
+    call = chain["call"]
+
+    # when staff set the call at 0.180
+    settlement_price_override(
+        instrument=call,
+        trading_date=today(),
+        price=Decimal("0.180"),
+        reason="Broker quotes",
+        actor=staff,
+    )
+
+    # then its volatility is the one 0.180 implies at 2.50
+    sigma = black76.implied_volatility(
+        0.180,
+        2.50,
+        2.50,
+        years_to_expiry(call, today()),
+        float(settings.EXCHANGE_RISK_FREE_RATE),
+        True,
+    )
+    assert float(row(call).implied_volatility) == pytest.approx(sigma, abs=1e-4)
+
+
+def test_an_override_of_a_settled_day_is_refused_and_changes_nothing(future, buyer, seller, staff):
+    # given the day priced (VWAP 2.50) and settled
+    trade(buyer, seller, future, 1, "2.50")
+    close = soon()
+    cycle = daily_settlement_run(trading_date=today(), close=close)
+    assert cycle.status == RiskCycle.Status.SETTLED
+    before = (row(future).price, row(future).source, row(future).updated_at)
+    audits = AuditEntry.objects.count()
+
+    # when staff try to override it
+    with pytest.raises(RiskError) as refused:
+        settlement_price_override(
+            instrument=future,
+            trading_date=today(),
+            price=Decimal("2.60"),
+            reason="Too late",
+            actor=staff,
+        )
+
+    # then it is refused and nothing changed
+    assert refused.value.code == RiskErrorCode.DAY_SETTLED == "RISK_DAY_SETTLED"
+    assert (row(future).price, row(future).source, row(future).updated_at) == before
+    assert before[:2] == (Decimal("2.50"), Source.VWAP)
+    assert AuditEntry.objects.count() == audits
