@@ -34,6 +34,7 @@ from exchange.selectors import risk as risk_selectors
 from exchange.services.funding import withdrawal_approve, withdrawal_reject
 from exchange.services.instruments import instrument_halt, instrument_resume
 from exchange.services.ledger_accounts import micros_to_usd
+from exchange.services.listing import listings_roll
 from exchange.services.orders import order_cancel
 from exchange.services.risk_cycle import account_liquidate, daily_settlement_run, margin_call_review
 from exchange.services.settlement_prices import (
@@ -147,6 +148,34 @@ class InstrumentAdmin(admin.ModelAdmin):
     search_fields = ["symbol"]
     readonly_fields = ["sequence", "status"]
     actions = ["halt", "resume"]
+    change_list_template = "admin/exchange/instrument/change_list.html"
+
+    def get_urls(self):
+        extra = [
+            path(
+                "roll/", self.admin_site.admin_view(self.roll_view), name="exchange_instrument_roll"
+            )
+        ]
+        return extra + super().get_urls()
+
+    def roll_view(self, request):
+        """List the next futures months and the strikes around current prices (idempotent)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            listed = listings_roll(actor=request.user)
+            self.message_user(
+                request,
+                f"{len(listed)} instruments listed"
+                + (f": {', '.join(i.symbol for i in listed[:10])}" if listed else "."),
+            )
+            return redirect("admin:exchange_instrument_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Roll the listings",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/exchange/instrument/roll.html", context)
 
     @admin.action(description="Halt trading in the selected instruments")
     def halt(self, request, queryset):

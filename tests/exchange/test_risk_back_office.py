@@ -178,3 +178,16 @@ def test_liquidate_action_closes_the_position_against_the_book(
     entry = AuditEntry.objects.get(action="account.liquidate")
     assert entry.actor == admin_user and entry.after["orders"][0]["filled"] == 10
     assert timezone.now() - entry.created_at < timedelta(minutes=1)
+
+
+def test_roll_listings_from_the_admin_lists_the_missing_months(admin_client, future):
+    url = reverse("admin:exchange_instrument_roll")
+    assert admin_client.get(url).status_code == 200
+
+    response = admin_client.post(url, follow=True)
+    again = admin_client.post(url, follow=True)
+
+    listed = future.sku.instruments.filter(kind="future").count()
+    assert listed >= settings.EXCHANGE_LISTED_MONTHS
+    assert "instruments listed:" in response.content.decode()
+    assert "0 instruments listed." in again.content.decode()

@@ -77,6 +77,13 @@ def entry_postings(key: str) -> dict[str, int]:
     return {posting.account.code: posting.amount for posting in entry.postings.all()}
 
 
+def keys_posted_by(run) -> set[str]:
+    """The idempotency keys of the entries ``run()`` posts."""
+    before = Entry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    run()
+    return set(Entry.objects.filter(id__gt=before).values_list("idempotency_key", flat=True))
+
+
 def scan(price: str, contracts: int, hours: int) -> int:
     """Initial margin of a futures position at ``price``: the price scan range of its value."""
     return usd(settings.EXCHANGE_PRICE_SCAN * Decimal(price) * contracts * hours)
@@ -141,7 +148,17 @@ def test_three_days_of_variation_margin_exercise_margin_call_and_final_settlemen
         actor=staff,
     )
     before = usd_of_accounts(long, short)
-    daily_settlement_run(trading_date=day1, actor=staff)
+    posted = keys_posted_by(lambda: daily_settlement_run(trading_date=day1, actor=staff))
+
+    # then exactly these entries are posted: the exercise, and per account variation margin
+    # and margin
+    assert posted == {
+        f"option-expiry:{call.pk}",
+        f"variation:{day1}:{long.pk}",
+        f"variation:{day1}:{short.pk}",
+        f"margin:{day1}:{long.pk}",
+        f"margin:{day1}:{short.pk}",
+    }
 
     # then the call is exercised: 4 futures at the strike each way, the option closed
     expiry = entry_postings(f"option-expiry:{call.pk}")
@@ -183,7 +200,13 @@ def test_three_days_of_variation_margin_exercise_margin_call_and_final_settlemen
         reason="Price of the day from brokers",
         actor=staff,
     )
-    daily_settlement_run(trading_date=day2, actor=staff)
+    posted = keys_posted_by(lambda: daily_settlement_run(trading_date=day2, actor=staff))
+    # (no margin entry for the long: it has no cash left to top its margin up with)
+    assert posted == {
+        f"variation:{day2}:{long.pk}",
+        f"variation:{day2}:{short.pk}",
+        f"margin:{day2}:{short.pk}",
+    }
 
     # then the long loses 0.60 on 14 contracts: its cash first, then its margin
     loss = usd(Decimal("0.60") * 14 * hours)
@@ -228,7 +251,13 @@ def test_three_days_of_variation_margin_exercise_margin_call_and_final_settlemen
         actor=staff,
     )
     before = usd_of_accounts(long, short)
-    daily_settlement_run(trading_date=day3, actor=staff)
+    posted = keys_posted_by(lambda: daily_settlement_run(trading_date=day3, actor=staff))
+    # (the final settlement returns all margin: nothing is left for a margin entry)
+    assert posted == {
+        f"variation:{day3}:{long.pk}",
+        f"variation:{day3}:{short.pk}",
+        f"future-expiry:{future.pk}",
+    }
 
     gain = usd(Decimal("0.10") * 14 * hours)
     assert entry_postings(f"variation:{day3}:{long.pk}")[f"trading:{long.pk}:cash:USD"] == -gain
