@@ -147,24 +147,39 @@ class _Ledger:
             value = row.balance if kind == "cost" else -row.balance
             if value:
                 figures[account_id]["costs" if kind == "cost" else "margins"][instrument.pk] = value
+        self.lock_holders(sorted(figures))
         for account_id in sorted(figures):
             holder = self._holder(account_id)
             holder.positions = figures[account_id]["positions"]
             holder.costs = figures[account_id]["costs"]
             holder.margins = figures[account_id]["margins"]
 
-    def _holder(self, account_id: int) -> _Holder:
-        holder = self.holders.get(account_id)
-        if holder is None:
-            stub = Account(pk=account_id)
-            # Locked: cash moves outside the instruments locked here (deposits, other orders).
-            cash = LedgerAccount.objects.select_for_update().get(pk=cash_account(stub).pk)
-            deficit = deficit_account(stub)
-            holder = self.holders[account_id] = _Holder(
+    def lock_holders(self, account_ids: list[int]) -> None:
+        """Open and lock the cash accounts of these trading accounts, in one query in ledger id
+        order (the order the ledger locks accounts in): their cash also moves outside the
+        instruments locked here (deposits, orders on other books), and a lock taken in another
+        order could deadlock with a matcher settling a trade between two of them."""
+        wanted = [account_id for account_id in account_ids if account_id not in self.holders]
+        if not wanted:
+            return
+        stubs = [Account(pk=account_id) for account_id in wanted]
+        ids = [cash_account(stub).pk for stub in stubs]
+        deficits = {stub.pk: deficit_account(stub) for stub in stubs}
+        locked = {
+            int(row.code.split(":")[1]): row
+            for row in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        }
+        for account_id in wanted:
+            cash = locked[account_id]
+            deficit = deficits[account_id]
+            self.holders[account_id] = _Holder(
                 account_id, cash, cash.available, deficit=deficit.balance
             )
             self.accounts[(account_id, "deficit", 0)] = deficit
-        return holder
+
+    def _holder(self, account_id: int) -> _Holder:
+        self.lock_holders([account_id])
+        return self.holders[account_id]
 
     def account(self, holder: _Holder, kind: str, instrument: Instrument) -> LedgerAccount:
         key = (holder.account_id, kind, instrument.pk)
@@ -391,19 +406,21 @@ def _deliver(
     commodity = entitlement(future.sku.code, future.region.code, future.delivery_start)
     per_contract = _micros(price, 1, hours)
     able: dict[int, int] = {}
-    entitlement_accounts: dict[int, LedgerAccount] = {}
+    shorts = [holder for holder in holders if holder.positions.get(future.pk, 0) < 0]
+    # The shorts' entitlements also move on resale books: lock them in one query, id order.
+    opened = [entitlement_account(holder.stub, commodity).pk for holder in shorts]
+    entitlement_accounts = {
+        int(row.code.split(":")[1]): row
+        for row in LedgerAccount.objects.select_for_update().filter(pk__in=opened).order_by("pk")
+    }
     for holder in holders:
         contracts = holder.positions.get(future.pk, 0)
         if contracts > 0:
             payable = holder.cash_available // per_contract if per_contract else contracts
             able[holder.account_id] = min(contracts, max(payable, 0))
         elif contracts < 0:
-            account = entitlement_accounts[holder.account_id] = entitlement_account(
-                holder.stub, commodity
-            )
-            account = LedgerAccount.objects.select_for_update().get(pk=account.pk)
-            entitlement_accounts[holder.account_id] = account
-            able[holder.account_id] = -min(-contracts, max(account.available, 0) // hours)
+            available = entitlement_accounts[holder.account_id].available
+            able[holder.account_id] = -min(-contracts, max(available, 0) // hours)
     deliverable = min(
         sum(v for v in able.values() if v > 0), -sum(v for v in able.values() if v < 0)
     )
