@@ -6,7 +6,7 @@ from django.db import connection
 
 from exchange.models import Account, Instrument, Organization, Region, Sku
 from exchange.services.funding import deposit_test_funds
-from exchange.services.listing import futures_list_strip
+from exchange.services.listing import futures_list_strip, options_list_chain
 from exchange.services.participants import account_main, organization_create
 from tests.exchange.support import RowCounts, listing_month
 
@@ -57,6 +57,18 @@ def futures(sku, region) -> list[Instrument]:
 @pytest.fixture
 def future(futures) -> Instrument:
     return futures[0]
+
+
+@pytest.fixture
+def call(future) -> Instrument:
+    """A European call struck at 2.50 on ``future`` (its put is listed too)."""
+    chain = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+    )
+    return next(option for option in chain if option.option_type == "call")
 
 
 # Enough for any order the tests place: collateral is held at acceptance.

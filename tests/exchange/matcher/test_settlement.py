@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
-from exchange.models import Instrument, Order, OrderHold, Organization
+from exchange.models import Order, OrderHold, Organization
 from exchange.selectors.integrity import order_book_problems
 from exchange.services.capacity import capacity_register, hours_by_month
 from exchange.services.collateral import fee_micros
-from exchange.services.listing import options_list_chain, resale_list
+from exchange.services.listing import resale_list
 from exchange.services.orders import order_cancel, order_replace
 from exchange.services.participants import account_main, organization_create
 from exchange.simulation import MarketSimulation
@@ -252,17 +252,6 @@ def test_a_replace_that_cannot_be_collateralized_is_refused_and_writes_nothing(f
 
 
 # Options ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def call(future) -> Instrument:
-    chain = options_list_chain(
-        future=future,
-        reference_price=Decimal("2.50"),
-        strike_step=Decimal("0.25"),
-        strikes_each_side=0,
-    )
-    return next(option for option in chain if option.option_type == "call")
 
 
 def test_an_option_trade_moves_the_premium_and_margins_the_writer(call, buyer, seller):

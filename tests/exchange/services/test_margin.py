@@ -14,7 +14,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from exchange.models import Instrument, SettlementPrice
-from exchange.services.listing import options_list_chain
 from exchange.services.margin import account_requirement, order_margin_per_contract
 from ledger.models import Account as LedgerAccount
 from pricing.margin import Position, ScanParameters, scenario_margin
@@ -66,17 +65,6 @@ def written_option_margin(option: Instrument, contracts: int, forward: float, si
 
 
 DEFAULT_SIGMA = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
-
-
-@pytest.fixture
-def call(future) -> Instrument:
-    chain = options_list_chain(
-        future=future,
-        reference_price=Decimal("2.50"),
-        strike_step=Decimal("0.25"),
-        strikes_each_side=0,
-    )
-    return next(option for option in chain if option.option_type == "call")
 
 
 # Per contract at acceptance ---------------------------------------------------------------

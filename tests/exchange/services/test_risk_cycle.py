@@ -30,76 +30,26 @@ from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
 from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
+from tests.exchange.ledger_figures import (
+    balance,
+    cash,
+    cost,
+    deficit,
+    entry_postings,
+    fees,
+    margin_held,
+    position,
+    scan,
+    usd,
+    usd_of_accounts,
+)
 from tests.exchange.support import listing_month, place
-
-MICROS = 10**6
-
-
-def usd(amount) -> int:
-    value = Decimal(amount) * MICROS
-    assert value == value.to_integral_value()
-    return int(value)
-
-
-def balance(code: str) -> int:
-    """A ledger account's posted balance, debit positive (0 if it was never opened)."""
-    account = LedgerAccount.objects.filter(code=code).first()
-    return account.balance if account is not None else 0
-
-
-def cash(account) -> int:
-    """Cash owned by ``account``, micro-USD (a liability: its credit balance)."""
-    return -balance(f"trading:{account.pk}:cash:USD")
-
-
-def margin_held(account, symbol: str) -> int:
-    return -balance(f"trading:{account.pk}:margin:{symbol}:USD")
-
-
-def position(account, symbol: str) -> int:
-    return balance(f"trading:{account.pk}:position:{symbol}")
-
-
-def cost(account, symbol: str) -> int:
-    return balance(f"trading:{account.pk}:cost:{symbol}:USD")
-
-
-def deficit(account) -> int:
-    """What ``account`` owes the exchange (an asset of the exchange: its debit balance)."""
-    return balance(f"trading:{account.pk}:deficit:USD")
 
 
 def gpuh_code(account, future) -> str:
     """The account's GPU-hour entitlements of the future's SKU, region and delivery month."""
     commodity = f"GPUH-{future.sku.code}-{future.region.code}-{future.delivery_start:%Y%m}"
     return f"trading:{account.pk}:gpuh:{commodity}"
-
-
-def usd_of_accounts(*accounts) -> int:
-    """Everything the trading accounts own in USD: cash and margin, less what they owe."""
-    total = 0
-    for account in accounts:
-        for row in LedgerAccount.objects.filter(
-            code__startswith=f"trading:{account.pk}:", commodity__code="USD"
-        ):
-            # Cash and margin are owed to the account (credit balances), the deficit by it.
-            if ":cash:" in row.code or ":margin:" in row.code or ":deficit:" in row.code:
-                total -= row.balance
-    return total
-
-
-def fees() -> int:
-    return -balance("exchange:fees:USD")
-
-
-def entry_postings(key: str) -> dict[str, int]:
-    entry = Entry.objects.get(idempotency_key=key)
-    return {posting.account.code: posting.amount for posting in entry.postings.all()}
-
-
-def scan(price: str, contracts: int, hours: int) -> int:
-    """Initial margin of a futures position at ``price``: the price scan range of its value."""
-    return usd(settings.EXCHANGE_PRICE_SCAN * Decimal(price) * contracts * hours)
 
 
 def business_day_after(day: date) -> date:

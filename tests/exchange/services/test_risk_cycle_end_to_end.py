@@ -19,62 +19,24 @@ from exchange import calendar
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import Instrument, MarginCall, RiskCycle, SettlementPrice
 from exchange.services.funding import deposit_test_funds
-from exchange.services.listing import options_list_chain
 from exchange.services.risk_cycle import daily_settlement_run, margin_call_review
 from exchange.services.settlement_prices import (
     settlement_price_override,
     settlement_prices_set,
 )
-from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
 from tests.exchange.conftest import _account
+from tests.exchange.ledger_figures import (
+    balance,
+    cash,
+    entry_postings,
+    fees,
+    margin_held,
+    scan,
+    usd,
+    usd_of_accounts,
+)
 from tests.exchange.support import place
-
-MICROS = 10**6
-
-
-def usd(amount) -> int:
-    value = Decimal(amount) * MICROS
-    assert value == value.to_integral_value()
-    return int(value)
-
-
-def balance(code: str) -> int:
-    """A ledger account's posted balance, debit positive (0 if it was never opened)."""
-    account = LedgerAccount.objects.filter(code=code).first()
-    return account.balance if account is not None else 0
-
-
-def cash(account) -> int:
-    """Cash owned by ``account``, micro-USD (a liability: its credit balance)."""
-    return -balance(f"trading:{account.pk}:cash:USD")
-
-
-def margin_held(account, symbol: str) -> int:
-    return -balance(f"trading:{account.pk}:margin:{symbol}:USD")
-
-
-def usd_of_accounts(*accounts) -> int:
-    """Everything the trading accounts own in USD: cash and margin, less what they owe."""
-    total = 0
-    for account in accounts:
-        for row in LedgerAccount.objects.filter(
-            code__startswith=f"trading:{account.pk}:", commodity__code="USD"
-        ):
-            # Cash and margin are what the exchange owes (credit balances); a deficit is what
-            # the account owes (a debit balance): both count with the credit sign.
-            if any(part in row.code for part in (":cash:", ":margin:", ":deficit:")):
-                total -= row.balance
-    return total
-
-
-def fees() -> int:
-    return -balance("exchange:fees:USD")
-
-
-def entry_postings(key: str) -> dict[str, int]:
-    entry = Entry.objects.get(idempotency_key=key)
-    return {posting.account.code: posting.amount for posting in entry.postings.all()}
 
 
 def keys_posted_by(run) -> set[str]:
@@ -82,22 +44,6 @@ def keys_posted_by(run) -> set[str]:
     before = Entry.objects.order_by("-id").values_list("id", flat=True).first() or 0
     run()
     return set(Entry.objects.filter(id__gt=before).values_list("idempotency_key", flat=True))
-
-
-def scan(price: str, contracts: int, hours: int) -> int:
-    """Initial margin of a futures position at ``price``: the price scan range of its value."""
-    return usd(settings.EXCHANGE_PRICE_SCAN * Decimal(price) * contracts * hours)
-
-
-@pytest.fixture
-def call(future) -> Instrument:
-    chain = options_list_chain(
-        future=future,
-        reference_price=Decimal("2.50"),
-        strike_step=Decimal("0.25"),
-        strikes_each_side=0,
-    )
-    return next(option for option in chain if option.option_type == "call")
 
 
 def test_three_days_of_variation_margin_exercise_margin_call_and_final_settlement(
