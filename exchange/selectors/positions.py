@@ -5,6 +5,9 @@ its position in contracts, the cost memo (the value it traded at, in micro-USD; 
 debit, sold a credit) and the initial margin set aside for it. Profit or loss is what the
 position is worth at the mark, the instrument's last trade price, less its cost; once the
 position is flat it is the profit or loss realized, ``-cost``. Fees are not part of the cost.
+For futures, the daily risk cycle pays each day's profit or loss in cash (variation margin) and
+resets the cost to the settlement value, so their P&L here is what accrued since the last
+settlement; an option's cost stays its premium.
 """
 
 from dataclasses import dataclass
