@@ -639,11 +639,20 @@ def _check_prices(ledger: _Ledger, prices: dict[int, Decimal], trading_date: dat
             needed.add(instrument_id)
             if instrument.underlying_id is not None:
                 needed.add(instrument.underlying_id)
-    missing = sorted(ledger.instruments[i].symbol for i in needed if i not in prices)
+    missing = sorted(
+        (ledger.instruments[i] for i in needed if i not in prices), key=lambda i: i.symbol
+    )
     if missing:
+        # An instrument held past its last trading day missed its final settlement: that day
+        # comes first (its final price is not made up from a later day's market).
+        late = sorted({i.last_trading_day for i in missing if i.last_trading_day < trading_date})
+        first = (
+            f" Settle {late[0]} first (its expiries), or set a price by override." if late else ""
+        )
         raise RiskError(
             RiskErrorCode.PRICE_MISSING,
-            f"No settlement price on {trading_date}: {', '.join(missing)}. Set one by override.",
+            f"No settlement price on {trading_date}: {', '.join(i.symbol for i in missing)}."
+            + (first or " Set one by override."),
             "instrument",
         )
 

@@ -130,9 +130,14 @@ def settlement_prices_set(
     market_ids = {priced.instrument_id for priced in rows} | {
         instrument_id for instrument_id, kept in existing.items() if kept.source in MARKET_SOURCES
     }
-    market_futures = list(Instrument.objects.filter(pk__in=market_ids, kind=Instrument.Kind.FUTURE))
+    market_futures = list(
+        Instrument.objects.filter(pk__in=market_ids, kind=Instrument.Kind.FUTURE).select_related(
+            "region"
+        )
+    )
+    models: dict[int, DepreciationModel | None] = {}
     for future in unpriced:
-        row = _future_model_price(future, trading_date, market_futures, prices, previous)
+        row = _future_model_price(future, trading_date, market_futures, prices, previous, models)
         if row is not None:
             rows.append(row)
             prices[future.pk] = row.price
@@ -171,6 +176,7 @@ def _future_model_price(
     market_futures: list[Instrument],
     prices: dict[int, Decimal],
     previous: dict[int, SettlementPrice],
+    models: dict[int, DepreciationModel | None],
 ) -> SettlementPrice | None:
     siblings = sorted(
         (
@@ -183,7 +189,12 @@ def _future_model_price(
     if siblings:
         months = [sibling.delivery_start for sibling in siblings]
         values = [float(prices[sibling.pk]) for sibling in siblings]
-        curve = ForwardCurve.build(months, values, depreciation_model(future.sku, months, values))
+        model = None
+        if future.delivery_start > months[-1]:  # Beyond the market: the model's shape.
+            if future.sku_id not in models:
+                models[future.sku_id] = _sku_model(future.sku, market_futures, prices)
+            model = models[future.sku_id]
+        curve = ForwardCurve.build(months, values, model)
         value = Decimal(repr(curve.price(future.delivery_start)))
         return SettlementPrice(
             instrument=future,
@@ -204,6 +215,25 @@ def _future_model_price(
             instrument=future, trading_date=trading_date, price=last.price, source=Source.LAST_TRADE
         )
     return None
+
+
+def _sku_model(
+    sku: Sku, market_futures: list[Instrument], prices: dict[int, Decimal]
+) -> DepreciationModel | None:
+    """The SKU's model for the day, fitted once to its strip with the most market-priced months
+    (the lowest region code on a tie): the shape of depreciation is the SKU's, whatever the
+    region's price level."""
+    strips: dict[str, list[Instrument]] = defaultdict(list)
+    for future in market_futures:
+        if future.sku_id == sku.pk:
+            strips[future.region.code].append(future)
+    if not strips:
+        return None
+    region = max(sorted(strips), key=lambda code: len(strips[code]))
+    strip = sorted(strips[region], key=lambda future: future.delivery_start)
+    return depreciation_model(
+        sku, [f.delivery_start for f in strip], [float(prices[f.pk]) for f in strip]
+    )
 
 
 def depreciation_model(

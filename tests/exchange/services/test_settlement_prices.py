@@ -22,7 +22,7 @@ from exchange.services.settlement_prices import (
     settlement_price_override,
     settlement_prices_set,
 )
-from pricing import black76
+from pricing import black76, depreciation
 from pricing.curve import ForwardCurve
 from tests.exchange.support import listing_month, place
 
@@ -200,6 +200,36 @@ def test_a_future_between_priced_months_is_on_the_monotone_curve(sku, region, bu
     settled = row(months[2])
     assert (settled.price, settled.source) == (expected, Source.MODEL)
     assert (row(months[3]).price, row(months[3]).source) == (Decimal("2.10"), Source.MID)
+
+
+def test_beyond_the_market_the_curve_follows_the_skus_fitted_depreciation(
+    sku, region, buyer, seller
+):
+    # given a strip of five months whose first four are quoted on a falling curve
+    months = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=5)
+    mids = ["2.420", "2.390", "2.360", "2.330"]
+    for future, mid in zip(months, mids, strict=False):
+        place(buyer, future, "buy", 1, str(Decimal(mid) - FUTURE_TICK))
+        place(seller, future, "sell", 1, str(Decimal(mid) + FUTURE_TICK))
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the fifth month follows the depreciation model fitted to the four mids (each at the
+    # middle of its month), scaled to meet the last one, and keeps falling
+    model = depreciation.fit(
+        [future.delivery_start + timedelta(days=14) for future in months[:4]],
+        [float(mid) for mid in mids],
+        sku.release_date,
+        [],
+    )
+    curve = ForwardCurve.build(
+        [future.delivery_start for future in months[:4]], [float(mid) for mid in mids], model
+    )
+    expected = nearest_tick(curve.price(months[4].delivery_start), FUTURE_TICK)
+    settled = row(months[4])
+    assert (settled.price, settled.source) == (expected, Source.MODEL)
+    assert settled.price < Decimal("2.330")
 
 
 def test_a_sibling_in_another_region_does_not_price_a_future(sku, futures, buyer, seller):
