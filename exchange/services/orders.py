@@ -8,6 +8,7 @@ process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at comm
 """
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -477,6 +478,34 @@ def order_cancel(*, order: Order, requested_by: AbstractBaseUser | None = None) 
     _command_submit(order, OrderCommand.Kind.CANCEL, requested_by)
     order.refresh_from_db()  # The command may be matched already, here or by another process.
     return order
+
+
+def orders_cancel(*, orders: Iterable[Order], requested_by: AbstractBaseUser | None = None) -> int:
+    """Ask the matcher to cancel every live order of ``orders`` (cancel-all, the cycle's
+    expiries, liquidation): one transaction for all the commands, then one matcher run per
+    instrument. Returns how many cancels were asked for; the matcher refuses those whose order
+    finished meanwhile (``ORDER_NOT_LIVE`` on the command)."""
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    require_own_transaction()
+    live = [order for order in orders if order.status in LIVE_STATUSES]
+    if not live:
+        return 0
+    with transaction.atomic(durable=True):
+        OrderCommand.objects.bulk_create(
+            OrderCommand(
+                kind=OrderCommand.Kind.CANCEL,
+                order=order,
+                instrument_id=order.instrument_id,
+                requested_by=user,
+            )
+            for order in live
+        )
+    if settings.EXCHANGE_MATCHER_MODE == "inline":
+        from exchange.matcher import inline
+
+        for instrument_id in sorted({order.instrument_id for order in live}):
+            inline.process_instrument(instrument_id)
+    return len(live)
 
 
 def order_replace(

@@ -51,7 +51,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from exchange.errors import ExchangeError, OrderRejected, RiskError, RiskErrorCode
+from exchange.errors import ExchangeError, RiskError, RiskErrorCode
 from exchange.models import (
     RESTING_STATUSES,
     Account,
@@ -659,15 +659,13 @@ def _check_prices(ledger: _Ledger, prices: dict[int, Decimal], trading_date: dat
 
 def _cancel_resting(instrument_ids: list[int]) -> None:
     """Cancel what rests on expired instruments (their holds are released by the matcher)."""
-    from exchange.services.orders import order_cancel
+    from exchange.services.orders import orders_cancel
 
-    for order in Order.objects.filter(
-        instrument_id__in=instrument_ids, status__in=RESTING_STATUSES
-    ).order_by("pk"):
-        try:
-            order_cancel(order=order)
-        except OrderRejected:
-            continue  # Finished meanwhile.
+    orders_cancel(
+        orders=Order.objects.filter(
+            instrument_id__in=instrument_ids, status__in=RESTING_STATUSES
+        ).order_by("pk")
+    )
 
 
 # Margin calls -----------------------------------------------------------------------------
@@ -759,17 +757,16 @@ def account_liquidate(
     short option is bought back with it); then one market IOC order per position, reducing
     only, without fees. What the book cannot absorb stays open, and the margin call with it.
     """
-    from exchange.services.orders import order_cancel, order_place
+    from exchange.services.orders import order_place, orders_cancel
 
     if not reason.strip():
         raise RiskError(
             RiskErrorCode.REASON_REQUIRED, "Give a reason for the liquidation.", "reason"
         )
-    for order in Order.objects.filter(account=account, status__in=RESTING_STATUSES).order_by("pk"):
-        try:
-            order_cancel(order=order, requested_by=actor)
-        except OrderRejected:
-            continue
+    orders_cancel(
+        orders=Order.objects.filter(account=account, status__in=RESTING_STATUSES).order_by("pk"),
+        requested_by=actor,
+    )
     with transaction.atomic():
         instruments = _lock_instruments(_account_instruments(account.pk))
         ledger = _Ledger(instruments)

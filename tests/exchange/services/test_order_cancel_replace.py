@@ -9,7 +9,8 @@ from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
 from exchange.services.instruments import instrument_halt, instrument_set_status
-from exchange.services.orders import order_cancel, order_replace
+from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
+from ledger.models import Hold
 from tests.exchange.support import assert_as_stored, assert_consistent, place, status_path
 
 pytestmark = pytest.mark.django_db
@@ -375,3 +376,32 @@ def test_order_accepted_before_expiry_of_its_instrument_is_rejected_as_expired(
 
     order = reload(order)
     assert (order.status, order.reject_code) == (REJECTED, "ORDER_INSTRUMENT_EXPIRED")
+
+
+def test_orders_cancel_cancels_every_live_order_in_one_go(futures, buyer, seller):
+    # given three resting bids on two books, and one order already filled
+    bids = [
+        order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=2)
+        for future in (futures[0], futures[0], futures[1])
+    ]
+    order_place(
+        account=seller, instrument=futures[1], side="sell", price=Decimal("2.50"), quantity=1
+    )
+    filled = order_place(
+        account=buyer, instrument=futures[1], side="buy", price=Decimal("2.50"), quantity=1
+    )
+    assert filled.status == Order.Status.FILLED
+    held = Hold.objects.filter(status=Hold.Status.PENDING).count()
+    assert held == 3
+
+    # when all four are cancelled at once
+    asked = orders_cancel(orders=[*bids, filled])
+
+    # then the three live ones are cancelled and their collateral released; the filled one
+    # was not asked
+    assert asked == 3
+    for bid in bids:
+        bid.refresh_from_db()
+        assert (bid.status, bid.cancelled_quantity) == (Order.Status.CANCELLED, 2)
+    assert not Hold.objects.filter(status=Hold.Status.PENDING).exists()
+    assert orders_cancel(orders=bids) == 0
