@@ -105,7 +105,7 @@ class Migration(migrations.Migration):
                 (
                     "reviews",
                     models.PositiveIntegerField(
-                        default=0, help_text="Top-ups tried since the call."
+                        default=0, help_text="Top-ups posted since the call."
                     ),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

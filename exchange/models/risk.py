@@ -97,7 +97,7 @@ class MarginCall(models.Model):
         default=0, help_text="Losses the account could not pay, micro-USD (owed to the exchange)."
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
-    reviews = models.PositiveIntegerField(default=0, help_text="Top-ups tried since the call.")
+    reviews = models.PositiveIntegerField(default=0, help_text="Top-ups posted since the call.")
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(

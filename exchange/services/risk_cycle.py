@@ -715,20 +715,23 @@ def margin_call_review(call: MarginCall) -> MarginCall:
         ledger = _Ledger(instruments)
         holder = ledger._holder(call.account_id)
         prices = _latest_prices(list(instruments))
-        call.reviews += 1
         requirement, held = _rebalance(
             ledger,
             holder,
             prices,
             timezone.now().date(),
-            f"margin-call:{call.pk}:{call.reviews}",
+            f"margin-call:{call.pk}:{call.reviews + 1}",
             f"Margin call #{call.pk}: top-up",
         )
+        figures = (requirement.total, held, holder.deficit)
+        cured = held >= requirement.total and not holder.deficit
+        if not ledger.specs and figures == (call.required, call.held, call.deficit) and not cured:
+            return call  # Nothing moved: a review that changes nothing writes nothing.
+        if ledger.specs:
+            call.reviews += 1  # Counts the top-ups posted (and keys the next one).
         ledger.flush()
-        call.required = requirement.total
-        call.held = held
-        call.deficit = holder.deficit
-        if held >= requirement.total and not holder.deficit:
+        call.required, call.held, call.deficit = figures
+        if cured:
             call.status = MarginCall.Status.CURED
             call.resolved_at = timezone.now()
         call.save()

@@ -191,3 +191,15 @@ def test_roll_listings_from_the_admin_lists_the_missing_months(admin_client, fut
     assert listed >= settings.EXCHANGE_LISTED_MONTHS
     assert "instruments listed:" in response.content.decode()
     assert "0 instruments listed." in again.content.decode()
+
+
+def test_a_review_that_changes_nothing_writes_nothing(future, seller):
+    poor = _called_account(future, seller)
+    call = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
+    entries, before = Entry.objects.count(), MarginCall.objects.values().get(pk=call.pk)
+
+    call_command("review_margin_calls")
+    call_command("review_margin_calls")
+
+    assert Entry.objects.count() == entries
+    assert MarginCall.objects.values().get(pk=call.pk) == before
