@@ -81,6 +81,25 @@ class RiskErrorCode(StrEnum):
     NO_OPEN_MARGIN_CALL = "RISK_NO_OPEN_MARGIN_CALL"
 
 
+class ApiAuthErrorCode(StrEnum):
+    """API authentication (401), authorization (403) and key management (400)."""
+
+    REQUIRED = "AUTH_REQUIRED"
+    KEY_INVALID = "AUTH_KEY_INVALID"
+    KEY_REVOKED = "AUTH_KEY_REVOKED"
+    IP_NOT_ALLOWED = "AUTH_IP_NOT_ALLOWED"
+    SIGNATURE_REQUIRED = "AUTH_SIGNATURE_REQUIRED"
+    SIGNATURE_INVALID = "AUTH_SIGNATURE_INVALID"
+    SIGNATURE_EXPIRED = "AUTH_SIGNATURE_EXPIRED"
+    SIGNATURE_REPLAYED = "AUTH_SIGNATURE_REPLAYED"
+    SCOPE_MISSING = "AUTH_SCOPE_MISSING"
+    ROLE_MISSING = "AUTH_ROLE_MISSING"
+    NO_ORGANIZATION = "AUTH_NO_ORGANIZATION"
+    SCOPES_INVALID = "API_KEY_SCOPES_INVALID"
+    NAME_INVALID = "API_KEY_NAME_INVALID"
+    IP_ALLOWLIST_INVALID = "API_KEY_IP_ALLOWLIST_INVALID"
+
+
 class ExchangeError(Exception):
     """An expected refusal: a stable code, a message for people, and the field at fault."""
 
@@ -104,5 +123,10 @@ class FundingError(ExchangeError):
 
 
 class RiskError(ExchangeError):
+    def __init__(self, code: StrEnum, message: str, field: str = "") -> None:
+        super().__init__(code, message, field=field)
+
+
+class ApiAuthError(ExchangeError):
     def __init__(self, code: StrEnum, message: str, field: str = "") -> None:
         super().__init__(code, message, field=field)

@@ -41,6 +41,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
+    # Daphne first: its runserver serves HTTP and the WebSocket feed (ASGI) in one process.
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -48,6 +50,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
     "ledger.apps.LedgerConfig",
     "exchange.apps.ExchangeConfig",
 ]
@@ -232,4 +238,62 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "exchange.tasks.risk_margin_calls_review",
         "schedule": 5 * 60.0,
     },
+}
+
+
+# The REST API (exchange/api/, docs/API.md) and its push feed (exchange/feed/).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "exchange.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["exchange.api.permissions.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["exchange.api.throttling.PerKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"key": os.environ.get("EXCHANGE_API_RATE", "100/s")},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GPU Exchange API",
+    "DESCRIPTION": (
+        "Futures on GPU-hours, options on them and resale of reserved GPU capacity. Prices are "
+        "USD per GPU-hour, quantities contracts. Authenticate with `Authorization: Bearer "
+        "<key>`; see docs/API.md for scopes, signing and errors."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+}
+# Signed requests are accepted this long around their timestamp, and each only once.
+EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(
+    os.environ.get("EXCHANGE_API_SIGNATURE_WINDOW_SECONDS", "30")
+)
+
+# The cache: rate limits and seen request signatures. Several web processes must share it
+# (Redis in production); the embedded mode's one process keeps it in memory.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# Channels: the push feed. In memory for the embedded mode (one process); Redis in production,
+# so that matchers and every web process meet on one channel layer.
+ASGI_APPLICATION = "exchange.asgi.application"
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+    if REDIS_URL
+    else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 }

@@ -1,3 +1,4 @@
+from exchange.models.api import ApiKey
 from exchange.models.audit import AuditEntry
 from exchange.models.catalog import Instrument, Interconnect, Region, ReservedCapacity, Sku
 from exchange.models.funding import Deposit, StripeEvent, Withdrawal
@@ -19,6 +20,7 @@ __all__ = [
     "LIVE_STATUSES",
     "RESTING_STATUSES",
     "Account",
+    "ApiKey",
     "AuditEntry",
     "Deposit",
     "Instrument",

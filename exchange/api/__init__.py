@@ -1,0 +1,4 @@
+"""The REST API, version 1 (``/api/v1/``): thin DRF views over the services and selectors.
+
+See docs/API.md for the guide and ``/api/schema/`` for the OpenAPI document.
+"""

@@ -1,0 +1,3 @@
+"""Routes of this area are added by its module."""
+
+urlpatterns: list = []

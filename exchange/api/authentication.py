@@ -1,0 +1,48 @@
+"""DRF authentication by API key (bearer, optionally HMAC-signed)."""
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication
+
+from exchange.api.context import ApiKeyPrincipal
+from exchange.services.api_keys import SignedRequest, api_key_authenticate
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Any) -> tuple[ApiKeyPrincipal, Any] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header.startswith(f"{self.keyword} "):
+            return None  # Not ours: session authentication (or anonymous) goes on.
+        token = header[len(self.keyword) + 1 :].strip()
+        signed = SignedRequest(
+            method=request.method,
+            path=request.get_full_path(),
+            body=request.body,
+            timestamp=request.META.get("HTTP_X_GX_TIMESTAMP"),
+            signature=request.META.get("HTTP_X_GX_SIGNATURE"),
+        )
+        key = api_key_authenticate(
+            token, client_ip=request.META.get("REMOTE_ADDR", ""), request=signed
+        )
+        return ApiKeyPrincipal(key), key
+
+    def authenticate_header(self, request: Any) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """The key in the OpenAPI document: HTTP bearer."""
+
+    target_class = ApiKeyAuthentication
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key: `Authorization: Bearer gx_<prefix>_<secret>`. "
+            "Optionally HMAC-signed (X-GX-Timestamp, X-GX-Signature); see docs/API.md.",
+        }

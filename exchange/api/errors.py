@@ -1,0 +1,129 @@
+"""One error envelope for the whole API: ``{"error": {"code", "message", "field"}}``.
+
+Codes are stable: the rejection codes of the engine, risk, ledger and services (``ORDER_*``,
+``RISK_*``, ``MATCHING_*``, ``LEDGER_*``, ``FUNDING_*``, ``CATALOG_*``), ``AUTH_*``, and the
+API's own (``INVALID_INPUT``, ``NOT_FOUND``, ...). Statuses: 400 bad input, 401 not
+authenticated, 403 not allowed, 404 not found (also for another organization's objects),
+405, 409 conflicts, 415, 422 a well-formed request the exchange refuses (risk, order rules),
+429 rate limited (with ``Retry-After``).
+"""
+
+import math
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from exchange.errors import (
+    ApiAuthError,
+    ApiAuthErrorCode,
+    CatalogError,
+    ExchangeError,
+    FundingError,
+    OrderRejectCode,
+    OrderRejected,
+    RiskError,
+)
+from ledger.errors import LedgerError
+
+FORBIDDEN_CODES = {
+    ApiAuthErrorCode.IP_NOT_ALLOWED,
+    ApiAuthErrorCode.SCOPE_MISSING,
+    ApiAuthErrorCode.ROLE_MISSING,
+    ApiAuthErrorCode.NO_ORGANIZATION,
+}
+CONFLICT_CODES = {OrderRejectCode.CLIENT_ORDER_ID_CONFLICT, OrderRejectCode.NOT_LIVE}
+NOT_FOUND_CODES = {OrderRejectCode.UNKNOWN_INSTRUMENT}
+
+
+class ApiError(exceptions.APIException):
+    """An error the API raises itself, with its code and status."""
+
+    def __init__(self, status_code: int, code: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.field = field
+
+
+def envelope(code: str, message: str, field: str = "") -> dict[str, Any]:
+    return {"error": {"code": str(code), "message": message, "field": field or None}}
+
+
+def _status_of(error: ExchangeError) -> int:
+    if isinstance(error, ApiAuthError):
+        if str(error.code).startswith("API_KEY_"):
+            return status.HTTP_400_BAD_REQUEST
+        if error.code in FORBIDDEN_CODES:
+            return status.HTTP_403_FORBIDDEN
+        return status.HTTP_401_UNAUTHORIZED
+    if error.code in CONFLICT_CODES:
+        return status.HTTP_409_CONFLICT
+    if error.code in NOT_FOUND_CODES:
+        return status.HTTP_404_NOT_FOUND
+    if isinstance(error, OrderRejected | RiskError | FundingError | CatalogError):
+        return status.HTTP_422_UNPROCESSABLE_ENTITY
+    return status.HTTP_400_BAD_REQUEST
+
+
+def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
+    """(field, message) of the first validation error in DRF's nested detail."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            field = key if key != "non_field_errors" else ""
+            return _first_error(value, f"{path}.{field}".strip(".") if field else path)
+    if isinstance(detail, list) and detail:
+        return _first_error(detail[0], path)
+    return path, str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        code, message, field, status_code = exc.code, str(exc.detail), exc.field, exc.status_code
+    elif isinstance(exc, ExchangeError):
+        code, message, field = str(exc.code), exc.message, exc.field
+        status_code = _status_of(exc)
+    elif isinstance(exc, LedgerError):
+        code, message, field = str(exc.code), exc.message, getattr(exc, "field", "")
+        status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    elif isinstance(exc, exceptions.ValidationError):
+        field, message = _first_error(exc.detail)
+        code, status_code = "INVALID_INPUT", status.HTTP_400_BAD_REQUEST
+    elif isinstance(exc, exceptions.Throttled):
+        wait = math.ceil(exc.wait or 1)
+        headers["Retry-After"] = str(wait)
+        code, message, field = "RATE_LIMITED", f"Too many requests: retry in {wait} s.", ""
+        status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        code, message, field = "AUTH_REQUIRED", "Authenticate with an API key.", ""
+        status_code = status.HTTP_401_UNAUTHORIZED
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    elif isinstance(exc, exceptions.PermissionDenied | DjangoPermissionDenied):
+        code, message, field = "FORBIDDEN", str(exc) or "Not allowed.", ""
+        status_code = status.HTTP_403_FORBIDDEN
+    elif isinstance(exc, exceptions.NotFound | Http404):
+        code, message, field = "NOT_FOUND", "Not found.", ""
+        status_code = status.HTTP_404_NOT_FOUND
+    elif isinstance(exc, exceptions.MethodNotAllowed):
+        code, message, field = "METHOD_NOT_ALLOWED", str(exc.detail), ""
+        status_code = status.HTTP_405_METHOD_NOT_ALLOWED
+    elif isinstance(exc, exceptions.ParseError):
+        code, message, field = "INVALID_JSON", str(exc.detail), ""
+        status_code = status.HTTP_400_BAD_REQUEST
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        code, message, field = "UNSUPPORTED_MEDIA_TYPE", str(exc.detail), ""
+        status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    elif isinstance(exc, exceptions.NotAcceptable):
+        code, message, field = "NOT_ACCEPTABLE", str(exc.detail), ""
+        status_code = status.HTTP_406_NOT_ACCEPTABLE
+    elif isinstance(exc, exceptions.APIException):
+        code, message, field = "ERROR", str(exc.detail), ""
+        status_code = exc.status_code
+    else:
+        return None  # A bug: Django's 500 handling (and logging) takes it.
+    if status_code == status.HTTP_401_UNAUTHORIZED:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+    return Response(envelope(code, message, field), status=status_code, headers=headers)

@@ -1,0 +1,320 @@
+"""Market data (public): instruments, L2 book, trades, candles, settlement prices, forward
+curves and option chains. Prices are strings of USD per GPU-hour; quantities contracts."""
+
+from datetime import date
+from typing import Any
+
+from django.http import Http404
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.models import Instrument, Region, SettlementPrice, Sku
+from exchange.selectors import market, risk
+from exchange.selectors.market_data import (
+    CANDLE_INTERVALS,
+    CANDLES_MAX,
+    candles,
+    forward_curve,
+)
+from exchange.symbols import parse_symbol
+
+PRICE = {"max_digits": 18, "decimal_places": 6}
+
+
+class InstrumentSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="sku.code")
+    region = serializers.CharField(source="region.code")
+    underlying = serializers.CharField(source="underlying.symbol", allow_null=True, default=None)
+
+    class Meta:
+        model = Instrument
+        fields = [
+            "symbol",
+            "kind",
+            "status",
+            "sku",
+            "region",
+            "tick_size",
+            "lot_size",
+            "gpu_hours_per_contract",
+            "price_max",
+            "quantity_max",
+            "delivery_start",
+            "delivery_end",
+            "last_trading_day",
+            "settlement",
+            "underlying",
+            "option_type",
+            "strike",
+        ]
+
+
+class InstrumentFilter(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Instrument.Kind.choices, required=False)
+    sku = serializers.SlugRelatedField(
+        slug_field="code", queryset=Sku.objects.all(), required=False
+    )
+    region = serializers.SlugRelatedField(
+        slug_field="code", queryset=Region.objects.all(), required=False
+    )
+    delivery_month = serializers.RegexField(
+        r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM"
+    )
+    status = serializers.ChoiceField(choices=Instrument.Status.choices, required=False)
+
+
+def instrument_or_404(symbol: str) -> Instrument:
+    try:
+        parse_symbol(symbol)
+    except Exception as error:
+        raise Http404(symbol) from error
+    instrument = market.instrument_by_symbol(symbol)
+    if instrument is None:
+        raise Http404(symbol)
+    return instrument
+
+
+class InstrumentList(APIView):
+    required_scope = None
+
+    @extend_schema(
+        parameters=[InstrumentFilter],
+        responses=InstrumentSerializer(many=True),
+        summary="List instruments",
+    )
+    def get(self, request: Request) -> Response:
+        query = InstrumentFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        instruments = Instrument.objects.select_related("sku", "region", "underlying")
+        if "kind" in filters:
+            instruments = instruments.filter(kind=filters["kind"])
+        if "sku" in filters:
+            instruments = instruments.filter(sku=filters["sku"])
+        if "region" in filters:
+            instruments = instruments.filter(region=filters["region"])
+        if "status" in filters:
+            instruments = instruments.filter(status=filters["status"])
+        else:
+            instruments = instruments.exclude(status=Instrument.Status.EXPIRED)
+        if "delivery_month" in filters:
+            year, month = (int(part) for part in filters["delivery_month"].split("-"))
+            instruments = instruments.filter(delivery_start=date(year, month, 1))
+        return Response(InstrumentSerializer(instruments, many=True).data)
+
+
+class InstrumentDetail(APIView):
+    required_scope = None
+
+    @extend_schema(responses=InstrumentSerializer, summary="One instrument")
+    def get(self, request: Request, symbol: str) -> Response:
+        return Response(InstrumentSerializer(instrument_or_404(symbol)).data)
+
+
+class LevelSerializer(serializers.Serializer):
+    price = serializers.DecimalField(**PRICE)
+    quantity = serializers.IntegerField()
+    orders = serializers.IntegerField()
+
+
+class BookSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    bids = LevelSerializer(many=True)
+    asks = LevelSerializer(many=True)
+    as_of = serializers.DateTimeField()
+
+
+class DepthQuery(serializers.Serializer):
+    depth = serializers.IntegerField(min_value=1, max_value=market.DEPTH_LEVELS_MAX, default=10)
+
+
+class Book(APIView):
+    required_scope = None
+
+    @extend_schema(parameters=[DepthQuery], responses=BookSerializer, summary="L2 order book")
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = instrument_or_404(symbol)
+        query = DepthQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        now = timezone.now()
+        bids, asks = market.book_depth(instrument, levels=query.validated_data["depth"], now=now)
+        return Response(
+            BookSerializer(
+                {"symbol": instrument.symbol, "bids": bids, "asks": asks, "as_of": now}
+            ).data
+        )
+
+
+class TradeSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField()
+    price = serializers.DecimalField(**PRICE)
+    quantity = serializers.IntegerField()
+    taker_side = serializers.CharField()
+    executed_at = serializers.DateTimeField()
+
+
+class LimitQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=market.TRADES_PAGE_MAX, default=50)
+
+
+class Trades(APIView):
+    required_scope = None
+
+    @extend_schema(
+        parameters=[LimitQuery], responses=TradeSerializer(many=True), summary="Recent trades"
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = instrument_or_404(symbol)
+        query = LimitQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        trades = market.trades_recent(instrument, limit=query.validated_data["limit"])
+        return Response(TradeSerializer(trades, many=True).data)
+
+
+class CandleSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    open = serializers.DecimalField(**PRICE)
+    high = serializers.DecimalField(**PRICE)
+    low = serializers.DecimalField(**PRICE)
+    close = serializers.DecimalField(**PRICE)
+    volume = serializers.IntegerField(help_text="Contracts.")
+    trades = serializers.IntegerField()
+
+
+class CandleQuery(serializers.Serializer):
+    interval = serializers.ChoiceField(choices=sorted(CANDLE_INTERVALS), default="1h")
+    limit = serializers.IntegerField(min_value=1, max_value=CANDLES_MAX, default=100)
+
+
+class Candles(APIView):
+    required_scope = None
+
+    @extend_schema(
+        parameters=[CandleQuery],
+        responses=CandleSerializer(many=True),
+        summary="OHLCV candles, oldest first (periods without trades are left out)",
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = instrument_or_404(symbol)
+        query = CandleQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = candles(
+            instrument,
+            interval=query.validated_data["interval"],
+            limit=query.validated_data["limit"],
+        )
+        return Response(CandleSerializer(rows, many=True).data)
+
+
+class SettlementSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SettlementPrice
+        fields = ["trading_date", "price", "source", "volume", "implied_volatility"]
+
+
+class Settlements(APIView):
+    required_scope = None
+
+    @extend_schema(
+        parameters=[LimitQuery],
+        responses=SettlementSerializer(many=True),
+        summary="Daily settlement prices, newest first",
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = instrument_or_404(symbol)
+        query = LimitQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = instrument.settlement_prices.order_by("-trading_date")[
+            : query.validated_data["limit"]
+        ]
+        return Response(SettlementSerializer(rows, many=True).data)
+
+
+class CurvePointSerializer(serializers.Serializer):
+    month = serializers.DateField()
+    symbol = serializers.CharField(allow_null=True)
+    price = serializers.DecimalField(**PRICE)
+    source = serializers.CharField(help_text="settlement, mid, last_trade or model")
+
+
+class CurveSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    region = serializers.CharField()
+    points = CurvePointSerializer(many=True)
+
+
+class Curve(APIView):
+    required_scope = None
+
+    @extend_schema(
+        responses=CurveSerializer,
+        summary="Forward curve of a SKU in a region: the market's months, then the model",
+    )
+    def get(self, request: Request, sku: str, region: str) -> Response:
+        found_sku = Sku.objects.filter(code=sku).first()
+        found_region = Region.objects.filter(code=region).first()
+        if found_sku is None or found_region is None:
+            raise Http404(f"{sku}/{region}")
+        points = forward_curve(found_sku, found_region, on=timezone.now().date())
+        return Response(CurveSerializer({"sku": sku, "region": region, "points": points}).data)
+
+
+class ChainSideSerializer(serializers.Serializer):
+    symbol = serializers.CharField(source="option.symbol")
+    bid = serializers.DecimalField(**PRICE, source="quote.best_bid.price", allow_null=True)
+    ask = serializers.DecimalField(**PRICE, source="quote.best_ask.price", allow_null=True)
+    last = serializers.DecimalField(**PRICE, source="quote.last_price", allow_null=True)
+    fair_value = serializers.DecimalField(**PRICE, allow_null=True)
+    implied_volatility = serializers.DecimalField(max_digits=10, decimal_places=6, allow_null=True)
+    delta = serializers.FloatField(allow_null=True)
+
+
+class ChainRowSerializer(serializers.Serializer):
+    strike = serializers.DecimalField(**PRICE)
+    call = ChainSideSerializer(allow_null=True)
+    put = ChainSideSerializer(allow_null=True)
+
+
+class ChainSerializer(serializers.Serializer):
+    future = serializers.CharField()
+    forward = serializers.DecimalField(**PRICE, allow_null=True)
+    rows = ChainRowSerializer(many=True)
+
+
+class Chain(APIView):
+    required_scope = None
+
+    @extend_schema(
+        responses=ChainSerializer,
+        summary="Option chain of a future: bid/ask, Black-76 fair value, implied vol, delta",
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        future = instrument_or_404(symbol)
+        if future.kind != Instrument.Kind.FUTURE:
+            raise Http404(symbol)
+        chain = risk.option_chain(future, on=timezone.now().date())
+        data: dict[str, Any] = {
+            "future": future.symbol,
+            "forward": chain.forward,
+            "rows": chain.rows,
+        }
+        return Response(ChainSerializer(data).data)
+
+
+SYMBOL = "<str:symbol>"
+
+urlpatterns = [
+    path("instruments/", InstrumentList.as_view(), name="instruments"),
+    path(f"instruments/{SYMBOL}/", InstrumentDetail.as_view(), name="instrument"),
+    path(f"instruments/{SYMBOL}/book/", Book.as_view(), name="book"),
+    path(f"instruments/{SYMBOL}/trades/", Trades.as_view(), name="trades"),
+    path(f"instruments/{SYMBOL}/candles/", Candles.as_view(), name="candles"),
+    path(f"instruments/{SYMBOL}/settlements/", Settlements.as_view(), name="settlements"),
+    path(f"instruments/{SYMBOL}/chain/", Chain.as_view(), name="chain"),
+    path("curves/<str:sku>/<str:region>/", Curve.as_view(), name="curve"),
+]

@@ -1,0 +1,23 @@
+"""Scopes: each view names the scope it needs (``required_scope``); None is public."""
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+
+from exchange.api.context import caller_of
+from exchange.errors import ApiAuthError, ApiAuthErrorCode
+
+
+class HasScope(BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        scope = getattr(view, "required_scope", None)
+        if scope is None:
+            return True
+        if not (request.user and request.user.is_authenticated):
+            raise ApiAuthError(ApiAuthErrorCode.REQUIRED, "Authenticate with an API key.")
+        caller = caller_of(request)
+        if scope not in caller.scopes:
+            code = ApiAuthErrorCode.SCOPE_MISSING if caller.key else ApiAuthErrorCode.ROLE_MISSING
+            raise ApiAuthError(code, f"This needs the {scope!r} scope.")
+        request.caller = caller
+        return True

@@ -1,0 +1,3 @@
+"""The push feed (WebSocket) routes."""
+
+websocket_urlpatterns: list = []

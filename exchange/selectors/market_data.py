@@ -1,0 +1,121 @@
+"""Market data built from trades, quotes and settlement prices: candles and forward curves."""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.utils import timezone
+
+from exchange.models import Instrument, Region, Sku, Trade
+from exchange.selectors.market import quotes_for
+from exchange.services import margin
+from exchange.services.settlement_prices import depreciation_model, on_tick
+from pricing.curve import ForwardCurve
+
+CANDLE_INTERVALS = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
+}
+CANDLES_MAX = 1000
+CANDLE_TRADES_MAX = 200_000  # Trades read for one request: a bound on its cost.
+
+
+@dataclass(frozen=True)
+class Candle:
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    trades: int
+
+
+def candles(
+    instrument: Instrument, *, interval: str, limit: int, now: datetime | None = None
+) -> list[Candle]:
+    """OHLCV of the last ``limit`` periods of ``interval`` (UTC-aligned), oldest first;
+    periods without trades are left out."""
+    step = CANDLE_INTERVALS[interval]
+    now = now or timezone.now()
+    seconds = int(step.total_seconds())
+    current = int(now.timestamp()) // seconds * seconds
+    since = datetime.fromtimestamp(current - seconds * (limit - 1), tz=now.tzinfo)
+    trades = (
+        Trade.objects.filter(instrument=instrument, executed_at__gte=since)
+        .order_by("sequence")
+        .values_list("executed_at", "price", "quantity")[:CANDLE_TRADES_MAX]
+    )
+    buckets: OrderedDict[int, list] = OrderedDict()
+    for executed_at, price, quantity in trades:
+        start = int(executed_at.timestamp()) // seconds * seconds
+        bucket = buckets.get(start)
+        if bucket is None:
+            buckets[start] = [price, price, price, price, quantity, 1]
+        else:
+            bucket[1] = max(bucket[1], price)
+            bucket[2] = min(bucket[2], price)
+            bucket[3] = price
+            bucket[4] += quantity
+            bucket[5] += 1
+    return [
+        Candle(datetime.fromtimestamp(start, tz=now.tzinfo), *values)
+        for start, values in sorted(buckets.items())
+    ]
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    month: date
+    symbol: str | None
+    price: Decimal
+    source: str  # "settlement", "mid", "last_trade" or "model".
+
+
+def forward_curve(sku: Sku, region: Region, *, on: date) -> list[CurvePoint]:
+    """The listed futures' prices by delivery month: today's settlement, else the mid, else the
+    last trade; months without any are priced on the forward curve through the others, with
+    the SKU's depreciation model beyond the last (``exchange.services.settlement_prices``)."""
+    futures = list(
+        Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE, sku=sku, region=region, last_trading_day__gte=on
+        ).order_by("delivery_start")
+    )
+    if not futures:
+        return []
+    quotes = quotes_for(futures)
+    settled = margin.latest_settlements([future.pk for future in futures])
+    points: list[CurvePoint | None] = []
+    for future in futures:
+        quote = quotes[future.pk]
+        row = settled.get(future.pk)
+        if row is not None and row.trading_date == on:
+            points.append(CurvePoint(future.delivery_start, future.symbol, row.price, "settlement"))
+        elif quote.best_bid and quote.best_ask:
+            mid = on_tick((quote.best_bid.price + quote.best_ask.price) / 2, future.tick_size)
+            points.append(CurvePoint(future.delivery_start, future.symbol, mid, "mid"))
+        elif quote.last_price is not None:
+            points.append(
+                CurvePoint(future.delivery_start, future.symbol, quote.last_price, "last_trade")
+            )
+        else:
+            points.append(None)
+    priced = [point for point in points if point is not None]
+    if not priced:
+        return []
+    months = [point.month for point in priced]
+    values = [float(point.price) for point in priced]
+    model = depreciation_model(sku, months, values) if len(priced) < len(futures) else None
+    curve = ForwardCurve.build(months, values, model)
+    result = []
+    for future, point in zip(futures, points, strict=True):
+        if point is None:
+            value = on_tick(Decimal(repr(curve.price(future.delivery_start))), future.tick_size)
+            point = CurvePoint(future.delivery_start, future.symbol, value, "model")
+        result.append(point)
+    return result
