@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from exchange.errors import (
@@ -36,6 +36,18 @@ FORBIDDEN_CODES = {
 }
 CONFLICT_CODES = {OrderRejectCode.CLIENT_ORDER_ID_CONFLICT, OrderRejectCode.NOT_LIVE}
 NOT_FOUND_CODES = {OrderRejectCode.UNKNOWN_INSTRUMENT}
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable code, e.g. RISK_INSUFFICIENT_FUNDS.")
+    message = serializers.CharField(help_text="For people.")
+    field = serializers.CharField(allow_null=True, help_text="The input at fault, if any.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The envelope of every error response."""
+
+    error = ErrorBodySerializer()
 
 
 class ApiError(exceptions.APIException):

@@ -5,6 +5,7 @@ from django.urls import include, path
 app_name = "api"
 
 urlpatterns = [
+    path("", include("exchange.api.keys")),
     path("", include("exchange.api.market")),
     path("", include("exchange.api.trading")),
     path("", include("exchange.api.account")),

@@ -184,7 +184,7 @@ class SignedRequest:
 def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) -> ApiKey:
     """The active key ``token`` names, after every check of the module docstring;
     ``ApiAuthError`` otherwise."""
-    parts = token.split("_")
+    parts = token.split("_", 2)  # The secret (URL-safe base64) may contain "_".
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != PREFIX_LENGTH:
         raise ApiAuthError(ApiAuthErrorCode.KEY_INVALID, "The API key is malformed.")
     prefix, secret = parts[1], parts[2]

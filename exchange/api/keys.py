@@ -1,0 +1,93 @@
+"""Who am I, and the organization's API keys (listing and revoking; keys are created in the
+web UI or with ``manage.py create_api_key``, where the secret can be shown once)."""
+
+from django.http import Http404
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ErrorSerializer
+from exchange.models import ApiKey
+from exchange.services.api_keys import api_key_revoke
+
+
+class MeSerializer(serializers.Serializer):
+    organization = serializers.CharField(source="organization.slug")
+    organization_kind = serializers.CharField(source="organization.kind")
+    account = serializers.IntegerField(source="account.pk")
+    scopes = serializers.ListField(child=serializers.CharField())
+    key = serializers.CharField(source="key.prefix", allow_null=True, default=None)
+
+
+class Me(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        responses={200: MeSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
+        summary="The caller: organization, trading account, scopes, key",
+    )
+    def get(self, request: Request) -> Response:
+        caller = request.caller
+        data = {
+            "organization": caller.organization,
+            "account": caller.account,
+            "scopes": sorted(caller.scopes),
+            "key": caller.key,
+        }
+        return Response(MeSerializer(data).data)
+
+
+class KeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = [
+            "prefix",
+            "name",
+            "scopes",
+            "ip_allowlist",
+            "require_signature",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
+
+class KeyList(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        responses={200: KeySerializer(many=True), 401: ErrorSerializer, 403: ErrorSerializer},
+        summary="The organization's API keys (never their secrets)",
+    )
+    def get(self, request: Request) -> Response:
+        keys = ApiKey.objects.filter(organization=request.caller.organization)
+        return Response(KeySerializer(keys, many=True).data)
+
+
+class KeyDetail(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    @extend_schema(
+        responses={
+            200: KeySerializer,
+            401: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+        },
+        summary="Revoke one of the organization's keys (at once; revoking twice is harmless)",
+    )
+    def delete(self, request: Request, prefix: str) -> Response:
+        key = ApiKey.objects.filter(organization=request.caller.organization, prefix=prefix).first()
+        if key is None:
+            raise Http404(prefix)
+        return Response(KeySerializer(api_key_revoke(key=key, actor=request.caller.user)).data)
+
+
+urlpatterns = [
+    path("me/", Me.as_view(), name="me"),
+    path("keys/", KeyList.as_view(), name="keys"),
+    path("keys/<str:prefix>/", KeyDetail.as_view(), name="key"),
+]

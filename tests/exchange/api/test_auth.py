@@ -1,0 +1,227 @@
+"""API keys: bearer authentication, scopes, revocation, IP allow-lists, HMAC signing with its
+replay window, rate limits, and sessions for signed-in members."""
+
+import io
+import time
+
+import pytest
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from exchange.api.throttling import PerKeyRateThrottle
+from exchange.models import ApiKey, AuditEntry, Membership
+from exchange.services.api_keys import api_key_create, signature_for
+from exchange.services.participants import member_add
+
+pytestmark = pytest.mark.django_db
+
+ME = "/api/v1/me/"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()  # Rate limits and seen signatures live in the cache.
+    yield
+    cache.clear()
+
+
+def token_for(account, scopes=("read", "trade"), **options) -> str:
+    return api_key_create(
+        organization=account.organization, name="bot", scopes=list(scopes), **options
+    ).token
+
+
+def client_with(token: str | None = None, **extra) -> APIClient:
+    client = APIClient(**extra)
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def error_of(response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_a_key_authenticates_its_organization_and_its_secret_is_not_stored(buyer):
+    token = token_for(buyer, scopes=("read",))
+
+    response = client_with(token).get(ME)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["organization"], body["account"], body["scopes"]) == (
+        buyer.organization.slug,
+        buyer.pk,
+        ["read"],
+    )
+    key = ApiKey.objects.get()
+    secret = token.split("_", 2)[2]
+    assert key.prefix == token.split("_", 2)[1] == body["key"]
+    stored = " ".join(str(value) for value in ApiKey.objects.values().get().values())
+    assert secret not in stored
+    assert AuditEntry.objects.filter(action="api_key.create").count() == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer nonsense", "Bearer gx_short_x", "Token abc"],
+)
+def test_requests_without_a_valid_key_are_401(buyer, header):
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.get(ME)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] in {"AUTH_REQUIRED", "AUTH_KEY_INVALID"}
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_secret_is_refused(buyer):
+    token = token_for(buyer)
+    prefix = token.split("_", 2)[1]
+
+    response = client_with(f"gx_{prefix}_{'x' * 43}").get(ME)
+
+    assert error_of(response) == (401, "AUTH_KEY_INVALID")
+
+
+def test_a_revoked_key_is_refused_at_once(buyer):
+    doomed, admin = token_for(buyer), token_for(buyer)
+    assert client_with(doomed).get(ME).status_code == 200
+
+    revoked = client_with(admin).delete(f"/api/v1/keys/{doomed.split('_')[1]}/")
+
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert error_of(client_with(doomed).get(ME)) == (401, "AUTH_KEY_REVOKED")
+    assert AuditEntry.objects.filter(action="api_key.revoke").count() == 1
+
+
+def test_keys_are_listed_without_secrets_and_only_the_organizations_own(buyer, seller):
+    mine, theirs = token_for(buyer), token_for(seller)
+
+    listed = client_with(mine).get("/api/v1/keys/").json()
+    other = client_with(mine).delete(f"/api/v1/keys/{theirs.split('_')[1]}/")
+
+    assert [key["prefix"] for key in listed] == [mine.split("_", 2)[1]]
+    assert "secret_digest" not in listed[0] and "signing_key_encrypted" not in listed[0]
+    assert error_of(other) == (404, "NOT_FOUND")
+    assert client_with(theirs).get(ME).status_code == 200
+
+
+def test_a_key_without_the_scope_is_403(buyer):
+    reader = token_for(buyer, scopes=("read",))
+
+    response = client_with(reader).delete(f"/api/v1/keys/{reader.split('_')[1]}/")
+
+    assert error_of(response) == (403, "AUTH_SCOPE_MISSING")
+    assert ApiKey.objects.get().revoked_at is None
+
+
+def test_an_ip_allow_list_limits_where_a_key_is_used(buyer):
+    token = token_for(buyer, ip_allowlist=["10.0.0.0/8"])
+
+    refused = client_with(token, REMOTE_ADDR="192.0.2.7").get(ME)
+    allowed = client_with(token, REMOTE_ADDR="10.1.2.3").get(ME)
+
+    assert error_of(refused) == (403, "AUTH_IP_NOT_ALLOWED")
+    assert allowed.status_code == 200
+
+
+def signed(
+    client: APIClient, token: str, method: str, path: str, *, at: int | None = None, body=b""
+):
+    timestamp = str(at if at is not None else int(time.time()))
+    signature = signature_for(token.split("_", 2)[2], timestamp, method, path, body)
+    return getattr(client, method.lower())(
+        path, HTTP_X_GX_TIMESTAMP=timestamp, HTTP_X_GX_SIGNATURE=signature
+    )
+
+
+def test_signed_requests_are_accepted_once_within_the_window(buyer, settings):
+    token = token_for(buyer, require_signature=True)
+    client = client_with(token)
+    now = int(time.time())
+
+    unsigned = client.get(ME)
+    first = signed(client, token, "GET", ME, at=now)
+    replayed = signed(client, token, "GET", ME, at=now)
+    stale = signed(
+        client, token, "GET", ME, at=now - settings.EXCHANGE_API_SIGNATURE_WINDOW_SECONDS - 5
+    )
+    timestamp = str(now + 1)
+    tampered = client.get(
+        ME + "?x=1",
+        HTTP_X_GX_TIMESTAMP=timestamp,
+        HTTP_X_GX_SIGNATURE=signature_for(token.split("_", 2)[2], timestamp, "GET", ME, b""),
+    )
+
+    assert error_of(unsigned) == (401, "AUTH_SIGNATURE_REQUIRED")
+    assert first.status_code == 200
+    assert error_of(replayed) == (401, "AUTH_SIGNATURE_REPLAYED")
+    assert error_of(stale) == (401, "AUTH_SIGNATURE_EXPIRED")
+    assert error_of(tampered) == (401, "AUTH_SIGNATURE_INVALID")
+
+
+def test_keys_are_rate_limited_with_retry_after(buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
+    client, other = client_with(token_for(buyer)), client_with(token_for(buyer))
+
+    statuses = [client.get(ME).status_code for _ in range(4)]
+    limited = client.get(ME)
+
+    assert statuses == [200, 200, 200, 429]
+    assert error_of(limited) == (429, "RATE_LIMITED")
+    assert 0 < int(limited["Retry-After"]) <= 60
+    assert other.get(ME).status_code == 200  # Per key.
+
+
+def test_members_signed_in_use_the_api_with_their_role(buyer, client):
+    trader = member_add(
+        organization=buyer.organization, username="tess", email="t@x.example", password="pw-12345!"
+    )
+    viewer = member_add(
+        organization=buyer.organization,
+        username="vic",
+        email="v@x.example",
+        password="pw-12345!",
+        role=Membership.Role.VIEWER,
+    )
+    key = ApiKey.objects.filter(
+        pk=api_key_create(organization=buyer.organization, name="x", scopes=["read"]).key.pk
+    ).get()
+
+    session = APIClient(enforce_csrf_checks=False)
+    session.force_login(viewer.user)
+    as_viewer = session.get(ME)
+    refused = session.delete(f"/api/v1/keys/{key.prefix}/")
+    session.force_login(trader.user)
+    as_trader = session.get(ME)
+
+    assert as_viewer.json()["scopes"] == ["read"]
+    assert error_of(refused) == (403, "AUTH_ROLE_MISSING")
+    assert as_trader.json()["scopes"] == ["read", "trade", "transfer"]
+
+
+def test_create_api_key_prints_a_working_key_once(buyer):
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command(
+        "create_api_key",
+        "--org",
+        buyer.organization.slug,
+        "--scopes",
+        "read,trade",
+        stdout=out,
+        stderr=err,
+    )
+
+    token = out.getvalue().strip()
+    assert client_with(token).get(ME).json()["scopes"] == ["read", "trade"]
+    assert "shown once" in err.getvalue()
+    with pytest.raises(CommandError, match="API_KEY_SCOPES_INVALID"):
+        call_command("create_api_key", "--org", buyer.organization.slug, "--scopes", "admin")
+    with pytest.raises(CommandError, match="No organization"):
+        call_command("create_api_key", "--org", "nobody", "--scopes", "read")
