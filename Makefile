@@ -23,9 +23,19 @@ migrate: setup
 demo: migrate
 	$(BIN)/python manage.py seed_demo
 
+# The demo market maker quotes through the REST API beside the server (MARKETMAKER=0: without).
+MARKETMAKER ?= 1
+
 run: demo
 	@echo "Serving the demo market on http://$(HOST):$(PORT)/ (admin: /admin/, see README for users)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@if [ "$(MARKETMAKER)" = "1" ]; then \
+		$(BIN)/python manage.py run_marketmaker --url http://$(HOST):$(PORT) > var/marketmaker.log 2>&1 & \
+		echo "demo market maker: pid $$!, log var/marketmaker.log"; \
+		trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+		$(BIN)/python manage.py runserver $(HOST):$(PORT); \
+	else \
+		$(BIN)/python manage.py runserver $(HOST):$(PORT); \
+	fi
 
 lint: setup
 	$(BIN)/ruff check .
@@ -41,7 +51,7 @@ test: lint check
 	$(BIN)/pytest
 
 check: setup
-	$(BIN)/mypy matching ledger pricing
+	$(BIN)/mypy matching ledger pricing exchange_client
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench

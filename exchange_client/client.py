@@ -1,0 +1,376 @@
+"""The client: one method per endpoint, typed results, one exception for every error.
+
+Prices and money are ``Decimal`` (the API sends them as strings); quantities are ``int``.
+Requests are HMAC-signed when the client is made with ``sign=True`` (see docs/API.md).
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+
+API_PREFIX = "/api/v1"
+PAGES_MAX = 1000  # A bound on the pages one listing follows.
+
+
+class ApiError(Exception):
+    """An error response: the HTTP status and the envelope's stable code, message and field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _datetime(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Instrument:
+    symbol: str
+    kind: str
+    status: str
+    sku: str
+    region: str
+    tick_size: Decimal
+    lot_size: int
+    gpu_hours_per_contract: int
+    delivery_start: str
+    last_trading_day: str
+    underlying: str | None
+    option_type: str
+    strike: Decimal | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Instrument":
+        return cls(
+            symbol=data["symbol"],
+            kind=data["kind"],
+            status=data["status"],
+            sku=data["sku"],
+            region=data["region"],
+            tick_size=Decimal(data["tick_size"]),
+            lot_size=int(data["lot_size"]),
+            gpu_hours_per_contract=int(data["gpu_hours_per_contract"]),
+            delivery_start=data["delivery_start"],
+            last_trading_day=data["last_trading_day"],
+            underlying=data.get("underlying"),
+            option_type=data.get("option_type") or "",
+            strike=_decimal(data.get("strike")),
+        )
+
+
+@dataclass(frozen=True)
+class Level:
+    price: Decimal
+    quantity: int
+    orders: int
+
+
+@dataclass(frozen=True)
+class Book:
+    symbol: str
+    bids: list[Level]
+    asks: list[Level]
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        return self.bids[0].price if self.bids else None
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        return self.asks[0].price if self.asks else None
+
+
+@dataclass(frozen=True)
+class Trade:
+    sequence: int
+    price: Decimal
+    quantity: int
+    taker_side: str
+    executed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    client_order_id: str | None
+    instrument: str
+    side: str
+    type: str
+    time_in_force: str
+    price: Decimal | None
+    quantity: int
+    filled_quantity: int
+    cancelled_quantity: int
+    open_quantity: int
+    average_price: Decimal | None
+    status: str
+    reject_code: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Order":
+        return cls(
+            id=int(data["id"]),
+            client_order_id=data.get("client_order_id"),
+            instrument=data["instrument"],
+            side=data["side"],
+            type=data["type"],
+            time_in_force=data["time_in_force"],
+            price=_decimal(data.get("price")),
+            quantity=int(data["quantity"]),
+            filled_quantity=int(data["filled_quantity"]),
+            cancelled_quantity=int(data["cancelled_quantity"]),
+            open_quantity=int(data["open_quantity"]),
+            average_price=_decimal(data.get("average_price")),
+            status=data["status"],
+            reject_code=data.get("reject_code") or "",
+        )
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in {"new", "open", "partially_filled"}
+
+
+@dataclass(frozen=True)
+class Fill:
+    trade_sequence: int
+    order_id: int
+    instrument: str
+    side: str
+    price: Decimal
+    quantity: int
+    fee: Decimal
+    liquidity: str
+    executed_at: datetime | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Fill":
+        return cls(
+            trade_sequence=int(data["trade_sequence"]),
+            order_id=int(data["order_id"]),
+            instrument=data["instrument"],
+            side=data["side"],
+            price=Decimal(data["price"]),
+            quantity=int(data["quantity"]),
+            fee=Decimal(data["fee"]),
+            liquidity=data["liquidity"],
+            executed_at=_datetime(data.get("executed_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a placement did: the order as the matcher left it, its fills, what rests."""
+
+    order: Order
+    fills: list[Fill]
+    resting_quantity: int
+    market_remainder: int
+    created: bool  # False: a repeat of a client order id answered with the original order.
+
+
+class ExchangeClient:
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        *,
+        sign: bool = False,
+        timeout_seconds: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.sign = sign
+        self.timeout_seconds = timeout_seconds
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {key}"
+
+    # Transport ---------------------------------------------------------------------------
+
+    def _signing_key(self) -> bytes:
+        secret = self.key.split("_", 2)[2]
+        return hashlib.sha256(f"gx-signing:{secret}".encode()).digest()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> tuple[int, Any]:
+        """Send one request; return (status, decoded JSON) or raise ``ApiError``."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        target = path if path.startswith("/") else f"{API_PREFIX}/{path}"
+        if query:
+            target = f"{target}?{urlencode(query)}"
+        data = json.dumps(body, default=str).encode() if body is not None else b""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.sign:
+            timestamp = str(int(time.time()))
+            message = f"{timestamp}\n{method.upper()}\n{target}\n".encode() + data
+            headers["X-GX-Timestamp"] = timestamp
+            headers["X-GX-Signature"] = hmac.new(
+                self._signing_key(), message, hashlib.sha256
+            ).hexdigest()
+        response = self.session.request(
+            method,
+            self.base_url + target,
+            data=data or None,
+            headers=headers,
+            timeout=self.timeout_seconds,
+        )
+        payload = response.json() if response.content else None
+        if response.status_code >= 400:
+            error = (payload or {}).get("error") or {}
+            raise ApiError(
+                response.status_code,
+                error.get("code", "HTTP_ERROR"),
+                error.get("message", response.reason),
+                error.get("field"),
+            )
+        return response.status_code, payload
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        _, page = self.request("GET", path, params=params)
+        for _ in range(PAGES_MAX):
+            yield from page["results"]
+            if not page.get("next"):
+                return
+            parts = urlsplit(page["next"])
+            _, page = self.request("GET", f"{parts.path}?{parts.query}")
+
+    # Market data -------------------------------------------------------------------------
+
+    def instruments(self, **filters: str) -> list[Instrument]:
+        _, rows = self.request("GET", "instruments/", params=filters)
+        return [Instrument.of(row) for row in rows]
+
+    def book(self, symbol: str, depth: int = 10) -> Book:
+        _, data = self.request("GET", f"instruments/{symbol}/book/", params={"depth": depth})
+
+        def levels(rows: list[dict[str, Any]]) -> list[Level]:
+            return [Level(Decimal(r["price"]), int(r["quantity"]), int(r["orders"])) for r in rows]
+
+        return Book(data["symbol"], levels(data["bids"]), levels(data["asks"]))
+
+    def trades(self, symbol: str, limit: int = 50) -> list[Trade]:
+        _, rows = self.request("GET", f"instruments/{symbol}/trades/", params={"limit": limit})
+        return [
+            Trade(
+                int(r["sequence"]),
+                Decimal(r["price"]),
+                int(r["quantity"]),
+                r["taker_side"],
+                _datetime(r.get("executed_at")),
+            )
+            for r in rows
+        ]
+
+    def settlements(self, symbol: str, limit: int = 10) -> list[dict[str, Any]]:
+        _, rows = self.request("GET", f"instruments/{symbol}/settlements/", params={"limit": limit})
+        return list(rows)
+
+    def chain(self, future: str) -> dict[str, Any]:
+        _, data = self.request("GET", f"instruments/{future}/chain/")
+        return dict(data)
+
+    # Trading -----------------------------------------------------------------------------
+
+    def place_order(
+        self,
+        *,
+        instrument: str,
+        side: str,
+        quantity: int,
+        price: Decimal | None = None,
+        type: str = "limit",
+        time_in_force: str = "gtc",
+        post_only: bool = False,
+        self_trade_prevention: str = "cancel_newest",
+        client_order_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Placement:
+        body: dict[str, Any] = {
+            "instrument": instrument,
+            "side": side,
+            "type": type,
+            "quantity": quantity,
+            "time_in_force": time_in_force,
+            "post_only": post_only,
+            "self_trade_prevention": self_trade_prevention,
+        }
+        if price is not None:
+            body["price"] = str(price)
+        if client_order_id is not None:
+            body["client_order_id"] = client_order_id
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
+        status, data = self.request("POST", "orders/", body=body)
+        return Placement(
+            order=Order.of(data["order"]),
+            fills=[Fill.of(row) for row in data["fills"]],
+            resting_quantity=int(data["resting_quantity"]),
+            market_remainder=int(data["market_remainder"]),
+            created=status == 201,
+        )
+
+    def order(self, order_id: int) -> Order:
+        _, data = self.request("GET", f"orders/{order_id}/")
+        return Order.of(data)
+
+    def orders(
+        self, *, status: str | None = None, instrument: str | None = None
+    ) -> Iterator[Order]:
+        for row in self._pages("orders/", {"status": status, "instrument": instrument}):
+            yield Order.of(row)
+
+    def cancel(self, order_id: int) -> Order:
+        _, data = self.request("DELETE", f"orders/{order_id}/")
+        return Order.of(data)
+
+    def replace(self, order_id: int, *, price: Decimal, quantity: int) -> Order:
+        _, data = self.request(
+            "POST", f"orders/{order_id}/replace/", body={"price": str(price), "quantity": quantity}
+        )
+        return Order.of(data)
+
+    def cancel_all(self, instrument: str | None = None) -> int:
+        body = {"instrument": instrument} if instrument else {}
+        _, data = self.request("POST", "orders/cancel-all/", body=body)
+        return int(data["cancelled"])
+
+    def fills(self, *, instrument: str | None = None) -> Iterator[Fill]:
+        for row in self._pages("fills/", {"instrument": instrument}):
+            yield Fill.of(row)
+
+    # Account -----------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        _, data = self.request("GET", "me/")
+        return dict(data)
+
+    def balances(self) -> list[dict[str, Any]]:
+        _, data = self.request("GET", "account/balances/")
+        return list(data)
+
+    def positions(self) -> Any:
+        _, data = self.request("GET", "account/positions/")
+        return data
