@@ -1,0 +1,288 @@
+"""Orders per second through the REST API, as production runs it (PostgreSQL only).
+
+The command builds a scratch database beside the configured one (name prefixed
+``bench_api_``), lists a futures strip, funds four trading firms and gives each an API key;
+then it starts, on loopback, ``--workers`` gunicorn worker processes serving the API and
+``--shards`` ``run_matcher`` processes, and runs ``--clients`` client processes that place
+limit orders (about 15% marketable IOC) through ``POST /api/v1/orders/`` for ``--seconds``,
+each over one keep-alive connection. It reports what the clients measured: accepted orders
+per second, and the latency of each placement (request sent to response read), then waits
+until the matchers have processed every order and checks the books.
+
+The last line is ``orders_per_second=<n> p99_ms=<n>``.
+"""
+
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, connections
+
+from exchange.management.commands.bench_orders import Command as BenchOrders
+from exchange.management.commands.bench_orders import order_stream
+
+SERVER_START_SECONDS_MAX = 60
+DRAIN_TIMEOUT_SECONDS = 300
+ORDERS_PER_CLIENT_MAX = 200_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _client(
+    base_url: str,
+    tokens: dict[int, str],
+    symbols: dict[int, tuple[str, Decimal]],
+    seed: int,
+    seconds: float,
+    results: multiprocessing.Queue,
+) -> None:
+    """One client: a keep-alive session per API key, orders from the shared stream's shape."""
+    import requests
+
+    sessions = {}
+    for account_id, token in tokens.items():
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        sessions[account_id] = session
+    stream = order_stream(seed, ORDERS_PER_CLIENT_MAX, list(symbols), list(tokens))
+    latencies_ms: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + seconds
+    for account_id, instrument_id, side, ticks, quantity, time_in_force in stream:
+        if time.perf_counter() > deadline:
+            break
+        symbol, tick = symbols[instrument_id]
+        body = {
+            "instrument": symbol,
+            "side": side,
+            "quantity": quantity,
+            "price": str(tick * ticks),
+            "time_in_force": time_in_force,
+        }
+        before = time.perf_counter()
+        response = sessions[account_id].post(f"{base_url}/api/v1/orders/", json=body, timeout=30)
+        latencies_ms.append((time.perf_counter() - before) * 1000)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    results.put((latencies_ms, statuses))
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark order placement through the REST API with gunicorn and external matchers "
+        "on PostgreSQL; the last line is orders_per_second=<n> p99_ms=<n>."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--clients", type=int, default=8)
+        parser.add_argument("--seconds", type=float, default=20.0)
+        parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes.")
+        parser.add_argument("--threads", type=int, default=1, help="Threads per worker.")
+        parser.add_argument("--shards", type=int, default=1, help="run_matcher processes.")
+        parser.add_argument("--instruments", type=int, default=4)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--keep-database", action="store_true")
+
+    def handle(self, *args, **options):
+        if connection.vendor != "postgresql":
+            raise CommandError("bench_api measures the production setup: set DATABASE_URL.")
+        settings.DEBUG = False
+        database = settings.DATABASES["default"]
+        old_name = database["NAME"]
+        database.setdefault("TEST", {})["NAME"] = f"bench_api_{old_name}"
+        scratch = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+        processes: list[subprocess.Popen] = []
+        try:
+            instrument_ids, account_ids = BenchOrders()._market(options["instruments"])
+            tokens, symbols = self._keys_and_symbols(instrument_ids, account_ids)
+            connections.close_all()
+            port = _free_port()
+            environment = self._environment(scratch)
+            processes += self._start(environment, port, options)
+            base_url = f"http://127.0.0.1:{port}"
+            self._wait_for(base_url, processes)
+            latencies_ms, statuses, elapsed = self._load(base_url, tokens, symbols, options)
+            drained = self._drain()
+            self._report(options, latencies_ms, statuses, elapsed, drained)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            connections.close_all()
+            if not options["keep_database"]:
+                connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    def _keys_and_symbols(self, instrument_ids, account_ids):
+        from exchange.models import Account, Instrument
+        from exchange.services.api_keys import api_key_create
+
+        tokens = {
+            account.pk: api_key_create(
+                organization=account.organization, name="bench", scopes=["read", "trade"]
+            ).token
+            for account in Account.objects.filter(pk__in=account_ids).select_related("organization")
+        }
+        symbols = {
+            instrument.pk: (instrument.symbol, instrument.tick_size)
+            for instrument in Instrument.objects.filter(pk__in=instrument_ids)
+        }
+        return tokens, symbols
+
+    def _environment(self, database_name: str) -> dict[str, str]:
+        database = settings.DATABASES["default"]
+        user = database.get("USER") or "postgres"
+        password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+        host = database.get("HOST") or "127.0.0.1"
+        port = database.get("PORT") or 5432
+        return {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{database_name}",
+            "EXCHANGE_MATCHER_MODE": "external",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # The keys' signing keys are sealed with it.
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "EXCHANGE_API_RATE": "1000000/s",
+            "DJANGO_LOG_LEVEL": "WARNING",
+        }
+
+    def _start(self, environment, port, options) -> list[subprocess.Popen]:
+        bin_dir = Path(sys.executable).parent
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    manage,
+                    "run_matcher",
+                    "--shard",
+                    str(shard),
+                    "--shards",
+                    str(options["shards"]),
+                ],
+                env=environment,
+                stdout=subprocess.DEVNULL,
+            )
+            for shard in range(options["shards"])
+        ]
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "gunicorn"),
+                    "exchange.wsgi",
+                    "--workers",
+                    str(options["workers"]),
+                    "--threads",
+                    str(options["threads"]),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                    "--keep-alive",
+                    "30",
+                ],
+                env=environment,
+                cwd=settings.BASE_DIR,
+            )
+        )
+        return processes
+
+    def _wait_for(self, base_url: str, processes: list[subprocess.Popen]) -> None:
+        import requests
+
+        deadline = time.monotonic() + SERVER_START_SECONDS_MAX
+        while time.monotonic() < deadline:
+            if any(process.poll() is not None for process in processes):
+                raise CommandError("A server or matcher process exited while starting.")
+            try:
+                if requests.get(f"{base_url}/api/v1/instruments/", timeout=2).ok:
+                    time.sleep(1.0)  # Let the matchers take their leases.
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise CommandError("The API server did not start.")
+
+    def _load(self, base_url, tokens, symbols, options):
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        clients = [
+            context.Process(
+                target=_client,
+                args=(
+                    base_url,
+                    tokens,
+                    symbols,
+                    options["seed"] + index,
+                    options["seconds"],
+                    results,
+                ),
+            )
+            for index in range(options["clients"])
+        ]
+        started = time.perf_counter()
+        for client in clients:
+            client.start()
+        latencies_ms: list[float] = []
+        statuses: dict[int, int] = {}
+        for _ in clients:
+            client_latencies, client_statuses = results.get(timeout=options["seconds"] + 120)
+            latencies_ms += client_latencies
+            for status, count in client_statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+        elapsed = time.perf_counter() - started
+        for client in clients:
+            client.join(30)
+        return latencies_ms, statuses, elapsed
+
+    def _drain(self) -> float:
+        from exchange.models import OrderCommand
+
+        started = time.monotonic()
+        while OrderCommand.objects.filter(status=OrderCommand.Status.PENDING).exists():
+            if time.monotonic() - started > DRAIN_TIMEOUT_SECONDS:
+                raise CommandError("The matchers did not drain the queue in time.")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def _report(self, options, latencies_ms, statuses, elapsed, drained) -> None:
+        from exchange.models import Order, Trade
+        from exchange.selectors.integrity import collateral_problems, order_book_problems
+
+        problems = order_book_problems() + collateral_problems()
+        if problems or Order.objects.filter(status=Order.Status.NEW).exists():
+            raise CommandError(f"Inconsistent after the run: {problems[:5]}")
+        accepted = statuses.get(201, 0) + statuses.get(200, 0)
+        if not latencies_ms:
+            raise CommandError("No order was sent.")
+        quantiles = (
+            statistics.quantiles(latencies_ms, n=100)
+            if len(latencies_ms) > 1
+            else [latencies_ms[0]] * 99
+        )
+        self.stdout.write(
+            f"clients={options['clients']} workers={options['workers']}x{options['threads']} "
+            f"matchers={options['shards']} instruments={options['instruments']} "
+            f"seconds={elapsed:.1f} requests={len(latencies_ms)} statuses={statuses} "
+            f"trades={Trade.objects.count()} matcher_lag_s={drained:.1f}"
+        )
+        self.stdout.write(
+            f"latency_ms p50={quantiles[49]:.1f} p90={quantiles[89]:.1f} p99={quantiles[98]:.1f}"
+        )
+        self.stdout.write(f"orders_per_second={accepted / elapsed:.0f} p99_ms={quantiles[98]:.1f}")
