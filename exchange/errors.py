@@ -46,6 +46,7 @@ class CatalogErrorCode(StrEnum):
     INVALID_SYMBOL = "CATALOG_INVALID_SYMBOL"
     INVALID_LISTING = "CATALOG_INVALID_LISTING"
     INVALID_CAPACITY = "CATALOG_INVALID_CAPACITY"
+    PROVIDER_REQUIRED = "CATALOG_PROVIDER_REQUIRED"
     RESERVATION_ALREADY_STARTED = "CATALOG_RESERVATION_ALREADY_STARTED"
     RESERVATION_ALREADY_LISTED = "CATALOG_RESERVATION_ALREADY_LISTED"
     INVALID_STATUS_CHANGE = "CATALOG_INVALID_STATUS_CHANGE"
@@ -100,6 +101,22 @@ class ApiAuthErrorCode(StrEnum):
     IP_ALLOWLIST_INVALID = "API_KEY_IP_ALLOWLIST_INVALID"
 
 
+class PricingErrorCode(StrEnum):
+    """Option quotes, implied volatilities and hedge recommendations (``/api/v1/pricing/``)."""
+
+    INVALID_INPUT = "PRICING_INVALID_INPUT"
+    PRICE_BELOW_INTRINSIC = "PRICING_PRICE_BELOW_INTRINSIC"
+    PRICE_ABOVE_UPPER_BOUND = "PRICING_PRICE_ABOVE_UPPER_BOUND"
+    NOT_CONVERGED = "PRICING_NOT_CONVERGED"
+    NOT_AN_OPTION = "PRICING_NOT_AN_OPTION"
+    OPTION_EXPIRED = "PRICING_OPTION_EXPIRED"
+    NO_REFERENCE_PRICE = "PRICING_NO_REFERENCE_PRICE"
+    NO_FUTURES = "PRICING_NO_FUTURES"
+    NO_PRICES = "PRICING_NO_PRICES"
+    MONTH_NOT_LISTED = "PRICING_MONTH_NOT_LISTED"
+    HEDGE_INVALID = "PRICING_HEDGE_INVALID"
+
+
 class ExchangeError(Exception):
     """An expected refusal: a stable code, a message for people, and the field at fault."""
 
@@ -130,3 +147,7 @@ class RiskError(ExchangeError):
 class ApiAuthError(ExchangeError):
     def __init__(self, code: StrEnum, message: str, field: str = "") -> None:
         super().__init__(code, message, field=field)
+
+
+class PricingError(ExchangeError):
+    pass

@@ -270,7 +270,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "DepositStatusEnum": "exchange.models.funding.Deposit.Status",
+        "DepositMethodEnum": "exchange.models.funding.Deposit.Method",
+    },
 }
 # Signed requests are accepted this long around their timestamp, and each only once.
 EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(

@@ -1,3 +1,192 @@
-"""Routes of this area are added by its module."""
+"""The caller's trading account: balances of every asset, positions, statements and GPU-hour
+entitlements. Dollars are decimal strings, GPU-hours integers, prices strings of USD per
+GPU-hour. Everything here reads the caller's main trading account, and only it."""
 
-urlpatterns: list = []
+from decimal import Decimal
+from typing import Any
+
+from django.http import Http404
+from django.urls import path
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ErrorSerializer
+from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.models import ApiKey
+from exchange.selectors.account import (
+    balances_of,
+    statement_lines,
+    statement_postings,
+    statement_source,
+)
+from exchange.selectors.entitlements import entitlements_of
+from exchange.selectors.positions import portfolio_totals, positions_of
+from exchange.services.ledger_accounts import USD_CODE
+from ledger.models import Commodity
+
+PRICE = {"max_digits": 18, "decimal_places": 6}
+USD = {"max_digits": 20, "decimal_places": 6}
+ASSET_LENGTH_MAX = 64  # The longest commodity code the ledger stores.
+READ_ERRORS: dict[int, Any] = {401: ErrorSerializer, 403: ErrorSerializer, 429: ErrorSerializer}
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "decimal", "pattern": r"^-?\d+\.\d{6}$"},
+            {"type": "integer"},
+        ],
+        "description": "USD as a decimal string (6 places); GPU-hours as an integer.",
+    }
+)
+class QuantityField(serializers.Field):
+    """An amount of an asset in its unit: dollars (``Decimal``) or GPU-hours (``int``)."""
+
+    def to_representation(self, value: Decimal | int) -> str | int:
+        if isinstance(value, Decimal):
+            return format(value.quantize(Decimal("0.000001")), "f")
+        return value
+
+
+class BalanceSerializer(serializers.Serializer):
+    asset = serializers.CharField(help_text="USD, or a GPU-hour entitlement code.")
+    kind = serializers.ChoiceField(
+        choices=[Commodity.Kind.CURRENCY, Commodity.Kind.ENTITLEMENT],
+        help_text="currency (USD) or entitlement (GPU-hours).",
+    )
+    posted = QuantityField(help_text="Held by the account.")
+    pending = QuantityField(help_text="Held for open orders and withdrawals under review.")
+    available = QuantityField(help_text="posted - pending: what can be spent or sold.")
+
+
+class Balances(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        responses={200: BalanceSerializer(many=True), **READ_ERRORS},
+        summary="Balances: USD first, then each GPU-hour entitlement held",
+    )
+    def get(self, request: Request) -> Response:
+        balances = balances_of(request.caller.account)
+        return Response(BalanceSerializer(balances, many=True).data)
+
+
+class PositionSerializer(serializers.Serializer):
+    symbol = serializers.CharField(source="instrument.symbol")
+    kind = serializers.CharField(source="instrument.kind")
+    contracts = serializers.IntegerField(help_text="Long positive, short negative.")
+    gpu_hours = serializers.IntegerField(help_text="contracts x GPU-hours per contract.")
+    cost = serializers.DecimalField(**USD, help_text="USD the open position was traded at.")
+    average_price = serializers.DecimalField(
+        **PRICE, allow_null=True, help_text="Break-even $/GPU-hr; null when flat."
+    )
+    mark_price = serializers.DecimalField(
+        **PRICE, allow_null=True, help_text="Last trade price; null before any trade."
+    )
+    market_value = serializers.DecimalField(**USD, allow_null=True)
+    pnl = serializers.DecimalField(
+        **USD, allow_null=True, help_text="market_value - cost (realized once flat)."
+    )
+    margin = serializers.DecimalField(**USD, help_text="Initial margin held for the position.")
+
+
+class TotalsSerializer(serializers.Serializer):
+    margin = serializers.DecimalField(**USD)
+    pnl = serializers.DecimalField(**USD, help_text="Over the positions with a mark price.")
+
+
+class PortfolioSerializer(serializers.Serializer):
+    positions = PositionSerializer(many=True)
+    totals = TotalsSerializer()
+
+
+class Positions(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        responses={200: PortfolioSerializer, **READ_ERRORS},
+        summary="Futures, options and resale positions, with mark, P&L and margin",
+    )
+    def get(self, request: Request) -> Response:
+        rows = positions_of(request.caller.account)
+        margin, pnl = portfolio_totals(rows)
+        data = {"positions": rows, "totals": {"margin": margin, "pnl": pnl}}
+        return Response(PortfolioSerializer(data).data)
+
+
+class StatementQuery(PageQuery):
+    asset = serializers.CharField(
+        max_length=ASSET_LENGTH_MAX,
+        default=USD_CODE,
+        help_text="USD (the default) or a GPU-hour entitlement code from the balances.",
+    )
+
+
+class StatementLineSerializer(serializers.Serializer):
+    entry_id = serializers.IntegerField(help_text="The ledger entry.")
+    posted_at = serializers.DateTimeField()
+    description = serializers.CharField()
+    amount = QuantityField(help_text="Positive: into the account.")
+    balance_after = QuantityField(help_text="The posted balance after this movement.")
+
+
+class Statement(APIView):
+    required_scope = ApiKey.Scope.READ
+    pagination_class = NewestFirst
+
+    @extend_schema(
+        parameters=[StatementQuery],
+        responses={
+            200: StatementLineSerializer(many=True),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            **READ_ERRORS,
+        },
+        summary="Movements of one asset, newest first, with the running balance",
+        description="404 for an asset the account never held (or a cursor that is not ours).",
+    )
+    def get(self, request: Request) -> Response:
+        query = StatementQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        asset = query.validated_data["asset"]
+        source = statement_source(request.caller.account, asset)
+        if source is None:
+            raise Http404(asset)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(statement_postings(source), request, view=self)
+        lines = statement_lines(source, page or [])
+        return paginator.get_paginated_response(StatementLineSerializer(lines, many=True).data)
+
+
+class EntitlementSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    sku = serializers.CharField(source="sku_code")
+    region = serializers.CharField(source="region_code")
+    month = serializers.DateField(help_text="First day of the month the GPU-hours are for.")
+    held = serializers.IntegerField(source="gpu_hours", help_text="GPU-hours held.")
+    on_hold = serializers.IntegerField(help_text="GPU-hours held for open sell orders.")
+    available = serializers.IntegerField(help_text="held - on_hold.")
+
+
+class Entitlements(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        responses={200: EntitlementSerializer(many=True), **READ_ERRORS},
+        summary="GPU-hour entitlements held, per SKU, region and month",
+    )
+    def get(self, request: Request) -> Response:
+        holdings = entitlements_of(request.caller.account)
+        return Response(EntitlementSerializer(holdings, many=True).data)
+
+
+urlpatterns = [
+    path("account/balances/", Balances.as_view(), name="account-balances"),
+    path("account/positions/", Positions.as_view(), name="account-positions"),
+    path("account/statement/", Statement.as_view(), name="account-statement"),
+    path("account/entitlements/", Entitlements.as_view(), name="account-entitlements"),
+]

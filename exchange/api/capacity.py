@@ -1,3 +1,212 @@
-"""Routes of this area are added by its module."""
+"""Reserved GPU capacity: a provider registers a block (its GPU-hours are issued to the block's
+holder as entitlements), both see it, and the holder lists it for resale."""
 
-urlpatterns: list = []
+from datetime import UTC, datetime
+from typing import Any
+
+from django.http import Http404
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ErrorSerializer
+from exchange.api.market import InstrumentSerializer
+from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
+from exchange.models.catalog import Interconnect
+from exchange.selectors.capacity import capacity_held, capacity_of
+from exchange.services.capacity import GPUS_MAX, capacity_register
+from exchange.services.listing import resale_list
+
+# Reservations are of this century: the bounds keep calendar arithmetic far from year 9999.
+MOMENT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+MOMENT_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+CLUSTER_LENGTH_MAX = 100
+ID_DIGITS_MAX = 19  # Ids are 64-bit: anything longer is no block.
+ERRORS: dict[int, Any] = {401: ErrorSerializer, 403: ErrorSerializer, 429: ErrorSerializer}
+
+
+class CapacitySerializer(serializers.ModelSerializer):
+    provider = serializers.CharField(source="provider.slug")
+    holder = serializers.CharField(source="holder.slug")
+    sku = serializers.CharField(source="sku.code")
+    region = serializers.CharField(source="region.code")
+    listed_symbol = serializers.CharField(
+        source="instrument.symbol",
+        allow_null=True,
+        default=None,
+        help_text="The resale instrument, once the holder listed the block.",
+    )
+
+    class Meta:
+        model = ReservedCapacity
+        fields = [
+            "id",
+            "provider",
+            "holder",
+            "cluster",
+            "sku",
+            "region",
+            "starts_at",
+            "ends_at",
+            "gpus",
+            "interconnect",
+            "contiguous_block_gpus",
+            "created_at",
+            "listed_symbol",
+        ]
+
+
+class CapacityRegisterSerializer(serializers.Serializer):
+    holder = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Organization.objects.all(),
+        help_text="The organization the GPU-hours are issued to (the provider itself, or the "
+        "customer that reserved the block).",
+    )
+    cluster = serializers.CharField(max_length=CLUSTER_LENGTH_MAX)
+    sku = serializers.SlugRelatedField(slug_field="code", queryset=Sku.objects.all())
+    region = serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all())
+    starts_at = serializers.DateTimeField(help_text="On a whole hour (UTC offset allowed).")
+    ends_at = serializers.DateTimeField(help_text="On a whole hour, after starts_at.")
+    gpus = serializers.IntegerField(min_value=1, max_value=GPUS_MAX)
+    interconnect = serializers.ChoiceField(choices=Interconnect.choices)
+    contiguous_block_gpus = serializers.IntegerField(
+        min_value=1, max_value=GPUS_MAX, help_text="GPUs per interconnected block."
+    )
+
+    def _moment(self, value: datetime) -> datetime:
+        if not MOMENT_MIN <= value < MOMENT_MAX:
+            raise serializers.ValidationError(
+                f"Between {MOMENT_MIN:%Y} and {MOMENT_MAX:%Y}, please."
+            )
+        return value
+
+    def validate_starts_at(self, value: datetime) -> datetime:
+        return self._moment(value)
+
+    def validate_ends_at(self, value: datetime) -> datetime:
+        return self._moment(value)
+
+
+class CapacityList(APIView):
+    pagination_class = NewestFirst
+
+    @property
+    def required_scope(self) -> str:
+        # Seeing one's capacity is account data (read); registering it issues GPU-hours (trade).
+        if self.request.method in SAFE_METHODS:
+            return ApiKey.Scope.READ
+        return ApiKey.Scope.TRADE
+
+    @extend_schema(
+        parameters=[PageQuery],
+        responses={
+            200: CapacitySerializer(many=True),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            **ERRORS,
+        },
+        summary="Reserved capacity the caller provides or holds, newest first",
+        description="Scope read. 404 for a cursor that is not valid.",
+    )
+    def get(self, request: Request) -> Response:
+        PageQuery(data=request.query_params).is_valid(raise_exception=True)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(
+            capacity_of(request.caller.organization), request, view=self
+        )
+        return paginator.get_paginated_response(CapacitySerializer(page, many=True).data)
+
+    @extend_schema(
+        request=CapacityRegisterSerializer,
+        responses={
+            201: CapacitySerializer,
+            400: ErrorSerializer,
+            422: ErrorSerializer,
+            **ERRORS,
+        },
+        summary="Register a reserved block (providers only): issues its GPU-hours to the holder",
+        description=(
+            "Scope trade. 422 CATALOG_PROVIDER_REQUIRED when the caller is not a provider; "
+            "422 CATALOG_INVALID_CAPACITY for a term off whole hours, too long, or a block "
+            "larger than the reservation."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = CapacityRegisterSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reservation = capacity_register(
+            provider=request.caller.organization,
+            actor=request.caller.user,
+            **body.validated_data,
+        )
+        return Response(CapacitySerializer(reservation).data, status=status.HTTP_201_CREATED)
+
+
+class ResaleListSerializer(serializers.Serializer):
+    lot_gpus = serializers.IntegerField(
+        min_value=1,
+        max_value=GPUS_MAX,
+        required=False,
+        allow_null=True,
+        help_text="GPUs per contract lot; must divide the block. Default: the contiguous block.",
+    )
+
+
+class CapacityListForResale(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("capacity_id", int, OpenApiParameter.PATH, description="A block.")
+        ],
+        request=ResaleListSerializer,
+        responses={
+            201: InstrumentSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            422: ErrorSerializer,
+            **ERRORS,
+        },
+        operation_id="v1_capacity_resale_list",
+        summary="List a block the caller holds for resale; returns the new instrument",
+        description=(
+            "Scope trade. 404 unless the caller holds the block. 422 "
+            "CATALOG_RESERVATION_ALREADY_LISTED, CATALOG_RESERVATION_ALREADY_STARTED (the term "
+            "starts within a day) or CATALOG_INVALID_LISTING (a lot that does not divide it)."
+        ),
+    )
+    def post(self, request: Request, capacity_id: str) -> Response:
+        body = ResaleListSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        # The route takes any text, so that an id that is no number gets the API's 404 rather
+        # than Django's HTML page.
+        known = capacity_id.isascii() and capacity_id.isdigit()
+        reservation = (
+            capacity_held(request.caller.organization, int(capacity_id))
+            if known and len(capacity_id) <= ID_DIGITS_MAX
+            else None
+        )
+        if reservation is None:
+            raise Http404(capacity_id)
+        instrument = resale_list(
+            reservation=reservation,
+            lot_gpus=body.validated_data.get("lot_gpus"),
+            actor=request.caller.user,
+        )
+        return Response(InstrumentSerializer(instrument).data, status=status.HTTP_201_CREATED)
+
+
+urlpatterns = [
+    path("capacity/", CapacityList.as_view(), name="capacity"),
+    path(
+        "capacity/<str:capacity_id>/list/",
+        CapacityListForResale.as_view(),
+        name="capacity-list-for-resale",
+    ),
+]

@@ -1,8 +1,8 @@
 """One error envelope for the whole API: ``{"error": {"code", "message", "field"}}``.
 
 Codes are stable: the rejection codes of the engine, risk, ledger and services (``ORDER_*``,
-``RISK_*``, ``MATCHING_*``, ``LEDGER_*``, ``FUNDING_*``, ``CATALOG_*``), ``AUTH_*``, and the
-API's own (``INVALID_INPUT``, ``NOT_FOUND``, ...). Statuses: 400 bad input, 401 not
+``RISK_*``, ``MATCHING_*``, ``LEDGER_*``, ``FUNDING_*``, ``CATALOG_*``, ``PRICING_*``), ``AUTH_*``,
+and the API's own (``INVALID_INPUT``, ``NOT_FOUND``, ...). Statuses: 400 bad input, 401 not
 authenticated, 403 not allowed, 404 not found (also for another organization's objects),
 405, 409 conflicts, 415, 422 a well-formed request the exchange refuses (risk, order rules),
 429 rate limited (with ``Retry-After``).
@@ -24,6 +24,7 @@ from exchange.errors import (
     FundingError,
     OrderRejectCode,
     OrderRejected,
+    PricingError,
     RiskError,
 )
 from ledger.errors import LedgerError
@@ -75,7 +76,7 @@ def _status_of(error: ExchangeError) -> int:
         return status.HTTP_409_CONFLICT
     if error.code in NOT_FOUND_CODES:
         return status.HTTP_404_NOT_FOUND
-    if isinstance(error, OrderRejected | RiskError | FundingError | CatalogError):
+    if isinstance(error, OrderRejected | RiskError | FundingError | CatalogError | PricingError):
         return status.HTTP_422_UNPROCESSABLE_ENTITY
     return status.HTTP_400_BAD_REQUEST
 

@@ -1,3 +1,171 @@
-"""Routes of this area are added by its module."""
+"""Deposits and withdrawals of the caller's trading account, in USD (whole cents).
 
-urlpatterns: list = []
+A deposit is credited at once in test-funds mode (no Stripe keys configured); with Stripe it
+returns the Checkout address to pay at, and Stripe's webhook credits it when paid. A withdrawal
+holds the amount at once and is paid out when staff approve it."""
+
+from decimal import Decimal
+from typing import Any
+
+from django.urls import path, reverse
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ErrorSerializer
+from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.models import ApiKey, Deposit, Withdrawal
+from exchange.selectors.funding import deposits_of, withdrawals_of
+from exchange.services.funding import deposit_request, withdrawal_request
+
+ERRORS: dict[int, Any] = {401: ErrorSerializer, 403: ErrorSerializer, 429: ErrorSerializer}
+LIST_ERRORS: dict[int, Any] = {400: ErrorSerializer, 404: ErrorSerializer, **ERRORS}
+POST_ERRORS: dict[int, Any] = {400: ErrorSerializer, 422: ErrorSerializer, **ERRORS}
+
+
+# A positive amount in whole cents with at most 12 digits before the point, as the column holds
+# (14 digits, 2 decimals). Written out for the schema, where DRF's own pattern accepts "" and 0.
+CENTS_PATTERN = r"^(0*[1-9][0-9]{0,11}(\.[0-9]{1,2})?|0*\.(0[1-9]|[1-9][0-9]?))$"
+
+
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": CENTS_PATTERN, "example": "2500.00"}
+)
+class CentsField(serializers.DecimalField):
+    """Dollars as a string: a JSON number is parsed as a float, which money never is."""
+
+    default_error_messages = {"not_a_string": 'Give the amount as a string, e.g. "2500.00".'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        amount: Decimal = super().to_internal_value(data)
+        return amount
+
+
+class AmountSerializer(serializers.Serializer):
+    # Each mode's own maximum is the service's to enforce (FUNDING_AMOUNT_TOO_LARGE, 422).
+    amount = CentsField(help_text="USD, a positive whole number of cents.")
+
+
+class DepositSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Deposit
+        fields = ["id", "amount", "method", "status", "created_at", "updated_at"]
+
+
+class DepositCreatedSerializer(DepositSerializer):
+    """A new deposit, with where to pay for it."""
+
+    checkout_url = serializers.SerializerMethodField(
+        help_text="Stripe Checkout page to pay at; null when credited at once."
+    )
+
+    class Meta(DepositSerializer.Meta):
+        fields = [*DepositSerializer.Meta.fields, "checkout_url"]
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_checkout_url(self, deposit: Deposit) -> str | None:
+        checkout_url: str | None = self.context["checkout_url"]
+        return checkout_url
+
+
+class WithdrawalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Withdrawal
+        fields = ["id", "amount", "status", "reason", "created_at", "updated_at", "reviewed_at"]
+
+
+class FundingView(APIView):
+    """Reading the history is account data (read); moving money needs the transfer scope."""
+
+    pagination_class = NewestFirst
+
+    @property
+    def required_scope(self) -> str:
+        if self.request.method in SAFE_METHODS:
+            return ApiKey.Scope.READ
+        return ApiKey.Scope.TRANSFER
+
+    def paginated(self, request: Request, rows: Any, serializer: type) -> Response:
+        PageQuery(data=request.query_params).is_valid(raise_exception=True)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class Deposits(FundingView):
+    @extend_schema(
+        parameters=[PageQuery],
+        responses={200: DepositSerializer(many=True), **LIST_ERRORS},
+        summary="The account's deposits, newest first",
+        description="Scope read. 404 for a cursor that is not valid.",
+    )
+    def get(self, request: Request) -> Response:
+        return self.paginated(request, deposits_of(request.caller.account), DepositSerializer)
+
+    @extend_schema(
+        request=AmountSerializer,
+        responses={201: DepositCreatedSerializer, **POST_ERRORS},
+        summary="Deposit USD: credited at once (test funds) or paid through Stripe Checkout",
+        description=(
+            "Scope transfer. In test-funds mode the deposit is `credited` and `checkout_url` is "
+            "null; with Stripe it is `pending` until paid at `checkout_url`. 422 "
+            "FUNDING_AMOUNT_TOO_LARGE, FUNDING_ACCOUNT_INACTIVE or FUNDING_STRIPE_ERROR."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = AmountSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        portfolio = request.build_absolute_uri(reverse("web:portfolio"))
+        deposit, checkout_url = deposit_request(
+            account=request.caller.account,
+            amount=body.validated_data["amount"],
+            actor=request.caller.user,
+            success_url=portfolio,
+            cancel_url=portfolio,
+        )
+        created = DepositCreatedSerializer(deposit, context={"checkout_url": checkout_url})
+        return Response(created.data, status=status.HTTP_201_CREATED)
+
+
+class Withdrawals(FundingView):
+    @extend_schema(
+        parameters=[PageQuery],
+        responses={200: WithdrawalSerializer(many=True), **LIST_ERRORS},
+        summary="The account's withdrawals, newest first",
+        description="Scope read. 404 for a cursor that is not valid.",
+    )
+    def get(self, request: Request) -> Response:
+        return self.paginated(request, withdrawals_of(request.caller.account), WithdrawalSerializer)
+
+    @extend_schema(
+        request=AmountSerializer,
+        responses={201: WithdrawalSerializer, **POST_ERRORS},
+        summary="Withdraw USD: held at once, paid out when staff approve",
+        description=(
+            "Scope transfer. 422 FUNDING_INSUFFICIENT_FUNDS when more than the available cash, "
+            "FUNDING_AMOUNT_TOO_LARGE or FUNDING_ACCOUNT_INACTIVE."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = AmountSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        withdrawal = withdrawal_request(
+            account=request.caller.account,
+            amount=body.validated_data["amount"],
+            actor=request.caller.user,
+        )
+        return Response(WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
+
+
+urlpatterns = [
+    path("funding/deposits/", Deposits.as_view(), name="deposits"),
+    path("funding/withdrawals/", Withdrawals.as_view(), name="withdrawals"),
+]

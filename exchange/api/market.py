@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exchange.api.errors import ErrorSerializer
 from exchange.models import Instrument, Region, SettlementPrice, Sku
 from exchange.selectors import market, risk
 from exchange.selectors.market_data import (
@@ -24,6 +25,10 @@ from exchange.selectors.market_data import (
 from exchange.symbols import parse_symbol
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
+BAD_INPUT = {400: ErrorSerializer}
+NOT_FOUND = {404: ErrorSerializer}
+# Public, but a request that sends a bad key is refused (401), as is one over the rate (429).
+REFUSED = {401: ErrorSerializer, 429: ErrorSerializer}
 
 
 class InstrumentSerializer(serializers.ModelSerializer):
@@ -67,6 +72,11 @@ class InstrumentFilter(serializers.Serializer):
     )
     status = serializers.ChoiceField(choices=Instrument.Status.choices, required=False)
 
+    def validate_delivery_month(self, value: str) -> str:
+        if value.startswith("0000"):  # The one year the pattern lets through that no date has.
+            raise serializers.ValidationError("Year 0000 is not a month.")
+        return value
+
 
 def instrument_or_404(symbol: str) -> Instrument:
     try:
@@ -84,7 +94,7 @@ class InstrumentList(APIView):
 
     @extend_schema(
         parameters=[InstrumentFilter],
-        responses=InstrumentSerializer(many=True),
+        responses={200: InstrumentSerializer(many=True), **BAD_INPUT, **REFUSED},
         summary="List instruments",
     )
     def get(self, request: Request) -> Response:
@@ -111,7 +121,9 @@ class InstrumentList(APIView):
 class InstrumentDetail(APIView):
     required_scope = None
 
-    @extend_schema(responses=InstrumentSerializer, summary="One instrument")
+    @extend_schema(
+        responses={200: InstrumentSerializer, **NOT_FOUND, **REFUSED}, summary="One instrument"
+    )
     def get(self, request: Request, symbol: str) -> Response:
         return Response(InstrumentSerializer(instrument_or_404(symbol)).data)
 
@@ -136,7 +148,11 @@ class DepthQuery(serializers.Serializer):
 class Book(APIView):
     required_scope = None
 
-    @extend_schema(parameters=[DepthQuery], responses=BookSerializer, summary="L2 order book")
+    @extend_schema(
+        parameters=[DepthQuery],
+        responses={200: BookSerializer, **BAD_INPUT, **NOT_FOUND, **REFUSED},
+        summary="L2 order book",
+    )
     def get(self, request: Request, symbol: str) -> Response:
         instrument = instrument_or_404(symbol)
         query = DepthQuery(data=request.query_params)
@@ -166,7 +182,9 @@ class Trades(APIView):
     required_scope = None
 
     @extend_schema(
-        parameters=[LimitQuery], responses=TradeSerializer(many=True), summary="Recent trades"
+        parameters=[LimitQuery],
+        responses={200: TradeSerializer(many=True), **BAD_INPUT, **NOT_FOUND, **REFUSED},
+        summary="Recent trades",
     )
     def get(self, request: Request, symbol: str) -> Response:
         instrument = instrument_or_404(symbol)
@@ -196,7 +214,7 @@ class Candles(APIView):
 
     @extend_schema(
         parameters=[CandleQuery],
-        responses=CandleSerializer(many=True),
+        responses={200: CandleSerializer(many=True), **BAD_INPUT, **NOT_FOUND, **REFUSED},
         summary="OHLCV candles, oldest first (periods without trades are left out)",
     )
     def get(self, request: Request, symbol: str) -> Response:
@@ -222,7 +240,7 @@ class Settlements(APIView):
 
     @extend_schema(
         parameters=[LimitQuery],
-        responses=SettlementSerializer(many=True),
+        responses={200: SettlementSerializer(many=True), **BAD_INPUT, **NOT_FOUND, **REFUSED},
         summary="Daily settlement prices, newest first",
     )
     def get(self, request: Request, symbol: str) -> Response:
@@ -252,7 +270,7 @@ class Curve(APIView):
     required_scope = None
 
     @extend_schema(
-        responses=CurveSerializer,
+        responses={200: CurveSerializer, **NOT_FOUND, **REFUSED},
         summary="Forward curve of a SKU in a region: the market's months, then the model",
     )
     def get(self, request: Request, sku: str, region: str) -> Response:
@@ -271,7 +289,8 @@ class ChainSideSerializer(serializers.Serializer):
     last = serializers.DecimalField(**PRICE, source="quote.last_price", allow_null=True)
     fair_value = serializers.DecimalField(**PRICE, allow_null=True)
     implied_volatility = serializers.DecimalField(max_digits=10, decimal_places=6, allow_null=True)
-    delta = serializers.FloatField(allow_null=True)
+    # Black-76's float, quantized where it leaves pricing like every other figure.
+    delta = serializers.DecimalField(max_digits=10, decimal_places=6, allow_null=True)
 
 
 class ChainRowSerializer(serializers.Serializer):
@@ -290,7 +309,7 @@ class Chain(APIView):
     required_scope = None
 
     @extend_schema(
-        responses=ChainSerializer,
+        responses={200: ChainSerializer, **NOT_FOUND, **REFUSED},
         summary="Option chain of a future: bid/ask, Black-76 fair value, implied vol, delta",
     )
     def get(self, request: Request, symbol: str) -> Response:

@@ -1,3 +1,325 @@
-"""Routes of this area are added by its module."""
+"""Pricing calculators (public): Black-76 option quotes with Greeks, implied volatilities, and
+hedge recommendations for a planned need of GPU-hours. They compute; they read only market
+data. Prices are strings of USD per GPU-hour, costs strings of USD, volatilities and rates
+per year (0.60 is 60%)."""
 
-urlpatterns: list = []
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ErrorSerializer
+from exchange.api.market import PRICE, instrument_or_404
+from exchange.models import Instrument, Region, Sku
+from exchange.services.hedging import (
+    GPUS_MAX,
+    HEDGE_MONTHS_MAX,
+    HEDGE_VOLATILITY_MAX,
+    hedge_recommendation,
+)
+from exchange.services.option_pricing import (
+    PRICE_MAX,
+    PRICE_MIN,
+    RATE_MAX,
+    RATE_MIN,
+    VOLATILITY_MAX,
+    YEARS_MAX,
+    option_implied_volatility,
+    option_quote,
+    option_quote_of_instrument,
+    years_until,
+)
+
+GREEK = {"max_digits": 32, "decimal_places": 8}
+USD = {"max_digits": 30, "decimal_places": 2}
+VOLATILITY = {"max_digits": 16, "decimal_places": 6}
+RATE = {"max_digits": 8, "decimal_places": 6}
+YEARS = {"max_digits": 10, "decimal_places": 8}
+TERMS = ("forward", "strike", "expiry", "years", "option_type")
+# Public, but a request that sends a bad key is refused (401), as is one over the rate (429).
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 422: ErrorSerializer, 429: ErrorSerializer}
+
+
+def _price_field(help_text: str, **options: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        **PRICE, min_value=PRICE_MIN, max_value=PRICE_MAX, help_text=help_text, **options
+    )
+
+
+def _rate_field() -> serializers.DecimalField:
+    return serializers.DecimalField(
+        **RATE,
+        min_value=RATE_MIN,
+        max_value=RATE_MAX,
+        required=False,
+        help_text="Continuously compounded per year; the exchange's risk-free rate if omitted.",
+    )
+
+
+class OptionTermsSerializer(serializers.Serializer):
+    """Forward, strike, time to expiry (``expiry`` or ``years``), rate and type."""
+
+    forward = _price_field("Forward (futures) price, $/GPU-hr.", required=False)
+    strike = _price_field("Strike, $/GPU-hr.", required=False)
+    expiry = serializers.DateField(
+        required=False, help_text="Expiry date, today or later (Actual/365); or give years."
+    )
+    years = serializers.DecimalField(
+        **YEARS,
+        min_value=Decimal(0),
+        max_value=YEARS_MAX,
+        required=False,
+        help_text="Time to expiry in years; or give expiry.",
+    )
+    rate = _rate_field()
+    option_type = serializers.ChoiceField(choices=Instrument.OptionType.choices, required=False)
+
+    def validate_expiry(self, value: date) -> date:
+        today = timezone.now().date()
+        if value < today:
+            raise serializers.ValidationError("The expiry is in the past.")
+        if years_until(value, today) > YEARS_MAX:
+            raise serializers.ValidationError(f"The expiry is more than {YEARS_MAX} years away.")
+        return value
+
+    def check_terms(self, attrs: dict[str, Any], required: tuple[str, ...]) -> None:
+        for name in required:
+            if name not in attrs:
+                raise serializers.ValidationError({name: "This field is required."})
+        if ("expiry" in attrs) == ("years" in attrs):
+            raise serializers.ValidationError({"years": "Give either expiry or years."})
+
+
+class OptionQuoteSerializer(OptionTermsSerializer):
+    instrument = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text=(
+            "An option's symbol: its strike, expiry and type, its underlying's reference price "
+            "and its latest implied volatility are used (give no terms with it)."
+        ),
+    )
+    volatility = serializers.DecimalField(
+        **VOLATILITY,
+        min_value=Decimal(0),
+        max_value=VOLATILITY_MAX,
+        required=False,
+        help_text="Annualized; required without instrument.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "instrument" in attrs:
+            for name in TERMS:
+                if name in attrs:
+                    raise serializers.ValidationError(
+                        {name: "Give either instrument or the option's terms."}
+                    )
+        else:
+            self.check_terms(attrs, ("forward", "strike", "option_type", "volatility"))
+        return attrs
+
+
+class OptionValuationSerializer(serializers.Serializer):
+    instrument = serializers.CharField(allow_null=True)
+    option_type = serializers.CharField()
+    forward = serializers.DecimalField(**PRICE)
+    strike = serializers.DecimalField(**PRICE)
+    expiry = serializers.DateField(allow_null=True)
+    years = serializers.DecimalField(**YEARS)
+    rate = serializers.DecimalField(**RATE)
+    volatility = serializers.DecimalField(**VOLATILITY)
+    price = serializers.DecimalField(**PRICE, help_text="Black-76 value, $/GPU-hr.")
+    delta = serializers.DecimalField(**GREEK, help_text="dV/dF.")
+    gamma = serializers.DecimalField(
+        **GREEK, allow_null=True, help_text="d2V/dF2; null where infinite (at the strike, T=0)."
+    )
+    vega = serializers.DecimalField(**GREEK, help_text="dV/dsigma per 1.00 of volatility.")
+    theta = serializers.DecimalField(
+        **GREEK,
+        allow_null=True,
+        help_text="Per year of calendar time; null where infinite (at the strike, T=0).",
+    )
+    rho = serializers.DecimalField(**GREEK, help_text="dV/dr per 1.00 of rate.")
+
+
+class OptionQuote(APIView):
+    required_scope = None
+
+    @extend_schema(
+        request=OptionQuoteSerializer,
+        responses={200: OptionValuationSerializer, 404: ErrorSerializer, **ERRORS},
+        summary="Black-76 value and Greeks of an option: given terms, or a listed option",
+    )
+    def post(self, request: Request) -> Response:
+        query = OptionQuoteSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        data = dict(query.validated_data)
+        symbol = data.pop("instrument", None)
+        if symbol is not None:
+            quote = option_quote_of_instrument(instrument_or_404(symbol), **data)
+        else:
+            quote = option_quote(**data)
+        return Response(OptionValuationSerializer(quote).data)
+
+
+class ImpliedVolatilitySerializer(OptionTermsSerializer):
+    price = serializers.DecimalField(
+        **PRICE,
+        min_value=Decimal(0),
+        max_value=PRICE_MAX,
+        help_text="Option price, $/GPU-hr, discounted like Black-76 values.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self.check_terms(attrs, ("forward", "strike", "option_type"))
+        return attrs
+
+
+class ImpliedVolatilityResultSerializer(serializers.Serializer):
+    implied_volatility = serializers.DecimalField(**VOLATILITY, help_text="Annualized.")
+
+
+class ImpliedVolatility(APIView):
+    required_scope = None
+
+    @extend_schema(
+        request=ImpliedVolatilitySerializer,
+        responses={200: ImpliedVolatilityResultSerializer, **ERRORS},
+        summary="Black-76 implied volatility of an option price",
+        description=(
+            "422 PRICING_PRICE_BELOW_INTRINSIC or PRICING_PRICE_ABOVE_UPPER_BOUND when no "
+            "volatility gives the price; PRICING_INVALID_INPUT when no time is left."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        query = ImpliedVolatilitySerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        sigma = option_implied_volatility(**query.validated_data)
+        return Response(ImpliedVolatilityResultSerializer({"implied_volatility": sigma}).data)
+
+
+class HedgeSerializer(serializers.Serializer):
+    sku = serializers.SlugRelatedField(slug_field="code", queryset=Sku.objects.all())
+    region = serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all())
+    gpus = serializers.IntegerField(min_value=1, max_value=GPUS_MAX, help_text="GPUs needed.")
+    first_month = serializers.RegexField(
+        r"^\d{4}-(0[1-9]|1[0-2])$", help_text="First delivery month, YYYY-MM."
+    )
+    months = serializers.IntegerField(
+        min_value=1, max_value=HEDGE_MONTHS_MAX, help_text="Consecutive delivery months."
+    )
+    volatility = serializers.DecimalField(
+        **VOLATILITY,
+        min_value=Decimal(0),
+        max_value=HEDGE_VOLATILITY_MAX,
+        required=False,
+        help_text="Annualized; the exchange's default volatility if omitted.",
+    )
+    rate = _rate_field()
+
+    def validate_first_month(self, value: str) -> date:
+        year, month = (int(part) for part in value.split("-"))
+        if year < 1:
+            raise serializers.ValidationError("Year 0000 is not a month.")
+        return date(year, month, 1)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        first = attrs["first_month"]
+        if first.year * 12 + first.month + attrs["months"] - 1 > date.max.year * 12 + 12:
+            raise serializers.ValidationError({"months": "The need runs past the year 9999."})
+        return attrs
+
+
+class HedgeCostSerializer(serializers.Serializer):
+    expected_cost = serializers.DecimalField(**USD, help_text="USD, the mean of the simulation.")
+    worst_case_cost = serializers.DecimalField(**USD, help_text="USD, its 95th percentile.")
+
+
+class HedgeFuturesLegSerializer(serializers.Serializer):
+    month = serializers.DateField()
+    symbol = serializers.CharField()
+    forward = serializers.DecimalField(**PRICE, help_text="The month's curve price, $/GPU-hr.")
+    source = serializers.CharField(help_text="settlement, mid, last_trade or model")
+    gpu_hours_per_contract = serializers.IntegerField()
+    contracts = serializers.IntegerField(help_text="To buy.")
+
+
+class HedgeOptionLegSerializer(serializers.Serializer):
+    month = serializers.DateField()
+    underlying = serializers.CharField(help_text="The month's future.")
+    option_type = serializers.CharField()
+    strike = serializers.DecimalField(**PRICE)
+    contracts = serializers.IntegerField()
+
+
+class HedgeFuturesSerializer(serializers.Serializer):
+    legs = HedgeFuturesLegSerializer(many=True, source="futures")
+    expected_cost = serializers.DecimalField(**USD, source="futures_outcome.expected_cost")
+    worst_case_cost = serializers.DecimalField(**USD, source="futures_outcome.worst_case_cost")
+
+
+class HedgeCapSerializer(serializers.Serializer):
+    calls = HedgeOptionLegSerializer(many=True, help_text="Calls to buy, struck 10% over.")
+    premium = serializers.DecimalField(**USD, source="cap_outcome.premium")
+    expected_cost = serializers.DecimalField(**USD, source="cap_outcome.expected_cost")
+    worst_case_cost = serializers.DecimalField(**USD, source="cap_outcome.worst_case_cost")
+
+
+class HedgeCollarSerializer(serializers.Serializer):
+    calls = HedgeOptionLegSerializer(many=True, help_text="Calls to buy, struck 10% over.")
+    puts = HedgeOptionLegSerializer(many=True, help_text="Puts to sell, struck 10% under.")
+    premium = serializers.DecimalField(
+        **USD, source="collar_outcome.premium", help_text="Net of the puts' premium."
+    )
+    expected_cost = serializers.DecimalField(**USD, source="collar_outcome.expected_cost")
+    worst_case_cost = serializers.DecimalField(**USD, source="collar_outcome.worst_case_cost")
+
+
+class HedgeRecommendationSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    region = serializers.CharField()
+    gpus = serializers.IntegerField()
+    volatility = serializers.DecimalField(**VOLATILITY)
+    rate = serializers.DecimalField(**RATE)
+    unhedged = HedgeCostSerializer(help_text="Paying each month's price when it comes.")
+    futures = HedgeFuturesSerializer(source="*", help_text="Buying the strip at its forwards.")
+    cap = HedgeCapSerializer(source="*")
+    collar = HedgeCollarSerializer(source="*")
+
+
+class Hedge(APIView):
+    required_scope = None
+
+    @extend_schema(
+        request=HedgeSerializer,
+        responses={200: HedgeRecommendationSerializer, **ERRORS},
+        summary="Hedge a planned need of GPUs: futures strip, call cap and collar, with costs",
+        description=(
+            "Costs are simulated around the SKU and region's forward curve (seeded: results "
+            "repeat). 422 PRICING_NO_FUTURES, PRICING_NO_PRICES or PRICING_MONTH_NOT_LISTED "
+            "when the months cannot be hedged with listed futures."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        query = HedgeSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        recommendation = hedge_recommendation(**query.validated_data)
+        return Response(HedgeRecommendationSerializer(recommendation).data)
+
+
+urlpatterns = [
+    path("pricing/option-quote/", OptionQuote.as_view(), name="pricing-option-quote"),
+    path(
+        "pricing/implied-volatility/",
+        ImpliedVolatility.as_view(),
+        name="pricing-implied-volatility",
+    ),
+    path("pricing/hedge/", Hedge.as_view(), name="pricing-hedge"),
+]

@@ -1,3 +1,518 @@
-"""Routes of this area are added by its module."""
+"""Trading: place, list, cancel and replace the organization's orders; its fills.
 
-urlpatterns: list = []
+Writes need the ``trade`` scope, reads of the organization's own orders and fills ``read``.
+Orders are placed on the organization's main trading account. Prices are strings of USD per
+GPU-hour, quantities contracts, fees and collateral strings of USD. Another organization's
+orders answer 404, as if they did not exist.
+"""
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.http import Http404
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import serializers, status
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ErrorSerializer
+from exchange.api.pagination import NewestFirst
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.models import ApiKey, Order, Side
+from exchange.selectors import market
+from exchange.selectors import orders as orders_selector
+from exchange.services.orders import (
+    CLIENT_ORDER_ID_LENGTH_MAX,
+    order_cancel,
+    order_dry_run,
+    order_replace,
+    order_submit,
+    orders_cancel,
+)
+
+PRICE = {"max_digits": 18, "decimal_places": 6}
+# Text inputs never hold NUL (the database cannot store it); the pattern says so in the schema.
+TEXT = r"^[^\x00]*$"
+PRICE_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
+USD = {"max_digits": 24, "decimal_places": 6}
+SYMBOL_LENGTH_MAX = 64
+ID_MAX = orders_selector.ID_MAX
+
+# What a view may answer besides success, for the OpenAPI document.
+AUTH_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    instrument = serializers.CharField(source="instrument.symbol")
+    open_quantity = serializers.IntegerField()
+    average_price = serializers.DecimalField(
+        **PRICE,
+        source="average_fill_price",
+        allow_null=True,
+        help_text="Filled notional over filled quantity, rounded to 6 decimals; null unfilled.",
+    )
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "client_order_id",
+            "instrument",
+            "side",
+            "type",
+            "time_in_force",
+            "post_only",
+            "self_trade_prevention",
+            "price",
+            "protection_price",
+            "quantity",
+            "filled_quantity",
+            "cancelled_quantity",
+            "open_quantity",
+            "average_price",
+            "status",
+            "reject_code",
+            "expires_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class FillSerializer(serializers.Serializer):
+    trade_sequence = serializers.IntegerField(help_text="The trade's sequence in its instrument.")
+    order_id = serializers.IntegerField()
+    instrument = serializers.CharField()
+    side = serializers.ChoiceField(choices=Side.choices)
+    price = serializers.DecimalField(**PRICE)
+    quantity = serializers.IntegerField()
+    fee = serializers.DecimalField(**USD, help_text="USD paid by this order for this fill.")
+    liquidity = serializers.ChoiceField(
+        choices=[orders_selector.LIQUIDITY_MAKER, orders_selector.LIQUIDITY_TAKER]
+    )
+    executed_at = serializers.DateTimeField()
+
+
+class PlacementSerializer(serializers.Serializer):
+    order = OrderSerializer()
+    fills = FillSerializer(many=True, help_text="This order's fills so far, oldest first.")
+    resting_quantity = serializers.IntegerField(help_text="Open contracts resting in the book.")
+    market_remainder = serializers.IntegerField(
+        help_text="Contracts of a market, IOC or FOK order cancelled unfilled; 0 otherwise."
+    )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "decimal", "description": "USD"},
+            {"type": "integer", "description": "GPU-hours"},
+        ]
+    }
+)
+class CollateralAmountField(serializers.Field):
+    """USD as a decimal string, GPU-hours as an integer."""
+
+    def to_representation(self, value: Any) -> str | int:
+        return value if isinstance(value, int) else format(value, "f")
+
+
+class CollateralSerializer(serializers.Serializer):
+    asset = serializers.CharField(help_text="USD, or the code of a GPU-hour entitlement.")
+    amount = CollateralAmountField()
+
+
+class DryRunSerializer(serializers.Serializer):
+    dry_run = serializers.SerializerMethodField()
+    instrument = serializers.CharField(source="instrument.symbol")
+    collateral = CollateralSerializer(many=True, help_text="What placing the order would hold.")
+    margin_per_contract = serializers.DecimalField(**USD)
+    fee_per_contract_max = serializers.DecimalField(
+        **USD, help_text="The fee of one contract at the higher of the maker and taker rates."
+    )
+    protection_price = serializers.DecimalField(
+        **PRICE, allow_null=True, help_text="A market order's worst fill price."
+    )
+
+    def get_dry_run(self, preview: Any) -> bool:
+        return True
+
+
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": PRICE_PATTERN, "example": "2.450"}
+)
+class PriceInputField(serializers.DecimalField):
+    """A price as written in a request: a decimal string of at most 12 digits before the point
+    and 6 after, nothing else (no sign, exponent, spaces or JSON number), as the schema says.
+    Whether it is on the tick and in the band is the exchange's rule (422)."""
+
+    default_error_messages = {"format": 'A price is a decimal string such as "2.450".'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**PRICE, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str) or re.fullmatch(PRICE_PATTERN, data) is None:
+            self.fail("format")
+        price: Decimal = super().to_internal_value(data)
+        return price
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time that must carry its time zone: a naive one is refused, not guessed."""
+
+    default_error_messages = {"naive": "Give the time with a time zone (e.g. Z or +02:00)."}
+
+    def enforce_timezone(self, value: datetime) -> datetime:
+        if timezone.is_naive(value):
+            self.fail("naive")
+        aware: datetime = super().enforce_timezone(value)
+        return aware
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    instrument = serializers.RegexField(
+        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, help_text="Its symbol."
+    )
+    side = serializers.ChoiceField(choices=Side.choices)
+    type = serializers.ChoiceField(choices=Order.Type.choices, default=Order.Type.LIMIT)
+    quantity = serializers.IntegerField(min_value=1, help_text="Contracts.")
+    price = PriceInputField(
+        default=None,
+        allow_null=True,
+        help_text="$/GPU-hr on the instrument's tick: required for limit orders, absent for "
+        "market orders.",
+    )
+    time_in_force = serializers.ChoiceField(
+        choices=Order.TimeInForce.choices, default=Order.TimeInForce.GTC
+    )
+    expires_at = AwareDateTimeField(
+        default=None, allow_null=True, help_text="GTD orders only: ISO 8601 with a time zone."
+    )
+    post_only = serializers.BooleanField(default=False)
+    self_trade_prevention = serializers.ChoiceField(
+        choices=Order.SelfTradePrevention.choices,
+        default=Order.SelfTradePrevention.CANCEL_NEWEST,
+    )
+    client_order_id = serializers.RegexField(
+        TEXT,
+        trim_whitespace=False,
+        min_length=1,
+        max_length=CLIENT_ORDER_ID_LENGTH_MAX,
+        default=None,
+        allow_null=True,
+        help_text="Your id for the order: placing it again with the same body returns the "
+        "first order (200); with another body it is refused (409).",
+    )
+
+
+class QuerySerializer(serializers.Serializer):
+    """Query parameters: one given empty (``?status=``) is refused like any other bad value,
+    rather than read as absent (DRF's way with form data), so the schema's types hold."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in self.fields:
+            if self.initial_data.get(name) == "":
+                raise serializers.ValidationError({name: "Give a value or leave it out."})
+        return attrs
+
+
+class DryRunQuery(QuerySerializer):
+    dry_run = serializers.BooleanField(
+        default=False,
+        help_text="Validate and report the collateral the order would hold, writing nothing.",
+    )
+
+
+class PageQuery(QuerySerializer):
+    cursor = serializers.RegexField(
+        TEXT, trim_whitespace=False, required=False, help_text="From a page's next or previous."
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=NewestFirst.max_page_size, required=False
+    )
+
+
+class OrderFilter(PageQuery):
+    status = serializers.ChoiceField(
+        choices=[*Order.Status.values, orders_selector.STATUS_LIVE],
+        required=False,
+        help_text="An order status, or live (new, open or partially filled).",
+    )
+    instrument = serializers.RegexField(
+        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, required=False
+    )
+    side = serializers.ChoiceField(choices=Side.choices, required=False)
+
+
+class FillFilter(PageQuery):
+    instrument = serializers.RegexField(
+        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, required=False
+    )
+    order = serializers.IntegerField(
+        min_value=1, max_value=orders_selector.ID_MAX, required=False, help_text="An order id."
+    )
+
+
+class OrderPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = OrderSerializer(many=True)
+
+
+class FillPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = FillSerializer(many=True)
+
+
+class OrderReplaceSerializer(serializers.Serializer):
+    price = PriceInputField(help_text="The new price, $/GPU-hr.")
+    quantity = serializers.IntegerField(
+        min_value=0, help_text="The new open quantity in contracts; 0 cancels the order."
+    )
+
+
+class CancelAllSerializer(serializers.Serializer):
+    instrument = serializers.RegexField(
+        TEXT,
+        trim_whitespace=False,
+        max_length=SYMBOL_LENGTH_MAX,
+        required=False,
+        help_text="Only this instrument's orders.",
+    )
+
+
+class CancelledSerializer(serializers.Serializer):
+    cancelled = serializers.IntegerField(help_text="How many live orders were asked to cancel.")
+
+
+def _order_or_404(request: Request, order_id: str) -> Order:
+    """The caller's order; 404 for another's, a missing one, or an id that is no number (the
+    route takes any text, so a malformed id gets the API's 404 rather than Django's page)."""
+    order = (
+        orders_selector.order_of(request.caller.account, int(order_id))
+        if order_id.isascii() and order_id.isdigit() and len(order_id) <= len(str(ID_MAX))
+        else None
+    )
+    if order is None:
+        raise Http404(order_id)
+    return order
+
+
+class OrderList(APIView):
+    @property
+    def required_scope(self) -> str:
+        """Listing reads; placing trades."""
+        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
+
+    @extend_schema(
+        parameters=[OrderFilter],
+        responses={
+            200: OrderPageSerializer,
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+        },
+        operation_id="orders_list",
+        summary="The organization's orders, newest first (scope read)",
+    )
+    def get(self, request: Request) -> Response:
+        query = OrderFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        orders = orders_selector.orders_of(
+            request.caller.account,
+            status=filters.get("status"),
+            instrument=filters.get("instrument"),
+            side=filters.get("side"),
+        )
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response(OrderSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[DryRunQuery],
+        request=OrderCreateSerializer,
+        responses={
+            201: PlacementSerializer,
+            200: PolymorphicProxySerializer(
+                component_name="PlacementRepeatOrDryRun",
+                serializers=[PlacementSerializer, DryRunSerializer],
+                resource_type_field_name=None,
+            ),
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            422: ErrorSerializer,
+        },
+        operation_id="orders_create",
+        summary="Place an order (scope trade); ?dry_run=true only validates it and reports the "
+        "collateral it would hold",
+        description="201: a new order, with its fills so far. 200: the order placed before "
+        "with the same client order id and body, or a dry run's report. An order the matcher "
+        "refused after accepting it is a 201 with status rejected and its reject_code.",
+    )
+    def post(self, request: Request) -> Response:
+        query = DryRunQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        body = OrderCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        caller = request.caller
+        if query.validated_data["dry_run"]:
+            preview = order_dry_run(account=caller.account, **body.validated_data)
+            return Response(DryRunSerializer(preview).data)
+        placement = order_submit(
+            account=caller.account, placed_by=caller.user, **body.validated_data
+        )
+        outcome = orders_selector.order_outcome(placement.order)
+        return Response(
+            PlacementSerializer(outcome).data,
+            status=status.HTTP_201_CREATED if placement.created else status.HTTP_200_OK,
+        )
+
+
+ORDER_ID = OpenApiParameter(
+    "order_id",
+    {"type": "integer", "format": "int64", "minimum": 1, "maximum": orders_selector.ID_MAX},
+    OpenApiParameter.PATH,
+)
+
+
+class OrderDetail(APIView):
+    @property
+    def required_scope(self) -> str:
+        """Reading reads; cancelling trades."""
+        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
+
+    @extend_schema(
+        parameters=[ORDER_ID],
+        responses={200: OrderSerializer, **AUTH_ERRORS, 404: ErrorSerializer},
+        operation_id="order_retrieve",
+        summary="One of the organization's orders (scope read)",
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        return Response(OrderSerializer(_order_or_404(request, order_id)).data)
+
+    @extend_schema(
+        parameters=[ORDER_ID],
+        responses={200: OrderSerializer, **AUTH_ERRORS, 404: ErrorSerializer, 409: ErrorSerializer},
+        operation_id="order_cancel",
+        summary="Cancel an order (scope trade); answers the order after the cancel",
+    )
+    def delete(self, request: Request, order_id: str) -> Response:
+        order = order_cancel(
+            order=_order_or_404(request, order_id), requested_by=request.caller.user
+        )
+        return Response(OrderSerializer(order).data)
+
+
+class OrderReplace(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    @extend_schema(
+        parameters=[ORDER_ID],
+        request=OrderReplaceSerializer,
+        responses={
+            200: OrderSerializer,
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            422: ErrorSerializer,
+        },
+        operation_id="order_replace",
+        summary="Change a live limit order's price and open quantity (scope trade; 0 cancels)",
+        description="The same price with a smaller quantity keeps the order's place in the "
+        "queue; any other change sends it to the back.",
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        order = _order_or_404(request, order_id)
+        body = OrderReplaceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        replaced = order_replace(
+            order=order,
+            price=body.validated_data["price"],
+            quantity=body.validated_data["quantity"],
+            requested_by=request.caller.user,
+        )
+        return Response(OrderSerializer(replaced).data)
+
+
+class OrderCancelAll(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    @extend_schema(
+        request=CancelAllSerializer,
+        responses={
+            200: CancelledSerializer,
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+        },
+        operation_id="orders_cancel_all",
+        summary="Cancel all live orders, or those of one instrument (scope trade)",
+    )
+    def post(self, request: Request) -> Response:
+        body = CancelAllSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        symbol = body.validated_data.get("instrument")
+        if symbol is not None and market.instrument_by_symbol(symbol) is None:
+            raise OrderRejected(
+                OrderRejectCode.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", field="instrument"
+            )
+        live = orders_selector.orders_of(
+            request.caller.account, status=orders_selector.STATUS_LIVE, instrument=symbol
+        )
+        cancelled = orders_cancel(orders=live, requested_by=request.caller.user)
+        return Response(CancelledSerializer({"cancelled": cancelled}).data)
+
+
+class FillList(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        parameters=[FillFilter],
+        responses={
+            200: FillPageSerializer,
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+        },
+        operation_id="fills_list",
+        summary="The organization's fills, newest first (scope read)",
+    )
+    def get(self, request: Request) -> Response:
+        query = FillFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        account = request.caller.account
+        trades = orders_selector.trades_of(
+            account,
+            instrument=query.validated_data.get("instrument"),
+            order_id=query.validated_data.get("order"),
+        )
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(trades, request, view=self)
+        fills = orders_selector.fills_in(page or [], account)
+        return paginator.get_paginated_response(FillSerializer(fills, many=True).data)
+
+
+urlpatterns = [
+    path("orders/", OrderList.as_view(), name="orders"),
+    path("orders/cancel-all/", OrderCancelAll.as_view(), name="orders-cancel-all"),
+    path("orders/<str:order_id>/", OrderDetail.as_view(), name="order"),
+    path("orders/<str:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),
+    path("fills/", FillList.as_view(), name="fills"),
+]

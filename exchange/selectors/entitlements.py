@@ -1,9 +1,10 @@
 """Reads of the GPU-hour entitlements a trading account holds, from the ledger."""
 
 from dataclasses import dataclass
+from datetime import date
 
 from exchange.models import Account
-from exchange.services.ledger_accounts import owner_of
+from exchange.services.ledger_accounts import entitlement_parts, owner_of
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 
@@ -16,6 +17,14 @@ class EntitlementHolding:
     name: str
     gpu_hours: int  # Posted balance.
     available: int  # What is not held for open sell orders.
+    sku_code: str
+    region_code: str
+    month: date  # The first day of the month the GPU-hours are usable in.
+
+    @property
+    def on_hold(self) -> int:
+        """GPU-hours held (for open sell orders): posted, but not available."""
+        return self.gpu_hours - self.available
 
 
 def entitlements_of(account: Account) -> list[EntitlementHolding]:
@@ -27,13 +36,21 @@ def entitlements_of(account: Account) -> list[EntitlementHolding]:
         .select_related("commodity")
         .order_by("commodity__code")[:ENTITLEMENT_ROWS_MAX]
     )
-    return [
-        EntitlementHolding(
-            code=row.commodity.code,
-            name=row.commodity.name,
-            gpu_hours=row.balance,
-            available=row.available,
+    holdings = []
+    for row in ledger_accounts:
+        if not row.balance:
+            continue
+        parts = entitlement_parts(row.commodity.code)
+        assert parts is not None, f"entitlement commodity {row.commodity.code} is misnamed"
+        holdings.append(
+            EntitlementHolding(
+                code=row.commodity.code,
+                name=row.commodity.name,
+                gpu_hours=row.balance,
+                available=row.available,
+                sku_code=parts.sku_code,
+                region_code=parts.region_code,
+                month=parts.month,
+            )
         )
-        for row in ledger_accounts
-        if row.balance
-    ]
+    return holdings

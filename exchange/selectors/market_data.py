@@ -46,13 +46,15 @@ def candles(
     seconds = int(step.total_seconds())
     current = int(now.timestamp()) // seconds * seconds
     since = datetime.fromtimestamp(current - seconds * (limit - 1), tz=now.tzinfo)
-    trades = (
+    # The newest trades within the bound, replayed oldest first: past the bound it is the
+    # oldest periods that go, never the latest.
+    newest = list(
         Trade.objects.filter(instrument=instrument, executed_at__gte=since)
-        .order_by("sequence")
+        .order_by("-sequence")
         .values_list("executed_at", "price", "quantity")[:CANDLE_TRADES_MAX]
     )
     buckets: OrderedDict[int, list] = OrderedDict()
-    for executed_at, price, quantity in trades:
+    for executed_at, price, quantity in reversed(newest):
         start = int(executed_at.timestamp()) // seconds * seconds
         bucket = buckets.get(start)
         if bucket is None:
@@ -63,6 +65,8 @@ def candles(
             bucket[3] = price
             bucket[4] += quantity
             bucket[5] += 1
+    if len(newest) == CANDLE_TRADES_MAX and buckets:
+        del buckets[min(buckets)]  # The oldest period may have lost trades to the bound.
     return [
         Candle(datetime.fromtimestamp(start, tz=now.tzinfo), *values)
         for start, values in sorted(buckets.items())
@@ -79,8 +83,9 @@ class CurvePoint:
 
 def forward_curve(sku: Sku, region: Region, *, on: date) -> list[CurvePoint]:
     """The listed futures' prices by delivery month: today's settlement, else the mid, else the
-    last trade; months without any are priced on the forward curve through the others, with
-    the SKU's depreciation model beyond the last (``exchange.services.settlement_prices``)."""
+    last trade, else the latest settlement; months without any are priced on the forward curve
+    through the others, with the SKU's depreciation model beyond the last
+    (``exchange.services.settlement_prices``)."""
     futures = list(
         Instrument.objects.filter(
             kind=Instrument.Kind.FUTURE, sku=sku, region=region, last_trading_day__gte=on
@@ -103,6 +108,9 @@ def forward_curve(sku: Sku, region: Region, *, on: date) -> list[CurvePoint]:
             points.append(
                 CurvePoint(future.delivery_start, future.symbol, quote.last_price, "last_trade")
             )
+        elif row is not None:
+            # A quiet month keeps its latest mark: before today's close, that is all it has.
+            points.append(CurvePoint(future.delivery_start, future.symbol, row.price, "settlement"))
         else:
             points.append(None)
     priced = [point for point in points if point is not None]

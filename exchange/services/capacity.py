@@ -91,7 +91,17 @@ def capacity_register(
     contiguous_block_gpus: int,
     actor: AbstractBaseUser | None = None,
 ) -> ReservedCapacity:
-    """Record a reserved block and issue its GPU-hours to the holder, in one transaction."""
+    """Record a reserved block and issue its GPU-hours to the holder, in one transaction.
+
+    Only a provider organization registers capacity: it vouches that the GPUs exist, and the
+    GPU-hours it issues are as good as that promise.
+    """
+    if provider.kind != Organization.Kind.PROVIDER:
+        raise CatalogError(
+            CatalogErrorCode.PROVIDER_REQUIRED,
+            f"Only providers register capacity; {provider.slug} is a {provider.kind}.",
+            field="provider",
+        )
     _check(starts_at, ends_at, gpus, contiguous_block_gpus)
     if not cluster.strip():
         raise _invalid("Name the cluster.", "cluster")

@@ -30,6 +30,9 @@ zero. The hold covers the fee at the larger of the maker and taker rates, per co
 
 Prices: a buyer fills at or below its price, so the premium or price it held covers any fill.
 A seller of resale pays its fee out of the proceeds, so it holds no cash.
+
+A dry run (``collateral_preview``) computes the same amounts (``amounts_for``) and checks them
+against what the account has available, reading only.
 """
 
 from dataclasses import dataclass
@@ -53,16 +56,21 @@ from exchange.models import (
 from exchange.services.capacity import hours_by_month
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
+    USD_CODE,
     cash_account,
+    cash_account_code,
     entitlement,
     entitlement_account,
+    entitlement_account_code,
+    entitlement_code,
+    entitlement_name,
     micros_to_usd,
 )
 from exchange.statements import insert_rows
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold
-from ledger.services import HoldSpec, holds_create
+from ledger.services import AMOUNT_MAX, HoldSpec, holds_create
 
 FEE_BASIS_CONTRACT = "contract"
 FEE_BASIS_NOTIONAL = "notional"
@@ -201,6 +209,50 @@ def entitlement_months(instrument: Instrument) -> list[tuple[date, int]]:
     ]
 
 
+@dataclass(frozen=True)
+class Amount:
+    """Collateral of one asset, before any ledger account is named for it."""
+
+    asset: str  # USD_CODE, or the code of a GPU-hour entitlement commodity.
+    amount: int  # Micro-USD, or GPU-hours.
+    month: date | None = None  # An entitlement's month.
+
+
+def amounts_for(
+    instrument: Instrument,
+    side: str,
+    price: Decimal,
+    quantity: int,
+    margin: int,
+    maker_fee_rate: Decimal,
+    taker_fee_rate: Decimal,
+) -> list[Amount]:
+    """What an order of ``quantity`` open contracts at ``price`` must hold (see the table); a
+    pure computation, shared by ``needs_for`` and ``collateral_preview``."""
+    if quantity == 0:
+        return []
+    kind = instrument.kind
+    hours = instrument.gpu_hours_per_contract
+    highest_rate = max(maker_fee_rate, taker_fee_rate)
+    if kind == Instrument.Kind.RESALE and side == Side.SELL:
+        return [
+            Amount(
+                entitlement_code(instrument.sku.code, instrument.region.code, month),
+                hours_of_month * quantity,
+                month,
+            )
+            for month, hours_of_month in entitlement_months(instrument)
+        ]
+    per_contract = margin + fee_micros(kind, highest_rate, 1, notional_micros(price, 1, hours))
+    paying = side == Side.BUY and kind in (Instrument.Kind.OPTION, Instrument.Kind.RESALE)
+    if paying:
+        per_contract += notional_micros(price, 1, hours)
+    amount = per_contract * quantity
+    if amount == 0:
+        return []
+    return [Amount(USD_CODE, amount)]
+
+
 def needs_for(
     account: Account,
     instrument: Instrument,
@@ -211,42 +263,34 @@ def needs_for(
     maker_fee_rate: Decimal,
     taker_fee_rate: Decimal,
 ) -> list[Need]:
-    """What an order of ``quantity`` open contracts at ``price`` must hold (see the table)."""
-    if quantity == 0:
-        return []
-    kind = instrument.kind
-    hours = instrument.gpu_hours_per_contract
-    highest_rate = max(maker_fee_rate, taker_fee_rate)
-    if kind == Instrument.Kind.RESALE and side == Side.SELL:
-        needs = []
-        for month, hours_of_month in entitlement_months(instrument):
-            commodity = entitlement(instrument.sku.code, instrument.region.code, month)
+    """What an order of ``quantity`` open contracts at ``price`` must hold, on the ledger
+    accounts it is held on (opening the entitlement accounts that do not exist yet)."""
+    needs = []
+    for part in amounts_for(
+        instrument, side, price, quantity, margin, maker_fee_rate, taker_fee_rate
+    ):
+        if part.month is None:
             needs.append(
                 Need(
-                    entitlement_account(account, commodity),
-                    Hold.Side.CREDIT,
-                    hours_of_month * quantity,
-                    OrderRejectCode.INSUFFICIENT_ENTITLEMENT,
-                    commodity.name,
+                    cash_account(account),
+                    Hold.Side.DEBIT,
+                    part.amount,
+                    OrderRejectCode.INSUFFICIENT_FUNDS,
+                    "USD",
                 )
             )
-        return needs
-    per_contract = margin + fee_micros(kind, highest_rate, 1, notional_micros(price, 1, hours))
-    paying = side == Side.BUY and kind in (Instrument.Kind.OPTION, Instrument.Kind.RESALE)
-    if paying:
-        per_contract += notional_micros(price, 1, hours)
-    amount = per_contract * quantity
-    if amount == 0:
-        return []
-    return [
-        Need(
-            cash_account(account),
-            Hold.Side.DEBIT,
-            amount,
-            OrderRejectCode.INSUFFICIENT_FUNDS,
-            "USD",
+            continue
+        commodity = entitlement(instrument.sku.code, instrument.region.code, part.month)
+        needs.append(
+            Need(
+                entitlement_account(account, commodity),
+                Hold.Side.CREDIT,
+                part.amount,
+                OrderRejectCode.INSUFFICIENT_ENTITLEMENT,
+                commodity.name,
+            )
         )
-    ]
+    return needs
 
 
 def needs_of_order(
@@ -271,28 +315,115 @@ def shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
     Call it after the refused transaction rolled back: it reads the accounts as they are.
     """
     if error.code == LedgerErrorCode.AMOUNT_INVALID:
-        return OrderRejected(
-            OrderRejectCode.NOTIONAL_TOO_LARGE,
-            "The order's collateral is larger than the exchange can hold.",
-            field="quantity",
-        )
+        return _too_large()
     for need in needs:
         # An account opened by the refused transaction is gone with it: nothing available.
         account = LedgerAccount.objects.filter(pk=need.account.pk).first()
         available = account.available if account is not None else 0
         if available < need.amount:
-            if need.code == OrderRejectCode.INSUFFICIENT_FUNDS:
-                detail = (
-                    f"needs {micros_to_usd(need.amount)} USD available; the account has "
-                    f"{micros_to_usd(max(available, 0))} USD available"
-                )
-            else:
-                detail = (
-                    f"needs {need.amount} GPU-hours of {need.what}; the account has "
-                    f"{max(available, 0)} available"
-                )
-            return OrderRejected(need.code, f"The order {detail}.", field="quantity")
+            return _missing(need.code, need.amount, available, need.what)
     return OrderRejected(needs[0].code, error.message, field="quantity")
+
+
+def _too_large() -> OrderRejected:
+    return OrderRejected(
+        OrderRejectCode.NOTIONAL_TOO_LARGE,
+        "The order's collateral is larger than the exchange can hold.",
+        field="quantity",
+    )
+
+
+def _missing(code: OrderRejectCode, amount: int, available: int, what: str) -> OrderRejected:
+    if code == OrderRejectCode.INSUFFICIENT_FUNDS:
+        detail = (
+            f"needs {micros_to_usd(amount)} USD available; the account has "
+            f"{micros_to_usd(max(available, 0))} USD available"
+        )
+    else:
+        detail = (
+            f"needs {amount} GPU-hours of {what}; the account has {max(available, 0)} available"
+        )
+    return OrderRejected(code, f"The order {detail}.", field="quantity")
+
+
+@dataclass(frozen=True)
+class PreviewAmount:
+    asset: str  # USD_CODE, or the code of a GPU-hour entitlement commodity.
+    amount: Decimal | int  # USD, or GPU-hours.
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an order would hold if placed now (``orders.order_dry_run``). USD amounts are
+    dollars (Decimal, exact to the micro-dollar), entitlements GPU-hours."""
+
+    instrument: Instrument
+    collateral: list[PreviewAmount]
+    margin_per_contract: Decimal
+    fee_per_contract_max: Decimal
+    protection_price: Decimal | None
+
+
+def collateral_preview(
+    account: Account,
+    instrument: Instrument,
+    side: str,
+    price: Decimal,
+    quantity: int,
+    terms: Terms,
+    *,
+    protection_price: Decimal | None = None,
+) -> Preview:
+    """The collateral of an order of ``quantity`` contracts at ``price`` (a market order's
+    protection price) under ``terms``, checked against what the account has available now.
+
+    Reads only: unlike ``needs_for`` it opens no ledger account. Raises the rejection that
+    placing the order would (``RISK_INSUFFICIENT_FUNDS``, ``RISK_INSUFFICIENT_ENTITLEMENT``,
+    ``RISK_NOTIONAL_TOO_LARGE``), with the same message.
+    """
+    amounts = amounts_for(
+        instrument,
+        side,
+        price,
+        quantity,
+        terms.margin_per_contract,
+        terms.maker_fee_rate,
+        terms.taker_fee_rate,
+    )
+    _check_available(account, instrument, amounts)
+    highest_rate = max(terms.maker_fee_rate, terms.taker_fee_rate)
+    notional = notional_micros(price, 1, instrument.gpu_hours_per_contract)
+    return Preview(
+        instrument=instrument,
+        collateral=[
+            PreviewAmount(
+                part.asset, micros_to_usd(part.amount) if part.month is None else part.amount
+            )
+            for part in amounts
+        ],
+        margin_per_contract=micros_to_usd(terms.margin_per_contract),
+        fee_per_contract_max=micros_to_usd(fee_micros(instrument.kind, highest_rate, 1, notional)),
+        protection_price=protection_price,
+    )
+
+
+def _check_available(account: Account, instrument: Instrument, amounts: list[Amount]) -> None:
+    """The ledger's checks of ``holds_create`` for these amounts, without holding anything:
+    every amount within the ledger's bound, then each available on its account."""
+    if any(not 0 < part.amount < AMOUNT_MAX for part in amounts):
+        raise _too_large()
+    for part in amounts:
+        if part.month is None:
+            code, what = cash_account_code(account), USD_CODE
+            rejection = OrderRejectCode.INSUFFICIENT_FUNDS
+        else:
+            code = entitlement_account_code(account, part.asset)
+            what = entitlement_name(instrument.sku.code, instrument.region.code, part.month)
+            rejection = OrderRejectCode.INSUFFICIENT_ENTITLEMENT
+        ledger_account = LedgerAccount.objects.filter(code=code).first()
+        available = ledger_account.available if ledger_account is not None else 0
+        if available < part.amount:
+            raise _missing(rejection, part.amount, available, what)
 
 
 def holds_place(

@@ -210,6 +210,25 @@ def deposit_start_checkout(
     return deposit, str(session.url)
 
 
+def deposit_request(
+    *, account: Account, amount: Decimal, actor: Actor, success_url: str, cancel_url: str
+) -> tuple[Deposit, str | None]:
+    """A deposit in the configured mode: (deposit, Checkout address to pay at).
+
+    In test-funds mode the deposit is credited at once and there is nothing to pay (None); in
+    Stripe mode a Checkout session is opened and the webhook credits the deposit when paid.
+    """
+    if test_mode_active():
+        return deposit_test_funds(account=account, amount=amount, actor=actor), None
+    return deposit_start_checkout(
+        account=account,
+        amount=amount,
+        actor=actor,
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+
+
 def _deposit_fail(*, deposit: Deposit, reason: str) -> None:
     with transaction.atomic(durable=True):
         Deposit.objects.filter(pk=deposit.pk).update(

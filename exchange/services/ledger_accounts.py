@@ -16,6 +16,8 @@ Accounts, from the exchange's point of view:
 - ``exchange:fees:USD`` (income): maker and taker fees.
 """
 
+import re
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -107,10 +109,34 @@ def entitlement_code(sku_code: str, region_code: str, month: date) -> str:
     return f"GPUH-{sku_code}-{region_code}-{month:%Y%m}"
 
 
+def entitlement_name(sku_code: str, region_code: str, month: date) -> str:
+    return f"GPU-hours of {sku_code} in {region_code}, {month:%B %Y}"
+
+
+# SKU and region codes are upper-case letters and digits, so the hyphens separate the parts.
+ENTITLEMENT_CODE = re.compile(r"GPUH-([A-Z0-9]+)-([A-Z0-9]+)-([1-9][0-9]{3})(0[1-9]|1[0-2])")
+
+
+@dataclass(frozen=True)
+class EntitlementParts:
+    sku_code: str
+    region_code: str
+    month: date  # The first day of the month.
+
+
+def entitlement_parts(code: str) -> EntitlementParts | None:
+    """The SKU, region and month of an entitlement commodity code; None for any other code."""
+    match = ENTITLEMENT_CODE.fullmatch(code)
+    if match is None:
+        return None
+    sku_code, region_code, year, month = match.groups()
+    return EntitlementParts(sku_code, region_code, date(int(year), int(month), 1))
+
+
 def entitlement(sku_code: str, region_code: str, month: date) -> Commodity:
     return commodity_define(
         code=entitlement_code(sku_code, region_code, month),
-        name=f"GPU-hours of {sku_code} in {region_code}, {month:%B %Y}",
+        name=entitlement_name(sku_code, region_code, month),
         kind=Commodity.Kind.ENTITLEMENT,
         scale=0,
     )

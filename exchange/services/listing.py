@@ -179,6 +179,9 @@ def resale_list(
     term has not started can be listed: trading ends the day before the term starts.
     """
     now = now or timezone.now()
+    # Two listings of one block at once would both pass the check below and the second would
+    # fail on the unique symbol: the reservation's row lock puts them one after the other.
+    ReservedCapacity.objects.select_for_update().filter(pk=reservation.pk).first()
     if reservation.starts_at <= now + timedelta(days=1):
         raise CatalogError(
             CatalogErrorCode.RESERVATION_ALREADY_STARTED,

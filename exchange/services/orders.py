@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -264,6 +264,15 @@ def _existing_for_client_order_id(
     return existing
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What ``order_submit`` did: ``created`` is False when a repeated client order id returned
+    the order placed before."""
+
+    order: Order
+    created: bool
+
+
 def order_place(
     *,
     account: Account,
@@ -289,6 +298,43 @@ def order_place(
     recording the rejection; nothing else is written. A repeated ``client_order_id`` with the
     same content returns the original order; with different content it is refused.
     """
+    return order_submit(
+        account=account,
+        instrument=instrument,
+        side=side,
+        quantity=quantity,
+        price=price,
+        type=type,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        self_trade_prevention=self_trade_prevention,
+        expires_at=expires_at,
+        client_order_id=client_order_id,
+        placed_by=placed_by,
+        liquidation=liquidation,
+    ).order
+
+
+def order_submit(
+    *,
+    account: Account,
+    instrument: str | Instrument,
+    side: str,
+    quantity: int,
+    price: Decimal | None = None,
+    type: str = Order.Type.LIMIT,
+    time_in_force: str = Order.TimeInForce.GTC,
+    post_only: bool = False,
+    self_trade_prevention: str = Order.SelfTradePrevention.CANCEL_NEWEST,
+    expires_at: datetime | None = None,
+    client_order_id: str | None = None,
+    placed_by: AbstractBaseUser | None = None,
+    liquidation: bool = False,
+) -> Placement:
+    """``order_place``, also saying whether this call created the order: the API answers a
+    repeated client order id (a retry) differently from a new order. Decided here rather than
+    by looking for the client order id before the call, which two concurrent retries would
+    both find missing."""
     symbol = instrument.symbol if isinstance(instrument, Instrument) else str(instrument)
     request = OrderRequest(
         symbol,
@@ -301,18 +347,14 @@ def order_place(
         self_trade_prevention,
         expires_at,
     )
-    found = INSTRUMENT_BY_SYMBOL.rows([symbol])
-    resolved = found[0][0] if found else None
+    resolved = _instrument_by_symbol(symbol)
     try:
         if client_order_id is not None:
             existing = _existing_for_client_order_id(account, client_order_id, request)
             if existing is not None:
-                return existing
-        if resolved is None:
-            raise OrderRejected(
-                OrderRejectCode.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", field="instrument"
-            )
-        _validate(account, resolved, request, client_order_id)
+                return Placement(existing, created=False)
+        _validate_known(account, resolved, request, client_order_id)
+        assert resolved is not None
         order = _order_accept(
             account, resolved, request, client_order_id, placed_by, liquidation=liquidation
         )
@@ -335,14 +377,85 @@ def order_place(
         )
         if existing is None:
             raise
-        return existing
-    assert resolved is not None
+        return Placement(existing, created=False)
     matched = wake.after_commit(resolved.pk, order.pk)
     if matched is not None:
-        return matched
+        return Placement(matched, created=True)
     if settings.EXCHANGE_MATCHER_MODE == "inline":
         order.refresh_from_db()  # Another process matched it: read what it wrote.
-    return order
+    return Placement(order, created=True)
+
+
+def _instrument_by_symbol(symbol: str) -> Instrument | None:
+    found = INSTRUMENT_BY_SYMBOL.rows([symbol])
+    return cast(Instrument, found[0][0]) if found else None
+
+
+def _validate_known(
+    account: Account,
+    instrument: Instrument | None,
+    request: OrderRequest,
+    client_order_id: str | None,
+) -> None:
+    """``_validate``, after refusing an instrument that does not exist."""
+    if instrument is None:
+        raise OrderRejected(
+            OrderRejectCode.UNKNOWN_INSTRUMENT,
+            f"No instrument {request.instrument!r}.",
+            field="instrument",
+        )
+    _validate(account, instrument, request, client_order_id)
+
+
+def order_dry_run(
+    *,
+    account: Account,
+    instrument: str,
+    side: str,
+    quantity: int,
+    price: Decimal | None = None,
+    type: str = Order.Type.LIMIT,
+    time_in_force: str = Order.TimeInForce.GTC,
+    post_only: bool = False,
+    self_trade_prevention: str = Order.SelfTradePrevention.CANCEL_NEWEST,
+    expires_at: datetime | None = None,
+    client_order_id: str | None = None,
+) -> collateral.Preview:
+    """What ``order_place`` would hold for this order, writing nothing (not even a rejection).
+
+    Runs the checks of ``order_place`` in its order: a client order id used for a different
+    order, the instrument, the request's rules, the market order's reference price, the margin
+    call's reduce-only rule, then the collateral against what the account has available. Each
+    refusal raises the ``OrderRejected`` that placing the order would raise. The collateral may
+    differ from a placement's a moment later: the book, settlement prices and balances move.
+    """
+    request = OrderRequest(
+        instrument,
+        side,
+        type,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        self_trade_prevention,
+        expires_at,
+    )
+    resolved = _instrument_by_symbol(instrument)
+    if client_order_id is not None:
+        # A repeat of the same request would return the original order; either way the
+        # preview describes the request as given.
+        _existing_for_client_order_id(account, client_order_id, request)
+    _validate_known(account, resolved, request, client_order_id)
+    assert resolved is not None
+    limit = request.price
+    protection = None
+    if limit is None:
+        protection = limit = collateral.protection_price(resolved, side)
+    reducing = _check_reduce_only(account, resolved, request)
+    terms = collateral.terms_for(resolved, side, limit, reducing=reducing)
+    return collateral.collateral_preview(
+        account, resolved, side, limit, quantity, terms, protection_price=protection
+    )
 
 
 def _order_accept(

@@ -107,3 +107,24 @@ def test_invalid_capacity_is_a_named_refusal_that_writes_nothing(
     assert (refused.value.code, refused.value.field) == (CatalogErrorCode.INVALID_CAPACITY, field)
     assert not ReservedCapacity.objects.exists()
     assert not Entry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "kind", [kind for kind in Organization.Kind.values if kind != Organization.Kind.PROVIDER]
+)
+def test_only_a_provider_registers_capacity(holder, sku, region, kind):
+    # given an organization that is not a provider
+    other = organization_create(slug="other", name="Other", kind=kind)
+
+    # when it registers a block
+    with pytest.raises(CatalogError) as refused:
+        register(other, holder, sku, region)
+
+    # then it is refused by name, and nothing is written
+    assert (refused.value.code, refused.value.field) == (
+        CatalogErrorCode.PROVIDER_REQUIRED,
+        "provider",
+    )
+    assert not ReservedCapacity.objects.exists()
+    assert not Entry.objects.exists()
+    assert not AuditEntry.objects.filter(action="capacity.register").exists()

@@ -111,9 +111,11 @@ def test_sign_out_needs_post_and_ends_the_session(client, startup):
 
 
 def test_holder_sees_its_gpu_hour_entitlements(client, startup, trader, sku, region):
-    # given a block held by the startup
+    # given a block a provider registered for the startup
     capacity_register(
-        provider=trader,
+        provider=organization_create(
+            slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER
+        ),
         holder=startup,
         cluster="nw-portland-b200-b",
         sku=sku,

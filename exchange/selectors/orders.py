@@ -1,0 +1,139 @@
+"""An account's orders and fills, as the API and pages show them.
+
+A fill is one side of a trade seen from the order that took part in it: the order's side, the
+trade's price and quantity, whether the order was the maker (it rested in the book) or the
+taker, and the fee it paid at its own maker or taker rate (fixed on the order at acceptance),
+computed as the settlement computes it (``collateral.fee_micros``).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet
+
+from exchange.models import LIVE_STATUSES, RESTING_STATUSES, Account, Order, Trade
+from exchange.services.collateral import fee_micros, notional_micros
+from exchange.services.ledger_accounts import micros_to_usd
+
+STATUS_LIVE = "live"  # A status filter meaning any of LIVE_STATUSES.
+# Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than
+# overflowing the driver.
+ID_MAX = 2**63 - 1
+LIQUIDITY_MAKER = "maker"
+LIQUIDITY_TAKER = "taker"
+# Market orders and these times in force cancel what they cannot fill at once.
+IMMEDIATE_TIMES_IN_FORCE = (Order.TimeInForce.IOC, Order.TimeInForce.FOK)
+
+
+@dataclass(frozen=True)
+class Fill:
+    trade_sequence: int
+    order_id: int
+    instrument: str  # The symbol.
+    side: str
+    price: Decimal
+    quantity: int
+    fee: Decimal  # USD.
+    liquidity: str  # LIQUIDITY_MAKER or LIQUIDITY_TAKER.
+    executed_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An order just placed: what it is, how it filled, what rests and what was dropped."""
+
+    order: Order
+    fills: list[Fill]
+    resting_quantity: int  # Open contracts in the book (0 while the matcher has not run).
+    market_remainder: int  # Contracts of a market, IOC or FOK order cancelled unfilled.
+
+
+def orders_of(
+    account: Account,
+    *,
+    status: str | None = None,
+    instrument: str | None = None,
+    side: str | None = None,
+) -> QuerySet[Order]:
+    """The account's orders, filtered by status (or ``STATUS_LIVE``), instrument symbol and
+    side; newest first."""
+    orders = Order.objects.filter(account=account).select_related("instrument")
+    if status == STATUS_LIVE:
+        orders = orders.filter(status__in=LIVE_STATUSES)
+    elif status:
+        orders = orders.filter(status=status)
+    if instrument:
+        orders = orders.filter(instrument__symbol=instrument)
+    if side:
+        orders = orders.filter(side=side)
+    return orders.order_by("-id")
+
+
+def order_of(account: Account, order_id: int) -> Order | None:
+    """One of the account's orders; None for another account's order or no order at all."""
+    if not 0 < order_id <= ID_MAX:
+        return None
+    return orders_of(account).filter(pk=order_id).first()
+
+
+def trades_of(
+    account: Account, *, instrument: str | None = None, order_id: int | None = None
+) -> QuerySet[Trade]:
+    """The trades the account took part in (by instrument symbol, or of one of its orders);
+    newest first. ``fills_in`` turns them into the account's fills."""
+    trades = Trade.objects.filter(Q(buyer_account=account) | Q(seller_account=account))
+    if instrument:
+        trades = trades.filter(instrument__symbol=instrument)
+    if order_id is not None:
+        trades = trades.filter(Q(maker_order_id=order_id) | Q(taker_order_id=order_id))
+    return trades.select_related("instrument", "maker_order", "taker_order").order_by("-id")
+
+
+def fills_in(trades: Iterable[Trade], account: Account) -> list[Fill]:
+    """The account's fills in ``trades``: one per trade and order of the account in it."""
+    return [
+        _fill(trade, order)
+        for trade in trades
+        for order in (trade.maker_order, trade.taker_order)
+        if order.account_id == account.pk
+    ]
+
+
+def order_outcome(order: Order) -> Outcome:
+    """An order with its fills so far, oldest first."""
+    trades = (
+        Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order))
+        .select_related("instrument", "maker_order", "taker_order")
+        .order_by("id")
+    )
+    fills = [
+        _fill(trade, trade.maker_order if trade.maker_order_id == order.pk else trade.taker_order)
+        for trade in trades
+    ]
+    immediate = order.type == Order.Type.MARKET or order.time_in_force in IMMEDIATE_TIMES_IN_FORCE
+    return Outcome(
+        order=order,
+        fills=fills,
+        resting_quantity=order.open_quantity if order.status in RESTING_STATUSES else 0,
+        market_remainder=order.cancelled_quantity if immediate else 0,
+    )
+
+
+def _fill(trade: Trade, order: Order) -> Fill:
+    instrument = trade.instrument
+    maker = trade.maker_order_id == order.pk
+    rate = order.maker_fee_rate if maker else order.taker_fee_rate
+    notional = notional_micros(trade.price, trade.quantity, instrument.gpu_hours_per_contract)
+    return Fill(
+        trade_sequence=trade.sequence,
+        order_id=order.pk,
+        instrument=instrument.symbol,
+        side=order.side,
+        price=trade.price,
+        quantity=trade.quantity,
+        fee=micros_to_usd(fee_micros(instrument.kind, rate, trade.quantity, notional)),
+        liquidity=LIQUIDITY_MAKER if maker else LIQUIDITY_TAKER,
+        executed_at=trade.executed_at,
+    )

@@ -1,0 +1,588 @@
+"""Pricing calculators: Black-76 option quotes and Greeks, implied volatilities, and hedge
+recommendations on the forward curve."""
+
+import math
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from exchange import calendar
+from exchange.models import Instrument, Region, SettlementPrice
+from exchange.services import margin
+from exchange.services.api_keys import api_key_create
+from exchange.services.listing import futures_list_strip
+from pricing import black76, hedge
+from tests.exchange.support import listing_month, place
+
+pytestmark = pytest.mark.django_db
+
+QUOTE = "/api/v1/pricing/option-quote/"
+IMPLIED = "/api/v1/pricing/implied-volatility/"
+HEDGE = "/api/v1/pricing/hedge/"
+RATE = float(settings.EXCHANGE_RISK_FREE_RATE)
+DEFAULT_VOLATILITY = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()  # Anonymous callers share one rate limit per address.
+    yield
+    cache.clear()
+
+
+def post(path: str, body: dict, client: APIClient | None = None):
+    return (client or APIClient()).post(path, body, format="json")
+
+
+def error_of(response) -> tuple[int, str, str | None]:
+    error = response.json()["error"]
+    return response.status_code, error["code"], error["field"]
+
+
+def close(text: str | None, expected: float, tolerance: float) -> bool:
+    return text is not None and abs(float(text) - expected) <= tolerance
+
+
+def today():
+    return timezone.now().date()
+
+
+# Option quotes from given terms.
+
+
+def test_quote_from_terms_is_black76_with_its_greeks():
+    # given Hull's Black-76 example: F = K = 20, 4 months, r = 9%, sigma = 25%
+    terms = {
+        "forward": "20",
+        "strike": "20",
+        "years": "0.33333333",
+        "rate": "0.09",
+        "volatility": "0.25",
+        "option_type": "put",
+    }
+
+    # when it is quoted
+    response = post(QUOTE, terms)
+
+    # then the price is Hull's 1.1166 and every figure is Black-76's, as decimal strings
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    arguments = (20.0, 20.0, 0.33333333, 0.09, 0.25, False)
+    assert body["price"] == f"{black76.price(*arguments):.6f}"
+    assert round(float(body["price"]), 4) == 1.1166
+    greeks = black76.greeks(*arguments)
+    for name in ("delta", "gamma", "vega", "theta", "rho"):
+        assert close(body[name], getattr(greeks, name), 1e-8), name
+    assert body["delta"] < "0" and body["delta"].startswith("-0.")
+    assert (body["forward"], body["strike"], body["years"], body["rate"], body["volatility"]) == (
+        "20.000000",
+        "20.000000",
+        "0.33333333",
+        "0.090000",
+        "0.250000",
+    )
+    assert (body["instrument"], body["expiry"], body["option_type"]) == (None, None, "put")
+
+
+def test_quote_with_an_expiry_date_counts_actual_days_and_the_exchange_rate():
+    # given an expiry 73 days away and no rate
+    expiry = today() + timedelta(days=73)
+    terms = {
+        "forward": "2.40",
+        "strike": "2.50",
+        "expiry": expiry.isoformat(),
+        "volatility": "0.6",
+        "option_type": "call",
+    }
+
+    # when
+    body = post(QUOTE, terms).json()
+
+    # then the time is 73/365 = 0.2 years at the exchange's risk-free rate
+    assert body["years"] == "0.20000000"
+    assert body["expiry"] == expiry.isoformat()
+    assert Decimal(body["rate"]) == settings.EXCHANGE_RISK_FREE_RATE
+    assert body["price"] == f"{black76.price(2.4, 2.5, 0.2, RATE, 0.6, True):.6f}"
+
+
+def test_call_less_put_is_the_discounted_forward_less_strike():
+    # given a call and a put on the same terms
+    terms = {"forward": "3.10", "strike": "2.75", "years": "0.5", "volatility": "0.8"}
+
+    # when both are quoted
+    call = post(QUOTE, {**terms, "option_type": "call"}).json()
+    put = post(QUOTE, {**terms, "option_type": "put"}).json()
+
+    # then put-call parity holds, and the deltas differ by the discount factor
+    discount = math.exp(-RATE * 0.5)
+    parity = Decimal(call["price"]) - Decimal(put["price"])
+    assert abs(float(parity) - discount * (3.10 - 2.75)) <= 2e-6
+    assert abs(float(Decimal(call["delta"]) - Decimal(put["delta"])) - discount) <= 2e-8
+
+
+def test_at_the_strike_with_no_time_left_gamma_and_theta_are_null():
+    terms = {
+        "forward": "2.5",
+        "strike": "2.5",
+        "years": "0",
+        "volatility": "0.6",
+        "option_type": "call",
+    }
+
+    response = post(QUOTE, terms)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["price"] == "0.000000"
+    assert (body["gamma"], body["theta"]) == (None, None)
+    assert body["delta"] == "0.50000000"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"forward": "0"}, "forward"),
+        ({"forward": "-2.5"}, "forward"),
+        ({"forward": "abc"}, "forward"),
+        ({"forward": "NaN"}, "forward"),
+        ({"strike": "1000001"}, "strike"),
+        ({"strike": None}, "strike"),
+        ({"volatility": "10.5"}, "volatility"),
+        ({"volatility": "-0.1"}, "volatility"),
+        ({"volatility": None}, "volatility"),
+        ({"option_type": "straddle"}, "option_type"),
+        ({"option_type": None}, "option_type"),
+        ({"rate": "1.5"}, "rate"),
+        ({"years": "51"}, "years"),
+        ({"years": "-1"}, "years"),
+        ({"years": "0.123456789"}, "years"),
+        ({"years": None}, "years"),
+        ({"expiry": "2050-01-01"}, "years"),  # Both given.
+        ({"years": None, "expiry": "2020-01-01"}, "expiry"),
+        ({"years": None, "expiry": "next week"}, "expiry"),
+        ({"years": None, "expiry": "9999-12-31"}, "expiry"),  # Beyond 50 years.
+        ({"instrument": "H100SXM-USEAST-209901-C2.50"}, "forward"),
+    ],
+)
+def test_bad_terms_are_400_with_the_field(change, field):
+    terms = {
+        "forward": "2.5",
+        "strike": "2.5",
+        "years": "0.5",
+        "volatility": "0.6",
+        "option_type": "call",
+    }
+    terms.update(change)
+    terms = {name: value for name, value in terms.items() if value is not None}
+
+    response = post(QUOTE, terms)
+
+    assert error_of(response) == (400, "INVALID_INPUT", field)
+
+
+def test_a_body_that_is_not_an_object_is_400():
+    response = APIClient().post(QUOTE, "[1, 2]", content_type="application/json")
+
+    assert response.status_code == 400
+
+
+# Option quotes of listed options.
+
+
+def test_quote_of_a_listed_option_uses_its_terms_and_the_reference_price(call, future):
+    # given the underlying settled yesterday at 2.60, and no implied volatility yet
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("2.60"),
+        source="vwap",
+    )
+
+    # when the call is quoted by its symbol
+    response = post(QUOTE, {"instrument": call.symbol})
+
+    # then it is Black-76 at 2.60, strike 2.50, the option's time to expiry and the default
+    # volatility
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    years = (call.last_trading_day - today()).days / 365
+    assert (body["instrument"], body["option_type"], body["expiry"]) == (
+        call.symbol,
+        "call",
+        call.last_trading_day.isoformat(),
+    )
+    assert (body["forward"], body["strike"]) == ("2.600000", "2.500000")
+    assert Decimal(body["volatility"]) == settings.EXCHANGE_DEFAULT_VOLATILITY
+    assert close(body["years"], years, 1e-8)
+    expected = black76.price(2.6, 2.5, years, RATE, DEFAULT_VOLATILITY, True)
+    assert close(body["price"], expected, 1e-6)
+
+
+def test_quote_of_a_listed_option_takes_its_implied_volatility_or_the_one_given(
+    call, future, buyer, seller
+):
+    # given a last trade of the future at 2.45 and the call's settled implied volatility of 45%
+    SettlementPrice.objects.create(
+        instrument=call,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("0.100"),
+        source="vwap",
+        implied_volatility=Decimal("0.45"),
+    )
+    assert margin.reference_price(future) is None
+    place(seller, future, "sell", 1, "2.45")
+    place(buyer, future, "buy", 1, "2.45")
+    years = (call.last_trading_day - today()).days / 365
+
+    # when it is quoted without and with a volatility
+    settled = post(QUOTE, {"instrument": call.symbol}).json()
+    given = post(QUOTE, {"instrument": call.symbol, "volatility": "0.9", "rate": "0"}).json()
+
+    # then
+    assert (settled["forward"], settled["volatility"]) == ("2.450000", "0.450000")
+    assert close(settled["price"], black76.price(2.45, 2.5, years, RATE, 0.45, True), 1e-6)
+    assert (given["volatility"], given["rate"]) == ("0.900000", "0.000000")
+    assert close(given["price"], black76.price(2.45, 2.5, years, 0.0, 0.9, True), 1e-6)
+
+
+def test_a_listed_option_without_a_reference_price_is_422(call):
+    response = post(QUOTE, {"instrument": call.symbol})
+
+    assert error_of(response) == (422, "PRICING_NO_REFERENCE_PRICE", "instrument")
+
+
+def test_a_future_is_not_an_option(future):
+    response = post(QUOTE, {"instrument": future.symbol})
+
+    assert error_of(response) == (422, "PRICING_NOT_AN_OPTION", "instrument")
+
+
+def test_an_expired_option_is_422(call, future):
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=today(), price=Decimal("2.5"), source="vwap"
+    )
+    Instrument.objects.filter(pk=call.pk).update(last_trading_day=today() - timedelta(days=1))
+
+    response = post(QUOTE, {"instrument": call.symbol})
+
+    assert error_of(response) == (422, "PRICING_OPTION_EXPIRED", "instrument")
+
+
+@pytest.mark.parametrize("symbol", ["H100SXM-USEAST-209901-C2.50", "not a symbol!", "x" * 64])
+def test_an_unknown_instrument_is_404(db, symbol):
+    response = post(QUOTE, {"instrument": symbol})
+
+    assert error_of(response)[:2] == (404, "NOT_FOUND")
+
+
+def test_pricing_is_public_and_a_key_changes_nothing(buyer):
+    token = api_key_create(organization=buyer.organization, name="bot", scopes=["read"]).token
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    terms = {
+        "forward": "2.5",
+        "strike": "2.4",
+        "years": "0.25",
+        "volatility": "0.5",
+        "option_type": "put",
+    }
+
+    assert post(QUOTE, terms, client).json() == post(QUOTE, terms).json()
+
+
+# Implied volatility.
+
+
+@pytest.mark.parametrize(
+    ("strike", "option_type", "sigma"),
+    [("2.50", "call", 0.45), ("2.00", "put", 0.8), ("3.10", "call", 0.3), ("2.5", "put", 1.5)],
+)
+def test_implied_volatility_recovers_the_volatility_of_a_price(strike, option_type, sigma):
+    # given a Black-76 price at a known volatility, to 6 decimals
+    value = black76.price(2.5, float(strike), 0.5, RATE, sigma, option_type == "call")
+    terms = {
+        "price": f"{value:.6f}",
+        "forward": "2.5",
+        "strike": strike,
+        "years": "0.5",
+        "option_type": option_type,
+    }
+
+    # when its implied volatility is asked for
+    response = post(IMPLIED, terms)
+
+    # then it is the volatility, within what 6 decimals of price determine
+    assert response.status_code == 200, response.json()
+    implied = response.json()["implied_volatility"]
+    vega = black76.greeks(2.5, float(strike), 0.5, RATE, sigma, option_type == "call").vega
+    assert close(implied, sigma, 1e-6 / vega + 1e-6)
+    assert len(implied.split(".")[1]) == 6
+
+
+def test_implied_volatility_takes_an_expiry_and_a_rate():
+    expiry = today() + timedelta(days=146)  # 0.4 years.
+    value = black76.price(2.2, 2.4, 0.4, 0.05, 0.55, True)
+    terms = {
+        "price": f"{value:.6f}",
+        "forward": "2.2",
+        "strike": "2.4",
+        "expiry": expiry.isoformat(),
+        "rate": "0.05",
+        "option_type": "call",
+    }
+
+    implied = post(IMPLIED, terms).json()["implied_volatility"]
+
+    assert close(implied, 0.55, 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("price", "option_type", "code"),
+    [
+        ("0.40", "call", "PRICING_PRICE_BELOW_INTRINSIC"),  # Intrinsic: DF x 0.50.
+        ("0.10", "put", "PRICING_PRICE_BELOW_INTRINSIC"),
+        ("3.00", "call", "PRICING_PRICE_ABOVE_UPPER_BOUND"),  # DF x 3.00 is below it.
+        ("3.50", "put", "PRICING_PRICE_ABOVE_UPPER_BOUND"),  # DF x 3.50 is below it.
+    ],
+)
+def test_prices_outside_the_no_arbitrage_bounds_are_422(price, option_type, code):
+    # given an in-the-money call (F 3.00, K 2.50) or out-of-the-money put, half a year out
+    strike = "2.50" if option_type == "call" else "3.50"
+    terms = {
+        "price": price,
+        "forward": "3.00",
+        "strike": strike,
+        "years": "0.5",
+        "option_type": option_type,
+    }
+
+    response = post(IMPLIED, terms)
+
+    assert error_of(response) == (422, code, "price")
+
+
+def test_no_volatility_is_implied_without_time_left():
+    terms = {
+        "price": "0.1",
+        "forward": "2.5",
+        "strike": "2.5",
+        "expiry": today().isoformat(),
+        "option_type": "call",
+    }
+
+    response = post(IMPLIED, terms)
+
+    assert error_of(response)[:2] == (422, "PRICING_INVALID_INPUT")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"price": None}, "price"),
+        ({"price": "-0.1"}, "price"),
+        ({"forward": None}, "forward"),
+        ({"option_type": None}, "option_type"),
+        ({"years": None}, "years"),
+    ],
+)
+def test_bad_implied_volatility_input_is_400(change, field):
+    terms = {
+        "price": "0.1",
+        "forward": "2.5",
+        "strike": "2.5",
+        "years": "0.5",
+        "option_type": "call",
+    }
+    terms.update(change)
+    terms = {name: value for name, value in terms.items() if value is not None}
+
+    assert error_of(post(IMPLIED, terms)) == (400, "INVALID_INPUT", field)
+
+
+# Hedge recommendations.
+
+
+@pytest.fixture
+def strip(sku, region, buyer, seller) -> list[Instrument]:
+    """Three monthly futures priced three ways: settled today at 2.40, quoted 2.20 / 2.30
+    (mid 2.25), last traded at 2.10."""
+    futures = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=3)
+    SettlementPrice.objects.create(
+        instrument=futures[0], trading_date=today(), price=Decimal("2.40"), source="vwap"
+    )
+    place(buyer, futures[1], "buy", 1, "2.20")
+    place(seller, futures[1], "sell", 1, "2.30")
+    place(seller, futures[2], "sell", 1, "2.10")
+    place(buyer, futures[2], "buy", 1, "2.10")
+    return futures
+
+
+def _need(strip, gpus) -> dict:
+    return {
+        "sku": "H100SXM",
+        "region": "USEAST",
+        "gpus": gpus,
+        "first_month": f"{strip[0].delivery_start:%Y-%m}",
+        "months": len(strip),
+    }
+
+
+def test_hedge_buys_the_strip_at_the_curve_and_caps_and_collars_it(strip):
+    # given 8 GPUs for the three months of the strip
+    response = post(HEDGE, _need(strip, 8))
+
+    # then the strip buys 8 contracts of each month at its curve price
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    forwards = [Decimal("2.40"), Decimal("2.25"), Decimal("2.10")]
+    assert [
+        (leg["symbol"], Decimal(leg["forward"]), leg["source"], leg["contracts"])
+        for leg in body["futures"]["legs"]
+    ] == [
+        (strip[0].symbol, forwards[0], "settlement", 8),
+        (strip[1].symbol, forwards[1], "mid", 8),
+        (strip[2].symbol, forwards[2], "last_trade", 8),
+    ]
+    hours = [future.gpu_hours_per_contract for future in strip]
+    assert [leg["gpu_hours_per_contract"] for leg in body["futures"]["legs"]] == hours
+    # and the strip fixes the cost: expected and worst case are the forwards' cost
+    fixed = sum(8 * hour * forward for hour, forward in zip(hours, forwards, strict=True))
+    assert Decimal(body["futures"]["expected_cost"]) == fixed
+    assert Decimal(body["futures"]["worst_case_cost"]) == fixed
+    # and the cap buys calls 10% over each forward, the collar sells puts 10% under
+    calls = [(leg["underlying"], Decimal(leg["strike"])) for leg in body["cap"]["calls"]]
+    assert calls == [
+        (future.symbol, forward * Decimal("1.1"))
+        for future, forward in zip(strip, forwards, strict=True)
+    ]
+    assert body["collar"]["calls"] == body["cap"]["calls"]
+    puts = [
+        (leg["option_type"], Decimal(leg["strike"]), leg["contracts"])
+        for leg in body["collar"]["puts"]
+    ]
+    assert puts == [("put", forward * Decimal("0.9"), 8) for forward in forwards]
+    # and the hedges cut the worst case, the collar's premium is less than the cap's
+    unhedged = Decimal(body["unhedged"]["worst_case_cost"])
+    assert Decimal(body["cap"]["worst_case_cost"]) < unhedged
+    assert Decimal(body["collar"]["worst_case_cost"]) < unhedged
+    assert fixed < unhedged
+    assert Decimal("0") < Decimal(body["collar"]["premium"]) < Decimal(body["cap"]["premium"])
+    assert (body["volatility"], body["rate"]) == ("0.600000", "0.040000")
+
+
+def test_hedge_costs_are_pricing_hedge_on_the_curve_and_repeat(strip):
+    # given the need's months, hours and years to the middle of each month, worked out here
+    on = today()
+    hours = tuple(future.gpu_hours_per_contract for future in strip)
+    years = tuple(
+        ((future.delivery_start - on).days + hour / 48) / 365
+        for future, hour in zip(strip, hours, strict=True)
+    )
+    need = hedge.PlannedNeed(
+        gpus=3, hours=hours, forwards=(2.40, 2.25, 2.10), years_to_delivery=years
+    )
+    expected = hedge.recommend(need, 0.5, rate=0.02)
+
+    # when the API is asked twice, at 50% volatility and 2%
+    body = post(HEDGE, {**_need(strip, 3), "volatility": "0.5", "rate": "0.02"}).json()
+    again = post(HEDGE, {**_need(strip, 3), "volatility": "0.5", "rate": "0.02"}).json()
+
+    # then its costs are the library's, in cents, and they repeat
+    assert again == body
+    for name, key in (("unhedged", "none"), ("cap", "cap"), ("collar", "collar")):
+        cost = expected.costs[key]
+        assert close(body[name]["expected_cost"], cost.expected, 0.005), name
+        assert close(body[name]["worst_case_cost"], cost.worst_case, 0.005), name
+    assert close(body["cap"]["premium"], expected.costs["cap"].premium, 0.005)
+    assert close(body["collar"]["premium"], expected.costs["collar"].premium, 0.005)
+    assert len(body["unhedged"]["expected_cost"].split(".")[1]) == 2
+
+
+def test_a_strip_partly_priced_takes_the_model_for_the_rest(sku, region):
+    # given three futures, the first settled today, the others without price
+    futures = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=3)
+    SettlementPrice.objects.create(
+        instrument=futures[0], trading_date=today(), price=Decimal("2.40"), source="vwap"
+    )
+
+    body = post(HEDGE, _need(futures, 1)).json()
+
+    # then the others are priced flat from it (too few months for a depreciation fit)
+    assert [(leg["forward"], leg["source"]) for leg in body["futures"]["legs"]] == [
+        ("2.400000", "settlement"),
+        ("2.400000", "model"),
+        ("2.400000", "model"),
+    ]
+
+
+def test_hedge_without_futures_or_prices_is_422(sku, region):
+    # given no future of the SKU in the region
+    need = {"sku": sku.code, "region": region.code, "gpus": 1, "first_month": "2030-01"}
+    assert error_of(post(HEDGE, {**need, "months": 1}))[:2] == (422, "PRICING_NO_FUTURES")
+
+    # and then futures without any price
+    futures = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=2)
+    need["first_month"] = f"{futures[0].delivery_start:%Y-%m}"
+    assert error_of(post(HEDGE, {**need, "months": 1}))[:2] == (422, "PRICING_NO_PRICES")
+
+
+def test_months_without_a_listed_future_are_422(strip):
+    # given the three-month strip
+    need = _need(strip, 1)
+
+    # when the need runs a month past it, or starts a month before it
+    past = post(HEDGE, {**need, "months": 4})
+    before_month = calendar.add_months(strip[0].delivery_start, -1)
+    before = post(HEDGE, {**need, "first_month": f"{before_month:%Y-%m}"})
+
+    # then
+    assert error_of(past) == (422, "PRICING_MONTH_NOT_LISTED", "months")
+    assert error_of(before) == (422, "PRICING_MONTH_NOT_LISTED", "first_month")
+
+
+def test_a_future_past_its_last_trading_day_is_not_hedged_with(strip):
+    Instrument.objects.filter(pk=strip[0].pk).update(last_trading_day=today() - timedelta(days=1))
+
+    response = post(HEDGE, _need(strip, 1))
+
+    assert error_of(response) == (422, "PRICING_MONTH_NOT_LISTED", "first_month")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"sku": "B200"}, "sku"),
+        ({"region": "MARS"}, "region"),
+        ({"gpus": 0}, "gpus"),
+        ({"gpus": 100_001}, "gpus"),
+        ({"gpus": "many"}, "gpus"),
+        ({"months": 0}, "months"),
+        ({"months": 73}, "months"),
+        ({"first_month": "2026-13"}, "first_month"),
+        ({"first_month": "2026-1"}, "first_month"),
+        ({"first_month": "0000-01"}, "first_month"),
+        ({"first_month": "9999-12", "months": 2}, "months"),
+        ({"volatility": "5.5"}, "volatility"),
+        ({"rate": "-2"}, "rate"),
+    ],
+)
+def test_bad_needs_are_400_with_the_field(strip, change, field):
+    response = post(HEDGE, {**_need(strip, 1), **change})
+
+    assert error_of(response) == (400, "INVALID_INPUT", field)
+
+
+def test_a_region_where_the_sku_has_no_futures_is_422(strip):
+    # given another region, where no H100SXM future is listed
+    Region.objects.create(
+        code="EUWEST", name="EU West", compliance=[], power_price_usd_per_kwh=Decimal("0.1")
+    )
+
+    response = post(HEDGE, {**_need(strip, 1), "region": "EUWEST"})
+
+    assert error_of(response)[:2] == (422, "PRICING_NO_FUTURES")

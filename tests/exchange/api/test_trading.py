@@ -1,0 +1,884 @@
+"""The trading endpoints: orders (place, dry run, list, get, cancel, replace, cancel-all) and
+fills, through HTTP with API keys.
+
+Expected collateral and fees are computed here from the settings' rules (fee schedule, price
+scan, market protection), independently of ``exchange.services.collateral``.
+"""
+
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta, timezone
+from decimal import ROUND_CEILING, Decimal
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from exchange.models import ApiKey, Order, Organization
+from exchange.services.api_keys import api_key_create
+from exchange.services.capacity import capacity_register, hours_by_month
+from exchange.services.listing import resale_list
+from exchange.services.orders import order_cancel
+from exchange.services.participants import account_main, organization_create
+from ledger.models import Account as LedgerAccount
+from ledger.models import Entry, Hold
+from tests.exchange.support import listing_month, place
+
+ORDERS = "/api/v1/orders/"
+FILLS = "/api/v1/fills/"
+CANCEL_ALL = "/api/v1/orders/cancel-all/"
+READ, TRADE = ApiKey.Scope.READ, ApiKey.Scope.TRADE
+MICRO = Decimal("0.000001")
+
+
+def order_url(order_id: int) -> str:
+    return f"{ORDERS}{order_id}/"
+
+
+def client_for(account, scopes=(READ, TRADE)) -> APIClient:
+    created = api_key_create(organization=account.organization, name="tests", scopes=list(scopes))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.token}")
+    return client
+
+
+@pytest.fixture
+def api(buyer) -> APIClient:
+    return client_for(buyer)
+
+
+@pytest.fixture
+def seller_api(seller) -> APIClient:
+    return client_for(seller)
+
+
+@pytest.fixture
+def unfunded(db):
+    return account_main(
+        organization_create(slug="pauper", name="Pauper", kind=Organization.Kind.STARTUP)
+    )
+
+
+def usd(amount: Decimal) -> str:
+    """USD as the API writes it: six decimals."""
+    return str(amount.quantize(MICRO))
+
+
+def up_to_micro(amount: Decimal) -> Decimal:
+    return amount.quantize(MICRO, rounding=ROUND_CEILING)
+
+
+def fee_rate(kind: str, liquidity: str) -> Decimal:
+    return Decimal(settings.EXCHANGE_FEES[kind][liquidity])
+
+
+def future_margin(price: str, hours: int) -> Decimal:
+    """A future's margin per contract: the full price scan of one contract's notional (the
+    extreme scenarios, two scans weighted 35%, lose less), rounded up to the micro-dollar."""
+    return up_to_micro(Decimal(settings.EXCHANGE_PRICE_SCAN) * Decimal(price) * hours)
+
+
+def ledger_rows() -> tuple[int, int, int]:
+    return (Hold.objects.count(), Entry.objects.count(), LedgerAccount.objects.count())
+
+
+def fees_collected() -> int:
+    account = LedgerAccount.objects.filter(code="exchange:fees:USD").first()
+    return account.credits_posted - account.debits_posted if account else 0
+
+
+def error_of(response) -> dict:
+    return response.json()["error"]
+
+
+def limit_order(instrument, side="buy", quantity=3, price="2.450", **extra) -> dict:
+    return {
+        "instrument": instrument.symbol,
+        "side": side,
+        "quantity": quantity,
+        "price": price,
+        **extra,
+    }
+
+
+# Placing orders --------------------------------------------------------------------------
+
+
+def test_a_limit_order_that_does_not_cross_rests_and_is_created(api, future, buyer):
+    # when
+    response = api.post(ORDERS, limit_order(future), format="json")
+
+    # then
+    assert response.status_code == 201, response.content
+    body = response.json()
+    order = Order.objects.get(account=buyer)
+    assert body["order"] == {
+        "id": order.pk,
+        "client_order_id": None,
+        "instrument": future.symbol,
+        "side": "buy",
+        "type": "limit",
+        "time_in_force": "gtc",
+        "post_only": False,
+        "self_trade_prevention": "cancel_newest",
+        "price": "2.450000",
+        "protection_price": None,
+        "quantity": 3,
+        "filled_quantity": 0,
+        "cancelled_quantity": 0,
+        "open_quantity": 3,
+        "average_price": None,
+        "status": "open",
+        "reject_code": "",
+        "expires_at": None,
+        "created_at": body["order"]["created_at"],
+        "updated_at": body["order"]["updated_at"],
+    }
+    assert (body["fills"], body["resting_quantity"], body["market_remainder"]) == ([], 3, 0)
+    assert order.status == Order.Status.OPEN and order.price == Decimal("2.45")
+
+
+def test_a_crossing_order_reports_its_fills_with_the_taker_fee(api, future, buyer, seller):
+    # given 2 contracts offered at 2.500
+    resting = place(seller, future, "sell", 2, "2.500")
+    fees_before = fees_collected()
+
+    # when the buyer bids 2.505 for 5
+    response = api.post(ORDERS, limit_order(future, quantity=5, price="2.505"), format="json")
+
+    # then 2 filled at the resting price, 3 rest, and the taker fee is the schedule's per
+    # contract
+    assert response.status_code == 201, response.content
+    body = response.json()
+    taker_fee = fee_rate("future", "taker") * 2
+    maker_fee = fee_rate("future", "maker") * 2
+    order = body["order"]
+    assert (order["status"], order["filled_quantity"], order["open_quantity"]) == (
+        "partially_filled",
+        2,
+        3,
+    )
+    assert order["average_price"] == "2.500000"
+    assert body["fills"] == [
+        {
+            "trade_sequence": body["fills"][0]["trade_sequence"],
+            "order_id": order["id"],
+            "instrument": future.symbol,
+            "side": "buy",
+            "price": "2.500000",
+            "quantity": 2,
+            "fee": usd(taker_fee),
+            "liquidity": "taker",
+            "executed_at": body["fills"][0]["executed_at"],
+        }
+    ]
+    assert (body["resting_quantity"], body["market_remainder"]) == (3, 0)
+    # the ledger took the fees the fills show (the resting seller paid the maker rate)
+    assert Decimal(fees_collected() - fees_before) * MICRO == taker_fee + maker_fee
+    resting.refresh_from_db()
+    assert resting.status == Order.Status.FILLED
+
+
+def test_a_good_till_date_order_keeps_its_expiry_given_in_any_time_zone(api, future):
+    expiry = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    in_berlin = expiry.astimezone(timezone(timedelta(hours=2))).isoformat()
+    body = limit_order(future, time_in_force="gtd", expires_at=in_berlin, client_order_id="gtd")
+
+    first = api.post(ORDERS, body, format="json")
+    # the same instant written in UTC is the same request
+    again = api.post(ORDERS, {**body, "expires_at": expiry.isoformat()}, format="json")
+
+    assert first.status_code == 201, first.content
+    order = first.json()["order"]
+    assert datetime.fromisoformat(order["expires_at"]) == expiry
+    assert (order["time_in_force"], order["status"]) == ("gtd", "open")
+    assert (again.status_code, again.json()["order"]["id"]) == (200, order["id"])
+
+
+def test_a_market_order_reports_what_it_could_not_fill(api, future, seller):
+    # given 2 contracts offered
+    place(seller, future, "sell", 2, "2.500")
+
+    # when a market IOC order asks for 5
+    response = api.post(
+        ORDERS,
+        {
+            "instrument": future.symbol,
+            "side": "buy",
+            "type": "market",
+            "time_in_force": "ioc",
+            "quantity": 5,
+        },
+        format="json",
+    )
+
+    # then 2 filled, 3 were cancelled unfilled, nothing rests
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert [fill["quantity"] for fill in body["fills"]] == [2]
+    assert (body["resting_quantity"], body["market_remainder"]) == (0, 3)
+    assert body["order"]["price"] is None
+    assert body["order"]["protection_price"] == "2.750000"  # 2.500 moved 10% against it
+
+
+def test_an_order_the_matcher_refuses_is_created_with_its_reject_code(api, future, seller):
+    # given an offer at 2.500
+    place(seller, future, "sell", 1, "2.500")
+
+    # when a post-only bid would cross it
+    response = api.post(
+        ORDERS, limit_order(future, quantity=1, price="2.500", post_only=True), format="json"
+    )
+
+    # then the order exists, refused by the matcher after acceptance
+    assert response.status_code == 201, response.content
+    order = response.json()["order"]
+    assert (order["status"], order["reject_code"]) == ("rejected", "MATCHING_POST_ONLY_WOULD_CROSS")
+    assert response.json()["resting_quantity"] == 0
+
+
+def test_a_market_order_without_liquidity_is_refused(api, future, row_counts):
+    before = row_counts()
+
+    response = api.post(
+        ORDERS,
+        {
+            "instrument": future.symbol,
+            "side": "buy",
+            "type": "market",
+            "time_in_force": "ioc",
+            "quantity": 1,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "RISK_NO_REFERENCE_PRICE"
+    assert error_of(response)["field"] == "type"
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "field"),
+    [
+        ({"price": "2.453"}, "ORDER_PRICE_OFF_TICK", "price"),  # the tick is 0.005
+        ({"price": None}, "ORDER_PRICE_REQUIRED", "price"),
+        ({"price": "0"}, "ORDER_INVALID_PRICE", "price"),
+        ({"type": "market", "time_in_force": "ioc"}, "ORDER_PRICE_NOT_ALLOWED", "price"),
+        ({"time_in_force": "gtd"}, "ORDER_EXPIRY_REQUIRED", "expires_at"),
+        ({"expires_at": "2030-01-01T00:00:00Z"}, "ORDER_EXPIRY_NOT_ALLOWED", "expires_at"),
+    ],
+)
+def test_an_order_breaking_a_rule_is_refused_with_its_code_and_field(
+    api, future, row_counts, overrides, code, field
+):
+    before = row_counts()
+    body = {**limit_order(future), **overrides}
+    if overrides.get("price", "") is None:
+        del body["price"]
+
+    response = api.post(ORDERS, body, format="json")
+
+    assert response.status_code == 422, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == (code, field)
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"side": "hold"}, "side"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": "many"}, "quantity"),
+        ({"price": "2.4500001"}, "price"),  # more decimals than any price has
+        ({"price": 2.45}, "price"),  # a JSON number: prices are strings
+        ({"price": "-2.45"}, "price"),
+        ({"price": "a lot"}, "price"),
+        ({"time_in_force": "gtd", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # naive
+        ({"client_order_id": "x" * 65}, "client_order_id"),
+        ({"instrument": None}, "instrument"),
+    ],
+)
+def test_malformed_input_is_refused_before_the_exchange_sees_it(
+    api, future, row_counts, overrides, field
+):
+    before = row_counts()
+
+    response = api.post(ORDERS, {**limit_order(future), **overrides}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+    assert row_counts() == before
+
+
+def test_an_order_on_an_unknown_instrument_is_not_found(api, future, row_counts):
+    before = row_counts()
+
+    response = api.post(ORDERS, {**limit_order(future), "instrument": "NOPE-2099"}, format="json")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "ORDER_UNKNOWN_INSTRUMENT"
+    assert error_of(response)["field"] == "instrument"
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+
+
+def test_an_order_without_the_funds_is_refused_and_writes_only_its_rejection(
+    future, unfunded, row_counts
+):
+    # given an organization that deposited nothing
+    api = client_for(unfunded)
+    before, ledger_before = row_counts(), ledger_rows()
+
+    # when it bids
+    response = api.post(ORDERS, limit_order(future), format="json")
+
+    # then the risk refusal names what is missing; no order, command or hold was written
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "RISK_INSUFFICIENT_FUNDS"
+    assert error_of(response)["field"] == "quantity"
+    assert "USD available" in error_of(response)["message"]
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+    assert ledger_rows() == ledger_before
+    assert not Order.objects.filter(account=unfunded).exists()
+
+
+# Client order ids ------------------------------------------------------------------------
+
+
+def test_a_client_order_id_places_once_then_repeats_then_conflicts(api, future, buyer):
+    body = limit_order(future, client_order_id="strategy-7:0001")
+
+    first = api.post(ORDERS, body, format="json")
+    again = api.post(ORDERS, body, format="json")
+    different = api.post(ORDERS, {**body, "price": "2.440"}, format="json")
+
+    assert first.status_code == 201, first.content
+    assert again.status_code == 200, again.content
+    assert again.json()["order"]["id"] == first.json()["order"]["id"]
+    assert again.json().keys() == first.json().keys()
+    assert again.json()["order"]["client_order_id"] == "strategy-7:0001"
+    assert different.status_code == 409
+    assert error_of(different)["code"] == "ORDER_CLIENT_ORDER_ID_CONFLICT"
+    assert error_of(different)["field"] == "client_order_id"
+    assert Order.objects.filter(account=buyer).count() == 1
+
+
+def test_a_client_order_id_is_per_organization(api, seller_api, future, seller):
+    # given the buyer used an id
+    api.post(ORDERS, limit_order(future, client_order_id="same"), format="json")
+
+    # when another organization uses it for a different order
+    response = seller_api.post(
+        ORDERS,
+        limit_order(future, side="sell", price="2.600", client_order_id="same"),
+        format="json",
+    )
+
+    # then that is a new order of its own
+    assert response.status_code == 201, response.content
+    assert Order.objects.get(pk=response.json()["order"]["id"]).account == seller
+
+
+# Dry runs --------------------------------------------------------------------------------
+
+
+def test_a_dry_run_reports_a_futures_collateral_and_writes_nothing(api, future, row_counts):
+    before, ledger_before = row_counts(), ledger_rows()
+
+    response = api.post(
+        f"{ORDERS}?dry_run=true", limit_order(future, quantity=4, price="2.450"), format="json"
+    )
+
+    # then margin (the price scan of one contract) plus the larger fee, per contract
+    assert response.status_code == 200, response.content
+    margin = future_margin("2.450", future.gpu_hours_per_contract)
+    fee = max(fee_rate("future", "maker"), fee_rate("future", "taker"))
+    assert response.json() == {
+        "dry_run": True,
+        "instrument": future.symbol,
+        "collateral": [{"asset": "USD", "amount": usd(4 * (margin + fee))}],
+        "margin_per_contract": usd(margin),
+        "fee_per_contract_max": usd(fee),
+        "protection_price": None,
+    }
+    assert row_counts() == before
+    assert ledger_rows() == ledger_before
+
+
+def test_a_dry_run_of_a_market_order_uses_its_protection_price(api, future, seller, row_counts):
+    # given an offer at 2.500
+    place(seller, future, "sell", 1, "2.500")
+    before = row_counts()
+
+    response = api.post(
+        f"{ORDERS}?dry_run=true",
+        {
+            "instrument": future.symbol,
+            "side": "buy",
+            "type": "market",
+            "time_in_force": "fok",
+            "quantity": 2,
+        },
+        format="json",
+    )
+
+    # then the collateral is that of a bid at the best offer moved by the market protection,
+    # rounded up to the tick
+    assert response.status_code == 200, response.content
+    protection = Decimal("2.500") * (1 + Decimal(settings.EXCHANGE_MARKET_PROTECTION))
+    protection = (protection / future.tick_size).to_integral_value(ROUND_CEILING)
+    protection *= future.tick_size
+    margin = future_margin(str(protection), future.gpu_hours_per_contract)
+    fee = fee_rate("future", "taker")
+    body = response.json()
+    assert body["protection_price"] == str(protection.quantize(MICRO))
+    assert body["margin_per_contract"] == usd(margin)
+    assert body["collateral"] == [{"asset": "USD", "amount": usd(2 * (margin + fee))}]
+    assert row_counts() == before
+
+
+def test_a_dry_run_of_an_option_bid_holds_the_premium_and_the_fee(api, call):
+    response = api.post(
+        f"{ORDERS}?dry_run=true",
+        limit_order(call, quantity=2, price="0.100"),
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    premium = Decimal("0.100") * call.gpu_hours_per_contract
+    fee = max(fee_rate("option", "maker"), fee_rate("option", "taker"))
+    body = response.json()
+    assert body["collateral"] == [{"asset": "USD", "amount": usd(2 * (premium + fee))}]
+    assert (body["margin_per_contract"], body["fee_per_contract_max"]) == (
+        usd(Decimal(0)),
+        usd(fee),
+    )
+
+
+@pytest.fixture
+def listing(sku, region, seller):
+    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC) + timedelta(days=10)
+    reservation = capacity_register(
+        provider=seller.organization,
+        holder=seller.organization,
+        cluster="nw-ashburn-b",
+        sku=sku,
+        region=region,
+        starts_at=starts,
+        ends_at=starts + timedelta(days=40),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    return resale_list(reservation=reservation)
+
+
+def test_a_dry_run_of_a_resale_offer_holds_gpu_hours_of_each_month(seller_api, listing, row_counts):
+    before, ledger_before = row_counts(), ledger_rows()
+
+    response = seller_api.post(
+        f"{ORDERS}?dry_run=true",
+        limit_order(listing, side="sell", quantity=8, price="2.30"),
+        format="json",
+    )
+
+    # then GPU-hours of every month of the term, as integers; the fee is on the notional
+    assert response.status_code == 200, response.content
+    reservation = listing.reservation
+    expected = [
+        {
+            "asset": f"GPUH-{listing.sku.code}-{listing.region.code}-{part.month:%Y%m}",
+            "amount": 8 * part.hours,
+        }
+        for part in hours_by_month(reservation.starts_at, reservation.ends_at)
+        if part.hours
+    ]
+    body = response.json()
+    assert body["collateral"] == expected
+    highest = max(fee_rate("resale", "maker"), fee_rate("resale", "taker"))
+    fee = up_to_micro(highest * Decimal("2.30") * listing.gpu_hours_per_contract)
+    assert body["fee_per_contract_max"] == usd(fee)
+    assert row_counts() == before
+    assert ledger_rows() == ledger_before
+
+
+def test_a_dry_run_refused_by_a_rule_answers_as_a_placement_and_records_nothing(
+    api, future, row_counts
+):
+    before = row_counts()
+
+    response = api.post(f"{ORDERS}?dry_run=true", limit_order(future, price="2.453"), format="json")
+
+    assert response.status_code == 422
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "ORDER_PRICE_OFF_TICK",
+        "price",
+    )
+    assert row_counts() == before  # not even a rejection record
+
+
+def test_a_dry_run_without_the_funds_gives_the_placements_refusal(future, unfunded, row_counts):
+    api = client_for(unfunded)
+    before, ledger_before = row_counts(), ledger_rows()
+
+    dry = api.post(f"{ORDERS}?dry_run=true", limit_order(future), format="json")
+
+    assert dry.status_code == 422
+    assert error_of(dry)["code"] == "RISK_INSUFFICIENT_FUNDS"
+    assert row_counts() == before and ledger_rows() == ledger_before
+    # the same envelope, message included, as placing the order
+    real = api.post(ORDERS, limit_order(future), format="json")
+    assert (real.status_code, real.json()) == (422, dry.json())
+
+
+def test_a_dry_run_of_an_unknown_instrument_or_a_conflicting_id_is_refused(api, future, buyer):
+    place(buyer, future, "buy", 1, "2.400", client_order_id="taken")
+
+    unknown = api.post(
+        f"{ORDERS}?dry_run=true", {**limit_order(future), "instrument": "NOPE"}, format="json"
+    )
+    conflict = api.post(
+        f"{ORDERS}?dry_run=true", limit_order(future, client_order_id="taken"), format="json"
+    )
+
+    assert (unknown.status_code, error_of(unknown)["code"]) == (404, "ORDER_UNKNOWN_INSTRUMENT")
+    assert (conflict.status_code, error_of(conflict)["code"]) == (
+        409,
+        "ORDER_CLIENT_ORDER_ID_CONFLICT",
+    )
+
+
+# Listing and reading orders --------------------------------------------------------------
+
+
+def test_orders_are_listed_newest_first_with_filters(api, futures, buyer, seller):
+    # given orders on two futures, both sides, some finished
+    first, second = futures
+    bid = place(buyer, first, "buy", 1, "2.400")
+    offer = place(buyer, first, "sell", 1, "2.600")
+    other = place(buyer, second, "buy", 2, "2.300")
+    cancelled = place(buyer, second, "buy", 1, "2.200")
+    order_cancel(order=cancelled)
+    place(seller, first, "sell", 1, "2.700")  # not the buyer's
+
+    def ids(query: str) -> list[int]:
+        response = api.get(f"{ORDERS}{query}")
+        assert response.status_code == 200, response.content
+        return [order["id"] for order in response.json()["results"]]
+
+    assert ids("") == [cancelled.pk, other.pk, offer.pk, bid.pk]
+    assert ids("?status=live") == [other.pk, offer.pk, bid.pk]
+    assert ids("?status=cancelled") == [cancelled.pk]
+    assert ids(f"?instrument={second.symbol}") == [cancelled.pk, other.pk]
+    assert ids(f"?instrument={first.symbol}&side=sell") == [offer.pk]
+    assert ids("?instrument=NOPE") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("status=sleeping", "status"), ("status=", "status"), ("side=", "side"), ("limit=0", "limit")],
+)
+def test_a_bad_list_filter_is_refused(api, future, query, field):
+    response = api.get(f"{ORDERS}?{query}")
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+
+
+def test_orders_are_paginated_with_a_cursor(api, future, buyer):
+    placed = [place(buyer, future, "buy", 1, f"2.{400 - 5 * step}").pk for step in range(5)]
+
+    seen, url, pages = [], f"{ORDERS}?limit=2", 0
+    while url:
+        response = api.get(url)
+        assert response.status_code == 200, response.content
+        page = response.json()
+        seen += [order["id"] for order in page["results"]]
+        url, pages = page["next"], pages + 1
+        assert pages <= 3
+
+    assert seen == sorted(placed, reverse=True)
+    assert pages == 3
+
+
+def test_an_invalid_cursor_is_not_found(api, future):
+    response = api.get(f"{ORDERS}?cursor=garbage")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "NOT_FOUND"
+
+
+def test_an_order_is_read_by_its_id(api, future, buyer):
+    order = place(buyer, future, "buy", 2, "2.400", client_order_id="mine")
+
+    response = api.get(order_url(order.pk))
+
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["client_order_id"]) == (order.pk, "mine")
+    assert response.json()["open_quantity"] == 2
+
+
+def test_an_order_id_that_does_not_exist_is_not_found(api, future):
+    for url in (order_url(999_999), order_url(2**70), order_url("abc"), order_url("١٢")):
+        response = api.get(url)
+        assert response.status_code == 404
+        assert error_of(response)["code"] == "NOT_FOUND"
+
+
+# Cancelling and replacing ----------------------------------------------------------------
+
+
+def test_cancelling_an_order_answers_it_cancelled_and_twice_is_a_conflict(api, future, buyer):
+    order = place(buyer, future, "buy", 2, "2.400")
+
+    response = api.delete(order_url(order.pk))
+    again = api.delete(order_url(order.pk))
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["cancelled_quantity"]) == ("cancelled", 2)
+    assert again.status_code == 409
+    assert (error_of(again)["code"], error_of(again)["field"]) == ("ORDER_NOT_LIVE", "order")
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+
+
+def test_replacing_an_order_changes_its_price_and_quantity(api, future, buyer):
+    order = place(buyer, future, "buy", 2, "2.400")
+
+    response = api.post(
+        f"{order_url(order.pk)}replace/", {"price": "2.410", "quantity": 5}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["price"], body["quantity"], body["open_quantity"], body["status"]) == (
+        "2.410000",
+        5,
+        5,
+        "open",
+    )
+    order.refresh_from_db()
+    assert (order.price, order.open_quantity) == (Decimal("2.41"), 5)
+
+
+def test_replacing_to_zero_cancels(api, future, buyer):
+    order = place(buyer, future, "buy", 2, "2.400")
+
+    response = api.post(
+        f"{order_url(order.pk)}replace/", {"price": "2.400", "quantity": 0}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({"price": "2.403", "quantity": 1}, 422, "ORDER_PRICE_OFF_TICK", "price"),
+        ({"price": "2.400", "quantity": -1}, 400, "INVALID_INPUT", "quantity"),
+        ({"quantity": 1}, 400, "INVALID_INPUT", "price"),
+    ],
+)
+def test_a_bad_replace_is_refused_and_leaves_the_order(
+    api, future, buyer, body, status, code, field
+):
+    order = place(buyer, future, "buy", 2, "2.400")
+
+    response = api.post(f"{order_url(order.pk)}replace/", body, format="json")
+
+    assert response.status_code == status
+    assert (error_of(response)["code"], error_of(response)["field"]) == (code, field)
+    order.refresh_from_db()
+    assert (order.price, order.open_quantity, order.status) == (Decimal("2.4"), 2, "open")
+
+
+def test_replacing_a_finished_order_is_a_conflict(api, future, buyer):
+    order = place(buyer, future, "buy", 2, "2.400")
+    api.delete(order_url(order.pk))
+
+    response = api.post(
+        f"{order_url(order.pk)}replace/", {"price": "2.400", "quantity": 1}, format="json"
+    )
+
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "ORDER_NOT_LIVE"
+
+
+def test_cancel_all_cancels_every_live_order(api, futures, buyer, seller):
+    first, second = futures
+    mine = [place(buyer, first, "buy", 1, "2.400"), place(buyer, second, "sell", 1, "2.600")]
+    theirs = place(seller, first, "sell", 1, "2.700")
+
+    response = api.post(CANCEL_ALL, {}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"cancelled": 2}
+    assert {Order.objects.get(pk=order.pk).status for order in mine} == {"cancelled"}
+    theirs.refresh_from_db()
+    assert theirs.status == Order.Status.OPEN
+    # nothing left to cancel
+    assert api.post(CANCEL_ALL, format="json").json() == {"cancelled": 0}
+
+
+def test_cancel_all_of_one_instrument_leaves_the_others(api, futures, buyer):
+    first, second = futures
+    kept = place(buyer, second, "buy", 1, "2.300")
+    gone = [place(buyer, first, "buy", 1, "2.400"), place(buyer, first, "buy", 1, "2.395")]
+
+    response = api.post(CANCEL_ALL, {"instrument": first.symbol}, format="json")
+
+    assert response.json() == {"cancelled": 2}
+    assert {Order.objects.get(pk=order.pk).status for order in gone} == {"cancelled"}
+    kept.refresh_from_db()
+    assert kept.status == Order.Status.OPEN
+
+
+def test_cancel_all_of_an_unknown_instrument_is_not_found(api, future, buyer):
+    kept = place(buyer, future, "buy", 1, "2.400")
+
+    response = api.post(CANCEL_ALL, {"instrument": "NOPE"}, format="json")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "ORDER_UNKNOWN_INSTRUMENT"
+    kept.refresh_from_db()
+    assert kept.status == Order.Status.OPEN
+
+
+# Fills -----------------------------------------------------------------------------------
+
+
+def test_fills_show_each_sides_fee_and_liquidity(api, seller_api, futures, buyer, seller):
+    first, second = futures
+    maker = place(seller, first, "sell", 3, "2.500")
+    taker = place(buyer, first, "buy", 2, "2.500")  # fills 2 of the offer
+    place(seller, second, "sell", 1, "2.300")
+    other = place(buyer, second, "buy", 1, "2.300")
+
+    buyer_fills = api.get(FILLS).json()["results"]
+    seller_fills = seller_api.get(f"{FILLS}?instrument={first.symbol}").json()["results"]
+
+    assert [(fill["order_id"], fill["liquidity"], fill["fee"]) for fill in buyer_fills] == [
+        (other.pk, "taker", usd(fee_rate("future", "taker"))),
+        (taker.pk, "taker", usd(2 * fee_rate("future", "taker"))),
+    ]
+    assert seller_fills == [
+        {
+            "trade_sequence": seller_fills[0]["trade_sequence"],
+            "order_id": maker.pk,
+            "instrument": first.symbol,
+            "side": "sell",
+            "price": "2.500000",
+            "quantity": 2,
+            "fee": usd(2 * fee_rate("future", "maker")),
+            "liquidity": "maker",
+            "executed_at": seller_fills[0]["executed_at"],
+        }
+    ]
+    by_order = api.get(f"{FILLS}?order={taker.pk}").json()["results"]
+    assert [fill["order_id"] for fill in by_order] == [taker.pk]
+
+
+def test_a_resale_fill_fee_is_on_the_notional_rounded_up(api, listing, seller):
+    place(seller, listing, "sell", 8, "2.30")
+
+    response = api.post(ORDERS, limit_order(listing, quantity=8, price="2.30"), format="json")
+
+    assert response.status_code == 201, response.content
+    notional = Decimal("2.30") * 8 * listing.gpu_hours_per_contract
+    fee = up_to_micro(fee_rate("resale", "taker") * notional)
+    assert [fill["fee"] for fill in response.json()["fills"]] == [usd(fee)]
+
+
+def test_fills_are_paginated_with_a_cursor(api, future, buyer, seller):
+    for _ in range(3):
+        place(seller, future, "sell", 1, "2.500")
+        place(buyer, future, "buy", 1, "2.500")
+
+    first = api.get(f"{FILLS}?limit=2").json()
+    second = api.get(first["next"]).json()
+
+    assert len(first["results"]) == 2 and len(second["results"]) == 1
+    sequences = [fill["trade_sequence"] for fill in first["results"] + second["results"]]
+    assert sequences == sorted(sequences, reverse=True)
+    assert second["next"] is None
+
+
+# Scopes and organizations ----------------------------------------------------------------
+
+
+def test_a_read_only_key_reads_but_cannot_trade(future, buyer, row_counts):
+    order = place(buyer, future, "buy", 1, "2.400")
+    reader = client_for(buyer, scopes=(READ,))
+    before = row_counts()
+
+    writes = [
+        reader.post(ORDERS, limit_order(future), format="json"),
+        reader.post(f"{ORDERS}?dry_run=true", limit_order(future), format="json"),
+        reader.delete(order_url(order.pk)),
+        reader.post(
+            f"{order_url(order.pk)}replace/", {"price": "2.4", "quantity": 1}, format="json"
+        ),
+        reader.post(CANCEL_ALL, {}, format="json"),
+    ]
+
+    for response in writes:
+        assert response.status_code == 403, response.content
+        assert error_of(response)["code"] == "AUTH_SCOPE_MISSING"
+    assert row_counts() == before
+    order.refresh_from_db()
+    assert order.status == Order.Status.OPEN
+    assert reader.get(ORDERS).status_code == 200
+    assert reader.get(order_url(order.pk)).status_code == 200
+    assert reader.get(FILLS).status_code == 200
+
+
+def test_a_trade_only_key_cannot_read_orders(future, buyer):
+    trader = client_for(buyer, scopes=(TRADE,))
+
+    for url in (ORDERS, FILLS):
+        response = trader.get(url)
+        assert response.status_code == 403
+        assert error_of(response)["code"] == "AUTH_SCOPE_MISSING"
+
+
+def test_without_a_key_nothing_is_answered(future):
+    response = APIClient().post(ORDERS, limit_order(future), format="json")
+
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "AUTH_REQUIRED"
+
+
+def test_another_organizations_orders_and_fills_do_not_exist(api, future, buyer, seller):
+    # given the seller's resting order and a trade between the two
+    theirs = place(seller, future, "sell", 3, "2.500")
+    place(buyer, future, "buy", 1, "2.500")
+    intruder = client_for(
+        account_main(
+            organization_create(slug="intruder", name="Intruder", kind=Organization.Kind.STARTUP)
+        )
+    )
+
+    # then the intruder can neither see nor touch it
+    responses = [
+        intruder.get(order_url(theirs.pk)),
+        intruder.delete(order_url(theirs.pk)),
+        intruder.post(
+            f"{order_url(theirs.pk)}replace/", {"price": "2.505", "quantity": 1}, format="json"
+        ),
+    ]
+    for response in responses:
+        assert response.status_code == 404, response.content
+        assert error_of(response)["code"] == "NOT_FOUND"
+    assert intruder.get(ORDERS).json()["results"] == []
+    assert intruder.get(FILLS).json()["results"] == []
+    assert intruder.get(f"{FILLS}?order={theirs.pk}").json()["results"] == []
+    assert intruder.post(CANCEL_ALL, {}, format="json").json() == {"cancelled": 0}
+    theirs.refresh_from_db()
+    assert (theirs.status, theirs.price, theirs.open_quantity) == (
+        "partially_filled",
+        Decimal("2.5"),
+        2,
+    )
+    # and the buyer sees its own fill only, not the seller's side of the trade
+    assert [fill["liquidity"] for fill in api.get(FILLS).json()["results"]] == ["taker"]
+    assert theirs.pk not in [order["id"] for order in api.get(ORDERS).json()["results"]]
