@@ -20,6 +20,7 @@ from django.utils import timezone
 
 import matching
 from exchange.errors import OrderRejectCode
+from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier
 from exchange.matcher.settlement import Settlement
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
@@ -186,6 +187,9 @@ class Matcher:
                 cache.pop(order.pk, None)
         settlement.end(set(cache))
         self._settlements[instrument_id] = settlement
+        # After the commit, never inside the transaction; logs rather than raises. Published
+        # before the next batch runs, so listeners get the batches in sequence order.
+        batch_committed(applier, self.engine.book(instrument_id))
         return len(commands), more
 
     def _expire_due(self, instrument: Instrument, applier: EventApplier, now: datetime) -> None:

@@ -1,0 +1,123 @@
+"""The push feed's WebSocket consumers: one instrument's market data, one organization's orders.
+
+The feed only sends; frames from clients are ignored. A refused connection is accepted, told
+why in an "error" message ({"type": "error", "code", "message"}), then closed with a code of
+its own: a server closing during the handshake makes the client see an HTTP 403 and nothing
+else, so the codes below could never reach it.
+
+- 4401: no key, or a bad, revoked or wrongly signed one;
+- 4403: a key without the "read" scope, or used from an address its allowlist refuses;
+- 4404: no instrument has that symbol.
+
+The matcher publishes one event per group and batch (``exchange.feed.publish``); the handler
+``feed_batch`` forwards its messages one frame each, in order.
+"""
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from exchange.api.errors import FORBIDDEN_CODES
+from exchange.errors import ApiAuthError, ApiAuthErrorCode
+from exchange.feed.messages import instrument_group, organization_group
+from exchange.feed.selectors import book_snapshot
+from exchange.models import ApiKey, Instrument
+from exchange.selectors.market import instrument_by_symbol
+from exchange.services.api_keys import SignedRequest, api_key_authenticate
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+BEARER = "Bearer "
+QUERY_KEY = "key"
+
+
+class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels is untyped.
+    """What both channels share: joining one group, forwarding its batches, refusing."""
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        # The base class leaves every group in ``groups`` when the socket closes.
+        self.groups.append(group)
+
+    async def refuse(self, close_code: int, code: str, message: str) -> None:
+        await self.accept()
+        await self.send_json({"type": "error", "code": code, "message": message})
+        await self.close(code=close_code)
+
+    async def feed_batch(self, event: dict[str, Any]) -> None:
+        for message in event["messages"]:
+            await self.send_json(message)
+
+
+class InstrumentFeed(FeedConsumer):
+    """``ws/v1/instruments/<symbol>/`` (public): a "book" snapshot on connect, then "trade"
+    messages and "book" updates after every matcher batch that changed the book."""
+
+    async def connect(self) -> None:
+        symbol = self.scope["url_route"]["kwargs"]["symbol"]
+        instrument: Instrument | None = await database_sync_to_async(instrument_by_symbol)(symbol)
+        if instrument is None:
+            await self.refuse(CLOSE_NOT_FOUND, "NOT_FOUND", f"No instrument {symbol!r}.")
+            return
+        # Joined before the snapshot is read: a batch committing meanwhile is in the snapshot
+        # or arrives after it (events wait until connect returns), never lost in between.
+        await self.join(instrument_group(instrument.pk))
+        await self.accept()
+        await self.send_json(await database_sync_to_async(book_snapshot)(instrument))
+
+
+class OrdersFeed(FeedConsumer):
+    """``ws/v1/orders/`` (an API key with the "read" scope): "order" and "fill" messages for
+    every order of the key's organization, as the matcher changes them."""
+
+    async def connect(self) -> None:
+        try:
+            key = await database_sync_to_async(self._authenticate)()
+        except ApiAuthError as error:
+            close_code = CLOSE_FORBIDDEN if error.code in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
+            await self.refuse(close_code, str(error.code), error.message)
+            return
+        if ApiKey.Scope.READ not in key.scopes:
+            await self.refuse(
+                CLOSE_FORBIDDEN,
+                str(ApiAuthErrorCode.SCOPE_MISSING),
+                "The orders channel needs the 'read' scope.",
+            )
+            return
+        await self.join(organization_group(key.organization_id))
+        await self.accept()
+        await self.send_json({"type": "subscribed", "organization": key.organization.slug})
+
+    def _authenticate(self) -> ApiKey:
+        """The key of the handshake, checked like an API request's: ``Authorization: Bearer``
+        or, for clients that cannot set headers, ``?key=``. A signature, if sent, covers
+        ``GET``, the path with its query, and an empty body."""
+        headers = {name.decode("latin-1").lower(): value for name, value in self.scope["headers"]}
+        authorization = headers.get("authorization", b"").decode("latin-1")
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        if authorization.startswith(BEARER):
+            token = authorization[len(BEARER) :].strip()
+        else:
+            token = parse_qs(query).get(QUERY_KEY, [""])[0]
+        if not token:
+            raise ApiAuthError(
+                ApiAuthErrorCode.REQUIRED,
+                f"Authenticate with an API key: 'Authorization: {BEARER}<key>' or ?key=<key>.",
+            )
+        timestamp = headers.get("x-gx-timestamp")
+        signature = headers.get("x-gx-signature")
+        client = self.scope.get("client") or ("", 0)
+        return api_key_authenticate(
+            token,
+            client_ip=client[0] or "",
+            request=SignedRequest(
+                method="GET",
+                path=self.scope["path"] + (f"?{query}" if query else ""),
+                body=b"",
+                timestamp=timestamp.decode("latin-1") if timestamp is not None else None,
+                signature=signature.decode("latin-1") if signature is not None else None,
+            ),
+        )

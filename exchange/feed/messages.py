@@ -1,0 +1,107 @@
+"""The push feed's messages and group names.
+
+Every message is a JSON object with a ``type``. Prices are decimal strings with six places and
+times ISO 8601 in UTC, exactly as the REST API shows them; quantities are integers (contracts).
+The builders read only objects already in memory: the matcher calls them for every batch.
+
+Group names follow the channel layer's rules (letters, digits, hyphens, underscores, periods,
+under 100 characters), so they use ids, never symbols.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from exchange.models import Order, Trade
+from exchange.selectors.market import Level
+
+Message = dict[str, Any]
+
+# Prices leave the feed with as many places as the REST API's decimal fields (max 6).
+PRICE_QUANTUM = Decimal("0.000001")
+# Levels of each side in a "book" message: the snapshot on connect and every update.
+BOOK_LEVELS = 10
+
+
+def instrument_group(instrument_id: int) -> str:
+    """Listeners of one instrument's public channel."""
+    return f"feed.instrument.{instrument_id}"
+
+
+def organization_group(organization_id: int) -> str:
+    """Listeners of one organization's private orders channel."""
+    return f"feed.organization.{organization_id}"
+
+
+def price_text(price: Decimal | None) -> str | None:
+    return None if price is None else format(price.quantize(PRICE_QUANTUM), "f")
+
+
+def time_text(moment: datetime) -> str:
+    """ISO 8601 with ``Z`` for UTC, as Django REST framework writes date-times."""
+    text = moment.isoformat()
+    return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
+
+
+def _levels(levels: list[Level]) -> list[Message]:
+    return [
+        {"price": price_text(level.price), "quantity": level.quantity, "orders": level.orders}
+        for level in levels
+    ]
+
+
+def book_message(symbol: str, sequence: int, bids: list[Level], asks: list[Level]) -> Message:
+    """The whole top of the book (``BOOK_LEVELS`` each side, best first): a replacement, never
+    a diff, so a client never has to detect gaps."""
+    return {
+        "type": "book",
+        "symbol": symbol,
+        "sequence": sequence,
+        "bids": _levels(bids),
+        "asks": _levels(asks),
+    }
+
+
+def trade_message(symbol: str, trade: Trade) -> Message:
+    return {
+        "type": "trade",
+        "symbol": symbol,
+        "sequence": trade.sequence,
+        "price": price_text(trade.price),
+        "quantity": trade.quantity,
+        "taker_side": trade.taker_side,
+        "executed_at": time_text(trade.executed_at),
+    }
+
+
+def order_message(symbol: str, order: Order) -> Message:
+    """An order as the matcher wrote it (its state at the end of a batch)."""
+    return {
+        "type": "order",
+        "id": order.pk,
+        "client_order_id": order.client_order_id,
+        "instrument": symbol,
+        "side": order.side,
+        "status": order.status,
+        "price": price_text(order.price),
+        "quantity": order.quantity,
+        "filled_quantity": order.filled_quantity,
+        "cancelled_quantity": order.cancelled_quantity,
+        "reject_code": order.reject_code,
+        "updated_at": time_text(order.updated_at),
+    }
+
+
+def fill_message(symbol: str, trade: Trade, order: Order, liquidity: str) -> Message:
+    """One side of a trade, for the organization of ``order``; liquidity is maker or taker."""
+    return {
+        "type": "fill",
+        "trade_sequence": trade.sequence,
+        "order_id": order.pk,
+        "instrument": symbol,
+        "side": order.side,
+        "price": price_text(trade.price),
+        "quantity": trade.quantity,
+        "liquidity": liquidity,
+        "executed_at": time_text(trade.executed_at),
+    }

@@ -1,0 +1,42 @@
+"""The feed's reads: the book snapshot a listener starts from, and whose accounts are whose."""
+
+from exchange.feed.messages import BOOK_LEVELS, Message, book_message
+from exchange.models import Account, Instrument
+from exchange.selectors.market import book_depth
+
+# Accounts never change organization and are never deleted, so their organization is
+# remembered for the life of the process; the bound only keeps a long-lived matcher's memory
+# flat (the map is emptied and refilled when it is reached).
+ACCOUNT_ORGANIZATIONS_MAX = 100_000
+_account_organizations: dict[int, int] = {}
+
+
+def book_snapshot(instrument: Instrument) -> Message:
+    """The committed top of ``instrument``'s book, as a "book" message.
+
+    The sequence is read before the levels: a batch committing in between then shows in the
+    levels with the older sequence, and its own update (sequence above the snapshot's) repeats
+    the same book. The other order could pair old levels with a newer sequence, and a client
+    dropping updates at or below the snapshot's sequence would keep a stale book.
+    """
+    sequence = Instrument.objects.filter(pk=instrument.pk).values_list("sequence", flat=True)[0]
+    bids, asks = book_depth(instrument, levels=BOOK_LEVELS)
+    return book_message(instrument.symbol, sequence, bids, asks)
+
+
+def account_organizations(account_ids: set[int]) -> dict[int, int]:
+    """The organization id of each account: one query for accounts not seen before."""
+    missing = account_ids - _account_organizations.keys()
+    if missing:
+        if len(_account_organizations) + len(missing) > ACCOUNT_ORGANIZATIONS_MAX:
+            _account_organizations.clear()
+            missing = set(account_ids)
+        _account_organizations.update(
+            Account.objects.filter(pk__in=missing).values_list("pk", "organization_id")
+        )
+    return {account_id: _account_organizations[account_id] for account_id in account_ids}
+
+
+def account_organizations_forget() -> None:
+    """Forget the remembered accounts (tests that empty the database call this)."""
+    _account_organizations.clear()

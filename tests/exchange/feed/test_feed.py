@@ -1,0 +1,443 @@
+"""The push feed end to end: a WebSocket client on the ASGI application, orders placed through
+``order_place`` and matched by the inline matcher, messages through the channel layer.
+
+Each test drives one coroutine with ``async_to_sync``: the consumers and the communicator live
+in its event loop, and every ``database_sync_to_async`` call (the consumers' reads, the orders
+placed) runs in the test's own thread, where the fixtures' database connection is. The inline
+matcher then publishes from that thread with ``async_to_sync``, which runs the send in the
+test's loop: the one the in-memory layer's queues belong to.
+"""
+
+import shutil
+import socket
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from rest_framework import serializers
+
+from exchange.asgi import application
+from exchange.feed.selectors import book_snapshot
+from exchange.models import Instrument, Order, Trade
+from exchange.services.api_keys import api_key_create, api_key_revoke, signature_for
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORDERS_PATH = "/ws/v1/orders/"
+
+
+def instrument_path(instrument: Instrument) -> str:
+    return f"/ws/v1/instruments/{instrument.symbol}/"
+
+
+def token_for(account, scopes=("read",), **options) -> str:
+    return api_key_create(
+        organization=account.organization, name="feed", scopes=list(scopes), **options
+    ).token
+
+
+def bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Bearer {token}".encode())]
+
+
+def as_rest(moment) -> str:
+    """A time as the REST API writes it."""
+    return serializers.DateTimeField().to_representation(moment)
+
+
+def order_as_pushed(order: Order) -> dict:
+    order.refresh_from_db()
+    return {
+        "type": "order",
+        "id": order.pk,
+        "client_order_id": order.client_order_id,
+        "instrument": order.instrument.symbol,
+        "side": order.side,
+        "status": order.status,
+        "price": f"{order.price:.6f}",
+        "quantity": order.quantity,
+        "filled_quantity": order.filled_quantity,
+        "cancelled_quantity": order.cancelled_quantity,
+        "reject_code": order.reject_code,
+        "updated_at": as_rest(order.updated_at),
+    }
+
+
+def fill_as_pushed(trade: Trade, order: Order, liquidity: str) -> dict:
+    return {
+        "type": "fill",
+        "trade_sequence": trade.sequence,
+        "order_id": order.pk,
+        "instrument": trade.instrument.symbol,
+        "side": order.side,
+        "price": f"{trade.price:.6f}",
+        "quantity": trade.quantity,
+        "liquidity": liquidity,
+        "executed_at": as_rest(trade.executed_at),
+    }
+
+
+async def connected(communicator: WebsocketCommunicator) -> WebsocketCommunicator:
+    accepted, _ = await communicator.connect()
+    assert accepted
+    return communicator
+
+
+async def refusal(communicator: WebsocketCommunicator) -> tuple[dict, int]:
+    """The error message and the close code of a refused connection."""
+    await connected(communicator)
+    error = await communicator.receive_json_from()
+    closing = await communicator.receive_output()
+    assert closing["type"] == "websocket.close"
+    await communicator.disconnect()
+    return error, closing["code"]
+
+
+def test_instrument_channel_sends_the_book_then_each_trade_and_the_new_book(
+    future, buyer, seller, maker, fourth
+):
+    # given: a bid and two asks resting
+    place(fourth, future, "buy", 4, "2.40")
+    place(seller, future, "sell", 2, "2.50")
+    place(maker, future, "sell", 3, "2.60")
+
+    async def scenario():
+        listener = await connected(WebsocketCommunicator(application, instrument_path(future)))
+        snapshot = await listener.receive_json_from()
+        # when: a buy takes the first level and one contract of the second
+        taker = await database_sync_to_async(place)(buyer, future, "buy", 3, "2.60")
+        pushed = [await listener.receive_json_from() for _ in range(3)]
+        quiet = await listener.receive_nothing()
+        await listener.disconnect()
+        return snapshot, taker, pushed, quiet
+
+    snapshot, taker, pushed, quiet = async_to_sync(scenario)()
+
+    # then: the snapshot, the two trades in sequence order, then the book they left
+    assert taker.status == Order.Status.FILLED
+    assert snapshot == {
+        "type": "book",
+        "symbol": future.symbol,
+        "sequence": 3,  # Three acceptances.
+        "bids": [{"price": "2.400000", "quantity": 4, "orders": 1}],
+        "asks": [
+            {"price": "2.500000", "quantity": 2, "orders": 1},
+            {"price": "2.600000", "quantity": 3, "orders": 1},
+        ],
+    }
+    trades = list(Trade.objects.filter(instrument=future).order_by("sequence"))
+    assert len(trades) == 2
+    assert pushed[:2] == [
+        {
+            "type": "trade",
+            "symbol": future.symbol,
+            "sequence": trade.sequence,
+            "price": f"{trade.price:.6f}",
+            "quantity": trade.quantity,
+            "taker_side": "buy",
+            "executed_at": as_rest(trade.executed_at),
+        }
+        for trade in trades
+    ]
+    assert [(trade["price"], trade["quantity"]) for trade in pushed[:2]] == [
+        ("2.500000", 2),
+        ("2.600000", 1),
+    ]
+    future.refresh_from_db()
+    assert pushed[2] == {
+        "type": "book",
+        "symbol": future.symbol,
+        "sequence": future.sequence,
+        "bids": [{"price": "2.400000", "quantity": 4, "orders": 1}],
+        "asks": [{"price": "2.600000", "quantity": 2, "orders": 1}],
+    }
+    # The update comes from the matcher's book; a new listener's snapshot from the database.
+    assert pushed[2] == book_snapshot(future)
+    assert quiet  # One book per batch, nothing more.
+
+
+def test_orders_channel_sends_fills_and_order_changes_to_the_key_organization_only(
+    future, buyer, seller, maker
+):
+    # given: listeners of three organizations, the seller's with its key in the query string
+    buyer_token, seller_token, other_token = (
+        token_for(buyer),
+        token_for(seller),
+        token_for(maker, scopes=("read", "trade")),
+    )
+
+    async def scenario():
+        buyer_feed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(buyer_token))
+        )
+        seller_feed = await connected(
+            WebsocketCommunicator(application, f"{ORDERS_PATH}?key={seller_token}")
+        )
+        other_feed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(other_token))
+        )
+        welcomes = [
+            await feed.receive_json_from() for feed in (buyer_feed, seller_feed, other_feed)
+        ]
+        # when: the seller rests an ask, then the buyer takes it
+        ask = await database_sync_to_async(place)(
+            seller, future, "sell", 2, "2.50", client_order_id="ask-1"
+        )
+        seller_rested = await seller_feed.receive_json_from()
+        buyer_quiet_before = await buyer_feed.receive_nothing()
+        bid = await database_sync_to_async(place)(buyer, future, "buy", 2, "2.50")
+        buyer_pushed = [await buyer_feed.receive_json_from() for _ in range(2)]
+        seller_pushed = [await seller_feed.receive_json_from() for _ in range(2)]
+        quiet = [await feed.receive_nothing() for feed in (buyer_feed, seller_feed, other_feed)]
+        for feed in (buyer_feed, seller_feed, other_feed):
+            await feed.disconnect()
+        return (
+            welcomes,
+            ask,
+            bid,
+            seller_rested,
+            buyer_quiet_before,
+            buyer_pushed,
+            seller_pushed,
+            quiet,
+        )
+
+    (welcomes, ask, bid, seller_rested, buyer_quiet_before, buyer_pushed, seller_pushed, quiet) = (
+        async_to_sync(scenario)()
+    )
+
+    # then
+    assert welcomes == [
+        {"type": "subscribed", "organization": account.organization.slug}
+        for account in (buyer, seller, maker)
+    ]
+    assert seller_rested["type"] == "order"
+    assert seller_rested["status"] == Order.Status.OPEN
+    assert seller_rested["client_order_id"] == "ask-1"
+    assert seller_rested["filled_quantity"] == 0
+    assert buyer_quiet_before  # The seller's order is not the buyer's business.
+    trade = Trade.objects.get(instrument=future)
+    assert buyer_pushed == [fill_as_pushed(trade, bid, "taker"), order_as_pushed(bid)]
+    assert seller_pushed == [fill_as_pushed(trade, ask, "maker"), order_as_pushed(ask)]
+    assert buyer_pushed[1]["status"] == seller_pushed[1]["status"] == Order.Status.FILLED
+    assert quiet == [True, True, True]  # Nothing more, and nothing at all for the third.
+
+
+@pytest.mark.parametrize("token", ["", "gx_nonsense", "gx_0123456789ab_wrong-secret"])
+def test_orders_channel_refuses_a_missing_or_bad_key_with_4401(buyer, token):
+    headers = bearer(token) if token else []
+
+    error, code = async_to_sync(refusal)(
+        WebsocketCommunicator(application, ORDERS_PATH, headers=headers)
+    )
+
+    assert code == 4401
+    assert error["type"] == "error"
+    assert error["code"] == ("AUTH_REQUIRED" if not token else "AUTH_KEY_INVALID")
+
+
+def test_orders_channel_refuses_a_revoked_key_with_4401(buyer):
+    created = api_key_create(organization=buyer.organization, name="old", scopes=["read"])
+    api_key_revoke(key=created.key)
+
+    error, code = async_to_sync(refusal)(
+        WebsocketCommunicator(application, f"{ORDERS_PATH}?key={created.token}")
+    )
+
+    assert (error["code"], code) == ("AUTH_KEY_REVOKED", 4401)
+
+
+def test_orders_channel_refuses_a_key_without_the_read_scope_with_4403(buyer):
+    token = token_for(buyer, scopes=("trade",))
+
+    error, code = async_to_sync(refusal)(
+        WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(token))
+    )
+
+    assert (error["code"], code) == ("AUTH_SCOPE_MISSING", 4403)
+
+
+def test_orders_channel_checks_a_signature_over_an_empty_body(buyer):
+    # given: a key that must sign
+    token = token_for(buyer, require_signature=True)
+    secret = token.split("_", 2)[2]
+    timestamp = str(int(time.time()))
+    signature = signature_for(secret, timestamp, "GET", ORDERS_PATH, b"")
+    signed = [*bearer(token), (b"x-gx-timestamp", timestamp.encode())]
+
+    async def scenario():
+        good = await connected(
+            WebsocketCommunicator(
+                application, ORDERS_PATH, headers=[*signed, (b"x-gx-signature", signature.encode())]
+            )
+        )
+        welcome = await good.receive_json_from()
+        await good.disconnect()
+        wrong = signature_for(secret, timestamp, "GET", ORDERS_PATH, b"{}")
+        refused = await refusal(
+            WebsocketCommunicator(
+                application, ORDERS_PATH, headers=[*signed, (b"x-gx-signature", wrong.encode())]
+            )
+        )
+        unsigned = await refusal(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(token))
+        )
+        return welcome, refused, unsigned
+
+    welcome, (refused, refused_code), (unsigned, unsigned_code) = async_to_sync(scenario)()
+
+    assert welcome["type"] == "subscribed"
+    assert (refused["code"], refused_code) == ("AUTH_SIGNATURE_INVALID", 4401)
+    assert (unsigned["code"], unsigned_code) == ("AUTH_SIGNATURE_REQUIRED", 4401)
+
+
+def test_instrument_channel_closes_an_unknown_symbol_with_4404(future):
+    error, code = async_to_sync(refusal)(
+        WebsocketCommunicator(application, "/ws/v1/instruments/H100SXM-NOWHERE-202701/")
+    )
+
+    assert (error["code"], code) == ("NOT_FOUND", 4404)
+
+
+def test_a_channel_layer_that_fails_does_not_stop_matching(settings, caplog, future, buyer, seller):
+    # given: a network channel layer nobody answers at
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
+        }
+    }
+    place(seller, future, "sell", 1, "2.50")
+
+    # when
+    bid = place(buyer, future, "buy", 1, "2.50")
+
+    # then: the trade is made and written; the feed's failure is logged (by its own thread)
+    assert bid.status == Order.Status.FILLED
+    assert Trade.objects.filter(instrument=future, quantity=1, price=Decimal("2.50")).count() == 1
+    deadline = time.monotonic() + 5
+    while not any(
+        record.name == "exchange.feed.publish" and "failed" in record.getMessage()
+        for record in caplog.records
+    ):
+        assert time.monotonic() < deadline, "the feed's failure was not logged"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis server of the test's own (skipped where Redis is not installed)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs redis-server")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+
+
+def test_the_redis_layer_carries_the_matcher_batches(settings, redis_url, future, buyer, seller):
+    # given: the production layer, and a listener of the buyer's organization
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+    token = token_for(buyer)
+    place(seller, future, "sell", 1, "2.50")
+
+    async def scenario():
+        feed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(token))
+        )
+        await feed.receive_json_from()
+        # when
+        bid = await database_sync_to_async(place)(buyer, future, "buy", 1, "2.50")
+        pushed = [await feed.receive_json_from(timeout=5) for _ in range(2)]
+        # ...and batches in quick succession (the sender may merge them)
+        resting = [
+            await database_sync_to_async(place)(buyer, future, "buy", 1, price)
+            for price in ("2.10", "2.20", "2.30")
+        ]
+        pushed_after = [await feed.receive_json_from(timeout=5) for _ in resting]
+        await feed.disconnect()
+        return bid, pushed, resting, pushed_after
+
+    bid, pushed, resting, pushed_after = async_to_sync(scenario)()
+
+    # then: every message, each batch in order
+    trade = Trade.objects.get(instrument=future)
+    assert pushed == [fill_as_pushed(trade, bid, "taker"), order_as_pushed(bid)]
+    assert pushed_after == [order_as_pushed(order) for order in resting]
+
+
+def test_a_batch_in_an_outer_transaction_is_published_at_its_commit_and_never_on_rollback(
+    external_matcher, future, buyer, seller
+):
+    # given: a listener, and two crossing orders waiting for a matcher
+    from django.db import transaction
+
+    from exchange.matcher.runtime import Matcher
+
+    place(seller, future, "sell", 1, "2.50")
+    place(buyer, future, "buy", 1, "2.50")
+    outer = {}
+
+    def match_in_transaction() -> None:
+        outer["atomic"] = transaction.atomic()
+        outer["atomic"].__enter__()
+        Matcher().process_instrument(future.pk)
+
+    def end_transaction(error: type[BaseException] | None) -> None:
+        outer["atomic"].__exit__(error, error() if error else None, None)
+
+    async def scenario(error: type[BaseException] | None):
+        listener = await connected(WebsocketCommunicator(application, instrument_path(future)))
+        await listener.receive_json_from()
+        # when: the matcher's batch runs inside a transaction of the caller's
+        # (sync_to_async: database_sync_to_async would close the connection, transaction open.)
+        await sync_to_async(match_in_transaction)()
+        quiet_inside = await listener.receive_nothing()
+        await sync_to_async(end_transaction)(error)
+        after = await listener.receive_nothing()
+        pushed = [] if after else [await listener.receive_json_from() for _ in range(2)]
+        await listener.disconnect()
+        return quiet_inside, pushed
+
+    # then: nothing while the transaction is open; nothing after a rollback...
+    quiet_inside, pushed = async_to_sync(scenario)(RuntimeError)
+    assert quiet_inside
+    assert pushed == []
+    assert not Trade.objects.exists()
+    # ...and the trade and the book once it commits.
+    quiet_inside, pushed = async_to_sync(scenario)(None)
+    assert quiet_inside
+    assert [message["type"] for message in pushed] == ["trade", "book"]
+    assert Trade.objects.count() == 1
