@@ -275,6 +275,9 @@ SPECTACULAR_SETTINGS = {
         "DepositMethodEnum": "exchange.models.funding.Deposit.Method",
     },
 }
+# With external matchers, a placement through the API waits this long for the matcher's
+# outcome (fills, resting, rejected) before answering with the order as accepted.
+EXCHANGE_API_MATCH_WAIT_SECONDS = float(os.environ.get("EXCHANGE_API_MATCH_WAIT_SECONDS", "2"))
 # Signed requests are accepted this long around their timestamp, and each only once.
 EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(
     os.environ.get("EXCHANGE_API_SIGNATURE_WINDOW_SECONDS", "30")

@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404
 from django.urls import path
 from django.utils import timezone
@@ -375,7 +376,10 @@ class OrderList(APIView):
             preview = order_dry_run(account=caller.account, **body.validated_data)
             return Response(DryRunSerializer(preview).data)
         placement = order_submit(
-            account=caller.account, placed_by=caller.user, **body.validated_data
+            account=caller.account,
+            placed_by=caller.user,
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
+            **body.validated_data,
         )
         outcome = orders_selector.order_outcome(placement.order)
         return Response(

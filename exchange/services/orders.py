@@ -8,6 +8,7 @@ process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at comm
 """
 
 import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -39,6 +40,7 @@ from exchange.units import price_to_ticks, quantity_to_lots
 from ledger.errors import LedgerError
 
 CLIENT_ORDER_ID_LENGTH_MAX = 64
+ORDER_WAIT_SECONDS_MAX = 10.0
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
 
 
@@ -330,11 +332,17 @@ def order_submit(
     client_order_id: str | None = None,
     placed_by: AbstractBaseUser | None = None,
     liquidation: bool = False,
+    wait_seconds: float = 0.0,
 ) -> Placement:
     """``order_place``, also saying whether this call created the order: the API answers a
     repeated client order id (a retry) differently from a new order. Decided here rather than
     by looking for the client order id before the call, which two concurrent retries would
-    both find missing."""
+    both find missing.
+
+    ``wait_seconds``: with external matchers, wait up to this long for the matcher to process
+    the order, so the answer says what happened to it (fills, resting, rejected); an order
+    still ``new`` after that is accepted and will be matched.
+    """
     symbol = instrument.symbol if isinstance(instrument, Instrument) else str(instrument)
     request = OrderRequest(
         symbol,
@@ -383,7 +391,27 @@ def order_submit(
         return Placement(matched, created=True)
     if settings.EXCHANGE_MATCHER_MODE == "inline":
         order.refresh_from_db()  # Another process matched it: read what it wrote.
+    elif wait_seconds > 0:
+        order = _await_matched(order, wait_seconds)
     return Placement(order, created=True)
+
+
+def _await_matched(order: Order, wait_seconds: float) -> Order:
+    """The order once an external matcher has processed it (or as it is after the wait).
+
+    Polls the row by primary key, backing off from 1 ms to 20 ms: a matcher takes a few
+    milliseconds per batch, and a poll costs one indexed read.
+    """
+    deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
+    pause = 0.001
+    while time.monotonic() < deadline:
+        time.sleep(pause)
+        status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).first()
+        if status != Order.Status.NEW:
+            break
+        pause = min(pause * 2, 0.02)
+    order.refresh_from_db()
+    return order
 
 
 def _instrument_by_symbol(symbol: str) -> Instrument | None:

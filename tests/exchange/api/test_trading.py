@@ -882,3 +882,50 @@ def test_another_organizations_orders_and_fills_do_not_exist(api, future, buyer,
     # and the buyer sees its own fill only, not the seller's side of the trade
     assert [fill["liquidity"] for fill in api.get(FILLS).json()["results"]] == ["taker"]
     assert theirs.pk not in [order["id"] for order in api.get(ORDERS).json()["results"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_the_answer_waits_for_the_matchers_outcome(
+    future, buyer, seller, settings
+):
+    """The place call waits (up to EXCHANGE_API_MATCH_WAIT_SECONDS) for the matcher, here a
+    thread running the production loop's step, so the answer has the fills."""
+    import threading
+
+    from exchange.matcher.runtime import Matcher
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    stop = threading.Event()
+
+    def match() -> None:
+        from django.db import connection
+
+        try:
+            while not stop.is_set():
+                matcher.process_pending()
+                stop.wait(0.01)
+        finally:
+            connection.close()  # This thread's own connection.
+
+    from exchange.services.orders import order_place
+
+    order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.50"))
+    matcher.process_pending()
+    worker = threading.Thread(target=match)
+    worker.start()
+    try:
+        response = client_for(buyer, ("read", "trade")).post(
+            "/api/v1/orders/",
+            {"instrument": future.symbol, "side": "buy", "quantity": 2, "price": "2.50"},
+            format="json",
+        )
+    finally:
+        stop.set()
+        worker.join(5)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["order"]["status"] == "filled"
+    assert [(fill["price"], fill["quantity"]) for fill in body["fills"]] == [("2.500000", 2)]
