@@ -1,6 +1,6 @@
 """Who is calling: an API key of an organization, or a signed-in member (session)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -37,16 +37,20 @@ class ApiKeyPrincipal:
         return str(self)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Caller:
     organization: Organization
     scopes: frozenset[str]
     user: AbstractBaseUser | None  # The acting user for services and audit rows.
     key: ApiKey | None
+    _account: Account | None = field(default=None, repr=False)
 
     @property
     def account(self) -> Account:
-        return account_main(self.organization)
+        """The organization's main trading account (read once per request)."""
+        if self._account is None:
+            self._account = account_main(self.organization)
+        return self._account
 
 
 def caller_of(request: Any) -> Caller:

@@ -102,16 +102,20 @@ def fills_in(trades: Iterable[Trade], account: Account) -> list[Fill]:
 
 
 def order_outcome(order: Order) -> Outcome:
-    """An order with its fills so far, oldest first."""
-    trades = (
-        Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order))
-        .select_related("instrument", "maker_order", "taker_order")
-        .order_by("id")
-    )
-    fills = [
-        _fill(trade, trade.maker_order if trade.maker_order_id == order.pk else trade.taker_order)
-        for trade in trades
-    ]
+    """An order with its fills so far, oldest first (no query when it has none)."""
+    fills = []
+    if order.filled_quantity:
+        trades = (
+            Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order))
+            .select_related("instrument", "maker_order", "taker_order")
+            .order_by("id")
+        )
+        fills = [
+            _fill(
+                trade, trade.maker_order if trade.maker_order_id == order.pk else trade.taker_order
+            )
+            for trade in trades
+        ]
     immediate = order.type == Order.Type.MARKET or order.time_in_force in IMMEDIATE_TIMES_IN_FORCE
     return Outcome(
         order=order,
