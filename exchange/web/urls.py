@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exchange.web import funding, views
+from exchange.web import funding, keys, views
 
 app_name = "web"
 
@@ -8,5 +8,7 @@ urlpatterns = [
     path("", views.markets, name="markets"),
     path("instruments/<str:symbol>/", views.instrument_detail, name="instrument"),
     path("portfolio/", views.portfolio, name="portfolio"),
+    path("api-keys/", keys.api_keys, name="api_keys"),
+    path("api-keys/<str:prefix>/revoke/", keys.api_key_revoke_view, name="api_key_revoke"),
     path("stripe/webhook/", funding.stripe_webhook, name="stripe_webhook"),
 ]

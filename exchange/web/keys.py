@@ -1,0 +1,94 @@
+"""The API keys page: an organization's keys, created by its traders (the secret is shown
+once, on the page that creates it) and revoked after a confirmation."""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from exchange.errors import ExchangeError
+from exchange.models import ApiKey, Membership
+from exchange.services.api_keys import api_key_create, api_key_revoke
+
+
+class KeyForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Name", help_text="To recognise the key by.")
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiKey.Scope.READ],
+        label="Scopes",
+    )
+    ip_allowlist = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Allowed networks",
+        help_text="One address or CIDR network per line; empty: any.",
+    )
+    require_signature = forms.BooleanField(required=False, label="Require HMAC-signed requests")
+
+
+def _membership(request: HttpRequest) -> Membership:
+    membership = (
+        Membership.objects.filter(user=request.user)
+        .select_related("organization")
+        .order_by("organization__slug")
+        .first()
+    )
+    if membership is None:
+        raise Http404("Not a member of any organization.")
+    return membership
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_keys(request: HttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    organization = membership.organization
+    can_manage = membership.role == Membership.Role.TRADER
+    form = KeyForm(request.POST or None)
+    created = None
+    if request.method == "POST":
+        if not can_manage:
+            return HttpResponse("Only traders manage API keys.", status=403)
+        if form.is_valid():
+            networks = [
+                line.strip()
+                for line in form.cleaned_data["ip_allowlist"].splitlines()
+                if line.strip()
+            ]
+            try:
+                created = api_key_create(
+                    organization=organization,
+                    name=form.cleaned_data["name"],
+                    scopes=form.cleaned_data["scopes"],
+                    ip_allowlist=networks,
+                    require_signature=form.cleaned_data["require_signature"],
+                    actor=request.user,
+                )
+            except ExchangeError as error:
+                form.add_error(error.field or None, error.message)
+            else:
+                form = KeyForm()
+    context = {
+        "organization": organization,
+        "keys": ApiKey.objects.filter(organization=organization),
+        "form": form,
+        "created": created,
+        "can_manage": can_manage,
+    }
+    return render(request, "exchange/api_keys.html", context)
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request: HttpRequest, prefix: str) -> HttpResponse:
+    membership = _membership(request)
+    if membership.role != Membership.Role.TRADER:
+        return HttpResponse("Only traders manage API keys.", status=403)
+    key = ApiKey.objects.filter(organization=membership.organization, prefix=prefix).first()
+    if key is None:
+        raise Http404(prefix)
+    api_key_revoke(key=key, actor=request.user)
+    return redirect("web:api_keys")
