@@ -7,7 +7,6 @@ from itertools import pairwise
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Sum
 from rest_framework.test import APIClient
 
@@ -34,13 +33,6 @@ POSITIONS = "/api/v1/account/positions/"
 STATEMENT = "/api/v1/account/statement/"
 ENTITLEMENTS = "/api/v1/account/entitlements/"
 MICROS = Decimal("0.000001")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # Rate limits live in the cache.
-    yield
-    cache.clear()
 
 
 def api(account, scopes=("read",)) -> APIClient:

@@ -5,7 +5,6 @@ import io
 import time
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
@@ -17,13 +16,6 @@ from exchange.services.participants import member_add
 pytestmark = pytest.mark.django_db
 
 ME = "/api/v1/me/"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # Rate limits and seen signatures live in the cache.
-    yield
-    cache.clear()
 
 
 def token_for(account, scopes=("read", "trade"), **options) -> str:

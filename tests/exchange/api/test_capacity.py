@@ -4,7 +4,6 @@ holders list them for resale. Other organizations' blocks are 404, never listed.
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -22,13 +21,6 @@ from tests.exchange.support import listing_month
 pytestmark = pytest.mark.django_db
 
 CAPACITY = "/api/v1/capacity/"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # Rate limits live in the cache.
-    yield
-    cache.clear()
 
 
 @pytest.fixture

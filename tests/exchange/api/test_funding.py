@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from exchange.models import Deposit, Organization, Withdrawal
@@ -29,13 +28,6 @@ pytestmark = pytest.mark.django_db
 DEPOSITS = "/api/v1/funding/deposits/"
 WITHDRAWALS = "/api/v1/funding/withdrawals/"
 ALL_SCOPES = ("read", "trade", "transfer")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # Rate limits live in the cache.
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from exchange import calendar
@@ -19,13 +18,6 @@ from tests.exchange.support import listing_month, place
 pytestmark = pytest.mark.django_db
 
 ALL_SCOPES = ["read", "trade", "transfer"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def client_of(account) -> APIClient:

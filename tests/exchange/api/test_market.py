@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.django_db
 API = "/api/v1"
 RATE = float(settings.EXCHANGE_RISK_FREE_RATE)
 DEFAULT_VOLATILITY = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # Anonymous callers share one rate limit per address.
-    yield
-    cache.clear()
 
 
 def get(path: str, **query):

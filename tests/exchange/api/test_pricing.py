@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -26,13 +25,6 @@ IMPLIED = "/api/v1/pricing/implied-volatility/"
 HEDGE = "/api/v1/pricing/hedge/"
 RATE = float(settings.EXCHANGE_RISK_FREE_RATE)
 DEFAULT_VOLATILITY = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # Anonymous callers share one rate limit per address.
-    yield
-    cache.clear()
 
 
 def post(path: str, body: dict, client: APIClient | None = None):
