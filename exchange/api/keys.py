@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
 from exchange.models import ApiKey
+from exchange.selectors.api_keys import api_key_of, api_keys_of
 from exchange.services.api_keys import api_key_revoke
 
 
@@ -63,7 +64,7 @@ class KeyList(APIView):
         summary="The organization's API keys (never their secrets)",
     )
     def get(self, request: Request) -> Response:
-        keys = ApiKey.objects.filter(organization=request.caller.organization)
+        keys = api_keys_of(request.caller.organization)
         return Response(KeySerializer(keys, many=True).data)
 
 
@@ -80,7 +81,7 @@ class KeyDetail(APIView):
         summary="Revoke one of the organization's keys (at once; revoking twice is harmless)",
     )
     def delete(self, request: Request, prefix: str) -> Response:
-        key = ApiKey.objects.filter(organization=request.caller.organization, prefix=prefix).first()
+        key = api_key_of(request.caller.organization, prefix)
         if key is None:
             raise Http404(prefix)
         return Response(KeySerializer(api_key_revoke(key=key, actor=request.caller.user)).data)

@@ -101,20 +101,17 @@ class InstrumentList(APIView):
         query = InstrumentFilter(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.validated_data
-        instruments = Instrument.objects.select_related("sku", "region", "underlying")
-        if "kind" in filters:
-            instruments = instruments.filter(kind=filters["kind"])
-        if "sku" in filters:
-            instruments = instruments.filter(sku=filters["sku"])
-        if "region" in filters:
-            instruments = instruments.filter(region=filters["region"])
-        if "status" in filters:
-            instruments = instruments.filter(status=filters["status"])
-        else:
-            instruments = instruments.exclude(status=Instrument.Status.EXPIRED)
+        month = None
         if "delivery_month" in filters:
-            year, month = (int(part) for part in filters["delivery_month"].split("-"))
-            instruments = instruments.filter(delivery_start=date(year, month, 1))
+            year, month_number = (int(part) for part in filters["delivery_month"].split("-"))
+            month = date(year, month_number, 1)
+        instruments = market.instruments_listed(
+            kind=filters.get("kind"),
+            sku=filters["sku"].code if "sku" in filters else None,
+            region=filters["region"].code if "region" in filters else None,
+            status=filters.get("status"),
+            delivery_month=month,
+        )
         return Response(InstrumentSerializer(instruments, many=True).data)
 
 

@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
@@ -30,17 +30,28 @@ class Quote:
 
 
 def instruments_listed(
-    *, kind: str | None = None, sku: str | None = None, region: str | None = None
+    *,
+    kind: str | None = None,
+    sku: str | None = None,
+    region: str | None = None,
+    status: str | None = None,
+    delivery_month: date | None = None,
 ) -> QuerySet[Instrument]:
-    queryset = Instrument.objects.select_related("sku", "region", "underlying").exclude(
-        status=Instrument.Status.EXPIRED
-    )
+    """Instruments by kind, SKU and region codes, status (default: all but expired) and
+    delivery month (its first day)."""
+    queryset = Instrument.objects.select_related("sku", "region", "underlying")
+    if status:
+        queryset = queryset.filter(status=status)
+    else:
+        queryset = queryset.exclude(status=Instrument.Status.EXPIRED)
     if kind:
         queryset = queryset.filter(kind=kind)
     if sku:
         queryset = queryset.filter(sku__code=sku)
     if region:
         queryset = queryset.filter(region__code=region)
+    if delivery_month:
+        queryset = queryset.filter(delivery_start=delivery_month)
     return queryset
 
 

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from exchange.errors import ExchangeError
 from exchange.models import ApiKey, Membership
+from exchange.selectors.api_keys import api_key_of, api_keys_of
 from exchange.services.api_keys import api_key_create, api_key_revoke
 
 
@@ -73,7 +74,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 form = KeyForm()
     context = {
         "organization": organization,
-        "keys": ApiKey.objects.filter(organization=organization),
+        "keys": api_keys_of(organization),
         "form": form,
         "created": created,
         "can_manage": can_manage,
@@ -87,7 +88,7 @@ def api_key_revoke_view(request: HttpRequest, prefix: str) -> HttpResponse:
     membership = _membership(request)
     if membership.role != Membership.Role.TRADER:
         return HttpResponse("Only traders manage API keys.", status=403)
-    key = ApiKey.objects.filter(organization=membership.organization, prefix=prefix).first()
+    key = api_key_of(membership.organization, prefix)
     if key is None:
         raise Http404(prefix)
     api_key_revoke(key=key, actor=request.user)

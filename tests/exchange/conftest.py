@@ -1,12 +1,13 @@
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 
 from exchange.models import Account, Instrument, Organization, Region, Sku
+from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
-from exchange.services.listing import futures_list_strip, options_list_chain
+from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.participants import account_main, organization_create
 from tests.exchange.support import RowCounts, listing_month
 
@@ -126,3 +127,22 @@ def postgres_only():
 def sqlite_only():
     if connection.vendor != "sqlite":
         pytest.skip("needs SQLite")
+
+
+@pytest.fixture
+def listing(sku, region, seller) -> Instrument:
+    """The seller's block of 16 GPUs (lots of 8) for 40 days, listed for resale."""
+    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC) + timedelta(days=10)
+    reservation = capacity_register(
+        provider=seller.organization,
+        holder=seller.organization,
+        cluster="nw-ashburn-b",
+        sku=sku,
+        region=region,
+        starts_at=starts,
+        ends_at=starts + timedelta(days=40),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    return resale_list(reservation=reservation)

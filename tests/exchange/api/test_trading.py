@@ -6,7 +6,7 @@ scan, market protection), independently of ``exchange.services.collateral``.
 """
 
 from dataclasses import replace
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
@@ -15,13 +15,12 @@ from rest_framework.test import APIClient
 
 from exchange.models import ApiKey, Order, Organization
 from exchange.services.api_keys import api_key_create
-from exchange.services.capacity import capacity_register, hours_by_month
-from exchange.services.listing import resale_list
+from exchange.services.capacity import hours_by_month
 from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry, Hold
-from tests.exchange.support import listing_month, place
+from tests.exchange.support import place
 
 ORDERS = "/api/v1/orders/"
 FILLS = "/api/v1/fills/"
@@ -452,24 +451,6 @@ def test_a_dry_run_of_an_option_bid_holds_the_premium_and_the_fee(api, call):
         usd(Decimal(0)),
         usd(fee),
     )
-
-
-@pytest.fixture
-def listing(sku, region, seller):
-    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC) + timedelta(days=10)
-    reservation = capacity_register(
-        provider=seller.organization,
-        holder=seller.organization,
-        cluster="nw-ashburn-b",
-        sku=sku,
-        region=region,
-        starts_at=starts,
-        ends_at=starts + timedelta(days=40),
-        gpus=16,
-        interconnect="infiniband",
-        contiguous_block_gpus=8,
-    )
-    return resale_list(reservation=reservation)
 
 
 def test_a_dry_run_of_a_resale_offer_holds_gpu_hours_of_each_month(seller_api, listing, row_counts):

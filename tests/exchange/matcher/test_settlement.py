@@ -5,7 +5,7 @@ Amounts in the ledger are micro-dollars; the helpers below compute what each rul
 """
 
 from dataclasses import replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
@@ -17,16 +17,15 @@ from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
 from exchange.models import Order, OrderHold, Organization
 from exchange.selectors.integrity import order_book_problems
-from exchange.services.capacity import capacity_register, hours_by_month
+from exchange.services.capacity import hours_by_month
 from exchange.services.collateral import fee_micros
-from exchange.services.listing import resale_list
 from exchange.services.orders import order_cancel, order_replace
 from exchange.services.participants import account_main, organization_create
 from exchange.simulation import MarketSimulation
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry, Hold
 from ledger.selectors import ledger_problems
-from tests.exchange.support import listing_month, place
+from tests.exchange.support import place
 
 MICROS = 10**6
 FILLED, OPEN = Order.Status.FILLED, Order.Status.OPEN
@@ -296,24 +295,6 @@ def test_an_option_buyer_filled_below_its_price_pays_the_fill_price(call, buyer,
 
 
 # Resale -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def listing(sku, region, seller):
-    starts = datetime.combine(listing_month(), time.min, tzinfo=UTC) + timedelta(days=10)
-    reservation = capacity_register(
-        provider=seller.organization,
-        holder=seller.organization,
-        cluster="nw-ashburn-b",
-        sku=sku,
-        region=region,
-        starts_at=starts,
-        ends_at=starts + timedelta(days=40),
-        gpus=16,
-        interconnect="infiniband",
-        contiguous_block_gpus=8,
-    )
-    return resale_list(reservation=reservation)
 
 
 def test_a_resale_trade_moves_cash_and_every_month_of_entitlements(listing, buyer, seller):
