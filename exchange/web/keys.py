@@ -8,9 +8,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from exchange.errors import ExchangeError
-from exchange.models import ApiKey, Membership
+from exchange.models import ApiKey
 from exchange.selectors.api_keys import api_key_of, api_keys_of
 from exchange.services.api_keys import api_key_create, api_key_revoke
+from exchange.web.membership import can_trade, forbidden, membership_of
 
 
 class KeyForm(forms.Form):
@@ -30,29 +31,17 @@ class KeyForm(forms.Form):
     require_signature = forms.BooleanField(required=False, label="Require HMAC-signed requests")
 
 
-def _membership(request: HttpRequest) -> Membership:
-    membership = (
-        Membership.objects.filter(user=request.user)
-        .select_related("organization")
-        .order_by("organization__slug")
-        .first()
-    )
-    if membership is None:
-        raise Http404("Not a member of any organization.")
-    return membership
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    membership = membership_of(request)
     organization = membership.organization
-    can_manage = membership.role == Membership.Role.TRADER
+    can_manage = can_trade(membership)
     form = KeyForm(request.POST or None)
     created = None
     if request.method == "POST":
         if not can_manage:
-            return HttpResponse("Only traders manage API keys.", status=403)
+            return forbidden(request, "Only traders manage API keys.")
         if form.is_valid():
             networks = [
                 line.strip()
@@ -85,9 +74,9 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def api_key_revoke_view(request: HttpRequest, prefix: str) -> HttpResponse:
-    membership = _membership(request)
-    if membership.role != Membership.Role.TRADER:
-        return HttpResponse("Only traders manage API keys.", status=403)
+    membership = membership_of(request)
+    if not can_trade(membership):
+        return forbidden(request, "Only traders manage API keys.")
     key = api_key_of(membership.organization, prefix)
     if key is None:
         raise Http404(prefix)
