@@ -1,11 +1,11 @@
 from django.urls import path
 
-from exchange.web import funding, keys, views
+from exchange.web import funding, keys, markets, views
 
 app_name = "web"
 
 urlpatterns = [
-    path("", views.markets, name="markets"),
+    path("", markets.markets, name="markets"),
     path("instruments/<str:symbol>/", views.instrument_detail, name="instrument"),
     path("portfolio/", views.portfolio, name="portfolio"),
     path("api-keys/", keys.api_keys, name="api_keys"),

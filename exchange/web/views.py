@@ -1,51 +1,17 @@
 """Server-rendered pages. Views read through selectors and never write."""
 
-from itertools import groupby
-
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from exchange.errors import CatalogError
-from exchange.models import Account, Instrument, Region, Sku
+from exchange.models import Account, Instrument
 from exchange.selectors import entitlements, funding, market, participants, positions, risk
 from exchange.services import funding as funding_services
 from exchange.symbols import parse_symbol
 
 RECENT_FUNDING_ROWS = 10
-
-MARKET_KINDS = [Instrument.Kind.FUTURE, Instrument.Kind.OPTION, Instrument.Kind.RESALE]
-
-
-def markets(request: HttpRequest) -> HttpResponse:
-    kind = request.GET.get("kind") or Instrument.Kind.FUTURE
-    if kind not in Instrument.Kind.values:
-        kind = Instrument.Kind.FUTURE
-    sku = request.GET.get("sku") or None
-    region = request.GET.get("region") or None
-    instruments = list(market.instruments_listed(kind=kind, sku=sku, region=region))
-    quotes = market.quotes_for(instruments)
-    rows = [
-        {"instrument": instrument, "quote": quotes[instrument.pk]} for instrument in instruments
-    ]
-    groups = [
-        {"sku": key[0], "region": key[1], "rows": list(items)}
-        for key, items in groupby(
-            rows, key=lambda row: (row["instrument"].sku, row["instrument"].region)
-        )
-    ]
-    context = {
-        "groups": groups,
-        "kind": kind,
-        "kinds": Instrument.Kind.choices,
-        "skus": Sku.objects.all(),
-        "regions": Region.objects.all(),
-        "selected_sku": sku or "",
-        "selected_region": region or "",
-        "instrument_count": len(instruments),
-    }
-    return render(request, "exchange/markets.html", context)
 
 
 def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:

@@ -52,14 +52,61 @@ def test_markets_page_lists_futures_with_quotes(client, quoted, futures, other_m
     assert "2.450" in page
     assert "2.550" in page
     assert response.context["instrument_count"] == 3
-    row = next(
-        row
-        for group in response.context["groups"]
-        for row in group["rows"]
-        if row["instrument"] == quoted
+    grid = response.context["grid"]
+    assert grid.months == sorted({f.delivery_start for f in [*futures, other_market]})
+    assert [(row.sku.code, row.region.code) for row in grid.rows] == [
+        ("B200", "EUWEST"),
+        ("H100SXM", "USEAST"),
+    ]
+    b200, h100 = grid.rows
+    assert [cell.instrument for cell in h100.cells] == futures
+    # B200 lists only the first month: the second month's cell is empty.
+    assert b200.cells[0].instrument == other_market
+    assert b200.cells[1] is None
+    cell = h100.cells[0]
+    assert cell.quote.best_bid.quantity == 7
+    assert cell.quote.best_ask.quantity == 9
+
+
+def test_markets_grid_shows_change_against_the_previous_settlement(client, quoted, buyer, seller):
+    today = timezone.now().date()
+    SettlementPrice.objects.create(
+        instrument=quoted,
+        trading_date=today - timedelta(days=3),
+        price=Decimal("2.40"),
+        source=SettlementPrice.Source.MID,
     )
-    assert row["quote"].best_bid.quantity == 7
-    assert row["quote"].best_ask.quantity == 9
+    SettlementPrice.objects.create(
+        instrument=quoted,
+        trading_date=today - timedelta(days=1),
+        price=Decimal("2.50"),
+        source=SettlementPrice.Source.MID,
+    )
+    SettlementPrice.objects.create(  # Today's own settlement is not "previous".
+        instrument=quoted,
+        trading_date=today,
+        price=Decimal("9.00"),
+        source=SettlementPrice.Source.MID,
+    )
+    order_place(account=buyer, instrument=quoted, side="buy", price=Decimal("2.55"), quantity=1)
+
+    response = client.get(reverse("web:markets"))
+
+    cell = response.context["grid"].rows[0].cells[0]
+    assert cell.previous_settlement == Decimal("2.50")
+    assert cell.quote.last_price == Decimal("2.55")
+    assert cell.change == Decimal("0.05")
+    assert cell.change_percent == Decimal("2.0")
+    page = response.content.decode()
+    assert "+0.050 (+2.0%)" in page
+    assert f'href="/instruments/{quoted.symbol}/"' in page
+
+
+def test_markets_grid_without_trades_has_no_change(client, quoted):
+    cell = client.get(reverse("web:markets")).context["grid"].rows[0].cells[0]
+
+    assert cell.quote.last_price is None
+    assert cell.change is None
 
 
 def test_markets_page_filters_by_sku_and_region(client, futures, other_market):
