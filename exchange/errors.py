@@ -151,3 +151,20 @@ class ApiAuthError(ExchangeError):
 
 class PricingError(ExchangeError):
     pass
+
+
+class ParticipantErrorCode(StrEnum):
+    """Signing up an organization with its first member."""
+
+    NAME_INVALID = "PARTICIPANT_NAME_INVALID"
+    SLUG_INVALID = "PARTICIPANT_SLUG_INVALID"
+    SLUG_TAKEN = "PARTICIPANT_SLUG_TAKEN"
+    KIND_INVALID = "PARTICIPANT_KIND_INVALID"
+    USERNAME_INVALID = "PARTICIPANT_USERNAME_INVALID"
+    USERNAME_TAKEN = "PARTICIPANT_USERNAME_TAKEN"
+    EMAIL_INVALID = "PARTICIPANT_EMAIL_INVALID"
+    PASSWORD_INVALID = "PARTICIPANT_PASSWORD_INVALID"
+
+
+class ParticipantError(ExchangeError):
+    pass

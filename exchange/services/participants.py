@@ -1,11 +1,33 @@
 """Organizations, their members and their trading accounts."""
 
+import re
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
 
+from exchange.errors import ParticipantError, ParticipantErrorCode
 from exchange.models import Account, Membership, Organization
 from exchange.services.audit import audit_record
+
+# Who may sign up on their own: every kind but the exchange operator, which staff create.
+SIGN_UP_KINDS = (
+    Organization.Kind.STARTUP,
+    Organization.Kind.PROVIDER,
+    Organization.Kind.TRADING_FIRM,
+    Organization.Kind.SPONSOR,
+)
+# Lower-case letters and digits in hyphen-separated words: a slug appears in account names
+# ("lumen/main") and addresses, so it has one spelling.
+SLUG_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+SLUG_LENGTH_MAX = 64  # Organization.slug.
+NAME_LENGTH_MAX = 200  # Organization.name.
+USERNAME_LENGTH_MAX = 150  # Django's User.username.
+EMAIL_LENGTH_MAX = 254  # Django's User.email.
 
 
 @transaction.atomic
@@ -48,3 +70,116 @@ def member_add(
 
 def account_main(organization: Organization) -> Account:
     return Account.objects.get(organization=organization, name="main")
+
+
+def organization_sign_up(
+    *, name: str, slug: str, kind: str, username: str, email: str, password: str
+) -> Membership:
+    """A new organization, its main trading account and its first member, a trader.
+
+    All of it or nothing: one transaction. Refusals are ``ParticipantError`` naming the field
+    (``name``, ``slug``, ``kind``, ``username``, ``email`` or ``password``); the first problem
+    found is reported. The password must pass the configured Django password validators. Two
+    sign-ups racing for one slug or user name: the database's unique constraints refuse the
+    second, which is then reported as taken like any other.
+    """
+    name = name.strip()
+    _sign_up_check(name=name, slug=slug, kind=kind, username=username, email=email)
+    _password_check(password=password, username=username, email=email)
+    try:
+        with transaction.atomic(durable=True):
+            organization = organization_create(slug=slug, name=name, kind=kind)
+            membership = member_add(
+                organization=organization,
+                username=username,
+                email=email,
+                password=password,
+                role=Membership.Role.TRADER,
+            )
+            audit_record(
+                actor=membership.user,
+                action="organization.sign_up",
+                target=organization,
+                after={"slug": slug, "kind": kind, "user": username},
+            )
+    except IntegrityError:
+        # The transaction is rolled back; the checks now see the other sign-up's rows and
+        # name the field that was taken.
+        _taken_check(slug=slug, username=username)
+        raise
+    return membership
+
+
+def _sign_up_check(*, name: str, slug: str, kind: str, username: str, email: str) -> None:
+    if not name or len(name) > NAME_LENGTH_MAX:
+        raise ParticipantError(
+            ParticipantErrorCode.NAME_INVALID,
+            f"Give the organization's name, at most {NAME_LENGTH_MAX} characters.",
+            field="name",
+        )
+    if len(slug) > SLUG_LENGTH_MAX or not SLUG_PATTERN.fullmatch(slug):
+        raise ParticipantError(
+            ParticipantErrorCode.SLUG_INVALID,
+            "A short name of lower-case letters and digits, words separated by single "
+            f"hyphens (such as lumen-labs), at most {SLUG_LENGTH_MAX} characters.",
+            field="slug",
+        )
+    if kind not in SIGN_UP_KINDS:
+        raise ParticipantError(
+            ParticipantErrorCode.KIND_INVALID,
+            f"{kind!r} is not a kind of organization that can sign up.",
+            field="kind",
+        )
+    if not username or len(username) > USERNAME_LENGTH_MAX:
+        raise ParticipantError(
+            ParticipantErrorCode.USERNAME_INVALID,
+            f"Give a user name of at most {USERNAME_LENGTH_MAX} characters.",
+            field="username",
+        )
+    try:
+        UnicodeUsernameValidator()(username)
+    except ValidationError as error:
+        raise ParticipantError(
+            ParticipantErrorCode.USERNAME_INVALID, " ".join(error.messages), field="username"
+        ) from error
+    try:
+        validate_email(email)
+    except ValidationError as error:
+        raise ParticipantError(
+            ParticipantErrorCode.EMAIL_INVALID, f"{email!r} is not an email address.", field="email"
+        ) from error
+    if len(email) > EMAIL_LENGTH_MAX:
+        raise ParticipantError(
+            ParticipantErrorCode.EMAIL_INVALID,
+            f"An email address has at most {EMAIL_LENGTH_MAX} characters.",
+            field="email",
+        )
+    _taken_check(slug=slug, username=username)
+
+
+def _taken_check(*, slug: str, username: str) -> None:
+    if Organization.objects.filter(slug=slug).exists():
+        raise ParticipantError(
+            ParticipantErrorCode.SLUG_TAKEN,
+            f"The short name {slug} is taken by another organization.",
+            field="slug",
+        )
+    # Case-insensitive: "Alice" and "alice" would be two users nobody tells apart.
+    if get_user_model().objects.filter(username__iexact=username).exists():
+        raise ParticipantError(
+            ParticipantErrorCode.USERNAME_TAKEN,
+            f"The user name {username} is taken.",
+            field="username",
+        )
+
+
+def _password_check(*, password: str, username: str, email: str) -> None:
+    # The validators compare the password with the user's other attributes, so they get an
+    # unsaved user carrying the name and email being signed up.
+    candidate = get_user_model()(username=username, email=email)
+    try:
+        validate_password(password, user=candidate)
+    except ValidationError as error:
+        raise ParticipantError(
+            ParticipantErrorCode.PASSWORD_INVALID, " ".join(error.messages), field="password"
+        ) from error

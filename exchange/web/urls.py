@@ -1,13 +1,16 @@
 from django.urls import path
 
-from exchange.web import funding, keys, markets, views
+from exchange.web import funding, keys, markets, portfolio, views
 
 app_name = "web"
 
 urlpatterns = [
     path("", markets.markets, name="markets"),
     path("instruments/<str:symbol>/", views.instrument_detail, name="instrument"),
-    path("portfolio/", views.portfolio, name="portfolio"),
+    path("portfolio/", portfolio.portfolio, name="portfolio"),
+    path("portfolio/statement/", portfolio.statement, name="statement"),
+    path("portfolio/statement.csv", portfolio.statement_csv, name="statement_csv"),
+    path("funding/", funding.funding, name="funding"),
     path("api-keys/", keys.api_keys, name="api_keys"),
     path("api-keys/<str:prefix>/revoke/", keys.api_key_revoke_view, name="api_key_revoke"),
     path("stripe/webhook/", funding.stripe_webhook, name="stripe_webhook"),

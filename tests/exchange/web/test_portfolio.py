@@ -236,3 +236,301 @@ def test_portfolio_queries_do_not_grow_with_positions(client, futures, buyer, se
     # then the page takes the same number of queries
     assert len(response.context["rows"][0]["positions"]) == 2
     assert len(two_positions) == len(one_position)
+
+
+# Margin, open orders and fills.
+
+
+def test_member_sees_margin_used_cash_available_open_orders_and_fills(
+    client, future, buyer, seller
+):
+    # given the seller resting 3 (maker), the buyer taking them (taker), then a resting bid
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
+    resting = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=2
+    )
+    client.force_login(_trader_of(buyer, "alice"))
+
+    # when
+    response = client.get(reverse("web:portfolio"))
+
+    # then the figures carry margin used and cash available
+    page = response.content.decode()
+    (row,) = response.context["rows"]
+    margin = settings.EXCHANGE_PRICE_SCAN * Decimal("2.50") * 3 * future.gpu_hours_per_contract
+    assert row["margin_total"] == margin
+    assert f'Margin used (USD)</span><span class="value">{_usd(margin)}<' in page
+    available = row["cash"].available
+    assert f'Cash available (USD)</span><span class="value">{_usd(available)}<' in page
+    # the resting order is listed with a link to its instrument; the filled one is not
+    assert [order.pk for order in row["open_orders"]] == [resting.pk]
+    assert f"<td>#{resting.pk}" in page
+    assert page.count(f'href="{reverse("web:instrument", args=[future.symbol])}"') >= 3
+    # the fill shows its fee (taker: 0.50 USD a contract) and its liquidity
+    (item,) = row["fills"]
+    assert (item["fill"].quantity, item["fill"].liquidity, item["fee"]) == (3, "taker", "1.50")
+    assert '<td class="num">1.50</td><td>Taker</td>' in page
+    # and the ledger statement is one click away
+    assert f'href="{reverse("web:statement")}?account={buyer.pk}"' in page
+
+
+def test_the_maker_sees_its_maker_fee(client, future, buyer, seller):
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
+    client.force_login(_trader_of(seller, "sam"))
+
+    page = client.get(reverse("web:portfolio")).content.decode()
+
+    assert '<td class="num">0.60</td><td>Maker</td>' in page
+    assert "No open orders." in page
+
+
+def test_member_never_sees_another_organizations_orders_or_fills(
+    client, futures, buyer, seller, maker, fourth
+):
+    order_place(
+        account=maker, instrument=futures[1], side="sell", price=Decimal("2.60"), quantity=7
+    )
+    order_place(
+        account=fourth, instrument=futures[1], side="buy", price=Decimal("2.60"), quantity=7
+    )
+    other_resting = order_place(
+        account=maker, instrument=futures[1], side="sell", price=Decimal("2.90"), quantity=1
+    )
+    client.force_login(_trader_of(buyer, "alice"))
+
+    response = client.get(reverse("web:portfolio"))
+
+    (row,) = response.context["rows"]
+    assert row["open_orders"] == [] and row["fills"] == []
+    page = response.content.decode()
+    assert futures[1].symbol not in page
+    assert f"#{other_resting.pk}" not in page
+
+
+# The ledger statement.
+
+
+def _ledger_lines(account):
+    """The cash account's postings, oldest first, as (amount, balance after) in USD, summed
+    here from the ledger rows rather than read through the selectors under test."""
+    from exchange.services.ledger_accounts import cash_account, micros_to_usd
+    from ledger.models import Posting
+
+    balance, lines = 0, []
+    for amount in (
+        Posting.objects.filter(account=cash_account(account))
+        .order_by("id")
+        .values_list("amount", flat=True)
+    ):
+        balance -= amount  # The customer's money is the liability account's credits.
+        lines.append((micros_to_usd(-amount), micros_to_usd(balance)))
+    return lines
+
+
+@pytest.fixture
+def traded(future, buyer, seller):
+    """The buyer funded, long 3 (paying margin and a taker fee), and asking for a withdrawal."""
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
+    deposit_test_funds(account=buyer, amount=Decimal("250.25"), actor=None)
+    withdrawal_request(account=buyer, amount=Decimal("100.00"), actor=None)
+    return buyer
+
+
+def test_anonymous_visitor_is_sent_to_sign_in_from_the_statement(client):
+    for name in ("web:statement", "web:statement_csv"):
+        response = client.get(reverse(name))
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+def test_statement_shows_the_running_balance_of_the_ledger(client, traded):
+    client.force_login(_trader_of(traded, "alice"))
+
+    response = client.get(reverse("web:statement"))
+
+    assert response.status_code == 200
+    expected = list(reversed(_ledger_lines(traded)))  # The page is newest first.
+    # The funding, the trade (margin and fee in one posting), the second deposit; the
+    # withdrawal is a hold, not a movement, until it is paid.
+    assert len(expected) == 3
+    shown = [(row["line"].amount, row["line"].balance_after) for row in response.context["lines"]]
+    assert shown == expected
+    assert expected[0][1] == funding_cash_posted(traded)
+    page = response.content.decode()
+    assert f'<td class="num">{_usd(expected[0][1])}</td>' in page
+    assert '<td class="num bid">250.25</td>' in page
+    assert "Balance after (USD)" in page
+
+
+def funding_cash_posted(account):
+    from exchange.selectors.funding import cash_balance
+
+    return cash_balance(account).posted
+
+
+def test_statement_pages_hold_fifty_lines_newest_first(client, buyer):
+    # given 55 more deposits of 1.00 to 55.00 USD
+    for number in range(1, 56):
+        deposit_test_funds(account=buyer, amount=Decimal(number), actor=None)
+    client.force_login(_trader_of(buyer, "alice"))
+
+    first = client.get(reverse("web:statement")).context
+    second = client.get(reverse("web:statement"), {"page": 2}).context
+
+    first_lines = [row["line"] for row in first["lines"]]
+    second_lines = [row["line"] for row in second["lines"]]
+    assert len(first_lines) == 50 and len(second_lines) == 6  # And the initial funding.
+    assert first_lines[0].amount == Decimal("55")  # Newest first.
+    assert first_lines[0].balance_after == funding_cash_posted(buyer)
+    # The second page's first balance continues the first page's last one.
+    last = first_lines[-1]
+    assert second_lines[0].balance_after == last.balance_after - last.amount
+    assert second_lines[-1].balance_after == second_lines[-1].amount
+    assert (
+        "Page 2 of 2 · 56 lines"
+        in client.get(reverse("web:statement"), {"page": 2}).content.decode()
+    )
+
+
+def test_statement_of_gpu_hours_when_held(client, startup, sku, region):
+    capacity_register(
+        provider=organization_create(
+            slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER
+        ),
+        holder=startup,
+        cluster="nw-portland-b200-b",
+        sku=sku,
+        region=region,
+        starts_at=datetime(2027, 2, 1, tzinfo=UTC),
+        ends_at=datetime(2027, 3, 1, tzinfo=UTC),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    code = f"GPUH-{sku.code}-{region.code}-202702"
+    client.force_login(get_user_model().objects.get(username="alice"))
+
+    usd_page = client.get(reverse("web:statement"))
+    response = client.get(reverse("web:statement"), {"asset": code})
+
+    assert usd_page.context["assets"] == ["USD", code]
+    assert f'<option value="{code}">{code} (GPU-hours)</option>' in usd_page.content.decode()
+    (row,) = response.context["lines"]
+    assert (row["line"].amount, row["line"].balance_after) == (10_752, 10_752)
+    assert "Balance after (GPU-hours)" in response.content.decode()
+    assert '<td class="num">10,752</td>' in response.content.decode()
+
+
+def test_a_viewer_reads_the_statement(client, traded):
+    viewer = member_add(
+        organization=traded.organization,
+        username="victor",
+        email="v@example.com",
+        password=PASSWORD,
+        role=Membership.Role.VIEWER,
+    ).user
+    client.force_login(viewer)
+
+    assert client.get(reverse("web:statement")).status_code == 200
+    assert client.get(reverse("web:statement_csv")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["web:statement", "web:statement_csv"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"asset": "EUR"},
+        {"asset": "GPUH-H100SXM-USEAST-202702"},
+        {"account": "x"},
+        {"asset": "A" * 65},
+    ],
+)
+def test_an_asset_never_held_or_a_bad_account_is_not_found(client, traded, name, query):
+    client.force_login(_trader_of(traded, "alice"))
+
+    assert client.get(reverse(name), query).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["web:statement", "web:statement_csv"])
+def test_another_organizations_statement_is_not_found(client, traded, seller, name):
+    client.force_login(_trader_of(traded, "alice"))
+
+    response = client.get(reverse(name), {"account": seller.pk})
+
+    assert response.status_code == 404
+
+
+def test_the_statement_shows_only_the_members_own_lines(client, traded, seller):
+    deposit_test_funds(account=seller, amount=Decimal("9876543.21"), actor=None)
+    client.force_login(_trader_of(traded, "alice"))
+
+    page = client.get(reverse("web:statement")).content.decode()
+    csv_text = client.get(reverse("web:statement_csv")).content.decode()
+
+    for text in (page, csv_text):
+        assert "9,876,543.21" not in text and "9876543.21" not in text
+        assert f"to account {seller.pk}" not in text
+        assert "Northwind" not in text
+
+
+def _csv(response):
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_statement_csv_parses_and_sums_to_the_balance(client, traded):
+    client.force_login(_trader_of(traded, "alice"))
+
+    response = client.get(reverse("web:statement_csv"))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == (
+        'attachment; filename="statement-lumen-main-USD.csv"'
+    )
+    rows = _csv(response)
+    assert list(rows[0]) == [
+        "posted_at",
+        "entry_id",
+        "description",
+        "asset",
+        "amount",
+        "balance_after",
+    ]
+    expected = list(reversed(_ledger_lines(traded)))
+    assert [(Decimal(row["amount"]), Decimal(row["balance_after"])) for row in rows] == expected
+    assert all(row["asset"] == "USD" for row in rows)
+    assert rows[0]["amount"] == "250.250000"  # Decimal strings, six places.
+    total = sum((Decimal(row["amount"]) for row in rows), Decimal(0))
+    assert total == Decimal(rows[0]["balance_after"]) == funding_cash_posted(traded)
+
+
+def test_statement_csv_in_chunks_matches_one_piece(client, buyer, monkeypatch):
+    from exchange.web import portfolio as portfolio_page
+
+    for number in range(1, 21):
+        deposit_test_funds(account=buyer, amount=Decimal(number), actor=None)
+    client.force_login(_trader_of(buyer, "alice"))
+    whole = _csv(client.get(reverse("web:statement_csv")))
+
+    monkeypatch.setattr(portfolio_page, "STATEMENT_CSV_CHUNK_ROWS", 7)
+    chunked = _csv(client.get(reverse("web:statement_csv")))
+
+    assert len(whole) == 21 and chunked == whole
+
+
+def test_a_statement_too_long_to_download_is_refused(client, traded, monkeypatch):
+    from exchange.web import portfolio as portfolio_page
+
+    monkeypatch.setattr(portfolio_page, "STATEMENT_CSV_ROWS_MAX", 2)
+    client.force_login(_trader_of(traded, "alice"))
+
+    response = client.get(reverse("web:statement_csv"))
+
+    assert response.status_code == 400
+    assert "page by page" in response.content.decode()
