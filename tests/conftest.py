@@ -10,6 +10,13 @@ from hypothesis import settings as hypothesis_settings
 hypothesis_settings.register_profile("project", deadline=None, database=None)
 hypothesis_settings.load_profile("project")
 
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Users are made by the hundred in tests: a cheap hasher (never used outside tests)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 LEDGER_APPEND_ONLY_TABLES = ("ledger_entry", "ledger_posting", "ledger_holdconsumption")
 
 

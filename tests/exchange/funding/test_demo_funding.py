@@ -11,11 +11,6 @@ from exchange.selectors.funding import cash_balance
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def test_every_demo_trading_account_is_funded_once(test_funds_mode):
     accounts = load_participants()
 

@@ -17,11 +17,6 @@ BEAN_CHECK = Path(sys.executable).parent / "bean-check"
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def test_demo_trading_leaves_books_that_check_and_export(tmp_path):
     # given the demo market, funded, after 2,000 random orders
     call_command("seed_demo", stdout=StringIO())

@@ -14,11 +14,6 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "gpu-hours-by-the-month"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _sign_up(**changes):
     fields = {
         "name": "Lumen Labs",

@@ -21,11 +21,6 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "portfolio-pass-2026"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def startup():
     organization = organization_create(
@@ -50,6 +45,25 @@ def trader():
         organization=organization, username="hank", email="hank@helix.example", password=PASSWORD
     )
     return organization
+
+
+@pytest.fixture
+def held_block(startup, sku, region):
+    """16 B200-class GPUs for February 2027, registered by a provider for the startup."""
+    return capacity_register(
+        provider=organization_create(
+            slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER
+        ),
+        holder=startup,
+        cluster="nw-portland-b200-b",
+        sku=sku,
+        region=region,
+        starts_at=datetime(2027, 2, 1, tzinfo=UTC),
+        ends_at=datetime(2027, 3, 1, tzinfo=UTC),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
 
 
 def test_anonymous_visitor_is_sent_to_sign_in(client):
@@ -110,22 +124,8 @@ def test_sign_out_needs_post_and_ends_the_session(client, startup):
     assert client.get(reverse("web:portfolio")).status_code == 302
 
 
-def test_holder_sees_its_gpu_hour_entitlements(client, startup, trader, sku, region):
-    # given a block a provider registered for the startup
-    capacity_register(
-        provider=organization_create(
-            slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER
-        ),
-        holder=startup,
-        cluster="nw-portland-b200-b",
-        sku=sku,
-        region=region,
-        starts_at=datetime(2027, 2, 1, tzinfo=UTC),
-        ends_at=datetime(2027, 3, 1, tzinfo=UTC),
-        gpus=16,
-        interconnect="infiniband",
-        contiguous_block_gpus=8,
-    )
+def test_holder_sees_its_gpu_hour_entitlements(client, startup, trader, held_block, sku, region):
+    # given a block a provider registered for the startup (held_block)
 
     # when alice opens her portfolio, and hank his
     client.force_login(get_user_model().objects.get(username="alice"))
@@ -395,21 +395,7 @@ def test_statement_pages_hold_fifty_lines_newest_first(client, buyer):
     )
 
 
-def test_statement_of_gpu_hours_when_held(client, startup, sku, region):
-    capacity_register(
-        provider=organization_create(
-            slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER
-        ),
-        holder=startup,
-        cluster="nw-portland-b200-b",
-        sku=sku,
-        region=region,
-        starts_at=datetime(2027, 2, 1, tzinfo=UTC),
-        ends_at=datetime(2027, 3, 1, tzinfo=UTC),
-        gpus=16,
-        interconnect="infiniband",
-        contiguous_block_gpus=8,
-    )
+def test_statement_of_gpu_hours_when_held(client, startup, held_block, sku, region):
     code = f"GPUH-{sku.code}-{region.code}-202702"
     client.force_login(get_user_model().objects.get(username="alice"))
 

@@ -13,11 +13,6 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "gpu-hours-by-the-month"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _form(**changes):
     data = {
         "name": "Lumen Labs",
