@@ -154,7 +154,8 @@ class PricingError(ExchangeError):
 
 
 class ParticipantErrorCode(StrEnum):
-    """Signing up an organization with its first member."""
+    """Signing up an organization with its first member; its traders adding members and
+    setting their roles."""
 
     NAME_INVALID = "PARTICIPANT_NAME_INVALID"
     SLUG_INVALID = "PARTICIPANT_SLUG_INVALID"
@@ -164,6 +165,8 @@ class ParticipantErrorCode(StrEnum):
     USERNAME_TAKEN = "PARTICIPANT_USERNAME_TAKEN"
     EMAIL_INVALID = "PARTICIPANT_EMAIL_INVALID"
     PASSWORD_INVALID = "PARTICIPANT_PASSWORD_INVALID"
+    ROLE_INVALID = "PARTICIPANT_ROLE_INVALID"
+    LAST_TRADER = "PARTICIPANT_LAST_TRADER"
 
 
 class ParticipantError(ExchangeError):

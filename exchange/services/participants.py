@@ -130,6 +130,11 @@ def _sign_up_check(*, name: str, slug: str, kind: str, username: str, email: str
             f"{kind!r} is not a kind of organization that can sign up.",
             field="kind",
         )
+    _username_and_email_check(username=username, email=email)
+    _taken_check(slug=slug, username=username)
+
+
+def _username_and_email_check(*, username: str, email: str) -> None:
     if not username or len(username) > USERNAME_LENGTH_MAX:
         raise ParticipantError(
             ParticipantErrorCode.USERNAME_INVALID,
@@ -154,7 +159,6 @@ def _sign_up_check(*, name: str, slug: str, kind: str, username: str, email: str
             f"An email address has at most {EMAIL_LENGTH_MAX} characters.",
             field="email",
         )
-    _taken_check(slug=slug, username=username)
 
 
 def _taken_check(*, slug: str, username: str) -> None:
@@ -164,6 +168,10 @@ def _taken_check(*, slug: str, username: str) -> None:
             f"The short name {slug} is taken by another organization.",
             field="slug",
         )
+    _username_taken_check(username)
+
+
+def _username_taken_check(username: str) -> None:
     # Case-insensitive: "Alice" and "alice" would be two users nobody tells apart.
     if get_user_model().objects.filter(username__iexact=username).exists():
         raise ParticipantError(
@@ -183,3 +191,77 @@ def _password_check(*, password: str, username: str, email: str) -> None:
         raise ParticipantError(
             ParticipantErrorCode.PASSWORD_INVALID, " ".join(error.messages), field="password"
         ) from error
+
+
+def member_invite(
+    *,
+    organization: Organization,
+    username: str,
+    email: str,
+    password: str,
+    role: str,
+    actor: AbstractBaseUser,
+) -> Membership:
+    """A new user made a member of ``organization`` by one of its traders, with a first
+    password to hand over. Refusals are ``ParticipantError`` naming the field (``username``,
+    ``email``, ``password`` or ``role``), as at sign-up; nothing is written then."""
+    if role not in Membership.Role.values:
+        raise ParticipantError(
+            ParticipantErrorCode.ROLE_INVALID, f"{role!r} is not a role.", field="role"
+        )
+    _username_and_email_check(username=username, email=email)
+    _username_taken_check(username)
+    _password_check(password=password, username=username, email=email)
+    try:
+        with transaction.atomic():
+            return member_add(
+                organization=organization,
+                username=username,
+                email=email,
+                password=password,
+                role=role,
+                actor=actor,
+            )
+    except IntegrityError:
+        _username_taken_check(username)  # Another request took the name meanwhile.
+        raise
+
+
+@transaction.atomic
+def member_role_set(*, membership: Membership, role: str, actor: AbstractBaseUser) -> Membership:
+    """Make a member a trader or a viewer. An organization keeps at least one trader, so its
+    last trader cannot become a viewer (``PARTICIPANT_LAST_TRADER``)."""
+    if role not in Membership.Role.values:
+        raise ParticipantError(
+            ParticipantErrorCode.ROLE_INVALID, f"{role!r} is not a role.", field="role"
+        )
+    # The organization's memberships locked together: two traders demoting each other at once
+    # cannot leave it without one.
+    locked = {
+        row.pk: row
+        for row in Membership.objects.select_for_update()
+        .filter(organization_id=membership.organization_id)
+        .order_by("pk")
+    }
+    current = locked[membership.pk]
+    if current.role == role:
+        return current
+    traders = sum(1 for row in locked.values() if row.role == Membership.Role.TRADER)
+    if current.role == Membership.Role.TRADER and traders <= 1:
+        raise ParticipantError(
+            ParticipantErrorCode.LAST_TRADER,
+            "The organization's last trader cannot become a viewer: make another member a "
+            "trader first.",
+            field="role",
+        )
+    before = current.role
+    current.role = role
+    current.save(update_fields=["role"])
+    audit_record(
+        actor=actor,
+        action="membership.role",
+        target=current,
+        before={"role": before},
+        after={"role": role},
+    )
+    return current

@@ -17,6 +17,7 @@ PAGES = [
     ("statement", "/portfolio/statement/"),
     ("funding", "/funding/"),
     ("api-keys", "/api-keys/"),
+    ("team", "/team/"),
 ]
 
 
