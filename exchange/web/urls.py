@@ -1,12 +1,23 @@
 from django.urls import path
 
-from exchange.web import funding, keys, markets, portfolio, team, views
+from exchange.web import funding, keys, markets, portfolio, team, trading
 
 app_name = "web"
 
 urlpatterns = [
     path("", markets.markets, name="markets"),
-    path("instruments/<str:symbol>/", views.instrument_detail, name="instrument"),
+    path("instruments/<str:symbol>/", trading.instrument_detail, name="instrument"),
+    path("instruments/<str:symbol>/book/", trading.book_partial, name="instrument_book"),
+    path("instruments/<str:symbol>/trades/", trading.tape_partial, name="instrument_tape"),
+    path(
+        "instruments/<str:symbol>/my-orders/",
+        trading.my_orders_partial,
+        name="instrument_my_orders",
+    ),
+    path("instruments/<str:symbol>/ticket/", trading.ticket_preview, name="ticket_preview"),
+    path("instruments/<str:symbol>/orders/", trading.order_place_view, name="order_place"),
+    path("orders/<int:order_id>/cancel/", trading.order_cancel_view, name="order_cancel"),
+    path("orders/<int:order_id>/amend/", trading.order_amend_view, name="order_amend"),
     path("portfolio/", portfolio.portfolio, name="portfolio"),
     path("portfolio/statement/", portfolio.statement, name="statement"),
     path("portfolio/statement.csv", portfolio.statement_csv, name="statement_csv"),
