@@ -126,7 +126,11 @@ def test_two_startups_trade_in_the_browser_and_staff_settle_the_day(
     staff.get_by_label("Username").fill("admin")
     staff.get_by_label("Password").fill(ADMIN_PASSWORD)
     staff.get_by_role("button", name="Log in").click()
-    staff.goto("/admin/exchange/riskcycle/run/")
+    staff.goto("/backoffice/")
+    expect(staff.get_by_role("heading", name="Operations dashboard")).to_be_visible()
+    expect(staff.get_by_role("link", name=future.symbol)).to_be_visible()  # Open interest.
+    screenshot(staff, "backoffice-dashboard")
+    staff.get_by_role("link", name="Run the daily settlement").click()
     today = timezone.now().date()
     staff.get_by_label("Trading date").fill(today.isoformat())
     staff.get_by_role("button", name="Preview prices and variation margin").click()
