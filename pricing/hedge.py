@@ -35,6 +35,7 @@ from pricing import black76
 from pricing.volatility import log_returns
 
 PATHS_DEFAULT = 20_000
+DISTRIBUTION_BINS = 30  # Of the simulated costs, for drawing them.
 WORST_CASE_QUANTILE = 0.95
 
 
@@ -69,11 +70,21 @@ class StrategyCost:
 
 
 @dataclass(frozen=True)
+class CostDistribution:
+    """The simulated costs of each strategy counted in the same bins (USD edges, one more
+    than the counts), so they can be drawn side by side."""
+
+    edges: tuple[float, ...]
+    counts: dict[str, tuple[int, ...]]  # Keyed like ``HedgeRecommendation.costs``.
+
+
+@dataclass(frozen=True)
 class HedgeRecommendation:
     futures_per_month: tuple[int, ...]  # Contracts to buy (1 GPU for the month each).
     cap_strikes: tuple[float, ...]  # $/GPU-hr of the calls, per month.
     floor_strikes: tuple[float, ...]  # $/GPU-hr of the puts sold in the collar, per month.
     costs: dict[str, StrategyCost]  # Keyed none, futures, cap, collar.
+    distribution: CostDistribution
 
 
 def simulate_prices(
@@ -142,6 +153,27 @@ def recommend(
         cap_strikes=tuple(float(value) for value in caps),
         floor_strikes=tuple(float(value) for value in floors),
         costs=costs,
+        distribution=cost_distribution(
+            {"none": unhedged, "futures": hedged, "cap": capped, "collar": collared}
+        ),
+    )
+
+
+def cost_distribution(
+    costs: dict[str, NDArray[np.float64]], bins: int = DISTRIBUTION_BINS
+) -> CostDistribution:
+    """Each strategy's simulated costs counted in ``bins`` equal bins spanning all of them."""
+    low = min(float(values.min()) for values in costs.values())
+    high = max(float(values.max()) for values in costs.values())
+    if high <= low:  # Every path costs the same (no volatility): one bin around it.
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, bins + 1)
+    return CostDistribution(
+        edges=tuple(float(edge) for edge in edges),
+        counts={
+            name: tuple(int(count) for count in np.histogram(values, bins=edges)[0])
+            for name, values in costs.items()
+        },
     )
 
 

@@ -73,9 +73,7 @@ def market_today(today: date) -> MarketToday:
         trades_today=trades["count"] or 0,
         contracts_today=trades["contracts"] or 0,
         open_margin_calls=MarginCall.objects.filter(status=MarginCall.Status.OPEN).count(),
-        pending_withdrawals=Withdrawal.objects.filter(
-            status=Withdrawal.Status.REQUESTED
-        ).count(),
+        pending_withdrawals=Withdrawal.objects.filter(status=Withdrawal.Status.REQUESTED).count(),
         last_cycle=RiskCycle.objects.order_by("-trading_date").first(),
     )
 

@@ -63,6 +63,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """The simulated costs of the whole need per strategy (``none``, ``futures``, ``cap``,
+    ``collar``), counted in shared bins: ``edges`` in USD, one more than each strategy's
+    counts; the counts of a strategy sum to the simulation's paths."""
+
+    edges: list[Decimal]
+    counts: dict[str, list[int]]
+
+
+@dataclass(frozen=True)
 class Hedge:
     sku: str
     region: str
@@ -76,6 +86,7 @@ class Hedge:
     futures_outcome: Outcome
     cap_outcome: Outcome
     collar_outcome: Outcome
+    distribution: Distribution
 
 
 def _usd(value: float) -> Decimal:
@@ -175,4 +186,8 @@ def hedge_recommendation(
         futures_outcome=_outcome(result.costs["futures"]),
         cap_outcome=_outcome(result.costs["cap"]),
         collar_outcome=_outcome(result.costs["collar"]),
+        distribution=Distribution(
+            edges=[_usd(edge) for edge in result.distribution.edges],
+            counts={name: list(counts) for name, counts in result.distribution.counts.items()},
+        ),
     )

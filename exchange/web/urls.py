@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exchange.web import funding, keys, markets, portfolio, team, trading
+from exchange.web import funding, hedging, keys, markets, portfolio, team, trading
 
 app_name = "web"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("instruments/<str:symbol>/orders/", trading.order_place_view, name="order_place"),
     path("orders/<int:order_id>/cancel/", trading.order_cancel_view, name="order_cancel"),
     path("orders/<int:order_id>/amend/", trading.order_amend_view, name="order_amend"),
+    path("hedging/", hedging.hedging, name="hedging"),
     path("portfolio/", portfolio.portfolio, name="portfolio"),
     path("portfolio/statement/", portfolio.statement, name="statement"),
     path("portfolio/statement.csv", portfolio.statement_csv, name="statement_csv"),

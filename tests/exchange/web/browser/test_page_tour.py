@@ -46,5 +46,15 @@ def test_every_main_page_renders_and_fits_the_screen(demo_market, new_page, scre
             problems.append(f"{url}: {overflow}px wider than the screen")
         screenshot(page, f"tour-{name}-{width}")
 
+    # The hedging calculator on its defaults: the recommendation and its chart.
+    page.goto("/hedging/")
+    page.get_by_role("button", name="Recommend a hedge").click()
+    page.locator("#hedge-chart").wait_for()
+    page.get_by_role("link", name="Stage in ticket").first.wait_for()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    if overflow > 1:
+        problems.append(f"hedging result: {overflow}px wider than the screen")
+    screenshot(page, f"tour-hedging-result-{width}")
+
     assert not problems, problems
     assert not script_errors, script_errors

@@ -1,0 +1,109 @@
+"""The hedging calculator: a planned need (SKU, region, GPUs, first month, months) -> the
+recommended futures strip, the call cap and the collar, their expected and 95% worst-case
+costs against leaving the need unhedged, and the distribution of the simulated costs. Each
+recommended order can be staged in the instrument page's ticket with one click. It computes
+and writes nothing, so anyone may use it."""
+
+from datetime import date
+from itertools import pairwise
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from exchange import calendar
+from exchange.errors import PricingError
+from exchange.models import Region, Sku
+from exchange.services.hedging import GPUS_MAX, HEDGE_MONTHS_MAX, Hedge, hedge_recommendation
+
+STRATEGIES = [
+    ("none", "Unhedged", "unhedged"),
+    ("futures", "Futures strip", "futures_outcome"),
+    ("cap", "Cap (buy calls)", "cap_outcome"),
+    ("collar", "Collar (buy calls, sell puts)", "collar_outcome"),
+]
+
+
+class NeedForm(forms.Form):
+    sku = forms.ModelChoiceField(
+        queryset=Sku.objects.order_by("code"), to_field_name="code", label="SKU"
+    )
+    region = forms.ModelChoiceField(
+        queryset=Region.objects.order_by("code"), to_field_name="code", label="Region"
+    )
+    gpus = forms.IntegerField(min_value=1, max_value=GPUS_MAX, label="GPUs")
+    first_month = forms.DateField(
+        input_formats=["%Y-%m"],
+        label="First month",
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
+        help_text="The first delivery month (YYYY-MM).",
+    )
+    months = forms.IntegerField(min_value=1, max_value=HEDGE_MONTHS_MAX, label="Months")
+
+    def clean_first_month(self) -> date:
+        month = calendar.month_start(self.cleaned_data["first_month"])
+        if month <= calendar.month_start(timezone.now().date()):
+            raise forms.ValidationError("Choose a month after this one: its future still trades.")
+        return month
+
+
+def _defaults() -> dict[str, object]:
+    sku = Sku.objects.filter(code="H100SXM").first() or Sku.objects.order_by("code").first()
+    region = Region.objects.filter(code="USEAST").first() or Region.objects.order_by("code").first()
+    first = calendar.add_months(calendar.month_start(timezone.now().date()), 2)
+    return {
+        "sku": sku.code if sku else None,
+        "region": region.code if region else None,
+        "gpus": 64,
+        "first_month": first.strftime("%Y-%m"),
+        "months": 3,
+    }
+
+
+def _strategies(hedge: Hedge) -> list[dict[str, object]]:
+    return [
+        {"key": key, "label": label, "outcome": getattr(hedge, attribute)}
+        for key, label, attribute in STRATEGIES
+    ]
+
+
+def _chart(hedge: Hedge) -> dict[str, object]:
+    edges = hedge.distribution.edges
+    return {
+        "labels": [f"{(low + high) / 2:.0f}" for low, high in pairwise(edges)],
+        "series": [
+            {"label": label, "counts": hedge.distribution.counts[key]}
+            for key, label, _attribute in STRATEGIES
+        ],
+    }
+
+
+@require_GET
+def hedging(request: HttpRequest) -> HttpResponse:
+    submitted = "sku" in request.GET
+    form = NeedForm(request.GET if submitted else None, initial=_defaults())
+    hedge = None
+    if submitted and form.is_valid():
+        data = form.cleaned_data
+        try:
+            hedge = hedge_recommendation(
+                sku=data["sku"],
+                region=data["region"],
+                gpus=data["gpus"],
+                first_month=data["first_month"],
+                months=data["months"],
+            )
+        except PricingError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+    context = {
+        "form": form,
+        "hedge": hedge,
+        "strategies": _strategies(hedge) if hedge else [],
+        "chart": _chart(hedge) if hedge else None,
+        "gpu_hours": sum(leg.contracts * leg.gpu_hours_per_contract for leg in hedge.futures)
+        if hedge
+        else 0,
+    }
+    return render(request, "exchange/hedging.html", context, status=400 if form.errors else 200)
