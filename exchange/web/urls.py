@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exchange.web import funding, hedging, keys, markets, portfolio, team, trading
+from exchange.web import capacity, funding, hedging, keys, markets, portfolio, team, trading
 
 app_name = "web"
 
@@ -19,6 +19,10 @@ urlpatterns = [
     path("orders/<int:order_id>/cancel/", trading.order_cancel_view, name="order_cancel"),
     path("orders/<int:order_id>/amend/", trading.order_amend_view, name="order_amend"),
     path("hedging/", hedging.hedging, name="hedging"),
+    path("capacity/", capacity.capacity, name="capacity"),
+    path("capacity/register/", capacity.capacity_register_view, name="capacity_register"),
+    path("capacity/<int:block_id>/list/", capacity.capacity_list_view, name="capacity_list"),
+    path("capacity/listings/", capacity.listings, name="resale_listings"),
     path("portfolio/", portfolio.portfolio, name="portfolio"),
     path("portfolio/statement/", portfolio.statement, name="statement"),
     path("portfolio/statement.csv", portfolio.statement_csv, name="statement_csv"),

@@ -18,6 +18,9 @@ PAGES = [
     ("funding", "/funding/"),
     ("api-keys", "/api-keys/"),
     ("team", "/team/"),
+    ("capacity", "/capacity/"),
+    ("resale-listings", "/capacity/listings/"),
+    ("hedging", "/hedging/"),
 ]
 
 
