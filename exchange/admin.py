@@ -2,12 +2,17 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from exchange.backoffice.roles import ALL_ROLES, Role, has_any_role
 from exchange.errors import ExchangeError
 from exchange.models import (
     Account,
@@ -35,16 +40,100 @@ from exchange.services.funding import withdrawal_approve, withdrawal_reject
 from exchange.services.instruments import instrument_halt, instrument_resume
 from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.listing import listings_roll
-from exchange.services.orders import order_cancel
-from exchange.services.risk_cycle import account_liquidate, daily_settlement_run, margin_call_review
+from exchange.services.risk_cycle import account_liquidate, daily_settlement_run
 from exchange.services.settlement_prices import (
     settlement_price_check,
     settlement_price_override,
     settlement_prices_set,
 )
+from exchange.services.staff import (
+    admin_changes,
+    admin_edit_record,
+    margin_call_staff_review,
+    order_staff_cancel,
+)
+
+OPERATIONS, RISK, FINANCE = Role.OPERATIONS, Role.RISK, Role.FINANCE
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class AuditedEdits:
+    """Every add, change and delete made in an admin form writes an audit row: the fields the
+    form changed, before and after (secrets redacted), with the admin's change message for
+    inlines. Add and change are recorded where Django logs them, inside the form's transaction;
+    a delete is recorded before the row goes, in the delete's transaction."""
+
+    audit_edits = True
+
+    def save_model(self, request, obj, form, change):
+        if self.audit_edits:
+            obj._audit_before, obj._audit_after = admin_changes(
+                form.changed_data, form.initial if change else None, form.cleaned_data
+            )
+        super().save_model(request, obj, form, change)
+
+    def _audit_edit(self, request, obj, action: str, message) -> None:
+        after = dict(getattr(obj, "_audit_after", {}))
+        if message:
+            after["admin_message"] = message
+        admin_edit_record(
+            actor=request.user,
+            action=action,
+            target=obj,
+            before=getattr(obj, "_audit_before", {}),
+            after=after,
+        )
+
+    def log_addition(self, request, obj, message):
+        if self.audit_edits:
+            self._audit_edit(request, obj, "admin.add", message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        if self.audit_edits:
+            self._audit_edit(request, obj, "admin.change", message)
+        return super().log_change(request, obj, message)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self._audit_delete(request, obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset.order_by("pk"):
+                self._audit_delete(request, obj)
+            super().delete_queryset(request, queryset)
+
+    def _audit_delete(self, request, obj) -> None:
+        if self.audit_edits:
+            admin_edit_record(
+                actor=request.user, action="admin.delete", target=obj, before={"repr": str(obj)}
+            )
+
+
+class BackOfficeAdmin(AuditedEdits, admin.ModelAdmin):
+    """The staff roles open the admin pages of their functions (exchange/backoffice/roles.py;
+    a superuser has every role): ``view_roles`` browse the model, ``act_roles`` also run its
+    actions, which are declared with ``permissions=["act"]``. Adding, changing and deleting in
+    the forms keeps Django's model permissions (superusers, unless granted)."""
+
+    view_roles: tuple[Role, ...] = ()
+    act_roles: tuple[Role, ...] = ()
+
+    def _seen_by_role(self, request) -> bool:
+        return has_any_role(request.user, self.view_roles + self.act_roles)
+
+    def has_module_permission(self, request):
+        return self._seen_by_role(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._seen_by_role(request) or super().has_view_permission(request, obj)
+
+    def has_act_permission(self, request) -> bool:
+        return has_any_role(request.user, self.act_roles)
+
+
+class ReadOnlyAdmin(BackOfficeAdmin):
     """For records that only services write: browsable, never editable here."""
 
     def has_add_permission(self, request):
@@ -79,7 +168,8 @@ def apply_to_each(
 
 
 @admin.register(Sku)
-class SkuAdmin(admin.ModelAdmin):
+class SkuAdmin(BackOfficeAdmin):
+    view_roles = (OPERATIONS, RISK)
     list_display = [
         "code",
         "name",
@@ -92,7 +182,8 @@ class SkuAdmin(admin.ModelAdmin):
 
 
 @admin.register(Region)
-class RegionAdmin(admin.ModelAdmin):
+class RegionAdmin(BackOfficeAdmin):
+    view_roles = (OPERATIONS, RISK)
     list_display = ["code", "name", "compliance", "power_price_usd_per_kwh"]
 
 
@@ -102,7 +193,8 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(BackOfficeAdmin):
+    view_roles = ALL_ROLES
     list_display = ["slug", "name", "kind", "created_at"]
     list_filter = ["kind"]
     search_fields = ["slug", "name"]
@@ -110,13 +202,15 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(BackOfficeAdmin):
+    view_roles = ALL_ROLES
     list_display = ["id", "organization", "name", "status"]
     list_filter = ["status"]
 
 
 @admin.register(ReservedCapacity)
-class ReservedCapacityAdmin(admin.ModelAdmin):
+class ReservedCapacityAdmin(BackOfficeAdmin):
+    view_roles = (OPERATIONS, RISK)
     list_display = [
         "id",
         "provider",
@@ -132,7 +226,9 @@ class ReservedCapacityAdmin(admin.ModelAdmin):
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin):
+class InstrumentAdmin(BackOfficeAdmin):
+    view_roles = (RISK,)
+    act_roles = (OPERATIONS,)
     list_display = [
         "symbol",
         "kind",
@@ -160,7 +256,7 @@ class InstrumentAdmin(admin.ModelAdmin):
 
     def roll_view(self, request):
         """List the next futures months and the strikes around current prices (idempotent)."""
-        if not self.has_add_permission(request):
+        if not self.has_act_permission(request):
             raise PermissionDenied
         if request.method == "POST":
             listed = listings_roll(actor=request.user)
@@ -177,7 +273,7 @@ class InstrumentAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/exchange/instrument/roll.html", context)
 
-    @admin.action(description="Halt trading in the selected instruments")
+    @admin.action(description="Halt trading in the selected instruments", permissions=["act"])
     def halt(self, request, queryset):
         reason = f"admin action by {request.user}"
         apply_to_each(
@@ -191,7 +287,7 @@ class InstrumentAdmin(admin.ModelAdmin):
             reason=reason,
         )
 
-    @admin.action(description="Resume trading in the selected instruments")
+    @admin.action(description="Resume trading in the selected instruments", permissions=["act"])
     def resume(self, request, queryset):
         reason = f"admin action by {request.user}"
         apply_to_each(
@@ -218,6 +314,8 @@ class TransitionInline(admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
+    view_roles = (RISK,)
+    act_roles = (OPERATIONS,)
     list_display = [
         "id",
         "instrument",
@@ -236,15 +334,16 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [TransitionInline]
     actions = ["cancel"]
 
-    @admin.action(description="Cancel the selected orders")
+    @admin.action(description="Cancel the selected orders", permissions=["act"])
     def cancel(self, request, queryset):
         apply_to_each(
-            self, request, queryset, "cancelled", order_cancel, "order", requested_by=request.user
+            self, request, queryset, "cancelled", order_staff_cancel, "order", actor=request.user
         )
 
 
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyAdmin):
+    view_roles = ALL_ROLES
     list_display = [
         "id",
         "instrument",
@@ -267,6 +366,7 @@ class TradeAdmin(ReadOnlyAdmin):
 
 @admin.register(OrderCommand)
 class OrderCommandAdmin(ReadOnlyAdmin):
+    view_roles = (OPERATIONS,)
     list_display = [
         "id",
         "kind",
@@ -282,12 +382,16 @@ class OrderCommandAdmin(ReadOnlyAdmin):
 
 @admin.register(OrderRejection)
 class OrderRejectionAdmin(ReadOnlyAdmin):
+    view_roles = (OPERATIONS,)
     list_display = ["id", "account", "instrument_symbol", "code", "field", "message", "created_at"]
     list_filter = ["code"]
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
+    """The audit log, read-only for everyone (the model also refuses updates and deletes)."""
+
+    view_roles = ALL_ROLES
     list_display = [
         "id",
         "created_at",
@@ -303,6 +407,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Deposit)
 class DepositAdmin(ReadOnlyAdmin):
+    view_roles = (FINANCE,)
     list_display = [
         "id",
         "account",
@@ -320,6 +425,7 @@ class DepositAdmin(ReadOnlyAdmin):
 
 @admin.register(Withdrawal)
 class WithdrawalAdmin(ReadOnlyAdmin):
+    act_roles = (FINANCE,)
     list_display = [
         "id",
         "account",
@@ -334,7 +440,7 @@ class WithdrawalAdmin(ReadOnlyAdmin):
     list_select_related = ["account__organization", "requested_by", "reviewed_by"]
     actions = ["approve", "reject"]
 
-    @admin.action(description="Approve and pay out the selected withdrawals")
+    @admin.action(description="Approve and pay out the selected withdrawals", permissions=["act"])
     def approve(self, request, queryset):
         apply_to_each(
             self,
@@ -346,7 +452,9 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             actor=request.user,
         )
 
-    @admin.action(description="Reject the selected withdrawals (release the funds)")
+    @admin.action(
+        description="Reject the selected withdrawals (release the funds)", permissions=["act"]
+    )
     def reject(self, request, queryset):
         reason = f"rejected in the back office by {request.user}"
         apply_to_each(
@@ -363,6 +471,7 @@ class WithdrawalAdmin(ReadOnlyAdmin):
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
+    view_roles = (FINANCE,)
     list_display = ["id", "event_id", "type", "status", "error_code", "received_at", "processed_at"]
     list_filter = ["type", "status"]
     search_fields = ["event_id"]
@@ -397,8 +506,14 @@ class SettlementPriceForm(forms.ModelForm):
 
 
 @admin.register(SettlementPrice)
-class SettlementPriceAdmin(admin.ModelAdmin):
-    """Prices come from the cycle; staff override one (with a reason) until its day settles."""
+class SettlementPriceAdmin(BackOfficeAdmin):
+    """Prices come from the cycle; staff override one (with a reason) until its day settles.
+
+    The form is the override service's (which writes the audit row), so the risk role adds and
+    changes here, and the admin's own edit audit is off."""
+
+    act_roles = (RISK,)
+    audit_edits = False
 
     form = SettlementPriceForm
     list_display = [
@@ -420,6 +535,12 @@ class SettlementPriceAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["instrument", "trading_date"] if obj is not None else []
 
+    def has_add_permission(self, request):
+        return self.has_act_permission(request) or super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_act_permission(request) or super().has_change_permission(request, obj)
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -439,6 +560,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
     """Each trading day's cycle. "Run the daily cycle" previews the prices and the variation
     margin, then settles on confirmation."""
 
+    act_roles = (RISK,)
     list_display = ["trading_date", "status", "priced_at", "settled_at", "settled_by"]
     list_filter = ["status"]
     readonly_fields = ["trading_date", "status", "close_at", "settled_at", "settled_by", "summary"]
@@ -455,7 +577,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
         return extra + super().get_urls()
 
     def run_view(self, request):
-        if not request.user.has_perm("exchange.view_riskcycle") or not request.user.is_staff:
+        if not self.has_act_permission(request):
             raise PermissionDenied
         form = RunCycleForm(request.POST or None, initial={"trading_date": timezone.now().date()})
         context = {
@@ -494,6 +616,7 @@ class RunCycleForm(forms.Form):
 
 @admin.register(MarginCall)
 class MarginCallAdmin(ReadOnlyAdmin):
+    act_roles = (RISK,)
     list_display = [
         "id",
         "account",
@@ -521,15 +644,18 @@ class MarginCallAdmin(ReadOnlyAdmin):
     def deficit_usd(self, obj):
         return micros_to_usd(obj.deficit)
 
-    @admin.action(description="Top up from cash and cure the covered calls")
+    @admin.action(description="Top up from cash and cure the covered calls", permissions=["act"])
     def review(self, request, queryset):
         cured = 0
         for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
-            if margin_call_review(call).status == MarginCall.Status.CURED:
+            reviewed = margin_call_staff_review(call=call, actor=request.user)
+            if reviewed.status == MarginCall.Status.CURED:
                 cured += 1
         self.message_user(request, f"{cured} of {queryset.count()} selected calls cured.")
 
-    @admin.action(description="Liquidate the accounts of the selected open calls")
+    @admin.action(
+        description="Liquidate the accounts of the selected open calls", permissions=["act"]
+    )
     def liquidate(self, request, queryset):
         for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
             try:
@@ -546,3 +672,21 @@ class MarginCallAdmin(ReadOnlyAdmin):
                 for row in result["orders"]
             )
             self.message_user(request, f"#{call.pk} {call.account}: {closed or 'nothing open'}")
+
+
+# Users and groups: staff accounts and their roles (the role groups). Django's own admins, with
+# every edit audited; superusers only, by Django's permissions.
+
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedEdits, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedEdits, GroupAdmin):
+    pass

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from exchange import calendar
+from exchange.backoffice.roles import Role
 from exchange.models import (
     Account,
     Deposit,
@@ -32,9 +33,13 @@ from exchange.services.listing import futures_list_strip, options_list_chain, re
 from exchange.services.margin import option_value
 from exchange.services.orders import order_place
 from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.staff import staff_roles_grant
 
 DEMO_PASSWORD = "gpu-demo-2026"
 ADMIN_PASSWORD = "admin-demo-2026"
+STAFF_PASSWORD = "staff-demo-2026"
+# One demo staff user per back-office role (the admin has them all).
+STAFF = [("olivia", Role.OPERATIONS), ("ravi", Role.RISK), ("felix", Role.FINANCE)]
 STRIP_MONTHS = 6
 OPTION_MONTHS = 3
 QUOTED_MONTHS = 5  # The sixth month is priced by the model (curve and depreciation).
@@ -252,6 +257,15 @@ def load_participants() -> dict[str, Account]:
     user_model = get_user_model()
     if not user_model.objects.filter(username="admin").exists():
         user_model.objects.create_superuser("admin", "admin@exchange.example", ADMIN_PASSWORD)
+    admin = user_model.objects.get(username="admin")
+    staff_roles_grant(user=admin, roles=list(Role), actor=None)
+    for username, role in STAFF:
+        user = user_model.objects.filter(username=username).first()
+        if user is None:
+            user = user_model.objects.create_user(
+                username, f"{username}@exchange.example", STAFF_PASSWORD
+            )
+        staff_roles_grant(user=user, roles=[role], actor=None)
     accounts = {}
     for slug, name, kind, members in ORGANIZATIONS:
         organization = Organization.objects.filter(slug=slug).first() or organization_create(

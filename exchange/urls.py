@@ -14,7 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
     path("favicon.ico", RedirectView.as_view(url=static("exchange/favicon.svg"), permanent=True)),
-    path("backoffice/", include("exchange.web.backoffice_urls")),
+    path("backoffice/", include("exchange.backoffice.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", sign_up, name="signup"),

@@ -1,7 +1,36 @@
-"""The audit log: who changed what, when, before and after. Rows are never edited."""
+"""The audit log: who changed what, when, before and after. Rows are never edited.
+
+Three guards keep it append-only: ``save()`` refuses a row that exists, ``delete()`` refuses, and
+the queryset refuses ``update()`` and ``delete()``. On PostgreSQL a trigger (migration 0008)
+refuses UPDATE and DELETE whatever the code does; SQLite has only the code's guards (a trigger
+there would also refuse the DELETE with which the test database is emptied).
+"""
+
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
+
+
+class AuditLogAppendOnly(RuntimeError):
+    """An attempt to change or remove an audit row: the log only grows."""
+
+
+def _refuse(operation: str) -> NoReturn:
+    raise AuditLogAppendOnly(f"AUDIT_APPEND_ONLY: {operation} of audit entries is refused.")
+
+
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        _refuse("update")
+
+    def delete(self) -> NoReturn:
+        _refuse("delete")
+
+    # bulk_update() goes through update(); _raw_delete() is what delete() of a related object
+    # cascading here would use, and the actor's PROTECT keeps users from cascading at all.
+    def _raw_delete(self, using: Any) -> NoReturn:
+        _refuse("delete")
 
 
 class AuditEntry(models.Model):
@@ -19,6 +48,8 @@ class AuditEntry(models.Model):
     reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = AuditEntryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "audit entries"
@@ -26,3 +57,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label}: {self.action} {self.target_type} {self.target_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding or kwargs.get("force_update"):
+            _refuse("update")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse("delete")

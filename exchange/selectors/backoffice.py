@@ -1,17 +1,30 @@
-"""What the operations dashboard shows staff: the market's state today, open interest per
-instrument and exposure per account. Reads only."""
+"""What the back office shows staff: the market's state today, instruments by trading status,
+open interest per instrument, exposure per account and the audit log. Reads only."""
 
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 
-from django.db.models import Count, F, Sum
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    F,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from exchange.models import (
     LIVE_STATUSES,
+    RESTING_STATUSES,
     Account,
+    AuditEntry,
     Instrument,
     MarginCall,
     Order,
@@ -20,20 +33,30 @@ from exchange.models import (
     Trade,
     Withdrawal,
 )
-from exchange.selectors.funding import cash_balance
+from exchange.services.ledger_accounts import USD_CODE, micros_to_usd
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 
 POSITION_CODE_PREFIX = "trading:"
 POSITION_MARKER = ":position:"
+MARGIN_MARKER = ":margin:"
+CASH_SUFFIX = f":cash:{USD_CODE}"
+CENT = Decimal("0.01")
+# Prices have at most 6 decimals; a sum of price x contracts keeps them.
+PRICE_SUM_FIELD = DecimalField(max_digits=30, decimal_places=6)
+EXPOSURE_ROWS_MAX = 500  # The exposure page lists the largest accounts first, this many at most.
 
 
 @dataclass(frozen=True)
 class MarketToday:
-    instruments_by_status: dict[str, int]
+    instruments_trading: int
+    instruments_halted: int
+    instruments_expired: int
     live_orders: int
     trades_today: int
     contracts_today: int
+    gpu_hours_today: int
+    traded_value_today: Decimal  # USD: price x contracts x GPU-hours per contract.
     open_margin_calls: int
     pending_withdrawals: int
     last_cycle: RiskCycle | None
@@ -44,38 +67,93 @@ class OpenInterest:
     instrument: Instrument
     contracts: int  # Sum of the long positions (equal to the shorts').
     holders: int
-    mark: Decimal | None  # Latest settlement, $/GPU-hr.
+    mark: Decimal | None  # Latest settlement, else last trade, $/GPU-hr.
     notional: Decimal | None  # contracts x GPU-hours x mark, USD.
+
+
+@dataclass(frozen=True)
+class Position:
+    symbol: str
+    contracts: int  # Long positive, short negative.
+    notional: Decimal | None  # |contracts| x GPU-hours x mark, USD; None without a mark.
 
 
 @dataclass(frozen=True)
 class Exposure:
     account: Account
+    positions: list[Position]
     long_contracts: int
     short_contracts: int
-    gross_notional: Decimal  # USD at the latest settlement; positions without one count 0.
-    cash: Decimal
-    held: Decimal
+    gross_notional: Decimal  # USD at the marks; positions without one count 0.
+    unmarked: int  # Positions without a mark (not in the gross notional).
+    cash: Decimal  # USD the exchange owes the account (posted).
+    held: Decimal  # USD of the cash held for orders and withdrawals (pending).
+    margin: Decimal  # USD of initial margin set aside for its positions.
     margin_call: MarginCall | None
 
 
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
 def market_today(today: date) -> MarketToday:
-    start = timezone.make_aware(datetime.combine(today, time.min))
-    by_status = dict(
-        Instrument.objects.values_list("status").annotate(n=Count("id")).order_by("status")
+    by_status = dict(Instrument.objects.order_by().values_list("status").annotate(n=Count("id")))
+    trades = Trade.objects.filter(executed_at__gte=_start_of(today)).order_by()
+    totals = trades.aggregate(
+        count=Count("id"),
+        contracts=Sum("quantity"),
+        gpu_hours=Sum(
+            F("quantity") * F("instrument__gpu_hours_per_contract"),
+            output_field=IntegerField(),
+        ),
     )
-    trades = Trade.objects.filter(executed_at__gte=start).aggregate(
-        count=Count("id"), contracts=Sum("quantity")
-    )
+    # The traded value in one GROUP BY per contract size: price x contracts summed in the
+    # database, times the GPU-hours here.
+    value = Decimal(0)
+    for hours, priced in trades.values_list("instrument__gpu_hours_per_contract").annotate(
+        priced=Sum(F("price") * F("quantity"), output_field=PRICE_SUM_FIELD)
+    ):
+        value += priced * hours
     return MarketToday(
-        instruments_by_status=by_status,
+        instruments_trading=by_status.get(Instrument.Status.ACTIVE, 0),
+        instruments_halted=by_status.get(Instrument.Status.HALTED, 0),
+        instruments_expired=by_status.get(Instrument.Status.EXPIRED, 0),
         live_orders=Order.objects.filter(status__in=LIVE_STATUSES).count(),
-        trades_today=trades["count"] or 0,
-        contracts_today=trades["contracts"] or 0,
+        trades_today=totals["count"] or 0,
+        contracts_today=totals["contracts"] or 0,
+        gpu_hours_today=totals["gpu_hours"] or 0,
+        traded_value_today=value.quantize(CENT),
         open_margin_calls=MarginCall.objects.filter(status=MarginCall.Status.OPEN).count(),
         pending_withdrawals=Withdrawal.objects.filter(status=Withdrawal.Status.REQUESTED).count(),
         last_cycle=RiskCycle.objects.order_by("-trading_date").first(),
     )
+
+
+def instruments_listed(
+    *, status: str = "", kind: str = "", symbol: str = ""
+) -> QuerySet[Instrument]:
+    """Instruments for the trading status page, with their resting orders counted."""
+    rows = Instrument.objects.select_related("sku", "region").annotate(
+        resting_orders=Count("orders", filter=Q(orders__status__in=RESTING_STATUSES))
+    )
+    if status:
+        rows = rows.filter(status=status)
+    if kind:
+        rows = rows.filter(kind=kind)
+    if symbol:
+        rows = rows.filter(symbol__icontains=symbol)
+    # Halted first: what staff look for; then trading, then expired.
+    order = Case(
+        When(status=Instrument.Status.HALTED, then=Value(0)),
+        When(status=Instrument.Status.ACTIVE, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return rows.order_by(order, "symbol")
+
+
+def resting_orders_in(instrument: Instrument) -> int:
+    return Order.objects.filter(instrument=instrument, status__in=RESTING_STATUSES).count()
 
 
 def _positions() -> list[tuple[int, str, int]]:
@@ -128,7 +206,7 @@ def open_interest() -> list[OpenInterest]:
         mark = marks.get(symbol)
         contracts = longs[symbol]
         notional = (
-            (mark * contracts * instrument.gpu_hours_per_contract).quantize(Decimal("0.01"))
+            (mark * contracts * instrument.gpu_hours_per_contract).quantize(CENT)
             if mark is not None
             else None
         )
@@ -136,9 +214,26 @@ def open_interest() -> list[OpenInterest]:
     return sorted(rows, key=lambda row: (-row.contracts, row.instrument.symbol))
 
 
+def _usd_by_account(marker: str) -> tuple[dict[int, int], dict[int, int]]:
+    """Per trading account id: (credit balance, pending debits) in micro-USD, summed over its
+    USD accounts whose code contains ``marker`` (cash and margin are liabilities: what the
+    exchange owes is their credit balance)."""
+    balances: dict[int, int] = defaultdict(int)
+    pending: dict[int, int] = defaultdict(int)
+    rows = LedgerAccount.objects.filter(
+        code__startswith=POSITION_CODE_PREFIX, code__contains=marker, commodity__code=USD_CODE
+    ).values_list("code", "debits_posted", "credits_posted", "debits_pending")
+    for code, debits, credits, debits_pending in rows:
+        account_part = code[len(POSITION_CODE_PREFIX) :].partition(":")[0]
+        if account_part.isdigit():
+            balances[int(account_part)] += credits - debits
+            pending[int(account_part)] += debits_pending
+    return balances, pending
+
+
 def exposures() -> list[Exposure]:
     """Every trading account with a position or an open margin call, largest gross notional
-    first."""
+    first (at most ``EXPOSURE_ROWS_MAX``)."""
     positions = _positions()
     symbols = {symbol for _, symbol, _ in positions}
     hours = dict(
@@ -147,35 +242,72 @@ def exposures() -> list[Exposure]:
         )
     )
     marks = _marks(symbols)
-    longs: dict[int, int] = defaultdict(int)
-    shorts: dict[int, int] = defaultdict(int)
-    gross: dict[int, Decimal] = defaultdict(Decimal)
-    for account_id, symbol, contracts in positions:
-        if contracts > 0:
-            longs[account_id] += contracts
-        else:
-            shorts[account_id] += -contracts
+    held_positions: dict[int, list[Position]] = defaultdict(list)
+    for account_id, symbol, contracts in sorted(positions, key=lambda row: (row[0], row[1])):
         mark = marks.get(symbol)
-        if mark is not None and symbol in hours:
-            gross[account_id] += abs(contracts) * hours[symbol] * mark
+        notional = (
+            (abs(contracts) * hours[symbol] * mark).quantize(CENT)
+            if mark is not None and symbol in hours
+            else None
+        )
+        held_positions[account_id].append(Position(symbol, contracts, notional))
     calls = {
         call.account_id: call for call in MarginCall.objects.filter(status=MarginCall.Status.OPEN)
     }
-    accounts = Account.objects.filter(pk__in=set(longs) | set(shorts) | set(calls)).select_related(
+    cash, cash_held = _usd_by_account(CASH_SUFFIX)
+    margin, _ = _usd_by_account(MARGIN_MARKER)
+    accounts = Account.objects.filter(pk__in=set(held_positions) | set(calls)).select_related(
         "organization"
     )
     rows = []
     for account in accounts:
-        balance = cash_balance(account)
+        held = held_positions.get(account.pk, [])
         rows.append(
             Exposure(
                 account=account,
-                long_contracts=longs[account.pk],
-                short_contracts=shorts[account.pk],
-                gross_notional=gross[account.pk].quantize(Decimal("0.01")),
-                cash=balance.posted,
-                held=balance.pending,
+                positions=held,
+                long_contracts=sum(p.contracts for p in held if p.contracts > 0),
+                short_contracts=-sum(p.contracts for p in held if p.contracts < 0),
+                gross_notional=sum(
+                    (p.notional for p in held if p.notional is not None), Decimal(0)
+                ).quantize(CENT),
+                unmarked=sum(1 for p in held if p.notional is None),
+                cash=micros_to_usd(cash.get(account.pk, 0)),
+                held=micros_to_usd(cash_held.get(account.pk, 0)),
+                margin=micros_to_usd(margin.get(account.pk, 0)),
                 margin_call=calls.get(account.pk),
             )
         )
-    return sorted(rows, key=lambda row: (-row.gross_notional, row.account.pk))
+    rows.sort(key=lambda row: (-row.gross_notional, row.account.pk))
+    return rows[:EXPOSURE_ROWS_MAX]
+
+
+def audit_entries(
+    *, actor: str = "", action: str = "", target_type: str = "", target_id: str = ""
+) -> QuerySet[AuditEntry]:
+    """The audit log, newest first, filtered by actor (user name or system label, exact),
+    action (exact, or a prefix ending in a dot: ``withdrawal.``) and target."""
+    rows = AuditEntry.objects.select_related("actor").order_by("-created_at", "-id")
+    if actor:
+        rows = rows.filter(actor_label=actor)
+    if action:
+        rows = (
+            rows.filter(action__startswith=action)
+            if action.endswith(".")
+            else rows.filter(action=action)
+        )
+    if target_type:
+        rows = rows.filter(target_type=target_type)
+    if target_id:
+        rows = rows.filter(target_id=target_id)
+    return rows
+
+
+def audit_choices() -> tuple[list[str], list[str]]:
+    """The actions and the target types that occur in the log, sorted (both are a handful:
+    the services' names, not user input)."""
+    log = AuditEntry.objects.order_by()
+    return (
+        sorted(log.values_list("action", flat=True).distinct()),
+        sorted(log.values_list("target_type", flat=True).distinct()),
+    )

@@ -1,0 +1,306 @@
+"""The back office's pages. Each checks the staff role it needs (roles.py), reads through
+``exchange.selectors.backoffice`` or the ledger's selectors, and changes state only through a
+service (halt and resume: ``exchange.services.instruments``), after a confirmation step."""
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from exchange.backoffice.forms import AuditFilterForm, InstrumentFilterForm, StatusChangeForm
+from exchange.backoffice.roles import ALL_ROLES, Role, role_required, roles_of
+from exchange.errors import ExchangeError
+from exchange.models import AuditEntry, Instrument
+from exchange.selectors import backoffice
+from exchange.services.instruments import instrument_halt, instrument_resume
+from ledger.selectors import TrialBalanceCommodity, trial_balance
+
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Function:
+    """A back-office function linked from the dashboard."""
+
+    label: str
+    url_name: str
+    role: Role
+    description: str
+    query: str = ""
+
+    def url(self) -> str:
+        return reverse(self.url_name) + (f"?{self.query}" if self.query else "")
+
+
+FUNCTIONS = [
+    Function(
+        "Trading status",
+        "backoffice:instruments",
+        Role.OPERATIONS,
+        "halt and resume trading per instrument, with a reason",
+    ),
+    Function(
+        "List the next months and strikes",
+        "admin:exchange_instrument_roll",
+        Role.OPERATIONS,
+        "list new futures months and option strikes (idempotent)",
+    ),
+    Function(
+        "Orders",
+        "admin:exchange_order_changelist",
+        Role.OPERATIONS,
+        "browse orders, cancel on a customer's behalf",
+    ),
+    Function(
+        "Run the daily settlement",
+        "admin:exchange_riskcycle_run",
+        Role.RISK,
+        "preview prices and variation margin, then confirm; runs the day's option and futures "
+        "expiry",
+    ),
+    Function(
+        "Settlement prices",
+        "admin:exchange_settlementprice_changelist",
+        Role.RISK,
+        "override a price with a reason until its day is settled",
+    ),
+    Function(
+        "Margin calls",
+        "admin:exchange_margincall_changelist",
+        Role.RISK,
+        "review (top up from cash) or liquidate",
+        "status__exact=open",
+    ),
+    Function(
+        "Open interest and exposure",
+        "backoffice:exposure",
+        Role.RISK,
+        "per instrument and per account, with margin calls flagged",
+    ),
+    Function(
+        "Withdrawals to review",
+        "admin:exchange_withdrawal_changelist",
+        Role.FINANCE,
+        "approve (pay out) or reject (release the funds)",
+        "status__exact=requested",
+    ),
+    Function(
+        "Trial balance",
+        "backoffice:trial_balance",
+        Role.FINANCE,
+        "every ledger account per commodity, netting to zero; CSV",
+    ),
+]
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    roles = roles_of(request.user)
+    return render(request, template, {**context, "roles": sorted(roles)}, status=status)
+
+
+@role_required(*ALL_ROLES)
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    roles = roles_of(request.user)
+    functions = [(function, function.role in roles) for function in FUNCTIONS]
+    context = {
+        "today": backoffice.market_today(timezone.now().date()),
+        "open_interest": backoffice.open_interest(),
+        "functions": functions,
+    }
+    return _render(request, "backoffice/dashboard.html", context)
+
+
+# Trading status --------------------------------------------------------------------------
+
+STATUS_CHANGES = {
+    "halt": (instrument_halt, "Halt trading", "halted"),
+    "resume": (instrument_resume, "Resume trading", "resumed"),
+}
+
+
+@role_required(Role.OPERATIONS)
+@require_GET
+def instruments(request: HttpRequest) -> HttpResponse:
+    form = InstrumentFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    rows = backoffice.instruments_listed(**filters)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "query": query.urlencode()}
+    return _render(request, "backoffice/instruments.html", context)
+
+
+@role_required(Role.OPERATIONS)
+@require_http_methods(["GET", "POST"])
+def instrument_status(request: HttpRequest, instrument_id: int, change: str) -> HttpResponse:
+    """A GET shows what the change does and asks for a reason; only a POST with one acts."""
+    if change not in STATUS_CHANGES:
+        raise Http404("Unknown status change.")
+    service, title, done = STATUS_CHANGES[change]
+    instrument = get_object_or_404(Instrument, pk=instrument_id)
+    form = StatusChangeForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            changed = service(
+                instrument=instrument, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ExchangeError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, f"Trading in {changed.symbol} {done}.")
+            query = urlencode({"symbol": changed.symbol})
+            return redirect(f"{reverse('backoffice:instruments')}?{query}")
+    context = {
+        "instrument": instrument,
+        "change": change,
+        "title": title,
+        "form": form,
+        "resting_orders": backoffice.resting_orders_in(instrument),
+    }
+    status = 400 if form.errors else 200
+    return _render(request, "backoffice/instrument_status.html", context, status=status)
+
+
+# Open interest and exposure ---------------------------------------------------------------
+
+
+@role_required(Role.RISK)
+@require_GET
+def exposure(request: HttpRequest) -> HttpResponse:
+    context = {
+        "open_interest": backoffice.open_interest(),
+        "exposures": backoffice.exposures(),
+        "rows_max": backoffice.EXPOSURE_ROWS_MAX,
+    }
+    return _render(request, "backoffice/exposure.html", context)
+
+
+# Trial balance ---------------------------------------------------------------------------
+
+
+def _units(amount: int, scale: int) -> Decimal:
+    return Decimal(amount).scaleb(-scale)
+
+
+def _trial_balance_rows() -> Iterator[tuple[TrialBalanceCommodity, list[dict[str, Any]]]]:
+    for group in trial_balance():
+        scale = group.commodity.scale
+        yield (
+            group,
+            [
+                {
+                    "code": line.account.code,
+                    "type": line.account.get_type_display(),
+                    "debits": _units(line.debits_posted, scale),
+                    "credits": _units(line.credits_posted, scale),
+                    "balance": _units(line.balance, scale),
+                    "pending": _units(line.debits_pending - line.credits_pending, scale),
+                }
+                for line in group.lines
+            ],
+        )
+
+
+@role_required(Role.FINANCE)
+@require_GET
+def trial_balance_page(request: HttpRequest) -> HttpResponse:
+    groups = [
+        {
+            "commodity": group.commodity,
+            "lines": lines,
+            "debits": _units(group.debits_posted, group.commodity.scale),
+            "credits": _units(group.credits_posted, group.commodity.scale),
+            "balance": _units(group.balance, group.commodity.scale),
+        }
+        for group, lines in _trial_balance_rows()
+    ]
+    context = {"groups": groups, "balanced": all(group["balance"] == 0 for group in groups)}
+    return _render(request, "backoffice/trial_balance.html", context)
+
+
+@role_required(Role.FINANCE)
+@require_GET
+def trial_balance_csv(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="trial-balance-{stamp}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["commodity", "account", "type", "debits", "credits", "balance", "pending"])
+    for group, lines in _trial_balance_rows():
+        for line in lines:
+            writer.writerow(
+                [
+                    group.commodity.code,
+                    line["code"],
+                    line["type"],
+                    f"{line['debits']:f}",
+                    f"{line['credits']:f}",
+                    f"{line['balance']:f}",
+                    f"{line['pending']:f}",
+                ]
+            )
+    return response
+
+
+# Audit log ---------------------------------------------------------------------------------
+
+
+def _target_url(entry: AuditEntry) -> str | None:
+    """The admin page of an audit row's target, when the admin has one."""
+    for app_label in ("exchange", "auth"):
+        try:
+            return reverse(
+                f"admin:{app_label}_{entry.target_type.lower()}_change", args=[entry.target_id]
+            )
+        except NoReverseMatch:
+            continue
+    return None
+
+
+def _as_text(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, ensure_ascii=False) if values else ""
+
+
+@role_required(*ALL_ROLES)
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    actions, target_types = backoffice.audit_choices()
+    form = AuditFilterForm(request.GET or None, target_types=target_types)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = Paginator(backoffice.audit_entries(**filters), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = [
+        {
+            "entry": entry,
+            "before": _as_text(entry.before),
+            "after": _as_text(entry.after),
+            "target_url": _target_url(entry),
+        }
+        for entry in page
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "rows": rows,
+        "actions": actions,
+        "query": query.urlencode(),
+    }
+    return _render(request, "backoffice/audit_log.html", context)

@@ -1,0 +1,142 @@
+"""Staff actions of the back office that the services they call do not audit themselves: role
+grants, margin call reviews and order cancels by staff, and edits made in the admin's forms.
+
+Each writes its audit row (who, what, before, after) in the transaction of the change, except
+where the change must commit on its own first (an order cancel: see ``order_staff_cancel``).
+"""
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+
+from exchange.backoffice.roles import ROLES_CACHE_ATTRIBUTE, Role
+from exchange.models import AuditEntry, MarginCall, Order
+from exchange.services.audit import audit_record
+from exchange.services.orders import order_cancel
+from exchange.services.risk_cycle import margin_call_review
+
+REDACTED = "(redacted)"
+SECRET_FIELD_MARKERS = ("password", "secret", "token")
+MARGIN_CALL_FIELDS = ("status", "required", "held", "deficit", "reviews")
+
+
+def staff_roles_grant(
+    *, user: Any, roles: Iterable[Role], actor: AbstractBaseUser | None
+) -> frozenset[Role]:
+    """Give ``user`` the back-office ``roles`` (their groups) on top of those it has; the user
+    becomes staff. Idempotent: granting roles already held writes nothing."""
+    wanted = {Role(role) for role in roles}
+    with transaction.atomic():
+        groups = {}
+        for role in sorted(wanted):
+            groups[role], _ = Group.objects.get_or_create(name=role)
+        before = set(user.groups.filter(name__in=list(Role)).values_list("name", flat=True))
+        missing = wanted - {Role(name) for name in before}
+        if not missing and user.is_staff:
+            return frozenset(Role(name) for name in before)
+        was_staff = user.is_staff
+        if not was_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        user.groups.add(*(groups[role] for role in sorted(missing)))
+        after = sorted(before | {str(role) for role in missing})
+        audit_record(
+            actor=actor,
+            action="staff.roles_grant",
+            target=user,
+            before={"is_staff": was_staff, "roles": sorted(before)},
+            after={"is_staff": True, "roles": after},
+        )
+    if hasattr(user, ROLES_CACHE_ATTRIBUTE):
+        delattr(user, ROLES_CACHE_ATTRIBUTE)
+    return frozenset(Role(name) for name in after)
+
+
+def _margin_call_figures(call: MarginCall) -> dict[str, Any]:
+    return {field: getattr(call, field) for field in MARGIN_CALL_FIELDS}
+
+
+def margin_call_staff_review(*, call: MarginCall, actor: AbstractBaseUser | None) -> MarginCall:
+    """Staff review a margin call: top up the margin from cash, cure the call if covered (see
+    ``margin_call_review``), and record that they did, with the call's figures before and
+    after (micro-USD)."""
+    with transaction.atomic():
+        before = _margin_call_figures(MarginCall.objects.get(pk=call.pk))
+        reviewed = margin_call_review(call)
+        audit_record(
+            actor=actor,
+            action="margin_call.review",
+            target=reviewed,
+            before=before,
+            after=_margin_call_figures(reviewed),
+        )
+    return reviewed
+
+
+def order_staff_cancel(*, order: Order, actor: AbstractBaseUser | None) -> Order:
+    """Staff cancel a customer's order through the matcher, then record it.
+
+    ``order_cancel`` commits its command in a transaction of its own (an accepted command is a
+    committed one), so the audit row follows in a second; the command itself names who asked.
+    """
+    before = {"status": order.status, "filled_quantity": order.filled_quantity}
+    cancelled = order_cancel(order=order, requested_by=actor)
+    audit_record(
+        actor=actor,
+        action="order.cancel",
+        target=cancelled,
+        before=before,
+        after={"status": cancelled.status, "filled_quantity": cancelled.filled_quantity},
+    )
+    return cancelled
+
+
+def _jsonable(value: Any) -> Any:
+    """A form value as JSON: models by primary key, files by name, the rest as Django's
+    encoder writes it (Decimal and dates as strings)."""
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, models.QuerySet | list | tuple | set | frozenset):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "name") and hasattr(value, "read"):
+        return value.name
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def _field_value(field: str, values: dict[str, Any]) -> Any:
+    if any(marker in field.lower() for marker in SECRET_FIELD_MARKERS):
+        return REDACTED
+    return _jsonable(values.get(field))
+
+
+def admin_changes(
+    fields: Iterable[str], before: dict[str, Any] | None, after: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``fields`` a form reports changed, as JSON, before (None: an addition) and after.
+
+    Fields whose value is the same before and after are left out (a form may call a field
+    changed when only its text differs, as JSON does); secrets are redacted.
+    """
+    if before is None:
+        return {}, {field: _field_value(field, after) for field in fields}
+    old = {field: _field_value(field, before) for field in fields}
+    new = {field: _field_value(field, after) for field in fields}
+    changed = [field for field in fields if old[field] != new[field] or old[field] == REDACTED]
+    return {field: old[field] for field in changed}, {field: new[field] for field in changed}
+
+
+def admin_edit_record(
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    target: models.Model,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """The audit row of an add, change or delete made in an admin form (the caller's
+    transaction: the admin's own)."""
+    return audit_record(actor=actor, action=action, target=target, before=before, after=after)

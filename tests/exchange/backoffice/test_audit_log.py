@@ -1,0 +1,186 @@
+"""The audit log: the back-office page (newest first, filters), and rows that cannot be
+edited or deleted, by the admin, the model, the queryset or (PostgreSQL) raw SQL."""
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
+
+from exchange.admin import AuditEntryAdmin
+from exchange.models import AuditEntry
+from exchange.models.audit import AuditLogAppendOnly
+from exchange.services.audit import audit_record
+from exchange.services.instruments import instrument_halt, instrument_resume
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def log(futures, operations):
+    """A halt and a resume by operations, then a halt by the system (no user)."""
+    first, second = futures
+    instrument_halt(instrument=first, actor=operations, reason="incident 1")
+    instrument_resume(instrument=first, actor=operations, reason="fixed 1")
+    instrument_halt(instrument=second, actor=None, reason="circuit breaker")
+    return first, second
+
+
+def _rows(response):
+    return [row["entry"] for row in response.context["rows"]]
+
+
+def test_the_log_lists_every_entry_newest_first(client, finance, log):
+    client.force_login(finance)
+
+    response = client.get(reverse("backoffice:audit_log"))
+
+    assert response.status_code == 200
+    entries = _rows(response)
+    assert entries == list(AuditEntry.objects.order_by("-created_at", "-id")[:100])
+    assert [e.action for e in entries[:3]] == [
+        "instrument.halted",
+        "instrument.active",
+        "instrument.halted",
+    ]
+    page = response.content.decode()
+    assert "circuit breaker" in page
+    assert "{&quot;status&quot;: &quot;active&quot;}" in page  # The before of the last halt.
+    assert reverse("admin:exchange_instrument_change", args=[log[1].pk]) in page
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"actor": "olivia"}, ["instrument.active", "instrument.halted"]),
+        ({"actor": "system", "action": "instrument.halted"}, ["instrument.halted"]),
+        ({"action": "instrument.active"}, ["instrument.active"]),
+        ({"action": "instrument.h"}, []),  # Not a prefix without its dot.
+        ({"actor": "nobody-at-all"}, []),
+    ],
+)
+def test_filters(client, risk, log, filters, expected):
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:audit_log"), filters)
+
+    assert [entry.action for entry in _rows(response)] == expected
+
+
+def test_filter_by_target_and_action_prefix(client, operations, log):
+    first, _second = log
+    client.force_login(operations)
+
+    response = client.get(
+        reverse("backoffice:audit_log"),
+        {"action": "instrument.", "target_type": "Instrument", "target_id": str(first.pk)},
+    )
+
+    entries = _rows(response)
+    assert [entry.action for entry in entries] == [
+        "instrument.active",
+        "instrument.halted",
+        "instrument.list",
+    ]
+    assert {entry.target_id for entry in entries} == {str(first.pk)}
+
+
+def test_an_unknown_target_type_is_a_field_error_not_a_crash(client, operations, log):
+    client.force_login(operations)
+
+    response = client.get(reverse("backoffice:audit_log"), {"target_type": "Nonsense"})
+
+    assert response.status_code == 200
+    assert "target_type" in response.context["form"].errors
+
+
+@pytest.fixture
+def entry(operations, future):
+    return audit_record(
+        actor=operations,
+        action="test.action",
+        target=future,
+        before={"a": 1},
+        after={"a": 2},
+        reason="why",
+    )
+
+
+def test_an_entry_cannot_be_saved_again(entry):
+    entry.reason = "rewritten"
+
+    with pytest.raises(AuditLogAppendOnly):
+        entry.save()
+    with pytest.raises(AuditLogAppendOnly):
+        AuditEntry.objects.get(pk=entry.pk).save(update_fields=["reason"])
+
+    assert AuditEntry.objects.get(pk=entry.pk).reason == "why"
+
+
+def test_an_entry_cannot_be_deleted(entry):
+    with pytest.raises(AuditLogAppendOnly):
+        entry.delete()
+    with pytest.raises(AuditLogAppendOnly):
+        AuditEntry.objects.filter(pk=entry.pk).delete()
+
+    assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_the_queryset_refuses_updates(entry):
+    entry.reason = "rewritten"
+
+    with pytest.raises(AuditLogAppendOnly):
+        AuditEntry.objects.filter(pk=entry.pk).update(reason="rewritten")
+    # bulk_update runs in an atomic block without a savepoint: the test gives it one.
+    with pytest.raises(AuditLogAppendOnly), transaction.atomic():
+        AuditEntry.objects.bulk_update([entry], ["reason"])
+
+    assert AuditEntry.objects.get(pk=entry.pk).reason == "why"
+
+
+def test_new_entries_are_still_written(entry, operations, future):
+    again = audit_record(actor=operations, action="test.again", target=future)
+
+    assert AuditEntry.objects.filter(pk__in=[entry.pk, again.pk]).count() == 2
+
+
+def test_the_admin_is_read_only(client, superuser, entry):
+    client.force_login(superuser)
+    change = reverse("admin:exchange_auditentry_change", args=[entry.pk])
+
+    assert client.get(reverse("admin:exchange_auditentry_changelist")).status_code == 200
+    assert client.get(change).status_code == 200
+    assert client.get(reverse("admin:exchange_auditentry_add")).status_code == 403
+    assert client.post(change, {"reason": "rewritten"}).status_code == 403
+    delete = reverse("admin:exchange_auditentry_delete", args=[entry.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    changelist = client.get(reverse("admin:exchange_auditentry_changelist"))
+    assert changelist.context["action_form"] is None  # No "delete selected".
+    assert AuditEntry.objects.get(pk=entry.pk).reason == "why"
+    request = changelist.wsgi_request
+    model_admin = AuditEntryAdmin(AuditEntry, None)
+    assert not model_admin.has_change_permission(request, entry)
+    assert not model_admin.has_delete_permission(request, entry)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE exchange_auditentry SET reason = 'rewritten' WHERE id = %s",
+        "DELETE FROM exchange_auditentry WHERE id = %s",
+    ],
+)
+def test_postgresql_refuses_raw_updates_and_deletes(entry, statement):
+    if connection.vendor != "postgresql":
+        pytest.skip("the audit table's trigger is PostgreSQL's")
+
+    # The savepoint of atomic() lets the test read the row after the refusal.
+    with (
+        pytest.raises(DatabaseError, match="AUDIT_APPEND_ONLY"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement, [entry.pk])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reason FROM exchange_auditentry WHERE id = %s", [entry.pk])
+        assert cursor.fetchone() == ("why",)

@@ -1,0 +1,115 @@
+"""The operations dashboard: today's figures from the market, the ledger and the queues, and
+the back-office functions each linked for the roles that may use them."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from exchange.models import MarginCall
+from exchange.services.funding import withdrawal_request
+from exchange.services.instruments import instrument_halt
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def market(futures, buyer, seller, maker):
+    """Two trades today in the front month (3 at 2.50, 2 at 2.55), the second month halted, a
+    withdrawal to review and an open margin call."""
+    front = futures[0]
+    place(seller, front, "sell", 3, "2.50")
+    place(buyer, front, "buy", 3, "2.50")
+    place(maker, front, "sell", 2, "2.55")
+    place(buyer, front, "buy", 2, "2.55")
+    place(buyer, front, "buy", 1, "2.40")  # Rests.
+    instrument_halt(instrument=futures[1], actor=None, reason="test")
+    withdrawal_request(account=seller, amount=Decimal("1000"), actor=None)
+    MarginCall.objects.create(
+        account=maker, trading_date=timezone.now().date(), required=10, maintenance=8, held=5
+    )
+    return front
+
+
+def test_the_figures_of_the_day(client, operations, market):
+    client.force_login(operations)
+
+    response = client.get(reverse("backoffice:dashboard"))
+
+    assert response.status_code == 200
+    today = response.context["today"]
+    hours = market.gpu_hours_per_contract
+    assert (today.trades_today, today.contracts_today) == (2, 5)
+    assert today.gpu_hours_today == 5 * hours
+    assert today.traded_value_today == (Decimal("2.50") * 3 + Decimal("2.55") * 2) * hours
+    assert (today.instruments_halted, today.instruments_trading) == (1, 1)
+    assert today.live_orders == 1
+    assert (today.pending_withdrawals, today.open_margin_calls) == (1, 1)
+    page = response.content.decode()
+    assert "Volume today (GPU-hours)" in page and "Traded value today (USD)" in page
+
+
+def test_open_interest_on_the_dashboard(client, finance, market):
+    client.force_login(finance)
+
+    response = client.get(reverse("backoffice:dashboard"))
+
+    (interest,) = response.context["open_interest"]
+    assert (interest.instrument, interest.contracts, interest.holders) == (market, 5, 3)
+    assert f'href="{reverse("web:instrument", args=[market.symbol])}"' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("who", "linked", "not_linked"),
+    [
+        (
+            "operations",
+            ["backoffice:instruments", "admin:exchange_instrument_roll"],
+            ["backoffice:trial_balance", "admin:exchange_riskcycle_run"],
+        ),
+        (
+            "risk",
+            ["admin:exchange_riskcycle_run", "backoffice:exposure"],
+            ["backoffice:instruments", "admin:exchange_withdrawal_changelist"],
+        ),
+        (
+            "finance",
+            ["backoffice:trial_balance", "admin:exchange_withdrawal_changelist"],
+            ["admin:exchange_margincall_changelist", "backoffice:exposure"],
+        ),
+        (
+            "superuser",
+            ["backoffice:instruments", "admin:exchange_riskcycle_run", "backoffice:trial_balance"],
+            [],
+        ),
+    ],
+)
+def test_functions_are_linked_for_their_roles(client, users, who, linked, not_linked):
+    client.force_login(users[who])
+
+    response = client.get(reverse("backoffice:dashboard"))
+
+    allowed = {function.url_name for function, ok in response.context["functions"] if ok}
+    page = response.content.decode()
+    for name in linked:
+        assert name in allowed
+        assert f'href="{reverse(name)}' in page
+    for name in not_linked:
+        assert name not in allowed
+        assert f'href="{reverse(name)}' not in page
+    assert reverse("backoffice:audit_log") in page
+
+
+def test_withdrawals_to_review_are_one_click_away_for_finance(client, finance, market):
+    client.force_login(finance)
+    dashboard = client.get(reverse("backoffice:dashboard")).content.decode()
+    link = reverse("admin:exchange_withdrawal_changelist") + "?status__exact=requested"
+
+    response = client.get(link)
+
+    assert f'href="{link}"' in dashboard
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+    assert "approve" in dict(response.context["action_form"].fields["action"].choices)

@@ -1,0 +1,111 @@
+"""Open interest per instrument and exposure per account: positions from the ledger, marked at
+the latest settlement (else the last trade), with margin, cash and open margin calls."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from exchange.models import MarginCall, SettlementPrice
+from exchange.selectors.funding import cash_balance
+from exchange.selectors.positions import portfolio_totals, positions_of
+from exchange.services.ledger_accounts import position_account_code
+from ledger.models import Account as LedgerAccount
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def book(futures, buyer, seller, maker, fourth):
+    """Front month: buyer long 3, maker long 2 then short 1 of it back (long 1), seller short
+    4; fourth has a resting order only. Second month: maker long 2, seller short 2, unsettled
+    and last traded at 2.30. The front month settled at 2.60 today."""
+    front, second = futures
+    place(seller, front, "sell", 3, "2.50")
+    place(buyer, front, "buy", 3, "2.50")
+    place(seller, front, "sell", 2, "2.52")
+    place(maker, front, "buy", 2, "2.52")
+    place(maker, front, "sell", 1, "2.55")
+    place(seller, front, "buy", 1, "2.55")
+    place(seller, second, "sell", 2, "2.30")
+    place(maker, second, "buy", 2, "2.30")
+    place(fourth, front, "buy", 1, "2.00")
+    SettlementPrice.objects.create(
+        instrument=front,
+        trading_date=timezone.now().date(),
+        price=Decimal("2.60"),
+        source=SettlementPrice.Source.MID,
+    )
+    return front, second
+
+
+def _ledger_positions(instrument, accounts):
+    rows = LedgerAccount.objects.filter(
+        code__in=[position_account_code(a, instrument.symbol) for a in accounts]
+    )
+    return [row.balance for row in rows]
+
+
+def test_open_interest_is_the_sum_of_the_long_positions(client, risk, book, buyer, seller, maker):
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:exposure"))
+
+    assert response.status_code == 200
+    interest = {row.instrument: row for row in response.context["open_interest"]}
+    for instrument in book:
+        balances = _ledger_positions(instrument, [buyer, seller, maker])
+        longs = sum(b for b in balances if b > 0)
+        assert interest[instrument].contracts == longs == -sum(b for b in balances if b < 0)
+    front, second = book
+    assert (interest[front].contracts, interest[front].holders) == (4, 3)
+    hours = front.gpu_hours_per_contract
+    assert interest[front].notional == Decimal("2.60") * 4 * hours
+    assert (interest[second].mark, interest[second].contracts) == (Decimal("2.30"), 2)
+
+
+def test_exposure_per_account(client, risk, book, buyer, seller, maker, fourth):
+    front, second = book
+    hours = front.gpu_hours_per_contract
+    call = MarginCall.objects.create(
+        account=maker, trading_date=timezone.now().date(), required=10, maintenance=8, held=5
+    )
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:exposure"))
+
+    rows = {row.account: row for row in response.context["exposures"]}
+    assert set(rows) == {buyer, seller, maker}  # The fourth has no position and no call.
+    assert [(p.symbol, p.contracts) for p in rows[seller].positions] == [
+        (front.symbol, -4),
+        (second.symbol, -2),
+    ]
+    assert (rows[seller].long_contracts, rows[seller].short_contracts) == (0, 6)
+    assert rows[seller].gross_notional == (
+        Decimal("2.60") * 4 * hours + Decimal("2.30") * 2 * second.gpu_hours_per_contract
+    )
+    assert rows[buyer].gross_notional == Decimal("2.60") * 3 * hours
+    for account, row in rows.items():
+        assert row.cash == cash_balance(account).posted
+        assert row.held == cash_balance(account).pending
+        assert row.margin == portfolio_totals(positions_of(account))[0]
+        assert row.margin > 0
+    assert rows[maker].margin_call == call
+    assert rows[buyer].margin_call is None
+    page = response.content.decode()
+    assert reverse("admin:exchange_margincall_change", args=[call.pk]) in page
+    assert f"{front.symbol} -4" in page
+    # Largest gross notional first.
+    notionals = [row.gross_notional for row in response.context["exposures"]]
+    assert notionals == sorted(notionals, reverse=True)
+
+
+def test_no_positions_no_rows(client, risk, futures):
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:exposure"))
+
+    assert response.context["open_interest"] == [] and response.context["exposures"] == []
+    assert "No open positions." in response.content.decode()
