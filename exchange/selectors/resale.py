@@ -1,13 +1,44 @@
-"""Resale listings as buyers browse them: reserved blocks listed by their holders, filtered
-by what a buyer of capacity asks for."""
+"""Reserved capacity as the web pages show it: an organization's blocks with their GPU-hours,
+and resale listings as buyers browse them, filtered by what a buyer of capacity asks for."""
 
 from dataclasses import dataclass
 from datetime import date
 
 from django.utils import timezone
 
-from exchange.models import Instrument, Region
+from exchange.models import Instrument, Organization, Region, ReservedCapacity
+from exchange.selectors.capacity import capacity_of
 from exchange.selectors.market import Quote, quotes_for
+
+SECONDS_PER_HOUR = 3600
+# An organization with more blocks than this sees the soonest ones; the API pages through all.
+BLOCK_ROWS_MAX = 500
+LISTING_ROWS_MAX = 500
+
+
+@dataclass(frozen=True)
+class Block:
+    reservation: ReservedCapacity
+    started: bool  # The term has begun: the block can no longer be listed for resale.
+
+    @property
+    def hours(self) -> int:
+        """Whole hours of the term (registration puts both ends on whole hours)."""
+        term = self.reservation.ends_at - self.reservation.starts_at
+        return int(term.total_seconds()) // SECONDS_PER_HOUR
+
+    @property
+    def gpu_hours(self) -> int:
+        """GPU-hours of the block: what registration issued to its holder."""
+        return self.hours * self.reservation.gpus
+
+
+def blocks_of(organization: Organization) -> list[Block]:
+    """The blocks ``organization`` provides or holds, soonest term first, at most
+    ``BLOCK_ROWS_MAX``."""
+    now = timezone.now()
+    blocks = capacity_of(organization).order_by("starts_at", "pk")[:BLOCK_ROWS_MAX]
+    return [Block(reservation, reservation.starts_at <= now) for reservation in blocks]
 
 
 @dataclass(frozen=True)
@@ -28,7 +59,8 @@ class Listing:
 
 
 def resale_listings(criteria: ListingFilter) -> list[Listing]:
-    """Listings still trading that meet every criterion, soonest term first."""
+    """Listings still trading that meet every criterion, soonest term first, at most
+    ``LISTING_ROWS_MAX``."""
     listings = Instrument.objects.filter(
         kind=Instrument.Kind.RESALE,
         status=Instrument.Status.ACTIVE,
@@ -46,11 +78,16 @@ def resale_listings(criteria: ListingFilter) -> list[Listing]:
         listings = listings.filter(reservation__interconnect=criteria.interconnect)
     if criteria.block_gpus_min:
         listings = listings.filter(reservation__contiguous_block_gpus__gte=criteria.block_gpus_min)
-    found = list(listings.order_by("delivery_start", "symbol"))
     if criteria.compliance:
-        # Tags are a JSON list, which SQLite cannot search inside: filtered here, on the few
-        # listings left.
-        found = [i for i in found if criteria.compliance in (i.region.compliance or [])]
+        # Tags are a JSON list, which SQLite cannot search inside; regions are few, so the
+        # regions carrying the tag are picked here and the listings filtered by them.
+        tagged = [
+            region.pk
+            for region in Region.objects.only("compliance")
+            if criteria.compliance in (region.compliance or [])
+        ]
+        listings = listings.filter(region__in=tagged)
+    found = list(listings.order_by("delivery_start", "symbol")[:LISTING_ROWS_MAX])
     quotes = quotes_for(found)
     return [Listing(instrument, quotes[instrument.pk]) for instrument in found]
 

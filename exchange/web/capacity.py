@@ -3,11 +3,13 @@ holder), holders list blocks for resale, and buyers browse the listings by SKU, 
 dates, interconnect, contiguous block size and compliance. The same services as the API's
 capacity endpoints, with the same refusals."""
 
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -15,13 +17,17 @@ from django.views.decorators.http import require_GET, require_POST
 from exchange.errors import CatalogError
 from exchange.models import Membership, Organization, Region, Sku
 from exchange.models.catalog import Interconnect
-from exchange.selectors.capacity import capacity_held, capacity_of
-from exchange.selectors.resale import ListingFilter, compliance_tags, resale_listings
+from exchange.selectors.capacity import capacity_held
+from exchange.selectors.resale import ListingFilter, blocks_of, compliance_tags, resale_listings
 from exchange.services.capacity import GPUS_MAX, capacity_register
 from exchange.services.listing import resale_list
 from exchange.web.membership import can_trade, membership_of, trader_required
 
 CLUSTER_LENGTH_MAX = 100
+# As the API's bounds: reservations are of this century, which keeps the service's calendar
+# arithmetic far from year 9999.
+MOMENT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+MOMENT_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 HOUR_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 3600})
 
 
@@ -45,15 +51,20 @@ class RegisterForm(forms.Form):
         min_value=1, max_value=GPUS_MAX, label="Contiguous block (GPUs)"
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["sku"].label = "SKU"
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         for name in ("starts_at", "ends_at"):  # Typed as UTC, whatever the server's zone.
-            if cleaned.get(name) is not None:
-                cleaned[name] = cleaned[name].replace(tzinfo=UTC)
+            if cleaned.get(name) is None:
+                continue
+            moment = cleaned[name].replace(tzinfo=UTC)
+            if MOMENT_MIN <= moment < MOMENT_MAX:
+                cleaned[name] = moment
+            else:
+                self.add_error(name, f"Between {MOMENT_MIN:%Y} and {MOMENT_MAX:%Y}, please.")
         return cleaned
 
 
@@ -69,12 +80,17 @@ class ResaleForm(forms.Form):
 
 class BrowseForm(forms.Form):
     sku = forms.ModelChoiceField(
-        queryset=Sku.objects.order_by("code"), to_field_name="code", required=False, label="SKU"
+        queryset=Sku.objects.order_by("code"),
+        to_field_name="code",
+        required=False,
+        empty_label="Any",
+        label="SKU",
     )
     region = forms.ModelChoiceField(
         queryset=Region.objects.order_by("code"),
         to_field_name="code",
         required=False,
+        empty_label="Any",
         label="Region",
     )
     available_from = forms.DateField(
@@ -91,9 +107,11 @@ class BrowseForm(forms.Form):
     )
     compliance = forms.ChoiceField(choices=[], required=False, label="Compliance")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["compliance"].choices = [("", "Any")] + [(t, t) for t in compliance_tags()]
+        compliance = self.fields["compliance"]
+        assert isinstance(compliance, forms.ChoiceField)
+        compliance.choices = [("", "Any")] + [(tag, tag) for tag in compliance_tags()]
 
     def criteria(self) -> ListingFilter:
         data = self.cleaned_data
@@ -108,18 +126,30 @@ class BrowseForm(forms.Form):
         )
 
 
+def _signed_in(request: HttpRequest) -> AbstractBaseUser:
+    """The acting user of a write; ``trader_required`` has already turned anonymous users away."""
+    assert isinstance(request.user, AbstractBaseUser)
+    return request.user
+
+
 def _page(
-    request: HttpRequest, membership: Membership, form: RegisterForm | None = None, status=200
-):
+    request: HttpRequest,
+    membership: Membership,
+    form: RegisterForm | None = None,
+    resale_error: tuple[int, str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The capacity page; ``resale_error`` is (block id, message) of a refused listing, shown
+    next to that block's lot field."""
     organization = membership.organization
-    is_provider = organization.kind == Organization.Kind.PROVIDER
     context = {
         "organization": organization,
-        "blocks": capacity_of(organization).order_by("starts_at", "pk"),
+        "blocks": blocks_of(organization),
         "can_trade": can_trade(membership),
-        "is_provider": is_provider,
+        "is_provider": organization.kind == Organization.Kind.PROVIDER,
         "form": form or RegisterForm(initial={"holder": organization.slug}),
-        "resale_form": ResaleForm(),
+        "resale_error_block": resale_error[0] if resale_error else None,
+        "resale_error": resale_error[1] if resale_error else "",
     }
     return render(request, "exchange/capacity.html", context, status=status)
 
@@ -137,10 +167,11 @@ def capacity_register_view(request: HttpRequest, membership: Membership) -> Http
     if form.is_valid():
         try:
             block = capacity_register(
-                provider=membership.organization, actor=request.user, **form.cleaned_data
+                provider=membership.organization, actor=_signed_in(request), **form.cleaned_data
             )
         except CatalogError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            field = error.field if error.field in form.fields else None
+            form.add_error(field, f"{error.message} ({error.code})")
         else:
             messages.success(
                 request,
@@ -159,15 +190,15 @@ def capacity_list_view(request: HttpRequest, membership: Membership, block_id: i
         raise Http404("No such block held by your organization.")
     form = ResaleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Block #{block.pk} not listed: the lot must be a whole number.")
-        return redirect("web:capacity")
+        refusal = " ".join(str(error) for error in form.errors["lot_gpus"])
+        return _page(request, membership, resale_error=(block.pk, refusal), status=400)
     try:
         instrument = resale_list(
-            reservation=block, lot_gpus=form.cleaned_data["lot_gpus"], actor=request.user
+            reservation=block, lot_gpus=form.cleaned_data["lot_gpus"], actor=_signed_in(request)
         )
     except CatalogError as error:
-        messages.error(request, f"Block #{block.pk} not listed: {error.message}")
-        return redirect("web:capacity")
+        refusal = f"{error.message} ({error.code})"
+        return _page(request, membership, resale_error=(block.pk, refusal), status=400)
     messages.success(request, f"Block #{block.pk} listed for resale as {instrument.symbol}.")
     return redirect("web:instrument", symbol=instrument.symbol)
 

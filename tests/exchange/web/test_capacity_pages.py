@@ -1,17 +1,18 @@
 """Capacity pages: providers register blocks, holders list them for resale, buyers browse
 the listings by SKU, region, dates, interconnect, block size and compliance."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
-from exchange.models import Instrument, Membership, Region, ReservedCapacity
+from exchange.models import AuditEntry, Instrument, Membership, Region, ReservedCapacity, Sku
+from exchange.selectors.entitlements import entitlements_of
 from exchange.services.capacity import capacity_register
 from exchange.services.listing import resale_list
 from exchange.services.participants import member_add
-from tests.exchange.support import listing_month
+from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +69,29 @@ def test_capacity_needs_a_member_and_listings_are_public(client, seller):
     assert client.get(reverse("web:resale_listings")).status_code == 200
 
 
+@pytest.mark.parametrize("role", [Membership.Role.TRADER, Membership.Role.VIEWER])
+def test_members_and_viewers_read_both_pages(client, seller, sku, region, role):
+    block = _block(seller, seller, sku, region)
+    client.force_login(_user(seller, "nora", role))
+
+    page = client.get(reverse("web:capacity"))
+    listings = client.get(reverse("web:resale_listings"))
+
+    assert page.status_code == listings.status_code == 200
+    html = page.content.decode()
+    assert f'id="block-{block.pk}"' in html
+    # 16 GPUs for 30 days of 24 hours.
+    assert [(row.hours, row.gpu_hours) for row in page.context["blocks"]] == [(720, 16 * 720)]
+    assert '<td class="num">720</td>' in html
+    assert "11,520" in html
+    trader = role == Membership.Role.TRADER
+    assert ("Register reserved capacity" in html) is trader
+    assert ("List for resale" in html) is trader
+    assert '<label for="id_contiguous_block_gpus">Contiguous block (GPUs)</label>' in html or (
+        not trader
+    )
+
+
 def test_a_provider_registers_a_block_for_a_holder(client, seller, buyer, sku, region):
     client.force_login(_user(seller, "nora"))
 
@@ -81,8 +105,15 @@ def test_a_provider_registers_a_block_for_a_holder(client, seller, buyer, sku, r
         16,
     )
     assert block.starts_at == _start()
+    # The holder got the block's GPU-hours, as the service issues them: 16 GPUs x 30 days.
+    issued = entitlements_of(buyer)
+    assert sum(holding.gpu_hours for holding in issued) == 16 * 30 * 24
+    assert {holding.sku_code for holding in issued} == {"H100SXM"}
+    assert entitlements_of(seller) == []
+    assert AuditEntry.objects.filter(action="capacity.register").count() == 1
     client.force_login(_user(buyer, "alice"))
-    assert list(client.get(reverse("web:capacity")).context["blocks"]) == [block]
+    blocks = client.get(reverse("web:capacity")).context["blocks"]
+    assert [row.reservation for row in blocks] == [block]
 
 
 def test_a_non_provider_cannot_register(client, buyer, sku, region):
@@ -93,32 +124,42 @@ def test_a_non_provider_cannot_register(client, buyer, sku, region):
 
     assert "Only cloud providers register" in page
     assert response.status_code == 400
-    assert "provider" in " ".join(response.context["form"].non_field_errors()).lower() or any(
-        "provider" in " ".join(errors).lower()
-        for errors in response.context["form"].errors.values()
-    )
+    assert response.context["form"].non_field_errors() == [
+        "Only providers register capacity; lumen is a startup. (CATALOG_PROVIDER_REQUIRED)"
+    ]
     assert not ReservedCapacity.objects.exists()
+    assert entitlements_of(buyer) == []
 
 
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
         ({"gpus": "0"}, "gpus"),
-        ({"contiguous_block_gpus": "32"}, None),
-        ({"ends_at": _start().strftime("%Y-%m-%dT%H:%M")}, None),
-        ({"starts_at": _start().strftime("%Y-%m-%dT%H:30")}, None),
+        ({"gpus": "many"}, "gpus"),
+        ({"contiguous_block_gpus": "32"}, "contiguous_block_gpus"),
+        ({"ends_at": _start().strftime("%Y-%m-%dT%H:%M")}, "ends_at"),
+        ({"ends_at": (_start() + timedelta(days=7 * 366)).strftime("%Y-%m-%dT%H:%M")}, "ends_at"),
+        ({"starts_at": _start().strftime("%Y-%m-%dT%H:30")}, "starts_at"),
+        ({"starts_at": "9999-12-01T00:00", "ends_at": "9999-12-31T00:00"}, "starts_at"),
+        ({"cluster": "   "}, "cluster"),
         ({"sku": "NOPE"}, "sku"),
+        ({"region": ""}, "region"),
+        ({"holder": "nobody"}, "holder"),
+        ({"interconnect": "wifi"}, "interconnect"),
     ],
 )
-def test_bad_blocks_are_refused_and_write_nothing(client, seller, sku, region, changes, field):
+def test_bad_blocks_are_refused_next_to_the_field_and_write_nothing(
+    client, seller, sku, region, changes, field
+):
     client.force_login(_user(seller, "nora"))
 
     response = client.post(reverse("web:capacity_register"), _register_form("northwind", **changes))
 
     assert response.status_code == 400
-    errors = response.context["form"].errors
-    assert errors if field is None else field in errors
+    assert field in response.context["form"].errors
+    assert f'id="id_{field}_error"' in response.content.decode()
     assert not ReservedCapacity.objects.exists()
+    assert entitlements_of(seller) == []
 
 
 def test_a_viewer_cannot_register_or_list(client, seller, sku, region):
@@ -151,12 +192,73 @@ def test_a_bad_lot_is_named_and_lists_nothing(client, seller, sku, region):
     block = _block(seller, seller, sku, region)
     client.force_login(_user(seller, "nora"))
 
-    response = client.post(
-        reverse("web:capacity_list", args=[block.pk]), {"lot_gpus": "5"}, follow=True
-    )
+    response = client.post(reverse("web:capacity_list", args=[block.pk]), {"lot_gpus": "5"})
 
-    assert "The lot must divide the block" in response.content.decode()
+    assert response.status_code == 400
+    assert (
+        f'<ul class="errorlist" id="lot-{block.pk}-error"><li>Block #{block.pk} not listed: '
+        "The lot must divide the block&#x27;s GPUs. (CATALOG_INVALID_LISTING)</li></ul>"
+    ) in response.content.decode()
     assert not Instrument.objects.filter(reservation=block).exists()
+
+
+@pytest.mark.parametrize("lot", ["four", "0"])
+def test_a_lot_that_is_no_number_is_named_and_lists_nothing(client, seller, sku, region, lot):
+    block = _block(seller, seller, sku, region)
+    client.force_login(_user(seller, "nora"))
+
+    response = client.post(reverse("web:capacity_list", args=[block.pk]), {"lot_gpus": lot})
+
+    assert response.status_code == 400
+    assert f'id="lot-{block.pk}-error"' in response.content.decode()
+    assert not Instrument.objects.filter(reservation=block).exists()
+
+
+def test_a_block_is_listed_once_and_not_once_its_term_is_near(client, seller, sku, region):
+    block = _block(seller, seller, sku, region)
+    soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
+    starting = _block(seller, seller, sku, region, starts_at=soon, ends_at=soon + timedelta(days=2))
+    client.force_login(_user(seller, "nora"))
+    client.post(reverse("web:capacity_list", args=[block.pk]), {})
+
+    again = client.post(reverse("web:capacity_list", args=[block.pk]), {})
+    late = client.post(reverse("web:capacity_list", args=[starting.pk]), {})
+
+    assert again.status_code == late.status_code == 400
+    assert Instrument.objects.filter(reservation=block).count() == 1
+    assert not Instrument.objects.filter(reservation=starting).exists()
+    assert "more than a day from now" in late.content.decode()
+    assert "CATALOG_RESERVATION_ALREADY_LISTED" in again.content.decode()
+
+
+def test_a_block_whose_term_started_offers_no_listing(client, seller, sku, region):
+    began = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    block = _block(seller, seller, sku, region, starts_at=began, ends_at=began + timedelta(days=5))
+    client.force_login(_user(seller, "nora"))
+
+    page = client.get(reverse("web:capacity"))
+    refused = client.post(reverse("web:capacity_list", args=[block.pk]), {})
+
+    html = page.content.decode()
+    assert [row.started for row in page.context["blocks"]] == [True]
+    assert "the term has started" in html
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
+    assert refused.status_code == 400
+    assert "CATALOG_RESERVATION_ALREADY_STARTED" in refused.content.decode()
+    assert not Instrument.objects.filter(reservation=block).exists()
+
+
+def test_a_provider_cannot_list_a_block_its_customer_holds(client, seller, buyer, sku, region):
+    block = _block(seller, buyer, sku, region)
+    client.force_login(_user(seller, "nora"))
+
+    page = client.get(reverse("web:capacity")).content.decode()
+    response = client.post(reverse("web:capacity_list", args=[block.pk]), {})
+
+    assert f'id="block-{block.pk}"' in page
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in page
+    assert response.status_code == 404
+    assert not Instrument.objects.exists()
 
 
 def test_another_organizations_block_cannot_be_listed_or_seen(client, seller, buyer, sku, region):
@@ -164,14 +266,17 @@ def test_another_organizations_block_cannot_be_listed_or_seen(client, seller, bu
     client.force_login(_user(buyer, "alice"))
 
     response = client.post(reverse("web:capacity_list", args=[block.pk]), {})
+    page = client.get(reverse("web:capacity"))
 
     assert response.status_code == 404
-    assert list(client.get(reverse("web:capacity")).context["blocks"]) == []
+    assert page.context["blocks"] == []
+    assert "c1" not in page.content.decode()
+    assert not Instrument.objects.filter(reservation=block).exists()
 
 
 @pytest.fixture
 def listings(seller, sku, region):
-    """Four listings that differ in one attribute each from the first."""
+    """Five listings that differ in one attribute each from the first."""
     sovereign = Region.objects.create(
         code="EUWEST",
         name="EU West",
@@ -182,22 +287,36 @@ def listings(seller, sku, region):
     later = _block(seller, seller, sku, region, starts_at=_start(40), ends_at=_start(70))
     roce = _block(seller, seller, sku, region, interconnect="roce", contiguous_block_gpus=2)
     europe = _block(seller, seller, sku, sovereign)
-    return {
-        name: resale_list(reservation=block)
-        for name, block in {"base": base, "later": later, "roce": roce, "europe": europe}.items()
-    }
+    other_sku = Sku.objects.create(
+        code="A100SXM",
+        name="NVIDIA A100 SXM",
+        vendor="NVIDIA",
+        generation="Ampere",
+        memory_gb=80,
+        interconnect="nvlink",
+        release_date=date(2020, 5, 14),
+        power_watts=400,
+    )
+    ampere = _block(seller, seller, other_sku, region)
+    blocks = {"base": base, "later": later, "roce": roce, "europe": europe, "ampere": ampere}
+    return {name: resale_list(reservation=block) for name, block in blocks.items()}
 
 
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ({}, {"base", "later", "roce", "europe"}),
+        ({}, {"base", "later", "roce", "europe", "ampere"}),
+        ({"sku": "A100SXM"}, {"ampere"}),
+        ({"sku": "H100SXM"}, {"base", "later", "roce", "europe"}),
         ({"region": "EUWEST"}, {"europe"}),
         ({"interconnect": "roce"}, {"roce"}),
-        ({"block_gpus_min": "8"}, {"base", "later", "europe"}),
+        ({"interconnect": "infiniband"}, {"base", "later", "europe", "ampere"}),
+        ({"block_gpus_min": "8"}, {"base", "later", "europe", "ampere"}),
+        ({"block_gpus_min": "9"}, set()),
         ({"compliance": "sovereign"}, {"europe"}),
-        ({"compliance": "soc2"}, {"base", "later", "roce"}),
+        ({"compliance": "soc2"}, {"base", "later", "roce", "ampere"}),
         ({"sku": "H100SXM", "region": "USEAST"}, {"base", "later", "roce"}),
+        ({"sku": "H100SXM", "interconnect": "infiniband", "compliance": "soc2"}, {"base", "later"}),
     ],
 )
 def test_each_filter_narrows_the_listings(client, listings, query, expected):
@@ -213,25 +332,81 @@ def test_each_filter_narrows_the_listings(client, listings, query, expected):
 
 
 def test_date_filters(client, listings):
+    # The others run from day 10 to day 40; "later" from day 40 to day 70.
     later = listings["later"]
 
     after = client.get(
-        reverse("web:resale_listings"), {"available_from": later.delivery_start.isoformat()}
+        reverse("web:resale_listings"),
+        {"available_from": (listings["base"].delivery_start + timedelta(days=1)).isoformat()},
     )
     before = client.get(
         reverse("web:resale_listings"),
-        {"available_until": (later.delivery_start - timedelta(days=1)).isoformat()},
+        {"available_until": (later.delivery_end - timedelta(days=1)).isoformat()},
+    )
+    neither = client.get(
+        reverse("web:resale_listings"),
+        {
+            "available_from": later.delivery_start.isoformat(),
+            "available_until": (later.delivery_end - timedelta(days=1)).isoformat(),
+        },
     )
 
     assert [row.instrument for row in after.context["listings"]] == [later]
-    assert later not in {row.instrument for row in before.context["listings"]}
+    assert neither.context["listings"] == []
+    assert {row.instrument for row in before.context["listings"]} == {
+        listings[name] for name in ("base", "roce", "europe", "ampere")
+    }
+
+
+def test_listings_show_best_bid_ask_and_last_and_link_the_ticket(client, listings, buyer, seller):
+    base = listings["base"]
+    place(buyer, base, "buy", 8, "2.10")
+    place(seller, base, "sell", 8, "2.10")  # Trades with the bid: last 2.10.
+    place(buyer, base, "buy", 8, "2.05")
+    place(seller, base, "sell", 8, "2.40")
+
+    response = client.get(reverse("web:resale_listings"), {"region": "USEAST", "sku": "H100SXM"})
+
+    row = next(row for row in response.context["listings"] if row.instrument == base)
+    assert (row.quote.best_bid.price, row.quote.best_ask.price, row.quote.last_price) == (
+        Decimal("2.05"),
+        Decimal("2.40"),
+        Decimal("2.10"),
+    )
+    html = response.content.decode()
+    assert f'href="{reverse("web:instrument", args=[base.symbol])}"' in html
+    for price in ("2.050", "2.400", "2.100"):
+        assert price in html
+
+
+def test_stopped_listings_are_not_offered(client, listings):
+    halted = listings["later"]
+    halted.status = Instrument.Status.HALTED
+    halted.save(update_fields=["status"])
+
+    response = client.get(reverse("web:resale_listings"))
+
+    assert halted not in {row.instrument for row in response.context["listings"]}
+    assert len(response.context["listings"]) == 4
 
 
 @pytest.mark.parametrize(
-    "query", [{"block_gpus_min": "lots"}, {"available_from": "soon"}, {"interconnect": "wifi"}]
+    "query",
+    [
+        {"block_gpus_min": "lots"},
+        {"block_gpus_min": "0"},
+        {"available_from": "soon"},
+        {"available_until": "2026-13-40"},
+        {"interconnect": "wifi"},
+        {"sku": "NOPE"},
+        {"region": "MARS"},
+        {"compliance": "itar"},
+    ],
 )
 def test_bad_filters_are_named_not_500(client, listings, query):
     response = client.get(reverse("web:resale_listings"), query)
 
     assert response.status_code == 400
     assert set(query) <= set(response.context["form"].errors)
+    assert f'id="id_{next(iter(query))}_error"' in response.content.decode()
+    assert response.context["listings"] == []
