@@ -23,6 +23,8 @@ from exchange.models import Instrument, Membership, Order, Side
 from exchange.selectors import market, risk
 from exchange.selectors import orders as orders_selector
 from exchange.selectors.funding import cash_balance
+from exchange.services.collateral import Preview
+from exchange.services.ledger_accounts import USD_CODE, entitlement_name, entitlement_parts
 from exchange.services.orders import order_cancel, order_dry_run, order_replace, order_submit
 from exchange.symbols import parse_symbol
 from exchange.web.membership import can_trade, membership_of, trader_required, trading_account_of
@@ -32,30 +34,49 @@ TAPE_TRADES = 30
 CHART_TRADES = 200
 SETTLEMENTS_SHOWN = 5
 SETTLEMENTS_CHARTED = 60
-PRICE_FIELD = {"max_digits": 18, "decimal_places": 6, "min_value": Decimal("0.000001")}
+PRICE_FIELD: dict[str, Any] = {
+    "max_digits": 18,
+    "decimal_places": 6,
+    "min_value": Decimal("0.000001"),
+}
+# The abbreviations traders know first, then what they mean.
+TIME_IN_FORCE_CHOICES = [
+    (value, f"{value.upper()} ({label.lower()})") for value, label in Order.TimeInForce.choices
+]
+PRICE_HELP: dict[str, str] = {
+    Instrument.Kind.FUTURE: "$/GPU-hr; not for market orders.",
+    Instrument.Kind.OPTION: "Premium, $/GPU-hr; not for market orders.",
+    Instrument.Kind.RESALE: "Price of the block, $/GPU-hr; not for market orders.",
+}
 
 
 class TicketForm(forms.Form):
     """The order ticket. The side comes from the button pressed (Buy or Sell)."""
 
-    quantity = forms.IntegerField(min_value=1, label="Quantity", help_text="Contracts.")
-    price = forms.DecimalField(
-        required=False, label="Price", help_text="$/GPU-hr; not for market orders.", **PRICE_FIELD
-    )
+    # Their help texts, with the instrument's units, are set in __init__.
+    quantity = forms.IntegerField(min_value=1, label="Quantity")
+    price = forms.DecimalField(required=False, label="Price", **PRICE_FIELD)
     type = forms.ChoiceField(choices=Order.Type.choices, initial=Order.Type.LIMIT, label="Type")
     time_in_force = forms.ChoiceField(
-        choices=Order.TimeInForce.choices,
+        choices=TIME_IN_FORCE_CHOICES,
         initial=Order.TimeInForce.GTC,
         label="Time in force",
         help_text="Market orders: IOC or FOK.",
     )
     expires_at = forms.DateTimeField(
         required=False,
-        label="Expires at (UTC)",
-        help_text="GTD only.",
+        label="Expires at",
+        help_text="UTC; good-till-date (GTD) orders only.",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     post_only = forms.BooleanField(required=False, label="Post only")
+
+    def __init__(self, *args: Any, instrument: Instrument, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The units of this instrument's price and contract, next to the inputs.
+        hours = instrument.gpu_hours_per_contract
+        self.fields["quantity"].help_text = f"Contracts of {hours} GPU-hours."
+        self.fields["price"].help_text = PRICE_HELP[instrument.kind]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -83,8 +104,18 @@ class TicketForm(forms.Form):
 
 
 class AmendForm(forms.Form):
-    price = forms.DecimalField(label="New price", **PRICE_FIELD)
-    quantity = forms.IntegerField(min_value=0, label="New quantity", help_text="0 cancels.")
+    """A new price and/or open quantity for a resting limit order; a blank one is kept."""
+
+    price = forms.DecimalField(required=False, label="New price", **PRICE_FIELD)
+    quantity = forms.IntegerField(
+        required=False, min_value=0, label="New quantity", help_text="0 cancels."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.errors and cleaned.get("price") is None and cleaned.get("quantity") is None:
+            raise forms.ValidationError("Give a new price or a new quantity.")
+        return cleaned
 
 
 def _instrument(symbol: str) -> Instrument:
@@ -179,7 +210,8 @@ def _page(
 @require_GET
 def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
     instrument = _instrument(symbol)
-    return _page(request, instrument, TicketForm(initial=_initial_ticket(request)))
+    form = TicketForm(initial=_initial_ticket(request), instrument=instrument)
+    return _page(request, instrument, form)
 
 
 @require_GET
@@ -209,9 +241,9 @@ def my_orders_partial(request: HttpRequest, symbol: str) -> HttpResponse:
 def ticket_preview(request: HttpRequest, symbol: str, membership: Membership) -> HttpResponse:
     """What a buy and a sell of the ticket's order would hold now; writes nothing."""
     instrument = _instrument(symbol)
-    form = TicketForm(request.POST)
+    form = TicketForm(request.POST, instrument=instrument)
     account = trading_account_of(membership)
-    sides = []
+    sides: list[dict[str, Any]] = []
     if form.is_valid():
         for side in (Side.BUY, Side.SELL):
             try:
@@ -224,9 +256,15 @@ def ticket_preview(request: HttpRequest, symbol: str, membership: Membership) ->
             except OrderRejected as error:
                 sides.append({"side": side, "error": error})
             else:
-                sides.append({"side": side, "preview": preview})
+                parts = _held_parts(preview, form.cleaned_data["quantity"])
+                held = _held_entitlements(preview)
+                sides.append({"side": side, "preview": preview, "parts": parts, "held": held})
     context = {
         "form": form,
+        # An untouched ticket gets a hint rather than a list of what is missing.
+        "problems": _problems(form)
+        if request.POST.get("quantity") or request.POST.get("price")
+        else [],
         "sides": sides,
         "cash": cash_balance(account),
         "instrument": instrument,
@@ -234,12 +272,52 @@ def ticket_preview(request: HttpRequest, symbol: str, membership: Membership) ->
     return render(request, "exchange/partials/instrument_ticket_preview.html", context)
 
 
+def _problems(form: forms.Form) -> list[str]:
+    """A bound form's errors as sentences that name their field."""
+    return [
+        f"{form.fields[name].label}: {error}" if name in form.fields else str(error)
+        for name, errors in form.errors.items()
+        for error in errors
+    ]
+
+
+def _held_entitlements(preview: Preview) -> list[tuple[int | Decimal, str]]:
+    """The GPU-hour entitlements a resale seller hands over, named for people, by month."""
+    named = []
+    for part in preview.collateral:
+        parts = entitlement_parts(part.asset)
+        if parts is not None:
+            named.append(
+                (part.amount, entitlement_name(parts.sku_code, parts.region_code, parts.month))
+            )
+    return named
+
+
+def _held_parts(preview: Preview, quantity: int) -> list[tuple[str, Decimal]]:
+    """The USD the dry run holds, split into margin, premium (or price) and fee.
+
+    ``collateral_preview`` holds, per contract, the margin, the fee at the higher rate and, for
+    a buyer of an option or resale block, the premium or price; the last is what remains of
+    the total after the other two, so the parts always add up to the held amount exactly.
+    """
+    usd = sum((part.amount for part in preview.collateral if part.asset == USD_CODE), Decimal(0))
+    if not usd:
+        return []
+    margin = preview.margin_per_contract * quantity
+    fee = preview.fee_per_contract_max * quantity
+    paid = usd - margin - fee
+    kind = preview.instrument.kind
+    paid_label = "Premium" if kind == Instrument.Kind.OPTION else "Price"
+    parts = [("Margin", margin), (paid_label, paid), ("Fee (at most)", fee)]
+    return [(label, amount) for label, amount in parts if amount]
+
+
 @trader_required
 @require_POST
 def order_place_view(request: HttpRequest, symbol: str, membership: Membership) -> HttpResponse:
     instrument = _instrument(symbol)
-    form = TicketForm(request.POST)
-    side = request.POST.get("side")
+    form = TicketForm(request.POST, instrument=instrument)
+    side = request.POST.get("side", "")
     if side not in Side.values:
         form.add_error(None, "Press Buy or Sell.")
     if not form.is_valid():
@@ -256,14 +334,33 @@ def order_place_view(request: HttpRequest, symbol: str, membership: Membership) 
         field = error.field if error.field in form.fields else None
         form.add_error(field, f"{error.message} ({error.code})")
         return _page(request, instrument, form, status=400)
-    messages.success(request, _placement_summary(orders_selector.order_outcome(placement.order)))
+    outcome = orders_selector.order_outcome(placement.order)
+    messages.add_message(request, _placement_level(outcome), _placement_summary(outcome))
     return redirect("web:instrument", symbol=instrument.symbol)
+
+
+def _placement_level(outcome: orders_selector.Outcome) -> int:
+    """Refused by the matcher: an error; neither filled nor resting (a killed IOC or FOK): a
+    warning; otherwise a success."""
+    if outcome.order.status == Order.Status.REJECTED:
+        return messages.ERROR
+    if (
+        not outcome.fills
+        and not outcome.resting_quantity
+        and outcome.order.status != Order.Status.NEW
+    ):
+        return messages.WARNING
+    return messages.SUCCESS
 
 
 def _placement_summary(outcome: orders_selector.Outcome) -> str:
     order = outcome.order
     side = order.get_side_display().lower()
-    parts = [f"Order #{order.pk}: {side} {order.quantity} {order.instrument.symbol}"]
+    limit = f"{order.price.normalize():f} $/GPU-hr" if order.price is not None else "market"
+    parts = [
+        f"Order #{order.pk}: {side} {order.quantity} {order.instrument.symbol} at {limit} "
+        f"({order.time_in_force.upper()})"
+    ]
     if outcome.fills:
         filled = sum(fill.quantity for fill in outcome.fills)
         fees = sum((fill.fee for fill in outcome.fills), Decimal(0))
@@ -310,24 +407,28 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
     order = _own_order(membership, order_id)
     form = AmendForm(request.POST)
     if not form.is_valid():
-        problems = "; ".join(
-            f"{form.fields[name].label}: {' '.join(errors)}" for name, errors in form.errors.items()
-        )
+        problems = "; ".join(_problems(form))
         messages.error(request, f"Order #{order.pk} was not amended: {problems}")
         return _back_to(order)
+    price, quantity = form.cleaned_data["price"], form.cleaned_data["quantity"]
     try:
         amended = order_replace(
             order=order,
-            price=form.cleaned_data["price"],
-            quantity=form.cleaned_data["quantity"],
+            price=order.price if price is None else price,
+            quantity=order.open_quantity if quantity is None else quantity,
             requested_by=request.user,
         )
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not amended: {error.message}")
     else:
-        messages.success(
-            request,
-            f"Order #{amended.pk} amended: {amended.open_quantity} open at "
-            f"{amended.price.normalize():f} $/GPU-hr.",
-        )
+        messages.success(request, _amend_summary(amended))
     return _back_to(order)
+
+
+def _amend_summary(order: Order) -> str:
+    if order.open_quantity == 0:
+        return f"Order #{order.pk} cancelled (new quantity 0)."
+    return (
+        f"Order #{order.pk} amended: {order.open_quantity} open at "
+        f"{order.price.normalize():f} $/GPU-hr."
+    )

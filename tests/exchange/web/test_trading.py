@@ -149,12 +149,11 @@ def test_a_crossing_post_only_order_is_refused_with_its_code(client, future, ali
     response = _place(client, future, side="sell", price="2.40", post_only="on")
 
     assert Trade.objects.count() == 0
-    page = (
-        client.get(response["Location"]).content.decode()
-        if response.status_code == 302
-        else (response.content.decode())
-    )
-    assert "POST_ONLY" in page.upper()
+    assert response.status_code == 302  # Accepted, then refused by the matcher.
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "error"
+    assert "POST_ONLY" in note.message.upper()
+    assert Order.objects.get(side="sell").status == "rejected"
 
 
 def test_an_off_tick_price_is_refused_next_to_the_field_and_writes_no_order(client, future, alice):
@@ -303,3 +302,217 @@ def test_preview_names_the_refusal_for_an_unfunded_account(client, future):
 def test_unknown_instrument_pages_are_not_found(client, future):
     for name in ("web:instrument", "web:instrument_book", "web:instrument_tape"):
         assert client.get(reverse(name, args=["H100SXM-USEAST-209912"])).status_code == 404
+
+
+def _preview(client, instrument, **changes):
+    return client.post(reverse("web:ticket_preview", args=[instrument.symbol]), _ticket(**changes))
+
+
+def test_the_partials_refresh_every_two_seconds_and_show_only_their_part(
+    client, future, alice, nora, buyer, seller
+):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=3)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.60"), quantity=4)
+    client.force_login(nora)
+
+    book = client.get(reverse("web:instrument_book", args=[future.symbol]))
+    tape = client.get(reverse("web:instrument_tape", args=[future.symbol]))
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
+
+    for response in (book, tape, mine):
+        assert 'hx-trigger="every 2s' in response.content.decode()
+        assert "<html" not in response.content.decode()  # A fragment, not the whole page.
+    assert [(level.price, level.quantity) for level in book.context["bids"]] == [
+        (Decimal("2.40"), 3)
+    ]
+    assert [(level.price, level.quantity) for level in book.context["asks"]] == [
+        (Decimal("2.60"), 4)
+    ]
+    assert "No trades yet." in tape.content.decode()
+    # Nora sees Northwind's offer, never Lumen's bid.
+    assert [order.account for order in mine.context["orders"]] == [seller]
+    assert "2.400" not in mine.content.decode()
+
+
+def test_a_viewer_sees_the_organizations_orders_without_actions(client, future, victor, buyer):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=3)
+    client.force_login(victor)
+
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
+
+    assert len(mine.context["orders"]) == 1
+    assert ">Cancel</button>" not in mine.content.decode()
+
+
+def test_anonymous_my_orders_partial_lists_nothing(client, future, buyer):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=3)
+
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
+
+    assert mine.status_code == 200
+    assert mine.context["orders"] == []
+    assert "Sign in" in mine.content.decode()
+
+
+def test_the_page_charts_trades_and_daily_settlements(client, future, buyer, seller):
+    from exchange.models import SettlementPrice
+
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=3)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.45"), quantity=3)
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=future.delivery_start, price=Decimal("2.5"), source="mid"
+    )
+
+    response = client.get(reverse("web:instrument", args=[future.symbol]))
+
+    chart = response.context["chart"]
+    assert [row["price"] for row in chart["trades"]] == ["2.450000"]
+    assert chart["settlements"] == [{"t": future.delivery_start.isoformat(), "price": "2.500000"}]
+    page = response.content.decode()
+    assert 'id="chart-data"' in page and 'id="price-chart"' in page
+
+
+def test_a_market_without_prices_says_so_instead_of_an_empty_chart(client, future):
+    page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+
+    assert "No trades or settlement prices yet." in page
+    assert 'id="price-chart"' not in page
+
+
+def test_a_good_till_date_order_keeps_its_expiry_and_needs_one(client, future, alice, buyer):
+    client.force_login(alice)
+
+    missing = _place(client, future, time_in_force="gtd")
+    past = _place(client, future, time_in_force="gtd", expires_at="2001-01-02T03:04")
+    placed = _place(client, future, time_in_force="gtd", expires_at="2099-01-02T03:04")
+
+    assert missing.status_code == past.status_code == 400
+    assert "needs its expiry" in " ".join(missing.context["form"].errors["expires_at"])
+    assert "ORDER_EXPIRY_IN_PAST" in " ".join(past.context["form"].errors["expires_at"])
+    assert placed.status_code == 302
+    order = Order.objects.get(account=buyer)
+    assert order.time_in_force == "gtd"
+    assert order.expires_at.isoformat() == "2099-01-02T03:04:00+00:00"
+
+
+def test_a_fill_or_kill_order_that_cannot_fill_is_killed(client, future, nora, buyer):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=1)
+    client.force_login(nora)
+
+    response = _place(client, future, side="sell", quantity="2", time_in_force="fok")
+
+    order = Order.objects.get(side="sell")
+    assert (order.filled_quantity, order.status) == (0, "cancelled")
+    assert Trade.objects.count() == 0
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "warning"
+    assert "at 2.45 $/GPU-hr (FOK); 2 cancelled unfilled." in note.message
+
+
+def test_amend_keeps_what_is_left_blank_and_zero_cancels(client, future, alice, buyer):
+    client.force_login(alice)
+    first = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.4"), quantity=3
+    )
+    second = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.4"), quantity=3
+    )
+    amend = reverse("web:order_amend", args=[first.pk])
+
+    client.post(amend, {"price": "2.43", "quantity": ""})
+    nothing = client.post(amend, {"price": "", "quantity": ""}, follow=True)
+    client.post(reverse("web:order_amend", args=[second.pk]), {"quantity": "0"})
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.price, first.open_quantity) == (Decimal("2.43"), 3)
+    assert "Give a new price or a new quantity." in nothing.content.decode()
+    assert second.status == "cancelled"
+
+
+def test_preview_splits_what_a_future_holds_into_margin_and_fee(client, future, alice):
+    client.force_login(alice)
+
+    response = _preview(client, future)
+
+    buy = next(row for row in response.context["sides"] if row["side"] == "buy")
+    labels = [label for label, _ in buy["parts"]]
+    assert labels == ["Margin", "Fee (at most)"]
+    assert sum(amount for _, amount in buy["parts"]) == buy["preview"].collateral[0].amount
+    page = response.content.decode()
+    assert "Margin " in page and "Cash available:" in page
+
+
+def test_preview_of_an_untouched_ticket_is_a_hint_and_of_a_bad_one_names_the_field(
+    client, future, alice
+):
+    client.force_login(alice)
+
+    untouched = _preview(client, future, quantity="", price="")
+    bad = _preview(client, future, quantity="0")
+
+    assert "Fill in the ticket" in untouched.content.decode()
+    assert 'class="errorlist"' not in untouched.content.decode()
+    assert "Quantity: Ensure this value is greater than or equal to 1." in bad.content.decode()
+
+
+def test_preview_of_a_market_order_in_an_empty_book_names_the_refusal(client, future, alice):
+    client.force_login(alice)
+
+    response = _preview(client, future, type="market", price="", time_in_force="ioc")
+
+    assert "NO_REFERENCE_PRICE" in response.content.decode().upper()
+    assert Order.objects.count() == 0
+
+
+def test_an_option_uses_the_same_ticket_with_the_premium_held_by_a_buyer(
+    client, call, alice, buyer
+):
+    client.force_login(alice)
+
+    page = client.get(reverse("web:instrument", args=[call.symbol])).content.decode()
+    preview = _preview(client, call, price="0.100")
+    placed = _place(client, call, price="0.100")
+
+    assert 'id="ticket"' in page and "Premium, $/GPU-hr" in page
+    buy = next(row for row in preview.context["sides"] if row["side"] == "buy")
+    premium = dict(buy["parts"])["Premium"]
+    assert premium == Decimal("0.100") * call.gpu_hours_per_contract * 3
+    assert placed.status_code == 302
+    order = Order.objects.get(account=buyer, instrument=call)
+    assert (order.side, order.price, order.status) == ("buy", Decimal("0.1"), "open")
+
+
+def test_a_resale_block_uses_the_same_ticket(client, listing, alice, nora):
+    client.force_login(alice)
+    page = client.get(reverse("web:instrument", args=[listing.symbol])).content.decode()
+    block = {"quantity": str(listing.lot_size)}  # One contract is one GPU; lots of 8.
+    lumen = {row["side"]: row for row in _preview(client, listing, **block).context["sides"]}
+    client.force_login(nora)
+    northwind = {row["side"]: row for row in _preview(client, listing, **block).context["sides"]}
+
+    assert 'id="ticket"' in page and "Price of the block, $/GPU-hr" in page
+    assert "Price" in dict(lumen["buy"]["parts"])
+    # Lumen holds no GPU-hours of the block to sell; Northwind, its holder, does.
+    assert lumen["sell"]["error"].code == "RISK_INSUFFICIENT_ENTITLEMENT"
+    held = northwind["sell"]["preview"].collateral
+    assert held and all(part.asset != "USD" for part in held)
+    first_month = listing.delivery_start.strftime("%B %Y")
+    assert northwind["sell"]["held"][0] == (
+        held[0].amount,
+        f"GPU-hours of H100SXM in USEAST, {first_month}",
+    )
+
+
+def test_a_halted_instrument_says_so_and_refuses_orders_with_the_named_code(client, future, alice):
+    future.status = "halted"
+    future.save(update_fields=["status"])
+    client.force_login(alice)
+
+    page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+    response = _place(client, future)
+
+    assert "is halted" in page
+    assert response.status_code == 400
+    assert "INSTRUMENT_HALTED" in " ".join(response.context["form"].non_field_errors())
+    assert Order.objects.count() == 0
