@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from exchange import calendar
 from exchange.errors import PricingError
 from exchange.models import Region, Sku
+from exchange.selectors.hedge_orders import hedge_option_orders
 from exchange.services.hedging import GPUS_MAX, HEDGE_MONTHS_MAX, Hedge, hedge_recommendation
 
 STRATEGIES = [
@@ -102,6 +103,7 @@ def hedging(request: HttpRequest) -> HttpResponse:
         "hedge": hedge,
         "strategies": _strategies(hedge) if hedge else [],
         "chart": _chart(hedge) if hedge else None,
+        "option_orders": hedge_option_orders(hedge, on=timezone.now().date()) if hedge else [],
         "gpu_hours": sum(leg.contracts * leg.gpu_hours_per_contract for leg in hedge.futures)
         if hedge
         else 0,

@@ -1,6 +1,16 @@
 from django.urls import path
 
-from exchange.web import capacity, funding, hedging, keys, markets, portfolio, team, trading
+from exchange.web import (
+    analysis,
+    capacity,
+    funding,
+    hedging,
+    keys,
+    markets,
+    portfolio,
+    team,
+    trading,
+)
 
 app_name = "web"
 
@@ -19,6 +29,7 @@ urlpatterns = [
     path("orders/<int:order_id>/cancel/", trading.order_cancel_view, name="order_cancel"),
     path("orders/<int:order_id>/amend/", trading.order_amend_view, name="order_amend"),
     path("hedging/", hedging.hedging, name="hedging"),
+    path("curves/", analysis.curves, name="curves"),
     path("capacity/", capacity.capacity, name="capacity"),
     path("capacity/register/", capacity.capacity_register_view, name="capacity_register"),
     path("capacity/<int:block_id>/list/", capacity.capacity_list_view, name="capacity_list"),

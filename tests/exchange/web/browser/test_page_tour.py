@@ -21,6 +21,7 @@ PAGES = [
     ("capacity", "/capacity/"),
     ("resale-listings", "/capacity/listings/"),
     ("hedging", "/hedging/"),
+    ("curves", "/curves/"),
 ]
 
 
