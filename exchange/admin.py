@@ -1,7 +1,12 @@
 """The back office. Admin actions call services; nothing here writes orders or trades itself."""
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
@@ -35,6 +40,7 @@ from exchange.models import (
     Trade,
     Withdrawal,
 )
+from exchange.selectors import backoffice as backoffice_selectors
 from exchange.selectors import risk as risk_selectors
 from exchange.services.funding import withdrawal_approve, withdrawal_reject
 from exchange.services.instruments import instrument_halt, instrument_resume
@@ -144,6 +150,77 @@ class ReadOnlyAdmin(BackOfficeAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# Confirmation of the actions that stop trading or move money --------------------------------
+
+CONFIRM_FIELD = "confirm"
+CONFIRM_ROWS_SHOWN_MAX = 100  # The page lists this many of the selection; all are acted on.
+
+
+class ActionReasonForm(forms.Form):
+    """The reason a staff action records in the audit log (and, for a rejected withdrawal,
+    shows the customer)."""
+
+    reason = forms.CharField(
+        max_length=300,
+        label="Reason",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Recorded in the audit log with your name (up to 300 characters).",
+    )
+
+
+@dataclass(frozen=True)
+class ActionConfirmation:
+    """What the confirmation page of an admin action says: its consequence, one row per
+    selected object (``rows`` reads the selection in one go), and whether a reason is asked."""
+
+    title: str
+    consequence: str
+    columns: tuple[str, ...]
+    rows: Callable[[Sequence[Any]], list[tuple[Any, ...]]]
+    reason_required: bool = True
+    reason_help: str = ""
+
+
+def action_confirmed(
+    model_admin, request, queryset, action: str, confirmation: ActionConfirmation
+) -> tuple[TemplateResponse | None, str]:
+    """(None, the reason) once the confirmation page was submitted with what it asks for;
+    else (the confirmation page, ""). Choosing the action in the list only shows the page.
+
+    The page posts back to the list with the selection, the action and ``confirm``, which is
+    how Django runs an action after an intermediate page (as its own delete does).
+    """
+    submitted = CONFIRM_FIELD in request.POST
+    form = ActionReasonForm(request.POST if submitted else None)
+    if not confirmation.reason_required:
+        del form.fields["reason"]
+    elif confirmation.reason_help:
+        form.fields["reason"].help_text = confirmation.reason_help
+    if submitted and form.is_valid():
+        return None, form.cleaned_data.get("reason", "")
+    selected = list(queryset.order_by("pk"))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": confirmation.title,
+        "confirmation": confirmation,
+        "opts": model_admin.model._meta,
+        "action": action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": [item.pk for item in selected],
+        "rows": confirmation.rows(selected[:CONFIRM_ROWS_SHOWN_MAX]),
+        "rows_more": max(0, len(selected) - CONFIRM_ROWS_SHOWN_MAX),
+        "form": form,
+        "confirm_field": CONFIRM_FIELD,
+    }
+    page = TemplateResponse(
+        request,
+        "admin/exchange/action_confirm.html",
+        context,
+        status=400 if form.errors else 200,
+    )
+    return page, ""
 
 
 def apply_to_each(
@@ -273,32 +350,59 @@ class InstrumentAdmin(BackOfficeAdmin):
         }
         return TemplateResponse(request, "admin/exchange/instrument/roll.html", context)
 
-    @admin.action(description="Halt trading in the selected instruments", permissions=["act"])
-    def halt(self, request, queryset):
-        reason = f"admin action by {request.user}"
+    @staticmethod
+    def _status_rows(instruments: Sequence[Instrument]) -> list[tuple[Any, ...]]:
+        resting = backoffice_selectors.resting_orders_by_instrument([i.pk for i in instruments])
+        return [
+            (i.symbol, i.get_kind_display(), i.get_status_display(), resting.get(i.pk, 0))
+            for i in instruments
+        ]
+
+    def _change_status(self, request, queryset, action: str, confirmation, service, verb: str):
+        page, reason = action_confirmed(self, request, queryset, action, confirmation)
+        if page is not None:
+            return page
         apply_to_each(
             self,
             request,
             queryset,
-            "halted",
-            instrument_halt,
+            verb,
+            service,
             "instrument",
             actor=request.user,
             reason=reason,
         )
+        return None
+
+    @admin.action(description="Halt trading in the selected instruments", permissions=["act"])
+    def halt(self, request, queryset):
+        confirmation = ActionConfirmation(
+            title="Halt trading",
+            consequence=(
+                "New orders and amendments in these instruments will be refused "
+                "(INSTRUMENT_HALTED) until trading resumes. Resting orders stay on the book; "
+                "their owners can still cancel them."
+            ),
+            columns=("Instrument", "Kind", "Status now", "Resting orders"),
+            rows=self._status_rows,
+        )
+        return self._change_status(
+            request, queryset, "halt", confirmation, instrument_halt, "halted"
+        )
 
     @admin.action(description="Resume trading in the selected instruments", permissions=["act"])
     def resume(self, request, queryset):
-        reason = f"admin action by {request.user}"
-        apply_to_each(
-            self,
-            request,
-            queryset,
-            "resumed",
-            instrument_resume,
-            "instrument",
-            actor=request.user,
-            reason=reason,
+        confirmation = ActionConfirmation(
+            title="Resume trading",
+            consequence=(
+                "These instruments will accept orders again; their resting orders can trade "
+                "at once."
+            ),
+            columns=("Instrument", "Kind", "Status now", "Resting orders"),
+            rows=self._status_rows,
+        )
+        return self._change_status(
+            request, queryset, "resume", confirmation, instrument_resume, "resumed"
         )
 
 
@@ -334,11 +438,60 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [TransitionInline]
     actions = ["cancel"]
 
+    @staticmethod
+    def _cancel_rows(orders: Sequence[Order]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                f"#{order.pk}",
+                order.instrument.symbol,
+                str(order.account),
+                order.get_side_display(),
+                order.price if order.price is not None else "market",
+                order.quantity - order.filled_quantity,
+                order.get_status_display(),
+            )
+            for order in orders
+        ]
+
     @admin.action(description="Cancel the selected orders", permissions=["act"])
     def cancel(self, request, queryset):
-        apply_to_each(
-            self, request, queryset, "cancelled", order_staff_cancel, "order", actor=request.user
+        confirmation = ActionConfirmation(
+            title="Cancel customers' orders",
+            consequence=(
+                "The matcher takes the unfilled remainder of each order off the book; "
+                "what has filled stays filled. The customers see the cancellation."
+            ),
+            columns=(
+                "Order",
+                "Instrument",
+                "Account",
+                "Side",
+                "Price ($/GPU-hr)",
+                "Unfilled (contracts)",
+                "Status",
+            ),
+            rows=self._cancel_rows,
         )
+        page, reason = action_confirmed(
+            self,
+            request,
+            queryset.select_related(*self.list_select_related),
+            "cancel",
+            confirmation,
+        )
+        if page is not None:
+            return page
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            "cancelled",
+            order_staff_cancel,
+            "order",
+            actor=request.user,
+            reason=reason,
+        )
+        return None
 
 
 @admin.register(Trade)
@@ -439,9 +592,42 @@ class WithdrawalAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     list_select_related = ["account__organization", "requested_by", "reviewed_by"]
     actions = ["approve", "reject"]
+    confirm_columns = ("Withdrawal", "Account", "Amount (USD)", "Status", "Requested by", "Asked")
+
+    @staticmethod
+    def _review_rows(withdrawals: Sequence[Withdrawal]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                f"#{withdrawal.pk}",
+                str(withdrawal.account),
+                withdrawal.amount,
+                withdrawal.get_status_display(),
+                withdrawal.requested_by.get_username() if withdrawal.requested_by else "system",
+                withdrawal.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+            for withdrawal in withdrawals
+        ]
+
+    def _selection(self, queryset):
+        return queryset.select_related("account__organization", "requested_by")
 
     @admin.action(description="Approve and pay out the selected withdrawals", permissions=["act"])
     def approve(self, request, queryset):
+        confirmation = ActionConfirmation(
+            title="Approve and pay out withdrawals",
+            consequence=(
+                "Each withdrawal is paid out through Stripe (no payout in test mode) and posted "
+                "to the ledger: the money leaves the exchange, and this cannot be undone."
+            ),
+            columns=self.confirm_columns,
+            rows=self._review_rows,
+            reason_required=False,
+        )
+        page, _ = action_confirmed(
+            self, request, self._selection(queryset), "approve", confirmation
+        )
+        if page is not None:
+            return page
         apply_to_each(
             self,
             request,
@@ -451,12 +637,30 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             "withdrawal",
             actor=request.user,
         )
+        return None
 
     @admin.action(
         description="Reject the selected withdrawals (release the funds)", permissions=["act"]
     )
     def reject(self, request, queryset):
-        reason = f"rejected in the back office by {request.user}"
+        confirmation = ActionConfirmation(
+            title="Reject withdrawals",
+            consequence=(
+                "The funds held for each withdrawal become available to its account again; "
+                "nothing is paid out."
+            ),
+            columns=self.confirm_columns,
+            rows=self._review_rows,
+            reason_help=(
+                "Shown to the customer on the withdrawal and recorded in the audit log with "
+                "your name (up to 300 characters)."
+            ),
+        )
+        page, reason = action_confirmed(
+            self, request, self._selection(queryset), "reject", confirmation
+        )
+        if page is not None:
+            return page
         apply_to_each(
             self,
             request,
@@ -467,6 +671,7 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             actor=request.user,
             reason=reason,
         )
+        return None
 
 
 @admin.register(StripeEvent)
@@ -653,16 +858,54 @@ class MarginCallAdmin(ReadOnlyAdmin):
                 cured += 1
         self.message_user(request, f"{cured} of {queryset.count()} selected calls cured.")
 
+    @staticmethod
+    def _liquidation_rows(calls: Sequence[MarginCall]) -> list[tuple[Any, ...]]:
+        positions = backoffice_selectors.positions_by_account([call.account_id for call in calls])
+        return [
+            (
+                f"#{call.pk}",
+                str(call.account),
+                call.get_status_display(),
+                micros_to_usd(call.deficit),
+                ", ".join(
+                    f"{symbol} {contracts:+d}"
+                    for symbol, contracts in positions.get(call.account_id, [])
+                )
+                or "none",
+            )
+            for call in calls
+        ]
+
     @admin.action(
         description="Liquidate the accounts of the selected open calls", permissions=["act"]
     )
     def liquidate(self, request, queryset):
+        confirmation = ActionConfirmation(
+            title="Liquidate accounts",
+            consequence=(
+                "For each open call, the account's resting orders are cancelled, its margin is "
+                "returned to cash, and every position is closed with a market order against "
+                "the book, at whatever prices the book offers. Calls that are not open are "
+                "skipped. This cannot be undone."
+            ),
+            columns=("Call", "Account", "Status", "Deficit (USD)", "Positions (contracts)"),
+            rows=self._liquidation_rows,
+        )
+        page, reason = action_confirmed(
+            self,
+            request,
+            queryset.select_related("account__organization"),
+            "liquidate",
+            confirmation,
+        )
+        if page is not None:
+            return page
         for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
             try:
                 result = account_liquidate(
                     account=call.account,
                     actor=request.user,
-                    reason=f"margin call #{call.pk} liquidated in the back office",
+                    reason=f"margin call #{call.pk}: {reason}",
                 )
             except ExchangeError as error:
                 self.message_user(request, f"#{call.pk}: {error.message}", messages.ERROR)

@@ -156,11 +156,29 @@ def resting_orders_in(instrument: Instrument) -> int:
     return Order.objects.filter(instrument=instrument, status__in=RESTING_STATUSES).count()
 
 
-def _positions() -> list[tuple[int, str, int]]:
-    """(trading account id, instrument symbol, contracts) of every non-flat position."""
+def resting_orders_by_instrument(instrument_ids: list[int]) -> dict[int, int]:
+    """Resting orders per instrument id, for the instruments given (absent: none)."""
+    rows = (
+        Order.objects.filter(instrument_id__in=instrument_ids, status__in=RESTING_STATUSES)
+        .order_by()
+        .values_list("instrument_id")
+        .annotate(n=Count("id"))
+    )
+    return dict(rows)
+
+
+def _positions(account_ids: list[int] | None = None) -> list[tuple[int, str, int]]:
+    """(trading account id, instrument symbol, contracts) of every non-flat position, or of
+    those of ``account_ids``."""
     rows = LedgerAccount.objects.filter(
         commodity__kind=Commodity.Kind.POSITION, code__startswith=POSITION_CODE_PREFIX
     ).exclude(debits_posted=F("credits_posted"))
+    if account_ids is not None:
+        # Each account's position codes start "trading:<id>:position:", so one prefix each.
+        prefixes = Q(pk__in=[])
+        for account_id in account_ids:
+            prefixes |= Q(code__startswith=f"{POSITION_CODE_PREFIX}{account_id}{POSITION_MARKER}")
+        rows = rows.filter(prefixes)
     result = []
     for code, debits, credits in rows.values_list("code", "debits_posted", "credits_posted"):
         account_part, _, symbol = code[len(POSITION_CODE_PREFIX) :].partition(POSITION_MARKER)
@@ -189,6 +207,15 @@ def _marks(symbols: set[str]) -> dict[str, Decimal]:
         for symbol, price in trades:
             latest.setdefault(symbol, price)
     return latest
+
+
+def positions_by_account(account_ids: list[int]) -> dict[int, list[tuple[str, int]]]:
+    """The non-flat positions of the accounts given: (symbol, contracts, long positive), by
+    symbol."""
+    held: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for account_id, symbol, contracts in sorted(_positions(account_ids)):
+        held[account_id].append((symbol, contracts))
+    return dict(held)
 
 
 def open_interest() -> list[OpenInterest]:

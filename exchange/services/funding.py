@@ -478,7 +478,13 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
             locked.status, locked.reviewed_by = Withdrawal.Status.APPROVED, _user(actor)
             locked.reviewed_at = timezone.now()
             locked.save(update_fields=["status", "reviewed_by", "reviewed_at", "updated_at"])
-            audit_record(actor=actor, action="withdrawal.approve", target=locked)
+            audit_record(
+                actor=actor,
+                action="withdrawal.approve",
+                target=locked,
+                before={"status": Withdrawal.Status.REQUESTED},
+                after={"status": locked.status},
+            )
     payout_id = ""
     if not test_mode_active():
         try:
@@ -519,7 +525,8 @@ def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Wi
             actor=actor,
             action="withdrawal.pay",
             target=locked,
-            after={"entry": entry.pk, "stripe_payout": payout_id},
+            before={"status": Withdrawal.Status.APPROVED},
+            after={"status": locked.status, "entry": entry.pk, "stripe_payout": payout_id},
         )
     return locked
 
@@ -530,7 +537,14 @@ def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str)
         hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
         locked.status, locked.reason = Withdrawal.Status.FAILED, reason[:300]
         locked.save(update_fields=["status", "reason", "updated_at"])
-        audit_record(actor=actor, action="withdrawal.fail", target=locked, reason=reason)
+        audit_record(
+            actor=actor,
+            action="withdrawal.fail",
+            target=locked,
+            before={"status": Withdrawal.Status.APPROVED},
+            after={"status": locked.status},
+            reason=reason,
+        )
 
 
 def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> Withdrawal:
@@ -542,7 +556,14 @@ def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> W
         locked.status, locked.reviewed_by = Withdrawal.Status.REJECTED, _user(actor)
         locked.reason, locked.reviewed_at = reason[:300], timezone.now()
         locked.save(update_fields=["status", "reviewed_by", "reason", "reviewed_at", "updated_at"])
-        audit_record(actor=actor, action="withdrawal.reject", target=locked, reason=reason)
+        audit_record(
+            actor=actor,
+            action="withdrawal.reject",
+            target=locked,
+            before={"status": Withdrawal.Status.REQUESTED},
+            after={"status": locked.status},
+            reason=reason,
+        )
     return locked
 
 

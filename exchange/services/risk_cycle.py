@@ -587,6 +587,7 @@ def daily_settlement_run(
         cycle = RiskCycle.objects.select_for_update().get(pk=cycle.pk)
         if cycle.status == RiskCycle.Status.SETTLED:
             return cycle
+        status_before = cycle.status
         instruments = _lock_instruments(_instruments_with_exposure())
         prices = settlement_prices.day_prices(trading_date)
         ledger = _Ledger(instruments)
@@ -621,7 +622,12 @@ def daily_settlement_run(
             actor=actor,
             action="risk.daily_settlement",
             target=cycle,
-            after={"trading_date": trading_date.isoformat(), **_summary_counts(summary)},
+            before={"status": status_before},
+            after={
+                "trading_date": trading_date.isoformat(),
+                "status": cycle.status,
+                **_summary_counts(summary),
+            },
         )
     _cancel_resting(expired_ids)
     return cycle
@@ -818,6 +824,7 @@ def account_liquidate(
         actor=actor,
         action="account.liquidate",
         target=account,
+        before={"positions": {i.symbol: contracts for i, contracts in positions.items()}},
         after={"orders": results},
         reason=reason,
     )

@@ -77,8 +77,9 @@ def margin_call_staff_review(*, call: MarginCall, actor: AbstractBaseUser | None
     return reviewed
 
 
-def order_staff_cancel(*, order: Order, actor: AbstractBaseUser | None) -> Order:
-    """Staff cancel a customer's order through the matcher, then record it.
+def order_staff_cancel(*, order: Order, actor: AbstractBaseUser | None, reason: str = "") -> Order:
+    """Staff cancel a customer's order through the matcher, then record it with why (the
+    admin's confirmation asks for the reason).
 
     ``order_cancel`` commits its command in a transaction of its own (an accepted command is a
     committed one), so the audit row follows in a second; the command itself names who asked.
@@ -91,6 +92,7 @@ def order_staff_cancel(*, order: Order, actor: AbstractBaseUser | None) -> Order
         target=cancelled,
         before=before,
         after={"status": cancelled.status, "filled_quantity": cancelled.filled_quantity},
+        reason=reason.strip(),
     )
     return cancelled
 

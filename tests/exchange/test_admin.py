@@ -32,7 +32,12 @@ def test_halt_action_halts_and_audits_with_the_acting_user(admin_client, admin_u
     # when
     response = admin_client.post(
         reverse("admin:exchange_instrument_changelist"),
-        {"action": "halt", "_selected_action": [futures[0].pk]},
+        {
+            "action": "halt",
+            "_selected_action": [futures[0].pk],
+            "confirm": "1",
+            "reason": "feed outage",
+        },
         follow=True,
     )
 
@@ -45,14 +50,18 @@ def test_halt_action_halts_and_audits_with_the_acting_user(admin_client, admin_u
     assert (entry.actor, entry.actor_label) == (admin_user, admin_user.username)
     assert (entry.target_type, entry.target_id) == ("Instrument", str(futures[0].pk))
     assert (entry.before, entry.after) == ({"status": "active"}, {"status": "halted"})
+    assert entry.reason == "feed outage"
 
 
 def test_resume_action_and_a_refused_change_is_reported(admin_client, futures):
     url = reverse("admin:exchange_instrument_changelist")
-    admin_client.post(url, {"action": "halt", "_selected_action": [futures[0].pk]})
+    confirmed = {"confirm": "1", "reason": "feed outage"}
+    admin_client.post(url, {"action": "halt", "_selected_action": [futures[0].pk], **confirmed})
 
     response = admin_client.post(
-        url, {"action": "resume", "_selected_action": [f.pk for f in futures]}, follow=True
+        url,
+        {"action": "resume", "_selected_action": [f.pk for f in futures], **confirmed},
+        follow=True,
     )
 
     page = response.content.decode()
@@ -92,7 +101,12 @@ def test_order_admin_cancel_action_goes_through_the_matcher(
 
     admin_client.post(
         reverse("admin:exchange_order_changelist"),
-        {"action": "cancel", "_selected_action": [order.pk]},
+        {
+            "action": "cancel",
+            "_selected_action": [order.pk],
+            "confirm": "1",
+            "reason": "customer asked by phone",
+        },
     )
 
     assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED

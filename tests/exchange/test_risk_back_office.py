@@ -169,7 +169,12 @@ def test_liquidate_action_closes_the_position_against_the_book(
 
     response = admin_client.post(
         reverse("admin:exchange_margincall_changelist"),
-        {"action": "liquidate", "_selected_action": [call.pk]},
+        {
+            "action": "liquidate",
+            "_selected_action": [call.pk],
+            "confirm": "1",
+            "reason": "deficit unpaid",
+        },
         follow=True,
     )
 

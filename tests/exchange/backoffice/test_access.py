@@ -118,7 +118,7 @@ def test_a_halt_posted_without_the_role_changes_nothing(client, risk, future):
 
     client.post(
         reverse("admin:exchange_instrument_changelist"),
-        {"action": "halt", "_selected_action": [future.pk]},
+        {"action": "halt", "_selected_action": [future.pk], "confirm": "1", "reason": "r"},
     )
 
     future.refresh_from_db()
@@ -132,7 +132,7 @@ def test_a_cancel_posted_without_the_role_changes_nothing(client, risk, future, 
 
     client.post(
         reverse("admin:exchange_order_changelist"),
-        {"action": "cancel", "_selected_action": [order.pk]},
+        {"action": "cancel", "_selected_action": [order.pk], "confirm": "1", "reason": "r"},
     )
 
     order.refresh_from_db()

@@ -139,13 +139,19 @@ def test_the_order_cancel_action_is_audited(client, operations, future, buyer):
 
     client.post(
         reverse("admin:exchange_order_changelist"),
-        {"action": "cancel", "_selected_action": [order.pk]},
+        {
+            "action": "cancel",
+            "_selected_action": [order.pk],
+            "confirm": "1",
+            "reason": "duplicate order",
+        },
     )
 
     assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
     entry = AuditEntry.objects.get(action="order.cancel")
     assert (entry.actor, entry.target_id) == (operations, str(order.pk))
     assert (entry.before["status"], entry.after["status"]) == ("open", "cancelled")
+    assert entry.reason == "duplicate order"
 
 
 def test_withdrawal_review_by_finance_is_audited(client, finance, buyer, seller, settings):
@@ -155,15 +161,35 @@ def test_withdrawal_review_by_finance_is_audited(client, finance, buyer, seller,
     client.force_login(finance)
     url = reverse("admin:exchange_withdrawal_changelist")
 
-    client.post(url, {"action": "approve", "_selected_action": [first.pk]})
-    client.post(url, {"action": "reject", "_selected_action": [second.pk]})
+    client.post(url, {"action": "approve", "_selected_action": [first.pk], "confirm": "1"})
+    client.post(
+        url,
+        {
+            "action": "reject",
+            "_selected_action": [second.pk],
+            "confirm": "1",
+            "reason": "account under review",
+        },
+    )
 
-    actions = set(AuditEntry.objects.filter(actor=finance).values_list("action", "target_id"))
-    assert {
+    entries = {
+        (entry.action, entry.target_id): entry
+        for entry in AuditEntry.objects.filter(actor=finance, target_type="Withdrawal")
+    }
+    assert set(entries) == {
         ("withdrawal.approve", str(first.pk)),
         ("withdrawal.pay", str(first.pk)),
         ("withdrawal.reject", str(second.pk)),
-    } <= actions
+    }
+    statuses = {
+        key: (entry.before["status"], entry.after["status"]) for key, entry in entries.items()
+    }
+    assert statuses == {
+        ("withdrawal.approve", str(first.pk)): ("requested", "approved"),
+        ("withdrawal.pay", str(first.pk)): ("approved", "paid"),
+        ("withdrawal.reject", str(second.pk)): ("requested", "rejected"),
+    }
+    assert entries["withdrawal.reject", str(second.pk)].reason == "account under review"
 
 
 def test_the_daily_cycle_and_an_override_by_risk_are_audited_once(client, risk, future):

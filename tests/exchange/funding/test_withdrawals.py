@@ -198,8 +198,16 @@ def test_the_back_office_approves_and_rejects(test_funds_mode, admin_client, buy
     second = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
     url = "/admin/exchange/withdrawal/"
 
-    admin_client.post(url, {"action": "approve", "_selected_action": [first.pk]})
-    admin_client.post(url, {"action": "reject", "_selected_action": [second.pk]})
+    admin_client.post(url, {"action": "approve", "_selected_action": [first.pk], "confirm": "1"})
+    admin_client.post(
+        url,
+        {
+            "action": "reject",
+            "_selected_action": [second.pk],
+            "confirm": "1",
+            "reason": "bank details do not match",
+        },
+    )
 
     first.refresh_from_db()
     second.refresh_from_db()
