@@ -933,3 +933,7 @@ class AuditedUserAdmin(AuditedEdits, UserAdmin):
 @admin.register(Group)
 class AuditedGroupAdmin(AuditedEdits, GroupAdmin):
     pass
+
+
+# Portfolio pools register their pages from their own module.
+from exchange import pools_admin  # noqa: E402, F401

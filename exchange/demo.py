@@ -22,6 +22,7 @@ from exchange.models import (
     Membership,
     Order,
     Organization,
+    Pool,
     Region,
     ReservedCapacity,
     Sku,
@@ -33,6 +34,7 @@ from exchange.services.listing import futures_list_strip, options_list_chain, re
 from exchange.services.margin import option_value
 from exchange.services.orders import order_place
 from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.pools import pool_create, pool_fund, pool_member_add
 from exchange.services.staff import staff_roles_grant
 
 DEMO_PASSWORD = "gpu-demo-2026"
@@ -58,6 +60,9 @@ class SkuSpec:
     reference_price: Decimal  # Neocloud $/GPU-hr, late 2026 (MARKET.md indices).
     monthly_decay: Decimal  # Forward curve slope: older generations depreciate faster.
     strike_step: Decimal
+    # Hyperscaler on-demand list price, $/GPU-hr: about 3x the neocloud index (MARKET.md: an
+    # H100 near $7.4-7.5 against $2.4-2.6); the benchmark of the pools' savings reports.
+    on_demand_price: Decimal | None = None
 
 
 SKUS = [
@@ -73,6 +78,7 @@ SKUS = [
         Decimal("1.25"),
         Decimal("0.015"),
         Decimal("0.10"),
+        Decimal("3.80"),
     ),
     SkuSpec(
         "H100SXM",
@@ -86,6 +92,7 @@ SKUS = [
         Decimal("2.45"),
         Decimal("0.012"),
         Decimal("0.25"),
+        Decimal("7.45"),
     ),
     SkuSpec(
         "L40S",
@@ -99,6 +106,7 @@ SKUS = [
         Decimal("0.85"),
         Decimal("0.010"),
         Decimal("0.10"),
+        Decimal("2.60"),
     ),
     SkuSpec(
         "MI300X",
@@ -112,6 +120,7 @@ SKUS = [
         Decimal("2.10"),
         Decimal("0.010"),
         Decimal("0.25"),
+        Decimal("6.40"),
     ),
     SkuSpec(
         "H200",
@@ -125,6 +134,7 @@ SKUS = [
         Decimal("3.40"),
         Decimal("0.008"),
         Decimal("0.25"),
+        Decimal("10.35"),
     ),
     SkuSpec(
         "B200",
@@ -138,6 +148,7 @@ SKUS = [
         Decimal("5.30"),
         Decimal("0.004"),
         Decimal("0.50"),
+        Decimal("16.10"),
     ),
 ]
 
@@ -168,6 +179,7 @@ ORGANIZATIONS = [
         [("alice", Membership.Role.TRADER), ("victor", Membership.Role.VIEWER)],
     ),
     ("quanta", "Quanta Bio", Organization.Kind.STARTUP, [("quinn", Membership.Role.TRADER)]),
+    ("cirrus", "Cirrus AI", Organization.Kind.STARTUP, [("cora", Membership.Role.TRADER)]),
     (
         "northwind",
         "Northwind Cloud",
@@ -185,6 +197,7 @@ ORGANIZATIONS = [
 DEMO_FUNDING = {
     "lumen": Decimal("2000000.00"),
     "quanta": Decimal("250000.00"),
+    "cirrus": Decimal("50000.00"),
     "northwind": Decimal("5000000.00"),
     "helix": Decimal("10000000.00"),
     "foundry": Decimal("20000000.00"),
@@ -215,6 +228,7 @@ def ensure_sku(code: str) -> Sku:
             "interconnect": spec.interconnect,
             "release_date": spec.release_date,
             "power_watts": spec.power_watts,
+            "on_demand_price": spec.on_demand_price,
         },
     )
     return sku
@@ -436,11 +450,42 @@ def load_funding(accounts: dict[str, Account]) -> int:
     return funded
 
 
+# The demo portfolio program: Foundry Ventures pools the demand of three of its startups.
+DEMO_POOL_NAME = "Foundry Seed Compute"
+DEMO_POOL_MEMBERS = [("lumen", 10), ("quanta", 20), ("cirrus", 30)]  # (slug, priority)
+DEMO_POOL_FUNDS = Decimal("2000000.00")
+
+
+def load_pool(accounts: dict[str, Account]) -> Pool:
+    """The demo pool (once): 10% sponsor subsidy, a $50,000 credit line per member, funded
+    from the sponsor's main account; demand comes from the members themselves."""
+    sponsor = accounts["foundry"].organization
+    pool = Pool.objects.filter(sponsor=sponsor, name=DEMO_POOL_NAME).first()
+    if pool is not None:
+        return pool
+    pool = pool_create(
+        sponsor=sponsor,
+        name=DEMO_POOL_NAME,
+        rule=Pool.Rule.PRO_RATA,
+        subsidy_percent=Decimal("10"),
+        credit_line=Decimal("50000"),
+        actor=None,
+    )
+    for slug, priority in DEMO_POOL_MEMBERS:
+        pool_member_add(
+            pool=pool, organization=accounts[slug].organization, priority=priority, actor=None
+        )
+    if test_mode_active():
+        pool_fund(pool=pool, amount=DEMO_POOL_FUNDS, actor=None)
+    return pool
+
+
 def load_demo(today: date | None = None) -> dict[str, int]:
     today = today or timezone.now().date()
     strips = load_catalog(today)
     accounts = load_participants()
     load_funding(accounts)
+    load_pool(accounts)
     load_reservations(today + timedelta(days=0))
     placed = load_opening_market(strips, accounts)
     return {"instruments": Instrument.objects.count(), "orders_placed": placed}

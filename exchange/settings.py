@@ -153,6 +153,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.instruments_list_upcoming",
         "schedule": 6 * 60 * 60.0,
     },
+    "run-pool-cut-offs-and-allocations": {
+        "task": "exchange.tasks.pools_run_due",
+        "schedule": 60.0,
+    },
 }
 
 # The matcher: "inline" matches in the submitting process under the instrument's row lock
@@ -195,6 +199,19 @@ EXCHANGE_FEES = {
     "option": {"maker": Decimal("0.10"), "taker": Decimal("0.25")},
     "resale": {"maker": Decimal("0.01"), "taker": Decimal("0.02")},
 }
+# Block tiers: an order of at least this many contracts pays this share of the schedule's fees
+# (fixed at acceptance like the rates). A portfolio pool's combined order is how small buyers
+# reach the big buyer's tier (exchange/services/pools.py).
+EXCHANGE_FEE_BLOCK_TIERS = [(100, Decimal("0.80")), (500, Decimal("0.60"))]
+
+# Portfolio pools (exchange/services/pools.py): at most this many price tiers (one pool order
+# each) per instrument at a cut-off; how long a round's orders work before the round closes and
+# allocates; the largest credit line a sponsor may guarantee each member, USD.
+EXCHANGE_POOL_PRICE_TIERS = int(os.environ.get("EXCHANGE_POOL_PRICE_TIERS", "3"))
+EXCHANGE_POOL_ROUND_MINUTES = int(os.environ.get("EXCHANGE_POOL_ROUND_MINUTES", "60"))
+EXCHANGE_POOL_CREDIT_LINE_MAX = Decimal(os.environ.get("EXCHANGE_POOL_CREDIT_LINE_MAX", "10000000"))
+# Pool reports compare allocations with the market's average price over this many days.
+EXCHANGE_POOL_MARKET_WINDOW_DAYS = int(os.environ.get("EXCHANGE_POOL_MARKET_WINDOW_DAYS", "30"))
 
 # The daily risk cycle (exchange/services/risk_cycle.py, docs/ARCHITECTURE.md "The daily risk
 # cycle"). Settlement prices come from the trades of the closing window that ends at

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from exchange.services.listing import listings_roll
+from exchange.services.pools import pools_run_due as pools_run_due_service
 from exchange.services.risk_cycle import daily_settlement_run, margin_calls_review
 from ledger.services import holds_expire
 
@@ -45,3 +46,9 @@ def risk_daily_settlement(trading_date: str | None = None) -> dict:
 def risk_margin_calls_review() -> int:
     """Top up accounts under a margin call from their cash; return how many were cured."""
     return margin_calls_review()
+
+
+@shared_task
+def pools_run_due() -> dict:
+    """Pool cut-offs whose time has come, rounds to close and allocate (``pools_run_due``)."""
+    return pools_run_due_service()

@@ -14,6 +14,15 @@ from exchange.models.orders import (
     Trade,
 )
 from exchange.models.participants import Account, Membership, Organization
+from exchange.models.pools import (
+    Pool,
+    PoolAllocation,
+    PoolDemand,
+    PoolMember,
+    PoolOrder,
+    PoolRound,
+    PoolTransfer,
+)
 from exchange.models.risk import MarginCall, RiskCycle, SettlementPrice
 
 __all__ = [
@@ -33,6 +42,13 @@ __all__ = [
     "OrderRejection",
     "OrderTransition",
     "Organization",
+    "Pool",
+    "PoolAllocation",
+    "PoolDemand",
+    "PoolMember",
+    "PoolOrder",
+    "PoolRound",
+    "PoolTransfer",
     "Region",
     "ReservedCapacity",
     "RiskCycle",

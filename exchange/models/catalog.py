@@ -27,6 +27,16 @@ class Sku(models.Model):
     interconnect = models.CharField(max_length=20, choices=Interconnect.choices)
     release_date = models.DateField()
     power_watts = models.PositiveIntegerField()
+    on_demand_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=(
+            "Typical on-demand list price at the large clouds, $/GPU-hr: the benchmark pool "
+            "reports measure savings against."
+        ),
+    )
 
     class Meta:
         ordering = ["release_date", "code"]

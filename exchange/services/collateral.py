@@ -57,6 +57,7 @@ from exchange.services.capacity import hours_by_month
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
     USD_CODE,
+    USD_SCALE,
     cash_account,
     cash_account_code,
     entitlement,
@@ -169,21 +170,49 @@ class Terms:
     taker_fee_rate: Decimal
 
 
+def block_fee_share(quantity: int) -> Decimal:
+    """The share of the schedule's fees an order of ``quantity`` contracts pays: the block
+    tiers of ``EXCHANGE_FEE_BLOCK_TIERS`` (a pool's combined order earns the big buyer's tier
+    that none of its members would alone)."""
+    share = Decimal(1)
+    for minimum, tier_share in sorted(settings.EXCHANGE_FEE_BLOCK_TIERS):
+        if quantity >= minimum:
+            share = Decimal(tier_share)
+    return share
+
+
+def tier_rates(kind: str, quantity: int) -> FeeRates:
+    """The schedule's rates for an order of ``quantity`` contracts, after its block tier.
+    Per-contract fees stay whole micro-dollars (rounded down, in the customer's favour)."""
+    rates = fee_rates(kind)
+    share = block_fee_share(quantity)
+    if share == 1:
+        return rates
+    if FEE_BASIS[kind] == FEE_BASIS_CONTRACT:
+        step = Decimal(1).scaleb(-USD_SCALE)
+        return FeeRates(
+            (rates.maker * share).quantize(step, rounding=ROUND_FLOOR),
+            (rates.taker * share).quantize(step, rounding=ROUND_FLOOR),
+        )
+    return FeeRates(rates.maker * share, rates.taker * share)
+
+
 def terms_for(
     instrument: Instrument,
     side: str,
     price: Decimal,
     *,
+    quantity: int = 1,
     reducing: bool = False,
     liquidation: bool = False,
 ) -> Terms:
     """``reducing``: the order only closes contracts of an account under a margin call;
     ``liquidation``: staff close an account's position. Either takes no margin and pays no fee:
     an account in a margin call has no free cash to hold a fee with, and closing is what the
-    exchange asks of it."""
+    exchange asks of it. ``quantity`` picks the order's block fee tier."""
     if liquidation or reducing:
         return Terms(0, Decimal(0), Decimal(0))
-    rates = fee_rates(instrument.kind)
+    rates = tier_rates(instrument.kind, quantity)
     return Terms(margin_per_contract(instrument, side, price), rates.maker, rates.taker)
 
 

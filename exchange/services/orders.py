@@ -480,7 +480,7 @@ def order_dry_run(
     if limit is None:
         protection = limit = collateral.protection_price(resolved, side)
     reducing = _check_reduce_only(account, resolved, request)
-    terms = collateral.terms_for(resolved, side, limit, reducing=reducing)
+    terms = collateral.terms_for(resolved, side, limit, quantity=quantity, reducing=reducing)
     return collateral.collateral_preview(
         account, resolved, side, limit, quantity, terms, protection_price=protection
     )
@@ -508,7 +508,12 @@ def _order_accept(
         protection = price = collateral.protection_price(instrument, request.side)
     reducing = liquidation or _check_reduce_only(account, instrument, request)
     terms = collateral.terms_for(
-        instrument, request.side, price, reducing=reducing, liquidation=liquidation
+        instrument,
+        request.side,
+        price,
+        quantity=request.quantity,
+        reducing=reducing,
+        liquidation=liquidation,
     )
     needs: list[collateral.Need] = []
     try:

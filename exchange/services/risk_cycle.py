@@ -538,7 +538,7 @@ def _margin_step(
 # The cycle --------------------------------------------------------------------------------
 
 
-def _lock_instruments(ids: list[int]) -> dict[int, Instrument]:
+def instruments_lock(ids: list[int]) -> dict[int, Instrument]:
     """Lock the rows (id order, as the matcher takes them one at a time) and bump the risk
     version so each matcher reloads the margin and positions it keeps in memory."""
     locked = {
@@ -588,7 +588,7 @@ def daily_settlement_run(
         if cycle.status == RiskCycle.Status.SETTLED:
             return cycle
         status_before = cycle.status
-        instruments = _lock_instruments(_instruments_with_exposure())
+        instruments = instruments_lock(_instruments_with_exposure())
         prices = settlement_prices.day_prices(trading_date)
         ledger = _Ledger(instruments)
         _check_prices(ledger, prices, trading_date)
@@ -717,7 +717,7 @@ def margin_call_review(call: MarginCall) -> MarginCall:
         call = MarginCall.objects.select_for_update().get(pk=call.pk)
         if call.status != MarginCall.Status.OPEN:
             return call
-        instruments = _lock_instruments(_account_instruments(call.account_id))
+        instruments = instruments_lock(_account_instruments(call.account_id))
         ledger = _Ledger(instruments)
         holder = ledger._holder(call.account_id)
         prices = _latest_prices(list(instruments))
@@ -777,7 +777,7 @@ def account_liquidate(
         requested_by=actor,
     )
     with transaction.atomic():
-        instruments = _lock_instruments(_account_instruments(account.pk))
+        instruments = instruments_lock(_account_instruments(account.pk))
         ledger = _Ledger(instruments)
         holder = ledger._holder(account.pk)
         postings: list[Posting] = []

@@ -1,0 +1,1173 @@
+"""Portfolio pools: a sponsor buys for its startups as one big buyer and allocates the fills.
+
+The cycle (``docs/ARCHITECTURE.md``, "Portfolio pools"):
+
+1. A sponsor creates a pool (``pool_create``): its rule, subsidy and credit line, and a trading
+   account of its own, funded from the sponsor's main account (``pool_fund``).
+2. Members submit demand per delivery month (``demand_submit``): GPU-hours and a limit price;
+   they amend or withdraw it until the cut-off.
+3. At the cut-off (``pool_cut_off``: the Celery task ``pools_run_due`` when ``cutoff_at`` has
+   passed, or the sponsor's button) the open demand of each instrument is grouped into at most
+   ``EXCHANGE_POOL_PRICE_TIERS`` tiers of limit prices, and the pool account places one GTC
+   limit buy per tier at the tier's lowest limit. The combined size earns the block fee tier
+   (``collateral.block_fee_share``).
+4. When the round closes (``pool_round_close``: at ``closes_at`` or by the sponsor) what still
+   works is cancelled, and each tier's fills are allocated to its demand by the pool's rule in
+   whole lots (``exchange.allocation``). Each allocation posts one balanced entry: the
+   contracts and their cost memo move from the pool to the member at the tier's traded value;
+   the member sets aside its initial margin and pays its share of the pool's fees; the pool's
+   margin for those contracts returns to its cash; the sponsor pays the subsidy (its percentage
+   of the cost) to the member; and if the member's cash is short, the pool lends the rest up to
+   the credit line (memo accounts record the loan). A member that cannot pay even then leaves
+   its lots with the pool (``unfunded``), for the sponsor to reallocate or sell.
+5. A member that graduates (``pool_member_graduate``) has its open demand withdrawn; the sponsor
+   can take its contracts back (``pool_take_back``), reallocate the pool's contracts to other
+   members (``pool_reallocate``), both at the instrument's latest mark, or sell them in the
+   market from the pool account (``pool_offer``).
+
+Allocation moves positions outside the matcher, so it locks the instruments' rows and bumps
+their risk version, as the daily risk cycle does: the matchers reload what they keep in memory.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from exchange import allocation
+from exchange.errors import OrderRejected, PoolError, PoolErrorCode
+from exchange.models import (
+    LIVE_STATUSES,
+    Account,
+    Instrument,
+    Order,
+    Organization,
+    Region,
+    Sku,
+    Trade,
+)
+from exchange.models.pools import (
+    Pool,
+    PoolAllocation,
+    PoolDemand,
+    PoolMember,
+    PoolOrder,
+    PoolRound,
+    PoolTransfer,
+)
+from exchange.services import collateral
+from exchange.services.audit import audit_record
+from exchange.services.ledger_accounts import (
+    MICROS_PER_USD,
+    cash_account,
+    cost_account,
+    margin_account,
+    micros_to_usd,
+    owner_of,
+    position_account,
+    usd,
+    usd_to_micros,
+)
+from exchange.services.margin import order_margin_per_contract, reference_price
+from exchange.services.orders import order_place, orders_cancel
+from exchange.services.participants import account_main
+from exchange.services.risk_cycle import instruments_lock
+from ledger.errors import LedgerError
+from ledger.models import Account as LedgerAccount
+from ledger.models import Entry
+from ledger.services import account_open, entry_post
+
+Actor = AbstractBaseUser | AnonymousUser | None
+
+NAME_LENGTH_MAX = 100
+FINAL_STATUSES = (Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.EXPIRED)
+
+
+def _user(actor: Actor) -> AbstractBaseUser | None:
+    return actor if actor is not None and actor.is_authenticated else None
+
+
+def _refuse(code: PoolErrorCode, message: str, field: str = "") -> PoolError:
+    return PoolError(code, message, field=field)
+
+
+# Ledger accounts of the credit line: what the pool lent a member, and what the member owes.
+
+
+def lent_account(pool: Pool, member: PoolMember) -> LedgerAccount:
+    return account_open(
+        code=f"trading:{pool.account_id}:pool-lent:{member.account_id}:USD",
+        owner=owner_of(pool.account),
+        commodity=usd(),
+        type=LedgerAccount.Type.ASSET,
+        limit=LedgerAccount.Limit.CREDITS_MUST_NOT_EXCEED_DEBITS,
+    )
+
+
+def borrowed_account(pool: Pool, member: PoolMember) -> LedgerAccount:
+    return account_open(
+        code=f"trading:{member.account_id}:pool-borrowed:{pool.account_id}:USD",
+        owner=owner_of(member.account),
+        commodity=usd(),
+        type=LedgerAccount.Type.LIABILITY,
+        limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
+    )
+
+
+def credit_outstanding(member: PoolMember) -> int:
+    """What the member owes the pool under the credit line, micro-USD."""
+    return -borrowed_account(member.pool, member).balance
+
+
+# Pools and members -------------------------------------------------------------------------
+
+
+def _check_settings(
+    rule: str, subsidy_percent: Decimal, credit_line: Decimal, cutoff_at: datetime | None
+) -> int:
+    if rule not in Pool.Rule.values:
+        raise _refuse(
+            PoolErrorCode.RULE_INVALID,
+            f"The allocation rule is one of {', '.join(Pool.Rule.values)}.",
+            "rule",
+        )
+    if (
+        not isinstance(subsidy_percent, Decimal)
+        or not (0 <= subsidy_percent <= 100)
+        or (subsidy_percent != subsidy_percent.quantize(Decimal("0.01")))
+    ):
+        raise _refuse(
+            PoolErrorCode.SUBSIDY_INVALID,
+            "The subsidy is a percentage from 0 to 100, with at most two decimals.",
+            "subsidy_percent",
+        )
+    try:
+        credit_micros = usd_to_micros(credit_line)
+    except (ValueError, InvalidOperation, TypeError) as error:
+        raise _refuse(
+            PoolErrorCode.CREDIT_LINE_INVALID,
+            "The credit line is an amount of USD with at most 6 decimals.",
+            "credit_line",
+        ) from error
+    if credit_micros < 0 or credit_line > Decimal(settings.EXCHANGE_POOL_CREDIT_LINE_MAX):
+        raise _refuse(
+            PoolErrorCode.CREDIT_LINE_INVALID,
+            f"The credit line is from 0 to {settings.EXCHANGE_POOL_CREDIT_LINE_MAX} USD per "
+            "member.",
+            "credit_line",
+        )
+    if cutoff_at is not None and cutoff_at <= timezone.now():
+        raise _refuse(
+            PoolErrorCode.CUTOFF_INVALID, "The cut-off must be in the future.", "cutoff_at"
+        )
+    return credit_micros
+
+
+def pool_create(
+    *,
+    sponsor: Organization,
+    name: str,
+    rule: str = Pool.Rule.PRO_RATA,
+    subsidy_percent: Decimal = Decimal("0"),
+    credit_line: Decimal = Decimal("0"),
+    cutoff_at: datetime | None = None,
+    actor: Actor,
+) -> Pool:
+    """A pool of ``sponsor`` (a portfolio program sponsor) with a trading account of its own."""
+    name = (name or "").strip()
+    if not name or len(name) > NAME_LENGTH_MAX:
+        raise _refuse(
+            PoolErrorCode.NAME_INVALID,
+            f"A pool's name is 1 to {NAME_LENGTH_MAX} characters.",
+            "name",
+        )
+    if sponsor.kind != Organization.Kind.SPONSOR:
+        raise _refuse(
+            PoolErrorCode.SPONSOR_REQUIRED,
+            "Only a portfolio program sponsor creates pools.",
+            "sponsor",
+        )
+    credit_micros = _check_settings(rule, subsidy_percent, credit_line, cutoff_at)
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(organization=sponsor, name=f"pool {name}"[:100])
+            pool = Pool.objects.create(
+                sponsor=sponsor,
+                name=name,
+                account=account,
+                rule=rule,
+                subsidy_percent=subsidy_percent,
+                credit_line=credit_micros,
+                cutoff_at=cutoff_at,
+            )
+            cash_account(account)
+            audit_record(
+                actor=actor,
+                action="pool.create",
+                target=pool,
+                after=_settings_of(pool),
+            )
+    except IntegrityError as error:
+        raise _refuse(
+            PoolErrorCode.NAME_TAKEN, f"{sponsor.name} already has a pool named {name!r}.", "name"
+        ) from error
+    return pool
+
+
+def _settings_of(pool: Pool) -> dict:
+    return {
+        "rule": pool.rule,
+        "subsidy_percent": str(pool.subsidy_percent),
+        "credit_line": str(micros_to_usd(pool.credit_line)),
+        "cutoff_at": pool.cutoff_at.isoformat() if pool.cutoff_at else None,
+        "status": pool.status,
+    }
+
+
+def pool_settings_set(
+    *,
+    pool: Pool,
+    rule: str,
+    subsidy_percent: Decimal,
+    credit_line: Decimal,
+    cutoff_at: datetime | None,
+    actor: Actor,
+) -> Pool:
+    """Change the rule, subsidy, credit line and next cut-off; a round already working keeps
+    the terms it was cut off with only for its orders: allocation uses the pool's terms when it
+    runs."""
+    credit_micros = _check_settings(rule, subsidy_percent, credit_line, cutoff_at)
+    with transaction.atomic():
+        locked = Pool.objects.select_for_update().get(pk=pool.pk)
+        if locked.status == Pool.Status.CLOSED:
+            raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
+        before = _settings_of(locked)
+        locked.rule, locked.subsidy_percent = rule, subsidy_percent
+        locked.credit_line, locked.cutoff_at = credit_micros, cutoff_at
+        locked.save(update_fields=["rule", "subsidy_percent", "credit_line", "cutoff_at"])
+        audit_record(
+            actor=actor,
+            action="pool.settings",
+            target=locked,
+            before=before,
+            after=_settings_of(locked),
+        )
+    return locked
+
+
+def pool_member_add(
+    *, pool: Pool, organization: Organization, priority: int = 100, actor: Actor
+) -> PoolMember:
+    if pool.status == Pool.Status.CLOSED:
+        raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
+    if organization.pk == pool.sponsor_id or organization.kind in (
+        Organization.Kind.SPONSOR,
+        Organization.Kind.EXCHANGE,
+    ):
+        raise _refuse(
+            PoolErrorCode.MEMBER_INVALID,
+            "Members are the sponsor's portfolio companies, not sponsors or the exchange.",
+            "organization",
+        )
+    _check_priority(priority)
+    try:
+        account = account_main(organization)
+    except Account.DoesNotExist as error:
+        raise _refuse(
+            PoolErrorCode.MEMBER_INVALID,
+            f"{organization.name} has no main account.",
+            "organization",
+        ) from error
+    try:
+        with transaction.atomic():
+            member = PoolMember.objects.create(
+                pool=pool, organization=organization, account=account, priority=priority
+            )
+            audit_record(
+                actor=actor,
+                action="pool.member_add",
+                target=member,
+                after={"organization": organization.slug, "priority": priority},
+            )
+    except IntegrityError as error:
+        raise _refuse(
+            PoolErrorCode.ALREADY_MEMBER,
+            f"{organization.name} is already a member of this pool.",
+            "organization",
+        ) from error
+    return member
+
+
+def _check_priority(priority: int) -> None:
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 10_000:
+        raise _refuse(
+            PoolErrorCode.PRIORITY_INVALID,
+            "Priority is a whole number from 0 to 10000.",
+            "priority",
+        )
+
+
+def pool_member_priority_set(*, member: PoolMember, priority: int, actor: Actor) -> PoolMember:
+    _check_priority(priority)
+    with transaction.atomic():
+        locked = PoolMember.objects.select_for_update().get(pk=member.pk)
+        before = locked.priority
+        locked.priority = priority
+        locked.save(update_fields=["priority"])
+        audit_record(
+            actor=actor,
+            action="pool.member_priority",
+            target=locked,
+            before={"priority": before},
+            after={"priority": priority},
+        )
+    return locked
+
+
+def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
+    """The member leaves the pool: its open demand is withdrawn. What it was allocated stays
+    its own until the sponsor takes it back (``pool_take_back``)."""
+    with transaction.atomic():
+        locked = PoolMember.objects.select_for_update().get(pk=member.pk)
+        if locked.status == PoolMember.Status.GRADUATED:
+            raise _refuse(PoolErrorCode.MEMBER_GRADUATED, "The member has already graduated.")
+        withdrawn = PoolDemand.objects.filter(member=locked, status=PoolDemand.Status.OPEN).update(
+            status=PoolDemand.Status.WITHDRAWN, updated_at=timezone.now()
+        )
+        locked.status, locked.left_at = PoolMember.Status.GRADUATED, timezone.now()
+        locked.save(update_fields=["status", "left_at"])
+        audit_record(
+            actor=actor,
+            action="pool.member_graduate",
+            target=locked,
+            before={"status": PoolMember.Status.ACTIVE},
+            after={"status": locked.status, "demand_withdrawn": withdrawn},
+        )
+    return locked
+
+
+# Demand ------------------------------------------------------------------------------------
+
+
+def _check_limit(limit_price: Decimal, instrument: Instrument) -> None:
+    if (
+        not isinstance(limit_price, Decimal)
+        or not limit_price.is_finite()
+        or limit_price <= 0
+        or limit_price > instrument.price_max
+    ):
+        raise _refuse(
+            PoolErrorCode.PRICE_INVALID,
+            f"The limit price is above 0 and at most {instrument.price_max} $/GPU-hr.",
+            "limit_price",
+        )
+    if limit_price % instrument.tick_size:
+        raise _refuse(
+            PoolErrorCode.PRICE_INVALID,
+            f"The limit price is a multiple of the tick, {instrument.tick_size} $/GPU-hr.",
+            "limit_price",
+        )
+
+
+def _contracts(instrument: Instrument, gpu_hours: int | None, gpus: int | None) -> int:
+    """Contracts of a demand given in GPU-hours or in GPUs for the month (exactly one)."""
+    if (gpu_hours is None) == (gpus is None):
+        raise _refuse(
+            PoolErrorCode.QUANTITY_INVALID,
+            "Give the demand either in GPU-hours or in GPUs for the month.",
+            "gpu_hours",
+        )
+    field = "gpu_hours" if gpu_hours is not None else "gpus"
+    value = gpu_hours if gpu_hours is not None else gpus
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _refuse(
+            PoolErrorCode.QUANTITY_INVALID, "The quantity is a positive whole number.", field
+        )
+    hours = instrument.gpu_hours_per_contract
+    contracts = value if gpus is not None else value // hours
+    if gpu_hours is not None and gpu_hours % hours:
+        raise _refuse(
+            PoolErrorCode.NOT_WHOLE_CONTRACTS,
+            f"{gpu_hours} GPU-hours is not a whole number of contracts of {instrument.symbol}: "
+            f"one contract is {hours} GPU-hours (one GPU for the month).",
+            field,
+        )
+    if contracts % instrument.lot_size or contracts > instrument.quantity_max:
+        raise _refuse(
+            PoolErrorCode.QUANTITY_INVALID,
+            f"{instrument.symbol} trades in lots of {instrument.lot_size} contracts, at most "
+            f"{instrument.quantity_max}.",
+            field,
+        )
+    return contracts
+
+
+def _active_member(member: PoolMember) -> PoolMember:
+    locked = PoolMember.objects.select_for_update().select_related("pool").get(pk=member.pk)
+    if locked.status != PoolMember.Status.ACTIVE:
+        raise _refuse(PoolErrorCode.MEMBER_GRADUATED, "A graduated member submits no demand.")
+    if locked.pool.status != Pool.Status.OPEN:
+        raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
+    return locked
+
+
+def futures_for(sku: Sku, region: Region, months: list[date]) -> list[Instrument]:
+    """The listed, trading futures of ``sku`` in ``region`` for each month, in month order."""
+    if not months:
+        raise _refuse(PoolErrorCode.MONTHS_INVALID, "Choose at least one delivery month.", "months")
+    wanted = sorted({date(month.year, month.month, 1) for month in months})
+    futures = {
+        future.delivery_start: future
+        for future in Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE,
+            status=Instrument.Status.ACTIVE,
+            sku=sku,
+            region=region,
+            delivery_start__in=wanted,
+        ).select_related("sku", "region")
+    }
+    missing = [month for month in wanted if month not in futures]
+    if missing:
+        raise _refuse(
+            PoolErrorCode.MONTHS_INVALID,
+            f"No {sku.code} future in {region.code} trades for "
+            f"{', '.join(f'{m:%b %Y}' for m in missing)}.",
+            "months",
+        )
+    return [futures[month] for month in wanted]
+
+
+def demand_submit(
+    *,
+    member: PoolMember,
+    sku: Sku,
+    region: Region,
+    months: list[date],
+    limit_price: Decimal,
+    gpu_hours: int | None = None,
+    gpus: int | None = None,
+    actor: Actor,
+) -> list[PoolDemand]:
+    """One demand per delivery month, each for ``gpu_hours`` (or ``gpus`` for the month)."""
+    instruments = futures_for(sku, region, months)
+    quantities = []
+    for instrument in instruments:
+        _check_limit(limit_price, instrument)
+        quantities.append(_contracts(instrument, gpu_hours, gpus))
+    with transaction.atomic():
+        locked = _active_member(member)
+        demands = [
+            PoolDemand.objects.create(
+                pool=locked.pool,
+                member=locked,
+                instrument=instrument,
+                quantity=quantity,
+                gpu_hours=quantity * instrument.gpu_hours_per_contract,
+                limit_price=limit_price,
+                submitted_by=_user(actor),
+            )
+            for instrument, quantity in zip(instruments, quantities, strict=True)
+        ]
+        for demand in demands:
+            audit_record(
+                actor=actor,
+                action="pool.demand_submit",
+                target=demand,
+                after=_demand_terms(demand),
+            )
+    return demands
+
+
+def _demand_terms(demand: PoolDemand) -> dict:
+    return {
+        "instrument": demand.instrument.symbol,
+        "quantity": demand.quantity,
+        "gpu_hours": demand.gpu_hours,
+        "limit_price": str(demand.limit_price),
+        "status": demand.status,
+    }
+
+
+def _open_demand(demand: PoolDemand) -> PoolDemand:
+    locked = PoolDemand.objects.select_for_update().select_related("instrument").get(pk=demand.pk)
+    if locked.status != PoolDemand.Status.OPEN:
+        raise _refuse(
+            PoolErrorCode.DEMAND_LOCKED,
+            f"This demand is {locked.get_status_display().lower()}: it changes only before the "
+            "cut-off.",
+        )
+    return locked
+
+
+def demand_amend(
+    *,
+    demand: PoolDemand,
+    limit_price: Decimal,
+    gpu_hours: int | None = None,
+    gpus: int | None = None,
+    actor: Actor,
+) -> PoolDemand:
+    with transaction.atomic():
+        _active_member(demand.member)
+        locked = _open_demand(demand)
+        _check_limit(limit_price, locked.instrument)
+        quantity = _contracts(locked.instrument, gpu_hours, gpus)
+        before = _demand_terms(locked)
+        locked.quantity, locked.limit_price = quantity, limit_price
+        locked.gpu_hours = quantity * locked.instrument.gpu_hours_per_contract
+        locked.save(update_fields=["quantity", "gpu_hours", "limit_price", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="pool.demand_amend",
+            target=locked,
+            before=before,
+            after=_demand_terms(locked),
+        )
+    return locked
+
+
+def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
+    with transaction.atomic():
+        locked = _open_demand(demand)
+        locked.status = PoolDemand.Status.WITHDRAWN
+        locked.save(update_fields=["status", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="pool.demand_withdraw",
+            target=locked,
+            before={"status": PoolDemand.Status.OPEN},
+            after={"status": locked.status},
+        )
+    return locked
+
+
+# The cut-off -------------------------------------------------------------------------------
+
+
+def pool_cut_off(*, pool: Pool, actor: Actor) -> PoolRound:
+    """Aggregate the open demand into tier orders and place them from the pool account.
+
+    The round, its tiers and the demand's new status commit first; each order is then placed
+    in its own transaction (as every order is). A tier the exchange refuses (the pool account
+    lacks the collateral, the instrument halted) keeps the refusal's code and message, and its
+    demand is allocated nothing when the round closes.
+    """
+    with transaction.atomic():
+        locked = Pool.objects.select_for_update().get(pk=pool.pk)
+        if locked.status != Pool.Status.OPEN:
+            raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
+        if locked.rounds.filter(status=PoolRound.Status.WORKING).exists():
+            raise _refuse(
+                PoolErrorCode.ROUND_WORKING,
+                "The previous round is still working; close it before the next cut-off.",
+            )
+        demands = list(
+            PoolDemand.objects.select_for_update()
+            .filter(pool=locked, status=PoolDemand.Status.OPEN, member__status="active")
+            .select_related("instrument", "member")
+            .order_by("instrument_id", "id")
+        )
+        if not demands:
+            raise _refuse(PoolErrorCode.NO_DEMAND, "No member has open demand to aggregate.")
+        now = timezone.now()
+        number = (locked.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
+        round_ = PoolRound.objects.create(
+            pool=locked,
+            number=number,
+            cut_off_at=now,
+            closes_at=now + timedelta(minutes=settings.EXCHANGE_POOL_ROUND_MINUTES),
+            cut_off_by=_user(actor),
+        )
+        tiers_placed = []
+        by_instrument: dict[int, list[PoolDemand]] = {}
+        for demand in demands:
+            by_instrument.setdefault(demand.instrument_id, []).append(demand)
+        for instrument_demands in by_instrument.values():
+            instrument = instrument_demands[0].instrument
+            requests = [
+                allocation.Request(d.pk, d.quantity, d.limit_price, d.member.priority)
+                for d in instrument_demands
+            ]
+            for price, tier in allocation.price_tiers(requests, settings.EXCHANGE_POOL_PRICE_TIERS):
+                pool_order = PoolOrder.objects.create(
+                    round=round_,
+                    instrument=instrument,
+                    price=price,
+                    quantity=sum(request.lots for request in tier),
+                )
+                PoolDemand.objects.filter(pk__in=[r.key for r in tier]).update(
+                    status=PoolDemand.Status.SUBMITTED, pool_order=pool_order, updated_at=now
+                )
+                tiers_placed.append(pool_order)
+        locked.cutoff_at = None
+        locked.save(update_fields=["cutoff_at"])
+        audit_record(
+            actor=actor,
+            action="pool.cut_off",
+            target=round_,
+            after={
+                "demands": len(demands),
+                "orders": [
+                    {
+                        "instrument": o.instrument.symbol,
+                        "price": str(o.price),
+                        "quantity": o.quantity,
+                    }
+                    for o in tiers_placed
+                ],
+            },
+        )
+    for pool_order in tiers_placed:
+        _place(pool_order, actor)
+    return round_
+
+
+def _place(pool_order: PoolOrder, actor: Actor) -> None:
+    try:
+        order = order_place(
+            account=pool_order.round.pool.account,
+            instrument=pool_order.instrument,
+            side="buy",
+            quantity=pool_order.quantity,
+            price=pool_order.price,
+            client_order_id=f"pool-{pool_order.round_id}-{pool_order.pk}",
+            placed_by=_user(actor),
+        )
+    except OrderRejected as error:
+        pool_order.refusal_code, pool_order.refusal_message = str(error.code), error.message[:300]
+        pool_order.save(update_fields=["refusal_code", "refusal_message"])
+        return
+    pool_order.order = order
+    pool_order.save(update_fields=["order"])
+
+
+# Closing a round and allocating ------------------------------------------------------------
+
+
+def pool_round_close(*, round_: PoolRound, actor: Actor) -> PoolRound:
+    """Cancel what still works, then allocate (at once with the inline matcher; with external
+    matchers ``pools_run_due`` allocates once the cancels are processed)."""
+    if round_.status != PoolRound.Status.WORKING:
+        raise _refuse(PoolErrorCode.ROUND_NOT_WORKING, "This round is already allocated.")
+    live = list(
+        Order.objects.filter(pool_order__round=round_, status__in=LIVE_STATUSES).order_by("pk")
+    )
+    orders_cancel(orders=live, requested_by=_user(actor))
+    try:
+        return pool_round_allocate(round_=round_, actor=actor)
+    except PoolError as error:
+        if error.code != PoolErrorCode.ORDERS_NOT_FINAL:
+            raise
+        return PoolRound.objects.get(pk=round_.pk)
+
+
+@dataclass(frozen=True)
+class _TierFill:
+    lots: int
+    cost: int  # Traded value of the fills, micro-USD.
+    fee: int  # The pool's fees on them, micro-USD.
+
+
+def _tier_fill(pool_order: PoolOrder) -> _TierFill:
+    order = pool_order.order
+    if order is None:
+        return _TierFill(0, 0, 0)
+    instrument = pool_order.instrument
+    hours = instrument.gpu_hours_per_contract
+    cost = fee = contracts = 0
+    for trade in Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order)):
+        notional = collateral.notional_micros(trade.price, trade.quantity, hours)
+        rate = order.maker_fee_rate if trade.maker_order_id == order.pk else order.taker_fee_rate
+        cost += notional
+        fee += collateral.fee_micros(instrument.kind, rate, trade.quantity, notional)
+        contracts += trade.quantity
+    assert contracts == order.filled_quantity, (contracts, order.filled_quantity)
+    return _TierFill(contracts // instrument.lot_size, cost, fee)
+
+
+def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
+    pool_orders = list(
+        PoolOrder.objects.filter(round=round_)
+        .select_related("order", "instrument__sku", "instrument__region", "round__pool__account")
+        .order_by("pk")
+    )
+    if any(o.order is not None and o.order.status in LIVE_STATUSES for o in pool_orders):
+        raise _refuse(
+            PoolErrorCode.ORDERS_NOT_FINAL,
+            "Some pool orders are still working; close the round first.",
+        )
+    with transaction.atomic():
+        locked = (
+            PoolRound.objects.select_for_update().select_related("pool__account").get(pk=round_.pk)
+        )
+        if locked.status != PoolRound.Status.WORKING:
+            return locked
+        pool = Pool.objects.select_for_update().get(pk=locked.pool_id)
+        instruments = instruments_lock(sorted({o.instrument_id for o in pool_orders}))
+        summary = []
+        for pool_order in pool_orders:
+            pool_order.instrument = instruments[pool_order.instrument_id]
+            summary.append(_allocate_tier(pool, locked, pool_order, actor))
+        locked.status, locked.allocated_at = PoolRound.Status.ALLOCATED, timezone.now()
+        locked.save(update_fields=["status", "allocated_at"])
+        audit_record(actor=actor, action="pool.allocate", target=locked, after={"tiers": summary})
+    return locked
+
+
+def _allocate_tier(pool: Pool, round_: PoolRound, pool_order: PoolOrder, actor: Actor) -> dict:
+    demands = list(
+        PoolDemand.objects.select_for_update()
+        .filter(pool_order=pool_order)
+        .select_related("member__account", "member__pool")
+        .order_by("pk")
+    )
+    instrument = pool_order.instrument
+    lot = instrument.lot_size
+    fill = _tier_fill(pool_order)
+    requests = [
+        allocation.Request(d.pk, d.quantity // lot, d.limit_price, d.member.priority)
+        for d in demands
+    ]
+    lots = allocation.allocate(requests, fill.lots, pool.rule)
+    by_demand = [lots[d.pk] * lot for d in demands]
+    costs = allocation.split(fill.cost, by_demand)
+    fees = allocation.split(fill.fee, by_demand)
+    settled = unfunded = 0
+    for demand, quantity, cost, fee in zip(demands, by_demand, costs, fees, strict=True):
+        if quantity == 0:
+            status = PoolAllocation.Status.NONE
+            row = PoolAllocation(status=status, quantity=0)
+        else:
+            row = _settle(pool, round_, demand, instrument, quantity, cost, fee)
+        row.round, row.pool_order, row.demand = round_, pool_order, demand
+        row.member, row.instrument, row.requested = demand.member, instrument, demand.quantity
+        row.save()
+        settled += row.quantity if row.status == PoolAllocation.Status.SETTLED else 0
+        unfunded += row.quantity if row.status == PoolAllocation.Status.UNFUNDED else 0
+        demand.status = PoolDemand.Status.ALLOCATED
+        demand.save(update_fields=["status", "updated_at"])
+    return {
+        "instrument": instrument.symbol,
+        "price": str(pool_order.price),
+        "filled": fill.lots * lot,
+        "settled": settled,
+        "unfunded": unfunded,
+    }
+
+
+def _pool_margin_release(
+    pool: Pool, instrument: Instrument, quantity: int
+) -> tuple[LedgerAccount, int]:
+    """The pool's margin account for ``instrument`` and what ``quantity`` of its contracts
+    release: pro rata, rounded down; the last contract releases the rest."""
+    margin = margin_account(pool.account, instrument.symbol)
+    held_contracts = position_account(pool.account, instrument.symbol).balance
+    held_margin = -margin.balance
+    if quantity > held_contracts:
+        raise _refuse(
+            PoolErrorCode.NOT_ENOUGH_HELD,
+            f"The pool holds {held_contracts} contracts of {instrument.symbol}, not {quantity}.",
+            "quantity",
+        )
+    if quantity == held_contracts:
+        return margin, held_margin
+    return margin, held_margin * quantity // held_contracts
+
+
+def _settle(
+    pool: Pool,
+    round_: PoolRound,
+    demand: PoolDemand,
+    instrument: Instrument,
+    quantity: int,
+    cost: int,
+    fee: int,
+) -> PoolAllocation:
+    member = demand.member
+    average = Decimal(cost) / (quantity * instrument.gpu_hours_per_contract * MICROS_PER_USD)
+    margin = order_margin_per_contract(instrument, "buy", average) * quantity
+    subsidy = int(
+        (Decimal(cost) * pool.subsidy_percent / 100).to_integral_value(rounding=ROUND_FLOOR)
+    )
+    try:
+        with transaction.atomic():  # A savepoint: an unfunded member leaves nothing behind.
+            member_cash = LedgerAccount.objects.select_for_update().get(
+                pk=cash_account(member.account).pk
+            )
+            need = margin + fee - subsidy
+            credit = max(0, need - member_cash.available)
+            room = pool.credit_line - credit_outstanding(member)
+            if credit > room:
+                raise _refuse(
+                    PoolErrorCode.INSUFFICIENT_FUNDS,
+                    f"{member.organization.name} needs {micros_to_usd(credit)} USD of credit; "
+                    f"{micros_to_usd(max(room, 0))} USD of the credit line is left.",
+                )
+            entry = _post_transfer(
+                key=f"pool-allocation:{round_.pk}:{demand.pk}",
+                description=(
+                    f"{pool}: round {round_.number} allocates {quantity} {instrument.symbol} "
+                    f"to {member.organization.slug}"
+                ),
+                pool=pool,
+                member=member,
+                instrument=instrument,
+                quantity=quantity,
+                cost=cost,
+                member_margin=margin,
+                fee=fee,
+                subsidy=subsidy,
+                credit=credit,
+            )
+    except (PoolError, LedgerError):
+        return PoolAllocation(status=PoolAllocation.Status.UNFUNDED, quantity=quantity, cost=cost)
+    return PoolAllocation(
+        status=PoolAllocation.Status.SETTLED,
+        quantity=quantity,
+        cost=cost,
+        fee=fee,
+        subsidy=subsidy,
+        margin=margin,
+        credit=credit,
+        entry=entry,
+    )
+
+
+def _post_transfer(
+    *,
+    key: str,
+    description: str,
+    pool: Pool,
+    member: PoolMember,
+    instrument: Instrument,
+    quantity: int,
+    cost: int,
+    member_margin: int,
+    fee: int = 0,
+    subsidy: int = 0,
+    credit: int = 0,
+) -> Entry:
+    """Contracts from the pool to the member (``quantity`` > 0) or back (< 0), with their cost
+    memo, the member's margin, the pool's margin released (or set aside), the fee share, the
+    subsidy and a credit draw, netted per account in one balanced entry."""
+    symbol = instrument.symbol
+    sign = 1 if quantity > 0 else -1
+    if sign > 0:
+        pool_margin, released = _pool_margin_release(pool, instrument, quantity)
+        member_margin_account = margin_account(member.account, symbol)
+        member_margin_delta = member_margin  # Set aside by the member.
+    else:
+        # Taken back: the member's margin on those contracts returns to it; the pool sets
+        # aside margin for them.
+        member_margin_account, freed = _member_margin_release(member, instrument, -quantity)
+        member_margin_delta = -freed
+        pool_margin = margin_account(pool.account, symbol)
+        released = -member_margin
+    amounts: dict[LedgerAccount, int] = {}
+
+    def post(account: LedgerAccount, amount: int) -> None:
+        amounts[account] = amounts.get(account, 0) + amount
+
+    post(position_account(member.account, symbol), quantity)
+    post(position_account(pool.account, symbol), -quantity)
+    post(cost_account(member.account, symbol), sign * cost)
+    post(cost_account(pool.account, symbol), -sign * cost)
+    member_cash, pool_cash = cash_account(member.account), cash_account(pool.account)
+    post(member_cash, member_margin_delta + fee - subsidy - credit)
+    post(member_margin_account, -member_margin_delta)
+    post(pool_cash, -fee + subsidy + credit - released)
+    post(pool_margin, released)
+    if credit:
+        post(lent_account(pool, member), credit)
+        post(borrowed_account(pool, member), -credit)
+    postings = [(account, amount) for account, amount in amounts.items() if amount]
+    return entry_post(
+        key=key,
+        description=description,
+        postings=postings,
+        metadata={"pool": pool.pk, "member": member.pk, "instrument": symbol},
+    )
+
+
+def _member_margin_release(
+    member: PoolMember, instrument: Instrument, quantity: int
+) -> tuple[LedgerAccount, int]:
+    margin = margin_account(member.account, instrument.symbol)
+    held_contracts = position_account(member.account, instrument.symbol).balance
+    if quantity > held_contracts:
+        raise _refuse(
+            PoolErrorCode.NOT_ENOUGH_HELD,
+            f"{member.organization.name} holds {max(held_contracts, 0)} contracts of "
+            f"{instrument.symbol}, not {quantity}.",
+            "quantity",
+        )
+    held_margin = -margin.balance
+    if quantity == held_contracts:
+        return margin, held_margin
+    return margin, held_margin * quantity // held_contracts
+
+
+# Capacity a member no longer needs ---------------------------------------------------------
+
+
+def _mark(instrument: Instrument) -> Decimal:
+    price = reference_price(instrument)
+    if price is None:
+        raise _refuse(
+            PoolErrorCode.NO_MARK,
+            f"{instrument.symbol} has no settlement or trade price to transfer at yet.",
+            "instrument",
+        )
+    return price
+
+
+def _check_transfer(pool: Pool, instrument: Instrument, quantity: int) -> None:
+    if instrument.kind != Instrument.Kind.FUTURE or instrument.status != Instrument.Status.ACTIVE:
+        raise _refuse(
+            PoolErrorCode.INSTRUMENT_INVALID,
+            "Pools move contracts of futures that still trade.",
+            "instrument",
+        )
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+        raise _refuse(
+            PoolErrorCode.QUANTITY_INVALID, "The quantity is a positive whole number.", "quantity"
+        )
+    if quantity % instrument.lot_size:
+        raise _refuse(
+            PoolErrorCode.QUANTITY_INVALID,
+            f"{instrument.symbol} moves in lots of {instrument.lot_size} contracts.",
+            "quantity",
+        )
+
+
+def _transfer(
+    *, kind: str, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
+) -> PoolTransfer:
+    pool = member.pool
+    _check_transfer(pool, instrument, quantity)
+    price = _mark(instrument)
+    hours = instrument.gpu_hours_per_contract
+    cost = collateral.notional_micros(price, quantity, hours)
+    with transaction.atomic():
+        instrument = instruments_lock([instrument.pk])[instrument.pk]
+        signed = quantity if kind == PoolTransfer.Kind.REALLOCATE else -quantity
+        # Whoever receives the contracts sets aside their initial margin at the mark.
+        margin = order_margin_per_contract(instrument, "buy", price) * quantity
+        try:
+            entry = _post_transfer(
+                key=f"pool-transfer:{uuid.uuid4().hex}",
+                description=(
+                    f"{pool}: {quantity} {instrument.symbol} "
+                    f"{'to' if signed > 0 else 'back from'} {member.organization.slug} at {price}"
+                ),
+                pool=pool,
+                member=member,
+                instrument=instrument,
+                quantity=signed,
+                cost=cost,
+                member_margin=margin,
+            )
+        except LedgerError as error:
+            payer = member.organization.name if signed > 0 else f"The pool {pool.name}"
+            raise _refuse(
+                PoolErrorCode.INSUFFICIENT_FUNDS,
+                f"{payer} lacks the cash for the initial margin of {quantity} "
+                f"{instrument.symbol} ({micros_to_usd(margin)} USD).",
+                "quantity",
+            ) from error
+        transfer = PoolTransfer.objects.create(
+            pool=pool,
+            member=member,
+            instrument=instrument,
+            kind=kind,
+            quantity=quantity,
+            price=price,
+            entry=entry,
+            actor=_user(actor),
+        )
+        audit_record(
+            actor=actor,
+            action=f"pool.{kind}",
+            target=transfer,
+            after={
+                "member": member.organization.slug,
+                "instrument": instrument.symbol,
+                "quantity": quantity,
+                "price": str(price),
+            },
+        )
+    return transfer
+
+
+def pool_take_back(
+    *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
+) -> PoolTransfer:
+    """Contracts a member no longer needs (typically a graduate's) return to the pool at the
+    latest mark: the member's margin on them is freed, the pool sets aside its own."""
+    return _transfer(
+        kind=PoolTransfer.Kind.TAKE_BACK,
+        member=member,
+        instrument=instrument,
+        quantity=quantity,
+        actor=actor,
+    )
+
+
+def pool_reallocate(
+    *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
+) -> PoolTransfer:
+    """Contracts the pool holds go to an active member at the latest mark; the member sets
+    aside their margin."""
+    if member.status != PoolMember.Status.ACTIVE:
+        raise _refuse(
+            PoolErrorCode.MEMBER_GRADUATED, "Capacity goes to active members only.", "member"
+        )
+    return _transfer(
+        kind=PoolTransfer.Kind.REALLOCATE,
+        member=member,
+        instrument=instrument,
+        quantity=quantity,
+        actor=actor,
+    )
+
+
+def pool_offer(
+    *, pool: Pool, instrument: Instrument, quantity: int, price: Decimal, actor: Actor
+) -> Order:
+    """Sell contracts the pool holds in the market: a GTC limit sell from the pool account."""
+    _check_transfer(pool, instrument, quantity)
+    held = position_account(pool.account, instrument.symbol).balance
+    if quantity > held:
+        raise _refuse(
+            PoolErrorCode.NOT_ENOUGH_HELD,
+            f"The pool holds {max(held, 0)} contracts of {instrument.symbol}.",
+            "quantity",
+        )
+    order = order_place(
+        account=pool.account,
+        instrument=instrument,
+        side="sell",
+        quantity=quantity,
+        price=price,
+        placed_by=_user(actor),
+    )
+    audit_record(
+        actor=actor,
+        action="pool.offer",
+        target=pool,
+        after={"order": order.pk, "instrument": instrument.symbol, "quantity": quantity},
+    )
+    return order
+
+
+# Cash between the sponsor, the pool and members ---------------------------------------------
+
+
+def _amount(amount: Decimal) -> int:
+    try:
+        micros = usd_to_micros(amount)
+    except (ValueError, InvalidOperation, TypeError) as error:
+        raise _refuse(
+            PoolErrorCode.AMOUNT_INVALID, "The amount is USD with at most 6 decimals.", "amount"
+        ) from error
+    if micros <= 0:
+        raise _refuse(PoolErrorCode.AMOUNT_INVALID, "The amount is above zero.", "amount")
+    return micros
+
+
+def pool_fund(*, pool: Pool, amount: Decimal, actor: Actor, withdraw: bool = False) -> Entry:
+    """Move cash from the sponsor's main account to the pool's (or back, ``withdraw``)."""
+    micros = _amount(amount)
+    sponsor_cash = cash_account(account_main(pool.sponsor))
+    pool_cash = cash_account(pool.account)
+    source, target = (pool_cash, sponsor_cash) if withdraw else (sponsor_cash, pool_cash)
+    try:
+        with transaction.atomic():
+            entry = entry_post(
+                key=f"pool-fund:{uuid.uuid4().hex}",
+                description=f"{pool}: {'to the sponsor' if withdraw else 'from the sponsor'}",
+                postings=[(source, micros), (target, -micros)],
+                metadata={"pool": pool.pk},
+            )
+            audit_record(
+                actor=actor,
+                action="pool.withdraw" if withdraw else "pool.fund",
+                target=pool,
+                after={"amount": str(amount), "entry": entry.pk},
+            )
+    except LedgerError as error:
+        raise _refuse(
+            PoolErrorCode.INSUFFICIENT_FUNDS,
+            f"{'The pool' if withdraw else pool.sponsor.name} has less than {amount} USD "
+            "available.",
+            "amount",
+        ) from error
+    return entry
+
+
+def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> Entry:
+    """The member pays back credit the pool lent it, from its cash."""
+    micros = _amount(amount)
+    pool = member.pool
+    if micros > credit_outstanding(member):
+        raise _refuse(
+            PoolErrorCode.AMOUNT_INVALID,
+            f"{member.organization.name} owes the pool "
+            f"{micros_to_usd(credit_outstanding(member))} USD.",
+            "amount",
+        )
+    try:
+        with transaction.atomic():
+            entry = entry_post(
+                key=f"pool-repay:{uuid.uuid4().hex}",
+                description=f"{pool}: {member.organization.slug} repays credit",
+                postings=[
+                    (cash_account(member.account), micros),
+                    (cash_account(pool.account), -micros),
+                    (borrowed_account(pool, member), micros),
+                    (lent_account(pool, member), -micros),
+                ],
+                metadata={"pool": pool.pk, "member": member.pk},
+            )
+            audit_record(
+                actor=actor,
+                action="pool.credit_repay",
+                target=member,
+                after={"amount": str(amount), "entry": entry.pk},
+            )
+    except LedgerError as error:
+        raise _refuse(
+            PoolErrorCode.INSUFFICIENT_FUNDS,
+            f"{member.organization.name} has less than {amount} USD available.",
+            "amount",
+        ) from error
+    return entry
+
+
+# The scheduler -----------------------------------------------------------------------------
+
+
+def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
+    """The periodic task: cut off pools whose cut-off has passed, close rounds whose time is up,
+    and allocate rounds whose orders an external matcher has finished cancelling."""
+    now = now or timezone.now()
+    done = {"cut_off": 0, "closed": 0, "allocated": 0}
+    for pool in Pool.objects.filter(status=Pool.Status.OPEN, cutoff_at__lte=now).order_by("pk"):
+        try:
+            pool_cut_off(pool=pool, actor=None)
+            done["cut_off"] += 1
+        except PoolError:
+            # Nothing to aggregate, or a round still working: the cut-off stays due.
+            continue
+    for round_ in PoolRound.objects.filter(status=PoolRound.Status.WORKING).order_by("pk"):
+        if round_.closes_at <= now:
+            closed = pool_round_close(round_=round_, actor=None)
+            done["closed"] += 1
+            done["allocated"] += closed.status == PoolRound.Status.ALLOCATED
+    return done

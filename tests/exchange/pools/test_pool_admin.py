@@ -1,0 +1,62 @@
+"""The back office's pool pages: every staff role browses them, operations close a round
+behind a confirmation, and nothing there edits what the pool services write."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from exchange.models import AuditEntry, PoolAllocation, PoolRound
+from exchange.services.pools import demand_submit, pool_cut_off
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def working_round(pool, members, sponsor_user, future, seller):
+    for member in members[:2]:
+        demand_submit(
+            member=member,
+            sku=future.sku,
+            region=future.region,
+            months=[future.delivery_start],
+            gpus=5,
+            limit_price=Decimal("2.50"),
+            actor=sponsor_user,
+        )
+    place(seller, future, "sell", 6, "2.45")
+    return pool_cut_off(pool=pool, actor=sponsor_user)
+
+
+@pytest.mark.parametrize(
+    "model", ["pool", "pooldemand", "poolround", "poolallocation", "pooltransfer"]
+)
+def test_the_pool_pages_open_and_cannot_add(admin_client, working_round, model):
+    changelist = admin_client.get(reverse(f"admin:exchange_{model}_changelist"))
+
+    assert changelist.status_code == 200
+    assert admin_client.get(reverse(f"admin:exchange_{model}_add")).status_code == 403
+
+
+def test_a_round_page_shows_its_tier_orders(admin_client, working_round, future):
+    page = admin_client.get(reverse("admin:exchange_poolround_change", args=[working_round.pk]))
+
+    assert page.status_code == 200
+    assert future.symbol in page.content.decode()
+
+
+def test_closing_a_round_asks_first_then_allocates(admin_client, admin_user, working_round):
+    url = reverse("admin:exchange_poolround_changelist")
+    chosen = {"action": "close", "_selected_action": [working_round.pk]}
+
+    page = admin_client.post(url, chosen)
+
+    assert "Close pool rounds" in page.content.decode()
+    assert PoolRound.objects.get(pk=working_round.pk).status == PoolRound.Status.WORKING
+
+    admin_client.post(url, {**chosen, "confirm": "1"})
+
+    assert PoolRound.objects.get(pk=working_round.pk).status == PoolRound.Status.ALLOCATED
+    assert sorted(PoolAllocation.objects.values_list("quantity", flat=True)) == [3, 3]
+    assert AuditEntry.objects.get(action="pool.allocate").actor == admin_user
