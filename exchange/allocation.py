@@ -74,8 +74,10 @@ def allocate(requests: Sequence[Request], filled: int, rule: str) -> dict[int, i
         raise AllocationError(f"Unknown allocation rule {rule!r}.")
     if total == 0:
         return {request.key: 0 for request in requests}
-    keys = [request.key for request in requests]
-    return dict(zip(keys, split(filled, [r.lots for r in requests]), strict=True))
+    # Ties between equal remainders go to the lower key, whatever order the requests came in.
+    by_key = sorted(requests, key=lambda r: r.key)
+    keys = [request.key for request in by_key]
+    return dict(zip(keys, split(filled, [r.lots for r in by_key]), strict=True))
 
 
 def split(amount: int, weights: Sequence[int]) -> list[int]:

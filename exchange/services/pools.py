@@ -47,6 +47,7 @@ from exchange.models import (
     Account,
     Instrument,
     Order,
+    OrderCommand,
     Organization,
     Region,
     Sku,
@@ -85,7 +86,8 @@ from ledger.services import account_open, entry_post
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
-NAME_LENGTH_MAX = 100
+# The pool's account is named "pool <name>": within the account name's 100 characters.
+NAME_LENGTH_MAX = 80
 FINAL_STATUSES = (Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.EXPIRED)
 
 
@@ -139,6 +141,7 @@ def _check_settings(
         )
     if (
         not isinstance(subsidy_percent, Decimal)
+        or not subsidy_percent.is_finite()
         or not (0 <= subsidy_percent <= 100)
         or (subsidy_percent != subsidy_percent.quantize(Decimal("0.01")))
     ):
@@ -149,7 +152,7 @@ def _check_settings(
         )
     try:
         credit_micros = usd_to_micros(credit_line)
-    except (ValueError, InvalidOperation, TypeError) as error:
+    except (ValueError, InvalidOperation, TypeError, OverflowError) as error:
         raise _refuse(
             PoolErrorCode.CREDIT_LINE_INVALID,
             "The credit line is an amount of USD with at most 6 decimals.",
@@ -196,7 +199,7 @@ def pool_create(
     credit_micros = _check_settings(rule, subsidy_percent, credit_line, cutoff_at)
     try:
         with transaction.atomic():
-            account = Account.objects.create(organization=sponsor, name=f"pool {name}"[:100])
+            account = Account.objects.create(organization=sponsor, name=f"pool {name}")
             pool = Pool.objects.create(
                 sponsor=sponsor,
                 name=name,
@@ -550,7 +553,7 @@ def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
 # The cut-off -------------------------------------------------------------------------------
 
 
-def pool_cut_off(*, pool: Pool, actor: Actor) -> PoolRound:
+def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> PoolRound:
     """Aggregate the open demand into tier orders and place them from the pool account.
 
     The round, its tiers and the demand's new status commit first; each order is then placed
@@ -575,7 +578,7 @@ def pool_cut_off(*, pool: Pool, actor: Actor) -> PoolRound:
         )
         if not demands:
             raise _refuse(PoolErrorCode.NO_DEMAND, "No member has open demand to aggregate.")
-        now = timezone.now()
+        now = now or timezone.now()
         number = (locked.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
         round_ = PoolRound.objects.create(
             pool=locked,
@@ -803,7 +806,7 @@ def _settle(
             need = margin + fee - subsidy
             credit = max(0, need - member_cash.available)
             room = pool.credit_line - credit_outstanding(member)
-            if credit > room:
+            if credit > max(room, 0):
                 raise _refuse(
                     PoolErrorCode.INSUFFICIENT_FUNDS,
                     f"{member.organization.name} needs {micros_to_usd(credit)} USD of credit; "
@@ -1019,6 +1022,36 @@ def pool_take_back(
     )
 
 
+def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
+    """The pool's contracts of ``instrument`` it may still move or sell: what it holds, less
+    what its live sell orders offer (selling them twice would open a short in the pool's
+    account) and less what the tier orders of a working round bought, which belongs to that
+    round's allocation."""
+    held = position_account(pool.account, instrument.symbol).balance
+    offered = sum(
+        order.open_quantity
+        for order in Order.objects.filter(
+            account=pool.account, instrument=instrument, side="sell", status__in=LIVE_STATUSES
+        )
+    )
+    reserved = sum(
+        pool_order.order.filled_quantity
+        for pool_order in PoolOrder.objects.filter(
+            round__pool=pool,
+            round__status=PoolRound.Status.WORKING,
+            instrument=instrument,
+            order__isnull=False,
+        ).select_related("order")
+    )
+    if quantity > held - offered - reserved:
+        raise _refuse(
+            PoolErrorCode.NOT_ENOUGH_HELD,
+            f"The pool holds {max(held, 0)} contracts of {instrument.symbol}: {offered} are "
+            f"offered for sale and {reserved} await a working round's allocation.",
+            "quantity",
+        )
+
+
 def pool_reallocate(
     *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
 ) -> PoolTransfer:
@@ -1028,6 +1061,8 @@ def pool_reallocate(
         raise _refuse(
             PoolErrorCode.MEMBER_GRADUATED, "Capacity goes to active members only.", "member"
         )
+    _check_transfer(member.pool, instrument, quantity)
+    _check_free(member.pool, instrument, quantity)
     return _transfer(
         kind=PoolTransfer.Kind.REALLOCATE,
         member=member,
@@ -1042,13 +1077,7 @@ def pool_offer(
 ) -> Order:
     """Sell contracts the pool holds in the market: a GTC limit sell from the pool account."""
     _check_transfer(pool, instrument, quantity)
-    held = position_account(pool.account, instrument.symbol).balance
-    if quantity > held:
-        raise _refuse(
-            PoolErrorCode.NOT_ENOUGH_HELD,
-            f"The pool holds {max(held, 0)} contracts of {instrument.symbol}.",
-            "quantity",
-        )
+    _check_free(pool, instrument, quantity)
     order = order_place(
         account=pool.account,
         instrument=instrument,
@@ -1069,10 +1098,12 @@ def pool_offer(
 # Cash between the sponsor, the pool and members ---------------------------------------------
 
 
-def _amount(amount: Decimal) -> int:
+def _amount(amount: Decimal | int) -> int:
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        amount = Decimal(amount)
     try:
         micros = usd_to_micros(amount)
-    except (ValueError, InvalidOperation, TypeError) as error:
+    except (ValueError, InvalidOperation, TypeError, OverflowError) as error:
         raise _refuse(
             PoolErrorCode.AMOUNT_INVALID, "The amount is USD with at most 6 decimals.", "amount"
         ) from error
@@ -1160,7 +1191,7 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
     done = {"cut_off": 0, "closed": 0, "allocated": 0}
     for pool in Pool.objects.filter(status=Pool.Status.OPEN, cutoff_at__lte=now).order_by("pk"):
         try:
-            pool_cut_off(pool=pool, actor=None)
+            pool_cut_off(pool=pool, actor=None, now=now)
             done["cut_off"] += 1
         except PoolError:
             # Nothing to aggregate, or a round still working: the cut-off stays due.
@@ -1170,4 +1201,17 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
             closed = pool_round_close(round_=round_, actor=None)
             done["closed"] += 1
             done["allocated"] += closed.status == PoolRound.Status.ALLOCATED
+        elif _cancels_processed(round_):
+            allocated = pool_round_allocate(round_=round_, actor=None)
+            done["allocated"] += allocated.status == PoolRound.Status.ALLOCATED
     return done
+
+
+def _cancels_processed(round_: PoolRound) -> bool:
+    """The sponsor closed the round before its time (cancels were asked for its orders) and
+    an external matcher has processed them: none of its orders works any more."""
+    orders = Order.objects.filter(pool_order__round=round_)
+    return (
+        OrderCommand.objects.filter(order__in=orders, kind=OrderCommand.Kind.CANCEL).exists()
+        and not orders.filter(status__in=LIVE_STATUSES).exists()
+    )

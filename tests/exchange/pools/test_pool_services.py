@@ -1,0 +1,1257 @@
+"""Every pool service: what it writes when it succeeds, and the named code it refuses with,
+having written nothing (``exchange.services.pools``)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from exchange import calendar, tasks
+from exchange.errors import PoolError, PoolErrorCode
+from exchange.matcher.runtime import Matcher
+from exchange.models import (
+    Account,
+    AuditEntry,
+    Instrument,
+    Order,
+    OrderCommand,
+    Organization,
+    Pool,
+    PoolAllocation,
+    PoolDemand,
+    PoolMember,
+    PoolOrder,
+    PoolRound,
+    PoolTransfer,
+    SettlementPrice,
+)
+from exchange.services import collateral
+from exchange.services.funding import deposit_test_funds
+from exchange.services.ledger_accounts import (
+    cash_account,
+    cost_account,
+    margin_account,
+    position_account,
+)
+from exchange.services.margin import order_margin_per_contract
+from exchange.services.participants import account_main, organization_create
+from exchange.services.pools import (
+    credit_outstanding,
+    demand_amend,
+    demand_submit,
+    demand_withdraw,
+    pool_create,
+    pool_credit_repay,
+    pool_cut_off,
+    pool_fund,
+    pool_member_add,
+    pool_member_graduate,
+    pool_member_priority_set,
+    pool_offer,
+    pool_reallocate,
+    pool_round_close,
+    pool_settings_set,
+    pool_take_back,
+    pools_run_due,
+)
+from ledger.models import Entry
+from tests.exchange.pools.conftest import POOL_FUNDS, _startup
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+Code = PoolErrorCode
+WRITTEN_MODELS = (
+    Pool,
+    PoolMember,
+    PoolDemand,
+    PoolRound,
+    PoolOrder,
+    PoolAllocation,
+    PoolTransfer,
+    Account,
+    Order,
+    OrderCommand,
+    AuditEntry,
+    Entry,
+)
+
+
+def _rows() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in WRITTEN_MODELS}
+
+
+def assert_refused(code: PoolErrorCode, service, **arguments) -> PoolError:
+    """The service refuses with ``code`` and writes nothing at all."""
+    before = _rows()
+    with pytest.raises(PoolError) as raised:
+        service(**arguments)
+    assert raised.value.code == code, raised.value
+    assert _rows() == before
+    return raised.value
+
+
+def _submit(member, instrument, *, gpus=10, limit="2.50", actor=None) -> PoolDemand:
+    [demand] = demand_submit(
+        member=member,
+        sku=instrument.sku,
+        region=instrument.region,
+        months=[instrument.delivery_start],
+        gpus=gpus,
+        limit_price=Decimal(limit),
+        actor=actor,
+    )
+    return demand
+
+
+def _reload(row):
+    return type(row).objects.get(pk=row.pk)
+
+
+def _cash(account) -> int:
+    return cash_account(account).available
+
+
+def _audit(action: str, target) -> AuditEntry:
+    return AuditEntry.objects.get(
+        action=action, target_type=type(target).__name__, target_id=str(target.pk)
+    )
+
+
+def _micros(usd: str) -> int:
+    return int(Decimal(usd) * 10**6)
+
+
+# pool_create -------------------------------------------------------------------------------
+
+
+def test_pool_create_opens_a_trading_account_and_records_its_terms(sponsor, sponsor_user):
+    cutoff = timezone.now() + timedelta(days=2)
+
+    pool = pool_create(
+        sponsor=sponsor,
+        name="  Seed GPUs  ",
+        rule=Pool.Rule.PRIORITY,
+        subsidy_percent=Decimal("12.50"),
+        credit_line=Decimal("1500.25"),
+        cutoff_at=cutoff,
+        actor=sponsor_user,
+    )
+
+    pool = _reload(pool)
+    assert (pool.name, pool.rule, pool.subsidy_percent) == (
+        "Seed GPUs",
+        "priority",
+        Decimal("12.5"),
+    )
+    assert (pool.credit_line, pool.cutoff_at, pool.status) == (1_500_250_000, cutoff, "open")
+    assert pool.account.organization == sponsor
+    assert pool.account != account_main(sponsor)
+    assert _cash(pool.account) == 0
+    audit = _audit("pool.create", pool)
+    assert audit.actor == sponsor_user
+    assert audit.after["credit_line"] == "1500.250000"
+    assert audit.after["subsidy_percent"] == "12.50"
+
+
+def test_only_a_sponsor_creates_pools(buyer):
+    error = assert_refused(
+        Code.SPONSOR_REQUIRED, pool_create, sponsor=buyer.organization, name="Mine", actor=None
+    )
+    assert error.field == "sponsor"
+
+
+def test_a_sponsor_names_each_pool_once(pool, sponsor, sponsor_user):
+    error = assert_refused(
+        Code.NAME_TAKEN, pool_create, sponsor=sponsor, name="Seed GPUs", actor=sponsor_user
+    )
+    assert error.field == "name"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_pool_names_are_one_to_a_hundred_characters(sponsor, name):
+    assert_refused(Code.NAME_INVALID, pool_create, sponsor=sponsor, name=name, actor=None)
+
+
+@pytest.mark.parametrize(
+    ("terms", "code", "field"),
+    [
+        ({"rule": "largest_first"}, Code.RULE_INVALID, "rule"),
+        ({"subsidy_percent": Decimal("-1")}, Code.SUBSIDY_INVALID, "subsidy_percent"),
+        ({"subsidy_percent": Decimal("100.01")}, Code.SUBSIDY_INVALID, "subsidy_percent"),
+        ({"subsidy_percent": Decimal("10.005")}, Code.SUBSIDY_INVALID, "subsidy_percent"),
+        ({"subsidy_percent": 10}, Code.SUBSIDY_INVALID, "subsidy_percent"),
+        ({"subsidy_percent": Decimal("NaN")}, Code.SUBSIDY_INVALID, "subsidy_percent"),
+        ({"credit_line": Decimal("-0.01")}, Code.CREDIT_LINE_INVALID, "credit_line"),
+        ({"credit_line": Decimal("0.0000001")}, Code.CREDIT_LINE_INVALID, "credit_line"),
+        ({"credit_line": Decimal("10000000.01")}, Code.CREDIT_LINE_INVALID, "credit_line"),
+        ({"credit_line": Decimal("Infinity")}, Code.CREDIT_LINE_INVALID, "credit_line"),
+        ({"credit_line": Decimal("NaN")}, Code.CREDIT_LINE_INVALID, "credit_line"),
+        (
+            {"cutoff_at": timezone.now() - timedelta(minutes=1)},
+            Code.CUTOFF_INVALID,
+            "cutoff_at",
+        ),
+    ],
+)
+def test_pool_create_refuses_bad_terms(sponsor, terms, code, field):
+    error = assert_refused(code, pool_create, sponsor=sponsor, name="Seed", actor=None, **terms)
+    assert error.field == field
+
+
+# pool_settings_set -------------------------------------------------------------------------
+
+
+def test_pool_settings_set_changes_the_terms_and_audits_before_and_after(pool, sponsor_user):
+    cutoff = timezone.now() + timedelta(hours=3)
+
+    changed = pool_settings_set(
+        pool=pool,
+        rule=Pool.Rule.PRIORITY,
+        subsidy_percent=Decimal("0"),
+        credit_line=Decimal("0"),
+        cutoff_at=cutoff,
+        actor=sponsor_user,
+    )
+
+    pool = _reload(pool)
+    assert (pool.rule, pool.subsidy_percent, pool.credit_line, pool.cutoff_at) == (
+        "priority",
+        Decimal("0"),
+        0,
+        cutoff,
+    )
+    assert changed.rule == "priority"
+    audit = _audit("pool.settings", pool)
+    assert (audit.before["rule"], audit.after["rule"]) == ("pro_rata", "priority")
+    assert (audit.before["subsidy_percent"], audit.after["subsidy_percent"]) == ("10.00", "0")
+
+
+def test_pool_settings_set_refuses_bad_terms_and_closed_pools(pool):
+    terms = {
+        "rule": Pool.Rule.PRO_RATA,
+        "subsidy_percent": Decimal("10"),
+        "credit_line": Decimal("20000"),
+        "cutoff_at": None,
+    }
+    assert_refused(
+        Code.SUBSIDY_INVALID,
+        pool_settings_set,
+        pool=pool,
+        actor=None,
+        **{**terms, "subsidy_percent": Decimal("101")},
+    )
+    assert _reload(pool).subsidy_percent == Decimal("10")
+
+    Pool.objects.filter(pk=pool.pk).update(status=Pool.Status.CLOSED)
+    assert_refused(Code.CLOSED, pool_settings_set, pool=pool, actor=None, **terms)
+
+
+# Members -----------------------------------------------------------------------------------
+
+
+def test_pool_member_add_uses_the_organizations_main_account(pool, sponsor_user):
+    startup = _startup("ada", "0")
+
+    member = pool_member_add(pool=pool, organization=startup, priority=5, actor=sponsor_user)
+
+    member = _reload(member)
+    assert (member.account, member.priority, member.status) == (account_main(startup), 5, "active")
+    assert _audit("pool.member_add", member).after == {"organization": "ada", "priority": 5}
+
+
+def test_sponsors_the_exchange_and_the_pools_own_sponsor_are_not_members(pool, sponsor):
+    other_sponsor = organization_create(slug="angel", name="Angel", kind=Organization.Kind.SPONSOR)
+    operator = organization_create(slug="gpux", name="GPUX", kind=Organization.Kind.EXCHANGE)
+
+    for organization in (sponsor, other_sponsor, operator):
+        error = assert_refused(
+            Code.MEMBER_INVALID, pool_member_add, pool=pool, organization=organization, actor=None
+        )
+        assert error.field == "organization"
+
+
+def test_an_organization_joins_a_pool_once(pool, members):
+    assert_refused(
+        Code.ALREADY_MEMBER,
+        pool_member_add,
+        pool=pool,
+        organization=members[0].organization,
+        actor=None,
+    )
+
+
+def test_a_closed_pool_takes_no_members(pool):
+    Pool.objects.filter(pk=pool.pk).update(status=Pool.Status.CLOSED)
+    assert_refused(
+        Code.CLOSED,
+        pool_member_add,
+        pool=_reload(pool),
+        organization=_startup("ada", "0"),
+        actor=None,
+    )
+
+
+@pytest.mark.parametrize("priority", [-1, 10_001, True, 1.5])
+def test_priority_is_a_whole_number_from_0_to_10000(pool, members, priority):
+    startup = _startup("dyna", "0")
+    assert_refused(
+        Code.PRIORITY_INVALID,
+        pool_member_add,
+        pool=pool,
+        organization=startup,
+        priority=priority,
+        actor=None,
+    )
+    assert_refused(
+        Code.PRIORITY_INVALID,
+        pool_member_priority_set,
+        member=members[0],
+        priority=priority,
+        actor=None,
+    )
+    assert _reload(members[0]).priority == 10
+
+
+def test_pool_member_priority_set(members, sponsor_user):
+    ada = members[0]
+
+    pool_member_priority_set(member=ada, priority=0, actor=sponsor_user)
+
+    assert _reload(ada).priority == 0
+    audit = _audit("pool.member_priority", ada)
+    assert (audit.before, audit.after) == ({"priority": 10}, {"priority": 0})
+
+
+# demand_submit -----------------------------------------------------------------------------
+
+
+def test_demand_for_several_months_is_one_demand_per_month(members, futures, sponsor_user):
+    ada = members[0]
+    february, march = futures
+    lcm_hours = 20832  # A whole number of contracts of both months (672 and 744 GPU-hours).
+    assert (february.gpu_hours_per_contract, march.gpu_hours_per_contract) == (672, 744)
+
+    by_gpus = demand_submit(
+        member=ada,
+        sku=february.sku,
+        region=february.region,
+        months=[march.delivery_start, february.delivery_start, march.delivery_start],
+        gpus=8,
+        limit_price=Decimal("2.455"),
+        actor=sponsor_user,
+    )
+    by_hours = demand_submit(
+        member=ada,
+        sku=february.sku,
+        region=february.region,
+        months=[february.delivery_start, march.delivery_start],
+        gpu_hours=lcm_hours,
+        limit_price=Decimal("2.50"),
+        actor=sponsor_user,
+    )
+
+    assert [(d.instrument, d.quantity, d.gpu_hours) for d in by_gpus] == [
+        (february, 8, 8 * 672),
+        (march, 8, 8 * 744),
+    ]
+    assert [(d.instrument, d.quantity, d.gpu_hours) for d in by_hours] == [
+        (february, 31, lcm_hours),
+        (march, 28, lcm_hours),
+    ]
+    stored = PoolDemand.objects.get(pk=by_gpus[0].pk)
+    assert (stored.status, stored.limit_price, stored.submitted_by) == (
+        "open",
+        Decimal("2.455"),
+        sponsor_user,
+    )
+    audits = AuditEntry.objects.filter(action="pool.demand_submit").order_by("id")
+    assert [a.target_id for a in audits] == [str(d.pk) for d in by_gpus + by_hours]
+    assert audits[0].after == {
+        "instrument": february.symbol,
+        "quantity": 8,
+        "gpu_hours": 8 * 672,
+        "limit_price": "2.455",
+        "status": "open",
+    }
+
+
+def _demand_terms(future, **overrides) -> dict:
+    return {
+        "sku": future.sku,
+        "region": future.region,
+        "months": [future.delivery_start],
+        "limit_price": Decimal("2.50"),
+        "actor": None,
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "field"),
+    [
+        ({"gpu_hours": 1000}, Code.NOT_WHOLE_CONTRACTS, "gpu_hours"),
+        ({"gpu_hours": 672, "gpus": 1}, Code.QUANTITY_INVALID, "gpu_hours"),
+        ({}, Code.QUANTITY_INVALID, "gpu_hours"),
+        ({"gpus": 0}, Code.QUANTITY_INVALID, "gpus"),
+        ({"gpus": 100_001}, Code.QUANTITY_INVALID, "gpus"),
+        ({"gpus": 2, "limit_price": Decimal("0")}, Code.PRICE_INVALID, "limit_price"),
+        ({"gpus": 2, "limit_price": Decimal("-2.5")}, Code.PRICE_INVALID, "limit_price"),
+        ({"gpus": 2, "limit_price": Decimal("2.502")}, Code.PRICE_INVALID, "limit_price"),
+        ({"gpus": 2, "limit_price": Decimal("1000.005")}, Code.PRICE_INVALID, "limit_price"),
+        ({"gpus": 2, "limit_price": 2.5}, Code.PRICE_INVALID, "limit_price"),
+        ({"gpus": 2, "limit_price": Decimal("NaN")}, Code.PRICE_INVALID, "limit_price"),
+        ({"gpus": 2, "months": []}, Code.MONTHS_INVALID, "months"),
+    ],
+)
+def test_demand_submit_refuses_bad_demand(members, future, overrides, code, field):
+    error = assert_refused(
+        code, demand_submit, member=members[0], **_demand_terms(future, **overrides)
+    )
+    assert error.field == field
+
+
+def test_demand_for_a_month_not_listed_is_refused_whole(members, futures):
+    february, march = futures
+    april = calendar.add_months(march.delivery_start, 1)
+
+    error = assert_refused(
+        Code.MONTHS_INVALID,
+        demand_submit,
+        member=members[0],
+        **_demand_terms(february, months=[february.delivery_start, april], gpus=4),
+    )
+    assert error.field == "months"
+
+    # A halted future does not trade either.
+    Instrument.objects.filter(pk=march.pk).update(status=Instrument.Status.HALTED)
+    assert_refused(
+        Code.MONTHS_INVALID,
+        demand_submit,
+        member=members[0],
+        **_demand_terms(february, months=[march.delivery_start], gpus=4),
+    )
+
+
+def test_a_graduated_member_submits_no_demand(members, future):
+    pool_member_graduate(member=members[0], actor=None)
+
+    assert_refused(
+        Code.MEMBER_GRADUATED,
+        demand_submit,
+        member=members[0],
+        **_demand_terms(future, gpus=4),
+    )
+
+
+# demand_amend and demand_withdraw -----------------------------------------------------------
+
+
+def test_demand_amend_changes_quantity_and_limit_while_open(members, future, sponsor_user):
+    demand = _submit(members[0], future, gpus=10, limit="2.50")
+
+    demand_amend(demand=demand, limit_price=Decimal("2.45"), gpu_hours=3 * 672, actor=sponsor_user)
+
+    demand = _reload(demand)
+    assert (demand.quantity, demand.gpu_hours, demand.limit_price, demand.status) == (
+        3,
+        3 * 672,
+        Decimal("2.45"),
+        "open",
+    )
+    audit = _audit("pool.demand_amend", demand)
+    assert (audit.before["quantity"], audit.after["quantity"]) == (10, 3)
+    assert (audit.before["limit_price"], audit.after["limit_price"]) == ("2.500000", "2.45")
+
+
+def test_demand_amend_refuses_bad_terms_leaving_the_demand_as_it_was(members, future):
+    demand = _submit(members[0], future, gpus=10, limit="2.50")
+
+    assert_refused(
+        Code.PRICE_INVALID,
+        demand_amend,
+        demand=demand,
+        limit_price=Decimal("2.501"),
+        gpus=5,
+        actor=None,
+    )
+    assert_refused(
+        Code.NOT_WHOLE_CONTRACTS,
+        demand_amend,
+        demand=demand,
+        limit_price=Decimal("2.45"),
+        gpu_hours=700,
+        actor=None,
+    )
+
+    demand = _reload(demand)
+    assert (demand.quantity, demand.limit_price) == (10, Decimal("2.50"))
+
+
+def test_demand_withdraw_then_it_is_locked(members, future, sponsor_user):
+    demand = _submit(members[0], future)
+
+    demand_withdraw(demand=demand, actor=sponsor_user)
+
+    assert _reload(demand).status == PoolDemand.Status.WITHDRAWN
+    assert _audit("pool.demand_withdraw", demand).after == {"status": "withdrawn"}
+    assert_refused(Code.DEMAND_LOCKED, demand_withdraw, demand=demand, actor=None)
+    assert_refused(
+        Code.DEMAND_LOCKED,
+        demand_amend,
+        demand=demand,
+        limit_price=Decimal("2.5"),
+        gpus=1,
+        actor=None,
+    )
+
+
+def test_demand_is_locked_after_the_cut_off(pool, members, future):
+    demand = _submit(members[0], future)
+    pool_cut_off(pool=pool, actor=None)
+
+    assert _reload(demand).status == PoolDemand.Status.SUBMITTED
+    assert_refused(
+        Code.DEMAND_LOCKED,
+        demand_amend,
+        demand=demand,
+        limit_price=Decimal("2.45"),
+        gpus=5,
+        actor=None,
+    )
+    assert_refused(Code.DEMAND_LOCKED, demand_withdraw, demand=demand, actor=None)
+    assert _reload(demand).quantity == 10
+
+
+# pool_cut_off ------------------------------------------------------------------------------
+
+
+def test_cut_off_without_open_demand_is_refused(pool, members, future):
+    assert_refused(Code.NO_DEMAND, pool_cut_off, pool=pool, actor=None)
+
+    demand_withdraw(demand=_submit(members[0], future), actor=None)
+    assert_refused(Code.NO_DEMAND, pool_cut_off, pool=pool, actor=None)
+
+
+def test_cut_off_is_refused_while_the_previous_round_works(pool, members, future):
+    _submit(members[0], future)
+    first = pool_cut_off(pool=pool, actor=None)
+    assert first.status == PoolRound.Status.WORKING
+    _submit(members[1], future)
+
+    assert_refused(Code.ROUND_WORKING, pool_cut_off, pool=pool, actor=None)
+
+    pool_round_close(round_=first, actor=None)
+    second = pool_cut_off(pool=pool, actor=None)
+    assert (first.number, second.number) == (1, 2)
+    assert_refused(Code.ROUND_NOT_WORKING, pool_round_close, round_=_reload(first), actor=None)
+
+
+def test_cut_off_places_one_order_per_price_tier_at_its_lowest_limit(
+    pool, members, future, futures, sponsor_user, settings
+):
+    settings.EXCHANGE_POOL_PRICE_TIERS = 2
+    ada, bolt, cirrus = members
+    pool_settings_set(
+        pool=pool,
+        rule=pool.rule,
+        subsidy_percent=pool.subsidy_percent,
+        credit_line=Decimal("20000"),
+        cutoff_at=timezone.now() + timedelta(hours=1),
+        actor=None,
+    )
+    high = _submit(ada, future, gpus=10, limit="2.60")
+    middle = _submit(bolt, future, gpus=20, limit="2.50")
+    low = _submit(cirrus, future, gpus=5, limit="2.40")
+    other_month = _submit(ada, futures[1], gpus=3, limit="2.55")
+
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    assert (round_.number, round_.status, round_.cut_off_by) == (1, "working", sponsor_user)
+    assert round_.closes_at == round_.cut_off_at + timedelta(minutes=60)
+    orders = list(round_.orders.order_by("instrument_id", "-price"))
+    assert [(o.instrument, o.price, o.quantity) for o in orders] == [
+        (future, Decimal("2.50"), 30),
+        (future, Decimal("2.40"), 5),
+        (futures[1], Decimal("2.55"), 3),
+    ]
+    for pool_order in orders:
+        order = pool_order.order
+        assert (order.account, order.side, order.price, order.quantity) == (
+            pool.account,
+            "buy",
+            pool_order.price,
+            pool_order.quantity,
+        )
+        assert order.client_order_id == f"pool-{round_.pk}-{pool_order.pk}"
+        assert order.status == Order.Status.OPEN
+        assert pool_order.refusal_code == ""
+    assert {d.pk: (d.status, d.pool_order_id) for d in PoolDemand.objects.all()} == {
+        high.pk: ("submitted", orders[0].pk),
+        middle.pk: ("submitted", orders[0].pk),
+        low.pk: ("submitted", orders[1].pk),
+        other_month.pk: ("submitted", orders[2].pk),
+    }
+    assert _reload(pool).cutoff_at is None
+    audit = _audit("pool.cut_off", round_)
+    assert audit.actor == sponsor_user
+    assert audit.after["demands"] == 4
+    assert audit.after["orders"][0] == {
+        "instrument": future.symbol,
+        "price": "2.500000",
+        "quantity": 30,
+    }
+
+
+def test_a_tier_the_exchange_refuses_keeps_the_refusal_and_allocates_nothing(
+    sponsor, sponsor_user, future, seller
+):
+    # given a pool whose account has no cash for the order's collateral
+    pool = pool_create(sponsor=sponsor, name="Unfunded", actor=sponsor_user)
+    member = pool_member_add(pool=pool, organization=_startup("ada", "5000"), actor=None)
+    demand = _submit(member, future, gpus=10)
+    place(seller, future, "sell", 10, "2.45")
+
+    # when
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    # then the tier is recorded with the exchange's refusal, and no order stands for it
+    pool_order = round_.orders.get()
+    assert (pool_order.order, pool_order.refusal_code) == (None, "RISK_INSUFFICIENT_FUNDS")
+    assert pool_order.refusal_message
+    assert not Order.objects.filter(account=pool.account).exists()
+
+    round_ = pool_round_close(round_=round_, actor=sponsor_user)
+
+    allocation = PoolAllocation.objects.get(demand=demand)
+    assert (allocation.status, allocation.quantity, allocation.requested) == ("none", 0, 10)
+    assert allocation.entry is None
+    assert (round_.status, _reload(demand).status) == ("allocated", "allocated")
+    assert _audit("pool.allocate", round_).after["tiers"] == [
+        {
+            "instrument": future.symbol,
+            "price": "2.500000",
+            "filled": 0,
+            "settled": 0,
+            "unfunded": 0,
+        }
+    ]
+    call_command("ledger_check")
+
+
+# Allocation --------------------------------------------------------------------------------
+
+
+def test_a_settled_allocation_moves_contracts_margin_fee_and_subsidy(
+    pool, members, future, seller, sponsor_user
+):
+    ada = members[0]
+    symbol, hours = future.symbol, future.gpu_hours_per_contract
+    demand = _submit(ada, future, gpus=10, limit="2.50")
+    place(seller, future, "sell", 10, "2.45")
+    ada_cash, pool_cash = _cash(ada.account), _cash(pool.account)
+
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    round_ = pool_round_close(round_=round_, actor=sponsor_user)
+
+    allocation = PoolAllocation.objects.get(demand=demand)
+    cost = 10 * hours * _micros("2.45")
+    fee = 10 * _micros("0.50")  # The pool took, at the full taker rate (below the block tier).
+    subsidy = cost // 10
+    margin = order_margin_per_contract(future, "buy", Decimal("2.45")) * 10
+    assert (allocation.status, allocation.quantity, allocation.cost) == ("settled", 10, cost)
+    assert (allocation.fee, allocation.subsidy, allocation.margin, allocation.credit) == (
+        fee,
+        subsidy,
+        margin,
+        0,
+    )
+    assert allocation.entry.idempotency_key == f"pool-allocation:{round_.pk}:{demand.pk}"
+    assert position_account(ada.account, symbol).balance == 10
+    assert cost_account(ada.account, symbol).balance == cost
+    assert -margin_account(ada.account, symbol).balance == margin
+    assert _cash(ada.account) == ada_cash - margin - fee + subsidy
+    # The pool got its fee back and its margin released: it is out of the subsidy only.
+    assert position_account(pool.account, symbol).balance == 0
+    assert cost_account(pool.account, symbol).balance == 0
+    assert margin_account(pool.account, symbol).balance == 0
+    assert _cash(pool.account) == pool_cash - subsidy
+    assert _audit("pool.allocate", round_).after["tiers"][0]["settled"] == 10
+    call_command("ledger_check")
+
+
+def test_the_priority_rule_serves_lower_priority_numbers_first(
+    pool, members, future, seller, sponsor_user
+):
+    ada, bolt, cirrus = members  # Priorities 10, 20, 30.
+    pool_member_priority_set(member=ada, priority=25, actor=None)
+    pool_settings_set(
+        pool=pool,
+        rule=Pool.Rule.PRIORITY,
+        subsidy_percent=Decimal("0"),
+        credit_line=Decimal("20000"),
+        cutoff_at=None,
+        actor=None,
+    )
+    for member, gpus in ((ada, 60), (bolt, 30), (cirrus, 10)):
+        _submit(member, future, gpus=gpus)
+    place(seller, future, "sell", 70, "2.45")
+
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    pool_round_close(round_=round_, actor=sponsor_user)
+
+    quantities = {a.member_id: a.quantity for a in PoolAllocation.objects.filter(round=round_)}
+    assert quantities == {bolt.pk: 30, ada.pk: 40, cirrus.pk: 0}
+    assert position_account(ada.account, future.symbol).balance == 40
+    call_command("ledger_check")
+
+
+def _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user):
+    """Each member asks 10 contracts and all 30 fill at 2.45; cirrus has no cash and the credit
+    line is cut to zero."""
+    pool_settings_set(
+        pool=pool,
+        rule=Pool.Rule.PRO_RATA,
+        subsidy_percent=Decimal("10"),
+        credit_line=Decimal("0"),
+        cutoff_at=None,
+        actor=None,
+    )
+    for member in members:
+        _submit(member, future, gpus=10)
+    place(seller, future, "sell", 30, "2.45")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    return pool_round_close(round_=round_, actor=sponsor_user)
+
+
+def test_an_unfunded_member_leaves_its_lots_with_the_pool(
+    pool, members, future, seller, sponsor_user
+):
+    ada, bolt, cirrus = members
+
+    round_ = _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+
+    rows = {a.member_id: a for a in PoolAllocation.objects.filter(round=round_)}
+    assert {m: (r.status, r.quantity) for m, r in rows.items()} == {
+        ada.pk: ("settled", 10),
+        bolt.pk: ("settled", 10),
+        cirrus.pk: ("unfunded", 10),
+    }
+    unfunded = rows[cirrus.pk]
+    assert (unfunded.entry, unfunded.fee, unfunded.subsidy, unfunded.credit) == (None, 0, 0, 0)
+    assert unfunded.cost == 10 * 672 * _micros("2.45")
+    assert not Entry.objects.filter(
+        idempotency_key=f"pool-allocation:{round_.pk}:{unfunded.demand_id}"
+    )
+    assert position_account(pool.account, future.symbol).balance == 10
+    assert position_account(cirrus.account, future.symbol).balance == 0
+    assert _cash(cirrus.account) == 0
+    assert credit_outstanding(cirrus) == 0
+    # The pool keeps the margin of the lots it holds.
+    margin = order_margin_per_contract(future, "buy", Decimal("2.50"))
+    assert -margin_account(pool.account, future.symbol).balance == 10 * margin
+    assert _audit("pool.allocate", round_).after["tiers"][0] == {
+        "instrument": future.symbol,
+        "price": "2.500000",
+        "filled": 30,
+        "settled": 20,
+        "unfunded": 10,
+    }
+    call_command("ledger_check")
+
+
+def test_a_member_with_cash_is_not_refused_for_a_credit_line_lowered_below_its_debt(
+    pool, members, future, seller, sponsor_user
+):
+    # given cirrus borrowed from the pool, then the sponsor cut the credit line to zero
+    cirrus = members[2]
+    _submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    owed = credit_outstanding(cirrus)
+    assert owed > 0
+    pool_settings_set(
+        pool=pool,
+        rule=pool.rule,
+        subsidy_percent=pool.subsidy_percent,
+        credit_line=Decimal("0"),
+        cutoff_at=None,
+        actor=None,
+    )
+    # when cirrus, now with cash of its own, is allocated again
+    deposit_test_funds(account=cirrus.account, amount=Decimal("50000"), actor=None)
+    demand = _submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+
+    # then it pays in cash, borrowing nothing more
+    allocation = PoolAllocation.objects.get(demand=demand)
+    assert (allocation.status, allocation.credit) == ("settled", 0)
+    assert credit_outstanding(cirrus) == owed
+    call_command("ledger_check")
+
+
+# Graduation, take-back, reallocation, offers -----------------------------------------------
+
+
+def test_graduation_withdraws_open_demand_only(pool, members, futures, sponsor_user):
+    ada = members[0]
+    in_round = _submit(ada, futures[0])
+    pool_cut_off(pool=pool, actor=None)
+    still_open = _submit(ada, futures[1])
+
+    pool_member_graduate(member=ada, actor=sponsor_user)
+
+    ada = _reload(ada)
+    assert ada.status == PoolMember.Status.GRADUATED and ada.left_at is not None
+    assert _reload(still_open).status == PoolDemand.Status.WITHDRAWN
+    assert _reload(in_round).status == PoolDemand.Status.SUBMITTED
+    assert _audit("pool.member_graduate", ada).after == {
+        "status": "graduated",
+        "demand_withdrawn": 1,
+    }
+    assert_refused(Code.MEMBER_GRADUATED, pool_member_graduate, member=ada, actor=None)
+    assert_refused(Code.DEMAND_LOCKED, demand_withdraw, demand=still_open, actor=None)
+
+
+def _allocated_to_ada(pool, members, future, seller, quantity=10):
+    ada = members[0]
+    _submit(ada, future, gpus=quantity)
+    place(seller, future, "sell", quantity, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    assert position_account(ada.account, future.symbol).balance == quantity
+    return ada
+
+
+def _mark(future, price: str) -> None:
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=timezone.now().date(),
+        price=Decimal(price),
+        source=SettlementPrice.Source.OVERRIDE,
+    )
+
+
+def test_take_back_moves_a_graduates_contracts_to_the_pool_at_the_mark(
+    pool, members, future, seller, sponsor_user
+):
+    # given ada holds 10 contracts bought at 2.45, graduates, and the future settled at 2.60
+    ada = _allocated_to_ada(pool, members, future, seller)
+    pool_member_graduate(member=ada, actor=None)
+    _mark(future, "2.60")
+    symbol, hours = future.symbol, future.gpu_hours_per_contract
+    ada_margin = -margin_account(ada.account, symbol).balance
+    ada_cost = cost_account(ada.account, symbol).balance
+    ada_cash, pool_cash = _cash(ada.account), _cash(pool.account)
+
+    # when the sponsor takes 4 back
+    transfer = pool_take_back(member=ada, instrument=future, quantity=4, actor=sponsor_user)
+
+    # then 4 contracts and their value at the mark move; ada's margin on them is freed and
+    # the pool sets aside its own at the mark
+    freed = ada_margin * 4 // 10
+    pool_margin = order_margin_per_contract(future, "buy", Decimal("2.60")) * 4
+    value = 4 * hours * _micros("2.60")
+    assert (transfer.kind, transfer.quantity, transfer.price) == ("take_back", 4, Decimal("2.60"))
+    assert transfer.actor == sponsor_user
+    assert position_account(ada.account, symbol).balance == 6
+    assert position_account(pool.account, symbol).balance == 4
+    assert cost_account(ada.account, symbol).balance == ada_cost - value
+    assert cost_account(pool.account, symbol).balance == value
+    assert -margin_account(ada.account, symbol).balance == ada_margin - freed
+    assert -margin_account(pool.account, symbol).balance == pool_margin
+    assert _cash(ada.account) == ada_cash + freed
+    assert _cash(pool.account) == pool_cash - pool_margin
+    assert _audit("pool.take_back", transfer).after == {
+        "member": "ada",
+        "instrument": symbol,
+        "quantity": 4,
+        "price": "2.600000",
+    }
+    call_command("ledger_check")
+
+    # and the rest comes back with all of ada's remaining margin
+    pool_take_back(member=ada, instrument=future, quantity=6, actor=sponsor_user)
+    assert position_account(ada.account, symbol).balance == 0
+    assert margin_account(ada.account, symbol).balance == 0
+    call_command("ledger_check")
+
+
+def test_take_back_refusals(pool, members, futures, seller):
+    future = futures[0]
+    ada = _allocated_to_ada(pool, members, future, seller)
+
+    assert_refused(
+        Code.NOT_ENOUGH_HELD,
+        pool_take_back,
+        member=ada,
+        instrument=future,
+        quantity=11,
+        actor=None,
+    )
+    assert_refused(
+        Code.NOT_ENOUGH_HELD,
+        pool_take_back,
+        member=members[1],
+        instrument=future,
+        quantity=1,
+        actor=None,
+    )
+    assert_refused(
+        Code.QUANTITY_INVALID,
+        pool_take_back,
+        member=ada,
+        instrument=future,
+        quantity=0,
+        actor=None,
+    )
+    # The other month never traded and has no settlement price: nothing to transfer at.
+    assert_refused(
+        Code.NO_MARK, pool_take_back, member=ada, instrument=futures[1], quantity=1, actor=None
+    )
+    Instrument.objects.filter(pk=future.pk).update(status=Instrument.Status.HALTED)
+    assert_refused(
+        Code.INSTRUMENT_INVALID,
+        pool_take_back,
+        member=ada,
+        instrument=Instrument.objects.get(pk=future.pk),
+        quantity=1,
+        actor=None,
+    )
+    assert position_account(ada.account, future.symbol).balance == 10
+
+
+def test_reallocate_moves_the_pools_contracts_to_a_member_at_the_mark(
+    pool, members, future, seller, sponsor_user
+):
+    # given the pool kept cirrus's 10 unfunded lots; the last trade (2.45) is the mark
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    bolt = members[1]
+    symbol, hours = future.symbol, future.gpu_hours_per_contract
+    bolt_cash, pool_cash = _cash(bolt.account), _cash(pool.account)
+    bolt_cost = cost_account(bolt.account, symbol).balance
+    pool_margin = -margin_account(pool.account, symbol).balance
+
+    transfer = pool_reallocate(member=bolt, instrument=future, quantity=10, actor=sponsor_user)
+
+    margin = order_margin_per_contract(future, "buy", Decimal("2.45")) * 10
+    assert (transfer.kind, transfer.price, transfer.quantity) == ("reallocate", Decimal("2.45"), 10)
+    assert position_account(bolt.account, symbol).balance == 20
+    assert position_account(pool.account, symbol).balance == 0
+    assert cost_account(bolt.account, symbol).balance == bolt_cost + 10 * hours * _micros("2.45")
+    assert cost_account(pool.account, symbol).balance == 0
+    assert _cash(bolt.account) == bolt_cash - margin
+    # The pool's margin for its last contracts all returns to its cash.
+    assert margin_account(pool.account, symbol).balance == 0
+    assert _cash(pool.account) == pool_cash + pool_margin
+    assert _audit("pool.reallocate", transfer).after["member"] == "bolt"
+    call_command("ledger_check")
+
+
+def test_reallocate_refusals(pool, members, future, seller, sponsor_user):
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    ada, bolt, cirrus = members
+
+    assert_refused(
+        Code.NOT_ENOUGH_HELD,
+        pool_reallocate,
+        member=bolt,
+        instrument=future,
+        quantity=11,
+        actor=None,
+    )
+    # cirrus has no cash for the margin, and a reallocation takes no credit.
+    assert_refused(
+        Code.INSUFFICIENT_FUNDS,
+        pool_reallocate,
+        member=cirrus,
+        instrument=future,
+        quantity=1,
+        actor=None,
+    )
+    pool_member_graduate(member=ada, actor=None)
+    assert_refused(
+        Code.MEMBER_GRADUATED,
+        pool_reallocate,
+        member=_reload(ada),
+        instrument=future,
+        quantity=1,
+        actor=None,
+    )
+    assert position_account(pool.account, future.symbol).balance == 10
+
+
+def test_pool_offer_sells_from_the_pool_account(pool, members, future, seller, sponsor_user):
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+
+    order = pool_offer(
+        pool=pool, instrument=future, quantity=6, price=Decimal("2.55"), actor=sponsor_user
+    )
+
+    order = _reload(order)
+    assert (order.account, order.side, order.quantity, order.price, order.status) == (
+        pool.account,
+        "sell",
+        6,
+        Decimal("2.55"),
+        Order.Status.OPEN,
+    )
+    assert _audit("pool.offer", pool).after == {
+        "order": order.pk,
+        "instrument": future.symbol,
+        "quantity": 6,
+    }
+    # What is already offered is not offered twice: the pool would sell contracts it lacks.
+    assert_refused(
+        Code.NOT_ENOUGH_HELD,
+        pool_offer,
+        pool=pool,
+        instrument=future,
+        quantity=5,
+        price=Decimal("2.55"),
+        actor=None,
+    )
+    pool_offer(pool=pool, instrument=future, quantity=4, price=Decimal("2.60"), actor=None)
+
+
+def test_pool_offer_refuses_more_than_the_pool_holds(pool, future):
+    assert_refused(
+        Code.NOT_ENOUGH_HELD,
+        pool_offer,
+        pool=pool,
+        instrument=future,
+        quantity=1,
+        price=Decimal("2.55"),
+        actor=None,
+    )
+
+
+# Cash: funding and credit ------------------------------------------------------------------
+
+
+def test_pool_fund_and_withdraw_move_cash_between_sponsor_and_pool(pool, sponsor, sponsor_user):
+    sponsor_cash = _cash(account_main(sponsor))
+    assert _cash(pool.account) == _micros(str(POOL_FUNDS))
+
+    entry = pool_fund(pool=pool, amount=Decimal("1000.5"), actor=sponsor_user)
+    pool_fund(pool=pool, amount=Decimal("250"), withdraw=True, actor=sponsor_user)
+
+    assert _cash(pool.account) == _micros(str(POOL_FUNDS)) + _micros("750.5")
+    assert _cash(account_main(sponsor)) == sponsor_cash - _micros("750.5")
+    assert _audit_actions(pool) >= {"pool.fund", "pool.withdraw"}
+    assert entry.metadata == {"pool": pool.pk}
+    call_command("ledger_check")
+
+
+def _audit_actions(target) -> set[str]:
+    return set(
+        AuditEntry.objects.filter(
+            target_type=type(target).__name__, target_id=str(target.pk)
+        ).values_list("action", flat=True)
+    )
+
+
+@pytest.mark.parametrize("withdraw", [False, True])
+def test_pool_fund_refuses_more_than_is_available(pool, withdraw):
+    amount = Decimal("600000") if withdraw else Decimal("1000000")
+    assert_refused(
+        Code.INSUFFICIENT_FUNDS, pool_fund, pool=pool, amount=amount, withdraw=withdraw, actor=None
+    )
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [Decimal("0"), Decimal("-5"), Decimal("0.0000001"), Decimal("NaN"), Decimal("Infinity")],
+)
+def test_pool_fund_refuses_bad_amounts(pool, amount):
+    assert_refused(Code.AMOUNT_INVALID, pool_fund, pool=pool, amount=amount, actor=None)
+
+
+def test_credit_repay_pays_back_what_the_pool_lent(pool, members, future, seller, sponsor_user):
+    # given cirrus (no cash) borrowed from the pool for an allocation
+    cirrus = members[2]
+    demand = _submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    owed = PoolAllocation.objects.get(demand=demand).credit
+    assert owed > 0 and credit_outstanding(cirrus) == owed
+    assert_refused(
+        Code.INSUFFICIENT_FUNDS, pool_credit_repay, member=cirrus, amount=Decimal("1"), actor=None
+    )
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    pool_cash, cirrus_cash = _cash(pool.account), _cash(cirrus.account)
+
+    entry = pool_credit_repay(member=cirrus, amount=Decimal("100"), actor=sponsor_user)
+
+    assert credit_outstanding(cirrus) == owed - _micros("100")
+    assert _cash(pool.account) == pool_cash + _micros("100")
+    assert _cash(cirrus.account) == cirrus_cash - _micros("100")
+    assert entry.metadata == {"pool": pool.pk, "member": cirrus.pk}
+    assert _audit("pool.credit_repay", cirrus).after["amount"] == "100"
+    assert_refused(
+        Code.AMOUNT_INVALID, pool_credit_repay, member=cirrus, amount=Decimal(owed), actor=None
+    )
+    call_command("ledger_check")
+
+
+# The scheduler -----------------------------------------------------------------------------
+
+
+def test_pools_run_due_cuts_off_then_closes_and_allocates(
+    pool, members, future, seller, sponsor_user
+):
+    now = timezone.now()
+    pool_settings_set(
+        pool=pool,
+        rule=pool.rule,
+        subsidy_percent=pool.subsidy_percent,
+        credit_line=Decimal("20000"),
+        cutoff_at=now + timedelta(minutes=10),
+        actor=None,
+    )
+    demand = _submit(members[0], future, gpus=10)
+    place(seller, future, "sell", 4, "2.45")
+
+    assert pools_run_due(now=now) == {"cut_off": 0, "closed": 0, "allocated": 0}
+    assert not PoolRound.objects.exists()
+
+    assert pools_run_due(now=now + timedelta(minutes=11)) == {
+        "cut_off": 1,
+        "closed": 0,
+        "allocated": 0,
+    }
+    round_ = PoolRound.objects.get()
+    assert round_.status == "working" and round_.cut_off_by is None
+    audit = _audit("pool.cut_off", round_)
+    assert (audit.actor, audit.actor_label) == (None, "system")
+
+    assert pools_run_due(now=round_.closes_at + timedelta(seconds=1)) == {
+        "cut_off": 0,
+        "closed": 1,
+        "allocated": 1,
+    }
+    assert _reload(round_).status == "allocated"
+    assert PoolAllocation.objects.get(demand=demand).quantity == 4
+    assert _reload(round_.orders.get().order).status == Order.Status.CANCELLED
+    call_command("ledger_check")
+
+
+def test_the_celery_task_runs_due_pools(pool, members, future):
+    _submit(members[0], future, gpus=3)
+    Pool.objects.filter(pk=pool.pk).update(cutoff_at=timezone.now() - timedelta(seconds=1))
+
+    done = tasks.pools_run_due.delay().get()
+
+    assert done == {"cut_off": 1, "closed": 0, "allocated": 0}
+    assert PoolRound.objects.get(pool=pool).orders.get().quantity == 3
+
+
+def test_with_an_external_matcher_the_round_allocates_once_the_cancels_are_processed(
+    pool, members, future, seller, sponsor_user, external_matcher
+):
+    # given a pool order partly filled by the matcher
+    ada, bolt, _ = members
+    _submit(ada, future, gpus=6)
+    _submit(bolt, future, gpus=4)
+    place(seller, future, "sell", 5, "2.45")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    order = round_.orders.get().order
+    assert order.status == Order.Status.NEW
+    matcher = Matcher()
+    matcher.process_pending()
+    assert _reload(order).filled_quantity == 5
+
+    # when the sponsor closes the round, its cancel waits for the matcher
+    closed = pool_round_close(round_=round_, actor=sponsor_user)
+    assert closed.status == PoolRound.Status.WORKING
+    assert not PoolAllocation.objects.exists()
+    late = closed.closes_at + timedelta(seconds=1)
+    assert pools_run_due(now=late) == {"cut_off": 0, "closed": 1, "allocated": 0}
+    assert _reload(round_).status == PoolRound.Status.WORKING
+
+    # then once the matcher cancels what was left, the scheduler allocates
+    matcher.process_pending()
+    assert _reload(order).status == Order.Status.CANCELLED
+    assert pools_run_due(now=late)["allocated"] == 1
+    quantities = {a.member_id: a.quantity for a in PoolAllocation.objects.filter(round=round_)}
+    assert quantities == {ada.pk: 3, bolt.pk: 2}
+    assert position_account(ada.account, future.symbol).balance == 3
+    call_command("ledger_check")
+
+
+def test_a_round_closed_early_allocates_as_soon_as_the_matcher_has_cancelled(
+    pool, members, future, sponsor_user, external_matcher
+):
+    _submit(members[0], future, gpus=6)
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    matcher = Matcher()
+    matcher.process_pending()
+    pool_round_close(round_=round_, actor=sponsor_user)
+    now = timezone.now()
+    assert round_.closes_at > now
+
+    assert pools_run_due(now=now)["allocated"] == 0  # The cancel is not processed yet.
+    matcher.process_pending()
+    assert pools_run_due(now=now) == {"cut_off": 0, "closed": 0, "allocated": 1}
+
+    assert _reload(round_).status == PoolRound.Status.ALLOCATED
+    assert PoolAllocation.objects.get().status == PoolAllocation.Status.NONE
+
+
+# The block fee tier ------------------------------------------------------------------------
+
+
+def test_a_pool_order_of_a_hundred_contracts_earns_the_block_fee_tier(
+    pool, members, futures, sponsor_user
+):
+    ada, bolt, _ = members
+    _submit(ada, futures[0], gpus=60)
+    _submit(bolt, futures[0], gpus=40)
+    _submit(ada, futures[1], gpus=99)
+
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    block, small = (round_.orders.get(instrument=f).order for f in futures)
+    schedule = collateral.fee_rates("future")
+    tier = collateral.tier_rates("future", 100)
+    assert (tier.maker, tier.taker) == (Decimal("0.16"), Decimal("0.40"))
+    assert (block.maker_fee_rate, block.taker_fee_rate) == (tier.maker, tier.taker)
+    assert (small.maker_fee_rate, small.taker_fee_rate) == (schedule.maker, schedule.taker)
+    assert collateral.tier_rates("future", 99) == schedule
+    assert collateral.tier_rates("future", 500).taker == Decimal("0.30")
+
+
+def test_a_working_rounds_fills_cannot_be_reallocated_or_offered(
+    pool, members, sponsor_user, future, seller
+):
+    from exchange.services.pools import pool_offer, pool_reallocate
+
+    ada, bolt, _ = members
+    demand_submit(
+        member=ada,
+        sku=future.sku,
+        region=future.region,
+        months=[future.delivery_start],
+        gpus=6,
+        limit_price=Decimal("2.50"),
+        actor=sponsor_user,
+    )
+    place(seller, future, "sell", 6, "2.45")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    for move in (
+        lambda: pool_reallocate(member=bolt, instrument=future, quantity=6, actor=sponsor_user),
+        lambda: pool_offer(
+            pool=pool, instrument=future, quantity=6, price=Decimal("2.60"), actor=sponsor_user
+        ),
+    ):
+        with pytest.raises(PoolError) as refused:
+            move()
+        assert refused.value.code == PoolErrorCode.NOT_ENOUGH_HELD
+        assert "await a working round" in refused.value.message
+
+    pool_round_close(round_=round_, actor=sponsor_user)
+    allocation = PoolAllocation.objects.get(member=ada)
+    assert (allocation.status, allocation.quantity) == (PoolAllocation.Status.SETTLED, 6)
