@@ -83,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "exchange.web.context_processors.navigation",
             ],
         },
     },
@@ -292,6 +293,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DepositStatusEnum": "exchange.models.funding.Deposit.Status",
         "DepositMethodEnum": "exchange.models.funding.Deposit.Method",
+        "PoolStatusEnum": "exchange.models.pools.Pool.Status",
+        "PoolMemberStatusEnum": "exchange.models.pools.PoolMember.Status",
+        "PoolDemandStatusEnum": "exchange.models.pools.PoolDemand.Status",
+        "PoolRoundStatusEnum": "exchange.models.pools.PoolRound.Status",
+        "PoolAllocationStatusEnum": "exchange.models.pools.PoolAllocation.Status",
     },
 }
 # With external matchers, a placement through the API waits this long for the matcher's

@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -21,7 +20,7 @@ from exchange.selectors.capacity import capacity_held
 from exchange.selectors.resale import ListingFilter, blocks_of, compliance_tags, resale_listings
 from exchange.services.capacity import GPUS_MAX, capacity_register
 from exchange.services.listing import resale_list
-from exchange.web.membership import can_trade, membership_of, trader_required
+from exchange.web.membership import can_trade, membership_of, signed_in_user, trader_required
 
 CLUSTER_LENGTH_MAX = 100
 # As the API's bounds: reservations are of this century, which keeps the service's calendar
@@ -126,12 +125,6 @@ class BrowseForm(forms.Form):
         )
 
 
-def _signed_in(request: HttpRequest) -> AbstractBaseUser:
-    """The acting user of a write; ``trader_required`` has already turned anonymous users away."""
-    assert isinstance(request.user, AbstractBaseUser)
-    return request.user
-
-
 def _page(
     request: HttpRequest,
     membership: Membership,
@@ -167,7 +160,7 @@ def capacity_register_view(request: HttpRequest, membership: Membership) -> Http
     if form.is_valid():
         try:
             block = capacity_register(
-                provider=membership.organization, actor=_signed_in(request), **form.cleaned_data
+                provider=membership.organization, actor=signed_in_user(request), **form.cleaned_data
             )
         except CatalogError as error:
             field = error.field if error.field in form.fields else None
@@ -194,7 +187,7 @@ def capacity_list_view(request: HttpRequest, membership: Membership, block_id: i
         return _page(request, membership, resale_error=(block.pk, refusal), status=400)
     try:
         instrument = resale_list(
-            reservation=block, lot_gpus=form.cleaned_data["lot_gpus"], actor=_signed_in(request)
+            reservation=block, lot_gpus=form.cleaned_data["lot_gpus"], actor=signed_in_user(request)
         )
     except CatalogError as error:
         refusal = f"{error.message} ({error.code})"

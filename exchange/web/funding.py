@@ -36,7 +36,13 @@ from exchange.services.funding import (
     test_mode_active,
     withdrawal_request,
 )
-from exchange.web.membership import can_trade, forbidden, membership_of, trading_account_of
+from exchange.web.membership import (
+    can_trade,
+    forbidden,
+    membership_of,
+    signed_in_user,
+    trading_account_of,
+)
 from exchange.web.portfolio import quantity_text
 
 RECENT_FUNDING_ROWS = 20
@@ -118,7 +124,7 @@ def funding(request: HttpRequest) -> HttpResponse:
                     deposit, checkout_url = deposit_request(
                         account=account,
                         amount=amount,
-                        actor=request.user,
+                        actor=signed_in_user(request),
                         success_url=f"{here}?{CHECKOUT_RETURN_PARAMETER}=success",
                         cancel_url=f"{here}?{CHECKOUT_RETURN_PARAMETER}=cancel",
                     )
@@ -138,7 +144,7 @@ def funding(request: HttpRequest) -> HttpResponse:
                     withdrawal = withdrawal_request(
                         account=account,
                         amount=withdrawal_form.cleaned_data["amount"],
-                        actor=request.user,
+                        actor=signed_in_user(request),
                     )
                 except FundingError as error:
                     _refused(withdrawal_form, error)

@@ -11,7 +11,7 @@ from exchange.errors import ExchangeError
 from exchange.models import ApiKey
 from exchange.selectors.api_keys import api_key_of, api_keys_of
 from exchange.services.api_keys import api_key_create, api_key_revoke
-from exchange.web.membership import can_trade, forbidden, membership_of
+from exchange.web.membership import can_trade, forbidden, membership_of, signed_in_user
 
 
 class KeyForm(forms.Form):
@@ -55,7 +55,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                     scopes=form.cleaned_data["scopes"],
                     ip_allowlist=networks,
                     require_signature=form.cleaned_data["require_signature"],
-                    actor=request.user,
+                    actor=signed_in_user(request),
                 )
             except ExchangeError as error:
                 form.add_error(error.field or None, error.message)
@@ -80,5 +80,5 @@ def api_key_revoke_view(request: HttpRequest, prefix: str) -> HttpResponse:
     key = api_key_of(membership.organization, prefix)
     if key is None:
         raise Http404(prefix)
-    api_key_revoke(key=key, actor=request.user)
+    api_key_revoke(key=key, actor=signed_in_user(request))
     return redirect("web:api_keys")

@@ -2,6 +2,7 @@
 contracts as lists grouped by SKU and region. Read-only, for everyone."""
 
 from itertools import groupby
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -18,7 +19,7 @@ def markets(request: HttpRequest) -> HttpResponse:
         kind = Instrument.Kind.FUTURE
     sku = request.GET.get("sku") or None
     region = request.GET.get("region") or None
-    context = {
+    context: dict[str, Any] = {
         "kind": kind,
         "kinds": Instrument.Kind.choices,
         "skus": Sku.objects.order_by("code"),
@@ -35,13 +36,15 @@ def markets(request: HttpRequest) -> HttpResponse:
     else:
         instruments = list(market.instruments_listed(kind=kind, sku=sku, region=region))
         quotes = market.quotes_for(instruments)
-        rows = [{"instrument": i, "quote": quotes[i.pk]} for i in instruments]
+        groups = groupby(instruments, key=lambda instrument: (instrument.sku, instrument.region))
         context.update(
             groups=[
-                {"sku": key[0], "region": key[1], "rows": list(items)}
-                for key, items in groupby(
-                    rows, key=lambda r: (r["instrument"].sku, r["instrument"].region)
-                )
+                {
+                    "sku": sku_of_group,
+                    "region": region_of_group,
+                    "rows": [{"instrument": i, "quote": quotes[i.pk]} for i in members],
+                }
+                for (sku_of_group, region_of_group), members in groups
             ],
             instrument_count=len(instruments),
         )

@@ -11,6 +11,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -18,10 +19,18 @@ from exchange.models import Account, Membership
 from exchange.services.participants import account_main
 
 
+def signed_in_user(request: HttpRequest) -> User:
+    """The user acting on a page that signed-out visitors never reach (``login_required``,
+    ``trader_required``, or a check of ``is_authenticated`` first)."""
+    user = request.user
+    assert not isinstance(user, AnonymousUser), "the view lets signed-in users only"
+    return user
+
+
 def membership_of(request: HttpRequest) -> Membership:
     """The signed-in user's membership the pages act for; 404 for a user of no organization."""
     membership = (
-        Membership.objects.filter(user=request.user)
+        Membership.objects.filter(user=signed_in_user(request))
         .select_related("organization")
         .order_by("organization__slug")
         .first()

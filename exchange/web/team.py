@@ -4,6 +4,7 @@ password to hand over) and make members traders or viewers; viewers see the list
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -16,7 +17,7 @@ from exchange.services.participants import (
     member_invite,
     member_role_set,
 )
-from exchange.web.membership import can_trade, membership_of, trader_required
+from exchange.web.membership import can_trade, membership_of, signed_in_user, trader_required
 
 
 class MemberForm(forms.Form):
@@ -35,7 +36,7 @@ class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices, label="Role")
 
 
-def _members(membership: Membership):
+def _members(membership: Membership) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(organization_id=membership.organization_id)
         .select_related("user")
@@ -43,7 +44,9 @@ def _members(membership: Membership):
     )
 
 
-def _page(request: HttpRequest, membership: Membership, form: MemberForm, status: int = 200):
+def _page(
+    request: HttpRequest, membership: Membership, form: MemberForm, status: int = 200
+) -> HttpResponse:
     context = {
         "organization": membership.organization,
         "members": _members(membership),
@@ -73,7 +76,7 @@ def member_add_view(request: HttpRequest, membership: Membership) -> HttpRespons
                 email=data["email"],
                 password=data["password"],
                 role=data["role"],
-                actor=request.user,
+                actor=signed_in_user(request),
             )
         except ParticipantError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)
@@ -96,7 +99,9 @@ def member_role_view(request: HttpRequest, membership: Membership, member_id: in
         messages.error(request, "Choose trader or viewer.")
         return redirect("web:team")
     try:
-        member_role_set(membership=member, role=form.cleaned_data["role"], actor=request.user)
+        member_role_set(
+            membership=member, role=form.cleaned_data["role"], actor=signed_in_user(request)
+        )
     except ParticipantError as error:
         messages.error(request, error.message)
     else:

@@ -27,7 +27,13 @@ from exchange.services.collateral import Preview
 from exchange.services.ledger_accounts import USD_CODE, entitlement_name, entitlement_parts
 from exchange.services.orders import order_cancel, order_dry_run, order_replace, order_submit
 from exchange.symbols import parse_symbol
-from exchange.web.membership import can_trade, membership_of, trader_required, trading_account_of
+from exchange.web.membership import (
+    can_trade,
+    membership_of,
+    signed_in_user,
+    trader_required,
+    trading_account_of,
+)
 
 BOOK_LEVELS = 10
 TAPE_TRADES = 30
@@ -327,7 +333,7 @@ def order_place_view(request: HttpRequest, symbol: str, membership: Membership) 
             account=trading_account_of(membership),
             instrument=instrument,
             side=side,
-            placed_by=request.user,
+            placed_by=signed_in_user(request),
             **form.order_arguments(),
         )
     except OrderRejected as error:
@@ -393,7 +399,7 @@ def _back_to(order: Order) -> HttpResponse:
 def order_cancel_view(request: HttpRequest, order_id: int, membership: Membership) -> HttpResponse:
     order = _own_order(membership, order_id)
     try:
-        order_cancel(order=order, requested_by=request.user)
+        order_cancel(order=order, requested_by=signed_in_user(request))
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not cancelled: {error.message}")
     else:
@@ -410,13 +416,19 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
         problems = "; ".join(_problems(form))
         messages.error(request, f"Order #{order.pk} was not amended: {problems}")
         return _back_to(order)
-    price, quantity = form.cleaned_data["price"], form.cleaned_data["quantity"]
+    price = form.cleaned_data["price"] if form.cleaned_data["price"] is not None else order.price
+    quantity = form.cleaned_data["quantity"]
+    if price is None:  # A market order, which has no price to keep: the service's refusal.
+        messages.error(
+            request, f"Order #{order.pk} was not amended: only limit orders can be amended."
+        )
+        return _back_to(order)
     try:
         amended = order_replace(
             order=order,
-            price=order.price if price is None else price,
+            price=price,
             quantity=order.open_quantity if quantity is None else quantity,
-            requested_by=request.user,
+            requested_by=signed_in_user(request),
         )
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not amended: {error.message}")
@@ -428,6 +440,7 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
 def _amend_summary(order: Order) -> str:
     if order.open_quantity == 0:
         return f"Order #{order.pk} cancelled (new quantity 0)."
+    assert order.price is not None, "only limit orders are amended"
     return (
         f"Order #{order.pk} amended: {order.open_quantity} open at "
         f"{order.price.normalize():f} $/GPU-hr."

@@ -261,9 +261,7 @@ def _need(strip) -> dict[str, str]:  # noqa: F811
     }
 
 
-def test_each_option_leg_is_staged_on_the_listed_option_nearest_its_strike(
-    client, strip_with_chain
-):
+def test_each_option_leg_is_staged_on_a_listed_option_and_priced(client, strip_with_chain):
     strip, chain = strip_with_chain  # noqa: F811
 
     response = client.get(reverse("web:hedging"), _need(strip))

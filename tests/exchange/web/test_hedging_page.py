@@ -1,13 +1,16 @@
 """The hedging calculator page: the recommendation of the hedging service for the need typed
-in, its cost distribution, and links staging each futures leg in the ticket."""
+in, its cost distribution, and links staging each futures leg and each option leg in the
+ticket."""
 
 import json
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
 from exchange.models import Region, Sku
 from exchange.services.hedging import hedge_recommendation
+from exchange.services.listing import options_list_chain
 from pricing.hedge import PATHS_DEFAULT
 from tests.exchange.api.test_pricing import strip  # noqa: F401 (a fixture)
 
@@ -103,3 +106,119 @@ def test_costs_carry_units(client, strip):  # noqa: F811
     page = client.get(reverse("web:hedging"), _need(strip)).content.decode()
 
     assert "Expected cost (USD)" in page and "GPU-hours" in page and "$/GPU-hr" in page
+
+
+# The option legs. With the strip's first month settled at 2.40, the cap's first call is struck
+# 10% over (2.64) and the collar's first put 10% under (2.16); the other months list no options.
+CAP = Decimal("2.64")
+FLOOR = Decimal("2.16")
+
+
+def _list_chain(future, reference: str, step: str, each_side: int) -> dict:
+    options = options_list_chain(
+        future=future,
+        reference_price=Decimal(reference),
+        strike_step=Decimal(step),
+        strikes_each_side=each_side,
+    )
+    return {(option.option_type, option.strike): option for option in options}
+
+
+def _first_month_legs(response):
+    """The first month's cap call and collar put as staged on the page."""
+    assert response.status_code == 200
+    staged = response.context["option_orders"]
+    call = next(order for order in staged if order.side == "buy")
+    put = next(order for order in staged if order.side == "sell")
+    assert (call.leg.strike, put.leg.strike) == (CAP, FLOOR)
+    return call, put
+
+
+def _stage_link(order, option) -> str:
+    link = reverse("web:instrument", args=[option.symbol])
+    return f"{link}?side={order.side}&amp;quantity={order.leg.contracts}"
+
+
+@pytest.mark.parametrize(
+    ("step", "each_side", "call_strike", "put_strike"),
+    [
+        # Strikes 1.80 to 3.00: the nearest to the cap is 2.60, in the money, and the nearest to
+        # the floor is 2.20, above it; the legs go to the next strikes beyond, 2.70 and 2.10.
+        ("0.10", 6, "2.70", "2.10"),
+        # Strikes 2.16 to 2.64: a strike at the level itself is taken.
+        ("0.04", 6, "2.64", "2.16"),
+    ],
+)
+def test_option_legs_are_staged_on_the_first_listed_strike_beyond_their_level(
+    client,
+    strip,  # noqa: F811
+    step,
+    each_side,
+    call_strike,
+    put_strike,
+):
+    chain = _list_chain(strip[0], "2.40", step, each_side)
+
+    response = client.get(reverse("web:hedging"), _need(strip))
+
+    call, put = _first_month_legs(response)
+    assert call.option == chain[("call", Decimal(call_strike))]
+    assert put.option == chain[("put", Decimal(put_strike))]
+    assert call.option.strike >= CAP and put.option.strike <= FLOOR
+    assert call.unstaged == put.unstaged == ""
+    page = response.content.decode()
+    assert _stage_link(call, call.option) in page
+    assert _stage_link(put, put.option) in page
+    # and no option on the wrong side of its level is staged
+    for (option_type, strike), option in chain.items():
+        wrong = strike < CAP if option_type == "call" else strike > FLOOR
+        if wrong:
+            assert f"{reverse('web:instrument', args=[option.symbol])}?side=" not in page
+
+
+def test_a_cap_with_no_listed_call_at_or_above_it_is_not_staged(client, strip):  # noqa: F811
+    # given strikes 1.70 to 2.30 only: every call is under the cap of 2.64
+    chain = _list_chain(strip[0], "2.00", "0.10", 3)
+
+    response = client.get(reverse("web:hedging"), _need(strip))
+
+    call, put = _first_month_legs(response)
+    assert (call.option, call.price, call.price_source) == (None, None, None)
+    assert call.unstaged == "no listed call struck at or above 2.640"
+    assert put.option == chain[("put", Decimal("2.10"))]
+    page = response.content.decode()
+    assert "(no listed call struck at or above 2.640)" in page
+    for (option_type, _strike), option in chain.items():
+        if option_type == "call":
+            assert f"{reverse('web:instrument', args=[option.symbol])}?side=" not in page
+    # the strip's three months and the one put are staged; the call row links to the chain
+    assert page.count("Stage in ticket") == 3 + 1
+    assert f'href="{reverse("web:instrument", args=[strip[0].symbol])}">Option chain' in page
+
+
+def test_a_floor_with_no_listed_put_at_or_below_it_is_not_staged(client, strip):  # noqa: F811
+    # given strikes 2.25, 2.50 and 2.75: the put nearest the floor of 2.16 is 2.25, above it
+    chain = _list_chain(strip[0], "2.50", "0.25", 1)
+
+    response = client.get(reverse("web:hedging"), _need(strip))
+
+    call, put = _first_month_legs(response)
+    assert call.option == chain[("call", Decimal("2.75"))]
+    assert put.option is None
+    assert put.unstaged == "no listed put struck at or below 2.160"
+    page = response.content.decode()
+    assert "(no listed put struck at or below 2.160)" in page
+    assert (
+        f"{reverse('web:instrument', args=[chain[('put', Decimal('2.25'))].symbol])}?side="
+        not in page
+    )
+
+
+def test_a_month_without_options_says_so(client, strip):  # noqa: F811
+    response = client.get(reverse("web:hedging"), _need(strip))
+
+    staged = response.context["option_orders"]
+    assert [order.option for order in staged] == [None] * len(staged)
+    assert staged[0].unstaged == f"no calls listed on {strip[0].symbol}"
+    assert staged[-1].unstaged == f"no puts listed on {strip[-1].symbol}"
+    assert f"(no calls listed on {strip[0].symbol})" in response.content.decode()

@@ -430,6 +430,37 @@ def test_amend_keeps_what_is_left_blank_and_zero_cancels(client, future, alice, 
     assert second.status == "cancelled"
 
 
+@pytest.mark.parametrize(
+    ("amend", "refusal"),
+    [
+        ({"quantity": "1"}, "only limit orders can be amended."),  # No price to keep.
+        ({"price": "2.45", "quantity": "1"}, "Only limit orders can be replaced."),  # The service.
+    ],
+)
+def test_a_market_order_waiting_for_the_matcher_is_not_amended(
+    client, future, alice, buyer, seller, external_matcher, row_counts, amend, refusal
+):
+    # given a market buy accepted but not matched yet (an ask rests, to price its collateral)
+    external_matcher.EXCHANGE_MATCHER_MODE = "inline"
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.5"), quantity=3)
+    external_matcher.EXCHANGE_MATCHER_MODE = "external"
+    market = order_place(
+        account=buyer, instrument=future, side="buy", quantity=3, type="market", time_in_force="ioc"
+    )
+    assert market.status == "new"
+    client.force_login(alice)
+    before = row_counts()
+
+    response = client.post(reverse("web:order_amend", args=[market.pk]), amend, follow=True)
+
+    (note,) = response.context["messages"]
+    assert note.level_tag == "error"
+    assert note.message == f"Order #{market.pk} was not amended: {refusal}"
+    assert row_counts() == before
+    market.refresh_from_db()
+    assert (market.status, market.price, market.open_quantity) == ("new", None, 3)
+
+
 def test_preview_splits_what_a_future_holds_into_margin_and_fee(client, future, alice):
     client.force_login(alice)
 

@@ -1,16 +1,23 @@
 """The back office in a real browser on the demo market: every page renders for the admin at
 desktop and phone width without a script error or anything wider than the screen (screenshots
-under var/screenshots/), and an operations user halts and resumes an instrument through the
-confirmation page, finding the form's fields by their labels."""
+under var/screenshots/), as do the Django admin's pages staff work in (the index, the main
+changelists and the daily cycle's run page with its preview), and an operations user halts and
+resumes an instrument through the confirmation page, finding the form's fields by their
+labels."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from exchange.demo import ADMIN_PASSWORD, STAFF_PASSWORD
-from exchange.models import AuditEntry, Instrument
+from exchange.models import AuditEntry, Instrument, MarginCall, Organization
+from exchange.services.funding import withdrawal_request
+from exchange.services.participants import account_main
 from tests.exchange.web.browser.conftest import DESKTOP, PHONE, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,6 +29,19 @@ PAGES = [
     ("trial-balance", "/backoffice/trial-balance/", "Trial balance"),
     ("audit-log", "/backoffice/audit/", "Audit log"),
 ]
+
+# The admin's pages staff work in: (screenshot name, URL name, <h1>).
+ADMIN_PAGES = [
+    ("index", "admin:index", "Site administration"),
+    ("instruments", "admin:exchange_instrument_changelist", "Select instrument to change"),
+    ("orders", "admin:exchange_order_changelist", "Select order to view"),
+    ("withdrawals", "admin:exchange_withdrawal_changelist", "Select withdrawal to view"),
+    ("margin-calls", "admin:exchange_margincall_changelist", "Select margin call to view"),
+    ("cycle-run", "admin:exchange_riskcycle_run", "Run the daily cycle"),
+]
+# How much wider than the window the document is, in CSS pixels; the admin's result tables
+# scroll inside their own container (div.results), which does not widen the document.
+OVERFLOW_JS = "document.documentElement.scrollWidth - window.innerWidth"
 
 
 @pytest.fixture
@@ -56,6 +76,64 @@ def test_every_back_office_page_renders_and_fits(demo_market, new_page, screensh
     if overflow > 1:
         problems.append(f"halt confirmation: {overflow}px wider than the screen")
     screenshot(page, f"backoffice-halt-confirm-{width}")
+
+    assert not problems, problems
+    assert not script_errors, script_errors
+
+
+@pytest.fixture
+def staff_work(demo_market):
+    """A withdrawal to review and an open margin call, so their changelists have rows."""
+    lumen = account_main(Organization.objects.get(slug="lumen"))
+    quanta = account_main(Organization.objects.get(slug="quanta"))
+    withdrawal_request(account=lumen, amount=Decimal("25000"), actor=None)
+    MarginCall.objects.create(
+        account=quanta,
+        trading_date=timezone.now().date(),
+        required=60_000_000_000,
+        maintenance=45_000_000_000,
+        held=40_000_000_000,
+    )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_admin_pages_render_and_fit(staff_work, new_page, screenshot, viewport):
+    page = new_page(viewport)
+    width = "desktop" if viewport is DESKTOP else "phone"
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(f"{page.url}: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            script_errors.append(f"{page.url}: {message.text}") if message.type == "error" else None
+        ),
+    )
+    sign_in(page, "admin", ADMIN_PASSWORD)
+
+    problems = []
+    for name, url_name, heading in ADMIN_PAGES:
+        url = reverse(url_name)
+        response = page.goto(url)
+        assert response is not None
+        if response.status != 200:
+            problems.append(f"{url}: HTTP {response.status}")
+            continue
+        expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
+        if url_name.endswith("_changelist") and not page.locator("#result_list tbody tr").count():
+            problems.append(f"{url}: no rows, so its table's width went unchecked")
+        overflow = page.evaluate(OVERFLOW_JS)
+        if overflow > 1:
+            problems.append(f"{url}: {overflow}px wider than the screen")
+        screenshot(page, f"admin-{name}-{width}")
+
+    # The run page's preview: today's settlement prices and variation margin, not yet settled.
+    page.get_by_role("button", name="Preview prices and variation margin").click()
+    expect(page.get_by_role("heading", name="Settlement prices", level=3)).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^Confirm: settle"))).to_be_visible()
+    overflow = page.evaluate(OVERFLOW_JS)
+    if overflow > 1:
+        problems.append(f"cycle preview: {overflow}px wider than the screen")
+    screenshot(page, f"admin-cycle-preview-{width}")
 
     assert not problems, problems
     assert not script_errors, script_errors
