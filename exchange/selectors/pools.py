@@ -178,6 +178,15 @@ def member_holdings(member: PoolMember) -> list[Holding]:
     return [Holding(i, held[i.symbol]) for i in instruments if held[i.symbol] > 0]
 
 
+def credit_owed(member: PoolMember) -> Decimal:
+    """What the member owes the pool under the credit line, USD, read without opening the
+    ledger account (``services.pools.credit_outstanding`` opens it on first use; its code is
+    the one ``services.pools.borrowed_account`` opens)."""
+    code = f"trading:{member.account_id}:pool-borrowed:{member.pool.account_id}:USD"
+    borrowed = LedgerAccount.objects.filter(code=code).first()
+    return micros_to_usd(-borrowed.balance) if borrowed is not None else Decimal(0)
+
+
 # Reports -----------------------------------------------------------------------------------
 
 
