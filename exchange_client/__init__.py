@@ -17,6 +17,12 @@ from exchange_client.client import (
     Level,
     Order,
     Placement,
+    Pool,
+    PoolAllocation,
+    PoolDemand,
+    PoolReport,
+    PoolRound,
+    PoolTier,
     Trade,
 )
 
@@ -29,5 +35,11 @@ __all__ = [
     "Level",
     "Order",
     "Placement",
+    "Pool",
+    "PoolAllocation",
+    "PoolDemand",
+    "PoolReport",
+    "PoolRound",
+    "PoolTier",
     "Trade",
 ]

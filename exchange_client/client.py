@@ -185,6 +185,180 @@ class Placement:
     created: bool  # False: a repeat of a client order id answered with the original order.
 
 
+@dataclass(frozen=True)
+class Pool:
+    """A portfolio pool as the caller sees it (``role``: sponsor or member)."""
+
+    id: int
+    name: str
+    sponsor: str
+    role: str
+    rule: str
+    subsidy_percent: Decimal
+    credit_line: Decimal
+    cutoff_at: datetime | None
+    status: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Pool":
+        return cls(
+            id=int(data["id"]),
+            name=data["name"],
+            sponsor=data["sponsor"],
+            role=data["role"],
+            rule=data["rule"],
+            subsidy_percent=Decimal(data["subsidy_percent"]),
+            credit_line=Decimal(data["credit_line"]),
+            cutoff_at=_datetime(data.get("cutoff_at")),
+            status=data["status"],
+        )
+
+
+@dataclass(frozen=True)
+class PoolDemand:
+    """One member's demand for one delivery month."""
+
+    id: int
+    member: int
+    organization: str
+    instrument: str
+    month: str  # YYYY-MM
+    quantity: int  # Contracts: one GPU for the month each.
+    gpu_hours: int
+    limit_price: Decimal
+    status: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolDemand":
+        return cls(
+            id=int(data["id"]),
+            member=int(data["member"]),
+            organization=data["organization"],
+            instrument=data["instrument"],
+            month=data["month"],
+            quantity=int(data["quantity"]),
+            gpu_hours=int(data["gpu_hours"]),
+            limit_price=Decimal(data["limit_price"]),
+            status=data["status"],
+        )
+
+
+@dataclass(frozen=True)
+class PoolTier:
+    """One price tier of a round: the pool order placed for it (None: refused)."""
+
+    instrument: str
+    price: Decimal
+    quantity: int
+    order: Order | None
+    refusal_code: str
+
+
+@dataclass(frozen=True)
+class PoolAllocation:
+    """What one demand received in a round; amounts in USD."""
+
+    id: int
+    round: int
+    member: int
+    organization: str
+    instrument: str
+    status: str
+    requested: int
+    quantity: int
+    cost: Decimal
+    fee: Decimal
+    subsidy: Decimal
+    margin: Decimal
+    credit: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolAllocation":
+        return cls(
+            id=int(data["id"]),
+            round=int(data["round"]),
+            member=int(data["member"]),
+            organization=data["organization"],
+            instrument=data["instrument"],
+            status=data["status"],
+            requested=int(data["requested"]),
+            quantity=int(data["quantity"]),
+            cost=Decimal(data["cost"]),
+            fee=Decimal(data["fee"]),
+            subsidy=Decimal(data["subsidy"]),
+            margin=Decimal(data["margin"]),
+            credit=Decimal(data["credit"]),
+        )
+
+
+@dataclass(frozen=True)
+class PoolRound:
+    """A cut-off: its tiers (None for a member) and allocations (a member's own only)."""
+
+    id: int
+    number: int
+    status: str
+    cut_off_at: datetime | None
+    closes_at: datetime | None
+    tiers: list[PoolTier] | None
+    allocations: list[PoolAllocation]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolRound":
+        orders = data.get("orders")
+        return cls(
+            id=int(data["id"]),
+            number=int(data["number"]),
+            status=data["status"],
+            cut_off_at=_datetime(data.get("cut_off_at")),
+            closes_at=_datetime(data.get("closes_at")),
+            tiers=None
+            if orders is None
+            else [
+                PoolTier(
+                    instrument=row["instrument"],
+                    price=Decimal(row["price"]),
+                    quantity=int(row["quantity"]),
+                    order=Order.of(row["order"]) if row.get("order") else None,
+                    refusal_code=row.get("refusal_code") or "",
+                )
+                for row in orders
+            ],
+            allocations=[PoolAllocation.of(row) for row in data.get("allocations") or []],
+        )
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    """Demand against fills, prices and savings; ``lines`` as the API sends them."""
+
+    gpu_hours_requested: int
+    gpu_hours_filled: int
+    fill_ratio: Decimal | None  # Percent.
+    average_price: Decimal | None
+    cost: Decimal
+    subsidy: Decimal
+    fee: Decimal
+    savings_vs_market: Decimal
+    savings_vs_on_demand: Decimal
+    lines: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolReport":
+        return cls(
+            gpu_hours_requested=int(data["gpu_hours_requested"]),
+            gpu_hours_filled=int(data["gpu_hours_filled"]),
+            fill_ratio=_decimal(data.get("fill_ratio")),
+            average_price=_decimal(data.get("average_price")),
+            cost=Decimal(data["cost"]),
+            subsidy=Decimal(data["subsidy"]),
+            fee=Decimal(data["fee"]),
+            savings_vs_market=Decimal(data["savings_vs_market"]),
+            savings_vs_on_demand=Decimal(data["savings_vs_on_demand"]),
+            lines=list(data["lines"]),
+        )
+
+
 class ExchangeClient:
     def __init__(
         self,
@@ -374,3 +548,68 @@ class ExchangeClient:
     def positions(self) -> Any:
         _, data = self.request("GET", "account/positions/")
         return data
+
+    # Portfolio pools ---------------------------------------------------------------------
+
+    def pools(self) -> Iterator[Pool]:
+        """Pools the caller sponsors or belongs to."""
+        for row in self._pages("pools/", {}):
+            yield Pool.of(row)
+
+    def pool(self, pool_id: int) -> dict[str, Any]:
+        """One pool: whole for its sponsor, its terms and the caller's membership for a member."""
+        _, data = self.request("GET", f"pools/{pool_id}/")
+        return dict(data)
+
+    def submit_demand(
+        self,
+        pool_id: int,
+        *,
+        sku: str,
+        region: str,
+        months: list[str],
+        limit_price: Decimal,
+        gpus: int | None = None,
+        gpu_hours: int | None = None,
+    ) -> list[PoolDemand]:
+        """A member's demand, one per delivery month ("YYYY-MM"): give gpus or gpu_hours."""
+        body: dict[str, Any] = {
+            "sku": sku,
+            "region": region,
+            "months": months,
+            "limit_price": str(limit_price),
+            "gpus": gpus,
+            "gpu_hours": gpu_hours,
+        }
+        _, rows = self.request("POST", f"pools/{pool_id}/demands/", body=body)
+        return [PoolDemand.of(row) for row in rows]
+
+    def demands(self, pool_id: int, *, status: str | None = None) -> Iterator[PoolDemand]:
+        for row in self._pages(f"pools/{pool_id}/demands/", {"status": status}):
+            yield PoolDemand.of(row)
+
+    def withdraw_demand(self, pool_id: int, demand_id: int) -> PoolDemand:
+        _, data = self.request("DELETE", f"pools/{pool_id}/demands/{demand_id}/")
+        return PoolDemand.of(data)
+
+    def cut_off(self, pool_id: int) -> PoolRound:
+        """The sponsor's cut-off: the new round with its tier orders."""
+        _, data = self.request("POST", f"pools/{pool_id}/cut-off/")
+        return PoolRound.of(data)
+
+    def close_round(self, pool_id: int, round_id: int) -> PoolRound:
+        """The sponsor closes a round: what still works is cancelled, the fills allocated."""
+        _, data = self.request("POST", f"pools/{pool_id}/rounds/{round_id}/close/")
+        return PoolRound.of(data)
+
+    def pool_allocations(
+        self, pool_id: int, *, round_id: int | None = None, member: int | None = None
+    ) -> Iterator[PoolAllocation]:
+        """A member's own allocations, or every member's (or one's) for the sponsor."""
+        params = {"round": round_id, "member": member}
+        for row in self._pages(f"pools/{pool_id}/allocations/", params):
+            yield PoolAllocation.of(row)
+
+    def pool_report(self, pool_id: int, *, member: int | None = None) -> PoolReport:
+        _, data = self.request("GET", f"pools/{pool_id}/report/", params={"member": member})
+        return PoolReport.of(data)

@@ -1,9 +1,10 @@
 """One error envelope for the whole API: ``{"error": {"code", "message", "field"}}``.
 
 Codes are stable: the rejection codes of the engine, risk, ledger and services (``ORDER_*``,
-``RISK_*``, ``MATCHING_*``, ``LEDGER_*``, ``FUNDING_*``, ``CATALOG_*``, ``PRICING_*``), ``AUTH_*``,
-and the API's own (``INVALID_INPUT``, ``NOT_FOUND``, ...). Statuses: 400 bad input, 401 not
-authenticated, 403 not allowed, 404 not found (also for another organization's objects),
+``RISK_*``, ``MATCHING_*``, ``LEDGER_*``, ``FUNDING_*``, ``CATALOG_*``, ``PRICING_*``,
+``POOL_*``), ``AUTH_*``, and the API's own (``INVALID_INPUT``, ``NOT_FOUND``, ...). Statuses:
+400 bad input, 401 not authenticated, 403 not allowed (also a pool's member asking for what only
+its sponsor does, and the reverse), 404 not found (also for another organization's objects),
 405, 409 conflicts, 415, 422 a well-formed request the exchange refuses (risk, order rules),
 429 rate limited (with ``Retry-After``).
 """
@@ -24,6 +25,8 @@ from exchange.errors import (
     FundingError,
     OrderRejectCode,
     OrderRejected,
+    PoolError,
+    PoolErrorCode,
     PricingError,
     RiskError,
 )
@@ -35,7 +38,16 @@ FORBIDDEN_CODES = {
     ApiAuthErrorCode.ROLE_MISSING,
     ApiAuthErrorCode.NO_ORGANIZATION,
 }
-CONFLICT_CODES = {OrderRejectCode.CLIENT_ORDER_ID_CONFLICT, OrderRejectCode.NOT_LIVE}
+CONFLICT_CODES = {
+    OrderRejectCode.CLIENT_ORDER_ID_CONFLICT,
+    OrderRejectCode.NOT_LIVE,
+    PoolErrorCode.NAME_TAKEN,
+    PoolErrorCode.ALREADY_MEMBER,
+    PoolErrorCode.DEMAND_LOCKED,
+    PoolErrorCode.ROUND_WORKING,
+}
+# A pool's member asking for what only its sponsor does, or the sponsor for a member's act.
+POOL_ROLE_CODES = {PoolErrorCode.SPONSOR_ONLY, PoolErrorCode.NOT_A_MEMBER}
 NOT_FOUND_CODES = {OrderRejectCode.UNKNOWN_INSTRUMENT}
 
 
@@ -74,9 +86,13 @@ def _status_of(error: ExchangeError) -> int:
         return status.HTTP_401_UNAUTHORIZED
     if error.code in CONFLICT_CODES:
         return status.HTTP_409_CONFLICT
+    if error.code in POOL_ROLE_CODES:
+        return status.HTTP_403_FORBIDDEN
     if error.code in NOT_FOUND_CODES:
         return status.HTTP_404_NOT_FOUND
-    if isinstance(error, OrderRejected | RiskError | FundingError | CatalogError | PricingError):
+    if isinstance(
+        error, OrderRejected | RiskError | FundingError | CatalogError | PricingError | PoolError
+    ):
         return status.HTTP_422_UNPROCESSABLE_ENTITY
     return status.HTTP_400_BAD_REQUEST
 

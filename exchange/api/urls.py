@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("exchange.api.capacity")),
     path("", include("exchange.api.funding")),
     path("", include("exchange.api.pricing")),
+    path("", include("exchange.api.pools")),
 ]

@@ -131,8 +131,15 @@ def credit_outstanding(member: PoolMember) -> int:
 
 
 def _check_settings(
-    rule: str, subsidy_percent: Decimal, credit_line: Decimal, cutoff_at: datetime | None
+    rule: str,
+    subsidy_percent: Decimal,
+    credit_line: Decimal,
+    cutoff_at: datetime | None,
+    current_cutoff: datetime | None = None,
 ) -> int:
+    """The credit line in micro-USD, once every setting is valid. A cut-off must be in the
+    future when it is set; one already set that has passed (nothing to cut off then) may stay
+    while other settings change."""
     if rule not in Pool.Rule.values:
         raise _refuse(
             PoolErrorCode.RULE_INVALID,
@@ -165,7 +172,7 @@ def _check_settings(
             "member.",
             "credit_line",
         )
-    if cutoff_at is not None and cutoff_at <= timezone.now():
+    if cutoff_at is not None and cutoff_at != current_cutoff and cutoff_at <= timezone.now():
         raise _refuse(
             PoolErrorCode.CUTOFF_INVALID, "The cut-off must be in the future.", "cutoff_at"
         )
@@ -245,9 +252,11 @@ def pool_settings_set(
     """Change the rule, subsidy, credit line and next cut-off; a round already working keeps
     the terms it was cut off with only for its orders: allocation uses the pool's terms when it
     runs."""
-    credit_micros = _check_settings(rule, subsidy_percent, credit_line, cutoff_at)
     with transaction.atomic():
         locked = Pool.objects.select_for_update().get(pk=pool.pk)
+        credit_micros = _check_settings(
+            rule, subsidy_percent, credit_line, cutoff_at, current_cutoff=locked.cutoff_at
+        )
         if locked.status == Pool.Status.CLOSED:
             raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
         before = _settings_of(locked)

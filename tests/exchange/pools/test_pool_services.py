@@ -1255,3 +1255,33 @@ def test_a_working_rounds_fills_cannot_be_reallocated_or_offered(
     pool_round_close(round_=round_, actor=sponsor_user)
     allocation = PoolAllocation.objects.get(member=ada)
     assert (allocation.status, allocation.quantity) == (PoolAllocation.Status.SETTLED, 6)
+
+
+def test_a_passed_cut_off_may_stay_while_other_settings_change(pool, sponsor_user):
+    from exchange.models import Pool
+    from exchange.services.pools import pool_settings_set
+
+    passed = timezone.now() - timedelta(minutes=5)
+    Pool.objects.filter(pk=pool.pk).update(cutoff_at=passed)  # due; nothing was cut off
+    pool.refresh_from_db()
+
+    changed = pool_settings_set(
+        pool=pool,
+        rule=pool.rule,
+        subsidy_percent=Decimal("12.50"),
+        credit_line=Decimal("1000"),
+        cutoff_at=passed,
+        actor=sponsor_user,
+    )
+
+    assert (changed.subsidy_percent, changed.cutoff_at) == (Decimal("12.50"), passed)
+    with pytest.raises(PoolError) as refused:
+        pool_settings_set(
+            pool=pool,
+            rule=pool.rule,
+            subsidy_percent=Decimal("12.50"),
+            credit_line=Decimal("1000"),
+            cutoff_at=passed - timedelta(minutes=1),
+            actor=sponsor_user,
+        )
+    assert refused.value.code == PoolErrorCode.CUTOFF_INVALID

@@ -1,0 +1,178 @@
+"""The typed client (``exchange_client``) through a pool's cycle: a member's demand, the
+sponsor's cut-off and close, the allocations and the reports, and a refusal as ``ApiError``.
+
+The client's requests session is served by the Django test client (no server, no network): the
+same requests, headers and bodies the client sends over HTTP."""
+
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.test import Client
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from exchange.models import Organization
+from exchange.services.api_keys import api_key_create
+from exchange.services.pools import pool_create, pool_fund, pool_member_add
+from exchange_client import ApiError, ExchangeClient
+from tests.exchange.conftest import _account
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+BASE_URL = "http://testserver"
+
+
+class DjangoAdapter(BaseAdapter):
+    """A requests transport that hands each request to Django's test client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = Client()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url)
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        headers = {
+            f"HTTP_{name.upper().replace('-', '_')}": value
+            for name, value in request.headers.items()
+            if name.lower() not in {"content-type", "content-length"}
+        }
+        answer = self.client.generic(
+            request.method,
+            target,
+            data=request.body or b"",
+            content_type=request.headers.get("Content-Type", "application/octet-stream"),
+            **headers,
+        )
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response._content = answer.content
+        response.headers = CaseInsensitiveDict(dict(answer.headers.items()))
+        response.reason = answer.reason_phrase
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def client_of(organization: Organization, *, sign: bool = False) -> ExchangeClient:
+    token = api_key_create(
+        organization=organization, name="client", scopes=["read", "trade", "transfer"]
+    ).token
+    session = requests.Session()
+    session.mount(BASE_URL, DjangoAdapter())
+    return ExchangeClient(BASE_URL, token, sign=sign, session=session)
+
+
+@pytest.fixture
+def pool():
+    sponsor = _account("foundry", Organization.Kind.SPONSOR).organization
+    pool = pool_create(sponsor=sponsor, name="Seed GPUs", subsidy_percent=Decimal("10"), actor=None)
+    pool_fund(pool=pool, amount=Decimal("500000"), actor=None)
+    return pool
+
+
+def test_a_pool_cycle_through_the_client(pool, future, seller):
+    ada = _account("ada", Organization.Kind.STARTUP).organization
+    bolt = _account("bolt", Organization.Kind.STARTUP).organization
+    for organization in (ada, bolt):
+        pool_member_add(pool=pool, organization=organization, actor=None)
+    sponsor, member, other = client_of(pool.sponsor), client_of(ada, sign=True), client_of(bolt)
+    month = f"{future.delivery_start:%Y-%m}"
+    hours = future.gpu_hours_per_contract
+
+    # given each member's demand, and sellers in the book
+    (mine,) = member.submit_demand(
+        pool.pk,
+        sku=future.sku.code,
+        region=future.region.code,
+        months=[month],
+        gpu_hours=30 * hours,
+        limit_price=Decimal("2.50"),
+    )
+    other.submit_demand(
+        pool.pk,
+        sku=future.sku.code,
+        region=future.region.code,
+        months=[month],
+        gpus=10,
+        limit_price=Decimal("2.50"),
+    )
+    place(seller, future, "sell", 20, "2.40")
+
+    # when the sponsor cuts off and closes the round
+    cut = sponsor.cut_off(pool.pk)
+    closed = sponsor.close_round(pool.pk, cut.id)
+
+    # then
+    assert [p.role for p in member.pools()] == ["member"]
+    assert [(p.name, p.role, p.subsidy_percent) for p in sponsor.pools()] == [
+        ("Seed GPUs", "sponsor", Decimal("10.00"))
+    ]
+    assert (mine.instrument, mine.month, mine.quantity, mine.status) == (
+        future.symbol,
+        month,
+        30,
+        "open",
+    )
+    assert cut.status == "working" and cut.tiers is not None
+    (tier,) = cut.tiers
+    assert (tier.quantity, tier.price) == (40, Decimal("2.50"))
+    assert tier.order is not None and tier.order.filled_quantity == 20
+    assert closed.status == "allocated"
+    assert {(a.organization, a.quantity) for a in closed.allocations} == {("ada", 15), ("bolt", 5)}
+    (own,) = member.pool_allocations(pool.pk)
+    assert (own.organization, own.quantity, own.cost) == ("ada", 15, Decimal("2.40") * 15 * hours)
+    assert own.subsidy == own.cost / 10
+    assert len(list(sponsor.pool_allocations(pool.pk, round_id=cut.id))) == 2
+    report = member.pool_report(pool.pk)
+    assert (report.gpu_hours_filled, report.fill_ratio) == (15 * hours, Decimal("50.00"))
+    assert report.average_price == Decimal("2.40")
+    assert sponsor.pool_report(pool.pk).gpu_hours_filled == 20 * hours
+    assert [d.status for d in member.demands(pool.pk)] == ["allocated"]
+    assert member.pool(pool.pk)["membership"]["organization"] == "ada"
+
+
+def test_refusals_and_other_members_ids_are_api_errors(pool, future):
+    ada = _account("ada", Organization.Kind.STARTUP).organization
+    bolt = _account("bolt", Organization.Kind.STARTUP).organization
+    for organization in (ada, bolt):
+        pool_member_add(pool=pool, organization=organization, actor=None)
+    member, other = client_of(ada), client_of(bolt)
+    (theirs,) = other.submit_demand(
+        pool.pk,
+        sku=future.sku.code,
+        region=future.region.code,
+        months=[f"{future.delivery_start:%Y-%m}"],
+        gpus=1,
+        limit_price=Decimal("2.50"),
+    )
+
+    with pytest.raises(ApiError) as refused:
+        member.submit_demand(
+            pool.pk,
+            sku=future.sku.code,
+            region=future.region.code,
+            months=[f"{future.delivery_start:%Y-%m}"],
+            gpus=1,
+            limit_price=Decimal("2.503"),
+        )
+    with pytest.raises(ApiError) as hidden:
+        member.withdraw_demand(pool.pk, theirs.id)
+    with pytest.raises(ApiError) as forbidden:
+        member.cut_off(pool.pk)
+
+    assert (refused.value.status, refused.value.code, refused.value.field) == (
+        422,
+        "POOL_PRICE_INVALID",
+        "limit_price",
+    )
+    assert (hidden.value.status, hidden.value.code) == (404, "NOT_FOUND")
+    assert (forbidden.value.status, forbidden.value.code) == (403, "POOL_SPONSOR_ONLY")
+    assert [d.id for d in other.demands(pool.pk, status="open")] == [theirs.id]
