@@ -5,21 +5,16 @@ from decimal import Decimal
 import pytest
 
 from exchange.models import Organization
-from exchange.services.funding import deposit_test_funds
-from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.participants import member_add
 from exchange.services.pools import pool_create, pool_fund, pool_member_add
-from tests.exchange.conftest import _account
+from tests.exchange.pools.support import sponsor_organization, startup
 
 POOL_FUNDS = Decimal("500000")
 
 
 @pytest.fixture
 def sponsor(db) -> Organization:
-    organization = organization_create(
-        slug="foundry", name="Foundry Ventures", kind=Organization.Kind.SPONSOR
-    )
-    deposit_test_funds(account=account_main(organization), amount=Decimal("1000000"), actor=None)
-    return organization
+    return sponsor_organization()
 
 
 @pytest.fixture
@@ -42,19 +37,12 @@ def pool(sponsor, sponsor_user):
     return pool
 
 
-def _startup(slug: str, funds: str):
-    account = _account(slug, Organization.Kind.STARTUP, funded=False)
-    if Decimal(funds):
-        deposit_test_funds(account=account, amount=Decimal(funds), actor=None)
-    return account.organization
-
-
 @pytest.fixture
 def members(pool, sponsor_user):
     """Three startups: two funded, one with no cash at all (it relies on the credit line)."""
     return [
         pool_member_add(
-            pool=pool, organization=_startup(slug, funds), priority=p, actor=sponsor_user
+            pool=pool, organization=startup(slug, funds), priority=p, actor=sponsor_user
         )
         for slug, funds, p in (("ada", "200000", 10), ("bolt", "200000", 20), ("cirrus", "0", 30))
     ]

@@ -57,7 +57,8 @@ from exchange.services.pools import (
     pools_run_due,
 )
 from ledger.models import Entry
-from tests.exchange.pools.conftest import POOL_FUNDS, _startup
+from tests.exchange.pools.conftest import POOL_FUNDS
+from tests.exchange.pools.support import startup
 from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
@@ -253,12 +254,12 @@ def test_pool_settings_set_refuses_bad_terms_and_closed_pools(pool):
 
 
 def test_pool_member_add_uses_the_organizations_main_account(pool, sponsor_user):
-    startup = _startup("ada", "0")
+    ada = startup("ada", "0")
 
-    member = pool_member_add(pool=pool, organization=startup, priority=5, actor=sponsor_user)
+    member = pool_member_add(pool=pool, organization=ada, priority=5, actor=sponsor_user)
 
     member = _reload(member)
-    assert (member.account, member.priority, member.status) == (account_main(startup), 5, "active")
+    assert (member.account, member.priority, member.status) == (account_main(ada), 5, "active")
     assert _audit("pool.member_add", member).after == {"organization": "ada", "priority": 5}
 
 
@@ -289,19 +290,19 @@ def test_a_closed_pool_takes_no_members(pool):
         Code.CLOSED,
         pool_member_add,
         pool=_reload(pool),
-        organization=_startup("ada", "0"),
+        organization=startup("ada", "0"),
         actor=None,
     )
 
 
 @pytest.mark.parametrize("priority", [-1, 10_001, True, 1.5])
 def test_priority_is_a_whole_number_from_0_to_10000(pool, members, priority):
-    startup = _startup("dyna", "0")
+    dyna = startup("dyna", "0")
     assert_refused(
         Code.PRIORITY_INVALID,
         pool_member_add,
         pool=pool,
-        organization=startup,
+        organization=dyna,
         priority=priority,
         actor=None,
     )
@@ -610,7 +611,7 @@ def test_a_tier_the_exchange_refuses_keeps_the_refusal_and_allocates_nothing(
 ):
     # given a pool whose account has no cash for the order's collateral
     pool = pool_create(sponsor=sponsor, name="Unfunded", actor=sponsor_user)
-    member = pool_member_add(pool=pool, organization=_startup("ada", "5000"), actor=None)
+    member = pool_member_add(pool=pool, organization=startup("ada", "5000"), actor=None)
     demand = _submit(member, future, gpus=10)
     place(seller, future, "sell", 10, "2.45")
 

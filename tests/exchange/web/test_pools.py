@@ -23,7 +23,7 @@ from exchange.selectors.funding import cash_balance
 from exchange.selectors.pools import credit_owed
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import position_account
-from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.participants import member_add, organization_create
 from exchange.services.pools import (
     credit_outstanding,
     demand_submit,
@@ -35,7 +35,7 @@ from exchange.services.pools import (
     pool_round_close,
     pool_take_back,
 )
-from tests.exchange.conftest import _account
+from tests.exchange.pools.support import sponsor_organization, startup
 from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
@@ -54,20 +54,9 @@ def _user(organization, username, role=Membership.Role.TRADER):
     ).user
 
 
-def _startup(slug: str, funds: str) -> Organization:
-    account = _account(slug, Organization.Kind.STARTUP, funded=False)
-    if Decimal(funds):
-        deposit_test_funds(account=account, amount=Decimal(funds), actor=None)
-    return account.organization
-
-
 @pytest.fixture
 def sponsor(db) -> Organization:
-    organization = organization_create(
-        slug="foundry", name="Foundry Ventures", kind=Organization.Kind.SPONSOR
-    )
-    deposit_test_funds(account=account_main(organization), amount=Decimal("1000000"), actor=None)
-    return organization
+    return sponsor_organization()
 
 
 @pytest.fixture
@@ -93,7 +82,7 @@ def pool(sponsor, sam, futures) -> Pool:
 def members(pool, sam) -> list[PoolMember]:
     """Ada and Bolt have cash; Cirrus has none and relies on the credit line."""
     return [
-        pool_member_add(pool=pool, organization=_startup(slug, funds), priority=p, actor=sam)
+        pool_member_add(pool=pool, organization=startup(slug, funds), priority=p, actor=sam)
         for slug, funds, p in (("ada", "200000", 10), ("bolt", "200000", 20), ("cirrus", "0", 30))
     ]
 
@@ -465,7 +454,7 @@ def test_funding_above_what_is_available_is_refused_next_to_the_amount(client, p
 
 
 def test_the_sponsor_adds_a_member_by_slug(client, pool, sam):
-    newco = _startup("newco", "0")
+    newco = startup("newco", "0")
     client.force_login(sam)
 
     response = client.post(
