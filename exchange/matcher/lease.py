@@ -16,7 +16,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
-from exchange.matcher.wake import NOTIFY_CHANNEL
+from exchange.matcher.wake import NOTIFY_CHANNEL, side_connection
 
 # The first key of every matcher shard lock ("GPUX"); the second is the shard number.
 ADVISORY_LOCK_CLASS = 0x47505558
@@ -45,16 +45,7 @@ class PostgresShardLease:
         self._connection: psycopg.Connection | None = None
 
     def acquire(self) -> None:
-        database = settings.DATABASES["default"]
-        self._connection = psycopg.connect(
-            dbname=database["NAME"],
-            user=database.get("USER") or None,
-            password=database.get("PASSWORD") or None,
-            host=database.get("HOST") or None,
-            port=database.get("PORT") or None,
-            autocommit=True,
-            application_name=f"exchange-matcher-{self.shard}-of-{self.shards}",
-        )
+        self._connection = side_connection(f"exchange-matcher-{self.shard}-of-{self.shards}")
         self._connection.execute(
             "SELECT pg_advisory_lock_shared(%s, %s)", [ADVISORY_LOCK_SHARD_COUNT_CLASS, self.shards]
         )

@@ -1,0 +1,133 @@
+"""Waiting for the external matcher's outcome: notified at the batch's commit, polled without."""
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+from exchange.matcher import outcomes
+from exchange.matcher.runtime import Matcher
+from exchange.matcher.wake import DONE_CHANNEL, PAYLOAD_BYTES_MAX, done_payloads, side_connection
+from exchange.models import Order
+from exchange.services.orders import order_place
+
+
+def test_done_payloads_keep_every_id_once_and_stay_under_the_limit():
+    ids = list(range(10**9, 10**9 + 2000))
+
+    payloads = done_payloads(ids)
+
+    assert len(payloads) > 1
+    assert all(len(payload) <= PAYLOAD_BYTES_MAX for payload in payloads)
+    assert [int(text) for payload in payloads for text in payload.split(",")] == ids
+    assert done_payloads([]) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_matcher_batch_notifies_the_orders_it_wrote_at_commit(
+    postgres_only, external_matcher, future, buyer, seller
+):
+    listener = side_connection("test-outcomes")
+    try:
+        listener.execute(f"LISTEN {DONE_CHANNEL}")
+        bid = order_place(
+            account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
+        )
+        ask = order_place(
+            account=seller, instrument=future, side="sell", price=Decimal("2.45"), quantity=3
+        )
+        # nothing is said while the orders wait for the matcher
+        assert list(listener.notifies(timeout=0.2, stop_after=1)) == []
+
+        Matcher().process_pending()
+
+        heard = {
+            int(text)
+            for notification in listener.notifies(timeout=2, stop_after=1)
+            for text in notification.payload.split(",")
+        }
+    finally:
+        listener.close()
+    assert heard == {bid.pk, ask.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_request_learns_of_its_order_without_reading_it_again(
+    postgres_only, external_matcher, future, buyer
+):
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
+    )
+    outcomes._listener.listen()  # A process that has served a request before.
+    reads = []
+
+    def is_new() -> bool:
+        reads.append(1)
+        return Order.objects.get(pk=order.pk).status == Order.Status.NEW
+
+    def match() -> None:
+        from django.db import connection
+
+        time.sleep(0.2)
+        try:
+            Matcher().process_pending()
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=match)
+    worker.start()
+    started = time.monotonic()
+    outcomes.await_processed(order.pk, 10, is_new)
+    waited = time.monotonic() - started
+    worker.join(10)
+
+    assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
+    assert reads == []
+    assert waited < 5  # Heard, not timed out.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_that_starts_listening_reads_the_order_once(
+    postgres_only, external_matcher, future, buyer, monkeypatch
+):
+    """The outcome may have been notified before the listener existed: one read settles it."""
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
+    )
+    Matcher().process_pending()
+    monkeypatch.setattr(outcomes, "_listener", outcomes.OutcomeListener())  # A new process.
+    reads = []
+
+    def is_new() -> bool:
+        reads.append(1)
+        return Order.objects.get(pk=order.pk).status == Order.Status.NEW
+
+    started = time.monotonic()
+    outcomes.await_processed(order.pk, 10, is_new)
+
+    assert reads == [1]
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.django_db
+def test_without_postgres_waiting_polls_until_the_order_is_processed(sqlite_only):
+    answers = iter([True, True, False])
+    reads = []
+
+    def is_new() -> bool:
+        reads.append(1)
+        return next(answers)
+
+    outcomes.await_processed(1, 10, is_new)
+
+    assert len(reads) == 3
+
+
+@pytest.mark.django_db
+def test_waiting_gives_up_at_the_deadline(sqlite_only):
+    started = time.monotonic()
+
+    outcomes.await_processed(1, 0.05, lambda: True)
+
+    assert 0.05 <= time.monotonic() - started < 2
