@@ -303,6 +303,9 @@ SPECTACULAR_SETTINGS = {
 # With external matchers, a placement through the API waits this long for the matcher's
 # outcome (fills, resting, rejected) before answering with the order as accepted.
 EXCHANGE_API_MATCH_WAIT_SECONDS = float(os.environ.get("EXCHANGE_API_MATCH_WAIT_SECONDS", "2"))
+# How long a web process trusts an API key it has read (revocation reaches other processes
+# within this many seconds; the revoking process forgets the key at once).
+EXCHANGE_API_KEY_CACHE_SECONDS = float(os.environ.get("EXCHANGE_API_KEY_CACHE_SECONDS", "1"))
 # Signed requests are accepted this long around their timestamp, and each only once.
 EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(
     os.environ.get("EXCHANGE_API_SIGNATURE_WINDOW_SECONDS", "30")

@@ -49,7 +49,7 @@ class Caller:
     def account(self) -> Account:
         """The organization's main trading account (read once per request)."""
         if self._account is None:
-            self._account = account_main(self.organization)
+            self._account = account_main(self.organization, with_margin_call=True)
         return self._account
 
 

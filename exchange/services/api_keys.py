@@ -13,6 +13,11 @@ A key reads ``gx_<prefix>_<secret>``: the prefix (12 characters) finds the key, 
   ``EXCHANGE_API_SIGNATURE_WINDOW_SECONDS`` of its timestamp, once: a replay within the window
   is refused (the cache remembers signatures for the window; production points it at Redis so
   every web process shares it). A key may require signing.
+
+Each process remembers the keys it has authenticated for ``EXCHANGE_API_KEY_CACHE_SECONDS``
+(1 s by default), so a busy client's requests do not read the key row each time: the secret is
+still checked against the digest on every request. Revoking a key forgets it in the revoking
+process at once; other processes refuse it within that many seconds.
 """
 
 import base64
@@ -40,6 +45,9 @@ SECRET_BYTES = 32
 NAME_LENGTH_MAX = 100
 IP_NETWORKS_MAX = 32
 LAST_USED_RESOLUTION_SECONDS = 60  # last_used_at is written at most this often per key.
+# Keys read from the database, by prefix, with when they were read (this process's clock).
+_recent: dict[str, tuple[ApiKey, float]] = {}
+RECENT_KEYS_MAX = 10_000
 
 
 def _fernet() -> Fernet:
@@ -160,6 +168,8 @@ def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser | None = None) -> Api
     key.revoked_at = timezone.now()
     key.revoked_by = actor if actor is not None and actor.is_authenticated else None
     key.save(update_fields=["revoked_at", "revoked_by"])
+    transaction.on_commit(lambda: api_key_forget(key.prefix))
+    api_key_forget(key.prefix)
     audit_record(
         actor=actor,
         action="api_key.revoke",
@@ -188,7 +198,7 @@ def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) 
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != PREFIX_LENGTH:
         raise ApiAuthError(ApiAuthErrorCode.KEY_INVALID, "The API key is malformed.")
     prefix, secret = parts[1], parts[2]
-    key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
+    key = _key_by_prefix(prefix)
     if key is None or not hmac.compare_digest(key.secret_digest, _digest(secret)):
         raise ApiAuthError(ApiAuthErrorCode.KEY_INVALID, "The API key is not valid.")
     if key.revoked_at is not None:
@@ -201,6 +211,25 @@ def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) 
         _check_signature(key, request)
     _touch(key)
     return key
+
+
+def _key_by_prefix(prefix: str) -> ApiKey | None:
+    """The key with ``prefix`` as read at most ``EXCHANGE_API_KEY_CACHE_SECONDS`` ago."""
+    now = time.monotonic()
+    remembered = _recent.get(prefix)
+    if remembered is not None and now - remembered[1] < settings.EXCHANGE_API_KEY_CACHE_SECONDS:
+        return remembered[0]
+    key = ApiKey.objects.select_related("organization", "created_by").filter(prefix=prefix).first()
+    if key is not None and settings.EXCHANGE_API_KEY_CACHE_SECONDS > 0:
+        if len(_recent) >= RECENT_KEYS_MAX:
+            _recent.clear()
+        _recent[prefix] = (key, now)
+    return key
+
+
+def api_key_forget(prefix: str) -> None:
+    """Read the key afresh at its next use in this process."""
+    _recent.pop(prefix, None)
 
 
 def _allowed(client_ip: str, networks: list[str]) -> bool:

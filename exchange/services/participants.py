@@ -9,9 +9,10 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from exchange.errors import ParticipantError, ParticipantErrorCode
-from exchange.models import Account, Membership, Organization
+from exchange.models import Account, MarginCall, Membership, Organization
 from exchange.services.audit import audit_record
 
 # Who may sign up on their own: every kind but the exchange operator, which staff create.
@@ -68,8 +69,21 @@ def member_add(
     return membership
 
 
-def account_main(organization: Organization) -> Account:
-    return Account.objects.get(organization=organization, name="main")
+def account_main(organization: Organization, *, with_margin_call: bool = False) -> Account:
+    """The organization's main trading account.
+
+    ``with_margin_call``: read in the same query whether it has an open margin call
+    (``has_open_margin_call``), which the order services then need not read again; for an
+    account read per request (the API's caller), never for one kept across changes.
+    """
+    accounts = Account.objects.all()
+    if with_margin_call:
+        accounts = accounts.annotate(
+            has_open_margin_call=Exists(
+                MarginCall.objects.filter(account=OuterRef("pk"), status=MarginCall.Status.OPEN)
+            )
+        )
+    return accounts.get(organization=organization, name="main")
 
 
 def organization_sign_up(

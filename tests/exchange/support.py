@@ -1,10 +1,13 @@
 """Helpers shared by the exchange tests."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from itertools import pairwise
 
+from django.db import connection
 from django.utils import timezone
 
 from exchange import calendar
@@ -120,3 +123,18 @@ def assert_consistent(*instrument_ids: int) -> None:
             book_key(resting) for resting in inline._matcher.engine.book(instrument_id).orders()
         ]
         assert in_memory == database_book(instrument_id)
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL the default connection runs inside the block. Unlike Django's
+    ``CaptureQueriesContext`` it does not read the debug log, which stops growing once it holds
+    9,000 queries (a long test's fixtures can fill it) and then captures nothing."""
+    run: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        run.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield run

@@ -6,12 +6,14 @@ import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from exchange.api.throttling import PerKeyRateThrottle
 from exchange.models import ApiKey, AuditEntry, Membership
 from exchange.services.api_keys import api_key_create, signature_for
 from exchange.services.participants import member_add
+from tests.exchange.support import statements
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +91,31 @@ def test_a_revoked_key_is_refused_at_once(buyer):
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert error_of(client_with(doomed).get(ME)) == (401, "AUTH_KEY_REVOKED")
     assert AuditEntry.objects.filter(action="api_key.revoke").count() == 1
+
+
+def test_a_busy_key_is_read_once_and_its_secret_checked_every_time(buyer):
+    token = token_for(buyer)
+    assert client_with(token).get(ME).status_code == 200
+
+    with statements() as run:
+        again = client_with(token).get(ME)
+    forged = client_with(token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")).get(ME)
+
+    assert again.status_code == 200
+    assert run and not [sql for sql in run if "exchange_apikey" in sql]
+    assert error_of(forged) == (401, "AUTH_KEY_INVALID")
+
+
+def test_a_key_revoked_by_another_process_is_refused_once_remembered_keys_expire(buyer, settings):
+    settings.EXCHANGE_API_KEY_CACHE_SECONDS = 0.2
+    token = token_for(buyer)
+    assert client_with(token).get(ME).status_code == 200
+
+    # another web process revokes it: this one still trusts what it read a moment ago
+    ApiKey.objects.filter(prefix=token.split("_")[1]).update(revoked_at=timezone.now())
+    time.sleep(0.25)
+
+    assert error_of(client_with(token).get(ME)) == (401, "AUTH_KEY_REVOKED")
 
 
 def test_keys_are_listed_without_secrets_and_only_the_organizations_own(buyer, seller):

@@ -20,7 +20,7 @@ from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry, Hold
-from tests.exchange.support import place
+from tests.exchange.support import place, statements
 
 ORDERS = "/api/v1/orders/"
 FILLS = "/api/v1/fills/"
@@ -910,3 +910,38 @@ def test_with_an_external_matcher_the_answer_waits_for_the_matchers_outcome(
     body = response.json()
     assert body["order"]["status"] == "filled"
     assert [(fill["price"], fill["quantity"]) for fill in body["fills"]] == [("2.500000", 2)]
+
+
+def test_under_a_margin_call_the_api_only_takes_orders_that_reduce(
+    future, buyer, seller, maker, api
+):
+    """The caller's account is read with its margin call in one query; the rule is the
+    order service's: reduce-only until the call is cured."""
+    from django.utils import timezone as django_timezone
+
+    from exchange.models import MarginCall
+
+    place(maker, future, "sell", 3, "2.50")
+    place(buyer, future, "buy", 3, "2.50")  # The buyer is long 3.
+    MarginCall.objects.create(
+        account=buyer, trading_date=django_timezone.now().date(), required=10, maintenance=8, held=5
+    )
+
+    with statements() as run:
+        more = api.post(
+            ORDERS,
+            {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"},
+            format="json",
+        )
+    less = api.post(
+        ORDERS,
+        {"instrument": future.symbol, "side": "sell", "quantity": 2, "price": "2.60"},
+        format="json",
+    )
+
+    assert more.status_code == 422
+    assert more.json()["error"]["code"] == "RISK_REDUCE_ONLY"
+    margin_call_reads = [sql for sql in run if "exchange_margincall" in sql]
+    assert len(margin_call_reads) == 1 and 'FROM "exchange_account"' in margin_call_reads[0]
+    assert less.status_code == 201
+    assert less.json()["order"]["status"] == "open"
