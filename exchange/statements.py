@@ -8,7 +8,8 @@ instances through ``Model.from_db`` after the backend's and the field's converte
 parameters through ``get_db_prep_save``. Everything else in the project uses the ORM.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -130,6 +131,22 @@ class Select:
                 start = end
             result.append(tuple(instances))
         return result
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """Send the block's statements without waiting for each result (psycopg's pipeline mode on
+    PostgreSQL): one round trip at the block's end for writes whose results nobody reads.
+
+    Only for statements that read nothing back (no ``rowcount``, no ``RETURNING``): in the
+    pipeline such results are not there until the block ends. An error raises at the end.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.connection.pipeline():
+        yield
 
 
 def update_rows(model: type[Model], rows: Iterable[Model], fields: list[str]) -> None:

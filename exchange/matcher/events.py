@@ -7,12 +7,15 @@ carry that sequence, and an order's queue priority is the sequence at which it t
 
 from datetime import datetime
 
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 import matching
 from exchange.matcher.settlement import Settlement
+from exchange.matcher.wake import DONE_CHANNEL, done_payloads
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
-from exchange.statements import insert_rows, update_rows
+from exchange.statements import insert_rows, pipelined, update_rows
 from exchange.units import lots_to_quantity, ticks_to_price
 
 # The one table of allowed order status changes. A replace records a same-status transition.
@@ -215,12 +218,32 @@ class EventApplier:
     }
 
     def flush(self) -> None:
-        """Write everything collected, in a fixed order, in the caller's transaction."""
-        update_rows(Order, self.dirty_orders.values(), ORDER_FIELDS_WRITTEN)
-        insert_rows(Trade, self.trades)
-        insert_rows(OrderTransition, self.transitions)
-        update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
-        if self.sequence != self.instrument.sequence:
-            self.instrument.sequence = self.sequence
-            update_rows(Instrument, [self.instrument], ["sequence"])
+        """Write everything collected, in a fixed order, in the caller's transaction, and tell
+        the web processes waiting for these orders (at commit).
+
+        The rows go in one pipelined round trip; the ledger's postings, which read results
+        back, follow.
+        """
+        with pipelined():
+            update_rows(Order, self.dirty_orders.values(), ORDER_FIELDS_WRITTEN)
+            insert_rows(Trade, self.trades)
+            insert_rows(OrderTransition, self.transitions)
+            update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
+            if self.sequence != self.instrument.sequence:
+                self.instrument.sequence = self.sequence
+                update_rows(Instrument, [self.instrument], ["sequence"])
+            self._notify_done()
         self.settlement.flush()
+
+    def _notify_done(self) -> None:
+        """``pg_notify`` the ids of the orders written, for web processes waiting on external
+        matchers (``exchange.matcher.outcomes``); delivered when the transaction commits."""
+        if (
+            not self.orders
+            or connection.vendor != "postgresql"
+            or settings.EXCHANGE_MATCHER_MODE != "external"
+        ):
+            return
+        with connection.cursor() as cursor:
+            for payload in done_payloads(sorted(self.orders)):
+                cursor.execute("SELECT pg_notify(%s, %s)", [DONE_CHANNEL, payload])

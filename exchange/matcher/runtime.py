@@ -14,8 +14,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.functions import Mod
 from django.utils import timezone
 
@@ -24,7 +23,6 @@ from exchange.errors import OrderRejectCode
 from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier
 from exchange.matcher.settlement import Settlement
-from exchange.matcher.wake import DONE_CHANNEL, done_payloads
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
 from exchange.statements import Select
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
@@ -39,20 +37,6 @@ PENDING_COMMANDS = Select(
     "{t0} INNER JOIN {t1} ON {t1}.id = {t0}.order_id",
     "WHERE {t0}.instrument_id = %s AND {t0}.status = 'pending' ORDER BY {t0}.id LIMIT %s",
 )
-
-
-def _notify_done(order_ids: list[int]) -> None:
-    """Tell waiting web processes, at the batch's commit, which orders it wrote (only
-    external matchers have anyone waiting)."""
-    if (
-        not order_ids
-        or connection.vendor != "postgresql"
-        or settings.EXCHANGE_MATCHER_MODE != "external"
-    ):
-        return
-    with connection.cursor() as cursor:
-        for payload in done_payloads(order_ids):
-            cursor.execute("SELECT pg_notify(%s, %s)", [DONE_CHANNEL, payload])
 
 
 def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder:
@@ -189,7 +173,6 @@ class Matcher:
                 for command in commands:
                     self._run_command(instrument, command, applier)
                 applier.flush()
-                _notify_done(sorted(applier.orders))
         except BaseException:
             # The transaction rolled back, so the in-memory book may be ahead of the database.
             self.forget(instrument_id)
