@@ -106,7 +106,13 @@ class Command(BaseCommand):
         parser.add_argument("--clients", type=int, default=8)
         parser.add_argument("--seconds", type=float, default=20.0)
         parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes.")
-        parser.add_argument("--threads", type=int, default=1, help="Threads per worker.")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=2,
+            help="Threads per worker (more than one: gunicorn's gthread worker, which keeps "
+            "connections alive).",
+        )
         parser.add_argument("--shards", type=int, default=1, help="run_matcher processes.")
         parser.add_argument("--instruments", type=int, default=4)
         parser.add_argument("--seed", type=int, default=1)
