@@ -17,6 +17,16 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _outcome_listener_stopped():
+    """A test that waited for an external matcher leaves this process listening on its own
+    connection to the test database: stop it, or the database cannot be dropped at the end."""
+    yield
+    from exchange.matcher import outcomes
+
+    outcomes._listener.stop()
+
+
 LEDGER_APPEND_ONLY_TABLES = ("ledger_entry", "ledger_posting", "ledger_holdconsumption")
 
 

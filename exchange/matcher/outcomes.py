@@ -1,11 +1,14 @@
 """Waiting in a web process for external matchers to process an order.
 
 Each matcher batch notifies ``wake.DONE_CHANNEL`` at its commit with the ids of the orders it
-wrote. A web process keeps one listening connection (opened at its first wait, reopened after a
-fork or a broken connection) and remembers the ids it has heard of, so a waiting request learns
-that its order was processed within a round trip of the matcher's commit, without reading the
-order's row again and again. Threads of one process share the connection: one reads the
-notifications at a time and wakes the others.
+wrote. A web process starts, at its first wait, a listening connection and a daemon thread that
+reads every notification as it arrives, remembers the ids and wakes the requests waiting for
+them; a waiting request so learns that its order was processed within a round trip of the
+matcher's commit, without reading the order's row again and again. The thread reads all the
+time, not only while a request waits: PostgreSQL keeps every notification until each listening
+session has taken it, so a session that stopped reading would hold back the server's whole
+notification queue until NOTIFY fails everywhere. After a fork (the thread does not survive
+it) or a broken connection the next wait starts both again.
 
 Without PostgreSQL (SQLite external matchers), or when the connection cannot be opened, waiting
 falls back to polling the order's status.
@@ -28,7 +31,9 @@ logger = logging.getLogger(__name__)
 # Ids remembered after their notification arrived: far more than the orders a process can be
 # waiting for at once, few enough to cost nothing.
 REMEMBERED_IDS_MAX = 100_000
-NOTIFICATIONS_PER_READ_MAX = 1000
+# How long the reading thread blocks in one read before looking again (it stops once its
+# connection is no longer the listener's).
+READ_SECONDS = 1.0
 
 
 class OutcomeListener:
@@ -36,7 +41,7 @@ class OutcomeListener:
         self._condition = threading.Condition()
         self._connection: psycopg.Connection | None = None
         self._pid: int | None = None
-        self._reading = False
+        self._thread: threading.Thread | None = None
         self._done: OrderedDict[int, None] = OrderedDict()
 
     def listen(self) -> bool:
@@ -45,59 +50,64 @@ class OutcomeListener:
         with self._condition:
             if self._connection is not None and self._pid == os.getpid():
                 return False
-            # After a fork the parent's connection is not ours to use or close.
+            # After a fork the parent's connection and thread are not this process's.
             self._connection, self._pid = None, os.getpid()
             self._done.clear()
             listener = side_connection(f"exchange-web-{os.getpid()}")
-            listener.execute(f"LISTEN {DONE_CHANNEL}")
+            try:
+                listener.execute(f"LISTEN {DONE_CHANNEL}")
+            except psycopg.Error:
+                listener.close()
+                raise
             self._connection = listener
+            self._thread = threading.Thread(
+                target=self._read, args=(listener,), name="order-outcomes", daemon=True
+            )
+            self._thread.start()
             return True
 
     def wait(self, order_id: int, deadline: float) -> bool:
         """Block until the matcher has reported ``order_id`` or the monotonic ``deadline``
-        passes; True when it was reported."""
-        while True:
-            with self._condition:
-                if order_id in self._done:
-                    return True
+        passes; True when it was reported. False at once when the listener is down."""
+        with self._condition:
+            while order_id not in self._done:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._connection is None:
                     return False
-                if self._reading:
-                    self._condition.wait(remaining)
-                    continue
-                self._reading = True
-                listener = self._connection
-            heard: list[int] = []
-            try:
-                heard = self._read(listener, remaining)
-            except psycopg.Error:
-                logger.warning("the order outcome listener lost its connection", exc_info=True)
-                with self._condition:
-                    self._connection = None
-                listener.close()
-            finally:
-                with self._condition:
-                    for heard_id in heard:
-                        self._done[heard_id] = None
-                    while len(self._done) > REMEMBERED_IDS_MAX:
-                        self._done.popitem(last=False)
-                    self._reading = False
-                    self._condition.notify_all()
+                self._condition.wait(remaining)
+            return True
 
-    @staticmethod
-    def _read(listener: psycopg.Connection, timeout: float) -> list[int]:
-        """The ids of the first notification to arrive within ``timeout``, and of any queued."""
-        first = list(listener.notifies(timeout=timeout, stop_after=1))
-        if not first:
-            return []
-        queued = list(listener.notifies(timeout=0, stop_after=NOTIFICATIONS_PER_READ_MAX))
-        return [
-            int(text)
-            for notification in first + queued
-            for text in notification.payload.split(",")
-            if text.isdigit()
-        ]
+    def stop(self) -> None:
+        """Stop listening: the thread closes the connection after its current read."""
+        with self._condition:
+            self._connection = None
+            thread, self._thread = self._thread, None
+            self._condition.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(READ_SECONDS * 2)
+
+    def _read(self, listener: psycopg.Connection) -> None:
+        try:
+            while self._connection is listener:
+                for notification in listener.notifies(timeout=READ_SECONDS):
+                    if self._connection is not listener:
+                        break
+                    ids = [int(text) for text in notification.payload.split(",") if text.isdigit()]
+                    with self._condition:
+                        for heard in ids:
+                            self._done[heard] = None
+                        while len(self._done) > REMEMBERED_IDS_MAX:
+                            self._done.popitem(last=False)
+                        self._condition.notify_all()
+        except psycopg.Error:
+            if self._connection is listener:
+                logger.warning("the order outcome listener lost its connection", exc_info=True)
+        finally:
+            with self._condition:
+                if self._connection is listener:
+                    self._connection = None
+                self._condition.notify_all()
+            listener.close()
 
 
 _listener = OutcomeListener()

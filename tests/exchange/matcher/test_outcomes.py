@@ -96,7 +96,8 @@ def test_a_process_that_starts_listening_reads_the_order_once(
         account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
     )
     Matcher().process_pending()
-    monkeypatch.setattr(outcomes, "_listener", outcomes.OutcomeListener())  # A new process.
+    fresh = outcomes.OutcomeListener()  # A new web process.
+    monkeypatch.setattr(outcomes, "_listener", fresh)
     reads = []
 
     def is_new() -> bool:
@@ -106,6 +107,7 @@ def test_a_process_that_starts_listening_reads_the_order_once(
     started = time.monotonic()
     outcomes.await_processed(order.pk, 10, is_new)
 
+    fresh.stop()
     assert reads == [1]
     assert time.monotonic() - started < 5
 
@@ -131,3 +133,60 @@ def test_waiting_gives_up_at_the_deadline(sqlite_only):
     outcomes.await_processed(1, 0.05, lambda: True)
 
     assert 0.05 <= time.monotonic() - started < 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_process_keeps_taking_the_notifications(
+    postgres_only, external_matcher, future, buyer
+):
+    """Nobody waits, yet the listener reads on: PostgreSQL keeps every notification until
+    each listener has taken it, so one that stopped reading would fill the server's queue."""
+    listener = outcomes.OutcomeListener()
+    listener.listen()
+    try:
+        order = order_place(
+            account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
+        )
+        Matcher().process_pending()
+        time.sleep(0.5)  # No one is waiting meanwhile.
+
+        # the id was taken off the connection without a waiter
+        assert order.pk in listener._done
+        assert listener.wait(order.pk, time.monotonic())
+    finally:
+        listener.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_listener_whose_connection_breaks_falls_back_to_polling(
+    postgres_only, external_matcher, future, buyer, monkeypatch
+):
+    from django.db import connection
+
+    listener = outcomes.OutcomeListener()
+    monkeypatch.setattr(outcomes, "_listener", listener)
+    listener.listen()
+    pid = listener._connection.info.backend_pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while listener._connection is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert listener._connection is None  # the reading thread saw the break
+
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
+    )
+    Matcher().process_pending()
+    reads = []
+
+    def is_new() -> bool:
+        reads.append(1)
+        return Order.objects.get(pk=order.pk).status == Order.Status.NEW
+
+    # the next wait listens again, reads the order once, and finds it processed
+    outcomes.await_processed(order.pk, 5, is_new)
+
+    assert reads == [1]
+    assert listener._connection is not None
+    listener.stop()
