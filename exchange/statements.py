@@ -109,6 +109,12 @@ class Select:
     def rows(
         self, parameters: Sequence[Any], *, for_update: bool = False
     ) -> list[tuple[Model, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(self.statement(for_update=for_update), parameters)
+            fetched = cursor.fetchall()
+        return self.instances(fetched)
+
+    def statement(self, *, for_update: bool = False) -> str:
         statement = self.sql()
         if for_update and connection.vendor == "postgresql":
             # NO KEY: the lock still excludes other lockers and writers of the row, but not
@@ -116,9 +122,10 @@ class Select:
             statement += " FOR NO KEY UPDATE"
         elif for_update and connection.features.has_select_for_update:
             statement += " FOR UPDATE"
-        with connection.cursor() as cursor:
-            cursor.execute(statement, parameters)
-            fetched = cursor.fetchall()
+        return statement
+
+    def instances(self, fetched: Sequence[Sequence[Any]]) -> list[tuple[Model, ...]]:
+        """Result rows as one instance per model each."""
         readers = [columns(model) for model in self.models]
         wrapper = _wrapper()
         result = []
@@ -147,6 +154,27 @@ def pipelined() -> Iterator[None]:
     connection.ensure_connection()
     with connection.connection.pipeline():
         yield
+
+
+def rows_together(
+    queries: Sequence[tuple[Select, Sequence[Any], bool]],
+) -> list[list[tuple[Model, ...]]]:
+    """Run ``(select, parameters, for_update)`` queries in order, in one round trip on
+    PostgreSQL (pipelined: each runs after the one before, so a row lock taken by one is held
+    when the next reads); the rows of each, in order."""
+    if connection.vendor != "postgresql":
+        return [select.rows(parameters, for_update=lock) for select, parameters, lock in queries]
+    results = []
+    with pipelined():
+        sent = []
+        for select, parameters, lock in queries:
+            cursor = connection.cursor()
+            cursor.execute(select.statement(for_update=lock), parameters)
+            sent.append((select, cursor))
+        for select, cursor in sent:
+            with cursor:
+                results.append(select.instances(cursor.fetchall()))
+    return results
 
 
 def update_rows(model: type[Model], rows: Iterable[Model], fields: list[str]) -> None:

@@ -24,7 +24,7 @@ from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier
 from exchange.matcher.settlement import Settlement
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
-from exchange.statements import Select
+from exchange.statements import Select, rows_together
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
 
 logger = logging.getLogger(__name__)
@@ -147,13 +147,18 @@ class Matcher:
             with transaction.atomic():
                 # Locks the instrument row: one matching transaction per instrument at a time,
                 # across processes, and ordered with staff halting the instrument.
-                instrument = INSTRUMENT_BY_ID.rows([instrument_id], for_update=True)[0][0]
+                # The queue is read after the lock is taken, in the same round trip.
+                locked, pending = rows_together(
+                    [
+                        (INSTRUMENT_BY_ID, [instrument_id], True),
+                        (PENDING_COMMANDS, [instrument_id, self.BATCH_COMMANDS_MAX + 1], False),
+                    ]
+                )
+                instrument = locked[0][0]
                 if self._synced_sequence.get(instrument_id) != instrument.sequence:
                     self.rebuild(instrument)
                 commands = []
-                for command, order in PENDING_COMMANDS.rows(
-                    [instrument_id, self.BATCH_COMMANDS_MAX + 1]
-                ):
+                for command, order in pending:
                     command.order = order
                     commands.append(command)
                 more = len(commands) > self.BATCH_COMMANDS_MAX
