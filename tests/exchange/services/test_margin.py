@@ -92,6 +92,15 @@ def test_a_written_call_without_a_settled_underlying_is_margined_at_the_strike(c
     assert expected.margin == expected.scan_risk > expected.short_option_minimum > 0
 
 
+def test_a_futures_margin_remembered_for_its_price_follows_a_changed_risk_setting(future, settings):
+    before = order_margin_per_contract(future, "buy", Decimal("2.45"))
+    assert order_margin_per_contract(future, "buy", Decimal("2.450")) == before
+
+    settings.EXCHANGE_PRICE_SCAN = Decimal(settings.EXCHANGE_PRICE_SCAN) * 2
+
+    assert order_margin_per_contract(future, "buy", Decimal("2.45")) > before
+
+
 def test_a_written_call_is_margined_at_the_underlying_latest_settlement(future, call):
     # given the future settled at 2.40 two days ago and at 2.60 yesterday
     for days_ago, price in ((2, "2.40"), (1, "2.60")):
