@@ -10,12 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from django.db.models import Q, QuerySet
 
 from exchange.models import LIVE_STATUSES, RESTING_STATUSES, Account, Order, Trade
 from exchange.services.collateral import fee_micros, notional_micros
 from exchange.services.ledger_accounts import micros_to_usd
+from exchange.statements import Select
 
 STATUS_LIVE = "live"  # A status filter meaning any of LIVE_STATUSES.
 # Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than
@@ -101,21 +103,22 @@ def fills_in(trades: Iterable[Trade], account: Account) -> list[Fill]:
     ]
 
 
+# The placement answer's fills: a prepared raw statement, as the ORM compiled this query
+# afresh on every filled placement. The order and its instrument are the caller's.
+TRADES_OF_ORDER = Select(
+    [Trade], "{t0}", "WHERE {t0}.maker_order_id = %s OR {t0}.taker_order_id = %s ORDER BY {t0}.id"
+)
+
+
 def order_outcome(order: Order) -> Outcome:
     """An order with its fills so far, oldest first (no query when it has none)."""
     fills = []
     if order.filled_quantity:
-        trades = (
-            Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order))
-            .select_related("instrument", "maker_order", "taker_order")
-            .order_by("id")
-        )
-        fills = [
-            _fill(
-                trade, trade.maker_order if trade.maker_order_id == order.pk else trade.taker_order
-            )
-            for trade in trades
-        ]
+        instrument = order.instrument
+        for (row,) in TRADES_OF_ORDER.rows([order.pk, order.pk]):
+            trade = cast(Trade, row)
+            trade.instrument = instrument
+            fills.append(_fill(trade, order))
     immediate = order.type == Order.Type.MARKET or order.time_in_force in IMMEDIATE_TIMES_IN_FORCE
     return Outcome(
         order=order,
