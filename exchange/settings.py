@@ -106,11 +106,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-exchange.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Server-side binding lets psycopg prepare the statements a process repeats (the order
-    # path runs the same few thousands of times), sparing PostgreSQL a parse and plan each.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
-        "EXCHANGE_DATABASE_SERVER_SIDE_BINDING", True
-    )
+    # Server-side binding, and psycopg preparing a statement once a connection has run it this
+    # many times (Django leaves preparation off unless told): the order path runs the same few
+    # statements thousands of times, and without preparation PostgreSQL parsed and planned
+    # each one every time, most of its CPU per order. Empty turns preparation off (needed
+    # behind a transaction-pooling PgBouncer).
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["server_side_binding"] = env_bool("EXCHANGE_DATABASE_SERVER_SIDE_BINDING", True)
+    prepare_threshold = os.environ.get("EXCHANGE_DATABASE_PREPARE_THRESHOLD", "5")
+    options["prepare_threshold"] = int(prepare_threshold) if prepare_threshold else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
