@@ -195,8 +195,7 @@ def update_rows(model: type[Model], rows: Iterable[Model], fields: list[str]) ->
         for row in rows
     ]
     if parameters:
-        with connection.cursor() as cursor:
-            cursor.executemany(statement, parameters)
+        _execute_each(statement, parameters)
 
 
 def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
@@ -216,8 +215,17 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
         [field.get_db_prep_save(field.pre_save(row, True), wrapper) for field in model_fields]
         for row in rows
     ]
+    _execute_each(statement, parameters)
+
+
+def _execute_each(statement: str, parameters: list[list[Any]]) -> None:
+    """One statement per parameter row: ``executemany`` for several (pipelined by psycopg),
+    a plain ``execute`` for one, which spares psycopg a pipeline of its own."""
     with connection.cursor() as cursor:
-        cursor.executemany(statement, parameters)
+        if len(parameters) == 1:
+            cursor.execute(statement, parameters[0])
+        else:
+            cursor.executemany(statement, parameters)
 
 
 _insert_sql: dict[tuple[str, type[Model]], tuple[str, list[Field]]] = {}
