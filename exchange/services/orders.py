@@ -34,7 +34,7 @@ from exchange.models import (
 )
 from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
-from exchange.statements import Select, insert_row
+from exchange.statements import Select, insert_row, pipelined
 from exchange.units import price_to_ticks, quantity_to_lots
 from ledger.errors import LedgerError
 
@@ -543,7 +543,29 @@ def _order_insert_collateralized(
     needs: list[collateral.Need],
 ) -> Order:
     with transaction.atomic(durable=True):
-        order = insert_row(
+        with pipelined():  # The transaction's BEGIN travels with the INSERT: one round trip.
+            order = _order_row_insert(
+                account, instrument, request, client_order_id, user, protection, terms
+            )
+        needs += collateral.needs_of_order(
+            order, instrument, request.quantity, price, terms.margin_per_contract
+        )
+        collateral.holds_place(order, needs, f"order:{order.pk}")
+    return order
+
+
+def _order_row_insert(
+    account: Account,
+    instrument: Instrument,
+    request: OrderRequest,
+    client_order_id: str | None,
+    user: AbstractBaseUser | None,
+    protection: Decimal | None,
+    terms: collateral.Terms,
+) -> Order:
+    return cast(
+        Order,
+        insert_row(
             Order(
                 account=account,
                 instrument=instrument,
@@ -564,12 +586,8 @@ def _order_insert_collateralized(
                 placed_by=user,
                 request_digest=request.digest(),
             )
-        )
-        needs += collateral.needs_of_order(
-            order, instrument, request.quantity, price, terms.margin_per_contract
-        )
-        collateral.holds_place(order, needs, f"order:{order.pk}")
-    return order
+        ),
+    )
 
 
 def _check_reduce_only(account: Account, instrument: Instrument, request: OrderRequest) -> bool:
