@@ -143,10 +143,11 @@ class Select:
 @contextmanager
 def pipelined() -> Iterator[None]:
     """Send the block's statements without waiting for each result (psycopg's pipeline mode on
-    PostgreSQL): one round trip at the block's end for writes whose results nobody reads.
+    PostgreSQL): one round trip for all the statements sent until a result is fetched
+    (``fetchone``/``fetchall``) or the block ends.
 
-    Only for statements that read nothing back (no ``rowcount``, no ``RETURNING``): in the
-    pipeline such results are not there until the block ends. An error raises at the end.
+    Never read ``rowcount`` in the block: it is not there until psycopg syncs. An error raises
+    at the next fetch or at the block's end.
     """
     if connection.vendor != "postgresql":
         yield

@@ -220,41 +220,6 @@ class _Deltas:
         _refuse(code, f"Account {account.code} would be short by {-account.available}.", "postings")
 
 
-HOLDS_PER_INSERT_MAX = 50  # 500 parameters: within every SQLite's limit.
-_holds_insert_sql: dict[tuple[str, int], str] = {}
-
-
-def _holds_insert(holds: list[Hold]) -> None:
-    """INSERT new holds, setting their ids (``RETURNING``, in the order given, as
-    ``bulk_create`` relies on too): statements kept per vendor and size, where the ORM
-    compiled one for every order placed."""
-    columns = [field for field in Hold._meta.concrete_fields if not field.primary_key]
-    for start in range(0, len(holds), HOLDS_PER_INSERT_MAX):
-        chunk = holds[start : start + HOLDS_PER_INSERT_MAX]
-        key = (connection.vendor, len(chunk))
-        sql = _holds_insert_sql.get(key)
-        if sql is None:
-            quote = connection.ops.quote_name
-            names = ", ".join(quote(field.column) for field in columns)
-            row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            sql = _holds_insert_sql[key] = (
-                f"INSERT INTO {quote(Hold._meta.db_table)} ({names}) "
-                f"VALUES {', '.join([row] * len(chunk))} RETURNING {quote(Hold._meta.pk.column)}"
-            )
-        parameters = [
-            field.get_db_prep_save(field.pre_save(hold, True), connection)
-            for hold in chunk
-            for field in columns
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            ids = [row[0] for row in cursor.fetchall()]
-        for hold, hold_id in zip(chunk, ids, strict=True):
-            hold.pk = hold_id
-            hold._state.adding = False
-            hold._state.db = connection.alias
-
-
 def _holds_write(holds: list[Hold]) -> None:
     """Write the holds' remaining amount and status (one statement per hold, sent together:
     the ORM's ``bulk_update`` builds a CASE expression per column, costlier than the write)."""
@@ -525,19 +490,20 @@ def holds_create(
                 )
         fresh = [spec for spec in specs if spec.key not in existing]
         if fresh:
-            created = [
-                Hold(
-                    idempotency_key=spec.key,
-                    account=spec.account,
-                    side=spec.side,
-                    amount=spec.amount,
-                    remaining=spec.amount,
-                    expires_at=spec.expires_at,
-                    description=spec.description[:300],
-                )
-                for spec in fresh
-            ]
-            _holds_insert(created)
+            created = Hold.objects.bulk_create(
+                [
+                    Hold(
+                        idempotency_key=spec.key,
+                        account=spec.account,
+                        side=spec.side,
+                        amount=spec.amount,
+                        remaining=spec.amount,
+                        expires_at=spec.expires_at,
+                        description=spec.description[:300],
+                    )
+                    for spec in fresh
+                ]
+            )
             existing.update((hold.idempotency_key, hold) for hold in created)
             totals = _Deltas()
             for spec in fresh:

@@ -176,8 +176,10 @@ def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser | None = None) -> Api
     key.revoked_at = timezone.now()
     key.revoked_by = actor if actor is not None and actor.is_authenticated else None
     key.save(update_fields=["revoked_at", "revoked_by"])
-    transaction.on_commit(lambda: api_key_forget(key.prefix))
+    # Forgotten now, and again at commit: a request of another thread may read the key,
+    # still unrevoked, between the two.
     api_key_forget(key.prefix)
+    transaction.on_commit(lambda: api_key_forget(key.prefix))
     audit_record(
         actor=actor,
         action="api_key.revoke",

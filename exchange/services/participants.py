@@ -70,11 +70,10 @@ def member_add(
     return membership
 
 
-# Raw statements: the ORM compiled the annotated query afresh on every API request, a third
-# of the placement's CPU in the web process.
-ACCOUNT_MAIN = Select([Account], "{t0}", "WHERE {t0}.organization_id = %s AND {t0}.name = 'main'")
-# At most one open margin call per account (a unique constraint): one row.
-ACCOUNT_MAIN_WITH_MARGIN_CALL = Select(
+# A raw statement: the ORM compiled this query afresh on every API request, a third of the
+# placement's CPU in the web process. At most one open margin call per account (a unique
+# constraint), so one row.
+ACCOUNT_MAIN = Select(
     [Account, MarginCall],
     "{t0} LEFT JOIN {t1} ON {t1}.account_id = {t0}.id AND {t1}.status = 'open'",
     "WHERE {t0}.organization_id = %s AND {t0}.name = 'main'",
@@ -84,22 +83,18 @@ ACCOUNT_MAIN_WITH_MARGIN_CALL = Select(
 def account_main(organization: Organization, *, with_margin_call: bool = False) -> Account:
     """The organization's main trading account.
 
-    ``with_margin_call``: read in the same query whether it has an open margin call
-    (``has_open_margin_call``), which the order services then need not read again; for an
-    account read per request (the API's caller), never for one kept across changes.
+    ``with_margin_call``: also say whether it has an open margin call
+    (``has_open_margin_call``, read in the same query), which the order services then need not
+    read again; for an account read per request (the API's caller), never for one kept across
+    changes.
     """
-    if not with_margin_call:
-        found = ACCOUNT_MAIN.rows([organization.pk])
-        if not found:
-            raise Account.DoesNotExist(f"{organization} has no main account.")
-        return cast(Account, found[0][0])
-    rows = ACCOUNT_MAIN_WITH_MARGIN_CALL.rows([organization.pk])
-    if not rows:
+    found = ACCOUNT_MAIN.rows([organization.pk])
+    if not found:
         raise Account.DoesNotExist(f"{organization} has no main account.")
-    account, call = rows[0]
-    account = cast(Account, account)
-    account.has_open_margin_call = call.pk is not None  # type: ignore[attr-defined]
-    return account
+    account, call = found[0]
+    if with_margin_call:
+        account.has_open_margin_call = call.pk is not None  # type: ignore[attr-defined]
+    return cast(Account, account)
 
 
 def organization_sign_up(

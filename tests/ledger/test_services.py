@@ -353,25 +353,6 @@ def test_void_of_posted_hold_is_refused(alice, bob):
         services.hold_void(hold=hold)
 
 
-def test_many_holds_made_at_once_each_get_their_own_row_and_id(alice):
-    """More holds than one INSERT takes: every one is written, in order, with its id."""
-    count = services.HOLDS_PER_INSERT_MAX * 2 + 3
-    specs = [
-        services.HoldSpec(unique("h"), alice, DEBIT, 1 + index % 5, f"h{index}", None)
-        for index in range(count)
-    ]
-
-    holds = services.holds_create(specs)
-
-    assert [hold.pk is not None for hold in holds] == [True] * count
-    stored = Hold.objects.in_bulk([hold.pk for hold in holds])
-    assert [stored[hold.pk].idempotency_key for hold in holds] == [spec.key for spec in specs]
-    assert [stored[hold.pk].amount for hold in holds] == [spec.amount for spec in specs]
-    assert all(stored[hold.pk].created_at is not None for hold in holds)
-    alice.refresh_from_db()
-    assert alice.debits_pending == sum(spec.amount for spec in specs)
-
-
 def test_holds_expire(alice, gpuh):
     holder, source = support.holding(gpuh), support.account(gpuh)
     post([(holder, 50), (source, -50)])
