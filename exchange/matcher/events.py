@@ -1,8 +1,9 @@
 """Turn the engine's events for one instrument into rows: order changes, transitions, trades.
 
-An ``EventApplier`` collects everything one matcher transaction writes and flushes it in a few
-bulk statements. Every event advances the instrument's sequence by one; trades and transitions
-carry that sequence, and an order's queue priority is the sequence at which it took its place.
+An ``EventApplier`` collects everything one matcher transaction writes for one instrument;
+``flush_together`` writes what the appliers of a transaction collected in a few bulk
+statements. Every event advances the instrument's sequence by one; trades and transitions carry
+that sequence, and an order's queue priority is the sequence at which it took its place.
 """
 
 from datetime import datetime
@@ -12,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 import matching
-from exchange.matcher.settlement import Settlement
+from exchange.matcher.settlement import Settlement, settlements_flush
 from exchange.matcher.wake import DONE_CHANNEL, done_payloads
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
 from exchange.statements import insert_rows, pipelined, update_rows
@@ -65,6 +66,8 @@ class EventApplier:
         orders: dict[int, Order],
         now: datetime | None = None,
         settlement: Settlement | None = None,
+        *,
+        load: bool = True,
     ) -> None:
         self.instrument = instrument
         self.sequence = instrument.sequence
@@ -76,7 +79,8 @@ class EventApplier:
         self.commands: list[OrderCommand] = []
         self.settlement = settlement or Settlement(instrument)
         self.settlement.begin(instrument)
-        self.settlement.load(set(orders))
+        if load:  # Otherwise the caller loads the orders' holds (``settlements_load``).
+            self.settlement.load(set(orders))
 
     def transition(self, order: Order, to_status: str, reason: str) -> None:
         """Apply one status change from the transition table and record it."""
@@ -218,32 +222,42 @@ class EventApplier:
     }
 
     def flush(self) -> None:
-        """Write everything collected, in a fixed order, in the caller's transaction, and tell
-        the web processes waiting for these orders (at commit).
+        """Write everything collected (``flush_together`` for this one instrument)."""
+        flush_together([self])
 
-        The rows go in one pipelined round trip; the ledger's postings, which read results
-        back, follow.
-        """
-        with pipelined():
-            update_rows(Order, self.dirty_orders.values(), ORDER_FIELDS_WRITTEN)
-            insert_rows(Trade, self.trades)
-            insert_rows(OrderTransition, self.transitions)
-            update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
-            if self.sequence != self.instrument.sequence:
-                self.instrument.sequence = self.sequence
-                update_rows(Instrument, [self.instrument], ["sequence"])
-            self._notify_done()
-        self.settlement.flush()
+    def _write_rows(self) -> None:
+        update_rows(Order, self.dirty_orders.values(), ORDER_FIELDS_WRITTEN)
+        insert_rows(Trade, self.trades)
+        insert_rows(OrderTransition, self.transitions)
+        update_rows(OrderCommand, self.commands, ["status", "reject_code", "processed_at"])
+        if self.sequence != self.instrument.sequence:
+            self.instrument.sequence = self.sequence
+            update_rows(Instrument, [self.instrument], ["sequence"])
 
-    def _notify_done(self) -> None:
-        """``pg_notify`` the ids of the orders written, for web processes waiting on external
-        matchers (``exchange.matcher.outcomes``); delivered when the transaction commits."""
-        if (
-            not self.orders
-            or connection.vendor != "postgresql"
-            or settings.EXCHANGE_MATCHER_MODE != "external"
-        ):
-            return
-        with connection.cursor() as cursor:
-            for payload in done_payloads(sorted(self.orders)):
-                cursor.execute("SELECT pg_notify(%s, %s)", [DONE_CHANNEL, payload])
+
+def flush_together(appliers: list[EventApplier]) -> None:
+    """Write what the appliers of one matcher transaction collected, in a fixed order, and
+    tell the web processes waiting for these orders (at commit).
+
+    The rows of every instrument go in one pipelined round trip; the ledger's postings, which
+    read results back, follow in one ``entries_post`` for all of them.
+    """
+    with pipelined():
+        for applier in appliers:
+            applier._write_rows()
+        _notify_done({order_id for applier in appliers for order_id in applier.orders})
+    settlements_flush([applier.settlement for applier in appliers])
+
+
+def _notify_done(order_ids: set[int]) -> None:
+    """``pg_notify`` the ids of the orders written, for web processes waiting on external
+    matchers (``exchange.matcher.outcomes``); delivered when the transaction commits."""
+    if (
+        not order_ids
+        or connection.vendor != "postgresql"
+        or settings.EXCHANGE_MATCHER_MODE != "external"
+    ):
+        return
+    with connection.cursor() as cursor:
+        for payload in done_payloads(sorted(order_ids)):
+            cursor.execute("SELECT pg_notify(%s, %s)", [DONE_CHANNEL, payload])

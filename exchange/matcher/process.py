@@ -24,7 +24,6 @@ class MatcherLoop:
     # Even when busy with notified instruments, read the whole queue this often, so a command
     # whose notification was lost never waits longer than this.
     scan_interval_seconds: float = 1.0
-    busy_gather_seconds: float = 0.005
     matcher: Matcher = field(init=False)
     stopping: bool = field(default=False, init=False)
 
@@ -63,14 +62,10 @@ class MatcherLoop:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if processed:
-                    # Busy: let a few milliseconds of commands gather, then take the wake-ups
-                    # queued meanwhile. One transaction then carries many commands, which is
-                    # what keeps up with a burst; an idle matcher still acts at once.
-                    time.sleep(self.busy_gather_seconds)
-                    woken = lease.wait(0)
-                else:
-                    woken = lease.wait(self.wait_seconds_max)
+                # Busy: take the wake-ups queued during the pass at once; the commands that
+                # arrived meanwhile are the next pass, one transaction for all its instruments,
+                # so batches grow with the load by themselves. Idle: sleep until woken.
+                woken = lease.wait(0 if processed else self.wait_seconds_max)
                 if not processed and not woken:
                     # Nothing arrived in a whole wait: read the queue itself, in case a
                     # notification was missed (the database, not NOTIFY, is the truth).

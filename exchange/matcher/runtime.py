@@ -21,8 +21,8 @@ from django.utils import timezone
 import matching
 from exchange.errors import OrderRejectCode
 from exchange.feed.publish import batch_committed
-from exchange.matcher.events import EventApplier
-from exchange.matcher.settlement import Settlement
+from exchange.matcher.events import EventApplier, flush_together
+from exchange.matcher.settlement import Settlement, settlements_load
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
 from exchange.statements import Select, rows_together
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
@@ -133,55 +133,92 @@ class Matcher:
     def process_instrument(self, instrument_id: int, *, now: datetime | None = None) -> int:
         """Run the pending commands of one instrument (and due expiries). Returns commands run."""
         assert self.owns(instrument_id)
+        return self._process([instrument_id], now or timezone.now())
+
+    def _process(self, instrument_ids: list[int], now: datetime) -> int:
+        """Batches over ``instrument_ids`` until their queues are empty (or the call's bound)."""
         total = 0
         self.last_orders = {}
         for _batch in range(self.BATCHES_PER_CALL_MAX):
-            processed, more = self._process_batch(instrument_id, now or timezone.now())
+            processed, instrument_ids = self._process_batch(instrument_ids, now)
             total += processed
-            if not more:
+            if not instrument_ids:
                 break
         return total
 
-    def _process_batch(self, instrument_id: int, now: datetime) -> tuple[int, bool]:
+    def _process_batch(self, instrument_ids: list[int], now: datetime) -> tuple[int, list[int]]:
+        """One transaction over several instruments: each one's queue (up to
+        ``BATCH_COMMANDS_MAX`` commands) and due expiries, written together and committed
+        once. Returns the commands run and the instruments with more queued."""
+        batches: list[tuple[EventApplier, list[OrderCommand]]] = []
+        more: list[int] = []
         try:
             with transaction.atomic():
-                # Locks the instrument row: one matching transaction per instrument at a time,
-                # across processes, and ordered with staff halting the instrument.
-                # The queue is read after the lock is taken, in the same round trip.
-                locked, pending = rows_together(
-                    [
-                        (INSTRUMENT_BY_ID, [instrument_id], True),
-                        (PENDING_COMMANDS, [instrument_id, self.BATCH_COMMANDS_MAX + 1], False),
-                    ]
+                # Locks the instrument rows in id order (as the risk cycle does): one matching
+                # transaction per instrument at a time, across processes, and ordered with
+                # staff halting an instrument. Each queue is read after its lock is taken; all
+                # of it in one round trip.
+                queries = []
+                for instrument_id in instrument_ids:
+                    queries.append((INSTRUMENT_BY_ID, [instrument_id], True))
+                    queries.append(
+                        (PENDING_COMMANDS, [instrument_id, self.BATCH_COMMANDS_MAX + 1], False)
+                    )
+                results = rows_together(queries)
+                for index, instrument_id in enumerate(instrument_ids):
+                    locked, pending = results[2 * index], results[2 * index + 1]
+                    instrument = locked[0][0]
+                    if self._synced_sequence.get(instrument_id) != instrument.sequence:
+                        self.rebuild(instrument)
+                    commands = []
+                    for command, order in pending:
+                        command.order = order
+                        commands.append(command)
+                    if len(commands) > self.BATCH_COMMANDS_MAX:
+                        more.append(instrument_id)
+                        commands = commands[: self.BATCH_COMMANDS_MAX]
+                    settlement = self._settlements.get(instrument_id) or Settlement(instrument)
+                    settlement.sync_risk_version(instrument)
+                    batches.append((self._applier(instrument, commands, settlement, now), commands))
+                # The holds of every batch's orders in one read (each applier's load then
+                # finds them loaded).
+                settlements_load(
+                    {applier.settlement: set(applier.orders) for applier, _ in batches}
                 )
-                instrument = locked[0][0]
-                if self._synced_sequence.get(instrument_id) != instrument.sequence:
-                    self.rebuild(instrument)
-                commands = []
-                for command, order in pending:
-                    command.order = order
-                    commands.append(command)
-                more = len(commands) > self.BATCH_COMMANDS_MAX
-                commands = commands[: self.BATCH_COMMANDS_MAX]
-                settlement = self._settlements.get(instrument_id) or Settlement(instrument)
-                settlement.sync_risk_version(instrument)
-                applier = EventApplier(
-                    instrument,
-                    {command.order_id: command.order for command in commands},
-                    now,
-                    settlement=settlement,
-                )
-                settlement.load_replaces(
-                    {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
-                )
-                self._expire_due(instrument, applier, now)
-                for command in commands:
-                    self._run_command(instrument, command, applier)
-                applier.flush()
+                for applier, commands in batches:
+                    applier.settlement.load_replaces(
+                        {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
+                    )
+                    self._expire_due(applier.instrument, applier, now)
+                    for command in commands:
+                        self._run_command(applier.instrument, command, applier)
+                flush_together([applier for applier, _ in batches])
         except BaseException:
-            # The transaction rolled back, so the in-memory book may be ahead of the database.
-            self.forget(instrument_id)
+            # The transaction rolled back, so the in-memory books may be ahead of the database.
+            for instrument_id in instrument_ids:
+                self.forget(instrument_id)
             raise
+        total = 0
+        for applier, commands in batches:
+            self._committed(applier)
+            total += len(commands)
+        return total, more
+
+    @staticmethod
+    def _applier(
+        instrument: Instrument, commands: list[OrderCommand], settlement: Settlement, now: datetime
+    ) -> EventApplier:
+        return EventApplier(
+            instrument,
+            {command.order_id: command.order for command in commands},
+            now,
+            settlement=settlement,
+            load=False,
+        )
+
+    def _committed(self, applier: EventApplier) -> None:
+        """After the commit: keep what the batch wrote as the in-memory state of its book."""
+        instrument_id = applier.instrument.pk
         self._synced_sequence[instrument_id] = applier.sequence
         self.last_orders.update(applier.orders)
         cache = self._orders.setdefault(instrument_id, {})
@@ -190,12 +227,11 @@ class Matcher:
                 cache[order.pk] = order
             else:
                 cache.pop(order.pk, None)
-        settlement.end(set(cache))
-        self._settlements[instrument_id] = settlement
+        applier.settlement.end(set(cache))
+        self._settlements[instrument_id] = applier.settlement
         # After the commit, never inside the transaction; logs rather than raises. Published
         # before the next batch runs, so listeners get the batches in sequence order.
         batch_committed(applier, self.engine.book(instrument_id))
-        return len(commands), more
 
     def _expire_due(self, instrument: Instrument, applier: EventApplier, now: datetime) -> None:
         """Tell the book the time before it runs commands.
@@ -331,13 +367,12 @@ class Matcher:
     def process_instruments(
         self, instrument_ids: Iterable[int], *, now: datetime | None = None
     ) -> int:
-        """Process the given owned instruments in id order; others are ignored. Returns commands."""
-        now = now or timezone.now()
-        total = 0
-        for instrument_id in sorted(set(instrument_ids)):
-            if self.owns(instrument_id):
-                total += self.process_instrument(instrument_id, now=now)
-        return total
+        """Process the given owned instruments together (one transaction per batch, locks in
+        id order); others are ignored. Returns commands run."""
+        owned = sorted(
+            instrument_id for instrument_id in set(instrument_ids) if self.owns(instrument_id)
+        )
+        return self._process(owned, now or timezone.now()) if owned else 0
 
     def process_pending(self, *, now: datetime | None = None) -> int:
         """One full pass over the shard, found by reading the database: every instrument with

@@ -416,13 +416,36 @@ class Settlement:
 
     def flush(self) -> None:
         """Post every entry and release, in the caller's (the matcher's) transaction."""
-        if self.changed_rows:
-            OrderHold.objects.bulk_update(list(self.changed_rows.values()), ["active"])
-        voids = list(self.voids.values())
-        specs = self.specs
-        # Keys name trades this transaction creates (instrument, sequence): never used before.
-        while len(specs) > ENTRIES_PER_BATCH_MAX:
-            entries_post(specs[:ENTRIES_PER_BATCH_MAX], fresh_keys=True)
-            specs = specs[ENTRIES_PER_BATCH_MAX:]
-        if specs or voids:
-            entries_post(specs, void_holds=voids, fresh_keys=True)
+        settlements_flush([self])
+
+
+def settlements_flush(settlements: list[Settlement]) -> None:
+    """Post the entries and releases of several instruments' settlements (one matcher
+    transaction) with one ``entries_post``: one lock of the holds and one conditional UPDATE
+    per ledger account for all of them."""
+    changed = [row for settlement in settlements for row in settlement.changed_rows.values()]
+    if changed:
+        OrderHold.objects.bulk_update(changed, ["active"])
+    voids = [hold for settlement in settlements for hold in settlement.voids.values()]
+    specs = [spec for settlement in settlements for spec in settlement.specs]
+    # Keys name trades this transaction creates (instrument, sequence): never used before.
+    while len(specs) > ENTRIES_PER_BATCH_MAX:
+        entries_post(specs[:ENTRIES_PER_BATCH_MAX], fresh_keys=True)
+        specs = specs[ENTRIES_PER_BATCH_MAX:]
+    if specs or voids:
+        entries_post(specs, void_holds=voids, fresh_keys=True)
+
+
+def settlements_load(wanted: dict[Settlement, set[int]]) -> None:
+    """``Settlement.load`` for several instruments' settlements in one query: the pending
+    holds of the orders each needs, read once for all."""
+    owner: dict[int, Settlement] = {}
+    for settlement, order_ids in wanted.items():
+        for order_id in order_ids - settlement.loaded:
+            owner[order_id] = settlement
+    if not owner:
+        return
+    for row, hold in PENDING_HOLDS_OF_ORDERS.rows_in(sorted(owner)):
+        owner[row.order_id]._register(row, hold)
+    for order_id, settlement in owner.items():
+        settlement.loaded.add(order_id)

@@ -7,6 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.matcher import settlement as settlement_module
 from exchange.matcher.runtime import Matcher
 from exchange.models import Order, OrderCommand, Trade
 from exchange.selectors.integrity import order_book_problems
@@ -303,3 +304,72 @@ def test_shard_sees_and_processes_only_its_instruments(futures, buyer, seller):
     restarted = Matcher(shard=first.pk % 2, shards=2)
     assert restarted.rebuild_all() == 1
     assert restarted.engine.instruments() == [first.pk]
+
+
+def test_one_pass_matches_several_instruments_in_one_transaction(
+    futures, buyer, seller, monkeypatch
+):
+    # given a cross on each of two futures
+    first, second = futures
+    for instrument in futures:
+        place(buyer, instrument, "buy", 2, "2.45")
+        place(seller, instrument, "sell", 2, "2.45")
+    posted = []
+    real_entries_post = settlement_module.entries_post
+
+    def entries_post(specs, **options):
+        posted.append(sorted(spec.key for spec in specs))
+        return real_entries_post(specs, **options)
+
+    monkeypatch.setattr(settlement_module, "entries_post", entries_post)
+
+    # when one pass takes both
+    assert Matcher().process_instruments([second.pk, first.pk]) == 4
+
+    # then both trades settle in one ledger call, and everything agrees
+    assert posted == [[f"trade:{first.pk}:3", f"trade:{second.pk}:3"]]
+    assert Trade.objects.filter(instrument=first).count() == 1
+    assert Trade.objects.filter(instrument=second).count() == 1
+    assert pending() == 0
+    assert order_book_problems() == []
+
+
+def test_a_failing_instrument_rolls_back_the_whole_pass_and_its_books(
+    futures, buyer, seller, monkeypatch
+):
+    # given a cross on each of two futures, and settlement that breaks on the second
+    first, second = futures
+    for instrument in futures:
+        place(buyer, instrument, "buy", 2, "2.45")
+        place(seller, instrument, "sell", 2, "2.45")
+    matcher = Matcher()
+    real_trade = settlement_module.Settlement.trade
+
+    def trade(self, *args, **kwargs):
+        if self.instrument.pk == second.pk:
+            raise settlement_module.SettlementError("broken on purpose")
+        return real_trade(self, *args, **kwargs)
+
+    monkeypatch.setattr(settlement_module.Settlement, "trade", trade)
+
+    # when
+    with pytest.raises(settlement_module.SettlementError):
+        matcher.process_instruments([first.pk, second.pk])
+
+    # then nothing of either instrument was written, and neither book is kept in memory
+    assert pending() == 4
+    assert not Trade.objects.exists()
+    assert Order.objects.filter(status=Order.Status.NEW).count() == 4
+    assert matcher.engine.instruments() == []
+
+    # when the fault is gone, the same matcher does both from the database
+    monkeypatch.setattr(settlement_module.Settlement, "trade", real_trade)
+    assert matcher.process_instruments([first.pk, second.pk]) == 4
+    assert Trade.objects.count() == 2
+    assert order_book_problems() == []
+    for instrument in futures:
+        assert book_key_list(matcher, instrument.pk) == database_book(instrument.pk)
+
+
+def book_key_list(matcher: Matcher, instrument_id: int) -> list[tuple]:
+    return [book_key(resting) for resting in matcher.engine.book(instrument_id).orders()]
