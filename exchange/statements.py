@@ -68,12 +68,22 @@ class Select:
     ``from_sql`` and ``rest_sql`` are templates receiving the quoted table names of the models
     as ``t0``, ``t1``, ...; each result row becomes one instance per model. ``rest_sql`` may
     hold one ``{values}`` placeholder for a list of parameters of any length (``rows_in``).
+    ``postgresql_from_sql``: the FROM clause on PostgreSQL, where it differs (a join written so
+    that its plan does not depend on statistics).
     """
 
-    def __init__(self, models: Sequence[type[Model]], from_sql: str, rest_sql: str = "") -> None:
+    def __init__(
+        self,
+        models: Sequence[type[Model]],
+        from_sql: str,
+        rest_sql: str = "",
+        *,
+        postgresql_from_sql: str | None = None,
+    ) -> None:
         self.models = list(models)
         self.from_sql = from_sql
         self.rest_sql = rest_sql
+        self.postgresql_from_sql = postgresql_from_sql
         self._sql: dict[str, str] = {}
         self._sized: dict[int, Select] = {}
 
@@ -85,7 +95,10 @@ class Select:
                 f"t{index}": quote(model._meta.db_table) for index, model in enumerate(self.models)
             }
             selected = ", ".join(columns(model).sql for model in self.models)
-            from_sql = self.from_sql.format(**tables)
+            template = self.from_sql
+            if vendor == "postgresql" and self.postgresql_from_sql is not None:
+                template = self.postgresql_from_sql
+            from_sql = template.format(**tables)
             rest_sql = self.rest_sql.format(**tables)
             self._sql[vendor] = f"SELECT {selected} FROM {from_sql} {rest_sql}"
         return self._sql[vendor]
@@ -96,15 +109,22 @@ class Select:
         """Rows for ``rest_sql``'s ``{values}`` replaced by as many parameters as ``values``."""
         if not values:
             return []
-        sized = self._sized.get(len(values))
+        return self.sized(len(values)).rows(list(values), for_update=for_update)
+
+    def sized(self, count: int) -> "Select":
+        """This statement with ``{values}`` replaced by ``count`` parameters."""
+        sized = self._sized.get(count)
         if sized is None:
-            placeholders = ", ".join(["%s"] * len(values))
+            placeholders = ", ".join(["%s"] * count)
             sized = Select(
-                self.models, self.from_sql, self.rest_sql.replace("{values}", placeholders)
+                self.models,
+                self.from_sql,
+                self.rest_sql.replace("{values}", placeholders),
+                postgresql_from_sql=self.postgresql_from_sql,
             )
             if len(self._sized) < SIZED_STATEMENTS_MAX:
-                self._sized[len(values)] = sized
-        return sized.rows(list(values), for_update=for_update)
+                self._sized[count] = sized
+        return sized
 
     def rows(
         self, parameters: Sequence[Any], *, for_update: bool = False

@@ -34,7 +34,7 @@ from exchange.models import (
 )
 from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
-from exchange.statements import Select, insert_row, pipelined
+from exchange.statements import Select, insert_row
 from exchange.units import price_to_ticks, quantity_to_lots
 from ledger.errors import LedgerError
 
@@ -543,10 +543,9 @@ def _order_insert_collateralized(
     needs: list[collateral.Need],
 ) -> Order:
     with transaction.atomic(durable=True):
-        with pipelined():  # The transaction's BEGIN travels with the INSERT: one round trip.
-            order = _order_row_insert(
-                account, instrument, request, client_order_id, user, protection, terms
-            )
+        order = _order_row_insert(
+            account, instrument, request, client_order_id, user, protection, terms
+        )
         needs += collateral.needs_of_order(
             order, instrument, request.quantity, price, terms.margin_per_contract
         )

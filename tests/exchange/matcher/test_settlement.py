@@ -421,3 +421,27 @@ def test_an_expired_gtd_order_releases_its_collateral(future, buyer, external_ma
     hold = OrderHold.objects.get(order=order).hold
     assert (order.status, hold.status) == (Order.Status.EXPIRED, Hold.Status.VOIDED)
     assert balances()[cash] == before
+
+
+def test_the_holds_of_a_few_orders_are_read_by_key_whatever_the_statistics(
+    postgres_only, future, buyer
+):
+    """A young database has no column statistics; the plain join then hashed every pending hold
+    (``PENDING_HOLDS_OF_ORDERS``), a read that grew with the book."""
+    from django.db import connection
+
+    from exchange.matcher.settlement import PENDING_HOLDS_OF_ORDERS
+
+    orders = [place(buyer, future, "buy", 1, f"2.{index:02d}") for index in range(10, 70)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'ledger_hold'")
+        assert cursor.fetchone()[0] == 0  # Never analyzed.
+        statement = PENDING_HOLDS_OF_ORDERS.sized(2).sql()
+        cursor.execute("EXPLAIN " + statement, [orders[0].pk, orders[1].pk])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+
+    assert "Index Scan using ledger_hold_pkey" in plan, plan
+    assert "Seq Scan on ledger_hold" not in plan and "Hash" not in plan, plan
+    found = PENDING_HOLDS_OF_ORDERS.rows_in([orders[0].pk, orders[1].pk])
+    assert sorted(row.order_id for row, _hold in found) == [orders[0].pk, orders[1].pk]
+    assert {hold.status for _row, hold in found} == {Hold.Status.PENDING}
