@@ -65,6 +65,16 @@ class Account(models.Model):
     name = models.CharField(max_length=100, default="main")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The ledger account of its dollars (``ledger_accounts.cash_account``), set when that is
+    # opened: the order path then names it for collateral without looking it up by code.
+    cash_ledger_account = models.OneToOneField(
+        "ledger.Account",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["id"]

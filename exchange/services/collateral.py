@@ -58,8 +58,8 @@ from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
     USD_CODE,
     USD_SCALE,
-    cash_account,
     cash_account_code,
+    cash_account_reference,
     entitlement,
     entitlement_account,
     entitlement_account_code,
@@ -301,7 +301,7 @@ def needs_for(
         if part.month is None:
             needs.append(
                 Need(
-                    cash_account(account),
+                    cash_account_reference(account),
                     Hold.Side.DEBIT,
                     part.amount,
                     OrderRejectCode.INSUFFICIENT_FUNDS,
@@ -326,8 +326,9 @@ def needs_of_order(
     order: Order, instrument: Instrument, quantity: int, price: Decimal, margin: int
 ) -> list[Need]:
     """What ``order`` must hold for ``quantity`` open contracts at ``price``."""
+    account = order.account if Order.account.is_cached(order) else Account(pk=order.account_id)
     return needs_for(
-        Account(pk=order.account_id),
+        account,
         instrument,
         order.side,
         price,

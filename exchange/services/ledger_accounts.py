@@ -68,17 +68,31 @@ def cash_account_code(account: Account) -> str:
 
 
 def cash_account(account: Account) -> LedgerAccount:
-    """The ledger account holding ``account``'s dollars (one query once it exists)."""
+    """The ledger account holding ``account``'s dollars (one query once it exists).
+
+    Opening it also names it on the trading account (``Account.cash_ledger_account``), in the
+    same transaction."""
     found = LEDGER_ACCOUNT_BY_CODE.rows([cash_account_code(account)])
     if found:
         return found[0][0]
-    return account_open(
+    opened = account_open(
         code=cash_account_code(account),
         owner=owner_of(account),
         commodity=usd(),
         type=LedgerAccount.Type.LIABILITY,
         limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
     )
+    Account.objects.filter(pk=account.pk).update(cash_ledger_account=opened)
+    account.cash_ledger_account_id = opened.pk
+    return opened
+
+
+def cash_account_reference(account: Account) -> LedgerAccount:
+    """The cash ledger account as a reference for holds: only its id is set when the trading
+    account, as read, names it; otherwise ``cash_account``."""
+    if account.cash_ledger_account_id is not None:
+        return LedgerAccount(pk=account.cash_ledger_account_id, code=cash_account_code(account))
+    return cash_account(account)
 
 
 def _house_account(name: str, type: str) -> LedgerAccount:
