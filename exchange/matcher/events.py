@@ -66,8 +66,6 @@ class EventApplier:
         orders: dict[int, Order],
         now: datetime | None = None,
         settlement: Settlement | None = None,
-        *,
-        load: bool = True,
     ) -> None:
         self.instrument = instrument
         self.sequence = instrument.sequence
@@ -79,8 +77,7 @@ class EventApplier:
         self.commands: list[OrderCommand] = []
         self.settlement = settlement or Settlement(instrument)
         self.settlement.begin(instrument)
-        if load:  # Otherwise the caller loads the orders' holds (``settlements_load``).
-            self.settlement.load(set(orders))
+        self.settlement.load(set(orders))
 
     def transition(self, order: Order, to_status: str, reason: str) -> None:
         """Apply one status change from the transition table and record it."""

@@ -150,6 +150,7 @@ class Matcher:
         """One transaction over several instruments: each one's queue (up to
         ``BATCH_COMMANDS_MAX`` commands) and due expiries, written together and committed
         once. Returns the commands run and the instruments with more queued."""
+        queued: list[tuple[Instrument, list[OrderCommand], Settlement]] = []
         batches: list[tuple[EventApplier, list[OrderCommand]]] = []
         more: list[int] = []
         try:
@@ -179,19 +180,29 @@ class Matcher:
                         commands = commands[: self.BATCH_COMMANDS_MAX]
                     settlement = self._settlements.get(instrument_id) or Settlement(instrument)
                     settlement.sync_risk_version(instrument)
-                    batches.append((self._applier(instrument, commands, settlement, now), commands))
-                # The holds of every batch's orders in one read (each applier's load then
-                # finds them loaded).
+                    queued.append((instrument, commands, settlement))
+                # The holds of every queue's orders in one read, so each applier finds its own
+                # loaded.
                 settlements_load(
-                    {applier.settlement: set(applier.orders) for applier, _ in batches}
+                    {
+                        settlement: {c.order_id for c in commands}
+                        for _, commands, settlement in queued
+                    }
                 )
-                for applier, commands in batches:
-                    applier.settlement.load_replaces(
+                for instrument, commands, settlement in queued:
+                    applier = EventApplier(
+                        instrument,
+                        {command.order_id: command.order for command in commands},
+                        now,
+                        settlement=settlement,
+                    )
+                    settlement.load_replaces(
                         {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
                     )
-                    self._expire_due(applier.instrument, applier, now)
+                    self._expire_due(instrument, applier, now)
                     for command in commands:
-                        self._run_command(applier.instrument, command, applier)
+                        self._run_command(instrument, command, applier)
+                    batches.append((applier, commands))
                 flush_together([applier for applier, _ in batches])
         except BaseException:
             # The transaction rolled back, so the in-memory books may be ahead of the database.
@@ -203,18 +214,6 @@ class Matcher:
             self._committed(applier)
             total += len(commands)
         return total, more
-
-    @staticmethod
-    def _applier(
-        instrument: Instrument, commands: list[OrderCommand], settlement: Settlement, now: datetime
-    ) -> EventApplier:
-        return EventApplier(
-            instrument,
-            {command.order_id: command.order for command in commands},
-            now,
-            settlement=settlement,
-            load=False,
-        )
 
     def _committed(self, applier: EventApplier) -> None:
         """After the commit: keep what the batch wrote as the in-memory state of its book."""

@@ -155,11 +155,7 @@ class Settlement:
 
     def load(self, order_ids: set[int]) -> None:
         """Read the pending holds of these orders (once per order while it rests)."""
-        wanted = set(order_ids) - self.loaded
-        if wanted:
-            for row, hold in PENDING_HOLDS_OF_ORDERS.rows_in(sorted(wanted)):
-                self._register(row, hold)
-            self.loaded |= wanted
+        settlements_load({self: order_ids})
 
     def load_replaces(self, command_ids: set[int]) -> None:
         """Read the holds that queued replaces brought (placed after their order was loaded)."""
@@ -446,8 +442,8 @@ def settlements_flush(settlements: list[Settlement]) -> None:
 
 
 def settlements_load(wanted: dict[Settlement, set[int]]) -> None:
-    """``Settlement.load`` for several instruments' settlements in one query: the pending
-    holds of the orders each needs, read once for all."""
+    """``Settlement.load`` for several instruments' settlements (one matcher transaction) in
+    one query: the pending holds of the orders each has not loaded yet."""
     owner: dict[int, Settlement] = {}
     for settlement, order_ids in wanted.items():
         for order_id in order_ids - settlement.loaded:

@@ -109,6 +109,11 @@ def database_book(instrument_id: int) -> list[tuple]:
 
     matcher = Matcher()
     matcher.rebuild(Instrument.objects.get(pk=instrument_id))
+    return matcher_book(matcher, instrument_id)
+
+
+def matcher_book(matcher, instrument_id: int) -> list[tuple]:
+    """The book a matcher holds in memory, in priority order."""
     return [book_key(resting) for resting in matcher.engine.book(instrument_id).orders()]
 
 
@@ -119,10 +124,7 @@ def assert_consistent(*instrument_ids: int) -> None:
 
     assert order_book_problems() == []
     for instrument_id in instrument_ids:
-        in_memory = [
-            book_key(resting) for resting in inline._matcher.engine.book(instrument_id).orders()
-        ]
-        assert in_memory == database_book(instrument_id)
+        assert matcher_book(inline._matcher, instrument_id) == database_book(instrument_id)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from exchange.models import Order, OrderCommand, Trade
 from exchange.selectors.integrity import order_book_problems
 from exchange.services.orders import order_cancel, order_replace
 from tests.exchange import support
-from tests.exchange.support import book_key, database_book
+from tests.exchange.support import book_key, database_book, matcher_book
 
 pytestmark = pytest.mark.django_db
 
@@ -183,9 +183,7 @@ def test_restarted_matcher_matches_exactly_as_the_one_that_never_stopped(
     sweep = [maker_id for _, _, _, maker_id, _, side in trades() if side == "sell"]
     assert sweep == [orders["a"].pk, orders["c"].pk, orders["b"].pk]
     assert order_book_problems() == []
-    assert [book_key(resting) for resting in restarted.engine.book(future.pk).orders()] == (
-        database_book(future.pk)
-    )
+    assert matcher_book(restarted, future.pk) == database_book(future.pk)
 
 
 def test_matcher_rebuilds_a_book_another_process_changed(future, buyer, seller, maker):
@@ -207,9 +205,7 @@ def test_matcher_rebuilds_a_book_another_process_changed(future, buyer, seller, 
     assert status(late) == Order.Status.OPEN
     assert Trade.objects.count() == 1
     assert order_book_problems() == []
-    assert [book_key(resting) for resting in a.engine.book(future.pk).orders()] == database_book(
-        future.pk
-    )
+    assert matcher_book(a, future.pk) == database_book(future.pk)
 
 
 def test_matcher_expires_due_orders_without_commands(future, buyer):
@@ -311,9 +307,7 @@ def test_one_pass_matches_several_instruments_in_one_transaction(
 ):
     # given a cross on each of two futures
     first, second = futures
-    for instrument in futures:
-        place(buyer, instrument, "buy", 2, "2.45")
-        place(seller, instrument, "sell", 2, "2.45")
+    cross_each(futures, buyer, seller)
     posted = []
     real_entries_post = settlement_module.entries_post
 
@@ -339,9 +333,7 @@ def test_a_failing_instrument_rolls_back_the_whole_pass_and_its_books(
 ):
     # given a cross on each of two futures, and settlement that breaks on the second
     first, second = futures
-    for instrument in futures:
-        place(buyer, instrument, "buy", 2, "2.45")
-        place(seller, instrument, "sell", 2, "2.45")
+    cross_each(futures, buyer, seller)
     matcher = Matcher()
     real_trade = settlement_module.Settlement.trade
 
@@ -368,8 +360,11 @@ def test_a_failing_instrument_rolls_back_the_whole_pass_and_its_books(
     assert Trade.objects.count() == 2
     assert order_book_problems() == []
     for instrument in futures:
-        assert book_key_list(matcher, instrument.pk) == database_book(instrument.pk)
+        assert matcher_book(matcher, instrument.pk) == database_book(instrument.pk)
 
 
-def book_key_list(matcher: Matcher, instrument_id: int) -> list[tuple]:
-    return [book_key(resting) for resting in matcher.engine.book(instrument_id).orders()]
+def cross_each(instruments, buyer, seller) -> None:
+    """A bid and an ask that trade 2 contracts on each instrument, queued for the matcher."""
+    for instrument in instruments:
+        place(buyer, instrument, "buy", 2, "2.45")
+        place(seller, instrument, "sell", 2, "2.45")
