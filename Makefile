@@ -51,7 +51,7 @@ test: lint check
 	$(BIN)/pytest
 
 check: setup
-	$(BIN)/mypy matching ledger pricing exchange_client
+	$(BIN)/mypy matching ledger pricing statements exchange_client
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench

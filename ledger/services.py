@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account, Commodity, Entry, Hold, HoldConsumption, Posting
+from statements import insert_rows
 
 KEY_LENGTH_MAX = 200
 # An entry touches few accounts, except end-of-day entries that settle every position of one
@@ -342,38 +343,33 @@ def _post_fresh(specs: list[EntrySpec], void_holds: list[Hold]) -> dict[str, Ent
             continue  # Consumed in full above, or released before: nothing left to release.
         _release(hold, Hold.Status.VOIDED, totals, now)
         voided.append(hold)
-    entries = Entry.objects.bulk_create(
-        [
-            Entry(
-                idempotency_key=spec.key,
-                content_digest=spec.digest(),
-                description=spec.description[:300],
-                metadata=spec.metadata,
-                reverses=spec.reverses,
-            )
-            for spec in specs
-        ]
-    )
-    if connection.features.can_return_rows_from_bulk_insert is False:
-        # SQLite before 3.35 cannot return ids from a bulk insert; read them back by key.
-        by_key = Entry.objects.in_bulk([spec.key for spec in specs], field_name="idempotency_key")
-        entries = [by_key[spec.key] for spec in specs]
-    Posting.objects.bulk_create(
+    entries = [
+        Entry(
+            idempotency_key=spec.key,
+            content_digest=spec.digest(),
+            description=spec.description[:300],
+            metadata=spec.metadata,
+            reverses=spec.reverses,
+        )
+        for spec in specs
+    ]
+    insert_rows(Entry, entries, returning=True)
+    insert_rows(
+        Posting,
         [
             Posting(
                 entry=entry, account_id=account.pk, commodity_id=account.commodity_id, amount=amount
             )
             for entry, spec in zip(entries, specs, strict=True)
             for account, amount in spec.postings
-        ]
+        ],
     )
     consumptions = [
         HoldConsumption(hold_id=hold.pk, entry=entry, amount=amount)
         for entry, spec in zip(entries, specs, strict=True)
         for hold, amount in spec.holds
     ]
-    if consumptions:
-        HoldConsumption.objects.bulk_create(consumptions)
+    insert_rows(HoldConsumption, consumptions)
     if consumptions or voided:
         _holds_write(list(holds.values()))
     totals.apply()  # Last: the accounts are locked from here to the commit.
@@ -490,20 +486,19 @@ def holds_create(
                 )
         fresh = [spec for spec in specs if spec.key not in existing]
         if fresh:
-            created = Hold.objects.bulk_create(
-                [
-                    Hold(
-                        idempotency_key=spec.key,
-                        account=spec.account,
-                        side=spec.side,
-                        amount=spec.amount,
-                        remaining=spec.amount,
-                        expires_at=spec.expires_at,
-                        description=spec.description[:300],
-                    )
-                    for spec in fresh
-                ]
-            )
+            created = [
+                Hold(
+                    idempotency_key=spec.key,
+                    account=spec.account,
+                    side=spec.side,
+                    amount=spec.amount,
+                    remaining=spec.amount,
+                    expires_at=spec.expires_at,
+                    description=spec.description[:300],
+                )
+                for spec in fresh
+            ]
+            insert_rows(Hold, created, returning=True)
             existing.update((hold.idempotency_key, hold) for hold in created)
             totals = _Deltas()
             for spec in fresh:

@@ -16,8 +16,8 @@ import matching
 from exchange.matcher.settlement import Settlement, settlements_flush
 from exchange.matcher.wake import DONE_CHANNEL, done_payloads
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
-from exchange.statements import insert_rows, pipelined, update_rows
 from exchange.units import lots_to_quantity, ticks_to_price
+from statements import insert_rows, pipelined, update_rows
 
 # The one table of allowed order status changes. A replace records a same-status transition.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -24,8 +24,8 @@ from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier, flush_together
 from exchange.matcher.settlement import Settlement, settlements_load
 from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
-from exchange.statements import Select, rows_together
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
+from statements import Select, rows_together
 
 logger = logging.getLogger(__name__)
 

@@ -48,10 +48,10 @@ from exchange.services.ledger_accounts import (
     position_account,
     position_account_code,
 )
-from exchange.statements import Select
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold
 from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
+from statements import Select
 
 # Each hold is fetched by primary key for its link row: on PostgreSQL the LATERAL subquery with
 # OFFSET 0 cannot be flattened into a join, so the plan does not depend on statistics. With the

@@ -17,7 +17,7 @@ from django.db.models import Q, QuerySet
 from exchange.models import LIVE_STATUSES, RESTING_STATUSES, Account, Order, Trade
 from exchange.services.collateral import fee_micros, notional_micros
 from exchange.services.ledger_accounts import micros_to_usd
-from exchange.statements import Select
+from statements import Select
 
 STATUS_LIVE = "live"  # A status filter meaning any of LIVE_STATUSES.
 # Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than

@@ -39,7 +39,7 @@ from django.utils import timezone
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
 from exchange.models import ApiKey, Organization
 from exchange.services.audit import audit_record
-from exchange.statements import Select
+from statements import Select
 
 KEY_PREFIX = "gx"
 PREFIX_LENGTH = 12

@@ -67,11 +67,11 @@ from exchange.services.ledger_accounts import (
     entitlement_name,
     micros_to_usd,
 )
-from exchange.statements import insert_rows
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold
 from ledger.services import AMOUNT_MAX, HoldSpec, holds_create
+from statements import insert_rows
 
 FEE_BASIS_CONTRACT = "contract"
 FEE_BASIS_NOTIONAL = "notional"

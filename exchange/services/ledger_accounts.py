@@ -22,12 +22,12 @@ from datetime import date
 from decimal import Decimal
 
 from exchange.models import Account
-from exchange.statements import Select
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 from ledger.services import account_open, commodity_define
+from statements import Select
 
-# The order path looks accounts up by code: a prepared statement (see exchange.statements).
+# The order path looks accounts up by code: a prepared statement (see statements).
 LEDGER_ACCOUNT_BY_CODE = Select([LedgerAccount], "{t0}", "WHERE {t0}.code = %s")
 LEDGER_ACCOUNTS_BY_CODES = Select([LedgerAccount], "{t0}", "WHERE {t0}.code IN ({values})")
 

@@ -34,9 +34,9 @@ from exchange.models import (
 )
 from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
-from exchange.statements import Select, insert_row
 from exchange.units import price_to_ticks, quantity_to_lots
 from ledger.errors import LedgerError
+from statements import Select, insert_row
 
 CLIENT_ORDER_ID_LENGTH_MAX = 64
 ORDER_WAIT_SECONDS_MAX = 10.0

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from exchange.errors import ParticipantError, ParticipantErrorCode
 from exchange.models import Account, MarginCall, Membership, Organization
 from exchange.services.audit import audit_record
-from exchange.statements import Select
+from statements import Select
 
 # Who may sign up on their own: every kind but the exchange operator, which staff create.
 SIGN_UP_KINDS = (

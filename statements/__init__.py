@@ -1,16 +1,20 @@
 """Prepared statements for the order path, built once from model metadata.
 
-The matcher and ``order_place`` run the same handful of statements for every order. Compiling
-each through the ORM costs more CPU than matching the order (about 0.3 ms a query), so these
-helpers build the SQL once per database vendor and run it with a plain cursor. Values still go
+The matcher, ``order_place`` and the ledger's writes under them run the same handful of
+statements for every order. Compiling each through the ORM costs more CPU than matching the
+order (about 0.3 ms a query), so these helpers build the SQL once per database vendor and run
+it with a plain cursor. The package imports only Django, so that the ledger, which may import
+nothing of the project's markets, uses it as the exchange does. Values still go
 through each field's own conversions, both ways, exactly as the ORM's would: rows become model
 instances through ``Model.from_db`` after the backend's and the field's converters, and
 parameters through ``get_db_prep_save``. Everything else in the project uses the ORM.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -32,7 +36,7 @@ class _Columns:
         quote = connection.ops.quote_name
         table = model._meta.db_table
         self.model = model
-        self.fields: list[Field] = list(model._meta.concrete_fields)
+        self.fields: list[Field[Any, Any]] = list(model._meta.concrete_fields)
         self.attnames = [field.attname for field in self.fields]
         self.sql = ", ".join(f"{quote(table)}.{quote(field.column)}" for field in self.fields)
         self.converters: list[list[tuple[Converter, Any]]] = []
@@ -111,7 +115,7 @@ class Select:
             return []
         return self.sized(len(values)).rows(list(values), for_update=for_update)
 
-    def sized(self, count: int) -> "Select":
+    def sized(self, count: int) -> Select:
         """This statement with ``{values}`` replaced by ``count`` parameters."""
         sized = self._sized.get(count)
         if sized is None:
@@ -204,7 +208,7 @@ def update_rows(model: type[Model], rows: Iterable[Model], fields: list[str]) ->
     ``QuerySet.bulk_update`` builds a CASE expression per field and row, which cost ten times
     more than the matching itself.
     """
-    model_fields = [model._meta.get_field(name) for name in fields]
+    model_fields = [cast("Field[Any, Any]", model._meta.get_field(name)) for name in fields]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
     table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
@@ -219,24 +223,46 @@ def update_rows(model: type[Model], rows: Iterable[Model], fields: list[str]) ->
         _execute_each(statement, parameters)
 
 
-def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
-    """INSERT rows whose primary keys nobody needs back, with one ``executemany`` statement.
+def insert_rows(model: type[Model], rows: Sequence[Model], *, returning: bool = False) -> None:
+    """INSERT new rows with one statement run for each (``executemany``, pipelined by psycopg).
 
-    Field defaults such as ``auto_now_add`` are applied through ``pre_save`` as the ORM does.
+    ``returning``: also set each row's primary key, as ``save()`` would (one result per row,
+    read back in order). Field defaults such as ``auto_now_add`` are applied through
+    ``pre_save`` as the ORM does. It sends no signals: for models that have none.
     """
     if not rows:
         return
-    model_fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(field.column) for field in model_fields)
-    placeholders = ", ".join("%s" for _ in model_fields)
-    statement = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"
+    statement, model_fields = _insert_statement(model)
     wrapper = _wrapper()
     parameters = [
         [field.get_db_prep_save(field.pre_save(row, True), wrapper) for field in model_fields]
         for row in rows
     ]
-    _execute_each(statement, parameters)
+    if not returning:
+        _execute_each(statement, parameters)
+        return
+    returns = connection.features.can_return_columns_from_insert
+    if returns:
+        statement += f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(parameters) > 1:
+            raw = cursor.cursor  # psycopg's own: one result set per row.
+            keys = []
+            with connection.wrap_database_errors:  # Django's exceptions, as its cursor raises.
+                raw.executemany(statement, parameters, returning=True)
+                while True:
+                    keys.append(raw.fetchone()[0])
+                    if not raw.nextset():
+                        break
+        else:
+            keys = []
+            for values in parameters:
+                cursor.execute(statement, values)
+                keys.append(cursor.fetchone()[0] if returns else cursor.lastrowid)
+    for row, key in zip(rows, keys, strict=True):
+        row.pk = key
+        row._state.adding = False
+        row._state.db = connection.alias
 
 
 def _execute_each(statement: str, parameters: list[list[Any]]) -> None:
@@ -249,15 +275,12 @@ def _execute_each(statement: str, parameters: list[list[Any]]) -> None:
             cursor.executemany(statement, parameters)
 
 
-_insert_sql: dict[tuple[str, type[Model]], tuple[str, list[Field]]] = {}
+_insert_sql: dict[tuple[str, type[Model]], tuple[str, list[Field[Any, Any]]]] = {}
 
 
-def insert_row(row: Model) -> Model:
-    """INSERT one new row and set its primary key, as ``save()`` would for a plain model.
-
-    For the order path only: it sends no signals, and the models it serves have none.
-    """
-    model = type(row)
+def _insert_statement(model: type[Model]) -> tuple[str, list[Field[Any, Any]]]:
+    """``INSERT INTO table (columns) VALUES (%s, ...)`` for every concrete column but the
+    primary key, built once per vendor and model; and those columns' fields."""
     key = (connection.vendor, model)
     if key not in _insert_sql:
         model_fields = [field for field in model._meta.concrete_fields if not field.primary_key]
@@ -265,20 +288,12 @@ def insert_row(row: Model) -> Model:
         names = ", ".join(quote(field.column) for field in model_fields)
         placeholders = ", ".join("%s" for _ in model_fields)
         statement = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"
-        if connection.features.can_return_columns_from_insert:
-            statement += f" RETURNING {quote(model._meta.pk.column)}"
         _insert_sql[key] = (statement, model_fields)
-    statement, model_fields = _insert_sql[key]
-    wrapper = _wrapper()
-    parameters = [
-        field.get_db_prep_save(field.pre_save(row, True), wrapper) for field in model_fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(statement, parameters)
-        if connection.features.can_return_columns_from_insert:
-            row.pk = cursor.fetchone()[0]
-        else:
-            row.pk = cursor.lastrowid
-    row._state.adding = False
-    row._state.db = connection.alias
+    return _insert_sql[key]
+
+
+def insert_row(row: Model) -> Model:
+    """INSERT one new row and set its primary key, as ``save()`` would for a plain model
+    (``insert_rows`` with ``returning`` for one row)."""
+    insert_rows(type(row), [row], returning=True)
     return row
