@@ -310,6 +310,11 @@ EXCHANGE_API_MATCH_WAIT_SECONDS = float(os.environ.get("EXCHANGE_API_MATCH_WAIT_
 # How long a web process trusts an API key it has read (revocation reaches other processes
 # within this many seconds; the revoking process forgets the key at once).
 EXCHANGE_API_KEY_CACHE_SECONDS = float(os.environ.get("EXCHANGE_API_KEY_CACHE_SECONDS", "1"))
+# How long a process trusts an instrument and an organization's main trading account (with
+# its margin-call flag) read for placing orders (``exchange.recent``): its own changes are
+# seen at once, other processes' within this many seconds; the matcher re-checks the
+# instrument's status under its row lock. 0 reads them for every order.
+EXCHANGE_REFERENCE_CACHE_SECONDS = float(os.environ.get("EXCHANGE_REFERENCE_CACHE_SECONDS", "1"))
 # Signed requests are accepted this long around their timestamp, and each only once.
 EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(
     os.environ.get("EXCHANGE_API_SIGNATURE_WINDOW_SECONDS", "30")

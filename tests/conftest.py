@@ -18,6 +18,15 @@ def _fast_passwords(settings):
 
 
 @pytest.fixture(autouse=True)
+def _nothing_kept_from_another_test():
+    """Rows a test's process kept (``exchange.recent``) belong to that test's database state:
+    the next test starts reading afresh."""
+    from exchange import recent
+
+    recent.forget_all()
+
+
+@pytest.fixture(autouse=True)
 def _outcome_listener_stopped():
     """A test that waited for an external matcher leaves this process listening on its own
     connection to the test database: stop it, or the database cannot be dropped at the end."""

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
 from exchange.models import Account, ApiKey, Membership, Organization
-from exchange.services.participants import account_main
+from exchange.services.participants import account_main_recent
 
 ORGANIZATION_HEADER = "HTTP_X_GX_ORGANIZATION"
 ROLE_SCOPES = {
@@ -47,9 +47,10 @@ class Caller:
 
     @property
     def account(self) -> Account:
-        """The organization's main trading account (read once per request)."""
+        """The organization's main trading account, with its margin-call flag (read at most
+        ``EXCHANGE_REFERENCE_CACHE_SECONDS`` ago: ``exchange.recent``)."""
         if self._account is None:
-            self._account = account_main(self.organization, with_margin_call=True)
+            self._account = account_main_recent(self.organization)
         return self._account
 
 

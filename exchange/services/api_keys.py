@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
 from exchange.models import ApiKey, Organization
+from exchange.recent import Recent
 from exchange.services.audit import audit_record
 from statements import Select
 
@@ -53,9 +54,8 @@ KEY_BY_PREFIX = Select(
     "{t0} INNER JOIN {t1} ON {t1}.id = {t0}.organization_id",
     "WHERE {t0}.prefix = %s",
 )
-# Keys read from the database, by prefix, with when they were read (this process's clock).
-_recent: dict[str, tuple[ApiKey, float]] = {}
-RECENT_KEYS_MAX = 10_000
+# Keys read from the database, by prefix (``exchange.recent``).
+KEYS_RECENT: Recent[str, ApiKey] = Recent("EXCHANGE_API_KEY_CACHE_SECONDS")
 
 
 def _fernet() -> Fernet:
@@ -225,25 +225,21 @@ def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) 
 
 def _key_by_prefix(prefix: str) -> ApiKey | None:
     """The key with ``prefix`` as read at most ``EXCHANGE_API_KEY_CACHE_SECONDS`` ago."""
-    now = time.monotonic()
-    remembered = _recent.get(prefix)
-    if remembered is not None and now - remembered[1] < settings.EXCHANGE_API_KEY_CACHE_SECONDS:
-        return remembered[0]
-    found = KEY_BY_PREFIX.rows([prefix])
-    key = None
-    if found:
+
+    def read() -> ApiKey | None:
+        found = KEY_BY_PREFIX.rows([prefix])
+        if not found:
+            return None
         key = cast(ApiKey, found[0][0])
         key.organization = cast(Organization, found[0][1])
-    if key is not None and settings.EXCHANGE_API_KEY_CACHE_SECONDS > 0:
-        if len(_recent) >= RECENT_KEYS_MAX:
-            _recent.clear()
-        _recent[prefix] = (key, now)
-    return key
+        return key
+
+    return KEYS_RECENT.get(prefix, read)
 
 
 def api_key_forget(prefix: str) -> None:
     """Read the key afresh at its next use in this process."""
-    _recent.pop(prefix, None)
+    KEYS_RECENT.forget(prefix)
 
 
 def _allowed(client_ip: str, networks: list[str]) -> bool:

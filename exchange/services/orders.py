@@ -32,6 +32,7 @@ from exchange.models import (
     OrderRejection,
     Side,
 )
+from exchange.recent import Recent
 from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
 from exchange.units import price_to_ticks, quantity_to_lots
@@ -42,6 +43,8 @@ CLIENT_ORDER_ID_LENGTH_MAX = 64
 ORDER_WAIT_SECONDS_MAX = 10.0
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
 ORDER_BY_ID = Select([Order], "{t0}", "WHERE {t0}.id = %s")
+# Instruments read for orders, by symbol.
+INSTRUMENTS_RECENT: Recent[str, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -421,8 +424,14 @@ def _reread(order: Order) -> Order:
 
 
 def _instrument_by_symbol(symbol: str) -> Instrument | None:
-    found = INSTRUMENT_BY_SYMBOL.rows([symbol])
-    return cast(Instrument, found[0][0]) if found else None
+    """The instrument as this process read it at most ``EXCHANGE_REFERENCE_CACHE_SECONDS``
+    ago (``exchange.recent``): the matcher checks its status again under the row's lock."""
+
+    def read() -> Instrument | None:
+        found = INSTRUMENT_BY_SYMBOL.rows([symbol])
+        return cast(Instrument, found[0][0]) if found else None
+
+    return INSTRUMENTS_RECENT.get(symbol, read)
 
 
 def _validate_known(

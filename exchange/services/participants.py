@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from exchange.errors import ParticipantError, ParticipantErrorCode
 from exchange.models import Account, MarginCall, Membership, Organization
+from exchange.recent import Recent
 from exchange.services.audit import audit_record
 from statements import Select
 
@@ -95,6 +96,21 @@ def account_main(organization: Organization, *, with_margin_call: bool = False) 
     if with_margin_call:
         account.has_open_margin_call = call.pk is not None  # type: ignore[attr-defined]
     return cast(Account, account)
+
+
+# Main accounts read for orders, by organization id (``exchange.recent``).
+MAIN_ACCOUNTS_RECENT: Recent[int, Account] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
+
+
+def account_main_recent(organization: Organization) -> Account:
+    """``account_main(organization, with_margin_call=True)`` as this process read it at most
+    ``EXCHANGE_REFERENCE_CACHE_SECONDS`` ago: for the API's caller, whose requests would
+    otherwise read it every time. Read-only: the same instance serves every thread."""
+    account = MAIN_ACCOUNTS_RECENT.get(
+        organization.pk, lambda: account_main(organization, with_margin_call=True)
+    )
+    assert account is not None  # account_main raises rather than answer None.
+    return account
 
 
 def organization_sign_up(

@@ -51,6 +51,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from exchange import recent
 from exchange.errors import ExchangeError, RiskError, RiskErrorCode
 from exchange.models import (
     RESTING_STATUSES,
@@ -549,6 +550,9 @@ def instruments_lock(ids: list[int]) -> dict[int, Instrument]:
         .order_by("pk")
     }
     Instrument.objects.filter(pk__in=ids).update(risk_version=F("risk_version") + 1)
+    # What the cycle changes next (risk versions, expiries, margin calls) is written with
+    # update(), which sends no signal: forget what this process keeps, now and at the commit.
+    recent.changed()
     return locked
 
 
@@ -820,6 +824,7 @@ def account_liquidate(
                 resolved_at=timezone.now(),
                 resolved_by=actor if actor is not None and actor.is_authenticated else None,
             )
+            recent.changed()
     audit_record(
         actor=actor,
         action="account.liquidate",

@@ -945,3 +945,54 @@ def test_under_a_margin_call_the_api_only_takes_orders_that_reduce(
     assert len(margin_call_reads) == 1 and 'FROM "exchange_account"' in margin_call_reads[0]
     assert less.status_code == 201
     assert less.json()["order"]["status"] == "open"
+
+
+def test_a_busy_caller_places_orders_without_reading_its_account_or_the_instrument(future, api):
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
+    assert api.post(ORDERS, order, format="json").status_code == 201
+
+    with statements() as run:
+        again = api.post(ORDERS, order, format="json")
+
+    assert again.status_code == 201
+    # (The inline matcher of the tests reads the instrument by id under its lock.)
+    assert not [sql for sql in run if '"exchange_instrument"."symbol" = ' in sql]
+    assert not [sql for sql in run if 'FROM "exchange_account"' in sql]
+
+
+def test_a_halt_made_in_this_process_reaches_the_next_order_at_once(future, api):
+    from exchange.services.instruments import instrument_halt
+
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
+    assert api.post(ORDERS, order, format="json").status_code == 201
+
+    instrument_halt(instrument=future, actor=None, reason="test")
+    refused = api.post(ORDERS, order, format="json")
+
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "ORDER_INSTRUMENT_HALTED"
+
+
+def test_another_processs_halt_is_enforced_by_the_matcher_until_the_kept_row_expires(
+    future, api, settings
+):
+    import time
+
+    from exchange.models import Instrument
+
+    settings.EXCHANGE_REFERENCE_CACHE_SECONDS = 0.2
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
+    assert api.post(ORDERS, order, format="json").status_code == 201
+
+    # Staff halt it from another process: no signal reaches this one.
+    Instrument.objects.filter(pk=future.pk).update(status=Instrument.Status.HALTED)
+    accepted = api.post(ORDERS, order, format="json")
+    time.sleep(0.25)
+    refused = api.post(ORDERS, order, format="json")
+
+    assert accepted.status_code == 201  # Accepted on the kept row; the matcher refuses it.
+    assert accepted.json()["order"]["status"] == "rejected"
+    assert accepted.json()["order"]["reject_code"] == "ORDER_INSTRUMENT_HALTED"
+    assert Hold.objects.filter(status=Hold.Status.PENDING).count() == 1  # The first order's.
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "ORDER_INSTRUMENT_HALTED"
