@@ -1,11 +1,15 @@
 """``insert_rows`` and ``insert_row``: what they write is what the ORM would have written."""
 
+from decimal import Decimal
+
 import pytest
+from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ledger.models import Commodity
-from statements import insert_row, insert_rows
+from statements import insert_row, insert_rows, preparer
 
 
 def _commodities(count: int) -> list[Commodity]:
@@ -70,3 +74,44 @@ def test_insert_rows_refused_by_a_constraint_raises_and_writes_no_key():
 
     assert all(row.pk is None for row in rows)
     assert Commodity.objects.count() == 1
+
+
+ORDER_PATH_MODELS = [
+    "exchange.Order",
+    "exchange.OrderCommand",
+    "exchange.OrderTransition",
+    "exchange.OrderHold",
+    "exchange.Trade",
+    "exchange.Instrument",
+    "ledger.Hold",
+    "ledger.Entry",
+    "ledger.Posting",
+    "ledger.HoldConsumption",
+    "ledger.Account",
+]
+# Values of every kind the order path writes, and some it should never see.
+VALUES = [None, 0, 1, -7, 2**40, True, False, "", "x", "open", "12", Decimal("2.5"), 1.5]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("label", ORDER_PATH_MODELS)
+def test_a_preparer_gives_what_get_db_prep_save_gives_for_every_column(label):
+    model = apps.get_model(label)
+    checked = 0
+    for field in model._meta.concrete_fields:
+        prepare = preparer(field)
+        for value in VALUES:
+            try:
+                expected = field.get_db_prep_save(value, connection)
+            except (TypeError, ValueError, ValidationError) as error:
+                with pytest.raises(type(error)):
+                    prepare(value)
+                continue
+            got = prepare(value)
+            # (A JSON value is wrapped in an object of psycopg's that compares by identity.)
+            assert (type(got), getattr(got, "obj", got)) == (
+                type(expected),
+                getattr(expected, "obj", expected),
+            ), (field.name, value)
+            checked += 1
+    assert checked
