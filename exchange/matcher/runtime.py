@@ -221,12 +221,14 @@ class Matcher:
         self._synced_sequence[instrument_id] = applier.sequence
         self.last_orders.update(applier.orders)
         cache = self._orders.setdefault(instrument_id, {})
+        left: set[int] = set()
         for order in applier.orders.values():
             if order.status in RESTING_STATUSES:
                 cache[order.pk] = order
             else:
                 cache.pop(order.pk, None)
-        applier.settlement.end(set(cache))
+                left.add(order.pk)
+        applier.settlement.end(left, cache.keys())
         self._settlements[instrument_id] = applier.settlement
         # After the commit, never inside the transaction; logs rather than raises. Published
         # before the next batch runs, so listeners get the batches in sequence order.
@@ -257,9 +259,11 @@ class Matcher:
     def _load_orders(self, applier: EventApplier, events: Iterable[object]) -> None:
         missing = applier.missing_order_ids(list(events))
         cache = self._orders.get(applier.instrument.pk, {})
-        for order_id in missing & cache.keys():
+        # Set operations with the cache's keys would walk the whole book: ask per order.
+        kept = {order_id for order_id in missing if order_id in cache}
+        for order_id in kept:
             applier.orders[order_id] = cache[order_id]
-        missing -= cache.keys()
+        missing -= kept
         if missing:
             applier.orders.update(
                 (order.pk, order) for (order,) in ORDERS_BY_IDS.rows_in(sorted(missing))

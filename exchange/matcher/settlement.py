@@ -24,6 +24,7 @@ pair that identifies the ``Trade`` row):
   of the proceeds.
 """
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -136,12 +137,22 @@ class Settlement:
         self.voids = {}
         self.changed_rows = {}
 
-    def end(self, resting_order_ids: set[int]) -> None:
-        """After the batch committed: forget the orders that left the book."""
-        for order_id in self.loaded - resting_order_ids:
+    def end(self, left: set[int], resting_order_ids: Container[int]) -> None:
+        """After the batch committed: forget the orders that left the book.
+
+        ``left``: the batch's orders that no longer rest. Every other loaded order still rests:
+        a batch loads only its own orders, and forgets here those that leave, so the work is
+        the batch's size, not the book's.
+        """
+        for order_id in left & self.loaded:
             for hold in self.active.pop(order_id, []):
                 self.remaining.pop(hold.pk, None)
                 self.rows.pop(hold.pk, None)
+        # Released in this batch (closed orders, replaced or refused replaces): nothing will
+        # consume them again. (Kept until now, they used to stay for the matcher's lifetime.)
+        for hold_id in self.voids:
+            self.remaining.pop(hold_id, None)
+            self.rows.pop(hold_id, None)
         # Holds of replaces still queued stay known, unless their order left the book: loading
         # that order again (for its queued replace) reads them afresh.
         for command_id, holds in list(self.fresh.items()):
@@ -149,7 +160,7 @@ class Settlement:
                 for hold in self.fresh.pop(command_id):
                     self.rows.pop(hold.pk, None)
                     self.remaining.pop(hold.pk, None)
-        self.loaded &= resting_order_ids
+        self.loaded -= left
 
     # Loading ------------------------------------------------------------------------------
 

@@ -368,3 +368,25 @@ def cross_each(instruments, buyer, seller) -> None:
     for instrument in instruments:
         place(buyer, instrument, "buy", 2, "2.45")
         place(seller, instrument, "sell", 2, "2.45")
+
+
+def test_what_the_matcher_keeps_per_order_is_forgotten_when_the_order_leaves_the_book(
+    future, buyer, seller, maker, fourth
+):
+    """The holds kept for settlement belong to resting orders only: each pass forgets those of
+    its orders that left (filled, cancelled, IOC remainders), and the holds it released."""
+    matcher, orders = build_history(future, buyer, seller, maker, fourth)
+    place(seller, future, "sell", 3, "2.45", time_in_force="ioc")  # fills a (3): a leaves
+    order_cancel(order=Order.objects.get(pk=orders["d"].pk))
+    matcher.process_pending()
+
+    kept = matcher._settlements[future.pk]
+    resting = {resting.order_id for resting in matcher.engine.book(future.pk).orders()}
+    assert status(orders["a"]) == "filled" and status(orders["d"]) == "cancelled"
+    assert kept.loaded and kept.loaded <= resting
+    assert set(kept.active) <= resting
+    assert orders["a"].pk not in kept.loaded and orders["d"].pk not in kept.loaded
+    # Holds known in memory: those of resting orders and of queued replaces, no released one.
+    held = {hold.pk for holds in [*kept.active.values(), *kept.fresh.values()] for hold in holds}
+    assert set(kept.remaining) == held
+    assert set(kept.rows) == held
