@@ -75,7 +75,8 @@ def columns(model: type[Model]) -> _Columns:
 SIZED_STATEMENTS_MAX = 256
 
 
-Preparer = Callable[[Any], Any]
+# (value, the calling thread's connection) -> the parameter to send.
+Preparer = Callable[[Any, BaseDatabaseWrapper], Any]
 
 # Field classes whose parameters commonly come as these exact Python types on the order path.
 _SAMPLES: tuple[tuple[type[Field[Any, Any]], Any], ...] = (
@@ -105,15 +106,16 @@ def preparer(field: Field[Any, Any]) -> Preparer:
     return found
 
 
-def _build_preparer(field: Field[Any, Any], wrapper: BaseDatabaseWrapper) -> Preparer:
-    def generic(value: Any) -> Any:
-        return field.get_db_prep_save(value, wrapper)
+def _build_preparer(field: Field[Any, Any], probe: BaseDatabaseWrapper) -> Preparer:
+    """``probe``: the building thread's connection, only asked what Django does; the preparer
+    is shared by threads, each passing its own connection."""
+    generic = field.get_db_prep_save
 
     target = field.target_field if isinstance(field, ForeignKey) else field
     sample = next((value for kind, value in _SAMPLES if isinstance(target, kind)), None)
-    if sample is None or generic(None) is not None:
+    if sample is None or generic(None, probe) is not None:
         return generic
-    exact, prepared = type(sample), generic(sample)
+    exact, prepared = type(sample), generic(sample, probe)
     if prepared is sample:
         wrap = None
     elif isinstance(prepared, exact) and type(prepared)(sample) == prepared:
@@ -121,12 +123,12 @@ def _build_preparer(field: Field[Any, Any], wrapper: BaseDatabaseWrapper) -> Pre
     else:
         return generic
 
-    def fast(value: Any) -> Any:
+    def fast(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
         if value is None:
             return None
         if type(value) is exact:
             return value if wrap is None else wrap(value)
-        return generic(value)
+        return generic(value, wrapper)
 
     return fast
 
@@ -274,8 +276,10 @@ def update_rows(model: type[Model], rows: Iterable[Model], fields: list[str]) ->
     more than the matching itself.
     """
     statement, prepared = _update_statement(model, tuple(fields))
+    wrapper = _wrapper()
     parameters = [
-        [prepare(getattr(row, attname)) for attname, prepare in prepared] + [row.pk] for row in rows
+        [prepare(getattr(row, attname), wrapper) for attname, prepare in prepared] + [row.pk]
+        for row in rows
     ]
     if parameters:
         _execute_each(statement, parameters)
@@ -291,7 +295,10 @@ def insert_rows(model: type[Model], rows: Sequence[Model], *, returning: bool = 
     if not rows:
         return
     statement, prepared = _insert_statement(model)
-    parameters = [[prepare(pre_save(row, True)) for pre_save, prepare in prepared] for row in rows]
+    wrapper = _wrapper()
+    parameters = [
+        [prepare(pre_save(row, True), wrapper) for pre_save, prepare in prepared] for row in rows
+    ]
     if not returning:
         _execute_each(statement, parameters)
         return

@@ -105,9 +105,9 @@ def test_a_preparer_gives_what_get_db_prep_save_gives_for_every_column(label):
                 expected = field.get_db_prep_save(value, connection)
             except (TypeError, ValueError, ValidationError) as error:
                 with pytest.raises(type(error)):
-                    prepare(value)
+                    prepare(value, connection)
                 continue
-            got = prepare(value)
+            got = prepare(value, connection)
             # (A JSON value is wrapped in an object of psycopg's that compares by identity.)
             assert (type(got), getattr(got, "obj", got)) == (
                 type(expected),

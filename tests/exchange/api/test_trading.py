@@ -5,6 +5,7 @@ Expected collateral and fees are computed here from the settings' rules (fee sch
 scan, market protection), independently of ``exchange.services.collateral``.
 """
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_CEILING, Decimal
@@ -13,9 +14,10 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from exchange.models import ApiKey, Order, Organization
+from exchange.models import ApiKey, Instrument, Order, Organization
 from exchange.services.api_keys import api_key_create
 from exchange.services.capacity import hours_by_month
+from exchange.services.instruments import instrument_halt
 from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
@@ -961,8 +963,6 @@ def test_a_busy_caller_places_orders_without_reading_its_account_or_the_instrume
 
 
 def test_a_halt_made_in_this_process_reaches_the_next_order_at_once(future, api):
-    from exchange.services.instruments import instrument_halt
-
     order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
     assert api.post(ORDERS, order, format="json").status_code == 201
 
@@ -976,10 +976,6 @@ def test_a_halt_made_in_this_process_reaches_the_next_order_at_once(future, api)
 def test_another_processs_halt_is_enforced_by_the_matcher_until_the_kept_row_expires(
     future, api, settings
 ):
-    import time
-
-    from exchange.models import Instrument
-
     settings.EXCHANGE_REFERENCE_CACHE_SECONDS = 0.2
     order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
     assert api.post(ORDERS, order, format="json").status_code == 201
