@@ -273,7 +273,11 @@ def _existing_entries(specs: Sequence[EntrySpec]) -> dict[str, Entry]:
 
 
 def entries_post(
-    specs: Sequence[EntrySpec], *, void_holds: Sequence[Hold] = (), fresh_keys: bool = False
+    specs: Sequence[EntrySpec],
+    *,
+    void_holds: Sequence[Hold] = (),
+    fresh_keys: bool = False,
+    savepoint: bool = True,
 ) -> list[Entry]:
     """Post a batch of entries atomically: all of them or, on any refusal, none.
 
@@ -282,7 +286,8 @@ def entries_post(
     same locks (a hold no longer pending is skipped): a caller settling trades and closing
     orders in one transaction takes every account lock in one ascending pass, so it cannot
     deadlock with another doing the same. ``fresh_keys``: the caller vouches that no key was
-    used before (as ``holds_create``); the unique key still refuses a repeat.
+    used before (as ``holds_create``); the unique key still refuses a repeat. ``savepoint``:
+    as ``holds_create``'s, for a caller whose whole transaction rolls back on a refusal.
     """
     if len(specs) > ENTRIES_PER_BATCH_MAX or not (specs or void_holds):
         _refuse(
@@ -292,7 +297,7 @@ def entries_post(
         )
     for spec in specs:
         _check_spec(spec)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         existing = _existing_entries(specs) if specs and not fresh_keys else {}
         fresh: list[EntrySpec] = []
         seen: set[str] = set(existing)

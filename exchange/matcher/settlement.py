@@ -444,12 +444,13 @@ def settlements_flush(settlements: list[Settlement]) -> None:
         OrderHold.objects.bulk_update(changed, ["active"])
     voids = [hold for settlement in settlements for hold in settlement.voids.values()]
     specs = [spec for settlement in settlements for spec in settlement.specs]
-    # Keys name trades this transaction creates (instrument, sequence): never used before.
+    # Keys name trades this transaction creates (instrument, sequence): never used before. A
+    # refusal rolls the whole matcher transaction back, so no savepoint is needed.
     while len(specs) > ENTRIES_PER_BATCH_MAX:
-        entries_post(specs[:ENTRIES_PER_BATCH_MAX], fresh_keys=True)
+        entries_post(specs[:ENTRIES_PER_BATCH_MAX], fresh_keys=True, savepoint=False)
         specs = specs[ENTRIES_PER_BATCH_MAX:]
     if specs or voids:
-        entries_post(specs, void_holds=voids, fresh_keys=True)
+        entries_post(specs, void_holds=voids, fresh_keys=True, savepoint=False)
 
 
 def settlements_load(wanted: dict[Settlement, set[int]]) -> None:

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from ledger import services
 from ledger.errors import LedgerError, LedgerErrorCode
@@ -202,6 +203,23 @@ def test_batch_with_one_bad_entry_writes_nothing(alice, bob, bank):
         services.entries_post([good, unbalanced])
     entries = services.entries_post([good, also_good])
     assert [e.idempotency_key for e in entries] == [good.key, also_good.key]
+
+
+def test_batch_without_savepoint_leaves_the_rollback_to_the_caller(alice, bob):
+    """``savepoint=False`` (the matcher's flush) sends no SAVEPOINT; a refusal marks the
+    caller's transaction for rollback, and rolling it back leaves nothing written."""
+    good = EntrySpec(unique("k"), "ok", ((alice, 10), (bob, -10)))
+    too_much = EntrySpec(unique("k"), "short", ((alice, 991), (bob, -991)))
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        services.entries_post([good], fresh_keys=True, savepoint=False)
+    assert not [q for q in queries if "SAVEPOINT" in q["sql"].upper()]
+    assert support.totals(alice) == (10, 1000, 0, 0)
+    before = snapshot()
+    with pytest.raises(LedgerError) as info, transaction.atomic():
+        services.entries_post([too_much], fresh_keys=True, savepoint=False)
+        pytest.fail("refused before this line")
+    assert info.value.code == Code.INSUFFICIENT_FUNDS
+    assert snapshot() == before
 
 
 def test_batch_entries_see_each_other(alice, bob):
