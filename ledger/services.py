@@ -186,13 +186,15 @@ class _Deltas:
             if connection.vendor == "postgresql" and len(params) > 1:
                 # One round trip for all the accounts (psycopg pipelines ``executemany``), in
                 # the order given; the ids returned say which UPDATEs passed their condition.
+                # psycopg's own cursor: Django's exceptions are raised as its cursor raises them.
                 raw = cursor.cursor
-                raw.executemany(sql + " RETURNING id", params, returning=True)
                 updated: set[int] = set()
-                while True:
-                    updated.update(account_id for (account_id,) in raw.fetchall())
-                    if not raw.nextset():
-                        break
+                with connection.wrap_database_errors:
+                    raw.executemany(sql + " RETURNING id", params, returning=True)
+                    while True:
+                        updated.update(account_id for (account_id,) in raw.fetchall())
+                        if not raw.nextset():
+                            break
                 refused = [account_id for account_id in ids if account_id not in updated]
                 if refused:
                     self._refuse_for(refused[0])

@@ -5,12 +5,12 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import Sum
 
 from ledger import services
 from ledger.errors import LedgerError, LedgerErrorCode
-from ledger.models import Entry, Hold, Posting
+from ledger.models import Account, Entry, Hold, Posting
 from tests.ledger import support
 from tests.ledger.support import DEBIT, move, unique
 
@@ -100,3 +100,42 @@ def test_concurrent_transfers(usd):
     assert sum(dp - cp for dp, cp, _, _ in balances) == 0
     assert balances[0][:2] == (6 * FUNDING, 0)
     assert Posting.objects.aggregate(s=Sum("amount"))["s"] == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_account_lock_timeout_raises_djangos_error(usd):
+    """The UPDATE of several accounts' totals runs on psycopg's own cursor; an error there
+    still reaches the caller as Django's exception (as every other statement's does), with
+    nothing written."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    bank = support.account(usd)
+    alice, bob = support.cash(usd), support.cash(usd)
+    move(bank, alice, FUNDING)
+    before = support.snapshot()
+    locked = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                Account.objects.select_for_update().get(pk=bob.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with pytest.raises(OperationalError) as info, transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '50ms'")
+            services.entry_post(key=unique("t"), description="t", postings=[(alice, 5), (bob, -5)])
+    finally:
+        release.set()
+        thread.join(10)
+    assert "lock" in str(info.value)
+    assert support.snapshot() == before
