@@ -9,7 +9,7 @@ from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.participants import account_main, organization_create
-from tests.exchange.support import RowCounts, listing_month
+from tests.exchange.support import RowCounts, listing_month, redis_server
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +146,10 @@ def listing(sku, region, seller) -> Instrument:
         contiguous_block_gpus=8,
     )
     return resale_list(reservation=reservation)
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis server of the test's own (skipped where Redis is not installed)."""
+    with redis_server() as url:
+        yield url

@@ -1,5 +1,9 @@
 """Helpers shared by the exchange tests."""
 
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -7,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 from itertools import pairwise
 
+import pytest
 from django.db import connection
 from django.utils import timezone
 
@@ -140,3 +145,36 @@ def statements() -> Iterator[list[str]]:
 
     with connection.execute_wrapper(record):
         yield run
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A Redis server of the test's own, on a free port; its URL (skipped without Redis)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs redis-server")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=5)

@@ -7,7 +7,9 @@ then it starts, on loopback, ``--workers`` gunicorn worker processes serving the
 limit orders (about 15% marketable IOC) through ``POST /api/v1/orders/`` for ``--seconds``,
 each over one keep-alive connection. It reports what the clients measured: accepted orders
 per second, and the latency of each placement (request sent to response read), then waits
-until the matchers have processed every order and checks the books.
+until the matchers have processed every order and checks the books. With Redis
+(``--redis``, by default ``REDIS_URL``) the servers use it as production does: the cache behind
+the API keys' rate limits, and the channel layer the matchers publish the feed to.
 
 The last line is ``orders_per_second=<n> p99_ms=<n>``.
 """
@@ -96,6 +98,19 @@ def _client(
     results.put((latencies_ms, statuses))
 
 
+def _check_redis(url: str) -> None:
+    """Refuse to start against a Redis that does not answer (every request would fail)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        raise CommandError(f"Redis at {url} does not answer: {error}") from error
+    finally:
+        client.close()
+
+
 class Command(BaseCommand):
     help = (
         "Benchmark order placement through the REST API with gunicorn and external matchers "
@@ -116,12 +131,29 @@ class Command(BaseCommand):
         parser.add_argument("--shards", type=int, default=1, help="run_matcher processes.")
         parser.add_argument("--instruments", type=int, default=4)
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument(
+            "--redis",
+            default=None,
+            metavar="URL",
+            help="Redis for the servers' cache (API keys' rate limits) and the feed's channel "
+            "layer, as production runs them (default: REDIS_URL). Empty: each process keeps "
+            "its own, and the feed's messages reach no other process.",
+        )
         parser.add_argument("--keep-database", action="store_true")
 
     def handle(self, *args, **options):
         if connection.vendor != "postgresql":
             raise CommandError("bench_api measures the production setup: set DATABASE_URL.")
         settings.DEBUG = False
+        redis_url = settings.REDIS_URL if options["redis"] is None else options["redis"]
+        if redis_url:
+            _check_redis(redis_url)
+        else:
+            self.stderr.write(
+                "No Redis (REDIS_URL or --redis): the servers' cache and the feed stay in each "
+                "process, which production does not do; the figures leave out their cost."
+            )
+        options["feed"] = "redis" if redis_url else "in-process"
         database = settings.DATABASES["default"]
         old_name = database["NAME"]
         database.setdefault("TEST", {})["NAME"] = f"bench_api_{old_name}"
@@ -132,7 +164,7 @@ class Command(BaseCommand):
             tokens, symbols = self._keys_and_symbols(instrument_ids, account_ids)
             connections.close_all()
             port = _free_port()
-            environment = self._environment(scratch)
+            environment = self._environment(scratch, redis_url)
             processes += self._start(environment, port, options)
             base_url = f"http://127.0.0.1:{port}"
             self._wait_for(base_url, processes)
@@ -168,7 +200,7 @@ class Command(BaseCommand):
         }
         return tokens, symbols
 
-    def _environment(self, database_name: str) -> dict[str, str]:
+    def _environment(self, database_name: str, redis_url: str) -> dict[str, str]:
         database = settings.DATABASES["default"]
         user = database.get("USER") or "postgres"
         password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
@@ -178,6 +210,7 @@ class Command(BaseCommand):
             **os.environ,
             "DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{database_name}",
             "EXCHANGE_MATCHER_MODE": "external",
+            "REDIS_URL": redis_url,
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # The keys' signing keys are sealed with it.
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -302,6 +335,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"clients={options['clients']} workers={options['workers']}x{options['threads']} "
             f"matchers={options['shards']} instruments={options['instruments']} "
+            f"feed={options['feed']} "
             f"seconds={elapsed:.1f} requests={len(latencies_ms)} statuses={statuses} "
             f"trades={Trade.objects.count()} matcher_lag_s={drained:.1f}"
         )

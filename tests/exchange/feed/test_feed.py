@@ -8,9 +8,6 @@ matcher then publishes from that thread with ``async_to_sync``, which runs the s
 test's loop: the one the in-memory layer's queues belong to.
 """
 
-import shutil
-import socket
-import subprocess
 import time
 from decimal import Decimal
 
@@ -24,7 +21,7 @@ from exchange.asgi import application
 from exchange.feed.selectors import book_snapshot
 from exchange.models import Instrument, Order, Trade
 from exchange.services.api_keys import api_key_create, api_key_revoke, signature_for
-from tests.exchange.support import place
+from tests.exchange.support import free_port, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -327,39 +324,6 @@ def test_a_channel_layer_that_fails_does_not_stop_matching(settings, caplog, fut
     ):
         assert time.monotonic() < deadline, "the feed's failure was not logged"
         time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def redis_url():
-    """A Redis server of the test's own (skipped where Redis is not installed)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs redis-server")
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=5)
 
 
 def test_the_redis_layer_carries_the_matcher_batches(settings, redis_url, future, buyer, seller):

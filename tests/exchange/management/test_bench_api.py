@@ -5,14 +5,15 @@ import io
 import re
 
 import pytest
+import redis
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from tests.exchange.support import free_port
 
-@pytest.mark.django_db(transaction=True)
-def test_bench_api_places_and_matches_orders_through_http(postgres_only):
-    out = io.StringIO()
 
+def _run(*options: str) -> tuple[list[str], str]:
+    out, err = io.StringIO(), io.StringIO()
     call_command(
         "bench_api",
         "--clients",
@@ -23,14 +24,53 @@ def test_bench_api_places_and_matches_orders_through_http(postgres_only):
         "2",
         "--instruments",
         "1",
+        *options,
         stdout=out,
+        stderr=err,
     )
+    return out.getvalue().strip().splitlines(), err.getvalue()
 
-    lines = out.getvalue().strip().splitlines()
+
+def _assert_placed(lines: list[str]) -> None:
     assert re.fullmatch(r"orders_per_second=\d+ p99_ms=[\d.]+", lines[-1])
     assert int(re.search(r"orders_per_second=(\d+)", lines[-1]).group(1)) > 0
     statuses = re.search(r"statuses=(\{.*?\})", lines[0]).group(1)
     assert "201" in statuses and "500" not in statuses
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_api_places_and_matches_orders_through_http(postgres_only):
+    lines, err = _run("--redis", "")
+
+    _assert_placed(lines)
+    assert "feed=in-process" in lines[0]
+    assert "No Redis" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url):
+    """With Redis the servers' cache and the matcher's feed go through it, as in production:
+    Redis counted the cache's reads (the rate limit, each request) and the feed's group sends
+    (ZRANGE of a group's members, each matcher batch)."""
+    lines, err = _run("--redis", redis_url)
+
+    _assert_placed(lines)
+    assert "feed=redis" in lines[0]
+    assert "No Redis" not in err
+    client = redis.Redis.from_url(redis_url)
+    try:
+        commands = client.info("commandstats")
+    finally:
+        client.close()
+    requests = int(re.search(r"requests=(\d+)", lines[0]).group(1))
+    assert commands["cmdstat_get"]["calls"] >= requests, commands
+    assert commands["cmdstat_zrange"]["calls"] > 0, commands
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_api_refuses_a_redis_that_does_not_answer(postgres_only):
+    with pytest.raises(CommandError, match="does not answer"):
+        call_command("bench_api", "--seconds", "1", "--redis", f"redis://127.0.0.1:{free_port()}/0")
 
 
 @pytest.mark.django_db
