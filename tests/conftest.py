@@ -20,10 +20,13 @@ def _fast_passwords(settings):
 @pytest.fixture(autouse=True)
 def _nothing_kept_from_another_test():
     """Rows a test's process kept (``exchange.recent``) belong to that test's database state:
-    the next test starts reading afresh."""
+    the next test starts reading afresh; and no request of another test counts against a
+    rate limit."""
     from exchange import recent
+    from exchange.api import throttling
 
     recent.forget_all()
+    throttling.forget_local()
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,74 @@
-"""Rate limits per API key (per user for sessions, per address for anonymous callers)."""
+"""Rate limits per API key (per user for sessions, per address for anonymous callers).
 
+A key may make ``EXCHANGE_API_RATE`` requests (say ``100/s``) in a window that opens at its
+first request and lasts the rate's period; a request beyond that is refused with
+``Retry-After`` saying when the window closes. With Redis (``REDIS_URL``, production) every
+web process counts in the same place, atomically and in one round trip: ``SET NX EX`` opens the
+window, ``INCR`` counts, ``PTTL`` says how long the window has left, in one MULTI/EXEC.
+Without Redis (the embedded mode's single process) this process counts in its own memory.
+
+DRF's ``SimpleRateThrottle`` instead reads the key's whole list of request times, trims it and
+writes it back: two round trips, a list as long as the rate to pickle on every request, and
+two processes counting the same request list at once each write back their own, so a
+concurrent burst was undercounted.
+"""
+
+import threading
+import time
 from typing import Any
 
+import redis
+from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from exchange.models import ApiKey
+
+KEY_PREFIX = "exchange:rate:"
+# The in-memory counter forgets closed windows once it holds this many.
+LOCAL_WINDOWS_MAX = 10_000
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+_local: dict[str, tuple[float, int]] = {}  # key: (monotonic end of its window, requests in it)
+_local_lock = threading.Lock()
+
+
+def _client(url: str) -> redis.Redis:
+    """One client per process and URL: its connection pool serves every thread."""
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = redis.Redis.from_url(url)
+        return client
+
+
+def window_hit(key: str, seconds: int) -> tuple[int, float]:
+    """Count one request of ``key`` in its current window of ``seconds`` (opening one if none
+    is open); the requests counted in the window, this one included, and the seconds it has
+    left."""
+    if settings.REDIS_URL:
+        with _client(settings.REDIS_URL).pipeline(transaction=True) as pipe:
+            pipe.set(KEY_PREFIX + key, 0, ex=seconds, nx=True)
+            pipe.incr(KEY_PREFIX + key)
+            pipe.pttl(KEY_PREFIX + key)
+            _, count, left_ms = pipe.execute()
+        return int(count), (left_ms / 1000 if left_ms > 0 else float(seconds))
+    now = time.monotonic()
+    with _local_lock:
+        end, count = _local.get(key, (0.0, 0))
+        if end <= now:
+            if len(_local) >= LOCAL_WINDOWS_MAX:
+                for stale in [k for k, (e, _) in _local.items() if e <= now]:
+                    del _local[stale]
+            end, count = now + seconds, 0
+        _local[key] = (end, count + 1)
+    return count + 1, end - now
+
+
+def forget_local() -> None:
+    """Close every window this process counts itself (tests)."""
+    with _local_lock:
+        _local.clear()
 
 
 class PerKeyRateThrottle(SimpleRateThrottle):
@@ -17,4 +81,15 @@ class PerKeyRateThrottle(SimpleRateThrottle):
             ident = f"user:{request.user.pk}"
         else:
             ident = f"ip:{self.get_ident(request)}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        return str(self.cache_format % {"scope": self.scope, "ident": ident})
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        count, self.left = window_hit(self.key, self.duration)
+        return bool(count <= self.num_requests)
+
+    def wait(self) -> float:
+        """Seconds until the window closes (``Retry-After``)."""
+        return float(self.left)

@@ -2,13 +2,16 @@
 replay window, rate limits, and sessions for signed-in members."""
 
 import io
+import threading
 import time
 
 import pytest
+import redis
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from exchange.api import throttling
 from exchange.api.throttling import PerKeyRateThrottle
 from exchange.models import ApiKey, AuditEntry, Membership
 from exchange.services.api_keys import api_key_create, signature_for
@@ -195,6 +198,77 @@ def test_keys_are_rate_limited_with_retry_after(buyer, monkeypatch):
     assert error_of(limited) == (429, "RATE_LIMITED")
     assert 0 < int(limited["Retry-After"]) <= 60
     assert other.get(ME).status_code == 200  # Per key.
+
+
+def test_a_rate_window_closes_after_its_period(buyer, monkeypatch):
+    """The window opens at the key's first request and lasts the rate's period; Retry-After
+    says what is left of it, and once it has passed the key may call again."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "2/minute")
+    clock = [1000.0]
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: clock[0])
+    client = client_with(token_for(buyer))
+
+    first = client.get(ME).status_code
+    clock[0] += 20
+    second = client.get(ME).status_code
+    clock[0] += 10
+    refused = client.get(ME)
+    clock[0] += 30
+    reopened = client.get(ME).status_code
+
+    assert (first, second, reopened) == (200, 200, 200)
+    assert error_of(refused) == (429, "RATE_LIMITED")
+    assert refused["Retry-After"] == "30"
+
+
+def test_with_redis_every_process_counts_in_the_same_window(
+    buyer, monkeypatch, settings, redis_url
+):
+    """With Redis the count is shared: a process that never saw the key's requests (here, the
+    same one with its Redis client forgotten) refuses the next one, and the window's key in
+    Redis expires with the window."""
+    settings.REDIS_URL = redis_url
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
+    token = token_for(buyer)
+    client = client_with(token)
+
+    statuses = [client.get(ME).status_code for _ in range(3)]
+    throttling._clients.clear()
+    limited = client.get(ME)
+
+    assert statuses == [200, 200, 200]
+    assert error_of(limited) == (429, "RATE_LIMITED")
+    assert 0 < int(limited["Retry-After"]) <= 60
+    server = redis.Redis.from_url(redis_url)
+    try:
+        (key,) = server.keys(throttling.KEY_PREFIX + "*")
+        assert int(server.get(key)) == 4
+        assert 0 < server.ttl(key) <= 60
+    finally:
+        server.close()
+        throttling._clients.clear()
+
+
+def test_with_redis_concurrent_requests_are_each_counted(buyer, settings, redis_url):
+    """Threads counting the same key at once (as several web processes do): every request is
+    counted, none lost to another's write."""
+    settings.REDIS_URL = redis_url
+    barrier = threading.Barrier(8)
+    counts: list[int] = []
+
+    def hit() -> None:
+        barrier.wait()
+        for _ in range(25):
+            counts.append(throttling.window_hit("throttle_key_key:same", 60)[0])
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    throttling._clients.clear()
+
+    assert sorted(counts) == list(range(1, 201))
 
 
 def test_members_signed_in_use_the_api_with_their_role(buyer, client):
