@@ -294,6 +294,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A path segment without NUL (exchange/api/converters.py), in the schema a string with the
+    # same pattern.
+    "PATH_CONVERTER_OVERRIDE": {"text": {"type": "string", "pattern": "^[^/\\x00]+$"}},
     "ENUM_NAME_OVERRIDES": {
         "DepositStatusEnum": "exchange.models.funding.Deposit.Status",
         "DepositMethodEnum": "exchange.models.funding.Deposit.Method",

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
+from exchange.api.fields import CodeRelatedField
 from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
@@ -62,15 +63,15 @@ class CapacitySerializer(serializers.ModelSerializer):
 
 
 class CapacityRegisterSerializer(serializers.Serializer):
-    holder = serializers.SlugRelatedField(
+    holder = CodeRelatedField(
         slug_field="slug",
         queryset=Organization.objects.all(),
         help_text="The organization the GPU-hours are issued to (the provider itself, or the "
         "customer that reserved the block).",
     )
     cluster = serializers.CharField(max_length=CLUSTER_LENGTH_MAX)
-    sku = serializers.SlugRelatedField(slug_field="code", queryset=Sku.objects.all())
-    region = serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all())
+    sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
+    region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
     starts_at = serializers.DateTimeField(help_text="On a whole hour (UTC offset allowed).")
     ends_at = serializers.DateTimeField(help_text="On a whole hour, after starts_at.")
     gpus = serializers.IntegerField(min_value=1, max_value=GPUS_MAX)
@@ -205,7 +206,7 @@ class CapacityListForResale(APIView):
 urlpatterns = [
     path("capacity/", CapacityList.as_view(), name="capacity"),
     path(
-        "capacity/<str:capacity_id>/list/",
+        "capacity/<text:capacity_id>/list/",
         CapacityListForResale.as_view(),
         name="capacity-list-for-resale",
     ),

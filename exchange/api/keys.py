@@ -90,5 +90,5 @@ class KeyDetail(APIView):
 urlpatterns = [
     path("me/", Me.as_view(), name="me"),
     path("keys/", KeyList.as_view(), name="keys"),
-    path("keys/<str:prefix>/", KeyDetail.as_view(), name="key"),
+    path("keys/<text:prefix>/", KeyDetail.as_view(), name="key"),
 ]

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
+from exchange.api.fields import CodeRelatedField
 from exchange.models import Instrument, Region, SettlementPrice, Sku
 from exchange.selectors import market, risk
 from exchange.selectors.market_data import (
@@ -61,12 +62,8 @@ class InstrumentSerializer(serializers.ModelSerializer):
 
 class InstrumentFilter(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Instrument.Kind.choices, required=False)
-    sku = serializers.SlugRelatedField(
-        slug_field="code", queryset=Sku.objects.all(), required=False
-    )
-    region = serializers.SlugRelatedField(
-        slug_field="code", queryset=Region.objects.all(), required=False
-    )
+    sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all(), required=False)
+    region = CodeRelatedField(slug_field="code", queryset=Region.objects.all(), required=False)
     delivery_month = serializers.RegexField(
         r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM"
     )
@@ -322,7 +319,7 @@ class Chain(APIView):
         return Response(ChainSerializer(data).data)
 
 
-SYMBOL = "<str:symbol>"
+SYMBOL = "<text:symbol>"
 
 urlpatterns = [
     path("instruments/", InstrumentList.as_view(), name="instruments"),
@@ -332,5 +329,5 @@ urlpatterns = [
     path(f"instruments/{SYMBOL}/candles/", Candles.as_view(), name="candles"),
     path(f"instruments/{SYMBOL}/settlements/", Settlements.as_view(), name="settlements"),
     path(f"instruments/{SYMBOL}/chain/", Chain.as_view(), name="chain"),
-    path("curves/<str:sku>/<str:region>/", Curve.as_view(), name="curve"),
+    path("curves/<text:sku>/<text:region>/", Curve.as_view(), name="curve"),
 ]

@@ -30,6 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ApiError, ErrorSerializer
+from exchange.api.fields import CodeRelatedField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
 from exchange.errors import PoolError, PoolErrorCode
@@ -580,7 +581,7 @@ class PoolAmountSerializer(serializers.Serializer):
 
 
 class PoolMemberAddSerializer(serializers.Serializer):
-    organization = serializers.SlugRelatedField(
+    organization = CodeRelatedField(
         slug_field="slug",
         queryset=Organization.objects.all(),
         help_text="The startup's slug.",
@@ -595,8 +596,8 @@ class PoolMemberPrioritySerializer(serializers.Serializer):
 
 
 class PoolDemandCreateSerializer(serializers.Serializer):
-    sku = serializers.SlugRelatedField(slug_field="code", queryset=Sku.objects.all())
-    region = serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all())
+    sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
+    region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
     months = serializers.ListField(
         child=MonthField(),
         allow_empty=True,
@@ -1324,7 +1325,7 @@ class CreditRepay(APIView):
         return Response(PoolCreditRepaidSerializer(repaid).data)
 
 
-POOL = "pools/<str:pool_id>/"
+POOL = "pools/<text:pool_id>/"
 
 urlpatterns = [
     path("pools/", PoolList.as_view(), name="pools"),
@@ -1332,18 +1333,18 @@ urlpatterns = [
     path(f"{POOL}fund/", PoolFund.as_view(), name="pool-fund"),
     path(f"{POOL}withdraw/", PoolWithdraw.as_view(), name="pool-withdraw"),
     path(f"{POOL}members/", MemberList.as_view(), name="pool-members"),
-    path(f"{POOL}members/<str:member_id>/", MemberDetail.as_view(), name="pool-member"),
+    path(f"{POOL}members/<text:member_id>/", MemberDetail.as_view(), name="pool-member"),
     path(
-        f"{POOL}members/<str:member_id>/graduate/",
+        f"{POOL}members/<text:member_id>/graduate/",
         MemberGraduate.as_view(),
         name="pool-member-graduate",
     ),
     path(f"{POOL}demands/", DemandList.as_view(), name="pool-demands"),
-    path(f"{POOL}demands/<str:demand_id>/", DemandDetail.as_view(), name="pool-demand"),
+    path(f"{POOL}demands/<text:demand_id>/", DemandDetail.as_view(), name="pool-demand"),
     path(f"{POOL}cut-off/", CutOff.as_view(), name="pool-cut-off"),
     path(f"{POOL}rounds/", RoundList.as_view(), name="pool-rounds"),
-    path(f"{POOL}rounds/<str:round_id>/", RoundDetail.as_view(), name="pool-round"),
-    path(f"{POOL}rounds/<str:round_id>/close/", RoundClose.as_view(), name="pool-round-close"),
+    path(f"{POOL}rounds/<text:round_id>/", RoundDetail.as_view(), name="pool-round"),
+    path(f"{POOL}rounds/<text:round_id>/close/", RoundClose.as_view(), name="pool-round-close"),
     path(f"{POOL}allocations/", AllocationList.as_view(), name="pool-allocations"),
     path(f"{POOL}transfers/", TransferList.as_view(), name="pool-transfers"),
     path(f"{POOL}report/", Report.as_view(), name="pool-report"),

@@ -526,7 +526,7 @@ class FillList(APIView):
 urlpatterns = [
     path("orders/", OrderList.as_view(), name="orders"),
     path("orders/cancel-all/", OrderCancelAll.as_view(), name="orders-cancel-all"),
-    path("orders/<str:order_id>/", OrderDetail.as_view(), name="order"),
-    path("orders/<str:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),
+    path("orders/<text:order_id>/", OrderDetail.as_view(), name="order"),
+    path("orders/<text:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),
     path("fills/", FillList.as_view(), name="fills"),
 ]

@@ -149,6 +149,8 @@ def test_a_halted_instrument_is_listed_with_its_status(listed):
         ({"kind": "FUTURE"}, "kind"),
         ({"sku": "NOPE"}, "sku"),
         ({"region": "NOPE"}, "region"),
+        ({"sku": "H100\x00"}, "sku"),  # PostgreSQL cannot compare text holding NUL.
+        ({"region": "\x00"}, "region"),
         ({"delivery_month": "2026-13"}, "delivery_month"),
         ({"delivery_month": "202601"}, "delivery_month"),
         ({"delivery_month": "0000-01"}, "delivery_month"),
@@ -622,3 +624,23 @@ def test_market_data_is_public_and_read_only(future):
     assert client.get(f"{API}/instruments/").status_code == 200
     response = client.post(f"{API}/instruments/", {}, format="json")
     assert error_of(response)[:2] == (405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/curves/%00/{region}/",
+        "/curves/{sku}/x%00/",
+        "/instruments/{symbol}%00/",
+        "/instruments/%00/book/",
+    ],
+)
+def test_a_path_holding_nul_names_nothing(strip, path):
+    """404, not a server error: PostgreSQL cannot compare text holding NUL, so no route's
+    segment matches it."""
+    future = strip[0]
+    url = path.format(sku=future.sku.code, region=future.region.code, symbol=future.symbol)
+
+    response = get(url)
+
+    assert response.status_code == 404

@@ -523,6 +523,15 @@ def test_hedge_without_futures_or_prices_is_422(sku, region):
     assert error_of(post(HEDGE, {**need, "months": 1}))[:2] == (422, "PRICING_NO_PRICES")
 
 
+def test_a_code_holding_nul_names_nothing(strip):
+    """Not a server error on PostgreSQL, which cannot compare text holding NUL."""
+    need = _need(strip, 1)
+
+    for field in ("sku", "region"):
+        response = post(HEDGE, {**need, field: need[field] + "\x00"})
+        assert error_of(response) == (400, "INVALID_INPUT", field)
+
+
 def test_months_without_a_listed_future_are_422(strip):
     # given the three-month strip
     need = _need(strip, 1)
