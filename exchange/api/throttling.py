@@ -81,14 +81,14 @@ class PerKeyRateThrottle(SimpleRateThrottle):
             ident = f"user:{request.user.pk}"
         else:
             ident = f"ip:{self.get_ident(request)}"
-        return str(self.cache_format % {"scope": self.scope, "ident": ident})
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
             return True
         self.key = self.get_cache_key(request, view)
         count, self.left = window_hit(self.key, self.duration)
-        return bool(count <= self.num_requests)
+        return count <= self.num_requests
 
     def wait(self) -> float:
         """Seconds until the window closes (``Retry-After``)."""

@@ -27,6 +27,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
@@ -100,8 +101,6 @@ def _client(
 
 def _check_redis(url: str) -> None:
     """Refuse to start against a Redis that does not answer (every request would fail)."""
-    import redis
-
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()

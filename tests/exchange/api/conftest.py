@@ -4,7 +4,8 @@ from django.core.cache import cache
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Rate limits and seen request signatures live in the cache: each test starts without."""
+    """Seen request signatures live in the cache: each test starts without (rate limits are
+    forgotten by the root conftest)."""
     cache.clear()
     yield
     cache.clear()
