@@ -337,7 +337,7 @@ CACHES = {
 ASGI_APPLICATION = "exchange.asgi.application"
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "exchange.feed.layers.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
     }
     if REDIS_URL

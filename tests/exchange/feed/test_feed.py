@@ -305,7 +305,7 @@ def test_a_channel_layer_that_fails_does_not_stop_matching(settings, caplog, fut
     # given: a network channel layer nobody answers at
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "exchange.feed.layers.RedisChannelLayer",
             "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
         }
     }
@@ -330,7 +330,7 @@ def test_the_redis_layer_carries_the_matcher_batches(settings, redis_url, future
     # given: the production layer, and a listener of the buyer's organization
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "exchange.feed.layers.RedisChannelLayer",
             "CONFIG": {"hosts": [redis_url]},
         }
     }

@@ -1,0 +1,122 @@
+"""The production channel layer's ``group_send_many``, against a Redis server of the test's own."""
+
+import asyncio
+import time
+
+import pytest
+import redis
+from redis.asyncio.client import Pipeline
+
+from exchange.feed.layers import RedisChannelLayer
+
+
+@pytest.fixture
+def pipelines(monkeypatch) -> list[int]:
+    """Each pipeline the layer sends, as its number of commands (one round trip each)."""
+    sent: list[int] = []
+    execute = Pipeline.execute
+
+    async def counted(self, *args, **kwargs):
+        sent.append(len(self.command_stack))
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", counted)
+    return sent
+
+
+def run(scenario):
+    return asyncio.run(scenario())
+
+
+async def received(layer: RedisChannelLayer, channel: str) -> list[dict]:
+    """Every message waiting on ``channel``."""
+    messages = []
+    while True:
+        try:
+            messages.append(await asyncio.wait_for(layer.receive(channel), 0.3))
+        except TimeoutError:
+            return messages
+
+
+def test_group_send_many_delivers_each_groups_messages_in_order(redis_url):
+    layer = RedisChannelLayer(hosts=[redis_url])
+
+    async def scenario():
+        # given: one channel in two groups, one in one, and a group nobody is in
+        both, only_a = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add("group.a", both)
+        await layer.group_add("group.a", only_a)
+        await layer.group_add("group.b", both)
+        # when
+        over = await layer.group_send_many(
+            [
+                ("group.a", {"type": "feed.batch", "n": 1}),
+                ("group.b", {"type": "feed.batch", "n": 2}),
+                ("group.nobody", {"type": "feed.batch", "n": 3}),
+                ("group.a", {"type": "feed.batch", "n": 4}),
+            ]
+        )
+        return over, await received(layer, both), await received(layer, only_a)
+
+    over, to_both, to_only_a = run(scenario)
+
+    # then: what a group_send per group in that order would have delivered
+    assert over == 0
+    assert [message["n"] for message in to_both] == [1, 2, 4]
+    assert [message["n"] for message in to_only_a] == [1, 4]
+    assert all(message["type"] == "feed.batch" for message in to_both + to_only_a)
+
+
+def test_groups_nobody_listens_to_cost_one_round_trip(redis_url, pipelines):
+    layer = RedisChannelLayer(hosts=[redis_url])
+    sends = [(f"feed.organization.{n}", {"type": "feed.batch", "n": n}) for n in range(3)]
+
+    async def scenario():
+        await layer.group_send_many(sends)
+        unheard = list(pipelines)
+        listener = await layer.new_channel()
+        await layer.group_add("feed.organization.1", listener)
+        pipelines.clear()
+        await layer.group_send_many(sends)
+        return unheard, await received(layer, listener)
+
+    unheard, to_listener = run(scenario)
+
+    # then: one pipeline reading the three groups (expire old members, read members: six
+    # commands); with a listener, one more appending to its channel (expire old messages, the
+    # script)
+    assert unheard == [6]
+    assert pipelines == [6, 2]
+    assert [message["n"] for message in to_listener] == [1]
+
+
+def test_the_groups_old_members_are_dropped_and_a_full_channel_refuses(redis_url):
+    layer = RedisChannelLayer(hosts=[redis_url], capacity=2, group_expiry=60)
+    client = redis.Redis.from_url(redis_url)
+
+    async def scenario():
+        listener = await layer.new_channel()
+        await layer.group_add("group.a", listener)
+        # given: a member that joined longer ago than the group expiry
+        client.zadd(layer._group_key("group.a"), {"specific.gone!x": time.time() - 120})
+        # when: three messages to a channel that holds two
+        over = await layer.group_send_many(
+            [("group.a", {"type": "feed.batch", "n": n}) for n in range(3)]
+        )
+        return over, await received(layer, listener)
+
+    over, to_listener = run(scenario)
+
+    assert over == 1
+    assert [message["n"] for message in to_listener] == [0, 1]
+    assert client.zrange(layer._group_key("group.a"), 0, -1) != []
+    assert b"specific.gone!x" not in client.zrange(layer._group_key("group.a"), 0, -1)
+
+
+def test_an_invalid_group_name_sends_nothing(redis_url, pipelines):
+    layer = RedisChannelLayer(hosts=[redis_url])
+
+    with pytest.raises(TypeError, match="Group name must be"):
+        run(lambda: layer.group_send_many([("ok", {"type": "x"}), ("not valid!", {"type": "x"})]))
+
+    assert pipelines == []
