@@ -7,6 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from exchange.web.accounts import sign_up
 
+handler400 = "exchange.api.errors.bad_request"
+handler404 = "exchange.api.errors.page_not_found"
+handler500 = "exchange.api.errors.server_error"
+
 admin.site.site_header = "GPU Exchange back office"
 admin.site.site_title = "GPU Exchange"
 

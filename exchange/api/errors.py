@@ -13,7 +13,8 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
@@ -49,6 +50,7 @@ CONFLICT_CODES = {
 # A pool's member asking for what only its sponsor does, or the sponsor for a member's act.
 POOL_ROLE_CODES = {PoolErrorCode.SPONSOR_ONLY, PoolErrorCode.NOT_A_MEMBER}
 NOT_FOUND_CODES = {OrderRejectCode.UNKNOWN_INSTRUMENT}
+API_PREFIX = "/api/"
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -156,3 +158,40 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if status_code == status.HTTP_401_UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
     return Response(envelope(code, message, field), status=status_code, headers=headers)
+
+
+# Django's own error views, for requests that reach no API view: a path no route matches, a
+# request Django refuses before routing (a bad Host header, a body too large), an unhandled
+# error. Under ``/api/`` they answer in the envelope, as API clients parse every answer; web
+# pages keep Django's.
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            envelope("NOT_FOUND", f"No API endpoint at {request.path_info}; see /api/schema/."),
+            status=status.HTTP_404_NOT_FOUND,
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            envelope("BAD_REQUEST", "The request was refused before reaching the API."),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            envelope("SERVER_ERROR", "The exchange failed to answer; the error is logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    return defaults.server_error(request)

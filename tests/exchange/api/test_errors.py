@@ -1,0 +1,75 @@
+"""Answers that no API view gives: a path no route matches, a request Django refuses before
+routing, an unhandled error. Under /api/ they come in the error envelope; pages keep Django's."""
+
+import pytest
+from django.test import Client
+
+from exchange.selectors import market
+
+pytestmark = pytest.mark.django_db
+
+
+def envelope_of(response) -> tuple[int, str, str]:
+    assert response["Content-Type"] == "application/json"
+    error = response.json()["error"]
+    return response.status_code, error["code"], error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/no-such-thing/"),
+        ("post", "/api/v1/no-such-thing/"),
+        ("get", "/api/v2/instruments/"),
+        ("delete", "/api/v1/curves/H100SXM/USEAST/extra/"),
+        ("get", "/api/v1/curves/H100%00SXM/USEAST/"),  # No route takes a NUL.
+        ("get", "/api/"),
+    ],
+)
+def test_a_path_no_route_matches_is_a_json_404(method, path):
+    response = getattr(Client(), method)(path)
+
+    status, code, message = envelope_of(response)
+    assert (status, code) == (404, "NOT_FOUND")
+    assert "/api/schema/" in message
+
+
+def test_a_page_no_route_matches_keeps_the_html_404():
+    response = Client().get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_request_refused_before_routing_is_a_json_400():
+    response = Client().get("/api/v1/instruments/", headers={"host": "evil.example"})
+
+    assert envelope_of(response)[:2] == (400, "BAD_REQUEST")
+
+
+def test_an_unhandled_error_is_a_json_500_and_is_logged(monkeypatch, caplog):
+    # given: a selector that fails as a bug would
+    def broken(**filters):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(market, "instruments_listed", broken)
+
+    # when
+    response = Client(raise_request_exception=False).get("/api/v1/instruments/")
+
+    # then: the envelope, with nothing of the error's text, and the traceback in the log
+    status, code, message = envelope_of(response)
+    assert (status, code) == (500, "SERVER_ERROR")
+    assert "a bug" not in message
+    assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
+
+
+def test_a_page_that_fails_keeps_the_html_500(monkeypatch):
+    from exchange.web import markets
+
+    monkeypatch.setattr(markets, "render", lambda *args, **kwargs: 1 / 0)
+
+    response = Client(raise_request_exception=False).get("/")
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
