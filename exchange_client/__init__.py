@@ -23,6 +23,7 @@ from exchange_client.client import (
     PoolReport,
     PoolRound,
     PoolTier,
+    RateLimit,
     Trade,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "PoolReport",
     "PoolRound",
     "PoolTier",
+    "RateLimit",
     "Trade",
 ]

@@ -22,14 +22,47 @@ PAGES_MAX = 1000  # A bound on the pages one listing follows.
 
 
 class ApiError(Exception):
-    """An error response: the HTTP status and the envelope's stable code, message and field."""
+    """An error response: the HTTP status and the envelope's stable code, message and field;
+    for a rate-limited request (429, ``RATE_LIMITED``), the seconds to wait before the next."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None,
+        retry_after_seconds: int | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after_seconds = retry_after_seconds
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The key's standing in its rate-limit window, as the last answer gave it."""
+
+    limit: int  # Requests a window allows.
+    remaining: int  # Requests left in the current window.
+    reset_seconds: int  # Seconds until the current window closes.
+
+    @classmethod
+    def of(cls, headers: Any) -> "RateLimit | None":
+        try:
+            return cls(
+                int(headers["RateLimit-Limit"]),
+                int(headers["RateLimit-Remaining"]),
+                int(headers["RateLimit-Reset"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -375,6 +408,8 @@ class ExchangeClient:
         self.timeout_seconds = timeout_seconds
         self.session = session or requests.Session()
         self.session.headers["Authorization"] = f"Bearer {key}"
+        # The key's rate-limit standing after the last answer that gave one.
+        self.rate_limit: RateLimit | None = None
 
     # Transport ---------------------------------------------------------------------------
 
@@ -411,6 +446,7 @@ class ExchangeClient:
             headers=headers,
             timeout=self.timeout_seconds,
         )
+        self.rate_limit = RateLimit.of(response.headers) or self.rate_limit
         payload = response.json() if response.content else None
         if response.status_code >= 400:
             error = (payload or {}).get("error") or {}
@@ -419,6 +455,7 @@ class ExchangeClient:
                 error.get("code", "HTTP_ERROR"),
                 error.get("message", response.reason),
                 error.get("field"),
+                _int_or_none(response.headers.get("Retry-After")),
             )
         return response.status_code, payload
 

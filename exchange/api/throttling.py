@@ -6,6 +6,9 @@ first request and lasts the rate's period; a request beyond that is refused with
 web process counts in the same place, atomically and in one round trip: ``SET NX EX`` opens the
 window, ``INCR`` counts, ``PTTL`` says how long the window has left, in one MULTI/EXEC.
 Without Redis (the embedded mode's single process) this process counts in its own memory.
+Every answer says where the caller stands: ``RateLimit-Limit`` (requests per window),
+``RateLimit-Remaining`` (left in the current window) and ``RateLimit-Reset`` (seconds until it
+closes), the header fields of the IETF's RateLimit draft.
 
 DRF's ``SimpleRateThrottle`` instead reads the key's whole list of request times, trims it and
 writes it back: two round trips, a list as long as the rate to pickle on every request, and
@@ -13,6 +16,7 @@ two processes counting the same request list at once each write back their own, 
 concurrent burst was undercounted.
 """
 
+import math
 import threading
 import time
 from typing import Any
@@ -88,6 +92,15 @@ class PerKeyRateThrottle(SimpleRateThrottle):
             return True
         self.key = self.get_cache_key(request, view)
         count, self.left = window_hit(self.key, self.duration)
+        # On every answer of the view, errors included (DRF's ``finalize_response`` sets the
+        # view's headers), so a client can pace itself before it is refused.
+        view.headers.update(
+            {
+                "RateLimit-Limit": str(self.num_requests),
+                "RateLimit-Remaining": str(max(0, self.num_requests - count)),
+                "RateLimit-Reset": str(math.ceil(self.left)),
+            }
+        )
         return count <= self.num_requests
 
     def wait(self) -> float:

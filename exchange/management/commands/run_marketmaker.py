@@ -141,4 +141,7 @@ class Command(BaseCommand):
             except ApiError as error:
                 # A refused quote (post-only crossing, risk) is part of trading; say so and go on.
                 self.stderr.write(f"{future.symbol}: {error.code}: {error.message}")
+                if error.retry_after_seconds is not None:
+                    # Rate limited: the next request would be refused too until the window ends.
+                    time.sleep(error.retry_after_seconds)
         return placed, traded

@@ -221,6 +221,30 @@ def test_a_rate_window_closes_after_its_period(buyer, monkeypatch):
     assert refused["Retry-After"] == "30"
 
 
+def test_every_answer_says_the_keys_rate_limit_standing(buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "2/minute")
+    clock = [1000.0]
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: clock[0])
+    client = client_with(token_for(buyer))
+
+    first = client.get(ME)
+    clock[0] += 20.5
+    error = client.get("/api/v1/orders/999999/")
+    clock[0] += 10
+    refused = client.get(ME)
+
+    def standing(response) -> tuple[str, str, str]:
+        return (
+            response["RateLimit-Limit"],
+            response["RateLimit-Remaining"],
+            response["RateLimit-Reset"],
+        )
+
+    assert (first.status_code, standing(first)) == (200, ("2", "1", "60"))
+    assert (error.status_code, standing(error)) == (404, ("2", "0", "40"))
+    assert (refused.status_code, standing(refused)) == (429, ("2", "0", "30"))
+
+
 def test_with_redis_every_process_counts_in_the_same_window(
     buyer, monkeypatch, settings, redis_url
 ):

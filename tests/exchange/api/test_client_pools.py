@@ -17,7 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from exchange.models import Organization
 from exchange.services.api_keys import api_key_create
 from exchange.services.pools import pool_create, pool_fund, pool_member_add
-from exchange_client import ApiError, ExchangeClient
+from exchange_client import ApiError, ExchangeClient, RateLimit
 from tests.exchange.conftest import _account
 from tests.exchange.support import place
 
@@ -176,3 +176,22 @@ def test_refusals_and_other_members_ids_are_api_errors(pool, future):
     assert (hidden.value.status, hidden.value.code) == (404, "NOT_FOUND")
     assert (forbidden.value.status, forbidden.value.code) == (403, "POOL_SPONSOR_ONLY")
     assert [d.id for d in other.demands(pool.pk, status="open")] == [theirs.id]
+
+
+def test_the_client_keeps_the_rate_limit_standing_and_the_wait_of_a_refusal(buyer, monkeypatch):
+    from exchange.api import throttling
+
+    monkeypatch.setitem(throttling.PerKeyRateThrottle.THROTTLE_RATES, "key", "2/minute")
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: 1000.0)
+    client = client_of(buyer.organization)
+
+    client.me()
+    after_first = client.rate_limit
+    client.me()
+    with pytest.raises(ApiError) as refused:
+        client.me()
+
+    assert after_first == RateLimit(limit=2, remaining=1, reset_seconds=60)
+    assert client.rate_limit == RateLimit(limit=2, remaining=0, reset_seconds=60)
+    assert (refused.value.status, refused.value.code) == (429, "RATE_LIMITED")
+    assert refused.value.retry_after_seconds == 60
