@@ -297,6 +297,10 @@ SPECTACULAR_SETTINGS = {
     # A path segment without NUL (exchange/api/converters.py), in the schema a string with the
     # same pattern.
     "PATH_CONVERTER_OVERRIDE": {"text": {"type": "string", "pattern": "^[^/\\x00]+$"}},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "exchange.api.throttling.schema_headers",  # RateLimit-* and Retry-After.
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DepositStatusEnum": "exchange.models.funding.Deposit.Status",
         "DepositMethodEnum": "exchange.models.funding.Deposit.Method",

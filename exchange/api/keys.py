@@ -1,6 +1,8 @@
 """Who am I, and the organization's API keys (listing and revoking; keys are created in the
 web UI or with ``manage.py create_api_key``, where the secret can be shown once)."""
 
+from typing import Any
+
 from django.http import Http404
 from django.urls import path
 from drf_spectacular.utils import extend_schema
@@ -13,6 +15,9 @@ from exchange.api.errors import ErrorSerializer
 from exchange.models import ApiKey
 from exchange.selectors.api_keys import api_key_of, api_keys_of
 from exchange.services.api_keys import api_key_revoke
+
+# Not authenticated, not allowed, over the key's rate (with Retry-After).
+ERRORS: dict[int, Any] = {401: ErrorSerializer, 403: ErrorSerializer, 429: ErrorSerializer}
 
 
 class MeSerializer(serializers.Serializer):
@@ -27,7 +32,7 @@ class Me(APIView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
-        responses={200: MeSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
+        responses={200: MeSerializer, **ERRORS},
         summary="The caller: organization, trading account, scopes, key",
     )
     def get(self, request: Request) -> Response:
@@ -60,7 +65,7 @@ class KeyList(APIView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
-        responses={200: KeySerializer(many=True), 401: ErrorSerializer, 403: ErrorSerializer},
+        responses={200: KeySerializer(many=True), **ERRORS},
         summary="The organization's API keys (never their secrets)",
     )
     def get(self, request: Request) -> Response:
@@ -74,8 +79,7 @@ class KeyDetail(APIView):
     @extend_schema(
         responses={
             200: KeySerializer,
-            401: ErrorSerializer,
-            403: ErrorSerializer,
+            **ERRORS,
             404: ErrorSerializer,
         },
         summary="Revoke one of the organization's keys (at once; revoking twice is harmless)",

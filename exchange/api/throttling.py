@@ -106,3 +106,33 @@ class PerKeyRateThrottle(SimpleRateThrottle):
     def wait(self) -> float:
         """Seconds until the window closes (``Retry-After``)."""
         return float(self.left)
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "Requests the key's window allows.",
+    "RateLimit-Remaining": "Requests left in the key's current window.",
+    "RateLimit-Reset": "Seconds until the key's current window closes.",
+}
+
+
+def schema_headers(result: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every response of an API operation may carry the
+    rate-limit standing (not a request refused before the count: 401), and a 429 says when to
+    retry."""
+    integer = {"type": "integer", "minimum": 0}
+    components = result.setdefault("components", {}).setdefault("headers", {})
+    for name, description in {
+        **RATE_LIMIT_HEADERS,
+        "Retry-After": "Seconds until the window closes and the key may call again.",
+    }.items():
+        components[name] = {"description": description, "schema": integer}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for status_code, response in operation.get("responses", {}).items():
+                if status_code == "401":
+                    continue
+                headers = response.setdefault("headers", {})
+                names = [*RATE_LIMIT_HEADERS, *(["Retry-After"] if status_code == "429" else [])]
+                for name in names:
+                    headers[name] = {"$ref": f"#/components/headers/{name}"}
+    return result

@@ -51,7 +51,8 @@ SYMBOL_LENGTH_MAX = 64
 ID_MAX = orders_selector.ID_MAX
 
 # What a view may answer besides success, for the OpenAPI document.
-AUTH_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
+# Over the key's rate: 429 (with Retry-After).
+AUTH_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer, 429: ErrorSerializer}
 
 
 class OrderSerializer(serializers.ModelSerializer):

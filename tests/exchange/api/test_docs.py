@@ -18,6 +18,23 @@ def test_the_schema_is_openapi_3_with_the_bearer_scheme(client):
     assert "/api/v1/orders/" in schema["paths"]
 
 
+def test_the_schema_documents_the_rate_limit_headers(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    responses = schema["paths"]["/api/v1/orders/"]["post"]["responses"]
+
+    def names(status: str) -> set[str]:
+        return set(responses[status].get("headers", {}))
+
+    standing = {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+    assert standing <= set(schema["components"]["headers"])
+    assert names("201") == names("422") == standing
+    assert names("429") == standing | {"Retry-After"}
+    assert names("401") == set()  # Refused before the request is counted.
+    # Every endpoint counts against the rate, so every operation may answer 429.
+    operations = [op for ops in schema["paths"].values() for op in ops.values()]
+    assert all("Retry-After" in op["responses"]["429"]["headers"] for op in operations)
+
+
 @pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
 def test_the_docs_load_their_assets_from_this_server_only(client, path):
     page = client.get(path).content.decode()

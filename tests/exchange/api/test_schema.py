@@ -29,6 +29,7 @@ CHECKS = [
     schemathesis.checks.status_code_conformance,
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.response_headers_conformance,  # RateLimit-*, Retry-After
 ]
 
 
