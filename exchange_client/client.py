@@ -410,6 +410,8 @@ class ExchangeClient:
         self.session.headers["Authorization"] = f"Bearer {key}"
         # The key's rate-limit standing after the last answer that gave one.
         self.rate_limit: RateLimit | None = None
+        # Added to this machine's clock for a signature's timestamp (``sync_clock``).
+        self.clock_offset_seconds = 0.0
 
     # Transport ---------------------------------------------------------------------------
 
@@ -424,16 +426,22 @@ class ExchangeClient:
         *,
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
+        anonymous: bool = False,
     ) -> tuple[int, Any]:
-        """Send one request; return (status, decoded JSON) or raise ``ApiError``."""
+        """Send one request (``anonymous``: without the key, for public data); return (status,
+        decoded JSON) or raise ``ApiError``."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         target = path if path.startswith("/") else f"{API_PREFIX}/{path}"
         if query:
             target = f"{target}?{urlencode(query)}"
         data = json.dumps(body, default=str).encode() if body is not None else b""
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self.sign:
-            timestamp = str(int(time.time()))
+        headers: dict[str, str | None] = (
+            {"Content-Type": "application/json"} if body is not None else {}
+        )
+        if anonymous:
+            headers["Authorization"] = None  # requests drops the session's header.
+        elif self.sign:
+            timestamp = str(int(time.time() + self.clock_offset_seconds))
             message = f"{timestamp}\n{method.upper()}\n{target}\n".encode() + data
             headers["X-GX-Timestamp"] = timestamp
             headers["X-GX-Signature"] = hmac.new(
@@ -469,6 +477,24 @@ class ExchangeClient:
             _, page = self.request("GET", f"{parts.path}?{parts.query}")
 
     # Market data -------------------------------------------------------------------------
+
+    def server_time(self) -> datetime:
+        # Without the key: a signature made with a drifted clock would be refused.
+        _, data = self.request("GET", "time/", anonymous=True)
+        moment = _datetime(data["server_time"])
+        assert moment is not None
+        return moment
+
+    def sync_clock(self) -> float:
+        """Measure how far this machine's clock is from the exchange's, and sign with the
+        exchange's from now on (a signature's timestamp must be within the exchange's window,
+        30 s by default); returns the offset in seconds."""
+        sent = time.time()
+        server = self.server_time().timestamp()
+        received = time.time()
+        # The exchange read its clock about halfway through the round trip.
+        self.clock_offset_seconds = server - (sent + received) / 2
+        return self.clock_offset_seconds
 
     def instruments(self, **filters: str) -> list[Instrument]:
         _, rows = self.request("GET", "instruments/", params=filters)

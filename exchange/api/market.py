@@ -4,6 +4,7 @@ curves and option chains. Prices are strings of USD per GPU-hour; quantities con
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404
 from django.urls import path
 from django.utils import timezone
@@ -319,6 +320,36 @@ class Chain(APIView):
         return Response(ChainSerializer(data).data)
 
 
+class ServerTimeSerializer(serializers.Serializer):
+    server_time = serializers.DateTimeField(help_text="The exchange's clock (UTC).")
+    epoch_seconds = serializers.IntegerField(
+        help_text="The same in Unix seconds: what X-GX-Timestamp is compared with."
+    )
+    signature_window_seconds = serializers.IntegerField(
+        help_text="How far X-GX-Timestamp may be from this clock."
+    )
+
+
+class ServerTime(APIView):
+    """The exchange's clock, for clients that sign: a signature's timestamp must be within the
+    window of it, so a client whose clock drifts measures the offset here."""
+
+    required_scope = None
+
+    @extend_schema(
+        responses={200: ServerTimeSerializer, **REFUSED},
+        summary="The exchange's clock and the signature window",
+    )
+    def get(self, request: Request) -> Response:
+        now = timezone.now()
+        data = {
+            "server_time": now,
+            "epoch_seconds": int(now.timestamp()),
+            "signature_window_seconds": settings.EXCHANGE_API_SIGNATURE_WINDOW_SECONDS,
+        }
+        return Response(ServerTimeSerializer(data).data)
+
+
 SYMBOL = "<text:symbol>"
 
 urlpatterns = [
@@ -330,4 +361,5 @@ urlpatterns = [
     path(f"instruments/{SYMBOL}/settlements/", Settlements.as_view(), name="settlements"),
     path(f"instruments/{SYMBOL}/chain/", Chain.as_view(), name="chain"),
     path("curves/<text:sku>/<text:region>/", Curve.as_view(), name="curve"),
+    path("time/", ServerTime.as_view(), name="time"),
 ]

@@ -195,3 +195,23 @@ def test_the_client_keeps_the_rate_limit_standing_and_the_wait_of_a_refusal(buye
     assert client.rate_limit == RateLimit(limit=2, remaining=0, reset_seconds=60)
     assert (refused.value.status, refused.value.code) == (429, "RATE_LIMITED")
     assert refused.value.retry_after_seconds == 60
+
+
+def test_a_signing_client_whose_clock_drifts_syncs_with_the_exchange(buyer, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    import exchange_client.client as client_module
+
+    client = client_of(buyer.organization, sign=True)
+    # given: the client's clock two minutes behind the exchange's (30 s window)
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(time=lambda: time.time() - 120))
+
+    with pytest.raises(ApiError) as refused:
+        client.me()
+    offset = client.sync_clock()
+    me = client.me()
+
+    assert refused.value.code == "AUTH_SIGNATURE_EXPIRED"
+    assert 119 < offset < 121
+    assert me["organization"] == buyer.organization.slug

@@ -644,3 +644,20 @@ def test_a_path_holding_nul_names_nothing(strip, path):
     response = get(url)
 
     assert response.status_code == 404
+
+
+def test_the_time_endpoint_gives_the_clock_and_the_signature_window(settings):
+    settings.EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = 45
+    before = timezone.now()
+
+    body = get("/time/").json()
+
+    after = timezone.now()
+    moment = datetime.fromisoformat(body["server_time"])
+    assert before <= moment <= after
+    assert body["epoch_seconds"] == int(moment.timestamp())
+    assert body["signature_window_seconds"] == 45
+    assert error_of(APIClient().post(f"{API}/time/", {}, format="json"))[:2] == (
+        405,
+        "METHOD_NOT_ALLOWED",
+    )
