@@ -1,6 +1,10 @@
 """The push feed's WebSocket consumers: one instrument's market data, one organization's orders.
 
-The feed only sends; frames from clients are ignored. A refused connection is accepted, told
+The feed sends; of a client's frames it answers only ``{"type": "ping"}`` (with an optional
+``"id"``), with ``{"type": "pong", "id", "server_time"}``, so a client that cannot send
+WebSocket pings (a browser) can tell a quiet feed from a dead one. Other JSON is ignored; a
+frame that is not JSON gets an "error" message (``INVALID_JSON``) and the feed goes on. A
+refused connection is accepted, told
 why in an "error" message ({"type": "error", "code", "message"}), then closed with a code of
 its own: a server closing during the handshake makes the client see an HTTP 403 and nothing
 else, so the codes below could never reach it.
@@ -13,11 +17,13 @@ The matcher publishes one event per group and batch (``exchange.feed.publish``);
 ``feed_batch`` forwards its messages one frame each, in order.
 """
 
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 from exchange.api.errors import FORBIDDEN_CODES
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
@@ -46,6 +52,19 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
         await self.accept()
         await self.send_json({"type": "error", "code": code, "message": message})
         await self.close(code=close_code)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            content = json.loads(text_data if text_data is not None else bytes_data or b"")
+        except ValueError:
+            await self.send_json(
+                {"type": "error", "code": "INVALID_JSON", "message": "Frames must be JSON."}
+            )
+            return
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json(
+                {"type": "pong", "id": content.get("id"), "server_time": timezone.now().isoformat()}
+            )
 
     async def feed_batch(self, event: dict[str, Any]) -> None:
         for message in event["messages"]:

@@ -9,6 +9,7 @@ test's loop: the one the in-memory layer's queues belong to.
 """
 
 import time
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -405,3 +406,27 @@ def test_a_batch_in_an_outer_transaction_is_published_at_its_commit_and_never_on
     assert quiet_inside
     assert [message["type"] for message in pushed] == ["trade", "book"]
     assert Trade.objects.count() == 1
+
+
+def test_a_ping_is_answered_and_a_frame_that_is_not_json_does_not_end_the_feed(future):
+    async def scenario():
+        feed = await connected(WebsocketCommunicator(application, instrument_path(future)))
+        await feed.receive_json_from()  # The book snapshot.
+        await feed.send_json_to({"type": "ping", "id": 7})
+        pong = await feed.receive_json_from()
+        await feed.send_to(text_data="not json {")
+        error = await feed.receive_json_from()
+        await feed.send_json_to({"type": "subscribe", "anything": "else"})
+        ignored = await feed.receive_nothing()
+        await feed.send_json_to({"type": "ping"})
+        still_open = await feed.receive_json_from()
+        await feed.disconnect()
+        return pong, error, ignored, still_open
+
+    pong, error, ignored, still_open = async_to_sync(scenario)()
+
+    assert (pong["type"], pong["id"]) == ("pong", 7)
+    assert datetime.fromisoformat(pong["server_time"]).tzinfo is not None
+    assert (error["type"], error["code"]) == ("error", "INVALID_JSON")
+    assert ignored
+    assert (still_open["type"], still_open["id"]) == ("pong", None)
