@@ -574,10 +574,22 @@ class ExchangeClient:
         return Order.of(data)
 
     def orders(
-        self, *, status: str | None = None, instrument: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        instrument: str | None = None,
+        side: str | None = None,
     ) -> Iterator[Order]:
-        for row in self._pages("orders/", {"status": status, "instrument": instrument}):
+        query = {"status": status, "instrument": instrument, "side": side}
+        for row in self._pages("orders/", query):
             yield Order.of(row)
+
+    def order_by_client_order_id(self, client_order_id: str) -> Order | None:
+        """The order placed with ``client_order_id``, or None: after a placement whose answer
+        was lost, whether it was accepted."""
+        _, page = self.request("GET", "orders/", params={"client_order_id": client_order_id})
+        rows = page["results"]
+        return Order.of(rows[0]) if rows else None
 
     def cancel(self, order_id: int) -> Order:
         _, data = self.request("DELETE", f"orders/{order_id}/")

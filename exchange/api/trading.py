@@ -264,6 +264,13 @@ class OrderFilter(PageQuery):
         TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, required=False
     )
     side = serializers.ChoiceField(choices=Side.choices, required=False)
+    client_order_id = serializers.RegexField(
+        TEXT,
+        trim_whitespace=False,
+        max_length=CLIENT_ORDER_ID_LENGTH_MAX,
+        required=False,
+        help_text="The order placed with this client order id (a placement whose answer was lost).",
+    )
 
 
 class FillFilter(PageQuery):
@@ -347,6 +354,7 @@ class OrderList(APIView):
             status=filters.get("status"),
             instrument=filters.get("instrument"),
             side=filters.get("side"),
+            client_order_id=filters.get("client_order_id"),
         )
         paginator = NewestFirst()
         page = paginator.paginate_queryset(orders, request, view=self)

@@ -58,10 +58,13 @@ def orders_of(
     status: str | None = None,
     instrument: str | None = None,
     side: str | None = None,
+    client_order_id: str | None = None,
 ) -> QuerySet[Order]:
-    """The account's orders, filtered by status (or ``STATUS_LIVE``), instrument symbol and
-    side; newest first."""
+    """The account's orders, filtered by status (or ``STATUS_LIVE``), instrument symbol, side
+    and client order id (one order at most); newest first."""
     orders = Order.objects.filter(account=account).select_related("instrument")
+    if client_order_id is not None:
+        orders = orders.filter(client_order_id=client_order_id)
     if status == STATUS_LIVE:
         orders = orders.filter(status__in=LIVE_STATUSES)
     elif status:

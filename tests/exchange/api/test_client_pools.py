@@ -215,3 +215,20 @@ def test_a_signing_client_whose_clock_drifts_syncs_with_the_exchange(buyer, monk
     assert refused.value.code == "AUTH_SIGNATURE_EXPIRED"
     assert 119 < offset < 121
     assert me["organization"] == buyer.organization.slug
+
+
+def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):
+    client = client_of(buyer.organization)
+    placed = client.place_order(
+        instrument=future.symbol,
+        side="buy",
+        quantity=2,
+        price=Decimal("2.40"),
+        client_order_id="lost-answer-1",
+    )
+
+    found = client.order_by_client_order_id("lost-answer-1")
+
+    assert found is not None and found.id == placed.order.id
+    assert client.order_by_client_order_id("never-sent") is None
+    assert [order.id for order in client.orders(side="buy")] == [placed.order.id]

@@ -556,6 +556,25 @@ def test_orders_are_listed_newest_first_with_filters(api, futures, buyer, seller
     assert ids("?instrument=NOPE") == []
 
 
+def test_an_order_is_found_by_its_client_order_id_within_the_organization(
+    api, future, buyer, seller
+):
+    mine = place(buyer, future, "buy", 1, "2.400", client_order_id="q-1")
+    place(buyer, future, "buy", 1, "2.395", client_order_id="q-2")
+    place(seller, future, "sell", 1, "2.700", client_order_id="q-3")  # Not the buyer's.
+
+    def ids(client_order_id: str) -> list[int]:
+        response = api.get(ORDERS, {"client_order_id": client_order_id})
+        assert response.status_code == 200, response.content
+        return [order["id"] for order in response.json()["results"]]
+
+    assert ids("q-1") == [mine.pk]
+    assert ids("q-3") == []
+    assert ids("Q-1") == []
+    too_long = api.get(ORDERS, {"client_order_id": "x" * 65})
+    assert (too_long.status_code, error_of(too_long)["field"]) == (400, "client_order_id")
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [("status=sleeping", "status"), ("status=", "status"), ("side=", "side"), ("limit=0", "limit")],
