@@ -11,7 +11,7 @@ else, so the codes below could never reach it.
 
 - 4401: no key, or a bad, revoked or wrongly signed one;
 - 4403: a key without the "read" scope, or used from an address its allowlist refuses;
-- 4404: no instrument has that symbol.
+- 4404: no instrument has that symbol, or no channel has that path.
 
 The matcher publishes one event per group and batch (``exchange.feed.publish``); the handler
 ``feed_batch`` forwards its messages one frame each, in order.
@@ -69,6 +69,13 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
     async def feed_batch(self, event: dict[str, Any]) -> None:
         for message in event["messages"]:
             await self.send_json(message)
+
+
+class UnknownFeed(FeedConsumer):
+    """Any path no channel has: refused with 4404."""
+
+    async def connect(self) -> None:
+        await self.refuse(CLOSE_NOT_FOUND, "NOT_FOUND", f"No feed at {self.scope['path']!r}.")
 
 
 class InstrumentFeed(FeedConsumer):

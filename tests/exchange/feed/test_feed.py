@@ -430,3 +430,10 @@ def test_a_ping_is_answered_and_a_frame_that_is_not_json_does_not_end_the_feed(f
     assert (error["type"], error["code"]) == ("error", "INVALID_JSON")
     assert ignored
     assert (still_open["type"], still_open["id"]) == ("pong", None)
+
+
+@pytest.mark.parametrize("path", ["/ws/v1/nothing/", "/ws/v1/instruments/H100%00SXM/", "/"])
+def test_a_path_no_channel_has_is_closed_with_4404(db, path):
+    error, code = async_to_sync(refusal)(WebsocketCommunicator(application, path))
+
+    assert (error["code"], code) == ("NOT_FOUND", 4404)
