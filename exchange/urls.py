@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from exchange.api.errors import api_not_found
 from exchange.web.accounts import sign_up
 
 handler400 = "exchange.api.errors.bad_request"
@@ -26,5 +27,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Any other path under /api/: the JSON envelope's 404, whatever DEBUG says.
+    re_path(r"^api/", api_not_found),
     path("", include("exchange.web.urls")),
 ]

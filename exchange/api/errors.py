@@ -14,6 +14,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -160,22 +162,43 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return Response(envelope(code, message, field), status=status_code, headers=headers)
 
 
-# Django's own error views, for requests that reach no API view: a path no route matches, a
-# request Django refuses before routing (a bad Host header, a body too large), an unhandled
-# error. Under ``/api/`` they answer in the envelope, as API clients parse every answer; web
-# pages keep Django's.
+# Django's own error views, for requests that reach no API view: a request Django refuses
+# before routing (a bad Host header, a body too large), an unhandled error, a 404 raised
+# outside the API's views. Under ``/api/`` they answer in the envelope, as API clients parse
+# every answer; web pages keep Django's.
 
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path_info.startswith(API_PREFIX)
 
 
+@csrf_exempt  # API clients send no CSRF token; a POST to a wrong path is still a 404.
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """The answer for a path under ``/api/`` that no endpoint has, in every mode (a route of
+    its own, after the API's: with ``DEBUG`` Django would otherwise answer its HTML page).
+    Without the trailing slash of an endpoint's path it says so, rather than redirecting,
+    which would lose a POST's body."""
+    path = request.path_info
+    hint = "; see /api/schema/."
+    if not path.endswith("/") and _resolves(f"{path}/"):
+        hint = f"; did you mean {path}/ (with the trailing slash)?"
+    return JsonResponse(
+        envelope("NOT_FOUND", f"No API endpoint at {path}{hint}"),
+        status=status.HTTP_404_NOT_FOUND,
+    )
+
+
+def _resolves(path: str) -> bool:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return match.func is not api_not_found
+
+
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse(
-            envelope("NOT_FOUND", f"No API endpoint at {request.path_info}; see /api/schema/."),
-            status=status.HTTP_404_NOT_FOUND,
-        )
+        return api_not_found(request)
     return defaults.page_not_found(request, exception)
 
 

@@ -34,6 +34,20 @@ def test_a_path_no_route_matches_is_a_json_404(method, path):
     assert "/api/schema/" in message
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_json_404_holds_with_debug_on_and_names_a_missing_trailing_slash(settings, debug):
+    settings.DEBUG = debug
+    client = Client(enforce_csrf_checks=True)
+
+    unknown = client.post("/api/v1/no-such-thing/", {"a": 1})
+    no_slash = client.post("/api/v1/orders", {"a": 1})
+
+    assert envelope_of(unknown)[:2] == (404, "NOT_FOUND")
+    status, code, message = envelope_of(no_slash)
+    assert (status, code) == (404, "NOT_FOUND")
+    assert "did you mean /api/v1/orders/" in message
+
+
 def test_a_page_no_route_matches_keeps_the_html_404():
     response = Client().get("/no-such-page/")
 
