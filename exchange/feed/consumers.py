@@ -3,11 +3,11 @@
 The feed sends; of a client's frames it answers only ``{"type": "ping"}`` (with an optional
 ``"id"``), with ``{"type": "pong", "id", "server_time"}``, so a client that cannot send
 WebSocket pings (a browser) can tell a quiet feed from a dead one. Other JSON is ignored; a
-frame that is not JSON gets an "error" message (``INVALID_JSON``) and the feed goes on. A
-refused connection is accepted, told
-why in an "error" message ({"type": "error", "code", "message"}), then closed with a code of
-its own: a server closing during the handshake makes the client see an HTTP 403 and nothing
-else, so the codes below could never reach it.
+frame that is not JSON gets an "error" message (``INVALID_JSON``) and the feed goes on.
+
+A refused connection is accepted, told why in an "error" message ({"type": "error", "code",
+"message"}), then closed with a code of its own: a server closing during the handshake makes
+the client see an HTTP 403 and nothing else, so the codes below could never reach it.
 
 - 4401: no key, or a bad, revoked or wrongly signed one;
 - 4403: a key without the "read" scope, or used from an address its allowlist refuses;

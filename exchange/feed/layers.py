@@ -14,10 +14,13 @@ before. It uses the layer's own key, sharding, capacity and serialization method
 4.2 and 4.3), so a message is the bytes ``group_send`` would have written.
 """
 
+import logging
 import time
 from collections import defaultdict
 
 from channels_redis.core import RedisChannelLayer as BaseRedisChannelLayer
+
+logger = logging.getLogger(__name__)
 
 # channels_redis' own script of ``group_send``: append the message to each channel under its
 # capacity, and refresh the channel's expiry.
@@ -44,7 +47,8 @@ class RedisChannelLayer(BaseRedisChannelLayer):
 
     async def group_send_many(self, sends: list[tuple[str, dict]]) -> int:
         """Send each ``(group, message)`` to its group's members, in order; returns how many
-        channel deliveries were refused for being over capacity (``group_send`` logs these)."""
+        channel deliveries were refused for being over capacity (logged, as ``group_send``
+        does)."""
         for group, _ in sends:
             assert self.require_valid_group_name(group), "Group name not valid"
         members = await self._members([group for group, _ in sends])
@@ -72,6 +76,9 @@ class RedisChannelLayer(BaseRedisChannelLayer):
                 pipe.eval(GROUP_SEND_LUA, len(keys), *keys, *arguments)
             results = await pipe.execute()
             over_capacity += sum(results[len(expiring[index]) :])
+        if over_capacity:
+            # As group_send says it: a listener that stopped reading loses these messages.
+            logger.info("%s channel deliveries over capacity", over_capacity)
         return over_capacity
 
     def _score(self) -> float:
