@@ -326,6 +326,9 @@ EXCHANGE_REFERENCE_CACHE_SECONDS = float(os.environ.get("EXCHANGE_REFERENCE_CACH
 EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(
     os.environ.get("EXCHANGE_API_SIGNATURE_WINDOW_SECONDS", "30")
 )
+# A push-feed connection without a key in its handshake has this long to send it in an "auth"
+# message before it is closed (4401).
+EXCHANGE_FEED_AUTH_SECONDS = float(os.environ.get("EXCHANGE_FEED_AUTH_SECONDS", "10"))
 
 # The cache: rate limits and seen request signatures. Several web processes must share it
 # (Redis in production); the embedded mode's one process keeps it in memory.

@@ -17,12 +17,14 @@ The matcher publishes one event per group and batch (``exchange.feed.publish``);
 ``feed_batch`` forwards its messages one frame each, in order.
 """
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
 from exchange.api.errors import FORBIDDEN_CODES
@@ -50,6 +52,10 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
 
     async def refuse(self, close_code: int, code: str, message: str) -> None:
         await self.accept()
+        await self.end(close_code, code, message)
+
+    async def end(self, close_code: int, code: str, message: str) -> None:
+        """Tell an accepted connection why it ends, and close it."""
         await self.send_json({"type": "error", "code": code, "message": message})
         await self.close(code=close_code)
 
@@ -61,10 +67,17 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
                 {"type": "error", "code": "INVALID_JSON", "message": "Frames must be JSON."}
             )
             return
-        if isinstance(content, dict) and content.get("type") == "ping":
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "ping":
             await self.send_json(
                 {"type": "pong", "id": content.get("id"), "server_time": timezone.now().isoformat()}
             )
+        else:
+            await self.receive_message(content)
+
+    async def receive_message(self, content: dict[str, Any]) -> None:
+        """A client's JSON object other than a ping: ignored unless a channel says otherwise."""
 
     async def feed_batch(self, event: dict[str, Any]) -> None:
         for message in event["messages"]:
@@ -97,44 +110,115 @@ class InstrumentFeed(FeedConsumer):
 
 class OrdersFeed(FeedConsumer):
     """``ws/v1/orders/`` (an API key with the "read" scope): "order" and "fill" messages for
-    every order of the key's organization, as the matcher changes them."""
+    every order of the key's organization, as the matcher changes them.
+
+    The key comes with the handshake (``Authorization: Bearer``, or ``?key=``), or, so that it
+    appears in no URL (servers log a WebSocket's URL, query string included), in the first
+    message: ``{"type": "auth", "key": ..., "timestamp": ..., "signature": ...}`` (the last two
+    when the key signs) within ``EXCHANGE_FEED_AUTH_SECONDS`` of connecting. A signature covers
+    ``GET``, the path with its query, and an empty body, either way."""
+
+    authenticated = False
+    organization = ""  # The key's organization's slug, once subscribed.
+    deadline: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
+        token, timestamp, signature = self._handshake_credentials()
+        if not token:
+            # Wait for an "auth" message.
+            await self.accept()
+            self.deadline = asyncio.create_task(self._expire(settings.EXCHANGE_FEED_AUTH_SECONDS))
+            return
+        refusal = await self._subscribe(token, timestamp, signature)
+        if refusal is not None:
+            await self.refuse(*refusal)
+            return
+        await self.accept()
+        await self._welcome()
+
+    async def receive_message(self, content: dict[str, Any]) -> None:
+        if content.get("type") != "auth":
+            return
+        if self.authenticated:
+            await self.send_json(
+                {"type": "error", "code": "ALREADY_AUTHENTICATED", "message": "Already subscribed."}
+            )
+            return
+        if self.deadline is not None:
+            self.deadline.cancel()
+        refusal = await self._subscribe(
+            _text(content.get("key")),
+            _text(content.get("timestamp")),
+            _text(content.get("signature")),
+        )
+        if refusal is not None:
+            await self.end(*refusal)
+            return
+        await self._welcome()
+
+    async def disconnect(self, code: int) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+
+    async def _expire(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self.authenticated:
+            await self.end(
+                CLOSE_UNAUTHENTICATED,
+                str(ApiAuthErrorCode.REQUIRED),
+                f"Authenticate within {seconds:g} s: 'Authorization: {BEARER}<key>', ?key=<key>, "
+                'or a first message {"type": "auth", "key": "<key>"}.',
+            )
+
+    async def _subscribe(
+        self, token: str | None, timestamp: str | None, signature: str | None
+    ) -> tuple[int, str, str] | None:
+        """Join the key's organization's group; or (close code, error code, message)."""
         try:
-            key = await database_sync_to_async(self._authenticate)()
+            key = await database_sync_to_async(self._authenticate)(token, timestamp, signature)
         except ApiAuthError as error:
             close_code = CLOSE_FORBIDDEN if error.code in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
-            await self.refuse(close_code, str(error.code), error.message)
-            return
+            return close_code, str(error.code), error.message
         if ApiKey.Scope.READ not in key.scopes:
-            await self.refuse(
+            return (
                 CLOSE_FORBIDDEN,
                 str(ApiAuthErrorCode.SCOPE_MISSING),
                 "The orders channel needs the 'read' scope.",
             )
-            return
         await self.join(organization_group(key.organization_id))
-        await self.accept()
-        await self.send_json({"type": "subscribed", "organization": key.organization.slug})
+        self.authenticated, self.organization = True, key.organization.slug
+        return None
 
-    def _authenticate(self) -> ApiKey:
-        """The key of the handshake, checked like an API request's: ``Authorization: Bearer``
-        or, for clients that cannot set headers, ``?key=``. A signature, if sent, covers
-        ``GET``, the path with its query, and an empty body."""
+    async def _welcome(self) -> None:
+        await self.send_json({"type": "subscribed", "organization": self.organization})
+
+    def _handshake_credentials(self) -> tuple[str | None, str | None, str | None]:
+        """(key, timestamp, signature) sent with the handshake: the key from ``Authorization:
+        Bearer`` or, for clients that cannot set headers, ``?key=``."""
         headers = {name.decode("latin-1").lower(): value for name, value in self.scope["headers"]}
         authorization = headers.get("authorization", b"").decode("latin-1")
-        query = self.scope.get("query_string", b"").decode("latin-1")
         if authorization.startswith(BEARER):
             token = authorization[len(BEARER) :].strip()
         else:
-            token = parse_qs(query).get(QUERY_KEY, [""])[0]
-        if not token:
-            raise ApiAuthError(
-                ApiAuthErrorCode.REQUIRED,
-                f"Authenticate with an API key: 'Authorization: {BEARER}<key>' or ?key=<key>.",
-            )
+            token = parse_qs(self._query()).get(QUERY_KEY, [""])[0]
         timestamp = headers.get("x-gx-timestamp")
         signature = headers.get("x-gx-signature")
+        return (
+            token or None,
+            timestamp.decode("latin-1") if timestamp is not None else None,
+            signature.decode("latin-1") if signature is not None else None,
+        )
+
+    def _query(self) -> str:
+        return self.scope.get("query_string", b"").decode("latin-1")
+
+    def _authenticate(
+        self, token: str | None, timestamp: str | None, signature: str | None
+    ) -> ApiKey:
+        """The key checked like an API request's."""
+        if not token:
+            raise ApiAuthError(ApiAuthErrorCode.REQUIRED, "The auth message names no key.")
+        query = self._query()
         client = self.scope.get("client") or ("", 0)
         return api_key_authenticate(
             token,
@@ -143,7 +227,12 @@ class OrdersFeed(FeedConsumer):
                 method="GET",
                 path=self.scope["path"] + (f"?{query}" if query else ""),
                 body=b"",
-                timestamp=timestamp.decode("latin-1") if timestamp is not None else None,
-                signature=signature.decode("latin-1") if signature is not None else None,
+                timestamp=timestamp,
+                signature=signature,
             ),
         )
+
+
+def _text(value: Any) -> str | None:
+    """A string field of a client's message; anything else counts as absent."""
+    return value if isinstance(value, str) and "\x00" not in value else None

@@ -227,7 +227,9 @@ def test_orders_channel_sends_fills_and_order_changes_to_the_key_organization_on
 
 
 @pytest.mark.parametrize("token", ["", "gx_nonsense", "gx_0123456789ab_wrong-secret"])
-def test_orders_channel_refuses_a_missing_or_bad_key_with_4401(buyer, token):
+def test_orders_channel_refuses_a_missing_or_bad_key_with_4401(buyer, token, settings):
+    # A connection without a key is closed once its time to send one in a message is up.
+    settings.EXCHANGE_FEED_AUTH_SECONDS = 0.2
     headers = bearer(token) if token else []
 
     error, code = async_to_sync(refusal)(
@@ -437,3 +439,79 @@ def test_a_path_no_channel_has_is_closed_with_4404(db, path):
     error, code = async_to_sync(refusal)(WebsocketCommunicator(application, path))
 
     assert (error["code"], code) == ("NOT_FOUND", 4404)
+
+
+def test_orders_channel_takes_the_key_in_a_first_message_instead_of_the_url(buyer, seller, future):
+    token = token_for(buyer)
+
+    async def scenario():
+        feed = await connected(WebsocketCommunicator(application, ORDERS_PATH))
+        await feed.send_json_to({"type": "ping", "id": 1})
+        pong = await feed.receive_json_from()  # Pings work before the key.
+        await feed.send_json_to({"type": "auth", "key": token})
+        welcome = await feed.receive_json_from()
+        bid = await database_sync_to_async(place)(buyer, future, "buy", 1, "2.10")
+        pushed = await feed.receive_json_from(timeout=5)
+        await feed.send_json_to({"type": "auth", "key": token})
+        again = await feed.receive_json_from()
+        await feed.disconnect()
+        return pong, welcome, bid, pushed, again
+
+    pong, welcome, bid, pushed, again = async_to_sync(scenario)()
+
+    assert pong["type"] == "pong"
+    assert welcome == {"type": "subscribed", "organization": buyer.organization.slug}
+    assert pushed == order_as_pushed(bid)
+    assert again["code"] == "ALREADY_AUTHENTICATED"
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "close_code"),
+    [
+        ({"type": "auth", "key": "gx_0123456789ab_wrong-secret"}, "AUTH_KEY_INVALID", 4401),
+        ({"type": "auth"}, "AUTH_REQUIRED", 4401),
+        ({"type": "auth", "key": ["not", "text"]}, "AUTH_REQUIRED", 4401),
+        ({"type": "auth", "key": "trade-only"}, "AUTH_SCOPE_MISSING", 4403),
+    ],
+)
+def test_orders_channel_closes_on_a_bad_auth_message(buyer, message, code, close_code):
+    if message.get("key") == "trade-only":
+        message = {**message, "key": token_for(buyer, scopes=("trade",))}
+
+    async def scenario():
+        feed = await connected(WebsocketCommunicator(application, ORDERS_PATH))
+        await feed.send_json_to(message)
+        error = await feed.receive_json_from()
+        closing = await feed.receive_output()
+        await feed.disconnect()
+        return error, closing
+
+    error, closing = async_to_sync(scenario)()
+
+    assert (error["type"], error["code"]) == ("error", code)
+    assert (closing["type"], closing["code"]) == ("websocket.close", close_code)
+
+
+def test_orders_channel_checks_the_signature_of_an_auth_message(buyer):
+    token = token_for(buyer, require_signature=True)
+    secret = token.split("_", 2)[2]
+    timestamp = str(int(time.time()))
+
+    def auth(body: bytes) -> dict:
+        signature = signature_for(secret, timestamp, "GET", ORDERS_PATH, body)
+        return {"type": "auth", "key": token, "timestamp": timestamp, "signature": signature}
+
+    async def first_answer(message: dict) -> dict:
+        feed = await connected(WebsocketCommunicator(application, ORDERS_PATH))
+        await feed.send_json_to(message)
+        answer = await feed.receive_json_from()
+        await feed.disconnect()
+        return answer
+
+    welcome = async_to_sync(first_answer)(auth(b""))
+    wrong = async_to_sync(first_answer)(auth(b"{}"))
+    unsigned = async_to_sync(first_answer)({"type": "auth", "key": token})
+
+    assert welcome["type"] == "subscribed"
+    assert wrong["code"] == "AUTH_SIGNATURE_INVALID"
+    assert unsigned["code"] == "AUTH_SIGNATURE_REQUIRED"
