@@ -455,7 +455,12 @@ class ExchangeClient:
             timeout=self.timeout_seconds,
         )
         self.rate_limit = RateLimit.of(response.headers) or self.rate_limit
-        payload = response.json() if response.content else None
+        try:
+            payload = response.json() if response.content else None
+        except ValueError:  # Not the exchange's answer: a proxy's error page, say.
+            if response.status_code < 400:
+                raise
+            payload = None
         if response.status_code >= 400:
             error = (payload or {}).get("error") or {}
             raise ApiError(

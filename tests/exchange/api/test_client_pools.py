@@ -232,3 +232,13 @@ def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):
     assert found is not None and found.id == placed.order.id
     assert client.order_by_client_order_id("never-sent") is None
     assert [order.id for order in client.orders(side="buy")] == [placed.order.id]
+
+
+def test_an_error_answer_that_is_not_json_is_still_an_api_error(buyer):
+    client = client_of(buyer.organization)
+
+    with pytest.raises(ApiError) as refused:
+        client.request("GET", "/no-such-page/")  # Django's HTML 404, as a proxy's page would be.
+
+    assert (refused.value.status, refused.value.code) == (404, "HTTP_ERROR")
+    assert refused.value.message == "Not Found"
