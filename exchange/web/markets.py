@@ -17,13 +17,17 @@ def markets(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or Instrument.Kind.FUTURE
     if kind not in Instrument.Kind.values:
         kind = Instrument.Kind.FUTURE
-    sku = request.GET.get("sku") or None
-    region = request.GET.get("region") or None
+    skus = list(Sku.objects.order_by("code"))
+    regions = list(Region.objects.order_by("code"))
+    # A code no SKU or region has (text with NUL included, which PostgreSQL cannot compare)
+    # filters nothing.
+    sku = _known(request.GET.get("sku"), {row.code for row in skus})
+    region = _known(request.GET.get("region"), {row.code for row in regions})
     context: dict[str, Any] = {
         "kind": kind,
         "kinds": Instrument.Kind.choices,
-        "skus": Sku.objects.order_by("code"),
-        "regions": Region.objects.order_by("code"),
+        "skus": skus,
+        "regions": regions,
         "selected_sku": sku or "",
         "selected_region": region or "",
     }
@@ -49,3 +53,7 @@ def markets(request: HttpRequest) -> HttpResponse:
             instrument_count=len(instruments),
         )
     return render(request, "exchange/markets.html", context)
+
+
+def _known(code: str | None, codes: set[str]) -> str | None:
+    return code if code in codes else None

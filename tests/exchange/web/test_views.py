@@ -137,6 +137,18 @@ def test_markets_page_filters_by_kind(client, future):
     assert f'href="/instruments/{future.symbol}/"' not in page
 
 
+@pytest.mark.parametrize("kind", ["future", "option"])
+@pytest.mark.parametrize("query", [{"sku": "NOPE"}, {"sku": "H100\x00"}, {"region": "\x00"}])
+def test_markets_page_ignores_an_unknown_sku_or_region(client, futures, other_market, kind, query):
+    # (On PostgreSQL text with NUL could not even be compared: it was a server error.)
+    response = client.get(reverse("web:markets"), {"kind": kind, **query})
+
+    assert response.status_code == 200
+    assert (response.context["selected_sku"], response.context["selected_region"]) == ("", "")
+    if kind == "future":
+        assert response.context["instrument_count"] == 3
+
+
 def test_markets_page_falls_back_to_futures_for_an_unknown_kind(client, future):
     response = client.get(reverse("web:markets"), {"kind": "swap"})
 
