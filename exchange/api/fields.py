@@ -4,6 +4,29 @@ from typing import Any
 
 from rest_framework import serializers
 
+# Any text but NUL, which PostgreSQL can neither store nor compare.
+TEXT = r"^[^\x00]*$"
+
+
+class TextField(serializers.RegexField):
+    """Text as sent (surrounding whitespace kept unless ``trim_whitespace``), refusing NUL as a
+    bad value (400) before it reaches a query."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(TEXT, **kwargs)
+
+
+class QuerySerializer(serializers.Serializer):
+    """Query parameters: one given empty (``?status=``) is refused like any other bad value,
+    rather than read as absent (DRF's way with form data), so the schema's types hold."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in self.fields:
+            if self.initial_data.get(name) == "":
+                raise serializers.ValidationError({name: "Give a value or leave it out."})
+        return attrs
+
 
 class CodeRelatedField(serializers.SlugRelatedField):
     """A row named by its code or slug. A value holding NUL names nothing (PostgreSQL cannot

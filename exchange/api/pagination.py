@@ -1,7 +1,7 @@
-from typing import Any
-
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
+
+from exchange.api.fields import QuerySerializer, TextField
 
 
 class NewestFirst(CursorPagination):
@@ -13,23 +13,15 @@ class NewestFirst(CursorPagination):
     max_page_size = 1000
 
 
-class PageQuery(serializers.Serializer):
+class PageQuery(QuerySerializer):
     """The query parameters of a ``NewestFirst`` list, validated strictly: DRF's paginator reads
     a malformed ``limit`` as the default, and a parameter given empty (``?limit=``) as absent;
     here both are refused (400), so the schema's types hold. Subclass it to add filters."""
 
-    cursor = serializers.RegexField(
-        r"^[^\x00]*$", required=False, help_text="From a page's next or previous link."
-    )
+    cursor = TextField(required=False, help_text="From a page's next or previous link.")
     limit = serializers.IntegerField(
         min_value=1,
         max_value=NewestFirst.max_page_size,
         required=False,
         help_text=f"Rows per page (default {NewestFirst.page_size}).",
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        for name in self.fields:
-            if self.initial_data.get(name) == "":
-                raise serializers.ValidationError({name: "Give a value or leave it out."})
-        return attrs

@@ -30,7 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ApiError, ErrorSerializer
-from exchange.api.fields import CodeRelatedField
+from exchange.api.fields import CodeRelatedField, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
 from exchange.errors import PoolError, PoolErrorCode
@@ -58,7 +58,6 @@ USD = {"max_digits": 24, "decimal_places": 6}
 DECIMAL_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 # Text inputs never hold NUL (the database cannot store it); the pattern says so in the schema.
-TEXT = r"^[^\x00]*$"
 MONTHS_MAX = 36  # Delivery months in one demand: three years of monthly futures.
 SYMBOL_LENGTH_MAX = 64
 NAME_INPUT_LENGTH_MAX = 1000  # Longer than any name: the service refuses past its own limit.
@@ -533,15 +532,13 @@ class PoolCreditRepaidSerializer(serializers.Serializer):
 
 
 class PoolCreateSerializer(serializers.Serializer):
-    name = serializers.RegexField(
-        TEXT,
+    name = TextField(
         max_length=NAME_INPUT_LENGTH_MAX,
         allow_blank=True,
-        trim_whitespace=False,
         help_text="1 to 100 characters, unique among the sponsor's pools.",
     )
-    rule = serializers.RegexField(
-        TEXT,
+    rule = TextField(
+        trim_whitespace=True,
         default=Pool.Rule.PRO_RATA,
         max_length=SYMBOL_LENGTH_MAX,
         help_text="pro_rata (by requested quantity) or priority (by member priority).",
@@ -568,7 +565,7 @@ class PoolSettingsSerializer(PoolCreateSerializer):
     """Any of the settings; those left out keep their value."""
 
     name = None  # A pool keeps its name.
-    rule = serializers.RegexField(TEXT, max_length=SYMBOL_LENGTH_MAX, required=False)
+    rule = TextField(trim_whitespace=True, max_length=SYMBOL_LENGTH_MAX, required=False)
     subsidy_percent = DecimalInputField(required=False, help_text="0 to 100, two decimals.")
     credit_line = DecimalInputField(required=False, help_text="USD per member; 0: none.")
     cutoff_at = AwareDateTimeField(
@@ -661,16 +658,12 @@ class TransferQuery(PageQuery):
 
 class PoolTransferCreateSerializer(serializers.Serializer):
     member = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="A member's id.")
-    instrument = serializers.RegexField(
-        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, help_text="A future."
-    )
+    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="A future.")
     quantity = serializers.IntegerField(help_text="Contracts, whole lots.")
 
 
 class PoolOfferSerializer(serializers.Serializer):
-    instrument = serializers.RegexField(
-        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, help_text="A future."
-    )
+    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="A future.")
     quantity = serializers.IntegerField(help_text="Contracts the pool holds, whole lots.")
     price = PriceInputField(help_text="The limit, $/GPU-hr.")
 

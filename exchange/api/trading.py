@@ -28,7 +28,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
-from exchange.api.pagination import NewestFirst
+from exchange.api.fields import QuerySerializer, TextField
+from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import ApiKey, Order, Side
 from exchange.selectors import market
@@ -44,7 +45,6 @@ from exchange.services.orders import (
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
 # Text inputs never hold NUL (the database cannot store it); the pattern says so in the schema.
-TEXT = r"^[^\x00]*$"
 PRICE_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
 USD = {"max_digits": 24, "decimal_places": 6}
 SYMBOL_LENGTH_MAX = 64
@@ -184,9 +184,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 class OrderCreateSerializer(serializers.Serializer):
-    instrument = serializers.RegexField(
-        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, help_text="Its symbol."
-    )
+    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="Its symbol.")
     side = serializers.ChoiceField(choices=Side.choices)
     type = serializers.ChoiceField(choices=Order.Type.choices, default=Order.Type.LIMIT)
     quantity = serializers.IntegerField(min_value=1, help_text="Contracts.")
@@ -207,9 +205,7 @@ class OrderCreateSerializer(serializers.Serializer):
         choices=Order.SelfTradePrevention.choices,
         default=Order.SelfTradePrevention.CANCEL_NEWEST,
     )
-    client_order_id = serializers.RegexField(
-        TEXT,
-        trim_whitespace=False,
+    client_order_id = TextField(
         min_length=1,
         max_length=CLIENT_ORDER_ID_LENGTH_MAX,
         default=None,
@@ -227,30 +223,10 @@ ORDER_CREATE = OrderCreateSerializer()
 PLACEMENT = PlacementSerializer()
 
 
-class QuerySerializer(serializers.Serializer):
-    """Query parameters: one given empty (``?status=``) is refused like any other bad value,
-    rather than read as absent (DRF's way with form data), so the schema's types hold."""
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        for name in self.fields:
-            if self.initial_data.get(name) == "":
-                raise serializers.ValidationError({name: "Give a value or leave it out."})
-        return attrs
-
-
 class DryRunQuery(QuerySerializer):
     dry_run = serializers.BooleanField(
         default=False,
         help_text="Validate and report the collateral the order would hold, writing nothing.",
-    )
-
-
-class PageQuery(QuerySerializer):
-    cursor = serializers.RegexField(
-        TEXT, trim_whitespace=False, required=False, help_text="From a page's next or previous."
-    )
-    limit = serializers.IntegerField(
-        min_value=1, max_value=NewestFirst.max_page_size, required=False
     )
 
 
@@ -260,13 +236,9 @@ class OrderFilter(PageQuery):
         required=False,
         help_text="An order status, or live (new, open or partially filled).",
     )
-    instrument = serializers.RegexField(
-        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, required=False
-    )
+    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, required=False)
     side = serializers.ChoiceField(choices=Side.choices, required=False)
-    client_order_id = serializers.RegexField(
-        TEXT,
-        trim_whitespace=False,
+    client_order_id = TextField(
         max_length=CLIENT_ORDER_ID_LENGTH_MAX,
         required=False,
         help_text="The order placed with this client order id (a placement whose answer was lost).",
@@ -274,9 +246,7 @@ class OrderFilter(PageQuery):
 
 
 class FillFilter(PageQuery):
-    instrument = serializers.RegexField(
-        TEXT, trim_whitespace=False, max_length=SYMBOL_LENGTH_MAX, required=False
-    )
+    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, required=False)
     order = serializers.IntegerField(
         min_value=1, max_value=orders_selector.ID_MAX, required=False, help_text="An order id."
     )
@@ -302,9 +272,7 @@ class OrderReplaceSerializer(serializers.Serializer):
 
 
 class CancelAllSerializer(serializers.Serializer):
-    instrument = serializers.RegexField(
-        TEXT,
-        trim_whitespace=False,
+    instrument = TextField(
         max_length=SYMBOL_LENGTH_MAX,
         required=False,
         help_text="Only this instrument's orders.",
