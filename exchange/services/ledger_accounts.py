@@ -20,6 +20,9 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import partial
+
+from django.db import transaction
 
 from exchange.models import Account
 from ledger.models import Account as LedgerAccount
@@ -83,7 +86,11 @@ def cash_account(account: Account) -> LedgerAccount:
         limit=LedgerAccount.Limit.DEBITS_MUST_NOT_EXCEED_CREDITS,
     )
     Account.objects.filter(pk=account.pk).update(cash_ledger_account=opened)
-    account.cash_ledger_account_id = opened.pk
+    # Named on this instance only once the ledger account exists for good. A transaction that
+    # rolls back (an order refused for want of funds) takes the row with it, and the instance
+    # may outlive the transaction (the API keeps callers' accounts for a moment): naming a row
+    # that is gone sent the next order's hold to an account that does not exist (a 500).
+    transaction.on_commit(partial(setattr, account, "cash_ledger_account_id", opened.pk))
     return opened
 
 

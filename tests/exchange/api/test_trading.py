@@ -342,6 +342,24 @@ def test_an_order_without_the_funds_is_refused_and_writes_only_its_rejection(
     assert not Order.objects.filter(account=unfunded).exists()
 
 
+def test_an_organization_without_funds_is_refused_again_on_its_next_order(
+    future, unfunded, row_counts
+):
+    """The first refusal's transaction opened the account's cash ledger account and rolled
+    back; the next order, by the same caller (kept by the API for a moment), must not name
+    the ledger account that is gone (it used to answer 500)."""
+    api = client_for(unfunded)
+    before = row_counts()
+
+    first = api.post(ORDERS, limit_order(future), format="json")
+    second = api.post(ORDERS, limit_order(future, side="sell"), format="json")
+
+    assert (first.status_code, second.status_code) == (422, 422), second.content
+    assert error_of(second)["code"] == "RISK_INSUFFICIENT_FUNDS"
+    assert row_counts() == replace(before, rejections=before.rejections + 2)
+    assert not LedgerAccount.objects.filter(code__startswith=f"trading:{unfunded.pk}:").exists()
+
+
 # Client order ids ------------------------------------------------------------------------
 
 
