@@ -105,7 +105,8 @@ def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
     """(field, message) of the first validation error in DRF's nested detail."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            field = key if key != "non_field_errors" else ""
+            # A list's items are keyed by their index, 0 included: "orders.0.price".
+            field = str(key) if key != "non_field_errors" else ""
             return _first_error(value, f"{path}.{field}".strip(".") if field else path)
     if isinstance(detail, list) and detail:
         return _first_error(detail[0], path)
@@ -113,6 +114,16 @@ def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    answer = error_answer(exc)
+    if answer is None:
+        return None  # A bug: Django's 500 handling (and logging) takes it.
+    status_code, body, headers = answer
+    return Response(body, status=status_code, headers=headers)
+
+
+def error_answer(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """The status, envelope and headers the API answers ``exc`` with; None for an exception
+    that is not an answer (a bug). Also for the items of a batch, each answered on its own."""
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
         code, message, field, status_code = exc.code, str(exc.detail), exc.field, exc.status_code
@@ -156,10 +167,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code, message, field = "ERROR", str(exc.detail), ""
         status_code = exc.status_code
     else:
-        return None  # A bug: Django's 500 handling (and logging) takes it.
+        return None
     if status_code == status.HTTP_401_UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
-    return Response(envelope(code, message, field), status=status_code, headers=headers)
+    return status_code, envelope(code, message, field), headers
 
 
 # Django's own error views, for requests that reach no API view: a request Django refuses

@@ -549,7 +549,7 @@ def test_a_member_submits_demand_per_month(pool, ada, futures):
         ({"gpus": "ten"}, (400, "INVALID_INPUT", "gpus")),
         ({"months": []}, (422, "POOL_MONTHS_INVALID", "months")),
         ({"months": ["2001-01"]}, (422, "POOL_MONTHS_INVALID", "months")),
-        ({"months": ["2027-13"]}, (400, "INVALID_INPUT", "months")),
+        ({"months": ["2027-13"]}, (400, "INVALID_INPUT", "months.0")),
         ({"months": "2027-01"}, (400, "INVALID_INPUT", "months")),
         ({"limit_price": "2.501"}, (422, "POOL_PRICE_INVALID", "limit_price")),
         ({"limit_price": "0"}, (422, "POOL_PRICE_INVALID", "limit_price")),
