@@ -218,6 +218,47 @@ class Placement:
     created: bool  # False: a repeat of a client order id answered with the original order.
 
 
+def _order_body(
+    *,
+    instrument: str,
+    side: str,
+    quantity: int,
+    price: Decimal | None = None,
+    type: str = "limit",
+    time_in_force: str = "gtc",
+    post_only: bool = False,
+    self_trade_prevention: str = "cancel_newest",
+    client_order_id: str | None = None,
+    expires_at: datetime | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "instrument": instrument,
+        "side": side,
+        "type": type,
+        "quantity": quantity,
+        "time_in_force": time_in_force,
+        "post_only": post_only,
+        "self_trade_prevention": self_trade_prevention,
+    }
+    if price is not None:
+        body["price"] = str(price)
+    if client_order_id is not None:
+        body["client_order_id"] = client_order_id
+    if expires_at is not None:
+        body["expires_at"] = expires_at.isoformat()
+    return body
+
+
+def _placement(data: dict[str, Any], *, created: bool) -> Placement:
+    return Placement(
+        order=Order.of(data["order"]),
+        fills=[Fill.of(row) for row in data["fills"]],
+        resting_quantity=int(data["resting_quantity"]),
+        market_remainder=int(data["market_remainder"]),
+        created=created,
+    )
+
+
 @dataclass(frozen=True)
 class Pool:
     """A portfolio pool as the caller sees it (``role``: sponsor or member)."""
@@ -550,29 +591,40 @@ class ExchangeClient:
         client_order_id: str | None = None,
         expires_at: datetime | None = None,
     ) -> Placement:
-        body: dict[str, Any] = {
-            "instrument": instrument,
-            "side": side,
-            "type": type,
-            "quantity": quantity,
-            "time_in_force": time_in_force,
-            "post_only": post_only,
-            "self_trade_prevention": self_trade_prevention,
-        }
-        if price is not None:
-            body["price"] = str(price)
-        if client_order_id is not None:
-            body["client_order_id"] = client_order_id
-        if expires_at is not None:
-            body["expires_at"] = expires_at.isoformat()
-        status, data = self.request("POST", "orders/", body=body)
-        return Placement(
-            order=Order.of(data["order"]),
-            fills=[Fill.of(row) for row in data["fills"]],
-            resting_quantity=int(data["resting_quantity"]),
-            market_remainder=int(data["market_remainder"]),
-            created=status == 201,
+        body = _order_body(
+            instrument=instrument,
+            side=side,
+            quantity=quantity,
+            price=price,
+            type=type,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            self_trade_prevention=self_trade_prevention,
+            client_order_id=client_order_id,
+            expires_at=expires_at,
         )
+        status, data = self.request("POST", "orders/", body=body)
+        return _placement(data, created=status == 201)
+
+    def place_orders(self, orders: list[dict[str, Any]]) -> list[Placement | ApiError]:
+        """Place up to 20 orders in one request, each given as ``place_order``'s keyword
+        arguments. Each order is placed on its own, in the order given: its result is its
+        ``Placement``, or the ``ApiError`` its own request would have raised (a refused order
+        does not stop the next). A malformed order raises ``ApiError`` for the whole batch,
+        and then nothing was placed. The batch counts one request per order against the
+        key's rate limit."""
+        body = {"orders": [_order_body(**order) for order in orders]}
+        _, data = self.request("POST", "orders/batch/", body=body)
+        results: list[Placement | ApiError] = []
+        for result in data["results"]:
+            if result["placement"] is not None:
+                results.append(_placement(result["placement"], created=result["status"] == 201))
+            else:
+                error = result["error"]
+                results.append(
+                    ApiError(result["status"], error["code"], error["message"], error["field"])
+                )
+        return results
 
     def order(self, order_id: int) -> Order:
         _, data = self.request("GET", f"orders/{order_id}/")

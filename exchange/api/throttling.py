@@ -1,10 +1,11 @@
 """Rate limits per API key (per user for sessions, per address for anonymous callers).
 
 A key may make ``EXCHANGE_API_RATE`` requests (say ``100/s``) in a window that opens at its
-first request and lasts the rate's period; a request beyond that is refused with
-``Retry-After`` saying when the window closes. With Redis (``REDIS_URL``, production) every
-web process counts in the same place, atomically and in one round trip: ``SET NX EX`` opens the
-window, ``INCR`` counts, ``PTTL`` says how long the window has left, in one MULTI/EXEC.
+first request and lasts the rate's period (a batch of orders counts one request per order); a
+request beyond that is refused with ``Retry-After`` saying when the window closes. With Redis
+(``REDIS_URL``, production) every web process counts in the same place, atomically and in one
+round trip: ``SET NX EX`` opens the window, ``INCRBY`` counts, ``PTTL`` says how long the
+window has left, in one MULTI/EXEC.
 Without Redis (the embedded mode's single process) this process counts in its own memory.
 Every answer says where the caller stands: ``RateLimit-Limit`` (requests per window),
 ``RateLimit-Remaining`` (left in the current window) and ``RateLimit-Reset`` (seconds until it
@@ -46,14 +47,14 @@ def _client(url: str) -> redis.Redis:
         return client
 
 
-def window_hit(key: str, seconds: int) -> tuple[int, float]:
-    """Count one request of ``key`` in its current window of ``seconds`` (opening one if none
-    is open); the requests counted in the window, this one included, and the seconds it has
-    left."""
+def window_hit(key: str, seconds: int, weight: int = 1) -> tuple[int, float]:
+    """Count ``weight`` requests of ``key`` in its current window of ``seconds`` (opening one
+    if none is open); the requests counted in the window, these included, and the seconds it
+    has left."""
     if settings.REDIS_URL:
         with _client(settings.REDIS_URL).pipeline(transaction=True) as pipe:
             pipe.set(KEY_PREFIX + key, 0, ex=seconds, nx=True)
-            pipe.incr(KEY_PREFIX + key)
+            pipe.incrby(KEY_PREFIX + key, weight)
             pipe.pttl(KEY_PREFIX + key)
             _, count, left_ms = pipe.execute()
         return int(count), (left_ms / 1000 if left_ms > 0 else float(seconds))
@@ -65,8 +66,8 @@ def window_hit(key: str, seconds: int) -> tuple[int, float]:
                 for stale in [k for k, (e, _) in _local.items() if e <= now]:
                     del _local[stale]
             end, count = now + seconds, 0
-        _local[key] = (end, count + 1)
-    return count + 1, end - now
+        _local[key] = (end, count + weight)
+    return count + weight, end - now
 
 
 def forget_local() -> None:
@@ -91,7 +92,10 @@ class PerKeyRateThrottle(SimpleRateThrottle):
         if self.rate is None:
             return True
         self.key = self.get_cache_key(request, view)
-        count, self.left = window_hit(self.key, self.duration)
+        # A view doing the work of several requests in one (a batch of orders) says how many.
+        weigh = getattr(view, "rate_weight", None)
+        weight = weigh(request) if weigh is not None else 1
+        count, self.left = window_hit(self.key, self.duration, weight)
         # On every answer of the view, errors included (DRF's ``finalize_response`` sets the
         # view's headers), so a client can pace itself before it is refused.
         view.headers.update(

@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange.api.errors import ErrorSerializer
+from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, error_answer
 from exchange.api.fields import QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -35,12 +35,14 @@ from exchange.models import ApiKey, Order, Side
 from exchange.selectors import market
 from exchange.selectors import orders as orders_selector
 from exchange.services.orders import (
+    BATCH_ORDERS_MAX,
     CLIENT_ORDER_ID_LENGTH_MAX,
     order_cancel,
     order_dry_run,
     order_replace,
     order_submit,
     orders_cancel,
+    orders_submit,
 )
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
@@ -215,11 +217,34 @@ class OrderCreateSerializer(serializers.Serializer):
     )
 
 
+class OrderBatchSerializer(serializers.Serializer):
+    orders = OrderCreateSerializer(
+        many=True,
+        min_length=1,
+        max_length=BATCH_ORDERS_MAX,
+        help_text=f"1 to {BATCH_ORDERS_MAX} orders, placed in this order.",
+    )
+
+
+class BatchResultSerializer(serializers.Serializer):
+    status = serializers.IntegerField(
+        help_text="The status placing this order alone would have answered: 201 placed, 200 "
+        "a repeat of a client order id, 404, 409 or 422 refused."
+    )
+    placement = PlacementSerializer(allow_null=True, help_text="Null when refused.")
+    error = ErrorBodySerializer(allow_null=True, help_text="Why it was refused; else null.")
+
+
+class BatchResultsSerializer(serializers.Serializer):
+    results = BatchResultSerializer(many=True, help_text="One per order, in the batch's order.")
+
+
 # The order path's serializers, built once per process. A serializer builds its fields anew
 # for every instance (a ModelSerializer from the model's metadata), which cost the placement
 # about a millisecond; validating and representing use the fields and keep no state, so one
 # instance of each serves every request (and thread).
 ORDER_CREATE = OrderCreateSerializer()
+ORDER_BATCH = OrderBatchSerializer()
 PLACEMENT = PlacementSerializer()
 
 
@@ -375,6 +400,62 @@ class OrderList(APIView):
         )
 
 
+class OrderBatch(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    def rate_weight(self, request: Request) -> int:
+        """A batch counts against the key's rate as one request per order (at least one, and
+        no more than a batch may hold: a longer list is refused without placing anything)."""
+        orders = request.data.get("orders") if isinstance(request.data, dict) else None
+        return min(max(len(orders), 1), BATCH_ORDERS_MAX) if isinstance(orders, list) else 1
+
+    @extend_schema(
+        request=OrderBatchSerializer,
+        responses={
+            200: BatchResultsSerializer,
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+        },
+        operation_id="orders_create_batch",
+        summary=f"Place up to {BATCH_ORDERS_MAX} orders in one request (scope trade)",
+        description="A batch any of whose orders is malformed (what the order's own request "
+        "would refuse with 400) is refused whole, and nothing is placed. Otherwise each order "
+        "is placed on its own, in the order given, as its own request would place it, and "
+        "its result says what happened: placed (with its fills so far), a repeat of its client "
+        "order id, or refused with the error its own request would answer. An order refused "
+        "does not stop those after it. A batch counts one request per order against the "
+        "key's rate limit.",
+    )
+    def post(self, request: Request) -> Response:
+        orders = ORDER_BATCH.run_validation(request.data)["orders"]
+        caller = request.caller
+        results = orders_submit(
+            account=caller.account,
+            placed_by=caller.user,
+            orders=orders,
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
+        )
+        placed = [result.order for result in results if not isinstance(result, OrderRejected)]
+        outcomes = iter(orders_selector.order_outcomes(placed))
+        answers = []
+        for result in results:
+            if isinstance(result, OrderRejected):
+                answer = error_answer(result)
+                assert answer is not None
+                code, body, _ = answer
+                answers.append({"status": code, "placement": None, "error": body["error"]})
+            else:
+                answers.append(
+                    {
+                        "status": status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+                        "placement": PLACEMENT.to_representation(next(outcomes)),
+                        "error": None,
+                    }
+                )
+        return Response({"results": answers})
+
+
 ORDER_ID = OpenApiParameter(
     "order_id",
     {"type": "integer", "format": "int64", "minimum": 1, "maximum": orders_selector.ID_MAX},
@@ -502,6 +583,7 @@ class FillList(APIView):
 
 urlpatterns = [
     path("orders/", OrderList.as_view(), name="orders"),
+    path("orders/batch/", OrderBatch.as_view(), name="orders-batch"),
     path("orders/cancel-all/", OrderCancelAll.as_view(), name="orders-cancel-all"),
     path("orders/<text:order_id>/", OrderDetail.as_view(), name="order"),
     path("orders/<text:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),

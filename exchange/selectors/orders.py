@@ -6,7 +6,7 @@ taker, and the fee it paid at its own maker or taker rate (fixed on the order at
 computed as the settlement computes it (``collateral.fee_micros``).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -113,15 +113,42 @@ TRADES_OF_ORDER = Select(
 )
 
 
+TRADES_OF_ORDERS = Select(
+    [Trade],
+    "{t0}",
+    "WHERE {t0}.maker_order_id IN ({values}) OR {t0}.taker_order_id IN ({values}) ORDER BY {t0}.id",
+)
+
+
 def order_outcome(order: Order) -> Outcome:
     """An order with its fills so far, oldest first (no query when it has none)."""
     fills = []
     if order.filled_quantity:
-        instrument = order.instrument
         for (row,) in TRADES_OF_ORDER.rows([order.pk, order.pk]):
+            fills.append(_fill_of(cast(Trade, row), order))
+    return _outcome(order, fills)
+
+
+def order_outcomes(orders: Sequence[Order]) -> list[Outcome]:
+    """``order_outcome`` of each order, with one query for the fills of all."""
+    filled = {order.pk: order for order in orders if order.filled_quantity}
+    fills: dict[int, list[Fill]] = {order_id: [] for order_id in filled}
+    if filled:
+        ids = sorted(filled)
+        for (row,) in TRADES_OF_ORDERS.sized(len(ids)).rows(ids + ids):
             trade = cast(Trade, row)
-            trade.instrument = instrument
-            fills.append(_fill(trade, order))
+            for order_id in (trade.maker_order_id, trade.taker_order_id):
+                if order_id in filled:
+                    fills[order_id].append(_fill_of(trade, filled[order_id]))
+    return [_outcome(order, fills.get(order.pk, [])) for order in orders]
+
+
+def _fill_of(trade: Trade, order: Order) -> Fill:
+    trade.instrument = order.instrument
+    return _fill(trade, order)
+
+
+def _outcome(order: Order, fills: list[Fill]) -> Outcome:
     immediate = order.type == Order.Type.MARKET or order.time_in_force in IMMEDIATE_TIMES_IN_FORCE
     return Outcome(
         order=order,

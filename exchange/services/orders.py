@@ -8,7 +8,8 @@ process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at comm
 """
 
 import hashlib
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -41,8 +42,11 @@ from statements import Select, insert_row
 
 CLIENT_ORDER_ID_LENGTH_MAX = 64
 ORDER_WAIT_SECONDS_MAX = 10.0
+# Orders one ``orders_submit`` call (one API request) may place.
+BATCH_ORDERS_MAX = 20
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
 ORDER_BY_ID = Select([Order], "{t0}", "WHERE {t0}.id = %s")
+ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
 # Instruments read for orders, by symbol.
 INSTRUMENTS_RECENT: Recent[str, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
@@ -405,13 +409,65 @@ def _await_matched(order: Order, wait_seconds: float) -> Order:
     The matcher's batch notifies the ids it wrote at commit (``exchange.matcher.outcomes``);
     the order is then read once.
     """
+    _await(order.pk, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+    return _reread(order)
 
+
+def _await(order_id: int, wait_seconds: float) -> None:
     def is_new() -> bool:
-        status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).first()
+        status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
         return status == Order.Status.NEW
 
-    outcomes.await_processed(order.pk, min(wait_seconds, ORDER_WAIT_SECONDS_MAX), is_new)
-    return _reread(order)
+    outcomes.await_processed(order_id, wait_seconds, is_new)
+
+
+def orders_submit(
+    *,
+    account: Account,
+    orders: Sequence[Mapping[str, Any]],
+    placed_by: AbstractBaseUser | None = None,
+    wait_seconds: float = 0.0,
+) -> list[Placement | OrderRejected]:
+    """Place several orders, each as ``order_submit`` places one, in the given order.
+
+    Each order is accepted or refused on its own, in its own transaction: one refused (its
+    ``OrderRejected`` takes its place in the result) does not stop those after it, and an
+    order placed stays placed whatever happens to the next. So the orders of a batch are
+    matched in the order given, each against the book as the ones before left it. A repeated
+    client order id is a repeat here as in ``order_submit``, also within the batch.
+
+    ``wait_seconds``: with external matchers, the wait for the matcher's outcome is shared by
+    the whole batch (``orders``' keys are ``order_submit``'s order fields).
+    """
+    if len(orders) > BATCH_ORDERS_MAX:
+        raise OrderRejected(
+            OrderRejectCode.BATCH_TOO_LARGE,
+            f"At most {BATCH_ORDERS_MAX} orders per batch; {len(orders)} given.",
+            field="orders",
+        )
+    results: list[Placement | OrderRejected] = []
+    for fields in orders:
+        try:
+            results.append(order_submit(account=account, placed_by=placed_by, **fields))
+        except OrderRejected as error:
+            results.append(error)
+    placed = [result.order for result in results if isinstance(result, Placement)]
+    if not placed or settings.EXCHANGE_MATCHER_MODE == "inline" or wait_seconds <= 0:
+        return results
+    deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
+    for order in placed:
+        if order.status == Order.Status.NEW:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _await(order.pk, left)
+    fresh = _reread_many(placed)
+    return [
+        Placement(fresh[result.order.pk], result.created)
+        if isinstance(result, Placement)
+        else result
+        for result in results
+    ]
 
 
 def _reread(order: Order) -> Order:
@@ -420,6 +476,18 @@ def _reread(order: Order) -> Order:
     fresh = cast(Order, ORDER_BY_ID.rows([order.pk])[0][0])
     if Order.instrument.field.is_cached(order):
         fresh.instrument = order.instrument
+    return fresh
+
+
+def _reread_many(orders: Sequence[Order]) -> dict[int, Order]:
+    """``_reread`` for several orders, in one query: each order's row by its id."""
+    fresh = {
+        cast(Order, row).pk: cast(Order, row)
+        for (row,) in ORDERS_BY_IDS.rows_in(sorted({order.pk for order in orders}))
+    }
+    for order in orders:
+        if Order.instrument.field.is_cached(order):
+            fresh[order.pk].instrument = order.instrument
     return fresh
 
 

@@ -17,7 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from exchange.models import Organization
 from exchange.services.api_keys import api_key_create
 from exchange.services.pools import pool_create, pool_fund, pool_member_add
-from exchange_client import ApiError, ExchangeClient, RateLimit
+from exchange_client import ApiError, ExchangeClient, Placement, RateLimit
 from tests.exchange.conftest import _account
 from tests.exchange.support import place
 
@@ -242,3 +242,33 @@ def test_an_error_answer_that_is_not_json_is_still_an_api_error(buyer):
 
     assert (refused.value.status, refused.value.code) == (404, "HTTP_ERROR")
     assert refused.value.message == "Not Found"
+
+
+def test_the_client_places_a_batch_and_gets_each_orders_result(future, buyer, seller):
+    place(seller, future, "sell", 1, "2.500")
+    client = client_of(buyer.organization)
+
+    results = client.place_orders(
+        [
+            {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": Decimal("2.50")},
+            {"instrument": "NOPE-2099", "side": "buy", "quantity": 1, "price": Decimal("2.40")},
+            {"instrument": future.symbol, "side": "buy", "quantity": 2, "price": Decimal("2.40")},
+        ]
+    )
+    with pytest.raises(ApiError) as malformed:
+        client.place_orders([{"instrument": future.symbol, "side": "hold", "quantity": 1}])
+
+    filled, unknown, resting = results
+    assert isinstance(filled, Placement) and filled.created
+    assert (filled.order.status, [fill.price for fill in filled.fills]) == (
+        "filled",
+        [Decimal("2.5")],
+    )
+    assert isinstance(unknown, ApiError)
+    assert (unknown.status, unknown.code, unknown.field) == (
+        404,
+        "ORDER_UNKNOWN_INSTRUMENT",
+        "instrument",
+    )
+    assert isinstance(resting, Placement) and resting.resting_quantity == 2
+    assert (malformed.value.status, malformed.value.field) == (400, "orders.0.side")

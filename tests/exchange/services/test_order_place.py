@@ -17,7 +17,13 @@ from exchange.models import (
 )
 from exchange.services.instruments import instrument_halt, instrument_set_status
 from exchange.services.listing import StripSpec, futures_list_strip
-from exchange.services.orders import order_place, order_replace
+from exchange.services.orders import (
+    BATCH_ORDERS_MAX,
+    Placement,
+    order_place,
+    order_replace,
+    orders_submit,
+)
 from tests.exchange.support import listing_month
 
 pytestmark = pytest.mark.django_db
@@ -419,3 +425,33 @@ def test_expiry_without_time_zone_is_a_named_rejection(future, buyer, row_counts
     )
 
     assert rejection.code == "ORDER_EXPIRY_INVALID"
+
+
+def test_a_batch_places_each_order_on_its_own_in_order(future, buyer, row_counts):
+    before = row_counts()
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": Decimal("2.40")}
+
+    results = orders_submit(
+        account=buyer,
+        orders=[order, {**order, "price": Decimal("2.403")}, {**order, "quantity": 2}],
+    )
+
+    first, refused, last = results
+    assert isinstance(first, Placement) and isinstance(last, Placement)
+    assert first.order.pk < last.order.pk
+    assert (first.order.status, last.order.quantity) == (Order.Status.OPEN, 2)
+    assert isinstance(refused, OrderRejected)
+    assert (refused.code, refused.field) == (OrderRejectCode.PRICE_OFF_TICK, "price")
+    after = row_counts()
+    assert (after.orders, after.rejections) == (before.orders + 2, before.rejections + 1)
+
+
+def test_a_batch_larger_than_its_maximum_is_refused_whole(future, buyer, row_counts):
+    before = row_counts()
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": Decimal("2.40")}
+
+    with pytest.raises(OrderRejected) as refused:
+        orders_submit(account=buyer, orders=[order] * (BATCH_ORDERS_MAX + 1))
+
+    assert (refused.value.code, refused.value.field) == (OrderRejectCode.BATCH_TOO_LARGE, "orders")
+    assert row_counts() == before

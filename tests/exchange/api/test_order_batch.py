@@ -1,0 +1,303 @@
+"""Placing a batch of orders in one request: ``POST /api/v1/orders/batch/``."""
+
+import threading
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+import redis
+
+from exchange.api import throttling
+from exchange.api.throttling import PerKeyRateThrottle
+from exchange.models import Order, OrderRejection
+from exchange.services.orders import BATCH_ORDERS_MAX
+from tests.exchange.api.test_trading import (
+    ORDERS,
+    client_for,
+    error_of,
+    fee_rate,
+    limit_order,
+    unfunded,  # noqa: F401 (a fixture)
+    usd,
+)
+from tests.exchange.support import place
+
+BATCH = "/api/v1/orders/batch/"
+
+
+@pytest.fixture
+def api(buyer):
+    return client_for(buyer)
+
+
+def batch(*orders) -> dict:
+    return {"orders": list(orders)}
+
+
+def test_each_order_of_a_batch_is_answered_as_its_own_request_would_be(
+    api, future, buyer, seller, row_counts
+):
+    # given 2 contracts offered at 2.500
+    resting = place(seller, future, "sell", 2, "2.500")
+    before = row_counts()
+
+    # when the buyer sends a crossing bid, an unknown instrument, an off-tick price and a
+    # bid that rests
+    response = api.post(
+        BATCH,
+        batch(
+            limit_order(future, quantity=5, price="2.505"),
+            {**limit_order(future), "instrument": "NOPE-2099"},
+            limit_order(future, price="2.453"),
+            limit_order(future, quantity=1, price="2.400", client_order_id="low-bid"),
+        ),
+        format="json",
+    )
+
+    # then one result per order, in order: each with the status its own request would answer
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [result["status"] for result in results] == [201, 404, 422, 201]
+    crossing, unknown, off_tick, low = results
+    assert (crossing["error"], low["error"]) == (None, None)
+    assert crossing["placement"]["order"]["status"] == "partially_filled"
+    assert crossing["placement"]["fills"] == [
+        {
+            "trade_sequence": crossing["placement"]["fills"][0]["trade_sequence"],
+            "order_id": crossing["placement"]["order"]["id"],
+            "instrument": future.symbol,
+            "side": "buy",
+            "price": "2.500000",
+            "quantity": 2,
+            "fee": usd(fee_rate("future", "taker") * 2),
+            "liquidity": "taker",
+            "executed_at": crossing["placement"]["fills"][0]["executed_at"],
+        }
+    ]
+    assert (crossing["placement"]["resting_quantity"], low["placement"]["resting_quantity"]) == (
+        3,
+        1,
+    )
+    assert low["placement"]["order"]["client_order_id"] == "low-bid"
+    assert low["placement"]["fills"] == []
+    assert (unknown["placement"], off_tick["placement"]) == (None, None)
+    assert unknown["error"] == {
+        "code": "ORDER_UNKNOWN_INSTRUMENT",
+        "message": "No instrument 'NOPE-2099'.",
+        "field": "instrument",
+    }
+    assert (off_tick["error"]["code"], off_tick["error"]["field"]) == (
+        "ORDER_PRICE_OFF_TICK",
+        "price",
+    )
+    # the placed orders are the account's, the refused ones recorded as rejections
+    placed = Order.objects.filter(account=buyer).order_by("pk")
+    assert [order.pk for order in placed] == [
+        crossing["placement"]["order"]["id"],
+        low["placement"]["order"]["id"],
+    ]
+    after = row_counts()
+    assert (after.orders, after.trades, after.rejections) == (
+        before.orders + 2,
+        before.trades + 1,
+        before.rejections + 2,
+    )
+    resting.refresh_from_db()
+    assert resting.status == Order.Status.FILLED
+
+
+def test_orders_of_a_batch_match_in_the_order_given(api, future, buyer, seller):
+    """The second order of the batch meets the book the first left: a sell that crosses the
+    first's bid fills against it (seller's batch against the buyer's bid placed before)."""
+    seller_api = client_for(seller)
+    bid = api.post(ORDERS, limit_order(future, quantity=2, price="2.450"), format="json")
+    assert bid.status_code == 201
+
+    response = seller_api.post(
+        BATCH,
+        batch(
+            limit_order(future, side="sell", quantity=1, price="2.450"),
+            limit_order(future, side="sell", quantity=3, price="2.450"),
+        ),
+        format="json",
+    )
+
+    first, second = response.json()["results"]
+    assert (
+        first["placement"]["order"]["status"],
+        first["placement"]["order"]["filled_quantity"],
+    ) == (
+        "filled",
+        1,
+    )
+    assert second["placement"]["order"]["filled_quantity"] == 1
+    assert second["placement"]["resting_quantity"] == 2
+
+
+def test_a_client_order_id_repeated_in_a_batch_repeats_or_conflicts(api, future, buyer):
+    body = limit_order(future, client_order_id="mm:0001")
+
+    response = api.post(BATCH, batch(body, body, {**body, "price": "2.440"}), format="json")
+
+    first, again, different = response.json()["results"]
+    assert [first["status"], again["status"], different["status"]] == [201, 200, 409]
+    assert again["placement"]["order"]["id"] == first["placement"]["order"]["id"]
+    assert different["error"]["code"] == "ORDER_CLIENT_ORDER_ID_CONFLICT"
+    assert Order.objects.filter(account=buyer).count() == 1
+
+
+def test_a_batch_without_the_funds_answers_each_refusal(unfunded, future, row_counts):  # noqa: F811
+    before = row_counts()
+
+    response = client_for(unfunded).post(
+        BATCH, batch(limit_order(future), limit_order(future, side="sell")), format="json"
+    )
+
+    assert response.status_code == 200
+    assert [
+        (result["status"], result["error"]["code"]) for result in response.json()["results"]
+    ] == [(422, "RISK_INSUFFICIENT_FUNDS")] * 2
+    assert row_counts() == replace(before, rejections=before.rejections + 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"orders": []}, "orders"),
+        ({"orders": "buy"}, "orders"),
+        ({}, "orders"),
+        ({"orders": [{"side": "buy"}]}, "orders.0.instrument"),
+        ({"orders": "many"}, "orders"),
+    ],
+)
+def test_a_malformed_batch_is_refused_whole(api, future, row_counts, body, field):
+    before = row_counts()
+
+    response = api.post(BATCH, body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+    assert row_counts() == before
+
+
+def test_one_malformed_order_refuses_the_batch_and_places_nothing(api, future, row_counts):
+    before = row_counts()
+
+    response = api.post(
+        BATCH,
+        batch(limit_order(future), limit_order(future), limit_order(future, side="hold")),
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "INVALID_INPUT",
+        "orders.2.side",
+    )
+    assert row_counts() == before
+
+
+def test_a_batch_holds_at_most_its_maximum(api, future, row_counts):
+    before = row_counts()
+    orders = [limit_order(future, quantity=1) for _ in range(BATCH_ORDERS_MAX + 1)]
+
+    refused = api.post(BATCH, batch(*orders), format="json")
+    accepted = api.post(BATCH, batch(*orders[:BATCH_ORDERS_MAX]), format="json")
+
+    assert refused.status_code == 400
+    assert (error_of(refused)["field"], error_of(refused)["message"]) == (
+        "orders",
+        f"Ensure this field has no more than {BATCH_ORDERS_MAX} elements.",
+    )
+    assert accepted.status_code == 200
+    assert [result["status"] for result in accepted.json()["results"]] == [201] * BATCH_ORDERS_MAX
+    assert row_counts().orders == before.orders + BATCH_ORDERS_MAX
+
+
+def test_a_batch_counts_one_request_per_order_against_the_rate_limit(
+    api, future, buyer, monkeypatch
+):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+
+    first = api.post(BATCH, batch(*[limit_order(future, quantity=1)] * 4), format="json")
+    refused = api.post(BATCH, batch(*[limit_order(future, quantity=1)] * 2), format="json")
+
+    assert first.status_code == 200
+    assert first["RateLimit-Remaining"] == "1"
+    assert error_of(refused)["code"] == "RATE_LIMITED"
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert Order.objects.filter(account=buyer).count() == 4
+
+
+def test_with_redis_a_batch_is_counted_by_its_orders(buyer, future, settings, redis_url):
+    settings.REDIS_URL = redis_url
+    try:
+        counts = [throttling.window_hit("key:batch", 60, weight) for weight in (3, 1, 20)]
+        server = redis.Redis.from_url(redis_url)
+        stored = int(server.get(throttling.KEY_PREFIX + "key:batch"))
+        server.close()
+    finally:
+        throttling._clients.clear()
+
+    assert [count for count, _ in counts] == [3, 4, 24]
+    assert stored == 24
+
+
+def test_placing_a_batch_needs_the_trade_scope(buyer, future):
+    reader = client_for(buyer, scopes=("read",))
+
+    response = reader.post(BATCH, batch(limit_order(future)), format="json")
+
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "AUTH_SCOPE_MISSING"
+    assert not Order.objects.filter(account=buyer).exists()
+    assert not OrderRejection.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_a_batch_waits_for_the_outcome_of_every_order(
+    future, buyer, seller, settings
+):
+    from exchange.matcher.runtime import Matcher
+    from exchange.services.orders import order_place
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.50"))
+    order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.55"))
+    matcher.process_pending()
+    stop = threading.Event()
+
+    def match() -> None:
+        from django.db import connection
+
+        try:
+            while not stop.is_set():
+                matcher.process_pending()
+                stop.wait(0.01)
+        finally:
+            connection.close()  # This thread's own connection.
+
+    worker = threading.Thread(target=match)
+    worker.start()
+    try:
+        response = client_for(buyer).post(
+            BATCH,
+            batch(
+                limit_order(future, quantity=2, price="2.500"),
+                limit_order(future, quantity=3, price="2.550"),
+            ),
+            format="json",
+        )
+    finally:
+        stop.set()
+        worker.join(5)
+
+    assert response.status_code == 200
+    first, second = (result["placement"] for result in response.json()["results"])
+    assert first["order"]["status"] == "filled"
+    assert [(fill["price"], fill["quantity"]) for fill in first["fills"]] == [("2.500000", 2)]
+    assert second["order"]["status"] == "partially_filled"
+    assert [(fill["price"], fill["quantity"]) for fill in second["fills"]] == [("2.550000", 2)]
+    assert second["resting_quantity"] == 1
