@@ -5,7 +5,8 @@ The command builds a scratch database beside the configured one (name prefixed
 then it starts, on loopback, ``--workers`` gunicorn worker processes serving the API and
 ``--shards`` ``run_matcher`` processes, and runs ``--clients`` client processes that place
 limit orders (about 15% marketable IOC) through ``POST /api/v1/orders/`` for ``--seconds``,
-each over one keep-alive connection. It reports what the clients measured: accepted orders
+each over one keep-alive connection (with ``--batch N``, N orders of one account per request
+to ``POST /api/v1/orders/batch/``). It reports what the clients measured: accepted orders
 per second, and the latency of each placement (request sent to response read), then waits
 until the matchers have processed every order and checks the books. With Redis
 (``--redis``, by default ``REDIS_URL``) the servers use it as production does: the cache behind
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 
 import redis
@@ -33,7 +35,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
 
 from exchange.management.commands.bench_orders import Command as BenchOrders
-from exchange.management.commands.bench_orders import order_stream
+from exchange.management.commands.bench_orders import order_generator
+from exchange.services.orders import BATCH_ORDERS_MAX
 
 SERVER_START_SECONDS_MAX = 60
 DRAIN_TIMEOUT_SECONDS = 300
@@ -52,9 +55,15 @@ def _client(
     symbols: dict[int, tuple[str, Decimal]],
     seed: int,
     seconds: float,
+    batch: int,
     results: multiprocessing.Queue,
 ) -> None:
     """One client: one keep-alive HTTP connection, orders from the shared stream's shape.
+
+    With ``batch`` 1 each order is its own ``POST /api/v1/orders/``; with more, the client
+    gathers each account's next ``batch`` orders of the stream into one
+    ``POST /api/v1/orders/batch/``. Statuses are counted per order (a batch's results say each
+    order's), latencies per request.
 
     It uses the standard library's ``http.client`` rather than ``requests``: the clients share
     the server's two cores, and a lighter client leaves more of them to what is measured.
@@ -65,28 +74,37 @@ def _client(
         account_id: {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         for account_id, token in tokens.items()
     }
-    stream = order_stream(seed, ORDERS_PER_CLIENT_MAX, list(symbols), list(tokens))
+    stream = islice(order_generator(seed, list(symbols), list(tokens)), ORDERS_PER_CLIENT_MAX)
     latencies_ms: list[float] = []
     statuses: dict[int, int] = {}
+    pending: dict[int, list[dict[str, object]]] = {account_id: [] for account_id in tokens}
+    started = time.monotonic()
     deadline = time.perf_counter() + seconds
     for account_id, instrument_id, side, ticks, quantity, time_in_force in stream:
         if time.perf_counter() > deadline:
             break
         symbol, tick = symbols[instrument_id]
-        body = json.dumps(
-            {
-                "instrument": symbol,
-                "side": side,
-                "quantity": quantity,
-                "price": str(tick * ticks),
-                "time_in_force": time_in_force,
-            }
-        )
+        order = {
+            "instrument": symbol,
+            "side": side,
+            "quantity": quantity,
+            "price": str(tick * ticks),
+            "time_in_force": time_in_force,
+        }
+        if batch == 1:
+            path, body = "/api/v1/orders/", json.dumps(order)
+        else:
+            gathered = pending[account_id]
+            gathered.append(order)
+            if len(gathered) < batch:
+                continue
+            pending[account_id] = []
+            path, body = "/api/v1/orders/batch/", json.dumps({"orders": gathered})
         before = time.perf_counter()
         try:
-            connection.request("POST", "/api/v1/orders/", body, headers[account_id])
+            connection.request("POST", path, body, headers[account_id])
             response = connection.getresponse()
-            response.read()
+            content = response.read()
             status = response.status
             if response.getheader("Connection", "").lower() == "close":
                 connection.close()  # The next request opens a new one.
@@ -94,9 +112,13 @@ def _client(
             connection.close()
             status = 0
         latencies_ms.append((time.perf_counter() - before) * 1000)
-        statuses[status] = statuses.get(status, 0) + 1
+        if batch == 1 or status != 200:
+            statuses[status] = statuses.get(status, 0) + (1 if batch == 1 else batch)
+        else:
+            for result in json.loads(content)["results"]:
+                statuses[result["status"]] = statuses.get(result["status"], 0) + 1
     connection.close()
-    results.put((latencies_ms, statuses))
+    results.put((latencies_ms, statuses, started, time.monotonic()))
 
 
 def _check_redis(url: str) -> None:
@@ -129,6 +151,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--shards", type=int, default=1, help="run_matcher processes.")
         parser.add_argument("--instruments", type=int, default=4)
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=1,
+            help="Orders per request: 1 places each with POST /api/v1/orders/; more (up to "
+            f"{BATCH_ORDERS_MAX}) sends each account's next orders together to "
+            "/api/v1/orders/batch/. Latencies are then of a batch's request.",
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument(
             "--redis",
@@ -141,6 +171,8 @@ class Command(BaseCommand):
         parser.add_argument("--keep-database", action="store_true")
 
     def handle(self, *args, **options):
+        if not 1 <= options["batch"] <= BATCH_ORDERS_MAX:
+            raise CommandError(f"--batch is 1 to {BATCH_ORDERS_MAX} orders per request.")
         if connection.vendor != "postgresql":
             raise CommandError("bench_api measures the production setup: set DATABASE_URL.")
         settings.DEBUG = False
@@ -286,22 +318,29 @@ class Command(BaseCommand):
                     symbols,
                     options["seed"] + index,
                     options["seconds"],
+                    options["batch"],
                     results,
                 ),
             )
             for index in range(options["clients"])
         ]
-        started = time.perf_counter()
         for client in clients:
             client.start()
         latencies_ms: list[float] = []
         statuses: dict[int, int] = {}
+        starts, ends = [], []
         for _ in clients:
-            client_latencies, client_statuses = results.get(timeout=options["seconds"] + 120)
+            client_latencies, client_statuses, start, end = results.get(
+                timeout=options["seconds"] + 120
+            )
             latencies_ms += client_latencies
             for status, count in client_statuses.items():
                 statuses[status] = statuses.get(status, 0) + count
-        elapsed = time.perf_counter() - started
+            starts.append(start)
+            ends.append(end)
+        # From the first client's first request to the last client's last answer (the
+        # monotonic clock is the machine's, shared by the processes): not the clients' start.
+        elapsed = max(ends) - min(starts)
         for client in clients:
             client.join(30)
         return latencies_ms, statuses, elapsed
@@ -334,7 +373,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"clients={options['clients']} workers={options['workers']}x{options['threads']} "
             f"matchers={options['shards']} instruments={options['instruments']} "
-            f"feed={options['feed']} "
+            f"feed={options['feed']} batch={options['batch']} "
             f"seconds={elapsed:.1f} requests={len(latencies_ms)} statuses={statuses} "
             f"trades={Trade.objects.count()} matcher_lag_s={drained:.1f}"
         )

@@ -16,8 +16,10 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from itertools import islice
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -39,26 +41,30 @@ def order_stream(
 
     Each is (account, instrument, side, ticks, quantity, time in force).
     """
+    return list(islice(order_generator(seed, instrument_ids, account_ids), count))
+
+
+def order_generator(
+    seed: int, instrument_ids: list[int], account_ids: list[int]
+) -> Iterator[tuple]:
+    """``order_stream``'s orders one at a time, without end: for a load that runs for a time
+    rather than a count, and should not spend the time building orders it will not send."""
     rng = random.Random(seed)
     mid = PRICE_MID_TICKS
-    stream = []
-    for _ in range(count):
+    while True:
         mid = max(20, mid + rng.choice((-1, 0, 0, 1)))
         side = rng.choice(("buy", "sell"))
         marketable = rng.random() < MARKETABLE_SHARE
         offset = -3 if marketable else rng.randint(1, 10)
         ticks = mid - offset if side == "buy" else mid + offset
-        stream.append(
-            (
-                rng.choice(account_ids),
-                rng.choice(instrument_ids),
-                side,
-                ticks,
-                rng.choice((1, 2, 5, 10)),
-                "ioc" if marketable else "gtc",
-            )
+        yield (
+            rng.choice(account_ids),
+            rng.choice(instrument_ids),
+            side,
+            ticks,
+            rng.choice((1, 2, 5, 10)),
+            "ioc" if marketable else "gtc",
         )
-    return stream
 
 
 def place_stream(stream: list[tuple]) -> list[float]:

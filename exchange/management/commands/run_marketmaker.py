@@ -117,15 +117,24 @@ class Command(BaseCommand):
                 client.cancel_all(future.symbol)
                 spread = future.tick_size * rng.choice(SPREAD_TICKS)
                 size = rng.choice([4, 8, 16])
-                for side, quote in (("buy", price - spread), ("sell", price + spread)):
-                    client.place_order(
-                        instrument=future.symbol,
-                        side=side,
-                        quantity=size,
-                        price=quote,
-                        post_only=True,
-                    )
-                    placed += 1
+                # Both sides in one request: each quote is placed or refused on its own.
+                quotes = client.place_orders(
+                    [
+                        {
+                            "instrument": future.symbol,
+                            "side": side,
+                            "quantity": size,
+                            "price": quote,
+                            "post_only": True,
+                        }
+                        for side, quote in (("buy", price - spread), ("sell", price + spread))
+                    ]
+                )
+                for quote in quotes:
+                    if isinstance(quote, ApiError):
+                        self.stderr.write(f"{future.symbol}: {quote.code}: {quote.message}")
+                    else:
+                        placed += 1
                 if rng.random() < TAKE_PROBABILITY and (book.best_bid or book.best_ask):
                     side = rng.choice(["buy", "sell"])
                     best = book.best_ask if side == "buy" else book.best_bid

@@ -1,6 +1,7 @@
 """bench_api runs the production setup end to end (PostgreSQL only): gunicorn, a matcher,
 client processes; it must place orders, match them, check the books and print its figures."""
 
+import ast
 import io
 import re
 
@@ -65,6 +66,34 @@ def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url)
     requests = int(re.search(r"requests=(\d+)", lines[0]).group(1))
     assert commands["cmdstat_exec"]["calls"] >= requests, commands
     assert commands["cmdstat_zrange"]["calls"] > 0, commands
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_api_places_batches_of_orders(postgres_only):
+    """With --batch the clients send each account's orders four at a time to the batch
+    endpoint; statuses count orders, requests count batches."""
+    lines, _ = _run("--redis", "", "--batch", "4")
+
+    _assert_placed(lines)
+    assert "batch=4" in lines[0]
+    requests = int(re.search(r"requests=(\d+)", lines[0]).group(1))
+    statuses = ast.literal_eval(re.search(r"statuses=(\{.*?\})", lines[0]).group(1))
+    assert sum(statuses.values()) == 4 * requests
+
+
+def test_bench_api_refuses_a_batch_the_api_would_refuse(db):
+    with pytest.raises(CommandError, match="--batch"):
+        call_command("bench_api", "--seconds", "1", "--batch", "21")
+
+
+def test_the_load_generator_gives_the_streams_orders():
+    from itertools import islice
+
+    from exchange.management.commands.bench_orders import order_generator, order_stream
+
+    assert list(islice(order_generator(7, [1, 2], [3, 4]), 500)) == order_stream(
+        7, 500, [1, 2], [3, 4]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
