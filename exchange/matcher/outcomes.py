@@ -113,6 +113,18 @@ class OutcomeListener:
 _listener = OutcomeListener()
 
 
+def listen() -> None:
+    """Make sure this process listens, before committing orders whose outcomes it will await
+    together: a notification sent before the listener starts is never received, and
+    ``await_processed`` reads only its own order's row after starting one."""
+    if connection.vendor != "postgresql":
+        return
+    try:
+        _listener.listen()
+    except psycopg.Error:
+        logger.warning("cannot listen for order outcomes; polling", exc_info=True)
+
+
 def await_processed(order_id: int, wait_seconds: float, is_new: Callable[[], bool]) -> None:
     """Return once the matcher has processed ``order_id`` or ``wait_seconds`` have passed.
 

@@ -445,6 +445,9 @@ def orders_submit(
             f"At most {BATCH_ORDERS_MAX} orders per batch; {len(orders)} given.",
             field="orders",
         )
+    waits = settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0
+    if waits:
+        outcomes.listen()  # Before the first commit: no outcome can come before it listens.
     results: list[Placement | OrderRejected] = []
     for fields in orders:
         try:
@@ -452,7 +455,7 @@ def orders_submit(
         except OrderRejected as error:
             results.append(error)
     placed = [result.order for result in results if isinstance(result, Placement)]
-    if not placed or settings.EXCHANGE_MATCHER_MODE == "inline" or wait_seconds <= 0:
+    if not placed or not waits:
         return results
     deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
     for order in placed:

@@ -190,3 +190,32 @@ def test_a_listener_whose_connection_breaks_falls_back_to_polling(
     assert reads == [1]
     assert listener._connection is not None
     listener.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_hears_every_outcome_even_those_before_its_first_wait(
+    postgres_only, external_matcher, future, buyer, monkeypatch
+):
+    """A process not yet listening places a batch, and the matcher processes each order at
+    once, before the batch starts waiting: the listener is started before the first order
+    commits, so no outcome is missed (the batch used to wait out its whole wait for the
+    second)."""
+    from exchange.services import orders as orders_service
+
+    outcomes._listener.stop()
+    submit = orders_service.order_submit
+
+    def submit_then_match(**fields):
+        placement = submit(**fields)
+        Matcher().process_pending()
+        return placement
+
+    monkeypatch.setattr(orders_service, "order_submit", submit_then_match)
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": Decimal("2.40")}
+
+    started = time.monotonic()
+    results = orders_service.orders_submit(account=buyer, orders=[order] * 3, wait_seconds=5)
+    waited = time.monotonic() - started
+
+    assert [result.order.status for result in results] == [Order.Status.OPEN] * 3
+    assert waited < 2.5  # Not the 5 s a missed outcome waits.
