@@ -415,7 +415,6 @@ class OrderBatch(APIView):
             200: BatchResultsSerializer,
             400: ErrorSerializer,
             **AUTH_ERRORS,
-            404: ErrorSerializer,
         },
         operation_id="orders_create_batch",
         summary=f"Place up to {BATCH_ORDERS_MAX} orders in one request (scope trade)",
