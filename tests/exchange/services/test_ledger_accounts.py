@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
+from django.db import transaction
 
 from exchange.models import Account, Organization
 from exchange.services.collateral import needs_for
@@ -15,17 +16,34 @@ from ledger.models import Account as LedgerAccount
 pytestmark = pytest.mark.django_db
 
 
-def test_opening_the_cash_account_names_it_on_the_trading_account():
+def test_opening_the_cash_account_names_it_on_the_trading_account(
+    django_capture_on_commit_callbacks,
+):
     account = account_main(organization_create(slug="nova", name="Nova", kind="startup"))
     assert account.cash_ledger_account_id is None
 
-    opened = cash_account(account)
+    with django_capture_on_commit_callbacks(execute=True):  # Named on the instance at commit.
+        opened = cash_account(account)
 
     assert opened.code == cash_account_code(account)
     assert account.cash_ledger_account_id == opened.pk
     assert Account.objects.get(pk=account.pk).cash_ledger_account_id == opened.pk
     assert cash_account(account).pk == opened.pk  # Found, not opened again.
     assert LedgerAccount.objects.filter(code=opened.code).count() == 1
+
+
+def test_a_cash_account_opened_in_a_transaction_that_rolls_back_is_not_named():
+    """The instance may outlive the transaction (the API keeps callers' accounts): it must
+    not name a ledger account that the rollback took away."""
+    account = account_main(organization_create(slug="nova", name="Nova", kind="startup"))
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        cash_account(account)
+        raise RuntimeError("refused")
+
+    assert account.cash_ledger_account_id is None
+    assert Account.objects.get(pk=account.pk).cash_ledger_account_id is None
+    assert not LedgerAccount.objects.filter(code=cash_account_code(account)).exists()
 
 
 def test_an_order_names_its_cash_account_without_looking_it_up(
