@@ -301,3 +301,14 @@ def test_with_an_external_matcher_a_batch_waits_for_the_outcome_of_every_order(
     assert second["order"]["status"] == "partially_filled"
     assert [(fill["price"], fill["quantity"]) for fill in second["fills"]] == [("2.550000", 2)]
     assert second["resting_quantity"] == 1
+
+
+def test_a_batch_that_is_not_json_is_refused_and_places_nothing(api, future, row_counts):
+    before = row_counts()
+
+    broken = api.post(BATCH, data='{"orders": [', content_type="application/json")
+    form = api.post(BATCH, data="orders=1", content_type="application/x-www-form-urlencoded")
+
+    assert (broken.status_code, error_of(broken)["code"]) == (400, "INVALID_JSON")
+    assert (form.status_code, error_of(form)["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert row_counts() == before
