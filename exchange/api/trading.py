@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, error_answer
+from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
 from exchange.api.fields import QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -35,6 +35,7 @@ from exchange.models import ApiKey, Order, Side
 from exchange.selectors import market
 from exchange.selectors import orders as orders_selector
 from exchange.services.orders import (
+    BATCH_CANCELS_MAX,
     BATCH_ORDERS_MAX,
     CLIENT_ORDER_ID_LENGTH_MAX,
     order_cancel,
@@ -42,6 +43,7 @@ from exchange.services.orders import (
     order_replace,
     order_submit,
     orders_cancel,
+    orders_cancel_each,
     orders_submit,
 )
 
@@ -237,6 +239,34 @@ class BatchResultSerializer(serializers.Serializer):
 
 class BatchResultsSerializer(serializers.Serializer):
     results = BatchResultSerializer(many=True, help_text="One per order, in the batch's order.")
+
+
+class CancelBatchSerializer(serializers.Serializer):
+    order_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
+        min_length=1,
+        max_length=BATCH_CANCELS_MAX,
+        help_text=f"1 to {BATCH_CANCELS_MAX} ids of the organization's orders, each once.",
+    )
+
+    def validate_order_ids(self, order_ids: list[int]) -> list[int]:
+        if len(set(order_ids)) != len(order_ids):
+            raise serializers.ValidationError("Give each order once.")
+        return order_ids
+
+
+class CancelResultSerializer(serializers.Serializer):
+    order_id = serializers.IntegerField()
+    status = serializers.IntegerField(
+        help_text="The status cancelling this order alone would have answered: 200 asked "
+        "(the order as it is after the ask), 404 not the organization's, 409 no longer live."
+    )
+    order = OrderSerializer(allow_null=True, help_text="Null when refused.")
+    error = ErrorBodySerializer(allow_null=True, help_text="Why it was refused; else null.")
+
+
+class CancelResultsSerializer(serializers.Serializer):
+    results = CancelResultSerializer(many=True, help_text="One per id, in the request's order.")
 
 
 # The order path's serializers, built once per process. A serializer builds its fields anew
@@ -455,6 +485,49 @@ class OrderBatch(APIView):
         return Response({"results": answers})
 
 
+class OrderBatchCancel(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    def rate_weight(self, request: Request) -> int:
+        """One request per order, as cancelling each alone would count."""
+        ids = request.data.get("order_ids") if isinstance(request.data, dict) else None
+        return min(max(len(ids), 1), BATCH_CANCELS_MAX) if isinstance(ids, list) else 1
+
+    @extend_schema(
+        request=CancelBatchSerializer,
+        responses={200: CancelResultsSerializer, 400: ErrorSerializer, **AUTH_ERRORS},
+        operation_id="orders_cancel_batch",
+        summary=f"Cancel up to {BATCH_CANCELS_MAX} orders by id in one request (scope trade)",
+        description="Each order is answered as cancelling it alone would be: the order after "
+        "its cancel was asked for, 404 for an id that is not one of the organization's "
+        "orders, 409 for an order no longer live. A batch counts one request per order "
+        "against the key's rate limit.",
+    )
+    def post(self, request: Request) -> Response:
+        body = CancelBatchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        order_ids = body.validated_data["order_ids"]
+        results = orders_cancel_each(
+            account=request.caller.account,
+            order_ids=order_ids,
+            requested_by=request.caller.user,
+        )
+        answers = []
+        for order_id, result in zip(order_ids, results, strict=True):
+            answer = {"order_id": order_id, "status": 200, "order": None, "error": None}
+            if result is None:  # Not the organization's: as if it did not exist.
+                answer["status"] = status.HTTP_404_NOT_FOUND
+                answer["error"] = envelope("NOT_FOUND", "Not found.", "order_ids")["error"]
+            elif isinstance(result, OrderRejected):
+                refusal = error_answer(result)
+                assert refusal is not None
+                answer["status"], answer["error"] = refusal[0], refusal[1]["error"]
+            else:
+                answer["order"] = OrderSerializer(result).data
+            answers.append(answer)
+        return Response({"results": answers})
+
+
 ORDER_ID = OpenApiParameter(
     "order_id",
     {"type": "integer", "format": "int64", "minimum": 1, "maximum": orders_selector.ID_MAX},
@@ -583,6 +656,7 @@ class FillList(APIView):
 urlpatterns = [
     path("orders/", OrderList.as_view(), name="orders"),
     path("orders/batch/", OrderBatch.as_view(), name="orders-batch"),
+    path("orders/batch/cancel/", OrderBatchCancel.as_view(), name="orders-batch-cancel"),
     path("orders/cancel-all/", OrderCancelAll.as_view(), name="orders-cancel-all"),
     path("orders/<text:order_id>/", OrderDetail.as_view(), name="order"),
     path("orders/<text:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),

@@ -83,6 +83,13 @@ def order_of(account: Account, order_id: int) -> Order | None:
     return orders_of(account).filter(pk=order_id).first()
 
 
+def orders_by_ids(account: Account, order_ids: Iterable[int]) -> dict[int, Order]:
+    """The account's orders among ``order_ids``, by id: another account's, or an id no order
+    has, is missing."""
+    wanted = [order_id for order_id in order_ids if 0 < order_id <= ID_MAX]
+    return {order.pk: order for order in orders_of(account).filter(pk__in=wanted)}
+
+
 def trades_of(
     account: Account, *, instrument: str | None = None, order_id: int | None = None
 ) -> QuerySet[Trade]:

@@ -34,6 +34,7 @@ from exchange.models import (
     Side,
 )
 from exchange.recent import Recent
+from exchange.selectors import orders as orders_selector
 from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
 from exchange.units import price_to_ticks, quantity_to_lots
@@ -44,6 +45,8 @@ CLIENT_ORDER_ID_LENGTH_MAX = 64
 ORDER_WAIT_SECONDS_MAX = 10.0
 # Orders one ``orders_submit`` call (one API request) may place.
 BATCH_ORDERS_MAX = 20
+# Orders one API request may cancel by id.
+BATCH_CANCELS_MAX = 100
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
 ORDER_BY_ID = Select([Order], "{t0}", "WHERE {t0}.id = %s")
 ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
@@ -763,6 +766,36 @@ def orders_cancel(*, orders: Iterable[Order], requested_by: AbstractBaseUser | N
         for instrument_id in sorted({order.instrument_id for order in live}):
             inline.process_instrument(instrument_id)
     return len(live)
+
+
+def orders_cancel_each(
+    *,
+    account: Account,
+    order_ids: Sequence[int],
+    requested_by: AbstractBaseUser | None = None,
+) -> list[Order | OrderRejected | None]:
+    """Cancel each of the account's orders named in ``order_ids`` (a batch, each id once), as
+    ``order_cancel`` would one by one, with one transaction for all the commands
+    (``orders_cancel``). Per id, in order: the order as it is after its cancel was asked for;
+    the ``ORDER_NOT_LIVE`` refusal of one no longer live; None for an id that is not one of
+    the account's orders."""
+    found = orders_selector.orders_by_ids(account, order_ids)
+    results: list[Order | OrderRejected | None] = []
+    for order_id in order_ids:
+        order = found.get(order_id)
+        if order is None:
+            results.append(None)
+            continue
+        try:
+            _check_live(order)
+        except OrderRejected as error:
+            results.append(error)
+        else:
+            results.append(order)
+    live = [result for result in results if isinstance(result, Order)]
+    orders_cancel(orders=live, requested_by=requested_by)
+    fresh = _reread_many(live) if live else {}
+    return [fresh[result.pk] if isinstance(result, Order) else result for result in results]
 
 
 def order_replace(

@@ -272,3 +272,17 @@ def test_the_client_places_a_batch_and_gets_each_orders_result(future, buyer, se
     )
     assert isinstance(resting, Placement) and resting.resting_quantity == 2
     assert (malformed.value.status, malformed.value.field) == (400, "orders.0.side")
+
+
+def test_the_client_cancels_orders_by_id_and_gets_each_result(future, buyer, seller):
+    client = client_of(buyer.organization)
+    bid = client.place_order(
+        instrument=future.symbol, side="buy", quantity=1, price=Decimal("2.40")
+    )
+    theirs = place(seller, future, "sell", 1, "2.600")
+
+    cancelled, missing = client.cancel_orders([bid.order.id, theirs.pk])
+
+    assert (cancelled.id, cancelled.status) == (bid.order.id, "cancelled")
+    assert isinstance(missing, ApiError)
+    assert (missing.status, missing.code) == (404, "NOT_FOUND")

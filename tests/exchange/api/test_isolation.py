@@ -74,9 +74,15 @@ def test_another_organizations_objects_are_not_found(theirs, buyer, futures):
         "revoke key": mine.delete(f"/api/v1/keys/{key.prefix}/"),
     }
 
+    batch_cancel = mine.post(
+        "/api/v1/orders/batch/cancel/", {"order_ids": [order.pk]}, format="json"
+    )
+
     assert {name: codes(response) for name, response in answers.items()} == {
         name: (404, "NOT_FOUND") for name in answers
     }
+    (result,) = batch_cancel.json()["results"]
+    assert (result["status"], result["error"]["code"]) == (404, "NOT_FOUND")
     # and nothing changed
     order.refresh_from_db()
     assert (order.status, order.price, order.quantity) == (

@@ -312,3 +312,79 @@ def test_a_batch_that_is_not_json_is_refused_and_places_nothing(api, future, row
     assert (broken.status_code, error_of(broken)["code"]) == (400, "INVALID_JSON")
     assert (form.status_code, error_of(form)["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
     assert row_counts() == before
+
+
+# Cancelling by id ------------------------------------------------------------------------
+
+CANCEL_BATCH = "/api/v1/orders/batch/cancel/"
+
+
+def test_each_order_of_a_cancel_batch_is_answered_as_its_own_cancel_would_be(
+    api, future, buyer, seller
+):
+    # given two live bids of the buyer's, one it cancelled already, and one of the seller's
+    live = [place(buyer, future, "buy", 1, price) for price in ("2.400", "2.405")]
+    done = place(buyer, future, "buy", 1, "2.410")
+    api.delete(f"{ORDERS}{done.pk}/")
+    theirs = place(seller, future, "sell", 1, "2.600")
+
+    response = api.post(
+        CANCEL_BATCH,
+        {"order_ids": [live[0].pk, theirs.pk, done.pk, live[1].pk, 10**12]},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [(result["order_id"], result["status"]) for result in results] == [
+        (live[0].pk, 200),
+        (theirs.pk, 404),
+        (done.pk, 409),
+        (live[1].pk, 200),
+        (10**12, 404),
+    ]
+    assert [results[0]["order"]["status"], results[3]["order"]["status"]] == ["cancelled"] * 2
+    assert results[1]["error"] == {
+        "code": "NOT_FOUND",
+        "message": "Not found.",
+        "field": "order_ids",
+    }
+    assert results[2]["error"]["code"] == "ORDER_NOT_LIVE"
+    assert [order.status for order in Order.objects.filter(pk__in=[o.pk for o in live])] == [
+        Order.Status.CANCELLED
+    ] * 2
+    theirs.refresh_from_db()
+    assert theirs.status == Order.Status.OPEN
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"order_ids": []}, "order_ids"),
+        ({"order_ids": [1, 1]}, "order_ids"),
+        ({"order_ids": [0]}, "order_ids.0"),
+        ({"order_ids": ["x"]}, "order_ids.0"),
+        ({"order_ids": list(range(1, 102))}, "order_ids"),
+        ({}, "order_ids"),
+    ],
+)
+def test_a_malformed_cancel_batch_is_refused_whole(api, future, buyer, body, field):
+    bid = place(buyer, future, "buy", 1, "2.400")
+
+    response = api.post(CANCEL_BATCH, body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+    bid.refresh_from_db()
+    assert bid.status == Order.Status.OPEN
+
+
+def test_a_cancel_batch_counts_one_request_per_order(api, future, buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
+    bids = [place(buyer, future, "buy", 1, price) for price in ("2.400", "2.405", "2.410")]
+
+    first = api.post(CANCEL_BATCH, {"order_ids": [bid.pk for bid in bids]}, format="json")
+    again = api.post(CANCEL_BATCH, {"order_ids": [bids[0].pk]}, format="json")
+
+    assert (first.status_code, first["RateLimit-Remaining"]) == (200, "0")  # 3 of 3
+    assert (again.status_code, error_of(again)["code"]) == (429, "RATE_LIMITED")
