@@ -9,7 +9,13 @@ from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
 from exchange.services.instruments import instrument_halt, instrument_set_status
-from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
+from exchange.services.orders import (
+    order_cancel,
+    order_place,
+    order_replace,
+    orders_cancel,
+    orders_cancel_each,
+)
 from ledger.models import Hold
 from tests.exchange.support import assert_as_stored, assert_consistent, place, status_path
 
@@ -405,3 +411,26 @@ def test_orders_cancel_cancels_every_live_order_in_one_go(futures, buyer, seller
         assert (bid.status, bid.cancelled_quantity) == (Order.Status.CANCELLED, 2)
     assert not Hold.objects.filter(status=Hold.Status.PENDING).exists()
     assert orders_cancel(orders=bids) == 0
+
+
+def test_cancelling_each_of_a_list_asks_every_live_one_in_one_transaction(
+    external_matcher, future, buyer, seller
+):
+    bids = [place(buyer, future, "buy", 1, price) for price in ("2.40", "2.41")]
+    theirs = place(seller, future, "sell", 1, "2.60")
+    Matcher().process_pending()
+    finished = order_cancel(order=place(buyer, future, "buy", 1, "2.42"))
+    Matcher().process_pending()
+    ids = [bids[0].pk, theirs.pk, finished.pk, bids[1].pk]
+
+    results = orders_cancel_each(account=buyer, order_ids=ids)
+
+    first, missing, refused, last = results
+    assert missing is None
+    assert isinstance(refused, OrderRejected) and refused.code == OrderRejectCode.NOT_LIVE
+    # asked, not yet done: the external matcher cancels them
+    assert (first.status, last.status) == (Order.Status.OPEN, Order.Status.OPEN)
+    assert OrderCommand.objects.filter(kind=OrderCommand.Kind.CANCEL).count() == 3  # 1 + 2
+    Matcher().process_pending()
+    assert [reload(order).status for order in bids] == [Order.Status.CANCELLED] * 2
+    assert reload(theirs).status == Order.Status.OPEN
