@@ -276,6 +276,7 @@ class CancelResultsSerializer(serializers.Serializer):
 ORDER_CREATE = OrderCreateSerializer()
 ORDER_BATCH = OrderBatchSerializer()
 PLACEMENT = PlacementSerializer()
+ORDER = OrderSerializer()
 
 
 class DryRunQuery(QuerySerializer):
@@ -523,7 +524,7 @@ class OrderBatchCancel(APIView):
                 assert refusal is not None
                 answer["status"], answer["error"] = refusal[0], refusal[1]["error"]
             else:
-                answer["order"] = OrderSerializer(result).data
+                answer["order"] = ORDER.to_representation(result)
             answers.append(answer)
         return Response({"results": answers})
 
