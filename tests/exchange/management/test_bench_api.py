@@ -52,11 +52,14 @@ def test_bench_api_places_and_matches_orders_through_http(postgres_only):
 def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url):
     """With Redis the servers' cache and the matcher's feed go through it, as in production:
     Redis counted the rate limit's MULTI/EXEC (each request) and the feed's group sends (ZRANGE of a
-    group's members, each matcher batch)."""
-    lines, err = _run("--redis", redis_url)
+    group's members, each matcher batch). The clients send batches of four orders here (the
+    other run sends one per request): statuses count orders, requests count batches."""
+    lines, err = _run("--redis", redis_url, "--batch", "4")
 
     _assert_placed(lines)
-    assert "feed=redis" in lines[0]
+    assert "feed=redis" in lines[0] and "batch=4" in lines[0]
+    statuses = ast.literal_eval(re.search(r"statuses=(\{.*?\})", lines[0]).group(1))
+    assert sum(statuses.values()) == 4 * int(re.search(r"requests=(\d+)", lines[0]).group(1))
     assert "No Redis" not in err
     client = redis.Redis.from_url(redis_url)
     try:
@@ -66,19 +69,6 @@ def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url)
     requests = int(re.search(r"requests=(\d+)", lines[0]).group(1))
     assert commands["cmdstat_exec"]["calls"] >= requests, commands
     assert commands["cmdstat_zrange"]["calls"] > 0, commands
-
-
-@pytest.mark.django_db(transaction=True)
-def test_bench_api_places_batches_of_orders(postgres_only):
-    """With --batch the clients send each account's orders four at a time to the batch
-    endpoint; statuses count orders, requests count batches."""
-    lines, _ = _run("--redis", "", "--batch", "4")
-
-    _assert_placed(lines)
-    assert "batch=4" in lines[0]
-    requests = int(re.search(r"requests=(\d+)", lines[0]).group(1))
-    statuses = ast.literal_eval(re.search(r"statuses=(\{.*?\})", lines[0]).group(1))
-    assert sum(statuses.values()) == 4 * requests
 
 
 def test_bench_api_refuses_a_batch_the_api_would_refuse(db):
