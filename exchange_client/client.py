@@ -218,34 +218,36 @@ class Placement:
     created: bool  # False: a repeat of a client order id answered with the original order.
 
 
-def _order_body(
-    *,
-    instrument: str,
-    side: str,
-    quantity: int,
-    price: Decimal | None = None,
-    type: str = "limit",
-    time_in_force: str = "gtc",
-    post_only: bool = False,
-    self_trade_prevention: str = "cancel_newest",
-    client_order_id: str | None = None,
-    expires_at: datetime | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "instrument": instrument,
-        "side": side,
-        "type": type,
-        "quantity": quantity,
-        "time_in_force": time_in_force,
-        "post_only": post_only,
-        "self_trade_prevention": self_trade_prevention,
-    }
-    if price is not None:
-        body["price"] = str(price)
-    if client_order_id is not None:
-        body["client_order_id"] = client_order_id
-    if expires_at is not None:
-        body["expires_at"] = expires_at.isoformat()
+ORDER_FIELDS = {
+    "instrument",
+    "side",
+    "quantity",
+    "price",
+    "type",
+    "time_in_force",
+    "post_only",
+    "self_trade_prevention",
+    "client_order_id",
+    "expires_at",
+}
+ORDER_DEFAULTS = {
+    "type": "limit",
+    "time_in_force": "gtc",
+    "post_only": False,
+    "self_trade_prevention": "cancel_newest",
+}
+
+
+def _order_body(order: dict[str, Any]) -> dict[str, Any]:
+    """An order's JSON body from ``place_order``'s keyword arguments (None: left out)."""
+    unknown = order.keys() - ORDER_FIELDS
+    if unknown:
+        raise TypeError(f"Not an order field: {', '.join(sorted(unknown))}.")
+    body = {**ORDER_DEFAULTS, **{key: value for key, value in order.items() if value is not None}}
+    if "price" in body:
+        body["price"] = str(body["price"])
+    if "expires_at" in body:
+        body["expires_at"] = body["expires_at"].isoformat()
     return body
 
 
@@ -592,16 +594,18 @@ class ExchangeClient:
         expires_at: datetime | None = None,
     ) -> Placement:
         body = _order_body(
-            instrument=instrument,
-            side=side,
-            quantity=quantity,
-            price=price,
-            type=type,
-            time_in_force=time_in_force,
-            post_only=post_only,
-            self_trade_prevention=self_trade_prevention,
-            client_order_id=client_order_id,
-            expires_at=expires_at,
+            {
+                "instrument": instrument,
+                "side": side,
+                "quantity": quantity,
+                "price": price,
+                "type": type,
+                "time_in_force": time_in_force,
+                "post_only": post_only,
+                "self_trade_prevention": self_trade_prevention,
+                "client_order_id": client_order_id,
+                "expires_at": expires_at,
+            }
         )
         status, data = self.request("POST", "orders/", body=body)
         return _placement(data, created=status == 201)
@@ -613,7 +617,7 @@ class ExchangeClient:
         does not stop the next). A malformed order raises ``ApiError`` for the whole batch,
         and then nothing was placed. The batch counts one request per order against the
         key's rate limit."""
-        body = {"orders": [_order_body(**order) for order in orders]}
+        body = {"orders": [_order_body(order) for order in orders]}
         _, data = self.request("POST", "orders/batch/", body=body)
         results: list[Placement | ApiError] = []
         for result in data["results"]:

@@ -431,14 +431,18 @@ class OrderList(APIView):
         )
 
 
+def _batch_weight(request: Request, key: str, most: int) -> int:
+    """A batch counts against the key's rate as one request per item of its list ``key`` (at
+    least one, and no more than a batch may hold: a longer list is refused doing nothing)."""
+    items = request.data.get(key) if isinstance(request.data, dict) else None
+    return min(max(len(items), 1), most) if isinstance(items, list) else 1
+
+
 class OrderBatch(APIView):
     required_scope = ApiKey.Scope.TRADE
 
     def rate_weight(self, request: Request) -> int:
-        """A batch counts against the key's rate as one request per order (at least one, and
-        no more than a batch may hold: a longer list is refused without placing anything)."""
-        orders = request.data.get("orders") if isinstance(request.data, dict) else None
-        return min(max(len(orders), 1), BATCH_ORDERS_MAX) if isinstance(orders, list) else 1
+        return _batch_weight(request, "orders", BATCH_ORDERS_MAX)
 
     @extend_schema(
         request=OrderBatchSerializer,
@@ -490,9 +494,7 @@ class OrderBatchCancel(APIView):
     required_scope = ApiKey.Scope.TRADE
 
     def rate_weight(self, request: Request) -> int:
-        """One request per order, as cancelling each alone would count."""
-        ids = request.data.get("order_ids") if isinstance(request.data, dict) else None
-        return min(max(len(ids), 1), BATCH_CANCELS_MAX) if isinstance(ids, list) else 1
+        return _batch_weight(request, "order_ids", BATCH_CANCELS_MAX)
 
     @extend_schema(
         request=CancelBatchSerializer,

@@ -114,12 +114,7 @@ def fills_in(trades: Iterable[Trade], account: Account) -> list[Fill]:
 
 
 # The placement answer's fills: a prepared raw statement, as the ORM compiled this query
-# afresh on every filled placement. The order and its instrument are the caller's.
-TRADES_OF_ORDER = Select(
-    [Trade], "{t0}", "WHERE {t0}.maker_order_id = %s OR {t0}.taker_order_id = %s ORDER BY {t0}.id"
-)
-
-
+# afresh on every filled placement. The orders and their instrument are the caller's.
 TRADES_OF_ORDERS = Select(
     [Trade],
     "{t0}",
@@ -129,11 +124,7 @@ TRADES_OF_ORDERS = Select(
 
 def order_outcome(order: Order) -> Outcome:
     """An order with its fills so far, oldest first (no query when it has none)."""
-    fills = []
-    if order.filled_quantity:
-        for (row,) in TRADES_OF_ORDER.rows([order.pk, order.pk]):
-            fills.append(_fill_of(cast(Trade, row), order))
-    return _outcome(order, fills)
+    return order_outcomes([order])[0]
 
 
 def order_outcomes(orders: Sequence[Order]) -> list[Outcome]:

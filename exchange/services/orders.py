@@ -48,7 +48,6 @@ BATCH_ORDERS_MAX = 20
 # Orders one API request may cancel by id.
 BATCH_CANCELS_MAX = 100
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
-ORDER_BY_ID = Select([Order], "{t0}", "WHERE {t0}.id = %s")
 ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
 # Instruments read for orders, by symbol.
 INSTRUMENTS_RECENT: Recent[str, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
@@ -479,10 +478,7 @@ def orders_submit(
 def _reread(order: Order) -> Order:
     """The order's row as it is now, keeping the instrument already read (which the matcher
     does not change): one query where ``refresh_from_db`` and the answer would take two."""
-    fresh = cast(Order, ORDER_BY_ID.rows([order.pk])[0][0])
-    if Order.instrument.field.is_cached(order):
-        fresh.instrument = order.instrument
-    return fresh
+    return _reread_many([order])[order.pk]
 
 
 def _reread_many(orders: Sequence[Order]) -> dict[int, Order]:

@@ -3,6 +3,7 @@
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -178,3 +179,26 @@ def redis_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=5)
+
+
+@contextmanager
+def matching_in_thread(matcher) -> Iterator[None]:
+    """Run ``matcher``'s production step in a thread of its own (as ``run_matcher`` would in
+    its process) while the body waits for outcomes; stop it after."""
+    stop = threading.Event()
+
+    def match() -> None:
+        try:
+            while not stop.is_set():
+                matcher.process_pending()
+                stop.wait(0.01)
+        finally:
+            connection.close()  # This thread's own connection.
+
+    worker = threading.Thread(target=match)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(5)

@@ -1,6 +1,5 @@
 """Placing a batch of orders in one request: ``POST /api/v1/orders/batch/``."""
 
-import threading
 from dataclasses import replace
 from decimal import Decimal
 
@@ -20,7 +19,7 @@ from tests.exchange.api.test_trading import (
     unfunded,  # noqa: F401 (a fixture)
     usd,
 )
-from tests.exchange.support import place
+from tests.exchange.support import matching_in_thread, place
 
 BATCH = "/api/v1/orders/batch/"
 
@@ -267,21 +266,7 @@ def test_with_an_external_matcher_a_batch_waits_for_the_outcome_of_every_order(
     order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.50"))
     order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.55"))
     matcher.process_pending()
-    stop = threading.Event()
-
-    def match() -> None:
-        from django.db import connection
-
-        try:
-            while not stop.is_set():
-                matcher.process_pending()
-                stop.wait(0.01)
-        finally:
-            connection.close()  # This thread's own connection.
-
-    worker = threading.Thread(target=match)
-    worker.start()
-    try:
+    with matching_in_thread(matcher):
         response = client_for(buyer).post(
             BATCH,
             batch(
@@ -290,9 +275,6 @@ def test_with_an_external_matcher_a_batch_waits_for_the_outcome_of_every_order(
             ),
             format="json",
         )
-    finally:
-        stop.set()
-        worker.join(5)
 
     assert response.status_code == 200
     first, second = (result["placement"] for result in response.json()["results"])

@@ -22,7 +22,7 @@ from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry, Hold
-from tests.exchange.support import place, statements
+from tests.exchange.support import matching_in_thread, place, statements
 
 ORDERS = "/api/v1/orders/"
 FILLS = "/api/v1/fills/"
@@ -910,40 +910,20 @@ def test_with_an_external_matcher_the_answer_waits_for_the_matchers_outcome(
 ):
     """The place call waits (up to EXCHANGE_API_MATCH_WAIT_SECONDS) for the matcher, here a
     thread running the production loop's step, so the answer has the fills."""
-    import threading
-
     from exchange.matcher.runtime import Matcher
+    from exchange.services.orders import order_place
 
     settings.EXCHANGE_MATCHER_MODE = "external"
     settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
     matcher = Matcher()
-    stop = threading.Event()
-
-    def match() -> None:
-        from django.db import connection
-
-        try:
-            while not stop.is_set():
-                matcher.process_pending()
-                stop.wait(0.01)
-        finally:
-            connection.close()  # This thread's own connection.
-
-    from exchange.services.orders import order_place
-
     order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.50"))
     matcher.process_pending()
-    worker = threading.Thread(target=match)
-    worker.start()
-    try:
+    with matching_in_thread(matcher):
         response = client_for(buyer, ("read", "trade")).post(
             "/api/v1/orders/",
             {"instrument": future.symbol, "side": "buy", "quantity": 2, "price": "2.50"},
             format="json",
         )
-    finally:
-        stop.set()
-        worker.join(5)
 
     assert response.status_code == 201
     body = response.json()

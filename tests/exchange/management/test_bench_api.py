@@ -76,16 +76,6 @@ def test_bench_api_refuses_a_batch_the_api_would_refuse(db):
         call_command("bench_api", "--seconds", "1", "--batch", "21")
 
 
-def test_the_load_generator_gives_the_streams_orders():
-    from itertools import islice
-
-    from exchange.management.commands.bench_orders import order_generator, order_stream
-
-    assert list(islice(order_generator(7, [1, 2], [3, 4]), 500)) == order_stream(
-        7, 500, [1, 2], [3, 4]
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 def test_bench_api_refuses_a_redis_that_does_not_answer(postgres_only):
     with pytest.raises(CommandError, match="does not answer"):
