@@ -45,10 +45,13 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# One pytest process per core (TEST_WORKERS=0: all in this one), each with its own test database.
+TEST_WORKERS ?= auto
+
 test: lint check
 	mkdir -p var
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 check: setup
 	$(BIN)/mypy matching ledger pricing statements exchange_client
