@@ -97,6 +97,8 @@ def test_an_unpaid_session_is_stored_but_credits_nothing(client, deposit, buyer)
         "",  # missing
         "garbage",
     ],
+    # Named, not shown: the second is signed now, and every worker must collect the same ids.
+    ids=["wrong-digest", "other-content", "missing", "garbage"],
 )
 def test_a_bad_signature_is_refused_and_writes_nothing(client, deposit, buyer, signature):
     body = event("evt_forged", "checkout.session.completed", session_paid(deposit))
