@@ -26,16 +26,19 @@ demo: migrate
 # The demo market maker quotes through the REST API beside the server (MARKETMAKER=0: without).
 MARKETMAKER ?= 1
 
+# Beside the server: Celery beat's schedule (run_schedule: pool cut-offs, GTD expiry, the daily
+# settlement...) and the demo market maker; both stop with the server.
 run: demo
 	@echo "Serving the demo market on http://$(HOST):$(PORT)/ (admin: /admin/, see README for users)"
-	@if [ "$(MARKETMAKER)" = "1" ]; then \
+	@$(BIN)/python manage.py run_schedule > var/schedule.log 2>&1 & pids=$$!; \
+	echo "schedule: pid $$pids, log var/schedule.log"; \
+	if [ "$(MARKETMAKER)" = "1" ]; then \
 		$(BIN)/python manage.py run_marketmaker --url http://$(HOST):$(PORT) > var/marketmaker.log 2>&1 & \
 		echo "demo market maker: pid $$!, log var/marketmaker.log"; \
-		trap "kill $$! 2>/dev/null" EXIT INT TERM; \
-		$(BIN)/python manage.py runserver $(HOST):$(PORT); \
-	else \
-		$(BIN)/python manage.py runserver $(HOST):$(PORT); \
-	fi
+		pids="$$pids $$!"; \
+	fi; \
+	trap "kill $$pids 2>/dev/null" EXIT INT TERM; \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

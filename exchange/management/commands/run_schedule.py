@@ -1,0 +1,34 @@
+import signal
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from exchange.schedule import ScheduleNotEmbedded, schedule_run
+
+
+class Command(BaseCommand):
+    help = (
+        "Run Celery beat's schedule in this process, each due task here (the embedded mode, "
+        "where Celery is eager and has no beat): pool cut-offs, GTD expiry, expired holds, "
+        "listing rolls, the daily settlement, margin-call reviews. Stops on SIGTERM/SIGINT. "
+        "Production runs `celery -A exchange beat` instead."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--seconds", type=float, default=None, help="Stop after this long (for tests)."
+        )
+
+    def handle(self, *args, seconds, **options):
+        stop = threading.Event()
+        handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+        for number in handlers:
+            signal.signal(number, lambda *_: stop.set())
+        try:
+            scheduler = schedule_run(stop=stop, seconds_max=seconds)
+        except ScheduleNotEmbedded as error:
+            raise CommandError(str(error)) from error
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+        self.stdout.write(f"schedule stopped: {scheduler.ran} tasks ran, {scheduler.failed} failed")
