@@ -146,6 +146,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    # Dead man's switches (exchange/services/cancel_after.py): orders go within a second.
+    "fire-cancel-all-after-switches": {
+        "task": "exchange.tasks.orders_cancel_all_after_due",
+        "schedule": 1.0,
+    },
     "expire-good-till-date-orders": {
         "task": "exchange.tasks.orders_expire_due",
         "schedule": 30.0,

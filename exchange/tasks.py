@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.listing import listings_roll
 from exchange.services.pools import pools_run_due as pools_run_due_service
 from exchange.services.risk_cycle import daily_settlement_run, margin_calls_review
@@ -20,6 +21,12 @@ def orders_expire_due() -> int:
     from exchange.matcher import inline
 
     return inline.process_pending()
+
+
+@shared_task
+def orders_cancel_all_after_due() -> int:
+    """Fire the cancel-all-after switches whose time has come; return how many fired."""
+    return cancel_all_after_fire_due()
 
 
 @shared_task

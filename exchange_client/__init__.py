@@ -11,6 +11,7 @@ It needs only ``requests``; nothing of the exchange's server code. See docs/API.
 from exchange_client.client import (
     ApiError,
     Book,
+    CancelAllTimer,
     ExchangeClient,
     Fill,
     Instrument,
@@ -30,6 +31,7 @@ from exchange_client.client import (
 __all__ = [
     "ApiError",
     "Book",
+    "CancelAllTimer",
     "ExchangeClient",
     "Fill",
     "Instrument",

@@ -218,6 +218,26 @@ class Placement:
     created: bool  # False: a repeat of a client order id answered with the original order.
 
 
+@dataclass(frozen=True)
+class CancelAllTimer:
+    """The dead man's switch: unless armed again before ``fires_at``, every live order is
+    cancelled then. Disarmed: ``armed`` False, ``timeout_seconds`` 0, no times."""
+
+    armed: bool
+    timeout_seconds: int
+    fires_at: datetime | None
+    armed_at: datetime | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "CancelAllTimer":
+        return cls(
+            armed=bool(data["armed"]),
+            timeout_seconds=int(data["timeout_seconds"]),
+            fires_at=_datetime(data.get("fires_at")),
+            armed_at=_datetime(data.get("armed_at")),
+        )
+
+
 ORDER_FIELDS = {
     "instrument",
     "side",
@@ -683,6 +703,20 @@ class ExchangeClient:
         body = {"instrument": instrument} if instrument else {}
         _, data = self.request("POST", "orders/cancel-all/", body=body)
         return int(data["cancelled"])
+
+    def cancel_all_after(self, timeout_seconds: int) -> CancelAllTimer:
+        """Arm the dead man's switch: every live order is cancelled ``timeout_seconds`` from
+        now unless this is called again before; 0 disarms. Call it every few seconds (well
+        inside the timeout) while the program runs."""
+        _, data = self.request(
+            "POST", "orders/cancel-all-after/", body={"timeout_seconds": timeout_seconds}
+        )
+        return CancelAllTimer.of(data)
+
+    def cancel_all_timer(self) -> CancelAllTimer:
+        """The dead man's switch as it stands."""
+        _, data = self.request("GET", "orders/cancel-all-after/")
+        return CancelAllTimer.of(data)
 
     def fills(self, *, instrument: str | None = None) -> Iterator[Fill]:
         for row in self._pages("fills/", {"instrument": instrument}):

@@ -31,9 +31,10 @@ from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, 
 from exchange.api.fields import QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.errors import OrderRejectCode, OrderRejected
-from exchange.models import ApiKey, Order, Side
+from exchange.models import ApiKey, CancelAllTimer, Order, Side
 from exchange.selectors import market
 from exchange.selectors import orders as orders_selector
+from exchange.services import cancel_after
 from exchange.services.orders import (
     BATCH_CANCELS_MAX,
     BATCH_ORDERS_MAX,
@@ -339,6 +340,35 @@ class CancelledSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField(help_text="How many live orders were asked to cancel.")
 
 
+class CancelAllAfterSerializer(serializers.Serializer):
+    timeout_seconds = serializers.IntegerField(
+        help_text=f"Cancel every live order this many seconds from now unless armed again: "
+        f"{cancel_after.TIMEOUT_SECONDS_MIN} to {cancel_after.TIMEOUT_SECONDS_MAX}; 0 disarms."
+    )
+
+
+class CancelAllTimerSerializer(serializers.Serializer):
+    armed = serializers.BooleanField()
+    timeout_seconds = serializers.IntegerField(help_text="As last armed; 0 when disarmed.")
+    fires_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When every live order is cancelled unless the switch is armed again; the "
+        "sweep runs every second. Null when disarmed.",
+    )
+    armed_at = serializers.DateTimeField(allow_null=True)
+
+
+def _timer_answer(timer: CancelAllTimer | None) -> dict[str, Any]:
+    if timer is None:
+        return {"armed": False, "timeout_seconds": 0, "fires_at": None, "armed_at": None}
+    return {
+        "armed": True,
+        "timeout_seconds": timer.timeout_seconds,
+        "fires_at": timer.fires_at,
+        "armed_at": timer.armed_at,
+    }
+
+
 def _order_or_404(request: Request, order_id: str) -> Order:
     """The caller's order; 404 for another's, a missing one, or an id that is no number (the
     route takes any text, so a malformed id gets the API's 404 rather than Django's page)."""
@@ -627,6 +657,48 @@ class OrderCancelAll(APIView):
         return Response(CancelledSerializer({"cancelled": cancelled}).data)
 
 
+class OrderCancelAllAfter(APIView):
+    """The organization's dead man's switch (``exchange.services.cancel_after``)."""
+
+    @property
+    def required_scope(self) -> str:
+        """Reading it reads; arming it trades."""
+        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
+
+    @extend_schema(
+        responses={200: CancelAllTimerSerializer, **AUTH_ERRORS},
+        operation_id="orders_cancel_all_after_read",
+        summary="The cancel-all-after switch as it stands (scope read)",
+    )
+    def get(self, request: Request) -> Response:
+        timer = orders_selector.cancel_all_timer_of(request.caller.account)
+        return Response(CancelAllTimerSerializer(_timer_answer(timer)).data)
+
+    @extend_schema(
+        request=CancelAllAfterSerializer,
+        responses={
+            200: CancelAllTimerSerializer,
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            422: ErrorSerializer,
+        },
+        operation_id="orders_cancel_all_after",
+        summary="Arm the dead man's switch: cancel every live order after a timeout unless "
+        "armed again (scope trade); 0 disarms",
+        description="Arm it again every few seconds while your program runs: if it stops, "
+        "its orders are cancelled about timeout_seconds after its last call.",
+    )
+    def post(self, request: Request) -> Response:
+        body = CancelAllAfterSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        timer = cancel_after.cancel_all_after_set(
+            account=request.caller.account,
+            timeout_seconds=body.validated_data["timeout_seconds"],
+            armed_by=request.caller.user,
+        )
+        return Response(CancelAllTimerSerializer(_timer_answer(timer)).data)
+
+
 class FillList(APIView):
     required_scope = ApiKey.Scope.READ
 
@@ -661,6 +733,7 @@ urlpatterns = [
     path("orders/batch/", OrderBatch.as_view(), name="orders-batch"),
     path("orders/batch/cancel/", OrderBatchCancel.as_view(), name="orders-batch-cancel"),
     path("orders/cancel-all/", OrderCancelAll.as_view(), name="orders-cancel-all"),
+    path("orders/cancel-all-after/", OrderCancelAllAfter.as_view(), name="orders-cancel-all-after"),
     path("orders/<text:order_id>/", OrderDetail.as_view(), name="order"),
     path("orders/<text:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),
     path("fills/", FillList.as_view(), name="fills"),

@@ -5,6 +5,7 @@ from exchange.models.funding import Deposit, StripeEvent, Withdrawal
 from exchange.models.orders import (
     LIVE_STATUSES,
     RESTING_STATUSES,
+    CancelAllTimer,
     Order,
     OrderCommand,
     OrderHold,
@@ -31,6 +32,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "AuditEntry",
+    "CancelAllTimer",
     "Deposit",
     "Instrument",
     "Interconnect",

@@ -274,6 +274,28 @@ class OrderRejection(models.Model):
         return f"{self.code} ({self.instrument_symbol})"
 
 
+class CancelAllTimer(models.Model):
+    """An account's dead man's switch: unless armed again before ``fires_at``, every live order
+    of the account is cancelled then (``exchange.services.cancel_after``). An automated trader
+    arms it again every few seconds; if it dies or loses its connection, its quotes go."""
+
+    account = models.OneToOneField(
+        "exchange.Account",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="cancel_all_timer",
+    )
+    timeout_seconds = models.PositiveIntegerField()
+    fires_at = models.DateTimeField(db_index=True)
+    armed_at = models.DateTimeField()
+    armed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.account}: cancel all at {self.fires_at:%Y-%m-%d %H:%M:%S}"
+
+
 class Trade(models.Model):
     instrument = models.ForeignKey(
         "exchange.Instrument", on_delete=models.PROTECT, related_name="trades"

@@ -14,7 +14,14 @@ from typing import cast
 
 from django.db.models import Q, QuerySet
 
-from exchange.models import LIVE_STATUSES, RESTING_STATUSES, Account, Order, Trade
+from exchange.models import (
+    LIVE_STATUSES,
+    RESTING_STATUSES,
+    Account,
+    CancelAllTimer,
+    Order,
+    Trade,
+)
 from exchange.services.collateral import fee_micros, notional_micros
 from exchange.services.ledger_accounts import micros_to_usd
 from statements import Select
@@ -74,6 +81,11 @@ def orders_of(
     if side:
         orders = orders.filter(side=side)
     return orders.order_by("-id")
+
+
+def cancel_all_timer_of(account: Account) -> CancelAllTimer | None:
+    """The account's armed cancel-all-after switch, if any."""
+    return CancelAllTimer.objects.filter(account=account).first()
 
 
 def order_of(account: Account, order_id: int) -> Order | None:

@@ -21,6 +21,7 @@ FRONT_MONTHS = 2
 SPREAD_TICKS = (2, 3, 4)
 DRIFT = 0.002  # Standard deviation of the fair price's move per round, as a fraction.
 TAKE_PROBABILITY = 0.35  # How often a round also takes the best price somewhere.
+CANCEL_AFTER_SECONDS = 15  # The dead man's switch, armed again every round.
 
 
 def on_tick(price: Decimal, tick: Decimal) -> Decimal:
@@ -40,9 +41,19 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=2.0, help="Seconds between rounds.")
         parser.add_argument("--rounds", type=int, default=0, help="Stop after N rounds (0: never).")
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument(
+            "--cancel-after",
+            type=int,
+            default=CANCEL_AFTER_SECONDS,
+            help="Arm the dead man's switch with this timeout every round, so the quotes go "
+            "if this process dies (0: no switch).",
+        )
 
     def handle(self, *args, **options):
         rng = random.Random(options["seed"])
+        cancel_after = options["cancel_after"]
+        if cancel_after and cancel_after < 3 * options["interval"]:
+            raise CommandError("--cancel-after must be 0 or at least three rounds' --interval.")
         client = ExchangeClient(options["url"], options["key"] or self._key(options["org"]))
         self._wait_for(client)
         futures = self._futures(client)
@@ -54,17 +65,31 @@ class Command(BaseCommand):
         try:
             while options["rounds"] == 0 or rounds < options["rounds"]:
                 rounds += 1
+                if cancel_after:
+                    self._arm(client, cancel_after)
                 placed, traded = self._round(client, rng, futures, fair)
                 self.stdout.write(f"round {rounds}: {placed} quotes, {traded} contracts taken")
                 time.sleep(options["interval"])
         except KeyboardInterrupt:
             pass
         finally:
-            for future in futures:
-                try:
+            try:
+                for future in futures:
                     client.cancel_all(future.symbol)
-                except (ApiError, requests.RequestException):
-                    break
+                if cancel_after:
+                    client.cancel_all_after(0)
+            except (ApiError, requests.RequestException):
+                pass  # The switch, when armed, withdraws what is left.
+
+    def _arm(self, client: ExchangeClient, timeout_seconds: int) -> None:
+        """Arm the switch again: if this process stops without withdrawing its quotes, the
+        exchange cancels them ``timeout_seconds`` after the last round."""
+        try:
+            client.cancel_all_after(timeout_seconds)
+        except ApiError as error:
+            self.stderr.write(f"cancel-all-after: {error.code}: {error.message}")
+            if error.retry_after_seconds is not None:
+                time.sleep(error.retry_after_seconds)
 
     def _key(self, slug: str) -> str:
         organization = Organization.objects.filter(slug=slug).first()

@@ -17,7 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from exchange.models import Organization
 from exchange.services.api_keys import api_key_create
 from exchange.services.pools import pool_create, pool_fund, pool_member_add
-from exchange_client import ApiError, ExchangeClient, Placement, RateLimit
+from exchange_client import ApiError, CancelAllTimer, ExchangeClient, Placement, RateLimit
 from tests.exchange.conftest import _account
 from tests.exchange.support import place
 
@@ -286,3 +286,19 @@ def test_the_client_cancels_orders_by_id_and_gets_each_result(future, buyer, sel
     assert (cancelled.id, cancelled.status) == (bid.order.id, "cancelled")
     assert isinstance(missing, ApiError)
     assert (missing.status, missing.code) == (404, "NOT_FOUND")
+
+
+def test_the_client_arms_reads_and_disarms_the_dead_mans_switch(buyer):
+    client = client_of(buyer.organization)
+
+    armed = client.cancel_all_after(20)
+
+    assert armed.armed and armed.timeout_seconds == 20
+    assert armed.fires_at is not None and armed.armed_at is not None
+    assert (armed.fires_at - armed.armed_at).total_seconds() == 20
+    assert client.cancel_all_timer() == armed
+    disarmed = client.cancel_all_after(0)
+    assert disarmed == CancelAllTimer(armed=False, timeout_seconds=0, fires_at=None, armed_at=None)
+    with pytest.raises(ApiError) as refused:
+        client.cancel_all_after(1)
+    assert (refused.value.status, refused.value.code) == (422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID")

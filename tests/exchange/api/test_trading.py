@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from exchange.models import ApiKey, Instrument, Order, Organization
 from exchange.services.api_keys import api_key_create
+from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.capacity import hours_by_month
 from exchange.services.instruments import instrument_halt
 from exchange.services.orders import order_cancel
@@ -762,6 +763,70 @@ def test_cancel_all_of_an_unknown_instrument_is_not_found(api, future, buyer):
     assert error_of(response)["code"] == "ORDER_UNKNOWN_INSTRUMENT"
     kept.refresh_from_db()
     assert kept.status == Order.Status.OPEN
+
+
+# Cancel-all-after ------------------------------------------------------------------------
+
+CANCEL_ALL_AFTER = "/api/v1/orders/cancel-all-after/"
+
+
+def test_cancel_all_after_arms_reads_fires_and_disarms(api, future, buyer):
+    order = place(buyer, future, "buy", 1, "2.400")
+    assert api.get(CANCEL_ALL_AFTER).json() == {
+        "armed": False,
+        "timeout_seconds": 0,
+        "fires_at": None,
+        "armed_at": None,
+    }
+
+    armed = api.post(CANCEL_ALL_AFTER, {"timeout_seconds": 30}, format="json")
+
+    assert armed.status_code == 200, armed.content
+    body = armed.json()
+    fires_at = datetime.fromisoformat(body["fires_at"])
+    assert (body["armed"], body["timeout_seconds"]) == (True, 30)
+    assert fires_at - datetime.fromisoformat(body["armed_at"]) == timedelta(seconds=30)
+    assert api.get(CANCEL_ALL_AFTER).json() == body
+    # Its time comes and the sweep runs: the order goes, the switch is disarmed.
+    assert cancel_all_after_fire_due(now=fires_at) == 1
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
+    assert api.get(CANCEL_ALL_AFTER).json()["armed"] is False
+    # Armed and disarmed by the client: nothing fires.
+    kept = place(buyer, future, "buy", 1, "2.400")
+    api.post(CANCEL_ALL_AFTER, {"timeout_seconds": 5}, format="json")
+    assert (
+        api.post(CANCEL_ALL_AFTER, {"timeout_seconds": 0}, format="json").json()["armed"] is False
+    )
+    assert cancel_all_after_fire_due(now=fires_at + timedelta(hours=1)) == 0
+    assert Order.objects.get(pk=kept.pk).status == Order.Status.OPEN
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"timeout_seconds": 2}, 422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID"),
+        ({"timeout_seconds": 86_401}, 422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID"),
+        ({"timeout_seconds": -5}, 422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID"),
+        ({"timeout_seconds": "soon"}, 400, "INVALID_INPUT"),
+        ({}, 400, "INVALID_INPUT"),
+    ],
+    ids=["too-short", "too-long", "negative", "not-a-number", "missing"],
+)
+def test_cancel_all_after_refuses_a_bad_timeout_naming_the_field(api, buyer, body, status, code):
+    response = api.post(CANCEL_ALL_AFTER, body, format="json")
+
+    assert response.status_code == status, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == (code, "timeout_seconds")
+    assert api.get(CANCEL_ALL_AFTER).json()["armed"] is False
+
+
+def test_cancel_all_after_reads_with_read_and_arms_with_trade(buyer):
+    reader = client_for(buyer, scopes=(READ,))
+
+    assert reader.get(CANCEL_ALL_AFTER).status_code == 200
+    refused = reader.post(CANCEL_ALL_AFTER, {"timeout_seconds": 30}, format="json")
+    assert refused.status_code == 403
+    assert reader.get(CANCEL_ALL_AFTER).json()["armed"] is False
 
 
 # Fills -----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from django.core.management.base import CommandError
 
 from exchange.api import throttling
 from exchange.management.commands import run_marketmaker
-from exchange.models import LIVE_STATUSES, Order, Organization, Trade
+from exchange.models import LIVE_STATUSES, CancelAllTimer, Order, Organization, Trade
+from exchange.services import cancel_after
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +30,16 @@ def run(url: str, **options) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-def test_it_quotes_both_sides_through_the_api_and_withdraws_at_the_end(live_server, demo_market):
+def test_it_quotes_both_sides_through_the_api_and_withdraws_at_the_end(
+    live_server, demo_market, monkeypatch
+):
+    armed: list[int] = []
+    arm = cancel_after.cancel_all_after_set
+    monkeypatch.setattr(
+        cancel_after,
+        "cancel_all_after_set",
+        lambda **kwargs: armed.append(kwargs["timeout_seconds"]) or arm(**kwargs),
+    )
     before = set(
         Order.objects.filter(account__organization=demo_market).values_list("pk", flat=True)
     )
@@ -54,8 +64,10 @@ def test_it_quotes_both_sides_through_the_api_and_withdraws_at_the_end(live_serv
     # Its takes traded against the market.
     assert taken > 0
     assert Trade.objects.count() > trades_before
-    # Stopping withdrew every quote still resting.
+    # Stopping withdrew every quote still resting, and disarmed the switch armed every round.
     assert not quotes.filter(status__in=LIVE_STATUSES).exists()
+    assert not CancelAllTimer.objects.filter(account__organization=demo_market).exists()
+    assert armed == [run_marketmaker.CANCEL_AFTER_SECONDS] * 3 + [0]
 
 
 def test_it_waits_out_a_rate_limit(live_server, demo_market, monkeypatch):
@@ -72,3 +84,8 @@ def test_it_waits_out_a_rate_limit(live_server, demo_market, monkeypatch):
 def test_it_refuses_an_organization_that_does_not_exist(live_server, db):
     with pytest.raises(CommandError, match="load the demo market"):
         call_command("run_marketmaker", url=live_server.url, org="nobody", rounds=1)
+
+
+def test_its_dead_mans_switch_outlasts_a_few_rounds(live_server, demo_market):
+    with pytest.raises(CommandError, match="--cancel-after"):
+        run(live_server.url, rounds=1, interval=5, cancel_after=10)
