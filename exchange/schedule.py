@@ -61,7 +61,15 @@ class InProcessScheduler(beat.Scheduler):
             logger.error("%s (%s) failed: %r; the schedule goes on", entry.name, entry.task, error)
             return
         self.ran += 1
-        logger.info("%s ran in %.3f s: %r", entry.name, time.monotonic() - started, value)
+        # A task that found nothing to do (every second, most of the time) is not news.
+        did = any(value.values()) if isinstance(value, dict) else bool(value)
+        logger.log(
+            logging.INFO if did else logging.DEBUG,
+            "%s ran in %.3f s: %r",
+            entry.name,
+            time.monotonic() - started,
+            value,
+        )
 
 
 def schedule_run(*, stop: threading.Event, seconds_max: float | None = None) -> InProcessScheduler:

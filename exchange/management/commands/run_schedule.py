@@ -1,3 +1,4 @@
+import logging
 import signal
 import threading
 
@@ -20,6 +21,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, seconds, **options):
+        # Celery logs every task it applies; this process says itself which did something.
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         stop = threading.Event()
         handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
         for number in handlers:
