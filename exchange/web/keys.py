@@ -1,5 +1,6 @@
 """The API keys page: an organization's keys, created by its traders (the secret is shown
-once, on the page that creates it) and revoked after a confirmation."""
+once, on the page that creates it) and revoked after a confirmation; and the cancel-all-after
+switch its programs arm, which a trader can disarm here."""
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -10,8 +11,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 from exchange.errors import ExchangeError
 from exchange.models import ApiKey
 from exchange.selectors.api_keys import api_key_of, api_keys_of
+from exchange.selectors.orders import cancel_all_timer_of
 from exchange.services.api_keys import api_key_create, api_key_revoke
-from exchange.web.membership import can_trade, forbidden, membership_of, signed_in_user
+from exchange.services.cancel_after import cancel_all_after_set
+from exchange.web.membership import (
+    can_trade,
+    forbidden,
+    membership_of,
+    signed_in_user,
+    trading_account_of,
+)
 
 
 class KeyForm(forms.Form):
@@ -67,6 +76,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         "form": form,
         "created": created,
         "can_manage": can_manage,
+        "switch": cancel_all_timer_of(trading_account_of(membership)),
     }
     return render(request, "exchange/api_keys.html", context)
 
@@ -81,4 +91,18 @@ def api_key_revoke_view(request: HttpRequest, prefix: str) -> HttpResponse:
     if key is None:
         raise Http404(prefix)
     api_key_revoke(key=key, actor=signed_in_user(request))
+    return redirect("web:api_keys")
+
+
+@login_required
+@require_POST
+def cancel_all_after_disarm(request: HttpRequest) -> HttpResponse:
+    """Disarm the switch (a program that is stopped on purpose, its orders kept). A switch
+    already past its time fires first, as from the API."""
+    membership = membership_of(request)
+    if not can_trade(membership):
+        return forbidden(request, "Only traders disarm the cancel-all-after switch.")
+    cancel_all_after_set(
+        account=trading_account_of(membership), timeout_seconds=0, armed_by=signed_in_user(request)
+    )
     return redirect("web:api_keys")

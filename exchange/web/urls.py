@@ -99,5 +99,10 @@ urlpatterns = [
     path("team/members/<int:member_id>/role/", team.member_role_view, name="team_role"),
     path("api-keys/", keys.api_keys, name="api_keys"),
     path("api-keys/<str:prefix>/revoke/", keys.api_key_revoke_view, name="api_key_revoke"),
+    path(
+        "api-keys/cancel-all-after/disarm/",
+        keys.cancel_all_after_disarm,
+        name="cancel_all_after_disarm",
+    ),
     path("stripe/webhook/", funding.stripe_webhook, name="stripe_webhook"),
 ]

@@ -1,12 +1,14 @@
 """The API keys page: traders create keys (the secret shown once) and revoke them; viewers
-only see them; nobody sees another organization's keys."""
+only see them; nobody sees another organization's keys. The cancel-all-after switch is shown,
+and a trader disarms it."""
 
 import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from exchange.models import ApiKey, Membership
+from exchange.models import ApiKey, CancelAllTimer, Membership
 from exchange.services.api_keys import api_key_create
+from exchange.services.cancel_after import cancel_all_after_set
 from exchange.services.participants import member_add
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +119,30 @@ def test_the_page_needs_a_sign_in(client):
 
     assert response.status_code == 302
     assert reverse("login") in response.url
+
+
+def test_the_page_shows_the_armed_switch_and_a_trader_disarms_it(client, trader, buyer, seller):
+    timer = cancel_all_after_set(account=buyer, timeout_seconds=30)
+    cancel_all_after_set(account=seller, timeout_seconds=60)  # Another organization's.
+    client.force_login(trader)
+
+    page = client.get(reverse("web:api_keys")).content.decode()
+    disarmed = client.post(reverse("web:cancel_all_after_disarm"))
+
+    assert "30-second timeout" in page and timer.fires_at.strftime("%Y-%m-%d %H:%M:%S") in page
+    assert "60-second" not in page
+    assert disarmed.status_code == 302
+    assert list(CancelAllTimer.objects.values_list("account", flat=True)) == [seller.pk]
+    assert "Not armed" in client.get(reverse("web:api_keys")).content.decode()
+
+
+def test_a_viewer_sees_the_switch_but_cannot_disarm_it(client, viewer, buyer):
+    cancel_all_after_set(account=buyer, timeout_seconds=30)
+    client.force_login(viewer)
+
+    page = client.get(reverse("web:api_keys")).content.decode()
+    refused = client.post(reverse("web:cancel_all_after_disarm"))
+
+    assert "30-second timeout" in page and "Disarm" not in page
+    assert refused.status_code == 403
+    assert CancelAllTimer.objects.filter(account=buyer).exists()
