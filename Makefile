@@ -48,13 +48,14 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# One pytest process per core (TEST_WORKERS=0: all in this one), each with its own test database.
+# One pytest process per core, at most 4 (TEST_WORKERS=0: all in this one), each with its own
+# test database; more would only add PostgreSQL connections (a worker's tests open several).
 TEST_WORKERS ?= auto
 
 test: lint check
 	mkdir -p var
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses 4
 
 check: setup
 	$(BIN)/mypy matching ledger pricing statements exchange_client

@@ -136,3 +136,30 @@ def test_a_timeout_out_of_range_is_refused_and_changes_nothing(buyer, timeout):
 @pytest.mark.parametrize("timeout", [TIMEOUT_SECONDS_MIN, TIMEOUT_SECONDS_MAX])
 def test_the_bounds_are_accepted(buyer, timeout):
     assert cancel_all_after_set(account=buyer, timeout_seconds=timeout).timeout_seconds == timeout
+
+
+def test_one_account_that_fails_to_fire_does_not_stop_the_others(
+    futures, buyer, seller, monkeypatch, caplog
+):
+    now = timezone.now()
+    mine, theirs = (
+        place(buyer, futures[0], "buy", 1, "2.400"),
+        place(seller, futures[1], "sell", 1, "2.700"),
+    )
+    cancel_all_after_set(account=buyer, timeout_seconds=5, now=now)
+    cancel_all_after_set(account=seller, timeout_seconds=5, now=now)
+    cancel = cancel_after.orders_cancel
+
+    def failing_for_the_buyer(*, orders):
+        if any(order.account_id == buyer.pk for order in orders):
+            raise RuntimeError("the database went away")
+        return cancel(orders=orders)
+
+    monkeypatch.setattr(cancel_after, "orders_cancel", failing_for_the_buyer)
+
+    assert cancel_all_after_fire_due(now=now + timedelta(seconds=5)) == 1
+    assert statuses(mine, theirs) == [OPEN, CANCELLED]
+    assert f"account #{buyer.pk} did not fire" in caplog.text
+    assert list(CancelAllTimer.objects.values_list("account", flat=True)) == [
+        buyer.pk
+    ]  # Next time.
