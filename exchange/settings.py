@@ -61,6 +61,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files in production (collected by `collectstatic` into STATIC_ROOT): the pages'
+    # CSS and scripts, the admin's, and Swagger UI and ReDoc for the API docs.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -131,6 +134,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "exchange" / "web" / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+# Production serves static files with WhiteNoise from STATIC_ROOT, each under a name with its
+# content's hash (cached for ever by browsers) and compressed; a page naming a file that
+# `collectstatic` did not collect fails loudly. The embedded mode (and the tests) serve them
+# from the apps' folders, where there is nothing to collect first.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+if DEBUG:
+    # Nothing collected: WhiteNoise finds each file in the apps' folders when asked for it.
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "web:portfolio"
 LOGOUT_REDIRECT_URL = "web:markets"

@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from exchange.api.errors import api_not_found
@@ -12,13 +12,20 @@ handler400 = "exchange.api.errors.bad_request"
 handler404 = "exchange.api.errors.page_not_found"
 handler500 = "exchange.api.errors.server_error"
 
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin's). The file's URL
+    is looked up per request: in production it names the collected, hashed file, which the
+    manifest has only once ``collectstatic`` ran (commands, that one included, import this)."""
+    return HttpResponsePermanentRedirect(static("exchange/favicon.svg"))
+
+
 admin.site.site_header = "GPU Exchange back office"
 admin.site.site_title = "GPU Exchange"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
-    path("favicon.ico", RedirectView.as_view(url=static("exchange/favicon.svg"), permanent=True)),
+    path("favicon.ico", favicon),
     path("backoffice/", include("exchange.backoffice.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
