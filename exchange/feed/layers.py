@@ -40,9 +40,20 @@ GROUP_SEND_LUA = """
 """
 
 
+# How long a read from Redis may wait. redis-py (6 and later) gives every connection a read
+# timeout of 5 s, the very time a consumer's blocking pop waits for its next message
+# (``brpop_timeout``): a feed quiet for five seconds died with ``TimeoutError`` and its
+# WebSocket was dropped. The layer's reads may wait longer than any pop; a dead server is still
+# noticed.
+SOCKET_TIMEOUT_SECONDS = 30
+
+
 class RedisChannelLayer(BaseRedisChannelLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        assert self.brpop_timeout < SOCKET_TIMEOUT_SECONDS
+        # A host's own ``socket_timeout`` (a dict host) is kept.
+        self.hosts = [{"socket_timeout": SOCKET_TIMEOUT_SECONDS, **host} for host in self.hosts]
         self._last_score = 0.0
 
     async def group_send_many(self, sends: list[tuple[str, dict]]) -> int:

@@ -120,3 +120,20 @@ def test_an_invalid_group_name_sends_nothing(redis_url, pipelines):
         run(lambda: layer.group_send_many([("ok", {"type": "x"}), ("not valid!", {"type": "x"})]))
 
     assert pipelines == []
+
+
+def test_a_receive_outwaits_a_quiet_channel_and_gets_the_next_message(redis_url):
+    """A consumer waits for its next message in pops of ``brpop_timeout`` (5 s). Each must end
+    as a pop, not as the connection's read timeout (redis-py's default is 5 s too): a quiet
+    feed's WebSocket was dropped after five seconds."""
+    layer = RedisChannelLayer(hosts=[redis_url])
+
+    async def scenario():
+        channel = await layer.new_channel()
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(layer.brpop_timeout + 1)  # One whole pop with nothing to pop.
+        assert not waiting.done(), waiting  # Neither a message nor an error.
+        await layer.send(channel, {"type": "feed.batch", "n": 1})
+        return await asyncio.wait_for(waiting, 5)
+
+    assert run(scenario) == {"type": "feed.batch", "n": 1}
