@@ -24,7 +24,6 @@ from django.http import Http404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +31,7 @@ from rest_framework.views import APIView
 from exchange.api.errors import ApiError, ErrorSerializer
 from exchange.api.fields import CodeRelatedField, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.scopes import ReadOrTrade
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
 from exchange.errors import PoolError, PoolErrorCode
 from exchange.models import ApiKey, Instrument, Organization, Region, Sku
@@ -669,12 +669,6 @@ class PoolOfferSerializer(serializers.Serializer):
 
 
 # Views -------------------------------------------------------------------------------------
-
-
-class ReadOrTrade(APIView):
-    @property
-    def required_scope(self) -> str:
-        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
 
 
 class PoolList(ReadOrTrade):

@@ -22,7 +22,6 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers, status
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +29,7 @@ from rest_framework.views import APIView
 from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
 from exchange.api.fields import QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import ApiKey, CancelAllTimer, Order, Side
 from exchange.selectors import market
@@ -382,12 +382,7 @@ def _order_or_404(request: Request, order_id: str) -> Order:
     return order
 
 
-class OrderList(APIView):
-    @property
-    def required_scope(self) -> str:
-        """Listing reads; placing trades."""
-        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
-
+class OrderList(ReadOrTrade):
     @extend_schema(
         parameters=[OrderFilter],
         responses={
@@ -568,12 +563,7 @@ ORDER_ID = OpenApiParameter(
 )
 
 
-class OrderDetail(APIView):
-    @property
-    def required_scope(self) -> str:
-        """Reading reads; cancelling trades."""
-        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
-
+class OrderDetail(ReadOrTrade):
     @extend_schema(
         parameters=[ORDER_ID],
         responses={200: OrderSerializer, **AUTH_ERRORS, 404: ErrorSerializer},
@@ -657,13 +647,8 @@ class OrderCancelAll(APIView):
         return Response(CancelledSerializer({"cancelled": cancelled}).data)
 
 
-class OrderCancelAllAfter(APIView):
+class OrderCancelAllAfter(ReadOrTrade):
     """The organization's dead man's switch (``exchange.services.cancel_after``)."""
-
-    @property
-    def required_scope(self) -> str:
-        """Reading it reads; arming it trades."""
-        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
 
     @extend_schema(
         responses={200: CancelAllTimerSerializer, **AUTH_ERRORS},

@@ -16,7 +16,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
-from exchange.models import LIVE_STATUSES, Account, CancelAllTimer, Order
+from exchange.models import Account, CancelAllTimer
+from exchange.selectors import orders as orders_selector
 from exchange.services.orders import orders_cancel
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def cancel_all_after_set(
         .first()
     )
     if late is not None:  # Its time came before this call: the orders go, as the sweep's would.
-        _fire(account.pk, late)
+        _fire(account, late)
     if timeout_seconds == 0:
         CancelAllTimer.objects.filter(account=account).delete()
         return None
@@ -79,20 +80,22 @@ def cancel_all_after_fire_due(*, now: datetime | None = None) -> int:
     orders left live: after a crash in between, the next sweep finds it again.
     """
     now = now or timezone.now()
-    due = list(CancelAllTimer.objects.filter(fires_at__lte=now).values_list("account", "fires_at"))
+    due = list(CancelAllTimer.objects.filter(fires_at__lte=now).select_related("account"))
     fired = 0
-    for account_id, fires_at in due:
+    for timer in due:
         try:
-            _fire(account_id, fires_at)
+            _fire(timer.account, timer.fires_at)
         except Exception:  # One account's failure must not keep the others' orders live.
-            logger.exception("cancel-all-after: account #%s did not fire; next sweep", account_id)
+            logger.exception(
+                "cancel-all-after: account #%s did not fire; next sweep", timer.account_id
+            )
         else:
             fired += 1
     return fired
 
 
-def _fire(account_id: int, fires_at: datetime) -> None:
-    """Cancel the account's live orders, then disarm its switch if it still has this time
-    (armed again meanwhile, it keeps its new time)."""
-    orders_cancel(orders=Order.objects.filter(account_id=account_id, status__in=LIVE_STATUSES))
-    CancelAllTimer.objects.filter(account_id=account_id, fires_at=fires_at).delete()
+def _fire(account: Account, fires_at: datetime) -> None:
+    """Cancel the account's live orders (as cancel-all does), then disarm its switch if it
+    still has this time (armed again meanwhile, it keeps its new time)."""
+    orders_cancel(orders=orders_selector.orders_of(account, status=orders_selector.STATUS_LIVE))
+    CancelAllTimer.objects.filter(account=account, fires_at=fires_at).delete()

@@ -102,7 +102,5 @@ def cancel_all_after_disarm(request: HttpRequest) -> HttpResponse:
     membership = membership_of(request)
     if not can_trade(membership):
         return forbidden(request, "Only traders disarm the cancel-all-after switch.")
-    cancel_all_after_set(
-        account=trading_account_of(membership), timeout_seconds=0, armed_by=signed_in_user(request)
-    )
+    cancel_all_after_set(account=trading_account_of(membership), timeout_seconds=0)
     return redirect("web:api_keys")

@@ -98,7 +98,7 @@ def test_a_sweep_that_read_a_time_since_moved_cancels_but_leaves_the_new_time(fu
     old_time = CancelAllTimer.objects.get().fires_at
     cancel_all_after_set(account=buyer, timeout_seconds=19, now=now + timedelta(seconds=1))
 
-    cancel_after._fire(buyer.pk, old_time)
+    cancel_after._fire(buyer, old_time)
 
     assert statuses(order) == [CANCELLED]
     assert CancelAllTimer.objects.get().fires_at == now + timedelta(seconds=20)

@@ -1,0 +1,17 @@
+"""Base views by the scopes they need (``required_scope``, checked by ``permissions.HasScope``).
+
+Not in ``permissions``: DRF imports that module while ``rest_framework.views`` is still loading.
+"""
+
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.views import APIView
+
+from exchange.models import ApiKey
+
+
+class ReadOrTrade(APIView):
+    """A view whose reads (GET, HEAD, OPTIONS) need scope read, and whose changes scope trade."""
+
+    @property
+    def required_scope(self) -> str:
+        return ApiKey.Scope.READ if self.request.method in SAFE_METHODS else ApiKey.Scope.TRADE
