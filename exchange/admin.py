@@ -430,9 +430,10 @@ class OrderAdmin(ReadOnlyAdmin):
         "quantity",
         "filled_quantity",
         "status",
+        "done_reason",
         "created_at",
     ]
-    list_filter = ["status", "side", "type", "time_in_force", "instrument__kind"]
+    list_filter = ["status", "done_reason", "side", "type", "time_in_force", "instrument__kind"]
     search_fields = ["instrument__symbol", "client_order_id", "account__organization__slug"]
     list_select_related = ["instrument", "account__organization"]
     inlines = [TransitionInline]
@@ -527,10 +528,13 @@ class OrderCommandAdmin(ReadOnlyAdmin):
         "instrument",
         "status",
         "reject_code",
+        "cancel_reason",
+        "requested_by",
         "created_at",
         "processed_at",
     ]
-    list_filter = ["kind", "status"]
+    list_filter = ["kind", "status", "cancel_reason"]
+    list_select_related = ["order", "instrument", "requested_by"]
 
 
 @admin.register(OrderRejection)

@@ -155,6 +155,7 @@ class Order:
     average_price: Decimal | None
     status: str
     reject_code: str
+    done_reason: str
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Order":
@@ -173,6 +174,7 @@ class Order:
             average_price=_decimal(data.get("average_price")),
             status=data["status"],
             reject_code=data.get("reject_code") or "",
+            done_reason=data.get("done_reason") or "",
         )
 
     @property

@@ -31,7 +31,7 @@ from exchange.api.fields import QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
-from exchange.models import ApiKey, CancelAllTimer, Order, Side
+from exchange.models import ApiKey, CancelAllTimer, CancelReason, Order, Side
 from exchange.selectors import market
 from exchange.selectors import orders as orders_selector
 from exchange.services import cancel_after
@@ -90,6 +90,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "average_price",
             "status",
             "reject_code",
+            "done_reason",
             "expires_at",
             "created_at",
             "updated_at",
@@ -289,9 +290,12 @@ class DryRunQuery(QuerySerializer):
 
 class OrderFilter(PageQuery):
     status = serializers.ChoiceField(
-        choices=[*Order.Status.values, orders_selector.STATUS_LIVE],
+        choices=[*Order.Status.values, orders_selector.STATUS_LIVE, orders_selector.STATUS_DONE],
         required=False,
-        help_text="An order status, or live (new, open or partially filled).",
+        help_text=(
+            "An order status; live (new, open or partially filled); or done (filled, "
+            "cancelled, expired or rejected: see each order's done_reason)."
+        ),
     )
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, required=False)
     side = serializers.ChoiceField(choices=Side.choices, required=False)
@@ -643,7 +647,9 @@ class OrderCancelAll(APIView):
         live = orders_selector.orders_of(
             request.caller.account, status=orders_selector.STATUS_LIVE, instrument=symbol
         )
-        cancelled = orders_cancel(orders=live, requested_by=request.caller.user)
+        cancelled = orders_cancel(
+            orders=live, reason=CancelReason.CANCEL_ALL, requested_by=request.caller.user
+        )
         return Response(CancelledSerializer({"cancelled": cancelled}).data)
 
 

@@ -88,6 +88,7 @@ def order_message(symbol: str, order: Order) -> Message:
         "filled_quantity": order.filled_quantity,
         "cancelled_quantity": order.cancelled_quantity,
         "reject_code": order.reject_code,
+        "done_reason": order.done_reason,
         "updated_at": time_text(order.updated_at),
     }
 

@@ -15,7 +15,15 @@ from django.utils import timezone
 import matching
 from exchange.matcher.settlement import Settlement, settlements_flush
 from exchange.matcher.wake import DONE_CHANNEL, done_payloads
-from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Side, Trade
+from exchange.models import (
+    CancelReason,
+    Instrument,
+    Order,
+    OrderCommand,
+    OrderTransition,
+    Side,
+    Trade,
+)
 from exchange.units import lots_to_quantity, ticks_to_price
 from statements import insert_rows, pipelined, update_rows
 
@@ -48,6 +56,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 ORDER_FIELDS_WRITTEN = [
     "status",
     "reject_code",
+    "done_reason",
     "quantity",
     "price",
     "filled_quantity",
@@ -96,6 +105,7 @@ class EventApplier:
         order.status = to_status
         self._touch(order)
         if not ALLOWED_TRANSITIONS[to_status]:  # Left the book for good: release collateral.
+            order.done_reason = reason
             self.settlement.close(order)
 
     def _touch(self, order: Order) -> None:
@@ -188,6 +198,9 @@ class EventApplier:
         if event.reason == matching.CancelReason.IOC_REMAINDER and order.type == Order.Type.MARKET:
             # The engine saw a market order as IOC at its protection price (see the runtime).
             reason = str(matching.CancelReason.MARKET_REMAINDER)
+        elif event.reason == matching.CancelReason.USER and command is not None:
+            # The engine knows only that a cancel command asked; the command says who or what.
+            reason = command.cancel_reason or CancelReason.USER
         removed_status = (
             Order.Status.EXPIRED
             if event.reason == matching.CancelReason.EXPIRED

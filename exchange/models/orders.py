@@ -92,6 +92,15 @@ class Order(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     reject_code = models.CharField(max_length=64, blank=True)
+    done_reason = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text=(
+            "Why the order left the book, set with its final status: filled; a cancel's reason "
+            "(CancelReason); the engine's (ioc_remainder, market_remainder, fok_not_fillable, "
+            "self_trade, replaced_to_zero); expired; or the matcher's rejection code."
+        ),
+    )
     # The instrument sequence at which the order took its current place in the queue; the book is
     # rebuilt in this order after a restart, so FIFO priority survives it.
     priority_sequence = models.BigIntegerField(null=True, blank=True)
@@ -174,6 +183,18 @@ class OrderTransition(models.Model):
         return f"#{self.order_id}: {self.from_status or '-'} -> {self.to_status} ({self.reason})"
 
 
+class CancelReason(models.TextChoices):
+    """Who or what asked for a cancel: the order's ``done_reason`` when the cancel ends it."""
+
+    USER = "user", "Asked for by the account"
+    CANCEL_ALL = "cancel_all", "The account's cancel-all"
+    CANCEL_ALL_AFTER = "cancel_all_after", "The account's cancel-all-after switch fired"
+    STAFF = "staff", "Cancelled by exchange staff"
+    LIQUIDATION = "liquidation", "Liquidation under a margin call"
+    INSTRUMENT_EXPIRED = "instrument_expired", "The instrument expired"
+    POOL_ROUND_CLOSED = "pool_round_closed", "The pool's round closed"
+
+
 class OrderCommand(models.Model):
     """A durable request for the matcher. Committed rows in id order are the matcher's input."""
 
@@ -202,6 +223,12 @@ class OrderCommand(models.Model):
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     reject_code = models.CharField(max_length=64, blank=True)
+    cancel_reason = models.CharField(
+        max_length=24,
+        choices=CancelReason.choices,
+        blank=True,
+        help_text="Cancels: who or what asked for it.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -27,6 +27,7 @@ from exchange.services.ledger_accounts import micros_to_usd
 from statements import Select
 
 STATUS_LIVE = "live"  # A status filter meaning any of LIVE_STATUSES.
+STATUS_DONE = "done"  # A status filter meaning any other: the orders that ended.
 # Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than
 # overflowing the driver.
 ID_MAX = 2**63 - 1
@@ -67,13 +68,15 @@ def orders_of(
     side: str | None = None,
     client_order_id: str | None = None,
 ) -> QuerySet[Order]:
-    """The account's orders, filtered by status (or ``STATUS_LIVE``), instrument symbol, side
-    and client order id (one order at most); newest first."""
+    """The account's orders, filtered by status (or ``STATUS_LIVE``, ``STATUS_DONE``),
+    instrument symbol, side and client order id (one order at most); newest first."""
     orders = Order.objects.filter(account=account).select_related("instrument")
     if client_order_id is not None:
         orders = orders.filter(client_order_id=client_order_id)
     if status == STATUS_LIVE:
         orders = orders.filter(status__in=LIVE_STATUSES)
+    elif status == STATUS_DONE:
+        orders = orders.exclude(status__in=LIVE_STATUSES)
     elif status:
         orders = orders.filter(status=status)
     if instrument:

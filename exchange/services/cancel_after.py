@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
-from exchange.models import Account, CancelAllTimer
+from exchange.models import Account, CancelAllTimer, CancelReason
 from exchange.selectors import orders as orders_selector
 from exchange.services.orders import orders_cancel
 
@@ -97,5 +97,8 @@ def cancel_all_after_fire_due(*, now: datetime | None = None) -> int:
 def _fire(account: Account, fires_at: datetime) -> None:
     """Cancel the account's live orders (as cancel-all does), then disarm its switch if it
     still has this time (armed again meanwhile, it keeps its new time)."""
-    orders_cancel(orders=orders_selector.orders_of(account, status=orders_selector.STATUS_LIVE))
+    orders_cancel(
+        orders=orders_selector.orders_of(account, status=orders_selector.STATUS_LIVE),
+        reason=CancelReason.CANCEL_ALL_AFTER,
+    )
     CancelAllTimer.objects.filter(account=account, fires_at=fires_at).delete()

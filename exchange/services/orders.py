@@ -26,6 +26,7 @@ from exchange.matcher import outcomes, wake
 from exchange.models import (
     LIVE_STATUSES,
     Account,
+    CancelReason,
     Instrument,
     MarginCall,
     Order,
@@ -728,19 +729,32 @@ def _check_live(order: Order) -> None:
         )
 
 
-def order_cancel(*, order: Order, requested_by: AbstractBaseUser | None = None) -> Order:
-    """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it."""
+def order_cancel(
+    *,
+    order: Order,
+    requested_by: AbstractBaseUser | None = None,
+    reason: str = CancelReason.USER,
+) -> Order:
+    """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it.
+    ``reason`` (a ``CancelReason``) becomes the order's ``done_reason`` if the cancel ends it."""
     _check_live(order)
-    _command_submit(order, OrderCommand.Kind.CANCEL, requested_by)
+    _command_submit(order, OrderCommand.Kind.CANCEL, requested_by, cancel_reason=reason)
     order.refresh_from_db()  # The command may be matched already, here or by another process.
     return order
 
 
-def orders_cancel(*, orders: Iterable[Order], requested_by: AbstractBaseUser | None = None) -> int:
+def orders_cancel(
+    *,
+    orders: Iterable[Order],
+    reason: str,
+    requested_by: AbstractBaseUser | None = None,
+) -> int:
     """Ask the matcher to cancel every live order of ``orders`` (cancel-all, the cycle's
     expiries, liquidation): one transaction for all the commands, then one matcher run per
-    instrument. Returns how many cancels were asked for; the matcher refuses those whose order
-    finished meanwhile (``ORDER_NOT_LIVE`` on the command)."""
+    instrument. ``reason`` (a ``CancelReason``) says who or what asked, for the orders'
+    ``done_reason``. Returns how many cancels were asked for; the matcher refuses those whose
+    order finished meanwhile (``ORDER_NOT_LIVE`` on the command)."""
+    _check_cancel_reason(reason)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     live = [order for order in orders if order.status in LIVE_STATUSES]
@@ -752,6 +766,7 @@ def orders_cancel(*, orders: Iterable[Order], requested_by: AbstractBaseUser | N
                 kind=OrderCommand.Kind.CANCEL,
                 order=order,
                 instrument_id=order.instrument_id,
+                cancel_reason=reason,
                 requested_by=user,
             )
             for order in live
@@ -789,7 +804,7 @@ def orders_cancel_each(
         else:
             results.append(order)
     live = [result for result in results if isinstance(result, Order)]
-    orders_cancel(orders=live, requested_by=requested_by)
+    orders_cancel(orders=live, reason=CancelReason.USER, requested_by=requested_by)
     fresh = _reread_many(live) if live else {}
     return [fresh[result.pk] if isinstance(result, Order) else result for result in results]
 
@@ -862,10 +877,23 @@ def _replace_command_insert(
             collateral.holds_place(order, needs, f"command:{command.pk}", command=command)
 
 
-def _command_submit(order: Order, kind: str, requested_by: AbstractBaseUser | None) -> None:
+def _check_cancel_reason(reason: str) -> None:
+    if reason not in CancelReason.values:
+        raise ValueError(f"{reason!r} is not a CancelReason.")
+
+
+def _command_submit(
+    order: Order, kind: str, requested_by: AbstractBaseUser | None, *, cancel_reason: str = ""
+) -> None:
+    if kind == OrderCommand.Kind.CANCEL:
+        _check_cancel_reason(cancel_reason)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     OrderCommand.objects.create(  # One autocommit INSERT: committed when it returns.
-        kind=kind, order=order, instrument_id=order.instrument_id, requested_by=user
+        kind=kind,
+        order=order,
+        instrument_id=order.instrument_id,
+        cancel_reason=cancel_reason,
+        requested_by=user,
     )
     wake.after_commit(order.instrument_id, order.pk)

@@ -45,6 +45,7 @@ from exchange.errors import OrderRejected, PoolError, PoolErrorCode
 from exchange.models import (
     LIVE_STATUSES,
     Account,
+    CancelReason,
     Instrument,
     Order,
     OrderCommand,
@@ -670,7 +671,7 @@ def pool_round_close(*, round_: PoolRound, actor: Actor) -> PoolRound:
     live = list(
         Order.objects.filter(pool_order__round=round_, status__in=LIVE_STATUSES).order_by("pk")
     )
-    orders_cancel(orders=live, requested_by=_user(actor))
+    orders_cancel(orders=live, reason=CancelReason.POOL_ROUND_CLOSED, requested_by=_user(actor))
     try:
         return pool_round_allocate(round_=round_, actor=actor)
     except PoolError as error:

@@ -56,6 +56,7 @@ from exchange.errors import ExchangeError, RiskError, RiskErrorCode
 from exchange.models import (
     RESTING_STATUSES,
     Account,
+    CancelReason,
     Instrument,
     MarginCall,
     Order,
@@ -674,7 +675,8 @@ def _cancel_resting(instrument_ids: list[int]) -> None:
     orders_cancel(
         orders=Order.objects.filter(
             instrument_id__in=instrument_ids, status__in=RESTING_STATUSES
-        ).order_by("pk")
+        ).order_by("pk"),
+        reason=CancelReason.INSTRUMENT_EXPIRED,
     )
 
 
@@ -778,6 +780,7 @@ def account_liquidate(
         )
     orders_cancel(
         orders=Order.objects.filter(account=account, status__in=RESTING_STATUSES).order_by("pk"),
+        reason=CancelReason.LIQUIDATION,
         requested_by=actor,
     )
     with transaction.atomic():

@@ -14,7 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
 from exchange.backoffice.roles import ROLES_CACHE_ATTRIBUTE, Role
-from exchange.models import AuditEntry, MarginCall, Order
+from exchange.models import AuditEntry, CancelReason, MarginCall, Order
 from exchange.services.audit import audit_record
 from exchange.services.orders import order_cancel
 from exchange.services.risk_cycle import margin_call_review
@@ -85,7 +85,7 @@ def order_staff_cancel(*, order: Order, actor: AbstractBaseUser | None, reason: 
     committed one), so the audit row follows in a second; the command itself names who asked.
     """
     before = {"status": order.status, "filled_quantity": order.filled_quantity}
-    cancelled = order_cancel(order=order, requested_by=actor)
+    cancelled = order_cancel(order=order, requested_by=actor, reason=CancelReason.STAFF)
     audit_record(
         actor=actor,
         action="order.cancel",

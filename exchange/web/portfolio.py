@@ -18,7 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from exchange.models import Account
+from exchange.models import Account, CancelReason, Order
 from exchange.selectors import entitlements, funding, participants, positions
 from exchange.selectors.account import (
     StatementLine,
@@ -28,13 +28,25 @@ from exchange.selectors.account import (
     statement_postings,
     statement_source,
 )
-from exchange.selectors.orders import STATUS_LIVE, fills_in, orders_of, trades_of
+from exchange.selectors.orders import STATUS_DONE, STATUS_LIVE, fills_in, orders_of, trades_of
 from exchange.services import funding as funding_services
 from exchange.services.ledger_accounts import USD_CODE
 from exchange.web.membership import membership_of, trading_account_of
 
 RECENT_FUNDING_ROWS = 10
 OPEN_ORDERS_ROWS_MAX = 50
+ENDED_ORDERS_ROWS = 10
+# Why an order ended (``Order.done_reason``), in words; a rejection shows its code.
+DONE_REASON_TEXT = {
+    "filled": "Filled",
+    **{reason.value: str(reason.label) for reason in CancelReason},
+    "ioc_remainder": "Immediate or cancel: the part not filled at once",
+    "market_remainder": "Market order: the part the book could not fill",
+    "fok_not_fillable": "Fill or kill: could not fill whole",
+    "self_trade": "Self-trade prevention",
+    "replaced_to_zero": "Replaced to quantity 0",
+    "expired": "Its good-till-date time came",
+}
 RECENT_TRADES_ROWS = 20  # The account's fills in its 20 latest trades.
 STATEMENT_PAGE_SIZE = 50
 # A download is one response held in memory; a longer statement is read page by page through
@@ -79,6 +91,7 @@ def portfolio(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "test_funds_mode": funding_services.test_mode_active(),
         "open_orders_rows_max": OPEN_ORDERS_ROWS_MAX,
+        "ended_orders_rows": ENDED_ORDERS_ROWS,
     }
     return render(request, "exchange/portfolio.html", context)
 
@@ -89,6 +102,7 @@ def _portfolio_row(account: Account) -> dict[str, object]:
     # One row more than shown tells whether there are more.
     open_orders = list(orders_of(account, status=STATUS_LIVE)[: OPEN_ORDERS_ROWS_MAX + 1])
     fills = fills_in(trades_of(account)[:RECENT_TRADES_ROWS], account)
+    ended = orders_of(account, status=STATUS_DONE)[:ENDED_ORDERS_ROWS]
     return {
         "account": account,
         "cash": funding.cash_balance(account),
@@ -98,10 +112,17 @@ def _portfolio_row(account: Account) -> dict[str, object]:
         "entitlements": entitlements.entitlements_of(account),
         "open_orders": open_orders[:OPEN_ORDERS_ROWS_MAX],
         "open_orders_more": len(open_orders) > OPEN_ORDERS_ROWS_MAX,
+        "ended_orders": [{"order": order, "why": done_reason_text(order)} for order in ended],
         "fills": [{"fill": fill, "fee": quantity_text(fill.fee)} for fill in fills],
         "deposits": funding.deposits_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
         "withdrawals": funding.withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
     }
+
+
+def done_reason_text(order: Order) -> str:
+    if order.status == Order.Status.REJECTED:
+        return f"Refused by the matcher ({order.done_reason or order.reject_code})"
+    return DONE_REASON_TEXT.get(order.done_reason, order.done_reason)
 
 
 @dataclass(frozen=True)

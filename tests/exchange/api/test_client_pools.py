@@ -283,7 +283,12 @@ def test_the_client_cancels_orders_by_id_and_gets_each_result(future, buyer, sel
 
     cancelled, missing = client.cancel_orders([bid.order.id, theirs.pk])
 
-    assert (cancelled.id, cancelled.status) == (bid.order.id, "cancelled")
+    assert (cancelled.id, cancelled.status, cancelled.done_reason) == (
+        bid.order.id,
+        "cancelled",
+        "user",
+    )
+    assert bid.order.done_reason == ""  # Resting when placed.
     assert isinstance(missing, ApiError)
     assert (missing.status, missing.code) == (404, "NOT_FOUND")
 

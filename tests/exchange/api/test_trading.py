@@ -131,6 +131,7 @@ def test_a_limit_order_that_does_not_cross_rests_and_is_created(api, future, buy
         "average_price": None,
         "status": "open",
         "reject_code": "",
+        "done_reason": "",
         "expires_at": None,
         "created_at": body["order"]["created_at"],
         "updated_at": body["order"]["updated_at"],
@@ -234,7 +235,11 @@ def test_an_order_the_matcher_refuses_is_created_with_its_reject_code(api, futur
     # then the order exists, refused by the matcher after acceptance
     assert response.status_code == 201, response.content
     order = response.json()["order"]
-    assert (order["status"], order["reject_code"]) == ("rejected", "MATCHING_POST_ONLY_WOULD_CROSS")
+    assert (order["status"], order["reject_code"], order["done_reason"]) == (
+        "rejected",
+        "MATCHING_POST_ONLY_WOULD_CROSS",
+        "MATCHING_POST_ONLY_WOULD_CROSS",
+    )
     assert response.json()["resting_quantity"] == 0
 
 
@@ -570,6 +575,7 @@ def test_orders_are_listed_newest_first_with_filters(api, futures, buyer, seller
     assert ids("") == [cancelled.pk, other.pk, offer.pk, bid.pk]
     assert ids("?status=live") == [other.pk, offer.pk, bid.pk]
     assert ids("?status=cancelled") == [cancelled.pk]
+    assert ids("?status=done") == [cancelled.pk]
     assert ids(f"?instrument={second.symbol}") == [cancelled.pk, other.pk]
     assert ids(f"?instrument={first.symbol}&side=sell") == [offer.pk]
     assert ids("?instrument=NOPE") == []
@@ -655,7 +661,11 @@ def test_cancelling_an_order_answers_it_cancelled_and_twice_is_a_conflict(api, f
     again = api.delete(order_url(order.pk))
 
     assert response.status_code == 200, response.content
-    assert (response.json()["status"], response.json()["cancelled_quantity"]) == ("cancelled", 2)
+    assert (
+        response.json()["status"],
+        response.json()["cancelled_quantity"],
+        response.json()["done_reason"],
+    ) == ("cancelled", 2, "user")
     assert again.status_code == 409
     assert (error_of(again)["code"], error_of(again)["field"]) == ("ORDER_NOT_LIVE", "order")
     order.refresh_from_db()
@@ -689,7 +699,10 @@ def test_replacing_to_zero_cancels(api, future, buyer):
     )
 
     assert response.status_code == 200, response.content
-    assert response.json()["status"] == "cancelled"
+    assert (response.json()["status"], response.json()["done_reason"]) == (
+        "cancelled",
+        "replaced_to_zero",
+    )
 
 
 @pytest.mark.parametrize(
@@ -735,6 +748,8 @@ def test_cancel_all_cancels_every_live_order(api, futures, buyer, seller):
     assert response.status_code == 200, response.content
     assert response.json() == {"cancelled": 2}
     assert {Order.objects.get(pk=order.pk).status for order in mine} == {"cancelled"}
+    # The orders say why they went.
+    assert {api.get(order_url(order.pk)).json()["done_reason"] for order in mine} == {"cancel_all"}
     theirs.refresh_from_db()
     assert theirs.status == Order.Status.OPEN
     # nothing left to cancel
@@ -789,7 +804,8 @@ def test_cancel_all_after_arms_reads_fires_and_disarms(api, future, buyer):
     assert api.get(CANCEL_ALL_AFTER).json() == body
     # Its time comes and the sweep runs: the order goes, the switch is disarmed.
     assert cancel_all_after_fire_due(now=fires_at) == 1
-    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
+    fired = api.get(order_url(order.pk)).json()
+    assert (fired["status"], fired["done_reason"]) == ("cancelled", "cancel_all_after")
     assert api.get(CANCEL_ALL_AFTER).json()["armed"] is False
     # Armed and disarmed by the client: nothing fires.
     kept = place(buyer, future, "buy", 1, "2.400")

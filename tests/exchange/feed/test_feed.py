@@ -62,6 +62,7 @@ def order_as_pushed(order: Order) -> dict:
         "filled_quantity": order.filled_quantity,
         "cancelled_quantity": order.cancelled_quantity,
         "reject_code": order.reject_code,
+        "done_reason": order.done_reason,
         "updated_at": as_rest(order.updated_at),
     }
 

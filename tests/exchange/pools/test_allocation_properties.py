@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from exchange import allocation
 from exchange.allocation import PRIORITY, PRO_RATA, AllocationError, Request
-from exchange.models import LIVE_STATUSES, Order, Organization, PoolAllocation, PoolDemand
+from exchange.models import (
+    LIVE_STATUSES,
+    CancelReason,
+    Order,
+    Organization,
+    PoolAllocation,
+    PoolDemand,
+)
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import MICROS_PER_USD, position_account
 from exchange.services.orders import orders_cancel
@@ -256,7 +263,10 @@ def test_a_round_allocates_exactly_the_fills_within_each_demand(
 ):
     # given a fresh pool and members (the examples share the database) and resting sells on a
     # book the earlier examples left empty
-    orders_cancel(orders=Order.objects.filter(account=seller, status__in=LIVE_STATUSES))
+    orders_cancel(
+        orders=Order.objects.filter(account=seller, status__in=LIVE_STATUSES),
+        reason=CancelReason.USER,
+    )
     number = next(example_numbers)
     pool = pool_create(
         sponsor=sponsor,

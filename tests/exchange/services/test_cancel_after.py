@@ -150,10 +150,10 @@ def test_one_account_that_fails_to_fire_does_not_stop_the_others(
     cancel_all_after_set(account=seller, timeout_seconds=5, now=now)
     cancel = cancel_after.orders_cancel
 
-    def failing_for_the_buyer(*, orders):
+    def failing_for_the_buyer(*, orders, reason):
         if any(order.account_id == buyer.pk for order in orders):
             raise RuntimeError("the database went away")
-        return cancel(orders=orders)
+        return cancel(orders=orders, reason=reason)
 
     monkeypatch.setattr(cancel_after, "orders_cancel", failing_for_the_buyer)
 

@@ -7,7 +7,14 @@ import pytest
 import matching
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
-from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
+from exchange.models import (
+    CancelReason,
+    Instrument,
+    Order,
+    OrderCommand,
+    OrderTransition,
+    Trade,
+)
 from exchange.services.instruments import instrument_halt, instrument_set_status
 from exchange.services.orders import (
     order_cancel,
@@ -401,7 +408,7 @@ def test_orders_cancel_cancels_every_live_order_in_one_go(futures, buyer, seller
     assert held == 3
 
     # when all four are cancelled at once
-    asked = orders_cancel(orders=[*bids, filled])
+    asked = orders_cancel(orders=[*bids, filled], reason=CancelReason.CANCEL_ALL)
 
     # then the three live ones are cancelled and their collateral released; the filled one
     # was not asked
@@ -410,7 +417,7 @@ def test_orders_cancel_cancels_every_live_order_in_one_go(futures, buyer, seller
         bid.refresh_from_db()
         assert (bid.status, bid.cancelled_quantity) == (Order.Status.CANCELLED, 2)
     assert not Hold.objects.filter(status=Hold.Status.PENDING).exists()
-    assert orders_cancel(orders=bids) == 0
+    assert orders_cancel(orders=bids, reason=CancelReason.CANCEL_ALL) == 0
 
 
 def test_cancelling_each_of_a_list_asks_every_live_one_in_one_transaction(

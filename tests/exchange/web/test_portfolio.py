@@ -10,10 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from exchange.models import Membership, Organization
+from exchange.models import CancelReason, Membership, Organization
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, withdrawal_request
-from exchange.services.orders import order_place
+from exchange.services.orders import order_place, orders_cancel
 from exchange.services.participants import account_main, member_add, organization_create
 
 pytestmark = pytest.mark.django_db
@@ -275,6 +275,41 @@ def test_member_sees_margin_used_cash_available_open_orders_and_fills(
     assert f'href="{reverse("web:statement")}?account={buyer.pk}"' in page
 
 
+def test_member_sees_the_orders_that_ended_and_why_newest_first(client, future, buyer, seller):
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
+    filled = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3
+    )
+    ioc = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.45"),
+        quantity=2,
+        time_in_force="ioc",
+    )
+    resting = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=1
+    )
+    swept = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.35"), quantity=1
+    )
+    orders_cancel(orders=[swept], reason=CancelReason.CANCEL_ALL_AFTER)
+    client.force_login(_trader_of(buyer, "alice"))
+
+    response = client.get(reverse("web:portfolio"))
+
+    (row,) = response.context["rows"]
+    assert [(item["order"].pk, item["why"]) for item in row["ended_orders"]] == [
+        (swept.pk, "The account's cancel-all-after switch fired"),
+        (ioc.pk, "Immediate or cancel: the part not filled at once"),
+        (filled.pk, "Filled"),
+    ]
+    assert [order.pk for order in row["open_orders"]] == [resting.pk]
+    page = response.content.decode()
+    assert "<td>Cancelled</td><td>The account&#x27;s cancel-all-after switch fired</td>" in page
+
+
 def test_the_maker_sees_its_maker_fee(client, future, buyer, seller):
     order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
     order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
@@ -303,7 +338,7 @@ def test_member_never_sees_another_organizations_orders_or_fills(
     response = client.get(reverse("web:portfolio"))
 
     (row,) = response.context["rows"]
-    assert row["open_orders"] == [] and row["fills"] == []
+    assert row["open_orders"] == [] and row["fills"] == [] and row["ended_orders"] == []
     page = response.content.decode()
     assert futures[1].symbol not in page
     assert f"#{other_resting.pk}" not in page
