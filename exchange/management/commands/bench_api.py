@@ -251,6 +251,9 @@ class Command(BaseCommand):
 
     def _start(self, environment, port, options) -> list[subprocess.Popen]:
         bin_dir = Path(sys.executable).parent
+        # The benchmark serves only the API, so nothing is collected; without the directory
+        # WhiteNoise would warn in every worker that it has none to serve from.
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         processes = [
             subprocess.Popen(
