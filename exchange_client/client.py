@@ -73,6 +73,15 @@ def _datetime(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _time_param(moment: datetime | None) -> str | None:
+    """A time for a query parameter: ISO 8601 with its zone (the API refuses a naive one)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment} has no time zone: give an aware datetime.")
+    return moment.isoformat()
+
+
 @dataclass(frozen=True)
 class Instrument:
     symbol: str
@@ -662,8 +671,16 @@ class ExchangeClient:
         status: str | None = None,
         instrument: str | None = None,
         side: str | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[Order]:
-        query = {"status": status, "instrument": instrument, "side": side}
+        """The organization's orders, newest first; ``updated_since`` (an aware time): those
+        that changed since, to catch up after a disconnect."""
+        query = {
+            "status": status,
+            "instrument": instrument,
+            "side": side,
+            "updated_since": _time_param(updated_since),
+        }
         for row in self._pages("orders/", query):
             yield Order.of(row)
 
@@ -720,8 +737,16 @@ class ExchangeClient:
         _, data = self.request("GET", "orders/cancel-all-after/")
         return CancelAllTimer.of(data)
 
-    def fills(self, *, instrument: str | None = None) -> Iterator[Fill]:
-        for row in self._pages("fills/", {"instrument": instrument}):
+    def fills(
+        self,
+        *,
+        instrument: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Fill]:
+        """The organization's fills, newest first, executed in [``since``, ``until``)."""
+        query = {"instrument": instrument, "since": _time_param(since), "until": _time_param(until)}
+        for row in self._pages("fills/", query):
             yield Fill.of(row)
 
     # Account -----------------------------------------------------------------------------

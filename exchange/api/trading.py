@@ -297,6 +297,13 @@ class OrderFilter(PageQuery):
             "cancelled, expired or rejected: see each order's done_reason)."
         ),
     )
+    updated_since = AwareDateTimeField(
+        required=False,
+        help_text="Orders that changed (placed, filled, replaced, cancelled, expired) at or "
+        "after this time: what changed while a client was away. A change carries the time of "
+        "the matcher's pass, committed a moment later: ask from a few seconds before the last "
+        "answer. ISO 8601 with its zone; in a URL, + is written %2B.",
+    )
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, required=False)
     side = serializers.ChoiceField(choices=Side.choices, required=False)
     client_order_id = TextField(
@@ -311,6 +318,20 @@ class FillFilter(PageQuery):
     order = serializers.IntegerField(
         min_value=1, max_value=orders_selector.ID_MAX, required=False, help_text="An order id."
     )
+    since = AwareDateTimeField(
+        required=False,
+        help_text="Fills executed at or after this time (ISO 8601 with its zone; in a URL, "
+        "+ is written %2B).",
+    )
+    until = AwareDateTimeField(
+        required=False, help_text="Fills executed before this time (after since)."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if "since" in attrs and "until" in attrs and attrs["until"] <= attrs["since"]:
+            raise serializers.ValidationError({"until": "Give a time after since."})
+        return attrs
 
 
 class OrderPageSerializer(serializers.Serializer):
@@ -408,6 +429,7 @@ class OrderList(ReadOrTrade):
             instrument=filters.get("instrument"),
             side=filters.get("side"),
             client_order_id=filters.get("client_order_id"),
+            updated_since=filters.get("updated_since"),
         )
         paginator = NewestFirst()
         page = paginator.paginate_queryset(orders, request, view=self)
@@ -707,11 +729,14 @@ class FillList(APIView):
     def get(self, request: Request) -> Response:
         query = FillFilter(data=request.query_params)
         query.is_valid(raise_exception=True)
+        filters = query.validated_data
         account = request.caller.account
         trades = orders_selector.trades_of(
             account,
-            instrument=query.validated_data.get("instrument"),
-            order_id=query.validated_data.get("order"),
+            instrument=filters.get("instrument"),
+            order_id=filters.get("order"),
+            since=filters.get("since"),
+            until=filters.get("until"),
         )
         paginator = NewestFirst()
         page = paginator.paginate_queryset(trades, request, view=self)

@@ -67,9 +67,11 @@ def orders_of(
     instrument: str | None = None,
     side: str | None = None,
     client_order_id: str | None = None,
+    updated_since: datetime | None = None,
 ) -> QuerySet[Order]:
     """The account's orders, filtered by status (or ``STATUS_LIVE``, ``STATUS_DONE``),
-    instrument symbol, side and client order id (one order at most); newest first."""
+    instrument symbol, side, client order id (one order at most) and last change at or after
+    ``updated_since``; newest first."""
     orders = Order.objects.filter(account=account).select_related("instrument")
     if client_order_id is not None:
         orders = orders.filter(client_order_id=client_order_id)
@@ -83,6 +85,8 @@ def orders_of(
         orders = orders.filter(instrument__symbol=instrument)
     if side:
         orders = orders.filter(side=side)
+    if updated_since is not None:
+        orders = orders.filter(updated_at__gte=updated_since)
     return orders.order_by("-id")
 
 
@@ -106,11 +110,21 @@ def orders_by_ids(account: Account, order_ids: Iterable[int]) -> dict[int, Order
 
 
 def trades_of(
-    account: Account, *, instrument: str | None = None, order_id: int | None = None
+    account: Account,
+    *,
+    instrument: str | None = None,
+    order_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> QuerySet[Trade]:
-    """The trades the account took part in (by instrument symbol, or of one of its orders);
-    newest first. ``fills_in`` turns them into the account's fills."""
+    """The trades the account took part in (by instrument symbol, of one of its orders,
+    executed at or after ``since`` and before ``until``); newest first. ``fills_in`` turns
+    them into the account's fills."""
     trades = Trade.objects.filter(Q(buyer_account=account) | Q(seller_account=account))
+    if since is not None:
+        trades = trades.filter(executed_at__gte=since)
+    if until is not None:
+        trades = trades.filter(executed_at__lt=until)
     if instrument:
         trades = trades.filter(instrument__symbol=instrument)
     if order_id is not None:

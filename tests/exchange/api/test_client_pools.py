@@ -4,17 +4,20 @@ sponsor's cut-off and close, the allocations and the reports, and a refusal as `
 The client's requests session is served by the Django test client (no server, no network): the
 same requests, headers and bodies the client sends over HTTP."""
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.conf import settings
 from django.test import Client
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from exchange.models import Organization
+from exchange.models import LIVE_STATUSES, Order, Organization
 from exchange.services.api_keys import api_key_create
 from exchange.services.pools import pool_create, pool_fund, pool_member_add
 from exchange_client import ApiError, CancelAllTimer, ExchangeClient, Placement, RateLimit
@@ -68,6 +71,32 @@ def client_of(organization: Organization, *, sign: bool = False) -> ExchangeClie
     session = requests.Session()
     session.mount(BASE_URL, DjangoAdapter())
     return ExchangeClient(BASE_URL, token, sign=sign, session=session)
+
+
+def test_the_example_of_the_api_guide_runs(future, buyer, seller, maker, capsys):
+    # given the guide's example, pointed at this test's API and instrument
+    guide = (Path(settings.BASE_DIR) / "docs" / "API.md").read_text()
+    example = guide.split("## The Python client", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    connect = 'client = ExchangeClient("http://127.0.0.1:8000", "gx_...", sign=False)'
+    assert connect in example and "H100SXM-USEAST-202701" in example
+    example = example.replace(connect, "client = connect()").replace(
+        "H100SXM-USEAST-202701", future.symbol
+    )
+    place(seller, future, "sell", 10, "2.600")
+    place(maker, future, "buy", 3, "2.400")
+
+    # when it runs as the buyer
+    exec(
+        compile(example, "docs/API.md", "exec"), {"connect": lambda: client_of(buyer.organization)}
+    )
+
+    # then it placed, replaced, cancelled and read back its orders and fills
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == ["best bid 2.400000 best ask 2.600000", "open 4 []", "open", "open"]
+    assert [line.split()[1:] for line in lines[4:7]] == [["cancelled", "cancel_all"]] * 3
+    assert lines[7] == "0 contracts filled"
+    assert not Order.objects.filter(account=buyer, status__in=LIVE_STATUSES).exists()
+    assert Order.objects.filter(account=buyer, done_reason="cancel_all").exists()
 
 
 @pytest.fixture
@@ -232,6 +261,23 @@ def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):
     assert found is not None and found.id == placed.order.id
     assert client.order_by_client_order_id("never-sent") is None
     assert [order.id for order in client.orders(side="buy")] == [placed.order.id]
+
+
+def test_the_client_catches_up_on_fills_and_orders_since_a_time(future, buyer, seller):
+    client = client_of(buyer.organization)
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    place(seller, future, "sell", 1, "2.500")
+    bought = client.place_order(
+        instrument=future.symbol, side="buy", quantity=1, price=Decimal("2.50")
+    )
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    assert [fill.order_id for fill in client.fills(since=before)] == [bought.order.id]
+    assert list(client.fills(since=before, until=before + timedelta(seconds=1))) == []
+    assert [order.id for order in client.orders(updated_since=before)] == [bought.order.id]
+    assert list(client.orders(updated_since=later)) == []
+    with pytest.raises(ValueError, match="no time zone"):
+        list(client.fills(since=datetime(2026, 12, 1, 9)))  # noqa: DTZ001 (naive on purpose)
 
 
 def test_an_error_answer_that_is_not_json_is_still_an_api_error(buyer):

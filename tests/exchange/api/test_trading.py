@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from exchange.models import ApiKey, Instrument, Order, Organization
+from exchange.models import ApiKey, Instrument, Order, Organization, Trade
 from exchange.services.api_keys import api_key_create
 from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.capacity import hours_by_month
@@ -902,6 +902,64 @@ def test_fills_are_paginated_with_a_cursor(api, future, buyer, seller):
     sequences = [fill["trade_sequence"] for fill in first["results"] + second["results"]]
     assert sequences == sorted(sequences, reverse=True)
     assert second["next"] is None
+
+
+def _quote(moment: datetime) -> str:
+    return moment.isoformat().replace("+", "%2B")
+
+
+def test_fills_and_changed_orders_are_listed_since_a_time_to_catch_up(api, future, buyer, seller):
+    # given three trades an hour apart, and an order that changed only in the first hour
+    start = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    trades, orders = [], []
+    for hour in range(3):
+        place(seller, future, "sell", 1, "2.500")
+        orders.append(place(buyer, future, "buy", 1, "2.500"))
+        trade = Trade.objects.order_by("-id").first()
+        Trade.objects.filter(pk=trade.pk).update(executed_at=start + timedelta(hours=hour))
+        Order.objects.filter(pk=orders[-1].pk).update(updated_at=start + timedelta(hours=hour))
+        trades.append(trade)
+    resting = place(buyer, future, "buy", 1, "2.400")  # Changed now.
+
+    def sequences(query: str) -> list[int]:
+        response = api.get(f"{FILLS}{query}")
+        assert response.status_code == 200, response.content
+        return [fill["trade_sequence"] for fill in response.json()["results"]]
+
+    def order_ids(query: str) -> list[int]:
+        response = api.get(f"{ORDERS}{query}")
+        assert response.status_code == 200, response.content
+        return [order["id"] for order in response.json()["results"]]
+
+    one_hour = _quote(start + timedelta(hours=1))
+    assert sequences(f"?since={one_hour}") == [trades[2].sequence, trades[1].sequence]
+    assert sequences(f"?until={one_hour}") == [trades[0].sequence]
+    assert sequences(f"?since={_quote(start)}&until={one_hour}") == [trades[0].sequence]
+    # Another zone names the same moment.
+    paris = (start + timedelta(hours=2)).astimezone(timezone(timedelta(hours=1)))
+    assert sequences(f"?since={_quote(paris)}") == [trades[2].sequence]
+    assert order_ids(f"?updated_since={one_hour}") == [resting.pk, orders[2].pk, orders[1].pk]
+    assert order_ids(f"?updated_since={one_hour}&status=live") == [resting.pk]
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        (f"{FILLS}?since=2026-12-01T09:00:00", "since"),
+        (f"{FILLS}?until=yesterday", "until"),
+        (f"{FILLS}?since=2026-12-01T10:00:00Z&until=2026-12-01T10:00:00Z", "until"),
+        (f"{FILLS}?since=2026-12-01T10:00:00Z&until=2026-12-01T09:00:00Z", "until"),
+        (f"{FILLS}?since=", "since"),
+        (f"{ORDERS}?updated_since=2026-12-01T09:00:00", "updated_since"),
+        (f"{ORDERS}?updated_since=2026-13-01T09:00:00Z", "updated_since"),
+    ],
+    ids=["naive", "not-a-time", "empty-range", "reversed", "empty", "orders-naive", "no-month"],
+)
+def test_a_bad_time_filter_is_refused_naming_it(api, url, field):
+    response = api.get(url)
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
 
 
 # Scopes and organizations ----------------------------------------------------------------
