@@ -14,6 +14,7 @@ from typing import Any
 
 from exchange.models import Order, Trade
 from exchange.selectors.market import Level
+from exchange.selectors.orders import Fill
 
 Message = dict[str, Any]
 
@@ -93,16 +94,17 @@ def order_message(symbol: str, order: Order) -> Message:
     }
 
 
-def fill_message(symbol: str, trade: Trade, order: Order, liquidity: str) -> Message:
-    """One side of a trade, for the organization of ``order``; liquidity is maker or taker."""
+def fill_message(fill: Fill) -> Message:
+    """One side of a trade, for the organization of its order: the REST API's fill."""
     return {
         "type": "fill",
-        "trade_sequence": trade.sequence,
-        "order_id": order.pk,
-        "instrument": symbol,
-        "side": order.side,
-        "price": price_text(trade.price),
-        "quantity": trade.quantity,
-        "liquidity": liquidity,
-        "executed_at": time_text(trade.executed_at),
+        "trade_sequence": fill.trade_sequence,
+        "order_id": fill.order_id,
+        "instrument": fill.instrument,
+        "side": fill.side,
+        "price": price_text(fill.price),
+        "quantity": fill.quantity,
+        "fee": price_text(fill.fee),
+        "liquidity": fill.liquidity,
+        "executed_at": time_text(fill.executed_at),
     }

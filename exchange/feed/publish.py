@@ -57,6 +57,7 @@ from exchange.feed.messages import (
 from exchange.feed.selectors import account_organizations
 from exchange.models import Instrument, Order
 from exchange.selectors.market import Level
+from exchange.selectors.orders import fill_of_trade
 from exchange.units import lots_to_quantity, ticks_to_price
 
 if TYPE_CHECKING:
@@ -105,8 +106,8 @@ def _capture(
     private: list[tuple[int, Message]] = []
     for trade in applier.trades:
         maker, taker = trade.maker_order, trade.taker_order
-        private.append((maker.account_id, fill_message(symbol, trade, maker, "maker")))
-        private.append((taker.account_id, fill_message(symbol, trade, taker, "taker")))
+        private.append((maker.account_id, fill_message(fill_of_trade(trade, maker))))
+        private.append((taker.account_id, fill_message(fill_of_trade(trade, taker))))
     # After the fills, so that an order's state already counts them.
     for order in applier.dirty_orders.values():
         private.append((order.account_id, order_message(symbol, order)))

@@ -135,7 +135,7 @@ def trades_of(
 def fills_in(trades: Iterable[Trade], account: Account) -> list[Fill]:
     """The account's fills in ``trades``: one per trade and order of the account in it."""
     return [
-        _fill(trade, order)
+        fill_of_trade(trade, order)
         for trade in trades
         for order in (trade.maker_order, trade.taker_order)
         if order.account_id == account.pk
@@ -172,7 +172,7 @@ def order_outcomes(orders: Sequence[Order]) -> list[Outcome]:
 
 def _fill_of(trade: Trade, order: Order) -> Fill:
     trade.instrument = order.instrument
-    return _fill(trade, order)
+    return fill_of_trade(trade, order)
 
 
 def _outcome(order: Order, fills: list[Fill]) -> Outcome:
@@ -185,7 +185,9 @@ def _outcome(order: Order, fills: list[Fill]) -> Outcome:
     )
 
 
-def _fill(trade: Trade, order: Order) -> Fill:
+def fill_of_trade(trade: Trade, order: Order) -> Fill:
+    """One side of ``trade``, ``order``'s, with its fee; reads nothing (``trade.instrument``
+    must be loaded)."""
     instrument = trade.instrument
     maker = trade.maker_order_id == order.pk
     rate = order.maker_fee_rate if maker else order.taker_fee_rate

