@@ -333,6 +333,7 @@ SPECTACULAR_SETTINGS = {
         "PoolDemandStatusEnum": "exchange.models.pools.PoolDemand.Status",
         "PoolRoundStatusEnum": "exchange.models.pools.PoolRound.Status",
         "PoolAllocationStatusEnum": "exchange.models.pools.PoolAllocation.Status",
+        "OrderStatusEnum": "exchange.models.orders.Order.Status",
     },
 }
 # With external matchers, a placement through the API waits this long for the matcher's

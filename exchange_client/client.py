@@ -192,6 +192,27 @@ class Order:
 
 
 @dataclass(frozen=True)
+class OrderEvent:
+    """One thing the matcher did to an order: a status change or a replace."""
+
+    sequence: int | None
+    from_status: str
+    to_status: str
+    reason: str
+    at: datetime | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "OrderEvent":
+        return cls(
+            sequence=None if data.get("sequence") is None else int(data["sequence"]),
+            from_status=data["from_status"],
+            to_status=data["to_status"],
+            reason=data["reason"],
+            at=_datetime(data.get("at")),
+        )
+
+
+@dataclass(frozen=True)
 class Fill:
     trade_sequence: int
     order_id: int
@@ -690,6 +711,11 @@ class ExchangeClient:
         _, page = self.request("GET", "orders/", params={"client_order_id": client_order_id})
         rows = page["results"]
         return Order.of(rows[0]) if rows else None
+
+    def order_history(self, order_id: int) -> Iterator[OrderEvent]:
+        """What the matcher did to the order, newest first."""
+        for row in self._pages(f"orders/{order_id}/history/", {}):
+            yield OrderEvent.of(row)
 
     def cancel(self, order_id: int) -> Order:
         _, data = self.request("DELETE", f"orders/{order_id}/")

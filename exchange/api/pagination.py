@@ -13,6 +13,20 @@ class NewestFirst(CursorPagination):
     max_page_size = 1000
 
 
+def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The schema of one ``NewestFirst`` page of ``item`` rows, as the component ``name``.
+
+    Written into the views' ``extend_schema`` rather than set as their ``pagination_class``,
+    since a list view's POST answers a plain object, which would then be paged in the schema
+    too."""
+    fields = {
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": item(many=True),
+    }
+    return type(name, (serializers.Serializer,), fields)
+
+
 class PageQuery(QuerySerializer):
     """The query parameters of a ``NewestFirst`` list, validated strictly: DRF's paginator reads
     a malformed ``limit`` as the default, and a parameter given empty (``?limit=``) as absent;

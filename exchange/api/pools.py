@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ApiError, ErrorSerializer
 from exchange.api.fields import CodeRelatedField, TextField
-from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.pagination import NewestFirst, PageQuery, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
 from exchange.errors import PoolError, PoolErrorCode
@@ -891,13 +891,7 @@ class MemberGraduate(APIView):
         return Response(PoolMemberDetailSerializer(_member_or_404(pool, member.pk)).data)
 
 
-class PoolDemandPageSerializer(serializers.Serializer):
-    """Written out, as trading's pages are: the view's POST answers a plain list, which a
-    ``pagination_class`` on the view would make the schema page too."""
-
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = PoolDemandSerializer(many=True)
+PoolDemandPageSerializer = page_of(PoolDemandSerializer, "PoolDemandPage")
 
 
 class DemandList(ReadOrTrade):

@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
 from exchange.api.fields import QuerySerializer, TextField
-from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.pagination import NewestFirst, PageQuery, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import ApiKey, CancelAllTimer, CancelReason, Order, Side
@@ -96,6 +96,19 @@ class OrderSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class OrderEventSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField(
+        allow_null=True, help_text="The instrument's sequence at the matcher's event."
+    )
+    from_status = serializers.ChoiceField(choices=Order.Status.choices)
+    to_status = serializers.ChoiceField(choices=Order.Status.choices)
+    reason = serializers.CharField(
+        help_text="accepted, filled, replaced, replaced_lost_priority, or why the order ended "
+        "(done_reason's values)."
+    )
+    at = serializers.DateTimeField(source="created_at")
 
 
 class FillSerializer(serializers.Serializer):
@@ -334,16 +347,10 @@ class FillFilter(PageQuery):
         return attrs
 
 
-class OrderPageSerializer(serializers.Serializer):
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = OrderSerializer(many=True)
+OrderPageSerializer = page_of(OrderSerializer, "OrderPage")
 
 
-class FillPageSerializer(serializers.Serializer):
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
-    results = FillSerializer(many=True)
+FillPageSerializer = page_of(FillSerializer, "FillPage")
 
 
 class OrderReplaceSerializer(serializers.Serializer):
@@ -612,6 +619,32 @@ class OrderDetail(ReadOrTrade):
         return Response(OrderSerializer(order).data)
 
 
+class OrderHistory(APIView):
+    required_scope = ApiKey.Scope.READ
+    pagination_class = NewestFirst  # For the schema: the page is built below.
+
+    @extend_schema(
+        parameters=[ORDER_ID, PageQuery],
+        responses={
+            200: OrderEventSerializer(many=True),
+            400: ErrorSerializer,
+            **AUTH_ERRORS,
+            404: ErrorSerializer,
+        },
+        operation_id="order_history",
+        summary="What the matcher did to an order, newest first (scope read): each status change "
+        "and replace, with its reason and sequence",
+        description="Partial fills that leave the status unchanged are not events here: "
+        "GET /api/v1/fills/?order=<id> lists every fill.",
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        PageQuery(data=request.query_params).is_valid(raise_exception=True)
+        events = orders_selector.transitions_of(_order_or_404(request, order_id))
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(OrderEventSerializer(page, many=True).data)
+
+
 class OrderReplace(APIView):
     required_scope = ApiKey.Scope.TRADE
 
@@ -752,5 +785,6 @@ urlpatterns = [
     path("orders/cancel-all-after/", OrderCancelAllAfter.as_view(), name="orders-cancel-all-after"),
     path("orders/<text:order_id>/", OrderDetail.as_view(), name="order"),
     path("orders/<text:order_id>/replace/", OrderReplace.as_view(), name="order-replace"),
+    path("orders/<text:order_id>/history/", OrderHistory.as_view(), name="order-history"),
     path("fills/", FillList.as_view(), name="fills"),
 ]

@@ -20,6 +20,7 @@ from exchange.models import (
     Account,
     CancelAllTimer,
     Order,
+    OrderTransition,
     Trade,
 )
 from exchange.services.collateral import fee_micros, notional_micros
@@ -100,6 +101,11 @@ def order_of(account: Account, order_id: int) -> Order | None:
     if not 0 < order_id <= ID_MAX:
         return None
     return orders_of(account).filter(pk=order_id).first()
+
+
+def transitions_of(order: Order) -> QuerySet[OrderTransition]:
+    """What the matcher did to ``order``: its status changes and replaces, newest first."""
+    return OrderTransition.objects.filter(order=order).order_by("-id")
 
 
 def orders_by_ids(account: Account, order_ids: Iterable[int]) -> dict[int, Order]:

@@ -263,6 +263,25 @@ def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):
     assert [order.id for order in client.orders(side="buy")] == [placed.order.id]
 
 
+def test_the_client_reads_an_orders_history(future, buyer):
+    client = client_of(buyer.organization)
+    placed = client.place_order(
+        instrument=future.symbol, side="buy", quantity=1, price=Decimal("2.40")
+    )
+    client.cancel(placed.order.id)
+
+    events = list(client.order_history(placed.order.id))
+
+    assert [(e.from_status, e.to_status, e.reason) for e in events] == [
+        ("open", "cancelled", "user"),
+        ("new", "open", "accepted"),
+    ]
+    assert events[0].sequence > events[1].sequence and events[0].at is not None
+    with pytest.raises(ApiError) as missing:
+        list(client.order_history(placed.order.id + 1000))
+    assert (missing.value.status, missing.value.code) == (404, "NOT_FOUND")
+
+
 def test_the_client_catches_up_on_fills_and_orders_since_a_time(future, buyer, seller):
     client = client_of(buyer.organization)
     before = datetime.now(UTC) - timedelta(seconds=5)

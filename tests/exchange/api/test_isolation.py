@@ -62,6 +62,7 @@ def test_another_organizations_objects_are_not_found(theirs, buyer, futures):
 
     answers = {
         "get order": mine.get(f"/api/v1/orders/{order.pk}/"),
+        "order history": mine.get(f"/api/v1/orders/{order.pk}/history/"),
         "cancel order": mine.delete(f"/api/v1/orders/{order.pk}/"),
         "replace order": mine.post(
             f"/api/v1/orders/{order.pk}/replace/",

@@ -726,6 +726,52 @@ def test_a_bad_replace_is_refused_and_leaves_the_order(
     assert (order.price, order.open_quantity, order.status) == (Decimal("2.4"), 2, "open")
 
 
+def test_an_orders_history_says_what_the_matcher_did_newest_first(api, future, buyer, seller):
+    # given an order accepted, replaced twice (keeping then losing its place), partly filled
+    # and cancelled
+    order = place(buyer, future, "buy", 5, "2.400")
+    api.post(f"{order_url(order.pk)}replace/", {"price": "2.400", "quantity": 4}, format="json")
+    api.post(f"{order_url(order.pk)}replace/", {"price": "2.450", "quantity": 4}, format="json")
+    place(seller, future, "sell", 1, "2.450")
+    api.delete(order_url(order.pk))
+
+    response = api.get(f"{order_url(order.pk)}history/")
+
+    assert response.status_code == 200, response.content
+    events = response.json()["results"]
+    assert [(e["from_status"], e["to_status"], e["reason"]) for e in events] == [
+        ("partially_filled", "cancelled", "user"),
+        ("open", "partially_filled", "filled"),
+        ("open", "open", "replaced_lost_priority"),
+        ("open", "open", "replaced"),
+        ("new", "open", "accepted"),
+    ]
+    sequences = [event["sequence"] for event in events]
+    assert sequences == sorted(sequences, reverse=True) and len(set(sequences)) == 5
+    assert all(event["at"].endswith("Z") for event in events)
+    # Paginated like every list.
+    first = api.get(f"{order_url(order.pk)}history/?limit=2").json()
+    assert [e["reason"] for e in first["results"]] == ["user", "filled"]
+    assert api.get(first["next"]).json()["results"][0]["reason"] == "replaced_lost_priority"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/v1/orders/999999/history/", 404, "NOT_FOUND"),
+        ("/api/v1/orders/abc/history/", 404, "NOT_FOUND"),
+        ("/api/v1/orders/{order}/history/?limit=0", 400, "INVALID_INPUT"),
+    ],
+    ids=["no-such-order", "not-an-id", "bad-limit"],
+)
+def test_an_orders_history_refuses_what_is_not_the_callers(api, future, buyer, path, status, code):
+    order = place(buyer, future, "buy", 1, "2.400")
+
+    response = api.get(path.format(order=order.pk))
+
+    assert (response.status_code, error_of(response)["code"]) == (status, code)
+
+
 def test_replacing_a_finished_order_is_a_conflict(api, future, buyer):
     order = place(buyer, future, "buy", 2, "2.400")
     api.delete(order_url(order.pk))
@@ -994,7 +1040,8 @@ def test_a_read_only_key_reads_but_cannot_trade(future, buyer, row_counts):
 def test_a_trade_only_key_cannot_read_orders(future, buyer):
     trader = client_for(buyer, scopes=(TRADE,))
 
-    for url in (ORDERS, FILLS):
+    order = place(buyer, future, "buy", 1, "2.400")
+    for url in (ORDERS, FILLS, f"{order_url(order.pk)}history/"):
         response = trader.get(url)
         assert response.status_code == 403
         assert error_of(response)["code"] == "AUTH_SCOPE_MISSING"
