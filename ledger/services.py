@@ -21,14 +21,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account, Commodity, Entry, Hold, HoldConsumption, Posting
-from statements import insert_rows
+from statements import Select, insert_rows
 
 KEY_LENGTH_MAX = 200
 # An entry touches few accounts, except end-of-day entries that settle every position of one
@@ -241,12 +241,17 @@ def _release(hold: Hold, status: str, totals: _Deltas, now: datetime) -> None:
     hold.remaining, hold.status, hold.resolved_at = 0, status, now
 
 
+# The matcher locks the holds of every batch's trades: a prepared statement, as the ORM
+# compiled this query afresh for each batch.
+HOLDS_BY_IDS = Select([Hold], "{t0}", "WHERE {t0}.id IN ({values}) ORDER BY {t0}.id")
+
+
 def _lock_holds(hold_ids: Iterable[int]) -> dict[int, Hold]:
-    wanted = set(hold_ids)
+    wanted = sorted(set(hold_ids))
     if not wanted:
         return {}  # Most entries consume no hold: no round trip for them.
-    locked = Hold.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
-    return {hold.pk: hold for hold in locked}
+    rows = HOLDS_BY_IDS.rows_in(wanted, for_update=True)
+    return {hold.pk: cast(Hold, hold) for (hold,) in rows}
 
 
 def _existing_entries(specs: Sequence[EntrySpec]) -> dict[str, Entry]:
