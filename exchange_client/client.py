@@ -727,11 +727,21 @@ class ExchangeClient:
         )
         return Order.of(data)
 
-    def cancel_orders(self, order_ids: list[int]) -> list[Order | ApiError]:
-        """Cancel up to 100 orders by id in one request: per id, the order after its cancel
-        was asked for, or the ``ApiError`` cancelling it alone would have raised (404 not
-        yours, 409 no longer live). Counts one request per id against the rate limit."""
-        _, data = self.request("POST", "orders/batch/cancel/", body={"order_ids": order_ids})
+    def cancel_orders(
+        self, order_ids: list[int] | None = None, *, client_order_ids: list[str] | None = None
+    ) -> list[Order | ApiError]:
+        """Cancel up to 100 orders by id, or by the client order ids they were placed with, in
+        one request: per id, the order after its cancel was asked for, or the ``ApiError``
+        cancelling it alone would have raised (404 not yours, 409 no longer live). Counts one
+        request per id against the rate limit."""
+        if (order_ids is None) == (client_order_ids is None):
+            raise ValueError("Give order_ids or client_order_ids, one of them.")
+        body: dict[str, Any] = (
+            {"order_ids": order_ids}
+            if order_ids is not None
+            else {"client_order_ids": client_order_ids}
+        )
+        _, data = self.request("POST", "orders/batch/cancel/", body=body)
         return [
             Order.of(result["order"])
             if result["order"] is not None

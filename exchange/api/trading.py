@@ -45,6 +45,7 @@ from exchange.services.orders import (
     order_submit,
     orders_cancel,
     orders_cancel_each,
+    orders_cancel_each_by_client_order_id,
     orders_submit,
 )
 
@@ -261,7 +262,16 @@ class CancelBatchSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
         min_length=1,
         max_length=BATCH_CANCELS_MAX,
+        required=False,
         help_text=f"1 to {BATCH_CANCELS_MAX} ids of the organization's orders, each once.",
+    )
+    client_order_ids = serializers.ListField(
+        child=TextField(min_length=1, max_length=CLIENT_ORDER_ID_LENGTH_MAX),
+        min_length=1,
+        max_length=BATCH_CANCELS_MAX,
+        required=False,
+        help_text=f"Instead of order_ids: 1 to {BATCH_CANCELS_MAX} client order ids the "
+        "organization placed orders with, each once.",
     )
 
     def validate_order_ids(self, order_ids: list[int]) -> list[int]:
@@ -269,9 +279,27 @@ class CancelBatchSerializer(serializers.Serializer):
             raise serializers.ValidationError("Give each order once.")
         return order_ids
 
+    def validate_client_order_ids(self, client_order_ids: list[str]) -> list[str]:
+        if len(set(client_order_ids)) != len(client_order_ids):
+            raise serializers.ValidationError("Give each client order id once.")
+        return client_order_ids
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in ("order_ids", "client_order_ids") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"order_ids": "Give order_ids or client_order_ids, one of them."}
+            )
+        return attrs
+
 
 class CancelResultSerializer(serializers.Serializer):
-    order_id = serializers.IntegerField()
+    order_id = serializers.IntegerField(
+        allow_null=True, help_text="Null for a client order id no order was placed with."
+    )
+    client_order_id = serializers.CharField(
+        allow_null=True, help_text="As asked, when cancelling by client order id; else null."
+    )
     status = serializers.IntegerField(
         help_text="The status cancelling this order alone would have answered: 200 asked "
         "(the order as it is after the ask), 404 not the organization's, 409 no longer live."
@@ -552,33 +580,58 @@ class OrderBatchCancel(APIView):
     required_scope = ApiKey.Scope.TRADE
 
     def rate_weight(self, request: Request) -> int:
-        return _batch_weight(request, "order_ids", BATCH_CANCELS_MAX)
+        return max(
+            _batch_weight(request, "order_ids", BATCH_CANCELS_MAX),
+            _batch_weight(request, "client_order_ids", BATCH_CANCELS_MAX),
+        )
 
     @extend_schema(
         request=CancelBatchSerializer,
         responses={200: CancelResultsSerializer, 400: ErrorSerializer, **AUTH_ERRORS},
         operation_id="orders_cancel_batch",
-        summary=f"Cancel up to {BATCH_CANCELS_MAX} orders by id in one request (scope trade)",
+        summary=f"Cancel up to {BATCH_CANCELS_MAX} orders by id or by client order id in one "
+        "request (scope trade)",
         description="Each order is answered as cancelling it alone would be: the order after "
         "its cancel was asked for, 404 for an id that is not one of the organization's "
-        "orders, 409 for an order no longer live. A batch counts one request per order "
-        "against the key's rate limit.",
+        "orders (or a client order id none of them was placed with), 409 for an order no "
+        "longer live. A batch counts one request per order against the key's rate limit.",
     )
     def post(self, request: Request) -> Response:
         body = CancelBatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        order_ids = body.validated_data["order_ids"]
-        results = orders_cancel_each(
-            account=request.caller.account,
-            order_ids=order_ids,
-            requested_by=request.caller.user,
-        )
+        field = "order_ids" if "order_ids" in body.validated_data else "client_order_ids"
+        asked = body.validated_data[field]
+        # Per item asked for: (order id, client order id, the cancel's result).
+        items: list[tuple[int | None, str | None, Order | OrderRejected | None]]
+        if field == "order_ids":
+            results = orders_cancel_each(
+                account=request.caller.account, order_ids=asked, requested_by=request.caller.user
+            )
+            items = [
+                (order_id, None, result) for order_id, result in zip(asked, results, strict=True)
+            ]
+        else:
+            found = orders_cancel_each_by_client_order_id(
+                account=request.caller.account,
+                client_order_ids=asked,
+                requested_by=request.caller.user,
+            )
+            items = [
+                (None, client_id, None) if each is None else (each[0], client_id, each[1])
+                for client_id, each in zip(asked, found, strict=True)
+            ]
         answers = []
-        for order_id, result in zip(order_ids, results, strict=True):
-            answer = {"order_id": order_id, "status": 200, "order": None, "error": None}
+        for order_id, client_order_id, result in items:
+            answer = {
+                "order_id": order_id,
+                "client_order_id": client_order_id,
+                "status": 200,
+                "order": None,
+                "error": None,
+            }
             if result is None:  # Not the organization's: as if it did not exist.
                 answer["status"] = status.HTTP_404_NOT_FOUND
-                answer["error"] = envelope("NOT_FOUND", "Not found.", "order_ids")["error"]
+                answer["error"] = envelope("NOT_FOUND", "Not found.", field)["error"]
             elif isinstance(result, OrderRejected):
                 refusal = error_answer(result)
                 assert refusal is not None

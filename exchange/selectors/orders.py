@@ -108,6 +108,14 @@ def transitions_of(order: Order) -> QuerySet[OrderTransition]:
     return OrderTransition.objects.filter(order=order).order_by("-id")
 
 
+def orders_by_client_order_ids(
+    account: Account, client_order_ids: Iterable[str]
+) -> dict[str, Order]:
+    """The account's orders placed with one of ``client_order_ids``, by client order id."""
+    orders = orders_of(account).filter(client_order_id__in=list(client_order_ids))
+    return {cast(str, order.client_order_id): order for order in orders}
+
+
 def orders_by_ids(account: Account, order_ids: Iterable[int]) -> dict[int, Order]:
     """The account's orders among ``order_ids``, by id: another account's, or an id no order
     has, is missing."""

@@ -809,6 +809,28 @@ def orders_cancel_each(
     return [fresh[result.pk] if isinstance(result, Order) else result for result in results]
 
 
+def orders_cancel_each_by_client_order_id(
+    *,
+    account: Account,
+    client_order_ids: Sequence[str],
+    requested_by: AbstractBaseUser | None = None,
+) -> list[tuple[int, Order | OrderRejected] | None]:
+    """``orders_cancel_each`` for the orders the account placed with ``client_order_ids``
+    (each once): per id, in order, the order's id with its result; None for an id no order of
+    the account was placed with."""
+    found = orders_selector.orders_by_client_order_ids(account, client_order_ids)
+    order_ids = [found[client_id].pk for client_id in client_order_ids if client_id in found]
+    results = orders_cancel_each(account=account, order_ids=order_ids, requested_by=requested_by)
+    by_id: dict[int, Order | OrderRejected] = {}
+    for order_id, result in zip(order_ids, results, strict=True):
+        assert result is not None  # Found as the account's just now; orders are never deleted.
+        by_id[order_id] = result
+    return [
+        (found[client_id].pk, by_id[found[client_id].pk]) if client_id in found else None
+        for client_id in client_order_ids
+    ]
+
+
 def order_replace(
     *, order: Order, price: Decimal, quantity: int, requested_by: AbstractBaseUser | None = None
 ) -> Order:

@@ -358,6 +358,25 @@ def test_the_client_cancels_orders_by_id_and_gets_each_result(future, buyer, sel
     assert (missing.status, missing.code) == (404, "NOT_FOUND")
 
 
+def test_the_client_cancels_orders_by_client_order_id(future, buyer):
+    client = client_of(buyer.organization)
+    bid = client.place_order(
+        instrument=future.symbol,
+        side="buy",
+        quantity=1,
+        price=Decimal("2.40"),
+        client_order_id="mm-7",
+    )
+
+    cancelled, unknown = client.cancel_orders(client_order_ids=["mm-7", "mm-8"])
+
+    assert (cancelled.id, cancelled.status) == (bid.order.id, "cancelled")
+    assert isinstance(unknown, ApiError) and unknown.status == 404
+    for wrong in ({}, {"order_ids": [1], "client_order_ids": ["mm-7"]}):
+        with pytest.raises(ValueError, match="one of them"):
+            client.cancel_orders(**wrong)
+
+
 def test_the_client_arms_reads_and_disarms_the_dead_mans_switch(buyer):
     client = client_of(buyer.organization)
 

@@ -332,11 +332,48 @@ def test_each_order_of_a_cancel_batch_is_answered_as_its_own_cancel_would_be(
         "field": "order_ids",
     }
     assert results[2]["error"]["code"] == "ORDER_NOT_LIVE"
+    assert {result["client_order_id"] for result in results} == {None}
     assert [order.status for order in Order.objects.filter(pk__in=[o.pk for o in live])] == [
         Order.Status.CANCELLED
     ] * 2
     theirs.refresh_from_db()
     assert theirs.status == Order.Status.OPEN
+
+
+def test_a_cancel_batch_by_client_order_ids_answers_each_as_asked(api, future, buyer, seller):
+    # given the buyer's orders named q-1 (live), q-2 (cancelled already) and q-3 (live), and
+    # the seller's own q-4
+    live = place(buyer, future, "buy", 1, "2.400", client_order_id="q-1")
+    done = place(buyer, future, "buy", 1, "2.405", client_order_id="q-2")
+    api.delete(f"{ORDERS}{done.pk}/")
+    other = place(buyer, future, "buy", 1, "2.410", client_order_id="q-3")
+    theirs = place(seller, future, "sell", 1, "2.600", client_order_id="q-4")
+
+    response = api.post(
+        CANCEL_BATCH, {"client_order_ids": ["q-3", "q-4", "q-2", "nope", "q-1"]}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [(r["client_order_id"], r["order_id"], r["status"]) for r in results] == [
+        ("q-3", other.pk, 200),
+        ("q-4", None, 404),  # Another organization's: as if no order had that id.
+        ("q-2", done.pk, 409),
+        ("nope", None, 404),
+        ("q-1", live.pk, 200),
+    ]
+    assert (results[0]["order"]["status"], results[0]["order"]["done_reason"]) == (
+        "cancelled",
+        "user",
+    )
+    assert results[1]["error"] == {
+        "code": "NOT_FOUND",
+        "message": "Not found.",
+        "field": "client_order_ids",
+    }
+    assert results[2]["error"]["code"] == "ORDER_NOT_LIVE"
+    assert Order.objects.get(pk=live.pk).status == Order.Status.CANCELLED
+    assert Order.objects.get(pk=theirs.pk).status == Order.Status.OPEN
 
 
 @pytest.mark.parametrize(
@@ -348,6 +385,13 @@ def test_each_order_of_a_cancel_batch_is_answered_as_its_own_cancel_would_be(
         ({"order_ids": ["x"]}, "order_ids.0"),
         ({"order_ids": list(range(1, 102))}, "order_ids"),
         ({}, "order_ids"),
+        ({"order_ids": [1], "client_order_ids": ["q-1"]}, "order_ids"),
+        ({"client_order_ids": []}, "client_order_ids"),
+        ({"client_order_ids": ["q-1", "q-1"]}, "client_order_ids"),
+        ({"client_order_ids": [""]}, "client_order_ids.0"),
+        ({"client_order_ids": ["x" * 65]}, "client_order_ids.0"),
+        ({"client_order_ids": ["a\x00b"]}, "client_order_ids.0"),
+        ({"client_order_ids": [f"q-{n}" for n in range(101)]}, "client_order_ids"),
     ],
 )
 def test_a_malformed_cancel_batch_is_refused_whole(api, future, buyer, body, field):
@@ -370,3 +414,13 @@ def test_a_cancel_batch_counts_one_request_per_order(api, future, buyer, monkeyp
 
     assert (first.status_code, first["RateLimit-Remaining"]) == (200, "0")  # 3 of 3
     assert (again.status_code, error_of(again)["code"]) == (429, "RATE_LIMITED")
+
+
+def test_a_cancel_batch_by_client_order_ids_counts_one_request_per_id(
+    api, future, buyer, monkeypatch
+):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
+
+    first = api.post(CANCEL_BATCH, {"client_order_ids": ["a", "b"]}, format="json")
+
+    assert (first.status_code, first["RateLimit-Remaining"]) == (200, "1")  # 2 of 3
