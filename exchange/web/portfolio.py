@@ -18,7 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from exchange.models import Account, CancelReason, Order
+from exchange.models import Account
 from exchange.selectors import entitlements, funding, participants, positions
 from exchange.selectors.account import (
     StatementLine,
@@ -32,21 +32,11 @@ from exchange.selectors.orders import STATUS_DONE, STATUS_LIVE, fills_in, orders
 from exchange.services import funding as funding_services
 from exchange.services.ledger_accounts import USD_CODE
 from exchange.web.membership import membership_of, trading_account_of
+from exchange.web.order_reasons import done_reason_text
 
 RECENT_FUNDING_ROWS = 10
 OPEN_ORDERS_ROWS_MAX = 50
 ENDED_ORDERS_ROWS = 10
-# Why an order ended (``Order.done_reason``), in words; a rejection shows its code.
-DONE_REASON_TEXT = {
-    "filled": "Filled",
-    **{reason.value: str(reason.label) for reason in CancelReason},
-    "ioc_remainder": "Immediate or cancel: the part not filled at once",
-    "market_remainder": "Market order: the part the book could not fill",
-    "fok_not_fillable": "Fill or kill: could not fill whole",
-    "self_trade": "Self-trade prevention",
-    "replaced_to_zero": "Replaced to quantity 0",
-    "expired": "Its good-till-date time came",
-}
 RECENT_TRADES_ROWS = 20  # The account's fills in its 20 latest trades.
 STATEMENT_PAGE_SIZE = 50
 # A download is one response held in memory; a longer statement is read page by page through
@@ -117,12 +107,6 @@ def _portfolio_row(account: Account) -> dict[str, object]:
         "deposits": funding.deposits_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
         "withdrawals": funding.withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
     }
-
-
-def done_reason_text(order: Order) -> str:
-    if order.status == Order.Status.REJECTED:
-        return f"Refused by the matcher ({order.done_reason or order.reject_code})"
-    return DONE_REASON_TEXT.get(order.done_reason, order.done_reason)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,14 @@ from exchange.web.membership import (
     trader_required,
     trading_account_of,
 )
+from exchange.web.order_reasons import done_reason_text
 
 BOOK_LEVELS = 10
 TAPE_TRADES = 30
 CHART_TRADES = 200
 SETTLEMENTS_SHOWN = 5
 SETTLEMENTS_CHARTED = 60
+ENDED_ORDERS_SHOWN = 5  # My orders in this instrument that ended lately, under the open ones.
 PRICE_FIELD: dict[str, Any] = {
     "max_digits": 18,
     "decimal_places": 6,
@@ -165,16 +167,20 @@ def _book_context(instrument: Instrument) -> dict[str, Any]:
 
 def _my_orders_context(instrument: Instrument, membership: Membership | None) -> dict[str, Any]:
     if membership is None:
-        return {"instrument": instrument, "member": None, "orders": []}
+        return {"instrument": instrument, "member": None, "orders": [], "ended": []}
     account = trading_account_of(membership)
     live = orders_selector.orders_of(
         account, status=orders_selector.STATUS_LIVE, instrument=instrument.symbol
     )
+    ended = orders_selector.orders_of(
+        account, status=orders_selector.STATUS_DONE, instrument=instrument.symbol
+    )[:ENDED_ORDERS_SHOWN]
     return {
         "instrument": instrument,
         "member": membership,
         "can_trade": can_trade(membership),
         "orders": list(live),
+        "ended": [{"order": order, "why": done_reason_text(order)} for order in ended],
     }
 
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from exchange.models import Membership, Order, OrderRejection, Trade
-from exchange.services.orders import order_place
+from exchange.models import CancelReason, Membership, Order, OrderRejection, Trade
+from exchange.services.orders import order_cancel, order_place, orders_cancel
 from exchange.services.participants import member_add
 
 pytestmark = pytest.mark.django_db
@@ -128,6 +128,38 @@ def test_a_sell_from_another_organization_fills_it_and_both_see_the_trade(
     client.force_login(alice)
     (bid,) = client.get(reverse("web:instrument_my_orders", args=[future.symbol])).context["orders"]
     assert bid.open_quantity == 1
+    # Nora's sell filled whole: it is listed under "Ended lately", with why, for her alone.
+    client.force_login(nora)
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
+    ((ended, why),) = [(item["order"], item["why"]) for item in mine.context["ended"]]
+    assert (ended.side, ended.status, why) == ("sell", Order.Status.FILLED, "Filled")
+    assert f'id="ended-order-{ended.pk}"' in mine.content.decode()
+
+
+def test_my_orders_that_ended_show_why_newest_first_and_five_at_most(
+    client, future, futures, alice, buyer
+):
+    placed = [
+        order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=1)
+        for _ in range(6)
+    ]
+    other = order_place(
+        account=buyer, instrument=futures[1], side="buy", price=Decimal("2.40"), quantity=1
+    )
+    for order in placed:
+        order_cancel(order=order)
+    orders_cancel(orders=[other], reason=CancelReason.CANCEL_ALL)
+    client.force_login(alice)
+
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
+
+    assert [item["order"].pk for item in mine.context["ended"]] == [
+        order.pk for order in reversed(placed[1:])
+    ]
+    assert {item["why"] for item in mine.context["ended"]} == {"Asked for by the account"}
+    assert mine.context["orders"] == []
+    page = mine.content.decode()
+    assert "Ended lately" in page and f"ended-order-{placed[0].pk}" not in page
 
 
 def test_market_and_ioc_orders(client, future, alice, nora, buyer):
