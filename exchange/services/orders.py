@@ -791,9 +791,34 @@ def orders_cancel_each(
     the ``ORDER_NOT_LIVE`` refusal of one no longer live; None for an id that is not one of
     the account's orders."""
     found = orders_selector.orders_by_ids(account, order_ids)
+    return _cancel_each([found.get(order_id) for order_id in order_ids], requested_by)
+
+
+def orders_cancel_each_by_client_order_id(
+    *,
+    account: Account,
+    client_order_ids: Sequence[str],
+    requested_by: AbstractBaseUser | None = None,
+) -> list[tuple[int, Order | OrderRejected] | None]:
+    """``orders_cancel_each`` for the orders the account placed with ``client_order_ids``
+    (each once): per id, in order, the order's id with its result; None for an id no order of
+    the account was placed with."""
+    found = orders_selector.orders_by_client_order_ids(account, client_order_ids)
+    orders = [found.get(client_id) for client_id in client_order_ids]
+    results = _cancel_each(orders, requested_by)
+    return [
+        None if order is None or result is None else (order.pk, result)
+        for order, result in zip(orders, results, strict=True)
+    ]
+
+
+def _cancel_each(
+    orders: list[Order | None], requested_by: AbstractBaseUser | None
+) -> list[Order | OrderRejected | None]:
+    """Per order found (None: none), in one transaction: the order after its cancel was asked
+    for, or the ``ORDER_NOT_LIVE`` refusal of one no longer live."""
     results: list[Order | OrderRejected | None] = []
-    for order_id in order_ids:
-        order = found.get(order_id)
+    for order in orders:
         if order is None:
             results.append(None)
             continue
@@ -807,28 +832,6 @@ def orders_cancel_each(
     orders_cancel(orders=live, reason=CancelReason.USER, requested_by=requested_by)
     fresh = _reread_many(live) if live else {}
     return [fresh[result.pk] if isinstance(result, Order) else result for result in results]
-
-
-def orders_cancel_each_by_client_order_id(
-    *,
-    account: Account,
-    client_order_ids: Sequence[str],
-    requested_by: AbstractBaseUser | None = None,
-) -> list[tuple[int, Order | OrderRejected] | None]:
-    """``orders_cancel_each`` for the orders the account placed with ``client_order_ids``
-    (each once): per id, in order, the order's id with its result; None for an id no order of
-    the account was placed with."""
-    found = orders_selector.orders_by_client_order_ids(account, client_order_ids)
-    order_ids = [found[client_id].pk for client_id in client_order_ids if client_id in found]
-    results = orders_cancel_each(account=account, order_ids=order_ids, requested_by=requested_by)
-    by_id: dict[int, Order | OrderRejected] = {}
-    for order_id, result in zip(order_ids, results, strict=True):
-        assert result is not None  # Found as the account's just now; orders are never deleted.
-        by_id[order_id] = result
-    return [
-        (found[client_id].pk, by_id[found[client_id].pk]) if client_id in found else None
-        for client_id in client_order_ids
-    ]
 
 
 def order_replace(
