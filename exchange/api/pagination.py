@@ -1,5 +1,11 @@
+from collections.abc import Callable
+from typing import Any
+
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from exchange.api.fields import QuerySerializer, TextField
 
@@ -11,6 +17,16 @@ class NewestFirst(CursorPagination):
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
+
+
+def newest_first_page(
+    view: APIView, request: Request, rows: Any, serialize: Callable[[list[Any]], Any]
+) -> Response:
+    """The ``NewestFirst`` page of ``rows`` the request asks for, its rows serialized by
+    ``serialize``."""
+    paginator = NewestFirst()
+    page = paginator.paginate_queryset(rows, request, view=view)
+    return paginator.get_paginated_response(serialize(page or []))
 
 
 def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:

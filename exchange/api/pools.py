@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ApiError, ErrorSerializer
 from exchange.api.fields import CodeRelatedField, TextField
-from exchange.api.pagination import NewestFirst, PageQuery, page_of
+from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
 from exchange.errors import PoolError, PoolErrorCode
@@ -168,12 +168,6 @@ def _instrument(symbol: str) -> Instrument:
             PoolErrorCode.INSTRUMENT_INVALID, f"No instrument {symbol!r}.", field="instrument"
         )
     return instrument
-
-
-def _paginated(view: APIView, request: Request, rows: Any, serialize: Any) -> Response:
-    paginator = NewestFirst()
-    page = paginator.paginate_queryset(rows, request, view=view)
-    return paginator.get_paginated_response(serialize(page or []))
 
 
 # Fields ------------------------------------------------------------------------------------
@@ -693,7 +687,7 @@ class PoolList(ReadOrTrade):
             ]
             return PoolSerializer(rows, many=True).data
 
-        return _paginated(self, request, pools, serialize)
+        return newest_first_page(self, request, pools, serialize)
 
     @extend_schema(
         request=PoolCreateSerializer,
@@ -815,7 +809,7 @@ class MemberList(ReadOrTrade):
     def get(self, request: Request, pool_id: str) -> Response:
         pool = _sponsored(request, pool_id)
         PageQuery(data=request.query_params).is_valid(raise_exception=True)
-        return _paginated(
+        return newest_first_page(
             self,
             request,
             selectors.members_of(pool),
@@ -909,7 +903,7 @@ class DemandList(ReadOrTrade):
         rows = selectors.demands(
             access.pool, member=access.member, status=query.validated_data.get("status", "")
         )
-        return _paginated(
+        return newest_first_page(
             self, request, rows, lambda page: PoolDemandSerializer(page, many=True).data
         )
 
@@ -1047,7 +1041,7 @@ class RoundList(APIView):
     def get(self, request: Request, pool_id: str) -> Response:
         access = _access(request, pool_id)
         PageQuery(data=request.query_params).is_valid(raise_exception=True)
-        return _paginated(
+        return newest_first_page(
             self,
             request,
             selectors.rounds(access.pool),
@@ -1129,7 +1123,7 @@ class AllocationList(APIView):
             if round_ is None:
                 raise _not_found(f"No round {round_id} in this pool.", "round")
         rows = selectors.allocations(access.pool, member=member, round_=round_)
-        return _paginated(
+        return newest_first_page(
             self, request, rows, lambda page: PoolAllocationSerializer(page, many=True).data
         )
 
@@ -1151,7 +1145,7 @@ class TransferList(APIView):
         query.is_valid(raise_exception=True)
         member = _member_filter(access, query.validated_data.get("member"))
         rows = selectors.transfers(access.pool, member=member)
-        return _paginated(
+        return newest_first_page(
             self, request, rows, lambda page: PoolTransferSerializer(page, many=True).data
         )
 

@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
 from exchange.api.fields import QuerySerializer, TextField
-from exchange.api.pagination import NewestFirst, PageQuery, page_of
+from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import ApiKey, CancelAllTimer, CancelReason, Order, Side
@@ -45,7 +45,6 @@ from exchange.services.orders import (
     order_submit,
     orders_cancel,
     orders_cancel_each,
-    orders_cancel_each_by_client_order_id,
     orders_submit,
 )
 
@@ -466,9 +465,9 @@ class OrderList(ReadOrTrade):
             client_order_id=filters.get("client_order_id"),
             updated_since=filters.get("updated_since"),
         )
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(orders, request, view=self)
-        return paginator.get_paginated_response(OrderSerializer(page, many=True).data)
+        return newest_first_page(
+            self, request, orders, lambda page: OrderSerializer(page, many=True).data
+        )
 
     @extend_schema(
         parameters=[DryRunQuery],
@@ -601,30 +600,14 @@ class OrderBatchCancel(APIView):
         body.is_valid(raise_exception=True)
         field = "order_ids" if "order_ids" in body.validated_data else "client_order_ids"
         asked = body.validated_data[field]
-        # Per item asked for: (order id, client order id, the cancel's result).
-        items: list[tuple[int | None, str | None, Order | OrderRejected | None]]
-        if field == "order_ids":
-            results = orders_cancel_each(
-                account=request.caller.account, order_ids=asked, requested_by=request.caller.user
-            )
-            items = [
-                (order_id, None, result) for order_id, result in zip(asked, results, strict=True)
-            ]
-        else:
-            found = orders_cancel_each_by_client_order_id(
-                account=request.caller.account,
-                client_order_ids=asked,
-                requested_by=request.caller.user,
-            )
-            items = [
-                (None, client_id, None) if each is None else (each[0], client_id, each[1])
-                for client_id, each in zip(asked, found, strict=True)
-            ]
+        results = orders_cancel_each(
+            account=request.caller.account, requested_by=request.caller.user, **{field: asked}
+        )
         answers = []
-        for order_id, client_order_id, result in items:
+        for named, (order_id, result) in zip(asked, results, strict=True):
             answer = {
-                "order_id": order_id,
-                "client_order_id": client_order_id,
+                "order_id": order_id if field == "client_order_ids" else named,
+                "client_order_id": named if field == "client_order_ids" else None,
                 "status": 200,
                 "order": None,
                 "error": None,
@@ -674,7 +657,7 @@ class OrderDetail(ReadOrTrade):
 
 class OrderHistory(APIView):
     required_scope = ApiKey.Scope.READ
-    pagination_class = NewestFirst  # For the schema: the page is built below.
+    pagination_class = NewestFirst  # For the schema: newest_first_page builds the page.
 
     @extend_schema(
         parameters=[ORDER_ID, PageQuery],
@@ -693,9 +676,9 @@ class OrderHistory(APIView):
     def get(self, request: Request, order_id: str) -> Response:
         PageQuery(data=request.query_params).is_valid(raise_exception=True)
         events = orders_selector.transitions_of(_order_or_404(request, order_id))
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(events, request, view=self)
-        return paginator.get_paginated_response(OrderEventSerializer(page, many=True).data)
+        return newest_first_page(
+            self, request, events, lambda page: OrderEventSerializer(page, many=True).data
+        )
 
 
 class OrderReplace(APIView):
@@ -824,10 +807,12 @@ class FillList(APIView):
             since=filters.get("since"),
             until=filters.get("until"),
         )
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(trades, request, view=self)
-        fills = orders_selector.fills_in(page or [], account)
-        return paginator.get_paginated_response(FillSerializer(fills, many=True).data)
+        return newest_first_page(
+            self,
+            request,
+            trades,
+            lambda page: FillSerializer(orders_selector.fills_in(page, account), many=True).data,
+        )
 
 
 urlpatterns = [

@@ -6,34 +6,11 @@ from django.db import migrations, models
 from django.db.models import OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
-# The trigger of 0003 writes each NEW order's command; the command's new column must be in its
-# INSERT (it has no database default). On SQLite, adding the order's column rebuilds the table,
-# which drops the trigger anyway.
-NEW_COMMAND_TRIGGER = importlib.import_module("exchange.migrations.0003_order_new_command_trigger")
-
-
-def _with_cancel_reason(sql):
-    return sql.replace(
-        NEW_COMMAND_TRIGGER.COLUMNS, NEW_COMMAND_TRIGGER.COLUMNS + ", cancel_reason"
-    ).replace(NEW_COMMAND_TRIGGER.VALUES, NEW_COMMAND_TRIGGER.VALUES + ", ''")
-
-
-def _trigger_sql(vendor, create):
-    if vendor == "postgresql":
-        return NEW_COMMAND_TRIGGER.POSTGRESQL_DROP, create(NEW_COMMAND_TRIGGER.POSTGRESQL_CREATE)
-    if vendor == "sqlite":
-        return NEW_COMMAND_TRIGGER.SQLITE_DROP, create(NEW_COMMAND_TRIGGER.SQLITE_CREATE)
-    raise NotImplementedError(f"no order command trigger for {vendor}")
-
-
-def trigger_with_cancel_reason(apps, schema_editor):
-    for sql in _trigger_sql(schema_editor.connection.vendor, _with_cancel_reason):
-        schema_editor.execute(sql)
-
-
-def trigger_of_0003(apps, schema_editor):
-    for sql in _trigger_sql(schema_editor.connection.vendor, lambda create: create):
-        schema_editor.execute(sql)
+# SQLite adds the order's column by rebuilding its table, which drops the trigger of 0003 that
+# queues each NEW order's command: restored as 0005 does. The command's new column has a
+# database default, so the trigger's INSERT, which does not name it, stays valid.
+ORDER_COLLATERAL = importlib.import_module("exchange.migrations.0005_order_collateral")
+sqlite_trigger_restore = ORDER_COLLATERAL.sqlite_trigger_restore
 
 
 FINAL_STATUSES = ["filled", "cancelled", "expired", "rejected"]
@@ -59,8 +36,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # Undone last, once both columns are gone: the trigger as 0003 wrote it.
-        migrations.RunPython(migrations.RunPython.noop, trigger_of_0003),
+        # Unapplying rebuilds the table too: the first operation, undone last, restores it then.
+        migrations.RunPython(migrations.RunPython.noop, sqlite_trigger_restore),
         migrations.AddField(
             model_name="order",
             name="done_reason",
@@ -84,10 +61,12 @@ class Migration(migrations.Migration):
                     ("instrument_expired", "The instrument expired"),
                     ("pool_round_closed", "The pool's round closed"),
                 ],
+                db_default="",
+                default="",
                 help_text="Cancels: who or what asked for it.",
                 max_length=24,
             ),
         ),
-        migrations.RunPython(trigger_with_cancel_reason, migrations.RunPython.noop),
+        migrations.RunPython(sqlite_trigger_restore, migrations.RunPython.noop),
         migrations.RunPython(done_reasons_from_transitions, migrations.RunPython.noop),
     ]

@@ -223,10 +223,13 @@ class OrderCommand(models.Model):
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     reject_code = models.CharField(max_length=64, blank=True)
+    # A database default too: the trigger of migration 0003 inserts NEW commands without it.
     cancel_reason = models.CharField(
         max_length=24,
         choices=CancelReason.choices,
         blank=True,
+        default="",
+        db_default="",
         help_text="Cancels: who or what asked for it.",
     )
     requested_by = models.ForeignKey(

@@ -782,48 +782,33 @@ def orders_cancel(
 def orders_cancel_each(
     *,
     account: Account,
-    order_ids: Sequence[int],
+    order_ids: Sequence[int] | None = None,
+    client_order_ids: Sequence[str] | None = None,
     requested_by: AbstractBaseUser | None = None,
-) -> list[Order | OrderRejected | None]:
-    """Cancel each of the account's orders named in ``order_ids`` (a batch, each id once), as
-    ``order_cancel`` would one by one, with one transaction for all the commands
-    (``orders_cancel``). Per id, in order: the order as it is after its cancel was asked for;
-    the ``ORDER_NOT_LIVE`` refusal of one no longer live; None for an id that is not one of
-    the account's orders."""
-    found = orders_selector.orders_by_ids(account, order_ids)
-    return _cancel_each([found.get(order_id) for order_id in order_ids], requested_by)
+) -> list[tuple[int | None, Order | OrderRejected | None]]:
+    """Cancel each of the account's orders named in ``order_ids``, or placed with
+    ``client_order_ids`` (one of the two; a batch, each once), as ``order_cancel`` would one by
+    one, with one transaction for all the commands (``orders_cancel``).
 
-
-def orders_cancel_each_by_client_order_id(
-    *,
-    account: Account,
-    client_order_ids: Sequence[str],
-    requested_by: AbstractBaseUser | None = None,
-) -> list[tuple[int, Order | OrderRejected] | None]:
-    """``orders_cancel_each`` for the orders the account placed with ``client_order_ids``
-    (each once): per id, in order, the order's id with its result; None for an id no order of
-    the account was placed with."""
-    found = orders_selector.orders_by_client_order_ids(account, client_order_ids)
-    orders = [found.get(client_id) for client_id in client_order_ids]
-    results = _cancel_each(orders, requested_by)
-    return [
-        None if order is None or result is None else (order.pk, result)
-        for order, result in zip(orders, results, strict=True)
-    ]
-
-
-def _cancel_each(
-    orders: list[Order | None], requested_by: AbstractBaseUser | None
-) -> list[Order | OrderRejected | None]:
-    """Per order found (None: none), in one transaction: the order after its cancel was asked
-    for, or the ``ORDER_NOT_LIVE`` refusal of one no longer live."""
+    Per name, in order, the order's id (None when none of the account's orders has it) with:
+    the order as it is after its cancel was asked for; the ``ORDER_NOT_LIVE`` refusal of one no
+    longer live; or None for a name that is none of the account's orders.
+    """
+    if (order_ids is None) == (client_order_ids is None):
+        raise ValueError("Name the orders by order_ids or by client_order_ids, one of them.")
+    orders: list[Order | None]
+    if order_ids is not None:
+        by_id = orders_selector.orders_by_ids(account, order_ids)
+        orders = [by_id.get(order_id) for order_id in order_ids]
+    else:
+        assert client_order_ids is not None
+        by_client_id = orders_selector.orders_by_client_order_ids(account, client_order_ids)
+        orders = [by_client_id.get(client_id) for client_id in client_order_ids]
     results: list[Order | OrderRejected | None] = []
     for order in orders:
-        if order is None:
-            results.append(None)
-            continue
         try:
-            _check_live(order)
+            if order is not None:
+                _check_live(order)
         except OrderRejected as error:
             results.append(error)
         else:
@@ -831,7 +816,13 @@ def _cancel_each(
     live = [result for result in results if isinstance(result, Order)]
     orders_cancel(orders=live, reason=CancelReason.USER, requested_by=requested_by)
     fresh = _reread_many(live) if live else {}
-    return [fresh[result.pk] if isinstance(result, Order) else result for result in results]
+    return [
+        (
+            order.pk if order is not None else None,
+            fresh[result.pk] if isinstance(result, Order) else result,
+        )
+        for order, result in zip(orders, results, strict=True)
+    ]
 
 
 def order_replace(

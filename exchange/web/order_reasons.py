@@ -17,5 +17,5 @@ DONE_REASON_TEXT = {
 
 def done_reason_text(order: Order) -> str:
     if order.status == Order.Status.REJECTED:
-        return f"Refused by the matcher ({order.done_reason or order.reject_code})"
+        return f"Refused by the matcher ({order.done_reason})"
     return DONE_REASON_TEXT.get(order.done_reason, order.done_reason)

@@ -432,7 +432,8 @@ def test_cancelling_each_of_a_list_asks_every_live_one_in_one_transaction(
 
     results = orders_cancel_each(account=buyer, order_ids=ids)
 
-    first, missing, refused, last = results
+    assert [order_id for order_id, _ in results] == [ids[0], None, ids[2], ids[3]]
+    first, missing, refused, last = (result for _, result in results)
     assert missing is None
     assert isinstance(refused, OrderRejected) and refused.code == OrderRejectCode.NOT_LIVE
     # asked, not yet done: the external matcher cancels them
@@ -441,3 +442,25 @@ def test_cancelling_each_of_a_list_asks_every_live_one_in_one_transaction(
     Matcher().process_pending()
     assert [reload(order).status for order in bids] == [Order.Status.CANCELLED] * 2
     assert reload(theirs).status == Order.Status.OPEN
+
+
+def test_cancelling_each_by_client_order_id_names_the_orders_found(future, buyer, seller):
+    live = place(buyer, future, "buy", 1, "2.40", client_order_id="b-1")
+    done = order_cancel(order=place(buyer, future, "buy", 1, "2.41", client_order_id="b-2"))
+    place(seller, future, "sell", 1, "2.60", client_order_id="b-3")  # Not the buyer's.
+
+    results = orders_cancel_each(account=buyer, client_order_ids=["b-3", "b-2", "b-1"])
+
+    (none_id, none), (done_id, refused), (live_id, cancelled) = results
+    assert (none_id, none) == (None, None)
+    assert done_id == done.pk and refused.code == OrderRejectCode.NOT_LIVE
+    assert (live_id, cancelled.status) == (live.pk, Order.Status.CANCELLED)
+
+
+@pytest.mark.parametrize(
+    "names", [{}, {"order_ids": [1], "client_order_ids": ["b-1"]}], ids=["neither", "both"]
+)
+def test_cancelling_each_needs_one_way_of_naming_the_orders(buyer, names):
+    with pytest.raises(ValueError, match="one of them"):
+        orders_cancel_each(account=buyer, **names)
+    assert not OrderCommand.objects.exists()

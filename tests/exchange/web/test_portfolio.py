@@ -295,12 +295,22 @@ def test_member_sees_the_orders_that_ended_and_why_newest_first(client, future, 
         account=buyer, instrument=future, side="buy", price=Decimal("2.35"), quantity=1
     )
     orders_cancel(orders=[swept], reason=CancelReason.CANCEL_ALL_AFTER)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.60"), quantity=1)
+    crossing = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.60"),
+        quantity=1,
+        post_only=True,
+    )
     client.force_login(_trader_of(buyer, "alice"))
 
     response = client.get(reverse("web:portfolio"))
 
     (row,) = response.context["rows"]
     assert [(item["order"].pk, item["why"]) for item in row["ended_orders"]] == [
+        (crossing.pk, "Refused by the matcher (MATCHING_POST_ONLY_WOULD_CROSS)"),
         (swept.pk, "The account's cancel-all-after switch fired"),
         (ioc.pk, "Immediate or cancel: the part not filled at once"),
         (filled.pk, "Filled"),
