@@ -4,7 +4,7 @@ from exchange.models import CancelReason, Order
 
 # Each done_reason but a rejection's, which shows its code.
 DONE_REASON_TEXT = {
-    "filled": "Filled",
+    "filled": "All of it traded",
     **{reason.value: str(reason.label) for reason in CancelReason},
     "ioc_remainder": "Immediate or cancel: the part not filled at once",
     "market_remainder": "Market order: the part the book could not fill",

@@ -313,7 +313,7 @@ def test_member_sees_the_orders_that_ended_and_why_newest_first(client, future, 
         (crossing.pk, "Refused by the matcher (MATCHING_POST_ONLY_WOULD_CROSS)"),
         (swept.pk, "The account's cancel-all-after switch fired"),
         (ioc.pk, "Immediate or cancel: the part not filled at once"),
-        (filled.pk, "Filled"),
+        (filled.pk, "All of it traded"),
     ]
     assert [order.pk for order in row["open_orders"]] == [resting.pk]
     page = response.content.decode()

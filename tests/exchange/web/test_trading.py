@@ -132,7 +132,7 @@ def test_a_sell_from_another_organization_fills_it_and_both_see_the_trade(
     client.force_login(nora)
     mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
     ((ended, why),) = [(item["order"], item["why"]) for item in mine.context["ended"]]
-    assert (ended.side, ended.status, why) == ("sell", Order.Status.FILLED, "Filled")
+    assert (ended.side, ended.status, why) == ("sell", Order.Status.FILLED, "All of it traded")
     assert f'id="ended-order-{ended.pk}"' in mine.content.decode()
 
 
