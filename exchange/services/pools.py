@@ -1109,7 +1109,11 @@ def pool_offer(
 
 
 def _amount(amount: Decimal | int) -> int:
-    if isinstance(amount, int) and not isinstance(amount, bool):
+    if isinstance(amount, bool):  # An int to Python, but never an amount.
+        raise _refuse(
+            PoolErrorCode.AMOUNT_INVALID, "The amount is USD with at most 6 decimals.", "amount"
+        )
+    if isinstance(amount, int):
         amount = Decimal(amount)
     try:
         micros = usd_to_micros(amount)

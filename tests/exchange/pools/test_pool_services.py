@@ -1064,7 +1064,7 @@ def test_pool_fund_refuses_more_than_is_available(pool, withdraw):
 
 @pytest.mark.parametrize(
     "amount",
-    [Decimal("0"), Decimal("-5"), Decimal("0.0000001"), Decimal("NaN"), Decimal("Infinity")],
+    [Decimal("0"), Decimal("-5"), Decimal("0.0000001"), Decimal("NaN"), Decimal("Infinity"), True],
 )
 def test_pool_fund_refuses_bad_amounts(pool, amount):
     assert_refused(Code.AMOUNT_INVALID, pool_fund, pool=pool, amount=amount, actor=None)
