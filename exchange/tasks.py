@@ -42,7 +42,7 @@ def ledger_holds_expire() -> int:
 
 
 @shared_task
-def risk_daily_settlement(trading_date: str | None = None) -> dict:
+def risk_daily_settlement(trading_date: str | None = None) -> dict[str, str]:
     """Settle a trading day (default: today, UTC), after its close; idempotent."""
     day = date.fromisoformat(trading_date) if trading_date else timezone.now().date()
     cycle = daily_settlement_run(trading_date=day)
@@ -56,6 +56,6 @@ def risk_margin_calls_review() -> int:
 
 
 @shared_task
-def pools_run_due() -> dict:
+def pools_run_due() -> dict[str, int]:
     """Pool cut-offs whose time has come, rounds to close and allocate (``pools_run_due``)."""
     return pools_run_due_service()

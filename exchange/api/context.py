@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
 from exchange.models import Account, ApiKey, Membership, Organization
@@ -27,7 +27,7 @@ class ApiKeyPrincipal:
 
     def __init__(self, key: ApiKey) -> None:
         self.key = key
-        self.user: AbstractBaseUser | None = key.created_by
+        self.user: User | None = key.created_by
         self.pk = None
 
     def __str__(self) -> str:
@@ -41,7 +41,7 @@ class ApiKeyPrincipal:
 class Caller:
     organization: Organization
     scopes: frozenset[str]
-    user: AbstractBaseUser | None  # The acting user for services and audit rows.
+    user: User | None  # The acting user for services and audit rows.
     key: ApiKey | None
     _account: Account | None = field(default=None, repr=False)
 

@@ -210,7 +210,8 @@ class OrdersFeed(FeedConsumer):
         )
 
     def _query(self) -> str:
-        return self.scope.get("query_string", b"").decode("latin-1")
+        query_string: bytes = self.scope.get("query_string", b"")
+        return query_string.decode("latin-1")
 
     def _authenticate(
         self, token: str | None, timestamp: str | None, signature: str | None

@@ -17,6 +17,7 @@ before. It uses the layer's own key, sharding, capacity and serialization method
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 from channels_redis.core import RedisChannelLayer as BaseRedisChannelLayer
 
@@ -48,15 +49,17 @@ GROUP_SEND_LUA = """
 SOCKET_TIMEOUT_SECONDS = 30
 
 
-class RedisChannelLayer(BaseRedisChannelLayer):
-    def __init__(self, *args, **kwargs) -> None:
+class RedisChannelLayer(BaseRedisChannelLayer):  # type: ignore[misc]  # channels_redis is untyped.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         assert self.brpop_timeout < SOCKET_TIMEOUT_SECONDS
         # A host's own ``socket_timeout`` (a dict host) is kept.
-        self.hosts = [{"socket_timeout": SOCKET_TIMEOUT_SECONDS, **host} for host in self.hosts]
+        self.hosts: list[dict[str, Any]] = [
+            {"socket_timeout": SOCKET_TIMEOUT_SECONDS, **host} for host in self.hosts
+        ]
         self._last_score = 0.0
 
-    async def group_send_many(self, sends: list[tuple[str, dict]]) -> int:
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> int:
         """Send each ``(group, message)`` to its group's members, in order; returns how many
         channel deliveries were refused for being over capacity (logged, as ``group_send``
         does)."""
@@ -65,7 +68,7 @@ class RedisChannelLayer(BaseRedisChannelLayer):
         members = await self._members([group for group, _ in sends])
         # Per connection index: the channel keys and the (keys, args) of each script call.
         expiring: dict[int, set[bytes | str]] = defaultdict(set)
-        scripts: dict[int, list[tuple[list, list]]] = defaultdict(list)
+        scripts: dict[int, list[tuple[list[bytes | str], list[Any]]]] = defaultdict(list)
         now = time.time()
         for group, message in sends:
             channel_names = members[group]

@@ -6,7 +6,9 @@ statements. Every event advances the instrument's sequence by one; trades and tr
 that sequence, and an order's queue priority is the sequence at which it took its place.
 """
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import connection
@@ -124,7 +126,7 @@ class EventApplier:
         else:
             self._touch(order)
 
-    def missing_order_ids(self, events: list[object]) -> set[int]:
+    def missing_order_ids(self, events: list[matching.Event]) -> set[int]:
         wanted = set()
         for event in events:
             if type(event) is matching.Trade:
@@ -133,7 +135,7 @@ class EventApplier:
                 wanted.add(event.order_id)
         return wanted - self.orders.keys()
 
-    def apply(self, command: OrderCommand, events: list[object]) -> None:
+    def apply(self, command: OrderCommand, events: list[matching.Event]) -> None:
         """Apply the events one command produced; mark the command done or rejected."""
         command.status = OrderCommand.Status.DONE
         for event in events:
@@ -143,7 +145,7 @@ class EventApplier:
         command.processed_at = self.now
         self.commands.append(command)
 
-    def apply_tick(self, events: list[object]) -> None:
+    def apply_tick(self, events: list[matching.Event]) -> None:
         for event in events:
             self.sequence += 1
             assert type(event) is matching.Cancelled
@@ -223,7 +225,10 @@ class EventApplier:
             order, order.status, "replaced" if event.priority_kept else "replaced_lost_priority"
         )
 
-    _handlers = {
+    # Each handler takes the event of its key's type.
+    _handlers: ClassVar[
+        dict[type[matching.Event], Callable[["EventApplier", OrderCommand, Any], None]]
+    ] = {
         matching.Accepted: _on_accepted,
         matching.Rejected: _on_rejected,
         matching.Trade: _on_trade,

@@ -13,8 +13,10 @@ back). A book whose transaction fails is dropped, so the next command rebuilds i
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TypeVar, cast
 
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Mod
 from django.utils import timezone
 
@@ -29,6 +31,8 @@ from statements import Select, rows_together
 
 logger = logging.getLogger(__name__)
 
+ModelT = TypeVar("ModelT", bound=models.Model)
+
 INSTRUMENT_BY_ID = Select([Instrument], "{t0}", "WHERE {t0}.id = %s")
 ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
 # The matcher's queue: served by the partial index on pending commands (instrument, id).
@@ -40,6 +44,7 @@ PENDING_COMMANDS = Select(
 
 
 def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder:
+    assert order.price is not None  # Market orders never rest.
     return matching.RestingOrder(
         order_id=order.pk,
         instrument=instrument.pk,
@@ -80,10 +85,13 @@ class Matcher:
     def owns(self, instrument_id: int) -> bool:
         return instrument_id % self.shards == self.shard
 
-    def _shard_filter(self, queryset, field: str):
+    def _shard_filter(self, queryset: QuerySet[ModelT], field: str) -> QuerySet[ModelT]:
         if self.shards == 1:
             return queryset
-        return queryset.annotate(shard_key=Mod(field, self.shards)).filter(shard_key=self.shard)
+        sharded: QuerySet[ModelT] = queryset.annotate(shard_key=Mod(field, self.shards)).filter(
+            shard_key=self.shard
+        )
+        return sharded
 
     # Rebuilding ---------------------------------------------------------------------------
 
@@ -167,11 +175,14 @@ class Matcher:
                     )
                 results = rows_together(queries)
                 for index, instrument_id in enumerate(instrument_ids):
-                    locked, pending = results[2 * index], results[2 * index + 1]
+                    # The rows are of the models the statements select (statements returns
+                    # them as plain models).
+                    locked = cast(list[tuple[Instrument]], results[2 * index])
+                    pending = cast(list[tuple[OrderCommand, Order]], results[2 * index + 1])
                     instrument = locked[0][0]
                     if self._synced_sequence.get(instrument_id) != instrument.sequence:
                         self.rebuild(instrument)
-                    commands = []
+                    commands: list[OrderCommand] = []
                     for command, order in pending:
                         command.order = order
                         commands.append(command)
@@ -256,7 +267,7 @@ class Matcher:
             default=None,
         )
 
-    def _load_orders(self, applier: EventApplier, events: Iterable[object]) -> None:
+    def _load_orders(self, applier: EventApplier, events: Iterable[matching.Event]) -> None:
         missing = applier.missing_order_ids(list(events))
         cache = self._orders.get(applier.instrument.pk, {})
         # Set operations with the cache's keys would walk the whole book: ask per order.
@@ -265,9 +276,8 @@ class Matcher:
             applier.orders[order_id] = cache[order_id]
         missing -= kept
         if missing:
-            applier.orders.update(
-                (order.pk, order) for (order,) in ORDERS_BY_IDS.rows_in(sorted(missing))
-            )
+            rows = cast(list[tuple[Order]], ORDERS_BY_IDS.rows_in(sorted(missing)))
+            applier.orders.update((order.pk, order) for (order,) in rows)
             applier.settlement.load(missing)
 
     def _run_command(
@@ -282,9 +292,13 @@ class Matcher:
             # not collateralized. The engine never sees the command; the rejection is shaped as
             # the engine's own so that it is applied and recorded exactly like one. Cancels
             # always go through.
-            events: list[object] = [
+            events: list[matching.Event] = [
                 matching.Rejected(
-                    seq=0, order_id=order.pk, instrument=instrument.pk, reason=refusal
+                    seq=0,
+                    order_id=order.pk,
+                    instrument=instrument.pk,
+                    # An exchange code where the engine puts its own: applied the same way.
+                    reason=refusal,  # type: ignore[arg-type]
                 )
             ]
         else:
@@ -309,7 +323,7 @@ class Matcher:
         return None
 
     @staticmethod
-    def _engine_command(instrument: Instrument, command: OrderCommand) -> object:
+    def _engine_command(instrument: Instrument, command: OrderCommand) -> matching.Command:
         order = command.order
         if command.kind == OrderCommand.Kind.NEW:
             # A market order fills no further than its protection price: the engine sees it as

@@ -24,10 +24,11 @@ pair that identifies the ``Trade`` row):
   of the proceeds.
 """
 
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import cast
 
 from exchange.errors import OrderRejectCode
 from exchange.models import Account, Instrument, Order, OrderCommand, OrderHold
@@ -171,7 +172,8 @@ class Settlement:
     def load_replaces(self, command_ids: set[int]) -> None:
         """Read the holds that queued replaces brought (placed after their order was loaded)."""
         wanted = sorted(set(command_ids) - self.fresh.keys())
-        for row, hold in PENDING_HOLDS_OF_COMMANDS.rows_in(wanted):
+        rows = cast(list[tuple[OrderHold, Hold]], PENDING_HOLDS_OF_COMMANDS.rows_in(wanted))
+        for row, hold in rows:
             self._register(row, hold)
 
     def _register(self, row: OrderHold, hold: Hold) -> None:
@@ -185,10 +187,10 @@ class Settlement:
         elif row.command_id is not None:
             self.fresh.setdefault(row.command_id, []).append(hold)
 
-    def _ledger(self, code: str, opener) -> LedgerAccount:
+    def _ledger(self, code: str, opener: Callable[[], LedgerAccount]) -> LedgerAccount:
         account = self.ledger_accounts.get(code)
         if account is None:
-            found = LEDGER_ACCOUNT_BY_CODE.rows([code])
+            found = cast(list[tuple[LedgerAccount]], LEDGER_ACCOUNT_BY_CODE.rows([code]))
             account = found[0][0] if found else opener()
             self.ledger_accounts[code] = account
         return account
@@ -209,7 +211,8 @@ class Settlement:
                 cash_account_code(stub),
             ]
             # Every account of this party the settlement may touch, in one query.
-            found = {row.code: row for (row,) in LEDGER_ACCOUNTS_BY_CODES.rows_in(codes)}
+            rows = cast(list[tuple[LedgerAccount]], LEDGER_ACCOUNTS_BY_CODES.rows_in(codes))
+            found = {row.code: row for (row,) in rows}
             self.ledger_accounts.update(found)
             position, margin = found.get(codes[0]), found.get(codes[1])
             party = self.parties[account_id] = _Party(
@@ -462,7 +465,8 @@ def settlements_load(wanted: dict[Settlement, set[int]]) -> None:
             owner[order_id] = settlement
     if not owner:
         return
-    for row, hold in PENDING_HOLDS_OF_ORDERS.rows_in(sorted(owner)):
+    rows = cast(list[tuple[OrderHold, Hold]], PENDING_HOLDS_OF_ORDERS.rows_in(sorted(owner)))
+    for row, hold in rows:
         owner[row.order_id]._register(row, hold)
     for order_id, settlement in owner.items():
         settlement.loaded.add(order_id)

@@ -42,8 +42,9 @@ POSITION_MARKER = ":position:"
 MARGIN_MARKER = ":margin:"
 CASH_SUFFIX = f":cash:{USD_CODE}"
 CENT = Decimal("0.01")
-# Prices have at most 6 decimals; a sum of price x contracts keeps them.
-PRICE_SUM_FIELD = DecimalField(max_digits=30, decimal_places=6)
+# Prices have at most 6 decimals; a sum of price x contracts keeps them. (The annotation is
+# quoted: Django's fields cannot be subscripted at run time.)
+PRICE_SUM_FIELD: "DecimalField[Decimal, Decimal]" = DecimalField(max_digits=30, decimal_places=6)
 EXPOSURE_ROWS_MAX = 500  # The exposure page lists the largest accounts first, this many at most.
 
 

@@ -1,6 +1,7 @@
 """Consistency checks of orders, trades and their collateral, for ``simulate_market``."""
 
 from collections import defaultdict
+from decimal import Decimal
 
 from django.db.models import Sum
 
@@ -27,8 +28,8 @@ def order_book_problems() -> list[str]:
         "filled_quantity",
         "cancelled_quantity",
     )
-    best_bid: dict[int, object] = {}
-    best_ask: dict[int, object] = {}
+    best_bid: dict[int, Decimal] = {}
+    best_ask: dict[int, Decimal] = {}
     for order in orders.iterator(chunk_size=2000):
         if fills.get(order.pk, 0) != order.filled_quantity:
             problems.append(
@@ -53,6 +54,7 @@ def order_book_problems() -> list[str]:
             # below quantity; a filled order with no fills at all is wrong.
             problems.append(f"order {order.pk}: filled status without fills")
         if resting:
+            assert order.price is not None  # Market orders never rest.
             table = best_bid if order.side == Side.BUY else best_ask
             current = table.get(order.instrument_id)
             better = current is None or (
@@ -86,9 +88,10 @@ def collateral_problems(*, limit: int = PROBLEMS_REPORTED_MAX) -> list[str]:
         .exclude(hold__status=Hold.Status.PENDING)
         .exclude(hold__status=Hold.Status.POSTED)  # Consumed in full by fills: nothing left.
     )
-    for row in broken.values("order_id", "hold_id", "hold__status")[:limit]:
+    for broken_row in broken.values("order_id", "hold_id", "hold__status")[:limit]:
         problems.append(
-            f"order {row['order_id']}: resting but hold {row['hold_id']} {row['hold__status']}"
+            f"order {broken_row['order_id']}: resting but hold {broken_row['hold_id']}"
+            f" {broken_row['hold__status']}"
         )
     keys = {
         f"trade:{instrument_id}:{sequence}"

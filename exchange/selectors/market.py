@@ -4,6 +4,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
@@ -62,7 +63,7 @@ def _resting_orders(now: datetime) -> QuerySet[Order]:
     )
 
 
-def _levels(instrument_ids: list[int], now: datetime) -> QuerySet:
+def _levels(instrument_ids: list[int], now: datetime) -> QuerySet[Order, dict[str, Any]]:
     return (
         _resting_orders(now)
         .filter(instrument_id__in=instrument_ids)

@@ -4,6 +4,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 
@@ -53,7 +54,8 @@ def candles(
         .order_by("-sequence")
         .values_list("executed_at", "price", "quantity")[:CANDLE_TRADES_MAX]
     )
-    buckets: OrderedDict[int, list] = OrderedDict()
+    # Per period: open, high, low, close (Decimal), volume and trade count (int).
+    buckets: OrderedDict[int, list[Any]] = OrderedDict()
     for executed_at, price, quantity in reversed(newest):
         start = int(executed_at.timestamp()) // seconds * seconds
         bucket = buckets.get(start)

@@ -1,14 +1,14 @@
 """Reads of who belongs where."""
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from exchange.models import Account, Membership
 
 
-def memberships_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
+def memberships_of(user: User | AnonymousUser) -> QuerySet[Membership]:
     """The organizations ``user`` belongs to, with the role in each."""
-    if not user.is_authenticated:
+    if isinstance(user, AnonymousUser):
         return Membership.objects.none()
     return (
         Membership.objects.filter(user=user)

@@ -201,9 +201,10 @@ def market_average(instrument: Instrument, round_: PoolRound, pool: Pool) -> Dec
         .exclude(seller_account=pool.account_id)
         .aggregate(value=Sum(F("price") * F("quantity")), quantity=Sum("quantity"))
     )
-    if not trades["quantity"]:
+    quantity: int | None = trades["quantity"]
+    if not quantity:
         return None
-    return (Decimal(trades["value"]) / trades["quantity"]).quantize(PRICE_PLACES)
+    return (Decimal(trades["value"]) / quantity).quantize(PRICE_PLACES)
 
 
 @dataclass

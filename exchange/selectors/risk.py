@@ -77,9 +77,9 @@ def variation_preview(trading_date: date) -> list[VariationRow]:
         if row.balance:
             figures[(int(row.code.split(":")[1]), row.commodity.code)][0] = row.balance
     for row in costs:
-        _, account_id, _, symbol, _ = row.code.split(":")
+        _, account_key, _, symbol, _ = row.code.split(":")
         if symbol in futures:
-            figures[(int(account_id), symbol)][1] = row.balance
+            figures[(int(account_key), symbol)][1] = row.balance
     accounts = Account.objects.in_bulk({account_id for account_id, _ in figures})
     rows = []
     for (account_id, symbol), (contracts, cost) in sorted(figures.items()):

@@ -31,7 +31,7 @@ from typing import cast
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -128,7 +128,7 @@ def api_key_create(
     scopes: list[str],
     ip_allowlist: list[str] | None = None,
     require_signature: bool = False,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> CreatedKey:
     """Create a key; the returned token is the only time its secret is seen."""
     name = name.strip()
@@ -168,7 +168,7 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser | None = None) -> ApiKey:
+def api_key_revoke(*, key: ApiKey, actor: User | None = None) -> ApiKey:
     """Revoke a key at once; revoking a revoked key changes nothing."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.revoked_at is not None:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from exchange.models import AuditEntry
 
@@ -11,7 +11,7 @@ SYSTEM_ACTOR_LABEL = "system"
 
 def audit_record(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: User | AnonymousUser | None,
     action: str,
     target: Any,
     before: dict[str, Any] | None = None,

@@ -12,7 +12,7 @@ second (``run_schedule`` in the embedded mode): orders go at most about a second
 import logging
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -30,7 +30,7 @@ def cancel_all_after_set(
     *,
     account: Account,
     timeout_seconds: int,
-    armed_by: AbstractBaseUser | None = None,
+    armed_by: User | None = None,
     now: datetime | None = None,
 ) -> CancelAllTimer | None:
     """Arm (or arm again) the account's switch to fire ``timeout_seconds`` from now; 0

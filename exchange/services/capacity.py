@@ -9,7 +9,7 @@ block for resale; settlement of a resale trade moves the entitlements to the buy
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from exchange import calendar
@@ -89,7 +89,7 @@ def capacity_register(
     gpus: int,
     interconnect: str,
     contiguous_block_gpus: int,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> ReservedCapacity:
     """Record a reserved block and issue its GPU-hours to the holder, in one transaction.
 

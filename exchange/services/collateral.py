@@ -75,7 +75,7 @@ from statements import insert_rows
 
 FEE_BASIS_CONTRACT = "contract"
 FEE_BASIS_NOTIONAL = "notional"
-FEE_BASIS = {
+FEE_BASIS: dict[str, str] = {
     Instrument.Kind.FUTURE: FEE_BASIS_CONTRACT,
     Instrument.Kind.OPTION: FEE_BASIS_CONTRACT,
     Instrument.Kind.RESALE: FEE_BASIS_NOTIONAL,
@@ -144,7 +144,9 @@ def protection_price(instrument: Instrument, side: str) -> Decimal:
     resting = Order.objects.filter(
         instrument=instrument, side=opposite, status__in=RESTING_STATUSES
     )
-    best = resting.aggregate(best=Min("price") if side == Side.BUY else Max("price"))["best"]
+    best: Decimal | None = resting.aggregate(
+        best=Min("price") if side == Side.BUY else Max("price")
+    )["best"]
     if best is None:
         raise OrderRejected(
             OrderRejectCode.NO_REFERENCE_PRICE,

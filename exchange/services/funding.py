@@ -36,7 +36,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -55,7 +55,7 @@ from ledger.models import Entry as LedgerEntry
 from ledger.models import Hold
 from ledger.services import entry_post, entry_reverse, hold_create, hold_void
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 
 CENTS = Decimal("0.01")
 CENTS_PER_USD = 100
@@ -253,7 +253,10 @@ def stripe_webhook_handle(*, payload: bytes, signature: str) -> StripeEvent:
             FundingErrorCode.WEBHOOK_NOT_CONFIGURED, "No Stripe webhook secret is configured."
         )
     try:
-        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+        # stripe leaves construct_event unannotated.
+        event = stripe.Webhook.construct_event(  # type: ignore[no-untyped-call]
+            payload, signature, settings.STRIPE_WEBHOOK_SECRET
+        )
     except stripe.SignatureVerificationError as error:
         raise FundingError(
             FundingErrorCode.WEBHOOK_SIGNATURE_INVALID, "The Stripe signature does not verify."
@@ -378,6 +381,7 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
     stored.status = StripeEvent.Status.PROCESSED
     if deposit.status != Deposit.Status.CREDITED:
         return  # Already reversed (a refund and a dispute of one charge), or never credited.
+    assert deposit.ledger_entry_id is not None  # Set when it was credited.
     try:
         entry = entry_reverse(
             entry=LedgerEntry.objects.get(pk=deposit.ledger_entry_id),
@@ -509,6 +513,7 @@ def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Wi
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.APPROVED})
         micros = usd_to_micros(locked.amount)
+        assert locked.ledger_hold_id is not None  # Held since it was requested.
         hold = Hold.objects.get(pk=locked.ledger_hold_id)
         entry = entry_post(
             key=f"withdrawal:{locked.pk}:payout",
@@ -534,6 +539,7 @@ def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Wi
 def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str) -> None:
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.APPROVED})
+        assert locked.ledger_hold_id is not None  # Held since it was requested.
         hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
         locked.status, locked.reason = Withdrawal.Status.FAILED, reason[:300]
         locked.save(update_fields=["status", "reason", "updated_at"])
@@ -552,6 +558,7 @@ def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> W
     _staff_check(actor)
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.REQUESTED})
+        assert locked.ledger_hold_id is not None  # Held since it was requested.
         hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
         locked.status, locked.reviewed_by = Withdrawal.Status.REJECTED, _user(actor)
         locked.reason, locked.reviewed_at = reason[:300], timezone.now()

@@ -1,6 +1,6 @@
 """Instrument status changes by staff: halt, resume, expire. Each one is audited."""
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from exchange.errors import CatalogError, CatalogErrorCode
@@ -15,7 +15,7 @@ ALLOWED_STATUS_CHANGES = {
 
 
 def instrument_set_status(
-    *, instrument: Instrument, status: str, actor: AbstractBaseUser | None, reason: str = ""
+    *, instrument: Instrument, status: str, actor: User | None, reason: str = ""
 ) -> Instrument:
     with transaction.atomic():
         # The row lock orders this change with the matcher, which reads the status under it.
@@ -40,16 +40,14 @@ def instrument_set_status(
     return locked
 
 
-def instrument_halt(
-    *, instrument: Instrument, actor: AbstractBaseUser | None, reason: str = ""
-) -> Instrument:
+def instrument_halt(*, instrument: Instrument, actor: User | None, reason: str = "") -> Instrument:
     return instrument_set_status(
         instrument=instrument, status=Instrument.Status.HALTED, actor=actor, reason=reason
     )
 
 
 def instrument_resume(
-    *, instrument: Instrument, actor: AbstractBaseUser | None, reason: str = ""
+    *, instrument: Instrument, actor: User | None, reason: str = ""
 ) -> Instrument:
     return instrument_set_status(
         instrument=instrument, status=Instrument.Status.ACTIVE, actor=actor, reason=reason

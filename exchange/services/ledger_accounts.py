@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import partial
+from typing import cast
 
 from django.db import transaction
 
@@ -36,7 +37,7 @@ LEDGER_ACCOUNTS_BY_CODES = Select([LedgerAccount], "{t0}", "WHERE {t0}.code IN (
 
 USD_CODE = "USD"
 USD_SCALE = 6
-MICROS_PER_USD = 10**USD_SCALE
+MICROS_PER_USD: int = 10**USD_SCALE
 
 
 class CashAmountError(ValueError):
@@ -75,7 +76,9 @@ def cash_account(account: Account) -> LedgerAccount:
 
     Opening it also names it on the trading account (``Account.cash_ledger_account``), in the
     same transaction."""
-    found = LEDGER_ACCOUNT_BY_CODE.rows([cash_account_code(account)])
+    found = cast(
+        list[tuple[LedgerAccount]], LEDGER_ACCOUNT_BY_CODE.rows([cash_account_code(account)])
+    )
     if found:
         return found[0][0]
     opened = account_open(

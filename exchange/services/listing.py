@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
+from typing import cast
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -36,7 +37,7 @@ class StripSpec:
     price_max: Decimal = Decimal("1000")
 
 
-def _instrument_listed(instrument: Instrument, actor: AbstractBaseUser | None) -> None:
+def _instrument_listed(instrument: Instrument, actor: User | None) -> None:
     audit_record(
         actor=actor,
         action="instrument.list",
@@ -53,7 +54,7 @@ def futures_list_strip(
     first_month: date,
     months: int,
     spec: StripSpec = StripSpec(),
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> list[Instrument]:
     """List ``months`` consecutive monthly futures from ``first_month`` (one per delivery month).
 
@@ -117,7 +118,7 @@ def options_list_chain(
     strike_step: Decimal,
     strikes_each_side: int,
     tick_size: Decimal = OPTION_TICK_SIZE,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> list[Instrument]:
     """List European calls and puts on ``future`` at strikes around ``reference_price``.
 
@@ -169,7 +170,7 @@ def resale_list(
     reservation: ReservedCapacity,
     lot_gpus: int | None = None,
     tick_size: Decimal = RESALE_TICK_SIZE,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     now: datetime | None = None,
 ) -> Instrument:
     """List a reserved block for resale by its holder.
@@ -246,7 +247,7 @@ def _future_pairs() -> list[tuple[Sku, Region]]:
 
 
 def futures_list_upcoming(
-    *, months_ahead: int, today: date | None = None, actor: AbstractBaseUser | None = None
+    *, months_ahead: int, today: date | None = None, actor: User | None = None
 ) -> list[Instrument]:
     """Keep every listed SKU x region strip ``months_ahead`` months deep (run by Celery beat).
 
@@ -283,7 +284,11 @@ def _strike_step_listed(future: Instrument) -> Decimal | None:
 
     None when fewer than two distinct strikes are listed, so there is no grid to follow yet.
     """
-    strikes = list(future.options.order_by("strike").values_list("strike", flat=True).distinct())
+    # Every option has a strike (the instrument_option_has_underlying_and_strike constraint).
+    strikes = cast(
+        list[Decimal],
+        list(future.options.order_by("strike").values_list("strike", flat=True).distinct()),
+    )
     return min((high - low for low, high in pairwise(strikes)), default=None)
 
 
@@ -312,7 +317,7 @@ def _futures_for_options(sku: Sku, region: Region, today: date) -> list[Instrume
     return tradable[: settings.EXCHANGE_OPTION_MONTHS]
 
 
-def _options_roll(future: Instrument, actor: AbstractBaseUser | None) -> list[Instrument]:
+def _options_roll(future: Instrument, actor: User | None) -> list[Instrument]:
     """List the option strikes around ``future``'s reference price; return the new ones."""
     reference = future_reference_price(future)
     if reference is None or reference <= 0:
@@ -332,9 +337,7 @@ def _options_roll(future: Instrument, actor: AbstractBaseUser | None) -> list[In
 
 
 @transaction.atomic
-def listings_roll(
-    *, today: date | None = None, actor: AbstractBaseUser | None = None
-) -> list[Instrument]:
+def listings_roll(*, today: date | None = None, actor: User | None = None) -> list[Instrument]:
     """List what the months rolling forward call for; return the new instruments in order.
 
     The rule, for every SKU x region with a future listed:

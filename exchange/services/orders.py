@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Sum, TextChoices
 from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -92,7 +92,9 @@ class OrderRequest:
         }
 
 
-def _check_choice(value: str, choices: type, code: OrderRejectCode, field: str) -> None:
+def _check_choice(
+    value: str, choices: type[TextChoices], code: OrderRejectCode, field: str
+) -> None:
     if value not in choices.values:
         raise OrderRejected(
             code, f"{value!r} is not one of {', '.join(choices.values)}.", field=field
@@ -241,7 +243,7 @@ def _record_rejection(
     request: OrderRequest,
     client_order_id: str | None,
     error: OrderRejected,
-    placed_by: AbstractBaseUser | None,
+    placed_by: User | None,
 ) -> None:
     with transaction.atomic():
         OrderRejection.objects.create(
@@ -298,7 +300,7 @@ def order_place(
     self_trade_prevention: str = Order.SelfTradePrevention.CANCEL_NEWEST,
     expires_at: datetime | None = None,
     client_order_id: str | None = None,
-    placed_by: AbstractBaseUser | None = None,
+    placed_by: User | None = None,
     liquidation: bool = False,
 ) -> Order:
     """Accept an order and hand it to the matcher; return it as the matcher left it.
@@ -340,7 +342,7 @@ def order_submit(
     self_trade_prevention: str = Order.SelfTradePrevention.CANCEL_NEWEST,
     expires_at: datetime | None = None,
     client_order_id: str | None = None,
-    placed_by: AbstractBaseUser | None = None,
+    placed_by: User | None = None,
     liquidation: bool = False,
     wait_seconds: float = 0.0,
 ) -> Placement:
@@ -428,7 +430,7 @@ def orders_submit(
     *,
     account: Account,
     orders: Sequence[Mapping[str, Any]],
-    placed_by: AbstractBaseUser | None = None,
+    placed_by: User | None = None,
     wait_seconds: float = 0.0,
 ) -> list[Placement | OrderRejected]:
     """Place several orders, each as ``order_submit`` places one, in the given order.
@@ -577,7 +579,7 @@ def _order_accept(
     instrument: Instrument,
     request: OrderRequest,
     client_order_id: str | None,
-    placed_by: AbstractBaseUser | None,
+    placed_by: User | None,
     *,
     liquidation: bool = False,
 ) -> Order:
@@ -616,7 +618,7 @@ def _order_insert_collateralized(
     instrument: Instrument,
     request: OrderRequest,
     client_order_id: str | None,
-    user: AbstractBaseUser | None,
+    user: User | None,
     price: Decimal,
     protection: Decimal | None,
     terms: collateral.Terms,
@@ -638,7 +640,7 @@ def _order_row_insert(
     instrument: Instrument,
     request: OrderRequest,
     client_order_id: str | None,
-    user: AbstractBaseUser | None,
+    user: User | None,
     protection: Decimal | None,
     terms: collateral.Terms,
 ) -> Order:
@@ -732,7 +734,7 @@ def _check_live(order: Order) -> None:
 def order_cancel(
     *,
     order: Order,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | None = None,
     reason: str = CancelReason.USER,
 ) -> Order:
     """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it.
@@ -747,7 +749,7 @@ def orders_cancel(
     *,
     orders: Iterable[Order],
     reason: str,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | None = None,
 ) -> int:
     """Ask the matcher to cancel every live order of ``orders`` (cancel-all, the cycle's
     expiries, liquidation): one transaction for all the commands, then one matcher run per
@@ -784,7 +786,7 @@ def orders_cancel_each(
     account: Account,
     order_ids: Sequence[int] | None = None,
     client_order_ids: Sequence[str] | None = None,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | None = None,
 ) -> list[tuple[int | None, Order | OrderRejected | None]]:
     """Cancel each of the account's orders named in ``order_ids``, or placed with
     ``client_order_ids`` (one of the two; a batch, each once), as ``order_cancel`` would one by
@@ -826,7 +828,7 @@ def orders_cancel_each(
 
 
 def order_replace(
-    *, order: Order, price: Decimal, quantity: int, requested_by: AbstractBaseUser | None = None
+    *, order: Order, price: Decimal, quantity: int, requested_by: User | None = None
 ) -> Order:
     """Change a live limit order's price and open quantity (0 cancels it).
 
@@ -873,7 +875,7 @@ def _replace_command_insert(
     price: Decimal,
     quantity: int,
     margin: int,
-    user: AbstractBaseUser | None,
+    user: User | None,
     needs: list[collateral.Need],
 ) -> None:
     with transaction.atomic(durable=True):
@@ -899,7 +901,7 @@ def _check_cancel_reason(reason: str) -> None:
 
 
 def _command_submit(
-    order: Order, kind: str, requested_by: AbstractBaseUser | None, *, cancel_reason: str = ""
+    order: Order, kind: str, requested_by: User | None, *, cancel_reason: str = ""
 ) -> None:
     if kind == OrderCommand.Kind.CANCEL:
         _check_cancel_reason(cancel_reason)

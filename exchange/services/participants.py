@@ -4,7 +4,7 @@ import re
 from typing import cast
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
@@ -35,7 +35,7 @@ EMAIL_LENGTH_MAX = 254  # Django's User.email.
 
 @transaction.atomic
 def organization_create(
-    *, slug: str, name: str, kind: str, actor: AbstractBaseUser | None = None
+    *, slug: str, name: str, kind: str, actor: User | None = None
 ) -> Organization:
     """Create an organization with its main trading account."""
     organization = Organization.objects.create(slug=slug, name=name, kind=kind)
@@ -57,7 +57,7 @@ def member_add(
     email: str,
     password: str,
     role: str = Membership.Role.TRADER,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Membership:
     """Create a user and make it a member of ``organization``."""
     user = get_user_model().objects.create_user(username=username, email=email, password=password)
@@ -241,7 +241,7 @@ def member_invite(
     email: str,
     password: str,
     role: str,
-    actor: AbstractBaseUser,
+    actor: User,
 ) -> Membership:
     """A new user made a member of ``organization`` by one of its traders, with a first
     password to hand over. Refusals are ``ParticipantError`` naming the field (``username``,
@@ -269,7 +269,7 @@ def member_invite(
 
 
 @transaction.atomic
-def member_role_set(*, membership: Membership, role: str, actor: AbstractBaseUser) -> Membership:
+def member_role_set(*, membership: Membership, role: str, actor: User) -> Membership:
     """Make a member a trader or a viewer. An organization keeps at least one trader, so its
     last trader cannot become a viewer (``PARTICIPANT_LAST_TRADER``)."""
     if role not in Membership.Role.values:

@@ -33,9 +33,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -85,14 +86,14 @@ from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
 from ledger.services import account_open, entry_post
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 
 # The pool's account is named "pool <name>": within the account name's 100 characters.
 NAME_LENGTH_MAX = 80
 FINAL_STATUSES = (Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.EXPIRED)
 
 
-def _user(actor: Actor) -> AbstractBaseUser | None:
+def _user(actor: Actor) -> User | None:
     return actor if actor is not None and actor.is_authenticated else None
 
 
@@ -231,7 +232,7 @@ def pool_create(
     return pool
 
 
-def _settings_of(pool: Pool) -> dict:
+def _settings_of(pool: Pool) -> dict[str, Any]:
     return {
         "rule": pool.rule,
         "subsidy_percent": str(pool.subsidy_percent),
@@ -497,7 +498,7 @@ def demand_submit(
     return demands
 
 
-def _demand_terms(demand: PoolDemand) -> dict:
+def _demand_terms(demand: PoolDemand) -> dict[str, Any]:
     return {
         "instrument": demand.instrument.symbol,
         "quantity": demand.quantity,
@@ -733,7 +734,9 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
     return locked
 
 
-def _allocate_tier(pool: Pool, round_: PoolRound, pool_order: PoolOrder, actor: Actor) -> dict:
+def _allocate_tier(
+    pool: Pool, round_: PoolRound, pool_order: PoolOrder, actor: Actor
+) -> dict[str, Any]:
     demands = list(
         PoolDemand.objects.select_for_update()
         .filter(pool_order=pool_order)
@@ -1052,6 +1055,7 @@ def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
             instrument=instrument,
             order__isnull=False,
         ).select_related("order")
+        if pool_order.order is not None  # Always, by the filter; says so to the type checker.
     )
     if quantity > held - offered - reserved:
         raise _refuse(

@@ -46,7 +46,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -141,9 +141,9 @@ class _Ledger:
                 figures[account_id]["positions"][instrument.pk] = row.balance
         for row in cost_and_margin:
             _, account_id_text, kind, symbol, _usd = row.code.split(":")
-            instrument = self.by_symbol.get(symbol)
-            if instrument is None:
+            if symbol not in self.by_symbol:
                 continue
+            instrument = self.by_symbol[symbol]
             account_id = int(account_id_text)
             self.accounts[(account_id, kind, instrument.pk)] = row
             value = row.balance if kind == "cost" else -row.balance
@@ -219,7 +219,9 @@ class _Ledger:
             postings.append((self.accounts[(holder.account_id, "deficit", 0)], rest))
             holder.deficit += rest
 
-    def release_margin(self, holder: _Holder, instrument: Instrument, postings: list[Posting]):
+    def release_margin(
+        self, holder: _Holder, instrument: Instrument, postings: list[Posting]
+    ) -> None:
         held = holder.margins.pop(instrument.pk, 0)
         if held:
             postings.append((self.account(holder, "margin", instrument), held))
@@ -252,7 +254,9 @@ class _Ledger:
 # Steps ------------------------------------------------------------------------------------
 
 
-def _close(ledger: _Ledger, holder: _Holder, instrument: Instrument, postings: list[Posting]):
+def _close(
+    ledger: _Ledger, holder: _Holder, instrument: Instrument, postings: list[Posting]
+) -> None:
     """Close the holder's position and cost memo of ``instrument`` (balanced over holders)."""
     contracts = holder.positions.pop(instrument.pk, 0)
     cost = holder.costs.pop(instrument.pk, 0)
@@ -263,12 +267,12 @@ def _close(ledger: _Ledger, holder: _Holder, instrument: Instrument, postings: l
 
 
 def _expire_option(
-    ledger: _Ledger, option: Instrument, prices: dict[int, Decimal], summary: dict
+    ledger: _Ledger, option: Instrument, prices: dict[int, Decimal], summary: dict[str, Any]
 ) -> None:
     assert option.underlying is not None and option.strike is not None
     if option.underlying_id not in prices:
         return  # Nobody holds it (``_check_prices``) and nothing prices it: nothing to settle.
-    underlying = ledger.instruments[option.underlying_id]  # type: ignore[index]
+    underlying = ledger.instruments[option.underlying_id]
     forward = prices[underlying.pk]
     call = option.option_type == Instrument.OptionType.CALL
     intrinsic = (
@@ -322,7 +326,7 @@ def _expire_option(
 
 
 def _variation_margin(
-    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict
+    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict[str, Any]
 ) -> None:
     for account_id, holder in sorted(ledger.holders.items()):
         postings: list[Posting] = []
@@ -363,7 +367,7 @@ def _variation_margin(
 
 
 def _expire_future(
-    ledger: _Ledger, future: Instrument, prices: dict[int, Decimal], summary: dict
+    ledger: _Ledger, future: Instrument, prices: dict[int, Decimal], summary: dict[str, Any]
 ) -> None:
     if future.pk not in prices:
         return  # Nobody holds it (``_check_prices``) and nothing prices it: nothing to settle.
@@ -500,7 +504,7 @@ def _rebalance(
 
 
 def _margin_step(
-    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict
+    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict[str, Any]
 ) -> None:
     ratio = Decimal(settings.EXCHANGE_MAINTENANCE_RATIO)
     for account_id, holder in sorted(ledger.holders.items()):
@@ -581,7 +585,7 @@ def _instruments_with_exposure() -> list[int]:
 def daily_settlement_run(
     *,
     trading_date: date,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     close: Any = None,
 ) -> RiskCycle:
     """Settle ``trading_date`` (see the module docstring); idempotent."""
@@ -763,9 +767,7 @@ def open_margin_call(account: Account) -> MarginCall | None:
     return MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).first()
 
 
-def account_liquidate(
-    *, account: Account, actor: AbstractBaseUser | None, reason: str = ""
-) -> dict[str, Any]:
+def account_liquidate(*, account: Account, actor: User | None, reason: str = "") -> dict[str, Any]:
     """Staff close an account's futures and options positions at the market.
 
     Its resting orders are cancelled and its margin returned to cash to pay for closing (a

@@ -25,14 +25,14 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Instrument, RiskCycle, SettlementPrice, Sku, Trade
-from exchange.selectors.market import quotes_for
+from exchange.selectors.market import Quote, quotes_for
 from exchange.services import margin
 from exchange.services.audit import audit_record
 from pricing import black76, depreciation
@@ -85,7 +85,7 @@ def _vwaps(instruments: list[Instrument], close: datetime) -> dict[int, tuple[De
 
 @transaction.atomic
 def settlement_prices_set(
-    *, trading_date: date, close: datetime | None = None, actor: AbstractBaseUser | None = None
+    *, trading_date: date, close: datetime | None = None, actor: User | None = None
 ) -> RiskCycle:
     """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
     close = close or close_at(trading_date)
@@ -147,7 +147,10 @@ def settlement_prices_set(
 
 
 def _market_price(
-    instrument: Instrument, trading_date: date, vwaps: dict, quotes: dict
+    instrument: Instrument,
+    trading_date: date,
+    vwaps: dict[int, tuple[Decimal, int]],
+    quotes: dict[int, Quote],
 ) -> SettlementPrice | None:
     if instrument.pk in vwaps:
         vwap, volume = vwaps[instrument.pk]
@@ -275,8 +278,8 @@ def implied_volatility(
 def _option_prices(
     options: list[Instrument],
     trading_date: date,
-    vwaps: dict,
-    quotes: dict,
+    vwaps: dict[int, tuple[Decimal, int]],
+    quotes: dict[int, Quote],
     prices: dict[int, Decimal],
     previous: dict[int, SettlementPrice],
     rows: list[SettlementPrice],
@@ -360,7 +363,7 @@ def settlement_price_override(
     trading_date: date,
     price: Decimal,
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
 ) -> SettlementPrice:
     """Staff set an instrument's settlement price for a day that is not settled yet."""
     settlement_price_check(

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
@@ -24,9 +24,7 @@ SECRET_FIELD_MARKERS = ("password", "secret", "token")
 MARGIN_CALL_FIELDS = ("status", "required", "held", "deficit", "reviews")
 
 
-def staff_roles_grant(
-    *, user: Any, roles: Iterable[Role], actor: AbstractBaseUser | None
-) -> frozenset[Role]:
+def staff_roles_grant(*, user: Any, roles: Iterable[Role], actor: User | None) -> frozenset[Role]:
     """Give ``user`` the back-office ``roles`` (their groups) on top of those it has; the user
     becomes staff. Idempotent: granting roles already held writes nothing."""
     wanted = {Role(role) for role in roles}
@@ -60,7 +58,7 @@ def _margin_call_figures(call: MarginCall) -> dict[str, Any]:
     return {field: getattr(call, field) for field in MARGIN_CALL_FIELDS}
 
 
-def margin_call_staff_review(*, call: MarginCall, actor: AbstractBaseUser | None) -> MarginCall:
+def margin_call_staff_review(*, call: MarginCall, actor: User | None) -> MarginCall:
     """Staff review a margin call: top up the margin from cash, cure the call if covered (see
     ``margin_call_review``), and record that they did, with the call's figures before and
     after (micro-USD)."""
@@ -77,7 +75,7 @@ def margin_call_staff_review(*, call: MarginCall, actor: AbstractBaseUser | None
     return reviewed
 
 
-def order_staff_cancel(*, order: Order, actor: AbstractBaseUser | None, reason: str = "") -> Order:
+def order_staff_cancel(*, order: Order, actor: User | None, reason: str = "") -> Order:
     """Staff cancel a customer's order through the matcher, then record it with why (the
     admin's confirmation asks for the reason).
 
@@ -133,7 +131,7 @@ def admin_changes(
 
 def admin_edit_record(
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     action: str,
     target: models.Model,
     before: dict[str, Any] | None = None,
