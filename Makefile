@@ -58,7 +58,8 @@ test: lint check
 	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses 4
 
 check: setup
-	$(BIN)/mypy matching ledger pricing statements exchange_client
+	$(BIN)/mypy matching ledger pricing statements exchange_client \
+		exchange/services exchange/selectors exchange/matcher exchange/feed exchange/tasks.py
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench
