@@ -811,7 +811,12 @@ class FillList(APIView):
             self,
             request,
             trades,
-            lambda page: FillSerializer(orders_selector.fills_in(page, account), many=True).data,
+            lambda page: (
+                FillSerializer(
+                    orders_selector.fills_in(page, account, order_id=filters.get("order")),
+                    many=True,
+                ).data
+            ),
         )
 
 

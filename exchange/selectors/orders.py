@@ -131,9 +131,10 @@ def trades_of(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[Trade]:
-    """The trades the account took part in (by instrument symbol, of one of its orders,
+    """The trades the account took part in (by instrument symbol, of one of its own orders,
     executed at or after ``since`` and before ``until``); newest first. ``fills_in`` turns
-    them into the account's fills."""
+    them into the account's fills. ``order_id`` matches only the account's own order: the
+    other side of a trade is another organization's, and its id is not the caller's to use."""
     trades = Trade.objects.filter(Q(buyer_account=account) | Q(seller_account=account))
     if since is not None:
         trades = trades.filter(executed_at__gte=since)
@@ -142,17 +143,24 @@ def trades_of(
     if instrument:
         trades = trades.filter(instrument__symbol=instrument)
     if order_id is not None:
-        trades = trades.filter(Q(maker_order_id=order_id) | Q(taker_order_id=order_id))
+        trades = trades.filter(
+            Q(maker_order_id=order_id, maker_order__account=account)
+            | Q(taker_order_id=order_id, taker_order__account=account)
+        )
     return trades.select_related("instrument", "maker_order", "taker_order").order_by("-id")
 
 
-def fills_in(trades: Iterable[Trade], account: Account) -> list[Fill]:
-    """The account's fills in ``trades``: one per trade and order of the account in it."""
+def fills_in(
+    trades: Iterable[Trade], account: Account, *, order_id: int | None = None
+) -> list[Fill]:
+    """The account's fills in ``trades``: one per trade and order of the account in it (of
+    its order ``order_id`` alone when given: a trade between two of its own orders has a
+    fill for each)."""
     return [
         fill_of_trade(trade, order)
         for trade in trades
         for order in (trade.maker_order, trade.taker_order)
-        if order.account_id == account.pk
+        if order.account_id == account.pk and (order_id is None or order.pk == order_id)
     ]
 
 

@@ -923,6 +923,10 @@ def test_fills_show_each_sides_fee_and_liquidity(api, seller_api, futures, buyer
     ]
     by_order = api.get(f"{FILLS}?order={taker.pk}").json()["results"]
     assert [fill["order_id"] for fill in by_order] == [taker.pk]
+    # The other side's order id is not the buyer's to filter by: it matches nothing, and the
+    # buyer's own fills of that trade are not shown under it.
+    assert api.get(f"{FILLS}?order={maker.pk}").json()["results"] == []
+    assert seller_api.get(f"{FILLS}?order={taker.pk}").json()["results"] == []
 
 
 def test_a_resale_fill_fee_is_on_the_notional_rounded_up(api, listing, seller):
