@@ -52,8 +52,11 @@ class PostgresShardLease:
         counts_in_use = {
             row[0]
             for row in self._connection.execute(
+                # Advisory locks are per database: another database's matchers (a staging
+                # exchange on the same server) are not this exchange's.
                 "SELECT objid FROM pg_locks"
-                " WHERE locktype = 'advisory' AND classid = %s AND objsubid = 2",
+                " WHERE locktype = 'advisory' AND classid = %s AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 [ADVISORY_LOCK_SHARD_COUNT_CLASS],
             )
         }

@@ -2,10 +2,13 @@
 
 from decimal import Decimal
 
+import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from exchange.matcher.lease import (
+    ADVISORY_LOCK_SHARD_COUNT_CLASS,
     FileShardLease,
     PostgresShardLease,
     ShardCountMismatch,
@@ -77,6 +80,29 @@ def test_postgres_lease_refuses_a_different_shard_count(postgres_only, leases):
     leases.append(mismatched)
     with pytest.raises(ShardCountMismatch):
         mismatched.acquire()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgres_lease_ignores_the_matchers_of_another_database(postgres_only, leases):
+    # given a matcher of another exchange on the same server (another database) holding its
+    # shard count's lock for one shard
+    database = settings.DATABASES["default"]
+    other = psycopg.connect(
+        dbname="postgres" if database["NAME"] != "postgres" else "template1",
+        user=database.get("USER") or None,
+        host=database.get("HOST") or None,
+        port=database.get("PORT") or None,
+        autocommit=True,
+    )
+    try:
+        other.execute(
+            "SELECT pg_advisory_lock_shared(%s, %s)", [ADVISORY_LOCK_SHARD_COUNT_CLASS, 1]
+        )
+
+        # then this exchange's matchers may run with another shard count
+        acquired(leases, PostgresShardLease(1, 2))
+    finally:
+        other.close()
 
 
 @pytest.mark.django_db(transaction=True)
