@@ -151,6 +151,14 @@ class Order(models.Model):
 
     @property
     def open_quantity(self) -> int:
+        """What may still trade: nothing once the order has ended (a rejected order keeps its
+        quantity and no cancelled quantity, yet none of it is open)."""
+        if self.status not in (
+            self.Status.NEW,
+            self.Status.OPEN,
+            self.Status.PARTIALLY_FILLED,
+        ):
+            return 0
         return self.quantity - self.filled_quantity - self.cancelled_quantity
 
     @property

@@ -241,6 +241,7 @@ def test_an_order_the_matcher_refuses_is_created_with_its_reject_code(api, futur
         "MATCHING_POST_ONLY_WOULD_CROSS",
     )
     assert response.json()["resting_quantity"] == 0
+    assert order["open_quantity"] == 0  # None of a refused order may trade.
 
 
 def test_a_market_order_without_liquidity_is_refused(api, future, row_counts):
