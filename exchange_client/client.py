@@ -536,7 +536,9 @@ class ExchangeClient:
         if anonymous:
             headers["Authorization"] = None  # requests drops the session's header.
         elif self.sign:
-            timestamp = str(int(time.time() + self.clock_offset_seconds))
+            # Microseconds: a request repeated within a second signs differently, and the
+            # exchange refuses only a replay of the same signature.
+            timestamp = f"{time.time() + self.clock_offset_seconds:.6f}"
             message = f"{timestamp}\n{method.upper()}\n{target}\n".encode() + data
             headers["X-GX-Timestamp"] = timestamp
             headers["X-GX-Signature"] = hmac.new(

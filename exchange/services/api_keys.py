@@ -7,12 +7,13 @@ A key reads ``gx_<prefix>_<secret>``: the prefix (12 characters) finds the key, 
   SHA-256 digest and compares digests in constant time;
 - for **HMAC signing** the client derives a signing key, ``SHA-256("gx-signing:" + secret)``,
   and signs ``<timestamp>\\n<METHOD>\\n<path with query>\\n<body>`` with HMAC-SHA256, sending
-  ``X-GX-Timestamp`` (Unix seconds) and ``X-GX-Signature`` (hex) beside the bearer header. The
-  server keeps that signing key encrypted with a key derived from ``SECRET_KEY`` (Fernet), so
-  the database alone can neither authenticate nor sign. A signature is accepted within
-  ``EXCHANGE_API_SIGNATURE_WINDOW_SECONDS`` of its timestamp, once: a replay within the window
-  is refused (the cache remembers signatures for the window; production points it at Redis so
-  every web process shares it). A key may require signing.
+  ``X-GX-Timestamp`` (Unix seconds, with up to six decimals) and ``X-GX-Signature`` (hex)
+  beside the bearer header. The server keeps that signing key encrypted with a key derived
+  from ``SECRET_KEY`` (Fernet), so the database alone can neither authenticate nor sign. A
+  signature is accepted within ``EXCHANGE_API_SIGNATURE_WINDOW_SECONDS`` of its timestamp,
+  once: a replay within the window is refused (the cache remembers signatures for the
+  window; production points it at Redis so every web process shares it). A key may require
+  signing.
 
 Each process remembers the keys it has authenticated for ``EXCHANGE_API_KEY_CACHE_SECONDS``
 (1 s by default), so a busy client's requests do not read the key row each time: the secret is
@@ -24,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -250,6 +252,11 @@ def _allowed(client_ip: str, networks: list[str]) -> bool:
     return any(address in ipaddress.ip_network(network) for network in networks)
 
 
+# Unix seconds, with up to six decimals: a client sending the same request twice within a
+# second (a poll, a retry with its client order id) signs two different timestamps.
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
+
+
 def _check_signature(key: ApiKey, request: SignedRequest) -> None:
     if request.signature is None or request.timestamp is None:
         raise ApiAuthError(
@@ -257,10 +264,8 @@ def _check_signature(key: ApiKey, request: SignedRequest) -> None:
             "This key requires signed requests (X-GX-Timestamp and X-GX-Signature).",
         )
     window = settings.EXCHANGE_API_SIGNATURE_WINDOW_SECONDS
-    try:
-        age = abs(time.time() - int(request.timestamp))
-    except ValueError:
-        age = window + 1
+    match = TIMESTAMP_PATTERN.fullmatch(request.timestamp)
+    age = abs(time.time() - float(request.timestamp)) if match else window + 1
     if age > window:
         raise ApiAuthError(
             ApiAuthErrorCode.SIGNATURE_EXPIRED,

@@ -4,6 +4,7 @@ sponsor's cut-off and close, the allocations and the reports, and a refusal as `
 The client's requests session is served by the Django test client (no server, no network): the
 same requests, headers and bodies the client sends over HTTP."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -244,6 +245,21 @@ def test_a_signing_client_whose_clock_drifts_syncs_with_the_exchange(buyer, monk
     assert refused.value.code == "AUTH_SIGNATURE_EXPIRED"
     assert 119 < offset < 121
     assert me["organization"] == buyer.organization.slug
+
+
+def test_a_signing_client_may_send_the_same_request_twice_in_a_second(buyer, monkeypatch):
+    from types import SimpleNamespace
+
+    import exchange_client.client as client_module
+
+    client = client_of(buyer.organization, sign=True)
+    # given a clock that reads the same second for both requests
+    second = float(int(time.time()))
+    ticks = iter([second + 0.25, second + 0.75])
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(time=lambda: next(ticks)))
+
+    # then both are answered: each signs its own timestamp
+    assert client.me()["organization"] == client.me()["organization"] == buyer.organization.slug
 
 
 def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):
