@@ -299,7 +299,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["exchange.api.throttling.PerKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"key": os.environ.get("EXCHANGE_API_RATE", "100/s")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["exchange.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
@@ -154,6 +155,9 @@ def error_answer(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]] |
     elif isinstance(exc, exceptions.MethodNotAllowed):
         code, message, field = "METHOD_NOT_ALLOWED", str(exc.detail), ""
         status_code = status.HTTP_405_METHOD_NOT_ALLOWED
+    elif isinstance(exc, RequestDataTooBig):  # Read by the signature check, over Django's limit.
+        code, message, field = "PAYLOAD_TOO_LARGE", "The request body is too large.", ""
+        status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     elif isinstance(exc, exceptions.ParseError):
         code, message, field = "INVALID_JSON", str(exc.detail), ""
         status_code = status.HTTP_400_BAD_REQUEST

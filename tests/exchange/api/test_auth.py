@@ -187,6 +187,41 @@ def test_signed_requests_are_accepted_once_within_the_window(buyer, settings):
     assert error_of(tampered) == (401, "AUTH_SIGNATURE_INVALID")
 
 
+def test_a_signed_timestamp_may_carry_a_fraction_and_nothing_else(buyer):
+    token = token_for(buyer, require_signature=True)
+    client = client_with(token)
+    now = int(time.time())
+
+    def sent_at(timestamp: str):
+        signature = signature_for(token.split("_", 2)[2], timestamp, "GET", ME, b"")
+        return client.get(ME, HTTP_X_GX_TIMESTAMP=timestamp, HTTP_X_GX_SIGNATURE=signature)
+
+    # the same request twice within a second, with the timestamp's fraction: both accepted
+    assert sent_at(f"{now}.250000").status_code == 200
+    assert sent_at(f"{now}.75").status_code == 200
+    # anything but Unix seconds with up to six decimals is not a timestamp
+    for malformed in (f"{now}.1234567", f"{now}e0", f" {now}", "nan", "inf", f"-{now}"):
+        assert error_of(sent_at(malformed)) == (401, "AUTH_SIGNATURE_EXPIRED"), malformed
+
+
+def test_a_signed_body_over_the_size_limit_is_a_413_in_the_envelope(buyer, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    token = token_for(buyer, require_signature=True)
+    body = b'{"instrument": "' + b"x" * 2_000 + b'"}'
+    timestamp = str(int(time.time()))
+    signature = signature_for(token.split("_", 2)[2], timestamp, "POST", "/api/v1/orders/", body)
+
+    response = client_with(token).post(
+        "/api/v1/orders/",
+        body,
+        content_type="application/json",
+        HTTP_X_GX_TIMESTAMP=timestamp,
+        HTTP_X_GX_SIGNATURE=signature,
+    )
+
+    assert error_of(response) == (413, "PAYLOAD_TOO_LARGE")
+
+
 def test_keys_are_rate_limited_with_retry_after(buyer, monkeypatch):
     monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
     client, other = client_with(token_for(buyer)), client_with(token_for(buyer))

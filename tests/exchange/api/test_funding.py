@@ -73,6 +73,14 @@ def error_of(response) -> tuple[int, str, str | None]:
 # Deposits ---------------------------------------------------------------------------------
 
 
+def test_a_body_nested_too_deeply_is_400_not_a_server_error(buyer):
+    response = api(buyer).post(
+        DEPOSITS, "[" * 100_000 + "]" * 100_000, content_type="application/json"
+    )
+
+    assert error_of(response)[:2] == (400, "INVALID_JSON")
+
+
 @pytest.mark.usefixtures("test_funds_mode")
 def test_a_deposit_in_test_funds_mode_is_credited_at_once(payer, alice):
     # when a key made by alice deposits 2,500.00
