@@ -26,19 +26,19 @@ demo: migrate
 # The demo market maker quotes through the REST API beside the server (MARKETMAKER=0: without).
 MARKETMAKER ?= 1
 
-# Beside the server: Celery beat's schedule (run_schedule: pool cut-offs, GTD expiry, the daily
-# settlement...) and the demo market maker; both stop with the server.
+# The server with Celery beat's schedule in a thread of its process (run_embedded: pool
+# cut-offs, GTD expiry, the switch, the daily settlement...), so what the schedule does reaches
+# the feed's in-memory channel layer; beside it the demo market maker, which stops with it.
 run: demo
 	@echo "Serving the demo market on http://$(HOST):$(PORT)/ (admin: /admin/, see README for users)"
-	@$(BIN)/python manage.py run_schedule > var/schedule.log 2>&1 & pids=$$!; \
-	echo "schedule: pid $$pids, log var/schedule.log"; \
+	@pids=""; \
 	if [ "$(MARKETMAKER)" = "1" ]; then \
 		$(BIN)/python manage.py run_marketmaker --url http://$(HOST):$(PORT) > var/marketmaker.log 2>&1 & \
 		echo "demo market maker: pid $$!, log var/marketmaker.log"; \
-		pids="$$pids $$!"; \
+		pids="$$!"; \
 	fi; \
 	trap "kill $$pids 2>/dev/null" EXIT INT TERM; \
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py run_embedded $(HOST):$(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -72,15 +72,20 @@ class InProcessScheduler(beat.Scheduler):
         )
 
 
-def schedule_run(*, stop: threading.Event, seconds_max: float | None = None) -> InProcessScheduler:
-    """Run the schedule until ``stop`` is set (or ``seconds_max`` has passed); return the
-    scheduler, which counts the tasks run and failed. Raises ``ScheduleNotEmbedded`` where
-    Celery has a broker."""
+def check_embedded() -> None:
+    """Raise ``ScheduleNotEmbedded`` where Celery has a broker (production runs beat)."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         raise ScheduleNotEmbedded(
             "Celery has a broker here (CELERY_BROKER_URL): run `celery -A exchange beat` and "
             "workers instead, or every task would run twice."
         )
+
+
+def schedule_run(*, stop: threading.Event, seconds_max: float | None = None) -> InProcessScheduler:
+    """Run the schedule until ``stop`` is set (or ``seconds_max`` has passed); return the
+    scheduler, which counts the tasks run and failed. Raises ``ScheduleNotEmbedded`` where
+    Celery has a broker."""
+    check_embedded()
     app.autodiscover_tasks(force=True)  # Registers the installed apps' tasks now.
     scheduler = InProcessScheduler(app, max_interval=TICK_SECONDS_MAX)
     deadline = time.monotonic() + seconds_max if seconds_max is not None else None
