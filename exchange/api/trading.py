@@ -698,7 +698,9 @@ class OrderReplace(APIView):
         operation_id="order_replace",
         summary="Change a live limit order's price and open quantity (scope trade; 0 cancels)",
         description="The same price with a smaller quantity keeps the order's place in the "
-        "queue; any other change sends it to the back.",
+        "queue; any other change sends it to the back. A replace the matcher refuses (e.g. "
+        "MATCHING_POST_ONLY_WOULD_CROSS, MATCHING_ALREADY_EXPIRED) is a 422 with its code, "
+        "the order unchanged by it.",
     )
     def post(self, request: Request, order_id: str) -> Response:
         order = _order_or_404(request, order_id)
@@ -709,6 +711,7 @@ class OrderReplace(APIView):
             price=body.validated_data["price"],
             quantity=body.validated_data["quantity"],
             requested_by=request.caller.user,
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
         )
         return Response(OrderSerializer(replaced).data)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, cast
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum, TextChoices
 from django.utils import timezone
 
+import matching
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher import outcomes, wake
 from exchange.models import (
@@ -828,12 +830,23 @@ def orders_cancel_each(
 
 
 def order_replace(
-    *, order: Order, price: Decimal, quantity: int, requested_by: User | None = None
+    *,
+    order: Order,
+    price: Decimal,
+    quantity: int,
+    requested_by: User | None = None,
+    wait_seconds: float = 0.0,
 ) -> Order:
     """Change a live limit order's price and open quantity (0 cancels it).
 
     The same price with a smaller quantity keeps the order's place in the queue; any other
     change sends it to the back, matched like a new arrival.
+
+    A replace the matcher refuses (a post-only order that would trade, an order whose time in
+    force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as
+    the matcher left it. The inline matcher decides at once; with external matchers,
+    ``wait_seconds`` is how long to wait for its decision: a replace still unprocessed after
+    that is accepted, and the order is returned as it is.
     """
     _check_live(order)
     if order.type != Order.Type.LIMIT:
@@ -862,12 +875,71 @@ def order_replace(
         margin = order.margin_per_contract
     needs: list[collateral.Need] = []
     try:
-        _replace_command_insert(order, price, quantity, margin, user, needs)
+        command = _replace_command_insert(order, price, quantity, margin, user, needs)
     except LedgerError as error:  # Rolled back: neither the command nor its holds exist.
         raise collateral.shortfall(needs, error) from error
     wake.after_commit(order.instrument_id, order.pk)
+    if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
+        _await_command(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+    refused = _refusal_code(command)
     order.refresh_from_db()
+    if refused is not None:
+        raise _replace_refused(order, refused)
     return order
+
+
+def _await_command(command: OrderCommand, wait_seconds: float) -> None:
+    """Return once an external matcher has processed ``command`` or the wait is over (the
+    matcher's batch notifies the command's order id at commit)."""
+
+    def is_pending() -> bool:
+        status = OrderCommand.objects.filter(pk=command.pk).values_list("status", flat=True).first()
+        return status == OrderCommand.Status.PENDING
+
+    outcomes.await_processed(command.order_id, wait_seconds, is_pending)
+
+
+REPLACE_REFUSALS = {
+    str(matching.RejectReason.POST_ONLY_WOULD_CROSS): (
+        "a post-only order would trade at this price",
+        "price",
+    ),
+    str(matching.RejectReason.ALREADY_EXPIRED): ("the order's time in force has passed", ""),
+}
+
+
+def _refusal_code(command: OrderCommand) -> str | None:
+    """The code the matcher refused ``command`` with; None if applied or not processed yet."""
+    return (
+        OrderCommand.objects.filter(pk=command.pk, status=OrderCommand.Status.REJECTED)
+        .values_list("reject_code", flat=True)
+        .first()
+    )
+
+
+def _replace_refused(order: Order, code: str) -> OrderRejected:
+    """The matcher's refusal of a replace of ``order`` (as the matcher left it)."""
+    why, field = REPLACE_REFUSALS.get(code, ("", ""))
+    if order.status not in LIVE_STATUSES:
+        # E.g. a GTD order whose time passed: expired by the matcher just before the replace.
+        why = f"the order is {order.get_status_display().lower()}"
+    return OrderRejected(
+        _reject_code(code),
+        f"The matcher refused the replace ({code}){': ' + why if why else ''}.",
+        field=field,
+    )
+
+
+def _reject_code(code: str) -> StrEnum:
+    """The code a command was rejected with, as the enumeration it comes from."""
+    for codes in (matching.RejectReason, OrderRejectCode):
+        try:
+            return codes(code)
+        except ValueError:
+            continue
+    # Not a code of these (none is known): a one-member enumeration of it, shown as it is.
+    factory: Any = StrEnum
+    return cast(StrEnum, factory("RejectCode", [(code, code)])(code))
 
 
 def _replace_command_insert(
@@ -877,7 +949,7 @@ def _replace_command_insert(
     margin: int,
     user: User | None,
     needs: list[collateral.Need],
-) -> None:
+) -> OrderCommand:
     with transaction.atomic(durable=True):
         command = OrderCommand.objects.create(
             kind=OrderCommand.Kind.REPLACE,
@@ -893,6 +965,7 @@ def _replace_command_insert(
         needs += collateral.needs_of_order(order, order.instrument, quantity, price, margin)
         if not collateral.needs_covered(order, needs):
             collateral.holds_place(order, needs, f"command:{command.pk}", command=command)
+    return command
 
 
 def _check_cancel_reason(reason: str) -> None:

@@ -727,6 +727,25 @@ def test_a_bad_replace_is_refused_and_leaves_the_order(
     assert (order.price, order.open_quantity, order.status) == (Decimal("2.4"), 2, "open")
 
 
+def test_a_replace_the_matcher_refuses_is_a_422_with_its_code(seller_api, future, buyer, seller):
+    # given a post-only ask resting above a bid
+    ask = place(seller, future, "sell", 2, "2.000", post_only=True)
+    place(buyer, future, "buy", 2, "1.500")
+
+    # when the ask is replaced to the bid's price, where it would trade
+    response = seller_api.post(
+        f"{order_url(ask.pk)}replace/", {"price": "1.500", "quantity": 2}, format="json"
+    )
+
+    # then the matcher's refusal is the answer, and the order is as it was
+    assert response.status_code == 422, response.content
+    error = error_of(response)
+    assert (error["code"], error["field"]) == ("MATCHING_POST_ONLY_WOULD_CROSS", "price")
+    assert "post-only" in error["message"]
+    ask.refresh_from_db()
+    assert (ask.price, ask.open_quantity, ask.status) == (Decimal("2"), 2, "open")
+
+
 def test_an_orders_history_says_what_the_matcher_did_newest_first(api, future, buyer, seller):
     # given an order accepted, replaced twice (keeping then losing its place), partly filled
     # and cancelled

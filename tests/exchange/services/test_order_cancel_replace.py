@@ -1,8 +1,11 @@
 """Cancelling and replacing orders, and orders the matcher refuses after acceptance."""
 
+import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 import matching
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -228,8 +231,12 @@ def test_post_only_replace_that_would_cross_is_refused_by_the_matcher(future, bu
     place(seller, future, "sell", 2, "2.50")
     bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
 
-    result = order_replace(order=bid, price=Decimal("2.50"), quantity=5)
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=bid, price=Decimal("2.50"), quantity=5)
 
+    assert (refused.value.code, refused.value.field) == ("MATCHING_POST_ONLY_WOULD_CROSS", "price")
+    assert "post-only" in refused.value.message
+    result = reload(bid)
     assert (result.status, result.price, result.open_quantity) == (OPEN, Decimal("2.45"), 5)
     command = OrderCommand.objects.filter(order=bid).last()
     assert (command.status, command.reject_code) == (
@@ -248,11 +255,55 @@ def test_post_only_survives_a_matcher_restart(future, buyer, seller):
     from exchange.matcher import inline
 
     inline.reset()
-    result = order_replace(order=bid, price=Decimal("2.50"), quantity=5)
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=bid, price=Decimal("2.50"), quantity=5)
 
     # then it is refused exactly as without the restart
+    assert refused.value.code == "MATCHING_POST_ONLY_WOULD_CROSS"
     assert not Trade.objects.exists()
+    result = reload(bid)
     assert (result.status, result.price) == (OPEN, Decimal("2.45"))
+
+
+def test_replace_of_a_gtd_order_past_its_time_is_refused_by_the_matcher(future, buyer):
+    # given a GTD order whose time passes before the matcher's sweep expires it
+    bid = place(
+        buyer,
+        future,
+        "buy",
+        4,
+        "2.45",
+        time_in_force="gtd",
+        expires_at=timezone.now() + timedelta(seconds=1),
+    )
+    assert bid.status == OPEN
+    time.sleep(1.1)
+
+    # when it is replaced, then the matcher's refusal is raised: it expires the order first,
+    # releasing its collateral, so the replace is refused as not collateralized
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=reload(bid), price=Decimal("2.40"), quantity=4)
+
+    assert refused.value.code == "RISK_INSUFFICIENT_FUNDS"
+    assert refused.value.message.endswith("the order is expired.")
+    assert reload(bid).status == Order.Status.EXPIRED
+    assert not Trade.objects.exists()
+
+
+def test_replace_not_processed_by_an_external_matcher_returns_the_order(
+    future, buyer, external_matcher
+):
+    # given a resting post-only bid, and an external matcher that has not run yet
+    bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
+    Matcher().process_pending()
+
+    # when it is replaced without waiting, then it is accepted as it is
+    result = order_replace(order=reload(bid), price=Decimal("2.40"), quantity=5)
+    assert (result.status, result.price) == (OPEN, Decimal("2.45"))
+
+    # and the matcher's outcome is only known once it runs
+    Matcher().process_pending()
+    assert reload(bid).price == Decimal("2.40")
 
 
 @pytest.mark.parametrize(
