@@ -7,6 +7,7 @@ The book, the tape and "my open orders" are partial views the page re-fetches wi
 engine's and risk's named codes, shown next to the field they name.
 """
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -374,10 +375,7 @@ def _placement_summary(outcome: orders_selector.Outcome) -> str:
         f"({order.time_in_force.upper()})"
     ]
     if outcome.fills:
-        filled = sum(fill.quantity for fill in outcome.fills)
-        fees = sum((fill.fee for fill in outcome.fills), Decimal(0))
-        prices = ", ".join(f"{f.quantity} at {f.price.normalize():f}" for f in outcome.fills)
-        parts.append(f"filled {filled} ({prices} $/GPU-hr; fees {fees:.2f} USD)")
+        parts.append(_fills_text(outcome.fills))
     if outcome.resting_quantity:
         parts.append(f"{outcome.resting_quantity} resting in the book")
     if outcome.market_remainder:
@@ -387,6 +385,13 @@ def _placement_summary(outcome: orders_selector.Outcome) -> str:
     elif order.status == Order.Status.NEW:
         parts.append("accepted, waiting for the matcher")
     return "; ".join(parts) + "."
+
+
+def _fills_text(fills: Sequence[orders_selector.Fill]) -> str:
+    filled = sum(fill.quantity for fill in fills)
+    fees = sum((fill.fee for fill in fills), Decimal(0))
+    prices = ", ".join(f"{f.quantity} at {f.price.normalize():f}" for f in fills)
+    return f"filled {filled} ({prices} $/GPU-hr; fees {fees:.2f} USD)"
 
 
 def _own_order(membership: Membership, order_id: int) -> Order:
@@ -429,6 +434,7 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
             request, f"Order #{order.pk} was not amended: only limit orders can be amended."
         )
         return _back_to(order)
+    filled_before = order.filled_quantity
     try:
         amended = order_replace(
             order=order,
@@ -439,15 +445,35 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not amended: {error.message}")
     else:
-        messages.success(request, _amend_summary(amended))
+        messages.success(request, _amend_summary(amended, filled_before))
     return _back_to(order)
 
 
-def _amend_summary(order: Order) -> str:
-    if order.open_quantity == 0:
+def _amend_summary(order: Order, filled_before: int) -> str:
+    """What the amend did: the fills it made (the order's last ones, ``filled_before`` being
+    its filled quantity before), what is left open, or that it was cancelled."""
+    fills = _fills_since(order, filled_before)
+    if not fills and order.status == Order.Status.CANCELLED:
         return f"Order #{order.pk} cancelled (new quantity 0)."
     assert order.price is not None, "only limit orders are amended"
-    return (
-        f"Order #{order.pk} amended: {order.open_quantity} open at "
-        f"{order.price.normalize():f} $/GPU-hr."
-    )
+    parts = [_fills_text(fills)] if fills else []
+    if order.open_quantity:
+        parts.append(f"{order.open_quantity} open at {order.price.normalize():f} $/GPU-hr")
+    elif order.status == Order.Status.CANCELLED:
+        parts.append("the rest cancelled")
+    return f"Order #{order.pk} amended: " + "; ".join(parts) + "."
+
+
+def _fills_since(order: Order, filled_before: int) -> list[orders_selector.Fill]:
+    """The order's fills after its first ``filled_before`` contracts, oldest first."""
+    if order.filled_quantity <= filled_before:
+        return []
+    fills = orders_selector.order_outcome(order).fills
+    new: list[orders_selector.Fill] = []
+    left = order.filled_quantity - filled_before
+    for fill in reversed(fills):
+        if left <= 0:
+            break
+        new.insert(0, fill)
+        left -= fill.quantity
+    return new

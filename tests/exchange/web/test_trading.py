@@ -462,6 +462,91 @@ def test_amend_keeps_what_is_left_blank_and_zero_cancels(client, future, alice, 
     assert second.status == "cancelled"
 
 
+def test_an_amend_that_trades_says_what_it_filled(client, future, alice, buyer, seller):
+    # given a resting bid below the best ask
+    client.force_login(alice)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=1
+    )
+
+    # when it is amended above the ask
+    response = client.post(
+        reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "1"}, follow=True
+    )
+
+    # then it says it filled, at the ask's price, not that it was cancelled
+    bid.refresh_from_db()
+    assert (bid.status, bid.filled_quantity) == ("filled", 1)
+    (note,) = response.context["messages"]
+    assert note.level_tag == "success"
+    assert note.message.startswith(f"Order #{bid.pk} amended: filled 1 (1 at 2.43 $/GPU-hr; fees ")
+    assert "cancelled" not in note.message
+
+
+def test_an_amend_that_trades_in_part_says_what_it_filled_and_what_is_open(
+    client, future, alice, buyer, seller
+):
+    client.force_login(alice)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.44"), quantity=1)
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
+    )
+
+    response = client.post(
+        reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "3"}, follow=True
+    )
+
+    (note,) = response.context["messages"]
+    assert note.message.startswith(
+        f"Order #{bid.pk} amended: filled 2 (1 at 2.43, 1 at 2.44 $/GPU-hr; fees "
+    )
+    assert note.message.endswith("; 1 open at 2.45 $/GPU-hr.")
+
+
+def test_an_amend_to_zero_says_cancelled(client, future, alice, buyer):
+    client.force_login(alice)
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=2
+    )
+
+    response = client.post(
+        reverse("web:order_amend", args=[bid.pk]), {"quantity": "0"}, follow=True
+    )
+
+    (note,) = response.context["messages"]
+    assert note.message == f"Order #{bid.pk} cancelled (new quantity 0)."
+
+
+def test_an_amend_the_matcher_refuses_says_so_and_why(client, future, alice, buyer, seller):
+    # given a post-only bid below an ask
+    client.force_login(alice)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
+    bid = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.32"),
+        quantity=1,
+        post_only=True,
+    )
+
+    # when it is amended to a price where it would trade
+    response = client.post(
+        reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "1"}, follow=True
+    )
+
+    # then the amend is refused, and says why
+    bid.refresh_from_db()
+    assert (bid.price, bid.open_quantity, bid.status) == (Decimal("2.32"), 1, "open")
+    (note,) = response.context["messages"]
+    assert note.level_tag == "error"
+    assert note.message.startswith(f"Order #{bid.pk} was not amended: ")
+    assert "MATCHING_POST_ONLY_WOULD_CROSS" in note.message
+    assert "post-only order would trade" in note.message
+
+
 @pytest.mark.parametrize(
     ("amend", "refusal"),
     [
