@@ -1,10 +1,16 @@
 """The demo market maker: quotes both sides of the demo market through the REST API.
 
 It is an API client like any automated trader's (``exchange_client``); it touches the database
-only to create its API key when none is given.
+only to create its API key when none is given. It names its quotes (``client_order_id`` with a
+prefix of its own per run) and cancels only those, so the organization's other orders (the
+opening quotes ``seed_demo`` placed, option quotes, a trader's orders) stay where they are.
 """
 
+import itertools
 import random
+import secrets
+import signal
+import threading
 import time
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -13,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from exchange.models import Organization
 from exchange.services.api_keys import api_key_create
-from exchange_client import ApiError, ExchangeClient, Instrument
+from exchange_client import ApiError, Book, ExchangeClient, Instrument
 
 SERVER_WAIT_SECONDS_MAX = 120
 QUOTED_PER_ROUND = 6
@@ -22,6 +28,13 @@ SPREAD_TICKS = (2, 3, 4)
 DRIFT = 0.002  # Standard deviation of the fair price's move per round, as a fraction.
 TAKE_PROBABILITY = 0.35  # How often a round also takes the best price somewhere.
 CANCEL_AFTER_SECONDS = 15  # The dead man's switch, armed again every round.
+CLIENT_ORDER_ID_PREFIX = "mm-"  # Its quotes' client order ids: mm-<run>-<n>.
+CANCEL_BATCH_MAX = 100  # Ids per batch cancel (the API's limit).
+CLEANUP_RETRY_AFTER_MAX = 10  # Seconds it waits out a rate limit when it stops, at most.
+
+
+class Stopped(Exception):
+    """SIGTERM (``make run``'s trap, ``kill``): stop as Ctrl-C does."""
 
 
 def on_tick(price: Decimal, tick: Decimal) -> Decimal:
@@ -61,7 +74,14 @@ class Command(BaseCommand):
             raise CommandError("No futures to quote: load the demo market (seed_demo).")
         self.stdout.write(f"quoting {len(futures)} futures at {options['url']} as {options['org']}")
         fair: dict[str, Decimal] = {}
+        # Its quotes resting (or maybe resting) per future, by client order id; a fresh prefix
+        # per run, since client order ids stay taken within the organization's account.
+        self._quotes: dict[str, list[str]] = {}
+        run = f"{CLIENT_ORDER_ID_PREFIX}{secrets.token_hex(4)}"
+        self._ids = (f"{run}-{n}" for n in itertools.count(1))
+        self._stopping = False
         rounds = 0
+        previous = self._on_sigterm_install()
         try:
             while options["rounds"] == 0 or rounds < options["rounds"]:
                 rounds += 1
@@ -70,16 +90,54 @@ class Command(BaseCommand):
                 placed, traded = self._round(client, rng, futures, fair)
                 self.stdout.write(f"round {rounds}: {placed} quotes, {traded} contracts taken")
                 time.sleep(options["interval"])
-        except KeyboardInterrupt:
-            pass
+        except (KeyboardInterrupt, Stopped):
+            self.stdout.write("stopping: withdrawing its quotes")
         finally:
+            self._stopping = True  # A second SIGTERM does not cut the withdrawal short.
             try:
-                for future in futures:
-                    client.cancel_all(future.symbol)
-                if cancel_after:
-                    client.cancel_all_after(0)
-            except (ApiError, requests.RequestException):
-                pass  # The switch, when armed, withdraws what is left.
+                self._withdraw(client, cancel_after)
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
+
+    def _on_sigterm_install(self):
+        """Stop on SIGTERM as on Ctrl-C (the withdrawal runs); the previous handler, or None
+        off the main thread, where Python cannot install one."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        if not self._stopping:
+            self._stopping = True
+            raise Stopped
+
+    def _withdraw(self, client: ExchangeClient, cancel_after: int) -> None:
+        """Cancel its own quotes, then disarm the switch; if cancelling failed, the switch stays
+        armed and withdraws what is left (with the organization's other orders)."""
+        ids = [cid for cids in self._quotes.values() for cid in cids]
+        try:
+            for start in range(0, len(ids), CANCEL_BATCH_MAX):
+                self._cancel_quotes(client, ids[start : start + CANCEL_BATCH_MAX], retry=True)
+            self._quotes.clear()
+            if cancel_after:
+                client.cancel_all_after(0)
+        except (ApiError, requests.RequestException) as error:
+            self.stderr.write(f"withdrawing its quotes: {error}")
+
+    def _cancel_quotes(self, client: ExchangeClient, ids: list[str], *, retry: bool) -> None:
+        """Cancel these quotes of its own by client order id; one filled or cancelled already
+        (409), or never placed (404), is no longer its concern."""
+        if not ids:
+            return
+        try:
+            client.cancel_orders(client_order_ids=ids)
+        except ApiError as error:
+            wait = error.retry_after_seconds
+            if not retry or wait is None or wait > CLEANUP_RETRY_AFTER_MAX:
+                raise
+            time.sleep(wait)
+            client.cancel_orders(client_order_ids=ids)
 
     def _arm(self, client: ExchangeClient, timeout_seconds: int) -> None:
         """Arm the switch again: if this process stops without withdrawing its quotes, the
@@ -121,6 +179,22 @@ class Command(BaseCommand):
             chosen += sorted(strip, key=lambda i: i.delivery_start)[:FRONT_MONTHS]
         return chosen
 
+    def _reference(self, client: ExchangeClient, symbol: str, book: Book) -> Decimal | None:
+        """The price to quote around when it has none yet: the book's mid; on a one-sided book
+        the side there is (its quotes then stand a spread either side, so neither crosses it);
+        on an empty book the last trade, else the latest settlement price."""
+        if book.best_bid is not None and book.best_ask is not None:
+            return (book.best_bid + book.best_ask) / 2
+        if book.best_bid is not None or book.best_ask is not None:
+            return book.best_bid if book.best_bid is not None else book.best_ask
+        trades = client.trades(symbol, limit=1)
+        if trades:
+            return trades[0].price
+        settlements = client.settlements(symbol, limit=1)
+        if settlements and settlements[0].get("price") is not None:
+            return Decimal(settlements[0]["price"])
+        return None
+
     def _round(
         self,
         client: ExchangeClient,
@@ -133,15 +207,22 @@ class Command(BaseCommand):
             try:
                 book = client.book(future.symbol, depth=1)
                 reference = fair.get(future.symbol)
-                if reference is None and book.best_bid and book.best_ask:
-                    reference = (book.best_bid + book.best_ask) / 2
                 if reference is None:
+                    reference = self._reference(client, future.symbol, book)
+                if reference is None:
+                    self.stderr.write(f"{future.symbol}: no price to quote around")
                     continue
                 moved = reference * Decimal(str(1 + rng.gauss(0, DRIFT)))
                 fair[future.symbol] = price = on_tick(moved, future.tick_size)
-                client.cancel_all(future.symbol)
+                # Its own quotes only: the organization's other orders stay.
+                self._cancel_quotes(client, self._quotes.get(future.symbol, []), retry=False)
+                self._quotes[future.symbol] = []
                 spread = future.tick_size * rng.choice(SPREAD_TICKS)
                 size = rng.choice([4, 8, 16])
+                sides = (("buy", price - spread), ("sell", price + spread))
+                ids = [next(self._ids) for _ in sides]
+                # Tracked before they are sent: if the answer is lost, they are cancelled anyway.
+                self._quotes[future.symbol] = ids
                 # Both sides in one request: each quote is placed or refused on its own.
                 quotes = client.place_orders(
                     [
@@ -151,8 +232,9 @@ class Command(BaseCommand):
                             "quantity": size,
                             "price": quote,
                             "post_only": True,
+                            "client_order_id": client_order_id,
                         }
-                        for side, quote in (("buy", price - spread), ("sell", price + spread))
+                        for (side, quote), client_order_id in zip(sides, ids, strict=True)
                     ]
                 )
                 for quote in quotes:

@@ -1,8 +1,15 @@
 """The demo market maker (``run_marketmaker``) against a live server on the demo market: it
-quotes both sides through the REST API, takes now and then, withdraws its quotes when it stops,
-and waits out a rate limit."""
+quotes both sides through the REST API, takes now and then, withdraws its quotes when it stops
+(Ctrl-C or SIGTERM, as ``make run`` sends), leaves its organization's other orders alone, quotes
+a one-sided or empty book, and waits out a rate limit."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -10,8 +17,18 @@ from django.core.management.base import CommandError
 
 from exchange.api import throttling
 from exchange.management.commands import run_marketmaker
-from exchange.models import LIVE_STATUSES, CancelAllTimer, Order, Organization, Trade
+from exchange.models import (
+    LIVE_STATUSES,
+    CancelAllTimer,
+    Instrument,
+    Order,
+    Organization,
+    Trade,
+)
+from exchange.models.orders import CancelReason
 from exchange.services import cancel_after
+from exchange.services.api_keys import api_key_create
+from exchange.services.orders import orders_cancel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +85,177 @@ def test_it_quotes_both_sides_through_the_api_and_withdraws_at_the_end(
     assert not quotes.filter(status__in=LIVE_STATUSES).exists()
     assert not CancelAllTimer.objects.filter(account__organization=demo_market).exists()
     assert armed == [run_marketmaker.CANCEL_AFTER_SECONDS] * 3 + [0]
+
+
+def live_futures_orders(organization=None):
+    orders = Order.objects.filter(instrument__kind=Instrument.Kind.FUTURE, status__in=LIVE_STATUSES)
+    if organization is not None:
+        orders = orders.filter(account__organization=organization)
+    return orders
+
+
+def its_quotes(organization):
+    return Order.objects.filter(
+        account__organization=organization,
+        client_order_id__startswith=run_marketmaker.CLIENT_ORDER_ID_PREFIX,
+    )
+
+
+def test_it_leaves_the_organizations_other_orders_alone(live_server, demo_market):
+    """The opening quotes seed_demo placed for Helix, and its option quotes, stay live through
+    its rounds and its stop: it cancels only the quotes it placed itself."""
+    others = set(
+        Order.objects.filter(
+            account__organization=demo_market, status__in=LIVE_STATUSES
+        ).values_list("pk", flat=True)
+    )
+    assert live_futures_orders(demo_market).filter(pk__in=others).exists()
+
+    out, _ = run(live_server.url, rounds=3, interval=0, seed=11)
+
+    assert "round 3:" in out
+    assert its_quotes(demo_market).exists()
+    still_live = Order.objects.filter(pk__in=others, status__in=LIVE_STATUSES)
+    assert set(still_live.values_list("pk", flat=True)) == others
+    # Its own quotes, and only those, were withdrawn.
+    assert not its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
+
+
+def test_a_second_run_quotes_again(live_server, demo_market):
+    """Two runs one after the other (``make run`` twice): the second still quotes, every round."""
+    run(live_server.url, rounds=2, interval=0, seed=11)
+
+    out, _ = run(live_server.url, rounds=2, interval=0, seed=12)
+
+    rounds = [line for line in out.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 2
+    assert all(" 0 quotes" not in line for line in rounds)
+
+
+def test_it_quotes_a_one_sided_book(live_server, demo_market):
+    """With the organization's bids gone (the books hold only asks), it quotes both sides around
+    the side there is, below the best ask and above it."""
+    orders_cancel(orders=live_futures_orders(demo_market), reason=CancelReason.USER)
+    assert not live_futures_orders().filter(side="buy").exists()
+    best_ask = {
+        instrument_id: min(
+            live_futures_orders()
+            .filter(instrument_id=instrument_id, side="sell")
+            .values_list("price", flat=True)
+        )
+        for instrument_id in set(
+            live_futures_orders().filter(side="sell").values_list("instrument_id", flat=True)
+        )
+    }
+
+    out, _ = run(live_server.url, rounds=1, interval=0, seed=11, cancel_after=0)
+
+    quotes = its_quotes(demo_market)
+    assert int(out.split("round 1: ")[1].split(" quotes")[0]) == quotes.count() > 0
+    for instrument_id in set(quotes.values_list("instrument_id", flat=True)):
+        sides = dict(quotes.filter(instrument_id=instrument_id).values_list("side", "price"))
+        assert set(sides) == {"buy", "sell"}
+        if instrument_id in best_ask:
+            assert sides["buy"] < best_ask[instrument_id]
+
+
+def test_it_quotes_an_empty_book_around_the_last_trade(live_server, demo_market):
+    """No order left on any future: it quotes those that traded around their last trade."""
+    orders_cancel(orders=live_futures_orders(), reason=CancelReason.USER)
+    traded = set(
+        Trade.objects.filter(instrument__kind=Instrument.Kind.FUTURE).values_list(
+            "instrument_id", flat=True
+        )
+    )
+    assert traded
+
+    run(live_server.url, rounds=3, interval=0, seed=11, cancel_after=0)
+
+    quotes = its_quotes(demo_market)
+    assert quotes.exists()
+    for instrument_id in set(quotes.values_list("instrument_id", flat=True)):
+        assert instrument_id in traded
+        sides = set(quotes.filter(instrument_id=instrument_id).values_list("side", flat=True))
+        assert sides == {"buy", "sell"}
+
+
+def test_sigterm_withdraws_its_quotes_and_disarms_the_switch(live_server, demo_market, monkeypatch):
+    """SIGTERM (``make run``'s trap) stops it as Ctrl-C does: its quotes are cancelled, the
+    switch disarmed, the organization's other orders left, and the previous handler restored."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    handler = signal.getsignal(signal.SIGTERM)
+    others = set(
+        Order.objects.filter(
+            account__organization=demo_market, status__in=LIVE_STATUSES
+        ).values_list("pk", flat=True)
+    )
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            # Quoting and armed: as `kill <pid>` between two rounds.
+            assert its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
+            assert CancelAllTimer.objects.filter(account__organization=demo_market).exists()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # The handler runs here.
+
+    monkeypatch.setattr(run_marketmaker.time, "sleep", sleep)
+    try:
+        out, _ = run(live_server.url, rounds=5, interval=0, seed=11)
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert received == []  # Its handler took the signal, and stopped the rounds.
+    assert [line for line in out.splitlines() if line.startswith("round ")] == [
+        line for line in out.splitlines() if line.startswith("round 1:")
+    ]
+    assert "stopping" in out
+    assert not its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
+    assert not CancelAllTimer.objects.filter(account__organization=demo_market).exists()
+    still_live = Order.objects.filter(pk__in=others, status__in=LIVE_STATUSES)
+    assert set(still_live.values_list("pk", flat=True)) == others
+
+
+def test_sigterm_to_its_process_withdraws_its_quotes_and_disarms_the_switch(
+    live_server, demo_market
+):
+    """As ``make run`` runs it: its own process, stopped by the trap's ``kill``."""
+    token = api_key_create(organization=demo_market, name="test", scopes=["read", "trade"]).token
+    root = Path(run_marketmaker.__file__).resolve().parents[3]
+    process = subprocess.Popen(
+        [
+            *(sys.executable, str(root / "manage.py"), "run_marketmaker"),
+            *("--url", live_server.url, "--key", token, "--interval", "0.2", "--seed", "11"),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (
+            its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
+            and CancelAllTimer.objects.filter(account__organization=demo_market).exists()
+        ):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, err
+    assert "stopping" in out
+    assert not its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
+    assert not CancelAllTimer.objects.filter(account__organization=demo_market).exists()
 
 
 def test_it_waits_out_a_rate_limit(live_server, demo_market, monkeypatch):
