@@ -28,17 +28,18 @@ MARKETMAKER ?= 1
 
 # The server with Celery beat's schedule in a thread of its process (run_embedded: pool
 # cut-offs, GTD expiry, the switch, the daily settlement...), so what the schedule does reaches
-# the feed's in-memory channel layer; beside it the demo market maker, which stops with it.
+# the feed's in-memory channel layer; beside it the demo market maker. On Ctrl-C the market
+# maker stops first, withdrawing its quotes through the server, then the server.
 run: demo
 	@echo "Serving the demo market on http://$(HOST):$(PORT)/ (admin: /admin/, see README for users)"
-	@pids=""; \
+	@$(BIN)/python manage.py run_embedded $(HOST):$(PORT) & server=$$!; pids=""; \
 	if [ "$(MARKETMAKER)" = "1" ]; then \
 		$(BIN)/python manage.py run_marketmaker --url http://$(HOST):$(PORT) > var/marketmaker.log 2>&1 & \
 		echo "demo market maker: pid $$!, log var/marketmaker.log"; \
 		pids="$$!"; \
 	fi; \
-	trap "kill $$pids 2>/dev/null" EXIT INT TERM; \
-	$(BIN)/python manage.py run_embedded $(HOST):$(PORT)
+	trap '[ -z "$$pids" ] || { kill $$pids 2>/dev/null; wait $$pids; }; kill $$server 2>/dev/null; wait $$server' INT TERM EXIT; \
+	wait $$server
 
 lint: setup
 	$(BIN)/ruff check .

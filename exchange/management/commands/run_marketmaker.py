@@ -121,7 +121,7 @@ class Command(BaseCommand):
                 self._cancel_quotes(client, ids[start : start + CANCEL_BATCH_MAX], retry=True)
             self._quotes.clear()
             if cancel_after:
-                client.cancel_all_after(0)
+                self._rate_limited_retry(lambda: client.cancel_all_after(0), retry=True)
         except (ApiError, requests.RequestException) as error:
             self.stderr.write(f"withdrawing its quotes: {error}")
 
@@ -130,14 +130,23 @@ class Command(BaseCommand):
         (409), or never placed (404), is no longer its concern."""
         if not ids:
             return
-        try:
-            client.cancel_orders(client_order_ids=ids)
-        except ApiError as error:
-            wait = error.retry_after_seconds
-            if not retry or wait is None or wait > CLEANUP_RETRY_AFTER_MAX:
-                raise
-            time.sleep(wait)
-            client.cancel_orders(client_order_ids=ids)
+        self._rate_limited_retry(lambda: client.cancel_orders(client_order_ids=ids), retry=retry)
+
+    @staticmethod
+    def _rate_limited_retry(call, *, retry: bool) -> None:
+        """``call()``; while it is rate limited (the rounds may have spent the key's window),
+        wait as told and call again, for up to ``CLEANUP_RETRY_AFTER_MAX`` seconds in all."""
+        waited = 0.0
+        while True:
+            try:
+                call()
+                return
+            except ApiError as error:
+                wait = error.retry_after_seconds
+                if not retry or wait is None or waited + wait > CLEANUP_RETRY_AFTER_MAX:
+                    raise
+                time.sleep(wait)
+                waited += wait
 
     def _arm(self, client: ExchangeClient, timeout_seconds: int) -> None:
         """Arm the switch again: if this process stops without withdrawing its quotes, the
