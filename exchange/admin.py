@@ -808,7 +808,9 @@ class RiskCycleAdmin(ReadOnlyAdmin):
                     return redirect("admin:exchange_riskcycle_change", cycle.pk)
                 cycle = settlement_prices_set(trading_date=trading_date, actor=request.user)
             except ExchangeError as error:
-                self.message_user(request, error.message, messages.ERROR)
+                self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
+                if error.field in form.fields:
+                    form.add_error(error.field, error.message)
             else:
                 context.update(
                     cycle=cycle,

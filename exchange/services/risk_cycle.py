@@ -589,6 +589,7 @@ def daily_settlement_run(
     close: Any = None,
 ) -> RiskCycle:
     """Settle ``trading_date`` (see the module docstring); idempotent."""
+    settlement_prices.trading_date_check(trading_date)
     with transaction.atomic():
         cycle = settlement_prices.settlement_prices_set(
             trading_date=trading_date, close=close, actor=actor

@@ -88,6 +88,7 @@ def settlement_prices_set(
     *, trading_date: date, close: datetime | None = None, actor: User | None = None
 ) -> RiskCycle:
     """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
+    trading_date_check(trading_date)
     close = close or close_at(trading_date)
     cycle, _ = RiskCycle.objects.get_or_create(
         trading_date=trading_date, defaults={"close_at": close}
@@ -322,6 +323,19 @@ def _option_prices(
                     implied_volatility=Decimal(repr(sigma)).quantize(Decimal("0.000001")),
                 )
             )
+
+
+def trading_date_check(trading_date: date) -> None:
+    """Refuse a trading day after today (UTC, the exchange's day) before anything is written:
+    settling it early would post variation margin on today's prices."""
+    today = now_date()
+    if trading_date > today:
+        raise RiskError(
+            RiskErrorCode.DAY_IN_FUTURE,
+            f"{trading_date} is after today ({today}): a trading day can only be run once it "
+            "has started.",
+            "trading_date",
+        )
 
 
 def _day_settled(trading_date: date) -> RiskError:

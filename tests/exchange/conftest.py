@@ -23,6 +23,17 @@ def _inline_matcher_reset():
 
 
 @pytest.fixture
+def calendar_ahead(monkeypatch):
+    """The exchange's today is moved two years on for the daily risk cycle only, so that a test
+    can settle the days its contracts (listed from next month) trade and expire."""
+    from exchange.services import settlement_prices
+
+    ahead = settlement_prices.now_date() + timedelta(days=730)
+    monkeypatch.setattr(settlement_prices, "now_date", lambda: ahead)
+    return ahead
+
+
+@pytest.fixture
 def row_counts():
     """Call to snapshot the order-related row counts."""
     return RowCounts.now

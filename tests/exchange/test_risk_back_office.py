@@ -18,7 +18,8 @@ from ledger.models import Entry
 from tests.exchange.conftest import _account
 from tests.exchange.support import place
 
-pytestmark = pytest.mark.django_db
+# The days settled here are after today: the exchange's calendar is moved on for them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("calendar_ahead")]
 
 
 @pytest.fixture

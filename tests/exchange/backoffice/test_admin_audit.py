@@ -192,6 +192,7 @@ def test_withdrawal_review_by_finance_is_audited(client, finance, buyer, seller,
     assert entries["withdrawal.reject", str(second.pk)].reason == "account under review"
 
 
+@pytest.mark.usefixtures("calendar_ahead")  # It settles a day after today.
 def test_the_daily_cycle_and_an_override_by_risk_are_audited_once(client, risk, future):
     day = future.last_trading_day - timedelta(days=3)
     client.force_login(risk)

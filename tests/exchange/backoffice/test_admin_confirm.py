@@ -103,6 +103,7 @@ def test_withdrawal_rejection_shows_the_customer_the_reason(admin_client, buyer)
     )
 
 
+@pytest.mark.usefixtures("calendar_ahead")  # It settles a day after today.
 def test_choosing_liquidate_shows_the_positions_that_would_be_closed(
     admin_client, future, seller, buyer
 ):

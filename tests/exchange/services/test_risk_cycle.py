@@ -45,6 +45,9 @@ from tests.exchange.ledger_figures import (
 )
 from tests.exchange.support import listing_month, place
 
+# The days settled here are after today: the exchange's calendar is moved on for them.
+pytestmark = pytest.mark.usefixtures("calendar_ahead")
+
 
 def gpuh_code(account, future) -> str:
     """The account's GPU-hour entitlements of the future's SKU, region and delivery month."""

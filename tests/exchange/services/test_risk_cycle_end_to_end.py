@@ -38,6 +38,9 @@ from tests.exchange.ledger_figures import (
 )
 from tests.exchange.support import place
 
+# The days settled here are after today: the exchange's calendar is moved on for them.
+pytestmark = pytest.mark.usefixtures("calendar_ahead")
+
 
 def keys_posted_by(run) -> set[str]:
     """The idempotency keys of the entries ``run()`` posts."""

@@ -541,3 +541,52 @@ def test_an_override_of_a_settled_day_is_refused_and_changes_nothing(future, buy
     assert (row(future).price, row(future).source, row(future).updated_at) == before
     assert before[:2] == (Decimal("2.50"), Source.VWAP)
     assert AuditEntry.objects.count() == audits
+
+
+@pytest.mark.parametrize("days_ahead", [1, 400])
+def test_a_trading_day_after_today_is_refused_and_writes_nothing(
+    admin_client, future, buyer, seller, days_ahead
+):
+    from django.core.management import CommandError, call_command
+    from django.urls import reverse
+
+    from ledger.models import Entry
+
+    trade(buyer, seller, future, 5, "2.50")
+    day = today() + timedelta(days=days_ahead)
+    url = reverse("admin:exchange_riskcycle_run")
+
+    # when the service, the command and the admin's preview and confirm are asked for it
+    for run in (settlement_prices_set, daily_settlement_run):
+        with pytest.raises(RiskError) as refused:
+            run(trading_date=day)
+        assert (refused.value.code, refused.value.field) == (
+            RiskErrorCode.DAY_IN_FUTURE,
+            "trading_date",
+        )
+    for extra in ([], ["--preview"]):
+        with pytest.raises(CommandError, match="RISK_DAY_IN_FUTURE"):
+            call_command("settle_day", "--date", day.isoformat(), *extra)
+    pages = [
+        admin_client.post(url, {"trading_date": day.isoformat(), button: "1"})
+        for button in ("preview", "confirm")
+    ]
+
+    # then each says why, and no cycle, price or entry is written
+    for page in pages:
+        assert page.status_code == 200
+        content = page.content.decode()
+        assert "RISK_DAY_IN_FUTURE" in content and f"{day} is after today" in content
+        assert "Confirm: settle" not in content
+    assert not RiskCycle.objects.exists()
+    assert not SettlementPrice.objects.exists()
+    assert not Entry.objects.filter(idempotency_key__startswith="variation:").exists()
+
+
+def test_today_can_still_be_priced(future, buyer, seller):
+    trade(buyer, seller, future, 5, "2.50")
+
+    cycle = settlement_prices_set(trading_date=today(), close=soon())
+
+    assert cycle.status == RiskCycle.Status.PRICED
+    assert row(future, today()) is not None
