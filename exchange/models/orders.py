@@ -143,6 +143,15 @@ class Order(models.Model):
                 name="order_resting",
             ),
             models.Index(fields=["account", "status"], name="order_account_status"),
+            # The orders that ended, the latest to end first ("ended lately"). Partial: a live
+            # order, whose updated_at changes on every fill, is not in it.
+            models.Index(
+                "account",
+                models.F("updated_at").desc(),
+                models.F("id").desc(),
+                condition=~models.Q(status__in=["new", "open", "partially_filled"]),
+                name="order_ended",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -91,6 +91,15 @@ def orders_of(
     return orders.order_by("-id")
 
 
+def orders_ended_lately(account: Account, *, instrument: str = "") -> QuerySet[Order]:
+    """The account's orders that ended (filled, cancelled, expired, rejected), optionally in
+    one instrument, the latest to end first: an old order cancelled now comes before a newer
+    one that filled yesterday. An ended order does not change again, so its ``updated_at`` is
+    when it ended; the ``order_ended`` index serves this order, slice it to bound the rows."""
+    orders = orders_of(account, status=STATUS_DONE, instrument=instrument)
+    return orders.order_by("-updated_at", "-id")
+
+
 def cancel_all_timer_of(account: Account) -> CancelAllTimer | None:
     """The account's armed cancel-all-after switch, if any."""
     return CancelAllTimer.objects.filter(account=account).first()

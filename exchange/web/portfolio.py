@@ -28,7 +28,13 @@ from exchange.selectors.account import (
     statement_postings,
     statement_source,
 )
-from exchange.selectors.orders import STATUS_DONE, STATUS_LIVE, fills_in, orders_of, trades_of
+from exchange.selectors.orders import (
+    STATUS_LIVE,
+    fills_in,
+    orders_ended_lately,
+    orders_of,
+    trades_of,
+)
 from exchange.services import funding as funding_services
 from exchange.services.ledger_accounts import USD_CODE
 from exchange.web.membership import membership_of, trading_account_of
@@ -92,7 +98,7 @@ def _portfolio_row(account: Account) -> dict[str, object]:
     # One row more than shown tells whether there are more.
     open_orders = list(orders_of(account, status=STATUS_LIVE)[: OPEN_ORDERS_ROWS_MAX + 1])
     fills = fills_in(trades_of(account)[:RECENT_TRADES_ROWS], account)
-    ended = orders_of(account, status=STATUS_DONE)[:ENDED_ORDERS_ROWS]
+    ended = orders_ended_lately(account)[:ENDED_ORDERS_ROWS]
     return {
         "account": account,
         "cash": funding.cash_balance(account),

@@ -173,9 +173,9 @@ def _my_orders_context(instrument: Instrument, membership: Membership | None) ->
     live = orders_selector.orders_of(
         account, status=orders_selector.STATUS_LIVE, instrument=instrument.symbol
     )
-    ended = orders_selector.orders_of(
-        account, status=orders_selector.STATUS_DONE, instrument=instrument.symbol
-    )[:ENDED_ORDERS_SHOWN]
+    ended = orders_selector.orders_ended_lately(account, instrument=instrument.symbol)[
+        :ENDED_ORDERS_SHOWN
+    ]
     return {
         "instrument": instrument,
         "member": membership,

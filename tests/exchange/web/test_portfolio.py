@@ -275,6 +275,24 @@ def test_member_sees_margin_used_cash_available_open_orders_and_fills(
     assert f'href="{reverse("web:statement")}?account={buyer.pk}"' in page
 
 
+def test_the_orders_that_ended_lately_are_ordered_by_when_they_ended(client, future, buyer):
+    old = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.30"), quantity=1
+    )
+    newer = [
+        order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=1)
+        for _ in range(10)
+    ]
+    orders_cancel(orders=newer, reason=CancelReason.CANCEL_ALL)
+    orders_cancel(orders=[old], reason=CancelReason.CANCEL_ALL)
+    client.force_login(_trader_of(buyer, "alice"))
+
+    (row,) = client.get(reverse("web:portfolio")).context["rows"]
+
+    ended = [item["order"].pk for item in row["ended_orders"]]
+    assert ended[0] == old.pk and len(ended) == 10
+
+
 def test_member_sees_the_orders_that_ended_and_why_newest_first(client, future, buyer, seller):
     order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
     filled = order_place(

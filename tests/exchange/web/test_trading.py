@@ -162,6 +162,31 @@ def test_my_orders_that_ended_show_why_newest_first_and_five_at_most(
     assert "Ended lately" in page and f"ended-order-{placed[0].pk}" not in page
 
 
+def test_an_old_order_cancelled_now_is_the_first_that_ended_lately(client, future, alice, buyer):
+    # given an old resting order, then five newer ones that ended before it
+    old = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.30"), quantity=1
+    )
+    newer = [
+        order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.40"), quantity=1)
+        for _ in range(5)
+    ]
+    for order in newer:
+        order_cancel(order=order)
+
+    # when the old order is cancelled now
+    order_cancel(order=old)
+    client.force_login(alice)
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol]))
+
+    # then it heads the list of the five that ended lately, by when they ended
+    assert [item["order"].pk for item in mine.context["ended"]] == [
+        old.pk,
+        *(order.pk for order in reversed(newer[1:])),
+    ]
+    assert f"ended-order-{old.pk}" in mine.content.decode()
+
+
 def test_market_and_ioc_orders(client, future, alice, nora, buyer):
     order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=3)
     client.force_login(nora)
