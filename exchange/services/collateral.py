@@ -372,9 +372,7 @@ def _missing(code: OrderRejectCode, amount: int, available: int, what: str) -> O
             f"{micros_to_usd(max(available, 0))} USD available"
         )
     else:
-        detail = (
-            f"needs {amount} GPU-hours of {what}; the account has {max(available, 0)} available"
-        )
+        detail = f"needs {amount} {what}; the account has {max(available, 0)} available"
     return OrderRejected(code, f"The order {detail}.", field="quantity")
 
 

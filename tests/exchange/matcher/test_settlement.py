@@ -333,7 +333,10 @@ def test_selling_gpu_hours_one_does_not_hold_is_refused(listing, buyer, row_coun
         place(buyer, listing, "sell", 8, "2.30")
 
     assert refused.value.code == OrderRejectCode.INSUFFICIENT_ENTITLEMENT
-    assert "GPU-hours" in refused.value.message
+    message = refused.value.message
+    month = listing.delivery_start.strftime("%B %Y")
+    assert f" GPU-hours of H100SXM in USEAST, {month}; the account has 0 available." in message
+    assert "GPU-hours of GPU-hours" not in message
     assert row_counts() == replace(before, rejections=before.rejections + 1)
 
 
