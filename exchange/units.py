@@ -33,7 +33,7 @@ def price_to_ticks(price: Decimal, tick_size: Decimal, *, field: str = "price") 
         if ticks != ticks.to_integral_value():
             raise OrderRejected(
                 OrderRejectCode.PRICE_OFF_TICK,
-                f"Price {price} is not a multiple of the tick size {tick_size.normalize()}.",
+                f"Price {price} is not a multiple of the tick size {tick_size.normalize():f}.",
                 field=field,
             )
     return int(ticks)

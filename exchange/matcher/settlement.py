@@ -321,7 +321,7 @@ class Settlement:
         self.specs.append(
             EntrySpec(
                 key=f"trade:{self.instrument.pk}:{sequence}",
-                description=f"Trade {symbol}: {quantity} @ {price.normalize()}",
+                description=f"Trade {symbol}: {quantity} @ {price.normalize():f}",
                 postings=tuple(postings),
                 holds=tuple(consumed),
                 metadata={

@@ -130,7 +130,7 @@ def check_price(instrument: Instrument, price: Decimal, *, field: str = "price")
         raise OrderRejected(
             OrderRejectCode.PRICE_OUT_OF_BAND,
             f"Price {price} is above the band maximum of"
-            f" {instrument.price_max.normalize()} $/GPU-hr.",
+            f" {instrument.price_max.normalize():f} $/GPU-hr.",
             field=field,
         )
 

@@ -313,7 +313,7 @@ def _expire_option(
     ledger.post(
         f"option-expiry:{option.pk}",
         f"Expiry of {option.symbol}: {'exercised' if exercised else 'lapsed'} "
-        f"(underlying {forward.normalize()})",
+        f"(underlying {forward.normalize():f})",
         postings,
         instrument=option.symbol,
         underlying_price=str(forward),
@@ -384,7 +384,7 @@ def _expire_future(
         _close(ledger, holder, future, postings)
     ledger.post(
         f"future-expiry:{future.pk}",
-        f"Final settlement of {future.symbol} at {price.normalize()}",
+        f"Final settlement of {future.symbol} at {price.normalize():f}",
         postings,
         instrument=future.symbol,
         price=str(price),

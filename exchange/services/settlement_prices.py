@@ -359,8 +359,8 @@ def settlement_price_check(
     if price < 0 or price > instrument.price_max or price % instrument.tick_size:
         raise RiskError(
             RiskErrorCode.INVALID_PRICE,
-            f"The price must be on the {instrument.tick_size.normalize()} tick, from 0 to "
-            f"{instrument.price_max.normalize()} $/GPU-hr.",
+            f"The price must be on the {instrument.tick_size.normalize():f} tick, from 0 to "
+            f"{instrument.price_max.normalize():f} $/GPU-hr.",
             "price",
         )
     settled = RiskCycle.objects.filter(

@@ -174,6 +174,22 @@ def test_bad_order_is_rejected_with_a_named_code(future, buyer, row_counts, over
     assert rejection.message
 
 
+def test_a_price_above_the_band_names_the_maximum_in_plain_digits(future, buyer, row_counts):
+    rejection = assert_rejected(
+        row_counts,
+        OrderRejectCode.PRICE_OUT_OF_BAND,
+        "price",
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("1000.005"),
+        quantity=2,
+    )
+
+    assert future.price_max == 1000
+    assert rejection.message == "Price 1000.005 is above the band maximum of 1000 $/GPU-hr."
+
+
 def test_price_at_the_band_maximum_is_accepted(future, buyer):
     order = order_place(
         account=buyer, instrument=future, side="buy", price=Decimal("1000"), quantity=1

@@ -446,6 +446,7 @@ def test_an_override_off_the_tick_or_range_is_refused(future, staff, price):
         )
 
     assert refused.value.code == RiskErrorCode.INVALID_PRICE == "RISK_INVALID_SETTLEMENT_PRICE"
+    assert refused.value.message == "The price must be on the 0.005 tick, from 0 to 1000 $/GPU-hr."
     assert SettlementPrice.objects.count() == 0
     assert not AuditEntry.objects.filter(action="settlement_price.override").exists()
 
