@@ -271,7 +271,16 @@ def ticket_preview(request: HttpRequest, symbol: str, membership: Membership) ->
             else:
                 parts = _held_parts(preview, form.cleaned_data["quantity"])
                 held = _held_entitlements(preview)
-                sides.append({"side": side, "preview": preview, "parts": parts, "held": held})
+                cash = [part.amount for part in preview.collateral if part.asset == USD_CODE]
+                sides.append(
+                    {
+                        "side": side,
+                        "preview": preview,
+                        "parts": parts,
+                        "held": held,
+                        "cash": cash,
+                    }
+                )
     context = {
         "form": form,
         # An untouched ticket gets a hint rather than a list of what is missing.

@@ -662,7 +662,8 @@ def test_a_resale_block_uses_the_same_ticket(client, listing, alice, nora):
     block = {"quantity": str(listing.lot_size)}  # One contract is one GPU; lots of 8.
     lumen = {row["side"]: row for row in _preview(client, listing, **block).context["sides"]}
     client.force_login(nora)
-    northwind = {row["side"]: row for row in _preview(client, listing, **block).context["sides"]}
+    northwind_page = _preview(client, listing, **block)
+    northwind = {row["side"]: row for row in northwind_page.context["sides"]}
 
     assert 'id="ticket"' in page and "Price of the block, $/GPU-hr" in page
     assert "Price" in dict(lumen["buy"]["parts"])
@@ -675,6 +676,10 @@ def test_a_resale_block_uses_the_same_ticket(client, listing, alice, nora):
         held[0].amount,
         f"GPU-hours of H100SXM in USEAST, {first_month}",
     )
+    # The seller holds entitlements only: the bold amount says so rather than staying blank.
+    assert northwind["sell"]["cash"] == []
+    assert "<strong>no cash</strong>" in northwind_page.content.decode()
+    assert "<strong></strong>" not in northwind_page.content.decode()
 
 
 def test_a_halted_instrument_says_so_and_refuses_orders_with_the_named_code(client, future, alice):
