@@ -36,7 +36,10 @@ def order_book_problems() -> list[str]:
                 f"order {order.pk}: filled {order.filled_quantity}"
                 f" but trades sum to {fills.get(order.pk, 0)}"
             )
-        open_quantity = order.open_quantity
+        # The quantities' own remainder: ``Order.open_quantity`` is 0 for any order that has
+        # ended, which is what this check verifies of the quantities (a rejected order is not
+        # checked: it keeps its quantity and cancels none).
+        open_quantity = order.quantity - order.filled_quantity - order.cancelled_quantity
         if open_quantity < 0:
             problems.append(f"order {order.pk}: negative open quantity")
         resting = order.status in RESTING_STATUSES
