@@ -547,6 +547,14 @@ class OrderBatch(APIView):
         "key's rate limit.",
     )
     def post(self, request: Request) -> Response:
+        if "dry_run" in request.query_params:
+            # A trader checking a batch must not have it placed for real.
+            raise serializers.ValidationError(
+                {
+                    "dry_run": "A batch cannot be a dry run: check each order with "
+                    "POST /api/v1/orders/?dry_run=true."
+                }
+            )
         orders = ORDER_BATCH.run_validation(request.data)["orders"]
         caller = request.caller
         results = orders_submit(

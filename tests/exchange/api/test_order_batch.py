@@ -179,6 +179,17 @@ def test_a_malformed_batch_is_refused_whole(api, future, row_counts, body, field
     assert row_counts() == before
 
 
+@pytest.mark.parametrize("value", ["true", "false", "1"])
+def test_a_batch_asked_as_a_dry_run_is_refused_and_places_nothing(api, future, row_counts, value):
+    before = row_counts()
+
+    response = api.post(f"{BATCH}?dry_run={value}", batch(limit_order(future)), format="json")
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", "dry_run")
+    assert row_counts() == before
+
+
 def test_one_malformed_order_refuses_the_batch_and_places_nothing(api, future, row_counts):
     before = row_counts()
 
