@@ -23,7 +23,7 @@ from django.db.models import F, Sum, TextChoices
 from django.utils import timezone
 
 import matching
-from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.errors import OrderRejectCode, OrderRejected, RiskErrorCode
 from exchange.matcher import outcomes, wake
 from exchange.models import (
     LIVE_STATUSES,
@@ -41,7 +41,7 @@ from exchange.selectors import orders as orders_selector
 from exchange.selectors import positions as positions_selector
 from exchange.services import collateral
 from exchange.units import price_to_ticks, quantity_to_lots
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, LedgerErrorCode
 from statements import Select, insert_row
 
 CLIENT_ORDER_ID_LENGTH_MAX = 64
@@ -931,15 +931,14 @@ def _replace_refused(order: Order, code: str) -> OrderRejected:
 
 
 def _reject_code(code: str) -> StrEnum:
-    """The code a command was rejected with, as the enumeration it comes from."""
-    for codes in (matching.RejectReason, OrderRejectCode):
+    """The code a command was rejected with, as the enumeration it comes from: the engine's,
+    the matcher's order checks, or the collateral check's (risk or ledger)."""
+    for codes in (matching.RejectReason, OrderRejectCode, RiskErrorCode, LedgerErrorCode):
         try:
             return codes(code)
         except ValueError:
             continue
-    # Not a code of these (none is known): a one-member enumeration of it, shown as it is.
-    factory: Any = StrEnum
-    return cast(StrEnum, factory("RejectCode", [(code, code)])(code))
+    raise ValueError(f"the matcher rejected a command with an unknown code {code!r}")
 
 
 def _replace_command_insert(
