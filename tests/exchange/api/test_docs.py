@@ -47,3 +47,15 @@ def test_the_docs_load_their_assets_from_this_server_only(client, path):
     assert scripts and all(s.startswith("/static/drf_spectacular_sidecar/") for s in scripts)
     for script in scripts:  # and every one of them is really there
         assert finders.find(script.removeprefix("/static/")), script
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_the_docs_forbid_the_browser_any_other_host(client, path):
+    """ReDoc's bundle fetches a logo from cdn.redoc.ly; the policy blocks it (and anything
+    else not from here). tests/exchange/api/browser checks what Chromium then asks for."""
+    policy = client.get(path)["Content-Security-Policy"]
+
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    for sources in directives.values():
+        assert not re.search(r"https?:|\*", sources), sources
