@@ -170,9 +170,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.orders_cancel_all_after_due",
         "schedule": 1.0,
     },
+    # GTD expiry on books nobody trades, in the inline mode: as often as an external matcher
+    # looks (MatcherLoop.wait_seconds_max), so an expired order is not shown open for long.
     "expire-good-till-date-orders": {
         "task": "exchange.tasks.orders_expire_due",
-        "schedule": 30.0,
+        "schedule": 1.0,
     },
     "expire-ledger-holds": {
         "task": "exchange.tasks.ledger_holds_expire",

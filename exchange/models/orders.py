@@ -142,6 +142,14 @@ class Order(models.Model):
                 condition=models.Q(status__in=["open", "partially_filled"]),
                 name="order_resting",
             ),
+            # The resting GTD orders by expiry, for the inline mode's sweep every second.
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(
+                    status__in=["open", "partially_filled"], expires_at__isnull=False
+                ),
+                name="order_resting_expiry",
+            ),
             models.Index(fields=["account", "status"], name="order_account_status"),
             # The orders that ended, the latest to end first ("ended lately"). Partial: a live
             # order, whose updated_at changes on every fill, is not in it.

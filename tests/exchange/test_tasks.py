@@ -117,3 +117,13 @@ def test_ledger_holds_expire_releases_holds_past_their_expiry(buyer):
     hold.refresh_from_db()
     cash.refresh_from_db()
     assert (expired, hold.status, cash.available) == (1, Hold.Status.EXPIRED, available)
+
+
+def test_the_gtd_sweep_is_as_prompt_as_an_external_matcher(settings):
+    """Embedded, nobody trading a book: its expired GTD orders end within the second an
+    external matcher allows itself, not half a minute later."""
+    from exchange.matcher.process import MatcherLoop
+
+    sweep = settings.CELERY_BEAT_SCHEDULE["expire-good-till-date-orders"]
+    assert sweep["task"] == "exchange.tasks.orders_expire_due"
+    assert sweep["schedule"] <= MatcherLoop.wait_seconds_max
