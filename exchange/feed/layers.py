@@ -14,6 +14,7 @@ before. It uses the layer's own key, sharding, capacity and serialization method
 4.2 and 4.3), so a message is the bytes ``group_send`` would have written.
 """
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -41,6 +42,32 @@ GROUP_SEND_LUA = """
 """
 
 
+# channels_redis' own script run before each pop: put back, in order, what an earlier receive
+# popped into the channel's backup queue but never returned.
+RESTORE_BACKUP_LUA = """
+    local backed_up = redis.call('ZRANGE', ARGV[2], 0, -1, 'WITHSCORES')
+    for i = #backed_up, 1, -2 do
+        redis.call('ZADD', ARGV[1], backed_up[i], backed_up[i - 1])
+    end
+    redis.call('DEL', ARGV[2])
+"""
+
+
+def _cancellation_kept() -> None:
+    """Raise the cancellation of the current task if something below swallowed it.
+
+    redis-py sends each command inside ``asyncio.wait_for`` when the connection has a socket
+    timeout (it always has one). On Python 3.11, ``wait_for`` drops a cancellation that arrives
+    as the send completes (CPython gh-86296, fixed in 3.12), and channels_redis' receive then
+    pops on forever: a WebSocket consumer cancels its receive when it closes, and one closed at
+    once (a refused key) left a receive that never ended, so uvicorn waited for it on SIGTERM
+    indefinitely. The task still counts the request (``cancelling()``); nothing in a receive
+    ever cancels a cancellation on purpose."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 # How long a read from Redis may wait. redis-py (6 and later) gives every connection a read
 # timeout of 5 s, the very time a consumer's blocking pop waits for its next message
 # (``brpop_timeout``): a feed quiet for five seconds died with ``TimeoutError`` and its
@@ -58,6 +85,25 @@ class RedisChannelLayer(BaseRedisChannelLayer):  # type: ignore[misc]  # channel
             {"socket_timeout": SOCKET_TIMEOUT_SECONDS, **host} for host in self.hosts
         ]
         self._last_score = 0.0
+
+    async def _brpop_with_clean(self, index: int, channel: str, timeout: int) -> bytes | None:
+        """channels_redis' pop of a receive (restore the backup queue, pop the next message,
+        back it up), ending a cancelled receive even when redis-py swallowed the cancellation
+        (``_cancellation_kept``): before each pop, and between its restore and its pop. A
+        cancellation swallowed in the pop's own send is seen when that pop ends, at most
+        ``brpop_timeout`` later; a popped message is always backed up before anything ends."""
+        _cancellation_kept()
+        backup_queue = self._backup_channel_name(channel)
+        connection = self.connection(index)
+        await connection.eval(RESTORE_BACKUP_LUA, 0, channel, backup_queue)
+        _cancellation_kept()
+        result = await connection.bzpopmin(channel, timeout=timeout)
+        if result is None:
+            return None
+        _, member, timestamp = result
+        await connection.zadd(backup_queue, {member: float(timestamp)})
+        member_bytes: bytes = member
+        return member_bytes
 
     async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> int:
         """Send each ``(group, message)`` to its group's members, in order; returns how many

@@ -6,6 +6,7 @@ import time
 import pytest
 import redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import AbstractConnection
 
 from exchange.feed.layers import RedisChannelLayer
 
@@ -137,3 +138,37 @@ def test_a_receive_outwaits_a_quiet_channel_and_gets_the_next_message(redis_url)
         return await asyncio.wait_for(waiting, 5)
 
     assert run(scenario) == {"type": "feed.batch", "n": 1}
+
+
+def test_a_receive_ends_when_cancelled_though_redis_py_swallowed_the_cancellation(
+    redis_url, monkeypatch
+):
+    """redis-py sends each command inside ``asyncio.wait_for``, which on Python 3.11 drops a
+    cancellation arriving as the send completes. A WebSocket consumer closed at once (a refused
+    key) cancelled its receive at such a moment, and the receive popped on forever: uvicorn
+    then waited for it on SIGTERM without end. Here the cancellation arrives at exactly that
+    moment, from inside the send."""
+    layer = RedisChannelLayer(hosts=[redis_url])
+    send = AbstractConnection._send_packed_command
+
+    async def scenario():
+        channel = await layer.new_channel()
+        receiving = asyncio.ensure_future(layer.receive(channel))
+
+        async def send_then_cancel(self, command):
+            await send(self, command)
+            if not receiving.cancelling():
+                receiving.cancel()  # As the consumer's close does, while the send completes.
+
+        monkeypatch.setattr(AbstractConnection, "_send_packed_command", send_then_cancel)
+        # Well within one pop (brpop_timeout, 5 s): without the fix it never ends.
+        done, _ = await asyncio.wait({receiving}, timeout=3)
+        monkeypatch.undo()
+        if not done:
+            receiving.cancel()  # Let asyncio.run end; the receive was already lost.
+            await asyncio.wait({receiving}, timeout=10)
+        return done, receiving
+
+    done, receiving = run(scenario)
+    assert done, "the cancelled receive was still popping"
+    assert receiving.cancelled()
