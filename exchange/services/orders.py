@@ -19,7 +19,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Sum, TextChoices
+from django.db.models import F, QuerySet, Sum, TextChoices
 from django.utils import timezone
 
 import matching
@@ -416,16 +416,31 @@ def _await_matched(order: Order, wait_seconds: float) -> Order:
     The matcher's batch notifies the ids it wrote at commit (``exchange.matcher.outcomes``);
     the order is then read once.
     """
-    _await(order.pk, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+    _await(order, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
     return _reread(order)
 
 
-def _await(order_id: int, wait_seconds: float) -> None:
-    def is_new() -> bool:
-        status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
-        return status == Order.Status.NEW
+def _await(awaited: Order | OrderCommand, wait_seconds: float) -> None:
+    """Return once an external matcher has processed ``awaited`` (a new order, or a command
+    such as a replace) or ``wait_seconds`` have passed.
 
-    outcomes.await_processed(order_id, wait_seconds, is_new)
+    Either way the matcher's batch notifies the order's id at commit; ``awaited``'s own row is
+    read where the notification cannot tell (``outcomes.await_processed``): an order is
+    unprocessed while ``new``, a command while ``pending``.
+    """
+    rows: QuerySet[Any]
+    unprocessed: str
+    if isinstance(awaited, Order):
+        rows = Order.objects.filter(pk=awaited.pk)
+        unprocessed, order_id = Order.Status.NEW, awaited.pk
+    else:
+        rows = OrderCommand.objects.filter(pk=awaited.pk)
+        unprocessed, order_id = OrderCommand.Status.PENDING, awaited.order_id
+
+    def is_unprocessed() -> bool:
+        return rows.values_list("status", flat=True).first() == unprocessed
+
+    outcomes.await_processed(order_id, wait_seconds, is_unprocessed)
 
 
 def orders_submit(
@@ -470,7 +485,7 @@ def orders_submit(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            _await(order.pk, left)
+            _await(order, left)
     fresh = _reread_many(placed)
     return [
         Placement(fresh[result.order.pk], result.created)
@@ -880,23 +895,12 @@ def order_replace(
         raise collateral.shortfall(needs, error) from error
     wake.after_commit(order.instrument_id, order.pk)
     if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
-        _await_command(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+        _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
     refused = _refusal_code(command)
     order.refresh_from_db()
     if refused is not None:
         raise _replace_refused(order, refused)
     return order
-
-
-def _await_command(command: OrderCommand, wait_seconds: float) -> None:
-    """Return once an external matcher has processed ``command`` or the wait is over (the
-    matcher's batch notifies the command's order id at commit)."""
-
-    def is_pending() -> bool:
-        status = OrderCommand.objects.filter(pk=command.pk).values_list("status", flat=True).first()
-        return status == OrderCommand.Status.PENDING
-
-    outcomes.await_processed(command.order_id, wait_seconds, is_pending)
 
 
 REPLACE_REFUSALS = {
