@@ -338,8 +338,9 @@ SPECTACULAR_SETTINGS = {
         "OrderStatusEnum": "exchange.models.orders.Order.Status",
     },
 }
-# With external matchers, a placement through the API waits this long for the matcher's
-# outcome (fills, resting, rejected) before answering with the order as accepted.
+# With external matchers, a placement or replace through the API (and the web's ticket and
+# amend) waits this long for the matcher's outcome (fills, resting, rejected) before answering
+# with the order as accepted.
 EXCHANGE_API_MATCH_WAIT_SECONDS = float(os.environ.get("EXCHANGE_API_MATCH_WAIT_SECONDS", "2"))
 # How long a web process trusts an API key it has read (revocation reaches other processes
 # within this many seconds; the revoking process forgets the key at once).

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -350,6 +351,7 @@ def order_place_view(request: HttpRequest, symbol: str, membership: Membership) 
             instrument=instrument,
             side=side,
             placed_by=signed_in_user(request),
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
             **form.order_arguments(),
         )
     except OrderRejected as error:
@@ -362,15 +364,14 @@ def order_place_view(request: HttpRequest, symbol: str, membership: Membership) 
 
 
 def _placement_level(outcome: orders_selector.Outcome) -> int:
-    """Refused by the matcher: an error; neither filled nor resting (a killed IOC or FOK): a
-    warning; otherwise a success."""
+    """Refused by the matcher: an error; not matched yet (an external matcher did not answer
+    within the wait): news; neither filled nor resting (a killed IOC or FOK): a warning;
+    otherwise a success."""
     if outcome.order.status == Order.Status.REJECTED:
         return messages.ERROR
-    if (
-        not outcome.fills
-        and not outcome.resting_quantity
-        and outcome.order.status != Order.Status.NEW
-    ):
+    if outcome.order.status == Order.Status.NEW:
+        return messages.INFO
+    if not outcome.fills and not outcome.resting_quantity:
         return messages.WARNING
     return messages.SUCCESS
 
@@ -450,11 +451,17 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
             price=price,
             quantity=order.open_quantity if quantity is None else quantity,
             requested_by=signed_in_user(request),
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
         )
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not amended: {error.message}")
     else:
-        messages.success(request, _amend_summary(amended, filled_before))
+        if orders_selector.replace_pending(amended):  # An external matcher has not answered.
+            messages.info(
+                request, f"Order #{order.pk}: the amend is accepted, waiting for the matcher."
+            )
+        else:
+            messages.success(request, _amend_summary(amended, filled_before))
     return _back_to(order)
 
 

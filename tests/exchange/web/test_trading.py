@@ -6,9 +6,11 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from exchange.matcher.runtime import Matcher
 from exchange.models import CancelReason, Membership, Order, OrderRejection, Trade
 from exchange.services.orders import order_cancel, order_place, orders_cancel
 from exchange.services.participants import member_add
+from tests.exchange.support import matching_in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -601,6 +603,138 @@ def test_a_market_order_waiting_for_the_matcher_is_not_amended(
     assert row_counts() == before
     market.refresh_from_db()
     assert (market.status, market.price, market.open_quantity) == ("new", None, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_the_ticket_reports_the_matchers_outcome(
+    client, future, alice, buyer, seller, external_matcher
+):
+    """The ticket waits (up to EXCHANGE_API_MATCH_WAIT_SECONDS, as the API does) for the
+    matcher, here a thread running the production loop's step, so the page has the fills."""
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.45"))
+    matcher.process_pending()
+    client.force_login(alice)
+
+    with matching_in_thread(matcher):
+        response = _place(client, future, quantity="3")
+
+    assert response.status_code == 302
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "success"
+    assert "filled 2 (2 at 2.45 $/GPU-hr" in note.message
+    assert "1 resting in the book" in note.message
+    assert "waiting for the matcher" not in note.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_the_ticket_reports_the_matchers_refusal(
+    client, future, alice, buyer, seller, external_matcher
+):
+    # given a post-only bid that would trade against a resting ask, placed while the matcher
+    # has not seen the ask yet (acceptance cannot tell it would cross)
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order_place(account=seller, instrument=future, side="sell", quantity=1, price=Decimal("2.43"))
+    client.force_login(alice)
+
+    # when the matcher runs
+    with matching_in_thread(matcher):
+        response = _place(client, future, quantity="1", price="2.45", post_only="on")
+
+    # then the page says the matcher refused it, and why
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "error"
+    assert "rejected by the matcher (MATCHING_POST_ONLY_WOULD_CROSS)" in note.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_an_amend_reports_the_matchers_outcome(
+    client, future, alice, buyer, seller, external_matcher
+):
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
+    )
+    matcher.process_pending()
+    client.force_login(alice)
+
+    with matching_in_thread(matcher):
+        response = client.post(
+            reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "3"}
+        )
+
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "success"
+    assert note.message.startswith(f"Order #{bid.pk} amended: filled 1 (1 at 2.43 $/GPU-hr; ")
+    assert note.message.endswith("; 2 open at 2.45 $/GPU-hr.")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_an_amend_reports_the_matchers_refusal(
+    client, future, alice, buyer, seller, external_matcher
+):
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
+    bid = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.32"),
+        quantity=1,
+        post_only=True,
+    )
+    matcher.process_pending()
+    client.force_login(alice)
+
+    with matching_in_thread(matcher):
+        response = client.post(
+            reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "1"}
+        )
+
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "error"
+    assert note.message.startswith(f"Order #{bid.pk} was not amended: ")
+    assert "MATCHING_POST_ONLY_WOULD_CROSS" in note.message
+
+
+def test_with_an_external_matcher_that_does_not_answer_in_time_the_ticket_says_it_waits(
+    client, future, alice, buyer, external_matcher
+):
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 0.05
+    client.force_login(alice)
+
+    response = _place(client, future)
+
+    (note,) = client.get(response["Location"]).context["messages"]
+    assert note.level_tag == "info"
+    assert note.message.endswith("; accepted, waiting for the matcher.")
+    assert Order.objects.get(account=buyer).status == Order.Status.NEW
+
+
+def test_with_an_external_matcher_that_does_not_answer_in_time_the_amend_says_it_waits(
+    client, future, alice, buyer, external_matcher
+):
+    """No matcher runs: after the wait the replace is still queued, and the page says so
+    rather than describing the order as it was before."""
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 0.05
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
+    )
+    Matcher().process_pending()
+    client.force_login(alice)
+
+    response = client.post(
+        reverse("web:order_amend", args=[bid.pk]), {"price": "2.40", "quantity": "3"}, follow=True
+    )
+
+    (note,) = response.context["messages"]
+    assert note.level_tag == "info"
+    assert note.message == f"Order #{bid.pk}: the amend is accepted, waiting for the matcher."
 
 
 def test_preview_splits_what_a_future_holds_into_margin_and_fee(client, future, alice):
