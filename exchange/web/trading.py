@@ -44,6 +44,8 @@ CHART_TRADES = 200
 SETTLEMENTS_SHOWN = 5
 SETTLEMENTS_CHARTED = 60
 ENDED_ORDERS_SHOWN = 5  # My orders in this instrument that ended lately, under the open ones.
+# Where a refused ticket waits, in the session, for the page the refusal redirects to.
+REFUSED_TICKET_SESSION_KEY = "web:refused-ticket"
 PRICE_FIELD: dict[str, Any] = {
     "max_digits": 18,
     "decimal_places": 6,
@@ -203,7 +205,7 @@ def _chart(instrument: Instrument) -> dict[str, list[dict[str, str]]]:
 
 
 def _page(
-    request: HttpRequest, instrument: Instrument, form: TicketForm, status: int = 200
+    request: HttpRequest, instrument: Instrument, form: TicketForm, staged_side: str | None
 ) -> HttpResponse:
     membership = _member(request)
     context = {
@@ -216,16 +218,52 @@ def _page(
         "settlements": instrument.settlement_prices.order_by("-trading_date")[:SETTLEMENTS_SHOWN],
         "chart": _chart(instrument),
         "form": form,
-        "staged_side": request.GET.get("side") if request.method == "GET" else None,
+        "staged_side": staged_side,
     }
-    return render(request, "exchange/instrument.html", context, status=status)
+    return render(request, "exchange/instrument.html", context)
 
 
 @require_GET
 def instrument_detail(request: HttpRequest, symbol: str) -> HttpResponse:
     instrument = _instrument(symbol)
+    refused = _refused_ticket(request, instrument)
+    if refused is not None:
+        return _page(request, instrument, *refused)
     form = TicketForm(initial=_initial_ticket(request), instrument=instrument)
-    return _page(request, instrument, form)
+    return _page(request, instrument, form, request.GET.get("side"))
+
+
+def _refuse_ticket(
+    request: HttpRequest, instrument: Instrument, side: str, errors: list[tuple[str | None, str]]
+) -> HttpResponse:
+    """Back to the instrument page, a refused ticket as a placed one is (POST/redirect/GET:
+    reloading the page does not post the order again). What was entered, the side pressed and
+    ``errors``, those not the form's own (field or None, message), wait in the session for the
+    page (``_refused_ticket``)."""
+    request.session[REFUSED_TICKET_SESSION_KEY] = {
+        "symbol": instrument.symbol,
+        "data": {
+            name: request.POST[name] for name in TicketForm.base_fields if name in request.POST
+        },
+        "side": side,
+        "errors": errors,
+    }
+    return redirect("web:instrument", symbol=instrument.symbol)
+
+
+def _refused_ticket(
+    request: HttpRequest, instrument: Instrument
+) -> tuple[TicketForm, str | None] | None:
+    """The ticket ``_refuse_ticket`` left for this page, once: the form bound to what was
+    entered, with its own errors and the refusal's, and the side pressed."""
+    refused = request.session.pop(REFUSED_TICKET_SESSION_KEY, None)
+    if refused is None or refused["symbol"] != instrument.symbol:
+        return None
+    form = TicketForm(refused["data"], instrument=instrument)
+    form.is_valid()  # The form's own errors, as they were when it was posted.
+    for field, message in refused["errors"]:
+        form.add_error(field, message)
+    return form, refused["side"] or None
 
 
 @require_GET
@@ -342,9 +380,9 @@ def order_place_view(request: HttpRequest, symbol: str, membership: Membership) 
     form = TicketForm(request.POST, instrument=instrument)
     side = request.POST.get("side", "")
     if side not in Side.values:
-        form.add_error(None, "Press Buy or Sell.")
+        return _refuse_ticket(request, instrument, "", [(None, "Press Buy or Sell.")])
     if not form.is_valid():
-        return _page(request, instrument, form, status=400)
+        return _refuse_ticket(request, instrument, side, [])
     try:
         placement = order_submit(
             account=trading_account_of(membership),
@@ -356,8 +394,9 @@ def order_place_view(request: HttpRequest, symbol: str, membership: Membership) 
         )
     except OrderRejected as error:
         field = error.field if error.field in form.fields else None
-        form.add_error(field, f"{error.message} ({error.code})")
-        return _page(request, instrument, form, status=400)
+        return _refuse_ticket(
+            request, instrument, side, [(field, f"{error.message} ({error.code})")]
+        )
     outcome = orders_selector.order_outcome(placement.order)
     messages.add_message(request, _placement_level(outcome), _placement_summary(outcome))
     return redirect("web:instrument", symbol=instrument.symbol)

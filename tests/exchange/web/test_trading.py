@@ -55,6 +55,14 @@ def _place(client, future, side="buy", **changes):
     )
 
 
+def _refused(client, response):
+    """The page a refused ticket redirects to (POST/redirect/GET), with the ticket as sent."""
+    assert response.status_code == 302
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    return page
+
+
 def test_anonymous_sees_the_page_and_a_sign_in_link(client, future):
     page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
 
@@ -219,9 +227,8 @@ def test_an_off_tick_price_is_refused_next_to_the_field_and_writes_no_order(clie
     client.force_login(alice)
     rejections = OrderRejection.objects.count()
 
-    response = _place(client, future, price="2.4512")
+    response = _refused(client, _place(client, future, price="2.4512"))
 
-    assert response.status_code == 400
     assert "tick" in " ".join(response.context["form"].errors["price"])
     assert Order.objects.count() == 0
     assert OrderRejection.objects.count() == rejections + 1  # The engine's rejection record.
@@ -230,12 +237,59 @@ def test_an_off_tick_price_is_refused_next_to_the_field_and_writes_no_order(clie
 def test_a_limit_order_needs_a_price_and_a_side(client, future, alice):
     client.force_login(alice)
 
-    no_price = _place(client, future, price="")
-    no_side = client.post(reverse("web:order_place", args=[future.symbol]), _ticket())
+    no_price = _refused(client, _place(client, future, price=""))
+    no_side = _refused(
+        client, client.post(reverse("web:order_place", args=[future.symbol]), _ticket())
+    )
 
-    assert no_price.status_code == no_side.status_code == 400
     assert no_price.context["form"].errors["price"] == ["A limit order needs a price."]
     assert "Press Buy or Sell." in no_side.context["form"].non_field_errors()
+    assert Order.objects.count() == 0
+
+
+def test_a_refused_ticket_redirects_and_shows_what_was_entered_and_why_once(client, future, fourth):
+    # given a trader without the funds for the order
+    poor = member_add(
+        organization=fourth.organization, username="pat", email="p@q.example", password=PASSWORD
+    ).user
+    client.force_login(poor)
+
+    # when the ticket is refused by risk
+    response = _place(client, future, side="sell", quantity="100000", post_only="on")
+
+    # then the post answers with a redirect, so reloading the page does not post it again
+    assert response.status_code == 302
+    assert response["Location"] == reverse("web:instrument", args=[future.symbol])
+    page = client.get(response["Location"])
+    form = page.context["form"]
+    assert form.data == {
+        "quantity": "100000",
+        "price": "2.450",
+        "type": "limit",
+        "time_in_force": "gtc",
+        "post_only": "on",
+    }
+    assert "RISK_INSUFFICIENT_FUNDS" in " ".join(form.errors["quantity"])
+    html = page.content.decode()
+    assert 'value="100000"' in html and 'class="sell staged"' in html
+    assert not Order.objects.filter(account=fourth).exists()
+    # and the refusal is shown once: the page after it is a fresh ticket
+    again = client.get(response["Location"])
+    assert not again.context["form"].is_bound
+    assert "RISK_INSUFFICIENT_FUNDS" not in again.content.decode()
+
+
+def test_an_invalid_ticket_redirects_too_and_another_instruments_page_ignores_it(
+    client, future, futures, alice
+):
+    client.force_login(alice)
+
+    response = _place(client, future, quantity="0")
+    elsewhere = client.get(reverse("web:instrument", args=[futures[1].symbol]))
+
+    assert response.status_code == 302
+    assert not elsewhere.context["form"].is_bound
+    assert not client.get(response["Location"]).context["form"].is_bound  # Used up.
     assert Order.objects.count() == 0
 
 
@@ -246,9 +300,8 @@ def test_insufficient_funds_is_named(client, future, fourth):
     Order.objects.all().delete()
     client.force_login(poor)
 
-    response = _place(client, future, quantity="100000")
+    response = _refused(client, _place(client, future, quantity="100000"))
 
-    assert response.status_code == 400
     assert "RISK_INSUFFICIENT_FUNDS" in " ".join(response.context["form"].errors["quantity"])
     assert not Order.objects.filter(account=fourth).exists()
 
@@ -441,11 +494,12 @@ def test_a_market_without_prices_says_so_instead_of_an_empty_chart(client, futur
 def test_a_good_till_date_order_keeps_its_expiry_and_needs_one(client, future, alice, buyer):
     client.force_login(alice)
 
-    missing = _place(client, future, time_in_force="gtd")
-    past = _place(client, future, time_in_force="gtd", expires_at="2001-01-02T03:04")
+    missing = _refused(client, _place(client, future, time_in_force="gtd"))
+    past = _refused(
+        client, _place(client, future, time_in_force="gtd", expires_at="2001-01-02T03:04")
+    )
     placed = _place(client, future, time_in_force="gtd", expires_at="2099-01-02T03:04")
 
-    assert missing.status_code == past.status_code == 400
     assert "needs its expiry" in " ".join(missing.context["form"].errors["expires_at"])
     assert "ORDER_EXPIRY_IN_PAST" in " ".join(past.context["form"].errors["expires_at"])
     assert placed.status_code == 302
@@ -822,9 +876,8 @@ def test_a_halted_instrument_says_so_and_refuses_orders_with_the_named_code(clie
     client.force_login(alice)
 
     page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
-    response = _place(client, future)
+    response = _refused(client, _place(client, future))
 
     assert "is halted" in page
-    assert response.status_code == 400
     assert "INSTRUMENT_HALTED" in " ".join(response.context["form"].non_field_errors())
     assert Order.objects.count() == 0
