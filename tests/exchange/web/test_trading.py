@@ -4,12 +4,15 @@ and the member's open orders with cancel and amend. Orders match inline (the tes
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from exchange.backoffice.roles import Role
 from exchange.matcher.runtime import Matcher
 from exchange.models import CancelReason, Membership, Order, OrderRejection, Trade
 from exchange.services.orders import order_cancel, order_place, orders_cancel
 from exchange.services.participants import member_add
+from exchange.services.staff import staff_roles_grant
 from tests.exchange.support import matching_in_thread
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +71,35 @@ def test_anonymous_sees_the_page_and_a_sign_in_link(client, future):
 
     assert "Sign in to trade" in page
     assert 'id="ticket"' not in page
+
+
+def test_staff_of_no_organization_are_pointed_to_the_back_office_not_to_sign_in(client, future):
+    # given risk staff who belong to no organization (the demo's ravi)
+    ravi = get_user_model().objects.create_user(username="ravi", password=PASSWORD)
+    staff_roles_grant(user=ravi, roles=[Role.RISK], actor=None)
+    client.force_login(ravi)
+
+    page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol])).content.decode()
+
+    assert "Sign in" not in page.split("</header>", 1)[1]
+    assert "Staff accounts do not trade" in page
+    assert f'href="{reverse("backoffice:dashboard")}">back office</a>' in page
+    assert 'id="ticket"' not in page
+    assert "Sign in" not in mine and "Staff accounts have no orders" in mine
+
+
+def test_a_signed_in_user_of_no_organization_is_told_so_not_to_sign_in(client, future):
+    lone = get_user_model().objects.create_user(username="lone", password=PASSWORD)
+    client.force_login(lone)
+
+    page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol])).content.decode()
+
+    assert "Sign in" not in page.split("</header>", 1)[1]
+    assert "not a member of any organization" in page
+    assert "back office" not in page.split("</header>", 1)[1]
+    assert "Sign in" not in mine and "not a member of any organization" in mine
 
 
 def test_a_viewer_sees_no_ticket(client, future, victor):
