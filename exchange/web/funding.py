@@ -157,17 +157,12 @@ def funding(request: HttpRequest) -> HttpResponse:
                     return redirect("web:funding")
         else:
             return HttpResponseBadRequest("Unknown action: deposit or withdrawal.")
-    cash = cash_balance(account)
     context = {
         "organization": membership.organization,
         "account": account,
         "can_move_money": can_trade(membership),
         "test_funds_mode": test_mode_active(),
-        "cash": {
-            "posted": quantity_text(cash.posted),
-            "pending": quantity_text(cash.pending),
-            "available": quantity_text(cash.available),
-        },
+        "cash": cash_balance(account),
         "deposit_form": deposit_form,
         "withdrawal_form": withdrawal_form,
         "checkout_return": CHECKOUT_RETURNS.get(request.GET.get(CHECKOUT_RETURN_PARAMETER, "")),

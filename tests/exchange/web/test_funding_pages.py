@@ -2,6 +2,7 @@
 requests; viewers read only; refusals next to the field with nothing written; only the
 member's own organization's money."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -16,7 +17,9 @@ from exchange.services.funding import (
     deposit_test_funds,
     withdrawal_request,
 )
+from exchange.services.ledger_accounts import cash_account
 from exchange.services.participants import member_add
+from ledger.services import hold_create
 from tests.exchange.conftest import _account
 from tests.exchange.funding.conftest import fake_stripe, funding_rows  # noqa: F401
 
@@ -102,6 +105,26 @@ def test_a_trader_sees_the_balance_and_the_labelled_test_funds_form(client, acco
     assert "Add test funds</button>" in page
     assert '<label for="id_deposit-amount">Test funds amount (USD)</label>' in page
     assert '<label for="id_withdrawal-amount">Withdrawal amount (USD)</label>' in page
+
+
+def test_cash_is_shown_in_dollars_and_cents_as_on_the_other_pages(client, account, trader):
+    # given cash whose held part is not whole cents (fees are in micro-dollars)
+    deposit_test_funds(account=account, amount=Decimal("1000.00"), actor=None)
+    hold_create(
+        key="test:fee-share",
+        account=cash_account(account),
+        side="debit",
+        amount=168_000,  # 0.168 USD
+        description="A fee share",
+    )
+
+    page = client.get(reverse("web:funding")).content.decode()
+
+    # then each figure has two decimals and thousands separators, as the portfolio shows it
+    assert '<span class="value" id="cash-posted">1,000.00</span>' in page
+    assert '<span class="value" id="cash-pending">0.17</span>' in page
+    assert '<span class="value" id="cash-available">999.83</span>' in page
+    assert re.search(r"\d\.\d{3,}", page) is None
 
 
 def test_a_viewer_sees_the_money_but_no_forms(client, account, viewer):
