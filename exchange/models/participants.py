@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Organization(models.Model):
@@ -19,6 +20,15 @@ class Organization(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # People tell organizations apart by name: one spelling whatever the case (the
+            # services strip surrounding blanks, and so do the admin's forms).
+            models.UniqueConstraint(
+                Lower("name"),
+                name="organization_name_unique_case_insensitive",
+                violation_error_message="An organization of this name already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -10,6 +10,8 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.db.models.functions import Lower
 
 from exchange.errors import ParticipantError, ParticipantErrorCode
 from exchange.models import Account, MarginCall, Membership, Organization
@@ -37,7 +39,13 @@ EMAIL_LENGTH_MAX = 254  # Django's User.email.
 def organization_create(
     *, slug: str, name: str, kind: str, actor: User | None = None
 ) -> Organization:
-    """Create an organization with its main trading account."""
+    """Create an organization with its main trading account.
+
+    Its name, without surrounding blanks, must be no other organization's whatever the case
+    (``PARTICIPANT_NAME_TAKEN``): people and staff tell organizations apart by name.
+    """
+    name = name.strip()
+    _name_taken_check(name)
     organization = Organization.objects.create(slug=slug, name=name, kind=kind)
     Account.objects.create(organization=organization, name="main")
     audit_record(
@@ -121,8 +129,8 @@ def organization_sign_up(
     All of it or nothing: one transaction. Refusals are ``ParticipantError`` naming the field
     (``name``, ``slug``, ``kind``, ``username``, ``email`` or ``password``); the first problem
     found is reported. The password must pass the configured Django password validators. Two
-    sign-ups racing for one slug or user name: the database's unique constraints refuse the
-    second, which is then reported as taken like any other.
+    sign-ups racing for one name, slug or user name: the database's unique constraints refuse
+    the second, which is then reported as taken like any other.
     """
     name = name.strip()
     _sign_up_check(name=name, slug=slug, kind=kind, username=username, email=email)
@@ -146,6 +154,7 @@ def organization_sign_up(
     except IntegrityError:
         # The transaction is rolled back; the checks now see the other sign-up's rows and
         # name the field that was taken.
+        _name_taken_check(name)
         _taken_check(slug=slug, username=username)
         raise
     return membership
@@ -158,6 +167,7 @@ def _sign_up_check(*, name: str, slug: str, kind: str, username: str, email: str
             f"Give the organization's name, at most {NAME_LENGTH_MAX} characters.",
             field="name",
         )
+    _name_taken_check(name)
     if len(slug) > SLUG_LENGTH_MAX or not SLUG_PATTERN.fullmatch(slug):
         raise ParticipantError(
             ParticipantErrorCode.SLUG_INVALID,
@@ -210,6 +220,23 @@ def _taken_check(*, slug: str, username: str) -> None:
             field="slug",
         )
     _username_taken_check(username)
+
+
+def _name_taken_check(name: str) -> None:
+    # Compared as the database's unique index on the lower-cased name compares them, so the
+    # check and the constraint that backs it against races agree on every character.
+    taken = (
+        Organization.objects.alias(folded=Lower("name"))
+        .filter(folded=Lower(Value(name)))
+        .values_list("name", flat=True)
+        .first()
+    )
+    if taken is not None:
+        raise ParticipantError(
+            ParticipantErrorCode.NAME_TAKEN,
+            f"An organization named {taken} already exists: choose another name.",
+            field="name",
+        )
 
 
 def _username_taken_check(username: str) -> None:

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.admin.sites import site
 from django.urls import reverse
 
-from exchange.models import AuditEntry, Instrument, Order, OrderCommand, Trade
+from exchange.models import AuditEntry, Instrument, Order, OrderCommand, Organization, Trade
 from exchange.services.orders import order_place
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +111,23 @@ def test_order_admin_cancel_action_goes_through_the_matcher(
 
     assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
     assert OrderCommand.objects.filter(order=order).last().requested_by == admin_user
+
+
+def test_the_organization_admin_refuses_a_name_taken_whatever_its_case(admin_client, buyer):
+    # given Lumen (the buyer's organization), then a new organization of its name in capitals
+    before = Organization.objects.count()
+    form = {
+        "slug": "lumen-2",
+        "name": buyer.organization.name.upper(),
+        "kind": "startup",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
+
+    response = admin_client.post(reverse("admin:exchange_organization_add"), form)
+
+    assert response.status_code == 200  # The form again, with the refusal.
+    assert "An organization of this name already exists." in response.content.decode()
+    assert Organization.objects.count() == before

@@ -1,15 +1,17 @@
 """Migrations that carry data or database code, run backwards and forwards on real rows."""
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from exchange.models import Order, OrderCommand
+from exchange.models import Order, OrderCommand, Organization
 from exchange.services.orders import order_cancel
 from tests.exchange.support import place
 
 BEFORE_DONE_REASON = ("exchange", "0011_cancel_all_timer")
 DONE_REASON = ("exchange", "0012_order_done_reason")
+BEFORE_NAME_UNIQUE = ("exchange", "0014_order_resting_expiry_index")
+NAME_UNIQUE = ("exchange", "0015_organization_name_unique")
 
 
 def migrate_to(target: tuple[str, str]) -> None:
@@ -43,3 +45,30 @@ def test_0012_gives_finished_orders_their_done_reason_and_keeps_new_orders_queue
     command = OrderCommand.objects.get(order=order)
     assert (command.kind, command.status, command.cancel_reason) == ("new", "done", "")
     assert order.status == Order.Status.OPEN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0015_tells_apart_organizations_named_alike_then_refuses_another():
+    # given organizations created before the rule, three named alike but for case and blanks
+    migrate_to(BEFORE_NAME_UNIQUE)
+    for slug, name in [
+        ("lumen", "Lumen Labs"),
+        ("lumen-2", "LUMEN LABS"),
+        ("quanta", "Quanta Bio"),
+        ("lumen-3", " lumen labs "),
+    ]:
+        Organization.objects.create(slug=slug, name=name, kind="startup")
+
+    # when the migration runs
+    migrate_to(NAME_UNIQUE)
+
+    # then the first keeps its name, the later ones take their short name after theirs
+    assert dict(Organization.objects.values_list("slug", "name")) == {
+        "lumen": "Lumen Labs",
+        "lumen-2": "LUMEN LABS (lumen-2)",
+        "quanta": "Quanta Bio",
+        "lumen-3": "lumen labs (lumen-3)",
+    }
+    # and the database refuses a name taken whatever its case
+    with pytest.raises(IntegrityError):
+        Organization.objects.create(slug="quanta-2", name="quanta bio", kind="startup")

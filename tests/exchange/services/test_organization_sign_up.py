@@ -2,7 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 
 from exchange.errors import ParticipantError, ParticipantErrorCode
 from exchange.models import Account, AuditEntry, Membership, Organization
@@ -98,6 +98,67 @@ def test_a_taken_slug_is_refused_and_writes_nothing():
     assert refused.value.code == ParticipantErrorCode.SLUG_TAKEN
     assert refused.value.field == "slug"
     assert _rows() == before
+
+
+@pytest.mark.parametrize("name", ["Lumen Labs", "lumen labs", "  LUMEN LABS  "])
+def test_a_taken_organization_name_is_refused_whatever_its_case_and_writes_nothing(name):
+    organization_create(slug="lumen", name="Lumen Labs", kind=Organization.Kind.STARTUP)
+    before = _rows()
+
+    with pytest.raises(ParticipantError) as refused:
+        _sign_up(name=name)  # Another slug, lumen-labs: only the name is taken.
+
+    assert refused.value.code == ParticipantErrorCode.NAME_TAKEN
+    assert refused.value.field == "name"
+    assert "Lumen Labs" in refused.value.message
+    assert _rows() == before
+
+
+def test_creating_an_organization_refuses_a_taken_name_too():
+    # given an organization, then one created by another path than sign-up (staff, scripts)
+    organization_create(slug="lumen", name="Lumen Labs", kind=Organization.Kind.STARTUP)
+    before = _rows()
+
+    with pytest.raises(ParticipantError) as refused:
+        organization_create(slug="lumen-2", name=" lumen LABS ", kind=Organization.Kind.STARTUP)
+
+    assert (refused.value.code, refused.value.field) == (ParticipantErrorCode.NAME_TAKEN, "name")
+    assert _rows() == before
+    # and a name differing in more than case and surrounding blanks is another organization's
+    other = organization_create(slug="lumen-3", name=" Lumen Labs 2 ", kind="startup")
+    assert other.name == "Lumen Labs 2"
+
+
+def test_the_database_refuses_two_organizations_of_one_name_whatever_its_case():
+    """The rule holds for rows written without the service too (the admin's form reads it from
+    the constraint); the service's check reports it first, with its field."""
+    Organization.objects.create(slug="lumen", name="Lumen Labs", kind="startup")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Organization.objects.create(slug="lumen-2", name="LUMEN LABS", kind="startup")
+
+
+def test_a_sign_up_that_loses_a_race_for_its_name_is_reported_as_taken(monkeypatch):
+    # given another sign-up that takes the name between the check and the insert
+    real_check = participants._name_taken_check
+    calls = []
+
+    def check_then_race(name):
+        calls.append(name)
+        if len(calls) == 1:  # The sign-up's check passes, then the other sign-up commits.
+            real_check(name)
+            Organization.objects.create(slug="other", name=name.upper(), kind="startup")
+        elif len(calls) > 2:  # organization_create's own check ran before that commit.
+            real_check(name)
+
+    monkeypatch.setattr(participants, "_name_taken_check", check_then_race)
+    before = _rows()
+
+    with pytest.raises(ParticipantError) as refused:
+        _sign_up()
+
+    assert (refused.value.code, refused.value.field) == (ParticipantErrorCode.NAME_TAKEN, "name")
+    assert _rows() == {**before, "organizations": before["organizations"] + 1}  # The other's.
 
 
 def test_a_taken_username_is_refused_whatever_its_case_and_writes_nothing():

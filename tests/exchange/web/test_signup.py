@@ -85,6 +85,20 @@ def test_a_taken_slug_is_shown_next_to_the_field_and_writes_nothing(client):
     assert "_auth_user_id" not in client.session
 
 
+def test_a_taken_organization_name_is_shown_next_to_the_field_and_writes_nothing(client):
+    organization_create(slug="lumen", name="Lumen Labs", kind=Organization.Kind.STARTUP)
+    before = _rows()
+
+    response = client.post(reverse("signup"), _form(name=" lumen labs "))
+
+    assert response.status_code == 200
+    (error,) = _field_errors(response, "name")
+    assert error == "An organization named Lumen Labs already exists: choose another name."
+    assert 'id="id_name_error"' in response.content.decode()
+    assert _rows() == before
+    assert "_auth_user_id" not in client.session
+
+
 def test_a_taken_username_is_shown_next_to_the_field_and_writes_nothing(client):
     other = organization_create(slug="helix", name="Helix", kind=Organization.Kind.TRADING_FIRM)
     member_add(organization=other, username="alice", email="a@helix.example", password=PASSWORD)
