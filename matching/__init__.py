@@ -8,7 +8,8 @@ slow, obviously correct one that must emit identical events.
 Decisions
 ---------
 - Validation order of a new order: quantity <= 0, limit price <= 0, duplicate id, post-only
-  market order, post-only that would cross, GTD without expiry, GTD already expired. A
+  market order, post-only IOC or FOK order, post-only that would cross, GTD without expiry,
+  GTD already expired. A
   rejected command emits one `Rejected` and changes nothing; in particular a rejected order's
   id is not recorded and may be sent again. Replace checks quantity < 0, then price (None or
   <= 0), then unknown order.
@@ -27,8 +28,8 @@ Decisions
   fillable. So a FOK order either trades its whole quantity or emits Accepted + Cancelled
   (FOK_NOT_FILLABLE) with no trades and no self-trade side effects.
 - Post-only crossing is judged on price alone (also against the account's own orders).
-  Post-only IOC/FOK orders follow the normal rules (they can never trade, so they are
-  cancelled).
+  A post-only order must rest, which IOC and FOK orders never do: a post-only IOC or FOK
+  order is rejected with MATCHING_POST_ONLY_TIME_IN_FORCE (it could never trade nor rest).
 - GTD: `Tick(now)` cancels resting GTD orders with expires_at <= now, per book in ascending
   instrument order, within a book by (expires_at, order_id). A GTD order arriving with
   expires_at <= the last tick's now (engine-wide ticks, or that book's own ticks) is

@@ -61,6 +61,7 @@ _INVALID_PRICE = RejectReason.INVALID_PRICE
 _DUPLICATE_ORDER_ID = RejectReason.DUPLICATE_ORDER_ID
 _UNKNOWN_ORDER = RejectReason.UNKNOWN_ORDER
 _POST_ONLY_MARKET = RejectReason.POST_ONLY_MARKET
+_POST_ONLY_TIME_IN_FORCE = RejectReason.POST_ONLY_TIME_IN_FORCE
 _POST_ONLY_WOULD_CROSS = RejectReason.POST_ONLY_WOULD_CROSS
 _GTD_WITHOUT_EXPIRY = RejectReason.GTD_WITHOUT_EXPIRY
 _ALREADY_EXPIRED = RejectReason.ALREADY_EXPIRED
@@ -252,6 +253,8 @@ class OrderBook:
             return _DUPLICATE_ORDER_ID
         if command.post_only and price is None:
             return _POST_ONLY_MARKET
+        if command.post_only and (command.tif is _IOC or command.tif is _FOK):
+            return _POST_ONLY_TIME_IN_FORCE
         if command.post_only and crosses:
             return _POST_ONLY_WOULD_CROSS
         if command.tif is _GTD:

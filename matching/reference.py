@@ -128,6 +128,8 @@ class ReferenceBook:
             return [self._reject(command.order_id, RejectReason.DUPLICATE_ORDER_ID)]
         if command.post_only and command.price is None:
             return [self._reject(command.order_id, RejectReason.POST_ONLY_MARKET)]
+        if command.post_only and command.tif in (TimeInForce.IOC, TimeInForce.FOK):
+            return [self._reject(command.order_id, RejectReason.POST_ONLY_TIME_IN_FORCE)]
         if command.post_only and makers:
             return [self._reject(command.order_id, RejectReason.POST_ONLY_WOULD_CROSS)]
         if command.tif == TimeInForce.GTD:

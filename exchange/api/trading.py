@@ -219,7 +219,11 @@ class OrderCreateSerializer(serializers.Serializer):
     expires_at = AwareDateTimeField(
         default=None, allow_null=True, help_text="GTD orders only: ISO 8601 with a time zone."
     )
-    post_only = serializers.BooleanField(default=False)
+    post_only = serializers.BooleanField(
+        default=False,
+        help_text="Only rest in the book, never take: refused if it would trade at once. A "
+        "GTC or GTD limit order only (with IOC or FOK: ORDER_POST_ONLY_TIME_IN_FORCE).",
+    )
     self_trade_prevention = serializers.ChoiceField(
         choices=Order.SelfTradePrevention.choices,
         default=Order.SelfTradePrevention.CANCEL_NEWEST,

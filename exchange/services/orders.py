@@ -211,6 +211,15 @@ def _validate(
                 "A market order is IOC or FOK.",
                 field="time_in_force",
             )
+    if request.post_only and request.time_in_force in (
+        Order.TimeInForce.IOC,
+        Order.TimeInForce.FOK,
+    ):
+        raise OrderRejected(
+            OrderRejectCode.POST_ONLY_TIME_IN_FORCE,
+            "A post-only order rests in the book: it cannot be IOC or FOK, which never rest.",
+            field="time_in_force",
+        )
     if request.expires_at is not None and (
         not isinstance(request.expires_at, datetime) or request.expires_at.tzinfo is None
     ):

@@ -420,6 +420,21 @@ def test_post_only_market_order_is_rejected(engine: AnyEngine) -> None:
     assert engine.process(order) == [rejected(1, 1, RejectReason.POST_ONLY_MARKET)]
 
 
+@pytest.mark.parametrize("tif", [IOC, FOK])
+def test_post_only_ioc_or_fok_order_is_rejected(engine: AnyEngine, tif: TimeInForce) -> None:
+    # Given an ask it would not cross, and one it would
+    feed(engine, sell(1, 5, 100, account=2))
+    # When post-only orders that cannot rest arrive, crossing or not
+    resting_one = buy(2, 5, 99, post_only=True, tif=tif)
+    crossing_one = buy(3, 5, 100, post_only=True, tif=tif)
+    # Then each is rejected for its time in force (checked before crossing) and nothing changes
+    assert feed(engine, resting_one, crossing_one) == [
+        rejected(2, 2, RejectReason.POST_ONLY_TIME_IN_FORCE),
+        rejected(3, 3, RejectReason.POST_ONLY_TIME_IN_FORCE),
+    ]
+    assert [order.order_id for order in engine.book(INSTRUMENT).orders()] == [1]
+
+
 # ------------------------------------------------------------------------------------------
 # GTD and ticks.
 
@@ -867,11 +882,13 @@ def test_validation_order_is_documented(engine: AnyEngine) -> None:
         buy(1, 5, 0),
         buy(1, 5, None, post_only=True),
         buy(2, 5, None, post_only=True, tif=GTD),
+        buy(2, 5, 100, post_only=True, tif=IOC),
     ) == [
         rejected(2, 1, RejectReason.INVALID_QUANTITY),
         rejected(3, 1, RejectReason.INVALID_PRICE),
         rejected(4, 1, RejectReason.DUPLICATE_ORDER_ID),
         rejected(5, 2, RejectReason.POST_ONLY_MARKET),
+        rejected(6, 2, RejectReason.POST_ONLY_TIME_IN_FORCE),
     ]
 
 

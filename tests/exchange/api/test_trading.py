@@ -274,6 +274,17 @@ def test_a_market_order_without_liquidity_is_refused(api, future, row_counts):
         ({"type": "market", "time_in_force": "ioc"}, "ORDER_PRICE_NOT_ALLOWED", "price"),
         ({"time_in_force": "gtd"}, "ORDER_EXPIRY_REQUIRED", "expires_at"),
         ({"expires_at": "2030-01-01T00:00:00Z"}, "ORDER_EXPIRY_NOT_ALLOWED", "expires_at"),
+        # A post-only order must rest; IOC and FOK orders never do.
+        (
+            {"time_in_force": "ioc", "post_only": True},
+            "ORDER_POST_ONLY_TIME_IN_FORCE",
+            "time_in_force",
+        ),
+        (
+            {"time_in_force": "fok", "post_only": True},
+            "ORDER_POST_ONLY_TIME_IN_FORCE",
+            "time_in_force",
+        ),
     ],
 )
 def test_an_order_breaking_a_rule_is_refused_with_its_code_and_field(

@@ -126,6 +126,16 @@ def test_unknown_instrument_is_rejected(buyer, row_counts):
             OrderRejectCode.POST_ONLY_MARKET,
             "post_only",
         ),
+        (
+            {"time_in_force": "ioc", "post_only": True},
+            OrderRejectCode.POST_ONLY_TIME_IN_FORCE,
+            "time_in_force",
+        ),
+        (
+            {"time_in_force": "fok", "post_only": True},
+            OrderRejectCode.POST_ONLY_TIME_IN_FORCE,
+            "time_in_force",
+        ),
         ({"type": "market", "price": None}, OrderRejectCode.INVALID_TIME_IN_FORCE, "time_in_force"),
         (
             {"type": "market", "price": None, "time_in_force": "gtd"},

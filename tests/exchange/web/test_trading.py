@@ -255,6 +255,21 @@ def test_a_crossing_post_only_order_is_refused_with_its_code(client, future, ali
     assert Order.objects.get(side="sell").status == "rejected"
 
 
+@pytest.mark.parametrize("time_in_force", ["ioc", "fok"])
+def test_a_post_only_ioc_or_fok_ticket_is_refused_and_writes_no_order(
+    client, future, alice, time_in_force
+):
+    client.force_login(alice)
+    rejections = OrderRejection.objects.count()
+
+    response = _place(client, future, time_in_force=time_in_force, post_only="on")
+
+    assert response.status_code == 400
+    assert "post-only" in " ".join(response.context["form"].errors["time_in_force"])
+    assert Order.objects.count() == 0
+    assert OrderRejection.objects.count() == rejections + 1
+
+
 def test_an_off_tick_price_is_refused_next_to_the_field_and_writes_no_order(client, future, alice):
     client.force_login(alice)
     rejections = OrderRejection.objects.count()
