@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
-from exchange.api.fields import CodeRelatedField
+from exchange.api.fields import CodeRelatedField, IntegerInputField
 from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
@@ -74,9 +74,9 @@ class CapacityRegisterSerializer(serializers.Serializer):
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
     starts_at = serializers.DateTimeField(help_text="On a whole hour (UTC offset allowed).")
     ends_at = serializers.DateTimeField(help_text="On a whole hour, after starts_at.")
-    gpus = serializers.IntegerField(min_value=1, max_value=GPUS_MAX)
+    gpus = IntegerInputField(min_value=1, max_value=GPUS_MAX)
     interconnect = serializers.ChoiceField(choices=Interconnect.choices)
-    contiguous_block_gpus = serializers.IntegerField(
+    contiguous_block_gpus = IntegerInputField(
         min_value=1, max_value=GPUS_MAX, help_text="GPUs per interconnected block."
     )
 
@@ -150,7 +150,7 @@ class CapacityList(APIView):
 
 
 class ResaleListSerializer(serializers.Serializer):
-    lot_gpus = serializers.IntegerField(
+    lot_gpus = IntegerInputField(
         min_value=1,
         max_value=GPUS_MAX,
         required=False,

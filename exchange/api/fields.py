@@ -17,6 +17,23 @@ class TextField(serializers.RegexField):
         super().__init__(TEXT, **kwargs)
 
 
+class IntegerInputField(serializers.IntegerField):
+    """A whole number in a JSON body: a JSON integer and nothing else, as the schema says.
+
+    DRF's ``IntegerField`` also takes ``1e2``, ``100.0``, ``"100"`` and ``"100.0"`` (it reads
+    them as text); a body's number of contracts or GPUs that is a float or a string is a
+    client's mistake, refused (400) rather than guessed at. ``true`` is not a number either.
+    Query parameters, always text, keep ``IntegerField``."""
+
+    default_error_messages = {"integer": 'Give a JSON integer such as 4 (not 4.0, 1e2 or "4").'}
+
+    def to_internal_value(self, data: Any) -> int:
+        if type(data) is not int:  # bool is a subclass of int: refused too.
+            self.fail("integer")
+        value: int = super().to_internal_value(data)
+        return value
+
+
 class QuerySerializer(serializers.Serializer):
     """Query parameters: one given empty (``?status=``) is refused like any other bad value,
     rather than read as absent (DRF's way with form data), so the schema's types hold."""

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ApiError, ErrorSerializer
-from exchange.api.fields import CodeRelatedField, TextField
+from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
@@ -577,13 +577,13 @@ class PoolMemberAddSerializer(serializers.Serializer):
         queryset=Organization.objects.all(),
         help_text="The startup's slug.",
     )
-    priority = serializers.IntegerField(
+    priority = IntegerInputField(
         default=100, help_text="0 to 10000; lower is served first under the priority rule."
     )
 
 
 class PoolMemberPrioritySerializer(serializers.Serializer):
-    priority = serializers.IntegerField(help_text="0 to 10000; lower is served first.")
+    priority = IntegerInputField(help_text="0 to 10000; lower is served first.")
 
 
 class PoolDemandCreateSerializer(serializers.Serializer):
@@ -595,12 +595,12 @@ class PoolDemandCreateSerializer(serializers.Serializer):
         max_length=MONTHS_MAX,
         help_text="Delivery months (YYYY-MM): one demand each.",
     )
-    gpu_hours = serializers.IntegerField(
+    gpu_hours = IntegerInputField(
         default=None,
         allow_null=True,
         help_text="GPU-hours per month, whole contracts; give this or gpus.",
     )
-    gpus = serializers.IntegerField(
+    gpus = IntegerInputField(
         default=None, allow_null=True, help_text="GPUs for each whole month; or gpu_hours."
     )
     limit_price = PriceInputField(help_text="The most the member pays, $/GPU-hr.")
@@ -609,8 +609,8 @@ class PoolDemandCreateSerializer(serializers.Serializer):
 class PoolDemandAmendSerializer(serializers.Serializer):
     """Any of the terms; the quantity and limit left out stay as they are."""
 
-    gpu_hours = serializers.IntegerField(required=False, help_text="Or gpus, not both.")
-    gpus = serializers.IntegerField(required=False, help_text="Or gpu_hours, not both.")
+    gpu_hours = IntegerInputField(required=False, help_text="Or gpus, not both.")
+    gpus = IntegerInputField(required=False, help_text="Or gpu_hours, not both.")
     limit_price = PriceInputField(required=False, help_text="$/GPU-hr.")
 
 
@@ -651,14 +651,14 @@ class TransferQuery(PageQuery):
 
 
 class PoolTransferCreateSerializer(serializers.Serializer):
-    member = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="A member's id.")
+    member = IntegerInputField(min_value=1, max_value=ID_MAX, help_text="A member's id.")
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="A future.")
-    quantity = serializers.IntegerField(help_text="Contracts, whole lots.")
+    quantity = IntegerInputField(help_text="Contracts, whole lots.")
 
 
 class PoolOfferSerializer(serializers.Serializer):
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="A future.")
-    quantity = serializers.IntegerField(help_text="Contracts the pool holds, whole lots.")
+    quantity = IntegerInputField(help_text="Contracts the pool holds, whole lots.")
     price = PriceInputField(help_text="The limit, $/GPU-hr.")
 
 

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
-from exchange.api.fields import CodeRelatedField
+from exchange.api.fields import CodeRelatedField, IntegerInputField
 from exchange.api.market import PRICE, instrument_or_404
 from exchange.models import Instrument, Region, Sku
 from exchange.services.hedging import (
@@ -209,11 +209,11 @@ class ImpliedVolatility(APIView):
 class HedgeSerializer(serializers.Serializer):
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
-    gpus = serializers.IntegerField(min_value=1, max_value=GPUS_MAX, help_text="GPUs needed.")
+    gpus = IntegerInputField(min_value=1, max_value=GPUS_MAX, help_text="GPUs needed.")
     first_month = serializers.RegexField(
         r"^\d{4}-(0[1-9]|1[0-2])$", help_text="First delivery month, YYYY-MM."
     )
-    months = serializers.IntegerField(
+    months = IntegerInputField(
         min_value=1, max_value=HEDGE_MONTHS_MAX, help_text="Consecutive delivery months."
     )
     volatility = serializers.DecimalField(

@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
-from exchange.api.fields import QuerySerializer, TextField
+from exchange.api.fields import IntegerInputField, QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -206,7 +206,7 @@ class OrderCreateSerializer(serializers.Serializer):
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="Its symbol.")
     side = serializers.ChoiceField(choices=Side.choices)
     type = serializers.ChoiceField(choices=Order.Type.choices, default=Order.Type.LIMIT)
-    quantity = serializers.IntegerField(min_value=1, help_text="Contracts.")
+    quantity = IntegerInputField(min_value=1, help_text="Contracts.")
     price = PriceInputField(
         default=None,
         allow_null=True,
@@ -262,7 +262,7 @@ class BatchResultsSerializer(serializers.Serializer):
 
 class CancelBatchSerializer(serializers.Serializer):
     order_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
+        child=IntegerInputField(min_value=1, max_value=ID_MAX),
         min_length=1,
         max_length=BATCH_CANCELS_MAX,
         required=False,
@@ -386,7 +386,7 @@ FillPageSerializer = page_of(FillSerializer, "FillPage")
 
 class OrderReplaceSerializer(serializers.Serializer):
     price = PriceInputField(help_text="The new price, $/GPU-hr.")
-    quantity = serializers.IntegerField(
+    quantity = IntegerInputField(
         min_value=0, help_text="The new open quantity in contracts; 0 cancels the order."
     )
 
@@ -404,7 +404,7 @@ class CancelledSerializer(serializers.Serializer):
 
 
 class CancelAllAfterSerializer(serializers.Serializer):
-    timeout_seconds = serializers.IntegerField(
+    timeout_seconds = IntegerInputField(
         help_text=f"Cancel every live order this many seconds from now unless armed again: "
         f"{cancel_after.TIMEOUT_SECONDS_MIN} to {cancel_after.TIMEOUT_SECONDS_MAX}; 0 disarms."
     )

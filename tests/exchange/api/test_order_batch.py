@@ -394,6 +394,8 @@ def test_a_cancel_batch_by_client_order_ids_answers_each_as_asked(api, future, b
         ({"order_ids": [1, 1]}, "order_ids"),
         ({"order_ids": [0]}, "order_ids.0"),
         ({"order_ids": ["x"]}, "order_ids.0"),
+        ({"order_ids": [1.0]}, "order_ids.0"),  # ids are JSON integers
+        ({"order_ids": ["1"]}, "order_ids.0"),
         ({"order_ids": list(range(1, 102))}, "order_ids"),
         ({}, "order_ids"),
         ({"order_ids": [1], "client_order_ids": ["q-1"]}, "order_ids"),

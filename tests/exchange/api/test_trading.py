@@ -308,6 +308,11 @@ def test_an_order_breaking_a_rule_is_refused_with_its_code_and_field(
         ({"side": "hold"}, "side"),
         ({"quantity": 0}, "quantity"),
         ({"quantity": "many"}, "quantity"),
+        # Quantities are JSON integers: a float, a string of digits or a boolean is refused.
+        ({"quantity": 3.0}, "quantity"),
+        ({"quantity": 2.5}, "quantity"),
+        ({"quantity": "3"}, "quantity"),
+        ({"quantity": True}, "quantity"),
         ({"price": "2.4500001"}, "price"),  # more decimals than any price has
         ({"price": 2.45}, "price"),  # a JSON number: prices are strings
         ({"price": "-2.45"}, "price"),
@@ -718,6 +723,52 @@ def test_replacing_to_zero_cancels(api, future, buyer):
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (ORDERS, '{"instrument": "%s", "side": "buy", "quantity": 1e2, "price": "2.450"}', None),
+        (ORDERS, '{"instrument": "%s", "side": "buy", "quantity": 100.0, "price": "2.450"}', None),
+        (
+            "/api/v1/orders/batch/",
+            '{"orders": [{"instrument": "%s", "side": "buy", "quantity": 1e2, "price": "2.450"}]}',
+            "orders.0.quantity",
+        ),
+    ],
+    ids=["exponent", "point-zero", "batch"],
+)
+def test_a_quantity_written_as_a_float_is_refused_and_places_nothing(
+    api, future, row_counts, path, body, field
+):
+    before = row_counts()
+
+    response = api.post(path, body % future.symbol, content_type="application/json")
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "INVALID_INPUT",
+        field or "quantity",
+    )
+    assert row_counts() == before
+
+
+def test_a_replace_quantity_written_as_a_float_is_refused_and_leaves_the_order(api, future, buyer):
+    order = place(buyer, future, "buy", 2, "2.400")
+
+    response = api.post(
+        f"{order_url(order.pk)}replace/",
+        '{"price": "2.400", "quantity": 1e0}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "INVALID_INPUT",
+        "quantity",
+    )
+    order.refresh_from_db()
+    assert (order.price, order.open_quantity, order.status) == (Decimal("2.4"), 2, "open")
+
+
+@pytest.mark.parametrize(
     ("body", "status", "code", "field"),
     [
         ({"price": "2.403", "quantity": 1}, 422, "ORDER_PRICE_OFF_TICK", "price"),
@@ -901,9 +952,11 @@ def test_cancel_all_after_arms_reads_fires_and_disarms(api, future, buyer):
         ({"timeout_seconds": 86_401}, 422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID"),
         ({"timeout_seconds": -5}, 422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID"),
         ({"timeout_seconds": "soon"}, 400, "INVALID_INPUT"),
+        ({"timeout_seconds": 30.0}, 400, "INVALID_INPUT"),
+        ({"timeout_seconds": "30"}, 400, "INVALID_INPUT"),
         ({}, 400, "INVALID_INPUT"),
     ],
-    ids=["too-short", "too-long", "negative", "not-a-number", "missing"],
+    ids=["too-short", "too-long", "negative", "not-a-number", "float", "string", "missing"],
 )
 def test_cancel_all_after_refuses_a_bad_timeout_naming_the_field(api, buyer, body, status, code):
     response = api.post(CANCEL_ALL_AFTER, body, format="json")
