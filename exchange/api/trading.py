@@ -27,11 +27,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
-from exchange.api.fields import IntegerInputField, QuerySerializer, TextField
+from exchange.api.fields import CodeRelatedField, IntegerInputField, QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
-from exchange.models import ApiKey, CancelAllTimer, CancelReason, Order, Side
+from exchange.models import ApiKey, CancelAllTimer, CancelReason, Instrument, Order, Side
 from exchange.selectors import market
 from exchange.selectors import orders as orders_selector
 from exchange.services import cancel_after
@@ -332,6 +332,18 @@ class DryRunQuery(QuerySerializer):
     )
 
 
+def _instrument_filter() -> CodeRelatedField:
+    """A list's instrument, by its symbol: one that does not exist is a client's mistake (400),
+    not an empty list. Instruments are public: saying one does not exist tells nothing."""
+    return CodeRelatedField(
+        slug_field="symbol",
+        queryset=Instrument.objects.all(),
+        required=False,
+        error_messages={"does_not_exist": "No instrument {value}."},
+        help_text="An instrument's symbol.",
+    )
+
+
 class OrderFilter(PageQuery):
     status = serializers.ChoiceField(
         choices=[*Order.Status.values, orders_selector.STATUS_LIVE, orders_selector.STATUS_DONE],
@@ -348,7 +360,7 @@ class OrderFilter(PageQuery):
         "the matcher's pass, committed a moment later: ask from a few seconds before the last "
         "answer. ISO 8601 with its zone; in a URL, + is written %2B.",
     )
-    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, required=False)
+    instrument = _instrument_filter()
     side = serializers.ChoiceField(choices=Side.choices, required=False)
     client_order_id = TextField(
         max_length=CLIENT_ORDER_ID_LENGTH_MAX,
@@ -358,9 +370,14 @@ class OrderFilter(PageQuery):
 
 
 class FillFilter(PageQuery):
-    instrument = TextField(max_length=SYMBOL_LENGTH_MAX, required=False)
+    """Read with the caller's ``account`` in the context, to which ``order`` must belong."""
+
+    instrument = _instrument_filter()
     order = serializers.IntegerField(
-        min_value=1, max_value=orders_selector.ID_MAX, required=False, help_text="An order id."
+        min_value=1,
+        max_value=orders_selector.ID_MAX,
+        required=False,
+        help_text="One of the organization's order ids.",
     )
     since = AwareDateTimeField(
         required=False,
@@ -375,6 +392,15 @@ class FillFilter(PageQuery):
         attrs = super().validate(attrs)
         if "since" in attrs and "until" in attrs and attrs["until"] <= attrs["since"]:
             raise serializers.ValidationError({"until": "Give a time after since."})
+        order_id = attrs.get("order")
+        # Another organization's order is answered as one that does not exist.
+        if (
+            order_id is not None
+            and orders_selector.order_of(self.context["account"], order_id) is None
+        ):
+            raise serializers.ValidationError(
+                {"order": f"No order {order_id} among the organization's orders."}
+            )
         return attrs
 
 
@@ -461,10 +487,11 @@ class OrderList(ReadOrTrade):
         query = OrderFilter(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.validated_data
+        instrument = filters.get("instrument")
         orders = orders_selector.orders_of(
             request.caller.account,
             status=filters.get("status"),
-            instrument=filters.get("instrument"),
+            instrument=instrument.symbol if instrument is not None else None,
             side=filters.get("side"),
             client_order_id=filters.get("client_order_id"),
             updated_since=filters.get("updated_since"),
@@ -811,13 +838,14 @@ class FillList(APIView):
         summary="The organization's fills, newest first (scope read)",
     )
     def get(self, request: Request) -> Response:
-        query = FillFilter(data=request.query_params)
+        account = request.caller.account
+        query = FillFilter(data=request.query_params, context={"account": account})
         query.is_valid(raise_exception=True)
         filters = query.validated_data
-        account = request.caller.account
+        instrument = filters.get("instrument")
         trades = orders_selector.trades_of(
             account,
-            instrument=filters.get("instrument"),
+            instrument=instrument.symbol if instrument is not None else None,
             order_id=filters.get("order"),
             since=filters.get("since"),
             until=filters.get("until"),

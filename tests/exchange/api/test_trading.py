@@ -595,7 +595,6 @@ def test_orders_are_listed_newest_first_with_filters(api, futures, buyer, seller
     assert ids("?status=done") == [cancelled.pk]
     assert ids(f"?instrument={second.symbol}") == [cancelled.pk, other.pk]
     assert ids(f"?instrument={first.symbol}&side=sell") == [offer.pk]
-    assert ids("?instrument=NOPE") == []
 
 
 def test_an_order_is_found_by_its_client_order_id_within_the_organization(
@@ -619,13 +618,35 @@ def test_an_order_is_found_by_its_client_order_id_within_the_organization(
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("status=sleeping", "status"), ("status=", "status"), ("side=", "side"), ("limit=0", "limit")],
+    [
+        ("status=sleeping", "status"),
+        ("status=", "status"),
+        ("side=", "side"),
+        ("side=long", "side"),
+        ("limit=0", "limit"),
+        # An instrument that does not exist is a mistake, not a filter that matches nothing.
+        ("instrument=NOPE", "instrument"),
+        ("instrument=", "instrument"),
+        ("instrument=a%00b", "instrument"),
+    ],
 )
-def test_a_bad_list_filter_is_refused(api, future, query, field):
+def test_a_bad_list_filter_is_refused(api, future, buyer, query, field):
+    place(buyer, future, "buy", 1, "2.400")
+
     response = api.get(f"{ORDERS}?{query}")
 
     assert response.status_code == 400
     assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+
+
+def test_an_unknown_instrument_filter_is_named_in_the_answer(api, future):
+    response = api.get(f"{ORDERS}?instrument=NOPE-2099")
+
+    assert error_of(response) == {
+        "code": "INVALID_INPUT",
+        "message": "No instrument NOPE-2099.",
+        "field": "instrument",
+    }
 
 
 def test_orders_are_paginated_with_a_cursor(api, future, buyer):
@@ -1007,10 +1028,37 @@ def test_fills_show_each_sides_fee_and_liquidity(api, seller_api, futures, buyer
     ]
     by_order = api.get(f"{FILLS}?order={taker.pk}").json()["results"]
     assert [fill["order_id"] for fill in by_order] == [taker.pk]
-    # The other side's order id is not the buyer's to filter by: it matches nothing, and the
-    # buyer's own fills of that trade are not shown under it.
-    assert api.get(f"{FILLS}?order={maker.pk}").json()["results"] == []
-    assert seller_api.get(f"{FILLS}?order={taker.pk}").json()["results"] == []
+    # The other side's order id is not the buyer's to filter by: it is refused exactly as an
+    # id that is no order at all, so the answer tells nothing of the other's orders.
+    missing = Order.objects.order_by("-id").first().pk + 1000
+    for client, order_id in ((api, maker.pk), (seller_api, taker.pk), (api, missing)):
+        response = client.get(f"{FILLS}?order={order_id}")
+        assert response.status_code == 400
+        assert error_of(response) == {
+            "code": "INVALID_INPUT",
+            "message": f"No order {order_id} among the organization's orders.",
+            "field": "order",
+        }
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("instrument=NOPE", "instrument"),
+        ("instrument=", "instrument"),
+        ("order=0", "order"),
+        ("order=", "order"),
+        ("since=2030-01-01T00:00:00Z&until=2029-01-01T00:00:00Z", "until"),
+    ],
+)
+def test_a_bad_fill_filter_is_refused(api, future, buyer, seller, query, field):
+    place(seller, future, "sell", 1, "2.500")
+    place(buyer, future, "buy", 1, "2.500")
+
+    response = api.get(f"{FILLS}?{query}")
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
 
 
 def test_a_resale_fill_fee_is_on_the_notional_rounded_up(api, listing, seller):
@@ -1165,7 +1213,8 @@ def test_another_organizations_orders_and_fills_do_not_exist(api, future, buyer,
         assert error_of(response)["code"] == "NOT_FOUND"
     assert intruder.get(ORDERS).json()["results"] == []
     assert intruder.get(FILLS).json()["results"] == []
-    assert intruder.get(f"{FILLS}?order={theirs.pk}").json()["results"] == []
+    by_their_order = intruder.get(f"{FILLS}?order={theirs.pk}")  # As if there were no order.
+    assert (by_their_order.status_code, error_of(by_their_order)["field"]) == (400, "order")
     assert intruder.post(CANCEL_ALL, {}, format="json").json() == {"cancelled": 0}
     theirs.refresh_from_db()
     assert (theirs.status, theirs.price, theirs.open_quantity) == (
