@@ -864,7 +864,9 @@ def order_replace(
     """Change a live limit order's price and open quantity (0 cancels it).
 
     The same price with a smaller quantity keeps the order's place in the queue; any other
-    change sends it to the back, matched like a new arrival.
+    change sends it to the back, matched like a new arrival. A replace to 0 is a cancel: like
+    ``order_cancel`` it goes through on an instrument halted or expired, where any other
+    replace is refused.
 
     A replace the matcher refuses (a post-only order that would trade, an order whose time in
     force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as
@@ -880,7 +882,8 @@ def order_replace(
             field="order",
         )
     instrument = order.instrument
-    _check_instrument_tradable(instrument)
+    if not _cancels(quantity):
+        _check_instrument_tradable(instrument)
     check_price(instrument, price)
     check_quantity(instrument, quantity, zero_allowed=True)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
@@ -910,6 +913,12 @@ def order_replace(
     if refused is not None:
         raise _replace_refused(order, refused)
     return order
+
+
+def _cancels(quantity: object) -> bool:
+    """Whether a replace to ``quantity`` cancels the order: 0 contracts (not False or 0.0,
+    which ``check_quantity`` refuses after the instrument's checks, as for any replace)."""
+    return type(quantity) is int and quantity == 0
 
 
 REPLACE_REFUSALS = {

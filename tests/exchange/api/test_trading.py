@@ -710,6 +710,53 @@ def test_cancelling_an_order_answers_it_cancelled_and_twice_is_a_conflict(api, f
     assert order.status == Order.Status.CANCELLED
 
 
+def test_a_replace_to_zero_cancels_during_a_halt_as_delete_does(api, future, buyer):
+    # given a resting bid on an instrument then halted
+    order = place(buyer, future, "buy", 2, "2.400")
+    instrument_halt(instrument=future, actor=None, reason="incident")
+
+    # when it is replaced to zero (a price change is still refused)
+    moved = api.post(
+        f"{order_url(order.pk)}replace/", {"price": "2.405", "quantity": 2}, format="json"
+    )
+    response = api.post(
+        f"{order_url(order.pk)}replace/", {"price": "2.400", "quantity": 0}, format="json"
+    )
+
+    # then it is cancelled, answered as a cancel by replace
+    assert (moved.status_code, error_of(moved)["code"]) == (422, "ORDER_INSTRUMENT_HALTED")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["cancelled_quantity"], body["done_reason"]) == (
+        "cancelled",
+        2,
+        "replaced_to_zero",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_a_replace_to_zero_cancels_during_a_halt(future, buyer, settings):
+    from exchange.matcher.runtime import Matcher
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order = place(buyer, future, "buy", 2, "2.400")
+    matcher.process_pending()
+    instrument_halt(instrument=future, actor=None, reason="incident")
+
+    with matching_in_thread(matcher):
+        response = client_for(buyer).post(
+            f"{order_url(order.pk)}replace/", {"price": "2.400", "quantity": 0}, format="json"
+        )
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["done_reason"]) == (
+        "cancelled",
+        "replaced_to_zero",
+    )
+
+
 def test_replacing_an_order_changes_its_price_and_quantity(api, future, buyer):
     order = place(buyer, future, "buy", 2, "2.400")
 

@@ -355,6 +355,25 @@ def test_replace_on_a_halted_instrument_is_refused(future, buyer, row_counts):
     )
 
 
+@pytest.mark.parametrize("status", [Instrument.Status.HALTED, Instrument.Status.EXPIRED])
+def test_replace_to_zero_cancels_on_an_instrument_that_stopped_trading(future, buyer, status):
+    # given a resting bid, then its instrument halted (or expired, before the cycle's cancels)
+    bid = place(buyer, future, "buy", 5, "2.45")
+    instrument_set_status(instrument=future, status=status, actor=None)
+
+    # when it is replaced down to nothing, as a DELETE would cancel it
+    replaced = order_replace(order=reload(bid), price=Decimal("2.45"), quantity=0)
+
+    # then it is cancelled as a replace to zero, and its collateral released
+    assert (replaced.status, replaced.cancelled_quantity, replaced.done_reason) == (
+        CANCELLED,
+        5,
+        matching.CancelReason.REPLACED_TO_ZERO,
+    )
+    assert not Hold.objects.filter(status=Hold.Status.PENDING).exists()
+    assert Instrument.objects.get(pk=future.pk).status == status
+
+
 def test_market_order_is_not_replaceable(future, buyer, seller, external_matcher, row_counts):
     # given a market order accepted but not yet matched (an ask rests, to price its collateral)
     external_matcher.EXCHANGE_MATCHER_MODE = "inline"
@@ -409,6 +428,26 @@ def test_cancel_is_still_applied_on_a_halted_instrument(future, buyer, external_
 
     assert reload(order).status == CANCELLED
     assert Instrument.objects.get(pk=future.pk).status == Instrument.Status.HALTED
+
+
+def test_replace_to_zero_is_still_applied_on_a_halted_instrument(future, buyer, external_matcher):
+    # given a resting bid
+    bid = place(buyer, future, "buy", 5, "2.45")
+    matcher = Matcher()
+    matcher.process_pending()
+
+    # when a replace to zero is accepted, then the instrument halted before the matcher runs
+    order_replace(order=reload(bid), price=Decimal("2.45"), quantity=0)
+    instrument_halt(instrument=future, actor=None, reason="incident")
+    matcher.process_pending()
+
+    # then the matcher applies it as the cancel it is, as it would a cancel
+    assert (reload(bid).status, reload(bid).done_reason) == (
+        CANCELLED,
+        matching.CancelReason.REPLACED_TO_ZERO,
+    )
+    command = OrderCommand.objects.get(order=bid, kind=OrderCommand.Kind.REPLACE)
+    assert command.status == OrderCommand.Status.DONE
 
 
 def test_replace_accepted_before_a_halt_does_not_trade_after_it(
