@@ -134,8 +134,9 @@ class CapacityList(APIView):
         summary="Register a reserved block (providers only): issues its GPU-hours to the holder",
         description=(
             "Scope trade. 422 CATALOG_PROVIDER_REQUIRED when the caller is not a provider; "
-            "422 CATALOG_INVALID_CAPACITY for a term off whole hours, too long, or a block "
-            "larger than the reservation."
+            "422 CATALOG_INVALID_CAPACITY for a term off whole hours, too long or already over "
+            "(ends_at), or a contiguous block larger than the reservation or not dividing its "
+            "GPUs."
         ),
     )
     def post(self, request: Request) -> Response:

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from exchange import calendar
 from exchange.errors import CatalogError, CatalogErrorCode
@@ -67,6 +68,9 @@ def _check(starts_at: datetime, ends_at: datetime, gpus: int, contiguous_block_g
             raise _invalid("Reserved capacity starts and ends on whole hours.", name)
     if ends_at <= starts_at:
         raise _invalid("The reservation must end after it starts.", "ends_at")
+    if ends_at <= timezone.now():
+        # Its GPU-hours would all be past: entitlements nobody can use or deliver.
+        raise _invalid("The reservation's term is over: it must end in the future.", "ends_at")
     if ends_at - starts_at > timedelta(days=366 * TERM_YEARS_MAX):
         raise _invalid(f"A reservation lasts at most {TERM_YEARS_MAX} years.", "ends_at")
     if not isinstance(gpus, int) or not 1 <= gpus <= GPUS_MAX:
@@ -74,6 +78,13 @@ def _check(starts_at: datetime, ends_at: datetime, gpus: int, contiguous_block_g
     if not isinstance(contiguous_block_gpus, int) or not 1 <= contiguous_block_gpus <= gpus:
         raise _invalid(
             "The contiguous block is 1 GPU up to the whole reservation.", "contiguous_block_gpus"
+        )
+    if gpus % contiguous_block_gpus:
+        # The reservation is made of whole interconnected blocks (resale lots divide a block).
+        raise _invalid(
+            f"The contiguous block ({contiguous_block_gpus} GPUs) must divide the reservation's "
+            f"{gpus} GPUs.",
+            "contiguous_block_gpus",
         )
 
 

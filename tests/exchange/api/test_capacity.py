@@ -200,6 +200,8 @@ def test_a_registration_missing_a_field_is_400(seller, buyer, sku, region):
         ({"ends_at": "2020-01-01T00:00:00Z"}, "ends_at"),
         ({"ends_at": "2099-01-01T00:00:00Z"}, "ends_at"),
         ({"contiguous_block_gpus": 32}, "contiguous_block_gpus"),
+        ({"contiguous_block_gpus": 6}, "contiguous_block_gpus"),  # 16 GPUs: not whole blocks
+        ({"starts_at": "2020-01-01T00:00:00Z", "ends_at": "2020-02-01T00:00:00Z"}, "ends_at"),
     ],
 )
 def test_registrations_the_exchange_refuses_are_422_and_write_nothing(

@@ -26,14 +26,16 @@ def holder():
 
 
 def register(provider, holder, sku, region, **changes):
+    """A block of 8 GPUs from 2097-01-15 to 2097-03-10 12:00: a term still to come (2097 has
+    the months of 2027, whose split ``test_hours_are_split_by_utc_month`` checks)."""
     arguments = {
         "provider": provider,
         "holder": holder,
         "cluster": "nw-ashburn-h100-a",
         "sku": sku,
         "region": region,
-        "starts_at": datetime(2027, 1, 15, tzinfo=UTC),
-        "ends_at": datetime(2027, 3, 10, 12, tzinfo=UTC),
+        "starts_at": datetime(2097, 1, 15, tzinfo=UTC),
+        "ends_at": datetime(2097, 3, 10, 12, tzinfo=UTC),
         "gpus": 8,
         "interconnect": Interconnect.INFINIBAND,
         "contiguous_block_gpus": 8,
@@ -75,11 +77,11 @@ def test_registration_issues_each_months_gpu_hours_to_the_holder(provider, holde
     }
     code = f"GPUH-{sku.code}-{region.code}"
     assert held == {
-        f"{code}-202701": 8 * 17 * 24,
-        f"{code}-202702": 8 * 28 * 24,
-        f"{code}-202703": 8 * (9 * 24 + 12),
+        f"{code}-209701": 8 * 17 * 24,
+        f"{code}-209702": 8 * 28 * 24,
+        f"{code}-209703": 8 * (9 * 24 + 12),
     }
-    issued = LedgerAccount.objects.get(code=f"exchange:gpuh-issued:{code}-202702")
+    issued = LedgerAccount.objects.get(code=f"exchange:gpuh-issued:{code}-209702")
     assert issued.balance == -8 * 28 * 24
     assert ledger_problems() == []
     audit = AuditEntry.objects.get(action="capacity.register")
@@ -89,12 +91,23 @@ def test_registration_issues_each_months_gpu_hours_to_the_holder(provider, holde
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"starts_at": datetime(2027, 1, 15)}, "starts_at"),  # noqa: DTZ001 - naive on purpose.
-        ({"starts_at": datetime(2027, 1, 15, 0, 30, tzinfo=UTC)}, "starts_at"),
-        ({"ends_at": datetime(2027, 1, 15, tzinfo=UTC)}, "ends_at"),
-        ({"ends_at": datetime(2034, 1, 15, tzinfo=UTC)}, "ends_at"),
+        ({"starts_at": datetime(2097, 1, 15)}, "starts_at"),  # noqa: DTZ001 - naive on purpose.
+        ({"starts_at": datetime(2097, 1, 15, 0, 30, tzinfo=UTC)}, "starts_at"),
+        ({"ends_at": datetime(2097, 1, 15, tzinfo=UTC)}, "ends_at"),
+        ({"ends_at": datetime(2104, 1, 15, tzinfo=UTC)}, "ends_at"),
+        # A term already over issues GPU-hours nobody can use.
+        (
+            {
+                "starts_at": datetime(2020, 1, 1, tzinfo=UTC),
+                "ends_at": datetime(2020, 2, 1, tzinfo=UTC),
+            },
+            "ends_at",
+        ),
         ({"gpus": 0}, "gpus"),
         ({"contiguous_block_gpus": 16}, "contiguous_block_gpus"),
+        # The reservation is made of whole contiguous blocks.
+        ({"gpus": 10, "contiguous_block_gpus": 4}, "contiguous_block_gpus"),
+        ({"gpus": 12, "contiguous_block_gpus": 8}, "contiguous_block_gpus"),
         ({"cluster": "  "}, "cluster"),
     ],
 )
@@ -107,6 +120,33 @@ def test_invalid_capacity_is_a_named_refusal_that_writes_nothing(
     assert (refused.value.code, refused.value.field) == (CatalogErrorCode.INVALID_CAPACITY, field)
     assert not ReservedCapacity.objects.exists()
     assert not Entry.objects.exists()
+
+
+def test_a_term_ended_this_hour_is_refused_and_one_running_to_the_next_is_accepted(
+    provider, holder, sku, region
+):
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+    with pytest.raises(CatalogError) as over:
+        register(provider, holder, sku, region, starts_at=hour - timedelta(days=2), ends_at=hour)
+    running = register(
+        provider,
+        holder,
+        sku,
+        region,
+        starts_at=hour - timedelta(days=2),
+        ends_at=hour + timedelta(hours=1),
+    )
+
+    assert (over.value.code, over.value.field) == (CatalogErrorCode.INVALID_CAPACITY, "ends_at")
+    assert "over" in over.value.message
+    assert ReservedCapacity.objects.get() == running
+
+
+def test_a_block_dividing_the_gpus_is_accepted(provider, holder, sku, region):
+    reservation = register(provider, holder, sku, region, gpus=12, contiguous_block_gpus=4)
+
+    assert (reservation.gpus, reservation.contiguous_block_gpus) == (12, 4)
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,9 @@ def test_a_non_provider_cannot_register(client, buyer, sku, region):
         ({"gpus": "0"}, "gpus"),
         ({"gpus": "many"}, "gpus"),
         ({"contiguous_block_gpus": "32"}, "contiguous_block_gpus"),
+        ({"contiguous_block_gpus": "6"}, "contiguous_block_gpus"),  # 16 GPUs: not whole blocks
         ({"ends_at": _start().strftime("%Y-%m-%dT%H:%M")}, "ends_at"),
+        ({"starts_at": "2020-01-01T00:00", "ends_at": "2020-02-01T00:00"}, "ends_at"),  # over
         ({"ends_at": (_start() + timedelta(days=7 * 366)).strftime("%Y-%m-%dT%H:%M")}, "ends_at"),
         ({"starts_at": _start().strftime("%Y-%m-%dT%H:30")}, "starts_at"),
         ({"starts_at": "9999-12-01T00:00", "ends_at": "9999-12-31T00:00"}, "starts_at"),

@@ -49,7 +49,8 @@ def trader():
 
 @pytest.fixture
 def held_block(startup, sku, region):
-    """16 B200-class GPUs for February 2027, registered by a provider for the startup."""
+    """16 B200-class GPUs for February 2097 (a term still to come), registered by a provider for
+    the startup."""
     return capacity_register(
         provider=organization_create(
             slug="northwind", name="Northwind", kind=Organization.Kind.PROVIDER
@@ -58,8 +59,8 @@ def held_block(startup, sku, region):
         cluster="nw-portland-b200-b",
         sku=sku,
         region=region,
-        starts_at=datetime(2027, 2, 1, tzinfo=UTC),
-        ends_at=datetime(2027, 3, 1, tzinfo=UTC),
+        starts_at=datetime(2097, 2, 1, tzinfo=UTC),
+        ends_at=datetime(2097, 3, 1, tzinfo=UTC),
         gpus=16,
         interconnect="infiniband",
         contiguous_block_gpus=8,
@@ -133,8 +134,8 @@ def test_holder_sees_its_gpu_hour_entitlements(client, startup, trader, held_blo
     client.force_login(get_user_model().objects.get(username="hank"))
     hank_page = client.get(reverse("web:portfolio")).content.decode()
 
-    # then only the holder sees the 16 x 672 GPU-hours of February 2027
-    code = f"GPUH-{sku.code}-{region.code}-202702"
+    # then only the holder sees the 16 x 672 GPU-hours of February 2097
+    code = f"GPUH-{sku.code}-{region.code}-209702"
     assert code in alice_page and "10,752" in alice_page
     assert code not in hank_page
 
@@ -459,7 +460,7 @@ def test_statement_pages_hold_fifty_lines_newest_first(client, buyer):
 
 
 def test_statement_of_gpu_hours_when_held(client, startup, held_block, sku, region):
-    code = f"GPUH-{sku.code}-{region.code}-202702"
+    code = f"GPUH-{sku.code}-{region.code}-209702"
     client.force_login(get_user_model().objects.get(username="alice"))
 
     usd_page = client.get(reverse("web:statement"))
