@@ -262,9 +262,8 @@ def test_a_post_only_ioc_or_fok_ticket_is_refused_and_writes_no_order(
     client.force_login(alice)
     rejections = OrderRejection.objects.count()
 
-    response = _place(client, future, time_in_force=time_in_force, post_only="on")
+    response = _refused(client, _place(client, future, time_in_force=time_in_force, post_only="on"))
 
-    assert response.status_code == 400
     assert "post-only" in " ".join(response.context["form"].errors["time_in_force"])
     assert Order.objects.count() == 0
     assert OrderRejection.objects.count() == rejections + 1
