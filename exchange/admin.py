@@ -46,6 +46,7 @@ from exchange.services.funding import withdrawal_approve, withdrawal_reject
 from exchange.services.instruments import instrument_halt, instrument_resume
 from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.listing import listings_roll
+from exchange.services.participants import organization_create
 from exchange.services.risk_cycle import account_liquidate, daily_settlement_run
 from exchange.services.settlement_prices import (
     settlement_price_check,
@@ -276,6 +277,21 @@ class OrganizationAdmin(BackOfficeAdmin):
     list_filter = ["kind"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+
+    def save_model(self, request, obj, form, change):
+        """A new organization is opened as sign-up opens one, with its main trading account
+        (``organization_create``); without it its members could neither fund nor trade."""
+        if change:
+            return super().save_model(request, obj, form, change)
+        obj._audit_before, obj._audit_after = admin_changes(
+            form.changed_data, None, form.cleaned_data
+        )
+        created = organization_create(
+            slug=obj.slug, name=obj.name, kind=obj.kind, actor=request.user
+        )
+        # The form's object becomes the created row, for the inlines and the admin's log.
+        obj.pk, obj.name, obj.created_at = created.pk, created.name, created.created_at
+        obj._state.adding, obj._state.db = False, created._state.db
 
 
 @admin.register(Account)

@@ -2,6 +2,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.sites import site
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from exchange.models import AuditEntry, Instrument, Order, OrderCommand, Organization, Trade
@@ -131,3 +132,31 @@ def test_the_organization_admin_refuses_a_name_taken_whatever_its_case(admin_cli
     assert response.status_code == 200  # The form again, with the refusal.
     assert "An organization of this name already exists." in response.content.decode()
     assert Organization.objects.count() == before
+
+
+def test_an_organization_added_in_the_admin_is_opened_with_its_main_account(admin_client):
+    # given a new organization filled in on the admin's add form, with one member
+    member = User.objects.create_user("nadia", password="x-long-password-1")
+    form = {
+        "slug": "nimbus",
+        "name": "  Nimbus Compute ",
+        "kind": "provider",
+        "memberships-TOTAL_FORMS": "1",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+        "memberships-0-user": str(member.pk),
+        "memberships-0-role": "trader",
+    }
+
+    response = admin_client.post(reverse("admin:exchange_organization_add"), form)
+
+    # then it exists as sign-up opens one: its main trading account, its member, its audit
+    assert response.status_code == 302, response.content.decode()[:2000]
+    organization = Organization.objects.get(slug="nimbus")
+    assert organization.name == "Nimbus Compute"
+    assert list(organization.accounts.values_list("name", flat=True)) == ["main"]
+    assert organization.memberships.get().user == member
+    audited = AuditEntry.objects.filter(target_type="Organization")
+    actions = set(audited.filter(target_id=str(organization.pk)).values_list("action", flat=True))
+    assert {"organization.create", "admin.add"} <= actions
