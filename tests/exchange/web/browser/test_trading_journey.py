@@ -11,8 +11,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.management import call_command
 from django.db.models import Count
+from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -78,7 +80,9 @@ def test_two_startups_trade_in_the_browser_and_staff_settle_the_day(
     alice.goto("/funding/")
     alice.get_by_label("Test funds amount (USD)").fill("25000")
     alice.get_by_role("button", name="Add test funds").click()
-    expect(alice.locator("#cash-posted")).not_to_have_text(str(before_deposit))
+    # The page shows the new balance as it shows money: dollars and cents, with separators.
+    after_deposit = intcomma(floatformat(before_deposit + Decimal("25000"), 2))
+    expect(alice.locator("#cash-posted")).to_have_text(after_deposit)
     assert cash_balance(lumen).posted == before_deposit + Decimal("25000")
     screenshot(alice, "funding")
 
