@@ -908,9 +908,13 @@ def order_replace(
     wake.after_commit(order.instrument_id, order.pk)
     if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
         _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
-    refused = _refusal_code(command)
+    # The order is read before the command's outcome: an outcome read first could be
+    # "not processed yet" and the matcher refuse the replace before the order is read, which
+    # would be returned as accepted.
     order.refresh_from_db()
+    refused = _refusal_code(command)
     if refused is not None:
+        order.refresh_from_db()  # As the matcher left it with its refusal.
         raise _replace_refused(order, refused)
     return order
 

@@ -306,6 +306,34 @@ def test_replace_not_processed_by_an_external_matcher_returns_the_order(
     assert reload(bid).price == Decimal("2.40")
 
 
+def test_replace_refused_by_an_external_matcher_as_the_answer_is_read_is_reported(
+    future, buyer, seller, external_matcher, monkeypatch
+):
+    # given a resting post-only bid and an ask it would cross if repriced
+    place(seller, future, "sell", 2, "2.50")
+    bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
+    Matcher().process_pending()
+    # and an external matcher whose refusal of the replace commits just as the service reads
+    # its answer (the moment the matcher runs is the order's first read after the command)
+    refresh = Order.refresh_from_db
+    matched = []
+
+    def matcher_commits_now(self, *args, **kwargs):
+        if not matched:
+            matched.append(Matcher().process_pending())
+        return refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(Order, "refresh_from_db", matcher_commits_now)
+
+    # when the bid is repriced to cross, then the refusal is reported, not an accepted replace
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=reload(bid), price=Decimal("2.50"), quantity=5)
+
+    assert matched == [1]
+    assert refused.value.code == "MATCHING_POST_ONLY_WOULD_CROSS"
+    assert (reload(bid).status, reload(bid).price) == (OPEN, Decimal("2.45"))
+
+
 @pytest.mark.parametrize(
     ("price", "quantity", "code"),
     [
