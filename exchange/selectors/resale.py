@@ -9,6 +9,7 @@ from django.utils import timezone
 from exchange.models import Instrument, Organization, Region, ReservedCapacity
 from exchange.selectors.capacity import capacity_of
 from exchange.selectors.market import Quote, quotes_for
+from exchange.services.capacity import issued_from
 
 SECONDS_PER_HOUR = 3600
 # An organization with more blocks than this sees the soonest ones; the API pages through all.
@@ -29,8 +30,11 @@ class Block:
 
     @property
     def gpu_hours(self) -> int:
-        """GPU-hours of the block: what registration issued to its holder."""
-        return self.hours * self.reservation.gpus
+        """GPU-hours of the block: what registration issued to its holder (from the hour it
+        was registered in, for a block registered during its term)."""
+        reservation = self.reservation
+        issued = reservation.ends_at - issued_from(reservation.starts_at, reservation.created_at)
+        return int(issued.total_seconds()) // SECONDS_PER_HOUR * reservation.gpus
 
 
 def blocks_of(organization: Organization) -> list[Block]:

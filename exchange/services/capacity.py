@@ -56,6 +56,13 @@ def hours_by_month(starts_at: datetime, ends_at: datetime) -> list[MonthHours]:
     return months
 
 
+def issued_from(starts_at: datetime, registered_at: datetime) -> datetime:
+    """Where a block's issued GPU-hours begin: its start, or the start of the hour it was
+    registered in if its term was already running then."""
+    registered_hour = registered_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return max(starts_at, registered_hour)
+
+
 def _invalid(message: str, field: str) -> CatalogError:
     return CatalogError(CatalogErrorCode.INVALID_CAPACITY, message, field=field)
 
@@ -105,7 +112,10 @@ def capacity_register(
     """Record a reserved block and issue its GPU-hours to the holder, in one transaction.
 
     Only a provider organization registers capacity: it vouches that the GPUs exist, and the
-    GPU-hours it issues are as good as that promise.
+    GPU-hours it issues are as good as that promise. A block registered during its term (one
+    already running, as a cloud's idle reservation is) keeps its whole term on record, but
+    only its hours from the current one on are issued: those already past can be neither used
+    nor delivered.
     """
     if provider.kind != Organization.Kind.PROVIDER:
         raise CatalogError(
@@ -132,7 +142,7 @@ def capacity_register(
         holder_account = account_main(holder)
         postings = []
         issued = {}
-        for part in hours_by_month(starts_at, ends_at):
+        for part in hours_by_month(issued_from(starts_at, reservation.created_at), ends_at):
             commodity = entitlement(sku.code, region.code, part.month)
             gpu_hours = part.hours * gpus
             postings += [

@@ -6,6 +6,7 @@ import pytest
 
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import AuditEntry, Interconnect, Organization, ReservedCapacity
+from exchange.selectors.resale import blocks_of
 from exchange.services.capacity import MonthHours, capacity_register, hours_by_month
 from exchange.services.participants import organization_create
 from ledger.models import Account as LedgerAccount
@@ -168,3 +169,31 @@ def test_only_a_provider_registers_capacity(holder, sku, region, kind):
     assert not ReservedCapacity.objects.exists()
     assert not Entry.objects.exists()
     assert not AuditEntry.objects.filter(action="capacity.register").exists()
+
+
+def test_a_block_registered_during_its_term_issues_only_its_hours_from_now_on(
+    provider, holder, sku, region
+):
+    # given a block of 4 GPUs that started two days ago and ends two hours after this one
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    reservation = register(
+        provider,
+        holder,
+        sku,
+        region,
+        starts_at=hour - timedelta(days=2),
+        ends_at=hour + timedelta(hours=3),
+        gpus=4,
+        contiguous_block_gpus=4,
+    )
+
+    # then its whole term is on record, but only this hour and the next two are issued
+    assert reservation.starts_at == hour - timedelta(days=2)
+    held = LedgerAccount.objects.filter(owner__startswith="exchange.account:")
+    assert sum(row.balance for row in held) == 4 * 3
+    audit = AuditEntry.objects.get(action="capacity.register")
+    assert sum(audit.after["issued_gpu_hours"].values()) == 4 * 3
+    assert ledger_problems() == []
+    # and the capacity page says what was issued, not what the whole term would hold
+    (block,) = blocks_of(holder)
+    assert (block.hours, block.gpu_hours) == (2 * 24 + 3, 4 * 3)
