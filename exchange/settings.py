@@ -170,12 +170,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.orders_cancel_all_after_due",
         "schedule": 1.0,
     },
-    # GTD expiry on books nobody trades, in the inline mode: as often as an external matcher
-    # looks (MatcherLoop.wait_seconds_max), so an expired order is not shown open for long.
-    "expire-good-till-date-orders": {
-        "task": "exchange.tasks.orders_expire_due",
-        "schedule": 1.0,
-    },
     "expire-ledger-holds": {
         "task": "exchange.tasks.ledger_holds_expire",
         "schedule": 60.0,
@@ -197,6 +191,14 @@ if EXCHANGE_MATCHER_MODE not in {"inline", "external"}:
     raise ImproperlyConfigured("EXCHANGE_MATCHER_MODE must be 'inline' or 'external'.")
 if EXCHANGE_MATCHER_MODE == "external" and "postgresql" not in DATABASES["default"]["ENGINE"]:
     raise ImproperlyConfigured("EXCHANGE_MATCHER_MODE=external needs PostgreSQL (DATABASE_URL).")
+if EXCHANGE_MATCHER_MODE == "inline":
+    # GTD expiry on books nobody trades: as often as an external matcher looks at its own
+    # (MatcherLoop.wait_seconds_max), so an expired order is not shown open for long. External
+    # matchers expire orders in their loop; beat sends them nothing for it.
+    CELERY_BEAT_SCHEDULE["expire-good-till-date-orders"] = {
+        "task": "exchange.tasks.orders_expire_due",
+        "schedule": 1.0,
+    }
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,8 @@
 """Celery tasks, run eagerly as in the embedded mode."""
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
 
@@ -127,3 +130,23 @@ def test_the_gtd_sweep_is_as_prompt_as_an_external_matcher(settings):
     sweep = settings.CELERY_BEAT_SCHEDULE["expire-good-till-date-orders"]
     assert sweep["task"] == "exchange.tasks.orders_expire_due"
     assert sweep["schedule"] <= MatcherLoop.wait_seconds_max
+
+
+def test_beat_sends_external_matchers_no_gtd_sweep():
+    """External matchers expire GTD orders in their own loop: beat would only send them a
+    no-op task every second (86,400 a day through the broker)."""
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(sorted(settings.CELERY_BEAT_SCHEDULE))"
+    )
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "exchange.settings",
+        "EXCHANGE_MATCHER_MODE": "external",
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",  # Read, never connected to.
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+    assert "fire-cancel-all-after-switches" in shown
+    assert "expire-good-till-date-orders" not in shown
