@@ -314,9 +314,7 @@ class Matcher:
     def _refusal(instrument: Instrument, command: OrderCommand, now: datetime) -> str | None:
         """Why a command that could trade must not reach the engine, or None. A cancel, or a
         replace to quantity 0 (a cancel too), cannot trade: it always goes through."""
-        if command.kind == OrderCommand.Kind.CANCEL or (
-            command.kind == OrderCommand.Kind.REPLACE and command.quantity == 0
-        ):
+        if command.cancels:
             return None
         expired = instrument.last_trading_day < now.date()
         if instrument.status == Instrument.Status.EXPIRED or expired:

@@ -278,6 +278,20 @@ class OrderCommand(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} #{self.order_id} ({self.status})"
 
+    @staticmethod
+    def replace_cancels(quantity: object) -> bool:
+        """Whether a replace to ``quantity`` is a cancel: 0 contracts (not False or 0.0, which
+        are no quantities and are refused as such)."""
+        return type(quantity) is int and quantity == 0
+
+    @property
+    def cancels(self) -> bool:
+        """A cancel, or a replace to quantity 0: it cannot trade, so it always goes through
+        (on an instrument halted or expired too)."""
+        return self.kind == self.Kind.CANCEL or (
+            self.kind == self.Kind.REPLACE and self.replace_cancels(self.quantity)
+        )
+
 
 class OrderHold(models.Model):
     """A ledger hold setting aside an order's collateral (cash, or GPU-hour entitlements).

@@ -866,7 +866,7 @@ def order_replace(
     The same price with a smaller quantity keeps the order's place in the queue; any other
     change sends it to the back, matched like a new arrival. A replace to 0 is a cancel: like
     ``order_cancel`` it goes through on an instrument halted or expired, where any other
-    replace is refused.
+    replace is refused, and the price it names is not looked at.
 
     A replace the matcher refuses (a post-only order that would trade, an order whose time in
     force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as
@@ -882,9 +882,14 @@ def order_replace(
             field="order",
         )
     instrument = order.instrument
-    if not _cancels(quantity):
+    if OrderCommand.replace_cancels(quantity):
+        # A cancel: the price it names is not looked at (the order keeps its own), as DELETE
+        # names none.
+        assert order.price is not None  # A limit order.
+        price = order.price
+    else:
         _check_instrument_tradable(instrument)
-    check_price(instrument, price)
+        check_price(instrument, price)
     check_quantity(instrument, quantity, zero_allowed=True)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
@@ -917,12 +922,6 @@ def order_replace(
         order.refresh_from_db()  # As the matcher left it with its refusal.
         raise _replace_refused(order, refused)
     return order
-
-
-def _cancels(quantity: object) -> bool:
-    """Whether a replace to ``quantity`` cancels the order: 0 contracts (not False or 0.0,
-    which ``check_quantity`` refuses after the instrument's checks, as for any replace)."""
-    return type(quantity) is int and quantity == 0
 
 
 REPLACE_REFUSALS = {

@@ -227,6 +227,22 @@ def test_replace_to_zero_cancels(future, buyer):
     assert_consistent(future.pk)
 
 
+@pytest.mark.parametrize("price", ["2.451", "1000.5", "0"], ids=["off-tick", "off-band", "zero"])
+def test_replace_to_zero_cancels_whatever_price_it_names(future, buyer, price):
+    # A cancel by replace, as DELETE, is not refused for a price it does not use.
+    bid = place(buyer, future, "buy", 5, "2.45")
+
+    replaced = order_replace(order=bid, price=Decimal(price), quantity=0)
+
+    assert (replaced.status, replaced.price, replaced.cancelled_quantity) == (
+        CANCELLED,
+        Decimal("2.45"),
+        5,
+    )
+    assert OrderCommand.objects.filter(order=bid).last().price == Decimal("2.45")
+    assert_consistent(future.pk)
+
+
 def test_post_only_replace_that_would_cross_is_refused_by_the_matcher(future, buyer, seller):
     place(seller, future, "sell", 2, "2.50")
     bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
