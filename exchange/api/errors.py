@@ -78,6 +78,12 @@ class ApiError(exceptions.APIException):
         self.field = field
 
 
+def not_found(message: str, field: str) -> ApiError:
+    """404 for an object named in the body or the query rather than the path: one that does
+    not exist, or another organization's, answered alike."""
+    return ApiError(status.HTTP_404_NOT_FOUND, "NOT_FOUND", message, field)
+
+
 def envelope(code: str, message: str, field: str = "") -> dict[str, Any]:
     return {"error": {"code": str(code), "message": message, "field": field or None}}
 

@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange.api.errors import ApiError, ErrorSerializer
+from exchange.api.errors import ErrorSerializer, not_found
 from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
@@ -141,14 +141,9 @@ def _member_or_404(pool: Pool, member_id: int | str, field: str = "") -> PoolMem
     member = selectors.members_of(pool).filter(pk=number).first() if number else None
     if member is None:
         if field:  # Named in the body rather than the path.
-            raise _not_found(f"No member {member_id} in this pool.", field)
+            raise not_found(f"No member {member_id} in this pool.", field)
         raise Http404(member_id)
     return member
-
-
-def _not_found(message: str, field: str) -> ApiError:
-    """404 for an object named in the body or the query rather than the path."""
-    return ApiError(status.HTTP_404_NOT_FOUND, "NOT_FOUND", message, field)
 
 
 def _member_filter(access: Access, member_id: int | None) -> PoolMember | None:
@@ -156,7 +151,7 @@ def _member_filter(access: Access, member_id: int | None) -> PoolMember | None:
     sponsor every member's, or one's with ``?member=``."""
     if access.member is not None:
         if member_id is not None and member_id != access.member.pk:
-            raise _not_found(f"No member {member_id} in this pool.", "member")
+            raise not_found(f"No member {member_id} in this pool.", "member")
         return access.member
     return _member_or_404(access.pool, member_id, "member") if member_id is not None else None
 
@@ -1121,7 +1116,7 @@ class AllocationList(APIView):
         if round_id is not None:
             round_ = selectors.round_of(access.pool, round_id)
             if round_ is None:
-                raise _not_found(f"No round {round_id} in this pool.", "round")
+                raise not_found(f"No round {round_id} in this pool.", "round")
         rows = selectors.allocations(access.pool, member=member, round_=round_)
         return newest_first_page(
             self, request, rows, lambda page: PoolAllocationSerializer(page, many=True).data

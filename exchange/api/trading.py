@@ -26,7 +26,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange.api.errors import ErrorBodySerializer, ErrorSerializer, envelope, error_answer
+from exchange.api.errors import (
+    ErrorBodySerializer,
+    ErrorSerializer,
+    envelope,
+    error_answer,
+    not_found,
+)
 from exchange.api.fields import CodeRelatedField, IntegerInputField, QuerySerializer, TextField
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
@@ -332,15 +338,27 @@ class DryRunQuery(QuerySerializer):
     )
 
 
-def _instrument_filter() -> CodeRelatedField:
-    """A list's instrument, by its symbol: one that does not exist is a client's mistake (400),
-    not an empty list. Instruments are public: saying one does not exist tells nothing."""
-    return CodeRelatedField(
+class InstrumentFilterField(CodeRelatedField):
+    """A list's instrument, by its symbol. One that does not exist is answered 404 with the
+    field, as an unknown symbol in a body is, not with an empty list (instruments are public:
+    saying one does not exist tells nothing). An empty or NUL-holding value is malformed: 400.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and data and "\x00" not in data:
+            instrument = self.get_queryset().filter(symbol=data).first()
+            if instrument is None:
+                raise not_found(f"No instrument {data}.", self.field_name)
+            return instrument
+        return super().to_internal_value(data)
+
+
+def _instrument_filter() -> InstrumentFilterField:
+    return InstrumentFilterField(
         slug_field="symbol",
         queryset=Instrument.objects.all(),
         required=False,
-        error_messages={"does_not_exist": "No instrument {value}."},
-        help_text="An instrument's symbol.",
+        help_text="An instrument's symbol (404 NOT_FOUND if there is none such).",
     )
 
 
@@ -393,14 +411,13 @@ class FillFilter(PageQuery):
         if "since" in attrs and "until" in attrs and attrs["until"] <= attrs["since"]:
             raise serializers.ValidationError({"until": "Give a time after since."})
         order_id = attrs.get("order")
-        # Another organization's order is answered as one that does not exist.
+        # Another organization's order is answered as one that does not exist: 404, as for
+        # the order's own URL.
         if (
             order_id is not None
             and orders_selector.order_of(self.context["account"], order_id) is None
         ):
-            raise serializers.ValidationError(
-                {"order": f"No order {order_id} among the organization's orders."}
-            )
+            raise not_found(f"No order {order_id} among the organization's orders.", "order")
         return attrs
 
 

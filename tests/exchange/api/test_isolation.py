@@ -117,7 +117,7 @@ def test_lists_never_show_another_organizations_objects(theirs, buyer, seller, f
     assert {fill["side"] for fill in own.get("/api/v1/fills/").json()["results"]} == {"sell"}
     # Filtering by their order: refused as an order that does not exist (nothing listed).
     by_their_order = mine.get(f"/api/v1/fills/?order={their_order}")
-    assert (by_their_order.status_code, by_their_order.json()["error"]["field"]) == (400, "order")
+    assert (by_their_order.status_code, by_their_order.json()["error"]["field"]) == (404, "order")
     # Capacity, withdrawals, deposits and keys.
     assert ids(mine, "/api/v1/capacity/") == set()
     assert theirs["reservation"].pk in ids(own, "/api/v1/capacity/")
