@@ -2,6 +2,8 @@
 
 import django.db.models.functions.text
 from django.db import migrations, models
+from django.db.models import Value
+from django.db.models.functions import Lower
 
 NAME_LENGTH_MAX = 200  # Organization.name.
 RENAMES_PER_ORGANIZATION_MAX = 10
@@ -9,14 +11,27 @@ RENAMES_PER_ORGANIZATION_MAX = 10
 
 def names_told_apart(apps, schema_editor):
     """Organizations created before the rule whose names differ only in case or surrounding
-    blanks: the first (by id) keeps its name, each later one takes its short name after it
-    ("Lumen Labs (lumen-2)"), which no other organization has, the short names being unique."""
+    blanks: every name loses its surrounding blanks (as ``organization_create`` strips them),
+    the first (by id) keeps its name, each later one takes its short name after it ("Lumen
+    Labs (lumen-2)"), which no other organization has, the short names being unique.
+
+    Names are compared lower-cased by the database, as the unique index compares them (Python's
+    ``lower`` differs from PostgreSQL's on a few letters, such as the dotted capital I)."""
     Organization = apps.get_model("exchange", "Organization")
+
+    def folded(organization_id: int, name: str) -> str:
+        return (
+            Organization.objects.filter(pk=organization_id)
+            .annotate(folded=Lower(Value(name)))
+            .values_list("folded", flat=True)
+            .get()
+        )
+
     taken: set[str] = set()
     for organization in Organization.objects.order_by("id").only("id", "name", "slug"):
-        name = organization.name
+        name = organization.name.strip()
         for attempt in range(RENAMES_PER_ORGANIZATION_MAX):
-            if name.strip().lower() not in taken:
+            if folded(organization.pk, name) not in taken:
                 break
             suffix = (
                 f" ({organization.slug})" if attempt == 0 else f" ({organization.slug}-{attempt})"
@@ -24,7 +39,7 @@ def names_told_apart(apps, schema_editor):
             name = organization.name.strip()[: NAME_LENGTH_MAX - len(suffix)] + suffix
         else:
             raise RuntimeError(f"Cannot give organization {organization.pk} a name of its own.")
-        taken.add(name.strip().lower())
+        taken.add(folded(organization.pk, name))
         if name != organization.name:
             Organization.objects.filter(pk=organization.pk).update(name=name)
 

@@ -3,6 +3,7 @@
 import pytest
 from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models.functions import Lower
 
 from exchange.models import Order, OrderCommand, Organization
 from exchange.services.orders import order_cancel
@@ -56,6 +57,7 @@ def test_0015_tells_apart_organizations_named_alike_then_refuses_another():
         ("lumen-2", "LUMEN LABS"),
         ("quanta", "Quanta Bio"),
         ("lumen-3", " lumen labs "),
+        ("acme", " Acme "),
     ]:
         Organization.objects.create(slug=slug, name=name, kind="startup")
 
@@ -68,7 +70,25 @@ def test_0015_tells_apart_organizations_named_alike_then_refuses_another():
         "lumen-2": "LUMEN LABS (lumen-2)",
         "quanta": "Quanta Bio",
         "lumen-3": "lumen labs (lumen-3)",
+        "acme": "Acme",  # Its blanks gone, as organization_create strips them.
     }
     # and the database refuses a name taken whatever its case
     with pytest.raises(IntegrityError):
         Organization.objects.create(slug="quanta-2", name="quanta bio", kind="startup")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0015_folds_names_as_the_database_index_does():
+    # given names that Python's lower() and the database's lower() may fold differently
+    # (PostgreSQL folds the dotted capital I to a plain i; Python to i and a combining dot)
+    migrate_to(BEFORE_NAME_UNIQUE)
+    for slug, name in [("inci", "\u0130nci Labs"), ("inci-2", "inci labs"), ("sigma", "ΟΔΟΣ")]:
+        Organization.objects.create(slug=slug, name=name, kind="startup")
+    Organization.objects.create(slug="sigma-2", name="οδος", kind="startup")
+
+    # when the migration runs, then it does not fail on building the index
+    migrate_to(NAME_UNIQUE)
+
+    # and no two names fold alike in the database
+    folded = list(Organization.objects.annotate(f=Lower("name")).values_list("f", flat=True))
+    assert len(folded) == len(set(folded)) == 4
