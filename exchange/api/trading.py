@@ -706,7 +706,9 @@ class OrderDetail(ReadOrTrade):
     )
     def delete(self, request: Request, order_id: str) -> Response:
         order = order_cancel(
-            order=_order_or_404(request, order_id), requested_by=request.caller.user
+            order=_order_or_404(request, order_id),
+            requested_by=request.caller.user,
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
         )
         return Response(OrderSerializer(order).data)
 

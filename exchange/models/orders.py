@@ -162,6 +162,10 @@ class Order(models.Model):
             ),
         ]
 
+    # Not a column: set on the order that order_cancel and order_replace return when their
+    # command still waits for an external matcher (it had not answered within their wait).
+    command_pending = False
+
     def __str__(self) -> str:
         price = self.price or "market"
         return f"#{self.pk} {self.side} {self.quantity} {self.instrument_id} @ {price}"

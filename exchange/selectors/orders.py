@@ -20,7 +20,6 @@ from exchange.models import (
     Account,
     CancelAllTimer,
     Order,
-    OrderCommand,
     OrderTransition,
     Trade,
 )
@@ -116,13 +115,6 @@ def order_of(account: Account, order_id: int) -> Order | None:
 def transitions_of(order: Order) -> QuerySet[OrderTransition]:
     """What the matcher did to ``order``: its status changes and replaces, newest first."""
     return OrderTransition.objects.filter(order=order).order_by("-id")
-
-
-def replace_pending(order: Order) -> bool:
-    """Whether a replace of ``order`` still waits for an external matcher."""
-    return OrderCommand.objects.filter(
-        order=order, kind=OrderCommand.Kind.REPLACE, status=OrderCommand.Status.PENDING
-    ).exists()
 
 
 def orders_by_client_order_ids(

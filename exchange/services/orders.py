@@ -19,7 +19,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet, Sum, TextChoices
+from django.db.models import F, QuerySet, Subquery, Sum, TextChoices
 from django.utils import timezone
 
 import matching
@@ -762,13 +762,50 @@ def order_cancel(
     order: Order,
     requested_by: User | None = None,
     reason: str = CancelReason.USER,
+    wait_seconds: float = 0.0,
 ) -> Order:
     """Ask the matcher to cancel what is left of ``order``; return it as the matcher left it.
-    ``reason`` (a ``CancelReason``) becomes the order's ``done_reason`` if the cancel ends it."""
+    ``reason`` (a ``CancelReason``) becomes the order's ``done_reason`` if the cancel ends it.
+
+    A cancel the matcher refuses (the order ended meanwhile, filled say) raises
+    ``OrderRejected`` (``ORDER_NOT_LIVE``). The inline matcher decides at once; with external
+    matchers, ``wait_seconds`` is how long to wait for its decision: a cancel still unprocessed
+    after that is returned with the order as it is and ``command_pending`` set."""
     _check_live(order)
-    _command_submit(order, OrderCommand.Kind.CANCEL, requested_by, cancel_reason=reason)
-    order.refresh_from_db()  # The command may be matched already, here or by another process.
-    return order
+    command = _command_submit(order, OrderCommand.Kind.CANCEL, requested_by, cancel_reason=reason)
+    if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
+        _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+    fresh, refused = _command_outcome(order, command)
+    if refused is not None:
+        # The order ended before the matcher reached the cancel: answered as a cancel of an
+        # order seen ended is (ORDER_NOT_LIVE), whatever the engine called it.
+        _check_live(fresh)
+        raise OrderRejected(
+            _reject_code(refused), f"The matcher refused the cancel ({refused}).", field="order"
+        )
+    return fresh
+
+
+def _command_outcome(order: Order, command: OrderCommand) -> tuple[Order, str | None]:
+    """``order`` as it is now, with ``command_pending`` set if ``command`` still waits for a
+    matcher, and the code the matcher refused ``command`` with (None if it did not).
+
+    One statement reads both, so they agree even while an external matcher commits: read one
+    after the other, a command seen unprocessed could then be refused, and its order read as if
+    the command had been accepted."""
+    commands = OrderCommand.objects.filter(pk=command.pk)
+    fresh = cast(
+        Any,
+        Order.objects.select_related("instrument")
+        .annotate(
+            command_status=Subquery(commands.values("status")[:1]),
+            command_reject_code=Subquery(commands.values("reject_code")[:1]),
+        )
+        .get(pk=order.pk),
+    )
+    fresh.command_pending = fresh.command_status == OrderCommand.Status.PENDING
+    refused = fresh.command_status == OrderCommand.Status.REJECTED
+    return cast(Order, fresh), fresh.command_reject_code if refused else None
 
 
 def orders_cancel(
@@ -872,7 +909,7 @@ def order_replace(
     force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as
     the matcher left it. The inline matcher decides at once; with external matchers,
     ``wait_seconds`` is how long to wait for its decision: a replace still unprocessed after
-    that is accepted, and the order is returned as it is.
+    that is accepted, and the order is returned as it is, with ``command_pending`` set.
     """
     _check_live(order)
     if order.type != Order.Type.LIMIT:
@@ -913,15 +950,10 @@ def order_replace(
     wake.after_commit(order.instrument_id, order.pk)
     if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
         _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
-    # The order is read before the command's outcome: an outcome read first could be
-    # "not processed yet" and the matcher refuse the replace before the order is read, which
-    # would be returned as accepted.
-    order.refresh_from_db()
-    refused = _refusal_code(command)
+    fresh, refused = _command_outcome(order, command)
     if refused is not None:
-        order.refresh_from_db()  # As the matcher left it with its refusal.
-        raise _replace_refused(order, refused)
-    return order
+        raise _replace_refused(fresh, refused)
+    return fresh
 
 
 REPLACE_REFUSALS = {
@@ -931,15 +963,6 @@ REPLACE_REFUSALS = {
     ),
     str(matching.RejectReason.ALREADY_EXPIRED): ("the order's time in force has passed", ""),
 }
-
-
-def _refusal_code(command: OrderCommand) -> str | None:
-    """The code the matcher refused ``command`` with; None if applied or not processed yet."""
-    return (
-        OrderCommand.objects.filter(pk=command.pk, status=OrderCommand.Status.REJECTED)
-        .values_list("reject_code", flat=True)
-        .first()
-    )
 
 
 def _replace_refused(order: Order, code: str) -> OrderRejected:
@@ -999,12 +1022,12 @@ def _check_cancel_reason(reason: str) -> None:
 
 def _command_submit(
     order: Order, kind: str, requested_by: User | None, *, cancel_reason: str = ""
-) -> None:
+) -> OrderCommand:
     if kind == OrderCommand.Kind.CANCEL:
         _check_cancel_reason(cancel_reason)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
-    OrderCommand.objects.create(  # One autocommit INSERT: committed when it returns.
+    command = OrderCommand.objects.create(  # One autocommit INSERT: committed when it returns.
         kind=kind,
         order=order,
         instrument_id=order.instrument_id,
@@ -1012,3 +1035,4 @@ def _command_submit(
         requested_by=user,
     )
     wake.after_commit(order.instrument_id, order.pk)
+    return command

@@ -459,11 +459,20 @@ def _back_to(order: Order) -> HttpResponse:
 def order_cancel_view(request: HttpRequest, order_id: int, membership: Membership) -> HttpResponse:
     order = _own_order(membership, order_id)
     try:
-        order_cancel(order=order, requested_by=signed_in_user(request))
+        cancelled = order_cancel(
+            order=order,
+            requested_by=signed_in_user(request),
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
+        )
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not cancelled: {error.message}")
     else:
-        messages.success(request, f"Order #{order.pk} cancelled.")
+        if cancelled.command_pending:  # An external matcher has not answered.
+            messages.info(
+                request, f"Order #{order.pk}: the cancel is accepted, waiting for the matcher."
+            )
+        else:
+            messages.success(request, f"Order #{order.pk} cancelled.")
     return _back_to(order)
 
 
@@ -495,7 +504,7 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not amended: {error.message}")
     else:
-        if orders_selector.replace_pending(amended):  # An external matcher has not answered.
+        if amended.command_pending:  # An external matcher has not answered.
             messages.info(
                 request, f"Order #{order.pk}: the amend is accepted, waiting for the matcher."
             )

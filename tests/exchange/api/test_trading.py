@@ -759,6 +759,23 @@ def test_with_an_external_matcher_a_replace_to_zero_cancels_during_a_halt(future
     )
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_delete_answers_the_order_cancelled(future, buyer, settings):
+    from exchange.matcher.runtime import Matcher
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    order = place(buyer, future, "buy", 2, "2.400")
+    matcher.process_pending()
+
+    with matching_in_thread(matcher):
+        response = client_for(buyer).delete(order_url(order.pk))
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["done_reason"]) == ("cancelled", "user")
+
+
 def test_replacing_an_order_changes_its_price_and_quantity(api, future, buyer):
     order = place(buyer, future, "buy", 2, "2.400")
 

@@ -18,6 +18,7 @@ from exchange.models import (
     OrderTransition,
     Trade,
 )
+from exchange.services import orders as orders_service
 from exchange.services.instruments import instrument_halt, instrument_set_status
 from exchange.services.orders import (
     order_cancel,
@@ -113,11 +114,13 @@ def test_cancel_of_a_stale_copy_of_a_filled_order_changes_nothing(future, buyer,
     stale = place(buyer, future, "buy", 5, "2.45")
     place(seller, future, "sell", 5, "2.45")
 
-    # when
-    result = order_cancel(order=stale)
+    # when, then the matcher refuses the cancel, said as for an order seen ended
+    with pytest.raises(OrderRejected) as refused:
+        order_cancel(order=stale)
 
-    # then the matcher refuses the cancel and the order stays filled
-    assert result.status == FILLED
+    assert (refused.value.code, refused.value.field) == (OrderRejectCode.NOT_LIVE, "order")
+    assert refused.value.message == f"Order #{stale.pk} is filled."
+    assert reload(stale).status == FILLED
     command = OrderCommand.objects.filter(order=stale).last()
     assert (command.status, command.reject_code) == (
         OrderCommand.Status.REJECTED,
@@ -315,39 +318,54 @@ def test_replace_not_processed_by_an_external_matcher_returns_the_order(
 
     # when it is replaced without waiting, then it is accepted as it is
     result = order_replace(order=reload(bid), price=Decimal("2.40"), quantity=5)
-    assert (result.status, result.price) == (OPEN, Decimal("2.45"))
+    assert (result.status, result.price, result.command_pending) == (OPEN, Decimal("2.45"), True)
 
     # and the matcher's outcome is only known once it runs
     Matcher().process_pending()
     assert reload(bid).price == Decimal("2.40")
 
 
-def test_replace_refused_by_an_external_matcher_as_the_answer_is_read_is_reported(
+def test_replace_refused_by_an_external_matcher_while_waited_for_is_reported(
     future, buyer, seller, external_matcher, monkeypatch
 ):
     # given a resting post-only bid and an ask it would cross if repriced
     place(seller, future, "sell", 2, "2.50")
     bid = place(buyer, future, "buy", 5, "2.45", post_only=True)
     Matcher().process_pending()
-    # and an external matcher whose refusal of the replace commits just as the service reads
-    # its answer (the moment the matcher runs is the order's first read after the command)
-    refresh = Order.refresh_from_db
-    matched = []
+    # and an external matcher that answers while the service waits for it
+    waited = []
 
-    def matcher_commits_now(self, *args, **kwargs):
-        if not matched:
-            matched.append(Matcher().process_pending())
-        return refresh(self, *args, **kwargs)
+    def matcher_answers(awaited, wait_seconds):
+        waited.append((awaited.kind, Matcher().process_pending()))
 
-    monkeypatch.setattr(Order, "refresh_from_db", matcher_commits_now)
+    monkeypatch.setattr(orders_service, "_await", matcher_answers)
 
-    # when the bid is repriced to cross, then the refusal is reported, not an accepted replace
+    # when the bid is repriced to cross, then the matcher's refusal is raised
     with pytest.raises(OrderRejected) as refused:
-        order_replace(order=reload(bid), price=Decimal("2.50"), quantity=5)
+        order_replace(order=reload(bid), price=Decimal("2.50"), quantity=5, wait_seconds=1)
 
-    assert matched == [1]
+    assert waited == [("replace", 1)]
     assert refused.value.code == "MATCHING_POST_ONLY_WOULD_CROSS"
     assert (reload(bid).status, reload(bid).price) == (OPEN, Decimal("2.45"))
+
+
+def test_cancel_waits_for_an_external_matcher_and_says_when_it_did_not_answer(
+    future, buyer, external_matcher, monkeypatch
+):
+    bid = place(buyer, future, "buy", 5, "2.45")
+    Matcher().process_pending()
+    monkeypatch.setattr(orders_service, "_await", lambda awaited, wait_seconds: None)
+
+    # when the matcher has not answered within the wait, then the order comes back pending
+    pending = order_cancel(order=reload(bid), wait_seconds=1)
+    assert (pending.status, pending.command_pending) == (OPEN, True)
+
+    # and once it answers, a second cancel of the now cancelled order is refused
+    Matcher().process_pending()
+    assert reload(bid).status == CANCELLED
+    with pytest.raises(OrderRejected) as refused:
+        order_cancel(order=reload(bid))
+    assert refused.value.code == OrderRejectCode.NOT_LIVE
 
 
 @pytest.mark.parametrize(

@@ -837,6 +837,45 @@ def test_with_an_external_matcher_that_does_not_answer_in_time_the_amend_says_it
     assert note.message == f"Order #{bid.pk}: the amend is accepted, waiting for the matcher."
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_a_cancel_reports_the_matchers_outcome(
+    client, future, alice, buyer, external_matcher
+):
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
+    )
+    matcher.process_pending()
+    client.force_login(alice)
+
+    with matching_in_thread(matcher):
+        response = client.post(reverse("web:order_cancel", args=[bid.pk]), follow=True)
+
+    (note,) = response.context["messages"]
+    assert (note.level_tag, note.message) == ("success", f"Order #{bid.pk} cancelled.")
+    bid.refresh_from_db()
+    assert bid.status == Order.Status.CANCELLED
+
+
+def test_with_an_external_matcher_that_does_not_answer_in_time_the_cancel_says_it_waits(
+    client, future, alice, buyer, external_matcher
+):
+    """No matcher runs: the page does not call the order cancelled while it is still live."""
+    external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 0.05
+    bid = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
+    )
+    Matcher().process_pending()
+    client.force_login(alice)
+
+    response = client.post(reverse("web:order_cancel", args=[bid.pk]), follow=True)
+
+    (note,) = response.context["messages"]
+    assert note.level_tag == "info"
+    assert note.message == f"Order #{bid.pk}: the cancel is accepted, waiting for the matcher."
+
+
 def test_preview_splits_what_a_future_holds_into_margin_and_fee(client, future, alice):
     client.force_login(alice)
 
