@@ -1,14 +1,16 @@
 """The production channel layer's ``group_send_many``, against a Redis server of the test's own."""
 
 import asyncio
+import inspect
 import time
 
 import pytest
 import redis
+from channels_redis.core import RedisChannelLayer as Upstream
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection
 
-from exchange.feed.layers import RedisChannelLayer
+from exchange.feed.layers import RESTORE_BACKUP_LUA, RedisChannelLayer
 
 
 @pytest.fixture
@@ -172,3 +174,18 @@ def test_a_receive_ends_when_cancelled_though_redis_py_swallowed_the_cancellatio
     done, receiving = run(scenario)
     assert done, "the cancelled receive was still popping"
     assert receiving.cancelled()
+
+
+def test_the_overridden_pop_is_still_channels_redis_own():
+    """``_brpop_with_clean`` is channels_redis' method with cancellation checks added: its
+    script and commands must be upstream's. An upgrade that changes them fails here, to be
+    looked at, rather than running a pop that no longer matches the rest of the layer."""
+    upstream = inspect.getsource(Upstream._brpop_with_clean)
+    for line in filter(None, (line.strip() for line in RESTORE_BACKUP_LUA.splitlines())):
+        assert line in upstream, line
+    for command in (
+        "await connection.eval(cleanup_script, 0, channel, backup_queue)",
+        "result = await connection.bzpopmin(channel, timeout=timeout)",
+        "await connection.zadd(backup_queue, {member: float(timestamp)})",
+    ):
+        assert command in upstream, command
