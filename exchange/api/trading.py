@@ -758,8 +758,9 @@ class OrderReplace(APIView):
         description="The same price with a smaller quantity keeps the order's place in the "
         "queue; any other change sends it to the back. Quantity 0 cancels it, also on a halted "
         "instrument (as DELETE does). A replace the matcher refuses (e.g. "
-        "MATCHING_POST_ONLY_WOULD_CROSS, MATCHING_ALREADY_EXPIRED) is a 422 with its code, "
-        "the order unchanged by it.",
+        "MATCHING_POST_ONLY_WOULD_CROSS) is a 422 with its code, the order unchanged by it; "
+        "one of an order that ended first (a GTD order whose time passed) is a 409 "
+        "ORDER_NOT_LIVE.",
     )
     def post(self, request: Request, order_id: str) -> Response:
         order = _order_or_404(request, order_id)

@@ -966,11 +966,19 @@ REPLACE_REFUSALS = {
 
 
 def _replace_refused(order: Order, code: str) -> OrderRejected:
-    """The matcher's refusal of a replace of ``order`` (as the matcher left it)."""
-    why, field = REPLACE_REFUSALS.get(code, ("", ""))
+    """The matcher's refusal of a replace of ``order`` (as the matcher left it). An order that
+    ended before the matcher reached the replace (a GTD order whose time passed, expired just
+    before it; one filled meanwhile) is refused as a replace of an order seen ended is:
+    ``ORDER_NOT_LIVE``, whatever refused the command itself (the collateral check, once the
+    expiry released the order's holds)."""
     if order.status not in LIVE_STATUSES:
-        # E.g. a GTD order whose time passed: expired by the matcher just before the replace.
-        why = f"the order is {order.get_status_display().lower()}"
+        return OrderRejected(
+            OrderRejectCode.NOT_LIVE,
+            f"Order #{order.pk} is {order.get_status_display().lower()}: the matcher refused "
+            f"the replace ({code}).",
+            field="order",
+        )
+    why, field = REPLACE_REFUSALS.get(code, ("", ""))
     return OrderRejected(
         _reject_code(code),
         f"The matcher refused the replace ({code}){': ' + why if why else ''}.",

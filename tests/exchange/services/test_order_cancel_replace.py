@@ -298,13 +298,16 @@ def test_replace_of_a_gtd_order_past_its_time_is_refused_by_the_matcher(future, 
     assert bid.status == OPEN
     time.sleep(1.1)
 
-    # when it is replaced, then the matcher's refusal is raised: it expires the order first,
-    # releasing its collateral, so the replace is refused as not collateralized
+    # when it is replaced, then the matcher's refusal is raised as for an order seen ended:
+    # the matcher expires the order first (releasing its collateral, so the replace itself is
+    # refused as not collateralized)
     with pytest.raises(OrderRejected) as refused:
         order_replace(order=reload(bid), price=Decimal("2.40"), quantity=4)
 
-    assert refused.value.code == "RISK_INSUFFICIENT_FUNDS"
-    assert refused.value.message.endswith("the order is expired.")
+    assert (refused.value.code, refused.value.field) == (OrderRejectCode.NOT_LIVE, "order")
+    assert refused.value.message == (
+        f"Order #{bid.pk} is expired: the matcher refused the replace (RISK_INSUFFICIENT_FUNDS)."
+    )
     assert reload(bid).status == Order.Status.EXPIRED
     assert not Trade.objects.exists()
 
