@@ -588,8 +588,8 @@ def daily_settlement_run(
     actor: User | None = None,
     close: Any = None,
 ) -> RiskCycle:
-    """Settle ``trading_date`` (see the module docstring); idempotent."""
-    settlement_prices.trading_date_check(trading_date)
+    """Settle ``trading_date`` (see the module docstring); idempotent. A day still to come is
+    refused (``RISK_DAY_IN_FUTURE``) by ``settlement_prices_set``, before anything is written."""
     with transaction.atomic():
         cycle = settlement_prices.settlement_prices_set(
             trading_date=trading_date, close=close, actor=actor
