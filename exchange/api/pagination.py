@@ -1,3 +1,6 @@
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from collections.abc import Callable
 from typing import Any
 

@@ -1,6 +1,9 @@
 """The API's JSON parser: DRF's, with a body nested too deeply for the decoder refused as
 bad JSON (DRF lets the decoder's RecursionError through, which would answer 500)."""
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from typing import Any
 
 from rest_framework import parsers

@@ -1,5 +1,8 @@
 """Scopes: each view names the scope it needs (``required_scope``); None is public."""
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from typing import Any
 
 from rest_framework.permissions import BasePermission
