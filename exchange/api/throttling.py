@@ -17,6 +17,9 @@ two processes counting the same request list at once each write back their own, 
 concurrent burst was undercounted.
 """
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 import math
 import threading
 import time
@@ -78,6 +81,11 @@ def forget_local() -> None:
 
 class PerKeyRateThrottle(SimpleRateThrottle):
     scope = "key"
+    # DRF's attributes, typed: its key format, and the rate's requests per window (set by its
+    # ``__init__``; None without a rate, which ``allow_request`` checks before reading it).
+    cache_format: str
+    num_requests: int
+    left: float  # Seconds the key's current window has left (``wait``).
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         if isinstance(request.auth, ApiKey):
