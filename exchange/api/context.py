@@ -10,7 +10,8 @@ from exchange.models import Account, ApiKey, Membership, Organization
 from exchange.services.participants import account_main_recent
 
 ORGANIZATION_HEADER = "HTTP_X_GX_ORGANIZATION"
-ROLE_SCOPES = {
+# Keyed by the role as a membership stores it, text (each ``Membership.Role`` is one).
+ROLE_SCOPES: dict[str, frozenset[str]] = {
     Membership.Role.TRADER: frozenset(ApiKey.Scope.values),
     Membership.Role.VIEWER: frozenset({ApiKey.Scope.READ}),
 }
