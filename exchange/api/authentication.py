@@ -1,5 +1,8 @@
 """DRF authentication by API key (bearer, optionally HMAC-signed)."""
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -33,7 +36,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-class ApiKeyScheme(OpenApiAuthenticationExtension):
+# drf-spectacular's ``__init_subclass__`` (its extension registry) is unannotated.
+class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     """The key in the OpenAPI document: HTTP bearer."""
 
     target_class = ApiKeyAuthentication
