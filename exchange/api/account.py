@@ -2,6 +2,9 @@
 entitlements. Dollars are decimal strings, GPU-hours integers, prices strings of USD per
 GPU-hour. Everything here reads the caller's main trading account, and only it."""
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from decimal import Decimal
 from typing import Any
 

@@ -1,6 +1,9 @@
 """Reserved GPU capacity: a provider registers a block (its GPU-hours are issued to the block's
 holder as entitlements), both see it, and the holder lists it for resale."""
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from datetime import UTC, datetime
 from typing import Any
 

@@ -1,6 +1,9 @@
 """Market data (public): instruments, L2 book, trades, candles, settlement prices, forward
 curves and option chains. Prices are strings of USD per GPU-hour; quantities contracts."""
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 from datetime import date
 from typing import Any
 
