@@ -14,11 +14,15 @@ Reads need the ``read`` scope, the cycle's writes ``trade``, moving cash (fund, 
 edge), prices $/GPU-hr, quantities contracts (one GPU for the delivery month each).
 """
 
+# DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
+# mypy: allow-subclassing-any
+
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django.http import Http404
 from django.urls import path
@@ -419,7 +423,7 @@ class PoolAllocationSerializer(serializers.Serializer):
 class RoundView:
     round: PoolRound
     orders: list[PoolOrder] | None = None
-    allocations: list[Any] | None = None
+    allocations: list[PoolAllocation] | None = None
 
 
 class PoolRoundSerializer(serializers.Serializer):
@@ -521,7 +525,8 @@ class PoolCreditRepaidSerializer(serializers.Serializer):
 
 
 class PoolCreateSerializer(serializers.Serializer):
-    name = TextField(
+    # None in a subclass: DRF leaves the field out (``PoolSettingsSerializer``).
+    name: TextField | None = TextField(
         max_length=NAME_INPUT_LENGTH_MAX,
         allow_blank=True,
         help_text="1 to 100 characters, unique among the sponsor's pools.",
@@ -1189,7 +1194,7 @@ class Holdings(APIView):
 
 class TransferView(APIView):
     required_scope = ApiKey.Scope.TRADE
-    service: Any = None
+    service: ClassVar[Callable[..., PoolTransfer]]  # Each subclass's, as a staticmethod.
 
     def post(self, request: Request, pool_id: str) -> Response:
         pool = _sponsored(request, pool_id)
