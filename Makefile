@@ -60,7 +60,8 @@ test: lint check
 
 check: setup
 	$(BIN)/mypy matching ledger pricing statements exchange_client \
-		exchange/services exchange/selectors exchange/matcher exchange/feed exchange/tasks.py
+		exchange/services exchange/selectors exchange/matcher exchange/feed exchange/tasks.py \
+		exchange/api
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench
