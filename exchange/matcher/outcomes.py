@@ -42,7 +42,11 @@ class OutcomeListener:
         self._connection: psycopg.Connection | None = None
         self._pid: int | None = None
         self._thread: threading.Thread | None = None
-        self._done: OrderedDict[int, None] = OrderedDict()
+        # Each id heard, with the number of the last notification that named it (numbered
+        # from 1 in the order they arrived): a wait for a command of an order heard before
+        # counts only what is heard after it started (``mark``).
+        self._done: OrderedDict[int, int] = OrderedDict()
+        self._heard = 0
 
     def listen(self) -> bool:
         """Make sure this process listens; True when it had to start (a notification sent
@@ -66,11 +70,18 @@ class OutcomeListener:
             self._thread.start()
             return True
 
-    def wait(self, order_id: int, deadline: float) -> bool:
-        """Block until the matcher has reported ``order_id`` or the monotonic ``deadline``
-        passes; True when it was reported. False at once when the listener is down."""
+    def mark(self) -> int:
+        """The number of the last notification heard: ``wait(..., after=mark())`` counts only
+        those heard after this call."""
         with self._condition:
-            while order_id not in self._done:
+            return self._heard
+
+    def wait(self, order_id: int, deadline: float, after: int = 0) -> bool:
+        """Block until the matcher has reported ``order_id`` (in a notification heard after
+        ``after``, a ``mark``) or the monotonic ``deadline`` passes; True when it was
+        reported. False at once when the listener is down."""
+        with self._condition:
+            while self._done.get(order_id, 0) <= after:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._connection is None:
                     return False
@@ -94,8 +105,10 @@ class OutcomeListener:
                         break
                     ids = [int(text) for text in notification.payload.split(",") if text.isdigit()]
                     with self._condition:
+                        self._heard += 1
                         for heard in ids:
-                            self._done[heard] = None
+                            self._done[heard] = self._heard
+                            self._done.move_to_end(heard)
                         while len(self._done) > REMEMBERED_IDS_MAX:
                             self._done.popitem(last=False)
                         self._condition.notify_all()
@@ -125,11 +138,19 @@ def listen() -> None:
         logger.warning("cannot listen for order outcomes; polling", exc_info=True)
 
 
-def await_processed(order_id: int, wait_seconds: float, is_new: Callable[[], bool]) -> None:
+def await_processed(
+    order_id: int, wait_seconds: float, is_new: Callable[[], bool], *, command: bool = False
+) -> None:
     """Return once the matcher has processed ``order_id`` or ``wait_seconds`` have passed.
 
     ``is_new`` reads whether the order still waits for the matcher; it is asked once after the
     listener starts (the outcome may have come first) and, without a listener, every poll.
+
+    ``command``: what is awaited is a command (a replace, a cancel) of an order the matcher
+    has written before, so a notification of the order's id does not settle it: one heard
+    before the wait started was of an earlier batch (the order's placement, a fill), and one
+    heard during it may be too. ``is_new`` (the command's status) is read when the wait starts
+    and after each notification of the order, until the command is processed.
     """
     deadline = time.monotonic() + wait_seconds
     if connection.vendor == "postgresql":
@@ -138,10 +159,17 @@ def await_processed(order_id: int, wait_seconds: float, is_new: Callable[[], boo
         except psycopg.Error:
             logger.warning("cannot listen for order outcomes; polling", exc_info=True)
         else:
-            if started and not is_new():
+            # A new order's id is heard only once the matcher has processed it, before the
+            # wait or during it; a command's must be heard after the command's status is read.
+            mark = _listener.mark() if command else 0
+            if (started or command) and not is_new():
                 return
-            if _listener.wait(order_id, deadline):
-                return
+            while _listener.wait(order_id, deadline, after=mark):
+                if not command:
+                    return
+                mark = _listener.mark()
+                if not is_new():
+                    return
             if time.monotonic() >= deadline:
                 return
     _poll(deadline, is_new)

@@ -435,7 +435,9 @@ def _await(awaited: Order | OrderCommand, wait_seconds: float) -> None:
 
     Either way the matcher's batch notifies the order's id at commit; ``awaited``'s own row is
     read where the notification cannot tell (``outcomes.await_processed``): an order is
-    unprocessed while ``new``, a command while ``pending``.
+    unprocessed while ``new``, a command while ``pending``. A command's order was heard of
+    before (its placement, its fills), so its id heard says nothing of the command: the
+    command's row is read at the start and after each notification of the order.
     """
     rows: QuerySet[Any]
     unprocessed: str
@@ -449,7 +451,9 @@ def _await(awaited: Order | OrderCommand, wait_seconds: float) -> None:
     def is_unprocessed() -> bool:
         return rows.values_list("status", flat=True).first() == unprocessed
 
-    outcomes.await_processed(order_id, wait_seconds, is_unprocessed)
+    outcomes.await_processed(
+        order_id, wait_seconds, is_unprocessed, command=not isinstance(awaited, Order)
+    )
 
 
 def orders_submit(

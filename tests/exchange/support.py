@@ -182,13 +182,15 @@ def redis_server() -> Iterator[str]:
 
 
 @contextmanager
-def matching_in_thread(matcher) -> Iterator[None]:
+def matching_in_thread(matcher, *, delay_seconds: float = 0.0) -> Iterator[None]:
     """Run ``matcher``'s production step in a thread of its own (as ``run_matcher`` would in
-    its process) while the body waits for outcomes; stop it after."""
+    its process) while the body waits for outcomes; stop it after. ``delay_seconds``: the
+    matcher starts that late, as a busy one would, so the body has to wait for it."""
     stop = threading.Event()
 
     def match() -> None:
         try:
+            stop.wait(delay_seconds)
             while not stop.is_set():
                 matcher.process_pending()
                 stop.wait(0.01)

@@ -776,6 +776,41 @@ def test_with_an_external_matcher_delete_answers_the_order_cancelled(future, buy
     assert (response.json()["status"], response.json()["done_reason"]) == ("cancelled", "user")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_a_replace_and_a_delete_answer_what_the_matcher_did(
+    future, buyer, settings
+):
+    """The web process heard of the order when it was placed (the matcher notifies the ids
+    it wrote), and a replace or a cancel of it waits for its own command: the answers used to
+    come at once, with the order as it was before (on PostgreSQL, where the process listens)."""
+    from exchange.matcher.runtime import Matcher
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    api = client_for(buyer)
+    with matching_in_thread(matcher):
+        placed = api.post(
+            "/api/v1/orders/",
+            {"instrument": future.symbol, "side": "buy", "quantity": 2, "price": "2.400"},
+            format="json",
+        )
+    assert placed.json()["order"]["status"] == "open", placed.content
+    order_id = placed.json()["order"]["id"]
+
+    with matching_in_thread(matcher, delay_seconds=0.3):
+        replaced = api.post(
+            f"{order_url(order_id)}replace/", {"price": "2.410", "quantity": 5}, format="json"
+        )
+    with matching_in_thread(matcher, delay_seconds=0.3):
+        cancelled = api.delete(order_url(order_id))
+
+    assert replaced.status_code == 200, replaced.content
+    assert (replaced.json()["price"], replaced.json()["quantity"]) == ("2.410000", 5)
+    assert cancelled.status_code == 200, cancelled.content
+    assert (cancelled.json()["status"], cancelled.json()["done_reason"]) == ("cancelled", "user")
+
+
 def test_replacing_an_order_changes_its_price_and_quantity(api, future, buyer):
     order = place(buyer, future, "buy", 2, "2.400")
 

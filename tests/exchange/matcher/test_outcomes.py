@@ -219,3 +219,45 @@ def test_a_batch_hears_every_outcome_even_those_before_its_first_wait(
 
     assert [result.order.status for result in results] == [Order.Status.OPEN] * 3
     assert waited < 2.5  # Not the 5 s a missed outcome waits.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commands_wait_is_not_ended_by_its_orders_earlier_outcome(
+    postgres_only, external_matcher, future, buyer
+):
+    """The order's placement was heard; a replace of it waits for the replace, and ends when
+    the matcher has processed it (not at once, for the placement's notification)."""
+    from exchange.models import OrderCommand
+    from exchange.services.orders import order_replace
+
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5
+    )
+    outcomes._listener.listen()
+    Matcher().process_pending()
+    assert outcomes._listener.wait(order.pk, time.monotonic() + 5)  # the placement, heard
+    order.refresh_from_db()
+    order_replace(order=order, price=Decimal("2.46"), quantity=5)  # no wait: left pending
+    command = OrderCommand.objects.filter(order=order).latest("pk")
+
+    def is_pending() -> bool:
+        return OrderCommand.objects.get(pk=command.pk).status == OrderCommand.Status.PENDING
+
+    def match() -> None:
+        from django.db import connection
+
+        time.sleep(0.3)
+        try:
+            Matcher().process_pending()
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=match)
+    worker.start()
+    started = time.monotonic()
+    outcomes.await_processed(order.pk, 10, is_pending, command=True)
+    waited = time.monotonic() - started
+    worker.join(10)
+
+    assert not is_pending()
+    assert 0.2 < waited < 5  # Waited for the matcher, and heard it.
