@@ -661,7 +661,10 @@ class OrderBatchCancel(APIView):
         field = "order_ids" if "order_ids" in body.validated_data else "client_order_ids"
         asked = body.validated_data[field]
         results = orders_cancel_each(
-            account=request.caller.account, requested_by=request.caller.user, **{field: asked}
+            account=request.caller.account,
+            requested_by=request.caller.user,
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
+            **{field: asked},
         )
         answers = []
         for named, (order_id, result) in zip(asked, results, strict=True):

@@ -827,10 +827,19 @@ def orders_cancel(
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     live = [order for order in orders if order.status in LIVE_STATUSES]
+    _cancel_commands_submit(live, reason, user)
+    return len(live)
+
+
+def _cancel_commands_submit(
+    live: Sequence[Order], reason: str, user: User | None
+) -> list[OrderCommand]:
+    """One cancel command per order of ``live``, in one transaction, then one inline matcher
+    run per instrument; the commands, in ``live``'s order."""
     if not live:
-        return 0
+        return []
     with transaction.atomic(durable=True):
-        OrderCommand.objects.bulk_create(
+        commands = OrderCommand.objects.bulk_create(
             OrderCommand(
                 kind=OrderCommand.Kind.CANCEL,
                 order=order,
@@ -845,7 +854,7 @@ def orders_cancel(
 
         for instrument_id in sorted({order.instrument_id for order in live}):
             inline.process_instrument(instrument_id)
-    return len(live)
+    return commands
 
 
 def orders_cancel_each(
@@ -854,14 +863,18 @@ def orders_cancel_each(
     order_ids: Sequence[int] | None = None,
     client_order_ids: Sequence[str] | None = None,
     requested_by: User | None = None,
+    wait_seconds: float = 0.0,
 ) -> list[tuple[int | None, Order | OrderRejected | None]]:
     """Cancel each of the account's orders named in ``order_ids``, or placed with
     ``client_order_ids`` (one of the two; a batch, each once), as ``order_cancel`` would one by
     one, with one transaction for all the commands (``orders_cancel``).
 
     Per name, in order, the order's id (None when none of the account's orders has it) with:
-    the order as it is after its cancel was asked for; the ``ORDER_NOT_LIVE`` refusal of one no
-    longer live; or None for a name that is none of the account's orders.
+    the order as the matcher left it; the ``ORDER_NOT_LIVE`` refusal of one no longer live,
+    seen ended or ended before the matcher reached its cancel; or None for a name that is none
+    of the account's orders. ``wait_seconds``: with external matchers, one wait shared by the
+    batch's cancels, as ``order_cancel``'s for one; an order whose cancel is still unprocessed
+    after it is answered as it is, with ``command_pending`` set.
     """
     if (order_ids is None) == (client_order_ids is None):
         raise ValueError("Name the orders by order_ids or by client_order_ids, one of them.")
@@ -883,12 +896,48 @@ def orders_cancel_each(
         else:
             results.append(order)
     live = [result for result in results if isinstance(result, Order)]
-    orders_cancel(orders=live, reason=CancelReason.USER, requested_by=requested_by)
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    require_own_transaction()
+    commands = _cancel_commands_submit(live, CancelReason.USER, user)
+    if commands and settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
+        deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
+        for command in commands:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _await(command, left)
+    # The commands before the orders: a command read processed has its order's outcome
+    # written (a command read pending may be processed by the time its order is read).
+    outcome = {
+        order_id: (status, reject_code)
+        for order_id, status, reject_code in OrderCommand.objects.filter(
+            pk__in=[command.pk for command in commands]
+        ).values_list("order_id", "status", "reject_code")
+    }
     fresh = _reread_many(live) if live else {}
+    answers: dict[int, Order | OrderRejected] = {}
+    for order in live:
+        status, reject_code = outcome[order.pk]
+        answer = fresh[order.pk]
+        answer.command_pending = status == OrderCommand.Status.PENDING
+        if status == OrderCommand.Status.REJECTED:
+            # As ``order_cancel`` answers a cancel the matcher refused.
+            try:
+                _check_live(answer)
+            except OrderRejected as error:
+                answers[order.pk] = error
+                continue
+            answers[order.pk] = OrderRejected(
+                _reject_code(reject_code),
+                f"The matcher refused the cancel ({reject_code}).",
+                field="order",
+            )
+            continue
+        answers[order.pk] = answer
     return [
         (
             order.pk if order is not None else None,
-            fresh[result.pk] if isinstance(result, Order) else result,
+            answers[result.pk] if isinstance(result, Order) else result,
         )
         for order, result in zip(orders, results, strict=True)
     ]

@@ -351,6 +351,34 @@ def test_each_order_of_a_cancel_batch_is_answered_as_its_own_cancel_would_be(
     assert theirs.status == Order.Status.OPEN
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_a_cancel_batch_answers_what_the_matcher_did(
+    future, buyer, seller, settings
+):
+    """Each order answered as its own DELETE would be: after the matcher's pass, cancelled
+    (the batch used to answer at once, the orders still open), or 409 for one that traded
+    away before the matcher reached its cancel."""
+    from exchange.matcher.runtime import Matcher
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    bids = [place(buyer, future, "buy", 1, price) for price in ("2.400", "2.405")]
+    matcher.process_pending()
+    place(seller, future, "sell", 1, "2.405")  # Fills the second bid at the matcher's next pass.
+
+    with matching_in_thread(matcher, delay_seconds=0.3):
+        response = client_for(buyer).post(
+            CANCEL_BATCH, {"order_ids": [bid.pk for bid in bids]}, format="json"
+        )
+
+    assert response.status_code == 200, response.content
+    cancelled, filled = response.json()["results"]
+    assert (cancelled["status"], cancelled["order"]["status"]) == (200, "cancelled")
+    assert cancelled["order"]["done_reason"] == "user"
+    assert (filled["status"], filled["error"]["code"]) == (409, "ORDER_NOT_LIVE")
+
+
 def test_a_cancel_batch_by_client_order_ids_answers_each_as_asked(api, future, buyer, seller):
     # given the buyer's orders named q-1 (live), q-2 (cancelled already) and q-3 (live), and
     # the seller's own q-4
