@@ -20,7 +20,14 @@ class HasScope(BasePermission):
             raise ApiAuthError(ApiAuthErrorCode.REQUIRED, "Authenticate with an API key.")
         caller = caller_of(request)
         if scope not in caller.scopes:
-            code = ApiAuthErrorCode.SCOPE_MISSING if caller.key else ApiAuthErrorCode.ROLE_MISSING
-            raise ApiAuthError(code, f"This needs the {scope!r} scope.")
+            # The scope by its value, as keys are made with it (--scopes read,trade).
+            if caller.key:
+                raise ApiAuthError(
+                    ApiAuthErrorCode.SCOPE_MISSING, f"This key lacks the {scope!s} scope."
+                )
+            raise ApiAuthError(
+                ApiAuthErrorCode.ROLE_MISSING,
+                f"Your role lacks the {scope!s} scope: a trader of the organization has it.",
+            )
         request.caller = caller
         return True

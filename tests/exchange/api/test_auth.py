@@ -139,6 +139,8 @@ def test_a_key_without_the_scope_is_403(buyer):
     response = client_with(reader).delete(f"/api/v1/keys/{reader.split('_')[1]}/")
 
     assert error_of(response) == (403, "AUTH_SCOPE_MISSING")
+    # named as the keys' scopes are (the message used to read "the ApiKey.Scope.TRADE scope")
+    assert response.json()["error"]["message"] == "This key lacks the trade scope."
     assert ApiKey.objects.get().revoked_at is None
 
 
@@ -354,6 +356,9 @@ def test_members_signed_in_use_the_api_with_their_role(buyer, client):
 
     assert as_viewer.json()["scopes"] == ["read"]
     assert error_of(refused) == (403, "AUTH_ROLE_MISSING")
+    assert refused.json()["error"]["message"] == (
+        "Your role lacks the trade scope: a trader of the organization has it."
+    )
     assert as_trader.json()["scopes"] == ["read", "trade", "transfer"]
 
 
