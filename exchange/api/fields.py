@@ -39,10 +39,15 @@ class IntegerInputField(serializers.IntegerField):
 
 class QuerySerializer(serializers.Serializer):
     """Query parameters: one given empty (``?status=``) is refused like any other bad value,
-    rather than read as absent (DRF's way with form data), so the schema's types hold."""
+    rather than read as absent (DRF's way with form data), so the schema's types hold; one given
+    twice (``?status=live&status=done``) is refused too, rather than the last one silently
+    winning: every filter takes one value."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        getlist = getattr(self.initial_data, "getlist", None)
         for name in self.fields:
+            if getlist is not None and len(getlist(name)) > 1:
+                raise serializers.ValidationError({name: "Give it once."})
             if self.initial_data.get(name) == "":
                 raise serializers.ValidationError({name: "Give a value or leave it out."})
         return attrs
@@ -50,9 +55,11 @@ class QuerySerializer(serializers.Serializer):
 
 class CodeRelatedField(serializers.SlugRelatedField):
     """A row named by its code or slug. A value holding NUL names nothing (PostgreSQL cannot
-    even compare text with NUL in it): refused as unknown, before any query."""
+    even compare text with NUL in it): refused as malformed, before any query."""
+
+    default_error_messages = {"nul": "Codes and symbols hold no NUL character."}
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str) and "\x00" in data:
-            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", ""))
+            self.fail("nul")
         return super().to_internal_value(data)

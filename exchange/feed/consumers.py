@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from exchange.api.errors import FORBIDDEN_CODES
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
-from exchange.feed.messages import instrument_group, organization_group
+from exchange.feed.messages import instrument_group, organization_group, time_text
 from exchange.feed.selectors import book_snapshot
 from exchange.models import ApiKey, Instrument
 from exchange.selectors.market import instrument_by_symbol
@@ -71,7 +71,7 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
             return
         if content.get("type") == "ping":
             await self.send_json(
-                {"type": "pong", "id": content.get("id"), "server_time": timezone.now().isoformat()}
+                {"type": "pong", "id": content.get("id"), "server_time": time_text(timezone.now())}
             )
         else:
             await self.receive_message(content)

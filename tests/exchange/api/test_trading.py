@@ -626,6 +626,9 @@ def test_an_order_is_found_by_its_client_order_id_within_the_organization(
         ("limit=0", "limit"),
         ("instrument=", "instrument"),
         ("instrument=a%00b", "instrument"),
+        # A filter takes one value: the last one does not silently win.
+        ("status=live&status=done", "status"),
+        ("side=buy&side=buy", "side"),
     ],
 )
 def test_a_bad_list_filter_is_refused(api, future, buyer, query, field):
@@ -635,6 +638,17 @@ def test_a_bad_list_filter_is_refused(api, future, buyer, query, field):
 
     assert response.status_code == 400
     assert (error_of(response)["code"], error_of(response)["field"]) == ("INVALID_INPUT", field)
+
+
+def test_a_filter_holding_nul_is_refused_as_malformed(api, future):
+    response = api.get(f"{ORDERS}?instrument=A%00B")
+
+    assert response.status_code == 400
+    assert error_of(response) == {
+        "code": "INVALID_INPUT",
+        "message": "Codes and symbols hold no NUL character.",
+        "field": "instrument",
+    }
 
 
 @pytest.mark.parametrize("path", [ORDERS, FILLS])

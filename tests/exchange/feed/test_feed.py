@@ -437,6 +437,7 @@ def test_a_ping_is_answered_and_a_frame_that_is_not_json_does_not_end_the_feed(f
 
     assert (pong["type"], pong["id"]) == ("pong", 7)
     assert datetime.fromisoformat(pong["server_time"]).tzinfo is not None
+    assert pong["server_time"].endswith("Z")  # UTC written as the REST API writes it.
     assert (error["type"], error["code"]) == ("error", "INVALID_JSON")
     assert ignored
     assert (still_open["type"], still_open["id"]) == ("pong", None)
