@@ -284,7 +284,6 @@ ORDER_FIELDS = {
 }
 ORDER_DEFAULTS = {
     "type": "limit",
-    "time_in_force": "gtc",
     "post_only": False,
     "self_trade_prevention": "cancel_newest",
 }
@@ -641,7 +640,7 @@ class ExchangeClient:
         quantity: int,
         price: Decimal | None = None,
         type: str = "limit",
-        time_in_force: str = "gtc",
+        time_in_force: str | None = None,
         post_only: bool = False,
         self_trade_prevention: str = "cancel_newest",
         client_order_id: str | None = None,

@@ -224,7 +224,9 @@ class OrderCreateSerializer(serializers.Serializer):
         "market orders.",
     )
     time_in_force = serializers.ChoiceField(
-        choices=Order.TimeInForce.choices, default=Order.TimeInForce.GTC
+        choices=Order.TimeInForce.choices,
+        required=False,
+        help_text="Left out: gtc for a limit order, ioc for a market order (which is IOC or FOK).",
     )
     expires_at = AwareDateTimeField(
         default=None, allow_null=True, help_text="GTD orders only: ISO 8601 with a time zone."
@@ -246,6 +248,12 @@ class OrderCreateSerializer(serializers.Serializer):
         help_text="Your id for the order: placing it again with the same body returns the "
         "first order (200); with another body it is refused (409).",
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "time_in_force" not in attrs:
+            market = attrs.get("type") == Order.Type.MARKET
+            attrs["time_in_force"] = Order.TimeInForce.IOC if market else Order.TimeInForce.GTC
+        return attrs
 
 
 class OrderBatchSerializer(serializers.Serializer):

@@ -279,6 +279,20 @@ def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):
     assert [order.id for order in client.orders(side="buy")] == [placed.order.id]
 
 
+def test_the_client_places_a_market_order_without_naming_its_time_in_force(future, buyer, seller):
+    client_of(seller.organization).place_order(
+        instrument=future.symbol, side="sell", quantity=1, price=Decimal("2.50")
+    )
+
+    placed = client_of(buyer.organization).place_order(
+        instrument=future.symbol, side="buy", quantity=3, type="market"
+    )
+
+    # An IOC order: what it could not fill is cancelled at once.
+    assert (placed.order.time_in_force, placed.order.status) == ("ioc", "cancelled")
+    assert placed.order.filled_quantity == 1
+
+
 def test_the_client_reads_an_orders_history(future, buyer):
     client = client_of(buyer.organization)
     placed = client.place_order(

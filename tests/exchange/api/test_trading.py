@@ -244,6 +244,51 @@ def test_an_order_the_matcher_refuses_is_created_with_its_reject_code(api, futur
     assert order["open_quantity"] == 0  # None of a refused order may trade.
 
 
+@pytest.mark.parametrize(
+    ("order_type", "named", "placed_as"),
+    [
+        ("market", None, "ioc"),  # Left out: a market order never rests.
+        ("market", "fok", "fok"),
+        ("limit", None, "gtc"),
+    ],
+)
+def test_a_time_in_force_left_out_fits_the_order_type(
+    api, future, seller, order_type, named, placed_as
+):
+    place(seller, future, "sell", 2, "2.500")
+    body = {"instrument": future.symbol, "side": "buy", "type": order_type, "quantity": 1}
+    if order_type == "limit":
+        body["price"] = "2.400"
+    if named is not None:
+        body["time_in_force"] = named
+
+    response = api.post(ORDERS, body, format="json")
+
+    assert response.status_code == 201, response.content
+    assert Order.objects.get(pk=response.json()["order"]["id"]).time_in_force == placed_as
+
+
+def test_a_market_order_naming_gtc_is_refused(api, future, seller):
+    place(seller, future, "sell", 2, "2.500")
+    before = Order.objects.count()
+
+    response = api.post(
+        ORDERS,
+        {
+            "instrument": future.symbol,
+            "side": "buy",
+            "type": "market",
+            "time_in_force": "gtc",
+            "quantity": 1,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "ORDER_INVALID_TIME_IN_FORCE"
+    assert Order.objects.count() == before  # Only the rejection is recorded.
+
+
 def test_a_market_order_without_liquidity_is_refused(api, future, row_counts):
     before = row_counts()
 
