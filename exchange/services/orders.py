@@ -756,9 +756,13 @@ def require_own_transaction() -> None:
 
 def _check_live(order: Order) -> None:
     if order.status not in LIVE_STATUSES:
-        raise OrderRejected(
-            OrderRejectCode.NOT_LIVE, f"Order #{order.pk} is {order.status}.", field="order"
-        )
+        raise _not_live(order)
+
+
+def _not_live(order: Order) -> OrderRejected:
+    return OrderRejected(
+        OrderRejectCode.NOT_LIVE, f"Order #{order.pk} is {order.status}.", field="order"
+    )
 
 
 def order_cancel(
@@ -781,13 +785,19 @@ def order_cancel(
         _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
     fresh, refused = _command_outcome(order, command)
     if refused is not None:
-        # The order ended before the matcher reached the cancel: answered as a cancel of an
-        # order seen ended is (ORDER_NOT_LIVE), whatever the engine called it.
-        _check_live(fresh)
-        raise OrderRejected(
-            _reject_code(refused), f"The matcher refused the cancel ({refused}).", field="order"
-        )
+        raise _cancel_refused(fresh, refused)
     return fresh
+
+
+def _cancel_refused(order: Order, code: str) -> OrderRejected:
+    """The matcher's refusal of a cancel of ``order`` (as the matcher left it). An order that
+    ended before the matcher reached the cancel is refused as a cancel of an order seen ended
+    is (``ORDER_NOT_LIVE``), whatever the engine called it."""
+    if order.status not in LIVE_STATUSES:
+        return _not_live(order)
+    return OrderRejected(
+        _reject_code(code), f"The matcher refused the cancel ({code}).", field="order"
+    )
 
 
 def _command_outcome(order: Order, command: OrderCommand) -> tuple[Order, str | None]:
@@ -921,17 +931,7 @@ def orders_cancel_each(
         answer = fresh[order.pk]
         answer.command_pending = status == OrderCommand.Status.PENDING
         if status == OrderCommand.Status.REJECTED:
-            # As ``order_cancel`` answers a cancel the matcher refused.
-            try:
-                _check_live(answer)
-            except OrderRejected as error:
-                answers[order.pk] = error
-                continue
-            answers[order.pk] = OrderRejected(
-                _reject_code(reject_code),
-                f"The matcher refused the cancel ({reject_code}).",
-                field="order",
-            )
+            answers[order.pk] = _cancel_refused(answer, reject_code)
             continue
         answers[order.pk] = answer
     return [
