@@ -817,7 +817,10 @@ class OrderCancelAll(APIView):
             request.caller.account, status=orders_selector.STATUS_LIVE, instrument=symbol
         )
         cancelled = orders_cancel(
-            orders=live, reason=CancelReason.CANCEL_ALL, requested_by=request.caller.user
+            orders=live,
+            reason=CancelReason.CANCEL_ALL,
+            requested_by=request.caller.user,
+            wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
         )
         return Response(CancelledSerializer({"cancelled": cancelled}).data)
 

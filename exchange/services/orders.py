@@ -827,18 +827,33 @@ def orders_cancel(
     orders: Iterable[Order],
     reason: str,
     requested_by: User | None = None,
+    wait_seconds: float = 0.0,
 ) -> int:
     """Ask the matcher to cancel every live order of ``orders`` (cancel-all, the cycle's
     expiries, liquidation): one transaction for all the commands, then one matcher run per
     instrument. ``reason`` (a ``CancelReason``) says who or what asked, for the orders'
     ``done_reason``. Returns how many cancels were asked for; the matcher refuses those whose
-    order finished meanwhile (``ORDER_NOT_LIVE`` on the command)."""
+    order finished meanwhile (``ORDER_NOT_LIVE`` on the command). ``wait_seconds``: with
+    external matchers, how long to wait for them to process the cancels (one wait for all)."""
     _check_cancel_reason(reason)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     live = [order for order in orders if order.status in LIVE_STATUSES]
-    _cancel_commands_submit(live, reason, user)
+    _await_all(_cancel_commands_submit(live, reason, user), wait_seconds)
     return len(live)
+
+
+def _await_all(commands: Sequence[OrderCommand], wait_seconds: float) -> None:
+    """With external matchers, wait until each of ``commands`` is processed, or
+    ``wait_seconds`` (at most ``ORDER_WAIT_SECONDS_MAX``) have passed for them all."""
+    if not commands or settings.EXCHANGE_MATCHER_MODE == "inline" or wait_seconds <= 0:
+        return
+    deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
+    for command in commands:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        _await(command, left)
 
 
 def _cancel_commands_submit(
@@ -909,13 +924,7 @@ def orders_cancel_each(
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     commands = _cancel_commands_submit(live, CancelReason.USER, user)
-    if commands and settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
-        deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
-        for command in commands:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            _await(command, left)
+    _await_all(commands, wait_seconds)
     # The commands before the orders: a command read processed has its order's outcome
     # written (a command read pending may be processed by the time its order is read).
     outcome = {

@@ -1065,6 +1065,30 @@ def test_cancel_all_cancels_every_live_order(api, futures, buyer, seller):
     assert api.post(CANCEL_ALL, format="json").json() == {"cancelled": 0}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_cancel_all_answers_once_the_orders_are_cancelled(
+    futures, buyer, settings
+):
+    from exchange.matcher.runtime import Matcher
+
+    settings.EXCHANGE_MATCHER_MODE = "external"
+    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
+    matcher = Matcher()
+    first, second = futures
+    mine = [place(buyer, first, "buy", 1, "2.400"), place(buyer, second, "sell", 1, "2.600")]
+    matcher.process_pending()
+    api = client_for(buyer)
+
+    with matching_in_thread(matcher):
+        response = api.post(CANCEL_ALL, {}, format="json")
+        statuses = {Order.objects.get(pk=order.pk).status for order in mine}
+        again = api.post(CANCEL_ALL, {}, format="json")
+
+    assert response.json() == {"cancelled": 2}
+    assert statuses == {"cancelled"}  # Done when the answer came, not in a later pass.
+    assert again.json() == {"cancelled": 0}  # So a second one counts nothing twice.
+
+
 def test_cancel_all_of_one_instrument_leaves_the_others(api, futures, buyer):
     first, second = futures
     kept = place(buyer, second, "buy", 1, "2.300")
