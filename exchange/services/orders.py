@@ -492,13 +492,7 @@ def orders_submit(
     placed = [result.order for result in results if isinstance(result, Placement)]
     if not placed or not waits:
         return results
-    deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
-    for order in placed:
-        if order.status == Order.Status.NEW:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            _await(order, left)
+    _await_all([order for order in placed if order.status == Order.Status.NEW], wait_seconds)
     fresh = _reread_many(placed)
     return [
         Placement(fresh[result.order.pk], result.created)
@@ -756,13 +750,9 @@ def require_own_transaction() -> None:
 
 def _check_live(order: Order) -> None:
     if order.status not in LIVE_STATUSES:
-        raise _not_live(order)
-
-
-def _not_live(order: Order) -> OrderRejected:
-    return OrderRejected(
-        OrderRejectCode.NOT_LIVE, f"Order #{order.pk} is {order.status}.", field="order"
-    )
+        raise OrderRejected(
+            OrderRejectCode.NOT_LIVE, f"Order #{order.pk} is {order.status}.", field="order"
+        )
 
 
 def order_cancel(
@@ -781,23 +771,11 @@ def order_cancel(
     after that is returned with the order as it is and ``command_pending`` set."""
     _check_live(order)
     command = _command_submit(order, OrderCommand.Kind.CANCEL, requested_by, cancel_reason=reason)
-    if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
-        _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+    _await_all([command], wait_seconds)
     fresh, refused = _command_outcome(order, command)
     if refused is not None:
-        raise _cancel_refused(fresh, refused)
+        raise _command_refused(fresh, refused)
     return fresh
-
-
-def _cancel_refused(order: Order, code: str) -> OrderRejected:
-    """The matcher's refusal of a cancel of ``order`` (as the matcher left it). An order that
-    ended before the matcher reached the cancel is refused as a cancel of an order seen ended
-    is (``ORDER_NOT_LIVE``), whatever the engine called it."""
-    if order.status not in LIVE_STATUSES:
-        return _not_live(order)
-    return OrderRejected(
-        _reject_code(code), f"The matcher refused the cancel ({code}).", field="order"
-    )
 
 
 def _command_outcome(order: Order, command: OrderCommand) -> tuple[Order, str | None]:
@@ -843,17 +821,18 @@ def orders_cancel(
     return len(live)
 
 
-def _await_all(commands: Sequence[OrderCommand], wait_seconds: float) -> None:
-    """With external matchers, wait until each of ``commands`` is processed, or
-    ``wait_seconds`` (at most ``ORDER_WAIT_SECONDS_MAX``) have passed for them all."""
-    if not commands or settings.EXCHANGE_MATCHER_MODE == "inline" or wait_seconds <= 0:
+def _await_all(awaited: Sequence[Order | OrderCommand], wait_seconds: float) -> None:
+    """With external matchers, wait until each of ``awaited`` (new orders, or commands) is
+    processed, or ``wait_seconds`` (at most ``ORDER_WAIT_SECONDS_MAX``) have passed for them
+    all. The inline matcher has processed them already."""
+    if not awaited or settings.EXCHANGE_MATCHER_MODE == "inline" or wait_seconds <= 0:
         return
     deadline = time.monotonic() + min(wait_seconds, ORDER_WAIT_SECONDS_MAX)
-    for command in commands:
+    for one in awaited:
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        _await(command, left)
+        _await(one, left)
 
 
 def _cancel_commands_submit(
@@ -940,7 +919,7 @@ def orders_cancel_each(
         answer = fresh[order.pk]
         answer.command_pending = status == OrderCommand.Status.PENDING
         if status == OrderCommand.Status.REJECTED:
-            answers[order.pk] = _cancel_refused(answer, reject_code)
+            answers[order.pk] = _command_refused(answer, reject_code)
             continue
         answers[order.pk] = answer
     return [
@@ -1010,15 +989,14 @@ def order_replace(
     except LedgerError as error:  # Rolled back: neither the command nor its holds exist.
         raise collateral.shortfall(needs, error) from error
     wake.after_commit(order.instrument_id, order.pk)
-    if settings.EXCHANGE_MATCHER_MODE != "inline" and wait_seconds > 0:
-        _await(command, min(wait_seconds, ORDER_WAIT_SECONDS_MAX))
+    _await_all([command], wait_seconds)
     fresh, refused = _command_outcome(order, command)
     if refused is not None:
-        raise _replace_refused(fresh, refused)
+        raise _command_refused(fresh, refused)
     return fresh
 
 
-REPLACE_REFUSALS = {
+COMMAND_REFUSALS = {  # What a refusal code means for the client, and its field.
     str(matching.RejectReason.POST_ONLY_WOULD_CROSS): (
         "a post-only order would trade at this price",
         "price",
@@ -1027,23 +1005,22 @@ REPLACE_REFUSALS = {
 }
 
 
-def _replace_refused(order: Order, code: str) -> OrderRejected:
-    """The matcher's refusal of a replace of ``order`` (as the matcher left it). An order that
-    ended before the matcher reached the replace (a GTD order whose time passed, expired just
-    before it; one filled meanwhile) is refused as a replace of an order seen ended is:
-    ``ORDER_NOT_LIVE``, whatever refused the command itself (the collateral check, once the
-    expiry released the order's holds)."""
+def _command_refused(order: Order, code: str) -> OrderRejected:
+    """The matcher's refusal (``code``) of a cancel or replace of ``order``, as the matcher left
+    it. An order that ended before the matcher reached the command (a GTD order whose time
+    passed, expired just before it; one filled meanwhile) is refused as a command of an order
+    seen ended is: ``ORDER_NOT_LIVE``, whatever refused the command itself (for a replace, the
+    collateral check once the expiry released the order's holds)."""
     if order.status not in LIVE_STATUSES:
         return OrderRejected(
             OrderRejectCode.NOT_LIVE,
-            f"Order #{order.pk} is {order.get_status_display().lower()}: the matcher refused "
-            f"the replace ({code}).",
+            f"Order #{order.pk} is {order.status}: the matcher refused the command ({code}).",
             field="order",
         )
-    why, field = REPLACE_REFUSALS.get(code, ("", ""))
+    why, field = COMMAND_REFUSALS.get(code, ("", "order"))
     return OrderRejected(
         _reject_code(code),
-        f"The matcher refused the replace ({code}){': ' + why if why else ''}.",
+        f"The matcher refused the command ({code}){': ' + why if why else ''}.",
         field=field,
     )
 

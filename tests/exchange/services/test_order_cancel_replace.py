@@ -119,7 +119,9 @@ def test_cancel_of_a_stale_copy_of_a_filled_order_changes_nothing(future, buyer,
         order_cancel(order=stale)
 
     assert (refused.value.code, refused.value.field) == (OrderRejectCode.NOT_LIVE, "order")
-    assert refused.value.message == f"Order #{stale.pk} is filled."
+    assert refused.value.message == (
+        f"Order #{stale.pk} is filled: the matcher refused the command (MATCHING_UNKNOWN_ORDER)."
+    )
     assert reload(stale).status == FILLED
     command = OrderCommand.objects.filter(order=stale).last()
     assert (command.status, command.reject_code) == (
@@ -306,7 +308,7 @@ def test_replace_of_a_gtd_order_past_its_time_is_refused_by_the_matcher(future, 
 
     assert (refused.value.code, refused.value.field) == (OrderRejectCode.NOT_LIVE, "order")
     assert refused.value.message == (
-        f"Order #{bid.pk} is expired: the matcher refused the replace (RISK_INSUFFICIENT_FUNDS)."
+        f"Order #{bid.pk} is expired: the matcher refused the command (RISK_INSUFFICIENT_FUNDS)."
     )
     assert reload(bid).status == Order.Status.EXPIRED
     assert not Trade.objects.exists()
