@@ -5,6 +5,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from exchange.matcher import outcomes
 from exchange.matcher.runtime import Matcher
@@ -66,21 +67,7 @@ def test_a_waiting_request_learns_of_its_order_without_reading_it_again(
         reads.append(1)
         return Order.objects.get(pk=order.pk).status == Order.Status.NEW
 
-    def match() -> None:
-        from django.db import connection
-
-        time.sleep(0.2)
-        try:
-            Matcher().process_pending()
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=match)
-    worker.start()
-    started = time.monotonic()
-    outcomes.await_processed(order.pk, 10, is_new)
-    waited = time.monotonic() - started
-    worker.join(10)
+    waited = _waited_for_a_later_matcher(order.pk, is_new, delay_seconds=0.2)
 
     assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
     assert reads == []
@@ -161,7 +148,6 @@ def test_an_idle_process_keeps_taking_the_notifications(
 def test_a_listener_whose_connection_breaks_falls_back_to_polling(
     postgres_only, external_matcher, future, buyer, monkeypatch
 ):
-    from django.db import connection
 
     listener = outcomes.OutcomeListener()
     monkeypatch.setattr(outcomes, "_listener", listener)
@@ -243,21 +229,29 @@ def test_a_commands_wait_is_not_ended_by_its_orders_earlier_outcome(
     def is_pending() -> bool:
         return OrderCommand.objects.get(pk=command.pk).status == OrderCommand.Status.PENDING
 
-    def match() -> None:
-        from django.db import connection
+    waited = _waited_for_a_later_matcher(order.pk, is_pending, delay_seconds=0.3, command=True)
 
-        time.sleep(0.3)
+    assert not is_pending()
+    assert 0.2 < waited < 5  # Waited for the matcher, and heard it.
+
+
+def _waited_for_a_later_matcher(
+    order_id: int, is_unprocessed, *, delay_seconds: float, command: bool = False
+) -> float:
+    """How long ``await_processed`` waited while a matcher, in a thread of its own, ran one pass
+    ``delay_seconds`` after the wait began."""
+
+    def match() -> None:
+        time.sleep(delay_seconds)
         try:
             Matcher().process_pending()
         finally:
-            connection.close()
+            connection.close()  # This thread's own connection.
 
     worker = threading.Thread(target=match)
     worker.start()
     started = time.monotonic()
-    outcomes.await_processed(order.pk, 10, is_pending, command=True)
+    outcomes.await_processed(order_id, 10, is_unprocessed, command=command)
     waited = time.monotonic() - started
     worker.join(10)
-
-    assert not is_pending()
-    assert 0.2 < waited < 5  # Waited for the matcher, and heard it.
+    return waited
