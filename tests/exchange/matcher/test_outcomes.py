@@ -148,7 +148,6 @@ def test_an_idle_process_keeps_taking_the_notifications(
 def test_a_listener_whose_connection_breaks_falls_back_to_polling(
     postgres_only, external_matcher, future, buyer, monkeypatch
 ):
-
     listener = outcomes.OutcomeListener()
     monkeypatch.setattr(outcomes, "_listener", listener)
     listener.listen()
