@@ -756,18 +756,12 @@ def test_with_an_external_matcher_an_amend_reports_the_matchers_outcome(
     external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
     matcher = Matcher()
     order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
-    bid = order_place(
-        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
-    )
-    matcher.process_pending()
+    bid = _bid_in_the_book(buyer, future, matcher, quantity=3)
     client.force_login(alice)
 
-    with matching_in_thread(matcher):
-        response = client.post(
-            reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "3"}
-        )
+    amend = reverse("web:order_amend", args=[bid.pk])
+    note = _message_after(client, amend, {"price": "2.45", "quantity": "3"}, matcher)
 
-    (note,) = client.get(response["Location"]).context["messages"]
     assert note.level_tag == "success"
     assert note.message.startswith(f"Order #{bid.pk} amended: filled 1 (1 at 2.43 $/GPU-hr; ")
     assert note.message.endswith("; 2 open at 2.45 $/GPU-hr.")
@@ -780,23 +774,12 @@ def test_with_an_external_matcher_an_amend_reports_the_matchers_refusal(
     external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
     matcher = Matcher()
     order_place(account=seller, instrument=future, side="sell", price=Decimal("2.43"), quantity=1)
-    bid = order_place(
-        account=buyer,
-        instrument=future,
-        side="buy",
-        price=Decimal("2.32"),
-        quantity=1,
-        post_only=True,
-    )
-    matcher.process_pending()
+    bid = _bid_in_the_book(buyer, future, matcher, quantity=1, post_only=True)
     client.force_login(alice)
 
-    with matching_in_thread(matcher):
-        response = client.post(
-            reverse("web:order_amend", args=[bid.pk]), {"price": "2.45", "quantity": "1"}
-        )
+    amend = reverse("web:order_amend", args=[bid.pk])
+    note = _message_after(client, amend, {"price": "2.45", "quantity": "1"}, matcher)
 
-    (note,) = client.get(response["Location"]).context["messages"]
     assert note.level_tag == "error"
     assert note.message.startswith(f"Order #{bid.pk} was not amended: ")
     assert "MATCHING_POST_ONLY_WOULD_CROSS" in note.message
@@ -822,17 +805,13 @@ def test_with_an_external_matcher_that_does_not_answer_in_time_the_amend_says_it
     """No matcher runs: after the wait the replace is still queued, and the page says so
     rather than describing the order as it was before."""
     external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 0.05
-    bid = order_place(
-        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
-    )
-    Matcher().process_pending()
+    bid = _bid_in_the_book(buyer, future, Matcher())
     client.force_login(alice)
 
-    response = client.post(
-        reverse("web:order_amend", args=[bid.pk]), {"price": "2.40", "quantity": "3"}, follow=True
+    note = _message_after(
+        client, reverse("web:order_amend", args=[bid.pk]), {"price": "2.40", "quantity": "3"}
     )
 
-    (note,) = response.context["messages"]
     assert note.level_tag == "info"
     assert note.message == f"Order #{bid.pk}: the amend is accepted, waiting for the matcher."
 
@@ -843,16 +822,11 @@ def test_with_an_external_matcher_a_cancel_reports_the_matchers_outcome(
 ):
     external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
     matcher = Matcher()
-    bid = order_place(
-        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
-    )
-    matcher.process_pending()
+    bid = _bid_in_the_book(buyer, future, matcher)
     client.force_login(alice)
 
-    with matching_in_thread(matcher):
-        response = client.post(reverse("web:order_cancel", args=[bid.pk]), follow=True)
+    note = _message_after(client, reverse("web:order_cancel", args=[bid.pk]), matcher=matcher)
 
-    (note,) = response.context["messages"]
     assert (note.level_tag, note.message) == ("success", f"Order #{bid.pk} cancelled.")
     bid.refresh_from_db()
     assert bid.status == Order.Status.CANCELLED
@@ -863,17 +837,39 @@ def test_with_an_external_matcher_that_does_not_answer_in_time_the_cancel_says_i
 ):
     """No matcher runs: the page does not call the order cancelled while it is still live."""
     external_matcher.EXCHANGE_API_MATCH_WAIT_SECONDS = 0.05
-    bid = order_place(
-        account=buyer, instrument=future, side="buy", price=Decimal("2.32"), quantity=3
-    )
-    Matcher().process_pending()
+    bid = _bid_in_the_book(buyer, future, Matcher())
     client.force_login(alice)
 
-    response = client.post(reverse("web:order_cancel", args=[bid.pk]), follow=True)
+    note = _message_after(client, reverse("web:order_cancel", args=[bid.pk]))
 
-    (note,) = response.context["messages"]
     assert note.level_tag == "info"
     assert note.message == f"Order #{bid.pk}: the cancel is accepted, waiting for the matcher."
+
+
+def _bid_in_the_book(buyer, future, matcher, *, quantity=3, post_only=False) -> Order:
+    """A bid of the buyer's at 2.32, taken into the book by ``matcher`` (an external one)."""
+    bid = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.32"),
+        quantity=quantity,
+        post_only=post_only,
+    )
+    matcher.process_pending()
+    return bid
+
+
+def _message_after(client, url, data=None, matcher=None):
+    """The one message the page shows after posting ``data`` to ``url``, with ``matcher``
+    running in a thread meanwhile (without one, no matcher answers)."""
+    if matcher is None:
+        response = client.post(url, data or {}, follow=True)
+    else:
+        with matching_in_thread(matcher):
+            response = client.post(url, data or {}, follow=True)
+    (note,) = response.context["messages"]
+    return note
 
 
 def test_preview_splits_what_a_future_holds_into_margin_and_fee(client, future, alice):
