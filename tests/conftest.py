@@ -1,5 +1,7 @@
 """Fixtures for the whole suite."""
 
+import os
+
 import pytest
 from django.db import connection
 from hypothesis import settings as hypothesis_settings
@@ -44,6 +46,9 @@ LEDGER_APPEND_ONLY_TABLES = ("ledger_entry", "ledger_posting", "ledger_holdconsu
 
 def pytest_collection_modifyitems(items):
     for item in items:
+        # Tests under any browser/ directory drive Chromium (their conftests give the fixtures).
+        if "/browser/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
         marker = item.get_closest_marker("django_db")
         transactional = (marker is not None and marker.kwargs.get("transaction")) or (
             "transactional_db" in item.fixturenames

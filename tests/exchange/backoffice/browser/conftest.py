@@ -1,9 +1,6 @@
 """The browser fixtures of tests/exchange/web/browser (Playwright on Debian's Chromium), for the
-back office's pages; these tests are marked ``browser`` like those."""
-
-import os
-
-import pytest
+back office's pages. tests/conftest.py marks every test under a browser/ directory
+``browser``."""
 
 from tests.exchange.web.browser.conftest import (  # noqa: F401 (fixtures)
     chromium,
@@ -11,9 +8,3 @@ from tests.exchange.web.browser.conftest import (  # noqa: F401 (fixtures)
     screenshot,
     screenshot_dir,
 )
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/exchange/backoffice/browser/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.browser)
