@@ -266,14 +266,10 @@ def test_placing_a_batch_needs_the_trade_scope(buyer, future):
 
 @pytest.mark.django_db(transaction=True)
 def test_with_an_external_matcher_a_batch_waits_for_the_outcome_of_every_order(
-    future, buyer, seller, settings
+    future, buyer, seller, matcher
 ):
-    from exchange.matcher.runtime import Matcher
     from exchange.services.orders import order_place
 
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
     order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.50"))
     order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.55"))
     matcher.process_pending()
@@ -353,16 +349,11 @@ def test_each_order_of_a_cancel_batch_is_answered_as_its_own_cancel_would_be(
 
 @pytest.mark.django_db(transaction=True)
 def test_with_an_external_matcher_a_cancel_batch_answers_what_the_matcher_did(
-    future, buyer, seller, settings
+    future, buyer, seller, matcher
 ):
     """Each order answered as its own DELETE would be: after the matcher's pass, cancelled
     (the batch used to answer at once, the orders still open), or 409 for one that traded
     away before the matcher reached its cancel."""
-    from exchange.matcher.runtime import Matcher
-
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
     bids = [place(buyer, future, "buy", 1, price) for price in ("2.400", "2.405")]
     matcher.process_pending()
     place(seller, future, "sell", 1, "2.405")  # Fills the second bid at the matcher's next pass.

@@ -796,12 +796,7 @@ def test_a_replace_to_zero_cancels_during_a_halt_as_delete_does(api, future, buy
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_an_external_matcher_a_replace_to_zero_cancels_during_a_halt(future, buyer, settings):
-    from exchange.matcher.runtime import Matcher
-
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
+def test_with_an_external_matcher_a_replace_to_zero_cancels_during_a_halt(future, buyer, matcher):
     order = place(buyer, future, "buy", 2, "2.400")
     matcher.process_pending()
     instrument_halt(instrument=future, actor=None, reason="incident")
@@ -819,12 +814,7 @@ def test_with_an_external_matcher_a_replace_to_zero_cancels_during_a_halt(future
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_an_external_matcher_delete_answers_the_order_cancelled(future, buyer, settings):
-    from exchange.matcher.runtime import Matcher
-
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
+def test_with_an_external_matcher_delete_answers_the_order_cancelled(future, buyer, matcher):
     order = place(buyer, future, "buy", 2, "2.400")
     matcher.process_pending()
 
@@ -837,16 +827,11 @@ def test_with_an_external_matcher_delete_answers_the_order_cancelled(future, buy
 
 @pytest.mark.django_db(transaction=True)
 def test_with_an_external_matcher_a_replace_and_a_delete_answer_what_the_matcher_did(
-    future, buyer, settings
+    future, buyer, matcher
 ):
     """The web process heard of the order when it was placed (the matcher notifies the ids
     it wrote), and a replace or a cancel of it waits for its own command: the answers used to
     come at once, with the order as it was before (on PostgreSQL, where the process listens)."""
-    from exchange.matcher.runtime import Matcher
-
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
     api = client_for(buyer)
     with matching_in_thread(matcher):
         placed = api.post(
@@ -1067,13 +1052,8 @@ def test_cancel_all_cancels_every_live_order(api, futures, buyer, seller):
 
 @pytest.mark.django_db(transaction=True)
 def test_with_an_external_matcher_cancel_all_answers_once_the_orders_are_cancelled(
-    futures, buyer, settings
+    futures, buyer, matcher
 ):
-    from exchange.matcher.runtime import Matcher
-
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
     first, second = futures
     mine = [place(buyer, first, "buy", 1, "2.400"), place(buyer, second, "sell", 1, "2.600")]
     matcher.process_pending()
@@ -1411,16 +1391,12 @@ def test_another_organizations_orders_and_fills_do_not_exist(api, future, buyer,
 
 @pytest.mark.django_db(transaction=True)
 def test_with_an_external_matcher_the_answer_waits_for_the_matchers_outcome(
-    future, buyer, seller, settings
+    future, buyer, seller, matcher
 ):
     """The place call waits (up to EXCHANGE_API_MATCH_WAIT_SECONDS) for the matcher, here a
     thread running the production loop's step, so the answer has the fills."""
-    from exchange.matcher.runtime import Matcher
     from exchange.services.orders import order_place
 
-    settings.EXCHANGE_MATCHER_MODE = "external"
-    settings.EXCHANGE_API_MATCH_WAIT_SECONDS = 5
-    matcher = Matcher()
     order_place(account=seller, instrument=future, side="sell", quantity=2, price=Decimal("2.50"))
     matcher.process_pending()
     with matching_in_thread(matcher):
