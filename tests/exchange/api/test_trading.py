@@ -268,9 +268,9 @@ def test_a_time_in_force_left_out_fits_the_order_type(
     assert Order.objects.get(pk=response.json()["order"]["id"]).time_in_force == placed_as
 
 
-def test_a_market_order_naming_gtc_is_refused(api, future, seller):
+def test_a_market_order_naming_gtc_is_refused(api, future, seller, row_counts):
     place(seller, future, "sell", 2, "2.500")
-    before = Order.objects.count()
+    before = row_counts()
 
     response = api.post(
         ORDERS,
@@ -285,8 +285,11 @@ def test_a_market_order_naming_gtc_is_refused(api, future, seller):
     )
 
     assert response.status_code == 422
-    assert error_of(response)["code"] == "ORDER_INVALID_TIME_IN_FORCE"
-    assert Order.objects.count() == before  # Only the rejection is recorded.
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "ORDER_INVALID_TIME_IN_FORCE",
+        "time_in_force",
+    )
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
 
 
 def test_a_market_order_without_liquidity_is_refused(api, future, row_counts):
