@@ -14,7 +14,11 @@ the client see an HTTP 403 and nothing else, so the codes below could never reac
 - 4404: no instrument has that symbol, or no channel has that path.
 
 The matcher publishes one event per group and batch (``exchange.feed.publish``); the handler
-``feed_batch`` forwards its messages one frame each, in order.
+``feed_batch`` forwards its messages one frame each, in order. Events are numbered per sending
+process and group: when a number is skipped (the channel layer dropped what a connection that
+fell behind could not take, or the sender could not send), the client first gets a "gap"
+message, {"type": "gap", "missed_batches", "message"}, saying how many batches it lost and
+what to do; the instrument channel then also sends a fresh book when the event carries none.
 """
 
 import asyncio
@@ -35,6 +39,9 @@ from exchange.models import ApiKey, Instrument
 from exchange.selectors.market import instrument_by_symbol
 from exchange.services.api_keys import SignedRequest, api_key_authenticate
 
+# Senders whose last number a connection remembers: matchers, and their restarts.
+SOURCES_REMEMBERED_MAX = 64
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
@@ -44,6 +51,11 @@ QUERY_KEY = "key"
 
 class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels is untyped.
     """What both channels share: joining one group, forwarding its batches, refusing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The last event number received from each sender, the most recent sender last.
+        self.received: dict[str, int] = {}
 
     async def join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)
@@ -80,8 +92,38 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
         """A client's JSON object other than a ping: ignored unless a channel says otherwise."""
 
     async def feed_batch(self, event: dict[str, Any]) -> None:
+        missed = self._missed(event.get("source"), event.get("sequence"))
+        if missed:
+            await self.send_json(
+                {
+                    "type": "gap",
+                    "missed_batches": missed,
+                    "message": f"{missed} batch{'es' if missed > 1 else ''} of this channel "
+                    f"{'were' if missed > 1 else 'was'} lost: the connection fell behind, or "
+                    f"the feed could not send. {self.gap_advice()}",
+                }
+            )
         for message in event["messages"]:
             await self.send_json(message)
+        if missed:
+            await self.after_gap(event["messages"])
+
+    def gap_advice(self) -> str:
+        """What a client should do about lost batches, said in its "gap" message."""
+        raise NotImplementedError
+
+    async def after_gap(self, messages: list[dict[str, Any]]) -> None:
+        """What a channel sends after the messages of an event that followed lost ones."""
+
+    def _missed(self, source: Any, sequence: Any) -> int:
+        """How many of ``source``'s events to this connection were lost before this one."""
+        if not isinstance(source, str) or not isinstance(sequence, int):
+            return 0
+        last = self.received.pop(source, None)
+        self.received[source] = sequence
+        if len(self.received) > SOURCES_REMEMBERED_MAX:
+            del self.received[next(iter(self.received))]
+        return 0 if last is None else max(sequence - last - 1, 0)
 
 
 class UnknownFeed(FeedConsumer):
@@ -104,8 +146,20 @@ class InstrumentFeed(FeedConsumer):
         # Joined before the snapshot is read: a batch committing meanwhile is in the snapshot
         # or arrives after it (events wait until connect returns), never lost in between.
         await self.join(instrument_group(instrument.pk))
+        self.instrument = instrument
         await self.accept()
         await self.send_json(await database_sync_to_async(book_snapshot)(instrument))
+
+    def gap_advice(self) -> str:
+        return (
+            "Their trades are missing here: GET "
+            f"/api/v1/instruments/{self.instrument.symbol}/trades/ lists them."
+        )
+
+    async def after_gap(self, messages: list[dict[str, Any]]) -> None:
+        # The book of the lost batches is replaced by the event's own, or by a fresh snapshot.
+        if not any(message["type"] == "book" for message in messages):
+            await self.send_json(await database_sync_to_async(book_snapshot)(self.instrument))
 
 
 class OrdersFeed(FeedConsumer):
@@ -121,6 +175,12 @@ class OrdersFeed(FeedConsumer):
     authenticated = False
     organization = ""  # The key's organization's slug, once subscribed.
     deadline: asyncio.Task[None] | None = None
+
+    def gap_advice(self) -> str:
+        return (
+            "Read what changed since the last message before the gap: GET "
+            "/api/v1/orders/?updated_since=T and GET /api/v1/fills/?since=T."
+        )
 
     async def connect(self) -> None:
         token, timestamp, signature = self._handshake_credentials()

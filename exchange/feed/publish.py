@@ -27,17 +27,27 @@ Which loop sends:
   sequence order; a send is given up after ``PUBLISH_TIMEOUT_SECONDS``. With the project's
   Redis layer (``exchange.feed.layers``) a batch's groups cost one round trip, and one more
   when some group has listeners, instead of two to four per group.
+
+Every event a process sends to a group is numbered: ``source`` names the process (a matcher,
+or the embedded server), ``sequence`` counts its events to that group, from 1 with no gap. A
+channel layer drops what a listener's channel cannot hold (a connection that fell behind), and
+a sender drops what it cannot send (Redis down, its queue full: those numbers are spent all the
+same), so a consumer seeing a number skipped knows it lost batches and tells its client
+(``exchange.feed.consumers``).
 """
 
 import asyncio
 import logging
 import os
+import secrets
+import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
@@ -170,10 +180,38 @@ def _heard(layer: BaseChannelLayer, group: str) -> bool:
     return not isinstance(layer, InMemoryChannelLayer) or group in layer.groups
 
 
-async def _send_all(layer: BaseChannelLayer, events: dict[str, list[Message]]) -> None:
-    sends = [
-        (group, {"type": EVENT_TYPE, "messages": messages}) for group, messages in events.items()
-    ]
+class Numbering:
+    """The numbers of one process's events to each group. Used by one thread at a time: the
+    sender's, or the in-memory layer's senders under ``_memory_lock``."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # Unique across hosts and restarts: a restarted matcher counts from 1 again.
+        self.source = f"{socket.gethostname()}.{self.pid}.{secrets.token_hex(4)}"
+        self.last: dict[str, int] = {}
+
+    def event(self, group: str, messages: list[Message]) -> dict[str, Any]:
+        """The next event to ``group``."""
+        sequence = self.last.get(group, 0) + 1
+        self.last[group] = sequence
+        return {
+            "type": EVENT_TYPE,
+            "messages": messages,
+            "source": self.source,
+            "sequence": sequence,
+        }
+
+    def skip(self, groups: Iterable[str]) -> None:
+        """Spend one number of each group on an event that will never be sent."""
+        for group in groups:
+            self.last[group] = self.last.get(group, 0) + 1
+
+
+async def _send_all(
+    layer: BaseChannelLayer, events: dict[str, list[Message]], numbering: Numbering
+) -> None:
+    # Numbered as they are sent, so one sender's events to a group go out in number order.
+    sends = [(group, numbering.event(group, messages)) for group, messages in events.items()]
     if isinstance(layer, RedisChannelLayer):
         await layer.group_send_many(sends)  # Every group in one or two round trips.
         return
@@ -181,11 +219,21 @@ async def _send_all(layer: BaseChannelLayer, events: dict[str, list[Message]]) -
         await layer.group_send(group, event)
 
 
+# The in-memory layer is sent to from the threads of the requests whose orders the inline
+# matcher matched: one at a time, so that numbers go out in order.
+_memory_lock = threading.Lock()
+_memory_numbering: Numbering | None = None
+
+
 def _send(layer: BaseChannelLayer, events: dict[str, list[Message]]) -> None:
-    if isinstance(layer, InMemoryChannelLayer):
-        async_to_sync(_send_all)(layer, events)
-    else:
+    global _memory_numbering
+    if not isinstance(layer, InMemoryChannelLayer):
         _sender().submit(layer, events)
+        return
+    with _memory_lock:
+        if _memory_numbering is None or _memory_numbering.pid != os.getpid():
+            _memory_numbering = Numbering()
+        async_to_sync(_send_all)(layer, events, _memory_numbering)
 
 
 class Sender:
@@ -204,6 +252,7 @@ class Sender:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
+        self.numbering = Numbering()  # Touched only in the loop's thread.
         # Touched only in the loop's thread.
         self.waiting: deque[tuple[BaseChannelLayer, dict[str, list[Message]]]] = deque()
         self.arrived = asyncio.Event()
@@ -221,6 +270,7 @@ class Sender:
 
     def _enqueue(self, layer: BaseChannelLayer, events: dict[str, list[Message]]) -> None:
         if len(self.waiting) >= self.QUEUE_BATCHES_MAX:
+            self.numbering.skip(events)  # Its listeners will see the gap.
             self._failed(layer, f"{self.QUEUE_BATCHES_MAX} batches waiting; one dropped", False)
             return
         self.waiting.append((layer, events))
@@ -233,7 +283,9 @@ class Sender:
             while self.waiting:
                 layer, events = self._next()
                 try:
-                    await asyncio.wait_for(_send_all(layer, events), PUBLISH_TIMEOUT_SECONDS)
+                    await asyncio.wait_for(
+                        _send_all(layer, events, self.numbering), PUBLISH_TIMEOUT_SECONDS
+                    )
                 except Exception:
                     self._failed(layer, "sending a batch failed", True)
                 else:
