@@ -69,9 +69,12 @@ class TicketForm(forms.Form):
     quantity = forms.IntegerField(min_value=1, label="Quantity")
     price = forms.DecimalField(required=False, label="Price", **PRICE_FIELD)
     type = forms.ChoiceField(choices=Order.Type.choices, initial=Order.Type.LIMIT, label="Type")
+    # Left at its default, as an API client leaving the field out: GTC for a limit order, IOC
+    # for a market order (which never rests).
     time_in_force = forms.ChoiceField(
-        choices=TIME_IN_FORCE_CHOICES,
-        initial=Order.TimeInForce.GTC,
+        choices=[("", "Default (limit: GTC, market: IOC)"), *TIME_IN_FORCE_CHOICES],
+        required=False,
+        initial="",
         label="Time in force",
         help_text="Market orders: IOC or FOK.",
     )
@@ -95,8 +98,11 @@ class TicketForm(forms.Form):
         limit = cleaned.get("type") == Order.Type.LIMIT
         if limit and cleaned.get("price") is None and "price" not in self.errors:
             self.add_error("price", "A limit order needs a price.")
-        if cleaned.get("type") == Order.Type.MARKET:
+        market = cleaned.get("type") == Order.Type.MARKET
+        if market:
             cleaned["price"] = None
+        if not cleaned.get("time_in_force") and "time_in_force" not in self.errors:
+            cleaned["time_in_force"] = Order.TimeInForce.IOC if market else Order.TimeInForce.GTC
         if cleaned.get("time_in_force") != Order.TimeInForce.GTD:
             cleaned["expires_at"] = None
         elif cleaned.get("expires_at") is None and "expires_at" not in self.errors:

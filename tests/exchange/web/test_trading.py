@@ -241,6 +241,22 @@ def test_market_and_ioc_orders(client, future, alice, nora, buyer):
     assert (ioc.filled_quantity, ioc.cancelled_quantity, ioc.status) == (2, 3, "cancelled")
 
 
+def test_the_ticket_left_at_its_default_time_in_force_is_ioc_for_market_and_gtc_for_limit(
+    client, future, alice, nora, buyer
+):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=3)
+    client.force_login(nora)
+    page = client.get(reverse("web:instrument", args=[future.symbol]))
+    assert page.context["form"]["time_in_force"].value() == ""
+
+    _place(client, future, side="sell", quantity="1", type="market", price="", time_in_force="")
+    _place(client, future, side="sell", quantity="5", price="2.60", time_in_force="")
+
+    market, limit = Order.objects.filter(side="sell").order_by("id")
+    assert (market.time_in_force, market.status, market.filled_quantity) == ("ioc", "filled", 1)
+    assert (limit.time_in_force, limit.status) == ("gtc", "open")
+
+
 def test_a_crossing_post_only_order_is_refused_with_its_code(client, future, alice, nora, buyer):
     order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=3)
     client.force_login(nora)
