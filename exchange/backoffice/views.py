@@ -197,23 +197,38 @@ def _units(amount: int, scale: int) -> Decimal:
     return Decimal(amount).scaleb(-scale)
 
 
+def _amount_text(amount: int, scale: int) -> str:
+    """An amount in its commodity's unit for the page, with thousands separators: two decimals
+    when that is exact (whole cents of USD), else every decimal of the commodity's scale, so
+    that nothing is rounded; whole numbers for a commodity without decimals."""
+    places = 2 if scale >= 2 and amount % 10 ** (scale - 2) == 0 else scale
+    return f"{_units(amount, scale).quantize(Decimal(1).scaleb(-places)):,}"
+
+
 def _trial_balance_rows() -> Iterator[tuple[TrialBalanceCommodity, list[dict[str, Any]]]]:
+    """Each commodity's lines: amounts as Decimals in the commodity's unit, and ``shown`` the
+    same as the page writes them."""
     for group in trial_balance():
         scale = group.commodity.scale
-        yield (
-            group,
-            [
+        lines = []
+        for line in group.lines:
+            amounts = {
+                "debits": line.debits_posted,
+                "credits": line.credits_posted,
+                "balance": line.balance,
+                "pending": line.debits_pending - line.credits_pending,
+            }
+            lines.append(
                 {
                     "code": line.account.code,
                     "type": line.account.get_type_display(),
-                    "debits": _units(line.debits_posted, scale),
-                    "credits": _units(line.credits_posted, scale),
-                    "balance": _units(line.balance, scale),
-                    "pending": _units(line.debits_pending - line.credits_pending, scale),
+                    **{name: _units(amount, scale) for name, amount in amounts.items()},
+                    "shown": {
+                        name: _amount_text(amount, scale) for name, amount in amounts.items()
+                    },
                 }
-                for line in group.lines
-            ],
-        )
+            )
+        yield group, lines
 
 
 @role_required(Role.FINANCE)
@@ -226,6 +241,11 @@ def trial_balance_page(request: HttpRequest) -> HttpResponse:
             "debits": _units(group.debits_posted, group.commodity.scale),
             "credits": _units(group.credits_posted, group.commodity.scale),
             "balance": _units(group.balance, group.commodity.scale),
+            "shown": {
+                "debits": _amount_text(group.debits_posted, group.commodity.scale),
+                "credits": _amount_text(group.credits_posted, group.commodity.scale),
+                "balance": _amount_text(group.balance, group.commodity.scale),
+            },
         }
         for group, lines in _trial_balance_rows()
     ]

@@ -102,3 +102,37 @@ def test_an_unbalanced_ledger_is_flagged(client, finance, activity):
 
     assert response.context["balanced"] is False
     assert "ledger_check" in response.content.decode()
+
+
+def test_the_page_writes_amounts_with_separators_and_cents_when_exact(client, finance, activity):
+    client.force_login(finance)
+
+    response = client.get(reverse("backoffice:trial_balance"))
+
+    usd = next(g for g in response.context["groups"] if g["commodity"].code == "USD")
+    maker_cash = next(line for line in usd["lines"] if line["code"].endswith(":cash:USD"))
+    assert maker_cash["shown"]["debits"] == f"{maker_cash['debits'].quantize(Decimal('0.01')):,}"
+    page = response.content.decode()
+    assert f">{usd['shown']['debits']}<" in page
+    assert ".000000<" not in page  # No amount in six decimals where cents say it all.
+    future = next(g for g in response.context["groups"] if g["commodity"].code == activity.symbol)
+    assert all("." not in line["shown"]["balance"] for line in future["lines"])  # Contracts.
+
+
+@pytest.mark.parametrize(
+    ("amount", "scale", "shown"),
+    [
+        (1_234_560_000, 6, "1,234.56"),
+        (-1_234_560_000, 6, "-1,234.56"),
+        (1_924_432_168_000, 6, "1,924,432.168000"),  # Not whole cents: nothing rounded.
+        (5, 6, "0.000005"),
+        (0, 6, "0.00"),
+        (12_000, 0, "12,000"),
+        (-3, 0, "-3"),
+        (1_250, 2, "12.50"),
+    ],
+)
+def test_an_amount_is_written_in_cents_when_exact_else_in_full(amount, scale, shown):
+    from exchange.backoffice.views import _amount_text
+
+    assert _amount_text(amount, scale) == shown
