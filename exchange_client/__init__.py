@@ -1,6 +1,7 @@
 """A small typed Python client for the GPU Exchange REST API (``/api/v1/``).
 
-It needs only ``requests``; nothing of the exchange's server code. See docs/API.md.
+It needs only ``requests`` (and ``websockets`` for the push feed); nothing of the exchange's
+server code. See docs/API.md.
 
 >>> from exchange_client import ExchangeClient
 >>> client = ExchangeClient("http://127.0.0.1:8000", "gx_...")  # doctest: +SKIP
@@ -28,12 +29,15 @@ from exchange_client.client import (
     RateLimit,
     Trade,
 )
+from exchange_client.feed import Feed, FeedError
 
 __all__ = [
     "ApiError",
     "Book",
     "CancelAllTimer",
     "ExchangeClient",
+    "Feed",
+    "FeedError",
     "Fill",
     "Instrument",
     "Level",

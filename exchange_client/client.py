@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
+
+from exchange_client.feed import Feed, FeedError
 
 API_PREFIX = "/api/v1"
 PAGES_MAX = 1000  # A bound on the pages one listing follows.
@@ -495,8 +497,12 @@ class ExchangeClient:
         sign: bool = False,
         timeout_seconds: float = 10.0,
         session: requests.Session | None = None,
+        feed_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The push feed's address: the same server by default (ws:// for http://, wss:// for
+        # https://); production serves it on a port of its own behind the proxy.
+        self.feed_url = (feed_url or "ws" + self.base_url.removeprefix("http")).rstrip("/")
         self.key = key
         self.sign = sign
         self.timeout_seconds = timeout_seconds
@@ -512,6 +518,16 @@ class ExchangeClient:
     def _signing_key(self) -> bytes:
         secret = self.key.split("_", 2)[2]
         return hashlib.sha256(f"gx-signing:{secret}".encode()).digest()
+
+    def _signature_headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        # Microseconds: a request repeated within a second signs differently, and the
+        # exchange refuses only a replay of the same signature.
+        timestamp = f"{time.time() + self.clock_offset_seconds:.6f}"
+        message = f"{timestamp}\n{method.upper()}\n{target}\n".encode() + body
+        return {
+            "X-GX-Timestamp": timestamp,
+            "X-GX-Signature": hmac.new(self._signing_key(), message, hashlib.sha256).hexdigest(),
+        }
 
     def request(
         self,
@@ -535,14 +551,7 @@ class ExchangeClient:
         if anonymous:
             headers["Authorization"] = None  # requests drops the session's header.
         elif self.sign:
-            # Microseconds: a request repeated within a second signs differently, and the
-            # exchange refuses only a replay of the same signature.
-            timestamp = f"{time.time() + self.clock_offset_seconds:.6f}"
-            message = f"{timestamp}\n{method.upper()}\n{target}\n".encode() + data
-            headers["X-GX-Timestamp"] = timestamp
-            headers["X-GX-Signature"] = hmac.new(
-                self._signing_key(), message, hashlib.sha256
-            ).hexdigest()
+            headers.update(self._signature_headers(method, target, data))
         response = self.session.request(
             method,
             self.base_url + target,
@@ -576,6 +585,48 @@ class ExchangeClient:
                 return
             parts = urlsplit(page["next"])
             _, page = self.request("GET", f"{parts.path}?{parts.query}")
+
+    # Push feed ---------------------------------------------------------------------------
+
+    def orders_feed(self) -> Feed:
+        """The key's organization's "order" and "fill" messages (``ws/v1/orders/``, the
+        "read" scope), after the "subscribed" message, which this returns past. A "gap" message
+        means some were lost: read ``orders(updated_since=...)`` and ``fills(since=...)``."""
+        feed = self._feed("/ws/v1/orders/", authenticated=True)
+        welcome = feed.receive(self.timeout_seconds)
+        if welcome.get("type") != "subscribed":
+            feed.close()
+            raise FeedError("UNEXPECTED", f"Expected 'subscribed', got {welcome!r}.", None)
+        return feed
+
+    def instrument_feed(self, symbol: str) -> Feed:
+        """One instrument's public channel: a "book" snapshot first, then "trade" and "book"
+        messages (``ws/v1/instruments/<symbol>/``)."""
+        return self._feed(f"/ws/v1/instruments/{quote(symbol, safe='')}/", authenticated=False)
+
+    def _feed(self, path: str, *, authenticated: bool) -> Feed:
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.sync.client import connect
+
+        headers = {}
+        if authenticated:
+            headers["Authorization"] = f"Bearer {self.key}"
+            if self.sign:  # Over GET, the path and an empty body.
+                headers.update(self._signature_headers("GET", path, b""))
+        try:
+            connection = connect(
+                self.feed_url + path,
+                additional_headers=headers,
+                open_timeout=self.timeout_seconds,
+            )
+        except InvalidStatus as refused:  # No feed there: gunicorn's 404, a proxy's 502...
+            raise FeedError(
+                "HTTP_ERROR", f"The server answered {refused.response.status_code}.", None
+            ) from refused
+        except InvalidHandshake as failed:  # Not a WebSocket server at all.
+            raise FeedError("HANDSHAKE_FAILED", str(failed), None) from failed
+        # Entered as its context manager (websockets 17 warns otherwise); ``Feed.close`` ends it.
+        return Feed(connection.__enter__())
 
     # Market data -------------------------------------------------------------------------
 
