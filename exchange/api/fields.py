@@ -3,6 +3,8 @@
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
 # mypy: allow-subclassing-any
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -18,6 +20,21 @@ class TextField(serializers.RegexField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(TEXT, **kwargs)
+
+
+class DecimalStringField(serializers.DecimalField):
+    """A decimal in a request body as a string matching the subclass's ``pattern`` and nothing
+    else: no JSON number (read as a float), exponent (``1e3``), sign or spaces, which DRF's
+    ``DecimalField`` would take. Its digits and bounds are then DRF's to check."""
+
+    pattern: str
+    default_error_messages = {"format": 'Give a decimal string such as "2.450".'}
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str) or re.fullmatch(self.pattern, data) is None:
+            self.fail("format")
+        value: Decimal = super().to_internal_value(data)
+        return value
 
 
 class IntegerInputField(serializers.IntegerField):

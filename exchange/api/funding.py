@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
+from exchange.api.fields import DecimalStringField
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.models import ApiKey, Deposit, Withdrawal
 from exchange.selectors.funding import deposits_of, withdrawals_of
@@ -37,19 +38,17 @@ CENTS_PATTERN = r"^(0*[1-9][0-9]{0,11}(\.[0-9]{1,2})?|0*\.(0[1-9]|[1-9][0-9]?))$
 @extend_schema_field(
     {"type": "string", "format": "decimal", "pattern": CENTS_PATTERN, "example": "2500.00"}
 )
-class CentsField(serializers.DecimalField):
-    """Dollars as a string: a JSON number is parsed as a float, which money never is."""
+class CentsField(DecimalStringField):
+    """Dollars and cents as a string (a JSON number is parsed as a float, which money never
+    is), written out in digits as the schema's pattern says: not ``1e3``, not ``-5``."""
 
-    default_error_messages = {"not_a_string": 'Give the amount as a string, e.g. "2500.00".'}
+    pattern = CENTS_PATTERN
+    default_error_messages = {
+        "format": 'Give a positive amount in dollars and cents as a string, e.g. "2500.00".'
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        if not isinstance(data, str):
-            self.fail("not_a_string")
-        amount: Decimal = super().to_internal_value(data)
-        return amount
 
 
 class AmountSerializer(serializers.Serializer):

@@ -33,7 +33,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer, not_found
-from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
+from exchange.api.fields import (
+    CodeRelatedField,
+    DecimalStringField,
+    IntegerInputField,
+    TextField,
+)
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
@@ -175,21 +180,16 @@ def _instrument(symbol: str) -> Instrument:
 @extend_schema_field(
     {"type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN, "example": "2500.00"}
 )
-class DecimalInputField(serializers.DecimalField):
-    """A decimal string of at most 12 digits before the point and 6 after, nothing else."""
+class DecimalInputField(DecimalStringField):
+    """A decimal string of at most 12 digits before the point and 6 after."""
 
+    pattern = DECIMAL_PATTERN
     default_error_messages = {
         "format": 'Give a decimal string such as "2500.00" (at most 6 decimals).'
     }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**PRICE, **kwargs)
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        if not isinstance(data, str) or re.fullmatch(DECIMAL_PATTERN, data) is None:
-            self.fail("format")
-        value: Decimal = super().to_internal_value(data)
-        return value
 
 
 class MicrosAsUsdField(serializers.DecimalField):

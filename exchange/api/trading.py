@@ -9,7 +9,6 @@ orders answer 404, as if they did not exist.
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
 # mypy: allow-subclassing-any
 
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -36,7 +35,13 @@ from exchange.api.errors import (
     error_answer,
     not_found,
 )
-from exchange.api.fields import CodeRelatedField, IntegerInputField, QuerySerializer, TextField
+from exchange.api.fields import (
+    CodeRelatedField,
+    DecimalStringField,
+    IntegerInputField,
+    QuerySerializer,
+    TextField,
+)
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.errors import OrderRejectCode, OrderRejected
@@ -183,21 +188,15 @@ class DryRunSerializer(serializers.Serializer):
 @extend_schema_field(
     {"type": "string", "format": "decimal", "pattern": PRICE_PATTERN, "example": "2.450"}
 )
-class PriceInputField(serializers.DecimalField):
+class PriceInputField(DecimalStringField):
     """A price as written in a request: a decimal string of at most 12 digits before the point
-    and 6 after, nothing else (no sign, exponent, spaces or JSON number), as the schema says.
-    Whether it is on the tick and in the band is the exchange's rule (422)."""
+    and 6 after. Whether it is on the tick and in the band is the exchange's rule (422)."""
 
+    pattern = PRICE_PATTERN
     default_error_messages = {"format": 'A price is a decimal string such as "2.450".'}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**PRICE, **kwargs)
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        if not isinstance(data, str) or re.fullmatch(PRICE_PATTERN, data) is None:
-            self.fail("format")
-        price: Decimal = super().to_internal_value(data)
-        return price
 
 
 class AwareDateTimeField(serializers.DateTimeField):

@@ -163,6 +163,11 @@ MALFORMED = [
     {"amount": "NaN"},
     {"amount": "Infinity"},
     {"amount": "1e20"},
+    {"amount": "1e3"},  # 1000.00 to DRF; not dollars and cents as the schema's pattern says.
+    {"amount": "1E3"},
+    {"amount": " 10.00"},
+    {"amount": "+10.00"},
+    {"amount": "10."},
     {"amount": None},
     {"amount": [1]},
     {"amount": 10},
