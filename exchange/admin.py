@@ -15,7 +15,6 @@ from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils import timezone
 
 from exchange.backoffice.roles import ALL_ROLES, Role, has_any_role
 from exchange.errors import ExchangeError
@@ -49,6 +48,7 @@ from exchange.services.listing import listings_roll
 from exchange.services.participants import organization_create
 from exchange.services.risk_cycle import account_liquidate, daily_settlement_run
 from exchange.services.settlement_prices import (
+    last_closed_day,
     settlement_price_check,
     settlement_price_override,
     settlement_prices_set,
@@ -804,7 +804,10 @@ class RiskCycleAdmin(ReadOnlyAdmin):
     def run_view(self, request):
         if not self.has_act_permission(request):
             raise PermissionDenied
-        form = RunCycleForm(request.POST or None, initial={"trading_date": timezone.now().date()})
+        form = RunCycleForm(
+            request.POST or None,
+            initial={"trading_date": last_closed_day()},
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": "Run the daily cycle",

@@ -588,8 +588,9 @@ def daily_settlement_run(
     actor: User | None = None,
     close: Any = None,
 ) -> RiskCycle:
-    """Settle ``trading_date`` (see the module docstring); idempotent. A day still to come is
-    refused (``RISK_DAY_IN_FUTURE``) by ``settlement_prices_set``, before anything is written."""
+    """Settle ``trading_date`` (see the module docstring); idempotent. A day still to come
+    (``RISK_DAY_IN_FUTURE``) or still before its close (``RISK_DAY_NOT_CLOSED``) is refused by
+    ``settlement_prices_set``, before anything is written."""
     with transaction.atomic():
         cycle = settlement_prices.settlement_prices_set(
             trading_date=trading_date, close=close, actor=actor

@@ -88,8 +88,8 @@ def settlement_prices_set(
     *, trading_date: date, close: datetime | None = None, actor: User | None = None
 ) -> RiskCycle:
     """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
-    trading_date_check(trading_date)
     close = close or close_at(trading_date)
+    trading_date_check(trading_date, close)
     cycle, _ = RiskCycle.objects.get_or_create(
         trading_date=trading_date, defaults={"close_at": close}
     )
@@ -325,15 +325,28 @@ def _option_prices(
             )
 
 
-def trading_date_check(trading_date: date) -> None:
-    """Refuse a trading day after today (UTC, the exchange's day) before anything is written:
-    settling it early would post variation margin on today's prices."""
-    today = now_date()
+def trading_date_check(trading_date: date, close: datetime | None = None) -> None:
+    """Refuse, before anything is written, a trading day whose close has not passed: its prices
+    would be taken from part of the closing window or from the book while it still trades, its
+    variation margin posted on them, and on a last trading day its contracts expired and
+    exercised while they trade; the scheduled run after the close would then find it settled.
+    A day after today (UTC, the exchange's day) is named as such. ``close``: the day's close
+    when not the standard one (``close_at``)."""
+    moment = now()
+    today = moment.date()
     if trading_date > today:
         raise RiskError(
             RiskErrorCode.DAY_IN_FUTURE,
             f"{trading_date} is after today ({today}): a trading day can only be run once it "
-            "has started.",
+            "has closed.",
+            "trading_date",
+        )
+    close = close or close_at(trading_date)
+    if moment < close:
+        raise RiskError(
+            RiskErrorCode.DAY_NOT_CLOSED,
+            f"{trading_date} closes at {close:%H:%M} UTC (EXCHANGE_SETTLEMENT_CLOSE): its prices "
+            "can be set and its day settled once the close has passed.",
             "trading_date",
         )
 
@@ -434,5 +447,17 @@ def day_prices(trading_date: date) -> dict[int, Decimal]:
     )
 
 
+def last_closed_day() -> date:
+    """The latest trading day whose close has passed: today after the close, else yesterday."""
+    moment = now()
+    today = moment.date()
+    return today if moment >= close_at(today) else today - timedelta(days=1)
+
+
+def now() -> datetime:
+    """The risk cycle's clock (tests move it)."""
+    return timezone.now()
+
+
 def now_date() -> date:
-    return timezone.now().date()
+    return now().date()

@@ -25,11 +25,13 @@ def _inline_matcher_reset():
 @pytest.fixture
 def calendar_ahead(monkeypatch):
     """The exchange's today is moved two years on for the daily risk cycle only, so that a test
-    can settle the days its contracts (listed from next month) trade and expire."""
+    can settle the days its contracts (listed from next month) trade and expire: the cycle's
+    clock stands at the last second of that day, after its close, whatever the time the test runs at."""
     from exchange.services import settlement_prices
 
     ahead = settlement_prices.now_date() + timedelta(days=730)
-    monkeypatch.setattr(settlement_prices, "now_date", lambda: ahead)
+    moment = datetime.combine(ahead, time(23, 59, 59), tzinfo=UTC)
+    monkeypatch.setattr(settlement_prices, "now", lambda: moment)
     return ahead
 
 

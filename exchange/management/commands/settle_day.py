@@ -1,12 +1,11 @@
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from exchange.errors import ExchangeError
 from exchange.selectors.risk import day_prices, variation_preview
 from exchange.services.risk_cycle import daily_settlement_run
-from exchange.services.settlement_prices import settlement_prices_set
+from exchange.services.settlement_prices import last_closed_day, settlement_prices_set
 
 
 class Command(BaseCommand):
@@ -18,13 +17,17 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", help="Trading day, YYYY-MM-DD (default: today, UTC).")
+        parser.add_argument(
+            "--date",
+            help="Trading day, YYYY-MM-DD (default: the latest whose close has passed: today "
+            "after the close, else yesterday; UTC).",
+        )
         parser.add_argument("--preview", action="store_true", help="Set prices only; show them.")
 
     def handle(self, *args, **options):
         try:
             trading_date = (
-                date.fromisoformat(options["date"]) if options["date"] else timezone.now().date()
+                date.fromisoformat(options["date"]) if options["date"] else last_closed_day()
             )
         except ValueError as error:
             raise CommandError(f"--date: {error}") from error

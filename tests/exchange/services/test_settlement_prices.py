@@ -6,7 +6,8 @@ Every expected price is worked out here by hand with Decimal, or by calling ``pr
 directly (the forward curve, Black-76), never through the code under test.
 """
 
-from datetime import timedelta
+import io
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import AuditEntry, Instrument, RiskCycle, SettlementPrice
+from exchange.services import settlement_prices
 from exchange.services.listing import futures_list_strip, options_list_chain
 from exchange.services.risk_cycle import daily_settlement_run
 from exchange.services.settlement_prices import (
@@ -45,6 +47,19 @@ def trade(buyer, seller, instrument, quantity: int, price: str) -> None:
     place(seller, instrument, "sell", quantity, price)
     taken = place(buyer, instrument, "buy", quantity, price)
     assert taken.filled_quantity == quantity
+
+
+@pytest.fixture(autouse=True)
+def _clock_after_the_close(monkeypatch):
+    """The cycle's clock past the close of the day these tests price, whenever they run: past
+    the standard close of today, and past the close a test names just after its trades
+    (``soon``)."""
+    end_of_today = datetime.combine(today(), time(23, 59, 59), tzinfo=UTC)
+    monkeypatch.setattr(
+        settlement_prices,
+        "now",
+        lambda: max(timezone.now() + timedelta(seconds=5), end_of_today),
+    )
 
 
 def soon():
@@ -544,15 +559,29 @@ def test_an_override_of_a_settled_day_is_refused_and_changes_nothing(future, buy
     assert AuditEntry.objects.count() == audits
 
 
-@pytest.mark.parametrize("days_ahead", [1, 400])
-def test_a_trading_day_after_today_is_refused_and_writes_nothing(
-    admin_client, future, buyer, seller, days_ahead
+@pytest.mark.parametrize(
+    ("days_ahead", "clock", "code", "why"),
+    [
+        (1, None, RiskErrorCode.DAY_IN_FUTURE, "is after today"),
+        (400, None, RiskErrorCode.DAY_IN_FUTURE, "is after today"),
+        # Today at 10:00, six hours before its close: prices from part of the closing window
+        # or from the book while it trades, variation margin on them.
+        (0, time(10, 0), RiskErrorCode.DAY_NOT_CLOSED, "closes at 16:00 UTC"),
+        (0, time(15, 59, 59), RiskErrorCode.DAY_NOT_CLOSED, "closes at 16:00 UTC"),
+    ],
+)
+def test_a_trading_day_before_its_close_is_refused_and_writes_nothing(
+    admin_client, settings, monkeypatch, future, buyer, seller, days_ahead, clock, code, why
 ):
     from django.core.management import CommandError, call_command
     from django.urls import reverse
 
     from ledger.models import Entry
 
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
+    if clock is not None:
+        moment = datetime.combine(today(), clock, tzinfo=UTC)
+        monkeypatch.setattr(settlement_prices, "now", lambda: moment)
     trade(buyer, seller, future, 5, "2.50")
     day = today() + timedelta(days=days_ahead)
     url = reverse("admin:exchange_riskcycle_run")
@@ -561,12 +590,9 @@ def test_a_trading_day_after_today_is_refused_and_writes_nothing(
     for run in (settlement_prices_set, daily_settlement_run):
         with pytest.raises(RiskError) as refused:
             run(trading_date=day)
-        assert (refused.value.code, refused.value.field) == (
-            RiskErrorCode.DAY_IN_FUTURE,
-            "trading_date",
-        )
+        assert (refused.value.code, refused.value.field) == (code, "trading_date")
     for extra in ([], ["--preview"]):
-        with pytest.raises(CommandError, match="RISK_DAY_IN_FUTURE"):
+        with pytest.raises(CommandError, match=str(code)):
             call_command("settle_day", "--date", day.isoformat(), *extra)
     pages = [
         admin_client.post(url, {"trading_date": day.isoformat(), button: "1"})
@@ -577,14 +603,36 @@ def test_a_trading_day_after_today_is_refused_and_writes_nothing(
     for page in pages:
         assert page.status_code == 200
         content = page.content.decode()
-        assert "RISK_DAY_IN_FUTURE" in content and f"{day} is after today" in content
+        assert str(code) in content and f"{day} {why}" in content
         assert "Confirm: settle" not in content
     assert not RiskCycle.objects.exists()
     assert not SettlementPrice.objects.exists()
     assert not Entry.objects.filter(idempotency_key__startswith="variation:").exists()
 
 
-def test_today_can_still_be_priced(future, buyer, seller):
+@pytest.mark.parametrize(
+    ("clock", "expected"), [(time(15, 59), -1), (time(16, 0), 0), (time(23, 0), 0)]
+)
+def test_the_days_run_by_default_are_the_latest_closed_one(
+    admin_client, settings, monkeypatch, clock, expected
+):
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
+    moment = datetime.combine(today(), clock, tzinfo=UTC)
+    monkeypatch.setattr(settlement_prices, "now", lambda: moment)
+    day = today() + timedelta(days=expected)
+
+    assert settlement_prices.last_closed_day() == day
+    form = admin_client.get(reverse("admin:exchange_riskcycle_run")).context["form"]
+    assert form["trading_date"].value() == day
+    out = io.StringIO()
+    call_command("settle_day", stdout=out)  # Nothing listed: the day settles with nothing.
+    assert out.getvalue().startswith(f"{day} settled: 0 variation margin entries")
+
+
+def test_today_can_be_priced_once_closed(future, buyer, seller):
     trade(buyer, seller, future, 5, "2.50")
 
     cycle = settlement_prices_set(trading_date=today(), close=soon())
