@@ -26,7 +26,7 @@ def _inline_matcher_reset():
 def calendar_ahead(monkeypatch):
     """The exchange's today is moved two years on for the daily risk cycle only, so that a test
     can settle the days its contracts (listed from next month) trade and expire: the cycle's
-    clock stands at the last second of that day, after its close, whatever the time the test runs at."""
+    clock stands at the last second of that day, after its close, whenever the test runs."""
     from exchange.services import settlement_prices
 
     ahead = settlement_prices.now_date() + timedelta(days=730)
