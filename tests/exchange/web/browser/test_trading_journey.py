@@ -139,13 +139,14 @@ def test_two_startups_trade_in_the_browser_and_staff_settle_the_day(
     screenshot(staff, "backoffice-dashboard")
     staff.get_by_role("link", name="Run the daily settlement").click()
     # The day whose close is still to come: instruments listed after a day's close (the demo
-    # was loaded just now) settle from the next trading day on.
-    # After today's close that is tomorrow, which the cycle refuses until it comes: the staff
-    # user then runs it tomorrow (the live server runs in this process).
+    # was loaded just now) settle from the next trading day on: today before its close, else
+    # tomorrow. The cycle refuses a day until its close has passed: the staff user runs it
+    # after that close (the cycle's clock moved there; the live server runs in this process).
     today = timezone.now().date()
     if timezone.now() >= close_at(today):
         today += timedelta(days=1)
-        monkeypatch.setattr(settlement_prices, "now_date", lambda: today)
+    after_close = close_at(today) + timedelta(minutes=10)
+    monkeypatch.setattr(settlement_prices, "now", lambda: after_close)
     staff.get_by_label("Trading date").fill(today.isoformat())
     staff.get_by_role("button", name="Preview prices and variation margin").click()
     expect(staff.get_by_text(future.symbol).first).to_be_visible()
