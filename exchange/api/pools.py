@@ -823,7 +823,8 @@ class MemberList(ReadOrTrade):
         operation_id="pool_members_add",
         summary="Add a startup to the pool (sponsor; scope trade)",
         description="400 for an unknown organization; 409 POOL_ALREADY_MEMBER; 422 "
-        "POOL_MEMBER_INVALID (a sponsor, the exchange), POOL_PRIORITY_INVALID, POOL_CLOSED.",
+        "POOL_MEMBER_NOT_STARTUP (any kind but a startup), POOL_MEMBER_INVALID (no main "
+        "account), POOL_PRIORITY_INVALID, POOL_CLOSED.",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         pool = _sponsored(request, pool_id)

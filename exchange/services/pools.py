@@ -278,15 +278,17 @@ def pool_settings_set(
 def pool_member_add(
     *, pool: Pool, organization: Organization, priority: int = 100, actor: Actor
 ) -> PoolMember:
+    """``organization`` joins the pool with its main account. Only startups
+    (``Organization.Kind.STARTUP``) are members: anything else is ``POOL_MEMBER_NOT_STARTUP``."""
     if pool.status == Pool.Status.CLOSED:
         raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
-    if organization.pk == pool.sponsor_id or organization.kind in (
-        Organization.Kind.SPONSOR,
-        Organization.Kind.EXCHANGE,
-    ):
+    if organization.kind != Organization.Kind.STARTUP:
+        # A pool buys for the sponsor's startups: a trading firm, a provider, a sponsor (the
+        # pool's own included) or the exchange never joins, so never receives its capacity.
         raise _refuse(
-            PoolErrorCode.MEMBER_INVALID,
-            "Members are the sponsor's portfolio companies, not sponsors or the exchange.",
+            PoolErrorCode.MEMBER_NOT_STARTUP,
+            f"Only startups join a pool; {organization.name} is not one "
+            f"({organization.get_kind_display()}).",
             "organization",
         )
     _check_priority(priority)

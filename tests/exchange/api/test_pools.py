@@ -432,7 +432,9 @@ def test_the_sponsor_adds_lists_prioritizes_and_graduates_members(pool, sponsor,
     ("body", "expected"),
     [
         ({"organization": "ada"}, (409, "POOL_ALREADY_MEMBER", "organization")),
-        ({"organization": "foundry"}, (422, "POOL_MEMBER_INVALID", "organization")),
+        ({"organization": "foundry"}, (422, "POOL_MEMBER_NOT_STARTUP", "organization")),
+        ({"organization": "helix"}, (422, "POOL_MEMBER_NOT_STARTUP", "organization")),
+        ({"organization": "northwind"}, (422, "POOL_MEMBER_NOT_STARTUP", "organization")),
         ({"organization": "nobody"}, (400, "INVALID_INPUT", "organization")),
         ({"organization": "dyad", "priority": 10001}, (422, "POOL_PRIORITY_INVALID", "priority")),
         ({"organization": "dyad", "priority": "high"}, (400, "INVALID_INPUT", "priority")),
@@ -440,6 +442,9 @@ def test_the_sponsor_adds_lists_prioritizes_and_graduates_members(pool, sponsor,
 )
 def test_members_that_cannot_be_added_are_refused(pool, sponsor, ada, body, expected):
     _startup("dyad")
+    # A trading firm and a provider: organizations with main accounts, but not startups.
+    _account("helix", Organization.Kind.TRADING_FIRM)
+    _account("northwind", Organization.Kind.PROVIDER)
     before = written()
 
     response = api(sponsor).post(f"{POOLS}{pool.pk}/members/", body, format="json")

@@ -263,15 +263,36 @@ def test_pool_member_add_uses_the_organizations_main_account(pool, sponsor_user)
     assert _audit("pool.member_add", member).after == {"organization": "ada", "priority": 5}
 
 
-def test_sponsors_the_exchange_and_the_pools_own_sponsor_are_not_members(pool, sponsor):
-    other_sponsor = organization_create(slug="angel", name="Angel", kind=Organization.Kind.SPONSOR)
-    operator = organization_create(slug="gpux", name="GPUX", kind=Organization.Kind.EXCHANGE)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        Organization.Kind.TRADING_FIRM,
+        Organization.Kind.PROVIDER,
+        Organization.Kind.SPONSOR,
+        Organization.Kind.EXCHANGE,
+    ],
+)
+def test_only_startups_are_members(pool, kind):
+    # A trading firm or a provider added as a member could be given the pool's capacity
+    # (and have margin taken from its cash) without ever having asked for it.
+    organization = account_main(
+        organization_create(slug="other", name="Other Co", kind=kind)
+    ).organization
 
-    for organization in (sponsor, other_sponsor, operator):
-        error = assert_refused(
-            Code.MEMBER_INVALID, pool_member_add, pool=pool, organization=organization, actor=None
-        )
-        assert error.field == "organization"
+    error = assert_refused(
+        Code.MEMBER_NOT_STARTUP, pool_member_add, pool=pool, organization=organization, actor=None
+    )
+
+    assert error.field == "organization"
+    assert "Only startups join a pool" in error.message
+    assert not PoolMember.objects.filter(organization=organization).exists()
+
+
+def test_the_pools_own_sponsor_is_not_a_member(pool, sponsor):
+    error = assert_refused(
+        Code.MEMBER_NOT_STARTUP, pool_member_add, pool=pool, organization=sponsor, actor=None
+    )
+    assert error.field == "organization"
 
 
 def test_an_organization_joins_a_pool_once(pool, members):

@@ -471,12 +471,13 @@ def test_the_sponsor_adds_a_member_by_slug(client, pool, sam):
     ("slug", "expected"),
     [
         ("ada", "POOL_ALREADY_MEMBER"),
-        ("foundry", "POOL_MEMBER_INVALID"),
+        ("foundry", "POOL_MEMBER_NOT_STARTUP"),
+        ("northwind", "POOL_MEMBER_NOT_STARTUP"),
         ("nobody", "No organization has this slug."),
     ],
 )
 def test_a_member_that_cannot_join_is_refused_next_to_the_organization(
-    client, pool, members, sam, slug, expected
+    client, pool, members, sam, seller, slug, expected
 ):
     client.force_login(sam)
 
