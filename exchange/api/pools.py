@@ -1229,7 +1229,9 @@ class Reallocate(TransferView):
         operation_id="pool_reallocate",
         summary="Give contracts the pool holds to an active member at the latest mark "
         "(sponsor; scope trade)",
-        description=f"{TRANSFER_REFUSALS} POOL_MEMBER_GRADUATED for a member that left.",
+        description=f"{TRANSFER_REFUSALS} POOL_MEMBER_GRADUATED for a member that left; "
+        "POOL_REALLOCATION_BEYOND_DEMAND (field member: no demand of the member for that month "
+        "left uncovered; field quantity: more than is uncovered).",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         return super().post(request, pool_id)
