@@ -823,7 +823,8 @@ class MemberList(ReadOrTrade):
         operation_id="pool_members_add",
         summary="Add a startup to the pool (sponsor; scope trade)",
         description="400 for an unknown organization; 409 POOL_ALREADY_MEMBER; 422 "
-        "POOL_MEMBER_INVALID (a sponsor, the exchange), POOL_PRIORITY_INVALID, POOL_CLOSED.",
+        "POOL_MEMBER_NOT_STARTUP (any kind but a startup), POOL_MEMBER_INVALID (no main "
+        "account), POOL_PRIORITY_INVALID, POOL_CLOSED.",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         pool = _sponsored(request, pool_id)
@@ -1228,7 +1229,9 @@ class Reallocate(TransferView):
         operation_id="pool_reallocate",
         summary="Give contracts the pool holds to an active member at the latest mark "
         "(sponsor; scope trade)",
-        description=f"{TRANSFER_REFUSALS} POOL_MEMBER_GRADUATED for a member that left.",
+        description=f"{TRANSFER_REFUSALS} POOL_MEMBER_GRADUATED for a member that left; "
+        "POOL_REALLOCATION_BEYOND_DEMAND (field member: no demand of the member for that month "
+        "left uncovered; field quantity: more than is uncovered).",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         return super().post(request, pool_id)

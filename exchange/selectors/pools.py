@@ -178,6 +178,33 @@ def member_holdings(member: PoolMember) -> list[Holding]:
     return [Holding(i, held[i.symbol]) for i in instruments if held[i.symbol] > 0]
 
 
+def demand_uncovered(member: PoolMember, instrument: Instrument) -> int:
+    """Contracts of ``instrument`` (one delivery month) the member asked this pool for and has
+    not received from it: the most ``services.pools.pool_reallocate`` may give it.
+
+    - Asked: the quantity of the member's demand for the instrument whose round has allocated
+      (status ``allocated``, whatever the allocation's outcome). Open demand waits for the next
+      cut-off and submitted demand for its working round, which will serve it; withdrawn demand
+      asks for nothing. Counting them would serve the same demand twice.
+    - Received: the contracts of its ``settled`` allocations plus every reallocation to it. An
+      ``unfunded`` allocation (the member could not pay, the lots stayed with the pool) and a
+      ``none`` one (nothing filled) received nothing, so their demand stays uncovered.
+    - Take-backs give nothing back: contracts taken back from a member never make room for
+      new ones, so what a member ever receives from the pool stays within what it asked for;
+      to get capacity again it enters new demand.
+    """
+    asked = PoolDemand.objects.filter(
+        member=member, instrument=instrument, status=PoolDemand.Status.ALLOCATED
+    ).aggregate(total=Sum("quantity"))["total"]
+    allocated = PoolAllocation.objects.filter(
+        member=member, instrument=instrument, status=PoolAllocation.Status.SETTLED
+    ).aggregate(total=Sum("quantity"))["total"]
+    reallocated = PoolTransfer.objects.filter(
+        member=member, instrument=instrument, kind=PoolTransfer.Kind.REALLOCATE
+    ).aggregate(total=Sum("quantity"))["total"]
+    return max(0, (asked or 0) - (allocated or 0) - (reallocated or 0))
+
+
 def credit_owed(member: PoolMember) -> Decimal:
     """What the member owes the pool under the credit line, USD, read without opening the
     ledger account (``services.pools.credit_outstanding`` opens it on first use; its code is

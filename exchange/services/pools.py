@@ -64,6 +64,7 @@ from exchange.models.pools import (
     PoolRound,
     PoolTransfer,
 )
+from exchange.selectors import pools as pool_selectors
 from exchange.services import collateral
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
@@ -278,15 +279,17 @@ def pool_settings_set(
 def pool_member_add(
     *, pool: Pool, organization: Organization, priority: int = 100, actor: Actor
 ) -> PoolMember:
+    """``organization`` joins the pool with its main account. Only startups
+    (``Organization.Kind.STARTUP``) are members: anything else is ``POOL_MEMBER_NOT_STARTUP``."""
     if pool.status == Pool.Status.CLOSED:
         raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
-    if organization.pk == pool.sponsor_id or organization.kind in (
-        Organization.Kind.SPONSOR,
-        Organization.Kind.EXCHANGE,
-    ):
+    if organization.kind != Organization.Kind.STARTUP:
+        # A pool buys for the sponsor's startups: a trading firm, a provider, a sponsor (the
+        # pool's own included) or the exchange never joins, so never receives its capacity.
         raise _refuse(
-            PoolErrorCode.MEMBER_INVALID,
-            "Members are the sponsor's portfolio companies, not sponsors or the exchange.",
+            PoolErrorCode.MEMBER_NOT_STARTUP,
+            f"Only startups join a pool; {organization.name} is not one "
+            f"({organization.get_kind_display()}).",
             "organization",
         )
     _check_priority(priority)
@@ -1066,24 +1069,62 @@ def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
         )
 
 
+def _check_demand(member: PoolMember, instrument: Instrument, quantity: int) -> None:
+    """A member receives contracts only against its own demand that the pool has not covered
+    yet (``selectors.pools.demand_uncovered``), and at most that many."""
+    uncovered = pool_selectors.demand_uncovered(member, instrument)
+    if quantity <= uncovered:
+        return
+    name, symbol = member.organization.name, instrument.symbol
+    if uncovered == 0:
+        raise _refuse(
+            PoolErrorCode.REALLOCATION_BEYOND_DEMAND,
+            f"{name} has no demand for {symbol} in this pool that it has not received: "
+            "capacity goes to a member only against its own demand.",
+            "member",
+        )
+    raise _refuse(
+        PoolErrorCode.REALLOCATION_BEYOND_DEMAND,
+        f"{name} asked this pool for {uncovered} more contracts of {symbol} than it "
+        f"received, not {quantity}.",
+        "quantity",
+    )
+
+
 def pool_reallocate(
     *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
 ) -> PoolTransfer:
     """Contracts the pool holds go to an active member at the latest mark; the member sets
-    aside their margin."""
-    if member.status != PoolMember.Status.ACTIVE:
-        raise _refuse(
-            PoolErrorCode.MEMBER_GRADUATED, "Capacity goes to active members only.", "member"
+    aside their margin.
+
+    Only against the member's own demand: the member must have demand in this pool for this
+    instrument (its delivery month) whose round has allocated and that its settled
+    allocations and earlier reallocations have not covered, and it receives at most that
+    uncovered quantity (``selectors.pools.demand_uncovered`` defines it); otherwise
+    ``POOL_REALLOCATION_BEYOND_DEMAND`` (field ``member`` when nothing is uncovered,
+    ``quantity`` when less than asked is) and nothing is written. The member's row stays
+    locked from the check to the entry, so two reallocations cannot both use the same demand.
+    """
+    with transaction.atomic():
+        member = (
+            PoolMember.objects.select_for_update()
+            .select_related("pool__account", "organization", "account")
+            .get(pk=member.pk)
         )
-    _check_transfer(member.pool, instrument, quantity)
-    _check_free(member.pool, instrument, quantity)
-    return _transfer(
-        kind=PoolTransfer.Kind.REALLOCATE,
-        member=member,
-        instrument=instrument,
-        quantity=quantity,
-        actor=actor,
-    )
+        if member.status != PoolMember.Status.ACTIVE:
+            raise _refuse(
+                PoolErrorCode.MEMBER_GRADUATED, "Capacity goes to active members only.", "member"
+            )
+        _check_transfer(member.pool, instrument, quantity)
+        _check_free(member.pool, instrument, quantity)
+        _check_demand(member, instrument, quantity)
+        return _transfer(
+            kind=PoolTransfer.Kind.REALLOCATE,
+            member=member,
+            instrument=instrument,
+            quantity=quantity,
+            actor=actor,
+        )
 
 
 def pool_offer(

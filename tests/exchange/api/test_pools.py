@@ -22,6 +22,7 @@ from exchange.models.pools import (
 )
 from exchange.services.api_keys import api_key_create
 from exchange.services.funding import deposit_test_funds
+from exchange.services.ledger_accounts import cash_account, position_account
 from exchange.services.pools import (
     credit_outstanding,
     demand_submit,
@@ -31,6 +32,7 @@ from exchange.services.pools import (
     pool_member_add,
     pool_member_graduate,
     pool_round_close,
+    pool_take_back,
 )
 from ledger.models import Entry
 from tests.exchange.conftest import _account
@@ -432,7 +434,9 @@ def test_the_sponsor_adds_lists_prioritizes_and_graduates_members(pool, sponsor,
     ("body", "expected"),
     [
         ({"organization": "ada"}, (409, "POOL_ALREADY_MEMBER", "organization")),
-        ({"organization": "foundry"}, (422, "POOL_MEMBER_INVALID", "organization")),
+        ({"organization": "foundry"}, (422, "POOL_MEMBER_NOT_STARTUP", "organization")),
+        ({"organization": "helix"}, (422, "POOL_MEMBER_NOT_STARTUP", "organization")),
+        ({"organization": "northwind"}, (422, "POOL_MEMBER_NOT_STARTUP", "organization")),
         ({"organization": "nobody"}, (400, "INVALID_INPUT", "organization")),
         ({"organization": "dyad", "priority": 10001}, (422, "POOL_PRIORITY_INVALID", "priority")),
         ({"organization": "dyad", "priority": "high"}, (400, "INVALID_INPUT", "priority")),
@@ -440,6 +444,9 @@ def test_the_sponsor_adds_lists_prioritizes_and_graduates_members(pool, sponsor,
 )
 def test_members_that_cannot_be_added_are_refused(pool, sponsor, ada, body, expected):
     _startup("dyad")
+    # A trading firm and a provider: organizations with main accounts, but not startups.
+    _account("helix", Organization.Kind.TRADING_FIRM)
+    _account("northwind", Organization.Kind.PROVIDER)
     before = written()
 
     response = api(sponsor).post(f"{POOLS}{pool.pk}/members/", body, format="json")
@@ -803,6 +810,40 @@ def test_the_sponsor_takes_back_reallocates_and_offers_capacity(
     assert kinds == ["reallocate", "take_back"]
     bolts = api(bolt.organization).get(f"{POOLS}{pool.pk}/transfers/").json()["results"]
     assert [t["organization"] for t in bolts] == ["bolt"]
+
+
+def test_capacity_is_reallocated_only_against_a_members_uncovered_demand(
+    allocated, pool, sponsor, ada, bolt, cirrus, future
+):
+    # given the pool holds the 10 taken back from ada; bolt asked 10 and got 5; cirrus never
+    # asked for anything
+    client = api(sponsor)
+    pool_member_graduate(member=ada, actor=None)
+    pool_take_back(member=ada, instrument=future, quantity=10, actor=None)
+    path = f"{POOLS}{pool.pk}/reallocate/"
+    cash = {m: cash_account(m.account).balance for m in (bolt, cirrus)}
+    before = written()
+
+    to_cirrus = client.post(
+        path, {"member": cirrus.pk, "instrument": future.symbol, "quantity": 2}, format="json"
+    )
+    too_many = client.post(
+        path, {"member": bolt.pk, "instrument": future.symbol, "quantity": 6}, format="json"
+    )
+
+    assert codes(to_cirrus) == (422, "POOL_REALLOCATION_BEYOND_DEMAND", "member")
+    assert codes(too_many) == (422, "POOL_REALLOCATION_BEYOND_DEMAND", "quantity")
+    assert written() == before
+    assert {m: cash_account(m.account).balance for m in (bolt, cirrus)} == cash
+    assert position_account(cirrus.account, future.symbol).balance == 0
+    assert position_account(bolt.account, future.symbol).balance == 5
+
+    # bolt's 5 uncovered contracts it does receive
+    given = client.post(
+        path, {"member": bolt.pk, "instrument": future.symbol, "quantity": 5}, format="json"
+    )
+    assert given.status_code == 201, given.json()
+    assert position_account(bolt.account, future.symbol).balance == 10
 
 
 @pytest.mark.parametrize(

@@ -263,15 +263,36 @@ def test_pool_member_add_uses_the_organizations_main_account(pool, sponsor_user)
     assert _audit("pool.member_add", member).after == {"organization": "ada", "priority": 5}
 
 
-def test_sponsors_the_exchange_and_the_pools_own_sponsor_are_not_members(pool, sponsor):
-    other_sponsor = organization_create(slug="angel", name="Angel", kind=Organization.Kind.SPONSOR)
-    operator = organization_create(slug="gpux", name="GPUX", kind=Organization.Kind.EXCHANGE)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        Organization.Kind.TRADING_FIRM,
+        Organization.Kind.PROVIDER,
+        Organization.Kind.SPONSOR,
+        Organization.Kind.EXCHANGE,
+    ],
+)
+def test_only_startups_are_members(pool, kind):
+    # A trading firm or a provider added as a member could be given the pool's capacity
+    # (and have margin taken from its cash) without ever having asked for it.
+    organization = account_main(
+        organization_create(slug="other", name="Other Co", kind=kind)
+    ).organization
 
-    for organization in (sponsor, other_sponsor, operator):
-        error = assert_refused(
-            Code.MEMBER_INVALID, pool_member_add, pool=pool, organization=organization, actor=None
-        )
-        assert error.field == "organization"
+    error = assert_refused(
+        Code.MEMBER_NOT_STARTUP, pool_member_add, pool=pool, organization=organization, actor=None
+    )
+
+    assert error.field == "organization"
+    assert "Only startups join a pool" in error.message
+    assert not PoolMember.objects.filter(organization=organization).exists()
+
+
+def test_the_pools_own_sponsor_is_not_a_member(pool, sponsor):
+    error = assert_refused(
+        Code.MEMBER_NOT_STARTUP, pool_member_add, pool=pool, organization=sponsor, actor=None
+    )
+    assert error.field == "organization"
 
 
 def test_an_organization_joins_a_pool_once(pool, members):
@@ -927,27 +948,28 @@ def test_take_back_refusals(pool, members, futures, seller):
 def test_reallocate_moves_the_pools_contracts_to_a_member_at_the_mark(
     pool, members, future, seller, sponsor_user
 ):
-    # given the pool kept cirrus's 10 unfunded lots; the last trade (2.45) is the mark
+    # given the pool kept cirrus's 10 unfunded lots, and cirrus has cash now; the last trade
+    # (2.45) is the mark
     _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
-    bolt = members[1]
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
     symbol, hours = future.symbol, future.gpu_hours_per_contract
-    bolt_cash, pool_cash = _cash(bolt.account), _cash(pool.account)
-    bolt_cost = cost_account(bolt.account, symbol).balance
+    cirrus_cash, pool_cash = _cash(cirrus.account), _cash(pool.account)
     pool_margin = -margin_account(pool.account, symbol).balance
 
-    transfer = pool_reallocate(member=bolt, instrument=future, quantity=10, actor=sponsor_user)
+    transfer = pool_reallocate(member=cirrus, instrument=future, quantity=10, actor=sponsor_user)
 
     margin = order_margin_per_contract(future, "buy", Decimal("2.45")) * 10
     assert (transfer.kind, transfer.price, transfer.quantity) == ("reallocate", Decimal("2.45"), 10)
-    assert position_account(bolt.account, symbol).balance == 20
+    assert position_account(cirrus.account, symbol).balance == 10
     assert position_account(pool.account, symbol).balance == 0
-    assert cost_account(bolt.account, symbol).balance == bolt_cost + 10 * hours * _micros("2.45")
+    assert cost_account(cirrus.account, symbol).balance == 10 * hours * _micros("2.45")
     assert cost_account(pool.account, symbol).balance == 0
-    assert _cash(bolt.account) == bolt_cash - margin
+    assert _cash(cirrus.account) == cirrus_cash - margin
     # The pool's margin for its last contracts all returns to its cash.
     assert margin_account(pool.account, symbol).balance == 0
     assert _cash(pool.account) == pool_cash + pool_margin
-    assert _audit("pool.reallocate", transfer).after["member"] == "bolt"
+    assert _audit("pool.reallocate", transfer).after["member"] == "cirrus"
     call_command("ledger_check")
 
 
@@ -982,6 +1004,93 @@ def test_reallocate_refusals(pool, members, future, seller, sponsor_user):
         actor=None,
     )
     assert position_account(pool.account, future.symbol).balance == 10
+
+
+def _holdings_and_cash(*accounts, symbol) -> list[tuple[int, int, int]]:
+    return [
+        (
+            position_account(account, symbol).balance,
+            cash_account(account).balance,
+            margin_account(account, symbol).balance,
+        )
+        for account in accounts
+    ]
+
+
+def test_capacity_goes_to_no_member_without_demand_for_it(
+    pool, members, futures, seller, sponsor_user
+):
+    # given the pool holds cirrus's 10 unfunded contracts; bolt's demand was filled in full,
+    # dyna joined later and only has open demand (for the next cut-off) and demand in the
+    # other month
+    future = futures[0]
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    bolt = members[1]
+    dyna = pool_member_add(pool=pool, organization=startup("dyna", "200000"), actor=None)
+    _submit(dyna, future, gpus=10)
+    _submit(dyna, futures[1], gpus=10)
+    before = _holdings_and_cash(bolt.account, dyna.account, pool.account, symbol=future.symbol)
+
+    # then neither receives even one contract, and nothing moves
+    for member in (bolt, dyna):
+        error = assert_refused(
+            Code.REALLOCATION_BEYOND_DEMAND,
+            pool_reallocate,
+            member=member,
+            instrument=future,
+            quantity=1,
+            actor=sponsor_user,
+        )
+        assert error.field == "member"
+        assert f"no demand for {future.symbol}" in error.message
+    assert (
+        _holdings_and_cash(bolt.account, dyna.account, pool.account, symbol=future.symbol) == before
+    )
+
+
+def test_a_member_receives_at_most_its_uncovered_demand(
+    pool, members, future, seller, sponsor_user
+):
+    from exchange.selectors.pools import demand_uncovered
+
+    # given cirrus asked 10 and could not pay (its lots stayed with the pool) and has cash
+    # now; the pool also holds the 10 taken back from ada: 20 in all
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    ada, _, cirrus = members
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    pool_take_back(member=ada, instrument=future, quantity=10, actor=sponsor_user)
+    assert position_account(pool.account, future.symbol).balance == 20
+    assert [demand_uncovered(m, future) for m in members] == [0, 0, 10]
+
+    # when the sponsor gives cirrus 4, then tries 7 (6 left), then gives the 6
+    pool_reallocate(member=cirrus, instrument=future, quantity=4, actor=sponsor_user)
+    before = _holdings_and_cash(cirrus.account, pool.account, symbol=future.symbol)
+    error = assert_refused(
+        Code.REALLOCATION_BEYOND_DEMAND,
+        pool_reallocate,
+        member=cirrus,
+        instrument=future,
+        quantity=7,
+        actor=sponsor_user,
+    )
+    assert _holdings_and_cash(cirrus.account, pool.account, symbol=future.symbol) == before
+    pool_reallocate(member=cirrus, instrument=future, quantity=6, actor=sponsor_user)
+
+    # then cirrus holds what it asked for and no more; the take-back made no room at ada
+    assert (error.field, "6 more contracts" in error.message) == ("quantity", True)
+    assert position_account(cirrus.account, future.symbol).balance == 10
+    assert [demand_uncovered(m, future) for m in members] == [0, 0, 0]
+    for member in (ada, cirrus):
+        assert_refused(
+            Code.REALLOCATION_BEYOND_DEMAND,
+            pool_reallocate,
+            member=member,
+            instrument=future,
+            quantity=1,
+            actor=sponsor_user,
+        )
+    assert position_account(pool.account, future.symbol).balance == 10
+    call_command("ledger_check")
 
 
 def test_pool_offer_sells_from_the_pool_account(pool, members, future, seller, sponsor_user):

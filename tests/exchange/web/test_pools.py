@@ -471,12 +471,13 @@ def test_the_sponsor_adds_a_member_by_slug(client, pool, sam):
     ("slug", "expected"),
     [
         ("ada", "POOL_ALREADY_MEMBER"),
-        ("foundry", "POOL_MEMBER_INVALID"),
+        ("foundry", "POOL_MEMBER_NOT_STARTUP"),
+        ("northwind", "POOL_MEMBER_NOT_STARTUP"),
         ("nobody", "No organization has this slug."),
     ],
 )
 def test_a_member_that_cannot_join_is_refused_next_to_the_organization(
-    client, pool, members, sam, slug, expected
+    client, pool, members, sam, seller, slug, expected
 ):
     client.force_login(sam)
 
@@ -654,19 +655,30 @@ def pool_holding(pool, graduate_holding, sam, future):
     return future
 
 
-def test_the_sponsor_reallocates_the_pools_contracts(client, pool, pool_holding, bolt, sam):
+def test_the_sponsor_reallocates_the_pools_contracts(
+    client, pool, pool_holding, bolt, members, sam
+):
+    # given bolt asked for 4 in a round in which nothing filled; cirrus asked for nothing
     future = pool_holding
+    _demand(bolt, future, 4)
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=sam), actor=sam)
+    cirrus = members[2]
     client.force_login(sam)
     url = _pool_url(pool, "web:pool_reallocate", future.symbol)
     key = f"reallocate-{future.symbol}"
 
     refused = client.post(url, {f"{key}-member": str(bolt.pk), f"{key}-quantity": "9"})
+    beyond = client.post(url, {f"{key}-member": str(bolt.pk), f"{key}-quantity": "5"})
+    no_demand = client.post(url, {f"{key}-member": str(cirrus.pk), f"{key}-quantity": "1"})
     done = client.post(url, {f"{key}-member": str(bolt.pk), f"{key}-quantity": "2"})
 
-    assert refused.status_code == 400
+    assert refused.status_code == beyond.status_code == no_demand.status_code == 400
     assert "POOL_NOT_ENOUGH_HELD" in _field_error(_page(refused), f"id_{key}-quantity")
+    assert "POOL_REALLOCATION_BEYOND_DEMAND" in _field_error(_page(beyond), f"id_{key}-quantity")
+    assert "POOL_REALLOCATION_BEYOND_DEMAND" in _field_error(_page(no_demand), f"id_{key}-member")
     assert done.status_code == 302
     assert position_account(bolt.account, future.symbol).balance == 2
+    assert position_account(cirrus.account, future.symbol).balance == 0
     assert position_account(pool.account, future.symbol).balance == 4
 
 
