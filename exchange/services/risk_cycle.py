@@ -26,7 +26,9 @@
    holds less than ``EXCHANGE_MAINTENANCE_RATIO`` of it, or owes a deficit, gets a margin call:
    it may only reduce its positions until the call is cured (``margin_calls_review``) or staff
    liquidate it (``account_liquidate``).
-5. Instruments past their last trading day expire; their resting orders are cancelled.
+5. Instruments past their last trading day expire, resale listings among them (the day
+   before their block's term starts); their resting orders are cancelled, which releases the
+   cash and GPU-hour entitlements they held.
 
 A loss is paid from the account's available cash, then from its margin accounts, and what is
 still missing is recorded as a deficit the account owes (``trading:<id>:deficit:USD``), so the
@@ -622,6 +624,18 @@ def daily_settlement_run(
         _margin_step(ledger, trading_date, prices, summary)
         ledger.flush()
         expired_ids = [i.pk for i in expiring if i.status != Instrument.Status.EXPIRED]
+        # Resale listings stop trading the day before their block's term starts; nobody holds
+        # a position in them (a trade settles at once), so they only expire.
+        resale_expired = list(
+            Instrument.objects.filter(
+                kind=Instrument.Kind.RESALE, last_trading_day__lte=trading_date
+            )
+            .exclude(status=Instrument.Status.EXPIRED)
+            .order_by("pk")
+            .values_list("pk", "symbol")
+        )
+        summary["resale_expired"] = [symbol for _, symbol in resale_expired]
+        expired_ids += [pk for pk, _ in resale_expired]
         Instrument.objects.filter(pk__in=expired_ids).update(status=Instrument.Status.EXPIRED)
         summary["instruments_expired"] = len(expired_ids)
         cycle.status = RiskCycle.Status.SETTLED

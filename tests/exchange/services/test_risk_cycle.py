@@ -647,3 +647,31 @@ def test_instruments_nobody_holds_or_priced_expire_without_a_settlement_price(fu
     assert Order.objects.get(pk=bid.pk).status == Order.Status.CANCELLED
     assert Entry.objects.count() == entries
     assert ledger_problems() == []
+
+
+def test_a_resale_listing_expires_the_day_before_its_term_and_its_orders_release_their_holds(
+    listing, seller, buyer
+):
+    from exchange.selectors.funding import cash_balance
+    from ledger.models import Hold
+
+    cash_before = cash_balance(buyer).available
+    ask = place(seller, listing, "sell", 8, "2.40")  # Holds the seller's GPU-hours.
+    bid = place(buyer, listing, "buy", 8, "2.30")  # Holds the buyer's cash.
+    assert cash_balance(buyer).available < cash_before
+    last_day = listing.last_trading_day
+
+    # when the day before its last trading day is settled, then that day
+    before = daily_settlement_run(trading_date=last_day - timedelta(days=1))
+    after = daily_settlement_run(trading_date=last_day)
+
+    # then it still traded the day before; on its last day it expired, its orders cancelled
+    assert before.summary["resale_expired"] == []
+    assert after.summary["resale_expired"] == [listing.symbol]
+    assert Instrument.objects.get(pk=listing.pk).status == Instrument.Status.EXPIRED
+    for order in (ask, bid):
+        order.refresh_from_db()
+        assert (order.status, order.done_reason) == (Order.Status.CANCELLED, "instrument_expired")
+    assert not Hold.objects.filter(status=Hold.Status.PENDING).exists()
+    assert cash_balance(buyer).available == cash_before
+    assert ledger_problems() == []
