@@ -26,6 +26,7 @@ from exchange.selectors.account import (
     statement_source,
 )
 from exchange.selectors.entitlements import entitlements_of
+from exchange.selectors.marks import MarkSource
 from exchange.selectors.positions import portfolio_totals, positions_of
 from exchange.services.ledger_accounts import USD_CODE
 from ledger.models import Commodity
@@ -87,7 +88,20 @@ class PositionSerializer(serializers.Serializer):
         **PRICE, allow_null=True, help_text="Break-even $/GPU-hr; null when flat."
     )
     mark_price = serializers.DecimalField(
-        **PRICE, allow_null=True, help_text="Last trade price; null before any trade."
+        **PRICE,
+        allow_null=True,
+        help_text=(
+            "The most recent of the latest settlement price and the last trade: a trade at or "
+            "after the close the settlement stands for wins, else the settlement price; null "
+            "with neither."
+        ),
+    )
+    mark_source = serializers.ChoiceField(
+        choices=[
+            (source.value, source.label) for source in (MarkSource.SETTLEMENT, MarkSource.TRADE)
+        ],
+        allow_null=True,
+        help_text="Where mark_price comes from: settlement or trade; null with no mark.",
     )
     market_value = serializers.DecimalField(**USD, allow_null=True)
     pnl = serializers.DecimalField(

@@ -27,6 +27,7 @@ from exchange.selectors.market_data import (
     candles,
     forward_curve,
 )
+from exchange.selectors.marks import MarkSource
 from exchange.symbols import parse_symbol
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
@@ -299,7 +300,20 @@ class ChainRowSerializer(serializers.Serializer):
 
 class ChainSerializer(serializers.Serializer):
     future = serializers.CharField()
-    forward = serializers.DecimalField(**PRICE, allow_null=True)
+    forward = serializers.DecimalField(
+        **PRICE,
+        allow_null=True,
+        help_text=(
+            "The future's price the options are valued at, as POST /pricing/option-quote/ takes "
+            "it: the most recent of the latest settlement price and the last trade, else the "
+            "mid; null with none."
+        ),
+    )
+    forward_source = serializers.ChoiceField(
+        choices=MarkSource.choices,
+        allow_null=True,
+        help_text="Where forward comes from: settlement, trade or mid.",
+    )
     rows = ChainRowSerializer(many=True)
 
 
@@ -318,6 +332,7 @@ class Chain(APIView):
         data: dict[str, Any] = {
             "future": future.symbol,
             "forward": chain.forward,
+            "forward_source": chain.forward_source,
             "rows": chain.rows,
         }
         return Response(ChainSerializer(data).data)

@@ -22,6 +22,7 @@ from exchange.api.errors import ErrorSerializer
 from exchange.api.fields import CodeRelatedField, IntegerInputField
 from exchange.api.market import PRICE, instrument_or_404
 from exchange.models import Instrument, Region, Sku
+from exchange.selectors.marks import MarkSource
 from exchange.services.hedging import (
     GPUS_MAX,
     HEDGE_MONTHS_MAX,
@@ -133,7 +134,19 @@ class OptionQuoteSerializer(OptionTermsSerializer):
 class OptionValuationSerializer(serializers.Serializer):
     instrument = serializers.CharField(allow_null=True)
     option_type = serializers.CharField()
-    forward = serializers.DecimalField(**PRICE)
+    forward = serializers.DecimalField(
+        **PRICE,
+        help_text=(
+            "$/GPU-hr. For a listed option, its future's, as the option chain takes it: the most "
+            "recent of the latest settlement price and the last trade, else the mid."
+        ),
+    )
+    forward_source = serializers.ChoiceField(
+        choices=MarkSource.choices,
+        allow_null=True,
+        help_text="Where a listed option's forward comes from: settlement, trade or mid; null "
+        "for terms given.",
+    )
     strike = serializers.DecimalField(**PRICE)
     expiry = serializers.DateField(allow_null=True)
     years = serializers.DecimalField(**YEARS)

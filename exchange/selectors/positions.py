@@ -3,8 +3,9 @@
 For each instrument an account has traded, the ledger holds (``exchange.services.ledger_accounts``)
 its position in contracts, the cost memo (the value it traded at, in micro-USD; bought is a
 debit, sold a credit) and the initial margin set aside for it. Profit or loss is what the
-position is worth at the mark, the instrument's last trade price, less its cost; once the
-position is flat it is the profit or loss realized, ``-cost``. Fees are not part of the cost.
+position is worth at the mark, less its cost; once the position is flat it is the profit or
+loss realized, ``-cost``. Fees are not part of the cost. The mark is the most recent of the
+instrument's latest settlement price and its last trade (``exchange.selectors.marks``).
 For futures, the daily risk cycle pays each day's profit or loss in cash (variation margin) and
 resets the cost to the settlement value, so their P&L here is what accrued since the last
 settlement; an option's cost stays its premium.
@@ -16,7 +17,7 @@ from decimal import Decimal
 from django.db.models import Q
 
 from exchange.models import Account, Instrument
-from exchange.selectors.market import quotes_for
+from exchange.selectors.marks import Mark, MarkSource, marks_for
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
     cost_account_code,
@@ -36,8 +37,9 @@ class PositionRow:
     """One instrument's position. Money in USD; prices in $/GPU-hr.
 
     ``average_price`` is the cost per GPU-hour of the open contracts (the break-even price: after
-    a partial close it includes what was realized); ``mark_price``, ``market_value`` and ``pnl``
-    are None while the instrument has no trade to mark an open position at.
+    a partial close it includes what was realized); ``mark_price`` is the most recent of the
+    latest settlement price and the last trade, ``mark_source`` says which; they, ``market_value``
+    and ``pnl`` are None while the instrument has neither to mark an open position at.
     """
 
     instrument: Instrument
@@ -46,6 +48,7 @@ class PositionRow:
     cost: Decimal
     average_price: Decimal | None
     mark_price: Decimal | None
+    mark_source: MarkSource | None
     market_value: Decimal | None
     pnl: Decimal | None
     margin: Decimal  # Initial margin held for the position.
@@ -63,7 +66,7 @@ def positions_of(account: Account) -> list[PositionRow]:
     """``account``'s positions with contracts, cost or margin, by instrument symbol.
 
     A fixed number of queries, whatever the number of positions: the account's position, cost
-    and margin ledger accounts in one, its instruments in one, their last prices (``quotes_for``).
+    and margin ledger accounts in one, its instruments in one, their marks (``marks_for``).
     """
     prefix = f"trading:{account.pk}:"
     ledger_accounts = {
@@ -93,16 +96,16 @@ def positions_of(account: Account) -> list[PositionRow]:
     if not figures:
         return []
     instruments = list(Instrument.objects.filter(symbol__in=list(figures)).order_by("symbol"))
-    quotes = quotes_for(instruments)
+    marks = marks_for(instruments)
     rows = []
     for instrument in instruments:
         contracts, cost, margin = figures[instrument.symbol]
-        rows.append(_row(instrument, contracts, cost, margin, quotes[instrument.pk].last_price))
+        rows.append(_row(instrument, contracts, cost, margin, marks.get(instrument.pk)))
     return rows
 
 
 def _row(
-    instrument: Instrument, contracts: int, cost: int, margin: int, mark: Decimal | None
+    instrument: Instrument, contracts: int, cost: int, margin: int, mark: Mark | None
 ) -> PositionRow:
     """One row from ledger units: contracts, and micro-USD for cost and margin."""
     gpu_hours = contracts * instrument.gpu_hours_per_contract
@@ -110,8 +113,8 @@ def _row(
     if contracts == 0:
         value = 0
     elif mark is not None:
-        # A trade price has at most 6 decimals, so the value is whole micro-dollars.
-        value = int(mark * gpu_hours * MICROS_PER_USD)
+        # A trade or settlement price has at most 6 decimals: the value is whole micro-dollars.
+        value = int(mark.price * gpu_hours * MICROS_PER_USD)
     average = None
     if contracts:
         average = (Decimal(cost) / gpu_hours / MICROS_PER_USD).quantize(PRICE_QUANTUM)
@@ -121,7 +124,8 @@ def _row(
         gpu_hours=gpu_hours,
         cost=micros_to_usd(cost),
         average_price=average,
-        mark_price=mark,
+        mark_price=None if mark is None else mark.price,
+        mark_source=None if mark is None else mark.source,
         market_value=None if value is None else micros_to_usd(value),
         pnl=None if value is None else micros_to_usd(value - cost),
         margin=micros_to_usd(margin),

@@ -12,6 +12,7 @@ from django.db.models import F, QuerySet
 
 from exchange.models import Account, Instrument, MarginCall, SettlementPrice
 from exchange.selectors.market import Quote, quotes_for
+from exchange.selectors.marks import MarkSource, forward_of
 from exchange.services import margin
 from exchange.services.ledger_accounts import MICROS_PER_USD, micros_to_usd
 from exchange.services.settlement_prices import implied_volatility
@@ -129,26 +130,23 @@ class ChainRow:
 
 @dataclass(frozen=True)
 class Chain:
-    forward: Decimal | None  # The future's reference price the chain is valued at.
+    forward: Decimal | None  # The future's forward the chain is valued at.
+    forward_source: MarkSource | None  # Where it comes from.
     volatility: float
     rows: list[ChainRow]
 
 
 def option_chain(future: Instrument, *, on: date) -> Chain:
-    """The options on ``future`` by strike, valued with Black-76 at the future's reference
-    price (latest settlement, else mid, else last trade) and each option's latest implied
+    """The options on ``future`` by strike, valued with Black-76 at the future's forward
+    (``marks.forward_of``, as the option-quote calculator: the most recent of the latest
+    settlement price and the last trade, else the mid) and each option's latest implied
     volatility (else the default)."""
     options = list(
         future.options.exclude(status=Instrument.Status.EXPIRED).order_by("strike", "option_type")
     )
     quotes = quotes_for([future, *options])
-    forward = margin.reference_price(future)
-    future_quote = quotes[future.pk]
-    if future_quote.best_bid and future_quote.best_ask:
-        mid = (future_quote.best_bid.price + future_quote.best_ask.price) / 2
-        settled = margin.latest_settlements([future.pk]).get(future.pk)
-        if settled is None or settled.trading_date < on:
-            forward = mid.quantize(Decimal("0.0001"))
+    mark = forward_of(future, quote=quotes[future.pk])
+    forward = None if mark is None else mark.price
     default = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
     latest = margin.latest_settlements([option.pk for option in options])
     by_strike: dict[Decimal, dict[str, ChainSide]] = defaultdict(dict)
@@ -183,4 +181,4 @@ def option_chain(future: Instrument, *, on: date) -> Chain:
         ChainRow(strike, sides.get("call"), sides.get("put"))
         for strike, sides in sorted(by_strike.items())
     ]
-    return Chain(forward, default, rows)
+    return Chain(forward, None if mark is None else mark.source, default, rows)

@@ -6,9 +6,11 @@ converted back with `to_decimal`. Units: prices and strikes in $/GPU-hr, times i
 rates and volatilities per year (0.60 is 60%).
 
 Nothing here writes: these are calculators, kept beside the services whose inputs they read
-(``exchange.services.margin``: reference prices, volatilities, times to expiry).
+(``exchange.services.margin``: volatilities, times to expiry; ``exchange.selectors.marks``:
+the forward a listed option is valued at).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +21,7 @@ from django.utils import timezone
 
 from exchange.errors import PricingError, PricingErrorCode
 from exchange.models import Instrument
+from exchange.selectors.marks import forward_of
 from exchange.services import margin
 from pricing import black76
 
@@ -72,6 +75,8 @@ class OptionQuote:
     vega: Decimal
     theta: Decimal | None
     rho: Decimal
+    # Where a listed option's forward comes from (``MarkSource``); None for terms given.
+    forward_source: str | None = None
 
 
 def _years(years: Decimal | None, expiry: date | None, on: date) -> Decimal:
@@ -164,15 +169,17 @@ def option_quote_of_instrument(
     rate: Decimal | None = None,
     on: date | None = None,
 ) -> OptionQuote:
-    """`option_quote` of a listed option: its strike and expiry, its underlying's reference
-    price (latest settlement, else last trade) and, unless given, its latest implied
-    volatility (else ``EXCHANGE_DEFAULT_VOLATILITY``), as the margin model values it.
+    """`option_quote` of a listed option: its strike and expiry, its underlying's forward
+    (``exchange.selectors.marks.forward_of``, as the option chain takes it: the most recent of
+    the latest settlement price and the last trade, else the mid) and, unless given, its latest
+    implied volatility (else ``EXCHANGE_DEFAULT_VOLATILITY``), as the margin model values it.
 
     Raises
     ------
     PricingError
         ``PRICING_NOT_AN_OPTION``, ``PRICING_OPTION_EXPIRED`` (past its last trading day) or
-        ``PRICING_NO_REFERENCE_PRICE`` (the underlying has neither a settlement nor a trade).
+        ``PRICING_NO_REFERENCE_PRICE`` (the underlying has no settlement, trade or two-sided
+        quote).
     """
     on = on or timezone.now().date()
     if option.kind != Instrument.Kind.OPTION:
@@ -184,17 +191,17 @@ def option_quote_of_instrument(
         raise PricingError(
             PricingErrorCode.OPTION_EXPIRED, f"{option.symbol} has expired.", field="instrument"
         )
-    forward = margin.reference_price(option.underlying)
+    forward = forward_of(option.underlying)
     if forward is None:
         raise PricingError(
             PricingErrorCode.NO_REFERENCE_PRICE,
-            f"{option.underlying.symbol} has no settlement price or trade yet.",
+            f"{option.underlying.symbol} has no settlement price, trade or bid and ask yet.",
             field="instrument",
         )
     if volatility is None:
         volatility = Decimal(repr(margin.volatility_of(option)))
-    return option_quote(
-        forward=forward,
+    quote = option_quote(
+        forward=forward.price,
         strike=option.strike,
         option_type=option.option_type,
         volatility=volatility,
@@ -205,6 +212,7 @@ def option_quote_of_instrument(
         on=on,
         instrument=option.symbol,
     )
+    return dataclasses.replace(quote, forward_source=forward.source)
 
 
 _BOUND_CODES = {

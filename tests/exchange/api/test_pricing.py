@@ -3,7 +3,7 @@ recommendations on the forward curve."""
 
 import math
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from django.conf import settings
@@ -240,6 +240,73 @@ def test_quote_of_a_listed_option_takes_its_implied_volatility_or_the_one_given(
     assert close(settled["price"], black76.price(2.45, 2.5, years, RATE, 0.45, True), 1e-6)
     assert (given["volatility"], given["rate"]) == ("0.900000", "0.000000")
     assert close(given["price"], black76.price(2.45, 2.5, years, 0.0, 0.9, True), 1e-6)
+
+
+def _trade_and_quotes(future, buyer, seller, maker) -> None:
+    """A trade of the future at 2.43, then 2.40 bid and 2.44 offered (mid 2.42)."""
+    place(seller, future, "sell", 1, "2.43")
+    place(buyer, future, "buy", 1, "2.43")
+    _quotes(future, buyer, maker)
+
+
+def _quotes(future, buyer, maker) -> None:
+    place(buyer, future, "buy", 1, "2.40")
+    place(maker, future, "sell", 1, "2.44")
+
+
+def _settled_yesterday(future, buyer, seller, maker) -> None:
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("2.45"),
+        source="vwap",
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "forward", "source"),
+    [
+        (_trade_and_quotes, "2.430000", "trade"),
+        (lambda future, buyer, seller, maker: _quotes(future, buyer, maker), "2.420000", "mid"),
+        (_settled_yesterday, "2.450000", "settlement"),
+    ],
+    ids=["last trade and a book", "only a mid", "only a settlement price"],
+)
+def test_the_chain_and_the_quote_value_a_listed_option_alike(
+    state, forward, source, call, future, buyer, seller, maker
+):
+    # given the future in the state
+    state(future, buyer, seller, maker)
+
+    # when the call is read on its chain and quoted by its symbol
+    chain = APIClient().get(f"/api/v1/instruments/{future.symbol}/chain/").json()
+    quote = post(QUOTE, {"instrument": call.symbol}).json()
+
+    # then both value it at the same forward, from the same source, to the same fair value
+    # (the chain's on the option's tick)
+    (side,) = [row["call"] for row in chain["rows"] if row["call"]["symbol"] == call.symbol]
+    assert (chain["forward"], chain["forward_source"]) == (forward, source)
+    assert (quote["forward"], quote["forward_source"]) == (forward, source)
+    ticks = (Decimal(quote["price"]) / call.tick_size).to_integral_value(ROUND_HALF_EVEN)
+    assert Decimal(side["fair_value"]) == ticks * call.tick_size
+    years = (call.last_trading_day - today()).days / 365
+    expected = black76.price(float(forward), 2.5, years, RATE, DEFAULT_VOLATILITY, True)
+    assert close(quote["price"], expected, 1e-6)
+
+
+def test_quote_of_terms_has_no_forward_source():
+    body = post(
+        QUOTE,
+        {
+            "forward": "2.5",
+            "strike": "2.5",
+            "years": "0.25",
+            "option_type": "call",
+            "volatility": "0.5",
+        },
+    ).json()
+
+    assert body["forward_source"] is None
 
 
 def test_a_listed_option_without_a_reference_price_is_422(call):

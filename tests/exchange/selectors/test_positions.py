@@ -4,8 +4,11 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from exchange.selectors.positions import PositionRow, portfolio_totals, positions_of
+from exchange.services.risk_cycle import daily_settlement_run
+from exchange.services.settlement_prices import now_date, settlement_price_override
 from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +44,7 @@ def test_a_trade_opens_a_long_and_a_short_at_cost_with_margin(future, buyer, sel
             cost=notional,
             average_price=Decimal("2.500000"),
             mark_price=Decimal("2.50"),
+            mark_source="trade",
             market_value=notional,
             pnl=Decimal(0),
             margin=margin,
@@ -54,6 +58,7 @@ def test_a_trade_opens_a_long_and_a_short_at_cost_with_margin(future, buyer, sel
             cost=-notional,
             average_price=Decimal("2.500000"),
             mark_price=Decimal("2.50"),
+            mark_source="trade",
             market_value=-notional,
             pnl=Decimal(0),
             margin=margin,
@@ -126,6 +131,71 @@ def test_mark_is_the_last_trade_price(futures, buyer, seller, maker, fourth):
     assert row.market_value == Decimal("2.45") * 3 * hours
     assert row.pnl == (Decimal("2.45") - Decimal("2.50")) * 3 * hours
     assert row.pnl < 0
+
+
+def settle_today(prices: dict, staff) -> None:
+    """Run today's risk cycle with its close now (so later trades come after it), at
+    ``prices`` (instrument: price) set by staff."""
+    close = timezone.now()
+    for instrument, price in prices.items():
+        settlement_price_override(
+            instrument=instrument,
+            trading_date=now_date(),
+            price=Decimal(price),
+            reason="Price of the day from brokers",
+            actor=staff,
+        )
+    daily_settlement_run(trading_date=now_date(), close=close, actor=staff)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("risk", is_staff=True)
+
+
+def test_after_the_daily_cycle_positions_are_marked_at_the_settlement_price(
+    future, call, buyer, seller, maker, fourth, staff
+):
+    # given the buyer long 3 futures at 2.50 and 2 calls at 0.120, and a later trade of the
+    # future at 2.44 between two others
+    place(seller, future, "sell", 3, "2.50")
+    place(buyer, future, "buy", 3, "2.50")
+    place(seller, call, "sell", 2, "0.120")
+    place(buyer, call, "buy", 2, "0.120")
+    place(maker, future, "sell", 1, "2.44")
+    place(fourth, future, "buy", 1, "2.44")
+
+    # when the day settles the future at 2.435 and the call at 0.105, with no trade since
+    settle_today({future: "2.435", call: "0.105"}, staff)
+
+    # then the future is marked at the settlement price, and its P&L, paid as variation
+    # margin, is 0; the call (premium-style) is marked at its settlement price against its
+    # premium
+    hours = future.gpu_hours_per_contract
+    rows = {row.instrument: row for row in positions_of(buyer)}
+    assert (rows[future].mark_price, rows[future].mark_source) == (Decimal("2.435"), "settlement")
+    assert rows[future].cost == Decimal("2.435") * 3 * hours
+    assert rows[future].pnl == 0
+    assert (rows[call].mark_price, rows[call].mark_source) == (Decimal("0.105"), "settlement")
+    assert rows[call].pnl == (Decimal("0.105") - Decimal("0.120")) * 2 * hours
+    assert portfolio_totals(list(rows.values()))[1] == rows[call].pnl
+
+
+def test_a_trade_after_the_settlement_moves_the_mark(future, buyer, seller, maker, fourth, staff):
+    # given the buyer long 3 at 2.50, settled at 2.435
+    place(seller, future, "sell", 3, "2.50")
+    place(buyer, future, "buy", 3, "2.50")
+    settle_today({future: "2.435"}, staff)
+
+    # when two others trade 1 at 2.45 after the close
+    place(maker, future, "sell", 1, "2.45")
+    place(fourth, future, "buy", 1, "2.45")
+
+    # then the buyer's position is marked at that trade, with what accrued since the settlement
+    hours = future.gpu_hours_per_contract
+    (row,) = positions_of(buyer)
+    assert (row.mark_price, row.mark_source) == (Decimal("2.45"), "trade")
+    assert row.pnl == (Decimal("2.45") - Decimal("2.435")) * 3 * hours
 
 
 def test_money_is_decimal_never_float(future, buyer, seller):

@@ -9,12 +9,17 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
 
 from exchange.models import CancelReason, Membership, Organization
+from exchange.services.api_keys import api_key_create
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, withdrawal_request
 from exchange.services.orders import order_place, orders_cancel
 from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.risk_cycle import daily_settlement_run
+from exchange.services.settlement_prices import now_date, settlement_price_override
 
 pytestmark = pytest.mark.django_db
 
@@ -178,6 +183,50 @@ def test_member_sees_positions_with_mark_pnl_and_margin(client, future, buyer, s
     (row,) = response.context["rows"]
     assert [position.contracts for position in row["positions"]] == [3]
     assert row["pnl_total"] == Decimal("0.10") * 3 * hours
+
+
+def test_after_the_daily_cycle_the_page_and_the_api_show_the_settlement_mark(
+    client, future, buyer, seller, maker, django_user_model
+):
+    # given alice's organization long 3 at 2.50, the market's last trade at 2.44, and the day
+    # settled at 2.435 by staff (variation margin paid) with no trade since
+    staff = django_user_model.objects.create_user("risk", is_staff=True)
+    order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
+    order_place(account=maker, instrument=future, side="sell", price=Decimal("2.44"), quantity=1)
+    order_place(account=seller, instrument=future, side="buy", price=Decimal("2.44"), quantity=1)
+    close = timezone.now()
+    settlement_price_override(
+        instrument=future,
+        trading_date=now_date(),
+        price=Decimal("2.435"),
+        reason="Price of the day from brokers",
+        actor=staff,
+    )
+    daily_settlement_run(trading_date=now_date(), close=close, actor=staff)
+    client.force_login(_trader_of(buyer, "alice"))
+    token = api_key_create(organization=buyer.organization, name="bot", scopes=["read"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.token}")
+
+    # when alice opens her portfolio and her program reads the positions
+    response = client.get(reverse("web:portfolio"))
+    body = api.get("/api/v1/account/positions/").json()
+
+    # then both mark the position at 2.435, the settlement price, with no P&L left to accrue
+    (row,) = response.context["rows"]
+    (position,) = row["positions"]
+    (api_position,) = body["positions"]
+    assert (position.mark_price, position.mark_source, position.pnl) == (
+        Decimal("2.435"),
+        "settlement",
+        0,
+    )
+    assert (api_position["mark_price"], api_position["mark_source"]) == ("2.435000", "settlement")
+    assert Decimal(api_position["pnl"]) == position.pnl == row["pnl_total"]
+    assert Decimal(body["totals"]["pnl"]) == row["pnl_total"]
+    page = response.content.decode()
+    assert "2.435" in page and "2.440" not in page
 
 
 def test_member_without_positions_sees_the_empty_state(client, buyer):
