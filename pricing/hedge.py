@@ -11,14 +11,24 @@ nearby months move together.
 Strategies compared, all for the whole need:
 - ``none``: pay the price of each month;
 - ``futures``: buy ``hedge_ratio`` of each month's hours on the monthly future at its forward;
-- ``cap``: buy calls struck ``cap_moneyness`` x forward: the cost per GPU-hour never exceeds
-  the strike, plus the premium paid now;
+- ``cap``: buy a call on each month's future, struck ``cap_moneyness`` x forward or at the
+  listed strike given in ``ListedOptions``;
 - ``collar``: the same calls, paid for in part by selling puts struck ``floor_moneyness`` x
-  forward: the cost per GPU-hour stays between the two strikes.
+  forward (or at the listed strike).
+
+An option expires before its month is delivered (``years_to_expiry`` of each option, at most
+the month's time to delivery). A call exercised at expiry (the month's forward then above the
+strike) buys the future at the strike, which fixes the month's cost per GPU-hour at the strike;
+otherwise the month costs its price at delivery, which may by then be above the strike. A put
+sold in the collar is exercised against the buyer when the forward at its expiry is below its
+strike: the month then costs the strike. The forward at an expiry comes from the same Brownian
+motion as the prices at delivery (a Brownian bridge between the delivery times, so the prices
+at delivery do not change with the expiries). A month with no option (``None`` in
+``ListedOptions``) is left unhedged by that strategy's leg.
 
 Each reports the expected cost and the 95% worst case (the 95th percentile of the simulated
-cost, seeded so results repeat). Premiums are Black-76 values at the given volatility, carried
-to delivery at ``rate``.
+cost, seeded so results repeat). Premiums are Black-76 values at the given volatility and each
+option's time to expiry, carried to delivery at ``rate``.
 
 ``minimum_variance_hedge_ratio`` gives the futures per unit of need when the need (one SKU and
 region) is hedged with another's futures: ``correlation x sigma_need / sigma_hedge`` from the
@@ -63,6 +73,39 @@ class PlannedNeed:
 
 
 @dataclass(frozen=True)
+class ListedOptions:
+    """The options that carry out the cap and the collar, one entry per month of the need:
+    strikes in $/GPU-hr and times to expiry in years from now, None where the month has no
+    option of that type (its leg is then left out)."""
+
+    call_strikes: tuple[float | None, ...]
+    call_years_to_expiry: tuple[float | None, ...]
+    put_strikes: tuple[float | None, ...]
+    put_years_to_expiry: tuple[float | None, ...]
+
+    def check(self, need: PlannedNeed) -> None:
+        months = len(need.hours)
+        options = (
+            (self.call_strikes, self.call_years_to_expiry),
+            (self.put_strikes, self.put_years_to_expiry),
+        )
+        for strikes, years in options:
+            if not len(strikes) == len(years) == months:
+                raise HedgeInputError("Listed options need one entry (or None) per month.")
+            for strike, expiry, delivery in zip(
+                strikes, years, need.years_to_delivery, strict=True
+            ):
+                if (strike is None) != (expiry is None):
+                    raise HedgeInputError("An option has both a strike and an expiry.")
+                if strike is None or expiry is None:
+                    continue
+                if not (strike > 0 and 0 < expiry <= delivery):
+                    raise HedgeInputError(
+                        "Strikes are positive; options expire after now, by their delivery."
+                    )
+
+
+@dataclass(frozen=True)
 class StrategyCost:
     expected: float  # USD.
     worst_case: float  # USD, 95th percentile.
@@ -81,8 +124,12 @@ class CostDistribution:
 @dataclass(frozen=True)
 class HedgeRecommendation:
     futures_per_month: tuple[int, ...]  # Contracts to buy (1 GPU for the month each).
-    cap_strikes: tuple[float, ...]  # $/GPU-hr of the calls, per month.
-    floor_strikes: tuple[float, ...]  # $/GPU-hr of the puts sold in the collar, per month.
+    cap_strikes: tuple[float | None, ...]  # $/GPU-hr of the calls, per month (None: no call).
+    floor_strikes: tuple[float | None, ...]  # $/GPU-hr of the puts sold, per month (None: none).
+    call_values: tuple[float | None, ...]  # $/GPU-hr, Black-76 value of each month's call.
+    put_values: tuple[float | None, ...]  # $/GPU-hr, Black-76 value of each month's put.
+    call_premiums: tuple[float | None, ...]  # USD now for each month's calls (the need's hours).
+    put_premiums: tuple[float | None, ...]  # USD now for each month's puts.
     costs: dict[str, StrategyCost]  # Keyed none, futures, cap, collar.
     distribution: CostDistribution
 
@@ -91,15 +138,54 @@ def simulate_prices(
     need: PlannedNeed, sigma: float, paths: int = PATHS_DEFAULT, seed: int = 1
 ) -> NDArray[np.float64]:
     """Simulated prices ($/GPU-hr) at delivery, shape (paths, months)."""
+    brownian, _ = _simulate_brownian(need, sigma, paths, seed, ())
+    return _prices(need, sigma, brownian, need.years_to_delivery)
+
+
+def _prices(
+    need: PlannedNeed, sigma: float, brownian: NDArray[np.float64], times: Sequence[float]
+) -> NDArray[np.float64]:
+    """Each month's forward at ``times`` (one per month) given the Brownian motion there."""
+    forwards = np.asarray(need.forwards, dtype=np.float64)
+    at = np.asarray(times, dtype=np.float64)
+    prices: NDArray[np.float64] = forwards * np.exp(sigma * brownian - 0.5 * sigma**2 * at)
+    return prices
+
+
+def _simulate_brownian(
+    need: PlannedNeed, sigma: float, paths: int, seed: int, extra_times: Sequence[float]
+) -> tuple[NDArray[np.float64], dict[float, NDArray[np.float64]]]:
+    """The Brownian motion at each month's delivery time, shape (paths, months), and at each
+    of ``extra_times`` (a column of paths each).
+
+    The delivery times are drawn first, as increments, so they are the same whatever the extra
+    times; each extra time is then drawn from the bridge between its known neighbours (the
+    motion is Markov: the nearest known times on each side are all that matters).
+    """
     if sigma < 0 or paths < 100:
         raise HedgeInputError("Volatility must not be negative; use at least 100 paths.")
     rng = np.random.default_rng(seed)
     times = np.asarray(need.years_to_delivery, dtype=np.float64)
     steps = np.diff(times, prepend=0.0)
     brownian = np.cumsum(rng.standard_normal((paths, times.size)) * np.sqrt(steps), axis=1)
-    forwards = np.asarray(need.forwards, dtype=np.float64)
-    prices: NDArray[np.float64] = forwards * np.exp(sigma * brownian - 0.5 * sigma**2 * times)
-    return prices
+    known: dict[float, NDArray[np.float64]] = {0.0: np.zeros(paths)}
+    for time, column in zip(times.tolist(), brownian.T, strict=True):
+        known[time] = column
+    # At most one new time per option of the need: the loop is bounded by its months.
+    for time in sorted(set(extra_times)):
+        if time in known:
+            continue
+        earlier = max(t for t in known if t < time)
+        later = min((t for t in known if t > time), default=None)
+        if later is None:
+            column = known[earlier] + np.sqrt(time - earlier) * rng.standard_normal(paths)
+        else:
+            weight = (time - earlier) / (later - earlier)
+            spread = np.sqrt((time - earlier) * (later - time) / (later - earlier))
+            mean = known[earlier] + weight * (known[later] - known[earlier])
+            column = mean + spread * rng.standard_normal(paths)
+        known[time] = column
+    return brownian, known
 
 
 def _summary(costs: NDArray[np.float64], premium: float) -> StrategyCost:
@@ -118,45 +204,124 @@ def recommend(
     hedge_ratio: float = 1.0,
     cap_moneyness: float = 1.10,
     floor_moneyness: float = 0.90,
+    options: ListedOptions | None = None,
     paths: int = PATHS_DEFAULT,
     seed: int = 1,
 ) -> HedgeRecommendation:
-    """The futures strip and the option cap and collar for ``need``, with their costs."""
+    """The futures strip and the option cap and collar for ``need``, with their costs.
+
+    Without ``options`` the calls are struck ``cap_moneyness`` x forward and the puts
+    ``floor_moneyness`` x forward, every month, expiring at delivery; with them, each month's
+    options are those given (see `ListedOptions`) and the moneyness is not used.
+
+    Examples
+    --------
+    >>> need = PlannedNeed(gpus=1, hours=(720,), forwards=(2.0,), years_to_delivery=(0.5,))
+    >>> listed = ListedOptions((2.25,), (0.45,), (None,), (None,))
+    >>> result = recommend(need, 0.6, options=listed)
+    >>> result.cap_strikes, result.floor_strikes
+    ((2.25,), (None,))
+    """
     if not 0.0 <= hedge_ratio <= 2.0:
         raise HedgeInputError("The hedge ratio is between 0 and 2.")
     if not (0.0 < floor_moneyness < 1.0 <= cap_moneyness):
         raise HedgeInputError("The floor is below the forward and the cap at or above it.")
-    prices = simulate_prices(need, sigma, paths, seed)
+    if options is None:
+        options = ListedOptions(
+            call_strikes=tuple(forward * cap_moneyness for forward in need.forwards),
+            call_years_to_expiry=need.years_to_delivery,
+            put_strikes=tuple(forward * floor_moneyness for forward in need.forwards),
+            put_years_to_expiry=need.years_to_delivery,
+        )
+    options.check(need)
+    expiries = [
+        expiry
+        for expiry in (*options.call_years_to_expiry, *options.put_years_to_expiry)
+        if expiry is not None
+    ]
+    brownian, known = _simulate_brownian(need, sigma, paths, seed, expiries)
+    prices = _prices(need, sigma, brownian, need.years_to_delivery)
     volume = need.gpus * np.asarray(need.hours, dtype=np.float64)  # GPU-hours per month.
-    forwards = np.asarray(need.forwards, dtype=np.float64)
     times = np.asarray(need.years_to_delivery, dtype=np.float64)
     carry = np.exp(rate * times)  # A premium paid now costs this much more at delivery.
-    caps = forwards * cap_moneyness
-    floors = forwards * floor_moneyness
-    call = np.asarray(black76.price(forwards, caps, times, rate, sigma, True), dtype=np.float64)
-    put = np.asarray(black76.price(forwards, floors, times, rate, sigma, False), dtype=np.float64)
+    call = _Leg(need, sigma, rate, options.call_strikes, options.call_years_to_expiry, True, known)
+    put = _Leg(need, sigma, rate, options.put_strikes, options.put_years_to_expiry, False, known)
 
     unhedged = prices @ volume
-    hedged = (hedge_ratio * forwards + (1.0 - hedge_ratio) * prices) @ volume
-    call_premium = float((call * carry) @ volume)
-    put_premium = float((put * carry) @ volume)
-    capped = np.minimum(prices, caps) @ volume + call_premium
-    collared = np.clip(prices, floors, caps) @ volume + call_premium - put_premium
+    hedged = (hedge_ratio * np.asarray(need.forwards) + (1.0 - hedge_ratio) * prices) @ volume
+    call_premium = float((call.values * carry) @ volume)
+    put_premium = float((put.values * carry) @ volume)
+    # An exercised option leaves the buyer long the future at its strike: that month costs the
+    # strike rather than its price at delivery.
+    capped = (prices - call.exercised * (prices - call.strikes)) @ volume + call_premium
+    collared = (
+        (prices - call.exercised * (prices - call.strikes) - put.exercised * (prices - put.strikes))
+        @ volume
+        + call_premium
+        - put_premium
+    )
     costs = {
         "none": _summary(unhedged, 0.0),
         "futures": _summary(hedged, 0.0),
-        "cap": _summary(capped, float(call @ volume)),
-        "collar": _summary(collared, float((call - put) @ volume)),
+        "cap": _summary(capped, float(call.values @ volume)),
+        "collar": _summary(collared, float((call.values - put.values) @ volume)),
     }
     return HedgeRecommendation(
         futures_per_month=tuple(round(hedge_ratio * need.gpus) for _ in need.hours),
-        cap_strikes=tuple(float(value) for value in caps),
-        floor_strikes=tuple(float(value) for value in floors),
+        cap_strikes=options.call_strikes,
+        floor_strikes=options.put_strikes,
+        call_values=call.per_month(call.values),
+        put_values=put.per_month(put.values),
+        call_premiums=call.per_month(call.values * volume),
+        put_premiums=put.per_month(put.values * volume),
         costs=costs,
         distribution=cost_distribution(
             {"none": unhedged, "futures": hedged, "cap": capped, "collar": collared}
         ),
     )
+
+
+class _Leg:
+    """One option per month (or none), as arrays: strikes, Black-76 values (0 where there is no
+    option) and, per simulated path, whether each month's option is exercised (in the money at
+    its expiry; never where there is no option)."""
+
+    def __init__(
+        self,
+        need: PlannedNeed,
+        sigma: float,
+        rate: float,
+        strikes: tuple[float | None, ...],
+        years_to_expiry: tuple[float | None, ...],
+        call: bool,
+        brownian: dict[float, NDArray[np.float64]],
+    ) -> None:
+        self.listed = np.array([strike is not None for strike in strikes])
+        forwards = np.asarray(need.forwards, dtype=np.float64)
+        # Months without an option get a placeholder strike and expiry that value to nothing.
+        self.strikes = np.array([strike or 1.0 for strike in strikes], dtype=np.float64)
+        expiry = np.array([years or 0.0 for years in years_to_expiry], dtype=np.float64)
+        values = np.asarray(
+            black76.price(forwards, self.strikes, expiry, rate, sigma, call), dtype=np.float64
+        )
+        self.values = np.where(self.listed, values, 0.0)
+        paths = next(iter(brownian.values())).size
+        self.exercised = np.zeros((paths, forwards.size), dtype=np.float64)
+        for month, years in enumerate(years_to_expiry):
+            if years is None:
+                continue
+            forward_at_expiry = forwards[month] * np.exp(
+                sigma * brownian[years] - 0.5 * sigma**2 * years
+            )
+            strike = self.strikes[month]
+            in_the_money = forward_at_expiry > strike if call else forward_at_expiry < strike
+            self.exercised[:, month] = in_the_money
+
+    def per_month(self, values: NDArray[np.float64]) -> tuple[float | None, ...]:
+        return tuple(
+            float(value) if listed else None
+            for value, listed in zip(values, self.listed, strict=True)
+        )
 
 
 def cost_distribution(

@@ -272,8 +272,34 @@ class HedgeOptionLegSerializer(serializers.Serializer):
     month = serializers.DateField()
     underlying = serializers.CharField(help_text="The month's future.")
     option_type = serializers.CharField()
-    strike = serializers.DecimalField(**PRICE)
-    contracts = serializers.IntegerField()
+    available = serializers.BooleanField(
+        help_text="False when the month lists no option on the protective side of the target."
+    )
+    reason = serializers.CharField(help_text="Why the leg is unavailable; empty when available.")
+    target_strike = serializers.DecimalField(
+        **PRICE, help_text="The aim: 10% over (calls) or under (puts) the forward, $/GPU-hr."
+    )
+    symbol = serializers.CharField(allow_null=True, help_text="The listed option to trade.")
+    strike = serializers.DecimalField(
+        **PRICE,
+        allow_null=True,
+        help_text=(
+            "The listed option's strike: the lowest at or above the target for a call, the "
+            "highest at or below it for a put."
+        ),
+    )
+    expiry = serializers.DateField(allow_null=True, help_text="The option's last trading day.")
+    years_to_expiry = serializers.DecimalField(**YEARS, allow_null=True)
+    price = serializers.DecimalField(
+        **PRICE,
+        source="value",
+        allow_null=True,
+        help_text="Black-76 value at the strike and expiry, $/GPU-hr.",
+    )
+    premium = serializers.DecimalField(
+        **USD, allow_null=True, help_text="USD for the contracts: price x GPU-hours."
+    )
+    contracts = serializers.IntegerField(help_text="To trade; 0 when unavailable.")
 
 
 class HedgeFuturesSerializer(serializers.Serializer):
@@ -283,15 +309,23 @@ class HedgeFuturesSerializer(serializers.Serializer):
 
 
 class HedgeCapSerializer(serializers.Serializer):
-    calls = HedgeOptionLegSerializer(many=True, help_text="Calls to buy, struck 10% over.")
-    premium = serializers.DecimalField(**USD, source="cap_outcome.premium")
+    calls = HedgeOptionLegSerializer(
+        many=True, help_text="Calls to buy: the listed strike nearest 10% over, at or above it."
+    )
+    premium = serializers.DecimalField(
+        **USD, source="cap_outcome.premium", help_text="The calls' premiums."
+    )
     expected_cost = serializers.DecimalField(**USD, source="cap_outcome.expected_cost")
     worst_case_cost = serializers.DecimalField(**USD, source="cap_outcome.worst_case_cost")
 
 
 class HedgeCollarSerializer(serializers.Serializer):
-    calls = HedgeOptionLegSerializer(many=True, help_text="Calls to buy, struck 10% over.")
-    puts = HedgeOptionLegSerializer(many=True, help_text="Puts to sell, struck 10% under.")
+    calls = HedgeOptionLegSerializer(
+        many=True, help_text="Calls to buy: the listed strike nearest 10% over, at or above it."
+    )
+    puts = HedgeOptionLegSerializer(
+        many=True, help_text="Puts to sell: the listed strike nearest 10% under, at or below it."
+    )
     premium = serializers.DecimalField(
         **USD, source="collar_outcome.premium", help_text="Net of the puts' premium."
     )
@@ -320,7 +354,9 @@ class Hedge(APIView):
         summary="Hedge a planned need of GPUs: futures strip, call cap and collar, with costs",
         description=(
             "Costs are simulated around the SKU and region's forward curve (seeded: results "
-            "repeat). 422 PRICING_NO_FUTURES, PRICING_NO_PRICES or PRICING_MONTH_NOT_LISTED "
+            "repeat). Option legs are listed options, valued at their strike and expiry; a "
+            "month without one has the leg unavailable (the cap or collar leaves that month "
+            "unhedged). 422 PRICING_NO_FUTURES, PRICING_NO_PRICES or PRICING_MONTH_NOT_LISTED "
             "when the months cannot be hedged with listed futures."
         ),
     )

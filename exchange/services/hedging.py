@@ -6,6 +6,14 @@ A need is ``gpus`` GPUs for every hour of ``months`` consecutive delivery months
 strip buys, and its curve price (settlement, mid, last trade or model) is the month's forward.
 Volatility and rate default to ``EXCHANGE_DEFAULT_VOLATILITY`` and ``EXCHANGE_RISK_FREE_RATE``.
 
+The cap's calls and the collar's puts are aimed 10% over and under each month's forward
+(``CAP_MONEYNESS``, ``FLOOR_MONEYNESS``) but recommended only on listed options: each leg is
+the month's listed option that still trades at the nearest strike on the protective side of
+its aim (`_listed_option`), and its premium, the cap or floor and the strategies' costs are
+valued at that strike and that option's expiry (its last trading day), never at the aim. A
+month whose future lists no such option has that leg unavailable (with the reason): the
+futures leg is still recommended, and the cap or collar leaves the month to its price.
+
 Floats exist only at the call into ``pricing``; strikes come back as $/GPU-hr Decimals on
 ``PRICE_QUANTUM`` and costs as USD on cents. Nothing here writes.
 """
@@ -20,9 +28,15 @@ from django.utils import timezone
 from exchange import calendar
 from exchange.errors import PricingError, PricingErrorCode
 from exchange.models import Instrument, Region, Sku
-from exchange.selectors.market_data import forward_curve
+from exchange.selectors.market_data import CurvePoint, forward_curve
 from exchange.services.listing import LISTED_MONTHS_MAX
-from exchange.services.option_pricing import DAYS_PER_YEAR, PRICE_QUANTUM, to_decimal
+from exchange.services.margin import years_to_expiry
+from exchange.services.option_pricing import (
+    DAYS_PER_YEAR,
+    PRICE_QUANTUM,
+    YEARS_QUANTUM,
+    to_decimal,
+)
 from pricing import hedge
 
 HEDGE_MONTHS_MAX = LISTED_MONTHS_MAX
@@ -31,6 +45,8 @@ GPUS_MAX = 100_000
 # costs are shown with; 500% a year is far beyond any GPU market.
 HEDGE_VOLATILITY_MAX = Decimal("5")
 USD_QUANTUM = Decimal("0.01")
+CAP_MONEYNESS = Decimal("1.10")  # The cap's calls aim 10% over each month's forward.
+FLOOR_MONEYNESS = Decimal("0.90")  # The collar's puts aim 10% under it.
 
 
 @dataclass(frozen=True)
@@ -45,11 +61,27 @@ class FuturesLeg:
 
 @dataclass(frozen=True)
 class OptionLeg:
+    """One month's call (bought) or put (sold in the collar): the listed option that carries
+    it out, valued with Black-76 at its strike and expiry; or, when the month lists none on
+    the protective side of the aim, unavailable with the reason (no symbol, strike or value,
+    no contracts)."""
+
     month: date
     underlying: str  # The month's future.
     option_type: str
-    strike: Decimal  # $/GPU-hr.
-    contracts: int  # Calls to buy, or puts to sell in the collar.
+    target_strike: Decimal  # $/GPU-hr: the aim, 10% over (calls) or under (puts) the forward.
+    contracts: int  # Calls to buy, or puts to sell in the collar; 0 when unavailable.
+    symbol: str | None = None  # The listed option.
+    strike: Decimal | None = None  # $/GPU-hr, the listed option's.
+    expiry: date | None = None  # The listed option's last trading day.
+    years_to_expiry: Decimal | None = None  # From the day of the recommendation (Actual/365).
+    value: Decimal | None = None  # $/GPU-hr, Black-76 at the strike and expiry.
+    premium: Decimal | None = None  # USD for the contracts, paid (calls) or received (puts).
+    reason: str = ""  # Why the leg is unavailable; empty when it is available.
+
+    @property
+    def available(self) -> bool:
+        return self.symbol is not None
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,138 @@ def _years_to_middle(month: date, on: date) -> float:
     return ((month - on).days + half_month_days) / DAYS_PER_YEAR
 
 
+def _listed_option(options: list[Instrument], option_type: str, aim: Decimal) -> Instrument | None:
+    """The listed option of ``option_type`` at the nearest strike on the protective side of
+    ``aim``: the call at the lowest strike at or above it, the put at the highest strike at or
+    below it; None when there is none on that side.
+
+    Why those sides: the recommendation is a cap at about 10% over the forward and a floor
+    given away at about 10% under it. A call below the aim would be a dearer hedge than the one
+    recommended (in the money when the grid is coarse, a different strategy), and a put above
+    the aim would give away more of a fall than the collar means to; so a leg moves at most one
+    strike step away from the forward, never towards it, and is unavailable rather than
+    recommended on the wrong side.
+    """
+    if option_type == Instrument.OptionType.CALL:
+        above = [option for option in options if _strike(option) >= aim]
+        return min(above, key=_strike) if above else None
+    below = [option for option in options if _strike(option) <= aim]
+    return max(below, key=_strike) if below else None
+
+
+def _strike(option: Instrument) -> Decimal:
+    assert option.strike is not None, "a listed option has a strike"
+    return option.strike
+
+
+def _options_by_future(futures: list[str], on: date) -> dict[tuple[str, str], list[Instrument]]:
+    """The options that still trade ``on`` that day on each of ``futures`` (symbols), by
+    (future symbol, option type)."""
+    by_future: dict[tuple[str, str], list[Instrument]] = {}
+    options = Instrument.objects.filter(
+        kind=Instrument.Kind.OPTION,
+        underlying__symbol__in=futures,
+        status=Instrument.Status.ACTIVE,
+        last_trading_day__gte=on,
+    ).select_related("underlying")
+    for option in options:
+        assert option.underlying is not None, "an option has an underlying"
+        by_future.setdefault((option.underlying.symbol, option.option_type), []).append(option)
+    return by_future
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """A month's option leg before valuation: the aim and the listed option (or the reason)."""
+
+    month: date
+    underlying: str
+    option_type: str
+    aim: Decimal
+    option: Instrument | None
+    reason: str
+
+
+def _choose(
+    curve: list[CurvePoint],
+    option_type: str,
+    moneyness: Decimal,
+    listed: dict[tuple[str, str], list[Instrument]],
+) -> list[_Choice]:
+    kind = "call" if option_type == Instrument.OptionType.CALL else "put"
+    bound = "at or above" if option_type == Instrument.OptionType.CALL else "at or below"
+    choices = []
+    for point in curve:
+        underlying = str(point.symbol)
+        aim = (point.price * moneyness).quantize(PRICE_QUANTUM, ROUND_HALF_EVEN)
+        options = listed.get((underlying, option_type), [])
+        option = _listed_option(options, option_type, aim)
+        if not options:
+            reason = f"no {kind}s listed on {underlying}"
+        elif option is None:
+            reason = f"no listed {kind} struck {bound} {aim:.3f}"
+        else:
+            reason = ""
+        choices.append(_Choice(point.month, underlying, option_type, aim, option, reason))
+    return choices
+
+
+def _listed_inputs(
+    choices: list[_Choice], on: date
+) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+    """The strikes and times to expiry (the margin model's: at least an hour) for pricing."""
+    return (
+        tuple(float(_strike(c.option)) if c.option else None for c in choices),
+        tuple(years_to_expiry(c.option, on) if c.option else None for c in choices),
+    )
+
+
+def _legs(
+    choices: list[_Choice],
+    contracts: tuple[int, ...],
+    values: tuple[float | None, ...],
+    premiums: tuple[float | None, ...],
+    on: date,
+) -> list[OptionLeg]:
+    legs = []
+    for choice, count, value, premium in zip(choices, contracts, values, premiums, strict=True):
+        option = choice.option
+        if option is None or value is None or premium is None:
+            legs.append(
+                OptionLeg(
+                    choice.month,
+                    choice.underlying,
+                    choice.option_type,
+                    choice.aim,
+                    0,
+                    reason=choice.reason,
+                )
+            )
+            continue
+        legs.append(
+            OptionLeg(
+                choice.month,
+                choice.underlying,
+                choice.option_type,
+                choice.aim,
+                count,
+                symbol=option.symbol,
+                strike=option.strike,
+                expiry=option.last_trading_day,
+                years_to_expiry=Decimal(repr(years_to_expiry(option, on))).quantize(
+                    YEARS_QUANTUM, ROUND_HALF_EVEN
+                ),
+                value=to_decimal(value, PRICE_QUANTUM),
+                premium=_usd(premium),
+            )
+        )
+    return legs
+
+
+def _premium(legs: list[OptionLeg]) -> Decimal:
+    return sum((leg.premium for leg in legs if leg.premium is not None), Decimal("0.00"))
+
+
 def hedge_recommendation(
     *,
     sku: Sku,
@@ -119,6 +283,9 @@ def hedge_recommendation(
     """The futures strip, the call cap and the collar for ``gpus`` GPUs over ``months``
     delivery months from ``first_month``, with their expected and 95% worst-case costs and
     the cost left unhedged (``pricing.hedge.recommend``, seeded: results repeat).
+
+    Each option leg is a listed option (see the module's docstring and `_listed_option`) or
+    unavailable; the strategies' premiums are the sums of their legs' premiums.
 
     Raises
     ------
@@ -148,6 +315,11 @@ def hedge_recommendation(
         )
     curve = [points[month] for month in wanted]
     hours = tuple(calendar.hours_in_month(month) for month in wanted)
+    listed = _options_by_future([str(point.symbol) for point in curve], on)
+    calls = _choose(curve, Instrument.OptionType.CALL, CAP_MONEYNESS, listed)
+    puts = _choose(curve, Instrument.OptionType.PUT, FLOOR_MONEYNESS, listed)
+    call_strikes, call_years = _listed_inputs(calls, on)
+    put_strikes, put_years = _listed_inputs(puts, on)
     try:
         need = hedge.PlannedNeed(
             gpus=gpus,
@@ -155,21 +327,14 @@ def hedge_recommendation(
             forwards=tuple(float(point.price) for point in curve),
             years_to_delivery=tuple(_years_to_middle(month, on) for month in wanted),
         )
-        result = hedge.recommend(need, float(volatility), rate=float(rate))
+        options = hedge.ListedOptions(call_strikes, call_years, put_strikes, put_years)
+        result = hedge.recommend(need, float(volatility), rate=float(rate), options=options)
     except hedge.HedgeInputError as error:
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
-
-    def strikes(values: tuple[float, ...], option_type: str) -> list[OptionLeg]:
-        return [
-            OptionLeg(point.month, str(point.symbol), option_type, strike, contracts)
-            for point, strike, contracts in zip(
-                curve,
-                (Decimal(repr(value)).quantize(PRICE_QUANTUM, ROUND_HALF_EVEN) for value in values),
-                result.futures_per_month,
-                strict=True,
-            )
-        ]
-
+    contracts = result.futures_per_month
+    call_legs = _legs(calls, contracts, result.call_values, result.call_premiums, on)
+    put_legs = _legs(puts, contracts, result.put_values, result.put_premiums, on)
+    cap, collar = result.costs["cap"], result.costs["collar"]
     return Hedge(
         sku=sku.code,
         region=region.code,
@@ -178,14 +343,18 @@ def hedge_recommendation(
         rate=rate,
         futures=[
             FuturesLeg(point.month, str(point.symbol), point.price, point.source, hour, contracts)
-            for point, hour, contracts in zip(curve, hours, result.futures_per_month, strict=True)
+            for point, hour, contracts in zip(curve, hours, contracts, strict=True)
         ],
-        calls=strikes(result.cap_strikes, Instrument.OptionType.CALL),
-        puts=strikes(result.floor_strikes, Instrument.OptionType.PUT),
+        calls=call_legs,
+        puts=put_legs,
         unhedged=_outcome(result.costs["none"]),
         futures_outcome=_outcome(result.costs["futures"]),
-        cap_outcome=_outcome(result.costs["cap"]),
-        collar_outcome=_outcome(result.costs["collar"]),
+        cap_outcome=Outcome(_usd(cap.expected), _usd(cap.worst_case), _premium(call_legs)),
+        collar_outcome=Outcome(
+            _usd(collar.expected),
+            _usd(collar.worst_case),
+            _premium(call_legs) - _premium(put_legs),
+        ),
         distribution=Distribution(
             edges=[_usd(edge) for edge in result.distribution.edges],
             counts={name: list(counts) for name, counts in result.distribution.counts.items()},

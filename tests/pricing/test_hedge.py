@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from pricing import black76
 from pricing.hedge import (
     HedgeInputError,
+    ListedOptions,
     PlannedNeed,
     minimum_variance_hedge_ratio,
     recommend,
@@ -106,3 +108,97 @@ def test_bad_strategy_inputs_are_refused():
         minimum_variance_hedge_ratio([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(HedgeInputError):
         minimum_variance_hedge_ratio([1.0, 2.0, float("nan"), 3.0], [1.0, 2.0, 2.5, 3.0])
+
+
+# Listed options: strikes on the chain's grid, expiring before their month is delivered.
+LISTED = ListedOptions(
+    call_strikes=(2.75, 2.75, None),
+    call_years_to_expiry=(0.5 / 12, 1.5 / 12, None),
+    put_strikes=(2.25, 2.00, None),
+    put_years_to_expiry=(0.5 / 12, 1.5 / 12, None),
+)
+
+
+def test_listed_options_are_valued_at_their_strike_and_expiry():
+    result = recommend(NEED, sigma=0.6, rate=0.04, options=LISTED)
+
+    assert result.cap_strikes == (2.75, 2.75, None)
+    assert result.floor_strikes == (2.25, 2.00, None)
+    for month in range(2):
+        call = black76.price(
+            NEED.forwards[month], 2.75, LISTED.call_years_to_expiry[month], 0.04, 0.6, True
+        )
+        put = black76.price(
+            NEED.forwards[month],
+            LISTED.put_strikes[month],
+            LISTED.put_years_to_expiry[month],
+            0.04,
+            0.6,
+            False,
+        )
+        assert result.call_values[month] == pytest.approx(call, rel=1e-12)
+        assert result.put_values[month] == pytest.approx(put, rel=1e-12)
+        volume = NEED.gpus * NEED.hours[month]
+        assert result.call_premiums[month] == pytest.approx(call * volume, rel=1e-12)
+    # The third month has no option: no value, no premium.
+    assert (result.call_values[2], result.put_premiums[2]) == (None, None)
+    premium = sum(value for value in result.call_premiums if value is not None)
+    assert result.costs["cap"].premium == pytest.approx(premium)
+
+
+def test_the_prices_at_delivery_do_not_depend_on_the_expiries():
+    with_options = recommend(NEED, sigma=0.6, options=LISTED)
+    without = recommend(NEED, sigma=0.6)
+
+    assert with_options.costs["none"] == without.costs["none"]
+    assert with_options.distribution.counts["none"] == without.distribution.counts["none"]
+
+
+def test_a_month_without_options_is_left_unhedged():
+    # given one month, with no call and no put listed
+    need = PlannedNeed(gpus=8, hours=(744,), forwards=(2.4,), years_to_delivery=(0.2,))
+    nothing = ListedOptions((None,), (None,), (None,), (None,))
+
+    result = recommend(need, sigma=0.6, options=nothing)
+
+    # then the cap and the collar cost what leaving it unhedged costs, with no premium
+    none = result.costs["none"]
+    for name in ("cap", "collar"):
+        assert (result.costs[name].expected, result.costs[name].worst_case) == (
+            none.expected,
+            none.worst_case,
+        )
+        assert result.costs[name].premium == 0.0
+
+
+def test_an_option_expiring_before_delivery_caps_less_than_one_at_delivery():
+    # given one month's call at 2.64, expiring at delivery or a month and a half before it
+    need = PlannedNeed(gpus=8, hours=(744,), forwards=(2.4,), years_to_delivery=(0.25,))
+
+    def cap(years_to_expiry: float):
+        listed = ListedOptions((2.64,), (years_to_expiry,), (None,), (None,))
+        return recommend(need, sigma=0.6, options=listed, paths=50_000)
+
+    at_delivery, before = cap(0.25), cap(0.125)
+
+    # then at delivery the cost never exceeds the strike plus the premium...
+    ceiling = 8 * 744 * 2.64 + at_delivery.costs["cap"].premium
+    assert at_delivery.costs["cap"].worst_case <= ceiling + 1e-6
+    # ...but a call expired out of the money leaves the rest of the way up unhedged
+    assert before.costs["cap"].worst_case > ceiling
+    # and, the forward being a martingale, the expected cost is the forward's (rate 0)
+    assert before.costs["cap"].expected == pytest.approx(8 * 744 * 2.4, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        ListedOptions((2.75,) * 3, (0.1, 0.2, 0.4), (None,) * 3, (None,) * 3),  # After delivery.
+        ListedOptions((2.75,) * 3, (0.1, None, 0.2), (None,) * 3, (None,) * 3),  # No expiry.
+        ListedOptions((2.75,) * 2, (0.1, 0.2), (None,) * 3, (None,) * 3),  # Too few months.
+        ListedOptions((-1.0, None, None), (0.1, None, None), (None,) * 3, (None,) * 3),
+    ],
+)
+def test_bad_listed_options_are_refused(listed):
+    with pytest.raises(HedgeInputError):
+        recommend(NEED, sigma=0.6, options=listed)

@@ -14,7 +14,7 @@ from exchange import calendar
 from exchange.models import Instrument, Region, SettlementPrice
 from exchange.services import margin
 from exchange.services.api_keys import api_key_create
-from exchange.services.listing import futures_list_strip
+from exchange.services.listing import futures_list_strip, options_list_chain
 from pricing import black76, hedge
 from tests.exchange.support import listing_month, place
 
@@ -481,6 +481,22 @@ def strip(sku, region, buyer, seller) -> list[Instrument]:
     return futures
 
 
+@pytest.fixture
+def chains(strip) -> dict[tuple[str, str, Decimal], Instrument]:
+    """Options on the strip's first two months, 0.25 apart (1.75 to 3.25 around 2.40, 1.50 to
+    3.00 around 2.25); the third month lists none. Keyed by (future, type, strike)."""
+    listed = {}
+    for future, reference in ((strip[0], "2.40"), (strip[1], "2.25")):
+        for option in options_list_chain(
+            future=future,
+            reference_price=Decimal(reference),
+            strike_step=Decimal("0.25"),
+            strikes_each_side=3,
+        ):
+            listed[(future.symbol, option.option_type, option.strike)] = option
+    return listed
+
+
 def _need(strip, gpus) -> dict:
     return {
         "sku": "H100SXM",
@@ -513,29 +529,126 @@ def test_hedge_buys_the_strip_at_the_curve_and_caps_and_collars_it(strip):
     fixed = sum(8 * hour * forward for hour, forward in zip(hours, forwards, strict=True))
     assert Decimal(body["futures"]["expected_cost"]) == fixed
     assert Decimal(body["futures"]["worst_case_cost"]) == fixed
-    # and the cap buys calls 10% over each forward, the collar sells puts 10% under
-    calls = [(leg["underlying"], Decimal(leg["strike"])) for leg in body["cap"]["calls"]]
-    assert calls == [
-        (future.symbol, forward * Decimal("1.1"))
-        for future, forward in zip(strip, forwards, strict=True)
-    ]
+    # and with no option listed, every option leg is unavailable, aimed 10% over and under
+    for key, aim in (("calls", Decimal("1.1")), ("puts", Decimal("0.9"))):
+        legs = body["collar"][key]
+        assert [(leg["underlying"], Decimal(leg["target_strike"])) for leg in legs] == [
+            (future.symbol, forward * aim) for future, forward in zip(strip, forwards, strict=True)
+        ]
+        assert {
+            (leg["available"], leg["symbol"], leg["strike"], leg["premium"]) for leg in legs
+        } == {(False, None, None, None)}
     assert body["collar"]["calls"] == body["cap"]["calls"]
-    puts = [
-        (leg["option_type"], Decimal(leg["strike"]), leg["contracts"])
-        for leg in body["collar"]["puts"]
-    ]
-    assert puts == [("put", forward * Decimal("0.9"), 8) for forward in forwards]
+    # so the cap and the collar leave the need to its prices, with no premium
+    for name in ("cap", "collar"):
+        assert body[name]["premium"] == "0.00"
+        assert body[name]["worst_case_cost"] == body["unhedged"]["worst_case_cost"]
+    assert fixed < Decimal(body["unhedged"]["worst_case_cost"])
+    assert (body["volatility"], body["rate"]) == ("0.600000", "0.040000")
+
+
+def test_option_legs_are_listed_options_valued_at_their_strike_and_expiry(strip, chains):
+    # given 8 GPUs for the strip, whose first two months list strikes 0.25 apart
+    body = post(HEDGE, _need(strip, 8)).json()
+
+    # then each call is the lowest listed strike at or above 10% over the forward, and each
+    # put the highest at or below 10% under it: 2.64 -> C2.75 and 2.16 -> P2.00, then
+    # 2.475 -> C2.50 and 2.025 -> P2.00
+    expected = {
+        "calls": [(strip[0], "2.75"), (strip[1], "2.50")],
+        "puts": [(strip[0], "2.00"), (strip[1], "2.00")],
+    }
+    forwards = [Decimal("2.40"), Decimal("2.25"), Decimal("2.10")]
+    for key, option_type in (("calls", "call"), ("puts", "put")):
+        legs = body["collar"][key]
+        for leg, (future, strike), forward in zip(legs, expected[key], forwards, strict=False):
+            option = chains[(future.symbol, option_type, Decimal(strike))]
+            assert (leg["available"], leg["reason"]) == (True, "")
+            assert (leg["symbol"], Decimal(leg["strike"])) == (option.symbol, option.strike)
+            assert leg["expiry"] == f"{option.last_trading_day:%Y-%m-%d}"
+            assert option.last_trading_day < future.delivery_start
+            assert leg["contracts"] == 8
+            # valued with Black-76 at the listed strike and the option's own expiry
+            years = (option.last_trading_day - today()).days / 365
+            value = black76.price(
+                float(forward),
+                float(option.strike),
+                years,
+                RATE,
+                DEFAULT_VOLATILITY,
+                option_type == "call",
+            )
+            assert close(leg["price"], value, 0.0000005), leg
+            hours = future.gpu_hours_per_contract
+            assert close(leg["premium"], value * hours * 8, 0.005), leg
+        # the third month lists no option: its leg is unavailable and says why
+        third = legs[2]
+        assert (third["available"], third["symbol"], third["strike"], third["contracts"]) == (
+            False,
+            None,
+            None,
+            0,
+        )
+        assert third["reason"] == f"no {option_type}s listed on {strip[2].symbol}"
+    # and the futures leg of that month is still recommended
+    assert body["futures"]["legs"][2]["symbol"] == strip[2].symbol
+    assert body["futures"]["legs"][2]["contracts"] == 8
+    # the strategies' premiums are their legs'
+    calls = sum(Decimal(leg["premium"]) for leg in body["cap"]["calls"][:2])
+    puts = sum(Decimal(leg["premium"]) for leg in body["collar"]["puts"][:2])
+    assert Decimal(body["cap"]["premium"]) == calls
+    assert Decimal(body["collar"]["premium"]) == calls - puts
     # and the hedges cut the worst case, the collar's premium is less than the cap's
     unhedged = Decimal(body["unhedged"]["worst_case_cost"])
     assert Decimal(body["cap"]["worst_case_cost"]) < unhedged
     assert Decimal(body["collar"]["worst_case_cost"]) < unhedged
-    assert fixed < unhedged
     assert Decimal("0") < Decimal(body["collar"]["premium"]) < Decimal(body["cap"]["premium"])
-    assert (body["volatility"], body["rate"]) == ("0.600000", "0.040000")
 
 
-def test_hedge_costs_are_pricing_hedge_on_the_curve_and_repeat(strip):
-    # given the need's months, hours and years to the middle of each month, worked out here
+def test_no_leg_is_on_an_unlisted_or_wrong_side_strike(strip, chains):
+    body = post(HEDGE, _need(strip, 8)).json()
+
+    listed = {(option.symbol, option.strike) for option in chains.values()}
+    for key in ("calls", "puts"):
+        for leg in body["collar"][key]:
+            if leg["available"]:
+                assert (leg["symbol"], Decimal(leg["strike"])) in listed
+                if key == "calls":
+                    assert Decimal(leg["strike"]) >= Decimal(leg["target_strike"])
+                else:
+                    assert Decimal(leg["strike"]) <= Decimal(leg["target_strike"])
+
+
+def test_a_month_whose_chain_ends_before_the_target_has_the_leg_unavailable(strip):
+    # given the first month's strikes 1.70 to 2.30: every call is under the cap's 2.64
+    options_list_chain(
+        future=strip[0],
+        reference_price=Decimal("2.00"),
+        strike_step=Decimal("0.10"),
+        strikes_each_side=3,
+    )
+
+    body = post(HEDGE, {**_need(strip, 2), "months": 1}).json()
+
+    (call,) = body["cap"]["calls"]
+    assert (call["available"], call["symbol"]) == (False, None)
+    assert call["reason"] == "no listed call struck at or above 2.640"
+    (put,) = body["collar"]["puts"]
+    assert (put["available"], Decimal(put["strike"])) == (True, Decimal("2.10"))
+
+
+def test_an_expired_option_is_not_recommended(strip, chains):
+    Instrument.objects.filter(underlying=strip[0]).update(status=Instrument.Status.EXPIRED)
+
+    body = post(HEDGE, _need(strip, 1)).json()
+
+    assert body["cap"]["calls"][0]["reason"] == f"no calls listed on {strip[0].symbol}"
+    assert body["cap"]["calls"][1]["available"] is True
+
+
+def test_hedge_costs_are_pricing_hedge_on_the_curve_and_repeat(strip, chains):
+    # given the need's months, hours and years to the middle of each month, and the listed
+    # options' strikes and years to expiry, worked out here
     on = today()
     hours = tuple(future.gpu_hours_per_contract for future in strip)
     years = tuple(
@@ -545,20 +658,35 @@ def test_hedge_costs_are_pricing_hedge_on_the_curve_and_repeat(strip):
     need = hedge.PlannedNeed(
         gpus=3, hours=hours, forwards=(2.40, 2.25, 2.10), years_to_delivery=years
     )
-    expected = hedge.recommend(need, 0.5, rate=0.02)
+
+    def listed(option_type, strikes):
+        options = [
+            chains[(future.symbol, option_type, Decimal(strike))]
+            for future, strike in zip(strip, strikes, strict=False)
+        ]
+        return (
+            (*(float(option.strike) for option in options), None),
+            (*(margin.years_to_expiry(option, on) for option in options), None),
+        )
+
+    options = hedge.ListedOptions(
+        *listed("call", ("2.75", "2.50")), *listed("put", ("2.00", "2.00"))
+    )
+    expected = hedge.recommend(need, 0.5, rate=0.02, options=options)
 
     # when the API is asked twice, at 50% volatility and 2%
     body = post(HEDGE, {**_need(strip, 3), "volatility": "0.5", "rate": "0.02"}).json()
     again = post(HEDGE, {**_need(strip, 3), "volatility": "0.5", "rate": "0.02"}).json()
 
-    # then its costs are the library's, in cents, and they repeat
+    # then its costs are the library's on the listed options, in cents, and they repeat
     assert again == body
     for name, key in (("unhedged", "none"), ("cap", "cap"), ("collar", "collar")):
         cost = expected.costs[key]
         assert close(body[name]["expected_cost"], cost.expected, 0.005), name
         assert close(body[name]["worst_case_cost"], cost.worst_case, 0.005), name
-    assert close(body["cap"]["premium"], expected.costs["cap"].premium, 0.005)
-    assert close(body["collar"]["premium"], expected.costs["collar"].premium, 0.005)
+    # (the premiums are the sum of the legs' in cents: a cent per leg at most from the total)
+    assert close(body["cap"]["premium"], expected.costs["cap"].premium, 0.02)
+    assert close(body["collar"]["premium"], expected.costs["collar"].premium, 0.04)
     assert len(body["unhedged"]["expected_cost"].split(".")[1]) == 2
 
 

@@ -283,7 +283,7 @@ def test_each_option_leg_is_staged_on_a_listed_option_and_priced(client, strip_w
     ]
     call, put = staged[0], staged[3]
     # the cap's first call: struck 10% over 2.40 (2.64), listed at 2.65, bought at the offer
-    assert call.leg.strike == Decimal("2.640000")
+    assert call.leg.target_strike == Decimal("2.640000")
     assert call.option == chain[("call", Decimal("2.65"))]
     assert (call.price, call.price_source) == (Decimal("0.050"), "ask")
     # the collar's first put: struck 10% under (2.16), listed at 2.15; with no bid, the model

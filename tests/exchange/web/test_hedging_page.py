@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from exchange.models import Region, Sku
 from exchange.services.hedging import hedge_recommendation
@@ -130,7 +131,7 @@ def _first_month_legs(response):
     staged = response.context["option_orders"]
     call = next(order for order in staged if order.side == "buy")
     put = next(order for order in staged if order.side == "sell")
-    assert (call.leg.strike, put.leg.strike) == (CAP, FLOOR)
+    assert (call.leg.target_strike, put.leg.target_strike) == (CAP, FLOOR)
     return call, put
 
 
@@ -222,3 +223,43 @@ def test_a_month_without_options_says_so(client, strip):  # noqa: F811
     assert staged[0].unstaged == f"no calls listed on {strip[0].symbol}"
     assert staged[-1].unstaged == f"no puts listed on {strip[-1].symbol}"
     assert f"(no calls listed on {strip[0].symbol})" in response.content.decode()
+
+
+def test_the_page_shows_the_apis_figures_for_the_same_need(client, strip):  # noqa: F811
+    # given the first month's strikes 0.25 apart (1.75 to 3.25), the others none
+    chain = _list_chain(strip[0], "2.40", "0.25", 3)
+
+    # when the same need is asked of the page and of the API
+    response = client.get(reverse("web:hedging"), _need(strip))
+    need = {**_need(strip), "gpus": 8, "months": 3}  # The API takes numbers as numbers.
+    answer = APIClient().post("/api/v1/pricing/hedge/", need, format="json")
+    assert answer.status_code == 200, answer.json()
+    body = answer.json()
+
+    # then the strategies' premiums and costs are the API's
+    shown = response.context["hedge"]
+    for name, outcome in (("cap", shown.cap_outcome), ("collar", shown.collar_outcome)):
+        assert outcome.premium == Decimal(body[name]["premium"])
+        assert outcome.worst_case_cost == Decimal(body[name]["worst_case_cost"])
+    page = response.content.decode()
+    costs = page[page.index('<table class="costs">') : page.index("</table>")]
+    assert f"{Decimal(body['cap']['premium']):,.2f}" in costs
+    assert f"{Decimal(body['collar']['premium']):,.2f}" in costs
+    # and each available leg shows the API's listed option, value and premium
+    rows = page.split('<tr class="option-leg">')[1:]
+    legs = body["cap"]["calls"] + body["collar"]["puts"]
+    assert len(rows) == len(legs)
+    for row, leg in zip(rows, legs, strict=True):
+        if not leg["available"]:
+            assert leg["reason"] in row and "Stage in ticket" not in row
+            continue
+        assert leg["symbol"] in row
+        assert f'<span class="leg-value">{leg["price"]}</span>' in row
+        assert f'<span class="leg-premium">{Decimal(leg["premium"]):,.2f}</span>' in row
+    # the first month's call and put are the listed C2.75 and P2.00, staged on those
+    assert legs[0]["symbol"] == chain[("call", Decimal("2.75"))].symbol
+    assert legs[3]["symbol"] == chain[("put", Decimal("2.00"))].symbol
+    staged = response.context["option_orders"]
+    assert [order.option.symbol if order.option else None for order in staged] == [
+        leg["symbol"] for leg in legs
+    ]
