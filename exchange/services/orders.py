@@ -567,7 +567,9 @@ def order_dry_run(
 
     Runs the checks of ``order_place`` in its order: a client order id used for a different
     order, the instrument, the request's rules, the market order's reference price, the margin
-    call's reduce-only rule, then the collateral against what the account has available. Each
+    call's reduce-only rule, what a resale sell's organization holds of the block
+    (``check_block_held``, without its lock), then the collateral against what the account has
+    available. Each
     refusal raises the ``OrderRejected`` that placing the order would raise. The collateral may
     differ from a placement's a moment later: the book, settlement prices and balances move.
     """
