@@ -1,8 +1,10 @@
 """Reads of reserved capacity blocks, as their provider or holder sees them, and of what each
 organization holds of a block once part of it has been resold."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -153,3 +155,23 @@ def block_holdings(
         )
         for organization_id, bought, sold, offered, raised in rows.order_by("pk")
     }
+
+
+def gpus_held(organization_id: int, reservations: Iterable[ReservedCapacity]) -> dict[int, int]:
+    """What organization ``organization_id`` holds now of each block of ``reservations``
+    (``BlockHolding.held``: its registered GPUs, less sold, plus bought), by reservation id.
+
+    A block not listed for resale is wholly its registered holder's; a listed one is counted
+    by ``block_holdings``, one query each (read with ``capacity_of``, whose ``select_related``
+    of the listing tells which are listed)."""
+    held = {}
+    for reservation in reservations:
+        try:
+            reservation.instrument  # noqa: B018 - the reverse one-to-one raises when unlisted.
+        except ObjectDoesNotExist:
+            registered = reservation.gpus if reservation.holder_id == organization_id else 0
+            held[reservation.pk] = registered
+            continue
+        holding = block_holdings(reservation, organization_id=organization_id)
+        held[reservation.pk] = holding[organization_id].held
+    return held
