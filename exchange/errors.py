@@ -43,6 +43,8 @@ class OrderRejectCode(StrEnum):
     NOTIONAL_TOO_LARGE = "RISK_NOTIONAL_TOO_LARGE"
     COLLATERAL_MISSING = "RISK_COLLATERAL_MISSING"
     REDUCE_ONLY = "RISK_REDUCE_ONLY"
+    # A resale sell beyond what the seller's organization holds of the block.
+    BLOCK_NOT_HELD = "RISK_BLOCK_NOT_HELD"
 
 
 class CatalogErrorCode(StrEnum):

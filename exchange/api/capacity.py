@@ -22,7 +22,7 @@ from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
 from exchange.models.catalog import Interconnect
-from exchange.selectors.capacity import capacity_held, capacity_of
+from exchange.selectors.capacity import capacity_held, capacity_of, gpus_held
 from exchange.services.capacity import GPUS_MAX, capacity_register
 from exchange.services.listing import resale_list
 
@@ -45,6 +45,15 @@ class CapacitySerializer(serializers.ModelSerializer):
         default=None,
         help_text="The resale instrument, once the holder listed the block.",
     )
+    held_gpus = serializers.SerializerMethodField(
+        help_text="GPUs of the block the caller's organization holds now: the block's GPUs if "
+        "it is the registered holder, less what it sold on the block's resale listing, plus "
+        "what it bought there."
+    )
+
+    def get_held_gpus(self, reservation: ReservedCapacity) -> int:
+        held: dict[int, int] = self.context["held"]
+        return held[reservation.pk]
 
     class Meta:
         model = ReservedCapacity
@@ -62,6 +71,7 @@ class CapacitySerializer(serializers.ModelSerializer):
             "contiguous_block_gpus",
             "created_at",
             "listed_symbol",
+            "held_gpus",
         ]
 
 
@@ -121,10 +131,12 @@ class CapacityList(APIView):
     def get(self, request: Request) -> Response:
         PageQuery(data=request.query_params).is_valid(raise_exception=True)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(
-            capacity_of(request.caller.organization), request, view=self
+        organization = request.caller.organization
+        page = paginator.paginate_queryset(capacity_of(organization), request, view=self)
+        held = gpus_held(organization.pk, page)
+        return paginator.get_paginated_response(
+            CapacitySerializer(page, many=True, context={"held": held}).data
         )
-        return paginator.get_paginated_response(CapacitySerializer(page, many=True).data)
 
     @extend_schema(
         request=CapacityRegisterSerializer,
@@ -150,7 +162,11 @@ class CapacityList(APIView):
             actor=request.caller.user,
             **body.validated_data,
         )
-        return Response(CapacitySerializer(reservation).data, status=status.HTTP_201_CREATED)
+        held = gpus_held(request.caller.organization.pk, [reservation])
+        return Response(
+            CapacitySerializer(reservation, context={"held": held}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class ResaleListSerializer(serializers.Serializer):

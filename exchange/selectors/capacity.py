@@ -1,8 +1,22 @@
-"""Reads of reserved capacity blocks, as their provider or holder sees them."""
+"""Reads of reserved capacity blocks, as their provider or holder sees them, and of what each
+organization holds of a block once part of it has been resold."""
 
-from django.db.models import Q, QuerySet
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from exchange.models import Organization, ReservedCapacity
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from exchange.models import (
+    LIVE_STATUSES,
+    Order,
+    OrderCommand,
+    Organization,
+    ReservedCapacity,
+    Side,
+    Trade,
+)
 
 
 def capacity_of(organization: Organization) -> QuerySet[ReservedCapacity]:
@@ -19,3 +33,145 @@ def capacity_held(organization: Organization, capacity_id: int) -> ReservedCapac
         .select_related("sku", "region")
         .first()
     )
+
+
+@dataclass(frozen=True)
+class BlockHolding:
+    """What one organization holds of one reserved block, in contracts (1 GPU for the term).
+
+    ``registered``: the block's GPUs for its registered holder, 0 for anyone else; ``bought``
+    and ``sold``: contracts its accounts traded on the block's resale instrument; ``offered``:
+    the open quantity of their live sell orders there (a pending replace that raises one counts
+    at its new quantity)."""
+
+    organization_id: int
+    registered: int
+    bought: int
+    sold: int
+    offered: int
+
+    @property
+    def held(self) -> int:
+        """GPUs of the block the organization holds now."""
+        return self.registered + self.bought - self.sold
+
+    @property
+    def free(self) -> int:
+        """What it may still offer for sale: held, less what its live sell orders offer."""
+        return self.held - self.offered
+
+
+def _sum_of(queryset: QuerySet, expression: F | int, group_by: str) -> Coalesce:
+    """A correlated subquery summing ``expression`` over ``queryset`` (0 when it is empty)."""
+    summed = (
+        queryset.order_by()
+        .values(group_by)
+        .annotate(total=Sum(expression, output_field=IntegerField()))
+        .values("total")
+    )
+    return Coalesce(Subquery(summed, output_field=IntegerField()), Value(0))
+
+
+def block_holdings(
+    reservation: ReservedCapacity,
+    *,
+    organization_id: int | None = None,
+    excluding_order: Order | None = None,
+) -> dict[int, BlockHolding]:
+    """What each organization holds of ``reservation``'s block (see ``BlockHolding``), by
+    organization id: its registered holder and every organization that traded it or offers it
+    on its resale instrument; only organization ``organization_id`` if given (then always
+    present). The live
+    sell orders leave out ``excluding_order`` (a replace is checked without the order it
+    replaces).
+
+    One statement, so it reads one snapshot: a matcher batch committing between two reads
+    could otherwise show a fill's contracts as neither offered any more nor sold yet. The
+    resale sell check (``orders.check_block_held``) and the capacity pages both read this.
+    """
+    trades = Trade.objects.filter(instrument__reservation=reservation)
+    live_sells = Order.objects.filter(
+        instrument__reservation=reservation, side=Side.SELL, status__in=LIVE_STATUSES
+    )
+    if excluding_order is not None:
+        live_sells = live_sells.exclude(pk=excluding_order.pk)
+    # A pending replace raising a live sell counts its increase over the order's open quantity
+    # (several pending on one order each count theirs: more than the order may end at, never
+    # less).
+    raises = OrderCommand.objects.filter(
+        kind=OrderCommand.Kind.REPLACE,
+        status=OrderCommand.Status.PENDING,
+        order__in=live_sells,
+        quantity__gt=F("order__quantity")
+        - F("order__filled_quantity")
+        - F("order__cancelled_quantity"),
+    )
+    open_quantity = F("quantity") - F("filled_quantity") - F("cancelled_quantity")
+    increase = (
+        F("quantity")
+        - F("order__quantity")
+        + F("order__filled_quantity")
+        + F("order__cancelled_quantity")
+    )
+    organizations = Organization.objects.all()
+    if organization_id is not None:
+        organizations = organizations.filter(pk=organization_id)
+    else:
+        organizations = organizations.filter(
+            Q(pk=reservation.holder_id)
+            | Q(pk__in=trades.values("buyer_account__organization"))
+            | Q(pk__in=trades.values("seller_account__organization"))
+            | Q(pk__in=live_sells.values("account__organization"))
+        )
+    rows = organizations.annotate(
+        bought=_sum_of(
+            trades.filter(buyer_account__organization=OuterRef("pk")),
+            F("quantity"),
+            "buyer_account__organization",
+        ),
+        sold=_sum_of(
+            trades.filter(seller_account__organization=OuterRef("pk")),
+            F("quantity"),
+            "seller_account__organization",
+        ),
+        offered=_sum_of(
+            live_sells.filter(account__organization=OuterRef("pk")),
+            open_quantity,
+            "account__organization",
+        ),
+        raised=_sum_of(
+            raises.filter(order__account__organization=OuterRef("pk")),
+            increase,
+            "order__account__organization",
+        ),
+    ).values_list("pk", "bought", "sold", "offered", "raised")
+    return {
+        organization_id: BlockHolding(
+            organization_id=organization_id,
+            registered=reservation.gpus if organization_id == reservation.holder_id else 0,
+            bought=bought,
+            sold=sold,
+            offered=offered + raised,
+        )
+        for organization_id, bought, sold, offered, raised in rows.order_by("pk")
+    }
+
+
+def gpus_held(organization_id: int, reservations: Iterable[ReservedCapacity]) -> dict[int, int]:
+    """What organization ``organization_id`` holds now of each block of ``reservations``
+    (``BlockHolding.held``: its registered GPUs, less sold, plus bought), by reservation id.
+
+    A block not listed for resale is wholly its registered holder's; a listed one is counted
+    by ``block_holdings``, one query each (read with ``capacity_of``, whose ``select_related``
+    of the listing tells which are listed)."""
+    held = {}
+    for reservation in reservations:
+        try:
+            reservation.instrument  # noqa: B018 - the reverse one-to-one raises when unlisted.
+        except ObjectDoesNotExist:
+            registered = reservation.gpus if reservation.holder_id == organization_id else 0
+            held[reservation.pk] = registered
+            continue
+        holding = block_holdings(reservation, organization_id=organization_id)
+        held[reservation.pk] = holding[organization_id].held
+    return held

@@ -7,7 +7,7 @@ from datetime import date
 from django.utils import timezone
 
 from exchange.models import Instrument, Organization, Region, ReservedCapacity
-from exchange.selectors.capacity import capacity_of
+from exchange.selectors.capacity import capacity_of, gpus_held
 from exchange.selectors.market import Quote, quotes_for
 from exchange.services.capacity import issued_from
 
@@ -21,6 +21,9 @@ LISTING_ROWS_MAX = 500
 class Block:
     reservation: ReservedCapacity
     started: bool  # The term has begun: the block can no longer be listed for resale.
+    # GPUs of the block the organization looking holds now: registered, less sold, plus bought
+    # on its resale listing (``capacity.gpus_held``).
+    held_gpus: int
 
     @property
     def hours(self) -> int:
@@ -39,10 +42,14 @@ class Block:
 
 def blocks_of(organization: Organization) -> list[Block]:
     """The blocks ``organization`` provides or holds, soonest term first, at most
-    ``BLOCK_ROWS_MAX``."""
+    ``BLOCK_ROWS_MAX``, each with what ``organization`` holds of it now."""
     now = timezone.now()
-    blocks = capacity_of(organization).order_by("starts_at", "pk")[:BLOCK_ROWS_MAX]
-    return [Block(reservation, reservation.starts_at <= now) for reservation in blocks]
+    blocks = list(capacity_of(organization).order_by("starts_at", "pk")[:BLOCK_ROWS_MAX])
+    held = gpus_held(organization.pk, blocks)
+    return [
+        Block(reservation, reservation.starts_at <= now, held[reservation.pk])
+        for reservation in blocks
+    ]
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,13 @@ from exchange.models import (
     Order,
     OrderCommand,
     OrderRejection,
+    ReservedCapacity,
     Side,
 )
 from exchange.recent import Recent
 from exchange.selectors import orders as orders_selector
 from exchange.selectors import positions as positions_selector
+from exchange.selectors.capacity import block_holdings
 from exchange.services import collateral
 from exchange.units import price_to_ticks, quantity_to_lots
 from ledger.errors import LedgerError, LedgerErrorCode
@@ -565,7 +567,9 @@ def order_dry_run(
 
     Runs the checks of ``order_place`` in its order: a client order id used for a different
     order, the instrument, the request's rules, the market order's reference price, the margin
-    call's reduce-only rule, then the collateral against what the account has available. Each
+    call's reduce-only rule, what a resale sell's organization holds of the block
+    (``check_block_held``, without its lock), then the collateral against what the account has
+    available. Each
     refusal raises the ``OrderRejected`` that placing the order would raise. The collateral may
     differ from a placement's a moment later: the book, settlement prices and balances move.
     """
@@ -592,6 +596,7 @@ def order_dry_run(
     if limit is None:
         protection = limit = collateral.protection_price(resolved, side)
     reducing = _check_reduce_only(account, resolved, request)
+    check_block_held(account, resolved, side, quantity, lock=False)
     terms = collateral.terms_for(resolved, side, limit, quantity=quantity, reducing=reducing)
     return collateral.collateral_preview(
         account, resolved, side, limit, quantity, terms, protection_price=protection
@@ -649,6 +654,7 @@ def _order_insert_collateralized(
     needs: list[collateral.Need],
 ) -> Order:
     with transaction.atomic(durable=True):
+        check_block_held(account, instrument, request.side, request.quantity)
         order = _order_row_insert(
             account, instrument, request, client_order_id, user, protection, terms
         )
@@ -692,6 +698,57 @@ def _order_row_insert(
                 request_digest=request.digest(),
             )
         ),
+    )
+
+
+def check_block_held(
+    account: Account,
+    instrument: Instrument,
+    side: str,
+    quantity: int,
+    *,
+    replacing: Order | None = None,
+    lock: bool = True,
+) -> None:
+    """A resale sell offers GPUs of one reserved block: refuse it (``RISK_BLOCK_NOT_HELD``)
+    beyond what ``account``'s organization holds of that block and does not offer already
+    (``capacity.block_holdings``). ``replacing``: the sell order a replace gives ``quantity``
+    as its new open quantity, left out of what is offered already. Anything else passes.
+
+    The ledger hold of the order's GPU-hours does not do this: entitlements are generic per
+    SKU x region x month, so GPU-hours of any block (or bought on any listing) would cover a
+    sell on any block's listing of the same months, offering GPUs the block does not have.
+
+    ``lock``: take the block's reservation row lock first (``resale_list`` takes it too), in
+    the caller's transaction. Two sells of one organization accepted at once would otherwise
+    each count without the other and together offer more than it holds. With the lock every
+    acceptance or replace of a sell on the block waits for the one before to commit; the count
+    is then a statement after the lock, which on PostgreSQL (read committed) sees what that one
+    committed. (On SQLite, IMMEDIATE transactions already put writers one after another.) The
+    lock is taken before the order's ledger holds, whose account locks come after it everywhere.
+    Fills need not take it: a fill moves contracts from offered to sold, and cancels only free
+    some. A dry run (``lock=False``) only reads.
+    """
+    if instrument.kind != Instrument.Kind.RESALE or side != Side.SELL:
+        return
+    reservations = ReservedCapacity.objects.filter(pk=instrument.reservation_id)
+    if lock:
+        reservations = reservations.select_for_update()
+    reservation = reservations.get()
+    organization_id = account.organization_id
+    holding = block_holdings(
+        reservation, organization_id=organization_id, excluding_order=replacing
+    )[organization_id]
+    if quantity <= holding.free:
+        return
+    others = "other " if replacing is not None else ""
+    raise OrderRejected(
+        OrderRejectCode.BLOCK_NOT_HELD,
+        f"The account's organization holds {holding.held} contracts (GPUs) of block "
+        f"#{reservation.pk} ({reservation.cluster}) and offers {holding.offered} in its "
+        f"{others}live sell orders of {instrument.symbol}: it may offer "
+        f"{max(holding.free, 0)} more, not {quantity}.",
+        field="quantity",
     )
 
 
@@ -1045,6 +1102,11 @@ def _replace_command_insert(
     needs: list[collateral.Need],
 ) -> OrderCommand:
     with transaction.atomic(durable=True):
+        instrument = order.instrument
+        if instrument.kind == Instrument.Kind.RESALE and not OrderCommand.replace_cancels(quantity):
+            # The new open quantity, whether it raises the order or not: ``order`` may be stale,
+            # its fills since then sold contracts of the block.
+            check_block_held(order.account, instrument, order.side, quantity, replacing=order)
         command = OrderCommand.objects.create(
             kind=OrderCommand.Kind.REPLACE,
             order=order,

@@ -16,7 +16,7 @@ from exchange.services.listing import resale_list
 from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
-from tests.exchange.support import listing_month
+from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +117,7 @@ def test_a_provider_registers_a_block_and_its_gpu_hours_go_to_the_holder(
         "contiguous_block_gpus": 8,
         "created_at": response.json()["created_at"],
         "listed_symbol": None,
+        "held_gpus": 0,  # The provider's: the block is the buyer's.
     }
     # and the holder's ledger holds 16 GPUs x the hours of each month it spans
     next_month = calendar.add_months(listing_month(), 1)
@@ -271,6 +272,35 @@ def test_the_capacity_list_is_paginated_and_shows_the_listing(seller, buyer, sku
     # then every block comes once, newest first, with its resale symbol once listed
     assert clusters == ["c", "b", "a"]
     assert symbols == [None, None, instrument.symbol]
+
+
+def test_each_organization_sees_what_it_holds_of_a_block_after_part_of_it_was_sold(
+    seller, buyer, sku, region
+):
+    # given Northwind's own block of 16, listed, of which Lumen bought 8, and a block of 16 it
+    # registered for Lumen, not listed
+    own = block(seller, seller, sku, region, cluster="own")
+    instrument = resale_list(reservation=own)
+    place(seller, instrument, "sell", 8, "2.30")
+    place(buyer, instrument, "buy", 8, "2.30")
+    for_lumen = block(seller, buyer, sku, region, cluster="for-lumen")
+
+    def held(account) -> dict[int, int]:
+        results = api(account, scopes=("read",)).get(CAPACITY).json()["results"]
+        return {row["id"]: row["held_gpus"] for row in results}
+
+    # then Northwind holds 8 of its block (no longer all 16) and none of Lumen's; Lumen sees
+    # its own block whole
+    assert held(seller) == {own.pk: 8, for_lumen.pk: 0}
+    assert held(buyer) == {for_lumen.pk: 16}
+
+
+def test_a_registered_block_answers_what_the_provider_holds_of_it(seller, buyer, sku, region):
+    own = api(seller).post(CAPACITY, body(seller, sku, region), format="json")
+    for_buyer = api(seller).post(CAPACITY, body(buyer, sku, region), format="json")
+
+    assert (own.status_code, for_buyer.status_code) == (201, 201)
+    assert (own.json()["held_gpus"], for_buyer.json()["held_gpus"]) == (16, 0)
 
 
 # Listing for resale -----------------------------------------------------------------------

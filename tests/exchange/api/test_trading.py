@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from exchange.models import ApiKey, Instrument, Order, Organization, Trade
 from exchange.services.api_keys import api_key_create
 from exchange.services.cancel_after import cancel_all_after_fire_due
-from exchange.services.capacity import hours_by_month
+from exchange.services.capacity import capacity_register, hours_by_month
 from exchange.services.instruments import instrument_halt
 from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
@@ -411,6 +411,42 @@ def test_an_order_without_the_funds_is_refused_and_writes_only_its_rejection(
     assert row_counts() == replace(before, rejections=before.rejections + 1)
     assert ledger_rows() == ledger_before
     assert not Order.objects.filter(account=unfunded).exists()
+
+
+def test_an_offer_on_a_block_the_organization_does_not_hold_is_refused(
+    api, listing, buyer, row_counts
+):
+    # given Lumen holding GPU-hours of the listed block's SKU, region and months, from a block
+    # of its own (the audit: Northwind sold on Lumen's listing with its RoCE block's hours)
+    reservation = listing.reservation
+    capacity_register(
+        provider=reservation.provider,
+        holder=buyer.organization,
+        cluster="lm-roce",
+        sku=reservation.sku,
+        region=reservation.region,
+        starts_at=reservation.starts_at,
+        ends_at=reservation.ends_at,
+        gpus=8,
+        interconnect="roce",
+        contiguous_block_gpus=8,
+    )
+    before, ledger_before = row_counts(), ledger_rows()
+
+    # when it offers them on Northwind's listing
+    response = api.post(
+        ORDERS, limit_order(listing, side="sell", quantity=8, price="2.30"), format="json"
+    )
+
+    # then it is refused: it holds none of that block; nothing but the rejection is written
+    assert response.status_code == 422, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "RISK_BLOCK_NOT_HELD",
+        "quantity",
+    )
+    assert "holds 0 contracts (GPUs) of block" in error_of(response)["message"]
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+    assert ledger_rows() == ledger_before
 
 
 def test_an_organization_without_funds_is_refused_again_on_its_next_order(

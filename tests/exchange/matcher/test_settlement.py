@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
-from exchange.models import Order, OrderHold, Organization
+from exchange.models import Account, Order, OrderHold, Organization
 from exchange.selectors.integrity import order_book_problems
 from exchange.services.capacity import hours_by_month
 from exchange.services.collateral import fee_micros
@@ -326,11 +326,14 @@ def test_a_resale_trade_moves_cash_and_every_month_of_entitlements(listing, buye
     assert ledger_problems() == [] and order_book_problems() == []
 
 
-def test_selling_gpu_hours_one_does_not_hold_is_refused(listing, buyer, row_counts):
+def test_selling_gpu_hours_one_does_not_hold_is_refused(listing, seller, row_counts):
+    # given a second account of the block's holder: its organization holds the block, but the
+    # block's GPU-hours were issued to the main account
+    second = Account.objects.create(organization=seller.organization, name="second")
     before = row_counts()
 
     with pytest.raises(OrderRejected) as refused:
-        place(buyer, listing, "sell", 8, "2.30")
+        place(second, listing, "sell", 8, "2.30")
 
     assert refused.value.code == OrderRejectCode.INSUFFICIENT_ENTITLEMENT
     message = refused.value.message

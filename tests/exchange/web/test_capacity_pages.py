@@ -190,6 +190,27 @@ def test_a_holder_lists_a_block_and_buyers_find_it(client, seller, sku, region):
     assert [row.instrument for row in found] == [listing]
 
 
+def test_the_page_shows_what_the_organization_holds_of_a_block_it_sold_part_of(
+    client, seller, buyer, sku, region
+):
+    # given Northwind's block of 16, listed, of which Lumen bought 8
+    block = _block(seller, seller, sku, region)
+    listing = resale_list(reservation=block)
+    place(seller, listing, "sell", 8, "2.30")
+    place(buyer, listing, "buy", 8, "2.30")
+    client.force_login(_user(seller, "nora"))
+
+    # when Northwind reads its capacity
+    response = client.get(reverse("web:capacity"))
+
+    # then the block shows its 16 GPUs, of which Northwind holds 8 now
+    (row,) = response.context["blocks"]
+    assert (row.reservation.gpus, row.held_gpus) == (16, 8)
+    page = response.content.decode()
+    assert "You hold (GPUs)" in page
+    assert '<td class="num held">8</td>' in page
+
+
 def test_a_bad_lot_is_named_and_lists_nothing(client, seller, sku, region):
     block = _block(seller, seller, sku, region)
     client.force_login(_user(seller, "nora"))

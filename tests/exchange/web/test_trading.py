@@ -952,8 +952,8 @@ def test_a_resale_block_uses_the_same_ticket(client, listing, alice, nora):
 
     assert 'id="ticket"' in page and "Price of the block, $/GPU-hr" in page
     assert "Price" in dict(lumen["buy"]["parts"])
-    # Lumen holds no GPU-hours of the block to sell; Northwind, its holder, does.
-    assert lumen["sell"]["error"].code == "RISK_INSUFFICIENT_ENTITLEMENT"
+    # Lumen holds none of the block to sell; Northwind, its holder, does.
+    assert lumen["sell"]["error"].code == "RISK_BLOCK_NOT_HELD"
     held = northwind["sell"]["preview"].collateral
     assert held and all(part.asset != "USD" for part in held)
     first_month = listing.delivery_start.strftime("%B %Y")
