@@ -725,8 +725,11 @@ class SettlementPriceForm(forms.ModelForm):
                     reason=cleaned.get("reason") or "",
                 )
             except ExchangeError as error:
-                field = error.field if error.field in self.fields else None
-                raise forms.ValidationError({field: error.message}) from error
+                if error.field in self.fields:
+                    raise forms.ValidationError({error.field: error.message}) from error
+                # A field the change form shows read-only (a settled day's date): the form's
+                # own error, as a dict keyed None would fail with a 500.
+                raise forms.ValidationError(error.message) from error
         return cleaned
 
 

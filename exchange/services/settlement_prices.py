@@ -362,13 +362,20 @@ def _day_settled(trading_date: date) -> RiskError:
 def settlement_price_check(
     *, instrument: Instrument, trading_date: date, price: Decimal, reason: str
 ) -> None:
-    """Why an override would be refused (``RiskError``), checked before anything is written."""
+    """Why an override would be refused (``RiskError``), checked before anything is written.
+
+    A day is overridden, as it is run, once its close has passed (``trading_date_check``): a
+    price for a day still to come would be the latest settlement at once, marking positions
+    and exposure at it. A day after the instrument's last trading day is allowed: it is how
+    staff settle a future whose final day was missed (``RISK_SETTLEMENT_PRICE_MISSING``).
+    """
     if not reason.strip():
         raise RiskError(RiskErrorCode.REASON_REQUIRED, "Give a reason for the override.", "reason")
     if instrument.kind not in (Instrument.Kind.FUTURE, Instrument.Kind.OPTION):
         raise RiskError(
             RiskErrorCode.NOT_SETTLED_DAILY, "Only futures and options settle daily.", "instrument"
         )
+    trading_date_check(trading_date)
     if price < 0 or price > instrument.price_max or price % instrument.tick_size:
         raise RiskError(
             RiskErrorCode.INVALID_PRICE,

@@ -2,7 +2,7 @@
 confirm), settlement price overrides, margin call actions, the management commands and the
 Celery tasks (eager, as in the embedded mode)."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -209,3 +209,66 @@ def test_a_review_that_changes_nothing_writes_nothing(future, seller):
 
     assert Entry.objects.count() == entries
     assert MarginCall.objects.values().get(pk=call.pk) == before
+
+
+def test_an_override_for_a_day_not_closed_is_refused(
+    admin_client, calendar_ahead, monkeypatch, future, traded
+):
+    # calendar_ahead: the cycle's today, at its last second; tomorrow has not even begun.
+    url = reverse("admin:exchange_settlementprice_add")
+    from exchange.errors import RiskError
+    from exchange.services import settlement_prices
+    from exchange.services.settlement_prices import settlement_price_override
+
+    morning = datetime.combine(calendar_ahead, time(10, 0), tzinfo=UTC)
+    cases = [
+        (calendar_ahead + timedelta(days=1), None, "RISK_DAY_IN_FUTURE"),
+        (calendar_ahead + timedelta(days=400), None, "RISK_DAY_IN_FUTURE"),
+        (calendar_ahead, morning, "RISK_DAY_NOT_CLOSED"),  # Today, six hours before its close.
+    ]
+    for day, clock, code in cases:
+        if clock is not None:
+            monkeypatch.setattr(settlement_prices, "now", lambda moment=clock: moment)
+        # when staff override the day, in the admin and through the service
+        page = admin_client.post(
+            url,
+            {
+                "instrument": future.pk,
+                "trading_date": day.isoformat(),
+                "price": "1.800",
+                "reason": "A guess",
+            },
+        )
+        with pytest.raises(RiskError) as refused:
+            settlement_price_override(
+                instrument=future,
+                trading_date=day,
+                price=Decimal("1.8"),
+                reason="A guess",
+                actor=None,
+            )
+
+        # then both refuse, saying why, and nothing is written
+        assert page.status_code == 200
+        assert (refused.value.code, refused.value.field) == (code, "trading_date")
+        assert refused.value.message in page.content.decode().replace("&#x27;", "'")
+    assert not SettlementPrice.objects.exists()
+    assert not RiskCycle.objects.exists()
+    assert not AuditEntry.objects.filter(action="settlement_price.override").exists()
+
+
+def test_changing_a_settled_days_price_in_the_admin_is_refused_not_a_500(
+    admin_client, future, traded
+):
+    from exchange.services.risk_cycle import daily_settlement_run
+
+    daily_settlement_run(trading_date=traded)
+    row = SettlementPrice.objects.get(instrument=future, trading_date=traded)
+    url = reverse("admin:exchange_settlementprice_change", args=[row.pk])
+
+    page = admin_client.post(url, {"price": "3.000", "reason": "Late correction"})
+
+    assert page.status_code == 200
+    assert f"{traded} is settled: its prices can no longer change." in page.content.decode()
+    row.refresh_from_db()
+    assert row.price == Decimal("2.500")
