@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from exchange import calendar
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Instrument, RiskCycle, SettlementPrice, Sku, Trade
 from exchange.selectors.market import Quote, quotes_for
@@ -455,10 +456,14 @@ def day_prices(trading_date: date) -> dict[int, Decimal]:
 
 
 def last_closed_day() -> date:
-    """The latest trading day whose close has passed: today after the close, else yesterday."""
+    """The latest business day whose close has passed: today after the close, else the one
+    before (the days the schedule settles, Monday to Friday; a weekend day may still be run
+    when asked for)."""
     moment = now()
     today = moment.date()
-    return today if moment >= close_at(today) else today - timedelta(days=1)
+    if moment >= close_at(today) and today.weekday() < 5:
+        return today
+    return calendar.business_days_before(today, 1)
 
 
 def now() -> datetime:

@@ -19,8 +19,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--date",
-            help="Trading day, YYYY-MM-DD (default: the latest whose close has passed: today "
-            "after the close, else yesterday; UTC).",
+            help="Trading day, YYYY-MM-DD (default: the latest business day whose close has "
+            "passed: today after the close, else the business day before; UTC).",
         )
         parser.add_argument("--preview", action="store_true", help="Set prices only; show them.")
 

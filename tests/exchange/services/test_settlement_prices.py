@@ -7,7 +7,7 @@ directly (the forward curve, Black-76), never through the code under test.
 """
 
 import io
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
@@ -610,19 +610,25 @@ def test_a_trading_day_before_its_close_is_refused_and_writes_nothing(
     assert not Entry.objects.filter(idempotency_key__startswith="variation:").exists()
 
 
+# 2026-12-07 is a Monday: before its close the latest closed business day is Friday the 4th.
 @pytest.mark.parametrize(
-    ("clock", "expected"), [(time(15, 59), -1), (time(16, 0), 0), (time(23, 0), 0)]
+    ("moment", "expected"),
+    [
+        (datetime(2026, 12, 8, 15, 59, tzinfo=UTC), date(2026, 12, 7)),  # Tuesday, before.
+        (datetime(2026, 12, 8, 16, 0, tzinfo=UTC), date(2026, 12, 8)),  # Tuesday, at the close.
+        (datetime(2026, 12, 7, 9, 0, tzinfo=UTC), date(2026, 12, 4)),  # Monday morning.
+        (datetime(2026, 12, 6, 20, 0, tzinfo=UTC), date(2026, 12, 4)),  # Sunday evening.
+    ],
 )
-def test_the_days_run_by_default_are_the_latest_closed_one(
-    admin_client, settings, monkeypatch, clock, expected
+def test_the_days_run_by_default_are_the_latest_closed_business_day(
+    admin_client, settings, monkeypatch, moment, expected
 ):
     from django.core.management import call_command
     from django.urls import reverse
 
     settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
-    moment = datetime.combine(today(), clock, tzinfo=UTC)
     monkeypatch.setattr(settlement_prices, "now", lambda: moment)
-    day = today() + timedelta(days=expected)
+    day = expected
 
     assert settlement_prices.last_closed_day() == day
     form = admin_client.get(reverse("admin:exchange_riskcycle_run")).context["form"]
