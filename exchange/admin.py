@@ -396,7 +396,7 @@ class InstrumentAdmin(BackOfficeAdmin):
             title="Halt trading",
             consequence=(
                 "New orders and amendments in these instruments will be refused "
-                "(INSTRUMENT_HALTED) until trading resumes. Resting orders stay on the book; "
+                "(ORDER_INSTRUMENT_HALTED) until trading resumes. Resting orders stay on the book; "
                 "their owners can still cancel them."
             ),
             columns=("Instrument", "Kind", "Status now", "Resting orders"),

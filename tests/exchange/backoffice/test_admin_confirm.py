@@ -31,7 +31,7 @@ def test_choosing_halt_shows_the_consequence_and_changes_nothing(admin_client, f
 
     page = response.content.decode()
     assert response.status_code == 200
-    assert "Halt trading" in page and "INSTRUMENT_HALTED" in page
+    assert "Halt trading" in page and "(ORDER_INSTRUMENT_HALTED)" in page  # As the API says.
     assert future.symbol in page and "Resting orders" in page
     assert 'name="reason"' in page and 'name="confirm"' in page
     assert f'value="{future.pk}"' in page

@@ -78,6 +78,7 @@ def test_halt_then_resume_is_audited_and_gates_new_orders(
     # given a bid resting on the book
     bid = place(buyer, future, "buy", 3, "2.45")
     client.force_login(operations)
+    confirmation = client.get(_url(future, "halt"))
 
     # when operations halt the instrument with a reason
     response = client.post(_url(future, "halt"), {"reason": "Exchange feed incident 42"})
@@ -96,6 +97,9 @@ def test_halt_then_resume_is_audited_and_gates_new_orders(
     with pytest.raises(OrderRejected) as refused:
         place(seller, future, "sell", 3, "2.45")
     assert refused.value.code == OrderRejectCode.INSTRUMENT_HALTED
+    # ...the code the back office's pages name
+    for page in (client.get(reverse("backoffice:instruments")), confirmation):
+        assert f"<code>{refused.value.code}</code>" in page.content.decode()
     assert Order.objects.get(pk=bid.pk).status == Order.Status.OPEN
     assert not Trade.objects.exists()
 
