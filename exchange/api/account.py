@@ -28,6 +28,7 @@ from exchange.selectors.account import (
 from exchange.selectors.entitlements import entitlements_of
 from exchange.selectors.marks import MarkSource
 from exchange.selectors.positions import portfolio_totals, positions_of
+from exchange.selectors.risk import margin_call_of
 from exchange.services.ledger_accounts import USD_CODE
 from ledger.models import Commodity
 
@@ -201,8 +202,48 @@ class Entitlements(APIView):
         return Response(EntitlementSerializer(holdings, many=True).data)
 
 
+class MarginCallSerializer(serializers.Serializer):
+    trading_date = serializers.DateField(
+        source="call.trading_date", help_text="The daily cycle that made the call."
+    )
+    created_at = serializers.DateTimeField(source="call.created_at")
+    required = serializers.DecimalField(
+        **USD, help_text="USD of initial margin the positions need at that day's prices."
+    )
+    held = serializers.DecimalField(**USD, help_text="USD of margin the account holds for them.")
+    deficit = serializers.DecimalField(
+        **USD, help_text="USD of losses the account could not pay: owed to the exchange."
+    )
+    amount_due = serializers.DecimalField(
+        **USD,
+        help_text="USD to deposit (or free by reducing positions) to cure the call: "
+        "required - held, plus the deficit.",
+    )
+
+
+class MarginCallStandingSerializer(serializers.Serializer):
+    margin_call = MarginCallSerializer(
+        allow_null=True,
+        help_text="The open margin call, or null. While open, the account may only place "
+        "orders that reduce its positions (others: 422 RISK_REDUCE_ONLY).",
+    )
+
+
+class MarginCallView(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(
+        responses={200: MarginCallStandingSerializer, **READ_ERRORS},
+        summary="The account's open margin call, if any, and what cures it",
+    )
+    def get(self, request: Request) -> Response:
+        standing = margin_call_of(request.caller.account)
+        return Response(MarginCallStandingSerializer({"margin_call": standing}).data)
+
+
 urlpatterns = [
     path("account/balances/", Balances.as_view(), name="account-balances"),
+    path("account/margin-call/", MarginCallView.as_view(), name="account-margin-call"),
     path("account/positions/", Positions.as_view(), name="account-positions"),
     path("account/statement/", Statement.as_view(), name="account-statement"),
     path("account/entitlements/", Entitlements.as_view(), name="account-entitlements"),

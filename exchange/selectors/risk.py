@@ -111,6 +111,31 @@ def margin_calls_open() -> QuerySet[MarginCall]:
 
 
 @dataclass(frozen=True)
+class MarginCallStanding:
+    """An account's open margin call as its owner sees it, in USD."""
+
+    call: MarginCall
+    required: Decimal  # Initial margin the day's positions need.
+    held: Decimal  # Margin the account holds for them.
+    deficit: Decimal  # Losses it could not pay: owed to the exchange.
+    amount_due: Decimal  # What it must bring (or free by reducing) to cure the call.
+
+
+def margin_call_of(account: Account) -> MarginCallStanding | None:
+    """``account``'s open margin call (reduce-only until cured), or None."""
+    call = MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).first()
+    if call is None:
+        return None
+    return MarginCallStanding(
+        call=call,
+        required=micros_to_usd(call.required),
+        held=micros_to_usd(call.held),
+        deficit=micros_to_usd(call.deficit),
+        amount_due=micros_to_usd(call.amount),
+    )
+
+
+@dataclass(frozen=True)
 class ChainSide:
     """One option of a chain row. Prices $/GPU-hr; delta per contract of the future."""
 

@@ -35,6 +35,7 @@ from exchange.selectors.orders import (
     orders_of,
     trades_of,
 )
+from exchange.selectors.risk import margin_call_of
 from exchange.services import funding as funding_services
 from exchange.services.ledger_accounts import USD_CODE
 from exchange.web.membership import membership_of, trading_account_of
@@ -102,6 +103,7 @@ def _portfolio_row(account: Account) -> dict[str, object]:
     return {
         "account": account,
         "cash": funding.cash_balance(account),
+        "margin_call": margin_call_of(account),
         "positions": account_positions,
         "margin_total": margin_total,
         "pnl_total": pnl_total,

@@ -443,3 +443,44 @@ def test_each_key_sees_its_own_organizations_money(buyer, seller):
     (seller_cash,) = api(seller).get(BALANCES).json()
     assert buyer_cash["posted"] == usd(TEST_ACCOUNT_FUNDS)
     assert seller_cash["posted"] == usd(TEST_ACCOUNT_FUNDS + Decimal("777.00"))
+
+
+def test_the_margin_call_endpoint_says_what_cures_the_accounts_open_call(buyer, seller):
+    from exchange.models import MarginCall
+
+    url = "/api/v1/account/margin-call/"
+    assert api(buyer).get(url).json() == {"margin_call": None}
+    # given an open call on the buyer's account (and a cured one of earlier), none on the seller's
+    MarginCall.objects.create(
+        account=buyer,
+        trading_date=date(2026, 12, 1),
+        required=5_000_000_000,
+        maintenance=4_000_000_000,
+        held=4_000_000_000,
+        status=MarginCall.Status.CURED,
+    )
+    call = MarginCall.objects.create(
+        account=buyer,
+        trading_date=date(2026, 12, 4),
+        required=30_132_000_000,
+        maintenance=24_105_600_000,
+        held=0,
+        deficit=21_067_360_000,
+    )
+
+    # when each reads it
+    mine, theirs = api(buyer).get(url), api(seller).get(url)
+
+    # then the buyer sees its open call and the USD that cures it; the seller sees none
+    assert mine.status_code == 200
+    standing = mine.json()["margin_call"]
+    assert standing == {
+        "trading_date": "2026-12-04",
+        "created_at": standing["created_at"],
+        "required": "30132.000000",
+        "held": "0.000000",
+        "deficit": "21067.360000",
+        "amount_due": "51199.360000",
+    }
+    assert standing["created_at"].startswith(f"{call.created_at:%Y-%m-%dT%H:%M}")
+    assert theirs.json() == {"margin_call": None}

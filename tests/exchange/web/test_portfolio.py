@@ -633,3 +633,26 @@ def test_a_statement_too_long_to_download_is_refused(client, traded, monkeypatch
 
     assert response.status_code == 400
     assert "page by page" in response.content.decode()
+
+
+def test_an_open_margin_call_is_shown_with_what_cures_it(client, buyer, seller):
+    from exchange.models import MarginCall
+
+    MarginCall.objects.create(
+        account=buyer,
+        trading_date=datetime(2026, 12, 4, tzinfo=UTC).date(),
+        required=30_132_000_000,
+        maintenance=24_105_600_000,
+        held=0,
+        deficit=21_067_360_000,
+    )
+    client.force_login(_trader_of(buyer, "cora"))
+    called = client.get(reverse("web:portfolio")).content.decode()
+    client.force_login(_trader_of(seller, "sam"))
+    other = client.get(reverse("web:portfolio")).content.decode()
+
+    assert f'id="margin-call-{buyer.pk}"' in called
+    assert "Margin call</strong> since the 2026-12-04 settlement" in called
+    assert "bring <strong>51,199.36 USD</strong>" in called
+    assert "30,132.00 of margin required, 0.00 held, 21,067.36 of losses owed" in called
+    assert "Margin call" not in other
