@@ -3,9 +3,11 @@ organization holds of a block once part of it has been resold."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 
 from exchange.models import (
@@ -61,7 +63,7 @@ class BlockHolding:
         return self.held - self.offered
 
 
-def _sum_of(queryset: QuerySet, expression: F | int, group_by: str) -> Coalesce:
+def _sum_of(queryset: QuerySet[Any], expression: Combinable, group_by: str) -> Coalesce:
     """A correlated subquery summing ``expression`` over ``queryset`` (0 when it is empty)."""
     summed = (
         queryset.order_by()

@@ -731,6 +731,7 @@ def check_block_held(
     """
     if instrument.kind != Instrument.Kind.RESALE or side != Side.SELL:
         return
+    assert instrument.reservation_id is not None  # A resale instrument lists one block.
     reservations = ReservedCapacity.objects.filter(pk=instrument.reservation_id)
     if lock:
         reservations = reservations.select_for_update()
