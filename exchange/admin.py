@@ -836,6 +836,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
             else:
                 context.update(
                     cycle=cycle,
+                    missing=risk_selectors.prices_missing(trading_date),
                     prices=risk_selectors.day_prices(trading_date),
                     variation=risk_selectors.variation_preview(trading_date),
                     trading_date=trading_date,

@@ -47,6 +47,36 @@ def day_prices(trading_date: date) -> list[PriceRow]:
     ]
 
 
+def prices_missing(trading_date: date) -> list[Instrument]:
+    """Instruments some account holds (a position, or a cost memo not yet marked: contracts
+    closed since the last variation margin) that have no settlement price on ``trading_date``,
+    with the underlying of every held option: the day cannot settle until each has one
+    (``RISK_SETTLEMENT_PRICE_MISSING``). By symbol."""
+    held = set(
+        LedgerAccount.objects.filter(commodity__kind=Commodity.Kind.POSITION)
+        .exclude(debits_posted=F("credits_posted"))
+        .values_list("commodity__code", flat=True)
+    )
+    costs = LedgerAccount.objects.filter(
+        code__startswith="trading:", code__contains=":cost:", commodity__code="USD"
+    ).exclude(debits_posted=F("credits_posted"))
+    held |= {code.split(":")[3] for code in costs.values_list("code", flat=True)}
+    instruments = list(
+        Instrument.objects.filter(
+            symbol__in=held, kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION]
+        )
+    )
+    needed = {i.pk for i in instruments} | {
+        i.underlying_id for i in instruments if i.underlying_id is not None
+    }
+    priced = set(
+        SettlementPrice.objects.filter(
+            trading_date=trading_date, instrument_id__in=needed
+        ).values_list("instrument_id", flat=True)
+    )
+    return list(Instrument.objects.filter(pk__in=needed - priced).order_by("symbol"))
+
+
 @dataclass(frozen=True)
 class VariationRow:
     account: Account

@@ -272,3 +272,32 @@ def test_changing_a_settled_days_price_in_the_admin_is_refused_not_a_500(
     assert f"{traded} is settled: its prices can no longer change." in page.content.decode()
     row.refresh_from_db()
     assert row.price == Decimal("2.500")
+
+
+def test_the_preview_names_held_instruments_without_a_price_and_offers_no_confirm(
+    admin_client, future, traded, capsys
+):
+    # given the future's last trading day was never settled: the next day has no price for it
+    day = future.last_trading_day + timedelta(days=3)
+    url = reverse("admin:exchange_riskcycle_run")
+
+    # when staff preview that day, in the admin and with the command
+    page = admin_client.post(url, {"trading_date": day.isoformat(), "preview": "1"})
+    call_command("settle_day", "--date", day.isoformat(), "--preview")
+
+    # then both name the held future, the page links its override and offers no confirm
+    content = page.content.decode()
+    assert 'id="prices-missing"' in content and "RISK_SETTLEMENT_PRICE_MISSING" in content
+    override = reverse("admin:exchange_settlementprice_add")
+    assert f"{override}?instrument={future.pk}&amp;trading_date={day}" in content
+    assert "Confirm: settle" not in content
+    assert f"missing {future.symbol}: held, without a price" in capsys.readouterr().out
+    # ...and once it has its price, the confirm is offered
+    from exchange.services.settlement_prices import settlement_price_override
+
+    settlement_price_override(
+        instrument=future, trading_date=day, price=Decimal("2.5"), reason="Final", actor=None
+    )
+    again = admin_client.post(url, {"trading_date": day.isoformat(), "preview": "1"})
+    assert 'id="prices-missing"' not in again.content.decode()
+    assert "Confirm: settle" in again.content.decode()

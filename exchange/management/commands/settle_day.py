@@ -3,7 +3,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from exchange.errors import ExchangeError
-from exchange.selectors.risk import day_prices, variation_preview
+from exchange.selectors.risk import day_prices, prices_missing, variation_preview
 from exchange.services.risk_cycle import daily_settlement_run
 from exchange.services.settlement_prices import last_closed_day, settlement_prices_set
 
@@ -59,4 +59,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"variation {row.account} {row.symbol} {row.contracts:+d} contracts: "
                 f"{row.amount:+} USD"
+            )
+        for instrument in prices_missing(trading_date):
+            self.stdout.write(
+                f"missing {instrument.symbol}: held, without a price (set one by override)"
             )
