@@ -12,13 +12,14 @@ the month's listed option that still trades at the nearest strike on the protect
 its aim (`_listed_option`), and its premium, the cap or floor and the strategies' costs are
 valued at that strike and that option's expiry (its last trading day), never at the aim. A
 month whose future lists no such option has that leg unavailable (with the reason): the
-futures leg is still recommended, and the cap or collar leaves the month to its price.
+futures leg is still recommended, and the cap or collar leaves the month to its price. A
+month without its call sells no put either: the collar's put only pays for the call.
 
 Floats exist only at the call into ``pricing``; strikes come back as $/GPU-hr Decimals on
 ``PRICE_QUANTUM`` and costs as USD on cents. Nothing here writes.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -213,6 +214,15 @@ def _choose(
     return choices
 
 
+def _paired(put: _Choice, call: _Choice) -> _Choice:
+    """The collar sells a month's put only to pay for that month's call: a put sold alone
+    would be a bet that prices stay up, not a hedge of the need, so without the call the put
+    is unavailable too (and the collar leaves the month to its price)."""
+    if call.option is not None or put.option is None:
+        return put
+    return replace(put, option=None, reason=f"no call to pair it with ({call.reason})")
+
+
 def _listed_inputs(
     choices: list[_Choice], on: date
 ) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
@@ -317,7 +327,12 @@ def hedge_recommendation(
     hours = tuple(calendar.hours_in_month(month) for month in wanted)
     listed = _options_by_future([str(point.symbol) for point in curve], on)
     calls = _choose(curve, Instrument.OptionType.CALL, CAP_MONEYNESS, listed)
-    puts = _choose(curve, Instrument.OptionType.PUT, FLOOR_MONEYNESS, listed)
+    puts = [
+        _paired(put, call)
+        for put, call in zip(
+            _choose(curve, Instrument.OptionType.PUT, FLOOR_MONEYNESS, listed), calls, strict=True
+        )
+    ]
     call_strikes, call_years = _listed_inputs(calls, on)
     put_strikes, put_years = _listed_inputs(puts, on)
     try:

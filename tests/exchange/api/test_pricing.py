@@ -633,8 +633,12 @@ def test_a_month_whose_chain_ends_before_the_target_has_the_leg_unavailable(stri
     (call,) = body["cap"]["calls"]
     assert (call["available"], call["symbol"]) == (False, None)
     assert call["reason"] == "no listed call struck at or above 2.640"
+    # ...and the collar sells no put there on its own (the 2.10 put is listed): without its
+    # call it would be a bet on prices, not a hedge
     (put,) = body["collar"]["puts"]
-    assert (put["available"], Decimal(put["strike"])) == (True, Decimal("2.10"))
+    assert (put["available"], put["symbol"], put["contracts"]) == (False, None, 0)
+    assert put["reason"] == "no call to pair it with (no listed call struck at or above 2.640)"
+    assert Decimal(body["collar"]["premium"]) == 0
 
 
 def test_an_expired_option_is_not_recommended(strip, chains):

@@ -186,14 +186,15 @@ def test_a_cap_with_no_listed_call_at_or_above_it_is_not_staged(client, strip): 
     call, put = _first_month_legs(response)
     assert (call.option, call.price, call.price_source) == (None, None, None)
     assert call.unstaged == "no listed call struck at or above 2.640"
-    assert put.option == chain[("put", Decimal("2.10"))]
+    # the listed 2.10 put is not sold on its own: the collar's put only pays for its call
+    assert put.option is None
+    assert put.unstaged == "no call to pair it with (no listed call struck at or above 2.640)"
     page = response.content.decode()
     assert "(no listed call struck at or above 2.640)" in page
-    for (option_type, _strike), option in chain.items():
-        if option_type == "call":
-            assert f"{reverse('web:instrument', args=[option.symbol])}?side=" not in page
-    # the strip's three months and the one put are staged; the call row links to the chain
-    assert page.count("Stage in ticket") == 3 + 1
+    for option in chain.values():
+        assert f"{reverse('web:instrument', args=[option.symbol])}?side=" not in page
+    # the strip's three months are staged, no option; the call row links to the chain
+    assert page.count("Stage in ticket") == 3
     assert f'href="{reverse("web:instrument", args=[strip[0].symbol])}">Option chain' in page
 
 
