@@ -65,6 +65,7 @@ from exchange.models import (
     RiskCycle,
     Side,
 )
+from exchange.selectors.risk import prices_missing
 from exchange.services import margin, settlement_prices
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
@@ -273,7 +274,7 @@ def _expire_option(
 ) -> None:
     assert option.underlying is not None and option.strike is not None
     if option.underlying_id not in prices:
-        return  # Nobody holds it (``_check_prices``) and nothing prices it: nothing to settle.
+        return  # Nobody holds it (``prices_missing``) and nothing prices it: nothing to settle.
     underlying = ledger.instruments[option.underlying_id]
     forward = prices[underlying.pk]
     call = option.option_type == Instrument.OptionType.CALL
@@ -372,7 +373,7 @@ def _expire_future(
     ledger: _Ledger, future: Instrument, prices: dict[int, Decimal], summary: dict[str, Any]
 ) -> None:
     if future.pk not in prices:
-        return  # Nobody holds it (``_check_prices``) and nothing prices it: nothing to settle.
+        return  # Nobody holds it (``prices_missing``) and nothing prices it: nothing to settle.
     price = prices[future.pk]
     hours = future.gpu_hours_per_contract
     holders = ledger.holders_of(future)
@@ -604,7 +605,7 @@ def daily_settlement_run(
         instruments = instruments_lock(_instruments_with_exposure())
         prices = settlement_prices.day_prices(trading_date)
         ledger = _Ledger(instruments)
-        _check_prices(ledger, prices, trading_date)
+        _check_prices(trading_date)
         summary: dict[str, Any] = {
             "options_expired": [],
             "variation_entries": 0,
@@ -662,17 +663,10 @@ def _summary_counts(summary: dict[str, Any]) -> dict[str, int]:
     return {key: len(value) if isinstance(value, list) else value for key, value in summary.items()}
 
 
-def _check_prices(ledger: _Ledger, prices: dict[int, Decimal], trading_date: date) -> None:
-    needed = set()
-    for holder in ledger.holders.values():
-        for instrument_id in set(holder.positions) | set(holder.costs):
-            instrument = ledger.instruments[instrument_id]
-            needed.add(instrument_id)
-            if instrument.underlying_id is not None:
-                needed.add(instrument.underlying_id)
-    missing = sorted(
-        (ledger.instruments[i] for i in needed if i not in prices), key=lambda i: i.symbol
-    )
+def _check_prices(trading_date: date) -> None:
+    """Refuse the day while an instrument some account holds has no price for it: the rule the
+    run page's preview shows (``selectors.risk.prices_missing``)."""
+    missing = prices_missing(trading_date)
     if missing:
         # An instrument held past its last trading day missed its final settlement: that day
         # comes first (its final price is not made up from a later day's market).
