@@ -173,6 +173,9 @@ class EventApplier:
         maker = self.orders[event.maker_order_id]
         taker = self.orders[event.taker_order_id]
         buyer, seller = (taker, maker) if str(event.taker_side) == Side.BUY else (maker, taker)
+        buyer_fee, seller_fee = self.settlement.trade(
+            self.sequence, price, quantity, buyer, seller, maker
+        )
         self.trades.append(
             Trade(
                 instrument=instrument,
@@ -185,9 +188,10 @@ class EventApplier:
                 buyer_account_id=buyer.account_id,
                 seller_account_id=seller.account_id,
                 executed_at=self.now,
+                buyer_fee=buyer_fee,
+                seller_fee=seller_fee,
             )
         )
-        self.settlement.trade(self.sequence, price, quantity, buyer, seller, maker)
         for order in (maker, taker):
             order.filled_quantity += quantity
             order.filled_notional += price * quantity

@@ -45,6 +45,7 @@ from exchange.services.ledger_accounts import (
     entitlement_account_code,
     entitlement_code,
     fees_account,
+    house_account_code,
     margin_account,
     margin_account_code,
     position_account,
@@ -301,22 +302,26 @@ class Settlement:
         buyer: Order,
         seller: Order,
         maker: Order,
-    ) -> None:
-        """Add the entry of one trade."""
+    ) -> tuple[int, int]:
+        """Add the entry of one trade, before the orders count its fill; return the buyer's
+        and the seller's fee (micro-USD), each after its order's block tier with this fill."""
         notional = collateral.notional_micros(price, quantity, self.hours)
         postings: list[tuple[LedgerAccount, int]] = []
         consumed: list[tuple[Hold, int]] = []
-        fees = 0
+        side_fees: list[int] = []
         for order, sign in ((buyer, 1), (seller, -1)):
             rate = order.maker_fee_rate if order is maker else order.taker_fee_rate
-            fee = collateral.fee_micros(self.kind, rate, quantity, notional)
-            fees += fee
+            fee = collateral.fill_fee_micros(
+                self.kind, rate, order.filled_quantity, quantity, notional
+            )
+            side_fees.append(fee)
             if self.kind == Instrument.Kind.RESALE:
                 self._resale_side(order, sign, quantity, notional, fee, postings, consumed)
             else:
                 self._contract_side(order, sign, quantity, notional, fee, postings, consumed)
+        fees = sum(side_fees)
         if fees:
-            postings.append((self._ledger("exchange:fees:USD", fees_account), -fees))
+            postings.append((self._ledger(house_account_code("fees"), fees_account), -fees))
         symbol = self.instrument.symbol
         self.specs.append(
             EntrySpec(
@@ -334,6 +339,7 @@ class Settlement:
                 },
             )
         )
+        return side_fees[0], side_fees[1]
 
     def _contract_side(
         self,

@@ -386,12 +386,22 @@ class Trade(models.Model):
         "exchange.Account", on_delete=models.PROTECT, related_name="sells"
     )
     executed_at = models.DateTimeField()
+    buyer_fee = models.BigIntegerField(
+        help_text="Micro-USD the buyer paid on this fill, after its order's block tier."
+    )
+    seller_fee = models.BigIntegerField(
+        help_text="Micro-USD the seller paid on this fill, after its order's block tier."
+    )
 
     class Meta:
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["instrument", "sequence"], name="trade_unique_instrument_sequence"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(buyer_fee__gte=0, seller_fee__gte=0),
+                name="trade_fees_not_negative",
             ),
             models.CheckConstraint(
                 condition=models.Q(quantity__gt=0), name="trade_quantity_positive"

@@ -6,7 +6,8 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from exchange.models import LIVE_STATUSES, RESTING_STATUSES, Order, OrderHold, Side, Trade
-from ledger.models import Entry, Hold
+from exchange.services.ledger_accounts import house_account_code
+from ledger.models import Entry, Hold, Posting
 
 PROBLEMS_REPORTED_MAX = 100
 
@@ -77,7 +78,8 @@ def order_book_problems() -> list[str]:
 
 def collateral_problems(*, limit: int = PROBLEMS_REPORTED_MAX) -> list[str]:
     """Orders whose collateral is out of step with their state: a finished order still holding
-    something, or a live order whose active holds are gone. Trades without their ledger entry."""
+    something, or a live order whose active holds are gone. Trades without their ledger entry,
+    or whose stored fees are not what their entry took."""
     problems: list[str] = []
     finished = OrderHold.objects.filter(hold__status=Hold.Status.PENDING, active=True).exclude(
         order__status__in=LIVE_STATUSES
@@ -96,15 +98,30 @@ def collateral_problems(*, limit: int = PROBLEMS_REPORTED_MAX) -> list[str]:
             f"order {broken_row['order_id']}: resting but hold {broken_row['hold_id']}"
             f" {broken_row['hold__status']}"
         )
-    keys = {
-        f"trade:{instrument_id}:{sequence}"
-        for instrument_id, sequence in Trade.objects.values_list("instrument_id", "sequence")
+    fees = {
+        f"trade:{instrument_id}:{sequence}": buyer_fee + seller_fee
+        for instrument_id, sequence, buyer_fee, seller_fee in Trade.objects.values_list(
+            "instrument_id", "sequence", "buyer_fee", "seller_fee"
+        )
     }
     settled = set(
         Entry.objects.filter(idempotency_key__startswith="trade:").values_list(
             "idempotency_key", flat=True
         )
     )
-    for key in sorted(keys - settled)[:limit]:
+    for key in sorted(fees.keys() - settled)[:limit]:
         problems.append(f"{key}: trade without its ledger entry")
+    posted = dict(
+        Posting.objects.filter(
+            account__code=house_account_code("fees"), entry__idempotency_key__startswith="trade:"
+        ).values_list("entry__idempotency_key", "amount")
+    )
+    for key in sorted(settled & fees.keys()):
+        if -posted.get(key, 0) != fees[key]:
+            problems.append(
+                f"{key}: the trade's fees are {fees[key]} micro-USD, its entry took"
+                f" {-posted.get(key, 0)}"
+            )
+            if len(problems) >= limit:
+                break
     return problems[:limit]

@@ -2,8 +2,8 @@
 
 A fill is one side of a trade seen from the order that took part in it: the order's side, the
 trade's price and quantity, whether the order was the maker (it rested in the book) or the
-taker, and the fee it paid at its own maker or taker rate (fixed on the order at acceptance),
-computed as the settlement computes it (``collateral.fee_micros``).
+taker, and the fee it paid: its order's maker or taker rate (fixed at acceptance) after the block
+tier the fill reached, as the settlement stored it on the trade (``collateral.fill_fee_micros``).
 """
 
 from collections.abc import Iterable, Sequence
@@ -21,9 +21,9 @@ from exchange.models import (
     CancelAllTimer,
     Order,
     OrderTransition,
+    Side,
     Trade,
 )
-from exchange.services.collateral import fee_micros, notional_micros
 from exchange.services.ledger_accounts import micros_to_usd
 from statements import Select
 
@@ -221,8 +221,7 @@ def fill_of_trade(trade: Trade, order: Order) -> Fill:
     must be loaded)."""
     instrument = trade.instrument
     maker = trade.maker_order_id == order.pk
-    rate = order.maker_fee_rate if maker else order.taker_fee_rate
-    notional = notional_micros(trade.price, trade.quantity, instrument.gpu_hours_per_contract)
+    fee = trade.buyer_fee if order.side == Side.BUY else trade.seller_fee
     return Fill(
         trade_sequence=trade.sequence,
         order_id=order.pk,
@@ -230,7 +229,7 @@ def fill_of_trade(trade: Trade, order: Order) -> Fill:
         side=order.side,
         price=trade.price,
         quantity=trade.quantity,
-        fee=micros_to_usd(fee_micros(instrument.kind, rate, trade.quantity, notional)),
+        fee=micros_to_usd(fee),
         liquidity=LIQUIDITY_MAKER if maker else LIQUIDITY_TAKER,
         executed_at=trade.executed_at,
     )

@@ -26,7 +26,10 @@ Fees (``EXCHANGE_FEES``, fixed on the order at acceptance): futures and options 
 amount per contract; resale pays a fraction of the notional, rounded up to the next
 micro-dollar for each fill. Rounding never favours the payer: a positive fee never rounds to
 zero. The hold covers the fee at the larger of the maker and taker rates, per contract: since
-``ceil(k x f) <= k x ceil(f)``, the rounded fees of any split into fills fit in it.
+``ceil(k x f) <= k x ceil(f)``, the rounded fees of any split into fills fit in it. A fill
+that takes its order to a block tier (``EXCHANGE_FEE_BLOCK_TIERS``: 100 contracts filled, 500)
+pays that tier's share of the rates (``fill_fee_micros``), less than the hold covers; the fee
+each fill paid is stored on its trade.
 
 Prices: a buyer fills at or below its price, so the premium or price it held covers any fill.
 A seller of resale pays its fee out of the proceeds, so it holds no cash.
@@ -172,31 +175,37 @@ class Terms:
     taker_fee_rate: Decimal
 
 
-def block_fee_share(quantity: int) -> Decimal:
-    """The share of the schedule's fees an order of ``quantity`` contracts pays: the block
-    tiers of ``EXCHANGE_FEE_BLOCK_TIERS`` (a pool's combined order earns the big buyer's tier
-    that none of its members would alone)."""
+def block_fee_share(filled: int) -> Decimal:
+    """The share of the schedule's fees a fill pays once its order has filled ``filled``
+    contracts, this fill included: the block tiers of ``EXCHANGE_FEE_BLOCK_TIERS``. The tier
+    follows what the order has bought or sold, not the size it asked for, so an order cannot
+    earn a rate by asking for more than it takes (a pool's combined order earns the big
+    buyer's tier, that none of its members would alone, once it has filled that much)."""
     share = Decimal(1)
     for minimum, tier_share in sorted(settings.EXCHANGE_FEE_BLOCK_TIERS):
-        if quantity >= minimum:
+        if filled >= minimum:
             share = Decimal(tier_share)
     return share
 
 
-def tier_rates(kind: str, quantity: int) -> FeeRates:
-    """The schedule's rates for an order of ``quantity`` contracts, after its block tier.
-    Per-contract fees stay whole micro-dollars (rounded down, in the customer's favour)."""
-    rates = fee_rates(kind)
-    share = block_fee_share(quantity)
+def tiered_rate(kind: str, rate: Decimal, share: Decimal) -> Decimal:
+    """``rate`` after a block tier's ``share``. Per-contract fees stay whole micro-dollars
+    (rounded down, in the customer's favour)."""
     if share == 1:
-        return rates
+        return rate
     if FEE_BASIS[kind] == FEE_BASIS_CONTRACT:
-        step = Decimal(1).scaleb(-USD_SCALE)
-        return FeeRates(
-            (rates.maker * share).quantize(step, rounding=ROUND_FLOOR),
-            (rates.taker * share).quantize(step, rounding=ROUND_FLOOR),
-        )
-    return FeeRates(rates.maker * share, rates.taker * share)
+        return (rate * share).quantize(Decimal(1).scaleb(-USD_SCALE), rounding=ROUND_FLOOR)
+    return rate * share
+
+
+def fill_fee_micros(
+    kind: str, rate: Decimal, filled_before: int, quantity: int, notional_micros: int
+) -> int:
+    """The fee of a fill of ``quantity`` contracts at the order's ``rate``, after the block
+    tier its order reaches with it (``filled_before`` + ``quantity``). Never more than the
+    fee at ``rate``, which the order's hold covers."""
+    share = block_fee_share(filled_before + quantity)
+    return fee_micros(kind, tiered_rate(kind, rate, share), quantity, notional_micros)
 
 
 def terms_for(
@@ -204,17 +213,17 @@ def terms_for(
     side: str,
     price: Decimal,
     *,
-    quantity: int = 1,
     reducing: bool = False,
     liquidation: bool = False,
 ) -> Terms:
     """``reducing``: the order only closes contracts of an account under a margin call;
     ``liquidation``: staff close an account's position. Either takes no margin and pays no fee:
     an account in a margin call has no free cash to hold a fee with, and closing is what the
-    exchange asks of it. ``quantity`` picks the order's block fee tier."""
+    exchange asks of it. The rates are the schedule's: each fill's block tier comes off them
+    (``fill_fee_micros``)."""
     if liquidation or reducing:
         return Terms(0, Decimal(0), Decimal(0))
-    rates = tier_rates(instrument.kind, quantity)
+    rates = fee_rates(instrument.kind)
     return Terms(margin_per_contract(instrument, side, price), rates.maker, rates.taker)
 
 

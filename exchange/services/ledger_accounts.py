@@ -105,10 +105,12 @@ def cash_account_reference(account: Account) -> LedgerAccount:
     return cash_account(account)
 
 
+def house_account_code(name: str) -> str:
+    return f"exchange:{name}:{USD_CODE}"
+
+
 def _house_account(name: str, type: str) -> LedgerAccount:
-    return account_open(
-        code=f"exchange:{name}:{USD_CODE}", owner="exchange", commodity=usd(), type=type
-    )
+    return account_open(code=house_account_code(name), owner="exchange", commodity=usd(), type=type)
 
 
 def stripe_account() -> LedgerAccount:

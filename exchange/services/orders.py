@@ -597,7 +597,7 @@ def order_dry_run(
         protection = limit = collateral.protection_price(resolved, side)
     reducing = _check_reduce_only(account, resolved, request)
     check_block_held(account, resolved, side, quantity, lock=False)
-    terms = collateral.terms_for(resolved, side, limit, quantity=quantity, reducing=reducing)
+    terms = collateral.terms_for(resolved, side, limit, reducing=reducing)
     return collateral.collateral_preview(
         account, resolved, side, limit, quantity, terms, protection_price=protection
     )
@@ -628,7 +628,6 @@ def _order_accept(
         instrument,
         request.side,
         price,
-        quantity=request.quantity,
         reducing=reducing,
         liquidation=liquidation,
     )

@@ -9,8 +9,8 @@ The cycle (``docs/ARCHITECTURE.md``, "Portfolio pools"):
 3. At the cut-off (``pool_cut_off``: the Celery task ``pools_run_due`` when ``cutoff_at`` has
    passed, or the sponsor's button) the open demand of each instrument is grouped into at most
    ``EXCHANGE_POOL_PRICE_TIERS`` tiers of limit prices, and the pool account places one GTC
-   limit buy per tier at the tier's lowest limit. The combined size earns the block fee tier
-   (``collateral.block_fee_share``).
+   limit buy per tier at the tier's lowest limit. Its fills earn the block fee tier once the
+   combined order has filled that much (``collateral.block_fee_share``).
 4. When the round closes (``pool_round_close``: at ``closes_at`` or by the sponsor) what still
    works is cancelled, and each tier's fills are allocated to its demand by the pool's rule in
    whole lots (``exchange.allocation``). Each allocation posts one balanced entry: the
@@ -52,6 +52,7 @@ from exchange.models import (
     OrderCommand,
     Organization,
     Region,
+    Side,
     Sku,
     Trade,
 )
@@ -700,9 +701,8 @@ def _tier_fill(pool_order: PoolOrder) -> _TierFill:
     cost = fee = contracts = 0
     for trade in Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order)):
         notional = collateral.notional_micros(trade.price, trade.quantity, hours)
-        rate = order.maker_fee_rate if trade.maker_order_id == order.pk else order.taker_fee_rate
         cost += notional
-        fee += collateral.fee_micros(instrument.kind, rate, trade.quantity, notional)
+        fee += trade.buyer_fee if order.side == Side.BUY else trade.seller_fee
         contracts += trade.quantity
     assert contracts == order.filled_quantity, (contracts, order.filled_quantity)
     return _TierFill(contracts // instrument.lot_size, cost, fee)

@@ -1,11 +1,13 @@
 """Migrations that carry data or database code, run backwards and forwards on real rows."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models.functions import Lower
 
-from exchange.models import Order, OrderCommand, Organization
+from exchange.models import Order, OrderCommand, Organization, Trade
 from exchange.services.orders import order_cancel
 from tests.exchange.support import place
 
@@ -13,12 +15,23 @@ BEFORE_DONE_REASON = ("exchange", "0011_cancel_all_timer")
 DONE_REASON = ("exchange", "0012_order_done_reason")
 BEFORE_NAME_UNIQUE = ("exchange", "0014_order_resting_expiry_index")
 NAME_UNIQUE = ("exchange", "0015_organization_name_unique")
+TRADE_FEES = ("exchange", "0016_trade_fees")
 
 
 def migrate_to(target: tuple[str, str]) -> None:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate([target])
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_latest():
+    """Each test leaves the database at the latest migrations, as it found it: the tests after
+    it on the same database (the transactional ones keep its schema) need every column."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,3 +105,22 @@ def test_0015_folds_names_as_the_database_index_does():
     # and no two names fold alike in the database
     folded = list(Organization.objects.annotate(f=Lower("name")).values_list("f", flat=True))
     assert len(folded) == len(set(folded)) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0016_stores_each_trades_fees_as_the_ledger_posted_them(future, buyer, seller):
+    # given a trade of 100 made when an order's rates held its block tier (0.16 / 0.40), as the
+    # database held it before fees were stored on trades
+    place(seller, future, "sell", 100, "2.45")
+    place(buyer, future, "buy", 100, "2.45")
+    trade = Trade.objects.get()
+    Order.objects.filter(pk=trade.maker_order_id).update(maker_fee_rate=Decimal("0.16"))
+    Order.objects.filter(pk=trade.taker_order_id).update(taker_fee_rate=Decimal("0.40"))
+    migrate_to(NAME_UNIQUE)
+
+    # when the migration runs
+    migrate_to(TRADE_FEES)
+
+    # then each side's fee is its order's stored rate on the fill, as the settlement charged it
+    trade = Trade.objects.get()
+    assert (trade.seller_fee, trade.buyer_fee) == (100 * 160_000, 100 * 400_000)

@@ -26,6 +26,7 @@ from exchange.models import (
     PoolRound,
     PoolTransfer,
     SettlementPrice,
+    Trade,
 )
 from exchange.services import collateral
 from exchange.services.funding import deposit_test_funds
@@ -1313,24 +1314,36 @@ def test_a_round_closed_early_allocates_as_soon_as_the_matcher_has_cancelled(
 # The block fee tier ------------------------------------------------------------------------
 
 
-def test_a_pool_order_of_a_hundred_contracts_earns_the_block_fee_tier(
-    pool, members, futures, sponsor_user
+def test_a_pool_orders_fills_earn_the_block_fee_tier_once_it_has_filled_a_hundred(
+    pool, members, futures, sponsor_user, seller
 ):
+    """The combined order earns the tier none of its members would alone, but only on what it
+    fills: the fill that takes it to 100 contracts pays 80% of the schedule, the one before
+    the whole rate, and an order of 99 never reaches it."""
     ada, bolt, _ = members
     _submit(ada, futures[0], gpus=60)
     _submit(bolt, futures[0], gpus=40)
     _submit(ada, futures[1], gpus=99)
+    place(seller, futures[0], "sell", 60, "2.40")
+    place(seller, futures[0], "sell", 40, "2.45")
+    place(seller, futures[1], "sell", 99, "2.40")
 
     round_ = pool_cut_off(pool=pool, actor=sponsor_user)
 
     block, small = (round_.orders.get(instrument=f).order for f in futures)
     schedule = collateral.fee_rates("future")
-    tier = collateral.tier_rates("future", 100)
-    assert (tier.maker, tier.taker) == (Decimal("0.16"), Decimal("0.40"))
-    assert (block.maker_fee_rate, block.taker_fee_rate) == (tier.maker, tier.taker)
-    assert (small.maker_fee_rate, small.taker_fee_rate) == (schedule.maker, schedule.taker)
-    assert collateral.tier_rates("future", 99) == schedule
-    assert collateral.tier_rates("future", 500).taker == Decimal("0.30")
+    assert (block.maker_fee_rate, block.taker_fee_rate) == (schedule.maker, schedule.taker)
+    assert block.filled_quantity == 100 and small.filled_quantity == 99
+    first, second = Trade.objects.filter(taker_order=block).order_by("sequence")
+    assert (first.quantity, first.buyer_fee) == (60, 60 * 500_000)
+    assert (second.quantity, second.buyer_fee) == (40, 40 * 400_000)
+    [trade] = Trade.objects.filter(taker_order=small)
+    assert trade.buyer_fee == 99 * 500_000
+    # The sellers' orders of 60 and 40 reach no tier either: the schedule's maker rate.
+    assert (first.seller_fee, second.seller_fee) == (60 * 200_000, 40 * 200_000)
+    assert collateral.tiered_rate("future", schedule.taker, collateral.block_fee_share(500)) == (
+        Decimal("0.30")
+    )
 
 
 def test_a_working_rounds_fills_cannot_be_reallocated_or_offered(

@@ -59,12 +59,26 @@ def test_a_trade_without_its_ledger_entry_is_reported(traded, future):
         buyer_account=trade.buyer_account,
         seller_account=trade.seller_account,
         executed_at=trade.executed_at,
+        buyer_fee=0,
+        seller_fee=0,
     )
 
     problems = collateral_problems()
 
     assert key not in " ".join(problems)
     assert problems == [f"trade:{future.pk}:{trade.sequence + 100}: trade without its ledger entry"]
+
+
+def test_a_trade_whose_stored_fees_are_not_its_entrys_is_reported(traded, future):
+    trade = Trade.objects.get()
+    assert (trade.buyer_fee, trade.seller_fee) == (2 * 200_000, 2 * 500_000)
+    assert collateral_problems() == []
+    Trade.objects.filter(pk=trade.pk).update(buyer_fee=2 * 160_000)
+
+    assert collateral_problems() == [
+        f"trade:{future.pk}:{trade.sequence}: the trade's fees are 1320000 micro-USD, its entry"
+        " took 1400000"
+    ]
 
 
 def test_crossed_book_is_reported(traded, future):

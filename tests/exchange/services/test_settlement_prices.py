@@ -62,6 +62,16 @@ def _clock_after_the_close(monkeypatch):
     )
 
 
+def close_in_two_hours(monkeypatch) -> datetime:
+    """A close two hours away, with the cycle's clock past it: trades placed now fall before its
+    closing window, even when the close falls after midnight (UTC)."""
+    close = timezone.now() + timedelta(hours=2)
+    monkeypatch.setattr(
+        settlement_prices, "now", lambda: max(close, timezone.now()) + timedelta(seconds=5)
+    )
+    return close
+
+
 def soon():
     """A close just after the trades the test placed: they fall inside the closing window."""
     return timezone.now() + timedelta(seconds=1)
@@ -118,7 +128,7 @@ def test_the_closing_window_vwap_rounded_to_the_tick_is_the_price(future, buyer,
     assert settled.implied_volatility is None
 
 
-def test_trades_before_the_closing_window_do_not_make_the_vwap(futures, buyer, seller):
+def test_trades_before_the_closing_window_do_not_make_the_vwap(futures, buyer, seller, monkeypatch):
     # given trades at 2.50 then 2.55 now, and a close two hours later (the window is 30 minutes)
     future, untraded = futures
     assert settings.EXCHANGE_SETTLEMENT_WINDOW_MINUTES == 30
@@ -126,7 +136,7 @@ def test_trades_before_the_closing_window_do_not_make_the_vwap(futures, buyer, s
     trade(buyer, seller, future, 1, "2.55")
 
     # when the prices are set
-    settlement_prices_set(trading_date=today(), close=timezone.now() + timedelta(hours=2))
+    settlement_prices_set(trading_date=today(), close=close_in_two_hours(monkeypatch))
 
     # then no VWAP (it would be 2.525): the future keeps its last trade, 2.55, with no window
     # volume; the other month, with nothing at all, gets no price
@@ -267,7 +277,9 @@ def test_a_sibling_in_another_region_does_not_price_a_future(sku, futures, buyer
     assert [row(future) for future in futures] == [None, None]
 
 
-def test_with_nothing_else_a_future_keeps_its_previous_settlement(futures, buyer, seller):
+def test_with_nothing_else_a_future_keeps_its_previous_settlement(
+    futures, buyer, seller, monkeypatch
+):
     # given both months settled two days ago and one of them traded before the window since
     first, second = futures
     for future, price in ((first, "2.30"), (second, "2.20")):
@@ -280,7 +292,7 @@ def test_with_nothing_else_a_future_keeps_its_previous_settlement(futures, buyer
     trade(buyer, seller, first, 1, "2.60")
 
     # when the prices are set with the window two hours away
-    settlement_prices_set(trading_date=today(), close=timezone.now() + timedelta(hours=2))
+    settlement_prices_set(trading_date=today(), close=close_in_two_hours(monkeypatch))
 
     # then each keeps its previous settlement (preferred to the last trade)
     assert (row(first).price, row(first).source) == (Decimal("2.30"), Source.PREVIOUS)
