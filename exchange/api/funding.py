@@ -153,7 +153,8 @@ class Withdrawals(FundingView):
         summary="Withdraw USD: held at once, paid out when staff approve",
         description=(
             "Scope transfer. 422 FUNDING_INSUFFICIENT_FUNDS when more than the available cash, "
-            "FUNDING_AMOUNT_TOO_LARGE or FUNDING_ACCOUNT_INACTIVE."
+            "FUNDING_AMOUNT_TOO_LARGE, FUNDING_ACCOUNT_INACTIVE, or FUNDING_MARGIN_CALL_OPEN "
+            "while the account is under a margin call (no cash leaves it until the call is met)."
         ),
     )
     def post(self, request: Request) -> Response:

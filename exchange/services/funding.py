@@ -41,10 +41,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange.errors import FundingError, FundingErrorCode
-from exchange.models import Account, Deposit, StripeEvent, Withdrawal
+from exchange.models import Account, Deposit, MarginCall, StripeEvent, Withdrawal
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
     cash_account,
+    micros_to_usd,
     stripe_account,
     test_funds_account,
     usd_to_micros,
@@ -115,6 +116,20 @@ def _account_check(account: Account) -> None:
         raise FundingError(
             FundingErrorCode.ACCOUNT_INACTIVE, f"Account {account} is closed.", field="account"
         )
+
+
+def _margin_call_check(account: Account, doing: str) -> None:
+    """No cash leaves an account under a margin call: what it has goes to meet the call, and
+    a deficit it owes is repaid first from later cash (``risk_cycle``)."""
+    call = MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).first()
+    if call is None:
+        return
+    owed = f", and owes {micros_to_usd(call.deficit)} USD of losses" if call.deficit else ""
+    raise FundingError(
+        FundingErrorCode.MARGIN_CALL_OPEN,
+        f"Account {account} is under a margin call ({micros_to_usd(call.amount)} USD due{owed}): "
+        f"{doing} once the call is met.",
+    )
 
 
 def _house_account() -> LedgerAccount:
@@ -417,10 +432,13 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
 
 
 def withdrawal_request(*, account: Account, amount: Decimal, actor: Actor) -> Withdrawal:
-    """Ask to withdraw ``amount`` USD: held at once on the account's cash, paid when approved."""
+    """Ask to withdraw ``amount`` USD: held at once on the account's cash, paid when approved.
+    Refused while the account is under a margin call (``FUNDING_MARGIN_CALL_OPEN``), and so is
+    the approval of a withdrawal requested before a call opened."""
     micros = amount_check(amount, amount_max=WITHDRAWAL_AMOUNT_MAX)
     _account_check(account)
     with transaction.atomic(durable=True):
+        _margin_call_check(account, "cash can be withdrawn")
         withdrawal = Withdrawal.objects.create(
             account=account, amount=amount, requested_by=_user(actor)
         )
@@ -479,6 +497,9 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
             withdrawal, {Withdrawal.Status.REQUESTED, Withdrawal.Status.APPROVED}
         )
         if locked.status == Withdrawal.Status.REQUESTED:
+            # A call opened since the request: the withdrawal waits (or staff reject it, which
+            # frees its cash for the call). A payout already approved is only retried.
+            _margin_call_check(locked.account, "the withdrawal can be approved")
             locked.status, locked.reviewed_by = Withdrawal.Status.APPROVED, _user(actor)
             locked.reviewed_at = timezone.now()
             locked.save(update_fields=["status", "reviewed_by", "reviewed_at", "updated_at"])

@@ -754,7 +754,8 @@ def check_block_held(
 
 def _check_reduce_only(account: Account, instrument: Instrument, request: OrderRequest) -> bool:
     """An account under a margin call may only reduce its positions: True when it is under
-    one and the order does (it then takes no margin); ``RISK_REDUCE_ONLY`` when it does not.
+    one and the order does (it then takes no margin and pays no fee); ``RISK_REDUCE_ONLY`` when
+    it does not. A sell of resale capacity stays open to it, with its fee (False).
 
     An order reduces when it is on the side opposite the position and, with the account's
     other resting orders on that side, closes no more than the position.
@@ -763,7 +764,9 @@ def _check_reduce_only(account: Account, instrument: Instrument, request: OrderR
         return False
     if instrument.kind == Instrument.Kind.RESALE:
         if request.side == Side.SELL:
-            return True  # Selling capacity raises cash.
+            # Selling capacity raises cash. It closes no position, takes no margin and pays its
+            # fee out of the proceeds: accepted, with its fee, as without a call.
+            return False
         raise OrderRejected(
             OrderRejectCode.REDUCE_ONLY,
             f"Account {account} has an open margin call: it may only reduce its positions.",

@@ -319,3 +319,26 @@ def test_a_malformed_page_query_is_400(buyer, url, query):
     response = api(buyer, scopes=("read",)).get(url, query)
 
     assert error_of(response) == (400, "INVALID_INPUT", "limit")
+
+
+def test_a_withdrawal_under_a_margin_call_is_422_and_holds_nothing(buyer):
+    from datetime import date
+
+    from exchange.models import MarginCall
+
+    MarginCall.objects.create(
+        account=buyer,
+        trading_date=date(2026, 12, 4),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=7_683_180_000,
+    )
+    before = cash(buyer)
+
+    response = api(buyer).post(WITHDRAWALS, {"amount": "500.00"}, format="json")
+
+    assert error_of(response) == (422, "FUNDING_MARGIN_CALL_OPEN", None)
+    assert "margin call" in response.json()["error"]["message"]
+    assert cash(buyer) == before
+    assert not Withdrawal.objects.exists()

@@ -1,11 +1,12 @@
 """Withdrawals: held at request, paid out on staff approval, released on rejection or failure."""
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from exchange.errors import FundingError, FundingErrorCode
-from exchange.models import AuditEntry, Withdrawal
+from exchange.models import AuditEntry, MarginCall, Withdrawal
 from exchange.selectors.funding import cash_balance
 from exchange.services import ledger_accounts
 from exchange.services.funding import (
@@ -216,3 +217,67 @@ def test_the_back_office_approves_and_rejects(test_funds_mode, admin_client, buy
     assert admin_client.get(url).status_code == 200
     assert admin_client.get("/admin/exchange/deposit/").status_code == 200
     assert admin_client.get("/admin/exchange/stripeevent/").status_code == 200
+
+
+def _margin_call(account, *, deficit=0) -> MarginCall:
+    return MarginCall.objects.create(
+        account=account,
+        trading_date=date(2026, 12, 4),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=deficit,
+    )
+
+
+def test_no_withdrawal_is_requested_while_a_margin_call_is_open(test_funds_mode, buyer, customer):
+    # given cash, and a call with 7,683.18 USD of losses the account owes
+    fund(buyer)
+    _margin_call(buyer, deficit=7_683_180_000)
+    before = funding_rows()
+
+    # when the customer asks for part of the cash
+    with pytest.raises(FundingError) as refused:
+        withdrawal_request(account=buyer, amount=Decimal("500.00"), actor=customer)
+
+    # then it is refused, naming the call and the deficit, and nothing is written or held
+    assert refused.value.code == FundingErrorCode.MARGIN_CALL_OPEN
+    assert "17683.180000 USD due, and owes 7683.180000 USD of losses" in refused.value.message
+    assert funding_rows() == before
+    assert balance(buyer) == (FUNDED, 0, FUNDED)
+
+
+def test_a_withdrawal_asked_before_a_call_waits_for_it_to_be_met(
+    test_funds_mode, buyer, customer, staff
+):
+    # given a withdrawal requested, then a margin call opened on the account
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    call = _margin_call(buyer)
+
+    # when staff approve it: refused, and the withdrawal stays as it was
+    with pytest.raises(FundingError) as refused:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    assert refused.value.code == FundingErrorCode.MARGIN_CALL_OPEN
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
+    assert balance(buyer) == (FUNDED, AMOUNT, FUNDED - AMOUNT)
+
+    # then once the call is cured the approval pays it
+    call.status = MarginCall.Status.CURED
+    call.save()
+    paid = withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    assert paid.status == Withdrawal.Status.PAID
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+
+
+def test_rejecting_a_withdrawal_under_a_call_frees_its_cash_for_the_call(
+    test_funds_mode, buyer, customer, staff
+):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    _margin_call(buyer)
+
+    withdrawal_reject(withdrawal=withdrawal, actor=staff, reason="margin call")
+
+    assert balance(buyer) == (FUNDED, 0, FUNDED)

@@ -4,6 +4,7 @@ of that block, whatever GPU-hours of the same SKU, region and months it holds el
 import threading
 import time
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -172,3 +173,23 @@ def test_another_account_of_the_holder_shares_the_organizations_block(listing, s
 
     # then the block is the organization's: the second account may offer none of it
     assert refused(second, listing, 8).code == OrderRejectCode.BLOCK_NOT_HELD
+
+
+def test_under_a_margin_call_a_resale_sell_is_accepted_and_pays_its_fee(listing, seller, buyer):
+    """Selling capacity raises cash, so the call does not refuse it; but it closes no position,
+    so it is not one of the reducing orders that go without a fee."""
+    from datetime import date
+
+    from exchange.models import MarginCall, Trade
+
+    MarginCall.objects.create(
+        account=seller, trading_date=date(2026, 12, 4), required=10, maintenance=8, held=5
+    )
+    sell = place(seller, listing, "sell", 8, PRICE)
+    place(buyer, listing, "buy", 8, PRICE)
+
+    sell.refresh_from_db()
+    assert (sell.maker_fee_rate, sell.taker_fee_rate) == (Decimal("0.01"), Decimal("0.02"))
+    trade = Trade.objects.get()
+    notional = 8 * Decimal(PRICE) * listing.gpu_hours_per_contract * 10**6
+    assert trade.seller_fee == int(notional * Decimal("0.01")) > 0
