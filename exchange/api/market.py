@@ -256,7 +256,10 @@ class CurvePointSerializer(serializers.Serializer):
     month = serializers.DateField()
     symbol = serializers.CharField(allow_null=True)
     price = serializers.DecimalField(**PRICE)
-    source = serializers.CharField(help_text="settlement, mid, last_trade or model")
+    source = serializers.CharField(
+        help_text="The future's mark (settlement or last_trade, whichever is newer), else its "
+        "book's mid, else the model for a month nothing prices"
+    )
 
 
 class CurveSerializer(serializers.Serializer):

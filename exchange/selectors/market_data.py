@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from exchange.models import Instrument, Region, Sku, Trade
 from exchange.selectors.market import quotes_for
-from exchange.services import margin
+from exchange.selectors.marks import MarkSource, marks_for
 from exchange.services.settlement_prices import depreciation_model, on_tick
 from pricing.curve import ForwardCurve
 
@@ -84,8 +84,9 @@ class CurvePoint:
 
 
 def forward_curve(sku: Sku, region: Region, *, on: date) -> list[CurvePoint]:
-    """The listed futures' prices by delivery month: today's settlement, else the mid, else the
-    last trade, else the latest settlement; months without any are priced on the forward curve
+    """The listed futures' prices by delivery month: each future's mark (the newer of its latest
+    settlement price and its last trade, ``selectors.marks``: the rule that values positions
+    and options), else the mid of its book; months without any are priced on the forward curve
     through the others, with the SKU's depreciation model beyond the last
     (``exchange.services.settlement_prices``)."""
     futures = list(
@@ -96,23 +97,17 @@ def forward_curve(sku: Sku, region: Region, *, on: date) -> list[CurvePoint]:
     if not futures:
         return []
     quotes = quotes_for(futures)
-    settled = margin.latest_settlements([future.pk for future in futures])
+    marks = marks_for(futures)
     points: list[CurvePoint | None] = []
     for future in futures:
         quote = quotes[future.pk]
-        row = settled.get(future.pk)
-        if row is not None and row.trading_date == on:
-            points.append(CurvePoint(future.delivery_start, future.symbol, row.price, "settlement"))
+        mark = marks.get(future.pk)
+        if mark is not None:
+            source = "settlement" if mark.source == MarkSource.SETTLEMENT else "last_trade"
+            points.append(CurvePoint(future.delivery_start, future.symbol, mark.price, source))
         elif quote.best_bid and quote.best_ask:
             mid = on_tick((quote.best_bid.price + quote.best_ask.price) / 2, future.tick_size)
             points.append(CurvePoint(future.delivery_start, future.symbol, mid, "mid"))
-        elif quote.last_price is not None:
-            points.append(
-                CurvePoint(future.delivery_start, future.symbol, quote.last_price, "last_trade")
-            )
-        elif row is not None:
-            # A quiet month keeps its latest mark: before today's close, that is all it has.
-            points.append(CurvePoint(future.delivery_start, future.symbol, row.price, "settlement"))
         else:
             points.append(None)
     priced = [point for point in points if point is not None]

@@ -14,6 +14,7 @@ from exchange.models import Region, SettlementPrice, Sku
 from exchange.selectors.curves import MODEL_MONTHS_BEYOND, MODEL_PRICE_QUANTUM
 from exchange.selectors.hedge_orders import hedge_option_orders
 from exchange.selectors.market_data import forward_curve
+from exchange.selectors.marks import marks_for
 from exchange.selectors.risk import option_chain
 from exchange.services.hedging import hedge_recommendation
 from exchange.services.listing import futures_list_strip, options_list_chain
@@ -113,6 +114,37 @@ def test_a_mid_and_a_last_trade_are_named_as_sources(client, sku, region, buyer,
     ]
     page = response.content.decode()
     assert "Mid of bid and ask" in page and "Last trade" in page
+
+
+def test_a_trade_after_the_last_settlement_is_the_months_price(sku, region, buyer, seller):
+    """The curve takes the rule that marks positions and values the option chain
+    (``selectors.marks``): the newer of the latest settlement and the last trade, then the mid.
+    It used to keep the latest settlement over a later trade (and the mid over a trade), so the
+    hedge valued options at a forward the chain had left behind."""
+    from datetime import timedelta
+
+    first, second = futures_list_strip(
+        sku=sku, region=region, first_month=listing_month(), months=2
+    )
+    yesterday = _today() - timedelta(days=1)
+    for future, price in ((first, "1.50"), (second, "2.35")):
+        SettlementPrice.objects.create(
+            instrument=future, trading_date=yesterday, price=Decimal(price), source="vwap"
+        )
+    # the first traded at 2.44 since; the second only has a book around 2.25
+    place(seller, first, "sell", 1, "2.44")
+    place(buyer, first, "buy", 1, "2.44")
+    place(buyer, second, "buy", 1, "2.20")
+    place(seller, second, "sell", 1, "2.30")
+
+    points = forward_curve(sku, region, on=_today())
+
+    assert [(point.price, point.source) for point in points] == [
+        (Decimal("2.44"), "last_trade"),
+        (Decimal("2.35"), "settlement"),
+    ]
+    marks = marks_for([first, second])
+    assert [marks[first.pk].price, marks[second.pk].price] == [p.price for p in points]
 
 
 def test_with_too_few_priced_months_there_is_no_model(client, sku, region):
