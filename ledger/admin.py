@@ -91,6 +91,7 @@ class HoldAdmin(ReadOnlyAdmin):
         "side",
         "amount",
         "remaining",
+        "released",
         "status",
         "expires_at",
         "created_at",

@@ -171,7 +171,8 @@ class Posting(models.Model):
 
 
 class Hold(models.Model):
-    """A pending amount on one side of one account: posted later (wholly or in parts) or voided.
+    """A pending amount on one side of one account: posted later (wholly or in parts), released in
+    part while the rest stays pending (``released``), or voided.
 
     A hold reserves what an account's limit counts as spent, so that ``available`` is exact at
     every moment; the entries that consume it are ordinary balanced entries.
@@ -192,6 +193,10 @@ class Hold(models.Model):
     side = models.CharField(max_length=6, choices=Side.choices)
     amount = models.BigIntegerField(help_text="Amount first held.")
     remaining = models.BigIntegerField(help_text="Amount still pending.")
+    released = models.BigIntegerField(
+        default=0,
+        help_text="Released while the rest stayed pending: what its holder no longer needed held.",
+    )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     expires_at = models.DateTimeField(null=True, blank=True)
     description = models.CharField(max_length=300)
@@ -211,6 +216,9 @@ class Hold(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(status="pending") | models.Q(remaining__gt=0),
                 name="ledger_hold_pending_has_remaining",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(released__gte=0), name="ledger_hold_released_not_negative"
             ),
         ]
         indexes = [

@@ -242,8 +242,9 @@ def _check_posting_commodities(problems: _Problems) -> None:
 
 
 def _check_holds(problems: _Problems) -> None:
-    """A pending hold has remaining > 0 and remaining + consumed == amount (nothing released
-    yet); a resolved hold has remaining == 0 and consumed <= amount (the rest was released)."""
+    """A pending hold has remaining > 0 and remaining + consumed + released == amount (what was
+    released in part while it stayed pending); a resolved hold has remaining == 0 and consumed
+    + released <= amount (the rest was released when it was resolved)."""
     consumed = Coalesce(
         Sum("consumptions__amount"), Value(0), output_field=IntegerField()
     )  # One GROUP BY over the holds joined with their consumptions.
@@ -254,9 +255,12 @@ def _check_holds(problems: _Problems) -> None:
         .annotate(
             wrong=Case(
                 When(pending & Q(remaining__lte=0), then=Value(1)),
-                When(pending & ~Q(remaining=F("amount") - F("consumed")), then=Value(1)),
+                When(
+                    pending & ~Q(remaining=F("amount") - F("consumed") - F("released")),
+                    then=Value(1),
+                ),
                 When(~pending & ~Q(remaining=0), then=Value(1)),
-                When(~pending & Q(consumed__gt=F("amount")), then=Value(1)),
+                When(~pending & Q(consumed__gt=F("amount") - F("released")), then=Value(1)),
                 default=Value(0),
                 output_field=IntegerField(),
             )

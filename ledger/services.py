@@ -230,9 +230,32 @@ def _holds_write(holds: list[Hold]) -> None:
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET remaining = %s, status = %s, resolved_at = %s WHERE id = %s",
-            [(hold.remaining, hold.status, adapt(hold.resolved_at), hold.pk) for hold in holds],
+            f"UPDATE {table} SET remaining = %s, released = %s, status = %s, resolved_at = %s "
+            "WHERE id = %s",
+            [
+                (hold.remaining, hold.released, hold.status, adapt(hold.resolved_at), hold.pk)
+                for hold in holds
+            ],
         )
+
+
+def _reduce(hold: Hold, amount: int, totals: _Deltas, now: datetime) -> Hold:
+    """Release ``amount`` of a locked pending hold, the rest staying pending (in memory: the
+    caller writes it); all that is left voids it."""
+    if hold.status != Hold.Status.PENDING:
+        _refuse(LedgerErrorCode.HOLD_NOT_PENDING, f"Hold #{hold.pk} is {hold.status}.", "holds")
+    if not 0 < amount <= hold.remaining:
+        _refuse(
+            LedgerErrorCode.HOLD_AMOUNT_EXCEEDED,
+            f"Hold #{hold.pk} has {hold.remaining} pending: {amount} cannot be released.",
+            "holds",
+        )
+    totals.pend(hold.account_id, hold.side, -amount)
+    hold.remaining -= amount
+    hold.released += amount
+    if hold.remaining == 0:
+        hold.status, hold.resolved_at = Hold.Status.VOIDED, now
+    return hold
 
 
 def _release(hold: Hold, status: str, totals: _Deltas, now: datetime) -> None:
@@ -283,6 +306,7 @@ def entries_post(
     specs: Sequence[EntrySpec],
     *,
     void_holds: Sequence[Hold] = (),
+    reduce_holds: Sequence[tuple[Hold, int]] = (),
     fresh_keys: bool = False,
     savepoint: bool = True,
 ) -> list[Entry]:
@@ -292,11 +316,14 @@ def entries_post(
     ``void_holds``: holds whose remainder is released after the entries are posted, under the
     same locks (a hold no longer pending is skipped): a caller settling trades and closing
     orders in one transaction takes every account lock in one ascending pass, so it cannot
-    deadlock with another doing the same. ``fresh_keys``: the caller vouches that no key was
-    used before (as ``holds_create``); the unique key still refuses a repeat. ``savepoint``:
+    deadlock with another doing the same. ``reduce_holds``: (hold, amount) pairs released in
+    part after the entries, before the voids, the rest staying pending (a hold's ``released``
+    records it); releasing all that is left voids the hold. ``fresh_keys``: the caller vouches
+    that no key was used before (as ``holds_create``); the unique key still refuses a repeat.
+    ``savepoint``:
     as ``holds_create``'s, for a caller whose whole transaction rolls back on a refusal.
     """
-    if len(specs) > ENTRIES_PER_BATCH_MAX or not (specs or void_holds):
+    if len(specs) > ENTRIES_PER_BATCH_MAX or not (specs or void_holds or reduce_holds):
         _refuse(
             LedgerErrorCode.ENTRY_EMPTY,
             f"A batch has 1 to {ENTRIES_PER_BATCH_MAX} entries, or only holds to void.",
@@ -312,14 +339,17 @@ def entries_post(
             if spec.key not in seen:
                 fresh.append(spec)
                 seen.add(spec.key)
-        if fresh or void_holds:
-            created = _post_fresh(fresh, list(void_holds))
+        if fresh or void_holds or reduce_holds:
+            created = _post_fresh(fresh, list(void_holds), list(reduce_holds))
             existing.update(created)
     return [existing[spec.key] for spec in specs]
 
 
-def _post_fresh(specs: list[EntrySpec], void_holds: list[Hold]) -> dict[str, Entry]:
+def _post_fresh(
+    specs: list[EntrySpec], void_holds: list[Hold], reduce_holds: list[tuple[Hold, int]]
+) -> dict[str, Entry]:
     given_holds = [hold for spec in specs for hold, _ in spec.holds] + void_holds
+    given_holds += [hold for hold, _ in reduce_holds]
     hold_ids = {hold.pk for hold in given_holds}
     void_hold_ids = [hold.pk for hold in void_holds]
     holds = _lock_holds(hold_ids)
@@ -348,6 +378,7 @@ def _post_fresh(specs: list[EntrySpec], void_holds: list[Hold]) -> dict[str, Ent
             hold.remaining -= released
             if hold.remaining == 0:
                 hold.status, hold.resolved_at = Hold.Status.POSTED, now
+    reduced = [_reduce(holds[given.pk], amount, totals, now) for given, amount in reduce_holds]
     voided = []
     for hold_id in void_hold_ids:
         hold = holds[hold_id]
@@ -382,7 +413,7 @@ def _post_fresh(specs: list[EntrySpec], void_holds: list[Hold]) -> dict[str, Ent
         for hold, amount in spec.holds
     ]
     insert_rows(HoldConsumption, consumptions)
-    if consumptions or voided:
+    if consumptions or voided or reduced:
         _holds_write(list(holds.values()))
     totals.apply()  # Last: the accounts are locked from here to the commit.
     return {entry.idempotency_key: entry for entry in entries}

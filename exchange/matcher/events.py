@@ -213,6 +213,8 @@ class EventApplier:
             else Order.Status.CANCELLED
         )
         self._settle_after_fill_or_cancel(order, reason, removed_status)
+        if order.open_quantity:  # Part of it cancelled (self-trade decrement): it needs less.
+            self.settlement.trim(order)
 
     def _on_replaced(self, command: OrderCommand, event: matching.Replaced) -> None:
         order = self.orders[event.order_id]
@@ -225,6 +227,7 @@ class EventApplier:
         if not event.priority_kept:
             order.priority_sequence = self.sequence
         self.settlement.replaced(order, command)
+        self.settlement.trim(order)  # A lower quantity or price needs less than it held.
         self.transition(
             order, order.status, "replaced" if event.priority_kept else "replaced_lost_priority"
         )

@@ -114,6 +114,7 @@ class Settlement:
         self.parties: dict[int, _Party] = {}
         self.specs: list[EntrySpec] = []
         self.voids: dict[int, Hold] = {}
+        self.reductions: dict[int, tuple[Hold, int]] = {}  # Hold id: (hold, amount released).
         self.changed_rows: dict[int, OrderHold] = {}
         self._months: list[tuple[date, int]] | None = None
         self.risk_version = instrument.risk_version
@@ -137,6 +138,7 @@ class Settlement:
         self.instrument = instrument
         self.specs = []
         self.voids = {}
+        self.reductions = {}
         self.changed_rows = {}
 
     def end(self, left: set[int], resting_order_ids: Container[int]) -> None:
@@ -152,9 +154,10 @@ class Settlement:
                 self.rows.pop(hold.pk, None)
         # Released in this batch (closed orders, replaced or refused replaces): nothing will
         # consume them again. (Kept until now, they used to stay for the matcher's lifetime.)
-        for hold_id in self.voids:
-            self.remaining.pop(hold_id, None)
-            self.rows.pop(hold_id, None)
+        for hold_id in [*self.voids, *self.reductions]:
+            if hold_id in self.voids or self.remaining.get(hold_id) == 0:
+                self.remaining.pop(hold_id, None)
+                self.rows.pop(hold_id, None)
         # Holds of replaces still queued stay known, unless their order left the book: loading
         # that order again (for its queued replace) reads them afresh.
         for command_id, holds in list(self.fresh.items()):
@@ -417,6 +420,47 @@ class Settlement:
         for hold in self.active.pop(order.pk, []):
             self.voids[hold.pk] = hold
 
+    def trim(self, order: Order) -> None:
+        """The order still rests but needs less held than its holds have left: part of it was
+        cancelled (self-trade prevention's decrement), or a replace lowered its quantity or
+        its price. Release the difference now rather than when the order leaves the book, so
+        the account's available cash (or GPU-hours) is what its orders need."""
+        self.load({order.pk})
+        holds = self.active.get(order.pk)
+        if not holds:
+            return
+        price = order.price if order.price is not None else order.protection_price
+        assert price is not None
+        needs: dict[int, int] = {}  # Ledger account id: what the open quantity needs held.
+        for part in collateral.amounts_for(
+            self.instrument,
+            order.side,
+            price,
+            order.open_quantity,
+            order.margin_per_contract,
+            order.maker_fee_rate,
+            order.taker_fee_rate,
+        ):
+            if part.month is None:
+                account = self._cash(order.account_id)
+            else:
+                account = self._entitlement(order.account_id, part.month)
+            needs[account.pk] = part.amount
+        for account_id in {hold.account_id for hold in holds}:
+            mine = [hold for hold in holds if hold.account_id == account_id]
+            excess = sum(self.remaining[hold.pk] for hold in mine) - needs.get(account_id, 0)
+            for hold in reversed(mine):
+                if excess <= 0:
+                    break
+                take = min(excess, self.remaining[hold.pk])
+                excess -= take
+                self.remaining[hold.pk] -= take
+                _, before = self.reductions.get(hold.pk, (hold, 0))
+                self.reductions[hold.pk] = (hold, before + take)
+                if self.remaining[hold.pk] == 0:  # Released in full: the ledger voids it.
+                    holds.remove(hold)
+                    self._set_active(hold, False)
+
     def replaced(self, order: Order, command: OrderCommand) -> None:
         """A replace was applied: its holds, if it brought any, take over from the order's."""
         fresh = self.fresh.pop(command.pk, None)
@@ -452,14 +496,17 @@ def settlements_flush(settlements: list[Settlement]) -> None:
     if changed:
         OrderHold.objects.bulk_update(changed, ["active"])
     voids = [hold for settlement in settlements for hold in settlement.voids.values()]
+    reductions = [pair for settlement in settlements for pair in settlement.reductions.values()]
     specs = [spec for settlement in settlements for spec in settlement.specs]
     # Keys name trades this transaction creates (instrument, sequence): never used before. A
     # refusal rolls the whole matcher transaction back, so no savepoint is needed.
     while len(specs) > ENTRIES_PER_BATCH_MAX:
         entries_post(specs[:ENTRIES_PER_BATCH_MAX], fresh_keys=True, savepoint=False)
         specs = specs[ENTRIES_PER_BATCH_MAX:]
-    if specs or voids:
-        entries_post(specs, void_holds=voids, fresh_keys=True, savepoint=False)
+    if specs or voids or reductions:
+        entries_post(
+            specs, void_holds=voids, reduce_holds=reductions, fresh_keys=True, savepoint=False
+        )
 
 
 def settlements_load(wanted: dict[Settlement, set[int]]) -> None:

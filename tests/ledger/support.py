@@ -98,7 +98,11 @@ def snapshot() -> tuple:
         Entry.objects.count(),
         Posting.objects.count(),
         HoldConsumption.objects.count(),
-        list(Hold.objects.order_by("pk").values_list("pk", "remaining", "status", "resolved_at")),
+        list(
+            Hold.objects.order_by("pk").values_list(
+                "pk", "remaining", "released", "status", "resolved_at"
+            )
+        ),
         list(
             Account.objects.order_by("pk").values_list(
                 "pk", "debits_posted", "credits_posted", "debits_pending", "credits_pending"

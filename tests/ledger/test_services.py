@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from ledger import services
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account, Commodity, Entry, Hold, HoldConsumption, Posting
+from ledger.selectors import ledger_problems
 from ledger.services import EntrySpec
 from tests.ledger import support
 from tests.ledger.support import CREDIT, DEBIT, Limit, move, refused, snapshot, unique
@@ -261,6 +262,56 @@ def test_hold_reduces_available_and_partial_consumptions(alice, bob):
     alice.refresh_from_db()
     assert alice.available == 400
     support.assert_consistent([alice, bob])
+
+
+def test_a_hold_released_in_part_stays_pending_for_the_rest(alice, bob):
+    # given 600 held, 200 of it consumed
+    hold = services.hold_create(
+        key=unique("h"), account=alice, side=DEBIT, amount=600, description="order"
+    )
+    post([(alice, 200), (bob, -200)], holds=[(hold, 200)])
+
+    # when 150 of the remaining 400 are released (the holder needs less held)
+    services.entries_post([], reduce_holds=[(hold, 150)])
+
+    # then 250 stay pending, the account has the 150 available again, and the check agrees
+    hold.refresh_from_db()
+    assert (hold.remaining, hold.released, hold.status) == (250, 150, Hold.Status.PENDING)
+    assert support.totals(alice) == (200, 1000, 250, 0)
+    alice.refresh_from_db()
+    assert alice.available == 1000 - 200 - 250
+    assert ledger_problems() == []
+
+    # and releasing all that is left voids it, consumed and released within its amount
+    post([(alice, 50), (bob, -50)], holds=[(hold, 50)])
+    services.entries_post([], reduce_holds=[(hold, 200)])
+    hold.refresh_from_db()
+    assert (hold.remaining, hold.released, hold.status) == (0, 350, Hold.Status.VOIDED)
+    assert hold.resolved_at is not None
+    assert support.totals(alice) == (250, 1000, 0, 0)
+    assert ledger_problems() == []
+    support.assert_consistent([alice, bob])
+
+
+def test_releasing_more_than_a_hold_has_left_is_refused(alice, bob):
+    hold = services.hold_create(
+        key=unique("h"), account=alice, side=DEBIT, amount=100, description="h"
+    )
+    for amount in (101, 0, -5):
+        with refused(Code.HOLD_AMOUNT_EXCEEDED):
+            services.entries_post([], reduce_holds=[(hold, amount)])
+    services.hold_void(hold=hold)
+    with refused(Code.HOLD_NOT_PENDING):
+        services.entries_post([], reduce_holds=[(hold, 1)])
+
+
+def test_a_release_the_check_cannot_account_for_is_a_problem(alice):
+    hold = services.hold_create(
+        key=unique("h"), account=alice, side=DEBIT, amount=100, description="h"
+    )
+    Hold.objects.filter(pk=hold.pk).update(released=30)  # Released without lowering remaining.
+
+    assert any(f"hold #{hold.pk}" in problem for problem in ledger_problems())
 
 
 def test_consumption_may_post_more_than_it_consumes(alice, bob):

@@ -1,0 +1,125 @@
+"""A resting order's holds shrink to what its open quantity needs when it needs less without a
+fill taking it: part cancelled by self-trade prevention's decrement, or a replace to a lower
+quantity or price. Until then the account's available cash (or GPU-hours) stayed short by the
+difference until the order left the book."""
+
+from decimal import Decimal
+
+from django.core.management import call_command
+
+from exchange.matcher.runtime import Matcher
+from exchange.models import OrderHold
+from exchange.services import collateral
+from exchange.services.ledger_accounts import cash_account
+from exchange.services.orders import order_cancel, order_replace
+from ledger.models import Account as LedgerAccount
+from ledger.models import Hold
+from tests.exchange.support import place
+
+
+def pending(account) -> int:
+    return cash_account(account).debits_pending
+
+
+def holds_of(order) -> list[Hold]:
+    return list(Hold.objects.filter(pk__in=OrderHold.objects.filter(order=order).values("hold_id")))
+
+
+def needs(order, instrument, quantity, price) -> int:
+    [part] = collateral.amounts_for(
+        instrument,
+        order.side,
+        Decimal(price),
+        quantity,
+        order.margin_per_contract,
+        order.maker_fee_rate,
+        order.taker_fee_rate,
+    )
+    return part.amount
+
+
+def test_a_self_trade_decrement_releases_what_the_cancelled_part_held(future, buyer):
+    # given a sell of 10 resting, holding margin and fee for 10
+    own = place(buyer, future, "sell", 10, "2.50")
+    assert pending(buyer) == needs(own, future, 10, "2.50")
+
+    # when the same account's buy of 9 decrements it (STP) instead of trading
+    place(buyer, future, "buy", 9, "2.50", self_trade_prevention="decrement")
+
+    # then the sell rests with 1 and holds what 1 needs, no more
+    own.refresh_from_db()
+    assert (own.open_quantity, own.cancelled_quantity) == (1, 9)
+    assert pending(buyer) == needs(own, future, 1, "2.50")
+    [hold] = holds_of(own)
+    assert (hold.status, hold.remaining, hold.released) == (
+        Hold.Status.PENDING,
+        needs(own, future, 1, "2.50"),
+        needs(own, future, 9, "2.50"),
+    )
+    # and cancelling the rest releases the rest
+    order_cancel(order=own)
+    assert pending(buyer) == 0
+    call_command("ledger_check")
+
+
+def test_a_replace_to_fewer_contracts_or_a_lower_price_holds_only_what_it_needs(call, buyer):
+    # given an option buy of 10 at 0.300 (premium and fee held)
+    order = place(buyer, call, "buy", 10, "0.300")
+    assert pending(buyer) == needs(order, call, 10, "0.300")
+
+    # when it is replaced to 4 at the same price, then to 4 at 0.200
+    order = order_replace(order=order, price=Decimal("0.300"), quantity=4)
+    assert pending(buyer) == needs(order, call, 4, "0.300")
+    order = order_replace(order=order, price=Decimal("0.200"), quantity=4)
+
+    # then it holds the premium and fee of 4 at 0.200
+    assert pending(buyer) == needs(order, call, 4, "0.200")
+    call_command("ledger_check")
+
+
+def test_a_replace_that_needs_more_still_holds_exactly_what_it_needs(future, buyer):
+    order = place(buyer, future, "buy", 4, "2.40")
+
+    order = order_replace(order=order, price=Decimal("2.40"), quantity=7)
+    order = order_replace(order=order, price=Decimal("2.40"), quantity=5)
+
+    assert pending(buyer) == needs(order, future, 5, "2.40")
+    assert OrderHold.objects.filter(order=order, active=True, hold__status="pending").count() == 1
+    call_command("ledger_check")
+
+
+def test_a_resale_sell_replaced_to_fewer_gpus_releases_their_gpu_hours(listing, seller):
+    # given the holder offering its 16 GPUs (two lots of 8)
+    order = place(seller, listing, "sell", 16, "2.30")
+    holds = [hold for hold in holds_of(order) if hold.status == Hold.Status.PENDING]
+    held = {hold.account_id: hold.remaining for hold in holds}
+
+    # when it offers 8 instead
+    order_replace(order=order, price=Decimal("2.30"), quantity=8)
+
+    # then each month's entitlement hold keeps half
+    for hold in holds:
+        hold.refresh_from_db()
+        assert hold.remaining == held[hold.account_id] // 2
+        account = LedgerAccount.objects.get(pk=hold.account_id)
+        assert getattr(account, f"{hold.side}s_pending") == hold.remaining
+    call_command("ledger_check")
+
+
+def test_with_an_external_matcher_the_trim_commits_with_the_batch(
+    future, buyer, external_matcher, var_dir
+):
+    own = place(buyer, future, "sell", 6, "2.50")
+    place(buyer, future, "buy", 4, "2.50", self_trade_prevention="decrement")
+    matcher = Matcher()
+
+    matcher.process_pending()
+
+    own.refresh_from_db()
+    assert own.open_quantity == 2
+    assert pending(buyer) == needs(own, future, 2, "2.50")
+    # and cancelling the rest releases what is left
+    order_cancel(order=own)
+    matcher.process_pending()
+    assert pending(buyer) == 0
+    call_command("ledger_check")
