@@ -1231,7 +1231,9 @@ class Reallocate(TransferView):
         "(sponsor; scope trade)",
         description=f"{TRANSFER_REFUSALS} POOL_MEMBER_GRADUATED for a member that left; "
         "POOL_REALLOCATION_BEYOND_DEMAND (field member: no demand of the member for that month "
-        "left uncovered; field quantity: more than is uncovered).",
+        "left uncovered; field quantity: more than is uncovered); "
+        "POOL_REALLOCATION_ABOVE_LIMIT when the mark is above the limit price of the uncovered "
+        "demand (field quantity: less of it is at or above the mark; member: none is).",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         return super().post(request, pool_id)

@@ -193,16 +193,43 @@ def demand_uncovered(member: PoolMember, instrument: Instrument) -> int:
       new ones, so what a member ever receives from the pool stays within what it asked for;
       to get capacity again it enters new demand.
     """
-    asked = PoolDemand.objects.filter(
+    return sum(quantity for _, quantity in demand_uncovered_by_limit(member, instrument))
+
+
+def demand_uncovered_by_limit(
+    member: PoolMember, instrument: Instrument
+) -> list[tuple[Decimal, int]]:
+    """``demand_uncovered`` by the limit price the member gave it: (limit, contracts), highest
+    limit first. Each allocated demand is uncovered by what its own settled allocation did not
+    give it; reallocations, which name no demand, cover the highest limits first, as a round's
+    tiers fill the highest limits first. A reallocation at a price above a limit would make the
+    member pay more than it agreed to."""
+    demands = PoolDemand.objects.filter(
         member=member, instrument=instrument, status=PoolDemand.Status.ALLOCATED
-    ).aggregate(total=Sum("quantity"))["total"]
-    allocated = PoolAllocation.objects.filter(
-        member=member, instrument=instrument, status=PoolAllocation.Status.SETTLED
-    ).aggregate(total=Sum("quantity"))["total"]
-    reallocated = PoolTransfer.objects.filter(
-        member=member, instrument=instrument, kind=PoolTransfer.Kind.REALLOCATE
-    ).aggregate(total=Sum("quantity"))["total"]
-    return max(0, (asked or 0) - (allocated or 0) - (reallocated or 0))
+    ).values_list("pk", "quantity", "limit_price")
+    settled = dict(
+        PoolAllocation.objects.filter(
+            member=member, instrument=instrument, status=PoolAllocation.Status.SETTLED
+        ).values_list("demand_id", "quantity")
+    )
+    reallocated = (
+        PoolTransfer.objects.filter(
+            member=member, instrument=instrument, kind=PoolTransfer.Kind.REALLOCATE
+        ).aggregate(total=Sum("quantity"))["total"]
+        or 0
+    )
+    uncovered = sorted(
+        ((limit, quantity - settled.get(pk, 0)) for pk, quantity, limit in demands),
+        key=lambda row: row[0],
+        reverse=True,
+    )
+    left = []
+    for limit, quantity in uncovered:
+        covered = min(max(quantity, 0), reallocated)
+        reallocated -= covered
+        if quantity - covered > 0:
+            left.append((limit, quantity - covered))
+    return left
 
 
 def credit_owed(member: PoolMember) -> Decimal:

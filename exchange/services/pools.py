@@ -966,11 +966,17 @@ def _check_transfer(pool: Pool, instrument: Instrument, quantity: int) -> None:
 
 
 def _transfer(
-    *, kind: str, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
+    *,
+    kind: str,
+    member: PoolMember,
+    instrument: Instrument,
+    quantity: int,
+    actor: Actor,
+    price: Decimal | None = None,
 ) -> PoolTransfer:
     pool = member.pool
     _check_transfer(pool, instrument, quantity)
-    price = _mark(instrument)
+    price = price if price is not None else _mark(instrument)
     hours = instrument.gpu_hours_per_contract
     cost = collateral.notional_micros(price, quantity, hours)
     with transaction.atomic():
@@ -1069,13 +1075,28 @@ def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
         )
 
 
-def _check_demand(member: PoolMember, instrument: Instrument, quantity: int) -> None:
+def _check_demand(
+    member: PoolMember, instrument: Instrument, quantity: int, price: Decimal
+) -> None:
     """A member receives contracts only against its own demand that the pool has not covered
-    yet (``selectors.pools.demand_uncovered``), and at most that many."""
-    uncovered = pool_selectors.demand_uncovered(member, instrument)
-    if quantity <= uncovered:
-        return
+    yet (``selectors.pools.demand_uncovered``), at most that many, and only against demand
+    whose limit price is at least ``price``, the mark they move at: a member never pays more
+    than it agreed to (``POOL_REALLOCATION_ABOVE_LIMIT``)."""
+    by_limit = pool_selectors.demand_uncovered_by_limit(member, instrument)
+    uncovered = sum(contracts for _, contracts in by_limit)
     name, symbol = member.organization.name, instrument.symbol
+    if quantity <= uncovered:
+        within = sum(contracts for limit, contracts in by_limit if limit >= price)
+        if quantity <= within:
+            return
+        limits = ", ".join(f"{contracts} at {limit.normalize():f}" for limit, contracts in by_limit)
+        raise _refuse(
+            PoolErrorCode.REALLOCATION_ABOVE_LIMIT,
+            f"{name}'s demand for {symbol} not yet received is {limits} ($/GPU-hr limits); "
+            f"the pool moves contracts at the mark, {price.normalize():f}: at most {within} "
+            "can go to it at that price.",
+            "quantity" if within else "member",
+        )
     if uncovered == 0:
         raise _refuse(
             PoolErrorCode.REALLOCATION_BEYOND_DEMAND,
@@ -1102,8 +1123,10 @@ def pool_reallocate(
     allocations and earlier reallocations have not covered, and it receives at most that
     uncovered quantity (``selectors.pools.demand_uncovered`` defines it); otherwise
     ``POOL_REALLOCATION_BEYOND_DEMAND`` (field ``member`` when nothing is uncovered,
-    ``quantity`` when less than asked is) and nothing is written. The member's row stays
-    locked from the check to the entry, so two reallocations cannot both use the same demand.
+    ``quantity`` when less than asked is) and nothing is written. The mark must not be above
+    the limit price of the demand it covers, or ``POOL_REALLOCATION_ABOVE_LIMIT``. The member's
+    row stays locked from the check to the entry, so two reallocations cannot both use the same
+    demand.
     """
     with transaction.atomic():
         member = (
@@ -1117,13 +1140,15 @@ def pool_reallocate(
             )
         _check_transfer(member.pool, instrument, quantity)
         _check_free(member.pool, instrument, quantity)
-        _check_demand(member, instrument, quantity)
+        price = _mark(instrument)
+        _check_demand(member, instrument, quantity, price)
         return _transfer(
             kind=PoolTransfer.Kind.REALLOCATE,
             member=member,
             instrument=instrument,
             quantity=quantity,
             actor=actor,
+            price=price,
         )
 
 

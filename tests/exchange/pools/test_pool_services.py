@@ -1094,6 +1094,58 @@ def test_a_member_receives_at_most_its_uncovered_demand(
     call_command("ledger_check")
 
 
+def test_a_member_never_receives_contracts_above_its_limit(
+    pool, members, future, seller, buyer, sponsor_user
+):
+    from exchange.selectors.pools import demand_uncovered_by_limit
+
+    # given cirrus asked 10 at 2.50 and could not pay (its lots stayed with the pool), and has
+    # cash now; it also asked 5 more at 2.70 in a later round that filled nothing
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    _submit(cirrus, future, gpus=5, limit="2.70")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    pool_round_close(round_=round_, actor=sponsor_user)
+    assert demand_uncovered_by_limit(cirrus, future) == [
+        (Decimal("2.70"), 5),
+        (Decimal("2.50"), 10),
+    ]
+    # and the market has traded up to 2.60 since: the mark
+    place(seller, future, "sell", 1, "2.60")
+    place(buyer, future, "buy", 1, "2.60")
+    before = _holdings_and_cash(cirrus.account, pool.account, symbol=future.symbol)
+
+    # when the sponsor gives it 6 at the mark: only 5 of its demand is limited at 2.60 or more
+    error = assert_refused(
+        Code.REALLOCATION_ABOVE_LIMIT,
+        pool_reallocate,
+        member=cirrus,
+        instrument=future,
+        quantity=6,
+        actor=sponsor_user,
+    )
+
+    # then nothing moves, and the message says what it could take
+    assert error.field == "quantity"
+    assert "at most 5 can go to it" in error.message and "2.6" in error.message
+    assert _holdings_and_cash(cirrus.account, pool.account, symbol=future.symbol) == before
+    # and 5 go (against the 2.70 demand), after which no more at that mark
+    transfer = pool_reallocate(member=cirrus, instrument=future, quantity=5, actor=sponsor_user)
+    assert transfer.price == Decimal("2.60")
+    assert demand_uncovered_by_limit(cirrus, future) == [(Decimal("2.50"), 10)]
+    error = assert_refused(
+        Code.REALLOCATION_ABOVE_LIMIT,
+        pool_reallocate,
+        member=cirrus,
+        instrument=future,
+        quantity=1,
+        actor=sponsor_user,
+    )
+    assert error.field == "member"
+    call_command("ledger_check")
+
+
 def test_pool_offer_sells_from_the_pool_account(pool, members, future, seller, sponsor_user):
     _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
 
