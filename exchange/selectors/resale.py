@@ -41,8 +41,9 @@ class Block:
 
 
 def blocks_of(organization: Organization) -> list[Block]:
-    """The blocks ``organization`` provides or holds, soonest term first, at most
-    ``BLOCK_ROWS_MAX``, each with what ``organization`` holds of it now."""
+    """The blocks ``organization`` provides, is the registered holder of or holds GPUs of
+    (``capacity_of``), soonest term first, at most ``BLOCK_ROWS_MAX``, each with what
+    ``organization`` holds of it now."""
     now = timezone.now()
     blocks = list(capacity_of(organization).order_by("starts_at", "pk")[:BLOCK_ROWS_MAX])
     held = gpus_held(organization.pk, blocks)

@@ -211,6 +211,29 @@ def test_the_page_shows_what_the_organization_holds_of_a_block_it_sold_part_of(
     assert '<td class="num held">8</td>' in page
 
 
+def test_a_buyer_on_a_blocks_resale_listing_sees_what_it_holds_of_it(
+    client, seller, buyer, sku, region
+):
+    # given Northwind's block of 16, listed, of which Lumen bought 8
+    block = _block(seller, seller, sku, region, cluster="northwind-listed")
+    listing = resale_list(reservation=block)
+    place(seller, listing, "sell", 8, "2.30")
+    place(buyer, listing, "buy", 8, "2.30")
+    client.force_login(_user(buyer, "alice"))
+
+    # when Lumen reads its capacity
+    response = client.get(reverse("web:capacity"))
+
+    # then the block is there with the 8 GPUs Lumen holds, its listing linked, nothing to list
+    (row,) = response.context["blocks"]
+    assert (row.reservation, row.held_gpus) == (block, 8)
+    page = response.content.decode()
+    assert "No reserved capacity" not in page
+    assert '<td class="num held">8</td>' in page
+    assert listing.symbol in page
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in page
+
+
 def test_a_bad_lot_is_named_and_lists_nothing(client, seller, sku, region):
     block = _block(seller, seller, sku, region)
     client.force_login(_user(seller, "nora"))
