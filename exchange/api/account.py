@@ -8,7 +8,6 @@ GPU-hour. Everything here reads the caller's main trading account, and only it."
 from decimal import Decimal
 from typing import Any
 
-from django.http import Http404
 from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
@@ -16,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange.api.errors import ErrorSerializer
+from exchange.api.errors import ErrorSerializer, not_found
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.models import ApiKey
 from exchange.selectors.account import (
@@ -164,7 +163,10 @@ class Statement(APIView):
             **READ_ERRORS,
         },
         summary="Movements of one asset, newest first, with the running balance",
-        description="404 for an asset the account never held (or a cursor that is not ours).",
+        description=(
+            "404 NOT_FOUND with field asset for an asset the account never held; 404 for a "
+            "cursor that is not ours."
+        ),
     )
     def get(self, request: Request) -> Response:
         query = StatementQuery(data=request.query_params)
@@ -172,7 +174,12 @@ class Statement(APIView):
         asset = query.validated_data["asset"]
         source = statement_source(request.caller.account, asset)
         if source is None:
-            raise Http404(asset)
+            # Another account's asset is answered as one that does not exist.
+            raise not_found(
+                f"No asset {asset} in the account: give USD or a GPU-hour entitlement code it "
+                "holds or held (GET /api/v1/account/balances/).",
+                "asset",
+            )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(statement_postings(source), request, view=self)
         lines = statement_lines(source, page or [])

@@ -125,8 +125,12 @@ class CapacityList(APIView):
             404: ErrorSerializer,
             **ERRORS,
         },
-        summary="Reserved capacity the caller provides or holds, newest first",
-        description="Scope read. 404 for a cursor that is not valid.",
+        summary="Reserved capacity the caller provides, holds or bought GPUs of, newest first",
+        description=(
+            "Scope read. The blocks the caller's organization provides or is the registered "
+            "holder of (whatever it holds of them), and those it holds GPUs of, bought on their "
+            "resale listing (while it holds some). 404 for a cursor that is not valid."
+        ),
     )
     def get(self, request: Request) -> Response:
         PageQuery(data=request.query_params).is_valid(raise_exception=True)

@@ -12,15 +12,16 @@ from typing import Any
 
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
-from exchange.api.fields import CodeRelatedField, IntegerInputField
+from exchange.api.fields import CodeRelatedField, DecimalStringField, IntegerInputField
 from exchange.api.market import PRICE, instrument_or_404
+from exchange.api.trading import PriceInputField
 from exchange.models import Instrument, Region, Sku
 from exchange.selectors.marks import MarkSource
 from exchange.services.hedging import (
@@ -48,21 +49,61 @@ VOLATILITY = {"max_digits": 16, "decimal_places": 6}
 RATE = {"max_digits": 8, "decimal_places": 6}
 YEARS = {"max_digits": 10, "decimal_places": 8}
 TERMS = ("forward", "strike", "expiry", "years", "option_type")
+# Decimals in a request are strings written out in digits, as many as each field keeps (a JSON
+# number is read as a float, which these never are): no exponent, no spaces, a sign only where
+# the value may be negative (a rate).
+VOLATILITY_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,6})?$"
+YEARS_PATTERN = r"^[0-9]{1,2}(\.[0-9]{1,8})?$"
+RATE_PATTERN = r"^-?[0-9]{1,2}(\.[0-9]{1,6})?$"
 # Public, but a request that sends a bad key is refused (401), as is one over the rate (429).
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 422: ErrorSerializer, 429: ErrorSerializer}
 
 
-def _price_field(help_text: str, **options: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(
-        **PRICE, min_value=PRICE_MIN, max_value=PRICE_MAX, help_text=help_text, **options
-    )
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": VOLATILITY_PATTERN, "example": "0.60"}
+)
+class VolatilityInputField(DecimalStringField):
+    """An annualized volatility as a decimal string (0.60 is 60%)."""
+
+    pattern = VOLATILITY_PATTERN
+    default_error_messages = {"format": 'A volatility is a decimal string such as "0.60".'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**VOLATILITY, min_value=Decimal(0), **kwargs)
 
 
-def _rate_field() -> serializers.DecimalField:
-    return serializers.DecimalField(
-        **RATE,
-        min_value=RATE_MIN,
-        max_value=RATE_MAX,
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": YEARS_PATTERN, "example": "0.5"}
+)
+class YearsInputField(DecimalStringField):
+    """A time in years as a decimal string."""
+
+    pattern = YEARS_PATTERN
+    default_error_messages = {"format": 'A time in years is a decimal string such as "0.5".'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**YEARS, min_value=Decimal(0), max_value=YEARS_MAX, **kwargs)
+
+
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": RATE_PATTERN, "example": "0.045"}
+)
+class RateInputField(DecimalStringField):
+    """A rate per year as a decimal string, negative ones signed."""
+
+    pattern = RATE_PATTERN
+    default_error_messages = {"format": 'A rate is a decimal string such as "0.045" or "-0.01".'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**RATE, min_value=RATE_MIN, max_value=RATE_MAX, **kwargs)
+
+
+def _price_field(help_text: str, **options: Any) -> PriceInputField:
+    return PriceInputField(min_value=PRICE_MIN, max_value=PRICE_MAX, help_text=help_text, **options)
+
+
+def _rate_field() -> RateInputField:
+    return RateInputField(
         required=False,
         help_text="Continuously compounded per year; the exchange's risk-free rate if omitted.",
     )
@@ -76,13 +117,7 @@ class OptionTermsSerializer(serializers.Serializer):
     expiry = serializers.DateField(
         required=False, help_text="Expiry date, today or later (Actual/365); or give years."
     )
-    years = serializers.DecimalField(
-        **YEARS,
-        min_value=Decimal(0),
-        max_value=YEARS_MAX,
-        required=False,
-        help_text="Time to expiry in years; or give expiry.",
-    )
+    years = YearsInputField(required=False, help_text="Time to expiry in years; or give expiry.")
     rate = _rate_field()
     option_type = serializers.ChoiceField(choices=Instrument.OptionType.choices, required=False)
 
@@ -111,9 +146,7 @@ class OptionQuoteSerializer(OptionTermsSerializer):
             "and its latest implied volatility are used (give no terms with it)."
         ),
     )
-    volatility = serializers.DecimalField(
-        **VOLATILITY,
-        min_value=Decimal(0),
+    volatility = VolatilityInputField(
         max_value=VOLATILITY_MAX,
         required=False,
         help_text="Annualized; required without instrument.",
@@ -187,8 +220,7 @@ class OptionQuote(APIView):
 
 
 class ImpliedVolatilitySerializer(OptionTermsSerializer):
-    price = serializers.DecimalField(
-        **PRICE,
+    price = PriceInputField(
         min_value=Decimal(0),
         max_value=PRICE_MAX,
         help_text="Option price, $/GPU-hr, discounted like Black-76 values.",
@@ -232,9 +264,7 @@ class HedgeSerializer(serializers.Serializer):
     months = IntegerInputField(
         min_value=1, max_value=HEDGE_MONTHS_MAX, help_text="Consecutive delivery months."
     )
-    volatility = serializers.DecimalField(
-        **VOLATILITY,
-        min_value=Decimal(0),
+    volatility = VolatilityInputField(
         max_value=HEDGE_VOLATILITY_MAX,
         required=False,
         help_text="Annualized; the exchange's default volatility if omitted.",

@@ -1,5 +1,5 @@
-"""Reads of reserved capacity blocks, as their provider or holder sees them, and of what each
-organization holds of a block once part of it has been resold."""
+"""Reads of reserved capacity blocks, as their provider, holder or a buyer of part of them sees
+them, and of what each organization holds of a block once part of it has been resold."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,14 +22,37 @@ from exchange.models import (
 
 
 def capacity_of(organization: Organization) -> QuerySet[ReservedCapacity]:
-    """The blocks ``organization`` provides or holds, with their resale listing if any."""
-    return ReservedCapacity.objects.filter(
-        Q(provider=organization) | Q(holder=organization)
-    ).select_related("provider", "holder", "sku", "region", "instrument")
+    """The blocks ``organization`` provides, is the registered holder of, or holds GPUs of now
+    (bought on the block's resale listing: ``BlockHolding.held`` above 0), with their resale
+    listing if any.
+
+    Its provider and registered holder see a block whatever they hold of it (the holder that
+    sold it all sees it with 0 held). Anyone else sees it while it holds some: the GPUs its
+    accounts bought on the block's listing, less those they sold there (a buyer that resold
+    all it bought holds nothing of it, and no longer sees it)."""
+    bought, sold = _traded(
+        Trade.objects.filter(instrument__reservation=OuterRef("pk")), organization.pk
+    )
+    return (
+        ReservedCapacity.objects.annotate(bought=bought, sold=sold)
+        .filter(
+            Q(provider=organization)
+            | Q(holder=organization)
+            # Registered to another, so what it holds is what it bought less what it sold.
+            | Q(
+                pk__in=Trade.objects.filter(buyer_account__organization=organization).values(
+                    "instrument__reservation"
+                ),
+                bought__gt=F("sold"),
+            )
+        )
+        .select_related("provider", "holder", "sku", "region", "instrument")
+    )
 
 
 def capacity_held(organization: Organization, capacity_id: int) -> ReservedCapacity | None:
-    """Block ``capacity_id`` if ``organization`` holds it; None otherwise, whoever holds it."""
+    """Block ``capacity_id`` if ``organization`` is its registered holder (the one that may list
+    it); None otherwise, whoever holds it or GPUs of it."""
     return (
         ReservedCapacity.objects.filter(holder=organization, pk=capacity_id)
         .select_related("sku", "region")
@@ -72,6 +95,17 @@ def _sum_of(queryset: QuerySet[Any], expression: Combinable, group_by: str) -> C
         .values("total")
     )
     return Coalesce(Subquery(summed, output_field=IntegerField()), Value(0))
+
+
+def _traded(trades: QuerySet[Trade], organization: int | OuterRef) -> tuple[Coalesce, Coalesce]:
+    """The contracts ``organization``'s accounts bought and sold in ``trades`` (0 when none),
+    as expressions to annotate."""
+    bought = trades.filter(Q(buyer_account__organization=organization))
+    sold = trades.filter(Q(seller_account__organization=organization))
+    return (
+        _sum_of(bought, F("quantity"), "buyer_account__organization"),
+        _sum_of(sold, F("quantity"), "seller_account__organization"),
+    )
 
 
 def block_holdings(
@@ -125,17 +159,10 @@ def block_holdings(
             | Q(pk__in=trades.values("seller_account__organization"))
             | Q(pk__in=live_sells.values("account__organization"))
         )
+    bought, sold = _traded(trades, OuterRef("pk"))
     rows = organizations.annotate(
-        bought=_sum_of(
-            trades.filter(buyer_account__organization=OuterRef("pk")),
-            F("quantity"),
-            "buyer_account__organization",
-        ),
-        sold=_sum_of(
-            trades.filter(seller_account__organization=OuterRef("pk")),
-            F("quantity"),
-            "seller_account__organization",
-        ),
+        bought=bought,
+        sold=sold,
         offered=_sum_of(
             live_sells.filter(account__organization=OuterRef("pk")),
             open_quantity,

@@ -26,23 +26,30 @@ class Block:
     held_gpus: int
 
     @property
-    def hours(self) -> int:
+    def term_hours(self) -> int:
         """Whole hours of the term (registration puts both ends on whole hours)."""
         term = self.reservation.ends_at - self.reservation.starts_at
         return int(term.total_seconds()) // SECONDS_PER_HOUR
 
     @property
-    def gpu_hours(self) -> int:
-        """GPU-hours of the block: what registration issued to its holder (from the hour it
-        was registered in, for a block registered during its term)."""
+    def hours(self) -> int:
+        """Hours of the term whose GPU-hours registration issued: all of them, or for a block
+        registered during its term, those from the hour it was registered in on (the past ones
+        can be neither used nor delivered)."""
         reservation = self.reservation
         issued = reservation.ends_at - issued_from(reservation.starts_at, reservation.created_at)
-        return int(issued.total_seconds()) // SECONDS_PER_HOUR * reservation.gpus
+        return int(issued.total_seconds()) // SECONDS_PER_HOUR
+
+    @property
+    def gpu_hours(self) -> int:
+        """GPU-hours of the block: what registration issued to its holder, GPUs x ``hours``."""
+        return self.hours * self.reservation.gpus
 
 
 def blocks_of(organization: Organization) -> list[Block]:
-    """The blocks ``organization`` provides or holds, soonest term first, at most
-    ``BLOCK_ROWS_MAX``, each with what ``organization`` holds of it now."""
+    """The blocks ``organization`` provides, is the registered holder of or holds GPUs of
+    (``capacity_of``), soonest term first, at most ``BLOCK_ROWS_MAX``, each with what
+    ``organization`` holds of it now."""
     now = timezone.now()
     blocks = list(capacity_of(organization).order_by("starts_at", "pk")[:BLOCK_ROWS_MAX])
     held = gpus_held(organization.pk, blocks)

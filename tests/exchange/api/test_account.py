@@ -327,11 +327,13 @@ def test_an_account_never_funded_has_an_empty_cash_statement(db):
 
 
 @pytest.mark.parametrize("asset", ["EUR", "GPUH-H100SXM-USEAST-209913", "trading:1:cash:USD"])
-def test_a_statement_of_an_asset_never_held_is_404(buyer, asset):
+def test_a_statement_of_an_asset_never_held_is_404_naming_the_filter(buyer, asset):
     response = api(buyer).get(STATEMENT, {"asset": asset})
 
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "NOT_FOUND"
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("NOT_FOUND", "asset")
+    assert error["message"].startswith(f"No asset {asset} in the account")
 
 
 def test_another_accounts_gpu_hours_have_no_statement_for_me(sku, region, seller, buyer, fourth):
@@ -343,8 +345,12 @@ def test_another_accounts_gpu_hours_have_no_statement_for_me(sku, region, seller
     # when a fourth account asks for the statement of those GPU-hours
     response = api(fourth).get(STATEMENT, {"asset": code})
 
-    # then there is none for it
+    # then there is none for it: answered as for an asset nobody holds
     assert response.status_code == 404
+    unknown = api(fourth).get(STATEMENT, {"asset": "GPUH-H100SXM-USEAST-209912"}).json()["error"]
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("NOT_FOUND", "asset")
+    assert error["message"] == unknown["message"].replace("209912", code[-6:])
 
 
 @pytest.mark.parametrize(

@@ -290,9 +290,47 @@ def test_each_organization_sees_what_it_holds_of_a_block_after_part_of_it_was_so
         return {row["id"]: row["held_gpus"] for row in results}
 
     # then Northwind holds 8 of its block (no longer all 16) and none of Lumen's; Lumen sees
-    # its own block whole
+    # its own block whole, and the 8 it bought of Northwind's
     assert held(seller) == {own.pk: 8, for_lumen.pk: 0}
-    assert held(buyer) == {for_lumen.pk: 16}
+    assert held(buyer) == {for_lumen.pk: 16, own.pk: 8}
+
+
+def test_a_buyer_on_a_blocks_resale_listing_sees_the_block_while_it_holds_some(
+    seller, buyer, fourth, sku, region
+):
+    # given Northwind's own block of 16, listed, of which Lumen bought 8
+    own = block(seller, seller, sku, region, cluster="own")
+    instrument = resale_list(reservation=own, lot_gpus=4)
+    place(seller, instrument, "sell", 8, "2.30")
+    place(buyer, instrument, "buy", 8, "2.30")
+
+    def rows(account) -> list[tuple[int, str | None, int]]:
+        results = api(account, scopes=("read",)).get(CAPACITY).json()["results"]
+        return [(row["id"], row["listed_symbol"], row["held_gpus"]) for row in results]
+
+    # then Lumen sees the block, with the 8 GPUs it holds; a stranger sees nothing
+    assert rows(buyer) == [(own.pk, instrument.symbol, 8)]
+    assert rows(fourth) == []
+    # and Lumen still cannot list it: it is not its registered holder
+    listed = api(buyer).post(f"{CAPACITY}{own.pk}/list/", {}, format="json")
+    assert error_of(listed)[:2] == (404, "NOT_FOUND")
+
+    # when Lumen resells 4 to the fourth organization, and Northwind sells it its other 8
+    place(buyer, instrument, "sell", 4, "2.40")
+    place(fourth, instrument, "buy", 4, "2.40")
+    place(seller, instrument, "sell", 8, "2.50")
+    place(fourth, instrument, "buy", 8, "2.50")
+
+    # then each sees what it holds now: Northwind, the registered holder, sees it with none
+    assert rows(buyer) == [(own.pk, instrument.symbol, 4)]
+    assert rows(fourth) == [(own.pk, instrument.symbol, 12)]
+    assert rows(seller) == [(own.pk, instrument.symbol, 0)]
+
+    # when Lumen resells its last 4, it holds none and no longer sees the block
+    place(buyer, instrument, "sell", 4, "2.60")
+    place(fourth, instrument, "buy", 4, "2.60")
+    assert rows(buyer) == []
+    assert rows(fourth) == [(own.pk, instrument.symbol, 16)]
 
 
 def test_a_registered_block_answers_what_the_provider_holds_of_it(seller, buyer, sku, region):

@@ -177,6 +177,66 @@ def test_bad_terms_are_400_with_the_field(change, field):
     assert error_of(response) == (400, "INVALID_INPUT", field)
 
 
+QUOTE_TERMS = {
+    "forward": "2.4",
+    "strike": "2.5",
+    "years": "0.5",
+    "rate": "0.04",
+    "volatility": "0.6",
+    "option_type": "call",
+}
+IMPLIED_TERMS = {
+    "price": "0.1",
+    "forward": "2.4",
+    "strike": "2.5",
+    "years": "0.5",
+    "rate": "0.04",
+    "option_type": "call",
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "terms", "field", "value"),
+    [
+        *(
+            (QUOTE, QUOTE_TERMS, name, float(QUOTE_TERMS[name]))
+            for name in QUOTE_TERMS
+            if name != "option_type"
+        ),
+        *(
+            (IMPLIED, IMPLIED_TERMS, name, float(IMPLIED_TERMS[name]))
+            for name in IMPLIED_TERMS
+            if name != "option_type"
+        ),
+        (QUOTE, QUOTE_TERMS, "forward", 2),
+        (QUOTE, QUOTE_TERMS, "forward", "2.4e0"),
+        (QUOTE, QUOTE_TERMS, "strike", " 2.5"),
+        (QUOTE, QUOTE_TERMS, "volatility", "+0.6"),
+        (QUOTE, QUOTE_TERMS, "rate", "4e-2"),
+        (IMPLIED, IMPLIED_TERMS, "price", True),
+    ],
+)
+def test_decimals_given_as_json_numbers_or_not_in_digits_are_400_with_the_field(
+    path, terms, field, value
+):
+    # given terms that are answered as they are
+    assert post(path, terms).status_code == 200
+
+    # when one decimal is a JSON number (a float to JSON parsers) or not written in digits
+    response = post(path, {**terms, field: value})
+
+    # then it is refused as the orders' prices are, naming the field
+    assert error_of(response) == (400, "INVALID_INPUT", field)
+    assert "decimal string" in response.json()["error"]["message"]
+
+
+def test_a_negative_rate_is_a_signed_decimal_string():
+    response = post(QUOTE, {**QUOTE_TERMS, "rate": "-0.01"})
+
+    assert response.status_code == 200
+    assert response.json()["rate"] == "-0.010000"
+
+
 def test_a_body_that_is_not_an_object_is_400():
     response = APIClient().post(QUOTE, "[1, 2]", content_type="application/json")
 
@@ -768,7 +828,9 @@ def test_a_future_past_its_last_trading_day_is_not_hedged_with(strip):
         ({"first_month": "0000-01"}, "first_month"),
         ({"first_month": "9999-12", "months": 2}, "months"),
         ({"volatility": "5.5"}, "volatility"),
+        ({"volatility": 0.6}, "volatility"),
         ({"rate": "-2"}, "rate"),
+        ({"rate": 0.04}, "rate"),
     ],
 )
 def test_bad_needs_are_400_with_the_field(strip, change, field):

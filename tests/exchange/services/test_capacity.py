@@ -194,6 +194,7 @@ def test_a_block_registered_during_its_term_issues_only_its_hours_from_now_on(
     audit = AuditEntry.objects.get(action="capacity.register")
     assert sum(audit.after["issued_gpu_hours"].values()) == 4 * 3
     assert ledger_problems() == []
-    # and the capacity page says what was issued, not what the whole term would hold
+    # and the capacity page says what was issued, not what the whole term would hold: its
+    # hours are those issued (the term's beside), and GPU-hours are GPUs x those
     (block,) = blocks_of(holder)
-    assert (block.hours, block.gpu_hours) == (2 * 24 + 3, 4 * 3)
+    assert (block.hours, block.term_hours, block.gpu_hours) == (3, 2 * 24 + 3, 4 * 3)

@@ -211,6 +211,50 @@ def test_the_page_shows_what_the_organization_holds_of_a_block_it_sold_part_of(
     assert '<td class="num held">8</td>' in page
 
 
+def test_a_buyer_on_a_blocks_resale_listing_sees_what_it_holds_of_it(
+    client, seller, buyer, sku, region
+):
+    # given Northwind's block of 16, listed, of which Lumen bought 8
+    block = _block(seller, seller, sku, region, cluster="northwind-listed")
+    listing = resale_list(reservation=block)
+    place(seller, listing, "sell", 8, "2.30")
+    place(buyer, listing, "buy", 8, "2.30")
+    client.force_login(_user(buyer, "alice"))
+
+    # when Lumen reads its capacity
+    response = client.get(reverse("web:capacity"))
+
+    # then the block is there with the 8 GPUs Lumen holds, its listing linked, nothing to list
+    (row,) = response.context["blocks"]
+    assert (row.reservation, row.held_gpus) == (block, 8)
+    page = response.content.decode()
+    assert "No reserved capacity" not in page
+    assert '<td class="num held">8</td>' in page
+    assert listing.symbol in page
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in page
+
+
+def test_a_block_registered_during_its_term_shows_the_hours_issued(client, seller, sku, region):
+    # given a 16-GPU block whose 5-day term began 2 days before it was registered
+    began = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    block = _block(seller, seller, sku, region, starts_at=began, ends_at=began + timedelta(days=5))
+    client.force_login(_user(seller, "nora"))
+
+    # when the provider reads its capacity
+    response = client.get(reverse("web:capacity"))
+
+    # then the hours shown are those issued (3 days), and GPU-hours are GPUs x those hours, as
+    # the holder's ledger has them; the term's 120 hours are named beside
+    (row,) = response.context["blocks"]
+    issued = sum(holding.gpu_hours for holding in entitlements_of(seller))
+    assert (row.hours, row.term_hours, row.gpu_hours) == (72, 120, 16 * 72)
+    assert row.gpu_hours == issued
+    page = response.content.decode()
+    assert "72<br>" in page and "of 120 (registered during the term)" in page
+    assert f'<td class="num">{16 * 72:,}</td>' in page
+    assert block.pk == row.reservation.pk
+
+
 def test_a_bad_lot_is_named_and_lists_nothing(client, seller, sku, region):
     block = _block(seller, seller, sku, region)
     client.force_login(_user(seller, "nora"))
