@@ -196,6 +196,8 @@ class EventApplier:
             order.filled_quantity += quantity
             order.filled_notional += price * quantity
             self._settle_after_fill_or_cancel(order, "filled", Order.Status.FILLED)
+            if order.open_quantity:  # Its fill may have taken less than the fill's share held.
+                self.settlement.trim(order)
 
     def _on_cancelled(self, command: OrderCommand | None, event: matching.Cancelled) -> None:
         order = self.orders[event.order_id]

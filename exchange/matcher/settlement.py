@@ -422,9 +422,11 @@ class Settlement:
 
     def trim(self, order: Order) -> None:
         """The order still rests but needs less held than its holds have left: part of it was
-        cancelled (self-trade prevention's decrement), or a replace lowered its quantity or
-        its price. Release the difference now rather than when the order leaves the book, so
-        the account's available cash (or GPU-hours) is what its orders need."""
+        cancelled (self-trade prevention's decrement), a replace lowered its quantity or its
+        price, or a fill took less than its share of the hold (a maker's fee below the taker
+        rate the hold covers, a buyer filled below its price, contracts that closed a position
+        and took no margin). Release the difference now rather than when the order leaves the
+        book, so the account's available cash (or GPU-hours) is what its orders need."""
         self.load({order.pk})
         holds = self.active.get(order.pk)
         if not holds:

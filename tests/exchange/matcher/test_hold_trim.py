@@ -123,3 +123,46 @@ def test_with_an_external_matcher_the_trim_commits_with_the_batch(
     matcher.process_pending()
     assert pending(buyer) == 0
     call_command("ledger_check")
+
+
+def test_a_partly_filled_maker_holds_only_what_its_open_quantity_needs(future, buyer, seller):
+    # given a buy of 10 resting (holding the taker fee, the higher, on each contract)
+    order = place(buyer, future, "buy", 10, "2.45")
+
+    # when 4 fill against it as maker (paying the 0.20 maker fee, not the 0.50 held)
+    place(seller, future, "sell", 4, "2.45")
+
+    # then it holds margin and fee for the 6 still open, nothing for the fee not paid
+    order.refresh_from_db()
+    assert order.open_quantity == 6
+    assert pending(buyer) == needs(order, future, 6, "2.45")
+    call_command("ledger_check")
+
+
+def test_a_partly_filled_closing_order_releases_the_margin_it_did_not_take(future, buyer, seller):
+    # given a long of 5, and a sell of 8 resting: 5 of it would close, taking no margin
+    place(seller, future, "sell", 5, "2.45")
+    place(buyer, future, "buy", 5, "2.45")
+    order = place(buyer, future, "sell", 8, "2.50")
+
+    # when 5 fill (closing the long)
+    place(seller, future, "buy", 5, "2.50")
+
+    # then the 3 open hold what 3 need, not also the margin of the 5 that closed
+    order.refresh_from_db()
+    assert order.open_quantity == 3
+    assert pending(buyer) == needs(order, future, 3, "2.50")
+    call_command("ledger_check")
+
+
+def test_an_option_buyer_filled_below_its_price_keeps_only_what_the_rest_needs(call, buyer, seller):
+    # given 3 offered at 0.250
+    place(seller, call, "sell", 3, "0.250")
+
+    # when a buy of 10 at 0.300 takes them (paying 0.250) and rests with 7
+    order = place(buyer, call, "buy", 10, "0.300")
+
+    # then it holds the premium and fee of 7 at 0.300, not also the 0.050 it did not pay on 3
+    assert order.open_quantity == 7
+    assert pending(buyer) == needs(order, call, 7, "0.300")
+    call_command("ledger_check")

@@ -86,12 +86,13 @@ def test_a_futures_trade_changes_exactly_the_balances_it_should(future, buyer, s
         f"trading:{s}:cost:{symbol}:USD": (-notional, 0),
         f"trading:{b}:margin:{symbol}:USD": (-2 * per_contract_margin, 0),
         f"trading:{s}:margin:{symbol}:USD": (-2 * per_contract_margin, 0),
-        # the taker pays 0.50 a contract, the maker 0.20; the seller's hold shrinks by what the
-        # fill took, the buyer's (fully filled) is consumed and gone
+        # the taker pays 0.50 a contract, the maker 0.20; the seller's hold shrinks by the
+        # fill's whole share of it (margin and the 0.50 held per contract: what its 1 open
+        # contract needs stays), the buyer's (fully filled) is consumed and gone
         f"trading:{b}:cash:USD": (2 * per_contract_margin + 2 * usd("0.50"), 0),
         f"trading:{s}:cash:USD": (
             2 * per_contract_margin + 2 * usd("0.20"),
-            -(2 * per_contract_margin + 2 * usd("0.20")),
+            -(2 * per_contract_margin + 2 * usd("0.50")),
         ),
         "exchange:fees:USD": (-(2 * usd("0.50") + 2 * usd("0.20")), 0),
     }
@@ -273,9 +274,9 @@ def test_an_option_trade_moves_the_premium_and_margins_the_writer(call, buyer, s
         f"trading:{b}:cost:{symbol}:USD": (premium, 0),
         f"trading:{s}:cost:{symbol}:USD": (-premium, 0),
         f"trading:{b}:cash:USD": (premium + usd("0.25"), 0),
-        f"trading:{s}:cash:USD": (
+        f"trading:{s}:cash:USD": (  # The hold keeps what the open 1 needs (0.25 fee held).
             -premium + writer_margin + usd("0.10"),
-            -(writer_margin + usd("0.10")),
+            -(writer_margin + usd("0.25")),
         ),
         f"trading:{s}:margin:{symbol}:USD": (-writer_margin, 0),
         "exchange:fees:USD": (-(usd("0.25") + usd("0.10")), 0),
