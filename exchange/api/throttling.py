@@ -2,11 +2,13 @@
 
 A key may make ``EXCHANGE_API_RATE`` requests (say ``100/s``) in a window that opens at its
 first request and lasts the rate's period (a batch of orders counts one request per order); a
-request beyond that is refused with ``Retry-After`` saying when the window closes. With Redis
-(``REDIS_URL``, production) every web process counts in the same place, atomically and in one
-round trip: ``SET NX EX`` opens the window, ``INCRBY`` counts, ``PTTL`` says how long the
-window has left, in one MULTI/EXEC.
-Without Redis (the embedded mode's single process) this process counts in its own memory.
+request beyond that is refused with ``Retry-After`` saying when the window closes. A refused
+request counts nothing: a batch of 20 with 10 requests left is refused whole and the 10 stay
+left. With Redis (``REDIS_URL``, production) every web process counts in the same
+place, atomically and in one round trip: a Lua script reads the window's count and what it
+has left, and adds the request only if it fits (opening the window if none is open).
+Without Redis (the embedded mode's single process) this process counts in its own memory,
+under the same rule.
 Every answer says where the caller stands: ``RateLimit-Limit`` (requests per window),
 ``RateLimit-Remaining`` (left in the current window) and ``RateLimit-Reset`` (seconds until it
 closes), the header fields of the IETF's RateLimit draft.
@@ -23,7 +25,7 @@ concurrent burst was undercounted.
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
@@ -50,27 +52,57 @@ def _client(url: str) -> redis.Redis:
         return client
 
 
-def window_hit(key: str, seconds: int, weight: int = 1) -> tuple[int, float]:
+# Counts ``weight`` requests (ARGV[1]) in the window KEYS[1] if they fit within the limit
+# (ARGV[2]), opening a window of ARGV[3] ms if none is open; a refusal writes nothing, not
+# even a window. Returns the requests the window held before, and its milliseconds left (-2:
+# none open). One script: Redis runs it whole, so no other process counts between its read
+# and its write.
+WINDOW_HIT_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = redis.call('PTTL', KEYS[1])
+local weight, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if left <= 0 then
+    count = 0
+end
+if weight > 0 and count + weight <= limit then
+    if left <= 0 then
+        redis.call('SET', KEYS[1], weight, 'PX', ARGV[3])
+    else
+        redis.call('INCRBY', KEYS[1], weight)
+    end
+end
+return {count, left}
+"""
+
+
+class WindowHit(NamedTuple):
+    requests: int  # Requests counted in the window, this one included if it was allowed.
+    seconds_left: float  # Until the window closes (its whole period if none is open).
+    allowed: bool
+
+
+def window_hit(key: str, seconds: int, *, limit: int, weight: int = 1) -> WindowHit:
     """Count ``weight`` requests of ``key`` in its current window of ``seconds`` (opening one
-    if none is open); the requests counted in the window, these included, and the seconds it
-    has left."""
+    if none is open) if the window's count stays within ``limit``; requests that do not fit
+    are refused and count nothing. ``weight`` 0 only reads where the key stands."""
     if settings.REDIS_URL:
-        with _client(settings.REDIS_URL).pipeline(transaction=True) as pipe:
-            pipe.set(KEY_PREFIX + key, 0, ex=seconds, nx=True)
-            pipe.incrby(KEY_PREFIX + key, weight)
-            pipe.pttl(KEY_PREFIX + key)
-            _, count, left_ms = pipe.execute()
-        return int(count), (left_ms / 1000 if left_ms > 0 else float(seconds))
-    now = time.monotonic()
-    with _local_lock:
-        end, count = _local.get(key, (0.0, 0))
-        if end <= now:
-            if len(_local) >= LOCAL_WINDOWS_MAX:
-                for stale in [k for k, (e, _) in _local.items() if e <= now]:
-                    del _local[stale]
-            end, count = now + seconds, 0
-        _local[key] = (end, count + weight)
-    return count + weight, end - now
+        script = _client(settings.REDIS_URL).register_script(WINDOW_HIT_SCRIPT)
+        count, left_ms = script(keys=[KEY_PREFIX + key], args=[weight, limit, seconds * 1000])
+        count, left = int(count), (left_ms / 1000 if left_ms > 0 else float(seconds))
+    else:
+        now = time.monotonic()
+        with _local_lock:
+            end, count = _local.get(key, (0.0, 0))
+            if end <= now:  # None open: the window this request opens if it is counted.
+                end, count = now + seconds, 0
+            if weight > 0 and count + weight <= limit:
+                if key not in _local and len(_local) >= LOCAL_WINDOWS_MAX:
+                    for stale in [k for k, (e, _) in _local.items() if e <= now]:
+                        del _local[stale]
+                _local[key] = (end, count + weight)
+            left = end - now
+    allowed = count + weight <= limit
+    return WindowHit(count + weight if allowed else count, left, allowed)
 
 
 def forget_local() -> None:
@@ -103,7 +135,9 @@ class PerKeyRateThrottle(SimpleRateThrottle):
         # A view doing the work of several requests in one (a batch of orders) says how many.
         weigh = getattr(view, "rate_weight", None)
         weight = weigh(request) if weigh is not None else 1
-        count, self.left = window_hit(self.key, self.duration, weight)
+        count, self.left, allowed = window_hit(
+            self.key, self.duration, limit=self.num_requests, weight=weight
+        )
         # On every answer of the view, errors included (DRF's ``finalize_response`` sets the
         # view's headers), so a client can pace itself before it is refused.
         view.headers.update(
@@ -113,7 +147,7 @@ class PerKeyRateThrottle(SimpleRateThrottle):
                 "RateLimit-Reset": str(math.ceil(self.left)),
             }
         )
-        return count <= self.num_requests
+        return allowed
 
     def wait(self) -> float:
         """Seconds until the window closes (``Retry-After``)."""
