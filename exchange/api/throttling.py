@@ -4,7 +4,9 @@ A key may make ``EXCHANGE_API_RATE`` requests (say ``100/s``) in a window that o
 first request and lasts the rate's period (a batch of orders counts one request per order); a
 request beyond that is refused with ``Retry-After`` saying when the window closes. A refused
 request counts nothing: a batch of 20 with 10 requests left is refused whole and the 10 stay
-left. With Redis (``REDIS_URL``, production) every web process counts in the same
+left. So does a request refused with 403 before the count (DRF checks the scope before the
+rate, and the key's allowed addresses before either): its answer still tells the standing,
+read without counting. With Redis (``REDIS_URL``, production) every web process counts in the same
 place, atomically and in one round trip: a Lua script reads the window's count and what it
 has left, and adds the request only if it fits (opening the window if none is open).
 Without Redis (the embedded mode's single process) this process counts in its own memory,
@@ -29,6 +31,7 @@ from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user
 from rest_framework.throttling import SimpleRateThrottle
 
 from exchange.models import ApiKey
@@ -121,11 +124,12 @@ class PerKeyRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         if isinstance(request.auth, ApiKey):
-            ident = f"key:{request.auth.prefix}"
-        elif request.user and request.user.is_authenticated:
-            ident = f"user:{request.user.pk}"
-        else:
-            ident = f"ip:{self.get_ident(request)}"
+            return self._window_of(f"key:{request.auth.prefix}")
+        if request.user and request.user.is_authenticated:
+            return self._window_of(f"user:{request.user.pk}")
+        return self._window_of(f"ip:{self.get_ident(request)}")
+
+    def _window_of(self, ident: str) -> str:
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Any, view: Any) -> bool:
@@ -135,23 +139,57 @@ class PerKeyRateThrottle(SimpleRateThrottle):
         # A view doing the work of several requests in one (a batch of orders) says how many.
         weigh = getattr(view, "rate_weight", None)
         weight = weigh(request) if weigh is not None else 1
-        count, self.left, allowed = window_hit(
-            self.key, self.duration, limit=self.num_requests, weight=weight
-        )
+        hit = window_hit(self.key, self.duration, limit=self.num_requests, weight=weight)
+        self._tell(view, hit)
+        return hit.allowed
+
+    def tell_standing(self, request: Any, view: Any, key_prefix: str = "") -> None:
+        """Put the caller's standing on the answer of a request refused before the throttles
+        ran (a 403), without counting it; ``key_prefix`` names the key of a request refused
+        after it proved it holds it (``ApiAuthError.key_prefix``)."""
+        if self.rate is None:
+            return
+        if key_prefix:
+            # Not ``request.user``: DRF would authenticate the refused request again.
+            self.key = self._window_of(f"key:{key_prefix}")
+        elif not request.user.is_authenticated and hasattr(request._request, "session"):
+            # A session refused during authentication (its CSRF check) leaves DRF's user
+            # anonymous, and Django's request's too: the session still names its member.
+            user = get_user(request._request)
+            self.key = self._window_of(
+                f"user:{user.pk}" if user.is_authenticated else f"ip:{self.get_ident(request)}"
+            )
+        else:
+            self.key = self.get_cache_key(request, view)
+        self._tell(view, window_hit(self.key, self.duration, limit=self.num_requests, weight=0))
+
+    def _tell(self, view: Any, hit: WindowHit) -> None:
+        self.left = hit.seconds_left
         # On every answer of the view, errors included (DRF's ``finalize_response`` sets the
         # view's headers), so a client can pace itself before it is refused.
         view.headers.update(
             {
                 "RateLimit-Limit": str(self.num_requests),
-                "RateLimit-Remaining": str(max(0, self.num_requests - count)),
+                "RateLimit-Remaining": str(max(0, self.num_requests - hit.requests)),
                 "RateLimit-Reset": str(math.ceil(self.left)),
             }
         )
-        return allowed
 
     def wait(self) -> float:
         """Seconds until the window closes (``Retry-After``)."""
         return float(self.left)
+
+
+def standing_told(request: Any, view: Any, key_prefix: str = "") -> None:
+    """The caller's standing on the answer of a request refused before the throttles ran (a
+    403 for its scope, role or address), read without counting: DRF checks permissions (and
+    authentication, which refuses a key's address) before the rate, and every answer but a
+    401 says where the caller stands."""
+    if "RateLimit-Limit" in view.headers:
+        return  # Counted already: refused by the view itself (a pool's sponsor-only act).
+    for throttle in view.get_throttles():
+        if isinstance(throttle, PerKeyRateThrottle):
+            throttle.tell_standing(request, view, key_prefix)
 
 
 RATE_LIMIT_HEADERS = {

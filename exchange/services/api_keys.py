@@ -217,7 +217,9 @@ def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) 
         raise ApiAuthError(ApiAuthErrorCode.KEY_REVOKED, "The API key has been revoked.")
     if key.ip_allowlist and not _allowed(client_ip, key.ip_allowlist):
         raise ApiAuthError(
-            ApiAuthErrorCode.IP_NOT_ALLOWED, f"The API key may not be used from {client_ip}."
+            ApiAuthErrorCode.IP_NOT_ALLOWED,
+            f"The API key may not be used from {client_ip}.",
+            key_prefix=key.prefix,
         )
     if request.signature is not None or key.require_signature:
         _check_signature(key, request)

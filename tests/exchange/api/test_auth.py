@@ -154,6 +154,84 @@ def test_an_ip_allow_list_limits_where_a_key_is_used(buyer):
     assert allowed.status_code == 200
 
 
+def standing(response) -> tuple[str, str, str]:
+    return (
+        response["RateLimit-Limit"],
+        response["RateLimit-Remaining"],
+        response["RateLimit-Reset"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/orders/"),
+        ("post", "/api/v1/orders/cancel-all-after/"),
+        ("post", "/api/v1/orders/batch/"),
+    ],
+)
+def test_a_key_refused_for_its_scope_is_told_its_standing_uncounted(
+    buyer, monkeypatch, method, path
+):
+    """DRF checks the scope before the rate: the 403 used to carry no RateLimit-* headers.
+    It tells the key's standing, and counts nothing."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    clock = [1000.0]
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: clock[0])
+    client = client_with(token_for(buyer, scopes=("read",)))
+
+    first = client.get(ME)
+    clock[0] += 10
+    refused = getattr(client, method)(path, {"orders": [{}] * 3}, format="json")
+    after = client.get(ME)
+
+    assert error_of(refused) == (403, "AUTH_SCOPE_MISSING")
+    assert (standing(first), standing(refused)) == (("5", "4", "60"), ("5", "4", "50"))
+    assert standing(after) == ("5", "3", "50")
+
+
+def test_an_address_refused_is_told_the_keys_standing_uncounted(buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    token = token_for(buyer, ip_allowlist=["10.0.0.0/8"])
+    allowed, elsewhere = (
+        client_with(token, REMOTE_ADDR="10.1.2.3"),
+        client_with(token, REMOTE_ADDR="192.0.2.7"),
+    )
+
+    before = elsewhere.get(ME)  # Before the key's window opens.
+    first = allowed.get(ME)
+    refused = elsewhere.get(ME)
+    after = allowed.get(ME)
+
+    assert error_of(before) == error_of(refused) == (403, "AUTH_IP_NOT_ALLOWED")
+    assert standing(before) == ("5", "5", "60")
+    assert standing(first)[:2] == ("5", "4")
+    assert standing(refused)[:2] == ("5", "4")
+    assert standing(after)[:2] == ("5", "3")
+
+
+def test_a_session_refused_for_its_role_or_csrf_is_told_its_standing(buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    viewer = member_add(
+        organization=buyer.organization,
+        username="vic",
+        email="v@x.example",
+        password="pw-12345!",
+        role=Membership.Role.VIEWER,
+    )
+    session, checked = APIClient(), APIClient(enforce_csrf_checks=True)
+    session.force_login(viewer.user)
+    checked.force_login(viewer.user)
+
+    first = session.get(ME)
+    no_role = session.post("/api/v1/orders/cancel-all/", {}, format="json")
+    no_csrf = checked.post("/api/v1/orders/", {}, format="json")
+
+    assert error_of(no_role) == (403, "AUTH_ROLE_MISSING")
+    assert error_of(no_csrf) == (403, "FORBIDDEN")
+    assert standing(first)[:2] == standing(no_role)[:2] == standing(no_csrf)[:2] == ("5", "4")
+
+
 def signed(
     client: APIClient, token: str, method: str, path: str, *, at: int | None = None, body=b""
 ):
