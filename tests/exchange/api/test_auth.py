@@ -279,9 +279,39 @@ def test_a_signed_timestamp_may_carry_a_fraction_and_nothing_else(buyer):
     # the same request twice within a second, with the timestamp's fraction: both accepted
     assert sent_at(f"{now}.250000").status_code == 200
     assert sent_at(f"{now}.75").status_code == 200
-    # anything but Unix seconds with up to six decimals is not a timestamp
-    for malformed in (f"{now}.1234567", f"{now}e0", f" {now}", "nan", "inf", f"-{now}"):
-        assert error_of(sent_at(malformed)) == (401, "AUTH_SIGNATURE_EXPIRED"), malformed
+    # anything but Unix seconds with up to six decimals is not a timestamp, and is told so
+    # (it used to be told the timestamp was outside the window, though it was the time now)
+    for malformed in (
+        "abc",
+        f"{time.time():.9f}",
+        f"{now}.1234567",
+        f"{now}e0",
+        f" {now}",
+        "nan",
+        "inf",
+        f"-{now}",
+    ):
+        refused = sent_at(malformed)
+        assert error_of(refused) == (401, "AUTH_SIGNATURE_INVALID"), malformed
+        assert refused.json()["error"]["message"] == (
+            f"X-GX-Timestamp {malformed!r} is not a timestamp: "
+            "Unix seconds with up to six decimals, as 1765031012.483920."
+        )
+
+
+@pytest.mark.parametrize("require_signature", [False, True])
+def test_a_signature_without_its_timestamp_is_told_the_timestamp_is_missing(
+    buyer, require_signature
+):
+    """It used to be told the key requires signed requests, even by a key that does not."""
+    client = client_with(token_for(buyer, require_signature=require_signature))
+
+    response = client.get(ME, HTTP_X_GX_SIGNATURE="00")
+
+    assert error_of(response) == (401, "AUTH_SIGNATURE_INVALID")
+    assert response.json()["error"]["message"] == (
+        "X-GX-Timestamp is missing: a signed request sends it with X-GX-Signature."
+    )
 
 
 def test_a_signed_body_over_the_size_limit_is_a_413_in_the_envelope(buyer, settings):
