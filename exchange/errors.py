@@ -153,8 +153,13 @@ class RiskError(ExchangeError):
 
 
 class ApiAuthError(ExchangeError):
-    def __init__(self, code: StrEnum, message: str, field: str = "") -> None:
+    def __init__(
+        self, code: StrEnum, message: str, field: str = "", *, key_prefix: str = ""
+    ) -> None:
         super().__init__(code, message, field=field)
+        # The key the request proved it holds when it is refused all the same (from an
+        # address the key's allow-list refuses): its answer tells that key's rate-limit standing.
+        self.key_prefix = key_prefix
 
 
 class PricingError(ExchangeError):

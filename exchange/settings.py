@@ -60,6 +60,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: an API request for a Host not served gets the JSON 400 before any other
+    # middleware asks for the host (Django's answer, with DEBUG on, is its HTML debug page).
+    "exchange.api.middleware.ApiHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files in production (collected by `collectstatic` into STATIC_ROOT): the pages'
     # CSS and scripts, the admin's, and Swagger UI and ReDoc for the API docs.

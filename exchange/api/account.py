@@ -83,7 +83,17 @@ class PositionSerializer(serializers.Serializer):
     kind = serializers.CharField(source="instrument.kind")
     contracts = serializers.IntegerField(help_text="Long positive, short negative.")
     gpu_hours = serializers.IntegerField(help_text="contracts x GPU-hours per contract.")
-    cost = serializers.DecimalField(**USD, help_text="USD the open position was traded at.")
+    cost = serializers.DecimalField(
+        **USD,
+        help_text=(
+            "The position's cost memo, USD: its trades' value, bought less sold, since the last "
+            "daily settlement for a future (which resets it to the position's settlement "
+            "value), since the first trade for an option. Not what the open contracts were "
+            "traded at: contracts closed since leave what they realized in it (a gain lowers "
+            "it), so pnl = market_value - cost, and once flat cost is minus the realized P&L. "
+            "Fees are not part of it."
+        ),
+    )
     average_price = serializers.DecimalField(
         **PRICE, allow_null=True, help_text="Break-even $/GPU-hr; null when flat."
     )

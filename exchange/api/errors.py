@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
+from exchange.api.throttling import standing_told
 from exchange.errors import (
     ApiAuthError,
     ApiAuthErrorCode,
@@ -129,6 +130,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if answer is None:
         return None  # A bug: Django's 500 handling (and logging) takes it.
     status_code, body, headers = answer
+    if status_code == status.HTTP_403_FORBIDDEN:
+        standing_told(context["request"], context["view"], getattr(exc, "key_prefix", ""))
     return Response(body, status=status_code, headers=headers)
 
 

@@ -2,11 +2,15 @@
 
 A key may make ``EXCHANGE_API_RATE`` requests (say ``100/s``) in a window that opens at its
 first request and lasts the rate's period (a batch of orders counts one request per order); a
-request beyond that is refused with ``Retry-After`` saying when the window closes. With Redis
-(``REDIS_URL``, production) every web process counts in the same place, atomically and in one
-round trip: ``SET NX EX`` opens the window, ``INCRBY`` counts, ``PTTL`` says how long the
-window has left, in one MULTI/EXEC.
-Without Redis (the embedded mode's single process) this process counts in its own memory.
+request beyond that is refused with ``Retry-After`` saying when the window closes. A refused
+request counts nothing: a batch of 20 with 10 requests left is refused whole and the 10 stay
+left. So does a request refused with 403 before the count (DRF checks the scope before the
+rate, and the key's allowed addresses before either): its answer still tells the standing,
+read without counting. With Redis (``REDIS_URL``, production) every web process counts in the same
+place, atomically and in one round trip: a Lua script reads the window's count and what it
+has left, and adds the request only if it fits (opening the window if none is open).
+Without Redis (the embedded mode's single process) this process counts in its own memory,
+under the same rule.
 Every answer says where the caller stands: ``RateLimit-Limit`` (requests per window),
 ``RateLimit-Remaining`` (left in the current window) and ``RateLimit-Reset`` (seconds until it
 closes), the header fields of the IETF's RateLimit draft.
@@ -23,10 +27,11 @@ concurrent burst was undercounted.
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user
 from rest_framework.throttling import SimpleRateThrottle
 
 from exchange.models import ApiKey
@@ -50,27 +55,57 @@ def _client(url: str) -> redis.Redis:
         return client
 
 
-def window_hit(key: str, seconds: int, weight: int = 1) -> tuple[int, float]:
+# Counts ``weight`` requests (ARGV[1]) in the window KEYS[1] if they fit within the limit
+# (ARGV[2]), opening a window of ARGV[3] ms if none is open; a refusal writes nothing, not
+# even a window. Returns the requests the window held before, and its milliseconds left (-2:
+# none open). One script: Redis runs it whole, so no other process counts between its read
+# and its write.
+WINDOW_HIT_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = redis.call('PTTL', KEYS[1])
+local weight, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if left <= 0 then
+    count = 0
+end
+if weight > 0 and count + weight <= limit then
+    if left <= 0 then
+        redis.call('SET', KEYS[1], weight, 'PX', ARGV[3])
+    else
+        redis.call('INCRBY', KEYS[1], weight)
+    end
+end
+return {count, left}
+"""
+
+
+class WindowHit(NamedTuple):
+    requests: int  # Requests counted in the window, this one included if it was allowed.
+    seconds_left: float  # Until the window closes (its whole period if none is open).
+    allowed: bool
+
+
+def window_hit(key: str, seconds: int, *, limit: int, weight: int = 1) -> WindowHit:
     """Count ``weight`` requests of ``key`` in its current window of ``seconds`` (opening one
-    if none is open); the requests counted in the window, these included, and the seconds it
-    has left."""
+    if none is open) if the window's count stays within ``limit``; requests that do not fit
+    are refused and count nothing. ``weight`` 0 only reads where the key stands."""
     if settings.REDIS_URL:
-        with _client(settings.REDIS_URL).pipeline(transaction=True) as pipe:
-            pipe.set(KEY_PREFIX + key, 0, ex=seconds, nx=True)
-            pipe.incrby(KEY_PREFIX + key, weight)
-            pipe.pttl(KEY_PREFIX + key)
-            _, count, left_ms = pipe.execute()
-        return int(count), (left_ms / 1000 if left_ms > 0 else float(seconds))
-    now = time.monotonic()
-    with _local_lock:
-        end, count = _local.get(key, (0.0, 0))
-        if end <= now:
-            if len(_local) >= LOCAL_WINDOWS_MAX:
-                for stale in [k for k, (e, _) in _local.items() if e <= now]:
-                    del _local[stale]
-            end, count = now + seconds, 0
-        _local[key] = (end, count + weight)
-    return count + weight, end - now
+        script = _client(settings.REDIS_URL).register_script(WINDOW_HIT_SCRIPT)
+        count, left_ms = script(keys=[KEY_PREFIX + key], args=[weight, limit, seconds * 1000])
+        count, left = int(count), (left_ms / 1000 if left_ms > 0 else float(seconds))
+    else:
+        now = time.monotonic()
+        with _local_lock:
+            end, count = _local.get(key, (0.0, 0))
+            if end <= now:  # None open: the window this request opens if it is counted.
+                end, count = now + seconds, 0
+            if weight > 0 and count + weight <= limit:
+                if key not in _local and len(_local) >= LOCAL_WINDOWS_MAX:
+                    for stale in [k for k, (e, _) in _local.items() if e <= now]:
+                        del _local[stale]
+                _local[key] = (end, count + weight)
+            left = end - now
+    allowed = count + weight <= limit
+    return WindowHit(count + weight if allowed else count, left, allowed)
 
 
 def forget_local() -> None:
@@ -89,11 +124,12 @@ class PerKeyRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         if isinstance(request.auth, ApiKey):
-            ident = f"key:{request.auth.prefix}"
-        elif request.user and request.user.is_authenticated:
-            ident = f"user:{request.user.pk}"
-        else:
-            ident = f"ip:{self.get_ident(request)}"
+            return self._window_of(f"key:{request.auth.prefix}")
+        if request.user and request.user.is_authenticated:
+            return self._window_of(f"user:{request.user.pk}")
+        return self._window_of(f"ip:{self.get_ident(request)}")
+
+    def _window_of(self, ident: str) -> str:
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Any, view: Any) -> bool:
@@ -103,21 +139,57 @@ class PerKeyRateThrottle(SimpleRateThrottle):
         # A view doing the work of several requests in one (a batch of orders) says how many.
         weigh = getattr(view, "rate_weight", None)
         weight = weigh(request) if weigh is not None else 1
-        count, self.left = window_hit(self.key, self.duration, weight)
+        hit = window_hit(self.key, self.duration, limit=self.num_requests, weight=weight)
+        self._tell(view, hit)
+        return hit.allowed
+
+    def tell_standing(self, request: Any, view: Any, key_prefix: str = "") -> None:
+        """Put the caller's standing on the answer of a request refused before the throttles
+        ran (a 403), without counting it; ``key_prefix`` names the key of a request refused
+        after it proved it holds it (``ApiAuthError.key_prefix``)."""
+        if self.rate is None:
+            return
+        if key_prefix:
+            # Not ``request.user``: DRF would authenticate the refused request again.
+            self.key = self._window_of(f"key:{key_prefix}")
+        elif not request.user.is_authenticated and hasattr(request._request, "session"):
+            # A session refused during authentication (its CSRF check) leaves DRF's user
+            # anonymous, and Django's request's too: the session still names its member.
+            user = get_user(request._request)
+            self.key = self._window_of(
+                f"user:{user.pk}" if user.is_authenticated else f"ip:{self.get_ident(request)}"
+            )
+        else:
+            self.key = self.get_cache_key(request, view)
+        self._tell(view, window_hit(self.key, self.duration, limit=self.num_requests, weight=0))
+
+    def _tell(self, view: Any, hit: WindowHit) -> None:
+        self.left = hit.seconds_left
         # On every answer of the view, errors included (DRF's ``finalize_response`` sets the
         # view's headers), so a client can pace itself before it is refused.
         view.headers.update(
             {
                 "RateLimit-Limit": str(self.num_requests),
-                "RateLimit-Remaining": str(max(0, self.num_requests - count)),
+                "RateLimit-Remaining": str(max(0, self.num_requests - hit.requests)),
                 "RateLimit-Reset": str(math.ceil(self.left)),
             }
         )
-        return count <= self.num_requests
 
     def wait(self) -> float:
         """Seconds until the window closes (``Retry-After``)."""
         return float(self.left)
+
+
+def standing_told(request: Any, view: Any, key_prefix: str = "") -> None:
+    """The caller's standing on the answer of a request refused before the throttles ran (a
+    403 for its scope, role or address), read without counting: DRF checks permissions (and
+    authentication, which refuses a key's address) before the rate, and every answer but a
+    401 says where the caller stands."""
+    if "RateLimit-Limit" in view.headers:
+        return  # Counted already: refused by the view itself (a pool's sponsor-only act).
+    for throttle in view.get_throttles():
+        if isinstance(throttle, PerKeyRateThrottle):
+            throttle.tell_standing(request, view, key_prefix)
 
 
 RATE_LIMIT_HEADERS = {

@@ -111,6 +111,18 @@ class OrderSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+        # Not the model's help text (filled + cancelled + still open), which a rejected order
+        # is not; that text stays until a migration of the model's fields is due.
+        extra_kwargs = {
+            "quantity": {
+                "help_text": (
+                    "Contracts the order asked for; a replace sets it to filled + cancelled + "
+                    "the new open quantity. But for a rejected order it is filled_quantity + "
+                    "cancelled_quantity + open_quantity: a rejected order keeps the quantity it "
+                    "asked for, none of it filled, cancelled or open."
+                )
+            }
+        }
 
 
 class OrderEventSerializer(serializers.Serializer):

@@ -217,7 +217,9 @@ def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) 
         raise ApiAuthError(ApiAuthErrorCode.KEY_REVOKED, "The API key has been revoked.")
     if key.ip_allowlist and not _allowed(client_ip, key.ip_allowlist):
         raise ApiAuthError(
-            ApiAuthErrorCode.IP_NOT_ALLOWED, f"The API key may not be used from {client_ip}."
+            ApiAuthErrorCode.IP_NOT_ALLOWED,
+            f"The API key may not be used from {client_ip}.",
+            key_prefix=key.prefix,
         )
     if request.signature is not None or key.require_signature:
         _check_signature(key, request)
@@ -255,18 +257,32 @@ def _allowed(client_ip: str, networks: list[str]) -> bool:
 # Unix seconds, with up to six decimals: a client sending the same request twice within a
 # second (a poll, a retry with its client order id) signs two different timestamps.
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
+# A malformed timestamp's characters its refusal shows.
+TIMESTAMP_SHOWN_MAX = 32
 
 
 def _check_signature(key: ApiKey, request: SignedRequest) -> None:
-    if request.signature is None or request.timestamp is None:
+    # Only a key that requires signing gets here unsigned. A signature without its timestamp,
+    # or with one in another format, is the client's signing fault, not its clock's: it is
+    # said so, rather than that the key requires signing or that the clock is off.
+    if request.signature is None:
         raise ApiAuthError(
             ApiAuthErrorCode.SIGNATURE_REQUIRED,
             "This key requires signed requests (X-GX-Timestamp and X-GX-Signature).",
         )
+    if request.timestamp is None:
+        raise ApiAuthError(
+            ApiAuthErrorCode.SIGNATURE_INVALID,
+            "X-GX-Timestamp is missing: a signed request sends it with X-GX-Signature.",
+        )
+    if not TIMESTAMP_PATTERN.fullmatch(request.timestamp):
+        raise ApiAuthError(
+            ApiAuthErrorCode.SIGNATURE_INVALID,
+            f"X-GX-Timestamp {request.timestamp[:TIMESTAMP_SHOWN_MAX]!r} is not a timestamp: "
+            "Unix seconds with up to six decimals, as 1765031012.483920.",
+        )
     window = settings.EXCHANGE_API_SIGNATURE_WINDOW_SECONDS
-    match = TIMESTAMP_PATTERN.fullmatch(request.timestamp)
-    age = abs(time.time() - float(request.timestamp)) if match else window + 1
-    if age > window:
+    if abs(time.time() - float(request.timestamp)) > window:
         raise ApiAuthError(
             ApiAuthErrorCode.SIGNATURE_EXPIRED,
             f"X-GX-Timestamp must be within {window} seconds of the server's clock.",

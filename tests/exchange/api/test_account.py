@@ -214,6 +214,31 @@ def test_positions_after_trades_match_the_ledger_and_hand_figures(future, buyer,
     assert -ledger_balance(margin_account_code(buyer, future.symbol)) * MICROS == margin
 
 
+def test_a_positions_cost_keeps_what_closed_contracts_realized_as_the_schema_says(
+    future, buyer, seller, maker, client
+):
+    """The schema described cost as what the open position was traded at; after a partial
+    close it is the cost memo, which keeps what the closed contract realized."""
+    # given the buyer long 2 at 2.50, then selling 1 of them at 2.60
+    place(seller, future, "sell", 2, "2.50")
+    place(buyer, future, "buy", 2, "2.50")
+    place(maker, future, "buy", 1, "2.60")
+    place(buyer, future, "sell", 1, "2.60")
+
+    (row,) = api(buyer).get(POSITIONS).json()["positions"]
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    # then cost is 2.50 x 2 - 2.60 (not 2.50, the open contract's price), and pnl its complement
+    hours = future.gpu_hours_per_contract
+    assert row["contracts"] == 1
+    assert row["cost"] == usd((Decimal("2.50") * 2 - Decimal("2.60")) * hours)
+    assert row["pnl"] == usd(Decimal("0.20") * hours)  # 0.10 realized, 0.10 open at 2.60
+    description = schema["components"]["schemas"]["Position"]["properties"]["cost"]["description"]
+    assert "traded at" not in description.split(":", 1)[0]
+    assert "contracts closed since leave what they realized in it" in description
+    assert "pnl = market_value - cost" in description
+
+
 def test_a_short_position_reads_negative(future, buyer, seller):
     place(seller, future, "sell", 3, "2.50")
     place(buyer, future, "buy", 3, "2.50")

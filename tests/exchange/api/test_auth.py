@@ -154,6 +154,84 @@ def test_an_ip_allow_list_limits_where_a_key_is_used(buyer):
     assert allowed.status_code == 200
 
 
+def standing(response) -> tuple[str, str, str]:
+    return (
+        response["RateLimit-Limit"],
+        response["RateLimit-Remaining"],
+        response["RateLimit-Reset"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/orders/"),
+        ("post", "/api/v1/orders/cancel-all-after/"),
+        ("post", "/api/v1/orders/batch/"),
+    ],
+)
+def test_a_key_refused_for_its_scope_is_told_its_standing_uncounted(
+    buyer, monkeypatch, method, path
+):
+    """DRF checks the scope before the rate: the 403 used to carry no RateLimit-* headers.
+    It tells the key's standing, and counts nothing."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    clock = [1000.0]
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: clock[0])
+    client = client_with(token_for(buyer, scopes=("read",)))
+
+    first = client.get(ME)
+    clock[0] += 10
+    refused = getattr(client, method)(path, {"orders": [{}] * 3}, format="json")
+    after = client.get(ME)
+
+    assert error_of(refused) == (403, "AUTH_SCOPE_MISSING")
+    assert (standing(first), standing(refused)) == (("5", "4", "60"), ("5", "4", "50"))
+    assert standing(after) == ("5", "3", "50")
+
+
+def test_an_address_refused_is_told_the_keys_standing_uncounted(buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    token = token_for(buyer, ip_allowlist=["10.0.0.0/8"])
+    allowed, elsewhere = (
+        client_with(token, REMOTE_ADDR="10.1.2.3"),
+        client_with(token, REMOTE_ADDR="192.0.2.7"),
+    )
+
+    before = elsewhere.get(ME)  # Before the key's window opens.
+    first = allowed.get(ME)
+    refused = elsewhere.get(ME)
+    after = allowed.get(ME)
+
+    assert error_of(before) == error_of(refused) == (403, "AUTH_IP_NOT_ALLOWED")
+    assert standing(before) == ("5", "5", "60")
+    assert standing(first)[:2] == ("5", "4")
+    assert standing(refused)[:2] == ("5", "4")
+    assert standing(after)[:2] == ("5", "3")
+
+
+def test_a_session_refused_for_its_role_or_csrf_is_told_its_standing(buyer, monkeypatch):
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    viewer = member_add(
+        organization=buyer.organization,
+        username="vic",
+        email="v@x.example",
+        password="pw-12345!",
+        role=Membership.Role.VIEWER,
+    )
+    session, checked = APIClient(), APIClient(enforce_csrf_checks=True)
+    session.force_login(viewer.user)
+    checked.force_login(viewer.user)
+
+    first = session.get(ME)
+    no_role = session.post("/api/v1/orders/cancel-all/", {}, format="json")
+    no_csrf = checked.post("/api/v1/orders/", {}, format="json")
+
+    assert error_of(no_role) == (403, "AUTH_ROLE_MISSING")
+    assert error_of(no_csrf) == (403, "FORBIDDEN")
+    assert standing(first)[:2] == standing(no_role)[:2] == standing(no_csrf)[:2] == ("5", "4")
+
+
 def signed(
     client: APIClient, token: str, method: str, path: str, *, at: int | None = None, body=b""
 ):
@@ -201,9 +279,39 @@ def test_a_signed_timestamp_may_carry_a_fraction_and_nothing_else(buyer):
     # the same request twice within a second, with the timestamp's fraction: both accepted
     assert sent_at(f"{now}.250000").status_code == 200
     assert sent_at(f"{now}.75").status_code == 200
-    # anything but Unix seconds with up to six decimals is not a timestamp
-    for malformed in (f"{now}.1234567", f"{now}e0", f" {now}", "nan", "inf", f"-{now}"):
-        assert error_of(sent_at(malformed)) == (401, "AUTH_SIGNATURE_EXPIRED"), malformed
+    # anything but Unix seconds with up to six decimals is not a timestamp, and is told so
+    # (it used to be told the timestamp was outside the window, though it was the time now)
+    for malformed in (
+        "abc",
+        f"{time.time():.9f}",
+        f"{now}.1234567",
+        f"{now}e0",
+        f" {now}",
+        "nan",
+        "inf",
+        f"-{now}",
+    ):
+        refused = sent_at(malformed)
+        assert error_of(refused) == (401, "AUTH_SIGNATURE_INVALID"), malformed
+        assert refused.json()["error"]["message"] == (
+            f"X-GX-Timestamp {malformed!r} is not a timestamp: "
+            "Unix seconds with up to six decimals, as 1765031012.483920."
+        )
+
+
+@pytest.mark.parametrize("require_signature", [False, True])
+def test_a_signature_without_its_timestamp_is_told_the_timestamp_is_missing(
+    buyer, require_signature
+):
+    """It used to be told the key requires signed requests, even by a key that does not."""
+    client = client_with(token_for(buyer, require_signature=require_signature))
+
+    response = client.get(ME, HTTP_X_GX_SIGNATURE="00")
+
+    assert error_of(response) == (401, "AUTH_SIGNATURE_INVALID")
+    assert response.json()["error"]["message"] == (
+        "X-GX-Timestamp is missing: a signed request sends it with X-GX-Signature."
+    )
 
 
 def test_a_signed_body_over_the_size_limit_is_a_413_in_the_envelope(buyer, settings):
@@ -303,7 +411,7 @@ def test_with_redis_every_process_counts_in_the_same_window(
     server = redis.Redis.from_url(redis_url)
     try:
         (key,) = server.keys(throttling.KEY_PREFIX + "*")
-        assert int(server.get(key)) == 4
+        assert int(server.get(key)) == 3  # The refused request is not counted.
         assert 0 < server.ttl(key) <= 60
     finally:
         server.close()
@@ -320,7 +428,7 @@ def test_with_redis_concurrent_requests_are_each_counted(buyer, settings, redis_
     def hit() -> None:
         barrier.wait()
         for _ in range(25):
-            counts.append(throttling.window_hit("throttle_key_key:same", 60)[0])
+            counts.append(throttling.window_hit("throttle_key_key:same", 60, limit=1_000).requests)
 
     threads = [threading.Thread(target=hit) for _ in range(8)]
     for thread in threads:

@@ -2,7 +2,7 @@
 routing, an unhandled error. Under /api/ they come in the error envelope; pages keep Django's."""
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from exchange.selectors import market
 
@@ -55,10 +55,26 @@ def test_a_page_no_route_matches_keeps_the_html_404():
     assert response["Content-Type"].startswith("text/html")
 
 
-def test_a_request_refused_before_routing_is_a_json_400():
-    response = Client().get("/api/v1/instruments/", headers={"host": "evil.example"})
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize(
+    ("method", "path"), [("get", "/api/v1/instruments/"), ("post", "/api/v1/orders/")]
+)
+def test_a_request_for_a_host_not_served_is_a_json_400_with_debug_on_too(debug, method, path):
+    """With DEBUG on (as ``make run`` has it), Django answered its HTML debug page, settings
+    and all: handler400 only applies with DEBUG off."""
+    with override_settings(DEBUG=debug):
+        response = getattr(Client(), method)(path, headers={"host": "evil.example"})
 
     assert envelope_of(response)[:2] == (400, "BAD_REQUEST")
+    assert b"DEBUG" not in response.content
+
+
+def test_a_page_for_a_host_not_served_keeps_djangos_answer():
+    with override_settings(DEBUG=True):
+        response = Client().get("/", headers={"host": "evil.example"})
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
 
 
 def test_an_unhandled_error_is_a_json_500_and_is_logged(monkeypatch, caplog):

@@ -239,18 +239,65 @@ def test_a_batch_counts_one_request_per_order_against_the_rate_limit(
     assert Order.objects.filter(account=buyer).count() == 4
 
 
-def test_with_redis_a_batch_is_counted_by_its_orders(buyer, future, settings, redis_url):
-    settings.REDIS_URL = redis_url
-    try:
-        counts = [throttling.window_hit("key:batch", 60, weight) for weight in (3, 1, 20)]
-        server = redis.Redis.from_url(redis_url)
-        stored = int(server.get(throttling.KEY_PREFIX + "key:batch"))
-        server.close()
-    finally:
+@pytest.fixture(params=["in memory", "redis"])
+def rate_counter(request, settings):
+    """Each way the rate limit counts: this process's memory (embedded) and Redis."""
+    if request.param == "redis":
+        settings.REDIS_URL = request.getfixturevalue("redis_url")
+        yield
         throttling._clients.clear()
+    else:
+        yield
 
-    assert [count for count, _ in counts] == [3, 4, 24]
-    assert stored == 24
+
+def test_a_batch_refused_by_the_rate_limit_counts_nothing(
+    api, future, buyer, monkeypatch, rate_counter
+):
+    """A batch over what the window has left is refused whole, and what was left stays left:
+    it used to be counted, so the key's next single request was refused too."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+
+    # given a window with 2 requests left
+    first = api.post(BATCH, batch(*[limit_order(future, quantity=1)] * 3), format="json")
+
+    # when a batch of 3 is refused
+    refused = api.post(BATCH, batch(*[limit_order(future, quantity=1)] * 3), format="json")
+
+    # then nothing of it is placed nor counted: the key's next requests use the 2 left
+    assert (first.status_code, first["RateLimit-Remaining"]) == (200, "2")
+    assert (refused.status_code, error_of(refused)["code"]) == (429, "RATE_LIMITED")
+    assert refused["RateLimit-Remaining"] == "2"
+    assert Order.objects.filter(account=buyer).count() == 3
+    me = api.get("/api/v1/me/")
+    assert (me.status_code, me["RateLimit-Remaining"]) == (200, "1")
+    last = api.post(BATCH, batch(limit_order(future, quantity=1)), format="json")
+    assert (last.status_code, last["RateLimit-Remaining"]) == (200, "0")
+    assert api.get("/api/v1/me/").status_code == 429
+
+
+def test_a_batch_is_counted_by_its_orders_if_it_fits(settings, rate_counter):
+    def hit(weight: int) -> throttling.WindowHit:
+        return throttling.window_hit("key:batch", 60, limit=10, weight=weight)
+
+    too_big = hit(11)
+    opened = throttling.window_hit("key:batch", 60, limit=10, weight=0)
+    hits = [hit(weight) for weight in (3, 1, 20)]
+    read = hit(0)
+
+    # a refusal opens no window (the next request opens it for the whole period); a batch
+    # that does not fit counts nothing; weight 0 reads
+    assert (too_big.requests, too_big.allowed, too_big.seconds_left) == (0, False, 60)
+    assert (opened.requests, opened.seconds_left) == (0, 60)
+    assert [(hit.requests, hit.allowed) for hit in hits] == [(3, True), (4, True), (4, False)]
+    assert (read.requests, read.allowed) == (4, True)
+    assert 0 < read.seconds_left <= 60
+    if settings.REDIS_URL:
+        server = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            assert int(server.get(throttling.KEY_PREFIX + "key:batch")) == 4
+            assert 0 < server.ttl(throttling.KEY_PREFIX + "key:batch") <= 60
+        finally:
+            server.close()
 
 
 def test_placing_a_batch_needs_the_trade_scope(buyer, future):

@@ -244,6 +244,23 @@ def test_an_order_the_matcher_refuses_is_created_with_its_reject_code(api, futur
     assert order["open_quantity"] == 0  # None of a refused order may trade.
 
 
+def test_the_schema_describes_a_rejected_orders_quantity_as_it_is(api, future, seller, client):
+    """The schema said quantity is filled + cancelled + still open: not for a rejected order."""
+    place(seller, future, "sell", 1, "2.500")
+
+    rejected = api.post(
+        ORDERS, limit_order(future, quantity=5, price="2.500", post_only=True), format="json"
+    ).json()["order"]
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    quantities = ("quantity", "filled_quantity", "cancelled_quantity", "open_quantity")
+    assert rejected["status"] == "rejected"
+    assert [rejected[name] for name in quantities] == [5, 0, 0, 0]
+    description = schema["components"]["schemas"]["Order"]["properties"]["quantity"]["description"]
+    assert "filled + cancelled + still open" not in description
+    assert "a rejected order keeps the quantity it asked for" in description
+
+
 @pytest.mark.parametrize(
     ("order_type", "named", "placed_as"),
     [
