@@ -25,10 +25,12 @@ pair that identifies the ``Trade`` row):
 """
 
 from collections.abc import Callable, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import cast
+
+from django.db import transaction
 
 from exchange.errors import OrderRejectCode
 from exchange.models import Account, Instrument, Order, OrderCommand, OrderHold
@@ -51,6 +53,7 @@ from exchange.services.ledger_accounts import (
     position_account,
     position_account_code,
 )
+from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold
 from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
@@ -262,14 +265,75 @@ class Settlement:
         needs = collateral.needs_of_order(
             order, self.instrument, command.quantity, command.price, margin
         )
-        # Fills since the replace was accepted may have used some of what the order held.
-        holds = self.fresh.get(command.pk, self.active.get(order.pk, []))
+        fresh = self.fresh.get(command.pk)
+        holds = fresh if fresh is not None else self.active.get(order.pk, [])
+        short = []
         for need in needs:
             held = sum(
                 self.remaining[hold.pk] for hold in holds if hold.account_id == need.account.pk
             )
             if held < need.amount:
-                return need.code
+                short.append(replace(need, amount=need.amount - held))
+        if not short:
+            return None
+        if fresh is not None:
+            return short[0].code
+        return self._top_up(order, command, short)
+
+    def _untrim(
+        self, order: Order, short: list[collateral.Need], *, apply: bool
+    ) -> list[collateral.Need]:
+        """What is still short of ``short`` once what this batch trimmed off the order's holds
+        is taken back (``apply``: take it back)."""
+        left = []
+        for need in short:
+            gap = need.amount
+            for hold_id, (hold, released) in list(self.reductions.items()):
+                row = self.rows[hold_id]
+                if gap == 0 or row.order_id != order.pk or hold.account_id != need.account.pk:
+                    continue
+                back = min(gap, released)
+                gap -= back
+                if not apply:
+                    continue
+                if self.remaining[hold_id] == 0:  # Trimmed away whole: it holds again.
+                    self.active.setdefault(order.pk, []).append(hold)
+                    self._set_active(hold, True)
+                self.remaining[hold_id] += back
+                if back == released:
+                    del self.reductions[hold_id]
+                else:
+                    self.reductions[hold_id] = (hold, released - back)
+            if gap:
+                left.append(replace(need, amount=gap))
+        return left
+
+    def _top_up(
+        self, order: Order, command: OrderCommand, short: list[collateral.Need]
+    ) -> OrderRejectCode | None:
+        """A replace accepted on the order's own holds (it needed no more than they had) finds
+        them lowered since, by fills or a trim (``trim``) applied before it: hold the
+        difference now, from what the account has available, as acceptance would have; the
+        replace's refusal when it has not. What this batch's trims of the order released and
+        has not posted yet is taken back first (the ledger does not have it back until the
+        batch's flush). New holds join the order's in a savepoint, so a refusal leaves the
+        batch's other work as it was."""
+        left = self._untrim(order, short, apply=False)
+        rows: list[OrderHold] = []
+        if left:
+            try:
+                with transaction.atomic():
+                    rows = collateral.holds_place(
+                        order, left, f"order:{order.pk}:replace:{command.pk}:top-up"
+                    )
+            except LedgerError as error:
+                codes = (LedgerErrorCode.INSUFFICIENT_FUNDS, LedgerErrorCode.AMOUNT_INVALID)
+                if error.code not in codes:
+                    raise
+                return short[0].code  # Refused: the trims stand.
+        self._untrim(order, short, apply=True)
+        for row in rows:
+            self._register(row, row.hold)
         return None
 
     # Events -------------------------------------------------------------------------------
@@ -314,9 +378,12 @@ class Settlement:
         side_fees: list[int] = []
         for order, sign in ((buyer, 1), (seller, -1)):
             rate = order.maker_fee_rate if order is maker else order.taker_fee_rate
-            fee = collateral.fill_fee_micros(
-                self.kind, rate, order.filled_quantity, quantity, notional
-            )
+            if order.fee_rates_tiered:  # Accepted with its size's tier in its rates.
+                fee = collateral.fee_micros(self.kind, rate, quantity, notional)
+            else:
+                fee = collateral.fill_fee_micros(
+                    self.kind, rate, order.filled_quantity, quantity, notional
+                )
             side_fees.append(fee)
             if self.kind == Instrument.Kind.RESALE:
                 self._resale_side(order, sign, quantity, notional, fee, postings, consumed)

@@ -1,6 +1,12 @@
+import importlib
 from decimal import ROUND_CEILING, Decimal
 
 from django.db import migrations, models
+
+# SQLite adds the order's column by rebuilding its table, which drops the trigger of 0003 that
+# queues each NEW order's command: restored as 0005 and 0012 do.
+ORDER_COLLATERAL = importlib.import_module("exchange.migrations.0005_order_collateral")
+sqlite_trigger_restore = ORDER_COLLATERAL.sqlite_trigger_restore
 
 MICROS_PER_USD = 10**6
 BATCH_SIZE = 2000
@@ -45,6 +51,17 @@ def fees_stored(apps, schema_editor):
         Trade.objects.bulk_update(batch, ["buyer_fee", "seller_fee"])
 
 
+LIVE_STATUSES = ("new", "open", "partially_filled")
+
+
+def live_orders_keep_their_tiered_rates(apps, schema_editor):
+    """Orders still live were accepted with their size's block tier already in their rates, and
+    their holds were computed on those rates: their fills pay them as they are, not tiered
+    again on what they fill."""
+    Order = apps.get_model("exchange", "Order")
+    Order.objects.filter(status__in=LIVE_STATUSES).update(fee_rates_tiered=True)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("exchange", "0015_organization_name_unique"),
@@ -70,6 +87,22 @@ class Migration(migrations.Migration):
             preserve_default=False,
         ),
         migrations.RunPython(fees_stored, migrations.RunPython.noop),
+        # Unapplying rebuilds the table too: this operation, undone after the field's removal,
+        # restores the trigger then.
+        migrations.RunPython(migrations.RunPython.noop, sqlite_trigger_restore),
+        migrations.AddField(
+            model_name="order",
+            name="fee_rates_tiered",
+            field=models.BooleanField(
+                default=False,
+                help_text=(
+                    "Its rates already carry the block tier of its size (accepted before the tier "
+                    "followed what an order fills): its fills pay them as they are."
+                ),
+            ),
+        ),
+        migrations.RunPython(sqlite_trigger_restore, migrations.RunPython.noop),
+        migrations.RunPython(live_orders_keep_their_tiered_rates, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name="trade",
             constraint=models.CheckConstraint(

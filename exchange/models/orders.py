@@ -90,6 +90,11 @@ class Order(models.Model):
     taker_fee_rate = models.DecimalField(
         max_digits=16, decimal_places=8, default=0, help_text="From the fee schedule at acceptance."
     )
+    fee_rates_tiered = models.BooleanField(
+        default=False,
+        help_text="Its rates already carry the block tier of its size (accepted before the tier "
+        "followed what an order fills): its fills pay them as they are.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     reject_code = models.CharField(max_length=64, blank=True)
     done_reason = models.CharField(

@@ -24,14 +24,18 @@ def migrate_to(target: tuple[str, str]) -> None:
     executor.migrate([target])
 
 
+def migrate_to_latest() -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.fixture(autouse=True)
 def _back_to_the_latest():
     """Each test leaves the database at the latest migrations, as it found it: the tests after
     it on the same database (the transactional ones keep its schema) need every column."""
     yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to_latest()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -54,7 +58,9 @@ def test_0012_gives_finished_orders_their_done_reason_and_keeps_new_orders_queue
         "user",
         "",
     )
-    # and the trigger still queues every new order's command, which the matcher runs
+    # and the trigger still queues every new order's command, which the matcher runs (with the
+    # later migrations too, which the order model needs)
+    migrate_to_latest()
     order = place(buyer, future, "buy", 1, "2.450")
     command = OrderCommand.objects.get(order=order)
     assert (command.kind, command.status, command.cancel_reason) == ("new", "done", "")
@@ -124,3 +130,25 @@ def test_0016_stores_each_trades_fees_as_the_ledger_posted_them(future, buyer, s
     # then each side's fee is its order's stored rate on the fill, as the settlement charged it
     trade = Trade.objects.get()
     assert (trade.seller_fee, trade.buyer_fee) == (100 * 160_000, 100 * 400_000)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0016_an_order_resting_across_it_keeps_its_tiered_rates(future, buyer, seller):
+    # given a sell of 500 resting from before, accepted with its size's tier in its rates
+    # (0.60 of the 0.20 maker fee) and its hold computed on them
+    resting = place(seller, future, "sell", 500, "2.45")
+    Order.objects.filter(pk=resting.pk).update(maker_fee_rate=Decimal("0.12"))
+    migrate_to(NAME_UNIQUE)
+
+    # when the migration runs and a buy of 500 takes it
+    migrate_to(TRADE_FEES)
+    resting = Order.objects.get(pk=resting.pk)
+    assert resting.fee_rates_tiered
+    place(buyer, future, "buy", 500, "2.45")
+
+    # then its fill pays the 0.12 it was accepted with, not a tier of it again (0.072)
+    trade = Trade.objects.get()
+    assert trade.seller_fee == 500 * 120_000
+    # while an order accepted since pays the tier its fills reach
+    assert not Order.objects.get(pk=trade.taker_order_id).fee_rates_tiered
+    assert trade.buyer_fee == 500 * 300_000

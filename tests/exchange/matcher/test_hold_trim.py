@@ -166,3 +166,81 @@ def test_an_option_buyer_filled_below_its_price_keeps_only_what_the_rest_needs(c
     assert order.open_quantity == 7
     assert pending(buyer) == needs(order, call, 7, "0.300")
     call_command("ledger_check")
+
+
+def test_queued_replaces_that_relied_on_holds_a_trim_lowered_still_apply(
+    future, buyer, external_matcher, var_dir
+):
+    # given a buy of 10 resting
+    order = place(buyer, future, "buy", 10, "2.40")
+    matcher = Matcher()
+    matcher.process_pending()
+
+    # when it is replaced to 5, then to 8, before the matcher runs (each accepted on the holds
+    # of 10, so bringing none of its own)
+    order_replace(order=order, price=Decimal("2.40"), quantity=5)
+    order_replace(order=order, price=Decimal("2.40"), quantity=8)
+    matcher.process_pending()
+
+    # then both apply: the trim after the first left 5's worth, and the second holds the rest
+    order.refresh_from_db()
+    assert (order.open_quantity, order.reject_code) == (8, "")
+    assert pending(buyer) == needs(order, future, 8, "2.40")
+    call_command("ledger_check")
+
+
+def test_a_replace_back_up_after_a_self_trade_decrement_applies(
+    future, buyer, external_matcher, var_dir
+):
+    own = place(buyer, future, "sell", 10, "2.50")
+    matcher = Matcher()
+    matcher.process_pending()
+    place(buyer, future, "buy", 9, "2.50", self_trade_prevention="decrement")
+    order_replace(order=own, price=Decimal("2.50"), quantity=10)
+
+    matcher.process_pending()
+
+    own.refresh_from_db()
+    assert own.open_quantity == 10
+    assert pending(buyer) == needs(own, future, 10, "2.50")
+    call_command("ledger_check")
+
+
+def test_a_replace_whose_top_up_the_account_cannot_hold_is_refused_alone(
+    future, seller, external_matcher, var_dir
+):
+    from exchange.models import OrderCommand
+    from exchange.services.collateral import amounts_for, terms_for
+    from exchange.services.funding import deposit_test_funds
+    from exchange.services.participants import account_main, organization_create
+
+    # given an account with cash for a buy of 10 and one dollar more, the buy resting
+    poor = account_main(organization_create(slug="sprout", name="Sprout", kind="startup"))
+    terms = terms_for(future, "buy", Decimal("2.40"))
+    [part] = amounts_for(
+        future,
+        "buy",
+        Decimal("2.40"),
+        10,
+        terms.margin_per_contract,
+        terms.maker_fee_rate,
+        terms.taker_fee_rate,
+    )
+    deposit_test_funds(account=poor, amount=Decimal(part.amount + 10**6) / 10**6, actor=None)
+    order = place(poor, future, "buy", 10, "2.40")
+    matcher = Matcher()
+    matcher.process_pending()
+
+    # when a sell of 4 fills it, and a replace queued behind the sell asks for 10 open again
+    # (accepted on the holds of 10, so bringing none)
+    place(seller, future, "sell", 4, "2.40")
+    order_replace(order=order, price=Decimal("2.40"), quantity=10)
+    matcher.process_pending()
+
+    # then the replace is refused: the account has nothing to hold 4 more contracts with
+    order.refresh_from_db()
+    assert (order.filled_quantity, order.open_quantity) == (4, 6)
+    replace = OrderCommand.objects.filter(order=order, kind="replace").get()
+    assert (replace.status, replace.reject_code) == ("rejected", "RISK_INSUFFICIENT_FUNDS")
+    assert pending(poor) == needs(order, future, 6, "2.40")
+    call_command("ledger_check")
