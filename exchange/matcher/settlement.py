@@ -276,7 +276,9 @@ class Settlement:
                 short.append(replace(need, amount=need.amount - held))
         if not short:
             return None
-        if fresh is not None:
+        if fresh is not None or order.pk not in self.active:
+            # Fresh holds covered its whole need at acceptance; an order whose holds were
+            # released has left the book (expired since, say): nothing to top up.
             return short[0].code
         return self._top_up(order, command, short)
 
