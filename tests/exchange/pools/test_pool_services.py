@@ -1146,6 +1146,61 @@ def test_a_member_never_receives_contracts_above_its_limit(
     call_command("ledger_check")
 
 
+def test_past_reallocations_cover_demand_by_the_price_they_moved_at(
+    pool, members, future, seller, buyer, sponsor_user
+):
+    from exchange.selectors.pools import demand_uncovered, demand_uncovered_by_limit
+
+    # given cirrus's uncovered demand is 5 at 2.70 and 10 at 2.50, and it has cash now
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    _submit(cirrus, future, gpus=5, limit="2.70")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    pool_round_close(round_=round_, actor=sponsor_user)
+    # and the sponsor gave it 5 at a mark of 2.40, within both limits
+    place(seller, future, "sell", 1, "2.40")
+    place(buyer, future, "buy", 1, "2.40")
+    first = pool_reallocate(member=cirrus, instrument=future, quantity=5, actor=sponsor_user)
+    assert first.price == Decimal("2.40")
+
+    # then those 5 cover the 2.50 demand, the lowest limit they fit, and leave the 2.70 one
+    assert demand_uncovered_by_limit(cirrus, future) == [
+        (Decimal("2.70"), 5),
+        (Decimal("2.50"), 5),
+    ]
+    assert demand_uncovered(cirrus, future) == 10
+
+    # when the mark moves to 2.60 and the sponsor gives it 5 more
+    place(seller, future, "sell", 1, "2.60")
+    place(buyer, future, "buy", 1, "2.60")
+    second = pool_reallocate(member=cirrus, instrument=future, quantity=5, actor=sponsor_user)
+
+    # then they go against the 2.70 demand, and what is left is limited at 2.50
+    assert second.price == Decimal("2.60")
+    assert position_account(cirrus.account, future.symbol).balance == 10
+    assert demand_uncovered_by_limit(cirrus, future) == [(Decimal("2.50"), 5)]
+    assert demand_uncovered(cirrus, future) == 5
+    call_command("ledger_check")
+
+
+def test_reallocations_count_against_the_lowest_limit_that_covers_their_price():
+    from exchange.selectors.pools import covered_by_reallocations
+
+    limits = [(Decimal("2.50"), 10), (Decimal("2.70"), 5), (Decimal("2.60"), 4)]
+    # The highest price goes first: 2.65 can only use 2.70; 2.55 then takes 2.60 before 2.70.
+    assert covered_by_reallocations(limits, [(Decimal("2.55"), 5), (Decimal("2.65"), 3)]) == [
+        (Decimal("2.70"), 1),
+        (Decimal("2.50"), 10),
+    ]
+    # A reallocation above every limit (made before the rule) covers the highest limits left.
+    assert covered_by_reallocations(limits, [(Decimal("2.40"), 10), (Decimal("2.90"), 6)]) == [
+        (Decimal("2.60"), 3)
+    ]
+    # Demand a settled allocation more than covered counts as nothing, never as negative.
+    assert covered_by_reallocations([(Decimal("2.50"), -2)], [(Decimal("2.50"), 1)]) == []
+
+
 def test_pool_offer_sells_from_the_pool_account(pool, members, future, seller, sponsor_user):
     _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
 
