@@ -15,6 +15,7 @@ from exchange.models import (
     Account,
     AuditEntry,
     Instrument,
+    MarginCall,
     Order,
     OrderCommand,
     Organization,
@@ -1287,6 +1288,45 @@ def test_pool_fund_refuses_bad_amounts(pool, amount):
     assert_refused(Code.AMOUNT_INVALID, pool_fund, pool=pool, amount=amount, actor=None)
 
 
+def _margin_call(account) -> MarginCall:
+    return MarginCall.objects.create(
+        account=account,
+        trading_date=timezone.localdate(),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=0,
+    )
+
+
+@pytest.mark.parametrize("withdraw", [False, True])
+def test_no_cash_leaves_an_account_under_a_margin_call_through_the_pool(
+    pool, sponsor, sponsor_user, withdraw
+):
+    # given the account the cash would leave is under a margin call: funding takes it from the
+    # sponsor's main account, withdrawing from the pool's
+    sponsor_account = account_main(sponsor)
+    _margin_call(pool.account if withdraw else sponsor_account)
+    before = (_cash(sponsor_account), _cash(pool.account))
+
+    # when the sponsor moves cash out of it
+    error = assert_refused(
+        Code.MARGIN_CALL_OPEN,
+        pool_fund,
+        pool=pool,
+        amount=Decimal("1000"),
+        withdraw=withdraw,
+        actor=sponsor_user,
+    )
+
+    # then it is refused, naming the call, and no cash moved
+    assert "under a margin call (10000.000000 USD due)" in error.message
+    assert (_cash(sponsor_account), _cash(pool.account)) == before
+    # but cash may still come into it, towards the call
+    pool_fund(pool=pool, amount=Decimal("1000"), withdraw=not withdraw, actor=sponsor_user)
+    call_command("ledger_check")
+
+
 def test_credit_repay_pays_back_what_the_pool_lent(pool, members, future, seller, sponsor_user):
     # given cirrus (no cash) borrowed from the pool for an allocation
     cirrus = members[2]
@@ -1312,6 +1352,24 @@ def test_credit_repay_pays_back_what_the_pool_lent(pool, members, future, seller
         Code.AMOUNT_INVALID, pool_credit_repay, member=cirrus, amount=Decimal(owed), actor=None
     )
     call_command("ledger_check")
+
+
+def test_credit_repay_is_refused_under_a_margin_call(pool, members, future, seller):
+    # given cirrus borrowed from the pool, has cash now, and is under a margin call
+    cirrus = members[2]
+    _submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    _margin_call(cirrus.account)
+    owed, before = credit_outstanding(cirrus), (_cash(cirrus.account), _cash(pool.account))
+
+    # when it repays: refused, its cash goes to the call first, and nothing moved
+    assert_refused(
+        Code.MARGIN_CALL_OPEN, pool_credit_repay, member=cirrus, amount=Decimal("100"), actor=None
+    )
+    assert credit_outstanding(cirrus) == owed
+    assert (_cash(cirrus.account), _cash(pool.account)) == before
 
 
 # The scheduler -----------------------------------------------------------------------------
