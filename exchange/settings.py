@@ -235,9 +235,11 @@ EXCHANGE_FEES = {
     "option": {"maker": Decimal("0.10"), "taker": Decimal("0.25")},
     "resale": {"maker": Decimal("0.01"), "taker": Decimal("0.02")},
 }
-# Block tiers: an order of at least this many contracts pays this share of the schedule's fees
-# (fixed at acceptance like the rates). A portfolio pool's combined order is how small buyers
-# reach the big buyer's tier (exchange/services/pools.py).
+# Block tiers: once an order has filled at least this many contracts, the fill that got it there
+# and those after pay this share of the schedule's fees. The tier follows the order's filled
+# quantity, not the size it asked for (collateral.block_fee_share); the rates it applies to are
+# fixed at acceptance. A portfolio pool's combined order is how small buyers reach the big
+# buyer's tier (exchange/services/pools.py).
 EXCHANGE_FEE_BLOCK_TIERS = [(100, Decimal("0.80")), (500, Decimal("0.60"))]
 
 # Portfolio pools (exchange/services/pools.py): at most this many price tiers (one pool order

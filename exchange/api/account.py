@@ -242,7 +242,10 @@ class MarginCallStandingSerializer(serializers.Serializer):
     margin_call = MarginCallSerializer(
         allow_null=True,
         help_text="The open margin call, or null. While open, the account may only place "
-        "orders that reduce its positions (others: 422 RISK_REDUCE_ONLY).",
+        "orders that reduce its positions (with no fee) and sells of resale capacity (with "
+        "their fee); others: 422 RISK_REDUCE_ONLY. No cash leaves it until the call is met: "
+        "withdrawals are 422 FUNDING_MARGIN_CALL_OPEN; funding a pool, a pool's withdrawal and "
+        "repaying pool credit are 422 POOL_MARGIN_CALL_OPEN.",
     )
 
 

@@ -774,7 +774,8 @@ class PoolFund(PoolCash):
         operation_id="pool_fund",
         summary="Move USD from the sponsor's main account to the pool's (scope transfer)",
         description="403 POOL_SPONSOR_ONLY for a member; 422 POOL_AMOUNT_INVALID, "
-        "POOL_INSUFFICIENT_FUNDS.",
+        "POOL_INSUFFICIENT_FUNDS, POOL_MARGIN_CALL_OPEN (the sponsor's main account is under a "
+        "margin call: no cash leaves it until the call is met).",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         return super().post(request, pool_id)
@@ -790,7 +791,9 @@ class PoolWithdraw(PoolCash):
         operation_id="pool_withdraw",
         summary="Move USD from the pool's account back to the sponsor's (scope transfer)",
         description="403 POOL_SPONSOR_ONLY for a member; 422 POOL_AMOUNT_INVALID, "
-        "POOL_INSUFFICIENT_FUNDS (more than the pool account has available).",
+        "POOL_INSUFFICIENT_FUNDS (more than the pool account has available), "
+        "POOL_MARGIN_CALL_OPEN (the pool's account is under a margin call: no cash leaves it "
+        "until the call is met).",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         return super().post(request, pool_id)
@@ -1293,7 +1296,8 @@ class CreditRepay(APIView):
         operation_id="pool_credit_repay",
         summary="Pay back credit the pool lent the caller, from its cash (member; scope transfer)",
         description="403 POOL_NOT_A_MEMBER for the sponsor; 422 POOL_AMOUNT_INVALID (zero, or "
-        "more than owed), POOL_INSUFFICIENT_FUNDS.",
+        "more than owed), POOL_INSUFFICIENT_FUNDS, POOL_MARGIN_CALL_OPEN (the member's account "
+        "is under a margin call: its cash goes to the call first).",
     )
     def post(self, request: Request, pool_id: str) -> Response:
         member = _membership(request, pool_id)

@@ -201,9 +201,11 @@ def demand_uncovered_by_limit(
 ) -> list[tuple[Decimal, int]]:
     """``demand_uncovered`` by the limit price the member gave it: (limit, contracts), highest
     limit first. Each allocated demand is uncovered by what its own settled allocation did not
-    give it; reallocations, which name no demand, cover the highest limits first, as a round's
-    tiers fill the highest limits first. A reallocation at a price above a limit would make the
-    member pay more than it agreed to."""
+    give it. Reallocations name no demand, so each is counted against demand by the price it
+    moved at (``covered_by_reallocations``): a reallocation at a price covers demand whose limit
+    is at least that price, the lowest such limit first, leaving the highest limits for a mark
+    that may rise. A reallocation at a price above a limit would make the member pay more than
+    it agreed to."""
     demands = PoolDemand.objects.filter(
         member=member, instrument=instrument, status=PoolDemand.Status.ALLOCATED
     ).values_list("pk", "quantity", "limit_price")
@@ -212,24 +214,50 @@ def demand_uncovered_by_limit(
             member=member, instrument=instrument, status=PoolAllocation.Status.SETTLED
         ).values_list("demand_id", "quantity")
     )
-    reallocated = (
+    reallocations = list(
         PoolTransfer.objects.filter(
             member=member, instrument=instrument, kind=PoolTransfer.Kind.REALLOCATE
-        ).aggregate(total=Sum("quantity"))["total"]
-        or 0
+        ).values_list("price", "quantity")
     )
-    uncovered = sorted(
-        ((limit, quantity - settled.get(pk, 0)) for pk, quantity, limit in demands),
-        key=lambda row: row[0],
-        reverse=True,
-    )
-    left = []
-    for limit, quantity in uncovered:
-        covered = min(max(quantity, 0), reallocated)
-        reallocated -= covered
-        if quantity - covered > 0:
-            left.append((limit, quantity - covered))
-    return left
+    uncovered = [(limit, quantity - settled.get(pk, 0)) for pk, quantity, limit in demands]
+    return covered_by_reallocations(uncovered, reallocations)
+
+
+def covered_by_reallocations(
+    uncovered: list[tuple[Decimal, int]], reallocations: list[tuple[Decimal, int]]
+) -> list[tuple[Decimal, int]]:
+    """What ``uncovered`` demand, (limit, contracts), leaves once ``reallocations``, (price,
+    contracts), are counted against it: (limit, contracts) still uncovered, highest limit
+    first, rows with nothing left dropped.
+
+    Reallocations are taken by price, highest first, each covering the uncovered demand of the
+    lowest limit at least its price. For constraints "limit >= price" that greedy leaves the
+    highest limits uncovered that any assignment could, so a later reallocation at a higher
+    mark finds them. What of a reallocation no such demand covers (one made before
+    reallocations had to be within a limit) covers the highest limits left, as a round's tiers
+    fill the highest limits first.
+
+    >>> covered_by_reallocations(
+    ...     [(Decimal("2.70"), 5), (Decimal("2.50"), 10)], [(Decimal("2.40"), 5)]
+    ... )
+    [(Decimal('2.70'), 5), (Decimal('2.50'), 5)]
+    """
+    ranked = sorted(uncovered, key=lambda row: row[0], reverse=True)  # Highest limit first.
+    limits = [limit for limit, _ in ranked]
+    left = [max(quantity, 0) for _, quantity in ranked]
+    unmatched = 0
+    for price, quantity in sorted(reallocations, key=lambda row: row[0], reverse=True):
+        for index in reversed(range(len(limits))):  # Lowest limit first.
+            if limits[index] >= price:
+                covered = min(left[index], quantity)
+                left[index] -= covered
+                quantity -= covered
+        unmatched += quantity
+    for index in range(len(limits)):
+        covered = min(left[index], unmatched)
+        left[index] -= covered
+        unmatched -= covered
+    return [(limit, contracts) for limit, contracts in zip(limits, left, strict=True) if contracts]
 
 
 def credit_owed(member: PoolMember) -> Decimal:

@@ -165,6 +165,24 @@ def margin_call_of(account: Account) -> MarginCallStanding | None:
     )
 
 
+def cash_out_refusal(account: Account, doing: str) -> str | None:
+    """Why no cash may leave ``account`` now, or None when it may.
+
+    No cash leaves an account under a margin call until the call is met: what it has goes to
+    meet the call, and a deficit it owes is repaid first from later cash (``risk_cycle``). The
+    one rule for every service that moves cash out of a customer's account (withdrawals, a
+    pool's funding and withdrawal, a member's credit repayment); each refuses with its own
+    error code and this text. ``doing`` completes the sentence: "cash can be withdrawn"."""
+    standing = margin_call_of(account)
+    if standing is None:
+        return None
+    owed = f", and owes {standing.deficit} USD of losses" if standing.call.deficit else ""
+    return (
+        f"Account {account} is under a margin call ({standing.amount_due} USD due{owed}): "
+        f"{doing} once the call is met."
+    )
+
+
 @dataclass(frozen=True)
 class ChainSide:
     """One option of a chain row. Prices $/GPU-hr; delta per contract of the future."""

@@ -41,11 +41,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange.errors import FundingError, FundingErrorCode
-from exchange.models import Account, Deposit, MarginCall, StripeEvent, Withdrawal
+from exchange.models import Account, Deposit, StripeEvent, Withdrawal
+from exchange.selectors.risk import cash_out_refusal
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
     cash_account,
-    micros_to_usd,
     stripe_account,
     test_funds_account,
     usd_to_micros,
@@ -119,17 +119,10 @@ def _account_check(account: Account) -> None:
 
 
 def _margin_call_check(account: Account, doing: str) -> None:
-    """No cash leaves an account under a margin call: what it has goes to meet the call, and
-    a deficit it owes is repaid first from later cash (``risk_cycle``)."""
-    call = MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).first()
-    if call is None:
-        return
-    owed = f", and owes {micros_to_usd(call.deficit)} USD of losses" if call.deficit else ""
-    raise FundingError(
-        FundingErrorCode.MARGIN_CALL_OPEN,
-        f"Account {account} is under a margin call ({micros_to_usd(call.amount)} USD due{owed}): "
-        f"{doing} once the call is met.",
-    )
+    """No cash leaves an account under a margin call (``selectors.risk.cash_out_refusal``)."""
+    refusal = cash_out_refusal(account, doing)
+    if refusal is not None:
+        raise FundingError(FundingErrorCode.MARGIN_CALL_OPEN, refusal)
 
 
 def _house_account() -> LedgerAccount:

@@ -66,6 +66,7 @@ from exchange.models.pools import (
     PoolTransfer,
 )
 from exchange.selectors import pools as pool_selectors
+from exchange.selectors.risk import cash_out_refusal
 from exchange.services import collateral
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
@@ -1196,14 +1197,28 @@ def _amount(amount: Decimal | int) -> int:
     return micros
 
 
+def _margin_call_check(account: Account, doing: str) -> None:
+    """No cash leaves an account under a margin call, into a pool or out of one: the rule
+    withdrawals follow (``selectors.risk.cash_out_refusal``), as ``POOL_MARGIN_CALL_OPEN``."""
+    refusal = cash_out_refusal(account, doing)
+    if refusal is not None:
+        raise _refuse(PoolErrorCode.MARGIN_CALL_OPEN, refusal)
+
+
 def pool_fund(*, pool: Pool, amount: Decimal, actor: Actor, withdraw: bool = False) -> Entry:
-    """Move cash from the sponsor's main account to the pool's (or back, ``withdraw``)."""
+    """Move cash from the sponsor's main account to the pool's (or back, ``withdraw``).
+
+    Refused (``POOL_MARGIN_CALL_OPEN``) while the account the cash leaves, the sponsor's main
+    account or, withdrawing, the pool's, is under a margin call."""
     micros = _amount(amount)
-    sponsor_cash = cash_account(account_main(pool.sponsor))
-    pool_cash = cash_account(pool.account)
-    source, target = (pool_cash, sponsor_cash) if withdraw else (sponsor_cash, pool_cash)
+    sponsor = account_main(pool.sponsor)
+    source_account, target_account = (
+        (pool.account, sponsor) if withdraw else (sponsor, pool.account)
+    )
+    source, target = cash_account(source_account), cash_account(target_account)
     try:
         with transaction.atomic():
+            _margin_call_check(source_account, "cash can leave it")
             entry = entry_post(
                 key=f"pool-fund:{uuid.uuid4().hex}",
                 description=f"{pool}: {'to the sponsor' if withdraw else 'from the sponsor'}",
@@ -1227,7 +1242,9 @@ def pool_fund(*, pool: Pool, amount: Decimal, actor: Actor, withdraw: bool = Fal
 
 
 def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> Entry:
-    """The member pays back credit the pool lent it, from its cash."""
+    """The member pays back credit the pool lent it, from its cash. Refused
+    (``POOL_MARGIN_CALL_OPEN``) while the member's account is under a margin call: its cash
+    goes to meet the call first."""
     micros = _amount(amount)
     pool = member.pool
     if micros > credit_outstanding(member):
@@ -1239,6 +1256,7 @@ def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> E
         )
     try:
         with transaction.atomic():
+            _margin_call_check(member.account, "credit can be repaid from it")
             entry = entry_post(
                 key=f"pool-repay:{uuid.uuid4().hex}",
                 description=f"{pool}: {member.organization.slug} repays credit",

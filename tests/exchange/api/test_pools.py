@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from exchange.models import AuditEntry, Order, Organization
+from exchange.models import AuditEntry, MarginCall, Order, Organization
 from exchange.models.pools import (
     Pool,
     PoolAllocation,
@@ -23,6 +23,7 @@ from exchange.models.pools import (
 from exchange.services.api_keys import api_key_create
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import cash_account, position_account
+from exchange.services.participants import account_main
 from exchange.services.pools import (
     credit_outstanding,
     demand_submit,
@@ -400,6 +401,34 @@ def test_cash_moves_that_cannot_be_made_are_refused(pool, sponsor, path, amount,
 
     assert codes(response) == expected
     assert written() == before
+
+
+def _margin_call(account) -> MarginCall:
+    return MarginCall.objects.create(
+        account=account,
+        trading_date=timezone.localdate(),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=0,
+    )
+
+
+@pytest.mark.parametrize("path", ["fund", "withdraw"])
+def test_no_cash_leaves_an_account_under_a_margin_call_through_the_pool(pool, sponsor, path):
+    # given the account the cash would leave (funding: the sponsor's; withdrawing: the pool's)
+    # is under a margin call
+    sponsor_account = account_main(sponsor)
+    _margin_call(pool.account if path == "withdraw" else sponsor_account)
+    before = written()
+    cash = (cash_account(sponsor_account).balance, cash_account(pool.account).balance)
+
+    response = api(sponsor).post(f"{POOLS}{pool.pk}/{path}/", {"amount": "1000"}, format="json")
+
+    assert codes(response) == (422, "POOL_MARGIN_CALL_OPEN", None)
+    assert "margin call" in response.json()["error"]["message"]
+    assert written() == before
+    assert (cash_account(sponsor_account).balance, cash_account(pool.account).balance) == cash
 
 
 # Members -----------------------------------------------------------------------------------
@@ -902,6 +931,23 @@ def test_a_member_repays_the_credit_it_drew(pool, cirrus, future, seller):
     assert repaid.status_code == 200, repaid.json()
     assert Decimal(repaid.json()["credit_owed"]) * 10**6 == owed - 100 * 10**6
     assert credit_outstanding(cirrus) == owed - 100 * 10**6
+
+
+def test_a_member_under_a_margin_call_does_not_repay_credit(pool, cirrus, future, seller):
+    submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.40")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    _margin_call(cirrus.account)
+    owed, cash, before = credit_outstanding(cirrus), cash_account(cirrus.account).balance, written()
+
+    response = api(cirrus.organization).post(
+        f"{POOLS}{pool.pk}/credit/repay/", {"amount": "100"}, format="json"
+    )
+
+    assert codes(response) == (422, "POOL_MARGIN_CALL_OPEN", None)
+    assert written() == before
+    assert (credit_outstanding(cirrus), cash_account(cirrus.account).balance) == (owed, cash)
 
 
 # Isolation ---------------------------------------------------------------------------------

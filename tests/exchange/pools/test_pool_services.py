@@ -15,6 +15,7 @@ from exchange.models import (
     Account,
     AuditEntry,
     Instrument,
+    MarginCall,
     Order,
     OrderCommand,
     Organization,
@@ -1146,6 +1147,61 @@ def test_a_member_never_receives_contracts_above_its_limit(
     call_command("ledger_check")
 
 
+def test_past_reallocations_cover_demand_by_the_price_they_moved_at(
+    pool, members, future, seller, buyer, sponsor_user
+):
+    from exchange.selectors.pools import demand_uncovered, demand_uncovered_by_limit
+
+    # given cirrus's uncovered demand is 5 at 2.70 and 10 at 2.50, and it has cash now
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    _submit(cirrus, future, gpus=5, limit="2.70")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    pool_round_close(round_=round_, actor=sponsor_user)
+    # and the sponsor gave it 5 at a mark of 2.40, within both limits
+    place(seller, future, "sell", 1, "2.40")
+    place(buyer, future, "buy", 1, "2.40")
+    first = pool_reallocate(member=cirrus, instrument=future, quantity=5, actor=sponsor_user)
+    assert first.price == Decimal("2.40")
+
+    # then those 5 cover the 2.50 demand, the lowest limit they fit, and leave the 2.70 one
+    assert demand_uncovered_by_limit(cirrus, future) == [
+        (Decimal("2.70"), 5),
+        (Decimal("2.50"), 5),
+    ]
+    assert demand_uncovered(cirrus, future) == 10
+
+    # when the mark moves to 2.60 and the sponsor gives it 5 more
+    place(seller, future, "sell", 1, "2.60")
+    place(buyer, future, "buy", 1, "2.60")
+    second = pool_reallocate(member=cirrus, instrument=future, quantity=5, actor=sponsor_user)
+
+    # then they go against the 2.70 demand, and what is left is limited at 2.50
+    assert second.price == Decimal("2.60")
+    assert position_account(cirrus.account, future.symbol).balance == 10
+    assert demand_uncovered_by_limit(cirrus, future) == [(Decimal("2.50"), 5)]
+    assert demand_uncovered(cirrus, future) == 5
+    call_command("ledger_check")
+
+
+def test_reallocations_count_against_the_lowest_limit_that_covers_their_price():
+    from exchange.selectors.pools import covered_by_reallocations
+
+    limits = [(Decimal("2.50"), 10), (Decimal("2.70"), 5), (Decimal("2.60"), 4)]
+    # The highest price goes first: 2.65 can only use 2.70; 2.55 then takes 2.60 before 2.70.
+    assert covered_by_reallocations(limits, [(Decimal("2.55"), 5), (Decimal("2.65"), 3)]) == [
+        (Decimal("2.70"), 1),
+        (Decimal("2.50"), 10),
+    ]
+    # A reallocation above every limit (made before the rule) covers the highest limits left.
+    assert covered_by_reallocations(limits, [(Decimal("2.40"), 10), (Decimal("2.90"), 6)]) == [
+        (Decimal("2.60"), 3)
+    ]
+    # Demand a settled allocation more than covered counts as nothing, never as negative.
+    assert covered_by_reallocations([(Decimal("2.50"), -2)], [(Decimal("2.50"), 1)]) == []
+
+
 def test_pool_offer_sells_from_the_pool_account(pool, members, future, seller, sponsor_user):
     _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
 
@@ -1232,6 +1288,45 @@ def test_pool_fund_refuses_bad_amounts(pool, amount):
     assert_refused(Code.AMOUNT_INVALID, pool_fund, pool=pool, amount=amount, actor=None)
 
 
+def _margin_call(account) -> MarginCall:
+    return MarginCall.objects.create(
+        account=account,
+        trading_date=timezone.localdate(),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=0,
+    )
+
+
+@pytest.mark.parametrize("withdraw", [False, True])
+def test_no_cash_leaves_an_account_under_a_margin_call_through_the_pool(
+    pool, sponsor, sponsor_user, withdraw
+):
+    # given the account the cash would leave is under a margin call: funding takes it from the
+    # sponsor's main account, withdrawing from the pool's
+    sponsor_account = account_main(sponsor)
+    _margin_call(pool.account if withdraw else sponsor_account)
+    before = (_cash(sponsor_account), _cash(pool.account))
+
+    # when the sponsor moves cash out of it
+    error = assert_refused(
+        Code.MARGIN_CALL_OPEN,
+        pool_fund,
+        pool=pool,
+        amount=Decimal("1000"),
+        withdraw=withdraw,
+        actor=sponsor_user,
+    )
+
+    # then it is refused, naming the call, and no cash moved
+    assert "under a margin call (10000.000000 USD due)" in error.message
+    assert (_cash(sponsor_account), _cash(pool.account)) == before
+    # but cash may still come into it, towards the call
+    pool_fund(pool=pool, amount=Decimal("1000"), withdraw=not withdraw, actor=sponsor_user)
+    call_command("ledger_check")
+
+
 def test_credit_repay_pays_back_what_the_pool_lent(pool, members, future, seller, sponsor_user):
     # given cirrus (no cash) borrowed from the pool for an allocation
     cirrus = members[2]
@@ -1257,6 +1352,24 @@ def test_credit_repay_pays_back_what_the_pool_lent(pool, members, future, seller
         Code.AMOUNT_INVALID, pool_credit_repay, member=cirrus, amount=Decimal(owed), actor=None
     )
     call_command("ledger_check")
+
+
+def test_credit_repay_is_refused_under_a_margin_call(pool, members, future, seller):
+    # given cirrus borrowed from the pool, has cash now, and is under a margin call
+    cirrus = members[2]
+    _submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    _margin_call(cirrus.account)
+    owed, before = credit_outstanding(cirrus), (_cash(cirrus.account), _cash(pool.account))
+
+    # when it repays: refused, its cash goes to the call first, and nothing moved
+    assert_refused(
+        Code.MARGIN_CALL_OPEN, pool_credit_repay, member=cirrus, amount=Decimal("100"), actor=None
+    )
+    assert credit_outstanding(cirrus) == owed
+    assert (_cash(cirrus.account), _cash(pool.account)) == before
 
 
 # The scheduler -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange.models import Membership, Order, Organization, Region
+from exchange.models import MarginCall, Membership, Order, Organization, Region
 from exchange.models.pools import (
     Pool,
     PoolAllocation,
@@ -23,7 +23,7 @@ from exchange.selectors.funding import cash_balance
 from exchange.selectors.pools import credit_owed
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import position_account
-from exchange.services.participants import member_add, organization_create
+from exchange.services.participants import account_main, member_add, organization_create
 from exchange.services.pools import (
     credit_outstanding,
     demand_submit,
@@ -192,6 +192,9 @@ def test_a_member_sees_the_pools_it_belongs_to(client, pool, ada_user):
     assert f'<a href="{_pool_url(pool)}">Seed GPUs</a>' in page
     assert "Foundry Ventures" in page
     assert "Create the pool" not in page
+    # Block fee tiers follow what an order has filled, not the size it asks for.
+    assert "pays a block fee tier on what it has filled" in page
+    assert "combined size earns" not in page
 
 
 def test_an_organization_in_no_pool_sees_an_empty_state(client, pool, maker):
@@ -448,6 +451,28 @@ def test_funding_above_what_is_available_is_refused_next_to_the_amount(client, p
     assert "POOL_INSUFFICIENT_FUNDS" in _field_error(_page(funded), "id_fund-amount")
     assert "POOL_INSUFFICIENT_FUNDS" in _field_error(_page(withdrawn), "id_withdraw-amount")
     assert cash_balance(pool.account).posted == POOL_FUNDS
+
+
+def test_funding_from_an_account_under_a_margin_call_is_refused_above_the_form(
+    client, pool, sam, sponsor
+):
+    MarginCall.objects.create(
+        account=account_main(sponsor),
+        trading_date=timezone.localdate(),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=0,
+    )
+    sponsor_cash = cash_balance(account_main(sponsor)).posted
+    client.force_login(sam)
+
+    funded = client.post(_pool_url(pool, "web:pool_fund"), {"fund-amount": "1000.00"})
+
+    assert funded.status_code == 400
+    assert "POOL_MARGIN_CALL_OPEN" in _page(funded)
+    assert cash_balance(pool.account).posted == POOL_FUNDS
+    assert cash_balance(account_main(sponsor)).posted == sponsor_cash
 
 
 # Members -----------------------------------------------------------------------------------
@@ -751,6 +776,8 @@ def test_the_member_page_shows_the_terms_and_the_demand_form(client, pool, ada_u
         month = future.delivery_start
         assert f'value="{month:%Y-%m}"' in page and f"{month:%b %Y}" in page
     assert "Submit demand</button>" in page
+    assert "Its fees follow what it has filled" in page
+    assert "combined size earns" not in page
 
 
 def test_a_member_submits_demand_for_several_months(client, pool, ada, ada_user, futures):
