@@ -51,8 +51,8 @@ def test_bench_api_places_and_matches_orders_through_http(postgres_only):
 @pytest.mark.django_db(transaction=True)
 def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url):
     """With Redis the servers' cache and the matcher's feed go through it, as in production:
-    Redis counted the rate limit's MULTI/EXEC (each request) and the feed's group sends (ZRANGE of a
-    group's members, each matcher batch). The clients send batches of four orders here (the
+    Redis counted the rate limit's script (EVALSHA, each request) and the feed's group sends
+    (ZRANGE of a group's members, each matcher batch). The clients send batches of four orders here (the
     other run sends one per request): statuses count orders, requests count batches."""
     lines, err = _run("--redis", redis_url, "--batch", "4")
 
@@ -67,7 +67,7 @@ def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url)
     finally:
         client.close()
     requests = int(re.search(r"requests=(\d+)", lines[0]).group(1))
-    assert commands["cmdstat_exec"]["calls"] >= requests, commands
+    assert commands["cmdstat_evalsha"]["calls"] >= requests, commands
     assert commands["cmdstat_zrange"]["calls"] > 0, commands
 
 
