@@ -52,8 +52,9 @@ def test_bench_api_places_and_matches_orders_through_http(postgres_only):
 def test_bench_api_with_redis_publishes_the_feed_there(postgres_only, redis_url):
     """With Redis the servers' cache and the matcher's feed go through it, as in production:
     Redis counted the rate limit's script (EVALSHA, each request) and the feed's group sends
-    (ZRANGE of a group's members, each matcher batch). The clients send batches of four orders here (the
-    other run sends one per request): statuses count orders, requests count batches."""
+    (ZRANGE of a group's members, each matcher batch). The clients send batches of four orders
+    here (the other run sends one per request): statuses count orders, requests count
+    batches."""
     lines, err = _run("--redis", redis_url, "--batch", "4")
 
     _assert_placed(lines)
