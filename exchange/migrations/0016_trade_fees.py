@@ -101,6 +101,16 @@ class Migration(migrations.Migration):
                 ),
             ),
         ),
+        migrations.AlterField(
+            model_name="order",
+            name="quantity",
+            field=models.PositiveIntegerField(
+                help_text=(
+                    "Contracts: filled + cancelled + still open; a rejected order keeps the "
+                    "quantity it asked for."
+                )
+            ),
+        ),
         migrations.RunPython(sqlite_trigger_restore, migrations.RunPython.noop),
         migrations.RunPython(live_orders_keep_their_tiered_rates, migrations.RunPython.noop),
         migrations.AddConstraint(

@@ -62,7 +62,10 @@ class Order(models.Model):
         blank=True,
         help_text="$/GPU-hr; empty for market orders.",
     )
-    quantity = models.PositiveIntegerField(help_text="Contracts: filled + cancelled + still open.")
+    quantity = models.PositiveIntegerField(
+        help_text="Contracts: filled + cancelled + still open; a rejected order keeps the quantity "
+        "it asked for."
+    )
     filled_quantity = models.PositiveIntegerField(default=0)
     cancelled_quantity = models.PositiveIntegerField(default=0)
     filled_notional = models.DecimalField(

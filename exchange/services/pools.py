@@ -810,6 +810,10 @@ def _settle(
     fee: int,
 ) -> PoolAllocation:
     member = demand.member
+    if cash_out_refusal(member.account, "") is not None:
+        # Under a margin call the account only reduces its positions (and no cash leaves it):
+        # its lots stay with the pool, to be reallocated once the call is met.
+        return PoolAllocation(status=PoolAllocation.Status.UNFUNDED, quantity=quantity, cost=cost)
     average = Decimal(cost) / (quantity * instrument.gpu_hours_per_contract * MICROS_PER_USD)
     margin = order_margin_per_contract(instrument, "buy", average) * quantity
     subsidy = int(
@@ -1141,6 +1145,7 @@ def pool_reallocate(
             )
         _check_transfer(member.pool, instrument, quantity)
         _check_free(member.pool, instrument, quantity)
+        _margin_call_check(member.account, "it can receive the pool's contracts")
         price = _mark(instrument)
         _check_demand(member, instrument, quantity, price)
         return _transfer(

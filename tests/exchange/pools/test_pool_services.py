@@ -1202,6 +1202,45 @@ def test_reallocations_count_against_the_lowest_limit_that_covers_their_price():
     assert covered_by_reallocations([(Decimal("2.50"), -2)], [(Decimal("2.50"), 1)]) == []
 
 
+def test_a_member_under_a_margin_call_takes_no_contracts_until_the_call_is_met(
+    pool, members, future, seller, sponsor_user
+):
+    # given ada (funded) under a margin call, each member asking 10, all 30 filling
+    ada, bolt, _ = members
+    call = _margin_call(ada.account)
+    for member in members:
+        _submit(member, future, gpus=10)
+    place(seller, future, "sell", 30, "2.45")
+    cash_before = _cash(ada.account)
+
+    # when the round allocates
+    round_ = pool_round_close(
+        round_=pool_cut_off(pool=pool, actor=sponsor_user), actor=sponsor_user
+    )
+
+    # then ada's lots stay with the pool (reduce-only: no new position, no cash out for margin)
+    rows = {a.member_id: a for a in PoolAllocation.objects.filter(round=round_)}
+    assert (rows[ada.pk].status, rows[bolt.pk].status) == ("unfunded", "settled")
+    assert position_account(ada.account, future.symbol).balance == 0
+    assert _cash(ada.account) == cash_before
+    # and the sponsor cannot hand them to it while the call is open
+    error = assert_refused(
+        Code.MARGIN_CALL_OPEN,
+        pool_reallocate,
+        member=ada,
+        instrument=future,
+        quantity=10,
+        actor=sponsor_user,
+    )
+    assert "it can receive the pool's contracts once the call is met" in error.message
+    # but can once it is met
+    call.status = MarginCall.Status.CURED
+    call.save()
+    pool_reallocate(member=ada, instrument=future, quantity=10, actor=sponsor_user)
+    assert position_account(ada.account, future.symbol).balance == 10
+    call_command("ledger_check")
+
+
 def test_pool_offer_sells_from_the_pool_account(pool, members, future, seller, sponsor_user):
     _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
 
