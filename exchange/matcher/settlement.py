@@ -379,13 +379,7 @@ class Settlement:
         consumed: list[tuple[Hold, int]] = []
         side_fees: list[int] = []
         for order, sign in ((buyer, 1), (seller, -1)):
-            rate = order.maker_fee_rate if order is maker else order.taker_fee_rate
-            if order.fee_rates_tiered:  # Accepted with its size's tier in its rates.
-                fee = collateral.fee_micros(self.kind, rate, quantity, notional)
-            else:
-                fee = collateral.fill_fee_micros(
-                    self.kind, rate, order.filled_quantity, quantity, notional
-                )
+            fee = collateral.fill_fee_micros(self.kind, order, order is maker, quantity, notional)
             side_fees.append(fee)
             if self.kind == Instrument.Kind.RESALE:
                 self._resale_side(order, sign, quantity, notional, fee, postings, consumed)
@@ -502,7 +496,10 @@ class Settlement:
             return
         price = order.price if order.price is not None else order.protection_price
         assert price is not None
-        needs: dict[int, int] = {}  # Ledger account id: what the open quantity needs held.
+        # What the open quantity needs held, by ledger account id: ``amounts_for`` (as
+        # ``needs_of_order``) on the accounts this settlement has already read, since this runs
+        # after every partial fill and ``needs_for`` would read or open each account again.
+        needs: dict[int, int] = {}
         for part in collateral.amounts_for(
             self.instrument,
             order.side,

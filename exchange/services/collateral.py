@@ -199,13 +199,19 @@ def tiered_rate(kind: str, rate: Decimal, share: Decimal) -> Decimal:
 
 
 def fill_fee_micros(
-    kind: str, rate: Decimal, filled_before: int, quantity: int, notional_micros: int
+    kind: str, order: Order, maker: bool, quantity: int, notional_micros: int
 ) -> int:
-    """The fee of a fill of ``quantity`` contracts at the order's ``rate``, after the block
-    tier its order reaches with it (``filled_before`` + ``quantity``). Never more than the
-    fee at ``rate``, which the order's hold covers."""
-    share = block_fee_share(filled_before + quantity)
-    return fee_micros(kind, tiered_rate(kind, rate, share), quantity, notional_micros)
+    """The fee ``order`` (of an instrument of ``kind``) pays on a fill of ``quantity`` contracts:
+    its maker or taker rate,
+    after the block tier the order reaches with this fill (its filled quantity before it, plus
+    ``quantity``). Never more than the fee at that rate, which the order's hold covers. An order
+    accepted when the tier came from its size (``Order.fee_rates_tiered``) has it in its rates
+    already, and pays them as they are."""
+    rate = order.maker_fee_rate if maker else order.taker_fee_rate
+    if not order.fee_rates_tiered:
+        share = block_fee_share(order.filled_quantity + quantity)
+        rate = tiered_rate(kind, rate, share)
+    return fee_micros(kind, rate, quantity, notional_micros)
 
 
 def terms_for(

@@ -66,7 +66,7 @@ from exchange.models.pools import (
     PoolTransfer,
 )
 from exchange.selectors import pools as pool_selectors
-from exchange.selectors.risk import cash_out_refusal
+from exchange.selectors.risk import cash_out_refusal, margin_call_of
 from exchange.services import collateral
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
@@ -810,7 +810,7 @@ def _settle(
     fee: int,
 ) -> PoolAllocation:
     member = demand.member
-    if cash_out_refusal(member.account, "") is not None:
+    if margin_call_of(member.account) is not None:
         # Under a margin call the account only reduces its positions (and no cash leaves it):
         # its lots stay with the pool, to be reallocated once the call is met.
         return PoolAllocation(status=PoolAllocation.Status.UNFUNDED, quantity=quantity, cost=cost)

@@ -75,13 +75,26 @@ def test_tiered_rates_round_in_the_customers_favour():
     assert collateral.tiered_rate("future", Decimal("0.50"), Decimal(1)) == Decimal("0.50")
     # on the notional: the fraction itself, the fee rounded up per fill as always
     assert collateral.tiered_rate("resale", Decimal("0.02"), Decimal("0.60")) == Decimal("0.012")
-    assert collateral.fill_fee_micros("resale", Decimal("0.02"), 98, 1, 1_000_001) == 20_001
-    assert collateral.fill_fee_micros("resale", Decimal("0.02"), 99, 2, 1_000_001) == 16_001
+    assert collateral.fill_fee_micros(
+        "resale", taker(Decimal("0.02"), 98), False, 1, 1_000_001
+    ) == (20_001)
+    assert collateral.fill_fee_micros(
+        "resale", taker(Decimal("0.02"), 99), False, 2, 1_000_001
+    ) == (16_001)
     # a fill never pays more than the rate its order's hold covers
     for filled in (0, 99, 100, 499, 500, 10_000):
         assert collateral.fill_fee_micros(
-            "future", Decimal("0.50"), filled, 7, 0
+            "future", taker(Decimal("0.50"), filled), False, 7, 0
         ) <= collateral.fee_micros("future", Decimal("0.50"), 7, 0)
+    # and an order whose rates already carry its size's tier pays them as they are
+    tiered = taker(Decimal("0.30"), 600)
+    tiered.fee_rates_tiered = True
+    assert collateral.fill_fee_micros("future", tiered, False, 10, 0) == 10 * 300_000
+
+
+def taker(rate: Decimal, filled: int) -> Order:
+    """An order (not saved) with a taker ``rate`` that has filled ``filled`` contracts."""
+    return Order(maker_fee_rate=Decimal(0), taker_fee_rate=rate, filled_quantity=filled)
 
 
 def test_the_migrations_resale_fee_rounds_up_on_the_notional():
