@@ -36,6 +36,23 @@ def calendar_ahead(monkeypatch):
 
 
 @pytest.fixture
+def clock_after_the_close(monkeypatch):
+    """The risk cycle's clock past today's close, whenever the test runs: at the last second of
+    today (UTC), or a few seconds from now when a test names a close just after its trades.
+    Before 16:00 UTC today's prices could otherwise be neither set nor overridden."""
+    from django.utils import timezone
+
+    from exchange.services import settlement_prices
+
+    end_of_today = datetime.combine(timezone.now().date(), time(23, 59, 59), tzinfo=UTC)
+    monkeypatch.setattr(
+        settlement_prices,
+        "now",
+        lambda: max(timezone.now() + timedelta(seconds=5), end_of_today),
+    )
+
+
+@pytest.fixture
 def row_counts():
     """Call to snapshot the order-related row counts."""
     return RowCounts.now

@@ -149,7 +149,8 @@ def settle_today(prices: dict, staff) -> None:
 
 
 @pytest.fixture
-def staff(django_user_model):
+def staff(django_user_model, clock_after_the_close):
+    """Risk staff, settling today after its close (``settle_today``), whatever the hour."""
     return django_user_model.objects.create_user("risk", is_staff=True)
 
 

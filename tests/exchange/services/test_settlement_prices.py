@@ -50,16 +50,8 @@ def trade(buyer, seller, instrument, quantity: int, price: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clock_after_the_close(monkeypatch):
-    """The cycle's clock past the close of the day these tests price, whenever they run: past
-    the standard close of today, and past the close a test names just after its trades
-    (``soon``)."""
-    end_of_today = datetime.combine(today(), time(23, 59, 59), tzinfo=UTC)
-    monkeypatch.setattr(
-        settlement_prices,
-        "now",
-        lambda: max(timezone.now() + timedelta(seconds=5), end_of_today),
-    )
+def _clock_after_the_close(clock_after_the_close):
+    """Every test here prices today after its close (``clock_after_the_close``)."""
 
 
 def close_in_two_hours(monkeypatch) -> datetime:

@@ -186,7 +186,7 @@ def test_member_sees_positions_with_mark_pnl_and_margin(client, future, buyer, s
 
 
 def test_after_the_daily_cycle_the_page_and_the_api_show_the_settlement_mark(
-    client, future, buyer, seller, maker, django_user_model
+    client, future, buyer, seller, maker, django_user_model, clock_after_the_close
 ):
     # given alice's organization long 3 at 2.50, the market's last trade at 2.44, and the day
     # settled at 2.435 by staff (variation margin paid) with no trade since
