@@ -856,15 +856,21 @@ class MarginCallAdmin(ReadOnlyAdmin):
         "account",
         "trading_date",
         "status",
+        "called_usd",
         "required_usd",
         "held_usd",
         "deficit_usd",
         "created_at",
+        "figured_at",
         "resolved_at",
     ]
     list_filter = ["status", "trading_date"]
     list_select_related = ["account__organization"]
     actions = ["review", "liquidate"]
+
+    @admin.display(description="Called (USD)")
+    def called_usd(self, obj):
+        return micros_to_usd(obj.amount_called)
 
     @admin.display(description="Required (USD)")
     def required_usd(self, obj):

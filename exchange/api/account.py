@@ -224,8 +224,19 @@ class MarginCallSerializer(serializers.Serializer):
         source="call.trading_date", help_text="The daily cycle that made the call."
     )
     created_at = serializers.DateTimeField(source="call.created_at")
+    amount_called = serializers.DecimalField(
+        **USD,
+        help_text="USD the call asked for when it was made (its amount_due then). The figures "
+        "below are current: a later daily settlement or a review updates them.",
+    )
+    figured_at = serializers.DateTimeField(
+        source="call.figured_at",
+        allow_null=True,
+        help_text="When a later daily settlement or a review last updated the figures; null "
+        "while they are the call's own.",
+    )
     required = serializers.DecimalField(
-        **USD, help_text="USD of initial margin the positions need at that day's prices."
+        **USD, help_text="USD of initial margin the positions need at the latest prices."
     )
     held = serializers.DecimalField(**USD, help_text="USD of margin the account holds for them.")
     deficit = serializers.DecimalField(

@@ -89,16 +89,28 @@ class MarginCall(models.Model):
     account = models.ForeignKey(
         "exchange.Account", on_delete=models.PROTECT, related_name="margin_calls"
     )
-    trading_date = models.DateField()
+    trading_date = models.DateField(help_text="The daily settlement that made the call.")
     required = models.BigIntegerField(help_text="Initial margin required, micro-USD.")
     maintenance = models.BigIntegerField(help_text="Maintenance margin, micro-USD.")
     held = models.BigIntegerField(help_text="Margin held after the top-up, micro-USD.")
     deficit = models.BigIntegerField(
         default=0, help_text="Losses the account could not pay, micro-USD (owed to the exchange)."
     )
+    amount_called = models.BigIntegerField(
+        default=0,
+        help_text="What the call asked for when it was made, micro-USD: initial margin required "
+        "less margin held, plus the deficit. The figures above follow the account (each later "
+        "settlement and review); this does not.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     reviews = models.PositiveIntegerField(default=0, help_text="Top-ups posted since the call.")
     created_at = models.DateTimeField(auto_now_add=True)
+    figured_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a later daily settlement or a review last set the figures (null: "
+        "they are the call's own).",
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -149,6 +149,7 @@ class MarginCallStanding:
     held: Decimal  # Margin the account holds for them.
     deficit: Decimal  # Losses it could not pay: owed to the exchange.
     amount_due: Decimal  # What it must bring (or free by reducing) to cure the call.
+    amount_called: Decimal  # What the call asked for on its day (amount_due then).
 
 
 def margin_call_of(account: Account) -> MarginCallStanding | None:
@@ -162,6 +163,7 @@ def margin_call_of(account: Account) -> MarginCallStanding | None:
         held=micros_to_usd(call.held),
         deficit=micros_to_usd(call.deficit),
         amount_due=micros_to_usd(call.amount),
+        amount_called=micros_to_usd(call.amount_called),
     )
 
 

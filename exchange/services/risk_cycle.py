@@ -531,15 +531,16 @@ def _margin_step(
         }
         if held < maintenance or holder.deficit:
             if call is None:
-                MarginCall.objects.create(
-                    account_id=account_id, trading_date=trading_date, **figures
-                )
+                call = MarginCall(account_id=account_id, trading_date=trading_date, **figures)
+                call.amount_called = call.amount
+                call.save()
                 summary["margin_calls"].append(account_id)
-            else:
-                MarginCall.objects.filter(pk=call.pk).update(trading_date=trading_date, **figures)
+            else:  # Still open: its figures follow the account; the call keeps its day.
+                MarginCall.objects.filter(pk=call.pk).update(figured_at=timezone.now(), **figures)
         elif call is not None and held >= requirement.total:
+            now = timezone.now()
             MarginCall.objects.filter(pk=call.pk).update(
-                status=MarginCall.Status.CURED, resolved_at=timezone.now(), **figures
+                status=MarginCall.Status.CURED, resolved_at=now, figured_at=now, **figures
             )
             summary["margin_calls_cured"].append(account_id)
 
@@ -757,9 +758,10 @@ def margin_call_review(call: MarginCall) -> MarginCall:
             call.reviews += 1  # Counts the top-ups posted (and keys the next one).
         ledger.flush()
         call.required, call.held, call.deficit = figures
+        call.figured_at = timezone.now()
         if cured:
             call.status = MarginCall.Status.CURED
-            call.resolved_at = timezone.now()
+            call.resolved_at = call.figured_at
         call.save()
     return call
 

@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models.functions import Lower
 
-from exchange.models import Order, OrderCommand, Organization, Trade
+from exchange.models import MarginCall, Order, OrderCommand, Organization, Trade
 from exchange.services.orders import order_cancel
 from tests.exchange.support import place
 
@@ -16,6 +16,7 @@ DONE_REASON = ("exchange", "0012_order_done_reason")
 BEFORE_NAME_UNIQUE = ("exchange", "0014_order_resting_expiry_index")
 NAME_UNIQUE = ("exchange", "0015_organization_name_unique")
 TRADE_FEES = ("exchange", "0016_trade_fees")
+AMOUNT_CALLED = ("exchange", "0017_margin_call_amount_called")
 
 
 def migrate_to(target: tuple[str, str]) -> None:
@@ -152,3 +153,24 @@ def test_0016_an_order_resting_across_it_keeps_its_tiered_rates(future, buyer, s
     # while an order accepted since pays the tier its fills reach
     assert not Order.objects.get(pk=trade.taker_order_id).fee_rates_tiered
     assert trade.buyer_fee == 500 * 300_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0017_gives_calls_made_before_it_what_their_figures_say_is_due(buyer):
+    # given a call made before calls kept what they asked for
+    migrate_to(TRADE_FEES)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO exchange_margincall (account_id, trading_date, required, maintenance,"
+            " held, deficit, status, reviews, created_at)"
+            " VALUES (%s, '2026-12-04', 30000000, 24000000, 10000000, 5000000, 'open', 0,"
+            " CURRENT_TIMESTAMP)",
+            [buyer.pk],
+        )
+
+    # when the migration runs
+    migrate_to(AMOUNT_CALLED)
+
+    # then its amount called is what it says is due: required - held + deficit
+    call = MarginCall.objects.get()
+    assert (call.amount_called, call.figured_at) == (25_000_000, None)

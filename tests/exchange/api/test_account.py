@@ -497,6 +497,7 @@ def test_the_margin_call_endpoint_says_what_cures_the_accounts_open_call(buyer, 
         maintenance=24_105_600_000,
         held=0,
         deficit=21_067_360_000,
+        amount_called=40_000_000_000,
     )
 
     # when each reads it
@@ -508,6 +509,8 @@ def test_the_margin_call_endpoint_says_what_cures_the_accounts_open_call(buyer, 
     assert standing == {
         "trading_date": "2026-12-04",
         "created_at": standing["created_at"],
+        "amount_called": "40000.000000",
+        "figured_at": None,
         "required": "30132.000000",
         "held": "0.000000",
         "deficit": "21067.360000",

@@ -404,6 +404,40 @@ def test_a_loss_beyond_cash_and_margin_becomes_a_deficit_repaid_first_when_funds
 # 4. Liquidation ---------------------------------------------------------------------------
 
 
+def test_a_call_open_over_several_days_keeps_its_day_and_what_it_asked_for(future, staff):
+    hours = future.gpu_hours_per_contract
+    # given a long with $300 that buys 1 contract at 2.50 and is called on a fall to 2.20
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    deposit_test_funds(account=long, amount=Decimal("300"), actor=None)
+    place(short, future, "sell", 1, "2.50")
+    place(long, future, "buy", 1, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "2.20", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    asked = call.amount
+    assert asked > 0 and call.amount_called == asked and call.figured_at is None
+
+    # when the next day settles lower, still open, and a deposit is then reviewed into margin
+    next_day = business_day_after(day)
+    override(future, next_day, "2.10", staff)
+    daily_settlement_run(trading_date=next_day, actor=staff)
+    call.refresh_from_db()
+    later = call.amount
+    deposit_test_funds(account=long, amount=Decimal("1"), actor=None)
+    reviewed = margin_call_review(call)
+
+    # then the figures follow the account while the call keeps the day that made it and the
+    # amount it asked for
+    assert later != asked
+    assert reviewed.status == MarginCall.Status.OPEN
+    assert reviewed.amount == later - usd("1")
+    assert reviewed.required == scan("2.10", 1, hours)
+    assert (reviewed.trading_date, reviewed.amount_called) == (day, asked)
+    assert reviewed.figured_at is not None
+
+
 def test_liquidation_cancels_resting_orders_and_sells_the_position_at_the_market_without_fees(
     futures, staff
 ):

@@ -645,6 +645,7 @@ def test_an_open_margin_call_is_shown_with_what_cures_it(client, buyer, seller):
         maintenance=24_105_600_000,
         held=0,
         deficit=21_067_360_000,
+        amount_called=40_000_000_000,
     )
     client.force_login(_trader_of(buyer, "cora"))
     called = client.get(reverse("web:portfolio")).content.decode()
@@ -652,7 +653,7 @@ def test_an_open_margin_call_is_shown_with_what_cures_it(client, buyer, seller):
     other = client.get(reverse("web:portfolio")).content.decode()
 
     assert f'id="margin-call-{buyer.pk}"' in called
-    assert "Margin call</strong> since the 2026-12-04 settlement" in called
+    assert "Margin call</strong> since the 2026-12-04 settlement, for 40,000.00 USD" in called
     assert "bring <strong>51,199.36 USD</strong>" in called
     assert "30,132.00 of margin required, 0.00 held, 21,067.36 of losses owed" in called
     assert "Margin call" not in other
