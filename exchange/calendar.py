@@ -2,11 +2,20 @@
 modelled yet, so a listed last trading day can fall on a public holiday."""
 
 import calendar
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.conf import settings
 
 # Options stop trading this many business days before their underlying future does, so that
 # exercise into the future happens while the future still trades.
 OPTION_EXPIRY_BUSINESS_DAYS_BEFORE_FUTURE = 2
+
+
+def close_at(trading_date: date) -> datetime:
+    """The end of the trading day's closing window (``EXCHANGE_SETTLEMENT_CLOSE``, UTC): the
+    moment its settlement prices stand for."""
+    hours, minutes = (int(part) for part in settings.EXCHANGE_SETTLEMENT_CLOSE.split(":"))
+    return datetime.combine(trading_date, time(hours, minutes), tzinfo=UTC)
 
 
 def month_start(day: date) -> date:

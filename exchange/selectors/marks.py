@@ -31,9 +31,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from django.db import models
 from django.db.models import OuterRef, Subquery
 
+from exchange.calendar import close_at
 from exchange.models import Instrument, RiskCycle, SettlementPrice, Trade
 from exchange.selectors.market import Quote, quotes_for
-from exchange.services.settlement_prices import close_at
 
 PRICE_QUANTUM = Decimal("0.000001")  # $/GPU-hr: a mid of two prices is rounded to it.
 
@@ -74,13 +74,18 @@ def marks_for(instruments: Sequence[Instrument]) -> dict[int, Mark]:
     closes = _closes(days)
     marks: dict[int, Mark] = {}
     for row in rows:
-        settled: Decimal | None = row["settled_price"]
-        traded: Decimal | None = row["traded_price"]
+        settled, traded = _price(row["settled_price"]), _price(row["traded_price"])
         if settled is not None and (traded is None or row["traded_at"] < closes[row["settled_on"]]):
             marks[row["pk"]] = Mark(settled, MarkSource.SETTLEMENT)
         elif traded is not None:
             marks[row["pk"]] = Mark(traded, MarkSource.TRADE)
     return marks
+
+
+def _price(value: Decimal | None) -> Decimal | None:
+    """A price read through a subquery, at the places of the price columns: SQLite hands it
+    back as a float's digits (2.60000000000000), which would then show and be recorded so."""
+    return None if value is None else value.quantize(PRICE_QUANTUM)
 
 
 def _closes(days: set[date]) -> dict[date, datetime]:

@@ -35,7 +35,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils import timezone
 
-from exchange.models import Instrument, SettlementPrice, Side, Trade
+from exchange.models import Instrument, SettlementPrice, Side
+from exchange.selectors.marks import marks_for
 from exchange.services.ledger_accounts import MICROS_PER_USD
 from pricing import black76
 from pricing.margin import MarginResult, Position, ScanParameters, portfolio_margin, scenario_margin
@@ -80,12 +81,11 @@ def latest_settlements(
 
 
 def reference_price(instrument: Instrument) -> Decimal | None:
-    """The latest settlement price, else the last trade price, else None."""
-    settled = latest_settlements([instrument.pk]).get(instrument.pk)
-    if settled is not None:
-        return settled.price
-    last = Trade.objects.filter(instrument=instrument).order_by("-sequence").first()
-    return last.price if last is not None else None
+    """The instrument's mark (``selectors.marks``: the newer of its latest settlement price
+    and its last trade), else None: the price a writer's margin takes its future at, and a
+    pool's transfers move contracts at, as the portfolio and the chain show it."""
+    mark = marks_for([instrument]).get(instrument.pk)
+    return mark.price if mark is not None else None
 
 
 def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:

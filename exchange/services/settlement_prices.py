@@ -20,7 +20,7 @@ day is settled.
 """
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
@@ -31,6 +31,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from exchange import calendar
+from exchange.calendar import close_at
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Instrument, RiskCycle, SettlementPrice, Sku, Trade
 from exchange.selectors.market import Quote, quotes_for
@@ -43,12 +44,6 @@ from pricing.depreciation import DepreciationModel
 Source = SettlementPrice.Source
 MARKET_SOURCES = (Source.VWAP, Source.MID, Source.OVERRIDE)
 DEPRECIATION_FIT_MONTHS_MIN = 4
-
-
-def close_at(trading_date: date) -> datetime:
-    """The end of the trading day's closing window."""
-    hours, minutes = (int(part) for part in settings.EXCHANGE_SETTLEMENT_CLOSE.split(":"))
-    return datetime.combine(trading_date, time(hours, minutes), tzinfo=UTC)
 
 
 def on_tick(price: Decimal, tick: Decimal) -> Decimal:

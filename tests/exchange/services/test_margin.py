@@ -119,6 +119,27 @@ def test_a_written_call_is_margined_at_the_underlying_latest_settlement(future, 
     assert margin > ceil_micros(written_option_margin(call, 1, 2.50, DEFAULT_SIGMA).margin)
 
 
+def test_a_written_call_is_margined_at_a_trade_of_its_future_since_the_settlement(
+    future, call, buyer, seller
+):
+    # given the future settled yesterday at 2.60 and traded at 2.80 today, after that close
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("2.60"),
+        source=SettlementPrice.Source.VWAP,
+    )
+    place(seller, future, "sell", 1, "2.80")
+    place(buyer, future, "buy", 1, "2.80")
+
+    margin = order_margin_per_contract(call, "sell", Decimal("0.150"))
+
+    # then the forward is the future's mark, the trade (as the portfolio and the chain show
+    # it), not the settlement the market has moved from
+    assert margin == ceil_micros(written_option_margin(call, 1, 2.80, DEFAULT_SIGMA).margin)
+    assert margin > ceil_micros(written_option_margin(call, 1, 2.60, DEFAULT_SIGMA).margin)
+
+
 def test_a_written_call_is_margined_at_its_latest_implied_volatility(future, call):
     # given the call settled yesterday with an implied volatility of 45%
     SettlementPrice.objects.create(

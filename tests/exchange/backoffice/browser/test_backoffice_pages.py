@@ -15,12 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from exchange.calendar import close_at
 from exchange.demo import ADMIN_PASSWORD, STAFF_PASSWORD
 from exchange.models import AuditEntry, Instrument, MarginCall, Organization
 from exchange.services import settlement_prices
 from exchange.services.funding import withdrawal_request
 from exchange.services.participants import account_main
-from exchange.services.settlement_prices import close_at
 from tests.exchange.web.browser.conftest import DESKTOP, PHONE, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)

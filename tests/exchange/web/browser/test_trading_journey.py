@@ -18,12 +18,12 @@ from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from exchange.calendar import close_at
 from exchange.models import Instrument, Organization, RiskCycle, Trade
 from exchange.selectors.funding import cash_balance
 from exchange.selectors.positions import contracts_in
 from exchange.services import settlement_prices
 from exchange.services.participants import account_main
-from exchange.services.settlement_prices import close_at
 from tests.exchange.web.browser.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
