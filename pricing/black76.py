@@ -243,8 +243,9 @@ def _value(
     np.abs(work, out=work)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         work /= stdev  # m; +inf where s = 0 (or tiny) away from the strike, which is the limit.
-    if (expiry.size and expiry.min() == 0.0) or (volatility.size and volatility.min() == 0.0):
-        # 0/0 at the strike where s = 0: the limit of both arguments of N below is 0.
+    if stdev.size and stdev.min() == 0.0:
+        # 0/0 at the strike where s = 0 (T or sigma 0, or their product below the smallest
+        # float): the limit of both arguments of N below is 0.
         work[np.isnan(work)] = 0.0
     np.multiply(stdev, 0.5, out=value)
     value -= work  # s/2 - m
