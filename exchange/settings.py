@@ -364,6 +364,9 @@ EXCHANGE_API_SIGNATURE_WINDOW_SECONDS = int(
 # A push-feed connection without a key in its handshake has this long to send it in an "auth"
 # message before it is closed (4401).
 EXCHANGE_FEED_AUTH_SECONDS = float(os.environ.get("EXCHANGE_FEED_AUTH_SECONDS", "10"))
+# A private push-feed connection is closed (4401) when its key is revoked: at once through the
+# channel layer, and, should that message be lost, when it next reads its key, this often.
+EXCHANGE_FEED_KEY_CHECK_SECONDS = float(os.environ.get("EXCHANGE_FEED_KEY_CHECK_SECONDS", "10"))
 
 # The cache: rate limits and seen request signatures. Several web processes must share it
 # (Redis in production); the embedded mode's one process keeps it in memory.

@@ -9,7 +9,9 @@ A refused connection is accepted, told why in an "error" message ({"type": "erro
 "message"}), then closed with a code of its own: a server closing during the handshake makes
 the client see an HTTP 403 and nothing else, so the codes below could never reach it.
 
-- 4401: no key, or a bad, revoked or wrongly signed one;
+- 4401: no key, or a bad, revoked or wrongly signed one; also a subscribed connection whose
+  key is revoked (at once through the channel layer, else within
+  ``EXCHANGE_FEED_KEY_CHECK_SECONDS``);
 - 4403: a key without the "read" scope, or used from an address its allowlist refuses;
 - 4404: no instrument has that symbol, or no channel has that path.
 
@@ -33,9 +35,15 @@ from django.utils import timezone
 
 from exchange.api.errors import FORBIDDEN_CODES
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
-from exchange.feed.messages import instrument_group, organization_group, time_text
+from exchange.feed.messages import (
+    api_key_group,
+    instrument_group,
+    organization_group,
+    time_text,
+)
 from exchange.feed.selectors import book_snapshot
 from exchange.models import ApiKey, Instrument
+from exchange.selectors.api_keys import api_key_revoked
 from exchange.selectors.market import instrument_by_symbol
 from exchange.services.api_keys import SignedRequest, api_key_authenticate
 
@@ -56,6 +64,8 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
         super().__init__(*args, **kwargs)
         # The last event number received from each sender, the most recent sender last.
         self.received: dict[str, int] = {}
+        # Closed by the feed: nothing more is sent.
+        self.ended = False
 
     async def join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)
@@ -68,6 +78,9 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
 
     async def end(self, close_code: int, code: str, message: str) -> None:
         """Tell an accepted connection why it ends, and close it."""
+        if self.ended:
+            return
+        self.ended = True
         await self.send_json({"type": "error", "code": code, "message": message})
         await self.close(code=close_code)
 
@@ -92,6 +105,8 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channel
         """A client's JSON object other than a ping: ignored unless a channel says otherwise."""
 
     async def feed_batch(self, event: dict[str, Any]) -> None:
+        if self.ended:
+            return
         missed = self._missed(event.get("source"), event.get("sequence"))
         if missed:
             await self.send_json(
@@ -175,6 +190,8 @@ class OrdersFeed(FeedConsumer):
     authenticated = False
     organization = ""  # The key's organization's slug, once subscribed.
     deadline: asyncio.Task[None] | None = None
+    # Reads the key every EXCHANGE_FEED_KEY_CHECK_SECONDS while subscribed.
+    key_watch: asyncio.Task[None] | None = None
 
     def gap_advice(self) -> str:
         return (
@@ -217,8 +234,29 @@ class OrdersFeed(FeedConsumer):
         await self._welcome()
 
     async def disconnect(self, code: int) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
+        for task in (self.deadline, self.key_watch):
+            if task is not None:
+                task.cancel()
+
+    async def feed_key_revoked(self, event: dict[str, Any]) -> None:
+        """The key subscribed with was revoked (``exchange.feed.publish.key_revoked``)."""
+        await self._end_revoked()
+
+    async def _watch_key(self, key_id: int) -> None:
+        """Close the connection once its key is revoked, should the revocation's own message
+        never arrive (the channel layer unreachable at that moment)."""
+        while not self.ended:
+            await asyncio.sleep(settings.EXCHANGE_FEED_KEY_CHECK_SECONDS)
+            if await database_sync_to_async(api_key_revoked)(key_id):
+                await self._end_revoked()
+
+    async def _end_revoked(self) -> None:
+        # As a revoked key is refused when it connects.
+        await self.end(
+            CLOSE_UNAUTHENTICATED,
+            str(ApiAuthErrorCode.KEY_REVOKED),
+            "The API key has been revoked.",
+        )
 
     async def _expire(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -246,7 +284,9 @@ class OrdersFeed(FeedConsumer):
                 "The orders channel needs the 'read' scope.",
             )
         await self.join(organization_group(key.organization_id))
+        await self.join(api_key_group(key.pk))
         self.authenticated, self.organization = True, key.organization.slug
+        self.key_watch = asyncio.create_task(self._watch_key(key.pk))
         return None
 
     async def _welcome(self) -> None:

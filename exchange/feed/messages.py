@@ -34,6 +34,11 @@ def organization_group(organization_id: int) -> str:
     return f"feed.organization.{organization_id}"
 
 
+def api_key_group(key_id: int) -> str:
+    """The private channel's connections subscribed with one API key: closed when it is revoked."""
+    return f"feed.api_key.{key_id}"
+
+
 def price_text(price: Decimal | None) -> str | None:
     return None if price is None else format(price.quantize(PRICE_QUANTUM), "f")
 

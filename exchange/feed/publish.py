@@ -57,6 +57,7 @@ from exchange.feed.layers import RedisChannelLayer
 from exchange.feed.messages import (
     BOOK_LEVELS,
     Message,
+    api_key_group,
     book_message,
     fill_message,
     instrument_group,
@@ -80,6 +81,8 @@ logger = logging.getLogger(__name__)
 EVENT_TYPE = "feed.batch"
 # Longest a send to a network layer may take before the batch is given up.
 PUBLISH_TIMEOUT_SECONDS = 2.0
+# The event telling a key's private connections it was revoked (``OrdersFeed.feed_key_revoked``).
+KEY_REVOKED_EVENT_TYPE = "feed.key_revoked"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,26 @@ def batch_committed(applier: "EventApplier", book: "matching.OrderBook") -> None
         transaction.on_commit(partial(_publish, layer, feed))
     except Exception:
         logger.exception("feed: capturing a batch of instrument #%s failed", applier.instrument.pk)
+
+
+def key_revoked(key_id: int) -> None:
+    """Tell the private channel's connections subscribed with the key that it was revoked, so
+    they close; call at the revocation's commit. Never raises: a connection that misses this
+    finds the key revoked when it next reads it (``EXCHANGE_FEED_KEY_CHECK_SECONDS``)."""
+    try:
+        layer = get_channel_layer()
+        group = api_key_group(key_id)
+        if layer is None or not _heard(layer, group):
+            return
+        # One event, rarely: sent from the calling thread, as the in-memory layer needs (see
+        # "Which loop sends" above), and bounded for a network layer that does not answer.
+        async_to_sync(_send_bounded)(layer, group, {"type": KEY_REVOKED_EVENT_TYPE})
+    except Exception:
+        logger.exception("feed: telling API key #%s's connections of its revocation failed", key_id)
+
+
+async def _send_bounded(layer: BaseChannelLayer, group: str, event: dict[str, Any]) -> None:
+    await asyncio.wait_for(layer.group_send(group, event), PUBLISH_TIMEOUT_SECONDS)
 
 
 def _capture(

@@ -39,6 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange.errors import ApiAuthError, ApiAuthErrorCode
+from exchange.feed import publish as feed_publish
 from exchange.models import ApiKey, Organization
 from exchange.recent import Recent
 from exchange.services.audit import audit_record
@@ -182,6 +183,8 @@ def api_key_revoke(*, key: ApiKey, actor: User | None = None) -> ApiKey:
     # still unrevoked, between the two.
     api_key_forget(key.prefix)
     transaction.on_commit(lambda: api_key_forget(key.prefix))
+    # The key's open connections to the push feed's private channel are closed too.
+    transaction.on_commit(lambda: feed_publish.key_revoked(key.pk))
     audit_record(
         actor=actor,
         action="api_key.revoke",

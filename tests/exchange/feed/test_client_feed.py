@@ -209,3 +209,19 @@ def _until(condition, seconds: float = WAIT_SECONDS, what: object = None) -> Non
     while not condition():
         assert time.monotonic() < deadline, f"waited in vain: {what}"
         time.sleep(0.02)
+
+
+def test_an_open_orders_feed_ends_with_a_feed_error_when_its_key_is_revoked(future, buyer):
+    # given: the client reading its organization's orders through uvicorn and Redis
+    with uvicorn_serving() as base:
+        client = client_of(base, buyer)
+        with client.orders_feed() as feed:
+            # when: its key is revoked (through the API, as a trader would on a leak)
+            revoker = client_of(base, buyer, scopes=("read", "trade"))
+            prefix = client.key.split("_")[1]
+            revoker.request("DELETE", f"keys/{prefix}/")
+            with pytest.raises(FeedError) as ended:
+                feed.receive(WAIT_SECONDS)
+
+    # then: the feed says why, with the close code of a revoked key
+    assert (ended.value.code, ended.value.close_code) == ("AUTH_KEY_REVOKED", 4401)

@@ -524,3 +524,61 @@ def test_orders_channel_checks_the_signature_of_an_auth_message(buyer):
     assert welcome["type"] == "subscribed"
     assert wrong["code"] == "AUTH_SIGNATURE_INVALID"
     assert unsigned["code"] == "AUTH_SIGNATURE_REQUIRED"
+
+
+def test_orders_channel_closes_an_open_connection_when_its_key_is_revoked(buyer, seller, future):
+    # given: two listeners of the buyer's organization, each with its own key
+    revoked = api_key_create(organization=buyer.organization, name="leaked", scopes=["read"])
+    kept = token_for(buyer)
+
+    async def scenario():
+        doomed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(revoked.token))
+        )
+        other = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(kept))
+        )
+        await doomed.receive_json_from()
+        await other.receive_json_from()
+        # when: the first key is revoked
+        await database_sync_to_async(api_key_revoke)(key=revoked.key)
+        error = await doomed.receive_json_from(timeout=5)
+        closing = await doomed.receive_output(timeout=5)
+        # ...and the organization's orders change afterwards
+        bid = await database_sync_to_async(place)(buyer, future, "buy", 1, "2.10")
+        pushed = await other.receive_json_from(timeout=5)
+        await other.disconnect()
+        return error, closing, bid, pushed
+
+    error, closing, bid, pushed = async_to_sync(scenario)()
+
+    # then: the revoked key's connection is told why and closed as a revoked key is refused;
+    # the other key's goes on
+    assert (error["type"], error["code"]) == ("error", "AUTH_KEY_REVOKED")
+    assert (closing["type"], closing["code"]) == ("websocket.close", 4401)
+    assert pushed == order_as_pushed(bid)
+
+
+def test_orders_channel_closes_a_revoked_keys_connection_whose_message_was_lost(
+    buyer, settings, monkeypatch
+):
+    # given: a subscribed connection, and a revocation whose message never reaches it
+    settings.EXCHANGE_FEED_KEY_CHECK_SECONDS = 0.2
+    created = api_key_create(organization=buyer.organization, name="leaked", scopes=["read"])
+    monkeypatch.setattr("exchange.feed.publish.key_revoked", lambda key_id: None)
+
+    async def scenario():
+        feed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(created.token))
+        )
+        await feed.receive_json_from()
+        # when
+        await database_sync_to_async(api_key_revoke)(key=created.key)
+        error = await feed.receive_json_from(timeout=5)
+        closing = await feed.receive_output(timeout=5)
+        return error, closing
+
+    error, closing = async_to_sync(scenario)()
+
+    # then: the connection found its key revoked on its next check
+    assert (error["code"], closing["code"]) == ("AUTH_KEY_REVOKED", 4401)
