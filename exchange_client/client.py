@@ -20,7 +20,9 @@ import requests
 from exchange_client.feed import Feed, FeedError
 
 API_PREFIX = "/api/v1"
-PAGES_MAX = 1000  # A bound on the pages one listing follows.
+# A bound on the pages one listing follows: a list longer than that raises rather than ending
+# early (its first rows taken for all of them); narrow it with the list's filters.
+PAGES_MAX = 1000
 
 
 class ApiError(Exception):
@@ -585,6 +587,10 @@ class ExchangeClient:
                 return
             parts = urlsplit(page["next"])
             _, page = self.request("GET", f"{parts.path}?{parts.query}")
+        raise RuntimeError(
+            f"{path} has more than {PAGES_MAX} page{'s' if PAGES_MAX > 1 else ''}: read it "
+            "in parts with its filters (a time range, an instrument, a status)."
+        )
 
     # Push feed ---------------------------------------------------------------------------
 
