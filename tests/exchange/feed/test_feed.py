@@ -582,3 +582,24 @@ def test_orders_channel_closes_a_revoked_keys_connection_whose_message_was_lost(
 
     # then: the connection found its key revoked on its next check
     assert (error["code"], closing["code"]) == ("AUTH_KEY_REVOKED", 4401)
+
+
+def test_orders_channel_refuses_an_address_the_keys_allowlist_refuses_with_4403(buyer):
+    token = token_for(buyer, ip_allowlist=["203.0.113.0/24"])
+
+    def from_address(address: str) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(token))
+        communicator.scope["client"] = (address, 50000)
+        return communicator
+
+    async def allowed():
+        feed = await connected(from_address("203.0.113.5"))
+        welcome = await feed.receive_json_from()
+        await feed.disconnect()
+        return welcome
+
+    welcome = async_to_sync(allowed)()
+    error, code = async_to_sync(refusal)(from_address("198.51.100.1"))
+
+    assert welcome["type"] == "subscribed"
+    assert (error["code"], code) == ("AUTH_IP_NOT_ALLOWED", 4403)

@@ -1,0 +1,67 @@
+"""Every error envelope reaches the typed client's caller as ``ApiError`` with the answer's
+status, code and field, as docs/API.md's table of errors lists them."""
+
+from decimal import Decimal
+
+import pytest
+
+from exchange.services.api_keys import api_key_revoke
+from exchange_client import ApiError
+from tests.exchange.api.test_client_pools import client_of
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+def refusal(call) -> tuple[int, str, str | None]:
+    with pytest.raises(ApiError) as refused:
+        call()
+    return refused.value.status, refused.value.code, refused.value.field
+
+
+def test_each_kind_of_error_is_an_api_error_with_its_status_code_and_field(future, buyer, seller):
+    client = client_of(buyer.organization)
+    place(seller, future, "sell", 1, "2.50")
+    filled = client.place_order(
+        instrument=future.symbol, side="buy", quantity=1, price=Decimal("2.50")
+    ).order
+
+    def malformed():
+        body = {"instrument": future.symbol, "side": "buy", "quantity": "4", "price": "2.40"}
+        client.request("POST", "orders/", body=body)
+
+    answers = {
+        "malformed": refusal(malformed),
+        "unknown instrument": refusal(
+            lambda: client.place_order(
+                instrument="H100SXM-NOWHERE-202701", side="buy", quantity=1, price=Decimal("2")
+            )
+        ),
+        "method": refusal(lambda: client.request("PUT", "orders/")),
+        "not live": refusal(lambda: client.cancel(filled.id)),
+        "off the tick": refusal(
+            lambda: client.place_order(
+                instrument=future.symbol, side="buy", quantity=1, price=Decimal("2.4001")
+            )
+        ),
+    }
+    batch = client.place_orders(
+        [
+            {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": Decimal("2.40")},
+            {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": Decimal("2.4001")},
+        ]
+    )
+    api_key_revoke(key=buyer.organization.api_keys.get())
+    answers["revoked"] = refusal(client.me)
+
+    assert answers == {
+        "malformed": (400, "INVALID_INPUT", "quantity"),
+        "unknown instrument": (404, "ORDER_UNKNOWN_INSTRUMENT", "instrument"),
+        "method": (405, "METHOD_NOT_ALLOWED", None),
+        "not live": (409, "ORDER_NOT_LIVE", "order"),
+        "off the tick": (422, "ORDER_PRICE_OFF_TICK", "price"),
+        "revoked": (401, "AUTH_KEY_REVOKED", None),
+    }
+    refused = batch[1]
+    assert isinstance(refused, ApiError)
+    assert (refused.status, refused.code, refused.field) == answers["off the tick"]
