@@ -38,8 +38,13 @@ def day_prices(trading_date: date) -> list[PriceRow]:
         .select_related("instrument", "set_by")
         .order_by("instrument__kind", "instrument__symbol")
     )
-    previous = margin.latest_settlements(
-        [row.instrument_id for row in rows], on_or_before=trading_date - timedelta(days=1)
+    # The calendar's first day has no day before it (and nothing listed to settle on it).
+    previous = (
+        margin.latest_settlements(
+            [row.instrument_id for row in rows], on_or_before=trading_date - timedelta(days=1)
+        )
+        if trading_date > date.min
+        else {}
     )
     return [
         PriceRow(row, previous[row.instrument_id].price if row.instrument_id in previous else None)

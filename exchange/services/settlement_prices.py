@@ -327,7 +327,13 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
     variation margin posted on them, and on a last trading day its contracts expired and
     exercised while they trade; the scheduled run after the close would then find it settled.
     A day after today (UTC, the exchange's day) is named as such. ``close``: the day's close
-    when not the standard one (``close_at``)."""
+    when not the standard one (``close_at``).
+
+    Days settle in order: a day before the latest settled day is refused
+    (``RISK_DAY_OUT_OF_ORDER``). Settling it then would mark every position back from the
+    later day's prices to its own, paying variation margin backwards, and open or cure margin
+    calls on old prices; a day that was missed needs no run of its own, as the next day's
+    variation margin covers it."""
     moment = now()
     today = moment.date()
     if trading_date > today:
@@ -343,6 +349,19 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
             RiskErrorCode.DAY_NOT_CLOSED,
             f"{trading_date} closes at {close:%H:%M} UTC (EXCHANGE_SETTLEMENT_CLOSE): its prices "
             "can be set and its day settled once the close has passed.",
+            "trading_date",
+        )
+    latest = (
+        RiskCycle.objects.filter(status=RiskCycle.Status.SETTLED, trading_date__gt=trading_date)
+        .order_by("-trading_date")
+        .values_list("trading_date", flat=True)
+        .first()
+    )
+    if latest is not None:
+        raise RiskError(
+            RiskErrorCode.DAY_OUT_OF_ORDER,
+            f"{trading_date} is before {latest}, the latest settled day: days settle in order, "
+            "and the next day's settlement covers a day that was missed.",
             "trading_date",
         )
 

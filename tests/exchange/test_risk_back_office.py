@@ -301,3 +301,69 @@ def test_the_preview_names_held_instruments_without_a_price_and_offers_no_confir
     again = admin_client.post(url, {"trading_date": day.isoformat(), "preview": "1"})
     assert 'id="prices-missing"' not in again.content.decode()
     assert "Confirm: settle" in again.content.decode()
+
+
+def test_a_day_before_the_latest_settled_day_is_refused_and_writes_nothing(
+    admin_client, future, buyer, traded
+):
+    # given the day is settled with the future at 2.60 (the buyer's cost memo is now at 2.60)
+    from exchange.errors import RiskError
+    from exchange.services.risk_cycle import daily_settlement_run
+    from exchange.services.settlement_prices import settlement_price_override
+
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=traded, price=Decimal("2.60"), source="override"
+    )
+    daily_settlement_run(trading_date=traded)
+    earlier = traded - timedelta(days=1)
+    counts = (
+        Entry.objects.count(),
+        SettlementPrice.objects.count(),
+        RiskCycle.objects.count(),
+        AuditEntry.objects.count(),
+    )
+    url = reverse("admin:exchange_riskcycle_run")
+
+    # when staff preview, confirm and override the day before it, and the command runs it
+    pages = [
+        admin_client.post(url, {"trading_date": earlier.isoformat(), button: "1"})
+        for button in ("preview", "confirm")
+    ]
+    override = admin_client.post(
+        reverse("admin:exchange_settlementprice_add"),
+        {
+            "instrument": future.pk,
+            "trading_date": earlier.isoformat(),
+            "price": "2.400",
+            "reason": "Typo in the date",
+        },
+    )
+    with pytest.raises(RiskError) as refused:
+        settlement_price_override(
+            instrument=future, trading_date=earlier, price=Decimal("2.4"), reason="r", actor=None
+        )
+    with pytest.raises(CommandError):
+        call_command("settle_day", "--date", earlier.isoformat())
+
+    # then each is refused by name, next to the date, and nothing is written: settling it
+    # now would pay variation margin backwards, from the later day's marks to the earlier's
+    assert (refused.value.code, refused.value.field) == ("RISK_DAY_OUT_OF_ORDER", "trading_date")
+    for page in [*pages, override]:
+        assert page.status_code == 200
+        assert f"{traded}, the latest settled day" in page.content.decode()
+    assert "Confirm: settle" not in pages[0].content.decode()
+    assert (
+        Entry.objects.count(),
+        SettlementPrice.objects.count(),
+        RiskCycle.objects.count(),
+        AuditEntry.objects.count(),
+    ) == counts
+
+
+def test_a_date_at_the_start_of_the_calendar_is_a_day_to_preview_not_a_500(admin_client, future):
+    url = reverse("admin:exchange_riskcycle_run")
+
+    page = admin_client.post(url, {"trading_date": "0001-01-01", "preview": "1"})
+
+    assert page.status_code == 200
+    assert "No futures or options to settle." in page.content.decode()
