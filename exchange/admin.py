@@ -821,7 +821,9 @@ class RiskCycleAdmin(ReadOnlyAdmin):
             trading_date = form.cleaned_data["trading_date"]
             try:
                 if "confirm" in request.POST:
-                    cycle = daily_settlement_run(trading_date=trading_date, actor=request.user)
+                    cycle = daily_settlement_run(
+                        trading_date=trading_date, actor=request.user, refuse_settled=True
+                    )
                     self.message_user(
                         request,
                         f"{trading_date} settled: {cycle.summary.get('variation_entries', 0)} "

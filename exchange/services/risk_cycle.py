@@ -591,16 +591,23 @@ def daily_settlement_run(
     trading_date: date,
     actor: User | None = None,
     close: Any = None,
+    refuse_settled: bool = False,
 ) -> RiskCycle:
     """Settle ``trading_date`` (see the module docstring); idempotent. A day still to come
     (``RISK_DAY_IN_FUTURE``) or still before its close (``RISK_DAY_NOT_CLOSED``) is refused by
-    ``settlement_prices_set``, before anything is written."""
+    ``settlement_prices_set``, before anything is written.
+
+    ``refuse_settled``: a day already settled is ``RISK_DAY_SETTLED`` (saying when and by whom)
+    rather than returned as it is: for staff confirming a day, who must not read another's
+    settlement as their own. The schedule and ``settle_day`` keep the idempotent answer."""
     with transaction.atomic():
         cycle = settlement_prices.settlement_prices_set(
             trading_date=trading_date, close=close, actor=actor
         )
         cycle = RiskCycle.objects.select_for_update().get(pk=cycle.pk)
         if cycle.status == RiskCycle.Status.SETTLED:
+            if refuse_settled:
+                raise _already_settled(cycle)
             return cycle
         status_before = cycle.status
         instruments = instruments_lock(_instruments_with_exposure())
@@ -658,6 +665,18 @@ def daily_settlement_run(
         )
     _cancel_resting(expired_ids)
     return cycle
+
+
+def _already_settled(cycle: RiskCycle) -> RiskError:
+    by = "the schedule or settle_day"
+    if cycle.settled_by is not None:
+        by = cycle.settled_by.get_username()
+    when = f" at {cycle.settled_at:%Y-%m-%d %H:%M} UTC" if cycle.settled_at else ""
+    return RiskError(
+        RiskErrorCode.DAY_SETTLED,
+        f"{cycle.trading_date} was already settled{when} by {by}: nothing was done.",
+        "trading_date",
+    )
 
 
 def _summary_counts(summary: dict[str, Any]) -> dict[str, int]:

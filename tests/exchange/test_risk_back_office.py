@@ -367,3 +367,32 @@ def test_a_date_at_the_start_of_the_calendar_is_a_day_to_preview_not_a_500(admin
 
     assert page.status_code == 200
     assert "No futures or options to settle." in page.content.decode()
+
+
+def test_a_second_confirm_of_a_settled_day_says_who_settled_it_and_does_nothing(
+    client, admin_client, admin_user, django_user_model, future, traded
+):
+    # given two risk staff previewed the same day, and the first confirmed it
+    from exchange.backoffice.roles import Role
+    from exchange.services.staff import staff_roles_grant
+
+    second = django_user_model.objects.create_user("rita", password="x-2026", is_staff=True)
+    staff_roles_grant(user=second, roles=[Role.RISK], actor=None)
+    url = reverse("admin:exchange_riskcycle_run")
+    form = {"trading_date": traded.isoformat(), "confirm": "1"}
+    assert admin_client.post(url, form).status_code == 302
+    counts = (Entry.objects.count(), AuditEntry.objects.count())
+
+    # when the second confirms from the page still open
+    client.force_login(second)
+    page = client.post(url, form, follow=True)
+
+    # then the page says by name that the day was already settled, by whom, and claims nothing
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert f"RISK_DAY_SETTLED: {traded} was already settled" in content
+    assert admin_user.username in content
+    assert "variation margin entries" not in content
+    assert (Entry.objects.count(), AuditEntry.objects.count()) == counts
+    cycle = RiskCycle.objects.get(trading_date=traded)
+    assert cycle.settled_by == admin_user
