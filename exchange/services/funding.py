@@ -66,6 +66,15 @@ CHECKOUT_AMOUNT_MAX = Decimal("999999.99")
 TEST_FUNDS_AMOUNT_MAX = Decimal("50000000.00")
 WITHDRAWAL_AMOUNT_MAX = Decimal("10000000.00")
 CURRENCY = "usd"
+# Stripe's answers that say the payout was not made (a request it refused as it stands), so
+# the withdrawal fails and its funds are released. Every other error (no connection, a server
+# error, rate limits, an idempotent request still in progress) leaves the payout unknown.
+PAYOUT_REFUSALS = (
+    stripe.InvalidRequestError,
+    stripe.CardError,
+    stripe.AuthenticationError,
+    stripe.PermissionError,
+)
 WEBHOOK_SYSTEM_LABEL = "stripe-webhook"
 CHECKOUT_COMPLETED_TYPES = {
     "checkout.session.completed",
@@ -483,6 +492,9 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
 
     Approving an ``approved`` withdrawal again retries a payout that was interrupted: the
     Stripe idempotency key makes the retry return the first payout rather than pay twice.
+    A payout Stripe refuses fails the withdrawal and releases its funds
+    (``FUNDING_PAYOUT_FAILED``); one it does not confirm either way leaves it approved and
+    held (``FUNDING_PAYOUT_UNCONFIRMED``), for a retry.
     """
     _staff_check(actor)
     with transaction.atomic(durable=True):
@@ -514,10 +526,19 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
                 },
                 options={"idempotency_key": f"withdrawal-{locked.pk}-payout"},
             )
-        except stripe.StripeError as error:
+        except PAYOUT_REFUSALS as error:
             _withdrawal_payout_failed(locked, actor, str(error.user_message or error))
             raise FundingError(
                 FundingErrorCode.PAYOUT_FAILED, f"Stripe refused the payout: {error}"
+            ) from error
+        except stripe.StripeError as error:
+            # No answer, a server error, or another approval still paying it: the payout may
+            # have been made. Releasing the hold would let the customer withdraw it again.
+            raise FundingError(
+                FundingErrorCode.PAYOUT_UNCONFIRMED,
+                f"Stripe did not confirm the payout of withdrawal #{locked.pk} ({error}): it "
+                "stays approved with its funds held; approve it again to retry, which pays "
+                "at most once (same Stripe idempotency key).",
             ) from error
         payout_id = payout.id
     return _withdrawal_post(locked, actor, payout_id)

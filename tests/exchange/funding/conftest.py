@@ -28,6 +28,9 @@ class FakeStripe:
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_payouts: bool = False
+    # A payout answered without saying whether it was made: "server_error" (500) or
+    # "in_progress" (409, another request with the same idempotency key still running).
+    payout_unconfirmed: str = ""
     counter: int = 0
 
     def next_id(self, prefix: str) -> str:
@@ -40,9 +43,13 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # Keep test output quiet.
             pass
 
-        def _reply(self, status: int, body: dict[str, Any]) -> None:
+        def _reply(
+            self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Request-Id", "req_fake")
@@ -78,6 +85,17 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                         "status": "open",
                         "url": f"https://checkout.stripe.test/c/pay/{session_id}",
                     },
+                )
+            elif self.path == "/v1/payouts" and fake.payout_unconfirmed:
+                status, kind = {
+                    "server_error": (500, "api_error"),
+                    "in_progress": (409, "idempotency_error"),
+                }[fake.payout_unconfirmed]
+                self._reply(
+                    status,
+                    {"error": {"type": kind, "message": "Try again with the same key."}},
+                    # The client would retry at once; the test retries itself.
+                    {"Stripe-Should-Retry": "false"},
                 )
             elif self.path == "/v1/payouts" and fake.fail_payouts:
                 self._reply(

@@ -144,6 +144,41 @@ def test_a_refused_payout_releases_the_funds(fake_stripe, buyer, customer, staff
     assert not Entry.objects.filter(idempotency_key__startswith="withdrawal:").exists()
 
 
+@pytest.mark.parametrize("answer", ["server_error", "in_progress"])
+def test_a_payout_stripe_does_not_confirm_stays_approved_and_is_paid_once_on_retry(
+    fake_stripe, buyer, customer, staff, answer
+):
+    # given an approval whose payout Stripe answers without saying whether it was made (a 500,
+    # or a 409 because another approval of the same withdrawal is still paying it)
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    fake_stripe.payout_unconfirmed = answer
+
+    # when staff approve it
+    with pytest.raises(FundingError) as unconfirmed:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    # then it is named, the withdrawal stays approved and its money stays held: releasing it
+    # would let the customer spend or withdraw again what Stripe may already have paid out
+    assert unconfirmed.value.code == FundingErrorCode.PAYOUT_UNCONFIRMED
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.APPROVED
+    assert Hold.objects.get(pk=withdrawal.ledger_hold_id).status == Hold.Status.PENDING
+    assert balance(buyer) == (FUNDED, AMOUNT, FUNDED - AMOUNT)
+    assert not AuditEntry.objects.filter(action="withdrawal.fail").exists()
+
+    # when Stripe answers again and staff approve again
+    fake_stripe.payout_unconfirmed = ""
+    paid = withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    # then it is paid once, with the one idempotency key the first attempt used
+    assert paid.status == Withdrawal.Status.PAID
+    keys = {request["idempotency_key"] for request in fake_stripe.requests}
+    assert keys == {f"withdrawal-{withdrawal.pk}-payout"}
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+    assert Entry.objects.filter(idempotency_key__startswith="withdrawal:").count() == 1
+
+
 def test_rejection_releases_the_funds(test_funds_mode, buyer, customer, staff):
     fund(buyer)
     withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
