@@ -634,7 +634,17 @@ def _order_accept(
     needs: list[collateral.Need] = []
     try:
         order = _order_insert_collateralized(
-            account, instrument, request, client_order_id, user, price, protection, terms, needs
+            account,
+            instrument,
+            request,
+            client_order_id,
+            user,
+            price,
+            protection,
+            terms,
+            needs,
+            reducing=reducing,
+            liquidation=liquidation,
         )
     except LedgerError as error:  # Rolled back: the order and its holds are gone.
         raise collateral.shortfall(needs, error) from error
@@ -651,8 +661,18 @@ def _order_insert_collateralized(
     protection: Decimal | None,
     terms: collateral.Terms,
     needs: list[collateral.Need],
+    *,
+    reducing: bool,
+    liquidation: bool,
 ) -> Order:
     with transaction.atomic(durable=True):
+        if reducing:
+            # Counted again under the account's row lock: two reducing orders (a customer's
+            # under a call, or two staff liquidations at once) accepted together would each
+            # count without the other and together close more than the position, opening one
+            # on the other side with no margin held for it.
+            Account.objects.select_for_update().filter(pk=account.pk).first()
+            _check_reduces(account, instrument, request, liquidation=liquidation)
         check_block_held(account, instrument, request.side, request.quantity)
         order = _order_row_insert(
             account, instrument, request, client_order_id, user, protection, terms
@@ -772,6 +792,15 @@ def _check_reduce_only(account: Account, instrument: Instrument, request: OrderR
             f"Account {account} has an open margin call: it may only reduce its positions.",
             field="side",
         )
+    _check_reduces(account, instrument, request)
+    return True
+
+
+def _check_reduces(
+    account: Account, instrument: Instrument, request: OrderRequest, *, liquidation: bool = False
+) -> None:
+    """``RISK_REDUCE_ONLY`` unless the order reduces the account's position (see
+    ``_check_reduce_only``); liquidation orders are held to it too."""
     position = positions_selector.contracts_in(account, instrument)
     closing_side = Side.SELL if position > 0 else Side.BUY
     resting = Order.objects.filter(
@@ -780,13 +809,13 @@ def _check_reduce_only(account: Account, instrument: Instrument, request: OrderR
         open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
     )["open"]
     if position == 0 or request.side != closing_side or request.quantity + resting > abs(position):
+        why = "is being liquidated" if liquidation else "has an open margin call"
         raise OrderRejected(
             OrderRejectCode.REDUCE_ONLY,
-            f"Account {account} has an open margin call: it may only reduce its positions "
+            f"Account {account} {why}: it may only reduce its positions "
             f"({position} contracts of {instrument.symbol}, {resting} already being closed).",
             field="quantity",
         )
-    return True
 
 
 def _has_open_margin_call(account: Account) -> bool:

@@ -552,6 +552,84 @@ def test_a_liquidated_account_without_a_deficit_ends_its_call_as_liquidated(futu
     assert ledger_problems() == []
 
 
+def _called_long_of_two(future, staff, bids: int):
+    """A long of 2 contracts at 2.50 on $800, under a call after a fall to 2.10, with
+    ``bids`` contracts bid at 2.05 by another account."""
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    bidder = _account("helix", "trading_firm")
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "2.10", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    assert MarginCall.objects.filter(account=long, status=MarginCall.Status.OPEN).exists()
+    if bids:
+        place(bidder, future, "buy", bids, "2.05")
+    return long
+
+
+def test_two_liquidations_at_once_close_the_position_once(future, staff, monkeypatch):
+    from exchange.services import orders
+
+    # given a called long of 2 with 4 contracts bid: enough to sell it twice over
+    long = _called_long_of_two(future, staff, bids=4)
+    # and a second staff member's liquidation of it that runs after the first has read its
+    # position and before the first's closing order is accepted (a double-clicked confirm)
+    real_place, nested = orders.order_place, {}
+
+    def place_after_another(**kwargs):
+        if not nested:
+            nested["running"] = True
+            nested["result"] = account_liquidate(account=long, actor=staff, reason="Second click")
+        return real_place(**kwargs)
+
+    monkeypatch.setattr(orders, "order_place", place_after_another)
+
+    # when the first liquidation goes on
+    first = account_liquidate(account=long, actor=staff, reason="Margin call not met")
+
+    # then the second closed the position and the first's order, which would have sold it
+    # short again with no margin, is refused as not reducing: the account is flat
+    assert [row["filled"] for row in nested["result"]["orders"]] == [2]
+    assert [row.get("error") for row in first["orders"]] == ["RISK_REDUCE_ONLY"]
+    assert position(long, future.symbol) == 0
+    assert ledger_problems() == []
+
+
+def test_two_reducing_orders_accepted_at_once_close_no_more_than_the_position(
+    future, staff, monkeypatch
+):
+    from exchange.errors import OrderRejected
+    from exchange.services import orders
+
+    # given a called long of 2 that offers its 2 contracts to close them (reducing)
+    long = _called_long_of_two(future, staff, bids=0)
+    # and a second reducing offer of 2 checked while the first is being accepted: each sees
+    # the position and none of the other's contracts being closed
+    real_check, other = orders._check_reduce_only, {}
+
+    def check_then_another(account, instrument, request):
+        reducing = real_check(account, instrument, request)
+        if not other:
+            other["running"] = True
+            other["order"] = place(long, future, "sell", 2, "2.60")
+        return reducing
+
+    monkeypatch.setattr(orders, "_check_reduce_only", check_then_another)
+
+    # when the first offer is placed
+    with pytest.raises(OrderRejected) as refused:
+        place(long, future, "sell", 2, "2.70")
+
+    # then the one accepted first rests and the other is refused: together they would have
+    # sold 4 of a position of 2, the last 2 short with no margin held
+    assert refused.value.code == "RISK_REDUCE_ONLY"
+    assert other["order"].status == Order.Status.OPEN
+    assert Order.objects.filter(account=long, side="sell", status="open").count() == 1
+
+
 # 5. The matcher reloads what the cycle changed ------------------------------------------
 
 
