@@ -595,9 +595,10 @@ class ExchangeClient:
     # Push feed ---------------------------------------------------------------------------
 
     def orders_feed(self) -> Feed:
-        """The key's organization's "order" and "fill" messages (``ws/v1/orders/``, the
-        "read" scope), after the "subscribed" message, which this returns past. A "gap" message
-        means some were lost: read ``orders(updated_since=...)`` and ``fills(since=...)``."""
+        """The key's organization's "order", "fill" and "replace_rejected" messages
+        (``ws/v1/orders/``, the "read" scope), after the "subscribed" message, which this
+        returns past. A "gap" message means some were lost: read
+        ``orders(updated_since=...)`` and ``fills(since=...)``."""
         feed = self._feed("/ws/v1/orders/", authenticated=True)
         welcome = feed.receive(self.timeout_seconds)
         if welcome.get("type") != "subscribed":

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from exchange.models import Order, Trade
+from exchange.models import Order, OrderCommand, Trade
 from exchange.selectors.market import Level
 from exchange.selectors.orders import Fill
 
@@ -96,6 +96,24 @@ def order_message(symbol: str, order: Order) -> Message:
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
         "updated_at": time_text(order.updated_at),
+    }
+
+
+def replace_rejected_message(symbol: str, command: OrderCommand) -> Message:
+    """A replace the matcher refused: the order is as it was, so no ``order`` message says so.
+    The API answers it as a 422 when its wait sees it; a replace still pending when the wait
+    ran out is heard of here."""
+    order = command.order
+    assert command.processed_at is not None  # Set by the batch that refused it.
+    return {
+        "type": "replace_rejected",
+        "order_id": order.pk,
+        "client_order_id": order.client_order_id,
+        "instrument": symbol,
+        "price": price_text(command.price),
+        "quantity": command.quantity,
+        "reject_code": command.reject_code,
+        "rejected_at": time_text(command.processed_at),
     }
 
 

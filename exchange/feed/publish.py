@@ -63,10 +63,11 @@ from exchange.feed.messages import (
     instrument_group,
     order_message,
     organization_group,
+    replace_rejected_message,
     trade_message,
 )
 from exchange.feed.selectors import account_organizations
-from exchange.models import Instrument, Order
+from exchange.models import Instrument, Order, OrderCommand
 from exchange.selectors.market import Level
 from exchange.selectors.orders import fill_of_trade
 from exchange.units import lots_to_quantity, ticks_to_price
@@ -98,7 +99,7 @@ def batch_committed(applier: "EventApplier", book: "matching.OrderBook") -> None
     """Publish the batch ``applier`` wrote, ``book`` being the engine's book it left. Call right
     after the batch's atomic block; never raises."""
     try:
-        if not applier.dirty_orders:
+        if not applier.dirty_orders and not any(_is_refused_replace(c) for c in applier.commands):
             return  # A batch that changed no order changed no book and made no trade.
         layer = get_channel_layer()
         if layer is None or not _may_be_heard(layer):
@@ -144,6 +145,9 @@ def _capture(
     # After the fills, so that an order's state already counts them.
     for order in applier.dirty_orders.values():
         private.append((order.account_id, order_message(symbol, order)))
+    for command in applier.commands:
+        if _is_refused_replace(command):
+            private.append((command.order.account_id, replace_rejected_message(symbol, command)))
     public: list[Message] = []
     if with_public:
         public = [trade_message(symbol, trade) for trade in applier.trades]
@@ -157,6 +161,13 @@ def _capture(
                 )
             )
     return BatchFeed(instrument=instrument, public=public, private=private)
+
+
+def _is_refused_replace(command: OrderCommand) -> bool:
+    """A replace the matcher refused: it changed no order, yet its owner hears of it."""
+    return (
+        command.kind == OrderCommand.Kind.REPLACE and command.status == OrderCommand.Status.REJECTED
+    )
 
 
 def _levels(instrument: Instrument, depth: list[tuple[int, int, int]]) -> list[Level]:

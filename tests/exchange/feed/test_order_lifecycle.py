@@ -173,3 +173,52 @@ def test_every_change_of_an_order_reaches_its_organization_and_no_other(
     )
     assert buyer_quiet
     assert other_quiet
+
+
+def test_a_replace_the_matcher_refuses_is_pushed_as_replace_rejected(future, buyer, seller):
+    from exchange.errors import OrderRejected
+
+    # given a listener of the buyer's organization, its post-only bid at 2.40 under an ask at
+    # 2.50
+    token = token_for(buyer)
+    place(seller, future, "sell", 1, "2.50")
+    bid = place(buyer, future, "buy", 2, "2.40", post_only=True, client_order_id="pb-1")
+    refused = {}
+
+    def replace_across():
+        try:
+            order_replace(order=bid, price=Decimal("2.50"), quantity=2)
+        except OrderRejected as error:
+            refused["code"] = str(error.code)
+
+    async def scenario():
+        feed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(token))
+        )
+        await feed.receive_json_from()  # subscribed
+        # when it replaces the bid to 2.50, where it would take the ask
+        await database_sync_to_async(replace_across)()
+        message = await feed.receive_json_from()
+        quiet = await feed.receive_nothing()
+        await feed.disconnect()
+        return message, quiet
+
+    message, quiet = async_to_sync(scenario)()
+
+    # then the matcher refuses it (the order unchanged) and the listener hears so: no order
+    # message would, as the order did not change
+    assert refused == {"code": "MATCHING_POST_ONLY_WOULD_CROSS"}
+    bid.refresh_from_db()
+    assert (bid.price, bid.quantity, bid.status) == (Decimal("2.40"), 2, "open")
+    command = bid.commands.get(kind="replace")
+    assert message == {
+        "type": "replace_rejected",
+        "order_id": bid.pk,
+        "client_order_id": "pb-1",
+        "instrument": future.symbol,
+        "price": "2.500000",
+        "quantity": 2,
+        "reject_code": "MATCHING_POST_ONLY_WOULD_CROSS",
+        "rejected_at": as_rest(command.processed_at),
+    }
+    assert quiet
