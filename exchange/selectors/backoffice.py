@@ -29,10 +29,10 @@ from exchange.models import (
     MarginCall,
     Order,
     RiskCycle,
-    SettlementPrice,
     Trade,
     Withdrawal,
 )
+from exchange.selectors.marks import marks_for
 from exchange.services.ledger_accounts import USD_CODE, micros_to_usd
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
@@ -41,6 +41,7 @@ POSITION_CODE_PREFIX = "trading:"
 POSITION_MARKER = ":position:"
 MARGIN_MARKER = ":margin:"
 CASH_SUFFIX = f":cash:{USD_CODE}"
+DEFICIT_SUFFIX = f":deficit:{USD_CODE}"
 CENT = Decimal("0.01")
 # Prices have at most 6 decimals; a sum of price x contracts keeps them. (The annotation is
 # quoted: Django's fields cannot be subscripted at run time.)
@@ -90,6 +91,7 @@ class Exposure:
     cash: Decimal  # USD the exchange owes the account (posted).
     held: Decimal  # USD of the cash held for orders and withdrawals (pending).
     margin: Decimal  # USD of initial margin set aside for its positions.
+    deficit: Decimal  # USD of losses it could not pay: owed to the exchange.
     margin_call: MarginCall | None
 
 
@@ -189,25 +191,10 @@ def _positions(account_ids: list[int] | None = None) -> list[tuple[int, str, int
 
 
 def _marks(symbols: set[str]) -> dict[str, Decimal]:
-    """Each instrument's latest settlement price, else its last trade's price."""
-    latest: dict[str, Decimal] = {}
-    rows = (
-        SettlementPrice.objects.filter(instrument__symbol__in=symbols)
-        .order_by("instrument__symbol", "-trading_date")
-        .values_list("instrument__symbol", "price")
-    )
-    for symbol, price in rows:
-        latest.setdefault(symbol, price)
-    unsettled = symbols - set(latest)
-    if unsettled:
-        trades = (
-            Trade.objects.filter(instrument__symbol__in=unsettled)
-            .order_by("instrument__symbol", "-sequence")
-            .values_list("instrument__symbol", "price")
-        )
-        for symbol, price in trades:
-            latest.setdefault(symbol, price)
-    return latest
+    """Each instrument's mark (``selectors.marks``), as its holders' portfolios show it."""
+    instruments = list(Instrument.objects.filter(symbol__in=symbols).only("pk", "symbol"))
+    marks = marks_for(instruments)
+    return {i.symbol: marks[i.pk].price for i in instruments if i.pk in marks}
 
 
 def positions_by_account(account_ids: list[int]) -> dict[int, list[tuple[str, int]]]:
@@ -284,6 +271,7 @@ def exposures() -> list[Exposure]:
     }
     cash, cash_held = _usd_by_account(CASH_SUFFIX)
     margin, _ = _usd_by_account(MARGIN_MARKER)
+    owed, _ = _usd_by_account(DEFICIT_SUFFIX)  # A receivable: its balance is a debit.
     accounts = Account.objects.filter(pk__in=set(held_positions) | set(calls)).select_related(
         "organization"
     )
@@ -303,6 +291,7 @@ def exposures() -> list[Exposure]:
                 cash=micros_to_usd(cash.get(account.pk, 0)),
                 held=micros_to_usd(cash_held.get(account.pk, 0)),
                 margin=micros_to_usd(margin.get(account.pk, 0)),
+                deficit=micros_to_usd(-owed.get(account.pk, 0)),
                 margin_call=calls.get(account.pk),
             )
         )

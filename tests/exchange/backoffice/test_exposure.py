@@ -1,13 +1,16 @@
 """Open interest per instrument and exposure per account: positions from the ledger, marked at
-the latest settlement (else the last trade), with margin, cash and open margin calls."""
+their mark (``selectors.marks``: the newer of the latest settlement and the last trade, as the
+holders' portfolios show it), with margin, cash and open margin calls."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange.models import MarginCall, SettlementPrice
+from exchange.models import MarginCall, RiskCycle, SettlementPrice, Trade
 from exchange.selectors.funding import cash_balance
 from exchange.selectors.positions import portfolio_totals, positions_of
 from exchange.services.ledger_accounts import position_account_code
@@ -20,8 +23,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def book(futures, buyer, seller, maker, fourth):
     """Front month: buyer long 3, maker long 2 then short 1 of it back (long 1), seller short
-    4; fourth has a resting order only. Second month: maker long 2, seller short 2, unsettled
-    and last traded at 2.30. The front month settled at 2.60 today."""
+    4; fourth has a resting order only, all traded yesterday. Second month: maker long 2,
+    seller short 2, unsettled and last traded at 2.30. The front month settled at 2.60 today."""
     front, second = futures
     place(seller, front, "sell", 3, "2.50")
     place(buyer, front, "buy", 3, "2.50")
@@ -32,6 +35,7 @@ def book(futures, buyer, seller, maker, fourth):
     place(seller, second, "sell", 2, "2.30")
     place(maker, second, "buy", 2, "2.30")
     place(fourth, front, "buy", 1, "2.00")
+    Trade.objects.update(executed_at=F("executed_at") - timedelta(days=1))
     SettlementPrice.objects.create(
         instrument=front,
         trading_date=timezone.now().date(),
@@ -64,6 +68,27 @@ def test_open_interest_is_the_sum_of_the_long_positions(client, risk, book, buye
     hours = front.gpu_hours_per_contract
     assert interest[front].notional == Decimal("2.60") * 4 * hours
     assert (interest[second].mark, interest[second].contracts) == (Decimal("2.30"), 2)
+
+
+def test_a_trade_since_the_close_marks_positions_as_their_portfolios_do(
+    client, risk, book, buyer, seller
+):
+    # given today's close has passed and the front month trades at 2.70 since
+    front, _ = book
+    RiskCycle.objects.create(
+        trading_date=timezone.now().date(), close_at=timezone.now() - timedelta(minutes=1)
+    )
+    place(seller, front, "sell", 1, "2.70")
+    place(buyer, front, "buy", 1, "2.70")
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:exposure"))
+
+    # then staff see the front month at the trade, the mark the buyer's portfolio shows
+    interest = {row.instrument: row for row in response.context["open_interest"]}
+    [held] = [p for p in positions_of(buyer) if p.instrument == front]
+    assert interest[front].mark == held.mark_price == Decimal("2.70")
+    assert interest[front].notional == Decimal("2.70") * 5 * front.gpu_hours_per_contract
 
 
 def test_exposure_per_account(client, risk, book, buyer, seller, maker, fourth):
@@ -100,6 +125,28 @@ def test_exposure_per_account(client, risk, book, buyer, seller, maker, fourth):
     # Largest gross notional first.
     notionals = [row.gross_notional for row in response.context["exposures"]]
     assert notionals == sorted(notionals, reverse=True)
+
+
+def test_an_account_owing_a_deficit_shows_what_it_owes(client, risk, book, maker):
+    from exchange.services.ledger_accounts import cash_account, deficit_account
+    from ledger.services import entry_post
+
+    # given the maker owes 1,234.56 USD of losses its cash could not pay (the cycle's posting)
+    owed = 1_234_560_000
+    entry_post(
+        key="test:deficit",
+        description="Variation margin beyond cash",
+        postings=[(deficit_account(maker), owed), (cash_account(maker), -owed)],
+    )
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:exposure"))
+
+    # then staff see it owed, and nothing owed by the others
+    rows = {row.account: row for row in response.context["exposures"]}
+    assert rows[maker].deficit == Decimal("1234.56")
+    assert all(row.deficit == 0 for account, row in rows.items() if account != maker)
+    assert '<td class="num ask">1,234.56</td>' in response.content.decode()
 
 
 def test_no_positions_no_rows(client, risk, futures):
