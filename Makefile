@@ -61,7 +61,7 @@ test: lint check
 check: setup
 	$(BIN)/mypy matching ledger pricing statements exchange_client \
 		exchange/services exchange/selectors exchange/matcher exchange/feed exchange/tasks.py \
-		exchange/api
+		exchange/api exchange/web exchange/models exchange/backoffice
 
 bench-matching: setup
 	$(BIN)/python -m matching.bench

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -156,8 +157,9 @@ def instrument_status(request: HttpRequest, instrument_id: int, change: str) -> 
     form = StatusChangeForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
+            actor = request.user if isinstance(request.user, User) else None  # Staff: a User.
             changed = service(
-                instrument=instrument, actor=request.user, reason=form.cleaned_data["reason"]
+                instrument=instrument, actor=actor, reason=form.cleaned_data["reason"]
             )
         except ExchangeError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)
