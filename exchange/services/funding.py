@@ -75,6 +75,10 @@ PAYOUT_REFUSALS = (
     stripe.AuthenticationError,
     stripe.PermissionError,
 )
+# A retried payout looks for one already made among the payouts created since this long
+# before the withdrawal's approval (clocks differ; a payout is never made before approval).
+PAYOUT_LOOKUP_SLACK_SECONDS = 300
+PAYOUT_LOOKUP_PAGE = 100
 WEBHOOK_SYSTEM_LABEL = "stripe-webhook"
 CHECKOUT_COMPLETED_TYPES = {
     "checkout.session.completed",
@@ -490,18 +494,21 @@ def _withdrawal_lock(withdrawal: Withdrawal, allowed: set[str]) -> Withdrawal:
 def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
     """Staff approval: pay out through Stripe (none in test mode), then post the withdrawal.
 
-    Approving an ``approved`` withdrawal again retries a payout that was interrupted: the
-    Stripe idempotency key makes the retry return the first payout rather than pay twice.
-    A payout Stripe refuses fails the withdrawal and releases its funds
-    (``FUNDING_PAYOUT_FAILED``); one it does not confirm either way leaves it approved and
-    held (``FUNDING_PAYOUT_UNCONFIRMED``), for a retry.
+    Approving an ``approved`` withdrawal again retries a payout that was interrupted. The
+    retry first asks Stripe for a payout already made for it (``_payout_made``) and creates
+    one only if there is none, with the first attempt's idempotency key: the key alone would
+    not do, as Stripe forgets keys after 24 hours, and a retry of a payout made but never
+    confirmed would then pay twice. A payout Stripe refuses fails the withdrawal and releases
+    its funds (``FUNDING_PAYOUT_FAILED``); one it does not confirm either way leaves it
+    approved and held (``FUNDING_PAYOUT_UNCONFIRMED``), for a retry.
     """
     _staff_check(actor)
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(
             withdrawal, {Withdrawal.Status.REQUESTED, Withdrawal.Status.APPROVED}
         )
-        if locked.status == Withdrawal.Status.REQUESTED:
+        retry = locked.status == Withdrawal.Status.APPROVED
+        if not retry:
             # A call opened since the request: the withdrawal waits (or staff reject it, which
             # frees its cash for the call). A payout already approved is only retried.
             _margin_call_check(locked.account, "the withdrawal can be approved")
@@ -518,14 +525,7 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
     payout_id = ""
     if not test_mode_active():
         try:
-            payout = _stripe_client().v1.payouts.create(
-                params={
-                    "amount": int(locked.amount * CENTS_PER_USD),
-                    "currency": CURRENCY,
-                    "metadata": {"withdrawal_id": str(locked.pk)},
-                },
-                options={"idempotency_key": f"withdrawal-{locked.pk}-payout"},
-            )
+            payout_id = _payout(locked, retry=retry)
         except PAYOUT_REFUSALS as error:
             _withdrawal_payout_failed(locked, actor, str(error.user_message or error))
             raise FundingError(
@@ -538,10 +538,40 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
                 FundingErrorCode.PAYOUT_UNCONFIRMED,
                 f"Stripe did not confirm the payout of withdrawal #{locked.pk} ({error}): it "
                 "stays approved with its funds held; approve it again to retry, which pays "
-                "at most once (same Stripe idempotency key).",
+                "at most once (it looks for the payout made first).",
             ) from error
-        payout_id = payout.id
     return _withdrawal_post(locked, actor, payout_id)
+
+
+def _payout(withdrawal: Withdrawal, *, retry: bool) -> str:
+    """The id of the withdrawal's payout: on a retry the one made before if there is one,
+    else a new one."""
+    made = _payout_made(withdrawal) if retry else None
+    if made is not None:
+        return made
+    payout = _stripe_client().v1.payouts.create(
+        params={
+            "amount": int(withdrawal.amount * CENTS_PER_USD),
+            "currency": CURRENCY,
+            "metadata": {"withdrawal_id": str(withdrawal.pk)},
+        },
+        options={"idempotency_key": f"withdrawal-{withdrawal.pk}-payout"},
+    )
+    return str(payout.id)
+
+
+def _payout_made(withdrawal: Withdrawal) -> str | None:
+    """The id of the payout Stripe made for ``withdrawal`` (its metadata names it) among those
+    created since its approval, or None."""
+    assert withdrawal.reviewed_at is not None  # Approved.
+    since = int(withdrawal.reviewed_at.timestamp()) - PAYOUT_LOOKUP_SLACK_SECONDS
+    payouts = _stripe_client().v1.payouts.list(
+        params={"created": {"gte": since}, "limit": PAYOUT_LOOKUP_PAGE}
+    )
+    for payout in payouts.auto_paging_iter():
+        if (payout.metadata or {}).get("withdrawal_id") == str(withdrawal.pk):
+            return str(payout.id)
+    return None
 
 
 def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Withdrawal:

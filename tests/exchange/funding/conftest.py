@@ -29,9 +29,18 @@ class FakeStripe:
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_payouts: bool = False
     # A payout answered without saying whether it was made: "server_error" (500) or
-    # "in_progress" (409, another request with the same idempotency key still running).
+    # "in_progress" (409, another request with the same idempotency key still running), not
+    # made; or "made_then_server_error": made, then answered with a 500.
     payout_unconfirmed: str = ""
     counter: int = 0
+    # Payouts made, oldest first, and the answers Stripe keeps per idempotency key (for 24
+    # hours: ``forget_keys`` is that time passing).
+    payouts: list[dict[str, Any]] = field(default_factory=list)
+    idempotent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lists: list[dict[str, list[str]]] = field(default_factory=list)
+
+    def forget_keys(self) -> None:
+        self.idempotent.clear()
 
     def next_id(self, prefix: str) -> str:
         self.counter += 1
@@ -86,6 +95,18 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                         "url": f"https://checkout.stripe.test/c/pay/{session_id}",
                     },
                 )
+            elif (
+                self.path == "/v1/payouts"
+                and self.headers.get("Idempotency-Key") in fake.idempotent
+            ):
+                self._reply(200, fake.idempotent[self.headers["Idempotency-Key"]])
+            elif self.path == "/v1/payouts" and fake.payout_unconfirmed == "made_then_server_error":
+                self._payout_made(form)
+                self._reply(
+                    500,
+                    {"error": {"type": "api_error", "message": "Try again with the same key."}},
+                    {"Stripe-Should-Retry": "false"},
+                )
             elif self.path == "/v1/payouts" and fake.payout_unconfirmed:
                 status, kind = {
                     "server_error": (500, "api_error"),
@@ -109,18 +130,54 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                     },
                 )
             elif self.path == "/v1/payouts":
-                self._reply(
-                    200,
-                    {
-                        "id": fake.next_id("po"),
-                        "object": "payout",
-                        "amount": int(form["amount"]),
-                        "currency": form["currency"],
-                        "status": "pending",
-                    },
-                )
+                self._reply(200, self._payout_made(form))
             else:
                 self._reply(404, {"error": {"type": "invalid_request_error", "message": "?"}})
+
+        def _payout_made(self, form: dict[str, str]) -> dict[str, Any]:
+            payout = {
+                "id": fake.next_id("po"),
+                "object": "payout",
+                "amount": int(form["amount"]),
+                "currency": form["currency"],
+                "status": "pending",
+                "created": int(time.time()),
+                "metadata": {
+                    key[len("metadata[") : -1]: value
+                    for key, value in form.items()
+                    if key.startswith("metadata[")
+                },
+            }
+            fake.payouts.append(payout)
+            key = self.headers.get("Idempotency-Key")
+            if key:
+                fake.idempotent[key] = payout
+            return payout
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            params = parse_qs(query)
+            fake.lists.append(params)
+            if path != "/v1/payouts":
+                self._reply(404, {"error": {"type": "invalid_request_error", "message": "?"}})
+                return
+            since = int(params.get("created[gte]", ["0"])[0])
+            limit = int(params.get("limit", ["10"])[0])
+            newest_first = [p for p in reversed(fake.payouts) if p["created"] >= since]
+            after = params.get("starting_after", [""])[0]
+            if after:
+                ids = [p["id"] for p in newest_first]
+                newest_first = newest_first[ids.index(after) + 1 :]
+            page = newest_first[:limit]
+            self._reply(
+                200,
+                {
+                    "object": "list",
+                    "url": "/v1/payouts",
+                    "data": page,
+                    "has_more": len(newest_first) > limit,
+                },
+            )
 
     return Handler
 

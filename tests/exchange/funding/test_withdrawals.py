@@ -179,6 +179,52 @@ def test_a_payout_stripe_does_not_confirm_stays_approved_and_is_paid_once_on_ret
     assert Entry.objects.filter(idempotency_key__startswith="withdrawal:").count() == 1
 
 
+def test_a_payout_made_but_unconfirmed_is_not_made_again_after_stripe_forgets_its_key(
+    fake_stripe, buyer, customer, staff
+):
+    # given an approval whose payout Stripe made but answered with a 500
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    fake_stripe.payout_unconfirmed = "made_then_server_error"
+    with pytest.raises(FundingError) as unconfirmed:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    assert unconfirmed.value.code == FundingErrorCode.PAYOUT_UNCONFIRMED
+    [made] = fake_stripe.payouts
+    # and more than a day passes: Stripe no longer knows the idempotency key
+    fake_stripe.payout_unconfirmed = ""
+    fake_stripe.forget_keys()
+
+    # when staff approve it again
+    paid = withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    # then it is paid with the payout made first: Stripe is asked for it, and no second one
+    # is made
+    assert (paid.status, paid.stripe_payout_id) == (Withdrawal.Status.PAID, made["id"])
+    assert fake_stripe.payouts == [made]
+    assert made["metadata"] == {"withdrawal_id": str(withdrawal.pk)}
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+
+
+def test_a_retry_with_no_payout_made_makes_one(fake_stripe, buyer, customer, staff):
+    # given an approval whose payout Stripe did not make (a 500 before making it)
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    fake_stripe.payout_unconfirmed = "server_error"
+    with pytest.raises(FundingError):
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    fake_stripe.payout_unconfirmed = ""
+
+    # when staff approve it again
+    paid = withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    # then Stripe is asked for a payout made since the approval, has none, and makes one
+    [made] = fake_stripe.payouts
+    assert (paid.status, paid.stripe_payout_id) == (Withdrawal.Status.PAID, made["id"])
+    [listed] = fake_stripe.lists
+    approved_at = int(paid.reviewed_at.timestamp())
+    assert approved_at - 600 < int(listed["created[gte]"][0]) <= approved_at
+
+
 def test_rejection_releases_the_funds(test_funds_mode, buyer, customer, staff):
     fund(buyer)
     withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
