@@ -753,11 +753,16 @@ def _latest_prices(instrument_ids: list[int]) -> dict[int, Decimal]:
 def margin_call_review(call: MarginCall) -> MarginCall:
     """Top the account's margin up from its cash at the latest settlement prices; the call is
     cured once the account holds its whole requirement and owes nothing."""
+    if not MarginCall.objects.filter(pk=call.pk, status=MarginCall.Status.OPEN).exists():
+        return MarginCall.objects.get(pk=call.pk)
     with transaction.atomic():
+        # The books before the call, as the daily cycle takes them: it locks the books, then
+        # updates each open call. A review that held its call while waiting for the books
+        # deadlocked with a cycle holding them, and one of the two failed.
+        instruments = instruments_lock(_account_instruments(call.account_id))
         call = MarginCall.objects.select_for_update().get(pk=call.pk)
         if call.status != MarginCall.Status.OPEN:
             return call
-        instruments = instruments_lock(_account_instruments(call.account_id))
         ledger = _Ledger(instruments)
         holder = ledger._holder(call.account_id)
         prices = _latest_prices(list(instruments))

@@ -79,3 +79,69 @@ def test_a_daily_cycle_runs_while_orders_trade(
     margins = LedgerAccount.objects.filter(code__contains=":margin:")
     assert all(account.balance <= 0 for account in margins)
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_margin_call_review_during_the_daily_cycle_waits_for_it(
+    postgres_only, future, monkeypatch
+):
+    from exchange import calendar
+    from exchange.models import MarginCall
+    from exchange.services import risk_cycle
+    from exchange.services.funding import deposit_test_funds
+    from exchange.services.risk_cycle import margin_call_review
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.conftest import _account
+    from tests.exchange.ledger_figures import scan
+    from tests.exchange.support import place
+
+    # given a long of 2 at 2.50 on $800, called after a fall to 2.10, and the next day priced
+    hours = future.gpu_hours_per_contract
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    next_day = calendar.business_days_before(future.last_trading_day, 4)
+    for when, price in ((day, "2.10"), (next_day, "2.00")):
+        settlement_price_override(
+            instrument=future, trading_date=when, price=Decimal(price), reason="Brokers", actor=None
+        )
+    daily_settlement_run(trading_date=day)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    # and a review (the beat's, or staff's) that reaches the books just after the cycle of the
+    # next day has locked them: the cycle then updates the open call, which the review read
+    real_lock, cycle_holds_books, roles = risk_cycle.instruments_lock, threading.Event(), {}
+
+    def instruments_lock(ids):
+        if roles.get(threading.get_ident()) == "review":
+            assert cycle_holds_books.wait(timeout=30)
+            return real_lock(ids)
+        locked = real_lock(ids)
+        cycle_holds_books.set()
+        return locked
+
+    monkeypatch.setattr(risk_cycle, "instruments_lock", instruments_lock)
+
+    def work(index: int) -> None:
+        if index == 0:
+            roles[threading.get_ident()] = "cycle"
+            daily_settlement_run(trading_date=next_day)
+        else:
+            roles[threading.get_ident()] = "review"
+            margin_call_review(call)
+
+    # when the cycle and the review run at once
+    errors = run_threads(work, 2)
+
+    # then neither failed (they had deadlocked: the review held the call and waited for the
+    # books, the cycle held the books and waited for the call): the review came after the
+    # cycle, and the call is figured at the next day's price
+    assert errors == []
+    assert RiskCycle.objects.get(trading_date=next_day).status == RiskCycle.Status.SETTLED
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.OPEN
+    assert call.required == scan("2.00", 2, hours)
+    assert ledger_problems() == []
+    connection.close()
