@@ -9,7 +9,7 @@ process; in the external mode a ``run_matcher`` shard is woken by NOTIFY at comm
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -315,11 +315,17 @@ def order_place(
     client_order_id: str | None = None,
     placed_by: User | None = None,
     liquidation: bool = False,
+    account_check: Callable[[], None] | None = None,
 ) -> Order:
     """Accept an order and hand it to the matcher; return it as the matcher left it.
 
     ``liquidation`` is for ``risk_cycle.account_liquidate`` only: a staff order closing a
     position, without margin or fees.
+
+    ``account_check``: a further check of the caller's, run in the acceptance transaction
+    under the account's row lock, before the order's row is written; it refuses the order by
+    raising (nothing is written, and no rejection recorded). ``pools.pool_offer`` counts what
+    the pool holds free there, so that two actions on its contracts count one after the other.
 
     An order refused at the door raises ``OrderRejected`` (a named code and field) after
     recording the rejection; nothing else is written. A repeated ``client_order_id`` with the
@@ -339,6 +345,7 @@ def order_place(
         client_order_id=client_order_id,
         placed_by=placed_by,
         liquidation=liquidation,
+        account_check=account_check,
     ).order
 
 
@@ -358,6 +365,7 @@ def order_submit(
     placed_by: User | None = None,
     liquidation: bool = False,
     wait_seconds: float = 0.0,
+    account_check: Callable[[], None] | None = None,
 ) -> Placement:
     """``order_place``, also saying whether this call created the order: the API answers a
     repeated client order id (a retry) differently from a new order. Decided here rather than
@@ -367,6 +375,8 @@ def order_submit(
     ``wait_seconds``: with external matchers, wait up to this long for the matcher to process
     the order, so the answer says what happened to it (fills, resting, rejected); an order
     still ``new`` after that is accepted and will be matched.
+
+    ``account_check``: as ``order_place``'s.
     """
     symbol = instrument.symbol if isinstance(instrument, Instrument) else str(instrument)
     request = OrderRequest(
@@ -389,7 +399,13 @@ def order_submit(
         _validate_known(account, resolved, request, client_order_id)
         assert resolved is not None
         order = _order_accept(
-            account, resolved, request, client_order_id, placed_by, liquidation=liquidation
+            account,
+            resolved,
+            request,
+            client_order_id,
+            placed_by,
+            liquidation=liquidation,
+            account_check=account_check,
         )
     except OrderRejected as error:  # Input or risk: nothing of the order was written.
         _record_rejection(
@@ -611,6 +627,7 @@ def _order_accept(
     placed_by: User | None,
     *,
     liquidation: bool = False,
+    account_check: Callable[[], None] | None = None,
 ) -> Order:
     """Commit the order with its collateral holds, or raise the risk rejection.
 
@@ -645,6 +662,7 @@ def _order_accept(
             needs,
             reducing=reducing,
             liquidation=liquidation,
+            account_check=account_check,
         )
     except LedgerError as error:  # Rolled back: the order and its holds are gone.
         raise collateral.shortfall(needs, error) from error
@@ -664,15 +682,21 @@ def _order_insert_collateralized(
     *,
     reducing: bool,
     liquidation: bool,
+    account_check: Callable[[], None] | None,
 ) -> Order:
     with transaction.atomic(durable=True):
-        if reducing:
+        if reducing or account_check is not None:
             # Counted again under the account's row lock: two reducing orders (a customer's
             # under a call, or two staff liquidations at once) accepted together would each
             # count without the other and together close more than the position, opening one
-            # on the other side with no margin held for it.
-            Account.objects.select_for_update().filter(pk=account.pk).first()
+            # on the other side with no margin held for it. Likewise the caller's own count.
+            # NO KEY UPDATE: it waits for no other transaction's foreign key to the account
+            # (another order's, checked at its commit, after it has locked the ledger).
+            Account.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+        if reducing:
             _check_reduces(account, instrument, request, liquidation=liquidation)
+        if account_check is not None:
+            account_check()
         check_block_held(account, instrument, request.side, request.quantity)
         order = _order_row_insert(
             account, instrument, request, client_order_id, user, protection, terms

@@ -1049,6 +1049,15 @@ def pool_take_back(
     )
 
 
+def _pool_account_lock(pool: Pool) -> None:
+    """Lock the pool account's row before counting what it holds free (``_check_free``):
+    the lock an order's acceptance takes for its ``account_check`` (``pool_offer``). Two
+    actions on the pool's contracts at once (a double-clicked offer, an offer and a
+    reallocation) otherwise each counted them free and together sold or moved them twice,
+    leaving the pool short. NO KEY UPDATE, as the acceptance's."""
+    Account.objects.select_for_update(no_key=True).filter(pk=pool.account_id).first()
+
+
 def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
     """The pool's contracts of ``instrument`` it may still move or sell: what it holds, less
     what its live sell orders offer (selling them twice would open a short in the pool's
@@ -1134,8 +1143,11 @@ def pool_reallocate(
     demand.
     """
     with transaction.atomic():
+        # The member's row only: locking the accounts joined here too (FOR UPDATE) made an
+        # order of theirs wait at its commit (its foreign key) while holding the ledger
+        # accounts this transfer posts to, a deadlock.
         member = (
-            PoolMember.objects.select_for_update()
+            PoolMember.objects.select_for_update(of=("self",))
             .select_related("pool__account", "organization", "account")
             .get(pk=member.pk)
         )
@@ -1144,6 +1156,7 @@ def pool_reallocate(
                 PoolErrorCode.MEMBER_GRADUATED, "Capacity goes to active members only.", "member"
             )
         _check_transfer(member.pool, instrument, quantity)
+        _pool_account_lock(member.pool)
         _check_free(member.pool, instrument, quantity)
         _margin_call_check(member.account, "it can receive the pool's contracts")
         price = _mark(instrument)
@@ -1161,9 +1174,11 @@ def pool_reallocate(
 def pool_offer(
     *, pool: Pool, instrument: Instrument, quantity: int, price: Decimal, actor: Actor
 ) -> Order:
-    """Sell contracts the pool holds in the market: a GTC limit sell from the pool account."""
+    """Sell contracts the pool holds in the market: a GTC limit sell from the pool account.
+
+    What the pool holds free is counted in the order's acceptance transaction, under the pool
+    account's row lock (``_pool_account_lock``, which ``pool_reallocate`` takes too)."""
     _check_transfer(pool, instrument, quantity)
-    _check_free(pool, instrument, quantity)
     order = order_place(
         account=pool.account,
         instrument=instrument,
@@ -1171,6 +1186,7 @@ def pool_offer(
         quantity=quantity,
         price=price,
         placed_by=_user(actor),
+        account_check=lambda: _check_free(pool, instrument, quantity),
     )
     audit_record(
         actor=actor,

@@ -1,0 +1,129 @@
+"""A sponsor's actions on the pool's contracts at the same moment (PostgreSQL only: real row
+locks): what one sells or moves, the other no longer counts as free."""
+
+import contextlib
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from exchange.errors import PoolError, PoolErrorCode
+from exchange.models import LIVE_STATUSES, Order
+from exchange.services import pools
+from exchange.services.funding import deposit_test_funds
+from exchange.services.ledger_accounts import position_account
+from ledger.selectors import ledger_problems
+from tests.exchange.matcher.test_concurrency import run_threads
+from tests.exchange.pools.test_pool_services import _round_with_an_unfunded_member
+
+# How long a check that passed waits for the other action's check. Without the pool's row lock
+# both pass and meet here; with it the second check waits for the first action to commit, and
+# the first goes on alone once this runs out.
+CHECKS_MEET_SECONDS = 2
+
+
+def _offer(pool, future, actor) -> None:
+    pools.pool_offer(pool=pool, instrument=future, quantity=10, price=Decimal("2.60"), actor=actor)
+
+
+def _reallocate(pool, future, actor, member) -> None:
+    pools.pool_reallocate(member=member, instrument=future, quantity=10, actor=actor)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("second", ["offer", "reallocate"])
+def test_two_actions_on_the_pools_contracts_at_once_use_them_once(
+    postgres_only, pool, members, future, seller, sponsor_user, monkeypatch, second
+):
+    # given a pool holding the 10 contracts of a member it could not fund, which then funds
+    # itself (so a reallocation to it can set their margin aside)
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    held = position_account(pool.account, future.symbol).balance
+    assert held == 10
+    # and two actions of the sponsor (a double-clicked offer, or an offer and a reallocation)
+    # that each find the 10 contracts free before the other has written anything
+    checks_meet = threading.Barrier(2)
+    real_check_free = pools._check_free
+
+    def check_free(*args):
+        real_check_free(*args)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checks_meet.wait(timeout=CHECKS_MEET_SECONDS)
+
+    monkeypatch.setattr(pools, "_check_free", check_free)
+    refusals: list[str] = []
+
+    def work(index: int) -> None:
+        try:
+            if index == 0 or second == "offer":
+                _offer(pool, future, sponsor_user)
+            else:
+                _reallocate(pool, future, sponsor_user, cirrus)
+        except PoolError as error:
+            refusals.append(error.code)
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then one is refused: the pool offers and moves no more than the 10 it holds (it offered
+    # 20, or moved 10 away while offering them, and a fill would have left it short)
+    assert errors == []
+    assert refusals == [PoolErrorCode.NOT_ENOUGH_HELD]
+    offered = sum(
+        order.open_quantity
+        for order in Order.objects.filter(
+            account=pool.account, side="sell", status__in=LIVE_STATUSES
+        )
+    )
+    moved = held - position_account(pool.account, future.symbol).balance
+    assert offered + moved == held
+    assert ledger_problems() == []
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reallocation_while_the_member_places_an_order_waits_for_it(
+    postgres_only, pool, members, future, seller, sponsor_user, monkeypatch
+):
+    from exchange.services import collateral
+    from tests.exchange.support import place
+
+    # given a pool holding 10 contracts for a member that has since funded itself
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    # and an order of the member that has its collateral held (the member's cash locked) when
+    # the sponsor's reallocation to it has read the member
+    order_holds, real_holds_place = threading.Event(), collateral.holds_place
+    real_check_free = pools._check_free
+
+    def holds_place(*args, **kwargs):
+        real_holds_place(*args, **kwargs)
+        order_holds.set()
+
+    def check_free(*args):
+        assert order_holds.wait(timeout=30)
+        real_check_free(*args)
+
+    monkeypatch.setattr(collateral, "holds_place", holds_place)
+    monkeypatch.setattr(pools, "_check_free", check_free)
+
+    def work(index: int) -> None:
+        if index == 0:
+            place(cirrus.account, future, "buy", 1, "2.00")
+        else:
+            _reallocate(pool, future, sponsor_user, cirrus)
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then both went through (the reallocation had locked the member's account row, which the
+    # order's commit waited for while holding the cash the reallocation posts to: a deadlock)
+    assert errors == []
+    assert position_account(cirrus.account, future.symbol).balance == 10
+    assert Order.objects.filter(account=cirrus.account, status=Order.Status.OPEN).count() == 1
+    assert ledger_problems() == []
+    connection.close()
