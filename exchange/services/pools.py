@@ -721,8 +721,14 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
             "Some pool orders are still working; close the round first.",
         )
     with transaction.atomic():
+        # Each lock of the allocation takes its own table's rows only (``of``): with the
+        # accounts joined here and to the demands locked FOR UPDATE too, an order of the pool
+        # or of a member committing meanwhile waited for them (its foreign key) while holding
+        # the ledger accounts the allocation posts to, a deadlock on PostgreSQL.
         locked = (
-            PoolRound.objects.select_for_update().select_related("pool__account").get(pk=round_.pk)
+            PoolRound.objects.select_for_update(of=("self",))
+            .select_related("pool__account")
+            .get(pk=round_.pk)
         )
         if locked.status != PoolRound.Status.WORKING:
             return locked
@@ -742,7 +748,7 @@ def _allocate_tier(
     pool: Pool, round_: PoolRound, pool_order: PoolOrder, actor: Actor
 ) -> dict[str, Any]:
     demands = list(
-        PoolDemand.objects.select_for_update()
+        PoolDemand.objects.select_for_update(of=("self",))
         .filter(pool_order=pool_order)
         .select_related("member__account", "member__pool")
         .order_by("pk")

@@ -127,3 +127,57 @@ def test_a_reallocation_while_the_member_places_an_order_waits_for_it(
     assert Order.objects.filter(account=cirrus.account, status=Order.Status.OPEN).count() == 1
     assert ledger_problems() == []
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_allocated_while_a_member_places_an_order_waits_for_it(
+    postgres_only, pool, members, future, seller, sponsor_user, monkeypatch
+):
+    from exchange.models import PoolAllocation, PoolRound
+    from exchange.services import collateral
+    from tests.exchange.pools.test_pool_services import _submit
+    from tests.exchange.support import place
+
+    # given a round whose tier order bought the 10 contracts a member asked for
+    ada = members[0]
+    _submit(ada, future, gpus=10)
+    place(seller, future, "sell", 10, "2.45")
+    round_ = pools.pool_cut_off(pool=pool, actor=sponsor_user)
+    # and an order of the member that has its collateral held (the member's cash locked) and
+    # commits once the round's allocation has read the member's demand, which then comes to
+    # settle it
+    order_holds, real_holds_place = threading.Event(), collateral.holds_place
+    demand_read, real_settle = threading.Event(), pools._settle
+
+    def holds_place(*args, **kwargs):
+        real_holds_place(*args, **kwargs)
+        order_holds.set()
+        assert demand_read.wait(timeout=30)
+
+    def settle(*args):
+        demand_read.set()
+        assert order_holds.wait(timeout=30)
+        return real_settle(*args)
+
+    monkeypatch.setattr(collateral, "holds_place", holds_place)
+    monkeypatch.setattr(pools, "_settle", settle)
+
+    def work(index: int) -> None:
+        if index == 0:
+            place(ada.account, future, "buy", 1, "2.00")
+        else:
+            pools.pool_round_close(round_=round_, actor=sponsor_user)
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then both went through (the allocation had locked the member's account row with its
+    # demand, which the order's commit waited for while holding the cash the allocation takes
+    # the margin from: a deadlock)
+    assert errors == []
+    assert PoolRound.objects.get(pk=round_.pk).status == PoolRound.Status.ALLOCATED
+    assert PoolAllocation.objects.get(member=ada).status == PoolAllocation.Status.SETTLED
+    assert position_account(ada.account, future.symbol).balance == 10
+    assert Order.objects.filter(account=ada.account, status=Order.Status.OPEN).count() == 1
+    assert ledger_problems() == []
+    connection.close()
