@@ -928,13 +928,24 @@ def _post_transfer(
 def _member_margin_release(
     member: PoolMember, instrument: Instrument, quantity: int
 ) -> tuple[LedgerAccount, int]:
+    # Contracts the member offers for sale are not taken back: once its sell filled it would
+    # be short, with no margin (a sell that closes a position holds none). Counted under the
+    # member account's row lock, as an acceptance counts what a reducing order may close.
+    Account.objects.select_for_update(no_key=True).filter(pk=member.account_id).first()
     margin = margin_account(member.account, instrument.symbol)
     held_contracts = position_account(member.account, instrument.symbol).balance
-    if quantity > held_contracts:
+    offered = sum(
+        order.open_quantity
+        for order in Order.objects.filter(
+            account=member.account, instrument=instrument, side="sell", status__in=LIVE_STATUSES
+        )
+    )
+    if quantity > held_contracts - offered:
         raise _refuse(
             PoolErrorCode.NOT_ENOUGH_HELD,
             f"{member.organization.name} holds {max(held_contracts, 0)} contracts of "
-            f"{instrument.symbol}, not {quantity}.",
+            f"{instrument.symbol} and offers {offered} of them for sale: it may give back "
+            f"{max(held_contracts - offered, 0)}, not {quantity}.",
             "quantity",
         )
     held_margin = -margin.balance

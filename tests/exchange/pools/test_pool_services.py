@@ -38,6 +38,7 @@ from exchange.services.ledger_accounts import (
     position_account,
 )
 from exchange.services.margin import order_margin_per_contract
+from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
 from exchange.services.pools import (
     credit_outstanding,
@@ -935,6 +936,13 @@ def test_take_back_refusals(pool, members, futures, seller):
     assert_refused(
         Code.NO_MARK, pool_take_back, member=ada, instrument=futures[1], quantity=1, actor=None
     )
+    # Contracts ada offers for sale are not given back: sold as well, ada would be short 4
+    # with no margin held (its sell closes a position and holds none).
+    offer = place(ada.account, future, "sell", 4, "9.00")
+    assert_refused(
+        Code.NOT_ENOUGH_HELD, pool_take_back, member=ada, instrument=future, quantity=7, actor=None
+    )
+    order_cancel(order=offer)
     Instrument.objects.filter(pk=future.pk).update(status=Instrument.Status.HALTED)
     assert_refused(
         Code.INSTRUMENT_INVALID,
