@@ -18,6 +18,14 @@ def close_at(trading_date: date) -> datetime:
     return datetime.combine(trading_date, time(hours, minutes), tzinfo=UTC)
 
 
+def trading_ends_at(last_trading_day: date) -> datetime:
+    """When an instrument stops trading: the close of its last trading day. Its final
+    settlement price is taken from the closing window before it, so it is known from then on:
+    a trade after it (until the daily cycle expires the instrument, or until midnight) would be
+    settled at a price both sides already know, against orders left resting."""
+    return close_at(last_trading_day)
+
+
 def month_start(day: date) -> date:
     return day.replace(day=1)
 

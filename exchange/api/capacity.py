@@ -203,7 +203,9 @@ class CapacityListForResale(APIView):
         description=(
             "Scope trade. 404 unless the caller holds the block. 422 "
             "CATALOG_RESERVATION_ALREADY_LISTED, CATALOG_RESERVATION_ALREADY_STARTED (the term "
-            "starts within a day) or CATALOG_INVALID_LISTING (a lot that does not divide it)."
+            "starts within a day, or the listing's trading would already have ended: the "
+            "close of the day before the term starts) or CATALOG_INVALID_LISTING (a lot that "
+            "does not divide it)."
         ),
     )
     def post(self, request: Request, capacity_id: str) -> Response:

@@ -21,6 +21,7 @@ from django.db.models.functions import Mod
 from django.utils import timezone
 
 import matching
+from exchange import calendar
 from exchange.errors import OrderRejectCode
 from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier, flush_together
@@ -316,8 +317,10 @@ class Matcher:
         replace to quantity 0 (a cancel too), cannot trade: it always goes through."""
         if command.cancels:
             return None
-        expired = instrument.last_trading_day < now.date()
-        if instrument.status == Instrument.Status.EXPIRED or expired:
+        # Trading ends at the close of the last trading day (``calendar.trading_ends_at``): an
+        # order accepted just before it is not matched after it.
+        ended = now >= calendar.trading_ends_at(instrument.last_trading_day)
+        if instrument.status == Instrument.Status.EXPIRED or ended:
             return OrderRejectCode.INSTRUMENT_EXPIRED
         if instrument.status == Instrument.Status.HALTED:
             return OrderRejectCode.INSTRUMENT_HALTED

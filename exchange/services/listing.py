@@ -176,17 +176,30 @@ def resale_list(
     """List a reserved block for resale by its holder.
 
     A contract is 1 GPU of the block for its whole term, priced in $/GPU-hr; the lot is the
-    contiguous block size unless given, so buyers get interconnected blocks. Only blocks whose
-    term has not started can be listed: trading ends the day before the term starts.
+    contiguous block size unless given, so buyers get interconnected blocks. Only blocks
+    starting more than a day from now can be listed, and only until trading in them ends: at
+    the close (``EXCHANGE_SETTLEMENT_CLOSE``) of the day before the term starts.
     """
     now = now or timezone.now()
     # Two listings of one block at once would both pass the check below and the second would
     # fail on the unique symbol: the reservation's row lock puts them one after the other.
     ReservedCapacity.objects.select_for_update().filter(pk=reservation.pk).first()
+    starts_on = reservation.starts_at.astimezone(UTC).date()
+    last_trading_day = starts_on - timedelta(days=1)
     if reservation.starts_at <= now + timedelta(days=1):
         raise CatalogError(
             CatalogErrorCode.RESERVATION_ALREADY_STARTED,
             "Only reservations starting more than a day from now can be listed.",
+            field="reservation",
+        )
+    ends_at = calendar.trading_ends_at(last_trading_day)
+    if now >= ends_at:
+        # A block starting late tomorrow is more than a day away, but its listing would be
+        # born after its trading ended.
+        raise CatalogError(
+            CatalogErrorCode.RESERVATION_ALREADY_STARTED,
+            f"A listing trades until the close of the day before the block's term starts: "
+            f"this block's ended at {ends_at:%Y-%m-%d %H:%M} UTC.",
             field="reservation",
         )
     if Instrument.objects.filter(reservation=reservation).exists():
@@ -209,7 +222,6 @@ def resale_list(
             "The reservation is shorter than an hour.",
             field="reservation",
         )
-    starts_on = reservation.starts_at.astimezone(UTC).date()
     ends_on = reservation.ends_at.astimezone(UTC).date()
     if datetime.combine(ends_on, time.min, tzinfo=UTC) < reservation.ends_at:
         ends_on += timedelta(days=1)
@@ -224,7 +236,7 @@ def resale_list(
         gpu_hours_per_contract=hours,
         delivery_start=starts_on,
         delivery_end=ends_on,
-        last_trading_day=starts_on - timedelta(days=1),
+        last_trading_day=last_trading_day,
         settlement=Instrument.Settlement.PHYSICAL,
         reservation=reservation,
     )

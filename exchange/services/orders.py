@@ -23,6 +23,7 @@ from django.db.models import F, QuerySet, Subquery, Sum, TextChoices
 from django.utils import timezone
 
 import matching
+from exchange import calendar
 from exchange.errors import OrderRejectCode, OrderRejected, RiskErrorCode
 from exchange.matcher import outcomes, wake
 from exchange.models import (
@@ -112,13 +113,18 @@ def _check_instrument_tradable(instrument: Instrument) -> None:
             f"Trading in {instrument.symbol} is halted.",
             field="instrument",
         )
-    if (
-        instrument.status == Instrument.Status.EXPIRED
-        or instrument.last_trading_day < timezone.now().date()
-    ):
+    if instrument.status == Instrument.Status.EXPIRED:
         raise OrderRejected(
             OrderRejectCode.INSTRUMENT_EXPIRED,
             f"{instrument.symbol} no longer trades.",
+            field="instrument",
+        )
+    ends_at = calendar.trading_ends_at(instrument.last_trading_day)
+    if timezone.now() >= ends_at:
+        raise OrderRejected(
+            OrderRejectCode.INSTRUMENT_EXPIRED,
+            f"{instrument.symbol} no longer trades: trading ended at the close of its last "
+            f"trading day, {ends_at:%Y-%m-%d %H:%M} UTC.",
             field="instrument",
         )
 

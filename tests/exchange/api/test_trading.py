@@ -1546,3 +1546,26 @@ def test_another_processs_halt_is_enforced_by_the_matcher_until_the_kept_row_exp
     assert Hold.objects.filter(status=Hold.Status.PENDING).count() == 1  # The first order's.
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "ORDER_INSTRUMENT_HALTED"
+
+
+# Time boundaries --------------------------------------------------------------------------
+
+
+def test_an_order_after_the_close_of_the_last_trading_day_is_422_instrument_expired(
+    future, api, settings, row_counts
+):
+    # given the future's last trading day is today and today's close has passed
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "00:00"
+    Instrument.objects.filter(pk=future.pk).update(last_trading_day=datetime.now(UTC).date())
+    before = row_counts()
+
+    # when a client places an order on it
+    refused = api.post(ORDERS, limit_order(future), format="json")
+
+    # then it is refused with the named code and no order is written
+    assert refused.status_code == 422
+    assert (error_of(refused)["code"], error_of(refused)["field"]) == (
+        "ORDER_INSTRUMENT_EXPIRED",
+        "instrument",
+    )
+    assert row_counts().orders == before.orders

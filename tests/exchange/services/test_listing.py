@@ -293,6 +293,40 @@ def test_resale_refuses_a_reservation_starting_within_a_day(make_reservation):
     assert not Instrument.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("listed_at", "listed"),
+    [(time(15, 59, 59), True), (time(16), False), (time(17), False)],
+    ids=["before-the-close", "at-the-close", "after-the-close"],
+)
+def test_resale_refuses_a_block_whose_trading_would_already_have_ended(
+    make_reservation, settings, listed_at, listed
+):
+    """A listing trades until the close of the day before the block's term starts, as every
+    instrument trades until the close of its last trading day: a block starting tomorrow at
+    20:00, more than a day away at 17:00 today, can no longer be listed then."""
+    # given a block starting 2097-03-10 20:00 UTC, and the close at 16:00 UTC
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
+    reservation = make_reservation(starts_at=datetime(2097, 3, 10, 20, tzinfo=UTC))
+    now = datetime.combine(date(2097, 3, 9), listed_at, tzinfo=UTC)
+    assert reservation.starts_at > now + timedelta(days=1)
+
+    # when its holder lists it on the day before
+    if listed:
+        instrument = resale_list(reservation=reservation, now=now)
+        # then before the close it is listed, trading until the close of that day
+        assert instrument.last_trading_day == date(2097, 3, 9)
+        return
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation, now=now)
+
+    # then from the close on it is refused, and nothing is listed
+    assert (raised.value.code, raised.value.field) == (
+        CatalogErrorCode.RESERVATION_ALREADY_STARTED,
+        "reservation",
+    )
+    assert not Instrument.objects.exists()
+
+
 def test_resale_refuses_a_reservation_that_has_started(make_reservation):
     reservation = make_reservation(starts_at=timezone.now() - timedelta(days=3))
 

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 import matching
+from exchange import calendar
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
 from exchange.models import (
@@ -546,6 +547,40 @@ def test_order_accepted_before_expiry_of_its_instrument_is_rejected_as_expired(
 
     order = reload(order)
     assert (order.status, order.reject_code) == (REJECTED, "ORDER_INSTRUMENT_EXPIRED")
+
+
+@pytest.mark.parametrize(
+    ("after_the_close", "trades"),
+    [(timedelta(microseconds=-1), True), (timedelta(0), False), (timedelta(hours=1), False)],
+    ids=["a-microsecond-before", "at-the-close", "an-hour-after"],
+)
+def test_orders_accepted_on_the_last_trading_day_match_only_before_its_close(
+    future, buyer, seller, external_matcher, after_the_close, trades
+):
+    # given an instrument whose last trading day is tomorrow, and an ask resting in its book
+    last_trading_day = timezone.now().date() + timedelta(days=1)
+    Instrument.objects.filter(pk=future.pk).update(last_trading_day=last_trading_day)
+    close = calendar.close_at(last_trading_day)
+    matcher = Matcher()
+    ask = place(seller, future, "sell", 1, "2.50")
+    matcher.process_pending(now=close - timedelta(hours=1))
+
+    # when a crossing bid accepted before the close is matched around the close
+    bid = place(buyer, future, "buy", 1, "2.50")
+    matcher.process_pending(now=close + after_the_close)
+
+    # then it trades before the close; from the close on it is refused as expired, and the
+    # ask rests as it was
+    if trades:
+        assert (reload(bid).status, reload(ask).status) == (FILLED, FILLED)
+        assert Trade.objects.get().executed_at == close - timedelta(microseconds=1)
+    else:
+        assert (reload(bid).status, reload(bid).reject_code) == (
+            REJECTED,
+            "ORDER_INSTRUMENT_EXPIRED",
+        )
+        assert (reload(ask).status, reload(ask).open_quantity) == (OPEN, 1)
+        assert not Trade.objects.exists()
 
 
 def test_orders_cancel_cancels_every_live_order_in_one_go(futures, buyer, seller):

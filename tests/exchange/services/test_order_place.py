@@ -275,14 +275,45 @@ def test_instrument_past_its_last_trading_day_refuses_orders(future, buyer, row_
     )
 
 
-def test_instrument_trades_on_its_last_trading_day(future, buyer):
-    Instrument.objects.filter(pk=future.pk).update(last_trading_day=timezone.now().date())
+def test_instrument_trades_on_its_last_trading_day_until_the_close(future, buyer, monkeypatch):
+    # given an instrument whose last trading day is today, and the exchange's clock a second
+    # before today's close (EXCHANGE_SETTLEMENT_CLOSE), whenever the test runs
+    today = timezone.now().date()
+    Instrument.objects.filter(pk=future.pk).update(last_trading_day=today)
+    before_the_close = calendar.close_at(today) - timedelta(seconds=1)
+    monkeypatch.setattr(timezone, "now", lambda: before_the_close)
 
+    # when an order is placed
     order = order_place(
         account=buyer, instrument=future.symbol, side="buy", price=PRICE, quantity=1
     )
 
+    # then it is accepted and rests
     assert order.status == Order.Status.OPEN
+
+
+def test_instrument_no_longer_trades_after_the_close_of_its_last_trading_day(
+    future, buyer, row_counts, settings
+):
+    """Its final settlement price is the closing window's, known from the close on: a trade
+    after it would be settled at a price already known (a riskless profit against stale
+    orders). Trading ends at the close, not at midnight or when the daily cycle expires it."""
+    # given an instrument still active whose last trading day is today, and today's close past
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "00:00"
+    Instrument.objects.filter(pk=future.pk).update(last_trading_day=timezone.now().date())
+
+    # when an order is placed, then it is refused as on an expired instrument
+    rejection = assert_rejected(
+        row_counts,
+        OrderRejectCode.INSTRUMENT_EXPIRED,
+        "instrument",
+        account=buyer,
+        instrument=future.symbol,
+        side="buy",
+        price=PRICE,
+        quantity=1,
+    )
+    assert "close of its last trading day" in rejection.message
 
 
 @pytest.mark.parametrize("status", [Account.Status.SUSPENDED, Account.Status.CLOSED])
