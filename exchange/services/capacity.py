@@ -28,6 +28,9 @@ from ledger.services import entry_post
 # Reservations run 1-3 years, sometimes 5 (MARKET.md); a longer one is a typo.
 TERM_YEARS_MAX = 6
 TERM_MONTHS_MAX = TERM_YEARS_MAX * 12
+# Calendar months a term accepted by ``_check`` (at most 366 days a year) can touch: a few
+# days more than its years, from late in one month, reach into a 74th.
+TERM_CALENDAR_MONTHS_MAX = TERM_MONTHS_MAX + 2
 GPUS_MAX = 100_000
 SECONDS_PER_HOUR = 3600
 
@@ -43,7 +46,7 @@ def hours_by_month(starts_at: datetime, ends_at: datetime) -> list[MonthHours]:
     start, end = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
     months: list[MonthHours] = []
     month = calendar.month_start(start.date())
-    for _ in range(TERM_MONTHS_MAX + 1):
+    for _ in range(TERM_CALENDAR_MONTHS_MAX):
         month_begins = datetime(month.year, month.month, 1, tzinfo=UTC)
         next_month = calendar.add_months(month, 1)
         month_ends = datetime(next_month.year, next_month.month, 1, tzinfo=UTC)
@@ -53,6 +56,8 @@ def hours_by_month(starts_at: datetime, ends_at: datetime) -> list[MonthHours]:
         if month_ends >= end:
             break
         month = next_month
+    else:
+        raise AssertionError(f"a term of more than {TERM_CALENDAR_MONTHS_MAX} months: {start}")
     return months
 
 

@@ -65,6 +65,45 @@ def test_hours_across_a_year_end_and_from_another_time_zone():
     ]
 
 
+def test_the_longest_term_accepted_has_every_hour_in_its_months():
+    """A term of the most registration accepts (366 days a year, 6 years) starting late in a
+    month touches 74 calendar months: every one of its hours is in one of them."""
+    # given the longest term, from the last hour of a January
+    starts = datetime(2097, 1, 31, 23, tzinfo=UTC)
+    ends = starts + timedelta(days=366 * 6)
+
+    # when it is split by month
+    months = hours_by_month(starts, ends)
+
+    # then from January 2097 to February 2103, and no hour is lost
+    assert (months[0], months[-1].month) == (MonthHours(date(2097, 1, 1), 1), date(2103, 2, 1))
+    assert len(months) == 6 * 12 + 2
+    assert months[-1].hours == (ends - datetime(2103, 2, 1, tzinfo=UTC)) // timedelta(hours=1)
+    assert sum(month.hours for month in months) == (ends - starts) // timedelta(hours=1)
+
+
+def test_registering_the_longest_term_issues_all_of_its_gpu_hours(provider, holder, sku, region):
+    # given the longest term accepted, from the last hour of a January
+    starts = datetime(2097, 1, 31, 23, tzinfo=UTC)
+    ends = starts + timedelta(days=366 * 6)
+
+    # when it is registered
+    register(provider, holder, sku, region, starts_at=starts, ends_at=ends)
+
+    # then its 8 GPUs' hours are all issued, the last month's too
+    held = {
+        row.commodity.code: row.balance
+        for row in LedgerAccount.objects.filter(
+            owner__startswith="exchange.account:"
+        ).select_related("commodity")
+    }
+    code = f"GPUH-{sku.code}-{region.code}"
+    assert sum(held.values()) == 8 * ((ends - starts) // timedelta(hours=1))
+    last_month_hours = (ends - datetime(2103, 2, 1, tzinfo=UTC)) // timedelta(hours=1)
+    assert held[f"{code}-210302"] == 8 * last_month_hours
+    assert ledger_problems() == []
+
+
 def test_registration_issues_each_months_gpu_hours_to_the_holder(provider, holder, sku, region):
     # when
     reservation = register(provider, holder, sku, region)
