@@ -1569,3 +1569,28 @@ def test_an_order_after_the_close_of_the_last_trading_day_is_422_instrument_expi
         "instrument",
     )
     assert row_counts().orders == before.orders
+
+
+@pytest.mark.parametrize("from_now", [timedelta(0), timedelta(microseconds=-1), timedelta(days=-1)])
+def test_a_gtd_order_expiring_now_or_before_is_422_expiry_in_past(
+    future, api, row_counts, from_now, monkeypatch
+):
+    # given the exchange's clock stopped at one moment
+    moment = datetime.now(UTC)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: moment)
+    before = row_counts()
+
+    # when a GTD order expiring at that moment, or before it, is placed
+    refused = api.post(
+        ORDERS,
+        limit_order(future, time_in_force="gtd", expires_at=(moment + from_now).isoformat()),
+        format="json",
+    )
+
+    # then it is refused: an order expiring when it arrives would never rest
+    assert refused.status_code == 422
+    assert (error_of(refused)["code"], error_of(refused)["field"]) == (
+        "ORDER_EXPIRY_IN_PAST",
+        "expires_at",
+    )
+    assert row_counts().orders == before.orders

@@ -76,6 +76,56 @@ def test_futures_stop_trading_the_business_day_before_delivery(
     assert instrument.last_trading_day.weekday() < 5
 
 
+@pytest.mark.parametrize(
+    ("delivery_start", "days", "delivery_end"),
+    [
+        (date(2027, 2, 1), 28, date(2027, 3, 1)),
+        (date(2028, 2, 1), 29, date(2028, 3, 1)),  # Leap year.
+        (date(2100, 2, 1), 28, date(2100, 3, 1)),  # A century, not a leap year.
+        (date(2027, 4, 1), 30, date(2027, 5, 1)),
+        (date(2027, 12, 1), 31, date(2028, 1, 1)),  # Delivers into the next year's first day.
+    ],
+)
+def test_a_contract_is_every_hour_of_its_delivery_month(
+    sku, region, delivery_start, days, delivery_end
+):
+    (instrument,) = futures_list_strip(sku=sku, region=region, first_month=delivery_start, months=1)
+
+    assert instrument.gpu_hours_per_contract == days * 24
+    assert (instrument.delivery_start, instrument.delivery_end) == (delivery_start, delivery_end)
+    assert instrument.symbol.endswith(f"-{delivery_start:%Y%m}")
+
+
+@pytest.mark.parametrize(
+    ("delivery_start", "future_last_trading_day", "option_expiry"),
+    [
+        # Delivery on a Tuesday: the future stops on Monday, its options the Thursday before.
+        (date(2027, 6, 1), date(2027, 5, 31), date(2027, 5, 27)),
+        # On a Wednesday: Tuesday the 31st, and options back across the weekend to Friday.
+        (date(2027, 9, 1), date(2027, 8, 31), date(2027, 8, 27)),
+        # On a Saturday, New Year's Day: the year's last Friday, options the Wednesday before.
+        (date(2028, 1, 1), date(2027, 12, 31), date(2027, 12, 29)),
+        # On a Monday: the Friday before, options that Wednesday.
+        (date(2027, 2, 1), date(2027, 1, 29), date(2027, 1, 27)),
+    ],
+)
+def test_options_expire_two_business_days_before_their_future_stops_trading(
+    sku, region, delivery_start, future_last_trading_day, option_expiry
+):
+    (future,) = futures_list_strip(sku=sku, region=region, first_month=delivery_start, months=1)
+
+    chain = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+    )
+
+    assert future.last_trading_day == future_last_trading_day
+    assert {option.last_trading_day for option in chain} == {option_expiry}
+    assert option_expiry.weekday() < 5 and option_expiry < future_last_trading_day
+
+
 def test_strip_takes_its_contract_spec(sku, region):
     spec = StripSpec(
         tick_size=Decimal("0.01"),

@@ -10,6 +10,7 @@ from django.utils import timezone
 import matching
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher import inline
+from exchange.matcher.runtime import Matcher
 from exchange.models import Instrument, Order, OrderCommand, OrderTransition, Trade
 from tests.exchange import support
 from tests.exchange.support import assert_as_stored, assert_consistent, status_path
@@ -344,6 +345,32 @@ def test_gtd_order_expires_when_the_matcher_passes_its_expiry(future, buyer):
     assert status_path(gtd) == [NEW, OPEN, EXPIRED]
     assert OrderTransition.objects.filter(order=gtd).last().reason == "expired"
     assert_consistent(future.pk)
+
+
+@pytest.mark.parametrize("matcher_of", ["in-memory", "restarted"])
+def test_gtd_order_rests_until_a_microsecond_before_its_expiry_and_expires_at_it(
+    future, buyer, external_matcher, matcher_of
+):
+    """Its expiry is a moment the order no longer rests at, to the microsecond, whether the
+    matcher knows the book in memory or rebuilds it (and finds it due) from the database."""
+    # given a GTD bid expiring at a time with microseconds, resting in a matcher's book
+    expires_at = timezone.now().replace(microsecond=123457) + timedelta(minutes=5)
+    gtd = support.place(buyer, future, "buy", 4, "2.45", time_in_force="gtd", expires_at=expires_at)
+    matcher = Matcher()
+    matcher.process_pending(now=expires_at - timedelta(minutes=1))
+
+    # when the matcher passes a microsecond before its expiry, then at its expiry
+    if matcher_of == "restarted":
+        matcher = Matcher()
+        matcher.rebuild_all()
+    matcher.process_pending(now=expires_at - timedelta(microseconds=1))
+    still = reload(gtd).status
+    matcher.process_pending(now=expires_at)
+
+    # then it rests until then, and expires at its time
+    assert still == OPEN
+    gtd = reload(gtd)
+    assert (gtd.status, gtd.done_reason, gtd.cancelled_quantity) == (EXPIRED, "expired", 4)
 
 
 def test_partially_filled_gtd_order_expires_keeping_its_fills(future, buyer, seller):

@@ -16,7 +16,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from exchange.errors import RiskError, RiskErrorCode
-from exchange.models import AuditEntry, Instrument, RiskCycle, SettlementPrice
+from exchange.matcher.runtime import Matcher
+from exchange.models import AuditEntry, Instrument, RiskCycle, SettlementPrice, Trade
 from exchange.services import settlement_prices
 from exchange.services.listing import futures_list_strip, options_list_chain
 from exchange.services.risk_cycle import daily_settlement_run
@@ -118,6 +119,44 @@ def test_the_closing_window_vwap_rounded_to_the_tick_is_the_price(future, buyer,
     settled = row(future)
     assert (settled.price, settled.source, settled.volume) == (Decimal("2.545"), Source.VWAP, 3)
     assert settled.implied_volatility is None
+
+
+def test_the_closing_window_takes_trades_from_its_start_to_just_before_the_close(
+    sku, region, buyer, seller, external_matcher, monkeypatch
+):
+    """The window is [close - EXCHANGE_SETTLEMENT_WINDOW_MINUTES, close): a settlement price
+    stands for the close, and a trade at or after it is the next mark (docs/API.md, "Marks
+    and forwards"), to the microsecond."""
+    # given five futures, each with one trade the matcher executed at a moment around a close
+    futures = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=5)
+    close = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    window_start = close - timedelta(minutes=settings.EXCHANGE_SETTLEMENT_WINDOW_MINUTES)
+    microsecond = timedelta(microseconds=1)
+    executed = {
+        "a microsecond before the close": (close - microsecond, True),
+        "at the close": (close, False),
+        "a microsecond after the close": (close + microsecond, False),
+        "at the window's start": (window_start, True),
+        "a microsecond before the window": (window_start - microsecond, False),
+    }
+    matcher = Matcher()
+    for future, (moment, _) in zip(futures, executed.values(), strict=True):
+        place(seller, future, "sell", 1, "2.50")
+        place(buyer, future, "buy", 1, "2.50")
+        matcher.process_pending(now=moment)
+
+    # when the day's prices are set after that close
+    monkeypatch.setattr(settlement_prices, "now", lambda: close + timedelta(hours=1))
+    settlement_prices_set(trading_date=close.date(), close=close)
+
+    # then only the trades from the window's start to a microsecond before the close make a VWAP
+    for future, (label, (moment, in_window)) in zip(futures, executed.items(), strict=True):
+        assert Trade.objects.get(instrument=future).executed_at == moment, label
+        settled = row(future, close.date())
+        assert (settled.source == Source.VWAP, settled.volume) == (
+            in_window,
+            1 if in_window else 0,
+        ), label
 
 
 def test_trades_before_the_closing_window_do_not_make_the_vwap(futures, buyer, seller, monkeypatch):
