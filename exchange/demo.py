@@ -298,6 +298,18 @@ def load_participants() -> dict[str, Account]:
     return accounts
 
 
+def _trades(instrument: Instrument) -> bool:
+    """Still trading now: before the close of its last trading day."""
+    return timezone.now() < calendar.trading_ends_at(instrument.last_trading_day)
+
+
+def _listable(starts: datetime) -> bool:
+    """A block starting then can still be listed for resale (``resale_list``'s rule)."""
+    now = timezone.now()
+    last_trading_day = starts.date() - timedelta(days=1)
+    return starts > now + timedelta(days=1) and now < calendar.trading_ends_at(last_trading_day)
+
+
 def load_reservations(today: date) -> None:
     provider = Organization.objects.get(slug="northwind")
     blocks = [
@@ -310,6 +322,9 @@ def load_reservations(today: date) -> None:
         starts = datetime.combine(
             calendar.add_months(calendar.month_start(today), offset), time.min, tzinfo=UTC
         )
+        if not _listable(starts):
+            # At a month's end next month's block could no longer be listed for resale.
+            starts = datetime.combine(calendar.add_months(starts.date(), 1), time.min, tzinfo=UTC)
         reservation = ReservedCapacity.objects.filter(cluster=cluster).first()
         if reservation is None:
             reservation = capacity_register(
@@ -338,6 +353,8 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
     placed = 0
     for spec, _region, factor, futures in strips:
         for index, future in enumerate(futures[:QUOTED_MONTHS]):
+            if not _trades(future):
+                continue  # Next month's future, after the close of this month's last day.
             mid = forward_price(spec, factor, index + 1, future.tick_size)
             tick = future.tick_size
             for level in range(1, 4):
@@ -368,6 +385,8 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
             placed += 1
     placed += quote_options(accounts, today=timezone.now().date())
     for instrument in Instrument.objects.filter(kind=Instrument.Kind.RESALE):
+        if not _trades(instrument):
+            continue
         holder_account = account_main(instrument.reservation.holder)
         spec = next(spec for spec in SKUS if spec.code == instrument.sku.code)
         order_place(
@@ -398,7 +417,10 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
         if quote.best_bid is None or quote.best_ask is None:
             continue
         forward = (quote.best_bid.price + quote.best_ask.price) / 2
-        options = list(future.options.order_by("strike", "option_type"))
+        # A month's last days: next month's options stop two business days before its future.
+        options = [o for o in future.options.order_by("strike", "option_type") if _trades(o)]
+        if not options:
+            continue
         for option in options:
             assert option.strike is not None
             value, _ = option_value(option, forward, demo_volatility(option.strike, forward), today)
