@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db.models import F
 from django.utils import timezone
 
 from exchange import calendar, tasks
@@ -851,6 +852,9 @@ def _allocated_to_ada(pool, members, future, seller, quantity=10):
 
 
 def _mark(future, price: str) -> None:
+    """The future settled at ``price`` today, after its trades so far (moved to yesterday: a
+    trade after today's close would be the newer mark, ``selectors.marks``)."""
+    Trade.objects.filter(instrument=future).update(executed_at=F("executed_at") - timedelta(days=1))
     SettlementPrice.objects.create(
         instrument=future,
         trading_date=timezone.now().date(),
