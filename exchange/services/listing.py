@@ -304,13 +304,17 @@ def _strike_step_listed(future: Instrument) -> Decimal | None:
     return min((high - low for low, high in pairwise(strikes)), default=None)
 
 
-def _futures_for_options(sku: Sku, region: Region, today: date) -> list[Instrument]:
-    """The nearest ``EXCHANGE_OPTION_MONTHS`` futures of a pair whose options can still trade.
+def _futures_for_options(sku: Sku, region: Region, moment: datetime) -> list[Instrument]:
+    """The nearest ``EXCHANGE_OPTION_MONTHS`` futures of a pair whose options can still trade
+    at ``moment``.
 
-    From next month's delivery on, not expired, and with the options' expiry (two business days
-    before the future's last trading day) not yet passed: at a month's end next month's future
-    still trades for a day or two, but options listed on it would be born expired.
+    From next month's delivery on, not expired, and with the options' trading (until the close
+    of their expiry, two business days before the future's last trading day) not yet ended: at
+    a month's end next month's future still trades for a day or two, but options listed on it
+    would be born expired. Until 2026-12-07 the options' expiry day counted whole, so a roll
+    after its close listed strikes that could never trade.
     """
+    today = moment.date()
     first_month = calendar.add_months(calendar.month_start(today), 1)
     candidates = (
         Instrument.objects.filter(
@@ -324,7 +328,9 @@ def _futures_for_options(sku: Sku, region: Region, today: date) -> list[Instrume
         .order_by("delivery_start")[:LISTED_MONTHS_MAX]
     )
     tradable = [
-        future for future in candidates if calendar.option_expiry(future.last_trading_day) >= today
+        future
+        for future in candidates
+        if moment < calendar.trading_ends_at(calendar.option_expiry(future.last_trading_day))
     ]
     return tradable[: settings.EXCHANGE_OPTION_MONTHS]
 
@@ -368,7 +374,9 @@ def listings_roll(*, today: date | None = None, actor: User | None = None) -> li
     Instruments already listed are left as they are, so a second run the same day lists
     nothing; nothing is ever delisted here (expiry is the risk cycle's).
     """
-    today = today or timezone.now().date()
+    # The roll's moment: now, or the start of the day it is asked to roll for.
+    moment = timezone.now() if today is None else datetime.combine(today, time.min, tzinfo=UTC)
+    today = moment.date()
     first_month = calendar.add_months(calendar.month_start(today), 1)
     # futures_list_upcoming returns the whole strip; what existed before is not new. Only
     # futures from next month on can be in it, which bounds the snapshot.
@@ -382,6 +390,6 @@ def listings_roll(*, today: date | None = None, actor: User | None = None) -> li
     )
     listed = [future for future in strip if future.pk not in futures_before]
     for sku, region in _future_pairs():
-        for future in _futures_for_options(sku, region, today):
+        for future in _futures_for_options(sku, region, moment):
             listed += _options_roll(future, actor)
     return listed

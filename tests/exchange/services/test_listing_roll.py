@@ -1,12 +1,13 @@
 """The daily listing roll: futures strips kept a year deep, option chains on the near months."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from exchange.calendar import close_at
 from exchange.models import AuditEntry, Instrument, SettlementPrice
 from exchange.services.listing import futures_list_strip, listings_roll, strike_step_from_price
 from tests.exchange.support import place
@@ -182,6 +183,26 @@ def test_options_whose_expiry_has_passed_are_not_listed(strip):
     listings_roll(today=date(2031, 5, 29))
 
     # then the three months after June get the options
+    assert strikes(future("203106")) == []
+    assert [len(strikes(future(month))) for month in ("203107", "203108", "203109")] == [9] * 3
+
+
+def test_options_are_not_listed_after_the_close_of_their_expiry_day(strip, monkeypatch):
+    from types import SimpleNamespace
+
+    from exchange.services import listing
+
+    # given Wednesday 28 May, June's options' expiry day, after its close
+    for month in ("203106", "203107", "203108", "203109"):
+        settle(month, "2.45")
+    after_close = datetime(2031, 5, 28, 17, 0, tzinfo=UTC)
+    assert after_close > close_at(date(2031, 5, 28))
+    monkeypatch.setattr(listing, "timezone", SimpleNamespace(now=lambda: after_close))
+
+    # when the scheduled roll runs
+    listings_roll()
+
+    # then June gets no strikes (they could never trade), the three months after it do
     assert strikes(future("203106")) == []
     assert [len(strikes(future(month))) for month in ("203107", "203108", "203109")] == [9] * 3
 
