@@ -282,13 +282,17 @@ EXCHANGE_STRIKE_STEP_FRACTION = Decimal("0.05")
 EXCHANGE_STRIKES_EACH_SIDE = 4
 
 _close_hour, _close_minute = (int(part) for part in EXCHANGE_SETTLEMENT_CLOSE.split(":"))
-_settle_minute = (_close_hour * 60 + _close_minute + 10) % (24 * 60)
+_settle_minute = _close_hour * 60 + _close_minute + 10
 CELERY_BEAT_SCHEDULE |= {
-    # Ten minutes after the close, Monday to Friday: the trades of the window are all matched.
+    # Ten minutes after the close of each business day: the trades of the window are all
+    # matched. A close after 23:50 puts the run on the next morning, Tuesday to Saturday (it
+    # settles the day that closed: ``last_closed_day``).
     "daily-settlement": {
         "task": "exchange.tasks.risk_daily_settlement",
         "schedule": crontab(
-            hour=_settle_minute // 60, minute=_settle_minute % 60, day_of_week="mon-fri"
+            hour=_settle_minute % (24 * 60) // 60,
+            minute=_settle_minute % 60,
+            day_of_week="mon-fri" if _settle_minute < 24 * 60 else "tue-sat",
         ),
     },
     "review-margin-calls": {

@@ -4,12 +4,12 @@ from datetime import date
 
 from celery import shared_task
 from django.conf import settings
-from django.utils import timezone
 
 from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.listing import listings_roll
 from exchange.services.pools import pools_run_due as pools_run_due_service
 from exchange.services.risk_cycle import daily_settlement_run, margin_calls_review
+from exchange.services.settlement_prices import last_closed_day
 from ledger.services import holds_expire
 
 
@@ -43,8 +43,9 @@ def ledger_holds_expire() -> int:
 
 @shared_task
 def risk_daily_settlement(trading_date: str | None = None) -> dict[str, str]:
-    """Settle a trading day (default: today, UTC), after its close; idempotent."""
-    day = date.fromisoformat(trading_date) if trading_date else timezone.now().date()
+    """Settle a trading day (default: the latest business day whose close has passed, today
+    after the close), after its close; idempotent."""
+    day = date.fromisoformat(trading_date) if trading_date else last_closed_day()
     cycle = daily_settlement_run(trading_date=day)
     return {"trading_date": day.isoformat(), "status": cycle.status}
 

@@ -128,6 +128,28 @@ def test_daily_settlement_task_settles_the_given_day(future, traded):
     assert "review-margin-calls" in settings.CELERY_BEAT_SCHEDULE
 
 
+def test_the_scheduled_settlement_after_a_late_close_settles_the_day_that_closed(
+    future, traded, monkeypatch
+):
+    from exchange import calendar
+    from exchange.services import settlement_prices
+
+    # given a close at 23:55: the run ten minutes after it falls on the next morning
+    monkeypatch.setattr(settings, "EXCHANGE_SETTLEMENT_CLOSE", "23:55")
+    day = calendar.business_days_before(future.last_trading_day, 3)
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=day, price=Decimal("2.50"), source="override"
+    )
+    next_morning = datetime.combine(day + timedelta(days=1), time(0, 5), tzinfo=UTC)
+    monkeypatch.setattr(settlement_prices, "now", lambda: next_morning)
+
+    # when the schedule runs it without a day
+    result = tasks.risk_daily_settlement()
+
+    # then it settles the day that closed, not the morning's (not closed yet)
+    assert result == {"trading_date": day.isoformat(), "status": "settled"}
+
+
 def _called_account(future, seller):
     """An account long 10 at 2.50 with only $4,000 of funds, then marked down to 2.10."""
     poor = _account("sprout", "startup", funded=False)
