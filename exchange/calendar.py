@@ -26,6 +26,13 @@ def trading_ends_at(last_trading_day: date) -> datetime:
     return close_at(last_trading_day)
 
 
+def trading_day_floor(moment: datetime) -> date:
+    """The earliest last trading day of an instrument that still trades at ``moment``: today
+    until today's close, tomorrow from it (``trading_ends_at``)."""
+    today = moment.astimezone(UTC).date()
+    return today if moment < close_at(today) else today + timedelta(days=1)
+
+
 def month_start(day: date) -> date:
     return day.replace(day=1)
 

@@ -6,6 +6,7 @@ from datetime import date
 
 from django.utils import timezone
 
+from exchange import calendar
 from exchange.models import Instrument, Organization, Region, ReservedCapacity
 from exchange.selectors.capacity import capacity_of, gpus_held
 from exchange.selectors.market import Quote, quotes_for
@@ -82,7 +83,7 @@ def resale_listings(criteria: ListingFilter) -> list[Listing]:
     listings = Instrument.objects.filter(
         kind=Instrument.Kind.RESALE,
         status=Instrument.Status.ACTIVE,
-        last_trading_day__gte=timezone.now().date(),
+        last_trading_day__gte=calendar.trading_day_floor(timezone.now()),
     ).select_related("sku", "region", "reservation")
     if criteria.sku:
         listings = listings.filter(sku__code=criteria.sku)

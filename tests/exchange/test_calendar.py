@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -37,3 +37,20 @@ def test_options_expire_two_business_days_before_the_future():
 
     assert future_last_trading == date(2027, 2, 26)
     assert calendar.option_expiry(future_last_trading) == date(2027, 2, 24)
+
+
+def test_an_instrument_trades_until_the_close_of_its_last_trading_day(settings):
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
+    day = date(2027, 2, 26)
+    before = datetime(2027, 2, 26, 15, 59, 59, 999999, tzinfo=UTC)
+    at = datetime(2027, 2, 26, 16, 0, tzinfo=UTC)
+
+    # Until the close an instrument whose last trading day is today still trades; from it, only
+    # those whose last trading day is later.
+    assert calendar.trading_ends_at(day) == at
+    assert calendar.trading_day_floor(before) == day
+    assert calendar.trading_day_floor(at) == date(2027, 2, 27)
+    # A moment given in another zone is read in UTC.
+    assert calendar.trading_day_floor(at.astimezone(timezone(timedelta(hours=-10)))) == date(
+        2027, 2, 27
+    )

@@ -458,6 +458,26 @@ def test_stopped_listings_are_not_offered(client, listings):
     assert len(response.context["listings"]) == 4
 
 
+def test_a_listing_whose_trading_ended_today_is_not_offered(client, listings, monkeypatch):
+    from types import SimpleNamespace
+
+    from exchange.calendar import close_at
+    from exchange.selectors import resale
+
+    # given a listing's last trading day is today, and today's close has passed
+    ending = listings["later"]
+    day = ending.last_trading_day
+    after_close = close_at(day) + timedelta(minutes=1)
+    monkeypatch.setattr(resale, "timezone", SimpleNamespace(now=lambda: after_close))
+
+    response = client.get(reverse("web:resale_listings"))
+
+    # then it is not offered: an order on it would be ORDER_INSTRUMENT_EXPIRED
+    shown = {row.instrument for row in response.context["listings"]}
+    assert ending not in shown
+    assert all(row.instrument.last_trading_day > day for row in response.context["listings"])
+
+
 @pytest.mark.parametrize(
     "query",
     [
