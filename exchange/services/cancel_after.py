@@ -95,10 +95,16 @@ def cancel_all_after_fire_due(*, now: datetime | None = None) -> int:
 
 
 def _fire(account: Account, fires_at: datetime) -> None:
-    """Cancel the account's live orders (as cancel-all does), then disarm its switch if it
-    still has this time (armed again meanwhile, it keeps its new time)."""
+    """Cancel the account's orders that were live at ``fires_at`` (as cancel-all does), then
+    disarm its switch if it still has this time (armed again meanwhile, it keeps its new time).
+
+    Orders placed after the switch's time are the trader's, alive again: a sweep that read the
+    switch due, then fired it after the trader had armed it again (which fires a late switch
+    itself) and quoted anew, cancelled those new quotes too until 2026-12-07."""
     orders_cancel(
-        orders=orders_selector.orders_of(account, status=orders_selector.STATUS_LIVE),
+        orders=orders_selector.orders_of(account, status=orders_selector.STATUS_LIVE).filter(
+            created_at__lt=fires_at
+        ),
         reason=CancelReason.CANCEL_ALL_AFTER,
     )
     CancelAllTimer.objects.filter(account=account, fires_at=fires_at).delete()

@@ -104,8 +104,27 @@ def test_a_sweep_that_read_a_time_since_moved_cancels_but_leaves_the_new_time(fu
     assert CancelAllTimer.objects.get().fires_at == now + timedelta(seconds=20)
 
 
+def test_a_sweep_that_read_a_time_since_moved_leaves_the_orders_placed_after_it(future, buyer):
+    """The sweep read the switch due; the trader armed it again too late (which fired it
+    itself) and quoted anew before the sweep fired it: the new quotes stay."""
+    now = timezone.now()
+    old = place(buyer, future, "buy", 1, "2.400")
+    Order.objects.filter(pk=old.pk).update(created_at=now - timedelta(seconds=7))
+    cancel_all_after_set(account=buyer, timeout_seconds=5, now=now - timedelta(seconds=6))
+    old_time = CancelAllTimer.objects.get().fires_at
+    cancel_all_after_set(account=buyer, timeout_seconds=30, now=now)
+    assert statuses(old) == [CANCELLED]  # Arming again late fired it.
+    quote = place(buyer, future, "buy", 1, "2.395")
+
+    cancel_after._fire(buyer, old_time)
+
+    assert statuses(quote) == [OPEN]
+    assert CancelAllTimer.objects.get().fires_at == now + timedelta(seconds=30)
+
+
 def test_the_sweep_is_the_beat_task_every_second(settings, future, buyer):
     order = place(buyer, future, "buy", 1, "2.400")
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(seconds=7))
     cancel_all_after_set(
         account=buyer, timeout_seconds=5, now=timezone.now() - timedelta(seconds=6)
     )
