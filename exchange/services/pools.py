@@ -514,7 +514,11 @@ def _demand_terms(demand: PoolDemand) -> dict[str, Any]:
 
 
 def _open_demand(demand: PoolDemand) -> PoolDemand:
-    locked = PoolDemand.objects.select_for_update().select_related("instrument").get(pk=demand.pk)
+    locked = (
+        PoolDemand.objects.select_for_update(of=("self",))
+        .select_related("instrument")
+        .get(pk=demand.pk)
+    )
     if locked.status != PoolDemand.Status.OPEN:
         raise _refuse(
             PoolErrorCode.DEMAND_LOCKED,
@@ -586,8 +590,11 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
                 PoolErrorCode.ROUND_WORKING,
                 "The previous round is still working; close it before the next cut-off.",
             )
+        # The demand rows only (``of``): locking the members and instruments joined to them
+        # too deadlocked with a member's demand submitted meanwhile (it locks its member row,
+        # then waits for the pool's, which this holds).
         demands = list(
-            PoolDemand.objects.select_for_update()
+            PoolDemand.objects.select_for_update(of=("self",))
             .filter(pool=locked, status=PoolDemand.Status.OPEN, member__status="active")
             .select_related("instrument", "member")
             .order_by("instrument_id", "id")

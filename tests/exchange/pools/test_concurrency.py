@@ -181,3 +181,46 @@ def test_a_round_allocated_while_a_member_places_an_order_waits_for_it(
     assert Order.objects.filter(account=ada.account, status=Order.Status.OPEN).count() == 1
     assert ledger_problems() == []
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_demand_submitted_during_a_cut_off_waits_for_it(
+    postgres_only, pool, members, futures, sponsor_user
+):
+    from django.db import connections
+
+    from tests.exchange.pools.test_pool_services import _submit
+
+    # given ada's and bolt's open demand for the front month, and a cut-off that has locked
+    # the pool and is about to read the demand it aggregates while bolt submits demand for the
+    # next month (which locks bolt's member row, then waits for the pool's)
+    future, later = futures[0], futures[1]
+    _submit(members[0], future)
+    _submit(members[1], future)
+    pool_locked, submitted = threading.Event(), threading.Event()
+
+    def cut_off_pauses_before_its_demand(execute, sql, params, many, context):
+        if "exchange_pooldemand" in sql and "FOR UPDATE" in sql and not pool_locked.is_set():
+            pool_locked.set()
+            submitted.wait(timeout=1)  # Bolt's submit is under way (blocked on the pool).
+        return execute(sql, params, many, context)
+
+    outcomes: dict[str, object] = {}
+
+    def work(index: int) -> None:
+        if index == 0:
+            with connections["default"].execute_wrapper(cut_off_pauses_before_its_demand):
+                outcomes["round"] = pools.pool_cut_off(pool=pool, actor=sponsor_user)
+        else:
+            pool_locked.wait(timeout=10)
+            threading.Timer(0.3, submitted.set).start()
+            outcomes["demand"] = _submit(members[1], later)
+
+    # when both run
+    errors = run_threads(work, 2)
+
+    # then neither fails: the cut-off locks only the demand rows it aggregates, not the
+    # members joined to them, so it never waits on the member row the submit holds while the
+    # submit waits on the pool row it holds (on PostgreSQL, a deadlock that failed one)
+    assert errors == []
+    assert outcomes["round"] is not None and outcomes["demand"] is not None
