@@ -657,3 +657,35 @@ def test_an_open_margin_call_is_shown_with_what_cures_it(client, buyer, seller):
     assert "bring <strong>51,199.36 USD</strong>" in called
     assert "30,132.00 of margin required, 0.00 held, 21,067.36 of losses owed" in called
     assert "Margin call" not in other
+
+
+def _usd_exact(amount: Decimal) -> str:
+    """USD as a page must write it: whole cents when that is exact, else every micro-dollar."""
+    places = 2 if amount == amount.quantize(Decimal("0.01")) else 6
+    return f"{amount:,.{places}f}"
+
+
+def test_cash_figures_are_shown_to_the_micro_dollar_not_rounded_to_cents(client, call, buyer):
+    # given the buyer writing one call, resting: its margin (from the option scan, in
+    # micro-dollars) is held from the cash, so held and available are not whole cents
+    order_place(account=buyer, instrument=call, side="sell", price=Decimal("0.20"), quantity=1)
+    code = f"trading:{buyer.pk}:cash:USD"
+    from ledger.models import Account as LedgerAccount
+
+    cash = LedgerAccount.objects.get(code=code)
+    posted = Decimal(cash.credits_posted - cash.debits_posted) / 10**6
+    held = Decimal(cash.debits_pending) / 10**6
+    available = posted - held
+    assert held != held.quantize(Decimal("0.01"))  # The case this test is about.
+    client.force_login(_trader_of(buyer, "alice"))
+
+    # when the member opens the portfolio
+    page = client.get(reverse("web:portfolio")).content.decode()
+
+    # then cash, held and available are written exactly, and held + available = cash
+    for label, amount in (
+        ("Cash balance", posted),
+        ("Held", held),
+        ("Cash available", available),
+    ):
+        assert f'{label} (USD)</span><span class="value">{_usd_exact(amount)}<' in page
