@@ -112,6 +112,9 @@ def test_unknown_account_is_refused(tmp_path):
     with pytest.raises(CommandError, match="nope"):
         export(tmp_path, "--account", "nope")
 
+    # and nothing is left behind: neither the file nor a half-written one beside it
+    assert list(tmp_path.iterdir()) == []
+
 
 @pytest.mark.django_db
 def test_corrupted_total_fails_bean_check(tmp_path):

@@ -27,8 +27,13 @@ class Command(BaseCommand):
             if output:
                 path = Path(output)
                 temporary = path.with_name(path.name + ".partial")
-                with temporary.open("w", encoding="utf-8") as out:
-                    count = export_beancount(out, account_codes=account)
+                try:
+                    with temporary.open("w", encoding="utf-8") as out:
+                        count = export_beancount(out, account_codes=account)
+                except BaseException:
+                    # A refused or failed export leaves nothing behind, not half a file.
+                    temporary.unlink(missing_ok=True)
+                    raise
                 temporary.replace(path)
                 self.stderr.write(f"{count} transactions written to {path}")
             else:
