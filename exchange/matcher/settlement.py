@@ -468,9 +468,10 @@ class Settlement:
             postings.append((cash, notional + fee))
             self._consume(order, cash, notional + fee, consumed)
         else:
-            postings.append((cash, -notional))
-            if fee:
-                postings.append((cash, fee))  # Out of the proceeds credited just above.
+            # The proceeds less the fee, in one posting: a seller's statement reads one line for
+            # the trade, as a buyer's does (two lines of one description, the fee's unnamed,
+            # until 2026-12-07).
+            postings.append((cash, -notional + fee))
         for month, hours in self._months_of_term():
             account = self._entitlement(order.account_id, month)
             postings.append((account, sign * hours * quantity))

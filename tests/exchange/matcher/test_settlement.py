@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
-from exchange.models import Account, Order, OrderHold, Organization
+from exchange.models import Account, Order, OrderHold, Organization, Trade
 from exchange.selectors.integrity import order_book_problems
 from exchange.services.capacity import hours_by_month
 from exchange.services.collateral import fee_micros
@@ -23,7 +23,7 @@ from exchange.services.orders import order_cancel, order_replace
 from exchange.services.participants import account_main, organization_create
 from exchange.simulation import MarketSimulation
 from ledger.models import Account as LedgerAccount
-from ledger.models import Entry, Hold
+from ledger.models import Entry, Hold, Posting
 from ledger.selectors import ledger_problems
 from tests.exchange.support import place
 
@@ -325,6 +325,16 @@ def test_a_resale_trade_moves_cash_and_every_month_of_entitlements(listing, buye
         expected[f"trading:{s}:gpuh:{code}"] = (-8 * part.hours, 8 * part.hours)
     assert changes(before, balances()) == expected
     assert ledger_problems() == [] and order_book_problems() == []
+    # and each side's cash moved in one posting, so its statement has one line for the trade
+    # (the seller's fee is not a second line of the same description)
+    trade = Trade.objects.get(instrument=listing)
+    cash = Posting.objects.filter(
+        entry__idempotency_key=f"trade:{listing.pk}:{trade.sequence}",
+        account__code__in=[f"trading:{b}:cash:USD", f"trading:{s}:cash:USD"],
+    )
+    assert sorted(cash.values_list("amount", flat=True)) == sorted(
+        [notional + taker_fee, -notional + maker_fee]
+    )
 
 
 def test_selling_gpu_hours_one_does_not_hold_is_refused(listing, seller, row_counts):
