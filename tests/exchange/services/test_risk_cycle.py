@@ -517,41 +517,6 @@ def test_liquidation_cancels_resting_orders_and_sells_the_position_at_the_market
     assert ledger_problems() == []
 
 
-def test_a_liquidated_account_without_a_deficit_ends_its_call_as_liquidated(future, staff):
-    hours = future.gpu_hours_per_contract
-    symbol = future.symbol
-    # given a long with $800 of 2 contracts at 2.50, marked down to 2.10: its cash pays the
-    # loss, its margin the rest, and it holds less than maintenance but owes nothing
-    long = _account("lumen", "startup", funded=False)
-    short = _account("northwind", "provider")
-    bidder = _account("helix", "trading_firm")
-    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
-    place(short, future, "sell", 2, "2.50")
-    place(long, future, "buy", 2, "2.50")
-    day = calendar.business_days_before(future.last_trading_day, 5)
-    override(future, day, "2.10", staff)
-    daily_settlement_run(trading_date=day, actor=staff)
-    held = scan("2.50", 2, hours) - (
-        usd(Decimal("0.40") * 2 * hours) - (usd("800") - scan("2.50", 2, hours) - usd("1.00"))
-    )
-    assert (cash(long), margin_held(long, symbol), deficit(long)) == (0, held, 0)
-    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
-    assert call.deficit == 0 and call.held == held < call.maintenance
-    place(bidder, future, "buy", 2, "2.05")
-
-    # when staff liquidate it
-    account_liquidate(account=long, actor=staff, reason="Margin call not met")
-
-    # then it is flat, its margin back in its cash, and the call ends as liquidated by staff
-    # (not as cured: no funds came in, staff closed the position)
-    assert position(long, symbol) == 0
-    assert (cash(long), margin_held(long, symbol)) == (held, 0)
-    call.refresh_from_db()
-    assert call.status == MarginCall.Status.LIQUIDATED
-    assert call.resolved_by == staff and call.resolved_at is not None
-    assert ledger_problems() == []
-
-
 def _called_long_of_two(future, staff, bids: int):
     """A long of 2 contracts at 2.50 on $800, under a call after a fall to 2.10, with
     ``bids`` contracts bid at 2.05 by another account."""
@@ -568,6 +533,32 @@ def _called_long_of_two(future, staff, bids: int):
     if bids:
         place(bidder, future, "buy", bids, "2.05")
     return long
+
+
+def test_a_liquidated_account_without_a_deficit_ends_its_call_as_liquidated(future, staff):
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    # given a long with $800 of 2 contracts at 2.50, marked down to 2.10: its cash pays the
+    # loss, its margin the rest, and it holds less than maintenance but owes nothing; 2 are bid
+    long = _called_long_of_two(future, staff, bids=2)
+    held = scan("2.50", 2, hours) - (
+        usd(Decimal("0.40") * 2 * hours) - (usd("800") - scan("2.50", 2, hours) - usd("1.00"))
+    )
+    assert (cash(long), margin_held(long, symbol), deficit(long)) == (0, held, 0)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    assert call.deficit == 0 and call.held == held < call.maintenance
+
+    # when staff liquidate it
+    account_liquidate(account=long, actor=staff, reason="Margin call not met")
+
+    # then it is flat, its margin back in its cash, and the call ends as liquidated by staff
+    # (not as cured: no funds came in, staff closed the position)
+    assert position(long, symbol) == 0
+    assert (cash(long), margin_held(long, symbol)) == (held, 0)
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.LIQUIDATED
+    assert call.resolved_by == staff and call.resolved_at is not None
+    assert ledger_problems() == []
 
 
 def test_two_liquidations_at_once_close_the_position_once(future, staff, monkeypatch):
