@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
-from exchange.api.fields import CodeRelatedField
+from exchange.api.fields import CodeRelatedField, QuerySerializer
 from exchange.models import Instrument, Region, SettlementPrice, Sku
 from exchange.selectors import market, risk
 from exchange.selectors.market_data import (
@@ -65,7 +65,7 @@ class InstrumentSerializer(serializers.ModelSerializer):
         ]
 
 
-class InstrumentFilter(serializers.Serializer):
+class InstrumentFilter(QuerySerializer):
     kind = serializers.ChoiceField(choices=Instrument.Kind.choices, required=False)
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all(), required=False)
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all(), required=False)
@@ -140,7 +140,7 @@ class BookSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
 
 
-class DepthQuery(serializers.Serializer):
+class DepthQuery(QuerySerializer):
     depth = serializers.IntegerField(min_value=1, max_value=market.DEPTH_LEVELS_MAX, default=10)
 
 
@@ -173,7 +173,7 @@ class TradeSerializer(serializers.Serializer):
     executed_at = serializers.DateTimeField()
 
 
-class LimitQuery(serializers.Serializer):
+class LimitQuery(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=market.TRADES_PAGE_MAX, default=50)
 
 
@@ -203,7 +203,7 @@ class CandleSerializer(serializers.Serializer):
     trades = serializers.IntegerField()
 
 
-class CandleQuery(serializers.Serializer):
+class CandleQuery(QuerySerializer):
     interval = serializers.ChoiceField(choices=sorted(CANDLE_INTERVALS), default="1h")
     limit = serializers.IntegerField(min_value=1, max_value=CANDLES_MAX, default=100)
 

@@ -37,6 +37,7 @@ from exchange.api.fields import (
     CodeRelatedField,
     DecimalStringField,
     IntegerInputField,
+    QuerySerializer,
     TextField,
 )
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
@@ -623,16 +624,8 @@ def _member_parameter() -> serializers.IntegerField:
     )
 
 
-class MemberQuery(serializers.Serializer):
-    """A parameter given empty (``?member=``) is refused, not read as absent (as PageQuery)."""
-
+class MemberQuery(QuerySerializer):
     member = _member_parameter()
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        for name in self.fields:
-            if self.initial_data.get(name) == "":
-                raise serializers.ValidationError({name: "Give a value or leave it out."})
-        return attrs
 
 
 class DemandQuery(PageQuery):

@@ -163,6 +163,36 @@ def test_bad_instrument_filters_are_400_with_the_field(listed, query, field):
     assert error_of(response) == (400, "INVALID_INPUT", field)
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        # Given empty: refused, not read as absent (which would list every status).
+        ("/instruments/", "status=", "status"),
+        ("/instruments/", "kind=", "kind"),
+        ("/instruments/{symbol}/book/", "depth=", "depth"),
+        ("/instruments/{symbol}/trades/", "limit=", "limit"),
+        ("/instruments/{symbol}/candles/", "interval=", "interval"),
+        ("/instruments/{symbol}/settlements/", "limit=", "limit"),
+        # Given twice: refused, not decided by the last one.
+        ("/instruments/", "status=active&status=expired", "status"),
+        ("/instruments/{symbol}/book/", "depth=1&depth=5", "depth"),
+        ("/instruments/{symbol}/trades/", "limit=1&limit=2", "limit"),
+        ("/instruments/{symbol}/candles/", "interval=1h&interval=1d", "interval"),
+        ("/instruments/{symbol}/settlements/", "limit=1&limit=2", "limit"),
+    ],
+)
+def test_a_market_data_parameter_given_empty_or_twice_is_400_with_the_field(
+    listed, path, query, field
+):
+    # Given a listed future; when a parameter is sent empty or twice
+    url = f"{API}{path.format(symbol=listed['front'].symbol)}?{query}"
+
+    response = APIClient().get(url)
+
+    # Then it is malformed, as on every other list (docs/API.md), not a guess at what was meant
+    assert error_of(response) == (400, "INVALID_INPUT", field)
+
+
 def test_instrument_detail_and_404(listed):
     response = get(f"/instruments/{listed['put'].symbol}/")
 

@@ -790,6 +790,17 @@ def test_reports_are_the_members_own_or_the_pools(allocated, pool, sponsor, ada,
     assert codes(api(sponsor).get(f"{path}?member=abc")) == (400, "INVALID_INPUT", "member")
 
 
+@pytest.mark.parametrize("endpoint", ["report", "holdings"])
+def test_a_member_filter_given_twice_is_refused(allocated, pool, sponsor, ada, bolt, endpoint):
+    # Given two members; when the sponsor names both in one filter
+    path = f"{POOLS}{pool.pk}/{endpoint}/?member={ada.pk}&member={bolt.pk}"
+
+    response = api(sponsor).get(path)
+
+    # Then it is malformed (one filter, one value), not the last member's report
+    assert codes(response) == (400, "INVALID_INPUT", "member")
+
+
 # Capacity after a graduation, and credit ---------------------------------------------------
 
 
