@@ -15,11 +15,20 @@ TEXT = r"^[^\x00]*$"
 
 class TextField(serializers.RegexField):
     """Text as sent (surrounding whitespace kept unless ``trim_whitespace``), refusing NUL as a
-    bad value (400) before it reaches a query."""
+    bad value (400) before it reaches a query. A JSON string and nothing else: DRF's
+    ``CharField`` would take the number ``100.0`` as the text ``"100.0"``."""
+
+    default_error_messages = {"string": "Give a JSON string."}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(TEXT, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("string")
+        value: str = super().to_internal_value(data)
+        return value
 
 
 class DecimalStringField(serializers.DecimalField):

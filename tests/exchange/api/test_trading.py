@@ -384,6 +384,11 @@ def test_an_order_breaking_a_rule_is_refused_with_its_code_and_field(
         ({"price": "a lot"}, "price"),
         ({"time_in_force": "gtd", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # naive
         ({"client_order_id": "x" * 65}, "client_order_id"),
+        # Text is a JSON string: a number is not read as its digits ("100.0" would never be
+        # found again by ?client_order_id=100 after a lost answer).
+        ({"client_order_id": 100.0}, "client_order_id"),
+        ({"client_order_id": 7}, "client_order_id"),
+        ({"instrument": 12}, "instrument"),
         ({"instrument": None}, "instrument"),
     ],
 )
@@ -954,8 +959,14 @@ def test_replacing_to_zero_cancels(api, future, buyer):
             '{"orders": [{"instrument": "%s", "side": "buy", "quantity": 1e2, "price": "2.450"}]}',
             "orders.0.quantity",
         ),
+        (
+            "/api/v1/orders/batch/",
+            '{"orders": [{"instrument": "%s", "side": "buy", "quantity": 1, "price": "2.450",'
+            ' "client_order_id": 0}]}',
+            "orders.0.client_order_id",
+        ),
     ],
-    ids=["exponent", "point-zero", "batch"],
+    ids=["exponent", "point-zero", "batch", "batch-numeric-client-order-id"],
 )
 def test_a_quantity_written_as_a_float_is_refused_and_places_nothing(
     api, future, row_counts, path, body, field
