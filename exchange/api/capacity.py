@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
-from exchange.api.fields import CodeRelatedField, IntegerInputField
+from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
 from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
@@ -82,7 +82,7 @@ class CapacityRegisterSerializer(serializers.Serializer):
         help_text="The organization the GPU-hours are issued to (the provider itself, or the "
         "customer that reserved the block).",
     )
-    cluster = serializers.CharField(max_length=CLUSTER_LENGTH_MAX)
+    cluster = TextField(trim_whitespace=True, max_length=CLUSTER_LENGTH_MAX)
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
     starts_at = serializers.DateTimeField(help_text="On a whole hour (UTC offset allowed).")

@@ -163,6 +163,7 @@ def test_only_providers_register_capacity_and_a_refusal_writes_nothing(db, sku, 
         ({"cluster": ""}, "cluster"),
         ({"cluster": "   "}, "cluster"),
         ({"cluster": "x" * 101}, "cluster"),
+        ({"cluster": 7}, "cluster"),  # text is a JSON string, not a number read as digits
         ({"starts_at": "tomorrow"}, "starts_at"),
         ({"starts_at": "9999-12-31T23:00:00-05:00"}, "starts_at"),
         ({"ends_at": "1999-01-01T00:00:00Z"}, "ends_at"),
