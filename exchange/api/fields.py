@@ -31,6 +31,19 @@ class TextField(serializers.RegexField):
         return value
 
 
+class BooleanInputField(serializers.BooleanField):
+    """A flag in a JSON body: ``true`` or ``false`` and nothing else, as the schema says. DRF's
+    ``BooleanField`` also takes ``0``, ``1``, ``"true"``, ``"yes"`` and ``"off"``. Query
+    parameters, always text, keep ``BooleanField``."""
+
+    default_error_messages = {"boolean": "Give a JSON boolean: true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if type(data) is not bool:
+            self.fail("boolean")
+        return data
+
+
 class DecimalStringField(serializers.DecimalField):
     """A decimal in a request body as a string matching the subclass's ``pattern`` and nothing
     else: no JSON number (read as a float), exponent (``1e3``), sign or spaces, which DRF's

@@ -36,6 +36,7 @@ from exchange.api.errors import (
     not_found,
 )
 from exchange.api.fields import (
+    BooleanInputField,
     CodeRelatedField,
     DecimalStringField,
     IntegerInputField,
@@ -242,7 +243,7 @@ class OrderCreateSerializer(serializers.Serializer):
     expires_at = AwareDateTimeField(
         default=None, allow_null=True, help_text="GTD orders only: ISO 8601 with a time zone."
     )
-    post_only = serializers.BooleanField(
+    post_only = BooleanInputField(
         default=False,
         help_text="Only rest in the book, never take: refused if it would trade at once. A "
         "GTC or GTD limit order only (with IOC or FOK: ORDER_POST_ONLY_TIME_IN_FORCE).",

@@ -389,6 +389,9 @@ def test_an_order_breaking_a_rule_is_refused_with_its_code_and_field(
         ({"client_order_id": 100.0}, "client_order_id"),
         ({"client_order_id": 7}, "client_order_id"),
         ({"instrument": 12}, "instrument"),
+        # A flag is a JSON boolean: not 0, 1 or "true".
+        ({"post_only": 0}, "post_only"),
+        ({"post_only": "true"}, "post_only"),
         ({"instrument": None}, "instrument"),
     ],
 )
