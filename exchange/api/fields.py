@@ -52,6 +52,14 @@ class DecimalStringField(serializers.DecimalField):
     pattern: str
     default_error_messages = {"format": 'Give a decimal string such as "2.450".'}
 
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        # DRF's DecimalField reads "" (or spaces) as null where null is allowed: a price given
+        # empty is malformed, not left out.
+        if isinstance(data, str) and data.strip() == "":
+            self.fail("format")
+        result: tuple[bool, Any] = super().validate_empty_values(data)
+        return result
+
     def to_internal_value(self, data: Any) -> Decimal:
         if not isinstance(data, str) or re.fullmatch(self.pattern, data) is None:
             self.fail("format")

@@ -382,6 +382,7 @@ def test_an_order_breaking_a_rule_is_refused_with_its_code_and_field(
         ({"price": 2.45}, "price"),  # a JSON number: prices are strings
         ({"price": "-2.45"}, "price"),
         ({"price": "a lot"}, "price"),
+        ({"price": ""}, "price"),  # not read as a price left out
         ({"time_in_force": "gtd", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # naive
         ({"client_order_id": "x" * 65}, "client_order_id"),
         # Text is a JSON string: a number is not read as its digits ("100.0" would never be
