@@ -39,7 +39,7 @@ class BooleanInputField(serializers.BooleanField):
     default_error_messages = {"boolean": "Give a JSON boolean: true or false."}
 
     def to_internal_value(self, data: Any) -> bool:
-        if type(data) is not bool:
+        if not isinstance(data, bool):
             self.fail("boolean")
         return data
 
