@@ -41,7 +41,8 @@ class BooleanInputField(serializers.BooleanField):
     def to_internal_value(self, data: Any) -> bool:
         if not isinstance(data, bool):
             self.fail("boolean")
-        return data
+        flag: bool = data
+        return flag
 
 
 class DecimalStringField(serializers.DecimalField):
