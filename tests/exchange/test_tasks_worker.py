@@ -66,9 +66,10 @@ def test_a_worker_runs_a_task_beat_sends_through_the_broker(worker, futures, buy
         place(buyer, futures[1], "sell", 1, "2.700"),
     ]
     theirs = place(seller, futures[0], "sell", 1, "2.800")
-    cancel_all_after_set(
-        account=buyer, timeout_seconds=5, now=timezone.now() - timedelta(seconds=6)
-    )
+    armed_at = timezone.now() - timedelta(seconds=6)
+    # Placed before the switch's time: it cancels the orders live then, not later ones.
+    Order.objects.filter(pk__in=[order.pk for order in mine]).update(created_at=armed_at)
+    cancel_all_after_set(account=buyer, timeout_seconds=5, now=armed_at)
 
     # when beat's entry is sent by name, as beat sends it, and the worker runs it
     sender = Celery("sender", broker=worker, backend=worker)
