@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Sum
 
 from exchange.models import (
     LIVE_STATUSES,
@@ -28,6 +28,18 @@ from exchange.services.ledger_accounts import micros_to_usd
 from statements import Select
 
 STATUS_LIVE = "live"  # A status filter meaning any of LIVE_STATUSES.
+
+
+def live_quantity(account_id: int, instrument_id: int, side: str) -> int:
+    """Contracts the account's live orders on ``side`` of the instrument may still trade."""
+    total: int = Order.objects.filter(
+        account_id=account_id, instrument_id=instrument_id, side=side, status__in=LIVE_STATUSES
+    ).aggregate(
+        open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
+    )["open"]
+    return total
+
+
 STATUS_DONE = "done"  # A status filter meaning any other: the orders that ended.
 # Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than
 # overflowing the driver.

@@ -19,7 +19,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet, Subquery, Sum, TextChoices
+from django.db.models import QuerySet, Subquery, TextChoices
 from django.utils import timezone
 
 import matching
@@ -833,11 +833,7 @@ def _check_reduces(
     ``_check_reduce_only``); liquidation orders are held to it too."""
     position = positions_selector.contracts_in(account, instrument)
     closing_side = Side.SELL if position > 0 else Side.BUY
-    resting = Order.objects.filter(
-        account=account, instrument=instrument, side=closing_side, status__in=LIVE_STATUSES
-    ).aggregate(
-        open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
-    )["open"]
+    resting = orders_selector.live_quantity(account.pk, instrument.pk, closing_side)
     if position == 0 or request.side != closing_side or request.quantity + resting > abs(position):
         why = "is being liquidated" if liquidation else "has an open margin call"
         raise OrderRejected(

@@ -65,6 +65,7 @@ from exchange.models.pools import (
     PoolRound,
     PoolTransfer,
 )
+from exchange.selectors import orders as orders_selector
 from exchange.selectors import pools as pool_selectors
 from exchange.selectors.risk import cash_out_refusal, margin_call_of
 from exchange.services import collateral
@@ -941,12 +942,7 @@ def _member_margin_release(
     Account.objects.select_for_update(no_key=True).filter(pk=member.account_id).first()
     margin = margin_account(member.account, instrument.symbol)
     held_contracts = position_account(member.account, instrument.symbol).balance
-    offered = sum(
-        order.open_quantity
-        for order in Order.objects.filter(
-            account=member.account, instrument=instrument, side="sell", status__in=LIVE_STATUSES
-        )
-    )
+    offered = orders_selector.live_quantity(member.account_id, instrument.pk, Side.SELL)
     if quantity > held_contracts - offered:
         raise _refuse(
             PoolErrorCode.NOT_ENOUGH_HELD,
@@ -1088,12 +1084,7 @@ def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
     account) and less what the tier orders of a working round bought, which belongs to that
     round's allocation."""
     held = position_account(pool.account, instrument.symbol).balance
-    offered = sum(
-        order.open_quantity
-        for order in Order.objects.filter(
-            account=pool.account, instrument=instrument, side="sell", status__in=LIVE_STATUSES
-        )
-    )
+    offered = orders_selector.live_quantity(pool.account_id, instrument.pk, Side.SELL)
     reserved = sum(
         pool_order.order.filled_quantity
         for pool_order in PoolOrder.objects.filter(
