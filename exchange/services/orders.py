@@ -424,12 +424,22 @@ def order_submit(
         )
         raise
     except IntegrityError:
-        # Another request with this client order id committed first: answer as a repeat would.
-        existing = (
-            _existing_for_client_order_id(account, client_order_id or "", request)
-            if client_order_id
-            else None
-        )
+        # Another request with this client order id committed first: answer as a repeat would,
+        # and record a conflict as the check before the insert would have.
+        if not client_order_id:
+            raise
+        try:
+            existing = _existing_for_client_order_id(account, client_order_id, request)
+        except OrderRejected as error:
+            _record_rejection(
+                account=account,
+                instrument=resolved,
+                request=request,
+                client_order_id=client_order_id,
+                error=error,
+                placed_by=placed_by,
+            )
+            raise
         if existing is None:
             raise
         return Placement(existing, created=False)

@@ -2,13 +2,15 @@
 
 import random
 import threading
+import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 
-from exchange.models import Order, OrderCommand, Trade
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.models import Order, OrderCommand, OrderRejection, Trade
 from exchange.selectors.integrity import order_book_problems
 from exchange.services.orders import order_place
 from tests.exchange.support import assert_consistent
@@ -111,3 +113,56 @@ def test_concurrent_repeats_of_a_client_order_id_make_one_order(postgres_only, f
     assert len({order.pk for order in results}) == 1
     assert Order.objects.count() == 1
     assert OrderCommand.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_order_id_conflict_met_at_the_insert_is_recorded(postgres_only, future, buyer):
+    """The second request finds no order under the id (the first has not committed), then
+    meets the first's row at the unique index: it is refused and recorded as a conflict, as
+    it would be had it come a moment later."""
+    outcome: list[BaseException | Order] = []
+
+    def place_other() -> None:
+        try:
+            outcome.append(
+                order_place(
+                    account=buyer,
+                    instrument=future,
+                    side="buy",
+                    price=Decimal("2.40"),
+                    quantity=3,
+                    client_order_id="same-id",
+                )
+            )
+        except BaseException as error:  # Checked below.
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    template = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=3
+    )
+    second = threading.Thread(target=place_other)
+    with transaction.atomic():  # The first request's row, written and not yet committed.
+        first = Order.objects.get(pk=template.pk)
+        first.pk = None
+        first.client_order_id = "same-id"
+        first.save()
+        second.start()
+        with connection.cursor() as cursor:
+            for _ in range(200):  # Until the second waits on the first's row at the index.
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the second placement never waited at the unique index")
+    second.join(timeout=30)
+
+    [error] = outcome
+    assert isinstance(error, OrderRejected)
+    assert error.code == OrderRejectCode.CLIENT_ORDER_ID_CONFLICT
+    assert list(Order.objects.filter(client_order_id="same-id")) == [first]
+    assert Order.objects.count() == 2  # The template and the first: the second wrote nothing.
+    rejection = OrderRejection.objects.get()
+    assert (rejection.code, rejection.client_order_id) == (error.code, "same-id")
