@@ -1283,15 +1283,18 @@ def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> E
     goes to meet the call first."""
     micros = _amount(amount)
     pool = member.pool
-    if micros > credit_outstanding(member):
-        raise _refuse(
-            PoolErrorCode.AMOUNT_INVALID,
-            f"{member.organization.name} owes the pool "
-            f"{micros_to_usd(credit_outstanding(member))} USD.",
-            "amount",
-        )
     try:
         with transaction.atomic():
+            # Under the member's row lock, so that two repayments at once count one after the
+            # other: the second is refused for more than is owed, not for want of cash.
+            PoolMember.objects.select_for_update().filter(pk=member.pk).first()
+            owed = credit_outstanding(member)
+            if micros > owed:
+                raise _refuse(
+                    PoolErrorCode.AMOUNT_INVALID,
+                    f"{member.organization.name} owes the pool {micros_to_usd(owed)} USD.",
+                    "amount",
+                )
             _margin_call_check(member.account, "credit can be repaid from it")
             entry = entry_post(
                 key=f"pool-repay:{uuid.uuid4().hex}",

@@ -224,3 +224,51 @@ def test_a_demand_submitted_during_a_cut_off_waits_for_it(
     # submit waits on the pool row it holds (on PostgreSQL, a deadlock that failed one)
     assert errors == []
     assert outcomes["round"] is not None and outcomes["demand"] is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_repayments_of_the_whole_credit_at_once_repay_it_once(
+    postgres_only, pool, members, future, seller, monkeypatch
+):
+    from tests.exchange.pools.test_pool_services import _submit
+    from tests.exchange.support import place
+
+    # given cirrus borrowed from the pool for an allocation, and has the cash to repay it twice
+    cirrus = members[2]
+    _submit(cirrus, future, gpus=5)
+    place(seller, future, "sell", 5, "2.45")
+    pools.pool_round_close(round_=pools.pool_cut_off(pool=pool, actor=None), actor=None)
+    owed = pools.credit_outstanding(cirrus)
+    assert owed > 0
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    # and two repayments of all of it (a double-click) that each find it owed before the other
+    # has written anything
+    checks_meet = threading.Barrier(2)
+    real_outstanding = pools.credit_outstanding
+
+    def credit_outstanding(member):
+        found = real_outstanding(member)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checks_meet.wait(timeout=CHECKS_MEET_SECONDS)
+        return found
+
+    monkeypatch.setattr(pools, "credit_outstanding", credit_outstanding)
+    refusals: list[PoolError] = []
+
+    def work(_index: int) -> None:
+        try:
+            pools.pool_credit_repay(member=cirrus, amount=Decimal(owed) / 10**6, actor=None)
+        except PoolError as error:
+            refusals.append(error)
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then the second is refused for more than is owed (nothing is), not for want of cash
+    assert errors == []
+    [refusal] = refusals
+    assert refusal.code == PoolErrorCode.AMOUNT_INVALID
+    assert refusal.message.endswith("owes the pool 0.000000 USD.")
+    assert real_outstanding(cirrus) == 0
+    assert ledger_problems() == []
+    connection.close()
