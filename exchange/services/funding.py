@@ -85,6 +85,8 @@ CHECKOUT_COMPLETED_TYPES = {
     "checkout.session.async_payment_succeeded",
 }
 REVERSAL_TYPES = {"charge.refunded", "charge.dispute.created"}
+# What a customer's statement calls each reversal (Stripe's event names are not for customers).
+REVERSAL_REASONS = {"charge.refunded": "refunded", "charge.dispute.created": "disputed"}
 
 
 def test_mode_active() -> bool:
@@ -407,7 +409,7 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
         entry = entry_reverse(
             entry=LedgerEntry.objects.get(pk=deposit.ledger_entry_id),
             key=f"stripe:reversal:{payment_intent}",
-            description=f"Reversal of deposit #{deposit.pk} ({stored.type})",
+            description=f"Reversal of deposit #{deposit.pk} ({REVERSAL_REASONS[stored.type]})",
             metadata={"deposit": deposit.pk, "stripe_event": stored.event_id},
         )
     except LedgerError as error:

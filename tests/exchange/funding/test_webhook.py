@@ -229,6 +229,7 @@ def test_a_refund_reverses_the_deposit(client, credited, buyer):
     reversal = Entry.objects.get(idempotency_key="stripe:reversal:pi_test_1")
     assert credited.reversal_entry_id == reversal.pk
     assert reversal.reverses_id == credited.ledger_entry_id  # The ledger's own reversal link.
+    assert reversal.description == f"Reversal of deposit #{credited.pk} (refunded)"
     assert AuditEntry.objects.filter(action="deposit.reverse").count() == 1
 
 
@@ -252,6 +253,8 @@ def test_a_dispute_reverses_the_deposit(client, credited, buyer):
     credited.refresh_from_db()
     assert credited.status == Deposit.Status.REFUNDED
     assert cash_balance(buyer).posted == 0
+    reversal = Entry.objects.get(pk=credited.reversal_entry_id)
+    assert reversal.description == f"Reversal of deposit #{credited.pk} (disputed)"
 
 
 def test_a_reversal_the_cash_no_longer_covers_is_recorded_as_failed(
