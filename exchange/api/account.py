@@ -64,6 +64,12 @@ class BalanceSerializer(serializers.Serializer):
     posted = QuantityField(help_text="Held by the account.")
     pending = QuantityField(help_text="Held for open orders and withdrawals under review.")
     available = QuantityField(help_text="posted - pending: what can be spent or sold.")
+    owed = QuantityField(
+        help_text=(
+            "USD only: losses the account could not pay from cash or margin and owes the "
+            "exchange (its deficit), repaid first from the next funds; 0 for GPU-hours."
+        )
+    )
 
 
 class Balances(APIView):

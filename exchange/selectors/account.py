@@ -19,6 +19,7 @@ from exchange.selectors.funding import cash_balance
 from exchange.services.ledger_accounts import (
     USD_CODE,
     cash_account_code,
+    deficit_account_code,
     entitlement_account_code,
     entitlement_parts,
     micros_to_usd,
@@ -33,20 +34,30 @@ Quantity = Decimal | int  # Dollars, or GPU-hours.
 @dataclass(frozen=True)
 class AssetBalance:
     """``posted``: what the account holds; ``pending``: held (for open orders, withdrawals
-    under review); ``available`` = posted - pending."""
+    under review); ``available`` = posted - pending; ``owed``: dollars of losses the account
+    could not pay from cash or margin and owes the exchange (its deficit; none in GPU-hours)."""
 
     asset: str
     kind: str  # Commodity.Kind: currency or entitlement.
     posted: Quantity
     pending: Quantity
     available: Quantity
+    owed: Quantity = 0
 
 
 def balances_of(account: Account) -> list[AssetBalance]:
     """Dollars first (always, even before any deposit), then each GPU-hour entitlement held."""
     cash = cash_balance(account)
+    deficit = LedgerAccount.objects.filter(code=deficit_account_code(account)).first()
     balances = [
-        AssetBalance(USD_CODE, Commodity.Kind.CURRENCY, cash.posted, cash.pending, cash.available)
+        AssetBalance(
+            USD_CODE,
+            Commodity.Kind.CURRENCY,
+            cash.posted,
+            cash.pending,
+            cash.available,
+            owed=micros_to_usd(deficit.balance if deficit is not None else 0),
+        )
     ]
     balances += [
         AssetBalance(

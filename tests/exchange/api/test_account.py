@@ -106,6 +106,7 @@ def test_a_funded_account_has_its_dollars_and_nothing_else(buyer):
             "posted": usd(TEST_ACCOUNT_FUNDS),
             "pending": usd(0),
             "available": usd(TEST_ACCOUNT_FUNDS),
+            "owed": usd(0),
         }
     ]
 
@@ -117,8 +118,28 @@ def test_an_account_never_funded_shows_zero_dollars(db):
 
     assert response.json() == [
         {"asset": "USD", "kind": "currency", "posted": "0.000000", "pending": "0.000000",
-         "available": "0.000000"}
+         "available": "0.000000", "owed": "0.000000"}
     ]  # fmt: skip
+
+
+def test_balances_show_a_deficit_owed_in_dollars(future, buyer):
+    from exchange.services.ledger_accounts import cash_account, deficit_account
+    from ledger.services import entry_post
+
+    # given the buyer owes 1,234.56 USD of losses its cash and margin could not pay (as the
+    # daily cycle posts it: the cash it did not have comes from the deficit)
+    owed = 1_234_560_000
+    entry_post(
+        key="test:deficit",
+        description="Variation margin beyond cash",
+        postings=[(deficit_account(buyer), owed), (cash_account(buyer), -owed)],
+    )
+
+    # when it reads its balances
+    (cash,) = api(buyer).get(BALANCES).json()
+
+    # then the dollars show what it owes
+    assert cash["owed"] == "1234.560000"
 
 
 def test_balances_after_a_trade_and_a_resting_order_match_the_ledger(future, buyer, seller):
@@ -163,6 +184,7 @@ def test_balances_list_gpu_hours_as_integers_with_what_is_on_hold(sku, region, s
             "posted": 16 * hours,
             "pending": 8 * hours,
             "available": 8 * hours,
+            "owed": 0,
         }
         for month, hours in sorted(per_month.items())
     ]
