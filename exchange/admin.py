@@ -604,13 +604,13 @@ class WithdrawalAdmin(ReadOnlyAdmin):
         "account",
         "amount",
         "status",
-        "requested_by",
+        "requester",
         "reviewed_by",
         "stripe_payout_id",
         "created_at",
     ]
     list_filter = ["status"]
-    list_select_related = ["account__organization", "requested_by", "reviewed_by"]
+    list_select_related = ["account__organization", "requested_by", "requested_with", "reviewed_by"]
     actions = ["approve", "reject"]
     confirm_columns = ("Withdrawal", "Account", "Amount (USD)", "Status", "Requested by", "Asked")
 
@@ -622,14 +622,14 @@ class WithdrawalAdmin(ReadOnlyAdmin):
                 str(withdrawal.account),
                 withdrawal.amount,
                 withdrawal.get_status_display(),
-                withdrawal.requested_by.get_username() if withdrawal.requested_by else "system",
+                withdrawal.requester,
                 withdrawal.created_at.strftime("%Y-%m-%d %H:%M"),
             )
             for withdrawal in withdrawals
         ]
 
     def _selection(self, queryset):
-        return queryset.select_related("account__organization", "requested_by")
+        return queryset.select_related("account__organization", "requested_by", "requested_with")
 
     @admin.action(description="Approve and pay out the selected withdrawals", permissions=["act"])
     def approve(self, request, queryset):

@@ -164,6 +164,7 @@ class Withdrawals(FundingView):
             account=request.caller.account,
             amount=body.validated_data["amount"],
             actor=request.caller.user,
+            api_key=request.caller.key,
         )
         return Response(WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 

@@ -66,6 +66,15 @@ class Withdrawal(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    requested_with = models.ForeignKey(
+        "exchange.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The API key of a request made through the API (a key made on the command "
+        "line has no user: this says who asked).",
+    )
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -84,6 +93,15 @@ class Withdrawal(models.Model):
 
     def __str__(self) -> str:
         return f"withdrawal #{self.pk} {self.amount} USD from {self.account_id} ({self.status})"
+
+    @property
+    def requester(self) -> str:
+        """Who asked: the user, else the API key it came with, else the system."""
+        if self.requested_by is not None:
+            return self.requested_by.get_username()
+        if self.requested_with is not None:
+            return f"API key {self.requested_with.prefix}"
+        return "system"
 
 
 class StripeEvent(models.Model):

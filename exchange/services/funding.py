@@ -41,7 +41,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange.errors import FundingError, FundingErrorCode
-from exchange.models import Account, Deposit, StripeEvent, Withdrawal
+from exchange.models import Account, ApiKey, Deposit, StripeEvent, Withdrawal
 from exchange.selectors.risk import cash_out_refusal
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
@@ -439,16 +439,21 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
 # Withdrawals.
 
 
-def withdrawal_request(*, account: Account, amount: Decimal, actor: Actor) -> Withdrawal:
+def withdrawal_request(
+    *, account: Account, amount: Decimal, actor: Actor, api_key: ApiKey | None = None
+) -> Withdrawal:
     """Ask to withdraw ``amount`` USD: held at once on the account's cash, paid when approved.
     Refused while the account is under a margin call (``FUNDING_MARGIN_CALL_OPEN``), and so is
-    the approval of a withdrawal requested before a call opened."""
+    the approval of a withdrawal requested before a call opened.
+
+    ``api_key``: the key of a request made through the API, kept on the withdrawal and named
+    in its audit row (a key made on the command line has no user to name)."""
     micros = amount_check(amount, amount_max=WITHDRAWAL_AMOUNT_MAX)
     _account_check(account)
     with transaction.atomic(durable=True):
         _margin_call_check(account, "cash can be withdrawn")
         withdrawal = Withdrawal.objects.create(
-            account=account, amount=amount, requested_by=_user(actor)
+            account=account, amount=amount, requested_by=_user(actor), requested_with=api_key
         )
         try:
             hold = hold_create(
@@ -473,7 +478,13 @@ def withdrawal_request(*, account: Account, amount: Decimal, actor: Actor) -> Wi
             actor=actor,
             action="withdrawal.request",
             target=withdrawal,
-            after={"account": account.pk, "amount": str(amount), "hold": hold.pk},
+            after={
+                "account": account.pk,
+                "amount": str(amount),
+                "hold": hold.pk,
+                **({"api_key": api_key.prefix} if api_key is not None else {}),
+            },
+            system_label=withdrawal.requester,
         )
     return withdrawal
 

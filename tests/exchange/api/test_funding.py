@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from exchange.models import Deposit, Organization, Withdrawal
+from exchange.models import AuditEntry, Deposit, Organization, Withdrawal
 from exchange.services.api_keys import api_key_create
 from exchange.services.funding import deposit_test_funds, withdrawal_request
 from exchange.services.ledger_accounts import cash_account_code
@@ -237,6 +237,26 @@ def test_a_withdrawal_holds_the_amount_at_once(buyer, alice):
     # and the money is still posted but held: available drops by the amount
     assert cash(buyer) == (posted_before, 1_500_250_000)
     assert withdrawal.requested_by == alice
+    assert withdrawal.requested_with.name == "bot"  # The key it came with.
+
+
+@pytest.mark.usefixtures("test_funds_mode")
+def test_a_withdrawal_through_a_key_made_on_the_command_line_names_the_key(buyer):
+    # given a key with no user behind it (manage.py create_api_key makes these)
+    client = api(buyer, actor=None)
+
+    # when it asks for a withdrawal
+    response = client.post(WITHDRAWALS, {"amount": "100.00"}, format="json")
+
+    # then the withdrawal and its audit row say which key asked, for staff who review it
+    assert response.status_code == 201
+    withdrawal = Withdrawal.objects.get()
+    key = withdrawal.requested_with
+    assert withdrawal.requested_by is None and key is not None
+    assert withdrawal.requester == f"API key {key.prefix}"
+    audit = AuditEntry.objects.get(action="withdrawal.request")
+    assert audit.actor_label == f"API key {key.prefix}"
+    assert audit.after["api_key"] == key.prefix
 
 
 @pytest.mark.usefixtures("test_funds_mode")

@@ -80,6 +80,22 @@ def test_withdrawal_approval_asks_first_and_needs_no_reason(admin_client, buyer,
     assert Withdrawal.objects.get(pk=withdrawal.pk).status == Withdrawal.Status.PAID
 
 
+def test_withdrawal_review_names_the_api_key_that_asked(admin_client, buyer):
+    from exchange.services.api_keys import api_key_create
+
+    # given a withdrawal asked for with a key that has no user (made on the command line)
+    key = api_key_create(
+        organization=buyer.organization, name="treasury bot", scopes=["transfer"], actor=None
+    ).key
+    withdrawal = withdrawal_request(account=buyer, amount=Decimal("125"), actor=None, api_key=key)
+
+    # then the list and the confirmation say which key asked
+    listed = admin_client.get(reverse("admin:exchange_withdrawal_changelist")).content.decode()
+    page = _choose(admin_client, "withdrawal", "approve", [withdrawal.pk]).content.decode()
+    assert f"API key {key.prefix}" in listed
+    assert f"API key {key.prefix}" in page
+
+
 def test_withdrawal_rejection_shows_the_customer_the_reason(admin_client, buyer):
     withdrawal = withdrawal_request(account=buyer, amount=Decimal("80"), actor=None)
 
