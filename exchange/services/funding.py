@@ -40,6 +40,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.backoffice.roles import Role, has_any_role
 from exchange.errors import FundingError, FundingErrorCode
 from exchange.models import Account, ApiKey, Deposit, StripeEvent, Withdrawal
 from exchange.selectors.risk import cash_out_refusal
@@ -489,9 +490,16 @@ def withdrawal_request(
     return withdrawal
 
 
-def _staff_check(actor: Actor) -> None:
+def _finance_check(actor: Actor) -> None:
+    """Withdrawals are reviewed by staff with the finance role (superusers have every role),
+    whoever calls the service: the admin's gate alone would leave other callers unchecked."""
     if actor is None or not actor.is_authenticated or not getattr(actor, "is_staff", False):
         raise FundingError(FundingErrorCode.NOT_STAFF, "Only staff review withdrawals.")
+    if not has_any_role(actor, (Role.FINANCE,)):
+        raise FundingError(
+            FundingErrorCode.NOT_FINANCE,
+            f"Only staff with the {Role.FINANCE} role review withdrawals.",
+        )
 
 
 def _withdrawal_lock(withdrawal: Withdrawal, allowed: set[str]) -> Withdrawal:
@@ -515,7 +523,7 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
     its funds (``FUNDING_PAYOUT_FAILED``); one it does not confirm either way leaves it
     approved and held (``FUNDING_PAYOUT_UNCONFIRMED``), for a retry.
     """
-    _staff_check(actor)
+    _finance_check(actor)
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(
             withdrawal, {Withdrawal.Status.REQUESTED, Withdrawal.Status.APPROVED}
@@ -633,7 +641,7 @@ def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str)
 
 def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> Withdrawal:
     """Staff refusal: the held funds become available again."""
-    _staff_check(actor)
+    _finance_check(actor)
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.REQUESTED})
         assert locked.ledger_hold_id is not None  # Held since it was requested.

@@ -272,7 +272,13 @@ def deliver(client, body: bytes, signature: str | None = None):
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("operations", is_staff=True)
+    """Staff with the finance role, which reviews withdrawals."""
+    from exchange.backoffice.roles import Role
+    from exchange.services.staff import staff_roles_grant
+
+    user = get_user_model().objects.create_user("finance", is_staff=True)
+    staff_roles_grant(user=user, roles=[Role.FINANCE], actor=None)
+    return user
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.backoffice.roles import Role
 from exchange.errors import FundingError, FundingErrorCode
 from exchange.models import AuditEntry, MarginCall, Withdrawal
 from exchange.selectors.funding import cash_balance
@@ -16,6 +17,7 @@ from exchange.services.funding import (
     withdrawal_reject,
     withdrawal_request,
 )
+from exchange.services.staff import staff_roles_grant
 from ledger.models import Entry, Hold
 from tests.exchange.funding.conftest import funding_rows
 
@@ -258,6 +260,51 @@ def test_only_staff_review_withdrawals(test_funds_mode, buyer, customer):
     assert funding_rows() == before
     withdrawal.refresh_from_db()
     assert withdrawal.status == Withdrawal.Status.REQUESTED
+
+
+def test_staff_without_the_finance_role_do_not_review_withdrawals(
+    test_funds_mode, buyer, customer, django_user_model
+):
+    # given staff with every role but finance, and a requested withdrawal
+    risk = django_user_model.objects.create_user("risk", is_staff=True)
+    staff_roles_grant(user=risk, roles=[Role.OPERATIONS, Role.RISK], actor=None)
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    before = funding_rows()
+
+    # when they approve or reject it
+    for review in (
+        lambda: withdrawal_approve(withdrawal=withdrawal, actor=risk),
+        lambda: withdrawal_reject(withdrawal=withdrawal, actor=risk, reason="x"),
+    ):
+        with pytest.raises(FundingError) as refused:
+            review()
+        # then it is refused, naming the role, and nothing is written
+        assert refused.value.code == FundingErrorCode.NOT_FINANCE
+        assert "finance" in refused.value.message
+
+    assert funding_rows() == before
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.reviewed_by) == (Withdrawal.Status.REQUESTED, None)
+    assert Hold.objects.get(pk=withdrawal.ledger_hold_id).status == Hold.Status.PENDING
+    assert balance(buyer) == (FUNDED, AMOUNT, FUNDED - AMOUNT)
+
+
+@pytest.mark.parametrize("review", ["approve", "reject"])
+def test_a_superuser_reviews_withdrawals(
+    test_funds_mode, buyer, customer, django_user_model, review
+):
+    root = django_user_model.objects.create_superuser("root", "root@exchange.example", "x-2026")
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+
+    if review == "approve":
+        reviewed = withdrawal_approve(withdrawal=withdrawal, actor=root)
+    else:
+        reviewed = withdrawal_reject(withdrawal=withdrawal, actor=root, reason="no")
+
+    expected = {"approve": Withdrawal.Status.PAID, "reject": Withdrawal.Status.REJECTED}[review]
+    assert (reviewed.status, reviewed.reviewed_by) == (expected, root)
 
 
 def test_a_reviewed_withdrawal_cannot_be_reviewed_again(test_funds_mode, buyer, customer, staff):
