@@ -333,7 +333,8 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
     (``RISK_DAY_OUT_OF_ORDER``). Settling it then would mark every position back from the
     later day's prices to its own, paying variation margin backwards, and open or cure margin
     calls on old prices; a day that was missed needs no run of its own, as the next day's
-    variation margin covers it."""
+    variation margin covers it. A settlement takes its lock (``risk_cycle.
+    day_settlements_lock``) before this check, so it reads every settlement committed before."""
     moment = now()
     today = moment.date()
     if trading_date > today:

@@ -1,7 +1,9 @@
 """The daily cycle while traders keep trading (PostgreSQL only): the cycle locks the books it
 settles and the cash it moves in the ledger's order, so neither side deadlocks or posts on a
-stale position, and the matchers reload the margin the cycle set."""
+stale position, and the matchers reload the margin the cycle set. Two days' runs at once settle
+one after the other, so the earlier day is never settled after the later one."""
 
+import contextlib
 import random
 import threading
 from datetime import timedelta
@@ -10,8 +12,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Order, RiskCycle, SettlementPrice
 from exchange.selectors.integrity import collateral_problems, order_book_problems
+from exchange.services import settlement_prices
 from exchange.services.orders import order_place
 from exchange.services.risk_cycle import daily_settlement_run
 from ledger.models import Account as LedgerAccount
@@ -24,6 +28,11 @@ pytestmark = pytest.mark.usefixtures("calendar_ahead")
 
 TRADERS = 3
 ORDERS_PER_TRADER = 40
+# How long a run whose order check passed waits for the other run's check. Without the day
+# settlements' lock both pass and meet here; with it the earlier day's run waits for the later
+# one to commit before it checks, and the later goes on alone once this runs out.
+CHECKS_MEET_SECONDS = 2
+WAIT_SECONDS = 30
 
 
 @pytest.mark.django_db(transaction=True)
@@ -143,5 +152,62 @@ def test_a_margin_call_review_during_the_daily_cycle_waits_for_it(
     call.refresh_from_db()
     assert call.status == MarginCall.Status.OPEN
     assert call.required == scan("2.00", 2, hours)
+    assert ledger_problems() == []
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_earlier_day_run_beside_a_later_one_is_refused_not_settled_after_it(
+    postgres_only, future, buyer, seller, monkeypatch
+):
+    from exchange import calendar
+    from tests.exchange.support import place
+
+    # given positions in a future, and two closed days it trades on
+    place(seller, future, "sell", 10, "2.50")
+    place(buyer, future, "buy", 10, "2.50")
+    later = calendar.business_days_before(future.last_trading_day, 4)
+    earlier = calendar.business_days_before(future.last_trading_day, 5)
+    # and the later day's run that passes its order check first, then meets the earlier day's
+    # run passing its own before either has settled; the earlier one goes on once the later
+    # has committed (the order the check exists to refuse)
+    later_checked, later_done = threading.Event(), threading.Event()
+    checks_meet = threading.Barrier(2)
+    real_check = settlement_prices.trading_date_check
+
+    def trading_date_check(trading_date, close=None):
+        real_check(trading_date, close)
+        if trading_date == later:
+            later_checked.set()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checks_meet.wait(timeout=CHECKS_MEET_SECONDS)
+        if trading_date == earlier:
+            later_done.wait(timeout=WAIT_SECONDS)
+
+    monkeypatch.setattr(settlement_prices, "trading_date_check", trading_date_check)
+    refusals: list[str] = []
+
+    def work(index: int) -> None:
+        if index == 0:
+            try:
+                daily_settlement_run(trading_date=later)
+            finally:
+                later_done.set()
+            return
+        assert later_checked.wait(timeout=WAIT_SECONDS)
+        try:
+            daily_settlement_run(trading_date=earlier)
+        except RiskError as error:
+            refusals.append(error.code)
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then the later day is settled, and the earlier one refused as out of order and unsettled
+    assert errors == []
+    assert refusals == [RiskErrorCode.DAY_OUT_OF_ORDER]
+    settled = RiskCycle.objects.filter(status=RiskCycle.Status.SETTLED)
+    assert list(settled.values_list("trading_date", flat=True)) == [later]
+    assert not Entry.objects.filter(idempotency_key__startswith=f"variation:{earlier}:").exists()
     assert ledger_problems() == []
     connection.close()
