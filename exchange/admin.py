@@ -937,7 +937,15 @@ class MarginCallAdmin(ReadOnlyAdmin):
         )
         if page is not None:
             return page
-        for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
+        for call in queryset.select_related("account__organization").order_by("pk"):
+            if call.status != MarginCall.Status.OPEN:
+                self.message_user(
+                    request,
+                    f"#{call.pk} {call.account}: skipped, the call is "
+                    f"{call.get_status_display().lower()}; only open calls are liquidated.",
+                    messages.WARNING,
+                )
+                continue
             try:
                 result = account_liquidate(
                     account=call.account,

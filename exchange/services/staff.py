@@ -60,18 +60,25 @@ def _margin_call_figures(call: MarginCall) -> dict[str, Any]:
 
 def margin_call_staff_review(*, call: MarginCall, actor: User | None) -> MarginCall:
     """Staff review a margin call: top up the margin from cash, cure the call if covered (see
-    ``margin_call_review``), and record that they did, with the call's figures before and
-    after (micro-USD)."""
+    ``margin_call_review``), and record what it changed, with the call's figures before and
+    after (micro-USD).
+
+    A review that changed nothing (no cash to top up with, or a call no longer open) writes no
+    audit row, as ``margin_call_review`` writes nothing then: a row with the same figures before
+    and after records no change, only noise in the log. The admin tells staff what came of it.
+    """
     with transaction.atomic():
         before = _margin_call_figures(MarginCall.objects.get(pk=call.pk))
         reviewed = margin_call_review(call)
-        audit_record(
-            actor=actor,
-            action="margin_call.review",
-            target=reviewed,
-            before=before,
-            after=_margin_call_figures(reviewed),
-        )
+        after = _margin_call_figures(reviewed)
+        if after != before:
+            audit_record(
+                actor=actor,
+                action="margin_call.review",
+                target=reviewed,
+                before=before,
+                after=after,
+            )
     return reviewed
 
 

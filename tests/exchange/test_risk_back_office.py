@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exchange import tasks
-from exchange.models import AuditEntry, MarginCall, RiskCycle, SettlementPrice
+from exchange.models import AuditEntry, MarginCall, Order, RiskCycle, SettlementPrice
 from exchange.services.funding import deposit_test_funds
 from ledger.models import Entry
 from tests.exchange.conftest import _account
@@ -231,6 +231,66 @@ def test_a_review_that_changes_nothing_writes_nothing(future, seller):
 
     assert Entry.objects.count() == entries
     assert MarginCall.objects.values().get(pk=call.pk) == before
+
+
+def test_a_staff_review_is_audited_only_when_it_changed_the_call(
+    admin_client, admin_user, future, seller
+):
+    # given a call on an account with no cash to top its margin up with
+    poor = _called_account(future, seller)
+    call = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
+    url = reverse("admin:exchange_margincall_changelist")
+    review = {"action": "review", "_selected_action": [call.pk]}
+
+    # when staff review it, it changes nothing, and no audit row says the same before and after
+    response = admin_client.post(url, review, follow=True)
+
+    assert "0 of 1 selected calls cured." in response.content.decode()
+    assert not AuditEntry.objects.filter(action="margin_call.review").exists()
+
+    # when funds arrive and staff review it again, it is cured and that is recorded
+    deposit_test_funds(account=poor, amount=Decimal("10000"), actor=None)
+    admin_client.post(url, review)
+
+    entry = AuditEntry.objects.get(action="margin_call.review")
+    assert (entry.actor, entry.before["status"], entry.after["status"]) == (
+        admin_user,
+        MarginCall.Status.OPEN,
+        MarginCall.Status.CURED,
+    )
+    assert entry.before != entry.after
+
+
+def test_liquidating_a_call_no_longer_open_tells_staff_it_was_skipped(admin_client, future, seller):
+    # given a call that was cured after staff selected it
+    poor = _called_account(future, seller)
+    call = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
+    MarginCall.objects.filter(pk=call.pk).update(status=MarginCall.Status.CURED)
+    orders = Order.objects.count()
+
+    # when staff confirm its liquidation
+    response = admin_client.post(
+        reverse("admin:exchange_margincall_changelist"),
+        {
+            "action": "liquidate",
+            "_selected_action": [call.pk],
+            "confirm": "1",
+            "reason": "deficit unpaid",
+        },
+        follow=True,
+    )
+
+    # then the page says which call was skipped and why, and nothing was done
+    shown = [(message.level_tag, str(message)) for message in response.context["messages"]]
+    assert shown == [
+        (
+            "warning",
+            f"#{call.pk} {poor}: skipped, the call is cured; only open calls are liquidated.",
+        )
+    ]
+    assert not AuditEntry.objects.filter(action="account.liquidate").exists()
+    assert Order.objects.count() == orders
+    assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
 
 
 def test_an_override_for_a_day_not_closed_is_refused(
