@@ -1,10 +1,14 @@
 """The typed client's lists follow the API's cursors to the end, signed or not, with the
-filters that put a time (``+00:00``) in each page's ``next`` address."""
+filters that put a time (``+00:00``) in each page's ``next`` address; they ask for the largest
+page the API gives."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import exchange_client.client as client_module
+from exchange.api import throttling
+from exchange.api.pagination import NewestFirst
 from exchange.models import Order, Trade
 from tests.exchange.api.test_client_pools import client_of
 from tests.exchange.support import place
@@ -14,10 +18,33 @@ pytestmark = pytest.mark.django_db
 PAGE_ROWS_DEFAULT = 100  # The API's page without ?limit= (docs/API.md).
 
 
+def test_the_lists_ask_for_the_largest_page_the_api_gives():
+    # The client does not import the server's code (it is usable without Django).
+    assert NewestFirst.max_page_size == client_module.PAGE_ROWS
+    assert NewestFirst.page_size_query_param == "limit"
+
+
+def test_a_list_longer_than_the_apis_default_page_takes_one_request(future, seller, monkeypatch):
+    monkeypatch.setitem(throttling.PerKeyRateThrottle.THROTTLE_RATES, "key", "1000/minute")
+    for _ in range(PAGE_ROWS_DEFAULT + 1):
+        place(seller, future, "sell", 1, "2.50")
+    client = client_of(seller.organization)
+
+    orders = list(client.orders())
+
+    assert len(orders) == PAGE_ROWS_DEFAULT + 1
+    assert client.rate_limit is not None and client.rate_limit.remaining == 999
+
+
 @pytest.mark.parametrize("sign", [False, True])
-def test_orders_and_fills_are_followed_past_the_first_page(future, buyer, seller, sign):
-    # given: more asks than a page holds, each of one contract, all taken by one bid
-    asks = PAGE_ROWS_DEFAULT + 21
+def test_orders_and_fills_are_followed_past_the_first_page(
+    future, buyer, seller, sign, monkeypatch
+):
+    # given: pages of 50 rows, and more asks than two hold, each of one contract, all taken by
+    # one bid
+    page_rows = 50
+    monkeypatch.setattr(client_module, "PAGE_ROWS", page_rows)
+    asks = 2 * page_rows + 21
     before = datetime.now(UTC) - timedelta(seconds=5)
     for _ in range(asks):
         place(seller, future, "sell", 1, "2.50")
@@ -42,11 +69,10 @@ def test_orders_and_fills_are_followed_past_the_first_page(future, buyer, seller
 
 def test_a_list_longer_than_the_clients_bound_is_refused_not_cut_short(future, seller, monkeypatch):
     # given: a list one row longer than the pages the client follows hold
-    import exchange_client.client as client_module
-
-    pages_max = 1
+    pages_max, page_rows = 1, 2
     monkeypatch.setattr(client_module, "PAGES_MAX", pages_max)
-    for _ in range(PAGE_ROWS_DEFAULT * pages_max + 1):
+    monkeypatch.setattr(client_module, "PAGE_ROWS", page_rows)
+    for _ in range(page_rows * pages_max + 1):
         place(seller, future, "sell", 1, "2.50")
     client = client_of(seller.organization)
 
