@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +27,8 @@ PAGES_MAX = 1000
 # ``max_page_size`` (exchange.api.pagination.NewestFirst); a test holds the two equal. Its
 # default page is 100 rows: ten times the requests, and of the key's rate limit, for a list.
 PAGE_ROWS = 1000
+# Seconds a retried 429 waits when its answer has no ``Retry-After`` in seconds (a proxy's).
+RETRY_AFTER_DEFAULT_SECONDS = 1.0
 
 
 class ApiError(Exception):
@@ -504,7 +506,22 @@ class ExchangeClient:
         timeout_seconds: float = 10.0,
         session: requests.Session | None = None,
         feed_url: str | None = None,
+        rate_limit_retries: int = 0,
+        rate_limit_wait_max_seconds: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``rate_limit_retries``: how many times a request refused with 429 is sent again
+        (0, the default: never; the 429 raises ``ApiError`` at once), each after sleeping the
+        answer's ``Retry-After`` seconds, at most ``rate_limit_wait_max_seconds`` (then it may
+        be refused again, and spend another retry); past them the last 429 raises. No other
+        error is retried. ``sleep``: how it waits (tests pass their own)."""
+        if rate_limit_retries < 0:
+            raise ValueError("rate_limit_retries must be 0 or more.")
+        if rate_limit_wait_max_seconds < 0:
+            raise ValueError("rate_limit_wait_max_seconds must be 0 or more.")
+        self.rate_limit_retries = rate_limit_retries
+        self.rate_limit_wait_max_seconds = rate_limit_wait_max_seconds
+        self._sleep = sleep
         self.base_url = base_url.rstrip("/")
         # The push feed's address: the same server by default (ws:// for http://, wss:// for
         # https://); production serves it on a port of its own behind the proxy.
@@ -545,27 +562,22 @@ class ExchangeClient:
         anonymous: bool = False,
     ) -> tuple[int, Any]:
         """Send one request (``anonymous``: without the key, for public data); return (status,
-        decoded JSON) or raise ``ApiError``."""
+        decoded JSON) or raise ``ApiError``. A 429 is sent again up to ``rate_limit_retries``
+        times, signed afresh each time (the exchange refuses a signature it has seen); it
+        refuses a request over the rate before the request reaches the endpoint."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         target = path if path.startswith("/") else f"{API_PREFIX}/{path}"
         if query:
             target = f"{target}?{urlencode(query)}"
         data = json.dumps(body, default=str).encode() if body is not None else b""
-        headers: dict[str, str | None] = (
-            {"Content-Type": "application/json"} if body is not None else {}
-        )
-        if anonymous:
-            headers["Authorization"] = None  # requests drops the session's header.
-        elif self.sign:
-            headers.update(self._signature_headers(method, target, data))
-        response = self.session.request(
-            method,
-            self.base_url + target,
-            data=data or None,
-            headers=headers,
-            timeout=self.timeout_seconds,
-        )
-        self.rate_limit = RateLimit.of(response.headers) or self.rate_limit
+        response = self._send(method, target, data, json_body=body is not None, anonymous=anonymous)
+        for _ in range(self.rate_limit_retries):
+            if response.status_code != 429:
+                break
+            self._sleep(self._retry_wait(response))
+            response = self._send(
+                method, target, data, json_body=body is not None, anonymous=anonymous
+            )
         try:
             payload = response.json() if response.content else None
         except ValueError:  # Not the exchange's answer: a proxy's error page, say.
@@ -582,6 +594,31 @@ class ExchangeClient:
                 _int_or_none(response.headers.get("Retry-After")),
             )
         return response.status_code, payload
+
+    def _send(
+        self, method: str, target: str, data: bytes, *, json_body: bool, anonymous: bool
+    ) -> requests.Response:
+        headers: dict[str, str | None] = {"Content-Type": "application/json"} if json_body else {}
+        if anonymous:
+            headers["Authorization"] = None  # requests drops the session's header.
+        elif self.sign:
+            headers.update(self._signature_headers(method, target, data))
+        response = self.session.request(
+            method,
+            self.base_url + target,
+            data=data or None,
+            headers=headers,
+            timeout=self.timeout_seconds,
+        )
+        self.rate_limit = RateLimit.of(response.headers) or self.rate_limit
+        return response
+
+    def _retry_wait(self, refused: requests.Response) -> float:
+        """Seconds to sleep before sending a 429'd request again: its ``Retry-After`` (or
+        ``RETRY_AFTER_DEFAULT_SECONDS`` without one in seconds), at most the client's bound."""
+        told = _int_or_none(refused.headers.get("Retry-After"))
+        wait = RETRY_AFTER_DEFAULT_SECONDS if told is None else float(told)
+        return min(wait, self.rate_limit_wait_max_seconds)
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         # Each ``next`` address keeps the ``limit`` of the first request.
@@ -709,6 +746,11 @@ class ExchangeClient:
         client_order_id: str | None = None,
         expires_at: datetime | None = None,
     ) -> Placement:
+        """Place one order. The client sets no ``client_order_id`` of its own: pass one to
+        make a placement safe to send again after its answer was lost (a timeout, a dropped
+        connection, which the client never retries): the same id and body answers the
+        original order (``created`` False). A 429, which the client retries when made with
+        ``rate_limit_retries``, was refused before anything was placed."""
         body = _order_body(
             {
                 "instrument": instrument,
@@ -732,7 +774,8 @@ class ExchangeClient:
         ``Placement``, or the ``ApiError`` its own request would have raised (a refused order
         does not stop the next). A malformed order raises ``ApiError`` for the whole batch,
         and then nothing was placed. The batch counts one request per order against the
-        key's rate limit."""
+        key's rate limit; one over what the key's window has left is refused whole (429),
+        nothing placed."""
         body = {"orders": [_order_body(order) for order in orders]}
         _, data = self.request("POST", "orders/batch/", body=body)
         results: list[Placement | ApiError] = []
