@@ -536,6 +536,16 @@ class ExchangeClient:
         # Added to this machine's clock for a signature's timestamp (``sync_clock``).
         self.clock_offset_seconds = 0.0
 
+    def close(self) -> None:
+        """Close the keep-alive connections to the exchange (the session's)."""
+        self.session.close()
+
+    def __enter__(self) -> "ExchangeClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # Transport ---------------------------------------------------------------------------
 
     def _signing_key(self) -> bytes:

@@ -51,11 +51,25 @@ def rate(monkeypatch, value: str) -> None:
     monkeypatch.setitem(throttling.PerKeyRateThrottle.THROTTLE_RATES, "key", value)
 
 
+OPENED: list[ExchangeClient] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients():
+    """Close each test's clients before the database goes: a keep-alive connection keeps the
+    live server's thread, and its database session, open."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 def client_of(url: str, account, clock: Clock, **options: Any) -> ExchangeClient:
     token = api_key_create(
         organization=account.organization, name="client", scopes=["read", "trade"]
     ).token
-    return ExchangeClient(url, token, sleep=clock.sleep, **options)
+    client = ExchangeClient(url, token, sleep=clock.sleep, **options)
+    OPENED.append(client)
+    return client
 
 
 def test_a_429_is_retried_after_its_retry_after_and_succeeds(
