@@ -280,7 +280,7 @@ class Curve(APIView):
         found_region = Region.objects.filter(code=region).first()
         if found_sku is None or found_region is None:
             raise Http404(f"{sku}/{region}")
-        points = forward_curve(found_sku, found_region, on=timezone.now().date())
+        points = forward_curve(found_sku, found_region, at=timezone.now())
         return Response(CurveSerializer({"sku": sku, "region": region, "points": points}).data)
 
 

@@ -1,7 +1,8 @@
 """A SKU x region's forward curve beside the SKU's depreciation model, for the curve page.
 
-The market side is ``market_data.forward_curve``: each listed future's price by delivery month
-and where it comes from (settlement, mid, last trade, or the model for a month nothing prices).
+The market side is ``market_data.forward_curve``: the price by delivery month of each listed
+future that still trades (until the close of its last trading day), and where it comes from
+(settlement, mid, last trade, or the model for a month nothing prices).
 
 The model side is the SKU's depreciation model fitted the way the daily settlement fits it
 (``settlement_prices._sku_model``): once per SKU, to the strip of the region with the most
@@ -12,7 +13,7 @@ over the month (``DepreciationModel.monthly_price``), $/GPU-hr.
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from exchange import calendar
@@ -47,16 +48,18 @@ class ModelPoint:
 class CurveWithModel:
     sku: Sku
     region: Region
-    on: date
-    points: list[CurvePoint]  # The listed futures, by delivery month.
+    on: date  # The day of ``at``, the moment the curve was read.
+    points: list[CurvePoint]  # The listed futures that still trade, by delivery month.
     fit: DepreciationFit | None  # None: too few market-priced months, or the fit failed.
     model_points: list[ModelPoint]  # Listed months and MODEL_MONTHS_BEYOND after them.
 
 
-def curve_markets(*, on: date) -> list[tuple[Sku, Region]]:
-    """The SKU and region pairs with a future that still trades on ``on``, by their codes."""
+def curve_markets(*, at: datetime) -> list[tuple[Sku, Region]]:
+    """The SKU and region pairs with a future that still trades at ``at``, by their codes."""
     pairs = (
-        Instrument.objects.filter(kind=Instrument.Kind.FUTURE, last_trading_day__gte=on)
+        Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE, last_trading_day__gte=calendar.trading_day_floor(at)
+        )
         .values_list("sku_id", "region_id")
         .distinct()
     )
@@ -74,20 +77,24 @@ def _market_priced(points: list[CurvePoint]) -> list[CurvePoint]:
 
 
 def sku_depreciation_fit(
-    sku: Sku, *, on: date, curves: dict[str, list[CurvePoint]] | None = None
+    sku: Sku, *, at: datetime, curves: dict[str, list[CurvePoint]] | None = None
 ) -> DepreciationFit | None:
-    """The SKU's depreciation model for ``on``, fitted as the settlement fits it (see the
+    """The SKU's depreciation model at ``at``, fitted as the settlement fits it (see the
     module docstring), or None when it cannot be fitted. ``curves`` (region code -> curve
     points) saves reading curves the caller already has."""
     curves = dict(curves or {})
     region_ids = (
-        Instrument.objects.filter(kind=Instrument.Kind.FUTURE, sku=sku, last_trading_day__gte=on)
+        Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE,
+            sku=sku,
+            last_trading_day__gte=calendar.trading_day_floor(at),
+        )
         .values_list("region_id", flat=True)
         .distinct()
     )
     for region in Region.objects.filter(pk__in=set(region_ids)):
         if region.code not in curves:
-            curves[region.code] = forward_curve(sku, region, on=on)
+            curves[region.code] = forward_curve(sku, region, at=at)
     strips = {code: _market_priced(points) for code, points in curves.items()}
     strips = {code: strip for code, strip in strips.items() if strip}
     if not strips:
@@ -126,9 +133,10 @@ def _month_range(first: date, last: date) -> list[date]:
     return [calendar.add_months(first, offset) for offset in range(count)]
 
 
-def curve_with_model(sku: Sku, region: Region, *, on: date) -> CurveWithModel:
-    """The region's forward curve of ``sku`` and the SKU's depreciation model beside it."""
-    points = forward_curve(sku, region, on=on)
-    fit = sku_depreciation_fit(sku, on=on, curves={region.code: points})
+def curve_with_model(sku: Sku, region: Region, *, at: datetime) -> CurveWithModel:
+    """The region's forward curve of ``sku`` at ``at`` and the SKU's depreciation model beside
+    it."""
+    points = forward_curve(sku, region, at=at)
+    fit = sku_depreciation_fit(sku, at=at, curves={region.code: points})
     drawn = model_points(fit.model, [point.month for point in points]) if fit else []
-    return CurveWithModel(sku, region, on, points, fit, drawn)
+    return CurveWithModel(sku, region, at.date(), points, fit, drawn)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from exchange import calendar
 from exchange.models import Instrument, Region, Sku, Trade
 from exchange.selectors.market import quotes_for
 from exchange.selectors.marks import MarkSource, marks_for
@@ -83,15 +84,20 @@ class CurvePoint:
     source: str  # "settlement", "mid", "last_trade" or "model".
 
 
-def forward_curve(sku: Sku, region: Region, *, on: date) -> list[CurvePoint]:
-    """The listed futures' prices by delivery month: each future's mark (the newer of its latest
-    settlement price and its last trade, ``selectors.marks``: the rule that values positions
-    and options), else the mid of its book; months without any are priced on the forward curve
-    through the others, with the SKU's depreciation model beyond the last
+def forward_curve(sku: Sku, region: Region, *, at: datetime) -> list[CurvePoint]:
+    """The prices by delivery month of the listed futures that still trade at ``at`` (before
+    the close of their last trading day, ``calendar.trading_day_floor``: an order on one whose
+    trading ended is refused): each future's mark (the newer of its latest settlement price
+    and its last trade, ``selectors.marks``: the rule that values positions and options), else
+    the mid of its book; months without any are priced on the forward curve through the
+    others, with the SKU's depreciation model beyond the last
     (``exchange.services.settlement_prices``)."""
     futures = list(
         Instrument.objects.filter(
-            kind=Instrument.Kind.FUTURE, sku=sku, region=region, last_trading_day__gte=on
+            kind=Instrument.Kind.FUTURE,
+            sku=sku,
+            region=region,
+            last_trading_day__gte=calendar.trading_day_floor(at),
         ).order_by("delivery_start")
     )
     if not futures:

@@ -2,8 +2,10 @@
 with the SKU and region's forward curve (``exchange.selectors.market_data.forward_curve``).
 
 A need is ``gpus`` GPUs for every hour of ``months`` consecutive delivery months from
-``first_month``. Each month must have a listed future that still trades: that is what the
-strip buys, and its curve price (settlement, mid, last trade or model) is the month's forward.
+``first_month``. Each month must have a listed future that still trades (until the close of
+its last trading day, ``calendar.trading_ends_at``: an order on it after that is refused): that
+is what the strip buys, and its curve price (settlement, mid, last trade or model) is the
+month's forward.
 Volatility and rate default to ``EXCHANGE_DEFAULT_VOLATILITY`` and ``EXCHANGE_RISK_FREE_RATE``.
 
 The cap's calls and the collar's puts are aimed 10% over and under each month's forward
@@ -20,7 +22,7 @@ Floats exist only at the call into ``pricing``; strikes come back as $/GPU-hr De
 """
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.conf import settings
@@ -162,15 +164,15 @@ def _strike(option: Instrument) -> Decimal:
     return option.strike
 
 
-def _options_by_future(futures: list[str], on: date) -> dict[tuple[str, str], list[Instrument]]:
-    """The options that still trade ``on`` that day on each of ``futures`` (symbols), by
-    (future symbol, option type)."""
+def _options_by_future(futures: list[str], at: datetime) -> dict[tuple[str, str], list[Instrument]]:
+    """The options that still trade at ``at`` (before the close of their last trading day) on
+    each of ``futures`` (symbols), by (future symbol, option type)."""
     by_future: dict[tuple[str, str], list[Instrument]] = {}
     options = Instrument.objects.filter(
         kind=Instrument.Kind.OPTION,
         underlying__symbol__in=futures,
         status=Instrument.Status.ACTIVE,
-        last_trading_day__gte=on,
+        last_trading_day__gte=calendar.trading_day_floor(at),
     ).select_related("underlying")
     for option in options:
         assert option.underlying is not None, "an option has an underlying"
@@ -288,11 +290,12 @@ def hedge_recommendation(
     months: int,
     volatility: Decimal | None = None,
     rate: Decimal | None = None,
-    on: date | None = None,
+    at: datetime | None = None,
 ) -> Hedge:
     """The futures strip, the call cap and the collar for ``gpus`` GPUs over ``months``
     delivery months from ``first_month``, with their expected and 95% worst-case costs and
-    the cost left unhedged (``pricing.hedge.recommend``, seeded: results repeat).
+    the cost left unhedged (``pricing.hedge.recommend``, seeded: results repeat), at ``at``
+    (now if not given): only futures and options that still trade then are used.
 
     Each option leg is a listed option (see the module's docstring and `_listed_option`) or
     unavailable; the strategies' premiums are the sums of their legs' premiums.
@@ -304,13 +307,17 @@ def hedge_recommendation(
         ``PRICING_NO_PRICES`` (none has a price), ``PRICING_MONTH_NOT_LISTED`` (a month of the
         need has no listed future that still trades).
     """
-    on = on or timezone.now().date()
+    at = at or timezone.now()
+    on = at.date()
     volatility = Decimal(settings.EXCHANGE_DEFAULT_VOLATILITY) if volatility is None else volatility
     rate = Decimal(settings.EXCHANGE_RISK_FREE_RATE) if rate is None else rate
-    points = {point.month: point for point in forward_curve(sku, region, on=on)}
+    points = {point.month: point for point in forward_curve(sku, region, at=at)}
     if not points:
         trading = Instrument.objects.filter(
-            kind=Instrument.Kind.FUTURE, sku=sku, region=region, last_trading_day__gte=on
+            kind=Instrument.Kind.FUTURE,
+            sku=sku,
+            region=region,
+            last_trading_day__gte=calendar.trading_day_floor(at),
         ).exists()
         code = PricingErrorCode.NO_PRICES if trading else PricingErrorCode.NO_FUTURES
         message = "have no price yet" if trading else "are listed"
@@ -325,7 +332,7 @@ def hedge_recommendation(
         )
     curve = [points[month] for month in wanted]
     hours = tuple(calendar.hours_in_month(month) for month in wanted)
-    listed = _options_by_future([str(point.symbol) for point in curve], on)
+    listed = _options_by_future([str(point.symbol) for point in curve], at)
     calls = _choose(curve, Instrument.OptionType.CALL, CAP_MONEYNESS, listed)
     puts = [
         _paired(put, call)

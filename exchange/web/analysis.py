@@ -93,8 +93,8 @@ def _chart(rows: list[CurveRow]) -> dict[str, list[str | None]]:
 
 @require_GET
 def curves(request: HttpRequest) -> HttpResponse:
-    today = timezone.now().date()
-    pairs = curve_markets(on=today)
+    now = timezone.now()
+    pairs = curve_markets(at=now)
     context: dict[str, object] = {
         "curve": None,
         "months_beyond": MODEL_MONTHS_BEYOND,
@@ -107,7 +107,7 @@ def curves(request: HttpRequest) -> HttpResponse:
     context["form"] = form
     if not form.is_valid():
         return render(request, "exchange/forward_curve.html", context, status=400)
-    curve = curve_with_model(form.cleaned_data["sku"], form.cleaned_data["region"], on=today)
+    curve = curve_with_model(form.cleaned_data["sku"], form.cleaned_data["region"], at=now)
     rows = _rows(curve)
     market_months = [point.month for point in curve.points if point.source != MODEL_SOURCE]
     context.update(

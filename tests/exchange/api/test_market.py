@@ -567,6 +567,30 @@ def test_curve_of_the_listed_futures_that_still_trade(strip, buyer, seller):
     assert [point["symbol"] for point in points] == [future.symbol for future in strip[1:]]
 
 
+def test_on_its_last_trading_day_a_future_is_on_the_curve_until_the_close(
+    strip, buyer, seller, monkeypatch
+):
+    """Its status stays active until the daily cycle expires it, but from the close on an order
+    on it is refused (ORDER_INSTRUMENT_EXPIRED): the curve (and what a ticket stages from it)
+    must not offer it."""
+    # given the front future's last trading day is today, and two months traded
+    trade(buyer, seller, strip[0], 1, "2.40")
+    trade(buyer, seller, strip[1], 1, "2.30")
+    Instrument.objects.filter(pk=strip[0].pk).update(last_trading_day=today())
+    close = calendar.close_at(today())
+
+    # when the curve is read a second before today's close, and at the close
+    monkeypatch.setattr(timezone, "now", lambda: close - timedelta(seconds=1))
+    before = get("/curves/H100SXM/USEAST/").json()["points"]
+    monkeypatch.setattr(timezone, "now", lambda: close)
+    after = get("/curves/H100SXM/USEAST/").json()["points"]
+
+    # then the front future is on it until the close, and not from then on
+    assert [point["symbol"] for point in before] == [future.symbol for future in strip]
+    assert [point["symbol"] for point in after] == [future.symbol for future in strip[1:]]
+    assert Instrument.objects.get(pk=strip[0].pk).status == Instrument.Status.ACTIVE
+
+
 def test_curve_without_prices_or_futures_is_empty(strip, sku):
     assert get("/curves/H100SXM/USEAST/").json()["points"] == []
 

@@ -813,6 +813,56 @@ def test_a_future_past_its_last_trading_day_is_not_hedged_with(strip):
     assert error_of(response) == (422, "PRICING_MONTH_NOT_LISTED", "first_month")
 
 
+def test_on_its_last_trading_day_a_future_is_hedged_with_until_the_close(strip, monkeypatch):
+    """From the close on, an order on it is refused (ORDER_INSTRUMENT_EXPIRED), though its status
+    stays active until the daily cycle: the strip must not stage it."""
+    # given the first month's future stops trading at today's close
+    Instrument.objects.filter(pk=strip[0].pk).update(last_trading_day=today())
+    close = calendar.close_at(today())
+    later_months = {**_need(strip, 1), "first_month": f"{strip[1].delivery_start:%Y-%m}"}
+
+    # when the need is hedged a second before the close, and at the close
+    monkeypatch.setattr(timezone, "now", lambda: close - timedelta(seconds=1))
+    before = post(HEDGE, _need(strip, 1))
+    monkeypatch.setattr(timezone, "now", lambda: close)
+    after = post(HEDGE, _need(strip, 1))
+    rest = post(HEDGE, {**later_months, "months": 2})
+
+    # then before it the strip buys it; from it the first month cannot be hedged, as a month
+    # without a listed future, and the later months are still hedged with their futures
+    legs = [leg["symbol"] for leg in before.json()["futures"]["legs"]]
+    assert legs == [future.symbol for future in strip]
+    assert error_of(after) == (422, "PRICING_MONTH_NOT_LISTED", "first_month")
+    assert [leg["symbol"] for leg in rest.json()["futures"]["legs"]] == [
+        future.symbol for future in strip[1:]
+    ]
+
+
+def test_on_its_last_trading_day_an_option_is_recommended_until_the_close(
+    strip, chains, monkeypatch
+):
+    # given the first month's options stop trading at today's close
+    Instrument.objects.filter(underlying=strip[0]).update(last_trading_day=today())
+    close = calendar.close_at(today())
+
+    # when the need is hedged a second before the close, and at the close
+    monkeypatch.setattr(timezone, "now", lambda: close - timedelta(seconds=1))
+    before = post(HEDGE, _need(strip, 1)).json()
+    monkeypatch.setattr(timezone, "now", lambda: close)
+    after = post(HEDGE, _need(strip, 1)).json()
+
+    # then its call is the cap's until the close; from it there is none to stage, and the
+    # second month's still is
+    assert (
+        before["cap"]["calls"][0]["symbol"]
+        == chains[(strip[0].symbol, "call", Decimal("2.75"))].symbol
+    )
+    assert after["cap"]["calls"][0]["available"] is False
+    assert after["cap"]["calls"][0]["reason"] == f"no calls listed on {strip[0].symbol}"
+    assert after["collar"]["puts"][0]["available"] is False
+    assert after["cap"]["calls"][1]["available"] is True
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exchange import calendar
-from exchange.models import Region, SettlementPrice, Sku
+from exchange.models import Instrument, Region, SettlementPrice, Sku
 from exchange.selectors.curves import MODEL_MONTHS_BEYOND, MODEL_PRICE_QUANTUM
 from exchange.selectors.hedge_orders import hedge_option_orders
 from exchange.selectors.market_data import forward_curve
@@ -60,7 +60,7 @@ def test_the_curve_shows_the_markets_points_and_the_model_beside_them(client, sk
     # then the market points are the forward curve's, each with its source
     assert response.status_code == 200
     curve = response.context["curve"]
-    expected_points = forward_curve(sku, six_months[0].region, on=_today())
+    expected_points = forward_curve(sku, six_months[0].region, at=timezone.now())
     assert curve.points == expected_points
     assert [point.source for point in curve.points] == ["settlement"] * 5 + ["model"]
     assert [point.price for point in curve.points[:5]] == SETTLED
@@ -137,7 +137,7 @@ def test_a_trade_after_the_last_settlement_is_the_months_price(sku, region, buye
     place(buyer, second, "buy", 1, "2.20")
     place(seller, second, "sell", 1, "2.30")
 
-    points = forward_curve(sku, region, on=_today())
+    points = forward_curve(sku, region, at=timezone.now())
 
     assert [(point.price, point.source) for point in points] == [
         (Decimal("2.44"), "last_trade"),
@@ -207,6 +207,37 @@ def test_without_a_choice_the_first_sku_and_region_with_futures_are_shown(client
     curve = response.context["curve"]
     assert (curve.sku.code, curve.region.code) == ("H100SXM", "USEAST")
     assert response.context["form"]["sku"].value() == "H100SXM"
+
+
+def test_a_future_whose_trading_ended_at_todays_close_is_left_out(
+    client, sku, six_months, settings
+):
+    """Its status stays active until the daily cycle expires it, but an order on it is refused
+    from the close on (ORDER_INSTRUMENT_EXPIRED)."""
+    # given APSOUTH, which sorts first, whose only future's last trading day is today, the
+    # front future of USEAST's strip stopping today too, and today's close past
+    apsouth = Region.objects.create(
+        code="APSOUTH",
+        name="Asia Pacific South",
+        compliance=[],
+        power_price_usd_per_kwh=Decimal("0.1"),
+    )
+    ended = futures_list_strip(sku=sku, region=apsouth, first_month=listing_month(), months=1)
+    _settle(ended, SETTLED[:1])
+    Instrument.objects.filter(pk__in=[ended[0].pk, six_months[0].pk]).update(
+        last_trading_day=_today()
+    )
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "00:00"
+
+    # when the page is shown without a choice
+    response = client.get(reverse(CURVES))
+
+    # then it shows USEAST (APSOUTH has no future that trades), without its front month
+    assert response.status_code == 200
+    curve = response.context["curve"]
+    assert (curve.sku.code, curve.region.code) == ("H100SXM", "USEAST")
+    assert [point.symbol for point in curve.points] == [future.symbol for future in six_months[1:]]
+    assert six_months[0].symbol not in response.content.decode()
 
 
 def test_a_pair_without_futures_says_so(client, sku, six_months):
