@@ -107,6 +107,9 @@ class Instrument:
     underlying: str | None
     option_type: str
     strike: Decimal | None
+    # The close of its last trading day: orders from then on are refused, while its status
+    # stays active until the daily cycle expires it.
+    trading_ends_at: datetime
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Instrument":
@@ -124,6 +127,7 @@ class Instrument:
             underlying=data.get("underlying"),
             option_type=data.get("option_type") or "",
             strike=_decimal(data.get("strike")),
+            trading_ends_at=datetime.fromisoformat(data["trading_ends_at"].replace("Z", "+00:00")),
         )
 
 

@@ -41,6 +41,12 @@ class InstrumentSerializer(serializers.ModelSerializer):
     sku = serializers.CharField(source="sku.code")
     region = serializers.CharField(source="region.code")
     underlying = serializers.CharField(source="underlying.symbol", allow_null=True, default=None)
+    trading_ends_at = serializers.DateTimeField(
+        read_only=True,
+        help_text="When it stops trading: the close of its last trading day (UTC). An order "
+        "from then on is refused with ORDER_INSTRUMENT_EXPIRED, though its status stays "
+        "active until the daily cycle expires it.",
+    )
 
     class Meta:
         model = Instrument
@@ -58,6 +64,7 @@ class InstrumentSerializer(serializers.ModelSerializer):
             "delivery_start",
             "delivery_end",
             "last_trading_day",
+            "trading_ends_at",
             "settlement",
             "underlying",
             "option_type",

@@ -1,9 +1,12 @@
 """The instrument catalog: GPU SKUs, regions, reserved capacity and tradable instruments."""
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
+
+from exchange import calendar
 
 
 class Interconnect(models.TextChoices):
@@ -210,3 +213,10 @@ class Instrument(models.Model):
     @property
     def is_tradable(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def trading_ends_at(self) -> datetime:
+        """When it stops trading: the close of its last trading day
+        (``calendar.trading_ends_at``), whatever its status says until the daily cycle
+        expires it."""
+        return calendar.trading_ends_at(self.last_trading_day)

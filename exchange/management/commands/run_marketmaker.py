@@ -4,6 +4,12 @@ It is an API client like any automated trader's (``exchange_client``); it touche
 only to create its API key when none is given. It names its quotes (``client_order_id`` with a
 prefix of its own per run) and cancels only those, so the organization's other orders (the
 opening quotes ``seed_demo`` placed, option quotes, a trader's orders) stay where they are.
+
+It quotes the front months of each strip that still trade: a future stops trading at the close
+of its last trading day (the instrument's ``trading_ends_at``), while its status stays active
+until the daily cycle expires it, so from then on it is dropped and the next month takes its
+place. Its quotes resting there cannot trade any more; they go when it stops, or when the daily
+cycle expires the future and cancels what rests on it.
 """
 
 import itertools
@@ -12,6 +18,7 @@ import secrets
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import requests
@@ -39,6 +46,12 @@ class Stopped(Exception):
 
 def on_tick(price: Decimal, tick: Decimal) -> Decimal:
     return (price / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick
+
+
+def still_trades(instrument: Instrument, now: datetime) -> bool:
+    """Before the close of its last trading day: an order from then on is refused
+    (``ORDER_INSTRUMENT_EXPIRED``), whatever its status says until the daily cycle."""
+    return now < instrument.trading_ends_at
 
 
 class Command(BaseCommand):
@@ -85,6 +98,9 @@ class Command(BaseCommand):
         try:
             while options["rounds"] == 0 or rounds < options["rounds"]:
                 rounds += 1
+                if not all(still_trades(future, datetime.now(UTC)) for future in futures):
+                    # A quoted future's trading ended: the strip's next month takes its place.
+                    futures = self._futures(client)
                 if cancel_after:
                     self._arm(client, cancel_after)
                 placed, traded = self._round(client, rng, futures, fair)
@@ -180,8 +196,12 @@ class Command(BaseCommand):
                 time.sleep(1)
 
     def _futures(self, client: ExchangeClient) -> list[Instrument]:
+        """The front ``FRONT_MONTHS`` of each strip among the active futures that still trade."""
         by_strip: dict[tuple[str, str], list[Instrument]] = {}
+        now = datetime.now(UTC)
         for instrument in client.instruments(kind="future", status="active"):
+            if not still_trades(instrument, now):
+                continue
             by_strip.setdefault((instrument.sku, instrument.region), []).append(instrument)
         chosen = []
         for strip in by_strip.values():

@@ -76,6 +76,9 @@ def test_instruments_lists_what_trades_with_its_terms(listed):
     assert (future_row["tick_size"], future_row["strike"]) == ("0.005000", None)
     assert future_row["delivery_start"] == front.delivery_start.isoformat()
     assert future_row["gpu_hours_per_contract"] == calendar.hours_in_month(front.delivery_start)
+    # Trading ends at the close of its last trading day, whatever its status until then.
+    ends_at = calendar.close_at(front.last_trading_day)
+    assert future_row["trading_ends_at"] == ends_at.isoformat().replace("+00:00", "Z")
     assert (call_row["underlying"], call_row["option_type"], call_row["strike"]) == (
         front.symbol,
         "call",

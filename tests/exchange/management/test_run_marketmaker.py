@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
+from exchange import calendar
 from exchange.api import throttling
 from exchange.management.commands import run_marketmaker
 from exchange.models import (
@@ -177,6 +180,60 @@ def test_it_quotes_an_empty_book_around_the_last_trade(live_server, demo_market)
         assert instrument_id in traded
         sides = set(quotes.filter(instrument_id=instrument_id).values_list("side", flat=True))
         assert sides == {"buy", "sell"}
+
+
+def test_it_does_not_quote_a_future_whose_trading_ended(live_server, demo_market, settings):
+    """On a future's last trading day, from the close on, its status is still active until the
+    daily cycle expires it, but every quote on it would be refused (ORDER_INSTRUMENT_EXPIRED):
+    it quotes the strip's next months instead."""
+    # given every strip's front future stops trading today, and today's close has passed
+    front = Instrument.objects.filter(kind=Instrument.Kind.FUTURE).order_by("delivery_start")[0]
+    ended = Instrument.objects.filter(
+        kind=Instrument.Kind.FUTURE, delivery_start=front.delivery_start
+    )
+    ended.update(last_trading_day=timezone.now().date())
+    settings.EXCHANGE_SETTLEMENT_CLOSE = "00:00"
+
+    out, err = run(live_server.url, rounds=3, interval=0, seed=11, cancel_after=0)
+
+    # then it quoted, none of it on the ended futures, and nothing it sent was refused so
+    quotes = its_quotes(demo_market)
+    assert int(out.split("round 1: ")[1].split(" quotes")[0]) > 0
+    assert quotes.exists()
+    assert not quotes.filter(instrument__in=ended).exists()
+    assert "ORDER_INSTRUMENT_EXPIRED" not in err
+    assert set(ended.values_list("status", flat=True)) == {Instrument.Status.ACTIVE}
+
+
+def test_when_a_quoted_futures_trading_ends_the_next_month_takes_its_place(
+    live_server, demo_market, monkeypatch
+):
+    """A run that goes past a front future's close: from its next round it quotes the strip's
+    next months, not the ended future (its clock is moved past the close after round 1)."""
+    front = Instrument.objects.filter(kind=Instrument.Kind.FUTURE).order_by("delivery_start")[0]
+    ended = Instrument.objects.filter(
+        kind=Instrument.Kind.FUTURE, delivery_start=front.delivery_start
+    )
+    after_the_close = calendar.trading_ends_at(front.last_trading_day)
+    first_round: list[int] = []
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return after_the_close if first_round else datetime.now(tz)
+
+    def sleep(seconds: float) -> None:
+        if not first_round:
+            first_round.append(Order.objects.order_by("-pk").values_list("pk", flat=True)[0])
+
+    monkeypatch.setattr(run_marketmaker, "datetime", Clock)
+    monkeypatch.setattr(run_marketmaker.time, "sleep", sleep)
+
+    run(live_server.url, rounds=4, interval=0, seed=11, cancel_after=0)
+
+    later = its_quotes(demo_market).filter(pk__gt=first_round[0])
+    assert later.exists()
+    assert not later.filter(instrument__in=ended).exists()
 
 
 def test_sigterm_withdraws_its_quotes_and_disarms_the_switch(live_server, demo_market, monkeypatch):
