@@ -56,8 +56,10 @@ def instruments_listed(
     return queryset
 
 
-def _resting_orders(now: datetime) -> QuerySet[Order]:
-    # A GTD order past its expiry is no longer in the market even before the matcher sweeps it.
+def resting_orders(now: datetime) -> QuerySet[Order]:
+    """The orders in the market at ``now``: resting, less GTD orders whose time has come
+    (``expires_at`` itself included), which are no longer in it even before the matcher
+    sweeps them. The book, the quotes and a market order's protection price read this."""
     return Order.objects.filter(status__in=RESTING_STATUSES).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
@@ -65,7 +67,7 @@ def _resting_orders(now: datetime) -> QuerySet[Order]:
 
 def _levels(instrument_ids: list[int], now: datetime) -> QuerySet[Order, dict[str, Any]]:
     return (
-        _resting_orders(now)
+        resting_orders(now)
         .filter(instrument_id__in=instrument_ids)
         .values("instrument_id", "side", "price")
         .annotate(

@@ -45,10 +45,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Max, Min
+from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import (
-    RESTING_STATUSES,
     Account,
     Instrument,
     Order,
@@ -56,6 +56,7 @@ from exchange.models import (
     OrderHold,
     Side,
 )
+from exchange.selectors.market import resting_orders
 from exchange.services.capacity import hours_by_month
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
@@ -141,12 +142,12 @@ def margin_per_contract(instrument: Instrument, side: str, price: Decimal) -> in
 
 
 def protection_price(instrument: Instrument, side: str) -> Decimal:
-    """The worst price a market order may fill at: the best opposite price found now, moved
-    ``EXCHANGE_MARKET_PROTECTION`` against the order, on the tick and inside the band."""
+    """The worst price a market order may fill at: the best opposite price in the market now
+    (as the book shows it: a GTD order whose time has come is out of it, though the matcher
+    has yet to sweep it), moved ``EXCHANGE_MARKET_PROTECTION`` against the order, on the tick
+    and inside the band."""
     opposite = Side.SELL if side == Side.BUY else Side.BUY
-    resting = Order.objects.filter(
-        instrument=instrument, side=opposite, status__in=RESTING_STATUSES
-    )
+    resting = resting_orders(timezone.now()).filter(instrument=instrument, side=opposite)
     best: Decimal | None = resting.aggregate(
         best=Min("price") if side == Side.BUY else Max("price")
     )["best"]

@@ -556,6 +556,77 @@ def test_a_dry_run_reports_a_futures_collateral_and_writes_nothing(api, future, 
     assert ledger_rows() == ledger_before
 
 
+def test_a_market_order_is_protected_from_the_best_price_still_in_the_book(
+    api, future, seller, monkeypatch
+):
+    """A GTD offer whose time has passed is no longer in the market (the book leaves it out)
+    even before the matcher sweeps it: the protection price was taken from it, 10% over an
+    offer nobody could buy, so a market order found nothing at or under it and bought nothing
+    of the offer the book showed."""
+    # given a GTD offer at 2.000 that expires, and a lasting one at 2.600
+    moment = datetime.now(UTC)
+    place(
+        seller,
+        future,
+        "sell",
+        2,
+        "2.000",
+        time_in_force="gtd",
+        expires_at=moment + timedelta(seconds=5),
+    )
+    place(seller, future, "sell", 2, "2.600")
+    monkeypatch.setattr("django.utils.timezone.now", lambda: moment + timedelta(seconds=5))
+    asks = api.get(f"/api/v1/instruments/{future.symbol}/book/").json()["asks"]
+
+    # when a market order buys 2 once the first offer's time has come
+    response = api.post(
+        ORDERS,
+        {"instrument": future.symbol, "side": "buy", "type": "market", "quantity": 2},
+        format="json",
+    )
+
+    # then it is protected 10% over the offer the book shows, and buys it
+    assert [level["price"] for level in asks] == ["2.600000"]
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["order"]["protection_price"] == "2.860000"
+    assert [(fill["price"], fill["quantity"]) for fill in body["fills"]] == [("2.600000", 2)]
+    assert body["market_remainder"] == 0
+
+
+def test_a_market_order_against_only_offers_whose_time_passed_is_refused(
+    api, future, seller, row_counts, monkeypatch
+):
+    # given the only offer is a GTD one whose time has come (the matcher has not swept it)
+    moment = datetime.now(UTC)
+    place(
+        seller,
+        future,
+        "sell",
+        2,
+        "2.500",
+        time_in_force="gtd",
+        expires_at=moment + timedelta(seconds=5),
+    )
+    monkeypatch.setattr("django.utils.timezone.now", lambda: moment + timedelta(seconds=5))
+    before = row_counts()
+
+    # when a market order is placed
+    response = api.post(
+        ORDERS,
+        {"instrument": future.symbol, "side": "buy", "type": "market", "quantity": 1},
+        format="json",
+    )
+
+    # then it has nothing to fill against, as on an empty book: refused, no order written
+    assert response.status_code == 422, response.content
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "RISK_NO_REFERENCE_PRICE",
+        "type",
+    )
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+
+
 def test_a_dry_run_of_a_market_order_uses_its_protection_price(api, future, seller, row_counts):
     # given an offer at 2.500
     place(seller, future, "sell", 1, "2.500")
