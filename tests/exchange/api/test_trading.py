@@ -493,6 +493,80 @@ def test_an_organization_without_funds_is_refused_again_on_its_next_order(
     assert not LedgerAccount.objects.filter(code__startswith=f"trading:{unfunded.pk}:").exists()
 
 
+# Self-trade prevention: the caller's own offers at 2.505 (3) and 2.510 (1), between others'.
+SELF_TRADE_OUTCOMES = {
+    # mode: (fills, the bid's status, done_reason, filled, cancelled, own offers left open)
+    "cancel_newest": ([("2.500000", 2)], "cancelled", "self_trade", 2, 6, [3, 1]),
+    "cancel_oldest": (
+        [("2.500000", 2), ("2.505000", 2), ("2.510000", 4)],
+        "filled",
+        "filled",
+        8,
+        0,
+        [0, 0],
+    ),
+    "cancel_both": ([("2.500000", 2)], "cancelled", "self_trade", 2, 6, [0, 1]),
+    # Takes 3 off against the first offer and 1 against the second, trading between them: the
+    # last of it went to self-trade prevention, so it ends cancelled with its fills kept.
+    "decrement": ([("2.500000", 2), ("2.505000", 2)], "cancelled", "self_trade", 4, 4, [0, 0]),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(SELF_TRADE_OUTCOMES))
+def test_self_trade_prevention_meets_the_callers_offers_at_several_levels(
+    api, future, buyer, seller, mode
+):
+    # given the book's offers, two of them the caller's own
+    place(seller, future, "sell", 2, "2.500")
+    own = [place(buyer, future, "sell", 3, "2.505")]
+    place(seller, future, "sell", 2, "2.505")
+    own.append(place(buyer, future, "sell", 1, "2.510"))
+    place(seller, future, "sell", 4, "2.510")
+
+    # when the caller bids for 8 through all three levels with the mode
+    response = api.post(
+        ORDERS,
+        limit_order(future, quantity=8, price="2.510", self_trade_prevention=mode),
+        format="json",
+    )
+
+    # then the taker's mode decides what trades and what is taken off, its own and the offers'
+    fills, status, done_reason, filled, cancelled, own_open = SELF_TRADE_OUTCOMES[mode]
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert [(fill["price"], fill["quantity"]) for fill in body["fills"]] == fills
+    order = body["order"]
+    assert (order["status"], order["done_reason"]) == (status, done_reason)
+    assert (order["filled_quantity"], order["cancelled_quantity"]) == (filled, cancelled)
+    assert body["resting_quantity"] == 0
+    for offer in own:
+        offer.refresh_from_db()
+    assert [offer.open_quantity for offer in own] == own_open
+    assert all(offer.done_reason in ("", "self_trade") for offer in own)
+    assert not Trade.objects.filter(buyer_account=buyer, seller_account=buyer).exists()
+
+
+def test_a_decrement_whose_last_contracts_trade_ends_filled_with_its_cancelled_part(
+    api, future, buyer, seller
+):
+    # given the caller's own offer of 3 ahead of another's 5
+    own = place(buyer, future, "sell", 3, "2.500")
+    place(seller, future, "sell", 5, "2.505")
+
+    # when it bids for 8 with decrement
+    order = api.post(
+        ORDERS,
+        limit_order(future, quantity=8, price="2.505", self_trade_prevention="decrement"),
+        format="json",
+    ).json()["order"]
+
+    # then 3 are taken off both and 5 trade: filled (its last contracts traded), 3 cancelled
+    own.refresh_from_db()
+    assert (order["status"], order["done_reason"]) == ("filled", "filled")
+    assert (order["filled_quantity"], order["cancelled_quantity"]) == (5, 3)
+    assert (own.status, own.done_reason, own.cancelled_quantity) == ("cancelled", "self_trade", 3)
+
+
 # Client order ids ------------------------------------------------------------------------
 
 
