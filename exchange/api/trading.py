@@ -782,7 +782,8 @@ class OrderReplace(APIView):
         },
         operation_id="order_replace",
         summary="Change a live limit order's price and open quantity (scope trade; 0 cancels)",
-        description="The same price with a smaller quantity keeps the order's place in the "
+        description="quantity is the new open quantity: a partly filled order keeps its fills. "
+        "The same price with the same or a smaller quantity keeps the order's place in the "
         "queue; any other change sends it to the back. Quantity 0 cancels it, also on a halted "
         "instrument (as DELETE does). A replace the matcher refuses (e.g. "
         "MATCHING_POST_ONLY_WOULD_CROSS) is a 422 with its code, the order unchanged by it; "

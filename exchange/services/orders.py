@@ -1066,10 +1066,10 @@ def order_replace(
 ) -> Order:
     """Change a live limit order's price and open quantity (0 cancels it).
 
-    The same price with a smaller quantity keeps the order's place in the queue; any other
-    change sends it to the back, matched like a new arrival. A replace to 0 is a cancel: like
-    ``order_cancel`` it goes through on an instrument halted or expired, where any other
-    replace is refused, and the price it names is not looked at.
+    The same price with the same or a smaller quantity keeps the order's place in the queue;
+    any other change sends it to the back, matched like a new arrival. A replace to 0 is a
+    cancel: like ``order_cancel`` it goes through on an instrument halted or expired, where
+    any other replace is refused, and the price it names is not looked at.
 
     A replace the matcher refuses (a post-only order that would trade, an order whose time in
     force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as

@@ -1084,6 +1084,45 @@ def test_replacing_an_order_changes_its_price_and_quantity(api, future, buyer):
     assert (order.price, order.open_quantity) == (Decimal("2.41"), 5)
 
 
+def test_a_replace_sets_the_open_quantity_and_keeps_the_queue_only_when_it_shrinks_in_place(
+    api, future, buyer, seller, maker
+):
+    # given the caller's bid of 10 at 2.450, 4 of it filled, ahead of another's at that price
+    order = place(buyer, future, "buy", 10, "2.450")
+    place(seller, future, "sell", 4, "2.450")
+    behind = place(maker, future, "buy", 5, "2.450")
+    replace_url = f"{order_url(order.pk)}replace/"
+
+    # when it is replaced to 3 at the same price, then an offer of 1 comes
+    shrunk = api.post(replace_url, {"price": "2.450", "quantity": 3}, format="json").json()
+    place(seller, future, "sell", 1, "2.450")
+
+    # then 3 is what stays open (the 4 filled are kept), and the order kept its place
+    assert (shrunk["status"], shrunk["filled_quantity"], shrunk["open_quantity"]) == (
+        "partially_filled",
+        4,
+        3,
+    )
+    assert shrunk["quantity"] == 4 + 3
+    order.refresh_from_db()
+    behind.refresh_from_db()
+    assert (order.filled_quantity, behind.filled_quantity) == (5, 0)
+
+    # when it is sent away and back to 2.450 (or grows there), then an offer of 1 comes
+    api.post(replace_url, {"price": "2.445", "quantity": 2}, format="json")
+    api.post(replace_url, {"price": "2.450", "quantity": 2}, format="json")
+    place(seller, future, "sell", 1, "2.450")
+
+    # then it lost its place: the order behind it fills first
+    order.refresh_from_db()
+    behind.refresh_from_db()
+    assert (order.filled_quantity, behind.filled_quantity) == (5, 1)
+    reasons = [
+        event["reason"] for event in api.get(f"{order_url(order.pk)}history/").json()["results"]
+    ]
+    assert reasons[:3] == ["replaced_lost_priority", "replaced_lost_priority", "replaced"]
+
+
 def test_replacing_to_zero_cancels(api, future, buyer):
     order = place(buyer, future, "buy", 2, "2.400")
 
