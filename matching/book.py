@@ -695,6 +695,13 @@ class OrderBook:
             order.post_only,
         )
 
+    def next_expiry(self) -> int | None:
+        """The earliest GTD expiry the book has not ticked past, or None: when it next needs a
+        `Tick`. Its order may have left the book since (expiries are dropped lazily), so a
+        tick then may expire nothing; it moves this on to the next one."""
+        expiries = self._expiries
+        return expiries[0][0] if expiries else None
+
     def __len__(self) -> int:
         """Number of resting orders."""
         return len(self._orders)

@@ -255,18 +255,13 @@ class Matcher:
         """
         now_us = engine_time(now)
         events = self.engine.process(matching.Tick(now=now_us, instrument=instrument.pk))
+        # After every tick, events or not: the expiry remembered may be of an order cancelled
+        # or filled since, and kept, the book would be due (locked and ticked) at every pass.
+        self._next_expiry[instrument.pk] = self.engine.book(instrument.pk).next_expiry()
         if not events:
             return
         self._load_orders(applier, events)
         applier.apply_tick(events)
-        self._next_expiry[instrument.pk] = min(
-            (
-                order.expires_at
-                for order in self.engine.book(instrument.pk).orders()
-                if order.expires_at is not None
-            ),
-            default=None,
-        )
 
     def _load_orders(self, applier: EventApplier, events: Iterable[matching.Event]) -> None:
         missing = applier.missing_order_ids(list(events))

@@ -225,6 +225,41 @@ def test_matcher_expires_due_orders_without_commands(future, buyer):
     assert matcher.expiring_instrument_ids(now + timedelta(minutes=2)) == []
 
 
+def test_a_gtd_order_gone_before_its_expiry_leaves_no_expiry_due_after_one_pass(future, buyer):
+    """A market maker's GTD quotes are mostly cancelled or filled before their time. The
+    matcher kept the earliest expiry it had seen until a tick expired something, so once a
+    cancelled quote's time passed the book was due forever: every pass of the loop (back to
+    back while busy) locked and ticked it for nothing."""
+    # given a GTD bid that rests, then is cancelled before its time
+    now = timezone.now()
+    gtd = place(
+        buyer, future, "buy", 5, "2.45", time_in_force="gtd", expires_at=now + timedelta(minutes=1)
+    )
+    matcher = Matcher()
+    matcher.process_pending(now=now)
+    order_cancel(order=Order.objects.get(pk=gtd.pk))
+    matcher.process_pending(now=now)
+    later = now + timedelta(minutes=2)
+
+    # when its time has passed and the loop ticks the book once
+    matcher.process_instruments(matcher.due_expiry_instrument_ids(later), now=later)
+
+    # then no expiry is due there any more, and a GTD order placed since is due at its time
+    assert matcher.due_expiry_instrument_ids(later + timedelta(minutes=1)) == []
+    place(
+        buyer,
+        future,
+        "buy",
+        5,
+        "2.45",
+        time_in_force="gtd",
+        expires_at=later + timedelta(minutes=5),
+    )
+    matcher.process_pending(now=later)
+    assert matcher.due_expiry_instrument_ids(later + timedelta(minutes=1)) == []
+    assert matcher.due_expiry_instrument_ids(later + timedelta(minutes=5)) == [future.pk]
+
+
 def test_restarted_matcher_expires_orders_it_rebuilt(future, buyer):
     now = timezone.now()
     gtd = place(
