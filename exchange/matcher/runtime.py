@@ -142,10 +142,15 @@ class Matcher:
     def process_instrument(self, instrument_id: int, *, now: datetime | None = None) -> int:
         """Run the pending commands of one instrument (and due expiries). Returns commands run."""
         assert self.owns(instrument_id)
-        return self._process([instrument_id], now or timezone.now())
+        return self._process([instrument_id], now)
 
-    def _process(self, instrument_ids: list[int], now: datetime) -> int:
-        """Batches over ``instrument_ids`` until their queues are empty (or the call's bound)."""
+    def _process(self, instrument_ids: list[int], now: datetime | None) -> int:
+        """Batches over ``instrument_ids`` until their queues are empty (or the call's bound).
+
+        ``now``: the time of every batch (a test's or a simulation's clock); None, the clock as
+        each batch has taken its locks, so that trades in sequence order are in time order
+        across processes (a time read before waiting on another's lock would be older than
+        the trades that other wrote)."""
         total = 0
         self.last_orders = {}
         for _batch in range(self.BATCHES_PER_CALL_MAX):
@@ -155,7 +160,9 @@ class Matcher:
                 break
         return total
 
-    def _process_batch(self, instrument_ids: list[int], now: datetime) -> tuple[int, list[int]]:
+    def _process_batch(
+        self, instrument_ids: list[int], now: datetime | None
+    ) -> tuple[int, list[int]]:
         """One transaction over several instruments: each one's queue (up to
         ``BATCH_COMMANDS_MAX`` commands) and due expiries, written together and committed
         once. Returns the commands run and the instruments with more queued."""
@@ -175,6 +182,7 @@ class Matcher:
                         (PENDING_COMMANDS, [instrument_id, self.BATCH_COMMANDS_MAX + 1], False)
                     )
                 results = rows_together(queries)
+                moment = now if now is not None else timezone.now()
                 for index, instrument_id in enumerate(instrument_ids):
                     # The rows are of the models the statements select (statements returns
                     # them as plain models).
@@ -205,13 +213,13 @@ class Matcher:
                     applier = EventApplier(
                         instrument,
                         {command.order_id: command.order for command in commands},
-                        now,
+                        moment,
                         settlement=settlement,
                     )
                     settlement.load_replaces(
                         {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
                     )
-                    self._expire_due(instrument, applier, now)
+                    self._expire_due(instrument, applier, moment)
                     for command in commands:
                         self._run_command(instrument, command, applier)
                     batches.append((applier, commands))
@@ -388,11 +396,11 @@ class Matcher:
         owned = sorted(
             instrument_id for instrument_id in set(instrument_ids) if self.owns(instrument_id)
         )
-        return self._process(owned, now or timezone.now()) if owned else 0
+        return self._process(owned, now) if owned else 0
 
     def process_pending(self, *, now: datetime | None = None) -> int:
         """One full pass over the shard, found by reading the database: every instrument with
         pending commands or due expiries."""
-        now = now or timezone.now()
-        instrument_ids = set(self.pending_instrument_ids()) | set(self.expiring_instrument_ids(now))
+        expiring = self.expiring_instrument_ids(now or timezone.now())
+        instrument_ids = set(self.pending_instrument_ids()) | set(expiring)
         return self.process_instruments(instrument_ids, now=now)

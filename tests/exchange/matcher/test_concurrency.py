@@ -166,3 +166,48 @@ def test_a_client_order_id_conflict_met_at_the_insert_is_recorded(postgres_only,
     assert Order.objects.count() == 2  # The template and the first: the second wrote nothing.
     rejection = OrderRejection.objects.get()
     assert (rejection.code, rejection.client_order_id) == (error.code, "same-id")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trade_is_timed_once_its_matcher_holds_the_book(postgres_only, future, buyer, seller):
+    """The matcher reads the clock after taking the instrument's lock: a pass that waited for
+    another process's pass writes trades later in time as well as in sequence."""
+    from django.utils import timezone
+
+    from exchange.models import Instrument
+    from tests.exchange.support import place
+
+    place(seller, future, "sell", 1, "2.45")
+    outcome: list[BaseException | Order] = []
+
+    def lift() -> None:
+        try:
+            outcome.append(
+                order_place(
+                    account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=1
+                )
+            )
+        except BaseException as error:  # Checked below.
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    taker = threading.Thread(target=lift)
+    with transaction.atomic():  # Another process's matching pass on the book, as it locks it.
+        Instrument.objects.select_for_update(no_key=True).get(pk=future.pk)
+        taker.start()
+        with connection.cursor() as cursor:
+            for _ in range(200):  # Until the taker's matcher waits for the book.
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the taker's matcher never waited for the book")
+        time.sleep(0.2)
+        released = timezone.now()
+    taker.join(timeout=30)
+
+    [order] = outcome
+    assert isinstance(order, Order) and order.status == Order.Status.FILLED
+    assert Trade.objects.get().executed_at >= released
