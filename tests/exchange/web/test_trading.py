@@ -412,6 +412,18 @@ def test_cancel_and_amend_own_orders(client, future, alice, buyer):
     assert (second.price, second.open_quantity) == (Decimal("2.42"), 2)
 
 
+def test_the_amend_warns_what_loses_the_orders_place(client, future, alice, buyer):
+    client.force_login(alice)
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.4"), quantity=3)
+
+    mine = client.get(reverse("web:instrument_my_orders", args=[future.symbol])).content.decode()
+
+    assert (
+        "A new price or a larger quantity sends it to the back of the queue; a smaller quantity "
+        "keeps its place."
+    ) in mine
+
+
 def test_an_amend_with_a_bad_price_changes_nothing(client, future, alice, buyer):
     client.force_login(alice)
     order = order_place(
