@@ -93,6 +93,8 @@ def order_message(symbol: str, order: Order) -> Message:
         "quantity": order.quantity,
         "filled_quantity": order.filled_quantity,
         "cancelled_quantity": order.cancelled_quantity,
+        "open_quantity": order.open_quantity,
+        "average_price": price_text(order.average_fill_price),
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
         "updated_at": time_text(order.updated_at),

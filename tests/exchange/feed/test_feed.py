@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from rest_framework import serializers
+from rest_framework.test import APIClient
 
 from exchange.asgi import application
 from exchange.feed.selectors import book_snapshot
@@ -43,6 +44,12 @@ def bearer(token: str) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {token}".encode())]
 
 
+def api_client_of(account) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(account)}")
+    return client
+
+
 def as_rest(moment) -> str:
     """A time as the REST API writes it."""
     return serializers.DateTimeField().to_representation(moment)
@@ -61,6 +68,10 @@ def order_as_pushed(order: Order) -> dict:
         "quantity": order.quantity,
         "filled_quantity": order.filled_quantity,
         "cancelled_quantity": order.cancelled_quantity,
+        "open_quantity": order.open_quantity,
+        "average_price": (
+            None if order.average_fill_price is None else f"{order.average_fill_price:.6f}"
+        ),
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
         "updated_at": as_rest(order.updated_at),
@@ -232,6 +243,13 @@ def test_orders_channel_sends_fills_and_order_changes_to_the_key_organization_on
     assert seller_pushed == [fill_as_pushed(trade, ask, "maker"), order_as_pushed(ask)]
     assert buyer_pushed[1]["status"] == seller_pushed[1]["status"] == Order.Status.FILLED
     assert quiet == [True, True, True]  # Nothing more, and nothing at all for the third.
+    # and each order message says what the REST API says of the order, field for field
+    for pushed, order in ((buyer_pushed[1], bid), (seller_pushed[1], ask)):
+        rest = api_client_of(order.account).get(f"/api/v1/orders/{order.pk}/").json()
+        assert {key: rest[key] for key in pushed if key != "type"} == {
+            key: value for key, value in pushed.items() if key != "type"
+        }
+        assert (pushed["open_quantity"], pushed["average_price"]) == (0, "2.500000")
 
 
 @pytest.mark.parametrize("token", ["", "gx_nonsense", "gx_0123456789ab_wrong-secret"])
