@@ -404,15 +404,27 @@ def order_submit(
                 return Placement(existing, created=False)
         _validate_known(account, resolved, request, client_order_id)
         assert resolved is not None
-        order = _order_accept(
-            account,
-            resolved,
-            request,
-            client_order_id,
-            placed_by,
-            liquidation=liquidation,
-            account_check=account_check,
-        )
+        try:
+            order = _order_accept(
+                account,
+                resolved,
+                request,
+                client_order_id,
+                placed_by,
+                liquidation=liquidation,
+                account_check=account_check,
+            )
+        except IntegrityError:
+            # Another request with this client order id committed first: answer as a repeat
+            # would, or refuse (and record) a conflict as the check above would have.
+            existing = (
+                _existing_for_client_order_id(account, client_order_id, request)
+                if client_order_id
+                else None
+            )
+            if existing is None:
+                raise
+            return Placement(existing, created=False)
     except OrderRejected as error:  # Input or risk: nothing of the order was written.
         _record_rejection(
             account=account,
@@ -423,26 +435,6 @@ def order_submit(
             placed_by=placed_by,
         )
         raise
-    except IntegrityError:
-        # Another request with this client order id committed first: answer as a repeat would,
-        # and record a conflict as the check before the insert would have.
-        if not client_order_id:
-            raise
-        try:
-            existing = _existing_for_client_order_id(account, client_order_id, request)
-        except OrderRejected as error:
-            _record_rejection(
-                account=account,
-                instrument=resolved,
-                request=request,
-                client_order_id=client_order_id,
-                error=error,
-                placed_by=placed_by,
-            )
-            raise
-        if existing is None:
-            raise
-        return Placement(existing, created=False)
     matched = wake.after_commit(resolved.pk, order.pk)
     if matched is not None:
         return Placement(matched, created=True)
