@@ -211,10 +211,6 @@ class Instrument(models.Model):
         return self.symbol
 
     @property
-    def is_tradable(self) -> bool:
-        return self.status == self.Status.ACTIVE
-
-    @property
     def trading_ends_at(self) -> datetime:
         """When it stops trading: the close of its last trading day
         (``calendar.trading_ends_at``), whatever its status says until the daily cycle
