@@ -109,6 +109,14 @@ class ReservedCapacity(models.Model):
         return f"{self.gpus}x {self.sku.code} {self.cluster} ({self.region.code})"
 
 
+class InstrumentQuerySet(models.QuerySet["Instrument"]):
+    def trading_at(self, moment: datetime) -> "InstrumentQuerySet":
+        """Those that still trade at ``moment``: before the close of their last trading day
+        (``calendar.trading_day_floor``), whatever their status says until the daily cycle
+        expires them. An order on one that ended is refused (``ORDER_INSTRUMENT_EXPIRED``)."""
+        return self.filter(last_trading_day__gte=calendar.trading_day_floor(moment))
+
+
 class Instrument(models.Model):
     """A tradable instrument. Prices are USD per GPU-hour; quantities are contracts.
 
@@ -179,6 +187,8 @@ class Instrument(models.Model):
     # positions and margin it keeps in memory.
     risk_version = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = InstrumentQuerySet.as_manager()
 
     class Meta:
         ordering = [

@@ -57,9 +57,8 @@ class CurveWithModel:
 def curve_markets(*, at: datetime) -> list[tuple[Sku, Region]]:
     """The SKU and region pairs with a future that still trades at ``at``, by their codes."""
     pairs = (
-        Instrument.objects.filter(
-            kind=Instrument.Kind.FUTURE, last_trading_day__gte=calendar.trading_day_floor(at)
-        )
+        Instrument.objects.trading_at(at)
+        .filter(kind=Instrument.Kind.FUTURE)
         .values_list("sku_id", "region_id")
         .distinct()
     )
@@ -84,11 +83,8 @@ def sku_depreciation_fit(
     points) saves reading curves the caller already has."""
     curves = dict(curves or {})
     region_ids = (
-        Instrument.objects.filter(
-            kind=Instrument.Kind.FUTURE,
-            sku=sku,
-            last_trading_day__gte=calendar.trading_day_floor(at),
-        )
+        Instrument.objects.trading_at(at)
+        .filter(kind=Instrument.Kind.FUTURE, sku=sku)
         .values_list("region_id", flat=True)
         .distinct()
     )

@@ -98,7 +98,7 @@ def quotes_for(instruments: list[Instrument], *, now: datetime | None = None) ->
             "trades__quantity", filter=Q(trades__executed_at__gte=now - timedelta(hours=24))
         ),
     )
-    extra_by_id = {row.pk: row for row in extras}
+    extra_by_id: dict[int, Any] = {row.pk: row for row in extras}  # With the annotations.
     return {
         instrument_id: Quote(
             best_bid=best.get((instrument_id, Side.BUY)),

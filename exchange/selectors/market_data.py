@@ -8,7 +8,6 @@ from typing import Any
 
 from django.utils import timezone
 
-from exchange import calendar
 from exchange.models import Instrument, Region, Sku, Trade
 from exchange.selectors.market import quotes_for
 from exchange.selectors.marks import MarkSource, marks_for
@@ -86,19 +85,16 @@ class CurvePoint:
 
 def forward_curve(sku: Sku, region: Region, *, at: datetime) -> list[CurvePoint]:
     """The prices by delivery month of the listed futures that still trade at ``at`` (before
-    the close of their last trading day, ``calendar.trading_day_floor``: an order on one whose
+    the close of their last trading day, ``Instrument.objects.trading_at``: an order on one whose
     trading ended is refused): each future's mark (the newer of its latest settlement price
     and its last trade, ``selectors.marks``: the rule that values positions and options), else
     the mid of its book; months without any are priced on the forward curve through the
     others, with the SKU's depreciation model beyond the last
     (``exchange.services.settlement_prices``)."""
     futures = list(
-        Instrument.objects.filter(
-            kind=Instrument.Kind.FUTURE,
-            sku=sku,
-            region=region,
-            last_trading_day__gte=calendar.trading_day_floor(at),
-        ).order_by("delivery_start")
+        Instrument.objects.trading_at(at)
+        .filter(kind=Instrument.Kind.FUTURE, sku=sku, region=region)
+        .order_by("delivery_start")
     )
     if not futures:
         return []

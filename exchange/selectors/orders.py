@@ -28,6 +28,14 @@ from exchange.services.ledger_accounts import micros_to_usd
 from statements import Select
 
 STATUS_LIVE = "live"  # A status filter meaning any of LIVE_STATUSES.
+STATUS_DONE = "done"  # A status filter meaning any other: the orders that ended.
+# Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than
+# overflowing the driver.
+ID_MAX = 2**63 - 1
+LIQUIDITY_MAKER = "maker"
+LIQUIDITY_TAKER = "taker"
+# Market orders and these times in force cancel what they cannot fill at once.
+IMMEDIATE_TIMES_IN_FORCE = (Order.TimeInForce.IOC, Order.TimeInForce.FOK)
 
 
 def live_quantity(account_id: int, instrument_id: int, side: str) -> int:
@@ -38,16 +46,6 @@ def live_quantity(account_id: int, instrument_id: int, side: str) -> int:
         open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
     )["open"]
     return total
-
-
-STATUS_DONE = "done"  # A status filter meaning any other: the orders that ended.
-# Ids are 64-bit integers in the database; a larger one from a URL finds nothing rather than
-# overflowing the driver.
-ID_MAX = 2**63 - 1
-LIQUIDITY_MAKER = "maker"
-LIQUIDITY_TAKER = "taker"
-# Market orders and these times in force cancel what they cannot fill at once.
-IMMEDIATE_TIMES_IN_FORCE = (Order.TimeInForce.IOC, Order.TimeInForce.FOK)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from datetime import date
 
 from django.utils import timezone
 
-from exchange import calendar
 from exchange.models import Instrument, Organization, Region, ReservedCapacity
 from exchange.selectors.capacity import capacity_of, gpus_held
 from exchange.selectors.market import Quote, quotes_for
@@ -80,11 +79,11 @@ class Listing:
 def resale_listings(criteria: ListingFilter) -> list[Listing]:
     """Listings still trading that meet every criterion, soonest term first, at most
     ``LISTING_ROWS_MAX``."""
-    listings = Instrument.objects.filter(
-        kind=Instrument.Kind.RESALE,
-        status=Instrument.Status.ACTIVE,
-        last_trading_day__gte=calendar.trading_day_floor(timezone.now()),
-    ).select_related("sku", "region", "reservation")
+    listings = (
+        Instrument.objects.trading_at(timezone.now())
+        .filter(kind=Instrument.Kind.RESALE, status=Instrument.Status.ACTIVE)
+        .select_related("sku", "region", "reservation")
+    )
     if criteria.sku:
         listings = listings.filter(sku__code=criteria.sku)
     if criteria.region:

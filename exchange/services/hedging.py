@@ -168,12 +168,15 @@ def _options_by_future(futures: list[str], at: datetime) -> dict[tuple[str, str]
     """The options that still trade at ``at`` (before the close of their last trading day) on
     each of ``futures`` (symbols), by (future symbol, option type)."""
     by_future: dict[tuple[str, str], list[Instrument]] = {}
-    options = Instrument.objects.filter(
-        kind=Instrument.Kind.OPTION,
-        underlying__symbol__in=futures,
-        status=Instrument.Status.ACTIVE,
-        last_trading_day__gte=calendar.trading_day_floor(at),
-    ).select_related("underlying")
+    options = (
+        Instrument.objects.trading_at(at)
+        .filter(
+            kind=Instrument.Kind.OPTION,
+            underlying__symbol__in=futures,
+            status=Instrument.Status.ACTIVE,
+        )
+        .select_related("underlying")
+    )
     for option in options:
         assert option.underlying is not None, "an option has an underlying"
         by_future.setdefault((option.underlying.symbol, option.option_type), []).append(option)
@@ -313,12 +316,11 @@ def hedge_recommendation(
     rate = Decimal(settings.EXCHANGE_RISK_FREE_RATE) if rate is None else rate
     points = {point.month: point for point in forward_curve(sku, region, at=at)}
     if not points:
-        trading = Instrument.objects.filter(
-            kind=Instrument.Kind.FUTURE,
-            sku=sku,
-            region=region,
-            last_trading_day__gte=calendar.trading_day_floor(at),
-        ).exists()
+        trading = (
+            Instrument.objects.trading_at(at)
+            .filter(kind=Instrument.Kind.FUTURE, sku=sku, region=region)
+            .exists()
+        )
         code = PricingErrorCode.NO_PRICES if trading else PricingErrorCode.NO_FUTURES
         message = "have no price yet" if trading else "are listed"
         raise PricingError(code, f"No {sku.code} futures in {region.code} {message}.")
