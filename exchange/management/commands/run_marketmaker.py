@@ -37,7 +37,10 @@ TAKE_PROBABILITY = 0.35  # How often a round also takes the best price somewhere
 CANCEL_AFTER_SECONDS = 15  # The dead man's switch, armed again every round.
 CLIENT_ORDER_ID_PREFIX = "mm-"  # Its quotes' client order ids: mm-<run>-<n>.
 CANCEL_BATCH_MAX = 100  # Ids per batch cancel (the API's limit).
-CLEANUP_RETRY_AFTER_MAX = 10  # Seconds it waits out a rate limit when it stops, at most.
+# A request refused for the key's rate is sent again after the answer's Retry-After, at most
+# RATE_LIMIT_WAIT_MAX seconds each time, RATE_LIMIT_RETRIES times (the client does it).
+RATE_LIMIT_RETRIES = 2
+RATE_LIMIT_WAIT_MAX = 5
 
 
 class Stopped(Exception):
@@ -80,7 +83,13 @@ class Command(BaseCommand):
         cancel_after = options["cancel_after"]
         if cancel_after and cancel_after < 3 * options["interval"]:
             raise CommandError("--cancel-after must be 0 or at least three rounds' --interval.")
-        client = ExchangeClient(options["url"], options["key"] or self._key(options["org"]))
+        client = ExchangeClient(
+            options["url"],
+            options["key"] or self._key(options["org"]),
+            rate_limit_retries=RATE_LIMIT_RETRIES,
+            rate_limit_wait_max_seconds=RATE_LIMIT_WAIT_MAX,
+            sleep=time.sleep,  # Looked up now: a test may have replaced it.
+        )
         self._wait_for(client)
         futures = self._futures(client)
         if not futures:
@@ -134,35 +143,18 @@ class Command(BaseCommand):
         ids = [cid for cids in self._quotes.values() for cid in cids]
         try:
             for start in range(0, len(ids), CANCEL_BATCH_MAX):
-                self._cancel_quotes(client, ids[start : start + CANCEL_BATCH_MAX], retry=True)
+                self._cancel_quotes(client, ids[start : start + CANCEL_BATCH_MAX])
             self._quotes.clear()
             if cancel_after:
-                self._rate_limited_retry(lambda: client.cancel_all_after(0), retry=True)
+                client.cancel_all_after(0)
         except (ApiError, requests.RequestException) as error:
             self.stderr.write(f"withdrawing its quotes: {error}")
 
-    def _cancel_quotes(self, client: ExchangeClient, ids: list[str], *, retry: bool) -> None:
+    def _cancel_quotes(self, client: ExchangeClient, ids: list[str]) -> None:
         """Cancel these quotes of its own by client order id; one filled or cancelled already
         (409), or never placed (404), is no longer its concern."""
-        if not ids:
-            return
-        self._rate_limited_retry(lambda: client.cancel_orders(client_order_ids=ids), retry=retry)
-
-    @staticmethod
-    def _rate_limited_retry(call, *, retry: bool) -> None:
-        """``call()``; while it is rate limited (the rounds may have spent the key's window),
-        wait as told and call again, for up to ``CLEANUP_RETRY_AFTER_MAX`` seconds in all."""
-        waited = 0.0
-        while True:
-            try:
-                call()
-                return
-            except ApiError as error:
-                wait = error.retry_after_seconds
-                if not retry or wait is None or waited + wait > CLEANUP_RETRY_AFTER_MAX:
-                    raise
-                time.sleep(wait)
-                waited += wait
+        if ids:
+            client.cancel_orders(client_order_ids=ids)
 
     def _arm(self, client: ExchangeClient, timeout_seconds: int) -> None:
         """Arm the switch again: if this process stops without withdrawing its quotes, the
@@ -171,8 +163,6 @@ class Command(BaseCommand):
             client.cancel_all_after(timeout_seconds)
         except ApiError as error:
             self.stderr.write(f"cancel-all-after: {error.code}: {error.message}")
-            if error.retry_after_seconds is not None:
-                time.sleep(error.retry_after_seconds)
 
     def _key(self, slug: str) -> str:
         organization = Organization.objects.filter(slug=slug).first()
@@ -244,7 +234,7 @@ class Command(BaseCommand):
                 moved = reference * Decimal(str(1 + rng.gauss(0, DRIFT)))
                 fair[future.symbol] = price = on_tick(moved, future.tick_size)
                 # Its own quotes only: the organization's other orders stay.
-                self._cancel_quotes(client, self._quotes.get(future.symbol, []), retry=False)
+                self._cancel_quotes(client, self._quotes.get(future.symbol, []))
                 self._quotes[future.symbol] = []
                 spread = future.tick_size * rng.choice(SPREAD_TICKS)
                 size = rng.choice([4, 8, 16])
@@ -284,9 +274,7 @@ class Command(BaseCommand):
                         )
                         traded += taken.order.filled_quantity
             except ApiError as error:
-                # A refused quote (post-only crossing, risk) is part of trading; say so and go on.
+                # A refused quote (post-only crossing, risk) is part of trading, as is a rate
+                # limit the client's retries did not outwait: say so and go on.
                 self.stderr.write(f"{future.symbol}: {error.code}: {error.message}")
-                if error.retry_after_seconds is not None:
-                    # Rate limited: the next request would be refused too until the window ends.
-                    time.sleep(error.retry_after_seconds)
         return placed, traded
