@@ -421,6 +421,9 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
         options = [o for o in future.options.order_by("strike", "option_type") if _trades(o)]
         if not options:
             continue
+        # Helix's offer per option: Lumen buys at it. Read back from the book it would be
+        # missing while a matcher process has not taken it yet (the external mode).
+        offers: dict[int, Decimal] = {}
         for option in options:
             assert option.strike is not None
             value, _ = option_value(option, forward, demo_volatility(option.strike, forward), today)
@@ -435,11 +438,12 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
                     quantity=10,
                 )
                 placed += 1
+            offers[option.pk] = value + half_spread
             order_place(
                 account=accounts["helix"],
                 instrument=option,
                 side="sell",
-                price=value + half_spread,
+                price=offers[option.pk],
                 quantity=10,
             )
             placed += 1
@@ -451,7 +455,7 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
             account=accounts["lumen"],
             instrument=at_the_money,
             side="buy",
-            price=quotes_for([at_the_money])[at_the_money.pk].best_ask.price,
+            price=offers[at_the_money.pk],
             quantity=2,
         )
         placed += 1
