@@ -2,19 +2,22 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.auth import get_user_model
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import URLPattern, path
 
 from exchange.backoffice.roles import ALL_ROLES, Role, has_any_role
 from exchange.errors import ExchangeError
@@ -62,8 +65,35 @@ from exchange.services.staff import (
 
 OPERATIONS, RISK, FINANCE = Role.OPERATIONS, Role.RISK, Role.FINANCE
 
+ModelT = TypeVar("ModelT", bound=Model)
 
-class AuditedEdits:
+# Where save_model leaves the form's changes (before, after) on the object for log_addition and
+# log_change, which Django calls with the same object later in the same request.
+AUDIT_CHANGES_ATTRIBUTE = "_audit_changes"
+
+# What Django passes log_addition and log_change: the form's change message (a list of what
+# changed, as construct_change_message builds it) or a text.
+ChangeMessage = str | list[dict[str, Any]]
+
+
+def staff_user(request: HttpRequest) -> User:
+    """The signed-in staff user: the admin serves its pages to active staff only
+    (``AdminSite.admin_view``), so the request's user is never anonymous here."""
+    user = request.user
+    assert isinstance(user, User), "the admin serves signed-in staff only"
+    return user
+
+
+def audit_changes_keep(obj: Model, before: dict[str, Any], after: dict[str, Any]) -> None:
+    setattr(obj, AUDIT_CHANGES_ATTRIBUTE, (before, after))
+
+
+def audit_changes_kept(obj: Model) -> tuple[dict[str, Any], dict[str, Any]]:
+    before, after = getattr(obj, AUDIT_CHANGES_ATTRIBUTE, ({}, {}))
+    return before, after
+
+
+class AuditedEdits(admin.ModelAdmin[ModelT]):
     """Every add, change and delete made in an admin form writes an audit row: the fields the
     form changed, before and after (secrets redacted), with the admin's change message for
     inlines. Add and change are recorded where Django logs them, inside the form's transaction;
@@ -71,54 +101,61 @@ class AuditedEdits:
 
     audit_edits = True
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: ModelT, form: forms.ModelForm[ModelT], change: bool
+    ) -> None:
         if self.audit_edits:
-            obj._audit_before, obj._audit_after = admin_changes(
-                form.changed_data, form.initial if change else None, form.cleaned_data
+            audit_changes_keep(
+                obj,
+                *admin_changes(
+                    form.changed_data, form.initial if change else None, form.cleaned_data
+                ),
             )
         super().save_model(request, obj, form, change)
 
-    def _audit_edit(self, request, obj, action: str, message) -> None:
-        after = dict(getattr(obj, "_audit_after", {}))
+    def _audit_edit(
+        self, request: HttpRequest, obj: ModelT, action: str, message: ChangeMessage
+    ) -> None:
+        before, after = audit_changes_kept(obj)
+        after = dict(after)
         if message:
             after["admin_message"] = message
         admin_edit_record(
-            actor=request.user,
-            action=action,
-            target=obj,
-            before=getattr(obj, "_audit_before", {}),
-            after=after,
+            actor=staff_user(request), action=action, target=obj, before=before, after=after
         )
 
-    def log_addition(self, request, obj, message):
+    def log_addition(self, request: HttpRequest, obj: ModelT, message: ChangeMessage) -> LogEntry:
         if self.audit_edits:
             self._audit_edit(request, obj, "admin.add", message)
         return super().log_addition(request, obj, message)
 
-    def log_change(self, request, obj, message):
+    def log_change(self, request: HttpRequest, obj: ModelT, message: ChangeMessage) -> LogEntry:
         if self.audit_edits:
             self._audit_edit(request, obj, "admin.change", message)
         return super().log_change(request, obj, message)
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: ModelT) -> None:
         with transaction.atomic():
             self._audit_delete(request, obj)
             super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ModelT]) -> None:
         with transaction.atomic():
             for obj in queryset.order_by("pk"):
                 self._audit_delete(request, obj)
             super().delete_queryset(request, queryset)
 
-    def _audit_delete(self, request, obj) -> None:
+    def _audit_delete(self, request: HttpRequest, obj: ModelT) -> None:
         if self.audit_edits:
             admin_edit_record(
-                actor=request.user, action="admin.delete", target=obj, before={"repr": str(obj)}
+                actor=staff_user(request),
+                action="admin.delete",
+                target=obj,
+                before={"repr": str(obj)},
             )
 
 
-class BackOfficeAdmin(AuditedEdits, admin.ModelAdmin):
+class BackOfficeAdmin(AuditedEdits[ModelT]):
     """The staff roles open the admin pages of their functions (exchange/backoffice/roles.py;
     a superuser has every role): ``view_roles`` browse the model, ``act_roles`` also run its
     actions, which are declared with ``permissions=["act"]``. Adding, changing and deleting in
@@ -127,29 +164,29 @@ class BackOfficeAdmin(AuditedEdits, admin.ModelAdmin):
     view_roles: tuple[Role, ...] = ()
     act_roles: tuple[Role, ...] = ()
 
-    def _seen_by_role(self, request) -> bool:
+    def _seen_by_role(self, request: HttpRequest) -> bool:
         return has_any_role(request.user, self.view_roles + self.act_roles)
 
-    def has_module_permission(self, request):
+    def has_module_permission(self, request: HttpRequest) -> bool:
         return self._seen_by_role(request) or super().has_module_permission(request)
 
-    def has_view_permission(self, request, obj=None):
+    def has_view_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
         return self._seen_by_role(request) or super().has_view_permission(request, obj)
 
-    def has_act_permission(self, request) -> bool:
+    def has_act_permission(self, request: HttpRequest) -> bool:
         return has_any_role(request.user, self.act_roles)
 
 
-class ReadOnlyAdmin(BackOfficeAdmin):
+class ReadOnlyAdmin(BackOfficeAdmin[ModelT]):
     """For records that only services write: browsable, never editable here."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
         return False
 
 
@@ -172,20 +209,24 @@ class ActionReasonForm(forms.Form):
 
 
 @dataclass(frozen=True)
-class ActionConfirmation:
+class ActionConfirmation(Generic[ModelT]):
     """What the confirmation page of an admin action says: its consequence, one row per
     selected object (``rows`` reads the selection in one go), and whether a reason is asked."""
 
     title: str
     consequence: str
     columns: tuple[str, ...]
-    rows: Callable[[Sequence[Any]], list[tuple[Any, ...]]]
+    rows: Callable[[Sequence[ModelT]], list[tuple[Any, ...]]]
     reason_required: bool = True
     reason_help: str = ""
 
 
 def action_confirmed(
-    model_admin, request, queryset, action: str, confirmation: ActionConfirmation
+    model_admin: admin.ModelAdmin[ModelT],
+    request: HttpRequest,
+    queryset: QuerySet[ModelT],
+    action: str,
+    confirmation: ActionConfirmation[ModelT],
 ) -> tuple[TemplateResponse | None, str]:
     """(None, the reason) once the confirmation page was submitted with what it asks for;
     else (the confirmation page, ""). Choosing the action in the list only shows the page.
@@ -225,7 +266,13 @@ def action_confirmed(
 
 
 def apply_to_each(
-    model_admin, request, queryset, verb: str, service, object_argument: str, **arguments
+    model_admin: admin.ModelAdmin[ModelT],
+    request: HttpRequest,
+    queryset: QuerySet[ModelT],
+    verb: str,
+    service: Callable[..., object],
+    object_argument: str,
+    **arguments: object,
 ) -> None:
     """Run one service per selected object, in id order, reporting each refusal by name.
 
@@ -246,7 +293,7 @@ def apply_to_each(
 
 
 @admin.register(Sku)
-class SkuAdmin(BackOfficeAdmin):
+class SkuAdmin(BackOfficeAdmin[Sku]):
     view_roles = (OPERATIONS, RISK)
     list_display = [
         "code",
@@ -260,34 +307,38 @@ class SkuAdmin(BackOfficeAdmin):
 
 
 @admin.register(Region)
-class RegionAdmin(BackOfficeAdmin):
+class RegionAdmin(BackOfficeAdmin[Region]):
     view_roles = (OPERATIONS, RISK)
     list_display = ["code", "name", "compliance", "power_price_usd_per_kwh"]
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(admin.TabularInline[Membership, Organization]):
     model = Membership
     extra = 0
 
 
 @admin.register(Organization)
-class OrganizationAdmin(BackOfficeAdmin):
+class OrganizationAdmin(BackOfficeAdmin[Organization]):
     view_roles = ALL_ROLES
     list_display = ["slug", "name", "kind", "created_at"]
     list_filter = ["kind"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: Organization,
+        form: forms.ModelForm[Organization],
+        change: bool,
+    ) -> None:
         """A new organization is opened as sign-up opens one, with its main trading account
         (``organization_create``); without it its members could neither fund nor trade."""
         if change:
             return super().save_model(request, obj, form, change)
-        obj._audit_before, obj._audit_after = admin_changes(
-            form.changed_data, None, form.cleaned_data
-        )
+        audit_changes_keep(obj, *admin_changes(form.changed_data, None, form.cleaned_data))
         created = organization_create(
-            slug=obj.slug, name=obj.name, kind=obj.kind, actor=request.user
+            slug=obj.slug, name=obj.name, kind=obj.kind, actor=staff_user(request)
         )
         # The form's object becomes the created row, for the inlines and the admin's log.
         obj.pk, obj.name, obj.created_at = created.pk, created.name, created.created_at
@@ -295,14 +346,14 @@ class OrganizationAdmin(BackOfficeAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(BackOfficeAdmin):
+class AccountAdmin(BackOfficeAdmin[Account]):
     view_roles = ALL_ROLES
     list_display = ["id", "organization", "name", "status"]
     list_filter = ["status"]
 
 
 @admin.register(ReservedCapacity)
-class ReservedCapacityAdmin(BackOfficeAdmin):
+class ReservedCapacityAdmin(BackOfficeAdmin[ReservedCapacity]):
     view_roles = (OPERATIONS, RISK)
     list_display = [
         "id",
@@ -319,7 +370,7 @@ class ReservedCapacityAdmin(BackOfficeAdmin):
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(BackOfficeAdmin):
+class InstrumentAdmin(BackOfficeAdmin[Instrument]):
     view_roles = (RISK,)
     act_roles = (OPERATIONS,)
     list_display = [
@@ -339,7 +390,7 @@ class InstrumentAdmin(BackOfficeAdmin):
     actions = ["halt", "resume"]
     change_list_template = "admin/exchange/instrument/change_list.html"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         extra = [
             path(
                 "roll/", self.admin_site.admin_view(self.roll_view), name="exchange_instrument_roll"
@@ -347,12 +398,12 @@ class InstrumentAdmin(BackOfficeAdmin):
         ]
         return extra + super().get_urls()
 
-    def roll_view(self, request):
+    def roll_view(self, request: HttpRequest) -> HttpResponse:
         """List the next futures months and the strikes around current prices (idempotent)."""
         if not self.has_act_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            listed = listings_roll(actor=request.user)
+            listed = listings_roll(actor=staff_user(request))
             self.message_user(
                 request,
                 f"{len(listed)} instruments listed"
@@ -374,7 +425,15 @@ class InstrumentAdmin(BackOfficeAdmin):
             for i in instruments
         ]
 
-    def _change_status(self, request, queryset, action: str, confirmation, service, verb: str):
+    def _change_status(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Instrument],
+        action: str,
+        confirmation: ActionConfirmation[Instrument],
+        service: Callable[..., Instrument],
+        verb: str,
+    ) -> TemplateResponse | None:
         page, reason = action_confirmed(self, request, queryset, action, confirmation)
         if page is not None:
             return page
@@ -385,13 +444,13 @@ class InstrumentAdmin(BackOfficeAdmin):
             verb,
             service,
             "instrument",
-            actor=request.user,
+            actor=staff_user(request),
             reason=reason,
         )
         return None
 
     @admin.action(description="Halt trading in the selected instruments", permissions=["act"])
-    def halt(self, request, queryset):
+    def halt(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Halt trading",
             consequence=(
@@ -407,7 +466,9 @@ class InstrumentAdmin(BackOfficeAdmin):
         )
 
     @admin.action(description="Resume trading in the selected instruments", permissions=["act"])
-    def resume(self, request, queryset):
+    def resume(
+        self, request: HttpRequest, queryset: QuerySet[Instrument]
+    ) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Resume trading",
             consequence=(
@@ -422,18 +483,18 @@ class InstrumentAdmin(BackOfficeAdmin):
         )
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(admin.TabularInline[OrderTransition, Order]):
     model = OrderTransition
     extra = 0
     can_delete = False
     readonly_fields = ["from_status", "to_status", "reason", "sequence", "created_at"]
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdmin):
+class OrderAdmin(ReadOnlyAdmin[Order]):
     view_roles = (RISK,)
     act_roles = (OPERATIONS,)
     list_display = [
@@ -471,7 +532,7 @@ class OrderAdmin(ReadOnlyAdmin):
         ]
 
     @admin.action(description="Cancel the selected orders", permissions=["act"])
-    def cancel(self, request, queryset):
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Order]) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Cancel customers' orders",
             consequence=(
@@ -505,14 +566,14 @@ class OrderAdmin(ReadOnlyAdmin):
             "cancelled",
             order_staff_cancel,
             "order",
-            actor=request.user,
+            actor=staff_user(request),
             reason=reason,
         )
         return None
 
 
 @admin.register(Trade)
-class TradeAdmin(ReadOnlyAdmin):
+class TradeAdmin(ReadOnlyAdmin[Trade]):
     view_roles = ALL_ROLES
     list_display = [
         "id",
@@ -535,7 +596,7 @@ class TradeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OrderCommand)
-class OrderCommandAdmin(ReadOnlyAdmin):
+class OrderCommandAdmin(ReadOnlyAdmin[OrderCommand]):
     view_roles = (OPERATIONS,)
     list_display = [
         "id",
@@ -554,14 +615,14 @@ class OrderCommandAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OrderRejection)
-class OrderRejectionAdmin(ReadOnlyAdmin):
+class OrderRejectionAdmin(ReadOnlyAdmin[OrderRejection]):
     view_roles = (OPERATIONS,)
     list_display = ["id", "account", "instrument_symbol", "code", "field", "message", "created_at"]
     list_filter = ["code"]
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin[AuditEntry]):
     """The audit log, read-only for everyone (the model also refuses updates and deletes)."""
 
     view_roles = ALL_ROLES
@@ -579,7 +640,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Deposit)
-class DepositAdmin(ReadOnlyAdmin):
+class DepositAdmin(ReadOnlyAdmin[Deposit]):
     view_roles = (FINANCE,)
     list_display = [
         "id",
@@ -597,7 +658,7 @@ class DepositAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Withdrawal)
-class WithdrawalAdmin(ReadOnlyAdmin):
+class WithdrawalAdmin(ReadOnlyAdmin[Withdrawal]):
     act_roles = (FINANCE,)
     list_display = [
         "id",
@@ -628,11 +689,13 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             for withdrawal in withdrawals
         ]
 
-    def _selection(self, queryset):
+    def _selection(self, queryset: QuerySet[Withdrawal]) -> QuerySet[Withdrawal]:
         return queryset.select_related("account__organization", "requested_by", "requested_with")
 
     @admin.action(description="Approve and pay out the selected withdrawals", permissions=["act"])
-    def approve(self, request, queryset):
+    def approve(
+        self, request: HttpRequest, queryset: QuerySet[Withdrawal]
+    ) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Approve and pay out withdrawals",
             consequence=(
@@ -655,14 +718,16 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             "approved",
             withdrawal_approve,
             "withdrawal",
-            actor=request.user,
+            actor=staff_user(request),
         )
         return None
 
     @admin.action(
         description="Reject the selected withdrawals (release the funds)", permissions=["act"]
     )
-    def reject(self, request, queryset):
+    def reject(
+        self, request: HttpRequest, queryset: QuerySet[Withdrawal]
+    ) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Reject withdrawals",
             consequence=(
@@ -688,14 +753,14 @@ class WithdrawalAdmin(ReadOnlyAdmin):
             "rejected",
             withdrawal_reject,
             "withdrawal",
-            actor=request.user,
+            actor=staff_user(request),
             reason=reason,
         )
         return None
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(ReadOnlyAdmin):
+class StripeEventAdmin(ReadOnlyAdmin[StripeEvent]):
     view_roles = (FINANCE,)
     list_display = ["id", "event_id", "type", "status", "error_code", "received_at", "processed_at"]
     list_filter = ["type", "status"]
@@ -705,15 +770,16 @@ class StripeEventAdmin(ReadOnlyAdmin):
 # The daily risk cycle ---------------------------------------------------------------------
 
 
-class SettlementPriceForm(forms.ModelForm):
+class SettlementPriceForm(forms.ModelForm[SettlementPrice]):
     """Staff override: the service checks the price and the day and writes the audit row."""
 
     class Meta:
         model = SettlementPrice
         fields = ["instrument", "trading_date", "price", "reason"]
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         instrument = cleaned.get("instrument") or getattr(self.instance, "instrument", None)
         trading_date = cleaned.get("trading_date") or self.instance.trading_date
         if instrument is not None and trading_date and cleaned.get("price") is not None:
@@ -734,7 +800,7 @@ class SettlementPriceForm(forms.ModelForm):
 
 
 @admin.register(SettlementPrice)
-class SettlementPriceAdmin(BackOfficeAdmin):
+class SettlementPriceAdmin(BackOfficeAdmin[SettlementPrice]):
     """Prices come from the cycle; staff override one (with a reason) until its day settles.
 
     The form is the override service's (which writes the audit row), so the risk role adds and
@@ -760,31 +826,43 @@ class SettlementPriceAdmin(BackOfficeAdmin):
     autocomplete_fields = ["instrument"]
     date_hierarchy = "trading_date"
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: SettlementPrice | None = None
+    ) -> list[str]:
         return ["instrument", "trading_date"] if obj is not None else []
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return self.has_act_permission(request) or super().has_add_permission(request)
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(
+        self, request: HttpRequest, obj: SettlementPrice | None = None
+    ) -> bool:
         return self.has_act_permission(request) or super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(
+        self, request: HttpRequest, obj: SettlementPrice | None = None
+    ) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: SettlementPrice,
+        form: forms.ModelForm[SettlementPrice],
+        change: bool,
+    ) -> None:
         saved = settlement_price_override(
             instrument=obj.instrument,
             trading_date=obj.trading_date,
             price=obj.price,
             reason=obj.reason,
-            actor=request.user,
+            actor=staff_user(request),
         )
         obj.pk = saved.pk
 
 
 @admin.register(RiskCycle)
-class RiskCycleAdmin(ReadOnlyAdmin):
+class RiskCycleAdmin(ReadOnlyAdmin[RiskCycle]):
     """Each trading day's cycle. "Run the daily cycle" previews the prices and the variation
     margin, then settles on confirmation."""
 
@@ -794,7 +872,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
     readonly_fields = ["trading_date", "status", "close_at", "settled_at", "settled_by", "summary"]
     change_list_template = "admin/exchange/riskcycle/change_list.html"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         extra = [
             path(
                 "run/",
@@ -804,7 +882,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
         ]
         return extra + super().get_urls()
 
-    def run_view(self, request):
+    def run_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_act_permission(request):
             raise PermissionDenied
         form = RunCycleForm(
@@ -822,7 +900,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
             try:
                 if "confirm" in request.POST:
                     cycle = daily_settlement_run(
-                        trading_date=trading_date, actor=request.user, refuse_settled=True
+                        trading_date=trading_date, actor=staff_user(request), refuse_settled=True
                     )
                     self.message_user(
                         request,
@@ -830,7 +908,7 @@ class RiskCycleAdmin(ReadOnlyAdmin):
                         "variation margin entries.",
                     )
                     return redirect("admin:exchange_riskcycle_change", cycle.pk)
-                cycle = settlement_prices_set(trading_date=trading_date, actor=request.user)
+                cycle = settlement_prices_set(trading_date=trading_date, actor=staff_user(request))
             except ExchangeError as error:
                 self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
                 if error.field in form.fields:
@@ -851,7 +929,7 @@ class RunCycleForm(forms.Form):
 
 
 @admin.register(MarginCall)
-class MarginCallAdmin(ReadOnlyAdmin):
+class MarginCallAdmin(ReadOnlyAdmin[MarginCall]):
     act_roles = (RISK,)
     list_display = [
         "id",
@@ -871,26 +949,27 @@ class MarginCallAdmin(ReadOnlyAdmin):
     actions = ["review", "liquidate"]
 
     @admin.display(description="Called (USD)")
-    def called_usd(self, obj):
+    def called_usd(self, obj: MarginCall) -> Decimal:
         return micros_to_usd(obj.amount_called)
 
     @admin.display(description="Required (USD)")
-    def required_usd(self, obj):
+    def required_usd(self, obj: MarginCall) -> Decimal:
         return micros_to_usd(obj.required)
 
     @admin.display(description="Held (USD)")
-    def held_usd(self, obj):
+    def held_usd(self, obj: MarginCall) -> Decimal:
         return micros_to_usd(obj.held)
 
     @admin.display(description="Deficit (USD)")
-    def deficit_usd(self, obj):
+    def deficit_usd(self, obj: MarginCall) -> Decimal:
         return micros_to_usd(obj.deficit)
 
     @admin.action(description="Top up from cash and cure the covered calls", permissions=["act"])
-    def review(self, request, queryset):
+    def review(self, request: HttpRequest, queryset: QuerySet[MarginCall]) -> None:
         cured = 0
+        actor = staff_user(request)
         for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
-            reviewed = margin_call_staff_review(call=call, actor=request.user)
+            reviewed = margin_call_staff_review(call=call, actor=actor)
             if reviewed.status == MarginCall.Status.CURED:
                 cured += 1
         self.message_user(request, f"{cured} of {queryset.count()} selected calls cured.")
@@ -916,7 +995,9 @@ class MarginCallAdmin(ReadOnlyAdmin):
     @admin.action(
         description="Liquidate the accounts of the selected open calls", permissions=["act"]
     )
-    def liquidate(self, request, queryset):
+    def liquidate(
+        self, request: HttpRequest, queryset: QuerySet[MarginCall]
+    ) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Liquidate accounts",
             consequence=(
@@ -949,7 +1030,7 @@ class MarginCallAdmin(ReadOnlyAdmin):
             try:
                 result = account_liquidate(
                     account=call.account,
-                    actor=request.user,
+                    actor=staff_user(request),
                     reason=f"margin call #{call.pk}: {reason}",
                 )
             except ExchangeError as error:
@@ -960,23 +1041,23 @@ class MarginCallAdmin(ReadOnlyAdmin):
                 for row in result["orders"]
             )
             self.message_user(request, f"#{call.pk} {call.account}: {closed or 'nothing open'}")
+        return None
 
 
 # Users and groups: staff accounts and their roles (the role groups). Django's own admins, with
 # every edit audited; superusers only, by Django's permissions.
 
-User = get_user_model()
 admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
 @admin.register(User)
-class AuditedUserAdmin(AuditedEdits, UserAdmin):
+class AuditedUserAdmin(AuditedEdits[User], UserAdmin[User]):
     pass
 
 
 @admin.register(Group)
-class AuditedGroupAdmin(AuditedEdits, GroupAdmin):
+class AuditedGroupAdmin(AuditedEdits[Group], GroupAdmin):
     pass
 
 

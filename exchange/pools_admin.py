@@ -6,19 +6,25 @@ orders should stop working (the service cancels what works and allocates, as the
 button does).
 """
 
-from typing import Any
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from exchange.admin import (
-    ALL_ROLES,
     OPERATIONS,
     RISK,
     ActionConfirmation,
     ReadOnlyAdmin,
     action_confirmed,
     apply_to_each,
+    staff_user,
 )
+from exchange.backoffice.roles import ALL_ROLES
 from exchange.models import (
     Pool,
     PoolAllocation,
@@ -31,26 +37,34 @@ from exchange.models import (
 from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.pools import pool_round_close
 
+ChildT = TypeVar("ChildT", bound=Model)
+ParentT = TypeVar("ParentT", bound=Model)
 
-class ReadOnlyInline(admin.TabularInline):
+
+class ReadOnlyInline(admin.TabularInline[ChildT, ParentT]):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: ParentT | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    # Django passes the inline's parent; the signature also takes the child, as the model
+    # admins' own does, so it fits both.
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
-class PoolMemberInline(ReadOnlyInline):
+MEMBER_FIELDS = ("organization", "account", "priority", "status", "joined_at", "left_at")
+
+
+class PoolMemberInline(ReadOnlyInline[PoolMember, Pool]):
     model = PoolMember
-    fields = ["organization", "account", "priority", "status", "joined_at", "left_at"]
-    readonly_fields = fields
+    fields = MEMBER_FIELDS
+    readonly_fields = MEMBER_FIELDS
 
 
 @admin.register(Pool)
-class PoolAdmin(ReadOnlyAdmin):
+class PoolAdmin(ReadOnlyAdmin[Pool]):
     view_roles = ALL_ROLES
     list_display = [
         "name",
@@ -67,12 +81,12 @@ class PoolAdmin(ReadOnlyAdmin):
     inlines = [PoolMemberInline]
 
     @admin.display(description="Credit line per member (USD)")
-    def credit_line_usd(self, obj: Pool):
+    def credit_line_usd(self, obj: Pool) -> Decimal:
         return micros_to_usd(obj.credit_line)
 
 
 @admin.register(PoolDemand)
-class PoolDemandAdmin(ReadOnlyAdmin):
+class PoolDemandAdmin(ReadOnlyAdmin[PoolDemand]):
     view_roles = ALL_ROLES
     list_display = [
         "id",
@@ -90,52 +104,58 @@ class PoolDemandAdmin(ReadOnlyAdmin):
     list_select_related = ["pool__sponsor", "member__organization", "member__pool", "instrument"]
 
 
-class PoolOrderInline(ReadOnlyInline):
+ORDER_FIELDS = ("instrument", "price", "quantity", "order", "refusal_code", "refusal_message")
+
+
+class PoolOrderInline(ReadOnlyInline[PoolOrder, PoolRound]):
     model = PoolOrder
-    fields = ["instrument", "price", "quantity", "order", "refusal_code", "refusal_message"]
-    readonly_fields = fields
+    fields = ORDER_FIELDS
+    readonly_fields = ORDER_FIELDS
 
 
-class PoolAllocationInline(ReadOnlyInline):
+ALLOCATION_FIELDS = (
+    "member",
+    "instrument",
+    "status",
+    "requested",
+    "quantity",
+    "cost_usd",
+    "fee_usd",
+    "subsidy_usd",
+    "margin_usd",
+    "credit_usd",
+    "entry",
+)
+
+
+class PoolAllocationInline(ReadOnlyInline[PoolAllocation, PoolRound]):
     model = PoolAllocation
-    fields = [
-        "member",
-        "instrument",
-        "status",
-        "requested",
-        "quantity",
-        "cost_usd",
-        "fee_usd",
-        "subsidy_usd",
-        "margin_usd",
-        "credit_usd",
-        "entry",
-    ]
-    readonly_fields = fields
+    fields = ALLOCATION_FIELDS
+    readonly_fields = ALLOCATION_FIELDS
 
     @admin.display(description="Cost (USD)")
-    def cost_usd(self, obj: PoolAllocation):
+    def cost_usd(self, obj: PoolAllocation) -> Decimal:
         return micros_to_usd(obj.cost)
 
     @admin.display(description="Fee share (USD)")
-    def fee_usd(self, obj: PoolAllocation):
+    def fee_usd(self, obj: PoolAllocation) -> Decimal:
         return micros_to_usd(obj.fee)
 
     @admin.display(description="Subsidy (USD)")
-    def subsidy_usd(self, obj: PoolAllocation):
+    def subsidy_usd(self, obj: PoolAllocation) -> Decimal:
         return micros_to_usd(obj.subsidy)
 
     @admin.display(description="Margin (USD)")
-    def margin_usd(self, obj: PoolAllocation):
+    def margin_usd(self, obj: PoolAllocation) -> Decimal:
         return micros_to_usd(obj.margin)
 
     @admin.display(description="Credit drawn (USD)")
-    def credit_usd(self, obj: PoolAllocation):
+    def credit_usd(self, obj: PoolAllocation) -> Decimal:
         return micros_to_usd(obj.credit)
 
 
 @admin.register(PoolRound)
-class PoolRoundAdmin(ReadOnlyAdmin):
+class PoolRoundAdmin(ReadOnlyAdmin[PoolRound]):
     view_roles = (RISK,)
     act_roles = (OPERATIONS,)
     list_display = ["__str__", "status", "cut_off_at", "closes_at", "allocated_at", "cut_off_by"]
@@ -145,7 +165,7 @@ class PoolRoundAdmin(ReadOnlyAdmin):
     actions = ["close"]
 
     @staticmethod
-    def _round_rows(rounds) -> list[tuple[Any, ...]]:
+    def _round_rows(rounds: Sequence[PoolRound]) -> list[tuple[Any, ...]]:
         return [
             (
                 str(round_),
@@ -159,7 +179,7 @@ class PoolRoundAdmin(ReadOnlyAdmin):
         ]
 
     @admin.action(description="Close the selected rounds and allocate", permissions=["act"])
-    def close(self, request, queryset):
+    def close(self, request: HttpRequest, queryset: QuerySet[PoolRound]) -> TemplateResponse | None:
         confirmation = ActionConfirmation(
             title="Close pool rounds",
             consequence=(
@@ -181,13 +201,19 @@ class PoolRoundAdmin(ReadOnlyAdmin):
         if page is not None:
             return page
         apply_to_each(
-            self, request, queryset, "closed", pool_round_close, "round_", actor=request.user
+            self,
+            request,
+            queryset,
+            "closed",
+            pool_round_close,
+            "round_",
+            actor=staff_user(request),
         )
         return None
 
 
 @admin.register(PoolAllocation)
-class PoolAllocationAdmin(ReadOnlyAdmin):
+class PoolAllocationAdmin(ReadOnlyAdmin[PoolAllocation]):
     view_roles = ALL_ROLES
     list_display = ["round", "member", "instrument", "status", "requested", "quantity", "entry"]
     list_filter = ["status"]
@@ -200,7 +226,7 @@ class PoolAllocationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PoolTransfer)
-class PoolTransferAdmin(ReadOnlyAdmin):
+class PoolTransferAdmin(ReadOnlyAdmin[PoolTransfer]):
     view_roles = ALL_ROLES
     list_display = [
         "created_at",

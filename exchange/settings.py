@@ -12,8 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+
+# The admin's classes are generic in their model for the type checker (ModelAdmin[Order]);
+# this lets them be subscripted when the module runs too.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("EXCHANGE_VAR_DIR", BASE_DIR / "var"))

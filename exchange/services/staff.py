@@ -6,7 +6,7 @@ where the change must commit on its own first (an order cancel: see ``order_staf
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.contrib.auth.models import Group, User
@@ -114,14 +114,14 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def _field_value(field: str, values: dict[str, Any]) -> Any:
+def _field_value(field: str, values: Mapping[str, Any]) -> Any:
     if any(marker in field.lower() for marker in SECRET_FIELD_MARKERS):
         return REDACTED
     return _jsonable(values.get(field))
 
 
 def admin_changes(
-    fields: Iterable[str], before: dict[str, Any] | None, after: dict[str, Any]
+    fields: Iterable[str], before: Mapping[str, Any] | None, after: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``fields`` a form reports changed, as JSON, before (None: an addition) and after.
 
