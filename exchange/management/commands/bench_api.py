@@ -18,6 +18,7 @@ The last line is ``orders_per_second=<n> p99_ms=<n>``.
 import http.client
 import json
 import multiprocessing
+import multiprocessing.queues
 import os
 import signal
 import socket
@@ -28,10 +29,11 @@ import time
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, connections
 
 from exchange.management.commands.bench_orders import Command as BenchOrders
@@ -42,6 +44,13 @@ SERVER_START_SECONDS_MAX = 60
 DRAIN_TIMEOUT_SECONDS = 300
 ORDERS_PER_CLIENT_MAX = 200_000
 
+# The API keys' tokens and the instruments' (symbol, tick size), by account and instrument id.
+Tokens = dict[int, str]
+Symbols = dict[int, tuple[str, Decimal]]
+# What a client reports: request latencies (ms), orders by HTTP status, and the monotonic
+# clock at its first request and after its last answer.
+ClientResult = tuple[list[float], dict[int, int], float, float]
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -51,12 +60,12 @@ def _free_port() -> int:
 
 def _client(
     base_url: str,
-    tokens: dict[int, str],
-    symbols: dict[int, tuple[str, Decimal]],
+    tokens: Tokens,
+    symbols: Symbols,
     seed: int,
     seconds: float,
     batch: int,
-    results: multiprocessing.Queue,
+    results: multiprocessing.queues.Queue[ClientResult],
 ) -> None:
     """One client: one keep-alive HTTP connection, orders from the shared stream's shape.
 
@@ -138,7 +147,7 @@ class Command(BaseCommand):
         "on PostgreSQL; the last line is orders_per_second=<n> p99_ms=<n>."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--clients", type=int, default=8)
         parser.add_argument("--seconds", type=float, default=20.0)
         parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes.")
@@ -170,7 +179,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--keep-database", action="store_true")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["batch"] <= BATCH_ORDERS_MAX:
             raise CommandError(f"--batch is 1 to {BATCH_ORDERS_MAX} orders per request.")
         if connection.vendor != "postgresql":
@@ -189,7 +198,7 @@ class Command(BaseCommand):
         old_name = database["NAME"]
         database.setdefault("TEST", {})["NAME"] = f"bench_api_{old_name}"
         scratch = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-        processes: list[subprocess.Popen] = []
+        processes: list[subprocess.Popen[bytes]] = []
         try:
             instrument_ids, account_ids = BenchOrders()._market(options["instruments"])
             tokens, symbols = self._keys_and_symbols(instrument_ids, account_ids)
@@ -215,7 +224,9 @@ class Command(BaseCommand):
             if not options["keep_database"]:
                 connection.creation.destroy_test_db(old_name, verbosity=0)
 
-    def _keys_and_symbols(self, instrument_ids, account_ids):
+    def _keys_and_symbols(
+        self, instrument_ids: list[int], account_ids: list[int]
+    ) -> tuple[Tokens, Symbols]:
         from exchange.models import Account, Instrument
         from exchange.services.api_keys import api_key_create
 
@@ -249,7 +260,9 @@ class Command(BaseCommand):
             "DJANGO_LOG_LEVEL": "WARNING",
         }
 
-    def _start(self, environment, port, options) -> list[subprocess.Popen]:
+    def _start(
+        self, environment: dict[str, str], port: int, options: dict[str, Any]
+    ) -> list[subprocess.Popen[bytes]]:
         bin_dir = Path(sys.executable).parent
         # The benchmark serves only the API, so nothing is collected; without the directory
         # WhiteNoise would warn in every worker that it has none to serve from.
@@ -293,7 +306,7 @@ class Command(BaseCommand):
         )
         return processes
 
-    def _wait_for(self, base_url: str, processes: list[subprocess.Popen]) -> None:
+    def _wait_for(self, base_url: str, processes: list[subprocess.Popen[bytes]]) -> None:
         import requests
 
         deadline = time.monotonic() + SERVER_START_SECONDS_MAX
@@ -309,7 +322,9 @@ class Command(BaseCommand):
             time.sleep(0.3)
         raise CommandError("The API server did not start.")
 
-    def _load(self, base_url, tokens, symbols, options):
+    def _load(
+        self, base_url: str, tokens: Tokens, symbols: Symbols, options: dict[str, Any]
+    ) -> tuple[list[float], dict[int, int], float]:
         context = multiprocessing.get_context("fork")
         results = context.Queue()
         clients = [
@@ -358,7 +373,14 @@ class Command(BaseCommand):
             time.sleep(0.1)
         return time.monotonic() - started
 
-    def _report(self, options, latencies_ms, statuses, elapsed, drained) -> None:
+    def _report(
+        self,
+        options: dict[str, Any],
+        latencies_ms: list[float],
+        statuses: dict[int, int],
+        elapsed: float,
+        drained: float,
+    ) -> None:
         from exchange.models import Order, Trade
         from exchange.selectors.integrity import collateral_problems, order_book_problems
 

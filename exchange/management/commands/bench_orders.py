@@ -12,6 +12,8 @@ real data.
 """
 
 import multiprocessing
+import multiprocessing.queues
+import multiprocessing.synchronize
 import random
 import statistics
 import threading
@@ -20,9 +22,10 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from itertools import islice
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -33,10 +36,14 @@ DRAIN_TIMEOUT_SECONDS = 300
 
 BENCH_FUNDS_USD = Decimal("50000000")
 
+# One order of the stream: (account id, instrument id, side, price in ticks, quantity, time in
+# force).
+BenchOrder = tuple[int, int, str, int, int, str]
+
 
 def order_stream(
     seed: int, count: int, instrument_ids: list[int], account_ids: list[int]
-) -> list[tuple]:
+) -> list[BenchOrder]:
     """Limit orders around a random-walk mid, some of them marketable IOC.
 
     Each is (account, instrument, side, ticks, quantity, time in force).
@@ -46,7 +53,7 @@ def order_stream(
 
 def order_generator(
     seed: int, instrument_ids: list[int], account_ids: list[int]
-) -> Iterator[tuple]:
+) -> Iterator[BenchOrder]:
     """``order_stream``'s orders one at a time, without end: for a load that runs for a time
     rather than a count, and should not spend the time building orders it will not send."""
     rng = random.Random(seed)
@@ -67,7 +74,7 @@ def order_generator(
         )
 
 
-def place_stream(stream: list[tuple]) -> list[float]:
+def place_stream(stream: list[BenchOrder]) -> list[float]:
     """Place every order of ``stream`` through ``order_place``; return latencies in milliseconds."""
     from exchange.models import Account, Instrument
     from exchange.services.orders import order_place
@@ -90,7 +97,9 @@ def place_stream(stream: list[tuple]) -> list[float]:
     return latencies_ms
 
 
-def _client_process(stream: list[tuple], results: multiprocessing.Queue) -> None:
+def _client_process(
+    stream: list[BenchOrder], results: multiprocessing.queues.Queue[list[float]]
+) -> None:
     settings.EXCHANGE_MATCHER_MODE = "external"
     try:
         results.put(place_stream(stream))
@@ -98,11 +107,18 @@ def _client_process(stream: list[tuple], results: multiprocessing.Queue) -> None
         connections.close_all()
 
 
-def _matcher_process(stop: multiprocessing.Event, ready: multiprocessing.Event) -> None:
+def _matcher_process(
+    stop: multiprocessing.synchronize.Event, ready: multiprocessing.synchronize.Event
+) -> None:
     from exchange.matcher.process import MatcherLoop
 
     loop = MatcherLoop(shard=0, shards=1, wait_seconds_max=0.05)
-    threading.Thread(target=lambda: (stop.wait(), loop.stop()), daemon=True).start()
+
+    def stop_when_told() -> None:
+        stop.wait()
+        loop.stop()
+
+    threading.Thread(target=stop_when_told, daemon=True).start()
     ready.set()
     try:
         loop.run()
@@ -113,7 +129,7 @@ def _matcher_process(stop: multiprocessing.Event, ready: multiprocessing.Event) 
 class Command(BaseCommand):
     help = "Benchmark order_place end to end; the last line is orders_per_second=<number>."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--orders", type=int, default=5000)
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument(
@@ -129,7 +145,17 @@ class Command(BaseCommand):
             "--keep-database", action="store_true", help="Keep the scratch database afterwards."
         )
 
-    def handle(self, *args, orders, seed, mode, clients, instruments, keep_database, **options):
+    def handle(
+        self,
+        *args: Any,
+        orders: int,
+        seed: int,
+        mode: str | None,
+        clients: int,
+        instruments: int,
+        keep_database: bool,
+        **options: Any,
+    ) -> None:
         mode = mode or ("external" if connection.vendor == "postgresql" else "inline")
         if mode == "external" and connection.vendor != "postgresql":
             raise CommandError("The external mode needs PostgreSQL.")
@@ -188,7 +214,12 @@ class Command(BaseCommand):
         return [instrument.pk for instrument in strip], [account.pk for account in accounts]
 
     def _run_external(
-        self, seed, orders, clients, instrument_ids, account_ids
+        self,
+        seed: int,
+        orders: int,
+        clients: int,
+        instrument_ids: list[int],
+        account_ids: list[int],
     ) -> tuple[list[float], float]:
         from exchange.models import OrderCommand
 

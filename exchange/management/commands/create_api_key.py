@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.errors import ExchangeError
 from exchange.models import Organization
@@ -11,7 +13,7 @@ class Command(BaseCommand):
         "Example: create_api_key --org helix --scopes read,trade"
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--org", required=True, help="Organization slug.")
         parser.add_argument("--scopes", required=True, help="Comma-separated: read,trade,transfer")
         parser.add_argument("--name", default="command line", help="A name to recognise it by.")
@@ -22,7 +24,7 @@ class Command(BaseCommand):
             "--require-signature", action="store_true", help="Refuse unsigned requests."
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         organization = Organization.objects.filter(slug=options["org"]).first()
         if organization is None:
             raise CommandError(f"No organization {options['org']!r}.")

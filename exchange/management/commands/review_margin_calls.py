@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from exchange.models import MarginCall
@@ -10,7 +12,7 @@ class Command(BaseCommand):
         "settlement prices, and cure the calls that are covered."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         cured = margin_calls_review()
         still_open = MarginCall.objects.filter(status=MarginCall.Status.OPEN).count()
         self.stdout.write(f"{cured} margin calls cured, {still_open} open")

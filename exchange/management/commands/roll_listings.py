@@ -1,6 +1,7 @@
 from datetime import date
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.services.listing import listings_roll
 
@@ -12,7 +13,7 @@ class Command(BaseCommand):
         "reference price. The Celery beat task instruments_list_upcoming runs the same."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--date",
             dest="day",
@@ -20,7 +21,7 @@ class Command(BaseCommand):
             help="Roll as of this day, YYYY-MM-DD (default: today).",
         )
 
-    def handle(self, *args, day, **options):
+    def handle(self, *args: Any, day: str | None, **options: Any) -> None:
         try:
             today = None if day is None else date.fromisoformat(day)
         except ValueError as error:

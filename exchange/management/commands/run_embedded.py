@@ -1,8 +1,9 @@
 import logging
 import threading
+from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from exchange.schedule import ScheduleNotEmbedded, check_embedded, schedule_run
@@ -19,10 +20,10 @@ class Command(BaseCommand):
         "daily cycle) reaches the feed's clients only from the server's own process."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
 
-    def handle(self, *args, addrport, **options):
+    def handle(self, *args: Any, addrport: str, **options: Any) -> None:
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         stop = threading.Event()
 

@@ -18,11 +18,14 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from types import FrameType
+from typing import Any
 
 import requests
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.models import Organization
 from exchange.services.api_keys import api_key_create
@@ -41,6 +44,10 @@ CANCEL_BATCH_MAX = 100  # Ids per batch cancel (the API's limit).
 # RATE_LIMIT_WAIT_MAX seconds each time, RATE_LIMIT_RETRIES times (the client does it).
 RATE_LIMIT_RETRIES = 2
 RATE_LIMIT_WAIT_MAX = 5
+
+# What signal.signal returns and takes: a Python handler, SIG_DFL or SIG_IGN, or None for a
+# handler not installed from Python.
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class Stopped(Exception):
@@ -63,7 +70,7 @@ class Command(BaseCommand):
         "the market lives while the server runs. Creates an API key for --org unless --key."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000")
         parser.add_argument("--org", default="helix", help="Organization quoting (its key).")
         parser.add_argument("--key", help="An API key (read,trade); made for --org if absent.")
@@ -78,7 +85,7 @@ class Command(BaseCommand):
             "if this process dies (0: no switch).",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         rng = random.Random(options["seed"])
         cancel_after = options["cancel_after"]
         if cancel_after and cancel_after < 3 * options["interval"]:
@@ -125,14 +132,14 @@ class Command(BaseCommand):
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
 
-    def _on_sigterm_install(self):
+    def _on_sigterm_install(self) -> SignalHandler:
         """Stop on SIGTERM as on Ctrl-C (the withdrawal runs); the previous handler, or None
         off the main thread, where Python cannot install one."""
         if threading.current_thread() is not threading.main_thread():
             return None
         return signal.signal(signal.SIGTERM, self._on_sigterm)
 
-    def _on_sigterm(self, signum, frame) -> None:
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping:
             self._stopping = True
             raise Stopped

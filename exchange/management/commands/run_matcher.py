@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.matcher.lease import LeaseLost, ShardCountMismatch, ShardTaken
 from exchange.matcher.process import MatcherLoop
@@ -10,7 +12,7 @@ class Command(BaseCommand):
         "from the open orders, then match committed commands until stopped (SIGTERM/SIGINT)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--shard", type=int, default=0)
         parser.add_argument("--shards", type=int, default=1)
         parser.add_argument(
@@ -23,7 +25,15 @@ class Command(BaseCommand):
             "--wait", type=float, default=1.0, help="Longest idle wait between passes, seconds."
         )
 
-    def handle(self, *args, shard, shards, seconds, wait, **options):
+    def handle(
+        self,
+        *args: Any,
+        shard: int,
+        shards: int,
+        seconds: float | None,
+        wait: float,
+        **options: Any,
+    ) -> None:
         if shards < 1 or not 0 <= shard < shards:
             raise CommandError("--shard must be in 0 .. --shards - 1")
         loop = MatcherLoop(shard=shard, shards=shards, wait_seconds_max=wait)

@@ -1,8 +1,9 @@
 import logging
 import signal
 import threading
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.schedule import ScheduleNotEmbedded, schedule_run
 
@@ -15,12 +16,12 @@ class Command(BaseCommand):
         "Production runs `celery -A exchange beat` instead."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--seconds", type=float, default=None, help="Stop after this long (for tests)."
         )
 
-    def handle(self, *args, seconds, **options):
+    def handle(self, *args: Any, seconds: float | None, **options: Any) -> None:
         # Celery logs every task it applies; this process says itself which did something.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         stop = threading.Event()

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from exchange.demo import load_demo
@@ -9,7 +11,7 @@ class Command(BaseCommand):
         "demo users and opening quotes."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         summary = load_demo()
         self.stdout.write(
             f"demo market ready: {summary['instruments']} instruments, "

@@ -1,6 +1,7 @@
 from datetime import date
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.errors import ExchangeError
 from exchange.selectors.risk import day_prices, prices_missing, variation_preview
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         "variation margin the day would post, without settling."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--date",
             help="Trading day, YYYY-MM-DD (default: the latest business day whose close has "
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--preview", action="store_true", help="Set prices only; show them.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             trading_date = (
                 date.fromisoformat(options["date"]) if options["date"] else last_closed_day()
@@ -49,16 +50,16 @@ class Command(BaseCommand):
         )
 
     def _preview(self, trading_date: date) -> None:
-        for row in day_prices(trading_date):
-            price = row.settlement
-            change = "" if row.change is None else f" ({row.change:+})"
+        for price_row in day_prices(trading_date):
+            price = price_row.settlement
+            change = "" if price_row.change is None else f" ({price_row.change:+})"
             self.stdout.write(
                 f"{price.instrument.symbol:40} {price.price:>12}{change} {price.source}"
             )
-        for row in variation_preview(trading_date):
+        for variation in variation_preview(trading_date):
             self.stdout.write(
-                f"variation {row.account} {row.symbol} {row.contracts:+d} contracts: "
-                f"{row.amount:+} USD"
+                f"variation {variation.account} {variation.symbol} {variation.contracts:+d} "
+                f"contracts: {variation.amount:+} USD"
             )
         for instrument in prices_missing(trading_date):
             self.stdout.write(

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.models import Account, Instrument
 from exchange.selectors.integrity import order_book_problems
@@ -13,14 +15,16 @@ class Command(BaseCommand):
         "then check invariants."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--orders", type=int, default=1000)
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument(
             "--symbols", nargs="*", help="Instruments to trade (default: the front futures)."
         )
 
-    def handle(self, *args, orders, seed, symbols, **options):
+    def handle(
+        self, *args: Any, orders: int, seed: int, symbols: list[str] | None, **options: Any
+    ) -> None:
         accounts = list(
             Account.objects.filter(status=Account.Status.ACTIVE).exclude(
                 organization__kind="exchange"
