@@ -273,13 +273,13 @@ def load_participants() -> dict[str, Account]:
         user_model.objects.create_superuser("admin", "admin@exchange.example", ADMIN_PASSWORD)
     admin = user_model.objects.get(username="admin")
     staff_roles_grant(user=admin, roles=list(Role), actor=None)
-    for username, role in STAFF:
+    for username, staff_role in STAFF:
         user = user_model.objects.filter(username=username).first()
         if user is None:
             user = user_model.objects.create_user(
                 username, f"{username}@exchange.example", STAFF_PASSWORD
             )
-        staff_roles_grant(user=user, roles=[role], actor=None)
+        staff_roles_grant(user=user, roles=[staff_role], actor=None)
     accounts = {}
     for slug, name, kind, members in ORGANIZATIONS:
         organization = Organization.objects.filter(slug=slug).first() or organization_create(
@@ -345,7 +345,11 @@ def load_reservations(today: date) -> None:
             resale_list(reservation=reservation)
 
 
-def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) -> int:
+def load_opening_market(
+    strips: list[tuple[SkuSpec, Region, Decimal, list[Instrument]]],
+    accounts: dict[str, Account],
+    seed: int = 2026,
+) -> int:
     """Quotes from the market maker and the provider, and a few trades from the startups."""
     if Order.objects.exists():
         return 0
@@ -387,6 +391,8 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
     for instrument in Instrument.objects.filter(kind=Instrument.Kind.RESALE):
         if not _trades(instrument):
             continue
+        # A resale instrument lists one reserved block (instrument_resale_has_reservation).
+        assert instrument.reservation is not None
         holder_account = account_main(instrument.reservation.holder)
         spec = next(spec for spec in SKUS if spec.code == instrument.sku.code)
         order_place(
@@ -403,6 +409,12 @@ def load_opening_market(strips, accounts: dict[str, Account], seed: int = 2026) 
 def demo_volatility(strike: Decimal, forward: Decimal) -> float:
     """The market maker's volatility smile: 55% at the money, higher away from it."""
     return 0.55 + 0.5 * abs(float(strike / forward) - 1)
+
+
+def _strike(option: Instrument) -> Decimal:
+    # An option has a strike (constraint instrument_option_has_underlying_and_strike).
+    assert option.strike is not None
+    return option.strike
 
 
 def quote_options(accounts: dict[str, Account], *, today: date) -> int:
@@ -449,7 +461,7 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
             placed += 1
         at_the_money = min(
             (o for o in options if o.option_type == Instrument.OptionType.CALL),
-            key=lambda o: abs(o.strike - forward),
+            key=lambda o: abs(_strike(o) - forward),
         )
         order_place(
             account=accounts["lumen"],

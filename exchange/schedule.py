@@ -29,7 +29,7 @@ class ScheduleNotEmbedded(Exception):
     """Celery has a broker here: its beat runs the schedule, not this."""
 
 
-class InProcessScheduler(beat.Scheduler):
+class InProcessScheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types.
     """Beat's scheduler with the schedule in memory and each due task run in this process.
 
     Each due task is applied here, as Celery's eager mode applies it: no broker, no producer.

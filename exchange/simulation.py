@@ -21,8 +21,8 @@ LIVE_ORDERS_TRACKED_MAX = 5000
 
 @dataclass
 class SimulationReport:
-    actions: Counter = field(default_factory=Counter)
-    rejections: Counter = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -151,6 +151,7 @@ class MarketSimulation:
     def _replace(self) -> None:
         order = self._pop_live()
         instrument = order.instrument
+        assert order.price is not None  # Only limit orders are tracked: market orders never rest.
         new_price = max(
             instrument.tick_size, order.price + instrument.tick_size * self.rng.choice((-1, 0, 1))
         )
