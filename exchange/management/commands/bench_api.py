@@ -65,7 +65,8 @@ def _client(
     seed: int,
     seconds: float,
     batch: int,
-    results: multiprocessing.queues.Queue[ClientResult],
+    # Quoted: the standard library's Queue class is generic only to the type checker.
+    results: "multiprocessing.queues.Queue[ClientResult]",
 ) -> None:
     """One client: one keep-alive HTTP connection, orders from the shared stream's shape.
 

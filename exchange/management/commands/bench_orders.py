@@ -98,7 +98,9 @@ def place_stream(stream: list[BenchOrder]) -> list[float]:
 
 
 def _client_process(
-    stream: list[BenchOrder], results: multiprocessing.queues.Queue[list[float]]
+    stream: list[BenchOrder],
+    # Quoted: the standard library's Queue class is generic only to the type checker.
+    results: "multiprocessing.queues.Queue[list[float]]",
 ) -> None:
     settings.EXCHANGE_MATCHER_MODE = "external"
     try:
