@@ -50,10 +50,6 @@ RATE_LIMIT_WAIT_MAX = 5
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
-class Stopped(Exception):
-    """SIGTERM (``make run``'s trap, ``kill``): stop as Ctrl-C does."""
-
-
 def on_tick(price: Decimal, tick: Decimal) -> Decimal:
     return (price / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick
 
@@ -108,11 +104,16 @@ class Command(BaseCommand):
         self._quotes: dict[str, list[str]] = {}
         run = f"{CLIENT_ORDER_ID_PREFIX}{secrets.token_hex(4)}"
         self._ids = (f"{run}-{n}" for n in itertools.count(1))
-        self._stopping = False
+        # SIGTERM (``make run``'s trap, ``kill``) asks it to stop: the request in flight is
+        # answered first, so each quote it sent is either known to it or never placed, and
+        # the withdrawal cancels them all. Stopping in the middle of a request instead could
+        # leave a quote the server places after the withdrawal has looked for it.
+        self._stop_asked = False
+        self._withdrawing = False
         rounds = 0
         previous = self._on_sigterm_install()
         try:
-            while options["rounds"] == 0 or rounds < options["rounds"]:
+            while (options["rounds"] == 0 or rounds < options["rounds"]) and not self._stop_asked:
                 rounds += 1
                 if not all(still_trades(future, datetime.now(UTC)) for future in futures):
                     # A quoted future's trading ended: the strip's next month takes its place.
@@ -121,11 +122,13 @@ class Command(BaseCommand):
                     self._arm(client, cancel_after)
                 placed, traded = self._round(client, rng, futures, fair)
                 self.stdout.write(f"round {rounds}: {placed} quotes, {traded} contracts taken")
-                time.sleep(options["interval"])
-        except (KeyboardInterrupt, Stopped):
+                self._pause(options["interval"])
+            if self._stop_asked:
+                self.stdout.write("stopping: withdrawing its quotes")
+        except KeyboardInterrupt:
             self.stdout.write("stopping: withdrawing its quotes")
         finally:
-            self._stopping = True  # A second SIGTERM does not cut the withdrawal short.
+            self._withdrawing = True
             try:
                 self._withdraw(client, cancel_after)
             finally:
@@ -140,9 +143,17 @@ class Command(BaseCommand):
         return signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        if not self._stopping:
-            self._stopping = True
-            raise Stopped
+        # Only a flag (a handler must not take a lock its thread may hold); once withdrawing,
+        # a second SIGTERM does not cut the withdrawal short.
+        if not self._withdrawing:
+            self._stop_asked = True
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between rounds, a tenth of a second at a time, so a stop asked meanwhile
+        does not wait out the interval."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_asked and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _withdraw(self, client: ExchangeClient, cancel_after: int) -> None:
         """Cancel its own quotes, then disarm the switch; if cancelling failed, the switch stays
@@ -230,6 +241,8 @@ class Command(BaseCommand):
     ) -> tuple[int, int]:
         placed = traded = 0
         for future in rng.sample(futures, min(QUOTED_PER_ROUND, len(futures))):
+            if self._stop_asked:
+                break
             try:
                 book = client.book(future.symbol, depth=1)
                 reference = fair.get(future.symbol)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from io import StringIO
@@ -18,7 +19,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from exchange import calendar
-from exchange.api import throttling
+from exchange.api import throttling, trading
 from exchange.management.commands import run_marketmaker
 from exchange.models import (
     LIVE_STATUSES,
@@ -229,7 +230,7 @@ def test_when_a_quoted_futures_trading_ends_the_next_month_takes_its_place(
     monkeypatch.setattr(run_marketmaker, "datetime", Clock)
     monkeypatch.setattr(run_marketmaker.time, "sleep", sleep)
 
-    run(live_server.url, rounds=4, interval=0, seed=11, cancel_after=0)
+    run(live_server.url, rounds=4, interval=0.01, seed=11, cancel_after=0)
 
     later = its_quotes(demo_market).filter(pk__gt=first_round[0])
     assert later.exists()
@@ -256,11 +257,10 @@ def test_sigterm_withdraws_its_quotes_and_disarms_the_switch(live_server, demo_m
             assert its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
             assert CancelAllTimer.objects.filter(account__organization=demo_market).exists()
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.5)  # The handler runs here.
 
     monkeypatch.setattr(run_marketmaker.time, "sleep", sleep)
     try:
-        out, _ = run(live_server.url, rounds=5, interval=0, seed=11)
+        out, _ = run(live_server.url, rounds=5, interval=0.05, seed=11)
         assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -274,6 +274,39 @@ def test_sigterm_withdraws_its_quotes_and_disarms_the_switch(live_server, demo_m
     assert not CancelAllTimer.objects.filter(account__organization=demo_market).exists()
     still_live = Order.objects.filter(pk__in=others, status__in=LIVE_STATUSES)
     assert set(still_live.values_list("pk", flat=True)) == others
+
+
+def test_sigterm_during_a_placement_waits_for_its_answer_then_withdraws_the_quotes(
+    live_server, demo_market, monkeypatch
+):
+    """SIGTERM while a request placing its quotes is in flight: it takes the answer, then
+    withdraws. Stopping in the middle of the request instead cancelled quotes the server had
+    not placed yet (not found), and the server then placed them: they stayed live."""
+    submit = trading.orders_submit
+    answered = threading.Event()
+
+    def slow_submit(**kwargs):
+        if not answered.is_set():
+            # The first quotes: the signal reaches the market maker while it waits for them.
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+            time.sleep(0.5)
+        try:
+            return submit(**kwargs)
+        finally:
+            answered.set()
+
+    monkeypatch.setattr(trading, "orders_submit", slow_submit)
+
+    out, _ = run(live_server.url, rounds=5, interval=0, seed=11, cancel_after=0)
+
+    assert answered.wait(10)
+    assert "stopping" in out
+    assert [line for line in out.splitlines() if line.startswith("round ")] == [
+        line for line in out.splitlines() if line.startswith("round 1:")
+    ]
+    time.sleep(0.5)  # Long enough for a placement still running in the server to commit.
+    assert its_quotes(demo_market).exists()
+    assert not its_quotes(demo_market).filter(status__in=LIVE_STATUSES).exists()
 
 
 def test_sigterm_to_its_process_withdraws_its_quotes_and_disarms_the_switch(
