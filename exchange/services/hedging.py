@@ -321,9 +321,15 @@ def hedge_recommendation(
             .filter(kind=Instrument.Kind.FUTURE, sku=sku, region=region)
             .exists()
         )
-        code = PricingErrorCode.NO_PRICES if trading else PricingErrorCode.NO_FUTURES
-        message = "have no price yet" if trading else "are listed"
-        raise PricingError(code, f"No {sku.code} futures in {region.code} {message}.")
+        if trading:
+            raise PricingError(
+                PricingErrorCode.NO_PRICES,
+                f"No {sku.code} future in {region.code} has a price yet (a settlement price, "
+                "a trade, or a bid and an ask).",
+            )
+        raise PricingError(
+            PricingErrorCode.NO_FUTURES, f"No {sku.code} futures in {region.code} are listed."
+        )
     wanted = [calendar.add_months(calendar.month_start(first_month), i) for i in range(months)]
     missing = [month for month in wanted if month not in points]
     if missing:

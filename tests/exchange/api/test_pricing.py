@@ -774,12 +774,21 @@ def test_a_strip_partly_priced_takes_the_model_for_the_rest(sku, region):
 def test_hedge_without_futures_or_prices_is_422(sku, region):
     # given no future of the SKU in the region
     need = {"sku": sku.code, "region": region.code, "gpus": 1, "first_month": "2030-01"}
-    assert error_of(post(HEDGE, {**need, "months": 1}))[:2] == (422, "PRICING_NO_FUTURES")
+    response = post(HEDGE, {**need, "months": 1})
+    assert error_of(response)[:2] == (422, "PRICING_NO_FUTURES")
+    assert response.json()["error"]["message"] == "No H100SXM futures in USEAST are listed."
 
     # and then futures without any price
     futures = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=2)
     need["first_month"] = f"{futures[0].delivery_start:%Y-%m}"
-    assert error_of(post(HEDGE, {**need, "months": 1}))[:2] == (422, "PRICING_NO_PRICES")
+    response = post(HEDGE, {**need, "months": 1})
+    assert error_of(response)[:2] == (422, "PRICING_NO_PRICES")
+    # The message says what is missing (it said "No H100SXM futures in USEAST have no price
+    # yet", which reads as the opposite).
+    assert response.json()["error"]["message"] == (
+        "No H100SXM future in USEAST has a price yet (a settlement price, a trade, or a bid "
+        "and an ask)."
+    )
 
 
 def test_a_code_holding_nul_names_nothing(strip):
