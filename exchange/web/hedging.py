@@ -49,6 +49,18 @@ class NeedForm(forms.Form):
             raise forms.ValidationError("Choose a month after this one: its future still trades.")
         return month
 
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        first, months = cleaned.get("first_month"), cleaned.get("months")
+        # As the API's serializer: the service counts the months from the first one, and a
+        # month past 9999 is no date (it raised ValueError, a server error).
+        last = (
+            None if first is None or months is None else first.year * 12 + first.month + months - 1
+        )
+        if last is not None and last > date.max.year * 12 + 12:
+            self.add_error("months", "The need runs past the year 9999.")
+        return cleaned
+
 
 def _defaults() -> dict[str, object]:
     sku = Sku.objects.filter(code="H100SXM").first() or Sku.objects.order_by("code").first()

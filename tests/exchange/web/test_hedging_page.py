@@ -86,6 +86,8 @@ def test_the_distribution_counts_every_simulated_path(client, strip):  # noqa: F
         ({"first_month": "next year"}, "first_month"),
         ({"months": "0"}, "months"),
         ({"months": "99"}, "months"),
+        # A need running past the year 9999 (the API's 400): it was a server error.
+        ({"first_month": "9999-12", "months": "2"}, "months"),
     ],
 )
 def test_bad_needs_are_refused_next_to_their_field(client, strip, changes, field):  # noqa: F811
