@@ -2,7 +2,6 @@
 requests; viewers read only; refusals next to the field with nothing written; only the
 member's own organization's money."""
 
-import re
 from decimal import Decimal
 
 import pytest
@@ -107,24 +106,33 @@ def test_a_trader_sees_the_balance_and_the_labelled_test_funds_form(client, acco
     assert '<label for="id_withdrawal-amount">Withdrawal amount (USD)</label>' in page
 
 
-def test_cash_is_shown_in_dollars_and_cents_as_on_the_other_pages(client, account, trader):
-    # given cash whose held part is not whole cents (fees are in micro-dollars)
+def test_cash_is_shown_as_the_ledger_holds_it_as_on_the_portfolio(client, account, trader):
+    # given cash whose held part is not whole cents (fees and margin are in micro-dollars)
     deposit_test_funds(account=account, amount=Decimal("1000.00"), actor=None)
     hold_create(
         key="test:fee-share",
         account=cash_account(account),
         side="debit",
-        amount=168_000,  # 0.168 USD
+        amount=164_000,  # 0.164 USD
         description="A fee share",
     )
 
     page = client.get(reverse("web:funding")).content.decode()
+    portfolio = client.get(reverse("web:portfolio")).content.decode()
 
-    # then each figure has two decimals and thousands separators, as the portfolio shows it
+    # then each figure is written exactly, with thousands separators: whole cents when exact,
+    # else every micro-dollar, so held + available is the balance. Rounded to cents the page
+    # showed 999.84 available, which a withdrawal of 999.84 could not have (999.836 is).
     assert '<span class="value" id="cash-posted">1,000.00</span>' in page
-    assert '<span class="value" id="cash-pending">0.17</span>' in page
-    assert '<span class="value" id="cash-available">999.83</span>' in page
-    assert re.search(r"\d\.\d{3,}", page) is None
+    assert '<span class="value" id="cash-pending">0.164000</span>' in page
+    assert '<span class="value" id="cash-available">999.836000</span>' in page
+    # and the portfolio writes the same figures
+    for label, amount in (
+        ("Cash balance", "1,000.00"),
+        ("Held", "0.164000"),
+        ("Cash available", "999.836000"),
+    ):
+        assert f'{label} (USD)</span><span class="value">{amount}<' in portfolio
 
 
 def test_a_viewer_sees_the_money_but_no_forms(client, account, viewer):
