@@ -470,6 +470,34 @@ def test_preview_shows_collateral_for_both_sides_and_writes_nothing(client, futu
     assert Order.objects.count() == 0
 
 
+def test_preview_writes_what_is_held_exactly_as_the_api_dry_run_and_the_portfolio(
+    client, call, alice, buyer
+):
+    # given a resting written call, whose margin (the option scan, in micro-dollars) is held
+    # from the buyer's cash, so its cash available is not whole cents
+    order_place(account=buyer, instrument=call, side="sell", price=Decimal("0.200"), quantity=1)
+    client.force_login(alice)
+
+    # when alice previews writing another
+    response = _preview(client, call, quantity="1", price="0.200")
+
+    # then the page writes the collateral, its parts and the cash available as the ledger holds
+    # them (whole cents when exact, else every micro-dollar), as the API's dry run answers
+    # and the portfolio writes them: rounded to cents they read 1.23 where 1.234567 is held
+    page = response.content.decode()
+    sell = next(row for row in response.context["sides"] if row["side"] == "sell")
+    (held,) = sell["cash"]
+    margin = dict(sell["parts"])["Margin"]
+    available = response.context["cash"].available
+    assert held != held.quantize(Decimal("0.01")) and margin != margin.quantize(Decimal("0.01"))
+    assert available != available.quantize(Decimal("0.01"))
+    assert f"<strong>{held:,.6f} USD</strong>" in page
+    assert f"Margin {margin:,.6f} USD" in page
+    assert f'<span class="cash-available">{available:,.6f} USD</span>' in page
+    portfolio = client.get(reverse("web:portfolio")).content.decode()
+    assert f'Cash available (USD)</span><span class="value">{available:,.6f}<' in portfolio
+
+
 def test_preview_names_the_refusal_for_an_unfunded_account(client, future):
     from exchange.models import Organization
     from exchange.services.participants import organization_create
