@@ -112,19 +112,27 @@ def amount_check(amount: Decimal, *, amount_max: Decimal) -> int:
         raise FundingError(
             FundingErrorCode.AMOUNT_INVALID, f"{amount!r} is not an amount.", field="amount"
         )
-    if amount <= 0 or amount != amount.quantize(CENTS):
-        raise FundingError(
-            FundingErrorCode.AMOUNT_INVALID,
-            f"{amount} USD is not a positive whole number of cents.",
-            field="amount",
-        )
+    if amount <= 0:
+        raise _not_cents(amount)
+    # The maximum first: quantizing an amount of more digits than the decimal context holds
+    # (a form's 1e400) raises InvalidOperation, which was a server error.
     if amount > amount_max:
         raise FundingError(
             FundingErrorCode.AMOUNT_TOO_LARGE,
             f"{amount} USD is above the maximum of {amount_max} USD.",
             field="amount",
         )
+    if amount != amount.quantize(CENTS):
+        raise _not_cents(amount)
     return usd_to_micros(amount)
+
+
+def _not_cents(amount: Decimal) -> FundingError:
+    return FundingError(
+        FundingErrorCode.AMOUNT_INVALID,
+        f"{amount} USD is not a positive whole number of cents.",
+        field="amount",
+    )
 
 
 def _account_check(account: Account) -> None:

@@ -26,6 +26,8 @@ MALFORMED_AMOUNTS = [
     (Decimal("NaN"), FundingErrorCode.AMOUNT_INVALID),
     (Decimal("Infinity"), FundingErrorCode.AMOUNT_INVALID),
     (10, FundingErrorCode.AMOUNT_INVALID),
+    # More digits than the decimal context holds (quantizing it raised InvalidOperation).
+    (Decimal("99999999999999999999999999999"), FundingErrorCode.AMOUNT_TOO_LARGE),
 ]
 
 

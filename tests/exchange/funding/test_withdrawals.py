@@ -75,6 +75,10 @@ def test_more_than_is_available_is_refused_and_writes_nothing(test_funds_mode, b
         (Decimal("-1.00"), FundingErrorCode.AMOUNT_INVALID),
         (Decimal("1.005"), FundingErrorCode.AMOUNT_INVALID),
         (WITHDRAWAL_AMOUNT_MAX + Decimal("0.01"), FundingErrorCode.AMOUNT_TOO_LARGE),
+        # More digits than the decimal context holds: quantizing them to cents raised
+        # InvalidOperation (a 500 on the funding page, whose form lets them through).
+        (Decimal("99999999999999999999999999999"), FundingErrorCode.AMOUNT_TOO_LARGE),
+        (Decimal("1e400"), FundingErrorCode.AMOUNT_TOO_LARGE),
     ],
 )
 def test_a_malformed_amount_is_refused_and_writes_nothing(test_funds_mode, buyer, amount, code):

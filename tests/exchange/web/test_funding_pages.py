@@ -195,6 +195,10 @@ def test_adding_test_funds_credits_the_balance_at_once(client, account, trader):
         ("NaN", "Give an amount in USD, such as 2500.00."),
         ("", "Give an amount in USD."),
         (str(TEST_FUNDS_AMOUNT_MAX + Decimal("0.01")), "above the maximum"),
+        # More digits than the decimal context holds: a server error until the maximum was
+        # checked before the cents.
+        ("1e400", "above the maximum"),
+        ("99999999999999999999999999999", "above the maximum"),
     ],
 )
 def test_a_bad_deposit_amount_is_shown_next_to_the_field_and_writes_nothing(
@@ -241,6 +245,7 @@ def test_a_withdrawal_request_is_pending_and_holds_the_cash(client, account, tra
         ("600.01", "less than 600.01 USD available"),
         ("0", "Give a positive amount"),
         (str(WITHDRAWAL_AMOUNT_MAX + Decimal("0.01")), "above the maximum"),
+        ("1e400", "above the maximum"),
     ],
 )
 def test_a_bad_withdrawal_is_shown_next_to_the_field_and_writes_nothing(
