@@ -147,6 +147,34 @@ def test_a_trade_after_the_last_settlement_is_the_months_price(sku, region, buye
     assert [marks[first.pk].price, marks[second.pk].price] == [p.price for p in points]
 
 
+def test_the_page_states_the_rule_its_prices_follow(client, sku, region, buyer, seller):
+    """The page's explanation said "today's settlement price, else the mid, else the last
+    trade, else the latest settlement", the rule before the curve took the marks'. Here the
+    month settled yesterday with a book around it shows the settlement, not the mid it named."""
+    from datetime import timedelta
+
+    (future,) = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=1)
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=_today() - timedelta(days=1),
+        price=Decimal("2.35"),
+        source="vwap",
+    )
+    place(buyer, future, "buy", 1, "2.20")
+    place(seller, future, "sell", 1, "2.30")
+
+    response = client.get(reverse(CURVES), {"sku": "H100SXM", "region": "USEAST"})
+
+    (point,) = response.context["curve"].points
+    assert (point.price, point.source) == (Decimal("2.35"), "settlement")
+    page = response.content.decode()
+    start = page.index('id="curve-rule"')
+    rule = page[start : page.index("</p>", start)]
+    assert "today's settlement price, else the mid" not in rule
+    assert "the most recent of its latest settlement price and its last trade" in rule
+    assert "else the mid of its best bid and ask" in rule
+
+
 def test_with_too_few_priced_months_there_is_no_model(client, sku, region):
     futures = futures_list_strip(sku=sku, region=region, first_month=listing_month(), months=3)
     _settle(futures, SETTLED[:3])
