@@ -1,9 +1,10 @@
-"""Template filters that write amounts of money without rounding them."""
+"""Template filters that write amounts of money and strikes without rounding them."""
 
 from decimal import Decimal
 
 from django import template
 
+from exchange.symbols import strike_text
 from exchange.web.portfolio import quantity_text
 
 register = template.Library()
@@ -18,3 +19,13 @@ def usd_exact(value: Decimal | int | None) -> str:
     if value is None:
         return ""
     return quantity_text(Decimal(value))
+
+
+@register.filter
+def strike(value: Decimal | None) -> str:
+    """A strike in $/GPU-hr as its option's symbol writes it: at least two decimals and every
+    one it has (``floatformat:2`` wrote a strike of 1.104, which a roll lists on a cheap
+    future, as 1.10: a price the option is not struck at). Empty for None."""
+    if value is None:
+        return ""
+    return strike_text(value)

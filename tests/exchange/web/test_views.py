@@ -241,6 +241,29 @@ def test_malformed_symbol_is_not_found_without_a_lookup(client, django_assert_nu
     assert response.status_code == 404
 
 
+def test_strikes_are_shown_to_every_decimal_they_have(client, future):
+    # given a chain stepped in thousandths, as a roll lists one on a cheap future (5% of 1.38 is
+    # 0.069): 1.311, 1.38 and 1.449
+    options = options_list_chain(
+        future=future,
+        reference_price=Decimal("1.38"),
+        strike_step=Decimal("0.069"),
+        strikes_each_side=1,
+    )
+    low_call = next(o for o in options if o.option_type == "call" and o.strike == Decimal("1.311"))
+
+    # when the future's page and the option's page are shown
+    chain_page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+    option_page = client.get(reverse("web:instrument", args=[low_call.symbol])).content.decode()
+
+    # then each strike is written as its symbol writes it, not rounded to cents (1.31, 1.45:
+    # strikes no option of the chain has)
+    for shown in ("1.311", "1.38", "1.449"):
+        assert f'<td class="strike">{shown}</td>' in chain_page
+    assert "Call at 1.311 $/GPU-hr on" in option_page
+    assert low_call.symbol.endswith("-C1.311")
+
+
 def test_option_chain_shows_black76_fair_values_and_implied_vols(client, future, buyer, seller):
     # given a settled future at 2.50 and a call struck at 2.50 quoted 0.090 / 0.110
     today = timezone.now().date()
