@@ -11,10 +11,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.management import call_command
 from django.db.models import Count
-from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -24,6 +22,7 @@ from exchange.selectors.funding import cash_balance
 from exchange.selectors.positions import contracts_in
 from exchange.services import settlement_prices
 from exchange.services.participants import account_main
+from exchange.templatetags.money import usd_exact
 from tests.exchange.web.browser.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,8 +79,9 @@ def test_two_startups_trade_in_the_browser_and_staff_settle_the_day(
     alice.goto("/funding/")
     alice.get_by_label("Test funds amount (USD)").fill("25000")
     alice.get_by_role("button", name="Add test funds").click()
-    # The page shows the new balance as it shows money: dollars and cents, with separators.
-    after_deposit = intcomma(floatformat(before_deposit + Decimal("25000"), 2))
+    # The page shows the new balance as the portfolio shows money: with separators, whole cents
+    # when exact, else every micro-dollar (the demo's trades left micro-dollars in it).
+    after_deposit = usd_exact(before_deposit + Decimal("25000"))
     expect(alice.locator("#cash-posted")).to_have_text(after_deposit)
     assert cash_balance(lumen).posted == before_deposit + Decimal("25000")
     screenshot(alice, "funding")
