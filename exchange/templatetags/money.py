@@ -1,4 +1,4 @@
-"""Template filters that write amounts of money and strikes without rounding them."""
+"""Template filters that write amounts of money, prices and strikes without rounding them."""
 
 from decimal import Decimal
 
@@ -29,3 +29,16 @@ def strike(value: Decimal | None) -> str:
     if value is None:
         return ""
     return strike_text(value)
+
+
+@register.filter
+def price_exact(value: Decimal | None) -> str:
+    """A price in $/GPU-hr with at least three decimals (the futures and options ticks) and
+    every further one it has: an option settled at its model value (0.042476) is marked there,
+    and ``floatformat:3`` wrote 0.042, a mark the position's value and P&L were not computed
+    at. Empty for None, so that ``|default`` still applies."""
+    if value is None:
+        return ""
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return f"{value:.{max(3, -exponent)}f}"

@@ -229,6 +229,47 @@ def test_after_the_daily_cycle_the_page_and_the_api_show_the_settlement_mark(
     assert "2.435" in page and "2.440" not in page
 
 
+def test_an_option_marked_at_its_model_settlement_shows_that_mark_as_the_api_does(
+    client, call, buyer, seller
+):
+    # given the buyer long one call bought at 0.100, and the option settled since at its
+    # Black-76 value, 0.042476 (model settlement prices are not on the option tick)
+    from datetime import timedelta
+
+    from exchange.models import SettlementPrice
+
+    order_place(account=seller, instrument=call, side="sell", price=Decimal("0.100"), quantity=1)
+    order_place(account=buyer, instrument=call, side="buy", price=Decimal("0.100"), quantity=1)
+    # (a day whose close is still to come, so the settlement is newer than the trade)
+    SettlementPrice.objects.create(
+        instrument=call,
+        trading_date=timezone.now().date() + timedelta(days=1),
+        price=Decimal("0.042476"),
+        source="model",
+    )
+    client.force_login(_trader_of(buyer, "alice"))
+    token = api_key_create(organization=buyer.organization, name="bot", scopes=["read"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.token}")
+
+    # when alice opens her portfolio and her program reads the positions
+    response = client.get(reverse("web:portfolio"))
+    (api_position,) = api.get("/api/v1/account/positions/").json()["positions"]
+
+    # then both mark the call at 0.042476, the price its P&L is computed at (the page wrote
+    # 0.042, so mark x GPU-hours was not the value it showed the P&L of)
+    (row,) = response.context["rows"]
+    (position,) = row["positions"]
+    assert position.mark_price == Decimal("0.042476") == Decimal(api_position["mark_price"])
+    hours = call.gpu_hours_per_contract
+    assert position.pnl == (Decimal("0.042476") - Decimal("0.100")) * hours
+    page = response.content.decode()
+    assert '0.042476 <span class="muted">S</span>' in page
+    # and the option's page lists that settlement price as it is
+    option_page = client.get(reverse("web:instrument", args=[call.symbol])).content.decode()
+    assert '<td class="num">0.042476</td><td>Model (forward curve or Black-76)</td>' in option_page
+
+
 def test_member_without_positions_sees_the_empty_state(client, buyer):
     client.force_login(_trader_of(buyer, "alice"))
 
