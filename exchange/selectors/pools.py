@@ -178,6 +178,28 @@ def member_holdings(member: PoolMember) -> list[Holding]:
     return [Holding(i, held[i.symbol]) for i in instruments if held[i.symbol] > 0]
 
 
+def contracts_from_pool(member: PoolMember, instrument: Instrument) -> int:
+    """Contracts of ``instrument`` the member received from this pool and has not given back:
+    its settled allocations and the reallocations to it, less what was taken back. The most
+    ``services.pools.pool_take_back`` may take: contracts the member bought in the market with
+    its own cash are not the pool's to take."""
+    allocated: int = (
+        PoolAllocation.objects.filter(
+            member=member, instrument=instrument, status=PoolAllocation.Status.SETTLED
+        ).aggregate(total=Sum("quantity"))["total"]
+        or 0
+    )
+    moved: dict[str, int] = dict(
+        PoolTransfer.objects.filter(member=member, instrument=instrument)
+        .values("kind")
+        .annotate(total=Sum("quantity"))
+        .values_list("kind", "total")
+    )
+    reallocated = moved.get(PoolTransfer.Kind.REALLOCATE, 0)
+    taken_back = moved.get(PoolTransfer.Kind.TAKE_BACK, 0)
+    return allocated + reallocated - taken_back
+
+
 def demand_uncovered(member: PoolMember, instrument: Instrument) -> int:
     """Contracts of ``instrument`` (one delivery month) the member asked this pool for and has
     not received from it: the most ``services.pools.pool_reallocate`` may give it.

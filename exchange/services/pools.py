@@ -943,6 +943,18 @@ def _member_margin_release(
     margin = margin_account(member.account, instrument.symbol)
     held_contracts = position_account(member.account, instrument.symbol).balance
     offered = orders_selector.live_quantity(member.account_id, instrument.pk, Side.SELL)
+    # Nor contracts the member bought in the market itself: only what the pool gave it (and
+    # not yet took back) returns to the pool. Under the same lock, so that two take-backs at
+    # once count one after the other.
+    from_pool = pool_selectors.contracts_from_pool(member, instrument)
+    if quantity > from_pool:
+        raise _refuse(
+            PoolErrorCode.NOT_ENOUGH_HELD,
+            f"{member.organization.name} holds {max(from_pool, 0)} contracts of "
+            f"{instrument.symbol} from the pool: it may give back at most those, not "
+            f"{quantity}; the rest of its position is its own.",
+            "quantity",
+        )
     if quantity > held_contracts - offered:
         raise _refuse(
             PoolErrorCode.NOT_ENOUGH_HELD,
@@ -1059,7 +1071,9 @@ def pool_take_back(
     *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
 ) -> PoolTransfer:
     """Contracts a member no longer needs (typically a graduate's) return to the pool at the
-    latest mark: the member's margin on them is freed, the pool sets aside its own."""
+    latest mark: the member's margin on them is freed, the pool sets aside its own. Only
+    contracts the pool gave it (``selectors.pools.contracts_from_pool``) and that it does not
+    offer for sale, else ``POOL_NOT_ENOUGH_HELD``: what it bought in the market is its own."""
     return _transfer(
         kind=PoolTransfer.Kind.TAKE_BACK,
         member=member,

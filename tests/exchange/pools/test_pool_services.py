@@ -959,6 +959,34 @@ def test_take_back_refusals(pool, members, futures, seller):
     assert position_account(ada.account, future.symbol).balance == 10
 
 
+def test_take_back_takes_only_what_the_pool_gave_the_member(pool, members, future, seller):
+    # given ada holds 10 contracts from the pool and bought 5 more in the market itself, and
+    # bolt holds only 5 it bought itself
+    ada, bolt = _allocated_to_ada(pool, members, future, seller), members[1]
+    for member in (ada, bolt):
+        place(seller, future, "sell", 5, "2.45")
+        place(member.account, future, "buy", 5, "2.45")
+    assert position_account(ada.account, future.symbol).balance == 15
+    _mark(future, "2.60")
+
+    # then the sponsor takes none of bolt's and at most the pool's 10 of ada's
+    assert_refused(
+        Code.NOT_ENOUGH_HELD, pool_take_back, member=bolt, instrument=future, quantity=1, actor=None
+    )
+    assert_refused(
+        Code.NOT_ENOUGH_HELD, pool_take_back, member=ada, instrument=future, quantity=11, actor=None
+    )
+    pool_take_back(member=ada, instrument=future, quantity=6, actor=None)
+    assert_refused(
+        Code.NOT_ENOUGH_HELD, pool_take_back, member=ada, instrument=future, quantity=5, actor=None
+    )
+    pool_take_back(member=ada, instrument=future, quantity=4, actor=None)
+    assert position_account(ada.account, future.symbol).balance == 5
+    assert position_account(bolt.account, future.symbol).balance == 5
+    assert position_account(pool.account, future.symbol).balance == 10
+    call_command("ledger_check")
+
+
 def test_reallocate_moves_the_pools_contracts_to_a_member_at_the_mark(
     pool, members, future, seller, sponsor_user
 ):
