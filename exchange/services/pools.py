@@ -438,19 +438,23 @@ def _active_member(member: PoolMember) -> PoolMember:
 
 
 def futures_for(sku: Sku, region: Region, months: list[date]) -> list[Instrument]:
-    """The listed, trading futures of ``sku`` in ``region`` for each month, in month order."""
+    """The listed, trading futures of ``sku`` in ``region`` for each month, in month order:
+    active and before the close of their last trading day (``trading_at``), since one that
+    ended but that the daily cycle has not yet expired refuses the cut-off's order."""
     if not months:
         raise _refuse(PoolErrorCode.MONTHS_INVALID, "Choose at least one delivery month.", "months")
     wanted = sorted({date(month.year, month.month, 1) for month in months})
     futures = {
         future.delivery_start: future
-        for future in Instrument.objects.filter(
+        for future in Instrument.objects.trading_at(timezone.now())
+        .filter(
             kind=Instrument.Kind.FUTURE,
             status=Instrument.Status.ACTIVE,
             sku=sku,
             region=region,
             delivery_start__in=wanted,
-        ).select_related("sku", "region")
+        )
+        .select_related("sku", "region")
     }
     missing = [month for month in wanted if month not in futures]
     if missing:

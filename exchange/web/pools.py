@@ -24,6 +24,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from exchange.errors import OrderRejected, PoolError
@@ -202,6 +203,7 @@ def _listed_months() -> list[date]:
     """The delivery months of the futures that trade: the demand form's checkboxes."""
     months = (
         market.instruments_listed(kind=Instrument.Kind.FUTURE, status=Instrument.Status.ACTIVE)
+        .filter(pk__in=Instrument.objects.trading_at(timezone.now()))
         .order_by("delivery_start")
         .values_list("delivery_start", flat=True)
         .distinct()

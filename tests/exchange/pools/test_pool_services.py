@@ -461,6 +461,29 @@ def test_demand_for_a_month_not_listed_is_refused_whole(members, futures):
     )
 
 
+def test_demand_for_a_future_that_stopped_trading_is_refused(members, futures):
+    # given the first month's last trading day has passed, though the daily cycle has not yet
+    # expired it (its status still says active): an order on it is ORDER_INSTRUMENT_EXPIRED
+    ended = futures[0]
+    Instrument.objects.filter(pk=ended.pk).update(
+        last_trading_day=timezone.now().date() - timedelta(days=2)
+    )
+    # then demand for it is refused, alone or with a month that trades
+    for months in ([ended.delivery_start], [ended.delivery_start, futures[1].delivery_start]):
+        error = assert_refused(
+            Code.MONTHS_INVALID,
+            demand_submit,
+            member=members[0],
+            sku=ended.sku,
+            region=ended.region,
+            months=months,
+            gpus=10,
+            limit_price=Decimal("2.50"),
+            actor=None,
+        )
+        assert error.field == "months"
+
+
 def test_a_graduated_member_submits_no_demand(members, future):
     pool_member_graduate(member=members[0], actor=None)
 

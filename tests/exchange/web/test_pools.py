@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange.models import MarginCall, Membership, Order, Organization, Region
+from exchange.models import Instrument, MarginCall, Membership, Order, Organization, Region
 from exchange.models.pools import (
     Pool,
     PoolAllocation,
@@ -792,6 +792,23 @@ def test_a_member_submits_demand_for_several_months(client, pool, ada, ada_user,
     assert all(d.quantity == 8 and d.limit_price == Decimal("2.50") for d in demands)
     page = _page(client.get(_pool_url(pool)))
     assert all(f'id="demand-{d.pk}"' in page for d in demands)
+
+
+def test_the_demand_form_offers_only_months_whose_future_still_trades(
+    client, pool, ada, ada_user, futures
+):
+    # given the first month's last trading day has passed; the daily cycle has not yet expired
+    # it, and the service refuses demand for it (POOL_MONTHS_INVALID)
+    ended, trading = futures
+    Instrument.objects.filter(pk=ended.pk).update(
+        last_trading_day=timezone.now().date() - timedelta(days=2)
+    )
+    client.force_login(ada_user)
+
+    page = _page(client.get(_pool_url(pool)))
+
+    assert f'value="{trading.delivery_start:%Y-%m}"' in page
+    assert f'value="{ended.delivery_start:%Y-%m}"' not in page
 
 
 def test_a_member_submits_demand_in_gpu_hours(client, pool, ada, ada_user, future):
