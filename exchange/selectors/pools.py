@@ -161,7 +161,10 @@ def pool_holdings(pool: Pool) -> list[Holding]:
 
 
 def member_holdings(member: PoolMember) -> list[Holding]:
-    """The member's positions in the instruments the pool allocated to it."""
+    """The member's contracts from the pool: per instrument the pool allocated or reallocated
+    to it, what it received and has not given back (``contracts_from_pool``), at most its
+    position. Contracts it bought in the market itself are its own business, not the sponsor's,
+    and not the pool's to take back."""
     symbols = set(
         allocations(member.pool, member=member)
         .filter(status=PoolAllocation.Status.SETTLED)
@@ -175,7 +178,10 @@ def member_holdings(member: PoolMember) -> list[Holding]:
         )
     }
     instruments = Instrument.objects.filter(symbol__in=held).order_by("delivery_start", "symbol")
-    return [Holding(i, held[i.symbol]) for i in instruments if held[i.symbol] > 0]
+    holdings = (
+        Holding(i, min(held[i.symbol], contracts_from_pool(member, i))) for i in instruments
+    )
+    return [holding for holding in holdings if holding.contracts > 0]
 
 
 def contracts_from_pool(member: PoolMember, instrument: Instrument) -> int:

@@ -804,6 +804,31 @@ def test_a_member_filter_given_twice_is_refused(allocated, pool, sponsor, ada, b
 # Capacity after a graduation, and credit ---------------------------------------------------
 
 
+def test_holdings_show_a_members_contracts_from_the_pool_not_its_own_trading(
+    allocated, pool, sponsor, ada, bolt, future, seller
+):
+    # given ada (15 from the pool) and bolt (5) each bought 7 more in the market themselves
+    for member in (ada, bolt):
+        place(seller, future, "sell", 7, "2.40")
+        place(member.account, future, "buy", 7, "2.40")
+    assert position_account(bolt.account, future.symbol).balance == 12
+
+    # then the sponsor sees only what the pool gave each, and so does the member itself
+    sponsor_client = api(sponsor)
+    assert sponsor_client.get(f"{POOLS}{pool.pk}/holdings/?member={bolt.pk}").json() == [
+        {"instrument": future.symbol, "contracts": 5}
+    ]
+    assert api(ada.organization).get(f"{POOLS}{pool.pk}/holdings/").json() == [
+        {"instrument": future.symbol, "contracts": 15}
+    ]
+    # and a member that sold some of them holds fewer from the pool
+    place(bolt.account, future, "sell", 10, "2.30")
+    place(seller, future, "buy", 10, "2.30")
+    assert sponsor_client.get(f"{POOLS}{pool.pk}/holdings/?member={bolt.pk}").json() == [
+        {"instrument": future.symbol, "contracts": 2}
+    ]
+
+
 def test_the_sponsor_takes_back_reallocates_and_offers_capacity(
     allocated, pool, sponsor, ada, bolt, future
 ):
