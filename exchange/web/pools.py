@@ -106,6 +106,22 @@ class AmountForm(forms.Form):
     )
 
 
+class RepayForm(forms.Form):
+    """Credit repaid to the micro-dollar, as the ledger keeps it: a loan covers margin and fees
+    less a subsidy, rarely whole cents, and a form of cents could never repay its last part."""
+
+    amount = forms.DecimalField(
+        min_value=Decimal("0.000001"),
+        max_digits=18,
+        decimal_places=6,
+        label="Amount (USD)",
+        help_text="At most the credit owed, to 6 decimals.",
+        widget=forms.NumberInput(
+            attrs={"step": "0.000001", "min": "0.000001", "inputmode": "decimal"}
+        ),
+    )
+
+
 class MemberAddForm(forms.Form):
     organization = forms.ModelChoiceField(
         queryset=Organization.objects.all(),
@@ -779,6 +795,7 @@ def _member_page(
             amend_form = QuantityFields(prefix=key, initial=initial)
         return DemandRow(demand, amend_form, errors.get(f"withdraw-{demand.pk}", ""))
 
+    credit = selectors.credit_owed(member)
     context = {
         "pool": pool,
         "member": member,
@@ -796,9 +813,9 @@ def _member_page(
         ],
         "report": report,
         "holdings": [HoldingRow(h, {}) for h in selectors.member_holdings(member)],
-        "credit_owed": selectors.credit_owed(member),
+        "credit_owed": credit,
         "cash": cash_balance(member.account),
-        "repay_form": bound.get("repay") or AmountForm(prefix="repay"),
+        "repay_form": bound.get("repay") or RepayForm(prefix="repay", initial={"amount": credit}),
     }
     return render(request, "exchange/pools/member.html", context, status=status)
 
@@ -900,6 +917,6 @@ def pool_credit_repay_view(
         services.pool_credit_repay(
             member=member, amount=data["amount"], actor=signed_in_user(request)
         )
-        return f"{data['amount']:,.2f} USD of credit repaid to the pool."
+        return f"{data['amount'].normalize():,f} USD of credit repaid to the pool."
 
-    return _member_write(request, membership, member, AmountForm(request.POST, prefix="repay"), act)
+    return _member_write(request, membership, member, RepayForm(request.POST, prefix="repay"), act)

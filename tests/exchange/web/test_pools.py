@@ -33,6 +33,7 @@ from exchange.services.pools import (
     pool_member_add,
     pool_member_graduate,
     pool_round_close,
+    pool_settings_set,
     pool_take_back,
 )
 from tests.exchange.pools.support import sponsor_organization, startup
@@ -934,6 +935,34 @@ def test_members_see_their_allocations_report_and_credit_and_repay_it(
     assert "POOL_AMOUNT_INVALID" in _field_error(_page(too_much), "id_repay-amount")
     assert done.status_code == 302
     assert credit_outstanding(cirrus) == owed - 100 * 10**6
+
+
+def test_a_member_repays_its_credit_to_the_last_micro_dollar(
+    client, pool, cirrus, cirrus_user, sam, future, seller
+):
+    # given a subsidy that leaves cirrus's loan with fractions of a cent
+    pool_settings_set(
+        pool=pool,
+        rule=pool.rule,
+        subsidy_percent=Decimal("7.77"),
+        credit_line=Decimal("20000"),
+        cutoff_at=None,
+        actor=sam,
+    )
+    _allocated_round(pool, sam, future, seller, [(cirrus, 4)])
+    owed = credit_owed(cirrus)
+    assert owed != owed.quantize(Decimal("0.01"))
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    client.force_login(cirrus_user)
+
+    # when it repays what the page offers, the whole debt
+    page = _page(client.get(_pool_url(pool)))
+    assert f'value="{owed}"' in page
+    done = client.post(_pool_url(pool, "web:pool_repay"), {"repay-amount": str(owed)})
+
+    # then it owes nothing, as it could through the API
+    assert done.status_code == 302
+    assert credit_outstanding(cirrus) == 0
 
 
 def test_the_credit_owed_selector_reads_without_opening_accounts(pool, ada):
