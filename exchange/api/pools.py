@@ -1279,6 +1279,33 @@ class Offer(APIView):
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
 
+ORDER_ID = _id_parameter("order_id", "An offer of the pool (POST .../offer/ answered it).")
+
+
+class OfferCancel(APIView):
+    required_scope = ApiKey.Scope.TRADE
+
+    @extend_schema(
+        parameters=[POOL_ID, ORDER_ID],
+        request=None,
+        responses={200: OrderSerializer, 409: ErrorSerializer, 422: ErrorSerializer, **READ_ERRORS},
+        operation_id="pool_offer_cancel",
+        summary="Withdraw an offer: cancel what is left of a sell from the pool account "
+        "(sponsor; scope trade)",
+        description="Answers the order as the matcher left it; its contracts are the pool's to "
+        "reallocate or offer again. 404 for an id that is no sell of the pool's account (a "
+        "round's tier buys end with their round); 409 ORDER_NOT_LIVE once it has ended.",
+    )
+    def delete(self, request: Request, pool_id: str, order_id: str) -> Response:
+        pool = _sponsored(request, pool_id)
+        number = _number(order_id)
+        order = selectors.pool_offer_of(pool, number) if number is not None else None
+        if order is None:
+            raise Http404(order_id)
+        order = services.pool_offer_cancel(pool=pool, order=order, actor=request.caller.user)
+        return Response(OrderSerializer(order).data)
+
+
 class CreditRepay(APIView):
     required_scope = ApiKey.Scope.TRANSFER
 
@@ -1329,5 +1356,6 @@ urlpatterns = [
     path(f"{POOL}reallocate/", Reallocate.as_view(), name="pool-reallocate"),
     path(f"{POOL}take-back/", TakeBack.as_view(), name="pool-take-back"),
     path(f"{POOL}offer/", Offer.as_view(), name="pool-offer"),
+    path(f"{POOL}offer/<text:order_id>/", OfferCancel.as_view(), name="pool-offer-cancel"),
     path(f"{POOL}credit/repay/", CreditRepay.as_view(), name="pool-credit-repay"),
 ]

@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
 
-from exchange.models import Instrument, Organization, Trade
+from exchange.models import Instrument, Order, Organization, Side, Trade
 from exchange.models.pools import (
     Pool,
     PoolAllocation,
@@ -28,6 +28,7 @@ from exchange.models.pools import (
     PoolRound,
     PoolTransfer,
 )
+from exchange.selectors import orders as orders_selector
 from exchange.services.ledger_accounts import micros_to_usd, position_account_code
 from ledger.models import Account as LedgerAccount
 
@@ -139,6 +140,13 @@ def allocations(
 def transfers(pool: Pool, *, member: PoolMember | None = None) -> QuerySet[PoolTransfer]:
     rows = pool.transfers.select_related("member__organization", "instrument", "actor")
     return rows.filter(member=member) if member is not None else rows
+
+
+def pool_offer_of(pool: Pool, order_id: int) -> Order | None:
+    """One of the pool's offers (``services.pools.pool_offer``): a sell of the pool's account,
+    live or not; None for a tier buy of a round, another account's order or no order."""
+    order = orders_selector.order_of(pool.account, order_id)
+    return order if order is not None and order.side == Side.SELL else None
 
 
 @dataclass(frozen=True)

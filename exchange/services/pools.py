@@ -82,7 +82,7 @@ from exchange.services.ledger_accounts import (
     usd_to_micros,
 )
 from exchange.services.margin import order_margin_per_contract, reference_price
-from exchange.services.orders import order_place, orders_cancel
+from exchange.services.orders import order_cancel, order_place, orders_cancel
 from exchange.services.participants import account_main
 from exchange.services.risk_cycle import instruments_lock
 from ledger.errors import LedgerError
@@ -1228,6 +1228,28 @@ def pool_offer(
         after={"order": order.pk, "instrument": instrument.symbol, "quantity": quantity},
     )
     return order
+
+
+def pool_offer_cancel(*, pool: Pool, order: Order, actor: Actor) -> Order:
+    """Withdraw what is left of an offer (``pool_offer``): its contracts are the pool's to
+    reallocate or offer again. The pool's account is not the sponsor's main account, which the
+    orders API and the order pages cancel from, so without this an offer stayed in the book
+    until it filled, and its contracts could go to no member. Only the pool account's sells:
+    a round's tier buys end when their round closes (``pool_round_close``). An offer that
+    ended meanwhile is ``ORDER_NOT_LIVE`` (``OrderRejected``)."""
+    assert order.account_id == pool.account_id and order.side == Side.SELL, order
+    cancelled = order_cancel(order=order, requested_by=_user(actor), reason=CancelReason.USER)
+    audit_record(
+        actor=actor,
+        action="pool.offer_cancel",
+        target=pool,
+        after={
+            "order": order.pk,
+            "instrument": cancelled.instrument.symbol,
+            "cancelled": cancelled.cancelled_quantity,
+        },
+    )
+    return cancelled
 
 
 # Cash between the sponsor, the pool and members ---------------------------------------------

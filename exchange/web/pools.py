@@ -768,6 +768,32 @@ def pool_offer_view(
     return _sponsor_write(request, membership, pool, form, act)
 
 
+@trader_required
+@require_POST
+def pool_offer_cancel_view(
+    request: HttpRequest, pool_id: int, order_id: int, membership: Membership
+) -> HttpResponse:
+    """Withdraw an offer of the pool's. Its refusal (it ended meanwhile, so it has left the
+    table of open orders) is shown at the top of the page."""
+    pool = _sponsored(membership, pool_id)
+    order = selectors.pool_offer_of(pool, order_id)
+    if order is None:
+        raise Http404("No such offer of this pool.")
+    try:
+        cancelled = services.pool_offer_cancel(
+            pool=pool, order=order, actor=signed_in_user(request)
+        )
+    except REFUSALS as error:
+        messages.error(request, f"Order #{order.pk} not withdrawn: {_refusal_text(error)}")
+        return _sponsor_page(request, membership, pool, status=400)
+    messages.success(
+        request,
+        f"Order #{order.pk} withdrawn: {cancelled.cancelled_quantity} {order.instrument.symbol} "
+        "back with the pool.",
+    )
+    return _to_pool(pool)
+
+
 # The member's page ---------------------------------------------------------------------------
 
 

@@ -78,6 +78,11 @@ urlpatterns = [
         pools.pool_offer_view,
         name="pool_offer",
     ),
+    path(
+        "pools/<int:pool_id>/offers/<int:order_id>/cancel/",
+        pools.pool_offer_cancel_view,
+        name="pool_offer_cancel",
+    ),
     path("pools/<int:pool_id>/demand/", pools.pool_demand_submit_view, name="pool_demand_submit"),
     path(
         "pools/<int:pool_id>/demand/<int:demand_id>/amend/",

@@ -17,6 +17,7 @@ from exchange.models.pools import (
     PoolAllocation,
     PoolDemand,
     PoolMember,
+    PoolOrder,
     PoolRound,
     PoolTransfer,
 )
@@ -804,6 +805,38 @@ def test_a_member_filter_given_twice_is_refused(allocated, pool, sponsor, ada, b
 # Capacity after a graduation, and credit ---------------------------------------------------
 
 
+def test_the_sponsor_withdraws_an_offer_and_its_contracts_are_free_again(
+    allocated, pool, sponsor, ada, bolt, future
+):
+    # given the pool took back ada's 15 and offers them all at a price nobody pays
+    client = api(sponsor)
+    pool_member_graduate(member=ada, actor=None)
+    taken = {"member": ada.pk, "instrument": future.symbol, "quantity": 15}
+    assert client.post(f"{POOLS}{pool.pk}/take-back/", taken, format="json").status_code == 201
+    offered = client.post(
+        f"{POOLS}{pool.pk}/offer/",
+        {"instrument": future.symbol, "quantity": 15, "price": "9.00"},
+        format="json",
+    ).json()
+    given = {"member": bolt.pk, "instrument": future.symbol, "quantity": 4}
+    refused = client.post(f"{POOLS}{pool.pk}/reallocate/", given, format="json")
+    assert codes(refused) == (422, "POOL_NOT_ENOUGH_HELD", "quantity")
+    offer_url = f"{POOLS}{pool.pk}/offer/{offered['id']}/"
+    tier_buy = PoolOrder.objects.filter(round=allocated).first().order
+
+    # then only the sponsor withdraws it, and only the pool's sells
+    assert codes(api(bolt.organization).delete(offer_url)) == (403, "POOL_SPONSOR_ONLY", None)
+    assert client.delete(f"{POOLS}{pool.pk}/offer/{tier_buy.pk}/").status_code == 404
+    assert client.delete(f"{POOLS}{pool.pk}/offer/999999/").status_code == 404
+    withdrawn = client.delete(offer_url)
+    assert withdrawn.status_code == 200, withdrawn.json()
+    assert (withdrawn.json()["status"], withdrawn.json()["cancelled_quantity"]) == ("cancelled", 15)
+    assert AuditEntry.objects.filter(action="pool.offer_cancel").count() == 1
+    # and its contracts go to a member again; a second withdrawal finds nothing live
+    assert client.post(f"{POOLS}{pool.pk}/reallocate/", given, format="json").status_code == 201
+    assert codes(client.delete(offer_url))[:2] == (409, "ORDER_NOT_LIVE")
+
+
 def test_holdings_show_a_members_contracts_from_the_pool_not_its_own_trading(
     allocated, pool, sponsor, ada, bolt, future, seller
 ):
@@ -1030,6 +1063,7 @@ def every_pool_request(pool_id, round_id, member_id, demand_id, symbol):
         ("reallocate", "post", f"{base}reallocate/", transfer),
         ("take-back", "post", f"{base}take-back/", transfer),
         ("offer", "post", f"{base}offer/", {"instrument": symbol, "quantity": 1, "price": "3"}),
+        ("withdraw offer", "delete", f"{base}offer/1/", None),
         ("repay", "post", f"{base}credit/repay/", {"amount": "1"}),
     ]
 

@@ -32,6 +32,7 @@ from exchange.services.pools import (
     pool_fund,
     pool_member_add,
     pool_member_graduate,
+    pool_offer,
     pool_round_close,
     pool_settings_set,
     pool_take_back,
@@ -741,6 +742,33 @@ def test_the_sponsor_offers_the_pools_contracts_for_sale(client, pool, pool_hold
     assert (order.quantity, order.price) == (2, Decimal("2.60"))
     page = _page(client.get(_pool_url(pool)))
     assert f"#{order.pk}" in page.split("The pool's open orders")[1]
+
+
+def test_the_sponsor_withdraws_an_offer_from_its_row(
+    client, pool, pool_holding, sam, bolt, bolt_user
+):
+    # given the pool offers all 6 of its contracts
+    future = pool_holding
+    offer = pool_offer(pool=pool, instrument=future, quantity=6, price=Decimal("9.00"), actor=sam)
+    url = _pool_url(pool, "web:pool_offer_cancel", offer.pk)
+    client.force_login(sam)
+    assert f'action="{url}' in _page(client.get(_pool_url(pool)))
+
+    # when a member tries, then the sponsor withdraws it
+    client.force_login(bolt_user)
+    assert client.post(url).status_code == 404
+    client.force_login(sam)
+    done = client.post(url)
+
+    # then the order is cancelled and its contracts are free again; once more is refused
+    assert done.status_code == 302
+    offer.refresh_from_db()
+    assert (offer.status, offer.cancelled_quantity) == ("cancelled", 6)
+    page = _page(client.get(_pool_url(pool)))
+    assert "The pool's open orders" not in page
+    again = client.post(url)
+    assert again.status_code == 400
+    assert "ORDER_NOT_LIVE" in _page(again)
 
 
 def test_a_symbol_the_pool_does_not_hold_answers_404(client, pool, sam, futures):
