@@ -51,7 +51,10 @@ def pool_of_sponsor(organization: Organization, pool_id: int) -> Pool | None:
 
 
 def member_of(organization: Organization, pool_id: int) -> PoolMember | None:
-    """``organization``'s membership of pool ``pool_id`` (None: not a member)."""
+    """``organization``'s membership of pool ``pool_id`` (None: not a member, or an id no row
+    can have: the database cannot compare it, as a page's path may give it)."""
+    if not 0 < pool_id <= orders_selector.ID_MAX:
+        return None
     return memberships_of(organization).filter(pool_id=pool_id).first()
 
 

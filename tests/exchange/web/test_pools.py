@@ -218,6 +218,15 @@ def test_a_non_member_gets_404_for_the_pool_and_its_writes(client, pool, members
     assert not PoolRound.objects.exists() and not PoolDemand.objects.exists()
 
 
+def test_a_pool_id_beyond_any_id_answers_404(client, pool, sam, ada_user):
+    # An id the database cannot hold is no pool: 404, not a failed query.
+    beyond = 2**64 + 1
+    for user in (sam, ada_user):
+        client.force_login(user)
+        assert client.get(reverse("web:pool", args=[beyond])).status_code == 404
+        assert client.post(reverse("web:pool_repay", args=[beyond]), {}).status_code == 404
+
+
 def test_another_sponsors_pool_answers_404(client, pool, members, future):
     other = organization_create(slug="acme", name="Acme Capital", kind=Organization.Kind.SPONSOR)
     otto = _user(other, "otto")
