@@ -530,7 +530,7 @@ class PoolCreateSerializer(serializers.Serializer):
     name: TextField | None = TextField(
         max_length=NAME_INPUT_LENGTH_MAX,
         allow_blank=True,
-        help_text="1 to 100 characters, unique among the sponsor's pools.",
+        help_text=f"1 to {services.NAME_LENGTH_MAX} characters, unique among the sponsor's pools.",
     )
     rule = TextField(
         trim_whitespace=True,

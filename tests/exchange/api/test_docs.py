@@ -5,6 +5,8 @@ import re
 import pytest
 from django.contrib.staticfiles import finders
 
+from exchange.services.pools import NAME_LENGTH_MAX
+
 pytestmark = pytest.mark.django_db
 
 
@@ -59,3 +61,10 @@ def test_the_docs_forbid_the_browser_any_other_host(client, path):
     assert directives["default-src"] == "'self'"
     for sources in directives.values():
         assert not re.search(r"https?:|\*", sources), sources
+
+
+def test_the_schema_gives_a_pools_name_the_length_the_service_takes(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    name = schema["components"]["schemas"]["PoolCreateRequest"]["properties"]["name"]
+
+    assert f"1 to {NAME_LENGTH_MAX} characters" in name["description"]
