@@ -266,7 +266,14 @@ class Command(BaseCommand):
         problems = order_book_problems()
         if problems or Order.objects.filter(status=Order.Status.NEW).exists():
             raise CommandError(f"Inconsistent after the run: {problems[:5]}")
-        quantiles = statistics.quantiles(latencies_ms, n=100)
+        if not latencies_ms:
+            raise CommandError("No order was placed.")
+        # One order has no spread to cut into percentiles: its latency is each of them.
+        quantiles = (
+            statistics.quantiles(latencies_ms, n=100)
+            if len(latencies_ms) > 1
+            else [latencies_ms[0]] * 99
+        )
         self.stdout.write(
             f"database={connection.vendor} mode={mode} clients={clients} orders={placed} "
             f"trades={Trade.objects.count()} seconds={elapsed:.2f}"
