@@ -29,6 +29,7 @@ Allocation moves positions outside the matcher, so it locks the instruments' row
 their risk version, as the daily risk cycle does: the matchers reload what they keep in memory.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -89,6 +90,8 @@ from ledger.errors import LedgerError
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
 from ledger.services import account_open, entry_post
+
+logger = logging.getLogger(__name__)
 
 Actor = User | AnonymousUser | None
 
@@ -1367,7 +1370,10 @@ def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> E
 
 def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
     """The periodic task: cut off pools whose cut-off has passed, close rounds whose time is up,
-    and allocate rounds whose orders an external matcher has finished cancelling."""
+    and allocate rounds whose orders an external matcher has finished cancelling.
+
+    A pool or round that fails unexpectedly is logged and left due for the next run; the
+    others go on, so one pool's fault does not hold up every other pool's rounds."""
     now = now or timezone.now()
     done = {"cut_off": 0, "closed": 0, "allocated": 0}
     for pool in Pool.objects.filter(status=Pool.Status.OPEN, cutoff_at__lte=now).order_by("pk"):
@@ -1377,14 +1383,19 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
         except PoolError:
             # Nothing to aggregate, or a round still working: the cut-off stays due.
             continue
+        except Exception:
+            logger.exception("pools: the cut-off of pool #%s failed; next run", pool.pk)
     for round_ in PoolRound.objects.filter(status=PoolRound.Status.WORKING).order_by("pk"):
-        if round_.closes_at <= now:
-            closed = pool_round_close(round_=round_, actor=None)
-            done["closed"] += 1
-            done["allocated"] += closed.status == PoolRound.Status.ALLOCATED
-        elif _cancels_processed(round_):
-            allocated = pool_round_allocate(round_=round_, actor=None)
-            done["allocated"] += allocated.status == PoolRound.Status.ALLOCATED
+        try:
+            if round_.closes_at <= now:
+                closed = pool_round_close(round_=round_, actor=None)
+                done["closed"] += 1
+                done["allocated"] += closed.status == PoolRound.Status.ALLOCATED
+            elif _cancels_processed(round_):
+                allocated = pool_round_allocate(round_=round_, actor=None)
+                done["allocated"] += allocated.status == PoolRound.Status.ALLOCATED
+        except Exception:
+            logger.exception("pools: round #%s did not close or allocate; next run", round_.pk)
     return done
 
 

@@ -31,6 +31,7 @@ from exchange.models import (
     Trade,
 )
 from exchange.services import collateral
+from exchange.services import pools as pools_services
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import (
     cash_account,
@@ -1514,6 +1515,48 @@ def test_pools_run_due_cuts_off_then_closes_and_allocates(
     assert PoolAllocation.objects.get(demand=demand).quantity == 4
     assert _reload(round_.orders.get().order).status == Order.Status.CANCELLED
     call_command("ledger_check")
+
+
+def test_a_pool_that_fails_does_not_hold_up_the_others(
+    pool, members, future, sponsor, sponsor_user, monkeypatch, caplog
+):
+    """An unexpected error in one pool's cut-off, then in its round's close, is logged and
+    leaves that pool due; the other pool is cut off, then closed and allocated, in the same
+    runs. The first error used to end the run: every pool after it waited on the faulty one."""
+    other = pool_create(sponsor=sponsor, name="Second", actor=sponsor_user)
+    pool_fund(pool=other, amount=POOL_FUNDS, actor=sponsor_user)
+    other_member = pool_member_add(pool=other, organization=startup("dyn", "5000"), actor=None)
+    _submit(members[0], future, gpus=3)
+    _submit(other_member, future, gpus=2)
+    Pool.objects.update(cutoff_at=timezone.now() - timedelta(seconds=1))
+    cut_off, close = pools_services.pool_cut_off, pools_services.pool_round_close
+
+    def cut_off_failing_for_the_first(*, pool, **kwargs):
+        if pool.pk < other.pk:
+            raise RuntimeError("boom")
+        return cut_off(pool=pool, **kwargs)
+
+    monkeypatch.setattr(pools_services, "pool_cut_off", cut_off_failing_for_the_first)
+    assert pools_run_due() == {"cut_off": 1, "closed": 0, "allocated": 0}
+    assert not PoolRound.objects.filter(pool=pool).exists()
+    assert _reload(pool).cutoff_at is not None  # Still due.
+    assert f"the cut-off of pool #{pool.pk} failed" in caplog.text
+
+    monkeypatch.setattr(pools_services, "pool_cut_off", cut_off)
+    assert pools_run_due()["cut_off"] == 1  # The next run cuts it off.
+
+    def close_failing_for_the_first(*, round_, **kwargs):
+        if round_.pool_id == pool.pk:
+            raise RuntimeError("boom")
+        return close(round_=round_, **kwargs)
+
+    monkeypatch.setattr(pools_services, "pool_round_close", close_failing_for_the_first)
+    later = timezone.now() + timedelta(days=2)
+    assert pools_run_due(now=later) == {"cut_off": 0, "closed": 1, "allocated": 1}
+    assert PoolRound.objects.get(pool=pool).status == PoolRound.Status.WORKING
+    assert PoolRound.objects.get(pool=other).status == PoolRound.Status.ALLOCATED
+    round_ = PoolRound.objects.get(pool=pool)
+    assert f"round #{round_.pk} did not close or allocate" in caplog.text
 
 
 def test_the_celery_task_runs_due_pools(pool, members, future):
