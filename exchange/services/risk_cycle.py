@@ -37,9 +37,10 @@ entries always balance and a winner is always paid.
 Running it again for a settled day changes nothing. Every instrument row it settles is locked
 (``FOR NO KEY UPDATE``, id order) for the transaction and its ``risk_version`` bumped, so the
 matcher waits, and reloads the positions and margin it keeps in memory afterwards. Before
-anything else, the run takes the day settlements' lock (``day_settlements_lock``), so two runs
-at once settle one after the other and the second checks its day's order
-(``RISK_DAY_OUT_OF_ORDER``) against the first's commit.
+anything else, the run takes the day settlements' lock (``settlement_prices.
+day_settlements_lock``, which setting and overriding prices take too), so two runs at once
+settle one after the other and the second checks its day's order (``RISK_DAY_OUT_OF_ORDER``)
+against the first's commit.
 """
 
 import logging
@@ -52,7 +53,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -551,32 +552,6 @@ def _margin_step(
 # The cycle --------------------------------------------------------------------------------
 
 
-# The key of the PostgreSQL transaction lock that day settlements take first ("GPUD"; the
-# matcher's shard leases use other classes, exchange/matcher/lease.py).
-DAY_SETTLEMENTS_LOCK_CLASS = 0x47505544
-DAY_SETTLEMENTS_LOCK_KEY = 0
-
-
-def day_settlements_lock() -> None:
-    """Wait until no other day's settlement runs, for the rest of the transaction.
-
-    The order check (``RISK_DAY_OUT_OF_ORDER``) reads the settled days, and the run that passes
-    it settles its day in the same transaction: two runs at once (day D and D-1) would both
-    pass, and D-1 settle after D. No row serves as their lock: each day locks only its own
-    ``RiskCycle``, created in its own transaction where the other run does not see it, and
-    the instruments it then locks may be others or none. So it is an advisory lock, taken
-    before any row lock and by nothing else, which no deadlock can involve. SQLite runs one
-    writing transaction at a time (``transaction_mode`` IMMEDIATE) and needs none.
-    """
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)",
-            [DAY_SETTLEMENTS_LOCK_CLASS, DAY_SETTLEMENTS_LOCK_KEY],
-        )
-
-
 def instruments_lock(ids: list[int]) -> dict[int, Instrument]:
     """Lock the rows (id order, as the matcher takes them one at a time) and bump the risk
     version so each matcher reloads the margin and positions it keeps in memory."""
@@ -630,7 +605,7 @@ def daily_settlement_run(
     rather than returned as it is: for staff confirming a day, who must not read another's
     settlement as their own. The schedule and ``settle_day`` keep the idempotent answer."""
     with transaction.atomic():
-        day_settlements_lock()
+        settlement_prices.day_settlements_lock()
         cycle = settlement_prices.settlement_prices_set(
             trading_date=trading_date, close=close, actor=actor
         )

@@ -17,6 +17,11 @@ Prices are rounded to the nearest tick (half to even). An option's row keeps the
 its price implies (market prices) or was computed with (model). Setting prices is idempotent:
 a price set for a day is kept, and staff may override it with a reason, audited, until the
 day is settled.
+
+Setting and overriding prices take the
+day settlements' lock (``day_settlements_lock``) first, as the daily run does, so that the
+order check reads every settlement committed before and no price is written for a day that a
+later day's run settles past meanwhile.
 """
 
 from collections import defaultdict
@@ -26,7 +31,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -44,6 +49,37 @@ from pricing.depreciation import DepreciationModel
 Source = SettlementPrice.Source
 MARKET_SOURCES = (Source.VWAP, Source.MID, Source.OVERRIDE)
 DEPRECIATION_FIT_MONTHS_MIN = 4
+
+
+# The key of the PostgreSQL transaction lock that day settlements take first ("GPUD"; the
+# matcher's shard leases use other classes, exchange/matcher/lease.py).
+DAY_SETTLEMENTS_LOCK_CLASS = 0x47505544
+DAY_SETTLEMENTS_LOCK_KEY = 0
+
+
+def day_settlements_lock() -> None:
+    """Wait until no other day's settlement, price setting or override runs, for the rest of
+    the transaction.
+
+    The order check (``RISK_DAY_OUT_OF_ORDER``, ``trading_date_check``) reads the settled days,
+    and the run that passes it settles its day in the same transaction: two runs at once (day D
+    and D-1) would both pass, and D-1 settle after D. An override or a price setting for D-1
+    passing its check while D's run has not committed would likewise change D-1's prices after
+    D settled on them. No row serves as their lock: each day locks only its own ``RiskCycle``,
+    created in its own transaction where the other run does not see it, and the instruments it
+    then locks may be others or none. So it is an advisory lock, taken first in the
+    transaction, before any row lock, and by nothing else, which no deadlock can involve
+    (``daily_settlement_run`` takes it again when it sets its prices: a session holds it any
+    number of times). SQLite runs one writing transaction at a time (``transaction_mode``
+    IMMEDIATE) and needs none.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)",
+            [DAY_SETTLEMENTS_LOCK_CLASS, DAY_SETTLEMENTS_LOCK_KEY],
+        )
 
 
 def on_tick(price: Decimal, tick: Decimal) -> Decimal:
@@ -79,11 +115,16 @@ def _vwaps(instruments: list[Instrument], close: datetime) -> dict[int, tuple[De
     }
 
 
-@transaction.atomic
 def settlement_prices_set(
     *, trading_date: date, close: datetime | None = None, actor: User | None = None
 ) -> RiskCycle:
     """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
+    with transaction.atomic():
+        day_settlements_lock()
+        return _prices_set(trading_date, close)
+
+
+def _prices_set(trading_date: date, close: datetime | None) -> RiskCycle:
     close = close or close_at(trading_date)
     trading_date_check(trading_date, close)
     cycle, _ = RiskCycle.objects.get_or_create(
@@ -333,8 +374,10 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
     (``RISK_DAY_OUT_OF_ORDER``). Settling it then would mark every position back from the
     later day's prices to its own, paying variation margin backwards, and open or cure margin
     calls on old prices; a day that was missed needs no run of its own, as the next day's
-    variation margin covers it. A settlement takes its lock (``risk_cycle.
-    day_settlements_lock``) before this check, so it reads every settlement committed before."""
+    variation margin covers it. A settlement, a price setting and an override take the day
+    settlements' lock (``day_settlements_lock``) before this check, so it reads every
+    settlement committed before; the admin form's check (``settlement_price_check``) reads
+    without it, and the override checks again under it."""
     moment = now()
     today = moment.date()
     if trading_date > today:
@@ -406,7 +449,6 @@ def settlement_price_check(
         raise _day_settled(trading_date)
 
 
-@transaction.atomic
 def settlement_price_override(
     *,
     instrument: Instrument,
@@ -416,6 +458,14 @@ def settlement_price_override(
     actor: User | None,
 ) -> SettlementPrice:
     """Staff set an instrument's settlement price for a day that is not settled yet."""
+    with transaction.atomic():
+        day_settlements_lock()
+        return _price_override(instrument, trading_date, price, reason, actor)
+
+
+def _price_override(
+    instrument: Instrument, trading_date: date, price: Decimal, reason: str, actor: User | None
+) -> SettlementPrice:
     settlement_price_check(
         instrument=instrument, trading_date=trading_date, price=price, reason=reason
     )

@@ -211,3 +211,107 @@ def test_an_earlier_day_run_beside_a_later_one_is_refused_not_settled_after_it(
     assert not Entry.objects.filter(idempotency_key__startswith=f"variation:{earlier}:").exists()
     assert ledger_problems() == []
     connection.close()
+
+
+# Sessions of this database waiting for the day settlements' lock (a lock of two int4 keys is
+# classid, objid and objsubid 2; pg_locks lists every database of the server).
+DAY_SETTLEMENTS_LOCK_WAITERS = """
+    SELECT count(*) FROM pg_locks
+    WHERE NOT granted AND locktype = 'advisory' AND classid::bigint = %s
+        AND objid::bigint = %s AND objsubid = 2
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+DAY_SETTLEMENTS_LOCK = [
+    settlement_prices.DAY_SETTLEMENTS_LOCK_CLASS,
+    settlement_prices.DAY_SETTLEMENTS_LOCK_KEY,
+]
+
+
+@pytest.mark.parametrize("service", ["override", "set"])
+@pytest.mark.django_db(transaction=True)
+def test_a_price_change_for_an_earlier_day_waits_for_a_running_settlement_then_is_refused(
+    postgres_only, future, buyer, seller, monkeypatch, service
+):
+    import time
+
+    from exchange import calendar
+    from exchange.models import AuditEntry
+    from exchange.services import risk_cycle
+    from tests.exchange.support import place
+
+    # given positions in a future, two closed days it trades on, and the earlier day priced
+    place(seller, future, "sell", 10, "2.50")
+    place(buyer, future, "buy", 10, "2.50")
+    later = calendar.business_days_before(future.last_trading_day, 4)
+    earlier = calendar.business_days_before(future.last_trading_day, 5)
+    settlement_prices.settlement_price_override(
+        instrument=future, trading_date=earlier, price=Decimal("2.50"), reason="Brokers", actor=None
+    )
+    audits = AuditEntry.objects.count()
+    # and the later day's settlement, held in the middle of its run (its prices set, its books
+    # locked, nothing committed) until the test lets it go on
+    settling, go_on = threading.Event(), threading.Event()
+    real_check_prices = risk_cycle._check_prices
+
+    def check_prices(trading_date):
+        real_check_prices(trading_date)
+        settling.set()
+        assert go_on.wait(timeout=WAIT_SECONDS)
+
+    monkeypatch.setattr(risk_cycle, "_check_prices", check_prices)
+    outcome: list[BaseException | object] = []
+
+    def run(target) -> threading.Thread:
+        def work() -> None:
+            try:
+                outcome.append(target())
+            except BaseException as error:  # Checked below.
+                outcome.append(error)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        return thread
+
+    def change_earlier():
+        if service == "set":
+            return settlement_prices.settlement_prices_set(trading_date=earlier)
+        return settlement_prices.settlement_price_override(
+            instrument=future,
+            trading_date=earlier,
+            price=Decimal("2.40"),
+            reason="Late correction",
+            actor=None,
+        )
+
+    # when the earlier day's price changes while the later day settles
+    settlement = run(lambda: daily_settlement_run(trading_date=later))
+    assert settling.wait(timeout=WAIT_SECONDS)
+    change = run(change_earlier)
+    with connection.cursor() as cursor:
+        for _ in range(200):  # Until the change waits for the day settlements' lock.
+            cursor.execute(DAY_SETTLEMENTS_LOCK_WAITERS, DAY_SETTLEMENTS_LOCK)
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            go_on.set()
+            settlement.join(timeout=WAIT_SECONDS)
+            change.join(timeout=WAIT_SECONDS)
+            pytest.fail("the price change did not wait for the running settlement")
+    go_on.set()
+    settlement.join(timeout=WAIT_SECONDS)
+    change.join(timeout=WAIT_SECONDS)
+
+    # then it waited for the later day to settle, and was refused as out of order: the
+    # earlier day keeps the price the later day settled after, and no row says otherwise
+    assert not settlement.is_alive() and not change.is_alive()
+    [error] = [item for item in outcome if not isinstance(item, RiskCycle)]
+    assert isinstance(error, RiskError) and error.code == RiskErrorCode.DAY_OUT_OF_ORDER
+    assert RiskCycle.objects.get(trading_date=later).status == RiskCycle.Status.SETTLED
+    row = SettlementPrice.objects.get(instrument=future, trading_date=earlier)
+    assert (row.price, row.reason) == (Decimal("2.50"), "Brokers")
+    assert SettlementPrice.objects.filter(trading_date=earlier).count() == 1
+    assert AuditEntry.objects.count() == audits + 1  # The later day's settlement only.
+    connection.close()
