@@ -403,7 +403,11 @@ class InstrumentAdmin(BackOfficeAdmin[Instrument]):
         if not self.has_act_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            listed = listings_roll(actor=staff_user(request))
+            try:
+                listed = listings_roll(actor=staff_user(request))
+            except ExchangeError as error:
+                self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
+                return redirect("admin:exchange_instrument_changelist")
             self.message_user(
                 request,
                 f"{len(listed)} instruments listed"
@@ -771,7 +775,10 @@ class StripeEventAdmin(ReadOnlyAdmin[StripeEvent]):
 
 
 class SettlementPriceForm(forms.ModelForm[SettlementPrice]):
-    """Staff override: the service checks the price and the day and writes the audit row."""
+    """Staff override: the service checks the price, the day and the staff's role, and writes
+    the audit row. ``actor``: who overrides, set by the admin (``get_form``)."""
+
+    actor: User | None = None
 
     class Meta:
         model = SettlementPrice
@@ -789,6 +796,7 @@ class SettlementPriceForm(forms.ModelForm[SettlementPrice]):
                     trading_date=trading_date,
                     price=cleaned["price"],
                     reason=cleaned.get("reason") or "",
+                    actor=self.actor,
                 )
             except ExchangeError as error:
                 if error.field in self.fields:
@@ -830,6 +838,18 @@ class SettlementPriceAdmin(BackOfficeAdmin[SettlementPrice]):
         self, request: HttpRequest, obj: SettlementPrice | None = None
     ) -> list[str]:
         return ["instrument", "trading_date"] if obj is not None else []
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: SettlementPrice | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[forms.ModelForm[SettlementPrice]]:
+        """The form checks the override as the service will, for the signed-in staff: one
+        with Django's model permission but not the risk role is refused there, by name."""
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"actor": staff_user(request)})
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self.has_act_permission(request) or super().has_add_permission(request)

@@ -36,6 +36,9 @@ class OrderRejectCode(StrEnum):
     MARKET_ORDER_NOT_REPLACEABLE = "ORDER_MARKET_ORDER_NOT_REPLACEABLE"
     BATCH_TOO_LARGE = "ORDER_BATCH_TOO_LARGE"
     CANCEL_AFTER_TIMEOUT_INVALID = "ORDER_CANCEL_AFTER_TIMEOUT_INVALID"
+    # Staff cancelling a customer's order: active staff with the operations role.
+    NOT_STAFF = "ORDER_NOT_STAFF"
+    ROLE_REQUIRED = "ORDER_ROLE_REQUIRED"
     # Risk: the collateral an order needs (exchange.services.collateral).
     INSUFFICIENT_FUNDS = "RISK_INSUFFICIENT_FUNDS"
     INSUFFICIENT_ENTITLEMENT = "RISK_INSUFFICIENT_ENTITLEMENT"
@@ -55,6 +58,9 @@ class CatalogErrorCode(StrEnum):
     RESERVATION_ALREADY_STARTED = "CATALOG_RESERVATION_ALREADY_STARTED"
     RESERVATION_ALREADY_LISTED = "CATALOG_RESERVATION_ALREADY_LISTED"
     INVALID_STATUS_CHANGE = "CATALOG_INVALID_STATUS_CHANGE"
+    # Trading status and listings are staff's: active staff with the operations role.
+    NOT_STAFF = "CATALOG_NOT_STAFF"
+    ROLE_REQUIRED = "CATALOG_ROLE_REQUIRED"
 
 
 class FundingErrorCode(StrEnum):
@@ -91,6 +97,9 @@ class RiskErrorCode(StrEnum):
     DAY_NOT_PRICED = "RISK_DAY_NOT_PRICED"
     PRICE_MISSING = "RISK_SETTLEMENT_PRICE_MISSING"
     NO_OPEN_MARGIN_CALL = "RISK_NO_OPEN_MARGIN_CALL"
+    # Staff risk actions: active staff with the risk role.
+    NOT_STAFF = "RISK_NOT_STAFF"
+    ROLE_REQUIRED = "RISK_ROLE_REQUIRED"
 
 
 class ApiAuthErrorCode(StrEnum):

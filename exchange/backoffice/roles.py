@@ -9,9 +9,13 @@ role; a user who is not active staff has none, whatever groups they are in.
 - finance: deposits and withdrawals, the trial balance.
 
 Every role sees the dashboard and the audit log.
+
+The services of each function check the role themselves, whoever calls them (the admin, a
+back-office page, a shell): ``StaffGate`` below, one per family of error codes.
 """
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import wraps
 from typing import Any
@@ -19,6 +23,18 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
+
+from exchange.errors import (
+    CatalogError,
+    CatalogErrorCode,
+    ExchangeError,
+    FundingError,
+    FundingErrorCode,
+    OrderRejectCode,
+    OrderRejected,
+    RiskError,
+    RiskErrorCode,
+)
 
 
 class Role(StrEnum):
@@ -72,3 +88,47 @@ def role_required(
         return wrapped
 
     return decorator
+
+
+@dataclass(frozen=True)
+class StaffGate:
+    """Who may call a family of staff services: active staff with ``role`` (superusers have
+    every role), or the system (``actor`` None: scheduled tasks, management commands) unless
+    ``system_allowed`` is false. A refusal is ``error`` with the family's code: ``not_staff``
+    for a user who is not active staff (anonymous users included), ``role_missing`` for staff
+    without the role. It is checked before anything is written."""
+
+    role: Role
+    error: Callable[[StrEnum, str], ExchangeError]
+    not_staff: StrEnum
+    role_missing: StrEnum
+    system_allowed: bool = True
+
+    def check(self, actor: Any, action: str) -> None:
+        """Refuse ``actor`` unless it may ``action`` (a verb phrase: "halt trading")."""
+        if actor is None and self.system_allowed:
+            return
+        if actor is None or not (actor.is_authenticated and actor.is_active and actor.is_staff):
+            raise self.error(self.not_staff, f"Only staff {action}.")
+        if self.role not in roles_of(actor):
+            raise self.error(self.role_missing, f"Only staff with the {self.role} role {action}.")
+
+
+# Trading status and listings (instrument_set_status, listings_roll and the listing services).
+CATALOG_STAFF = StaffGate(
+    Role.OPERATIONS, CatalogError, CatalogErrorCode.NOT_STAFF, CatalogErrorCode.ROLE_REQUIRED
+)
+# Customers' orders cancelled by staff (order_staff_cancel).
+ORDER_STAFF = StaffGate(
+    Role.OPERATIONS, OrderRejected, OrderRejectCode.NOT_STAFF, OrderRejectCode.ROLE_REQUIRED
+)
+# Settlement prices, the daily cycle, margin calls and liquidation.
+RISK_STAFF = StaffGate(Role.RISK, RiskError, RiskErrorCode.NOT_STAFF, RiskErrorCode.ROLE_REQUIRED)
+# Withdrawal reviews: money leaves the exchange on a person's decision, never the system's.
+FUNDING_STAFF = StaffGate(
+    Role.FINANCE,
+    FundingError,
+    FundingErrorCode.NOT_STAFF,
+    FundingErrorCode.NOT_FINANCE,
+    system_allowed=False,
+)

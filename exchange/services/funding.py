@@ -40,7 +40,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.backoffice.roles import Role, has_any_role
+from exchange.backoffice.roles import FUNDING_STAFF
 from exchange.errors import FundingError, FundingErrorCode
 from exchange.models import Account, ApiKey, Deposit, StripeEvent, Withdrawal
 from exchange.selectors.risk import cash_out_refusal
@@ -500,14 +500,9 @@ def withdrawal_request(
 
 def _finance_check(actor: Actor) -> None:
     """Withdrawals are reviewed by staff with the finance role (superusers have every role),
-    whoever calls the service: the admin's gate alone would leave other callers unchecked."""
-    if actor is None or not actor.is_authenticated or not getattr(actor, "is_staff", False):
-        raise FundingError(FundingErrorCode.NOT_STAFF, "Only staff review withdrawals.")
-    if not has_any_role(actor, (Role.FINANCE,)):
-        raise FundingError(
-            FundingErrorCode.NOT_FINANCE,
-            f"Only staff with the {Role.FINANCE} role review withdrawals.",
-        )
+    whoever calls the service: the admin's gate alone would leave other callers unchecked.
+    Unlike the other staff services, the system (no actor) reviews none."""
+    FUNDING_STAFF.check(actor, "review withdrawals")
 
 
 def _withdrawal_lock(withdrawal: Withdrawal, allowed: set[str]) -> Withdrawal:

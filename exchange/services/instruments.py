@@ -1,8 +1,13 @@
-"""Instrument status changes by staff: halt, resume, expire. Each one is audited."""
+"""Instrument status changes by staff: halt, resume, expire. Each one is audited.
+
+Only staff with the operations role change them (``CATALOG_NOT_STAFF``,
+``CATALOG_ROLE_REQUIRED``), whoever calls; the system (no actor) may too.
+"""
 
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from exchange.backoffice.roles import CATALOG_STAFF
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument
 from exchange.services.audit import audit_record
@@ -17,6 +22,7 @@ ALLOWED_STATUS_CHANGES = {
 def instrument_set_status(
     *, instrument: Instrument, status: str, actor: User | None, reason: str = ""
 ) -> Instrument:
+    CATALOG_STAFF.check(actor, "change an instrument's trading status")
     with transaction.atomic():
         # The row lock orders this change with the matcher, which reads the status under it.
         locked = Instrument.objects.select_for_update(no_key=True).get(pk=instrument.pk)

@@ -2,6 +2,10 @@
 daily roll that keeps strips and chains listed as months pass (``listings_roll``).
 
 Listing is idempotent: an instrument whose symbol exists is left as it is and returned.
+
+Futures strips, option chains and the roll are staff's: a user actor must be active staff with
+the operations role (``CATALOG_NOT_STAFF``, ``CATALOG_ROLE_REQUIRED``); the system (no actor)
+lists too. A resale listing is its block holder's, not staff's.
 """
 
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange import calendar
+from exchange.backoffice.roles import CATALOG_STAFF
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
 from exchange.services.audit import audit_record
@@ -25,6 +30,7 @@ from exchange.symbols import future_symbol, option_symbol, resale_symbol
 FUTURE_TICK_SIZE = Decimal("0.005")
 OPTION_TICK_SIZE = Decimal("0.001")
 RESALE_TICK_SIZE = Decimal("0.01")
+LISTING_ACTION = "list futures and options"
 LISTED_MONTHS_MAX = 72  # As PJM monthly power futures: six years of consecutive months.
 STRIKES_EACH_SIDE_MAX = 50
 
@@ -60,6 +66,7 @@ def futures_list_strip(
 
     A contract is 1 GPU for every hour of its delivery month; prices are $/GPU-hr.
     """
+    CATALOG_STAFF.check(actor, LISTING_ACTION)
     if not 1 <= months <= LISTED_MONTHS_MAX:
         raise CatalogError(
             CatalogErrorCode.INVALID_LISTING,
@@ -125,6 +132,7 @@ def options_list_chain(
     Options expire two business days before the future stops trading, so they always expire
     before delivery starts; exercise delivers the future.
     """
+    CATALOG_STAFF.check(actor, LISTING_ACTION)
     if future.kind != Instrument.Kind.FUTURE:
         raise CatalogError(
             CatalogErrorCode.INVALID_LISTING, "Options are listed on futures only.", field="future"
@@ -265,6 +273,7 @@ def futures_list_upcoming(
 
     Returns the whole strip from next month on, whether listed now or before.
     """
+    CATALOG_STAFF.check(actor, LISTING_ACTION)
     today = today or timezone.now().date()
     first_month = calendar.add_months(calendar.month_start(today), 1)
     listed = []
@@ -374,6 +383,7 @@ def listings_roll(*, today: date | None = None, actor: User | None = None) -> li
     Instruments already listed are left as they are, so a second run the same day lists
     nothing; nothing is ever delisted here (expiry is the risk cycle's).
     """
+    CATALOG_STAFF.check(actor, LISTING_ACTION)
     # The roll's moment: now, or the start of the day it is asked to roll for.
     moment = timezone.now() if today is None else datetime.combine(today, time.min, tzinfo=UTC)
     today = moment.date()

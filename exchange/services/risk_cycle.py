@@ -58,6 +58,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from exchange import recent
+from exchange.backoffice.roles import RISK_STAFF
 from exchange.errors import ExchangeError, RiskError, RiskErrorCode
 from exchange.models import (
     RESTING_STATUSES,
@@ -604,6 +605,7 @@ def daily_settlement_run(
     ``refuse_settled``: a day already settled is ``RISK_DAY_SETTLED`` (saying when and by whom)
     rather than returned as it is: for staff confirming a day, who must not read another's
     settlement as their own. The schedule and ``settle_day`` keep the idempotent answer."""
+    RISK_STAFF.check(actor, "settle trading days")
     with transaction.atomic():
         settlement_prices.day_settlements_lock()
         cycle = settlement_prices.settlement_prices_set(
@@ -817,6 +819,7 @@ def account_liquidate(*, account: Account, actor: User | None, reason: str = "")
     """
     from exchange.services.orders import order_place, orders_cancel
 
+    RISK_STAFF.check(actor, "liquidate accounts")
     if not reason.strip():
         raise RiskError(
             RiskErrorCode.REASON_REQUIRED, "Give a reason for the liquidation.", "reason"

@@ -18,7 +18,8 @@ its price implies (market prices) or was computed with (model). Setting prices i
 a price set for a day is kept, and staff may override it with a reason, audited, until the
 day is settled.
 
-Setting and overriding prices take the
+Setting and overriding prices are the risk role's: a user actor must be active staff with it
+(``RISK_NOT_STAFF``, ``RISK_ROLE_REQUIRED``); the system (no actor) sets them too. Both take the
 day settlements' lock (``day_settlements_lock``) first, as the daily run does, so that the
 order check reads every settlement committed before and no price is written for a day that a
 later day's run settles past meanwhile.
@@ -36,6 +37,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from exchange import calendar
+from exchange.backoffice.roles import RISK_STAFF
 from exchange.calendar import close_at
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Instrument, RiskCycle, SettlementPrice, Sku, Trade
@@ -119,6 +121,7 @@ def settlement_prices_set(
     *, trading_date: date, close: datetime | None = None, actor: User | None = None
 ) -> RiskCycle:
     """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
+    RISK_STAFF.check(actor, "set settlement prices")
     with transaction.atomic():
         day_settlements_lock()
         return _prices_set(trading_date, close)
@@ -418,16 +421,21 @@ def _day_settled(trading_date: date) -> RiskError:
     )
 
 
+OVERRIDE_ACTION = "override settlement prices"
+
+
 def settlement_price_check(
-    *, instrument: Instrument, trading_date: date, price: Decimal, reason: str
+    *, instrument: Instrument, trading_date: date, price: Decimal, reason: str, actor: User | None
 ) -> None:
-    """Why an override would be refused (``RiskError``), checked before anything is written.
+    """Why an override by ``actor`` would be refused (``RiskError``), checked before anything
+    is written.
 
     A day is overridden, as it is run, once its close has passed (``trading_date_check``): a
     price for a day still to come would be the latest settlement at once, marking positions
     and exposure at it. A day after the instrument's last trading day is allowed: it is how
     staff settle a future whose final day was missed (``RISK_SETTLEMENT_PRICE_MISSING``).
     """
+    RISK_STAFF.check(actor, OVERRIDE_ACTION)
     if not reason.strip():
         raise RiskError(RiskErrorCode.REASON_REQUIRED, "Give a reason for the override.", "reason")
     if instrument.kind not in (Instrument.Kind.FUTURE, Instrument.Kind.OPTION):
@@ -458,6 +466,7 @@ def settlement_price_override(
     actor: User | None,
 ) -> SettlementPrice:
     """Staff set an instrument's settlement price for a day that is not settled yet."""
+    RISK_STAFF.check(actor, OVERRIDE_ACTION)  # Before the lock: a refusal waits for no run.
     with transaction.atomic():
         day_settlements_lock()
         return _price_override(instrument, trading_date, price, reason, actor)
@@ -467,7 +476,7 @@ def _price_override(
     instrument: Instrument, trading_date: date, price: Decimal, reason: str, actor: User | None
 ) -> SettlementPrice:
     settlement_price_check(
-        instrument=instrument, trading_date=trading_date, price=price, reason=reason
+        instrument=instrument, trading_date=trading_date, price=price, reason=reason, actor=actor
     )
     cycle = RiskCycle.objects.select_for_update().filter(trading_date=trading_date).first()
     if cycle is not None and cycle.status == RiskCycle.Status.SETTLED:

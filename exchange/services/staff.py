@@ -3,6 +3,9 @@ grants, margin call reviews and order cancels by staff, and edits made in the ad
 
 Each writes its audit row (who, what, before, after) in the transaction of the change, except
 where the change must commit on its own first (an order cancel: see ``order_staff_cancel``).
+
+Margin call reviews need the risk role, order cancels the operations role, checked here whoever
+calls (``exchange.backoffice.roles.StaffGate``); the system (no actor) may do both.
 """
 
 import json
@@ -13,7 +16,7 @@ from django.contrib.auth.models import Group, User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
-from exchange.backoffice.roles import ROLES_CACHE_ATTRIBUTE, Role
+from exchange.backoffice.roles import ORDER_STAFF, RISK_STAFF, ROLES_CACHE_ATTRIBUTE, Role
 from exchange.models import AuditEntry, CancelReason, MarginCall, Order
 from exchange.services.audit import audit_record
 from exchange.services.orders import order_cancel
@@ -67,6 +70,7 @@ def margin_call_staff_review(*, call: MarginCall, actor: User | None) -> MarginC
     audit row, as ``margin_call_review`` writes nothing then: a row with the same figures before
     and after records no change, only noise in the log. The admin tells staff what came of it.
     """
+    RISK_STAFF.check(actor, "review margin calls")
     with transaction.atomic():
         before = _margin_call_figures(MarginCall.objects.get(pk=call.pk))
         reviewed = margin_call_review(call)
@@ -89,6 +93,7 @@ def order_staff_cancel(*, order: Order, actor: User | None, reason: str = "") ->
     ``order_cancel`` commits its command in a transaction of its own (an accepted command is a
     committed one), so the audit row follows in a second; the command itself names who asked.
     """
+    ORDER_STAFF.check(actor, "cancel customers' orders")
     before = {"status": order.status, "filled_quantity": order.filled_quantity}
     cancelled = order_cancel(order=order, requested_by=actor, reason=CancelReason.STAFF)
     audit_record(

@@ -21,6 +21,18 @@ from exchange.models import Order, OrderCommand, OrderRejection, OrderTransition
 from exchange.services.orders import order_place
 
 
+def staff_user(username: str, *roles):
+    """An active staff user with these back-office roles (none: staff without a role)."""
+    from django.contrib.auth import get_user_model
+
+    from exchange.services.staff import staff_roles_grant
+
+    user = get_user_model().objects.create_user(username=username, is_staff=True)
+    if roles:
+        staff_roles_grant(user=user, roles=roles, actor=None)
+    return user
+
+
 def place(account, instrument, side, quantity, price=None, **options) -> Order:
     """``order_place`` with the price given as a string ("2.45") or None for market orders."""
     return order_place(

@@ -293,6 +293,32 @@ def test_liquidating_a_call_no_longer_open_tells_staff_it_was_skipped(admin_clie
     assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
 
 
+def test_an_override_by_staff_without_the_risk_role_is_refused_in_the_form(
+    client, django_user_model, future, traded
+):
+    # given staff granted Django's permission to add settlement prices, but not the risk role
+    from django.contrib.auth.models import Permission
+
+    clerk = django_user_model.objects.create_user("clerk", password="x-2026", is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="add_settlementprice"))
+    client.force_login(clerk)
+    form = {
+        "instrument": future.pk,
+        "trading_date": traded.isoformat(),
+        "price": "2.555",
+        "reason": "Block trade reported late",
+    }
+
+    # when they override a price in the admin
+    page = client.post(reverse("admin:exchange_settlementprice_add"), form)
+
+    # then the form names the refusal (not a 500), and nothing is written
+    assert page.status_code == 200
+    assert "Only staff with the risk role override settlement prices." in page.content.decode()
+    assert not SettlementPrice.objects.exists()
+    assert not AuditEntry.objects.filter(action="settlement_price.override").exists()
+
+
 def test_an_override_for_a_day_not_closed_is_refused(
     admin_client, calendar_ahead, monkeypatch, future, traded
 ):

@@ -6,10 +6,11 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from exchange.backoffice.roles import Role
 from exchange.selectors.positions import PositionRow, portfolio_totals, positions_of
 from exchange.services.risk_cycle import daily_settlement_run
 from exchange.services.settlement_prices import now_date, settlement_price_override
-from tests.exchange.support import place
+from tests.exchange.support import place, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -149,9 +150,9 @@ def settle_today(prices: dict, staff) -> None:
 
 
 @pytest.fixture
-def staff(django_user_model, clock_after_the_close):
+def staff(db, clock_after_the_close):
     """Risk staff, settling today after its close (``settle_today``), whatever the hour."""
-    return django_user_model.objects.create_user("risk", is_staff=True)
+    return staff_user("risk", Role.RISK)
 
 
 def test_after_the_daily_cycle_positions_are_marked_at_the_settlement_price(

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from exchange.backoffice.roles import Role
 from exchange.matcher import inline
 from exchange.matcher.runtime import Matcher
 from exchange.models import CancelReason, Order, OrderCommand, OrderTransition
@@ -13,14 +14,15 @@ from exchange.services.cancel_after import cancel_all_after_fire_due, cancel_all
 from exchange.services.instruments import instrument_halt
 from exchange.services.orders import order_cancel, order_replace, orders_cancel
 from exchange.services.staff import order_staff_cancel
+from tests.exchange import support
 from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_user("operations", is_staff=True)
+def staff_user(db):
+    return support.staff_user("operations", Role.OPERATIONS)
 
 
 def reload(order: Order) -> Order:

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 
 from exchange import calendar
+from exchange.backoffice.roles import Role
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import AuditEntry, Instrument, MarginCall, Order, RiskCycle, SettlementPrice
 from exchange.services.capacity import capacity_register
@@ -43,7 +44,7 @@ from tests.exchange.ledger_figures import (
     usd,
     usd_of_accounts,
 )
-from tests.exchange.support import listing_month, place
+from tests.exchange.support import listing_month, place, staff_user
 
 # The days settled here are after today: the exchange's calendar is moved on for them.
 pytestmark = pytest.mark.usefixtures("calendar_ahead")
@@ -73,8 +74,8 @@ def override(instrument, day: date, price: str, staff) -> None:
 
 
 @pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("risk", is_staff=True)
+def staff(db):
+    return staff_user("risk", Role.RISK)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from exchange import calendar
+from exchange.backoffice.roles import Role
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import Instrument, MarginCall, RiskCycle, SettlementPrice
 from exchange.services.funding import deposit_test_funds
@@ -36,7 +37,7 @@ from tests.exchange.ledger_figures import (
     usd,
     usd_of_accounts,
 )
-from tests.exchange.support import place
+from tests.exchange.support import place, staff_user
 
 # The days settled here are after today: the exchange's calendar is moved on for them.
 pytestmark = pytest.mark.usefixtures("calendar_ahead")
@@ -52,7 +53,7 @@ def keys_posted_by(run) -> set[str]:
 def test_three_days_of_variation_margin_exercise_margin_call_and_final_settlement(
     future, call, django_user_model
 ):
-    staff = django_user_model.objects.create_user("risk", is_staff=True)
+    staff = staff_user("risk", Role.RISK)
     hours = future.gpu_hours_per_contract
     # The option expires two business days before the future stops trading: day 1 is the
     # option's expiry, day 2 the business day after, day 3 the future's last trading day.

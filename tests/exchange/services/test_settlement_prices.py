@@ -12,9 +12,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from exchange.backoffice.roles import Role
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.matcher.runtime import Matcher
 from exchange.models import AuditEntry, Instrument, RiskCycle, SettlementPrice, Trade
@@ -27,7 +27,7 @@ from exchange.services.settlement_prices import (
 )
 from pricing import black76, depreciation
 from pricing.curve import ForwardCurve
-from tests.exchange.support import listing_month, place
+from tests.exchange.support import listing_month, place, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -98,7 +98,7 @@ def chain(future) -> dict[str, Instrument]:
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user(username="riskdesk", is_staff=True)
+    return staff_user("riskdesk", Role.RISK)
 
 
 # Market prices -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from exchange.backoffice.roles import Role
 from exchange.models import CancelReason, Membership, Organization
 from exchange.services.api_keys import api_key_create
 from exchange.services.capacity import capacity_register
@@ -20,6 +21,7 @@ from exchange.services.orders import order_place, orders_cancel
 from exchange.services.participants import account_main, member_add, organization_create
 from exchange.services.risk_cycle import daily_settlement_run
 from exchange.services.settlement_prices import now_date, settlement_price_override
+from tests.exchange.support import staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -190,7 +192,7 @@ def test_after_the_daily_cycle_the_page_and_the_api_show_the_settlement_mark(
 ):
     # given alice's organization long 3 at 2.50, the market's last trade at 2.44, and the day
     # settled at 2.435 by staff (variation margin paid) with no trade since
-    staff = django_user_model.objects.create_user("risk", is_staff=True)
+    staff = staff_user("risk", Role.RISK)
     order_place(account=seller, instrument=future, side="sell", price=Decimal("2.50"), quantity=3)
     order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.50"), quantity=3)
     order_place(account=maker, instrument=future, side="sell", price=Decimal("2.44"), quantity=1)
