@@ -984,15 +984,32 @@ class MarginCallAdmin(ReadOnlyAdmin[MarginCall]):
     def deficit_usd(self, obj: MarginCall) -> Decimal:
         return micros_to_usd(obj.deficit)
 
+    def _skipped(self, request: HttpRequest, call: MarginCall, verb: str) -> None:
+        self.message_user(
+            request,
+            f"#{call.pk} {call.account}: skipped, the call is "
+            f"{call.get_status_display().lower()}; only open calls are {verb}.",
+            messages.WARNING,
+        )
+
     @admin.action(description="Top up from cash and cure the covered calls", permissions=["act"])
     def review(self, request: HttpRequest, queryset: QuerySet[MarginCall]) -> None:
         cured = 0
         actor = staff_user(request)
-        for call in queryset.filter(status=MarginCall.Status.OPEN).order_by("pk"):
-            reviewed = margin_call_staff_review(call=call, actor=actor)
+        # The count is taken before the loop: a review moves cured calls out of a filtered list.
+        selected = queryset.count()
+        for call in queryset.select_related("account__organization").order_by("pk"):
+            if call.status != MarginCall.Status.OPEN:
+                self._skipped(request, call, "reviewed")
+                continue
+            try:
+                reviewed = margin_call_staff_review(call=call, actor=actor)
+            except ExchangeError as error:
+                self.message_user(request, f"#{call.pk}: {error.message}", messages.ERROR)
+                continue
             if reviewed.status == MarginCall.Status.CURED:
                 cured += 1
-        self.message_user(request, f"{cured} of {queryset.count()} selected calls cured.")
+        self.message_user(request, f"{cured} of {selected} selected calls cured.")
 
     @staticmethod
     def _liquidation_rows(calls: Sequence[MarginCall]) -> list[tuple[Any, ...]]:
@@ -1040,12 +1057,7 @@ class MarginCallAdmin(ReadOnlyAdmin[MarginCall]):
             return page
         for call in queryset.select_related("account__organization").order_by("pk"):
             if call.status != MarginCall.Status.OPEN:
-                self.message_user(
-                    request,
-                    f"#{call.pk} {call.account}: skipped, the call is "
-                    f"{call.get_status_display().lower()}; only open calls are liquidated.",
-                    messages.WARNING,
-                )
+                self._skipped(request, call, "liquidated")
                 continue
             try:
                 result = account_liquidate(

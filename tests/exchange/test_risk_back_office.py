@@ -293,6 +293,41 @@ def test_liquidating_a_call_no_longer_open_tells_staff_it_was_skipped(admin_clie
     assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
 
 
+def test_reviewing_calls_no_longer_open_tells_staff_they_were_skipped(admin_client, future, seller):
+    # given two selected calls: one cured after staff selected it, and one still open on an
+    # account that holds nothing now (a review cures it)
+    poor = _called_account(future, seller)
+    cured = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
+    MarginCall.objects.filter(pk=cured.pk).update(status=MarginCall.Status.CURED)
+    other = MarginCall.objects.create(
+        account=_account("lumen", "startup"),
+        trading_date=cured.trading_date,
+        required=cured.required,
+        maintenance=cured.maintenance,
+        held=0,
+    )
+
+    # when staff review both
+    response = admin_client.post(
+        reverse("admin:exchange_margincall_changelist"),
+        {"action": "review", "_selected_action": [cured.pk, other.pk]},
+        follow=True,
+    )
+
+    # then the page says which call was skipped and why, beside what came of the other
+    shown = [(message.level_tag, str(message)) for message in response.context["messages"]]
+    assert shown == [
+        (
+            "warning",
+            f"#{cured.pk} {poor}: skipped, the call is cured; only open calls are reviewed.",
+        ),
+        ("info", "1 of 2 selected calls cured."),
+    ]
+    # and the skipped call was not reviewed
+    assert AuditEntry.objects.filter(action="margin_call.review").count() == 1
+    assert AuditEntry.objects.get(action="margin_call.review").target_id == str(other.pk)
+
+
 def test_an_override_by_staff_without_the_risk_role_is_refused_in_the_form(
     client, django_user_model, future, traded
 ):
