@@ -353,7 +353,13 @@ class AccountAdmin(BackOfficeAdmin[Account]):
 
 
 @admin.register(ReservedCapacity)
-class ReservedCapacityAdmin(BackOfficeAdmin[ReservedCapacity]):
+class ReservedCapacityAdmin(ReadOnlyAdmin[ReservedCapacity]):
+    """Blocks are written only by ``capacity_register``, which issues their GPU-hours in the
+    same transaction. A block added here would issue none, yet its holder would hold its GPUs
+    (``block_holdings``) and could sell GPU-hours of other blocks on its listing; a block
+    changed here (its GPUs, holder or term) would no longer match the GPU-hours issued for it,
+    nor its listing's contract."""
+
     view_roles = (OPERATIONS, RISK)
     list_display = [
         "id",

@@ -5,7 +5,16 @@ from django.contrib.admin.sites import site
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from exchange.models import AuditEntry, Instrument, Order, OrderCommand, Organization, Trade
+from exchange.models import (
+    AuditEntry,
+    Instrument,
+    Order,
+    OrderCommand,
+    Organization,
+    ReservedCapacity,
+    Trade,
+)
+from exchange.selectors.capacity import block_holdings
 from exchange.services.orders import order_place
 
 pytestmark = pytest.mark.django_db
@@ -91,6 +100,46 @@ def test_order_admin_is_read_only(admin_client, future, buyer):
     assert Order.objects.get(pk=order.pk).quantity == 1
     for model in (Trade, OrderCommand, AuditEntry):
         assert not site._registry[model].has_add_permission(detail.wsgi_request)
+
+
+def test_reserved_capacity_admin_is_read_only(admin_client, listing):
+    # given a registered block (16 GPUs, its GPU-hours issued to its holder) listed for resale
+    block = listing.reservation
+    holder = block.holder_id
+    change_url = reverse("admin:exchange_reservedcapacity_change", args=[block.pk])
+    model_admin = site._registry[ReservedCapacity]
+
+    # then staff browse it, but neither add a block (it would issue no GPU-hours, yet its
+    # holder would hold its GPUs and offer them on its listing) nor change or delete one whose
+    # GPU-hours are issued: only capacity_register writes a block, with its GPU-hours
+    changelist = reverse("admin:exchange_reservedcapacity_changelist")
+    assert admin_client.get(changelist).status_code == 200
+    detail = admin_client.get(change_url)
+    assert detail.status_code == 200
+    assert not model_admin.has_add_permission(detail.wsgi_request)
+    assert not model_admin.has_change_permission(detail.wsgi_request, block)
+    assert not model_admin.has_delete_permission(detail.wsgi_request, block)
+    assert admin_client.get(reverse("admin:exchange_reservedcapacity_add")).status_code == 403
+    form = {
+        "provider": block.provider_id,
+        "holder": holder,
+        "cluster": block.cluster,
+        "sku": block.sku_id,
+        "region": block.region_id,
+        "starts_at_0": block.starts_at.strftime("%Y-%m-%d"),
+        "starts_at_1": block.starts_at.strftime("%H:%M:%S"),
+        "ends_at_0": block.ends_at.strftime("%Y-%m-%d"),
+        "ends_at_1": block.ends_at.strftime("%H:%M:%S"),
+        "gpus": 64,
+        "interconnect": block.interconnect,
+        "contiguous_block_gpus": block.contiguous_block_gpus,
+    }
+    assert admin_client.post(change_url, form).status_code == 403
+    delete_url = reverse("admin:exchange_reservedcapacity_delete", args=[block.pk])
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    # and the holder still holds the 16 GPUs that were issued, no more
+    assert ReservedCapacity.objects.get(pk=block.pk).gpus == 16
+    assert block_holdings(block, organization_id=holder)[holder].held == 16
 
 
 def test_order_admin_cancel_action_goes_through_the_matcher(
