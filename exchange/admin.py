@@ -376,7 +376,13 @@ class ReservedCapacityAdmin(ReadOnlyAdmin[ReservedCapacity]):
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(BackOfficeAdmin[Instrument]):
+class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
+    """Instruments are listed by the services (``futures_list_strip``, ``options_list_chain``,
+    ``resale_list``, the roll), which check what they list, and change status only through
+    the halt and resume actions. Their terms are not edited here: the book's resting orders are
+    in ticks and lots, their holds were computed from the GPU-hours per contract, and a resale
+    listing's last trading day is the day before its block's term starts."""
+
     view_roles = (RISK,)
     act_roles = (OPERATIONS,)
     list_display = [

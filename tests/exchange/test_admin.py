@@ -1,3 +1,4 @@
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -140,6 +141,48 @@ def test_reserved_capacity_admin_is_read_only(admin_client, listing):
     # and the holder still holds the 16 GPUs that were issued, no more
     assert ReservedCapacity.objects.get(pk=block.pk).gpus == 16
     assert block_holdings(block, organization_id=holder)[holder].held == 16
+
+
+def test_instrument_admin_shows_contract_terms_read_only(admin_client, listing):
+    # given a resale listing (made by resale_list, which checks the block and its dates)
+    change_url = reverse("admin:exchange_instrument_change", args=[listing.pk])
+    model_admin = site._registry[Instrument]
+    detail = admin_client.get(change_url)
+    assert detail.status_code == 200
+
+    # then staff neither add an instrument (a listing the services never checked: a block
+    # already started, one listed twice, a future outside the calendar) nor change the terms
+    # of one that trades: its tick and lot (the book's resting orders are in them), its
+    # GPU-hours (what its orders hold), its last trading day (trading past the block's start)
+    assert not model_admin.has_add_permission(detail.wsgi_request)
+    assert not model_admin.has_change_permission(detail.wsgi_request, listing)
+    assert not model_admin.has_delete_permission(detail.wsgi_request, listing)
+    assert admin_client.get(reverse("admin:exchange_instrument_add")).status_code == 403
+    later = listing.last_trading_day + timedelta(days=30)
+    form = {
+        "symbol": listing.symbol,
+        "kind": listing.kind,
+        "sku": listing.sku_id,
+        "region": listing.region_id,
+        "tick_size": "0.005",
+        "lot_size": 1,
+        "gpu_hours_per_contract": 1,
+        "price_max": "1000",
+        "quantity_max": listing.quantity_max,
+        "delivery_start": listing.delivery_start.isoformat(),
+        "delivery_end": listing.delivery_end.isoformat(),
+        "last_trading_day": later.isoformat(),
+        "settlement": listing.settlement,
+        "reservation": listing.reservation_id,
+        "option_type": "",
+        "risk_version": listing.risk_version,
+    }
+    assert admin_client.post(change_url, form).status_code == 403
+    unchanged = Instrument.objects.get(pk=listing.pk)
+    terms = ("tick_size", "lot_size", "gpu_hours_per_contract", "last_trading_day")
+    assert [getattr(unchanged, name) for name in terms] == [
+        getattr(listing, name) for name in terms
+    ]
 
 
 def test_order_admin_cancel_action_goes_through_the_matcher(
