@@ -46,6 +46,7 @@ against the first's commit.
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -80,6 +81,7 @@ from exchange.services.ledger_accounts import (
     deficit_account,
     entitlement,
     entitlement_account,
+    entitlement_account_code,
     margin_account,
     position_account,
 )
@@ -118,15 +120,21 @@ class _Holder:
 class _Ledger:
     """The cycle's view of the accounts it settles, and the postings it builds."""
 
-    def __init__(self, instruments: dict[int, Instrument]) -> None:
+    def __init__(
+        self, instruments: dict[int, Instrument], *, delivering: Sequence[Instrument] = ()
+    ) -> None:
+        """``delivering``: the physically settled futures the cycle delivers; their holders'
+        GPU-hour accounts are locked with the cash accounts (``lock_holders``)."""
         self.instruments = instruments
         self.by_symbol = {instrument.symbol: instrument for instrument in instruments.values()}
         self.holders: dict[int, _Holder] = {}
         self.accounts: dict[tuple[int, str, int], LedgerAccount] = {}
+        # Locked GPU-hour accounts, by (trading account id, entitlement commodity code).
+        self.entitlements: dict[tuple[int, str], LedgerAccount] = {}
         self.specs: list[EntrySpec] = []
-        self._load()
+        self._load(delivering)
 
-    def _load(self) -> None:
+    def _load(self, delivering: Sequence[Instrument]) -> None:
         symbols = list(self.by_symbol)
         rows = list(
             LedgerAccount.objects.filter(commodity__code__in=symbols)
@@ -157,28 +165,43 @@ class _Ledger:
             value = row.balance if kind == "cost" else -row.balance
             if value:
                 figures[account_id]["costs" if kind == "cost" else "margins"][instrument.pk] = value
-        self.lock_holders(sorted(figures))
+        positions = {
+            (account_id, future.pk): figures[account_id]["positions"].get(future.pk, 0)
+            for future in delivering
+            for account_id in figures
+        }
+        gpu_hours = _gpu_hour_accounts(delivering, positions)
+        self.lock_holders(sorted(figures), gpu_hours)
         for account_id in sorted(figures):
             holder = self._holder(account_id)
             holder.positions = figures[account_id]["positions"]
             holder.costs = figures[account_id]["costs"]
             holder.margins = figures[account_id]["margins"]
 
-    def lock_holders(self, account_ids: list[int]) -> None:
+    def lock_holders(self, account_ids: list[int], gpu_hours: Sequence[LedgerAccount] = ()) -> None:
         """Open and lock the cash accounts of these trading accounts, in one query in ledger id
         order (the order the ledger locks accounts in): their cash also moves outside the
         instruments locked here (deposits, orders on other books), and a lock taken in another
-        order could deadlock with a matcher settling a trade between two of them."""
+        order could deadlock with a matcher settling a trade between two of them.
+
+        ``gpu_hours``: GPU-hour accounts the cycle will deliver from or to, locked in the same
+        query. They move on resale books too (a resale trade's entry locks the seller's and the
+        buyer's GPU-hours and cash in id order); locked after the cash, they deadlocked with
+        such a trade between a holder of the future and one whose cash comes after them."""
         wanted = [account_id for account_id in account_ids if account_id not in self.holders]
-        if not wanted:
-            return
         stubs = [Account(pk=account_id) for account_id in wanted]
         ids = [cash_account(stub).pk for stub in stubs]
+        ids += [row.pk for row in gpu_hours]
+        if not ids:
+            return
         deficits = {stub.pk: deficit_account(stub) for stub in stubs}
-        locked = {
-            int(row.code.split(":")[1]): row
-            for row in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-        }
+        locked = {}
+        for row in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk"):
+            _, account_id_text, kind, *rest = row.code.split(":")
+            if kind == "gpuh":
+                self.entitlements[(int(account_id_text), rest[0])] = row
+            else:
+                locked[int(account_id_text)] = row
         for account_id in wanted:
             cash = locked[account_id]
             deficit = deficits[account_id]
@@ -417,15 +440,24 @@ def _deliver(
 ) -> dict[int, int]:
     """Physical delivery: contracts delivered per account (long positive)."""
     hours = future.gpu_hours_per_contract
-    commodity = entitlement(future.sku.code, future.region.code, future.delivery_start)
+    commodity = _delivered_commodity(future)
     per_contract = _micros(price, 1, hours)
     able: dict[int, int] = {}
-    shorts = [holder for holder in holders if holder.positions.get(future.pk, 0) < 0]
-    # The shorts' entitlements also move on resale books: lock them in one query, id order.
-    opened = [entitlement_account(holder.stub, commodity).pk for holder in shorts]
+    # The parties' entitlements also move on resale books: locked with the cash accounts
+    # (``lock_holders``). A position the day's option exercise made (a run that catches up the
+    # option's expiry too) was not known then: its account is locked here, after the rest.
+    late = {
+        (holder.account_id, future.pk): holder.positions.get(future.pk, 0)
+        for holder in holders
+        if (holder.account_id, commodity.code) not in ledger.entitlements
+    }
+    ids = [row.pk for row in _gpu_hour_accounts([future], late)]
+    for row in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk"):
+        ledger.entitlements[(int(row.code.split(":")[1]), commodity.code)] = row
     entitlement_accounts = {
-        int(row.code.split(":")[1]): row
-        for row in LedgerAccount.objects.select_for_update().filter(pk__in=opened).order_by("pk")
+        account_id: row
+        for (account_id, code), row in ledger.entitlements.items()
+        if code == commodity.code
     }
     for holder in holders:
         contracts = holder.positions.get(future.pk, 0)
@@ -451,6 +483,7 @@ def _deliver(
         contracts = delivered.get(holder.account_id, 0)
         if not contracts:
             continue
+        # A long without GPU-hours of the month had no account: opened now, the cycle's alone.
         account = entitlement_accounts.get(holder.account_id) or entitlement_account(
             holder.stub, commodity
         )
@@ -460,6 +493,36 @@ def _deliver(
         else:
             ledger.receive(holder, per_contract * -contracts, postings)
     return delivered
+
+
+def _gpu_hour_accounts(
+    futures: Sequence[Instrument], positions: dict[tuple[int, int], int]
+) -> list[LedgerAccount]:
+    """The GPU-hour accounts a delivery of ``futures`` moves, for ``positions`` (contracts by
+    trading account id and future id): each short's, opened if need be (the delivery reads
+    what it holds), and each long's that exists (one the delivery opens is new to its
+    transaction, so nobody else can hold it)."""
+    found = []
+    for future in futures:
+        commodity = _delivered_commodity(future)
+        held = {
+            account_id: contracts
+            for (account_id, future_id), contracts in positions.items()
+            if future_id == future.pk
+        }
+        shorts = sorted(account_id for account_id, contracts in held.items() if contracts < 0)
+        longs = sorted(account_id for account_id, contracts in held.items() if contracts > 0)
+        found += [entitlement_account(Account(pk=account_id), commodity) for account_id in shorts]
+        codes = [
+            entitlement_account_code(Account(pk=account_id), commodity.code) for account_id in longs
+        ]
+        found += list(LedgerAccount.objects.filter(code__in=codes))
+    return found
+
+
+def _delivered_commodity(future: Instrument) -> Commodity:
+    """The GPU-hours a physically settled future delivers: its SKU, region and month's."""
+    return entitlement(future.sku.code, future.region.code, future.delivery_start)
 
 
 def _rebalance(
@@ -619,7 +682,15 @@ def daily_settlement_run(
         status_before = cycle.status
         instruments = instruments_lock(_instruments_with_exposure())
         prices = settlement_prices.day_prices(trading_date)
-        ledger = _Ledger(instruments)
+        expiring = [i for i in instruments.values() if i.last_trading_day <= trading_date]
+        delivering = [
+            future
+            for future in expiring
+            if future.kind == Instrument.Kind.FUTURE
+            and future.settlement == Instrument.Settlement.PHYSICAL
+            and future.status != Instrument.Status.EXPIRED
+        ]
+        ledger = _Ledger(instruments, delivering=delivering)
         _check_prices(trading_date)
         summary: dict[str, Any] = {
             "options_expired": [],
@@ -629,7 +700,6 @@ def daily_settlement_run(
             "margin_calls": [],
             "margin_calls_cured": [],
         }
-        expiring = [i for i in instruments.values() if i.last_trading_day <= trading_date]
         for option in expiring:
             if option.kind == Instrument.Kind.OPTION and option.status != Instrument.Status.EXPIRED:
                 _expire_option(ledger, option, prices, summary)

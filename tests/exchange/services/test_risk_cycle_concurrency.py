@@ -6,11 +6,12 @@ one after the other, so the earlier day is never settled after the later one."""
 import contextlib
 import random
 import threading
+import time as time_module
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Order, RiskCycle, SettlementPrice
@@ -314,4 +315,100 @@ def test_a_price_change_for_an_earlier_day_waits_for_a_running_settlement_then_i
     assert (row.price, row.reason) == (Decimal("2.50"), "Brokers")
     assert SettlementPrice.objects.filter(trading_date=earlier).count() == 1
     assert AuditEntry.objects.count() == audits + 1  # The later day's settlement only.
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("party", ["short", "long"])
+def test_a_physical_delivery_locks_the_gpu_hours_in_the_ledgers_order(
+    postgres_only, sku, region, party
+):
+    from datetime import UTC, datetime, time
+
+    from exchange.models import Instrument
+    from exchange.services.capacity import capacity_register
+    from exchange.services.listing import StripSpec, futures_list_strip
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.conftest import _account
+    from tests.exchange.support import listing_month, place
+
+    # given a physically settled future, a provider holding 2 GPUs of its month and a long
+    # holding 1 GPU of it (registered to it by the provider)
+    [future] = futures_list_strip(
+        sku=sku,
+        region=region,
+        first_month=listing_month(),
+        months=1,
+        spec=StripSpec(settlement=Instrument.Settlement.PHYSICAL),
+    )
+    provider = _account("northwind", "provider")
+    long = _account("lumen", "startup")
+    for holder, gpus in ((provider, 2), (long, 1)):
+        capacity_register(
+            provider=provider.organization,
+            holder=holder.organization,
+            cluster=f"nw-ashburn-{gpus}",
+            sku=sku,
+            region=region,
+            starts_at=datetime.combine(future.delivery_start, time(0), tzinfo=UTC),
+            ends_at=datetime.combine(future.delivery_end, time(0), tzinfo=UTC),
+            gpus=gpus,
+            interconnect="infiniband",
+            contiguous_block_gpus=1,
+        )
+    # and a trader that joined after, so its cash account comes after those GPU-hours in the
+    # ledger's order (the order every entry locks its accounts in); the provider sold 2 to
+    # the long and 1 to the trader
+    trader = _account("helix", "trading_firm")
+    place(provider, future, "sell", 3, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    place(trader, future, "buy", 1, "2.50")
+    day = future.last_trading_day
+    settlement_price_override(
+        instrument=future, trading_date=day, price=Decimal("2.60"), reason="Brokers", actor=None
+    )
+    code = f"GPUH-{sku.code}-{region.code}-{future.delivery_start:%Y%m}"
+    owner = provider if party == "short" else long
+    gpu_hours = LedgerAccount.objects.get(code=f"trading:{owner.pk}:gpuh:{code}")
+    trader_cash = LedgerAccount.objects.get(code=f"trading:{trader.pk}:cash:USD")
+    assert gpu_hours.pk < trader_cash.pk
+    holding = threading.Event()
+
+    def cycle_waits_for_a_lock() -> bool:
+        with connection.cursor() as cursor:
+            for _ in range(int(WAIT_SECONDS / 0.05)):
+                # Statistics are read once per transaction unless the snapshot is cleared.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0]:
+                    return True
+                time_module.sleep(0.05)
+        return False
+
+    def work(index: int) -> None:
+        if index == 0:
+            # An entry moving those GPU-hours and the trader's cash, as the ledger posts it (a
+            # resale trade of the month's hours between them, say): its accounts locked in id
+            # order.
+            with transaction.atomic():
+                LedgerAccount.objects.select_for_update().get(pk=gpu_hours.pk)
+                holding.set()
+                assert cycle_waits_for_a_lock()
+                LedgerAccount.objects.select_for_update().get(pk=trader_cash.pk)
+            return
+        assert holding.wait(timeout=WAIT_SECONDS)
+        daily_settlement_run(trading_date=day)
+
+    # when the day's delivery settles while that entry holds the GPU-hours
+    errors = run_threads(work, 2)
+
+    # then neither deadlocked: the cycle waited for the entry, then delivered the provider's 2
+    # contracts' hours to the first long in account order, the trader's contract cash-settled
+    assert errors == []
+    assert RiskCycle.objects.get(trading_date=day).status == RiskCycle.Status.SETTLED
+    expiry = Entry.objects.get(idempotency_key=f"future-expiry:{future.pk}")
+    assert expiry.metadata["delivered"] == {str(long.pk): 2, str(provider.pk): -2}
+    assert ledger_problems() == []
     connection.close()
