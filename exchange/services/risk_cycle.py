@@ -34,13 +34,13 @@ A loss is paid from the account's available cash, then from its margin accounts,
 still missing is recorded as a deficit the account owes (``trading:<id>:deficit:USD``), so the
 entries always balance and a winner is always paid.
 
-Running it again for a settled day changes nothing. Every instrument row it settles is locked
-(``FOR NO KEY UPDATE``, id order) for the transaction and its ``risk_version`` bumped, so the
-matcher waits, and reloads the positions and margin it keeps in memory afterwards. Before
-anything else, the run takes the day settlements' lock (``settlement_prices.
-day_settlements_lock``, which setting and overriding prices take too), so two runs at once
-settle one after the other and the second checks its day's order (``RISK_DAY_OUT_OF_ORDER``)
-against the first's commit.
+Running it again for a settled day changes nothing. Every instrument row it settles or expires
+(resale listings included) is locked (``FOR NO KEY UPDATE``, id order) for the transaction
+and its ``risk_version`` bumped, so the matcher waits, and reloads the positions and margin
+it keeps in memory afterwards. Before anything else, the run takes the day settlements' lock
+(``settlement_prices.day_settlements_lock``, which setting and overriding prices take too), so
+two runs at once settle one after the other and the second checks its day's order
+(``RISK_DAY_OUT_OF_ORDER``) against the first's commit.
 """
 
 import logging
@@ -654,6 +654,16 @@ def _instruments_with_exposure() -> list[int]:
     return sorted(ids)
 
 
+def _resale_expiring(trading_date: date) -> list[int]:
+    """Resale listings whose last trading day is ``trading_date`` or before, not yet expired."""
+    return list(
+        Instrument.objects.filter(kind=Instrument.Kind.RESALE, last_trading_day__lte=trading_date)
+        .exclude(status=Instrument.Status.EXPIRED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def daily_settlement_run(
     *,
     trading_date: date,
@@ -680,7 +690,17 @@ def daily_settlement_run(
                 raise _already_settled(cycle)
             return cycle
         status_before = cycle.status
-        instruments = instruments_lock(_instruments_with_exposure())
+        # The resale listings that expire today are locked with the books the cycle settles,
+        # in one id order, as a matcher's pass locks its books: their status changes below,
+        # after the cycle has locked customers' cash, which a matcher's pass on a listing
+        # (a cancel after its close) moves while it holds the listing's row.
+        resale_due = _resale_expiring(trading_date)
+        locked = instruments_lock(sorted(set(_instruments_with_exposure()) | set(resale_due)))
+        instruments = {
+            pk: instrument
+            for pk, instrument in locked.items()
+            if instrument.kind != Instrument.Kind.RESALE
+        }
         prices = settlement_prices.day_prices(trading_date)
         expiring = [i for i in instruments.values() if i.last_trading_day <= trading_date]
         delivering = [
@@ -712,14 +732,7 @@ def daily_settlement_run(
         expired_ids = [i.pk for i in expiring if i.status != Instrument.Status.EXPIRED]
         # Resale listings stop trading the day before their block's term starts; nobody holds
         # a position in them (a trade settles at once), so they only expire.
-        resale_expired = list(
-            Instrument.objects.filter(
-                kind=Instrument.Kind.RESALE, last_trading_day__lte=trading_date
-            )
-            .exclude(status=Instrument.Status.EXPIRED)
-            .order_by("pk")
-            .values_list("pk", "symbol")
-        )
+        resale_expired = [(pk, locked[pk].symbol) for pk in resale_due]
         summary["resale_expired"] = [symbol for _, symbol in resale_expired]
         expired_ids += [pk for pk, _ in resale_expired]
         Instrument.objects.filter(pk__in=expired_ids).update(status=Instrument.Status.EXPIRED)

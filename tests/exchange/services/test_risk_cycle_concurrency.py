@@ -373,20 +373,6 @@ def test_a_physical_delivery_locks_the_gpu_hours_in_the_ledgers_order(
     assert gpu_hours.pk < trader_cash.pk
     holding = threading.Event()
 
-    def cycle_waits_for_a_lock() -> bool:
-        with connection.cursor() as cursor:
-            for _ in range(int(WAIT_SECONDS / 0.05)):
-                # Statistics are read once per transaction unless the snapshot is cleared.
-                cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                )
-                if cursor.fetchone()[0]:
-                    return True
-                time_module.sleep(0.05)
-        return False
-
     def work(index: int) -> None:
         if index == 0:
             # An entry moving those GPU-hours and the trader's cash, as the ledger posts it (a
@@ -395,7 +381,7 @@ def test_a_physical_delivery_locks_the_gpu_hours_in_the_ledgers_order(
             with transaction.atomic():
                 LedgerAccount.objects.select_for_update().get(pk=gpu_hours.pk)
                 holding.set()
-                assert cycle_waits_for_a_lock()
+                assert _waits_for_a_lock()
                 LedgerAccount.objects.select_for_update().get(pk=trader_cash.pk)
             return
         assert holding.wait(timeout=WAIT_SECONDS)
@@ -412,3 +398,65 @@ def test_a_physical_delivery_locks_the_gpu_hours_in_the_ledgers_order(
     assert expiry.metadata["delivered"] == {str(long.pk): 2, str(provider.pk): -2}
     assert ledger_problems() == []
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resale_listing_expires_without_deadlocking_with_its_matcher(
+    postgres_only, futures, listing, buyer, seller
+):
+    from exchange.models import Instrument
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.support import place
+
+    # given positions in the second month's future, settled on its last trading day, when the
+    # resale listing's trading has ended too (the day before its block's term starts)
+    future = futures[1]
+    day = future.last_trading_day
+    assert listing.last_trading_day <= day
+    place(seller, future, "sell", 2, "2.50")
+    place(buyer, future, "buy", 2, "2.50")
+    settlement_price_override(
+        instrument=future, trading_date=day, price=Decimal("2.60"), reason="Brokers", actor=None
+    )
+    buyer_cash = LedgerAccount.objects.get(code=f"trading:{buyer.pk}:cash:USD")
+    holding = threading.Event()
+
+    def work(index: int) -> None:
+        if index == 0:
+            # A matcher's pass on the listing, as it runs (a cancel after the close, say): the
+            # book's row lock, then the ledger accounts its entry moves (the buyer's cash).
+            with transaction.atomic():
+                Instrument.objects.select_for_update(no_key=True).get(pk=listing.pk)
+                holding.set()
+                assert _waits_for_a_lock()
+                LedgerAccount.objects.select_for_update().get(pk=buyer_cash.pk)
+            return
+        assert holding.wait(timeout=WAIT_SECONDS)
+        daily_settlement_run(trading_date=day)
+
+    # when the day settles while that pass holds the listing
+    errors = run_threads(work, 2)
+
+    # then neither deadlocked: the cycle waited for the pass, then expired the listing
+    assert errors == []
+    assert RiskCycle.objects.get(trading_date=day).status == RiskCycle.Status.SETTLED
+    assert Instrument.objects.get(pk=listing.pk).status == Instrument.Status.EXPIRED
+    assert ledger_problems() == []
+    connection.close()
+
+
+def _waits_for_a_lock() -> bool:
+    """Whether another session of the test database comes to wait for a lock (polled for up
+    to ``WAIT_SECONDS``)."""
+    with connection.cursor() as cursor:
+        for _ in range(int(WAIT_SECONDS / 0.05)):
+            # Statistics are read once per transaction unless the snapshot is cleared.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time_module.sleep(0.05)
+    return False
