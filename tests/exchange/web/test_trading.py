@@ -981,6 +981,32 @@ def test_an_option_uses_the_same_ticket_with_the_premium_held_by_a_buyer(
     assert (order.side, order.price, order.status) == ("buy", Decimal("0.1"), "open")
 
 
+def test_an_options_page_says_what_its_exercise_gives(client, call, future):
+    from exchange.models import Instrument
+
+    # given the call as listed (physical: exercised into its future) and a put settled in cash
+    put = future.options.get(option_type="put")
+    Instrument.objects.filter(pk=put.pk).update(settlement=Instrument.Settlement.CASH)
+
+    # when anyone reads their pages
+    texts = {
+        option.symbol: client.get(reverse("web:instrument", args=[option.symbol])).content.decode()
+        for option in (call, put)
+    }
+
+    # then the call's settlement is its exercise into the future at the strike, not GPU-hours
+    # (a future's own settlement says whether it delivers them), and the put's is in cash
+    settlement = {
+        symbol: text.split("<dt>Settlement</dt><dd>")[1] for symbol, text in texts.items()
+    }
+    assert settlement[call.symbol].startswith(
+        f'Exercised into <a href="{reverse("web:instrument", args=[future.symbol])}">'
+        f"{future.symbol}</a> at the strike"
+    )
+    assert "entitlements" not in settlement[call.symbol].split("</dd>")[0]
+    assert settlement[put.symbol].startswith("Cash: the in-the-money value")
+
+
 def test_a_resale_block_uses_the_same_ticket(client, listing, alice, nora):
     client.force_login(alice)
     page = client.get(reverse("web:instrument", args=[listing.symbol])).content.decode()
