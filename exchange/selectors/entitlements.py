@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import date
 
+from django.db.models import F
+
 from exchange.models import Account
 from exchange.services.ledger_accounts import entitlement_parts, owner_of
 from ledger.models import Account as LedgerAccount
@@ -28,18 +30,22 @@ class EntitlementHolding:
 
 
 def entitlements_of(account: Account) -> list[EntitlementHolding]:
-    """``account``'s non-zero GPU-hour entitlements, by commodity code."""
+    """``account``'s non-zero GPU-hour entitlements, by commodity code, at most
+    ``ENTITLEMENT_ROWS_MAX``.
+
+    The accounts at 0 are left out before the bound: GPU-hour accounts stay once opened (a
+    short's when its future delivers, a seller's that sold all), and counted in the bound they
+    pushed GPU-hours held now off the list."""
     ledger_accounts = (
         LedgerAccount.objects.filter(
             owner=owner_of(account), commodity__kind=Commodity.Kind.ENTITLEMENT
         )
+        .exclude(debits_posted=F("credits_posted"))
         .select_related("commodity")
         .order_by("commodity__code")[:ENTITLEMENT_ROWS_MAX]
     )
     holdings = []
     for row in ledger_accounts:
-        if not row.balance:
-            continue
         parts = entitlement_parts(row.commodity.code)
         assert parts is not None, f"entitlement commodity {row.commodity.code} is misnamed"
         holdings.append(
