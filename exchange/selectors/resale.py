@@ -2,7 +2,7 @@
 and resale listings as buyers browse them, filtered by what a buyer of capacity asks for."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from django.utils import timezone
 
@@ -10,6 +10,7 @@ from exchange.models import Instrument, Organization, Region, ReservedCapacity
 from exchange.selectors.capacity import capacity_of, gpus_held
 from exchange.selectors.market import Quote, quotes_for
 from exchange.services.capacity import issued_from
+from exchange.services.listing import resale_listable_until
 
 SECONDS_PER_HOUR = 3600
 # An organization with more blocks than this sees the soonest ones; the API pages through all.
@@ -21,6 +22,9 @@ LISTING_ROWS_MAX = 500
 class Block:
     reservation: ReservedCapacity
     started: bool  # The term has begun: the block can no longer be listed for resale.
+    # From then on it can no longer be listed (``listing.resale_listable_until``).
+    listable_until: datetime
+    listing_closed: bool
     # GPUs of the block the organization looking holds now: registered, less sold, plus bought
     # on its resale listing (``capacity.gpus_held``).
     held_gpus: int
@@ -53,10 +57,19 @@ def blocks_of(organization: Organization) -> list[Block]:
     now = timezone.now()
     blocks = list(capacity_of(organization).order_by("starts_at", "pk")[:BLOCK_ROWS_MAX])
     held = gpus_held(organization.pk, blocks)
-    return [
-        Block(reservation, reservation.starts_at <= now, held[reservation.pk])
-        for reservation in blocks
-    ]
+    rows = []
+    for reservation in blocks:
+        until = resale_listable_until(reservation)
+        rows.append(
+            Block(
+                reservation,
+                started=reservation.starts_at <= now,
+                listable_until=until,
+                listing_closed=now >= until,
+                held_gpus=held[reservation.pk],
+            )
+        )
+    return rows
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,16 @@ def options_list_chain(
 
 
 @transaction.atomic
+def resale_listable_until(reservation: ReservedCapacity) -> datetime:
+    """The moment from which ``resale_list`` refuses the block: a day before its term starts,
+    or the close of the day before the term starts (when its listing's trading would end),
+    whichever comes first."""
+    last_trading_day = reservation.starts_at.astimezone(UTC).date() - timedelta(days=1)
+    return min(
+        reservation.starts_at - timedelta(days=1), calendar.trading_ends_at(last_trading_day)
+    )
+
+
 def resale_list(
     *,
     reservation: ReservedCapacity,
@@ -194,14 +204,14 @@ def resale_list(
     ReservedCapacity.objects.select_for_update().filter(pk=reservation.pk).first()
     starts_on = reservation.starts_at.astimezone(UTC).date()
     last_trading_day = starts_on - timedelta(days=1)
-    if reservation.starts_at <= now + timedelta(days=1):
-        raise CatalogError(
-            CatalogErrorCode.RESERVATION_ALREADY_STARTED,
-            "Only reservations starting more than a day from now can be listed.",
-            field="reservation",
-        )
     ends_at = calendar.trading_ends_at(last_trading_day)
-    if now >= ends_at:
+    if now >= resale_listable_until(reservation):
+        if reservation.starts_at <= now + timedelta(days=1):
+            raise CatalogError(
+                CatalogErrorCode.RESERVATION_ALREADY_STARTED,
+                "Only reservations starting more than a day from now can be listed.",
+                field="reservation",
+            )
         # A block starting late tomorrow is more than a day away, but its listing would be
         # born after its trading ended.
         raise CatalogError(

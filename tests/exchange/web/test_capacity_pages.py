@@ -10,7 +10,7 @@ from django.urls import reverse
 from exchange.models import AuditEntry, Instrument, Membership, Region, ReservedCapacity, Sku
 from exchange.selectors.entitlements import entitlements_of
 from exchange.services.capacity import capacity_register
-from exchange.services.listing import resale_list
+from exchange.services.listing import resale_list, resale_listable_until
 from exchange.services.participants import member_add
 from tests.exchange.support import listing_month, place
 
@@ -313,6 +313,23 @@ def test_a_block_whose_term_started_offers_no_listing(client, seller, sku, regio
     assert refused.status_code == 400
     assert "CATALOG_RESERVATION_ALREADY_STARTED" in refused.content.decode()
     assert not Instrument.objects.filter(reservation=block).exists()
+
+
+def test_a_block_within_a_day_of_its_term_offers_no_listing(client, seller, sku, region):
+    """A block starting within a day can no longer be listed: the page said nothing and
+    offered the form, which was then always refused."""
+    soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=20)
+    block = _block(seller, seller, sku, region, starts_at=soon, ends_at=soon + timedelta(days=2))
+    later = _block(seller, seller, sku, region)
+    client.force_login(_user(seller, "nora"))
+
+    html = client.get(reverse("web:capacity")).content.decode()
+
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
+    assert f'action="{reverse("web:capacity_list", args=[later.pk])}"' in html
+    closed = resale_listable_until(block)
+    assert closed <= soon - timedelta(days=1)
+    assert f"listing closed {closed:%Y-%m-%d %H:%M} UTC" in html
 
 
 def test_a_provider_cannot_list_a_block_its_customer_holds(client, seller, buyer, sku, region):
