@@ -230,6 +230,10 @@ class CancelReason(models.TextChoices):
     LIQUIDATION = "liquidation", "Liquidation under a margin call"
     INSTRUMENT_EXPIRED = "instrument_expired", "The instrument expired"
     POOL_ROUND_CLOSED = "pool_round_closed", "The pool's round closed"
+    MARGIN_CALL_CURED = (
+        "margin_call_cured",
+        "Placed to reduce under a margin call, which was cured",
+    )
 
 
 class OrderCommand(models.Model):

@@ -62,6 +62,7 @@ from exchange import recent
 from exchange.backoffice.roles import RISK_STAFF
 from exchange.errors import ExchangeError, RiskError, RiskErrorCode
 from exchange.models import (
+    LIVE_STATUSES,
     RESTING_STATUSES,
     Account,
     CancelReason,
@@ -611,6 +612,7 @@ def _margin_step(
                 status=MarginCall.Status.CURED, resolved_at=now, figured_at=now, **figures
             )
             summary["margin_calls_cured"].append(account_id)
+            _reducing_orders_cancel_on_commit(call)
 
 
 # The cycle --------------------------------------------------------------------------------
@@ -876,8 +878,39 @@ def margin_call_review(call: MarginCall) -> MarginCall:
         if cured:
             call.status = MarginCall.Status.CURED
             call.resolved_at = call.figured_at
+            _reducing_orders_cancel_on_commit(call)
         call.save()
     return call
+
+
+def _reducing_orders_cancel_on_commit(call: MarginCall) -> None:
+    """Once the cure commits, cancel what the account placed while the call was open.
+
+    Those orders were accepted as reducing its positions (``orders._check_reduce_only``), so
+    they hold no margin and pay no fee. Once the call is cured the account trades as before;
+    left live, such an order could open a position with no margin, after what it was to close
+    had gone another way (an ordinary order placed after the cure, a pool's take-back).
+    After the commit, as order services commit on their own; a failure there is logged and
+    leaves the cure committed."""
+
+    def cancel() -> None:
+        from exchange.services.orders import orders_cancel
+
+        orders_cancel(
+            orders=Order.objects.filter(
+                account_id=call.account_id,
+                status__in=LIVE_STATUSES,
+                created_at__gte=call.created_at,
+                maker_fee_rate=0,
+                taker_fee_rate=0,
+            )
+            # A sell of resale capacity under a call is an ordinary order, with its fee.
+            .exclude(instrument__kind=Instrument.Kind.RESALE)
+            .order_by("pk"),
+            reason=CancelReason.MARGIN_CALL_CURED,
+        )
+
+    transaction.on_commit(cancel, robust=True)
 
 
 def margin_calls_review() -> int:

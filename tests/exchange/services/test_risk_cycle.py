@@ -622,6 +622,58 @@ def test_two_reducing_orders_accepted_at_once_close_no_more_than_the_position(
     assert Order.objects.filter(account=long, side="sell", status="open").count() == 1
 
 
+@pytest.mark.parametrize("cured_by", ["review", "next_settlement"])
+def test_a_cure_cancels_the_orders_placed_to_reduce_under_the_call(
+    futures, staff, django_capture_on_commit_callbacks, cured_by
+):
+    """Orders placed under a call reduce and so hold no margin. Left live after the cure, an
+    offer to close a long opened a short without margin once the long was closed otherwise
+    (here by an ordinary offer placed after the cure, filled first)."""
+    future, later = futures
+    symbol = future.symbol
+    # given a long of 2 at 2.50 on $800 that bids for 1 of the next month, then is called on a
+    # fall to 2.10
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    far_bid = place(long, later, "buy", 1, "0.10")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "2.10", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    # and under the call it offers its 2 contracts at 2.60: reducing, so no margin and no fee
+    reducing = place(long, future, "sell", 2, "2.60")
+    assert reducing.status == Order.Status.OPEN
+    assert (reducing.maker_fee_rate, reducing.taker_fee_rate) == (0, 0)
+
+    # when cash arrives and a review, or the next day's settlement, cures the call
+    deposit_test_funds(account=long, amount=Decimal("5000"), actor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        if cured_by == "review":
+            margin_call_review(call)
+        else:
+            next_day = business_day_after(day)
+            override(future, next_day, "2.10", staff)
+            override(later, next_day, "2.00", staff)
+            daily_settlement_run(trading_date=next_day, actor=staff)
+
+    # then the reducing offer is cancelled, saying why; the bid placed before the call stays
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.CURED
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.done_reason) == (Order.Status.CANCELLED, "margin_call_cured")
+    far_bid.refresh_from_db()
+    assert far_bid.status == Order.Status.OPEN
+    # and an ordinary offer now closes the long, leaving nothing to sell it short without margin
+    buyer = _account("helix", "trading_firm")
+    place(long, future, "sell", 2, "2.55")
+    place(buyer, future, "buy", 4, "2.60")
+    assert position(long, symbol) == 0
+    assert ledger_problems() == []
+
+
 # 5. The matcher reloads what the cycle changed ------------------------------------------
 
 
