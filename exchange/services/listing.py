@@ -172,7 +172,6 @@ def options_list_chain(
     return instruments
 
 
-@transaction.atomic
 def resale_listable_until(reservation: ReservedCapacity) -> datetime:
     """The moment from which ``resale_list`` refuses the block: a day before its term starts,
     or the close of the day before the term starts (when its listing's trading would end),
@@ -183,6 +182,7 @@ def resale_listable_until(reservation: ReservedCapacity) -> datetime:
     )
 
 
+@transaction.atomic
 def resale_list(
     *,
     reservation: ReservedCapacity,
