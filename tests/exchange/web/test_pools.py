@@ -37,6 +37,7 @@ from exchange.services.pools import (
     pool_settings_set,
     pool_take_back,
 )
+from exchange.templatetags.money import usd_exact
 from tests.exchange.pools.support import sponsor_organization, startup
 from tests.exchange.support import place
 
@@ -995,6 +996,10 @@ def test_a_member_repays_its_credit_to_the_last_micro_dollar(
     # when it repays what the page offers, the whole debt
     page = _page(client.get(_pool_url(pool)))
     assert f'value="{owed}"' in page
+    # and shows it as the ledger holds it: rounded to cents, it read as a debt the form's
+    # amount would not clear
+    assert usd_exact(owed) != f"{owed:,.2f}"
+    assert f'id="credit-owed">{usd_exact(owed)}<' in page
     done = client.post(_pool_url(pool, "web:pool_repay"), {"repay-amount": str(owed)})
 
     # then it owes nothing, as it could through the API
