@@ -359,6 +359,20 @@ def test_another_organizations_block_cannot_be_listed_or_seen(client, seller, bu
     assert not Instrument.objects.filter(reservation=block).exists()
 
 
+def test_a_listing_shows_its_blocks_term_to_the_hour(client, seller, sku, region):
+    """The listings page wrote the term as dates: a block ending at 12:00 read as ending on
+    the next day (the listing's delivery end is the date after its last hour)."""
+    starts = _start().replace(hour=6)
+    block = _block(
+        seller, seller, sku, region, starts_at=starts, ends_at=starts + timedelta(days=3, hours=6)
+    )
+    resale_list(reservation=block)
+
+    page = client.get(reverse("web:resale_listings")).content.decode()
+
+    assert f"{starts:%Y-%m-%d} 06:00<br>to {block.ends_at:%Y-%m-%d} 12:00" in page
+
+
 @pytest.fixture
 def listings(seller, sku, region):
     """Five listings that differ in one attribute each from the first."""
