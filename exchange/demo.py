@@ -411,12 +411,6 @@ def demo_volatility(strike: Decimal, forward: Decimal) -> float:
     return 0.55 + 0.5 * abs(float(strike / forward) - 1)
 
 
-def _strike(option: Instrument) -> Decimal:
-    # An option has a strike (constraint instrument_option_has_underlying_and_strike).
-    assert option.strike is not None
-    return option.strike
-
-
 def quote_options(accounts: dict[str, Account], *, today: date) -> int:
     """Helix quotes every listed option around its Black-76 value on the future's mid, and
     Lumen buys a near-the-money call, so the chain shows prices and implied volatilities."""
@@ -436,8 +430,10 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
         # Helix's offer per option: Lumen buys at it. Read back from the book it would be
         # missing while a matcher process has not taken it yet (the external mode).
         offers: dict[int, Decimal] = {}
+        from_the_money: dict[int, Decimal] = {}  # Per option: its strike's distance from forward.
         for option in options:
             assert option.strike is not None
+            from_the_money[option.pk] = abs(option.strike - forward)
             value, _ = option_value(option, forward, demo_volatility(option.strike, forward), today)
             tick = option.tick_size
             half_spread = max(tick * 5, quantize_to_tick(value * Decimal("0.04"), tick))
@@ -461,7 +457,7 @@ def quote_options(accounts: dict[str, Account], *, today: date) -> int:
             placed += 1
         at_the_money = min(
             (o for o in options if o.option_type == Instrument.OptionType.CALL),
-            key=lambda o: abs(_strike(o) - forward),
+            key=lambda o: from_the_money[o.pk],
         )
         order_place(
             account=accounts["lumen"],

@@ -22,7 +22,6 @@ import multiprocessing.queues
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, connections
 
 from exchange.management.commands.bench_orders import Command as BenchOrders
-from exchange.management.commands.bench_orders import order_generator
+from exchange.management.commands.bench_orders import order_generator, percentiles
 from exchange.services.orders import BATCH_ORDERS_MAX
 
 SERVER_START_SECONDS_MAX = 60
@@ -391,11 +390,7 @@ class Command(BaseCommand):
         accepted = statuses.get(201, 0) + statuses.get(200, 0)
         if not latencies_ms:
             raise CommandError("No order was sent.")
-        quantiles = (
-            statistics.quantiles(latencies_ms, n=100)
-            if len(latencies_ms) > 1
-            else [latencies_ms[0]] * 99
-        )
+        quantiles = percentiles(latencies_ms)
         self.stdout.write(
             f"clients={options['clients']} workers={options['workers']}x{options['threads']} "
             f"matchers={options['shards']} instruments={options['instruments']} "

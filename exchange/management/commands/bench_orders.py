@@ -128,6 +128,14 @@ def _matcher_process(
         connections.close_all()
 
 
+def percentiles(latencies_ms: list[float]) -> list[float]:
+    """The 1st to 99th percentiles of one or more latencies (``statistics.quantiles``); one
+    latency has no spread to cut into percentiles: it is each of them."""
+    if len(latencies_ms) == 1:
+        return latencies_ms * 99
+    return statistics.quantiles(latencies_ms, n=100)
+
+
 class Command(BaseCommand):
     help = "Benchmark order_place end to end; the last line is orders_per_second=<number>."
 
@@ -268,12 +276,7 @@ class Command(BaseCommand):
             raise CommandError(f"Inconsistent after the run: {problems[:5]}")
         if not latencies_ms:
             raise CommandError("No order was placed.")
-        # One order has no spread to cut into percentiles: its latency is each of them.
-        quantiles = (
-            statistics.quantiles(latencies_ms, n=100)
-            if len(latencies_ms) > 1
-            else [latencies_ms[0]] * 99
-        )
+        quantiles = percentiles(latencies_ms)
         self.stdout.write(
             f"database={connection.vendor} mode={mode} clients={clients} orders={placed} "
             f"trades={Trade.objects.count()} seconds={elapsed:.2f}"
