@@ -10,8 +10,6 @@ from exchange.services.ledger_accounts import entitlement_parts, owner_of
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 
-ENTITLEMENT_ROWS_MAX = 500
-
 
 @dataclass(frozen=True)
 class EntitlementHolding:
@@ -30,19 +28,20 @@ class EntitlementHolding:
 
 
 def entitlements_of(account: Account) -> list[EntitlementHolding]:
-    """``account``'s non-zero GPU-hour entitlements, by commodity code, at most
-    ``ENTITLEMENT_ROWS_MAX``.
+    """``account``'s non-zero GPU-hour entitlements, by commodity code: all of them, since
+    the balances and the valuation read this too, and a holding left off would be GPU-hours the
+    account could not see (a provider's months x SKUs x regions run to thousands of rows at
+    most, one query).
 
-    The accounts at 0 are left out before the bound: GPU-hour accounts stay once opened (a
-    short's when its future delivers, a seller's that sold all), and counted in the bound they
-    pushed GPU-hours held now off the list."""
+    The accounts at 0 are left out: GPU-hour accounts stay once opened (a short's when its
+    future delivers, a seller's that sold all)."""
     ledger_accounts = (
         LedgerAccount.objects.filter(
             owner=owner_of(account), commodity__kind=Commodity.Kind.ENTITLEMENT
         )
         .exclude(debits_posted=F("credits_posted"))
         .select_related("commodity")
-        .order_by("commodity__code")[:ENTITLEMENT_ROWS_MAX]
+        .order_by("commodity__code")
     )
     holdings = []
     for row in ledger_accounts:
