@@ -149,6 +149,27 @@ def test_an_account_owing_a_deficit_shows_what_it_owes(client, risk, book, maker
     assert '<td class="num ask">1,234.56</td>' in response.content.decode()
 
 
+def test_what_is_owed_reads_as_the_ledger_holds_it(client, risk, book, maker):
+    from exchange.services.ledger_accounts import cash_account, deficit_account
+    from ledger.services import entry_post
+
+    # given the maker owes a sum in micro-dollars, as variation margin leaves it
+    owed = 1_234_567_891
+    entry_post(
+        key="test:deficit",
+        description="Variation margin beyond cash",
+        postings=[(deficit_account(maker), owed), (cash_account(maker), -owed)],
+    )
+    client.force_login(risk)
+
+    response = client.get(reverse("backoffice:exposure"))
+
+    # then staff read the amount that clears the debt, not one rounded to cents
+    page = response.content.decode()
+    assert '<td class="num ask">1,234.567891</td>' in page
+    assert "1,234.57" not in page
+
+
 def test_no_positions_no_rows(client, risk, futures):
     client.force_login(risk)
 
