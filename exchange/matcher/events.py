@@ -151,6 +151,21 @@ class EventApplier:
             assert type(event) is matching.Cancelled
             self._on_cancelled(None, event)
 
+    def apply_reduce_only_cut(self, event: matching.Cancelled) -> None:
+        """Apply the cut of a resting reducing order (the matcher's ``_reduce_only_enforce``):
+        ``event`` is the engine's cancel or lowering replace, recast as the quantity removed.
+        An order cut to nothing ends ``reduce_only_exceeded``; one still working records the
+        cut as a transition that keeps its status."""
+        self.sequence += 1
+        order = self.orders[event.order_id]
+        order.cancelled_quantity += lots_to_quantity(event.qty, self.instrument.lot_size)
+        reason = CancelReason.REDUCE_ONLY_EXCEEDED
+        if order.open_quantity:
+            self.settlement.trim(order)  # A reducing option buy holds its premium: less now.
+            self.transition(order, order.status, reason)
+        else:
+            self.transition(order, Order.Status.CANCELLED, reason)
+
     def _on_accepted(self, command: OrderCommand, event: matching.Accepted) -> None:
         order = self.orders[event.order_id]
         order.priority_sequence = self.sequence

@@ -26,7 +26,7 @@ from exchange.errors import OrderRejectCode
 from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier, flush_together
 from exchange.matcher.settlement import Settlement, settlements_load
-from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand
+from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand, Side
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
 from statements import Select, rows_together
 
@@ -79,6 +79,9 @@ class Matcher:
         self._settlements: dict[int, Settlement] = {}
         # The earliest GTD expiry resting in each book, so ticks run only when one is due.
         self._next_expiry: dict[int, int | None] = {}
+        # The reducing orders (``Order.reduce_only``) that rest in each book, with their sides:
+        # a hint of when ``_reduce_only_enforce`` has work (the book says what still rests).
+        self._reducing: dict[int, dict[int, str]] = {}
         # The orders the last process_instrument call wrote, as written: the inline mode hands
         # the placed order back from here instead of reading it again.
         self.last_orders: dict[int, Order] = {}
@@ -102,6 +105,7 @@ class Matcher:
         self._orders.pop(instrument_id, None)
         self._settlements.pop(instrument_id, None)
         self._next_expiry.pop(instrument_id, None)
+        self._reducing.pop(instrument_id, None)
 
     def reset(self) -> None:
         for instrument_id in list(self._synced_sequence):
@@ -122,6 +126,9 @@ class Matcher:
         self._next_expiry[instrument.pk] = min(
             (order.expires_at for order in resting if order.expires_at is not None), default=None
         )
+        self._reducing[instrument.pk] = {
+            order.pk: order.side for order in orders if order.reduce_only
+        }
 
     def rebuild_all(self) -> int:
         """Rebuild every owned book with resting orders (at a matcher's start); count them."""
@@ -249,6 +256,10 @@ class Matcher:
                 cache.pop(order.pk, None)
                 left.add(order.pk)
         applier.settlement.end(left, cache.keys())
+        reducing = self._reducing.get(instrument_id)
+        if reducing:
+            for order_id in left & reducing.keys():
+                del reducing[order_id]
         self._settlements[instrument_id] = applier.settlement
         # After the commit, never inside the transaction; logs rather than raises. Published
         # before the next batch runs, so listeners get the batches in sequence order.
@@ -289,6 +300,9 @@ class Matcher:
     ) -> None:
         order = command.order
         refusal = self._refusal(instrument, command, applier.now)
+        if refusal is None and not command.cancels:
+            # Before the collateral check, which may top a replace's holds up.
+            refusal = self._reduce_only_enforce(instrument, command, applier)
         if refusal is None and command.kind != OrderCommand.Kind.CANCEL:
             refusal = applier.settlement.refusal(command)
         if refusal is not None:
@@ -309,10 +323,115 @@ class Matcher:
             events = self.engine.process(self._engine_command(instrument, command))
         self._load_orders(applier, events)
         applier.apply(command, events)
+        if order.reduce_only and order.status in RESTING_STATUSES:
+            self._reducing.setdefault(instrument.pk, {})[order.pk] = order.side
         if order.expires_at is not None and order.status in RESTING_STATUSES:
             expiry = engine_time(order.expires_at)
             current = self._next_expiry.get(instrument.pk)
             self._next_expiry[instrument.pk] = expiry if current is None else min(current, expiry)
+
+    def _reduce_only_enforce(
+        self, instrument: Instrument, command: OrderCommand, applier: EventApplier
+    ) -> str | None:
+        """Before a command that may trade: hold every reducing order it may fill to what closes
+        its account's position now. Returns ``RISK_REDUCE_ONLY`` for the command itself when
+        its own reducing order asks for more, else None.
+
+        A reducing order (``Order.reduce_only``) holds no margin and pays no fee: acceptance
+        let it close no more than the position, with the account's other orders on its side.
+        The position can shrink after that other than by its fills (a fill of another of the
+        account's orders, a service outside the matcher), and a fill beyond it would open a
+        position on the other side without margin. So the acceptance rule is applied
+        again at each trade, against the position after the fills before it (the settlement's,
+        exact under the instrument's lock): the resting reducing orders on the side the command
+        meets keep, in the book's priority, what the position less the account's other orders
+        on that side leaves; the rest is cancelled (``reduce_only_exceeded``). The command's
+        own reducing order (a new one, or a replace that may trade) is refused whole instead,
+        as acceptance would refuse it now. Only the side a command meets trades, so this needs
+        no more: a position moves only by fills, each met by a command checked here first."""
+        if instrument.kind == Instrument.Kind.RESALE:
+            return None  # No positions: a resale order never reduces one.
+        order = command.order
+        met = Side.BUY if order.side == Side.SELL else Side.SELL
+        reducing = self._reducing.get(instrument.pk, {})
+        if not order.reduce_only and met not in reducing.values():
+            return None
+        # Every resting order by account and side, each side in priority (best price, then
+        # FIFO): a walk of the book, only while a reducing order may be met.
+        groups: dict[tuple[int, str], list[matching.RestingOrder]] = {}
+        for resting in self.engine.book(instrument.pk).orders():
+            groups.setdefault((resting.account, str(resting.side)), []).append(resting)
+        for (account_id, side), group in groups.items():
+            if side != met or not any(resting.order_id in reducing for resting in group):
+                continue
+            budget = self._closable_lots(instrument, applier, account_id, side) - sum(
+                resting.qty for resting in group if resting.order_id not in reducing
+            )
+            for resting in group:
+                if resting.order_id not in reducing:
+                    continue
+                kept = max(min(resting.qty, budget), 0)
+                budget -= kept
+                if kept < resting.qty:
+                    self._reduce_only_cut(instrument, applier, resting, kept)
+        if not order.reduce_only:
+            return None
+        lot_size = instrument.lot_size
+        asked = order.quantity if command.kind == OrderCommand.Kind.NEW else command.quantity or 0
+        others = sum(
+            resting.qty
+            for resting in groups.get((order.account_id, order.side), [])
+            if resting.order_id != order.pk
+        )
+        closable = self._closable_lots(instrument, applier, order.account_id, order.side)
+        if asked // lot_size + others <= closable:
+            return None
+        lowers_in_place = (
+            command.kind == OrderCommand.Kind.REPLACE
+            and command.price == order.price
+            and asked <= order.open_quantity
+        )
+        # A replace that only lowers it where it rests trades nothing now: let it (cut when met).
+        return None if lowers_in_place else OrderRejectCode.REDUCE_ONLY
+
+    @staticmethod
+    def _closable_lots(
+        instrument: Instrument, applier: EventApplier, account_id: int, side: str
+    ) -> int:
+        """Whole lots of the account's position that orders on ``side`` would close."""
+        position = applier.settlement.position(account_id)
+        closable = position if side == Side.SELL else -position
+        return max(closable, 0) // instrument.lot_size
+
+    def _reduce_only_cut(
+        self,
+        instrument: Instrument,
+        applier: EventApplier,
+        resting: matching.RestingOrder,
+        kept: int,
+    ) -> None:
+        """Leave ``kept`` lots of a resting reducing order in the book (its priority with them)
+        and record the rest as cancelled, ``reduce_only_exceeded``."""
+        if kept:
+            engine_command: matching.Command = matching.Replace(
+                order_id=resting.order_id,
+                instrument=instrument.pk,
+                price=resting.price,
+                qty=kept,
+            )
+        else:
+            engine_command = matching.Cancel(order_id=resting.order_id, instrument=instrument.pk)
+        [event] = self.engine.process(engine_command)
+        assert type(event) is (matching.Replaced if kept else matching.Cancelled), event
+        cut = matching.Cancelled(
+            seq=event.seq,
+            order_id=resting.order_id,
+            instrument=instrument.pk,
+            qty=resting.qty - kept,
+            reason=matching.CancelReason.USER,  # Not read: the applier names its own reason.
+        )
+        self._load_orders(applier, [cut])
+        applier.apply_reduce_only_cut(cut)
 
     @staticmethod
     def _refusal(instrument: Instrument, command: OrderCommand, now: datetime) -> str | None:

@@ -228,6 +228,12 @@ class Settlement:
             )
         return party
 
+    def position(self, account_id: int) -> int:
+        """The account's contracts of this instrument (long positive), after the events applied
+        so far: exact, as only this matcher moves them under the instrument's row lock (what
+        moves them outside it bumps ``Instrument.risk_version``: ``sync_risk_version``)."""
+        return self._party(account_id).position
+
     def _months_of_term(self) -> list[tuple[date, int]]:
         if self._months is None:
             self._months = collateral.entitlement_months(self.instrument)

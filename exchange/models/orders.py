@@ -93,6 +93,13 @@ class Order(models.Model):
     taker_fee_rate = models.DecimalField(
         max_digits=16, decimal_places=8, default=0, help_text="From the fee schedule at acceptance."
     )
+    reduce_only = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Accepted as reducing a position (under a margin call, or staff's liquidation): "
+        "it holds no margin and pays no fee, so the matcher lets it fill no more than closes "
+        "the account's position at the time (the rest is cancelled: reduce_only_exceeded).",
+    )
     fee_rates_tiered = models.BooleanField(
         default=False,
         help_text="Its rates already carry the block tier of its size (accepted before the tier "
@@ -233,6 +240,10 @@ class CancelReason(models.TextChoices):
     MARGIN_CALL_CURED = (
         "margin_call_cured",
         "Placed to reduce under a margin call, which was cured",
+    )
+    REDUCE_ONLY_EXCEEDED = (
+        "reduce_only_exceeded",
+        "Reducing, and more than the account's position left to close",
     )
 
 

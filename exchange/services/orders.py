@@ -707,7 +707,14 @@ def _order_insert_collateralized(
             account_check()
         check_block_held(account, instrument, request.side, request.quantity)
         order = _order_row_insert(
-            account, instrument, request, client_order_id, user, protection, terms
+            account,
+            instrument,
+            request,
+            client_order_id,
+            user,
+            protection,
+            terms,
+            reduce_only=reducing,
         )
         needs += collateral.needs_of_order(
             order, instrument, request.quantity, price, terms.margin_per_contract
@@ -724,6 +731,8 @@ def _order_row_insert(
     user: User | None,
     protection: Decimal | None,
     terms: collateral.Terms,
+    *,
+    reduce_only: bool,
 ) -> Order:
     return cast(
         Order,
@@ -744,6 +753,7 @@ def _order_row_insert(
                 margin_per_contract=terms.margin_per_contract,
                 maker_fee_rate=terms.maker_fee_rate,
                 taker_fee_rate=terms.taker_fee_rate,
+                reduce_only=reduce_only,
                 status=Order.Status.NEW,
                 placed_by=user,
                 request_digest=request.digest(),

@@ -901,12 +901,9 @@ def _reducing_orders_cancel_on_commit(call: MarginCall) -> None:
                 account_id=call.account_id,
                 status__in=LIVE_STATUSES,
                 created_at__gte=call.created_at,
-                maker_fee_rate=0,
-                taker_fee_rate=0,
-            )
-            # A sell of resale capacity under a call is an ordinary order, with its fee.
-            .exclude(instrument__kind=Instrument.Kind.RESALE)
-            .order_by("pk"),
+                # Reducing only: a sell of resale capacity under a call is an ordinary order.
+                reduce_only=True,
+            ).order_by("pk"),
             reason=CancelReason.MARGIN_CALL_CURED,
         )
 

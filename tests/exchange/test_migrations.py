@@ -17,6 +17,8 @@ BEFORE_NAME_UNIQUE = ("exchange", "0014_order_resting_expiry_index")
 NAME_UNIQUE = ("exchange", "0015_organization_name_unique")
 TRADE_FEES = ("exchange", "0016_trade_fees")
 AMOUNT_CALLED = ("exchange", "0017_margin_call_amount_called")
+BEFORE_REDUCE_ONLY = ("exchange", "0019_cancel_reason_margin_call_cured")
+REDUCE_ONLY = ("exchange", "0020_order_reduce_only")
 
 
 def migrate_to(target: tuple[str, str]) -> None:
@@ -141,8 +143,9 @@ def test_0016_an_order_resting_across_it_keeps_its_tiered_rates(future, buyer, s
     Order.objects.filter(pk=resting.pk).update(maker_fee_rate=Decimal("0.12"))
     migrate_to(NAME_UNIQUE)
 
-    # when the migration runs and a buy of 500 takes it
+    # when the migration runs and a buy of 500 takes it (with the columns added since)
     migrate_to(TRADE_FEES)
+    migrate_to_latest()
     resting = Order.objects.get(pk=resting.pk)
     assert resting.fee_rates_tiered
     place(buyer, future, "buy", 500, "2.45")
@@ -174,3 +177,23 @@ def test_0017_gives_calls_made_before_it_what_their_figures_say_is_due(buyer):
     # then its amount called is what it says is due: required - held + deficit
     call = MarginCall.objects.get()
     assert (call.amount_called, call.figured_at) == (25_000_000, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0020_marks_the_live_orders_accepted_without_fees_as_reducing(future, buyer, seller):
+    # given, from before the column, a live offer accepted to reduce (no fees), an ordinary
+    # live bid, and an order without fees that has ended
+    reducing = place(seller, future, "sell", 2, "2.60")
+    ordinary = place(buyer, future, "buy", 2, "2.40")
+    ended = place(seller, future, "sell", 1, "2.70")
+    order_cancel(order=ended)
+    Order.objects.filter(pk__in=[reducing.pk, ended.pk]).update(maker_fee_rate=0, taker_fee_rate=0)
+    migrate_to(BEFORE_REDUCE_ONLY)
+
+    # when the migration runs
+    migrate_to(REDUCE_ONLY)
+
+    # then only the live one without fees is reducing, and new orders still reach the matcher
+    marked = dict(Order.objects.values_list("pk", "reduce_only"))
+    assert marked == {reducing.pk: True, ordinary.pk: False, ended.pk: False}
+    assert place(buyer, future, "buy", 1, "2.30").status == Order.Status.OPEN

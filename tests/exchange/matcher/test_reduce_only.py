@@ -1,0 +1,239 @@
+"""A reducing order (``Order.reduce_only``: placed under a margin call, or staff's liquidation)
+holds no margin and pays no fee, so the matcher lets it fill no more than closes its account's
+position when it trades (``Matcher._reduce_only_enforce``). Acceptance checks it against the
+position then; until the matcher did too, a position that shrank since by other means (another
+of the account's orders once the call was cured, before the cure's cancel reached it) left it to
+open a position on the other side with no margin held."""
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.matcher.runtime import Matcher
+from exchange.models import MarginCall, Order, OrderTransition
+from exchange.services.ledger_accounts import margin_account
+from exchange.services.orders import order_replace
+from exchange.services.participants import member_add
+from exchange.services.pools import (
+    demand_submit,
+    pool_create,
+    pool_cut_off,
+    pool_fund,
+    pool_member_add,
+    pool_round_close,
+    pool_take_back,
+)
+from ledger.selectors import ledger_problems
+from tests.exchange.conftest import _account
+from tests.exchange.ledger_figures import position
+from tests.exchange.pools.support import sponsor_organization, startup
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+def _margin_call(account) -> MarginCall:
+    """An open call on ``account``: it may only reduce its positions."""
+    return MarginCall.objects.create(
+        account=account,
+        trading_date=timezone.localdate(),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=0,
+    )
+
+
+def _cured(call: MarginCall) -> None:
+    """The call cured, its cancel of the reducing orders not run yet (it runs once the cure
+    commits, and a failure there is only logged)."""
+    call.status = MarginCall.Status.CURED
+    call.save()
+
+
+def _long_under_a_call(future, seller, quantity=10) -> tuple[object, MarginCall]:
+    long = _account("quill", "startup")
+    place(seller, future, "sell", quantity, "2.50")
+    place(long, future, "buy", quantity, "2.50")
+    return long, _margin_call(long)
+
+
+def _margin_held(account, symbol: str) -> int:
+    return -margin_account(account, symbol).balance
+
+
+def _reasons(order) -> list[str]:
+    return list(OrderTransition.objects.filter(order=order).values_list("reason", flat=True))
+
+
+def test_a_reducing_order_that_closes_the_position_exactly_fills_in_full(future, seller, buyer):
+    # given a long of 10 under a call that offers its 10 contracts, without margin or fee
+    long, _ = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    assert reducing.reduce_only
+    assert (reducing.margin_per_contract, reducing.maker_fee_rate) == (0, 0)
+
+    # when a bid takes all of it
+    place(buyer, future, "buy", 10, "2.60")
+
+    # then it fills in full and the long is closed
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.done_reason) == (Order.Status.FILLED, "filled")
+    assert (reducing.filled_quantity, reducing.cancelled_quantity) == (10, 0)
+    assert "reduce_only_exceeded" not in _reasons(reducing)
+    assert position(long, future.symbol) == 0
+    assert ledger_problems() == []
+
+
+def test_an_ordinary_order_may_not_lend_its_position_to_a_reducing_one(future, seller, buyer):
+    # given a long of 10 offering its 10 under a call; the call is cured, and before its cancel
+    # reaches the offer the account offers the same 10 again, as an ordinary order (margin held)
+    long, call = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    _cured(call)
+    ordinary = place(long, future, "sell", 10, "2.55")
+    assert not ordinary.reduce_only
+
+    # when a bid for 20 takes both offers (the ordinary one first, at the better price)
+    bid = place(buyer, future, "buy", 20, "2.60")
+
+    # then the ordinary one closes the long and the reducing one is cancelled whole: left, it
+    # sold the account 10 short with no margin held
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.done_reason) == (
+        Order.Status.CANCELLED,
+        "reduce_only_exceeded",
+    )
+    assert (reducing.filled_quantity, reducing.cancelled_quantity) == (0, 10)
+    assert position(long, future.symbol) == 0
+    bid.refresh_from_db()
+    assert (bid.status, bid.filled_quantity) == (Order.Status.PARTIALLY_FILLED, 10)
+    assert ledger_problems() == []
+
+
+def test_a_reducing_order_keeps_what_still_closes_and_fills_it(future, seller, buyer):
+    # given a long of 10 offering its 10 under a call, then (cured, before the cancel) 4 more in
+    # an ordinary offer
+    long, call = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    _cured(call)
+    place(long, future, "sell", 4, "2.55")
+
+    # when a bid for 20 takes what it can
+    place(buyer, future, "buy", 20, "2.60")
+
+    # then the reducing offer keeps the 6 the ordinary one leaves to close and fills them; the
+    # other 4 are cancelled, recorded as such
+    reducing.refresh_from_db()
+    assert (reducing.filled_quantity, reducing.cancelled_quantity) == (6, 4)
+    assert reducing.status == Order.Status.FILLED
+    assert _reasons(reducing) == ["accepted", "reduce_only_exceeded", "filled"]
+    assert position(long, future.symbol) == 0
+    assert _margin_held(long, future.symbol) == 0
+    assert ledger_problems() == []
+
+
+def test_fills_earlier_in_the_batch_count(future, seller, buyer, maker, external_matcher):
+    # given a long of 10 offering its 10 under a call; cured, it offers them again at 2.55
+    long, call = _long_under_a_call(future, seller)
+    Matcher().process_pending()
+    reducing = place(long, future, "sell", 10, "2.60")
+    _cured(call)
+    place(long, future, "sell", 10, "2.55")
+    Matcher().process_pending()
+
+    # when one batch runs a bid taking the ordinary offer, then another reaching the reducing one
+    place(buyer, future, "buy", 10, "2.55")
+    place(maker, future, "buy", 10, "2.60")
+    Matcher().process_pending()
+
+    # then the second finds the long closed by the first: the reducing offer is cancelled
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.done_reason) == (
+        Order.Status.CANCELLED,
+        "reduce_only_exceeded",
+    )
+    assert position(long, future.symbol) == 0
+    assert position(maker, future.symbol) == 0
+    assert ledger_problems() == []
+
+
+def test_a_replace_of_a_reducing_order_beyond_the_position_is_refused(future, seller, buyer):
+    # given a long of 10 offering its 10 under a call; cured, it closes the long with an
+    # ordinary offer that trades at once (its own side: the reducing offer is not met)
+    long, call = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    _cured(call)
+    place(buyer, future, "buy", 10, "2.50")
+    place(buyer, future, "buy", 10, "2.40")
+    place(long, future, "sell", 10, "2.50")
+    assert position(long, future.symbol) == 0
+
+    # when it moves the reducing offer onto the bid left
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=reducing, price=Decimal("2.40"), quantity=10)
+
+    # then the replace is refused, as acceptance would refuse the order now, and nothing trades
+    assert refused.value.code == OrderRejectCode.REDUCE_ONLY
+    assert position(long, future.symbol) == 0
+    # while lowering it where it rests trades nothing, and goes through
+    lowered = order_replace(order=reducing, price=Decimal("2.60"), quantity=5)
+    assert (lowered.status, lowered.open_quantity) == (Order.Status.OPEN, 5)
+    # and the next bid to meet it finds nothing for it to close: cancelled, nothing traded
+    place(buyer, future, "buy", 5, "2.60")
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.done_reason) == (
+        Order.Status.CANCELLED,
+        "reduce_only_exceeded",
+    )
+    assert position(long, future.symbol) == 0
+    assert ledger_problems() == []
+
+
+def test_a_take_back_under_a_call_leaves_the_reducing_offer_no_more_than_it_closes(
+    future, seller, buyer
+):
+    # given a pool member holding 10 of the pool's contracts, under a call, offering 6 of them
+    sponsor = sponsor_organization()
+    sam = member_add(
+        organization=sponsor, username="sam", email="sam@foundry.example", password="x-2026"
+    ).user
+    pool = pool_create(
+        sponsor=sponsor,
+        name="Seed GPUs",
+        subsidy_percent=Decimal("10"),
+        credit_line=Decimal("20000"),
+        actor=sam,
+    )
+    pool_fund(pool=pool, amount=Decimal("500000"), actor=sam)
+    ada = pool_member_add(pool=pool, organization=startup("ada", "200000"), priority=10, actor=sam)
+    demand_submit(
+        member=ada,
+        sku=future.sku,
+        region=future.region,
+        months=[future.delivery_start],
+        gpus=10,
+        limit_price=Decimal("2.50"),
+        actor=None,
+    )
+    place(seller, future, "sell", 10, "2.45")
+    pool_round_close(round_=pool_cut_off(pool=pool, actor=None), actor=None)
+    assert position(ada.account, future.symbol) == 10
+    call = _margin_call(ada.account)
+    reducing = place(ada.account, future, "sell", 6, "2.60")
+
+    # when the sponsor takes back the 4 not offered, the call is cured (its cancel not run
+    # yet) and ada offers 3 more as an ordinary order
+    pool_take_back(member=ada, instrument=future, quantity=4, actor=sam)
+    _cured(call)
+    place(ada.account, future, "sell", 3, "2.55")
+    place(buyer, future, "buy", 10, "2.60")
+
+    # then of the 6 the take-back left, the reducing offer fills the 3 the ordinary one does
+    # not close, and no more
+    reducing.refresh_from_db()
+    assert (reducing.filled_quantity, reducing.cancelled_quantity) == (3, 3)
+    assert position(ada.account, future.symbol) == 0
+    assert ledger_problems() == []
