@@ -871,8 +871,11 @@ class MemberGraduate(APIView):
         request=None,
         responses={200: PoolMemberDetailSerializer, 422: ErrorSerializer, **READ_ERRORS},
         operation_id="pool_member_graduate",
-        summary="A member leaves the pool: its open demand is withdrawn (sponsor; scope trade)",
-        description="What it was allocated stays its own until taken back (POST .../take-back/). "
+        summary="A member leaves the pool: its demand not yet allocated is withdrawn (sponsor; "
+        "scope trade)",
+        description="Its demand open or in a working round is withdrawn: the round allocates it "
+        "nothing, and what its tier fills for it stays with the pool. What it was allocated "
+        "stays its own until taken back (POST .../take-back/). "
         "422 POOL_MEMBER_GRADUATED when it already left.",
     )
     def post(self, request: Request, pool_id: str, member_id: str) -> Response:

@@ -20,10 +20,11 @@ The cycle (``docs/ARCHITECTURE.md``, "Portfolio pools"):
    of the cost) to the member; and if the member's cash is short, the pool lends the rest up to
    the credit line (memo accounts record the loan). A member that cannot pay even then leaves
    its lots with the pool (``unfunded``), for the sponsor to reallocate or sell.
-5. A member that graduates (``pool_member_graduate``) has its open demand withdrawn; the sponsor
-   can take its contracts back (``pool_take_back``), reallocate the pool's contracts to other
-   members (``pool_reallocate``), both at the instrument's latest mark, or sell them in the
-   market from the pool account (``pool_offer``).
+5. A member that graduates (``pool_member_graduate``) has its demand not yet allocated
+   withdrawn, open or in a working round (what a tier fills for it stays with the pool); the
+   sponsor can take its contracts back (``pool_take_back``), reallocate the pool's contracts
+   to other members (``pool_reallocate``), both at the instrument's latest mark, or sell them
+   in the market from the pool account (``pool_offer``).
 
 Allocation moves positions outside the matcher, so it locks the instruments' rows and bumps
 their risk version, as the daily risk cycle does: the matchers reload what they keep in memory.
@@ -354,15 +355,20 @@ def pool_member_priority_set(*, member: PoolMember, priority: int, actor: Actor)
 
 
 def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
-    """The member leaves the pool: its open demand is withdrawn. What it was allocated stays
-    its own until the sponsor takes it back (``pool_take_back``)."""
+    """The member leaves the pool: its demand not yet allocated is withdrawn, the open demand
+    and the demand in a working round's tiers. A graduate receives nothing from a round that
+    allocates after it left: what its tier fills for that demand stays with the pool, for the
+    sponsor to reallocate or offer. What it was allocated before stays its own until the
+    sponsor takes it back (``pool_take_back``)."""
     with transaction.atomic():
         locked = PoolMember.objects.select_for_update().get(pk=member.pk)
         if locked.status == PoolMember.Status.GRADUATED:
             raise _refuse(PoolErrorCode.MEMBER_GRADUATED, "The member has already graduated.")
-        withdrawn = PoolDemand.objects.filter(member=locked, status=PoolDemand.Status.OPEN).update(
-            status=PoolDemand.Status.WITHDRAWN, updated_at=timezone.now()
-        )
+        # Submitted demand keeps its tier (``pool_order``): the round's record of what it
+        # ordered for whom. The allocation serves only the tier's submitted demand.
+        withdrawn = PoolDemand.objects.filter(
+            member=locked, status__in=(PoolDemand.Status.OPEN, PoolDemand.Status.SUBMITTED)
+        ).update(status=PoolDemand.Status.WITHDRAWN, updated_at=timezone.now())
         locked.status, locked.left_at = PoolMember.Status.GRADUATED, timezone.now()
         locked.save(update_fields=["status", "left_at"])
         audit_record(
@@ -762,9 +768,11 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
 def _allocate_tier(
     pool: Pool, round_: PoolRound, pool_order: PoolOrder, actor: Actor
 ) -> dict[str, Any]:
+    # The tier's submitted demand only: a member that graduated while the round worked had
+    # its demand withdrawn (``pool_member_graduate``) and receives nothing from it.
     demands = list(
         PoolDemand.objects.select_for_update(of=("self",))
-        .filter(pool_order=pool_order)
+        .filter(pool_order=pool_order, status=PoolDemand.Status.SUBMITTED)
         .select_related("member__account", "member__pool")
         .order_by("pk")
     )
@@ -775,10 +783,14 @@ def _allocate_tier(
         allocation.Request(d.pk, d.quantity // lot, d.limit_price, d.member.priority)
         for d in demands
     ]
-    lots = allocation.allocate(requests, fill.lots, pool.rule)
+    # The lots filled for withdrawn demand, beyond what the tier's remaining demand asks,
+    # stay with the pool, with their share of the cost and fees.
+    shared = min(fill.lots, sum(request.lots for request in requests))
+    lots = allocation.allocate(requests, shared, pool.rule)
     by_demand = [lots[d.pk] * lot for d in demands]
-    costs = allocation.split(fill.cost, by_demand)
-    fees = allocation.split(fill.fee, by_demand)
+    kept = (fill.lots - shared) * lot
+    costs = allocation.split(fill.cost, [*by_demand, kept])[: len(demands)]
+    fees = allocation.split(fill.fee, [*by_demand, kept])[: len(demands)]
     settled = unfunded = 0
     for demand, quantity, cost, fee in zip(demands, by_demand, costs, fees, strict=True):
         if quantity == 0:

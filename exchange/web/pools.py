@@ -650,8 +650,9 @@ def pool_member_graduate_view(
     def act() -> str:
         services.pool_member_graduate(member=member, actor=signed_in_user(request))
         return (
-            f"{member.organization.name} graduated: its open demand is withdrawn; what it "
-            "was allocated stays its own until you take it back."
+            f"{member.organization.name} graduated: its demand not yet allocated is "
+            "withdrawn (what a working round fills for it stays with the pool); what it was "
+            "allocated stays its own until you take it back."
         )
 
     return _sponsor_action(request, membership, pool, f"graduate-{member.pk}", act)

@@ -846,7 +846,7 @@ def test_a_member_with_cash_is_not_refused_for_a_credit_line_lowered_below_its_d
 # Graduation, take-back, reallocation, offers -----------------------------------------------
 
 
-def test_graduation_withdraws_open_demand_only(pool, members, futures, sponsor_user):
+def test_graduation_withdraws_open_and_submitted_demand(pool, members, futures, sponsor_user):
     ada = members[0]
     in_round = _submit(ada, futures[0])
     pool_cut_off(pool=pool, actor=None)
@@ -857,13 +857,58 @@ def test_graduation_withdraws_open_demand_only(pool, members, futures, sponsor_u
     ada = _reload(ada)
     assert ada.status == PoolMember.Status.GRADUATED and ada.left_at is not None
     assert _reload(still_open).status == PoolDemand.Status.WITHDRAWN
-    assert _reload(in_round).status == PoolDemand.Status.SUBMITTED
+    in_round = _reload(in_round)
+    assert (in_round.status, in_round.pool_order_id) == (
+        PoolDemand.Status.WITHDRAWN,
+        PoolOrder.objects.get().pk,
+    )
     assert _audit("pool.member_graduate", ada).after == {
         "status": "graduated",
-        "demand_withdrawn": 1,
+        "demand_withdrawn": 2,
     }
     assert_refused(Code.MEMBER_GRADUATED, pool_member_graduate, member=ada, actor=None)
     assert_refused(Code.DEMAND_LOCKED, demand_withdraw, demand=still_open, actor=None)
+
+
+def test_a_member_that_graduates_while_its_round_works_receives_nothing_from_it(
+    pool, members, future, seller, sponsor_user
+):
+    # given ada and bolt each ask 10 in one tier, and ada graduates once it is cut off
+    ada, bolt, _ = members
+    ada_demand = _submit(ada, future, gpus=10)
+    bolt_demand = _submit(bolt, future, gpus=10)
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    pool_member_graduate(member=ada, actor=sponsor_user)
+    ada_cash = _cash(ada.account)
+
+    # when the tier fills whole and the round allocates
+    place(seller, future, "sell", 20, "2.45")  # At the resting tier's 2.50.
+    round_ = pool_round_close(round_=round_, actor=sponsor_user)
+
+    # then bolt receives its 10, ada nothing: its 10 stay with the pool, with their cost
+    assert not PoolAllocation.objects.filter(demand=ada_demand).exists()
+    assert _reload(ada_demand).status == PoolDemand.Status.WITHDRAWN
+    bolt_allocation = PoolAllocation.objects.get(demand=bolt_demand)
+    hours = future.gpu_hours_per_contract
+    assert (bolt_allocation.status, bolt_allocation.quantity, bolt_allocation.cost) == (
+        "settled",
+        10,
+        10 * hours * _micros("2.50"),
+    )
+    assert position_account(ada.account, future.symbol).balance == 0
+    assert _cash(ada.account) == ada_cash
+    assert position_account(pool.account, future.symbol).balance == 10
+    assert cost_account(pool.account, future.symbol).balance == 10 * hours * _micros("2.50")
+    assert _audit("pool.allocate", round_).after["tiers"][0] == {
+        "instrument": future.symbol,
+        "price": "2.500000",
+        "filled": 20,
+        "settled": 10,
+        "unfunded": 0,
+    }
+    # and the sponsor may offer them: they are the pool's
+    pool_offer(pool=pool, instrument=future, quantity=10, price=Decimal("2.60"), actor=sponsor_user)
+    call_command("ledger_check")
 
 
 def _allocated_to_ada(pool, members, future, seller, quantity=10):
