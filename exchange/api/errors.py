@@ -52,6 +52,7 @@ CONFLICT_CODES = {
     PoolErrorCode.NAME_TAKEN,
     PoolErrorCode.ALREADY_MEMBER,
     PoolErrorCode.DEMAND_LOCKED,
+    PoolErrorCode.CUTOFF_PASSED,
     PoolErrorCode.ROUND_WORKING,
 }
 # A pool's member asking for what only its sponsor does, or the sponsor for a member's act.

@@ -910,14 +910,15 @@ class DemandList(ReadOrTrade):
     @extend_schema(
         parameters=[POOL_ID],
         request=PoolDemandCreateSerializer,
-        responses={201: PoolDemandSerializer(many=True), **WRITE_ERRORS},
+        responses={201: PoolDemandSerializer(many=True), 409: ErrorSerializer, **WRITE_ERRORS},
         operation_id="pool_demands_submit",
         summary="Submit demand: one per delivery month (member; scope trade)",
         description=(
             "Give either gpu_hours (whole contracts of each month) or gpus (GPUs for the whole "
-            "month). Amend or withdraw it until the cut-off. 403 POOL_NOT_A_MEMBER for the "
-            "sponsor; 422 POOL_MONTHS_INVALID, POOL_QUANTITY_INVALID, POOL_NOT_WHOLE_CONTRACTS, "
-            "POOL_PRICE_INVALID, POOL_MEMBER_GRADUATED, POOL_CLOSED."
+            "month). Amend or withdraw it until the cut-off. 409 POOL_CUTOFF_PASSED once the "
+            "pool's cutoff_at has passed, until the cut-off has run. 403 POOL_NOT_A_MEMBER for "
+            "the sponsor; 422 POOL_MONTHS_INVALID, POOL_QUANTITY_INVALID, "
+            "POOL_NOT_WHOLE_CONTRACTS, POOL_PRICE_INVALID, POOL_MEMBER_GRADUATED, POOL_CLOSED."
         ),
     )
     def post(self, request: Request, pool_id: str) -> Response:
@@ -972,7 +973,8 @@ class DemandDetail(ReadOrTrade):
         responses={200: PoolDemandSerializer, 409: ErrorSerializer, **WRITE_ERRORS},
         operation_id="pool_demand_amend",
         summary="Amend an open demand's quantity or limit (its member; scope trade)",
-        description="409 POOL_DEMAND_LOCKED after the cut-off or once withdrawn; 422 "
+        description="409 POOL_DEMAND_LOCKED after the cut-off or once withdrawn; "
+        "POOL_CUTOFF_PASSED from the pool's cutoff_at until the cut-off has run; 422 "
         "POOL_QUANTITY_INVALID, POOL_NOT_WHOLE_CONTRACTS, POOL_PRICE_INVALID, "
         "POOL_MEMBER_GRADUATED.",
     )
@@ -997,7 +999,8 @@ class DemandDetail(ReadOrTrade):
         responses={200: PoolDemandSerializer, 409: ErrorSerializer, **READ_ERRORS},
         operation_id="pool_demand_withdraw",
         summary="Withdraw an open demand (its member; scope trade)",
-        description="409 POOL_DEMAND_LOCKED after the cut-off or once withdrawn.",
+        description="409 POOL_DEMAND_LOCKED after the cut-off or once withdrawn; "
+        "POOL_CUTOFF_PASSED from the pool's cutoff_at until the cut-off has run.",
     )
     def delete(self, request: Request, pool_id: str, demand_id: str) -> Response:
         demand = self._own(request, pool_id, demand_id)

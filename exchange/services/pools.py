@@ -33,7 +33,7 @@ their risk version, as the daily risk cycle does: the matchers reload what they 
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
@@ -443,7 +443,23 @@ def _active_member(member: PoolMember) -> PoolMember:
         raise _refuse(PoolErrorCode.MEMBER_GRADUATED, "A graduated member submits no demand.")
     if locked.pool.status != Pool.Status.OPEN:
         raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
+    _check_before_cutoff(locked.pool)
     return locked
+
+
+def _check_before_cutoff(pool: Pool) -> None:
+    """Demand changes until the cut-off's time, by the clock: not until the scheduler
+    (``pools_run_due``, every minute) gets to the cut-off, which a member could otherwise race
+    with a change the sponsor's cut-off time had ruled out. ``POOL_CUTOFF_PASSED`` from then
+    until the cut-off has run (it clears ``cutoff_at``); the demand then goes to the next."""
+    if pool.cutoff_at is not None and pool.cutoff_at <= timezone.now():
+        raise _refuse(
+            PoolErrorCode.CUTOFF_PASSED,
+            f"The pool's cut-off was at {pool.cutoff_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+            "demand is not submitted, amended or withdrawn until the round is cut off (within "
+            "a minute, or once the round still working closes); new demand then goes to the "
+            "next cut-off.",
+        )
 
 
 def futures_for(sku: Sku, region: Region, months: list[date]) -> list[Instrument]:
@@ -572,6 +588,7 @@ def demand_amend(
 def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
     with transaction.atomic():
         locked = _open_demand(demand)
+        _check_before_cutoff(Pool.objects.get(pk=locked.pool_id))
         locked.status = PoolDemand.Status.WITHDRAWN
         locked.save(update_fields=["status", "updated_at"])
         audit_record(
@@ -1392,8 +1409,13 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
         try:
             pool_cut_off(pool=pool, actor=None, now=now)
             done["cut_off"] += 1
-        except PoolError:
-            # Nothing to aggregate, or a round still working: the cut-off stays due.
+        except PoolError as error:
+            # A round still working: the cut-off stays due until it closes. Nothing to
+            # aggregate: the cut-off has passed with nothing to cut off, and is cleared, or
+            # members could change no demand (``POOL_CUTOFF_PASSED``) until the sponsor set
+            # another.
+            if error.code == PoolErrorCode.NO_DEMAND:
+                _cut_off_nothing(pool, now)
             continue
         except Exception:
             logger.exception("pools: the cut-off of pool #%s failed; next run", pool.pk)
@@ -1409,6 +1431,23 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
         except Exception:
             logger.exception("pools: round #%s did not close or allocate; next run", round_.pk)
     return done
+
+
+def _cut_off_nothing(pool: Pool, now: datetime) -> None:
+    with transaction.atomic():
+        locked = Pool.objects.select_for_update().get(pk=pool.pk)
+        if locked.cutoff_at is None or locked.cutoff_at > now:
+            return  # The sponsor set another meanwhile.
+        before = _settings_of(locked)
+        locked.cutoff_at = None
+        locked.save(update_fields=["cutoff_at"])
+        audit_record(
+            actor=None,
+            action="pool.cut_off_empty",
+            target=locked,
+            before=before,
+            after=_settings_of(locked),
+        )
 
 
 def _cancels_processed(round_: PoolRound) -> bool:

@@ -652,6 +652,21 @@ def test_a_member_amends_and_withdraws_its_open_demand(pool, ada, future):
     assert written() == before
 
 
+def test_demand_changes_after_the_cut_off_time_are_conflicts(pool, ada, future):
+    client = api(ada.organization)
+    demand = submit(ada, future)
+    path = f"{POOLS}{pool.pk}/demands/{demand.pk}/"
+    Pool.objects.filter(pk=pool.pk).update(cutoff_at=timezone.now() - timedelta(seconds=5))
+    before = written()
+
+    assert codes(client.patch(path, {"gpus": 3}, format="json"))[:2] == (
+        409,
+        "POOL_CUTOFF_PASSED",
+    )
+    assert codes(client.delete(path))[:2] == (409, "POOL_CUTOFF_PASSED")
+    assert written() == before
+
+
 def test_bad_amendments_are_refused_with_the_field(pool, ada, future):
     client = api(ada.organization)
     demand = submit(ada, future)

@@ -575,6 +575,55 @@ def test_demand_is_locked_after_the_cut_off(pool, members, future):
     assert _reload(demand).quantity == 10
 
 
+def test_demand_is_locked_from_the_cut_off_time_not_from_when_the_scheduler_runs(
+    pool, members, future
+):
+    # given ada's open demand, and a cut-off that has passed the scheduler has not yet run
+    ada, bolt, _ = members
+    demand = _submit(ada, future, gpus=10)
+    passed = timezone.now() - timedelta(seconds=30)
+    Pool.objects.filter(pk=pool.pk).update(cutoff_at=passed)
+
+    # then no demand is submitted, amended or withdrawn any more, whatever the scheduler did
+    for service, arguments in (
+        (demand_amend, {"demand": demand, "limit_price": Decimal("2.60"), "gpus": 20}),
+        (demand_withdraw, {"demand": demand}),
+    ):
+        error = assert_refused(Code.CUTOFF_PASSED, service, actor=None, **arguments)
+        assert f"{passed:%Y-%m-%d %H:%M} UTC" in error.message
+    assert_refused(
+        Code.CUTOFF_PASSED,
+        demand_submit,
+        member=bolt,
+        sku=future.sku,
+        region=future.region,
+        months=[future.delivery_start],
+        gpus=5,
+        limit_price=Decimal("2.50"),
+        actor=None,
+    )
+    demand = _reload(demand)
+    assert (demand.status, demand.quantity, demand.limit_price) == ("open", 10, Decimal("2.50"))
+
+    # when the scheduler cuts off, the round has the demand as it stood at the cut-off time
+    pools_run_due()
+    assert PoolOrder.objects.get().quantity == 10
+    # and new demand goes to the next cut-off
+    assert _submit(bolt, future, gpus=5).status == PoolDemand.Status.OPEN
+
+
+def test_a_cut_off_passed_with_no_demand_is_cleared_so_demand_can_come(pool, members, future):
+    passed = timezone.now() - timedelta(seconds=30)
+    Pool.objects.filter(pk=pool.pk).update(cutoff_at=passed)
+
+    assert pools_run_due() == {"cut_off": 0, "closed": 0, "allocated": 0}
+
+    assert _reload(pool).cutoff_at is None
+    audit = _audit("pool.cut_off_empty", pool)
+    assert (audit.actor, audit.after["cutoff_at"]) == (None, None)
+    assert _submit(members[0], future).status == PoolDemand.Status.OPEN
+
+
 # pool_cut_off ------------------------------------------------------------------------------
 
 
