@@ -1020,7 +1020,9 @@ class CutOff(APIView):
         summary="Cut off now: aggregate the open demand into tier orders (sponsor; scope trade)",
         description=(
             "Answers the new round with its tier orders as the exchange left them (a tier it "
-            "refused has no order and a refusal_code). 409 POOL_ROUND_WORKING while the "
+            "refused has no order and a refusal_code; while the pool's account is under a "
+            "margin call no tier is placed, each with refusal_code POOL_MARGIN_CALL_OPEN). "
+            "409 POOL_ROUND_WORKING while the "
             "previous round works; 422 POOL_NO_DEMAND, POOL_CLOSED."
         ),
     )

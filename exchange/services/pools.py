@@ -611,6 +611,11 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
     in its own transaction (as every order is). A tier the exchange refuses (the pool account
     lacks the collateral, the instrument halted) keeps the refusal's code and message, and its
     demand is allocated nothing when the round closes.
+
+    While the pool's account is under a margin call it may only reduce its positions, and a
+    round only buys: no tier is placed, each records ``POOL_MARGIN_CALL_OPEN`` with the amount
+    due, and the round allocates nothing (the order service would refuse each buy
+    ``RISK_REDUCE_ONLY``, in terms of positions the sponsor never asked about).
     """
     with transaction.atomic():
         locked = Pool.objects.select_for_update().get(pk=pool.pk)
@@ -633,6 +638,7 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
         if not demands:
             raise _refuse(PoolErrorCode.NO_DEMAND, "No member has open demand to aggregate.")
         now = now or timezone.now()
+        refusal = _pool_margin_call_refusal(locked)
         number = (locked.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
         round_ = PoolRound.objects.create(
             pool=locked,
@@ -657,6 +663,8 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
                     instrument=instrument,
                     price=price,
                     quantity=sum(request.lots for request in tier),
+                    refusal_code=PoolErrorCode.MARGIN_CALL_OPEN if refusal else "",
+                    refusal_message=refusal,
                 )
                 PoolDemand.objects.filter(pk__in=[r.key for r in tier]).update(
                     status=PoolDemand.Status.SUBMITTED, pool_order=pool_order, updated_at=now
@@ -678,11 +686,25 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
                     }
                     for o in tiers_placed
                 ],
+                **({"refused": PoolErrorCode.MARGIN_CALL_OPEN.value} if refusal else {}),
             },
         )
     for pool_order in tiers_placed:
-        _place(pool_order, actor)
+        if not pool_order.refusal_code:
+            _place(pool_order, actor)
     return round_
+
+
+def _pool_margin_call_refusal(pool: Pool) -> str:
+    """Why the round's buys are not placed: the pool's account is under a margin call; or ""."""
+    standing = margin_call_of(pool.account)
+    if standing is None:
+        return ""
+    return (
+        f"The pool's account is under a margin call ({standing.amount_due} USD due): it may "
+        "only reduce its positions, so the round's buys were not placed. A round cut off once "
+        "the call is met places them: fund the pool to meet it."
+    )
 
 
 def _place(pool_order: PoolOrder, actor: Actor) -> None:

@@ -27,7 +27,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from exchange.errors import OrderRejected, PoolError
+from exchange.errors import OrderRejected, PoolError, PoolErrorCode
 from exchange.models import Instrument, Membership, Organization, Region, Sku
 from exchange.models.pools import Pool, PoolDemand, PoolMember, PoolOrder, PoolRound
 from exchange.selectors import market
@@ -691,9 +691,11 @@ def pool_cut_off_view(request: HttpRequest, pool_id: int, membership: Membership
     def act() -> str:
         round_ = services.pool_cut_off(pool=pool, actor=signed_in_user(request))
         orders = list(selectors.pool_orders(round_))
-        refused = sum(1 for order in orders if order.refusal_code)
-        placed = f"Round {round_.number} cut off: {len(orders)} pool order(s) placed"
-        return placed + (f", {refused} refused (see the round)." if refused else ".")
+        refused = [order for order in orders if order.refusal_code]
+        if refused and refused[0].refusal_code == PoolErrorCode.MARGIN_CALL_OPEN:
+            return f"Round {round_.number} cut off, no order placed: {refused[0].refusal_message}"
+        placed = f"Round {round_.number} cut off: {len(orders) - len(refused)} pool order(s) placed"
+        return placed + (f", {len(refused)} refused (see the round)." if refused else ".")
 
     return _sponsor_action(request, membership, pool, "cut-off", act)
 

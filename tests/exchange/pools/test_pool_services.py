@@ -740,6 +740,31 @@ def test_a_tier_the_exchange_refuses_keeps_the_refusal_and_allocates_nothing(
     call_command("ledger_check")
 
 
+def test_a_pool_under_a_margin_call_places_no_buys_and_says_why_on_the_round(
+    pool, members, future, seller, sponsor_user
+):
+    # given the pool's own account is under a margin call, and a seller the tier would meet
+    _margin_call(pool.account)
+    demand = _submit(members[0], future, gpus=10)
+    place(seller, future, "sell", 10, "2.45")
+
+    # when the round is cut off
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    # then its tier is recorded refused for the call, with the amount due; no order was tried
+    pool_order = round_.orders.get()
+    assert (pool_order.order, pool_order.refusal_code) == (None, "POOL_MARGIN_CALL_OPEN")
+    assert "under a margin call (10000.000000 USD due)" in pool_order.refusal_message
+    assert "the round's buys were not placed" in pool_order.refusal_message
+    assert not Order.objects.filter(account=pool.account).exists()
+    assert _audit("pool.cut_off", round_).after["refused"] == "POOL_MARGIN_CALL_OPEN"
+    # and the round allocates nothing, as for any refused tier
+    round_ = pool_round_close(round_=round_, actor=sponsor_user)
+    allocation = PoolAllocation.objects.get(demand=demand)
+    assert (round_.status, allocation.status, allocation.quantity) == ("allocated", "none", 0)
+    call_command("ledger_check")
+
+
 # Allocation --------------------------------------------------------------------------------
 
 

@@ -592,6 +592,27 @@ def test_cut_off_with_no_demand_is_refused_next_to_the_button(client, pool, sam)
     assert not PoolRound.objects.exists()
 
 
+def test_a_cut_off_under_the_pools_margin_call_says_why_no_order_was_placed(
+    client, pool, ada, sam, future
+):
+    MarginCall.objects.create(
+        account=pool.account,
+        trading_date=timezone.localdate(),
+        required=30_000_000_000,
+        maintenance=24_000_000_000,
+        held=20_000_000_000,
+        deficit=0,
+    )
+    _demand(ada, future, 6)
+    client.force_login(sam)
+
+    page = _page(client.post(_pool_url(pool, "web:pool_cut_off"), follow=True))
+
+    assert "Round 1 cut off, no order placed: The pool&#x27;s account is under a margin" in page
+    round_ = page.split('id="round-')[1].split("</article>")[0]
+    assert "Refused" in round_ and "(POOL_MARGIN_CALL_OPEN)" in round_
+
+
 def test_the_sponsor_cuts_off_closes_and_sees_the_allocation_and_report(
     client, pool, ada, bolt, sam, future, seller
 ):
