@@ -352,7 +352,8 @@ class PoolDemandSerializer(serializers.ModelSerializer):
     pool_order = serializers.IntegerField(
         source="pool_order_id",
         allow_null=True,
-        help_text="The tier order it went into at the cut-off.",
+        help_text="The tier order it went into at the cut-off (the first of its tier's orders "
+        "when the tier was above the instrument's quantity_max).",
     )
 
     class Meta:
@@ -378,7 +379,9 @@ class PoolDemandSerializer(serializers.ModelSerializer):
 
 
 class PoolTierSerializer(serializers.ModelSerializer):
-    """One price tier of one instrument: the pool order placed for it."""
+    """One price tier of one instrument: the pool order placed for it. A tier above the
+    instrument's quantity_max is several, each an order of at most that many contracts (whole
+    lots) at the tier's price; the round allocates their fills as one tier."""
 
     instrument = serializers.CharField(source="instrument.symbol")
     order = OrderSerializer(allow_null=True, help_text="Null when the exchange refused it.")

@@ -134,7 +134,11 @@ class PoolRound(models.Model):
 
 
 class PoolOrder(models.Model):
-    """One price tier of one instrument in a round: the pool order and the demand it carries."""
+    """One price tier of one instrument in a round: the pool order and the demand it carries.
+
+    A tier above the instrument's largest order (``quantity_max``) is several of these, each
+    one order of at most that size in whole lots at the tier's price; the tier's demand points
+    to the first, and the round allocates their fills together (``services.pools._tiers``)."""
 
     round = models.ForeignKey(PoolRound, on_delete=models.PROTECT, related_name="orders")
     instrument = models.ForeignKey(

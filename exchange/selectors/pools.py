@@ -122,8 +122,10 @@ def round_of(pool: Pool, round_id: int) -> PoolRound | None:
 
 
 def pool_orders(round_: PoolRound) -> QuerySet[PoolOrder]:
+    """A round's tier orders; a tier above the instrument's largest order is several, at its
+    price, in the order they were placed."""
     return round_.orders.select_related("instrument", "order").order_by(
-        "instrument__symbol", "-price"
+        "instrument__symbol", "-price", "pk"
     )
 
 

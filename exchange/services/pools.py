@@ -658,18 +658,23 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
                 for d in instrument_demands
             ]
             for price, tier in allocation.price_tiers(requests, settings.EXCHANGE_POOL_PRICE_TIERS):
-                pool_order = PoolOrder.objects.create(
-                    round=round_,
-                    instrument=instrument,
-                    price=price,
-                    quantity=sum(request.lots for request in tier),
-                    refusal_code=PoolErrorCode.MARGIN_CALL_OPEN if refusal else "",
-                    refusal_message=refusal,
-                )
+                parts = [
+                    PoolOrder.objects.create(
+                        round=round_,
+                        instrument=instrument,
+                        price=price,
+                        quantity=quantity,
+                        refusal_code=PoolErrorCode.MARGIN_CALL_OPEN if refusal else "",
+                        refusal_message=refusal,
+                    )
+                    for quantity in order_sizes(sum(r.lots for r in tier), instrument)
+                ]
+                # The tier's demand goes with its first order; allocation takes the tier's
+                # orders together (``_tiers``).
                 PoolDemand.objects.filter(pk__in=[r.key for r in tier]).update(
-                    status=PoolDemand.Status.SUBMITTED, pool_order=pool_order, updated_at=now
+                    status=PoolDemand.Status.SUBMITTED, pool_order=parts[0], updated_at=now
                 )
-                tiers_placed.append(pool_order)
+                tiers_placed.extend(parts)
         locked.cutoff_at = None
         locked.save(update_fields=["cutoff_at"])
         audit_record(
@@ -693,6 +698,18 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
         if not pool_order.refusal_code:
             _place(pool_order, actor)
     return round_
+
+
+def order_sizes(quantity: int, instrument: Instrument) -> list[int]:
+    """A tier of ``quantity`` contracts as orders the exchange accepts: at most the
+    instrument's largest order (``quantity_max``) each, in whole lots, the last one the rest.
+    Each member's demand is at most ``quantity_max`` (``_contracts``), so a tier has at most
+    as many orders as it has demands."""
+    size_max = instrument.quantity_max - instrument.quantity_max % instrument.lot_size
+    if size_max < 1:
+        return [quantity]  # No order fits: the exchange refuses the tier, with its reason.
+    whole, rest = divmod(quantity, size_max)
+    return [size_max] * whole + ([rest] if rest else [])
 
 
 def _pool_margin_call_refusal(pool: Pool) -> str:
@@ -753,20 +770,34 @@ class _TierFill:
     fee: int  # The pool's fees on them, micro-USD.
 
 
-def _tier_fill(pool_order: PoolOrder) -> _TierFill:
-    order = pool_order.order
-    if order is None:
-        return _TierFill(0, 0, 0)
-    instrument = pool_order.instrument
+def _tier_fill(parts: list[PoolOrder]) -> _TierFill:
+    """What a tier's orders filled together."""
+    instrument = parts[0].instrument
     hours = instrument.gpu_hours_per_contract
     cost = fee = contracts = 0
-    for trade in Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order)):
-        notional = collateral.notional_micros(trade.price, trade.quantity, hours)
-        cost += notional
-        fee += trade.buyer_fee if order.side == Side.BUY else trade.seller_fee
-        contracts += trade.quantity
-    assert contracts == order.filled_quantity, (contracts, order.filled_quantity)
+    for order in (part.order for part in parts):
+        if order is None:
+            continue
+        filled = 0
+        for trade in Trade.objects.filter(Q(maker_order=order) | Q(taker_order=order)):
+            notional = collateral.notional_micros(trade.price, trade.quantity, hours)
+            cost += notional
+            fee += trade.buyer_fee if order.side == Side.BUY else trade.seller_fee
+            filled += trade.quantity
+        assert filled == order.filled_quantity, (filled, order.filled_quantity)
+        contracts += filled
     return _TierFill(contracts // instrument.lot_size, cost, fee)
+
+
+def _tiers(pool_orders: list[PoolOrder]) -> list[list[PoolOrder]]:
+    """A round's orders by tier, each tier's first order first: a tier above the instrument's
+    largest order is several orders (``order_sizes``), at its price. Within a round an
+    instrument's tiers have distinct prices (``allocation.price_tiers`` prices each at the
+    lowest of its own limits), so the instrument and the price name the tier."""
+    tiers: dict[tuple[int, Decimal], list[PoolOrder]] = {}
+    for pool_order in sorted(pool_orders, key=lambda o: o.pk):
+        tiers.setdefault((pool_order.instrument_id, pool_order.price), []).append(pool_order)
+    return list(tiers.values())
 
 
 def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
@@ -797,7 +828,8 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
         summary = []
         for pool_order in pool_orders:
             pool_order.instrument = instruments[pool_order.instrument_id]
-            summary.append(_allocate_tier(pool, locked, pool_order, actor))
+        for parts in _tiers(pool_orders):
+            summary.append(_allocate_tier(pool, locked, parts, actor))
         locked.status, locked.allocated_at = PoolRound.Status.ALLOCATED, timezone.now()
         locked.save(update_fields=["status", "allocated_at"])
         audit_record(actor=actor, action="pool.allocate", target=locked, after={"tiers": summary})
@@ -805,8 +837,9 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
 
 
 def _allocate_tier(
-    pool: Pool, round_: PoolRound, pool_order: PoolOrder, actor: Actor
+    pool: Pool, round_: PoolRound, parts: list[PoolOrder], actor: Actor
 ) -> dict[str, Any]:
+    pool_order = parts[0]  # Its demand's.
     # The tier's submitted demand only: a member that graduated while the round worked had
     # its demand withdrawn (``pool_member_graduate``) and receives nothing from it.
     demands = list(
@@ -817,7 +850,7 @@ def _allocate_tier(
     )
     instrument = pool_order.instrument
     lot = instrument.lot_size
-    fill = _tier_fill(pool_order)
+    fill = _tier_fill(parts)
     requests = [
         allocation.Request(d.pk, d.quantity // lot, d.limit_price, d.member.priority)
         for d in demands

@@ -765,6 +765,67 @@ def test_a_pool_under_a_margin_call_places_no_buys_and_says_why_on_the_round(
     call_command("ledger_check")
 
 
+def test_a_tier_above_the_largest_order_is_placed_as_several_and_allocated_as_one(
+    pool, members, future, seller, sponsor_user
+):
+    # given a future of lots of 2 contracts and orders of at most 15 (so 14 in whole lots),
+    # and three members' demand at one limit, 24 contracts in all
+    Instrument.objects.filter(pk=future.pk).update(lot_size=2, quantity_max=15)
+    future.refresh_from_db()
+    ada, bolt, cirrus = members
+    demands = [_submit(m, future, gpus=g) for m, g in ((ada, 10), (bolt, 10), (cirrus, 4))]
+
+    # when the round is cut off
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    # then the tier is two orders at its price, 14 and 10, its demand with the first
+    parts = list(round_.orders.order_by("pk"))
+    assert [(p.price, p.quantity, p.refusal_code) for p in parts] == [
+        (Decimal("2.50"), 14, ""),
+        (Decimal("2.50"), 10, ""),
+    ]
+    assert [(p.order.quantity, p.order.price) for p in parts] == [
+        (14, Decimal("2.50")),
+        (10, Decimal("2.50")),
+    ]
+    assert {_reload(d).pool_order_id for d in demands} == {parts[0].pk}
+
+    # when 20 fill, across both orders, and the round allocates
+    place(seller, future, "sell", 14, "2.45")
+    place(seller, future, "sell", 6, "2.45")
+    assert [_reload(p.order).filled_quantity for p in parts] == [14, 6]
+    round_ = pool_round_close(round_=round_, actor=sponsor_user)
+
+    # then the 20 are shared as one tier, pro rata in whole lots (10 lots of 12 asked)
+    rows = {a.member_id: a for a in PoolAllocation.objects.filter(round=round_)}
+    assert {m: (r.status, r.quantity) for m, r in rows.items()} == {
+        ada.pk: ("settled", 8),
+        bolt.pk: ("settled", 8),
+        cirrus.pk: ("settled", 4),
+    }
+    assert {r.pool_order_id for r in rows.values()} == {parts[0].pk}
+    hours = future.gpu_hours_per_contract
+    assert sum(r.cost for r in rows.values()) == 20 * hours * _micros("2.50")
+    assert _audit("pool.allocate", round_).after["tiers"] == [
+        {
+            "instrument": future.symbol,
+            "price": "2.500000",
+            "filled": 20,
+            "settled": 20,
+            "unfunded": 0,
+        }
+    ]
+    assert position_account(pool.account, future.symbol).balance == 0
+    call_command("ledger_check")
+
+
+def test_order_sizes_are_whole_lots_up_to_the_largest_order(future):
+    future.lot_size, future.quantity_max = 5, 12
+    assert pools_services.order_sizes(10, future) == [10]
+    assert pools_services.order_sizes(25, future) == [10, 10, 5]
+    assert pools_services.order_sizes(30, future) == [10, 10, 10]
+
+
 # Allocation --------------------------------------------------------------------------------
 
 
