@@ -19,7 +19,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from exchange.backoffice.roles import ALL_ROLES, Role, has_any_role
+from exchange.backoffice.roles import ALL_ROLES, ROLES_STAFF, Role, has_any_role
 from exchange.errors import ExchangeError
 from exchange.models import (
     Account,
@@ -1089,19 +1089,36 @@ class MarginCallAdmin(ReadOnlyAdmin[MarginCall]):
 
 
 # Users and groups: staff accounts and their roles (the role groups). Django's own admins, with
-# every edit audited; superusers only, by Django's permissions.
+# every edit audited. Their forms grant roles (a user's groups, its staff and superuser status,
+# a group's name), so they add, change and delete for superusers only, as ``staff_roles_grant``
+# does (``ROLES_STAFF``): Django's model permissions alone would let staff given them make
+# themselves or others anything. Viewing keeps Django's permissions.
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
+class RolesGrantedByForm(AuditedEdits[ModelT]):
+    def _grants_roles(self, request: HttpRequest) -> bool:
+        return ROLES_STAFF.allows(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._grants_roles(request) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
+        return self._grants_roles(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelT | None = None) -> bool:
+        return self._grants_roles(request) and super().has_delete_permission(request, obj)
+
+
 @admin.register(User)
-class AuditedUserAdmin(AuditedEdits[User], UserAdmin[User]):
+class AuditedUserAdmin(RolesGrantedByForm[User], UserAdmin[User]):
     pass
 
 
 @admin.register(Group)
-class AuditedGroupAdmin(AuditedEdits[Group], GroupAdmin):
+class AuditedGroupAdmin(RolesGrantedByForm[Group], GroupAdmin):
     pass
 
 

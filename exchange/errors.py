@@ -102,6 +102,13 @@ class RiskErrorCode(StrEnum):
     ROLE_REQUIRED = "RISK_ROLE_REQUIRED"
 
 
+class StaffErrorCode(StrEnum):
+    """Back-office accounts: granting staff roles is a superuser's (``staff_roles_grant``)."""
+
+    NOT_STAFF = "STAFF_NOT_STAFF"
+    SUPERUSER_REQUIRED = "STAFF_SUPERUSER_REQUIRED"
+
+
 class ApiAuthErrorCode(StrEnum):
     """API authentication (401), authorization (403) and key management (400)."""
 
@@ -162,6 +169,10 @@ class FundingError(ExchangeError):
 class RiskError(ExchangeError):
     def __init__(self, code: StrEnum, message: str, field: str = "") -> None:
         super().__init__(code, message, field=field)
+
+
+class StaffError(ExchangeError):
+    pass
 
 
 class ApiAuthError(ExchangeError):

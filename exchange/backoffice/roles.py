@@ -34,6 +34,8 @@ from exchange.errors import (
     OrderRejected,
     RiskError,
     RiskErrorCode,
+    StaffError,
+    StaffErrorCode,
 )
 
 
@@ -93,12 +95,13 @@ def role_required(
 @dataclass(frozen=True)
 class StaffGate:
     """Who may call a family of staff services: active staff with ``role`` (superusers have
-    every role), or the system (``actor`` None: scheduled tasks, management commands) unless
-    ``system_allowed`` is false. A refusal is ``error`` with the family's code: ``not_staff``
-    for a user who is not active staff (anonymous users included), ``role_missing`` for staff
-    without the role. It is checked before anything is written."""
+    every role; ``role`` None: superusers only), or the system (``actor`` None: scheduled
+    tasks, management commands) unless ``system_allowed`` is false. A refusal is ``error``
+    with the family's code: ``not_staff`` for a user who is not active staff (anonymous users
+    included), ``role_missing`` for staff without the role (or not superusers). It is checked
+    before anything is written."""
 
-    role: Role
+    role: Role | None
     error: Callable[[StrEnum, str], ExchangeError]
     not_staff: StrEnum
     role_missing: StrEnum
@@ -110,8 +113,19 @@ class StaffGate:
             return
         if actor is None or not (actor.is_authenticated and actor.is_active and actor.is_staff):
             raise self.error(self.not_staff, f"Only staff {action}.")
-        if self.role not in roles_of(actor):
+        if self.role is None:
+            if not actor.is_superuser:
+                raise self.error(self.role_missing, f"Only superusers {action}.")
+        elif self.role not in roles_of(actor):
             raise self.error(self.role_missing, f"Only staff with the {self.role} role {action}.")
+
+    def allows(self, actor: Any) -> bool:
+        """Whether ``check`` lets ``actor`` through (the admin's permissions ask)."""
+        try:
+            self.check(actor, "")
+        except ExchangeError:
+            return False
+        return True
 
 
 # Trading status and listings (instrument_set_status, listings_roll and the listing services).
@@ -124,6 +138,11 @@ ORDER_STAFF = StaffGate(
 )
 # Settlement prices, the daily cycle, margin calls and liquidation.
 RISK_STAFF = StaffGate(Role.RISK, RiskError, RiskErrorCode.NOT_STAFF, RiskErrorCode.ROLE_REQUIRED)
+# Granting back-office roles (staff_roles_grant; the user and group admin): a role opens a
+# family of services, so only a superuser, who has them all, gives one (or the system: the demo).
+ROLES_STAFF = StaffGate(
+    None, StaffError, StaffErrorCode.NOT_STAFF, StaffErrorCode.SUPERUSER_REQUIRED
+)
 # Withdrawal reviews: money leaves the exchange on a person's decision, never the system's.
 FUNDING_STAFF = StaffGate(
     Role.FINANCE,

@@ -4,8 +4,9 @@ grants, margin call reviews and order cancels by staff, and edits made in the ad
 Each writes its audit row (who, what, before, after) in the transaction of the change, except
 where the change must commit on its own first (an order cancel: see ``order_staff_cancel``).
 
-Margin call reviews need the risk role, order cancels the operations role, checked here whoever
-calls (``exchange.backoffice.roles.StaffGate``); the system (no actor) may do both.
+Margin call reviews need the risk role, order cancels the operations role, and role grants a
+superuser, checked here whoever calls (``exchange.backoffice.roles.StaffGate``); the system (no
+actor) may do all three.
 """
 
 import json
@@ -16,7 +17,13 @@ from django.contrib.auth.models import Group, User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
-from exchange.backoffice.roles import ORDER_STAFF, RISK_STAFF, ROLES_CACHE_ATTRIBUTE, Role
+from exchange.backoffice.roles import (
+    ORDER_STAFF,
+    RISK_STAFF,
+    ROLES_CACHE_ATTRIBUTE,
+    ROLES_STAFF,
+    Role,
+)
 from exchange.models import AuditEntry, CancelReason, MarginCall, Order
 from exchange.services.audit import audit_record
 from exchange.services.orders import order_cancel
@@ -29,7 +36,12 @@ MARGIN_CALL_FIELDS = ("status", "required", "held", "deficit", "reviews")
 
 def staff_roles_grant(*, user: Any, roles: Iterable[Role], actor: User | None) -> frozenset[Role]:
     """Give ``user`` the back-office ``roles`` (their groups) on top of those it has; the user
-    becomes staff. Idempotent: granting roles already held writes nothing."""
+    becomes staff. Idempotent: granting roles already held writes nothing.
+
+    Only a superuser grants roles (``STAFF_NOT_STAFF``, ``STAFF_SUPERUSER_REQUIRED``), or the
+    system (no actor: the demo's seed): staff with a role could otherwise give themselves or
+    anyone every other."""
+    ROLES_STAFF.check(actor, "grant back-office roles")
     wanted = {Role(role) for role in roles}
     with transaction.atomic():
         groups = {}

@@ -6,7 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from exchange.backoffice.roles import Role, roles_of
@@ -82,13 +83,9 @@ def test_a_refused_deletion_writes_no_audit(client, superuser, future, region):
     assert not AuditEntry.objects.filter(action="admin.delete").exists()
 
 
-def test_role_grants_in_the_user_admin_are_audited_and_passwords_redacted(
-    client, superuser, roleless
-):
-    client.force_login(superuser)
-    risk_group = Group.objects.get(name="risk")
-    url = reverse("admin:auth_user_change", args=[roleless.pk])
-    form = client.get(url).context["adminform"].form
+def _user_form(client, user, **changes) -> dict:
+    """The user admin's change form of ``user`` as the signed-in staff would post it."""
+    form = client.get(reverse("admin:auth_user_change", args=[user.pk])).context["adminform"].form
     data = {
         name: value
         for name, value in form.initial.items()
@@ -96,15 +93,25 @@ def test_role_grants_in_the_user_admin_are_audited_and_passwords_redacted(
     }
     data.update(
         {
-            "date_joined_0": roleless.date_joined.strftime("%Y-%m-%d"),
-            "date_joined_1": roleless.date_joined.strftime("%H:%M:%S"),
+            "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+            "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
             "is_active": "on",
             "is_staff": "on",
-            "groups": [risk_group.pk],
+            **changes,
         }
     )
     data.pop("last_login", None)
     data.pop("date_joined", None)
+    return data
+
+
+def test_role_grants_in_the_user_admin_are_audited_and_passwords_redacted(
+    client, superuser, roleless
+):
+    client.force_login(superuser)
+    risk_group = Group.objects.get(name="risk")
+    url = reverse("admin:auth_user_change", args=[roleless.pk])
+    data = _user_form(client, roleless, groups=[risk_group.pk])
 
     response = client.post(url, data)
     client.post(
@@ -119,6 +126,45 @@ def test_role_grants_in_the_user_admin_are_audited_and_passwords_redacted(
     password = next(entry for entry in entries if entry is not grant)
     assert "n3w-Passw0rd!" not in str(password.after)
     assert password.after["admin_message"] == [{"changed": {"fields": ["password"]}}]
+
+
+def test_staff_with_the_user_and_group_permissions_grant_no_roles_in_the_admin(client, roleless):
+    # given staff with every role and Django's permissions on users and groups, not a superuser
+    desk = get_user_model().objects.create_user("desk", password="x-2026", is_staff=True)
+    desk.groups.add(*Group.objects.filter(name__in=list(Role)))
+    desk.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="auth", content_type__model__in=["user", "group"]
+        )
+    )
+    client.force_login(desk)
+    risk_group = Group.objects.get(name="risk")
+    audits = AuditEntry.objects.count()
+
+    # when they post the user form giving another, or themselves, a role and superuser status
+    for user in (roleless, desk):
+        data = _user_form(client, user, groups=[risk_group.pk], is_superuser="on")
+        response = client.post(reverse("admin:auth_user_change", args=[user.pk]), data)
+
+        # then it is refused
+        assert response.status_code == 403
+    # as are adding a user and renaming a role's group
+    added = client.post(
+        reverse("admin:auth_user_add"),
+        {"username": "new", "password1": "n3w-Passw0rd!", "password2": "n3w-Passw0rd!"},
+    )
+    renamed = client.post(
+        reverse("admin:auth_group_change", args=[risk_group.pk]), {"name": "risky"}
+    )
+    assert added.status_code == renamed.status_code == 403
+
+    # and nothing changed: the forms are still there to read
+    assert roles_of(get_user_model().objects.get(pk=roleless.pk)) == set()
+    assert not get_user_model().objects.filter(is_superuser=True).exists()
+    assert not get_user_model().objects.filter(username="new").exists()
+    assert Group.objects.filter(name="risk").exists()
+    assert AuditEntry.objects.count() == audits
+    assert client.get(reverse("admin:auth_user_change", args=[roleless.pk])).status_code == 200
 
 
 def test_staff_roles_grant_is_audited_once(roleless, superuser):

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 
 from exchange import calendar
 from exchange.backoffice.roles import Role
-from exchange.errors import CatalogError, ExchangeError, OrderRejected, RiskError
+from exchange.errors import CatalogError, ExchangeError, OrderRejected, RiskError, StaffError
 from exchange.models import (
     AuditEntry,
     Instrument,
@@ -34,7 +34,11 @@ from exchange.services.listing import (
 )
 from exchange.services.risk_cycle import account_liquidate, daily_settlement_run
 from exchange.services.settlement_prices import settlement_price_override, settlement_prices_set
-from exchange.services.staff import margin_call_staff_review, order_staff_cancel
+from exchange.services.staff import (
+    margin_call_staff_review,
+    order_staff_cancel,
+    staff_roles_grant,
+)
 from ledger.models import Entry
 from tests.exchange.services.test_risk_cycle import _called_long_of_two
 from tests.exchange.support import place, staff_user
@@ -257,3 +261,70 @@ def test_an_inactive_superuser_is_refused(future):
 
     assert refused.value.code == "CATALOG_NOT_STAFF"
     assert world() == before
+
+
+# Granting roles: a superuser's (or the system's), whatever roles the caller has.
+
+
+def roles_held(user) -> tuple[bool, list[str]]:
+    user = get_user_model().objects.get(pk=user.pk)
+    return user.is_staff, sorted(user.groups.values_list("name", flat=True))
+
+
+ROLE_GRANT_REFUSALS = {
+    "member": "STAFF_NOT_STAFF",
+    "inactive": "STAFF_NOT_STAFF",
+    "other roles": "STAFF_SUPERUSER_REQUIRED",
+    "no role": "STAFF_SUPERUSER_REQUIRED",
+    "every role": "STAFF_SUPERUSER_REQUIRED",
+}
+
+
+@pytest.mark.parametrize("kind", list(ROLE_GRANT_REFUSALS))
+def test_only_a_superuser_grants_roles_and_a_refusal_writes_nothing(db, kind):
+    # given a member, to be made risk staff, and a caller who is not a superuser
+    grantee = get_user_model().objects.create_user("grantee")
+    actor = staff_user("desk", *Role) if kind == "every role" else refused_user(kind, Role.RISK)
+    audits = AuditEntry.objects.count()
+
+    # when the caller grants a role (to the member, or to themselves)
+    for user in (grantee, actor):
+        with pytest.raises(StaffError) as refused:
+            staff_roles_grant(user=user, roles=[Role.RISK, Role.FINANCE], actor=actor)
+
+        # then it is refused by name
+        assert refused.value.code == ROLE_GRANT_REFUSALS[kind]
+
+    # and nobody's roles changed, and no audit row was written
+    assert roles_held(grantee) == (False, [])
+    assert AuditEntry.objects.count() == audits
+
+
+@pytest.mark.parametrize("who", ["superuser", "system"])
+def test_a_superuser_and_the_system_grant_roles(db, who):
+    grantee = get_user_model().objects.create_user("grantee")
+    actor = (
+        get_user_model().objects.create_superuser("root", "root@exchange.example", "x-2026")
+        if who == "superuser"
+        else None
+    )
+
+    granted = staff_roles_grant(user=grantee, roles=[Role.RISK], actor=actor)
+
+    assert granted == {Role.RISK}
+    assert roles_held(grantee) == (True, ["risk"])
+    entry = AuditEntry.objects.get(action="staff.roles_grant")
+    assert entry.actor_label == ("system" if actor is None else "root")
+
+
+def test_an_inactive_superuser_grants_no_roles(db):
+    root = get_user_model().objects.create_superuser("root", "root@exchange.example", "x-2026")
+    root.is_active = False
+    root.save(update_fields=["is_active"])
+    grantee = get_user_model().objects.create_user("grantee")
+
+    with pytest.raises(StaffError) as refused:
+        staff_roles_grant(user=grantee, roles=[Role.RISK], actor=root)
+
+    assert refused.value.code == "STAFF_NOT_STAFF"
+    assert roles_held(grantee) == (False, [])
