@@ -15,8 +15,8 @@ For each listed future and option, on each trading day, in this order of prefere
 
 Prices are rounded to the nearest tick (half to even). An option's row keeps the volatility
 its price implies (market prices) or was computed with (model). Setting prices is idempotent:
-a price set for a day is kept, and staff may override it with a reason, audited, until the
-day is settled.
+a price set for a day is kept, and staff may override it with a reason, until the day is
+settled. Both are audited: the prices a setting wrote, and each override.
 
 Setting and overriding prices are the risk role's: a user actor must be active staff with it
 (``RISK_NOT_STAFF``, ``RISK_ROLE_REQUIRED``); the system (no actor) sets them too. Both take the
@@ -120,14 +120,37 @@ def _vwaps(instruments: list[Instrument], close: datetime) -> dict[int, tuple[De
 def settlement_prices_set(
     *, trading_date: date, close: datetime | None = None, actor: User | None = None
 ) -> RiskCycle:
-    """Set the day's missing settlement prices (the preview of the daily cycle); idempotent."""
+    """Set the day's missing settlement prices (the preview of the daily cycle); idempotent.
+
+    The prices it sets are audited (``settlement_price.set`` on the day's cycle): who set them,
+    the day, and each instrument's price and source. A call that finds every price set writes
+    nothing, so no row either."""
     RISK_STAFF.check(actor, "set settlement prices")
     with transaction.atomic():
         day_settlements_lock()
-        return _prices_set(trading_date, close)
+        cycle, rows = _prices_set(trading_date, close)
+        if rows:
+            audit_record(
+                actor=actor,
+                action="settlement_price.set",
+                target=cycle,
+                after={
+                    "trading_date": trading_date.isoformat(),
+                    "close_at": cycle.close_at.isoformat(),
+                    "prices": {
+                        row.instrument.symbol: {"price": str(row.price), "source": row.source}
+                        for row in rows
+                    },
+                },
+            )
+        return cycle
 
 
-def _prices_set(trading_date: date, close: datetime | None) -> RiskCycle:
+def _prices_set(
+    trading_date: date, close: datetime | None
+) -> tuple[RiskCycle, list[SettlementPrice]]:
+    """The day's cycle, and the prices written (none: the day is settled, or every price was
+    set before)."""
     close = close or close_at(trading_date)
     trading_date_check(trading_date, close)
     cycle, _ = RiskCycle.objects.get_or_create(
@@ -135,7 +158,7 @@ def _prices_set(trading_date: date, close: datetime | None) -> RiskCycle:
     )
     cycle = RiskCycle.objects.select_for_update().get(pk=cycle.pk)
     if cycle.status == RiskCycle.Status.SETTLED:
-        return cycle
+        return cycle, []
     if cycle.close_at != close:  # Opened by an override with the standard close.
         cycle.close_at = close
         cycle.save(update_fields=["close_at"])
@@ -148,7 +171,7 @@ def _prices_set(trading_date: date, close: datetime | None) -> RiskCycle:
     }
     missing = [instrument for instrument in instruments if instrument.pk not in existing]
     if not missing:
-        return cycle
+        return cycle, []
     vwaps = _vwaps(missing, cycle.close_at)
     quotes = quotes_for(missing)
     previous = margin.latest_settlements(
@@ -184,7 +207,7 @@ def _prices_set(trading_date: date, close: datetime | None) -> RiskCycle:
             prices[future.pk] = row.price
     _option_prices(options, trading_date, vwaps, quotes, prices, previous, rows)
     SettlementPrice.objects.bulk_create(rows)
-    return cycle
+    return cycle, rows
 
 
 def _market_price(

@@ -66,6 +66,25 @@ def test_run_view_previews_prices_and_variation_then_settles_on_confirm(
     assert AuditEntry.objects.filter(action="risk.daily_settlement", actor=admin_user).exists()
 
 
+def test_the_prices_a_preview_sets_are_audited_with_the_staff_who_previewed(
+    admin_client, admin_user, future, traded
+):
+    url = reverse("admin:exchange_riskcycle_run")
+
+    # when staff preview a day whose prices are not set yet (the book's mid: no trade closing)
+    admin_client.post(url, {"trading_date": traded.isoformat(), "preview": "1"})
+    # and preview it again, finding every price set
+    admin_client.post(url, {"trading_date": traded.isoformat(), "preview": "1"})
+
+    # then one audit row names them, the day and each price it set, with its source
+    row = SettlementPrice.objects.get(instrument=future, trading_date=traded)
+    (entry,) = AuditEntry.objects.filter(action="settlement_price.set")
+    assert (entry.actor, entry.target_type) == (admin_user, "RiskCycle")
+    assert entry.target_id == str(RiskCycle.objects.get(trading_date=traded).pk)
+    assert entry.after["trading_date"] == traded.isoformat()
+    assert entry.after["prices"] == {future.symbol: {"price": str(row.price), "source": row.source}}
+
+
 def test_run_view_is_staff_only(client, django_user_model):
     trader = django_user_model.objects.create_user("trader", password="x")
     client.force_login(trader)

@@ -256,7 +256,15 @@ def test_the_daily_cycle_and_an_override_by_risk_are_audited_once(client, risk, 
     assert SettlementPrice.objects.get(instrument=future, trading_date=day).set_by == risk
     assert RiskCycle.objects.get(trading_date=day).settled_by == risk
     by_risk = list(AuditEntry.objects.filter(actor=risk).values_list("action", flat=True))
-    assert sorted(by_risk) == ["risk.daily_settlement", "settlement_price.override"]
+    assert sorted(by_risk) == [
+        "risk.daily_settlement",
+        "settlement_price.override",
+        "settlement_price.set",  # The day's other prices, which the run set.
+    ]
+    # The overridden price was kept, not set again.
+    prices_set = AuditEntry.objects.get(action="settlement_price.set").after["prices"]
+    assert future.symbol not in prices_set
+    assert SettlementPrice.objects.filter(trading_date=day).count() == len(prices_set) + 1
 
 
 def test_a_margin_call_review_by_staff_is_audited(risk, future, seller):

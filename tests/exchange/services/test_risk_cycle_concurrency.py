@@ -314,7 +314,12 @@ def test_a_price_change_for_an_earlier_day_waits_for_a_running_settlement_then_i
     row = SettlementPrice.objects.get(instrument=future, trading_date=earlier)
     assert (row.price, row.reason) == (Decimal("2.50"), "Brokers")
     assert SettlementPrice.objects.filter(trading_date=earlier).count() == 1
-    assert AuditEntry.objects.count() == audits + 1  # The later day's settlement only.
+    # The later day's only: its prices set, and its settlement.
+    written = AuditEntry.objects.order_by("pk")[audits:]
+    assert [(entry.action, entry.after["trading_date"]) for entry in written] == [
+        ("settlement_price.set", later.isoformat()),
+        ("risk.daily_settlement", later.isoformat()),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
