@@ -153,6 +153,7 @@ class CapacityList(APIView):
         summary="Register a reserved block (providers only): issues its GPU-hours to the holder",
         description=(
             "Scope trade. 422 CATALOG_PROVIDER_REQUIRED when the caller is not a provider; "
+            "422 CATALOG_HOLDER_IS_OPERATOR for a block held by the exchange operator; "
             "422 CATALOG_INVALID_CAPACITY for a term off whole hours, too long or already over "
             "(ends_at), or a contiguous block larger than the reservation or not dividing its "
             "GPUs."

@@ -117,7 +117,10 @@ def capacity_register(
     """Record a reserved block and issue its GPU-hours to the holder, in one transaction.
 
     Only a provider organization registers capacity: it vouches that the GPUs exist, and the
-    GPU-hours it issues are as good as that promise. A block registered during its term (one
+    GPU-hours it issues are as good as that promise. It issues them to a participant, never to
+    the exchange operator's own organization (``CATALOG_HOLDER_IS_OPERATOR``): the operator
+    runs the market and trades in none of it, and a block it held would be GPU-hours on its
+    books that no customer reserved. A block registered during its term (one
     already running, as a cloud's idle reservation is) keeps its whole term on record, but
     only its hours from the current one on are issued: those already past can be neither used
     nor delivered.
@@ -127,6 +130,13 @@ def capacity_register(
             CatalogErrorCode.PROVIDER_REQUIRED,
             f"Only providers register capacity; {provider.slug} is a {provider.kind}.",
             field="provider",
+        )
+    if holder.kind == Organization.Kind.EXCHANGE:
+        raise CatalogError(
+            CatalogErrorCode.HOLDER_IS_OPERATOR,
+            f"{holder.slug} is the exchange operator, which holds no capacity: issue the "
+            "GPU-hours to your organization or to the customer that reserved the block.",
+            field="holder",
         )
     _check(starts_at, ends_at, gpus, contiguous_block_gpus)
     if not cluster.strip():

@@ -32,7 +32,8 @@ HOUR_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 3600})
 
 class RegisterForm(forms.Form):
     holder = forms.ModelChoiceField(
-        queryset=Organization.objects.order_by("name"),
+        # Not the exchange operator, to which no GPU-hours are issued (the service refuses it).
+        queryset=Organization.objects.exclude(kind=Organization.Kind.EXCHANGE).order_by("name"),
         to_field_name="slug",
         label="Holder",
         help_text="Who the GPU-hours are issued to: your organization or the customer.",

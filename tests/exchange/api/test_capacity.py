@@ -217,6 +217,16 @@ def test_registrations_the_exchange_refuses_are_422_and_write_nothing(
     assert written() == before
 
 
+def test_a_block_for_the_exchange_operator_is_422_and_writes_nothing(seller, sku, region):
+    operator = account_main(organization_create(slug="gpux", name="GPU Exchange", kind="exchange"))
+    before = written()
+
+    response = api(seller).post(CAPACITY, body(operator, sku, region), format="json")
+
+    assert error_of(response) == (422, "CATALOG_HOLDER_IS_OPERATOR", "holder")
+    assert written() == before
+
+
 def test_a_read_key_cannot_register_capacity(seller, buyer, sku, region):
     before = written()
 

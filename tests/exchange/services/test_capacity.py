@@ -210,6 +210,25 @@ def test_only_a_provider_registers_capacity(holder, sku, region, kind):
     assert not AuditEntry.objects.filter(action="capacity.register").exists()
 
 
+def test_no_gpu_hours_are_issued_to_the_exchange_operator(provider, sku, region):
+    # given the exchange operator's own organization
+    operator = organization_create(slug="gpux", name="GPU Exchange", kind="exchange")
+
+    # when a provider registers a block held by it
+    with pytest.raises(CatalogError) as refused:
+        register(provider, operator, sku, region)
+
+    # then it is refused by name, and nothing is written: no block, no GPU-hours, no audit row
+    assert (refused.value.code, refused.value.field) == (
+        CatalogErrorCode.HOLDER_IS_OPERATOR,
+        "holder",
+    )
+    assert not ReservedCapacity.objects.exists()
+    assert not Entry.objects.exists()
+    assert not LedgerAccount.objects.filter(code__contains=":gpuh:").exists()
+    assert not AuditEntry.objects.filter(action="capacity.register").exists()
+
+
 def test_a_block_registered_during_its_term_issues_only_its_hours_from_now_on(
     provider, holder, sku, region
 ):

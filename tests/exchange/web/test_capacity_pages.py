@@ -11,7 +11,7 @@ from exchange.models import AuditEntry, Instrument, Membership, Region, Reserved
 from exchange.selectors.entitlements import entitlements_of
 from exchange.services.capacity import capacity_register
 from exchange.services.listing import resale_list, resale_listable_until
-from exchange.services.participants import member_add
+from exchange.services.participants import member_add, organization_create
 from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +162,19 @@ def test_bad_blocks_are_refused_next_to_the_field_and_write_nothing(
     assert f'id="id_{field}_error"' in response.content.decode()
     assert not ReservedCapacity.objects.exists()
     assert entitlements_of(seller) == []
+
+
+def test_the_exchange_operator_is_offered_as_no_holder(client, seller, sku, region):
+    organization_create(slug="gpux", name="GPU Exchange (operator)", kind="exchange")
+    client.force_login(_user(seller, "nora"))
+
+    page = client.get(reverse("web:capacity")).content.decode()
+    response = client.post(reverse("web:capacity_register"), _register_form("gpux"))
+
+    assert 'value="northwind"' in page and 'value="gpux"' not in page
+    assert response.status_code == 400
+    assert "holder" in response.context["form"].errors
+    assert not ReservedCapacity.objects.exists()
 
 
 def test_a_viewer_cannot_register_or_list(client, seller, sku, region):
