@@ -20,6 +20,7 @@ from exchange.api.errors import ErrorSerializer
 from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
 from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.trading import AwareDateTimeField
 from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
 from exchange.models.catalog import Interconnect
 from exchange.selectors.capacity import capacity_held, capacity_of, gpus_held
@@ -85,8 +86,14 @@ class CapacityRegisterSerializer(serializers.Serializer):
     cluster = TextField(trim_whitespace=True, max_length=CLUSTER_LENGTH_MAX)
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
-    starts_at = serializers.DateTimeField(help_text="On a whole hour (UTC offset allowed).")
-    ends_at = serializers.DateTimeField(help_text="On a whole hour, after starts_at.")
+    # A time without its zone is refused, not read as UTC: the block's GPU-hours are issued
+    # by calendar month from it, and an hour off moves them.
+    starts_at = AwareDateTimeField(
+        help_text="ISO 8601 with a time zone (Z or an offset), on a whole hour."
+    )
+    ends_at = AwareDateTimeField(
+        help_text="ISO 8601 with a time zone (Z or an offset), on a whole hour, after starts_at."
+    )
     gpus = IntegerInputField(min_value=1, max_value=GPUS_MAX)
     interconnect = serializers.ChoiceField(choices=Interconnect.choices)
     contiguous_block_gpus = IntegerInputField(
@@ -154,6 +161,7 @@ class CapacityList(APIView):
         description=(
             "Scope trade. 422 CATALOG_PROVIDER_REQUIRED when the caller is not a provider; "
             "422 CATALOG_HOLDER_IS_OPERATOR for a block held by the exchange operator; "
+            "400 INVALID_INPUT for a start or end without its time zone; "
             "422 CATALOG_INVALID_CAPACITY for a term off whole hours, too long or already over "
             "(ends_at), or a contiguous block larger than the reservation or not dividing its "
             "GPUs."

@@ -227,6 +227,22 @@ def test_a_block_for_the_exchange_operator_is_422_and_writes_nothing(seller, sku
     assert written() == before
 
 
+@pytest.mark.parametrize("field", ["starts_at", "ends_at"])
+def test_a_time_without_its_time_zone_is_400_and_writes_nothing(seller, buyer, sku, region, field):
+    # given a registration whose start or end is otherwise valid, but says no time zone
+    payload = body(buyer, sku, region)
+    payload[field] = payload[field].removesuffix("+00:00")
+    before = written()
+
+    # when the provider registers it
+    response = api(seller).post(CAPACITY, payload, format="json")
+
+    # then it is refused with the field, not read as UTC
+    assert error_of(response) == (400, "INVALID_INPUT", field)
+    assert "time zone" in response.json()["error"]["message"]
+    assert written() == before
+
+
 def test_a_read_key_cannot_register_capacity(seller, buyer, sku, region):
     before = written()
 
