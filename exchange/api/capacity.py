@@ -154,12 +154,14 @@ class CapacityList(APIView):
         responses={
             201: CapacitySerializer,
             400: ErrorSerializer,
+            404: ErrorSerializer,
             422: ErrorSerializer,
             **ERRORS,
         },
         summary="Register a reserved block (providers only): issues its GPU-hours to the holder",
         description=(
-            "Scope trade. 422 CATALOG_PROVIDER_REQUIRED when the caller is not a provider; "
+            "Scope trade. 404 NOT_FOUND with the field for a holder, sku or region that names "
+            "none; 422 CATALOG_PROVIDER_REQUIRED when the caller is not a provider; "
             "422 CATALOG_HOLDER_IS_OPERATOR for a block held by the exchange operator; "
             "400 INVALID_INPUT for a start or end without its time zone; "
             "422 CATALOG_INVALID_CAPACITY for a term off whole hours, too long or already over "

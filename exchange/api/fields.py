@@ -9,6 +9,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from exchange.api.errors import not_found
+
 # Any text but NUL, which PostgreSQL can neither store nor compare.
 TEXT = r"^[^\x00]*$"
 
@@ -102,12 +104,21 @@ class QuerySerializer(serializers.Serializer):
 
 
 class CodeRelatedField(serializers.SlugRelatedField):
-    """A row named by its code or slug. A value holding NUL names nothing (PostgreSQL cannot
-    even compare text with NUL in it): refused as malformed, before any query."""
+    """A row named by its code or slug, in a body or a query. A code that names no row is
+    answered 404 NOT_FOUND with the field, as an unknown instrument or order named in a body
+    or a filter is (docs/API.md, Errors). A value that is no code is malformed, 400: empty,
+    not a JSON string, or holding NUL (PostgreSQL cannot even compare text with NUL in it),
+    refused before any query."""
 
     default_error_messages = {"nul": "Codes and symbols hold no NUL character."}
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str) and "\x00" in data:
             self.fail("nul")
+        if isinstance(data, str) and data:
+            queryset = self.get_queryset()
+            row = queryset.filter(**{self.slug_field: data}).first()
+            if row is None:
+                raise not_found(f"No {queryset.model._meta.verbose_name} {data}.", self.field_name)
+            return row
         return super().to_internal_value(data)

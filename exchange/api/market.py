@@ -103,7 +103,7 @@ class InstrumentList(APIView):
 
     @extend_schema(
         parameters=[InstrumentFilter],
-        responses={200: InstrumentSerializer(many=True), **BAD_INPUT, **REFUSED},
+        responses={200: InstrumentSerializer(many=True), **BAD_INPUT, **NOT_FOUND, **REFUSED},
         summary="List instruments",
     )
     def get(self, request: Request) -> Response:

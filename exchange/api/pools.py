@@ -821,7 +821,8 @@ class MemberList(ReadOrTrade):
         responses={201: PoolMemberDetailSerializer, 409: ErrorSerializer, **WRITE_ERRORS},
         operation_id="pool_members_add",
         summary="Add a startup to the pool (sponsor; scope trade)",
-        description="400 for an unknown organization; 409 POOL_ALREADY_MEMBER; 422 "
+        description="404 NOT_FOUND (field organization) for an unknown organization; 409 "
+        "POOL_ALREADY_MEMBER; 422 "
         "POOL_MEMBER_NOT_STARTUP (any kind but a startup), POOL_MEMBER_INVALID (no main "
         "account), POOL_PRIORITY_INVALID, POOL_CLOSED.",
     )

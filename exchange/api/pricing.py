@@ -380,7 +380,7 @@ class Hedge(APIView):
 
     @extend_schema(
         request=HedgeSerializer,
-        responses={200: HedgeRecommendationSerializer, **ERRORS},
+        responses={200: HedgeRecommendationSerializer, 404: ErrorSerializer, **ERRORS},
         summary="Hedge a planned need of GPUs: futures strip, call cap and collar, with costs",
         description=(
             "Costs are simulated around the SKU and region's forward curve (seeded: results "

@@ -156,10 +156,10 @@ def test_only_providers_register_capacity_and_a_refusal_writes_nothing(db, sku, 
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"holder": "nobody"}, "holder"),
         ({"holder": None}, "holder"),
-        ({"sku": "Z9000"}, "sku"),
-        ({"region": "MOON"}, "region"),
+        ({"holder": ""}, "holder"),
+        ({"sku": 9000}, "sku"),
+        ({"region": "MO\x00ON"}, "region"),
         ({"cluster": ""}, "cluster"),
         ({"cluster": "   "}, "cluster"),
         ({"cluster": "x" * 101}, "cluster"),
@@ -183,6 +183,23 @@ def test_malformed_registrations_are_400_and_write_nothing(
     response = api(seller).post(CAPACITY, body(buyer, sku, region, changes), format="json")
 
     assert error_of(response) == (400, "INVALID_INPUT", field)
+    assert written() == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"holder": "nobody"}, "holder"), ({"sku": "Z9000"}, "sku"), ({"region": "MOON"}, "region")],
+)
+def test_a_registration_naming_what_does_not_exist_is_404_with_the_field(
+    seller, buyer, sku, region, changes, field
+):
+    before = written()
+
+    response = api(seller).post(CAPACITY, body(buyer, sku, region, changes), format="json")
+
+    # as an unknown instrument in an order is: the body is well formed, what it names is not there
+    assert error_of(response) == (404, "NOT_FOUND", field)
+    assert changes[field] in response.json()["error"]["message"]
     assert written() == before
 
 

@@ -150,8 +150,6 @@ def test_a_halted_instrument_is_listed_with_its_status(listed):
     [
         ({"kind": "swap"}, "kind"),
         ({"kind": "FUTURE"}, "kind"),
-        ({"sku": "NOPE"}, "sku"),
-        ({"region": "NOPE"}, "region"),
         ({"sku": "H100\x00"}, "sku"),  # PostgreSQL cannot compare text holding NUL.
         ({"region": "\x00"}, "region"),
         ({"delivery_month": "2026-13"}, "delivery_month"),
@@ -164,6 +162,13 @@ def test_bad_instrument_filters_are_400_with_the_field(listed, query, field):
     response = get("/instruments/", **query)
 
     assert error_of(response) == (400, "INVALID_INPUT", field)
+
+
+@pytest.mark.parametrize("field", ["sku", "region"])
+def test_a_filter_naming_no_sku_or_region_is_404_with_the_field(listed, field):
+    response = get("/instruments/", **{field: "NOPE"})
+
+    assert error_of(response) == (404, "NOT_FOUND", field)
 
 
 @pytest.mark.parametrize(

@@ -875,8 +875,8 @@ def test_on_its_last_trading_day_an_option_is_recommended_until_the_close(
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"sku": "B200"}, "sku"),
-        ({"region": "MARS"}, "region"),
+        ({"sku": ""}, "sku"),
+        ({"region": "MARS\x00"}, "region"),
         ({"gpus": 0}, "gpus"),
         ({"gpus": 100_001}, "gpus"),
         ({"gpus": "many"}, "gpus"),
@@ -896,6 +896,15 @@ def test_bad_needs_are_400_with_the_field(strip, change, field):
     response = post(HEDGE, {**_need(strip, 1), **change})
 
     assert error_of(response) == (400, "INVALID_INPUT", field)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"), [({"sku": "B200"}, "sku"), ({"region": "MARS"}, "region")]
+)
+def test_a_need_naming_no_sku_or_region_is_404_with_the_field(strip, change, field):
+    response = post(HEDGE, {**_need(strip, 1), **change})
+
+    assert error_of(response) == (404, "NOT_FOUND", field)
 
 
 def test_a_region_where_the_sku_has_no_futures_is_422(strip):
