@@ -338,7 +338,7 @@ class Chain(APIView):
         future = instrument_or_404(symbol)
         if future.kind != Instrument.Kind.FUTURE:
             raise Http404(symbol)
-        chain = risk.option_chain(future, on=timezone.now().date())
+        chain = risk.option_chain(future, at=timezone.now())
         data: dict[str, Any] = {
             "future": future.symbol,
             "forward": chain.forward,

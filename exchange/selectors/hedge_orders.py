@@ -10,7 +10,7 @@ here writes.
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from decimal import Decimal
 
 from exchange.models import Instrument
@@ -51,8 +51,9 @@ def _price(side: ChainSide, order_side: str) -> tuple[Decimal | None, str | None
     return max(on_tick(side.fair_value, tick), tick), "model"
 
 
-def hedge_option_orders(hedge: Hedge, *, on: date) -> list[StagedOption]:
-    """The cap's calls (bought), then the collar's puts (sold), each on its leg's option."""
+def hedge_option_orders(hedge: Hedge, *, at: datetime) -> list[StagedOption]:
+    """The cap's calls (bought), then the collar's puts (sold), each on its leg's option,
+    priced at ``at``."""
     chains: dict[str, Chain] = {}
     staged = []
     for legs, order_side in ((hedge.calls, BUY), (hedge.puts, SELL)):
@@ -62,7 +63,7 @@ def hedge_option_orders(hedge: Hedge, *, on: date) -> list[StagedOption]:
                 staged.append(StagedOption(leg, order_side, None, None, None, leg.reason))
                 continue
             if leg.underlying not in chains:
-                chains[leg.underlying] = option_chain(option.underlying, on=on)
+                chains[leg.underlying] = option_chain(option.underlying, at=at)
             side = _side_of(chains[leg.underlying], option)
             price, source = _price(side, order_side) if side is not None else (None, None)
             staged.append(StagedOption(leg, order_side, option, price, source))

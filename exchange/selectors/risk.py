@@ -4,7 +4,7 @@ fair values, implied volatilities and deltas."""
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -216,13 +216,19 @@ class Chain:
     rows: list[ChainRow]
 
 
-def option_chain(future: Instrument, *, on: date) -> Chain:
-    """The options on ``future`` by strike, valued with Black-76 at the future's forward
-    (``marks.forward_of``, as the option-quote calculator: the most recent of the latest
-    settlement price and the last trade, else the mid) and each option's latest implied
-    volatility (else the default)."""
+def option_chain(future: Instrument, *, at: datetime) -> Chain:
+    """The options on ``future`` that still trade at ``at`` (before the close of their last
+    trading day, ``Instrument.objects.trading_at``: an order on one whose trading ended is
+    refused, though its status stays active until the daily cycle expires it; the forward curve
+    and the hedge leave it out too), by strike, valued on ``at``'s day with Black-76 at the
+    future's forward (``marks.forward_of``, as the option-quote calculator: the most recent of
+    the latest settlement price and the last trade, else the mid) and each option's latest
+    implied volatility (else the default)."""
+    on = at.astimezone(UTC).date()
     options = list(
-        future.options.exclude(status=Instrument.Status.EXPIRED).order_by("strike", "option_type")
+        future.options.exclude(status=Instrument.Status.EXPIRED)
+        .trading_at(at)
+        .order_by("strike", "option_type")
     )
     quotes = quotes_for([future, *options])
     mark = forward_of(future, quote=quotes[future.pk])

@@ -115,7 +115,7 @@ def hedging(request: HttpRequest) -> HttpResponse:
         "hedge": hedge,
         "strategies": _strategies(hedge) if hedge else [],
         "chart": _chart(hedge) if hedge else None,
-        "option_orders": hedge_option_orders(hedge, on=timezone.now().date()) if hedge else [],
+        "option_orders": hedge_option_orders(hedge, at=timezone.now()) if hedge else [],
         "gpu_hours": sum(leg.contracts * leg.gpu_hours_per_contract for leg in hedge.futures)
         if hedge
         else 0,

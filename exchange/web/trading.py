@@ -218,7 +218,7 @@ def _page(
         **_book_context(instrument),
         **_my_orders_context(instrument, membership),
         "trades": market.trades_recent(instrument, limit=TAPE_TRADES),
-        "chain": risk.option_chain(instrument, on=timezone.now().date())
+        "chain": risk.option_chain(instrument, at=timezone.now())
         if instrument.kind == Instrument.Kind.FUTURE
         else None,
         "settlements": instrument.settlement_prices.order_by("-trading_date")[:SETTLEMENTS_SHOWN],

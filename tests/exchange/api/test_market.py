@@ -675,6 +675,34 @@ def test_chain_without_any_price_has_no_fair_values(future, chain):
     assert {row["call"]["fair_value"] for row in body["rows"]} == {None}
 
 
+def test_on_their_last_trading_day_options_are_in_the_chain_until_the_close(
+    future, chain, monkeypatch
+):
+    """Their status stays active until the daily cycle expires them, but from the close on an
+    order on one is refused (ORDER_INSTRUMENT_EXPIRED): the chain must not value them as
+    tradable, as the curve and the hedge leave them out."""
+    # given the future settled today and its options stop trading at today's close
+    Settlement.objects.create(
+        instrument=future, trading_date=today(), price=Decimal("2.60"), source="vwap"
+    )
+    Instrument.objects.filter(underlying=future).update(last_trading_day=today())
+    close = calendar.close_at(today())
+
+    # when the chain is read a second before the close, and at the close
+    monkeypatch.setattr(timezone, "now", lambda: close - timedelta(seconds=1))
+    before = get(f"/instruments/{future.symbol}/chain/").json()
+    monkeypatch.setattr(timezone, "now", lambda: close)
+    after = get(f"/instruments/{future.symbol}/chain/").json()
+
+    # then every strike is in it until the close, and none from then on
+    assert [row["strike"] for row in before["rows"]] == ["2.250000", "2.500000", "2.750000"]
+    assert before["rows"][0]["call"]["fair_value"] is not None
+    assert (after["forward"], after["rows"]) == ("2.600000", [])
+    assert {option.status for option in Instrument.objects.filter(underlying=future)} == {
+        Instrument.Status.ACTIVE
+    }
+
+
 def test_chain_of_an_option_or_unknown_symbol_is_404(chain):
     assert error_of(get(f"/instruments/{chain[0].symbol}/chain/"))[:2] == (404, "NOT_FOUND")
     assert get("/instruments/H100SXM-USEAST-209901/chain/").status_code == 404

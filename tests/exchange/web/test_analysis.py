@@ -367,7 +367,7 @@ def test_each_option_leg_is_staged_on_a_listed_option_and_priced(client, strip_w
         months=3,
     )
     staged = response.context["option_orders"]
-    assert staged == hedge_option_orders(hedge, on=_today())
+    assert staged == hedge_option_orders(hedge, at=timezone.now())
     assert [(order.side, order.leg) for order in staged] == [
         *(("buy", leg) for leg in hedge.calls),
         *(("sell", leg) for leg in hedge.puts),
@@ -381,7 +381,7 @@ def test_each_option_leg_is_staged_on_a_listed_option_and_priced(client, strip_w
     assert put.option == chain[("put", Decimal("2.15"))]
     fair = next(
         row.put
-        for row in option_chain(strip[0], on=_today()).rows
+        for row in option_chain(strip[0], at=timezone.now()).rows
         if row.strike == put.option.strike
     ).fair_value
     assert put.price_source == "model"

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange.models import Region, SettlementPrice, Sku
+from exchange import calendar
+from exchange.models import Instrument, Region, SettlementPrice, Sku
 from exchange.services.capacity import capacity_register
 from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
 from exchange.services.orders import order_place
@@ -296,3 +297,33 @@ def test_option_chain_shows_black76_fair_values_and_implied_vols(client, future,
     assert abs(float(row.call.implied_volatility) - implied) < 1e-4
     assert 0.4 < row.call.delta < 0.6
     assert f"{row.call.fair_value:.3f}" in page.content.decode()
+
+
+def test_the_future_s_page_leaves_out_options_whose_trading_ended(client, future, monkeypatch):
+    """From their close an order on them is refused, though the daily cycle has not expired
+    them yet: the page must not show them with fair values and deltas as if they traded."""
+    # given a settled future whose options stop trading at today's close
+    today = timezone.now().date()
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=today, price=Decimal("2.50"), source="vwap"
+    )
+    call, _put = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.5"),
+        strike_step=Decimal("0.5"),
+        strikes_each_side=0,
+    )
+    Instrument.objects.filter(underlying=future).update(last_trading_day=today)
+    close = calendar.close_at(today)
+
+    # when the future's page is shown a second before the close, and at the close
+    monkeypatch.setattr(timezone, "now", lambda: close - timedelta(seconds=1))
+    before = client.get(reverse("web:instrument", args=[future.symbol]))
+    monkeypatch.setattr(timezone, "now", lambda: close)
+    after = client.get(reverse("web:instrument", args=[future.symbol]))
+
+    # then the chain shows the options until the close, and not from then on
+    assert [row.call.option for row in before.context["chain"].rows] == [call]
+    assert "Options on this future" in before.content.decode()
+    assert after.context["chain"].rows == []
+    assert "Options on this future" not in after.content.decode()
