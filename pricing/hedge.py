@@ -205,6 +205,7 @@ def recommend(
     cap_moneyness: float = 1.10,
     floor_moneyness: float = 0.90,
     options: ListedOptions | None = None,
+    futures_per_month: tuple[int, ...] | None = None,
     paths: int = PATHS_DEFAULT,
     seed: int = 1,
 ) -> HedgeRecommendation:
@@ -213,6 +214,10 @@ def recommend(
     Without ``options`` the calls are struck ``cap_moneyness`` x forward and the puts
     ``floor_moneyness`` x forward, every month, expiring at delivery; with them, each month's
     options are those given (see `ListedOptions`) and the moneyness is not used.
+
+    Without ``futures_per_month`` the strip buys ``hedge_ratio`` x ``gpus`` contracts (1 GPU
+    for the month each) of every month; with it, each month's given contracts (0: a month the
+    strip cannot buy, left to its price) and ``hedge_ratio`` is not used.
 
     Examples
     --------
@@ -234,6 +239,13 @@ def recommend(
             put_years_to_expiry=need.years_to_delivery,
         )
     options.check(need)
+    if futures_per_month is None:
+        futures_per_month = tuple(round(hedge_ratio * need.gpus) for _ in need.hours)
+        ratios = np.full(len(need.hours), hedge_ratio, dtype=np.float64)
+    else:
+        if len(futures_per_month) != len(need.hours) or any(n < 0 for n in futures_per_month):
+            raise HedgeInputError("Futures need a count, 0 or more, per month.")
+        ratios = np.asarray(futures_per_month, dtype=np.float64) / need.gpus
     expiries = [
         expiry
         for expiry in (*options.call_years_to_expiry, *options.put_years_to_expiry)
@@ -248,7 +260,7 @@ def recommend(
     put = _Leg(need, sigma, rate, options.put_strikes, options.put_years_to_expiry, False, known)
 
     unhedged = prices @ volume
-    hedged = (hedge_ratio * np.asarray(need.forwards) + (1.0 - hedge_ratio) * prices) @ volume
+    hedged = (ratios * np.asarray(need.forwards) + (1.0 - ratios) * prices) @ volume
     call_premium = float((call.values * carry) @ volume)
     put_premium = float((put.values * carry) @ volume)
     # An exercised option leaves the buyer long the future at its strike: that month costs the
@@ -267,7 +279,7 @@ def recommend(
         "collar": _summary(collared, float((call.values - put.values) @ volume)),
     }
     return HedgeRecommendation(
-        futures_per_month=tuple(round(hedge_ratio * need.gpus) for _ in need.hours),
+        futures_per_month=futures_per_month,
         cap_strikes=options.call_strikes,
         floor_strikes=options.put_strikes,
         call_values=call.per_month(call.values),

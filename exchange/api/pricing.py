@@ -295,7 +295,11 @@ class HedgeFuturesLegSerializer(serializers.Serializer):
     forward = serializers.DecimalField(**PRICE, help_text="The month's curve price, $/GPU-hr.")
     source = serializers.CharField(help_text="settlement, mid, last_trade or model")
     gpu_hours_per_contract = serializers.IntegerField()
-    contracts = serializers.IntegerField(help_text="To buy.")
+    available = serializers.BooleanField(
+        help_text="False when the future cannot be bought now (halted): contracts is 0."
+    )
+    reason = serializers.CharField(help_text="Why the leg is unavailable; empty when available.")
+    contracts = serializers.IntegerField(help_text="To buy; 0 when unavailable.")
 
 
 class HedgeOptionLegSerializer(serializers.Serializer):

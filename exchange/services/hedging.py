@@ -5,7 +5,9 @@ A need is ``gpus`` GPUs for every hour of ``months`` consecutive delivery months
 ``first_month``. Each month must have a listed future that still trades (until the close of
 its last trading day, ``calendar.trading_ends_at``: an order on it after that is refused): that
 is what the strip buys, and its curve price (settlement, mid, last trade or model) is the
-month's forward.
+month's forward. A halted future is not bought (an order on it is refused until trading
+resumes): its leg says so with 0 contracts, and the strip's costs leave that month to its
+price; its options, which trade on their own, still cap it.
 Volatility and rate default to ``EXCHANGE_DEFAULT_VOLATILITY`` and ``EXCHANGE_RISK_FREE_RATE``.
 
 The cap's calls and the collar's puts are aimed 10% over and under each month's forward
@@ -13,9 +15,10 @@ The cap's calls and the collar's puts are aimed 10% over and under each month's 
 the month's listed option that still trades at the nearest strike on the protective side of
 its aim (`_listed_option`), and its premium, the cap or floor and the strategies' costs are
 valued at that strike and that option's expiry (its last trading day), never at the aim. A
-month whose future lists no such option has that leg unavailable (with the reason): the
-futures leg is still recommended, and the cap or collar leaves the month to its price. A
-month without its call sells no put either: the collar's put only pays for the call.
+month whose future lists no such option has that leg unavailable (with the reason), and so
+does one whose nearest option is halted (the leg is not moved to another strike): the futures
+leg is still recommended, and the cap or collar leaves the month to its price. A month
+without its call sells no put either: the collar's put only pays for the call.
 
 Floats exist only at the call into ``pricing``; strikes come back as $/GPU-hr Decimals on
 ``PRICE_QUANTUM`` and costs as USD on cents. Nothing here writes.
@@ -59,7 +62,12 @@ class FuturesLeg:
     forward: Decimal  # $/GPU-hr, the curve's price of the month.
     source: str  # Of the forward: settlement, mid, last_trade or model.
     gpu_hours_per_contract: int
-    contracts: int  # To buy.
+    contracts: int  # To buy; 0 when the future cannot be bought (``reason`` says why).
+    reason: str = ""  # Why the month's future is not bought; empty when it is.
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
 
 
 @dataclass(frozen=True)
@@ -166,15 +174,14 @@ def _strike(option: Instrument) -> Decimal:
 
 def _options_by_future(futures: list[str], at: datetime) -> dict[tuple[str, str], list[Instrument]]:
     """The options that still trade at ``at`` (before the close of their last trading day) on
-    each of ``futures`` (symbols), by (future symbol, option type)."""
+    each of ``futures`` (symbols), by (future symbol, option type). Halted ones are among them:
+    one that would be a leg makes the leg unavailable with that reason (`_choose`), rather than
+    the leg moving to another strike or reading as no option listed."""
     by_future: dict[tuple[str, str], list[Instrument]] = {}
     options = (
         Instrument.objects.trading_at(at)
-        .filter(
-            kind=Instrument.Kind.OPTION,
-            underlying__symbol__in=futures,
-            status=Instrument.Status.ACTIVE,
-        )
+        .filter(kind=Instrument.Kind.OPTION, underlying__symbol__in=futures)
+        .exclude(status=Instrument.Status.EXPIRED)
         .select_related("underlying")
     )
     for option in options:
@@ -213,10 +220,41 @@ def _choose(
             reason = f"no {kind}s listed on {underlying}"
         elif option is None:
             reason = f"no listed {kind} struck {bound} {aim:.3f}"
+        elif option.status == Instrument.Status.HALTED:
+            reason = _halted(option)
+            option = None
         else:
             reason = ""
         choices.append(_Choice(point.month, underlying, option_type, aim, option, reason))
     return choices
+
+
+def _halted(instrument: Instrument) -> str:
+    return f"{instrument.symbol} is halted: an order on it is refused until trading resumes"
+
+
+def _futures_legs(curve: list[CurvePoint], hours: tuple[int, ...], gpus: int) -> list[FuturesLeg]:
+    """Each month's future to buy, ``gpus`` contracts; a halted one is not bought (an order on
+    it is refused), with the reason, and the strip leaves its month to its price."""
+    futures = Instrument.objects.in_bulk(
+        [str(point.symbol) for point in curve], field_name="symbol"
+    )
+    legs = []
+    for point, hour in zip(curve, hours, strict=True):
+        future = futures[str(point.symbol)]
+        halted = future.status == Instrument.Status.HALTED
+        legs.append(
+            FuturesLeg(
+                point.month,
+                future.symbol,
+                point.price,
+                point.source,
+                hour,
+                0 if halted else gpus,
+                _halted(future) if halted else "",
+            )
+        )
+    return legs
 
 
 def _paired(put: _Choice, call: _Choice) -> _Choice:
@@ -348,6 +386,7 @@ def hedge_recommendation(
             _choose(curve, Instrument.OptionType.PUT, FLOOR_MONEYNESS, listed), calls, strict=True
         )
     ]
+    futures = _futures_legs(curve, hours, gpus)
     call_strikes, call_years = _listed_inputs(calls, on)
     put_strikes, put_years = _listed_inputs(puts, on)
     try:
@@ -358,10 +397,18 @@ def hedge_recommendation(
             years_to_delivery=tuple(_years_to_middle(month, on) for month in wanted),
         )
         options = hedge.ListedOptions(call_strikes, call_years, put_strikes, put_years)
-        result = hedge.recommend(need, float(volatility), rate=float(rate), options=options)
+        result = hedge.recommend(
+            need,
+            float(volatility),
+            rate=float(rate),
+            options=options,
+            futures_per_month=tuple(leg.contracts for leg in futures),
+        )
     except hedge.HedgeInputError as error:
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
-    contracts = result.futures_per_month
+    # The options hedge the need whatever the strip can buy: a halted future's month still
+    # has its calls (its options trade on their own).
+    contracts = tuple(gpus for _ in wanted)
     call_legs = _legs(calls, contracts, result.call_values, result.call_premiums, on)
     put_legs = _legs(puts, contracts, result.put_values, result.put_premiums, on)
     cap, collar = result.costs["cap"], result.costs["collar"]
@@ -371,10 +418,7 @@ def hedge_recommendation(
         gpus=gpus,
         volatility=volatility,
         rate=rate,
-        futures=[
-            FuturesLeg(point.month, str(point.symbol), point.price, point.source, hour, contracts)
-            for point, hour, contracts in zip(curve, hours, contracts, strict=True)
-        ],
+        futures=futures,
         calls=call_legs,
         puts=put_legs,
         unhedged=_outcome(result.costs["none"]),

@@ -116,7 +116,7 @@ def hedging(request: HttpRequest) -> HttpResponse:
         "strategies": _strategies(hedge) if hedge else [],
         "chart": _chart(hedge) if hedge else None,
         "option_orders": hedge_option_orders(hedge, at=timezone.now()) if hedge else [],
-        "gpu_hours": sum(leg.contracts * leg.gpu_hours_per_contract for leg in hedge.futures)
+        "gpu_hours": hedge.gpus * sum(leg.gpu_hours_per_contract for leg in hedge.futures)
         if hedge
         else 0,
     }

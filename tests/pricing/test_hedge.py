@@ -66,6 +66,29 @@ def test_the_hedge_ratio_scales_the_strip():
     assert result.costs["futures"].worst_case < result.costs["none"].worst_case
 
 
+def test_futures_given_per_month_fix_those_months_and_leave_a_month_without_to_its_price():
+    # given the strip buys whole lots of 70 contracts (over the 64 GPUs) of the first and last
+    # month, and none of the second (its future cannot be bought)
+    result = recommend(NEED, sigma=0.6, futures_per_month=(70, 0, 70))
+    prices = simulate_prices(NEED, sigma=0.6)
+
+    # then the first and last months cost their forwards for 70 GPUs, less the 6 GPUs over the
+    # need sold at the month's price; the second costs its price on each path
+    volume = 64 * np.array(NEED.hours)
+    fixed = np.array([70 / 64, 0.0, 70 / 64]) * np.array(NEED.forwards)
+    costs = (fixed + np.array([-6 / 64, 1.0, -6 / 64]) * prices) @ volume
+    assert result.futures_per_month == (70, 0, 70)
+    assert result.costs["futures"].expected == pytest.approx(float(costs.mean()))
+    assert result.costs["futures"].worst_case == pytest.approx(float(np.quantile(costs, 0.95)))
+    assert result.costs["futures"].worst_case > FIXED_COST
+
+
+@pytest.mark.parametrize("futures", [(64, 64), (64, -1, 64)])
+def test_futures_per_month_need_a_count_of_0_or_more_per_month(futures):
+    with pytest.raises(HedgeInputError, match="per month"):
+        recommend(NEED, sigma=0.6, futures_per_month=futures)
+
+
 def test_minimum_variance_ratio_recovers_a_known_relation():
     # given a need whose returns are 0.8 x the hedge's plus independent noise
     rng = np.random.default_rng(3)

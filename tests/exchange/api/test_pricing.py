@@ -14,6 +14,7 @@ from exchange import calendar
 from exchange.models import Instrument, Region, SettlementPrice
 from exchange.services import margin
 from exchange.services.api_keys import api_key_create
+from exchange.services.instruments import instrument_set_status
 from exchange.services.listing import futures_list_strip, options_list_chain
 from pricing import black76, hedge
 from tests.exchange.support import listing_month, place
@@ -845,6 +846,55 @@ def test_on_its_last_trading_day_a_future_is_hedged_with_until_the_close(strip, 
     assert [leg["symbol"] for leg in rest.json()["futures"]["legs"]] == [
         future.symbol for future in strip[1:]
     ]
+
+
+def test_a_halted_future_is_not_bought_and_the_result_says_why(strip, chains):
+    """An order on a halted future is refused (ORDER_INSTRUMENT_HALTED): the strip must not
+    recommend buying it, and must not leave it out in silence."""
+    # given the second month's future is halted
+    instrument_set_status(instrument=strip[1], status=Instrument.Status.HALTED, actor=None)
+
+    # when 8 GPUs are hedged over the strip
+    response = post(HEDGE, _need(strip, 8))
+
+    # then its leg buys nothing and says it is halted; the other months are bought
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    legs = body["futures"]["legs"]
+    assert [(leg["symbol"], leg["available"], leg["contracts"]) for leg in legs] == [
+        (strip[0].symbol, True, 8),
+        (strip[1].symbol, False, 0),
+        (strip[2].symbol, True, 8),
+    ]
+    assert legs[1]["reason"] == (
+        f"{strip[1].symbol} is halted: an order on it is refused until trading resumes"
+    )
+    assert (legs[0]["reason"], legs[2]["reason"]) == ("", "")
+    # and the strip's costs leave that month to its price: no longer fixed
+    hours = [future.gpu_hours_per_contract for future in strip]
+    forwards = [Decimal("2.40"), Decimal("2.25"), Decimal("2.10")]
+    fixed = sum(8 * hour * forward for hour, forward in zip(hours, forwards, strict=True))
+    assert Decimal(body["futures"]["worst_case_cost"]) > fixed
+    # and its options, which trade on their own, still cap the month
+    assert body["cap"]["calls"][1]["available"] is True
+
+
+def test_a_halted_option_leaves_its_leg_unavailable_saying_so(strip, chains):
+    # given the first month's call at 2.75 (the cap's: the lowest at or above 2.64) is halted
+    halted = chains[(strip[0].symbol, "call", Decimal("2.75"))]
+    instrument_set_status(instrument=halted, status=Instrument.Status.HALTED, actor=None)
+
+    # when 8 GPUs are hedged over the strip
+    body = post(HEDGE, _need(strip, 8)).json()
+
+    # then the month's call is unavailable because it is halted, not moved to 3.00 nor said
+    # to be unlisted, and the collar sells no put without it
+    call, put = body["cap"]["calls"][0], body["collar"]["puts"][0]
+    reason = f"{halted.symbol} is halted: an order on it is refused until trading resumes"
+    assert (call["available"], call["symbol"], call["contracts"]) == (False, None, 0)
+    assert call["reason"] == reason
+    assert (put["available"], put["reason"]) == (False, f"no call to pair it with ({reason})")
+    assert body["cap"]["calls"][1]["available"] is True
 
 
 def test_on_its_last_trading_day_an_option_is_recommended_until_the_close(

@@ -17,6 +17,7 @@ from exchange.selectors.market_data import forward_curve
 from exchange.selectors.marks import marks_for
 from exchange.selectors.risk import option_chain
 from exchange.services.hedging import hedge_recommendation
+from exchange.services.instruments import instrument_set_status
 from exchange.services.listing import futures_list_strip, options_list_chain
 from exchange.services.option_pricing import to_decimal
 from exchange.services.settlement_prices import depreciation_model, on_tick
@@ -407,3 +408,26 @@ def test_the_hedging_page_needs_no_sign_in_and_writes_nothing(client, strip_with
     assert response.status_code == 200
     assert response.context["hedge"] is not None
     assert row_counts() == before
+
+
+def test_a_halted_future_is_not_staged_and_the_page_says_why(client, strip_with_chain):
+    strip, _chain = strip_with_chain  # noqa: F811
+    # given the second month's future is halted: an order on it is refused
+    instrument_set_status(instrument=strip[1], status=Instrument.Status.HALTED, actor=None)
+
+    # when the need is hedged on the page
+    response = client.get(reverse("web:hedging"), _need(strip))
+
+    # then its row says it is not bought and why, with no ticket to stage; the others stage 8
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert (
+        f"Not bought ({strip[1].symbol} is halted: an order on it is refused until trading "
+        "resumes)" in page
+    )
+    assert f"{strip[1].symbol}/?side=buy" not in page
+    for future in (strip[0], strip[2]):
+        assert f"{future.symbol}/?side=buy&amp;quantity=8&amp;" in page
+    # and the need is still the 8 GPUs' hours of every month
+    hours = sum(future.gpu_hours_per_contract for future in strip)
+    assert response.context["gpu_hours"] == 8 * hours
