@@ -72,7 +72,9 @@ def curve_markets(*, at: datetime) -> list[tuple[Sku, Region]]:
 
 
 def _market_priced(points: list[CurvePoint]) -> list[CurvePoint]:
-    return [point for point in points if point.source != MODEL_SOURCE]
+    """The points the market prices; one at 0 (a settlement price set to 0) is no price the
+    model can be fitted to (its residuals are logs)."""
+    return [point for point in points if point.source != MODEL_SOURCE and point.price > 0]
 
 
 def sku_depreciation_fit(

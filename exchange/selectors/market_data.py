@@ -89,8 +89,8 @@ def forward_curve(sku: Sku, region: Region, *, at: datetime) -> list[CurvePoint]
     trading ended is refused): each future's mark (the newer of its latest settlement price
     and its last trade, ``selectors.marks``: the rule that values positions and options), else
     the mid of its book; months without any are priced on the forward curve through the
-    others, with the SKU's depreciation model beyond the last
-    (``exchange.services.settlement_prices``)."""
+    others priced above 0, with the SKU's depreciation model beyond the last
+    (``exchange.services.settlement_prices``), and left out when no other is."""
     futures = list(
         Instrument.objects.trading_at(at)
         .filter(kind=Instrument.Kind.FUTURE, sku=sku, region=region)
@@ -112,17 +112,20 @@ def forward_curve(sku: Sku, region: Region, *, at: datetime) -> list[CurvePoint]
             points.append(CurvePoint(future.delivery_start, future.symbol, mid, "mid"))
         else:
             points.append(None)
-    priced = [point for point in points if point is not None]
-    if not priced:
-        return []
-    months = [point.month for point in priced]
-    values = [float(point.price) for point in priced]
-    model = depreciation_model(sku, months, values) if len(priced) < len(futures) else None
-    curve = ForwardCurve.build(months, values, model)
+    # A future marked at 0 (a settlement price set to 0) keeps that price as its point, but the
+    # curve through the others cannot start from it (``pricing.curve`` takes prices > 0 only).
+    priced = [point for point in points if point is not None and point.price > 0]
+    curve = None
+    if priced and len(priced) < len(futures):
+        months = [point.month for point in priced]
+        values = [float(point.price) for point in priced]
+        model = depreciation_model(sku, months, values)
+        curve = ForwardCurve.build(months, values, model)
     result = []
     for future, point in zip(futures, points, strict=True):
-        if point is None:
+        if point is None and curve is not None:
             value = on_tick(Decimal(repr(curve.price(future.delivery_start))), future.tick_size)
             point = CurvePoint(future.delivery_start, future.symbol, value, "model")
-        result.append(point)
+        if point is not None:
+            result.append(point)
     return result

@@ -5,7 +5,9 @@ A need is ``gpus`` GPUs for every hour of ``months`` consecutive delivery months
 ``first_month``. Each month must have a listed future that still trades (until the close of
 its last trading day, ``calendar.trading_ends_at``: an order on it after that is refused): that
 is what the strip buys, and its curve price (settlement, mid, last trade or model) is the
-month's forward. A halted future is not bought (an order on it is refused until trading
+month's forward. A month priced at 0 (a settlement price set to 0) has no price to hedge at
+and is one the lognormal model cannot start from: it is left out of the costs, its legs
+unavailable with the reason. A halted future is not bought (an order on it is refused until trading
 resumes): its leg says so with 0 contracts, and the strip's costs leave that month to its
 price; its options, which trade on their own, still cap it.
 Volatility and rate default to ``EXCHANGE_DEFAULT_VOLATILITY`` and ``EXCHANGE_RISK_FREE_RATE``.
@@ -257,6 +259,59 @@ def _futures_legs(curve: list[CurvePoint], hours: tuple[int, ...], gpus: int) ->
     return legs
 
 
+def _unpriced(point: CurvePoint) -> str:
+    return f"{point.symbol} is priced at 0 (its {point.source.replace('_', ' ')})"
+
+
+def _with_unpriced(
+    unpriced: list[CurvePoint],
+    futures: list[FuturesLeg],
+    calls: list[OptionLeg],
+    puts: list[OptionLeg],
+) -> tuple[list[FuturesLeg], list[OptionLeg], list[OptionLeg]]:
+    """The legs with those of the months priced at 0 put back in month order: nothing bought
+    or traded, each saying why, and the months left out of the costs."""
+    reasons = {
+        point.month: f"{_unpriced(point)}: no price to hedge the month at, left out of the costs"
+        for point in unpriced
+    }
+
+    def skipped(option_type: str) -> list[OptionLeg]:
+        return [
+            OptionLeg(
+                point.month,
+                str(point.symbol),
+                option_type,
+                point.price,
+                0,
+                reason=reasons[point.month],
+            )
+            for point in unpriced
+        ]
+
+    skipped_futures = [
+        FuturesLeg(
+            point.month,
+            str(point.symbol),
+            point.price,
+            point.source,
+            calendar.hours_in_month(point.month),
+            0,
+            reasons[point.month],
+        )
+        for point in unpriced
+    ]
+
+    def month(leg: FuturesLeg | OptionLeg) -> date:
+        return leg.month
+
+    return (
+        sorted([*futures, *skipped_futures], key=month),
+        sorted([*calls, *skipped(Instrument.OptionType.CALL)], key=month),
+        sorted([*puts, *skipped(Instrument.OptionType.PUT)], key=month),
+    )
+
+
 def _paired(put: _Choice, call: _Choice) -> _Choice:
     """The collar sells a month's put only to pay for that month's call: a put sold alone
     would be a bet that prices stay up, not a hedge of the need, so without the call the put
@@ -345,8 +400,9 @@ def hedge_recommendation(
     ------
     PricingError
         ``PRICING_NO_FUTURES`` (no future of the SKU and region still trades),
-        ``PRICING_NO_PRICES`` (none has a price), ``PRICING_MONTH_NOT_LISTED`` (a month of the
-        need has no listed future that still trades).
+        ``PRICING_NO_PRICES`` (none has a price, or every month of the need is priced at 0),
+        ``PRICING_MONTH_NOT_LISTED`` (a month of the need has no listed future that still
+        trades).
     """
     at = at or timezone.now()
     on = at.date()
@@ -376,8 +432,17 @@ def hedge_recommendation(
             f"No listed {sku.code} future in {region.code} still trades for {missing[0]:%Y-%m}.",
             field="first_month" if missing[0] == wanted[0] else "months",
         )
-    curve = [points[month] for month in wanted]
-    hours = tuple(calendar.hours_in_month(month) for month in wanted)
+    # A month priced at 0 (a settlement price set to 0) has no price to hedge at, nor one the
+    # lognormal model can start from: it is left out, its legs saying so, not the whole need.
+    curve = [points[month] for month in wanted if points[month].price > 0]
+    unpriced = [points[month] for month in wanted if points[month].price <= 0]
+    if not curve:
+        raise PricingError(
+            PricingErrorCode.NO_PRICES,
+            f"Every month of the need is priced at 0 ({_unpriced(unpriced[0])}): there is no "
+            "price to hedge at.",
+        )
+    hours = tuple(calendar.hours_in_month(point.month) for point in curve)
     listed = _options_by_future([str(point.symbol) for point in curve], at)
     calls = _choose(curve, Instrument.OptionType.CALL, CAP_MONEYNESS, listed)
     puts = [
@@ -394,7 +459,7 @@ def hedge_recommendation(
             gpus=gpus,
             hours=hours,
             forwards=tuple(float(point.price) for point in curve),
-            years_to_delivery=tuple(_years_to_middle(month, on) for month in wanted),
+            years_to_delivery=tuple(_years_to_middle(point.month, on) for point in curve),
         )
         options = hedge.ListedOptions(call_strikes, call_years, put_strikes, put_years)
         result = hedge.recommend(
@@ -408,9 +473,11 @@ def hedge_recommendation(
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
     # The options hedge the need whatever the strip can buy: a halted future's month still
     # has its calls (its options trade on their own).
-    contracts = tuple(gpus for _ in wanted)
+    contracts = tuple(gpus for _ in curve)
     call_legs = _legs(calls, contracts, result.call_values, result.call_premiums, on)
     put_legs = _legs(puts, contracts, result.put_values, result.put_premiums, on)
+    if unpriced:
+        futures, call_legs, put_legs = _with_unpriced(unpriced, futures, call_legs, put_legs)
     cap, collar = result.costs["cap"], result.costs["collar"]
     return Hedge(
         sku=sku.code,

@@ -566,6 +566,29 @@ def test_curve_interpolates_between_priced_months_on_the_tick(strip, buyer, sell
     assert between % Decimal("0.005") == 0
 
 
+def test_a_month_settled_at_0_keeps_its_price_and_the_others_are_priced_without_it(
+    strip, buyer, seller
+):
+    """pricing.curve takes prices above 0 only: a settlement price set to 0 made the curve (and
+    the hedge, the curves page) a server error whenever a month needed the curve."""
+    # given the first month settled at 0, the second and fourth traded at 2.40 and 2.20
+    Settlement.objects.create(
+        instrument=strip[0], trading_date=today(), price=Decimal("0"), source="vwap"
+    )
+    trade(buyer, seller, strip[1], 1, "2.40")
+    trade(buyer, seller, strip[3], 1, "2.20")
+
+    response = get("/curves/H100SXM/USEAST/")
+
+    # then the first month is at its settlement of 0, and the third lies between the second
+    # and fourth, as without it
+    assert response.status_code == 200
+    points = response.json()["points"]
+    assert (points[0]["price"], points[0]["source"]) == ("0.000000", "settlement")
+    assert points[2]["source"] == "model"
+    assert Decimal("2.20") < Decimal(points[2]["price"]) < Decimal("2.40")
+
+
 def test_curve_of_the_listed_futures_that_still_trade(strip, buyer, seller):
     trade(buyer, seller, strip[1], 1, "2.30")
     Instrument.objects.filter(pk=strip[0].pk).update(last_trading_day=today() - timedelta(days=1))

@@ -897,6 +897,52 @@ def test_a_halted_option_leaves_its_leg_unavailable_saying_so(strip, chains):
     assert body["cap"]["calls"][1]["available"] is True
 
 
+def test_a_month_priced_at_0_is_left_out_saying_why_and_the_others_are_hedged(strip, chains):
+    """A settlement price overridden to 0 gave the month a forward the model cannot start
+    from, and the whole hedge failed PRICING_HEDGE_INVALID."""
+    # given the first month's settlement price was set to 0
+    SettlementPrice.objects.filter(instrument=strip[0]).update(price=Decimal("0"))
+
+    # when 8 GPUs are hedged over the strip
+    response = post(HEDGE, _need(strip, 8))
+
+    # then the month buys and trades nothing, each of its legs saying why
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    reason = (
+        f"{strip[0].symbol} is priced at 0 (its settlement): no price to hedge the month at, "
+        "left out of the costs"
+    )
+    legs = body["futures"]["legs"]
+    assert [(leg["symbol"], leg["available"], leg["contracts"]) for leg in legs] == [
+        (strip[0].symbol, False, 0),
+        (strip[1].symbol, True, 8),
+        (strip[2].symbol, True, 8),
+    ]
+    assert (legs[0]["forward"], legs[0]["reason"]) == ("0.000000", reason)
+    for key in ("calls", "puts"):
+        first = body["collar"][key][0]
+        assert (first["available"], first["contracts"], first["reason"]) == (False, 0, reason)
+    # and the other months are hedged as before: the strip fixes their cost, the second
+    # month's call is its listed one
+    hours = [future.gpu_hours_per_contract for future in strip[1:]]
+    fixed = 8 * (hours[0] * Decimal("2.25") + hours[1] * Decimal("2.10"))
+    assert Decimal(body["futures"]["expected_cost"]) == fixed
+    assert (
+        body["cap"]["calls"][1]["symbol"]
+        == chains[(strip[1].symbol, "call", Decimal("2.50"))].symbol
+    )
+
+
+def test_a_need_whose_every_month_is_priced_at_0_has_no_prices(strip):
+    SettlementPrice.objects.filter(instrument=strip[0]).update(price=Decimal("0"))
+
+    response = post(HEDGE, {**_need(strip, 8), "months": 1})
+
+    assert error_of(response) == (422, "PRICING_NO_PRICES", None)
+    assert "priced at 0" in response.json()["error"]["message"]
+
+
 def test_on_its_last_trading_day_an_option_is_recommended_until_the_close(
     strip, chains, monkeypatch
 ):
