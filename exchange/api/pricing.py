@@ -289,6 +289,17 @@ class HedgeCostSerializer(serializers.Serializer):
     worst_case_cost = serializers.DecimalField(**USD, help_text="USD, its 95th percentile.")
 
 
+class HedgeOrdersSerializer(serializers.Serializer):
+    quantity = serializers.IntegerField(help_text="Contracts per order: whole lots.")
+    count = serializers.IntegerField(help_text="Orders of that quantity.")
+
+
+ORDERS_HELP = (
+    "The contracts as orders the instrument accepts: each at most its maximum order size "
+    "(quantity_max), in whole lots, the fewest such orders; empty when unavailable."
+)
+
+
 class HedgeFuturesLegSerializer(serializers.Serializer):
     month = serializers.DateField()
     symbol = serializers.CharField()
@@ -296,10 +307,17 @@ class HedgeFuturesLegSerializer(serializers.Serializer):
     source = serializers.CharField(help_text="settlement, mid, last_trade or model")
     gpu_hours_per_contract = serializers.IntegerField()
     available = serializers.BooleanField(
-        help_text="False when the future cannot be bought now (halted): contracts is 0."
+        help_text=(
+            "False when the future is not bought (halted, no order on it can be placed, or "
+            "priced at 0): contracts is 0."
+        )
     )
     reason = serializers.CharField(help_text="Why the leg is unavailable; empty when available.")
-    contracts = serializers.IntegerField(help_text="To buy; 0 when unavailable.")
+    contracts = serializers.IntegerField(
+        help_text="To buy: the GPUs rounded up to whole lots; 0 when unavailable."
+    )
+    lot_size = serializers.IntegerField(help_text="The future's, contracts.")
+    orders = HedgeOrdersSerializer(many=True, help_text=ORDERS_HELP)
 
 
 class HedgeOptionLegSerializer(serializers.Serializer):
@@ -307,7 +325,10 @@ class HedgeOptionLegSerializer(serializers.Serializer):
     underlying = serializers.CharField(help_text="The month's future.")
     option_type = serializers.CharField()
     available = serializers.BooleanField(
-        help_text="False when the month lists no option on the protective side of the target."
+        help_text=(
+            "False when no listed option carries the leg: none on the protective side of the "
+            "target, the one there halted or taking no order, or the month priced at 0."
+        )
     )
     reason = serializers.CharField(help_text="Why the leg is unavailable; empty when available.")
     target_strike = serializers.DecimalField(
@@ -333,7 +354,11 @@ class HedgeOptionLegSerializer(serializers.Serializer):
     premium = serializers.DecimalField(
         **USD, allow_null=True, help_text="USD for the contracts: price x GPU-hours."
     )
-    contracts = serializers.IntegerField(help_text="To trade; 0 when unavailable.")
+    contracts = serializers.IntegerField(
+        help_text="To trade: the GPUs rounded up to whole lots; 0 when unavailable."
+    )
+    lot_size = serializers.IntegerField(allow_null=True, help_text="The option's, contracts.")
+    orders = HedgeOrdersSerializer(many=True, help_text=ORDERS_HELP)
 
 
 class HedgeFuturesSerializer(serializers.Serializer):

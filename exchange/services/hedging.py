@@ -22,6 +22,10 @@ does one whose nearest option is halted (the leg is not moved to another strike)
 leg is still recommended, and the cap or collar leaves the month to its price. A month
 without its call sells no put either: the collar's put only pays for the call.
 
+Each leg's contracts are the need's GPUs rounded up to whole lots of its instrument
+(`whole_lots`), given as the orders it accepts (`order_split`): the recommendation can be
+placed as it stands.
+
 Floats exist only at the call into ``pricing``; strikes come back as $/GPU-hr Decimals on
 ``PRICE_QUANTUM`` and costs as USD on cents. Nothing here writes.
 """
@@ -58,14 +62,68 @@ FLOOR_MONEYNESS = Decimal("0.90")  # The collar's puts aim 10% under it.
 
 
 @dataclass(frozen=True)
+class Orders:
+    """``count`` orders of ``quantity`` contracts each."""
+
+    quantity: int
+    count: int
+
+
+def whole_lots(gpus: int, lot_size: int) -> int:
+    """The contracts that cover ``gpus`` GPUs in whole lots of the instrument: rounded up, so
+    the whole need is hedged (what is over it, less than a lot, can be sold before delivery),
+    where an order off the lot is refused (``ORDER_QUANTITY_OFF_LOT``)."""
+    return -(-gpus // lot_size) * lot_size
+
+
+def order_split(contracts: int, lot_size: int, quantity_max: int) -> tuple[Orders, ...]:
+    """``contracts`` (whole lots) as the fewest orders the instrument accepts: each at most its
+    maximum order size (``ORDER_QUANTITY_TOO_LARGE`` above it) in whole lots, all but the last
+    at the largest such size. At most two sizes, however many orders."""
+    largest = quantity_max // lot_size * lot_size
+    assert largest > 0 and contracts % lot_size == 0, "a lot fits in an order"
+    full, rest = divmod(contracts, largest)
+    return tuple(
+        Orders(quantity, count)
+        for quantity, count in ((largest, full), (rest, 1))
+        if quantity and count
+    )
+
+
+def _unorderable(instrument: Instrument) -> str:
+    """Why no order on ``instrument`` can be placed, or empty: halted, or a maximum order size
+    under one lot (every quantity is refused)."""
+    if instrument.status == Instrument.Status.HALTED:
+        return _halted(instrument)
+    if instrument.quantity_max < instrument.lot_size:
+        return (
+            f"{instrument.symbol} accepts orders of at most {instrument.quantity_max} contracts, "
+            f"under one lot of {instrument.lot_size}: no order on it can be placed"
+        )
+    return ""
+
+
+@dataclass(frozen=True)
 class FuturesLeg:
     month: date
     symbol: str
     forward: Decimal  # $/GPU-hr, the curve's price of the month.
     source: str  # Of the forward: settlement, mid, last_trade or model.
     gpu_hours_per_contract: int
-    contracts: int  # To buy; 0 when the future cannot be bought (``reason`` says why).
+    contracts: int  # To buy, whole lots; 0 when the future cannot be bought (``reason``).
     reason: str = ""  # Why the month's future is not bought; empty when it is.
+    lot_size: int = 1
+    orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the future accepts.
+
+    @property
+    def order_quantity(self) -> int:
+        """The first order's contracts: what one ticket stages."""
+        return self.orders[0].quantity if self.orders else 0
+
+    @property
+    def split(self) -> bool:
+        """Whether ``contracts`` take more than one order (above the maximum order size)."""
+        return sum(orders.count for orders in self.orders) > 1
 
     @property
     def available(self) -> bool:
@@ -83,7 +141,7 @@ class OptionLeg:
     underlying: str  # The month's future.
     option_type: str
     target_strike: Decimal  # $/GPU-hr: the aim, 10% over (calls) or under (puts) the forward.
-    contracts: int  # Calls to buy, or puts to sell in the collar; 0 when unavailable.
+    contracts: int  # Calls to buy, or puts to sell, whole lots; 0 when unavailable.
     symbol: str | None = None  # The listed option.
     strike: Decimal | None = None  # $/GPU-hr, the listed option's.
     expiry: date | None = None  # The listed option's last trading day.
@@ -91,6 +149,18 @@ class OptionLeg:
     value: Decimal | None = None  # $/GPU-hr, Black-76 at the strike and expiry.
     premium: Decimal | None = None  # USD for the contracts, paid (calls) or received (puts).
     reason: str = ""  # Why the leg is unavailable; empty when it is available.
+    lot_size: int | None = None  # The listed option's.
+    orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the option accepts.
+
+    @property
+    def order_quantity(self) -> int:
+        """The first order's contracts: what one ticket stages."""
+        return self.orders[0].quantity if self.orders else 0
+
+    @property
+    def split(self) -> bool:
+        """Whether ``contracts`` take more than one order (above the maximum order size)."""
+        return sum(orders.count for orders in self.orders) > 1
 
     @property
     def available(self) -> bool:
@@ -222,9 +292,8 @@ def _choose(
             reason = f"no {kind}s listed on {underlying}"
         elif option is None:
             reason = f"no listed {kind} struck {bound} {aim:.3f}"
-        elif option.status == Instrument.Status.HALTED:
-            reason = _halted(option)
-            option = None
+        elif unorderable := _unorderable(option):
+            reason, option = unorderable, None
         else:
             reason = ""
         choices.append(_Choice(point.month, underlying, option_type, aim, option, reason))
@@ -236,15 +305,17 @@ def _halted(instrument: Instrument) -> str:
 
 
 def _futures_legs(curve: list[CurvePoint], hours: tuple[int, ...], gpus: int) -> list[FuturesLeg]:
-    """Each month's future to buy, ``gpus`` contracts; a halted one is not bought (an order on
-    it is refused), with the reason, and the strip leaves its month to its price."""
+    """Each month's future to buy: ``gpus`` contracts in whole lots (`whole_lots`), as orders
+    it accepts (`order_split`). One no order can be placed on (halted: refused until trading
+    resumes) is not bought, with the reason, and the strip leaves its month to its price."""
     futures = Instrument.objects.in_bulk(
         [str(point.symbol) for point in curve], field_name="symbol"
     )
     legs = []
     for point, hour in zip(curve, hours, strict=True):
         future = futures[str(point.symbol)]
-        halted = future.status == Instrument.Status.HALTED
+        reason = _unorderable(future)
+        contracts = 0 if reason else whole_lots(gpus, future.lot_size)
         legs.append(
             FuturesLeg(
                 point.month,
@@ -252,8 +323,10 @@ def _futures_legs(curve: list[CurvePoint], hours: tuple[int, ...], gpus: int) ->
                 point.price,
                 point.source,
                 hour,
-                0 if halted else gpus,
-                _halted(future) if halted else "",
+                contracts,
+                reason,
+                future.lot_size,
+                () if reason else order_split(contracts, future.lot_size, future.quantity_max),
             )
         )
     return legs
@@ -332,16 +405,14 @@ def _listed_inputs(
 
 
 def _legs(
-    choices: list[_Choice],
-    contracts: tuple[int, ...],
-    values: tuple[float | None, ...],
-    premiums: tuple[float | None, ...],
-    on: date,
+    choices: list[_Choice], gpus: int, values: tuple[float | None, ...], on: date
 ) -> list[OptionLeg]:
+    """The legs of ``choices`` valued at ``values``: ``gpus`` contracts in whole lots of each
+    option (`whole_lots`), as orders it accepts, with their premium."""
     legs = []
-    for choice, count, value, premium in zip(choices, contracts, values, premiums, strict=True):
+    for choice, value in zip(choices, values, strict=True):
         option = choice.option
-        if option is None or value is None or premium is None:
+        if option is None or value is None:
             legs.append(
                 OptionLeg(
                     choice.month,
@@ -359,7 +430,7 @@ def _legs(
                 choice.underlying,
                 choice.option_type,
                 choice.aim,
-                count,
+                contracts := whole_lots(gpus, option.lot_size),
                 symbol=option.symbol,
                 strike=option.strike,
                 expiry=option.last_trading_day,
@@ -367,7 +438,9 @@ def _legs(
                     YEARS_QUANTUM, ROUND_HALF_EVEN
                 ),
                 value=to_decimal(value, PRICE_QUANTUM),
-                premium=_usd(premium),
+                premium=_usd(value * (contracts * option.gpu_hours_per_contract)),
+                lot_size=option.lot_size,
+                orders=order_split(contracts, option.lot_size, option.quantity_max),
             )
         )
     return legs
@@ -473,9 +546,8 @@ def hedge_recommendation(
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
     # The options hedge the need whatever the strip can buy: a halted future's month still
     # has its calls (its options trade on their own).
-    contracts = tuple(gpus for _ in curve)
-    call_legs = _legs(calls, contracts, result.call_values, result.call_premiums, on)
-    put_legs = _legs(puts, contracts, result.put_values, result.put_premiums, on)
+    call_legs = _legs(calls, gpus, result.call_values, on)
+    put_legs = _legs(puts, gpus, result.put_values, on)
     if unpriced:
         futures, call_legs, put_legs = _with_unpriced(unpriced, futures, call_legs, put_legs)
     cap, collar = result.costs["cap"], result.costs["collar"]

@@ -943,6 +943,46 @@ def test_a_need_whose_every_month_is_priced_at_0_has_no_prices(strip):
     assert "priced at 0" in response.json()["error"]["message"]
 
 
+def test_hedge_quantities_are_whole_lots_split_into_orders_the_instrument_accepts(strip, chains):
+    """An order off the lot is refused (ORDER_QUANTITY_OFF_LOT), and one above the maximum
+    order size too (ORDER_QUANTITY_TOO_LARGE): the recommendation must be placeable."""
+    # given futures traded in lots of 5, the first taking orders of at most 7 contracts, the
+    # third at most 3 (under a lot: no order on it can be placed); the first month's call
+    # at 2.75 in lots of 3, orders of at most 6
+    Instrument.objects.filter(pk__in=[future.pk for future in strip]).update(lot_size=5)
+    Instrument.objects.filter(pk=strip[0].pk).update(quantity_max=7)
+    Instrument.objects.filter(pk=strip[2].pk).update(quantity_max=3)
+    call = chains[(strip[0].symbol, "call", Decimal("2.75"))]
+    Instrument.objects.filter(pk=call.pk).update(lot_size=3, quantity_max=6)
+
+    # when 8 GPUs are hedged over the strip
+    body = post(HEDGE, _need(strip, 8)).json()
+
+    # then each future buys the 8 GPUs rounded up to whole lots, 10 contracts, the first in
+    # two orders of 5 (the most in whole lots under its maximum of 7), the second in one
+    legs = body["futures"]["legs"]
+    assert [(leg["contracts"], leg["lot_size"], leg["orders"]) for leg in legs[:2]] == [
+        (10, 5, [{"quantity": 5, "count": 2}]),
+        (10, 5, [{"quantity": 10, "count": 1}]),
+    ]
+    # and the third, on which no order can be placed, is not bought and says why
+    assert (legs[2]["available"], legs[2]["contracts"], legs[2]["orders"]) == (False, 0, [])
+    assert legs[2]["reason"] == (
+        f"{strip[2].symbol} accepts orders of at most 3 contracts, under one lot of 5: no order "
+        "on it can be placed"
+    )
+    # and the call is 9 contracts (3 lots), in one order of 6 and one of 3, its premium for 9
+    first = body["cap"]["calls"][0]
+    assert (first["symbol"], first["contracts"], first["lot_size"]) == (call.symbol, 9, 3)
+    assert first["orders"] == [{"quantity": 6, "count": 1}, {"quantity": 3, "count": 1}]
+    # (the model price is on 6 decimals: within a cent of it times the 9 contracts' hours)
+    premium = Decimal(first["price"]) * 9 * call.gpu_hours_per_contract
+    assert abs(Decimal(first["premium"]) - premium) <= Decimal("0.01")
+    # and the second month's call, in lots of 1, is the 8 GPUs in one order
+    second = body["cap"]["calls"][1]
+    assert (second["contracts"], second["orders"]) == (8, [{"quantity": 8, "count": 1}])
+
+
 def test_on_its_last_trading_day_an_option_is_recommended_until_the_close(
     strip, chains, monkeypatch
 ):

@@ -431,3 +431,19 @@ def test_a_halted_future_is_not_staged_and_the_page_says_why(client, strip_with_
     # and the need is still the 8 GPUs' hours of every month
     hours = sum(future.gpu_hours_per_contract for future in strip)
     assert response.context["gpu_hours"] == 8 * hours
+
+
+def test_a_leg_above_the_maximum_order_is_staged_as_its_first_order(client, strip_with_chain):
+    strip, _chain = strip_with_chain  # noqa: F811
+    # given the first month's future takes orders of at most 3 contracts
+    Instrument.objects.filter(pk=strip[0].pk).update(quantity_max=3)
+
+    # when 8 GPUs are hedged on the page
+    response = client.get(reverse("web:hedging"), _need(strip))
+
+    # then its ticket stages an order of 3, and the row says the 8 take three orders
+    page = response.content.decode()
+    assert response.context["hedge"].futures[0].contracts == 8
+    assert f"{strip[0].symbol}/?side=buy&amp;quantity=3&amp;" in page
+    assert "in 2 orders of 3 and 1 order of 2 (at most 3 contracts an order, in whole lots)" in page
+    assert f"{strip[1].symbol}/?side=buy&amp;quantity=8&amp;" in page
