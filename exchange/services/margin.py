@@ -278,8 +278,11 @@ def _shares(total: int, standalone: dict[str, int]) -> dict[str, int]:
 def option_value(
     option: Instrument, forward: Decimal, sigma: float, on: date
 ) -> tuple[Decimal, float]:
-    """Black-76 value of ``option`` ($/GPU-hr, to the nearest tick) on the trading day
-    ``on``; at expiry, the intrinsic value."""
+    """Black-76 value of ``option`` on the trading day ``on``; from its last trading day, the
+    intrinsic value. Either to the nearest tick of the option, half to even, as the futures'
+    settlement prices are set (``settlement_prices.on_tick``): it is the option's model
+    settlement price, and the forward's tick need not be a multiple of the option's (a future
+    on 0.005 at 2.605 leaves a call struck 2.50 0.105 in the money, off a 0.01 tick)."""
     assert option.strike is not None
     call = option.option_type == Instrument.OptionType.CALL
     if on >= option.last_trading_day:
@@ -288,15 +291,16 @@ def option_value(
             if call
             else max(option.strike - forward, Decimal(0))
         )
-        return value, sigma
-    raw = black76.price(
-        float(forward),
-        float(option.strike),
-        years_to_expiry(option, on),
-        float(settings.EXCHANGE_RISK_FREE_RATE),
-        sigma,
-        call,
-    )
+    else:
+        raw = black76.price(
+            float(forward),
+            float(option.strike),
+            years_to_expiry(option, on),
+            float(settings.EXCHANGE_RISK_FREE_RATE),
+            sigma,
+            call,
+        )
+        value = Decimal(repr(raw))
     tick = option.tick_size
-    ticks = (Decimal(repr(raw)) / tick).to_integral_value(rounding=ROUND_HALF_EVEN)
+    ticks = (value / tick).to_integral_value(rounding=ROUND_HALF_EVEN)
     return ticks * tick, sigma

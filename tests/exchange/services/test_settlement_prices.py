@@ -393,6 +393,57 @@ def test_options_without_a_market_are_valued_by_black_76_at_the_default_volatili
     assert row(chain["call"]).price > row(chain["put"]).price > 0
 
 
+def test_on_its_last_trading_day_an_option_s_model_price_is_its_intrinsic_value_on_its_tick(
+    future, buyer, seller
+):
+    """A future on 0.005 leaves an option on 0.01 in the money by an amount off its tick: a
+    settlement price off the tick, which no order could trade at and an override would be
+    refused."""
+    # given a call and a put at 2.50 on a 0.01 tick, trading their last day, no market in them
+    call, put = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+        tick_size=Decimal("0.01"),
+    )
+    Instrument.objects.filter(pk__in=[call.pk, put.pk]).update(last_trading_day=today())
+    # and the future traded at 2.605 in the window
+    trade(buyer, seller, future, 1, "2.605")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then the call is its intrinsic 0.105 to the nearest 0.01, half to even: 0.10; the put 0
+    assert (row(future).price, row(call).price, row(call).source) == (
+        Decimal("2.605"),
+        Decimal("0.10"),
+        Source.MODEL,
+    )
+    assert row(put).price == 0
+    assert row(call).price % Decimal("0.01") == 0
+
+
+def test_an_option_s_black_76_model_price_is_on_its_tick(future, buyer, seller):
+    # given a call at 2.50 on a 0.01 tick with no market, and its future traded at 2.60
+    call, _put = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=0,
+        tick_size=Decimal("0.01"),
+    )
+    trade(buyer, seller, future, 1, "2.60")
+
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then it is Black-76 at the default volatility to the nearest 0.01, half to even
+    sigma = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+    r = float(settings.EXCHANGE_RISK_FREE_RATE)
+    value = black76.price(2.60, 2.50, years_to_expiry(call, today()), r, sigma, True)
+    assert row(call).price == nearest_tick(value, Decimal("0.01"))
+
+
 def test_options_on_an_unpriced_future_get_no_price(future, chain, buyer, seller):
     # given a call traded in the window but nothing on its future
     trade(buyer, seller, chain["call"], 1, "0.150")
