@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Side(models.TextChoices):
@@ -196,6 +197,20 @@ class Order(models.Model):
         ):
             return 0
         return self.quantity - self.filled_quantity - self.cancelled_quantity
+
+    @property
+    def past_expiry(self) -> bool:
+        """A live GTD order whose time has come (``expires_at`` itself included). It is out of
+        the market already: the book, quotes and depth leave it out
+        (``selectors.market.resting_orders``) and the matcher ticks it away before any other
+        command of its book, so nothing more of it can trade; yet its status, open quantity
+        and collateral holds stay until the matcher sweeps it (within about a second). Pages
+        listing open orders say so rather than show it offered."""
+        return (
+            self.expires_at is not None
+            and self.status in (self.Status.NEW, self.Status.OPEN, self.Status.PARTIALLY_FILLED)
+            and self.expires_at <= timezone.now()
+        )
 
     @property
     def average_fill_price(self) -> Decimal | None:

@@ -48,6 +48,29 @@ def live_quantity(account_id: int, instrument_id: int, side: str) -> int:
     return total
 
 
+def past_expiry_quantity(orders: QuerySet[Order], now: datetime) -> int:
+    """Of ``orders``, the contracts still open in live GTD orders whose time has come
+    (``Order.past_expiry``): out of the book already, and ended by the matcher's sweep within
+    about a second. The checks that count live orders (a resale sell's block, reduce-only, a
+    pool's contracts) still count them until then, since a matching batch that began before
+    their expiry may fill them until it commits; their refusals say how many, so the caller
+    knows to try again in a moment."""
+    total: int = orders.filter(status__in=LIVE_STATUSES, expires_at__lte=now).aggregate(
+        open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
+    )["open"]
+    return total
+
+
+def past_expiry_note(quantity: int) -> str:
+    """The refusal's note on ``past_expiry_quantity``: empty when there are none."""
+    if not quantity:
+        return ""
+    return (
+        f" ({quantity} of them in good-till-date orders whose time has come, which the "
+        "matcher ends within about a second: try again then)"
+    )
+
+
 @dataclass(frozen=True)
 class Fill:
     trade_sequence: int

@@ -804,11 +804,19 @@ def check_block_held(
     if quantity <= holding.free:
         return
     others = "other " if replacing is not None else ""
+    sells = Order.objects.filter(
+        instrument=instrument, side=Side.SELL, account__organization_id=organization_id
+    )
+    if replacing is not None:
+        sells = sells.exclude(pk=replacing.pk)
+    expired = orders_selector.past_expiry_note(
+        orders_selector.past_expiry_quantity(sells, timezone.now())
+    )
     raise OrderRejected(
         OrderRejectCode.BLOCK_NOT_HELD,
         f"The account's organization holds {holding.held} contracts (GPUs) of block "
         f"#{reservation.pk} ({reservation.cluster}) and offers {holding.offered} in its "
-        f"{others}live sell orders of {instrument.symbol}: it may offer "
+        f"{others}live sell orders of {instrument.symbol}{expired}: it may offer "
         f"{max(holding.free, 0)} more, not {quantity}.",
         field="quantity",
     )
@@ -848,10 +856,15 @@ def _check_reduces(
     resting = orders_selector.live_quantity(account.pk, instrument.pk, closing_side)
     if position == 0 or request.side != closing_side or request.quantity + resting > abs(position):
         why = "is being liquidated" if liquidation else "has an open margin call"
+        closing = Order.objects.filter(account=account, instrument=instrument, side=closing_side)
+        expired = orders_selector.past_expiry_note(
+            orders_selector.past_expiry_quantity(closing, timezone.now()) if resting else 0
+        )
         raise OrderRejected(
             OrderRejectCode.REDUCE_ONLY,
             f"Account {account} {why}: it may only reduce its positions "
-            f"({position} contracts of {instrument.symbol}, {resting} already being closed).",
+            f"({position} contracts of {instrument.symbol}, {resting} already being "
+            f"closed{expired}).",
             field="quantity",
         )
 

@@ -1047,11 +1047,12 @@ def _member_margin_release(
             "quantity",
         )
     if quantity > held_contracts - offered:
+        expired = _past_expiry_note(member.account_id, instrument) if offered else ""
         raise _refuse(
             PoolErrorCode.NOT_ENOUGH_HELD,
             f"{member.organization.name} holds {max(held_contracts, 0)} contracts of "
-            f"{instrument.symbol} and offers {offered} of them for sale: it may give back "
-            f"{max(held_contracts - offered, 0)}, not {quantity}.",
+            f"{instrument.symbol} and offers {offered} of them for sale{expired}: it may give "
+            f"back {max(held_contracts - offered, 0)}, not {quantity}.",
             "quantity",
         )
     held_margin = -margin.balance
@@ -1207,6 +1208,16 @@ def _check_free(pool: Pool, instrument: Instrument, quantity: int) -> None:
             f"offered for sale and {reserved} await a working round's allocation.",
             "quantity",
         )
+
+
+def _past_expiry_note(account_id: int, instrument: Instrument) -> str:
+    """How many of the account's sells of ``instrument`` counted as offered are GTD orders
+    whose time has come (``orders.past_expiry_quantity``), for a refusal. (The pool's own
+    offers are good till cancelled: only a member's sells can be GTD.)"""
+    sells = Order.objects.filter(account_id=account_id, instrument=instrument, side=Side.SELL)
+    return orders_selector.past_expiry_note(
+        orders_selector.past_expiry_quantity(sells, timezone.now())
+    )
 
 
 def _check_demand(

@@ -879,6 +879,32 @@ def test_holdings_show_a_members_contracts_from_the_pool_not_its_own_trading(
     ]
 
 
+def test_a_take_back_refused_for_a_gtd_sell_whose_time_has_come_says_so(
+    allocated, pool, sponsor, ada, future, monkeypatch
+):
+    """Until the matcher sweeps it, the member's GTD sell still counts as offered (a batch that
+    began before its expiry may yet fill it); the refusal said only that it was offered."""
+    # given the graduate ada offering its 15 contracts in a GTD sell
+    pool_member_graduate(member=ada, actor=None)
+    expires_at = timezone.now() + timedelta(minutes=5)
+    place(ada.account, future, "sell", 15, "9.00", time_in_force="gtd", expires_at=expires_at)
+
+    # when its time has come, before the sweep, and the sponsor takes 10 back
+    monkeypatch.setattr(timezone, "now", lambda: expires_at)
+    refused = api(sponsor).post(
+        f"{POOLS}{pool.pk}/take-back/",
+        {"member": ada.pk, "instrument": future.symbol, "quantity": 10},
+        format="json",
+    )
+
+    # then it is refused, saying the 15 are in an order whose time has come
+    assert codes(refused) == (422, "POOL_NOT_ENOUGH_HELD", "quantity")
+    assert (
+        "offers 15 of them for sale (15 of them in good-till-date orders whose time has come, "
+        "which the matcher ends within about a second: try again then)"
+    ) in refused.json()["error"]["message"]
+
+
 def test_the_sponsor_takes_back_reallocates_and_offers_capacity(
     allocated, pool, sponsor, ada, bolt, future
 ):

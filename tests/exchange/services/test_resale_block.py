@@ -4,10 +4,12 @@ of that block, whatever GPU-hours of the same SKU, region and months it holds el
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import Account, Interconnect, Order
@@ -62,6 +64,28 @@ def test_a_non_holder_with_matching_gpu_hours_cannot_sell_on_the_block(listing, 
     assert "offers 0" in error.message and "may offer 0 more, not 8" in error.message
     assert row_counts() == replace(before, rejections=before.rejections + 1)
     assert not Hold.objects.exists()
+
+
+def test_a_refusal_counting_a_gtd_sell_whose_time_has_come_says_so(listing, seller, monkeypatch):
+    """Until the matcher sweeps it (within about a second) a GTD sell whose time has come still
+    counts as offered: a matching batch that began before its expiry may yet fill it. The
+    refusal said only that the GPUs were offered, by an order out of the book."""
+    # given the holder offering all 16 GPUs of its block in a GTD sell, with other GPU-hours
+    other_block(listing, seller.organization, gpus=16)
+    expires_at = timezone.now() + timedelta(minutes=5)
+    place(seller, listing, "sell", 16, PRICE, time_in_force="gtd", expires_at=expires_at)
+
+    # when its time has come, before the sweep, and it offers 8 more
+    monkeypatch.setattr(timezone, "now", lambda: expires_at)
+    error = refused(seller, listing, 8)
+
+    # then the refusal says the 16 are in an order whose time has come, to try again shortly
+    assert (error.code, error.field) == (OrderRejectCode.BLOCK_NOT_HELD, "quantity")
+    assert (
+        "offers 16 in its live sell orders of "
+        f"{listing.symbol} (16 of them in good-till-date orders whose time has come, which the "
+        "matcher ends within about a second: try again then): it may offer 0 more, not 8."
+    ) in error.message
 
 
 def test_the_holder_offers_at_most_the_blocks_gpus_across_its_orders(listing, seller):

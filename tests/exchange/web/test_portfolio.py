@@ -1,6 +1,6 @@
 """Members sign in and see their own organization's money, and only theirs."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -429,6 +429,48 @@ def test_member_sees_the_orders_that_ended_and_why_newest_first(client, future, 
     assert [order.pk for order in row["open_orders"]] == [resting.pk]
     page = response.content.decode()
     assert "<td>Cancelled</td><td>The account&#x27;s cancel-all-after switch fired</td>" in page
+
+
+def test_a_gtd_order_whose_time_has_come_is_not_shown_offered_before_the_sweep(
+    client, future, buyer, monkeypatch
+):
+    """The book already leaves it out (market.resting_orders) and nothing more of it can
+    trade; the page showed its contracts open, as offered, until the matcher swept it."""
+    # given a GTD bid of 2 and a GTC bid of 3
+    expires_at = timezone.now() + timedelta(minutes=5)
+    gtd = order_place(
+        account=buyer,
+        instrument=future,
+        side="buy",
+        price=Decimal("2.40"),
+        quantity=2,
+        time_in_force="gtd",
+        expires_at=expires_at,
+    )
+    gtc = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.30"), quantity=3
+    )
+    client.force_login(_trader_of(buyer, "alice"))
+    before = client.get(reverse("web:portfolio")).content.decode()
+
+    # when the GTD order's time has come and the matcher has not swept it yet
+    monkeypatch.setattr(timezone, "now", lambda: expires_at)
+    response = client.get(reverse("web:portfolio"))
+    instrument_page = client.get(reverse("web:instrument", args=[future.symbol]))
+
+    # then it is listed, still live, but with nothing open: out of the book and said so
+    (row,) = response.context["rows"]
+    assert [order.pk for order in row["open_orders"]] == [gtc.pk, gtd.pk]
+    gtd.refresh_from_db()
+    assert (gtd.status, gtd.open_quantity) == ("open", 2)
+    expired = f"0, expired {expires_at:%H:%M:%S} UTC"
+    assert expired not in before
+    assert expired in response.content.decode()
+    assert expired in instrument_page.content.decode()
+    # and the GTC order's 3 are still shown open
+    assert '<td class="num">3</td><td class="num">0</td><td class="num">3</td>' in (
+        response.content.decode()
+    )
 
 
 def test_the_maker_sees_its_maker_fee(client, future, buyer, seller):
