@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -137,8 +138,13 @@ STATUS_CHANGES = {
 @require_GET
 def instruments(request: HttpRequest) -> HttpResponse:
     form = InstrumentFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    rows = backoffice.instruments_listed(**filters)
+    # A refused filter (a status or kind that does not exist) matches nothing, as on the
+    # audit log: not every instrument, as if it matched.
+    rows: QuerySet[Instrument]
+    if form.is_bound and not form.is_valid():
+        rows = Instrument.objects.none()
+    else:
+        rows = backoffice.instruments_listed(**(form.cleaned_data if form.is_bound else {}))
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -303,10 +309,14 @@ def _as_text(values: dict[str, Any]) -> str:
 def audit_log(request: HttpRequest) -> HttpResponse:
     actions, target_types = backoffice.audit_choices()
     form = AuditFilterForm(request.GET or None, target_types=target_types)
-    filters = form.cleaned_data if form.is_valid() else {}
-    page = Paginator(backoffice.audit_entries(**filters), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    # A filter the form refuses (a target type not in the log, an over-long actor) matches
+    # nothing: the page shows the error and no rows, not the whole log as if it matched.
+    entries: QuerySet[AuditEntry]
+    if form.is_bound and not form.is_valid():
+        entries = AuditEntry.objects.none()
+    else:
+        entries = backoffice.audit_entries(**(form.cleaned_data if form.is_bound else {}))
+    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [
         {
             "entry": entry,

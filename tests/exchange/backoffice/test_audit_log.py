@@ -92,6 +92,26 @@ def test_an_unknown_target_type_is_a_field_error_not_a_crash(client, operations,
     assert "target_type" in response.context["form"].errors
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"actor": "olivia", "target_type": "Withdrawal"},  # No withdrawal in the log.
+        {"actor": "o" * 151},  # Longer than a user name.
+        {"target_id": "9" * 65},
+    ],
+)
+def test_a_refused_filter_matches_nothing_not_the_whole_log(client, operations, log, filters):
+    client.force_login(operations)
+
+    response = client.get(reverse("backoffice:audit_log"), filters)
+
+    assert response.status_code == 200
+    assert response.context["form"].errors
+    assert _rows(response) == []
+    assert response.context["page"].paginator.count == 0
+    assert "No entries match." in response.content.decode()
+
+
 @pytest.fixture
 def entry(operations, future):
     return audit_record(

@@ -44,6 +44,22 @@ def test_the_list_shows_each_status_with_its_action(client, operations, futures)
     assert futures[0].symbol in {i.symbol for i in by_symbol.context["page"]}
 
 
+@pytest.mark.parametrize(
+    "filters", [{"status": "suspended"}, {"kind": "swap", "symbol": "H100"}, {"symbol": "H" * 65}]
+)
+def test_a_refused_filter_lists_no_instrument_not_every_one(client, operations, futures, filters):
+    client.force_login(operations)
+
+    response = client.get(reverse("backoffice:instruments"), filters)
+
+    assert response.status_code == 200
+    assert response.context["form"].errors
+    assert list(response.context["page"]) == []
+    page = response.content.decode()
+    assert "No instruments match." in page
+    assert all(future.symbol not in page for future in futures)
+
+
 def test_a_get_only_asks_for_confirmation(client, operations, future, buyer):
     place(buyer, future, "buy", 2, "2.45")
     client.force_login(operations)
