@@ -373,6 +373,24 @@ def _options_roll(future: Instrument, actor: User | None) -> list[Instrument]:
     return [option for option in chain if option.pk not in listed_before]
 
 
+def _roll_day_check(day: date, today: date) -> None:
+    latest = calendar.add_months(calendar.month_start(today), LISTED_MONTHS_MAX)
+    if day < today:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"A roll as of {day}, before today ({today}), would list months that have stopped "
+            "trading: roll as of today or a day to come.",
+            field="today",
+        )
+    if day >= latest:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"A roll as of {day} is {LISTED_MONTHS_MAX} months or more ahead of today "
+            f"({today}), past the deepest strip: roll as of a day before {latest}.",
+            field="today",
+        )
+
+
 @transaction.atomic
 def listings_roll(*, today: date | None = None, actor: User | None = None) -> list[Instrument]:
     """List what the months rolling forward call for; return the new instruments in order.
@@ -392,10 +410,19 @@ def listings_roll(*, today: date | None = None, actor: User | None = None) -> li
 
     Instruments already listed are left as they are, so a second run the same day lists
     nothing; nothing is ever delisted here (expiry is the risk cycle's).
+
+    ``today``: from today (UTC) to ``LISTED_MONTHS_MAX`` months on, else
+    ``CATALOG_INVALID_LISTING`` before anything is written. A roll as of a past day would list
+    months whose futures had stopped trading by then, and options on them, as active
+    instruments that could never trade; one further ahead than the deepest strip would list
+    months nobody trades yet (and from year 9999 on, months the calendar cannot hold).
     """
     CATALOG_STAFF.check(actor, LISTING_ACTION)
+    now = timezone.now()
+    if today is not None:
+        _roll_day_check(today, now.astimezone(UTC).date())
     # The roll's moment: now, or the start of the day it is asked to roll for.
-    moment = timezone.now() if today is None else datetime.combine(today, time.min, tzinfo=UTC)
+    moment = now if today is None else datetime.combine(today, time.min, tzinfo=UTC)
     today = moment.date()
     first_month = calendar.add_months(calendar.month_start(today), 1)
     # futures_list_upcoming returns the whole strip; what existed before is not new. Only

@@ -3,6 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from exchange.errors import ExchangeError
 from exchange.services.listing import listings_roll
 
 
@@ -18,7 +19,10 @@ class Command(BaseCommand):
             "--date",
             dest="day",
             default=None,
-            help="Roll as of this day, YYYY-MM-DD (default: today).",
+            help=(
+                "Roll as of this day, YYYY-MM-DD: today or up to 72 months on (default: "
+                "today, UTC)."
+            ),
         )
 
     def handle(self, *args: Any, day: str | None, **options: Any) -> None:
@@ -26,7 +30,10 @@ class Command(BaseCommand):
             today = None if day is None else date.fromisoformat(day)
         except ValueError as error:
             raise CommandError(f"--date must be YYYY-MM-DD, not {day!r}.") from error
-        listed = listings_roll(today=today)
+        try:
+            listed = listings_roll(today=today)
+        except ExchangeError as error:
+            raise CommandError(f"{error.code}: {error.message}") from error
         for instrument in listed:
             self.stdout.write(f"listed {instrument.symbol}")
         self.stdout.write(f"{len(listed)} instruments listed")

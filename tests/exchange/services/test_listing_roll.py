@@ -1,13 +1,15 @@
 """The daily listing roll: futures strips kept a year deep, option chains on the near months."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from exchange.calendar import close_at
+from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import AuditEntry, Instrument, SettlementPrice
 from exchange.services.listing import futures_list_strip, listings_roll, strike_step_from_price
 from tests.exchange.support import place
@@ -41,6 +43,16 @@ def settle(month: str, price: str, trading_date: date = date(2031, 5, 13)) -> No
 
 def decimals(*texts: str) -> list[Decimal]:
     return [Decimal(text) for text in texts]
+
+
+@pytest.fixture(autouse=True)
+def listing_clock(monkeypatch):
+    """The listing services' clock at the start of ``TODAY``: the rolls here are as of it and
+    the days after it, which a roll as of a day gone would refuse once that day has passed."""
+    from exchange.services import listing
+
+    start = datetime.combine(TODAY, time.min, tzinfo=UTC)
+    monkeypatch.setattr(listing, "timezone", SimpleNamespace(now=lambda: start))
 
 
 @pytest.fixture
@@ -252,3 +264,39 @@ def test_roll_listings_command_refuses_a_malformed_date(june):
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         call_command("roll_listings", "--date", "14/05/2031")
     assert Instrument.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("day", "message"),
+    [
+        (TODAY - timedelta(days=60), f"as of {TODAY - timedelta(days=60)}, before today ({TODAY})"),
+        (date(2037, 5, 1), "72 months or more ahead of today (2031-05-14)"),
+        (date(9999, 12, 31), "past the deepest strip: roll as of a day before 2037-05-01"),
+    ],
+)
+def test_roll_listings_command_refuses_a_day_gone_or_too_far_and_lists_nothing(june, day, message):
+    audits = AuditEntry.objects.count()
+
+    # when
+    with pytest.raises(CommandError, match="CATALOG_INVALID_LISTING") as raised:
+        call_command("roll_listings", "--date", day.isoformat(), stdout=StringIO())
+
+    # then nothing is listed
+    assert message in str(raised.value)
+    assert Instrument.objects.count() == 1
+    assert AuditEntry.objects.count() == audits
+
+
+def test_a_roll_as_of_a_day_gone_is_refused_by_the_service(june):
+    with pytest.raises(CatalogError) as raised:
+        listings_roll(today=TODAY - timedelta(days=1))
+
+    assert raised.value.code == CatalogErrorCode.INVALID_LISTING
+    assert raised.value.field == "today"
+    assert Instrument.objects.count() == 1
+
+
+def test_a_roll_as_of_the_last_day_of_the_deepest_strip_is_allowed(june):
+    listed = listings_roll(today=date(2037, 4, 30))
+
+    assert listed[0].symbol == "H100SXM-USEAST-203705"
