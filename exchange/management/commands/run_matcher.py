@@ -36,6 +36,12 @@ class Command(BaseCommand):
     ) -> None:
         if shards < 1 or not 0 <= shard < shards:
             raise CommandError("--shard must be in 0 .. --shards - 1")
+        # Checked before the shard is taken: a wait of 0 would spin on an idle shard, and a
+        # negative one failed in its first idle wait (a ValueError from sleep), after a pass.
+        if not wait > 0:
+            raise CommandError(f"--wait must be more than 0 seconds, not {wait}.")
+        if seconds is not None and not seconds >= 0:
+            raise CommandError(f"--seconds must be 0 or more, not {seconds}.")
         loop = MatcherLoop(shard=shard, shards=shards, wait_seconds_max=wait)
         loop.install_signal_handlers()
         try:

@@ -78,3 +78,25 @@ def test_run_matcher_command_matches_and_stops(
 def test_run_matcher_refuses_a_shard_outside_the_count():
     with pytest.raises(CommandError):
         call_command("run_matcher", "--shard", "2", "--shards", "2")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--wait", "-1"], "--wait must be more than 0 seconds, not -1.0."),
+        (["--wait", "0"], "--wait must be more than 0 seconds, not 0.0."),
+        (["--wait", "nan"], "--wait must be more than 0 seconds, not nan."),
+        (["--seconds", "-1"], "--seconds must be 0 or more, not -1.0."),
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_run_matcher_refuses_a_wait_or_run_time_out_of_range_before_matching(
+    _signal_handlers, var_dir, external_matcher, future, buyer, arguments, message
+):
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=5)
+
+    with pytest.raises(CommandError) as raised:
+        call_command("run_matcher", "--seconds", "0.2", *arguments)
+
+    assert str(raised.value) == message
+    assert OrderCommand.objects.get().status == OrderCommand.Status.PENDING
