@@ -98,6 +98,14 @@ FUNCTIONS = [
         "status__exact=requested",
     ),
     Function(
+        "Payouts to retry",
+        "admin:exchange_withdrawal_changelist",
+        Role.FINANCE,
+        "approved withdrawals whose payout Stripe did not confirm, funds still held: approve "
+        "again (it pays at most once)",
+        "status__exact=approved",
+    ),
+    Function(
         "Trial balance",
         "backoffice:trial_balance",
         Role.FINANCE,

@@ -61,6 +61,9 @@ class MarketToday:
     traded_value_today: Decimal  # USD: price x contracts x GPU-hours per contract.
     open_margin_calls: int
     pending_withdrawals: int
+    # Approved withdrawals not paid yet: a payout Stripe did not confirm waits there, its funds
+    # held, until finance approve it again (nothing retries it on its own).
+    payouts_to_retry: int
     last_cycle: RiskCycle | None
 
 
@@ -128,6 +131,7 @@ def market_today(today: date) -> MarketToday:
         traded_value_today=value.quantize(CENT),
         open_margin_calls=MarginCall.objects.filter(status=MarginCall.Status.OPEN).count(),
         pending_withdrawals=Withdrawal.objects.filter(status=Withdrawal.Status.REQUESTED).count(),
+        payouts_to_retry=Withdrawal.objects.filter(status=Withdrawal.Status.APPROVED).count(),
         last_cycle=RiskCycle.objects.order_by("-trading_date").first(),
     )
 

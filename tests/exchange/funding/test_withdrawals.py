@@ -413,3 +413,34 @@ def test_rejecting_a_withdrawal_under_a_call_frees_its_cash_for_the_call(
     withdrawal_reject(withdrawal=withdrawal, actor=staff, reason="margin call")
 
     assert balance(buyer) == (FUNDED, 0, FUNDED)
+
+
+def test_a_payout_left_unconfirmed_is_on_the_finance_dashboard_to_retry(
+    fake_stripe, client, buyer, customer, staff
+):
+    from django.urls import reverse
+
+    # given two withdrawals to review, one of which staff approved while Stripe did not answer
+    fund(buyer)
+    withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    stuck = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    fake_stripe.payout_unconfirmed = "server_error"
+    with pytest.raises(FundingError):
+        withdrawal_approve(withdrawal=stuck, actor=staff)
+    fake_stripe.payout_unconfirmed = ""
+
+    # when finance open the dashboard
+    client.force_login(staff)
+    response = client.get(reverse("backoffice:dashboard"))
+
+    # then the approved withdrawal, its funds still held, is counted apart from those to review
+    today = response.context["today"]
+    assert (today.pending_withdrawals, today.payouts_to_retry) == (1, 1)
+    page = response.content.decode()
+    assert "Payouts to retry" in page
+    # and a link lists it, with the approval that retries it
+    link = reverse("admin:exchange_withdrawal_changelist") + "?status__exact=approved"
+    assert f'href="{link}"' in page
+    listed = client.get(link)
+    assert [row.pk for row in listed.context["cl"].result_list] == [stuck.pk]
+    assert "approve" in dict(listed.context["action_form"].fields["action"].choices)
