@@ -926,11 +926,24 @@ class RiskCycleAdmin(ReadOnlyAdmin[RiskCycle]):
             "title": "Run the daily cycle",
             "opts": self.model._meta,
             "form": form,
+            "confirm_date_field": CONFIRM_DATE_FIELD,
         }
         if request.method == "POST" and form.is_valid():
             trading_date = form.cleaned_data["trading_date"]
+            # The confirm button settles the day its page previewed (CONFIRM_DATE_FIELD), the
+            # one its label names: a date edited after the preview is previewed, not settled.
+            previewed = request.POST.get(CONFIRM_DATE_FIELD, "")
+            confirmed = "confirm" in request.POST and previewed == trading_date.isoformat()
+            if "confirm" in request.POST and not confirmed:
+                self.message_user(
+                    request,
+                    f"Nothing was settled: {trading_date} is not the day previewed"
+                    + (f" ({previewed})" if previewed else "")
+                    + ". Check its preview below, then confirm.",
+                    messages.WARNING,
+                )
             try:
-                if "confirm" in request.POST:
+                if confirmed:
                     cycle = daily_settlement_run(
                         trading_date=trading_date, actor=staff_user(request), refuse_settled=True
                     )
@@ -954,6 +967,10 @@ class RiskCycleAdmin(ReadOnlyAdmin[RiskCycle]):
                     trading_date=trading_date,
                 )
         return TemplateResponse(request, "admin/exchange/riskcycle/run.html", context)
+
+
+# The day the run page previewed, posted with its confirm button.
+CONFIRM_DATE_FIELD = "confirm_date"
 
 
 class RunCycleForm(forms.Form):

@@ -22,6 +22,11 @@ from tests.exchange.support import place
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("calendar_ahead")]
 
 
+def confirm(day) -> dict[str, str]:
+    """What the run page's confirm button posts after a preview of ``day``."""
+    return {"trading_date": day.isoformat(), "confirm": "1", "confirm_date": day.isoformat()}
+
+
 @pytest.fixture
 def traded(future, buyer, seller):
     """Ten contracts traded at 2.50; returns the trading day the future still trades on."""
@@ -56,7 +61,7 @@ def test_run_view_previews_prices_and_variation_then_settles_on_confirm(
     assert not Entry.objects.filter(idempotency_key__startswith="variation:").exists()
 
     # when they confirm
-    done = admin_client.post(url, {"trading_date": traded.isoformat(), "confirm": "1"})
+    done = admin_client.post(url, confirm(traded))
 
     # then the day is settled by them, audited, and the variation margin posted
     cycle = RiskCycle.objects.get(trading_date=traded)
@@ -83,6 +88,35 @@ def test_the_prices_a_preview_sets_are_audited_with_the_staff_who_previewed(
     assert entry.target_id == str(RiskCycle.objects.get(trading_date=traded).pk)
     assert entry.after["trading_date"] == traded.isoformat()
     assert entry.after["prices"] == {future.symbol: {"price": str(row.price), "source": row.source}}
+
+
+def test_a_date_edited_after_the_preview_is_previewed_not_settled(admin_client, future, traded):
+    # given staff previewed the day, whose confirm button names it
+    url = reverse("admin:exchange_riskcycle_run")
+    preview = admin_client.post(url, {"trading_date": traded.isoformat(), "preview": "1"})
+    assert f'name="confirm_date" value="{traded}"' in preview.content.decode()
+    assert f"Confirm: settle {traded}" in preview.content.decode()
+    entries = Entry.objects.count()
+
+    # when they change the date to the next day and press that button
+    later = traded + timedelta(days=1)
+    page = admin_client.post(
+        url, {"trading_date": later.isoformat(), "confirm": "1", "confirm_date": str(traded)}
+    )
+
+    # then neither day is settled: the page says so and previews the day now entered
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert f"Nothing was settled: {later} is not the day previewed ({traded})" in content
+    assert page.context["trading_date"] == later
+    assert f"Confirm: settle {later}" in content
+    assert not RiskCycle.objects.filter(status=RiskCycle.Status.SETTLED).exists()
+    assert Entry.objects.count() == entries
+    assert not AuditEntry.objects.filter(action="risk.daily_settlement").exists()
+
+    # and its own confirm settles it
+    assert admin_client.post(url, confirm(later)).status_code == 302
+    assert RiskCycle.objects.get(trading_date=later).status == RiskCycle.Status.SETTLED
 
 
 def test_run_view_is_staff_only(client, django_user_model):
@@ -488,8 +522,8 @@ def test_a_day_before_the_latest_settled_day_is_refused_and_writes_nothing(
 
     # when staff preview, confirm and override the day before it, and the command runs it
     pages = [
-        admin_client.post(url, {"trading_date": earlier.isoformat(), button: "1"})
-        for button in ("preview", "confirm")
+        admin_client.post(url, form)
+        for form in ({"trading_date": earlier.isoformat(), "preview": "1"}, confirm(earlier))
     ]
     override = admin_client.post(
         reverse("admin:exchange_settlementprice_add"),
@@ -541,7 +575,7 @@ def test_a_second_confirm_of_a_settled_day_says_who_settled_it_and_does_nothing(
     second = django_user_model.objects.create_user("rita", password="x-2026", is_staff=True)
     staff_roles_grant(user=second, roles=[Role.RISK], actor=None)
     url = reverse("admin:exchange_riskcycle_run")
-    form = {"trading_date": traded.isoformat(), "confirm": "1"}
+    form = confirm(traded)
     assert admin_client.post(url, form).status_code == 302
     counts = (Entry.objects.count(), AuditEntry.objects.count())
 

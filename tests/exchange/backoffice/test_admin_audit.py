@@ -251,7 +251,7 @@ def test_the_daily_cycle_and_an_override_by_risk_are_audited_once(client, risk, 
 
     client.post(reverse("admin:exchange_settlementprice_add"), override)
     run = reverse("admin:exchange_riskcycle_run")
-    client.post(run, {"trading_date": day.isoformat(), "confirm": "1"})
+    client.post(run, {"trading_date": day.isoformat(), "confirm": "1", "confirm_date": str(day)})
 
     assert SettlementPrice.objects.get(instrument=future, trading_date=day).set_by == risk
     assert RiskCycle.objects.get(trading_date=day).settled_by == risk

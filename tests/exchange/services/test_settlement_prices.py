@@ -689,7 +689,9 @@ def test_a_trading_day_before_its_close_is_refused_and_writes_nothing(
         with pytest.raises(CommandError, match=str(code)):
             call_command("settle_day", "--date", day.isoformat(), *extra)
     pages = [
-        admin_client.post(url, {"trading_date": day.isoformat(), button: "1"})
+        admin_client.post(
+            url, {"trading_date": day.isoformat(), button: "1", "confirm_date": str(day)}
+        )
         for button in ("preview", "confirm")
     ]
 
