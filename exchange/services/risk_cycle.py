@@ -681,6 +681,16 @@ def daily_settlement_run(
     rather than returned as it is: for staff confirming a day, who must not read another's
     settlement as their own. The schedule and ``settle_day`` keep the idempotent answer."""
     RISK_STAFF.check(actor, "settle trading days")
+    cycle = _day_settle(trading_date, actor, close, refuse_settled)
+    # Also when the day was settled before: a run stopped between its commit and these
+    # cancels is completed by running the day again (see _cancel_resting).
+    _cancel_resting()
+    return cycle
+
+
+def _day_settle(
+    trading_date: date, actor: User | None, close: Any, refuse_settled: bool
+) -> RiskCycle:
     with transaction.atomic():
         settlement_prices.day_settlements_lock()
         cycle = settlement_prices.settlement_prices_set(
@@ -755,7 +765,6 @@ def daily_settlement_run(
                 **_summary_counts(summary),
             },
         )
-    _cancel_resting(expired_ids)
     return cycle
 
 
@@ -794,13 +803,17 @@ def _check_prices(trading_date: date) -> None:
         )
 
 
-def _cancel_resting(instrument_ids: list[int]) -> None:
-    """Cancel what rests on expired instruments (their holds are released by the matcher)."""
+def _cancel_resting() -> None:
+    """Cancel what rests on expired instruments (their holds are released by the matcher): on
+    those the run expired, and on any an earlier run expired. The cancels are asked for after
+    the run commits (they commit on their own), so a run stopped in between (a crash, a lost
+    connection) left its instruments' orders resting, their collateral held on books that no
+    longer trade, and until 2026-12-07 nothing asked for those cancels again."""
     from exchange.services.orders import orders_cancel
 
     orders_cancel(
         orders=Order.objects.filter(
-            instrument_id__in=instrument_ids, status__in=RESTING_STATUSES
+            instrument__status=Instrument.Status.EXPIRED, status__in=RESTING_STATUSES
         ).order_by("pk"),
         reason=CancelReason.INSTRUMENT_EXPIRED,
     )

@@ -805,6 +805,37 @@ def test_instruments_nobody_holds_or_priced_expire_without_a_settlement_price(fu
     assert ledger_problems() == []
 
 
+def test_orders_left_resting_on_an_expired_future_are_cancelled_when_the_day_runs_again(
+    futures,
+):
+    from exchange.selectors.funding import cash_balance
+    from ledger.models import Hold
+
+    # given a settled day, and a future expired with a bid still resting on it, its margin
+    # held: what a run that expired it leaves when it stops between its commit and its cancels
+    future = futures[0]
+    buyer = _account("lumen", "startup")
+    available = cash_balance(buyer).available
+    bid = place(buyer, future, "buy", 2, "2.00")
+    day = future.last_trading_day - timedelta(days=1)
+    settled = daily_settlement_run(trading_date=day)
+    Instrument.objects.filter(pk=future.pk).update(status=Instrument.Status.EXPIRED)
+    assert cash_balance(buyer).available < available
+    entries = Entry.objects.count()
+
+    # when the day is run again (settle_day, the schedule), finding it settled
+    cycle = daily_settlement_run(trading_date=day)
+
+    # then the day is left as it was, and the bid is cancelled and its margin released
+    assert (cycle.pk, cycle.summary) == (settled.pk, settled.summary)
+    assert Entry.objects.count() == entries
+    bid.refresh_from_db()
+    assert (bid.status, bid.done_reason) == (Order.Status.CANCELLED, "instrument_expired")
+    assert not Hold.objects.filter(status=Hold.Status.PENDING).exists()
+    assert cash_balance(buyer).available == available
+    assert ledger_problems() == []
+
+
 def test_a_resale_listing_expires_the_day_before_its_term_and_its_orders_release_their_holds(
     listing, seller, buyer
 ):
