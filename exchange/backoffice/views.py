@@ -25,7 +25,11 @@ from exchange.backoffice.roles import ALL_ROLES, Role, role_required, roles_of
 from exchange.errors import ExchangeError
 from exchange.models import AuditEntry, Instrument
 from exchange.selectors import backoffice
-from exchange.services.instruments import instrument_halt, instrument_resume
+from exchange.services.instruments import (
+    instrument_halt,
+    instrument_resume,
+    instrument_status_refusal,
+)
 from ledger.selectors import TrialBalanceCommodity, trial_balance
 
 PAGE_SIZE = 100
@@ -137,8 +141,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 # Trading status --------------------------------------------------------------------------
 
 STATUS_CHANGES = {
-    "halt": (instrument_halt, "Halt trading", "halted"),
-    "resume": (instrument_resume, "Resume trading", "resumed"),
+    "halt": (instrument_halt, "Halt trading", "halted", Instrument.Status.HALTED),
+    "resume": (instrument_resume, "Resume trading", "resumed", Instrument.Status.ACTIVE),
 }
 
 
@@ -166,8 +170,10 @@ def instrument_status(request: HttpRequest, instrument_id: int, change: str) -> 
     """A GET shows what the change does and asks for a reason; only a POST with one acts."""
     if change not in STATUS_CHANGES:
         raise Http404("Unknown status change.")
-    service, title, done = STATUS_CHANGES[change]
+    service, title, done, target = STATUS_CHANGES[change]
     instrument = get_object_or_404(Instrument, pk=instrument_id)
+    # A change its status rules out is said at once, with no reason asked and no button.
+    refusal = instrument_status_refusal(instrument=instrument, status=target)
     form = StatusChangeForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -187,6 +193,7 @@ def instrument_status(request: HttpRequest, instrument_id: int, change: str) -> 
         "title": title,
         "form": form,
         "resting_orders": backoffice.resting_orders_in(instrument),
+        "refusal": refusal.message if refusal is not None and request.method == "GET" else "",
     }
     status = 400 if form.errors else 200
     return _render(request, "backoffice/instrument_status.html", context, status=status)

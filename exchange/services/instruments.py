@@ -19,6 +19,19 @@ ALLOWED_STATUS_CHANGES = {
 }
 
 
+def instrument_status_refusal(*, instrument: Instrument, status: str) -> CatalogError | None:
+    """Why ``instrument_set_status`` would refuse to move ``instrument``, as read, to
+    ``status`` (``CATALOG_INVALID_STATUS_CHANGE``), or None: what a confirmation page says
+    before it asks for a reason. The service checks again under the row's lock."""
+    if status in ALLOWED_STATUS_CHANGES[Instrument.Status(instrument.status)]:
+        return None
+    return CatalogError(
+        CatalogErrorCode.INVALID_STATUS_CHANGE,
+        f"{instrument.symbol} cannot go from {instrument.status} to {status}.",
+        field="status",
+    )
+
+
 def instrument_set_status(
     *, instrument: Instrument, status: str, actor: User | None, reason: str = ""
 ) -> Instrument:
@@ -26,12 +39,9 @@ def instrument_set_status(
     with transaction.atomic():
         # The row lock orders this change with the matcher, which reads the status under it.
         locked = Instrument.objects.select_for_update(no_key=True).get(pk=instrument.pk)
-        if status not in ALLOWED_STATUS_CHANGES[Instrument.Status(locked.status)]:
-            raise CatalogError(
-                CatalogErrorCode.INVALID_STATUS_CHANGE,
-                f"{locked.symbol} cannot go from {locked.status} to {status}.",
-                field="status",
-            )
+        refusal = instrument_status_refusal(instrument=locked, status=status)
+        if refusal is not None:
+            raise refusal
         before = locked.status
         locked.status = status
         locked.save(update_fields=["status"])

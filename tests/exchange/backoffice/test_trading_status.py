@@ -169,6 +169,32 @@ def test_a_refused_change_is_shown_and_writes_nothing(client, operations, future
     assert not _status_audits().exists()
 
 
+@pytest.mark.parametrize(
+    ("status", "change", "message"),
+    [
+        (Instrument.Status.ACTIVE, "resume", "cannot go from active to active"),
+        (Instrument.Status.HALTED, "halt", "cannot go from halted to halted"),
+        (Instrument.Status.EXPIRED, "halt", "cannot go from expired to halted"),
+        (Instrument.Status.EXPIRED, "resume", "cannot go from expired to active"),
+    ],
+)
+def test_a_change_the_status_rules_out_is_refused_before_a_reason_is_asked(
+    client, operations, future, status, change, message
+):
+    Instrument.objects.filter(pk=future.pk).update(status=status)
+    client.force_login(operations)
+
+    response = client.get(_url(future, change))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert f"{future.symbol} {message}." in page
+    assert 'name="reason"' not in page
+    assert "Confirm:" not in page
+    assert _status(future) == status
+    assert not _status_audits().exists()
+
+
 def test_an_expired_instrument_cannot_be_resumed(client, operations, future):
     Instrument.objects.filter(pk=future.pk).update(status=Instrument.Status.EXPIRED)
     client.force_login(operations)
