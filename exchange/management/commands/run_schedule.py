@@ -22,6 +22,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, seconds: float | None, **options: Any) -> None:
+        # Before any task runs: nan never came to an end, a negative time stopped at once.
+        if seconds is not None and not seconds >= 0:
+            raise CommandError(f"--seconds must be 0 or more, not {seconds}.")
         # Celery logs every task it applies; this process says itself which did something.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         stop = threading.Event()

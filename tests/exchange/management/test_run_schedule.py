@@ -74,3 +74,15 @@ def test_it_refuses_to_run_where_celery_has_a_broker(settings):
 
     with pytest.raises(CommandError, match="celery -A exchange beat"):
         call_command("run_schedule", "--seconds", "0.1")
+
+
+# (Not nan, refused by the same test: before the check it ran until stopped, so it would hang.)
+@pytest.mark.parametrize("seconds", ["-1", "-0.5"])
+def test_a_run_time_out_of_range_is_refused_before_any_task_runs(seconds, caplog):
+    caplog.set_level(logging.INFO)
+
+    with pytest.raises(CommandError) as raised:
+        call_command("run_schedule", "--seconds", seconds)
+
+    assert str(raised.value) == f"--seconds must be 0 or more, not {float(seconds)}."
+    assert "exchange.tasks" not in caplog.text
