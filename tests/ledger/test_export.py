@@ -117,6 +117,18 @@ def test_unknown_account_is_refused(tmp_path):
 
 
 @pytest.mark.django_db
+def test_an_output_in_a_folder_that_does_not_exist_is_refused_by_name(tmp_path):
+    build_ledger()
+    output = tmp_path / "missing" / "ledger.beancount"
+
+    with pytest.raises(CommandError) as raised:
+        call_command("ledger_export", "--output", str(output), stderr=StringIO())
+
+    assert str(raised.value) == f"--output {output}: No such file or directory"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.django_db
 def test_corrupted_total_fails_bean_check(tmp_path):
     ledger = build_ledger()
     bob = ledger.accounts["bob"]

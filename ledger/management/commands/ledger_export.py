@@ -30,11 +30,15 @@ class Command(BaseCommand):
                 try:
                     with temporary.open("w", encoding="utf-8") as out:
                         count = export_beancount(out, account_codes=account)
-                except BaseException:
+                    temporary.replace(path)
+                except BaseException as error:
                     # A refused or failed export leaves nothing behind, not half a file.
                     temporary.unlink(missing_ok=True)
+                    if isinstance(error, OSError):  # No such folder, no right to write there.
+                        raise CommandError(
+                            f"--output {output}: {error.strerror or error}"
+                        ) from error
                     raise
-                temporary.replace(path)
                 self.stderr.write(f"{count} transactions written to {path}")
             else:
                 # Every line written ends with a newline, so OutputWrapper adds none.
