@@ -522,6 +522,7 @@ class OrderAdmin(ReadOnlyAdmin[Order]):
         "price",
         "quantity",
         "filled_quantity",
+        "cancelled_quantity",
         "status",
         "done_reason",
         "created_at",
@@ -541,7 +542,7 @@ class OrderAdmin(ReadOnlyAdmin[Order]):
                 str(order.account),
                 order.get_side_display(),
                 order.price if order.price is not None else "market",
-                order.quantity - order.filled_quantity,
+                order.open_quantity,  # Less what was filled and what the matcher cut.
                 order.get_status_display(),
             )
             for order in orders
@@ -561,7 +562,7 @@ class OrderAdmin(ReadOnlyAdmin[Order]):
                 "Account",
                 "Side",
                 "Price ($/GPU-hr)",
-                "Unfilled (contracts)",
+                "Open (contracts)",
                 "Status",
             ),
             rows=self._cancel_rows,

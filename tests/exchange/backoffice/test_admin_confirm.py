@@ -56,13 +56,41 @@ def test_choosing_cancel_lists_the_orders_then_the_confirmation_cancels(
 
     page = _choose(admin_client, "order", "cancel", [order.pk]).content.decode()
 
-    assert f"#{order.pk}" in page and "Unfilled (contracts)" in page
+    assert f"#{order.pk}" in page and "Open (contracts)" in page
     assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
 
     _choose(admin_client, "order", "cancel", [order.pk], confirm="1", reason="fat finger")
 
     assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
     assert AuditEntry.objects.get(action="order.cancel").reason == "fat finger"
+
+
+def test_the_cancel_confirmation_shows_what_is_still_open_of_each_order(
+    admin_client, future, seller, buyer
+):
+    from tests.exchange.matcher.test_reduce_only import _cured, _long_under_a_call
+
+    # given an order of 10 of which the matcher cut 4 (a reducing offer beyond what its
+    # position leaves to close once an ordinary offer of 4 rests beside it): 6 still open
+    long, call = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    _cured(call)
+    place(long, future, "sell", 4, "2.55")
+    place(buyer, future, "buy", 1, "2.00")  # Rests: a command that could trade.
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.open_quantity) == (Order.Status.OPEN, 6)
+    assert (reducing.quantity, reducing.cancelled_quantity) == (10, 4)
+
+    # when staff choose to cancel it
+    response = _choose(admin_client, "order", "cancel", [reducing.pk])
+
+    # then the confirmation shows the 6 that the cancel takes off the book
+    row = next(row for row in response.context["rows"] if row[0] == f"#{reducing.pk}")
+    assert row[5] == 6
+    assert "Open (contracts)" in response.content.decode()
+    # and the orders' list shows the cut beside what filled
+    listed = admin_client.get(reverse("admin:exchange_order_changelist"))
+    assert "cancelled_quantity" in listed.context["cl"].list_display
 
 
 def test_withdrawal_approval_asks_first_and_needs_no_reason(admin_client, buyer, settings):
