@@ -36,6 +36,10 @@ ModelT = TypeVar("ModelT", bound=models.Model)
 
 INSTRUMENT_BY_ID = Select([Instrument], "{t0}", "WHERE {t0}.id = %s")
 ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
+# The halted ones among the futures that options are written on.
+HALTED_AMONG = Select(
+    [Instrument], "{t0}", "WHERE {t0}.id IN ({values}) AND {t0}.status = 'halted'"
+)
 # The matcher's queue: served by the partial index on pending commands (instrument, id).
 PENDING_COMMANDS = Select(
     [OrderCommand, Order],
@@ -208,6 +212,7 @@ class Matcher:
                     settlement = self._settlements.get(instrument_id) or Settlement(instrument)
                     settlement.sync_risk_version(instrument)
                     queued.append((instrument, commands, settlement))
+                halted_underlyings = self._halted_underlyings(queued)
                 # The holds of every queue's orders in one read, so each applier finds its own
                 # loaded.
                 settlements_load(
@@ -227,8 +232,11 @@ class Matcher:
                         {c.pk for c in commands if c.kind == OrderCommand.Kind.REPLACE}
                     )
                     self._expire_due(instrument, applier, moment)
+                    halted_by = None
+                    if instrument.underlying_id is not None:
+                        halted_by = halted_underlyings.get(instrument.underlying_id)
                     for command in commands:
-                        self._run_command(instrument, command, applier)
+                        self._run_command(instrument, command, applier, halted_by)
                     batches.append((applier, commands))
                 flush_together([applier for applier, _ in batches])
         except BaseException:
@@ -241,6 +249,32 @@ class Matcher:
             self._committed(applier)
             total += len(commands)
         return total, more
+
+    @staticmethod
+    def _halted_underlyings(
+        queued: list[tuple[Instrument, list[OrderCommand], Settlement]],
+    ) -> dict[int, Instrument]:
+        """The halted futures, by id, among those the batch's options with commands are written
+        on: an option trades only while its future is not halted. One read, and none for a
+        batch of futures alone (the futures path reads nothing more).
+
+        The future's row is read, not locked: locking it would order this batch with its halt
+        but take a second instrument lock outside the id order every matching transaction and
+        the risk cycle keep. A halt committed while this batch runs (microseconds after the
+        read) lets this batch's commands match; every later batch refuses them."""
+        ids = sorted(
+            {
+                instrument.underlying_id
+                for instrument, commands, _ in queued
+                if commands
+                and instrument.kind == Instrument.Kind.OPTION
+                and instrument.underlying_id is not None
+            }
+        )
+        if not ids:
+            return {}
+        rows = cast(list[tuple[Instrument]], HALTED_AMONG.rows_in(ids))
+        return {future.pk: future for (future,) in rows}
 
     def _committed(self, applier: EventApplier) -> None:
         """After the commit: keep what the batch wrote as the in-memory state of its book."""
@@ -296,10 +330,15 @@ class Matcher:
             applier.settlement.load(missing)
 
     def _run_command(
-        self, instrument: Instrument, command: OrderCommand, applier: EventApplier
+        self,
+        instrument: Instrument,
+        command: OrderCommand,
+        applier: EventApplier,
+        halted_by: Instrument | None = None,
     ) -> None:
+        """``halted_by``: the option's future when it is halted (``_halted_underlyings``)."""
         order = command.order
-        refusal = self._refusal(instrument, command, applier.now)
+        refusal = self._refusal(instrument, command, applier.now, halted_by)
         if refusal is None and not command.cancels:
             # Before the collateral check, which may top a replace's holds up.
             refusal = self._reduce_only_enforce(instrument, command, applier)
@@ -434,9 +473,15 @@ class Matcher:
         applier.apply_reduce_only_cut(cut)
 
     @staticmethod
-    def _refusal(instrument: Instrument, command: OrderCommand, now: datetime) -> str | None:
+    def _refusal(
+        instrument: Instrument,
+        command: OrderCommand,
+        now: datetime,
+        halted_by: Instrument | None = None,
+    ) -> str | None:
         """Why a command that could trade must not reach the engine, or None. A cancel, or a
-        replace to quantity 0 (a cancel too), cannot trade: it always goes through."""
+        replace to quantity 0 (a cancel too), cannot trade: it always goes through. An option
+        whose future is halted (``halted_by``) is refused as a halted instrument is."""
         if command.cancels:
             return None
         # Trading ends at the close of the last trading day (``calendar.trading_ends_at``): an
@@ -444,7 +489,7 @@ class Matcher:
         ended = now >= calendar.trading_ends_at(instrument.last_trading_day)
         if instrument.status == Instrument.Status.EXPIRED or ended:
             return OrderRejectCode.INSTRUMENT_EXPIRED
-        if instrument.status == Instrument.Status.HALTED:
+        if instrument.status == Instrument.Status.HALTED or halted_by is not None:
             return OrderRejectCode.INSTRUMENT_HALTED
         return None
 

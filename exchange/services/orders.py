@@ -54,9 +54,14 @@ BATCH_ORDERS_MAX = 20
 # Orders one API request may cancel by id.
 BATCH_CANCELS_MAX = 100
 INSTRUMENT_BY_SYMBOL = Select([Instrument], "{t0}", "WHERE {t0}.symbol = %s")
+INSTRUMENT_BY_ID = Select([Instrument], "{t0}", "WHERE {t0}.id = %s")
 ORDERS_BY_IDS = Select([Order], "{t0}", "WHERE {t0}.id IN ({values})")
 # Instruments read for orders, by symbol.
 INSTRUMENTS_RECENT: Recent[str, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
+# The futures options are written on, by id, read for orders on the options: an option trades
+# only while its future is not halted. Forgotten, as the instruments are, when this process
+# saves an instrument (a halt or a resume); another process's within the setting's seconds.
+UNDERLYINGS_RECENT: Recent[int, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,25 @@ def _check_choice(
         )
 
 
+def _underlying_of(option: Instrument) -> Instrument | None:
+    """The future ``option`` is written on, as this process read it at most
+    ``EXCHANGE_REFERENCE_CACHE_SECONDS`` ago (the matcher checks its status again)."""
+    underlying_id = option.underlying_id
+    if underlying_id is None:
+        return None
+
+    def read() -> Instrument | None:
+        found = INSTRUMENT_BY_ID.rows([underlying_id])
+        return cast(Instrument, found[0][0]) if found else None
+
+    return UNDERLYINGS_RECENT.get(underlying_id, read)
+
+
 def _check_instrument_tradable(instrument: Instrument) -> None:
+    """Refuses an order on an instrument that does not trade: halted, expired, past the close
+    of its last trading day, or an option whose future is halted (its fair value and its
+    exercise hang on a price in doubt). Only an option reads anything more: its future, kept
+    for a few seconds (``_underlying_of``)."""
     if instrument.status == Instrument.Status.HALTED:
         raise OrderRejected(
             OrderRejectCode.INSTRUMENT_HALTED,
@@ -127,6 +150,15 @@ def _check_instrument_tradable(instrument: Instrument) -> None:
             f"trading day, {ends_at:%Y-%m-%d %H:%M} UTC.",
             field="instrument",
         )
+    if instrument.kind == Instrument.Kind.OPTION:
+        underlying = _underlying_of(instrument)
+        if underlying is not None and underlying.status == Instrument.Status.HALTED:
+            raise OrderRejected(
+                OrderRejectCode.INSTRUMENT_HALTED,
+                f"Trading in {instrument.symbol} is halted: its underlying future "
+                f"{underlying.symbol} is halted. Orders are refused until it resumes.",
+                field="instrument",
+            )
 
 
 def check_price(instrument: Instrument, price: Decimal, *, field: str = "price") -> None:
