@@ -110,6 +110,9 @@ class Instrument:
     # The close of its last trading day: orders from then on are refused, while its status
     # stays active until the daily cycle expires it.
     trading_ends_at: datetime
+    # An option's future while that future is halted: the option is halted with it (orders are
+    # refused), whatever its own status says.
+    halted_by: str | None = None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Instrument":
@@ -128,6 +131,7 @@ class Instrument:
             option_type=data.get("option_type") or "",
             strike=_decimal(data.get("strike")),
             trading_ends_at=datetime.fromisoformat(data["trading_ends_at"].replace("Z", "+00:00")),
+            halted_by=data.get("halted_by"),
         )
 
 

@@ -41,6 +41,15 @@ class InstrumentSerializer(serializers.ModelSerializer):
     sku = serializers.CharField(source="sku.code")
     region = serializers.CharField(source="region.code")
     underlying = serializers.CharField(source="underlying.symbol", allow_null=True, default=None)
+    halted_by = serializers.CharField(
+        source="halted_by.symbol",
+        allow_null=True,
+        default=None,
+        read_only=True,
+        help_text="For an option whose future is halted, the future's symbol: the option is "
+        "halted with it (an order is refused with ORDER_INSTRUMENT_HALTED) until it resumes, "
+        "while its own status stays as it is. Null otherwise.",
+    )
     trading_ends_at = serializers.DateTimeField(
         read_only=True,
         help_text="When it stops trading: the close of its last trading day (UTC). An order "
@@ -67,6 +76,7 @@ class InstrumentSerializer(serializers.ModelSerializer):
             "trading_ends_at",
             "settlement",
             "underlying",
+            "halted_by",
             "option_type",
             "strike",
         ]
@@ -293,6 +303,18 @@ class Curve(APIView):
 
 class ChainSideSerializer(serializers.Serializer):
     symbol = serializers.CharField(source="option.symbol")
+    status = serializers.ChoiceField(
+        choices=Instrument.Status.choices,
+        source="option.status",
+        help_text="The option's own status, as in GET /api/v1/instruments/.",
+    )
+    halted_by = serializers.CharField(
+        source="option.halted_by.symbol",
+        allow_null=True,
+        default=None,
+        help_text="The future's symbol while the future is halted (its options are halted "
+        "with it), else null.",
+    )
     bid = serializers.DecimalField(**PRICE, source="quote.best_bid.price", allow_null=True)
     ask = serializers.DecimalField(**PRICE, source="quote.best_ask.price", allow_null=True)
     last = serializers.DecimalField(**PRICE, source="quote.last_price", allow_null=True)

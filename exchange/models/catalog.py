@@ -226,3 +226,16 @@ class Instrument(models.Model):
         (``calendar.trading_ends_at``), whatever its status says until the daily cycle
         expires it."""
         return calendar.trading_ends_at(self.last_trading_day)
+
+    @property
+    def halted_by(self) -> "Instrument | None":
+        """The future that halts this option: an option trades only while its future is not
+        halted, whatever its own status (which a halt or a resume of the future leaves as it
+        is). None for a future, or while the future is not halted. Reads the future unless it
+        was selected with the option (``select_related("underlying")``)."""
+        if self.kind != Instrument.Kind.OPTION or self.underlying_id is None:
+            return None
+        underlying = self.underlying
+        if underlying is None or underlying.status != Instrument.Status.HALTED:
+            return None
+        return underlying

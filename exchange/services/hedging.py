@@ -9,7 +9,9 @@ month's forward. A month priced at 0 (a settlement price set to 0) has no price 
 and is one the lognormal model cannot start from: it is left out of the costs, its legs
 unavailable with the reason. A halted future is not bought (an order on it is refused until trading
 resumes): its leg says so with 0 contracts, and the strip's costs leave that month to its
-price; its options, which trade on their own, still cap it.
+price. Its options are halted with it (an option trades only while its future is not halted):
+that month's call and put legs are unavailable with the reason, and the cap and collar leave
+the month to its price too.
 Volatility and rate default to ``EXCHANGE_DEFAULT_VOLATILITY`` and ``EXCHANGE_RISK_FREE_RATE``.
 
 The cap's calls and the collar's puts are aimed 10% over and under each month's forward
@@ -91,10 +93,15 @@ def order_split(contracts: int, lot_size: int, quantity_max: int) -> tuple[Order
 
 
 def _unorderable(instrument: Instrument) -> str:
-    """Why no order on ``instrument`` can be placed, or empty: halted, or a maximum order size
-    under one lot (every quantity is refused)."""
+    """Why no order on ``instrument`` can be placed, or empty: halted, an option whose future
+    is halted, or a maximum order size under one lot (every quantity is refused)."""
     if instrument.status == Instrument.Status.HALTED:
         return _halted(instrument)
+    if (future := instrument.halted_by) is not None:
+        return (
+            f"{instrument.symbol} is halted with its future: {future.symbol} is halted, and an "
+            f"order on one of its options is refused until it resumes"
+        )
     if instrument.quantity_max < instrument.lot_size:
         return (
             f"{instrument.symbol} accepts orders of at most {instrument.quantity_max} contracts, "
@@ -544,8 +551,8 @@ def hedge_recommendation(
         )
     except hedge.HedgeInputError as error:
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
-    # The options hedge the need whatever the strip can buy: a halted future's month still
-    # has its calls (its options trade on their own).
+    # The options hedge the need whatever the strip can buy, except on a halted future: its
+    # options are halted with it, and their legs are unavailable (`_choose`).
     call_legs = _legs(calls, gpus, result.call_values, on)
     put_legs = _legs(puts, gpus, result.put_values, on)
     if unpriced:

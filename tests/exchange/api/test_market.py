@@ -201,6 +201,27 @@ def test_a_market_data_parameter_given_empty_or_twice_is_400_with_the_field(
     assert error_of(response) == (400, "INVALID_INPUT", field)
 
 
+def test_an_option_whose_future_is_halted_says_so_and_keeps_its_own_status(listed):
+    """An option trades only while its future is not halted; its status stays its own (a
+    resume of the future must not resume an option staff halted), and ``halted_by`` names the
+    future that halts it."""
+    front, call = listed["front"], listed["call"]
+    instrument_set_status(instrument=front, status=Instrument.Status.HALTED, actor=None)
+
+    rows = {row["symbol"]: row for row in get("/instruments/").json()}
+    detail = get(f"/instruments/{call.symbol}/").json()
+
+    assert (rows[call.symbol]["status"], rows[call.symbol]["halted_by"]) == (
+        "active",
+        front.symbol,
+    )
+    assert (detail["status"], detail["halted_by"]) == ("active", front.symbol)
+    assert (rows[front.symbol]["status"], rows[front.symbol]["halted_by"]) == ("halted", None)
+
+    instrument_set_status(instrument=front, status=Instrument.Status.ACTIVE, actor=None)
+    assert get(f"/instruments/{call.symbol}/").json()["halted_by"] is None
+
+
 def test_instrument_detail_and_404(listed):
     response = get(f"/instruments/{listed['put'].symbol}/")
 
@@ -689,6 +710,29 @@ def test_chain_without_a_settlement_is_valued_at_the_future_s_mid(future, chain,
     assert body["forward"] == "2.450000"
     fair = float(body["rows"][2]["call"]["fair_value"])
     assert abs(fair - black76.price(2.45, 2.75, years, RATE, DEFAULT_VOLATILITY, True)) <= 0.0005
+
+
+def test_chain_says_which_options_are_halted_and_by_what(future, chain):
+    # given the 2.25 call halted on its own
+    halted = next(o for o in chain if o.option_type == "call" and o.strike == Decimal("2.25"))
+    instrument_set_status(instrument=halted, status=Instrument.Status.HALTED, actor=None)
+
+    # when the chain is read, then again with the future halted
+    before = get(f"/instruments/{future.symbol}/chain/").json()
+    instrument_set_status(instrument=future, status=Instrument.Status.HALTED, actor=None)
+    after = get(f"/instruments/{future.symbol}/chain/").json()
+
+    # then each side shows its own status, and the future that halts it while it is halted
+    sides = [row[side] for row in before["rows"] for side in ("call", "put")]
+    assert [(side["status"], side["halted_by"]) for side in sides] == [
+        ("halted", None),
+        *[("active", None)] * 5,
+    ]
+    sides = [row[side] for row in after["rows"] for side in ("call", "put")]
+    assert [(side["status"], side["halted_by"]) for side in sides] == [
+        ("halted", future.symbol),
+        *[("active", future.symbol)] * 5,
+    ]
 
 
 def test_chain_without_any_price_has_no_fair_values(future, chain):

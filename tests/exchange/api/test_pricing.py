@@ -875,8 +875,22 @@ def test_a_halted_future_is_not_bought_and_the_result_says_why(strip, chains):
     forwards = [Decimal("2.40"), Decimal("2.25"), Decimal("2.10")]
     fixed = sum(8 * hour * forward for hour, forward in zip(hours, forwards, strict=True))
     assert Decimal(body["futures"]["worst_case_cost"]) > fixed
-    # and its options, which trade on their own, still cap the month
-    assert body["cap"]["calls"][1]["available"] is True
+    # and its options, halted with it (an order on one is refused), are not recommended
+    # either: the month's call and put say why
+    # (the cap's call there: the lowest at or above 2.475, 10% over its 2.25)
+    aimed = chains[(strip[1].symbol, "call", Decimal("2.50"))]
+    call, put = body["cap"]["calls"][1], body["collar"]["puts"][1]
+    reason = (
+        f"{aimed.symbol} is halted with its future: {strip[1].symbol} is halted, and an order "
+        "on one of its options is refused until it resumes"
+    )
+    assert (call["available"], call["symbol"], call["contracts"]) == (False, None, 0)
+    assert call["reason"] == reason
+    floor = chains[(strip[1].symbol, "put", Decimal("2.00"))]  # At or below 2.025.
+    assert (put["available"], put["symbol"]) == (False, None)
+    assert put["reason"] == reason.replace(aimed.symbol, floor.symbol)
+    # while the other month's options still cap it
+    assert body["cap"]["calls"][0]["available"] is True
 
 
 def test_a_halted_option_leaves_its_leg_unavailable_saying_so(strip, chains):

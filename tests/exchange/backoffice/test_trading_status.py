@@ -75,6 +75,16 @@ def test_a_get_only_asks_for_confirmation(client, operations, future, buyer):
     assert not _status_audits().exists()
 
 
+def test_halting_a_future_says_its_options_halt_with_it(client, operations, future, call):
+    client.force_login(operations)
+
+    future_page = client.get(_url(future, "halt")).content.decode()
+    option_page = client.get(_url(call, "halt")).content.decode()
+
+    assert "Its options are halted with it" in future_page
+    assert "Its options are halted with it" not in option_page
+
+
 @pytest.mark.parametrize("reason", ["", "   "])
 def test_a_post_without_a_reason_is_refused_next_to_the_field(client, operations, future, reason):
     client.force_login(operations)

@@ -1044,3 +1044,22 @@ def test_a_halted_instrument_says_so_and_refuses_orders_with_the_named_code(clie
     assert "is halted" in page
     assert "INSTRUMENT_HALTED" in " ".join(response.context["form"].non_field_errors())
     assert Order.objects.count() == 0
+
+
+def test_an_option_whose_future_is_halted_says_so_and_refuses_orders(client, future, call, alice):
+    """An option trades only while its future is not halted: its page says it is halted with
+    the future, and the future's chain marks its options halted."""
+    future.status = "halted"
+    future.save(update_fields=["status"])
+    client.force_login(alice)
+
+    page = client.get(reverse("web:instrument", args=[call.symbol])).content.decode()
+    chain = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+    response = _refused(client, _place(client, call, price="0.10"))
+
+    assert "Halted with its future" in page
+    assert f"its future {future.symbol} is halted" in page
+    assert '<span class="halted">halted</span>' in chain
+    assert "its options with it" in chain
+    assert "INSTRUMENT_HALTED" in " ".join(response.context["form"].non_field_errors())
+    assert Order.objects.count() == 0
