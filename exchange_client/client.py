@@ -183,6 +183,9 @@ class Order:
     status: str
     reject_code: str
     done_reason: str
+    # Reducing (placed under a margin call, or by a liquidation): no margin, no fee, and it
+    # fills no more than closes the position (the rest is cancelled, reduce_only_exceeded).
+    reduce_only: bool
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Order":
@@ -202,6 +205,7 @@ class Order:
             status=data["status"],
             reject_code=data.get("reject_code") or "",
             done_reason=data.get("done_reason") or "",
+            reduce_only=bool(data["reduce_only"]),
         )
 
     @property

@@ -107,6 +107,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "status",
             "reject_code",
             "done_reason",
+            "reduce_only",
             "expires_at",
             "created_at",
             "updated_at",
@@ -115,6 +116,14 @@ class OrderSerializer(serializers.ModelSerializer):
         # Not the model's help text (filled + cancelled + still open), which a rejected order
         # is not; that text stays until a migration of the model's fields is due.
         extra_kwargs = {
+            "reduce_only": {
+                "help_text": (
+                    "Accepted as reducing a position (placed under a margin call, or by a "
+                    "liquidation): it holds no margin and pays no fee, and fills no more than "
+                    "closes the account's position (the rest is cancelled: done_reason "
+                    "reduce_only_exceeded)."
+                )
+            },
             "quantity": {
                 "help_text": (
                     "Contracts the order asked for; a replace sets it to filled + cancelled + "
@@ -122,7 +131,7 @@ class OrderSerializer(serializers.ModelSerializer):
                     "cancelled_quantity + open_quantity: a rejected order keeps the quantity it "
                     "asked for, none of it filled, cancelled or open."
                 )
-            }
+            },
         }
 
 

@@ -97,6 +97,7 @@ def order_message(symbol: str, order: Order) -> Message:
         "average_price": price_text(order.average_fill_price),
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
+        "reduce_only": order.reduce_only,
         "updated_at": time_text(order.updated_at),
     }
 

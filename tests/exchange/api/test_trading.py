@@ -132,6 +132,7 @@ def test_a_limit_order_that_does_not_cross_rests_and_is_created(api, future, buy
         "status": "open",
         "reject_code": "",
         "done_reason": "",
+        "reduce_only": False,
         "expires_at": None,
         "created_at": body["order"]["created_at"],
         "updated_at": body["order"]["updated_at"],

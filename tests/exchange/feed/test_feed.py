@@ -74,6 +74,7 @@ def order_as_pushed(order: Order) -> dict:
         ),
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
+        "reduce_only": order.reduce_only,
         "updated_at": as_rest(order.updated_at),
     }
 
