@@ -168,13 +168,19 @@ class Trade:
 
 @dataclass(frozen=True)
 class Order:
+    """An order as the API answers it; ``Order.of_message`` reads the feed's "order" message."""
+
     id: int
     client_order_id: str | None
     instrument: str
     side: str
     type: str
     time_in_force: str
+    post_only: bool
+    self_trade_prevention: str
     price: Decimal | None
+    # A market order's worst fill price (None for a limit order).
+    protection_price: Decimal | None
     quantity: int
     filled_quantity: int
     cancelled_quantity: int
@@ -186,6 +192,9 @@ class Order:
     # Reducing (placed under a margin call, or by a liquidation): no margin, no fee, and it
     # fills no more than closes the position (the rest is cancelled, reduce_only_exceeded).
     reduce_only: bool
+    expires_at: datetime | None  # A GTD order's.
+    created_at: datetime | None
+    updated_at: datetime | None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Order":
@@ -196,7 +205,10 @@ class Order:
             side=data["side"],
             type=data["type"],
             time_in_force=data["time_in_force"],
+            post_only=bool(data["post_only"]),
+            self_trade_prevention=data["self_trade_prevention"],
             price=_decimal(data.get("price")),
+            protection_price=_decimal(data.get("protection_price")),
             quantity=int(data["quantity"]),
             filled_quantity=int(data["filled_quantity"]),
             cancelled_quantity=int(data["cancelled_quantity"]),
@@ -206,7 +218,18 @@ class Order:
             reject_code=data.get("reject_code") or "",
             done_reason=data.get("done_reason") or "",
             reduce_only=bool(data["reduce_only"]),
+            expires_at=_datetime(data.get("expires_at")),
+            created_at=_datetime(data.get("created_at")),
+            updated_at=_datetime(data.get("updated_at")),
         )
+
+    @classmethod
+    def of_message(cls, message: dict[str, Any]) -> "Order":
+        """The order of a feed's "order" message, which names the order's type ``order_type``
+        (its ``type`` is the message's)."""
+        if message.get("type") != "order":
+            raise ValueError(f"Not an order message: {message.get('type')!r}.")
+        return cls.of({**message, "type": message["order_type"]})
 
     @property
     def is_live(self) -> bool:

@@ -81,15 +81,23 @@ def trade_message(symbol: str, trade: Trade) -> Message:
 
 
 def order_message(symbol: str, order: Order) -> Message:
-    """An order as the matcher wrote it (its state at the end of a batch)."""
+    """An order as the matcher wrote it (its state at the end of a batch): every field of the
+    REST API's order, the order's own ``type`` as ``order_type`` (``type`` is the message's).
+    What the matcher never changes is repeated too, so that an order the client did not place
+    itself (a liquidation, a pool's, one from the web UI) reads whole from its first message."""
     return {
         "type": "order",
         "id": order.pk,
         "client_order_id": order.client_order_id,
         "instrument": symbol,
         "side": order.side,
+        "order_type": order.type,
+        "time_in_force": order.time_in_force,
+        "post_only": order.post_only,
+        "self_trade_prevention": order.self_trade_prevention,
         "status": order.status,
         "price": price_text(order.price),
+        "protection_price": price_text(order.protection_price),
         "quantity": order.quantity,
         "filled_quantity": order.filled_quantity,
         "cancelled_quantity": order.cancelled_quantity,
@@ -98,6 +106,8 @@ def order_message(symbol: str, order: Order) -> Message:
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
         "reduce_only": order.reduce_only,
+        "expires_at": None if order.expires_at is None else time_text(order.expires_at),
+        "created_at": time_text(order.created_at),
         "updated_at": time_text(order.updated_at),
     }
 

@@ -1,6 +1,8 @@
 """An order reads the same through the REST API, the push feed's ``order`` message and the
 typed client's ``Order``: every field the API gives, in all three."""
 
+from dataclasses import fields
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -8,6 +10,7 @@ from django.utils import timezone
 
 from exchange.feed.messages import order_message
 from exchange.models import MarginCall, Order
+from exchange_client import Order as ClientOrder
 from tests.exchange.api.test_client_pools import client_of
 from tests.exchange.conftest import _account
 from tests.exchange.support import place
@@ -54,3 +57,40 @@ def test_a_reducing_order_says_so_in_the_api_the_feed_and_the_client(future, sel
     pushed = order_message(future.symbol, Order.objects.get(pk=reducing.id))
     assert pushed["reduce_only"] is True
     assert order_message(future.symbol, Order.objects.get(pk=ordinary.id))["reduce_only"] is False
+
+
+def test_the_client_order_and_the_feed_message_carry_every_field_of_the_api_order(
+    future, buyer, seller
+):
+    # given a GTD bid and a market buy that takes an ask, each placed through the client
+    client = client_of(buyer.organization)
+    expires_at = timezone.now() + timedelta(days=2)
+    gtd = client.place_order(
+        instrument=future.symbol,
+        side="buy",
+        quantity=2,
+        price=Decimal("2.40"),
+        time_in_force="gtd",
+        expires_at=expires_at,
+        post_only=True,
+        self_trade_prevention="cancel_oldest",
+        client_order_id="gtd-1",
+    ).order
+    place(seller, future, "sell", 1, "2.50")
+    market = client.place_order(instrument=future.symbol, side="buy", quantity=1, type="market")
+    market_order = market.order
+
+    for order in (gtd, market_order):
+        # when the order is read over REST, and as the feed pushes it
+        rest = client.request("GET", f"orders/{order.id}/")[1]
+        pushed = order_message(future.symbol, Order.objects.get(pk=order.id))
+
+        # then the client's Order has a field for each of the API's, and the feed's message
+        # carries each of them too, read back to the same Order
+        assert {field.name for field in fields(ClientOrder)} == set(rest)
+        assert set(pushed) - {"type", "order_type"} == set(rest) - {"type"}
+        assert ClientOrder.of_message(pushed) == ClientOrder.of(rest) == client.order(order.id)
+    assert (gtd.post_only, gtd.self_trade_prevention) == (True, "cancel_oldest")
+    assert gtd.expires_at == expires_at
+    assert gtd.created_at is not None and gtd.updated_at is not None
+    assert (market_order.type, market_order.protection_price) == ("market", Decimal("2.75"))

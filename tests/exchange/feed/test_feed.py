@@ -63,8 +63,15 @@ def order_as_pushed(order: Order) -> dict:
         "client_order_id": order.client_order_id,
         "instrument": order.instrument.symbol,
         "side": order.side,
+        "order_type": order.type,
+        "time_in_force": order.time_in_force,
+        "post_only": order.post_only,
+        "self_trade_prevention": order.self_trade_prevention,
         "status": order.status,
         "price": f"{order.price:.6f}",
+        "protection_price": (
+            None if order.protection_price is None else f"{order.protection_price:.6f}"
+        ),
         "quantity": order.quantity,
         "filled_quantity": order.filled_quantity,
         "cancelled_quantity": order.cancelled_quantity,
@@ -75,6 +82,8 @@ def order_as_pushed(order: Order) -> dict:
         "reject_code": order.reject_code,
         "done_reason": order.done_reason,
         "reduce_only": order.reduce_only,
+        "expires_at": None if order.expires_at is None else as_rest(order.expires_at),
+        "created_at": as_rest(order.created_at),
         "updated_at": as_rest(order.updated_at),
     }
 
@@ -244,12 +253,12 @@ def test_orders_channel_sends_fills_and_order_changes_to_the_key_organization_on
     assert seller_pushed == [fill_as_pushed(trade, ask, "maker"), order_as_pushed(ask)]
     assert buyer_pushed[1]["status"] == seller_pushed[1]["status"] == Order.Status.FILLED
     assert quiet == [True, True, True]  # Nothing more, and nothing at all for the third.
-    # and each order message says what the REST API says of the order, field for field
+    # and each order message is the REST API's order, every field of it (the order's type
+    # named order_type, type being the message's)
     for pushed, order in ((buyer_pushed[1], bid), (seller_pushed[1], ask)):
         rest = api_client_of(order.account).get(f"/api/v1/orders/{order.pk}/").json()
-        assert {key: rest[key] for key in pushed if key != "type"} == {
-            key: value for key, value in pushed.items() if key != "type"
-        }
+        fields = {key: value for key, value in pushed.items() if key not in {"type", "order_type"}}
+        assert {**fields, "type": pushed["order_type"]} == rest
         assert (pushed["open_quantity"], pushed["average_price"]) == (0, "2.500000")
 
 
