@@ -4,9 +4,11 @@
 # mypy: allow-subclassing-any
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from exchange.api.errors import not_found
@@ -101,6 +103,38 @@ class QuerySerializer(serializers.Serializer):
             if self.initial_data.get(name) == "":
                 raise serializers.ValidationError({name: "Give a value or leave it out."})
         return attrs
+
+
+# DRF drops a body key it does not know, and the request is then done without it: a cancel-all
+# whose instrument was misspelt ("symbol") would cancel the orders of every instrument, an order
+# sent with a flag the endpoint does not take ("reduce_only") be placed as an ordinary one. A
+# ``BodySerializer`` refuses such a key as malformed (400, the key as the field) before anything
+# is done. Its docstring is the schema's description of each body that does not have its own.
+class BodySerializer(serializers.Serializer):
+    """A JSON body: a key that is none of its properties is refused (400 INVALID_INPUT)."""
+
+    default_error_messages = {"unknown_field": "Not a field of this request: {name}."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(name) for name in data.keys() - self.fields.keys())
+            if unknown:
+                message = self.error_messages["unknown_field"].format(name=unknown[0])
+                raise serializers.ValidationError({unknown[0]: [message]})
+        return super().to_internal_value(data)
+
+
+# drf-spectacular's ``__init_subclass__`` (its extension registry) is unannotated.
+class BodySchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """A ``BodySerializer``'s schema says what it refuses: no key beyond its properties."""
+
+    target_class = BodySerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = False
+        return schema
 
 
 class CodeRelatedField(serializers.SlugRelatedField):

@@ -36,6 +36,7 @@ from exchange.api.errors import (
     not_found,
 )
 from exchange.api.fields import (
+    BodySerializer,
     BooleanInputField,
     CodeRelatedField,
     DecimalStringField,
@@ -233,7 +234,7 @@ class AwareDateTimeField(serializers.DateTimeField):
         return aware
 
 
-class OrderCreateSerializer(serializers.Serializer):
+class OrderCreateSerializer(BodySerializer):
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="Its symbol.")
     side = serializers.ChoiceField(choices=Side.choices)
     type = serializers.ChoiceField(choices=Order.Type.choices, default=Order.Type.LIMIT)
@@ -277,7 +278,7 @@ class OrderCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class OrderBatchSerializer(serializers.Serializer):
+class OrderBatchSerializer(BodySerializer):
     orders = OrderCreateSerializer(
         many=True,
         min_length=1,
@@ -299,7 +300,7 @@ class BatchResultsSerializer(serializers.Serializer):
     results = BatchResultSerializer(many=True, help_text="One per order, in the batch's order.")
 
 
-class CancelBatchSerializer(serializers.Serializer):
+class CancelBatchSerializer(BodySerializer):
     order_ids = serializers.ListField(
         child=IntegerInputField(min_value=1, max_value=ID_MAX),
         min_length=1,
@@ -460,14 +461,14 @@ OrderPageSerializer = page_of(OrderSerializer, "OrderPage")
 FillPageSerializer = page_of(FillSerializer, "FillPage")
 
 
-class OrderReplaceSerializer(serializers.Serializer):
+class OrderReplaceSerializer(BodySerializer):
     price = PriceInputField(help_text="The new price, $/GPU-hr.")
     quantity = IntegerInputField(
         min_value=0, help_text="The new open quantity in contracts; 0 cancels the order."
     )
 
 
-class CancelAllSerializer(serializers.Serializer):
+class CancelAllSerializer(BodySerializer):
     instrument = TextField(
         max_length=SYMBOL_LENGTH_MAX,
         required=False,
@@ -479,7 +480,7 @@ class CancelledSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField(help_text="How many live orders were asked to cancel.")
 
 
-class CancelAllAfterSerializer(serializers.Serializer):
+class CancelAllAfterSerializer(BodySerializer):
     timeout_seconds = IntegerInputField(
         help_text=f"Cancel every live order this many seconds from now unless armed again: "
         f"{cancel_after.TIMEOUT_SECONDS_MIN} to {cancel_after.TIMEOUT_SECONDS_MAX}; 0 disarms."

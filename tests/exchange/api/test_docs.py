@@ -68,3 +68,22 @@ def test_the_schema_gives_a_pools_name_the_length_the_service_takes(client):
     name = schema["components"]["schemas"]["PoolCreateRequest"]["properties"]["name"]
 
     assert f"1 to {NAME_LENGTH_MAX} characters" in name["description"]
+
+
+def test_the_schema_says_which_bodies_refuse_a_key_they_do_not_take(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+    strict = {
+        "OrderCreateRequest",
+        "OrderBatchRequest",
+        "OrderReplaceRequest",
+        "CancelAllRequest",
+        "CancelBatchRequest",
+        "CancelAllAfterRequest",
+    }
+
+    assert {name for name in strict if components[name].get("additionalProperties") is False} == (
+        strict
+    )
+    # Each keeps a description of its own, not the reason the base class refuses such keys.
+    assert all("DRF" not in components[name].get("description", "") for name in strict)

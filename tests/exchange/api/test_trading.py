@@ -1794,3 +1794,51 @@ def test_a_gtd_order_expiring_now_or_before_is_422_expiry_in_past(
         "expires_at",
     )
     assert row_counts().orders == before.orders
+
+
+@pytest.mark.django_db
+def test_a_body_key_the_endpoint_does_not_take_is_refused_and_nothing_is_done(
+    api, buyer, futures, row_counts
+):
+    # given a live bid in each of two instruments
+    first, second = futures[0], futures[1]
+    bids = [place(buyer, instrument, "buy", 1, "2.40") for instrument in (first, second)]
+    before = row_counts()
+    order = {"instrument": first.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
+
+    # when requests carry a key their endpoint does not take: a cancel-all's instrument
+    # misspelt, an order or a batch's order with a flag no order takes, a replace with one
+    answers = [
+        api.post(CANCEL_ALL, {"symbol": first.symbol}, format="json"),
+        api.post(ORDERS, {**order, "reduce_only": True}, format="json"),
+        api.post(f"{ORDERS}?dry_run=true", {**order, "reduce_only": True}, format="json"),
+        api.post(
+            f"{ORDERS}batch/", {"orders": [order, {**order, "reduceOnly": True}]}, format="json"
+        ),
+        api.post(f"{ORDERS}batch/", {"orders": [order], "atomic": True}, format="json"),
+        api.post(
+            f"{order_url(bids[0].pk)}replace/",
+            {"price": "2.45", "quantity": 1, "post_only": True},
+            format="json",
+        ),
+        api.post(f"{ORDERS}batch/cancel/", {"order_ids": [bids[0].pk], "all": True}, format="json"),
+        api.post(f"{ORDERS}cancel-all-after/", {"timeout_seconds": 60, "x": 1}, format="json"),
+    ]
+
+    # then each is malformed, naming the key, and nothing was placed, changed or cancelled
+    assert [(answer.status_code, answer.json()["error"]["field"]) for answer in answers] == [
+        (400, "symbol"),
+        (400, "reduce_only"),
+        (400, "reduce_only"),
+        (400, "orders.1.reduceOnly"),
+        (400, "atomic"),
+        (400, "post_only"),
+        (400, "all"),
+        (400, "x"),
+    ]
+    assert {answer.json()["error"]["code"] for answer in answers} == {"INVALID_INPUT"}
+    assert row_counts() == before
+    for bid in bids:
+        bid.refresh_from_db()
+        assert (bid.status, bid.price) == (Order.Status.OPEN, Decimal("2.40"))
+    assert api.get(f"{ORDERS}cancel-all-after/").json()["armed"] is False
