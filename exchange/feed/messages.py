@@ -84,7 +84,7 @@ def order_message(symbol: str, order: Order) -> Message:
     """An order as the matcher wrote it (its state at the end of a batch): every field of the
     REST API's order, the order's own ``type`` as ``order_type`` (``type`` is the message's).
     What the matcher never changes is repeated too, so that an order the client did not place
-    itself (a liquidation, a pool's, one from the web UI) reads whole from its first message."""
+    itself (a liquidation, one from the web UI) reads whole from its first message."""
     return {
         "type": "order",
         "id": order.pk,

@@ -198,7 +198,10 @@ def _events(layer: BaseChannelLayer, feed: BatchFeed) -> dict[str, list[Message]
         events[instrument_group(feed.instrument.pk)] = feed.public
     organizations = account_organizations({account_id for account_id, _ in feed.private})
     for account_id, message in feed.private:
-        group = organization_group(organizations[account_id])
+        organization_id = organizations[account_id]
+        if organization_id is None:  # A pool's account: not on the organization's channel.
+            continue
+        group = organization_group(organization_id)
         if _heard(layer, group):
             events.setdefault(group, []).append(message)
     return events

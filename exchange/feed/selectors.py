@@ -4,11 +4,13 @@ from exchange.feed.messages import BOOK_LEVELS, Message, book_message
 from exchange.models import Account, Instrument
 from exchange.selectors.market import book_depth
 
-# Accounts never change organization and are never deleted, so their organization is
-# remembered for the life of the process; the bound only keeps a long-lived matcher's memory
-# flat (the map is emptied and refilled when it is reached).
+# Accounts never change organization or name and are never deleted, so whose channel hears
+# them is remembered for the life of the process; the bound only keeps a long-lived matcher's
+# memory flat (the map is emptied and refilled when it is reached).
 ACCOUNT_ORGANIZATIONS_MAX = 100_000
-_account_organizations: dict[int, int] = {}
+_account_organizations: dict[int, int | None] = {}
+# The account whose orders an organization trades through the API (``account_main``).
+MAIN_ACCOUNT_NAME = "main"
 
 
 def book_snapshot(instrument: Instrument) -> Message:
@@ -24,15 +26,21 @@ def book_snapshot(instrument: Instrument) -> Message:
     return book_message(instrument.symbol, sequence, bids, asks)
 
 
-def account_organizations(account_ids: set[int]) -> dict[int, int]:
-    """The organization id of each account: one query for accounts not seen before."""
+def account_organizations(account_ids: set[int]) -> dict[int, int | None]:
+    """The organization whose orders channel hears each account: its organization for a main
+    account, None for another (a sponsor's pool account), whose orders and fills the REST API's
+    orders and fills do not list either. One query for accounts not seen before."""
     missing = account_ids - _account_organizations.keys()
     if missing:
         if len(_account_organizations) + len(missing) > ACCOUNT_ORGANIZATIONS_MAX:
             _account_organizations.clear()
             missing = set(account_ids)
+        accounts = Account.objects.filter(pk__in=missing).values_list(
+            "pk", "organization_id", "name"
+        )
         _account_organizations.update(
-            Account.objects.filter(pk__in=missing).values_list("pk", "organization_id")
+            (account_id, organization_id if name == MAIN_ACCOUNT_NAME else None)
+            for account_id, organization_id, name in accounts
         )
     return {account_id: _account_organizations[account_id] for account_id in account_ids}
 

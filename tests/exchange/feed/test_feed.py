@@ -23,6 +23,15 @@ from exchange.asgi import application
 from exchange.feed.selectors import book_snapshot
 from exchange.models import Instrument, Order, Trade
 from exchange.services.api_keys import api_key_create, api_key_revoke, signature_for
+from exchange.services.participants import account_main, member_add
+from exchange.services.pools import (
+    demand_submit,
+    pool_create,
+    pool_cut_off,
+    pool_fund,
+    pool_member_add,
+)
+from tests.exchange.pools.support import sponsor_organization, startup
 from tests.exchange.support import free_port, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -631,3 +640,59 @@ def test_orders_channel_refuses_an_address_the_keys_allowlist_refuses_with_4403(
 
     assert welcome["type"] == "subscribed"
     assert (error["code"], code) == ("AUTH_IP_NOT_ALLOWED", 4403)
+
+
+def test_orders_channel_carries_the_main_accounts_orders_not_a_pools(future, seller):
+    # given a sponsor listening to its orders channel, whose pool has a member's demand
+    sponsor = sponsor_organization()
+    main = account_main(sponsor)
+    sam = member_add(
+        organization=sponsor, username="sam", email="sam@foundry.example", password="x-2026"
+    ).user
+    pool = pool_create(
+        sponsor=sponsor,
+        name="Seed GPUs",
+        subsidy_percent=Decimal("10"),
+        credit_line=Decimal("20000"),
+        actor=sam,
+    )
+    pool_fund(pool=pool, amount=Decimal("500000"), actor=sam)
+    ada = pool_member_add(pool=pool, organization=startup("ada", "200000"), priority=10, actor=sam)
+    demand_submit(
+        member=ada,
+        sku=future.sku,
+        region=future.region,
+        months=[future.delivery_start],
+        gpus=2,
+        limit_price=Decimal("2.50"),
+        actor=None,
+    )
+    place(seller, future, "sell", 3, "2.45")
+    token = token_for(main)
+
+    async def scenario():
+        feed = await connected(
+            WebsocketCommunicator(application, ORDERS_PATH, headers=bearer(token))
+        )
+        await feed.receive_json_from()  # subscribed
+        # when the pool's cut-off buys on the pool's account, then the sponsor's main account
+        # buys the rest for itself
+        await database_sync_to_async(pool_cut_off)(pool=pool, actor=None)
+        own = await database_sync_to_async(place)(main, future, "buy", 1, "2.45")
+        pushed = [await feed.receive_json_from() for _ in range(2)]
+        quiet = await feed.receive_nothing()
+        await feed.disconnect()
+        return own, pushed, quiet
+
+    own, pushed, quiet = async_to_sync(scenario)()
+
+    # then the channel said only what the REST API's orders and fills say: the main account's
+    pool_orders = Order.objects.exclude(account=main).filter(account__organization=sponsor)
+    assert pool_orders.exists()
+    assert [
+        (message["type"], message.get("order_id", message.get("id"))) for message in pushed
+    ] == [
+        ("fill", own.pk),
+        ("order", own.pk),
+    ]
+    assert quiet
