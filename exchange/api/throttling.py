@@ -138,7 +138,10 @@ class PerKeyRateThrottle(SimpleRateThrottle):
         self.key = self.get_cache_key(request, view)
         # A view doing the work of several requests in one (a batch of orders) says how many.
         weigh = getattr(view, "rate_weight", None)
-        weight = weigh(request) if weigh is not None else 1
+        # A batch heavier than a whole window would never fit, and be refused for ever with a
+        # Retry-After that promised otherwise: it counts as the whole window, and goes through
+        # when the window is untouched.
+        weight = min(weigh(request), self.num_requests) if weigh is not None else 1
         hit = window_hit(self.key, self.duration, limit=self.num_requests, weight=weight)
         self._tell(view, hit)
         return hit.allowed

@@ -503,3 +503,23 @@ def test_a_cancel_batch_by_client_order_ids_counts_one_request_per_id(
     first = api.post(CANCEL_BATCH, {"client_order_ids": ["a", "b"]}, format="json")
 
     assert (first.status_code, first["RateLimit-Remaining"]) == (200, "1")  # 2 of 3
+
+
+def test_a_batch_heavier_than_the_whole_window_counts_as_the_whole_window(
+    api, future, buyer, monkeypatch, rate_counter
+):
+    """With a rate below a batch's size, the batch never fitted any window: it was refused
+    with 429 and a Retry-After for ever, and a client retrying after it waited in vain."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "4/minute")
+    orders = batch(*[limit_order(future, quantity=1)] * 6)
+
+    # when a batch of 6 is sent in an untouched window of 4, then another in the used one
+    placed = api.post(BATCH, orders, format="json")
+    refused = api.post(BATCH, orders, format="json")
+
+    # then the first is placed whole and takes the window, the second waits for the next
+    assert (placed.status_code, placed["RateLimit-Remaining"]) == (200, "0")
+    assert [result["status"] for result in placed.json()["results"]] == [201] * 6
+    assert (refused.status_code, error_of(refused)["code"]) == (429, "RATE_LIMITED")
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert Order.objects.filter(account=buyer).count() == 6
