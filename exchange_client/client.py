@@ -907,7 +907,10 @@ class ExchangeClient:
         ]
 
     def cancel_all(self, instrument: str | None = None) -> int:
-        body = {"instrument": instrument} if instrument else {}
+        """Cancel every live order, or (``instrument``) those of one instrument; how many were
+        asked to cancel. Only None means every instrument: an empty symbol is sent as it is,
+        for the exchange to refuse (400), not read as "all"."""
+        body = {"instrument": instrument} if instrument is not None else {}
         _, data = self.request("POST", "orders/cancel-all/", body=body)
         return int(data["cancelled"])
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.models import Order
 from exchange.services.api_keys import api_key_revoke
 from exchange_client import ApiError
 from tests.exchange.api.test_client_pools import client_of
@@ -65,3 +66,20 @@ def test_each_kind_of_error_is_an_api_error_with_its_status_code_and_field(futur
     refused = batch[1]
     assert isinstance(refused, ApiError)
     assert (refused.status, refused.code, refused.field) == answers["off the tick"]
+
+
+def test_the_clients_cancel_all_of_an_empty_symbol_cancels_nothing(futures, buyer):
+    # given live bids in two instruments
+    client = client_of(buyer.organization)
+    bids = [place(buyer, instrument, "buy", 1, "2.40") for instrument in futures[:2]]
+
+    # when a program cancels "all of one instrument" whose symbol it left empty
+    with pytest.raises(ApiError) as refused:
+        client.cancel_all("")
+
+    # then the exchange refuses it, and both bids still rest: it was never a cancel of all
+    assert (refused.value.status, refused.value.code) == (400, "INVALID_INPUT")
+    assert refused.value.field == "instrument"
+    assert [Order.objects.get(pk=bid.pk).status for bid in bids] == [Order.Status.OPEN] * 2
+    assert client.cancel_all(futures[0].symbol) == 1
+    assert client.cancel_all() == 1
