@@ -102,8 +102,14 @@ class Instrument:
     tick_size: Decimal
     lot_size: int
     gpu_hours_per_contract: int
+    # The most a price may be (above it: ORDER_PRICE_OUT_OF_BAND), and the largest order in
+    # contracts (ORDER_QUANTITY_TOO_LARGE): a larger quantity goes as several orders.
+    price_max: Decimal
+    quantity_max: int
     delivery_start: str
+    delivery_end: str  # Exclusive.
     last_trading_day: str
+    settlement: str  # How it settles: "cash" or "physical".
     underlying: str | None
     option_type: str
     strike: Decimal | None
@@ -125,8 +131,12 @@ class Instrument:
             tick_size=Decimal(data["tick_size"]),
             lot_size=int(data["lot_size"]),
             gpu_hours_per_contract=int(data["gpu_hours_per_contract"]),
+            price_max=Decimal(data["price_max"]),
+            quantity_max=int(data["quantity_max"]),
             delivery_start=data["delivery_start"],
+            delivery_end=data["delivery_end"],
             last_trading_day=data["last_trading_day"],
+            settlement=data["settlement"],
             underlying=data.get("underlying"),
             option_type=data.get("option_type") or "",
             strike=_decimal(data.get("strike")),
@@ -147,6 +157,7 @@ class Book:
     symbol: str
     bids: list[Level]
     asks: list[Level]
+    as_of: datetime | None  # When the exchange read it.
 
     @property
     def best_bid(self) -> Decimal | None:
@@ -752,7 +763,9 @@ class ExchangeClient:
         def levels(rows: list[dict[str, Any]]) -> list[Level]:
             return [Level(Decimal(r["price"]), int(r["quantity"]), int(r["orders"])) for r in rows]
 
-        return Book(data["symbol"], levels(data["bids"]), levels(data["asks"]))
+        return Book(
+            data["symbol"], levels(data["bids"]), levels(data["asks"]), _datetime(data["as_of"])
+        )
 
     def trades(self, symbol: str, limit: int = 50) -> list[Trade]:
         _, rows = self.request("GET", f"instruments/{symbol}/trades/", params={"limit": limit})

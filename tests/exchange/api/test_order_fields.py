@@ -1,5 +1,6 @@
 """An order reads the same through the REST API, the push feed's ``order`` message and the
-typed client's ``Order``: every field the API gives, in all three."""
+typed client's ``Order``: every field the API gives, in all three; and the client's other
+records (an instrument, a book) carry every field of the API's answer too."""
 
 from dataclasses import fields
 from datetime import timedelta
@@ -10,6 +11,8 @@ from django.utils import timezone
 
 from exchange.feed.messages import order_message
 from exchange.models import MarginCall, Order
+from exchange_client import Book as ClientBook
+from exchange_client import Instrument as ClientInstrument
 from exchange_client import Order as ClientOrder
 from tests.exchange.api.test_client_pools import client_of
 from tests.exchange.conftest import _account
@@ -94,3 +97,28 @@ def test_the_client_order_and_the_feed_message_carry_every_field_of_the_api_orde
     assert gtd.expires_at == expires_at
     assert gtd.created_at is not None and gtd.updated_at is not None
     assert (market_order.type, market_order.protection_price) == ("market", Decimal("2.75"))
+
+
+def test_the_clients_instrument_and_book_carry_every_field_the_api_gives(future, buyer):
+    # given an instrument with a bid
+    client = client_of(buyer.organization)
+    place(buyer, future, "buy", 1, "2.40")
+
+    # when the client reads it and its book
+    rest = client.request("GET", f"instruments/{future.symbol}/")[1]
+    rest_book = client.request("GET", f"instruments/{future.symbol}/book/")[1]
+    (instrument,) = [row for row in client.instruments() if row.symbol == future.symbol]
+    book = client.book(future.symbol)
+
+    # then nothing the API says of them is lost on the way
+    assert {field.name for field in fields(ClientInstrument)} == set(rest)
+    assert (instrument.price_max, instrument.quantity_max) == (
+        future.price_max,
+        future.quantity_max,
+    )
+    assert (instrument.delivery_end, instrument.settlement) == (
+        future.delivery_end.isoformat(),
+        future.settlement,
+    )
+    assert {field.name for field in fields(ClientBook)} == set(rest_book)
+    assert book.as_of is not None and book.best_bid == Decimal("2.40")
