@@ -641,11 +641,15 @@ class ExchangeClient:
                 raise
             payload = None
         if response.status_code >= 400:
-            error = (payload or {}).get("error") or {}
+            # The exchange's envelope, or what a proxy or gateway in front of it answered
+            # instead: any JSON ("Bad Gateway", {"error": "upstream timed out"}), or none.
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if not isinstance(error, dict):
+                error = {"message": error} if isinstance(error, str) else {}
             raise ApiError(
                 response.status_code,
-                error.get("code", "HTTP_ERROR"),
-                error.get("message", response.reason),
+                error.get("code") or "HTTP_ERROR",
+                error.get("message") or response.reason,
                 error.get("field"),
                 _int_or_none(response.headers.get("Retry-After")),
             )

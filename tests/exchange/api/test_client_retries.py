@@ -216,3 +216,45 @@ def test_a_429_without_seconds_to_wait_waits_the_default(retry_after):
 def test_retries_cannot_be_negative():
     with pytest.raises(ValueError, match="rate_limit_retries"):
         ExchangeClient("http://proxy", "gx_a_b", rate_limit_retries=-1)
+
+
+class GatewayAdapter(BaseAdapter):
+    """A gateway in front of the exchange answering an error of its own, JSON but not the
+    exchange's envelope."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__()
+        self.status, self.body = status, body
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.request, response.url = request, request.url
+        response.status_code, response.reason = self.status, "Bad Gateway"
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+        response._content = self.body
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"error": "upstream timed out"}', "upstream timed out"),
+        (b'"Bad Gateway"', "Bad Gateway"),
+        (b'["Bad Gateway"]', "Bad Gateway"),
+        (b'{"error": null, "message": "Internal server error"}', "Bad Gateway"),
+        (b"null", "Bad Gateway"),
+    ],
+)
+def test_an_error_a_gateway_answers_in_json_of_its_own_is_an_api_error(body, message):
+    session = requests.Session()
+    session.mount("http://gateway", GatewayAdapter(502, body))
+    client = ExchangeClient("http://gateway", "gx_a_b", session=session)
+
+    with pytest.raises(ApiError) as refused:
+        client.me()
+
+    assert (refused.value.status, refused.value.code) == (502, "HTTP_ERROR")
+    assert (refused.value.message, refused.value.field) == (message, None)
