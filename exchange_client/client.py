@@ -307,6 +307,33 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """What placing an order would hold (``ExchangeClient.dry_run``): nothing was placed."""
+
+    instrument: str
+    # By asset: "USD" in dollars, an entitlement's code in GPU-hours.
+    collateral: dict[str, Decimal | int]
+    margin_per_contract: Decimal
+    fee_per_contract_max: Decimal  # At the higher of the maker and taker rates.
+    protection_price: Decimal | None  # A market order's worst fill price.
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "DryRun":
+        return cls(
+            instrument=data["instrument"],
+            collateral={
+                row["asset"]: row["amount"]
+                if isinstance(row["amount"], int)
+                else Decimal(row["amount"])
+                for row in data["collateral"]
+            },
+            margin_per_contract=Decimal(data["margin_per_contract"]),
+            fee_per_contract_max=Decimal(data["fee_per_contract_max"]),
+            protection_price=_decimal(data.get("protection_price")),
+        )
+
+
+@dataclass(frozen=True)
 class CancelAllTimer:
     """The dead man's switch: unless armed again before ``fires_at``, every live order is
     cancelled then. Disarmed: ``armed`` False, ``timeout_seconds`` 0, no times."""
@@ -829,6 +856,15 @@ class ExchangeClient:
         )
         status, data = self.request("POST", "orders/", body=body)
         return _placement(data, created=status == 201)
+
+    def dry_run(self, **order: Any) -> DryRun:
+        """Check an order, given as ``place_order``'s keyword arguments, without placing it
+        (``?dry_run=true``): every check placing it runs, each refusal the ``ApiError`` it
+        would raise, and the collateral it would hold now."""
+        _, data = self.request(
+            "POST", "orders/", params={"dry_run": "true"}, body=_order_body(order)
+        )
+        return DryRun.of(data)
 
     def place_orders(self, orders: list[dict[str, Any]]) -> list[Placement | ApiError]:
         """Place up to 20 orders in one request, each given as ``place_order``'s keyword

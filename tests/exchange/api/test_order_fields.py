@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from exchange.feed.messages import order_message
 from exchange.models import MarginCall, Order
+from exchange_client import ApiError
 from exchange_client import Book as ClientBook
 from exchange_client import Instrument as ClientInstrument
 from exchange_client import Order as ClientOrder
@@ -122,3 +123,26 @@ def test_the_clients_instrument_and_book_carry_every_field_the_api_gives(future,
     )
     assert {field.name for field in fields(ClientBook)} == set(rest_book)
     assert book.as_of is not None and book.best_bid == Decimal("2.40")
+
+
+def test_the_clients_dry_run_reports_what_placing_the_order_then_holds(future, buyer, seller):
+    # given an ask to take, and a bid that would rest
+    client = client_of(buyer.organization)
+    place(seller, future, "sell", 5, "2.60")
+    bid = {"instrument": future.symbol, "side": "buy", "quantity": 3, "price": Decimal("2.40")}
+
+    # when a program checks the bid and a market buy through the client, then places the bid
+    checked = client.dry_run(**bid)
+    market = client.dry_run(instrument=future.symbol, side="buy", quantity=2, type="market")
+    with pytest.raises(ApiError) as refused:
+        client.dry_run(**{**bid, "price": Decimal("2.4001")})
+    pending_before = Decimal(client.balances()[0]["pending"])
+    client.place_order(**bid)
+    pending_after = Decimal(client.balances()[0]["pending"])
+
+    # then the check placed nothing, and said what the placement then held
+    assert checked.collateral == {"USD": pending_after - pending_before}
+    assert checked.instrument == future.symbol and checked.protection_price is None
+    assert market.protection_price is not None and market.collateral["USD"] > 0
+    assert (refused.value.status, refused.value.code) == (422, "ORDER_PRICE_OFF_TICK")
+    assert Order.objects.filter(account__organization=buyer.organization).count() == 1
