@@ -985,11 +985,18 @@ class ExchangeClient:
         self,
         *,
         instrument: str | None = None,
+        order_id: int | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Iterator[Fill]:
-        """The organization's fills, newest first, executed in [``since``, ``until``)."""
-        query = {"instrument": instrument, "since": _time_param(since), "until": _time_param(until)}
+        """The organization's fills, newest first, executed in [``since``, ``until``); of one
+        of its orders with ``order_id``."""
+        query = {
+            "instrument": instrument,
+            "order": order_id,
+            "since": _time_param(since),
+            "until": _time_param(until),
+        }
         for row in self._pages("fills/", query):
             yield Fill.of(row)
 

@@ -146,3 +146,19 @@ def test_the_clients_dry_run_reports_what_placing_the_order_then_holds(future, b
     assert market.protection_price is not None and market.collateral["USD"] > 0
     assert (refused.value.status, refused.value.code) == (422, "ORDER_PRICE_OFF_TICK")
     assert Order.objects.filter(account__organization=buyer.organization).count() == 1
+
+
+def test_the_clients_fills_of_one_order(future, buyer, seller):
+    # given two bids of the buyer, each filled by an ask
+    client = client_of(buyer.organization)
+    first, second = (place(buyer, future, "buy", 1, price) for price in ("2.40", "2.45"))
+    place(seller, future, "sell", 2, "2.40")
+
+    # when the client reads the fills of each order
+    of_first = list(client.fills(order_id=first.pk))
+    of_second = list(client.fills(order_id=second.pk))
+
+    # then each has its own, as GET /api/v1/fills/?order= answers
+    assert [(fill.order_id, fill.price) for fill in of_first] == [(first.pk, Decimal("2.40"))]
+    assert [(fill.order_id, fill.price) for fill in of_second] == [(second.pk, Decimal("2.45"))]
+    assert len(list(client.fills())) == 2
