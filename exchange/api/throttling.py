@@ -96,14 +96,18 @@ def window_hit(key: str, seconds: int, *, limit: int, weight: int = 1) -> Window
         now = time.monotonic()
         with _local_lock:
             end, count = _local.get(key, (0.0, 0))
+            # A window not open yet has its whole period left: exactly, where (now + seconds)
+            # - now may come out a hair above it, and the headers' ceiling a second more.
+            left = float(seconds)
             if end <= now:  # None open: the window this request opens if it is counted.
                 end, count = now + seconds, 0
+            else:
+                left = end - now
             if weight > 0 and count + weight <= limit:
                 if key not in _local and len(_local) >= LOCAL_WINDOWS_MAX:
                     for stale in [k for k, (e, _) in _local.items() if e <= now]:
                         del _local[stale]
                 _local[key] = (end, count + weight)
-            left = end - now
     allowed = count + weight <= limit
     return WindowHit(count + weight if allowed else count, left, allowed)
 

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -523,3 +524,16 @@ def test_a_batch_heavier_than_the_whole_window_counts_as_the_whole_window(
     assert (refused.status_code, error_of(refused)["code"]) == (429, "RATE_LIMITED")
     assert 0 < int(refused["Retry-After"]) <= 60
     assert Order.objects.filter(account=buyer).count() == 6
+
+
+@pytest.mark.parametrize("now", [1000.1, 107.07835250545195])
+def test_a_window_not_open_yet_has_exactly_its_period_left(monkeypatch, now):
+    """(now + 60) - now is 59.999999999999886 or 60.000000000000014 at these clocks: the
+    second made the headers' ceiling say 61 seconds of a 60 s window."""
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(monotonic=lambda: now))
+
+    refused = throttling.window_hit("key:clock", 60, limit=1, weight=2)
+    opened = throttling.window_hit("key:clock", 60, limit=1, weight=1)
+
+    assert (refused.seconds_left, refused.allowed) == (60, False)
+    assert (opened.seconds_left, opened.allowed) == (60, True)
