@@ -44,12 +44,14 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from exchange import allocation
+from exchange.backoffice.roles import ORDER_STAFF
 from exchange.errors import OrderRejected, PoolError, PoolErrorCode
 from exchange.models import (
     LIVE_STATUSES,
     Account,
     CancelReason,
     Instrument,
+    Membership,
     Order,
     OrderCommand,
     Organization,
@@ -748,7 +750,15 @@ def _place(pool_order: PoolOrder, actor: Actor) -> None:
 
 def pool_round_close(*, round_: PoolRound, actor: Actor) -> PoolRound:
     """Cancel what still works, then allocate (at once with the inline matcher; with external
-    matchers ``pools_run_due`` allocates once the cancels are processed)."""
+    matchers ``pools_run_due`` allocates once the cancels are processed).
+
+    The sponsor closes its own rounds (a user of the sponsor's organization: the pages and the
+    API let only the sponsor reach here), the system (no actor) those due; anyone else is staff
+    closing another organization's round from the back office, which cancels customers' orders
+    as ``order_staff_cancel`` does: the operations role (``ORDER_NOT_STAFF``,
+    ``ORDER_ROLE_REQUIRED``), checked before anything is written."""
+    if actor is not None and not _of_sponsor(round_, actor):
+        ORDER_STAFF.check(actor, "close a pool's round")
     if round_.status != PoolRound.Status.WORKING:
         raise _refuse(PoolErrorCode.ROUND_NOT_WORKING, "This round is already allocated.")
     live = list(
@@ -761,6 +771,13 @@ def pool_round_close(*, round_: PoolRound, actor: Actor) -> PoolRound:
         if error.code != PoolErrorCode.ORDERS_NOT_FINAL:
             raise
         return PoolRound.objects.get(pk=round_.pk)
+
+
+def _of_sponsor(round_: PoolRound, actor: User | AnonymousUser) -> bool:
+    """Whether ``actor`` is a user of the organization that sponsors the round's pool."""
+    return actor.is_authenticated and (
+        Membership.objects.filter(user=actor, organization__sponsored_pools__rounds=round_).exists()
+    )
 
 
 @dataclass(frozen=True)

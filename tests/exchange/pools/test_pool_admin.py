@@ -6,9 +6,12 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from exchange.models import AuditEntry, PoolAllocation, PoolRound
-from exchange.services.pools import demand_submit, pool_cut_off
-from tests.exchange.support import place
+from exchange.backoffice.roles import Role
+from exchange.errors import OrderRejected
+from exchange.models import AuditEntry, Order, PoolAllocation, PoolRound
+from exchange.services.participants import member_add
+from exchange.services.pools import demand_submit, pool_cut_off, pool_round_close
+from tests.exchange.support import place, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +63,57 @@ def test_closing_a_round_asks_first_then_allocates(admin_client, admin_user, wor
     assert PoolRound.objects.get(pk=working_round.pk).status == PoolRound.Status.ALLOCATED
     assert sorted(PoolAllocation.objects.values_list("quantity", flat=True)) == [3, 3]
     assert AuditEntry.objects.get(action="pool.allocate").actor == admin_user
+
+
+def _round_state(round_):
+    return (
+        PoolRound.objects.get(pk=round_.pk).status,
+        sorted(Order.objects.filter(pool_order__round=round_).values_list("pk", "status")),
+        AuditEntry.objects.count(),
+        PoolAllocation.objects.count(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("who", "code"),
+    [
+        ("risk staff", "ORDER_ROLE_REQUIRED"),
+        ("staff without a role", "ORDER_ROLE_REQUIRED"),
+        ("a member of another organization", "ORDER_NOT_STAFF"),
+    ],
+)
+def test_closing_a_round_needs_the_operations_role_unless_the_sponsor_closes_it(
+    working_round, members, who, code
+):
+    # given a user who neither sponsors the pool nor has the operations role
+    actor = {
+        "risk staff": lambda: staff_user("risk desk", Role.RISK),
+        "staff without a role": lambda: staff_user("nobody"),
+        "a member of another organization": lambda: (
+            member_add(
+                organization=members[0].organization,
+                username="ada-trader",
+                email="t@ada.example",
+                password="x-2026",
+            ).user
+        ),
+    }[who]()
+    before = _round_state(working_round)
+
+    # when they close the round
+    with pytest.raises(OrderRejected) as refused:
+        pool_round_close(round_=working_round, actor=actor)
+
+    # then it is refused by name, and its orders still work: nothing was written
+    assert refused.value.code == code
+    assert _round_state(working_round) == before
+
+
+@pytest.mark.parametrize("who", ["operations staff", "the sponsor"])
+def test_operations_staff_and_the_sponsor_close_a_round(working_round, sponsor_user, who):
+    actor = staff_user("desk", Role.OPERATIONS) if who == "operations staff" else sponsor_user
+
+    closed = pool_round_close(round_=working_round, actor=actor)
+
+    assert closed.status == PoolRound.Status.ALLOCATED
+    assert AuditEntry.objects.get(action="pool.allocate").actor == actor
