@@ -1092,6 +1092,7 @@ class MarginCallAdmin(ReadOnlyAdmin[MarginCall]):
             try:
                 result = account_liquidate(
                     account=call.account,
+                    call=call,
                     actor=staff_user(request),
                     reason=f"margin call #{call.pk}: {reason}",
                 )

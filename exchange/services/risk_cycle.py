@@ -936,8 +936,28 @@ def open_margin_call(account: Account) -> MarginCall | None:
     return MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).first()
 
 
-def account_liquidate(*, account: Account, actor: User | None, reason: str = "") -> dict[str, Any]:
-    """Staff close an account's futures and options positions at the market.
+def _call_to_liquidate(account: Account, call: MarginCall | None, *, lock: bool) -> None:
+    """Refuse (``RISK_NO_OPEN_MARGIN_CALL``) unless the account is under an open margin call
+    (``call`` itself, when given): a call cured or liquidated meanwhile ends the liquidation."""
+    calls = MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN)
+    if call is not None:
+        calls = calls.filter(pk=call.pk)
+    if lock:
+        calls = calls.select_for_update()
+    if calls.first() is None:
+        what = f"Margin call #{call.pk}" if call is not None else "The account's margin call"
+        raise RiskError(
+            RiskErrorCode.NO_OPEN_MARGIN_CALL,
+            f"{what} is not open (cured or liquidated already): nothing was liquidated.",
+        )
+
+
+def account_liquidate(
+    *, account: Account, actor: User | None, reason: str = "", call: MarginCall | None = None
+) -> dict[str, Any]:
+    """Staff close the futures and options positions of an account under a margin call at the
+    market (``call``, when given, must be the account's and still open; else it must have an
+    open call: ``RISK_NO_OPEN_MARGIN_CALL``, nothing written).
 
     Its resting orders are cancelled and its margin returned to cash to pay for closing (a
     short option is bought back with it); then one market IOC order per position, reducing
@@ -950,6 +970,10 @@ def account_liquidate(*, account: Account, actor: User | None, reason: str = "")
         raise RiskError(
             RiskErrorCode.REASON_REQUIRED, "Give a reason for the liquidation.", "reason"
         )
+    assert call is None or call.account_id == account.pk, "the call is the account's"
+    # Before the cancels, which commit on their own: a call cured (or liquidated) since staff
+    # chose it writes nothing at all.
+    _call_to_liquidate(account, call, lock=False)
     orders_cancel(
         orders=Order.objects.filter(account=account, status__in=RESTING_STATUSES).order_by("pk"),
         reason=CancelReason.LIQUIDATION,
@@ -957,6 +981,10 @@ def account_liquidate(*, account: Account, actor: User | None, reason: str = "")
     )
     with transaction.atomic():
         instruments = instruments_lock(_account_instruments(account.pk))
+        # Again under the lock, the books then the call, as a review takes them: a review that
+        # cured the call during the cancels has committed by now, and the account keeps its
+        # margin and its positions (only its resting orders were cancelled).
+        _call_to_liquidate(account, call, lock=True)
         ledger = _Ledger(instruments)
         holder = ledger._holder(account.pk)
         postings: list[Posting] = []

@@ -562,6 +562,79 @@ def test_a_liquidated_account_without_a_deficit_ends_its_call_as_liquidated(futu
     assert ledger_problems() == []
 
 
+def _liquidation_world(account) -> tuple:
+    return (
+        list(Order.objects.order_by("pk").values_list("pk", "status", "filled_quantity")),
+        list(MarginCall.objects.order_by("pk").values_list("pk", "status", "resolved_by")),
+        Entry.objects.count(),
+        AuditEntry.objects.filter(action="account.liquidate").count(),
+    )
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["the call named", "the account only"])
+def test_liquidating_an_account_whose_call_was_cured_is_refused_and_writes_nothing(
+    future, staff, named
+):
+    # given a called long of 2, 2 contracts bid, and its call cured since staff chose it
+    long = _called_long_of_two(future, staff, bids=2)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
+    assert margin_call_review(call).status == MarginCall.Status.CURED
+    resting = place(long, future, "sell", 1, "3.00")
+    before = _liquidation_world(long)
+
+    # when staff liquidate it (the admin names the call it shows, with its stale status)
+    with pytest.raises(RiskError) as refused:
+        account_liquidate(
+            account=long, call=call if named else None, actor=staff, reason="Call not met"
+        )
+
+    # then it is refused by name, and nothing was written: its order rests, it keeps its 2
+    assert refused.value.code == RiskErrorCode.NO_OPEN_MARGIN_CALL
+    assert _liquidation_world(long) == before
+    assert Order.objects.get(pk=resting.pk).status == Order.Status.OPEN
+    assert position(long, future.symbol) == 2
+    assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
+
+
+def test_a_call_cured_while_its_orders_are_cancelled_stops_the_liquidation(
+    future, staff, monkeypatch
+):
+    from exchange.services import orders
+
+    # given a called long of 2 with 2 contracts bid, and a deposit and review that cure its
+    # call while the liquidation cancels its resting orders (after its first check)
+    long = _called_long_of_two(future, staff, bids=2)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    real_cancel = orders.orders_cancel
+
+    def cancel_then_cure(**kwargs):
+        cancelled = real_cancel(**kwargs)
+        deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
+        assert margin_call_review(call).status == MarginCall.Status.CURED
+        return cancelled
+
+    monkeypatch.setattr(orders, "orders_cancel", cancel_then_cure)
+    entries = Entry.objects.count()
+    held = margin_held(long, future.symbol)
+
+    # when staff's liquidation goes on
+    with pytest.raises(RiskError) as refused:
+        account_liquidate(account=long, call=call, actor=staff, reason="Call not met")
+
+    # then it is refused by name: no margin released, no position sold, no audit row, and the
+    # call stays cured (the deposit and the review are all the ledger gained)
+    assert refused.value.code == RiskErrorCode.NO_OPEN_MARGIN_CALL
+    assert position(long, future.symbol) == 2
+    assert margin_held(long, future.symbol) >= held
+    assert not Order.objects.filter(account=long, type=Order.Type.MARKET).exists()
+    assert not Entry.objects.filter(idempotency_key__startswith=f"liquidation:{long.pk}:").exists()
+    assert Entry.objects.count() > entries
+    assert not AuditEntry.objects.filter(action="account.liquidate").exists()
+    assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
+    assert ledger_problems() == []
+
+
 def test_two_liquidations_at_once_close_the_position_once(future, staff, monkeypatch):
     from exchange.services import orders
 
