@@ -131,7 +131,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     roles = roles_of(request.user)
     functions = [(function, function.role in roles) for function in FUNCTIONS]
     context = {
-        "today": backoffice.market_today(timezone.now().date()),
+        "today": backoffice.market_today(timezone.now()),
         "open_interest": backoffice.open_interest(),
         "functions": functions,
     }

@@ -102,8 +102,13 @@ def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def market_today(today: date) -> MarketToday:
+def market_today(now: datetime) -> MarketToday:
+    """The market at ``now``. Trading counts the active instruments that trade at ``now``: one
+    whose last trading day has closed stops trading then, though it stays active until the
+    daily run expires it (``InstrumentQuerySet.trading_at``)."""
+    today = now.date()
     by_status = dict(Instrument.objects.order_by().values_list("status").annotate(n=Count("id")))
+    trading = Instrument.objects.trading_at(now).filter(status=Instrument.Status.ACTIVE).count()
     trades = Trade.objects.filter(executed_at__gte=_start_of(today)).order_by()
     totals = trades.aggregate(
         count=Count("id"),
@@ -121,7 +126,7 @@ def market_today(today: date) -> MarketToday:
     ):
         value += priced * hours
     return MarketToday(
-        instruments_trading=by_status.get(Instrument.Status.ACTIVE, 0),
+        instruments_trading=trading,
         instruments_halted=by_status.get(Instrument.Status.HALTED, 0),
         instruments_expired=by_status.get(Instrument.Status.EXPIRED, 0),
         live_orders=Order.objects.filter(status__in=LIVE_STATUSES).count(),

@@ -1,13 +1,16 @@
 """The operations dashboard: today's figures from the market, the ledger and the queues, and
 the back-office functions each linked for the roles that may use them."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange.models import MarginCall
+from exchange import calendar
+from exchange.models import Instrument, MarginCall
+from exchange.selectors.backoffice import market_today
 from exchange.services.funding import withdrawal_request
 from exchange.services.instruments import instrument_halt
 from tests.exchange.support import place
@@ -49,6 +52,28 @@ def test_the_figures_of_the_day(client, operations, market):
     assert (today.pending_withdrawals, today.open_margin_calls) == (1, 1)
     page = response.content.decode()
     assert "Volume today (GPU-hours)" in page and "Traded value today (USD)" in page
+
+
+def test_an_instrument_whose_trading_ended_is_not_counted_as_trading(client, operations, futures):
+    # given two active futures, the first past the close of its last trading day (yesterday),
+    # which the daily run has not expired yet
+    yesterday = timezone.now().date() - timedelta(days=1)
+    Instrument.objects.filter(pk=futures[0].pk).update(last_trading_day=yesterday)
+    client.force_login(operations)
+
+    # when operations open the dashboard
+    response = client.get(reverse("backoffice:dashboard"))
+
+    # then only the second counts as trading
+    assert response.context["today"].instruments_trading == 1
+
+
+def test_an_instrument_stops_counting_at_the_close_of_its_last_trading_day(futures):
+    ends_at = calendar.trading_ends_at(futures[0].last_trading_day)
+
+    before, after = (market_today(ends_at - timedelta(seconds=1)), market_today(ends_at))
+
+    assert (before.instruments_trading, after.instruments_trading) == (2, 1)
 
 
 def test_open_interest_on_the_dashboard(client, finance, market):
