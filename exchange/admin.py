@@ -877,6 +877,25 @@ class SettlementPriceAdmin(BackOfficeAdmin[SettlementPrice]):
     ) -> bool:
         return False
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The form checks the override, and the service checks it again under the day's
+        lock: a refusal there (another person settled the day between the two) rolls the
+        save back in the admin's transaction and is told as the form's refusals are, by name,
+        on the form's page again, not as a server error."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ExchangeError as error:
+            self.message_user(
+                request, f"Nothing was saved: {error.code}: {error.message}", messages.ERROR
+            )
+            return redirect(request.get_full_path())
+
     def save_model(
         self,
         request: HttpRequest,

@@ -470,6 +470,58 @@ def test_changing_a_settled_days_price_in_the_admin_is_refused_not_a_500(
     assert row.price == Decimal("2.500")
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("page", ["add", "change"])
+def test_a_day_settled_between_the_forms_check_and_the_save_is_an_admin_error_not_a_500(
+    postgres_only, admin_client, monkeypatch, futures, traded, page
+):
+    import exchange.admin
+    from exchange.services.risk_cycle import daily_settlement_run
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.matcher.test_concurrency import run_threads
+
+    # given the day's prices are set (the second future's by override, changed on the change
+    # page), and another person settles the day, on a connection of their own, after the
+    # override form has checked it and before its save: the form's check passes, and the
+    # save, in the admin's transaction, finds the day settled
+    future = futures[1]
+    row = SettlementPrice.objects.create(
+        instrument=future, trading_date=traded, price=Decimal("2.45"), source="override"
+    )
+    if page == "add":
+        future = futures[0]
+        url = reverse("admin:exchange_settlementprice_add")
+        form = {"instrument": future.pk, "trading_date": traded.isoformat()}
+    else:
+        url = reverse("admin:exchange_settlementprice_change", args=[row.pk])
+        form = {}
+    settled = []
+
+    def settled_by_another_then_saved(**kwargs):
+        errors = run_threads(lambda index: daily_settlement_run(trading_date=traded), 1)
+        assert not errors, errors
+        settled.append(traded)
+        return settlement_price_override(**kwargs)
+
+    monkeypatch.setattr(exchange.admin, "settlement_price_override", settled_by_another_then_saved)
+
+    # when staff save the override
+    response = admin_client.post(
+        url, {**form, "price": "3.000", "reason": "Late correction"}, follow=True
+    )
+
+    # then they are back on the form, told by name that nothing was saved
+    assert response.status_code == 200
+    assert response.redirect_chain == [(url, 302)]
+    content = response.content.decode()
+    assert f"Nothing was saved: RISK_DAY_SETTLED: {traded} is settled" in content
+    # and the day settled at its prices, none at the override's, and no override is audited
+    assert settled == [traded]
+    assert RiskCycle.objects.get(trading_date=traded).status == RiskCycle.Status.SETTLED
+    assert not SettlementPrice.objects.filter(price=Decimal("3")).exists()
+    assert not AuditEntry.objects.filter(action="settlement_price.override").exists()
+
+
 def test_the_preview_names_held_instruments_without_a_price_and_offers_no_confirm(
     admin_client, future, traded, capsys
 ):
