@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 
+from django.db import connection, models
 from django.db.models import (
     Case,
     Count,
@@ -329,11 +330,39 @@ def audit_entries(
     return rows
 
 
+# The distinct values of an indexed column of the audit log, in order, one index seek each (a
+# "loose index scan": each step asks the index for the next value above the last one), at most
+# the limit (the query's one parameter) of them. A SELECT DISTINCT read the whole log instead,
+# twice on every audit log page. Plain SQL that SQLite and PostgreSQL both run.
+DISTINCT_BY_INDEX_SQL = """
+WITH RECURSIVE found(value, position) AS (
+    SELECT (SELECT {column} FROM {table} ORDER BY {column} LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT {column} FROM {table} WHERE {column} > found.value ORDER BY {column} LIMIT 1),
+           found.position + 1
+    FROM found
+    WHERE found.value IS NOT NULL AND found.position < %s
+)
+SELECT value FROM found WHERE value IS NOT NULL ORDER BY position
+"""
+# The services' action names and the models they act on are a few dozen each (not user input).
+AUDIT_CHOICES_MAX = 200
+
+
+def _audit_distinct(field: str) -> list[str]:
+    """The values of ``field`` (one with an index that starts with it) that occur in the log,
+    sorted, at most ``AUDIT_CHOICES_MAX``."""
+    meta = AuditEntry._meta
+    column = meta.get_field(field)
+    assert isinstance(column, models.Field) and column.column, field
+    quote = connection.ops.quote_name
+    sql = DISTINCT_BY_INDEX_SQL.format(table=quote(meta.db_table), column=quote(column.column))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [AUDIT_CHOICES_MAX])
+        return sorted(value for (value,) in cursor.fetchall())
+
+
 def audit_choices() -> tuple[list[str], list[str]]:
-    """The actions and the target types that occur in the log, sorted (both are a handful:
-    the services' names, not user input)."""
-    log = AuditEntry.objects.order_by()
-    return (
-        sorted(log.values_list("action", flat=True).distinct()),
-        sorted(log.values_list("target_type", flat=True).distinct()),
-    )
+    """The actions and the target types that occur in the log, sorted: each read through its
+    index (``audit_action``, ``audit_target``), one seek per value, not the whole log."""
+    return _audit_distinct("action"), _audit_distinct("target_type")

@@ -3,11 +3,13 @@ edited or deleted, by the admin, the model, the queryset or (PostgreSQL) raw SQL
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from exchange.admin import AuditEntryAdmin
 from exchange.models import AuditEntry
 from exchange.models.audit import AuditLogAppendOnly
+from exchange.selectors.backoffice import AUDIT_CHOICES_MAX, audit_choices
 from exchange.services.audit import audit_record
 from exchange.services.instruments import instrument_halt, instrument_resume
 
@@ -204,3 +206,76 @@ def test_postgresql_refuses_raw_updates_and_deletes(entry, statement):
     with connection.cursor() as cursor:
         cursor.execute("SELECT reason FROM exchange_auditentry WHERE id = %s", [entry.pk])
         assert cursor.fetchone() == ("why",)
+
+
+def _audit_rows(rows: int, actions: int, target_types: int) -> None:
+    AuditEntry.objects.bulk_create(
+        (
+            AuditEntry(
+                actor_label="system",
+                action=f"family.verb{index % actions:03d}",
+                target_type=f"Type{index % target_types:02d}",
+                target_id=str(index),
+            )
+            for index in range(rows)
+        ),
+        batch_size=1000,
+    )
+
+
+def test_the_filter_choices_are_the_actions_and_target_types_in_the_log(client, operations):
+    # given 3,000 rows of 40 actions on 25 target types
+    _audit_rows(3000, actions=40, target_types=25)
+    client.force_login(operations)
+
+    # when operations open the audit log
+    response = client.get(reverse("backoffice:audit_log"))
+
+    # then the page offers each action once, in order, and filters on each target type (with
+    # the role grant of the operations user)
+    assert response.context["actions"] == [f"family.verb{n:03d}" for n in range(40)] + [
+        "staff.roles_grant"
+    ]
+    field = response.context["form"].fields["target_type"]
+    assert [value for value, _ in field.choices][1:] == [f"Type{n:02d}" for n in range(25)] + [
+        "User"
+    ]
+    assert '<option value="family.verb039">' in response.content.decode()
+
+
+def test_the_filter_choices_are_bounded(db):
+    _audit_rows(AUDIT_CHOICES_MAX + 5, actions=AUDIT_CHOICES_MAX + 5, target_types=1)
+
+    actions, target_types = audit_choices()
+
+    assert len(actions) == AUDIT_CHOICES_MAX and target_types == ["Type00"]
+    assert actions == sorted(actions)
+
+
+def _audit_rows_read(plan: dict) -> int:
+    """The rows the nodes of a PostgreSQL JSON plan read from the audit table."""
+    own = plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1)
+    read = own if plan.get("Relation Name") == AuditEntry._meta.db_table else 0
+    return read + sum(_audit_rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_the_filter_choices_read_one_index_entry_per_value_not_the_log(postgres_only):
+    # given 3,000 rows of 3 actions on 2 target types
+    _audit_rows(3000, actions=3, target_types=2)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE exchange_auditentry")
+
+    # when the audit log's choices are read
+    with CaptureQueriesContext(connection) as queries:
+        assert audit_choices() == (
+            ["family.verb000", "family.verb001", "family.verb002"],
+            ["Type00", "Type01"],
+        )
+
+    # then the queries read a handful of rows of the audit table, not its 3,000 twice
+    read = 0
+    for query in queries.captured_queries:
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
+            read += _audit_rows_read(cursor.fetchone()[0][0]["Plan"])
+    assert read <= 2 * (3 + 2)
