@@ -10,6 +10,10 @@ of its last trading day (the instrument's ``trading_ends_at``), while its status
 until the daily cycle expires it, so from then on it is dropped and the next month takes its
 place. Its quotes resting there cannot trade any more; they go when it stops, or when the daily
 cycle expires the future and cancels what rests on it.
+
+A future staff halt is skipped while it is halted, and quoted again once it resumes: the run
+reads the futures' statuses again every ``STATUS_READ_ROUNDS`` rounds, and a quote refused as
+halted (``ORDER_INSTRUMENT_HALTED``) skips the future at once until that read says it resumed.
 """
 
 import itertools
@@ -34,6 +38,11 @@ from exchange_client import ApiError, Book, ExchangeClient, Instrument
 SERVER_WAIT_SECONDS_MAX = 120
 QUOTED_PER_ROUND = 6
 FRONT_MONTHS = 2
+# Every this many rounds it reads the futures (their statuses) again: one request.
+STATUS_READ_ROUNDS = 5
+ACTIVE = "active"
+EXPIRED = "expired"
+HALTED_CODE = "ORDER_INSTRUMENT_HALTED"
 SPREAD_TICKS = (2, 3, 4)
 DRIFT = 0.002  # Standard deviation of the fair price's move per round, as a fraction.
 TAKE_PROBABILITY = 0.35  # How often a round also takes the best price somewhere.
@@ -110,17 +119,26 @@ class Command(BaseCommand):
         # leave a quote the server places after the withdrawal has looked for it.
         self._stop_asked = False
         self._withdrawing = False
+        # Futures refused as halted since the statuses were last read: skipped until then.
+        self._halted: set[str] = set()
+        skipped: set[str] = set()
         rounds = 0
         previous = self._on_sigterm_install()
         try:
             while (options["rounds"] == 0 or rounds < options["rounds"]) and not self._stop_asked:
                 rounds += 1
-                if not all(still_trades(future, datetime.now(UTC)) for future in futures):
-                    # A quoted future's trading ended: the strip's next month takes its place.
+                statuses_due = rounds > 1 and (rounds - 1) % STATUS_READ_ROUNDS == 0
+                now = datetime.now(UTC)
+                if statuses_due or not all(still_trades(future, now) for future in futures):
+                    # The statuses again (a halt, a resume), or a quoted future's trading ended:
+                    # the strip's next month takes its place.
                     futures = self._futures(client)
+                    self._halted.clear()
                 if cancel_after:
                     self._arm(client, cancel_after)
-                placed, traded = self._round(client, rng, futures, fair)
+                skipped = self._say_skipped(futures, skipped)
+                quoted = [future for future in futures if future.symbol not in skipped]
+                placed, traded = self._round(client, rng, quoted, fair)
                 self.stdout.write(f"round {rounds}: {placed} quotes, {traded} contracts taken")
                 self._pause(options["interval"])
             if self._stop_asked:
@@ -134,6 +152,21 @@ class Command(BaseCommand):
             finally:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
+
+    def _say_skipped(self, futures: list[Instrument], skipped: set[str]) -> set[str]:
+        """The futures not to quote this round (halted: by their status, or a refusal since),
+        saying which stopped or started again being quoted since the last round."""
+        now_skipped = {
+            future.symbol
+            for future in futures
+            if future.status != ACTIVE or future.symbol in self._halted
+        }
+        for symbol in sorted(now_skipped - skipped):
+            self.stdout.write(f"{symbol}: halted, not quoted until it resumes")
+        for symbol in sorted(skipped - now_skipped):
+            if any(future.symbol == symbol for future in futures):
+                self.stdout.write(f"{symbol}: trading again, quoted")
+        return now_skipped
 
     def _on_sigterm_install(self) -> SignalHandler:
         """Stop on SIGTERM as on Ctrl-C (the withdrawal runs); the previous handler, or None
@@ -204,11 +237,13 @@ class Command(BaseCommand):
                 time.sleep(1)
 
     def _futures(self, client: ExchangeClient) -> list[Instrument]:
-        """The front ``FRONT_MONTHS`` of each strip among the active futures that still trade."""
+        """The front ``FRONT_MONTHS`` of each strip among the futures that still trade, with
+        their statuses: a halted one keeps its place (it is skipped while halted), so the run
+        quotes it again when it resumes."""
         by_strip: dict[tuple[str, str], list[Instrument]] = {}
         now = datetime.now(UTC)
-        for instrument in client.instruments(kind="future", status="active"):
-            if not still_trades(instrument, now):
+        for instrument in client.instruments(kind="future"):
+            if instrument.status == EXPIRED or not still_trades(instrument, now):
                 continue
             by_strip.setdefault((instrument.sku, instrument.region), []).append(instrument)
         chosen = []
@@ -278,7 +313,7 @@ class Command(BaseCommand):
                 )
                 for quote in quotes:
                     if isinstance(quote, ApiError):
-                        self.stderr.write(f"{future.symbol}: {quote.code}: {quote.message}")
+                        self._refused(future, quote)
                     else:
                         placed += 1
                 if rng.random() < TAKE_PROBABILITY and (book.best_bid or book.best_ask):
@@ -296,5 +331,12 @@ class Command(BaseCommand):
             except ApiError as error:
                 # A refused quote (post-only crossing, risk) is part of trading, as is a rate
                 # limit the client's retries did not outwait: say so and go on.
-                self.stderr.write(f"{future.symbol}: {error.code}: {error.message}")
+                self._refused(future, error)
         return placed, traded
+
+    def _refused(self, future: Instrument, error: ApiError) -> None:
+        """Say why; a future halted since the statuses were read is skipped from the next
+        round until they are read again."""
+        self.stderr.write(f"{future.symbol}: {error.code}: {error.message}")
+        if error.code == HALTED_CODE:
+            self._halted.add(future.symbol)

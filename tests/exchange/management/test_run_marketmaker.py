@@ -373,3 +373,50 @@ def test_it_refuses_a_switch_that_would_fire_between_two_rounds(db):
     market maker that is only waiting for its next round."""
     with pytest.raises(CommandError, match="--cancel-after"):
         run("http://127.0.0.1:9", rounds=1, interval=5, cancel_after=10)
+
+
+def test_it_skips_a_future_while_staff_halt_it_and_quotes_it_again_once_resumed(
+    live_server, demo_market, monkeypatch
+):
+    """Staff halt a front future after round 1 and resume it after round 4; the run reads the
+    statuses every 2 rounds here (rounds 3, 5, 7), and quotes every front month each round. It
+    stops quoting the future at once (refused at most in round 2, before it read the halt: both
+    sides of one request), and quotes it again once it reads the resume."""
+    from exchange.services.instruments import instrument_halt, instrument_resume
+
+    front = Instrument.objects.filter(kind=Instrument.Kind.FUTURE).order_by("delivery_start")[0]
+    marks: dict[str, int] = {}
+    pause = run_marketmaker.Command._pause
+    rounds: list[int] = []
+
+    def latest_order() -> int:
+        return Order.objects.order_by("-pk").values_list("pk", flat=True)[0]
+
+    def pause_then_staff_act(command, seconds: float) -> None:
+        rounds.append(len(rounds) + 1)
+        if rounds[-1] == 1:
+            marks["halted"] = latest_order()
+            instrument_halt(instrument=front, actor=None, reason="incident 7")
+        if rounds[-1] == 4:
+            marks["resumed"] = latest_order()
+            instrument_resume(instrument=front, actor=None, reason="fixed")
+        pause(command, seconds)
+
+    monkeypatch.setattr(run_marketmaker, "STATUS_READ_ROUNDS", 2)
+    monkeypatch.setattr(run_marketmaker, "FRONT_MONTHS", 1)
+    monkeypatch.setattr(run_marketmaker, "QUOTED_PER_ROUND", 100)  # Each future every round.
+    monkeypatch.setattr(run_marketmaker.Command, "_pause", pause_then_staff_act)
+
+    # when it runs 7 rounds
+    out, err = run(live_server.url, rounds=7, interval=0, seed=11, cancel_after=0)
+
+    # then it quoted the future before the halt, said when it stopped and started again, was
+    # refused as halted in one round at most, and quoted it again after the resume
+    assert len(rounds) == 7
+    quotes = its_quotes(demo_market).filter(instrument=front)
+    assert quotes.filter(pk__lte=marks["halted"]).exists()
+    refusals = [line for line in err.splitlines() if "ORDER_INSTRUMENT_HALTED" in line]
+    assert len(refusals) <= 2 and all(front.symbol in line for line in refusals)
+    assert f"{front.symbol}: halted, not quoted until it resumes" in out
+    assert f"{front.symbol}: trading again, quoted" in out
+    assert quotes.filter(pk__gt=marks["resumed"]).exists()
