@@ -110,17 +110,10 @@ def _unorderable(instrument: Instrument) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class FuturesLeg:
-    month: date
-    symbol: str
-    forward: Decimal  # $/GPU-hr, the curve's price of the month.
-    source: str  # Of the forward: settlement, mid, last_trade or model.
-    gpu_hours_per_contract: int
-    contracts: int  # To buy, whole lots; 0 when the future cannot be bought (``reason``).
-    reason: str = ""  # Why the month's future is not bought; empty when it is.
-    lot_size: int = 1
-    orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the future accepts.
+class _Staged:
+    """A leg's ``orders`` as the page stages them: one ticket for the first order."""
+
+    orders: tuple[Orders, ...]
 
     @property
     def order_quantity(self) -> int:
@@ -132,13 +125,26 @@ class FuturesLeg:
         """Whether ``contracts`` take more than one order (above the maximum order size)."""
         return sum(orders.count for orders in self.orders) > 1
 
+
+@dataclass(frozen=True)
+class FuturesLeg(_Staged):
+    month: date
+    symbol: str
+    forward: Decimal  # $/GPU-hr, the curve's price of the month.
+    source: str  # Of the forward: settlement, mid, last_trade or model.
+    gpu_hours_per_contract: int
+    contracts: int  # To buy, whole lots; 0 when the future cannot be bought (``reason``).
+    reason: str = ""  # Why the month's future is not bought; empty when it is.
+    lot_size: int = 1
+    orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the future accepts.
+
     @property
     def available(self) -> bool:
         return not self.reason
 
 
 @dataclass(frozen=True)
-class OptionLeg:
+class OptionLeg(_Staged):
     """One month's call (bought) or put (sold in the collar): the listed option that carries
     it out, valued with Black-76 at its strike and expiry; or, when the month lists none on
     the protective side of the aim, unavailable with the reason (no symbol, strike or value,
@@ -158,16 +164,6 @@ class OptionLeg:
     reason: str = ""  # Why the leg is unavailable; empty when it is available.
     lot_size: int | None = None  # The listed option's.
     orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the option accepts.
-
-    @property
-    def order_quantity(self) -> int:
-        """The first order's contracts: what one ticket stages."""
-        return self.orders[0].quantity if self.orders else 0
-
-    @property
-    def split(self) -> bool:
-        """Whether ``contracts`` take more than one order (above the maximum order size)."""
-        return sum(orders.count for orders in self.orders) > 1
 
     @property
     def available(self) -> bool:
