@@ -1,13 +1,15 @@
 """Money invariants of the whole exchange under random trading, end to end.
 
 A small market (two futures, a call and a put on the first, a resale listing of a provider's
-block) and four funded organizations go through a random sequence of real service calls, the
-same with every run for a seed: limit orders of every time in force (GTC, GTD, IOC, FOK,
-post-only), market orders, cancels, replaces, cancel-all, deposits, withdrawals requested then
-approved or rejected by finance staff, GTD expiries swept, daily settlement runs (variation
-margin, margin, option expiry, the future's final settlement and delivery, the listing's
-expiry) with staff moving the futures' prices, margin call reviews and liquidations. After
-every step the ledger and the orders are checked against what the design promises
+block), four funded organizations and a sponsor's pool for two of them go through a random
+sequence of real service calls, the same with every run for a seed: limit orders of every time
+in force (GTC, GTD, IOC, FOK, post-only), market orders, cancels, replaces, cancel-all and
+cancel-all-after, deposits, withdrawals requested then approved or rejected by finance staff,
+GTD expiries swept, daily settlement runs (variation margin, margin, option expiry, the
+futures' final settlement and delivery, the listing's expiry) with staff moving the futures'
+prices, margin call reviews and liquidations, and the pool's demand, rounds (cut-off, close,
+allocation with subsidy and credit), take-backs, reallocations, offers, funding and credit
+repayments. After every step the ledger and the orders are checked against what the design promises
 (docs/ARCHITECTURE.md, "Ledger", "Collateral and settlement", "The daily risk cycle",
 "Funding"):
 
@@ -18,8 +20,9 @@ every step the ledger and the orders are checked against what the design promise
   GPU-hours held equal GPU-hours issued) and no limited account is past its limit;
 - every pending hold belongs to a live order (its active holds: exactly what its open quantity
   needs, ``collateral.amounts_for``) or to a withdrawal not yet paid or refused (its amount);
-- every position is its trades plus what expiry moved, every instrument's cost memos sum to
-  zero, margin is never negative and none is held on a symbol the account holds no position in;
+- every position is its trades plus what expiry and the pool moved, every instrument's cost
+  memos sum to zero, margin is never negative and none is held on a symbol the account holds
+  no position in, and what the pool lent is what its members borrowed;
 - cash is conserved: what was deposited less what was paid out is the customers' cash and
   margin, less their deficits, plus the exchange's fees, and the fees are the trades' fees.
 
@@ -50,6 +53,8 @@ from exchange.models import (
     Order,
     OrderCommand,
     OrderHold,
+    Pool,
+    PoolRound,
     Trade,
     Withdrawal,
 )
@@ -57,6 +62,7 @@ from exchange.selectors.integrity import order_book_problems
 from exchange.selectors.market import quotes_for
 from exchange.selectors.risk import prices_missing
 from exchange.services import collateral
+from exchange.services.cancel_after import cancel_all_after_fire_due, cancel_all_after_set
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import (
     deposit_test_funds,
@@ -67,6 +73,19 @@ from exchange.services.funding import (
 from exchange.services.ledger_accounts import cash_account_code, entitlement_account_code
 from exchange.services.listing import options_list_chain, resale_list
 from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
+from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.pools import (
+    demand_submit,
+    pool_create,
+    pool_credit_repay,
+    pool_cut_off,
+    pool_fund,
+    pool_member_add,
+    pool_offer,
+    pool_reallocate,
+    pool_round_close,
+    pool_take_back,
+)
 from exchange.services.risk_cycle import (
     account_liquidate,
     daily_settlement_run,
@@ -143,7 +162,30 @@ class Market:
         ):
             account = _account(slug, kind, funded=False)
             self.accounts.append(account)
-            self.deposit(account, Decimal(rng.choice((3000, 8000, 20000, 60000))))
+            self.deposit(account, Decimal(rng.choice((1500, 3000, 8000, 20000))))
+        # A sponsor's pool buys futures for two of the startups.
+        sponsor = organization_create(slug="foundry", name="Foundry", kind="sponsor")
+        self.sponsor_user = member_add(
+            organization=sponsor, username="sam", email="sam@foundry.example", password="x-2026"
+        ).user
+        self.accounts.append(account_main(sponsor))
+        self.deposit(account_main(sponsor), Decimal(200000))
+        self.pool = pool_create(
+            sponsor=sponsor,
+            name="Seed GPUs",
+            rule=rng.choice(list(Pool.Rule)),
+            subsidy_percent=Decimal(rng.choice((0, 10, 50))),
+            credit_line=Decimal(rng.choice((0, 2000, 20000))),
+            actor=self.sponsor_user,
+        )
+        self.accounts.append(self.pool.account)
+        pool_fund(pool=self.pool, amount=Decimal(50000), actor=self.sponsor_user)
+        self.members = [
+            pool_member_add(
+                pool=self.pool, organization=account.organization, actor=self.sponsor_user
+            )
+            for account in self.accounts[1:4:2]
+        ]
         self.mids = {
             instrument.pk: int(self._reference(instrument) / instrument.tick_size)
             for instrument in self.instruments
@@ -158,6 +200,8 @@ class Market:
             _business_days_after(option_day, 1),
             futures[0].last_trading_day,
             self.listing.last_trading_day,
+            calendar.business_days_before(futures[1].last_trading_day, 3),
+            futures[1].last_trading_day,
         ]
         self.days = sorted(set(days))
         self.settled = 0
@@ -185,7 +229,15 @@ class Market:
             (3, self.review_withdrawal),
             (2, self.sweep_expiries),
             (2, self.review_margin_calls),
-            (1, self.liquidate),
+            (2, self.liquidate),
+            (2, self.arm_cancel_all_after),
+            (3, self.pool_demand),
+            (2, self.pool_round),
+            (1, self.pool_take_back),
+            (1, self.pool_reallocate),
+            (1, self.pool_offer),
+            (1, self.pool_fund),
+            (1, self.pool_credit_repay),
         )
         action = self.rng.choices([a for _, a in actions], [w for w, _ in actions])[0]
         name = action.__name__
@@ -334,10 +386,19 @@ class Market:
         else:
             withdrawal_reject(withdrawal=withdrawal, actor=self.finance, reason="Test review")
 
+    def arm_cancel_all_after(self):
+        cancel_all_after_set(
+            account=self.rng.choice(self.accounts),
+            timeout_seconds=self.rng.choice((0, 3600, 3 * 3600)),
+            now=timezone.now() + self.clock_offset,
+        )
+
     def sweep_expiries(self):
-        """The books' clock moves on two hours: GTD orders whose time came expire."""
+        """The clock moves on two hours: GTD orders whose time came expire, and the
+        cancel-all-after switches due fire."""
         self.clock_offset += timedelta(hours=2)
         inline._matcher.process_pending(now=timezone.now() + self.clock_offset)
+        cancel_all_after_fire_due(now=timezone.now() + self.clock_offset)
 
     def review_margin_calls(self):
         calls = list(MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"))
@@ -354,6 +415,77 @@ class Market:
             raise Nothing("no open margin call")
         account_liquidate(
             account=self.rng.choice(calls).account, actor=self.risk, reason="Test liquidation"
+        )
+
+    def _pool_future(self):
+        futures = [
+            f
+            for f in Instrument.objects.filter(pk__in=[f.pk for f in self.futures])
+            if f.status == Instrument.Status.ACTIVE
+        ]
+        if not futures:
+            raise Nothing("no future trades")
+        return self.rng.choice(futures)
+
+    def pool_demand(self):
+        future = self._pool_future()
+        demand_submit(
+            member=self.rng.choice(self.members),
+            sku=future.sku,
+            region=future.region,
+            months=[future.delivery_start],
+            gpus=self.rng.choice((1, 2, 5)),
+            limit_price=self._price(future, self.mids[future.pk] + self.rng.randint(-2, 6)),
+            actor=self.sponsor_user,
+        )
+
+    def pool_round(self):
+        working = PoolRound.objects.filter(pool=self.pool, status=PoolRound.Status.WORKING)
+        round_ = working.order_by("pk").first()
+        if round_ is None:
+            pool_cut_off(pool=self.pool, actor=self.sponsor_user)
+        else:
+            pool_round_close(round_=round_, actor=self.sponsor_user)
+
+    def pool_take_back(self):
+        pool_take_back(
+            member=self.rng.choice(self.members),
+            instrument=self._pool_future(),
+            quantity=self.rng.choice((1, 2)),
+            actor=self.sponsor_user,
+        )
+
+    def pool_reallocate(self):
+        pool_reallocate(
+            member=self.rng.choice(self.members),
+            instrument=self._pool_future(),
+            quantity=self.rng.choice((1, 2)),
+            actor=self.sponsor_user,
+        )
+
+    def pool_offer(self):
+        future = self._pool_future()
+        pool_offer(
+            pool=self.pool,
+            instrument=future,
+            quantity=self.rng.choice((1, 2)),
+            price=self._price(future, self.mids[future.pk] + self.rng.randint(-3, 3)),
+            actor=self.sponsor_user,
+        )
+
+    def pool_fund(self):
+        pool_fund(
+            pool=self.pool,
+            amount=Decimal(self.rng.choice((1000, 10000))),
+            actor=self.sponsor_user,
+            withdraw=self.rng.random() < 0.5,
+        )
+
+    def pool_credit_repay(self):
+        pool_credit_repay(
+            member=self.rng.choice(self.members),
+            amount=Decimal(self.rng.choice((100, 1000))),
+            actor=self.sponsor_user,
         )
 
     def settle_next_day(self):
@@ -462,7 +594,8 @@ def check_invariants(market: Market, where: str) -> None:
     leaked = sorted(set(pending) - explained)
     assert leaked == [], f"{where}: holds {[str(pending[pk]) for pk in leaked]} pending for nothing"
 
-    # Positions are trades plus what expiry moved; expired instruments are flat.
+    # Positions are trades plus what expiry and the pool (allocations, take-backs,
+    # reallocations) moved; expired instruments are flat.
     trades: dict[tuple[int, int], int] = defaultdict(int)
     for row in Trade.objects.values("instrument_id", "buyer_account_id").annotate(
         q=Sum("quantity")
@@ -472,12 +605,12 @@ def check_invariants(market: Market, where: str) -> None:
         q=Sum("quantity")
     ):
         trades[(row["seller_account_id"], row["instrument_id"])] -= row["q"]
-    expiry_moves: dict[str, int] = defaultdict(int)
+    moves: dict[str, int] = defaultdict(int)
     for code, amount in Posting.objects.filter(
-        entry__idempotency_key__regex=r"^(option|future)-expiry:",
+        entry__idempotency_key__regex=r"^((option|future)-expiry|pool-allocation|pool-transfer):",
         account__code__contains=":position:",
     ).values_list("account__code", "amount"):
-        expiry_moves[code] += amount
+        moves[code] += amount
     for instrument in Instrument.objects.filter(pk__in=[i.pk for i in market.instruments]):
         if instrument.kind == Instrument.Kind.RESALE:
             continue
@@ -485,9 +618,9 @@ def check_invariants(market: Market, where: str) -> None:
         for account in market.accounts:
             code = f"trading:{account.pk}:position:{instrument.symbol}"
             position = by_code[code].balance if code in by_code else 0
-            assert position == trades[(account.pk, instrument.pk)] + expiry_moves[code], (
+            assert position == trades[(account.pk, instrument.pk)] + moves[code], (
                 f"{where}: {code} is {position}, trades {trades[(account.pk, instrument.pk)]}"
-                f" and expiry {expiry_moves[code]}"
+                f" and expiry or pool {moves[code]}"
             )
             if instrument.status == Instrument.Status.EXPIRED:
                 assert position == 0, f"{where}: {code} is {position} after expiry"
@@ -517,6 +650,10 @@ def check_invariants(market: Market, where: str) -> None:
                 assert ledger_account.balance >= 0, f"{where}: {code} is {ledger_account.balance}"
             if any(part in code for part in (":cash:", ":margin:", ":deficit:")):
                 customers -= ledger_account.balance
+    # The pool's loans: what the pool lent is what its members borrowed.
+    lent = sum(a.balance for code, a in by_code.items() if ":pool-lent:" in code)
+    borrowed = sum(a.balance for code, a in by_code.items() if ":pool-borrowed:" in code)
+    assert lent + borrowed == 0, f"{where}: lent {lent}, borrowed {-borrowed}"
     fees = -by_code["exchange:fees:USD"].balance if "exchange:fees:USD" in by_code else 0
     trade_fees = Trade.objects.aggregate(
         total=Sum("buyer_fee", default=0) + Sum("seller_fee", default=0)
@@ -540,12 +677,14 @@ def test_money_invariants_hold_through_random_trading(seed, sku, region, futures
             check_invariants(market, f"seed {seed}, step {number}: settled a day")
         market.step()
         check_invariants(market, f"seed {seed}, step {number}: {market.actions}")
-    # Every day settled: the options and the first future expired, the listing too.
+    # Every day settled: the options, the futures and the listing expired.
     assert market.settled == len(market.days)
     expired = Instrument.objects.filter(status=Instrument.Status.EXPIRED).values_list(
         "pk", flat=True
     )
-    assert {*(o.pk for o in market.options), futures[0].pk, market.listing.pk} <= set(expired)
+    assert {*(o.pk for o in market.options), *(f.pk for f in futures), market.listing.pk} <= set(
+        expired
+    )
     # The flow did what it is for: trades, and the order actions.
     assert Trade.objects.exists()
     assert {"limit", "marketable", "cancel", "replace"} <= set(market.actions), market.actions
