@@ -46,6 +46,7 @@ from django.utils import timezone
 from exchange import allocation
 from exchange.backoffice.roles import ORDER_STAFF
 from exchange.errors import OrderRejected, PoolError, PoolErrorCode
+from exchange.matcher.settlement import split_fill
 from exchange.models import (
     LIVE_STATUSES,
     Account,
@@ -937,7 +938,9 @@ def _settle(
         # its lots stay with the pool, to be reallocated once the call is met.
         return PoolAllocation(status=PoolAllocation.Status.UNFUNDED, quantity=quantity, cost=cost)
     average = Decimal(cost) / (quantity * instrument.gpu_hours_per_contract * MICROS_PER_USD)
-    margin = order_margin_per_contract(instrument, "buy", average) * quantity
+    margin = _member_margin_change(
+        member, instrument, quantity, order_margin_per_contract(instrument, "buy", average)
+    )
     subsidy = int(
         (Decimal(cost) * pool.subsidy_percent / 100).to_integral_value(rounding=ROUND_FLOOR)
     )
@@ -1007,7 +1010,8 @@ def _post_transfer(
     if sign > 0:
         pool_margin, released = _pool_margin_release(pool, instrument, quantity)
         member_margin_account = margin_account(member.account, symbol)
-        member_margin_delta = member_margin  # Set aside by the member.
+        # Set aside by the member (negative: released, the contracts close its short).
+        member_margin_delta = member_margin
     else:
         # Taken back: the member's margin on those contracts returns to it; the pool sets
         # aside margin for them.
@@ -1039,6 +1043,27 @@ def _post_transfer(
         postings=postings,
         metadata={"pool": pool.pk, "member": member.pk, "instrument": symbol},
     )
+
+
+def _member_margin_change(
+    member: PoolMember, instrument: Instrument, quantity: int, per_contract: int
+) -> int:
+    """What the member's margin on ``instrument`` changes by when it receives ``quantity``
+    contracts at ``per_contract`` of initial margin, as a fill would change it: contracts that
+    close a short position of its own release that position's margin pro rata (rounded down;
+    the last contract releases the rest), only the others take margin. Negative: released.
+
+    Until 2026-12-07 every contract took margin: a member short the month that received the
+    pool's contracts set aside margin for a position they closed, its cash held as margin on
+    a flat position until the next daily settlement (drawn on the pool's credit line when the
+    member lacked it, or the allocation left unfunded)."""
+    position = position_account(member.account, instrument.symbol).balance
+    opening, closing = split_fill(position, quantity)
+    released = 0
+    if closing:
+        held = -margin_account(member.account, instrument.symbol).balance
+        released = held if closing == abs(position) else held * closing // abs(position)
+    return per_contract * opening - released
 
 
 def _member_margin_release(
@@ -1128,8 +1153,14 @@ def _transfer(
     with transaction.atomic():
         instrument = instruments_lock([instrument.pk])[instrument.pk]
         signed = quantity if kind == PoolTransfer.Kind.REALLOCATE else -quantity
-        # Whoever receives the contracts sets aside their initial margin at the mark.
-        margin = order_margin_per_contract(instrument, "buy", price) * quantity
+        # Whoever receives the contracts sets aside their initial margin at the mark (for a
+        # member, on those that do not close a short position of its own).
+        per_contract = order_margin_per_contract(instrument, "buy", price)
+        margin = (
+            _member_margin_change(member, instrument, quantity, per_contract)
+            if signed > 0
+            else per_contract * quantity
+        )
         try:
             entry = _post_transfer(
                 key=f"pool-transfer:{uuid.uuid4().hex}",

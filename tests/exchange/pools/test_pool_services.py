@@ -1219,6 +1219,56 @@ def test_reallocate_moves_the_pools_contracts_to_a_member_at_the_mark(
     call_command("ledger_check")
 
 
+def test_an_allocation_closing_a_members_short_releases_its_margin(
+    pool, members, future, seller, sponsor_user
+):
+    # given ada is short 4 contracts of the month, with their margin held
+    ada = members[0]
+    symbol = future.symbol
+    place(ada.account, future, "sell", 4, "2.50")
+    place(seller, future, "buy", 4, "2.50")
+    held = -margin_account(ada.account, symbol).balance
+    assert position_account(ada.account, symbol).balance == -4 and held > 0
+    cash = _cash(ada.account)
+    # when the pool buys her 4 contracts of it
+    _submit(ada, future, gpus=4)
+    place(seller, future, "sell", 4, "2.45")
+    round_ = pool_round_close(round_=pool_cut_off(pool=pool, actor=sponsor_user), actor=None)
+
+    # then they close her short: flat, with no margin held, which returns to her cash
+    allocation = PoolAllocation.objects.get(round=round_, member=ada)
+    assert (allocation.status, allocation.quantity) == ("settled", 4)
+    assert position_account(ada.account, symbol).balance == 0
+    assert margin_account(ada.account, symbol).balance == 0
+    assert allocation.margin == -held
+    assert _cash(ada.account) == cash + held - allocation.fee + allocation.subsidy
+    call_command("ledger_check")
+
+
+def test_a_reallocation_closing_part_of_a_members_short_margins_only_the_rest(
+    pool, members, future, seller, sponsor_user
+):
+    # given the pool kept cirrus's 10 unfunded lots; cirrus has cash now, and is short 4
+    _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
+    cirrus = members[2]
+    deposit_test_funds(account=cirrus.account, amount=Decimal("100000"), actor=None)
+    symbol = future.symbol
+    place(cirrus.account, future, "sell", 4, "2.45")
+    place(seller, future, "buy", 4, "2.45")  # The mark stays 2.45.
+    held = -margin_account(cirrus.account, symbol).balance
+    assert position_account(cirrus.account, symbol).balance == -4 and held > 0
+    cash = _cash(cirrus.account)
+
+    pool_reallocate(member=cirrus, instrument=future, quantity=10, actor=sponsor_user)
+
+    # then 4 contracts close its short (their margin returns) and 6 open a long
+    margin = order_margin_per_contract(future, "buy", Decimal("2.45")) * 6
+    assert position_account(cirrus.account, symbol).balance == 6
+    assert -margin_account(cirrus.account, symbol).balance == margin
+    assert _cash(cirrus.account) == cash + held - margin
+    call_command("ledger_check")
+
+
 def test_reallocate_refusals(pool, members, future, seller, sponsor_user):
     _round_with_an_unfunded_member(pool, members, future, seller, sponsor_user)
     ada, bolt, cirrus = members
