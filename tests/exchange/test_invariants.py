@@ -98,11 +98,11 @@ from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
 from tests.exchange.support import listing_month, staff_user
 
-# Three seeds of 250 steps take about 25 s on SQLite. Each of these reached a pool allocation
-# that closed a member's short (fixed 2026-12-07). A longer hunt, by hand:
+# Three seeds of 250 steps take about 25 s on SQLite; seed 12 reaches a pool allocation that
+# closes a member's short (its margin was kept until 2026-12-07). A longer hunt, by hand:
 # INVARIANT_SEEDS=1-200 INVARIANT_STEPS=300 pytest tests/exchange/test_invariants.py
 _first, _, _last = os.environ.get("INVARIANT_SEEDS", "").partition("-")
-SEEDS = tuple(range(int(_first), int(_last or _first) + 1)) if _first else (5, 10, 11)
+SEEDS = tuple(range(int(_first), int(_last or _first) + 1)) if _first else (1, 2, 12)
 STEPS = int(os.environ.get("INVARIANT_STEPS", "250"))
 MICROS = 10**6
 
@@ -331,10 +331,12 @@ class Market:
         )
 
     def _live(self):
+        # The pool account's orders are the pool services' (its offers, its rounds' buys): no
+        # account holder cancels or replaces them with the order services.
         live = list(
-            Order.objects.filter(
-                instrument__in=self.instruments, status__in=LIVE_STATUSES
-            ).order_by("pk")
+            Order.objects.filter(instrument__in=self.instruments, status__in=LIVE_STATUSES)
+            .exclude(account=self.pool.account)
+            .order_by("pk")
         )
         if not live:
             raise Nothing("no live order")
@@ -358,7 +360,7 @@ class Market:
         order_replace(order=order, price=price, quantity=quantity)
 
     def cancel_all(self):
-        account = self.rng.choice(self.accounts)
+        account = self.rng.choice([a for a in self.accounts if a.pk != self.pool.account_id])
         orders_cancel(
             orders=Order.objects.filter(account=account, status__in=LIVE_STATUSES).order_by("pk"),
             reason=CancelReason.CANCEL_ALL,
