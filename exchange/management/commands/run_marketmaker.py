@@ -316,6 +316,8 @@ class Command(BaseCommand):
                         self._refused(future, quote)
                     else:
                         placed += 1
+                if future.symbol in self._halted:
+                    continue  # Halted since the statuses were read: a take would be refused too.
                 if rng.random() < TAKE_PROBABILITY and (book.best_bid or book.best_ask):
                     side = rng.choice(["buy", "sell"])
                     best = book.best_ask if side == "buy" else book.best_bid

@@ -416,7 +416,7 @@ def test_it_skips_a_future_while_staff_halt_it_and_quotes_it_again_once_resumed(
     quotes = its_quotes(demo_market).filter(instrument=front)
     assert quotes.filter(pk__lte=marks["halted"]).exists()
     refusals = [line for line in err.splitlines() if "ORDER_INSTRUMENT_HALTED" in line]
-    assert len(refusals) <= 2 and all(front.symbol in line for line in refusals)
+    assert len(refusals) <= 2 and all(front.symbol in line for line in refusals), err
     assert f"{front.symbol}: halted, not quoted until it resumes" in out
     assert f"{front.symbol}: trading again, quoted" in out
     assert quotes.filter(pk__gt=marks["resumed"]).exists()
