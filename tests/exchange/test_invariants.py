@@ -33,7 +33,7 @@ cycle on a clock two years on.
 import os
 import random
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -63,7 +63,6 @@ from exchange.selectors.market import quotes_for
 from exchange.selectors.risk import prices_missing
 from exchange.services import collateral
 from exchange.services.cancel_after import cancel_all_after_fire_due, cancel_all_after_set
-from exchange.services.capacity import capacity_register
 from exchange.services.funding import (
     deposit_test_funds,
     withdrawal_approve,
@@ -71,7 +70,7 @@ from exchange.services.funding import (
     withdrawal_request,
 )
 from exchange.services.ledger_accounts import cash_account_code, entitlement_account_code
-from exchange.services.listing import options_list_chain, resale_list
+from exchange.services.listing import options_list_chain
 from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
 from exchange.services.participants import account_main, member_add, organization_create
 from exchange.services.pools import (
@@ -96,7 +95,7 @@ from ledger.models import Account as LedgerAccount
 from ledger.models import Hold, Posting
 from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
-from tests.exchange.support import listing_month, staff_user
+from tests.exchange.support import staff_user
 
 # Three seeds of 250 steps take about 25 s on SQLite; seed 12 reaches a pool allocation that
 # closes a member's short (its margin was kept until 2026-12-07). A longer hunt, by hand:
@@ -125,7 +124,7 @@ class Market:
     """The market, the random flow through the services, and the test's own books: what was
     deposited and paid out, counted here rather than read from the code under test."""
 
-    def __init__(self, rng, sku, region, futures, seller):
+    def __init__(self, rng, sku, region, futures, seller, listing):
         self.rng = rng
         self.futures = futures
         chain = options_list_chain(
@@ -135,20 +134,7 @@ class Market:
             strikes_each_side=0,
         )
         self.options = list(chain)
-        starts = datetime.combine(listing_month(), time.min, tzinfo=UTC) + timedelta(days=10)
-        block = capacity_register(
-            provider=seller.organization,
-            holder=seller.organization,
-            cluster="nw-ashburn-b",
-            sku=sku,
-            region=region,
-            starts_at=starts,
-            ends_at=starts + timedelta(days=40),
-            gpus=16,
-            interconnect="infiniband",
-            contiguous_block_gpus=8,
-        )
-        self.listing = resale_list(reservation=block)
+        self.listing = listing  # The seller's block, listed for resale (the fixture).
         self.instruments = [*futures, *self.options, self.listing]
         self.risk = staff_user("risk", Role.RISK)
         self.finance = staff_user("finance", Role.FINANCE)
@@ -669,9 +655,9 @@ def check_invariants(market: Market, where: str) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_money_invariants_hold_through_random_trading(seed, sku, region, futures, seller):
+def test_money_invariants_hold_through_random_trading(seed, sku, region, futures, seller, listing):
     rng = random.Random(seed)
-    market = Market(rng, sku, region, futures, seller)
+    market = Market(rng, sku, region, futures, seller, listing)
     check_invariants(market, "after setup")
     settle_at = sorted(rng.sample(range(20, STEPS), len(market.days)))
     for number in range(STEPS):

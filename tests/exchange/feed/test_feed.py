@@ -23,15 +23,13 @@ from exchange.asgi import application
 from exchange.feed.selectors import book_snapshot
 from exchange.models import Instrument, Order, Trade
 from exchange.services.api_keys import api_key_create, api_key_revoke, signature_for
-from exchange.services.participants import account_main, member_add
+from exchange.services.participants import account_main
 from exchange.services.pools import (
     demand_submit,
-    pool_create,
     pool_cut_off,
-    pool_fund,
     pool_member_add,
 )
-from tests.exchange.pools.support import sponsor_organization, startup
+from tests.exchange.pools.support import sponsor_pool, startup
 from tests.exchange.support import free_port, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -644,19 +642,8 @@ def test_orders_channel_refuses_an_address_the_keys_allowlist_refuses_with_4403(
 
 def test_orders_channel_carries_the_main_accounts_orders_not_a_pools(future, seller):
     # given a sponsor listening to its orders channel, whose pool has a member's demand
-    sponsor = sponsor_organization()
+    sponsor, sam, pool = sponsor_pool()
     main = account_main(sponsor)
-    sam = member_add(
-        organization=sponsor, username="sam", email="sam@foundry.example", password="x-2026"
-    ).user
-    pool = pool_create(
-        sponsor=sponsor,
-        name="Seed GPUs",
-        subsidy_percent=Decimal("10"),
-        credit_line=Decimal("20000"),
-        actor=sam,
-    )
-    pool_fund(pool=pool, amount=Decimal("500000"), actor=sam)
     ada = pool_member_add(pool=pool, organization=startup("ada", "200000"), priority=10, actor=sam)
     demand_submit(
         member=ada,

@@ -15,12 +15,9 @@ from exchange.matcher.runtime import Matcher
 from exchange.models import MarginCall, Order, OrderTransition
 from exchange.services.ledger_accounts import margin_account
 from exchange.services.orders import order_replace
-from exchange.services.participants import member_add
 from exchange.services.pools import (
     demand_submit,
-    pool_create,
     pool_cut_off,
-    pool_fund,
     pool_member_add,
     pool_round_close,
     pool_take_back,
@@ -28,7 +25,7 @@ from exchange.services.pools import (
 from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
 from tests.exchange.ledger_figures import position
-from tests.exchange.pools.support import sponsor_organization, startup
+from tests.exchange.pools.support import sponsor_pool, startup
 from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
@@ -196,18 +193,7 @@ def test_a_take_back_under_a_call_leaves_the_reducing_offer_no_more_than_it_clos
     future, seller, buyer
 ):
     # given a pool member holding 10 of the pool's contracts, under a call, offering 6 of them
-    sponsor = sponsor_organization()
-    sam = member_add(
-        organization=sponsor, username="sam", email="sam@foundry.example", password="x-2026"
-    ).user
-    pool = pool_create(
-        sponsor=sponsor,
-        name="Seed GPUs",
-        subsidy_percent=Decimal("10"),
-        credit_line=Decimal("20000"),
-        actor=sam,
-    )
-    pool_fund(pool=pool, amount=Decimal("500000"), actor=sam)
+    _, sam, pool = sponsor_pool()
     ada = pool_member_add(pool=pool, organization=startup("ada", "200000"), priority=10, actor=sam)
     demand_submit(
         member=ada,

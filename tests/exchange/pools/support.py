@@ -2,9 +2,12 @@
 
 from decimal import Decimal
 
-from exchange.models import Organization
+from django.contrib.auth.models import User
+
+from exchange.models import Organization, Pool
 from exchange.services.funding import deposit_test_funds
-from exchange.services.participants import account_main, organization_create
+from exchange.services.participants import account_main, member_add, organization_create
+from exchange.services.pools import pool_create, pool_fund
 from tests.exchange.conftest import _account
 
 SPONSOR_FUNDS = Decimal("1000000")
@@ -23,3 +26,21 @@ def startup(slug: str, funds: str) -> Organization:
     if Decimal(funds):
         deposit_test_funds(account=account, amount=Decimal(funds), actor=None)
     return account.organization
+
+
+def sponsor_pool() -> tuple[Organization, User, Pool]:
+    """A sponsor, its member sam, and its pool "Seed GPUs" (10% subsidy, a 20,000 USD credit
+    line) funded with 500,000 USD: the pool the pool fixtures build, for tests elsewhere."""
+    sponsor = sponsor_organization()
+    sam = member_add(
+        organization=sponsor, username="sam", email="sam@foundry.example", password="x-2026"
+    ).user
+    pool = pool_create(
+        sponsor=sponsor,
+        name="Seed GPUs",
+        subsidy_percent=Decimal("10"),
+        credit_line=Decimal("20000"),
+        actor=sam,
+    )
+    pool_fund(pool=pool, amount=Decimal("500000"), actor=sam)
+    return sponsor, sam, pool
