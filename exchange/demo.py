@@ -30,7 +30,13 @@ from exchange.models import (
 from exchange.selectors.market import quotes_for
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, test_mode_active
-from exchange.services.listing import futures_list_strip, options_list_chain, resale_list
+from exchange.services.listing import (
+    futures_list_strip,
+    listing_trades,
+    options_list_chain,
+    resale_list,
+    resale_next_term,
+)
 from exchange.services.margin import option_value
 from exchange.services.orders import order_place
 from exchange.services.participants import account_main, member_add, organization_create
@@ -315,6 +321,8 @@ def load_reservations(today: date) -> None:
     blocks = [
         # holder, cluster, sku, region, months from now, term months, gpus, block
         ("lumen", "nw-ashburn-h100-a", "H100SXM", "USEAST", 1, 3, 256, 64),
+        # Running since four months ago: Lumen resells its months from the next one on.
+        ("lumen", "nw-ashburn-h100-r", "H100SXM", "USEAST", -4, 12, 128, 32),
         ("quanta", "nw-frankfurt-a100-c", "A100", "EUWEST", 2, 6, 64, 8),
         ("lumen", "nw-portland-b200-b", "B200", "USWEST", 2, 12, 512, 128),
     ]
@@ -322,7 +330,7 @@ def load_reservations(today: date) -> None:
         starts = datetime.combine(
             calendar.add_months(calendar.month_start(today), offset), time.min, tzinfo=UTC
         )
-        if not _listable(starts):
+        if offset > 0 and not _listable(starts):
             # At a month's end next month's block could no longer be listed for resale.
             starts = datetime.combine(calendar.add_months(starts.date(), 1), time.min, tzinfo=UTC)
         reservation = ReservedCapacity.objects.filter(cluster=cluster).first()
@@ -341,7 +349,9 @@ def load_reservations(today: date) -> None:
                 interconnect=Interconnect.INFINIBAND,
                 contiguous_block_gpus=block,
             )
-        if not Instrument.objects.filter(reservation=reservation).exists():
+        now = timezone.now()
+        listed = any(listing_trades(listing, now) for listing in reservation.listings.all())
+        if not listed and resale_next_term(reservation, now) is not None:
             resale_list(reservation=reservation)
 
 

@@ -3,7 +3,9 @@
 ``<SKU>-<REGION>-<TERM>[-<C|P><STRIKE>]``
 
 - ``SKU`` and ``REGION`` are the catalog codes (upper-case letters and digits);
-- ``TERM`` is ``YYYYMM`` for a monthly delivery strip, or ``R<n>`` for reserved block ``n``;
+- ``TERM`` is ``YYYYMM`` for a monthly delivery strip, ``R<n>`` for reserved block ``n`` listed
+  before its term (the whole term), or ``R<n>-YYYYMM`` for the block listed during its term
+  (from that month to the end of the term);
 - options append ``C`` (call) or ``P`` (put) and the strike in $/GPU-hr, with at least two
   decimals: ``H100SXM-USEAST-202701-C2.50``.
 
@@ -20,7 +22,8 @@ from exchange.errors import CatalogError, CatalogErrorCode
 CODE_PATTERN = re.compile(r"^[A-Z0-9]{2,16}$")
 SYMBOL_PATTERN = re.compile(
     r"^(?P<sku>[A-Z0-9]{2,16})-(?P<region>[A-Z0-9]{2,16})-"
-    r"(?:(?P<month>\d{4}(?:0[1-9]|1[0-2]))|R(?P<reservation>[1-9]\d*))"
+    r"(?:(?P<month>\d{4}(?:0[1-9]|1[0-2]))"
+    r"|R(?P<reservation>[1-9]\d*)(?:-(?P<resale_month>\d{4}(?:0[1-9]|1[0-2])))?)"
     r"(?:-(?P<option_type>[CP])(?P<strike>\d+\.\d{2,6}))?$"
 )
 
@@ -61,8 +64,12 @@ def option_symbol(future: str, option_type: str, strike: Decimal) -> str:
     return f"{future}-{letter}{strike_text(strike)}"
 
 
-def resale_symbol(sku_code: str, region_code: str, reservation_id: int) -> str:
-    return f"{_check_code(sku_code)}-{_check_code(region_code)}-R{reservation_id}"
+def resale_symbol(
+    sku_code: str, region_code: str, reservation_id: int, from_month: date | None = None
+) -> str:
+    """Block ``reservation_id``'s listing: for its whole term, or ``from_month`` on."""
+    term = f"R{reservation_id}" + (f"-{from_month:%Y%m}" if from_month else "")
+    return f"{_check_code(sku_code)}-{_check_code(region_code)}-{term}"
 
 
 def parse_symbol(symbol: str) -> ParsedSymbol:
@@ -73,9 +80,9 @@ def parse_symbol(symbol: str) -> ParsedSymbol:
             f"{symbol!r} is not an instrument symbol.",
             field="symbol",
         )
-    month = match["month"]
+    month = match["month"] or match["resale_month"]
     option_type = match["option_type"]
-    if option_type and not month:
+    if option_type and not match["month"]:
         raise CatalogError(
             CatalogErrorCode.INVALID_SYMBOL,
             "Options exist only on monthly futures.",

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.http import Http404
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
@@ -21,11 +22,11 @@ from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
 from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.trading import AwareDateTimeField
-from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
+from exchange.models import ApiKey, Instrument, Organization, Region, ReservedCapacity, Sku
 from exchange.models.catalog import Interconnect
 from exchange.selectors.capacity import capacity_held, capacity_of, gpus_held
 from exchange.services.capacity import GPUS_MAX, capacity_register
-from exchange.services.listing import resale_list
+from exchange.services.listing import listing_trades, resale_list, resale_next_term
 
 # Reservations are of this century: the bounds keep calendar arithmetic far from year 9999.
 MOMENT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
@@ -40,17 +41,46 @@ class CapacitySerializer(serializers.ModelSerializer):
     holder = serializers.CharField(source="holder.slug")
     sku = serializers.CharField(source="sku.code")
     region = serializers.CharField(source="region.code")
-    listed_symbol = serializers.CharField(
-        source="instrument.symbol",
-        allow_null=True,
-        default=None,
-        help_text="The resale instrument, once the holder listed the block.",
+    listed_symbol = serializers.SerializerMethodField(
+        help_text="The block's latest resale listing (its instrument's symbol), null if never "
+        "listed: before the term a listing sells the whole term; during it, from a month's "
+        "start to the end (symbol ending -YYYYMM)."
+    )
+    listing_trading = serializers.SerializerMethodField(
+        help_text="Whether that listing still trades; if not, the holder can list the block "
+        "again (see resale_from)."
+    )
+    resale_from = serializers.SerializerMethodField(
+        help_text="The hour a listing made now would deliver from: the term's start until the "
+        "day before it, then the next month's start that can still be listed (more than a day "
+        "ahead); null when nothing of the term is left to list."
     )
     held_gpus = serializers.SerializerMethodField(
         help_text="GPUs of the block the caller's organization holds now: the block's GPUs if "
         "it is the registered holder, less what it sold on the block's resale listing, plus "
         "what it bought there."
     )
+
+    def _latest_listing(self, reservation: ReservedCapacity) -> Instrument | None:
+        # Listed in order of their start: ``capacity_of`` prefetches them.
+        return max(reservation.listings.all(), key=lambda i: i.delivery_start, default=None)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_listed_symbol(self, reservation: ReservedCapacity) -> str | None:
+        listing = self._latest_listing(reservation)
+        return listing.symbol if listing else None
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_listing_trading(self, reservation: ReservedCapacity) -> bool:
+        listing = self._latest_listing(reservation)
+        return listing is not None and listing_trades(listing, self.context["now"])
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_resale_from(self, reservation: ReservedCapacity) -> str | None:
+        term = resale_next_term(reservation, self.context["now"])
+        return (
+            None if term is None else serializers.DateTimeField().to_representation(term.starts_at)
+        )
 
     def get_held_gpus(self, reservation: ReservedCapacity) -> int:
         held: dict[int, int] = self.context["held"]
@@ -72,6 +102,8 @@ class CapacitySerializer(serializers.ModelSerializer):
             "contiguous_block_gpus",
             "created_at",
             "listed_symbol",
+            "listing_trading",
+            "resale_from",
             "held_gpus",
         ]
 
@@ -146,7 +178,7 @@ class CapacityList(APIView):
         page = paginator.paginate_queryset(capacity_of(organization), request, view=self)
         held = gpus_held(organization.pk, page)
         return paginator.get_paginated_response(
-            CapacitySerializer(page, many=True, context={"held": held}).data
+            CapacitySerializer(page, many=True, context={"held": held, "now": timezone.now()}).data
         )
 
     @extend_schema(
@@ -179,7 +211,7 @@ class CapacityList(APIView):
         )
         held = gpus_held(request.caller.organization.pk, [reservation])
         return Response(
-            CapacitySerializer(reservation, context={"held": held}).data,
+            CapacitySerializer(reservation, context={"held": held, "now": timezone.now()}).data,
             status=status.HTTP_201_CREATED,
         )
 
@@ -212,11 +244,14 @@ class CapacityListForResale(APIView):
         operation_id="v1_capacity_resale_list",
         summary="List a block the caller holds for resale; returns the new instrument",
         description=(
-            "Scope trade. 404 unless the caller holds the block. 422 "
-            "CATALOG_RESERVATION_ALREADY_LISTED, CATALOG_RESERVATION_ALREADY_STARTED (the term "
-            "starts within a day, or the listing's trading would already have ended: the "
-            "close of the day before the term starts) or CATALOG_INVALID_LISTING (a lot that "
-            "does not divide it)."
+            "Scope trade. The caller must be the block's registered holder or hold GPUs of it "
+            "(bought on its listings); 404 otherwise. Before the term (until a day before it "
+            "starts, and the close of the day before) the listing sells the whole term; after "
+            "that, from the next month's start that is more than a day ahead to the end of the "
+            "term (resale_from on the block). 422 CATALOG_RESERVATION_ALREADY_LISTED while "
+            "a listing of the block still trades, CATALOG_RESERVATION_ALREADY_STARTED when "
+            "the term ends before any month it could still be listed from, or "
+            "CATALOG_INVALID_LISTING (a lot that does not divide it)."
         ),
     )
     def post(self, request: Request, capacity_id: str) -> Response:

@@ -1,6 +1,6 @@
 """The instrument catalog: GPU SKUs, regions, reserved capacity and tradable instruments."""
 
-from datetime import datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
@@ -175,9 +175,11 @@ class Instrument(models.Model):
     )
     option_type = models.CharField(max_length=4, choices=OptionType.choices, blank=True)
     strike = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
-    # Reserved resale only.
-    reservation = models.OneToOneField(
-        ReservedCapacity, null=True, blank=True, on_delete=models.PROTECT, related_name="instrument"
+    # Reserved resale only. A block is listed before its term starts, for the whole term, and
+    # during the term from a month's start to its end: one listing at a time, each delivering
+    # from its own start (``resale_starts_at``).
+    reservation = models.ForeignKey(
+        ReservedCapacity, null=True, blank=True, on_delete=models.PROTECT, related_name="listings"
     )
     # The number of matcher events applied to this book; the matcher compares it with its
     # in-memory book to detect a book that another process or a rolled-back transaction changed.
@@ -215,6 +217,11 @@ class Instrument(models.Model):
                 condition=~models.Q(kind="resale") | models.Q(reservation__isnull=False),
                 name="instrument_resale_has_reservation",
             ),
+            models.UniqueConstraint(
+                fields=["reservation", "delivery_start"],
+                condition=models.Q(reservation__isnull=False),
+                name="instrument_one_listing_per_block_start",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -226,6 +233,16 @@ class Instrument(models.Model):
         (``calendar.trading_ends_at``), whatever its status says until the daily cycle
         expires it."""
         return calendar.trading_ends_at(self.last_trading_day)
+
+    @property
+    def resale_starts_at(self) -> datetime:
+        """A resale listing's first hour: its block's term start for a listing made before the
+        term, otherwise the start (00:00 UTC) of the month it delivers from. Its contracts are 1
+        GPU of the block from then to the end of the term."""
+        reservation = self.reservation
+        assert reservation is not None, f"{self.symbol} is no resale listing"
+        month_start = datetime.combine(self.delivery_start, time.min, tzinfo=UTC)
+        return max(reservation.starts_at, month_start)
 
     @property
     def halted_by(self) -> "Instrument | None":

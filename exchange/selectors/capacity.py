@@ -5,13 +5,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 
 from exchange.models import (
     LIVE_STATUSES,
+    Instrument,
     Order,
     OrderCommand,
     Organization,
@@ -24,7 +34,7 @@ from exchange.models import (
 def capacity_of(organization: Organization) -> QuerySet[ReservedCapacity]:
     """The blocks ``organization`` provides, is the registered holder of, or holds GPUs of now
     (bought on the block's resale listing: ``BlockHolding.held`` above 0), with their resale
-    listing if any.
+    resale listings (``listings``, prefetched, in order of their start).
 
     Its provider and registered holder see a block whatever they hold of it (the holder that
     sold it all sees it with 0 held). Anyone else sees it while it holds some: the GPUs its
@@ -46,28 +56,38 @@ def capacity_of(organization: Organization) -> QuerySet[ReservedCapacity]:
                 bought__gt=F("sold"),
             )
         )
-        .select_related("provider", "holder", "sku", "region", "instrument")
+        .select_related("provider", "holder", "sku", "region")
+        .prefetch_related(
+            Prefetch("listings", queryset=Instrument.objects.order_by("delivery_start"))
+        )
     )
 
 
 def capacity_held(organization: Organization, capacity_id: int) -> ReservedCapacity | None:
-    """Block ``capacity_id`` if ``organization`` is its registered holder (the one that may list
-    it); None otherwise, whoever holds it or GPUs of it."""
-    return (
-        ReservedCapacity.objects.filter(holder=organization, pk=capacity_id)
-        .select_related("sku", "region")
-        .first()
-    )
+    """Block ``capacity_id`` if ``organization`` may list it for resale: its registered holder,
+    or an organization holding GPUs of it now (bought on its listings, ``BlockHolding.held``),
+    which resells them as the holder would; None otherwise."""
+    block = ReservedCapacity.objects.filter(pk=capacity_id).select_related("sku", "region").first()
+    if block is None or block.holder_id == organization.pk:
+        return block
+    holding = block_holdings(block, organization_id=organization.pk)[organization.pk]
+    return block if holding.held > 0 else None
 
 
 @dataclass(frozen=True)
 class BlockHolding:
-    """What one organization holds of one reserved block, in contracts (1 GPU for the term).
+    """What one organization holds of one reserved block, in contracts (1 GPU of the block).
 
     ``registered``: the block's GPUs for its registered holder, 0 for anyone else; ``bought``
-    and ``sold``: contracts its accounts traded on the block's resale instrument; ``offered``:
+    and ``sold``: contracts its accounts traded on the block's resale listings; ``offered``:
     the open quantity of their live sell orders there (a pending replace that raises one counts
-    at its new quantity)."""
+    at its new quantity).
+
+    The block's listings follow one another, each delivering from its start to the end of the
+    term, the later from a later month: every contract traded on any of them covers the term of
+    the latest. So what these sum is what the organization holds of the block from the latest
+    listing's start on (before it, it may hold more: GPUs it sold there it still held until
+    then), which is what it may offer on it."""
 
     organization_id: int
     registered: int
@@ -190,14 +210,12 @@ def gpus_held(organization_id: int, reservations: Iterable[ReservedCapacity]) ->
     """What organization ``organization_id`` holds now of each block of ``reservations``
     (``BlockHolding.held``: its registered GPUs, less sold, plus bought), by reservation id.
 
-    A block not listed for resale is wholly its registered holder's; a listed one is counted
-    by ``block_holdings``, one query each (read with ``capacity_of``, whose ``select_related``
-    of the listing tells which are listed)."""
+    A block never listed for resale is wholly its registered holder's; a listed one is counted
+    by ``block_holdings``, one query each (read with ``capacity_of``, whose prefetch of the
+    listings tells which are listed)."""
     held = {}
     for reservation in reservations:
-        try:
-            reservation.instrument  # noqa: B018 - the reverse one-to-one raises when unlisted.
-        except ObjectDoesNotExist:
+        if not reservation.listings.all():
             registered = reservation.gpus if reservation.holder_id == organization_id else 0
             held[reservation.pk] = registered
             continue

@@ -2,7 +2,7 @@
 and resale listings as buyers browse them, filtered by what a buyer of capacity asks for."""
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from django.utils import timezone
 
@@ -10,7 +10,7 @@ from exchange.models import Instrument, Organization, Region, ReservedCapacity
 from exchange.selectors.capacity import capacity_of, gpus_held
 from exchange.selectors.market import Quote, quotes_for
 from exchange.services.capacity import issued_from
-from exchange.services.listing import resale_listable_until
+from exchange.services.listing import ResaleTerm, listing_trades, resale_next_term
 
 SECONDS_PER_HOUR = 3600
 # An organization with more blocks than this sees the soonest ones; the API pages through all.
@@ -21,13 +21,23 @@ LISTING_ROWS_MAX = 500
 @dataclass(frozen=True)
 class Block:
     reservation: ReservedCapacity
-    started: bool  # The term has begun: the block can no longer be listed for resale.
-    # From then on it can no longer be listed (``listing.resale_listable_until``).
-    listable_until: datetime
-    listing_closed: bool
+    started: bool  # The term has begun.
+    # Its latest resale listing (they follow one another), None if never listed.
+    listing: Instrument | None
+    listing_trading: bool  # That listing still trades: the block cannot be listed again yet.
+    # What a listing made now would sell (``services.listing.resale_next_term``): None when
+    # nothing of the term is left to list.
+    next_term: ResaleTerm | None
     # GPUs of the block the organization looking holds now: registered, less sold, plus bought
-    # on its resale listing (``capacity.gpus_held``).
+    # on its resale listings (``capacity.gpus_held``).
     held_gpus: int
+    organization_id: int  # The organization looking.
+
+    @property
+    def may_list(self) -> bool:
+        """Whether the organization looking may list the block (``capacity.capacity_held``):
+        its registered holder, or one holding GPUs of it."""
+        return self.reservation.holder_id == self.organization_id or self.held_gpus > 0
 
     @property
     def term_hours(self) -> int:
@@ -59,14 +69,17 @@ def blocks_of(organization: Organization) -> list[Block]:
     held = gpus_held(organization.pk, blocks)
     rows = []
     for reservation in blocks:
-        until = resale_listable_until(reservation)
+        listings = list(reservation.listings.all())
+        listing = listings[-1] if listings else None
         rows.append(
             Block(
                 reservation,
                 started=reservation.starts_at <= now,
-                listable_until=until,
-                listing_closed=now >= until,
+                listing=listing,
+                listing_trading=listing is not None and listing_trades(listing, now),
+                next_term=resale_next_term(reservation, now),
                 held_gpus=held[reservation.pk],
+                organization_id=organization.pk,
             )
         )
     return rows

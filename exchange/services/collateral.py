@@ -246,12 +246,13 @@ class Need:
 
 
 def entitlement_months(instrument: Instrument) -> list[tuple[date, int]]:
-    """A resale contract's GPU-hours in each month of its term: 1 GPU for every hour."""
+    """A resale contract's GPU-hours in each month of its term, from the listing's start
+    (``Instrument.resale_starts_at``) to the end of the block's: 1 GPU for every hour."""
     reservation = instrument.reservation
     assert reservation is not None
     return [
         (part.month, part.hours)
-        for part in hours_by_month(reservation.starts_at, reservation.ends_at)
+        for part in hours_by_month(instrument.resale_starts_at, reservation.ends_at)
         if part.hours
     ]
 

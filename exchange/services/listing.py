@@ -172,14 +172,60 @@ def options_list_chain(
     return instruments
 
 
+def _listable_until(starts_at: datetime) -> datetime:
+    """Until when a listing delivering from ``starts_at`` can be made: a day before that hour,
+    or the close of the day before it (when the listing's trading ends), whichever comes
+    first."""
+    last_trading_day = starts_at.astimezone(UTC).date() - timedelta(days=1)
+    return min(starts_at - timedelta(days=1), calendar.trading_ends_at(last_trading_day))
+
+
 def resale_listable_until(reservation: ReservedCapacity) -> datetime:
-    """The moment from which ``resale_list`` refuses the block: a day before its term starts,
-    or the close of the day before the term starts (when its listing's trading would end),
-    whichever comes first."""
-    last_trading_day = reservation.starts_at.astimezone(UTC).date() - timedelta(days=1)
-    return min(
-        reservation.starts_at - timedelta(days=1), calendar.trading_ends_at(last_trading_day)
-    )
+    """The moment from which the block can no longer be listed for its whole term: a day
+    before its term starts, or the close of the day before the term starts (when its listing's
+    trading would end), whichever comes first. From then on it is listed from a month's start
+    (``resale_next_term``)."""
+    return _listable_until(reservation.starts_at)
+
+
+def listing_trades(listing: Instrument, now: datetime) -> bool:
+    """Whether a block's resale listing still trades at ``now``: not expired, and before the
+    close of its last trading day. While it does, the block cannot be listed again."""
+    return listing.status != Instrument.Status.EXPIRED and now < listing.trading_ends_at
+
+
+@dataclass(frozen=True)
+class ResaleTerm:
+    """What a listing of a block made now would sell: 1 GPU of it from ``starts_at`` to the
+    end of its term, listable until ``listable_until``."""
+
+    starts_at: datetime
+    listable_until: datetime
+    whole_term: bool  # Listed before the term: from its start. Otherwise from a month's start.
+
+
+def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm | None:
+    """The term a listing of ``reservation`` made at ``now`` would sell.
+
+    Its whole term while it can still be listed before the term (``resale_listable_until``).
+    After that, as a holder with a reservation running resells the months it will not use, from
+    the first month's start (00:00 UTC) it can still be listed for, more than a day ahead and
+    before the close of the day before, to the end of the term: the GPU-hours of a month
+    already begun are partly used, and entitlements are whole months. None when the term ends
+    before that month starts: nothing is left to list."""
+    until = _listable_until(reservation.starts_at)
+    if now < until:
+        return ResaleTerm(reservation.starts_at, until, whole_term=True)
+    after = max(now, reservation.starts_at).astimezone(UTC).date()
+    month = calendar.add_months(calendar.month_start(after), 1)
+    while True:
+        starts_at = datetime.combine(month, time.min, tzinfo=UTC)
+        if starts_at >= reservation.ends_at:
+            return None
+        until = _listable_until(starts_at)
+        if now < until:
+            return ResaleTerm(starts_at, until, whole_term=False)
+        month = calendar.add_months(month, 1)
 
 
 @transaction.atomic
@@ -191,39 +237,42 @@ def resale_list(
     actor: User | None = None,
     now: datetime | None = None,
 ) -> Instrument:
-    """List a reserved block for resale by its holder.
+    """List a reserved block for resale.
 
-    A contract is 1 GPU of the block for its whole term, priced in $/GPU-hr; the lot is the
-    contiguous block size unless given, so buyers get interconnected blocks. Only blocks
-    starting more than a day from now can be listed, and only until trading in them ends: at
-    the close (``EXCHANGE_SETTLEMENT_CLOSE``) of the day before the term starts.
+    A contract is 1 GPU of the block from the listing's start to the end of the term, priced in
+    $/GPU-hr; the lot is the contiguous block size unless given, so buyers get interconnected
+    blocks. Before the term (until a day before it starts, and the close of the day before) a
+    listing sells the whole term; during the term, and once that is past, from the next month
+    that can still be listed for (``resale_next_term``). A listing trades until the close
+    (``EXCHANGE_SETTLEMENT_CLOSE``) of the day before its start. A block has one listing
+    trading at a time: when one ends, the next can be made.
     """
     now = now or timezone.now()
     # Two listings of one block at once would both pass the check below and the second would
     # fail on the unique symbol: the reservation's row lock puts them one after the other.
     ReservedCapacity.objects.select_for_update().filter(pk=reservation.pk).first()
-    starts_on = reservation.starts_at.astimezone(UTC).date()
-    last_trading_day = starts_on - timedelta(days=1)
-    ends_at = calendar.trading_ends_at(last_trading_day)
-    if now >= resale_listable_until(reservation):
-        if reservation.starts_at <= now + timedelta(days=1):
-            raise CatalogError(
-                CatalogErrorCode.RESERVATION_ALREADY_STARTED,
-                "Only reservations starting more than a day from now can be listed.",
-                field="reservation",
-            )
-        # A block starting late tomorrow is more than a day away, but its listing would be
-        # born after its trading ended.
-        raise CatalogError(
-            CatalogErrorCode.RESERVATION_ALREADY_STARTED,
-            f"A listing trades until the close of the day before the block's term starts: "
-            f"this block's ended at {ends_at:%Y-%m-%d %H:%M} UTC.",
-            field="reservation",
-        )
-    if Instrument.objects.filter(reservation=reservation).exists():
+    trading = (
+        Instrument.objects.trading_at(now)
+        .filter(reservation=reservation)
+        .exclude(status=Instrument.Status.EXPIRED)
+        .first()
+    )
+    if trading is not None:
         raise CatalogError(
             CatalogErrorCode.RESERVATION_ALREADY_LISTED,
-            "This reservation is already listed.",
+            f"This reservation is already listed: {trading.symbol} trades until "
+            f"{trading.trading_ends_at:%Y-%m-%d %H:%M} UTC.",
+            field="reservation",
+        )
+    term = resale_next_term(reservation, now)
+    if term is None:
+        raise CatalogError(
+            CatalogErrorCode.RESERVATION_ALREADY_STARTED,
+            "Only reservations starting more than a day from now can be listed for their whole "
+            "term; once it has started (or starts within a day) a listing sells the hours from "
+            "a month's start on, and this block's term ends "
+            f"{reservation.ends_at:%Y-%m-%d %H:%M} UTC, before any month it could still be "
+            "listed for.",
             field="reservation",
         )
     lot = lot_gpus or reservation.contiguous_block_gpus
@@ -233,18 +282,24 @@ def resale_list(
             "The lot must divide the block's GPUs.",
             field="lot_gpus",
         )
-    hours = int((reservation.ends_at - reservation.starts_at).total_seconds() // 3600)
+    hours = int((reservation.ends_at - term.starts_at).total_seconds() // 3600)
     if hours < 1:
         raise CatalogError(
             CatalogErrorCode.INVALID_LISTING,
             "The reservation is shorter than an hour.",
             field="reservation",
         )
+    starts_on = term.starts_at.astimezone(UTC).date()
     ends_on = reservation.ends_at.astimezone(UTC).date()
     if datetime.combine(ends_on, time.min, tzinfo=UTC) < reservation.ends_at:
         ends_on += timedelta(days=1)
     instrument = Instrument.objects.create(
-        symbol=resale_symbol(reservation.sku.code, reservation.region.code, reservation.pk),
+        symbol=resale_symbol(
+            reservation.sku.code,
+            reservation.region.code,
+            reservation.pk,
+            from_month=None if term.whole_term else starts_on,
+        ),
         kind=Instrument.Kind.RESALE,
         sku=reservation.sku,
         region=reservation.region,
@@ -254,7 +309,7 @@ def resale_list(
         gpu_hours_per_contract=hours,
         delivery_start=starts_on,
         delivery_end=ends_on,
-        last_trading_day=last_trading_day,
+        last_trading_day=starts_on - timedelta(days=1),
         settlement=Instrument.Settlement.PHYSICAL,
         reservation=reservation,
     )

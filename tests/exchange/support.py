@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 from itertools import pairwise
 
@@ -52,6 +53,23 @@ def listing_month() -> date:
     month, which may already have passed at a month's end.
     """
     return calendar.add_months(calendar.month_start(timezone.now().date()), 2)
+
+
+def resale_month_after(now: datetime) -> datetime:
+    """The first month start a resale listing made at ``now`` could sell from during a term:
+    more than a day ahead (``listing.resale_next_term``)."""
+    month = calendar.add_months(calendar.month_start(now.astimezone(UTC).date()), 1)
+    starts_at = datetime.combine(month, dtime.min, tzinfo=UTC)
+    if starts_at - timedelta(days=1) <= now:
+        starts_at = datetime.combine(calendar.add_months(month, 1), dtime.min, tzinfo=UTC)
+    return starts_at
+
+
+def ending_before_any_resale_month(now: datetime, ends_at: datetime) -> datetime:
+    """``ends_at``, or earlier if a month a resale listing made at ``now`` could sell from
+    starts before it: a block started (or starting within a day) and ending then has nothing
+    left to list, whatever the day of the month the test runs on."""
+    return min(ends_at, resale_month_after(now))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,19 @@ def test_resale_symbol_names_the_reservation():
     assert resale_symbol("B200", "USWEST", 42) == "B200-USWEST-R42"
 
 
+def test_a_running_blocks_listing_names_the_month_it_sells_from():
+    symbol = resale_symbol("B200", "USWEST", 42, from_month=date(2027, 4, 1))
+
+    parsed = parse_symbol(symbol)
+
+    assert symbol == "B200-USWEST-R42-202704"
+    assert (parsed.reservation, parsed.delivery_month, parsed.option_type) == (
+        42,
+        date(2027, 4, 1),
+        None,
+    )
+
+
 @pytest.mark.parametrize(
     ("strike", "text"),
     [
@@ -108,6 +121,9 @@ def test_symbols_round_trip_through_parse():
         "H100SXM-USEAST-R0",  # reservation 0
         "H100SXM-USEAST-R01",  # leading zero
         "H100SXM-USEAST-R5-C2.50",  # option on a resale block
+        "H100SXM-USEAST-R5-202704-C2.50",  # option on a block's listing from a month
+        "H100SXM-USEAST-R5-202713",  # month 13
+        "H100SXM-USEAST-R5-2027",  # short month
         "H100SXM-USEAST-202701 ",  # trailing space
         "H100SXM_USEAST_202701",
     ],

@@ -16,7 +16,12 @@ from exchange.services.listing import resale_list
 from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
-from tests.exchange.support import listing_month, place
+from tests.exchange.support import (
+    ending_before_any_resale_month,
+    listing_month,
+    place,
+    resale_month_after,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +64,7 @@ def body(holder, sku, region, changes: dict | None = None) -> dict:
     }
 
 
-def block(provider, holder, sku, region, *, cluster="block", begins=None, days=40):
+def block(provider, holder, sku, region, *, cluster="block", begins=None, days=40, ends=None):
     begins = begins or starts()
     return capacity_register(
         provider=provider.organization,
@@ -68,7 +73,7 @@ def block(provider, holder, sku, region, *, cluster="block", begins=None, days=4
         sku=sku,
         region=region,
         starts_at=begins,
-        ends_at=begins + timedelta(days=days),
+        ends_at=ends or begins + timedelta(days=days),
         gpus=16,
         interconnect="infiniband",
         contiguous_block_gpus=8,
@@ -117,6 +122,9 @@ def test_a_provider_registers_a_block_and_its_gpu_hours_go_to_the_holder(
         "contiguous_block_gpus": 8,
         "created_at": response.json()["created_at"],
         "listed_symbol": None,
+        "listing_trading": False,
+        # Listed now, the block would sell its whole term.
+        "resale_from": begins.isoformat().replace("+00:00", "Z"),
         "held_gpus": 0,  # The provider's: the block is the buyer's.
     }
     # and the holder's ledger holds 16 GPUs x the hours of each month it spans
@@ -355,9 +363,12 @@ def test_a_buyer_on_a_blocks_resale_listing_sees_the_block_while_it_holds_some(
     # then Lumen sees the block, with the 8 GPUs it holds; a stranger sees nothing
     assert rows(buyer) == [(own.pk, instrument.symbol, 8)]
     assert rows(fourth) == []
-    # and Lumen still cannot list it: it is not its registered holder
+    # and Lumen, which holds GPUs of it, may list it, but not while its listing trades; the
+    # stranger may not list it at all
     listed = api(buyer).post(f"{CAPACITY}{own.pk}/list/", {}, format="json")
-    assert error_of(listed)[:2] == (404, "NOT_FOUND")
+    assert error_of(listed)[:2] == (422, "CATALOG_RESERVATION_ALREADY_LISTED")
+    stranger = api(fourth).post(f"{CAPACITY}{own.pk}/list/", {}, format="json")
+    assert error_of(stranger)[:2] == (404, "NOT_FOUND")
 
     # when Lumen resells 4 to the fourth organization, and Northwind sells it its other 8
     place(buyer, instrument, "sell", 4, "2.40")
@@ -453,15 +464,41 @@ def test_listing_twice_is_refused(seller, buyer, sku, region):
     assert written() == before
 
 
-def test_a_block_starting_within_a_day_cannot_be_listed(seller, buyer, sku, region):
-    soon = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+def test_a_block_starting_within_a_day_is_listed_from_the_next_month(seller, buyer, sku, region):
+    now = timezone.now()
+    soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
     reservation = block(seller, buyer, sku, region, begins=soon.astimezone(UTC))
+    month = resale_month_after(now)
+    assert api(buyer).get(CAPACITY).json()["results"][0]["resale_from"] == (
+        month.isoformat().replace("+00:00", "Z")
+    )
+
+    response = api(buyer).post(f"{CAPACITY}{reservation.pk}/list/", {}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["symbol"] == f"{sku.code}-{region.code}-R{reservation.pk}-{month:%Y%m}"
+    assert response.json()["delivery_start"] == month.date().isoformat()
+    assert response.json()["gpu_hours_per_contract"] == (
+        (reservation.ends_at - month).total_seconds() // 3600
+    )
+    rows = api(buyer).get(CAPACITY).json()["results"]
+    assert [(row["listed_symbol"], row["listing_trading"]) for row in rows] == [
+        (response.json()["symbol"], True)
+    ]
+
+
+def test_a_block_with_no_month_left_to_list_cannot_be_listed(seller, buyer, sku, region):
+    now = timezone.now()
+    soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    ends = ending_before_any_resale_month(now, soon + timedelta(days=2))
+    reservation = block(seller, buyer, sku, region, begins=soon.astimezone(UTC), ends=ends)
     before = written()
 
     response = api(buyer).post(f"{CAPACITY}{reservation.pk}/list/", {}, format="json")
 
     assert error_of(response)[:2] == (422, "CATALOG_RESERVATION_ALREADY_STARTED")
     assert written() == before
+    assert api(buyer).get(CAPACITY).json()["results"][0]["resale_from"] is None
 
 
 @pytest.mark.parametrize(

@@ -331,59 +331,122 @@ def test_resale_delivery_end_covers_a_partial_last_day(make_reservation):
     assert instrument.gpu_hours_per_contract == 48
 
 
-def test_resale_refuses_a_reservation_starting_within_a_day(make_reservation):
-    now = timezone.now()
-    reservation = make_reservation(starts_at=now + timedelta(hours=23))
+def test_resale_refuses_a_reservation_starting_within_a_day_with_no_month_left(
+    make_reservation,
+):
+    """Within a day of its start a block is no longer listed for its whole term; a listing
+    would sell it from the next month that can still be listed, and this block ends before."""
+    now = datetime(2097, 3, 10, 9, tzinfo=UTC)
+    reservation = make_reservation(starts_at=now + timedelta(hours=23), days=5)
 
     with pytest.raises(CatalogError) as raised:
         resale_list(reservation=reservation, now=now)
 
     assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_STARTED
     assert raised.value.code == "CATALOG_RESERVATION_ALREADY_STARTED"
+    assert "before any month it could still be listed for" in raised.value.message
     assert not Instrument.objects.exists()
 
 
 @pytest.mark.parametrize(
-    ("listed_at", "listed"),
+    ("listed_at", "whole_term"),
     [(time(15, 59, 59), True), (time(16), False), (time(17), False)],
     ids=["before-the-close", "at-the-close", "after-the-close"],
 )
-def test_resale_refuses_a_block_whose_trading_would_already_have_ended(
-    make_reservation, settings, listed_at, listed
+def test_resale_lists_the_whole_term_until_the_close_of_the_day_before(
+    make_reservation, settings, listed_at, whole_term
 ):
     """A listing trades until the close of the day before the block's term starts, as every
     instrument trades until the close of its last trading day: a block starting tomorrow at
-    20:00, more than a day away at 17:00 today, can no longer be listed then."""
-    # given a block starting 2097-03-10 20:00 UTC, and the close at 16:00 UTC
+    20:00, more than a day away at 17:00 today, can no longer be listed for its whole term then,
+    only from the next month on."""
+    # given a block starting 2097-03-10 20:00 UTC for 60 days, and the close at 16:00 UTC
     settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
-    reservation = make_reservation(starts_at=datetime(2097, 3, 10, 20, tzinfo=UTC))
+    reservation = make_reservation(starts_at=datetime(2097, 3, 10, 20, tzinfo=UTC), days=60)
     now = datetime.combine(date(2097, 3, 9), listed_at, tzinfo=UTC)
     assert reservation.starts_at > now + timedelta(days=1)
 
     # when its holder lists it on the day before
-    if listed:
-        instrument = resale_list(reservation=reservation, now=now)
-        # then before the close it is listed, trading until the close of that day
+    instrument = resale_list(reservation=reservation, now=now)
+
+    # then before the close it is listed for the whole term, trading until the close of that
+    # day; from the close on, from April (the rest of the term), trading until 31 March
+    if whole_term:
+        assert instrument.symbol.endswith(f"-R{reservation.pk}")
         assert instrument.last_trading_day == date(2097, 3, 9)
+        assert instrument.resale_starts_at == reservation.starts_at
         return
-    with pytest.raises(CatalogError) as raised:
-        resale_list(reservation=reservation, now=now)
-
-    # then from the close on it is refused, and nothing is listed
-    assert (raised.value.code, raised.value.field) == (
-        CatalogErrorCode.RESERVATION_ALREADY_STARTED,
-        "reservation",
+    assert instrument.symbol.endswith(f"-R{reservation.pk}-209704")
+    assert (instrument.delivery_start, instrument.last_trading_day) == (
+        date(2097, 4, 1),
+        date(2097, 3, 31),
     )
-    assert not Instrument.objects.exists()
+    assert instrument.resale_starts_at == datetime(2097, 4, 1, tzinfo=UTC)
 
 
-def test_resale_refuses_a_reservation_that_has_started(make_reservation):
-    reservation = make_reservation(starts_at=timezone.now() - timedelta(days=3))
+def test_resale_lists_a_running_block_from_the_next_month_to_the_end_of_its_term(
+    make_reservation,
+):
+    """A startup three months into a reservation resells the months it will not use: the
+    listing sells 1 GPU of the block from the next month's start to the end of the term, and a
+    contract's GPU-hours are those hours."""
+    # given a 256-GPU block from 2097-01-15 06:00 to 2097-06-15 06:00, on 2097-03-20
+    starts = datetime(2097, 1, 15, 6, tzinfo=UTC)
+    reservation = make_reservation(starts_at=starts, days=151)
+    now = datetime(2097, 3, 20, 12, tzinfo=UTC)
+
+    # when it is listed
+    instrument = resale_list(reservation=reservation, lot_gpus=32, now=now)
+
+    # then from April to the end of the term
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-209704"
+    assert instrument.delivery_start == date(2097, 4, 1)
+    assert instrument.delivery_end == date(2097, 6, 16)
+    assert instrument.last_trading_day == date(2097, 3, 31)
+    hours = (reservation.ends_at - datetime(2097, 4, 1, tzinfo=UTC)).total_seconds() // 3600
+    assert instrument.gpu_hours_per_contract == hours == (30 + 31 + 14) * 24 + 6
+    assert instrument.reservation == reservation
+    assert instrument.lot_size == 32
+
+
+def test_resale_skips_a_month_starting_within_a_day(make_reservation):
+    """On the last day of a month, the next month starts within a day: the listing sells from
+    the month after."""
+    reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
+
+    instrument = resale_list(reservation=reservation, now=datetime(2097, 3, 31, 1, tzinfo=UTC))
+
+    assert instrument.delivery_start == date(2097, 5, 1)
+    assert instrument.last_trading_day == date(2097, 4, 30)
+
+
+def test_resale_lists_a_block_again_once_its_listing_has_ended(make_reservation):
+    """One listing of a block trades at a time; when it ends, the block is listed again from a
+    later month."""
+    reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
+    first = resale_list(reservation=reservation, now=datetime(2097, 2, 10, tzinfo=UTC))
 
     with pytest.raises(CatalogError) as raised:
-        resale_list(reservation=reservation)
+        resale_list(reservation=reservation, now=datetime(2097, 2, 27, 15, tzinfo=UTC))
+    assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_LISTED
+    assert first.symbol in raised.value.message
+
+    # after the close of its last trading day (28 February), whether or not the daily run has
+    # marked it expired yet
+    again = resale_list(reservation=reservation, now=datetime(2097, 3, 1, 9, tzinfo=UTC))
+
+    assert (first.delivery_start, again.delivery_start) == (date(2097, 3, 1), date(2097, 4, 1))
+    assert list(reservation.listings.order_by("delivery_start")) == [first, again]
+
+
+def test_resale_refuses_a_block_whose_last_month_has_begun(make_reservation):
+    reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
+
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation, now=datetime(2097, 6, 2, tzinfo=UTC))
 
     assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_STARTED
+    assert not Instrument.objects.exists()
 
 
 def test_resale_refuses_listing_a_reservation_twice(make_reservation):

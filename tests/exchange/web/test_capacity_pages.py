@@ -12,7 +12,12 @@ from exchange.selectors.entitlements import entitlements_of
 from exchange.services.capacity import capacity_register
 from exchange.services.listing import resale_list, resale_listable_until
 from exchange.services.participants import member_add, organization_create
-from tests.exchange.support import listing_month, place
+from tests.exchange.support import (
+    ending_before_any_resale_month,
+    listing_month,
+    place,
+    resale_month_after,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -296,8 +301,10 @@ def test_a_lot_that_is_no_number_is_named_and_lists_nothing(client, seller, sku,
 
 def test_a_block_is_listed_once_and_not_once_its_term_is_near(client, seller, sku, region):
     block = _block(seller, seller, sku, region)
-    soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
-    starting = _block(seller, seller, sku, region, starts_at=soon, ends_at=soon + timedelta(days=2))
+    now = datetime.now(UTC)
+    soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
+    ends = ending_before_any_resale_month(now, soon + timedelta(days=2))
+    starting = _block(seller, seller, sku, region, starts_at=soon, ends_at=ends)
     client.force_login(_user(seller, "nora"))
     client.post(reverse("web:capacity_list", args=[block.pk]), {})
 
@@ -311,28 +318,67 @@ def test_a_block_is_listed_once_and_not_once_its_term_is_near(client, seller, sk
     assert "CATALOG_RESERVATION_ALREADY_LISTED" in again.content.decode()
 
 
-def test_a_block_whose_term_started_offers_no_listing(client, seller, sku, region):
-    began = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
-    block = _block(seller, seller, sku, region, starts_at=began, ends_at=began + timedelta(days=5))
+def test_a_running_block_with_no_month_left_offers_no_listing(client, seller, sku, region):
+    now = datetime.now(UTC)
+    began = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    ends = ending_before_any_resale_month(now, began + timedelta(days=5))
+    block = _block(seller, seller, sku, region, starts_at=began, ends_at=ends)
     client.force_login(_user(seller, "nora"))
 
     page = client.get(reverse("web:capacity"))
     refused = client.post(reverse("web:capacity_list", args=[block.pk]), {})
 
     html = page.content.decode()
-    assert [row.started for row in page.context["blocks"]] == [True]
-    assert "the term has started" in html
+    assert [(row.started, row.next_term) for row in page.context["blocks"]] == [(True, None)]
+    assert "not listable: the term ends before the next month a listing could sell" in html
     assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
     assert refused.status_code == 400
     assert "CATALOG_RESERVATION_ALREADY_STARTED" in refused.content.decode()
     assert not Instrument.objects.filter(reservation=block).exists()
 
 
-def test_a_block_within_a_day_of_its_term_offers_no_listing(client, seller, sku, region):
-    """A block starting within a day can no longer be listed: the page said nothing and
-    offered the form, which was then always refused."""
-    soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=20)
-    block = _block(seller, seller, sku, region, starts_at=soon, ends_at=soon + timedelta(days=2))
+def test_a_running_block_is_listed_from_the_next_month_to_the_end_of_its_term(
+    client, seller, sku, region
+):
+    """A holder three weeks into a 4-month reservation resells the months it will not use."""
+    now = datetime.now(UTC)
+    began = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=21)
+    block = _block(
+        seller, seller, sku, region, starts_at=began, ends_at=began + timedelta(days=120)
+    )
+    month = resale_month_after(now)
+    client.force_login(_user(seller, "nora"))
+
+    page = client.get(reverse("web:capacity")).content.decode()
+    response = client.post(reverse("web:capacity_list", args=[block.pk]), {})
+
+    assert f"from {month:%Y-%m-%d} to the end of the term" in page
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' in page
+    listing = Instrument.objects.get(reservation=block)
+    assert response["Location"] == reverse("web:instrument", args=[listing.symbol])
+    assert listing.symbol == f"{sku.code}-{region.code}-R{block.pk}-{month:%Y%m}"
+    assert listing.resale_starts_at == month
+    contract = client.get(response["Location"]).content.decode()
+    assert f"resold from {month:%Y-%m-%d} 00:00 UTC (the rest of the term)" in contract
+    # and buyers browse it with the hours it sells
+    listings = client.get(reverse("web:resale_listings")).content.decode()
+    assert f"{month:%Y-%m-%d} 00:00" in listings
+    assert f"rest of a term from {began:%Y-%m-%d}" in listings
+    # and the capacity page shows it listed, with no form until it ends
+    again = client.get(reverse("web:capacity")).content.decode()
+    assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in again
+    assert listing.symbol in again
+
+
+def test_a_block_within_a_day_of_its_term_offers_no_listing_with_no_month_left(
+    client, seller, sku, region
+):
+    """A block starting within a day can no longer be listed for its whole term, and this one
+    ends before any month a listing could sell from: the page says so and offers no form."""
+    now = datetime.now(UTC)
+    soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=20)
+    ends = ending_before_any_resale_month(now, soon + timedelta(days=2))
+    block = _block(seller, seller, sku, region, starts_at=soon, ends_at=ends)
     later = _block(seller, seller, sku, region)
     client.force_login(_user(seller, "nora"))
 
@@ -340,9 +386,8 @@ def test_a_block_within_a_day_of_its_term_offers_no_listing(client, seller, sku,
 
     assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
     assert f'action="{reverse("web:capacity_list", args=[later.pk])}"' in html
-    closed = resale_listable_until(block)
-    assert closed <= soon - timedelta(days=1)
-    assert f"listing closed {closed:%Y-%m-%d %H:%M} UTC" in html
+    assert resale_listable_until(block) <= soon - timedelta(days=1)
+    assert "not listable: the term starts within a day and ends before the next month" in html
 
 
 def test_a_provider_cannot_list_a_block_its_customer_holds(client, seller, buyer, sku, region):
