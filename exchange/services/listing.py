@@ -275,6 +275,16 @@ def resale_list(
             "listed for.",
             field="reservation",
         )
+    starts_on = term.starts_at.astimezone(UTC).date()
+    earlier = Instrument.objects.filter(reservation=reservation, delivery_start=starts_on).first()
+    if earlier is not None:
+        # Its trading ended early (staff expired it): the same hours are not listed twice.
+        raise CatalogError(
+            CatalogErrorCode.RESERVATION_ALREADY_LISTED,
+            f"This reservation's hours from {term.starts_at:%Y-%m-%d %H:%M} UTC were listed as "
+            f"{earlier.symbol}; it can be listed again from a later month.",
+            field="reservation",
+        )
     lot = lot_gpus or reservation.contiguous_block_gpus
     if lot < 1 or reservation.gpus % lot:
         raise CatalogError(
@@ -289,7 +299,6 @@ def resale_list(
             "The reservation is shorter than an hour.",
             field="reservation",
         )
-    starts_on = term.starts_at.astimezone(UTC).date()
     ends_on = reservation.ends_at.astimezone(UTC).date()
     if datetime.combine(ends_on, time.min, tzinfo=UTC) < reservation.ends_at:
         ends_on += timedelta(days=1)

@@ -439,6 +439,26 @@ def test_resale_lists_a_block_again_once_its_listing_has_ended(make_reservation)
     assert list(reservation.listings.order_by("delivery_start")) == [first, again]
 
 
+def test_resale_does_not_list_the_same_hours_twice(make_reservation):
+    """A listing whose trading ended early (expired by staff before its last trading day) does
+    not let the block be listed again for the same hours: that would be a second instrument
+    selling them, and the symbol is the block's for that start."""
+    reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
+    now = datetime(2097, 2, 10, tzinfo=UTC)
+    first = resale_list(reservation=reservation, now=now)
+    Instrument.objects.filter(pk=first.pk).update(status=Instrument.Status.EXPIRED)
+
+    with pytest.raises(CatalogError) as raised:
+        resale_list(reservation=reservation, now=now)
+
+    assert (raised.value.code, raised.value.field) == (
+        CatalogErrorCode.RESERVATION_ALREADY_LISTED,
+        "reservation",
+    )
+    assert first.symbol in raised.value.message
+    assert list(Instrument.objects.all()) == [first]
+
+
 def test_resale_refuses_a_block_whose_last_month_has_begun(make_reservation):
     reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
 
