@@ -304,6 +304,11 @@ CELERY_BEAT_SCHEDULE |= {
         "task": "exchange.tasks.risk_margin_calls_review",
         "schedule": 5 * 60.0,
     },
+    # Past months' GPU-hours, once their month has ended (nothing to do on most days).
+    "retire-ended-months-gpu-hours": {
+        "task": "exchange.tasks.entitlements_retire_ended",
+        "schedule": crontab(hour=0, minute=20),
+    },
 }
 
 

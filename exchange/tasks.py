@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from exchange.services.cancel_after import cancel_all_after_fire_due
+from exchange.services.capacity import entitlements_retire
 from exchange.services.listing import listings_roll
 from exchange.services.pools import pools_run_due as pools_run_due_service
 from exchange.services.risk_cycle import daily_settlement_run, margin_calls_review
@@ -33,6 +34,13 @@ def orders_cancel_all_after_due() -> int:
 def instruments_list_upcoming() -> int:
     """Roll the listings forward (``listings_roll``); return how many instruments were listed."""
     return len(listings_roll())
+
+
+@shared_task
+def entitlements_retire_ended() -> dict[str, int]:
+    """Retire the GPU-hours of months that have ended (``entitlements_retire``); return the
+    GPU-hours retired by commodity."""
+    return {retired.commodity: retired.gpu_hours for retired in entitlements_retire()}
 
 
 @shared_task

@@ -3,7 +3,8 @@
 A provider registers a reserved block (its own idle capacity, or capacity a customer reserved
 from it) and the block's GPU-hours are issued to the block's holder, split by calendar month
 (UTC) into one entitlement commodity per SKU x region x month. The holder can then list the
-block for resale; settlement of a resale trade moves the entitlements to the buyer.
+block for resale; settlement of a resale trade moves the entitlements to the buyer. Once a
+month has ended, what is left of its GPU-hours is retired (``entitlements_retire``).
 """
 
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from exchange import calendar
@@ -21,8 +23,11 @@ from exchange.services.ledger_accounts import (
     entitlement,
     entitlement_account,
     entitlement_issuance_account,
+    entitlement_parts,
 )
 from exchange.services.participants import account_main
+from ledger.models import Account as LedgerAccount
+from ledger.models import Commodity
 from ledger.services import entry_post
 
 # Reservations run 1-3 years, sometimes 5 (MARKET.md); a longer one is a typo.
@@ -178,3 +183,61 @@ def capacity_register(
             after={"holder": holder.slug, "gpus": gpus, "issued_gpu_hours": issued},
         )
     return reservation
+
+
+@dataclass(frozen=True)
+class Retired:
+    """GPU-hours of one ended month taken off its holders' accounts."""
+
+    commodity: str
+    gpu_hours: int
+    accounts: int
+
+
+def entitlements_retire(*, today: date | None = None) -> list[Retired]:
+    """Retire the GPU-hours of every month that ended before ``today``'s: one entry per
+    commodity takes what each holder still has of it back to its issuance account
+    (``exchange:gpuh-issued:<commodity>``), as the exchange's record that the month is over.
+
+    Those hours were used at the provider or went unused; either way nothing can deliver,
+    resell or hold them any more, and the balances, the portfolio and the API stopped listing
+    a holder's past months only once they are retired. A holding under a pending hold (none
+    should be: a listing stops trading before its first month, and the daily cycle cancels its
+    orders) keeps what is held until it is released, and is retired by a later run. A second
+    run finds nothing left and posts nothing.
+    """
+    now = timezone.now().date()
+    if today is not None and today > now:
+        raise ValueError(f"{today} is after today, {now}: its month has not begun.")
+    today = today or now
+    this_month = calendar.month_start(today)
+    holdings = (
+        LedgerAccount.objects.filter(commodity__kind=Commodity.Kind.ENTITLEMENT)
+        .exclude(owner="exchange")  # The issuance accounts.
+        .exclude(debits_posted=F("credits_posted"))
+        .select_related("commodity")
+        .order_by("commodity__code", "pk")
+    )
+    by_commodity: dict[Commodity, list[LedgerAccount]] = {}
+    for holding in holdings:
+        parts = entitlement_parts(holding.commodity.code)
+        if parts is not None and parts.month < this_month:
+            by_commodity.setdefault(holding.commodity, []).append(holding)
+    retired = []
+    for commodity, accounts in by_commodity.items():
+        postings = [(account, -account.available) for account in accounts if account.available]
+        if not postings:
+            continue
+        gpu_hours = -sum(amount for _, amount in postings)
+        issuance = entitlement_issuance_account(commodity)
+        # Named by what the commodity will have retired in all: a run repeated on the same
+        # holdings posts the same entry (returned, not posted twice); a later one, a new key.
+        retired_total = issuance.debits_posted + gpu_hours
+        entry_post(
+            key=f"gpuh-retire:{commodity.code}:{retired_total}",
+            description=f"{commodity.name}: the month has ended, its GPU-hours are retired",
+            postings=[*postings, (issuance, gpu_hours)],
+            metadata={"retired": commodity.code},
+        )
+        retired.append(Retired(commodity.code, gpu_hours, len(postings)))
+    return retired
