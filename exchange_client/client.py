@@ -178,6 +178,34 @@ class Trade:
 
 
 @dataclass(frozen=True)
+class Candle:
+    """One period's OHLCV: prices in USD per GPU-hour, ``volume`` in contracts; ``start`` is
+    the period's UTC-aligned beginning."""
+
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    trades: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Candle":
+        start = _datetime(data["start"])
+        assert start is not None
+        return cls(
+            start=start,
+            open=Decimal(data["open"]),
+            high=Decimal(data["high"]),
+            low=Decimal(data["low"]),
+            close=Decimal(data["close"]),
+            volume=int(data["volume"]),
+            trades=int(data["trades"]),
+        )
+
+
+@dataclass(frozen=True)
 class Order:
     """An order as the API answers it; ``Order.of_message`` reads the feed's "order" message."""
 
@@ -810,6 +838,14 @@ class ExchangeClient:
             )
             for r in rows
         ]
+
+    def candles(self, symbol: str, interval: str = "1h", limit: int = 100) -> list[Candle]:
+        """OHLCV of the last ``limit`` periods of ``interval`` (1m 5m 15m 1h 4h 1d), oldest
+        first; a period without trades has no candle, so fewer than ``limit`` may come."""
+        _, rows = self.request(
+            "GET", f"instruments/{symbol}/candles/", params={"interval": interval, "limit": limit}
+        )
+        return [Candle.of(row) for row in rows]
 
     def settlements(self, symbol: str, limit: int = 10) -> list[dict[str, Any]]:
         _, rows = self.request("GET", f"instruments/{symbol}/settlements/", params={"limit": limit})
