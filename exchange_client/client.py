@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -29,6 +29,8 @@ PAGES_MAX = 1000
 PAGE_ROWS = 1000
 # Seconds a retried 429 waits when its answer has no ``Retry-After`` in seconds (a proxy's).
 RETRY_AFTER_DEFAULT_SECONDS = 1.0
+# The push feed's scheme for the REST API's, when the feed is on the same server.
+FEED_SCHEMES = {"http": "ws", "https": "wss"}
 
 
 class ApiError(Exception):
@@ -624,9 +626,18 @@ class ExchangeClient:
         self.rate_limit_wait_max_seconds = rate_limit_wait_max_seconds
         self._sleep = sleep
         self.base_url = base_url.rstrip("/")
-        # The push feed's address: the same server by default (ws:// for http://, wss:// for
-        # https://); production serves it on a port of its own behind the proxy.
-        self.feed_url = (feed_url or "ws" + self.base_url.removeprefix("http")).rstrip("/")
+        base = urlsplit(self.base_url)
+        # Requests go to the base URL's origin, at its path (a proxy's prefix, "/exchange" in
+        # http://host/exchange) followed by the API's: the whole path is what the exchange
+        # sees when it knows its prefix (SCRIPT_NAME, a root path), so each signature covers it.
+        self._origin = f"{base.scheme}://{base.netloc}"
+        self._api_path = f"{base.path}{API_PREFIX}"
+        # The push feed's address: the same server and prefix by default (ws:// for http://,
+        # wss:// for https://); production serves it on a port of its own behind the proxy.
+        if feed_url is None:
+            scheme = FEED_SCHEMES.get(base.scheme.lower(), base.scheme)
+            feed_url = urlunsplit((scheme, base.netloc, base.path, "", ""))
+        self.feed_url = feed_url.rstrip("/")
         self.key = key
         self.sign = sign
         self.timeout_seconds = timeout_seconds
@@ -672,12 +683,15 @@ class ExchangeClient:
         body: dict[str, Any] | None = None,
         anonymous: bool = False,
     ) -> tuple[int, Any]:
-        """Send one request (``anonymous``: without the key, for public data); return (status,
-        decoded JSON) or raise ``ApiError``. A 429 is sent again up to ``rate_limit_retries``
-        times, signed afresh each time (the exchange refuses a signature it has seen); it
-        refuses a request over the rate before the request reaches the endpoint."""
+        """Send one request to ``path`` under the API (``orders/``; with a leading slash, a path
+        under the base URL: ``/api/v1/orders/``), with ``anonymous`` for public data without the
+        key; return (status, decoded JSON) or raise ``ApiError``. A 429 is sent again up to
+        ``rate_limit_retries`` times, signed afresh each time (the exchange refuses a signature
+        it has seen); it refuses a request over the rate before the request reaches the
+        endpoint."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        target = path if path.startswith("/") else f"{API_PREFIX}/{path}"
+        base_path = self._api_path.removesuffix(API_PREFIX)
+        target = f"{base_path}{path}" if path.startswith("/") else f"{self._api_path}/{path}"
         if query:
             target = f"{target}?{urlencode(query)}"
         data = json.dumps(body, default=str).encode() if body is not None else b""
@@ -720,7 +734,7 @@ class ExchangeClient:
             headers.update(self._signature_headers(method, target, data))
         response = self.session.request(
             method,
-            self.base_url + target,
+            self._origin + target,
             data=data or None,
             headers=headers,
             timeout=self.timeout_seconds,
@@ -742,12 +756,22 @@ class ExchangeClient:
             yield from page["results"]
             if not page.get("next"):
                 return
-            parts = urlsplit(page["next"])
-            _, page = self.request("GET", f"{parts.path}?{parts.query}")
+            _, page = self.request("GET", self._api_relative(page["next"]))
         raise RuntimeError(
             f"{path} has more than {PAGES_MAX} page{'s' if PAGES_MAX > 1 else ''}: read it "
             "in parts with its filters (a time range, an instrument, a status)."
         )
+
+    def _api_relative(self, address: str) -> str:
+        """A ``next`` address as a path under the API: the exchange writes its own address,
+        with the prefix it is mounted at when it knows it, without when a proxy strips the
+        prefix unsaid; either way the next page is asked for at the base URL."""
+        parts = urlsplit(address)
+        for api_path in (self._api_path, API_PREFIX):
+            if parts.path.startswith(f"{api_path}/"):
+                relative = parts.path.removeprefix(f"{api_path}/")
+                return f"{relative}?{parts.query}" if parts.query else relative
+        raise ValueError(f"{address} is not an address of the API ({self._api_path}/).")
 
     # Push feed ---------------------------------------------------------------------------
 
@@ -775,8 +799,9 @@ class ExchangeClient:
         headers = {}
         if authenticated:
             headers["Authorization"] = f"Bearer {self.key}"
-            if self.sign:  # Over GET, the path and an empty body.
-                headers.update(self._signature_headers("GET", path, b""))
+            if self.sign:  # Over GET, the whole path (the feed URL's own included), no body.
+                feed_path = urlsplit(self.feed_url).path
+                headers.update(self._signature_headers("GET", feed_path + path, b""))
         try:
             connection = connect(
                 self.feed_url + path,

@@ -31,15 +31,25 @@ BASE_URL = "http://testserver"
 
 
 class DjangoAdapter(BaseAdapter):
-    """A requests transport that hands each request to Django's test client."""
+    """A requests transport that hands each request to Django's test client; with a
+    ``script_name``, as a proxy serving the exchange under that prefix does: it takes only
+    paths under it (others are a 404 of its own) and passes the prefix on as SCRIPT_NAME
+    (``says_prefix`` False: it strips the prefix and does not say so)."""
 
-    def __init__(self) -> None:
+    def __init__(self, script_name: str = "", *, says_prefix: bool = True) -> None:
         super().__init__()
         self.client = Client()
+        self.script_name = script_name
+        self.says_prefix = says_prefix
+        self.paths: list[str] = []  # Each request's path, as the client sent it.
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         parts = urlsplit(request.url)
-        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        self.paths.append(parts.path)
+        if not parts.path.startswith(f"{self.script_name}/"):
+            return self._answer(request, 404, b"", {}, "Not Found")
+        path = parts.path.removeprefix(self.script_name)
+        target = f"{path}?{parts.query}" if parts.query else path
         headers = {
             f"HTTP_{name.upper().replace('-', '_')}": value
             for name, value in request.headers.items()
@@ -50,13 +60,30 @@ class DjangoAdapter(BaseAdapter):
             target,
             data=request.body or b"",
             content_type=request.headers.get("Content-Type", "application/octet-stream"),
+            **({"SCRIPT_NAME": self.script_name} if self.script_name and self.says_prefix else {}),
             **headers,
         )
+        return self._answer(
+            request,
+            answer.status_code,
+            answer.content,
+            dict(answer.headers.items()),
+            answer.reason_phrase,
+        )
+
+    def _answer(
+        self,
+        request: requests.PreparedRequest,
+        status: int,
+        content: bytes,
+        headers: dict[str, str],
+        reason: str,
+    ) -> requests.Response:
         response = requests.Response()
-        response.status_code = answer.status_code
-        response._content = answer.content
-        response.headers = CaseInsensitiveDict(dict(answer.headers.items()))
-        response.reason = answer.reason_phrase
+        response.status_code = status
+        response._content = content
+        response.headers = CaseInsensitiveDict(headers)
+        response.reason = reason
         response.url = request.url
         response.request = request
         return response

@@ -5,11 +5,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
 
+from exchange.asgi import application
 from exchange.feed import publish
 from exchange.feed.messages import organization_group
 from exchange.feed.selectors import book_snapshot
@@ -65,6 +67,33 @@ def test_the_orders_feed_yields_the_organizations_fills_and_orders(future, buyer
     assert (pushed[0]["order_id"], pushed[0]["trade_sequence"]) == (bid.pk, trade.sequence)
     assert pushed[1] == order_as_pushed(bid)
     assert (pong["type"], pong["id"]) == ("pong", 7)
+
+
+def mounted_at(prefix: str, app: Any) -> Any:
+    """The ASGI application as a proxy serving it under ``prefix`` passes it on (uvicorn's
+    ``--root-path``): the path keeps the prefix, and the root path says what it is."""
+
+    async def proxied(scope: dict, receive: Any, send: Any) -> None:
+        await app({**scope, "root_path": prefix}, receive, send)
+
+    return proxied
+
+
+def test_a_signed_orders_feed_under_a_base_urls_prefix(future, buyer, seller):
+    # given: the exchange behind a proxy at /exchange, and a client whose key must sign
+    with uvicorn_serving(mounted_at("/exchange", application)) as base:
+        client = client_of(f"{base}/exchange", buyer, sign=True)
+        assert client.feed_url == f"{base}/exchange"
+
+        # when: it opens its organization's feed, signed over the path the feed sees
+        with client.orders_feed() as feed:
+            place(seller, future, "sell", 1, "2.50")
+            bid = place(buyer, future, "buy", 1, "2.50")
+            pushed = [feed.receive(WAIT_SECONDS) for _ in range(2)]
+
+    # then: subscribed, it hears its fill and its order
+    assert [message["type"] for message in pushed] == ["fill", "order"]
+    assert pushed[1] == order_as_pushed(bid)
 
 
 def test_the_instrument_feed_yields_the_snapshot_then_trades_and_books(future, buyer, seller):

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -33,13 +34,12 @@ def _connections_closed_after_each_use(monkeypatch):
 
 
 @contextmanager
-def uvicorn_serving() -> Iterator[str]:
-    """uvicorn serving the project's ASGI application in a thread; its ws:// base URL."""
+def uvicorn_serving(app: Any = application) -> Iterator[str]:
+    """uvicorn serving the project's ASGI application (or ``app``) in a thread; its ws:// base
+    URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
