@@ -35,6 +35,9 @@ class Feed:
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection  # A websockets.sync.client.ClientConnection.
+        # A frame read after an "error" message while waiting for the close that did not come:
+        # the next message, which ``receive`` gives before reading the connection again.
+        self._pending: list[str | bytes] = []
 
     def __enter__(self) -> Self:
         return self
@@ -60,7 +63,12 @@ class Feed:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            message: dict[str, Any] = json.loads(self.connection.recv(timeout=timeout_seconds))
+            frame = (
+                self._pending.pop(0)
+                if self._pending
+                else self.connection.recv(timeout=timeout_seconds)
+            )
+            message: dict[str, Any] = json.loads(frame)
         except ConnectionClosed as closed:
             received = closed.rcvd
             raise FeedError(
@@ -80,12 +88,13 @@ class Feed:
         self.connection.close()
 
     def _refusal(self, message: dict[str, Any]) -> FeedError:
-        """The feed's "error" message with the close code that follows it."""
+        """The feed's "error" message with the close code that follows it; a frame that comes
+        instead (an error the feed goes on after) is kept for the next ``receive``."""
         from websockets.exceptions import ConnectionClosed
 
         close_code = None
         try:
-            self.connection.recv(timeout=5)
+            self._pending.append(self.connection.recv(timeout=5))
         except ConnectionClosed as closed:
             close_code = closed.rcvd.code if closed.rcvd is not None else None
         except TimeoutError:

@@ -134,6 +134,25 @@ def test_a_refused_feed_raises_its_code_and_close_code(future, buyer):
     ]
 
 
+def test_an_error_the_feed_goes_on_after_loses_no_message(future, buyer):
+    with uvicorn_serving() as base, client_of(base, buyer).instrument_feed(future.symbol) as feed:
+        snapshot = next(feed)
+        # given: a frame the feed answers with an error without closing, then a ping
+        feed.connection.send("not json")
+        feed.ping(8)
+
+        # when: the error is read, then the next message
+        with pytest.raises(FeedError) as refused:
+            feed.receive(WAIT_SECONDS)
+        after = feed.receive(WAIT_SECONDS)
+
+    # then: the error raised without a close code, and the pong that came after it is the
+    # next message, not swallowed while waiting for a close
+    assert snapshot["type"] == "book"
+    assert (refused.value.code, refused.value.close_code) == ("INVALID_JSON", None)
+    assert (after["type"], after["id"]) == ("pong", 8)
+
+
 class NotFound(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
