@@ -10,9 +10,10 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -29,6 +30,7 @@ PAGES_MAX = 1000
 PAGE_ROWS = 1000
 # Seconds a retried 429 waits when its answer has no ``Retry-After`` in seconds (a proxy's).
 RETRY_AFTER_DEFAULT_SECONDS = 1.0
+T = TypeVar("T")
 # The push feed's scheme for the REST API's, when the feed is on the same server.
 FEED_SCHEMES = {"http": "ws", "https": "wss"}
 
@@ -425,6 +427,40 @@ def _placement(data: dict[str, Any], *, created: bool) -> Placement:
     )
 
 
+def _amount(value: Any) -> Decimal | int | None:
+    """An amount of an asset: USD as a decimal string, GPU-hours as an integer."""
+    if value is None:
+        return None
+    return value if isinstance(value, int) else Decimal(str(value))
+
+
+def _typed(cls: type[T], data: dict[str, Any], **nested: Any) -> T:
+    """``cls`` read from an answer by its fields' types: ``Decimal`` from the API's strings,
+    ``datetime`` from ISO 8601, ``Decimal | int`` for an amount of any asset; ``nested`` gives
+    the fields that are objects or lists of them. A field the answer lacks is a ``KeyError``
+    unless it may be None (a sponsor's or a member's view leaves some out)."""
+    values: dict[str, Any] = {}
+    for field, kind in get_type_hints(cls).items():
+        if field in nested:
+            values[field] = nested[field]
+            continue
+        options = set(get_args(kind)) if get_origin(kind) in {Union, UnionType} else {kind}
+        value = data.get(field) if type(None) in options else data[field]
+        if value is None:
+            values[field] = None
+        elif Decimal in options and int in options:
+            values[field] = _amount(value)
+        elif Decimal in options:
+            values[field] = Decimal(str(value))
+        elif datetime in options:
+            values[field] = _datetime(value)
+        elif int in options and bool not in options:
+            values[field] = int(value)
+        else:
+            values[field] = value
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class Pool:
     """A portfolio pool as the caller sees it (``role``: sponsor or member)."""
@@ -432,25 +468,90 @@ class Pool:
     id: int
     name: str
     sponsor: str
+    sponsor_name: str
     role: str
     rule: str
     subsidy_percent: Decimal
     credit_line: Decimal
     cutoff_at: datetime | None
     status: str
+    created_at: datetime
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Pool":
-        return cls(
-            id=int(data["id"]),
-            name=data["name"],
-            sponsor=data["sponsor"],
-            role=data["role"],
-            rule=data["rule"],
-            subsidy_percent=Decimal(data["subsidy_percent"]),
-            credit_line=Decimal(data["credit_line"]),
-            cutoff_at=_datetime(data.get("cutoff_at")),
-            status=data["status"],
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    """A startup in a pool; ``credit_owed`` (USD) where the answer gives it (one member)."""
+
+    id: int
+    organization: str
+    organization_name: str
+    priority: int
+    status: str
+    joined_at: datetime
+    left_at: datetime | None
+    credit_owed: Decimal | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolMember":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PoolCash:
+    """The pool account's USD: posted, held for its live orders, and the difference."""
+
+    posted: Decimal
+    pending: Decimal
+    available: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolCash":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PoolOpenDemand:
+    """What the next cut-off would aggregate for one instrument."""
+
+    instrument: str
+    members: int
+    quantity: int  # Contracts.
+    gpu_hours: int
+    lowest_limit: Decimal
+    highest_limit: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolOpenDemand":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PoolDetail(Pool):
+    """One pool: for its sponsor with ``cash``, ``members`` and ``open_demand`` (a member's
+    are None); for a member with its own ``membership`` (the sponsor's is None)."""
+
+    membership: PoolMember | None = None
+    cash: PoolCash | None = None
+    members: list[PoolMember] | None = None
+    open_demand: list[PoolOpenDemand] | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolDetail":
+        membership, cash = data.get("membership"), data.get("cash")
+        members, open_demand = data.get("members"), data.get("open_demand")
+        return _typed(
+            cls,
+            data,
+            membership=None if membership is None else PoolMember.of(membership),
+            cash=None if cash is None else PoolCash.of(cash),
+            members=None if members is None else [PoolMember.of(row) for row in members],
+            open_demand=None
+            if open_demand is None
+            else [PoolOpenDemand.of(row) for row in open_demand],
         )
 
 
@@ -462,36 +563,43 @@ class PoolDemand:
     member: int
     organization: str
     instrument: str
+    sku: str
+    region: str
     month: str  # YYYY-MM
     quantity: int  # Contracts: one GPU for the month each.
     gpu_hours: int
     limit_price: Decimal
     status: str
+    pool_order: int | None  # The tier order the cut-off placed for it.
+    created_at: datetime
+    updated_at: datetime
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "PoolDemand":
-        return cls(
-            id=int(data["id"]),
-            member=int(data["member"]),
-            organization=data["organization"],
-            instrument=data["instrument"],
-            month=data["month"],
-            quantity=int(data["quantity"]),
-            gpu_hours=int(data["gpu_hours"]),
-            limit_price=Decimal(data["limit_price"]),
-            status=data["status"],
-        )
+        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
 class PoolTier:
-    """One price tier of a round: the pool order placed for it (None: refused)."""
+    """One price tier of a round: the pool order placed for it (None: refused, with the
+    refusal's code and message)."""
 
+    id: int
     instrument: str
     price: Decimal
     quantity: int
     order: Order | None
     refusal_code: str
+    refusal_message: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolTier":
+        order = data.get("order")
+        return _typed(
+            cls,
+            {"refusal_code": "", "refusal_message": "", **data},
+            order=Order.of(order) if order else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -500,6 +608,8 @@ class PoolAllocation:
 
     id: int
     round: int
+    round_number: int
+    demand: int
     member: int
     organization: str
     instrument: str
@@ -511,66 +621,67 @@ class PoolAllocation:
     subsidy: Decimal
     margin: Decimal
     credit: Decimal
+    created_at: datetime
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "PoolAllocation":
-        return cls(
-            id=int(data["id"]),
-            round=int(data["round"]),
-            member=int(data["member"]),
-            organization=data["organization"],
-            instrument=data["instrument"],
-            status=data["status"],
-            requested=int(data["requested"]),
-            quantity=int(data["quantity"]),
-            cost=Decimal(data["cost"]),
-            fee=Decimal(data["fee"]),
-            subsidy=Decimal(data["subsidy"]),
-            margin=Decimal(data["margin"]),
-            credit=Decimal(data["credit"]),
-        )
+        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
 class PoolRound:
-    """A cut-off: its tiers (None for a member) and allocations (a member's own only)."""
+    """A cut-off: its tiers (None for a member, and in the list of rounds) and allocations
+    (a member's own only; none in the list of rounds)."""
 
     id: int
     number: int
     status: str
     cut_off_at: datetime | None
     closes_at: datetime | None
+    allocated_at: datetime | None
     tiers: list[PoolTier] | None
     allocations: list[PoolAllocation]
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "PoolRound":
         orders = data.get("orders")
-        return cls(
-            id=int(data["id"]),
-            number=int(data["number"]),
-            status=data["status"],
-            cut_off_at=_datetime(data.get("cut_off_at")),
-            closes_at=_datetime(data.get("closes_at")),
-            tiers=None
-            if orders is None
-            else [
-                PoolTier(
-                    instrument=row["instrument"],
-                    price=Decimal(row["price"]),
-                    quantity=int(row["quantity"]),
-                    order=Order.of(row["order"]) if row.get("order") else None,
-                    refusal_code=row.get("refusal_code") or "",
-                )
-                for row in orders
-            ],
+        return _typed(
+            cls,
+            data,
+            tiers=None if orders is None else [PoolTier.of(row) for row in orders],
             allocations=[PoolAllocation.of(row) for row in data.get("allocations") or []],
         )
 
 
 @dataclass(frozen=True)
+class PoolReportLine:
+    """One allocation in a pool's report: GPU-hours, prices ($/GPU-hr) and USD."""
+
+    allocation: int
+    round_number: int
+    member: int
+    organization: str
+    instrument: str
+    status: str
+    gpu_hours_requested: int
+    gpu_hours_filled: int
+    average_price: Decimal | None
+    market_price: Decimal | None
+    on_demand_price: Decimal | None
+    cost: Decimal
+    subsidy: Decimal
+    fee: Decimal
+    savings_vs_market: Decimal | None
+    savings_vs_on_demand: Decimal | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolReportLine":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
 class PoolReport:
-    """Demand against fills, prices and savings; ``lines`` as the API sends them."""
+    """Demand against fills, prices and savings, in total and per allocation (``lines``)."""
 
     gpu_hours_requested: int
     gpu_hours_filled: int
@@ -581,21 +692,407 @@ class PoolReport:
     fee: Decimal
     savings_vs_market: Decimal
     savings_vs_on_demand: Decimal
-    lines: list[dict[str, Any]]
+    lines: list[PoolReportLine]
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "PoolReport":
-        return cls(
-            gpu_hours_requested=int(data["gpu_hours_requested"]),
-            gpu_hours_filled=int(data["gpu_hours_filled"]),
-            fill_ratio=_decimal(data.get("fill_ratio")),
-            average_price=_decimal(data.get("average_price")),
-            cost=Decimal(data["cost"]),
-            subsidy=Decimal(data["subsidy"]),
-            fee=Decimal(data["fee"]),
-            savings_vs_market=Decimal(data["savings_vs_market"]),
-            savings_vs_on_demand=Decimal(data["savings_vs_on_demand"]),
-            lines=list(data["lines"]),
+        return _typed(cls, data, lines=[PoolReportLine.of(row) for row in data["lines"]])
+
+
+@dataclass(frozen=True)
+class PoolHolding:
+    """Contracts held: the pool's, or a member's from the pool."""
+
+    instrument: str
+    contracts: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolHolding":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PoolTransfer:
+    """Contracts a sponsor took back from a member or reallocated to one, at the mark."""
+
+    id: int
+    kind: str
+    member: int
+    organization: str
+    instrument: str
+    quantity: int
+    price: Decimal
+    created_at: datetime
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolTransfer":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PoolCashMoved:
+    """Cash moved between the sponsor's main account and the pool's: the ledger entry, the
+    amount (USD) and the pool's cash after it."""
+
+    entry: int
+    amount: Decimal
+    cash: PoolCash
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolCashMoved":
+        return _typed(cls, data, cash=PoolCash.of(data["cash"]))
+
+
+@dataclass(frozen=True)
+class PoolCreditRepaid:
+    """A member's repayment of pool credit: the ledger entry, the amount and what it still
+    owes (USD)."""
+
+    entry: int
+    amount: Decimal
+    credit_owed: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PoolCreditRepaid":
+        return _typed(cls, data)
+
+
+def _json_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """A request body from keyword arguments: None left out (the API's default), decimals as
+    strings of digits, times and dates in ISO 8601 (a time with its zone)."""
+    body: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, Decimal):
+            body[name] = format(value, "f")
+        elif isinstance(value, datetime):
+            body[name] = _time_param(value)
+        elif isinstance(value, date):
+            body[name] = value.isoformat()
+        else:
+            body[name] = value
+    return body
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One delivery month of a forward curve ($/GPU-hr): ``source`` says where the price comes
+    from (settlement, last_trade, mid or model; ``symbol`` None for a month no future lists)."""
+
+    month: str  # YYYY-MM-DD, the month's first day.
+    symbol: str | None
+    price: Decimal
+    source: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "CurvePoint":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Curve:
+    sku: str
+    region: str
+    points: list[CurvePoint]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Curve":
+        return _typed(cls, data, points=[CurvePoint.of(row) for row in data["points"]])
+
+
+@dataclass(frozen=True)
+class MarginCall:
+    """An open margin call (USD): what the settlement of ``trading_date`` called, and its
+    figures as of ``figured_at``; the account is reduce-only until ``amount_due`` is paid."""
+
+    trading_date: str
+    created_at: datetime
+    amount_called: Decimal
+    figured_at: datetime
+    required: Decimal
+    held: Decimal
+    deficit: Decimal
+    amount_due: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "MarginCall":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One ledger entry of an asset's statement: USD as ``Decimal``, GPU-hours as ``int``."""
+
+    entry_id: int
+    posted_at: datetime
+    description: str
+    amount: Decimal | int
+    balance_after: Decimal | int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "StatementLine":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """GPU-hours of one SKU, region and month the account holds, those held for its open
+    sell orders, and the difference."""
+
+    code: str
+    name: str
+    sku: str
+    region: str
+    month: str  # YYYY-MM-DD, the month's first day.
+    held: int
+    on_hold: int
+    available: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Entitlement":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """One of the organization's API keys (never its secret)."""
+
+    prefix: str
+    name: str
+    scopes: list[str]
+    ip_allowlist: list[str]
+    require_signature: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "ApiKeyInfo":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """A reserved block the caller provides, holds or bought GPUs of; ``held_gpus`` is what
+    the caller's organization holds of it now, ``listed_symbol`` its resale instrument."""
+
+    id: int
+    provider: str
+    holder: str
+    cluster: str
+    sku: str
+    region: str
+    starts_at: datetime
+    ends_at: datetime
+    gpus: int
+    interconnect: str
+    contiguous_block_gpus: int
+    created_at: datetime
+    listed_symbol: str | None
+    held_gpus: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Capacity":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """A deposit (USD); a new one's ``checkout_url`` is the Stripe page to pay at (None when
+    credited at once, and in the history)."""
+
+    id: int
+    amount: Decimal
+    method: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    checkout_url: str | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Deposit":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A withdrawal (USD): held at once, paid out when staff approve it."""
+
+    id: int
+    amount: Decimal
+    status: str
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    reviewed_at: datetime | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Withdrawal":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class OptionValuation:
+    """Black-76 value ($/GPU-hr) and greeks; for a listed option (``instrument``), at the
+    forward the chain uses (``forward_source``)."""
+
+    instrument: str | None
+    option_type: str
+    forward: Decimal
+    forward_source: str | None
+    strike: Decimal
+    expiry: str | None
+    years: Decimal
+    rate: Decimal
+    volatility: Decimal
+    price: Decimal
+    delta: Decimal
+    gamma: Decimal
+    vega: Decimal
+    theta: Decimal
+    rho: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "OptionValuation":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class HedgeOrders:
+    """``count`` orders of ``quantity`` contracts each."""
+
+    quantity: int
+    count: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeOrders":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class HedgeFuturesLeg:
+    """One month of the strip: the future to buy at its curve ``forward``."""
+
+    month: str
+    symbol: str
+    forward: Decimal
+    source: str
+    gpu_hours_per_contract: int
+    available: bool
+    reason: str  # Why it is unavailable; empty when available.
+    contracts: int
+    lot_size: int
+    orders: list[HedgeOrders]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeFuturesLeg":
+        return _typed(cls, data, orders=[HedgeOrders.of(row) for row in data["orders"]])
+
+
+@dataclass(frozen=True)
+class HedgeOptionLeg:
+    """One month's listed option of a cap or collar, or why there is none (``available``
+    False, ``reason``; its option's fields None, ``contracts`` 0)."""
+
+    month: str
+    underlying: str
+    option_type: str
+    available: bool
+    reason: str
+    target_strike: Decimal
+    symbol: str | None
+    strike: Decimal | None
+    expiry: str | None
+    years_to_expiry: Decimal | None
+    price: Decimal | None  # Black-76, $/GPU-hr.
+    premium: Decimal | None  # USD for the contracts.
+    contracts: int
+    lot_size: int | None
+    orders: list[HedgeOrders]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeOptionLeg":
+        return _typed(cls, data, orders=[HedgeOrders.of(row) for row in data["orders"]])
+
+
+@dataclass(frozen=True)
+class HedgeCost:
+    """USD: the simulation's mean and its 95th percentile."""
+
+    expected_cost: Decimal
+    worst_case_cost: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeCost":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class HedgeFutures:
+    legs: list[HedgeFuturesLeg]
+    expected_cost: Decimal
+    worst_case_cost: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeFutures":
+        return _typed(cls, data, legs=[HedgeFuturesLeg.of(row) for row in data["legs"]])
+
+
+@dataclass(frozen=True)
+class HedgeCap:
+    calls: list[HedgeOptionLeg]  # To buy.
+    premium: Decimal
+    expected_cost: Decimal
+    worst_case_cost: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeCap":
+        return _typed(cls, data, calls=[HedgeOptionLeg.of(row) for row in data["calls"]])
+
+
+@dataclass(frozen=True)
+class HedgeCollar:
+    calls: list[HedgeOptionLeg]  # To buy.
+    puts: list[HedgeOptionLeg]  # To sell.
+    premium: Decimal  # Net of the puts'.
+    expected_cost: Decimal
+    worst_case_cost: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeCollar":
+        return _typed(
+            cls,
+            data,
+            calls=[HedgeOptionLeg.of(row) for row in data["calls"]],
+            puts=[HedgeOptionLeg.of(row) for row in data["puts"]],
+        )
+
+
+@dataclass(frozen=True)
+class HedgeRecommendation:
+    """``POST /api/v1/pricing/hedge/``: the futures strip, the call cap and the collar, each
+    with its costs, and the cost left unhedged."""
+
+    sku: str
+    region: str
+    gpus: int
+    volatility: Decimal
+    rate: Decimal
+    unhedged: HedgeCost
+    futures: HedgeFutures
+    cap: HedgeCap
+    collar: HedgeCollar
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "HedgeRecommendation":
+        return _typed(
+            cls,
+            data,
+            unhedged=HedgeCost.of(data["unhedged"]),
+            futures=HedgeFutures.of(data["futures"]),
+            cap=HedgeCap.of(data["cap"]),
+            collar=HedgeCollar.of(data["collar"]),
         )
 
 
@@ -841,6 +1338,10 @@ class ExchangeClient:
         _, rows = self.request("GET", "instruments/", params=filters)
         return [Instrument.of(row) for row in rows]
 
+    def instrument(self, symbol: str) -> Instrument:
+        _, data = self.request("GET", f"instruments/{symbol}/")
+        return Instrument.of(data)
+
     def book(self, symbol: str, depth: int = 10) -> Book:
         _, data = self.request("GET", f"instruments/{symbol}/book/", params={"depth": depth})
 
@@ -879,6 +1380,95 @@ class ExchangeClient:
     def chain(self, future: str) -> dict[str, Any]:
         _, data = self.request("GET", f"instruments/{future}/chain/")
         return dict(data)
+
+    def curve(self, sku: str, region: str) -> Curve:
+        """The forward curve of a SKU in a region, by delivery month."""
+        _, data = self.request("GET", f"curves/{sku}/{region}/")
+        return Curve.of(data)
+
+    # Pricing -----------------------------------------------------------------------------
+
+    def option_quote(
+        self,
+        *,
+        instrument: str | None = None,
+        forward: Decimal | None = None,
+        strike: Decimal | None = None,
+        expiry: date | None = None,
+        years: Decimal | None = None,
+        rate: Decimal | None = None,
+        option_type: str | None = None,
+        volatility: Decimal | None = None,
+    ) -> OptionValuation:
+        """Black-76 value and greeks: of a listed option (``instrument``, at the forward its
+        chain uses), or of the terms given (forward, strike, ``expiry`` or ``years``, type)."""
+        body = _json_body(
+            {
+                "instrument": instrument,
+                "forward": forward,
+                "strike": strike,
+                "expiry": expiry,
+                "years": years,
+                "rate": rate,
+                "option_type": option_type,
+                "volatility": volatility,
+            }
+        )
+        _, data = self.request("POST", "pricing/option-quote/", body=body, anonymous=True)
+        return OptionValuation.of(data)
+
+    def implied_volatility(
+        self,
+        *,
+        price: Decimal,
+        forward: Decimal,
+        strike: Decimal,
+        option_type: str,
+        expiry: date | None = None,
+        years: Decimal | None = None,
+        rate: Decimal | None = None,
+    ) -> Decimal:
+        """The annualized Black-76 volatility that gives ``price`` ($/GPU-hr)."""
+        body = _json_body(
+            {
+                "price": price,
+                "forward": forward,
+                "strike": strike,
+                "option_type": option_type,
+                "expiry": expiry,
+                "years": years,
+                "rate": rate,
+            }
+        )
+        _, data = self.request("POST", "pricing/implied-volatility/", body=body, anonymous=True)
+        return Decimal(data["implied_volatility"])
+
+    def hedge(
+        self,
+        *,
+        sku: str,
+        region: str,
+        gpus: int,
+        first_month: str,
+        months: int,
+        volatility: Decimal | None = None,
+        rate: Decimal | None = None,
+    ) -> HedgeRecommendation:
+        """The hedge of a need of ``gpus`` for ``months`` from ``first_month`` ("YYYY-MM"):
+        the futures strip, the call cap and the collar on listed options."""
+        body = _json_body(
+            {
+                "sku": sku,
+                "region": region,
+                "gpus": gpus,
+                "first_month": first_month,
+                "months": months,
+                "volatility": volatility,
+                "rate": rate,
+            }
+        )
+        _, data = self.request("POST", "pricing/hedge/", body=body, anonymous=True)
+        return HedgeRecommendation.of(data)
 
     # Trading -----------------------------------------------------------------------------
 
@@ -1075,6 +1665,97 @@ class ExchangeClient:
         _, data = self.request("GET", "account/positions/")
         return data
 
+    def margin_call(self) -> MarginCall | None:
+        """The account's open margin call, or None."""
+        _, data = self.request("GET", "account/margin-call/")
+        call = data["margin_call"]
+        return None if call is None else MarginCall.of(call)
+
+    def statement(self, asset: str | None = None) -> Iterator[StatementLine]:
+        """The ledger entries of one asset (USD by default, or an entitlement's code), with
+        the running balance, newest first."""
+        for row in self._pages("account/statement/", {"asset": asset}):
+            yield StatementLine.of(row)
+
+    def entitlements(self) -> list[Entitlement]:
+        _, rows = self.request("GET", "account/entitlements/")
+        return [Entitlement.of(row) for row in rows]
+
+    def keys(self) -> list[ApiKeyInfo]:
+        """The organization's API keys."""
+        _, rows = self.request("GET", "keys/")
+        return [ApiKeyInfo.of(row) for row in rows]
+
+    def revoke_key(self, prefix: str) -> ApiKeyInfo:
+        _, data = self.request("DELETE", f"keys/{prefix}/")
+        return ApiKeyInfo.of(data)
+
+    # Capacity ----------------------------------------------------------------------------
+
+    def register_capacity(
+        self,
+        *,
+        holder: str,
+        cluster: str,
+        sku: str,
+        region: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        gpus: int,
+        interconnect: str,
+        contiguous_block_gpus: int,
+    ) -> Capacity:
+        """A provider registers a reserved block; its GPU-hours are issued to ``holder`` (an
+        organization's slug). ``starts_at`` and ``ends_at``: aware times on whole hours."""
+        body = _json_body(
+            {
+                "holder": holder,
+                "cluster": cluster,
+                "sku": sku,
+                "region": region,
+                "starts_at": starts_at,
+                "ends_at": ends_at,
+                "gpus": gpus,
+                "interconnect": interconnect,
+                "contiguous_block_gpus": contiguous_block_gpus,
+            }
+        )
+        _, data = self.request("POST", "capacity/", body=body)
+        return Capacity.of(data)
+
+    def capacity(self) -> Iterator[Capacity]:
+        """The blocks the organization provides, holds, or bought GPUs of, newest first."""
+        for row in self._pages("capacity/", {}):
+            yield Capacity.of(row)
+
+    def list_for_resale(self, capacity_id: int, *, lot_gpus: int | None = None) -> Instrument:
+        """List a block the organization holds for resale: the new instrument."""
+        body = _json_body({"lot_gpus": lot_gpus})
+        _, data = self.request("POST", f"capacity/{capacity_id}/list/", body=body)
+        return Instrument.of(data)
+
+    # Funding -----------------------------------------------------------------------------
+
+    def deposit(self, amount: Decimal) -> Deposit:
+        """Ask for a deposit of ``amount`` USD (whole cents): pay at its ``checkout_url``, or
+        credited at once in test-funds mode."""
+        _, data = self.request("POST", "funding/deposits/", body=_json_body({"amount": amount}))
+        return Deposit.of(data)
+
+    def withdraw(self, amount: Decimal) -> Withdrawal:
+        """Ask for a withdrawal of ``amount`` USD: held at once, paid when staff approve."""
+        body = _json_body({"amount": amount})
+        _, data = self.request("POST", "funding/withdrawals/", body=body)
+        return Withdrawal.of(data)
+
+    def deposits(self) -> Iterator[Deposit]:
+        for row in self._pages("funding/deposits/", {}):
+            yield Deposit.of(row)
+
+    def withdrawals(self) -> Iterator[Withdrawal]:
+        for row in self._pages("funding/withdrawals/", {}):
+            yield Withdrawal.of(row)
+
     # Portfolio pools ---------------------------------------------------------------------
 
     def pools(self) -> Iterator[Pool]:
@@ -1082,10 +1763,92 @@ class ExchangeClient:
         for row in self._pages("pools/", {}):
             yield Pool.of(row)
 
-    def pool(self, pool_id: int) -> dict[str, Any]:
+    def pool(self, pool_id: int) -> PoolDetail:
         """One pool: whole for its sponsor, its terms and the caller's membership for a member."""
         _, data = self.request("GET", f"pools/{pool_id}/")
-        return dict(data)
+        return PoolDetail.of(data)
+
+    def create_pool(
+        self,
+        *,
+        name: str,
+        rule: str | None = None,
+        subsidy_percent: Decimal | None = None,
+        credit_line: Decimal | None = None,
+        cutoff_at: datetime | None = None,
+    ) -> PoolDetail:
+        """A sponsor's new pool (what is left out takes the API's default)."""
+        body = _json_body(
+            {
+                "name": name,
+                "rule": rule,
+                "subsidy_percent": subsidy_percent,
+                "credit_line": credit_line,
+                "cutoff_at": cutoff_at,
+            }
+        )
+        _, data = self.request("POST", "pools/", body=body)
+        return PoolDetail.of(data)
+
+    def update_pool(
+        self,
+        pool_id: int,
+        *,
+        rule: str | None = None,
+        subsidy_percent: Decimal | None = None,
+        credit_line: Decimal | None = None,
+        cutoff_at: datetime | None = None,
+    ) -> PoolDetail:
+        """Change a pool's settings: those left out stay as they are."""
+        body = _json_body(
+            {
+                "rule": rule,
+                "subsidy_percent": subsidy_percent,
+                "credit_line": credit_line,
+                "cutoff_at": cutoff_at,
+            }
+        )
+        _, data = self.request("PATCH", f"pools/{pool_id}/", body=body)
+        return PoolDetail.of(data)
+
+    def fund_pool(self, pool_id: int, amount: Decimal) -> PoolCashMoved:
+        """USD from the sponsor's main account to the pool's."""
+        body = _json_body({"amount": amount})
+        _, data = self.request("POST", f"pools/{pool_id}/fund/", body=body)
+        return PoolCashMoved.of(data)
+
+    def withdraw_from_pool(self, pool_id: int, amount: Decimal) -> PoolCashMoved:
+        """USD from the pool's account back to the sponsor's main account."""
+        body = _json_body({"amount": amount})
+        _, data = self.request("POST", f"pools/{pool_id}/withdraw/", body=body)
+        return PoolCashMoved.of(data)
+
+    def pool_members(self, pool_id: int) -> Iterator[PoolMember]:
+        for row in self._pages(f"pools/{pool_id}/members/", {}):
+            yield PoolMember.of(row)
+
+    def add_pool_member(
+        self, pool_id: int, organization: str, *, priority: int | None = None
+    ) -> PoolMember:
+        """Add a startup (its organization's slug) to the pool."""
+        body = _json_body({"organization": organization, "priority": priority})
+        _, data = self.request("POST", f"pools/{pool_id}/members/", body=body)
+        return PoolMember.of(data)
+
+    def pool_member(self, pool_id: int, member_id: int) -> PoolMember:
+        """One member, with the credit it owes."""
+        _, data = self.request("GET", f"pools/{pool_id}/members/{member_id}/")
+        return PoolMember.of(data)
+
+    def set_member_priority(self, pool_id: int, member_id: int, priority: int) -> PoolMember:
+        body = {"priority": priority}
+        _, data = self.request("PATCH", f"pools/{pool_id}/members/{member_id}/", body=body)
+        return PoolMember.of(data)
+
+    def graduate_member(self, pool_id: int, member_id: int) -> PoolMember:
+        """The member leaves the pool; its demand not yet allocated is withdrawn."""
+        _, data = self.request("POST", f"pools/{pool_id}/members/{member_id}/graduate/")
+        return PoolMember.of(data)
 
     def submit_demand(
         self,
@@ -1114,6 +1877,24 @@ class ExchangeClient:
         for row in self._pages(f"pools/{pool_id}/demands/", {"status": status}):
             yield PoolDemand.of(row)
 
+    def demand(self, pool_id: int, demand_id: int) -> PoolDemand:
+        _, data = self.request("GET", f"pools/{pool_id}/demands/{demand_id}/")
+        return PoolDemand.of(data)
+
+    def amend_demand(
+        self,
+        pool_id: int,
+        demand_id: int,
+        *,
+        limit_price: Decimal | None = None,
+        gpus: int | None = None,
+        gpu_hours: int | None = None,
+    ) -> PoolDemand:
+        """Amend an open demand: its limit price, its quantity (gpus or gpu_hours), or both."""
+        body = _json_body({"limit_price": limit_price, "gpus": gpus, "gpu_hours": gpu_hours})
+        _, data = self.request("PATCH", f"pools/{pool_id}/demands/{demand_id}/", body=body)
+        return PoolDemand.of(data)
+
     def withdraw_demand(self, pool_id: int, demand_id: int) -> PoolDemand:
         _, data = self.request("DELETE", f"pools/{pool_id}/demands/{demand_id}/")
         return PoolDemand.of(data)
@@ -1128,6 +1909,16 @@ class ExchangeClient:
         _, data = self.request("POST", f"pools/{pool_id}/rounds/{round_id}/close/")
         return PoolRound.of(data)
 
+    def pool_rounds(self, pool_id: int) -> Iterator[PoolRound]:
+        """The pool's rounds, newest first (without their tiers and allocations)."""
+        for row in self._pages(f"pools/{pool_id}/rounds/", {}):
+            yield PoolRound.of(row)
+
+    def pool_round(self, pool_id: int, round_id: int) -> PoolRound:
+        """One round with its tiers (the sponsor's) and allocations."""
+        _, data = self.request("GET", f"pools/{pool_id}/rounds/{round_id}/")
+        return PoolRound.of(data)
+
     def pool_allocations(
         self, pool_id: int, *, round_id: int | None = None, member: int | None = None
     ) -> Iterator[PoolAllocation]:
@@ -1139,3 +1930,48 @@ class ExchangeClient:
     def pool_report(self, pool_id: int, *, member: int | None = None) -> PoolReport:
         _, data = self.request("GET", f"pools/{pool_id}/report/", params={"member": member})
         return PoolReport.of(data)
+
+    def pool_holdings(self, pool_id: int, *, member: int | None = None) -> list[PoolHolding]:
+        """Contracts the pool holds, or (``member``; a member: its own) a member holds from
+        the pool."""
+        _, rows = self.request("GET", f"pools/{pool_id}/holdings/", params={"member": member})
+        return [PoolHolding.of(row) for row in rows]
+
+    def pool_transfers(self, pool_id: int, *, member: int | None = None) -> Iterator[PoolTransfer]:
+        """Contracts taken back from members or reallocated to them."""
+        for row in self._pages(f"pools/{pool_id}/transfers/", {"member": member}):
+            yield PoolTransfer.of(row)
+
+    def take_back(
+        self, pool_id: int, *, member: int, instrument: str, quantity: int
+    ) -> PoolTransfer:
+        """The sponsor takes back contracts the pool gave a member, at the latest mark."""
+        body = {"member": member, "instrument": instrument, "quantity": quantity}
+        _, data = self.request("POST", f"pools/{pool_id}/take-back/", body=body)
+        return PoolTransfer.of(data)
+
+    def reallocate(
+        self, pool_id: int, *, member: int, instrument: str, quantity: int
+    ) -> PoolTransfer:
+        """The sponsor gives a member contracts the pool holds, at the latest mark, against
+        its demand not yet received."""
+        body = {"member": member, "instrument": instrument, "quantity": quantity}
+        _, data = self.request("POST", f"pools/{pool_id}/reallocate/", body=body)
+        return PoolTransfer.of(data)
+
+    def offer(self, pool_id: int, *, instrument: str, quantity: int, price: Decimal) -> Order:
+        """The sponsor sells contracts the pool holds: the pool's sell order."""
+        body = _json_body({"instrument": instrument, "quantity": quantity, "price": price})
+        _, data = self.request("POST", f"pools/{pool_id}/offer/", body=body)
+        return Order.of(data)
+
+    def withdraw_offer(self, pool_id: int, order_id: int) -> Order:
+        """Cancel what is left of a pool's offer; its contracts are the pool's again."""
+        _, data = self.request("DELETE", f"pools/{pool_id}/offer/{order_id}/")
+        return Order.of(data)
+
+    def repay_credit(self, pool_id: int, amount: Decimal) -> PoolCreditRepaid:
+        """A member pays back credit the pool lent it (USD)."""
+        body = _json_body({"amount": amount})
+        _, data = self.request("POST", f"pools/{pool_id}/credit/repay/", body=body)
+        return PoolCreditRepaid.of(data)

@@ -20,6 +20,7 @@ from requests.structures import CaseInsensitiveDict
 
 from exchange.models import LIVE_STATUSES, Order, Organization
 from exchange.services.api_keys import api_key_create
+from exchange.services.funding import deposit_test_funds
 from exchange.services.pools import pool_create, pool_fund, pool_member_add
 from exchange_client import ApiError, CancelAllTimer, ExchangeClient, Placement, RateLimit
 from tests.exchange.conftest import _account
@@ -193,7 +194,8 @@ def test_a_pool_cycle_through_the_client(pool, future, seller):
     assert report.average_price == Decimal("2.40")
     assert sponsor.pool_report(pool.pk).gpu_hours_filled == 20 * hours
     assert [d.status for d in member.demands(pool.pk)] == ["allocated"]
-    assert member.pool(pool.pk)["membership"]["organization"] == "ada"
+    membership = member.pool(pool.pk).membership
+    assert membership is not None and membership.organization == "ada"
 
 
 def test_refusals_and_other_members_ids_are_api_errors(pool, future):
@@ -448,3 +450,90 @@ def test_the_client_arms_reads_and_disarms_the_dead_mans_switch(buyer):
     with pytest.raises(ApiError) as refused:
         client.cancel_all_after(1)
     assert (refused.value.status, refused.value.code) == (422, "ORDER_CANCEL_AFTER_TIMEOUT_INVALID")
+
+
+def test_the_rest_of_a_pools_life_through_the_client(future, seller):
+    from tests.exchange.api.test_client_account import raw, reads_whole
+
+    # given a sponsor's new pool, funded, and two startups in it; the first has no cash, so
+    # the pool lends it what its allocation costs
+    sponsor = client_of(_account("forge", Organization.Kind.SPONSOR).organization)
+    ada = _account("ada", Organization.Kind.STARTUP, funded=False)
+    bolt = _account("bolt", Organization.Kind.STARTUP).organization
+    created = sponsor.create_pool(
+        name="Forge GPUs", subsidy_percent=Decimal("10"), credit_line=Decimal("50000")
+    )
+    pool_id = created.id
+    funded = sponsor.fund_pool(pool_id, Decimal("500000"))
+    back = sponsor.withdraw_from_pool(pool_id, Decimal("1000.00"))
+    updated = sponsor.update_pool(pool_id, rule="priority")
+    first = sponsor.add_pool_member(pool_id, "ada", priority=2)
+    second = sponsor.add_pool_member(pool_id, bolt.slug)
+    raised = sponsor.set_member_priority(pool_id, second.id, 5)
+    member = client_of(ada.organization)
+    month = f"{future.delivery_start:%Y-%m}"
+    (demand,) = member.submit_demand(
+        pool_id,
+        sku=future.sku.code,
+        region=future.region.code,
+        months=[month],
+        gpus=4,
+        limit_price=Decimal("2.50"),
+    )
+    amended = member.amend_demand(pool_id, demand.id, gpus=12)
+    place(seller, future, "sell", 10, "2.40")
+
+    # when the round allocates, the sponsor takes two contracts back, gives one again and
+    # offers the other, and the member repays some of its credit
+    cut = sponsor.cut_off(pool_id)
+    sponsor.close_round(pool_id, cut.id)
+    taken = sponsor.take_back(pool_id, member=first.id, instrument=future.symbol, quantity=2)
+    given = sponsor.reallocate(pool_id, member=first.id, instrument=future.symbol, quantity=1)
+    offered = sponsor.offer(pool_id, instrument=future.symbol, quantity=1, price=Decimal("2.60"))
+    withdrawn = sponsor.withdraw_offer(pool_id, offered.id)
+    owed = sponsor.pool_member(pool_id, first.id).credit_owed
+    deposit_test_funds(account=ada, amount=Decimal("100"), actor=None)
+    repaid = member.repay_credit(pool_id, Decimal("100"))
+    graduated = sponsor.graduate_member(pool_id, second.id)
+
+    # then each answer is read whole
+    assert (created.role, created.sponsor_name, created.membership) == ("sponsor", "Forge", None)
+    assert created.cash is not None and created.cash.posted == 0
+    assert (funded.cash.posted, back.cash.posted) == (Decimal(500000), Decimal(499000))
+    assert updated.rule == "priority"
+    assert (first.organization, first.priority, raised.priority) == ("ada", 2, 5)
+    assert reads_whole(sponsor.pool(pool_id), raw(sponsor, "GET", f"pools/{pool_id}/")) == []
+    members = list(sponsor.pool_members(pool_id))
+    assert reads_whole(members, raw(sponsor, "GET", f"pools/{pool_id}/members/")["results"]) == []
+    assert (amended.id, amended.quantity, amended.sku) == (demand.id, 12, future.sku.code)
+    demand_path = f"pools/{pool_id}/demands/{demand.id}/"
+    assert reads_whole(member.demand(pool_id, demand.id), raw(member, "GET", demand_path)) == []
+    (round_,) = sponsor.pool_rounds(pool_id)
+    assert (round_.id, round_.status, round_.allocated_at is not None) == (
+        cut.id,
+        "allocated",
+        True,
+    )
+    round_path = f"pools/{pool_id}/rounds/{cut.id}/"
+    assert reads_whole(sponsor.pool_round(pool_id, cut.id), raw(sponsor, "GET", round_path)) == []
+    report_path = f"pools/{pool_id}/report/"
+    assert reads_whole(sponsor.pool_report(pool_id), raw(sponsor, "GET", report_path)) == []
+    assert (taken.kind, taken.quantity, given.kind, given.quantity) == (
+        "take_back",
+        2,
+        "reallocate",
+        1,
+    )
+    transfers = list(sponsor.pool_transfers(pool_id, member=first.id))
+    transfers_path = f"pools/{pool_id}/transfers/"
+    assert reads_whole(transfers, raw(sponsor, "GET", transfers_path)["results"]) == []
+    assert [(h.instrument, h.contracts) for h in member.pool_holdings(pool_id)] == [
+        (future.symbol, 9)
+    ]
+    assert [(h.instrument, h.contracts) for h in sponsor.pool_holdings(pool_id)] == [
+        (future.symbol, 1)
+    ]
+    assert (offered.side, offered.price, withdrawn.status) == ("sell", Decimal("2.60"), "cancelled")
+    assert owed is not None and owed > 100
+    assert (repaid.amount, repaid.credit_owed) == (Decimal(100), owed - 100)
+    assert graduated.status == "graduated"

@@ -1,0 +1,193 @@
+"""The typed client's account, capacity, funding, pricing and market-data methods against the
+API (the Django test transport of ``test_client_pools``): each answer read whole, every field
+of the API's JSON equal to its typed field (``reads_whole``)."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from exchange.models import MarginCall, Organization, ReservedCapacity
+from exchange_client import ApiError, ExchangeClient
+from tests.exchange.api.test_capacity import starts
+from tests.exchange.api.test_client_pools import client_of
+from tests.exchange.api.test_market import listed  # noqa: F401  (a fixture)
+from tests.exchange.api.test_pricing import chains, strip  # noqa: F401  (fixtures)
+from tests.exchange.conftest import _account
+from tests.exchange.funding.conftest import test_funds_mode  # noqa: F401  (a fixture)
+from tests.exchange.support import place
+
+pytestmark = pytest.mark.django_db
+
+
+def reads_whole(typed: Any, raw: Any, path: str = "") -> list[str]:
+    """Where a typed answer differs from the API's JSON for it: every key of the JSON must be a
+    field of the same value (a decimal string as ``Decimal``, a time as an aware ``datetime``,
+    an object or a list of them field by field)."""
+    if isinstance(raw, dict):
+        differences = []
+        for key, value in raw.items():
+            name = "tiers" if key == "orders" and hasattr(typed, "tiers") else key
+            if not hasattr(typed, name):
+                differences.append(f"{path}{key}: missing")
+            else:
+                differences += reads_whole(getattr(typed, name), value, f"{path}{key}.")
+        return differences
+    if isinstance(raw, list):
+        if not isinstance(typed, list) or len(typed) != len(raw):
+            return [f"{path}: {typed!r} is not {raw!r}"]
+        return [
+            difference
+            for index, (item, value) in enumerate(zip(typed, raw, strict=True))
+            for difference in reads_whole(item, value, f"{path}{index}.")
+        ]
+    if isinstance(raw, str) and isinstance(typed, Decimal):
+        same = typed == Decimal(raw)
+    elif isinstance(raw, str) and hasattr(typed, "tzinfo"):
+        same = typed.isoformat() == raw.replace("Z", "+00:00") and typed.tzinfo is not None
+    else:
+        same = typed == raw and type(typed) is type(raw)
+    return [] if same else [f"{path}: {typed!r} is not {raw!r}"]
+
+
+def raw(client: ExchangeClient, method: str, path: str, **options: Any) -> Any:
+    return client.request(method, path, **options)[1]
+
+
+def test_an_instrument_and_a_curve(listed, buyer, seller):  # noqa: F811
+    client = client_of(buyer.organization)
+    front = listed["front"]
+    place(buyer, front, "buy", 1, "2.40")
+    place(seller, front, "sell", 1, "2.50")
+
+    instrument = client.instrument(listed["call"].symbol)
+    curve = client.curve("H100SXM", "USEAST")
+
+    assert (
+        reads_whole(instrument, raw(client, "GET", f"instruments/{listed['call'].symbol}/")) == []
+    )
+    assert reads_whole(curve, raw(client, "GET", "curves/H100SXM/USEAST/")) == []
+    assert (instrument.underlying, instrument.halted_by) == (front.symbol, None)
+    assert (curve.points[0].symbol, curve.points[0].price) == (front.symbol, Decimal("2.45"))
+    assert curve.points[0].source == "mid"
+
+
+def test_the_margin_call_statement_entitlements_and_keys(buyer, seller, listing):
+    client = client_of(seller.organization)
+    assert client.margin_call() is None
+    MarginCall.objects.create(
+        account=seller, trading_date=date(2026, 12, 4), required=10, maintenance=8, held=5
+    )
+    block_code = next(row["asset"] for row in client.balances() if row["asset"] != "USD")
+
+    call = client.margin_call()
+    usd = list(client.statement())
+    hours = list(client.statement(block_code))
+    entitlements = client.entitlements()
+    keys = client.keys()
+
+    assert call is not None
+    assert reads_whole(call, raw(client, "GET", "account/margin-call/")["margin_call"]) == []
+    assert call.trading_date == "2026-12-04"
+    statement = raw(client, "GET", "account/statement/")["results"]
+    assert reads_whole(usd, statement) == []
+    assert isinstance(usd[0].amount, Decimal) and isinstance(hours[0].amount, int)
+    assert reads_whole(entitlements, raw(client, "GET", "account/entitlements/")) == []
+    assert block_code in {entitlement.code for entitlement in entitlements}
+    assert reads_whole(keys, raw(client, "GET", "keys/")) == []
+    assert [key.scopes for key in keys] == [["read", "trade", "transfer"]]
+    revoked = client.revoke_key(keys[0].prefix)
+    assert (revoked.prefix, revoked.revoked_at is not None) == (keys[0].prefix, True)
+
+
+def test_capacity_registered_listed_and_read(seller, buyer, sku, region):
+    provider = client_of(seller.organization)
+    begins = starts()
+
+    registered = provider.register_capacity(
+        holder=buyer.organization.slug,
+        cluster="nw-ashburn-h100-a",
+        sku=sku.code,
+        region=region.code,
+        starts_at=begins,
+        ends_at=begins + timedelta(days=40),
+        gpus=16,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    holder = client_of(buyer.organization)
+    listed_instrument = holder.list_for_resale(registered.id, lot_gpus=4)
+    held = list(holder.capacity())
+
+    assert registered.id == ReservedCapacity.objects.get().pk
+    assert (registered.starts_at, registered.held_gpus, registered.listed_symbol) == (
+        begins,
+        0,
+        None,
+    )
+    assert reads_whole(held, raw(holder, "GET", "capacity/")["results"]) == []
+    assert (held[0].listed_symbol, held[0].held_gpus) == (listed_instrument.symbol, 16)
+    assert (listed_instrument.kind, listed_instrument.lot_size) == ("resale", 4)
+
+
+@pytest.mark.usefixtures("test_funds_mode")
+def test_deposits_and_withdrawals():
+    payer = _account("payer", Organization.Kind.STARTUP, funded=False)
+    client = client_of(payer.organization)
+
+    deposit = client.deposit(Decimal("2500.00"))
+    withdrawal = client.withdraw(Decimal("100.50"))
+    deposits, withdrawals = list(client.deposits()), list(client.withdrawals())
+
+    assert (deposit.amount, deposit.method, deposit.checkout_url) == (
+        Decimal("2500.00"),
+        "test_funds",
+        None,
+    )
+    assert (withdrawal.amount, withdrawal.status, withdrawal.reviewed_at) == (
+        Decimal("100.50"),
+        "requested",
+        None,
+    )
+    assert reads_whole(deposits, raw(client, "GET", "funding/deposits/")["results"]) == []
+    assert reads_whole(withdrawals, raw(client, "GET", "funding/withdrawals/")["results"]) == []
+    with pytest.raises(ApiError) as refused:
+        client.withdraw(Decimal("1000000.00"))
+    assert refused.value.code == "FUNDING_INSUFFICIENT_FUNDS"
+
+
+def test_option_quotes_implied_volatility_and_the_hedge(strip, chains, buyer):  # noqa: F811
+    client = client_of(buyer.organization, sign=True)
+    call = next(option for option in chains.values() if option.option_type == "call")
+    terms = {
+        "forward": Decimal("2.40"),
+        "strike": Decimal("2.50"),
+        "years": Decimal("0.5"),
+        "option_type": "call",
+    }
+
+    quote = client.option_quote(**terms, volatility=Decimal("0.6"))
+    listed_quote = client.option_quote(instrument=call.symbol)
+    sigma = client.implied_volatility(**terms, price=quote.price)
+    need = {
+        "sku": "H100SXM",
+        "region": "USEAST",
+        "gpus": 8,
+        "first_month": f"{strip[0].delivery_start:%Y-%m}",
+        "months": 3,
+    }
+    hedge = client.hedge(**need)
+
+    body = {key: str(value) for key, value in terms.items()}
+    assert (
+        reads_whole(
+            quote, raw(client, "POST", "pricing/option-quote/", body={**body, "volatility": "0.6"})
+        )
+        == []
+    )
+    assert (listed_quote.instrument, listed_quote.forward_source) == (call.symbol, "settlement")
+    assert abs(sigma - Decimal("0.6")) < Decimal("0.0001")
+    assert reads_whole(hedge, raw(client, "POST", "pricing/hedge/", body=need)) == []
+    assert [leg.contracts for leg in hedge.futures.legs] == [8, 8, 8]
+    assert hedge.cap.calls[0].available and not hedge.cap.calls[2].available
