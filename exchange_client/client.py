@@ -1096,6 +1096,154 @@ class HedgeRecommendation:
         )
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """A daily settlement price ($/GPU-hr): how it was taken (``source``), the contracts in
+    its closing window, and for an option its implied volatility."""
+
+    trading_date: str
+    price: Decimal
+    source: str
+    volume: int
+    implied_volatility: Decimal | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Settlement":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class ChainSide:
+    """One option of a chain's row: its market, Black-76 fair value, implied vol and delta;
+    ``halted_by`` the future while that future is halted (the option is halted with it)."""
+
+    symbol: str
+    status: str
+    halted_by: str | None
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+    fair_value: Decimal | None
+    implied_volatility: Decimal | None
+    delta: Decimal | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "ChainSide":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class ChainRow:
+    strike: Decimal
+    call: ChainSide | None
+    put: ChainSide | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "ChainRow":
+        call, put = data.get("call"), data.get("put")
+        return _typed(
+            cls,
+            data,
+            call=None if call is None else ChainSide.of(call),
+            put=None if put is None else ChainSide.of(put),
+        )
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A future's option chain at its ``forward`` (None with no price), from
+    ``forward_source`` (settlement, trade or mid)."""
+
+    future: str
+    forward: Decimal | None
+    forward_source: str | None
+    rows: list[ChainRow]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Chain":
+        return _typed(cls, data, rows=[ChainRow.of(row) for row in data["rows"]])
+
+
+@dataclass(frozen=True)
+class Me:
+    """The caller: its organization (slug and kind), trading account, scopes and key prefix
+    (None for a signed-in member's session)."""
+
+    organization: str
+    organization_kind: str
+    account: int
+    scopes: list[str]
+    key: str | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Me":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One asset's balance: USD as ``Decimal``, an entitlement's GPU-hours as ``int``;
+    ``owed`` the USD deficit (0 for GPU-hours)."""
+
+    asset: str
+    kind: str
+    posted: Decimal | int
+    pending: Decimal | int
+    available: Decimal | int
+    owed: Decimal | int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Balance":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Position:
+    """A position (contracts: long positive, short negative) at its mark; the mark's fields
+    None while the instrument has neither a settlement price nor a trade."""
+
+    symbol: str
+    kind: str
+    contracts: int
+    gpu_hours: int
+    cost: Decimal
+    average_price: Decimal | None
+    mark_price: Decimal | None
+    mark_source: str | None
+    market_value: Decimal | None
+    pnl: Decimal | None
+    margin: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Position":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class PortfolioTotals:
+    margin: Decimal
+    pnl: Decimal  # Over the positions with a mark.
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "PortfolioTotals":
+        return _typed(cls, data)
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    positions: list[Position]
+    totals: PortfolioTotals
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Portfolio":
+        return _typed(
+            cls,
+            data,
+            positions=[Position.of(row) for row in data["positions"]],
+            totals=PortfolioTotals.of(data["totals"]),
+        )
+
+
 class ExchangeClient:
     def __init__(
         self,
@@ -1373,13 +1521,15 @@ class ExchangeClient:
         )
         return [Candle.of(row) for row in rows]
 
-    def settlements(self, symbol: str, limit: int = 10) -> list[dict[str, Any]]:
+    def settlements(self, symbol: str, limit: int = 10) -> list[Settlement]:
+        """The latest ``limit`` daily settlement prices, newest first."""
         _, rows = self.request("GET", f"instruments/{symbol}/settlements/", params={"limit": limit})
-        return list(rows)
+        return [Settlement.of(row) for row in rows]
 
-    def chain(self, future: str) -> dict[str, Any]:
+    def chain(self, future: str) -> Chain:
+        """The future's options that still trade, by strike."""
         _, data = self.request("GET", f"instruments/{future}/chain/")
-        return dict(data)
+        return Chain.of(data)
 
     def curve(self, sku: str, region: str) -> Curve:
         """The forward curve of a SKU in a region, by delivery month."""
@@ -1653,17 +1803,19 @@ class ExchangeClient:
 
     # Account -----------------------------------------------------------------------------
 
-    def me(self) -> dict[str, Any]:
+    def me(self) -> Me:
         _, data = self.request("GET", "me/")
-        return dict(data)
+        return Me.of(data)
 
-    def balances(self) -> list[dict[str, Any]]:
-        _, data = self.request("GET", "account/balances/")
-        return list(data)
+    def balances(self) -> list[Balance]:
+        """USD first, then each GPU-hour entitlement held."""
+        _, rows = self.request("GET", "account/balances/")
+        return [Balance.of(row) for row in rows]
 
-    def positions(self) -> Any:
+    def positions(self) -> Portfolio:
+        """Positions with their marks, P&L and margin, and the totals."""
         _, data = self.request("GET", "account/positions/")
-        return data
+        return Portfolio.of(data)
 
     def margin_call(self) -> MarginCall | None:
         """The account's open margin call, or None."""

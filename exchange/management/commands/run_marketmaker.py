@@ -263,9 +263,7 @@ class Command(BaseCommand):
         if trades:
             return trades[0].price
         settlements = client.settlements(symbol, limit=1)
-        if settlements and settlements[0].get("price") is not None:
-            return Decimal(settlements[0]["price"])
-        return None
+        return settlements[0].price if settlements else None
 
     def _round(
         self,

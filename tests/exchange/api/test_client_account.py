@@ -79,7 +79,7 @@ def test_the_margin_call_statement_entitlements_and_keys(buyer, seller, listing)
     MarginCall.objects.create(
         account=seller, trading_date=date(2026, 12, 4), required=10, maintenance=8, held=5
     )
-    block_code = next(row["asset"] for row in client.balances() if row["asset"] != "USD")
+    block_code = next(row.asset for row in client.balances() if row.asset != "USD")
 
     call = client.margin_call()
     usd = list(client.statement())
@@ -191,3 +191,37 @@ def test_option_quotes_implied_volatility_and_the_hedge(strip, chains, buyer):  
     assert reads_whole(hedge, raw(client, "POST", "pricing/hedge/", body=need)) == []
     assert [leg.contracts for leg in hedge.futures.legs] == [8, 8, 8]
     assert hedge.cap.calls[0].available and not hedge.cap.calls[2].available
+
+
+def test_me_balances_positions_settlements_and_the_chain(strip, chains, buyer):  # noqa: F811
+    # given: the buyer holds one contract of the last month (the strip's trade at 2.10)
+    client = client_of(buyer.organization)
+    front, traded = strip[0], strip[2]
+
+    me = client.me()
+    balances = client.balances()
+    portfolio = client.positions()
+    settlements = client.settlements(front.symbol)
+    chain = client.chain(front.symbol)
+
+    assert reads_whole(me, raw(client, "GET", "me/")) == []
+    assert (me.organization, me.account) == (buyer.organization.slug, buyer.pk)
+    assert reads_whole(balances, raw(client, "GET", "account/balances/")) == []
+    assert (balances[0].asset, type(balances[0].available)) == ("USD", Decimal)
+    assert reads_whole(portfolio, raw(client, "GET", "account/positions/")) == []
+    (position,) = portfolio.positions
+    assert (position.symbol, position.contracts, position.mark_price) == (
+        traded.symbol,
+        1,
+        Decimal("2.10"),
+    )
+    settlements_path = f"instruments/{front.symbol}/settlements/"
+    assert reads_whole(settlements, raw(client, "GET", settlements_path)) == []
+    assert [settlement.price for settlement in settlements] == [Decimal("2.40")]
+    assert reads_whole(chain, raw(client, "GET", f"instruments/{front.symbol}/chain/")) == []
+    assert (chain.forward, chain.forward_source, len(chain.rows)) == (
+        Decimal("2.40"),
+        "settlement",
+        7,
+    )
+    assert chain.rows[0].call is not None and chain.rows[0].call.fair_value is not None

@@ -273,7 +273,7 @@ def test_a_signing_client_whose_clock_drifts_syncs_with_the_exchange(buyer, monk
 
     assert refused.value.code == "AUTH_SIGNATURE_EXPIRED"
     assert 119 < offset < 121
-    assert me["organization"] == buyer.organization.slug
+    assert me.organization == buyer.organization.slug
 
 
 def test_a_signing_client_may_send_the_same_request_twice_in_a_second(buyer, monkeypatch):
@@ -288,7 +288,7 @@ def test_a_signing_client_may_send_the_same_request_twice_in_a_second(buyer, mon
     monkeypatch.setattr(client_module, "time", SimpleNamespace(time=lambda: next(ticks)))
 
     # then both are answered: each signs its own timestamp
-    assert client.me()["organization"] == client.me()["organization"] == buyer.organization.slug
+    assert client.me().organization == client.me().organization == buyer.organization.slug
 
 
 def test_the_client_finds_an_order_by_its_client_order_id(future, buyer):

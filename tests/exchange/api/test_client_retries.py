@@ -87,7 +87,7 @@ def test_a_429_is_retried_after_its_retry_after_and_succeeds(
     me = client.me()
 
     # then: it slept until the window closed, once, and the retry opened a new one
-    assert me["organization"] == buyer.organization.slug
+    assert me.organization == buyer.organization.slug
     assert clock.slept == [45.0]
     assert client.rate_limit is not None and client.rate_limit.remaining == 1
 

@@ -136,9 +136,9 @@ def test_the_clients_dry_run_reports_what_placing_the_order_then_holds(future, b
     market = client.dry_run(instrument=future.symbol, side="buy", quantity=2, type="market")
     with pytest.raises(ApiError) as refused:
         client.dry_run(**{**bid, "price": Decimal("2.4001")})
-    pending_before = Decimal(client.balances()[0]["pending"])
+    pending_before = client.balances()[0].pending
     client.place_order(**bid)
-    pending_after = Decimal(client.balances()[0]["pending"])
+    pending_after = client.balances()[0].pending
 
     # then the check placed nothing, and said what the placement then held
     assert checked.collateral == {"USD": pending_after - pending_before}
