@@ -87,6 +87,12 @@ def _datetime(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _digits(value: Decimal | int | str) -> str:
+    """A decimal for a request body as the API takes it, digits and a point: never the
+    exponent ``str`` gives some decimals (``Decimal("10.00").normalize()`` is ``1E+1``)."""
+    return format(Decimal(value), "f")
+
+
 def _time_param(moment: datetime | None) -> str | None:
     """A time for a query parameter: ISO 8601 with its zone (the API refuses a naive one)."""
     if moment is None:
@@ -411,7 +417,7 @@ def _order_body(order: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"Not an order field: {', '.join(sorted(unknown))}.")
     body = {**ORDER_DEFAULTS, **{key: value for key, value in order.items() if value is not None}}
     if "price" in body:
-        body["price"] = str(body["price"])
+        body["price"] = _digits(body["price"])
     if "expires_at" in body:
         body["expires_at"] = body["expires_at"].isoformat()
     return body
@@ -765,7 +771,7 @@ def _json_body(fields: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(value, Decimal):
-            body[name] = format(value, "f")
+            body[name] = _digits(value)
         elif isinstance(value, datetime):
             body[name] = _time_param(value)
         elif isinstance(value, date):
@@ -1729,7 +1735,9 @@ class ExchangeClient:
 
     def replace(self, order_id: int, *, price: Decimal, quantity: int) -> Order:
         _, data = self.request(
-            "POST", f"orders/{order_id}/replace/", body={"price": str(price), "quantity": quantity}
+            "POST",
+            f"orders/{order_id}/replace/",
+            body={"price": _digits(price), "quantity": quantity},
         )
         return Order.of(data)
 
@@ -2018,7 +2026,7 @@ class ExchangeClient:
             "sku": sku,
             "region": region,
             "months": months,
-            "limit_price": str(limit_price),
+            "limit_price": _digits(limit_price),
             "gpus": gpus,
             "gpu_hours": gpu_hours,
         }

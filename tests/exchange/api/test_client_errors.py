@@ -5,10 +5,12 @@ from decimal import Decimal
 
 import pytest
 
-from exchange.models import Order
+from exchange.models import Order, Organization
 from exchange.services.api_keys import api_key_revoke
+from exchange.services.pools import pool_create, pool_member_add
 from exchange_client import ApiError
 from tests.exchange.api.test_client_pools import client_of
+from tests.exchange.conftest import _account
 from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
@@ -83,3 +85,42 @@ def test_the_clients_cancel_all_of_an_empty_symbol_cancels_nothing(futures, buye
     assert [Order.objects.get(pk=bid.pk).status for bid in bids] == [Order.Status.OPEN] * 2
     assert client.cancel_all(futures[0].symbol) == 1
     assert client.cancel_all() == 1
+
+
+def test_prices_are_sent_in_digits_whatever_the_decimals_exponent(future, buyer, pool_member):
+    # given prices a program may well compute: normalized decimals, which str() writes with an
+    # exponent ("1E+1"), which the API refuses as malformed
+    client = client_of(buyer.organization)
+    ten = Decimal("10.00").normalize()
+    assert str(ten) == "1E+1"
+
+    # when it checks, places and replaces orders at them, and submits demand at one
+    checked = client.dry_run(instrument=future.symbol, side="buy", quantity=1, price=ten)
+    placed = client.place_orders(
+        [{"instrument": future.symbol, "side": "buy", "quantity": 1, "price": ten}]
+    )
+    order = client.place_order(instrument=future.symbol, side="buy", quantity=1, price=ten).order
+    replaced = client.replace(order.id, price=Decimal("2E+1"), quantity=1)
+    pool, member = pool_member
+    (demand,) = member.submit_demand(
+        pool.pk,
+        sku=future.sku.code,
+        region=future.region.code,
+        months=[f"{future.delivery_start:%Y-%m}"],
+        gpus=1,
+        limit_price=ten,
+    )
+
+    # then each went through at its price
+    assert checked.instrument == future.symbol
+    assert [result.order.price for result in placed if not isinstance(result, ApiError)] == [ten]
+    assert (order.price, replaced.price, demand.limit_price) == (ten, Decimal(20), ten)
+
+
+@pytest.fixture
+def pool_member():
+    sponsor = _account("foundry", Organization.Kind.SPONSOR).organization
+    pool = pool_create(sponsor=sponsor, name="Seed GPUs", actor=None)
+    member = _account("ada", Organization.Kind.STARTUP).organization
+    pool_member_add(pool=pool, organization=member, actor=None)
+    return pool, client_of(member)
