@@ -881,7 +881,9 @@ class ApiKeyInfo:
 @dataclass(frozen=True)
 class Capacity:
     """A reserved block the caller provides, holds or bought GPUs of; ``held_gpus`` is what
-    the caller's organization holds of it now, ``listed_symbol`` its resale instrument."""
+    the caller's organization holds of it now, ``listed_symbol`` its latest resale listing
+    (``listing_trading``: still trading), ``resale_from`` the hour a listing made now would
+    sell from (the term's start before it, then a month's start; None when nothing is left)."""
 
     id: int
     provider: str
@@ -896,6 +898,8 @@ class Capacity:
     contiguous_block_gpus: int
     created_at: datetime
     listed_symbol: str | None
+    listing_trading: bool
+    resale_from: datetime | None
     held_gpus: int
 
     @classmethod

@@ -121,13 +121,19 @@ def test_capacity_registered_listed_and_read(seller, buyer, sku, region):
     held = list(holder.capacity())
 
     assert registered.id == ReservedCapacity.objects.get().pk
-    assert (registered.starts_at, registered.held_gpus, registered.listed_symbol) == (
-        begins,
-        0,
-        None,
-    )
+    assert (
+        registered.starts_at,
+        registered.held_gpus,
+        registered.listed_symbol,
+        registered.listing_trading,
+        registered.resale_from,
+    ) == (begins, 0, None, False, begins)
     assert reads_whole(held, raw(holder, "GET", "capacity/")["results"]) == []
-    assert (held[0].listed_symbol, held[0].held_gpus) == (listed_instrument.symbol, 16)
+    assert (held[0].listed_symbol, held[0].listing_trading, held[0].held_gpus) == (
+        listed_instrument.symbol,
+        True,
+        16,
+    )
     assert (listed_instrument.kind, listed_instrument.lot_size) == ("resale", 4)
 
 
