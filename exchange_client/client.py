@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -467,8 +467,16 @@ def _typed(cls: type[T], data: dict[str, Any], **nested: Any) -> T:
     return cls(**values)
 
 
+class _Read:
+    """An object of the API's answers: ``of`` reads it by its fields' types (``_typed``)."""
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Self:
+        return _typed(cls, data)
+
+
 @dataclass(frozen=True)
-class Pool:
+class Pool(_Read):
     """A portfolio pool as the caller sees it (``role``: sponsor or member)."""
 
     id: int
@@ -483,13 +491,9 @@ class Pool:
     status: str
     created_at: datetime
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Pool":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class PoolMember:
+class PoolMember(_Read):
     """A startup in a pool; ``credit_owed`` (USD) where the answer gives it (one member)."""
 
     id: int
@@ -501,26 +505,18 @@ class PoolMember:
     left_at: datetime | None
     credit_owed: Decimal | None = None
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolMember":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class PoolCash:
+class PoolCash(_Read):
     """The pool account's USD: posted, held for its live orders, and the difference."""
 
     posted: Decimal
     pending: Decimal
     available: Decimal
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolCash":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class PoolOpenDemand:
+class PoolOpenDemand(_Read):
     """What the next cut-off would aggregate for one instrument."""
 
     instrument: str
@@ -529,10 +525,6 @@ class PoolOpenDemand:
     gpu_hours: int
     lowest_limit: Decimal
     highest_limit: Decimal
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolOpenDemand":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -562,7 +554,7 @@ class PoolDetail(Pool):
 
 
 @dataclass(frozen=True)
-class PoolDemand:
+class PoolDemand(_Read):
     """One member's demand for one delivery month."""
 
     id: int
@@ -579,10 +571,6 @@ class PoolDemand:
     pool_order: int | None  # The tier order the cut-off placed for it.
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolDemand":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -609,7 +597,7 @@ class PoolTier:
 
 
 @dataclass(frozen=True)
-class PoolAllocation:
+class PoolAllocation(_Read):
     """What one demand received in a round; amounts in USD."""
 
     id: int
@@ -628,10 +616,6 @@ class PoolAllocation:
     margin: Decimal
     credit: Decimal
     created_at: datetime
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolAllocation":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -660,7 +644,7 @@ class PoolRound:
 
 
 @dataclass(frozen=True)
-class PoolReportLine:
+class PoolReportLine(_Read):
     """One allocation in a pool's report: GPU-hours, prices ($/GPU-hr) and USD."""
 
     allocation: int
@@ -679,10 +663,6 @@ class PoolReportLine:
     fee: Decimal
     savings_vs_market: Decimal | None
     savings_vs_on_demand: Decimal | None
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolReportLine":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -706,19 +686,15 @@ class PoolReport:
 
 
 @dataclass(frozen=True)
-class PoolHolding:
+class PoolHolding(_Read):
     """Contracts held: the pool's, or a member's from the pool."""
 
     instrument: str
     contracts: int
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolHolding":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class PoolTransfer:
+class PoolTransfer(_Read):
     """Contracts a sponsor took back from a member or reallocated to one, at the mark."""
 
     id: int
@@ -729,10 +705,6 @@ class PoolTransfer:
     quantity: int
     price: Decimal
     created_at: datetime
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolTransfer":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -750,17 +722,13 @@ class PoolCashMoved:
 
 
 @dataclass(frozen=True)
-class PoolCreditRepaid:
+class PoolCreditRepaid(_Read):
     """A member's repayment of pool credit: the ledger entry, the amount and what it still
     owes (USD)."""
 
     entry: int
     amount: Decimal
     credit_owed: Decimal
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PoolCreditRepaid":
-        return _typed(cls, data)
 
 
 def _json_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -782,7 +750,7 @@ def _json_body(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class CurvePoint:
+class CurvePoint(_Read):
     """One delivery month of a forward curve ($/GPU-hr): ``source`` says where the price comes
     from (settlement, last_trade, mid or model; ``symbol`` None for a month no future lists)."""
 
@@ -790,10 +758,6 @@ class CurvePoint:
     symbol: str | None
     price: Decimal
     source: str
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "CurvePoint":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -808,7 +772,7 @@ class Curve:
 
 
 @dataclass(frozen=True)
-class MarginCall:
+class MarginCall(_Read):
     """An open margin call (USD): what the settlement of ``trading_date`` called, and its
     figures as of ``figured_at``; the account is reduce-only until ``amount_due`` is paid."""
 
@@ -821,13 +785,9 @@ class MarginCall:
     deficit: Decimal
     amount_due: Decimal
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "MarginCall":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class StatementLine:
+class StatementLine(_Read):
     """One ledger entry of an asset's statement: USD as ``Decimal``, GPU-hours as ``int``."""
 
     entry_id: int
@@ -836,13 +796,9 @@ class StatementLine:
     amount: Decimal | int
     balance_after: Decimal | int
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "StatementLine":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class Entitlement:
+class Entitlement(_Read):
     """GPU-hours of one SKU, region and month the account holds, those held for its open
     sell orders, and the difference."""
 
@@ -855,13 +811,9 @@ class Entitlement:
     on_hold: int
     available: int
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Entitlement":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class ApiKeyInfo:
+class ApiKeyInfo(_Read):
     """One of the organization's API keys (never its secret)."""
 
     prefix: str
@@ -873,13 +825,9 @@ class ApiKeyInfo:
     last_used_at: datetime | None
     revoked_at: datetime | None
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "ApiKeyInfo":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class Capacity:
+class Capacity(_Read):
     """A reserved block the caller provides, holds or bought GPUs of; ``held_gpus`` is what
     the caller's organization holds of it now, ``listed_symbol`` its latest resale listing
     (``listing_trading``: still trading), ``resale_from`` the hour a listing made now would
@@ -902,13 +850,9 @@ class Capacity:
     resale_from: datetime | None
     held_gpus: int
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Capacity":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class Deposit:
+class Deposit(_Read):
     """A deposit (USD); a new one's ``checkout_url`` is the Stripe page to pay at (None when
     credited at once, and in the history)."""
 
@@ -920,13 +864,9 @@ class Deposit:
     updated_at: datetime
     checkout_url: str | None = None
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Deposit":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class Withdrawal:
+class Withdrawal(_Read):
     """A withdrawal (USD): held at once, paid out when staff approve it."""
 
     id: int
@@ -937,13 +877,9 @@ class Withdrawal:
     updated_at: datetime
     reviewed_at: datetime | None
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Withdrawal":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class OptionValuation:
+class OptionValuation(_Read):
     """Black-76 value ($/GPU-hr) and greeks; for a listed option (``instrument``), at the
     forward the chain uses (``forward_source``)."""
 
@@ -963,21 +899,13 @@ class OptionValuation:
     theta: Decimal
     rho: Decimal
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "OptionValuation":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class HedgeOrders:
+class HedgeOrders(_Read):
     """``count`` orders of ``quantity`` contracts each."""
 
     quantity: int
     count: int
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "HedgeOrders":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -1027,15 +955,11 @@ class HedgeOptionLeg:
 
 
 @dataclass(frozen=True)
-class HedgeCost:
+class HedgeCost(_Read):
     """USD: the simulation's mean and its 95th percentile."""
 
     expected_cost: Decimal
     worst_case_cost: Decimal
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "HedgeCost":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -1107,7 +1031,7 @@ class HedgeRecommendation:
 
 
 @dataclass(frozen=True)
-class Settlement:
+class Settlement(_Read):
     """A daily settlement price ($/GPU-hr): how it was taken (``source``), the contracts in
     its closing window, and for an option its implied volatility."""
 
@@ -1117,13 +1041,9 @@ class Settlement:
     volume: int
     implied_volatility: Decimal | None
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Settlement":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class ChainSide:
+class ChainSide(_Read):
     """One option of a chain's row: its market, Black-76 fair value, implied vol and delta;
     ``halted_by`` the future while that future is halted (the option is halted with it)."""
 
@@ -1136,10 +1056,6 @@ class ChainSide:
     fair_value: Decimal | None
     implied_volatility: Decimal | None
     delta: Decimal | None
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "ChainSide":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
@@ -1175,7 +1091,7 @@ class Chain:
 
 
 @dataclass(frozen=True)
-class Me:
+class Me(_Read):
     """The caller: its organization (slug and kind), trading account, scopes and key prefix
     (None for a signed-in member's session)."""
 
@@ -1185,13 +1101,9 @@ class Me:
     scopes: list[str]
     key: str | None
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Me":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class Balance:
+class Balance(_Read):
     """One asset's balance: USD as ``Decimal``, an entitlement's GPU-hours as ``int``;
     ``owed`` the USD deficit (0 for GPU-hours)."""
 
@@ -1202,13 +1114,9 @@ class Balance:
     available: Decimal | int
     owed: Decimal | int
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Balance":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class Position:
+class Position(_Read):
     """A position (contracts: long positive, short negative) at its mark; the mark's fields
     None while the instrument has neither a settlement price nor a trade."""
 
@@ -1224,19 +1132,11 @@ class Position:
     pnl: Decimal | None
     margin: Decimal
 
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "Position":
-        return _typed(cls, data)
-
 
 @dataclass(frozen=True)
-class PortfolioTotals:
+class PortfolioTotals(_Read):
     margin: Decimal
     pnl: Decimal  # Over the positions with a mark.
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> "PortfolioTotals":
-        return _typed(cls, data)
 
 
 @dataclass(frozen=True)
