@@ -878,8 +878,9 @@ class MemberGraduate(APIView):
         summary="A member leaves the pool: its demand not yet allocated is withdrawn (sponsor; "
         "scope trade)",
         description="Its demand open or in a working round is withdrawn: the round allocates it "
-        "nothing, and what its tier fills for it stays with the pool. What it was allocated "
-        "stays its own until taken back (POST .../take-back/). "
+        "nothing, and the round's tier orders are replaced down to what the tier's remaining "
+        "demand still needs (what a tier filled beyond that before stays with the pool). What "
+        "it was allocated stays its own until taken back (POST .../take-back/). "
         "422 POOL_MEMBER_GRADUATED when it already left.",
     )
     def post(self, request: Request, pool_id: str, member_id: str) -> Response:

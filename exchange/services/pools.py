@@ -21,7 +21,7 @@ The cycle (``docs/ARCHITECTURE.md``, "Portfolio pools"):
    the credit line (memo accounts record the loan). A member that cannot pay even then leaves
    its lots with the pool (``unfunded``), for the sponsor to reallocate or sell.
 5. A member that graduates (``pool_member_graduate``) has its demand not yet allocated
-   withdrawn, open or in a working round (what a tier fills for it stays with the pool); the
+   withdrawn, open or in a working round (whose tier orders stop buying its share); the
    sponsor can take its contracts back (``pool_take_back``), reallocate the pool's contracts
    to other members (``pool_reallocate``), both at the instrument's latest mark, or sell them
    in the market from the pool account (``pool_offer``).
@@ -40,7 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from exchange import allocation
@@ -87,7 +87,7 @@ from exchange.services.ledger_accounts import (
     usd_to_micros,
 )
 from exchange.services.margin import order_margin_per_contract, reference_price
-from exchange.services.orders import order_cancel, order_place, orders_cancel
+from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
 from exchange.services.participants import account_main
 from exchange.services.risk_cycle import instruments_lock
 from ledger.errors import LedgerError
@@ -102,6 +102,9 @@ Actor = User | AnonymousUser | None
 # The pool's account is named "pool <name>": within the account name's 100 characters.
 NAME_LENGTH_MAX = 80
 FINAL_STATUSES = (Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.EXPIRED)
+# Counts of a round's tiers after a graduation: a fill between a count and its replace is
+# caught by the next count (``_tiers_fit``).
+TIER_FIT_PASSES_MAX = 3
 
 
 def _user(actor: Actor) -> User | None:
@@ -360,13 +363,24 @@ def pool_member_priority_set(*, member: PoolMember, priority: int, actor: Actor)
 def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
     """The member leaves the pool: its demand not yet allocated is withdrawn, the open demand
     and the demand in a working round's tiers. A graduate receives nothing from a round that
-    allocates after it left: what its tier fills for that demand stays with the pool, for the
-    sponsor to reallocate or offer. What it was allocated before stays its own until the
-    sponsor takes it back (``pool_take_back``)."""
+    allocates after it left, so the tier orders of that round then shrink to what the tier's
+    remaining demand still asks (``_tiers_fit``): the pool does not go on buying the
+    graduate's share. What a tier filled beyond the remaining demand before that stays with
+    the pool, for the sponsor to reallocate or offer. What it was allocated before stays its
+    own until the sponsor takes it back (``pool_take_back``)."""
     with transaction.atomic():
         locked = PoolMember.objects.select_for_update().get(pk=member.pk)
         if locked.status == PoolMember.Status.GRADUATED:
             raise _refuse(PoolErrorCode.MEMBER_GRADUATED, "The member has already graduated.")
+        working = sorted(
+            set(
+                PoolDemand.objects.filter(
+                    member=locked,
+                    status=PoolDemand.Status.SUBMITTED,
+                    pool_order__round__status=PoolRound.Status.WORKING,
+                ).values_list("pool_order__round_id", flat=True)
+            )
+        )
         # Submitted demand keeps its tier (``pool_order``): the round's record of what it
         # ordered for whom. The allocation serves only the tier's submitted demand.
         withdrawn = PoolDemand.objects.filter(
@@ -381,6 +395,10 @@ def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
             before={"status": PoolMember.Status.ACTIVE},
             after={"status": locked.status, "demand_withdrawn": withdrawn},
         )
+    # Order commands commit on their own (``order_replace``), after the demand is withdrawn:
+    # from then on the allocation no longer counts it, whatever the tier orders still buy.
+    for round_ in PoolRound.objects.filter(pk__in=working).order_by("pk"):
+        _tiers_fit(round_, actor)
     return locked
 
 
@@ -700,7 +718,84 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
     for pool_order in tiers_placed:
         if not pool_order.refusal_code:
             _place(pool_order, actor)
+    # A member that graduated while the orders were placed found them not placed yet.
+    _tiers_fit(round_, actor)
     return round_
+
+
+def _tiers_fit(round_: PoolRound, actor: Actor) -> None:
+    """Shrink the live orders of each of a working round's tiers so that what the tier has
+    filled plus what still works is at most its remaining (submitted) demand.
+
+    The allocation gives a tier's fills to its submitted demand first and leaves the rest with
+    the pool (``_allocate_tier``): once a member's demand is withdrawn (it graduated), buying
+    its share would only leave the pool holding it. What the tier already filled counts
+    against the demand left, so the orders shrink by the graduate's share the others do not
+    take up. Each shrink is a replace of the order at its price to a smaller open quantity,
+    which keeps its place in the queue (0 cancels it), through the order service as any
+    program's; the tier's earliest orders keep their quantity first. The matcher may fill an
+    order between the count and the replace: the count is taken again (at most
+    ``TIER_FIT_PASSES_MAX`` times) until the tier fits, or a replace still waits for an
+    external matcher. A replace the exchange refuses (a halted instrument) leaves the order as
+    it is; what it buys beyond the demand then stays with the pool, as before the shrink."""
+    for _ in range(TIER_FIT_PASSES_MAX):
+        shrinks = _tier_shrinks(round_)
+        if not shrinks:
+            return
+        pending = False
+        outcome = []
+        for order, keep in shrinks:
+            assert order.price is not None  # Tier orders are limit orders.
+            try:
+                replaced = order_replace(
+                    order=order,
+                    price=order.price,
+                    quantity=keep,
+                    requested_by=_user(actor),
+                    wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
+                )
+            except OrderRejected as error:
+                outcome.append({"order": order.pk, "to": keep, "refused": str(error.code)})
+                continue
+            pending = pending or replaced.command_pending
+            outcome.append({"order": order.pk, "to": keep})
+        with transaction.atomic():
+            audit_record(
+                actor=actor,
+                action="pool.tier_shrink",
+                target=round_,
+                after={"orders": outcome},
+            )
+        if pending or all("refused" in change for change in outcome):
+            return
+
+
+def _tier_shrinks(round_: PoolRound) -> list[tuple[Order, int]]:
+    """The live tier orders of a working round that buy beyond their tier's submitted demand,
+    each with the open quantity it keeps (``_tiers_fit``)."""
+    if not PoolRound.objects.filter(pk=round_.pk, status=PoolRound.Status.WORKING).exists():
+        return []
+    pool_orders = list(
+        PoolOrder.objects.filter(round=round_).select_related("order__instrument").order_by("pk")
+    )
+    demanded = dict(
+        PoolDemand.objects.filter(pool_order__round=round_, status=PoolDemand.Status.SUBMITTED)
+        .values("pool_order_id")
+        .annotate(total=Sum("quantity"))
+        .values_list("pool_order_id", "total")
+    )
+    shrinks = []
+    for parts in _tiers(pool_orders):
+        orders = [part.order for part in parts if part.order is not None]
+        room = max(demanded.get(parts[0].pk, 0) - sum(o.filled_quantity for o in orders), 0)
+        for order in orders:
+            if order.status not in LIVE_STATUSES:
+                continue
+            keep = min(order.open_quantity, room)
+            room -= keep
+            if keep < order.open_quantity:
+                shrinks.append((order, keep))
+    return shrinks
 
 
 def order_sizes(quantity: int, instrument: Instrument) -> list[int]:

@@ -651,7 +651,7 @@ def pool_member_graduate_view(
         services.pool_member_graduate(member=member, actor=signed_in_user(request))
         return (
             f"{member.organization.name} graduated: its demand not yet allocated is "
-            "withdrawn (what a working round fills for it stays with the pool); what it was "
+            "withdrawn, and a working round's orders no longer buy its share; what it was "
             "allocated stays its own until you take it back."
         )
 

@@ -1008,16 +1008,17 @@ def test_graduation_withdraws_open_and_submitted_demand(pool, members, futures, 
 def test_a_member_that_graduates_while_its_round_works_receives_nothing_from_it(
     pool, members, future, seller, sponsor_user
 ):
-    # given ada and bolt each ask 10 in one tier, and ada graduates once it is cut off
+    # given ada and bolt each ask 10 in one tier, the tier fills whole, and ada graduates
+    # before the round allocates
     ada, bolt, _ = members
     ada_demand = _submit(ada, future, gpus=10)
     bolt_demand = _submit(bolt, future, gpus=10)
     round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    place(seller, future, "sell", 20, "2.45")  # At the resting tier's 2.50.
     pool_member_graduate(member=ada, actor=sponsor_user)
     ada_cash = _cash(ada.account)
 
-    # when the tier fills whole and the round allocates
-    place(seller, future, "sell", 20, "2.45")  # At the resting tier's 2.50.
+    # when the round allocates
     round_ = pool_round_close(round_=round_, actor=sponsor_user)
 
     # then bolt receives its 10, ada nothing: its 10 stay with the pool, with their cost
@@ -1044,6 +1045,114 @@ def test_a_member_that_graduates_while_its_round_works_receives_nothing_from_it(
     # and the sponsor may offer them: they are the pool's
     pool_offer(pool=pool, instrument=future, quantity=10, price=Decimal("2.60"), actor=sponsor_user)
     call_command("ledger_check")
+
+
+def test_a_graduates_unfilled_share_is_not_bought_by_its_working_round(
+    pool, members, future, seller, sponsor_user
+):
+    # given ada and bolt each ask 10 in one tier of 20, of which 6 have filled
+    ada, bolt, _ = members
+    _submit(ada, future, gpus=10)
+    bolt_demand = _submit(bolt, future, gpus=10)
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    tier = PoolOrder.objects.get(round=round_).order
+    place(seller, future, "sell", 6, "2.45")
+
+    # when ada graduates
+    pool_member_graduate(member=ada, actor=sponsor_user)
+
+    # then the tier order shrinks in place to what bolt's 10 still need: 4 open
+    tier.refresh_from_db()
+    assert (tier.status, tier.filled_quantity, tier.open_quantity) == ("partially_filled", 6, 4)
+    assert OrderCommand.objects.filter(order=tier, kind=OrderCommand.Kind.REPLACE).count() == 1
+    assert _audit("pool.tier_shrink", round_).after == {"orders": [{"order": tier.pk, "to": 4}]}
+    # and the market's sellers fill only that, so the round buys bolt's 10 and no more
+    place(seller, future, "sell", 20, "2.45")
+    tier.refresh_from_db()
+    assert (tier.status, tier.filled_quantity) == ("filled", 10)
+    pool_round_close(round_=round_, actor=sponsor_user)
+    allocation = PoolAllocation.objects.get(demand=bolt_demand)
+    assert (allocation.status, allocation.quantity) == ("settled", 10)
+    assert position_account(pool.account, future.symbol).balance == 0
+    call_command("ledger_check")
+
+
+def test_a_graduation_cancels_a_tier_whose_remaining_demand_has_filled(
+    pool, members, future, seller, sponsor_user
+):
+    # given a tier of 20 (ada 10, bolt 10) that has filled 12
+    ada, bolt, _ = members
+    _submit(ada, future, gpus=10)
+    _submit(bolt, future, gpus=10)
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    tier = PoolOrder.objects.get(round=round_).order
+    place(seller, future, "sell", 12, "2.45")
+
+    # when ada graduates
+    pool_member_graduate(member=ada, actor=sponsor_user)
+
+    # then nothing more is bought: bolt's 10 are filled already, the 2 beyond stay the pool's
+    tier.refresh_from_db()
+    assert (tier.status, tier.filled_quantity, tier.done_reason) == (
+        "cancelled",
+        12,
+        "replaced_to_zero",
+    )
+    pool_round_close(round_=round_, actor=sponsor_user)
+    assert position_account(pool.account, future.symbol).balance == 2
+    assert position_account(bolt.account, future.symbol).balance == 10
+    call_command("ledger_check")
+
+
+def test_a_split_tier_shrinks_its_last_orders_first(pool, members, future, seller, sponsor_user):
+    # given the largest order is 8: ada's 10 and bolt's 10 are one tier of 8, 8 and 4
+    Instrument.objects.filter(pk=future.pk).update(quantity_max=8)
+    future.refresh_from_db()
+    ada, bolt, _ = members
+    _submit(ada, future, gpus=8)
+    _submit(bolt, future, gpus=8)
+    _submit(members[2], future, gpus=4)
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    first, second, third = (
+        part.order for part in PoolOrder.objects.filter(round=round_).order_by("pk")
+    )
+    assert [first.quantity, second.quantity, third.quantity] == [8, 8, 4]
+    place(seller, future, "sell", 3, "2.45")  # Into the first order.
+
+    # when ada (8) graduates: the tier's remaining demand is 12, of which 3 filled
+    pool_member_graduate(member=ada, actor=sponsor_user)
+
+    # then 9 still work: the first order keeps its 5, the second shrinks to 4, the third goes
+    for order in (first, second, third):
+        order.refresh_from_db()
+    assert [o.open_quantity for o in (first, second, third)] == [5, 4, 0]
+    assert third.status == "cancelled"
+    assert not OrderCommand.objects.filter(order=first, kind=OrderCommand.Kind.REPLACE).exists()
+
+
+def test_a_graduation_while_the_cut_off_places_its_orders_shrinks_them_once_placed(
+    pool, members, future, sponsor_user, monkeypatch
+):
+    # given ada and bolt each ask 10, and ada graduates after the round committed but before
+    # its tier order is placed
+    ada, bolt, _ = members
+    _submit(ada, future, gpus=10)
+    _submit(bolt, future, gpus=10)
+    place_tier = pools_services._place
+
+    def graduate_then_place(pool_order, actor):
+        pool_member_graduate(member=ada, actor=sponsor_user)
+        place_tier(pool_order, actor)
+
+    monkeypatch.setattr(pools_services, "_place", graduate_then_place)
+
+    # when the cut-off places it
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    # then it asks only for bolt's 10
+    tier = PoolOrder.objects.get(round=round_).order
+    assert (tier.status, tier.filled_quantity, tier.open_quantity) == ("open", 0, 10)
+    assert OrderCommand.objects.filter(order=tier, kind=OrderCommand.Kind.REPLACE).count() == 1
 
 
 def _allocated_to_ada(pool, members, future, seller, quantity=10):
