@@ -34,6 +34,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer, not_found
 from exchange.api.fields import (
+    BodySerializer,
     CodeRelatedField,
     DecimalStringField,
     IntegerInputField,
@@ -528,7 +529,7 @@ class PoolCreditRepaidSerializer(serializers.Serializer):
 # What the API reads ------------------------------------------------------------------------
 
 
-class PoolCreateSerializer(serializers.Serializer):
+class PoolCreateSerializer(BodySerializer):
     # None in a subclass: DRF leaves the field out (``PoolSettingsSerializer``).
     name: TextField | None = TextField(
         max_length=NAME_INPUT_LENGTH_MAX,
@@ -571,11 +572,11 @@ class PoolSettingsSerializer(PoolCreateSerializer):
     )
 
 
-class PoolAmountSerializer(serializers.Serializer):
+class PoolAmountSerializer(BodySerializer):
     amount = DecimalInputField(help_text="USD above zero, at most 6 decimals.")
 
 
-class PoolMemberAddSerializer(serializers.Serializer):
+class PoolMemberAddSerializer(BodySerializer):
     organization = CodeRelatedField(
         slug_field="slug",
         queryset=Organization.objects.all(),
@@ -586,11 +587,11 @@ class PoolMemberAddSerializer(serializers.Serializer):
     )
 
 
-class PoolMemberPrioritySerializer(serializers.Serializer):
+class PoolMemberPrioritySerializer(BodySerializer):
     priority = IntegerInputField(help_text="0 to 10000; lower is served first.")
 
 
-class PoolDemandCreateSerializer(serializers.Serializer):
+class PoolDemandCreateSerializer(BodySerializer):
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
     months = serializers.ListField(
@@ -610,12 +611,22 @@ class PoolDemandCreateSerializer(serializers.Serializer):
     limit_price = PriceInputField(help_text="The most the member pays, $/GPU-hr.")
 
 
-class PoolDemandAmendSerializer(serializers.Serializer):
+class PoolDemandAmendSerializer(BodySerializer):
     """Any of the terms; the quantity and limit left out stay as they are."""
 
     gpu_hours = IntegerInputField(required=False, help_text="Or gpus, not both.")
     gpus = IntegerInputField(required=False, help_text="Or gpu_hours, not both.")
     limit_price = PriceInputField(required=False, help_text="$/GPU-hr.")
+
+
+class NoBodySerializer(BodySerializer):
+    """An action that takes no body (cut-off, close, graduate): any key in one is refused, as
+    a key the action does not take (a cut-off sent with an ``instrument`` would cut off every
+    instrument)."""
+
+
+def _no_body(request: Request) -> None:
+    NoBodySerializer(data=request.data).is_valid(raise_exception=True)
 
 
 def _member_parameter() -> serializers.IntegerField:
@@ -646,13 +657,13 @@ class TransferQuery(PageQuery):
     member = _member_parameter()
 
 
-class PoolTransferCreateSerializer(serializers.Serializer):
+class PoolTransferCreateSerializer(BodySerializer):
     member = IntegerInputField(min_value=1, max_value=ID_MAX, help_text="A member's id.")
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="A future.")
     quantity = IntegerInputField(help_text="Contracts, whole lots.")
 
 
-class PoolOfferSerializer(serializers.Serializer):
+class PoolOfferSerializer(BodySerializer):
     instrument = TextField(max_length=SYMBOL_LENGTH_MAX, help_text="A future.")
     quantity = IntegerInputField(help_text="Contracts the pool holds, whole lots.")
     price = PriceInputField(help_text="The limit, $/GPU-hr.")
@@ -873,7 +884,7 @@ class MemberGraduate(APIView):
     @extend_schema(
         parameters=[POOL_ID, MEMBER_ID],
         request=None,
-        responses={200: PoolMemberDetailSerializer, 422: ErrorSerializer, **READ_ERRORS},
+        responses={200: PoolMemberDetailSerializer, **WRITE_ERRORS},
         operation_id="pool_member_graduate",
         summary="A member leaves the pool: its demand not yet allocated is withdrawn (sponsor; "
         "scope trade)",
@@ -886,6 +897,7 @@ class MemberGraduate(APIView):
     def post(self, request: Request, pool_id: str, member_id: str) -> Response:
         pool = _sponsored(request, pool_id)
         member = _member_or_404(pool, member_id)
+        _no_body(request)
         services.pool_member_graduate(member=member, actor=request.caller.user)
         return Response(PoolMemberDetailSerializer(_member_or_404(pool, member.pk)).data)
 
@@ -1033,6 +1045,7 @@ class CutOff(APIView):
     )
     def post(self, request: Request, pool_id: str) -> Response:
         pool = _sponsored(request, pool_id)
+        _no_body(request)
         round_ = services.pool_cut_off(pool=pool, actor=request.caller.user)
         view = _round_view(Access(pool, None), round_)
         return Response(PoolRoundDetailSerializer(view).data, status=status.HTTP_201_CREATED)
@@ -1089,7 +1102,7 @@ class RoundClose(APIView):
     @extend_schema(
         parameters=[POOL_ID, ROUND_ID],
         request=None,
-        responses={200: PoolRoundDetailSerializer, 422: ErrorSerializer, **READ_ERRORS},
+        responses={200: PoolRoundDetailSerializer, **WRITE_ERRORS},
         operation_id="pool_round_close",
         summary="Close a round now: cancel what still works and allocate the fills (sponsor; "
         "scope trade)",
@@ -1102,9 +1115,9 @@ class RoundClose(APIView):
     def post(self, request: Request, pool_id: str, round_id: str) -> Response:
         pool = _sponsored(request, pool_id)
         access = Access(pool, None)
-        round_ = services.pool_round_close(
-            round_=_round_or_404(access, round_id), actor=request.caller.user
-        )
+        round_ = _round_or_404(access, round_id)
+        _no_body(request)
+        round_ = services.pool_round_close(round_=round_, actor=request.caller.user)
         return Response(PoolRoundDetailSerializer(_round_view(access, round_)).data)
 
 

@@ -80,6 +80,15 @@ def test_the_schema_says_which_bodies_refuse_a_key_they_do_not_take(client):
         "CancelAllRequest",
         "CancelBatchRequest",
         "CancelAllAfterRequest",
+        "PoolCreateRequest",
+        "PatchedPoolSettingsRequest",
+        "PoolAmountRequest",
+        "PoolMemberAddRequest",
+        "PatchedPoolMemberPriorityRequest",
+        "PoolDemandCreateRequest",
+        "PatchedPoolDemandAmendRequest",
+        "PoolTransferCreateRequest",
+        "PoolOfferRequest",
     }
 
     assert {name for name in strict if components[name].get("additionalProperties") is False} == (

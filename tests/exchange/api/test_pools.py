@@ -369,6 +369,105 @@ def test_the_sponsor_changes_settings_and_what_it_leaves_out_stays(pool, sponsor
     assert written() == before
 
 
+def test_a_body_key_a_pool_endpoint_does_not_take_is_refused_and_nothing_is_done(
+    pool, sponsor, ada, future
+):
+    # given open demand of ada's, and a startup not yet in the pool
+    demand = submit(ada, future, gpus=10)
+    _startup("dune")
+    sponsor_api, ada_api = api(sponsor), api(ada.organization)
+    before_pool = Pool.objects.values().get(pk=pool.pk)
+    before = written()
+    transfer = {"member": ada.pk, "instrument": future.symbol, "quantity": 1}
+    pool_path = f"{POOLS}{pool.pk}/"
+
+    # when requests carry a key their endpoint does not take: a rename the settings do not
+    # do, a misspelt setting, an amount's currency, a member's role, a demand's misspelt
+    # limit, a transfer's or offer's flag, and a key sent to an action that takes no body
+    answers = [
+        sponsor_api.post(POOLS, {"name": "Next", "subsidy": "10"}, format="json"),
+        sponsor_api.patch(pool_path, {"name": "Renamed"}, format="json"),
+        sponsor_api.patch(pool_path, {"subsidy_percent": "5", "creditline": "0"}, format="json"),
+        sponsor_api.post(f"{pool_path}fund/", {"amount": "1", "currency": "EUR"}, format="json"),
+        sponsor_api.post(f"{pool_path}withdraw/", {"amount": "1", "all": True}, format="json"),
+        sponsor_api.post(
+            f"{pool_path}members/", {"organization": "dune", "role": "lead"}, format="json"
+        ),
+        sponsor_api.patch(
+            f"{pool_path}members/{ada.pk}/", {"priority": 5, "status": "x"}, format="json"
+        ),
+        sponsor_api.post(
+            f"{pool_path}members/{ada.pk}/graduate/", {"keep_demand": True}, format="json"
+        ),
+        ada_api.post(
+            f"{pool_path}demands/",
+            {
+                "sku": future.sku.code,
+                "region": future.region.code,
+                "months": [month_of(future)],
+                "gpus": 1,
+                "limit_price": "2.50",
+                "limit": "2.40",
+            },
+            format="json",
+        ),
+        ada_api.patch(
+            f"{pool_path}demands/{demand.pk}/", {"gpus": 5, "price": "2.40"}, format="json"
+        ),
+        sponsor_api.post(f"{pool_path}cut-off/", {"instrument": future.symbol}, format="json"),
+        sponsor_api.post(f"{pool_path}reallocate/", {**transfer, "price": "2"}, format="json"),
+        sponsor_api.post(f"{pool_path}take-back/", {**transfer, "all": True}, format="json"),
+        sponsor_api.post(
+            f"{pool_path}offer/",
+            {"instrument": future.symbol, "quantity": 1, "price": "2.60", "post_only": True},
+            format="json",
+        ),
+        ada_api.post(f"{pool_path}credit/repay/", {"amount": "1", "all": True}, format="json"),
+    ]
+
+    # then each is malformed, naming the key, and nothing was written
+    assert [(answer.status_code, answer.json()["error"]["field"]) for answer in answers] == [
+        (400, "subsidy"),
+        (400, "name"),
+        (400, "creditline"),
+        (400, "currency"),
+        (400, "all"),
+        (400, "role"),
+        (400, "status"),
+        (400, "keep_demand"),
+        (400, "limit"),
+        (400, "price"),
+        (400, "instrument"),
+        (400, "price"),
+        (400, "all"),
+        (400, "post_only"),
+        (400, "all"),
+    ]
+    assert {answer.json()["error"]["code"] for answer in answers} == {"INVALID_INPUT"}
+    assert written() == before
+    assert Pool.objects.values().get(pk=pool.pk) == before_pool
+    demand.refresh_from_db()
+    assert (demand.status, demand.quantity) == ("open", 10)
+    ada.refresh_from_db()
+    assert (ada.status, ada.priority) == ("active", 10)
+
+
+def test_a_round_closed_with_a_body_key_is_refused_and_left_working(pool, sponsor, ada, future):
+    submit(ada, future, gpus=10)
+    round_ = pool_cut_off(pool=pool, actor=None)
+    before = written()
+
+    refused = api(sponsor).post(
+        f"{POOLS}{pool.pk}/rounds/{round_.pk}/close/", {"allocate": False}, format="json"
+    )
+
+    assert codes(refused) == (400, "INVALID_INPUT", "allocate")
+    assert written() == before
+    round_.refresh_from_db()
+    assert round_.status == "working"
+    assert PoolOrder.objects.get(round=round_).order.status == "open"
+
+
 # Cash --------------------------------------------------------------------------------------
 
 
