@@ -1117,7 +1117,9 @@ class RoundClose(APIView):
         access = Access(pool, None)
         round_ = _round_or_404(access, round_id)
         _no_body(request)
-        round_ = services.pool_round_close(round_=round_, actor=request.caller.user)
+        round_ = services.pool_round_close(
+            round_=round_, actor=request.caller.user, organization=request.caller.organization
+        )
         return Response(PoolRoundDetailSerializer(_round_view(access, round_)).data)
 
 

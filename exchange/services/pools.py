@@ -844,16 +844,19 @@ def _place(pool_order: PoolOrder, actor: Actor) -> None:
 # Closing a round and allocating ------------------------------------------------------------
 
 
-def pool_round_close(*, round_: PoolRound, actor: Actor) -> PoolRound:
+def pool_round_close(
+    *, round_: PoolRound, actor: Actor, organization: Organization | None = None
+) -> PoolRound:
     """Cancel what still works, then allocate (at once with the inline matcher; with external
     matchers ``pools_run_due`` allocates once the cancels are processed).
 
-    The sponsor closes its own rounds (a user of the sponsor's organization: the pages and the
-    API let only the sponsor reach here), the system (no actor) those due; anyone else is staff
-    closing another organization's round from the back office, which cancels customers' orders
-    as ``order_staff_cancel`` does: the operations role (``ORDER_NOT_STAFF``,
-    ``ORDER_ROLE_REQUIRED``), checked before anything is written."""
-    if actor is not None and not _of_sponsor(round_, actor):
+    The sponsor closes its own rounds (``organization``, the organization the request acts
+    for: an API key's, the page's; the pages and the API let only the sponsor reach here), the
+    system (no actor) those due; anyone else is staff closing another organization's round from
+    the back office, which cancels customers' orders as ``order_staff_cancel`` does: the
+    operations role (``ORDER_NOT_STAFF``, ``ORDER_ROLE_REQUIRED``), checked before anything is
+    written."""
+    if actor is not None and not _of_sponsor(round_, actor, organization):
         ORDER_STAFF.check(actor, "close a pool's round")
     if round_.status != PoolRound.Status.WORKING:
         raise _refuse(PoolErrorCode.ROUND_NOT_WORKING, "This round is already allocated.")
@@ -869,8 +872,18 @@ def pool_round_close(*, round_: PoolRound, actor: Actor) -> PoolRound:
         return PoolRound.objects.get(pk=round_.pk)
 
 
-def _of_sponsor(round_: PoolRound, actor: User | AnonymousUser) -> bool:
-    """Whether ``actor`` is a user of the organization that sponsors the round's pool."""
+def _of_sponsor(
+    round_: PoolRound, actor: User | AnonymousUser, organization: Organization | None
+) -> bool:
+    """Whether ``actor`` acts for the organization that sponsors the round's pool.
+
+    The organization the request acts for decides when the caller gives it: an API key acts
+    for its own organization, whoever made it (``api.context.caller_of``), so a key of the
+    sponsor's whose maker has left the organization still closes the sponsor's rounds (until
+    2026-12-07 the maker's membership decided, and such a key was refused as not staff).
+    Without it (a script, a test), the actor's membership does."""
+    if organization is not None:
+        return organization.pk == Pool.objects.get(pk=round_.pool_id).sponsor_id
     return actor.is_authenticated and (
         Membership.objects.filter(user=actor, organization__sponsored_pools__rounds=round_).exists()
     )

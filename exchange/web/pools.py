@@ -711,7 +711,9 @@ def pool_round_close_view(
         raise Http404("No such round of this pool.")
 
     def act() -> str:
-        closed = services.pool_round_close(round_=round_, actor=signed_in_user(request))
+        closed = services.pool_round_close(
+            round_=round_, actor=signed_in_user(request), organization=membership.organization
+        )
         if closed.status == PoolRound.Status.ALLOCATED:
             return f"Round {closed.number} closed and allocated."
         return f"Round {closed.number} closed; it allocates once its cancels are processed."

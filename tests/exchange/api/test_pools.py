@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from exchange.models import AuditEntry, MarginCall, Order, Organization
+from exchange.models import AuditEntry, MarginCall, Membership, Order, Organization
 from exchange.models.pools import (
     Pool,
     PoolAllocation,
@@ -24,7 +24,7 @@ from exchange.models.pools import (
 from exchange.services.api_keys import api_key_create
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import cash_account, position_account
-from exchange.services.participants import account_main
+from exchange.services.participants import account_main, member_add
 from exchange.services.pools import (
     credit_outstanding,
     demand_submit,
@@ -842,6 +842,27 @@ def test_the_sponsor_cuts_off_and_closes_a_round(pool, sponsor, ada, bolt, futur
         "POOL_ROUND_NOT_WORKING",
     )
     assert written() == before
+
+
+def test_a_sponsors_key_closes_its_round_after_the_keys_maker_left(pool, sponsor, ada, future):
+    # given a key of the sponsor's made by sam, who has since left the sponsor
+    sam = member_add(organization=sponsor, username="sam", email="s@f.example", password="x-26")
+    token = api_key_create(
+        organization=sponsor, name="ops", scopes=list(ALL_SCOPES), actor=sam.user
+    ).token
+    Membership.objects.filter(pk=sam.pk).delete()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    submit(ada, future, gpus=10)
+    round_ = pool_cut_off(pool=pool, actor=None)
+
+    # when the key closes the round
+    closed = client.post(f"{POOLS}{pool.pk}/rounds/{round_.pk}/close/")
+
+    # then it is the sponsor's: the round closes, as the key's organization sponsors it
+    assert closed.status_code == 200, closed.json()
+    assert closed.json()["status"] == "allocated"
+    assert PoolOrder.objects.get(round=round_).order.status == "cancelled"
 
 
 def test_a_cut_off_with_no_demand_is_refused(pool, sponsor, ada):
