@@ -10,7 +10,8 @@ The cycle (``docs/ARCHITECTURE.md``, "Portfolio pools"):
    passed, or the sponsor's button) the open demand of each instrument is grouped into at most
    ``EXCHANGE_POOL_PRICE_TIERS`` tiers of limit prices, and the pool account places one GTC
    limit buy per tier at the tier's lowest limit. Its fills earn the block fee tier once the
-   combined order has filled that much (``collateral.block_fee_share``).
+   combined order has filled that much (``collateral.block_fee_share``); a tier above the
+   largest order is several orders (``order_sizes``), each earning it on its own fills.
 4. When the round closes (``pool_round_close``: at ``closes_at`` or by the sponsor) what still
    works is cancelled, and each tier's fills are allocated to its demand by the pool's rule in
    whole lots (``exchange.allocation``). Each allocation posts one balanced entry: the

@@ -819,6 +819,32 @@ def test_a_tier_above_the_largest_order_is_placed_as_several_and_allocated_as_on
     call_command("ledger_check")
 
 
+def test_each_order_of_a_split_tier_earns_the_block_fee_tier_on_its_own_fills(
+    pool, members, future, seller, sponsor_user
+):
+    # given orders of at most 80 and a tier of 160 (ada 80, bolt 80): two orders of 80, below
+    # the first block tier (100 filled) each, above it together
+    Instrument.objects.filter(pk=future.pk).update(quantity_max=80)
+    future.refresh_from_db()
+    ada, bolt, _ = members
+    _submit(ada, future, gpus=80)
+    _submit(bolt, future, gpus=80)
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    first, second = (part.order for part in round_.orders.order_by("pk"))
+
+    # when both fill whole
+    place(seller, future, "sell", 80, "2.45")
+    place(seller, future, "sell", 80, "2.45")
+
+    # then each pays the whole maker rate: the tier is each order's own (docs/ARCHITECTURE.md,
+    # "Collateral and settlement"), as for any account's several orders
+    per_contract = collateral.fee_micros(future.kind, collateral.fee_rates(future.kind).maker, 1, 0)
+    for order in (first, second):
+        trades = Trade.objects.filter(maker_order=order)
+        assert sum(t.quantity for t in trades) == 80
+        assert sum(t.buyer_fee for t in trades) == 80 * per_contract
+
+
 def test_order_sizes_are_whole_lots_up_to_the_largest_order(future):
     future.lot_size, future.quantity_max = 5, 12
     assert pools_services.order_sizes(10, future) == [10]
