@@ -626,8 +626,15 @@ def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
 # The cut-off -------------------------------------------------------------------------------
 
 
-def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> PoolRound:
+def pool_cut_off(
+    *, pool: Pool, actor: Actor, now: datetime | None = None, scheduled: bool = False
+) -> PoolRound:
     """Aggregate the open demand into tier orders and place them from the pool account.
+
+    ``scheduled``: the scheduler's cut-off (``pools_run_due``), made only if the pool's
+    ``cutoff_at`` has still come by ``now`` under the pool's lock, else ``POOL_CUTOFF_INVALID``
+    and nothing is written: the sponsor may have moved or cleared it since the run listed the
+    pool as due (until 2026-12-07 the run cut it off all the same, and cleared the new time).
 
     The round, its tiers and the demand's new status commit first; each order is then placed
     in its own transaction (as every order is). A tier the exchange refuses (the pool account
@@ -643,6 +650,13 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
         locked = Pool.objects.select_for_update().get(pk=pool.pk)
         if locked.status != Pool.Status.OPEN:
             raise _refuse(PoolErrorCode.CLOSED, "The pool is closed.")
+        now = now or timezone.now()
+        if scheduled and (locked.cutoff_at is None or locked.cutoff_at > now):
+            raise _refuse(
+                PoolErrorCode.CUTOFF_INVALID,
+                "The pool's cut-off was moved or cleared: it is not due yet.",
+                "cutoff_at",
+            )
         if locked.rounds.filter(status=PoolRound.Status.WORKING).exists():
             raise _refuse(
                 PoolErrorCode.ROUND_WORKING,
@@ -659,7 +673,6 @@ def pool_cut_off(*, pool: Pool, actor: Actor, now: datetime | None = None) -> Po
         )
         if not demands:
             raise _refuse(PoolErrorCode.NO_DEMAND, "No member has open demand to aggregate.")
-        now = now or timezone.now()
         refusal = _pool_margin_call_refusal(locked)
         number = (locked.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
         round_ = PoolRound.objects.create(
@@ -1630,13 +1643,13 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
     done = {"cut_off": 0, "closed": 0, "allocated": 0}
     for pool in Pool.objects.filter(status=Pool.Status.OPEN, cutoff_at__lte=now).order_by("pk"):
         try:
-            pool_cut_off(pool=pool, actor=None, now=now)
+            pool_cut_off(pool=pool, actor=None, now=now, scheduled=True)
             done["cut_off"] += 1
         except PoolError as error:
-            # A round still working: the cut-off stays due until it closes. Nothing to
-            # aggregate: the cut-off has passed with nothing to cut off, and is cleared, or
-            # members could change no demand (``POOL_CUTOFF_PASSED``) until the sponsor set
-            # another.
+            # A round still working: the cut-off stays due until it closes. Moved or cleared
+            # by the sponsor since the pool was listed: not due. Nothing to aggregate: the
+            # cut-off has passed with nothing to cut off, and is cleared, or members could
+            # change no demand (``POOL_CUTOFF_PASSED``) until the sponsor set another.
             if error.code == PoolErrorCode.NO_DEMAND:
                 _cut_off_nothing(pool, now)
             continue

@@ -624,6 +624,46 @@ def test_a_cut_off_passed_with_no_demand_is_cleared_so_demand_can_come(pool, mem
     assert _submit(members[0], future).status == PoolDemand.Status.OPEN
 
 
+def test_the_scheduler_does_not_cut_off_a_pool_whose_cut_off_was_moved_meanwhile(
+    pool, members, future, sponsor, sponsor_user, monkeypatch
+):
+    # given two pools due for their cut-off, each with open demand
+    second = pool_create(sponsor=sponsor, name="Second", actor=sponsor_user)
+    pool_fund(pool=second, amount=Decimal("100000"), actor=sponsor_user)
+    dune = pool_member_add(pool=second, organization=startup("dune", "0"), actor=sponsor_user)
+    _submit(members[0], future, gpus=10)
+    _submit(dune, future, gpus=5)
+    passed = timezone.now() - timedelta(seconds=30)
+    Pool.objects.filter(pk__in=[pool.pk, second.pk]).update(cutoff_at=passed)
+    later = timezone.now() + timedelta(hours=2)
+    place_tier = pools_services._place
+
+    def postpone_the_second_then_place(pool_order, actor):
+        # The sponsor postpones the second pool's cut-off while the scheduler, which has
+        # listed both pools as due, places the first pool's orders.
+        pool_settings_set(
+            pool=second,
+            rule=second.rule,
+            subsidy_percent=second.subsidy_percent,
+            credit_line=Decimal(0),
+            cutoff_at=later,
+            actor=sponsor_user,
+        )
+        place_tier(pool_order, actor)
+
+    monkeypatch.setattr(pools_services, "_place", postpone_the_second_then_place)
+
+    # when the scheduler runs
+    done = pools_run_due()
+
+    # then only the first pool is cut off: the second keeps its open demand and its new time
+    assert done["cut_off"] == 1
+    assert PoolRound.objects.filter(pool=pool).count() == 1
+    assert not PoolRound.objects.filter(pool=second).exists()
+    assert _reload(second).cutoff_at == later
+    assert PoolDemand.objects.get(pool=second).status == PoolDemand.Status.OPEN
+
+
 # pool_cut_off ------------------------------------------------------------------------------
 
 
