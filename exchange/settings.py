@@ -233,6 +233,10 @@ FUNDING_TEST_MODE = not STRIPE_SECRET_KEY
 # A market order fills no further than this fraction beyond the best opposite price it found
 # at acceptance ("market with protection"); its collateral is computed at that price.
 EXCHANGE_MARKET_PROTECTION = Decimal(os.environ.get("EXCHANGE_MARKET_PROTECTION", "0.10"))
+# Price limits (the fat-finger guard): a future's limit buy above its mark by more than this
+# fraction, or sell below it by more, is refused (ORDER_PRICE_OUTSIDE_LIMIT); 0 turns them off.
+# The mark is the newer of the latest settlement price and the last trade (selectors/marks.py).
+EXCHANGE_PRICE_LIMIT = Decimal(os.environ.get("EXCHANGE_PRICE_LIMIT", "0.25"))
 # Fee schedule, fixed on each order at acceptance. Futures and options: USD per contract.
 # Resale: a fraction of the notional (a few percent in this market, see MARKET.md).
 EXCHANGE_FEES = {

@@ -52,6 +52,12 @@ class Mark:
     source: MarkSource
 
 
+def mark_price(instrument: Instrument) -> Decimal | None:
+    """``instrument``'s mark price (``marks_for``), None when it has none."""
+    mark = marks_for([instrument]).get(instrument.pk)
+    return mark.price if mark is not None else None
+
+
 def marks_for(instruments: Sequence[Instrument]) -> dict[int, Mark]:
     """Each instrument's mark (see the module docstring), by primary key; an instrument with
     neither a settlement price nor a trade is left out. Two queries, whatever the number of

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from exchange.models import Instrument, SettlementPrice, Side
-from exchange.selectors.marks import marks_for
+from exchange.selectors.marks import mark_price
 from exchange.services.ledger_accounts import MICROS_PER_USD
 from pricing import black76
 from pricing.margin import MarginResult, Position, ScanParameters, portfolio_margin, scenario_margin
@@ -84,8 +84,7 @@ def reference_price(instrument: Instrument) -> Decimal | None:
     """The instrument's mark (``selectors.marks``: the newer of its latest settlement price
     and its last trade), else None: the price a writer's margin takes its future at, and a
     pool's transfers move contracts at, as the portfolio and the chain show it."""
-    mark = marks_for([instrument]).get(instrument.pk)
-    return mark.price if mark is not None else None
+    return mark_price(instrument)
 
 
 def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:

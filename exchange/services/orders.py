@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any, cast
 
@@ -39,6 +39,7 @@ from exchange.models import (
     Side,
 )
 from exchange.recent import Recent
+from exchange.selectors import marks as marks_selector
 from exchange.selectors import orders as orders_selector
 from exchange.selectors import positions as positions_selector
 from exchange.selectors.capacity import block_holdings
@@ -62,6 +63,9 @@ INSTRUMENTS_RECENT: Recent[str, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_S
 # only while its future is not halted. Forgotten, as the instruments are, when this process
 # saves an instrument (a halt or a resume); another process's within the setting's seconds.
 UNDERLYINGS_RECENT: Recent[int, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
+# Futures' marks, by id, the anchors of their price limits (None kept too: no mark yet): a trade
+# moves one, and reaches the limits of every process within the setting's seconds.
+MARKS_RECENT: Recent[int, tuple[Decimal | None]] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,51 @@ def check_price(instrument: Instrument, price: Decimal, *, field: str = "price")
         )
 
 
+def price_limits(instrument: Instrument) -> tuple[Decimal, Decimal] | None:
+    """The lowest sell and highest buy price a future accepts now: its mark (the newer of its
+    latest settlement price and its last trade) less and plus ``EXCHANGE_PRICE_LIMIT`` of it,
+    on the tick, inwards. None for an option or a resale listing, a future with no mark yet
+    (nothing traded or settled: no anchor), or limits turned off (0)."""
+    fraction = Decimal(settings.EXCHANGE_PRICE_LIMIT)
+    if instrument.kind != Instrument.Kind.FUTURE or fraction <= 0:
+        return None
+    kept = MARKS_RECENT.get(instrument.pk, lambda: (marks_selector.mark_price(instrument),))
+    mark = kept[0] if kept is not None else None
+    if mark is None:
+        return None
+    tick = instrument.tick_size
+    low = (mark * (1 - fraction) / tick).to_integral_value(ROUND_CEILING) * tick
+    high = (mark * (1 + fraction) / tick).to_integral_value(ROUND_FLOOR) * tick
+    return max(low, tick), high
+
+
+def check_price_limit(
+    instrument: Instrument, side: str, price: Decimal, *, field: str = "price"
+) -> None:
+    """A future's buy above its highest, or sell below its lowest, price limit
+    (``price_limits``) is refused: an order keyed a digit off would otherwise sweep the book
+    (a sell at 0.25 instead of 2.50 trades with every bid down to it). A buy below or a sell
+    above the limits trades with nobody who did not ask for that price, and may rest."""
+    limits = price_limits(instrument)
+    if limits is None:
+        return
+    low, high = limits
+    if side == Side.BUY and price > high:
+        bound, word = high, "above"
+    elif side == Side.SELL and price < low:
+        bound, word = low, "below"
+    else:
+        return
+    percent = (Decimal(settings.EXCHANGE_PRICE_LIMIT) * 100).normalize()
+    raise OrderRejected(
+        OrderRejectCode.PRICE_OUTSIDE_LIMIT,
+        f"A {side} at {price.normalize():f} is {word} the price limit of "
+        f"{bound.normalize():f} $/GPU-hr ({percent:f}% from the mark): the limits move with "
+        "the mark, the newer of the latest settlement price and the last trade.",
+        field=field,
+    )
+
+
 def check_quantity(
     instrument: Instrument, quantity: int, *, field: str = "quantity", zero_allowed: bool = False
 ) -> None:
@@ -234,6 +283,7 @@ def _validate(
                 OrderRejectCode.PRICE_REQUIRED, "A limit order needs a price.", field="price"
             )
         check_price(instrument, request.price)
+        check_price_limit(instrument, request.side, request.price)
     else:
         if request.price is not None:
             raise OrderRejected(
@@ -1140,6 +1190,7 @@ def order_replace(
     else:
         _check_instrument_tradable(instrument)
         check_price(instrument, price)
+        check_price_limit(instrument, order.side, price)
     check_quantity(instrument, quantity, zero_allowed=True)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()

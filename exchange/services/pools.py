@@ -88,7 +88,13 @@ from exchange.services.ledger_accounts import (
     usd_to_micros,
 )
 from exchange.services.margin import order_margin_per_contract, reference_price
-from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
+from exchange.services.orders import (
+    order_cancel,
+    order_place,
+    order_replace,
+    orders_cancel,
+    price_limits,
+)
 from exchange.services.participants import account_main
 from exchange.services.risk_cycle import instruments_lock
 from ledger.errors import LedgerError
@@ -837,13 +843,17 @@ def _pool_margin_call_refusal(pool: Pool) -> str:
 
 
 def _place(pool_order: PoolOrder, actor: Actor) -> None:
+    # A tier priced above the future's price limit buys at the limit: the most the exchange
+    # accepts now, and within every member's limit in the tier (refused, it would buy nothing).
+    limits = price_limits(pool_order.instrument)
+    price = pool_order.price if limits is None else min(pool_order.price, limits[1])
     try:
         order = order_place(
             account=pool_order.round.pool.account,
             instrument=pool_order.instrument,
             side="buy",
             quantity=pool_order.quantity,
-            price=pool_order.price,
+            price=price,
             client_order_id=f"pool-{pool_order.round_id}-{pool_order.pk}",
             placed_by=_user(actor),
         )

@@ -744,6 +744,27 @@ def test_cut_off_places_one_order_per_price_tier_at_its_lowest_limit(
     }
 
 
+def test_a_tier_above_the_futures_price_limit_buys_at_the_limit(
+    pool, members, future, sponsor_user
+):
+    """A member's limit is the most it pays, not what the pool must bid: a tier priced above
+    the future's price limit (its mark plus EXCHANGE_PRICE_LIMIT) would be refused whole, so
+    it is placed at the limit, within every member's."""
+    SettlementPrice.objects.create(
+        instrument=future,
+        trading_date=timezone.now().date() - timedelta(days=1),
+        price=Decimal("2.00"),
+        source="vwap",
+    )
+    _submit(members[0], future, gpus=10, limit="2.60")
+
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+
+    pool_order = round_.orders.get()
+    assert (pool_order.price, pool_order.refusal_code) == (Decimal("2.60"), "")
+    assert (pool_order.order.price, pool_order.order.status) == (Decimal("2.50"), "open")
+
+
 def test_a_tier_the_exchange_refuses_keeps_the_refusal_and_allocates_nothing(
     sponsor, sponsor_user, future, seller
 ):

@@ -128,7 +128,7 @@ def test_a_trade_after_the_last_settlement_is_the_months_price(sku, region, buye
         sku=sku, region=region, first_month=listing_month(), months=2
     )
     yesterday = _today() - timedelta(days=1)
-    for future, price in ((first, "1.50"), (second, "2.35")):
+    for future, price in ((first, "2.10"), (second, "2.35")):
         SettlementPrice.objects.create(
             instrument=future, trading_date=yesterday, price=Decimal(price), source="vwap"
         )
