@@ -1065,22 +1065,44 @@ def _cancel_commands_submit(
     if not live:
         return []
     with transaction.atomic(durable=True):
-        commands = OrderCommand.objects.bulk_create(
-            OrderCommand(
-                kind=OrderCommand.Kind.CANCEL,
-                order=order,
-                instrument_id=order.instrument_id,
-                cancel_reason=reason,
-                requested_by=user,
-            )
-            for order in live
-        )
-    if settings.EXCHANGE_MATCHER_MODE == "inline":
-        from exchange.matcher import inline
-
-        for instrument_id in sorted({order.instrument_id for order in live}):
-            inline.process_instrument(instrument_id)
+        commands = cancel_commands_insert(orders=live, reason=reason, requested_by=user)
+    cancel_commands_match(commands)
     return commands
+
+
+def cancel_commands_insert(
+    *, orders: Iterable[Order], reason: str, requested_by: User | None
+) -> list[OrderCommand]:
+    """One cancel command per live order of ``orders``, in the caller's transaction, which must
+    be open: for a service whose cancels must commit with its other writes or not at all
+    (``risk_cycle.account_liquidate``). The caller passes them to ``cancel_commands_match`` once
+    that transaction has committed (external matchers are woken by the commit itself)."""
+    _check_cancel_reason(reason)
+    assert connection.in_atomic_block, "the caller's transaction holds the commands"
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    return OrderCommand.objects.bulk_create(
+        OrderCommand(
+            kind=OrderCommand.Kind.CANCEL,
+            order=order,
+            instrument_id=order.instrument_id,
+            cancel_reason=reason,
+            requested_by=user,
+        )
+        for order in orders
+        if order.status in LIVE_STATUSES
+    )
+
+
+def cancel_commands_match(commands: Sequence[OrderCommand]) -> None:
+    """After the commit of ``commands``: the inline matcher runs each of their instruments once
+    (external matchers were woken by the commit)."""
+    require_own_transaction()
+    if settings.EXCHANGE_MATCHER_MODE != "inline":
+        return
+    from exchange.matcher import inline
+
+    for instrument_id in sorted({command.instrument_id for command in commands}):
+        inline.process_instrument(instrument_id)
 
 
 def orders_cancel_each(

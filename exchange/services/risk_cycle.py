@@ -959,11 +959,12 @@ def account_liquidate(
     market (``call``, when given, must be the account's and still open; else it must have an
     open call: ``RISK_NO_OPEN_MARGIN_CALL``, nothing written).
 
-    Its resting orders are cancelled and its margin returned to cash to pay for closing (a
-    short option is bought back with it); then one market IOC order per position, reducing
-    only, without fees. What the book cannot absorb stays open, and the margin call with it.
+    Its live orders are cancelled and its margin returned to cash to pay for closing (a short
+    option is bought back with it), in one transaction under the books' and the call's locks,
+    after checking the call there; then one market IOC order per position, reducing only,
+    without fees. What the book cannot absorb stays open, and the margin call with it.
     """
-    from exchange.services.orders import order_place, orders_cancel
+    from exchange.services import orders
 
     RISK_STAFF.check(actor, "liquidate accounts")
     if not reason.strip():
@@ -971,20 +972,22 @@ def account_liquidate(
             RiskErrorCode.REASON_REQUIRED, "Give a reason for the liquidation.", "reason"
         )
     assert call is None or call.account_id == account.pk, "the call is the account's"
-    # Before the cancels, which commit on their own: a call cured (or liquidated) since staff
-    # chose it writes nothing at all.
+    orders.require_own_transaction()
+    # A call cured (or liquidated) since staff chose it writes nothing at all.
     _call_to_liquidate(account, call, lock=False)
-    orders_cancel(
-        orders=Order.objects.filter(account=account, status__in=RESTING_STATUSES).order_by("pk"),
-        reason=CancelReason.LIQUIDATION,
-        requested_by=actor,
-    )
     with transaction.atomic():
         instruments = instruments_lock(_account_instruments(account.pk))
-        # Again under the lock, the books then the call, as a review takes them: a review that
-        # cured the call during the cancels has committed by now, and the account keeps its
-        # margin and its positions (only its resting orders were cancelled).
+        # Again under the locks, the books then the call, as a review takes them, and before
+        # anything is done: the cancels are queued in this transaction, so a cure that came
+        # since the check above leaves the account's orders working, and one that comes later
+        # waits for this commit. (Until 2026-12-07 the cancels committed on their own before
+        # this check, and a cure in between left the cured account with its orders cancelled.)
         _call_to_liquidate(account, call, lock=True)
+        cancels = orders.cancel_commands_insert(
+            orders=Order.objects.filter(account=account, status__in=LIVE_STATUSES).order_by("pk"),
+            reason=CancelReason.LIQUIDATION,
+            requested_by=actor,
+        )
         ledger = _Ledger(instruments)
         holder = ledger._holder(account.pk)
         postings: list[Posting] = []
@@ -996,11 +999,13 @@ def account_liquidate(
         positions = {
             instruments[i]: contracts for i, contracts in holder.positions.items() if contracts
         }
+    # The cancels release what the orders held, before the closing orders need it.
+    orders.cancel_commands_match(cancels)
     results = []
     for instrument, contracts in sorted(positions.items(), key=lambda item: item[0].symbol):
         side = Side.SELL if contracts > 0 else Side.BUY
         try:
-            order = order_place(
+            order = orders.order_place(
                 account=account,
                 instrument=instrument,
                 side=side,

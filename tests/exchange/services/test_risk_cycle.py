@@ -597,39 +597,59 @@ def test_liquidating_an_account_whose_call_was_cured_is_refused_and_writes_nothi
     assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
 
 
-def test_a_call_cured_while_its_orders_are_cancelled_stops_the_liquidation(
-    future, staff, monkeypatch
+def test_a_call_cured_after_the_first_check_leaves_the_accounts_orders_working(
+    futures, staff, monkeypatch
 ):
-    from exchange.services import orders
+    """The liquidation checks the call, then acts: until 2026-12-07 it cancelled the account's
+    orders (committed on their own) before checking again under the locks, so a cure landing
+    in between stopped the liquidation with the cured account's orders already cancelled."""
+    from exchange.services import risk_cycle
 
-    # given a called long of 2 with 2 contracts bid, and a deposit and review that cure its
-    # call while the liquidation cancels its resting orders (after its first check)
-    long = _called_long_of_two(future, staff, bids=2)
+    future, later = futures
+    # given a long of 2 at 2.50 on $800 with a bid on the next month, called on a fall to
+    # 2.10, that then offers 1 contract (reducing), with 2 contracts bid by another account
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    far_bid = place(long, later, "buy", 1, "0.10")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    override(future, day, "2.10", staff)
+    override(later, day, "2.00", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    reducing_ask = place(long, future, "sell", 1, "3.00")
+    place(_account("helix", "trading_firm"), future, "buy", 2, "2.05")
     call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
-    real_cancel = orders.orders_cancel
+    # and a deposit and review that cure the call just after staff's liquidation has checked
+    # it, before it has done anything
+    real_check = risk_cycle._call_to_liquidate
 
-    def cancel_then_cure(**kwargs):
-        cancelled = real_cancel(**kwargs)
-        deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
-        assert margin_call_review(call).status == MarginCall.Status.CURED
-        return cancelled
+    def check_then_cure(account, call_named, *, lock):
+        real_check(account, call_named, lock=lock)
+        if not lock:
+            deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
+            assert margin_call_review(call).status == MarginCall.Status.CURED
 
-    monkeypatch.setattr(orders, "orders_cancel", cancel_then_cure)
-    entries = Entry.objects.count()
+    monkeypatch.setattr(risk_cycle, "_call_to_liquidate", check_then_cure)
     held = margin_held(long, future.symbol)
 
     # when staff's liquidation goes on
     with pytest.raises(RiskError) as refused:
         account_liquidate(account=long, call=call, actor=staff, reason="Call not met")
 
-    # then it is refused by name: no margin released, no position sold, no audit row, and the
-    # call stays cured (the deposit and the review are all the ledger gained)
+    # then it is refused by name and the cured account's orders still work: nothing of the
+    # liquidation was done (the cure's own cancel of the reducing offer aside)
     assert refused.value.code == RiskErrorCode.NO_OPEN_MARGIN_CALL
+    far_bid.refresh_from_db()
+    assert (far_bid.status, far_bid.done_reason) == (Order.Status.OPEN, "")
+    reducing_ask.refresh_from_db()
+    assert reducing_ask.done_reason != "liquidation"
+    # and no margin was released, no position sold, no audit row written
     assert position(long, future.symbol) == 2
     assert margin_held(long, future.symbol) >= held
     assert not Order.objects.filter(account=long, type=Order.Type.MARKET).exists()
     assert not Entry.objects.filter(idempotency_key__startswith=f"liquidation:{long.pk}:").exists()
-    assert Entry.objects.count() > entries
     assert not AuditEntry.objects.filter(action="account.liquidate").exists()
     assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
     assert ledger_problems() == []

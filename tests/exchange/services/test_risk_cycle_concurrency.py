@@ -465,3 +465,95 @@ def _waits_for_a_lock() -> bool:
                 return True
             time_module.sleep(0.05)
     return False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("cured", ["before the locks", "under the locks"])
+def test_a_cure_beside_a_liquidation_comes_wholly_before_or_wholly_after_it(
+    postgres_only, futures, monkeypatch, cured
+):
+    from exchange import calendar
+    from exchange.models import MarginCall
+    from exchange.selectors.integrity import collateral_problems
+    from exchange.services import risk_cycle
+    from exchange.services.funding import deposit_test_funds
+    from exchange.services.risk_cycle import account_liquidate, margin_call_review
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.conftest import _account
+    from tests.exchange.ledger_figures import position
+    from tests.exchange.support import place
+
+    future, later = futures
+    # given a long of 2 at 2.50 on $800 with a bid on the next month, called on a fall to
+    # 2.10, 2 contracts bid by another account, and then $1000 deposited: a review cures it
+    long = _account("lumen", "startup", funded=False)
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(_account("northwind", "provider"), future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    far_bid = place(long, later, "buy", 1, "0.10")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    for instrument, price in ((future, "2.10"), (later, "2.00")):
+        settlement_price_override(
+            instrument=instrument,
+            trading_date=day,
+            price=Decimal(price),
+            reason="Brokers",
+            actor=None,
+        )
+    daily_settlement_run(trading_date=day)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    place(_account("helix", "trading_firm"), future, "buy", 2, "2.05")
+    deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
+    # and staff's liquidation of it, beside that review: the review runs once the liquidation
+    # has checked the call (before its locks), or while it holds them (after its check there)
+    checked, reviewed = threading.Event(), threading.Event()
+    real_check = risk_cycle._call_to_liquidate
+
+    def check(account, call_named, *, lock):
+        real_check(account, call_named, lock=lock)
+        if lock == (cured == "under the locks"):
+            checked.set()
+            if lock:
+                assert _waits_for_a_lock()  # The review waits for the liquidation's commit.
+            else:
+                assert reviewed.wait(timeout=WAIT_SECONDS)
+
+    monkeypatch.setattr(risk_cycle, "_call_to_liquidate", check)
+    outcome: list[object] = []
+
+    def work(index: int) -> None:
+        if index == 0:
+            try:
+                outcome.append(account_liquidate(account=long, actor=None, reason="Call not met"))
+            except RiskError as error:
+                outcome.append(error.code)
+            return
+        assert checked.wait(timeout=WAIT_SECONDS)
+        try:
+            margin_call_review(call)
+        finally:
+            reviewed.set()
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then neither failed, and the liquidation was done whole or not at all: refused with the
+    # account's orders working and its position kept, or done with them cancelled and sold
+    assert errors == []
+    far_bid.refresh_from_db()
+    if cured == "before the locks":
+        assert outcome == [RiskErrorCode.NO_OPEN_MARGIN_CALL]
+        assert (far_bid.status, position(long, future.symbol)) == (Order.Status.OPEN, 2)
+        assert MarginCall.objects.get(pk=call.pk).status == MarginCall.Status.CURED
+    else:
+        [result] = outcome
+        assert isinstance(result, dict) and [row["filled"] for row in result["orders"]] == [2]
+        assert (far_bid.status, far_bid.done_reason) == (Order.Status.CANCELLED, "liquidation")
+        assert position(long, future.symbol) == 0
+        assert MarginCall.objects.get(pk=call.pk).status in (
+            MarginCall.Status.CURED,
+            MarginCall.Status.LIQUIDATED,
+        )
+    assert collateral_problems() == []
+    assert ledger_problems() == []
+    connection.close()
