@@ -48,6 +48,9 @@ class OrderRejectCode(StrEnum):
     NOTIONAL_TOO_LARGE = "RISK_NOTIONAL_TOO_LARGE"
     COLLATERAL_MISSING = "RISK_COLLATERAL_MISSING"
     REDUCE_ONLY = "RISK_REDUCE_ONLY"
+    # A reducing order (placed under a margin call, without margin or fee) replaced after the
+    # call ended: it may only be cancelled (the cure cancels it).
+    MARGIN_CALL_ENDED = "RISK_MARGIN_CALL_ENDED"
     # A resale sell beyond what the seller's organization holds of the block.
     BLOCK_NOT_HELD = "RISK_BLOCK_NOT_HELD"
 

@@ -26,7 +26,14 @@ from exchange.errors import OrderRejectCode
 from exchange.feed.publish import batch_committed
 from exchange.matcher.events import EventApplier, flush_together
 from exchange.matcher.settlement import Settlement, settlements_load
-from exchange.models import RESTING_STATUSES, Instrument, Order, OrderCommand, Side
+from exchange.models import (
+    RESTING_STATUSES,
+    Instrument,
+    MarginCall,
+    Order,
+    OrderCommand,
+    Side,
+)
 from exchange.units import engine_time, price_to_ticks, quantity_to_lots
 from statements import Select, rows_together
 
@@ -340,6 +347,8 @@ class Matcher:
         order = command.order
         refusal = self._refusal(instrument, command, applier.now, halted_by)
         if refusal is None and not command.cancels:
+            refusal = self._margin_call_ended(command)
+        if refusal is None and not command.cancels:
             # Before the collateral check, which may top a replace's holds up.
             refusal = self._reduce_only_enforce(instrument, command, applier)
         if refusal is None and command.kind != OrderCommand.Kind.CANCEL:
@@ -432,6 +441,22 @@ class Matcher:
         )
         # A replace that only lowers it where it rests trades nothing now: let it (cut when met).
         return None if lowers_in_place else OrderRejectCode.REDUCE_ONLY
+
+    @staticmethod
+    def _margin_call_ended(command: OrderCommand) -> str | None:
+        """``RISK_MARGIN_CALL_ENDED`` for a replace that may trade of a reducing order whose
+        account has no margin call open any more, else None: acceptance refuses such a replace
+        (``orders.margin_call_ended``), and one accepted under the call may reach the matcher
+        after the cure, before the cure's cancel. A read of the account's open call, only for
+        the replaces of reducing orders."""
+        order = command.order
+        if command.kind != OrderCommand.Kind.REPLACE or not order.reduce_only:
+            return None
+        if MarginCall.objects.filter(
+            account_id=order.account_id, status=MarginCall.Status.OPEN
+        ).exists():
+            return None
+        return OrderRejectCode.MARGIN_CALL_ENDED
 
     @staticmethod
     def _closable_lots(

@@ -1217,9 +1217,12 @@ def order_replace(
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     require_own_transaction()
     margin = collateral.margin_per_contract(instrument, order.side, price)
-    if MarginCall.objects.filter(
+    under_call = MarginCall.objects.filter(
         account_id=order.account_id, status=MarginCall.Status.OPEN
-    ).exists():
+    ).exists()
+    if order.reduce_only and not under_call and not OrderCommand.replace_cancels(quantity):
+        raise margin_call_ended(order)
+    if under_call:
         open_quantity = order.quantity - order.filled_quantity - order.cancelled_quantity
         if quantity > open_quantity:
             raise OrderRejected(
@@ -1239,6 +1242,21 @@ def order_replace(
     if refused is not None:
         raise _command_refused(fresh, refused)
     return fresh
+
+
+def margin_call_ended(order: Order) -> OrderRejected:
+    """``RISK_MARGIN_CALL_ENDED``: a reducing order replaced with no margin call open.
+
+    It holds no margin and pays no fee for being placed under a call, and the cure cancels it
+    (``risk_cycle._reducing_orders_cancel_on_commit``). Replaced afterwards, it would keep
+    those terms at a new price, an ordinary order of the account's in all but its fee; so only
+    its cancel goes through (a replace to 0 too), and a new order trades on ordinary terms."""
+    return OrderRejected(
+        OrderRejectCode.MARGIN_CALL_ENDED,
+        f"Order #{order.pk} was placed to reduce a position under a margin call, without margin "
+        "or fee, and the call has ended: it may only be cancelled (place an ordinary order).",
+        field="order",
+    )
 
 
 COMMAND_REFUSALS = {  # What a refusal code means for the client, and its field.

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.matcher.runtime import Matcher
-from exchange.models import MarginCall, Order, OrderTransition
+from exchange.models import MarginCall, Order, OrderCommand, OrderTransition
 from exchange.services.ledger_accounts import margin_account
 from exchange.services.orders import order_replace
 from exchange.services.pools import (
@@ -22,6 +22,7 @@ from exchange.services.pools import (
     pool_round_close,
     pool_take_back,
 )
+from ledger.models import Hold
 from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
 from tests.exchange.ledger_figures import position
@@ -159,7 +160,8 @@ def test_fills_earlier_in_the_batch_count(future, seller, buyer, maker, external
 
 def test_a_replace_of_a_reducing_order_beyond_the_position_is_refused(future, seller, buyer):
     # given a long of 10 offering its 10 under a call; cured, it closes the long with an
-    # ordinary offer that trades at once (its own side: the reducing offer is not met)
+    # ordinary offer that trades at once (its own side: the reducing offer is not met), and a
+    # later call comes before the cure's cancel of the reducing offer has run
     long, call = _long_under_a_call(future, seller)
     reducing = place(long, future, "sell", 10, "2.60")
     _cured(call)
@@ -167,6 +169,7 @@ def test_a_replace_of_a_reducing_order_beyond_the_position_is_refused(future, se
     place(buyer, future, "buy", 10, "2.40")
     place(long, future, "sell", 10, "2.50")
     assert position(long, future.symbol) == 0
+    _margin_call(long)
 
     # when it moves the reducing offer onto the bid left
     with pytest.raises(OrderRejected) as refused:
@@ -186,6 +189,80 @@ def test_a_replace_of_a_reducing_order_beyond_the_position_is_refused(future, se
         "reduce_only_exceeded",
     )
     assert position(long, future.symbol) == 0
+    assert ledger_problems() == []
+
+
+def test_a_reducing_order_is_not_replaced_once_its_call_has_ended(future, seller, buyer):
+    """A reducing order pays no fee and holds no margin because the account was under a call.
+    Until 2026-12-07 a replace after the cure went through with those terms (fee rates of 0,
+    ``reduce_only``), a new price and a margin of the replace's: an ordinary order in all but
+    its fee."""
+    # given a long of 10 offering its 10 under a call, and the call cured (its cancel of the
+    # offer not run yet)
+    long, call = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    _cured(call)
+    place(buyer, future, "buy", 10, "2.55")
+    commands = OrderCommand.objects.count()
+    holds = Hold.objects.count()
+
+    # when it moves the offer onto the bid
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=reducing, price=Decimal("2.55"), quantity=10)
+
+    # then the replace is refused by name and nothing was written: the offer rests as it was,
+    # and the long has traded nothing
+    assert refused.value.code == OrderRejectCode.MARGIN_CALL_ENDED
+    assert refused.value.field == "order"
+    assert OrderCommand.objects.count() == commands
+    assert Hold.objects.count() == holds
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.price, reducing.open_quantity) == (
+        Order.Status.OPEN,
+        Decimal("2.60"),
+        10,
+    )
+    assert position(long, future.symbol) == 10
+    # while a replace to 0, a cancel, goes through
+    cancelled = order_replace(order=reducing, price=Decimal("2.60"), quantity=0)
+    assert cancelled.status == Order.Status.CANCELLED
+    assert ledger_problems() == []
+
+
+def test_a_reducing_replace_queued_before_the_cure_is_refused_by_the_matcher_after_it(
+    future, seller, buyer, external_matcher
+):
+    # given a long of 10 offering its 10 under a call, which asks to move 5 of it onto a bid
+    # while the call is open
+    long, call = _long_under_a_call(future, seller)
+    Matcher().process_pending()
+    reducing = place(long, future, "sell", 10, "2.60")
+    Matcher().process_pending()
+    pending = order_replace(order=reducing, price=Decimal("2.55"), quantity=5)
+    assert pending.command_pending
+    # and the call is cured before the matcher reaches the replace, a bid at 2.55 behind it
+    _cured(call)
+    bid = place(buyer, future, "buy", 5, "2.55")
+
+    # when the matcher runs them
+    Matcher().process_pending()
+
+    # then it refuses the replace by name, and the bid finds nothing: the offer would have sold
+    # 5 with no fee after the call ended
+    command = OrderCommand.objects.get(order=reducing, kind=OrderCommand.Kind.REPLACE)
+    assert (command.status, command.reject_code) == (
+        OrderCommand.Status.REJECTED,
+        OrderRejectCode.MARGIN_CALL_ENDED,
+    )
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.price, reducing.open_quantity) == (
+        Order.Status.OPEN,
+        Decimal("2.60"),
+        10,
+    )
+    bid.refresh_from_db()
+    assert (bid.status, bid.filled_quantity) == (Order.Status.OPEN, 0)
+    assert position(long, future.symbol) == 10
     assert ledger_problems() == []
 
 
