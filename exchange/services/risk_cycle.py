@@ -598,21 +598,25 @@ def _margin_step(
             "held": held,
             "deficit": holder.deficit,
         }
-        if held < maintenance or holder.deficit:
-            if call is None:
+        if call is None:
+            if held < maintenance or holder.deficit:
                 call = MarginCall(account_id=account_id, trading_date=trading_date, **figures)
                 call.amount_called = call.amount
                 call.save()
                 summary["margin_calls"].append(account_id)
-            else:  # Still open: its figures follow the account; the call keeps its day.
-                MarginCall.objects.filter(pk=call.pk).update(figured_at=timezone.now(), **figures)
-        elif call is not None and held >= requirement.total:
-            now = timezone.now()
+            continue
+        # Open: cured by the whole requirement, owing nothing; else its figures follow the
+        # account (above maintenance too: until 2026-12-07 those kept the day that made the
+        # call, asking for more than was due), and the call keeps its day.
+        now = timezone.now()
+        if held >= requirement.total and not holder.deficit:
             MarginCall.objects.filter(pk=call.pk).update(
                 status=MarginCall.Status.CURED, resolved_at=now, figured_at=now, **figures
             )
             summary["margin_calls_cured"].append(account_id)
             _reducing_orders_cancel_on_commit(call)
+        else:
+            MarginCall.objects.filter(pk=call.pk).update(figured_at=now, **figures)
 
 
 # The cycle --------------------------------------------------------------------------------

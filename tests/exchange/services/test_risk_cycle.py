@@ -439,6 +439,38 @@ def test_a_call_open_over_several_days_keeps_its_day_and_what_it_asked_for(futur
     assert reviewed.figured_at is not None
 
 
+def test_a_call_still_short_of_its_requirement_but_above_maintenance_follows_the_account(
+    future, staff
+):
+    """A call is cured only by the whole requirement, so one whose account has come back above
+    maintenance stays open; until 2026-12-07 the settlement then left its figures as the day
+    that made it set them, and the call asked for more than the account had to bring."""
+    hours = future.gpu_hours_per_contract
+    # given a long of 2 at 2.50 on $800, called on a fall to 2.10 (holding less than
+    # maintenance, owing nothing)
+    long = _called_long_of_two(future, staff, bids=0)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    held = margin_held(long, future.symbol)
+    assert (call.required, call.held, call.deficit) == (scan("2.10", 2, hours), held, 0)
+
+    # when the next day settles at 2.24: the variation margin it receives goes to margin
+    next_day = business_day_after(call.trading_date)
+    override(future, next_day, "2.24", staff)
+    daily_settlement_run(trading_date=next_day, actor=staff)
+
+    # then it holds more than maintenance but less than its requirement: the call stays open,
+    # and its figures are the account's at this settlement
+    held = held + usd(Decimal("0.14") * 2 * hours)
+    required = scan("2.24", 2, hours)
+    assert math.ceil(required * Decimal(settings.EXCHANGE_MAINTENANCE_RATIO)) <= held < required
+    assert margin_held(long, future.symbol) == held
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.OPEN
+    assert (call.required, call.held, call.deficit) == (required, held, 0)
+    assert call.amount == required - held
+    assert call.figured_at is not None
+
+
 def test_liquidation_cancels_resting_orders_and_sells_the_position_at_the_market_without_fees(
     futures, staff
 ):
