@@ -576,8 +576,13 @@ def _rebalance(
 
 
 def _margin_step(
-    ledger: _Ledger, trading_date: date, prices: dict[int, Decimal], summary: dict[str, Any]
+    ledger: _Ledger,
+    trading_date: date,
+    prices: dict[int, Decimal],
+    calls: dict[int, MarginCall],
+    summary: dict[str, Any],
 ) -> None:
+    """``calls``: the open margin calls by account, locked."""
     ratio = Decimal(settings.EXCHANGE_MAINTENANCE_RATIO)
     for account_id, holder in sorted(ledger.holders.items()):
         requirement, held = _rebalance(
@@ -589,9 +594,7 @@ def _margin_step(
             f"Initial margin at the settlement of {trading_date.isoformat()}",
         )
         maintenance = math.ceil(requirement.total * ratio)
-        call = MarginCall.objects.filter(
-            account_id=account_id, status=MarginCall.Status.OPEN
-        ).first()
+        call = calls.get(account_id)
         figures = {
             "required": requirement.total,
             "maintenance": maintenance,
@@ -717,6 +720,17 @@ def _day_settle(
             for pk, instrument in locked.items()
             if instrument.kind != Instrument.Kind.RESALE
         }
+        # The open margin calls next, before the ledger's accounts, as a review and a
+        # liquidation take them (the books, the call, then the ledger): a review of an account
+        # whose books it does not lock (flat since its last settlement, a loss still in its
+        # cost memo) held its call and waited for its cash, which the cycle held while it
+        # waited to update that call, until 2026-12-07 (a deadlock).
+        calls = {
+            call.account_id: call
+            for call in MarginCall.objects.select_for_update()
+            .filter(status=MarginCall.Status.OPEN)
+            .order_by("pk")
+        }
         prices = settlement_prices.day_prices(trading_date)
         expiring = [i for i in instruments.values() if i.last_trading_day <= trading_date]
         delivering = [
@@ -743,7 +757,7 @@ def _day_settle(
         for future in expiring:
             if future.kind == Instrument.Kind.FUTURE and future.status != Instrument.Status.EXPIRED:
                 _expire_future(ledger, future, prices, summary)
-        _margin_step(ledger, trading_date, prices, summary)
+        _margin_step(ledger, trading_date, prices, calls, summary)
         ledger.flush()
         expired_ids = [i.pk for i in expiring if i.status != Instrument.Status.EXPIRED]
         # Resale listings stop trading the day before their block's term starts; nobody holds

@@ -557,3 +557,69 @@ def test_a_cure_beside_a_liquidation_comes_wholly_before_or_wholly_after_it(
     assert collateral_problems() == []
     assert ledger_problems() == []
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_review_of_a_call_on_a_position_closed_today_waits_for_the_daily_cycle(
+    postgres_only, future, monkeypatch
+):
+    from exchange import calendar
+    from exchange.models import MarginCall
+    from exchange.services import risk_cycle
+    from exchange.services.funding import deposit_test_funds
+    from exchange.services.risk_cycle import margin_call_review
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.conftest import _account
+    from tests.exchange.ledger_figures import position
+    from tests.exchange.support import place
+
+    # given a long of 2 at 2.50 on $800, called after a fall to 2.10, that then closes its
+    # position under the call at 2.05: flat, its margin back in cash, a loss in its cost memo
+    # that the next day's settlement realizes (so the cycle settles its account, and locks
+    # its cash), while a review locks no book for it
+    long = _account("lumen", "startup", funded=False)
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(_account("northwind", "provider"), future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    next_day = calendar.business_days_before(future.last_trading_day, 4)
+    for when, price in ((day, "2.10"), (next_day, "2.00")):
+        settlement_price_override(
+            instrument=future, trading_date=when, price=Decimal(price), reason="Brokers", actor=None
+        )
+    daily_settlement_run(trading_date=day)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    place(_account("helix", "trading_firm"), future, "buy", 2, "2.05")
+    place(long, future, "sell", 2, "2.05")
+    assert position(long, future.symbol) == 0
+    # and a review (the beat's, or staff's) that starts once the next day's cycle has locked
+    # the cash of the accounts it settles, and before it updates their calls
+    cycle_holds_cash = threading.Event()
+    real_check_prices = risk_cycle._check_prices
+
+    def check_prices(trading_date):
+        real_check_prices(trading_date)
+        cycle_holds_cash.set()
+        assert _waits_for_a_lock()  # The review waits for the cycle.
+
+    monkeypatch.setattr(risk_cycle, "_check_prices", check_prices)
+
+    def work(index: int) -> None:
+        if index == 0:
+            daily_settlement_run(trading_date=next_day)
+        else:
+            assert cycle_holds_cash.wait(timeout=WAIT_SECONDS)
+            margin_call_review(call)
+
+    # when the cycle and the review run at once
+    errors = run_threads(work, 2)
+
+    # then neither failed (they deadlocked: the review held the call and waited for the cash,
+    # the cycle held the cash and waited for the call), and the cycle cured the flat account's
+    # call, the review finding it cured
+    assert errors == []
+    assert RiskCycle.objects.get(trading_date=next_day).status == RiskCycle.Status.SETTLED
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.CURED
+    assert ledger_problems() == []
+    connection.close()
