@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 
 from exchange.models import (
     LIVE_STATUSES,
@@ -20,6 +20,7 @@ from exchange.models import (
     Account,
     CancelAllTimer,
     Order,
+    OrderCommand,
     OrderTransition,
     Side,
     Trade,
@@ -38,11 +39,27 @@ LIQUIDITY_TAKER = "taker"
 IMMEDIATE_TIMES_IN_FORCE = (Order.TimeInForce.IOC, Order.TimeInForce.FOK)
 
 
-def live_quantity(account_id: int, instrument_id: int, side: str) -> int:
-    """Contracts the account's live orders on ``side`` of the instrument may still trade."""
-    total: int = Order.objects.filter(
+def live_quantity(
+    account_id: int, instrument_id: int, side: str, *, cancelling_excluded: bool = False
+) -> int:
+    """Contracts the account's live orders on ``side`` of the instrument may still trade.
+
+    ``cancelling_excluded``: less the orders whose cancel is queued for the matcher (a cancel
+    command, or a replace to 0, still pending). The matcher runs that cancel before any command
+    of the instrument queued after it, so those orders trade nothing a later order could
+    count on; a fill one gets before its cancel is reached is checked by the matcher, which
+    holds a reducing order to the position when it trades (``Matcher._reduce_only_enforce``)."""
+    orders = Order.objects.filter(
         account_id=account_id, instrument_id=instrument_id, side=side, status__in=LIVE_STATUSES
-    ).aggregate(
+    )
+    if cancelling_excluded:
+        cancels = OrderCommand.objects.filter(
+            Q(kind=OrderCommand.Kind.CANCEL) | Q(kind=OrderCommand.Kind.REPLACE, quantity=0),
+            order_id=OuterRef("pk"),
+            status=OrderCommand.Status.PENDING,
+        )
+        orders = orders.exclude(Exists(cancels))
+    total: int = orders.aggregate(
         open=Sum(F("quantity") - F("filled_quantity") - F("cancelled_quantity"), default=0)
     )["open"]
     return total

@@ -935,7 +935,12 @@ def _check_reduces(
     ``_check_reduce_only``); liquidation orders are held to it too."""
     position = positions_selector.contracts_in(account, instrument)
     closing_side = Side.SELL if position > 0 else Side.BUY
-    resting = orders_selector.live_quantity(account.pk, instrument.pk, closing_side)
+    # Orders whose cancel is queued do not count: the liquidation's own, queued just before
+    # its closing orders, left every one of them refused with matchers of their own until
+    # 2026-12-07; a customer's cancel then a new offer, the same.
+    resting = orders_selector.live_quantity(
+        account.pk, instrument.pk, closing_side, cancelling_excluded=True
+    )
     if position == 0 or request.side != closing_side or request.quantity + resting > abs(position):
         why = "is being liquidated" if liquidation else "has an open margin call"
         closing = Order.objects.filter(account=account, instrument=instrument, side=closing_side)

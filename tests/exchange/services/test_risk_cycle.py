@@ -687,6 +687,35 @@ def test_a_call_cured_after_the_first_check_leaves_the_accounts_orders_working(
     assert ledger_problems() == []
 
 
+def test_a_liquidation_closes_a_position_its_own_queued_cancels_free(future, staff, settings):
+    """With matchers of their own (production), the liquidation's cancels are still queued
+    when its closing orders are accepted: until 2026-12-07 the acceptance counted the
+    account's orders being cancelled as closing the position too, and refused every closing
+    order of an account with an offer resting (``RISK_REDUCE_ONLY``)."""
+    from exchange.matcher.runtime import Matcher
+
+    # given a called long of 2 offering its 2 contracts (reducing), 2 contracts bid at 2.05
+    long = _called_long_of_two(future, staff, bids=2)
+    offer = place(long, future, "sell", 2, "3.00")
+    assert offer.status == Order.Status.OPEN
+    # and matchers of their own from now on
+    settings.EXCHANGE_MATCHER_MODE = "external"
+
+    # when staff liquidate it, and the matcher then runs what was queued
+    result = account_liquidate(account=long, actor=staff, reason="Call not met")
+    Matcher().process_pending()
+
+    # then its closing order was accepted behind the offer's cancel, and sold the 2
+    [row] = result["orders"]
+    assert "error" not in row
+    offer.refresh_from_db()
+    assert (offer.status, offer.done_reason) == (Order.Status.CANCELLED, "liquidation")
+    sale = Order.objects.get(pk=row["order"])
+    assert (sale.status, sale.filled_quantity) == (Order.Status.FILLED, 2)
+    assert position(long, future.symbol) == 0
+    assert ledger_problems() == []
+
+
 def test_two_liquidations_at_once_close_the_position_once(future, staff, monkeypatch):
     from exchange.services import orders
 
