@@ -783,6 +783,8 @@ def _order_insert_collateralized(
             # NO KEY UPDATE: it waits for no other transaction's foreign key to the account
             # (another order's, checked at its commit, after it has locked the ledger).
             Account.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+        if reducing and not liquidation:
+            _check_margin_call_open(account)
         if reducing:
             _check_reduces(account, instrument, request, liquidation=liquidation)
         if account_check is not None:
@@ -953,6 +955,25 @@ def _check_reduces(
             f"({position} contracts of {instrument.symbol}, {resting} already being "
             f"closed{expired}).",
             field="quantity",
+        )
+
+
+def _check_margin_call_open(account: Account) -> None:
+    """``RISK_MARGIN_CALL_ENDED`` unless the account is still under the margin call that makes
+    the order reducing (no margin, no fee), read in the acceptance's transaction and locked to
+    its commit. A cure takes the call's row lock, so it waits for this order to commit, and its
+    cancel of the reducing orders (after it commits) finds this one; read before the
+    transaction, a cure that committed in between, its cancel run, left the order working on
+    those terms with no call (until 2026-12-07)."""
+    calls = MarginCall.objects.select_for_update(no_key=True).filter(
+        account=account, status=MarginCall.Status.OPEN
+    )
+    if calls.first() is None:
+        raise OrderRejected(
+            OrderRejectCode.MARGIN_CALL_ENDED,
+            f"Account {account}'s margin call ended while the order was accepted as reducing "
+            "its positions (without margin or fee): place it again, as an ordinary order.",
+            field="account",
         )
 
 

@@ -776,6 +776,47 @@ def test_two_reducing_orders_accepted_at_once_close_no_more_than_the_position(
     assert Order.objects.filter(account=long, side="sell", status="open").count() == 1
 
 
+def test_a_reducing_order_accepted_as_its_call_is_cured_is_refused_not_left_without_fee(
+    future, staff, monkeypatch, django_capture_on_commit_callbacks
+):
+    """An order is reducing (no margin, no fee) when its account is under a call as it is
+    accepted. Until 2026-12-07 that was read before the acceptance's transaction: a cure that
+    committed in between, its cancel of the reducing orders run before this one existed, left
+    it live on those terms after the call."""
+    from exchange.errors import OrderRejectCode, OrderRejected
+    from exchange.services import orders
+
+    # given a called long of 2, and cash that cures its call at the next review
+    long = _called_long_of_two(future, staff, bids=0)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    deposit_test_funds(account=long, amount=Decimal("5000"), actor=None)
+    # and that review, with its cancel of the reducing orders, run just after an offer of the
+    # long's has been found reducing, before its transaction
+    real_check = orders._check_reduce_only
+
+    def check_then_cure(account, instrument, request):
+        reducing = real_check(account, instrument, request)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert margin_call_review(call).status == MarginCall.Status.CURED
+        return reducing
+
+    monkeypatch.setattr(orders, "_check_reduce_only", check_then_cure)
+    count = Order.objects.count()
+
+    # when the offer goes on to be accepted
+    with pytest.raises(OrderRejected) as refused:
+        place(long, future, "sell", 2, "2.60")
+
+    # then it is refused by name, and nothing of it was written: placed again, it is an
+    # ordinary order
+    assert refused.value.code == OrderRejectCode.MARGIN_CALL_ENDED
+    assert Order.objects.count() == count
+    monkeypatch.setattr(orders, "_check_reduce_only", real_check)
+    again = place(long, future, "sell", 2, "2.60")
+    assert not again.reduce_only and again.maker_fee_rate > 0
+    assert ledger_problems() == []
+
+
 @pytest.mark.parametrize("cured_by", ["review", "next_settlement"])
 def test_a_cure_cancels_the_orders_placed_to_reduce_under_the_call(
     futures, staff, django_capture_on_commit_callbacks, cured_by

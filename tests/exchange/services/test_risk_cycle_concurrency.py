@@ -623,3 +623,66 @@ def test_a_review_of_a_call_on_a_position_closed_today_waits_for_the_daily_cycle
     assert call.status == MarginCall.Status.CURED
     assert ledger_problems() == []
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cure_during_a_reducing_orders_acceptance_waits_and_then_cancels_it(
+    postgres_only, future, monkeypatch
+):
+    from exchange import calendar
+    from exchange.models import MarginCall
+    from exchange.services import orders
+    from exchange.services.funding import deposit_test_funds
+    from exchange.services.risk_cycle import margin_call_review
+    from exchange.services.settlement_prices import settlement_price_override
+    from tests.exchange.conftest import _account
+    from tests.exchange.support import place
+
+    # given a long of 2 at 2.50 on $800, called after a fall to 2.10, and then cash that
+    # cures the call at the next review
+    long = _account("lumen", "startup", funded=False)
+    deposit_test_funds(account=long, amount=Decimal("800"), actor=None)
+    place(_account("northwind", "provider"), future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    settlement_price_override(
+        instrument=future, trading_date=day, price=Decimal("2.10"), reason="Brokers", actor=None
+    )
+    daily_settlement_run(trading_date=day)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    deposit_test_funds(account=long, amount=Decimal("5000"), actor=None)
+    # and a reducing offer of the long's in the middle of its acceptance transaction (the
+    # call found open there) when that review starts
+    accepting = threading.Event()
+    real_check = orders._check_reduces
+
+    def check_reduces(account, instrument, request, *, liquidation=False):
+        real_check(account, instrument, request, liquidation=liquidation)
+        if connection.in_atomic_block:  # Again in the transaction (first before it).
+            accepting.set()
+            assert _waits_for_a_lock()  # The review waits for the offer's commit.
+
+    monkeypatch.setattr(orders, "_check_reduces", check_reduces)
+    placed: list[Order] = []
+
+    def work(index: int) -> None:
+        if index == 0:
+            placed.append(place(long, future, "sell", 2, "2.60"))
+        else:
+            assert accepting.wait(timeout=WAIT_SECONDS)
+            margin_call_review(call)
+
+    # when both run at once
+    errors = run_threads(work, 2)
+
+    # then the review cured the call after the offer committed, and its cancel of the orders
+    # placed under the call found the offer: nothing works on a reducing order's terms
+    assert errors == []
+    call.refresh_from_db()
+    assert call.status == MarginCall.Status.CURED
+    [offer] = placed
+    offer.refresh_from_db()
+    assert offer.reduce_only
+    assert (offer.status, offer.done_reason) == (Order.Status.CANCELLED, "margin_call_cured")
+    assert ledger_problems() == []
+    connection.close()
