@@ -915,7 +915,8 @@ def margin_call_review(call: MarginCall) -> MarginCall:
 
 
 def _reducing_orders_cancel_on_commit(call: MarginCall) -> None:
-    """Once the cure commits, cancel what the account placed while the call was open.
+    """Once the cure commits, cancel the account's reducing orders: those it placed while the
+    call (or an earlier one) was open.
 
     Those orders were accepted as reducing its positions (``orders._check_reduce_only``), so
     they hold no margin and pay no fee. Once the call is cured the account trades as before;
@@ -931,8 +932,10 @@ def _reducing_orders_cancel_on_commit(call: MarginCall) -> None:
             orders=Order.objects.filter(
                 account_id=call.account_id,
                 status__in=LIVE_STATUSES,
-                created_at__gte=call.created_at,
                 # Reducing only: a sell of resale capacity under a call is an ordinary order.
+                # Any call's: one an earlier cure's cancel missed (its failure is only logged)
+                # kept working without margin or fee until 2026-12-07, when only this call's
+                # were cancelled.
                 reduce_only=True,
             ).order_by("pk"),
             reason=CancelReason.MARGIN_CALL_CURED,

@@ -22,6 +22,7 @@ from exchange.services.pools import (
     pool_round_close,
     pool_take_back,
 )
+from exchange.services.risk_cycle import margin_call_review
 from ledger.models import Hold
 from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
@@ -263,6 +264,32 @@ def test_a_reducing_replace_queued_before_the_cure_is_refused_by_the_matcher_aft
     bid.refresh_from_db()
     assert (bid.status, bid.filled_quantity) == (Order.Status.OPEN, 0)
     assert position(long, future.symbol) == 10
+    assert ledger_problems() == []
+
+
+def test_a_cure_cancels_a_reducing_order_an_earlier_cure_left_working(
+    future, seller, django_capture_on_commit_callbacks
+):
+    """The cancel of the reducing orders runs after the cure commits, and a failure there is
+    only logged. Until 2026-12-07 the next cure cancelled only the orders placed under its own
+    call, so one left from an earlier call kept working without margin or fee for good."""
+    # given a long of 10 offering its 10 under a call that a review cured, its cancel of the
+    # offer lost (never run)
+    long, call = _long_under_a_call(future, seller)
+    reducing = place(long, future, "sell", 10, "2.60")
+    assert margin_call_review(call).status == MarginCall.Status.CURED
+    reducing.refresh_from_db()
+    assert reducing.status == Order.Status.OPEN
+    # and a later call on the account
+    later = _margin_call(long)
+
+    # when a review cures that one, its cancel run
+    with django_capture_on_commit_callbacks(execute=True):
+        assert margin_call_review(later).status == MarginCall.Status.CURED
+
+    # then the offer left from the first call is cancelled too
+    reducing.refresh_from_db()
+    assert (reducing.status, reducing.done_reason) == (Order.Status.CANCELLED, "margin_call_cured")
     assert ledger_problems() == []
 
 
