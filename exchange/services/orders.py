@@ -1216,6 +1216,9 @@ def order_replace(
     cancel: like ``order_cancel`` it goes through on an instrument halted or expired, where
     any other replace is refused, and the price it names is not looked at.
 
+    Under a margin call an order's quantity may only go down (``RISK_REDUCE_ONLY``); a reducing
+    order once the call has ended may only be cancelled (``RISK_MARGIN_CALL_ENDED``).
+
     A replace the matcher refuses (a post-only order that would trade, an order whose time in
     force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as
     the matcher left it. The inline matcher decides at once; with external matchers,
