@@ -350,6 +350,8 @@ SPECTACULAR_SETTINGS = {
     "PATH_CONVERTER_OVERRIDE": {"text": {"type": "string", "pattern": "^[^/\\x00]+$"}},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        # A 400 on every operation (a query parameter it does not take), and ?format=json.
+        "exchange.api.views.query_schema",
         "exchange.api.throttling.schema_headers",  # RateLimit-* and Retry-After.
     ],
     "ENUM_NAME_OVERRIDES": {

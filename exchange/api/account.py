@@ -13,10 +13,10 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer, not_found
 from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.views import ApiView
 from exchange.models import ApiKey
 from exchange.selectors.account import (
     balances_of,
@@ -72,7 +72,7 @@ class BalanceSerializer(serializers.Serializer):
     )
 
 
-class Balances(APIView):
+class Balances(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -136,7 +136,7 @@ class PortfolioSerializer(serializers.Serializer):
     totals = TotalsSerializer()
 
 
-class Positions(APIView):
+class Positions(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -166,7 +166,7 @@ class StatementLineSerializer(serializers.Serializer):
     balance_after = QuantityField(help_text="The posted balance after this movement.")
 
 
-class Statement(APIView):
+class Statement(ApiView):
     required_scope = ApiKey.Scope.READ
     pagination_class = NewestFirst
 
@@ -213,7 +213,7 @@ class EntitlementSerializer(serializers.Serializer):
     available = serializers.IntegerField(help_text="held - on_hold.")
 
 
-class Entitlements(APIView):
+class Entitlements(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -266,7 +266,7 @@ class MarginCallStandingSerializer(serializers.Serializer):
     )
 
 
-class MarginCallView(APIView):
+class MarginCallView(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(

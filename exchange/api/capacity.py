@@ -15,13 +15,13 @@ from rest_framework import serializers, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
 from exchange.api.fields import CodeRelatedField, IntegerInputField, TextField
 from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.trading import AwareDateTimeField
+from exchange.api.views import ApiView
 from exchange.models import ApiKey, Instrument, Organization, Region, ReservedCapacity, Sku
 from exchange.models.catalog import Interconnect
 from exchange.selectors.capacity import capacity_held, capacity_of, gpus_held
@@ -146,7 +146,7 @@ class CapacityRegisterSerializer(serializers.Serializer):
         return self._moment(value)
 
 
-class CapacityList(APIView):
+class CapacityList(ApiView):
     pagination_class = NewestFirst
 
     @property
@@ -226,7 +226,7 @@ class ResaleListSerializer(serializers.Serializer):
     )
 
 
-class CapacityListForResale(APIView):
+class CapacityListForResale(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(

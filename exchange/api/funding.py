@@ -16,11 +16,11 @@ from rest_framework import serializers, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
 from exchange.api.fields import DecimalStringField
 from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.views import ApiView
 from exchange.models import ApiKey, Deposit, Withdrawal
 from exchange.selectors.funding import deposits_of, withdrawals_of
 from exchange.services.funding import deposit_request, withdrawal_request
@@ -84,7 +84,7 @@ class WithdrawalSerializer(serializers.ModelSerializer):
         fields = ["id", "amount", "status", "reason", "created_at", "updated_at", "reviewed_at"]
 
 
-class FundingView(APIView):
+class FundingView(ApiView):
     """Reading the history is account data (read); moving money needs the transfer scope."""
 
     pagination_class = NewestFirst

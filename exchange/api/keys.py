@@ -12,9 +12,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
+from exchange.api.views import ApiView
 from exchange.models import ApiKey
 from exchange.selectors.api_keys import api_key_of, api_keys_of
 from exchange.services.api_keys import api_key_revoke
@@ -31,7 +31,7 @@ class MeSerializer(serializers.Serializer):
     key = serializers.CharField(source="key.prefix", allow_null=True, default=None)
 
 
-class Me(APIView):
+class Me(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -64,7 +64,7 @@ class KeySerializer(serializers.ModelSerializer):
         ]
 
 
-class KeyList(APIView):
+class KeyList(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -76,7 +76,7 @@ class KeyList(APIView):
         return Response(KeySerializer(keys, many=True).data)
 
 
-class KeyDetail(APIView):
+class KeyDetail(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(

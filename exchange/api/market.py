@@ -15,10 +15,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
 from exchange.api.fields import CodeRelatedField, QuerySerializer
+from exchange.api.views import ApiView
 from exchange.models import Instrument, Region, SettlementPrice, Sku
 from exchange.selectors import market, risk
 from exchange.selectors.market_data import (
@@ -108,7 +108,7 @@ def instrument_or_404(symbol: str) -> Instrument:
     return instrument
 
 
-class InstrumentList(APIView):
+class InstrumentList(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -134,7 +134,7 @@ class InstrumentList(APIView):
         return Response(InstrumentSerializer(instruments, many=True).data)
 
 
-class InstrumentDetail(APIView):
+class InstrumentDetail(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -161,7 +161,7 @@ class DepthQuery(QuerySerializer):
     depth = serializers.IntegerField(min_value=1, max_value=market.DEPTH_LEVELS_MAX, default=10)
 
 
-class Book(APIView):
+class Book(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -194,7 +194,7 @@ class LimitQuery(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=market.TRADES_PAGE_MAX, default=50)
 
 
-class Trades(APIView):
+class Trades(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -225,7 +225,7 @@ class CandleQuery(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=CANDLES_MAX, default=100)
 
 
-class Candles(APIView):
+class Candles(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -251,7 +251,7 @@ class SettlementSerializer(serializers.ModelSerializer):
         fields = ["trading_date", "price", "source", "volume", "implied_volatility"]
 
 
-class Settlements(APIView):
+class Settlements(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -285,7 +285,7 @@ class CurveSerializer(serializers.Serializer):
     points = CurvePointSerializer(many=True)
 
 
-class Curve(APIView):
+class Curve(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -349,7 +349,7 @@ class ChainSerializer(serializers.Serializer):
     rows = ChainRowSerializer(many=True)
 
 
-class Chain(APIView):
+class Chain(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -380,7 +380,7 @@ class ServerTimeSerializer(serializers.Serializer):
     )
 
 
-class ServerTime(APIView):
+class ServerTime(ApiView):
     """The exchange's clock, for clients that sign: a signature's timestamp must be within the
     window of it, so a client whose clock drifts measures the offset here."""
 

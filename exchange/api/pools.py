@@ -30,7 +30,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer, not_found
 from exchange.api.fields import (
@@ -44,6 +43,7 @@ from exchange.api.fields import (
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
 from exchange.api.trading import AwareDateTimeField, OrderSerializer, PriceInputField
+from exchange.api.views import ApiView
 from exchange.errors import PoolError, PoolErrorCode
 from exchange.models import ApiKey, Instrument, Organization, Region, Sku
 from exchange.models.pools import (
@@ -757,7 +757,7 @@ class PoolDetail(ReadOrTrade):
         return Response(PoolDetailSerializer(_pool_view(Access(pool, None))).data)
 
 
-class PoolCash(APIView):
+class PoolCash(ApiView):
     required_scope = ApiKey.Scope.TRANSFER
     withdraw = False
 
@@ -878,7 +878,7 @@ class MemberDetail(ReadOrTrade):
         return Response(PoolMemberDetailSerializer(_member_or_404(pool, member.pk)).data)
 
 
-class MemberGraduate(APIView):
+class MemberGraduate(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -1026,7 +1026,7 @@ class DemandDetail(ReadOrTrade):
         return Response(PoolDemandSerializer(demand).data)
 
 
-class CutOff(APIView):
+class CutOff(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -1051,7 +1051,7 @@ class CutOff(APIView):
         return Response(PoolRoundDetailSerializer(view).data, status=status.HTTP_201_CREATED)
 
 
-class RoundList(APIView):
+class RoundList(ApiView):
     required_scope = ApiKey.Scope.READ
     pagination_class = NewestFirst
 
@@ -1080,7 +1080,7 @@ def _round_or_404(access: Access, round_id: str) -> PoolRound:
     return round_
 
 
-class RoundDetail(APIView):
+class RoundDetail(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -1096,7 +1096,7 @@ class RoundDetail(APIView):
         return Response(PoolRoundDetailSerializer(_round_view(access, round_)).data)
 
 
-class RoundClose(APIView):
+class RoundClose(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -1123,7 +1123,7 @@ class RoundClose(APIView):
         return Response(PoolRoundDetailSerializer(_round_view(access, round_)).data)
 
 
-class AllocationList(APIView):
+class AllocationList(ApiView):
     required_scope = ApiKey.Scope.READ
     pagination_class = NewestFirst
 
@@ -1153,7 +1153,7 @@ class AllocationList(APIView):
         )
 
 
-class TransferList(APIView):
+class TransferList(ApiView):
     required_scope = ApiKey.Scope.READ
     pagination_class = NewestFirst
 
@@ -1175,7 +1175,7 @@ class TransferList(APIView):
         )
 
 
-class Report(APIView):
+class Report(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -1194,7 +1194,7 @@ class Report(APIView):
         return Response(PoolReportSerializer(selectors.report(access.pool, member=member)).data)
 
 
-class Holdings(APIView):
+class Holdings(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
@@ -1217,7 +1217,7 @@ class Holdings(APIView):
         return Response(PoolHoldingSerializer(held, many=True).data)
 
 
-class TransferView(APIView):
+class TransferView(ApiView):
     required_scope = ApiKey.Scope.TRADE
     service: ClassVar[Callable[..., PoolTransfer]]  # Each subclass's, as a staticmethod.
 
@@ -1279,7 +1279,7 @@ class TakeBack(TransferView):
         return super().post(request, pool_id)
 
 
-class Offer(APIView):
+class Offer(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -1310,7 +1310,7 @@ class Offer(APIView):
 ORDER_ID = _id_parameter("order_id", "An offer of the pool (POST .../offer/ answered it).")
 
 
-class OfferCancel(APIView):
+class OfferCancel(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -1334,7 +1334,7 @@ class OfferCancel(APIView):
         return Response(OrderSerializer(order).data)
 
 
-class CreditRepay(APIView):
+class CreditRepay(ApiView):
     required_scope = ApiKey.Scope.TRANSFER
 
     @extend_schema(

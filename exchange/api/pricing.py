@@ -16,12 +16,12 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import ErrorSerializer
 from exchange.api.fields import CodeRelatedField, DecimalStringField, IntegerInputField
 from exchange.api.market import PRICE, instrument_or_404
 from exchange.api.trading import PriceInputField
+from exchange.api.views import ApiView
 from exchange.models import Instrument, Region, Sku
 from exchange.selectors.marks import MarkSource
 from exchange.services.hedging import (
@@ -199,7 +199,7 @@ class OptionValuationSerializer(serializers.Serializer):
     rho = serializers.DecimalField(**GREEK, help_text="dV/dr per 1.00 of rate.")
 
 
-class OptionQuote(APIView):
+class OptionQuote(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -235,7 +235,7 @@ class ImpliedVolatilityResultSerializer(serializers.Serializer):
     implied_volatility = serializers.DecimalField(**VOLATILITY, help_text="Annualized.")
 
 
-class ImpliedVolatility(APIView):
+class ImpliedVolatility(ApiView):
     required_scope = None
 
     @extend_schema(
@@ -404,7 +404,7 @@ class HedgeRecommendationSerializer(serializers.Serializer):
     collar = HedgeCollarSerializer(source="*")
 
 
-class Hedge(APIView):
+class Hedge(ApiView):
     required_scope = None
 
     @extend_schema(

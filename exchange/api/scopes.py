@@ -7,12 +7,12 @@ Not in ``permissions``: DRF imports that module while ``rest_framework.views`` i
 # mypy: allow-subclassing-any
 
 from rest_framework.permissions import SAFE_METHODS
-from rest_framework.views import APIView
 
+from exchange.api.views import ApiView
 from exchange.models import ApiKey
 
 
-class ReadOrTrade(APIView):
+class ReadOrTrade(ApiView):
     """A view whose reads (GET, HEAD, OPTIONS) need scope read, and whose changes scope trade."""
 
     @property

@@ -26,7 +26,6 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exchange.api.errors import (
     ErrorBodySerializer,
@@ -46,6 +45,7 @@ from exchange.api.fields import (
 )
 from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page, page_of
 from exchange.api.scopes import ReadOrTrade
+from exchange.api.views import ApiView
 from exchange.errors import OrderRejectCode, OrderRejected
 from exchange.models import ApiKey, CancelAllTimer, CancelReason, Instrument, Order, Side
 from exchange.selectors import market
@@ -605,7 +605,7 @@ def _batch_weight(request: Request, key: str, most: int) -> int:
     return min(max(len(items), 1), most) if isinstance(items, list) else 1
 
 
-class OrderBatch(APIView):
+class OrderBatch(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     def rate_weight(self, request: Request) -> int:
@@ -665,7 +665,7 @@ class OrderBatch(APIView):
         return Response({"results": answers})
 
 
-class OrderBatchCancel(APIView):
+class OrderBatchCancel(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     def rate_weight(self, request: Request) -> int:
@@ -750,7 +750,7 @@ class OrderDetail(ReadOrTrade):
         return Response(OrderSerializer(order).data)
 
 
-class OrderHistory(APIView):
+class OrderHistory(ApiView):
     required_scope = ApiKey.Scope.READ
     pagination_class = NewestFirst  # For the schema: newest_first_page builds the page.
 
@@ -776,7 +776,7 @@ class OrderHistory(APIView):
         )
 
 
-class OrderReplace(APIView):
+class OrderReplace(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -814,7 +814,7 @@ class OrderReplace(APIView):
         return Response(OrderSerializer(replaced).data)
 
 
-class OrderCancelAll(APIView):
+class OrderCancelAll(ApiView):
     required_scope = ApiKey.Scope.TRADE
 
     @extend_schema(
@@ -885,7 +885,7 @@ class OrderCancelAllAfter(ReadOrTrade):
         return Response(CancelAllTimerSerializer(_timer_answer(timer)).data)
 
 
-class FillList(APIView):
+class FillList(ApiView):
     required_scope = ApiKey.Scope.READ
 
     @extend_schema(
