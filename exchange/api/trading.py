@@ -27,6 +27,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+import matching
 from exchange.api.errors import (
     ErrorBodySerializer,
     ErrorSerializer,
@@ -117,6 +118,13 @@ class OrderSerializer(serializers.ModelSerializer):
         # Not the model's help text (filled + cancelled + still open), which a rejected order
         # is not; that text stays until a migration of the model's fields is due.
         extra_kwargs = {
+            "status": {
+                "help_text": (
+                    "A resting GTD order whose expires_at has come reads expired (done_reason "
+                    "expired, nothing open) at once: nothing more of it trades, and the "
+                    "matcher's sweep writes it so within about a second."
+                )
+            },
             "reduce_only": {
                 "help_text": (
                     "Accepted as reducing a position (placed under a margin call, or by a "
@@ -134,6 +142,24 @@ class OrderSerializer(serializers.ModelSerializer):
                 )
             },
         }
+
+    def to_representation(self, order: Order) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(order)
+        # A list reads the time once, for its filters and its rows alike.
+        now = self.context.get("now") or timezone.now()
+        if orders_selector.expired_unswept(order, now):
+            assert order.expires_at is not None  # A GTD order's.
+            # Out of the book, and nothing more of it trades: answered as the matcher's sweep
+            # writes it within about a second (holds released then), so the API says what the
+            # pages say and a client does not act on an order that can no longer trade.
+            data["cancelled_quantity"] = order.cancelled_quantity + order.open_quantity
+            data["open_quantity"] = 0
+            data["status"] = Order.Status.EXPIRED.value
+            data["done_reason"] = str(matching.CancelReason.EXPIRED)
+            data["updated_at"] = self.fields["updated_at"].to_representation(
+                max(order.updated_at, order.expires_at)
+            )
+        return data
 
 
 class OrderEventSerializer(serializers.Serializer):
@@ -402,7 +428,8 @@ class OrderFilter(PageQuery):
         required=False,
         help_text=(
             "An order status; live (new, open or partially filled); or done (filled, "
-            "cancelled, expired or rejected: see each order's done_reason)."
+            "cancelled, expired or rejected: see each order's done_reason). A resting GTD "
+            "order whose time has come is expired, as the orders say."
         ),
     )
     updated_since = AwareDateTimeField(
@@ -539,6 +566,7 @@ class OrderList(ReadOrTrade):
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         instrument = filters.get("instrument")
+        now = timezone.now()
         orders = orders_selector.orders_of(
             request.caller.account,
             status=filters.get("status"),
@@ -546,9 +574,13 @@ class OrderList(ReadOrTrade):
             side=filters.get("side"),
             client_order_id=filters.get("client_order_id"),
             updated_since=filters.get("updated_since"),
+            now=now,  # As the orders are answered: OrderSerializer.
         )
         return newest_first_page(
-            self, request, orders, lambda page: OrderSerializer(page, many=True).data
+            self,
+            request,
+            orders,
+            lambda page: OrderSerializer(page, many=True, context={"now": now}).data,
         )
 
     @extend_schema(

@@ -111,6 +111,26 @@ class Outcome:
     market_remainder: int  # Contracts of a market, IOC or FOK order cancelled unfilled.
 
 
+def expired_unswept(order: Order, now: datetime) -> bool:
+    """A resting GTD order whose time has come by ``now`` (``expires_at`` itself included), not
+    yet swept. Nothing more of it trades: the book and quotes leave it out
+    (``selectors.market.resting_orders``) and every matching batch that begins from its time
+    on expires it before running any command; only a batch that began before it (whose trades
+    are at that earlier time) may still fill it as it commits. The matcher's sweep writes it
+    ``expired`` within about a second; the API reports it so from its time (``Order.past_expiry``
+    is the pages' same rule, which also counts a new order, rejected rather than expired)."""
+    return (
+        order.expires_at is not None
+        and order.status in RESTING_STATUSES
+        and order.expires_at <= now
+    )
+
+
+def _expired_unswept(now: datetime) -> Q:
+    """``expired_unswept`` as a query."""
+    return Q(status__in=RESTING_STATUSES, expires_at__lte=now)
+
+
 def orders_of(
     account: Account,
     *,
@@ -119,26 +139,47 @@ def orders_of(
     side: str | None = None,
     client_order_id: str | None = None,
     updated_since: datetime | None = None,
+    now: datetime | None = None,
 ) -> QuerySet[Order]:
     """The account's orders, filtered by status (or ``STATUS_LIVE``, ``STATUS_DONE``),
     instrument symbol, side, client order id (one order at most) and last change at or after
-    ``updated_since``; newest first."""
+    ``updated_since``; newest first.
+
+    With ``now``, the filters read a resting GTD order whose time has come (``expired_unswept``)
+    as the API reports it: expired (so done, not live), changed at its ``expires_at``. Without
+    it, as its row stands: the services that act on live orders (cancel-all) and the pages."""
     orders = Order.objects.filter(account=account).select_related("instrument")
     if client_order_id is not None:
         orders = orders.filter(client_order_id=client_order_id)
-    if status == STATUS_LIVE:
-        orders = orders.filter(status__in=LIVE_STATUSES)
-    elif status == STATUS_DONE:
-        orders = orders.exclude(status__in=LIVE_STATUSES)
-    elif status:
-        orders = orders.filter(status=status)
+    if status:
+        orders = _of_status(orders, status, now)
     if instrument:
         orders = orders.filter(instrument__symbol=instrument)
     if side:
         orders = orders.filter(side=side)
     if updated_since is not None:
-        orders = orders.filter(updated_at__gte=updated_since)
+        changed = Q(updated_at__gte=updated_since)
+        if now is not None:
+            changed |= _expired_unswept(now) & Q(expires_at__gte=updated_since)
+        orders = orders.filter(changed)
     return orders.order_by("-id")
+
+
+def _of_status(orders: QuerySet[Order], status: str, now: datetime | None) -> QuerySet[Order]:
+    if now is None:
+        if status == STATUS_LIVE:
+            return orders.filter(status__in=LIVE_STATUSES)
+        if status == STATUS_DONE:
+            return orders.exclude(status__in=LIVE_STATUSES)
+        return orders.filter(status=status)
+    unswept = _expired_unswept(now)
+    if status == STATUS_LIVE:
+        return orders.filter(status__in=LIVE_STATUSES).exclude(unswept)
+    if status == STATUS_DONE:
+        return orders.filter(~Q(status__in=LIVE_STATUSES) | unswept)
+    if status == Order.Status.EXPIRED:
+        return orders.filter(Q(status=status) | unswept)
+    return orders.filter(status=status).exclude(unswept)
 
 
 def orders_ended_lately(account: Account, *, instrument: str = "") -> QuerySet[Order]:

@@ -12,6 +12,7 @@ from decimal import ROUND_CEILING, Decimal
 
 import pytest
 from django.conf import settings
+from django.utils import timezone as django_timezone
 from rest_framework.test import APIClient
 
 from exchange.models import ApiKey, Instrument, Order, Organization, Trade
@@ -21,6 +22,7 @@ from exchange.services.capacity import capacity_register, hours_by_month
 from exchange.services.instruments import instrument_halt
 from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
+from exchange.tasks import orders_expire_due
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry, Hold
 from tests.exchange.support import matching_in_thread, place, statements
@@ -196,6 +198,56 @@ def test_a_good_till_date_order_keeps_its_expiry_given_in_any_time_zone(api, fut
     assert datetime.fromisoformat(order["expires_at"]) == expiry
     assert (order["time_in_force"], order["status"]) == ("gtd", "open")
     assert (again.status_code, again.json()["order"]["id"]) == (200, order["id"])
+
+
+def test_a_gtd_order_whose_time_has_come_reads_expired_before_the_sweep_as_after_it(
+    api, future, buyer, seller, monkeypatch
+):
+    """Nothing more of it trades once its time has come (the matcher expires it before any
+    command of a later batch), so the API answers it as the sweep leaves it, as the pages show
+    it; until 2026-12-07 it read open, with its contracts open, for up to a second."""
+    # given a GTD bid of 4, 1 of it filled, and a GTC bid
+    expires_at = django_timezone.now() + timedelta(minutes=5)
+    gtd = place(buyer, future, "buy", 4, "2.45", time_in_force="gtd", expires_at=expires_at)
+    place(seller, future, "sell", 1, "2.45")
+    gtc = place(buyer, future, "buy", 2, "2.40")
+    since = django_timezone.now() + timedelta(minutes=1)  # After both bids last changed.
+
+    # when its time has come and the matcher has not swept it yet
+    monkeypatch.setattr(django_timezone, "now", lambda: expires_at)
+    before = api.get(order_url(gtd.pk)).json()
+    listed = {
+        status: [row["id"] for row in api.get(ORDERS, {"status": status}).json()["results"]]
+        for status in ("live", "open", "partially_filled", "done", "expired")
+    }
+    changed = api.get(ORDERS, {"updated_since": since.isoformat()}).json()["results"]
+    gtd.refresh_from_db()
+    unswept = gtd.status
+    orders_expire_due()
+    after = api.get(order_url(gtd.pk)).json()
+
+    # then it reads expired with nothing open, as once swept
+    assert unswept == Order.Status.PARTIALLY_FILLED
+    expired = {
+        "status": "expired",
+        "done_reason": "expired",
+        "filled_quantity": 1,
+        "cancelled_quantity": 3,
+        "open_quantity": 0,
+    }
+    assert {name: before[name] for name in expired} == expired
+    assert {name: after[name] for name in expired} == expired
+    assert datetime.fromisoformat(before["updated_at"]) == expires_at
+    # and the filters read it so: done and expired, not live; changed at its time
+    assert listed == {
+        "live": [gtc.pk],
+        "open": [gtc.pk],
+        "partially_filled": [],
+        "done": [gtd.pk],
+        "expired": [gtd.pk],
+    }
+    assert [row["id"] for row in changed] == [gtd.pk]
+    assert changed[0]["status"] == "expired"
 
 
 def test_a_market_order_reports_what_it_could_not_fill(api, future, seller):
