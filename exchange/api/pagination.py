@@ -5,12 +5,14 @@ from collections.abc import Callable
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api.fields import QuerySerializer, TextField
+from exchange.selectors.orders import ID_MAX
 
 
 class NewestFirst(CursorPagination):
@@ -20,6 +22,18 @@ class NewestFirst(CursorPagination):
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        cursor: Cursor | None = super().decode_cursor(request)
+        # DRF takes a cursor's position as any text and compares the ids with it in the query:
+        # a cursor whose position is no id ("1.5", "abc", one holding NUL) failed there, a 500.
+        # The exchange's cursors hold ids: any other is not one of them, 404 as a forged one.
+        position = None if cursor is None else cursor.position
+        if position is not None and not (
+            position.isascii() and position.isdigit() and int(position) <= ID_MAX
+        ):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
 
 def newest_first_page(

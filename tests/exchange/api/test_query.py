@@ -3,6 +3,7 @@ as the field) rather than answering as if it had not been asked, and takes exact
 operation declares in the OpenAPI document (``exchange.api.views.ApiView``)."""
 
 import re
+from base64 import b64encode
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
@@ -134,3 +135,20 @@ def test_a_format_other_than_json_is_a_malformed_parameter_not_an_unknown_path(a
 
     assert error_of(xml) == (400, "INVALID_INPUT", "format")
     assert error_of(twice) == (400, "INVALID_INPUT", "format")
+
+
+@pytest.mark.parametrize("position", ["1.5", "abc", "5\x00", " 5", "99999999999999999999999"])
+@pytest.mark.parametrize(
+    "path", [ORDERS, "/api/v1/fills/", "/api/v1/account/statement/", "/api/v1/pools/"]
+)
+def test_a_cursor_whose_position_is_no_id_is_404_not_500(
+    api, future, buyer, seller, path, position
+):
+    """DRF decodes any position and compares the ids with it in the query, which failed."""
+    place(seller, future, "sell", 1, "2.45")
+    place(buyer, future, "buy", 1, "2.45")
+    cursor = b64encode(f"r=1&p={position}".encode()).decode()
+
+    response = api.get(path, {"cursor": cursor})
+
+    assert error_of(response) == (404, "NOT_FOUND", None)
