@@ -87,7 +87,10 @@ class InstrumentFilter(QuerySerializer):
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all(), required=False)
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all(), required=False)
     delivery_month = serializers.RegexField(
-        r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM"
+        r"^\d{4}-(0[1-9]|1[0-2])$",
+        required=False,
+        help_text="YYYY-MM: those whose delivery starts in that month (a resale listing's on "
+        "any day of it).",
     )
     status = serializers.ChoiceField(choices=Instrument.Status.choices, required=False)
 

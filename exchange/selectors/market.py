@@ -39,7 +39,8 @@ def instruments_listed(
     delivery_month: date | None = None,
 ) -> QuerySet[Instrument]:
     """Instruments by kind, SKU and region codes, status (default: all but expired) and
-    delivery month (its first day)."""
+    delivery month (its first day): those whose delivery starts in it, a resale listing's on
+    whichever day its block starts."""
     queryset = Instrument.objects.select_related("sku", "region", "underlying")
     if status:
         queryset = queryset.filter(status=status)
@@ -52,7 +53,11 @@ def instruments_listed(
     if region:
         queryset = queryset.filter(region__code=region)
     if delivery_month:
-        queryset = queryset.filter(delivery_start=delivery_month)
+        # By year and month rather than up to the next month's first day, which year 9999's
+        # December does not have.
+        queryset = queryset.filter(
+            delivery_start__year=delivery_month.year, delivery_start__month=delivery_month.month
+        )
     return queryset
 
 

@@ -136,6 +136,19 @@ def test_instruments_filter_by_delivery_month(listed):
     assert symbols(other_month) == []
 
 
+def test_a_resale_listing_is_found_by_the_month_its_delivery_starts_in(listing):
+    """Its block starts on any day (the 11th here): the filter matched only the month's first
+    day, so a listing was never found by its month."""
+    month = f"{listing.delivery_start:%Y-%m}"
+
+    found = get("/instruments/", delivery_month=month, kind="resale")
+    last_month_there_is = get("/instruments/", delivery_month="9999-12")
+
+    assert listing.delivery_start.day == 11
+    assert symbols(found) == [listing.symbol]
+    assert (last_month_there_is.status_code, symbols(last_month_there_is)) == (200, [])
+
+
 def test_a_halted_instrument_is_listed_with_its_status(listed):
     instrument_set_status(instrument=listed["call"], status=Instrument.Status.HALTED, actor=None)
 
