@@ -26,14 +26,14 @@ later day's run settles past meanwhile.
 """
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Min, Sum
 from django.utils import timezone
 
 from exchange import calendar
@@ -396,6 +396,11 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
     A day after today (UTC, the exchange's day) is named as such. ``close``: the day's close
     when not the standard one (``close_at``).
 
+    A day before the exchange's first listing day (``RISK_DAY_BEFORE_LISTING``; every day
+    while nothing is listed) had nothing to trade. Until 2026-12-07 such a day, ``0001-01-01``
+    as well, could be run on an exchange that had never settled: it marked the positions and
+    margin held today at that day's prices (none), and opened margin calls on them.
+
     Days settle in order: a day before the latest settled day is refused
     (``RISK_DAY_OUT_OF_ORDER``). Settling it then would mark every position back from the
     later day's prices to its own, paying variation margin backwards, and open or cure margin
@@ -421,6 +426,19 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
             "can be set and its day settled once the close has passed.",
             "trading_date",
         )
+    first_listed = first_listing_day()
+    if first_listed is None or trading_date < first_listed:
+        listed = (
+            "nothing is listed yet"
+            if first_listed is None
+            else f"the first instrument was listed on {first_listed}"
+        )
+        raise RiskError(
+            RiskErrorCode.DAY_BEFORE_LISTING,
+            f"{trading_date} is before the exchange's first listing day ({listed}): nothing "
+            "traded on it, so there is no day to settle.",
+            "trading_date",
+        )
     latest = (
         RiskCycle.objects.filter(status=RiskCycle.Status.SETTLED, trading_date__gt=trading_date)
         .order_by("-trading_date")
@@ -434,6 +452,13 @@ def trading_date_check(trading_date: date, close: datetime | None = None) -> Non
             "and the next day's settlement covers a day that was missed.",
             "trading_date",
         )
+
+
+def first_listing_day() -> date | None:
+    """The day (UTC) the exchange listed its first instrument, of any kind; ``None`` while
+    nothing is listed. Instruments are never deleted (expired ones stay), so it never moves."""
+    first = Instrument.objects.aggregate(first=Min("created_at"))["first"]
+    return None if first is None else timezone.localtime(first, UTC).date()
 
 
 def _day_settled(trading_date: date) -> RiskError:

@@ -613,8 +613,9 @@ def test_a_date_at_the_start_of_the_calendar_is_a_day_to_preview_not_a_500(admin
 
     page = admin_client.post(url, {"trading_date": "0001-01-01", "preview": "1"})
 
+    # It is refused by name (before the first listing), on the page, not with a server error.
     assert page.status_code == 200
-    assert "No futures or options to settle." in page.content.decode()
+    assert "RISK_DAY_BEFORE_LISTING: 0001-01-01 is before" in page.content.decode()
 
 
 def test_a_second_confirm_of_a_settled_day_says_who_settled_it_and_does_nothing(
@@ -644,3 +645,61 @@ def test_a_second_confirm_of_a_settled_day_says_who_settled_it_and_does_nothing(
     assert (Entry.objects.count(), AuditEntry.objects.count()) == counts
     cycle = RiskCycle.objects.get(trading_date=traded)
     assert cycle.settled_by == admin_user
+
+
+@pytest.mark.parametrize("days_before_listing", [1, None])
+def test_a_day_before_the_first_listing_is_refused_and_writes_nothing(
+    admin_client, future, days_before_listing
+):
+    # given an exchange that never settled, whose first instrument was listed today (with
+    # nothing held, such a day settled, closing a day on which nothing could trade)
+    from exchange.errors import RiskError
+    from exchange.services.risk_cycle import daily_settlement_run
+    from exchange.services.settlement_prices import settlement_prices_set
+
+    listed = timezone.localtime(future.created_at, UTC).date()
+    day = (
+        listed - timedelta(days=days_before_listing)
+        if days_before_listing
+        else datetime(1, 1, 1, tzinfo=UTC).date()
+    )
+    counts = (
+        Entry.objects.count(),
+        SettlementPrice.objects.count(),
+        RiskCycle.objects.count(),
+        AuditEntry.objects.count(),
+        MarginCall.objects.count(),
+    )
+    url = reverse("admin:exchange_riskcycle_run")
+
+    # when staff preview and confirm that day, the command runs and previews it, and the
+    # services are called for it
+    pages = [
+        admin_client.post(url, form)
+        for form in ({"trading_date": day.isoformat(), "preview": "1"}, confirm(day))
+    ]
+    for arguments in (["--date", day.isoformat()], ["--date", day.isoformat(), "--preview"]):
+        with pytest.raises(CommandError, match="RISK_DAY_BEFORE_LISTING"):
+            call_command("settle_day", *arguments)
+    for service in (daily_settlement_run, settlement_prices_set):
+        with pytest.raises(RiskError) as refused:
+            service(trading_date=day)
+        assert (refused.value.code, refused.value.field) == (
+            "RISK_DAY_BEFORE_LISTING",
+            "trading_date",
+        )
+
+    # then each is refused by name, next to the date, and nothing is written: nothing traded
+    # that day, and settling it would mark today's positions and margin at that day's prices
+    for page in pages:
+        assert page.status_code == 200
+        assert "RISK_DAY_BEFORE_LISTING" in page.content.decode()
+        assert f"the first instrument was listed on {listed}" in page.content.decode()
+        assert "Confirm: settle" not in page.content.decode()
+    assert (
+        Entry.objects.count(),
+        SettlementPrice.objects.count(),
+        RiskCycle.objects.count(),
+        AuditEntry.objects.count(),
+        MarginCall.objects.count(),
+    ) == counts

@@ -6,7 +6,6 @@ Every expected price is worked out here by hand with Decimal, or by calling ``pr
 directly (the forward curve, Black-76), never through the code under test.
 """
 
-import io
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -719,7 +718,7 @@ def test_a_trading_day_before_its_close_is_refused_and_writes_nothing(
 def test_the_days_run_by_default_are_the_latest_closed_business_day(
     admin_client, settings, monkeypatch, moment, expected
 ):
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
     from django.urls import reverse
 
     settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
@@ -729,9 +728,9 @@ def test_the_days_run_by_default_are_the_latest_closed_business_day(
     assert settlement_prices.last_closed_day() == day
     form = admin_client.get(reverse("admin:exchange_riskcycle_run")).context["form"]
     assert form["trading_date"].value() == day
-    out = io.StringIO()
-    call_command("settle_day", stdout=out)  # Nothing listed: the day settles with nothing.
-    assert out.getvalue().startswith(f"{day} settled: 0 variation margin entries")
+    # Nothing is listed, so the command's default day is refused by name (before any listing).
+    with pytest.raises(CommandError, match=f"^RISK_DAY_BEFORE_LISTING: {day} is before"):
+        call_command("settle_day")
 
 
 def test_today_can_be_priced_once_closed(future, buyer, seller):
