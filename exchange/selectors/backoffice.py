@@ -106,10 +106,18 @@ def _start_of(day: date) -> datetime:
 def market_today(now: datetime) -> MarketToday:
     """The market at ``now``. Trading counts the active instruments that trade at ``now``: one
     whose last trading day has closed stops trading then, though it stays active until the
-    daily run expires it (``InstrumentQuerySet.trading_at``)."""
+    daily run expires it (``InstrumentQuerySet.trading_at``); an option of a halted future does
+    not trade. Halted counts the instruments whose own status is halted."""
     today = now.date()
     by_status = dict(Instrument.objects.order_by().values_list("status").annotate(n=Count("id")))
-    trading = Instrument.objects.trading_at(now).filter(status=Instrument.Status.ACTIVE).count()
+    # An option trades only while its future is not halted (``Instrument.halted_by``), whatever
+    # its own status says: a halt of the future leaves its options' status as it is.
+    trading = (
+        Instrument.objects.trading_at(now)
+        .filter(status=Instrument.Status.ACTIVE)
+        .exclude(kind=Instrument.Kind.OPTION, underlying__status=Instrument.Status.HALTED)
+        .count()
+    )
     trades = Trade.objects.filter(executed_at__gte=_start_of(today)).order_by()
     totals = trades.aggregate(
         count=Count("id"),

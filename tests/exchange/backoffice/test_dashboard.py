@@ -138,3 +138,18 @@ def test_withdrawals_to_review_are_one_click_away_for_finance(client, finance, m
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
     assert "approve" in dict(response.context["action_form"].fields["action"].choices)
+
+
+def test_the_options_of_a_halted_future_are_not_counted_as_trading(futures, call):
+    # given the call and put on the front month (their own status active), then the front month
+    # halted: its options trade only while it is not halted (Instrument.halted_by)
+    listed = market_today(timezone.now())
+    instrument_halt(instrument=futures[0], actor=None, reason="incident")
+
+    # when the dashboard's figures are read
+    today = market_today(timezone.now())
+
+    # then the future and its two options stop counting as trading, the second month still does
+    assert listed.instruments_trading == 4
+    assert today.instruments_trading == 1
+    assert Instrument.objects.get(pk=call.pk).status == Instrument.Status.ACTIVE
