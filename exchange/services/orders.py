@@ -35,6 +35,7 @@ from exchange.models import (
     Order,
     OrderCommand,
     OrderRejection,
+    Organization,
     ReservedCapacity,
     Side,
 )
@@ -66,6 +67,9 @@ UNDERLYINGS_RECENT: Recent[int, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_S
 # Futures' marks, by id, the anchors of their price limits (None kept too: no mark yet): a trade
 # moves one, and reaches the limits of every process within the setting's seconds.
 MARKS_RECENT: Recent[int, tuple[Decimal | None]] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
+# Whether an organization is the exchange operator, by id, read for its accounts' orders: an
+# organization's kind does not change once created (sign-up never makes an operator).
+OPERATORS_RECENT: Recent[int, bool] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,21 @@ def check_quantity(
     quantity_to_lots(quantity, instrument.lot_size, field=field)
 
 
+def _is_operator(account: Account) -> bool:
+    """Whether the account is the exchange operator's own (``Organization.Kind.EXCHANGE``),
+    as this process read it at most ``EXCHANGE_REFERENCE_CACHE_SECONDS`` ago: the order path
+    reads the operator's organization no more than that."""
+    organization_id = account.organization_id
+    return bool(
+        OPERATORS_RECENT.get(
+            organization_id,
+            lambda: Organization.objects.filter(
+                pk=organization_id, kind=Organization.Kind.EXCHANGE
+            ).exists(),
+        )
+    )
+
+
 def _validate(
     account: Account, instrument: Instrument, request: OrderRequest, client_order_id: str | None
 ) -> None:
@@ -253,6 +272,13 @@ def _validate(
         raise OrderRejected(
             OrderRejectCode.ACCOUNT_INACTIVE,
             f"Account {account} is {account.status}.",
+            field="account",
+        )
+    if _is_operator(account):
+        raise OrderRejected(
+            OrderRejectCode.ACCOUNT_IS_OPERATOR,
+            f"Account {account} is the exchange operator's: the operator runs the market and "
+            "trades in none of it (as it holds no GPU-hours).",
             field="account",
         )
     if client_order_id is not None and not 1 <= len(client_order_id) <= CLIENT_ORDER_ID_LENGTH_MAX:

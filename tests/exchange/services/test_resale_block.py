@@ -217,3 +217,38 @@ def test_under_a_margin_call_a_resale_sell_is_accepted_and_pays_its_fee(listing,
     trade = Trade.objects.get()
     notional = 8 * Decimal(PRICE) * listing.gpu_hours_per_contract * 10**6
     assert trade.seller_fee == int(notional * Decimal("0.01")) > 0
+
+
+@pytest.mark.parametrize("instrument", ["listing", "future"])
+def test_the_exchange_operator_s_account_cannot_trade(
+    request, listing, seller, row_counts, instrument
+):
+    # given the operator's own account, funded, and the seller's block offered on its listing
+    from exchange.services.orders import order_dry_run
+    from tests.exchange.conftest import _account
+
+    operator = _account("gpux", "exchange")
+    place(seller, listing, "sell", 8, PRICE)
+    bought = request.getfixturevalue(instrument)
+    before = row_counts()
+
+    # when the operator buys on the listing (or on a future), or asks what it would hold
+    with pytest.raises(OrderRejected) as placed:
+        place(operator, bought, "buy", 8, PRICE)
+    error = placed.value
+    with pytest.raises(OrderRejected) as dry_run:
+        order_dry_run(
+            account=operator,
+            instrument=bought.symbol,
+            side="buy",
+            quantity=8,
+            price=Decimal(PRICE),
+        )
+
+    # then it is refused by name at acceptance: the operator runs the market and trades in
+    # none of it (as no GPU-hours are issued to it); only the rejection is written
+    assert (error.code, error.field) == (OrderRejectCode.ACCOUNT_IS_OPERATOR, "account")
+    assert error.code == "ORDER_ACCOUNT_IS_OPERATOR"
+    assert dry_run.value.code == OrderRejectCode.ACCOUNT_IS_OPERATOR
+    assert row_counts() == replace(before, rejections=before.rejections + 1)
+    assert not Hold.objects.filter(account__code__startswith=f"trading:{operator.pk}:").exists()
