@@ -5,6 +5,7 @@ from datetime import date
 from celery import shared_task
 from django.conf import settings
 
+from exchange.errors import RiskError, RiskErrorCode
 from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.capacity import entitlements_retire
 from exchange.services.listing import listings_roll
@@ -54,7 +55,15 @@ def risk_daily_settlement(trading_date: str | None = None) -> dict[str, str]:
     """Settle a trading day (default: the latest business day whose close has passed, today
     after the close), after its close; idempotent."""
     day = date.fromisoformat(trading_date) if trading_date else last_closed_day()
-    cycle = daily_settlement_run(trading_date=day)
+    try:
+        cycle = daily_settlement_run(trading_date=day)
+    except RiskError as error:
+        # The schedule's own day on an exchange that has listed nothing yet (or only since):
+        # there is nothing to settle, which is not a failure to log every business day. A day
+        # asked for by name is refused as the command and the admin refuse it.
+        if trading_date or error.code != RiskErrorCode.DAY_BEFORE_LISTING:
+            raise
+        return {"trading_date": day.isoformat(), "status": "before_listing"}
     return {"trading_date": day.isoformat(), "status": cycle.status}
 
 

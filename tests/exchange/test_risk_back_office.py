@@ -703,3 +703,19 @@ def test_a_day_before_the_first_listing_is_refused_and_writes_nothing(
         AuditEntry.objects.count(),
         MarginCall.objects.count(),
     ) == counts
+
+
+def test_the_scheduled_settlement_before_the_first_listing_settles_nothing_and_fails_not(db):
+    # given an exchange that lists nothing yet
+    from exchange.errors import RiskError
+
+    # when the schedule runs its day, and when the task is asked for that day by name
+    result = tasks.risk_daily_settlement()
+    with pytest.raises(RiskError, match="RISK_DAY_BEFORE_LISTING"):
+        tasks.risk_daily_settlement(result["trading_date"])
+
+    # then the schedule's run says there was nothing to settle (not a failure logged every
+    # business day), the named day is refused, and nothing is written
+    assert result["status"] == "before_listing"
+    assert not RiskCycle.objects.exists()
+    assert not AuditEntry.objects.exists()
