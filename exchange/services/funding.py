@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from exchange.backoffice.roles import FUNDING_STAFF
 from exchange.errors import FundingError, FundingErrorCode
-from exchange.models import Account, ApiKey, Deposit, StripeEvent, Withdrawal
+from exchange.models import Account, ApiKey, Deposit, Membership, StripeEvent, Withdrawal
 from exchange.selectors.risk import cash_out_refusal
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
@@ -515,6 +515,26 @@ def _withdrawal_lock(withdrawal: Withdrawal, allowed: set[str]) -> Withdrawal:
     return locked
 
 
+def _reviewer_check(withdrawal: Withdrawal, actor: Actor) -> None:
+    """Refuse (``FUNDING_REVIEWER_IS_MEMBER``) an approval by a member of the organization
+    whose cash would leave: staff who are also one of its users (the one who asked, or a
+    colleague) would pay it out on their own word. Another of the finance staff approves it.
+    A rejection moves no money out, so anyone of finance may reject."""
+    user = _user(actor)  # ``_finance_check`` let through active staff only, never None.
+    assert user is not None
+    organization_id = (
+        Account.objects.filter(pk=withdrawal.account_id)
+        .values_list("organization_id", flat=True)
+        .get()
+    )
+    if Membership.objects.filter(user=user, organization_id=organization_id).exists():
+        raise FundingError(
+            FundingErrorCode.REVIEWER_IS_MEMBER,
+            f"You are a member of the organization of withdrawal #{withdrawal.pk}: another of "
+            "the finance staff approves it.",
+        )
+
+
 def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
     """Staff approval: pay out through Stripe (none in test mode), then post the withdrawal.
 
@@ -531,6 +551,7 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: Actor) -> Withdrawal:
         locked = _withdrawal_lock(
             withdrawal, {Withdrawal.Status.REQUESTED, Withdrawal.Status.APPROVED}
         )
+        _reviewer_check(locked, actor)
         retry = locked.status == Withdrawal.Status.APPROVED
         if not retry:
             # A call opened since the request: the withdrawal waits (or staff reject it, which

@@ -444,3 +444,36 @@ def test_a_payout_left_unconfirmed_is_on_the_finance_dashboard_to_retry(
     listed = client.get(link)
     assert [row.pk for row in listed.context["cl"].result_list] == [stuck.pk]
     assert "approve" in dict(listed.context["action_form"].fields["action"].choices)
+
+
+@pytest.mark.parametrize("requester", ["reviewer", "colleague"])
+def test_staff_do_not_approve_their_own_organization_s_withdrawals(
+    test_funds_mode, buyer, staff, django_user_model, requester
+):
+    # given finance staff who are also a trader of the buyer's organization, and a withdrawal
+    # asked by them or by a colleague of that organization
+    from exchange.models import Membership
+
+    Membership.objects.create(user=staff, organization=buyer.organization)
+    colleague = django_user_model.objects.create_user("colleague")
+    Membership.objects.create(user=colleague, organization=buyer.organization)
+    fund(buyer)
+    asker = staff if requester == "reviewer" else colleague
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=asker)
+    before = funding_rows()
+
+    # when they approve it
+    with pytest.raises(FundingError) as refused:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+
+    # then it is refused by name, and nothing is written: the money would leave on the word
+    # of one of its own holders; other finance staff review it
+    assert refused.value.code == FundingErrorCode.REVIEWER_IS_MEMBER
+    assert refused.value.code == "FUNDING_REVIEWER_IS_MEMBER"
+    assert funding_rows() == before
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.reviewed_by) == (Withdrawal.Status.REQUESTED, None)
+    assert balance(buyer) == (FUNDED, AMOUNT, FUNDED - AMOUNT)
+    other = django_user_model.objects.create_user("finance-2", is_staff=True)
+    staff_roles_grant(user=other, roles=[Role.FINANCE], actor=None)
+    assert withdrawal_approve(withdrawal=withdrawal, actor=other).status == Withdrawal.Status.PAID
