@@ -153,8 +153,9 @@ def market_today(now: datetime) -> MarketToday:
 def instruments_listed(
     *, status: str = "", kind: str = "", symbol: str = ""
 ) -> QuerySet[Instrument]:
-    """Instruments for the trading status page, with their resting orders counted."""
-    rows = Instrument.objects.select_related("sku", "region").annotate(
+    """Instruments for the trading status page, with their resting orders counted, and an
+    option's future (``Instrument.halted_by``: a halted future halts its options)."""
+    rows = Instrument.objects.select_related("sku", "region", "underlying").annotate(
         resting_orders=Count("orders", filter=Q(orders__status__in=RESTING_STATUSES))
     )
     if status:

@@ -230,3 +230,20 @@ def test_a_member_cannot_halt_by_posting(client, member, risk, future):
         assert response.status_code in (302, 403)
     assert _status(future) == Instrument.Status.ACTIVE
     assert not _status_audits().exists()
+
+
+def test_the_list_says_an_option_is_halted_with_its_future(client, operations, future, call):
+    # given the future halted (its call's own status stays active)
+    client.force_login(operations)
+    client.post(_url(future, "halt"), {"reason": "feed outage"})
+
+    # when operations list the options
+    response = client.get(reverse("backoffice:instruments"), {"kind": "option"})
+
+    # then the call is shown halted with its future, not as trading, with the future's resume
+    # beside it (a halt of its own stays offered: it would outlast the future's)
+    page = response.content.decode()
+    assert f"Halted with {future.symbol}" in page
+    assert _url(future, "resume") in page
+    assert _url(call, "halt") in page
+    assert _status(call) == Instrument.Status.ACTIVE
