@@ -57,7 +57,9 @@ def test_snapshot_and_updates_are_the_rest_book_after_every_kind_of_change(
     second_ask = place(maker, future, "sell", 3, "2.50")
     high_ask = place(maker, future, "sell", 4, "2.60")
     place(fourth, future, "buy", 6, "2.40")
-    expiry_seconds = 1.5
+    # Long enough for the four steps below on a loaded machine: a step reaching the matcher
+    # after the expiry would expire the bid itself, leaving the sweep nothing to send.
+    expiry_seconds = 4
     expiring = place(
         fourth,
         future,
