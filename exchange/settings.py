@@ -276,6 +276,16 @@ EXCHANGE_RISK_FREE_RATE = Decimal(os.environ.get("EXCHANGE_RISK_FREE_RATE", "0.0
 # The volatility options are valued at before any of them has traded: GPU rental prices moved
 # 3-4x within a year (MARKET.md), so well above most commodities.
 EXCHANGE_DEFAULT_VOLATILITY = Decimal(os.environ.get("EXCHANGE_DEFAULT_VOLATILITY", "0.60"))
+# An option with no implied volatility of its own or its siblings' is valued at its future's
+# historical volatility (exchange/selectors/volatility.py): from its latest this many settlement
+# prices, given at least the minimum, and at least the floor; else at the default above.
+EXCHANGE_HISTORICAL_VOLATILITY_PRICES = int(
+    os.environ.get("EXCHANGE_HISTORICAL_VOLATILITY_PRICES", "30")
+)
+EXCHANGE_HISTORICAL_VOLATILITY_PRICES_MIN = int(
+    os.environ.get("EXCHANGE_HISTORICAL_VOLATILITY_PRICES_MIN", "10")
+)
+EXCHANGE_VOLATILITY_FLOOR = Decimal(os.environ.get("EXCHANGE_VOLATILITY_FLOOR", "0.10"))
 # Offset credits between underlyings (pricing.margin.portfolio_margin): adjacent delivery months
 # of one SKU and region, and the same SKU and month in two regions.
 EXCHANGE_CREDIT_ADJACENT_MONTHS = Decimal("0.50")

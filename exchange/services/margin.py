@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from exchange.models import Instrument, SettlementPrice, Side
 from exchange.selectors.marks import mark_price
+from exchange.selectors.volatility import historical_volatility
 from exchange.services.ledger_accounts import MICROS_PER_USD
 from pricing import black76
 from pricing.margin import MarginResult, Position, ScanParameters, portfolio_margin, scenario_margin
@@ -88,11 +89,16 @@ def reference_price(instrument: Instrument) -> Decimal | None:
 
 
 def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:
-    """The option's latest implied volatility, else the default."""
+    """The option's latest implied volatility; without one (an option not yet settled), its
+    future's historical volatility (``selectors.volatility``); else the default."""
     if latest is None:
         latest = latest_settlements([option.pk]).get(option.pk)
     if latest is not None and latest.implied_volatility is not None:
         return float(latest.implied_volatility)
+    if option.underlying_id is not None:
+        historical = historical_volatility(option.underlying_id)
+        if historical is not None:
+            return historical
     return float(settings.EXCHANGE_DEFAULT_VOLATILITY)
 
 

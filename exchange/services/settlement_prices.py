@@ -10,7 +10,8 @@ For each listed future and option, on each trading day, in this order of prefere
    them the shape of the SKU's depreciation model fitted to those prices (``pricing.
    depreciation``, with four or more months priced; flat otherwise); for an option, Black-76
    on the underlying's settlement price at the option's latest implied volatility (else the
-   mean of its siblings' implied volatility that day, else ``EXCHANGE_DEFAULT_VOLATILITY``);
+   mean of its siblings' implied volatility that day, else the future's historical volatility
+   from its settlement prices, ``selectors.volatility``, else ``EXCHANGE_DEFAULT_VOLATILITY``);
 4. with nothing else, a future keeps its previous settlement price, or its last trade price.
 
 Prices are rounded to the nearest tick (half to even). An option's row keeps the volatility
@@ -42,6 +43,7 @@ from exchange.calendar import close_at
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.models import Instrument, RiskCycle, SettlementPrice, Sku, Trade
 from exchange.selectors.market import Quote, quotes_for
+from exchange.selectors.volatility import historical_volatility
 from exchange.services import margin
 from exchange.services.audit import audit_record
 from pricing import black76, depreciation
@@ -368,6 +370,7 @@ def _option_prices(
                 implied.append(row.implied_volatility)
             rows.append(row)
         sibling_sigma = float(sum(implied) / len(implied)) if implied else None
+        historical: list[float | None] = []  # The future's, read once, when first needed.
         for option in modelled:
             latest = previous.get(option.pk)
             if latest is not None and latest.implied_volatility is not None:
@@ -375,7 +378,9 @@ def _option_prices(
             elif sibling_sigma is not None:
                 sigma = sibling_sigma
             else:
-                sigma = float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+                if not historical:
+                    historical.append(historical_volatility(underlying_id, until=trading_date))
+                sigma = historical[0] or float(settings.EXCHANGE_DEFAULT_VOLATILITY)
             value, _ = margin.option_value(option, forward, sigma, trading_date)
             rows.append(
                 SettlementPrice(

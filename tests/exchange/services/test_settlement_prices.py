@@ -17,6 +17,7 @@ from exchange.backoffice.roles import Role
 from exchange.errors import RiskError, RiskErrorCode
 from exchange.matcher.runtime import Matcher
 from exchange.models import AuditEntry, Instrument, RiskCycle, SettlementPrice, Trade
+from exchange.selectors.volatility import historical_volatility
 from exchange.services import settlement_prices
 from exchange.services.listing import futures_list_strip, options_list_chain
 from exchange.services.risk_cycle import daily_settlement_run
@@ -390,6 +391,42 @@ def test_options_without_a_market_are_valued_by_black_76_at_the_default_volatili
         assert settled.implied_volatility == settings.EXCHANGE_DEFAULT_VOLATILITY
     # a call in the money is worth more than the put out of it
     assert row(chain["call"]).price > row(chain["put"]).price > 0
+
+
+def test_options_without_a_market_are_valued_at_their_futures_historical_volatility(
+    future, chain, buyer, seller
+):
+    """With twelve days of the future's settlement prices behind it, an option nobody trades
+    is valued at how much the future has moved, not at the flat default."""
+    # given the future settled on twelve earlier business days, moving about 3% a day
+    days, day = [], today() - timedelta(days=1)
+    while len(days) < 12:
+        if day.weekday() < 5:
+            days.append(day)
+        day -= timedelta(days=1)
+    for index, settled_on in enumerate(reversed(days)):
+        SettlementPrice.objects.create(
+            instrument=future,
+            trading_date=settled_on,
+            price=Decimal("2.50") * (Decimal("1.03") if index % 2 else Decimal("0.97")),
+            source=Source.VWAP,
+        )
+    sigma = historical_volatility(future.pk)
+    assert sigma is not None and abs(sigma - float(settings.EXCHANGE_DEFAULT_VOLATILITY)) > 0.1
+    trade(buyer, seller, future, 1, "2.60")
+
+    # when the prices are set
+    settlement_prices_set(trading_date=today(), close=soon())
+
+    # then each option is Black-76 at that volatility, which its row keeps
+    r = float(settings.EXCHANGE_RISK_FREE_RATE)
+    for option in (chain["call"], chain["put"]):
+        T = years_to_expiry(option, today())
+        is_call = option.option_type == "call"
+        expected = nearest_tick(black76.price(2.60, 2.50, T, r, sigma, is_call), OPTION_TICK)
+        settled = row(option)
+        assert (settled.price, settled.source) == (expected, Source.MODEL), option.symbol
+        assert settled.implied_volatility == Decimal(repr(sigma)).quantize(Decimal("0.000001"))
 
 
 def test_on_its_last_trading_day_an_option_s_model_price_is_its_intrinsic_value_on_its_tick(
