@@ -129,6 +129,11 @@ class Instrument:
     # An option's future while that future is halted: the option is halted with it (orders are
     # refused), whatever its own status says.
     halted_by: str | None = None
+    # A future's price limits now, from one instrument's answer (``instrument()``; None in a
+    # list, and for what has none): a buy above the high or a sell below the low is refused
+    # with ORDER_PRICE_OUTSIDE_LIMIT.
+    price_limit_low: Decimal | None = None
+    price_limit_high: Decimal | None = None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Instrument":
@@ -152,6 +157,8 @@ class Instrument:
             strike=_decimal(data.get("strike")),
             trading_ends_at=datetime.fromisoformat(data["trading_ends_at"].replace("Z", "+00:00")),
             halted_by=data.get("halted_by"),
+            price_limit_low=_decimal(data.get("price_limit_low")),
+            price_limit_high=_decimal(data.get("price_limit_high")),
         )
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import Http404
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +28,7 @@ from exchange.selectors.market_data import (
     forward_curve,
 )
 from exchange.selectors.marks import MarkSource
+from exchange.services.orders import price_limits
 from exchange.symbols import parse_symbol
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
@@ -80,6 +81,34 @@ class InstrumentSerializer(serializers.ModelSerializer):
             "option_type",
             "strike",
         ]
+
+
+class InstrumentDetailSerializer(InstrumentSerializer):
+    price_limit_low = serializers.SerializerMethodField(
+        help_text="A future's lowest sell price accepted now, its mark less EXCHANGE_PRICE_LIMIT "
+        "(a sell below it is refused with ORDER_PRICE_OUTSIDE_LIMIT); null for an option, a "
+        "resale listing or a future with no mark yet, which have no price limits."
+    )
+    price_limit_high = serializers.SerializerMethodField(
+        help_text="A future's highest buy price accepted now, its mark plus EXCHANGE_PRICE_LIMIT; "
+        "null as price_limit_low."
+    )
+
+    @extend_schema_field(serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True))
+    def get_price_limit_low(self, instrument: Instrument) -> str | None:
+        return self._limit(instrument, 0)
+
+    @extend_schema_field(serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True))
+    def get_price_limit_high(self, instrument: Instrument) -> str | None:
+        return self._limit(instrument, 1)
+
+    def _limit(self, instrument: Instrument, end: int) -> str | None:
+        limits = price_limits(instrument)
+        field = serializers.DecimalField(max_digits=12, decimal_places=6)
+        return None if limits is None else field.to_representation(limits[end])
+
+    class Meta(InstrumentSerializer.Meta):
+        fields = [*InstrumentSerializer.Meta.fields, "price_limit_low", "price_limit_high"]
 
 
 class InstrumentFilter(QuerySerializer):
@@ -141,10 +170,11 @@ class InstrumentDetail(ApiView):
     required_scope = None
 
     @extend_schema(
-        responses={200: InstrumentSerializer, **NOT_FOUND, **REFUSED}, summary="One instrument"
+        responses={200: InstrumentDetailSerializer, **NOT_FOUND, **REFUSED},
+        summary="One instrument, with a future's price limits now",
     )
     def get(self, request: Request, symbol: str) -> Response:
-        return Response(InstrumentSerializer(instrument_or_404(symbol)).data)
+        return Response(InstrumentDetailSerializer(instrument_or_404(symbol)).data)
 
 
 class LevelSerializer(serializers.Serializer):

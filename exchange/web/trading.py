@@ -27,7 +27,13 @@ from exchange.selectors import orders as orders_selector
 from exchange.selectors.funding import cash_balance
 from exchange.services.collateral import Preview
 from exchange.services.ledger_accounts import USD_CODE, entitlement_name, entitlement_parts
-from exchange.services.orders import order_cancel, order_dry_run, order_replace, order_submit
+from exchange.services.orders import (
+    order_cancel,
+    order_dry_run,
+    order_replace,
+    order_submit,
+    price_limits,
+)
 from exchange.symbols import parse_symbol
 from exchange.web.membership import (
     can_trade,
@@ -223,6 +229,8 @@ def _page(
         else None,
         "settlements": instrument.settlement_prices.order_by("-trading_date")[:SETTLEMENTS_SHOWN],
         "chart": _chart(instrument),
+        "price_limits": price_limits(instrument),
+        "price_limit_percent": Decimal(settings.EXCHANGE_PRICE_LIMIT) * 100,
         "form": form,
         "staged_side": staged_side,
     }

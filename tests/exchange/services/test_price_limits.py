@@ -108,3 +108,24 @@ def test_a_dry_run_answers_the_same(settled, buyer):
         )
 
     assert raised.value.code == OrderRejectCode.PRICE_OUTSIDE_LIMIT
+
+
+def test_the_api_instrument_and_its_page_show_the_limits(settled, client):
+    from rest_framework.test import APIClient
+
+    detail = APIClient().get(f"/api/v1/instruments/{settled.symbol}/").json()
+    listed = APIClient().get("/api/v1/instruments/", {"kind": "future"}).json()
+    page = client.get(f"/instruments/{settled.symbol}/").content.decode()
+
+    assert (detail["price_limit_low"], detail["price_limit_high"]) == ("1.800000", "3.000000")
+    assert "price_limit_low" not in listed[0]
+    assert "buys up to 3, sells down to 1.8 $/GPU-hr (25% from the mark)" in page
+
+
+def test_an_instrument_without_limits_says_none(future, call, client):
+    from rest_framework.test import APIClient
+
+    for instrument in (future, call):
+        detail = APIClient().get(f"/api/v1/instruments/{instrument.symbol}/").json()
+        assert (detail["price_limit_low"], detail["price_limit_high"]) == (None, None)
+    assert "Price limits" not in client.get(f"/instruments/{future.symbol}/").content.decode()
