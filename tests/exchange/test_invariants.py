@@ -1,17 +1,21 @@
 """Money invariants of the whole exchange under random trading, end to end.
 
-A small market (two futures, a call and a put on the first, a resale listing of a provider's
-block), four funded organizations and a sponsor's pool for two of them go through a random
-sequence of real service calls, the same with every run for a seed: limit orders of every time
-in force (GTC, GTD, IOC, FOK, post-only), market orders, cancels, replaces, cancel-all and
-cancel-all-after, deposits, withdrawals requested then approved or rejected by finance staff,
-GTD expiries swept, daily settlement runs (variation margin, margin, option expiry, the
-futures' final settlement and delivery, the listing's expiry) with staff moving the futures'
-prices, margin call reviews and liquidations, and the pool's demand, rounds (cut-off, close,
-allocation with subsidy and credit), take-backs, reallocations, offers, funding and credit
-repayments. After every step the ledger and the orders are checked against what the design promises
-(docs/ARCHITECTURE.md, "Ledger", "Collateral and settlement", "The daily risk cycle",
-"Funding"):
+A small market (two cash-settled futures, a call and a put on the first, a physically
+settled future of the first one's month in a second region, a resale listing of a provider's
+block), four funded organizations holding GPU-hours of the physical future's month and a
+sponsor's pool for two of them go through a random sequence of real service calls, the same
+with every run for a seed: limit orders of every time in force (GTC, GTD, IOC, FOK,
+post-only, each self-trade prevention), market orders, cancels (the customer's and staff's),
+replaces, cancel-all and cancel-all-after, reducing orders of accounts under a margin call,
+staff halting and resuming instruments, deposits, withdrawals requested then approved or
+rejected by finance staff, GTD expiries swept, settlement prices previewed, daily settlement
+runs (variation margin, margin, option exercise and expiry, the futures' final settlement in
+cash and by delivery, the listing's expiry) with staff moving the futures' prices, margin call
+reviews (the schedule's and staff's) and liquidations, and the pool's demand (submitted,
+amended, withdrawn), rounds (cut-off, close, allocation with subsidy and credit), take-backs,
+reallocations, offers, funding and credit repayments. After every step the ledger and the
+orders are checked against what the design promises (docs/ARCHITECTURE.md, "Ledger",
+"Collateral and settlement", "The daily risk cycle", "Funding"):
 
 - the ledger's own check (totals against postings and holds, entries balanced per commodity,
   holds' remaining against consumptions) and the orders' (fills against trades, status against
@@ -24,19 +28,28 @@ repayments. After every step the ledger and the orders are checked against what 
   memos sum to zero, margin is never negative and none is held on a symbol the account holds
   no position in, and what the pool lent is what its members borrowed;
 - cash is conserved: what was deposited less what was paid out is the customers' cash and
-  margin, less their deficits, plus the exchange's fees, and the fees are the trades' fees.
+  margin, less their deficits, plus the exchange's fees, and the fees are the trades' fees;
+- an account that owes a deficit is under a margin call; under a call nothing is accepted but
+  reducing orders (without margin) and resale sells, no cash leaves it, and its reducing
+  orders end with the call;
+- right after each day's run, every account holds on each instrument the margin that
+  ``margin.account_requirement`` computes for its positions at the day's prices, or less only
+  when its cash ran out, and one with no margin call holds at least the maintenance share and
+  owes nothing.
 
 The days settled are after today (``calendar_ahead``): trading runs on the real clock, the
 cycle on a clock two years on.
 """
 
+import math
 import os
 import random
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -54,27 +67,37 @@ from exchange.models import (
     OrderCommand,
     OrderHold,
     Pool,
+    PoolDemand,
     PoolRound,
+    Region,
+    RiskCycle,
+    SettlementPrice,
+    Side,
     Trade,
     Withdrawal,
 )
 from exchange.selectors.integrity import order_book_problems
 from exchange.selectors.market import quotes_for
+from exchange.selectors.positions import contracts_in
 from exchange.selectors.risk import prices_missing
-from exchange.services import collateral
+from exchange.services import collateral, margin
 from exchange.services.cancel_after import cancel_all_after_fire_due, cancel_all_after_set
+from exchange.services.capacity import capacity_register
 from exchange.services.funding import (
     deposit_test_funds,
     withdrawal_approve,
     withdrawal_reject,
     withdrawal_request,
 )
+from exchange.services.instruments import instrument_halt, instrument_resume
 from exchange.services.ledger_accounts import cash_account_code, entitlement_account_code
-from exchange.services.listing import options_list_chain
+from exchange.services.listing import StripSpec, futures_list_strip, options_list_chain
 from exchange.services.orders import order_cancel, order_place, order_replace, orders_cancel
 from exchange.services.participants import account_main, member_add, organization_create
 from exchange.services.pools import (
+    demand_amend,
     demand_submit,
+    demand_withdraw,
     pool_create,
     pool_credit_repay,
     pool_cut_off,
@@ -90,7 +113,8 @@ from exchange.services.risk_cycle import (
     daily_settlement_run,
     margin_call_review,
 )
-from exchange.services.settlement_prices import settlement_price_override
+from exchange.services.settlement_prices import settlement_price_override, settlement_prices_set
+from exchange.services.staff import margin_call_staff_review, order_staff_cancel
 from ledger.models import Account as LedgerAccount
 from ledger.models import Hold, Posting
 from ledger.selectors import ledger_problems
@@ -126,7 +150,22 @@ class Market:
 
     def __init__(self, rng, sku, region, futures, seller, listing):
         self.rng = rng
-        self.futures = futures
+        # The fixture's futures settle in cash; a third, on the first one's month in another
+        # region, delivers GPU-hours, which the customers hold (below).
+        west = Region.objects.create(
+            code="USWEST",
+            name="US West",
+            compliance=["soc2"],
+            power_price_usd_per_kwh=Decimal("0.07"),
+        )
+        physical = futures_list_strip(
+            sku=sku,
+            region=west,
+            first_month=futures[0].delivery_start,
+            months=1,
+            spec=StripSpec(settlement=Instrument.Settlement.PHYSICAL),
+        )[0]
+        self.futures = [*futures, physical]
         chain = options_list_chain(
             future=futures[0],
             reference_price=Decimal("2.50"),
@@ -135,9 +174,10 @@ class Market:
         )
         self.options = list(chain)
         self.listing = listing  # The seller's block, listed for resale (the fixture).
-        self.instruments = [*futures, *self.options, self.listing]
+        self.instruments = [*self.futures, *self.options, self.listing]
         self.risk = staff_user("risk", Role.RISK)
         self.finance = staff_user("finance", Role.FINANCE)
+        self.operations = staff_user("operations", Role.OPERATIONS)
         self.deposited = 0
         self.paid_out = 0
         self.accounts = [seller]
@@ -166,6 +206,23 @@ class Market:
             actor=self.sponsor_user,
         )
         self.accounts.append(self.pool.account)
+        # GPU-hours of the physical future's month, for the seller and the three customers to
+        # deliver when they are short at its expiry (the pool has none: it settles in cash).
+        month_start = datetime.combine(physical.delivery_start, time.min, tzinfo=UTC)
+        month_end = datetime.combine(physical.delivery_end, time.min, tzinfo=UTC)
+        for holder, gpus in zip(self.accounts[:4], (8, 2, 4, 2), strict=True):
+            capacity_register(
+                provider=seller.organization,
+                holder=holder.organization,
+                cluster=f"west-{holder.organization.slug}",
+                sku=sku,
+                region=west,
+                starts_at=month_start,
+                ends_at=month_end,
+                gpus=gpus,
+                interconnect="infiniband",
+                contiguous_block_gpus=gpus,
+            )
         pool_fund(pool=self.pool, amount=Decimal(50000), actor=self.sponsor_user)
         self.members = [
             pool_member_add(
@@ -190,8 +247,11 @@ class Market:
             calendar.business_days_before(futures[1].last_trading_day, 3),
             futures[1].last_trading_day,
         ]
+        assert physical.last_trading_day == futures[0].last_trading_day
         self.days = sorted(set(days))
         self.settled = 0
+        self.previewed = 0  # Days whose prices staff previewed before the run (the admin's way).
+        self.halted_trades: dict[int, int] = {}  # Halted instruments: their trades when halted.
         self.clock_offset = timedelta(0)  # How far the GTD sweeps have moved the books' clock.
         self.actions: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
@@ -225,6 +285,11 @@ class Market:
             (1, self.pool_offer),
             (1, self.pool_fund),
             (1, self.pool_credit_repay),
+            (4, self.reduce),
+            (1, self.halt_or_resume),
+            (1, self.staff_cancel),
+            (1, self.pool_demand_change),
+            (1, self.preview_prices),
         )
         action = self.rng.choices([a for _, a in actions], [w for w, _ in actions])[0]
         name = action.__name__
@@ -264,6 +329,19 @@ class Market:
     def _price(self, instrument, ticks):
         return instrument.tick_size * max(1, ticks)
 
+    def _called(self, account):
+        return MarginCall.objects.filter(account=account, status=MarginCall.Status.OPEN).exists()
+
+    def _place(self, account, instrument, side, **options):
+        """``order_place``; an account under a margin call has what it gets accepted taken as
+        reducing its position (no margin, no fee), but for a sell of resale capacity."""
+        called = self._called(account)
+        order = order_place(account=account, instrument=instrument, side=side, **options)
+        if called and not (instrument.kind == Instrument.Kind.RESALE and side == Side.SELL):
+            assert order.reduce_only, f"order {order.pk} accepted under a margin call, not reducing"
+            assert order.margin_per_contract == 0, f"order {order.pk} reduces with margin"
+        return order
+
     def limit(self):
         instrument = self._instrument()
         side = self.rng.choice(("buy", "sell"))
@@ -278,10 +356,10 @@ class Market:
             options["expires_at"] = timezone.now() + self.clock_offset + timedelta(hours=hours)
         options["post_only"] = self.rng.random() < 0.15
         options["self_trade_prevention"] = self.rng.choice(list(Order.SelfTradePrevention))
-        order_place(
-            account=self.rng.choice(self.accounts),
-            instrument=instrument,
-            side=side,
+        self._place(
+            self.rng.choice(self.accounts),
+            instrument,
+            side,
             price=self._price(instrument, ticks),
             quantity=self._quantity(instrument),
             **options,
@@ -296,10 +374,10 @@ class Market:
         best = quote.best_ask if side == "buy" else quote.best_bid
         mid = int(best.price / instrument.tick_size) if best else self.mids[instrument.pk]
         ticks = mid + through if side == "buy" else mid - through
-        order_place(
-            account=self.rng.choice(self.accounts),
-            instrument=instrument,
-            side=side,
+        self._place(
+            self.rng.choice(self.accounts),
+            instrument,
+            side,
             price=self._price(instrument, ticks),
             quantity=self._quantity(instrument),
             time_in_force=self.rng.choice((Order.TimeInForce.IOC, Order.TimeInForce.FOK)),
@@ -307,10 +385,10 @@ class Market:
 
     def market(self):
         instrument = self._instrument()
-        order_place(
-            account=self.rng.choice(self.accounts),
-            instrument=instrument,
-            side=self.rng.choice(("buy", "sell")),
+        self._place(
+            self.rng.choice(self.accounts),
+            instrument,
+            self.rng.choice(("buy", "sell")),
             type=Order.Type.MARKET,
             time_in_force=self.rng.choice((Order.TimeInForce.IOC, Order.TimeInForce.FOK)),
             quantity=self._quantity(instrument),
@@ -361,7 +439,10 @@ class Market:
 
     def withdraw(self):
         amount = Decimal(self.rng.choice((100, 1000, 5000, 40000))) + Decimal("0.25")
-        withdrawal_request(account=self.rng.choice(self.accounts), amount=amount, actor=None)
+        account = self.rng.choice(self.accounts)
+        called = self._called(account)
+        withdrawal_request(account=account, amount=amount, actor=None)
+        assert not called, f"{account} withdrew under a margin call"
 
     def review_withdrawal(self):
         waiting = list(Withdrawal.objects.filter(status=Withdrawal.Status.REQUESTED).order_by("pk"))
@@ -386,8 +467,11 @@ class Market:
         """The clock moves on two hours: GTD orders whose time came expire, and the
         cancel-all-after switches due fire."""
         self.clock_offset += timedelta(hours=2)
-        inline._matcher.process_pending(now=timezone.now() + self.clock_offset)
-        cancel_all_after_fire_due(now=timezone.now() + self.clock_offset)
+        now = timezone.now() + self.clock_offset
+        inline._matcher.process_pending(now=now)
+        cancel_all_after_fire_due(now=now)
+        due = Order.objects.filter(status__in=LIVE_STATUSES, expires_at__lte=now)
+        assert not due.exists(), f"GTD orders {list(due.values_list('pk', flat=True))} outlive"
 
     def review_margin_calls(self):
         calls = list(MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"))
@@ -396,7 +480,13 @@ class Market:
         call = self.rng.choice(calls)
         if self.rng.random() < 0.5:
             self.deposit(call.account, Decimal(self.rng.choice((2000, 20000))))
-        margin_call_review(call)
+        if self.rng.random() < 0.5:
+            reviewed = margin_call_review(call)
+        else:
+            reviewed = margin_call_staff_review(call=call, actor=self.risk)
+        if reviewed.status == MarginCall.Status.CURED:
+            # Cured: it holds its whole requirement (at the review's prices) and owes nothing.
+            assert reviewed.held >= reviewed.required and reviewed.deficit == 0, reviewed
 
     def liquidate(self):
         calls = list(MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"))
@@ -471,11 +561,91 @@ class Market:
         )
 
     def pool_credit_repay(self):
+        member = self.rng.choice(self.members)
+        called = self._called(account_main(member.organization))
         pool_credit_repay(
-            member=self.rng.choice(self.members),
+            member=member,
             amount=Decimal(self.rng.choice((100, 1000))),
             actor=self.sponsor_user,
         )
+        assert not called, f"{member} repaid its credit under a margin call"
+
+    def reduce(self):
+        """An account under a margin call closes part of a position: a reducing order."""
+        calls = list(MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"))
+        if not calls:
+            raise Nothing("no open margin call")
+        account_id = self.rng.choice(calls).account_id
+        account = next(a for a in self.accounts if a.pk == account_id)
+        held = [
+            (instrument, contracts_in(account, instrument))
+            for instrument in self.tradable()
+            if instrument.kind != Instrument.Kind.RESALE
+        ]
+        held = [(instrument, contracts) for instrument, contracts in held if contracts]
+        if not held:
+            raise Nothing("the called account holds no position that trades")
+        instrument, position = self.rng.choice(held)
+        side = Side.SELL if position > 0 else Side.BUY
+        quantity = self.rng.randint(1, abs(position))
+        if self.rng.random() < 0.4:
+            options = {"type": Order.Type.MARKET, "time_in_force": Order.TimeInForce.IOC}
+        else:
+            ticks = self.mids[instrument.pk] + self.rng.randint(-2, 2)
+            options = {"price": self._price(instrument, ticks)}
+            if self.rng.random() < 0.3:
+                options["time_in_force"] = Order.TimeInForce.GTD
+                options["expires_at"] = timezone.now() + self.clock_offset + timedelta(hours=3)
+        self._place(account, instrument, side, quantity=quantity, **options)
+
+    def halt_or_resume(self):
+        """Operations staff halt an instrument, or resume one they halted."""
+        instruments = list(
+            Instrument.objects.filter(pk__in=[i.pk for i in self.instruments])
+            .exclude(status=Instrument.Status.EXPIRED)
+            .order_by("pk")
+        )
+        halted = [i for i in instruments if i.status == Instrument.Status.HALTED]
+        if halted and self.rng.random() < 0.7:
+            resumed = instrument_resume(
+                instrument=self.rng.choice(halted), actor=self.operations, reason="Resumed"
+            )
+            self.halted_trades.pop(resumed.pk, None)
+            return
+        if not instruments:
+            raise Nothing("every instrument has expired")
+        halted_now = instrument_halt(
+            instrument=self.rng.choice(instruments), actor=self.operations, reason="Halted"
+        )
+        self.halted_trades[halted_now.pk] = halted_now.trades.count()
+
+    def staff_cancel(self):
+        order_staff_cancel(order=self._live(), actor=self.operations, reason="Test cancel")
+
+    def pool_demand_change(self):
+        demands = list(
+            PoolDemand.objects.filter(pool=self.pool, status=PoolDemand.Status.OPEN).order_by("pk")
+        )
+        if not demands:
+            raise Nothing("no open demand")
+        demand = self.rng.choice(demands)
+        if self.rng.random() < 0.4:
+            demand_withdraw(demand=demand, actor=self.sponsor_user)
+            return
+        future = demand.instrument
+        demand_amend(
+            demand=demand,
+            limit_price=self._price(future, self.mids[future.pk] + self.rng.randint(-2, 6)),
+            gpus=self.rng.choice((1, 2, 5)),
+            actor=self.sponsor_user,
+        )
+
+    def preview_prices(self):
+        """Staff preview the next day to settle: its missing prices are set, kept for the run."""
+        if self.settled == len(self.days):
+            raise Nothing("every day is settled")
+        settlement_prices_set(trading_date=self.days[self.settled], actor=self.risk)
+        self.previewed += 1
 
     def settle_next_day(self):
         day = self.days[self.settled]
@@ -484,9 +654,11 @@ class Market:
             if Instrument.objects.get(pk=future.pk).status != Instrument.Status.ACTIVE:
                 continue
             if self.rng.random() < 0.7:
-                # Staff set the day's price: a move of up to 30% from the mid.
+                # Staff set the day's price: a move of up to 50% from the mid.
                 mid = self.mids[future.pk] * future.tick_size
-                moved = mid * Decimal(self.rng.choice((70, 85, 95, 100, 105, 115, 130))) / 100
+                moved = (
+                    mid * Decimal(self.rng.choice((55, 70, 85, 95, 100, 105, 115, 130, 150))) / 100
+                )
                 price = (moved / future.tick_size).quantize(Decimal(1)) * future.tick_size
                 settlement_price_override(
                     instrument=future,
@@ -507,8 +679,24 @@ class Market:
                 reason="No market price",
                 actor=self.risk,
             )
+        released = self._cash_held_by_orders_expiring(day)
         daily_settlement_run(trading_date=day, actor=self.risk)
         self.actions["settle_day"] += 1
+        check_margin_at_settlement(self, day, released)
+
+    def _cash_held_by_orders_expiring(self, day):
+        """Per account, the cash that live orders on instruments stopping trading by ``day``
+        hold: the run's cancels release it after its margin step."""
+        held: dict[int, int] = defaultdict(int)
+        links = OrderHold.objects.filter(
+            order__status__in=LIVE_STATUSES,
+            order__instrument__last_trading_day__lte=day,
+            hold__status=Hold.Status.PENDING,
+            hold__account__code__contains=":cash:",
+        ).select_related("order", "hold")
+        for link in links:
+            held[link.order.account_id] += link.hold.remaining
+        return held
 
 
 # The invariants ----------------------------------------------------------------------------
@@ -639,6 +827,24 @@ def check_invariants(market: Market, where: str) -> None:
                 assert ledger_account.balance >= 0, f"{where}: {code} is {ledger_account.balance}"
             if any(part in code for part in (":cash:", ":margin:", ":deficit:")):
                 customers -= ledger_account.balance
+    # Nothing trades on a halted instrument.
+    for instrument_id, count in market.halted_trades.items():
+        traded = Trade.objects.filter(instrument_id=instrument_id).count()
+        assert traded == count, f"{where}: instrument {instrument_id} traded while halted"
+    # An account that owes a deficit is under a margin call (reduce-only, no cash out), and
+    # the orders it placed as reducing work only while the call is open: its cure cancels them.
+    called = set(
+        MarginCall.objects.filter(status=MarginCall.Status.OPEN).values_list(
+            "account_id", flat=True
+        )
+    )
+    for account in market.accounts:
+        deficit_code = f"trading:{account.pk}:deficit:USD"
+        if deficit_code in by_code and by_code[deficit_code].balance:
+            assert account.pk in called, f"{where}: {account} owes a deficit with no margin call"
+    reducing = Order.objects.filter(status__in=LIVE_STATUSES, reduce_only=True)
+    for order in reducing.exclude(account_id__in=called):
+        raise AssertionError(f"{where}: reducing order {order.pk} works with no margin call")
     # The pool's loans: what the pool lent is what its members borrowed.
     lent = sum(a.balance for code, a in by_code.items() if ":pool-lent:" in code)
     borrowed = sum(a.balance for code, a in by_code.items() if ":pool-borrowed:" in code)
@@ -654,26 +860,99 @@ def check_invariants(market: Market, where: str) -> None:
     )
 
 
+def check_margin_at_settlement(market: Market, day, released: dict[int, int]) -> None:
+    """Right after a day's run every account holds, per instrument, the margin the margin
+    service computes for its positions at the day's prices (``margin.account_requirement``),
+    as far as its cash went: an account short of it had no cash left then (all it has now is
+    what the run's cancels released after), and unless it is under a margin call it holds at
+    least the maintenance share of its requirement and owes nothing."""
+    prices = dict(
+        SettlementPrice.objects.filter(trading_date=day).values_list("instrument_id", "price")
+    )
+    instruments = list(
+        Instrument.objects.filter(pk__in=[i.pk for i in market.instruments])
+        .exclude(kind=Instrument.Kind.RESALE)
+        .select_related("sku", "region", "underlying")
+    )
+    ratio = Decimal(settings.EXCHANGE_MAINTENANCE_RATIO)
+    for account in market.accounts:
+        codes = LedgerAccount.objects.filter(code__startswith=f"trading:{account.pk}:")
+        balances = {row.code: row.balance for row in codes}
+        positions = {
+            instrument: balances.get(f"trading:{account.pk}:position:{instrument.symbol}", 0)
+            for instrument in instruments
+        }
+        requirement = margin.account_requirement(positions, prices, day)
+        held = {
+            instrument.symbol: -balances.get(
+                f"trading:{account.pk}:margin:{instrument.symbol}:USD", 0
+            )
+            for instrument in instruments
+        }
+        short = 0
+        for symbol, amount in held.items():
+            target = requirement.by_symbol.get(symbol, 0)
+            assert amount <= target, (
+                f"{day}: {account} holds {amount} margin on {symbol}, requires {target}"
+            )
+            short += target - amount
+        cash = LedgerAccount.objects.get(code=cash_account_code(account))
+        deficit = balances.get(f"trading:{account.pk}:deficit:USD", 0)
+        if short or deficit:
+            assert cash.available <= released.get(account.pk, 0), (
+                f"{day}: {account} is {short} short of its margin and owes {deficit} with "
+                f"{cash.available} cash available"
+            )
+        if not market._called(account):
+            total = sum(held.values())
+            assert total >= math.ceil(requirement.total * ratio) and not deficit, (
+                f"{day}: {account} holds {total} of {requirement.total} owing {deficit}, "
+                "with no margin call"
+            )
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_money_invariants_hold_through_random_trading(seed, sku, region, futures, seller, listing):
+def test_money_invariants_hold_through_random_trading(
+    seed, sku, region, futures, seller, listing, django_capture_on_commit_callbacks
+):
     rng = random.Random(seed)
     market = Market(rng, sku, region, futures, seller, listing)
     check_invariants(market, "after setup")
     settle_at = sorted(rng.sample(range(20, STEPS), len(market.days)))
     for number in range(STEPS):
+        # What the services leave to their commit runs as it would (a cured call's cancels of
+        # its reducing orders, the reference caches forgotten): the test's transaction never
+        # commits.
         if market.settled < len(market.days) and number == settle_at[market.settled]:
-            market.settle_next_day()
+            with django_capture_on_commit_callbacks(execute=True):
+                market.settle_next_day()
             check_invariants(market, f"seed {seed}, step {number}: settled a day")
-        market.step()
+        with django_capture_on_commit_callbacks(execute=True):
+            market.step()
         check_invariants(market, f"seed {seed}, step {number}: {market.actions}")
+    delivered = sum(
+        expired["delivered"]
+        for cycle in RiskCycle.objects.all()
+        for expired in cycle.summary.get("futures_expired", [])
+    )
+    calls = Counter(MarginCall.objects.values_list("status", flat=True))
+    print(
+        f"seed {seed}: {dict(market.actions)} refused {dict(market.refusals)}; margin calls "
+        f"{dict(calls)}, GPU-hours delivered {delivered}"
+    )
+    if os.environ.get("INVARIANT_DIAG"):
+        for cycle in RiskCycle.objects.order_by("trading_date"):
+            print("DIAG", cycle.trading_date, cycle.summary)
     # Every day settled: the options, the futures and the listing expired.
     assert market.settled == len(market.days)
     expired = Instrument.objects.filter(status=Instrument.Status.EXPIRED).values_list(
         "pk", flat=True
     )
-    assert {*(o.pk for o in market.options), *(f.pk for f in futures), market.listing.pk} <= set(
-        expired
-    )
+    assert {
+        *(o.pk for o in market.options),
+        *(f.pk for f in market.futures),
+        market.listing.pk,
+    } <= set(expired)
     # The flow did what it is for: trades, and the order actions.
     assert Trade.objects.exists()
     assert {"limit", "marketable", "cancel", "replace"} <= set(market.actions), market.actions
