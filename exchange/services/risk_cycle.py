@@ -122,10 +122,16 @@ class _Ledger:
     """The cycle's view of the accounts it settles, and the postings it builds."""
 
     def __init__(
-        self, instruments: dict[int, Instrument], *, delivering: Sequence[Instrument] = ()
+        self,
+        instruments: dict[int, Instrument],
+        *,
+        delivering: Sequence[Instrument] = (),
+        called: Sequence[int] = (),
     ) -> None:
         """``delivering``: the physically settled futures the cycle delivers; their holders'
-        GPU-hour accounts are locked with the cash accounts (``lock_holders``)."""
+        GPU-hour accounts are locked with the cash accounts (``lock_holders``). ``called``:
+        trading accounts settled even without positions, margin or cost memos (those under a
+        margin call: a flat one may owe a deficit its cash now repays)."""
         self.instruments = instruments
         self.by_symbol = {instrument.symbol: instrument for instrument in instruments.values()}
         self.holders: dict[int, _Holder] = {}
@@ -133,9 +139,9 @@ class _Ledger:
         # Locked GPU-hour accounts, by (trading account id, entitlement commodity code).
         self.entitlements: dict[tuple[int, str], LedgerAccount] = {}
         self.specs: list[EntrySpec] = []
-        self._load(delivering)
+        self._load(delivering, called)
 
-    def _load(self, delivering: Sequence[Instrument]) -> None:
+    def _load(self, delivering: Sequence[Instrument], called: Sequence[int]) -> None:
         symbols = list(self.by_symbol)
         rows = list(
             LedgerAccount.objects.filter(commodity__code__in=symbols)
@@ -166,6 +172,8 @@ class _Ledger:
             value = row.balance if kind == "cost" else -row.balance
             if value:
                 figures[account_id]["costs" if kind == "cost" else "margins"][instrument.pk] = value
+        for account_id in called:
+            figures.setdefault(account_id, {"positions": {}, "costs": {}, "margins": {}})
         positions = {
             (account_id, future.pk): figures[account_id]["positions"].get(future.pk, 0)
             for future in delivering
@@ -740,7 +748,14 @@ def _day_settle(
             and future.settlement == Instrument.Settlement.PHYSICAL
             and future.status != Instrument.Status.EXPIRED
         ]
-        ledger = _Ledger(instruments, delivering=delivering)
+        # Accounts under a margin call are settled even when flat: the margin step repays a
+        # deficit from the cash they have since received and cures or refigures their call.
+        # Until 2026-12-07 only accounts with positions, margin or cost memos were: a flat
+        # one kept owing beside its cash, its call open on stale figures, until a review.
+        called = MarginCall.objects.filter(status=MarginCall.Status.OPEN).values_list(
+            "account_id", flat=True
+        )
+        ledger = _Ledger(instruments, delivering=delivering, called=sorted(called))
         _check_prices(trading_date)
         summary: dict[str, Any] = {
             "options_expired": [],

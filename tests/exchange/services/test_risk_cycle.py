@@ -402,6 +402,45 @@ def test_a_loss_beyond_cash_and_margin_becomes_a_deficit_repaid_first_when_funds
     assert ledger_problems() == []
 
 
+def test_a_flat_account_owing_a_deficit_is_settled_and_cured_by_the_next_day(futures, staff):
+    future, _ = futures
+    hours = future.gpu_hours_per_contract
+    # given a long with $300 that buys 1 contract at 2.50
+    long = _account("lumen", "startup", funded=False)
+    short = _account("northwind", "provider")
+    deposit_test_funds(account=long, amount=Decimal("300"), actor=None)
+    place(short, future, "sell", 1, "2.50")
+    place(long, future, "buy", 1, "2.50")
+    # and the future's final settlement is 1.50: it is flat and owes what cash and margin
+    # could not pay, under a margin call
+    last = future.last_trading_day
+    override(future, last, "1.50", staff)
+    daily_settlement_run(trading_date=last, actor=staff)
+    owed = usd(Decimal("1.00") * hours) - usd("300") + usd("0.50")
+    assert (position(long, future.symbol), cash(long), deficit(long)) == (0, 0, owed)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    assert call.deficit == owed
+
+    # when it deposits $1,000 and the next day settles
+    deposit_test_funds(account=long, amount=Decimal("1000"), actor=None)
+    next_day = business_day_after(last)
+    daily_settlement_run(trading_date=next_day, actor=staff)
+
+    # then the day repays its deficit from that cash and cures its call, as it does for an
+    # account with positions (until 2026-12-07 it settled only accounts with positions,
+    # margin or cost memos: the flat account kept owing beside its cash, its call open
+    # with the figures of the day that made it, until a review)
+    assert (deficit(long), cash(long)) == (0, usd("1000") - owed)
+    call.refresh_from_db()
+    assert (call.status, call.deficit, call.held, call.required) == (
+        MarginCall.Status.CURED,
+        0,
+        0,
+        0,
+    )
+    assert ledger_problems() == []
+
+
 # 4. Liquidation ---------------------------------------------------------------------------
 
 
