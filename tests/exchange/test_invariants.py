@@ -121,9 +121,9 @@ from ledger.selectors import ledger_problems
 from tests.exchange.conftest import _account
 from tests.exchange.support import staff_user
 
-# Three seeds of 250 steps take about 25 s on SQLite; seed 12 reaches a pool allocation that
-# closes a member's short (its margin was kept until 2026-12-07). A longer hunt, by hand:
-# INVARIANT_SEEDS=1-200 INVARIANT_STEPS=300 pytest tests/exchange/test_invariants.py
+# Three seeds of 250 steps take about 35 s on SQLite; each reaches margin calls and their cure,
+# seeds 1 and 12 a physical delivery. A longer hunt, by hand (-s prints what each seed did):
+# INVARIANT_SEEDS=1-200 INVARIANT_STEPS=300 pytest -s tests/exchange/test_invariants.py
 _first, _, _last = os.environ.get("INVARIANT_SEEDS", "").partition("-")
 SEEDS = tuple(range(int(_first), int(_last or _first) + 1)) if _first else (1, 2, 12)
 STEPS = int(os.environ.get("INVARIANT_STEPS", "250"))
@@ -206,6 +206,11 @@ class Market:
             actor=self.sponsor_user,
         )
         self.accounts.append(self.pool.account)
+        # Who places orders with the order services: every account but the pool's, whose
+        # orders are the pool services' (its offers of contracts it holds, its rounds' buys) or
+        # a liquidation's. Sold short with the order services, it took contracts back from a
+        # member into margin the pool services never set aside for a short.
+        self.traders = self.accounts[:5]
         # GPU-hours of the physical future's month, for the seller and the three customers to
         # deliver when they are short at its expiry (the pool has none: it settles in cash).
         month_start = datetime.combine(physical.delivery_start, time.min, tzinfo=UTC)
@@ -286,6 +291,7 @@ class Market:
             (1, self.pool_fund),
             (1, self.pool_credit_repay),
             (4, self.reduce),
+            (3, self.lever),
             (1, self.halt_or_resume),
             (1, self.staff_cancel),
             (1, self.pool_demand_change),
@@ -357,7 +363,7 @@ class Market:
         options["post_only"] = self.rng.random() < 0.15
         options["self_trade_prevention"] = self.rng.choice(list(Order.SelfTradePrevention))
         self._place(
-            self.rng.choice(self.accounts),
+            self.rng.choice(self.traders),
             instrument,
             side,
             price=self._price(instrument, ticks),
@@ -375,7 +381,7 @@ class Market:
         mid = int(best.price / instrument.tick_size) if best else self.mids[instrument.pk]
         ticks = mid + through if side == "buy" else mid - through
         self._place(
-            self.rng.choice(self.accounts),
+            self.rng.choice(self.traders),
             instrument,
             side,
             price=self._price(instrument, ticks),
@@ -386,7 +392,7 @@ class Market:
     def market(self):
         instrument = self._instrument()
         self._place(
-            self.rng.choice(self.accounts),
+            self.rng.choice(self.traders),
             instrument,
             self.rng.choice(("buy", "sell")),
             type=Order.Type.MARKET,
@@ -572,11 +578,15 @@ class Market:
 
     def reduce(self):
         """An account under a margin call closes part of a position: a reducing order."""
-        calls = list(MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"))
+        calls = list(
+            MarginCall.objects.filter(status=MarginCall.Status.OPEN)
+            .exclude(account=self.pool.account)
+            .order_by("pk")
+        )
         if not calls:
-            raise Nothing("no open margin call")
+            raise Nothing("no open margin call of a trader")
         account_id = self.rng.choice(calls).account_id
-        account = next(a for a in self.accounts if a.pk == account_id)
+        account = next(a for a in self.traders if a.pk == account_id)
         held = [
             (instrument, contracts_in(account, instrument))
             for instrument in self.tradable()
@@ -597,6 +607,33 @@ class Market:
                 options["time_in_force"] = Order.TimeInForce.GTD
                 options["expires_at"] = timezone.now() + self.clock_offset + timedelta(hours=3)
         self._place(account, instrument, side, quantity=quantity, **options)
+
+    def lever(self):
+        """Two customers trade a futures position with each other as large as the available
+        cash of both margins, so that the next day's move, either way, can put one of them
+        under a margin call."""
+        futures = [i for i in self.tradable() if i.kind == Instrument.Kind.FUTURE]
+        if not futures:
+            raise Nothing("no future trades")
+        instrument = self.rng.choice(futures)
+        price = self._price(instrument, self.mids[instrument.pk])
+        seller, buyer = self.rng.sample(self.traders, 2)
+        quantity = 40
+        for account, side in ((seller, Side.SELL), (buyer, Side.BUY)):
+            cash = LedgerAccount.objects.get(code=cash_account_code(account)).available
+            per_contract = margin.order_margin_per_contract(instrument, side, price) + MICROS
+            quantity = min(quantity, cash // per_contract)
+        if quantity < 1:
+            raise Nothing("no cash to lever")
+        self._place(seller, instrument, Side.SELL, price=price, quantity=quantity)
+        self._place(
+            buyer,
+            instrument,
+            Side.BUY,
+            price=price,
+            quantity=quantity,
+            time_in_force=Order.TimeInForce.IOC,
+        )
 
     def halt_or_resume(self):
         """Operations staff halt an instrument, or resume one they halted."""
