@@ -960,10 +960,20 @@ def _reducing_orders_cancel_on_commit(call: MarginCall) -> None:
 
 
 def margin_calls_review() -> int:
-    """Review every open call (beat task); returns how many were cured."""
+    """Review every open call (beat task); returns how many were cured.
+
+    A review that fails (a deadlock, a call a liquidation ended meanwhile) is rolled back,
+    logged with its traceback and left to the next run (every 5 minutes): the calls after it
+    are still reviewed. Until 2026-12-07 the first failure ended the run, so one call that
+    could not be reviewed kept every later one from being cured."""
     cured = 0
     for call in MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"):
-        if margin_call_review(call).status == MarginCall.Status.CURED:
+        try:
+            reviewed = margin_call_review(call)
+        except Exception:
+            log.exception("margin call #%s: review failed, left to the next run", call.pk)
+            continue
+        if reviewed.status == MarginCall.Status.CURED:
             cured += 1
     return cured
 

@@ -217,6 +217,44 @@ def _called_account(future, seller):
     return poor
 
 
+def test_a_review_that_fails_leaves_the_other_calls_reviewed(future, seller, monkeypatch, caplog):
+    from exchange.services import risk_cycle
+
+    # given two accounts long 10 at 2.50 with $4,000 each, marked down to 2.10 (both called),
+    # both funded since, and the first's review failing
+    first, second = (_account(slug, "startup", funded=False) for slug in ("sprout", "bloom"))
+    for account in (first, second):
+        deposit_test_funds(account=account, amount=Decimal("4000"), actor=None)
+        place(seller, future, "sell", 10, "2.50")
+        place(account, future, "buy", 10, "2.50")
+    day = future.last_trading_day - timedelta(days=3)
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=day, price=Decimal("2.10"), source="override"
+    )
+    call_command("settle_day", "--date", day.isoformat())
+    calls = list(MarginCall.objects.filter(status=MarginCall.Status.OPEN).order_by("pk"))
+    assert [call.account for call in calls] == [first, second]
+    for account in (first, second):
+        deposit_test_funds(account=account, amount=Decimal("10000"), actor=None)
+    review = risk_cycle.margin_call_review
+
+    def failing_first(call):
+        if call.pk == calls[0].pk:
+            raise RuntimeError("deadlock detected")
+        return review(call)
+
+    monkeypatch.setattr(risk_cycle, "margin_call_review", failing_first)
+
+    # when the task runs
+    cured = tasks.risk_margin_calls_review.delay().get()
+
+    # then the second is cured, the first left open for the next run, and the failure logged
+    assert cured == 1
+    statuses = [MarginCall.objects.get(pk=call.pk).status for call in calls]
+    assert statuses == [MarginCall.Status.OPEN, MarginCall.Status.CURED]
+    assert f"margin call #{calls[0].pk}: review failed" in caplog.text
+
+
 def test_margin_calls_are_reviewed_by_task_command_and_admin(admin_client, future, seller):
     poor = _called_account(future, seller)
     call = MarginCall.objects.get(account=poor, status=MarginCall.Status.OPEN)
