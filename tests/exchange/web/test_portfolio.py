@@ -467,6 +467,9 @@ def test_a_gtd_order_whose_time_has_come_is_not_shown_offered_before_the_sweep(
     assert expired not in before
     assert expired in response.content.decode()
     assert expired in instrument_page.content.decode()
+    # and its status reads expired, as the API answers it; before its time it read open
+    assert f"{expired}</span></td><td>Expired</td>" in response.content.decode()
+    assert "<td>Expired</td>" not in before
     # and the GTC order's 3 are still shown open
     assert '<td class="num">3</td><td class="num">0</td><td class="num">3</td>' in (
         response.content.decode()
