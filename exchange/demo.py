@@ -32,6 +32,7 @@ from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds, test_mode_active
 from exchange.services.listing import (
     futures_list_strip,
+    listable_until,
     listing_trades,
     options_list_chain,
     resale_list,
@@ -309,13 +310,6 @@ def _trades(instrument: Instrument) -> bool:
     return timezone.now() < calendar.trading_ends_at(instrument.last_trading_day)
 
 
-def _listable(starts: datetime) -> bool:
-    """A block starting then can still be listed for resale (``resale_list``'s rule)."""
-    now = timezone.now()
-    last_trading_day = starts.date() - timedelta(days=1)
-    return starts > now + timedelta(days=1) and now < calendar.trading_ends_at(last_trading_day)
-
-
 def load_reservations(today: date) -> None:
     provider = Organization.objects.get(slug="northwind")
     blocks = [
@@ -330,7 +324,7 @@ def load_reservations(today: date) -> None:
         starts = datetime.combine(
             calendar.add_months(calendar.month_start(today), offset), time.min, tzinfo=UTC
         )
-        if offset > 0 and not _listable(starts):
+        if offset > 0 and timezone.now() >= listable_until(starts):
             # At a month's end next month's block could no longer be listed for resale.
             starts = datetime.combine(calendar.add_months(starts.date(), 1), time.min, tzinfo=UTC)
         reservation = ReservedCapacity.objects.filter(cluster=cluster).first()

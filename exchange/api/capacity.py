@@ -22,9 +22,9 @@ from exchange.api.market import InstrumentSerializer
 from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.trading import AwareDateTimeField
 from exchange.api.views import ApiView
-from exchange.models import ApiKey, Instrument, Organization, Region, ReservedCapacity, Sku
+from exchange.models import ApiKey, Organization, Region, ReservedCapacity, Sku
 from exchange.models.catalog import Interconnect
-from exchange.selectors.capacity import capacity_held, capacity_of, gpus_held
+from exchange.selectors.capacity import capacity_held, capacity_of, gpus_held, latest_listing
 from exchange.services.capacity import GPUS_MAX, capacity_register
 from exchange.services.listing import listing_trades, resale_list, resale_next_term
 
@@ -61,18 +61,14 @@ class CapacitySerializer(serializers.ModelSerializer):
         "what it bought there."
     )
 
-    def _latest_listing(self, reservation: ReservedCapacity) -> Instrument | None:
-        # Listed in order of their start: ``capacity_of`` prefetches them.
-        return max(reservation.listings.all(), key=lambda i: i.delivery_start, default=None)
-
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_listed_symbol(self, reservation: ReservedCapacity) -> str | None:
-        listing = self._latest_listing(reservation)
+        listing = latest_listing(reservation)
         return listing.symbol if listing else None
 
     @extend_schema_field(serializers.BooleanField())
     def get_listing_trading(self, reservation: ReservedCapacity) -> bool:
-        listing = self._latest_listing(reservation)
+        listing = latest_listing(reservation)
         return listing is not None and listing_trades(listing, self.context["now"])
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))

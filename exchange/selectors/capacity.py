@@ -63,6 +63,12 @@ def capacity_of(organization: Organization) -> QuerySet[ReservedCapacity]:
     )
 
 
+def latest_listing(reservation: ReservedCapacity) -> Instrument | None:
+    """The block's latest resale listing (they follow one another, each from a later start),
+    None if never listed; from ``capacity_of``'s prefetch when it was read there."""
+    return max(reservation.listings.all(), key=lambda i: i.delivery_start, default=None)
+
+
 def capacity_held(organization: Organization, capacity_id: int) -> ReservedCapacity | None:
     """Block ``capacity_id`` if ``organization`` may list it for resale: its registered holder,
     or an organization holding GPUs of it now (bought on its listings, ``BlockHolding.held``),

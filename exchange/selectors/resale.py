@@ -7,7 +7,7 @@ from datetime import date
 from django.utils import timezone
 
 from exchange.models import Instrument, Organization, Region, ReservedCapacity
-from exchange.selectors.capacity import capacity_of, gpus_held
+from exchange.selectors.capacity import capacity_of, gpus_held, latest_listing
 from exchange.selectors.market import Quote, quotes_for
 from exchange.services.capacity import issued_from
 from exchange.services.listing import ResaleTerm, listing_trades, resale_next_term
@@ -69,8 +69,7 @@ def blocks_of(organization: Organization) -> list[Block]:
     held = gpus_held(organization.pk, blocks)
     rows = []
     for reservation in blocks:
-        listings = list(reservation.listings.all())
-        listing = listings[-1] if listings else None
+        listing = latest_listing(reservation)
         rows.append(
             Block(
                 reservation,

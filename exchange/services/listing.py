@@ -23,8 +23,8 @@ from exchange import calendar
 from exchange.backoffice.roles import CATALOG_STAFF
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
+from exchange.selectors.marks import mark_price
 from exchange.services.audit import audit_record
-from exchange.services.margin import reference_price as future_reference_price
 from exchange.symbols import future_symbol, option_symbol, resale_symbol
 
 FUTURE_TICK_SIZE = Decimal("0.005")
@@ -172,20 +172,12 @@ def options_list_chain(
     return instruments
 
 
-def _listable_until(starts_at: datetime) -> datetime:
+def listable_until(starts_at: datetime) -> datetime:
     """Until when a listing delivering from ``starts_at`` can be made: a day before that hour,
     or the close of the day before it (when the listing's trading ends), whichever comes
     first."""
     last_trading_day = starts_at.astimezone(UTC).date() - timedelta(days=1)
     return min(starts_at - timedelta(days=1), calendar.trading_ends_at(last_trading_day))
-
-
-def resale_listable_until(reservation: ReservedCapacity) -> datetime:
-    """The moment from which the block can no longer be listed for its whole term: a day
-    before its term starts, or the close of the day before the term starts (when its listing's
-    trading would end), whichever comes first. From then on it is listed from a month's start
-    (``resale_next_term``)."""
-    return _listable_until(reservation.starts_at)
 
 
 def listing_trades(listing: Instrument, now: datetime) -> bool:
@@ -207,13 +199,13 @@ class ResaleTerm:
 def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm | None:
     """The term a listing of ``reservation`` made at ``now`` would sell.
 
-    Its whole term while it can still be listed before the term (``resale_listable_until``).
+    Its whole term while it can still be listed before the term (``listable_until`` its start).
     After that, as a holder with a reservation running resells the months it will not use, from
     the first month's start (00:00 UTC) it can still be listed for, more than a day ahead and
     before the close of the day before, to the end of the term: the GPU-hours of a month
     already begun are partly used, and entitlements are whole months. None when the term ends
     before that month starts: nothing is left to list."""
-    until = _listable_until(reservation.starts_at)
+    until = listable_until(reservation.starts_at)
     if now < until:
         return ResaleTerm(reservation.starts_at, until, whole_term=True)
     after = max(now, reservation.starts_at).astimezone(UTC).date()
@@ -222,7 +214,7 @@ def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm
         starts_at = datetime.combine(month, time.min, tzinfo=UTC)
         if starts_at >= reservation.ends_at:
             return None
-        until = _listable_until(starts_at)
+        until = listable_until(starts_at)
         if now < until:
             return ResaleTerm(starts_at, until, whole_term=False)
         month = calendar.add_months(month, 1)
@@ -420,7 +412,7 @@ def _futures_for_options(sku: Sku, region: Region, moment: datetime) -> list[Ins
 
 def _options_roll(future: Instrument, actor: User | None) -> list[Instrument]:
     """List the option strikes around ``future``'s reference price; return the new ones."""
-    reference = future_reference_price(future)
+    reference = mark_price(future)
     if reference is None or reference <= 0:
         return []  # No price to centre strikes on yet: the future has not settled or traded.
     strike_step = _strike_step_listed(future) or strike_step_from_price(

@@ -81,13 +81,6 @@ def latest_settlements(
     return latest
 
 
-def reference_price(instrument: Instrument) -> Decimal | None:
-    """The instrument's mark (``selectors.marks``: the newer of its latest settlement price
-    and its last trade), else None: the price a writer's margin takes its future at, and a
-    pool's transfers move contracts at, as the portfolio and the chain show it."""
-    return mark_price(instrument)
-
-
 def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:
     """The option's latest implied volatility; without one (an option not yet settled), its
     future's historical volatility (``selectors.volatility``); else the default."""
@@ -118,7 +111,7 @@ def order_margin_per_contract(instrument: Instrument, side: str, price: Decimal)
         )
     if instrument.kind == Instrument.Kind.OPTION and side == Side.SELL:
         assert instrument.underlying is not None and instrument.strike is not None
-        forward_price = reference_price(instrument.underlying) or instrument.strike
+        forward_price = mark_price(instrument.underlying) or instrument.strike
         forward = float(forward_price)
         position = Position(
             -1,

@@ -73,6 +73,7 @@ from exchange.models.pools import (
 )
 from exchange.selectors import orders as orders_selector
 from exchange.selectors import pools as pool_selectors
+from exchange.selectors.marks import mark_price
 from exchange.selectors.risk import cash_out_refusal, margin_call_of
 from exchange.services import collateral
 from exchange.services.audit import audit_record
@@ -87,7 +88,7 @@ from exchange.services.ledger_accounts import (
     usd,
     usd_to_micros,
 )
-from exchange.services.margin import order_margin_per_contract, reference_price
+from exchange.services.margin import order_margin_per_contract
 from exchange.services.orders import (
     order_cancel,
     order_place,
@@ -1239,7 +1240,7 @@ def _member_margin_release(
 
 
 def _mark(instrument: Instrument) -> Decimal:
-    price = reference_price(instrument)
+    price = mark_price(instrument)
     if price is None:
         raise _refuse(
             PoolErrorCode.NO_MARK,

@@ -72,6 +72,7 @@ from exchange.models import (
     RiskCycle,
     Side,
 )
+from exchange.selectors.marks import mark_price
 from exchange.selectors.risk import prices_missing
 from exchange.services import margin, settlement_prices
 from exchange.services.audit import audit_record
@@ -882,7 +883,7 @@ def _latest_prices(instrument_ids: list[int]) -> dict[int, Decimal]:
         for instrument_id, row in margin.latest_settlements(instrument_ids).items()
     }
     for instrument in Instrument.objects.filter(pk__in=instrument_ids).exclude(pk__in=prices):
-        reference = margin.reference_price(instrument)
+        reference = mark_price(instrument)
         if reference is not None:
             prices[instrument.pk] = reference
     return prices

@@ -370,7 +370,12 @@ def _option_prices(
                 implied.append(row.implied_volatility)
             rows.append(row)
         sibling_sigma = float(sum(implied) / len(implied)) if implied else None
-        historical: list[float | None] = []  # The future's, read once, when first needed.
+        # The future's, for options with neither their own nor their siblings' (one read).
+        historical = (
+            historical_volatility(underlying_id, until=trading_date)
+            if modelled and sibling_sigma is None
+            else None
+        )
         for option in modelled:
             latest = previous.get(option.pk)
             if latest is not None and latest.implied_volatility is not None:
@@ -378,9 +383,7 @@ def _option_prices(
             elif sibling_sigma is not None:
                 sigma = sibling_sigma
             else:
-                if not historical:
-                    historical.append(historical_volatility(underlying_id, until=trading_date))
-                sigma = historical[0] or float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+                sigma = historical or float(settings.EXCHANGE_DEFAULT_VOLATILITY)
             value, _ = margin.option_value(option, forward, sigma, trading_date)
             rows.append(
                 SettlementPrice(

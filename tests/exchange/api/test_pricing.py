@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from exchange import calendar
 from exchange.models import Instrument, Region, SettlementPrice
+from exchange.selectors.marks import mark_price
 from exchange.services import margin
 from exchange.services.api_keys import api_key_create
 from exchange.services.instruments import instrument_set_status
@@ -287,7 +288,7 @@ def test_quote_of_a_listed_option_takes_its_implied_volatility_or_the_one_given(
         source="vwap",
         implied_volatility=Decimal("0.45"),
     )
-    assert margin.reference_price(future) is None
+    assert mark_price(future) is None
     place(seller, future, "sell", 1, "2.45")
     place(buyer, future, "buy", 1, "2.45")
     years = (call.last_trading_day - today()).days / 365

@@ -10,7 +10,7 @@ from django.urls import reverse
 from exchange.models import AuditEntry, Instrument, Membership, Region, ReservedCapacity, Sku
 from exchange.selectors.entitlements import entitlements_of
 from exchange.services.capacity import capacity_register
-from exchange.services.listing import resale_list, resale_listable_until
+from exchange.services.listing import listable_until, resale_list
 from exchange.services.participants import member_add, organization_create
 from tests.exchange.support import (
     ending_before_any_resale_month,
@@ -386,7 +386,7 @@ def test_a_block_within_a_day_of_its_term_offers_no_listing_with_no_month_left(
 
     assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
     assert f'action="{reverse("web:capacity_list", args=[later.pk])}"' in html
-    assert resale_listable_until(block) <= soon - timedelta(days=1)
+    assert listable_until(block.starts_at) <= soon - timedelta(days=1)
     assert "not listable: the term starts within a day and ends before the next month" in html
 
 
