@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import UnionType
 from typing import Any, Self, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -1398,6 +1398,11 @@ class ExchangeClient:
         # The exchange read its clock about halfway through the round trip.
         self.clock_offset_seconds = server - (sent + received) / 2
         return self.clock_offset_seconds
+
+    def now(self) -> datetime:
+        """The exchange's time as this machine's clock reads it, corrected by the offset
+        ``sync_clock`` measured (this machine's own time until then)."""
+        return datetime.fromtimestamp(time.time() + self.clock_offset_seconds, UTC)
 
     def instruments(self, **filters: str) -> list[Instrument]:
         _, rows = self.request("GET", "instruments/", params=filters)

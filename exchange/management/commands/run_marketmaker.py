@@ -8,7 +8,11 @@ opening quotes ``seed_demo`` placed, option quotes, a trader's orders) stay wher
 It quotes the front months of each strip that still trade: a future stops trading at the close
 of its last trading day (the instrument's ``trading_ends_at``), while its status stays active
 until the daily cycle expires it, so from then on it is dropped and the next month takes its
-place. Its quotes resting there cannot trade any more; they go when it stops, or when the daily
+place. Whether the close has passed is read on the exchange's clock, not this machine's: the
+offset between them is measured at the start and again with every read of the statuses
+(``ExchangeClient.sync_clock``), so a machine whose clock runs behind does not quote a future
+past its close (every quote refused ``ORDER_INSTRUMENT_EXPIRED``) and one ahead does not drop
+it early. Its quotes resting there cannot trade any more; they go when it stops, or when the daily
 cycle expires the future and cancels what rests on it.
 
 A future staff halt is skipped while it is halted, and quoted again once it resumes: the run
@@ -23,7 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from types import FrameType
 from typing import Any
@@ -103,6 +107,7 @@ class Command(BaseCommand):
             sleep=time.sleep,  # Looked up now: a test may have replaced it.
         )
         self._wait_for(client)
+        client.sync_clock()
         futures = self._futures(client)
         if not futures:
             raise CommandError("No futures to quote: load the demo market (seed_demo).")
@@ -128,7 +133,9 @@ class Command(BaseCommand):
             while (options["rounds"] == 0 or rounds < options["rounds"]) and not self._stop_asked:
                 rounds += 1
                 statuses_due = rounds > 1 and (rounds - 1) % STATUS_READ_ROUNDS == 0
-                now = datetime.now(UTC)
+                if statuses_due:
+                    client.sync_clock()
+                now = client.now()
                 if statuses_due or not all(still_trades(future, now) for future in futures):
                     # The statuses again (a halt, a resume), or a quoted future's trading ended:
                     # the strip's next month takes its place.
@@ -241,7 +248,7 @@ class Command(BaseCommand):
         their statuses: a halted one keeps its place (it is skipped while halted), so the run
         quotes it again when it resumes."""
         by_strip: dict[tuple[str, str], list[Instrument]] = {}
-        now = datetime.now(UTC)
+        now = client.now()
         for instrument in client.instruments(kind="future"):
             if instrument.status == EXPIRED or not still_trades(instrument, now):
                 continue

@@ -15,6 +15,7 @@ import pytest
 import requests
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -274,6 +275,8 @@ def test_a_signing_client_whose_clock_drifts_syncs_with_the_exchange(buyer, monk
     assert refused.value.code == "AUTH_SIGNATURE_EXPIRED"
     assert 119 < offset < 121
     assert me.organization == buyer.organization.slug
+    # and its now() reads the exchange's time, not the machine's two minutes behind
+    assert abs((client.now() - timezone.now()).total_seconds()) < 1
 
 
 def test_a_signing_client_may_send_the_same_request_twice_in_a_second(buyer, monkeypatch):

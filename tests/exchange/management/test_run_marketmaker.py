@@ -9,15 +9,17 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+import exchange_client.client as client_module
 from exchange import calendar
 from exchange.api import throttling, trading
 from exchange.management.commands import run_marketmaker
@@ -215,19 +217,17 @@ def test_when_a_quoted_futures_trading_ends_the_next_month_takes_its_place(
     ended = Instrument.objects.filter(
         kind=Instrument.Kind.FUTURE, delivery_start=front.delivery_start
     )
-    after_the_close = calendar.trading_ends_at(front.last_trading_day)
+    # (a second after it: the offset the run measures with its clock is a few ms either way)
+    after_the_close = calendar.trading_ends_at(front.last_trading_day).timestamp() + 1
     first_round: list[int] = []
-
-    class Clock(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return after_the_close if first_round else datetime.now(tz)
 
     def sleep(seconds: float) -> None:
         if not first_round:
             first_round.append(Order.objects.order_by("-pk").values_list("pk", flat=True)[0])
 
-    monkeypatch.setattr(run_marketmaker, "datetime", Clock)
+    # The client's clock (the exchange's time as it reads it) is past the close from round 2.
+    clock = SimpleNamespace(time=lambda: after_the_close if first_round else time.time())
+    monkeypatch.setattr(client_module, "time", clock)
     monkeypatch.setattr(run_marketmaker.time, "sleep", sleep)
 
     run(live_server.url, rounds=4, interval=0.01, seed=11, cancel_after=0)
@@ -235,6 +235,42 @@ def test_when_a_quoted_futures_trading_ends_the_next_month_takes_its_place(
     later = its_quotes(demo_market).filter(pk__gt=first_round[0])
     assert later.exists()
     assert not later.filter(instrument__in=ended).exists()
+
+
+def test_it_reads_the_close_on_the_exchanges_clock_not_its_machines(
+    live_server, demo_market, settings, monkeypatch
+):
+    """Its machine's clock an hour behind the exchange's: the front futures' close has passed on
+    the exchange's clock and not yet on the machine's. It measures the offset at the start and
+    quotes the next months, where quoting by its own clock every quote on the front months
+    would be refused (ORDER_INSTRUMENT_EXPIRED)."""
+    # given the front futures' trading ended a minute ago
+    front = Instrument.objects.filter(kind=Instrument.Kind.FUTURE).order_by("delivery_start")[0]
+    ended = Instrument.objects.filter(
+        kind=Instrument.Kind.FUTURE, delivery_start=front.delivery_start
+    )
+    a_minute_ago = (timezone.now() - timedelta(minutes=1)).astimezone(UTC)
+    ended.update(last_trading_day=a_minute_ago.date())
+    settings.EXCHANGE_SETTLEMENT_CLOSE = a_minute_ago.strftime("%H:%M")
+    close = calendar.trading_ends_at(a_minute_ago.date())
+    assert close < timezone.now() < close + timedelta(minutes=2)
+    # and the machine's clock an hour behind (as the client and the command would read it)
+    behind = SimpleNamespace(time=lambda: time.time() - 3600)
+    monkeypatch.setattr(client_module, "time", behind)
+
+    class Behind(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) - timedelta(hours=1)
+
+    monkeypatch.setattr(run_marketmaker, "datetime", Behind)
+
+    _, err = run(live_server.url, rounds=2, interval=0, seed=11, cancel_after=0)
+
+    quotes = its_quotes(demo_market)
+    assert quotes.exists()
+    assert not quotes.filter(instrument__in=ended).exists()
+    assert "ORDER_INSTRUMENT_EXPIRED" not in err
 
 
 def test_sigterm_withdraws_its_quotes_and_disarms_the_switch(live_server, demo_market, monkeypatch):
