@@ -27,14 +27,18 @@ at delivery do not change with the expiries). A month with no option (``None`` i
 ``ListedOptions``) is left unhedged by that strategy's leg.
 
 Each reports the expected cost and the 95% worst case (the 95th percentile of the simulated
-cost, seeded so results repeat). Premiums are Black-76 values at the given volatility and each
-option's time to expiry, carried to delivery at ``rate``.
+cost, seeded so results repeat). Premiums are Black-76 values at each option's time to expiry and
+its own volatility where ``ListedOptions`` gives one (the market's price of that option), else
+the given volatility, carried to delivery at ``rate``. The prices are simulated at the given
+volatility whatever the options' own: an option's volatility sets what it costs, the simulated
+market whether it is exercised.
 
 ``minimum_variance_hedge_ratio`` gives the futures per unit of need when the need (one SKU and
 region) is hedged with another's futures: ``correlation x sigma_need / sigma_hedge`` from the
 two series' log returns.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,12 +80,15 @@ class PlannedNeed:
 class ListedOptions:
     """The options that carry out the cap and the collar, one entry per month of the need:
     strikes in $/GPU-hr and times to expiry in years from now, None where the month has no
-    option of that type (its leg is then left out)."""
+    option of that type (its leg is then left out). Each option's annualized volatility, the
+    one its value is taken at, may be given too (None for the month: the simulation's)."""
 
     call_strikes: tuple[float | None, ...]
     call_years_to_expiry: tuple[float | None, ...]
     put_strikes: tuple[float | None, ...]
     put_years_to_expiry: tuple[float | None, ...]
+    call_volatilities: tuple[float | None, ...] | None = None
+    put_volatilities: tuple[float | None, ...] | None = None
 
     def check(self, need: PlannedNeed) -> None:
         months = len(need.hours)
@@ -102,6 +109,19 @@ class ListedOptions:
                 if not (strike > 0 and 0 < expiry <= delivery):
                     raise HedgeInputError(
                         "Strikes are positive; options expire after now, by their delivery."
+                    )
+        for strikes, sigmas in (
+            (self.call_strikes, self.call_volatilities),
+            (self.put_strikes, self.put_volatilities),
+        ):
+            if sigmas is None:
+                continue
+            if len(sigmas) != months:
+                raise HedgeInputError("Option volatilities need one entry (or None) per month.")
+            for strike, sigma in zip(strikes, sigmas, strict=True):
+                if sigma is not None and (strike is None or not 0 <= sigma < math.inf):
+                    raise HedgeInputError(
+                        "An option's volatility is finite and not negative, given for an option."
                     )
 
 
@@ -256,8 +276,22 @@ def recommend(
     volume = need.gpus * np.asarray(need.hours, dtype=np.float64)  # GPU-hours per month.
     times = np.asarray(need.years_to_delivery, dtype=np.float64)
     carry = np.exp(rate * times)  # A premium paid now costs this much more at delivery.
-    call = _Leg(need, sigma, rate, options.call_strikes, options.call_years_to_expiry, True, known)
-    put = _Leg(need, sigma, rate, options.put_strikes, options.put_years_to_expiry, False, known)
+    call = _Leg(
+        need,
+        sigma,
+        rate,
+        (options.call_strikes, options.call_years_to_expiry, options.call_volatilities),
+        True,
+        known,
+    )
+    put = _Leg(
+        need,
+        sigma,
+        rate,
+        (options.put_strikes, options.put_years_to_expiry, options.put_volatilities),
+        False,
+        known,
+    )
 
     unhedged = prices @ volume
     hedged = (ratios * np.asarray(need.forwards) + (1.0 - ratios) * prices) @ volume
@@ -295,26 +329,31 @@ def recommend(
 
 class _Leg:
     """One option per month (or none), as arrays: strikes, Black-76 values (0 where there is no
-    option) and, per simulated path, whether each month's option is exercised (in the money at
-    its expiry; never where there is no option)."""
+    option) at each option's own volatility (else ``sigma``) and, per simulated path, whether
+    each month's option is exercised (in the money at its expiry in the prices simulated at
+    ``sigma``; never where there is no option)."""
 
     def __init__(
         self,
         need: PlannedNeed,
         sigma: float,
         rate: float,
-        strikes: tuple[float | None, ...],
-        years_to_expiry: tuple[float | None, ...],
+        options: tuple[
+            tuple[float | None, ...], tuple[float | None, ...], tuple[float | None, ...] | None
+        ],
         call: bool,
         brownian: dict[float, NDArray[np.float64]],
     ) -> None:
+        strikes, years_to_expiry, volatilities = options
         self.listed = np.array([strike is not None for strike in strikes])
         forwards = np.asarray(need.forwards, dtype=np.float64)
         # Months without an option get a placeholder strike and expiry that value to nothing.
         self.strikes = np.array([strike or 1.0 for strike in strikes], dtype=np.float64)
         expiry = np.array([years or 0.0 for years in years_to_expiry], dtype=np.float64)
+        own = volatilities or (None,) * len(strikes)
+        sigmas = np.array([sigma if own_sigma is None else own_sigma for own_sigma in own])
         values = np.asarray(
-            black76.price(forwards, self.strikes, expiry, rate, sigma, call), dtype=np.float64
+            black76.price(forwards, self.strikes, expiry, rate, sigmas, call), dtype=np.float64
         )
         self.values = np.where(self.listed, values, 0.0)
         paths = next(iter(brownian.values())).size

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 from functools import lru_cache
 
 from django.conf import settings
@@ -81,18 +82,53 @@ def latest_settlements(
     return latest
 
 
-def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:
-    """The option's latest implied volatility; without one (an option not yet settled), its
+class VolatilitySource(StrEnum):
+    """Where the volatility a listed option is valued at comes from (`option_volatility`)."""
+
+    # Its latest settlement price is the market's (closing-window VWAP or mid) or a staff
+    # override: the volatility that price implies.
+    IMPLIED = "implied"
+    # Its latest settlement price is the model's: the volatility the daily settlement took from
+    # its chain (its own earlier implied volatility, else its siblings' that day, else its
+    # future's historical volatility or the default then).
+    CHAIN = "chain"
+    # Not settled with a volatility yet: its future's historical volatility now.
+    HISTORICAL = "historical"
+    # Neither, nor enough of the future's settlement prices: ``EXCHANGE_DEFAULT_VOLATILITY``.
+    DEFAULT = "default"
+    # Never returned by `option_volatility`: a calculator given a volatility reports it so.
+    REQUESTED = "requested"
+
+
+@dataclass(frozen=True)
+class OptionVolatility:
+    sigma: float  # Annualized.
+    source: VolatilitySource
+
+
+def option_volatility(
+    option: Instrument, latest: SettlementPrice | None = None
+) -> OptionVolatility:
+    """The volatility the exchange values ``option`` at (the option chain, margin, the option
+    quote and the hedge), and where it comes from: its latest settlement's implied volatility
+    (``latest`` when given, read otherwise); without one (an option not yet settled), its
     future's historical volatility (``selectors.volatility``); else the default."""
     if latest is None:
         latest = latest_settlements([option.pk]).get(option.pk)
     if latest is not None and latest.implied_volatility is not None:
-        return float(latest.implied_volatility)
+        modelled = latest.source == SettlementPrice.Source.MODEL
+        source = VolatilitySource.CHAIN if modelled else VolatilitySource.IMPLIED
+        return OptionVolatility(float(latest.implied_volatility), source)
     if option.underlying_id is not None:
         historical = historical_volatility(option.underlying_id)
         if historical is not None:
-            return historical
-    return float(settings.EXCHANGE_DEFAULT_VOLATILITY)
+            return OptionVolatility(historical, VolatilitySource.HISTORICAL)
+    return OptionVolatility(float(settings.EXCHANGE_DEFAULT_VOLATILITY), VolatilitySource.DEFAULT)
+
+
+def volatility_of(option: Instrument, latest: SettlementPrice | None = None) -> float:
+    """`option_volatility`'s volatility alone."""
+    return option_volatility(option, latest).sigma
 
 
 def order_margin_per_contract(instrument: Instrument, side: str, price: Decimal) -> int:

@@ -1,5 +1,8 @@
 """Hedge recommendations: costs with and without hedges, and the minimum-variance ratio."""
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -211,6 +214,51 @@ def test_an_option_expiring_before_delivery_caps_less_than_one_at_delivery():
     assert before.costs["cap"].worst_case > ceiling
     # and, the forward being a martingale, the expected cost is the forward's (rate 0)
     assert before.costs["cap"].expected == pytest.approx(8 * 744 * 2.4, rel=0.01)
+
+
+def test_each_option_is_valued_at_its_own_volatility_and_exercised_in_the_simulated_market():
+    # given the same listed options, the first month's call and the second's put at volatilities
+    # of their own, the others at the simulation's
+    own = replace(LISTED, call_volatilities=(0.45, None, None), put_volatilities=(None, 0.9, None))
+
+    result = recommend(NEED, sigma=0.6, rate=0.04, options=own)
+    simulated = recommend(NEED, sigma=0.6, rate=0.04, options=LISTED)
+
+    # then each option is worth its Black-76 value at its own volatility
+    forwards, calls, puts = NEED.forwards, LISTED.call_years_to_expiry, LISTED.put_years_to_expiry
+    call = black76.price(forwards[0], 2.75, calls[0], 0.04, 0.45, True)
+    put = black76.price(forwards[1], 2.00, puts[1], 0.04, 0.9, False)
+    assert result.call_values[0] == pytest.approx(call, rel=1e-12)
+    assert result.put_values[1] == pytest.approx(put, rel=1e-12)
+    assert result.call_values[0] < simulated.call_values[0]
+    assert result.put_values[1] > simulated.put_values[1]
+    # and the others at the simulation's
+    assert result.call_values[1] == simulated.call_values[1]
+    assert result.put_values[0] == simulated.put_values[0]
+    # while the prices, and so which options are exercised, are the simulation's: the cap's
+    # costs differ from the simulation's only by the premiums carried to delivery
+    assert result.costs["none"] == simulated.costs["none"]
+    carry = math.exp(0.04 * NEED.years_to_delivery[0])
+    volume = NEED.gpus * NEED.hours[0]
+    difference = (result.call_values[0] - simulated.call_values[0]) * volume * carry
+    assert result.costs["cap"].expected - simulated.costs["cap"].expected == pytest.approx(
+        difference, rel=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    "volatilities",
+    [
+        {"call_volatilities": (0.5, 0.5)},  # Too few months.
+        {"call_volatilities": (0.5, 0.5, 0.5)},  # The third month has no call.
+        {"put_volatilities": (-0.1, None, None)},
+        {"put_volatilities": (math.nan, None, None)},
+        {"call_volatilities": (math.inf, None, None)},
+    ],
+)
+def test_bad_option_volatilities_are_refused(volatilities):
+    with pytest.raises(HedgeInputError):
+        recommend(NEED, sigma=0.6, options=replace(LISTED, **volatilities))
 
 
 @pytest.mark.parametrize(

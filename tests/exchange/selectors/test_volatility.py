@@ -5,7 +5,12 @@ import pytest
 
 from exchange.models import SettlementPrice
 from exchange.selectors.volatility import historical_volatility
-from exchange.services.margin import volatility_of
+from exchange.services.margin import (
+    OptionVolatility,
+    VolatilitySource,
+    option_volatility,
+    volatility_of,
+)
 from pricing import volatility
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +70,41 @@ def test_an_option_not_yet_settled_takes_its_futures_historical_volatility(call,
     settle(future, PRICES)
 
     assert volatility_of(call) == pytest.approx(historical_volatility(future.pk))
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (Source.VWAP, VolatilitySource.IMPLIED),
+        (Source.MID, VolatilitySource.IMPLIED),
+        (Source.OVERRIDE, VolatilitySource.IMPLIED),
+        (Source.MODEL, VolatilitySource.CHAIN),
+    ],
+)
+def test_an_options_volatility_says_where_it_comes_from(call, future, source, expected):
+    # given the future's history, and the call's latest settlement with a volatility
+    settle(future, PRICES)
+    SettlementPrice.objects.create(
+        instrument=call,
+        trading_date=date(2026, 11, 20),
+        price=Decimal("0.12"),
+        source=source,
+        implied_volatility=Decimal("0.455"),
+    )
+
+    # then the call is valued at that volatility: implied from a market price (or an override),
+    # the chain's when the settlement modelled it
+    assert option_volatility(call) == OptionVolatility(0.455, expected)
+    assert volatility_of(call) == 0.455
+
+
+def test_an_option_without_a_settled_volatility_is_historical_else_default(call, future, settings):
+    assert option_volatility(call) == OptionVolatility(
+        float(settings.EXCHANGE_DEFAULT_VOLATILITY), VolatilitySource.DEFAULT
+    )
+
+    settle(future, PRICES)
+
+    assert option_volatility(call) == OptionVolatility(
+        historical_volatility(future.pk), VolatilitySource.HISTORICAL
+    )
