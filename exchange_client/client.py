@@ -955,6 +955,10 @@ class HedgeOptionLeg:
     contracts: int
     lot_size: int | None
     orders: list[HedgeOrders]
+    # The volatility ``price`` is taken at, and where it comes from: implied, chain,
+    # historical, default or requested (None while unavailable).
+    volatility: Decimal | None
+    volatility_source: str | None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "HedgeOptionLeg":
@@ -1018,7 +1022,7 @@ class HedgeRecommendation:
     sku: str
     region: str
     gpus: int
-    volatility: Decimal
+    volatility: Decimal  # Of the simulated prices; each option leg has its own.
     rate: Decimal
     unhedged: HedgeCost
     futures: HedgeFutures
@@ -1527,7 +1531,9 @@ class ExchangeClient:
         rate: Decimal | None = None,
     ) -> HedgeRecommendation:
         """The hedge of a need of ``gpus`` for ``months`` from ``first_month`` ("YYYY-MM"):
-        the futures strip, the call cap and the collar on listed options."""
+        the futures strip, the call cap and the collar on listed options. ``volatility``, if
+        given, is the simulated prices' and every option leg's; else each leg is valued at its
+        own, as the option chain values it (``volatility_source``)."""
         body = _json_body(
             {
                 "sku": sku,

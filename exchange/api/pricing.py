@@ -30,6 +30,7 @@ from exchange.services.hedging import (
     HEDGE_VOLATILITY_MAX,
     hedge_recommendation,
 )
+from exchange.services.margin import VolatilitySource
 from exchange.services.option_pricing import (
     PRICE_MAX,
     PRICE_MIN,
@@ -267,7 +268,11 @@ class HedgeSerializer(serializers.Serializer):
     volatility = VolatilityInputField(
         max_value=HEDGE_VOLATILITY_MAX,
         required=False,
-        help_text="Annualized; the exchange's default volatility if omitted.",
+        help_text=(
+            "Annualized: the simulated prices' and every option leg's. If omitted, the prices "
+            "are simulated at the exchange's default volatility and each option leg is valued "
+            "at its own, as the option chain values it."
+        ),
     )
     rate = _rate_field()
 
@@ -349,7 +354,22 @@ class HedgeOptionLegSerializer(serializers.Serializer):
         **PRICE,
         source="value",
         allow_null=True,
-        help_text="Black-76 value at the strike and expiry, $/GPU-hr.",
+        help_text="Black-76 value at the strike, expiry and volatility, $/GPU-hr.",
+    )
+    volatility = serializers.DecimalField(
+        **VOLATILITY,
+        allow_null=True,
+        help_text="Annualized: the one the option is valued at (price, premium).",
+    )
+    volatility_source = serializers.ChoiceField(
+        choices=[source.value for source in VolatilitySource],
+        allow_null=True,
+        help_text=(
+            "implied (its latest settlement's, from the market or an override), chain (its "
+            "latest settlement is the model's, at its own earlier, its siblings' or its "
+            "future's historical volatility), historical (not settled yet: its future's "
+            "historical volatility), default, or requested (the request's volatility)."
+        ),
     )
     premium = serializers.DecimalField(
         **USD, allow_null=True, help_text="USD for the contracts: price x GPU-hours."
@@ -396,7 +416,10 @@ class HedgeRecommendationSerializer(serializers.Serializer):
     sku = serializers.CharField()
     region = serializers.CharField()
     gpus = serializers.IntegerField()
-    volatility = serializers.DecimalField(**VOLATILITY)
+    volatility = serializers.DecimalField(
+        **VOLATILITY,
+        help_text="Of the simulated prices: the one requested, else the exchange's default.",
+    )
     rate = serializers.DecimalField(**RATE)
     unhedged = HedgeCostSerializer(help_text="Paying each month's price when it comes.")
     futures = HedgeFuturesSerializer(source="*", help_text="Buying the strip at its forwards.")
@@ -413,7 +436,8 @@ class Hedge(ApiView):
         summary="Hedge a planned need of GPUs: futures strip, call cap and collar, with costs",
         description=(
             "Costs are simulated around the SKU and region's forward curve (seeded: results "
-            "repeat). Option legs are listed options, valued at their strike and expiry; a "
+            "repeat). Option legs are listed options, valued at their strike and expiry and at "
+            "the volatility requested, else their own as the option chain values them; a "
             "month without one has the leg unavailable (the cap or collar leaves that month "
             "unhedged). 422 PRICING_NO_FUTURES, PRICING_NO_PRICES or PRICING_MONTH_NOT_LISTED "
             "when the months cannot be hedged with listed futures."

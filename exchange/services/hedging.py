@@ -12,7 +12,12 @@ resumes): its leg says so with 0 contracts, and the strip's costs leave that mon
 price. Its options are halted with it (an option trades only while its future is not halted):
 that month's call and put legs are unavailable with the reason, and the cap and collar leave
 the month to its price too.
-Volatility and rate default to ``EXCHANGE_DEFAULT_VOLATILITY`` and ``EXCHANGE_RISK_FREE_RATE``.
+Rate defaults to ``EXCHANGE_RISK_FREE_RATE``. The prices are simulated at the volatility
+requested, else ``EXCHANGE_DEFAULT_VOLATILITY``. Each option leg is valued at the volatility
+requested, else at the one the option chain and margin value that option at
+(``margin.option_volatility``: its latest implied volatility, else its future's historical
+volatility, else the default), so that at the same forward and rate a leg is worth what the
+chain shows; the leg says which volatility it took and where from (``volatility_source``).
 
 The cap's calls and the collar's puts are aimed 10% over and under each month's forward
 (``CAP_MONEYNESS``, ``FLOOR_MONEYNESS``) but recommended only on listed options: each leg is
@@ -44,10 +49,17 @@ from exchange.errors import PricingError, PricingErrorCode
 from exchange.models import Instrument, Region, Sku
 from exchange.selectors.market_data import CurvePoint, forward_curve
 from exchange.services.listing import LISTED_MONTHS_MAX
-from exchange.services.margin import years_to_expiry
+from exchange.services.margin import (
+    OptionVolatility,
+    VolatilitySource,
+    latest_settlements,
+    option_volatility,
+    years_to_expiry,
+)
 from exchange.services.option_pricing import (
     DAYS_PER_YEAR,
     PRICE_QUANTUM,
+    VOLATILITY_QUANTUM,
     YEARS_QUANTUM,
     to_decimal,
 )
@@ -146,9 +158,10 @@ class FuturesLeg(_Staged):
 @dataclass(frozen=True)
 class OptionLeg(_Staged):
     """One month's call (bought) or put (sold in the collar): the listed option that carries
-    it out, valued with Black-76 at its strike and expiry; or, when the month lists none on
-    the protective side of the aim, unavailable with the reason (no symbol, strike or value,
-    no contracts)."""
+    it out, valued with Black-76 at its strike, expiry and volatility (``volatility_source``:
+    implied, chain, historical, default or requested; see ``margin.VolatilitySource``); or,
+    when the month lists none on the protective side of the aim, unavailable with the reason
+    (no symbol, strike, value or volatility, no contracts)."""
 
     month: date
     underlying: str  # The month's future.
@@ -159,11 +172,13 @@ class OptionLeg(_Staged):
     strike: Decimal | None = None  # $/GPU-hr, the listed option's.
     expiry: date | None = None  # The listed option's last trading day.
     years_to_expiry: Decimal | None = None  # From the day of the recommendation (Actual/365).
-    value: Decimal | None = None  # $/GPU-hr, Black-76 at the strike and expiry.
+    value: Decimal | None = None  # $/GPU-hr, Black-76 at the strike, expiry and volatility.
     premium: Decimal | None = None  # USD for the contracts, paid (calls) or received (puts).
     reason: str = ""  # Why the leg is unavailable; empty when it is available.
     lot_size: int | None = None  # The listed option's.
     orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the option accepts.
+    volatility: Decimal | None = None  # Annualized, the one ``value`` is taken at.
+    volatility_source: str | None = None  # A ``VolatilitySource``.
 
     @property
     def available(self) -> bool:
@@ -195,7 +210,7 @@ class Hedge:
     sku: str
     region: str
     gpus: int
-    volatility: Decimal
+    volatility: Decimal  # Of the simulated prices: the one requested, else the default.
     rate: Decimal
     futures: list[FuturesLeg]
     calls: list[OptionLeg]  # The cap, and the bought side of the collar.
@@ -397,25 +412,47 @@ def _paired(put: _Choice, call: _Choice) -> _Choice:
     return replace(put, option=None, reason=f"no call to pair it with ({call.reason})")
 
 
+def _volatilities(
+    choices: list[_Choice], requested: Decimal | None
+) -> list[OptionVolatility | None]:
+    """Each chosen option's volatility (None for a month without one): the one requested, else
+    the one the chain and margin value it at (`margin.option_volatility`, their rule). The
+    options' latest settlements are read in one query."""
+    if requested is not None:
+        given = OptionVolatility(float(requested), VolatilitySource.REQUESTED)
+        return [given if choice.option is not None else None for choice in choices]
+    latest = latest_settlements([choice.option.pk for choice in choices if choice.option])
+    return [
+        option_volatility(choice.option, latest.get(choice.option.pk)) if choice.option else None
+        for choice in choices
+    ]
+
+
 def _listed_inputs(
-    choices: list[_Choice], on: date
-) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
-    """The strikes and times to expiry (the margin model's: at least an hour) for pricing."""
+    choices: list[_Choice], volatilities: list[OptionVolatility | None], on: date
+) -> tuple[tuple[float | None, ...], tuple[float | None, ...], tuple[float | None, ...]]:
+    """The strikes, times to expiry (the margin model's: at least an hour) and volatilities for
+    pricing."""
     return (
         tuple(float(_strike(c.option)) if c.option else None for c in choices),
         tuple(years_to_expiry(c.option, on) if c.option else None for c in choices),
+        tuple(v.sigma if v is not None else None for v in volatilities),
     )
 
 
 def _legs(
-    choices: list[_Choice], gpus: int, values: tuple[float | None, ...], on: date
+    choices: list[_Choice],
+    gpus: int,
+    values: tuple[float | None, ...],
+    volatilities: list[OptionVolatility | None],
+    on: date,
 ) -> list[OptionLeg]:
-    """The legs of ``choices`` valued at ``values``: ``gpus`` contracts in whole lots of each
-    option (`whole_lots`), as orders it accepts, with their premium."""
+    """The legs of ``choices`` valued at ``values`` (at ``volatilities``): ``gpus`` contracts in
+    whole lots of each option (`whole_lots`), as orders it accepts, with their premium."""
     legs = []
-    for choice, value in zip(choices, values, strict=True):
+    for choice, value, sigma in zip(choices, values, volatilities, strict=True):
         option = choice.option
-        if option is None or value is None:
+        if option is None or value is None or sigma is None:
             legs.append(
                 OptionLeg(
                     choice.month,
@@ -444,6 +481,8 @@ def _legs(
                 premium=_usd(value * (contracts * option.gpu_hours_per_contract)),
                 lot_size=option.lot_size,
                 orders=order_split(contracts, option.lot_size, option.quantity_max),
+                volatility=to_decimal(sigma.sigma, VOLATILITY_QUANTUM),
+                volatility_source=str(sigma.source),
             )
         )
     return legs
@@ -470,7 +509,9 @@ def hedge_recommendation(
     (now if not given): only futures and options that still trade then are used.
 
     Each option leg is a listed option (see the module's docstring and `_listed_option`) or
-    unavailable; the strategies' premiums are the sums of their legs' premiums.
+    unavailable; the strategies' premiums are the sums of their legs' premiums. The prices are
+    simulated at ``volatility`` (the default when None); each option leg is valued at
+    ``volatility`` when given, else at its own (`_volatilities`).
 
     Raises
     ------
@@ -482,6 +523,7 @@ def hedge_recommendation(
     """
     at = at or timezone.now()
     on = at.date()
+    requested = volatility
     volatility = Decimal(settings.EXCHANGE_DEFAULT_VOLATILITY) if volatility is None else volatility
     rate = Decimal(settings.EXCHANGE_RISK_FREE_RATE) if rate is None else rate
     points = {point.month: point for point in forward_curve(sku, region, at=at)}
@@ -528,8 +570,10 @@ def hedge_recommendation(
         )
     ]
     futures = _futures_legs(curve, hours, gpus)
-    call_strikes, call_years = _listed_inputs(calls, on)
-    put_strikes, put_years = _listed_inputs(puts, on)
+    call_volatilities = _volatilities(calls, requested)
+    put_volatilities = _volatilities(puts, requested)
+    call_strikes, call_years, call_sigmas = _listed_inputs(calls, call_volatilities, on)
+    put_strikes, put_years, put_sigmas = _listed_inputs(puts, put_volatilities, on)
     try:
         need = hedge.PlannedNeed(
             gpus=gpus,
@@ -537,7 +581,9 @@ def hedge_recommendation(
             forwards=tuple(float(point.price) for point in curve),
             years_to_delivery=tuple(_years_to_middle(point.month, on) for point in curve),
         )
-        options = hedge.ListedOptions(call_strikes, call_years, put_strikes, put_years)
+        options = hedge.ListedOptions(
+            call_strikes, call_years, put_strikes, put_years, call_sigmas, put_sigmas
+        )
         result = hedge.recommend(
             need,
             float(volatility),
@@ -549,8 +595,8 @@ def hedge_recommendation(
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
     # The options hedge the need whatever the strip can buy, except on a halted future: its
     # options are halted with it, and their legs are unavailable (`_choose`).
-    call_legs = _legs(calls, gpus, result.call_values, on)
-    put_legs = _legs(puts, gpus, result.put_values, on)
+    call_legs = _legs(calls, gpus, result.call_values, call_volatilities, on)
+    put_legs = _legs(puts, gpus, result.put_values, put_volatilities, on)
     if unpriced:
         futures, call_legs, put_legs = _with_unpriced(unpriced, futures, call_legs, put_legs)
     cap, collar = result.costs["cap"], result.costs["collar"]

@@ -197,6 +197,9 @@ def test_option_quotes_implied_volatility_and_the_hedge(strip, chains, buyer):  
     assert reads_whole(hedge, raw(client, "POST", "pricing/hedge/", body=need)) == []
     assert [leg.contracts for leg in hedge.futures.legs] == [8, 8, 8]
     assert hedge.cap.calls[0].available and not hedge.cap.calls[2].available
+    first, third = hedge.cap.calls[0], hedge.cap.calls[2]
+    assert (first.volatility, first.volatility_source) == (Decimal("0.600000"), "default")
+    assert (third.volatility, third.volatility_source) == (None, None)
 
 
 def test_me_balances_positions_settlements_and_the_chain(strip, chains, buyer):  # noqa: F811

@@ -12,12 +12,16 @@ from rest_framework.test import APIClient
 
 from exchange import calendar
 from exchange.models import Instrument, Region, SettlementPrice
+from exchange.selectors import risk
 from exchange.selectors.marks import mark_price
+from exchange.selectors.volatility import historical_volatility
 from exchange.services import margin
 from exchange.services.api_keys import api_key_create
 from exchange.services.instruments import instrument_set_status
 from exchange.services.listing import futures_list_strip, options_list_chain
+from exchange.services.settlement_prices import on_tick
 from pricing import black76, hedge
+from tests.exchange.selectors.test_volatility import PRICES as HISTORY
 from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
@@ -754,6 +758,113 @@ def test_hedge_costs_are_pricing_hedge_on_the_curve_and_repeat(strip, chains):
     assert close(body["cap"]["premium"], expected.costs["cap"].premium, 0.02)
     assert close(body["collar"]["premium"], expected.costs["collar"].premium, 0.04)
     assert len(body["unhedged"]["expected_cost"].split(".")[1]) == 2
+
+
+def _settle_option(option, sigma: str, source: str = "vwap") -> None:
+    SettlementPrice.objects.create(
+        instrument=option,
+        trading_date=today() - timedelta(days=1),
+        price=Decimal("0.05"),
+        source=source,
+        implied_volatility=Decimal(sigma),
+    )
+
+
+def _settle_history(future) -> None:
+    """Eleven settlement prices of ``future`` on the eleven days before yesterday: enough for
+    its historical volatility."""
+    for days_before, price in enumerate(reversed(HISTORY), start=2):
+        SettlementPrice.objects.create(
+            instrument=future,
+            trading_date=today() - timedelta(days=days_before),
+            price=Decimal(price),
+            source="vwap",
+        )
+
+
+def _leg_value(leg, forward: str, sigma: float) -> float:
+    return black76.price(
+        float(forward),
+        float(leg["strike"]),
+        float(leg["years_to_expiry"]),
+        RATE,
+        sigma,
+        leg["option_type"] == "call",
+    )
+
+
+def test_option_legs_are_valued_at_their_own_volatility_as_the_chain_values_them(strip, chains):
+    """Every leg was valued at the request's volatility or the 60% default, so a leg's premium
+    disagreed with the option chain and the quotes it would trade at."""
+    # given the first month's C2.75 settled at a market price implying 45%, the second month's
+    # C2.50 modelled by the settlement at 90% (its chain's), and their puts never settled;
+    # the first month's future has a price history, the second's none
+    first_call = chains[(strip[0].symbol, "call", Decimal("2.75"))]
+    second_call = chains[(strip[1].symbol, "call", Decimal("2.50"))]
+    _settle_option(first_call, "0.45")
+    _settle_option(second_call, "0.90", source="model")
+    _settle_history(strip[0])
+    historical = historical_volatility(strip[0].pk)
+    assert historical is not None and abs(historical - 0.6) > 0.01
+
+    # when the need is hedged without a volatility
+    body = post(HEDGE, _need(strip, 8)).json()
+
+    # then each leg is valued at its own volatility and says where it comes from
+    calls, puts = body["cap"]["calls"], body["collar"]["puts"]
+    forwards = ("2.40", "2.25")
+    expected = [
+        (calls[0], forwards[0], 0.45, "implied"),
+        (calls[1], forwards[1], 0.90, "chain"),
+        (puts[0], forwards[0], historical, "historical"),
+        (puts[1], forwards[1], DEFAULT_VOLATILITY, "default"),
+    ]
+    for leg, forward, sigma, source in expected:
+        assert Decimal(leg["volatility"]) == Decimal(repr(sigma)).quantize(Decimal("0.000001"))
+        assert leg["volatility_source"] == source
+        assert close(leg["price"], _leg_value(leg, forward, sigma), 0.0000005), leg
+    # the two calls, of different implied volatilities, at different volatilities
+    assert calls[0]["volatility"] != calls[1]["volatility"]
+    # and each is the option chain's fair value of the option, at the chain's volatility
+    for leg in [*calls[:2], *puts[:2]]:
+        option = Instrument.objects.get(symbol=leg["symbol"])
+        chain = risk.option_chain(option.underlying, at=timezone.now())
+        (side,) = [
+            getattr(row, leg["option_type"]) for row in chain.rows if row.strike == option.strike
+        ]
+        assert side.fair_value == on_tick(Decimal(leg["price"]), option.tick_size), leg
+        assert Decimal(leg["volatility"]) == Decimal(repr(margin.volatility_of(option))).quantize(
+            Decimal("0.000001")
+        )
+    # the month without options has none, nor a volatility
+    assert (calls[2]["volatility"], calls[2]["volatility_source"]) == (None, None)
+    # and the prices are still simulated at the default: leaving the need unhedged costs what
+    # it did with every option at the default
+    assert body["volatility"] == "0.600000"
+    SettlementPrice.objects.filter(instrument__kind="option").delete()
+    at_default = post(HEDGE, _need(strip, 8)).json()
+    assert at_default["unhedged"] == body["unhedged"]
+    assert at_default["cap"]["calls"][0]["volatility_source"] == "historical"
+    assert at_default["cap"]["premium"] != body["cap"]["premium"]
+
+
+def test_a_volatility_requested_values_every_leg(strip, chains):
+    # given legs with volatilities of their own: implied, and historical
+    _settle_option(chains[(strip[0].symbol, "call", Decimal("2.75"))], "0.45")
+    _settle_history(strip[0])
+
+    # when the need is hedged at 50%
+    body = post(HEDGE, {**_need(strip, 8), "volatility": "0.5"}).json()
+
+    # then every available leg, and the simulation, is at 50%, as requested
+    assert body["volatility"] == "0.500000"
+    forwards = ("2.40", "2.25")
+    for key in ("calls", "puts"):
+        legs = body["collar"][key]
+        for leg, forward in zip(legs[:2], forwards, strict=True):
+            assert (leg["volatility"], leg["volatility_source"]) == ("0.500000", "requested")
+            assert close(leg["price"], _leg_value(leg, forward, 0.5), 0.0000005), leg
+        assert (legs[2]["volatility"], legs[2]["volatility_source"]) == (None, None)
 
 
 def test_a_strip_partly_priced_takes_the_model_for_the_rest(sku, region):

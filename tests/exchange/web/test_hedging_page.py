@@ -258,6 +258,9 @@ def test_the_page_shows_the_apis_figures_for_the_same_need(client, strip):  # no
             continue
         assert leg["symbol"] in row
         assert f'<span class="leg-value">{leg["price"]}</span>' in row
+        assert f'<span class="leg-volatility">{Decimal(leg["volatility"]):.3f}</span>' in row
+        source = leg["volatility_source"]
+        assert f'<span class="leg-volatility-source">{source}</span>' in row
         assert f'<span class="leg-premium">{Decimal(leg["premium"]):,.2f}</span>' in row
     # the first month's call and put are the listed C2.75 and P2.00, staged on those
     assert legs[0]["symbol"] == chain[("call", Decimal("2.75"))].symbol
