@@ -19,7 +19,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from exchange.backoffice.paging import AuditLogPaginator
+from exchange.backoffice.paging import AppendOnlyPaginator
 from exchange.backoffice.roles import ALL_ROLES, ROLES_STAFF, Role, has_any_role
 from exchange.errors import ExchangeError
 from exchange.models import (
@@ -512,8 +512,13 @@ class TransitionInline(admin.TabularInline[OrderTransition, Order]):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin[Order]):
+    """Orders are never deleted and grow to millions: the list never counts the whole table
+    (``AppendOnlyPaginator``; no "N total" beside a filter's count)."""
+
     view_roles = (RISK,)
     act_roles = (OPERATIONS,)
+    paginator = AppendOnlyPaginator
+    show_full_result_count = False
     list_display = [
         "id",
         "instrument",
@@ -592,7 +597,12 @@ class OrderAdmin(ReadOnlyAdmin[Order]):
 
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyAdmin[Trade]):
+    """Trades are never deleted and grow to millions: the list never counts the whole table
+    (``AppendOnlyPaginator``; no "N total" beside a filter's count)."""
+
     view_roles = ALL_ROLES
+    paginator = AppendOnlyPaginator
+    show_full_result_count = False
     list_display = [
         "id",
         "instrument",
@@ -667,11 +677,11 @@ class AuditTargetTypeFilter(_AuditChoiceFilter):
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin[AuditEntry]):
     """The audit log, read-only for everyone (the model also refuses updates and deletes).
-    Its pages never count the whole log (``AuditLogPaginator``; no "N total" beside a filter's
+    Its pages never count the whole log (``AppendOnlyPaginator``; no "N total" beside a filter's
     count), nor read its distinct values (the filters' choices)."""
 
     view_roles = ALL_ROLES
-    paginator = AuditLogPaginator
+    paginator = AppendOnlyPaginator
     show_full_result_count = False
     list_display = [
         "id",
@@ -855,10 +865,14 @@ class SettlementPriceAdmin(BackOfficeAdmin[SettlementPrice]):
     """Prices come from the cycle; staff override one (with a reason) until its day settles.
 
     The form is the override service's (which writes the audit row), so the risk role adds and
-    changes here, and the admin's own edit audit is off."""
+    changes here, and the admin's own edit audit is off. Prices are never deleted, one per
+    instrument and day: the list never counts the whole table (``AppendOnlyPaginator``; no
+    "N total" beside a filter's count)."""
 
     act_roles = (RISK,)
     audit_edits = False
+    paginator = AppendOnlyPaginator
+    show_full_result_count = False
 
     form = SettlementPriceForm
     list_display = [

@@ -1,28 +1,32 @@
-"""Paging the audit log without counting it.
+"""Paging tables that only grow without counting them.
 
-The log only grows (``exchange.models.audit``), to millions of rows; ``COUNT(*)`` of the whole
-table reads all of it (PostgreSQL has no stored row count), on every page of the admin and of
-the back office. The whole log's size is read instead from the two ends of its primary key
-(``audit_entries_size``: two index seeks). A filtered page still counts what it matches, through
-the filter's index, exactly.
+The audit log, orders, trades and settlement prices are never deleted and grow to millions of
+rows; ``COUNT(*)`` of a whole table reads all of it (PostgreSQL keeps no row count), on every
+page of the admin and of the back office. The whole table's size is read instead from the two
+ends of its primary key (``rows_in_key_span``: two index seeks). A filtered page still counts
+what it matches, through the filter's index, exactly.
 """
 
 from functools import cached_property
+from typing import TypeVar
 
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
-from exchange.models import AuditEntry
-from exchange.selectors.backoffice import audit_entries_size
+from exchange.selectors.backoffice import rows_in_key_span
+
+ModelT = TypeVar("ModelT", bound=Model)
 
 
-class AuditLogPaginator(Paginator[AuditEntry]):
-    """A paginator of audit rows whose count of the unfiltered log is
-    ``audit_entries_size``; of a filtered queryset, Django's exact count."""
+class AppendOnlyPaginator(Paginator[ModelT]):
+    """A paginator of the rows of a table that only grows (no row is ever deleted): its count
+    of the unfiltered table is ``rows_in_key_span``; of a filtered queryset, Django's exact
+    count. The admin's change lists that use it also set ``show_full_result_count = False``,
+    so that a filtered page does not count the whole table beside what it matches."""
 
     @cached_property
     def count(self) -> int:
         rows = self.object_list
         if isinstance(rows, QuerySet) and not rows.query.where:
-            return audit_entries_size()
+            return rows_in_key_span(rows.model)
         return super().count

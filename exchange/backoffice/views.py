@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from exchange.backoffice.forms import AuditFilterForm, InstrumentFilterForm, StatusChangeForm
-from exchange.backoffice.paging import AuditLogPaginator
+from exchange.backoffice.paging import AppendOnlyPaginator
 from exchange.backoffice.roles import ALL_ROLES, Role, role_required, roles_of
 from exchange.errors import ExchangeError
 from exchange.models import AuditEntry, Instrument
@@ -332,8 +332,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         entries = AuditEntry.objects.none()
     else:
         entries = backoffice.audit_entries(**(form.cleaned_data if form.is_bound else {}))
-    # The whole log is not counted: its size is read from its key's ends (AuditLogPaginator).
-    page = AuditLogPaginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    # The whole log is not counted: its size is read from its key's ends (AppendOnlyPaginator).
+    page = AppendOnlyPaginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [
         {
             "entry": entry,

@@ -371,15 +371,19 @@ def _audit_distinct(field: str) -> list[str]:
         return sorted(value for (value,) in cursor.fetchall())
 
 
-def audit_entries_size() -> int:
-    """How many rows the whole audit log holds, from the ends of its primary key: two index
-    seeks where ``COUNT(*)`` reads every row. Rows are never deleted (the model refuses it, and
-    a trigger on PostgreSQL), so this is the count, or on PostgreSQL a little above it by the ids
-    of rolled-back inserts (a sequence does not give them back): the pages past the last row
-    are then shorter or empty, and no row is ever beyond the last page. PostgreSQL's estimate
-    (``pg_class.reltuples``) was not used: it is only as recent as the last ANALYZE, so it can
-    fall short and leave the oldest rows on no page, and it is unknown before the first."""
-    ids = AuditEntry.objects.order_by("id").values_list("id", flat=True)
+def rows_in_key_span(model: type[models.Model]) -> int:
+    """How many rows the whole table of ``model`` holds, from the ends of its primary key: two
+    index seeks where ``COUNT(*)`` reads every row. For tables whose rows are never deleted
+    (the audit log, which refuses it, with a trigger on PostgreSQL; orders, trades, settlement
+    prices, which no code deletes) and whose key is an auto-incremented integer. This is the
+    count, or on PostgreSQL a little above it by the ids of rolled-back inserts (a sequence does
+    not give them back): the pages past the last row are then shorter or empty, and no row is
+    ever beyond the last page. PostgreSQL's estimate (``pg_class.reltuples``) was not used: it
+    is only as recent as the last ANALYZE, so it can fall short and leave the oldest rows on no
+    page, and it is unknown before the first."""
+    key = model._meta.pk
+    assert isinstance(key, models.AutoField), f"{model.__name__}: no auto-incremented key"
+    ids = model._default_manager.order_by("pk").values_list("pk", flat=True)
     first = ids.first()
     last = ids.reverse().first()
     return 0 if first is None or last is None else last - first + 1

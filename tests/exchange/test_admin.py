@@ -1,9 +1,11 @@
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.admin.sites import site
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from exchange.models import (
@@ -13,6 +15,7 @@ from exchange.models import (
     OrderCommand,
     Organization,
     ReservedCapacity,
+    SettlementPrice,
     Trade,
 )
 from exchange.selectors.capacity import block_holdings
@@ -252,3 +255,63 @@ def test_an_organization_added_in_the_admin_is_opened_with_its_main_account(admi
     audited = AuditEntry.objects.filter(target_type="Organization")
     actions = set(audited.filter(target_id=str(organization.pk)).values_list("action", flat=True))
     assert {"organization.create", "admin.add"} <= actions
+
+
+def _counts_of_the_whole_table(queries, model) -> list[str]:
+    """The queries that count every row of ``model``'s table: what takes a change list seconds
+    once the table holds millions of rows."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    return [
+        query["sql"]
+        for query in queries.captured_queries
+        if "COUNT(" in query["sql"].upper()
+        and f"FROM {table}" in query["sql"]
+        and " WHERE " not in query["sql"].upper()
+    ]
+
+
+@pytest.fixture
+def traded(futures, buyer, seller):
+    """Three trades in the front month (six orders), and a settlement price per future for
+    three days."""
+    for _ in range(3):
+        order_place(
+            account=buyer, instrument=futures[0], side="buy", price=Decimal("2.45"), quantity=1
+        )
+        order_place(
+            account=seller, instrument=futures[0], side="sell", price=Decimal("2.45"), quantity=1
+        )
+    for day in (date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)):
+        for future in futures:
+            SettlementPrice.objects.create(
+                instrument=future, trading_date=day, price=Decimal("2.45"), source="vwap"
+            )
+    assert (Order.objects.count(), Trade.objects.count()) == (6, 3)
+
+
+@pytest.mark.parametrize("model", [Order, Trade, SettlementPrice])
+def test_the_order_trade_and_price_lists_do_not_count_the_whole_table(
+    admin_client, traded, monkeypatch, model
+):
+    # given two rows a page, so that the last page holds the oldest row
+    model_admin = site._registry[model]
+    monkeypatch.setattr(model_admin, "list_per_page", 2)
+    url = reverse(f"admin:exchange_{model._meta.model_name}_changelist")
+    total = model.objects.count()
+
+    # when the whole list is paged through, first and last page, and a filtered page
+    with CaptureQueriesContext(connection) as queries:
+        first = admin_client.get(url)
+        last = admin_client.get(url, {"p": (total + 1) // 2})
+        filtered = admin_client.get(url, {"instrument__kind": "future"})
+
+    # then no query counts the whole table, yet the pager still says how many rows it holds
+    # (read from the ends of its key: the table only grows) and reaches the oldest row, and a
+    # filtered page counts what it matches exactly
+    assert (first.status_code, last.status_code, filtered.status_code) == (200, 200, 200)
+    assert _counts_of_the_whole_table(queries, model) == []
+    assert first.context["cl"].result_count == total
+    oldest = model.objects.order_by("pk").first()
+    assert oldest in list(last.context["cl"].result_list)
+    assert filtered.context["cl"].result_count == total
+    assert filtered.context["cl"].full_result_count is None
