@@ -43,6 +43,7 @@ from exchange.models import (
     Trade,
     Withdrawal,
 )
+from exchange.models.catalog import InstrumentQuerySet
 from exchange.selectors import backoffice as backoffice_selectors
 from exchange.selectors import risk as risk_selectors
 from exchange.services.funding import withdrawal_approve, withdrawal_reject
@@ -376,6 +377,24 @@ class ReservedCapacityAdmin(ReadOnlyAdmin[ReservedCapacity]):
     list_filter = ["sku", "region"]
 
 
+class InstrumentTradingStatusFilter(admin.SimpleListFilter):
+    """The status as trading sees it (``InstrumentQuerySet.in_trading_status``): the options
+    of a halted future are halted with it, not trading, though their own status says active,
+    as on the dashboard and the trading status page. Its parameter is Django's field filter's,
+    so links to the list filtered by status keep working."""
+
+    title = "status"
+    parameter_name = "status__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(value), str(label)) for value, label in Instrument.Status.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        assert isinstance(queryset, InstrumentQuerySet), "the admin lists Instrument.objects"
+        return queryset.in_trading_status(value) if value else queryset
+
+
 @admin.register(Instrument)
 class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
     """Instruments are listed by the services (``futures_list_strip``, ``options_list_chain``,
@@ -397,7 +416,7 @@ class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
         "tick_size",
         "lot_size",
     ]
-    list_filter = ["kind", "status", "sku", "region"]
+    list_filter = ["kind", InstrumentTradingStatusFilter, "sku", "region"]
     search_fields = ["symbol"]
     readonly_fields = ["sequence", "status"]
     actions = ["halt", "resume"]

@@ -116,6 +116,26 @@ class InstrumentQuerySet(models.QuerySet["Instrument"]):
         expires them. An order on one that ended is refused (``ORDER_INSTRUMENT_EXPIRED``)."""
         return self.filter(last_trading_day__gte=calendar.trading_day_floor(moment))
 
+    @staticmethod
+    def halted_condition() -> models.Q:
+        """The instruments that are halted as trading sees them: halted themselves, or an
+        option whose own status says active while its future is halted (``halted_by``: a halt
+        of the future leaves its options' status as it is). An expired option is expired."""
+        Status, Kind = Instrument.Status, Instrument.Kind
+        return models.Q(status=Status.HALTED) | models.Q(
+            status=Status.ACTIVE, kind=Kind.OPTION, underlying__status=Status.HALTED
+        )
+
+    def in_trading_status(self, status: str) -> "InstrumentQuerySet":
+        """Those whose status is ``status`` as trading sees it (``halted_condition``): an
+        option of a halted future is halted, not active. The dashboard, the trading status
+        page and the admin's filter read an instrument's status this way."""
+        if status == Instrument.Status.HALTED:
+            return self.filter(self.halted_condition())
+        if status == Instrument.Status.ACTIVE:
+            return self.filter(status=status).exclude(self.halted_condition())
+        return self.filter(status=status)
+
 
 class Instrument(models.Model):
     """A tradable instrument. Prices are USD per GPU-hour; quantities are contracts.

@@ -33,6 +33,7 @@ from exchange.models import (
     Trade,
     Withdrawal,
 )
+from exchange.models.catalog import InstrumentQuerySet
 from exchange.selectors.marks import marks_for
 from exchange.services.ledger_accounts import USD_CODE, micros_to_usd
 from ledger.models import Account as LedgerAccount
@@ -112,12 +113,7 @@ def market_today(now: datetime) -> MarketToday:
     by_status = dict(Instrument.objects.order_by().values_list("status").annotate(n=Count("id")))
     # An option trades only while its future is not halted (``Instrument.halted_by``), whatever
     # its own status says: a halt of the future leaves its options' status as it is.
-    trading = (
-        Instrument.objects.trading_at(now)
-        .filter(status=Instrument.Status.ACTIVE)
-        .exclude(kind=Instrument.Kind.OPTION, underlying__status=Instrument.Status.HALTED)
-        .count()
-    )
+    trading = Instrument.objects.trading_at(now).in_trading_status(Instrument.Status.ACTIVE).count()
     trades = Trade.objects.filter(executed_at__gte=_start_of(today)).order_by()
     totals = trades.aggregate(
         count=Count("id"),
@@ -154,19 +150,22 @@ def instruments_listed(
     *, status: str = "", kind: str = "", symbol: str = ""
 ) -> QuerySet[Instrument]:
     """Instruments for the trading status page, with their resting orders counted, and an
-    option's future (``Instrument.halted_by``: a halted future halts its options)."""
+    option's future (``Instrument.halted_by``: a halted future halts its options). ``status``
+    is the status as trading sees it (``InstrumentQuerySet.in_trading_status``): the options of
+    a halted future are halted, though their own status says active."""
     rows = Instrument.objects.select_related("sku", "region", "underlying").annotate(
         resting_orders=Count("orders", filter=Q(orders__status__in=RESTING_STATUSES))
     )
     if status:
-        rows = rows.filter(status=status)
+        rows = rows.in_trading_status(status)
     if kind:
         rows = rows.filter(kind=kind)
     if symbol:
         rows = rows.filter(symbol__icontains=symbol)
-    # Halted first: what staff look for; then trading, then expired.
+    # Halted first (the options of a halted future with them): what staff look for; then
+    # trading, then expired.
     order = Case(
-        When(status=Instrument.Status.HALTED, then=Value(0)),
+        When(InstrumentQuerySet.halted_condition(), then=Value(0)),
         When(status=Instrument.Status.ACTIVE, then=Value(1)),
         default=Value(2),
         output_field=IntegerField(),

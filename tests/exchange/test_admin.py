@@ -315,3 +315,27 @@ def test_the_order_trade_and_price_lists_do_not_count_the_whole_table(
     assert oldest in list(last.context["cl"].result_list)
     assert filtered.context["cl"].result_count == total
     assert filtered.context["cl"].full_result_count is None
+
+
+def test_the_instrument_admin_s_status_filter_lists_the_options_of_a_halted_future_as_halted(
+    admin_client, futures, call
+):
+    # given the front month halted: its call and put (their own status active) are halted with
+    # it (Instrument.halted_by); the second month trades
+    admin_client.post(
+        reverse("admin:exchange_instrument_changelist"),
+        {"action": "halt", "_selected_action": [futures[0].pk], "confirm": "1", "reason": "x"},
+    )
+    options = set(Instrument.objects.filter(kind="option").values_list("symbol", flat=True))
+    url = reverse("admin:exchange_instrument_changelist")
+
+    # when staff filter the instruments by status
+    halted = admin_client.get(url, {"status__exact": "halted"})
+    trading = admin_client.get(url, {"status__exact": "active"})
+
+    # then the options are among the halted, not among those trading
+    assert (halted.status_code, trading.status_code) == (200, 200)
+    listed = {i.symbol for i in halted.context["cl"].result_list}
+    assert listed == {futures[0].symbol} | options
+    assert [i.symbol for i in trading.context["cl"].result_list] == [futures[1].symbol]
+    assert Instrument.objects.get(pk=call.pk).status == "active"

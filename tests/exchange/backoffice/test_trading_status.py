@@ -247,3 +247,28 @@ def test_the_list_says_an_option_is_halted_with_its_future(client, operations, f
     assert _url(future, "resume") in page
     assert _url(call, "halt") in page
     assert _status(call) == Instrument.Status.ACTIVE
+
+
+def test_the_status_filter_lists_the_options_of_a_halted_future_as_halted(
+    client, operations, futures, call
+):
+    # given the front month halted: its call and put (their own status active) are halted with
+    # it; the second month trades
+    client.force_login(operations)
+    client.post(_url(futures[0], "halt"), {"reason": "feed outage"})
+    options = set(
+        Instrument.objects.filter(kind=Instrument.Kind.OPTION).values_list("symbol", flat=True)
+    )
+    assert len(options) == 2
+
+    # when operations filter the list by status
+    halted = client.get(reverse("backoffice:instruments"), {"status": "halted"})
+    trading = client.get(reverse("backoffice:instruments"), {"status": "active"})
+    every = client.get(reverse("backoffice:instruments"))
+
+    # then the options are listed as halted, with their future, and not as trading (as the
+    # dashboard counts them and the order path refuses them); the halted come first unfiltered
+    assert {i.symbol for i in halted.context["page"]} == {futures[0].symbol} | options
+    assert [i.symbol for i in trading.context["page"]] == [futures[1].symbol]
+    assert [i.symbol for i in every.context["page"]][-1] == futures[1].symbol
+    assert _status(call) == Instrument.Status.ACTIVE
