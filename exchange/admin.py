@@ -327,6 +327,16 @@ class OrganizationAdmin(BackOfficeAdmin[Organization]):
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Organization | None = None
+    ) -> list[str]:
+        """The kind is chosen when the organization is added and never changed here. What
+        was written under it was checked against it: a provider's registered capacity and its
+        GPU-hours, a sponsor's pools and their startup members, the operator's accounts, which
+        trade nothing (and which the order path reads per process). An organization made
+        another kind after it has accounts, positions or orders would break those checks."""
+        return ["kind"] if obj is not None else []
+
     def save_model(
         self,
         request: HttpRequest,

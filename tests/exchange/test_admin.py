@@ -339,3 +339,47 @@ def test_the_instrument_admin_s_status_filter_lists_the_options_of_a_halted_futu
     assert listed == {futures[0].symbol} | options
     assert [i.symbol for i in trading.context["cl"].result_list] == [futures[1].symbol]
     assert Instrument.objects.get(pk=call.pk).status == "active"
+
+
+def test_an_organization_s_kind_cannot_be_changed_in_the_admin(admin_client, buyer, future):
+    # given a startup whose account is funded and has an order resting
+    order_place(account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=1)
+    organization = buyer.organization
+    url = reverse("admin:exchange_organization_change", args=[organization.pk])
+    kind = organization.kind
+
+    # when a superuser opens its change form and posts it as a provider, then as the operator
+    page = admin_client.get(url)
+    responses = [
+        admin_client.post(
+            url,
+            {
+                "slug": organization.slug,
+                "name": organization.name,
+                "kind": new_kind,
+                "memberships-TOTAL_FORMS": "0",
+                "memberships-INITIAL_FORMS": "0",
+                "memberships-MIN_NUM_FORMS": "0",
+                "memberships-MAX_NUM_FORMS": "1000",
+            },
+        )
+        for new_kind in (Organization.Kind.PROVIDER, Organization.Kind.EXCHANGE)
+    ]
+
+    # then the form shows the kind without a field to change it, and it stays what it was
+    # (the order path, the ledger and the pools rely on it); the rest of the form still saves
+    assert page.status_code == 200
+    assert 'name="kind"' not in page.content.decode()
+    assert "kind" in page.context["adminform"].readonly_fields
+    assert [response.status_code for response in responses] == [302, 302]
+    assert Organization.objects.get(pk=organization.pk).kind == kind
+    changes = AuditEntry.objects.filter(
+        action="admin.change", target_type="Organization", target_id=str(organization.pk)
+    )
+    assert all("kind" not in entry.after for entry in changes)
+
+
+def test_an_organization_s_kind_is_chosen_when_it_is_added_in_the_admin(admin_client):
+    page = admin_client.get(reverse("admin:exchange_organization_add"))
+
+    assert 'name="kind"' in page.content.decode()
