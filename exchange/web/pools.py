@@ -15,7 +15,7 @@ see the pages; a write they post answers 403 (``trader_required``).
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -55,8 +55,11 @@ PRIORITY_MAX = 10_000
 REFUSALS = (PoolError, OrderRejected)
 USD_FIELD: dict[str, Any] = {"max_digits": 16, "decimal_places": 2}
 PRICE_FIELD: dict[str, Any] = {"max_digits": 12, "decimal_places": 6}
+# To the second, as the API sets it: an input by the minute showed a cut-off at 12:00:30 as
+# 12:00, and the settings saved unchanged moved it there. A browser sends 12:00 for 12:00:00;
+# the field reads both.
 CUTOFF_INPUT = forms.DateTimeInput(
-    attrs={"type": "datetime-local", "step": 60}, format="%Y-%m-%dT%H:%M"
+    attrs={"type": "datetime-local", "step": 1}, format="%Y-%m-%dT%H:%M:%S"
 )
 
 
@@ -87,9 +90,22 @@ class SettingsForm(forms.Form):
         widget=CUTOFF_INPUT,
     )
 
+    def __init__(self, *args: Any, current_cutoff: datetime | None = None, **kwargs: Any) -> None:
+        """``current_cutoff``: the pool's cut-off, which the form shows to the second."""
+        super().__init__(*args, **kwargs)
+        self.current_cutoff = current_cutoff
+
     def clean_cutoff_at(self) -> Any:
         moment = self.cleaned_data.get("cutoff_at")
-        return moment.replace(tzinfo=UTC) if moment is not None else None  # Typed as UTC.
+        if moment is None:
+            return None
+        moment = moment.replace(tzinfo=UTC)  # Typed as UTC.
+        # The input shows whole seconds; the API sets fractions of one. The cut-off it showed,
+        # sent back, is the pool's own, not the start of its second.
+        current = self.current_cutoff
+        if current is not None and moment == current.astimezone(UTC).replace(microsecond=0):
+            return current
+        return moment
 
 
 class CreateForm(SettingsForm):
@@ -581,7 +597,7 @@ def pool_settings_view(request: HttpRequest, pool_id: int, membership: Membershi
         services.pool_settings_set(pool=pool, actor=signed_in_user(request), **data)
         return f"Settings of “{pool.name}” saved."
 
-    form = SettingsForm(request.POST, prefix="settings")
+    form = SettingsForm(request.POST, prefix="settings", current_cutoff=pool.cutoff_at)
     return _sponsor_write(request, membership, pool, form, act)
 
 

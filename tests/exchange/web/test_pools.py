@@ -428,6 +428,62 @@ def test_the_sponsor_changes_the_settings(client, pool, sam):
     assert (pool.subsidy_percent, pool.credit_line) == (Decimal("15.00"), 30_000 * 10**6)
 
 
+def _cutoff_input(page: str) -> dict[str, str]:
+    """The attributes of the settings form's cut-off input, as the browser gets them."""
+    tag = re.search(r'<input[^>]*name="settings-cutoff_at"[^>]*>', page)
+    assert tag is not None
+    return dict(re.findall(r'([a-z-]+)="([^"]*)"', tag.group(0)))
+
+
+def test_saving_the_settings_unchanged_keeps_the_exact_cut_off(client, pool, sam):
+    # given a cut-off set over the API at 12:00:30.25 (UTC) three days on
+    day = timezone.now() + timedelta(days=3)
+    cutoff = day.replace(hour=12, minute=0, second=30, microsecond=250_000)
+    pool_settings_set(
+        pool=pool,
+        rule=pool.rule,
+        subsidy_percent=pool.subsidy_percent,
+        credit_line=Decimal("20000"),
+        cutoff_at=cutoff,
+        actor=sam,
+    )
+    client.force_login(sam)
+
+    # when the sponsor opens the dashboard and saves the settings form as it is shown
+    cutoff_input = _cutoff_input(_page(client.get(_pool_url(pool))))
+    response = _settings(
+        client,
+        pool,
+        rule=pool.rule,
+        subsidy_percent="10.00",
+        credit_line="20000.00",
+        cutoff_at=cutoff_input["value"],
+    )
+
+    # then the form showed the seconds, the input steps by the second, and the cut-off is
+    # still the one the API set, to the microsecond
+    assert cutoff_input["value"] == cutoff.strftime("%Y-%m-%dT12:00:30")
+    assert cutoff_input["step"] == "1"
+    assert response.status_code == 302
+    pool.refresh_from_db()
+    assert pool.cutoff_at == cutoff
+
+
+@pytest.mark.parametrize(("typed", "seconds"), [("T09:15:45", 45), ("T09:15", 0)])
+def test_a_cut_off_typed_in_the_form_keeps_its_seconds(client, pool, sam, typed, seconds):
+    # given a day three days on; a browser sends 09:15 for 09:15:00
+    day = (timezone.now() + timedelta(days=3)).date()
+    client.force_login(sam)
+
+    # when the sponsor saves a cut-off at that day's 09:15 and some seconds
+    response = _settings(client, pool, cutoff_at=f"{day.isoformat()}{typed}")
+
+    # then the pool cuts off at that second, UTC
+    assert response.status_code == 302
+    pool.refresh_from_db()
+    assert pool.cutoff_at.isoformat() == f"{day.isoformat()}T09:15:{seconds:02d}+00:00"
+
+
 def test_a_credit_line_above_the_maximum_is_refused_next_to_it(client, pool, sam, settings):
     client.force_login(sam)
 
