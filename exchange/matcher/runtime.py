@@ -220,6 +220,7 @@ class Matcher:
                     settlement.sync_risk_version(instrument)
                     queued.append((instrument, commands, settlement))
                 halted_underlyings = self._halted_underlyings(queued)
+                called = self._accounts_under_call(queued)
                 # The holds of every queue's orders in one read, so each applier finds its own
                 # loaded.
                 settlements_load(
@@ -243,7 +244,7 @@ class Matcher:
                     if instrument.underlying_id is not None:
                         halted_by = halted_underlyings.get(instrument.underlying_id)
                     for command in commands:
-                        self._run_command(instrument, command, applier, halted_by)
+                        self._run_command(instrument, command, applier, called, halted_by)
                     batches.append((applier, commands))
                 flush_together([applier for applier, _ in batches])
         except BaseException:
@@ -341,13 +342,15 @@ class Matcher:
         instrument: Instrument,
         command: OrderCommand,
         applier: EventApplier,
+        called: frozenset[int],
         halted_by: Instrument | None = None,
     ) -> None:
-        """``halted_by``: the option's future when it is halted (``_halted_underlyings``)."""
+        """``called``: the accounts under a margin call (``_accounts_under_call``);
+        ``halted_by``: the option's future when it is halted (``_halted_underlyings``)."""
         order = command.order
         refusal = self._refusal(instrument, command, applier.now, halted_by)
         if refusal is None and not command.cancels:
-            refusal = self._margin_call_ended(command)
+            refusal = self._margin_call_refusal(instrument, command, called)
         if refusal is None and not command.cancels:
             # Before the collateral check, which may top a replace's holds up.
             refusal = self._reduce_only_enforce(instrument, command, applier)
@@ -443,20 +446,54 @@ class Matcher:
         return None if lowers_in_place else OrderRejectCode.REDUCE_ONLY
 
     @staticmethod
-    def _margin_call_ended(command: OrderCommand) -> str | None:
-        """``RISK_MARGIN_CALL_ENDED`` for a replace that may trade of a reducing order whose
-        account has no margin call open any more, else None: acceptance refuses such a replace
-        (``orders.margin_call_ended``), and one accepted under the call may reach the matcher
-        after the cure, before the cure's cancel. A read of the account's open call, only for
-        the replaces of reducing orders."""
+    def _accounts_under_call(
+        queued: list[tuple[Instrument, list[OrderCommand], Settlement]],
+    ) -> frozenset[int]:
+        """The accounts with a margin call open among those of the batch's replaces that may
+        trade (``_margin_call_refusal`` reads them): one read, none for a batch without such
+        a replace. Every such replace's account, not only those whose replace changes the
+        order's price or quantity at the batch's start: a fill earlier in the batch lowers
+        the open quantity a replace is compared with."""
+        ids = sorted(
+            {
+                command.order.account_id
+                for _, commands, _ in queued
+                for command in commands
+                if command.kind == OrderCommand.Kind.REPLACE and not command.cancels
+            }
+        )
+        if not ids:
+            return frozenset()
+        return frozenset(
+            MarginCall.objects.filter(
+                account_id__in=ids, status=MarginCall.Status.OPEN
+            ).values_list("account_id", flat=True)
+        )
+
+    @staticmethod
+    def _margin_call_refusal(
+        instrument: Instrument, command: OrderCommand, called: frozenset[int]
+    ) -> str | None:
+        """The refusal of a replace that may trade by the account's margin call, or its end,
+        else None: acceptance refuses the same (``orders.order_replace``), and a replace
+        accepted on one side of a call's start or end may reach the matcher on the other.
+
+        ``RISK_MARGIN_CALL_ENDED`` for a reducing order with no call open any more (the cure
+        cancels it; ``orders.margin_call_ended``). ``RISK_REDUCE_ONLY`` for one under a call
+        that would add risk (``Order.margin_call_replace_refusal``): raising the open quantity,
+        or an ordinary order, accepted before the call, at a new price."""
+        if command.kind != OrderCommand.Kind.REPLACE:
+            return None
         order = command.order
-        if command.kind != OrderCommand.Kind.REPLACE or not order.reduce_only:
-            return None
-        if MarginCall.objects.filter(
-            account_id=order.account_id, status=MarginCall.Status.OPEN
-        ).exists():
-            return None
-        return OrderRejectCode.MARGIN_CALL_ENDED
+        if order.account_id not in called:
+            return OrderRejectCode.MARGIN_CALL_ENDED if order.reduce_only else None
+        assert command.price is not None and command.quantity is not None  # A replace's.
+        refused = order.margin_call_replace_refusal(
+            price=command.price,
+            quantity=command.quantity,
+            resale=instrument.kind == Instrument.Kind.RESALE,
+        )
+        return OrderRejectCode.REDUCE_ONLY if refused else None
 
     @staticmethod
     def _closable_lots(

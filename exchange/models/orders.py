@@ -198,6 +198,27 @@ class Order(models.Model):
             return 0
         return self.quantity - self.filled_quantity - self.cancelled_quantity
 
+    def margin_call_replace_refusal(self, *, price: Decimal, quantity: int, resale: bool) -> str:
+        """The field of a replace to ``price`` and open ``quantity`` (not 0: a cancel always
+        goes through) that would add risk to an account under a margin call, or "" when it adds
+        none. Read by ``orders.order_replace`` at acceptance and by the matcher (a replace
+        accepted before the call may reach it after the call opened), each refusing with
+        ``RISK_REDUCE_ONLY``. ``resale``: the order is of a resale instrument.
+
+        Under a call only what would be accepted anew goes through. The open quantity may not
+        go up ("quantity"). The price may change only for an order a call lets be placed: a
+        reducing order (``reduce_only``: the matcher holds it to what closes the position) or
+        a sell of resale capacity (it raises cash). An ordinary order placed before the call
+        keeps its price ("price"): at a new one it could trade where it would not have,
+        opening or adding to a position the margin call says the account cannot carry (until
+        2026-12-07 only its quantity was held); cancelled, it may be placed again as
+        reducing."""
+        if quantity > self.open_quantity:
+            return "quantity"
+        if price == self.price or self.reduce_only or (resale and self.side == Side.SELL):
+            return ""
+        return "price"
+
     @property
     def past_expiry(self) -> bool:
         """A live GTD order whose time has come (``expires_at`` itself included). It is out of

@@ -1242,8 +1242,9 @@ def order_replace(
     cancel: like ``order_cancel`` it goes through on an instrument halted or expired, where
     any other replace is refused, and the price it names is not looked at.
 
-    Under a margin call an order's quantity may only go down (``RISK_REDUCE_ONLY``); a reducing
-    order once the call has ended may only be cancelled (``RISK_MARGIN_CALL_ENDED``).
+    Under a margin call an order's quantity may only go down, and an ordinary order placed
+    before the call keeps its price (``RISK_REDUCE_ONLY``: ``_check_replace_under_margin_call``);
+    a reducing order once the call has ended may only be cancelled (``RISK_MARGIN_CALL_ENDED``).
 
     A replace the matcher refuses (a post-only order that would trade, an order whose time in
     force has passed, ...) raises ``OrderRejected`` with the matcher's code, the order left as
@@ -1278,13 +1279,8 @@ def order_replace(
     if order.reduce_only and not under_call and not OrderCommand.replace_cancels(quantity):
         raise margin_call_ended(order)
     if under_call:
-        open_quantity = order.quantity - order.filled_quantity - order.cancelled_quantity
-        if quantity > open_quantity:
-            raise OrderRejected(
-                OrderRejectCode.REDUCE_ONLY,
-                "The account has an open margin call: an order's quantity may only go down.",
-                field="quantity",
-            )
+        if not OrderCommand.replace_cancels(quantity):
+            _check_replace_under_margin_call(order, instrument, price, quantity)
         margin = order.margin_per_contract
     needs: list[collateral.Need] = []
     try:
@@ -1297,6 +1293,31 @@ def order_replace(
     if refused is not None:
         raise _command_refused(fresh, refused)
     return fresh
+
+
+def _check_replace_under_margin_call(
+    order: Order, instrument: Instrument, price: Decimal, quantity: int
+) -> None:
+    """``RISK_REDUCE_ONLY`` for a replace that would add risk to an account under a margin
+    call (``Order.margin_call_replace_refusal``): one raising the order's open quantity, or
+    moving an ordinary order placed before the call to a new price."""
+    field = order.margin_call_replace_refusal(
+        price=price, quantity=quantity, resale=instrument.kind == Instrument.Kind.RESALE
+    )
+    if field == "quantity":
+        raise OrderRejected(
+            OrderRejectCode.REDUCE_ONLY,
+            "The account has an open margin call: an order's quantity may only go down.",
+            field="quantity",
+        )
+    if field == "price":
+        raise OrderRejected(
+            OrderRejectCode.REDUCE_ONLY,
+            f"The account has an open margin call: order #{order.pk}, placed before it, may "
+            "only be cancelled or lowered at its price; cancel it and place an order that "
+            "reduces the account's positions.",
+            field="price",
+        )
 
 
 def margin_call_ended(order: Order) -> OrderRejected:

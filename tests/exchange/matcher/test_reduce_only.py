@@ -267,6 +267,107 @@ def test_a_reducing_replace_queued_before_the_cure_is_refused_by_the_matcher_aft
     assert ledger_problems() == []
 
 
+@pytest.mark.parametrize(
+    ("side", "resting", "crossing"),
+    [("buy", "2.00", "2.40"), ("sell", "3.00", "2.60")],
+    ids=["a bid adding to the long", "an offer on ordinary terms"],
+)
+def test_an_order_placed_before_a_call_keeps_its_price_under_it(
+    future, seller, buyer, side, resting, crossing
+):
+    """Under a call the account may only reduce its positions. Until 2026-12-07 only the
+    quantity of an order placed before the call was held: moved to a new price, a bid far
+    below the market could buy at once, adding to a position the call says the account cannot
+    carry; an offer, sell beyond the position on ordinary terms, without the matcher's cap
+    that holds a reducing order to what closes it."""
+    # given a long of 10 with an ordinary order resting away from the market, placed before a
+    # call came; another account's order waits where the move would meet it
+    long = _account("quill", "startup")
+    place(seller, future, "sell", 10, "2.50")
+    place(long, future, "buy", 10, "2.50")
+    ordinary = place(long, future, side, 5, resting)
+    call = _margin_call(long)
+    other = place(seller if side == "buy" else buyer, future, _other(side), 5, crossing)
+    commands, holds = OrderCommand.objects.count(), Hold.objects.count()
+
+    # when it moves the order onto it, with its quantity or less
+    for quantity in (5, 2):
+        with pytest.raises(OrderRejected) as refused:
+            order_replace(order=ordinary, price=Decimal(crossing), quantity=quantity)
+
+        # then the replace is refused by name and nothing was written: nothing traded
+        assert (refused.value.code, refused.value.field) == (OrderRejectCode.REDUCE_ONLY, "price")
+        assert OrderCommand.objects.count() == commands
+        assert Hold.objects.count() == holds
+    ordinary.refresh_from_db()
+    assert (ordinary.status, ordinary.price, ordinary.open_quantity) == (
+        Order.Status.OPEN,
+        Decimal(resting),
+        5,
+    )
+    other.refresh_from_db()
+    assert other.filled_quantity == 0
+    assert position(long, future.symbol) == 10
+    # while lowering it at its price goes through, and so does a cancel
+    lowered = order_replace(order=ordinary, price=Decimal(resting), quantity=3)
+    assert (lowered.status, lowered.price, lowered.open_quantity) == (
+        Order.Status.OPEN,
+        Decimal(resting),
+        3,
+    )
+    cancelled = order_replace(order=ordinary, price=Decimal(crossing), quantity=0)
+    assert cancelled.status == Order.Status.CANCELLED
+    # and an order placed under the call as reducing may move, held to what it closes
+    reducing = place(long, future, "sell", 5, "3.00")
+    assert reducing.reduce_only
+    moved = order_replace(order=reducing, price=Decimal("2.90"), quantity=5)
+    assert (moved.status, moved.price) == (Order.Status.OPEN, Decimal("2.90"))
+    assert call.status == MarginCall.Status.OPEN
+    assert ledger_problems() == []
+
+
+def _other(side: str) -> str:
+    return "sell" if side == "buy" else "buy"
+
+
+def test_a_replace_queued_before_a_call_is_refused_by_the_matcher_under_it(
+    future, seller, external_matcher
+):
+    """Acceptance reads the call as it is then: a replace accepted just before the call
+    opened may reach the matcher after. Until 2026-12-07 it moved the order and traded."""
+    # given a long of 10 with a bid far below the market, asking to move it onto an offer
+    long = _account("quill", "startup")
+    place(seller, future, "sell", 10, "2.50")
+    place(long, future, "buy", 10, "2.50")
+    bid = place(long, future, "buy", 5, "2.00")
+    Matcher().process_pending()
+    pending = order_replace(order=bid, price=Decimal("2.40"), quantity=5)
+    assert pending.command_pending
+    # and a call opens before the matcher reaches the replace, an offer at 2.40 behind it
+    _margin_call(long)
+    offer = place(seller, future, "sell", 5, "2.40")
+
+    # when the matcher runs them
+    Matcher().process_pending()
+
+    # then it refuses the replace by name; the bid rests where it was and nothing traded
+    command = OrderCommand.objects.get(order=bid, kind=OrderCommand.Kind.REPLACE)
+    assert (command.status, command.reject_code) == (
+        OrderCommand.Status.REJECTED,
+        OrderRejectCode.REDUCE_ONLY,
+    )
+    bid.refresh_from_db()
+    assert (bid.status, bid.price, bid.open_quantity) == (Order.Status.OPEN, Decimal("2.00"), 5)
+    offer.refresh_from_db()
+    assert (offer.status, offer.filled_quantity) == (Order.Status.OPEN, 0)
+    assert position(long, future.symbol) == 10
+    # and the refusal reads as the call's, with the holds of the replace released
+    assert ledger_problems() == []
+    assert not Hold.objects.filter(
+        idempotency_key__startswith=f"command:{command.pk}:", status=Hold.Status.PENDING
+    ).exists()
+
+
 def test_a_cure_cancels_a_reducing_order_an_earlier_cure_left_working(
     future, seller, django_capture_on_commit_callbacks
 ):

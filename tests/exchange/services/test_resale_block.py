@@ -219,6 +219,35 @@ def test_under_a_margin_call_a_resale_sell_is_accepted_and_pays_its_fee(listing,
     assert trade.seller_fee == int(notional * Decimal("0.01")) > 0
 
 
+def test_under_a_margin_call_a_resale_sell_may_move_its_price_and_a_buy_may_not(
+    listing, seller, buyer
+):
+    """Under a call only what would be accepted anew moves: a sell of capacity (it raises
+    cash), not a buy placed before the call (acceptance refuses one under it)."""
+    from datetime import date
+
+    from exchange.models import MarginCall
+
+    # given a sell and a buy resting apart, placed before their accounts' calls
+    sell = place(seller, listing, "sell", 8, "2.60")
+    bid = place(buyer, listing, "buy", 8, "2.00")
+    for account in (seller, buyer):
+        MarginCall.objects.create(
+            account=account, trading_date=date(2026, 12, 4), required=10, maintenance=8, held=5
+        )
+
+    # when each moves its price
+    moved = order_replace(order=sell, price=Decimal("2.50"), quantity=8)
+    with pytest.raises(OrderRejected) as refused:
+        order_replace(order=bid, price=Decimal("2.50"), quantity=8)
+
+    # then the sell moved, and the buy is refused by name, resting where it was
+    assert (moved.status, moved.price) == (Order.Status.OPEN, Decimal("2.50"))
+    assert (refused.value.code, refused.value.field) == (OrderRejectCode.REDUCE_ONLY, "price")
+    bid.refresh_from_db()
+    assert (bid.status, bid.price, bid.filled_quantity) == (Order.Status.OPEN, Decimal("2.00"), 0)
+
+
 @pytest.mark.parametrize("instrument", ["listing", "future"])
 def test_the_exchange_operator_s_account_cannot_trade(
     request, listing, seller, row_counts, instrument
