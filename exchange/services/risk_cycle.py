@@ -1010,6 +1010,15 @@ def account_liquidate(
     option is bought back with it), in one transaction under the books' and the call's locks,
     after checking the call there; then one market IOC order per position, reducing only,
     without fees. What the book cannot absorb stays open, and the margin call with it.
+
+    The audit row (``account.liquidate``: the positions, the orders cancelled and the closing
+    orders to place) is written first in that transaction: it commits with the cancels and the
+    margin's release or not at all, and precedes every order the liquidation writes, so a
+    failure after the commit (a closing order's) leaves what was done explained. Until
+    2026-12-07 it was written last, on its own: a failure before it left the cancels, the
+    margin released and the closing orders without it, and the timeline showed the orders
+    before the row that explains them. What the closing orders did is theirs to say (and the
+    answer's, ``{"orders": [...]}``).
     """
     from exchange.services import orders
 
@@ -1030,27 +1039,44 @@ def account_liquidate(
         # waits for this commit. (Until 2026-12-07 the cancels committed on their own before
         # this check, and a cure in between left the cured account with its orders cancelled.)
         _call_to_liquidate(account, call, lock=True)
-        cancels = orders.cancel_commands_insert(
-            orders=Order.objects.filter(account=account, status__in=LIVE_STATUSES).order_by("pk"),
-            reason=CancelReason.LIQUIDATION,
-            requested_by=actor,
-        )
         ledger = _Ledger(instruments)
         holder = ledger._holder(account.pk)
+        positions = {
+            instruments[i]: contracts for i, contracts in holder.positions.items() if contracts
+        }
+        live = list(Order.objects.filter(account=account, status__in=LIVE_STATUSES).order_by("pk"))
+        audit_record(
+            actor=actor,
+            action="account.liquidate",
+            target=account,
+            before={"positions": {i.symbol: contracts for i, contracts in positions.items()}},
+            after={
+                "cancelled": [order.pk for order in live],
+                "closing": [
+                    {
+                        "symbol": i.symbol,
+                        "side": _closing_side(contracts),
+                        "quantity": abs(contracts),
+                    }
+                    for i, contracts in sorted(positions.items(), key=lambda item: item[0].symbol)
+                ],
+            },
+            reason=reason,
+        )
+        cancels = orders.cancel_commands_insert(
+            orders=live, reason=CancelReason.LIQUIDATION, requested_by=actor
+        )
         postings: list[Posting] = []
         for instrument_id in sorted(list(holder.margins)):
             ledger.release_margin(holder, instruments[instrument_id], postings)
         stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
         ledger.post(f"liquidation:{account.pk}:{stamp}", "Liquidation: margin released", postings)
         ledger.flush()
-        positions = {
-            instruments[i]: contracts for i, contracts in holder.positions.items() if contracts
-        }
     # The cancels release what the orders held, before the closing orders need it.
     orders.cancel_commands_match(cancels)
     results = []
     for instrument, contracts in sorted(positions.items(), key=lambda item: item[0].symbol):
-        side = Side.SELL if contracts > 0 else Side.BUY
+        side = _closing_side(contracts)
         try:
             order = orders.order_place(
                 account=account,
@@ -1080,12 +1106,9 @@ def account_liquidate(
                 resolved_by=actor if actor is not None and actor.is_authenticated else None,
             )
             recent.changed()
-    audit_record(
-        actor=actor,
-        action="account.liquidate",
-        target=account,
-        before={"positions": {i.symbol: contracts for i, contracts in positions.items()}},
-        after={"orders": results},
-        reason=reason,
-    )
     return {"orders": results}
+
+
+def _closing_side(contracts: int) -> str:
+    """The side of the order that closes a position of ``contracts`` (long when positive)."""
+    return Side.SELL if contracts > 0 else Side.BUY

@@ -17,7 +17,15 @@ from django.conf import settings
 from exchange import calendar
 from exchange.backoffice.roles import Role
 from exchange.errors import RiskError, RiskErrorCode
-from exchange.models import AuditEntry, Instrument, MarginCall, Order, RiskCycle, SettlementPrice
+from exchange.models import (
+    AuditEntry,
+    Instrument,
+    MarginCall,
+    Order,
+    OrderCommand,
+    RiskCycle,
+    SettlementPrice,
+)
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
 from exchange.services.listing import StripSpec, futures_list_strip, options_list_chain
@@ -585,7 +593,11 @@ def test_liquidation_cancels_resting_orders_and_sells_the_position_at_the_market
     assert call.resolved_by is None
     audit = AuditEntry.objects.get(action="account.liquidate")
     assert (audit.target_id, audit.reason) == (str(long.pk), "Deficit unpaid after the call")
-    assert audit.after == {"orders": result["orders"]}
+    assert audit.before == {"positions": {symbol: 2}}
+    assert audit.after == {
+        "cancelled": [far_bid.pk, reducing_ask.pk],
+        "closing": [{"symbol": symbol, "side": "sell", "quantity": 2}],
+    }
     assert ledger_problems() == []
 
 
@@ -630,6 +642,110 @@ def test_a_liquidated_account_without_a_deficit_ends_its_call_as_liquidated(futu
     call.refresh_from_db()
     assert call.status == MarginCall.Status.LIQUIDATED
     assert call.resolved_by == staff and call.resolved_at is not None
+    assert ledger_problems() == []
+
+
+def _liquidation_trail(long, offer, sale_pk: int) -> tuple:
+    """The liquidation's audit row, and its writes: the cancel of ``offer``, the margin's
+    release and the closing order."""
+    return (
+        AuditEntry.objects.get(action="account.liquidate"),
+        OrderCommand.objects.get(order=offer, kind=OrderCommand.Kind.CANCEL),
+        Entry.objects.get(idempotency_key__startswith=f"liquidation:{long.pk}:"),
+        Order.objects.get(pk=sale_pk),
+    )
+
+
+def test_a_liquidation_is_audited_before_the_orders_it_explains(future, staff):
+    """Until 2026-12-07 the audit row was written last, after the closing orders: the
+    timeline read the orders before the row that explains them."""
+    # given a called long of 2 offering its 2 (reducing), 2 contracts bid by another account
+    long = _called_long_of_two(future, staff, bids=2)
+    offer = place(long, future, "sell", 2, "3.00")
+
+    # when staff liquidate it
+    result = account_liquidate(account=long, actor=staff, reason="Call not met")
+
+    # then the audit row comes first: before the offer's cancel and the margin's release (in
+    # its transaction), and before the closing order
+    [row] = result["orders"]
+    audit, cancel, release, sale = _liquidation_trail(long, offer, row["order"])
+    assert audit.created_at < cancel.created_at
+    assert audit.created_at < release.created_at
+    assert audit.created_at < sale.created_at
+    assert (sale.status, sale.filled_quantity) == (Order.Status.FILLED, 2)
+    # and it says what the liquidation was to do
+    assert (audit.actor, audit.reason) == (staff, "Call not met")
+    assert audit.before == {"positions": {future.symbol: 2}}
+    assert audit.after == {
+        "cancelled": [offer.pk],
+        "closing": [{"symbol": future.symbol, "side": "sell", "quantity": 2}],
+    }
+    assert ledger_problems() == []
+
+
+def test_a_liquidation_that_fails_after_placing_an_order_leaves_it_explained(
+    future, staff, monkeypatch
+):
+    """Until 2026-12-07 a failure after the closing order (here, of the process as the order
+    service returns) left the order, the cancels and the margin's release without the audit
+    row that explains them."""
+    from exchange.services import orders
+
+    # given a called long of 2 offering its 2, 2 contracts bid; the liquidation fails once its
+    # closing order is placed
+    long = _called_long_of_two(future, staff, bids=2)
+    offer = place(long, future, "sell", 2, "3.00")
+    real_place = orders.order_place
+
+    def place_then_fail(**kwargs):
+        placed = real_place(**kwargs)
+        raise RuntimeError(f"lost after placing order #{placed.pk}")
+
+    monkeypatch.setattr(orders, "order_place", place_then_fail)
+
+    # when staff liquidate it
+    with pytest.raises(RuntimeError):
+        account_liquidate(account=long, actor=staff, reason="Call not met")
+
+    # then the closing order traded, and the audit row that explains it was written before it
+    sale = Order.objects.get(account=long, type=Order.Type.MARKET)
+    assert sale.filled_quantity == 2
+    audit, cancel, release, _ = _liquidation_trail(long, offer, sale.pk)
+    assert audit.created_at < cancel.created_at < sale.created_at
+    assert audit.created_at < release.created_at
+    assert audit.after["closing"] == [{"symbol": future.symbol, "side": "sell", "quantity": 2}]
+    assert ledger_problems() == []
+
+
+def test_a_liquidation_that_fails_before_its_commit_leaves_neither_audit_nor_orders(
+    future, staff, monkeypatch
+):
+    from exchange.services import risk_cycle
+
+    # given a called long of 2 offering its 2, 2 contracts bid; the margin's release fails,
+    # after the audit row and the cancels are written in its transaction
+    long = _called_long_of_two(future, staff, bids=2)
+    offer = place(long, future, "sell", 2, "3.00")
+    before = _liquidation_world(long)
+    commands = OrderCommand.objects.count()
+
+    def fail(self):
+        raise RuntimeError("the ledger failed")
+
+    monkeypatch.setattr(risk_cycle._Ledger, "flush", fail)
+
+    # when staff liquidate it
+    with pytest.raises(RuntimeError):
+        account_liquidate(account=long, actor=staff, reason="Call not met")
+
+    # then nothing was written: no audit row, no cancel, no margin released, no closing order
+    assert _liquidation_world(long) == before
+    assert OrderCommand.objects.count() == commands
+    assert not AuditEntry.objects.filter(action="account.liquidate").exists()
+    offer.refresh_from_db()
+    assert (offer.status, offer.done_reason) == (Order.Status.OPEN, "")
+    assert position(long, future.symbol) == 2
     assert ledger_problems() == []
 
 
