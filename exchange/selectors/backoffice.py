@@ -108,7 +108,9 @@ def market_today(now: datetime) -> MarketToday:
     """The market at ``now``. Trading counts the active instruments that trade at ``now``: one
     whose last trading day has closed stops trading then, though it stays active until the
     daily run expires it (``InstrumentQuerySet.trading_at``); an option of a halted future does
-    not trade. Halted counts the instruments whose own status is halted."""
+    not trade. Halted counts the instruments halted as trading sees them, the options of a
+    halted future with it (``InstrumentQuerySet.in_trading_status``), as the trading status
+    page's Halted filter lists them."""
     today = now.date()
     by_status = dict(Instrument.objects.order_by().values_list("status").annotate(n=Count("id")))
     # An option trades only while its future is not halted (``Instrument.halted_by``), whatever
@@ -132,7 +134,7 @@ def market_today(now: datetime) -> MarketToday:
         value += priced * hours
     return MarketToday(
         instruments_trading=trading,
-        instruments_halted=by_status.get(Instrument.Status.HALTED, 0),
+        instruments_halted=Instrument.objects.in_trading_status(Instrument.Status.HALTED).count(),
         instruments_expired=by_status.get(Instrument.Status.EXPIRED, 0),
         live_orders=Order.objects.filter(status__in=LIVE_STATUSES).count(),
         trades_today=totals["count"] or 0,

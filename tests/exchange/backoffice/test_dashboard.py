@@ -149,7 +149,8 @@ def test_the_options_of_a_halted_future_are_not_counted_as_trading(futures, call
     # when the dashboard's figures are read
     today = market_today(timezone.now())
 
-    # then the future and its two options stop counting as trading, the second month still does
-    assert listed.instruments_trading == 4
-    assert today.instruments_trading == 1
+    # then the future and its two options stop counting as trading, the second month still does,
+    # and all three count as halted, as the trading status page's Halted filter lists them
+    assert (listed.instruments_trading, listed.instruments_halted) == (4, 0)
+    assert (today.instruments_trading, today.instruments_halted) == (1, 3)
     assert Instrument.objects.get(pk=call.pk).status == Instrument.Status.ACTIVE
