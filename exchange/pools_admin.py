@@ -158,7 +158,15 @@ class PoolAllocationInline(ReadOnlyInline[PoolAllocation, PoolRound]):
 class PoolRoundAdmin(ReadOnlyAdmin[PoolRound]):
     view_roles = (RISK,)
     act_roles = (OPERATIONS,)
-    list_display = ["__str__", "status", "cut_off_at", "closes_at", "allocated_at", "cut_off_by"]
+    list_display = [
+        "__str__",
+        "status",
+        "cut_off_at",
+        "closes_at",
+        "allocated_at",
+        "close_reason",
+        "cut_off_by",
+    ]
     list_filter = ["status"]
     list_select_related = ["pool__sponsor", "cut_off_by"]
     inlines = [PoolOrderInline, PoolAllocationInline]

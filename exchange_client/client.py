@@ -636,6 +636,8 @@ class PoolRound:
     cut_off_at: datetime | None
     closes_at: datetime | None
     allocated_at: datetime | None
+    close_reason: str
+    close_message: str
     tiers: list[PoolTier] | None
     allocations: list[PoolAllocation]
 

@@ -440,6 +440,17 @@ class PoolRoundSerializer(serializers.Serializer):
         source="round.closes_at", help_text="When what still works is cancelled and allocated."
     )
     allocated_at = serializers.DateTimeField(source="round.allocated_at", allow_null=True)
+    close_reason = serializers.ChoiceField(
+        source="round.close_reason",
+        choices=PoolRound.CloseReason.choices,
+        allow_blank=True,
+        help_text="Why the round closed: scheduled (its time was up), sponsor, staff, or "
+        "instrument_expired (a future it was buying stopped trading, so it closed early and "
+        "allocated what had filled); empty while it works and no close was asked for.",
+    )
+    close_message = serializers.CharField(
+        source="round.close_message", help_text="The same in words; empty while open."
+    )
 
 
 class PoolRoundDetailSerializer(PoolRoundSerializer):

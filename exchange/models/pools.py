@@ -113,6 +113,16 @@ class PoolRound(models.Model):
         WORKING = "working", "Orders working"
         ALLOCATED = "allocated", "Allocated"
 
+    class CloseReason(models.TextChoices):
+        """Why the round closed: set once, by the first close (its cancels may wait for an
+        external matcher, and the scheduled close that follows keeps the first reason)."""
+
+        OPEN = "", "Not closed"
+        SCHEDULED = "scheduled", "Its time was up"
+        SPONSOR = "sponsor", "Closed by the sponsor"
+        STAFF = "staff", "Closed by exchange staff"
+        INSTRUMENT_EXPIRED = "instrument_expired", "A future it was buying stopped trading"
+
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="rounds")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.WORKING)
@@ -121,6 +131,12 @@ class PoolRound(models.Model):
     allocated_at = models.DateTimeField(null=True, blank=True)
     cut_off_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    close_reason = models.CharField(
+        max_length=20, choices=CloseReason.choices, default=CloseReason.OPEN, blank=True
+    )
+    close_message = models.CharField(
+        max_length=300, blank=True, help_text="Why the round closed, in words; empty while open."
     )
 
     class Meta:

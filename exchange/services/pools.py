@@ -44,7 +44,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
-from exchange import allocation
+from exchange import allocation, calendar
 from exchange.backoffice.roles import ORDER_STAFF
 from exchange.errors import OrderRejected, PoolError, PoolErrorCode
 from exchange.matcher.settlement import split_fill
@@ -113,6 +113,9 @@ FINAL_STATUSES = (Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.EXPI
 # Counts of a round's tiers after a graduation: a fill between a count and its replace is
 # caught by the next count (``_tiers_fit``).
 TIER_FIT_PASSES_MAX = 3
+# Working rounds one call closes on their futures' expiry; the next call (the scheduler runs
+# every minute) takes any left.
+ROUNDS_CLOSED_MAX = 500
 
 
 def _user(actor: Actor) -> User | None:
@@ -870,10 +873,19 @@ def _place(pool_order: PoolOrder, actor: Actor) -> None:
 
 
 def pool_round_close(
-    *, round_: PoolRound, actor: Actor, organization: Organization | None = None
+    *,
+    round_: PoolRound,
+    actor: Actor,
+    organization: Organization | None = None,
+    expired: list[Instrument] | None = None,
+    now: datetime | None = None,
 ) -> PoolRound:
     """Cancel what still works, then allocate (at once with the inline matcher; with external
     matchers ``pools_run_due`` allocates once the cancels are processed).
+
+    The first close records why (``close_reason``, ``close_message``): the sponsor, staff, its
+    time, or ``expired``, the round's futures whose trading has ended by ``now``
+    (``pool_rounds_close_expired``).
 
     The sponsor closes its own rounds (``organization``, the organization the request acts
     for: an API key's, the page's; the pages and the API let only the sponsor reach here), the
@@ -885,16 +897,79 @@ def pool_round_close(
         ORDER_STAFF.check(actor, "close a pool's round")
     if round_.status != PoolRound.Status.WORKING:
         raise _refuse(PoolErrorCode.ROUND_NOT_WORKING, "This round is already allocated.")
+    now = now or timezone.now()
+    reason, message = _close_reason(round_, actor, organization, expired or [])
+    # The first close's reason stays: a scheduled close that finds the sponsor's cancels still
+    # waiting for an external matcher closes the same round again.
+    PoolRound.objects.filter(
+        pk=round_.pk, status=PoolRound.Status.WORKING, close_reason=PoolRound.CloseReason.OPEN
+    ).update(close_reason=reason, close_message=message)
     live = list(
         Order.objects.filter(pool_order__round=round_, status__in=LIVE_STATUSES).order_by("pk")
     )
     orders_cancel(orders=live, reason=CancelReason.POOL_ROUND_CLOSED, requested_by=_user(actor))
     try:
-        return pool_round_allocate(round_=round_, actor=actor)
+        return pool_round_allocate(round_=round_, actor=actor, now=now)
     except PoolError as error:
         if error.code != PoolErrorCode.ORDERS_NOT_FINAL:
             raise
         return PoolRound.objects.get(pk=round_.pk)
+
+
+def _close_reason(
+    round_: PoolRound,
+    actor: Actor,
+    organization: Organization | None,
+    expired: list[Instrument],
+) -> tuple[str, str]:
+    if expired:
+        symbols = ", ".join(sorted(instrument.symbol for instrument in expired))
+        return PoolRound.CloseReason.INSTRUMENT_EXPIRED, (
+            f"{symbols} stopped trading (its last trading day closed) while the round worked: "
+            "the round closed early, its fills were allocated and the rest cancelled."
+        )[:300]
+    if actor is None:
+        return PoolRound.CloseReason.SCHEDULED, "Its time was up: closed by the scheduler."
+    if _of_sponsor(round_, actor, organization):
+        return PoolRound.CloseReason.SPONSOR, "Closed by the sponsor before its time."
+    return PoolRound.CloseReason.STAFF, "Closed by exchange staff."
+
+
+def _ended(instrument: Instrument, now: datetime) -> bool:
+    """Whether ``instrument`` no longer trades at ``now``: expired, or past the close of its
+    last trading day, after which the matcher matches nothing on it (its ``_refusal``)."""
+    return instrument.status == Instrument.Status.EXPIRED or now >= calendar.trading_ends_at(
+        instrument.last_trading_day
+    )
+
+
+def pool_rounds_close_expired(*, now: datetime | None = None) -> list[PoolRound]:
+    """Close every working round buying a future whose trading has ended by ``now``: its
+    fills are allocated to the members by the pool's rule, what still rests is cancelled
+    (releasing the pool's collateral), and the round says why it closed.
+
+    The daily settlement calls it before it expires the day's futures (``risk_cycle``), with
+    its own clock, so the members receive their contracts before the final settlement closes
+    the pool's position: allocated after it, the contracts were gone and every lot was left
+    ``unfunded`` with nothing in the pool to reallocate (until 2026-12-07). The scheduler
+    (``pools_run_due``) calls it every minute, so a round closes from the close on. A round
+    that fails is logged and left for the next call."""
+    now = now or timezone.now()
+    closed = []
+    working = PoolRound.objects.filter(status=PoolRound.Status.WORKING).order_by("pk")
+    for round_ in working[:ROUNDS_CLOSED_MAX]:
+        instruments = {
+            pool_order.instrument_id: pool_order.instrument
+            for pool_order in PoolOrder.objects.filter(round=round_).select_related("instrument")
+        }
+        expired = [i for _, i in sorted(instruments.items()) if _ended(i, now)]
+        if not expired:
+            continue
+        try:
+            closed.append(pool_round_close(round_=round_, actor=None, expired=expired, now=now))
+        except Exception:
+            logger.exception("pools: round #%s did not close on its expiry; next run", round_.pk)
+    return closed
 
 
 def _of_sponsor(
@@ -951,17 +1026,33 @@ def _tiers(pool_orders: list[PoolOrder]) -> list[list[PoolOrder]]:
     return list(tiers.values())
 
 
-def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
-    pool_orders = list(
+def _round_orders(round_: PoolRound) -> list[PoolOrder]:
+    return list(
         PoolOrder.objects.filter(round=round_)
         .select_related("order", "instrument__sku", "instrument__region", "round__pool__account")
         .order_by("pk")
     )
-    if any(o.order is not None and o.order.status in LIVE_STATUSES for o in pool_orders):
+
+
+def _check_final(pool_orders: list[PoolOrder], now: datetime) -> None:
+    """Every tier order is final, or rests on a future whose trading has ended: no fill can
+    come to it any more, so its cancel (asked for, perhaps still waiting for an external
+    matcher) changes nothing the allocation reads."""
+    if any(
+        o.order is not None and o.order.status in LIVE_STATUSES and not _ended(o.instrument, now)
+        for o in pool_orders
+    ):
         raise _refuse(
             PoolErrorCode.ORDERS_NOT_FINAL,
             "Some pool orders are still working; close the round first.",
         )
+
+
+def pool_round_allocate(
+    *, round_: PoolRound, actor: Actor, now: datetime | None = None
+) -> PoolRound:
+    now = now or timezone.now()
+    _check_final(_round_orders(round_), now)
     with transaction.atomic():
         # Each lock of the allocation takes its own table's rows only (``of``): with the
         # accounts joined here and to the demands locked FOR UPDATE too, an order of the pool
@@ -975,7 +1066,12 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
         if locked.status != PoolRound.Status.WORKING:
             return locked
         pool = Pool.objects.select_for_update().get(pk=locked.pool_id)
-        instruments = instruments_lock(sorted({o.instrument_id for o in pool_orders}))
+        instrument_ids = PoolOrder.objects.filter(round=locked).values_list("instrument_id")
+        instruments = instruments_lock(sorted({row[0] for row in instrument_ids}))
+        # Read again under the books' locks: a matching batch that began before a future's
+        # close may have filled its tier order until it committed.
+        pool_orders = _round_orders(locked)
+        _check_final(pool_orders, now)
         summary = []
         for pool_order in pool_orders:
             pool_order.instrument = instruments[pool_order.instrument_id]
@@ -983,7 +1079,12 @@ def pool_round_allocate(*, round_: PoolRound, actor: Actor) -> PoolRound:
             summary.append(_allocate_tier(pool, locked, parts, actor))
         locked.status, locked.allocated_at = PoolRound.Status.ALLOCATED, timezone.now()
         locked.save(update_fields=["status", "allocated_at"])
-        audit_record(actor=actor, action="pool.allocate", target=locked, after={"tiers": summary})
+        audit_record(
+            actor=actor,
+            action="pool.allocate",
+            target=locked,
+            after={"tiers": summary, "close_reason": locked.close_reason},
+        )
     return locked
 
 
@@ -1666,14 +1767,20 @@ def pools_run_due(*, now: datetime | None = None) -> dict[str, int]:
             continue
         except Exception:
             logger.exception("pools: the cut-off of pool #%s failed; next run", pool.pk)
-    for round_ in PoolRound.objects.filter(status=PoolRound.Status.WORKING).order_by("pk"):
+    expired = {round_.pk for round_ in pool_rounds_close_expired(now=now)}
+    done["closed"] += len(expired)
+    done["allocated"] += len(
+        PoolRound.objects.filter(pk__in=expired, status=PoolRound.Status.ALLOCATED)
+    )
+    working = PoolRound.objects.filter(status=PoolRound.Status.WORKING).exclude(pk__in=expired)
+    for round_ in working.order_by("pk"):
         try:
             if round_.closes_at <= now:
-                closed = pool_round_close(round_=round_, actor=None)
+                closed = pool_round_close(round_=round_, actor=None, now=now)
                 done["closed"] += 1
                 done["allocated"] += closed.status == PoolRound.Status.ALLOCATED
             elif _cancels_processed(round_):
-                allocated = pool_round_allocate(round_=round_, actor=None)
+                allocated = pool_round_allocate(round_=round_, actor=None, now=now)
                 done["allocated"] += allocated.status == PoolRound.Status.ALLOCATED
         except Exception:
             logger.exception("pools: round #%s did not close or allocate; next run", round_.pk)

@@ -695,13 +695,31 @@ def daily_settlement_run(
 
     ``refuse_settled``: a day already settled is ``RISK_DAY_SETTLED`` (saying when and by whom)
     rather than returned as it is: for staff confirming a day, who must not read another's
-    settlement as their own. The schedule and ``settle_day`` keep the idempotent answer."""
+    settlement as their own. The schedule and ``settle_day`` keep the idempotent answer.
+
+    First, a pool's round still buying a future whose trading has ended (by the cycle's clock)
+    closes and allocates its fills to the members (``pools.pool_rounds_close_expired``), so
+    that they, not the pool, hold the contracts the final settlement settles: until
+    2026-12-07 the round allocated after it, found the pool's position settled, and left every
+    lot unfunded. That close is the round's, in its own transactions, whatever becomes of the
+    day; its failure is logged and does not stop the day."""
     RISK_STAFF.check(actor, "settle trading days")
+    _pool_rounds_close()
     cycle = _day_settle(trading_date, actor, close, refuse_settled)
     # Also when the day was settled before: a run stopped between its commit and these
     # cancels is completed by running the day again (see _cancel_resting).
     _cancel_resting()
     return cycle
+
+
+def _pool_rounds_close() -> None:
+    # Imported here: the pools' services lock instruments with this module's instruments_lock.
+    from exchange.services.pools import pool_rounds_close_expired
+
+    try:
+        pool_rounds_close_expired(now=settlement_prices.now())
+    except Exception:
+        log.exception("risk cycle: pool rounds on expiring futures did not close")
 
 
 def _day_settle(
