@@ -722,7 +722,10 @@ class PoolList(ReadOrTrade):
         body = PoolCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         pool = services.pool_create(
-            sponsor=request.caller.organization, actor=request.caller.user, **body.validated_data
+            sponsor=request.caller.organization,
+            actor=request.caller.user,
+            api_key=request.caller.key,
+            **body.validated_data,
         )
         view = _pool_view(Access(pool, None))
         return Response(PoolDetailSerializer(view).data, status=status.HTTP_201_CREATED)
@@ -762,7 +765,10 @@ class PoolDetail(ReadOrTrade):
             "cutoff_at": pool.cutoff_at,
         }
         pool = services.pool_settings_set(
-            pool=pool, actor=request.caller.user, **{**current, **body.validated_data}
+            pool=pool,
+            actor=request.caller.user,
+            api_key=request.caller.key,
+            **{**current, **body.validated_data},
         )
         pool = selectors.pool_of_sponsor(request.caller.organization, pool.pk) or pool
         return Response(PoolDetailSerializer(_pool_view(Access(pool, None))).data)
@@ -778,7 +784,11 @@ class PoolCash(ApiView):
         body.is_valid(raise_exception=True)
         amount = body.validated_data["amount"]
         entry = services.pool_fund(
-            pool=pool, amount=amount, actor=request.caller.user, withdraw=self.withdraw
+            pool=pool,
+            amount=amount,
+            actor=request.caller.user,
+            api_key=request.caller.key,
+            withdraw=self.withdraw,
         )
         moved = {"entry": entry.pk, "amount": amount, "cash": cash_balance(pool.account)}
         return Response(PoolCashMovedSerializer(moved).data)
@@ -853,7 +863,7 @@ class MemberList(ReadOrTrade):
         body = PoolMemberAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         member = services.pool_member_add(
-            pool=pool, actor=request.caller.user, **body.validated_data
+            pool=pool, actor=request.caller.user, api_key=request.caller.key, **body.validated_data
         )
         member = _member_or_404(pool, member.pk)
         return Response(PoolMemberDetailSerializer(member).data, status=status.HTTP_201_CREATED)
@@ -884,7 +894,10 @@ class MemberDetail(ReadOrTrade):
         body = PoolMemberPrioritySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         services.pool_member_priority_set(
-            member=member, priority=body.validated_data["priority"], actor=request.caller.user
+            member=member,
+            priority=body.validated_data["priority"],
+            actor=request.caller.user,
+            api_key=request.caller.key,
         )
         return Response(PoolMemberDetailSerializer(_member_or_404(pool, member.pk)).data)
 
@@ -909,7 +922,9 @@ class MemberGraduate(ApiView):
         pool = _sponsored(request, pool_id)
         member = _member_or_404(pool, member_id)
         _no_body(request)
-        services.pool_member_graduate(member=member, actor=request.caller.user)
+        services.pool_member_graduate(
+            member=member, actor=request.caller.user, api_key=request.caller.key
+        )
         return Response(PoolMemberDetailSerializer(_member_or_404(pool, member.pk)).data)
 
 
@@ -954,7 +969,10 @@ class DemandList(ReadOrTrade):
         body = PoolDemandCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         created = services.demand_submit(
-            member=member, actor=request.caller.user, **body.validated_data
+            member=member,
+            actor=request.caller.user,
+            api_key=request.caller.key,
+            **body.validated_data,
         )
         rows = selectors.demands(member.pool, member=member).filter(pk__in=[d.pk for d in created])
         return Response(PoolDemandSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
@@ -1019,6 +1037,7 @@ class DemandDetail(ReadOrTrade):
             # Left out, the quantity stays: the demand's contracts are its GPUs for the month.
             gpus=terms.get("gpus") if sized else demand.quantity,
             actor=request.caller.user,
+            api_key=request.caller.key,
         )
         return Response(PoolDemandSerializer(selectors.demand_of(demand.member, amended.pk)).data)
 
@@ -1032,7 +1051,9 @@ class DemandDetail(ReadOrTrade):
     )
     def delete(self, request: Request, pool_id: str, demand_id: str) -> Response:
         demand = self._own(request, pool_id, demand_id)
-        services.demand_withdraw(demand=demand, actor=request.caller.user)
+        services.demand_withdraw(
+            demand=demand, actor=request.caller.user, api_key=request.caller.key
+        )
         demand.refresh_from_db(fields=["status", "updated_at"])
         return Response(PoolDemandSerializer(demand).data)
 
@@ -1057,7 +1078,9 @@ class CutOff(ApiView):
     def post(self, request: Request, pool_id: str) -> Response:
         pool = _sponsored(request, pool_id)
         _no_body(request)
-        round_ = services.pool_cut_off(pool=pool, actor=request.caller.user)
+        round_ = services.pool_cut_off(
+            pool=pool, actor=request.caller.user, api_key=request.caller.key
+        )
         view = _round_view(Access(pool, None), round_)
         return Response(PoolRoundDetailSerializer(view).data, status=status.HTTP_201_CREATED)
 
@@ -1129,7 +1152,10 @@ class RoundClose(ApiView):
         round_ = _round_or_404(access, round_id)
         _no_body(request)
         round_ = services.pool_round_close(
-            round_=round_, actor=request.caller.user, organization=request.caller.organization
+            round_=round_,
+            actor=request.caller.user,
+            api_key=request.caller.key,
+            organization=request.caller.organization,
         )
         return Response(PoolRoundDetailSerializer(_round_view(access, round_)).data)
 
@@ -1242,6 +1268,7 @@ class TransferView(ApiView):
             instrument=_instrument(body.validated_data["instrument"]),
             quantity=body.validated_data["quantity"],
             actor=request.caller.user,
+            api_key=request.caller.key,
         )
         transfer = selectors.transfers(pool).get(pk=transfer.pk)
         return Response(PoolTransferSerializer(transfer).data, status=status.HTTP_201_CREATED)
@@ -1314,6 +1341,7 @@ class Offer(ApiView):
             quantity=body.validated_data["quantity"],
             price=body.validated_data["price"],
             actor=request.caller.user,
+            api_key=request.caller.key,
         )
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
@@ -1341,7 +1369,9 @@ class OfferCancel(ApiView):
         order = selectors.pool_offer_of(pool, number) if number is not None else None
         if order is None:
             raise Http404(order_id)
-        order = services.pool_offer_cancel(pool=pool, order=order, actor=request.caller.user)
+        order = services.pool_offer_cancel(
+            pool=pool, order=order, actor=request.caller.user, api_key=request.caller.key
+        )
         return Response(OrderSerializer(order).data)
 
 
@@ -1363,7 +1393,9 @@ class CreditRepay(ApiView):
         body = PoolAmountSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         amount = body.validated_data["amount"]
-        entry = services.pool_credit_repay(member=member, amount=amount, actor=request.caller.user)
+        entry = services.pool_credit_repay(
+            member=member, amount=amount, actor=request.caller.user, api_key=request.caller.key
+        )
         repaid = {"entry": entry.pk, "amount": amount, "credit_owed": selectors.credit_owed(member)}
         return Response(PoolCreditRepaidSerializer(repaid).data)
 

@@ -51,6 +51,7 @@ from exchange.matcher.settlement import split_fill
 from exchange.models import (
     LIVE_STATUSES,
     Account,
+    ApiKey,
     CancelReason,
     Instrument,
     Membership,
@@ -215,6 +216,7 @@ def pool_create(
     credit_line: Decimal = Decimal("0"),
     cutoff_at: datetime | None = None,
     actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> Pool:
     """A pool of ``sponsor`` (a portfolio program sponsor) with a trading account of its own."""
     name = (name or "").strip()
@@ -246,6 +248,7 @@ def pool_create(
             cash_account(account)
             audit_record(
                 actor=actor,
+                api_key=api_key,
                 action="pool.create",
                 target=pool,
                 after=_settings_of(pool),
@@ -275,6 +278,7 @@ def pool_settings_set(
     credit_line: Decimal,
     cutoff_at: datetime | None,
     actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> Pool:
     """Change the rule, subsidy, credit line and next cut-off; a round already working keeps
     the terms it was cut off with only for its orders: allocation uses the pool's terms when it
@@ -292,6 +296,7 @@ def pool_settings_set(
         locked.save(update_fields=["rule", "subsidy_percent", "credit_line", "cutoff_at"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.settings",
             target=locked,
             before=before,
@@ -301,7 +306,12 @@ def pool_settings_set(
 
 
 def pool_member_add(
-    *, pool: Pool, organization: Organization, priority: int = 100, actor: Actor
+    *,
+    pool: Pool,
+    organization: Organization,
+    priority: int = 100,
+    actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> PoolMember:
     """``organization`` joins the pool with its main account. Only startups
     (``Organization.Kind.STARTUP``) are members: anything else is ``POOL_MEMBER_NOT_STARTUP``."""
@@ -332,6 +342,7 @@ def pool_member_add(
             )
             audit_record(
                 actor=actor,
+                api_key=api_key,
                 action="pool.member_add",
                 target=member,
                 after={"organization": organization.slug, "priority": priority},
@@ -354,7 +365,9 @@ def _check_priority(priority: int) -> None:
         )
 
 
-def pool_member_priority_set(*, member: PoolMember, priority: int, actor: Actor) -> PoolMember:
+def pool_member_priority_set(
+    *, member: PoolMember, priority: int, actor: Actor, api_key: ApiKey | None = None
+) -> PoolMember:
     _check_priority(priority)
     with transaction.atomic():
         locked = PoolMember.objects.select_for_update().get(pk=member.pk)
@@ -363,6 +376,7 @@ def pool_member_priority_set(*, member: PoolMember, priority: int, actor: Actor)
         locked.save(update_fields=["priority"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.member_priority",
             target=locked,
             before={"priority": before},
@@ -371,7 +385,9 @@ def pool_member_priority_set(*, member: PoolMember, priority: int, actor: Actor)
     return locked
 
 
-def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
+def pool_member_graduate(
+    *, member: PoolMember, actor: Actor, api_key: ApiKey | None = None
+) -> PoolMember:
     """The member leaves the pool: its demand not yet allocated is withdrawn, the open demand
     and the demand in a working round's tiers. A graduate receives nothing from a round that
     allocates after it left, so the tier orders of that round then shrink to what the tier's
@@ -401,6 +417,7 @@ def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
         locked.save(update_fields=["status", "left_at"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.member_graduate",
             target=locked,
             before={"status": PoolMember.Status.ACTIVE},
@@ -409,7 +426,7 @@ def pool_member_graduate(*, member: PoolMember, actor: Actor) -> PoolMember:
     # Order commands commit on their own (``order_replace``), after the demand is withdrawn:
     # from then on the allocation no longer counts it, whatever the tier orders still buy.
     for round_ in PoolRound.objects.filter(pk__in=working).order_by("pk"):
-        _tiers_fit(round_, actor)
+        _tiers_fit(round_, actor, api_key)
     return locked
 
 
@@ -534,6 +551,7 @@ def demand_submit(
     gpu_hours: int | None = None,
     gpus: int | None = None,
     actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> list[PoolDemand]:
     """One demand per delivery month, each for ``gpu_hours`` (or ``gpus`` for the month)."""
     instruments = futures_for(sku, region, months)
@@ -558,6 +576,7 @@ def demand_submit(
         for demand in demands:
             audit_record(
                 actor=actor,
+                api_key=api_key,
                 action="pool.demand_submit",
                 target=demand,
                 after=_demand_terms(demand),
@@ -597,6 +616,7 @@ def demand_amend(
     gpu_hours: int | None = None,
     gpus: int | None = None,
     actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> PoolDemand:
     with transaction.atomic():
         _active_member(demand.member)
@@ -609,6 +629,7 @@ def demand_amend(
         locked.save(update_fields=["quantity", "gpu_hours", "limit_price", "updated_at"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.demand_amend",
             target=locked,
             before=before,
@@ -617,7 +638,9 @@ def demand_amend(
     return locked
 
 
-def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
+def demand_withdraw(
+    *, demand: PoolDemand, actor: Actor, api_key: ApiKey | None = None
+) -> PoolDemand:
     with transaction.atomic():
         locked = _open_demand(demand)
         _check_before_cutoff(Pool.objects.get(pk=locked.pool_id))
@@ -625,6 +648,7 @@ def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
         locked.save(update_fields=["status", "updated_at"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.demand_withdraw",
             target=locked,
             before={"status": PoolDemand.Status.OPEN},
@@ -637,7 +661,12 @@ def demand_withdraw(*, demand: PoolDemand, actor: Actor) -> PoolDemand:
 
 
 def pool_cut_off(
-    *, pool: Pool, actor: Actor, now: datetime | None = None, scheduled: bool = False
+    *,
+    pool: Pool,
+    actor: Actor,
+    api_key: ApiKey | None = None,
+    now: datetime | None = None,
+    scheduled: bool = False,
 ) -> PoolRound:
     """Aggregate the open demand into tier orders and place them from the pool account.
 
@@ -724,6 +753,7 @@ def pool_cut_off(
         locked.save(update_fields=["cutoff_at"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.cut_off",
             target=round_,
             after={
@@ -743,11 +773,11 @@ def pool_cut_off(
         if not pool_order.refusal_code:
             _place(pool_order, actor)
     # A member that graduated while the orders were placed found them not placed yet.
-    _tiers_fit(round_, actor)
+    _tiers_fit(round_, actor, api_key)
     return round_
 
 
-def _tiers_fit(round_: PoolRound, actor: Actor) -> None:
+def _tiers_fit(round_: PoolRound, actor: Actor, api_key: ApiKey | None = None) -> None:
     """Shrink the live orders of each of a working round's tiers so that what the tier has
     filled plus what still works is at most its remaining (submitted) demand.
 
@@ -786,6 +816,7 @@ def _tiers_fit(round_: PoolRound, actor: Actor) -> None:
         with transaction.atomic():
             audit_record(
                 actor=actor,
+                api_key=api_key,
                 action="pool.tier_shrink",
                 target=round_,
                 after={"orders": outcome},
@@ -876,6 +907,7 @@ def pool_round_close(
     *,
     round_: PoolRound,
     actor: Actor,
+    api_key: ApiKey | None = None,
     organization: Organization | None = None,
     expired: list[Instrument] | None = None,
     now: datetime | None = None,
@@ -909,7 +941,7 @@ def pool_round_close(
     )
     orders_cancel(orders=live, reason=CancelReason.POOL_ROUND_CLOSED, requested_by=_user(actor))
     try:
-        return pool_round_allocate(round_=round_, actor=actor, now=now)
+        return pool_round_allocate(round_=round_, actor=actor, now=now, api_key=api_key)
     except PoolError as error:
         if error.code != PoolErrorCode.ORDERS_NOT_FINAL:
             raise
@@ -1049,7 +1081,7 @@ def _check_final(pool_orders: list[PoolOrder], now: datetime) -> None:
 
 
 def pool_round_allocate(
-    *, round_: PoolRound, actor: Actor, now: datetime | None = None
+    *, round_: PoolRound, actor: Actor, api_key: ApiKey | None = None, now: datetime | None = None
 ) -> PoolRound:
     now = now or timezone.now()
     _check_final(_round_orders(round_), now)
@@ -1081,6 +1113,7 @@ def pool_round_allocate(
         locked.save(update_fields=["status", "allocated_at"])
         audit_record(
             actor=actor,
+            api_key=api_key,
             action="pool.allocate",
             target=locked,
             after={"tiers": summary, "close_reason": locked.close_reason},
@@ -1377,6 +1410,7 @@ def _transfer(
     instrument: Instrument,
     quantity: int,
     actor: Actor,
+    api_key: ApiKey | None = None,
     price: Decimal | None = None,
 ) -> PoolTransfer:
     pool = member.pool
@@ -1429,6 +1463,7 @@ def _transfer(
         )
         audit_record(
             actor=actor,
+            api_key=api_key,
             action=f"pool.{kind}",
             target=transfer,
             after={
@@ -1442,7 +1477,12 @@ def _transfer(
 
 
 def pool_take_back(
-    *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
+    *,
+    member: PoolMember,
+    instrument: Instrument,
+    quantity: int,
+    actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> PoolTransfer:
     """Contracts a member no longer needs (typically a graduate's) return to the pool at the
     latest mark: the member's margin on them is freed, the pool sets aside its own. Only
@@ -1454,6 +1494,7 @@ def pool_take_back(
         instrument=instrument,
         quantity=quantity,
         actor=actor,
+        api_key=api_key,
     )
 
 
@@ -1540,7 +1581,12 @@ def _check_demand(
 
 
 def pool_reallocate(
-    *, member: PoolMember, instrument: Instrument, quantity: int, actor: Actor
+    *,
+    member: PoolMember,
+    instrument: Instrument,
+    quantity: int,
+    actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> PoolTransfer:
     """Contracts the pool holds go to an active member at the latest mark; the member sets
     aside their margin.
@@ -1580,12 +1626,19 @@ def pool_reallocate(
             instrument=instrument,
             quantity=quantity,
             actor=actor,
+            api_key=api_key,
             price=price,
         )
 
 
 def pool_offer(
-    *, pool: Pool, instrument: Instrument, quantity: int, price: Decimal, actor: Actor
+    *,
+    pool: Pool,
+    instrument: Instrument,
+    quantity: int,
+    price: Decimal,
+    actor: Actor,
+    api_key: ApiKey | None = None,
 ) -> Order:
     """Sell contracts the pool holds in the market: a GTC limit sell from the pool account.
 
@@ -1603,6 +1656,7 @@ def pool_offer(
     )
     audit_record(
         actor=actor,
+        api_key=api_key,
         action="pool.offer",
         target=pool,
         after={"order": order.pk, "instrument": instrument.symbol, "quantity": quantity},
@@ -1610,7 +1664,9 @@ def pool_offer(
     return order
 
 
-def pool_offer_cancel(*, pool: Pool, order: Order, actor: Actor) -> Order:
+def pool_offer_cancel(
+    *, pool: Pool, order: Order, actor: Actor, api_key: ApiKey | None = None
+) -> Order:
     """Withdraw what is left of an offer (``pool_offer``): its contracts are the pool's to
     reallocate or offer again. The pool's account is not the sponsor's main account, which the
     orders API and the order pages cancel from, so without this an offer stayed in the book
@@ -1621,6 +1677,7 @@ def pool_offer_cancel(*, pool: Pool, order: Order, actor: Actor) -> Order:
     cancelled = order_cancel(order=order, requested_by=_user(actor), reason=CancelReason.USER)
     audit_record(
         actor=actor,
+        api_key=api_key,
         action="pool.offer_cancel",
         target=pool,
         after={
@@ -1661,7 +1718,14 @@ def _margin_call_check(account: Account, doing: str) -> None:
         raise _refuse(PoolErrorCode.MARGIN_CALL_OPEN, refusal)
 
 
-def pool_fund(*, pool: Pool, amount: Decimal, actor: Actor, withdraw: bool = False) -> Entry:
+def pool_fund(
+    *,
+    pool: Pool,
+    amount: Decimal,
+    actor: Actor,
+    api_key: ApiKey | None = None,
+    withdraw: bool = False,
+) -> Entry:
     """Move cash from the sponsor's main account to the pool's (or back, ``withdraw``).
 
     Refused (``POOL_MARGIN_CALL_OPEN``) while the account the cash leaves, the sponsor's main
@@ -1683,6 +1747,7 @@ def pool_fund(*, pool: Pool, amount: Decimal, actor: Actor, withdraw: bool = Fal
             )
             audit_record(
                 actor=actor,
+                api_key=api_key,
                 action="pool.withdraw" if withdraw else "pool.fund",
                 target=pool,
                 after={"amount": str(amount), "entry": entry.pk},
@@ -1697,7 +1762,9 @@ def pool_fund(*, pool: Pool, amount: Decimal, actor: Actor, withdraw: bool = Fal
     return entry
 
 
-def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> Entry:
+def pool_credit_repay(
+    *, member: PoolMember, amount: Decimal, actor: Actor, api_key: ApiKey | None = None
+) -> Entry:
     """The member pays back credit the pool lent it, from its cash. Refused
     (``POOL_MARGIN_CALL_OPEN``) while the member's account is under a margin call: its cash
     goes to meet the call first."""
@@ -1729,6 +1796,7 @@ def pool_credit_repay(*, member: PoolMember, amount: Decimal, actor: Actor) -> E
             )
             audit_record(
                 actor=actor,
+                api_key=api_key,
                 action="pool.credit_repay",
                 target=member,
                 after={"amount": str(amount), "entry": entry.pk},

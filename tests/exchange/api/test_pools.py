@@ -865,6 +865,74 @@ def test_a_sponsors_key_closes_its_round_after_the_keys_maker_left(pool, sponsor
     assert PoolOrder.objects.get(round=round_).order.status == "cancelled"
 
 
+def test_pool_audit_rows_name_the_api_key_that_acted(pool, sponsor, ada, future, seller):
+    """An organization's keys are often made by one user: a row naming that user could not say
+    which key acted. Each row names the key (its label and ``after.api_key``), and keeps the
+    key's maker as the actor (none for a key made on the command line, as ada's)."""
+    # given two keys of the sponsor's, both made by sam, and ada's bot
+    sam = member_add(organization=sponsor, username="sam", email="s@f.example", password="x-26")
+    keys, clients = {}, {}
+    for name, organization, maker in (
+        ("ops", sponsor, sam.user),
+        ("desk", sponsor, sam.user),
+        ("bot", ada.organization, None),
+    ):
+        created = api_key_create(
+            organization=organization, name=name, scopes=list(ALL_SCOPES), actor=maker
+        )
+        keys[name] = created.key
+        clients[name] = APIClient()
+        clients[name].credentials(HTTP_AUTHORIZATION=f"Bearer {created.token}")
+    ops, desk, bot = clients["ops"], clients["desk"], clients["bot"]
+    path = f"{POOLS}{pool.pk}/"
+    _startup("dune")
+    since = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
+
+    # when each acts on the pool
+    answers = [
+        ops.patch(path, {"subsidy_percent": "5"}, format="json"),
+        ops.post(f"{path}fund/", {"amount": "10"}, format="json"),
+        desk.post(f"{path}withdraw/", {"amount": "1"}, format="json"),
+        desk.post(f"{path}members/", {"organization": "dune"}, format="json"),
+        ops.patch(f"{path}members/{ada.pk}/", {"priority": 5}, format="json"),
+        bot.post(f"{path}demands/", demand_body(future, gpus=10), format="json"),
+    ]
+    demand_id = answers[-1].json()[0]["id"]
+    answers.append(bot.patch(f"{path}demands/{demand_id}/", {"gpus": 8}, format="json"))
+    place(seller, future, "sell", 8, "2.45")
+    answers.append(desk.post(f"{path}cut-off/"))
+    answers.append(ops.post(f"{path}rounds/{answers[-1].json()['id']}/close/"))
+    answers.append(desk.post(f"{path}members/{ada.pk}/graduate/"))
+    transfer = {"member": ada.pk, "instrument": future.symbol, "quantity": 8}
+    answers.append(ops.post(f"{path}take-back/", transfer, format="json"))
+    offer = {"instrument": future.symbol, "quantity": 8, "price": "2.70"}
+    answers.append(desk.post(f"{path}offer/", offer, format="json"))
+    answers.append(ops.delete(f"{path}offer/{answers[-1].json()['id']}/"))
+    assert [answer.status_code for answer in answers] == [
+        200, 200, 200, 201, 200, 201, 200, 201, 200, 200, 201, 201, 200
+    ]  # fmt: skip
+
+    # then every pool row names the key that acted, and its maker
+    rows = AuditEntry.objects.filter(id__gt=since, action__startswith="pool.").order_by("id")
+    acted = [(row.action, row.actor_label, row.after.get("api_key"), row.actor) for row in rows]
+    by = {name: (f"API key {key.prefix}", key.prefix) for name, key in keys.items()}
+    assert acted == [
+        ("pool.settings", *by["ops"], sam.user),
+        ("pool.fund", *by["ops"], sam.user),
+        ("pool.withdraw", *by["desk"], sam.user),
+        ("pool.member_add", *by["desk"], sam.user),
+        ("pool.member_priority", *by["ops"], sam.user),
+        ("pool.demand_submit", *by["bot"], None),
+        ("pool.demand_amend", *by["bot"], None),
+        ("pool.cut_off", *by["desk"], sam.user),
+        ("pool.allocate", *by["ops"], sam.user),
+        ("pool.member_graduate", *by["desk"], sam.user),
+        ("pool.take_back", *by["ops"], sam.user),
+        ("pool.offer", *by["desk"], sam.user),
+        ("pool.offer_cancel", *by["ops"], sam.user),
+    ]
+
+
 def test_a_cut_off_with_no_demand_is_refused(pool, sponsor, ada):
     before = written()
 
