@@ -1,4 +1,5 @@
-"""The base of every API view: ``ApiView`` refuses a query parameter its endpoint does not take.
+"""The base of every API view: ``ApiView`` refuses a query parameter its endpoint does not take,
+and a body sent with a ``DELETE``.
 
 DRF ignores a query parameter no view reads, so a misspelt filter (``GET /api/v1/orders/?symbl=``)
 would answer every order, as if none had been asked for: a trader would act on the wrong rows
@@ -11,11 +12,18 @@ very list drf-spectacular writes into ``/api/schema/`` (query serializers, each 
 parameter, and ``OpenApiParameter`` in the query), so the schema and what is accepted cannot
 differ; ``tests/exchange/api/test_query.py`` compares the two for every operation. DRF's format
 override (``?format=json``) is taken everywhere, and ``query_schema`` declares it.
+
+A ``DELETE`` acts on what its path names, whole, and takes no body; DRF would read one and no view
+would look at it. A client sending ``{"member": ...}`` to withdraw a pool's demand, or
+``{"quantity": 2}`` to cancel part of an order, would have the whole thing deleted. A non-empty
+body is refused with ``400 INVALID_INPUT``, its first key as the ``field``, as an unknown key of
+a body is (``fields.BodySerializer``); an empty object, or no body at all, is taken.
 """
 
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
 # mypy: allow-subclassing-any
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.http import Http404
@@ -32,9 +40,9 @@ from rest_framework.views import APIView
 _known: dict[tuple[type[APIView], str], frozenset[str]] = {}
 
 
-# An API view: a query parameter its operation does not declare is refused (400). A comment,
-# not a docstring: drf-spectacular would give it as the description of every operation whose
-# view has none of its own.
+# An API view: a query parameter its operation does not declare is refused (400), and so is a
+# DELETE's body. A comment, not a docstring: drf-spectacular would give it as the description of
+# every operation whose view has none of its own.
 class ApiView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # After authentication, permissions and the rate limit, as a bad filter value is
@@ -58,6 +66,8 @@ class ApiView(APIView):
                     ]
                 }
             )
+        if method == "delete":
+            _refuse_body(request)
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # DRF answers a format it does not render (?format=xml) with 404, as if the path were
@@ -71,6 +81,19 @@ class ApiView(APIView):
             raise serializers.ValidationError(
                 {format_name: [f"Give {JSONRenderer.format} or leave it out."]}
             ) from None
+
+
+def _refuse_body(request: Request) -> None:
+    """A DELETE's body is refused unless it is empty (none, ``{}``); read after the query's
+    check, so a malformed body (``INVALID_JSON``) is answered as any other body's."""
+    data = request.data
+    if data is None or (isinstance(data, Mapping | list) and not data):
+        return
+    takes = "A DELETE takes no body: it acts on what its path names, whole."
+    if isinstance(data, Mapping):
+        name = sorted(str(key) for key in data)[0]
+        raise serializers.ValidationError({name: [f"Not a field of this request: {name}. {takes}"]})
+    raise serializers.ValidationError([f"Unexpected body. {takes}"])
 
 
 def query_parameters_of(view: APIView, method: str) -> frozenset[str]:
