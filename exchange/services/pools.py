@@ -967,15 +967,20 @@ def _close_reason(
     return PoolRound.CloseReason.STAFF, "Closed by exchange staff."
 
 
-def _ended(instrument: Instrument, now: datetime) -> bool:
+def _ended(instrument: Instrument, now: datetime, expiring_through: date | None) -> bool:
     """Whether ``instrument`` no longer trades at ``now``: expired, or past the close of its
-    last trading day, after which the matcher matches nothing on it (its ``_refusal``)."""
-    return instrument.status == Instrument.Status.EXPIRED or now >= calendar.trading_ends_at(
-        instrument.last_trading_day
-    )
+    last trading day, after which the matcher matches nothing on it (its ``_refusal``); or it
+    is about to expire, its last trading day ``expiring_through`` or before."""
+    if instrument.status == Instrument.Status.EXPIRED:
+        return True
+    if expiring_through is not None and instrument.last_trading_day <= expiring_through:
+        return True
+    return now >= calendar.trading_ends_at(instrument.last_trading_day)
 
 
-def pool_rounds_close_expired(*, now: datetime | None = None) -> list[PoolRound]:
+def pool_rounds_close_expired(
+    *, now: datetime | None = None, expiring_through: date | None = None
+) -> list[PoolRound]:
     """Close every working round buying a future whose trading has ended by ``now``: its
     fills are allocated to the members by the pool's rule, what still rests is cancelled
     (releasing the pool's collateral), and the round says why it closed.
@@ -985,7 +990,11 @@ def pool_rounds_close_expired(*, now: datetime | None = None) -> list[PoolRound]
     the pool's position: allocated after it, the contracts were gone and every lot was left
     ``unfunded`` with nothing in the pool to reallocate (until 2026-12-07). The scheduler
     (``pools_run_due``) calls it every minute, so a round closes from the close on. A round
-    that fails is logged and left for the next call."""
+    that fails is logged and left for the next call.
+
+    ``expiring_through``: the day the settlement runs, whose futures it expires whatever the
+    clock says of the standard close (staff may settle a day with an earlier ``close``: until
+    2026-12-07 a round on such a day's future was then still working at its expiry)."""
     now = now or timezone.now()
     closed = []
     working = PoolRound.objects.filter(status=PoolRound.Status.WORKING).order_by("pk")
@@ -994,7 +1003,7 @@ def pool_rounds_close_expired(*, now: datetime | None = None) -> list[PoolRound]
             pool_order.instrument_id: pool_order.instrument
             for pool_order in PoolOrder.objects.filter(round=round_).select_related("instrument")
         }
-        expired = [i for _, i in sorted(instruments.items()) if _ended(i, now)]
+        expired = [i for _, i in sorted(instruments.items()) if _ended(i, now, expiring_through)]
         if not expired:
             continue
         try:
@@ -1071,7 +1080,9 @@ def _check_final(pool_orders: list[PoolOrder], now: datetime) -> None:
     come to it any more, so its cancel (asked for, perhaps still waiting for an external
     matcher) changes nothing the allocation reads."""
     if any(
-        o.order is not None and o.order.status in LIVE_STATUSES and not _ended(o.instrument, now)
+        o.order is not None
+        and o.order.status in LIVE_STATUSES
+        and not _ended(o.instrument, now, None)
         for o in pool_orders
     ):
         raise _refuse(

@@ -704,7 +704,7 @@ def daily_settlement_run(
     lot unfunded. That close is the round's, in its own transactions, whatever becomes of the
     day; its failure is logged and does not stop the day."""
     RISK_STAFF.check(actor, "settle trading days")
-    _pool_rounds_close()
+    _pool_rounds_close(trading_date)
     cycle = _day_settle(trading_date, actor, close, refuse_settled)
     # Also when the day was settled before: a run stopped between its commit and these
     # cancels is completed by running the day again (see _cancel_resting).
@@ -712,12 +712,13 @@ def daily_settlement_run(
     return cycle
 
 
-def _pool_rounds_close() -> None:
+def _pool_rounds_close(trading_date: date) -> None:
     # Imported here: the pools' services lock instruments with this module's instruments_lock.
     from exchange.services.pools import pool_rounds_close_expired
 
     try:
-        pool_rounds_close_expired(now=settlement_prices.now())
+        # The futures the day expires (last trading day through it), whatever the close.
+        pool_rounds_close_expired(now=settlement_prices.now(), expiring_through=trading_date)
     except Exception:
         log.exception("risk cycle: pool rounds on expiring futures did not close")
 

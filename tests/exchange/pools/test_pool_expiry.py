@@ -202,3 +202,27 @@ def test_the_close_reason_is_in_the_rounds_api_answer_and_on_the_sponsors_page(
             round_.close_message,
         )
     assert f"Closed: {round_.close_message}" in page
+
+
+def test_a_day_settled_with_an_earlier_close_closes_the_round_before_its_expiry(
+    pool, members, future, seller, sponsor_user, monkeypatch
+):
+    """Staff settle the future's last trading day with a close two hours before the standard
+    one, an hour before the standard close: the run expires the day's futures, so the round
+    on it closes first, though by the standard close the future still trades."""
+    from exchange.services import settlement_prices
+    from exchange.services.risk_cycle import daily_settlement_run
+
+    ada, bolt, _ = members
+    round_ = _round_partly_filled(pool, members, future, seller, sponsor_user)
+    ends = calendar.trading_ends_at(future.last_trading_day)
+    monkeypatch.setattr(settlement_prices, "now", lambda: ends - timedelta(hours=1))
+
+    daily_settlement_run(trading_date=future.last_trading_day, close=ends - timedelta(hours=2))
+
+    assert Instrument.objects.get(pk=future.pk).status == Instrument.Status.EXPIRED
+    _assert_allocated_on_expiry(round_, members, future)
+    final = _postings(f"future-expiry:{future.pk}")
+    assert final[f"trading:{ada.account_id}:position:{future.symbol}"] == -3
+    assert final[f"trading:{bolt.account_id}:position:{future.symbol}"] == -2
+    call_command("ledger_check")
