@@ -91,7 +91,8 @@ class KeyDetail(ApiView):
         key = api_key_of(request.caller.organization, prefix)
         if key is None:
             raise Http404(prefix)
-        return Response(KeySerializer(api_key_revoke(key=key, actor=request.caller.user)).data)
+        revoked = api_key_revoke(key=key, actor=request.caller.user, api_key=request.caller.key)
+        return Response(KeySerializer(revoked).data)
 
 
 urlpatterns = [

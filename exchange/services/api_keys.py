@@ -171,8 +171,11 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_revoke(*, key: ApiKey, actor: User | None = None) -> ApiKey:
-    """Revoke a key at once; revoking a revoked key changes nothing."""
+def api_key_revoke(
+    *, key: ApiKey, actor: User | None = None, api_key: ApiKey | None = None
+) -> ApiKey:
+    """Revoke a key at once; revoking a revoked key changes nothing. ``api_key``: the key of
+    the request revoking it through the API (the audit row names it; it may be ``key``)."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.revoked_at is not None:
         return key
@@ -191,6 +194,7 @@ def api_key_revoke(*, key: ApiKey, actor: User | None = None) -> ApiKey:
         target=key,
         before={"revoked": False},
         after={"revoked": True, "prefix": key.prefix},
+        api_key=api_key,
     )
     return key
 

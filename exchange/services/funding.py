@@ -491,9 +491,9 @@ def withdrawal_request(
                 "account": account.pk,
                 "amount": str(amount),
                 "hold": hold.pk,
-                **({"api_key": api_key.prefix} if api_key is not None else {}),
             },
             system_label=withdrawal.requester,
+            api_key=api_key,
         )
     return withdrawal
 

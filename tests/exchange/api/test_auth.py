@@ -93,7 +93,11 @@ def test_a_revoked_key_is_refused_at_once(buyer):
 
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert error_of(client_with(doomed).get(ME)) == (401, "AUTH_KEY_REVOKED")
-    assert AuditEntry.objects.filter(action="api_key.revoke").count() == 1
+    # and the audit row names the key that revoked it, not only the user who made both
+    audit = AuditEntry.objects.get(action="api_key.revoke")
+    assert audit.after["prefix"] == doomed.split("_")[1]
+    assert audit.actor_label == f"API key {admin.split('_')[1]}"
+    assert audit.after["api_key"] == admin.split("_")[1]
 
 
 def test_a_busy_key_is_read_once_and_its_secret_checked_every_time(buyer):

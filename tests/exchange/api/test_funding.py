@@ -238,6 +238,11 @@ def test_a_withdrawal_holds_the_amount_at_once(buyer, alice):
     assert cash(buyer) == (posted_before, 1_500_250_000)
     assert withdrawal.requested_by == alice
     assert withdrawal.requested_with.name == "bot"  # The key it came with.
+    # and its audit row is labelled with that key, as every row of a key's request is
+    audit = AuditEntry.objects.get(action="withdrawal.request")
+    assert audit.actor == alice
+    assert audit.actor_label == f"API key {withdrawal.requested_with.prefix}"
+    assert audit.after["api_key"] == withdrawal.requested_with.prefix
 
 
 @pytest.mark.usefixtures("test_funds_mode")
