@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from exchange.backoffice.paging import AppendOnlyPaginator
-from exchange.backoffice.roles import ALL_ROLES, ROLES_STAFF, Role, has_any_role
+from exchange.backoffice.roles import ALL_ROLES, RISK_STAFF, ROLES_STAFF, Role, has_any_role
 from exchange.errors import ExchangeError
 from exchange.models import (
     Account,
@@ -47,7 +47,11 @@ from exchange.models.catalog import InstrumentQuerySet
 from exchange.selectors import backoffice as backoffice_selectors
 from exchange.selectors import risk as risk_selectors
 from exchange.services.funding import withdrawal_approve, withdrawal_reject
-from exchange.services.instruments import instrument_halt, instrument_resume
+from exchange.services.instruments import (
+    instrument_halt,
+    instrument_position_limit_set,
+    instrument_resume,
+)
 from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.listing import listings_roll
 from exchange.services.participants import organization_create
@@ -334,8 +338,15 @@ class OrganizationAdmin(BackOfficeAdmin[Organization]):
         was written under it was checked against it: a provider's registered capacity and its
         GPU-hours, a sponsor's pools and their startup members, the operator's accounts, which
         trade nothing (and which the order path reads per process). An organization made
-        another kind after it has accounts, positions or orders would break those checks."""
-        return ["kind"] if obj is not None else []
+        another kind after it has accounts, positions or orders would break those checks.
+
+        The exemption from position limits is the risk role's to grant (its change is audited
+        with the others), on an organization once opened: sign-up opens none exempt."""
+        if obj is None:
+            return ["position_limit_exempt"]
+        if not RISK_STAFF.allows(request.user):
+            return ["kind", "position_limit_exempt"]
+        return ["kind"]
 
     def save_model(
         self,
@@ -431,6 +442,50 @@ class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
     readonly_fields = ["sequence", "status"]
     actions = ["halt", "resume"]
     change_list_template = "admin/exchange/instrument/change_list.html"
+    # A future's position limit is the one thing edited here, by the risk role, through
+    # ``instrument_position_limit_set``, which writes only that column and the audit row.
+    audit_edits = False
+
+    def has_change_permission(self, request: HttpRequest, obj: Instrument | None = None) -> bool:
+        if obj is not None and obj.kind != Instrument.Kind.FUTURE:
+            return False
+        return RISK_STAFF.allows(request.user)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Instrument | None = None) -> list[str]:
+        return [
+            field.name
+            for field in Instrument._meta.concrete_fields
+            if field.name not in ("id", "position_limit")
+        ]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A refusal of the service is told by name on the form's page, nothing saved."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ExchangeError as error:
+            self.message_user(
+                request, f"Nothing was saved: {error.code}: {error.message}", messages.ERROR
+            )
+            return redirect(request.get_full_path())
+
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: Instrument,
+        form: forms.ModelForm[Instrument],
+        change: bool,
+    ) -> None:
+        instrument_position_limit_set(
+            instrument=obj,
+            position_limit=form.cleaned_data["position_limit"],
+            actor=staff_user(request),
+        )
 
     def get_urls(self) -> list[URLPattern]:
         extra = [

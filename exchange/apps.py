@@ -9,11 +9,11 @@ class ExchangeConfig(AppConfig):
 
     def ready(self) -> None:
         from exchange import recent
-        from exchange.models import Account, Instrument, MarginCall
+        from exchange.models import Account, Instrument, MarginCall, Organization
 
         # What web processes keep for a moment (``exchange.recent``) is forgotten in the process
         # that saves such a row; services that change them with ``update()`` call it too.
-        for model in (Account, Instrument, MarginCall):
+        for model in (Account, Instrument, MarginCall, Organization):
             for signal in (post_save, post_delete):
                 signal.connect(
                     recent.changed, sender=model, dispatch_uid=f"recent-{model.__name__}"

@@ -55,6 +55,9 @@ class OrderRejectCode(StrEnum):
     MARGIN_CALL_ENDED = "RISK_MARGIN_CALL_ENDED"
     # A resale sell beyond what the seller's organization holds of the block.
     BLOCK_NOT_HELD = "RISK_BLOCK_NOT_HELD"
+    # An order that could take its organization's net position in a future (with the future's
+    # options) beyond the future's position limit, counting its resting orders on that side.
+    POSITION_LIMIT = "RISK_POSITION_LIMIT"
 
 
 class CatalogErrorCode(StrEnum):
@@ -70,6 +73,8 @@ class CatalogErrorCode(StrEnum):
     # Trading status and listings are staff's: active staff with the operations role.
     NOT_STAFF = "CATALOG_NOT_STAFF"
     ROLE_REQUIRED = "CATALOG_ROLE_REQUIRED"
+    # A position limit set on an instrument that is no future, or not a whole number >= 0.
+    POSITION_LIMIT_INVALID = "CATALOG_POSITION_LIMIT_INVALID"
 
 
 class FundingErrorCode(StrEnum):

@@ -237,6 +237,15 @@ EXCHANGE_MARKET_PROTECTION = Decimal(os.environ.get("EXCHANGE_MARKET_PROTECTION"
 # fraction, or sell below it by more, is refused (ORDER_PRICE_OUTSIDE_LIMIT); 0 turns them off.
 # The mark is the newer of the latest settlement price and the last trade (selectors/marks.py).
 EXCHANGE_PRICE_LIMIT = Decimal(os.environ.get("EXCHANGE_PRICE_LIMIT", "0.25"))
+# Position limits (CME's and ICE's guard against one firm cornering a delivery month): the most
+# contracts one organization, all its accounts together, may hold net in one future, its
+# options counted one contract each on the side of their exposure, worst case with its resting
+# orders (RISK_POSITION_LIMIT). A future's own Instrument.position_limit overrides this default;
+# 0 (or empty) means no default limit. 5,000 contracts is 5,000 GPUs for the delivery month
+# (about 3.65M GPU-hours, some $9M at $2.50): room for a 4,096-GPU training cluster and its
+# hedges, while a larger buyer (a hyperscaler, a portfolio program) asks staff for an exemption
+# (Organization.position_limit_exempt) or a higher limit on the future.
+EXCHANGE_POSITION_LIMIT = int(os.environ.get("EXCHANGE_POSITION_LIMIT", "5000").strip() or 0)
 # Fee schedule, fixed on each order at acceptance. Futures and options: USD per contract.
 # Resale: a fraction of the notional (a few percent in this market, see MARKET.md).
 EXCHANGE_FEES = {

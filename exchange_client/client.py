@@ -134,6 +134,11 @@ class Instrument:
     # with ORDER_PRICE_OUTSIDE_LIMIT.
     price_limit_low: Decimal | None = None
     price_limit_high: Decimal | None = None
+    # The position limit orders on it count against, contracts net per organization in the
+    # future (an option's: its future's) with its options, worst case with resting orders
+    # (``instrument()``; None in a list, and where none applies): beyond it an order is refused
+    # with RISK_POSITION_LIMIT.
+    position_limit: int | None = None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "Instrument":
@@ -159,6 +164,7 @@ class Instrument:
             halted_by=data.get("halted_by"),
             price_limit_low=_decimal(data.get("price_limit_low")),
             price_limit_high=_decimal(data.get("price_limit_high")),
+            position_limit=data.get("position_limit"),
         )
 
 

@@ -28,7 +28,7 @@ from exchange.selectors.market_data import (
     forward_curve,
 )
 from exchange.selectors.marks import MarkSource
-from exchange.services.orders import price_limits
+from exchange.services.orders import position_limit, price_limits
 from exchange.symbols import parse_symbol
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
@@ -94,6 +94,20 @@ class InstrumentDetailSerializer(InstrumentSerializer):
         "null as price_limit_low."
     )
 
+    position_limit = serializers.SerializerMethodField(
+        help_text="The most contracts one organization, all its accounts together, may hold net "
+        "in the future (an option: its future) with the future's options, each option one "
+        "contract on the side of its exposure (a long call or short put long, a long put or "
+        "short call short), worst case with its resting orders on that side: an order that "
+        "could go beyond it is refused with RISK_POSITION_LIMIT, one that reduces the "
+        "position never. Null for a resale listing or a future with no limit; organizations "
+        "staff exempted are not held to it."
+    )
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_position_limit(self, instrument: Instrument) -> int | None:
+        return position_limit(instrument)
+
     @extend_schema_field(serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True))
     def get_price_limit_low(self, instrument: Instrument) -> str | None:
         return self._limit(instrument, 0)
@@ -108,7 +122,12 @@ class InstrumentDetailSerializer(InstrumentSerializer):
         return None if limits is None else field.to_representation(limits[end])
 
     class Meta(InstrumentSerializer.Meta):
-        fields = [*InstrumentSerializer.Meta.fields, "price_limit_low", "price_limit_high"]
+        fields = [
+            *InstrumentSerializer.Meta.fields,
+            "price_limit_low",
+            "price_limit_high",
+            "position_limit",
+        ]
 
 
 class InstrumentFilter(QuerySerializer):

@@ -183,6 +183,17 @@ class Instrument(models.Model):
     quantity_max = models.PositiveIntegerField(
         default=100_000, help_text="Largest accepted order, contracts."
     )
+    # Futures only: read by ``orders.position_limit`` for the future and its options.
+    position_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Futures only: the most contracts one organization may hold net in this future, "
+            "its options counted one contract each on the side of their exposure, worst case "
+            "with its resting orders. Empty: the exchange's default (EXCHANGE_POSITION_LIMIT); "
+            "0: no limit on this future."
+        ),
+    )
     delivery_start = models.DateField()
     delivery_end = models.DateField(help_text="Exclusive end of the delivery period.")
     last_trading_day = models.DateField()

@@ -16,6 +16,15 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Set by staff only (the admin), never by sign-up or the organization itself.
+    position_limit_exempt = models.BooleanField(
+        default=False,
+        help_text=(
+            "Exempt from the futures' position limits (a bona fide aggregator or hedger, such "
+            "as a portfolio program buying for its startups): its orders are not refused with "
+            "RISK_POSITION_LIMIT. Granted by exchange staff."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,9 +14,10 @@ settlement; an option's cost stays its premium.
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Q
 
-from exchange.models import Account, Instrument
+from exchange.models import LIVE_STATUSES, Account, Instrument, Order, OrderCommand, Side
 from exchange.selectors.marks import Mark, MarkSource, marks_for
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
@@ -60,6 +61,89 @@ def contracts_in(account: Account, instrument: Instrument) -> int:
         code=position_account_code(account, instrument.symbol)
     ).first()
     return row.balance if row is not None else 0
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """An organization's exposure to one future, in contracts, as its position limit counts
+    it (``orders.check_position_limit``): the future and each of its options one contract
+    each, a long call or a short put long, a long put or a short call short.
+
+    ``net``: all its accounts' positions together, long positive. ``resting``: what its live
+    orders on one side of the exposure (buys of the future and calls and sells of puts for the
+    long side; the others for the short side) may still trade, less those whose cancel is
+    queued for the matcher (they trade nothing a later order could count on)."""
+
+    net: int
+    resting: int
+
+
+def _exposure_sql() -> str:
+    """The statement of ``organization_exposure``, built from the tables' names once used."""
+    quote = connection.ops.quote_name
+    instrument = quote(Instrument._meta.db_table)
+    account = quote(Account._meta.db_table)
+    order = quote(Order._meta.db_table)
+    command = quote(OrderCommand._meta.db_table)
+    ledger_account = quote(LedgerAccount._meta.db_table)
+    statuses = ", ".join(f"'{status}'" for status in LIVE_STATUSES)
+    put = Instrument.OptionType.PUT
+    # The position's ledger account by its code (``ledger_accounts.position_account_code``),
+    # the unique index's exact match: trading:<account id>:position:<symbol>.
+    position_code = "'trading:' || CAST(a.id AS VARCHAR(20)) || ':position:' || i.symbol"
+    return f"""
+        SELECT
+          (SELECT COALESCE(SUM(CASE WHEN i.option_type = '{put}'
+                                    THEN l.credits_posted - l.debits_posted
+                                    ELSE l.debits_posted - l.credits_posted END), 0)
+             FROM {account} a
+             JOIN {instrument} i ON (i.id = %s OR i.underlying_id = %s)
+             JOIN {ledger_account} l ON l.code = {position_code}
+            WHERE a.organization_id = %s),
+          (SELECT COALESCE(SUM(o.quantity - o.filled_quantity - o.cancelled_quantity), 0)
+             FROM {order} o
+             JOIN {account} a ON a.id = o.account_id
+             JOIN {instrument} i ON i.id = o.instrument_id
+            WHERE a.organization_id = %s
+              AND (i.id = %s OR i.underlying_id = %s)
+              AND o.status IN ({statuses})
+              AND o.id <> %s
+              AND o.side = CASE WHEN i.option_type = '{put}' THEN %s ELSE %s END
+              AND NOT EXISTS (
+                SELECT 1 FROM {command} c
+                 WHERE c.order_id = o.id AND c.status = '{OrderCommand.Status.PENDING}'
+                   AND (c.kind = '{OrderCommand.Kind.CANCEL}'
+                        OR (c.kind = '{OrderCommand.Kind.REPLACE}' AND c.quantity = 0))))
+    """
+
+
+def organization_exposure(
+    *, organization_id: int, future_id: int, side: str, excluding_order_id: int | None = None
+) -> Exposure:
+    """The organization's ``Exposure`` to the future ``future_id`` and its options, its
+    resting orders counted on ``side`` of the exposure (``Side.BUY``: long). One statement:
+    the order path runs it for an order that a position limit applies to, and nothing else.
+
+    ``excluding_order_id``: an order left out of the resting ones (a replace counts its new
+    quantity instead)."""
+    other_side = Side.SELL if side == Side.BUY else Side.BUY
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _exposure_sql(),
+            [
+                future_id,
+                future_id,
+                organization_id,
+                organization_id,
+                future_id,
+                future_id,
+                excluding_order_id or 0,
+                str(other_side),
+                str(side),
+            ],
+        )
+        net, resting = cursor.fetchone()
+    return Exposure(net=int(net), resting=int(resting))
 
 
 def positions_of(account: Account) -> list[PositionRow]:

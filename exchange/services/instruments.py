@@ -1,13 +1,16 @@
-"""Instrument status changes by staff: halt, resume, expire. Each one is audited.
+"""Instrument status changes by staff: halt, resume, expire; and position limits. Each one is
+audited.
 
-Only staff with the operations role change them (``CATALOG_NOT_STAFF``,
-``CATALOG_ROLE_REQUIRED``), whoever calls; the system (no actor) may too.
+Only staff with the operations role change the status (``CATALOG_NOT_STAFF``,
+``CATALOG_ROLE_REQUIRED``), whoever calls; the system (no actor) may too. A future's position
+limit is the risk role's (``RISK_NOT_STAFF``, ``RISK_ROLE_REQUIRED``), as is an organization's
+exemption from the limits (set in its admin page).
 """
 
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from exchange.backoffice.roles import CATALOG_STAFF
+from exchange.backoffice.roles import CATALOG_STAFF, RISK_STAFF
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument
 from exchange.services.audit import audit_record
@@ -68,3 +71,44 @@ def instrument_resume(
     return instrument_set_status(
         instrument=instrument, status=Instrument.Status.ACTIVE, actor=actor, reason=reason
     )
+
+
+def instrument_position_limit_set(
+    *, instrument: Instrument, position_limit: int | None, actor: User | None, reason: str = ""
+) -> Instrument:
+    """Set a future's own position limit (contracts; None: the exchange's default,
+    ``EXCHANGE_POSITION_LIMIT``; 0: none). It applies to orders accepted from then on (this
+    process at once, others within ``EXCHANGE_REFERENCE_CACHE_SECONDS``); positions already
+    above it stay, and only orders that reduce them are accepted."""
+    RISK_STAFF.check(actor, "set a future's position limit")
+    if instrument.kind != Instrument.Kind.FUTURE:
+        raise CatalogError(
+            CatalogErrorCode.POSITION_LIMIT_INVALID,
+            f"{instrument.symbol} is no future: an option counts against its future's "
+            "position limit, and a resale listing has none.",
+            field="position_limit",
+        )
+    whole = isinstance(position_limit, int) and not isinstance(position_limit, bool)
+    if position_limit is not None and (not whole or position_limit < 0):
+        raise CatalogError(
+            CatalogErrorCode.POSITION_LIMIT_INVALID,
+            "A position limit is a whole number of contracts, 0 or more (0: no limit), or "
+            "empty for the exchange's default.",
+            field="position_limit",
+        )
+    with transaction.atomic():
+        # Only this column is written: the sequence and risk version are the matcher's and
+        # the risk cycle's, under the same row lock.
+        locked = Instrument.objects.select_for_update(no_key=True).get(pk=instrument.pk)
+        before = locked.position_limit
+        locked.position_limit = position_limit
+        locked.save(update_fields=["position_limit"])  # Its signal forgets the kept rows.
+        audit_record(
+            actor=actor,
+            action="instrument.position_limit",
+            target=locked,
+            before={"position_limit": before},
+            after={"position_limit": position_limit},
+            reason=reason,
+        )
+    return locked

@@ -67,9 +67,17 @@ UNDERLYINGS_RECENT: Recent[int, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_S
 # Futures' marks, by id, the anchors of their price limits (None kept too: no mark yet): a trade
 # moves one, and reaches the limits of every process within the setting's seconds.
 MARKS_RECENT: Recent[int, tuple[Decimal | None]] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
-# Whether an organization is the exchange operator, by id, read for its accounts' orders: an
-# organization's kind does not change once created (sign-up never makes an operator).
-OPERATORS_RECENT: Recent[int, bool] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
+# What the order path reads of an organization, by id, for its accounts' orders: whether it
+# is the exchange operator (its kind does not change once created; sign-up never makes an
+# operator) and whether staff exempted it from position limits. Forgotten when this process
+# saves an organization (the admin); another process's change within the setting's seconds.
+ORGANIZATIONS_RECENT: Recent[int, "OrganizationFlags"] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
+
+
+@dataclass(frozen=True)
+class OrganizationFlags:
+    is_operator: bool
+    position_limit_exempt: bool
 
 
 @dataclass(frozen=True)
@@ -250,18 +258,105 @@ def check_quantity(
     quantity_to_lots(quantity, instrument.lot_size, field=field)
 
 
-def _is_operator(account: Account) -> bool:
-    """Whether the account is the exchange operator's own (``Organization.Kind.EXCHANGE``),
-    as this process read it at most ``EXCHANGE_REFERENCE_CACHE_SECONDS`` ago: the order path
-    reads the operator's organization no more than that."""
+def _organization_flags(account: Account) -> OrganizationFlags:
+    """What the order path needs of the account's organization, as this process read it at
+    most ``EXCHANGE_REFERENCE_CACHE_SECONDS`` ago: one query per organization that long."""
     organization_id = account.organization_id
-    return bool(
-        OPERATORS_RECENT.get(
-            organization_id,
-            lambda: Organization.objects.filter(
-                pk=organization_id, kind=Organization.Kind.EXCHANGE
-            ).exists(),
+
+    def read() -> OrganizationFlags | None:
+        found = (
+            Organization.objects.filter(pk=organization_id)
+            .values_list("kind", "position_limit_exempt")
+            .first()
         )
+        if found is None:
+            return None
+        kind, exempt = found
+        return OrganizationFlags(kind == Organization.Kind.EXCHANGE, exempt)
+
+    flags = ORGANIZATIONS_RECENT.get(organization_id, read)
+    assert flags is not None, f"account {account.pk} has no organization"
+    return flags
+
+
+def _is_operator(account: Account) -> bool:
+    """Whether the account is the exchange operator's own (``Organization.Kind.EXCHANGE``)."""
+    return _organization_flags(account).is_operator
+
+
+def _future_of(instrument: Instrument) -> Instrument | None:
+    """The future whose position limit orders on ``instrument`` count against: itself, or an
+    option's future (kept per process, ``_underlying_of``); None for a resale listing."""
+    if instrument.kind == Instrument.Kind.OPTION:
+        return _underlying_of(instrument)
+    return instrument if instrument.kind == Instrument.Kind.FUTURE else None
+
+
+def position_limit(instrument: Instrument) -> int | None:
+    """The position limit that orders on ``instrument`` count against, contracts, or None
+    when none applies: a future's own ``position_limit``, else ``EXCHANGE_POSITION_LIMIT``
+    (0 in either: no limit); an option's is its future's, the option counted with it; a
+    resale listing has none (a block's GPUs are held, not bet on: ``check_block_held``).
+    Reads nothing but an option's future, kept per process."""
+    future = _future_of(instrument)
+    if future is None:
+        return None
+    own = future.position_limit
+    limit = own if own is not None else settings.EXCHANGE_POSITION_LIMIT
+    return int(limit) if limit else None
+
+
+def exposure_side(instrument: Instrument, side: str) -> str:
+    """The side of its future's exposure an order on ``instrument`` adds to (``Side.BUY``:
+    long): a buy of the future or of a call, or a sell of a put, is long; the others short."""
+    if instrument.option_type == Instrument.OptionType.PUT:
+        return Side.SELL if side == Side.BUY else Side.BUY
+    return side
+
+
+def check_position_limit(
+    account: Account,
+    instrument: Instrument,
+    side: str,
+    quantity: int,
+    *,
+    replacing: Order | None = None,
+) -> None:
+    """Refuse (``RISK_POSITION_LIMIT``) an order that could take ``account``'s organization,
+    all its accounts together, beyond the position limit of the future it trades
+    (``position_limit``), in the worst case: its net exposure to the future and its options
+    (``exposure_side``), plus its live orders on the order's side of it, plus ``quantity``.
+    An order that, with the organization's other orders on its side, only reduces its
+    exposure is never refused (its worst case is at most flat), even above the limit.
+
+    ``replacing``: the order a replace gives ``quantity`` as its new open quantity, left out
+    of the live ones. An organization staff exempted, or an instrument with no limit, reads
+    nothing; otherwise one statement (``positions.organization_exposure``)."""
+    limit = position_limit(instrument)
+    if limit is None or _organization_flags(account).position_limit_exempt:
+        return
+    future = _future_of(instrument)
+    assert future is not None  # It has a limit.
+    long_or_short = exposure_side(instrument, side)
+    exposure = positions_selector.organization_exposure(
+        organization_id=account.organization_id,
+        future_id=future.pk,
+        side=long_or_short,
+        excluding_order_id=replacing.pk if replacing is not None else None,
+    )
+    toward = exposure.net if long_or_short == Side.BUY else -exposure.net
+    worst = toward + exposure.resting + quantity
+    if worst <= limit:
+        return
+    word = "long" if long_or_short == Side.BUY else "short"
+    others = "other " if replacing is not None else ""
+    raise OrderRejected(
+        OrderRejectCode.POSITION_LIMIT,
+        f"The organization could be {worst} contracts {word} in {future.symbol} with its "
+        f"options, above its position limit of {limit} (net {exposure.net:+d}, "
+        f"{exposure.resting} in its {others}live orders on this side, {quantity} in this one). "
+        "Reducing orders are accepted; staff may grant an exemption.",
+        field="quantity",
     )
 
 
@@ -699,8 +794,9 @@ def order_dry_run(
 
     Runs the checks of ``order_place`` in its order: a client order id used for a different
     order, the instrument, the request's rules, the market order's reference price, the margin
-    call's reduce-only rule, what a resale sell's organization holds of the block
-    (``check_block_held``, without its lock), then the collateral against what the account has
+    call's reduce-only rule, the position limit (``check_position_limit``), what a resale
+    sell's organization holds of the block (``check_block_held``, without its lock), then the
+    collateral against what the account has
     available. Each
     refusal raises the ``OrderRejected`` that placing the order would raise. The collateral may
     differ from a placement's a moment later: the book, settlement prices and balances move.
@@ -728,6 +824,8 @@ def order_dry_run(
     if limit is None:
         protection = limit = collateral.protection_price(resolved, side)
     reducing = _check_reduce_only(account, resolved, request)
+    if not reducing:
+        check_position_limit(account, resolved, side, quantity)
     check_block_held(account, resolved, side, quantity, lock=False)
     terms = collateral.terms_for(resolved, side, limit, reducing=reducing)
     return collateral.collateral_preview(
@@ -757,6 +855,9 @@ def _order_accept(
     if price is None:
         protection = price = collateral.protection_price(instrument, request.side)
     reducing = liquidation or _check_reduce_only(account, instrument, request)
+    if not reducing:
+        # A reducing order (under a margin call, or a liquidation) only closes a position.
+        check_position_limit(account, instrument, request.side, request.quantity)
     terms = collateral.terms_for(
         instrument,
         request.side,
@@ -1282,6 +1383,10 @@ def order_replace(
         if not OrderCommand.replace_cancels(quantity):
             _check_replace_under_margin_call(order, instrument, price, quantity)
         margin = order.margin_per_contract
+    elif quantity > order.open_quantity:
+        # More than the order still has open could take the organization further: counted
+        # with its new open quantity in place of the order's own.
+        check_position_limit(order.account, instrument, order.side, quantity, replacing=order)
     needs: list[collateral.Need] = []
     try:
         command = _replace_command_insert(order, price, quantity, margin, user, needs)

@@ -24,6 +24,7 @@ from exchange.errors import CatalogError, OrderRejected
 from exchange.models import Instrument, Membership, Order, Side
 from exchange.selectors import market, risk
 from exchange.selectors import orders as orders_selector
+from exchange.selectors import positions as positions_selector
 from exchange.selectors.funding import cash_balance
 from exchange.services.collateral import Preview
 from exchange.services.ledger_accounts import USD_CODE, entitlement_name, entitlement_parts
@@ -32,6 +33,7 @@ from exchange.services.orders import (
     order_dry_run,
     order_replace,
     order_submit,
+    position_limit,
     price_limits,
 )
 from exchange.symbols import parse_symbol
@@ -216,6 +218,26 @@ def _chart(instrument: Instrument) -> dict[str, list[dict[str, str]]]:
     }
 
 
+def _position_limit_context(
+    instrument: Instrument, membership: Membership | None
+) -> dict[str, Any]:
+    """The position limit orders here count against, its future, and for a member the
+    organization's net exposure to that future with its options (long positive) and whether
+    staff exempted it."""
+    limit = position_limit(instrument)
+    if limit is None:
+        return {"position_limit": None}
+    future = instrument.underlying if instrument.kind == Instrument.Kind.OPTION else instrument
+    assert future is not None  # It has a limit.
+    context: dict[str, Any] = {"position_limit": limit, "position_limit_future": future}
+    if membership is not None:
+        context["position_net"] = positions_selector.organization_exposure(
+            organization_id=membership.organization_id, future_id=future.pk, side=Side.BUY
+        ).net
+        context["position_limit_exempt"] = membership.organization.position_limit_exempt
+    return context
+
+
 def _page(
     request: HttpRequest, instrument: Instrument, form: TicketForm, staged_side: str | None
 ) -> HttpResponse:
@@ -231,6 +253,7 @@ def _page(
         "chart": _chart(instrument),
         "price_limits": price_limits(instrument),
         "price_limit_percent": Decimal(settings.EXCHANGE_PRICE_LIMIT) * 100,
+        **_position_limit_context(instrument, membership),
         "form": form,
         "staged_side": staged_side,
     }
