@@ -326,8 +326,8 @@ class MembershipInline(admin.TabularInline[Membership, Organization]):
 @admin.register(Organization)
 class OrganizationAdmin(BackOfficeAdmin[Organization]):
     view_roles = ALL_ROLES
-    list_display = ["slug", "name", "kind", "created_at"]
-    list_filter = ["kind"]
+    list_display = ["slug", "name", "kind", "position_limit_exempt", "created_at"]
+    list_filter = ["kind", "position_limit_exempt"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
@@ -436,6 +436,7 @@ class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
         "last_trading_day",
         "tick_size",
         "lot_size",
+        "position_limit",
     ]
     list_filter = ["kind", InstrumentTradingStatusFilter, "sku", "region"]
     search_fields = ["symbol"]

@@ -309,8 +309,12 @@ def test_a_limit_order_needs_a_price_and_a_side(client, future, alice):
     assert Order.objects.count() == 0
 
 
-def test_a_refused_ticket_redirects_and_shows_what_was_entered_and_why_once(client, future, fourth):
-    # given a trader without the funds for the order
+def test_a_refused_ticket_redirects_and_shows_what_was_entered_and_why_once(
+    client, future, fourth, settings
+):
+    # given a trader without the funds for the order (of a size no position limit allows:
+    # none here, so the funds refuse it)
+    settings.EXCHANGE_POSITION_LIMIT = 0
     poor = member_add(
         organization=fourth.organization, username="pat", email="p@q.example", password=PASSWORD
     ).user
@@ -355,7 +359,8 @@ def test_an_invalid_ticket_redirects_too_and_another_instruments_page_ignores_it
     assert Order.objects.count() == 0
 
 
-def test_insufficient_funds_is_named(client, future, fourth):
+def test_insufficient_funds_is_named(client, future, fourth, settings):
+    settings.EXCHANGE_POSITION_LIMIT = 0  # An order this size is beyond the default limit.
     poor = member_add(
         organization=fourth.organization, username="pat", email="p@q.example", password=PASSWORD
     ).user

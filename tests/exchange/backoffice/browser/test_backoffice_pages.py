@@ -36,7 +36,8 @@ PAGES = [
 # The admin's pages staff work in: (screenshot name, URL name, <h1>).
 ADMIN_PAGES = [
     ("index", "admin:index", "Site administration"),
-    ("instruments", "admin:exchange_instrument_changelist", "Select instrument to view"),
+    # Its superuser sets futures' position limits there: "to change".
+    ("instruments", "admin:exchange_instrument_changelist", "Select instrument to change"),
     ("orders", "admin:exchange_order_changelist", "Select order to view"),
     ("withdrawals", "admin:exchange_withdrawal_changelist", "Select withdrawal to view"),
     ("margin-calls", "admin:exchange_margincall_changelist", "Select margin call to view"),
