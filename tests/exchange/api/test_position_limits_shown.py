@@ -161,3 +161,24 @@ def test_the_exemption_is_read_only_without_the_risk_role(client, buyer):
     # then the form saves without the exemption, which it shows but does not take
     assert response.status_code == 302, response.content.decode()[:2000]
     assert not Organization.objects.get(pk=organization.pk).position_limit_exempt
+
+
+def test_the_api_refuses_an_order_or_a_dry_run_beyond_the_limit(future, buyer, settings):
+    from tests.exchange.api.test_trading import ORDERS, client_for
+
+    settings.EXCHANGE_POSITION_LIMIT = 5
+    api = client_for(buyer)
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 5, "price": "2.40"}
+    assert api.post(ORDERS, order, format="json").status_code == 201
+
+    one_more = {**order, "quantity": 1}
+    refused = api.post(ORDERS, one_more, format="json")
+    previewed = api.post(f"{ORDERS}?dry_run=true", one_more, format="json")
+    selling = api.post(f"{ORDERS}?dry_run=true", {**order, "side": "sell"}, format="json")
+
+    for response in (refused, previewed):
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert (error["code"], error["field"]) == ("RISK_POSITION_LIMIT", "quantity")
+        assert "above its position limit of 5" in error["message"]
+    assert selling.status_code == 200
