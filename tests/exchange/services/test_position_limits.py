@@ -307,3 +307,18 @@ def test_a_futures_order_runs_one_more_statement_only_when_a_limit_applies(futur
     assert len(_exposure_reads(limited)) == 1
     assert len(limited) == len(unlimited) + 1
     assert len(exempt) == len(unlimited)
+
+
+def test_an_order_whose_cancel_is_queued_is_not_counted(limited, buyer, external_matcher):
+    """The matcher runs a queued cancel before any later command of the instrument, so the
+    order trades nothing a new one could add to: a cancel then a new order is not refused
+    while the matcher has yet to reach the cancel."""
+    from exchange.services.orders import order_cancel
+
+    resting = place(buyer, limited, "buy", LIMIT, "2.40")
+    assert refused(buyer, limited, "buy", 1).code == OrderRejectCode.POSITION_LIMIT
+
+    pending = order_cancel(order=resting)
+
+    assert pending.command_pending
+    assert place(buyer, limited, "buy", LIMIT, "2.40").status == Order.Status.NEW
