@@ -67,17 +67,21 @@ UNDERLYINGS_RECENT: Recent[int, Instrument] = Recent("EXCHANGE_REFERENCE_CACHE_S
 # Futures' marks, by id, the anchors of their price limits (None kept too: no mark yet): a trade
 # moves one, and reaches the limits of every process within the setting's seconds.
 MARKS_RECENT: Recent[int, tuple[Decimal | None]] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
-# What the order path reads of an organization, by id, for its accounts' orders: whether it
-# is the exchange operator (its kind does not change once created; sign-up never makes an
-# operator) and whether staff exempted it from position limits. Forgotten when this process
-# saves an organization (the admin); another process's change within the setting's seconds.
-ORGANIZATIONS_RECENT: Recent[int, "OrganizationFlags"] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
 class OrganizationFlags:
+    """What the order path reads of an organization (``_organization_flags``)."""
+
     is_operator: bool
     position_limit_exempt: bool
+
+
+# What the order path reads of an organization, by id, for its accounts' orders: whether it
+# is the exchange operator (its kind does not change once created; sign-up never makes an
+# operator) and whether staff exempted it from position limits. Forgotten when this process
+# saves an organization (the admin); another process's change within the setting's seconds.
+ORGANIZATIONS_RECENT: Recent[int, OrganizationFlags] = Recent("EXCHANGE_REFERENCE_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
