@@ -182,3 +182,25 @@ def test_the_api_refuses_an_order_or_a_dry_run_beyond_the_limit(future, buyer, s
         assert (error["code"], error["field"]) == ("RISK_POSITION_LIMIT", "quantity")
         assert "above its position limit of 5" in error["message"]
     assert selling.status_code == 200
+
+
+def test_an_api_futures_order_runs_one_more_statement_only_when_a_limit_applies(
+    future, buyer, settings
+):
+    from tests.exchange.api.test_trading import ORDERS, client_for
+    from tests.exchange.support import statements
+
+    api = client_for(buyer)
+    order = {"instrument": future.symbol, "side": "buy", "quantity": 1, "price": "2.40"}
+    settings.EXCHANGE_POSITION_LIMIT = 0
+    assert api.post(ORDERS, order, format="json").status_code == 201  # Keeps what it reads.
+
+    with statements() as unlimited:
+        assert api.post(ORDERS, order, format="json").status_code == 201
+    settings.EXCHANGE_POSITION_LIMIT = 100
+    with statements() as limited:
+        assert api.post(ORDERS, order, format="json").status_code == 201
+
+    assert not [sql for sql in unlimited if ":position:" in sql]
+    assert len([sql for sql in limited if ":position:" in sql]) == 1
+    assert len(limited) == len(unlimited) + 1
