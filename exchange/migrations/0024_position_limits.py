@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exchange", "0022_resale_listings_per_block"),
+        ("exchange", "0023_pool_round_close_reason"),
     ]
 
     operations = [
