@@ -1,14 +1,16 @@
-"""Hedging a planned need for GPU-hours with futures and options.
+"""Hedging a planned need for GPU-hours, or a planned capacity to sell, with futures and
+options.
 
-Units: prices in $/GPU-hr, quantities in GPUs and GPU-hours, times in years, costs in USD.
+Units: prices in $/GPU-hr, quantities in GPUs and GPU-hours, times in years, costs and
+revenues in USD.
 
-A planned need is ``gpus`` GPUs for every hour of consecutive delivery months, each month with
-its forward price (from ``pricing.curve``) and its time to delivery. Left unhedged, the buyer
-pays the month's price when the month comes; the model for it is lognormal around the forward
-(a martingale: the forward is the expected price), driven by one Brownian motion so that
-nearby months move together.
+A planned need (``side`` buy) or capacity (``side`` sell) is ``gpus`` GPUs for every hour of
+consecutive delivery months, each month with its forward price (from ``pricing.curve``) and its
+time to delivery. Left unhedged, the buyer pays (the seller earns) the month's price when the
+month comes; the model for it is lognormal around the forward (a martingale: the forward is the
+expected price), driven by one Brownian motion so that nearby months move together.
 
-Strategies compared, all for the whole need:
+Strategies compared for a buyer, all for the whole need:
 - ``none``: pay the price of each month;
 - ``futures``: buy ``hedge_ratio`` of each month's hours on the monthly future at its forward;
 - ``cap``: buy a call on each month's future, struck ``cap_moneyness`` x forward or at the
@@ -16,22 +18,36 @@ Strategies compared, all for the whole need:
 - ``collar``: the same calls, paid for in part by selling puts struck ``floor_moneyness`` x
   forward (or at the listed strike).
 
+For a seller, the mirror image, for the whole capacity:
+- ``none``: earn the price of each month;
+- ``futures``: sell the strip (the same contracts);
+- ``floor``: buy a put on each month's future, struck ``floor_moneyness`` x forward (or at the
+  listed strike);
+- ``collar``: the same puts, paid for in part by selling calls struck ``cap_moneyness`` x
+  forward (or at the listed strike), which give away the rise above them.
+
+The option a side buys is its protective leg (a buyer's calls, a seller's puts), the one it
+sells in the collar its financing leg; one formula serves both sides (`recommend`).
+
 An option expires before its month is delivered (``years_to_expiry`` of each option, at most
 the month's time to delivery). A call exercised at expiry (the month's forward then above the
 strike) buys the future at the strike, which fixes the month's cost per GPU-hour at the strike;
 otherwise the month costs its price at delivery, which may by then be above the strike. A put
 sold in the collar is exercised against the buyer when the forward at its expiry is below its
-strike: the month then costs the strike. The forward at an expiry comes from the same Brownian
+strike: the month then costs the strike. For a seller the same rule fixes the month's revenue:
+at a bought put's strike when the forward at its expiry is below it, at a sold call's strike
+when it is above. The forward at an expiry comes from the same Brownian
 motion as the prices at delivery (a Brownian bridge between the delivery times, so the prices
 at delivery do not change with the expiries). A month with no option (``None`` in
 ``ListedOptions``) is left unhedged by that strategy's leg.
 
-Each reports the expected cost and the 95% worst case (the 95th percentile of the simulated
-cost, seeded so results repeat). Premiums are Black-76 values at each option's time to expiry and
-its own volatility where ``ListedOptions`` gives one (the market's price of that option), else
-the given volatility, carried to delivery at ``rate``. The prices are simulated at the given
-volatility whatever the options' own: an option's volatility sets what it costs, the simulated
-market whether it is exercised.
+Each reports the expected cost and the 95% worst case (the 95th percentile of the simulated cost,
+seeded so results repeat); for a seller the expected revenue and its 95% worst case, the 5th
+percentile of the simulated revenue (a seller's bad tail is low prices). Premiums are Black-76
+values at each option's time to expiry and its own volatility where ``ListedOptions`` gives one (the
+market's price of that option), else the given volatility, carried to delivery at ``rate``. The
+prices are simulated at the given volatility whatever the options' own: an option's volatility sets
+what it costs, the simulated market whether it is exercised.
 
 ``minimum_variance_hedge_ratio`` gives the futures per unit of need when the need (one SKU and
 region) is hedged with another's futures: ``correlation x sigma_need / sigma_hedge`` from the
@@ -41,6 +57,7 @@ two series' log returns.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,7 +67,24 @@ from pricing.volatility import log_returns
 
 PATHS_DEFAULT = 20_000
 DISTRIBUTION_BINS = 30  # Of the simulated costs, for drawing them.
-WORST_CASE_QUANTILE = 0.95
+WORST_CASE_QUANTILE = 0.95  # Of a buyer's costs: the high tail.
+WORST_CASE_QUANTILE_REVENUE = 0.05  # Of a seller's revenues: the low tail.
+
+
+class Side(StrEnum):
+    """Who hedges: a buyer a planned need (its cost), a seller a planned capacity (its
+    revenue)."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+# The strategies of each side, in the order they are shown: no hedge, the strip, the option
+# the side buys alone, then the collar.
+STRATEGIES = {
+    Side.BUY: ("none", "futures", "cap", "collar"),
+    Side.SELL: ("none", "futures", "floor", "collar"),
+}
 
 
 class HedgeInputError(ValueError):
@@ -126,32 +160,47 @@ class ListedOptions:
 
 
 @dataclass(frozen=True)
-class StrategyCost:
+class StrategyOutcome:
+    """A strategy's cost of a need (side buy) or revenue of a capacity (side sell)."""
+
     expected: float  # USD.
-    worst_case: float  # USD, 95th percentile.
+    worst_case: float  # USD: the 95th percentile of costs, the 5th of revenues.
     premium: float  # USD paid (positive) or received (negative) now for options.
 
 
 @dataclass(frozen=True)
 class CostDistribution:
-    """The simulated costs of each strategy counted in the same bins (USD edges, one more
-    than the counts), so they can be drawn side by side."""
+    """The simulated costs (or revenues) of each strategy counted in the same bins (USD edges,
+    one more than the counts), so they can be drawn side by side."""
 
     edges: tuple[float, ...]
-    counts: dict[str, tuple[int, ...]]  # Keyed like ``HedgeRecommendation.costs``.
+    counts: dict[str, tuple[int, ...]]  # Keyed like ``HedgeRecommendation.outcomes``.
 
 
 @dataclass(frozen=True)
 class HedgeRecommendation:
-    futures_per_month: tuple[int, ...]  # Contracts to buy (1 GPU for the month each).
+    futures_per_month: tuple[int, ...]  # Contracts to buy (or sell), 1 GPU for the month each.
     cap_strikes: tuple[float | None, ...]  # $/GPU-hr of the calls, per month (None: no call).
-    floor_strikes: tuple[float | None, ...]  # $/GPU-hr of the puts sold, per month (None: none).
+    floor_strikes: tuple[float | None, ...]  # $/GPU-hr of the puts, per month (None: none).
     call_values: tuple[float | None, ...]  # $/GPU-hr, Black-76 value of each month's call.
     put_values: tuple[float | None, ...]  # $/GPU-hr, Black-76 value of each month's put.
     call_premiums: tuple[float | None, ...]  # USD now for each month's calls (the need's hours).
     put_premiums: tuple[float | None, ...]  # USD now for each month's puts.
-    costs: dict[str, StrategyCost]  # Keyed none, futures, cap, collar.
+    outcomes: dict[str, StrategyOutcome]  # Keyed by ``STRATEGIES[side]``.
     distribution: CostDistribution
+    side: Side = Side.BUY
+
+    @property
+    def costs(self) -> dict[str, StrategyOutcome]:
+        """A buyer's costs: none, futures, cap, collar."""
+        assert self.side is Side.BUY, "a seller's outcomes are revenues"
+        return self.outcomes
+
+    @property
+    def revenues(self) -> dict[str, StrategyOutcome]:
+        """A seller's revenues: none, futures, floor, collar."""
+        assert self.side is Side.SELL, "a buyer's outcomes are costs"
+        return self.outcomes
 
 
 def simulate_prices(
@@ -208,10 +257,11 @@ def _simulate_brownian(
     return brownian, known
 
 
-def _summary(costs: NDArray[np.float64], premium: float) -> StrategyCost:
-    return StrategyCost(
-        expected=float(costs.mean()),
-        worst_case=float(np.quantile(costs, WORST_CASE_QUANTILE)),
+def _summary(amounts: NDArray[np.float64], premium: float, side: Side) -> StrategyOutcome:
+    quantile = WORST_CASE_QUANTILE if side is Side.BUY else WORST_CASE_QUANTILE_REVENUE
+    return StrategyOutcome(
+        expected=float(amounts.mean()),
+        worst_case=float(np.quantile(amounts, quantile)),
         premium=premium,
     )
 
@@ -228,15 +278,18 @@ def recommend(
     futures_per_month: tuple[int, ...] | None = None,
     paths: int = PATHS_DEFAULT,
     seed: int = 1,
+    side: Side = Side.BUY,
 ) -> HedgeRecommendation:
-    """The futures strip and the option cap and collar for ``need``, with their costs.
+    """The futures strip and the option cap and collar for ``need``, with their costs; for a
+    seller (``side`` sell, ``need`` its capacity) the strip sold, the put floor and the collar
+    (the puts bought, calls sold), with their revenues.
 
     Without ``options`` the calls are struck ``cap_moneyness`` x forward and the puts
     ``floor_moneyness`` x forward, every month, expiring at delivery; with them, each month's
     options are those given (see `ListedOptions`) and the moneyness is not used.
 
-    Without ``futures_per_month`` the strip buys ``hedge_ratio`` x ``gpus`` contracts (1 GPU
-    for the month each) of every month; with it, each month's given contracts (0: a month the
+    Without ``futures_per_month`` the strip buys (or sells) ``hedge_ratio`` x ``gpus`` contracts (1
+    GPU for the month each) of every month; with it, each month's given contracts (0: a month the
     strip cannot buy, left to its price) and ``hedge_ratio`` is not used.
 
     Examples
@@ -246,7 +299,12 @@ def recommend(
     >>> result = recommend(need, 0.6, options=listed)
     >>> result.cap_strikes, result.floor_strikes
     ((2.25,), (None,))
+    >>> sale = recommend(need, 0.6, options=ListedOptions((None,), (None,), (1.75,), (0.45,)),
+    ...                  side=Side.SELL)
+    >>> sorted(sale.revenues), sale.floor_strikes
+    (['collar', 'floor', 'futures', 'none'], (1.75,))
     """
+    side = Side(side)
     if not 0.0 <= hedge_ratio <= 2.0:
         raise HedgeInputError("The hedge ratio is between 0 and 2.")
     if not (0.0 < floor_moneyness < 1.0 <= cap_moneyness):
@@ -293,25 +351,30 @@ def recommend(
         known,
     )
 
-    unhedged = prices @ volume
-    hedged = (ratios * np.asarray(need.forwards) + (1.0 - ratios) * prices) @ volume
-    call_premium = float((call.values * carry) @ volume)
-    put_premium = float((put.values * carry) @ volume)
-    # An exercised option leaves the buyer long the future at its strike: that month costs the
-    # strike rather than its price at delivery.
-    capped = (prices - call.exercised * (prices - call.strikes)) @ volume + call_premium
-    collared = (
-        (prices - call.exercised * (prices - call.strikes) - put.exercised * (prices - put.strikes))
-        @ volume
-        + call_premium
-        - put_premium
-    )
-    costs = {
-        "none": _summary(unhedged, 0.0),
-        "futures": _summary(hedged, 0.0),
-        "cap": _summary(capped, float(call.values @ volume)),
-        "collar": _summary(collared, float((call.values - put.values) @ volume)),
+    # The side's protective leg is the option it buys alone; the collar sells the other to pay
+    # for it. An exercised option fixes its month at the strike (the holder of a call, or the
+    # writer of a put, is left long the future at it; the other party short): that month then
+    # costs a buyer, or earns a seller, the strike rather than its price at delivery.
+    protective, financing = (call, put) if side is Side.BUY else (put, call)
+    protective_premium = float((protective.values * carry) @ volume)
+    financing_premium = float((financing.values * carry) @ volume)
+    # A premium paid adds to a buyer's cost and takes from a seller's revenue.
+    sign = 1.0 if side is Side.BUY else -1.0
+    protected = prices - protective.exercised * (prices - protective.strikes)
+    collared = protected - financing.exercised * (prices - financing.strikes)
+    amounts = {
+        "none": prices @ volume,
+        "futures": (ratios * np.asarray(need.forwards) + (1.0 - ratios) * prices) @ volume,
+        "protected": protected @ volume + sign * protective_premium,
+        "collar": collared @ volume + sign * (protective_premium - financing_premium),
     }
+    premiums = {
+        "none": 0.0,
+        "futures": 0.0,
+        "protected": float(protective.values @ volume),
+        "collar": float((protective.values - financing.values) @ volume),
+    }
+    names = dict(zip(amounts, STRATEGIES[side], strict=True))
     return HedgeRecommendation(
         futures_per_month=futures_per_month,
         cap_strikes=options.call_strikes,
@@ -320,10 +383,11 @@ def recommend(
         put_values=put.per_month(put.values),
         call_premiums=call.per_month(call.values * volume),
         put_premiums=put.per_month(put.values * volume),
-        costs=costs,
-        distribution=cost_distribution(
-            {"none": unhedged, "futures": hedged, "cap": capped, "collar": collared}
-        ),
+        outcomes={
+            names[key]: _summary(values, premiums[key], side) for key, values in amounts.items()
+        },
+        distribution=cost_distribution({names[key]: values for key, values in amounts.items()}),
+        side=side,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +28,7 @@ from exchange.services.hedging import (
     GPUS_MAX,
     HEDGE_MONTHS_MAX,
     HEDGE_VOLATILITY_MAX,
+    SellHedge,
     hedge_recommendation,
 )
 from exchange.services.margin import VolatilitySource
@@ -43,6 +44,7 @@ from exchange.services.option_pricing import (
     option_quote_of_instrument,
     years_until,
 )
+from pricing.hedge import Side
 
 GREEK = {"max_digits": 32, "decimal_places": 8}
 USD = {"max_digits": 30, "decimal_places": 2}
@@ -256,9 +258,20 @@ class ImpliedVolatility(ApiView):
 
 
 class HedgeSerializer(serializers.Serializer):
+    side = serializers.ChoiceField(
+        choices=[side.value for side in Side],
+        default=Side.BUY.value,
+        help_text=(
+            "buy (the default): a planned need, hedged by buying (futures strip, call cap, "
+            "collar; costs). sell: a planned capacity to sell, hedged by selling (futures "
+            "strip sold, put floor, collar; revenues)."
+        ),
+    )
     sku = CodeRelatedField(slug_field="code", queryset=Sku.objects.all())
     region = CodeRelatedField(slug_field="code", queryset=Region.objects.all())
-    gpus = IntegerInputField(min_value=1, max_value=GPUS_MAX, help_text="GPUs needed.")
+    gpus = IntegerInputField(
+        min_value=1, max_value=GPUS_MAX, help_text="GPUs needed (buy) or to sell (sell)."
+    )
     first_month = serializers.RegexField(
         r"^\d{4}-(0[1-9]|1[0-2])$", help_text="First delivery month, YYYY-MM."
     )
@@ -275,6 +288,9 @@ class HedgeSerializer(serializers.Serializer):
         ),
     )
     rate = _rate_field()
+
+    def validate_side(self, value: str) -> Side:
+        return Side(value)
 
     def validate_first_month(self, value: str) -> date:
         year, month = (int(part) for part in value.split("-"))
@@ -313,13 +329,16 @@ class HedgeFuturesLegSerializer(serializers.Serializer):
     gpu_hours_per_contract = serializers.IntegerField()
     available = serializers.BooleanField(
         help_text=(
-            "False when the future is not bought (halted, no order on it can be placed, or "
+            "False when the future is not traded (halted, no order on it can be placed, or "
             "priced at 0): contracts is 0."
         )
     )
     reason = serializers.CharField(help_text="Why the leg is unavailable; empty when available.")
     contracts = serializers.IntegerField(
-        help_text="To buy: the GPUs rounded up to whole lots; 0 when unavailable."
+        help_text=(
+            "To buy (side buy) or sell (side sell): the GPUs rounded up to whole lots; 0 when "
+            "unavailable."
+        )
     )
     lot_size = serializers.IntegerField(help_text="The future's, contracts.")
     orders = HedgeOrdersSerializer(many=True, help_text=ORDERS_HELP)
@@ -332,7 +351,8 @@ class HedgeOptionLegSerializer(serializers.Serializer):
     available = serializers.BooleanField(
         help_text=(
             "False when no listed option carries the leg: none on the protective side of the "
-            "target, the one there halted or taking no order, or the month priced at 0."
+            "target, the one there halted or taking no order, the option the collar buys "
+            "missing (for the one it sells), or the month priced at 0."
         )
     )
     reason = serializers.CharField(help_text="Why the leg is unavailable; empty when available.")
@@ -372,7 +392,9 @@ class HedgeOptionLegSerializer(serializers.Serializer):
         ),
     )
     premium = serializers.DecimalField(
-        **USD, allow_null=True, help_text="USD for the contracts: price x GPU-hours."
+        **USD,
+        allow_null=True,
+        help_text="USD for the contracts: price x GPU-hours, paid if bought, received if sold.",
     )
     contracts = serializers.IntegerField(
         help_text="To trade: the GPUs rounded up to whole lots; 0 when unavailable."
@@ -412,7 +434,9 @@ class HedgeCollarSerializer(serializers.Serializer):
     worst_case_cost = serializers.DecimalField(**USD, source="collar_outcome.worst_case_cost")
 
 
-class HedgeRecommendationSerializer(serializers.Serializer):
+class _HedgeAnswerSerializer(serializers.Serializer):
+    """What a buyer's and a seller's answers share, first in both."""
+
     sku = serializers.CharField()
     region = serializers.CharField()
     gpus = serializers.IntegerField()
@@ -421,10 +445,63 @@ class HedgeRecommendationSerializer(serializers.Serializer):
         help_text="Of the simulated prices: the one requested, else the exchange's default.",
     )
     rate = serializers.DecimalField(**RATE)
+
+
+class HedgeRecommendationSerializer(_HedgeAnswerSerializer):
     unhedged = HedgeCostSerializer(help_text="Paying each month's price when it comes.")
     futures = HedgeFuturesSerializer(source="*", help_text="Buying the strip at its forwards.")
     cap = HedgeCapSerializer(source="*")
     collar = HedgeCollarSerializer(source="*")
+
+
+class SellHedgeRevenueSerializer(serializers.Serializer):
+    expected_revenue = serializers.DecimalField(**USD, help_text="USD, the mean of the simulation.")
+    worst_case_revenue = serializers.DecimalField(
+        **USD, help_text="USD, its 5th percentile: the 95% worst case of a seller."
+    )
+
+
+class SellHedgeFuturesSerializer(serializers.Serializer):
+    legs = HedgeFuturesLegSerializer(many=True, source="futures")
+    expected_revenue = serializers.DecimalField(**USD, source="futures_outcome.expected_revenue")
+    worst_case_revenue = serializers.DecimalField(
+        **USD, source="futures_outcome.worst_case_revenue"
+    )
+
+
+PUTS_TO_BUY = "Puts to buy: the listed strike nearest 10% under, at or below it."
+
+
+class SellHedgeFloorSerializer(serializers.Serializer):
+    puts = HedgeOptionLegSerializer(many=True, help_text=PUTS_TO_BUY)
+    premium = serializers.DecimalField(
+        **USD, source="floor_outcome.premium", help_text="The puts' premiums, paid."
+    )
+    expected_revenue = serializers.DecimalField(**USD, source="floor_outcome.expected_revenue")
+    worst_case_revenue = serializers.DecimalField(**USD, source="floor_outcome.worst_case_revenue")
+
+
+class SellHedgeCollarSerializer(serializers.Serializer):
+    puts = HedgeOptionLegSerializer(many=True, help_text=PUTS_TO_BUY)
+    calls = HedgeOptionLegSerializer(
+        many=True, help_text="Calls to sell: the listed strike nearest 10% over, at or above it."
+    )
+    premium = serializers.DecimalField(
+        **USD, source="collar_outcome.premium", help_text="The puts' net of the calls' premium."
+    )
+    expected_revenue = serializers.DecimalField(**USD, source="collar_outcome.expected_revenue")
+    worst_case_revenue = serializers.DecimalField(**USD, source="collar_outcome.worst_case_revenue")
+
+
+class SellHedgeRecommendationSerializer(_HedgeAnswerSerializer):
+    """A seller's answer: its own shape (``side``, revenues, ``floor``), so that it cannot be
+    read as a buyer's."""
+
+    side = serializers.CharField(help_text="sell")
+    unhedged = SellHedgeRevenueSerializer(help_text="Earning each month's price when it comes.")
+    futures = SellHedgeFuturesSerializer(source="*", help_text="Selling the strip at its forwards.")
+    floor = SellHedgeFloorSerializer(source="*")
+    collar = SellHedgeCollarSerializer(source="*")
 
 
 class Hedge(ApiView):
@@ -432,21 +509,36 @@ class Hedge(ApiView):
 
     @extend_schema(
         request=HedgeSerializer,
-        responses={200: HedgeRecommendationSerializer, 404: ErrorSerializer, **ERRORS},
-        summary="Hedge a planned need of GPUs: futures strip, call cap and collar, with costs",
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="HedgeAnswer",
+                serializers=[HedgeRecommendationSerializer, SellHedgeRecommendationSerializer],
+                resource_type_field_name=None,
+            ),
+            404: ErrorSerializer,
+            **ERRORS,
+        },
+        summary=(
+            "Hedge a planned need of GPUs (futures strip, call cap and collar, with costs) or "
+            "a capacity to sell (strip sold, put floor and collar, with revenues)"
+        ),
         description=(
-            "Costs are simulated around the SKU and region's forward curve (seeded: results "
-            "repeat). Option legs are listed options, valued at their strike and expiry and at "
-            "the volatility requested, else their own as the option chain values them; a "
-            "month without one has the leg unavailable (the cap or collar leaves that month "
-            "unhedged). 422 PRICING_NO_FUTURES, PRICING_NO_PRICES or PRICING_MONTH_NOT_LISTED "
-            "when the months cannot be hedged with listed futures."
+            "Costs (side buy) or revenues (side sell) are simulated around the SKU and "
+            "region's forward curve (seeded: results repeat). Option legs are listed options, "
+            "valued at their strike and expiry and at the volatility requested, else their own "
+            "as the option chain values them; a month without one has the leg unavailable "
+            "(the cap, floor or collar leaves that month unhedged). A buy answer is a "
+            "HedgeRecommendation; a sell answer a SellHedgeRecommendation, with side sell. "
+            "422 PRICING_NO_FUTURES, PRICING_NO_PRICES or PRICING_MONTH_NOT_LISTED when the "
+            "months cannot be hedged with listed futures."
         ),
     )
     def post(self, request: Request) -> Response:
         query = HedgeSerializer(data=request.data)
         query.is_valid(raise_exception=True)
         recommendation = hedge_recommendation(**query.validated_data)
+        if isinstance(recommendation, SellHedge):
+            return Response(SellHedgeRecommendationSerializer(recommendation).data)
         return Response(HedgeRecommendationSerializer(recommendation).data)
 
 

@@ -1,17 +1,17 @@
-"""Hedge recommendations for a planned need of GPU-hours: ``pricing.hedge.recommend`` fed
-with the SKU and region's forward curve (``exchange.selectors.market_data.forward_curve``).
+"""Hedge recommendations for a planned need of GPU-hours (a buyer's, ``side`` buy) or a planned
+capacity to sell (a provider's, ``side`` sell): ``pricing.hedge.recommend`` fed with the SKU and
+region's forward curve (``exchange.selectors.market_data.forward_curve``).
 
-A need is ``gpus`` GPUs for every hour of ``months`` consecutive delivery months from
-``first_month``. Each month must have a listed future that still trades (until the close of
-its last trading day, ``calendar.trading_ends_at``: an order on it after that is refused): that
-is what the strip buys, and its curve price (settlement, mid, last trade or model) is the
-month's forward. A month priced at 0 (a settlement price set to 0) has no price to hedge at
-and is one the lognormal model cannot start from: it is left out of the costs, its legs
-unavailable with the reason. A halted future is not bought (an order on it is refused until trading
-resumes): its leg says so with 0 contracts, and the strip's costs leave that month to its
-price. Its options are halted with it (an option trades only while its future is not halted):
-that month's call and put legs are unavailable with the reason, and the cap and collar leave
-the month to its price too.
+A need (or capacity) is ``gpus`` GPUs for every hour of ``months`` consecutive delivery months from
+``first_month``. Each month must have a listed future that still trades (until the close of its last
+trading day, ``calendar.trading_ends_at``: an order on it after that is refused): that is what the
+strip buys (a seller's sells), and its curve price (settlement, mid, last trade or model) is the
+month's forward. A month priced at 0 (a settlement price set to 0) has no price to hedge at and is
+one the lognormal model cannot start from: it is left out of the costs, its legs unavailable with
+the reason. A halted future is not traded (an order on it is refused until trading resumes): its leg
+says so with 0 contracts, and the strip's costs leave that month to its price. Its options are
+halted with it (an option trades only while its future is not halted): that month's call and put
+legs are unavailable with the reason, and the options' strategies leave the month to its price too.
 Rate defaults to ``EXCHANGE_RISK_FREE_RATE``. The prices are simulated at the volatility
 requested, else ``EXCHANGE_DEFAULT_VOLATILITY``. Each option leg is valued at the volatility
 requested, else at the one the option chain and margin value that option at
@@ -19,15 +19,17 @@ requested, else at the one the option chain and margin value that option at
 volatility, else the default), so that at the same forward and rate a leg is worth what the
 chain shows; the leg says which volatility it took and where from (``volatility_source``).
 
-The cap's calls and the collar's puts are aimed 10% over and under each month's forward
-(``CAP_MONEYNESS``, ``FLOOR_MONEYNESS``) but recommended only on listed options: each leg is
-the month's listed option that still trades at the nearest strike on the protective side of
-its aim (`_listed_option`), and its premium, the cap or floor and the strategies' costs are
-valued at that strike and that option's expiry (its last trading day), never at the aim. A
-month whose future lists no such option has that leg unavailable (with the reason), and so
-does one whose nearest option is halted (the leg is not moved to another strike): the futures
-leg is still recommended, and the cap or collar leaves the month to its price. A month
-without its call sells no put either: the collar's put only pays for the call.
+The calls are aimed 10% over each month's forward and the puts 10% under it (``CAP_MONEYNESS``,
+``FLOOR_MONEYNESS``): a buyer's cap buys the calls and its collar sells the puts too; a
+seller's floor buys the puts and its collar sells the calls too. They are recommended only on
+listed options: each leg is the month's listed option that still trades at the nearest strike
+on the protective side of its aim (`_listed_option`), and its premium, the cap or floor and the
+strategies' costs or revenues are valued at that strike and that option's expiry (its last
+trading day), never at the aim. A month whose future lists no such option has that leg
+unavailable (with the reason), and so does one whose nearest option is halted (the leg is not
+moved to another strike): the futures leg is still recommended, and the options' strategies
+leave the month to its price. A month without the option its side buys sells none in the
+collar either (`_paired`): the option sold only pays for the one bought.
 
 Each leg's contracts are the need's GPUs rounded up to whole lots of its instrument
 (`whole_lots`), given as the orders it accepts (`order_split`): the recommendation can be
@@ -40,6 +42,7 @@ Floats exist only at the call into ``pricing``; strikes come back as $/GPU-hr De
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import ClassVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -64,6 +67,7 @@ from exchange.services.option_pricing import (
     to_decimal,
 )
 from pricing import hedge
+from pricing.hedge import Side
 
 HEDGE_MONTHS_MAX = LISTED_MONTHS_MAX
 GPUS_MAX = 100_000
@@ -145,8 +149,9 @@ class FuturesLeg(_Staged):
     forward: Decimal  # $/GPU-hr, the curve's price of the month.
     source: str  # Of the forward: settlement, mid, last_trade or model.
     gpu_hours_per_contract: int
-    contracts: int  # To buy, whole lots; 0 when the future cannot be bought (``reason``).
-    reason: str = ""  # Why the month's future is not bought; empty when it is.
+    # To buy (a buyer) or sell (a seller), whole lots; 0 when the future cannot be traded.
+    contracts: int
+    reason: str = ""  # Why the month's future is not traded; empty when it is.
     lot_size: int = 1
     orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the future accepts.
 
@@ -157,23 +162,24 @@ class FuturesLeg(_Staged):
 
 @dataclass(frozen=True)
 class OptionLeg(_Staged):
-    """One month's call (bought) or put (sold in the collar): the listed option that carries
-    it out, valued with Black-76 at its strike, expiry and volatility (``volatility_source``:
-    implied, chain, historical, default or requested; see ``margin.VolatilitySource``); or,
-    when the month lists none on the protective side of the aim, unavailable with the reason
-    (no symbol, strike, value or volatility, no contracts)."""
+    """One month's call or put (a buyer's calls and a seller's puts are bought, the other sold
+    in the collar): the listed option that carries it out, valued with Black-76 at its strike,
+    expiry and volatility (``volatility_source``: implied, chain, historical, default or
+    requested; see ``margin.VolatilitySource``); or, when the month lists none on the
+    protective side of the aim, unavailable with the reason (no symbol, strike, value or
+    volatility, no contracts)."""
 
     month: date
     underlying: str  # The month's future.
     option_type: str
     target_strike: Decimal  # $/GPU-hr: the aim, 10% over (calls) or under (puts) the forward.
-    contracts: int  # Calls to buy, or puts to sell, whole lots; 0 when unavailable.
+    contracts: int  # Options to trade, whole lots; 0 when unavailable.
     symbol: str | None = None  # The listed option.
     strike: Decimal | None = None  # $/GPU-hr, the listed option's.
     expiry: date | None = None  # The listed option's last trading day.
     years_to_expiry: Decimal | None = None  # From the day of the recommendation (Actual/365).
     value: Decimal | None = None  # $/GPU-hr, Black-76 at the strike, expiry and volatility.
-    premium: Decimal | None = None  # USD for the contracts, paid (calls) or received (puts).
+    premium: Decimal | None = None  # USD for the contracts, paid if bought, received if sold.
     reason: str = ""  # Why the leg is unavailable; empty when it is available.
     lot_size: int | None = None  # The listed option's.
     orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the option accepts.
@@ -196,30 +202,61 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Revenue:
+    """A seller's strategy's revenue of the whole capacity, USD: expected and the 95% worst
+    case (the 5th percentile of the simulated revenues: a seller's bad tail is low prices),
+    with the option premium paid (positive) or received now."""
+
+    expected_revenue: Decimal
+    worst_case_revenue: Decimal
+    premium: Decimal
+
+
+@dataclass(frozen=True)
 class Distribution:
-    """The simulated costs of the whole need per strategy (``none``, ``futures``, ``cap``,
-    ``collar``), counted in shared bins: ``edges`` in USD, one more than each strategy's
-    counts; the counts of a strategy sum to the simulation's paths."""
+    """The simulated costs of the whole need (or revenues of the capacity) per strategy
+    (keyed by ``pricing.hedge.STRATEGIES``), counted in shared bins: ``edges`` in USD, one more
+    than each strategy's counts; the counts of a strategy sum to the simulation's paths."""
 
     edges: list[Decimal]
     counts: dict[str, list[int]]
 
 
 @dataclass(frozen=True)
-class Hedge:
+class _Recommendation:
     sku: str
     region: str
     gpus: int
     volatility: Decimal  # Of the simulated prices: the one requested, else the default.
     rate: Decimal
     futures: list[FuturesLeg]
-    calls: list[OptionLeg]  # The cap, and the bought side of the collar.
-    puts: list[OptionLeg]  # Sold in the collar.
+    calls: list[OptionLeg]
+    puts: list[OptionLeg]
+    distribution: Distribution
+
+
+@dataclass(frozen=True)
+class Hedge(_Recommendation):
+    """A buyer's hedge of a need: the strip bought, the cap (``calls`` bought) and the collar
+    (those calls, and ``puts`` sold), with their costs."""
+
+    side: ClassVar[Side] = Side.BUY
     unhedged: Outcome
     futures_outcome: Outcome
     cap_outcome: Outcome
     collar_outcome: Outcome
-    distribution: Distribution
+
+
+@dataclass(frozen=True)
+class SellHedge(_Recommendation):
+    """A seller's hedge of a capacity: the strip sold, the floor (``puts`` bought) and the
+    collar (those puts, and ``calls`` sold), with their revenues."""
+
+    side: ClassVar[Side] = Side.SELL
+    unhedged: Revenue
+    futures_outcome: Revenue
+    floor_outcome: Revenue
+    collar_outcome: Revenue
 
 
 def _usd(value: float) -> Decimal:
@@ -228,8 +265,19 @@ def _usd(value: float) -> Decimal:
     return result
 
 
-def _outcome(cost: hedge.StrategyCost) -> Outcome:
-    return Outcome(_usd(cost.expected), _usd(cost.worst_case), _usd(cost.premium))
+def _amounts(
+    result: hedge.HedgeRecommendation, premiums: dict[str, Decimal]
+) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+    """Each strategy's expected and worst-case amount (cost or revenue) on cents, with its
+    premium: the one in ``premiums`` (the sum of its legs') where given."""
+    return {
+        name: (
+            _usd(outcome.expected),
+            _usd(outcome.worst_case),
+            premiums.get(name, _usd(outcome.premium)),
+        )
+        for name, outcome in result.outcomes.items()
+    }
 
 
 def _years_to_middle(month: date, on: date) -> float:
@@ -243,12 +291,14 @@ def _listed_option(options: list[Instrument], option_type: str, aim: Decimal) ->
     ``aim``: the call at the lowest strike at or above it, the put at the highest strike at or
     below it; None when there is none on that side.
 
-    Why those sides: the recommendation is a cap at about 10% over the forward and a floor
-    given away at about 10% under it. A call below the aim would be a dearer hedge than the one
-    recommended (in the money when the grid is coarse, a different strategy), and a put above
-    the aim would give away more of a fall than the collar means to; so a leg moves at most one
-    strike step away from the forward, never towards it, and is unavailable rather than
-    recommended on the wrong side.
+    Why those sides: a buyer's recommendation is a cap at about 10% over the forward and a
+    floor given away at about 10% under it. A call below the aim would be a dearer hedge than
+    the one recommended (in the money when the grid is coarse, a different strategy), and a put
+    above the aim would give away more of a fall than the collar means to; so a leg moves at
+    most one strike step away from the forward, never towards it, and is unavailable rather
+    than recommended on the wrong side. A seller's is the mirror image with the same strikes: a
+    floor at about 10% under the forward (a put above the aim: a dearer, in-the-money floor)
+    and a cap given away at about 10% over it (a call below the aim: more of a rise given away).
     """
     if option_type == Instrument.OptionType.CALL:
         above = [option for option in options if _strike(option) >= aim]
@@ -359,11 +409,14 @@ def _with_unpriced(
     futures: list[FuturesLeg],
     calls: list[OptionLeg],
     puts: list[OptionLeg],
+    side: Side,
 ) -> tuple[list[FuturesLeg], list[OptionLeg], list[OptionLeg]]:
-    """The legs with those of the months priced at 0 put back in month order: nothing bought
-    or traded, each saying why, and the months left out of the costs."""
+    """The legs with those of the months priced at 0 put back in month order: nothing traded,
+    each saying why, and the months left out of the costs (a seller's revenues)."""
+    amounts = "costs" if side is Side.BUY else "revenues"
     reasons = {
-        point.month: f"{_unpriced(point)}: no price to hedge the month at, left out of the costs"
+        point.month: f"{_unpriced(point)}: no price to hedge the month at, left out of the "
+        f"{amounts}"
         for point in unpriced
     }
 
@@ -403,13 +456,15 @@ def _with_unpriced(
     )
 
 
-def _paired(put: _Choice, call: _Choice) -> _Choice:
-    """The collar sells a month's put only to pay for that month's call: a put sold alone
-    would be a bet that prices stay up, not a hedge of the need, so without the call the put
-    is unavailable too (and the collar leaves the month to its price)."""
-    if call.option is not None or put.option is None:
-        return put
-    return replace(put, option=None, reason=f"no call to pair it with ({call.reason})")
+def _paired(sold: _Choice, bought: _Choice) -> _Choice:
+    """The collar sells a month's option (a buyer's put, a seller's call) only to pay for that
+    month's option bought (a buyer's call, a seller's put): sold alone it would be a bet on
+    where prices go, not a hedge, so without the one bought the one sold is unavailable too
+    (and the collar leaves the month to its price)."""
+    if bought.option is not None or sold.option is None:
+        return sold
+    kind = "call" if bought.option_type == Instrument.OptionType.CALL else "put"
+    return replace(sold, option=None, reason=f"no {kind} to pair it with ({bought.reason})")
 
 
 def _volatilities(
@@ -492,40 +547,11 @@ def _premium(legs: list[OptionLeg]) -> Decimal:
     return sum((leg.premium for leg in legs if leg.premium is not None), Decimal("0.00"))
 
 
-def hedge_recommendation(
-    *,
-    sku: Sku,
-    region: Region,
-    gpus: int,
-    first_month: date,
-    months: int,
-    volatility: Decimal | None = None,
-    rate: Decimal | None = None,
-    at: datetime | None = None,
-) -> Hedge:
-    """The futures strip, the call cap and the collar for ``gpus`` GPUs over ``months``
-    delivery months from ``first_month``, with their expected and 95% worst-case costs and
-    the cost left unhedged (``pricing.hedge.recommend``, seeded: results repeat), at ``at``
-    (now if not given): only futures and options that still trade then are used.
-
-    Each option leg is a listed option (see the module's docstring and `_listed_option`) or
-    unavailable; the strategies' premiums are the sums of their legs' premiums. The prices are
-    simulated at ``volatility`` (the default when None); each option leg is valued at
-    ``volatility`` when given, else at its own (`_volatilities`).
-
-    Raises
-    ------
-    PricingError
-        ``PRICING_NO_FUTURES`` (no future of the SKU and region still trades),
-        ``PRICING_NO_PRICES`` (none has a price, or every month of the need is priced at 0),
-        ``PRICING_MONTH_NOT_LISTED`` (a month of the need has no listed future that still
-        trades).
-    """
-    at = at or timezone.now()
-    on = at.date()
-    requested = volatility
-    volatility = Decimal(settings.EXCHANGE_DEFAULT_VOLATILITY) if volatility is None else volatility
-    rate = Decimal(settings.EXCHANGE_RISK_FREE_RATE) if rate is None else rate
+def _need_curve(
+    sku: Sku, region: Region, first_month: date, months: int, at: datetime, side: Side
+) -> tuple[list[CurvePoint], list[CurvePoint]]:
+    """The curve's points of the need's (capacity's) months priced above 0, and those at 0;
+    `hedge_recommendation` says what it raises."""
     points = {point.month: point for point in forward_curve(sku, region, at=at)}
     if not points:
         trading = (
@@ -555,20 +581,63 @@ def hedge_recommendation(
     curve = [points[month] for month in wanted if points[month].price > 0]
     unpriced = [points[month] for month in wanted if points[month].price <= 0]
     if not curve:
+        planned = "need" if side is Side.BUY else "capacity"
         raise PricingError(
             PricingErrorCode.NO_PRICES,
-            f"Every month of the need is priced at 0 ({_unpriced(unpriced[0])}): there is no "
-            "price to hedge at.",
+            f"Every month of the {planned} is priced at 0 ({_unpriced(unpriced[0])}): there is "
+            "no price to hedge at.",
         )
+    return curve, unpriced
+
+
+def hedge_recommendation(
+    *,
+    sku: Sku,
+    region: Region,
+    gpus: int,
+    first_month: date,
+    months: int,
+    volatility: Decimal | None = None,
+    rate: Decimal | None = None,
+    at: datetime | None = None,
+    side: Side = Side.BUY,
+) -> Hedge | SellHedge:
+    """A buyer's (``side`` buy: a `Hedge`) futures strip, call cap and collar for a need of
+    ``gpus`` GPUs over ``months`` delivery months from ``first_month``, with their expected and
+    95% worst-case costs and the cost left unhedged; or a seller's (``side`` sell: a
+    `SellHedge`) strip sold, put floor and collar for a capacity of as many, with their
+    expected and 95% worst-case revenues (``pricing.hedge.recommend``, seeded: results
+    repeat), at ``at`` (now if not given): only futures and options that still trade then are
+    used.
+
+    Each option leg is a listed option (see the module's docstring and `_listed_option`) or
+    unavailable; the strategies' premiums are the sums of their legs' premiums. The prices are
+    simulated at ``volatility`` (the default when None); each option leg is valued at
+    ``volatility`` when given, else at its own (`_volatilities`).
+
+    Raises
+    ------
+    PricingError
+        ``PRICING_NO_FUTURES`` (no future of the SKU and region still trades),
+        ``PRICING_NO_PRICES`` (none has a price, or every month of the need is priced at 0),
+        ``PRICING_MONTH_NOT_LISTED`` (a month of the need has no listed future that still
+        trades).
+    """
+    side = Side(side)
+    at = at or timezone.now()
+    on = at.date()
+    requested = volatility
+    volatility = Decimal(settings.EXCHANGE_DEFAULT_VOLATILITY) if volatility is None else volatility
+    rate = Decimal(settings.EXCHANGE_RISK_FREE_RATE) if rate is None else rate
+    curve, unpriced = _need_curve(sku, region, first_month, months, at, side)
     hours = tuple(calendar.hours_in_month(point.month) for point in curve)
     listed = _options_by_future([str(point.symbol) for point in curve], at)
     calls = _choose(curve, Instrument.OptionType.CALL, CAP_MONEYNESS, listed)
-    puts = [
-        _paired(put, call)
-        for put, call in zip(
-            _choose(curve, Instrument.OptionType.PUT, FLOOR_MONEYNESS, listed), calls, strict=True
-        )
-    ]
+    puts = _choose(curve, Instrument.OptionType.PUT, FLOOR_MONEYNESS, listed)
+    if side is Side.BUY:
+        puts = [_paired(put, call) for put, call in zip(puts, calls, strict=True)]
+    else:
+        calls = [_paired(call, put) for call, put in zip(calls, puts, strict=True)]
     futures = _futures_legs(curve, hours, gpus)
     call_volatilities = _volatilities(calls, requested)
     put_volatilities = _volatilities(puts, requested)
@@ -590,6 +659,7 @@ def hedge_recommendation(
             rate=float(rate),
             options=options,
             futures_per_month=tuple(leg.contracts for leg in futures),
+            side=side,
         )
     except hedge.HedgeInputError as error:
         raise PricingError(PricingErrorCode.HEDGE_INVALID, str(error)) from error
@@ -598,9 +668,8 @@ def hedge_recommendation(
     call_legs = _legs(calls, gpus, result.call_values, call_volatilities, on)
     put_legs = _legs(puts, gpus, result.put_values, put_volatilities, on)
     if unpriced:
-        futures, call_legs, put_legs = _with_unpriced(unpriced, futures, call_legs, put_legs)
-    cap, collar = result.costs["cap"], result.costs["collar"]
-    return Hedge(
+        futures, call_legs, put_legs = _with_unpriced(unpriced, futures, call_legs, put_legs, side)
+    recommendation = _Recommendation(
         sku=sku.code,
         region=region.code,
         gpus=gpus,
@@ -609,16 +678,38 @@ def hedge_recommendation(
         futures=futures,
         calls=call_legs,
         puts=put_legs,
-        unhedged=_outcome(result.costs["none"]),
-        futures_outcome=_outcome(result.costs["futures"]),
-        cap_outcome=Outcome(_usd(cap.expected), _usd(cap.worst_case), _premium(call_legs)),
-        collar_outcome=Outcome(
-            _usd(collar.expected),
-            _usd(collar.worst_case),
-            _premium(call_legs) - _premium(put_legs),
-        ),
         distribution=Distribution(
             edges=[_usd(edge) for edge in result.distribution.edges],
             counts={name: list(counts) for name, counts in result.distribution.counts.items()},
         ),
+    )
+    return _of_side(recommendation, result)
+
+
+def _of_side(
+    recommendation: _Recommendation, result: hedge.HedgeRecommendation
+) -> Hedge | SellHedge:
+    """``recommendation`` with its strategies' outcomes: a buyer's costs, or a seller's
+    revenues. The premium of the option bought alone (a buyer's calls, a seller's puts) is its
+    legs'; the collar's is that net of the legs of the option it sells."""
+    shared = {
+        field: getattr(recommendation, field) for field in _Recommendation.__dataclass_fields__
+    }
+    calls, puts = _premium(recommendation.calls), _premium(recommendation.puts)
+    if result.side is Side.BUY:
+        costs = _amounts(result, {"cap": calls, "collar": calls - puts})
+        return Hedge(
+            **shared,
+            unhedged=Outcome(*costs["none"]),
+            futures_outcome=Outcome(*costs["futures"]),
+            cap_outcome=Outcome(*costs["cap"]),
+            collar_outcome=Outcome(*costs["collar"]),
+        )
+    revenues = _amounts(result, {"floor": puts, "collar": puts - calls})
+    return SellHedge(
+        **shared,
+        unhedged=Revenue(*revenues["none"]),
+        futures_outcome=Revenue(*revenues["futures"]),
+        floor_outcome=Revenue(*revenues["floor"]),
+        collar_outcome=Revenue(*revenues["collar"]),
     )
