@@ -1,5 +1,5 @@
-"""The listed options of a hedge recommendation's cap and collar, priced to stage in the
-instrument page's ticket.
+"""The listed options of a hedge recommendation's strategies (a buyer's cap and collar, a
+seller's floor and collar), priced to stage in the instrument page's ticket.
 
 ``hedging.hedge_recommendation`` already puts each option leg on a listed option (or marks it
 unavailable with the reason); this stages that option, and no other, at the price a limit
@@ -16,7 +16,7 @@ from decimal import Decimal
 from exchange.models import Instrument
 from exchange.selectors.market import instrument_by_symbol
 from exchange.selectors.risk import Chain, ChainSide, option_chain
-from exchange.services.hedging import Hedge, OptionLeg
+from exchange.services.hedging import Hedge, OptionLeg, SellHedge
 from exchange.services.settlement_prices import on_tick
 
 BUY = "buy"
@@ -26,7 +26,9 @@ SELL = "sell"
 @dataclass(frozen=True)
 class StagedOption:
     leg: OptionLeg
-    side: str  # BUY for the cap's and the collar's calls, SELL for the collar's puts.
+    # BUY for the option the side buys (a buyer's calls, a seller's puts), SELL for the one its
+    # collar sells (a buyer's puts, a seller's calls).
+    side: str
     option: Instrument | None  # None: the leg is unavailable (``unstaged`` says why).
     price: Decimal | None  # $/GPU-hr; None while the chain has no price for it.
     price_source: str | None  # "ask", "bid" or "model".
@@ -51,12 +53,16 @@ def _price(side: ChainSide, order_side: str) -> tuple[Decimal | None, str | None
     return max(on_tick(side.fair_value, tick), tick), "model"
 
 
-def hedge_option_orders(hedge: Hedge, *, at: datetime) -> list[StagedOption]:
-    """The cap's calls (bought), then the collar's puts (sold), each on its leg's option,
-    priced at ``at``."""
+def hedge_option_orders(hedge: Hedge | SellHedge, *, at: datetime) -> list[StagedOption]:
+    """The options bought (a buyer's cap's calls, a seller's floor's puts), then those the
+    collar sells (a buyer's puts, a seller's calls), each on its leg's option, priced at
+    ``at``."""
     chains: dict[str, Chain] = {}
     staged = []
-    for legs, order_side in ((hedge.calls, BUY), (hedge.puts, SELL)):
+    bought, sold = (
+        (hedge.calls, hedge.puts) if isinstance(hedge, Hedge) else (hedge.puts, hedge.calls)
+    )
+    for legs, order_side in ((bought, BUY), (sold, SELL)):
         for leg in legs:
             option = instrument_by_symbol(leg.symbol) if leg.symbol else None
             if option is None or option.underlying is None:

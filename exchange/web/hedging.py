@@ -1,8 +1,10 @@
 """The hedging calculator: a planned need (SKU, region, GPUs, first month, months) -> the
 recommended futures strip, the call cap and the collar, their expected and 95% worst-case
-costs against leaving the need unhedged, and the distribution of the simulated costs. Each
-recommended order can be staged in the instrument page's ticket with one click. It computes
-and writes nothing, so anyone may use it."""
+costs against leaving the need unhedged, and the distribution of the simulated costs; or, on
+the sell side, a provider's planned capacity -> the strip sold, the put floor and the collar
+(puts bought, calls sold), with their revenues. Each recommended order can be staged in the
+instrument page's ticket with one click, on its side. It computes and writes nothing, so anyone
+may use it."""
 
 from datetime import date
 from itertools import pairwise
@@ -17,17 +19,49 @@ from exchange import calendar
 from exchange.errors import PricingError
 from exchange.models import Region, Sku
 from exchange.selectors.hedge_orders import hedge_option_orders
-from exchange.services.hedging import GPUS_MAX, HEDGE_MONTHS_MAX, Hedge, hedge_recommendation
+from exchange.services.hedging import (
+    GPUS_MAX,
+    HEDGE_MONTHS_MAX,
+    Hedge,
+    SellHedge,
+    hedge_recommendation,
+)
+from pricing.hedge import Side
 
-STRATEGIES = [
-    ("none", "Unhedged", "unhedged"),
-    ("futures", "Futures strip", "futures_outcome"),
-    ("cap", "Cap (buy calls)", "cap_outcome"),
-    ("collar", "Collar (buy calls, sell puts)", "collar_outcome"),
-]
+# Each side's strategies: the key of the simulated distribution, the label, the outcome's
+# attribute of the recommendation; and the names of the outcome's expected and worst-case
+# amounts (a buyer's costs, a seller's revenues).
+STRATEGIES = {
+    Side.BUY: [
+        ("none", "Unhedged", "unhedged"),
+        ("futures", "Futures strip", "futures_outcome"),
+        ("cap", "Cap (buy calls)", "cap_outcome"),
+        ("collar", "Collar (buy calls, sell puts)", "collar_outcome"),
+    ],
+    Side.SELL: [
+        ("none", "Unhedged", "unhedged"),
+        ("futures", "Futures strip (sold)", "futures_outcome"),
+        ("floor", "Floor (buy puts)", "floor_outcome"),
+        ("collar", "Collar (buy puts, sell calls)", "collar_outcome"),
+    ],
+}
+AMOUNTS = {
+    Side.BUY: ("expected_cost", "worst_case_cost"),
+    Side.SELL: ("expected_revenue", "worst_case_revenue"),
+}
+CHART_AXIS = {Side.BUY: "Cost of the need (USD)", Side.SELL: "Revenue of the capacity (USD)"}
 
 
 class NeedForm(forms.Form):
+    side = forms.ChoiceField(
+        choices=[
+            (Side.BUY.value, "Buy: hedge a need"),
+            (Side.SELL.value, "Sell: hedge capacity"),
+        ],
+        required=False,
+        label="Side",
+        help_text="Buy GPU-hours (a need) or sell them (a provider's capacity).",
+    )
     sku = forms.ModelChoiceField(
         queryset=Sku.objects.order_by("code"), to_field_name="code", label="SKU"
     )
@@ -42,6 +76,10 @@ class NeedForm(forms.Form):
         help_text="The first delivery month (YYYY-MM).",
     )
     months = forms.IntegerField(min_value=1, max_value=HEDGE_MONTHS_MAX, label="Months")
+
+    def clean_side(self) -> Side:
+        # A link from before the choice (no side) asks for a buyer's hedge, as the API does.
+        return Side(self.cleaned_data["side"] or Side.BUY)
 
     def clean_first_month(self) -> date:
         month = calendar.month_start(self.cleaned_data["first_month"])
@@ -67,6 +105,7 @@ def _defaults() -> dict[str, object]:
     region = Region.objects.filter(code="USEAST").first() or Region.objects.order_by("code").first()
     first = calendar.add_months(calendar.month_start(timezone.now().date()), 2)
     return {
+        "side": Side.BUY.value,
         "sku": sku.code if sku else None,
         "region": region.code if region else None,
         "gpus": 64,
@@ -75,20 +114,31 @@ def _defaults() -> dict[str, object]:
     }
 
 
-def _strategies(hedge: Hedge) -> list[dict[str, object]]:
-    return [
-        {"key": key, "label": label, "outcome": getattr(hedge, attribute)}
-        for key, label, attribute in STRATEGIES
-    ]
+def _strategies(hedge: Hedge | SellHedge) -> list[dict[str, object]]:
+    expected, worst_case = AMOUNTS[hedge.side]
+    rows = []
+    for key, label, attribute in STRATEGIES[hedge.side]:
+        outcome = getattr(hedge, attribute)
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "expected": getattr(outcome, expected),
+                "worst_case": getattr(outcome, worst_case),
+                "premium": outcome.premium,
+            }
+        )
+    return rows
 
 
-def _chart(hedge: Hedge) -> dict[str, object]:
+def _chart(hedge: Hedge | SellHedge) -> dict[str, object]:
     edges = hedge.distribution.edges
     return {
+        "axis": CHART_AXIS[hedge.side],
         "labels": [f"{(low + high) / 2:.0f}" for low, high in pairwise(edges)],
         "series": [
             {"label": label, "counts": hedge.distribution.counts[key]}
-            for key, label, _attribute in STRATEGIES
+            for key, label, _attribute in STRATEGIES[hedge.side]
         ],
     }
 
@@ -97,11 +147,12 @@ def _chart(hedge: Hedge) -> dict[str, object]:
 def hedging(request: HttpRequest) -> HttpResponse:
     submitted = "sku" in request.GET
     form = NeedForm(request.GET if submitted else None, initial=_defaults())
-    hedge = None
+    hedge: Hedge | SellHedge | None = None
     if submitted and form.is_valid():
         data = form.cleaned_data
         try:
             hedge = hedge_recommendation(
+                side=data["side"],
                 sku=data["sku"],
                 region=data["region"],
                 gpus=data["gpus"],

@@ -10,9 +10,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from exchange.models import Region, Sku
-from exchange.services.hedging import hedge_recommendation
+from exchange.services.hedging import SellHedge, hedge_recommendation
 from exchange.services.listing import options_list_chain
-from pricing.hedge import PATHS_DEFAULT
+from pricing.hedge import PATHS_DEFAULT, Side
 from tests.exchange.api.test_pricing import strip  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -269,3 +269,97 @@ def test_the_page_shows_the_apis_figures_for_the_same_need(client, strip):  # no
     assert [order.option.symbol if order.option else None for order in staged] == [
         leg["symbol"] for leg in legs
     ]
+
+
+# The sell side: a provider's capacity, hedged by selling the strip, a floor of puts bought and
+# a collar (those puts, calls sold).
+
+
+def test_the_form_asks_for_a_buyers_hedge_by_default(client, strip):  # noqa: F811
+    response = client.get(reverse("web:hedging"))
+
+    assert response.context["form"].initial["side"] == "buy"
+    assert '<option value="sell">Sell: hedge capacity</option>' in response.content.decode()
+
+
+def test_a_capacity_gets_the_services_sell_recommendation(client, strip):  # noqa: F811
+    response = client.get(reverse("web:hedging"), _need(strip, side="sell"))
+
+    assert response.status_code == 200
+    shown = response.context["hedge"]
+    expected = hedge_recommendation(
+        sku=Sku.objects.get(code="H100SXM"),
+        region=Region.objects.get(code="USEAST"),
+        gpus=8,
+        first_month=strip[0].delivery_start,
+        months=3,
+        side=Side.SELL,
+    )
+    assert shown == expected
+    assert isinstance(shown, SellHedge)
+    # its revenues are shown in a seller's terms, with no cost nor cap
+    page = response.content.decode()
+    costs = page[page.index('<table class="costs">') : page.index("</table>")]
+    assert "Expected revenue (USD)" in costs and "Expected cost" not in costs
+    assert "Floor (buy puts)" in costs and "Collar (buy puts, sell calls)" in costs
+    assert "Cap (buy calls)" not in costs
+    for outcome in (expected.unhedged, expected.floor_outcome, expected.collar_outcome):
+        assert f"{outcome.worst_case_revenue:,.2f}" in costs
+        assert f"{outcome.expected_revenue:,.2f}" in costs
+    assert "Distribution of the revenue" in page
+    chart = response.context["chart"]
+    assert chart["axis"] == "Revenue of the capacity (USD)"
+    assert [series["label"] for series in chart["series"]][2] == "Floor (buy puts)"
+    # and each futures leg is staged to sell
+    for leg in expected.futures:
+        link = reverse("web:instrument", args=[leg.symbol])
+        assert f"{link}?side=sell&amp;quantity=8&amp;price={leg.forward}" in page
+        assert f"{link}?side=buy" not in page
+    strip_rows = [row for row in page.split("<tr>") if row.startswith("<td>Strip, ")]
+    assert len(strip_rows) == 3
+    assert all('<td class="ask">Sell</td>' in row for row in strip_rows)
+
+
+def test_a_sales_options_are_staged_on_their_sides_with_the_apis_figures(
+    client,
+    strip,  # noqa: F811
+):
+    # given the first month's strikes 1.80 to 3.00: the floor's put is P2.10 (the highest at or
+    # below 2.16), the collar's call C2.70 (the lowest at or above 2.64)
+    chain = _list_chain(strip[0], "2.40", "0.10", 6)
+
+    response = client.get(reverse("web:hedging"), _need(strip, side="sell"))
+    sale = {**_need(strip), "gpus": 8, "months": 3, "side": "sell"}
+    body = APIClient().post("/api/v1/pricing/hedge/", sale, format="json").json()
+
+    # then the puts are staged to buy, first, and the calls to sell
+    staged = response.context["option_orders"]
+    put, call = staged[0], staged[3]
+    assert (put.side, put.option) == ("buy", chain[("put", Decimal("2.10"))])
+    assert (call.side, call.option) == ("sell", chain[("call", Decimal("2.70"))])
+    assert [order.side for order in staged] == ["buy"] * 3 + ["sell"] * 3
+    page = response.content.decode()
+    assert _stage_link(put, put.option) in page
+    assert _stage_link(call, call.option) in page
+    rows = page.split('<tr class="option-leg">')[1:]
+    assert rows[0].startswith("<td>Floor, ") and rows[3].startswith("<td>Collar cap, ")
+    # and the page's legs and premiums are the API's seller's
+    legs = body["floor"]["puts"] + body["collar"]["calls"]
+    assert [order.option.symbol if order.option else None for order in staged] == [
+        leg["symbol"] for leg in legs
+    ]
+    costs = page[page.index('<table class="costs">') : page.index("</table>")]
+    for name in ("floor", "collar"):
+        assert f"{Decimal(body[name]['premium']):,.2f}" in costs
+        assert f"{Decimal(body[name]['worst_case_revenue']):,.2f}" in costs
+    # and the months without options say why
+    assert staged[4].unstaged == f"no calls listed on {strip[1].symbol}"
+
+
+@pytest.mark.parametrize("side", ["short", "SELL"])
+def test_an_unknown_side_is_refused_next_to_its_field(client, strip, side):  # noqa: F811
+    response = client.get(reverse("web:hedging"), _need(strip, side=side))
+
+    assert response.status_code == 400
+    assert "side" in response.context["form"].errors
+    assert response.context["hedge"] is None

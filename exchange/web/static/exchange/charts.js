@@ -1,6 +1,7 @@
 // Chart.js on the dark theme, shared by the analysis pages: the forward curve (#curve-chart)
-// and the hedging calculator's cost distribution (#hedge-chart). Each chart reads its data from
-// a json_script element; prices and costs arrive as strings (Decimals) and become numbers here.
+// and the hedging calculator's cost (a seller's revenue) distribution (#hedge-chart, its axis
+// title in its data). Each chart reads its data from a json_script element; prices and costs
+// arrive as strings (Decimals) and become numbers here.
 (function () {
   var theme = {
     text: "#e6e9ed",
@@ -97,7 +98,7 @@
         })
       },
       options: options({
-        x: axis("Cost of the need (USD)", { ticks: { color: theme.muted, maxTicksLimit: 8 } }),
+        x: axis(chart.axis || "Cost of the need (USD)", { ticks: { color: theme.muted, maxTicksLimit: 8 } }),
         y: axis("Simulated paths")
       })
     });
