@@ -1024,8 +1024,8 @@ class HedgeCollar:
 
 @dataclass(frozen=True)
 class HedgeRecommendation:
-    """``POST /api/v1/pricing/hedge/``: the futures strip, the call cap and the collar, each
-    with its costs, and the cost left unhedged."""
+    """``POST /api/v1/pricing/hedge/`` for a buyer's need (side buy): the futures strip, the
+    call cap and the collar, each with its costs, and the cost left unhedged."""
 
     sku: str
     region: str
@@ -1039,6 +1039,8 @@ class HedgeRecommendation:
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "HedgeRecommendation":
+        if data.get("side", "buy") != "buy":
+            raise ValueError("A seller's hedge: read it as a SellHedgeRecommendation.")
         return _typed(
             cls,
             data,
@@ -1046,6 +1048,86 @@ class HedgeRecommendation:
             futures=HedgeFutures.of(data["futures"]),
             cap=HedgeCap.of(data["cap"]),
             collar=HedgeCollar.of(data["collar"]),
+        )
+
+
+@dataclass(frozen=True)
+class SellHedgeRevenue(_Read):
+    """USD: the simulation's mean and its 5th percentile (a seller's 95% worst case)."""
+
+    expected_revenue: Decimal
+    worst_case_revenue: Decimal
+
+
+@dataclass(frozen=True)
+class SellHedgeFutures:
+    legs: list[HedgeFuturesLeg]  # To sell.
+    expected_revenue: Decimal
+    worst_case_revenue: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "SellHedgeFutures":
+        return _typed(cls, data, legs=[HedgeFuturesLeg.of(row) for row in data["legs"]])
+
+
+@dataclass(frozen=True)
+class SellHedgeFloor:
+    puts: list[HedgeOptionLeg]  # To buy.
+    premium: Decimal  # Paid.
+    expected_revenue: Decimal
+    worst_case_revenue: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "SellHedgeFloor":
+        return _typed(cls, data, puts=[HedgeOptionLeg.of(row) for row in data["puts"]])
+
+
+@dataclass(frozen=True)
+class SellHedgeCollar:
+    puts: list[HedgeOptionLeg]  # To buy.
+    calls: list[HedgeOptionLeg]  # To sell.
+    premium: Decimal  # The puts' net of the calls'.
+    expected_revenue: Decimal
+    worst_case_revenue: Decimal
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "SellHedgeCollar":
+        return _typed(
+            cls,
+            data,
+            puts=[HedgeOptionLeg.of(row) for row in data["puts"]],
+            calls=[HedgeOptionLeg.of(row) for row in data["calls"]],
+        )
+
+
+@dataclass(frozen=True)
+class SellHedgeRecommendation:
+    """``POST /api/v1/pricing/hedge/`` for a seller's capacity (side sell): the futures strip
+    sold, the put floor and the collar (puts bought, calls sold), each with its revenues, and
+    the revenue left unhedged."""
+
+    side: str  # "sell".
+    sku: str
+    region: str
+    gpus: int
+    volatility: Decimal  # Of the simulated prices; each option leg has its own.
+    rate: Decimal
+    unhedged: SellHedgeRevenue
+    futures: SellHedgeFutures
+    floor: SellHedgeFloor
+    collar: SellHedgeCollar
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "SellHedgeRecommendation":
+        if data.get("side") != "sell":
+            raise ValueError("A buyer's hedge: read it as a HedgeRecommendation.")
+        return _typed(
+            cls,
+            data,
+            unhedged=SellHedgeRevenue.of(data["unhedged"]),
+            futures=SellHedgeFutures.of(data["futures"]),
+            floor=SellHedgeFloor.of(data["floor"]),
+            collar=SellHedgeCollar.of(data["collar"]),
         )
 
 
@@ -1555,6 +1637,36 @@ class ExchangeClient:
         )
         _, data = self.request("POST", "pricing/hedge/", body=body, anonymous=True)
         return HedgeRecommendation.of(data)
+
+    def sell_hedge(
+        self,
+        *,
+        sku: str,
+        region: str,
+        gpus: int,
+        first_month: str,
+        months: int,
+        volatility: Decimal | None = None,
+        rate: Decimal | None = None,
+    ) -> SellHedgeRecommendation:
+        """The hedge of a provider's capacity of ``gpus`` to sell for ``months`` from
+        ``first_month`` ("YYYY-MM"): the futures strip sold, the put floor and the collar (puts
+        bought, calls sold) on listed options, with their revenues. ``volatility`` as in
+        `hedge`."""
+        body = _json_body(
+            {
+                "side": "sell",
+                "sku": sku,
+                "region": region,
+                "gpus": gpus,
+                "first_month": first_month,
+                "months": months,
+                "volatility": volatility,
+                "rate": rate,
+            }
+        )
+        _, data = self.request("POST", "pricing/hedge/", body=body, anonymous=True)
+        return SellHedgeRecommendation.of(data)
 
     # Trading -----------------------------------------------------------------------------
 

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from exchange.models import MarginCall, Organization, ReservedCapacity
-from exchange_client import ApiError, ExchangeClient
+from exchange_client import (
+    ApiError,
+    ExchangeClient,
+    HedgeRecommendation,
+    SellHedgeRecommendation,
+)
 from tests.exchange.api.test_capacity import starts
 from tests.exchange.api.test_client_pools import client_of
 from tests.exchange.api.test_market import listed  # noqa: F401  (a fixture)
@@ -200,6 +205,42 @@ def test_option_quotes_implied_volatility_and_the_hedge(strip, chains, buyer):  
     first, third = hedge.cap.calls[0], hedge.cap.calls[2]
     assert (first.volatility, first.volatility_source) == (Decimal("0.600000"), "default")
     assert (third.volatility, third.volatility_source) == (None, None)
+
+
+def test_a_sellers_hedge_is_read_whole_and_not_as_a_buyers(strip, chains, seller):  # noqa: F811
+    client = client_of(seller.organization)
+    capacity = {
+        "sku": "H100SXM",
+        "region": "USEAST",
+        "gpus": 8,
+        "first_month": f"{strip[0].delivery_start:%Y-%m}",
+        "months": 3,
+    }
+
+    sale = client.sell_hedge(**capacity, volatility=Decimal("0.5"))
+
+    answer = raw(
+        client, "POST", "pricing/hedge/", body={**capacity, "side": "sell", "volatility": "0.5"}
+    )
+    assert reads_whole(sale, answer) == []
+    assert sale.side == "sell"
+    assert [leg.contracts for leg in sale.futures.legs] == [8, 8, 8]
+    assert sale.futures.expected_revenue == sale.futures.worst_case_revenue
+    assert sale.floor.puts[0].available and sale.floor.puts[0].option_type == "put"
+    assert sale.collar.calls[0].volatility_source == "requested"
+    assert sale.floor.worst_case_revenue > sale.unhedged.worst_case_revenue
+    assert sale.collar.premium == sale.floor.premium - sum(
+        leg.premium for leg in sale.collar.calls if leg.premium is not None
+    )
+    # and neither answer is read as the other's
+    with pytest.raises(ValueError, match="SellHedgeRecommendation"):
+        HedgeRecommendation.of(answer)
+    with pytest.raises(ValueError, match="HedgeRecommendation"):
+        SellHedgeRecommendation.of(raw(client, "POST", "pricing/hedge/", body=capacity))
+    # and a capacity the API refuses is its error
+    with pytest.raises(ApiError) as refused:
+        client.sell_hedge(**{**capacity, "months": 4})
+    assert (refused.value.code, refused.value.field) == ("PRICING_MONTH_NOT_LISTED", "months")
 
 
 def test_me_balances_positions_settlements_and_the_chain(strip, chains, buyer):  # noqa: F811
