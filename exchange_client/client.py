@@ -896,7 +896,8 @@ class Withdrawal(_Read):
 @dataclass(frozen=True)
 class OptionValuation(_Read):
     """Black-76 value ($/GPU-hr) and greeks; for a listed option (``instrument``), at the
-    forward the chain uses (``forward_source``)."""
+    forward the chain uses (``forward_source``) and the volatility it values it at, unless one
+    was given (``volatility_source``: implied, chain, historical, default or requested)."""
 
     instrument: str | None
     option_type: str
@@ -907,6 +908,7 @@ class OptionValuation(_Read):
     years: Decimal
     rate: Decimal
     volatility: Decimal
+    volatility_source: str | None
     price: Decimal
     delta: Decimal
     gamma: Decimal

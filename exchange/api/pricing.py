@@ -146,7 +146,8 @@ class OptionQuoteSerializer(OptionTermsSerializer):
         max_length=64,
         help_text=(
             "An option's symbol: its strike, expiry and type, its underlying's reference price "
-            "and its latest implied volatility are used (give no terms with it)."
+            "and, without a volatility, the one the option chain values it at are used (give "
+            "no terms with it)."
         ),
     )
     volatility = VolatilityInputField(
@@ -188,6 +189,15 @@ class OptionValuationSerializer(serializers.Serializer):
     years = serializers.DecimalField(**YEARS)
     rate = serializers.DecimalField(**RATE)
     volatility = serializers.DecimalField(**VOLATILITY)
+    volatility_source = serializers.ChoiceField(
+        choices=[source.value for source in VolatilitySource],
+        allow_null=True,
+        help_text=(
+            "Where a listed option's volatility comes from, as for a hedge's option leg: "
+            "implied, chain, historical, default, or requested (the request's volatility); "
+            "null for terms given."
+        ),
+    )
     price = serializers.DecimalField(**PRICE, help_text="Black-76 value, $/GPU-hr.")
     delta = serializers.DecimalField(**GREEK, help_text="dV/dF.")
     gamma = serializers.DecimalField(

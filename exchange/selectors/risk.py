@@ -222,8 +222,9 @@ def option_chain(future: Instrument, *, at: datetime) -> Chain:
     refused, though its status stays active until the daily cycle expires it; the forward curve
     and the hedge leave it out too), by strike, valued on ``at``'s day with Black-76 at the
     future's forward (``marks.forward_of``, as the option-quote calculator: the most recent of
-    the latest settlement price and the last trade, else the mid) and each option's latest
-    implied volatility (else the default)."""
+    the latest settlement price and the last trade, else the mid) and each option's volatility
+    as margin values it (``margin.option_volatility``: its latest settlement's implied
+    volatility, else its future's historical volatility, else the default)."""
     on = at.astimezone(UTC).date()
     options = list(
         future.options.exclude(status=Instrument.Status.EXPIRED)

@@ -77,6 +77,9 @@ class OptionQuote:
     rho: Decimal
     # Where a listed option's forward comes from (``MarkSource``); None for terms given.
     forward_source: str | None = None
+    # Where a listed option's volatility comes from (``margin.VolatilitySource``: requested
+    # when given); None for terms given.
+    volatility_source: str | None = None
 
 
 def _years(years: Decimal | None, expiry: date | None, on: date) -> Decimal:
@@ -171,8 +174,11 @@ def option_quote_of_instrument(
 ) -> OptionQuote:
     """`option_quote` of a listed option: its strike and expiry, its underlying's forward
     (``exchange.selectors.marks.forward_of``, as the option chain takes it: the most recent of
-    the latest settlement price and the last trade, else the mid) and, unless given, its latest
-    implied volatility (else ``EXCHANGE_DEFAULT_VOLATILITY``), as the margin model values it.
+    the latest settlement price and the last trade, else the mid) and, unless given, the
+    volatility the chain and the margin model value it at (``margin.option_volatility``: its
+    latest settlement's implied volatility, else its future's historical volatility, else
+    ``EXCHANGE_DEFAULT_VOLATILITY``), with where it came from (``volatility_source``:
+    ``requested`` when given).
 
     Raises
     ------
@@ -199,7 +205,10 @@ def option_quote_of_instrument(
             field="instrument",
         )
     if volatility is None:
-        volatility = Decimal(repr(margin.volatility_of(option)))
+        own = margin.option_volatility(option)
+        volatility, source = Decimal(repr(own.sigma)), own.source
+    else:
+        source = margin.VolatilitySource.REQUESTED
     quote = option_quote(
         forward=forward.price,
         strike=option.strike,
@@ -212,7 +221,7 @@ def option_quote_of_instrument(
         on=on,
         instrument=option.symbol,
     )
-    return dataclasses.replace(quote, forward_source=forward.source)
+    return dataclasses.replace(quote, forward_source=forward.source, volatility_source=str(source))
 
 
 _BOUND_CODES = {

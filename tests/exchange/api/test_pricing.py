@@ -1178,3 +1178,39 @@ def test_a_region_where_the_sku_has_no_futures_is_422(strip):
     response = post(HEDGE, {**_need(strip, 1), "region": "EUWEST"})
 
     assert error_of(response)[:2] == (422, "PRICING_NO_FUTURES")
+
+
+def test_a_listed_options_quote_says_where_its_volatility_comes_from(strip, chains):
+    """The quote of a listed option took the chain's volatility without saying which (its
+    implied, the chain's, its future's historical, or the default), unlike the hedge's legs."""
+    # given the first month's C2.75 settled by the market at 45%, its C3.00 by the model at
+    # 90%, its future with a price history; and the second month with none of these
+    settled = chains[(strip[0].symbol, "call", Decimal("2.75"))]
+    modelled = chains[(strip[0].symbol, "call", Decimal("3.00"))]
+    historical = chains[(strip[0].symbol, "put", Decimal("2.00"))]
+    default = chains[(strip[1].symbol, "call", Decimal("2.50"))]
+    _settle_option(settled, "0.45")
+    _settle_option(modelled, "0.90", source="model")
+    _settle_history(strip[0])
+    history_sigma = historical_volatility(strip[0].pk)
+    assert history_sigma is not None
+
+    def quoted(option, **given) -> dict:
+        response = post(QUOTE, {"instrument": option.symbol, **given})
+        assert response.status_code == 200, response.json()
+        return response.json()
+
+    # then each listed option's quote names the volatility it took, as the chain values it
+    for option, sigma, source in (
+        (settled, 0.45, "implied"),
+        (modelled, 0.90, "chain"),
+        (historical, history_sigma, "historical"),
+        (default, DEFAULT_VOLATILITY, "default"),
+    ):
+        body = quoted(option)
+        assert body["volatility_source"] == source, option.symbol
+        assert close(body["volatility"], sigma, 5e-7), option.symbol
+    # and one given in the request is said to be requested; terms given have no source
+    assert quoted(settled, volatility="0.5")["volatility_source"] == "requested"
+    terms = post(QUOTE, {**QUOTE_TERMS, "volatility": "0.5"}).json()
+    assert terms["volatility_source"] is None
