@@ -168,6 +168,13 @@ class OptionQuoteSerializer(OptionTermsSerializer):
         return attrs
 
 
+def _volatility_source_field(help_text: str) -> serializers.ChoiceField:
+    """A listed option's ``margin.VolatilitySource``, null where there is none."""
+    return serializers.ChoiceField(
+        choices=[source.value for source in VolatilitySource], allow_null=True, help_text=help_text
+    )
+
+
 class OptionValuationSerializer(serializers.Serializer):
     instrument = serializers.CharField(allow_null=True)
     option_type = serializers.CharField()
@@ -189,14 +196,10 @@ class OptionValuationSerializer(serializers.Serializer):
     years = serializers.DecimalField(**YEARS)
     rate = serializers.DecimalField(**RATE)
     volatility = serializers.DecimalField(**VOLATILITY)
-    volatility_source = serializers.ChoiceField(
-        choices=[source.value for source in VolatilitySource],
-        allow_null=True,
-        help_text=(
-            "Where a listed option's volatility comes from, as for a hedge's option leg: "
-            "implied, chain, historical, default, or requested (the request's volatility); "
-            "null for terms given."
-        ),
+    volatility_source = _volatility_source_field(
+        "Where a listed option's volatility comes from, as for a hedge's option leg: implied, "
+        "chain, historical, default, or requested (the request's volatility); null for terms "
+        "given."
     )
     price = serializers.DecimalField(**PRICE, help_text="Black-76 value, $/GPU-hr.")
     delta = serializers.DecimalField(**GREEK, help_text="dV/dF.")
@@ -391,15 +394,11 @@ class HedgeOptionLegSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Annualized: the one the option is valued at (price, premium).",
     )
-    volatility_source = serializers.ChoiceField(
-        choices=[source.value for source in VolatilitySource],
-        allow_null=True,
-        help_text=(
-            "implied (its latest settlement's, from the market or an override), chain (its "
-            "latest settlement is the model's, at its own earlier, its siblings' or its "
-            "future's historical volatility), historical (not settled yet: its future's "
-            "historical volatility), default, or requested (the request's volatility)."
-        ),
+    volatility_source = _volatility_source_field(
+        "implied (its latest settlement's, from the market or an override), chain (its latest "
+        "settlement is the model's, at its own earlier, its siblings' or its future's "
+        "historical volatility), historical (not settled yet: its future's historical "
+        "volatility), default, or requested (the request's volatility)."
     )
     premium = serializers.DecimalField(
         **USD,
