@@ -20,7 +20,8 @@
    of the delivery month, the long paying ``settlement x H`` per contract to the short. A
    party that cannot deliver (short of entitlements) or pay (short of cash) has those
    contracts cash-settled instead, as many on the other side in account order (see
-   ``_physical_pairs``).
+   ``_deliver``). Before the day, the resting orders of resale listings that stopped trading
+   are cancelled (``_closed_listings_cancel``), so their holds do not keep GPU-hours from it.
 4. **Margin** (``exchange.services.margin``): each account's requirement at the day's prices;
    margin above it returns to cash, margin below it is taken from cash. An account that still
    holds less than ``EXCHANGE_MAINTENANCE_RATIO`` of it, or owes a deficit, gets a margin call:
@@ -94,6 +95,10 @@ from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
 log = logging.getLogger(__name__)
 
 Posting = tuple[LedgerAccount, int]
+
+# How long the cycle waits for external matchers to cancel the orders of closed resale
+# listings before it delivers futures (``_closed_listings_cancel``).
+CLOSED_LISTING_CANCEL_WAIT_SECONDS = 10.0
 
 
 def _micros(price: Decimal, contracts: int, hours: int) -> int:
@@ -705,6 +710,7 @@ def daily_settlement_run(
     day; its failure is logged and does not stop the day."""
     RISK_STAFF.check(actor, "settle trading days")
     _pool_rounds_close(trading_date)
+    _closed_listings_cancel()
     cycle = _day_settle(trading_date, actor, close, refuse_settled)
     # Also when the day was settled before: a run stopped between its commit and these
     # cancels is completed by running the day again (see _cancel_resting).
@@ -721,6 +727,40 @@ def _pool_rounds_close(trading_date: date) -> None:
         pool_rounds_close_expired(now=settlement_prices.now(), expiring_through=trading_date)
     except Exception:
         log.exception("risk cycle: pool rounds on expiring futures did not close")
+
+
+def _closed_listings_cancel() -> None:
+    """Cancel the resting orders of resale listings that stopped trading (by the cycle's clock),
+    before the day's settlement, so the GPU-hours their sells held are free for the physical
+    delivery of a future: a block's listing made before its term stops trading on the day
+    before the term, which is also the last trading day of the future on the term's first month
+    whenever that day is a business day. Its sells can no longer trade, yet until 2026-12-07
+    their holds were released only after the run, and the delivery, which reads what the short
+    has available, cash-settled the provider's futures while it kept the GPU-hours.
+
+    With external matchers the cancels are waited for (``CLOSED_LISTING_CANCEL_WAIT_SECONDS``);
+    a cancel still unprocessed then leaves its hold to the delivery as before. A failure here is
+    logged and does not stop the day (``_cancel_resting`` asks again after it)."""
+    from exchange.services.orders import orders_cancel
+
+    now = settlement_prices.now()
+    try:
+        closed = [
+            listing.pk
+            for listing in Instrument.objects.filter(
+                kind=Instrument.Kind.RESALE, last_trading_day__lte=now.date()
+            ).exclude(status=Instrument.Status.EXPIRED)
+            if listing.trading_ends_at <= now
+        ]
+        orders_cancel(
+            orders=Order.objects.filter(
+                instrument_id__in=closed, status__in=RESTING_STATUSES
+            ).order_by("pk"),
+            reason=CancelReason.INSTRUMENT_EXPIRED,
+            wait_seconds=CLOSED_LISTING_CANCEL_WAIT_SECONDS,
+        )
+    except Exception:
+        log.exception("risk cycle: orders on closed resale listings were not cancelled")
 
 
 def _day_settle(
