@@ -281,6 +281,10 @@ class CancelReason(models.TextChoices):
         "reduce_only_exceeded",
         "Reducing, and more than the account's position left to close",
     )
+    FUTURES_DELIVERY = (
+        "futures_delivery",
+        "Offered GPU-hours its account owes for a futures delivery",
+    )
 
 
 class OrderCommand(models.Model):

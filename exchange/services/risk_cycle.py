@@ -85,20 +85,21 @@ from exchange.services.ledger_accounts import (
     entitlement,
     entitlement_account,
     entitlement_account_code,
+    entitlement_code,
     margin_account,
     position_account,
 )
 from ledger.models import Account as LedgerAccount
-from ledger.models import Commodity
+from ledger.models import Commodity, Hold
 from ledger.services import ENTRIES_PER_BATCH_MAX, EntrySpec, entries_post
 
 log = logging.getLogger(__name__)
 
 Posting = tuple[LedgerAccount, int]
 
-# How long the cycle waits for external matchers to cancel the orders of closed resale
-# listings before it delivers futures (``_closed_listings_cancel``).
-CLOSED_LISTING_CANCEL_WAIT_SECONDS = 10.0
+# How long the cycle waits for external matchers to cancel the orders that would keep GPU-hours
+# from the day's futures deliveries (``_closed_listings_cancel``, ``_delivery_offers_cancel``).
+DELIVERY_CANCELS_WAIT_SECONDS = 10.0
 
 
 def _micros(price: Decimal, contracts: int, hours: int) -> int:
@@ -710,7 +711,8 @@ def daily_settlement_run(
     day; its failure is logged and does not stop the day."""
     RISK_STAFF.check(actor, "settle trading days")
     _pool_rounds_close(trading_date)
-    _closed_listings_cancel()
+    _closed_listings_cancel(trading_date)
+    _delivery_offers_cancel(trading_date)
     cycle = _day_settle(trading_date, actor, close, refuse_settled)
     # Also when the day was settled before: a run stopped between its commit and these
     # cancels is completed by running the day again (see _cancel_resting).
@@ -729,16 +731,17 @@ def _pool_rounds_close(trading_date: date) -> None:
         log.exception("risk cycle: pool rounds on expiring futures did not close")
 
 
-def _closed_listings_cancel() -> None:
-    """Cancel the resting orders of resale listings that stopped trading (by the cycle's clock),
-    before the day's settlement, so the GPU-hours their sells held are free for the physical
+def _closed_listings_cancel(trading_date: date) -> None:
+    """Cancel the resting orders of resale listings whose last trading day is ``trading_date``
+    or before, once they have stopped trading (by the cycle's clock), before the day's
+    settlement, so the GPU-hours their sells held are free for the physical
     delivery of a future: a block's listing made before its term stops trading on the day
     before the term, which is also the last trading day of the future on the term's first month
     whenever that day is a business day. Its sells can no longer trade, yet until 2026-12-07
     their holds were released only after the run, and the delivery, which reads what the short
     has available, cash-settled the provider's futures while it kept the GPU-hours.
 
-    With external matchers the cancels are waited for (``CLOSED_LISTING_CANCEL_WAIT_SECONDS``);
+    With external matchers the cancels are waited for (``DELIVERY_CANCELS_WAIT_SECONDS``);
     a cancel still unprocessed then leaves its hold to the delivery as before. A failure here is
     logged and does not stop the day (``_cancel_resting`` asks again after it)."""
     from exchange.services.orders import orders_cancel
@@ -748,7 +751,7 @@ def _closed_listings_cancel() -> None:
         closed = [
             listing.pk
             for listing in Instrument.objects.filter(
-                kind=Instrument.Kind.RESALE, last_trading_day__lte=now.date()
+                kind=Instrument.Kind.RESALE, last_trading_day__lte=trading_date
             ).exclude(status=Instrument.Status.EXPIRED)
             if listing.trading_ends_at <= now
         ]
@@ -757,10 +760,75 @@ def _closed_listings_cancel() -> None:
                 instrument_id__in=closed, status__in=RESTING_STATUSES
             ).order_by("pk"),
             reason=CancelReason.INSTRUMENT_EXPIRED,
-            wait_seconds=CLOSED_LISTING_CANCEL_WAIT_SECONDS,
+            wait_seconds=DELIVERY_CANCELS_WAIT_SECONDS,
         )
     except Exception:
         log.exception("risk cycle: orders on closed resale listings were not cancelled")
+
+
+def _delivery_offers_cancel(trading_date: date) -> None:
+    """Before the day's settlement, cancel the live orders holding GPU-hours that a short of a
+    physically settled future expiring that day (stopped trading by the cycle's clock) owes
+    for its delivery and lacks available: its sells on resale listings of the delivery month.
+
+    A short future holds cash margin, not GPU-hours; the delivery takes what the short has
+    available. Until 2026-12-07 an offer of those hours on a block's listing (still trading:
+    a block starting after the first of the month trades past the future's last day) kept
+    them back, so the futures were cash-settled and the provider kept the hours it had sold
+    forward, free to cancel the offer afterwards: a way out of every delivery. The delivery
+    comes first; every such order of the short is cancelled (``done_reason``
+    ``futures_delivery``), as an offer of hours it has sold already. Hours sold and delivered
+    on a listing are gone: those contracts are cash-settled, as before. With external
+    matchers the cancels are waited for as ``_closed_listings_cancel``'s; a failure is logged
+    and does not stop the day."""
+    from exchange.services.orders import orders_cancel
+
+    now = settlement_prices.now()
+    try:
+        futures = [
+            future
+            for future in Instrument.objects.filter(
+                kind=Instrument.Kind.FUTURE,
+                settlement=Instrument.Settlement.PHYSICAL,
+                last_trading_day__lte=trading_date,
+            )
+            .exclude(status=Instrument.Status.EXPIRED)
+            .select_related("sku", "region")
+            .order_by("pk")
+            if future.trading_ends_at <= now
+        ]
+        lacking: list[int] = []  # GPU-hour ledger accounts of shorts owing more than they have.
+        for future in futures:
+            commodity_code = entitlement_code(
+                future.sku.code, future.region.code, future.delivery_start
+            )
+            shorts = LedgerAccount.objects.filter(
+                commodity__code=future.symbol,
+                commodity__kind=Commodity.Kind.POSITION,
+                credits_posted__gt=F("debits_posted"),
+            )
+            for position in shorts:
+                owed = -position.balance * future.gpu_hours_per_contract
+                code = entitlement_account_code(
+                    Account(pk=int(position.code.split(":")[1])), commodity_code
+                )
+                held = LedgerAccount.objects.filter(code=code).first()
+                if held is not None and held.available < owed:
+                    lacking.append(held.pk)
+        orders_cancel(
+            orders=Order.objects.filter(
+                side=Side.SELL,
+                status__in=LIVE_STATUSES,
+                holds__hold__account_id__in=lacking,
+                holds__hold__status=Hold.Status.PENDING,
+            )
+            .distinct()
+            .order_by("pk"),
+            reason=CancelReason.FUTURES_DELIVERY,
+            wait_seconds=DELIVERY_CANCELS_WAIT_SECONDS,
+        )
+    except Exception:
+        log.exception("risk cycle: offers of GPU-hours owed for delivery were not cancelled")
 
 
 def _day_settle(

@@ -34,6 +34,7 @@ from exchange.services.listing import (
 from exchange.services.participants import member_add
 from exchange.services.risk_cycle import daily_settlement_run
 from exchange.services.settlement_prices import settlement_price_override
+from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
 from tests.exchange.conftest import _account
 from tests.exchange.ledger_figures import (
@@ -474,4 +475,54 @@ def test_gpu_hours_sold_on_a_block_listing_cannot_also_be_delivered_on_a_future(
     assert gpu_hours(block_buyer, code) == 8 * hours
     # the futures buyer is paid its gain on the contracts in cash, and nothing more
     assert cash(futures_buyer) == (usd(FUNDS) - 5 * FUTURE_TAKER + usd(Decimal("0.10") * 5 * hours))
+    call_command("ledger_check")
+
+
+def test_a_short_cannot_keep_the_hours_it_owes_back_by_offering_them_on_a_listing(sku, region):
+    staff = staff_user("risk", Role.RISK)
+    # A block starting on the 10th of the month: its listing trades past the future's expiry.
+    month = listing_month()
+    future = physical_future(sku, region, month)
+    hours = future.gpu_hours_per_contract
+    code = entitlement_code(sku.code, region.code, month)
+    provider = funded("northwind", "provider")
+    buyer = funded("lumen", "startup")
+
+    # given the provider's 8-GPU block from the 10th of the month to the end of the next
+    starts = datetime.combine(month, time.min, tzinfo=UTC) + timedelta(days=9)
+    ends = datetime.combine(calendar.add_months(month, 2), time.min, tzinfo=UTC)
+    reservation = capacity_register(
+        provider=provider.organization,
+        holder=provider.organization,
+        cluster="nw-ashburn-b",
+        sku=sku,
+        region=region,
+        starts_at=starts,
+        ends_at=ends,
+        gpus=8,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    issued = gpu_hours(provider, code)
+    assert issued == 8 * (hours - 9 * 24)
+    listing = resale_list(reservation=reservation)
+    assert listing.last_trading_day > future.last_trading_day
+    # and 5 futures of the month it sold, then its whole block offered on the listing at a
+    # price nobody pays, over the future's last trading day: the offer holds every hour
+    place(provider, future, "sell", 5, "2.50")
+    place(buyer, future, "buy", 5, "2.50")
+    offer = place(provider, listing, "sell", 8, "9.00")
+    assert LedgerAccount.objects.get(code=f"trading:{provider.pk}:gpuh:{code}").available == 0
+
+    # when the future's last trading day settles (the listing trades on)
+    settle(future.last_trading_day, {future: "2.60"}, staff)
+
+    # then the delivery takes the hours the provider owes: its offer of them is cancelled
+    # (until 2026-12-07 the offer kept them back, the futures were cash-settled and the
+    # provider kept the hours it had sold forward)
+    offer.refresh_from_db()
+    assert (offer.status, offer.done_reason) == (Order.Status.CANCELLED, "futures_delivery")
+    assert gpu_hours(buyer, code) == 5 * hours
+    assert gpu_hours(provider, code) == issued - 5 * hours
+    assert cash(provider) == usd(FUNDS) - 5 * FUTURE_MAKER + usd(Decimal("2.50") * 5 * hours)
     call_command("ledger_check")
