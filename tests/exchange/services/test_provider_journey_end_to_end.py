@@ -9,6 +9,7 @@ computed in this file from the rules (docs/ARCHITECTURE.md, "Collateral and sett
 "The daily risk cycle") with Decimal, not by the code under test.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -20,7 +21,8 @@ from rest_framework.test import APIClient
 from exchange import calendar
 from exchange.backoffice.roles import Role
 from exchange.errors import OrderRejectCode, OrderRejected
-from exchange.models import Instrument, Membership, Order, RiskCycle, Sku
+from exchange.matcher.runtime import Matcher
+from exchange.models import Account, Instrument, Membership, Order, RiskCycle, Sku
 from exchange.services.api_keys import api_key_create
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
@@ -47,7 +49,7 @@ from tests.exchange.ledger_figures import (
     usd,
     usd_of_accounts,
 )
-from tests.exchange.support import listing_month, place, staff_user
+from tests.exchange.support import listing_month, matching_in_thread, place, staff_user
 
 # The days settled here are after today: the exchange's calendar is moved on for them.
 pytestmark = pytest.mark.usefixtures("calendar_ahead")
@@ -478,17 +480,27 @@ def test_gpu_hours_sold_on_a_block_listing_cannot_also_be_delivered_on_a_future(
     call_command("ledger_check")
 
 
-def test_a_short_cannot_keep_the_hours_it_owes_back_by_offering_them_on_a_listing(sku, region):
-    staff = staff_user("risk", Role.RISK)
-    # A block starting on the 10th of the month: its listing trades past the future's expiry.
+@dataclass
+class Offering:
+    future: Instrument
+    code: str
+    provider: Account
+    buyer: Account
+    issued: int
+    offer: Order
+
+
+def short_offering_its_hours(sku, region, *, settle_orders=lambda: None) -> Offering:
+    """A provider short 5 futures of a month, offering its whole block of the month on its
+    listing at a price nobody pays over the future's last trading day (a block starting on
+    the 10th: its listing trades past the future's expiry). ``settle_orders``: run after each
+    order, for a matcher the test runs itself."""
     month = listing_month()
     future = physical_future(sku, region, month)
     hours = future.gpu_hours_per_contract
     code = entitlement_code(sku.code, region.code, month)
     provider = funded("northwind", "provider")
     buyer = funded("lumen", "startup")
-
-    # given the provider's 8-GPU block from the 10th of the month to the end of the next
     starts = datetime.combine(month, time.min, tzinfo=UTC) + timedelta(days=9)
     ends = datetime.combine(calendar.add_months(month, 2), time.min, tzinfo=UTC)
     reservation = capacity_register(
@@ -507,22 +519,59 @@ def test_a_short_cannot_keep_the_hours_it_owes_back_by_offering_them_on_a_listin
     assert issued == 8 * (hours - 9 * 24)
     listing = resale_list(reservation=reservation)
     assert listing.last_trading_day > future.last_trading_day
-    # and 5 futures of the month it sold, then its whole block offered on the listing at a
-    # price nobody pays, over the future's last trading day: the offer holds every hour
     place(provider, future, "sell", 5, "2.50")
+    settle_orders()
     place(buyer, future, "buy", 5, "2.50")
+    settle_orders()
     offer = place(provider, listing, "sell", 8, "9.00")
+    settle_orders()
+    offer.refresh_from_db()
+    assert offer.status == Order.Status.OPEN
     assert LedgerAccount.objects.get(code=f"trading:{provider.pk}:gpuh:{code}").available == 0
+    return Offering(future, code, provider, buyer, issued, offer)
+
+
+def assert_delivered_over_the_offer(offering: Offering) -> None:
+    """The delivery took the hours the provider owes and its offer of them was cancelled (until
+    2026-12-07 the offer kept them back, the futures were cash-settled and the provider kept
+    the hours it had sold forward)."""
+    hours = offering.future.gpu_hours_per_contract
+    offering.offer.refresh_from_db()
+    assert (offering.offer.status, offering.offer.done_reason) == (
+        Order.Status.CANCELLED,
+        "futures_delivery",
+    )
+    assert gpu_hours(offering.buyer, offering.code) == 5 * hours
+    assert gpu_hours(offering.provider, offering.code) == offering.issued - 5 * hours
+    assert cash(offering.provider) == (
+        usd(FUNDS) - 5 * FUTURE_MAKER + usd(Decimal("2.50") * 5 * hours)
+    )
+    call_command("ledger_check")
+
+
+def test_a_short_cannot_keep_the_hours_it_owes_back_by_offering_them_on_a_listing(sku, region):
+    staff = staff_user("risk", Role.RISK)
+    # given a provider short 5 futures, its hours offered on its block's listing
+    offering = short_offering_its_hours(sku, region)
 
     # when the future's last trading day settles (the listing trades on)
-    settle(future.last_trading_day, {future: "2.60"}, staff)
+    settle(offering.future.last_trading_day, {offering.future: "2.60"}, staff)
 
-    # then the delivery takes the hours the provider owes: its offer of them is cancelled
-    # (until 2026-12-07 the offer kept them back, the futures were cash-settled and the
-    # provider kept the hours it had sold forward)
-    offer.refresh_from_db()
-    assert (offer.status, offer.done_reason) == (Order.Status.CANCELLED, "futures_delivery")
-    assert gpu_hours(buyer, code) == 5 * hours
-    assert gpu_hours(provider, code) == issued - 5 * hours
-    assert cash(provider) == usd(FUNDS) - 5 * FUTURE_MAKER + usd(Decimal("2.50") * 5 * hours)
-    call_command("ledger_check")
+    # then the delivery comes first
+    assert_delivered_over_the_offer(offering)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_the_cycle_waits_for_the_offers_cancel_before_delivering(
+    sku, region, external_matcher
+):
+    staff = staff_user("risk", Role.RISK)
+    matcher = Matcher()
+    offering = short_offering_its_hours(sku, region, settle_orders=matcher.process_pending)
+
+    # when the day settles while the matcher runs in its own thread
+    with matching_in_thread(matcher):
+        settle(offering.future.last_trading_day, {offering.future: "2.60"}, staff)
+
+    # then the cycle waited for the matcher to cancel the offer, and delivered
+    assert_delivered_over_the_offer(offering)
