@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exchange", "0023_pool_round_close_reason"),
+        ("exchange", "0024_position_limits"),
     ]
 
     operations = [
