@@ -251,6 +251,13 @@ def test_a_provider_sells_its_healing_buffer_forward_and_delivers_it_at_expiry(c
     page = client.get(reverse("web:portfolio")).content.decode()
     assert code in page and f"{10 * hours:,}" in page
 
+    client.force_login(nora)
+    page = client.get(reverse("web:portfolio")).content.decode()
+    assert code in page and f"{6 * hours:,}" in page
+    # (the block still counts its 16 GPUs: the delivery took the month's hours, of no block)
+    (block,) = provider_api.get("/api/v1/capacity/").json()["results"]
+    assert block["held_gpus"] == 16
+
     # and the delivered hours are the buyer's alone: the provider cannot sell them again on
     # its block's listing (8 GPUs, a lot, need 8 x the hours; it has 6 x them left)
     listing = resale_list(reservation=provider.organization.provided_capacity.get())
