@@ -104,7 +104,15 @@ class PoolDemandAdmin(ReadOnlyAdmin[PoolDemand]):
     list_select_related = ["pool__sponsor", "member__organization", "member__pool", "instrument"]
 
 
-ORDER_FIELDS = ("instrument", "price", "quantity", "order", "refusal_code", "refusal_message")
+ORDER_FIELDS = (
+    "instrument",
+    "price",
+    "quantity",
+    "order",
+    "refusal_code",
+    "refusal_message",
+    "placement_note",
+)
 
 
 class PoolOrderInline(ReadOnlyInline[PoolOrder, PoolRound]):

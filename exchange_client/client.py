@@ -598,13 +598,14 @@ class PoolTier:
     order: Order | None
     refusal_code: str
     refusal_message: str
+    placement_note: str
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "PoolTier":
         order = data.get("order")
         return _typed(
             cls,
-            {"refusal_code": "", "refusal_message": "", **data},
+            {"refusal_code": "", "refusal_message": "", "placement_note": "", **data},
             order=Order.of(order) if order else None,
         )
 

@@ -397,6 +397,7 @@ class PoolTierSerializer(serializers.ModelSerializer):
             "order",
             "refusal_code",
             "refusal_message",
+            "placement_note",
         ]
         read_only_fields = fields
 

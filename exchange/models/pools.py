@@ -173,6 +173,12 @@ class PoolOrder(models.Model):
     )
     refusal_code = models.CharField(max_length=64, blank=True)
     refusal_message = models.CharField(max_length=300, blank=True)
+    placement_note = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="How the order placed differs from the tier: its price at the future's price "
+        "limit, its quantity cut to the room the sponsor's position limit leaves.",
+    )
 
     class Meta:
         ordering = ["round", "instrument", "-price"]

@@ -318,6 +318,39 @@ def exposure_side(instrument: Instrument, side: str) -> str:
     return side
 
 
+def _limit_standing(
+    account: Account, instrument: Instrument, side: str, replacing: Order | None
+) -> tuple[int, Instrument, str, positions_selector.Exposure, int] | None:
+    """The limit an order on ``instrument`` of ``side`` counts against, its future, the side
+    of the exposure it adds to, the organization's exposure and its net toward that side; None
+    when no limit applies (none set, or the organization is exempt: nothing read)."""
+    limit = position_limit(instrument)
+    if limit is None or _organization_flags(account).position_limit_exempt:
+        return None
+    future = _future_of(instrument)
+    assert future is not None  # It has a limit.
+    long_or_short = exposure_side(instrument, side)
+    exposure = positions_selector.organization_exposure(
+        organization_id=account.organization_id,
+        future_id=future.pk,
+        side=long_or_short,
+        excluding_order_id=replacing.pk if replacing is not None else None,
+    )
+    toward = exposure.net if long_or_short == Side.BUY else -exposure.net
+    return limit, future, long_or_short, exposure, toward
+
+
+def position_limit_room(account: Account, instrument: Instrument, side: str) -> int | None:
+    """How many contracts an order of ``side`` on ``instrument`` may have and pass
+    ``check_position_limit`` now: the limit less the organization's worst case without it
+    (at least 0); None when no limit applies."""
+    standing = _limit_standing(account, instrument, side, None)
+    if standing is None:
+        return None
+    limit, _, _, exposure, toward = standing
+    return max(limit - toward - exposure.resting, 0)
+
+
 def check_position_limit(
     account: Account,
     instrument: Instrument,
@@ -336,19 +369,10 @@ def check_position_limit(
     ``replacing``: the order a replace gives ``quantity`` as its new open quantity, left out
     of the live ones. An organization staff exempted, or an instrument with no limit, reads
     nothing; otherwise one statement (``positions.organization_exposure``)."""
-    limit = position_limit(instrument)
-    if limit is None or _organization_flags(account).position_limit_exempt:
+    standing = _limit_standing(account, instrument, side, replacing)
+    if standing is None:
         return
-    future = _future_of(instrument)
-    assert future is not None  # It has a limit.
-    long_or_short = exposure_side(instrument, side)
-    exposure = positions_selector.organization_exposure(
-        organization_id=account.organization_id,
-        future_id=future.pk,
-        side=long_or_short,
-        excluding_order_id=replacing.pk if replacing is not None else None,
-    )
-    toward = exposure.net if long_or_short == Side.BUY else -exposure.net
+    limit, future, long_or_short, exposure, toward = standing
     worst = toward + exposure.resting + quantity
     if worst <= limit:
         return

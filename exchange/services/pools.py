@@ -95,6 +95,7 @@ from exchange.services.orders import (
     order_place,
     order_replace,
     orders_cancel,
+    position_limit_room,
     price_limits,
 )
 from exchange.services.participants import account_main
@@ -878,26 +879,52 @@ def _pool_margin_call_refusal(pool: Pool) -> str:
 
 
 def _place(pool_order: PoolOrder, actor: Actor) -> None:
-    # A tier priced above the future's price limit buys at the limit: the most the exchange
-    # accepts now, and within every member's limit in the tier (refused, it would buy nothing).
-    limits = price_limits(pool_order.instrument)
+    """Place a tier's order as near the tier as the exchange accepts it now, saying how it
+    differs (``placement_note``), rather than have it refused and buy nothing:
+
+    - priced above the future's price limit, it buys at the limit: the most the exchange
+      accepts, and within every member's limit in the tier;
+    - beyond the room the sponsor's position limit leaves (``orders.position_limit_room``), it
+      buys that many contracts, in whole lots, and the round allocates what they fill pro rata
+      as any partly filled tier (until 2026-12-07 such a tier was refused whole). With no room
+      for a lot it is placed as it is, and refused ``RISK_POSITION_LIMIT`` with the figures."""
+    instrument, account = pool_order.instrument, pool_order.round.pool.account
+    notes = []
+    limits = price_limits(instrument)
     price = pool_order.price if limits is None else min(pool_order.price, limits[1])
+    if price != pool_order.price:
+        notes.append(
+            f"Bought at {price}, the future's price limit, not the tier's {pool_order.price}."
+        )
+    quantity = pool_order.quantity
+    room = position_limit_room(account, instrument, Side.BUY)
+    if room is not None and room < quantity:
+        whole = room - room % instrument.lot_size
+        if whole > 0:
+            notes.append(
+                f"{whole} of the tier's {quantity} contracts placed: that is the room the "
+                "sponsor's position limit leaves in the future and its options (staff may "
+                "grant an exemption)."
+            )
+            quantity = whole
+    pool_order.placement_note = " ".join(notes)[:300]
     try:
         order = order_place(
-            account=pool_order.round.pool.account,
-            instrument=pool_order.instrument,
+            account=account,
+            instrument=instrument,
             side="buy",
-            quantity=pool_order.quantity,
+            quantity=quantity,
             price=price,
             client_order_id=f"pool-{pool_order.round_id}-{pool_order.pk}",
             placed_by=_user(actor),
         )
     except OrderRejected as error:
         pool_order.refusal_code, pool_order.refusal_message = str(error.code), error.message[:300]
-        pool_order.save(update_fields=["refusal_code", "refusal_message"])
+        pool_order.placement_note = ""
+        pool_order.save(update_fields=["refusal_code", "refusal_message", "placement_note"])
         return
     pool_order.order = order
-    pool_order.save(update_fields=["order"])
+    pool_order.save(update_fields=["order", "placement_note"])
 
 
 # Closing a round and allocating ------------------------------------------------------------

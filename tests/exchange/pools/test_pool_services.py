@@ -763,6 +763,9 @@ def test_a_tier_above_the_futures_price_limit_buys_at_the_limit(
     pool_order = round_.orders.get()
     assert (pool_order.price, pool_order.refusal_code) == (Decimal("2.60"), "")
     assert (pool_order.order.price, pool_order.order.status) == (Decimal("2.50"), "open")
+    assert pool_order.placement_note == (
+        "Bought at 2.500000, the future's price limit, not the tier's 2.600000."
+    )
 
 
 def test_a_tier_the_exchange_refuses_keeps_the_refusal_and_allocates_nothing(
