@@ -319,16 +319,33 @@ def exposure_side(instrument: Instrument, side: str) -> str:
 
 
 def _limit_standing(
-    account: Account, instrument: Instrument, side: str, replacing: Order | None
+    account: Account,
+    instrument: Instrument,
+    side: str,
+    replacing: Order | None,
+    *,
+    lock: bool = False,
 ) -> tuple[int, Instrument, str, positions_selector.Exposure, int] | None:
     """The limit an order on ``instrument`` of ``side`` counts against, its future, the side
     of the exposure it adds to, the organization's exposure and its net toward that side; None
-    when no limit applies (none set, or the organization is exempt: nothing read)."""
+    when no limit applies (none set, or the organization is exempt: nothing read).
+
+    ``lock``: read under the organization's row lock, taken first (in the transaction that
+    writes the order or the replace), so that its orders on any of its accounts count one
+    after another: read without it, two orders accepted at once each counted without the
+    other and together could pass the limit. ``NO KEY UPDATE``: it waits for no other
+    transaction's foreign key to the organization."""
     limit = position_limit(instrument)
     if limit is None or _organization_flags(account).position_limit_exempt:
         return None
     future = _future_of(instrument)
     assert future is not None  # It has a limit.
+    if lock:
+        list(
+            Organization.objects.select_for_update(no_key=True)
+            .filter(pk=account.organization_id)
+            .values_list("pk", flat=True)
+        )
     long_or_short = exposure_side(instrument, side)
     exposure = positions_selector.organization_exposure(
         organization_id=account.organization_id,
@@ -358,6 +375,7 @@ def check_position_limit(
     quantity: int,
     *,
     replacing: Order | None = None,
+    lock: bool = False,
 ) -> None:
     """Refuse (``RISK_POSITION_LIMIT``) an order that could take ``account``'s organization,
     all its accounts together, beyond the position limit of the future it trades
@@ -368,8 +386,9 @@ def check_position_limit(
 
     ``replacing``: the order a replace gives ``quantity`` as its new open quantity, left out
     of the live ones. An organization staff exempted, or an instrument with no limit, reads
-    nothing; otherwise one statement (``positions.organization_exposure``)."""
-    standing = _limit_standing(account, instrument, side, replacing)
+    nothing; otherwise one statement (``positions.organization_exposure``), after the
+    organization's row lock with ``lock`` (acceptance and replaces: ``_limit_standing``)."""
+    standing = _limit_standing(account, instrument, side, replacing, lock=lock)
     if standing is None:
         return
     limit, future, long_or_short, exposure, toward = standing
@@ -883,9 +902,6 @@ def _order_accept(
     if price is None:
         protection = price = collateral.protection_price(instrument, request.side)
     reducing = liquidation or _check_reduce_only(account, instrument, request)
-    if not reducing:
-        # A reducing order (under a margin call, or a liquidation) only closes a position.
-        check_position_limit(account, instrument, request.side, request.quantity)
     terms = collateral.terms_for(
         instrument,
         request.side,
@@ -944,6 +960,9 @@ def _order_insert_collateralized(
             _check_reduces(account, instrument, request, liquidation=liquidation)
         if account_check is not None:
             account_check()
+        if not reducing:
+            # A reducing order (under a margin call, or a liquidation) only closes a position.
+            check_position_limit(account, instrument, request.side, request.quantity, lock=True)
         check_block_held(account, instrument, request.side, request.quantity)
         order = _order_row_insert(
             account,
@@ -1411,13 +1430,14 @@ def order_replace(
         if not OrderCommand.replace_cancels(quantity):
             _check_replace_under_margin_call(order, instrument, price, quantity)
         margin = order.margin_per_contract
-    elif quantity > order.open_quantity:
-        # More than the order still has open could take the organization further: counted
-        # with its new open quantity in place of the order's own.
-        check_position_limit(order.account, instrument, order.side, quantity, replacing=order)
+    # More than the order still has open could take the organization further: counted, in
+    # the replace's transaction, with its new open quantity in place of the order's own.
+    limit_check = not under_call and quantity > order.open_quantity
     needs: list[collateral.Need] = []
     try:
-        command = _replace_command_insert(order, price, quantity, margin, user, needs)
+        command = _replace_command_insert(
+            order, price, quantity, margin, user, needs, limit_check=limit_check
+        )
     except LedgerError as error:  # Rolled back: neither the command nor its holds exist.
         raise collateral.shortfall(needs, error) from error
     wake.after_commit(order.instrument_id, order.pk)
@@ -1515,9 +1535,15 @@ def _replace_command_insert(
     margin: int,
     user: User | None,
     needs: list[collateral.Need],
+    *,
+    limit_check: bool,
 ) -> OrderCommand:
     with transaction.atomic(durable=True):
         instrument = order.instrument
+        if limit_check:
+            check_position_limit(
+                order.account, instrument, order.side, quantity, replacing=order, lock=True
+            )
         if instrument.kind == Instrument.Kind.RESALE and not OrderCommand.replace_cancels(quantity):
             # The new open quantity, whether it raises the order or not: ``order`` may be stale,
             # its fills since then sold contracts of the block.

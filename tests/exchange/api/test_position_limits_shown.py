@@ -184,7 +184,7 @@ def test_the_api_refuses_an_order_or_a_dry_run_beyond_the_limit(future, buyer, s
     assert selling.status_code == 200
 
 
-def test_an_api_futures_order_runs_one_more_statement_only_when_a_limit_applies(
+def test_an_api_futures_order_runs_two_more_statements_only_when_a_limit_applies(
     future, buyer, settings
 ):
     from tests.exchange.api.test_trading import ORDERS, client_for
@@ -203,4 +203,4 @@ def test_an_api_futures_order_runs_one_more_statement_only_when_a_limit_applies(
 
     assert not [sql for sql in unlimited if ":position:" in sql]
     assert len([sql for sql in limited if ":position:" in sql]) == 1
-    assert len(limited) == len(unlimited) + 1
+    assert len(limited) == len(unlimited) + 2  # The organization's lock, then the count.

@@ -4,9 +4,12 @@ side of their exposure), worst case with its resting orders on that side, is ref
 acceptance, on a replace that raises the quantity and in a dry run (RISK_POSITION_LIMIT);
 an order that reduces the position never is, nor one of an organization staff exempted."""
 
+import threading
+import time
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from exchange.errors import (
     CatalogError,
@@ -285,10 +288,12 @@ def _exposure_reads(run: list[str]) -> list[str]:
     return [sql for sql in run if ":position:" in sql]
 
 
-def test_a_futures_order_runs_one_more_statement_only_when_a_limit_applies(future, buyer, settings):
+def test_a_futures_order_runs_two_more_statements_only_when_a_limit_applies(
+    future, buyer, settings
+):
     """The order path is benchmarked: with no limit (none set, or the organization exempt) a
-    futures order runs the statements it ran before position limits; with one, exactly one
-    more (``positions.organization_exposure``)."""
+    futures order runs the statements it ran before position limits; with one, exactly two
+    more: the organization's row lock and ``positions.organization_exposure``."""
     settings.EXCHANGE_POSITION_LIMIT = 0
     place(buyer, future, "buy", 1, "2.40")  # Keeps the instrument and the organization.
 
@@ -305,7 +310,7 @@ def test_a_futures_order_runs_one_more_statement_only_when_a_limit_applies(futur
 
     assert _exposure_reads(unlimited) == [] and _exposure_reads(exempt) == []
     assert len(_exposure_reads(limited)) == 1
-    assert len(limited) == len(unlimited) + 1
+    assert len(limited) == len(unlimited) + 2
     assert len(exempt) == len(unlimited)
 
 
@@ -322,3 +327,49 @@ def test_an_order_whose_cancel_is_queued_is_not_counted(limited, buyer, external
 
     assert pending.command_pending
     assert place(buyer, limited, "buy", LIMIT, "2.40").status == Order.Status.NEW
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_accounts_of_one_organization_ordering_at_once_stay_within_the_limit(
+    postgres_only, limited, buyer, monkeypatch
+):
+    """Each order's count is read under the organization's row lock, in the transaction that
+    writes it: the second waits for the first to commit, then counts it. Read before (as until
+    2026-12-07), each counted without the other and both passed."""
+    from exchange.selectors import positions as positions_selector
+    from exchange.services import orders as orders_service
+
+    second = Account.objects.create(organization=buyer.organization, name="second")
+    deposit_test_funds(account=second, amount=TEST_ACCOUNT_FUNDS, actor=None)
+    counted = positions_selector.organization_exposure
+
+    def slow_count(*args, **kwargs):
+        found = counted(*args, **kwargs)
+        time.sleep(0.3)  # Another acceptance counting now would not see this one's order.
+        return found
+
+    monkeypatch.setattr(orders_service.positions_selector, "organization_exposure", slow_count)
+    outcomes: list[Order | OrderRejected] = []
+    barrier = threading.Barrier(2)
+
+    def buy(account: Account) -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(place(account, limited, "buy", 6, "2.40"))
+        except OrderRejected as error:
+            outcomes.append(error)
+        finally:
+            connection.close()
+
+    # when each account buys 6 at once (12 together, above the limit of 10)
+    threads = [threading.Thread(target=buy, args=(account,)) for account in (buyer, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # then one is accepted and the other refused
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["Order", "OrderRejected"]
+    (error,) = [outcome for outcome in outcomes if isinstance(outcome, OrderRejected)]
+    assert error.code == OrderRejectCode.POSITION_LIMIT
+    assert Order.objects.filter(account__organization=buyer.organization).count() == 1
