@@ -75,6 +75,8 @@ class CatalogErrorCode(StrEnum):
     ROLE_REQUIRED = "CATALOG_ROLE_REQUIRED"
     # A position limit set on an instrument that is no future, or not a whole number >= 0.
     POSITION_LIMIT_INVALID = "CATALOG_POSITION_LIMIT_INVALID"
+    # A new strip over a month already listed on other contract terms.
+    STRIP_TERMS_DIFFER = "CATALOG_STRIP_TERMS_DIFFER"
 
 
 class FundingErrorCode(StrEnum):

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange import calendar
-from exchange.backoffice.roles import CATALOG_STAFF
+from exchange.backoffice.roles import CATALOG_STAFF, RISK_STAFF
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
 from exchange.selectors.marks import mark_price
@@ -33,23 +33,111 @@ RESALE_TICK_SIZE = Decimal("0.01")
 LISTING_ACTION = "list futures and options"
 LISTED_MONTHS_MAX = 72  # As PJM monthly power futures: six years of consecutive months.
 STRIKES_EACH_SIDE_MAX = 50
+# The instrument columns' bounds (DecimalField(max_digits=12, decimal_places=6) for the tick and
+# the price limit, PositiveIntegerField for the position limit), checked before writing so that
+# terms out of them get a named error, not a database one.
+TERM_DECIMAL_PLACES_MAX = 6
+TERM_DECIMAL_MAX = Decimal("999999.999999")
+POSITION_LIMIT_MAX = 2_147_483_647
+# A lot larger than the largest order an instrument accepts (Instrument.quantity_max's default)
+# could never trade.
+LOT_SIZE_MAX = 100_000
 
 
 @dataclass(frozen=True)
 class StripSpec:
+    """The terms of a strip's futures (MARKET.md's futures specs), the same for every month."""
+
     tick_size: Decimal = FUTURE_TICK_SIZE
     lot_size: int = 1
     settlement: str = Instrument.Settlement.CASH
     price_max: Decimal = Decimal("1000")
+    # Contracts; None: the exchange's default (EXCHANGE_POSITION_LIMIT), 0: no limit.
+    position_limit: int | None = None
+
+    @classmethod
+    def of(cls, future: Instrument) -> "StripSpec":
+        """The terms ``future`` was listed on (its own position limit as it is now)."""
+        return cls(
+            tick_size=future.tick_size,
+            lot_size=future.lot_size,
+            settlement=future.settlement,
+            price_max=future.price_max,
+            position_limit=future.position_limit,
+        )
+
+    def contract_terms(self) -> tuple[Decimal, int, str, Decimal]:
+        """The terms fixed at listing. The position limit is not one: risk staff change it."""
+        return (self.tick_size, self.lot_size, self.settlement, self.price_max)
+
+
+def _term_decimal_refusal(value: object, name: str, field: str) -> CatalogError | None:
+    if (
+        not isinstance(value, Decimal)
+        or not value.is_finite()
+        or not Decimal(0) < value <= TERM_DECIMAL_MAX
+        or value != value.quantize(Decimal(1).scaleb(-TERM_DECIMAL_PLACES_MAX))
+    ):
+        return CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"The {name} is a number above 0 and at most {TERM_DECIMAL_MAX}, with at most "
+            f"{TERM_DECIMAL_PLACES_MAX} decimal places.",
+            field=field,
+        )
+    return None
+
+
+def strip_spec_check(spec: StripSpec) -> None:
+    """Refuse terms no future can trade on, each with the field at fault."""
+    for value, name, field in (
+        (spec.tick_size, "tick size", "tick_size"),
+        (spec.price_max, "price limit", "price_max"),
+    ):
+        refusal = _term_decimal_refusal(value, name, field)
+        if refusal is not None:
+            raise refusal
+    if spec.price_max % spec.tick_size:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"The price limit {spec.price_max.normalize():f} is not a multiple of the tick size "
+            f"{spec.tick_size.normalize():f}: the highest price must be one a trader can bid.",
+            field="price_max",
+        )
+    whole = isinstance(spec.lot_size, int) and not isinstance(spec.lot_size, bool)
+    if not whole or not 1 <= spec.lot_size <= LOT_SIZE_MAX:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"The lot size is a whole number of contracts from 1 to {LOT_SIZE_MAX}.",
+            field="lot_size",
+        )
+    if spec.settlement not in Instrument.Settlement.values:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            "Settlement is cash or physical.",
+            field="settlement",
+        )
+    limit = spec.position_limit
+    whole = isinstance(limit, int) and not isinstance(limit, bool)
+    if limit is not None and (not whole or not 0 <= limit <= POSITION_LIMIT_MAX):
+        raise CatalogError(
+            CatalogErrorCode.POSITION_LIMIT_INVALID,
+            f"A position limit is a whole number of contracts from 0 to {POSITION_LIMIT_MAX} "
+            "(0: no limit), or empty for the exchange's default.",
+            field="position_limit",
+        )
 
 
 def _instrument_listed(instrument: Instrument, actor: User | None) -> None:
-    audit_record(
-        actor=actor,
-        action="instrument.list",
-        target=instrument,
-        after={"symbol": instrument.symbol, "kind": instrument.kind},
-    )
+    after: dict[str, object] = {"symbol": instrument.symbol, "kind": instrument.kind}
+    if instrument.kind == Instrument.Kind.FUTURE:
+        after["terms"] = {
+            "settlement": instrument.settlement,
+            "tick_size": f"{instrument.tick_size.normalize():f}",
+            "lot_size": instrument.lot_size,
+            "price_max": f"{instrument.price_max.normalize():f}",
+            "position_limit": instrument.position_limit,
+        }
+    audit_record(actor=actor, action="instrument.list", target=instrument, after=after)
 
 
 @transaction.atomic
@@ -62,11 +150,15 @@ def futures_list_strip(
     spec: StripSpec = StripSpec(),
     actor: User | None = None,
 ) -> list[Instrument]:
-    """List ``months`` consecutive monthly futures from ``first_month`` (one per delivery month).
+    """List ``months`` consecutive monthly futures from ``first_month`` (one per delivery month)
+    on the terms of ``spec`` (``strip_spec_check``: ``CATALOG_INVALID_LISTING`` or
+    ``CATALOG_POSITION_LIMIT_INVALID`` before anything is written). Months already listed are
+    left as they are, whatever their terms, and returned with the new ones.
 
     A contract is 1 GPU for every hour of its delivery month; prices are $/GPU-hr.
     """
     CATALOG_STAFF.check(actor, LISTING_ACTION)
+    strip_spec_check(spec)
     if not 1 <= months <= LISTED_MONTHS_MAX:
         raise CatalogError(
             CatalogErrorCode.INVALID_LISTING,
@@ -92,12 +184,118 @@ def futures_list_strip(
                 "delivery_end": calendar.add_months(delivery_start, 1),
                 "last_trading_day": calendar.future_last_trading_day(delivery_start),
                 "settlement": spec.settlement,
+                "position_limit": spec.position_limit,
             },
         )
         if created:
             _instrument_listed(instrument, actor)
         instruments.append(instrument)
     return instruments
+
+
+@dataclass(frozen=True)
+class StripListing:
+    """What ``futures_list_new_strip`` did: the months it listed, and those it found listed
+    already on the same terms and left as they are."""
+
+    listed: list[Instrument]
+    already_listed: list[Instrument]
+
+
+def _new_strip_months_check(start: date, months: int, now: datetime) -> None:
+    """The strip's first month still trades at ``now``, and its last is at most
+    ``LISTED_MONTHS_MAX`` months after this one (as deep as any strip is listed)."""
+    if not 1 <= months <= LISTED_MONTHS_MAX:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"Months must be 1 to {LISTED_MONTHS_MAX}.",
+            field="months",
+        )
+    if now >= calendar.trading_ends_at(calendar.future_last_trading_day(start)):
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"The {start:%Y-%m} future would have stopped trading already (its last trading "
+            "day is past): start the strip at a later month.",
+            field="first_month",
+        )
+    this_month = calendar.month_start(now.astimezone(UTC).date())
+    end_latest = calendar.add_months(this_month, LISTED_MONTHS_MAX + 1)
+    if calendar.add_months(start, months) > end_latest:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_LISTING,
+            f"A strip ends at most {LISTED_MONTHS_MAX} months after this one, by "
+            f"{calendar.add_months(end_latest, -1):%Y-%m}: list fewer or earlier months.",
+            field="months",
+        )
+
+
+@transaction.atomic
+def futures_list_new_strip(
+    *,
+    sku: Sku,
+    region: Region,
+    first_month: date,
+    months: int,
+    spec: StripSpec,
+    actor: User | None,
+) -> StripListing:
+    """Staff's listing of a strip on the terms they choose (the back office's "List a futures
+    strip"), for a new SKU x region or more months of one; the roll then continues it on the
+    same terms (``futures_list_upcoming``).
+
+    Beyond ``futures_list_strip``'s checks: the first month still trades and the last is at
+    most ``LISTED_MONTHS_MAX`` months ahead (``CATALOG_INVALID_LISTING``); a position limit is
+    risk staff's to set (``RISK_NOT_STAFF``, ``RISK_ROLE_REQUIRED``), the listing role lists
+    with the exchange's default. A month already listed on other terms (settlement, tick,
+    lot, price limit) refuses the whole strip (``CATALOG_STRIP_TERMS_DIFFER``), so a strip
+    never mixes terms; one listed on the same terms is left as it is, own position limit
+    included, and reported in ``already_listed``, so listing the same strip twice lists
+    nothing the second time. Every check runs before anything is written.
+    """
+    CATALOG_STAFF.check(actor, LISTING_ACTION)
+    if spec.position_limit is not None:
+        RISK_STAFF.check(actor, "set a future's position limit")
+    strip_spec_check(spec)
+    start = calendar.month_start(first_month)
+    _new_strip_months_check(start, months, timezone.now())
+    existing = list(
+        Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE,
+            sku=sku,
+            region=region,
+            delivery_start__gte=start,
+            delivery_start__lt=calendar.add_months(start, months),
+        ).order_by("delivery_start")
+    )
+    differing = [
+        future
+        for future in existing
+        if StripSpec.of(future).contract_terms() != spec.contract_terms()
+    ]
+    if differing:
+        raise CatalogError(
+            CatalogErrorCode.STRIP_TERMS_DIFFER,
+            f"{', '.join(future.symbol for future in differing)} "
+            f"{'is' if len(differing) == 1 else 'are'} listed already on other terms "
+            f"({_terms_text(StripSpec.of(differing[0]))}): a strip keeps one set of terms. "
+            "List from the month after, or on those terms.",
+            field="first_month",
+        )
+    existing_pks = {future.pk for future in existing}
+    strip = futures_list_strip(
+        sku=sku, region=region, first_month=start, months=months, spec=spec, actor=actor
+    )
+    return StripListing(
+        listed=[future for future in strip if future.pk not in existing_pks],
+        already_listed=[future for future in strip if future.pk in existing_pks],
+    )
+
+
+def _terms_text(spec: StripSpec) -> str:
+    return (
+        f"{spec.settlement}, tick {spec.tick_size.normalize():f}, lot {spec.lot_size}, "
+        f"price limit {spec.price_max.normalize():f}"
+    )
 
 
 def strike_ladder(
@@ -337,6 +535,10 @@ def futures_list_upcoming(
 ) -> list[Instrument]:
     """Keep every listed SKU x region strip ``months_ahead`` months deep (run by Celery beat).
 
+    Each strip continues on its own terms: those of the pair's latest listed future (the
+    furthest delivery month), its settlement, tick, lot, price limit and own position limit,
+    so a physically settled strip listed by staff stays physical as months roll.
+
     Returns the whole strip from next month on, whether listed now or before.
     """
     CATALOG_STAFF.check(actor, LISTING_ACTION)
@@ -345,9 +547,25 @@ def futures_list_upcoming(
     listed = []
     for sku, region in _future_pairs():
         listed += futures_list_strip(
-            sku=sku, region=region, first_month=first_month, months=months_ahead, actor=actor
+            sku=sku,
+            region=region,
+            first_month=first_month,
+            months=months_ahead,
+            spec=_strip_terms(sku, region),
+            actor=actor,
         )
     return listed
+
+
+def _strip_terms(sku: Sku, region: Region) -> StripSpec:
+    """The terms of the pair's latest listed future, which its strip continues on."""
+    latest = (
+        Instrument.objects.filter(kind=Instrument.Kind.FUTURE, sku=sku, region=region)
+        .order_by("-delivery_start")
+        .first()
+    )
+    assert latest is not None, "the roll continues the pairs that have a future listed"
+    return StripSpec.of(latest)
 
 
 def strike_step_from_price(

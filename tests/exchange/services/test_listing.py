@@ -168,7 +168,17 @@ def test_listing_a_strip_again_creates_nothing(sku, region, admin_user):
     new_audits = AuditEntry.objects.filter(action="instrument.list").order_by("id")[3:]
     assert [entry.target_id for entry in new_audits] == [str(longer[2].pk), str(longer[3].pk)]
     assert {entry.actor_label for entry in new_audits} == {admin_user.username}
-    assert new_audits[0].after == {"symbol": longer[2].symbol, "kind": "future"}
+    assert new_audits[0].after == {
+        "symbol": longer[2].symbol,
+        "kind": "future",
+        "terms": {
+            "settlement": "cash",
+            "tick_size": "0.005",
+            "lot_size": 1,
+            "price_max": "1000",
+            "position_limit": None,
+        },
+    }
 
 
 @pytest.mark.parametrize("months", [0, -1, LISTED_MONTHS_MAX + 1])

@@ -10,8 +10,13 @@ from django.core.management import CommandError, call_command
 
 from exchange.calendar import close_at
 from exchange.errors import CatalogError, CatalogErrorCode
-from exchange.models import AuditEntry, Instrument, SettlementPrice
-from exchange.services.listing import futures_list_strip, listings_roll, strike_step_from_price
+from exchange.models import AuditEntry, Instrument, Region, SettlementPrice
+from exchange.services.listing import (
+    StripSpec,
+    futures_list_strip,
+    listings_roll,
+    strike_step_from_price,
+)
 from tests.exchange.support import place
 
 # A Wednesday in mid-May: next month's (June 2031) future trades until Friday 30 May and its
@@ -300,3 +305,48 @@ def test_a_roll_as_of_the_last_day_of_the_deepest_strip_is_allowed(june):
     listed = listings_roll(today=date(2037, 4, 30))
 
     assert listed[0].symbol == "H100SXM-USEAST-203705"
+
+
+def test_the_roll_continues_a_physical_strip_on_its_own_terms(sku, region):
+    # given a pair listed physically, with its own tick, lot, price limit and position limit
+    terms = StripSpec(
+        tick_size=Decimal("0.01"),
+        lot_size=5,
+        settlement=Instrument.Settlement.PHYSICAL,
+        price_max=Decimal("200"),
+        position_limit=50,
+    )
+    futures_list_strip(sku=sku, region=region, first_month=date(2031, 6, 1), months=1, spec=terms)
+
+    # when the roll lists the rest of the year
+    listed = listings_roll(today=TODAY)
+
+    # then every month it lists is on those terms, not the default cash ones
+    assert len(listed) == 11
+    assert {StripSpec.of(future) for future in listed} == {terms}
+
+
+def test_each_pair_rolls_on_the_terms_of_its_latest_month(sku, region):
+    other_region = Region.objects.create(
+        code="EUWEST", name="EU West", power_price_usd_per_kwh=Decimal("0.12")
+    )
+    # given one pair whose strip turned physical from July, and another left on the defaults
+    futures_list_strip(sku=sku, region=region, first_month=date(2031, 6, 1), months=1)
+    physical = StripSpec(settlement=Instrument.Settlement.PHYSICAL, tick_size=Decimal("0.02"))
+    futures_list_strip(
+        sku=sku, region=region, first_month=date(2031, 7, 1), months=1, spec=physical
+    )
+    futures_list_strip(sku=sku, region=other_region, first_month=date(2031, 6, 1), months=1)
+
+    # when
+    listings_roll(today=TODAY)
+
+    # then June keeps its cash terms, and the months after July follow July's
+    strip = Instrument.objects.filter(kind=Instrument.Kind.FUTURE, region=region)
+    assert StripSpec.of(strip.get(delivery_start=date(2031, 6, 1))) == StripSpec()
+    after_july = strip.filter(delivery_start__gt=date(2031, 7, 1))
+    assert after_july.count() == 10
+    assert {StripSpec.of(future) for future in after_july} == {physical}
+    others = Instrument.objects.filter(kind=Instrument.Kind.FUTURE, region=other_region)
+    assert others.count() == 12
+    assert {StripSpec.of(future) for future in others} == {StripSpec()}

@@ -27,6 +27,8 @@ from exchange.models import (
 from exchange.services.funding import deposit_test_funds
 from exchange.services.instruments import instrument_halt, instrument_resume
 from exchange.services.listing import (
+    StripSpec,
+    futures_list_new_strip,
     futures_list_strip,
     futures_list_upcoming,
     listings_roll,
@@ -94,6 +96,18 @@ def list_strip(future, fixtures) -> Act:
     first_month = calendar.add_months(future.delivery_start, 24)
     return lambda actor: futures_list_strip(
         sku=future.sku, region=future.region, first_month=first_month, months=1, actor=actor
+    )
+
+
+def list_new_strip(future, fixtures) -> Act:
+    first_month = calendar.add_months(future.delivery_start, 24)
+    return lambda actor: futures_list_new_strip(
+        sku=future.sku,
+        region=future.region,
+        first_month=first_month,
+        months=1,
+        spec=StripSpec(),
+        actor=actor,
     )
 
 
@@ -166,6 +180,7 @@ CASES = {
     "instrument_resume": Case(resume, Role.OPERATIONS, CatalogError, "CATALOG"),
     "listings_roll": Case(roll, Role.OPERATIONS, CatalogError, "CATALOG"),
     "futures_list_strip": Case(list_strip, Role.OPERATIONS, CatalogError, "CATALOG"),
+    "futures_list_new_strip": Case(list_new_strip, Role.OPERATIONS, CatalogError, "CATALOG"),
     "futures_list_upcoming": Case(list_upcoming, Role.OPERATIONS, CatalogError, "CATALOG"),
     "options_list_chain": Case(list_chain, Role.OPERATIONS, CatalogError, "CATALOG"),
     "order_staff_cancel": Case(cancel_order, Role.OPERATIONS, OrderRejected, "ORDER"),
