@@ -53,7 +53,14 @@ from exchange.services.instruments import (
     instrument_resume,
 )
 from exchange.services.ledger_accounts import micros_to_usd
-from exchange.services.listing import listings_roll
+from exchange.services.listing import (
+    FUTURE_TICK_SIZE,
+    LISTED_MONTHS_MAX,
+    StripListing,
+    StripSpec,
+    futures_list_new_strip,
+    listings_roll,
+)
 from exchange.services.participants import organization_create
 from exchange.services.risk_cycle import account_liquidate, daily_settlement_run
 from exchange.services.settlement_prices import (
@@ -416,6 +423,70 @@ class InstrumentTradingStatusFilter(admin.SimpleListFilter):
         return queryset.in_trading_status(value) if value else queryset
 
 
+class CodeChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """A SKU or region by its code, as symbols name it, and its name."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.code}: {obj.name}"
+
+
+class StripListingForm(forms.Form):
+    """A futures strip's SKU, region, months and terms. The form reads the input's types; the
+    service (``futures_list_new_strip``) judges the values and names what is wrong."""
+
+    sku = CodeChoiceField(queryset=Sku.objects.all(), label="SKU")
+    region = CodeChoiceField(queryset=Region.objects.all())
+    first_month = forms.DateField(
+        input_formats=["%Y-%m", "%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
+        help_text="Year and month (YYYY-MM) of the first delivery month.",
+    )
+    months = forms.IntegerField(
+        initial=12, help_text=f"Consecutive monthly futures, 1 to {LISTED_MONTHS_MAX}."
+    )
+    settlement = forms.ChoiceField(
+        choices=Instrument.Settlement.choices,
+        initial=Instrument.Settlement.CASH,
+        help_text="Cash against the final settlement price, or delivery of the month's "
+        "GPU-hour entitlements at expiry.",
+    )
+    tick_size = forms.DecimalField(initial=FUTURE_TICK_SIZE, help_text="$/GPU-hr.")
+    lot_size = forms.IntegerField(initial=1, help_text="Contracts per lot.")
+    price_max = forms.DecimalField(
+        initial=Decimal("1000"),
+        label="Price limit",
+        help_text="Highest accepted price, $/GPU-hr: a multiple of the tick.",
+    )
+    position_limit = forms.IntegerField(
+        required=False,
+        help_text="Contracts one organization may hold net in each month. Empty: the "
+        "exchange's default; 0: no limit. Needs the risk role too.",
+    )
+
+    def spec(self) -> StripSpec:
+        data = self.cleaned_data
+        return StripSpec(
+            tick_size=data["tick_size"],
+            lot_size=data["lot_size"],
+            settlement=data["settlement"],
+            price_max=data["price_max"],
+            position_limit=data["position_limit"],
+        )
+
+
+def _strip_listed_message(listing: StripListing) -> str:
+    listed, kept = listing.listed, listing.already_listed
+    message = f"{len(listed)} futures listed" + (
+        f": {', '.join(future.symbol for future in listed)}." if listed else "."
+    )
+    if kept:
+        message += (
+            f" {len(kept)} already listed on these terms, left as they are: "
+            f"{', '.join(future.symbol for future in kept)}."
+        )
+    return message
+
+
 @admin.register(Instrument)
 class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
     """Instruments are listed by the services (``futures_list_strip``, ``options_list_chain``,
@@ -492,7 +563,12 @@ class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
         extra = [
             path(
                 "roll/", self.admin_site.admin_view(self.roll_view), name="exchange_instrument_roll"
-            )
+            ),
+            path(
+                "list-strip/",
+                self.admin_site.admin_view(self.list_strip_view),
+                name="exchange_instrument_list_strip",
+            ),
         ]
         return extra + super().get_urls()
 
@@ -518,6 +594,42 @@ class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/exchange/instrument/roll.html", context)
+
+    def list_strip_view(self, request: HttpRequest) -> HttpResponse:
+        """List a futures strip for a SKU and region on the terms staff choose; the roll then
+        continues it on those terms. A refusal is shown on the form, nothing listed."""
+        if not self.has_act_permission(request):
+            raise PermissionDenied
+        form = StripListingForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                listing = futures_list_new_strip(
+                    sku=form.cleaned_data["sku"],
+                    region=form.cleaned_data["region"],
+                    first_month=form.cleaned_data["first_month"],
+                    months=form.cleaned_data["months"],
+                    spec=form.spec(),
+                    actor=staff_user(request),
+                )
+            except ExchangeError as error:
+                field = error.field if error.field in form.fields else None
+                form.add_error(field, f"{error.code}: {error.message}")
+            else:
+                self.message_user(request, _strip_listed_message(listing))
+                return redirect("admin:exchange_instrument_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "List a futures strip",
+            "opts": self.model._meta,
+            "form": form,
+            "months_max": LISTED_MONTHS_MAX,
+        }
+        return TemplateResponse(
+            request,
+            "admin/exchange/instrument/list_strip.html",
+            context,
+            status=400 if form.errors else 200,
+        )
 
     @staticmethod
     def _status_rows(instruments: Sequence[Instrument]) -> list[tuple[Any, ...]]:

@@ -64,6 +64,13 @@ FUNCTIONS = [
         "list new futures months and option strikes (idempotent)",
     ),
     Function(
+        "List a futures strip",
+        "admin:exchange_instrument_list_strip",
+        Role.OPERATIONS,
+        "list a SKU x region's monthly futures on chosen terms (cash or physical, tick, lot, "
+        "price limit); the roll continues them on those terms",
+    ),
+    Function(
         "Orders",
         "admin:exchange_order_changelist",
         Role.OPERATIONS,

@@ -24,6 +24,7 @@ PAGES = [
 ]
 ADMIN_FUNCTIONS = [
     ("admin:exchange_instrument_roll", {"operations", "superuser"}),
+    ("admin:exchange_instrument_list_strip", {"operations", "superuser"}),
     ("admin:exchange_riskcycle_run", {"risk", "superuser"}),
     ("admin:exchange_margincall_changelist", {"risk", "superuser"}),
     ("admin:exchange_settlementprice_add", {"risk", "superuser"}),

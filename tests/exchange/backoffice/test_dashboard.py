@@ -91,13 +91,21 @@ def test_open_interest_on_the_dashboard(client, finance, market):
     [
         (
             "operations",
-            ["backoffice:instruments", "admin:exchange_instrument_roll"],
+            [
+                "backoffice:instruments",
+                "admin:exchange_instrument_roll",
+                "admin:exchange_instrument_list_strip",
+            ],
             ["backoffice:trial_balance", "admin:exchange_riskcycle_run"],
         ),
         (
             "risk",
             ["admin:exchange_riskcycle_run", "backoffice:exposure"],
-            ["backoffice:instruments", "admin:exchange_withdrawal_changelist"],
+            [
+                "backoffice:instruments",
+                "admin:exchange_instrument_list_strip",
+                "admin:exchange_withdrawal_changelist",
+            ],
         ),
         (
             "finance",
