@@ -302,6 +302,17 @@ EXCHANGE_CREDIT_SAME_SKU_OTHER_REGION = Decimal("0.30")
 # Maintenance margin as a fraction of initial: an account holding less after the daily top-up
 # gets a margin call and may only reduce its positions until it is cured.
 EXCHANGE_MAINTENANCE_RATIO = Decimal(os.environ.get("EXCHANGE_MAINTENANCE_RATIO", "0.80"))
+# Physical delivery (risk_cycle._delivery_penalties): a party whose futures are cash-settled
+# because it could not deliver the GPU-hours (a short) or pay for them (a long) pays this
+# fraction of the final settlement value of each contract it failed to the party paired with it
+# in the fallback, who bought or sold capacity and got cash instead. 10% is below the price scan
+# (0.15), so the margin the failing party held on the future, released into its cash at the
+# expiry, covers it; and it is more than GPU rental prices usually move in the
+# few days between the last trading day and the month's start, so keeping hours sold forward
+# to resell them, or walking away from a purchase, rarely pays. 0 turns it off.
+EXCHANGE_DELIVERY_FAILURE_PENALTY = Decimal(
+    os.environ.get("EXCHANGE_DELIVERY_FAILURE_PENALTY", "0.10")
+)
 # Listing as months roll: futures this many months ahead, and option strikes around each
 # future's reference price, spaced by this fraction of it (rounded to the option tick).
 EXCHANGE_LISTED_MONTHS = int(os.environ.get("EXCHANGE_LISTED_MONTHS", "12"))

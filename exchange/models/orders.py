@@ -285,6 +285,10 @@ class CancelReason(models.TextChoices):
         "futures_delivery",
         "Offered GPU-hours its account owes for a futures delivery",
     )
+    DELIVERY_PAYMENT = (
+        "delivery_payment",
+        "Held cash its account owes for a futures delivery",
+    )
 
 
 class OrderCommand(models.Model):

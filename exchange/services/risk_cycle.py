@@ -20,8 +20,12 @@
    of the delivery month, the long paying ``settlement x H`` per contract to the short. A
    party that cannot deliver (short of entitlements) or pay (short of cash) has those
    contracts cash-settled instead, as many on the other side in account order (see
-   ``_deliver``). Before the day, the resting orders of resale listings that stopped trading
-   are cancelled (``_closed_listings_cancel``), so their holds do not keep GPU-hours from it.
+   ``_deliver``), and pays the party paired with it ``EXCHANGE_DELIVERY_FAILURE_PENALTY`` of
+   their final value (``_delivery_penalties``, entries ``delivery-penalty:<future>:<account>``).
+   Before the day, the resting orders of resale listings that stopped trading are cancelled
+   (``_closed_listings_cancel``), so their holds do not keep GPU-hours from it, and so are a
+   short's sells holding GPU-hours it owes (``_delivery_offers_cancel``) and the orders holding
+   the cash of a long that would not pay otherwise (``_delivery_payments_cancel``).
 4. **Margin** (``exchange.services.margin``): each account's requirement at the day's prices;
    margin above it returns to cash, margin below it is taken from cash. An account that still
    holds less than ``EXCHANGE_MAINTENANCE_RATIO`` of it, or owes a deficit, gets a margin call:
@@ -50,7 +54,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -80,13 +84,16 @@ from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
     cash_account,
+    cash_account_code,
     cost_account,
+    cost_account_code,
     deficit_account,
     entitlement,
     entitlement_account,
     entitlement_account_code,
     entitlement_code,
     margin_account,
+    margin_account_code,
     position_account,
 )
 from ledger.models import Account as LedgerAccount
@@ -424,9 +431,11 @@ def _expire_future(
     postings: list[Posting] = []
     for holder in holders:
         ledger.release_margin(holder, future, postings)
+    held = {holder.account_id: holder.positions.get(future.pk, 0) for holder in holders}
     delivered: dict[int, int] = {}
+    able: dict[int, int] = {}
     if future.settlement == Instrument.Settlement.PHYSICAL:
-        delivered = _deliver(ledger, future, price, holders, postings)
+        delivered, able = _deliver(ledger, future, price, holders, postings)
     for holder in holders:
         _close(ledger, holder, future, postings)
     ledger.post(
@@ -438,6 +447,9 @@ def _expire_future(
         settlement=future.settlement,
         delivered={str(k): v for k, v in delivered.items()},
     )
+    if future.settlement == Instrument.Settlement.PHYSICAL:
+        pairs = _fallback_pairs(held, able, delivered)
+        _delivery_penalties(ledger, future, price, pairs, summary)
     summary["futures_expired"].append(
         {
             "symbol": future.symbol,
@@ -453,8 +465,9 @@ def _deliver(
     price: Decimal,
     holders: list[_Holder],
     postings: list[Posting],
-) -> dict[int, int]:
-    """Physical delivery: contracts delivered per account (long positive)."""
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Physical delivery: contracts delivered per account (long positive), and those each
+    account was able to deliver or pay for (signed the same way)."""
     hours = future.gpu_hours_per_contract
     commodity = _delivered_commodity(future)
     per_contract = _micros(price, 1, hours)
@@ -508,7 +521,135 @@ def _deliver(
             ledger.pay(holder, per_contract * contracts, postings)
         else:
             ledger.receive(holder, per_contract * -contracts, postings)
-    return delivered
+    return delivered, able
+
+
+@dataclass(frozen=True)
+class _FallbackPair:
+    """``contracts`` cash-settled between a long and a short of an expiring physical future,
+    and whether each side failed them itself (a long without the cash, a short without the
+    GPU-hours) or was able and cash-settled for want of a counterpart."""
+
+    long: int  # Trading account ids.
+    short: int
+    contracts: int
+    long_failed: bool
+    short_failed: bool
+
+
+def _fallback_pairs(
+    held: dict[int, int], able: dict[int, int], delivered: dict[int, int]
+) -> list[_FallbackPair]:
+    """Pair the contracts the delivery cash-settled, longs with shorts, in account order (the
+    order the delivery itself allocates in): each side lists, account by account, first the
+    contracts the account failed, then those it could have delivered or paid for but had no
+    counterpart for. Pure; amounts as ``_deliver``'s (long positive)."""
+
+    def units(sign: int) -> list[tuple[int, bool, int]]:
+        found = []
+        for account_id in sorted(held):
+            contracts = held[account_id] * sign
+            if contracts <= 0:
+                continue
+            could = able.get(account_id, 0) * sign
+            settled = contracts - delivered.get(account_id, 0) * sign
+            failed = contracts - could
+            for is_failed, count in ((True, failed), (False, settled - failed)):
+                if count > 0:
+                    found.append((account_id, is_failed, count))
+        return found
+
+    longs, shorts = units(1), units(-1)
+    pairs: list[_FallbackPair] = []
+    # Open interest is balanced, so both lists hold as many contracts; the loop stops at the
+    # shorter one all the same, and makes at most one pair per entry of either list.
+    long_index = short_index = 0
+    long_left = longs[0][2] if longs else 0
+    short_left = shorts[0][2] if shorts else 0
+    while long_index < len(longs) and short_index < len(shorts):
+        take = min(long_left, short_left)
+        pairs.append(
+            _FallbackPair(
+                longs[long_index][0],
+                shorts[short_index][0],
+                take,
+                longs[long_index][1],
+                shorts[short_index][1],
+            )
+        )
+        long_left -= take
+        short_left -= take
+        if not long_left:
+            long_index += 1
+            long_left = longs[long_index][2] if long_index < len(longs) else 0
+        if not short_left:
+            short_index += 1
+            short_left = shorts[short_index][2] if short_index < len(shorts) else 0
+    return pairs
+
+
+def _delivery_penalties(
+    ledger: _Ledger,
+    future: Instrument,
+    price: Decimal,
+    pairs: Sequence[_FallbackPair],
+    summary: dict[str, Any],
+) -> None:
+    """The delivery failure penalty: a party whose contracts were cash-settled because it could
+    not deliver (a short without the GPU-hours) or pay (a long without the cash) pays
+    ``EXCHANGE_DELIVERY_FAILURE_PENALTY`` of their final settlement value (``price x H`` per
+    contract, to the micro-dollar, half to even) to the party paired with it in the fallback
+    (``_fallback_pairs``). One entry per failing account (``delivery-penalty:<future>:
+    <account>``), after the expiry's, in the same transaction; it is paid as any loss is
+    (``_Ledger.pay``: cash, then margin, then a deficit the margin step calls for), and the
+    counterparts are paid in full. Where both sides of a pair failed, neither lost a trade the
+    other would have made: the two penalties would be equal and cancel, so nothing moves."""
+    rate = Decimal(settings.EXCHANGE_DELIVERY_FAILURE_PENALTY)
+    if rate <= 0:
+        return
+    hours = future.gpu_hours_per_contract
+    per_contract = _micros(price, 1, hours)
+    owed: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for pair in pairs:
+        if pair.long_failed == pair.short_failed:
+            continue
+        payer, payee = (pair.long, pair.short) if pair.long_failed else (pair.short, pair.long)
+        owed[payer][payee] += pair.contracts
+    for payer_id in sorted(owed):
+        payer = ledger.holders[payer_id]
+        short = any(pair.short == payer_id and pair.short_failed for pair in pairs)
+        postings: list[Posting] = []
+        paid_to = {}
+        for payee_id, contracts in sorted(owed[payer_id].items()):
+            amount = int((rate * per_contract * contracts).to_integral_value(ROUND_HALF_EVEN))
+            ledger.receive(ledger.holders[payee_id], amount, postings)
+            paid_to[str(payee_id)] = amount
+        total = sum(paid_to.values())
+        ledger.pay(payer, total, postings)
+        contracts = sum(owed[payer_id].values())
+        failed = "not delivered" if short else "not paid for"
+        ledger.post(
+            f"delivery-penalty:{future.pk}:{payer_id}",
+            f"Delivery failure penalty on {future.symbol}: {contracts} contract(s) {failed}, "
+            f"{rate.normalize():f} of {price.normalize():f} x {hours} GPU-hours each",
+            postings,
+            instrument=future.symbol,
+            account=payer_id,
+            side="short" if short else "long",
+            contracts=contracts,
+            rate=str(rate),
+            price=str(price),
+            paid_to=paid_to,
+        )
+        summary.setdefault("delivery_penalties", []).append(
+            {
+                "symbol": future.symbol,
+                "account": payer_id,
+                "side": "short" if short else "long",
+                "contracts": contracts,
+                "amount": total,
+            }
+        )
 
 
 def _gpu_hour_accounts(
@@ -713,6 +854,7 @@ def daily_settlement_run(
     _pool_rounds_close(trading_date)
     _closed_listings_cancel(trading_date)
     _delivery_offers_cancel(trading_date)
+    _delivery_payments_cancel(trading_date)
     cycle = _day_settle(trading_date, actor, close, refuse_settled)
     # Also when the day was settled before: a run stopped between its commit and these
     # cancels is completed by running the day again (see _cancel_resting).
@@ -778,25 +920,14 @@ def _delivery_offers_cancel(trading_date: date) -> None:
     forward, free to cancel the offer afterwards: a way out of every delivery. The delivery
     comes first; every such order of the short is cancelled (``done_reason``
     ``futures_delivery``), as an offer of hours it has sold already. Hours sold and delivered
-    on a listing are gone: those contracts are cash-settled, as before. With external
+    on a listing are gone: those contracts are cash-settled, with the penalty
+    (``_delivery_penalties``). With external
     matchers the cancels are waited for as ``_closed_listings_cancel``'s; a failure is logged
     and does not stop the day."""
     from exchange.services.orders import orders_cancel
 
-    now = settlement_prices.now()
     try:
-        futures = [
-            future
-            for future in Instrument.objects.filter(
-                kind=Instrument.Kind.FUTURE,
-                settlement=Instrument.Settlement.PHYSICAL,
-                last_trading_day__lte=trading_date,
-            )
-            .exclude(status=Instrument.Status.EXPIRED)
-            .select_related("sku", "region")
-            .order_by("pk")
-            if future.trading_ends_at <= now
-        ]
+        futures = _deliveries_due(trading_date)
         lacking: list[int] = []  # GPU-hour ledger accounts of shorts owing more than they have.
         for future in futures:
             commodity_code = entitlement_code(
@@ -829,6 +960,87 @@ def _delivery_offers_cancel(trading_date: date) -> None:
         )
     except Exception:
         log.exception("risk cycle: offers of GPU-hours owed for delivery were not cancelled")
+
+
+def _delivery_payments_cancel(trading_date: date) -> None:
+    """Before the day's settlement, cancel the live orders holding the cash of a long of a
+    physically settled future expiring that day (stopped trading by the cycle's clock) whose
+    available cash would not pay for its delivery: every order with a pending hold on its
+    cash (buys, and the margin of futures sells and option writes), ``done_reason``
+    ``delivery_payment``. The mirror of ``_delivery_offers_cancel`` for the long's side.
+
+    The delivery reads the long's available cash, so until 2026-12-07 the holds of its own
+    resting orders came first: its futures were cash-settled, the provider lost the sale, and
+    the long could cancel its bids afterwards. What the delivery will need of the long's cash
+    is known before the price: the final variation margin pays ``value - cost memo`` and the
+    delivery takes ``value`` (the position at the final price), while the expiry releases the
+    future's margin into cash; so the long pays the cost memo net, and it is short when its
+    available cash plus that margin is less, summed over the day's futures it is long. A long
+    whose cash covers it keeps its orders. Other futures' variation margin that day may still
+    leave it short: its contracts are then cash-settled with the penalty
+    (``_delivery_penalties``). The cancels are waited for and a failure logged as
+    ``_delivery_offers_cancel``'s."""
+    from exchange.services.orders import orders_cancel
+
+    try:
+        needs: dict[int, int] = defaultdict(int)  # Trading account id: cash short, micro-USD.
+        for future in _deliveries_due(trading_date):
+            longs = LedgerAccount.objects.filter(
+                commodity__code=future.symbol,
+                commodity__kind=Commodity.Kind.POSITION,
+                debits_posted__gt=F("credits_posted"),
+            )
+            for position in longs:
+                stub = Account(pk=int(position.code.split(":")[1]))
+                figures = {
+                    row.code: row.balance
+                    for row in LedgerAccount.objects.filter(
+                        code__in=[
+                            cost_account_code(stub, future.symbol),
+                            margin_account_code(stub, future.symbol),
+                        ]
+                    )
+                }
+                cost = figures.get(cost_account_code(stub, future.symbol), 0)
+                margin_held = -figures.get(margin_account_code(stub, future.symbol), 0)
+                needs[stub.pk] += cost - margin_held
+        short_of_cash: list[int] = []  # Cash ledger accounts that would not pay the delivery.
+        for account_id, need in sorted(needs.items()):
+            cash = LedgerAccount.objects.filter(code=cash_account_code(Account(pk=account_id)))
+            row = cash.first()
+            if row is not None and row.available < need:
+                short_of_cash.append(row.pk)
+        orders_cancel(
+            orders=Order.objects.filter(
+                status__in=LIVE_STATUSES,
+                holds__hold__account_id__in=short_of_cash,
+                holds__hold__status=Hold.Status.PENDING,
+            )
+            .distinct()
+            .order_by("pk"),
+            reason=CancelReason.DELIVERY_PAYMENT,
+            wait_seconds=DELIVERY_CANCELS_WAIT_SECONDS,
+        )
+    except Exception:
+        log.exception("risk cycle: orders holding cash owed for delivery were not cancelled")
+
+
+def _deliveries_due(trading_date: date) -> list[Instrument]:
+    """The physically settled futures the day delivers that have stopped trading (by the
+    cycle's clock): those whose last trading day is ``trading_date`` or before, not expired."""
+    now = settlement_prices.now()
+    return [
+        future
+        for future in Instrument.objects.filter(
+            kind=Instrument.Kind.FUTURE,
+            settlement=Instrument.Settlement.PHYSICAL,
+            last_trading_day__lte=trading_date,
+        )
+        .exclude(status=Instrument.Status.EXPIRED)
+        .select_related("sku", "region")
+        .order_by("pk")
+        if future.trading_ends_at <= now
+    ]
 
 
 def _day_settle(

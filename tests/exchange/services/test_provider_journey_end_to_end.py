@@ -482,8 +482,16 @@ def test_gpu_hours_sold_on_a_block_listing_cannot_also_be_delivered_on_a_future(
     assert gpu_hours(provider, code) == 0
     assert gpu_hours(futures_buyer, code) == 0
     assert gpu_hours(block_buyer, code) == 8 * hours
-    # the futures buyer is paid its gain on the contracts in cash, and nothing more
-    assert cash(futures_buyer) == (usd(FUNDS) - 5 * FUTURE_TAKER + usd(Decimal("0.10") * 5 * hours))
+    # the futures buyer is paid its gain on the contracts in cash, and the provider, which
+    # could not deliver them, pays it the delivery failure penalty: 10% of 2.60 x H a contract
+    penalty = usd(Decimal("0.10") * Decimal("2.60") * 5 * hours)
+    assert entry_postings(f"delivery-penalty:{future.pk}:{provider.pk}") == {
+        f"trading:{provider.pk}:cash:USD": penalty,
+        f"trading:{futures_buyer.pk}:cash:USD": -penalty,
+    }
+    assert cash(futures_buyer) == (
+        usd(FUNDS) - 5 * FUTURE_TAKER + usd(Decimal("0.10") * 5 * hours) + penalty
+    )
     call_command("ledger_check")
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 from exchange import calendar
 from exchange.backoffice.roles import Role
@@ -213,9 +214,11 @@ def test_a_short_without_enough_gpu_hours_delivers_what_it_holds_and_cash_settle
     daily_settlement_run(trading_date=day, actor=staff)
 
     # then 1 contract is delivered (H GPU-hours against H x 2.80), the other is cash-settled:
-    # no GPU-hours and no payment, its variation margin already paid at 2.80
+    # no GPU-hours and no payment, its variation margin already paid at 2.80, and the provider
+    # pays the startup the delivery failure penalty on it: 10% of 2.80 x H
     gain = usd(Decimal("0.30") * 2 * hours)
     payment = usd(Decimal("2.80") * hours)
+    penalty = usd(Decimal("0.10") * Decimal("2.80") * hours)
     final = entry_postings(f"future-expiry:{physical.pk}")
     assert final[gpuh_code(startup, physical)] == hours
     assert final[gpuh_code(provider, physical)] == -hours
@@ -232,8 +235,275 @@ def test_a_short_without_enough_gpu_hours_delivers_what_it_holds_and_cash_settle
         assert position(account, symbol) == 0
         assert cost(account, symbol) == 0
         assert margin_held(account, symbol) == 0
-    assert cash(startup) == before[startup] + gain + margin - payment
-    assert cash(provider) == before[provider] - gain + margin + payment
+    assert entry_postings(f"delivery-penalty:{physical.pk}:{provider.pk}") == {
+        f"trading:{provider.pk}:cash:USD": penalty,
+        f"trading:{startup.pk}:cash:USD": -penalty,
+    }
+    penalty_entry = Entry.objects.get(
+        idempotency_key=f"delivery-penalty:{physical.pk}:{provider.pk}"
+    )
+    assert penalty_entry.description == (
+        f"Delivery failure penalty on {symbol}: 1 contract(s) not delivered, "
+        f"0.1 of 2.8 x {hours} GPU-hours each"
+    )
+    assert penalty_entry.metadata["paid_to"] == {str(startup.pk): penalty}
+    assert cash(startup) == before[startup] + gain + margin - payment + penalty
+    assert cash(provider) == before[provider] - gain + margin + payment - penalty
+    assert ledger_problems() == []
+
+
+@pytest.fixture
+def physical_months(sku, region) -> list[Instrument]:
+    """Two physically settled monthly futures, the first delivered before the second."""
+    spec = StripSpec(settlement=Instrument.Settlement.PHYSICAL)
+    return futures_list_strip(
+        sku=sku, region=region, first_month=listing_month(), months=2, spec=spec
+    )
+
+
+def funded_with(slug: str, kind: str, amount: int):
+    """An account funded with ``amount`` micro-USD."""
+    account = _account(slug, kind, funded=False)
+    deposit_test_funds(account=account, amount=Decimal(amount) / 10**6, actor=None)
+    return account
+
+
+def test_a_long_without_the_cash_pays_the_penalty_to_the_short_it_failed(physical, staff):
+    hours = physical.gpu_hours_per_contract
+    symbol = physical.symbol
+    # given a provider holding the GPU-hours of 2 contracts, short 2 at 2.50 to a startup
+    # whose cash, after its fee, pays for 1 contract at the final 2.50 and half of another
+    provider = _account("northwind", "provider")
+    register_capacity(provider, physical, gpus=2)
+    margin = scan("2.50", 2, hours)
+    value = usd(Decimal("2.50") * hours)
+    taker_fee = usd(Decimal("0.50") * 2)
+    startup = funded_with("lumen", "startup", taker_fee + value + value // 2)
+    place(provider, physical, "sell", 2, "2.50")
+    place(startup, physical, "buy", 2, "2.50")
+    assert margin_held(startup, symbol) == margin
+    before = {account: cash(account) for account in (provider, startup)}
+    total = usd_of_accounts(provider, startup)
+
+    # when the last trading day settles at 2.50
+    day = physical.last_trading_day
+    override(physical, day, "2.50", staff)
+    cycle = daily_settlement_run(trading_date=day, actor=staff)
+
+    # then 1 contract is delivered, the other is cash-settled: the provider keeps its hours
+    expiry = Entry.objects.get(idempotency_key=f"future-expiry:{physical.pk}")
+    assert expiry.metadata["delivered"] == {str(startup.pk): 1, str(provider.pk): -1}
+    assert balance(gpuh_code(startup, physical)) == hours
+    assert balance(gpuh_code(provider, physical)) == hours
+    # and the startup, which could not pay for it, pays the provider 10% of its value
+    penalty = usd(Decimal("0.10") * Decimal("2.50") * hours)
+    assert entry_postings(f"delivery-penalty:{physical.pk}:{startup.pk}") == {
+        f"trading:{startup.pk}:cash:USD": penalty,
+        f"trading:{provider.pk}:cash:USD": -penalty,
+    }
+    description = Entry.objects.get(
+        idempotency_key=f"delivery-penalty:{physical.pk}:{startup.pk}"
+    ).description
+    assert description == (
+        f"Delivery failure penalty on {symbol}: 1 contract(s) not paid for, "
+        f"0.1 of 2.5 x {hours} GPU-hours each"
+    )
+    assert not Entry.objects.filter(
+        idempotency_key=f"delivery-penalty:{physical.pk}:{provider.pk}"
+    ).exists()
+    assert cycle.summary["delivery_penalties"] == [
+        {"symbol": symbol, "account": startup.pk, "side": "long", "contracts": 1, "amount": penalty}
+    ]
+    # (its cash: the margin back, one contract paid, the penalty from what was left)
+    assert cash(startup) == before[startup] + margin - value - penalty
+    assert cash(provider) == before[provider] + margin + value + penalty
+    assert deficit(startup) == 0
+    assert usd_of_accounts(provider, startup) == total
+    assert ledger_problems() == []
+
+
+def test_a_short_that_cannot_pay_the_penalty_owes_it_and_is_called(physical, staff):
+    hours = physical.gpu_hours_per_contract
+    symbol = physical.symbol
+    # given a provider without GPU-hours of the month, short 2 at 2.50, whose cash is only its
+    # margin and fee (an order holds the taker's fee; the maker pays 0.20 a contract of it)
+    margin = scan("2.50", 2, hours)
+    provider = funded_with("northwind", "provider", margin + usd(Decimal("0.50") * 2))
+    startup = _account("lumen", "startup")
+    place(provider, physical, "sell", 2, "2.50")
+    place(startup, physical, "buy", 2, "2.50")
+    left = usd(Decimal("0.30") * 2)
+    assert cash(provider) == left
+    before = cash(startup)
+    total = usd_of_accounts(provider, startup)
+
+    # when the last trading day settles at 2.80
+    day = physical.last_trading_day
+    override(physical, day, "2.80", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then nothing is delivered; the provider's variation loss comes from its cash and margin,
+    # what is left pays part of the penalty on both contracts and the rest is a deficit
+    loss = usd(Decimal("0.30") * 2 * hours)
+    penalty = usd(Decimal("0.10") * Decimal("2.80") * 2 * hours)
+    paid = left + margin - loss
+    assert 0 < paid < penalty
+    expiry = Entry.objects.get(idempotency_key=f"future-expiry:{physical.pk}")
+    assert expiry.metadata["delivered"] == {}
+    assert entry_postings(f"delivery-penalty:{physical.pk}:{provider.pk}") == {
+        f"trading:{provider.pk}:cash:USD": paid,
+        f"trading:{provider.pk}:deficit:USD": penalty - paid,
+        f"trading:{startup.pk}:cash:USD": -penalty,
+    }
+    assert cash(provider) == 0
+    assert deficit(provider) == penalty - paid
+    # the startup is paid its gain and the whole penalty
+    assert cash(startup) == before + loss + margin + penalty
+    call = MarginCall.objects.get(account=provider, status=MarginCall.Status.OPEN)
+    assert call.deficit == deficit(provider)
+    assert position(provider, symbol) == position(startup, symbol) == 0
+    assert usd_of_accounts(provider, startup) == total
+    assert ledger_problems() == []
+
+    # and the day run again changes nothing
+    entries = Entry.objects.count()
+    balances = {account.code: account.balance for account in LedgerAccount.objects.all()}
+    daily_settlement_run(trading_date=day, actor=staff)
+    assert Entry.objects.count() == entries
+    assert {account.code: account.balance for account in LedgerAccount.objects.all()} == balances
+    call_command("ledger_check")
+
+
+def test_a_long_and_a_short_that_both_fail_pay_each_other_nothing(physical, staff):
+    hours = physical.gpu_hours_per_contract
+    # given a provider without GPU-hours, short 1, and a startup long 1 that cannot pay for it
+    provider = _account("northwind", "provider")
+    startup = funded_with("lumen", "startup", usd(Decimal("0.50")) + scan("2.50", 1, hours))
+    place(provider, physical, "sell", 1, "2.50")
+    place(startup, physical, "buy", 1, "2.50")
+    before = {account: cash(account) for account in (provider, startup)}
+
+    # when the last trading day settles at 2.50
+    day = physical.last_trading_day
+    override(physical, day, "2.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the contract is cash-settled; neither lost a trade the other could have made
+    assert not Entry.objects.filter(idempotency_key__startswith="delivery-penalty:").exists()
+    margin = scan("2.50", 1, hours)
+    assert cash(provider) == before[provider] + margin
+    assert cash(startup) == before[startup] + margin
+    assert ledger_problems() == []
+
+
+def test_the_penalty_is_paid_to_the_long_paired_with_each_failing_short(physical, staff):
+    hours = physical.gpu_hours_per_contract
+    # given two providers short 1 each, the first with the GPU-hours, the second without, and
+    # two startups long 1 each, both able to pay
+    able = _account("northwind", "provider")
+    failing = _account("coreweft", "provider")
+    register_capacity(able, physical, gpus=1)
+    first = _account("lumen", "startup")
+    second = _account("quanta", "startup")
+    place(able, physical, "sell", 1, "2.50")
+    place(first, physical, "buy", 1, "2.50")
+    place(failing, physical, "sell", 1, "2.50")
+    place(second, physical, "buy", 1, "2.50")
+
+    # when the last trading day settles at 2.50
+    day = physical.last_trading_day
+    override(physical, day, "2.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the first long in account order takes the delivery; the other is cash-settled
+    # and paid by the short that failed
+    longs = sorted([first, second], key=lambda account: account.pk)
+    assert balance(gpuh_code(longs[0], physical)) == hours
+    assert balance(gpuh_code(longs[1], physical)) == 0
+    penalty = usd(Decimal("0.10") * Decimal("2.50") * hours)
+    assert entry_postings(f"delivery-penalty:{physical.pk}:{failing.pk}") == {
+        f"trading:{failing.pk}:cash:USD": penalty,
+        f"trading:{longs[1].pk}:cash:USD": -penalty,
+    }
+    assert Entry.objects.filter(idempotency_key__startswith="delivery-penalty:").count() == 1
+    assert ledger_problems() == []
+
+
+def test_no_penalty_when_it_is_set_to_zero(physical, staff, settings):
+    settings.EXCHANGE_DELIVERY_FAILURE_PENALTY = Decimal(0)
+    provider = _account("northwind", "provider")
+    startup = _account("lumen", "startup")
+    place(provider, physical, "sell", 1, "2.50")
+    place(startup, physical, "buy", 1, "2.50")
+    day = physical.last_trading_day
+    override(physical, day, "2.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+    assert (
+        Entry.objects.get(idempotency_key=f"future-expiry:{physical.pk}").metadata["delivered"]
+        == {}
+    )
+    assert not Entry.objects.filter(idempotency_key__startswith="delivery-penalty:").exists()
+
+
+def long_with_a_resting_bid(physical_months):
+    """A provider with the GPU-hours short 2 of the first month to a startup whose cash, at
+    the final 2.50, pays for both to the cent, once its resting bid of 4 on the second month
+    (holding margin and fee) is cancelled. Returns the startup, its bid and what it holds."""
+    first, second = physical_months
+    hours = first.gpu_hours_per_contract
+    provider = _account("northwind", "provider")
+    register_capacity(provider, first, gpus=2)
+    value = usd(Decimal("2.50") * 2 * hours)
+    startup = funded_with("lumen", "startup", usd(Decimal("0.50") * 2) + value)
+    place(provider, first, "sell", 2, "2.50")
+    place(startup, first, "buy", 2, "2.50")
+    cash_row = LedgerAccount.objects.get(code=f"trading:{startup.pk}:cash:USD")
+    bid = place(startup, second, "buy", 4, "2.00")
+    assert bid.status == Order.Status.OPEN
+    held = cash_row.available - LedgerAccount.objects.get(pk=cash_row.pk).available
+    assert held > 0
+    return startup, bid, held
+
+
+def test_a_long_whose_bids_hold_the_delivery_payment_has_them_cancelled(physical_months, staff):
+    first = physical_months[0]
+    hours = first.gpu_hours_per_contract
+    startup, bid, _ = long_with_a_resting_bid(physical_months)
+    # (the bid holds cash the delivery needs: without its cancel, the startup pays for 1)
+    cash_row = LedgerAccount.objects.get(code=f"trading:{startup.pk}:cash:USD")
+    assert cash_row.available + scan("2.50", 2, hours) < usd(Decimal("2.50") * 2 * hours)
+
+    # when the first month's last trading day settles at 2.50
+    day = first.last_trading_day
+    override(first, day, "2.50", staff)
+    override(physical_months[1], day, "2.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the bid was cancelled before the delivery, which took both contracts
+    bid.refresh_from_db()
+    assert (bid.status, bid.done_reason) == (Order.Status.CANCELLED, "delivery_payment")
+    assert balance(gpuh_code(startup, first)) == 2 * hours
+    assert not Entry.objects.filter(idempotency_key__startswith="delivery-penalty:").exists()
+    assert cash(startup) == 0
+    assert LedgerAccount.objects.get(code=f"trading:{startup.pk}:cash:USD").debits_pending == 0
+    assert ledger_problems() == []
+
+
+def test_a_long_whose_cash_pays_the_delivery_keeps_its_bids(physical_months, staff):
+    first = physical_months[0]
+    hours = first.gpu_hours_per_contract
+    startup, bid, held = long_with_a_resting_bid(physical_months)
+    # given the startup's cash tops up by what its bid holds: it pays the delivery beside it
+    deposit_test_funds(account=startup, amount=Decimal(held) / 10**6, actor=None)
+
+    day = first.last_trading_day
+    override(first, day, "2.50", staff)
+    override(physical_months[1], day, "2.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    bid.refresh_from_db()
+    assert bid.status == Order.Status.OPEN
+    assert balance(gpuh_code(startup, first)) == 2 * hours
     assert ledger_problems() == []
 
 
