@@ -590,3 +590,94 @@ def test_with_an_external_matcher_the_cycle_waits_for_the_offers_cancel_before_d
 
     # then the cycle waited for the matcher to cancel the offer, and delivered
     assert_delivered_over_the_offer(offering)
+
+
+@dataclass
+class Purchase:
+    future: Instrument
+    code: str
+    provider: Account
+    buyer: Account
+    bid: Order
+
+
+def buyer_bidding_its_delivery_cash(sku, region, *, settle_orders=lambda: None) -> Purchase:
+    """A provider with a whole 8-GPU block of the month, short 5 futures of it at 2.50 to a
+    startup whose cash, after its fee, pays for the 5 at 2.50 to the cent, and which then
+    bids for 4 futures of the next month: the bid holds cash the delivery needs.
+    ``settle_orders``: run after each order, for a matcher the test runs itself."""
+    month = listing_month()
+    future = physical_future(sku, region, month)
+    later = physical_future(sku, region, calendar.add_months(month, 1))
+    hours = future.gpu_hours_per_contract
+    code = entitlement_code(sku.code, region.code, month)
+    provider = funded("northwind", "provider")
+    buyer = _account("lumen", "startup", funded=False)
+    value = Decimal("2.50") * 5 * hours
+    deposit_test_funds(account=buyer, amount=Decimal("0.50") * 5 + value, actor=None)
+    capacity_register(
+        provider=provider.organization,
+        holder=provider.organization,
+        cluster="nw-ashburn-b",
+        sku=sku,
+        region=region,
+        starts_at=datetime.combine(month, time.min, tzinfo=UTC),
+        ends_at=datetime.combine(calendar.add_months(month, 1), time.min, tzinfo=UTC),
+        gpus=8,
+        interconnect="infiniband",
+        contiguous_block_gpus=8,
+    )
+    place(provider, future, "sell", 5, "2.50")
+    settle_orders()
+    place(buyer, future, "buy", 5, "2.50")
+    settle_orders()
+    bid = place(buyer, later, "buy", 4, "2.00")
+    settle_orders()
+    bid.refresh_from_db()
+    assert bid.status == Order.Status.OPEN
+    held = LedgerAccount.objects.get(code=f"trading:{buyer.pk}:cash:USD")
+    assert held.available + margin_held(buyer, future.symbol) < usd(value)
+    return Purchase(future, code, provider, buyer, bid)
+
+
+def assert_delivered_over_the_bid(purchase: Purchase) -> None:
+    """The buyer's bid was cancelled before the delivery, which took all 5 contracts (until
+    2026-12-07 the bid's hold came first: 2 of them were cash-settled and the provider lost
+    the sale)."""
+    hours = purchase.future.gpu_hours_per_contract
+    purchase.bid.refresh_from_db()
+    assert (purchase.bid.status, purchase.bid.done_reason) == (
+        Order.Status.CANCELLED,
+        "delivery_payment",
+    )
+    assert gpu_hours(purchase.buyer, purchase.code) == 5 * hours
+    assert gpu_hours(purchase.provider, purchase.code) == 3 * hours
+    assert cash(purchase.buyer) == 0
+    assert cash(purchase.provider) == (
+        usd(FUNDS) - 5 * FUTURE_MAKER + usd(Decimal("2.50") * 5 * hours)
+    )
+    assert not Entry.objects.filter(idempotency_key__startswith="delivery-penalty:").exists()
+    call_command("ledger_check")
+
+
+def test_a_buyer_bidding_the_cash_its_delivery_needs_has_its_bid_cancelled_first(sku, region):
+    staff = staff_user("risk", Role.RISK)
+    purchase = buyer_bidding_its_delivery_cash(sku, region)
+
+    settle(purchase.future.last_trading_day, {purchase.future: "2.50"}, staff)
+
+    assert_delivered_over_the_bid(purchase)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_external_matcher_the_cycle_waits_for_the_bids_cancel_before_delivering(
+    sku, region, external_matcher
+):
+    staff = staff_user("risk", Role.RISK)
+    matcher = Matcher()
+    purchase = buyer_bidding_its_delivery_cash(sku, region, settle_orders=matcher.process_pending)
+
+    with matching_in_thread(matcher):
+        settle(purchase.future.last_trading_day, {purchase.future: "2.50"}, staff)
+
+    assert_delivered_over_the_bid(purchase)

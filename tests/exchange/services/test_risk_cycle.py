@@ -31,6 +31,8 @@ from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
 from exchange.services.listing import StripSpec, futures_list_strip, options_list_chain
 from exchange.services.risk_cycle import (
+    _fallback_pairs,
+    _FallbackPair,
     account_liquidate,
     daily_settlement_run,
     margin_call_review,
@@ -427,6 +429,24 @@ def test_the_penalty_is_paid_to_the_long_paired_with_each_failing_short(physical
     }
     assert Entry.objects.filter(idempotency_key__startswith="delivery-penalty:").count() == 1
     assert ledger_problems() == []
+
+
+def test_the_fallback_pairs_failures_first_in_account_order():
+    # given longs 1 (3 contracts, pays for 1) and 2 (2, pays for both), shorts 3 (4, delivers
+    # all) and 4 (1, delivers none): 3 are delivered, to 1 then 2, from 3
+    held = {1: 3, 2: 2, 3: -4, 4: -1}
+    able = {1: 1, 2: 2, 3: -4, 4: 0}
+    delivered = {1: 1, 2: 2, 3: -3}
+
+    pairs = _fallback_pairs(held, able, delivered)
+
+    # then long 1's 2 failed contracts meet short 3's one left undelivered (which it could
+    # have delivered: long 1 pays it) and short 4's failed one (both failed: nothing moves)
+    assert pairs == [
+        _FallbackPair(long=1, short=3, contracts=1, long_failed=True, short_failed=False),
+        _FallbackPair(long=1, short=4, contracts=1, long_failed=True, short_failed=True),
+    ]
+    assert _fallback_pairs({1: 2, 2: -2}, {1: 2, 2: -2}, {1: 2, 2: -2}) == []
 
 
 def test_no_penalty_when_it_is_set_to_zero(physical, staff, settings):
