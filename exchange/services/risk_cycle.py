@@ -613,8 +613,8 @@ def _delivery_penalties(
     for pair in pairs:
         if pair.long_failed == pair.short_failed:
             continue
-        payer, payee = (pair.long, pair.short) if pair.long_failed else (pair.short, pair.long)
-        owed[payer][payee] += pair.contracts
+        failing, paid = (pair.long, pair.short) if pair.long_failed else (pair.short, pair.long)
+        owed[failing][paid] += pair.contracts
     for payer_id in sorted(owed):
         payer = ledger.holders[payer_id]
         short = any(pair.short == payer_id and pair.short_failed for pair in pairs)
