@@ -167,6 +167,14 @@ class Order(models.Model):
                 name="order_resting_expiry",
             ),
             models.Index(fields=["account", "status"], name="order_account_status"),
+            # An account's live orders on one instrument: a position limit counts the
+            # organization's on a future and its options (``positions.organization_exposure``)
+            # for every order it applies to, without reading its other live orders.
+            models.Index(
+                fields=["account", "instrument"],
+                condition=models.Q(status__in=["new", "open", "partially_filled"]),
+                name="order_live_by_instrument",
+            ),
             # The orders that ended, the latest to end first ("ended lately"). Partial: a live
             # order, whose updated_at changes on every fill, is not in it.
             models.Index(

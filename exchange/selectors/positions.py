@@ -100,20 +100,24 @@ def _exposure_sql() -> str:
              JOIN {instrument} i ON (i.id = %s OR i.underlying_id = %s)
              JOIN {ledger_account} l ON l.code = {position_code}
             WHERE a.organization_id = %s),
-          (SELECT COALESCE(SUM(o.quantity - o.filled_quantity - o.cancelled_quantity), 0)
-             FROM {order} o
-             JOIN {account} a ON a.id = o.account_id
-             JOIN {instrument} i ON i.id = o.instrument_id
-            WHERE a.organization_id = %s
-              AND (i.id = %s OR i.underlying_id = %s)
-              AND o.status IN ({statuses})
-              AND o.id <> %s
-              AND o.side = CASE WHEN i.option_type = '{put}' THEN %s ELSE %s END
-              AND NOT EXISTS (
-                SELECT 1 FROM {command} c
-                 WHERE c.order_id = o.id AND c.status = '{OrderCommand.Status.PENDING}'
-                   AND (c.kind = '{OrderCommand.Kind.CANCEL}'
-                        OR (c.kind = '{OrderCommand.Kind.REPLACE}' AND c.quantity = 0))))
+          (SELECT COALESCE(SUM(
+             -- Per account and instrument of the future's family: the live orders found by
+             -- the partial index order_live_by_instrument on both, not all the account's.
+             (SELECT COALESCE(SUM(o.quantity - o.filled_quantity - o.cancelled_quantity), 0)
+                FROM {order} o
+               WHERE o.account_id = a.id AND o.instrument_id = i.id
+                 AND o.status IN ({statuses})
+                 AND o.id <> %s
+                 AND o.side = CASE WHEN i.option_type = '{put}' THEN %s ELSE %s END
+                 AND NOT EXISTS (
+                   SELECT 1 FROM {command} c
+                    WHERE c.order_id = o.id AND c.status = '{OrderCommand.Status.PENDING}'
+                      AND (c.kind = '{OrderCommand.Kind.CANCEL}'
+                           OR (c.kind = '{OrderCommand.Kind.REPLACE}' AND c.quantity = 0))))),
+             0)
+             FROM {instrument} i
+             JOIN {account} a ON a.organization_id = %s
+            WHERE (i.id = %s OR i.underlying_id = %s))
     """
 
 
@@ -134,12 +138,12 @@ def organization_exposure(
                 future_id,
                 future_id,
                 organization_id,
-                organization_id,
-                future_id,
-                future_id,
                 excluding_order_id or 0,
                 str(other_side),
                 str(side),
+                organization_id,
+                future_id,
+                future_id,
             ],
         )
         net, resting = cursor.fetchone()
