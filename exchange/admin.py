@@ -168,6 +168,28 @@ class AuditedEdits(admin.ModelAdmin[ModelT]):
             )
 
 
+class RefusalsOnForm(admin.ModelAdmin[ModelT]):
+    """A form whose save calls a service: the service's refusal (``ExchangeError``), which
+    rolls the save back in the admin's transaction, is told by name on the form's page again,
+    nothing saved, not as a server error (the settlement price form's override, checked again
+    under the day's lock; an instrument's position limit)."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ExchangeError as error:
+            self.message_user(
+                request, f"Nothing was saved: {error.code}: {error.message}", messages.ERROR
+            )
+            return redirect(request.get_full_path())
+
+
 class BackOfficeAdmin(AuditedEdits[ModelT]):
     """The staff roles open the admin pages of their functions (exchange/backoffice/roles.py;
     a superuser has every role): ``view_roles`` browse the model, ``act_roles`` also run its
@@ -488,7 +510,7 @@ def _strip_listed_message(listing: StripListing) -> str:
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
+class InstrumentAdmin(RefusalsOnForm[Instrument], ReadOnlyAdmin[Instrument]):
     """Instruments are listed by the services (``futures_list_strip``, ``options_list_chain``,
     ``resale_list``, the roll), which check what they list, and change status only through
     the halt and resume actions. Their terms are not edited here: the book's resting orders are
@@ -529,22 +551,6 @@ class InstrumentAdmin(ReadOnlyAdmin[Instrument]):
             for field in Instrument._meta.concrete_fields
             if field.name not in ("id", "position_limit")
         ]
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        """A refusal of the service is told by name on the form's page, nothing saved."""
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ExchangeError as error:
-            self.message_user(
-                request, f"Nothing was saved: {error.code}: {error.message}", messages.ERROR
-            )
-            return redirect(request.get_full_path())
 
     def save_model(
         self,
@@ -1058,7 +1064,7 @@ class SettlementPriceForm(forms.ModelForm[SettlementPrice]):
 
 
 @admin.register(SettlementPrice)
-class SettlementPriceAdmin(BackOfficeAdmin[SettlementPrice]):
+class SettlementPriceAdmin(RefusalsOnForm[SettlementPrice], BackOfficeAdmin[SettlementPrice]):
     """Prices come from the cycle; staff override one (with a reason) until its day settles.
 
     The form is the override service's (which writes the audit row), so the risk role adds and
@@ -1117,25 +1123,6 @@ class SettlementPriceAdmin(BackOfficeAdmin[SettlementPrice]):
         self, request: HttpRequest, obj: SettlementPrice | None = None
     ) -> bool:
         return False
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        """The form checks the override, and the service checks it again under the day's
-        lock: a refusal there (another person settled the day between the two) rolls the
-        save back in the admin's transaction and is told as the form's refusals are, by name,
-        on the form's page again, not as a server error."""
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ExchangeError as error:
-            self.message_user(
-                request, f"Nothing was saved: {error.code}: {error.message}", messages.ERROR
-            )
-            return redirect(request.get_full_path())
 
     def save_model(
         self,
