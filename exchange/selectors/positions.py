@@ -115,9 +115,9 @@ def _exposure_sql() -> str:
                       AND (c.kind = '{OrderCommand.Kind.CANCEL}'
                            OR (c.kind = '{OrderCommand.Kind.REPLACE}' AND c.quantity = 0))))),
              0)
-             FROM {instrument} i
-             JOIN {account} a ON a.organization_id = %s
-            WHERE (i.id = %s OR i.underlying_id = %s))
+             FROM {account} a
+             JOIN {instrument} i ON (i.id = %s OR i.underlying_id = %s)
+            WHERE a.organization_id = %s)
     """
 
 
@@ -141,9 +141,9 @@ def organization_exposure(
                 excluding_order_id or 0,
                 str(other_side),
                 str(side),
+                future_id,
+                future_id,
                 organization_id,
-                future_id,
-                future_id,
             ],
         )
         net, resting = cursor.fetchone()
