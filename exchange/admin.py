@@ -565,6 +565,14 @@ class InstrumentAdmin(RefusalsOnForm[Instrument], ReadOnlyAdmin[Instrument]):
             actor=staff_user(request),
         )
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The links to listing a strip and rolling the listings, for those who may (others,
+        # risk staff browsing the instruments, would follow them to a 403).
+        context = {**(extra_context or {}), "can_list": self.has_act_permission(request)}
+        return super().changelist_view(request, context)
+
     def get_urls(self) -> list[URLPattern]:
         extra = [
             path(

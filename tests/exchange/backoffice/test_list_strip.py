@@ -48,6 +48,18 @@ def test_the_instruments_list_links_to_the_form(client, operations):
     response = client.get(reverse("admin:exchange_instrument_changelist"))
 
     assert reverse(URL) in response.content.decode()
+    assert reverse("admin:exchange_instrument_roll") in response.content.decode()
+
+
+def test_staff_who_may_not_list_see_the_instruments_without_the_links(client, risk):
+    # risk staff browse the instruments (and set limits), but would get a 403 behind the links
+    client.force_login(risk)
+
+    response = client.get(reverse("admin:exchange_instrument_changelist"))
+
+    assert response.status_code == 200
+    assert reverse(URL) not in response.content.decode()
+    assert reverse("admin:exchange_instrument_roll") not in response.content.decode()
 
 
 def test_a_strip_is_listed_physically_on_the_terms_posted(client, operations, sku, region):
