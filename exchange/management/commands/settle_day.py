@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.errors import ExchangeError
 from exchange.selectors.risk import day_prices, prices_missing, variation_preview
+from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.risk_cycle import daily_settlement_run
 from exchange.services.settlement_prices import last_closed_day, settlement_prices_set
 
@@ -48,6 +49,13 @@ class Command(BaseCommand):
             f"{len(summary.get('futures_expired', []))} futures expired, "
             f"{len(summary.get('margin_calls', []))} margin calls"
         )
+        for penalty in summary.get("delivery_penalties", []):
+            failed = "not delivered" if penalty["side"] == "short" else "not paid for"
+            self.stdout.write(
+                f"delivery failure penalty on {penalty['symbol']}: account {penalty['account']} "
+                f"paid {micros_to_usd(penalty['amount'])} USD, {penalty['contracts']} "
+                f"contract(s) {failed}"
+            )
 
     def _preview(self, trading_date: date) -> None:
         for price_row in day_prices(trading_date):

@@ -10,6 +10,7 @@ futures position is the price scan range of its value, ``0.15 x price x contract
 import math
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.conf import settings
@@ -29,6 +30,7 @@ from exchange.models import (
 )
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
+from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.listing import StripSpec, futures_list_strip, options_list_chain
 from exchange.services.risk_cycle import (
     _fallback_pairs,
@@ -316,6 +318,13 @@ def test_a_long_without_the_cash_pays_the_penalty_to_the_short_it_failed(physica
     assert cycle.summary["delivery_penalties"] == [
         {"symbol": symbol, "account": startup.pk, "side": "long", "contracts": 1, "amount": penalty}
     ]
+    # and settle_day, asked for the day again, says so
+    said = StringIO()
+    call_command("settle_day", date=day.isoformat(), stdout=said)
+    assert (
+        f"delivery failure penalty on {symbol}: account {startup.pk} paid "
+        f"{micros_to_usd(penalty)} USD, 1 contract(s) not paid for"
+    ) in said.getvalue()
     # (its cash: the margin back, one contract paid, the penalty from what was left)
     assert cash(startup) == before[startup] + margin - value - penalty
     assert cash(provider) == before[provider] + margin + value + penalty
