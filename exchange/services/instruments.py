@@ -73,6 +73,26 @@ def instrument_resume(
     )
 
 
+# The column's bound (PositiveIntegerField): above it, a named error rather than the database's.
+POSITION_LIMIT_MAX = 2_147_483_647
+
+
+def position_limit_check(position_limit: object) -> None:
+    """``CATALOG_POSITION_LIMIT_INVALID`` unless ``position_limit`` is a future's own limit:
+    a whole number of contracts from 0 (no limit) to the column's bound, or None (the
+    exchange's default). Setting one and listing a strip with one check it the same way."""
+    whole = isinstance(position_limit, int) and not isinstance(position_limit, bool)
+    if position_limit is not None and (
+        not whole or not 0 <= position_limit <= POSITION_LIMIT_MAX  # type: ignore[operator]
+    ):
+        raise CatalogError(
+            CatalogErrorCode.POSITION_LIMIT_INVALID,
+            f"A position limit is a whole number of contracts from 0 to {POSITION_LIMIT_MAX} "
+            "(0: no limit), or empty for the exchange's default.",
+            field="position_limit",
+        )
+
+
 def instrument_position_limit_set(
     *, instrument: Instrument, position_limit: int | None, actor: User | None, reason: str = ""
 ) -> Instrument:
@@ -88,14 +108,7 @@ def instrument_position_limit_set(
             "position limit, and a resale listing has none.",
             field="position_limit",
         )
-    whole = isinstance(position_limit, int) and not isinstance(position_limit, bool)
-    if position_limit is not None and (not whole or position_limit < 0):
-        raise CatalogError(
-            CatalogErrorCode.POSITION_LIMIT_INVALID,
-            "A position limit is a whole number of contracts, 0 or more (0: no limit), or "
-            "empty for the exchange's default.",
-            field="position_limit",
-        )
+    position_limit_check(position_limit)
     with transaction.atomic():
         # Only this column is written: the sequence and risk version are the matcher's and
         # the risk cycle's, under the same row lock.

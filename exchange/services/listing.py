@@ -25,6 +25,7 @@ from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
 from exchange.selectors.marks import mark_price
 from exchange.services.audit import audit_record
+from exchange.services.instruments import position_limit_check
 from exchange.symbols import future_symbol, option_symbol, resale_symbol
 
 FUTURE_TICK_SIZE = Decimal("0.005")
@@ -34,11 +35,10 @@ LISTING_ACTION = "list futures and options"
 LISTED_MONTHS_MAX = 72  # As PJM monthly power futures: six years of consecutive months.
 STRIKES_EACH_SIDE_MAX = 50
 # The instrument columns' bounds (DecimalField(max_digits=12, decimal_places=6) for the tick and
-# the price limit, PositiveIntegerField for the position limit), checked before writing so that
-# terms out of them get a named error, not a database one.
+# the price limit), checked before writing so that terms out of them get a named error, not a
+# database one; the position limit's are instruments.position_limit_check's.
 TERM_DECIMAL_PLACES_MAX = 6
 TERM_DECIMAL_MAX = Decimal("999999.999999")
-POSITION_LIMIT_MAX = 2_147_483_647
 # A lot larger than the largest order an instrument accepts (Instrument.quantity_max's default)
 # could never trade.
 LOT_SIZE_MAX = 100_000
@@ -116,14 +116,15 @@ def strip_spec_check(spec: StripSpec) -> None:
             "Settlement is cash or physical.",
             field="settlement",
         )
-    limit = spec.position_limit
-    whole = isinstance(limit, int) and not isinstance(limit, bool)
-    if limit is not None and (not whole or not 0 <= limit <= POSITION_LIMIT_MAX):
+    position_limit_check(spec.position_limit)
+
+
+def _months_check(months: int) -> None:
+    if not 1 <= months <= LISTED_MONTHS_MAX:
         raise CatalogError(
-            CatalogErrorCode.POSITION_LIMIT_INVALID,
-            f"A position limit is a whole number of contracts from 0 to {POSITION_LIMIT_MAX} "
-            "(0: no limit), or empty for the exchange's default.",
-            field="position_limit",
+            CatalogErrorCode.INVALID_LISTING,
+            f"Months must be 1 to {LISTED_MONTHS_MAX}.",
+            field="months",
         )
 
 
@@ -159,12 +160,7 @@ def futures_list_strip(
     """
     CATALOG_STAFF.check(actor, LISTING_ACTION)
     strip_spec_check(spec)
-    if not 1 <= months <= LISTED_MONTHS_MAX:
-        raise CatalogError(
-            CatalogErrorCode.INVALID_LISTING,
-            f"Months must be 1 to {LISTED_MONTHS_MAX}.",
-            field="months",
-        )
+    _months_check(months)
     start = calendar.month_start(first_month)
     instruments = []
     for index in range(months):
@@ -205,12 +201,7 @@ class StripListing:
 def _new_strip_months_check(start: date, months: int, now: datetime) -> None:
     """The strip's first month still trades at ``now``, and its last is at most
     ``LISTED_MONTHS_MAX`` months after this one (as deep as any strip is listed)."""
-    if not 1 <= months <= LISTED_MONTHS_MAX:
-        raise CatalogError(
-            CatalogErrorCode.INVALID_LISTING,
-            f"Months must be 1 to {LISTED_MONTHS_MAX}.",
-            field="months",
-        )
+    _months_check(months)
     if now >= calendar.trading_ends_at(calendar.future_last_trading_day(start)):
         raise CatalogError(
             CatalogErrorCode.INVALID_LISTING,

@@ -924,7 +924,6 @@ def _delivery_offers_cancel(trading_date: date) -> None:
     (``_delivery_penalties``). With external
     matchers the cancels are waited for as ``_closed_listings_cancel``'s; a failure is logged
     and does not stop the day."""
-    from exchange.services.orders import orders_cancel
 
     try:
         futures = _deliveries_due(trading_date)
@@ -946,18 +945,7 @@ def _delivery_offers_cancel(trading_date: date) -> None:
                 held = LedgerAccount.objects.filter(code=code).first()
                 if held is not None and held.available < owed:
                     lacking.append(held.pk)
-        orders_cancel(
-            orders=Order.objects.filter(
-                side=Side.SELL,
-                status__in=LIVE_STATUSES,
-                holds__hold__account_id__in=lacking,
-                holds__hold__status=Hold.Status.PENDING,
-            )
-            .distinct()
-            .order_by("pk"),
-            reason=CancelReason.FUTURES_DELIVERY,
-            wait_seconds=DELIVERY_CANCELS_WAIT_SECONDS,
-        )
+        _orders_holding_cancel(lacking, CancelReason.FUTURES_DELIVERY, side=Side.SELL)
     except Exception:
         log.exception("risk cycle: offers of GPU-hours owed for delivery were not cancelled")
 
@@ -980,7 +968,6 @@ def _delivery_payments_cancel(trading_date: date) -> None:
     leave it short: its contracts are then cash-settled with the penalty
     (``_delivery_penalties``). The cancels are waited for and a failure logged as
     ``_delivery_offers_cancel``'s."""
-    from exchange.services.orders import orders_cancel
 
     try:
         needs: dict[int, int] = defaultdict(int)  # Trading account id: cash short, micro-USD.
@@ -1010,19 +997,31 @@ def _delivery_payments_cancel(trading_date: date) -> None:
             row = cash.first()
             if row is not None and row.available < need:
                 short_of_cash.append(row.pk)
-        orders_cancel(
-            orders=Order.objects.filter(
-                status__in=LIVE_STATUSES,
-                holds__hold__account_id__in=short_of_cash,
-                holds__hold__status=Hold.Status.PENDING,
-            )
-            .distinct()
-            .order_by("pk"),
-            reason=CancelReason.DELIVERY_PAYMENT,
-            wait_seconds=DELIVERY_CANCELS_WAIT_SECONDS,
-        )
+        _orders_holding_cancel(short_of_cash, CancelReason.DELIVERY_PAYMENT)
     except Exception:
         log.exception("risk cycle: orders holding cash owed for delivery were not cancelled")
+
+
+def _orders_holding_cancel(
+    ledger_account_ids: list[int], reason: str, *, side: str | None = None
+) -> None:
+    """Cancel the live orders (of ``side``, or either) with a pending hold on one of the
+    ledger accounts, waiting for external matchers (``DELIVERY_CANCELS_WAIT_SECONDS``): what
+    a delivery needs of them comes before the orders."""
+    from exchange.services.orders import orders_cancel
+
+    orders = Order.objects.filter(
+        status__in=LIVE_STATUSES,
+        holds__hold__account_id__in=ledger_account_ids,
+        holds__hold__status=Hold.Status.PENDING,
+    )
+    if side is not None:
+        orders = orders.filter(side=side)
+    orders_cancel(
+        orders=orders.distinct().order_by("pk"),
+        reason=reason,
+        wait_seconds=DELIVERY_CANCELS_WAIT_SECONDS,
+    )
 
 
 def _deliveries_due(trading_date: date) -> list[Instrument]:

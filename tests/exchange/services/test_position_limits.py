@@ -271,10 +271,14 @@ def test_setting_a_limit_is_the_risk_roles_and_audited(limited, call):
         instrument_position_limit_set(instrument=call, position_limit=7, actor=risk)
     with pytest.raises(CatalogError) as negative:
         instrument_position_limit_set(instrument=limited, position_limit=-1, actor=risk)
+    # (beyond the column: named, not the database's error)
+    with pytest.raises(CatalogError) as too_large:
+        instrument_position_limit_set(instrument=limited, position_limit=2**31, actor=risk)
     instrument_position_limit_set(instrument=limited, position_limit=7, actor=risk)
 
     assert not_risk.value.code == RiskErrorCode.ROLE_REQUIRED
     assert option.value.code == negative.value.code == CatalogErrorCode.POSITION_LIMIT_INVALID
+    assert too_large.value.code == CatalogErrorCode.POSITION_LIMIT_INVALID
     assert Instrument.objects.get(pk=limited.pk).position_limit == 7
     entry = AuditEntry.objects.get(action="instrument.position_limit")
     assert (entry.actor, entry.before, entry.after) == (
