@@ -37,6 +37,16 @@ class Organization(models.Model):
                 name="organization_name_unique_case_insensitive",
                 violation_error_message="An organization of this name already exists.",
             ),
+            # The exchange is run by one operator: its organization is opened once, at set-up.
+            # Another would hold accounts that may not trade (ORDER_ACCOUNT_IS_OPERATOR) and
+            # staff who would look the operator's.
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(kind="exchange"),
+                name="organization_one_exchange_operator",
+                violation_error_message="The exchange operator's organization already exists: "
+                "an organization added here is a participant.",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -42,10 +42,20 @@ def organization_create(
     """Create an organization with its main trading account.
 
     Its name, without surrounding blanks, must be no other organization's whatever the case
-    (``PARTICIPANT_NAME_TAKEN``): people and staff tell organizations apart by name.
+    (``PARTICIPANT_NAME_TAKEN``): people and staff tell organizations apart by name. There is
+    one exchange operator (``PARTICIPANT_OPERATOR_EXISTS`` for a second).
     """
     name = name.strip()
     _name_taken_check(name)
+    if (
+        kind == Organization.Kind.EXCHANGE
+        and Organization.objects.filter(kind=Organization.Kind.EXCHANGE).exists()
+    ):
+        raise ParticipantError(
+            ParticipantErrorCode.OPERATOR_EXISTS,
+            "The exchange operator's organization already exists: there is one operator.",
+            field="kind",
+        )
     organization = Organization.objects.create(slug=slug, name=name, kind=kind)
     Account.objects.create(organization=organization, name="main")
     audit_record(

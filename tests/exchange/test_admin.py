@@ -20,6 +20,7 @@ from exchange.models import (
 )
 from exchange.selectors.capacity import block_holdings
 from exchange.services.orders import order_place
+from exchange.services.participants import organization_create
 
 pytestmark = pytest.mark.django_db
 
@@ -226,6 +227,28 @@ def test_the_organization_admin_refuses_a_name_taken_whatever_its_case(admin_cli
 
     assert response.status_code == 200  # The form again, with the refusal.
     assert "An organization of this name already exists." in response.content.decode()
+    assert Organization.objects.count() == before
+
+
+def test_the_organization_admin_refuses_a_second_exchange_operator(admin_client):
+    # given the operator's organization, opened at set-up
+    organization_create(slug="gpux", name="GPU Exchange", kind=Organization.Kind.EXCHANGE)
+    before = Organization.objects.count()
+    form = {
+        "slug": "gpux-2",
+        "name": "GPU Exchange Two",
+        "kind": "exchange",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
+
+    response = admin_client.post(reverse("admin:exchange_organization_add"), form)
+
+    # then the form again, the refusal by name, nothing written
+    assert response.status_code == 200
+    assert "The exchange operator&#x27;s organization already exists" in response.content.decode()
     assert Organization.objects.count() == before
 
 

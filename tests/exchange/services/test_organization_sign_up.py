@@ -223,3 +223,22 @@ def test_an_integrity_error_that_is_not_a_taken_name_is_raised(monkeypatch):
         _sign_up()
 
     assert not Organization.objects.filter(slug="lumen-labs").exists()
+
+
+def test_there_is_one_exchange_operator():
+    organization_create(slug="gpux", name="GPU Exchange", kind=Organization.Kind.EXCHANGE)
+    before = _rows()
+
+    with pytest.raises(ParticipantError) as refused:
+        organization_create(slug="gpux-2", name="GPU Exchange 2", kind=Organization.Kind.EXCHANGE)
+
+    assert refused.value.code == ParticipantErrorCode.OPERATOR_EXISTS
+    assert refused.value.field == "kind"
+    assert _rows() == before
+
+
+def test_the_database_keeps_one_exchange_operator_against_other_writers():
+    Organization.objects.create(slug="gpux", name="GPU Exchange", kind=Organization.Kind.EXCHANGE)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Organization.objects.create(slug="gpux-2", name="Other", kind=Organization.Kind.EXCHANGE)
