@@ -4,14 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('exchange', '0028_order_live_by_instrument'),
+        ("exchange", "0028_order_live_by_instrument"),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='organization',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'exchange')), fields=('kind',), name='organization_one_exchange_operator', violation_error_message="The exchange operator's organization already exists: an organization added here is a participant."),
+            model_name="organization",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "exchange")),
+                fields=("kind",),
+                name="organization_one_exchange_operator",
+                violation_error_message="The exchange operator's organization already exists: an organization added here is a participant.",
+            ),
         ),
     ]
