@@ -29,6 +29,7 @@ from exchange.models import (
     Instrument,
     MarginCall,
     Membership,
+    Notice,
     Order,
     OrderCommand,
     OrderRejection,
@@ -905,6 +906,30 @@ class AuditEntryAdmin(ReadOnlyAdmin[AuditEntry]):
     ]
     list_filter = [AuditActionFilter, AuditTargetTypeFilter]
     search_fields = ["actor_label", "target_id"]
+
+
+@admin.register(Notice)
+class NoticeAdmin(ReadOnlyAdmin[Notice]):
+    """What the exchange told organizations (margin calls, liquidations, funds, deliveries),
+    and whether each was emailed: a notice whose ``emailed_at`` stays empty is retried by the
+    ``notices_email_unsent`` task every 10 minutes."""
+
+    view_roles = ALL_ROLES
+    paginator = AppendOnlyPaginator
+    show_full_result_count = False
+    list_display = [
+        "id",
+        "created_at",
+        "organization",
+        "account",
+        "kind",
+        "subject",
+        "emailed_at",
+        "email_recipients",
+    ]
+    list_filter = ["kind"]
+    list_select_related = ["organization", "account"]
+    search_fields = ["organization__slug", "subject"]
 
 
 @admin.register(Deposit)

@@ -190,7 +190,29 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.pools_run_due",
         "schedule": 60.0,
     },
+    "email-unsent-notices": {
+        "task": "exchange.tasks.notices_email_unsent",
+        "schedule": 10 * 60.0,
+    },
 }
+
+# Notices (exchange/services/notices.py) email the members of an organization. Production sets
+# EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS as its mail
+# server needs) and DEFAULT_FROM_EMAIL; without EMAIL_HOST each message is written as a file
+# under var/mail/, where `make run`'s notices can be read. Tests use Django's memory outbox.
+EXCHANGE_NAME = os.environ.get("EXCHANGE_NAME", "GPU Exchange")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "GPU Exchange <notices@localhost>")
+if os.environ.get("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ["EMAIL_HOST"]
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = VAR_DIR / "mail"
 
 # The matcher: "inline" matches in the submitting process under the instrument's row lock
 # (embedded mode and tests); "external" leaves NEW orders to `manage.py run_matcher` shards.

@@ -9,6 +9,8 @@ from exchange.errors import RiskError, RiskErrorCode
 from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.capacity import entitlements_retire
 from exchange.services.listing import listings_roll
+from exchange.services.notices import notice_email as notice_email_service
+from exchange.services.notices import notices_email_unsent as notices_email_unsent_service
 from exchange.services.pools import pools_run_due as pools_run_due_service
 from exchange.services.risk_cycle import daily_settlement_run, margin_calls_review
 from exchange.services.settlement_prices import last_closed_day
@@ -77,3 +79,25 @@ def risk_margin_calls_review() -> int:
 def pools_run_due() -> dict[str, int]:
     """Pool cut-offs whose time has come, rounds to close and allocate (``pools_run_due``)."""
     return pools_run_due_service()
+
+
+# A mail server that refuses or does not answer (smtplib's errors are OSErrors): tried again,
+# waiting longer each time, for about a day; the notice stays unsent (``emailed_at`` null)
+# meanwhile and ``notices_email_unsent`` sweeps up any whose task was lost.
+@shared_task(
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    retry_backoff_max=60 * 60,
+    retry_jitter=True,
+    max_retries=30,
+)
+def notice_email(notice_id: int) -> int:
+    """Email one notice to its organization's members; return how many were sent."""
+    return notice_email_service(notice_id)
+
+
+@shared_task
+def notices_email_unsent() -> int:
+    """Email the notices whose task was lost (the broker down at their commit); return how
+    many notices were emailed."""
+    return notices_email_unsent_service()

@@ -803,6 +803,27 @@ class MarginCall(_Read):
 
 
 @dataclass(frozen=True)
+class Notice(_Read):
+    """What the exchange told the organization: a margin call (``margin_call``), its cure
+    (``margin_call_cured``), a ``liquidation``, a deposit credited or reversed, a withdrawal
+    paid or refused, a delivery failure penalty (``delivery_failed``). Also pushed on the
+    orders feed as a ``notice`` message (``Notice.of_message``)."""
+
+    id: int
+    kind: str
+    account: str
+    subject: str
+    message: str
+    created_at: datetime
+    emailed_at: datetime | None
+
+    @classmethod
+    def of_message(cls, message: dict[str, Any]) -> "Notice":
+        """A ``notice`` message of the feed (not emailed yet when it is sent)."""
+        return cls.of({**message, "emailed_at": None})
+
+
+@dataclass(frozen=True)
 class StatementLine(_Read):
     """One ledger entry of an asset's statement: USD as ``Decimal``, GPU-hours as ``int``."""
 
@@ -1875,6 +1896,11 @@ class ExchangeClient:
         _, data = self.request("GET", "account/margin-call/")
         call = data["margin_call"]
         return None if call is None else MarginCall.of(call)
+
+    def notices(self) -> Iterator[Notice]:
+        """What the exchange told the organization, newest first (every page)."""
+        for row in self._pages("account/notices/", {}):
+            yield Notice.of(row)
 
     def statement(self, asset: str | None = None) -> Iterator[StatementLine]:
         """The ledger entries of one asset (USD by default, or an entitlement's code), with

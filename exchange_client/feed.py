@@ -1,6 +1,6 @@
 """The push feed (``/ws/v1/``) from Python: one WebSocket channel read as an iterator of its
 messages, each a ``dict`` as docs/API.md describes it ("book", "trade", "order", "fill",
-"replace_rejected", "gap", "pong").
+"replace_rejected", "notice", "gap", "pong").
 
 It needs the ``websockets`` package, imported when a feed is opened, so that a client of the
 REST API alone needs only ``requests``. Open one with ``ExchangeClient.orders_feed()`` or

@@ -1,6 +1,7 @@
 """The caller's trading account: balances of every asset, positions, statements and GPU-hour
 entitlements. Dollars are decimal strings, GPU-hours integers, prices strings of USD per
-GPU-hour. Everything here reads the caller's main trading account, and only it."""
+GPU-hour. Everything here reads the caller's main trading account, and only it, but the
+notices, which are the organization's (a pool's account's margin call included)."""
 
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
 # mypy: allow-subclassing-any
@@ -15,9 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from exchange.api.errors import ErrorSerializer, not_found
-from exchange.api.pagination import NewestFirst, PageQuery
+from exchange.api.pagination import NewestFirst, PageQuery, newest_first_page
 from exchange.api.views import ApiView
-from exchange.models import ApiKey
+from exchange.models import ApiKey, Notice
 from exchange.selectors.account import (
     balances_of,
     statement_lines,
@@ -26,6 +27,7 @@ from exchange.selectors.account import (
 )
 from exchange.selectors.entitlements import entitlements_of
 from exchange.selectors.marks import MarkSource
+from exchange.selectors.notices import notices_of
 from exchange.selectors.positions import portfolio_totals, positions_of
 from exchange.selectors.risk import margin_call_of
 from exchange.services.ledger_accounts import USD_CODE
@@ -278,10 +280,56 @@ class MarginCallView(ApiView):
         return Response(MarginCallStandingSerializer({"margin_call": standing}).data)
 
 
+class NoticeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Notice.Kind.choices)
+    account = serializers.CharField(
+        source="account.name",
+        help_text="The organization's account it is about (main, or a pool's).",
+    )
+    subject = serializers.CharField()
+    message = serializers.CharField(help_text="What happened and what to do, as emailed.")
+    created_at = serializers.DateTimeField()
+    emailed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it was emailed to the members; null until then."
+    )
+
+
+class Notices(ApiView):
+    required_scope = ApiKey.Scope.READ
+    pagination_class = NewestFirst
+
+    @extend_schema(
+        parameters=[PageQuery],
+        responses={
+            200: NoticeSerializer(many=True),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            **READ_ERRORS,
+        },
+        summary="What the exchange told the organization, newest first",
+        description=(
+            "Margin calls, their cures and liquidations; deposits credited or reversed; "
+            "withdrawals paid, rejected or failed; delivery failure penalties. Each is also "
+            "sent on ws/v1/orders/ (a notice message) and emailed to the organization's "
+            "members. 404 for a cursor that is not ours."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        PageQuery(data=request.query_params).is_valid(raise_exception=True)
+        return newest_first_page(
+            self,
+            request,
+            notices_of(request.caller.organization.pk),
+            lambda page: NoticeSerializer(page, many=True).data,
+        )
+
+
 urlpatterns = [
     path("account/balances/", Balances.as_view(), name="account-balances"),
     path("account/margin-call/", MarginCallView.as_view(), name="account-margin-call"),
     path("account/positions/", Positions.as_view(), name="account-positions"),
     path("account/statement/", Statement.as_view(), name="account-statement"),
     path("account/entitlements/", Entitlements.as_view(), name="account-entitlements"),
+    path("account/notices/", Notices.as_view(), name="account-notices"),
 ]

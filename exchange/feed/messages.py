@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from exchange.models import Order, OrderCommand, Trade
+from exchange.models import Notice, Order, OrderCommand, Trade
 from exchange.selectors.market import Level
 from exchange.selectors.orders import Fill
 
@@ -127,6 +127,20 @@ def replace_rejected_message(symbol: str, command: OrderCommand) -> Message:
         "quantity": command.quantity,
         "reject_code": command.reject_code,
         "rejected_at": time_text(command.processed_at),
+    }
+
+
+def notice_message(notice: Notice) -> Message:
+    """A notice to the organization (a margin call, its cure, a liquidation, funds credited or
+    refused, a delivery failed): ``GET /api/v1/account/notices/`` answers the same fields."""
+    return {
+        "type": "notice",
+        "id": notice.pk,
+        "kind": notice.kind,
+        "account": notice.account.name,
+        "subject": notice.subject,
+        "message": notice.message,
+        "created_at": time_text(notice.created_at),
     }
 
 

@@ -61,13 +61,14 @@ from exchange.feed.messages import (
     book_message,
     fill_message,
     instrument_group,
+    notice_message,
     order_message,
     organization_group,
     replace_rejected_message,
     trade_message,
 )
 from exchange.feed.selectors import account_organizations
-from exchange.models import Instrument, Order, OrderCommand
+from exchange.models import Instrument, Notice, Order, OrderCommand
 from exchange.selectors.market import Level
 from exchange.selectors.orders import fill_of_trade
 from exchange.units import lots_to_quantity, ticks_to_price
@@ -126,6 +127,20 @@ def key_revoked(key_id: int) -> None:
         async_to_sync(_send_bounded)(layer, group, {"type": KEY_REVOKED_EVENT_TYPE})
     except Exception:
         logger.exception("feed: telling API key #%s's connections of its revocation failed", key_id)
+
+
+def notice_committed(notice: Notice) -> None:
+    """Send ``notice`` on its organization's private channel (``ws/v1/orders/``), as a
+    ``notice`` message; call at the commit that made it. Handed to the sender as a matcher's
+    batch is (numbered the same way, so a lost one is a gap); never raises."""
+    try:
+        layer = get_channel_layer()
+        group = organization_group(notice.organization_id)
+        if layer is None or not _heard(layer, group):
+            return
+        _send(layer, {group: [notice_message(notice)]})
+    except Exception:
+        logger.exception("feed: sending notice #%s failed", notice.pk)
 
 
 async def _send_bounded(layer: BaseChannelLayer, group: str, event: dict[str, Any]) -> None:

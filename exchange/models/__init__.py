@@ -2,6 +2,7 @@ from exchange.models.api import ApiKey
 from exchange.models.audit import AuditEntry
 from exchange.models.catalog import Instrument, Interconnect, Region, ReservedCapacity, Sku
 from exchange.models.funding import Deposit, StripeEvent, Withdrawal
+from exchange.models.notices import Notice
 from exchange.models.orders import (
     LIVE_STATUSES,
     RESTING_STATUSES,
@@ -40,6 +41,7 @@ __all__ = [
     "Interconnect",
     "MarginCall",
     "Membership",
+    "Notice",
     "Order",
     "OrderCommand",
     "OrderHold",

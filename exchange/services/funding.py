@@ -44,6 +44,7 @@ from exchange.backoffice.roles import FUNDING_STAFF
 from exchange.errors import FundingError, FundingErrorCode
 from exchange.models import Account, ApiKey, Deposit, Membership, StripeEvent, Withdrawal
 from exchange.selectors.risk import cash_out_refusal
+from exchange.services import notices
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
     cash_account,
@@ -389,6 +390,7 @@ def _checkout_completed(stored: StripeEvent, session: dict[str, Any]) -> None:
         after={"entry": entry.pk, "event": stored.event_id},
         system_label=WEBHOOK_SYSTEM_LABEL,
     )
+    notices.deposit_credited(deposit)
 
 
 def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
@@ -443,6 +445,7 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
         after={"status": deposit.status, "entry": entry.pk, "event": stored.event_id},
         system_label=WEBHOOK_SYSTEM_LABEL,
     )
+    notices.deposit_reversed(deposit, REVERSAL_REASONS[stored.type])
 
 
 # Withdrawals.
@@ -643,6 +646,7 @@ def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Wi
             before={"status": Withdrawal.Status.APPROVED},
             after={"status": locked.status, "entry": entry.pk, "stripe_payout": payout_id},
         )
+        notices.withdrawal_paid(locked)
     return locked
 
 
@@ -661,6 +665,7 @@ def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str)
             after={"status": locked.status},
             reason=reason,
         )
+        notices.withdrawal_refused(locked)
 
 
 def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> Withdrawal:
@@ -681,6 +686,7 @@ def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> W
             after={"status": locked.status},
             reason=reason,
         )
+        notices.withdrawal_refused(locked)
     return locked
 
 

@@ -79,7 +79,7 @@ from exchange.models import (
 )
 from exchange.selectors.marks import mark_price
 from exchange.selectors.risk import prices_missing
-from exchange.services import margin, settlement_prices
+from exchange.services import margin, notices, settlement_prices
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
@@ -641,6 +641,16 @@ def _delivery_penalties(
             price=str(price),
             paid_to=paid_to,
         )
+        notices.delivery_failed(
+            account_id=payer_id,
+            symbol=future.symbol,
+            key=f"delivery-penalty:{future.pk}:{payer_id}",
+            contracts=contracts,
+            short=short,
+            amount=total,
+            rate=rate,
+            price=price,
+        )
         summary.setdefault("delivery_penalties", []).append(
             {
                 "symbol": future.symbol,
@@ -762,6 +772,7 @@ def _margin_step(
                 call = MarginCall(account_id=account_id, trading_date=trading_date, **figures)
                 call.amount_called = call.amount
                 call.save()
+                notices.margin_call_made(call)
                 summary["margin_calls"].append(account_id)
             continue
         # Open: cured by the whole requirement, owing nothing; else its figures follow the
@@ -772,6 +783,8 @@ def _margin_step(
             MarginCall.objects.filter(pk=call.pk).update(
                 status=MarginCall.Status.CURED, resolved_at=now, figured_at=now, **figures
             )
+            call.required = figures["required"]
+            notices.margin_call_cured(call)
             summary["margin_calls_cured"].append(account_id)
             _reducing_orders_cancel_on_commit(call)
         else:
@@ -1264,6 +1277,7 @@ def margin_call_review(call: MarginCall) -> MarginCall:
             call.status = MarginCall.Status.CURED
             call.resolved_at = call.figured_at
             _reducing_orders_cancel_on_commit(call)
+            notices.margin_call_cured(call)
         call.save()
     return call
 
@@ -1410,6 +1424,16 @@ def account_liquidate(
         stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
         ledger.post(f"liquidation:{account.pk}:{stamp}", "Liquidation: margin released", postings)
         ledger.flush()
+        notices.liquidation_started(
+            account=account,
+            key=f"liquidation:{account.pk}:{stamp}",
+            cancelled=len(live),
+            closing=[
+                (i.symbol, _closing_side(contracts), abs(contracts))
+                for i, contracts in sorted(positions.items(), key=lambda item: item[0].symbol)
+            ],
+            reason=reason,
+        )
     # The cancels release what the orders held, before the closing orders need it.
     orders.cancel_commands_match(cancels)
     results = []

@@ -28,6 +28,7 @@ from exchange.selectors.account import (
     statement_postings,
     statement_source,
 )
+from exchange.selectors.notices import notices_of_organizations
 from exchange.selectors.orders import (
     STATUS_LIVE,
     fills_in,
@@ -42,6 +43,8 @@ from exchange.web.membership import membership_of, trading_account_of
 from exchange.web.order_reasons import done_reason_text
 
 RECENT_FUNDING_ROWS = 10
+# The newest notices of the member's organizations (all of them: GET /api/v1/account/notices/).
+NOTICES_ROWS = 10
 OPEN_ORDERS_ROWS_MAX = 50
 ENDED_ORDERS_ROWS = 10
 RECENT_TRADES_ROWS = 20  # The account's fills in its 20 latest trades.
@@ -85,6 +88,9 @@ def portfolio(request: HttpRequest) -> HttpResponse:
     rows = [_portfolio_row(account) for account in accounts]
     context = {
         "memberships": memberships,
+        "notices": notices_of_organizations([m.organization_id for m in memberships])[
+            :NOTICES_ROWS
+        ],
         "rows": rows,
         "test_funds_mode": funding_services.test_mode_active(),
         "open_orders_rows_max": OPEN_ORDERS_ROWS_MAX,

@@ -106,6 +106,36 @@ def test_the_margin_call_statement_entitlements_and_keys(buyer, seller, listing)
     assert (revoked.prefix, revoked.revoked_at is not None) == (keys[0].prefix, True)
 
 
+def test_the_notices_are_read_whole_and_a_feed_message_as_one(buyer):
+    from exchange.models import Notice as NoticeRow
+    from exchange.services.notices import notice_send
+    from exchange_client import Notice
+
+    client = client_of(buyer.organization)
+    made = notice_send(
+        account=buyer,
+        kind=NoticeRow.Kind.MARGIN_CALL,
+        key="call",
+        subject="Margin call: $12.00 due",
+        message="Amount due: $12.00.",
+    )
+
+    notices = list(client.notices())
+
+    assert reads_whole(notices, raw(client, "GET", "account/notices/")["results"]) == []
+    assert [(notice.id, notice.kind) for notice in notices] == [(made.pk, "margin_call")]
+    pushed = {
+        "type": "notice",
+        "id": made.pk,
+        "kind": "margin_call",
+        "account": "main",
+        "subject": made.subject,
+        "message": made.message,
+        "created_at": "2026-12-07T10:00:00Z",
+    }
+    assert Notice.of_message(pushed).emailed_at is None
+
+
 def test_capacity_registered_listed_and_read(seller, buyer, sku, region):
     provider = client_of(seller.organization)
     begins = starts()

@@ -9,10 +9,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from exchange import calendar
-from exchange.models import Interconnect, Order
+from exchange.models import Interconnect, Notice, Order
 from exchange.services.api_keys import api_key_create
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import withdrawal_request
+from exchange.services.notices import notice_send
 from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +50,20 @@ def theirs(futures, sku, region, buyer, seller):
     )
     withdrawal = withdrawal_request(account=seller, amount=Decimal("100.00"), actor=None)
     key = api_key_create(organization=seller.organization, name="theirs", scopes=["read"]).key
-    return {"order": resting, "reservation": reservation, "withdrawal": withdrawal, "key": key}
+    notice = notice_send(
+        account=seller,
+        kind=Notice.Kind.MARGIN_CALL,
+        key="theirs",
+        subject="Margin call: $1.00 due",
+        message="Theirs.",
+    )
+    return {
+        "order": resting,
+        "reservation": reservation,
+        "withdrawal": withdrawal,
+        "key": key,
+        "notice": notice,
+    }
 
 
 def codes(response) -> tuple[int, str]:
@@ -126,6 +140,9 @@ def test_lists_never_show_another_organizations_objects(theirs, buyer, seller, f
     their_deposits = ids(own, "/api/v1/funding/deposits/")
     assert their_deposits and not their_deposits & ids(mine, "/api/v1/funding/deposits/")
     assert theirs["key"].prefix not in ids(mine, "/api/v1/keys/", "prefix")
+    # Notices.
+    assert ids(mine, "/api/v1/account/notices/") == set()
+    assert ids(own, "/api/v1/account/notices/") == {theirs["notice"].pk}
 
 
 def test_account_figures_are_the_callers_own(theirs, buyer, seller, futures):

@@ -777,3 +777,37 @@ def test_cash_figures_are_shown_to_the_micro_dollar_not_rounded_to_cents(client,
         ("Cash available", available),
     ):
         assert f'{label} (USD)</span><span class="value">{_usd_exact(amount)}<' in page
+
+
+def test_a_member_sees_the_organization_s_notices_and_no_other_s(client, startup, trader):
+    from exchange.models import Notice
+    from exchange.services.notices import notice_send
+
+    notice_send(
+        account=account_main(startup),
+        kind=Notice.Kind.MARGIN_CALL,
+        key="ours",
+        subject="Margin call: $120.50 due",
+        message="Amount due: $120.50.\nDeposit funds or reduce positions.",
+    )
+    notice_send(
+        account=account_main(trader),
+        kind=Notice.Kind.WITHDRAWAL_PAID,
+        key="theirs",
+        subject="Withdrawal of $9,999.00 paid",
+        message="Theirs.",
+    )
+    client.force_login(get_user_model().objects.get(username="alice"))
+
+    page = client.get(reverse("web:portfolio")).content.decode()
+
+    assert 'id="notices"' in page
+    assert "Margin call: $120.50 due" in page
+    assert "Amount due: $120.50.<br>Deposit funds" in page
+    assert "Withdrawal of $9,999.00 paid" not in page
+
+
+def test_no_notices_section_without_notices(client, startup):
+    client.force_login(get_user_model().objects.get(username="alice"))
+
+    assert 'id="notices"' not in client.get(reverse("web:portfolio")).content.decode()

@@ -1,0 +1,297 @@
+"""Notices: telling an organization's members what happened to its accounts.
+
+A service that makes a margin call, cures one, liquidates an account, credits or reverses a
+deposit, pays or refuses a withdrawal, or charges a delivery failure calls ``notice_send`` in its
+own transaction. The notice is a row (``Notice``) written with what it tells: it commits with
+that, or not at all. At the commit it goes
+
+- on the organization's private feed channel (``ws/v1/orders/``), as a ``notice`` message, so
+  an automated trader hears of a margin call without polling;
+- to the members' email, by the Celery task ``notice_email`` (eager in the embedded mode; in
+  production on the broker, retried while the mail server fails). ``emailed_at`` says when it
+  went; a notice already emailed is never emailed again.
+
+Each notice has a key naming what it is of (``margin-call:<id>:made``): a service run again (a
+retried task, a webhook Stripe sends twice) finds it and tells nobody twice.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.models import Account, Deposit, MarginCall, Notice, Withdrawal
+from exchange.services.ledger_accounts import micros_to_usd
+
+logger = logging.getLogger(__name__)
+
+CENT = Decimal("0.01")
+SUBJECT_LENGTH_MAX = 200  # Notice.subject.
+
+
+def dollars(micros: int, *, up: bool = False) -> str:
+    """``micros`` (micro-USD) as dollars and cents, ``$1,234.57``; ``up`` rounds up to the cent
+    (an amount due: a member who pays what the notice says cures it)."""
+    value = micros_to_usd(micros).quantize(CENT, ROUND_CEILING if up else ROUND_HALF_EVEN)
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def notice_send(
+    *, account: Account | int, kind: Notice.Kind, key: str, subject: str, message: str
+) -> Notice:
+    """Record a notice to ``account``'s organization, sent on its feed and by email once the
+    caller's transaction commits. The same ``key`` again returns the first notice, sending
+    nothing more."""
+    account_id = account if isinstance(account, int) else account.pk
+    organization_id = Account.objects.values_list("organization_id", flat=True).get(pk=account_id)
+    notice, created = Notice.objects.get_or_create(
+        key=key,
+        defaults={
+            "organization_id": organization_id,
+            "account_id": account_id,
+            "kind": kind,
+            "subject": subject[:SUBJECT_LENGTH_MAX],
+            "message": message,
+        },
+    )
+    if created:
+        transaction.on_commit(partial(_sent, notice), robust=True)
+    return notice
+
+
+def _sent(notice: Notice) -> None:
+    from exchange import tasks
+    from exchange.feed import publish
+
+    publish.notice_committed(notice)
+    tasks.notice_email.delay(notice.pk)
+
+
+def notice_email(notice_id: int) -> int:
+    """Email the notice to its organization's active members with an address, one message
+    each (no member sees another's address); returns how many were sent. A notice already
+    emailed is not sent again. A mail server's failure raises, nothing marked: the task tries
+    again later."""
+    with transaction.atomic():
+        notice = (
+            Notice.objects.select_for_update()
+            .select_related("organization", "account")
+            .filter(pk=notice_id)
+            .first()
+        )
+        if notice is None or notice.emailed_at is not None:
+            return 0
+        recipients = list(
+            get_user_model()
+            .objects.filter(memberships__organization_id=notice.organization_id, is_active=True)
+            .exclude(email="")
+            .order_by("pk")
+            .values_list("email", flat=True)
+        )
+        body = (
+            f"{notice.message}\n\n"
+            f"Account: {notice.organization.name} / {notice.account.name}\n"
+            f"Sent by {settings.EXCHANGE_NAME} on {timezone.now():%Y-%m-%d %H:%M} UTC. You "
+            f"receive this as a member of {notice.organization.name}.\n"
+        )
+        subject = f"[{settings.EXCHANGE_NAME}] {notice.subject}"
+        messages = [EmailMessage(subject, body, to=[address]) for address in recipients]
+        if messages:
+            get_connection().send_messages(messages)
+        notice.emailed_at = timezone.now()
+        notice.email_recipients = len(messages)
+        notice.save(update_fields=["emailed_at", "email_recipients"])
+    return len(messages)
+
+
+# A notice's own task normally emails it within seconds; the sweep takes those left longer.
+UNSENT_AFTER_SECONDS = 5 * 60
+UNSENT_SWEEP_MAX = 500
+
+
+def notices_email_unsent(*, now: datetime | None = None) -> int:
+    """Email the notices not emailed ``UNSENT_AFTER_SECONDS`` after they were made (their task
+    lost with a broker that was down at their commit, or out of retries), oldest first, at most
+    ``UNSENT_SWEEP_MAX`` a run; returns how many it dealt with (emailed, or marked with no
+    member to email). One whose mail server still fails is logged and left to the next run."""
+    now = now or timezone.now()
+    due = Notice.objects.filter(
+        emailed_at__isnull=True, created_at__lte=now - timedelta(seconds=UNSENT_AFTER_SECONDS)
+    ).order_by("pk")
+    emailed = 0
+    for notice_id in due.values_list("pk", flat=True)[:UNSENT_SWEEP_MAX]:
+        try:
+            notice_email(notice_id)
+        except OSError:
+            logger.exception("notice #%s: email failed again, left to the next run", notice_id)
+            continue
+        emailed += 1
+    return emailed
+
+
+# What each event tells ---------------------------------------------------------------------
+
+
+def margin_call_made(call: MarginCall) -> Notice:
+    """The daily settlement put the account under ``call``."""
+    owed = (
+        f", and owes {dollars(call.deficit)} of losses its cash and margin could not pay"
+        if call.deficit
+        else ""
+    )
+    return notice_send(
+        account=call.account_id,
+        kind=Notice.Kind.MARGIN_CALL,
+        key=f"margin-call:{call.pk}:made",
+        subject=f"Margin call: {dollars(call.amount, up=True)} due",
+        message=(
+            f"The daily settlement of {call.trading_date:%Y-%m-%d} put the account under a margin "
+            f"call. It holds {dollars(call.held)} of margin against {dollars(call.required)} "
+            f"required (maintenance {dollars(call.maintenance)}){owed}.\n\n"
+            f"Amount due: {dollars(call.amount, up=True)}.\n\n"
+            "Until the call is met the account may only reduce its positions (other orders are "
+            "refused, RISK_REDUCE_ONLY) and no cash leaves it. Deposit funds or reduce "
+            "positions: the exchange tops the margin up from the account's cash every few "
+            "minutes, and the call ends once the whole requirement is held and nothing is "
+            "owed. Exchange staff may liquidate the positions of an account whose call stays "
+            "open. GET /api/v1/account/margin-call/ and the portfolio page show its figures."
+        ),
+    )
+
+
+def margin_call_cured(call: MarginCall) -> Notice:
+    """``call`` ended: the account holds its whole requirement and owes nothing."""
+    return notice_send(
+        account=call.account_id,
+        kind=Notice.Kind.MARGIN_CALL_CURED,
+        key=f"margin-call:{call.pk}:cured",
+        subject="Margin call cured",
+        message=(
+            f"The margin call of {call.trading_date:%Y-%m-%d} is cured: the account holds its "
+            f"whole margin requirement ({dollars(call.required)}) and owes nothing. It trades "
+            "as before; its reducing orders still working were cancelled (done_reason "
+            "margin_call_cured), as they held no margin."
+        ),
+    )
+
+
+def liquidation_started(
+    *, account: Account, key: str, cancelled: int, closing: list[tuple[str, str, int]], reason: str
+) -> Notice:
+    """Staff liquidate ``account``: ``cancelled`` live orders, then ``closing`` (symbol, side,
+    contracts) market orders."""
+    lines = "\n".join(f"- {side} {quantity} {symbol}" for symbol, side, quantity in closing)
+    return notice_send(
+        account=account,
+        kind=Notice.Kind.LIQUIDATION,
+        key=key,
+        subject="Your positions are being liquidated",
+        message=(
+            "Exchange staff are liquidating the account under its open margin call. Its "
+            f"{cancelled} live order(s) were cancelled, its margin released to pay for closing, "
+            "and a market order (immediate or cancel, no fee) placed to close each position:\n"
+            f"{lines or '- (no position)'}\n\n"
+            f"Reason given: {reason}\n\n"
+            "What a book could not absorb stays open, and the margin call with it. The orders "
+            "and their fills are in GET /api/v1/orders/ and the portfolio page."
+        ),
+    )
+
+
+def deposit_credited(deposit: Deposit) -> Notice:
+    """Stripe confirmed ``deposit``'s payment and the exchange credited it."""
+    return notice_send(
+        account=deposit.account_id,
+        kind=Notice.Kind.DEPOSIT_CREDITED,
+        key=f"deposit:{deposit.pk}:credited",
+        subject=f"Deposit of ${deposit.amount:,.2f} credited",
+        message=(
+            f"Deposit #{deposit.pk} of ${deposit.amount:,.2f} was paid and credited to the "
+            "account's cash: it is available to trade and to margin."
+        ),
+    )
+
+
+def deposit_reversed(deposit: Deposit, why: str) -> Notice:
+    """``deposit``'s payment was refunded or disputed: its credit was taken back."""
+    return notice_send(
+        account=deposit.account_id,
+        kind=Notice.Kind.DEPOSIT_REVERSED,
+        key=f"deposit:{deposit.pk}:reversed",
+        subject=f"Deposit of ${deposit.amount:,.2f} reversed",
+        message=(
+            f"The payment of deposit #{deposit.pk} (${deposit.amount:,.2f}) was {why}, so its "
+            "credit was taken back from the account's cash."
+        ),
+    )
+
+
+def withdrawal_paid(withdrawal: Withdrawal) -> Notice:
+    """``withdrawal`` was paid out."""
+    return notice_send(
+        account=withdrawal.account_id,
+        kind=Notice.Kind.WITHDRAWAL_PAID,
+        key=f"withdrawal:{withdrawal.pk}:paid",
+        subject=f"Withdrawal of ${withdrawal.amount:,.2f} paid",
+        message=(
+            f"Withdrawal #{withdrawal.pk} of ${withdrawal.amount:,.2f} was approved and paid "
+            "out to the organization's bank account."
+        ),
+    )
+
+
+def withdrawal_refused(withdrawal: Withdrawal) -> Notice:
+    """``withdrawal`` was rejected by staff or its payout failed: its funds are available again."""
+    rejected = withdrawal.status == Withdrawal.Status.REJECTED
+    return notice_send(
+        account=withdrawal.account_id,
+        kind=Notice.Kind.WITHDRAWAL_REFUSED,
+        key=f"withdrawal:{withdrawal.pk}:{withdrawal.status}",
+        subject=f"Withdrawal of ${withdrawal.amount:,.2f} "
+        + ("rejected" if rejected else "not paid"),
+        message=(
+            f"Withdrawal #{withdrawal.pk} of ${withdrawal.amount:,.2f} "
+            + ("was rejected by exchange staff" if rejected else "could not be paid out")
+            + f": {withdrawal.reason or 'no reason given'}. The funds it held are available "
+            "in the account again."
+        ),
+    )
+
+
+def delivery_failed(
+    *,
+    account_id: int,
+    symbol: str,
+    key: str,
+    contracts: int,
+    short: bool,
+    amount: int,
+    rate: Decimal,
+    price: Decimal,
+) -> Notice:
+    """The account could not deliver (a short) or pay for (a long) ``contracts`` of the
+    physically settled future ``symbol``: they were cash-settled and it paid ``amount``."""
+    failed, lacked = (
+        ("not delivered", "the GPU-hours it owed")
+        if short
+        else ("not paid for", "the cash to pay for the GPU-hours")
+    )
+    return notice_send(
+        account=account_id,
+        kind=Notice.Kind.DELIVERY_FAILED,
+        key=key,
+        subject=f"Delivery failure on {symbol}: {dollars(amount)} penalty",
+        message=(
+            f"At the expiry of {symbol} the account lacked {lacked}: {contracts} contract(s) "
+            f"{failed} were cash-settled at the final settlement price ({price.normalize():f}) "
+            f"and it paid a delivery failure penalty of {dollars(amount)} "
+            f"({rate.normalize():f} of their final value) to its counterparts. The statement "
+            "shows the entry."
+        ),
+    )
