@@ -8,7 +8,9 @@ A planned need (``side`` buy) or capacity (``side`` sell) is ``gpus`` GPUs for e
 consecutive delivery months, each month with its forward price (from ``pricing.curve``) and its
 time to delivery. Left unhedged, the buyer pays (the seller earns) the month's price when the
 month comes; the model for it is lognormal around the forward (a martingale: the forward is the
-expected price), driven by one Brownian motion so that nearby months move together.
+expected price), each month at its own volatility ``sigma`` (one for all, or one per month: the
+market may expect one month to move more than another), driven by one Brownian motion so that
+nearby months move together.
 
 Strategies compared for a buyer, all for the whole need:
 - ``none``: pay the price of each month;
@@ -45,9 +47,9 @@ Each reports the expected cost and the 95% worst case (the 95th percentile of th
 seeded so results repeat); for a seller the expected revenue and its 95% worst case, the 5th
 percentile of the simulated revenue (a seller's bad tail is low prices). Premiums are Black-76
 values at each option's time to expiry and its own volatility where ``ListedOptions`` gives one (the
-market's price of that option), else the given volatility, carried to delivery at ``rate``. The
-prices are simulated at the given volatility whatever the options' own: an option's volatility sets
-what it costs, the simulated market whether it is exercised.
+market's price of that option), else its month's volatility, carried to delivery at ``rate``. The
+prices are simulated at each month's volatility whatever the options' own: an option's volatility
+sets what it costs, the simulated market whether it is exercised.
 
 ``minimum_variance_hedge_ratio`` gives the futures per unit of need when the need (one SKU and
 region) is hedged with another's futures: ``correlation x sigma_need / sigma_hedge`` from the
@@ -69,6 +71,11 @@ PATHS_DEFAULT = 20_000
 DISTRIBUTION_BINS = 30  # Of the simulated costs, for drawing them.
 WORST_CASE_QUANTILE = 0.95  # Of a buyer's costs: the high tail.
 WORST_CASE_QUANTILE_REVENUE = 0.05  # Of a seller's revenues: the low tail.
+# Above this annualized volatility the simulation says nothing: over months of delivery almost
+# every path falls to 0 while a handful carry the expected price, so the mean and percentiles of
+# 20,000 paths are noise, and far above it ``sigma**2`` overflows. 500% a year is far beyond any
+# GPU market; a month is simulated at no more.
+VOLATILITY_MAX = 5.0
 
 
 class Side(StrEnum):
@@ -203,26 +210,62 @@ class HedgeRecommendation:
         return self.outcomes
 
 
+Volatilities = float | Sequence[float] | NDArray[np.float64]
+
+
+def month_sigmas(need: PlannedNeed, sigma: Volatilities) -> NDArray[np.float64]:
+    """``sigma`` as one annualized volatility per month of ``need``: a single one for every
+    month, else one per month as given.
+
+    Raises
+    ------
+    HedgeInputError
+        Not one per month, or one negative, not finite or above ``VOLATILITY_MAX``.
+
+    Examples
+    --------
+    >>> need = PlannedNeed(gpus=1, hours=(720, 744), forwards=(2.0, 2.1),
+    ...                    years_to_delivery=(0.5, 0.6))
+    >>> month_sigmas(need, 0.6).tolist(), month_sigmas(need, (0.35, 0.6)).tolist()
+    ([0.6, 0.6], [0.35, 0.6])
+    """
+    months = len(need.hours)
+    sigmas = np.asarray(sigma, dtype=np.float64)
+    if sigmas.ndim == 0:
+        sigmas = np.full(months, float(sigmas))
+    if sigmas.shape != (months,):
+        raise HedgeInputError("Volatility: one for every month, or one per month.")
+    if not np.all(np.isfinite(sigmas) & (sigmas >= 0) & (sigmas <= VOLATILITY_MAX)):
+        raise HedgeInputError(f"Volatilities are from 0 to {VOLATILITY_MAX:g}, a year.")
+    return sigmas
+
+
 def simulate_prices(
-    need: PlannedNeed, sigma: float, paths: int = PATHS_DEFAULT, seed: int = 1
+    need: PlannedNeed, sigma: Volatilities, paths: int = PATHS_DEFAULT, seed: int = 1
 ) -> NDArray[np.float64]:
-    """Simulated prices ($/GPU-hr) at delivery, shape (paths, months)."""
-    brownian, _ = _simulate_brownian(need, sigma, paths, seed, ())
-    return _prices(need, sigma, brownian, need.years_to_delivery)
+    """Simulated prices ($/GPU-hr) at delivery, shape (paths, months); ``sigma`` is one
+    annualized volatility for every month or one per month (`month_sigmas`)."""
+    sigmas = month_sigmas(need, sigma)
+    brownian, _ = _simulate_brownian(need, paths, seed, ())
+    return _prices(need, sigmas, brownian, need.years_to_delivery)
 
 
 def _prices(
-    need: PlannedNeed, sigma: float, brownian: NDArray[np.float64], times: Sequence[float]
+    need: PlannedNeed,
+    sigmas: NDArray[np.float64],
+    brownian: NDArray[np.float64],
+    times: Sequence[float],
 ) -> NDArray[np.float64]:
-    """Each month's forward at ``times`` (one per month) given the Brownian motion there."""
+    """Each month's forward at ``times`` (one per month) given the Brownian motion there, at
+    each month's volatility (``sigmas``)."""
     forwards = np.asarray(need.forwards, dtype=np.float64)
     at = np.asarray(times, dtype=np.float64)
-    prices: NDArray[np.float64] = forwards * np.exp(sigma * brownian - 0.5 * sigma**2 * at)
+    prices: NDArray[np.float64] = forwards * np.exp(sigmas * brownian - 0.5 * sigmas**2 * at)
     return prices
 
 
 def _simulate_brownian(
-    need: PlannedNeed, sigma: float, paths: int, seed: int, extra_times: Sequence[float]
+    need: PlannedNeed, paths: int, seed: int, extra_times: Sequence[float]
 ) -> tuple[NDArray[np.float64], dict[float, NDArray[np.float64]]]:
     """The Brownian motion at each month's delivery time, shape (paths, months), and at each
     of ``extra_times`` (a column of paths each).
@@ -231,8 +274,8 @@ def _simulate_brownian(
     times; each extra time is then drawn from the bridge between its known neighbours (the
     motion is Markov: the nearest known times on each side are all that matters).
     """
-    if sigma < 0 or paths < 100:
-        raise HedgeInputError("Volatility must not be negative; use at least 100 paths.")
+    if paths < 100:
+        raise HedgeInputError("Use at least 100 paths.")
     rng = np.random.default_rng(seed)
     times = np.asarray(need.years_to_delivery, dtype=np.float64)
     steps = np.diff(times, prepend=0.0)
@@ -268,7 +311,7 @@ def _summary(amounts: NDArray[np.float64], premium: float, side: Side) -> Strate
 
 def recommend(
     need: PlannedNeed,
-    sigma: float,
+    sigma: Volatilities,
     *,
     rate: float = 0.0,
     hedge_ratio: float = 1.0,
@@ -283,6 +326,10 @@ def recommend(
     """The futures strip and the option cap and collar for ``need``, with their costs; for a
     seller (``side`` sell, ``need`` its capacity) the strip sold, the put floor and the collar
     (the puts bought, calls sold), with their revenues.
+
+    ``sigma`` is the annualized volatility the prices are simulated at: one for every month,
+    or one per month (`month_sigmas`); an option is valued at its month's unless
+    ``ListedOptions`` gives its own.
 
     Without ``options`` the calls are struck ``cap_moneyness`` x forward and the puts
     ``floor_moneyness`` x forward, every month, expiring at delivery; with them, each month's
@@ -317,6 +364,7 @@ def recommend(
             put_years_to_expiry=need.years_to_delivery,
         )
     options.check(need)
+    sigmas = month_sigmas(need, sigma)
     if futures_per_month is None:
         futures_per_month = tuple(round(hedge_ratio * need.gpus) for _ in need.hours)
         ratios = np.full(len(need.hours), hedge_ratio, dtype=np.float64)
@@ -329,14 +377,14 @@ def recommend(
         for expiry in (*options.call_years_to_expiry, *options.put_years_to_expiry)
         if expiry is not None
     ]
-    brownian, known = _simulate_brownian(need, sigma, paths, seed, expiries)
-    prices = _prices(need, sigma, brownian, need.years_to_delivery)
+    brownian, known = _simulate_brownian(need, paths, seed, expiries)
+    prices = _prices(need, sigmas, brownian, need.years_to_delivery)
     volume = need.gpus * np.asarray(need.hours, dtype=np.float64)  # GPU-hours per month.
     times = np.asarray(need.years_to_delivery, dtype=np.float64)
     carry = np.exp(rate * times)  # A premium paid now costs this much more at delivery.
     call = _Leg(
         need,
-        sigma,
+        sigmas,
         rate,
         (options.call_strikes, options.call_years_to_expiry, options.call_volatilities),
         True,
@@ -344,7 +392,7 @@ def recommend(
     )
     put = _Leg(
         need,
-        sigma,
+        sigmas,
         rate,
         (options.put_strikes, options.put_years_to_expiry, options.put_volatilities),
         False,
@@ -393,14 +441,14 @@ def recommend(
 
 class _Leg:
     """One option per month (or none), as arrays: strikes, Black-76 values (0 where there is no
-    option) at each option's own volatility (else ``sigma``) and, per simulated path, whether
-    each month's option is exercised (in the money at its expiry in the prices simulated at
-    ``sigma``; never where there is no option)."""
+    option) at each option's own volatility (else its month's, of ``sigmas``) and, per simulated
+    path, whether each month's option is exercised (in the money at its expiry in the prices
+    simulated at its month's volatility; never where there is no option)."""
 
     def __init__(
         self,
         need: PlannedNeed,
-        sigma: float,
+        sigmas: NDArray[np.float64],
         rate: float,
         options: tuple[
             tuple[float | None, ...], tuple[float | None, ...], tuple[float | None, ...] | None
@@ -415,9 +463,15 @@ class _Leg:
         self.strikes = np.array([strike or 1.0 for strike in strikes], dtype=np.float64)
         expiry = np.array([years or 0.0 for years in years_to_expiry], dtype=np.float64)
         own = volatilities or (None,) * len(strikes)
-        sigmas = np.array([sigma if own_sigma is None else own_sigma for own_sigma in own])
+        valued_at = np.array(
+            [
+                month_sigma if own_sigma is None else own_sigma
+                for month_sigma, own_sigma in zip(sigmas.tolist(), own, strict=True)
+            ],
+            dtype=np.float64,
+        )
         values = np.asarray(
-            black76.price(forwards, self.strikes, expiry, rate, sigmas, call), dtype=np.float64
+            black76.price(forwards, self.strikes, expiry, rate, valued_at, call), dtype=np.float64
         )
         self.values = np.where(self.listed, values, 0.0)
         paths = next(iter(brownian.values())).size
@@ -425,6 +479,7 @@ class _Leg:
         for month, years in enumerate(years_to_expiry):
             if years is None:
                 continue
+            sigma = sigmas[month]
             forward_at_expiry = forwards[month] * np.exp(
                 sigma * brownian[years] - 0.5 * sigma**2 * years
             )

@@ -169,7 +169,8 @@ class OptionQuoteSerializer(OptionTermsSerializer):
 
 
 def _volatility_source_field(help_text: str) -> serializers.ChoiceField:
-    """A listed option's ``margin.VolatilitySource``, null where there is none."""
+    """A ``margin.VolatilitySource`` (a listed option's, or a hedged month's), null where there
+    is none."""
     return serializers.ChoiceField(
         choices=[source.value for source in VolatilitySource], allow_null=True, help_text=help_text
     )
@@ -295,9 +296,10 @@ class HedgeSerializer(serializers.Serializer):
         max_value=HEDGE_VOLATILITY_MAX,
         required=False,
         help_text=(
-            "Annualized: the simulated prices' and every option leg's. If omitted, the prices "
-            "are simulated at the exchange's default volatility and each option leg is valued "
-            "at its own, as the option chain values it."
+            "Annualized: the simulated prices' and every option leg's. If omitted, each option "
+            "leg is valued at its own, as the option chain values it, and each month's prices "
+            "are simulated at the volatility of its option bought (a buyer's call, a seller's "
+            "put), else its future's historical volatility, else the exchange's default."
         ),
     )
     rate = _rate_field()
@@ -355,6 +357,20 @@ class HedgeFuturesLegSerializer(serializers.Serializer):
     )
     lot_size = serializers.IntegerField(help_text="The future's, contracts.")
     orders = HedgeOrdersSerializer(many=True, help_text=ORDERS_HELP)
+    volatility = serializers.DecimalField(
+        **VOLATILITY,
+        allow_null=True,
+        help_text=(
+            "Annualized: the one the month's prices are simulated at (the costs or revenues, "
+            "whether an option is exercised), at most 5; null for a month priced at 0."
+        ),
+    )
+    volatility_source = _volatility_source_field(
+        "requested (the request's volatility, every month's); else the volatility of the "
+        "month's option the side buys (a buyer's call, a seller's put), as its leg's "
+        "volatility_source: implied, chain, historical or default; else, a month without it, "
+        "its future's: historical, or default."
+    )
 
 
 class HedgeOptionLegSerializer(serializers.Serializer):
@@ -451,7 +467,12 @@ class _HedgeAnswerSerializer(serializers.Serializer):
     gpus = serializers.IntegerField()
     volatility = serializers.DecimalField(
         **VOLATILITY,
-        help_text="Of the simulated prices: the one requested, else the exchange's default.",
+        help_text=(
+            "The one requested, which every month's prices are simulated at; else the "
+            "exchange's default, the one a month with neither an option's volatility nor a "
+            "history of its future is simulated at. Each month's is on its futures leg "
+            "(volatility, volatility_source)."
+        ),
     )
     rate = serializers.DecimalField(**RATE)
 

@@ -12,12 +12,17 @@ the reason. A halted future is not traded (an order on it is refused until tradi
 says so with 0 contracts, and the strip's costs leave that month to its price. Its options are
 halted with it (an option trades only while its future is not halted): that month's call and put
 legs are unavailable with the reason, and the options' strategies leave the month to its price too.
-Rate defaults to ``EXCHANGE_RISK_FREE_RATE``. The prices are simulated at the volatility
-requested, else ``EXCHANGE_DEFAULT_VOLATILITY``. Each option leg is valued at the volatility
+Rate defaults to ``EXCHANGE_RISK_FREE_RATE``. Each option leg is valued at the volatility
 requested, else at the one the option chain and margin value that option at
 (``margin.option_volatility``: its latest implied volatility, else its future's historical
 volatility, else the default), so that at the same forward and rate a leg is worth what the
 chain shows; the leg says which volatility it took and where from (``volatility_source``).
+Each month's prices are simulated at the volatility requested, else at the market's for that
+month by the same rule (`_month_volatilities`): the volatility of the month's option the side
+buys (a buyer's call, a seller's put) where it has one, else its future's historical volatility,
+else the default (``margin.future_volatility``); so the options' premiums and the simulated
+market they are exercised in agree. Its futures leg says which and where from. A market
+volatility above ``HEDGE_VOLATILITY_MAX`` is simulated at that bound (see it).
 
 The calls are aimed 10% over each month's forward and the puts 10% under it (``CAP_MONEYNESS``,
 ``FLOOR_MONEYNESS``): a buyer's cap buys the calls and its collar sells the puts too; a
@@ -55,6 +60,7 @@ from exchange.services.listing import LISTED_MONTHS_MAX
 from exchange.services.margin import (
     OptionVolatility,
     VolatilitySource,
+    future_volatility,
     latest_settlements,
     option_volatility,
     years_to_expiry,
@@ -72,8 +78,10 @@ from pricing.hedge import Side
 HEDGE_MONTHS_MAX = LISTED_MONTHS_MAX
 GPUS_MAX = 100_000
 # A higher volatility over years of delivery makes the simulated prices overflow what the
-# costs are shown with; 500% a year is far beyond any GPU market.
-HEDGE_VOLATILITY_MAX = Decimal("5")
+# costs are shown with (``pricing.hedge.VOLATILITY_MAX``, which refuses one); 500% a year is far
+# beyond any GPU market. A request above it is refused; a month whose market volatility (an
+# option's implied one, a future's history) is above it is simulated at it.
+HEDGE_VOLATILITY_MAX = Decimal(hedge.VOLATILITY_MAX)  # 5, exactly: the float is an integer.
 USD_QUANTUM = Decimal("0.01")
 CAP_MONEYNESS = Decimal("1.10")  # The cap's calls aim 10% over each month's forward.
 FLOOR_MONEYNESS = Decimal("0.90")  # The collar's puts aim 10% under it.
@@ -154,6 +162,10 @@ class FuturesLeg(_Staged):
     reason: str = ""  # Why the month's future is not traded; empty when it is.
     lot_size: int = 1
     orders: tuple[Orders, ...] = ()  # ``contracts`` as orders the future accepts.
+    # Annualized, the one the month's prices are simulated at (at most HEDGE_VOLATILITY_MAX),
+    # and where it comes from (a ``VolatilitySource``); None for a month priced at 0, left out.
+    volatility: Decimal | None = None
+    volatility_source: str | None = None
 
     @property
     def available(self) -> bool:
@@ -227,7 +239,10 @@ class _Recommendation:
     sku: str
     region: str
     gpus: int
-    volatility: Decimal  # Of the simulated prices: the one requested, else the default.
+    # The one requested, which every month is simulated at; else the default, that a month
+    # with neither an option's volatility nor a history of its future is simulated at. Each
+    # month's own is on its futures leg.
+    volatility: Decimal
     rate: Decimal
     futures: list[FuturesLeg]
     calls: list[OptionLeg]
@@ -483,6 +498,31 @@ def _volatilities(
     ]
 
 
+def _month_volatilities(
+    curve: list[CurvePoint],
+    bought: list[OptionVolatility | None],
+    requested: Decimal | None,
+) -> list[OptionVolatility]:
+    """The volatility each month's prices are simulated at: the one requested; else the
+    market's, by the legs' rule: that of the month's option bought alone (``bought``, a buyer's
+    call or a seller's put, valued at `_volatilities`), else its future's (historical, else the
+    default: ``margin.future_volatility``), at most ``HEDGE_VOLATILITY_MAX``.
+
+    Why the option bought: its premium is what the side pays for protection, and simulating the
+    month at its volatility makes the payoff it is exercised for worth that premium on average
+    (a lognormal month has one volatility: the one sold in the collar, at a strike of its own,
+    may imply another). A month without one has no option sold either (`_paired`)."""
+    if requested is not None:
+        return [OptionVolatility(float(requested), VolatilitySource.REQUESTED) for _ in curve]
+    unvalued = [str(point.symbol) for point, own in zip(curve, bought, strict=True) if own is None]
+    future_ids = dict(Instrument.objects.filter(symbol__in=unvalued).values_list("symbol", "pk"))
+    volatilities = []
+    for point, own in zip(curve, bought, strict=True):
+        market = own if own is not None else future_volatility(future_ids[str(point.symbol)])
+        volatilities.append(replace(market, sigma=min(market.sigma, hedge.VOLATILITY_MAX)))
+    return volatilities
+
+
 def _listed_inputs(
     choices: list[_Choice], volatilities: list[OptionVolatility | None], on: date
 ) -> tuple[tuple[float | None, ...], tuple[float | None, ...], tuple[float | None, ...]]:
@@ -611,9 +651,10 @@ def hedge_recommendation(
     used.
 
     Each option leg is a listed option (see the module's docstring and `_listed_option`) or
-    unavailable; the strategies' premiums are the sums of their legs' premiums. The prices are
-    simulated at ``volatility`` (the default when None); each option leg is valued at
-    ``volatility`` when given, else at its own (`_volatilities`).
+    unavailable; the strategies' premiums are the sums of their legs' premiums. Each option leg
+    is valued at ``volatility`` when given, else at its own (`_volatilities`); each month's
+    prices are simulated at ``volatility`` when given, else at the market's for the month
+    (`_month_volatilities`).
 
     Raises
     ------
@@ -643,6 +684,16 @@ def hedge_recommendation(
     put_volatilities = _volatilities(puts, requested)
     call_strikes, call_years, call_sigmas = _listed_inputs(calls, call_volatilities, on)
     put_strikes, put_years, put_sigmas = _listed_inputs(puts, put_volatilities, on)
+    bought = call_volatilities if side is Side.BUY else put_volatilities
+    month_volatilities = _month_volatilities(curve, bought, requested)
+    futures = [
+        replace(
+            leg,
+            volatility=to_decimal(sigma.sigma, VOLATILITY_QUANTUM),
+            volatility_source=str(sigma.source),
+        )
+        for leg, sigma in zip(futures, month_volatilities, strict=True)
+    ]
     try:
         need = hedge.PlannedNeed(
             gpus=gpus,
@@ -655,7 +706,7 @@ def hedge_recommendation(
         )
         result = hedge.recommend(
             need,
-            float(volatility),
+            tuple(sigma.sigma for sigma in month_volatilities),
             rate=float(rate),
             options=options,
             futures_per_month=tuple(leg.contracts for leg in futures),

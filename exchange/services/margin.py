@@ -83,7 +83,8 @@ def latest_settlements(
 
 
 class VolatilitySource(StrEnum):
-    """Where the volatility a listed option is valued at comes from (`option_volatility`)."""
+    """Where the volatility a listed option is valued at comes from (`option_volatility`), or
+    a future's without one (`future_volatility`: historical or default)."""
 
     # Its latest settlement price is the market's (closing-window VWAP or mid) or a staff
     # override: the volatility that price implies.
@@ -119,8 +120,15 @@ def option_volatility(
         modelled = latest.source == SettlementPrice.Source.MODEL
         source = VolatilitySource.CHAIN if modelled else VolatilitySource.IMPLIED
         return OptionVolatility(float(latest.implied_volatility), source)
-    if option.underlying_id is not None:
-        historical = historical_volatility(option.underlying_id)
+    return future_volatility(option.underlying_id)
+
+
+def future_volatility(future_id: int | None) -> OptionVolatility:
+    """The volatility of a future with no option valued on it (`option_volatility`'s rule past
+    the option's own): its historical volatility (``selectors.volatility``), else the default
+    (also for no future, ``None``)."""
+    if future_id is not None:
+        historical = historical_volatility(future_id)
         if historical is not None:
             return OptionVolatility(historical, VolatilitySource.HISTORICAL)
     return OptionVolatility(float(settings.EXCHANGE_DEFAULT_VOLATILITY), VolatilitySource.DEFAULT)

@@ -8,6 +8,7 @@ import pytest
 
 from pricing import black76
 from pricing.hedge import (
+    VOLATILITY_MAX,
     HedgeInputError,
     ListedOptions,
     PlannedNeed,
@@ -273,3 +274,81 @@ def test_bad_option_volatilities_are_refused(volatilities):
 def test_bad_listed_options_are_refused(listed):
     with pytest.raises(HedgeInputError):
         recommend(NEED, sigma=0.6, options=listed)
+
+
+# One volatility per month: the market may expect one month to move more than another.
+MONTH_SIGMAS = np.array([0.3, 0.9, 0.5])
+
+
+def test_each_month_is_simulated_at_its_own_volatility():
+    # when the need's months are simulated at 30%, 90% and 50%
+    prices = simulate_prices(NEED, sigma=MONTH_SIGMAS, paths=50_000, seed=7)
+
+    # then each month's log price spreads as its own volatility says: sigma x sqrt(T)
+    times = np.asarray(NEED.years_to_delivery)
+    spread = np.log(prices).std(axis=0, ddof=1)
+    assert spread == pytest.approx(MONTH_SIGMAS * np.sqrt(times), rel=0.02)
+    # so the 90% month's prices are spread wider than the others' around their forwards
+    relative = (prices / np.asarray(NEED.forwards)).std(axis=0)
+    assert relative[1] > relative[2] > relative[0]
+    # each month still centred on its forward (within 4 standard errors)
+    standard_error = prices.std(axis=0) / np.sqrt(prices.shape[0])
+    assert np.all(np.abs(prices.mean(axis=0) - NEED.forwards) < 4 * standard_error)
+    # and the same seed gives the same prices, another seed others
+    assert np.array_equal(prices, simulate_prices(NEED, sigma=MONTH_SIGMAS, paths=50_000, seed=7))
+    assert not np.array_equal(
+        prices, simulate_prices(NEED, sigma=MONTH_SIGMAS, paths=50_000, seed=8)
+    )
+
+
+def test_one_volatility_is_every_months():
+    same = np.full(3, 0.6)
+
+    assert np.array_equal(simulate_prices(NEED, sigma=0.6), simulate_prices(NEED, sigma=same))
+    assert recommend(NEED, sigma=same, options=LISTED) == recommend(NEED, sigma=0.6, options=LISTED)
+
+
+def test_a_month_at_a_higher_volatility_widens_the_costs_and_values_its_options():
+    # given the need at 60% every month, then with its second month at 90%
+    flat = recommend(NEED, sigma=0.6, rate=0.04, options=LISTED, paths=50_000)
+    wider = recommend(
+        NEED, sigma=np.array([0.6, 0.9, 0.6]), rate=0.04, options=LISTED, paths=50_000
+    )
+
+    # then leaving the need unhedged has a higher worst case, the same expected cost (within
+    # the simulation's error)
+    assert wider.costs["none"].worst_case > flat.costs["none"].worst_case
+    assert wider.costs["none"].expected == pytest.approx(flat.costs["none"].expected, rel=0.01)
+    # and the second month's options, with no volatility of their own, are valued at its 90%
+    forward, strike, years = NEED.forwards[1], 2.75, LISTED.call_years_to_expiry[1]
+    assert wider.call_values[1] == pytest.approx(
+        black76.price(forward, strike, years, 0.04, 0.9, True), rel=1e-12
+    )
+    assert wider.call_values[0] == flat.call_values[0]
+    # and the option exercised in the simulated market at 90%: the cap's expected cost is the
+    # unhedged one plus the premium carried, less the call's simulated payoff, which at 90%
+    # is worth (to the simulation's error) what its higher value says
+    carry = np.exp(0.04 * np.asarray(NEED.years_to_delivery))
+    volume = NEED.gpus * np.asarray(NEED.hours, dtype=np.float64)
+    premium = (np.array([v or 0.0 for v in wider.call_values]) * carry) @ volume
+    payoff = wider.costs["none"].expected + premium - wider.costs["cap"].expected
+    assert payoff == pytest.approx(premium, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    "sigma",
+    [
+        np.array([0.6, 0.6]),  # Too few months.
+        np.array([0.6, -0.1, 0.6]),
+        np.array([0.6, math.nan, 0.6]),
+        np.array([0.6, math.inf, 0.6]),
+        np.array([0.6, VOLATILITY_MAX + 0.01, 0.6]),  # The simulation's bound.
+        -0.1,
+        VOLATILITY_MAX * 2,
+    ],
+)
+def test_bad_month_volatilities_are_refused(sigma):
+    with pytest.raises(HedgeInputError):
+        recommend(NEED, sigma=sigma)
+    with pytest.raises(HedgeInputError):
+        simulate_prices(NEED, sigma=sigma)

@@ -838,12 +838,10 @@ def test_option_legs_are_valued_at_their_own_volatility_as_the_chain_values_them
         )
     # the month without options has none, nor a volatility
     assert (calls[2]["volatility"], calls[2]["volatility_source"]) == (None, None)
-    # and the prices are still simulated at the default: leaving the need unhedged costs what
-    # it did with every option at the default
+    # and the top-level volatility is still the default (each month's is on its futures leg)
     assert body["volatility"] == "0.600000"
     SettlementPrice.objects.filter(instrument__kind="option").delete()
     at_default = post(HEDGE, _need(strip, 8)).json()
-    assert at_default["unhedged"] == body["unhedged"]
     assert at_default["cap"]["calls"][0]["volatility_source"] == "historical"
     assert at_default["cap"]["premium"] != body["cap"]["premium"]
 
@@ -856,8 +854,11 @@ def test_a_volatility_requested_values_every_leg(strip, chains):
     # when the need is hedged at 50%
     body = post(HEDGE, {**_need(strip, 8), "volatility": "0.5"}).json()
 
-    # then every available leg, and the simulation, is at 50%, as requested
+    # then every available leg, and the simulation of every month, is at 50%, as requested
     assert body["volatility"] == "0.500000"
+    assert [(leg["volatility"], leg["volatility_source"]) for leg in body["futures"]["legs"]] == [
+        ("0.500000", "requested")
+    ] * 3
     forwards = ("2.40", "2.25")
     for key in ("calls", "puts"):
         legs = body["collar"][key]
@@ -865,6 +866,88 @@ def test_a_volatility_requested_values_every_leg(strip, chains):
             assert (leg["volatility"], leg["volatility_source"]) == ("0.500000", "requested")
             assert close(leg["price"], _leg_value(leg, forward, 0.5), 0.0000005), leg
         assert (legs[2]["volatility"], legs[2]["volatility_source"]) == (None, None)
+
+
+def test_each_month_is_simulated_at_the_volatility_the_market_uses_for_it(strip, chains):
+    """Every month's prices were simulated at the request's volatility or the 60% default,
+    whatever its legs were valued at: a month whose chain traded at 45% was simulated at 60%,
+    so the costs and the comparison of strategies disagreed with the premiums shown."""
+    # given the first month's call C2.75 settled at a market price implying 45%, the second
+    # month's C2.50 modelled by the settlement at 90% (its chain's), their puts never settled
+    # and their futures without history; the third month lists no option, its future has a
+    # price history
+    _settle_option(chains[(strip[0].symbol, "call", Decimal("2.75"))], "0.45")
+    _settle_option(chains[(strip[1].symbol, "call", Decimal("2.50"))], "0.90", source="model")
+    _settle_history(strip[2])
+    historical = historical_volatility(strip[2].pk)
+    assert historical is not None and abs(historical - DEFAULT_VOLATILITY) > 0.01
+
+    # when 3 GPUs are hedged without a volatility
+    body = post(HEDGE, _need(strip, 3)).json()
+
+    # then each month is simulated at its call's volatility (the option a buyer buys), the third
+    # at its future's historical one, and its futures leg says which
+    legs, calls = body["futures"]["legs"], body["cap"]["calls"]
+    historical_text = str(Decimal(repr(historical)).quantize(Decimal("0.000001")))
+    assert [(leg["volatility"], leg["volatility_source"]) for leg in legs] == [
+        ("0.450000", "implied"),
+        ("0.900000", "chain"),
+        (historical_text, "historical"),
+    ]
+    assert [leg["volatility"] for leg in legs[:2]] == [call["volatility"] for call in calls[:2]]
+    # and the costs are the library's simulated at those volatilities, each option valued at
+    # its own (the puts at the default: no settlement, their futures no history)
+    on = today()
+    hours = tuple(future.gpu_hours_per_contract for future in strip)
+    need = hedge.PlannedNeed(
+        gpus=3,
+        hours=hours,
+        forwards=(2.40, 2.25, 2.10),
+        years_to_delivery=tuple(
+            ((future.delivery_start - on).days + hour / 48) / 365
+            for future, hour in zip(strip, hours, strict=True)
+        ),
+    )
+    options = {
+        option_type: [
+            chains[(future.symbol, option_type, Decimal(strike))]
+            for future, strike in zip(strip, strikes, strict=False)
+        ]
+        for option_type, strikes in (("call", ("2.75", "2.50")), ("put", ("2.00", "2.00")))
+    }
+    listed = hedge.ListedOptions(
+        *(
+            field
+            for option_type in ("call", "put")
+            for field in (
+                (*(float(option.strike) for option in options[option_type]), None),
+                (*(margin.years_to_expiry(option, on) for option in options[option_type]), None),
+            )
+        ),
+        call_volatilities=(0.45, 0.90, None),
+        put_volatilities=(DEFAULT_VOLATILITY, DEFAULT_VOLATILITY, None),
+    )
+    expected = hedge.recommend(need, (0.45, 0.90, historical), rate=RATE, options=listed)
+    for name, key in (("unhedged", "none"), ("cap", "cap"), ("collar", "collar")):
+        cost = expected.costs[key]
+        assert close(body[name]["expected_cost"], cost.expected, 0.005), name
+        assert close(body[name]["worst_case_cost"], cost.worst_case, 0.005), name
+    # which is not what the one default volatility gives
+    flat = hedge.recommend(need, DEFAULT_VOLATILITY, rate=RATE, options=listed)
+    assert not close(body["unhedged"]["worst_case_cost"], flat.costs["none"].worst_case, 1.0)
+
+
+def test_a_month_above_the_simulations_bound_is_simulated_at_it(strip, chains):
+    # given the first month's call settled at a price implying 750% (a thin, wild chain)
+    _settle_option(chains[(strip[0].symbol, "call", Decimal("2.75"))], "7.5")
+
+    body = post(HEDGE, {**_need(strip, 3), "months": 1}).json()
+
+    # then its leg is valued at 750%, and the month simulated at the bound, 500%: above it the
+    # simulation says nothing (and overflows far above)
+    assert body["cap"]["calls"][0]["volatility"] == "7.500000"
+    (leg,) = body["futures"]["legs"]
+    assert (leg["volatility"], leg["volatility_source"]) == ("5.000000", "implied")
 
 
 def test_a_strip_partly_priced_takes_the_model_for_the_rest(sku, region):
@@ -1046,6 +1129,9 @@ def test_a_month_priced_at_0_is_left_out_saying_why_and_the_others_are_hedged(st
         (strip[2].symbol, True, 8),
     ]
     assert (legs[0]["forward"], legs[0]["reason"]) == ("0.000000", reason)
+    # with no volatility: the month is not simulated
+    assert (legs[0]["volatility"], legs[0]["volatility_source"]) == (None, None)
+    assert legs[1]["volatility_source"] is not None
     for key in ("calls", "puts"):
         first = body["collar"][key][0]
         assert (first["available"], first["contracts"], first["reason"]) == (False, 0, reason)
