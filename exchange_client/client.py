@@ -949,7 +949,8 @@ class HedgeOrders(_Read):
 
 @dataclass(frozen=True)
 class HedgeFuturesLeg:
-    """One month of the strip: the future to buy at its curve ``forward``."""
+    """One month of the strip: the future to buy (a seller's, to sell) at its curve
+    ``forward``, and the volatility the month's prices are simulated at."""
 
     month: str
     symbol: str
@@ -961,6 +962,12 @@ class HedgeFuturesLeg:
     contracts: int
     lot_size: int
     orders: list[HedgeOrders]
+    # Annualized, the one the month's prices are simulated at (at most 5), and where it comes
+    # from: requested; else its option bought's (a buyer's call, a seller's put: implied, chain,
+    # historical or default), else its future's (historical or default). None for a month
+    # priced at 0, left out of the simulation.
+    volatility: Decimal | None
+    volatility_source: str | None
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "HedgeFuturesLeg":
@@ -1054,7 +1061,10 @@ class HedgeRecommendation:
     sku: str
     region: str
     gpus: int
-    volatility: Decimal  # Of the simulated prices; each option leg has its own.
+    # The one requested, every month's; else the default, the one a month with neither an
+    # option's volatility nor a history of its future is simulated at. Each month's is on its
+    # futures leg (``volatility``, ``volatility_source``), each option leg's on it.
+    volatility: Decimal
     rate: Decimal
     unhedged: HedgeCost
     futures: HedgeFutures
@@ -1134,7 +1144,10 @@ class SellHedgeRecommendation:
     sku: str
     region: str
     gpus: int
-    volatility: Decimal  # Of the simulated prices; each option leg has its own.
+    # The one requested, every month's; else the default, the one a month with neither an
+    # option's volatility nor a history of its future is simulated at. Each month's is on its
+    # futures leg (``volatility``, ``volatility_source``), each option leg's on it.
+    volatility: Decimal
     rate: Decimal
     unhedged: SellHedgeRevenue
     futures: SellHedgeFutures
@@ -1646,8 +1659,9 @@ class ExchangeClient:
     ) -> HedgeRecommendation:
         """The hedge of a need of ``gpus`` for ``months`` from ``first_month`` ("YYYY-MM"):
         the futures strip, the call cap and the collar on listed options. ``volatility``, if
-        given, is the simulated prices' and every option leg's; else each leg is valued at its
-        own, as the option chain values it (``volatility_source``)."""
+        given, is every month's simulated prices' and every option leg's; else each leg is
+        valued at its own, as the option chain values it (``volatility_source``), and each
+        month simulated at the market's (its futures leg's ``volatility_source``)."""
         body = _json_body(
             {
                 "sku": sku,

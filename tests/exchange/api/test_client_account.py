@@ -235,6 +235,10 @@ def test_option_quotes_implied_volatility_and_the_hedge(strip, chains, buyer):  
     first, third = hedge.cap.calls[0], hedge.cap.calls[2]
     assert (first.volatility, first.volatility_source) == (Decimal("0.600000"), "default")
     assert (third.volatility, third.volatility_source) == (None, None)
+    # and each month says the volatility it is simulated at: its call's, else its future's
+    assert [(leg.volatility, leg.volatility_source) for leg in hedge.futures.legs] == [
+        (Decimal("0.600000"), "default")
+    ] * 3
 
 
 def test_a_sellers_hedge_is_read_whole_and_not_as_a_buyers(strip, chains, seller):  # noqa: F811
@@ -258,6 +262,9 @@ def test_a_sellers_hedge_is_read_whole_and_not_as_a_buyers(strip, chains, seller
     assert sale.futures.expected_revenue == sale.futures.worst_case_revenue
     assert sale.floor.puts[0].available and sale.floor.puts[0].option_type == "put"
     assert sale.collar.calls[0].volatility_source == "requested"
+    assert {(leg.volatility, leg.volatility_source) for leg in sale.futures.legs} == {
+        (Decimal("0.500000"), "requested")
+    }
     assert sale.floor.worst_case_revenue > sale.unhedged.worst_case_revenue
     assert sale.collar.premium == sale.floor.premium - sum(
         leg.premium for leg in sale.collar.calls if leg.premium is not None

@@ -262,6 +262,16 @@ def test_the_page_shows_the_apis_figures_for_the_same_need(client, strip):  # no
         source = leg["volatility_source"]
         assert f'<span class="leg-volatility-source">{source}</span>' in row
         assert f'<span class="leg-premium">{Decimal(leg["premium"]):,.2f}</span>' in row
+    # and each month of the strip shows the volatility its prices are simulated at, as the
+    # API says: the first month's call's, the others' futures' (the default: no history)
+    strip_rows = [row for row in page.split("<tr>") if row.startswith("<td>Strip, ")]
+    months = body["futures"]["legs"]
+    assert len(strip_rows) == len(months) == 3
+    for row, month in zip(strip_rows, months, strict=True):
+        assert f'<span class="month-volatility">{Decimal(month["volatility"]):.3f}</span>' in row
+        source = month["volatility_source"]
+        assert f'<span class="month-volatility-source">{source}</span>' in row
+    assert months[0]["volatility"] == legs[0]["volatility"]
     # the first month's call and put are the listed C2.75 and P2.00, staged on those
     assert legs[0]["symbol"] == chain[("call", Decimal("2.75"))].symbol
     assert legs[3]["symbol"] == chain[("put", Decimal("2.00"))].symbol
