@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from exchange.models import AuditEntry, Deposit, StripeEvent
+from exchange.models import AuditEntry, Deposit, Notice, StripeEvent
 from exchange.selectors.funding import cash_balance
 from exchange.services.funding import deposit_start_checkout, withdrawal_request
 from ledger.models import Entry
@@ -65,6 +65,12 @@ def test_a_deposit_webhook_delivered_twice_credits_once(client, deposit, buyer):
     assert deposit.ledger_entry_id == entry.pk
     assert deposit.stripe_payment_intent_id == "pi_test_1"
     assert AuditEntry.objects.filter(action="deposit.credit").count() == 1
+    # and the organization is told once, with the amount
+    [told] = Notice.objects.filter(account=buyer)
+    assert (told.kind, told.subject) == (
+        Notice.Kind.DEPOSIT_CREDITED,
+        "Deposit of $5,000.00 credited",
+    )
 
 
 def test_two_events_for_one_session_credit_once(client, deposit, buyer):
@@ -231,6 +237,12 @@ def test_a_refund_reverses_the_deposit(client, credited, buyer):
     assert reversal.reverses_id == credited.ledger_entry_id  # The ledger's own reversal link.
     assert reversal.description == f"Reversal of deposit #{credited.pk} (refunded)"
     assert AuditEntry.objects.filter(action="deposit.reverse").count() == 1
+    reversed_notice = Notice.objects.get(kind=Notice.Kind.DEPOSIT_REVERSED)
+    assert (reversed_notice.account, reversed_notice.subject) == (
+        buyer,
+        "Deposit of $5,000.00 reversed",
+    )
+    assert "was refunded" in reversed_notice.message
 
 
 def test_a_dispute_after_a_refund_reverses_nothing_more(client, credited, buyer):

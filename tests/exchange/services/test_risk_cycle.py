@@ -23,6 +23,7 @@ from exchange.models import (
     AuditEntry,
     Instrument,
     MarginCall,
+    Notice,
     Order,
     OrderCommand,
     RiskCycle,
@@ -318,6 +319,11 @@ def test_a_long_without_the_cash_pays_the_penalty_to_the_short_it_failed(physica
     assert cycle.summary["delivery_penalties"] == [
         {"symbol": symbol, "account": startup.pk, "side": "long", "contracts": 1, "amount": penalty}
     ]
+    # and the startup is told, with the amount it paid (the provider is told nothing)
+    [told] = Notice.objects.filter(kind=Notice.Kind.DELIVERY_FAILED)
+    assert (told.account, told.key) == (startup, f"delivery-penalty:{physical.pk}:{startup.pk}")
+    assert told.subject == f"Delivery failure on {symbol}: ${micros_to_usd(penalty):,.2f} penalty"
+    assert "1 contract(s) not paid for" in told.message
     # and settle_day, asked for the day again, says so
     said = StringIO()
     call_command("settle_day", date=day.isoformat(), stdout=said)
