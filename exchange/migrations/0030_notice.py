@@ -31,6 +31,7 @@ class Migration(migrations.Migration):
                             ("withdrawal_paid", "Withdrawal paid"),
                             ("withdrawal_refused", "Withdrawal rejected or failed"),
                             ("delivery_failed", "Delivery failure penalty"),
+                            ("pool_allocation", "Pool allocation"),
                         ],
                         max_length=30,
                     ),

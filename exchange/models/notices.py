@@ -1,6 +1,7 @@
 """What the exchange tells an organization's members when something happens to its accounts
 that they did not do themselves: a margin call, its cure, a liquidation, a deposit credited or
-reversed, a withdrawal paid or refused, a delivery they failed."""
+reversed, a withdrawal paid or refused, a delivery they failed, what a pool's round allocated
+them."""
 
 from django.db import models
 
@@ -19,6 +20,7 @@ class Notice(models.Model):
         WITHDRAWAL_PAID = "withdrawal_paid", "Withdrawal paid"
         WITHDRAWAL_REFUSED = "withdrawal_refused", "Withdrawal rejected or failed"
         DELIVERY_FAILED = "delivery_failed", "Delivery failure penalty"
+        POOL_ALLOCATION = "pool_allocation", "Pool allocation"
 
     organization = models.ForeignKey(
         "exchange.Organization", on_delete=models.PROTECT, related_name="notices"

@@ -1,9 +1,9 @@
 """Notices: telling an organization's members what happened to its accounts.
 
 A service that makes a margin call, cures one, liquidates an account, credits or reverses a
-deposit, pays or refuses a withdrawal, or charges a delivery failure calls ``notice_send`` in its
-own transaction. The notice is a row (``Notice``) written with what it tells: it commits with
-that, or not at all. At the commit it goes
+deposit, pays or refuses a withdrawal, charges a delivery failure or allocates a pool's round
+calls ``notice_send`` in its own transaction. The notice is a row (``Notice``) written with
+what it tells: it commits with that, or not at all. At the commit it goes
 
 - on the organization's private feed channel (``ws/v1/orders/``), as a ``notice`` message, so
   an automated trader hears of a margin call without polling;
@@ -26,7 +26,15 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.models import Account, Deposit, MarginCall, Notice, Withdrawal
+from exchange.models import (
+    Account,
+    Deposit,
+    MarginCall,
+    Notice,
+    Pool,
+    PoolAllocation,
+    Withdrawal,
+)
 from exchange.services.ledger_accounts import micros_to_usd
 
 logger = logging.getLogger(__name__)
@@ -294,4 +302,47 @@ def delivery_failed(
             f"({rate.normalize():f} of their final value) to its counterparts. The statement "
             "shows the entry."
         ),
+    )
+
+
+def pool_allocated(allocation: PoolAllocation, *, pool: Pool, round_number: int) -> Notice:
+    """A pool's round allocated ``allocation`` to a member: what it received and paid, what
+    the pool kept for it, or that nothing was filled."""
+    symbol = allocation.instrument.symbol
+    asked = f"the {allocation.requested} contract(s) of {symbol} you asked for"
+    head = f"Pool {pool.name}, round {round_number}"
+    if allocation.status == PoolAllocation.Status.SETTLED:
+        hours = allocation.quantity * allocation.instrument.gpu_hours_per_contract
+        average = micros_to_usd(allocation.cost) / hours
+        paid = allocation.margin + allocation.fee - allocation.subsidy
+        subject = f"{head}: {allocation.quantity} {symbol} allocated"
+        message = (
+            f"{head} allocated you {allocation.quantity} of {asked}, at an average "
+            f"{average:.4f} $/GPU-hr ({dollars(allocation.cost)} in all). Your account now holds "
+            f"them: margin {dollars(allocation.margin)} and fee {dollars(allocation.fee)}, less "
+            f"the sponsor's subsidy of {dollars(allocation.subsidy)}, came to "
+            f"{dollars(paid)}"
+            + (
+                f", of which the pool lent {dollars(allocation.credit)} on your credit line."
+                if allocation.credit
+                else "."
+            )
+        )
+    elif allocation.status == PoolAllocation.Status.UNFUNDED:
+        subject = f"{head}: {allocation.quantity} {symbol} kept by the pool"
+        message = (
+            f"{head} filled {allocation.quantity} of {asked}, but your account could not pay "
+            "for them (under a margin call, or its cash and the pool's credit line short of "
+            "what they need): the pool keeps them, and the sponsor may reallocate them once "
+            "your account can pay."
+        )
+    else:
+        subject = f"{head}: nothing filled for your {symbol} demand"
+        message = f"{head} filled none of {asked}: nothing was allocated or paid."
+    return notice_send(
+        account=allocation.member.account_id,
+        kind=Notice.Kind.POOL_ALLOCATION,
+        key=f"pool-allocation:{allocation.pk}",
+        subject=subject,
+        message=message,
     )

@@ -76,7 +76,7 @@ from exchange.selectors import orders as orders_selector
 from exchange.selectors import pools as pool_selectors
 from exchange.selectors.marks import mark_price
 from exchange.selectors.risk import cash_out_refusal, margin_call_of
-from exchange.services import collateral
+from exchange.services import collateral, notices
 from exchange.services.audit import audit_record
 from exchange.services.ledger_accounts import (
     MICROS_PER_USD,
@@ -1196,6 +1196,7 @@ def _allocate_tier(
         row.round, row.pool_order, row.demand = round_, pool_order, demand
         row.member, row.instrument, row.requested = demand.member, instrument, demand.quantity
         row.save()
+        notices.pool_allocated(row, pool=pool, round_number=round_.number)
         settled += row.quantity if row.status == PoolAllocation.Status.SETTLED else 0
         unfunded += row.quantity if row.status == PoolAllocation.Status.UNFUNDED else 0
         demand.status = PoolDemand.Status.ALLOCATED

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from exchange.models import Order, PoolAllocation, PoolDemand, PoolRound
+from exchange.models import Notice, Order, PoolAllocation, PoolDemand, PoolRound
 from exchange.services.ledger_accounts import cash_account, micros_to_usd, position_account
 from exchange.services.pools import (
     credit_outstanding,
@@ -68,6 +68,15 @@ def test_a_round_allocates_partial_fills_pro_rata_with_subsidy_and_credit(
     assert credit_outstanding(cirrus) == lent
     assert cash_account(cirrus.account).available == 0
     assert set(PoolDemand.objects.values_list("status", flat=True)) == {"allocated"}
+    # and each member is told what it received and paid (cirrus: what the pool lent it)
+    told = {n.account_id: n for n in Notice.objects.filter(kind=Notice.Kind.POOL_ALLOCATION)}
+    assert set(told) == {member.account_id for member in members}
+    assert told[ada.account_id].subject == (
+        f"Pool {pool.name}, round {round_.number}: 42 {future.symbol} allocated"
+    )
+    assert "42 of the 60 contract(s)" in told[ada.account_id].message
+    assert "the pool lent" not in told[ada.account_id].message
+    assert f"the pool lent ${micros_to_usd(lent):,.2f}" in told[cirrus.account_id].message
     call_command("ledger_check")
 
 
@@ -94,6 +103,8 @@ def test_members_above_the_tier_price_never_pay_more_than_their_limit(
     assert allocations[ada.pk].quantity == 10
     assert allocations[bolt.pk].quantity == 0
     assert allocations[bolt.pk].status == PoolAllocation.Status.NONE
+    nothing = Notice.objects.get(account=bolt.account, kind=Notice.Kind.POOL_ALLOCATION)
+    assert nothing.subject.endswith(f"nothing filled for your {future.symbol} demand")
     hours = future.gpu_hours_per_contract
     assert micros_to_usd(allocations[ada.pk].cost) == Decimal("2.55") * 10 * hours
     call_command("ledger_check")

@@ -17,6 +17,7 @@ from exchange.models import (
     AuditEntry,
     Instrument,
     MarginCall,
+    Notice,
     Order,
     OrderCommand,
     Organization,
@@ -1023,6 +1024,9 @@ def test_an_unfunded_member_leaves_its_lots_with_the_pool(
     assert position_account(pool.account, future.symbol).balance == 10
     assert position_account(cirrus.account, future.symbol).balance == 0
     assert _cash(cirrus.account) == 0
+    told = Notice.objects.get(account=cirrus.account, kind=Notice.Kind.POOL_ALLOCATION)
+    assert told.subject.endswith(f"10 {future.symbol} kept by the pool")
+    assert "could not pay" in told.message
     assert credit_outstanding(cirrus) == 0
     # The pool keeps the margin of the lots it holds.
     margin = order_margin_per_contract(future, "buy", Decimal("2.50"))
