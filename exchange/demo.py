@@ -315,7 +315,8 @@ def load_reservations(today: date) -> None:
     blocks = [
         # holder, cluster, sku, region, months from now, term months, gpus, block
         ("lumen", "nw-ashburn-h100-a", "H100SXM", "USEAST", 1, 3, 256, 64),
-        # Running since four months ago: Lumen resells its months from the next one on.
+        # Running since four months ago: Lumen resells the rest of its term from the first day
+        # more than a day ahead on, the rest of this month included.
         ("lumen", "nw-ashburn-h100-r", "H100SXM", "USEAST", -4, 12, 128, 32),
         ("quanta", "nw-frankfurt-a100-c", "A100", "EUWEST", 2, 6, 64, 8),
         ("lumen", "nw-portland-b200-b", "B200", "USWEST", 2, 12, 512, 128),

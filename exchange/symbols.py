@@ -4,8 +4,8 @@
 
 - ``SKU`` and ``REGION`` are the catalog codes (upper-case letters and digits);
 - ``TERM`` is ``YYYYMM`` for a monthly delivery strip, ``R<n>`` for reserved block ``n`` listed
-  before its term (the whole term), or ``R<n>-YYYYMM`` for the block listed during its term
-  (from that month to the end of the term);
+  before its term (the whole term), or for the block listed during its term ``R<n>-YYYYMM``
+  from a month's start, ``R<n>-YYYYMMDD`` from another day (00:00 UTC), to the end of the term;
 - options append ``C`` (call) or ``P`` (put) and the strike in $/GPU-hr, with at least two
   decimals: ``H100SXM-USEAST-202701-C2.50``.
 
@@ -23,7 +23,8 @@ CODE_PATTERN = re.compile(r"^[A-Z0-9]{2,16}$")
 SYMBOL_PATTERN = re.compile(
     r"^(?P<sku>[A-Z0-9]{2,16})-(?P<region>[A-Z0-9]{2,16})-"
     r"(?:(?P<month>\d{4}(?:0[1-9]|1[0-2]))"
-    r"|R(?P<reservation>[1-9]\d*)(?:-(?P<resale_month>\d{4}(?:0[1-9]|1[0-2])))?)"
+    r"|R(?P<reservation>[1-9]\d*)"
+    r"(?:-(?P<resale_month>\d{4}(?:0[1-9]|1[0-2]))(?P<resale_day>0[2-9]|[12]\d|3[01])?)?)"
     r"(?:-(?P<option_type>[CP])(?P<strike>\d+\.\d{2,6}))?$"
 )
 
@@ -36,6 +37,9 @@ class ParsedSymbol:
     reservation: int | None
     option_type: str | None
     strike: Decimal | None
+    # A running block's listing from a day other than a month's first: that day (its month is
+    # ``delivery_month``).
+    resale_day: date | None = None
 
 
 def _check_code(code: str) -> str:
@@ -65,10 +69,14 @@ def option_symbol(future: str, option_type: str, strike: Decimal) -> str:
 
 
 def resale_symbol(
-    sku_code: str, region_code: str, reservation_id: int, from_month: date | None = None
+    sku_code: str, region_code: str, reservation_id: int, from_day: date | None = None
 ) -> str:
-    """Block ``reservation_id``'s listing: for its whole term, or ``from_month`` on."""
-    term = f"R{reservation_id}" + (f"-{from_month:%Y%m}" if from_month else "")
+    """Block ``reservation_id``'s listing: for its whole term, or from ``from_day`` on. A
+    listing from a month's first day is named by its month alone, as before listings could
+    start on other days; one from another day by the day."""
+    term = f"R{reservation_id}"
+    if from_day is not None:
+        term += f"-{from_day:%Y%m}" if from_day.day == 1 else f"-{from_day:%Y%m%d}"
     return f"{_check_code(sku_code)}-{_check_code(region_code)}-{term}"
 
 
@@ -88,11 +96,24 @@ def parse_symbol(symbol: str) -> ParsedSymbol:
             "Options exist only on monthly futures.",
             field="symbol",
         )
+    delivery_month = date(int(month[:4]), int(month[4:]), 1) if month else None
+    resale_day = None
+    if match["resale_day"]:
+        assert delivery_month is not None  # The pattern puts a day only after a month.
+        try:
+            resale_day = delivery_month.replace(day=int(match["resale_day"]))
+        except ValueError:
+            raise CatalogError(
+                CatalogErrorCode.INVALID_SYMBOL,
+                f"{symbol!r} names a day its month does not have.",
+                field="symbol",
+            ) from None
     return ParsedSymbol(
         sku=match["sku"],
         region=match["region"],
-        delivery_month=date(int(month[:4]), int(month[4:]), 1) if month else None,
+        delivery_month=delivery_month,
         reservation=int(match["reservation"]) if match["reservation"] else None,
         option_type={"C": "call", "P": "put"}.get(option_type) if option_type else None,
         strike=Decimal(match["strike"]) if match["strike"] else None,
+        resale_day=resale_day,
     )

@@ -868,7 +868,8 @@ class Capacity(_Read):
     """A reserved block the caller provides, holds or bought GPUs of; ``held_gpus`` is what
     the caller's organization holds of it now, ``listed_symbol`` its latest resale listing
     (``listing_trading``: still trading), ``resale_from`` the hour a listing made now would
-    sell from (the term's start before it, then a month's start; None when nothing is left)."""
+    sell from (the term's start before it, then a day's start, 00:00 UTC, more than a day
+    ahead; None when nothing is left)."""
 
     id: int
     provider: str

@@ -43,8 +43,9 @@ class CapacitySerializer(serializers.ModelSerializer):
     region = serializers.CharField(source="region.code")
     listed_symbol = serializers.SerializerMethodField(
         help_text="The block's latest resale listing (its instrument's symbol), null if never "
-        "listed: before the term a listing sells the whole term; during it, from a month's "
-        "start to the end (symbol ending -YYYYMM)."
+        "listed: before the term a listing sells the whole term; during it, from a day's "
+        "start (00:00 UTC) to the end (symbol ending -YYYYMM from a month's first day, "
+        "-YYYYMMDD from another)."
     )
     listing_trading = serializers.SerializerMethodField(
         help_text="Whether that listing still trades; if not, the holder can list the block "
@@ -52,8 +53,9 @@ class CapacitySerializer(serializers.ModelSerializer):
     )
     resale_from = serializers.SerializerMethodField(
         help_text="The hour a listing made now would deliver from: the term's start until the "
-        "day before it, then the next month's start that can still be listed (more than a day "
-        "ahead); null when nothing of the term is left to list."
+        "day before it, then the first day's start (00:00 UTC) more than a day ahead in the "
+        "month under way (on its last day, the first month's start more than a day ahead); "
+        "null when nothing of the term is left to list."
     )
     held_gpus = serializers.SerializerMethodField(
         help_text="GPUs of the block the caller's organization holds now: the block's GPUs if "
@@ -243,10 +245,11 @@ class CapacityListForResale(ApiView):
             "Scope trade. The caller must be the block's registered holder or hold GPUs of it "
             "(bought on its listings); 404 otherwise. Before the term (until a day before it "
             "starts, and the close of the day before) the listing sells the whole term; after "
-            "that, from the next month's start that is more than a day ahead to the end of the "
-            "term (resale_from on the block). 422 CATALOG_RESERVATION_ALREADY_LISTED while "
-            "a listing of the block still trades, CATALOG_RESERVATION_ALREADY_STARTED when "
-            "the term ends before any month it could still be listed from, or "
+            "that, from the first day's start (00:00 UTC) more than a day ahead, in the month "
+            "under way or else from a month's start, to the end of the term (resale_from on "
+            "the block). 422 CATALOG_RESERVATION_ALREADY_LISTED while a listing of the block "
+            "still trades, CATALOG_RESERVATION_ALREADY_STARTED when the term ends before any "
+            "day it could still be listed from, or "
             "CATALOG_INVALID_LISTING (a lot that does not divide it)."
         ),
     )

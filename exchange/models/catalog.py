@@ -207,8 +207,8 @@ class Instrument(models.Model):
     option_type = models.CharField(max_length=4, choices=OptionType.choices, blank=True)
     strike = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     # Reserved resale only. A block is listed before its term starts, for the whole term, and
-    # during the term from a month's start to its end: one listing at a time, each delivering
-    # from its own start (``resale_starts_at``).
+    # during the term from a day's start (00:00 UTC) to its end: one listing at a time, each
+    # delivering from its own start (``resale_starts_at``).
     reservation = models.ForeignKey(
         ReservedCapacity, null=True, blank=True, on_delete=models.PROTECT, related_name="listings"
     )
@@ -268,8 +268,9 @@ class Instrument(models.Model):
     @property
     def resale_starts_at(self) -> datetime:
         """A resale listing's first hour: its block's term start for a listing made before the
-        term, otherwise the start (00:00 UTC) of the month it delivers from. Its contracts are 1
-        GPU of the block from then to the end of the term."""
+        term, otherwise the start (00:00 UTC) of the day it delivers from (a month's first, or
+        a day of the month under way when it was listed). Its contracts are 1 GPU of the block
+        from then to the end of the term."""
         reservation = self.reservation
         assert reservation is not None, f"{self.symbol} is no resale listing"
         month_start = datetime.combine(self.delivery_start, time.min, tzinfo=UTC)

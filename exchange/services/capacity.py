@@ -202,7 +202,7 @@ def entitlements_retire(*, today: date | None = None) -> list[Retired]:
     Those hours were used at the provider or went unused; either way nothing can deliver,
     resell or hold them any more, and the balances, the portfolio and the API stopped listing
     a holder's past months only once they are retired. A holding under a pending hold (none
-    should be: a listing stops trading before its first month, and the daily cycle cancels its
+    should be: a listing stops trading before its first hour, and the daily cycle cancels its
     orders) keeps what is held until it is released, and is retired by a later run. A second
     run finds nothing left and posts nothing.
     """

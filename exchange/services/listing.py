@@ -8,10 +8,11 @@ the operations role (``CATALOG_NOT_STAFF``, ``CATALOG_ROLE_REQUIRED``); the syst
 lists too. A resale listing is its block holder's, not staff's.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from itertools import pairwise
+from itertools import islice, pairwise
 from typing import cast
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
 from exchange.selectors.marks import mark_price
 from exchange.services.audit import audit_record
+from exchange.services.capacity import TERM_CALENDAR_MONTHS_MAX
 from exchange.services.instruments import position_limit_check
 from exchange.symbols import future_symbol, option_symbol, resale_symbol
 
@@ -382,31 +384,54 @@ class ResaleTerm:
 
     starts_at: datetime
     listable_until: datetime
-    whole_term: bool  # Listed before the term: from its start. Otherwise from a month's start.
+    # Listed before the term: from its start. Otherwise from a day's start (00:00 UTC).
+    whole_term: bool
+
+
+# The days a running block's listing may start on that are not a month's first (the rest of
+# the month under way), then the month starts a term can reach: a bound on the search.
+RESALE_STARTS_MAX = 31 + TERM_CALENDAR_MONTHS_MAX
+
+
+def _resale_starts(after: date) -> Iterator[date]:
+    """The days a listing of a block running on ``after`` may start on, in order: each day of
+    ``after``'s month that follows it, then each month's first day from the next month on."""
+    next_month = calendar.add_months(calendar.month_start(after), 1)
+    day = after + timedelta(days=1)
+    while day < next_month:
+        yield day
+        day += timedelta(days=1)
+    month = next_month
+    while True:
+        yield month
+        month = calendar.add_months(month, 1)
 
 
 def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm | None:
     """The term a listing of ``reservation`` made at ``now`` would sell.
 
     Its whole term while it can still be listed before the term (``listable_until`` its start).
-    After that, as a holder with a reservation running resells the months it will not use, from
-    the first month's start (00:00 UTC) it can still be listed for, more than a day ahead and
-    before the close of the day before, to the end of the term: the GPU-hours of a month
-    already begun are partly used, and entitlements are whole months. None when the term ends
-    before that month starts: nothing is left to list."""
+    After that, as a holder with a reservation running resells the hours it will not use, from
+    the first day's start (00:00 UTC) it can still be listed for, more than a day ahead and
+    before the close of the day before (so the listing stops trading before its hours begin),
+    to the end of the term: a day of the month under way (the month ``now`` is in, or the
+    term's first if it starts within a day), else, as when listings sold whole months only,
+    the first month's start after it that can still be listed for. A seller holds the whole
+    month's GPU-hours of the month under way; a listing from one of its days sells the hours
+    from that day on (``collateral.entitlement_months``). None when the term ends before that
+    start: nothing is left to list."""
     until = listable_until(reservation.starts_at)
     if now < until:
         return ResaleTerm(reservation.starts_at, until, whole_term=True)
     after = max(now, reservation.starts_at).astimezone(UTC).date()
-    month = calendar.add_months(calendar.month_start(after), 1)
-    while True:
-        starts_at = datetime.combine(month, time.min, tzinfo=UTC)
+    for day in islice(_resale_starts(after), RESALE_STARTS_MAX):
+        starts_at = datetime.combine(day, time.min, tzinfo=UTC)
         if starts_at >= reservation.ends_at:
             return None
         until = listable_until(starts_at)
         if now < until:
             return ResaleTerm(starts_at, until, whole_term=False)
-        month = calendar.add_months(month, 1)
+    raise AssertionError(f"a term longer than {TERM_CALENDAR_MONTHS_MAX} months: {reservation}")
 
 
 @transaction.atomic
@@ -423,8 +448,9 @@ def resale_list(
     A contract is 1 GPU of the block from the listing's start to the end of the term, priced in
     $/GPU-hr; the lot is the contiguous block size unless given, so buyers get interconnected
     blocks. Before the term (until a day before it starts, and the close of the day before) a
-    listing sells the whole term; during the term, and once that is past, from the next month
-    that can still be listed for (``resale_next_term``). A listing trades until the close
+    listing sells the whole term; during the term, and once that is past, from the next day
+    (00:00 UTC) that can still be listed for, in the month under way or from a later month's
+    start (``resale_next_term``). A listing trades until the close
     (``EXCHANGE_SETTLEMENT_CLOSE``) of the day before its start. A block has one listing
     trading at a time: when one ends, the next can be made.
     """
@@ -451,9 +477,9 @@ def resale_list(
             CatalogErrorCode.RESERVATION_ALREADY_STARTED,
             "Only reservations starting more than a day from now can be listed for their whole "
             "term; once it has started (or starts within a day) a listing sells the hours from "
-            "a month's start on, and this block's term ends "
-            f"{reservation.ends_at:%Y-%m-%d %H:%M} UTC, before any month it could still be "
-            "listed for.",
+            "a day's start (00:00 UTC) more than a day ahead on, and this block's term ends "
+            f"{reservation.ends_at:%Y-%m-%d %H:%M} UTC, before any day it could still be "
+            "listed from.",
             field="reservation",
         )
     starts_on = term.starts_at.astimezone(UTC).date()
@@ -463,7 +489,7 @@ def resale_list(
         raise CatalogError(
             CatalogErrorCode.RESERVATION_ALREADY_LISTED,
             f"This reservation's hours from {term.starts_at:%Y-%m-%d %H:%M} UTC were listed as "
-            f"{earlier.symbol}; it can be listed again from a later month.",
+            f"{earlier.symbol}; it can be listed again from a later day.",
             field="reservation",
         )
     lot = lot_gpus or reservation.contiguous_block_gpus
@@ -488,7 +514,7 @@ def resale_list(
             reservation.sku.code,
             reservation.region.code,
             reservation.pk,
-            from_month=None if term.whole_term else starts_on,
+            from_day=None if term.whole_term else starts_on,
         ),
         kind=Instrument.Kind.RESALE,
         sku=reservation.sku,

@@ -65,11 +65,28 @@ def resale_month_after(now: datetime) -> datetime:
     return starts_at
 
 
-def ending_before_any_resale_month(now: datetime, ends_at: datetime) -> datetime:
-    """``ends_at``, or earlier if a month a resale listing made at ``now`` could sell from
-    starts before it: a block started (or starting within a day) and ending then has nothing
-    left to list, whatever the day of the month the test runs on."""
-    return min(ends_at, resale_month_after(now))
+def resale_start_after(now: datetime, term_starts_at: datetime | None = None) -> datetime:
+    """The first hour a resale listing made at ``now`` could sell from during a term (begun, or
+    beginning at ``term_starts_at`` within a day): a day's start (00:00 UTC) more than a day
+    ahead in the month under way (``now``'s, or the term's first), else the first month's start
+    more than a day ahead (``listing.resale_next_term``)."""
+    after = max(now, term_starts_at or now).astimezone(UTC).date()
+    day = after + timedelta(days=1)
+    while day.month == after.month:
+        starts_at = datetime.combine(day, dtime.min, tzinfo=UTC)
+        if starts_at - timedelta(days=1) > now:
+            return starts_at
+        day += timedelta(days=1)
+    return resale_month_after(now)
+
+
+def ending_before_any_resale_start(
+    now: datetime, ends_at: datetime, term_starts_at: datetime | None = None
+) -> datetime:
+    """``ends_at``, or earlier if the first hour a resale listing made at ``now`` could sell
+    from comes before it: a block started (or starting within a day, at ``term_starts_at``) and
+    ending then has nothing left to list, whatever the day of the month the test runs on."""
+    return min(ends_at, resale_start_after(now, term_starts_at))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def test_resale_symbol_names_the_reservation():
 
 
 def test_a_running_blocks_listing_names_the_month_it_sells_from():
-    symbol = resale_symbol("B200", "USWEST", 42, from_month=date(2027, 4, 1))
+    symbol = resale_symbol("B200", "USWEST", 42, from_day=date(2027, 4, 1))
 
     parsed = parse_symbol(symbol)
 
@@ -40,6 +40,27 @@ def test_a_running_blocks_listing_names_the_month_it_sells_from():
         date(2027, 4, 1),
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("from_day", "symbol"),
+    [
+        (date(2027, 4, 9), "B200-USWEST-R42-20270409"),
+        (date(2027, 1, 31), "B200-USWEST-R42-20270131"),
+        (date(2028, 2, 29), "B200-USWEST-R42-20280229"),
+    ],
+)
+def test_a_running_blocks_listing_from_another_day_names_the_day(from_day, symbol):
+    """A listing of the rest of the month under way is named by its first day, one symbol per
+    start; a month's start keeps the month's name."""
+    assert resale_symbol("B200", "USWEST", 42, from_day=from_day) == symbol
+
+    parsed = parse_symbol(symbol)
+
+    assert parsed == ParsedSymbol(
+        "B200", "USWEST", from_day.replace(day=1), 42, None, None, resale_day=from_day
+    )
+    assert resale_symbol("B200", "USWEST", 42, from_day=parsed.resale_day) == symbol
 
 
 @pytest.mark.parametrize(
@@ -124,6 +145,14 @@ def test_symbols_round_trip_through_parse():
         "H100SXM-USEAST-R5-202704-C2.50",  # option on a block's listing from a month
         "H100SXM-USEAST-R5-202713",  # month 13
         "H100SXM-USEAST-R5-2027",  # short month
+        "H100SXM-USEAST-R5-20270401",  # a month's start is named by the month
+        "H100SXM-USEAST-R5-20270400",  # day 0
+        "H100SXM-USEAST-R5-20270432",  # day 32
+        "H100SXM-USEAST-R5-20270431",  # 31 April
+        "H100SXM-USEAST-R5-20270229",  # 29 February of a common year
+        "H100SXM-USEAST-R5-2027041",  # short day
+        "H100SXM-USEAST-R5-20270409-C2.50",  # option on a block's listing from a day
+        "H100SXM-USEAST-20270409",  # a future's month with a day
         "H100SXM-USEAST-202701 ",  # trailing space
         "H100SXM_USEAST_202701",
     ],

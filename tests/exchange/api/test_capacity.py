@@ -17,10 +17,10 @@ from exchange.services.participants import account_main, organization_create
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
 from tests.exchange.support import (
-    ending_before_any_resale_month,
+    ending_before_any_resale_start,
     listing_month,
     place,
-    resale_month_after,
+    resale_start_after,
 )
 
 pytestmark = pytest.mark.django_db
@@ -464,22 +464,30 @@ def test_listing_twice_is_refused(seller, buyer, sku, region):
     assert written() == before
 
 
-def test_a_block_starting_within_a_day_is_listed_from_the_next_month(seller, buyer, sku, region):
+def test_a_block_starting_within_a_day_is_listed_from_the_next_day_it_can_be(
+    seller, buyer, sku, region
+):
+    """Within a day of its start a block is listed from the first day's start (00:00 UTC) more
+    than a day ahead: the day after tomorrow in its month, or a month's start at a month's
+    end. A listing from a month's start keeps the month's symbol, one from another day names
+    the day."""
     now = timezone.now()
     soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
     reservation = block(seller, buyer, sku, region, begins=soon.astimezone(UTC))
-    month = resale_month_after(now)
+    starts = resale_start_after(now, soon)
+    assert starts - timedelta(days=1) > now
     assert api(buyer).get(CAPACITY).json()["results"][0]["resale_from"] == (
-        month.isoformat().replace("+00:00", "Z")
+        starts.isoformat().replace("+00:00", "Z")
     )
 
     response = api(buyer).post(f"{CAPACITY}{reservation.pk}/list/", {}, format="json")
 
     assert response.status_code == 201
-    assert response.json()["symbol"] == f"{sku.code}-{region.code}-R{reservation.pk}-{month:%Y%m}"
-    assert response.json()["delivery_start"] == month.date().isoformat()
+    term = f"{starts:%Y%m}" if starts.day == 1 else f"{starts:%Y%m%d}"
+    assert response.json()["symbol"] == f"{sku.code}-{region.code}-R{reservation.pk}-{term}"
+    assert response.json()["delivery_start"] == starts.date().isoformat()
     assert response.json()["gpu_hours_per_contract"] == (
-        (reservation.ends_at - month).total_seconds() // 3600
+        (reservation.ends_at - starts).total_seconds() // 3600
     )
     rows = api(buyer).get(CAPACITY).json()["results"]
     assert [(row["listed_symbol"], row["listing_trading"]) for row in rows] == [
@@ -487,10 +495,37 @@ def test_a_block_starting_within_a_day_is_listed_from_the_next_month(seller, buy
     ]
 
 
-def test_a_block_with_no_month_left_to_list_cannot_be_listed(seller, buyer, sku, region):
+def test_a_running_block_is_listed_from_a_day_of_the_month_under_way(
+    seller, buyer, sku, region, monkeypatch
+):
+    """On the 10th at 09:00 of a month its term runs in, a block's resale_from is the 12th at
+    00:00 UTC, the first day's start more than a day ahead; the listing is named by that day,
+    and a contract is 1 GPU for every hour from then to the end of the term."""
+    # given a block from the 4th at 06:00 of a month ahead, for 40 days
+    begins = datetime.combine(listing_month().replace(day=4), time(6), tzinfo=UTC)
+    twelfth = begins.date().replace(day=12)
+    reservation = block(seller, buyer, sku, region, begins=begins)
+    client = api(buyer)
+    # when its holder looks on the 10th at 09:00 and lists it
+    monkeypatch.setattr(timezone, "now", lambda: begins + timedelta(days=6, hours=3))
+    resale_from = client.get(CAPACITY).json()["results"][0]["resale_from"]
+    response = client.post(f"{CAPACITY}{reservation.pk}/list/", {}, format="json")
+
+    # then it sells from the 12th at 00:00 to the end of the term
+    assert resale_from == f"{twelfth:%Y-%m-%d}T00:00:00Z"
+    assert response.status_code == 201
+    listing = response.json()
+    assert listing["symbol"] == f"{sku.code}-{region.code}-R{reservation.pk}-{twelfth:%Y%m%d}"
+    assert listing["delivery_start"] == twelfth.isoformat()
+    assert listing["last_trading_day"] == (twelfth - timedelta(days=1)).isoformat()
+    # From the 12th at 00:00 to the 4th at 06:00 forty days after: 32 days and 6 hours.
+    assert listing["gpu_hours_per_contract"] == 32 * 24 + 6
+
+
+def test_a_block_with_no_day_left_to_list_cannot_be_listed(seller, buyer, sku, region):
     now = timezone.now()
     soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
-    ends = ending_before_any_resale_month(now, soon + timedelta(days=2))
+    ends = ending_before_any_resale_start(now, soon + timedelta(days=2), soon)
     reservation = block(seller, buyer, sku, region, begins=soon.astimezone(UTC), ends=ends)
     before = written()
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 from exchange import calendar
 from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import AuditEntry, Instrument, Organization, ReservedCapacity
+from exchange.services.collateral import entitlement_months
 from exchange.services.listing import (
     LISTED_MONTHS_MAX,
     StripSpec,
@@ -288,7 +289,14 @@ def holder(db) -> Organization:
 
 @pytest.fixture
 def make_reservation(sku, region, provider, holder):
-    def make(*, starts_at: datetime, days: int = 30, gpus: int = 256, block: int = 64):
+    def make(
+        *,
+        starts_at: datetime,
+        days: int = 30,
+        ends_at: datetime | None = None,
+        gpus: int = 256,
+        block: int = 64,
+    ):
         return ReservedCapacity.objects.create(
             provider=provider,
             holder=holder,
@@ -296,7 +304,7 @@ def make_reservation(sku, region, provider, holder):
             sku=sku,
             region=region,
             starts_at=starts_at,
-            ends_at=starts_at + timedelta(days=days),
+            ends_at=ends_at or starts_at + timedelta(days=days),
             gpus=gpus,
             interconnect="infiniband",
             contiguous_block_gpus=block,
@@ -341,21 +349,41 @@ def test_resale_delivery_end_covers_a_partial_last_day(make_reservation):
     assert instrument.gpu_hours_per_contract == 48
 
 
-def test_resale_refuses_a_reservation_starting_within_a_day_with_no_month_left(
+def test_resale_refuses_a_reservation_starting_within_a_day_with_no_day_left(
     make_reservation,
 ):
     """Within a day of its start a block is no longer listed for its whole term; a listing
-    would sell it from the next month that can still be listed, and this block ends before."""
+    would sell it from the next day's start that can still be listed, and this block ends
+    before."""
     now = datetime(2097, 3, 10, 9, tzinfo=UTC)
-    reservation = make_reservation(starts_at=now + timedelta(hours=23), days=5)
+    reservation = make_reservation(
+        starts_at=now + timedelta(hours=23), ends_at=datetime(2097, 3, 12, tzinfo=UTC)
+    )
 
     with pytest.raises(CatalogError) as raised:
         resale_list(reservation=reservation, now=now)
 
     assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_STARTED
     assert raised.value.code == "CATALOG_RESERVATION_ALREADY_STARTED"
-    assert "before any month it could still be listed for" in raised.value.message
+    assert "before any day it could still be listed from" in raised.value.message
     assert not Instrument.objects.exists()
+
+
+def test_resale_lists_a_reservation_starting_within_a_day_from_the_day_after_its_start(
+    make_reservation,
+):
+    """A block starting tomorrow at 08:00 can no longer be listed for its whole term; it is
+    listed from the next day's start, the first more than a day ahead, to the end of its term."""
+    now = datetime(2097, 3, 10, 9, tzinfo=UTC)
+    reservation = make_reservation(starts_at=now + timedelta(hours=23), days=5)
+
+    instrument = resale_list(reservation=reservation, now=now)
+
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-20970312"
+    assert instrument.resale_starts_at == datetime(2097, 3, 12, tzinfo=UTC)
+    assert instrument.last_trading_day == date(2097, 3, 11)
+    # From 12 March 00:00 to 16 March 08:00.
+    assert instrument.gpu_hours_per_contract == 4 * 24 + 8
 
 
 @pytest.mark.parametrize(
@@ -369,7 +397,7 @@ def test_resale_lists_the_whole_term_until_the_close_of_the_day_before(
     """A listing trades until the close of the day before the block's term starts, as every
     instrument trades until the close of its last trading day: a block starting tomorrow at
     20:00, more than a day away at 17:00 today, can no longer be listed for its whole term then,
-    only from the next month on."""
+    only from the day after its start on."""
     # given a block starting 2097-03-10 20:00 UTC for 60 days, and the close at 16:00 UTC
     settings.EXCHANGE_SETTLEMENT_CLOSE = "16:00"
     reservation = make_reservation(starts_at=datetime(2097, 3, 10, 20, tzinfo=UTC), days=60)
@@ -380,30 +408,73 @@ def test_resale_lists_the_whole_term_until_the_close_of_the_day_before(
     instrument = resale_list(reservation=reservation, now=now)
 
     # then before the close it is listed for the whole term, trading until the close of that
-    # day; from the close on, from April (the rest of the term), trading until 31 March
+    # day; from the close on, from 11 March (the rest of the term), trading until 10 March
     if whole_term:
         assert instrument.symbol.endswith(f"-R{reservation.pk}")
         assert instrument.last_trading_day == date(2097, 3, 9)
         assert instrument.resale_starts_at == reservation.starts_at
         return
-    assert instrument.symbol.endswith(f"-R{reservation.pk}-209704")
+    assert instrument.symbol.endswith(f"-R{reservation.pk}-20970311")
     assert (instrument.delivery_start, instrument.last_trading_day) == (
-        date(2097, 4, 1),
-        date(2097, 3, 31),
+        date(2097, 3, 11),
+        date(2097, 3, 10),
     )
-    assert instrument.resale_starts_at == datetime(2097, 4, 1, tzinfo=UTC)
+    assert instrument.resale_starts_at == datetime(2097, 3, 11, tzinfo=UTC)
 
 
-def test_resale_lists_a_running_block_from_the_next_month_to_the_end_of_its_term(
-    make_reservation,
+@pytest.mark.parametrize(
+    ("now", "starts_on", "symbol_term", "first_month_hours", "later_months"),
+    [
+        # March has 31 days: from 22 March, 10 days of it.
+        (datetime(2097, 3, 20, 12, tzinfo=UTC), date(2097, 3, 22), "20970322", 10 * 24, [30, 31]),
+        # April has 30: from 12 April, 19 days of it.
+        (datetime(2097, 4, 10, 0, tzinfo=UTC), date(2097, 4, 12), "20970412", 19 * 24, [31]),
+        # February 2097 has 28: from 3 February, 26 days of it.
+        (datetime(2097, 2, 1, 23, tzinfo=UTC), date(2097, 2, 3), "20970203", 26 * 24, [31, 30, 31]),
+    ],
+    ids=["31-day-month", "30-day-month", "28-day-month"],
+)
+def test_resale_lists_a_running_block_from_a_day_of_the_month_under_way(
+    make_reservation, now, starts_on, symbol_term, first_month_hours, later_months
 ):
-    """A startup three months into a reservation resells the months it will not use: the
-    listing sells 1 GPU of the block from the next month's start to the end of the term, and a
-    contract's GPU-hours are those hours."""
-    # given a 256-GPU block from 2097-01-15 06:00 to 2097-06-15 06:00, on 2097-03-20
+    """A startup mid-way through a reservation resells the hours it will not use, the rest of
+    the month under way included: the listing sells 1 GPU of the block from the first day's
+    start (00:00 UTC) more than a day ahead to the end of the term, and a contract's GPU-hours
+    are exactly those hours: the rest of this month, the whole months after, and the last
+    month's part of the term."""
+    # given a 256-GPU block from 2097-01-15 06:00 to 2097-06-15 06:00
     starts = datetime(2097, 1, 15, 6, tzinfo=UTC)
     reservation = make_reservation(starts_at=starts, days=151)
-    now = datetime(2097, 3, 20, 12, tzinfo=UTC)
+
+    # when it is listed at ``now``
+    instrument = resale_list(reservation=reservation, lot_gpus=32, now=now)
+
+    # then from that day's start to the end of the term, trading until the close of the day
+    # before, named by the day
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-{symbol_term}"
+    assert instrument.delivery_start == starts_on
+    assert instrument.resale_starts_at == datetime.combine(starts_on, time.min, tzinfo=UTC)
+    assert instrument.resale_starts_at - timedelta(days=1) > now
+    assert instrument.delivery_end == date(2097, 6, 16)
+    assert instrument.last_trading_day == starts_on - timedelta(days=1)
+    june = 14 * 24 + 6  # 1 June 00:00 to 15 June 06:00.
+    expected = [first_month_hours, *(days * 24 for days in later_months), june]
+    assert [hours for _, hours in entitlement_months(instrument)] == expected
+    assert entitlement_months(instrument)[0][0] == starts_on.replace(day=1)
+    assert instrument.gpu_hours_per_contract == sum(expected)
+    hours = (reservation.ends_at - instrument.resale_starts_at).total_seconds() // 3600
+    assert instrument.gpu_hours_per_contract == hours
+    assert instrument.reservation == reservation
+    assert instrument.lot_size == 32
+
+
+def test_resale_lists_a_running_block_from_the_next_month_at_a_months_end(make_reservation):
+    """Two days before a month's end, the first day more than a day ahead is the next month's
+    first: the listing is a month's, from its start, named by the month as always."""
+    # given a 256-GPU block from 2097-01-15 06:00 to 2097-06-15 06:00, on 2097-03-30
+    starts = datetime(2097, 1, 15, 6, tzinfo=UTC)
+    reservation = make_reservation(starts_at=starts, days=151)
+    now = datetime(2097, 3, 30, 12, tzinfo=UTC)
 
     # when it is listed
     instrument = resale_list(reservation=reservation, lot_gpus=32, now=now)
@@ -415,29 +486,29 @@ def test_resale_lists_a_running_block_from_the_next_month_to_the_end_of_its_term
     assert instrument.last_trading_day == date(2097, 3, 31)
     hours = (reservation.ends_at - datetime(2097, 4, 1, tzinfo=UTC)).total_seconds() // 3600
     assert instrument.gpu_hours_per_contract == hours == (30 + 31 + 14) * 24 + 6
-    assert instrument.reservation == reservation
-    assert instrument.lot_size == 32
 
 
 def test_resale_skips_a_month_starting_within_a_day(make_reservation):
-    """On the last day of a month, the next month starts within a day: the listing sells from
-    the month after."""
+    """On the last day of a month no day of it is left to list, and the next month starts
+    within a day: as when listings sold whole months only, the listing sells from the month
+    after."""
     reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
 
     instrument = resale_list(reservation=reservation, now=datetime(2097, 3, 31, 1, tzinfo=UTC))
 
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-209705"
     assert instrument.delivery_start == date(2097, 5, 1)
     assert instrument.last_trading_day == date(2097, 4, 30)
 
 
 def test_resale_lists_a_block_again_once_its_listing_has_ended(make_reservation):
     """One listing of a block trades at a time; when it ends, the block is listed again from a
-    later month."""
+    later day."""
     reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
-    first = resale_list(reservation=reservation, now=datetime(2097, 2, 10, tzinfo=UTC))
+    first = resale_list(reservation=reservation, now=datetime(2097, 2, 27, 1, tzinfo=UTC))
 
     with pytest.raises(CatalogError) as raised:
-        resale_list(reservation=reservation, now=datetime(2097, 2, 27, 15, tzinfo=UTC))
+        resale_list(reservation=reservation, now=datetime(2097, 2, 28, 15, tzinfo=UTC))
     assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_LISTED
     assert first.symbol in raised.value.message
 
@@ -445,7 +516,8 @@ def test_resale_lists_a_block_again_once_its_listing_has_ended(make_reservation)
     # marked it expired yet
     again = resale_list(reservation=reservation, now=datetime(2097, 3, 1, 9, tzinfo=UTC))
 
-    assert (first.delivery_start, again.delivery_start) == (date(2097, 3, 1), date(2097, 4, 1))
+    assert (first.delivery_start, again.delivery_start) == (date(2097, 3, 1), date(2097, 3, 3))
+    assert (first.symbol[-7:], again.symbol[-9:]) == ("-209703", "-20970303")
     assert list(reservation.listings.order_by("delivery_start")) == [first, again]
 
 
@@ -466,14 +538,35 @@ def test_resale_does_not_list_the_same_hours_twice(make_reservation):
         "reservation",
     )
     assert first.symbol in raised.value.message
+    assert "listed again from a later day" in raised.value.message
     assert list(Instrument.objects.all()) == [first]
 
 
-def test_resale_refuses_a_block_whose_last_month_has_begun(make_reservation):
+def test_resale_lists_a_term_ending_within_the_month_for_its_last_hours(make_reservation):
+    """A term ending mid-month is listed for what is left of it: the hours from the day's start
+    more than a day ahead to its end."""
+    # given a block ending 2097-06-15 06:00
+    reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
+
+    # when it is listed on 13 June at 23:00
+    instrument = resale_list(reservation=reservation, now=datetime(2097, 6, 13, 23, tzinfo=UTC))
+
+    # then from 15 June 00:00: its last 6 hours, of June's entitlement
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-20970615"
+    assert (instrument.delivery_start, instrument.delivery_end) == (
+        date(2097, 6, 15),
+        date(2097, 6, 16),
+    )
+    assert instrument.gpu_hours_per_contract == 6
+    assert entitlement_months(instrument) == [(date(2097, 6, 1), 6)]
+
+
+def test_resale_refuses_a_block_with_no_day_left_to_list(make_reservation):
+    """On 14 June the first day more than a day ahead is 16 June, after the term's end."""
     reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
 
     with pytest.raises(CatalogError) as raised:
-        resale_list(reservation=reservation, now=datetime(2097, 6, 2, tzinfo=UTC))
+        resale_list(reservation=reservation, now=datetime(2097, 6, 14, tzinfo=UTC))
 
     assert raised.value.code == CatalogErrorCode.RESERVATION_ALREADY_STARTED
     assert not Instrument.objects.exists()

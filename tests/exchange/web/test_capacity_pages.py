@@ -13,10 +13,10 @@ from exchange.services.capacity import capacity_register
 from exchange.services.listing import listable_until, resale_list
 from exchange.services.participants import member_add, organization_create
 from tests.exchange.support import (
-    ending_before_any_resale_month,
+    ending_before_any_resale_start,
     listing_month,
     place,
-    resale_month_after,
+    resale_start_after,
 )
 
 pytestmark = pytest.mark.django_db
@@ -303,7 +303,7 @@ def test_a_block_is_listed_once_and_not_once_its_term_is_near(client, seller, sk
     block = _block(seller, seller, sku, region)
     now = datetime.now(UTC)
     soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
-    ends = ending_before_any_resale_month(now, soon + timedelta(days=2))
+    ends = ending_before_any_resale_start(now, soon + timedelta(days=2), soon)
     starting = _block(seller, seller, sku, region, starts_at=soon, ends_at=ends)
     client.force_login(_user(seller, "nora"))
     client.post(reverse("web:capacity_list", args=[block.pk]), {})
@@ -318,10 +318,10 @@ def test_a_block_is_listed_once_and_not_once_its_term_is_near(client, seller, sk
     assert "CATALOG_RESERVATION_ALREADY_LISTED" in again.content.decode()
 
 
-def test_a_running_block_with_no_month_left_offers_no_listing(client, seller, sku, region):
+def test_a_running_block_with_no_day_left_offers_no_listing(client, seller, sku, region):
     now = datetime.now(UTC)
     began = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
-    ends = ending_before_any_resale_month(now, began + timedelta(days=5))
+    ends = ending_before_any_resale_start(now, began + timedelta(days=5))
     block = _block(seller, seller, sku, region, starts_at=began, ends_at=ends)
     client.force_login(_user(seller, "nora"))
 
@@ -330,23 +330,25 @@ def test_a_running_block_with_no_month_left_offers_no_listing(client, seller, sk
 
     html = page.content.decode()
     assert [(row.started, row.next_term) for row in page.context["blocks"]] == [(True, None)]
-    assert "not listable: the term ends before the next month a listing could sell" in html
+    assert "not listable: the term ends before the next day a listing could sell from" in html
     assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
     assert refused.status_code == 400
     assert "CATALOG_RESERVATION_ALREADY_STARTED" in refused.content.decode()
     assert not Instrument.objects.filter(reservation=block).exists()
 
 
-def test_a_running_block_is_listed_from_the_next_month_to_the_end_of_its_term(
+def test_a_running_block_is_listed_from_the_next_day_it_can_be_to_the_end_of_its_term(
     client, seller, sku, region
 ):
-    """A holder three weeks into a 4-month reservation resells the months it will not use."""
+    """A holder three weeks into a 4-month reservation resells the hours it will not use, the
+    rest of the month under way included."""
     now = datetime.now(UTC)
     began = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=21)
     block = _block(
         seller, seller, sku, region, starts_at=began, ends_at=began + timedelta(days=120)
     )
-    month = resale_month_after(now)
+    month = resale_start_after(now)
+    term = f"{month:%Y%m}" if month.day == 1 else f"{month:%Y%m%d}"
     client.force_login(_user(seller, "nora"))
 
     page = client.get(reverse("web:capacity")).content.decode()
@@ -356,7 +358,7 @@ def test_a_running_block_is_listed_from_the_next_month_to_the_end_of_its_term(
     assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' in page
     listing = Instrument.objects.get(reservation=block)
     assert response["Location"] == reverse("web:instrument", args=[listing.symbol])
-    assert listing.symbol == f"{sku.code}-{region.code}-R{block.pk}-{month:%Y%m}"
+    assert listing.symbol == f"{sku.code}-{region.code}-R{block.pk}-{term}"
     assert listing.resale_starts_at == month
     contract = client.get(response["Location"]).content.decode()
     assert f"resold from {month:%Y-%m-%d} 00:00 UTC (the rest of the term)" in contract
@@ -370,14 +372,14 @@ def test_a_running_block_is_listed_from_the_next_month_to_the_end_of_its_term(
     assert listing.symbol in again
 
 
-def test_a_block_within_a_day_of_its_term_offers_no_listing_with_no_month_left(
+def test_a_block_within_a_day_of_its_term_offers_no_listing_with_no_day_left(
     client, seller, sku, region
 ):
     """A block starting within a day can no longer be listed for its whole term, and this one
-    ends before any month a listing could sell from: the page says so and offers no form."""
+    ends before any day a listing could sell from: the page says so and offers no form."""
     now = datetime.now(UTC)
     soon = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=20)
-    ends = ending_before_any_resale_month(now, soon + timedelta(days=2))
+    ends = ending_before_any_resale_start(now, soon + timedelta(days=2), soon)
     block = _block(seller, seller, sku, region, starts_at=soon, ends_at=ends)
     later = _block(seller, seller, sku, region)
     client.force_login(_user(seller, "nora"))
@@ -387,7 +389,7 @@ def test_a_block_within_a_day_of_its_term_offers_no_listing_with_no_month_left(
     assert f'action="{reverse("web:capacity_list", args=[block.pk])}"' not in html
     assert f'action="{reverse("web:capacity_list", args=[later.pk])}"' in html
     assert listable_until(block.starts_at) <= soon - timedelta(days=1)
-    assert "not listable: the term starts within a day and ends before the next month" in html
+    assert "not listable: the term starts within a day and ends before the next day" in html
 
 
 def test_a_provider_cannot_list_a_block_its_customer_holds(client, seller, buyer, sku, region):
