@@ -520,6 +520,9 @@ def test_a_running_block_is_listed_from_a_day_of_the_month_under_way(
     assert listing["last_trading_day"] == (twelfth - timedelta(days=1)).isoformat()
     # From the 12th at 00:00 to the 4th at 06:00 forty days after: 32 days and 6 hours.
     assert listing["gpu_hours_per_contract"] == 32 * 24 + 6
+    # and the market API finds it by its symbol
+    detail = client.get(f"/api/v1/instruments/{listing['symbol']}/")
+    assert (detail.status_code, detail.json()["symbol"]) == (200, listing["symbol"])
 
 
 def test_a_block_with_no_day_left_to_list_cannot_be_listed(seller, buyer, sku, region):

@@ -387,6 +387,30 @@ def test_resale_lists_a_reservation_starting_within_a_day_from_the_day_after_its
 
 
 @pytest.mark.parametrize(
+    ("now", "term_starts", "starts_on"),
+    [
+        # Starting tomorrow, in the next month: the month under way is the term's first.
+        (datetime(2097, 3, 31, 10, tzinfo=UTC), datetime(2097, 4, 1, 5, tzinfo=UTC), "20970402"),
+        # Starting tonight, on the month's last day: no day of it is left, nor is the next
+        # month's start more than a day ahead.
+        (datetime(2097, 3, 31, 1, tzinfo=UTC), datetime(2097, 3, 31, 20, tzinfo=UTC), "209705"),
+    ],
+    ids=["term-starting-next-month", "term-starting-on-a-months-last-day"],
+)
+def test_resale_lists_a_reservation_starting_within_a_day_at_a_months_end(
+    make_reservation, now, term_starts, starts_on
+):
+    reservation = make_reservation(starts_at=term_starts, days=60)
+
+    instrument = resale_list(reservation=reservation, now=now)
+
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-{starts_on}"
+    assert instrument.resale_starts_at - timedelta(days=1) > now
+    hours = (reservation.ends_at - instrument.resale_starts_at).total_seconds() // 3600
+    assert instrument.gpu_hours_per_contract == hours
+
+
+@pytest.mark.parametrize(
     ("listed_at", "whole_term"),
     [(time(15, 59, 59), True), (time(16), False), (time(17), False)],
     ids=["before-the-close", "at-the-close", "after-the-close"],
