@@ -96,18 +96,19 @@ def parse_symbol(symbol: str) -> ParsedSymbol:
             "Options exist only on monthly futures.",
             field="symbol",
         )
-    delivery_month = date(int(month[:4]), int(month[4:]), 1) if month else None
-    resale_day = None
-    if match["resale_day"]:
-        assert delivery_month is not None  # The pattern puts a day only after a month.
-        try:
+    # The pattern lets through year 0000, which no date has, and days a month lacks (31 April).
+    try:
+        delivery_month = date(int(month[:4]), int(month[4:]), 1) if month else None
+        resale_day = None
+        if match["resale_day"]:
+            assert delivery_month is not None  # The pattern puts a day only after a month.
             resale_day = delivery_month.replace(day=int(match["resale_day"]))
-        except ValueError:
-            raise CatalogError(
-                CatalogErrorCode.INVALID_SYMBOL,
-                f"{symbol!r} names a day its month does not have.",
-                field="symbol",
-            ) from None
+    except ValueError:
+        raise CatalogError(
+            CatalogErrorCode.INVALID_SYMBOL,
+            f"{symbol!r} names a month or a day the calendar does not have.",
+            field="symbol",
+        ) from None
     return ParsedSymbol(
         sku=match["sku"],
         region=match["region"],

@@ -153,6 +153,9 @@ def test_symbols_round_trip_through_parse():
         "H100SXM-USEAST-R5-2027041",  # short day
         "H100SXM-USEAST-R5-20270409-C2.50",  # option on a block's listing from a day
         "H100SXM-USEAST-20270409",  # a future's month with a day
+        "H100SXM-USEAST-000001",  # year 0000
+        "H100SXM-USEAST-R5-000001",  # year 0000
+        "H100SXM-USEAST-R5-00000102",  # year 0000
         "H100SXM-USEAST-202701 ",  # trailing space
         "H100SXM_USEAST_202701",
     ],
