@@ -53,9 +53,8 @@ class CapacitySerializer(serializers.ModelSerializer):
     )
     resale_from = serializers.SerializerMethodField(
         help_text="The hour a listing made now would deliver from: the term's start until the "
-        "day before it, then the first day's start (00:00 UTC) more than a day ahead in the "
-        "month under way (on its last day, the first month's start more than a day ahead); "
-        "null when nothing of the term is left to list."
+        "day before it, then the first day's start (00:00 UTC) more than a day ahead, the "
+        "rest of the month under way included; null when nothing of the term is left to list."
     )
     held_gpus = serializers.SerializerMethodField(
         help_text="GPUs of the block the caller's organization holds now: the block's GPUs if "

@@ -26,7 +26,6 @@ from exchange.errors import CatalogError, CatalogErrorCode
 from exchange.models import Instrument, Region, ReservedCapacity, Sku
 from exchange.selectors.marks import mark_price
 from exchange.services.audit import audit_record
-from exchange.services.capacity import TERM_CALENDAR_MONTHS_MAX
 from exchange.services.instruments import position_limit_check
 from exchange.symbols import future_symbol, option_symbol, resale_symbol
 
@@ -388,23 +387,19 @@ class ResaleTerm:
     whole_term: bool
 
 
-# The days a running block's listing may start on that are not a month's first (the rest of
-# the month under way), then the month starts a term can reach: a bound on the search.
-RESALE_STARTS_MAX = 31 + TERM_CALENDAR_MONTHS_MAX
+# A running block's listing starts on the first day that can still be listed for (more than
+# a day ahead): at most a few days on. A bound on the search.
+RESALE_STARTS_MAX = 7
 
 
 def _resale_starts(after: date) -> Iterator[date]:
-    """The days a listing of a block running on ``after`` may start on, in order: each day of
-    ``after``'s month that follows it, then each month's first day from the next month on."""
-    next_month = calendar.add_months(calendar.month_start(after), 1)
+    """The days a listing of a block running on ``after`` may start on, in order: each day
+    that follows it, whatever its month (the first that can still be listed for is at most a
+    few days on)."""
     day = after + timedelta(days=1)
-    while day < next_month:
+    while True:
         yield day
         day += timedelta(days=1)
-    month = next_month
-    while True:
-        yield month
-        month = calendar.add_months(month, 1)
 
 
 def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm | None:
@@ -414,11 +409,11 @@ def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm
     After that, as a holder with a reservation running resells the hours it will not use, from
     the first day's start (00:00 UTC) it can still be listed for, more than a day ahead and
     before the close of the day before (so the listing stops trading before its hours begin),
-    to the end of the term: a day of the month under way (the month ``now`` is in, or the
-    term's first if it starts within a day), else, as when listings sold whole months only,
-    the first month's start after it that can still be listed for. A seller holds the whole
-    month's GPU-hours of the month under way; a listing from one of its days sells the hours
-    from that day on (``collateral.entitlement_months``). None when the term ends before that
+    to the end of the term, whatever the month that day is in (until 2026-12-07 a listing
+    started on a month's first day only, so the month under way was never sold, and on a
+    month's last day the next one was not either). A seller holds the whole month's GPU-hours
+    of the month the listing starts in; a listing from one of its days sells the hours from
+    that day on (``collateral.entitlement_months``). None when the term ends before that
     start: nothing is left to list."""
     until = listable_until(reservation.starts_at)
     if now < until:
@@ -431,7 +426,7 @@ def resale_next_term(reservation: ReservedCapacity, now: datetime) -> ResaleTerm
         until = listable_until(starts_at)
         if now < until:
             return ResaleTerm(starts_at, until, whole_term=False)
-    raise AssertionError(f"a term longer than {TERM_CALENDAR_MONTHS_MAX} months: {reservation}")
+    raise AssertionError(f"no day within {RESALE_STARTS_MAX} days to list {reservation} from")
 
 
 @transaction.atomic

@@ -392,8 +392,8 @@ def test_resale_lists_a_reservation_starting_within_a_day_from_the_day_after_its
         # Starting tomorrow, in the next month: the month under way is the term's first.
         (datetime(2097, 3, 31, 10, tzinfo=UTC), datetime(2097, 4, 1, 5, tzinfo=UTC), "20970402"),
         # Starting tonight, on the month's last day: no day of it is left, nor is the next
-        # month's start more than a day ahead.
-        (datetime(2097, 3, 31, 1, tzinfo=UTC), datetime(2097, 3, 31, 20, tzinfo=UTC), "209705"),
+        # month's start more than a day ahead: from the next month's second.
+        (datetime(2097, 3, 31, 1, tzinfo=UTC), datetime(2097, 3, 31, 20, tzinfo=UTC), "20970402"),
     ],
     ids=["term-starting-next-month", "term-starting-on-a-months-last-day"],
 )
@@ -512,17 +512,18 @@ def test_resale_lists_a_running_block_from_the_next_month_at_a_months_end(make_r
     assert instrument.gpu_hours_per_contract == hours == (30 + 31 + 14) * 24 + 6
 
 
-def test_resale_skips_a_month_starting_within_a_day(make_reservation):
+def test_on_a_month_s_last_day_a_listing_starts_on_the_next_month_s_second(make_reservation):
     """On the last day of a month no day of it is left to list, and the next month starts
-    within a day: as when listings sold whole months only, the listing sells from the month
-    after."""
+    within a day: the listing sells from the next day that can still be listed for, the next
+    month's second (until 2026-12-07, when running blocks were listed from a month's start
+    only, from the month after it: a month's hours that could have been sold were not)."""
     reservation = make_reservation(starts_at=datetime(2097, 1, 15, 6, tzinfo=UTC), days=151)
 
     instrument = resale_list(reservation=reservation, now=datetime(2097, 3, 31, 1, tzinfo=UTC))
 
-    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-209705"
-    assert instrument.delivery_start == date(2097, 5, 1)
-    assert instrument.last_trading_day == date(2097, 4, 30)
+    assert instrument.symbol == f"H100SXM-USEAST-R{reservation.pk}-20970402"
+    assert instrument.delivery_start == date(2097, 4, 2)
+    assert instrument.last_trading_day == date(2097, 4, 1)
 
 
 def test_resale_lists_a_block_again_once_its_listing_has_ended(make_reservation):
