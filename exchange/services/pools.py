@@ -1034,7 +1034,12 @@ def pool_rounds_close_expired(
         if not expired:
             continue
         try:
-            closed.append(pool_round_close(round_=round_, actor=None, expired=expired, now=now))
+            done = pool_round_close(round_=round_, actor=None, expired=expired, now=now)
+            if done.status == PoolRound.Status.WORKING:
+                # Its other months' cancels still wait for an external matcher: the expiring
+                # ones are allocated now, before their final settlement.
+                done = pool_round_allocate_expiring(round_=done, expired=expired, now=now)
+            closed.append(done)
         except Exception:
             logger.exception("pools: round #%s did not close on its expiry; next run", round_.pk)
     return closed
@@ -1123,6 +1128,31 @@ def pool_round_allocate(
 ) -> PoolRound:
     now = now or timezone.now()
     _check_final(_round_orders(round_), now)
+    return _allocate(round_, actor=actor, api_key=api_key, now=now, expiring=None)
+
+
+def pool_round_allocate_expiring(
+    *, round_: PoolRound, expired: list[Instrument], now: datetime
+) -> PoolRound:
+    """Allocate, of a round still working, the tiers on ``expired`` futures (their trading
+    has ended: no fill can come to their orders any more), before the daily settlement settles
+    them; the round works on for its other months, allocated once their cancels are processed
+    (an external matcher's). Tiers allocated already are left alone, so a later run allocates
+    nothing twice. Until 2026-12-07 the round waited whole: the final settlement settled the
+    expiring month's contracts with the pool, and its members' lots were left unfunded."""
+    return _allocate(round_, actor=None, api_key=None, now=now, expiring={i.pk for i in expired})
+
+
+def _allocate(
+    round_: PoolRound,
+    *,
+    actor: Actor,
+    api_key: ApiKey | None,
+    now: datetime,
+    expiring: set[int] | None,
+) -> PoolRound:
+    """Allocate the round's tiers: all of them, ending the round (``expiring`` None), or
+    those on the ``expiring`` instruments that still have demand to allocate."""
     with transaction.atomic():
         # Each lock of the allocation takes its own table's rows only (``of``): with the
         # accounts joined here and to the demands locked FOR UPDATE too, an order of the pool
@@ -1141,12 +1171,26 @@ def pool_round_allocate(
         # Read again under the books' locks: a matching batch that began before a future's
         # close may have filled its tier order until it committed.
         pool_orders = _round_orders(locked)
-        _check_final(pool_orders, now)
+        if expiring is None:
+            _check_final(pool_orders, now)
+        else:
+            pool_orders = [o for o in pool_orders if o.instrument_id in expiring]
         summary = []
         for pool_order in pool_orders:
             pool_order.instrument = instruments[pool_order.instrument_id]
         for parts in _tiers(pool_orders):
+            if expiring is not None and not _demand_left(parts[0]):
+                continue  # Allocated by an earlier run.
             summary.append(_allocate_tier(pool, locked, parts, actor))
+        if expiring is not None:
+            if summary:
+                audit_record(
+                    actor=None,
+                    action="pool.allocate_expiring",
+                    target=locked,
+                    after={"tiers": summary, "close_reason": locked.close_reason},
+                )
+            return locked
         locked.status, locked.allocated_at = PoolRound.Status.ALLOCATED, timezone.now()
         locked.save(update_fields=["status", "allocated_at"])
         audit_record(
@@ -1157,6 +1201,13 @@ def pool_round_allocate(
             after={"tiers": summary, "close_reason": locked.close_reason},
         )
     return locked
+
+
+def _demand_left(pool_order: PoolOrder) -> bool:
+    """Whether the tier of ``pool_order`` (its demand's) has submitted demand to allocate."""
+    return PoolDemand.objects.filter(
+        pool_order=pool_order, status=PoolDemand.Status.SUBMITTED
+    ).exists()
 
 
 def _allocate_tier(

@@ -19,7 +19,13 @@ from exchange.matcher.runtime import Matcher
 from exchange.models import AuditEntry, Instrument, Order, PoolAllocation, PoolRound
 from exchange.services.api_keys import api_key_create
 from exchange.services.ledger_accounts import cash_account, margin_account, position_account
-from exchange.services.pools import demand_submit, pool_cut_off, pool_round_close, pools_run_due
+from exchange.services.pools import (
+    demand_submit,
+    pool_cut_off,
+    pool_round_close,
+    pool_rounds_close_expired,
+    pools_run_due,
+)
 from ledger.models import Entry, Hold
 from tests.exchange.support import place
 
@@ -225,4 +231,60 @@ def test_a_day_settled_with_an_earlier_close_closes_the_round_before_its_expiry(
     final = _postings(f"future-expiry:{future.pk}")
     assert final[f"trading:{ada.account_id}:position:{future.symbol}"] == -3
     assert final[f"trading:{bolt.account_id}:position:{future.symbol}"] == -2
+    call_command("ledger_check")
+
+
+@pytest.mark.usefixtures("calendar_ahead")
+def test_with_an_external_matcher_a_round_on_two_months_allocates_the_expiring_one_first(
+    pool, members, futures, seller, sponsor_user, external_matcher
+):
+    """A round buying two months whose later month's cancel still waits for the matcher when
+    the first month expires: the expiring month's fills go to the members before its final
+    settlement, the later month's once its cancel is processed. Until 2026-12-07 the round
+    waited whole for the cancel, the final settlement settled the expiring month with the
+    pool, and its members' lots were left unfunded."""
+    ada, bolt, _ = members
+    front, later = futures
+    for instrument in (front, later):
+        _submit(ada, instrument, 6)
+        _submit(bolt, instrument, 4)
+        place(seller, instrument, "sell", 5, "2.45")
+    round_ = pool_cut_off(pool=pool, actor=sponsor_user)
+    matcher = Matcher()
+    matcher.process_pending()  # Each month's tier half filled, the rest resting.
+    closed = calendar.trading_ends_at(front.last_trading_day)
+
+    # when the front month's daily settlement closes the round before it expires the front
+    # month (as risk_cycle calls it, with the day it settles), the cancels still waiting
+    pool_rounds_close_expired(
+        now=closed + timedelta(minutes=10), expiring_through=front.last_trading_day
+    )
+
+    # then the front month's fills are the members' already, the later month's wait
+    round_.refresh_from_db()
+    assert (round_.status, round_.close_reason) == ("working", "instrument_expired")
+    rows = {
+        (a.member_id, a.instrument_id): (a.status, a.quantity)
+        for a in PoolAllocation.objects.filter(round=round_)
+    }
+    assert rows == {(ada.pk, front.pk): ("settled", 3), (bolt.pk, front.pk): ("settled", 2)}
+    assert position_account(ada.account, front.symbol).balance == 3
+    assert position_account(pool.account, front.symbol).balance == 0
+    assert position_account(pool.account, later.symbol).balance == 5
+    partial = AuditEntry.objects.get(action="pool.allocate_expiring", target_id=str(round_.pk))
+    assert [tier["instrument"] for tier in partial.after["tiers"]] == [front.symbol]
+
+    # and once the matcher has cancelled the rest, the later month is allocated too
+    matcher.process_pending()
+    pools_run_due(now=closed + timedelta(hours=1))
+    round_.refresh_from_db()
+    assert round_.status == "allocated"
+    rows = {
+        (a.member_id, a.instrument_id): (a.status, a.quantity)
+        for a in PoolAllocation.objects.filter(round=round_)
+    }
+    assert rows[(ada.pk, later.pk)] == ("settled", 3)
+    assert rows[(bolt.pk, later.pk)] == ("settled", 2)
+    assert position_account(ada.account, later.symbol).balance == 3
+    assert position_account(pool.account, later.symbol).balance == 0
     call_command("ledger_check")
