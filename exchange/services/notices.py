@@ -18,7 +18,6 @@ retried task, a webhook Stripe sends twice) finds it and tells nobody twice.
 import logging
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -69,16 +68,22 @@ def notice_send(
         },
     )
     if created:
-        transaction.on_commit(partial(_sent, notice), robust=True)
+        _send_on_commit(notice)
     return notice
 
 
-def _sent(notice: Notice) -> None:
+def _send_on_commit(notice: Notice) -> None:
+    """At the commit: the feed, then the email's task. A broker that cannot be reached is
+    logged (``robust``) and leaves the notice to ``notices_email_unsent``; the event stays
+    committed."""
     from exchange import tasks
     from exchange.feed import publish
 
-    publish.notice_committed(notice)
-    tasks.notice_email.delay(notice.pk)
+    def send() -> None:  # A function, not a partial: Django logs a failure by its name.
+        publish.notice_committed(notice)
+        tasks.notice_email.delay(notice.pk)
+
+    transaction.on_commit(send, robust=True)
 
 
 def notice_email(notice_id: int) -> int:

@@ -72,7 +72,7 @@ def test_a_worker_runs_a_task_beat_sends_through_the_broker(worker, futures, buy
     cancel_all_after_set(account=buyer, timeout_seconds=5, now=armed_at)
 
     # when beat's entry is sent by name, as beat sends it, and the worker runs it
-    sender = Celery("sender", broker=worker, backend=worker)
+    sender = Celery("sender", broker=worker, backend=worker, set_as_current=False)
     entry = settings.CELERY_BEAT_SCHEDULE["fire-cancel-all-after-switches"]
     fired = sender.send_task(entry["task"]).get(timeout=RESULT_WAIT_SECONDS)
 
@@ -81,3 +81,36 @@ def test_a_worker_runs_a_task_beat_sends_through_the_broker(worker, futures, buy
     assert {Order.objects.get(pk=order.pk).status for order in mine} == {"cancelled"}
     assert Order.objects.get(pk=theirs.pk).status == Order.Status.OPEN
     assert not CancelAllTimer.objects.exists()
+
+
+def test_a_worker_emails_a_notice_whose_task_was_lost(worker, buyer):
+    """The sweep beat sends every 10 minutes, run by a real worker: a notice its own task never
+    emailed (the broker down at its commit) is emailed by the worker's mail backend (files
+    under its var directory, as without EMAIL_HOST) and marked."""
+    from exchange.models import Notice
+    from exchange.services.notices import notice_send
+    from exchange.services.participants import member_add
+
+    member_add(
+        organization=buyer.organization,
+        username="ana",
+        email="ana@lumen.example",
+        password="gpu-hours-by-the-month",
+    )
+    notice = notice_send(
+        account=buyer, kind=Notice.Kind.MARGIN_CALL, key="lost", subject="Margin call", message="M"
+    )
+    Notice.objects.filter(pk=notice.pk).update(
+        created_at=timezone.now() - timedelta(minutes=6), emailed_at=None
+    )
+
+    sender = Celery("sender", broker=worker, backend=worker, set_as_current=False)
+    entry = settings.CELERY_BEAT_SCHEDULE["email-unsent-notices"]
+    emailed = sender.send_task(entry["task"]).get(timeout=RESULT_WAIT_SECONDS)
+
+    assert emailed == 1
+    notice.refresh_from_db()
+    assert notice.emailed_at is not None and notice.email_recipients == 1
+    mail = Path(os.environ.get("EXCHANGE_VAR_DIR", settings.BASE_DIR / "var")) / "mail"
+    written = [path.read_text() for path in mail.glob("*.log")]
+    assert any("To: ana@lumen.example" in text and "Margin call" in text for text in written)
