@@ -52,6 +52,7 @@ from exchange.services.instruments import (
     instrument_halt,
     instrument_position_limit_set,
     instrument_resume,
+    organization_position_limit_exempt_set,
 )
 from exchange.services.ledger_accounts import micros_to_usd
 from exchange.services.listing import (
@@ -353,6 +354,12 @@ class MembershipInline(admin.TabularInline[Membership, Organization]):
     extra = 0
 
 
+# An organization's exemption from the position limits, and the mark its admin save leaves
+# when that was all it changed (``OrganizationAdmin.log_change``).
+EXEMPT_FIELD = "position_limit_exempt"
+EXEMPT_ONLY_ATTRIBUTE = "_position_limit_exempt_only"
+
+
 @admin.register(Organization)
 class OrganizationAdmin(BackOfficeAdmin[Organization]):
     view_roles = ALL_ROLES
@@ -376,7 +383,23 @@ class OrganizationAdmin(BackOfficeAdmin[Organization]):
             return ["position_limit_exempt"]
         if not RISK_STAFF.allows(request.user):
             return ["kind", "position_limit_exempt"]
+        if not super().has_change_permission(request, obj):
+            # Risk staff without Django's permission to edit organizations: the exemption only.
+            return [
+                field.name
+                for field in Organization._meta.concrete_fields
+                if field.editable and not field.primary_key and field.name != EXEMPT_FIELD
+            ]
         return ["kind"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Organization | None = None) -> bool:
+        """Django's model permission (superusers), or the risk role on an organization opened
+        already, for its exemption alone (``get_readonly_fields``). Until 2026-12-07 risk staff
+        were shown the page read-only and a save got a 403: the exemption the settings and the
+        limit's refusal send customers to staff for could only be granted by a superuser."""
+        if super().has_change_permission(request, obj):
+            return True
+        return obj is not None and RISK_STAFF.allows(request.user)
 
     def save_model(
         self,
@@ -386,9 +409,24 @@ class OrganizationAdmin(BackOfficeAdmin[Organization]):
         change: bool,
     ) -> None:
         """A new organization is opened as sign-up opens one, with its main trading account
-        (``organization_create``); without it its members could neither fund nor trade."""
+        (``organization_create``); without it its members could neither fund nor trade. A
+        change of the exemption from the position limits goes through its service
+        (``organization_position_limit_exempt_set``: the risk role, its own audit row); the
+        other fields are saved and audited as the admin's other forms are."""
         if change:
-            return super().save_model(request, obj, form, change)
+            others = [field for field in form.changed_data if field != EXEMPT_FIELD]
+            if EXEMPT_FIELD in form.changed_data:
+                organization_position_limit_exempt_set(
+                    organization=obj,
+                    exempt=form.cleaned_data[EXEMPT_FIELD],
+                    actor=staff_user(request),
+                )
+                if not others:
+                    setattr(obj, EXEMPT_ONLY_ATTRIBUTE, True)
+                    return None
+            audit_changes_keep(obj, *admin_changes(others, form.initial, form.cleaned_data))
+            # Django's own save: AuditedEdits' would record the exemption a second time.
+            return admin.ModelAdmin.save_model(self, request, obj, form, change)
         audit_changes_keep(obj, *admin_changes(form.changed_data, None, form.cleaned_data))
         created = organization_create(
             slug=obj.slug, name=obj.name, kind=obj.kind, actor=staff_user(request)
@@ -396,6 +434,18 @@ class OrganizationAdmin(BackOfficeAdmin[Organization]):
         # The form's object becomes the created row, for the inlines and the admin's log.
         obj.pk, obj.name, obj.created_at = created.pk, created.name, created.created_at
         obj._state.adding, obj._state.db = False, created._state.db
+
+    def log_change(
+        self, request: HttpRequest, obj: Organization, message: ChangeMessage
+    ) -> LogEntry:
+        """No ``admin.change`` row for a save that changed the exemption alone: its service
+        wrote the audit row. A change of the members (the inline) is still recorded."""
+        members_changed = isinstance(message, list) and any(
+            "name" in details for part in message for details in part.values()
+        )
+        if getattr(obj, EXEMPT_ONLY_ATTRIBUTE, False) and not members_changed:
+            return admin.ModelAdmin.log_change(self, request, obj, message)
+        return super().log_change(request, obj, message)
 
 
 @admin.register(Account)

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from exchange.backoffice.roles import CATALOG_STAFF, RISK_STAFF
 from exchange.errors import CatalogError, CatalogErrorCode
-from exchange.models import Instrument
+from exchange.models import Instrument, Organization
 from exchange.services.audit import audit_record
 
 ALLOWED_STATUS_CHANGES = {
@@ -122,6 +122,32 @@ def instrument_position_limit_set(
             target=locked,
             before={"position_limit": before},
             after={"position_limit": position_limit},
+            reason=reason,
+        )
+    return locked
+
+
+def organization_position_limit_exempt_set(
+    *, organization: Organization, exempt: bool, actor: User | None, reason: str = ""
+) -> Organization:
+    """Exempt ``organization`` from the position limits, or end its exemption (the risk role's:
+    ``RISK_NOT_STAFF``, ``RISK_ROLE_REQUIRED``, checked before anything is written). It applies
+    to orders accepted from then on (this process at once, others within
+    ``EXCHANGE_REFERENCE_CACHE_SECONDS``); setting what it already is writes nothing."""
+    RISK_STAFF.check(actor, "exempt an organization from the position limits")
+    with transaction.atomic():
+        locked = Organization.objects.select_for_update().get(pk=organization.pk)
+        before = locked.position_limit_exempt
+        if before == exempt:
+            return locked
+        locked.position_limit_exempt = exempt
+        locked.save(update_fields=["position_limit_exempt"])  # Its signal forgets the kept rows.
+        audit_record(
+            actor=actor,
+            action="organization.position_limit_exempt",
+            target=locked,
+            before={"position_limit_exempt": before},
+            after={"position_limit_exempt": exempt},
             reason=reason,
         )
     return locked
