@@ -24,6 +24,7 @@ from exchange.backoffice.roles import ALL_ROLES, RISK_STAFF, ROLES_STAFF, Role, 
 from exchange.errors import ExchangeError
 from exchange.models import (
     Account,
+    ApiKey,
     AuditEntry,
     Deposit,
     Instrument,
@@ -74,6 +75,7 @@ from exchange.services.settlement_prices import (
 from exchange.services.staff import (
     admin_changes,
     admin_edit_record,
+    api_key_staff_revoke,
     margin_call_staff_review,
     order_staff_cancel,
 )
@@ -909,6 +911,77 @@ class OrderRejectionAdmin(ReadOnlyAdmin[OrderRejection]):
     view_roles = (OPERATIONS,)
     list_display = ["id", "account", "instrument_symbol", "code", "field", "message", "created_at"]
     list_filter = ["code"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin[ApiKey]):
+    """Customers' API keys, without their secrets. Operations revoke one (a key leaked, or a
+    program running wild) through ``api_key_staff_revoke``, which asks for the reason and
+    writes the audit row; until 2026-12-07 staff had no way to revoke a key but the shell."""
+
+    view_roles = (OPERATIONS,)
+    act_roles = (OPERATIONS,)
+    exclude = ["secret_digest", "signing_key_encrypted"]
+    list_display = [
+        "prefix",
+        "organization",
+        "name",
+        "scopes",
+        "require_signature",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    ]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "name", "organization__slug"]
+    list_select_related = ["organization", "revoked_by"]
+    actions = ["revoke"]
+
+    @staticmethod
+    def _revoke_rows(keys: Sequence[ApiKey]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                key.prefix,
+                key.organization.slug,
+                key.name,
+                ", ".join(key.scopes),
+                key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "never",
+                "revoked" if key.revoked_at else "active",
+            )
+            for key in keys
+        ]
+
+    @admin.action(description="Revoke the selected API keys", permissions=["act"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> TemplateResponse | None:
+        confirmation = ActionConfirmation(
+            title="Revoke API keys",
+            consequence=(
+                "Each key is refused at once by this web process and within "
+                "EXCHANGE_API_KEY_CACHE_SECONDS by the others (AUTH_KEY_REVOKED), and its push "
+                "feed connections are closed. Its orders stay: cancel them in Orders, or "
+                "halt the instrument. A revoked key cannot be restored; the customer makes "
+                "a new one."
+            ),
+            columns=("Key", "Organization", "Name", "Scopes", "Last used", "Status"),
+            rows=self._revoke_rows,
+        )
+        page, reason = action_confirmed(
+            self, request, queryset.select_related("organization"), "revoke", confirmation
+        )
+        if page is not None:
+            return page
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            "revoked",
+            api_key_staff_revoke,
+            "key",
+            actor=staff_user(request),
+            reason=reason,
+        )
+        return None
 
 
 class _AuditChoiceFilter(admin.SimpleListFilter):

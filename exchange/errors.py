@@ -43,6 +43,7 @@ class OrderRejectCode(StrEnum):
     # Staff cancelling a customer's order: active staff with the operations role.
     NOT_STAFF = "ORDER_NOT_STAFF"
     ROLE_REQUIRED = "ORDER_ROLE_REQUIRED"
+    REASON_REQUIRED = "ORDER_REASON_REQUIRED"
     # Risk: the collateral an order needs (exchange.services.collateral).
     INSUFFICIENT_FUNDS = "RISK_INSUFFICIENT_FUNDS"
     INSUFFICIENT_ENTITLEMENT = "RISK_INSUFFICIENT_ENTITLEMENT"

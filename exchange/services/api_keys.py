@@ -172,10 +172,11 @@ def api_key_create(
 
 @transaction.atomic
 def api_key_revoke(
-    *, key: ApiKey, actor: User | None = None, api_key: ApiKey | None = None
+    *, key: ApiKey, actor: User | None = None, api_key: ApiKey | None = None, reason: str = ""
 ) -> ApiKey:
     """Revoke a key at once; revoking a revoked key changes nothing. ``api_key``: the key of
-    the request revoking it through the API (the audit row names it; it may be ``key``)."""
+    the request revoking it through the API (the audit row names it; it may be ``key``).
+    ``reason``: why, for the audit row (staff revoking a customer's key say why)."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.revoked_at is not None:
         return key
@@ -195,6 +196,7 @@ def api_key_revoke(
         before={"revoked": False},
         after={"revoked": True, "prefix": key.prefix},
         api_key=api_key,
+        reason=reason,
     )
     return key
 

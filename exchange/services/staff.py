@@ -1,12 +1,13 @@
 """Staff actions of the back office that the services they call do not audit themselves: role
-grants, margin call reviews and order cancels by staff, and edits made in the admin's forms.
+grants, margin call reviews, order cancels and API key revocations by staff, and edits made in
+the admin's forms.
 
 Each writes its audit row (who, what, before, after) in the transaction of the change, except
 where the change must commit on its own first (an order cancel: see ``order_staff_cancel``).
 
-Margin call reviews need the risk role, order cancels the operations role, and role grants a
-superuser, checked here whoever calls (``exchange.backoffice.roles.StaffGate``); the system (no
-actor) may do all three.
+Margin call reviews need the risk role, order cancels and key revocations the operations role,
+and role grants a superuser, checked here whoever calls (``exchange.backoffice.roles.StaffGate``);
+the system (no actor) may do each of them.
 """
 
 import json
@@ -24,7 +25,9 @@ from exchange.backoffice.roles import (
     ROLES_STAFF,
     Role,
 )
-from exchange.models import AuditEntry, CancelReason, MarginCall, Order
+from exchange.errors import OrderRejectCode, OrderRejected
+from exchange.models import ApiKey, AuditEntry, CancelReason, MarginCall, Order
+from exchange.services.api_keys import api_key_revoke
 from exchange.services.audit import audit_record
 from exchange.services.orders import order_cancel
 from exchange.services.risk_cycle import margin_call_review
@@ -117,6 +120,20 @@ def order_staff_cancel(*, order: Order, actor: User | None, reason: str = "") ->
         reason=reason.strip(),
     )
     return cancelled
+
+
+def api_key_staff_revoke(*, key: ApiKey, actor: User | None, reason: str) -> ApiKey:
+    """Staff revoke a customer's API key (one leaked, or a program running wild), at once, as
+    its organization's traders can (``api_key_revoke``), with why in the audit row. The
+    operations role (``ORDER_NOT_STAFF``, ``ORDER_ROLE_REQUIRED``): the key's orders are that
+    role's to cancel too. A reason is required (``ORDER_REASON_REQUIRED``); both are checked
+    before anything is written. A key revoked already is left as it is, with no second row."""
+    ORDER_STAFF.check(actor, "revoke customers' API keys")
+    if not reason.strip():
+        raise OrderRejected(
+            OrderRejectCode.REASON_REQUIRED, "Give a reason for the revocation.", field="reason"
+        )
+    return api_key_revoke(key=key, actor=actor, reason=reason.strip())
 
 
 def _jsonable(value: Any) -> Any:
