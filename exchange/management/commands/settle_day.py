@@ -12,7 +12,8 @@ from exchange.services.settlement_prices import last_closed_day, settlement_pric
 
 class Command(BaseCommand):
     help = (
-        "Run the daily risk cycle for a trading day (default: today, UTC): settlement prices, "
+        "Run the daily risk cycle for a trading day (default: the latest business day whose "
+        "close has passed, as --date says): settlement prices, "
         "variation margin, option and futures expiry, margin and margin calls. Idempotent: a "
         "settled day is left as it is. --preview sets the prices and prints them with the "
         "variation margin the day would post, without settling."
