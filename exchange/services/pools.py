@@ -958,14 +958,28 @@ def pool_round_close(
         raise _refuse(PoolErrorCode.ROUND_NOT_WORKING, "This round is already allocated.")
     now = now or timezone.now()
     reason, message = _close_reason(round_, actor, organization, expired or [])
-    # The first close's reason stays: a scheduled close that finds the sponsor's cancels still
-    # waiting for an external matcher closes the same round again.
-    PoolRound.objects.filter(
-        pk=round_.pk, status=PoolRound.Status.WORKING, close_reason=PoolRound.CloseReason.OPEN
-    ).update(close_reason=reason, close_message=message)
     live = list(
         Order.objects.filter(pool_order__round=round_, status__in=LIVE_STATUSES).order_by("pk")
     )
+    with transaction.atomic():
+        # The first close's reason stays: a scheduled close that finds the sponsor's cancels
+        # still waiting for an external matcher closes the same round again.
+        first = PoolRound.objects.filter(
+            pk=round_.pk, status=PoolRound.Status.WORKING, close_reason=PoolRound.CloseReason.OPEN
+        ).update(close_reason=reason, close_message=message)
+        if first and actor is not None:
+            # Who closed it, with the close: with external matchers the allocation follows
+            # once the cancels are processed, written by the schedule (the system). Until
+            # 2026-12-07 this row was missing, and a round staff or the sponsor closed early
+            # was recorded as allocated by the system, the person who closed it named nowhere.
+            audit_record(
+                actor=actor,
+                api_key=api_key,
+                action="pool.round_close",
+                target=round_,
+                before={"status": PoolRound.Status.WORKING},
+                after={"close_reason": reason, "orders_cancelled": [order.pk for order in live]},
+            )
     orders_cancel(orders=live, reason=CancelReason.POOL_ROUND_CLOSED, requested_by=_user(actor))
     try:
         return pool_round_allocate(round_=round_, actor=actor, now=now, api_key=api_key)

@@ -117,3 +117,29 @@ def test_operations_staff_and_the_sponsor_close_a_round(working_round, sponsor_u
 
     assert closed.status == PoolRound.Status.ALLOCATED
     assert AuditEntry.objects.get(action="pool.allocate").actor == actor
+
+
+def test_staff_closing_a_round_an_external_matcher_has_still_to_cancel_is_audited(
+    working_round, external_matcher
+):
+    # given a round whose tier orders rest with an external matcher, which has not run yet
+    desk = staff_user("desk", Role.OPERATIONS)
+
+    # when operations staff close it
+    closed = pool_round_close(round_=working_round, actor=desk)
+
+    # then it waits for the cancels to allocate, and who closed it is in the audit log now
+    assert closed.status == PoolRound.Status.WORKING
+    assert not AuditEntry.objects.filter(action="pool.allocate").exists()
+    entry = AuditEntry.objects.get(action="pool.round_close")
+    assert (entry.actor, entry.target_id) == (desk, str(working_round.pk))
+    assert entry.after["close_reason"] == PoolRound.CloseReason.STAFF
+    assert entry.after["orders_cancelled"] == list(
+        Order.objects.filter(pool_order__round=working_round)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+    # and closing it again (the schedule's close, or a second click) writes no second row
+    pool_round_close(round_=working_round, actor=desk)
+    assert AuditEntry.objects.filter(action="pool.round_close").count() == 1
