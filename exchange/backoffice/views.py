@@ -77,6 +77,20 @@ FUNCTIONS = [
         "browse orders, cancel on a customer's behalf",
     ),
     Function(
+        "API keys",
+        "admin:exchange_apikey_changelist",
+        Role.OPERATIONS,
+        "revoke a customer's key at once (a leaked key, a program running wild), with a reason",
+        "revoked_at__isempty=1",
+    ),
+    Function(
+        "Pool rounds",
+        "admin:exchange_poolround_changelist",
+        Role.OPERATIONS,
+        "close a portfolio pool's working round and allocate its fills",
+        "status__exact=working",
+    ),
+    Function(
         "Run the daily settlement",
         "admin:exchange_riskcycle_run",
         Role.RISK,
@@ -95,6 +109,13 @@ FUNCTIONS = [
         Role.RISK,
         "review (top up from cash) or liquidate",
         "status__exact=open",
+    ),
+    Function(
+        "Position limit exemptions",
+        "admin:exchange_organization_changelist",
+        Role.RISK,
+        "exempt an organization from the position limits, or end its exemption",
+        "position_limit_exempt__exact=1",
     ),
     Function(
         "Open interest and exposure",

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exchange import calendar
+from exchange.backoffice.views import FUNCTIONS
 from exchange.models import Instrument, MarginCall
 from exchange.selectors.backoffice import market_today
 from exchange.services.funding import withdrawal_request
@@ -95,14 +96,25 @@ def test_open_interest_on_the_dashboard(client, finance, market):
                 "backoffice:instruments",
                 "admin:exchange_instrument_roll",
                 "admin:exchange_instrument_list_strip",
+                "admin:exchange_apikey_changelist",
+                "admin:exchange_poolround_changelist",
             ],
-            ["backoffice:trial_balance", "admin:exchange_riskcycle_run"],
+            [
+                "backoffice:trial_balance",
+                "admin:exchange_riskcycle_run",
+                "admin:exchange_organization_changelist",
+            ],
         ),
         (
             "risk",
-            ["admin:exchange_riskcycle_run", "backoffice:exposure"],
+            [
+                "admin:exchange_riskcycle_run",
+                "backoffice:exposure",
+                "admin:exchange_organization_changelist",
+            ],
             [
                 "backoffice:instruments",
+                "admin:exchange_apikey_changelist",
                 "admin:exchange_instrument_list_strip",
                 "admin:exchange_withdrawal_changelist",
             ],
@@ -162,3 +174,13 @@ def test_the_options_of_a_halted_future_are_not_counted_as_trading(futures, call
     assert (listed.instruments_trading, listed.instruments_halted) == (4, 0)
     assert (today.instruments_trading, today.instruments_halted) == (1, 3)
     assert Instrument.objects.get(pk=call.pk).status == Instrument.Status.ACTIVE
+
+
+def test_every_function_s_link_opens_its_page_with_its_filter(client, superuser):
+    client.force_login(superuser)
+
+    for function in FUNCTIONS:
+        response = client.get(function.url())
+
+        # A filter the admin does not know redirects to the list with ?e=1.
+        assert response.status_code == 200, function.label
