@@ -1365,7 +1365,7 @@ class RiskCycleAdmin(ReadOnlyAdmin[RiskCycle]):
             else:
                 context.update(
                     cycle=cycle,
-                    missing=risk_selectors.prices_missing(trading_date),
+                    missing=risk_selectors.prices_missing(trading_date, cycle.close_at),
                     prices=risk_selectors.day_prices(trading_date),
                     variation=risk_selectors.variation_preview(trading_date),
                     trading_date=trading_date,

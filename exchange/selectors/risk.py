@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import F, QuerySet
 
+from exchange import calendar
 from exchange.models import Account, Instrument, MarginCall, SettlementPrice
 from exchange.selectors.market import Quote, quotes_for
 from exchange.selectors.marks import MarkSource, forward_of
@@ -52,11 +53,13 @@ def day_prices(trading_date: date) -> list[PriceRow]:
     ]
 
 
-def prices_missing(trading_date: date) -> list[Instrument]:
+def prices_missing(trading_date: date, close: datetime | None = None) -> list[Instrument]:
     """Instruments some account holds (a position, or a cost memo not yet marked: contracts
     closed since the last variation margin) that have no settlement price on ``trading_date``,
     with the underlying of every held option: the day cannot settle until each has one
-    (``RISK_SETTLEMENT_PRICE_MISSING``). By symbol."""
+    (``RISK_SETTLEMENT_PRICE_MISSING``). Those listed after the day's ``close`` (the
+    standard one by default) are not the day's: what is held of them traded after it, and the
+    next day settles it. By symbol."""
     held = set(
         LedgerAccount.objects.filter(commodity__kind=Commodity.Kind.POSITION)
         .exclude(debits_posted=F("credits_posted"))
@@ -68,7 +71,9 @@ def prices_missing(trading_date: date) -> list[Instrument]:
     held |= {code.split(":")[3] for code in costs.values_list("code", flat=True)}
     instruments = list(
         Instrument.objects.filter(
-            symbol__in=held, kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION]
+            symbol__in=held,
+            kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION],
+            created_at__lte=close or calendar.close_at(trading_date),
         )
     )
     needed = {i.pk for i in instruments} | {

@@ -53,7 +53,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -1075,10 +1075,14 @@ def _day_settle(
         # (a cancel after its close) moves while it holds the listing's row.
         resale_due = _resale_expiring(trading_date)
         locked = instruments_lock(sorted(set(_instruments_with_exposure()) | set(resale_due)))
+        # An instrument listed after the day's close is not the day's (it has no price for
+        # it): what is held of it traded after the close, and the next day settles it. Until
+        # 2026-12-07 its holdings stopped the day (RISK_SETTLEMENT_PRICE_MISSING), as on the
+        # day a new exchange, or the demo, lists its market after the close.
         instruments = {
             pk: instrument
             for pk, instrument in locked.items()
-            if instrument.kind != Instrument.Kind.RESALE
+            if instrument.kind != Instrument.Kind.RESALE and instrument.created_at <= cycle.close_at
         }
         # The open margin calls next, before the ledger's accounts, as a review and a
         # liquidation take them (the books, the call, then the ledger): a review of an account
@@ -1108,7 +1112,7 @@ def _day_settle(
             "account_id", flat=True
         )
         ledger = _Ledger(instruments, delivering=delivering, called=sorted(called))
-        _check_prices(trading_date)
+        _check_prices(trading_date, cycle.close_at)
         summary: dict[str, Any] = {
             "options_expired": [],
             "variation_entries": 0,
@@ -1169,10 +1173,10 @@ def _summary_counts(summary: dict[str, Any]) -> dict[str, int]:
     return {key: len(value) if isinstance(value, list) else value for key, value in summary.items()}
 
 
-def _check_prices(trading_date: date) -> None:
+def _check_prices(trading_date: date, close: datetime) -> None:
     """Refuse the day while an instrument some account holds has no price for it: the rule the
     run page's preview shows (``selectors.risk.prices_missing``)."""
-    missing = prices_missing(trading_date)
+    missing = prices_missing(trading_date, close)
     if missing:
         # An instrument held past its last trading day missed its final settlement: that day
         # comes first (its final price is not made up from a later day's market).

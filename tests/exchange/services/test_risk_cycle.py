@@ -1435,6 +1435,42 @@ def test_a_held_instrument_without_a_price_stops_the_day_and_writes_nothing(futu
     assert ledger_problems() == []
 
 
+def test_a_future_listed_after_the_days_close_is_left_to_the_next_day(futures, staff):
+    """What is held of a future listed after a day's close traded after it: that day settles
+    without it (it has no price for it) and the next day settles it. Until 2026-12-07 its
+    holdings stopped the day with RISK_SETTLEMENT_PRICE_MISSING, as on the day a new
+    exchange, or the demo, lists its market after the close."""
+    future = futures[0]
+    hours = future.gpu_hours_per_contract
+    long = _account("lumen", "startup")
+    short = _account("northwind", "provider")
+    place(short, future, "sell", 2, "2.50")
+    place(long, future, "buy", 2, "2.50")
+    day = calendar.business_days_before(future.last_trading_day, 5)
+    # given both futures were listed after the day's close (the test's clock has passed it)
+    Instrument.objects.update(created_at=calendar.close_at(day) + timedelta(hours=1))
+    margin = margin_held(long, future.symbol)
+
+    # when the day runs
+    cycle = daily_settlement_run(trading_date=day, actor=staff)
+
+    # then it settles without them: no price, no variation margin, margin left as held
+    assert cycle.status == RiskCycle.Status.SETTLED
+    assert not SettlementPrice.objects.filter(trading_date=day).exists()
+    assert not Entry.objects.filter(idempotency_key__startswith=f"variation:{day}:").exists()
+    assert margin_held(long, future.symbol) == margin
+    assert position(long, future.symbol) == 2
+
+    # and the next business day settles them from the price they traded at
+    next_day = business_day_after(day)
+    override(future, next_day, "2.60", staff)
+    daily_settlement_run(trading_date=next_day, actor=staff)
+    gain = usd(Decimal("0.10") * 2 * hours)
+    postings = entry_postings(f"variation:{next_day}:{long.pk}")
+    assert postings[f"trading:{long.pk}:cash:USD"] == -gain
+    assert ledger_problems() == []
+
+
 def test_instruments_nobody_holds_or_priced_expire_without_a_settlement_price(futures):
     future = futures[0]
     [call, put] = options_list_chain(
