@@ -268,6 +268,8 @@ def _allowed(client_ip: str, networks: list[str]) -> bool:
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
 # A malformed timestamp's characters its refusal shows.
 TIMESTAMP_SHOWN_MAX = 32
+# The hex of an HMAC-SHA256, in either case (compared in lower case).
+SIGNATURE_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _check_signature(key: ApiKey, request: SignedRequest) -> None:
@@ -289,6 +291,14 @@ def _check_signature(key: ApiKey, request: SignedRequest) -> None:
             ApiAuthErrorCode.SIGNATURE_INVALID,
             f"X-GX-Timestamp {request.timestamp[:TIMESTAMP_SHOWN_MAX]!r} is not a timestamp: "
             "Unix seconds with up to six decimals, as 1765031012.483920.",
+        )
+    if not SIGNATURE_PATTERN.fullmatch(request.signature):
+        # Not one any key could have made; and one holding a character beyond ASCII (a header
+        # arrives decoded as Latin-1) would make ``hmac.compare_digest`` raise: a 500.
+        raise ApiAuthError(
+            ApiAuthErrorCode.SIGNATURE_INVALID,
+            "X-GX-Signature is not a signature: the hex HMAC-SHA256 of the request, 64 "
+            "characters 0-9 and a-f.",
         )
     window = settings.EXCHANGE_API_SIGNATURE_WINDOW_SECONDS
     if abs(time.time() - float(request.timestamp)) > window:

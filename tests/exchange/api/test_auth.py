@@ -318,6 +318,32 @@ def test_a_signature_without_its_timestamp_is_told_the_timestamp_is_missing(
     )
 
 
+@pytest.mark.parametrize("require_signature", [False, True])
+def test_a_signature_that_is_no_hex_hmac_is_told_so_not_a_500(buyer, require_signature):
+    """A header arrives decoded as Latin-1: a signature holding a character beyond ASCII made
+    the comparison with the expected one raise, a 500."""
+    token = token_for(buyer, require_signature=require_signature)
+    client = client_with(token, raise_request_exception=False)
+    timestamp = f"{time.time():.6f}"
+    good = signature_for(token.split("_", 2)[2], timestamp, "GET", ME, b"")
+
+    for malformed in ("\u00e9" * 64, good[:-1] + "\u00e9", good[:-1], good + "0", "g" * 64):
+        refused = client.get(ME, HTTP_X_GX_TIMESTAMP=timestamp, HTTP_X_GX_SIGNATURE=malformed)
+
+        assert error_of(refused) == (401, "AUTH_SIGNATURE_INVALID"), malformed
+        assert refused.json()["error"]["message"] == (
+            "X-GX-Signature is not a signature: the hex HMAC-SHA256 of the request, 64 "
+            "characters 0-9 and a-f."
+        )
+    # the right one, in capitals, is still taken (and only once)
+    assert (
+        client.get(ME, HTTP_X_GX_TIMESTAMP=timestamp, HTTP_X_GX_SIGNATURE=good.upper()).status_code
+        == 200
+    )
+    replayed = client.get(ME, HTTP_X_GX_TIMESTAMP=timestamp, HTTP_X_GX_SIGNATURE=good)
+    assert error_of(replayed) == (401, "AUTH_SIGNATURE_REPLAYED")
+
+
 def test_a_signed_body_over_the_size_limit_is_a_413_in_the_envelope(buyer, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
     token = token_for(buyer, require_signature=True)
