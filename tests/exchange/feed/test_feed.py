@@ -555,10 +555,13 @@ def test_orders_channel_checks_the_signature_of_an_auth_message(buyer):
     welcome = async_to_sync(first_answer)(auth(b""))
     wrong = async_to_sync(first_answer)(auth(b"{}"))
     unsigned = async_to_sync(first_answer)({"type": "auth", "key": token})
+    # A signature holding a character beyond ASCII made the comparison raise (no answer).
+    not_ascii = async_to_sync(first_answer)({**auth(b""), "signature": "\u00e9" * 64})
 
     assert welcome["type"] == "subscribed"
     assert wrong["code"] == "AUTH_SIGNATURE_INVALID"
     assert unsigned["code"] == "AUTH_SIGNATURE_REQUIRED"
+    assert not_ascii["code"] == "AUTH_SIGNATURE_INVALID"
 
 
 def test_orders_channel_closes_an_open_connection_when_its_key_is_revoked(buyer, seller, future):
