@@ -356,18 +356,29 @@ class Settlement:
         if amount == 0:
             return
         self.load({order.pk})
-        for hold in self.active.get(order.pk, ()):
-            if hold.account_id == account.pk:
-                left = self.remaining[hold.pk]
-                if amount > left:
-                    raise SettlementError(
-                        f"Order #{order.pk} would take {amount} from hold #{hold.pk}, "
-                        f"which has {left} left."
-                    )
-                self.remaining[hold.pk] = left - amount
-                consumed.append((hold, amount))
+        # An order may hold one account in several holds: a replace's top-up (``_top_up``) or a
+        # trimmed hold taken back (``_untrim``) joins the order's first. A fill takes from them
+        # in turn; until 2026-12-07 it took from the first alone, and a fill larger than that
+        # one's rest raised here, rolling back every batch of the instrument: its book stalled.
+        holds = [hold for hold in self.active.get(order.pk, ()) if hold.account_id == account.pk]
+        if not holds:
+            raise SettlementError(f"Order #{order.pk} has no pending hold on {account.code}.")
+        held = sum(self.remaining[hold.pk] for hold in holds)
+        if amount > held:
+            raise SettlementError(
+                f"Order #{order.pk} would take {amount} from its holds on {account.code} "
+                f"(#{', #'.join(str(hold.pk) for hold in holds)}), which have {held} left."
+            )
+        left = amount
+        for hold in holds:
+            take = min(left, self.remaining[hold.pk])
+            if take == 0:
+                continue
+            self.remaining[hold.pk] -= take
+            consumed.append((hold, take))
+            left -= take
+            if left == 0:
                 return
-        raise SettlementError(f"Order #{order.pk} has no pending hold on {account.code}.")
 
     def trade(
         self,

@@ -236,6 +236,41 @@ def test_replacing_within_the_collateral_held_keeps_the_hold(future, buyer):
     assert OrderHold.objects.filter(order=order).count() == 1
 
 
+def test_a_fill_takes_from_every_hold_of_an_order_topped_up_by_its_replace(
+    future, buyer, seller, maker, external_matcher
+):
+    """A replace accepted on the order's own holds, which a fill lowered before the matcher
+    applied it, tops them up with a second hold. A later fill larger than the first hold's rest
+    took from the first alone and raised SettlementError: the batch rolled back, and so did
+    every batch after it, the instrument's book stalled."""
+    hours = future.gpu_hours_per_contract
+    per_contract = margin("2.40", hours) + usd("0.50")
+    bid = place(buyer, future, "buy", 4, "2.40")
+    Matcher().process_pending()
+    # given a sell that will fill 2 of the bid, queued before a replace of the bid to 3 open,
+    # accepted on the bid's holds (4 contracts' worth, enough for 3)
+    place(seller, future, "sell", 2, "2.40")
+    order_replace(order=Order.objects.get(pk=bid.pk), price=Decimal("2.40"), quantity=3)
+    Matcher().process_pending()
+    holds = [row.hold for row in OrderHold.objects.filter(order=bid, active=True)]
+    assert len(holds) == 2  # The first, with 2 contracts' worth left, and the top-up of 1.
+    assert sum(hold.remaining for hold in holds) == 3 * per_contract
+
+    # when an order fills all 3 open at once
+    taker = place(maker, future, "sell", 3, "2.40")
+    Matcher().process_pending()
+
+    # then the bid filled, its holds taken whole, and the books and the ledger agree
+    bid.refresh_from_db()
+    taker.refresh_from_db()
+    assert (bid.status, bid.filled_quantity, taker.status) == (FILLED, 5, FILLED)
+    for hold in holds:  # The top-up's rest (the maker's fee below the taker's held) released.
+        hold.refresh_from_db()
+        assert hold.remaining == 0 and hold.status != Hold.Status.PENDING
+    assert balances()[f"trading:{buyer.pk}:cash:USD"][1] == 0
+    assert ledger_problems() == [] and order_book_problems() == []
+
+
 def test_a_replace_that_cannot_be_collateralized_is_refused_and_writes_nothing(future, row_counts):
     poor = account_main(organization_create(slug="sprout", name="Sprout", kind="startup"))
     from exchange.services.funding import deposit_test_funds
