@@ -271,8 +271,9 @@ class Settlement:
         needs = collateral.needs_of_order(
             order, self.instrument, command.quantity, command.price, margin
         )
-        fresh = self.fresh.get(command.pk)
-        holds = fresh if fresh is not None else self.active.get(order.pk, [])
+        # The order's holds, and what the replace brought beyond them at acceptance (which
+        # join them when it is applied).
+        holds = [*self.active.get(order.pk, []), *self.fresh.get(command.pk, [])]
         short = []
         for need in needs:
             held = sum(
@@ -282,9 +283,9 @@ class Settlement:
                 short.append(replace(need, amount=need.amount - held))
         if not short:
             return None
-        if fresh is not None or order.pk not in self.active:
-            # Fresh holds covered its whole need at acceptance; an order whose holds were
-            # released has left the book (expired since, say): nothing to top up.
+        if order.pk not in self.active:
+            # An order whose holds were released has left the book (expired since, say):
+            # nothing to top up.
             return short[0].code
         return self._top_up(order, command, short)
 
@@ -319,8 +320,8 @@ class Settlement:
     def _top_up(
         self, order: Order, command: OrderCommand, short: list[collateral.Need]
     ) -> OrderRejectCode | None:
-        """A replace accepted on the order's own holds (it needed no more than they had) finds
-        them lowered since, by fills or a trim (``trim``) applied before it: hold the
+        """A replace accepted on the order's own holds (with what it needed beyond them then)
+        finds them lowered since, by fills or a trim (``trim``) applied before it: hold the
         difference now, from what the account has available, as acceptance would have; the
         replace's refusal when it has not. What this batch's trims of the order released and
         has not posted yet is taken back first (the ledger does not have it back until the
@@ -548,15 +549,13 @@ class Settlement:
                     self._set_active(hold, False)
 
     def replaced(self, order: Order, command: OrderCommand) -> None:
-        """A replace was applied: its holds, if it brought any, take over from the order's."""
+        """A replace was applied: its holds, if it brought any (what it needed beyond the
+        order's), join the order's; ``trim`` then releases what the order no longer needs."""
         fresh = self.fresh.pop(command.pk, None)
         if fresh is not None:
-            for hold in self.active.pop(order.pk, []):
-                self.voids[hold.pk] = hold
-                self._set_active(hold, False)
             for hold in fresh:
                 self._set_active(hold, True)
-            self.active[order.pk] = fresh
+            self.active.setdefault(order.pk, []).extend(fresh)
         if command.margin_per_contract is not None:
             order.margin_per_contract = command.margin_per_contract
 

@@ -38,7 +38,7 @@ A dry run (``collateral_preview``) computes the same amounts (``amounts_for``) a
 against what the account has available, reading only.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -502,12 +502,17 @@ def holds_place(
     return rows
 
 
-def needs_covered(order: Order, needs: list[Need]) -> bool:
-    """Whether the order's active holds still cover ``needs`` (read from the ledger)."""
+def needs_short(order: Order, needs: list[Need]) -> list[Need]:
+    """What of ``needs`` the order's active holds do not cover (read from the ledger): each
+    need less what the order holds on its ledger account, those left above 0."""
     remaining: dict[int, int] = {}
     for row in OrderHold.objects.filter(order=order, active=True).select_related("hold"):
         if row.hold.status == Hold.Status.PENDING:
             remaining[row.hold.account_id] = remaining.get(row.hold.account_id, 0) + (
                 row.hold.remaining
             )
-    return all(remaining.get(need.account.pk, 0) >= need.amount for need in needs)
+    return [
+        replace(need, amount=need.amount - remaining.get(need.account.pk, 0))
+        for need in needs
+        if need.amount > remaining.get(need.account.pk, 0)
+    ]

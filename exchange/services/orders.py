@@ -1557,10 +1557,15 @@ def _replace_command_insert(
             margin_per_contract=margin,
             requested_by=user,
         )
-        # More collateral than the order still holds: hold it all afresh; the matcher releases
-        # the former holds when it applies the replace, or these if it refuses it.
-        needs += collateral.needs_of_order(order, order.instrument, quantity, price, margin)
-        if not collateral.needs_covered(order, needs):
+        # More collateral than the order still holds: hold the difference, inactive until the
+        # matcher applies the replace, when it joins the order's holds (or is released if the
+        # matcher refuses it). Until 2026-12-07 the whole new requirement was held afresh beside
+        # the order's own holds, so raising an order needed its collateral twice over: an
+        # account holding 16 GPUs of a block and offering 8 could not raise its offer to 16.
+        needs += collateral.needs_short(
+            order, collateral.needs_of_order(order, order.instrument, quantity, price, margin)
+        )
+        if needs:
             collateral.holds_place(order, needs, f"command:{command.pk}", command=command)
     return command
 

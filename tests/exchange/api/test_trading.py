@@ -19,6 +19,7 @@ from exchange.models import ApiKey, Instrument, Order, Organization, Trade
 from exchange.services.api_keys import api_key_create
 from exchange.services.cancel_after import cancel_all_after_fire_due
 from exchange.services.capacity import capacity_register, hours_by_month
+from exchange.services.funding import deposit_test_funds
 from exchange.services.instruments import instrument_halt
 from exchange.services.orders import order_cancel
 from exchange.services.participants import account_main, organization_create
@@ -1261,6 +1262,59 @@ def test_a_bad_replace_is_refused_and_leaves_the_order(
     assert (error_of(response)["code"], error_of(response)["field"]) == (code, field)
     order.refresh_from_db()
     assert (order.price, order.open_quantity, order.status) == (Decimal("2.4"), 2, "open")
+
+
+def test_raising_an_order_needs_only_the_collateral_it_adds(future, unfunded):
+    """Until 2026-12-07 a replace that needed more than the order held held its whole new
+    requirement beside the order's holds: an account with its cash mostly in one order could
+    not raise it by a contract."""
+    hours = future.gpu_hours_per_contract
+    per_contract = future_margin("2.400", hours) + Decimal("0.50")
+    # given an account whose cash holds 6 contracts' orders and a little more
+    deposit_test_funds(account=unfunded, amount=per_contract * 7 - Decimal("1"), actor=None)
+    api = client_for(unfunded)
+    placed = api.post(ORDERS, limit_order(future, quantity=5, price="2.400"), format="json")
+    order_id = placed.json()["order"]["id"]
+
+    # when it raises the order to 6
+    raised = api.post(
+        f"{order_url(order_id)}replace/", {"price": "2.400", "quantity": 6}, format="json"
+    )
+
+    # then it is raised, holding the 6 contracts' collateral once
+    assert raised.status_code == 200, raised.content
+    assert raised.json()["open_quantity"] == 6
+    usd_balance = api.get("/api/v1/account/balances/").json()[0]
+    assert Decimal(usd_balance["pending"]) == 6 * per_contract
+    # and one more contract than its cash can hold is refused, saying what the raise needs
+    refused = api.post(
+        f"{order_url(order_id)}replace/", {"price": "2.400", "quantity": 8}, format="json"
+    )
+    assert refused.status_code == 422
+    assert error_of(refused)["code"] == "RISK_INSUFFICIENT_FUNDS"
+    assert f"needs {usd(2 * per_contract)} USD available" in error_of(refused)["message"]
+    assert api.get(order_url(order_id)).json()["open_quantity"] == 6
+
+
+def test_a_resale_holder_raises_its_offer_to_all_it_holds(seller_api, listing, seller):
+    # given the holder of the block's 16 GPUs offering 8
+    placed = seller_api.post(
+        ORDERS, limit_order(listing, side="sell", quantity=8, price="2.500"), format="json"
+    )
+    order_id = placed.json()["order"]["id"]
+
+    # when it raises the offer to the 16 it holds
+    raised = seller_api.post(
+        f"{order_url(order_id)}replace/", {"price": "2.500", "quantity": 16}, format="json"
+    )
+
+    # then it is raised (it was refused, RISK_INSUFFICIENT_ENTITLEMENT, the 8 counted twice)
+    assert raised.status_code == 200, raised.content
+    assert raised.json()["open_quantity"] == 16
+    entitlements = {
+        row["asset"]: row for row in seller_api.get("/api/v1/account/balances/").json()[1:]
+    }
+    assert entitlements and all(row["available"] == 0 for row in entitlements.values())
 
 
 def test_a_replace_the_matcher_refuses_is_a_422_with_its_code(seller_api, future, buyer, seller):

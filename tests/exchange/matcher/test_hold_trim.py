@@ -84,7 +84,13 @@ def test_a_replace_that_needs_more_still_holds_exactly_what_it_needs(future, buy
     order = order_replace(order=order, price=Decimal("2.40"), quantity=5)
 
     assert pending(buyer) == needs(order, future, 5, "2.40")
-    assert OrderHold.objects.filter(order=order, active=True, hold__status="pending").count() == 1
+    # The order's hold and the one the raise added for its 3 more, trimmed by the lowering
+    # (the newest first): 4 + 1.
+    held = OrderHold.objects.filter(order=order, active=True, hold__status="pending")
+    assert sorted(row.hold.remaining for row in held) == [
+        needs(order, future, 1, "2.40"),
+        needs(order, future, 4, "2.40"),
+    ]
     call_command("ledger_check")
 
 

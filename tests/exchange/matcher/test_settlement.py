@@ -208,7 +208,9 @@ def test_a_market_order_is_collateralized_at_its_protection_price(future, buyer,
 # Replace ----------------------------------------------------------------------------------
 
 
-def test_replacing_to_a_higher_price_holds_afresh_and_releases_the_old_hold(future, buyer):
+def test_replacing_to_a_higher_price_holds_the_difference_beside_the_old_hold(future, buyer):
+    """Until 2026-12-07 the replace held its whole requirement afresh, beside the old hold
+    until the matcher applied it, so raising an order needed its collateral twice over."""
     hours = future.gpu_hours_per_contract
     order = place(buyer, future, "buy", 2, "2.40")
     first = OrderHold.objects.get(order=order).hold
@@ -216,16 +218,17 @@ def test_replacing_to_a_higher_price_holds_afresh_and_releases_the_old_hold(futu
     order_replace(order=order, price=Decimal("2.45"), quantity=2)
 
     first.refresh_from_db()
-    current = OrderHold.objects.get(order=order, active=True).hold
-    assert first.status == Hold.Status.VOIDED
-    assert (current.status, current.amount) == (
-        Hold.Status.PENDING,
-        2 * (margin("2.45", hours) + usd("0.50")),
-    )
+    rows = OrderHold.objects.filter(order=order, active=True).select_related("hold")
+    held = {row.hold.pk: (row.hold.status, row.hold.amount) for row in rows}
+    whole = 2 * (margin("2.45", hours) + usd("0.50"))
+    assert held == {
+        first.pk: (Hold.Status.PENDING, first.amount),
+        max(held): (Hold.Status.PENDING, whole - first.amount),
+    }
     order.refresh_from_db()
     assert order.margin_per_contract == margin("2.45", hours)
     pending = balances()[f"trading:{buyer.pk}:cash:USD"][1]
-    assert pending == current.amount
+    assert pending == whole
 
 
 def test_replacing_within_the_collateral_held_keeps_the_hold(future, buyer):
