@@ -868,8 +868,13 @@ class OrderCancelAll(ApiView):
             raise OrderRejected(
                 OrderRejectCode.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", field="instrument"
             )
+        # The orders the API answers live (``now``): a resting GTD order whose time has come
+        # is expired, by the matcher before any cancel, and is not counted as cancelled.
         live = orders_selector.orders_of(
-            request.caller.account, status=orders_selector.STATUS_LIVE, instrument=symbol
+            request.caller.account,
+            status=orders_selector.STATUS_LIVE,
+            instrument=symbol,
+            now=timezone.now(),
         )
         cancelled = orders_cancel(
             orders=live,

@@ -147,7 +147,8 @@ def orders_of(
 
     With ``now``, the filters read a resting GTD order whose time has come (``expired_unswept``)
     as the API reports it: expired (so done, not live), changed at its ``expires_at``. Without
-    it, as its row stands: the services that act on live orders (cancel-all) and the pages."""
+    it, as its row stands: the services that act on live orders (the cancel-all-after switch)
+    and the pages."""
     orders = Order.objects.filter(account=account).select_related("instrument")
     if client_order_id is not None:
         orders = orders.filter(client_order_id=client_order_id)

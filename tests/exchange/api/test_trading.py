@@ -251,6 +251,29 @@ def test_a_gtd_order_whose_time_has_come_reads_expired_before_the_sweep_as_after
     assert changed[0]["status"] == "expired"
 
 
+def test_cancel_all_counts_only_the_orders_the_api_answers_live(api, future, buyer, monkeypatch):
+    """A GTD order whose time has come reads expired (the matcher expires it before any
+    command); cancel-all counted it among the orders it cancelled until 2026-12-07."""
+    # given a GTD bid whose time has come, not swept yet, and a GTC bid
+    expires_at = django_timezone.now() + timedelta(minutes=5)
+    gtd = place(buyer, future, "buy", 4, "2.45", time_in_force="gtd", expires_at=expires_at)
+    gtc = place(buyer, future, "buy", 2, "2.40")
+    monkeypatch.setattr(django_timezone, "now", lambda: expires_at)
+    live = [row["id"] for row in api.get(ORDERS, {"status": "live"}).json()["results"]]
+
+    # when the organization cancels all
+    response = api.post(CANCEL_ALL, {}, format="json")
+
+    # then it counts the one live order, which it cancelled; the other expired
+    assert live == [gtc.pk]
+    assert response.status_code == 200
+    assert response.json() == {"cancelled": 1}
+    gtd.refresh_from_db()
+    gtc.refresh_from_db()
+    assert (gtc.status, gtc.done_reason) == (Order.Status.CANCELLED, "cancel_all")
+    assert api.get(order_url(gtd.pk)).json()["done_reason"] == "expired"
+
+
 def test_a_market_order_reports_what_it_could_not_fill(api, future, seller):
     # given 2 contracts offered
     place(seller, future, "sell", 2, "2.500")
