@@ -17,7 +17,9 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Any) -> tuple[ApiKeyPrincipal, Any] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header.startswith(f"{self.keyword} "):
+        # The scheme's name is case-insensitive (RFC 9110, 11.1): "bearer" was taken for no
+        # key at all, and answered AUTH_REQUIRED though the key was there.
+        if header[: len(self.keyword) + 1].lower() != f"{self.keyword.lower()} ":
             return None  # Not ours: session authentication (or anonymous) goes on.
         token = header[len(self.keyword) + 1 :].strip()
         signed = SignedRequest(

@@ -297,7 +297,7 @@ class OrdersFeed(FeedConsumer):
         Bearer`` or, for clients that cannot set headers, ``?key=``."""
         headers = {name.decode("latin-1").lower(): value for name, value in self.scope["headers"]}
         authorization = headers.get("authorization", b"").decode("latin-1")
-        if authorization.startswith(BEARER):
+        if authorization[: len(BEARER)].lower() == BEARER.lower():  # Any case (RFC 9110).
             token = authorization[len(BEARER) :].strip()
         else:
             token = parse_qs(self._query()).get(QUERY_KEY, [""])[0]

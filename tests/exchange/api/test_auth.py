@@ -76,6 +76,19 @@ def test_requests_without_a_valid_key_are_401(buyer, header):
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_read_in_any_case(buyer, scheme):
+    """An authentication scheme's name is case-insensitive; "bearer" was answered
+    AUTH_REQUIRED, as if no key had been sent."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {token_for(buyer)}")
+
+    response = client.get(ME)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["organization"] == buyer.organization.slug
+
+
 def test_a_wrong_secret_is_refused(buyer):
     token = token_for(buyer)
     prefix = token.split("_", 2)[1]

@@ -536,6 +536,21 @@ def test_orders_channel_closes_on_a_bad_auth_message(buyer, message, code, close
     assert (closing["type"], closing["code"]) == ("websocket.close", close_code)
 
 
+def test_orders_channel_reads_the_bearer_scheme_in_any_case(buyer):
+    """An authentication scheme's name is case-insensitive: "bearer" was read as no key."""
+    headers = [(b"authorization", f"bearer {token_for(buyer)}".encode())]
+
+    async def scenario():
+        feed = await connected(WebsocketCommunicator(application, ORDERS_PATH, headers=headers))
+        welcome = await feed.receive_json_from()
+        await feed.disconnect()
+        return welcome
+
+    welcome = async_to_sync(scenario)()
+
+    assert welcome == {"type": "subscribed", "organization": buyer.organization.slug}
+
+
 def test_orders_channel_checks_the_signature_of_an_auth_message(buyer):
     token = token_for(buyer, require_signature=True)
     secret = token.split("_", 2)[2]
