@@ -18,6 +18,7 @@ import matching
 from exchange.matcher.settlement import Settlement, settlements_flush
 from exchange.matcher.wake import DONE_CHANNEL, done_payloads
 from exchange.models import (
+    RESTING_STATUSES,
     CancelReason,
     Instrument,
     Order,
@@ -176,6 +177,11 @@ class EventApplier:
         command.reject_code = str(event.reason)
         if command.kind == OrderCommand.Kind.REPLACE:
             self.settlement.replace_refused(command)
+            # Its top-up (``Settlement._top_up``, held before the engine saw it) is for terms
+            # the order did not take: the order holds what its own terms need, no more.
+            order = self.orders.get(event.order_id)
+            if order is not None and order.status in RESTING_STATUSES:
+                self.settlement.trim(order)
         if command.kind == OrderCommand.Kind.NEW:
             order = self.orders[event.order_id]
             order.reject_code = str(event.reason)

@@ -341,8 +341,12 @@ class Settlement:
                     raise
                 return short[0].code  # Refused: the trims stand.
         self._untrim(order, short, apply=True)
-        for row in rows:
-            self._register(row, row.hold)
+        if rows:
+            # Inserted without their ids coming back (``holds_place``): read once, since a
+            # trim or close in this batch updates the rows (``_set_active``) by id.
+            holds = {row.hold.pk: row.hold for row in rows}
+            for stored in OrderHold.objects.filter(hold_id__in=list(holds)):
+                self._register(stored, holds[stored.hold_id])
         return None
 
     # Events -------------------------------------------------------------------------------

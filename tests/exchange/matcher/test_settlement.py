@@ -274,6 +274,32 @@ def test_a_fill_takes_from_every_hold_of_an_order_topped_up_by_its_replace(
     assert ledger_problems() == [] and order_book_problems() == []
 
 
+def test_a_replace_the_engine_refuses_after_a_top_up_leaves_the_order_holding_its_need(
+    future, buyer, seller, maker, external_matcher
+):
+    """The matcher tops up the holds of a replace before the engine sees it; when the engine
+    then refuses the replace (a post-only order that would trade), the order keeps its terms
+    and holds no more than they need."""
+    hours = future.gpu_hours_per_contract
+    per_contract = margin("2.40", hours) + usd("0.50")
+    bid = place(buyer, future, "buy", 4, "2.40", post_only=True)
+    place(maker, future, "sell", 3, "2.45")
+    Matcher().process_pending()
+    # given a sell that will fill 2 of the bid, queued before a replace of the bid to 3 at
+    # 2.45, where the ask rests, accepted on the bid's holds (4 contracts' worth at 2.40)
+    place(seller, future, "sell", 2, "2.40")
+    order_replace(order=Order.objects.get(pk=bid.pk), price=Decimal("2.45"), quantity=3)
+
+    # when the matcher fills the 2, tops the holds up for the replace, and the engine refuses it
+    Matcher().process_pending()
+
+    # then the bid rests as it was, 2 open at 2.40, holding what they need and no more
+    bid.refresh_from_db()
+    assert (bid.status, bid.price, bid.open_quantity) == ("partially_filled", Decimal("2.4"), 2)
+    assert balances()[f"trading:{buyer.pk}:cash:USD"][1] == 2 * per_contract
+    assert ledger_problems() == [] and order_book_problems() == []
+
+
 def test_a_replace_that_cannot_be_collateralized_is_refused_and_writes_nothing(future, row_counts):
     poor = account_main(organization_create(slug="sprout", name="Sprout", kind="startup"))
     from exchange.services.funding import deposit_test_funds
