@@ -142,7 +142,10 @@ def test_the_exemption_is_granted_in_the_organizations_admin_page_and_audited(
 
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Organization.objects.get(pk=organization.pk).position_limit_exempt
-    entry = AuditEntry.objects.get(action="admin.change", target_type="Organization")
+    # audited by the service that sets it (organization_position_limit_exempt_set)
+    entry = AuditEntry.objects.get(
+        action="organization.position_limit_exempt", target_type="Organization"
+    )
     assert (entry.actor, entry.after["position_limit_exempt"]) == (admin_user, True)
 
 
