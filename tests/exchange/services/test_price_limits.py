@@ -119,7 +119,7 @@ def test_the_api_instrument_and_its_page_show_the_limits(settled, client):
 
     assert (detail["price_limit_low"], detail["price_limit_high"]) == ("1.800000", "3.000000")
     assert "price_limit_low" not in listed[0]
-    assert "buys up to 3, sells down to 1.8 $/GPU-hr (25% from the mark)" in page
+    assert "buys up to 3.000, sells down to 1.800 $/GPU-hr (25% from the mark)" in page
 
 
 def test_an_instrument_without_limits_says_none(future, call, client):
