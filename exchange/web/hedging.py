@@ -49,6 +49,13 @@ AMOUNTS = {
     Side.BUY: ("expected_cost", "worst_case_cost"),
     Side.SELL: ("expected_revenue", "worst_case_revenue"),
 }
+# The forward's source (``selectors.market_data.CurvePoint.source``) in words, beside its price.
+FORWARD_SOURCE_TEXT = {
+    "settlement": "settlement price",
+    "mid": "mid of bid and ask",
+    "last_trade": "last trade",
+    "model": "forward curve model",
+}
 CHART_AXIS = {Side.BUY: "Cost of the need (USD)", Side.SELL: "Revenue of the capacity (USD)"}
 
 
@@ -166,6 +173,11 @@ def hedging(request: HttpRequest) -> HttpResponse:
         "hedge": hedge,
         "strategies": _strategies(hedge) if hedge else [],
         "chart": _chart(hedge) if hedge else None,
+        "futures_legs": [
+            (leg, FORWARD_SOURCE_TEXT.get(leg.source, leg.source)) for leg in hedge.futures
+        ]
+        if hedge
+        else [],
         "option_orders": hedge_option_orders(hedge, at=timezone.now()) if hedge else [],
         "gpu_hours": hedge.gpus * sum(leg.gpu_hours_per_contract for leg in hedge.futures)
         if hedge

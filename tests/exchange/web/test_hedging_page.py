@@ -59,6 +59,17 @@ def test_a_need_gets_the_services_recommendation(client, strip):  # noqa: F811
         assert f"{link}?side=buy&amp;quantity=8&amp;price={leg.forward}" in page
 
 
+def test_each_forward_says_where_its_price_comes_from_in_words(client, strip):  # noqa: F811
+    """The strip's months are priced by a settlement, a mid and a last trade: the page wrote
+    the API's codes (settlement, mid, last_trade) beside the prices."""
+    page = client.get(reverse("web:hedging"), _need(strip)).content.decode()
+
+    assert '2.400 <span class="muted">(settlement price)</span>' in page
+    assert '2.250 <span class="muted">(mid of bid and ask)</span>' in page
+    assert '2.100 <span class="muted">(last trade)</span>' in page
+    assert "last_trade" not in page
+
+
 def test_the_distribution_counts_every_simulated_path(client, strip):  # noqa: F811
     response = client.get(reverse("web:hedging"), _need(strip))
 
