@@ -32,13 +32,16 @@ def strike(value: Decimal | None) -> str:
 
 
 @register.filter
-def price_exact(value: Decimal | None) -> str:
+def price_exact(value: Decimal | str | None) -> str:
     """A price in $/GPU-hr with at least three decimals (the futures and options ticks) and
     every further one it has: an option settled at its model value (0.042476) is marked there,
     and ``floatformat:3`` wrote 0.042, a mark the position's value and P&L were not computed
-    at. Empty for None, so that ``|default`` still applies."""
-    if value is None:
+    at; a book on a finer tick than 0.001 has levels ``floatformat:3`` wrote alike. Empty for
+    None, or the empty string of a variable the template could not find (a quote with no
+    trade yet), so that ``|default`` still applies."""
+    if value is None or value == "":
         return ""
+    assert isinstance(value, Decimal)
     exponent = value.normalize().as_tuple().exponent
     assert isinstance(exponent, int)
     return f"{value:.{max(3, -exponent)}f}"

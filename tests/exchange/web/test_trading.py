@@ -13,7 +13,7 @@ from exchange.models import CancelReason, Membership, Order, OrderRejection, Tra
 from exchange.services.orders import order_cancel, order_place, orders_cancel
 from exchange.services.participants import member_add
 from exchange.services.staff import staff_roles_grant
-from tests.exchange.support import matching_in_thread
+from tests.exchange.support import matching_in_thread, place
 
 pytestmark = pytest.mark.django_db
 
@@ -1068,3 +1068,31 @@ def test_an_option_whose_future_is_halted_says_so_and_refuses_orders(client, fut
     assert "its options with it" in chain
     assert "INSTRUMENT_HALTED" in " ".join(response.context["form"].non_field_errors())
     assert Order.objects.count() == 0
+
+
+def test_prices_on_a_tick_finer_than_a_thousandth_are_written_whole(
+    client, future, alice, buyer, seller
+):
+    """Staff may list a strip on a tick of 0.0001: its book, tape, orders, quotes and fills
+    were written to three decimals (2.4501 and 2.4504 both as 2.450), so a trader could not
+    tell the levels apart or read the price its order rests at."""
+    future.tick_size = Decimal("0.0001")
+    future.save(update_fields=["tick_size"])
+    place(buyer, future, "buy", 2, "2.4501")
+    place(seller, future, "sell", 1, "2.4501")  # Trades 1 at 2.4501; 1 still bid.
+    place(seller, future, "sell", 1, "2.4504")
+    client.force_login(alice)
+
+    pages = {
+        "book": reverse("web:instrument_book", args=[future.symbol]),
+        "tape": reverse("web:instrument_tape", args=[future.symbol]),
+        "my orders": reverse("web:instrument_my_orders", args=[future.symbol]),
+        "markets": reverse("web:markets") + "?kind=future",
+        "portfolio": reverse("web:portfolio"),
+    }
+    for name, url in pages.items():
+        page = client.get(url).content.decode()
+        assert "2.4501" in page, name
+        assert ">2.450<" not in page, name
+    book = client.get(pages["book"]).content.decode()
+    assert "2.4504" in book
