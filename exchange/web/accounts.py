@@ -20,6 +20,7 @@ from exchange.services.participants import (
     USERNAME_LENGTH_MAX,
     organization_sign_up,
 )
+from exchange.web.refusals import refusal_text
 
 
 class SignUpForm(forms.Form):
@@ -74,7 +75,7 @@ def sign_up(request: HttpRequest) -> HttpResponse:
                 password=data["password"],
             )
         except ParticipantError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            form.add_error(error.field if error.field in form.fields else None, refusal_text(error))
         else:
             login(request, membership.user)
             return redirect("web:portfolio")

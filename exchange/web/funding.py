@@ -44,6 +44,7 @@ from exchange.web.membership import (
     trading_account_of,
 )
 from exchange.web.portfolio import quantity_text
+from exchange.web.refusals import refusal_text
 
 RECENT_FUNDING_ROWS = 20
 ACTION_DEPOSIT = "deposit"
@@ -102,7 +103,7 @@ def _withdrawal_form(data: QueryDict | None = None) -> AmountForm:
 
 def _refused(form: AmountForm, error: FundingError) -> None:
     """The service's refusal next to its field, or above the form for one it does not show."""
-    form.add_error(error.field if error.field in form.fields else None, error.message)
+    form.add_error(error.field if error.field in form.fields else None, refusal_text(error))
 
 
 @login_required

@@ -26,6 +26,7 @@ from exchange.services.hedging import (
     SellHedge,
     hedge_recommendation,
 )
+from exchange.web.refusals import refusal_text
 from pricing.hedge import Side
 
 # Each side's strategies: the key of the simulated distribution, the label, the outcome's
@@ -167,7 +168,7 @@ def hedging(request: HttpRequest) -> HttpResponse:
                 months=data["months"],
             )
         except PricingError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            form.add_error(error.field if error.field in form.fields else None, refusal_text(error))
     context = {
         "form": form,
         "hedge": hedge,

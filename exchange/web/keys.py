@@ -21,6 +21,7 @@ from exchange.web.membership import (
     signed_in_user,
     trading_account_of,
 )
+from exchange.web.refusals import refusal_text
 
 
 class KeyForm(forms.Form):
@@ -67,7 +68,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                     actor=signed_in_user(request),
                 )
             except ExchangeError as error:
-                form.add_error(error.field or None, error.message)
+                form.add_error(error.field or None, refusal_text(error))
             else:
                 form = KeyForm()
     context = {

@@ -43,6 +43,7 @@ from exchange.web.membership import (
     trader_required,
     trading_account_of,
 )
+from exchange.web.refusals import refusal_text
 
 POOLS_SHOWN_MAX = 100
 MEMBERS_SHOWN_MAX = 500
@@ -297,13 +298,9 @@ class DemandRow:
     withdraw_error: str
 
 
-def _refusal_text(error: PoolError | OrderRejected) -> str:
-    return f"{error.message} ({error.code})"
-
-
 def _refused(form: forms.Form, error: PoolError | OrderRejected) -> None:
     """The service's refusal next to its field, or above the form for one it does not show."""
-    form.add_error(error.field if error.field in form.fields else None, _refusal_text(error))
+    form.add_error(error.field if error.field in form.fields else None, refusal_text(error))
 
 
 def _to_pool(pool: Pool) -> HttpResponse:
@@ -582,7 +579,7 @@ def _sponsor_action(
     try:
         done = act()
     except PoolError as error:
-        errors = {key: _refusal_text(error)}
+        errors = {key: refusal_text(error)}
         return _sponsor_page(request, membership, pool, errors=errors, status=400)
     messages.success(request, done)
     return _to_pool(pool)
@@ -805,7 +802,7 @@ def pool_offer_cancel_view(
             pool=pool, order=order, actor=signed_in_user(request)
         )
     except REFUSALS as error:
-        messages.error(request, f"Order #{order.pk} not withdrawn: {_refusal_text(error)}")
+        messages.error(request, f"Order #{order.pk} not withdrawn: {refusal_text(error)}")
         return _sponsor_page(request, membership, pool, status=400)
     messages.success(
         request,
@@ -947,7 +944,7 @@ def pool_demand_withdraw_view(
     try:
         services.demand_withdraw(demand=demand, actor=signed_in_user(request))
     except PoolError as error:
-        errors = {f"withdraw-{demand.pk}": _refusal_text(error)}
+        errors = {f"withdraw-{demand.pk}": refusal_text(error)}
         return _member_page(request, membership, member, errors=errors, status=400)
     messages.success(request, f"Demand #{demand.pk} ({demand.instrument.symbol}) withdrawn.")
     return _to_pool(member.pool)

@@ -18,6 +18,7 @@ from exchange.services.participants import (
     member_role_set,
 )
 from exchange.web.membership import can_trade, membership_of, signed_in_user, trader_required
+from exchange.web.refusals import refusal_text
 
 
 class MemberForm(forms.Form):
@@ -79,7 +80,7 @@ def member_add_view(request: HttpRequest, membership: Membership) -> HttpRespons
                 actor=signed_in_user(request),
             )
         except ParticipantError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            form.add_error(error.field if error.field in form.fields else None, refusal_text(error))
         else:
             messages.success(
                 request, f"{added.user.username} joined as {added.get_role_display()}."
@@ -103,7 +104,7 @@ def member_role_view(request: HttpRequest, membership: Membership, member_id: in
             membership=member, role=form.cleaned_data["role"], actor=signed_in_user(request)
         )
     except ParticipantError as error:
-        messages.error(request, error.message)
+        messages.error(request, refusal_text(error))
     else:
         messages.success(request, f"{member.user.username} is now {form.cleaned_data['role']}.")
     return redirect("web:team")

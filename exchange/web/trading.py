@@ -45,6 +45,7 @@ from exchange.web.membership import (
     trading_account_of,
 )
 from exchange.web.order_reasons import done_reason_text
+from exchange.web.refusals import refusal_text
 
 BOOK_LEVELS = 10
 TAPE_TRADES = 30
@@ -502,7 +503,7 @@ def order_cancel_view(request: HttpRequest, order_id: int, membership: Membershi
             wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
         )
     except OrderRejected as error:
-        messages.error(request, f"Order #{order.pk} was not cancelled: {error.message}")
+        messages.error(request, f"Order #{order.pk} was not cancelled: {refusal_text(error)}")
     else:
         if cancelled.command_pending:  # An external matcher has not answered.
             messages.info(
@@ -539,7 +540,7 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
             wait_seconds=settings.EXCHANGE_API_MATCH_WAIT_SECONDS,
         )
     except OrderRejected as error:
-        messages.error(request, f"Order #{order.pk} was not amended: {error.message}")
+        messages.error(request, f"Order #{order.pk} was not amended: {refusal_text(error)}")
     else:
         if amended.command_pending:  # An external matcher has not answered.
             messages.info(

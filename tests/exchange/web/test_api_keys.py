@@ -69,7 +69,10 @@ def test_bad_input_is_shown_next_to_the_field_and_nothing_is_created(client, tra
         reverse("web:api_keys"), {"name": "x", "scopes": ["read"], "ip_allowlist": "not-an-ip"}
     )
 
-    assert "is not an IP address or network" in response.content.decode()
+    assert (
+        "is not an IP address or network. (API_KEY_IP_ALLOWLIST_INVALID)"
+        in response.content.decode()
+    )
     assert response.context["form"].errors["ip_allowlist"]
     assert not ApiKey.objects.exists()
 

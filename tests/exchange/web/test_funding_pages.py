@@ -242,7 +242,7 @@ def test_a_withdrawal_request_is_pending_and_holds_the_cash(client, account, tra
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("600.01", "less than 600.01 USD available"),
+        ("600.01", "less than 600.01 USD available. (FUNDING_INSUFFICIENT_FUNDS)"),
         ("0", "Give a positive amount"),
         (str(WITHDRAWAL_AMOUNT_MAX + Decimal("0.01")), "above the maximum"),
         ("1e400", "above the maximum"),
@@ -271,7 +271,9 @@ def test_a_closed_account_refuses_deposits_above_the_form(client, account, trade
     response = _deposit(client, "10.00")
 
     assert response.status_code == 200
-    assert response.context["deposit_form"].non_field_errors() == [f"Account {account} is closed."]
+    assert response.context["deposit_form"].non_field_errors() == [
+        f"Account {account} is closed. (FUNDING_ACCOUNT_INACTIVE)"
+    ]
     assert funding_rows() == before
 
 

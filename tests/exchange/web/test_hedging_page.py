@@ -113,7 +113,9 @@ def test_a_month_without_a_future_is_named(client, strip):  # noqa: F811
     response = client.get(reverse("web:hedging"), _need(strip, months="12"))
 
     assert response.status_code == 400
-    assert "No listed H100SXM future" in " ".join(response.context["form"].errors["months"])
+    (error,) = response.context["form"].errors["months"]
+    assert error.startswith("No listed H100SXM future")
+    assert error.endswith("(PRICING_MONTH_NOT_LISTED)")
 
 
 def test_costs_carry_units(client, strip):  # noqa: F811

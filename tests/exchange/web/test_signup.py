@@ -93,7 +93,10 @@ def test_a_taken_organization_name_is_shown_next_to_the_field_and_writes_nothing
 
     assert response.status_code == 200
     (error,) = _field_errors(response, "name")
-    assert error == "An organization named Lumen Labs already exists: choose another name."
+    assert error == (
+        "An organization named Lumen Labs already exists: choose another name. "
+        "(PARTICIPANT_NAME_TAKEN)"
+    )
     assert 'id="id_name_error"' in response.content.decode()
     assert _rows() == before
     assert "_auth_user_id" not in client.session

@@ -82,8 +82,8 @@ def test_a_trader_adds_a_member_who_can_sign_in(client, lumen):
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"username": "alice"}, "username", "taken"),
-        ({"username": "Alice"}, "username", "taken"),
+        ({"username": "alice"}, "username", "taken. (PARTICIPANT_USERNAME_TAKEN)"),
+        ({"username": "Alice"}, "username", "taken. (PARTICIPANT_USERNAME_TAKEN)"),
         ({"username": "no spaces allowed"}, "username", "Enter a valid username"),
         ({"email": "not-an-address"}, "email", "not an email address"),
         ({"password": "short"}, "password", "too short"),
@@ -131,6 +131,7 @@ def test_the_last_trader_stays_a_trader(client, lumen):
 
     assert _membership("alice").role == Membership.Role.TRADER
     assert "last trader" in response.content.decode()
+    assert "(PARTICIPANT_LAST_TRADER)" in response.content.decode()
     assert not AuditEntry.objects.filter(action="membership.role").exists()
 
 

@@ -739,7 +739,11 @@ def test_an_amend_the_matcher_refuses_says_so_and_why(client, future, alice, buy
     ("amend", "refusal"),
     [
         ({"quantity": "1"}, "only limit orders can be amended."),  # No price to keep.
-        ({"price": "2.45", "quantity": "1"}, "Only limit orders can be replaced."),  # The service.
+        # The service's refusal, with its code.
+        (
+            {"price": "2.45", "quantity": "1"},
+            "Only limit orders can be replaced. (ORDER_MARKET_ORDER_NOT_REPLACEABLE)",
+        ),
     ],
 )
 def test_a_market_order_waiting_for_the_matcher_is_not_amended(
