@@ -130,11 +130,11 @@ def _page(
     request: HttpRequest,
     membership: Membership,
     form: RegisterForm | None = None,
-    resale_error: tuple[int, str] | None = None,
+    resale_error: tuple[int, str, str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    """The capacity page; ``resale_error`` is (block id, message) of a refused listing, shown
-    next to that block's lot field."""
+    """The capacity page; ``resale_error`` is (block id, message, lot as typed) of a refused
+    listing: the message is shown next to that block's lot field, which keeps what was typed."""
     organization = membership.organization
     context = {
         "organization": organization,
@@ -144,6 +144,7 @@ def _page(
         "form": form or RegisterForm(initial={"holder": organization.slug}),
         "resale_error_block": resale_error[0] if resale_error else None,
         "resale_error": resale_error[1] if resale_error else "",
+        "resale_lot_typed": resale_error[2] if resale_error else "",
     }
     return render(request, "exchange/capacity.html", context, status=status)
 
@@ -183,16 +184,17 @@ def capacity_list_view(request: HttpRequest, membership: Membership, block_id: i
     if block is None:
         raise Http404("No such block held by your organization.")
     form = ResaleForm(request.POST)
+    typed = request.POST.get("lot_gpus", "")
     if not form.is_valid():
         refusal = " ".join(str(error) for error in form.errors["lot_gpus"])
-        return _page(request, membership, resale_error=(block.pk, refusal), status=400)
+        return _page(request, membership, resale_error=(block.pk, refusal, typed), status=400)
     try:
         instrument = resale_list(
             reservation=block, lot_gpus=form.cleaned_data["lot_gpus"], actor=signed_in_user(request)
         )
     except CatalogError as error:
         refusal = f"{error.message} ({error.code})"
-        return _page(request, membership, resale_error=(block.pk, refusal), status=400)
+        return _page(request, membership, resale_error=(block.pk, refusal, typed), status=400)
     messages.success(request, f"Block #{block.pk} listed for resale as {instrument.symbol}.")
     return redirect("web:instrument", symbol=instrument.symbol)
 

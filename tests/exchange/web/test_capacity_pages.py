@@ -284,6 +284,9 @@ def test_a_bad_lot_is_named_and_lists_nothing(client, seller, sku, region):
         f'<ul class="errorlist" id="lot-{block.pk}-error"><li>Block #{block.pk} not listed: '
         "The lot must divide the block&#x27;s GPUs. (CATALOG_INVALID_LISTING)</li></ul>"
     ) in response.content.decode()
+    # The lot typed stays in its field, to be corrected rather than typed again.
+    assert f'id="lot-{block.pk}" name="lot_gpus" type="number"' in response.content.decode()
+    assert 'value="5" aria-invalid="true"' in response.content.decode()
     assert not Instrument.objects.filter(reservation=block).exists()
 
 
@@ -296,6 +299,7 @@ def test_a_lot_that_is_no_number_is_named_and_lists_nothing(client, seller, sku,
 
     assert response.status_code == 400
     assert f'id="lot-{block.pk}-error"' in response.content.decode()
+    assert f'value="{lot}" aria-invalid="true"' in response.content.decode()
     assert not Instrument.objects.filter(reservation=block).exists()
 
 
