@@ -99,7 +99,7 @@ class TicketForm(forms.Form):
         super().__init__(*args, **kwargs)
         # The units of this instrument's price and contract, next to the inputs.
         hours = instrument.gpu_hours_per_contract
-        self.fields["quantity"].help_text = f"Contracts of {hours} GPU-hours."
+        self.fields["quantity"].help_text = f"Contracts of {hours:,} GPU-hours."
         self.fields["price"].help_text = PRICE_HELP[instrument.kind]
 
     def clean(self) -> dict[str, Any]:

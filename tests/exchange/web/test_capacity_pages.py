@@ -593,3 +593,21 @@ def test_bad_filters_are_named_not_500(client, listings, query):
     assert set(query) <= set(response.context["form"].errors)
     assert f'id="id_{next(iter(query))}_error"' in response.content.decode()
     assert response.context["listings"] == []
+
+
+def test_a_listings_page_writes_its_gpu_hours_with_thousands_separators(
+    client, seller, sku, region
+):
+    """A listing of a 90-day term is 2,160 GPU-hours a contract, as the capacity page writes
+    its hours; the instrument page wrote 2160 in its contract, ticket and units."""
+    block = _block(seller, seller, sku, region, ends_at=_start() + timedelta(days=90))
+    listing = resale_list(reservation=block)
+    client.force_login(_user(seller, "nora"))
+
+    page = client.get(reverse("web:instrument", args=[listing.symbol])).content.decode()
+
+    assert listing.gpu_hours_per_contract == 2160
+    assert "<dd>2,160 GPU-hours; tick" in page
+    assert "Contracts of 2,160 GPU-hours." in page
+    assert "1 contract = 2,160 GPU-hours" in page
+    assert "2,160 GPU-hours per contract; a seller delivers" in page
