@@ -12,6 +12,14 @@ from exchange.models import Instrument, Region, Sku
 from exchange.selectors import market
 from exchange.selectors.market_grid import futures_grid
 
+# Each kind's page as the navigation names it: the page's title and heading, which said
+# "Markets" for all three, so tabs and screen readers could not tell them apart.
+KIND_PAGE_NAMES = {
+    Instrument.Kind.FUTURE: "Futures",
+    Instrument.Kind.OPTION: "Options",
+    Instrument.Kind.RESALE: "Reserved resale",
+}
+
 
 def markets(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or Instrument.Kind.FUTURE
@@ -25,6 +33,7 @@ def markets(request: HttpRequest) -> HttpResponse:
     region = _known(request.GET.get("region"), {row.code for row in regions})
     context: dict[str, Any] = {
         "kind": kind,
+        "kind_page_name": KIND_PAGE_NAMES[Instrument.Kind(kind)],
         "kinds": Instrument.Kind.choices,
         "skus": skus,
         "regions": regions,

@@ -138,6 +138,24 @@ def test_markets_page_filters_by_kind(client, future):
     assert f'href="/instruments/{future.symbol}/"' not in page
 
 
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({}, "Futures"),
+        ({"kind": "future"}, "Futures"),
+        ({"kind": "option"}, "Options"),
+        ({"kind": "resale"}, "Reserved resale"),
+        ({"kind": "swap"}, "Futures"),
+    ],
+)
+def test_each_kinds_page_names_it_in_its_title_and_heading(client, future, query, name):
+    """The futures, options and resale pages were all titled and headed "Markets"."""
+    page = client.get(reverse("web:markets"), query).content.decode()
+
+    assert f"<title>{name} · Markets · GPU Exchange</title>" in page
+    assert f"<h1>Markets · {name}</h1>" in page
+
+
 @pytest.mark.parametrize("kind", ["future", "option"])
 @pytest.mark.parametrize("query", [{"sku": "NOPE"}, {"sku": "H100\x00"}, {"region": "\x00"}])
 def test_markets_page_ignores_an_unknown_sku_or_region(client, futures, other_market, kind, query):
