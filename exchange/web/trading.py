@@ -55,6 +55,8 @@ SETTLEMENTS_CHARTED = 60
 ENDED_ORDERS_SHOWN = 5  # My orders in this instrument that ended lately, under the open ones.
 # Where a refused ticket waits, in the session, for the page the refusal redirects to.
 REFUSED_TICKET_SESSION_KEY = "web:refused-ticket"
+REFUSED_AMEND_SESSION_KEY = "web:refused-amend"
+AMEND_FIELDS = ("price", "quantity")
 PRICE_FIELD: dict[str, Any] = {
     "max_digits": 18,
     "decimal_places": 6,
@@ -246,6 +248,7 @@ def _page(
     context = {
         **_book_context(instrument),
         **_my_orders_context(instrument, membership),
+        "amend_refused": _refused_amend(request, instrument),
         "trades": market.trades_recent(instrument, limit=TAPE_TRADES),
         "chain": risk.option_chain(instrument, at=timezone.now())
         if instrument.kind == Instrument.Kind.FUTURE
@@ -492,6 +495,26 @@ def _back_to(order: Order) -> HttpResponse:
     return redirect(reverse("web:instrument", args=[order.instrument.symbol]))
 
 
+def _refuse_amend(request: HttpRequest, order: Order, errors: dict[str, str]) -> None:
+    """Keeps a refused amend for the instrument page after the redirect, once: the order, what
+    was typed, and the refusal of each field it names (``errors``), shown next to that field
+    of the order's Amend form, which opens on it (the page's message alone said it above the
+    page, and the form closed on what was typed)."""
+    request.session[REFUSED_AMEND_SESSION_KEY] = {
+        "order": order.pk,
+        "typed": {name: request.POST.get(name, "") for name in AMEND_FIELDS},
+        "errors": errors,
+    }
+
+
+def _refused_amend(request: HttpRequest, instrument: Instrument) -> dict[str, Any] | None:
+    refused = request.session.pop(REFUSED_AMEND_SESSION_KEY, None)
+    if refused is None:
+        return None
+    order = Order.objects.filter(pk=refused["order"], instrument=instrument).first()
+    return refused if order is not None else None
+
+
 @trader_required
 @require_POST
 def order_cancel_view(request: HttpRequest, order_id: int, membership: Membership) -> HttpResponse:
@@ -522,6 +545,13 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
     if not form.is_valid():
         problems = "; ".join(_problems(form))
         messages.error(request, f"Order #{order.pk} was not amended: {problems}")
+        errors = {
+            name: " ".join(str(error) for error in form.errors[name])
+            for name in AMEND_FIELDS
+            if name in form.errors
+        }
+        if errors:
+            _refuse_amend(request, order, errors)
         return _back_to(order)
     price = form.cleaned_data["price"] if form.cleaned_data["price"] is not None else order.price
     quantity = form.cleaned_data["quantity"]
@@ -541,6 +571,8 @@ def order_amend_view(request: HttpRequest, order_id: int, membership: Membership
         )
     except OrderRejected as error:
         messages.error(request, f"Order #{order.pk} was not amended: {refusal_text(error)}")
+        if error.field in AMEND_FIELDS:
+            _refuse_amend(request, order, {error.field: refusal_text(error)})
     else:
         if amended.command_pending:  # An external matcher has not answered.
             messages.info(

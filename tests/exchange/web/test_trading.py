@@ -446,6 +446,40 @@ def test_an_amend_with_a_bad_price_changes_nothing(client, future, alice, buyer)
     assert "was not amended" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("amend", "field", "refusal"),
+    [
+        ({"price": "2.4001", "quantity": "2"}, "price", "(ORDER_PRICE_OFF_TICK)"),
+        ({"price": "2.45", "quantity": "-1"}, "quantity", "greater than or equal to 0"),
+    ],
+)
+def test_a_refused_amend_is_shown_next_to_its_field_in_the_open_form_once(
+    client, future, alice, buyer, amend, field, refusal
+):
+    """The refusal was said above the page only, and the order's Amend form closed on the
+    order's own price and quantity: what was typed, and which field was wrong, were gone."""
+    client.force_login(alice)
+    order = order_place(
+        account=buyer, instrument=future, side="buy", price=Decimal("2.4"), quantity=3
+    )
+
+    page = client.post(
+        reverse("web:order_amend", args=[order.pk]), amend, follow=True
+    ).content.decode()
+
+    error_id = f"amend-{field}-{order.pk}-error"
+    assert '<details class="amend" open>' in page
+    assert f'aria-describedby="{error_id}"' in page
+    error = page.split(f'<ul class="errorlist" id="{error_id}"><li>')[1].split("</li>")[0]
+    assert refusal in error
+    for name, typed in amend.items():
+        assert f'id="amend-{name}-{order.pk}" name="{name}"' in page
+        assert f'value="{typed}"' in page
+    # Once: the page read again shows the order's own figures, the form closed.
+    again = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+    assert '<details class="amend" open>' not in again and error_id not in again
+
+
 def test_another_organizations_order_is_not_found(client, future, nora, buyer):
     order = order_place(
         account=buyer, instrument=future, side="buy", price=Decimal("2.45"), quantity=3
