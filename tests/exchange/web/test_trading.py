@@ -2,6 +2,7 @@
 and the member's open orders with cancel and amend. Orders match inline (the test setting)."""
 
 from decimal import Decimal
+from urllib.parse import unquote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -71,6 +72,24 @@ def test_anonymous_sees_the_page_and_a_sign_in_link(client, future):
 
     assert "Sign in to trade" in page
     assert 'id="ticket"' not in page
+
+
+def test_signing_in_from_a_staged_ticket_comes_back_to_it_staged(client, future, alice):
+    """A visitor staging an order from the hedging calculator is asked to sign in: the link
+    came back to the instrument without the staged side, quantity and price."""
+    staged = reverse("web:instrument", args=[future.symbol]) + "?side=sell&quantity=16&price=2.43"
+    page = client.get(staged).content.decode()
+    sign_in = page.split('<a href="')[1:]
+    (link,) = [href.split('"')[0] for href in sign_in if "Sign in to trade" in href]
+
+    next_url = link.split("?next=")[1]
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": PASSWORD, "next": unquote(next_url)}
+    )
+
+    assert response["Location"] == staged
+    ticket = client.get(response["Location"]).context["form"]
+    assert (ticket["quantity"].value(), ticket["price"].value()) == ("16", "2.43")
 
 
 def test_staff_of_no_organization_are_pointed_to_the_back_office_not_to_sign_in(client, future):
