@@ -214,6 +214,17 @@ def test_future_page_links_its_options_and_option_page_its_future(client, future
     assert "No trades yet." in option_page.content.decode()
 
 
+def test_instrument_page_writes_its_dates_as_every_other_page_does(client, future):
+    """Delivery and last trading day read "March 1, 2027" and "Feb. 26, 2027" (Django's
+    default format) where the capacity, portfolio, pool and hedging pages, the API and the
+    symbols write ISO dates; they are ISO dates too."""
+    page = client.get(reverse("web:instrument", args=[future.symbol])).content.decode()
+
+    start, end = future.delivery_start, future.delivery_end
+    assert f"<dd>{start:%Y-%m-%d} to {end:%Y-%m-%d} (exclusive)</dd>" in page
+    assert f"<dt>Last trading day</dt><dd>{future.last_trading_day:%Y-%m-%d}</dd>" in page
+
+
 def test_unknown_instrument_is_not_found(client, future):
     response = client.get(reverse("web:instrument", args=["H100SXM-USEAST-209901"]))
 
