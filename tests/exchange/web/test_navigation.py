@@ -58,7 +58,7 @@ def _header_links(client, page: str = "web:markets") -> set[tuple[str, str]]:
     assert nav is not None
     return {
         (text.strip(), href)
-        for href, text in re.findall(r'<a href="([^"]*)">([^<]*)</a>', nav.group(1))
+        for href, text in re.findall(r'<a href="([^"]*)"[^>]*>([^<]*)</a>', nav.group(1))
     }
 
 
@@ -128,3 +128,35 @@ def test_anonymous_visitors_see_the_market_pages_only(client):
     assert not _member_links() & links
     assert _back_office_link() not in links
     assert ("Hedging", reverse("web:hedging")) in links
+
+
+@pytest.mark.parametrize(
+    ("url", "current"),
+    [
+        ("/", "Futures"),
+        ("/?kind=future", "Futures"),
+        ("/?kind=option", "Options"),
+        ("/?kind=resale", None),
+        ("/capacity/listings/", "Reserved resale"),
+        ("/curves/", "Curves"),
+        ("/hedging/", "Hedging"),
+        ("/portfolio/", "Portfolio"),
+        ("/portfolio/statement/", "Portfolio"),
+        ("/funding/", "Funding"),
+        ("/capacity/", "Capacity"),
+        ("/pools/", "Pools"),
+        ("/api-keys/", "API keys"),
+        ("/team/", "Team"),
+    ],
+)
+def test_the_header_marks_the_link_of_the_pages_section(client, member, url, current):
+    """The header marked no link as the current page: a screen reader could not say, nor the
+    style show, where in the site the user was."""
+    client.force_login(member)
+
+    content = client.get(url).content.decode()
+
+    nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', content, re.DOTALL)
+    assert nav is not None
+    marked = re.findall(r'<a href="[^"]*" aria-current="page">([^<]*)</a>', nav.group(1))
+    assert marked == ([current] if current else [])

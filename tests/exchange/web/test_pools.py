@@ -172,7 +172,7 @@ def test_the_header_links_to_pools_for_members_of_an_organization(client, sam):
 
     page = _page(client.get(reverse("web:pools")))
 
-    assert f'<a href="{reverse("web:pools")}">Pools</a>' in page
+    assert f'<a href="{reverse("web:pools")}" aria-current="page">Pools</a>' in page
 
 
 def test_a_sponsor_sees_its_pools_and_the_create_form(client, pool, members, sam):
