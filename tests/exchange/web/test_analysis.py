@@ -21,6 +21,7 @@ from exchange.services.instruments import instrument_set_status
 from exchange.services.listing import futures_list_strip, options_list_chain
 from exchange.services.option_pricing import to_decimal
 from exchange.services.settlement_prices import depreciation_model, on_tick
+from exchange.templatetags.money import price_exact
 from tests.exchange.api.test_pricing import strip  # noqa: F401 (a fixture)
 from tests.exchange.support import listing_month, place
 
@@ -394,7 +395,8 @@ def test_each_option_leg_is_staged_on_a_listed_option_and_priced(client, strip_w
     page = response.content.decode()
     for order in (call, put):
         link = reverse("web:instrument", args=[order.option.symbol])
-        assert f"{link}?side={order.side}&amp;quantity=8&amp;price={order.price}" in page
+        staged_price = price_exact(order.price)  # As the ticket writes it: 0.050, not 0.050000.
+        assert f'{link}?side={order.side}&amp;quantity=8&amp;price={staged_price}"' in page
     assert page.count("Stage in ticket") == 3 + 2  # The strip's three months and two options.
     assert f'href="{reverse("web:instrument", args=[strip[1].symbol])}">Option chain' in page
 

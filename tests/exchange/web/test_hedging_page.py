@@ -3,6 +3,7 @@ in, its cost distribution, and links staging each futures leg and each option le
 ticket."""
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -56,7 +57,9 @@ def test_a_need_gets_the_services_recommendation(client, strip):  # noqa: F811
     # One click stages each futures leg in the instrument's ticket.
     for leg in expected.futures:
         link = reverse("web:instrument", args=[leg.symbol])
-        assert f"{link}?side=buy&amp;quantity=8&amp;price={leg.forward}" in page
+        # Staged at the price as the ticket and book write it (2.400, not 2.400000).
+        assert f"{link}?side=buy&amp;quantity=8&amp;price={leg.forward:.3f}" in page
+    assert "00000" not in "".join(re.findall(r"price=[0-9.]+", page))
 
 
 def test_each_forward_says_where_its_price_comes_from_in_words(client, strip):  # noqa: F811
@@ -336,7 +339,7 @@ def test_a_capacity_gets_the_services_sell_recommendation(client, strip):  # noq
     # and each futures leg is staged to sell
     for leg in expected.futures:
         link = reverse("web:instrument", args=[leg.symbol])
-        assert f"{link}?side=sell&amp;quantity=8&amp;price={leg.forward}" in page
+        assert f"{link}?side=sell&amp;quantity=8&amp;price={leg.forward:.3f}" in page
         assert f"{link}?side=buy" not in page
     strip_rows = [row for row in page.split("<tr>") if row.startswith("<td>Strip, ")]
     assert len(strip_rows) == 3
