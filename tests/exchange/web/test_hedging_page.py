@@ -67,9 +67,10 @@ def test_each_forward_says_where_its_price_comes_from_in_words(client, strip):  
     the API's codes (settlement, mid, last_trade) beside the prices."""
     page = client.get(reverse("web:hedging"), _need(strip)).content.decode()
 
-    assert '2.400 <span class="muted">(settlement price)</span>' in page
-    assert '2.250 <span class="muted">(mid of bid and ask)</span>' in page
-    assert '2.100 <span class="muted">(last trade)</span>' in page
+    # (each followed by the volatility its month is simulated at)
+    assert '2.400 <span class="muted">(settlement price; simulated at' in page
+    assert '2.250 <span class="muted">(mid of bid and ask; simulated at' in page
+    assert '2.100 <span class="muted">(last trade; simulated at' in page
     assert "last_trade" not in page
 
 
