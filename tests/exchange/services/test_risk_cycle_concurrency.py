@@ -254,8 +254,8 @@ def test_a_price_change_for_an_earlier_day_waits_for_a_running_settlement_then_i
     settling, go_on = threading.Event(), threading.Event()
     real_check_prices = risk_cycle._check_prices
 
-    def check_prices(trading_date):
-        real_check_prices(trading_date)
+    def check_prices(trading_date, close):
+        real_check_prices(trading_date, close)
         settling.set()
         assert go_on.wait(timeout=WAIT_SECONDS)
 
@@ -597,8 +597,8 @@ def test_a_review_of_a_call_on_a_position_closed_today_waits_for_the_daily_cycle
     cycle_holds_cash = threading.Event()
     real_check_prices = risk_cycle._check_prices
 
-    def check_prices(trading_date):
-        real_check_prices(trading_date)
+    def check_prices(trading_date, close):
+        real_check_prices(trading_date, close)
         cycle_holds_cash.set()
         assert _waits_for_a_lock()  # The review waits for the cycle.
 
