@@ -1575,8 +1575,9 @@ class ExchangeClient:
         )
         return [Candle.of(row) for row in rows]
 
-    def settlements(self, symbol: str, limit: int = 10) -> list[Settlement]:
-        """The latest ``limit`` daily settlement prices, newest first."""
+    def settlements(self, symbol: str, limit: int = 50) -> list[Settlement]:
+        """The latest ``limit`` daily settlement prices (the API's default, 50), newest
+        first."""
         _, rows = self.request("GET", f"instruments/{symbol}/settlements/", params={"limit": limit})
         return [Settlement.of(row) for row in rows]
 

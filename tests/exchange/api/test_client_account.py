@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from exchange.models import MarginCall, Organization, ReservedCapacity
+from exchange.models import MarginCall, Organization, ReservedCapacity, SettlementPrice
 from exchange_client import (
     ApiError,
     ExchangeClient,
@@ -312,3 +312,22 @@ def test_me_balances_positions_settlements_and_the_chain(strip, chains, buyer): 
         7,
     )
     assert chain.rows[0].call is not None and chain.rows[0].call.fair_value is not None
+
+
+def test_the_clients_settlements_default_to_the_apis_page(future, buyer):
+    """The client asked for 10 settlement prices by default where the API answers 50: a
+    trader reading a volatility from the history got a fifth of it without asking."""
+    start = date(2026, 10, 1)
+    SettlementPrice.objects.bulk_create(
+        SettlementPrice(
+            instrument=future,
+            trading_date=start + timedelta(days=day),
+            price=Decimal("2.40"),
+            source=SettlementPrice.Source.OVERRIDE,
+        )
+        for day in range(12)
+    )
+
+    settlements = client_of(buyer.organization).settlements(future.symbol)
+
+    assert len(settlements) == 12
