@@ -160,3 +160,31 @@ def test_the_header_marks_the_link_of_the_pages_section(client, member, url, cur
     assert nav is not None
     marked = re.findall(r'<a href="[^"]*" aria-current="page">([^<]*)</a>', nav.group(1))
     assert marked == ([current] if current else [])
+
+
+def test_the_headers_sign_in_comes_back_to_the_page_it_was_followed_from(client, future):
+    """The header's Sign in went to the login page alone: a visitor signing in from an
+    instrument page (with a query) landed on the portfolio and had to find it again."""
+    from exchange.models import Organization
+
+    page = f"/instruments/{future.symbol}/?side=sell&quantity=2"
+    html = client.get(page).content.decode()
+    quoted = f"/instruments/{future.symbol}/%3Fside%3Dsell%26quantity%3D2"
+    assert f'href="/accounts/login/?next={quoted}">Sign in</a>' in html
+    # and the login page's own link does not point back at itself
+    assert "?next=" not in client.get("/accounts/login/").content.decode().split("<main>")[0]
+
+    member_add(
+        organization=organization_create(
+            slug="lumen", name="Lumen", kind=Organization.Kind.STARTUP
+        ),
+        username="alice",
+        email="alice@lumen.example",
+        password="gpu-hours-by-the-month",
+    )
+    signed_in = client.post(
+        f"/accounts/login/?next={quoted}",
+        {"username": "alice", "password": "gpu-hours-by-the-month", "next": page},
+    )
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == page
