@@ -126,6 +126,15 @@ class InstrumentQuerySet(models.QuerySet["Instrument"]):
             status=Status.ACTIVE, kind=Kind.OPTION, underlying__status=Status.HALTED
         )
 
+    def settled_by(self, close: datetime) -> "InstrumentQuerySet":
+        """The futures and options a trading day whose close is ``close`` settles (a price, a
+        position's variation margin): those listed by that close (``Instrument.settled_by``).
+        One listed after it is not the day's: what is held of it traded after the close, and
+        the next day settles it."""
+        return self.filter(
+            kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION], created_at__lte=close
+        )
+
     def in_trading_status(self, status: str) -> "InstrumentQuerySet":
         """Those whose status is ``status`` as trading sees it (``halted_condition``): an
         option of a halted future is halted, not active. The dashboard, the trading status
@@ -264,6 +273,14 @@ class Instrument(models.Model):
         (``calendar.trading_ends_at``), whatever its status says until the daily cycle
         expires it."""
         return calendar.trading_ends_at(self.last_trading_day)
+
+    def settled_by(self, close: datetime) -> bool:
+        """Whether a trading day whose close is ``close`` settles it
+        (``InstrumentQuerySet.settled_by``, the same rule)."""
+        return (
+            self.kind in (Instrument.Kind.FUTURE, Instrument.Kind.OPTION)
+            and self.created_at <= close
+        )
 
     @property
     def resale_starts_at(self) -> datetime:

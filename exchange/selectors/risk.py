@@ -70,10 +70,8 @@ def prices_missing(trading_date: date, close: datetime | None = None) -> list[In
     ).exclude(debits_posted=F("credits_posted"))
     held |= {code.split(":")[3] for code in costs.values_list("code", flat=True)}
     instruments = list(
-        Instrument.objects.filter(
-            symbol__in=held,
-            kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION],
-            created_at__lte=close or calendar.close_at(trading_date),
+        Instrument.objects.settled_by(close or calendar.close_at(trading_date)).filter(
+            symbol__in=held
         )
     )
     needed = {i.pk for i in instruments} | {

@@ -1082,7 +1082,7 @@ def _day_settle(
         instruments = {
             pk: instrument
             for pk, instrument in locked.items()
-            if instrument.kind != Instrument.Kind.RESALE and instrument.created_at <= cycle.close_at
+            if instrument.settled_by(cycle.close_at)
         }
         # The open margin calls next, before the ledger's accounts, as a review and a
         # liquidation take them (the books, the call, then the ledger): a review of an account

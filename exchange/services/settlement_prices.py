@@ -93,11 +93,8 @@ def on_tick(price: Decimal, tick: Decimal) -> Decimal:
 def instruments_to_settle(trading_date: date, close: datetime) -> list[Instrument]:
     """Futures and options listed by the close that still trade on ``trading_date``."""
     return list(
-        Instrument.objects.filter(
-            kind__in=[Instrument.Kind.FUTURE, Instrument.Kind.OPTION],
-            last_trading_day__gte=trading_date,
-            created_at__lte=close,
-        )
+        Instrument.objects.settled_by(close)
+        .filter(last_trading_day__gte=trading_date)
         .select_related("underlying", "sku", "region")
         .order_by("kind", "id")  # Futures before options: options need their underlying's.
     )
