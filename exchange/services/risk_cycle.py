@@ -1244,9 +1244,23 @@ def _latest_prices(instrument_ids: list[int]) -> dict[int, Decimal]:
     return prices
 
 
-def margin_call_review(call: MarginCall) -> MarginCall:
+# What a review's audit row records of the call, before and after (money in micro-USD).
+MARGIN_CALL_REVIEWED_FIELDS = ("status", "required", "held", "deficit", "reviews")
+
+
+def _margin_call_figures(call: MarginCall) -> dict[str, Any]:
+    return {name: getattr(call, name) for name in MARGIN_CALL_REVIEWED_FIELDS}
+
+
+def margin_call_review(call: MarginCall, *, actor: User | None = None) -> MarginCall:
     """Top the account's margin up from its cash at the latest settlement prices; the call is
-    cured once the account holds its whole requirement and owes nothing."""
+    cured once the account holds its whole requirement and owes nothing.
+
+    A review that changes the call writes its audit row (``margin_call.review``, the call's
+    figures before and after) in the transaction of the change: ``actor`` the staff member
+    who asked for it, None the system (the scheduled review, ``review_margin_calls``). Until
+    2026-12-07 only a staff review was audited, and a call the schedule cured was missing
+    from the audit log. A review that changes nothing writes nothing, no row either."""
     if not MarginCall.objects.filter(pk=call.pk, status=MarginCall.Status.OPEN).exists():
         return MarginCall.objects.get(pk=call.pk)
     with transaction.atomic():
@@ -1257,6 +1271,7 @@ def margin_call_review(call: MarginCall) -> MarginCall:
         call = MarginCall.objects.select_for_update().get(pk=call.pk)
         if call.status != MarginCall.Status.OPEN:
             return call
+        before = _margin_call_figures(call)
         ledger = _Ledger(instruments)
         holder = ledger._holder(call.account_id)
         prices = _latest_prices(list(instruments))
@@ -1283,6 +1298,15 @@ def margin_call_review(call: MarginCall) -> MarginCall:
             _reducing_orders_cancel_on_commit(call)
             notices.margin_call_cured(call)
         call.save()
+        # Past the early return, the review changed the call: a top-up counted in
+        # ``reviews``, new figures, or the cure.
+        audit_record(
+            actor=actor,
+            action="margin_call.review",
+            target=call,
+            before=before,
+            after=_margin_call_figures(call),
+        )
     return call
 
 
@@ -1461,7 +1485,7 @@ def account_liquidate(
             results.append({"symbol": instrument.symbol, "error": str(error.code)})
     call = open_margin_call(account)
     if call is not None:
-        call = margin_call_review(call)
+        call = margin_call_review(call, actor=actor)
         # Flat and owing nothing: the call ended by staff closing the account, not by funds
         # (even when the review just cured it, with nothing left to margin). An account that
         # still owes a deficit stays under its call, reduce-only, until it pays.

@@ -1,9 +1,10 @@
-"""Staff actions of the back office that the services they call do not audit themselves: role
-grants, margin call reviews, order cancels and API key revocations by staff, and edits made in
-the admin's forms.
+"""Staff actions of the back office: role grants, margin call reviews, order cancels and API
+key revocations by staff, and edits made in the admin's forms.
 
 Each writes its audit row (who, what, before, after) in the transaction of the change, except
 where the change must commit on its own first (an order cancel: see ``order_staff_cancel``).
+A margin call review's row is written by the review itself (``margin_call_review``), as the
+scheduled review's is.
 
 Margin call reviews need the risk role, order cancels and key revocations the operations role,
 and role grants a superuser, checked here whoever calls (``exchange.backoffice.roles.StaffGate``);
@@ -34,7 +35,6 @@ from exchange.services.risk_cycle import margin_call_review
 
 REDACTED = "(redacted)"
 SECRET_FIELD_MARKERS = ("password", "secret", "token")
-MARGIN_CALL_FIELDS = ("status", "required", "held", "deficit", "reviews")
 
 
 def staff_roles_grant(*, user: Any, roles: Iterable[Role], actor: User | None) -> frozenset[Role]:
@@ -72,33 +72,17 @@ def staff_roles_grant(*, user: Any, roles: Iterable[Role], actor: User | None) -
     return frozenset(Role(name) for name in after)
 
 
-def _margin_call_figures(call: MarginCall) -> dict[str, Any]:
-    return {field: getattr(call, field) for field in MARGIN_CALL_FIELDS}
-
-
 def margin_call_staff_review(*, call: MarginCall, actor: User | None) -> MarginCall:
     """Staff review a margin call: top up the margin from cash, cure the call if covered (see
-    ``margin_call_review``), and record what it changed, with the call's figures before and
-    after (micro-USD).
+    ``margin_call_review``), which records what it changed under ``actor``'s name, with the
+    call's figures before and after (micro-USD).
 
     A review that changed nothing (no cash to top up with, or a call no longer open) writes no
     audit row, as ``margin_call_review`` writes nothing then: a row with the same figures before
     and after records no change, only noise in the log. The admin tells staff what came of it.
     """
     RISK_STAFF.check(actor, "review margin calls")
-    with transaction.atomic():
-        before = _margin_call_figures(MarginCall.objects.get(pk=call.pk))
-        reviewed = margin_call_review(call)
-        after = _margin_call_figures(reviewed)
-        if after != before:
-            audit_record(
-                actor=actor,
-                action="margin_call.review",
-                target=reviewed,
-                before=before,
-                after=after,
-            )
-    return reviewed
+    return margin_call_review(call, actor=actor)
 
 
 def order_staff_cancel(*, order: Order, actor: User | None, reason: str = "") -> Order:

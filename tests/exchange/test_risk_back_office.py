@@ -325,6 +325,84 @@ def test_a_review_that_changes_nothing_writes_nothing(future, seller):
     assert MarginCall.objects.values().get(pk=call.pk) == before
 
 
+def _called_accounts(future, seller, slugs):
+    """Accounts each long 10 at 2.50 with only $4,000 of funds, marked down to 2.10: called."""
+    accounts = [_account(slug, "startup", funded=False) for slug in slugs]
+    for account in accounts:
+        deposit_test_funds(account=account, amount=Decimal("4000"), actor=None)
+        place(seller, future, "sell", 10, "2.50")
+        place(account, future, "buy", 10, "2.50")
+    day = future.last_trading_day - timedelta(days=3)
+    SettlementPrice.objects.create(
+        instrument=future, trading_date=day, price=Decimal("2.10"), source="override"
+    )
+    call_command("settle_day", "--date", day.isoformat())
+    return [MarginCall.objects.get(account=account, status="open") for account in accounts]
+
+
+def _figures(call):
+    return MarginCall.objects.values("status", "required", "held", "deficit", "reviews").get(
+        pk=call.pk
+    )
+
+
+@pytest.mark.parametrize("run", ["task", "command"])
+def test_the_scheduled_review_audits_each_call_it_changes_as_the_system(future, seller, run):
+    # given three called accounts: one funded enough to cure its call, one given a dollar (a
+    # top-up, still short) and one given nothing
+    cured, topped_up, unchanged = _called_accounts(future, seller, ["sprout", "bloom", "fern"])
+    deposit_test_funds(account=cured.account, amount=Decimal("10000"), actor=None)
+    deposit_test_funds(account=topped_up.account, amount=Decimal("1"), actor=None)
+    before = {call.pk: _figures(call) for call in (cured, topped_up, unchanged)}
+
+    # when the schedule's review runs (the beat task, or the command staff run by hand)
+    if run == "task":
+        assert tasks.risk_margin_calls_review.delay().get() == 1
+    else:
+        call_command("review_margin_calls")
+
+    # then each call it changed has one row by the system, with its figures before and after
+    rows = AuditEntry.objects.filter(action="margin_call.review").order_by("target_id")
+    assert [(row.target_id, row.actor, row.actor_label) for row in rows] == [
+        (str(cured.pk), None, "system"),
+        (str(topped_up.pk), None, "system"),
+    ]
+    for row, call in zip(rows, (cured, topped_up), strict=True):
+        assert (row.before, row.after) == (before[call.pk], _figures(call))
+    assert (rows[0].after["status"], rows[1].after["status"]) == ("cured", "open")
+    assert rows[1].after["reviews"] == before[topped_up.pk]["reviews"] + 1
+    # and the call it left as it was has none
+    assert _figures(unchanged) == before[unchanged.pk]
+
+    # when it runs again with nothing new, it writes no second row
+    call_command("review_margin_calls")
+    assert AuditEntry.objects.filter(action="margin_call.review").count() == 2
+
+
+def test_a_scheduled_review_whose_audit_row_fails_changes_nothing(
+    future, seller, monkeypatch, caplog
+):
+    from exchange.services import risk_cycle
+
+    # given a called account funded enough to cure its call, and the audit log failing
+    (call,) = _called_accounts(future, seller, ["sprout"])
+    deposit_test_funds(account=call.account, amount=Decimal("10000"), actor=None)
+    before, entries = _figures(call), Entry.objects.count()
+
+    def audit_failing(**arguments):
+        raise RuntimeError("audit log unavailable")
+
+    monkeypatch.setattr(risk_cycle, "audit_record", audit_failing)
+
+    # when the scheduled review runs
+    call_command("review_margin_calls")
+
+    # then the cure and its top-up were rolled back with the row: the call is still open
+    assert _figures(call) == before
+    assert Entry.objects.count() == entries
+    assert f"margin call #{call.pk}: review failed" in caplog.text
+
+
 def test_a_staff_review_is_audited_only_when_it_changed_the_call(
     admin_client, admin_user, future, seller
 ):
