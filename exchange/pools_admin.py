@@ -2,8 +2,8 @@
 
 Pools, their members, demand, rounds and allocations are written by the pool services only
 (``exchange.services.pools``); staff browse them here, and operations can close a round whose
-orders should stop working (the service cancels what works and allocates, as the sponsor's
-button does).
+orders should stop working, with a reason the audit row keeps (the service cancels what works
+and allocates, as the sponsor's button does).
 """
 
 from collections.abc import Sequence
@@ -205,9 +205,13 @@ class PoolRoundAdmin(ReadOnlyAdmin[PoolRound]):
             ),
             columns=("Round", "Status", "Closes at", "Tier orders"),
             rows=self._round_rows,
-            reason_required=False,
+            reason_help=(
+                "Why the rounds close before their time (an incident, a halted instrument, the "
+                "sponsor's request). Recorded in the audit log with your name (up to 300 "
+                "characters)."
+            ),
         )
-        page, _ = action_confirmed(
+        page, reason = action_confirmed(
             self,
             request,
             queryset.select_related("pool__sponsor").prefetch_related("orders__instrument"),
@@ -224,6 +228,7 @@ class PoolRoundAdmin(ReadOnlyAdmin[PoolRound]):
             pool_round_close,
             "round_",
             actor=staff_user(request),
+            reason=reason,
         )
         return None
 

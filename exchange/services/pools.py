@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from exchange import allocation, calendar
 from exchange.backoffice.roles import ORDER_STAFF
-from exchange.errors import OrderRejected, PoolError, PoolErrorCode
+from exchange.errors import OrderRejectCode, OrderRejected, PoolError, PoolErrorCode
 from exchange.matcher.settlement import split_fill
 from exchange.models import (
     LIVE_STATUSES,
@@ -938,6 +938,7 @@ def pool_round_close(
     organization: Organization | None = None,
     expired: list[Instrument] | None = None,
     now: datetime | None = None,
+    reason: str = "",
 ) -> PoolRound:
     """Cancel what still works, then allocate (at once with the inline matcher; with external
     matchers ``pools_run_due`` allocates once the cancels are processed).
@@ -950,14 +951,22 @@ def pool_round_close(
     for: an API key's, the page's; the pages and the API let only the sponsor reach here), the
     system (no actor) those due; anyone else is staff closing another organization's round from
     the back office, which cancels customers' orders as ``order_staff_cancel`` does: the
-    operations role (``ORDER_NOT_STAFF``, ``ORDER_ROLE_REQUIRED``), checked before anything is
-    written."""
+    operations role (``ORDER_NOT_STAFF``, ``ORDER_ROLE_REQUIRED``) and a ``reason``
+    (``ORDER_REASON_REQUIRED``), recorded in the ``pool.round_close`` audit row, both checked
+    before anything is written. Until 2026-12-07 staff closed another organization's round
+    early without saying why, where revoking a key or cancelling an order asked."""
     if actor is not None and not _of_sponsor(round_, actor, organization):
         ORDER_STAFF.check(actor, "close a pool's round")
+        if not reason.strip():
+            raise OrderRejected(
+                OrderRejectCode.REASON_REQUIRED,
+                "Give a reason for closing the round before its time.",
+                field="reason",
+            )
     if round_.status != PoolRound.Status.WORKING:
         raise _refuse(PoolErrorCode.ROUND_NOT_WORKING, "This round is already allocated.")
     now = now or timezone.now()
-    reason, message = _close_reason(round_, actor, organization, expired or [])
+    close_reason, message = _close_reason(round_, actor, organization, expired or [])
     live = list(
         Order.objects.filter(pool_order__round=round_, status__in=LIVE_STATUSES).order_by("pk")
     )
@@ -966,7 +975,7 @@ def pool_round_close(
         # still waiting for an external matcher closes the same round again.
         first = PoolRound.objects.filter(
             pk=round_.pk, status=PoolRound.Status.WORKING, close_reason=PoolRound.CloseReason.OPEN
-        ).update(close_reason=reason, close_message=message)
+        ).update(close_reason=close_reason, close_message=message)
         if first and actor is not None:
             # Who closed it, with the close: with external matchers the allocation follows
             # once the cancels are processed, written by the schedule (the system). Until
@@ -978,7 +987,11 @@ def pool_round_close(
                 action="pool.round_close",
                 target=round_,
                 before={"status": PoolRound.Status.WORKING},
-                after={"close_reason": reason, "orders_cancelled": [order.pk for order in live]},
+                after={
+                    "close_reason": close_reason,
+                    "orders_cancelled": [order.pk for order in live],
+                },
+                reason=reason.strip(),
             )
     orders_cancel(orders=live, reason=CancelReason.POOL_ROUND_CLOSED, requested_by=_user(actor))
     try:

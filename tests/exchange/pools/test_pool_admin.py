@@ -49,20 +49,35 @@ def test_a_round_page_shows_its_tier_orders(admin_client, working_round, future)
     assert future.symbol in page.content.decode()
 
 
-def test_closing_a_round_asks_first_then_allocates(admin_client, admin_user, working_round):
+def test_closing_a_round_asks_first_and_a_reason_then_allocates(
+    admin_client, admin_user, working_round
+):
     url = reverse("admin:exchange_poolround_changelist")
     chosen = {"action": "close", "_selected_action": [working_round.pk]}
 
     page = admin_client.post(url, chosen)
 
-    assert "Close pool rounds" in page.content.decode()
+    content = page.content.decode()
+    assert "Close pool rounds" in content and 'name="reason"' in content
+    assert "Why the rounds close before their time" in content
     assert PoolRound.objects.get(pk=working_round.pk).status == PoolRound.Status.WORKING
 
-    admin_client.post(url, {**chosen, "confirm": "1"})
+    # when staff confirm without a reason (blank), the close is refused and nothing is done
+    before = _round_state(working_round)
+    refused = admin_client.post(url, {**chosen, "confirm": "1", "reason": "  "})
+
+    assert refused.status_code == 400
+    assert refused.context["form"].errors == {"reason": ["This field is required."]}
+    assert _round_state(working_round) == before
+
+    # when they confirm with one, the round closes and allocates, the reason in its audit row
+    admin_client.post(url, {**chosen, "confirm": "1", "reason": " Sponsor asked by phone "})
 
     assert PoolRound.objects.get(pk=working_round.pk).status == PoolRound.Status.ALLOCATED
     assert sorted(PoolAllocation.objects.values_list("quantity", flat=True)) == [3, 3]
     assert AuditEntry.objects.get(action="pool.allocate").actor == admin_user
+    closed = AuditEntry.objects.get(action="pool.round_close")
+    assert (closed.actor, closed.reason) == (admin_user, "Sponsor asked by phone")
 
 
 def _round_state(round_):
@@ -112,11 +127,29 @@ def test_closing_a_round_needs_the_operations_role_unless_the_sponsor_closes_it(
 @pytest.mark.parametrize("who", ["operations staff", "the sponsor"])
 def test_operations_staff_and_the_sponsor_close_a_round(working_round, sponsor_user, who):
     actor = staff_user("desk", Role.OPERATIONS) if who == "operations staff" else sponsor_user
+    # The sponsor closes its own round early without saying why; staff give a reason.
+    reason = "instrument halted" if who == "operations staff" else ""
 
-    closed = pool_round_close(round_=working_round, actor=actor)
+    closed = pool_round_close(round_=working_round, actor=actor, reason=reason)
 
     assert closed.status == PoolRound.Status.ALLOCATED
     assert AuditEntry.objects.get(action="pool.allocate").actor == actor
+    assert AuditEntry.objects.get(action="pool.round_close").reason == reason
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_staff_closing_a_round_without_a_reason_is_refused_and_writes_nothing(
+    working_round, reason
+):
+    desk = staff_user("desk", Role.OPERATIONS)
+    before = _round_state(working_round)
+
+    with pytest.raises(OrderRejected) as refused:
+        pool_round_close(round_=working_round, actor=desk, reason=reason)
+
+    assert (refused.value.code, refused.value.field) == ("ORDER_REASON_REQUIRED", "reason")
+    assert "Give a reason" in refused.value.message
+    assert _round_state(working_round) == before
 
 
 def test_staff_closing_a_round_an_external_matcher_has_still_to_cancel_is_audited(
@@ -126,13 +159,17 @@ def test_staff_closing_a_round_an_external_matcher_has_still_to_cancel_is_audite
     desk = staff_user("desk", Role.OPERATIONS)
 
     # when operations staff close it
-    closed = pool_round_close(round_=working_round, actor=desk)
+    closed = pool_round_close(round_=working_round, actor=desk, reason="sponsor's request")
 
     # then it waits for the cancels to allocate, and who closed it is in the audit log now
     assert closed.status == PoolRound.Status.WORKING
     assert not AuditEntry.objects.filter(action="pool.allocate").exists()
     entry = AuditEntry.objects.get(action="pool.round_close")
-    assert (entry.actor, entry.target_id) == (desk, str(working_round.pk))
+    assert (entry.actor, entry.target_id, entry.reason) == (
+        desk,
+        str(working_round.pk),
+        "sponsor's request",
+    )
     assert entry.after["close_reason"] == PoolRound.CloseReason.STAFF
     assert entry.after["orders_cancelled"] == list(
         Order.objects.filter(pool_order__round=working_round)
@@ -141,5 +178,5 @@ def test_staff_closing_a_round_an_external_matcher_has_still_to_cancel_is_audite
     )
 
     # and closing it again (the schedule's close, or a second click) writes no second row
-    pool_round_close(round_=working_round, actor=desk)
+    pool_round_close(round_=working_round, actor=desk, reason="again")
     assert AuditEntry.objects.filter(action="pool.round_close").count() == 1

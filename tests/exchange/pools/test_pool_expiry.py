@@ -178,7 +178,8 @@ def test_every_close_says_why(pool, members, future, sponsor_user, by, reason, d
     if by == "sponsor":
         pool_round_close(round_=round_, actor=sponsor_user)
     elif by == "staff":
-        pool_round_close(round_=round_, actor=staff_user("ops", Role.OPERATIONS))
+        desk = staff_user("ops", Role.OPERATIONS)
+        pool_round_close(round_=round_, actor=desk, reason="instrument halted")
     else:
         pools_run_due(now=round_.closes_at)
 
