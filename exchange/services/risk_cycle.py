@@ -1489,12 +1489,25 @@ def account_liquidate(
         # Flat and owing nothing: the call ended by staff closing the account, not by funds
         # (even when the review just cured it, with nothing left to margin). An account that
         # still owes a deficit stays under its call, reduce-only, until it pays.
+        # The change is audited (``margin_call.liquidated``) in its own transaction, under the
+        # call's lock: until 2026-12-07 it was a bare UPDATE, and the audit log showed the call
+        # cured by the review, never how it ended.
         if not call.deficit and not _account_instruments(account.pk):
-            MarginCall.objects.filter(pk=call.pk).update(
-                status=MarginCall.Status.LIQUIDATED,
-                resolved_at=timezone.now(),
-                resolved_by=actor if actor is not None and actor.is_authenticated else None,
-            )
+            with transaction.atomic():
+                call = MarginCall.objects.select_for_update().get(pk=call.pk)
+                before = _margin_call_figures(call)
+                call.status = MarginCall.Status.LIQUIDATED
+                call.resolved_at = timezone.now()
+                call.resolved_by = actor if actor is not None and actor.is_authenticated else None
+                call.save(update_fields=["status", "resolved_at", "resolved_by"])
+                audit_record(
+                    actor=actor,
+                    action="margin_call.liquidated",
+                    target=call,
+                    before=before,
+                    after=_margin_call_figures(call),
+                    reason=reason,
+                )
             recent.changed()
     return {"orders": results}
 

@@ -298,6 +298,13 @@ def test_liquidate_action_closes_the_position_against_the_book(
     assert entry.actor == admin_user
     assert entry.after["closing"] == [{"symbol": future.symbol, "side": "sell", "quantity": 10}]
     assert timezone.now() - entry.created_at < timedelta(minutes=1)
+    # and how the call ended is audited too, after the liquidation's row, with its reason
+    ended = AuditEntry.objects.get(action="margin_call.liquidated")
+    assert ended.actor == admin_user and ended.reason == entry.reason
+    assert ended.target_id == str(call.pk)
+    assert ended.after["status"] == MarginCall.Status.LIQUIDATED
+    assert ended.before["status"] != MarginCall.Status.LIQUIDATED
+    assert ended.pk > entry.pk
 
 
 def test_roll_listings_from_the_admin_lists_the_missing_months(admin_client, future):
