@@ -5,6 +5,8 @@ quantity an exact multiple of its lot; anything else is rejected, never rounded,
 rounding a price silently changes what a trader asked for. Engine prices (ticks) and quantities
 (lots) convert back exactly: ``ticks * tick_size`` and ``lots * lot_size``.
 Time given to the engine is integer microseconds since the Unix epoch (UTC).
+Dollars written for people (``usd_figure``) are exact too: whole cents when the amount is, else
+every micro-dollar the ledger holds.
 """
 
 from datetime import UTC, datetime
@@ -14,6 +16,8 @@ from exchange.errors import OrderRejectCode, OrderRejected
 
 # Wide enough for any price the catalog accepts (price_max over the smallest tick) with room.
 DECIMAL_PRECISION_DIGITS = 40
+CENTS = Decimal("0.01")
+MICROS = Decimal("0.000001")
 
 
 def price_to_ticks(price: Decimal, tick_size: Decimal, *, field: str = "price") -> int:
@@ -63,3 +67,17 @@ def engine_time(moment: datetime) -> int:
     assert moment.tzinfo is not None, "engine times come from aware datetimes"
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def usd_figure(amount: Decimal) -> str:
+    """Dollars as pages and refusals write them: thousands separators, whole cents when the
+    amount is exact to the cent, else every micro-dollar (a fee or a margin is not always whole
+    cents, and a refusal must not round what it says is missing). ``2,790.50``, ``0.00``,
+    ``637.563456``; the caller writes the currency ("USD") after it."""
+    with localcontext() as context:
+        context.prec = DECIMAL_PRECISION_DIGITS
+        try:
+            cents, micros = amount.quantize(CENTS), amount.quantize(MICROS)
+        except InvalidOperation:  # Too many digits to quantize (a refused 1E+400): as given.
+            return f"{amount:,}"
+    return f"{cents if cents == amount else micros:,}"

@@ -38,6 +38,7 @@ from exchange.errors import (
     PricingError,
     RiskError,
 )
+from exchange.services.ledger_accounts import ledger_refusal_text
 from ledger.errors import LedgerError
 
 FORBIDDEN_CODES = {
@@ -146,7 +147,10 @@ def error_answer(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]] |
         code, message, field = str(exc.code), exc.message, exc.field
         status_code = _status_of(exc)
     elif isinstance(exc, LedgerError):
-        code, message, field = str(exc.code), exc.message, getattr(exc, "field", "")
+        # A refusal no service turned into its own: under its stable code, in words for the
+        # customer. The ledger's message names its account codes and micro-dollar amounts, and
+        # its field (``postings``, ``holds``) is none of the request's.
+        code, message, field = str(exc.code), ledger_refusal_text(exc), ""
         status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     elif isinstance(exc, exceptions.ValidationError):
         field, message = _first_error(exc.detail)

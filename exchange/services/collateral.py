@@ -69,7 +69,9 @@ from exchange.services.ledger_accounts import (
     entitlement_account_code,
     entitlement_code,
     entitlement_name,
+    ledger_refusal_text,
     micros_to_usd,
+    usd_text,
 )
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
@@ -371,7 +373,20 @@ def shortfall(needs: list[Need], error: LedgerError) -> OrderRejected:
         available = account.available if account is not None else 0
         if available < need.amount:
             return _missing(need.code, need.amount, available, need.what)
-    return OrderRejected(needs[0].code, error.message, field="quantity")
+    # Nothing is short any more: what the account had available changed between the ledger's
+    # refusal and this read (an order of its own ended, a deposit came in), or the ledger
+    # refused for another reason. The customer reads what the order needs, in dollars and
+    # GPU-hours; never the ledger's message, which names its account codes and micro-dollars.
+    needed = " and ".join(_amount_text(need.amount, need.what) for need in needs)
+    if error.code in (LedgerErrorCode.INSUFFICIENT_FUNDS, LedgerErrorCode.CREDITS_EXCEED_DEBITS):
+        message = (
+            f"The order needs {needed} available, which the account did not have when the "
+            "order was placed; try again."
+        )
+    else:
+        message = f"The order's collateral ({needed}) could not be held. "
+        message += ledger_refusal_text(error)
+    return OrderRejected(needs[0].code, message, field="quantity")
 
 
 def _too_large() -> OrderRejected:
@@ -382,14 +397,24 @@ def _too_large() -> OrderRejected:
     )
 
 
+def _amount_text(amount: int, what: str) -> str:
+    """Collateral for people: micro-dollars as dollars (``2,790.50 USD``), GPU-hours with the
+    entitlement's name (``720 GPU-hours of H100SXM in USEAST, March 2027``)."""
+    if what == USD_CODE:
+        return usd_text(amount)
+    return f"{amount:,} {what}"
+
+
 def _missing(code: OrderRejectCode, amount: int, available: int, what: str) -> OrderRejected:
     if code == OrderRejectCode.INSUFFICIENT_FUNDS:
         detail = (
-            f"needs {micros_to_usd(amount)} USD available; the account has "
-            f"{micros_to_usd(max(available, 0))} USD available"
+            f"needs {usd_text(amount)} available; the account has "
+            f"{usd_text(max(available, 0))} available"
         )
     else:
-        detail = f"needs {amount} {what}; the account has {max(available, 0)} available"
+        detail = (
+            f"needs {_amount_text(amount, what)}; the account has {max(available, 0):,} available"
+        )
     return OrderRejected(code, f"The order {detail}.", field="quantity")
 
 

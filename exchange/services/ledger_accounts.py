@@ -26,6 +26,8 @@ from typing import cast
 from django.db import transaction
 
 from exchange.models import Account
+from exchange.units import usd_figure
+from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 from ledger.services import account_open, commodity_define
@@ -60,6 +62,40 @@ def usd_to_micros(amount: Decimal) -> int:
 
 def micros_to_usd(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-USD_SCALE)
+
+
+def usd_text(micros: int) -> str:
+    """Micro-dollars as a customer reads them: ``2,790.50 USD`` (``units.usd_figure``)."""
+    return f"{usd_figure(micros_to_usd(micros))} USD"
+
+
+# What a refusal of the ledger means to a customer. The ledger's own message is for staff: it
+# names ledger account codes (``trading:12:cash:USD``), hold and entry ids, and amounts in
+# each commodity's smallest unit (micro-dollars). A service that calls the ledger turns the
+# refusals it expects into its own error, saying in dollars and GPU-hours what is missing;
+# this is what is said of one that reaches a customer all the same (the API's last resort),
+# under the ledger's code, which stays the stable one.
+LEDGER_REFUSAL_TEXT: dict[LedgerErrorCode, str] = {
+    LedgerErrorCode.AMOUNT_INVALID: "The amount is beyond what the exchange can record.",
+    LedgerErrorCode.INSUFFICIENT_FUNDS: "The account does not have the cash available for this.",
+    LedgerErrorCode.CREDITS_EXCEED_DEBITS: (
+        "The account does not have the GPU-hours available for this."
+    ),
+    LedgerErrorCode.DEBITS_EXCEED_CREDITS: "The account does not have enough available for this.",
+    LedgerErrorCode.ACCOUNT_CLOSED: "The account is closed.",
+    LedgerErrorCode.HOLD_NOT_PENDING: "What was set aside for this is no longer set aside.",
+    LedgerErrorCode.HOLD_AMOUNT_EXCEEDED: "This takes more than was set aside for it.",
+    LedgerErrorCode.EXISTS_WITH_DIFFERENT_CONTENT: (
+        "This was recorded already, with other details."
+    ),
+}
+LEDGER_REFUSAL_TEXT_OTHER = "The exchange could not record this; nothing was done."
+
+
+def ledger_refusal_text(error: LedgerError) -> str:
+    """``error`` (a refusal of the ledger) in words for a customer: no account code, hold id or
+    micro-dollar amount."""
+    return LEDGER_REFUSAL_TEXT.get(error.code, LEDGER_REFUSAL_TEXT_OTHER)
 
 
 def owner_of(account: Account) -> str:

@@ -39,6 +39,7 @@ from exchange.selectors.orders import (
 from exchange.selectors.risk import margin_call_of
 from exchange.services import funding as funding_services
 from exchange.services.ledger_accounts import USD_CODE
+from exchange.units import usd_figure
 from exchange.web.membership import membership_of, trading_account_of
 from exchange.web.order_reasons import done_reason_text
 
@@ -54,7 +55,6 @@ STATEMENT_PAGE_SIZE = 50
 STATEMENT_CSV_ROWS_MAX = 100_000
 STATEMENT_CSV_CHUNK_ROWS = 1_000
 ASSET_LENGTH_MAX = 64  # The longest commodity code the ledger stores.
-CENTS = Decimal("0.01")
 MICROS = Decimal("0.000001")
 CSV_HEADER = ["posted_at", "entry_id", "description", "asset", "amount", "balance_after"]
 
@@ -63,8 +63,7 @@ def quantity_text(value: Decimal | int) -> str:
     """Dollars with thousands separators: cents when exact, else every micro-dollar (fees are
     not always whole cents, and a statement must not round); GPU-hours as whole numbers."""
     if isinstance(value, Decimal):
-        cents = value.quantize(CENTS)
-        return f"{cents if cents == value else value.quantize(MICROS):,}"
+        return usd_figure(value)
     return f"{value:,}"
 
 

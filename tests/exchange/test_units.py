@@ -10,6 +10,7 @@ from exchange.units import (
     price_to_ticks,
     quantity_to_lots,
     ticks_to_price,
+    usd_figure,
 )
 
 TICK = Decimal("0.005")
@@ -81,3 +82,20 @@ def test_engine_time_does_not_depend_on_the_time_zone():
 
     assert engine_time(elsewhere) == engine_time(moment)
     assert engine_time(moment + timedelta(microseconds=1)) == engine_time(moment) + 1
+
+
+@pytest.mark.parametrize(
+    ("amount", "written"),
+    [
+        (Decimal("2790.5"), "2,790.50"),
+        (Decimal("2790.500000"), "2,790.50"),
+        (Decimal("0"), "0.00"),
+        (Decimal("0.000000"), "0.00"),
+        (Decimal("637.563456"), "637.563456"),
+        (Decimal("1234567.000001"), "1,234,567.000001"),
+        (Decimal("-12.3"), "-12.30"),
+        (Decimal("1E+400"), "1E+400"),  # Too many digits to quantize: as given, not a crash.
+    ],
+)
+def test_usd_figure_writes_cents_when_exact_else_every_micro_dollar(amount, written):
+    assert usd_figure(amount) == written

@@ -103,3 +103,39 @@ def test_a_page_that_fails_keeps_the_html_500(monkeypatch):
 
     assert response.status_code == 500
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_ledger_refusal_no_service_named_is_answered_in_words_under_its_code(buyer):
+    from exchange.api.errors import error_answer
+    from exchange.services.ledger_accounts import cash_account, cash_account_code
+    from ledger.errors import LedgerError
+    from ledger.models import Hold
+    from ledger.services import hold_create
+
+    # given a refusal of the ledger's, whose message is for staff: the cash account's ledger
+    # code and the shortfall in micro-dollars
+    cash = cash_account(buyer)
+    with pytest.raises(LedgerError) as refused:
+        hold_create(
+            key="beyond",
+            account=cash,
+            side=Hold.Side.DEBIT,
+            amount=cash.available + 1_500_000,
+            description="More than the account has",
+        )
+    assert refused.value.message == f"Account {cash_account_code(buyer)} would be short by 1500000."
+
+    # when it reaches the API unnamed by a service
+    status, body, _ = error_answer(refused.value)
+
+    # then its stable code, a message for the customer, and no field of the ledger's
+    assert (status, body) == (
+        422,
+        {
+            "error": {
+                "code": "LEDGER_INSUFFICIENT_FUNDS",
+                "message": "The account does not have the cash available for this.",
+                "field": None,
+            }
+        },
+    )

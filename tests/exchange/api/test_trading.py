@@ -68,6 +68,12 @@ def usd(amount: Decimal) -> str:
     return str(amount.quantize(MICRO))
 
 
+def usd_figure(amount: Decimal) -> str:
+    """USD as a refusal writes it: thousands separators, cents when exact, else micro-dollars."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents if cents == amount else amount.quantize(MICRO):,}"
+
+
 def up_to_micro(amount: Decimal) -> Decimal:
     return amount.quantize(MICRO, rounding=ROUND_CEILING)
 
@@ -506,11 +512,17 @@ def test_an_order_without_the_funds_is_refused_and_writes_only_its_rejection(
     # when it bids
     response = api.post(ORDERS, limit_order(future), format="json")
 
-    # then the risk refusal names what is missing; no order, command or hold was written
+    # then the risk refusal names what is missing, in dollars (not the ledger's micro-dollars
+    # nor its account codes); no order, command or hold was written
     assert response.status_code == 422
     assert error_of(response)["code"] == "RISK_INSUFFICIENT_FUNDS"
     assert error_of(response)["field"] == "quantity"
-    assert "USD available" in error_of(response)["message"]
+    margin = future_margin("2.450", future.gpu_hours_per_contract)
+    fee = max(fee_rate("future", "maker"), fee_rate("future", "taker"))
+    assert error_of(response)["message"] == (
+        f"The order needs {usd_figure(3 * (margin + fee))} USD available; the account has "
+        "0.00 USD available."
+    )
     assert row_counts() == replace(before, rejections=before.rejections + 1)
     assert ledger_rows() == ledger_before
     assert not Order.objects.filter(account=unfunded).exists()
@@ -1315,7 +1327,7 @@ def test_raising_an_order_needs_only_the_collateral_it_adds(future, unfunded):
     )
     assert refused.status_code == 422
     assert error_of(refused)["code"] == "RISK_INSUFFICIENT_FUNDS"
-    assert f"needs {usd(2 * per_contract)} USD available" in error_of(refused)["message"]
+    assert f"needs {usd_figure(2 * per_contract)} USD available" in error_of(refused)["message"]
     assert api.get(order_url(order_id)).json()["open_quantity"] == 6
 
 

@@ -112,7 +112,7 @@ def test_an_order_that_cannot_be_collateralized_writes_only_its_rejection(future
         place(poor, future, "buy", 10, "2.50")
 
     assert refused.value.code == OrderRejectCode.INSUFFICIENT_FUNDS
-    assert "100.000000 USD available" in refused.value.message
+    assert "the account has 100.00 USD available" in refused.value.message
     assert row_counts() == replace(before, rejections=before.rejections + 1)
     assert (Hold.objects.count(), Entry.objects.count()) == (holds, entries)
     assert balances() == ledger_before
