@@ -17,6 +17,7 @@ from exchange.selectors.marks import MarkSource, forward_of
 from exchange.services import margin
 from exchange.services.ledger_accounts import MICROS_PER_USD, micros_to_usd
 from exchange.services.settlement_prices import implied_volatility
+from exchange.units import usd_figure
 from ledger.models import Account as LedgerAccount
 from ledger.models import Commodity
 from pricing import black76
@@ -186,10 +187,12 @@ def cash_out_refusal(account: Account, doing: str) -> str | None:
     standing = margin_call_of(account)
     if standing is None:
         return None
-    owed = f", and owes {standing.deficit} USD of losses" if standing.call.deficit else ""
+    owed = (
+        f", and owes {usd_figure(standing.deficit)} USD of losses" if standing.call.deficit else ""
+    )
     return (
-        f"Account {account} is under a margin call ({standing.amount_due} USD due{owed}): "
-        f"{doing} once the call is met."
+        f"Account {account} is under a margin call ({usd_figure(standing.amount_due)} USD "
+        f"due{owed}): {doing} once the call is met."
     )
 
 

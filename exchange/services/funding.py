@@ -50,8 +50,10 @@ from exchange.services.ledger_accounts import (
     cash_account,
     stripe_account,
     test_funds_account,
+    usd_text,
     usd_to_micros,
 )
+from exchange.units import usd_figure
 from ledger.errors import LedgerError, LedgerErrorCode
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry as LedgerEntry
@@ -478,10 +480,13 @@ def withdrawal_request(
         except LedgerError as error:
             if error.code != LedgerErrorCode.INSUFFICIENT_FUNDS:
                 raise
-            # Raising inside the block rolls the withdrawal row back: nothing is written.
+            # Raising inside the block rolls the withdrawal row back: nothing is written. The
+            # ledger refused in a savepoint: its account reads as before the refusal.
+            available = max(cash_account(account).available, 0)
             raise FundingError(
                 FundingErrorCode.INSUFFICIENT_FUNDS,
-                f"Account {account} has less than {amount} USD available.",
+                f"Account {account} has {usd_text(available)} available: less than the "
+                f"{usd_figure(amount)} USD asked for.",
                 field="amount",
             ) from error
         withdrawal.ledger_hold_id = hold.pk

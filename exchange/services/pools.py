@@ -87,6 +87,7 @@ from exchange.services.ledger_accounts import (
     owner_of,
     position_account,
     usd,
+    usd_text,
     usd_to_micros,
 )
 from exchange.services.margin import order_margin_per_contract
@@ -100,6 +101,7 @@ from exchange.services.orders import (
 )
 from exchange.services.participants import account_main
 from exchange.services.risk_cycle import instruments_lock
+from exchange.units import usd_figure
 from ledger.errors import LedgerError
 from ledger.models import Account as LedgerAccount
 from ledger.models import Entry
@@ -197,8 +199,8 @@ def _check_settings(
     if credit_micros < 0 or credit_line > Decimal(settings.EXCHANGE_POOL_CREDIT_LINE_MAX):
         raise _refuse(
             PoolErrorCode.CREDIT_LINE_INVALID,
-            f"The credit line is from 0 to {settings.EXCHANGE_POOL_CREDIT_LINE_MAX} USD per "
-            "member.",
+            f"The credit line is from 0 to "
+            f"{usd_figure(Decimal(settings.EXCHANGE_POOL_CREDIT_LINE_MAX))} USD per member.",
             "credit_line",
         )
     if cutoff_at is not None and cutoff_at != current_cutoff and cutoff_at <= timezone.now():
@@ -872,9 +874,9 @@ def _pool_margin_call_refusal(pool: Pool) -> str:
     if standing is None:
         return ""
     return (
-        f"The pool's account is under a margin call ({standing.amount_due} USD due): it may "
-        "only reduce its positions, so the round's buys were not placed. A round cut off once "
-        "the call is met places them: fund the pool to meet it."
+        f"The pool's account is under a margin call ({usd_figure(standing.amount_due)} USD "
+        "due): it may only reduce its positions, so the round's buys were not placed. A round "
+        "cut off once the call is met places them: fund the pool to meet it."
     )
 
 
@@ -1339,8 +1341,8 @@ def _settle(
             if credit > max(room, 0):
                 raise _refuse(
                     PoolErrorCode.INSUFFICIENT_FUNDS,
-                    f"{member.organization.name} needs {micros_to_usd(credit)} USD of credit; "
-                    f"{micros_to_usd(max(room, 0))} USD of the credit line is left.",
+                    f"{member.organization.name} needs {usd_text(credit)} of credit; "
+                    f"{usd_text(max(room, 0))} of the credit line is left.",
                 )
             entry = _post_transfer(
                 key=f"pool-allocation:{round_.pk}:{demand.pk}",
@@ -1565,7 +1567,7 @@ def _transfer(
             raise _refuse(
                 PoolErrorCode.INSUFFICIENT_FUNDS,
                 f"{payer} lacks the cash for the initial margin of {quantity} "
-                f"{instrument.symbol} ({micros_to_usd(margin)} USD).",
+                f"{instrument.symbol} ({usd_text(margin)}).",
                 "quantity",
             ) from error
         transfer = PoolTransfer.objects.create(
@@ -1872,8 +1874,8 @@ def pool_fund(
     except LedgerError as error:
         raise _refuse(
             PoolErrorCode.INSUFFICIENT_FUNDS,
-            f"{'The pool' if withdraw else pool.sponsor.name} has less than {amount} USD "
-            "available.",
+            f"{'The pool' if withdraw else pool.sponsor.name} has less than "
+            f"{usd_figure(amount)} USD available.",
             "amount",
         ) from error
     return entry
@@ -1896,7 +1898,7 @@ def pool_credit_repay(
             if micros > owed:
                 raise _refuse(
                     PoolErrorCode.AMOUNT_INVALID,
-                    f"{member.organization.name} owes the pool {micros_to_usd(owed)} USD.",
+                    f"{member.organization.name} owes the pool {usd_text(owed)}.",
                     "amount",
                 )
             _margin_call_check(member.account, "credit can be repaid from it")
@@ -1921,7 +1923,7 @@ def pool_credit_repay(
     except LedgerError as error:
         raise _refuse(
             PoolErrorCode.INSUFFICIENT_FUNDS,
-            f"{member.organization.name} has less than {amount} USD available.",
+            f"{member.organization.name} has less than {usd_figure(amount)} USD available.",
             "amount",
         ) from error
     return entry

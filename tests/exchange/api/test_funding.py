@@ -274,8 +274,12 @@ def test_withdrawing_more_than_is_available_is_422_and_writes_nothing(buyer):
     # when the rest plus a cent is asked for
     response = client.post(WITHDRAWALS, {"amount": "1000000.01"}, format="json")
 
-    # then it is refused by name, and nothing is written
+    # then it is refused by name, saying in dollars what is available, and nothing is written
     assert error_of(response) == (422, "FUNDING_INSUFFICIENT_FUNDS", "amount")
+    assert response.json()["error"]["message"] == (
+        "Account lumen/main has 1,000,000.00 USD available: less than the 1,000,000.01 USD "
+        "asked for."
+    )
     assert funding_rows() == before
 
 

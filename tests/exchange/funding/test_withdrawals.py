@@ -374,7 +374,7 @@ def test_no_withdrawal_is_requested_while_a_margin_call_is_open(test_funds_mode,
 
     # then it is refused, naming the call and the deficit, and nothing is written or held
     assert refused.value.code == FundingErrorCode.MARGIN_CALL_OPEN
-    assert "17683.180000 USD due, and owes 7683.180000 USD of losses" in refused.value.message
+    assert "17,683.18 USD due, and owes 7,683.18 USD of losses" in refused.value.message
     assert funding_rows() == before
     assert balance(buyer) == (FUNDED, 0, FUNDED)
 

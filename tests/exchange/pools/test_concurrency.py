@@ -268,7 +268,7 @@ def test_two_repayments_of_the_whole_credit_at_once_repay_it_once(
     assert errors == []
     [refusal] = refusals
     assert refusal.code == PoolErrorCode.AMOUNT_INVALID
-    assert refusal.message.endswith("owes the pool 0.000000 USD.")
+    assert refusal.message.endswith("owes the pool 0.00 USD.")
     assert real_outstanding(cirrus) == 0
     assert ledger_problems() == []
     connection.close()

@@ -1,6 +1,7 @@
 """Every pool service: what it writes when it succeeds, and the named code it refuses with,
 having written nothing (``exchange.services.pools``)."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -819,7 +820,7 @@ def test_a_pool_under_a_margin_call_places_no_buys_and_says_why_on_the_round(
     # then its tier is recorded refused for the call, with the amount due; no order was tried
     pool_order = round_.orders.get()
     assert (pool_order.order, pool_order.refusal_code) == (None, "POOL_MARGIN_CALL_OPEN")
-    assert "under a margin call (10000.000000 USD due)" in pool_order.refusal_message
+    assert "under a margin call (10,000.00 USD due)" in pool_order.refusal_message
     assert "the round's buys were not placed" in pool_order.refusal_message
     assert not Order.objects.filter(account=pool.account).exists()
     assert _audit("pool.cut_off", round_).after["refused"] == "POOL_MARGIN_CALL_OPEN"
@@ -1485,7 +1486,7 @@ def test_reallocate_refusals(pool, members, future, seller, sponsor_user):
         actor=None,
     )
     # cirrus has no cash for the margin, and a reallocation takes no credit.
-    assert_refused(
+    refusal = assert_refused(
         Code.INSUFFICIENT_FUNDS,
         pool_reallocate,
         member=cirrus,
@@ -1493,6 +1494,12 @@ def test_reallocate_refusals(pool, members, future, seller, sponsor_user):
         quantity=1,
         actor=None,
     )
+    # In dollars and cents, as a customer reads them (not the ledger's six decimals).
+    assert re.fullmatch(
+        rf"Cirrus lacks the cash for the initial margin of 1 {re.escape(future.symbol)} "
+        r"\([1-9][0-9,]*\.[0-9]{2} USD\)\.",
+        refusal.message,
+    ), refusal.message
     pool_member_graduate(member=ada, actor=None)
     assert_refused(
         Code.MEMBER_GRADUATED,
@@ -1856,7 +1863,7 @@ def test_no_cash_leaves_an_account_under_a_margin_call_through_the_pool(
     )
 
     # then it is refused, naming the call, and no cash moved
-    assert "under a margin call (10000.000000 USD due)" in error.message
+    assert "under a margin call (10,000.00 USD due)" in error.message
     assert (_cash(sponsor_account), _cash(pool.account)) == before
     # but cash may still come into it, towards the call
     pool_fund(pool=pool, amount=Decimal("1000"), withdraw=not withdraw, actor=sponsor_user)

@@ -242,7 +242,11 @@ def test_a_withdrawal_request_is_pending_and_holds_the_cash(client, account, tra
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("600.01", "less than 600.01 USD available. (FUNDING_INSUFFICIENT_FUNDS)"),
+        (
+            "600.01",
+            "has 600.00 USD available: less than the 600.01 USD asked for. "
+            "(FUNDING_INSUFFICIENT_FUNDS)",
+        ),
         ("0", "Give a positive amount"),
         (str(WITHDRAWAL_AMOUNT_MAX + Decimal("0.01")), "above the maximum"),
         ("1e400", "above the maximum"),

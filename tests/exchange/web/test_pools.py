@@ -516,8 +516,12 @@ def test_funding_above_what_is_available_is_refused_next_to_the_amount(client, p
     )
 
     assert funded.status_code == withdrawn.status_code == 400
-    assert "POOL_INSUFFICIENT_FUNDS" in _field_error(_page(funded), "id_fund-amount")
-    assert "POOL_INSUFFICIENT_FUNDS" in _field_error(_page(withdrawn), "id_withdraw-amount")
+    fund_error = _field_error(_page(funded), "id_fund-amount")
+    withdraw_error = _field_error(_page(withdrawn), "id_withdraw-amount")
+    assert "POOL_INSUFFICIENT_FUNDS" in fund_error and "POOL_INSUFFICIENT_FUNDS" in withdraw_error
+    # In dollars as the page writes them, with their thousands separators.
+    assert "has less than 99,999,999.00 USD available." in fund_error
+    assert "The pool has less than 99,999,999.00 USD available." in withdraw_error
     assert cash_balance(pool.account).posted == POOL_FUNDS
 
 
