@@ -133,7 +133,8 @@ def capacity_register(
     if provider.kind != Organization.Kind.PROVIDER:
         raise CatalogError(
             CatalogErrorCode.PROVIDER_REQUIRED,
-            f"Only providers register capacity; {provider.slug} is a {provider.kind}.",
+            f"Only providers register capacity; {provider.slug} is registered as "
+            f"“{provider.get_kind_display()}”.",
             field="provider",
         )
     if holder.kind == Organization.Kind.EXCHANGE:

@@ -130,7 +130,8 @@ def test_a_non_provider_cannot_register(client, buyer, sku, region):
     assert "Only cloud providers register" in page
     assert response.status_code == 400
     assert response.context["form"].non_field_errors() == [
-        "Only providers register capacity; lumen is a startup. (CATALOG_PROVIDER_REQUIRED)"
+        "Only providers register capacity; lumen is registered as “Startup (buyer)”. "
+        "(CATALOG_PROVIDER_REQUIRED)"
     ]
     assert not ReservedCapacity.objects.exists()
     assert entitlements_of(buyer) == []
