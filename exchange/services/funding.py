@@ -122,7 +122,7 @@ def amount_check(amount: Decimal, *, amount_max: Decimal) -> int:
     if amount > amount_max:
         raise FundingError(
             FundingErrorCode.AMOUNT_TOO_LARGE,
-            f"{amount} USD is above the maximum of {amount_max} USD.",
+            f"{usd_figure(amount)} USD is above the maximum of {usd_figure(amount_max)} USD.",
             field="amount",
         )
     if amount != amount.quantize(CENTS):

@@ -151,6 +151,9 @@ def test_test_funds_above_their_maximum_are_422_and_write_nothing(payer):
     response = client.post(DEPOSITS, {"amount": "50000000.01"}, format="json")
 
     assert error_of(response) == (422, "FUNDING_AMOUNT_TOO_LARGE", "amount")
+    assert response.json()["error"]["message"] == (
+        "50,000,000.01 USD is above the maximum of 50,000,000.00 USD."
+    )
     assert funding_rows() == before
 
 
