@@ -13,7 +13,7 @@ A key reads ``gx_<prefix>_<secret>``: the prefix (12 characters) finds the key, 
   signature is accepted within ``EXCHANGE_API_SIGNATURE_WINDOW_SECONDS`` of its timestamp,
   once: a replay within the window is refused (the cache remembers signatures for the
   window; production points it at Redis so every web process shares it). A key may require
-  signing.
+  signing; with any key, one of the two headers without the other is refused.
 
 Each process remembers the keys it has authenticated for ``EXCHANGE_API_KEY_CACHE_SECONDS``
 (1 s by default), so a busy client's requests do not read the key row each time: the secret is
@@ -230,7 +230,9 @@ def api_key_authenticate(token: str, *, client_ip: str, request: SignedRequest) 
             f"The API key may not be used from {client_ip}.",
             key_prefix=key.prefix,
         )
-    if request.signature is not None or key.require_signature:
+    # Either signing header means the client meant to sign: one without the other is refused
+    # whatever the key requires, as the signature would have been had it come.
+    if request.signature is not None or request.timestamp is not None or key.require_signature:
         _check_signature(key, request)
     _touch(key)
     return key
@@ -273,9 +275,17 @@ SIGNATURE_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _check_signature(key: ApiKey, request: SignedRequest) -> None:
-    # Only a key that requires signing gets here unsigned. A signature without its timestamp,
-    # or with one in another format, is the client's signing fault, not its clock's: it is
-    # said so, rather than that the key requires signing or that the clock is off.
+    # Only a key that requires signing gets here with neither header. One header without the
+    # other (a signing client that dropped or misnamed one), or a timestamp in another format,
+    # is the client's signing fault, not its clock's: it is said so, rather than that the key
+    # requires signing or that the clock is off. A key that does not require signing used to
+    # take a timestamp without its signature as an unsigned request, and the client never
+    # learnt that it signed nothing.
+    if request.signature is None and request.timestamp is not None:
+        raise ApiAuthError(
+            ApiAuthErrorCode.SIGNATURE_INVALID,
+            "X-GX-Signature is missing: a signed request sends it with X-GX-Timestamp.",
+        )
     if request.signature is None:
         raise ApiAuthError(
             ApiAuthErrorCode.SIGNATURE_REQUIRED,

@@ -332,6 +332,41 @@ def test_a_signature_without_its_timestamp_is_told_the_timestamp_is_missing(
 
 
 @pytest.mark.parametrize("require_signature", [False, True])
+def test_a_timestamp_without_its_signature_is_refused_not_taken_as_unsigned(
+    buyer, require_signature
+):
+    """A client that meant to sign but dropped X-GX-Signature, or misnamed it, used to be
+    answered as an unsigned request by a key that does not require signing: 200, and the
+    client never learnt it signed nothing. Now it is refused, and nothing is done."""
+    token = token_for(buyer, require_signature=require_signature)
+    client = client_with(token)
+    prefix = token.split("_", 2)[1]
+    timestamp = str(int(time.time()))
+    signature = signature_for(
+        token.split("_", 2)[2], timestamp, "DELETE", f"/api/v1/keys/{prefix}/", b""
+    )
+
+    dropped = client.get(ME, HTTP_X_GX_TIMESTAMP=timestamp)
+    misnamed = client.delete(
+        f"/api/v1/keys/{prefix}/", HTTP_X_GX_TIMESTAMP=timestamp, HTTP_X_GX_SIGNATUR=signature
+    )
+
+    for refused in (dropped, misnamed):
+        assert error_of(refused) == (401, "AUTH_SIGNATURE_INVALID")
+        assert refused.json()["error"]["message"] == (
+            "X-GX-Signature is missing: a signed request sends it with X-GX-Timestamp."
+        )
+        assert refused["WWW-Authenticate"].startswith("Bearer")
+    assert ApiKey.objects.get().revoked_at is None
+    # and with neither header the key answers as before: unsigned taken, or required
+    unsigned = client.get(ME)
+    if require_signature:
+        assert error_of(unsigned) == (401, "AUTH_SIGNATURE_REQUIRED")
+    else:
+        assert unsigned.status_code == 200
+
+
+@pytest.mark.parametrize("require_signature", [False, True])
 def test_a_signature_that_is_no_hex_hmac_is_told_so_not_a_500(buyer, require_signature):
     """A header arrives decoded as Latin-1: a signature holding a character beyond ASCII made
     the comparison with the expected one raise, a 500."""

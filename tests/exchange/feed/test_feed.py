@@ -579,6 +579,27 @@ def test_orders_channel_checks_the_signature_of_an_auth_message(buyer):
     assert not_ascii["code"] == "AUTH_SIGNATURE_INVALID"
 
 
+def test_orders_channel_refuses_an_auth_message_with_a_timestamp_and_no_signature(buyer):
+    """As an API request: a key that does not require signing took a timestamp without its
+    signature as an unsigned auth message, and the client never learnt it signed nothing."""
+    token = token_for(buyer)
+
+    async def first_answer(message: dict) -> dict:
+        feed = await connected(WebsocketCommunicator(application, ORDERS_PATH))
+        await feed.send_json_to(message)
+        answer = await feed.receive_json_from()
+        await feed.disconnect()
+        return answer
+
+    half = {"type": "auth", "key": token, "timestamp": str(int(time.time()))}
+    refused = async_to_sync(first_answer)(half)
+    unsigned = async_to_sync(first_answer)({"type": "auth", "key": token})
+
+    assert (refused["type"], refused["code"]) == ("error", "AUTH_SIGNATURE_INVALID")
+    assert refused["message"].startswith("X-GX-Signature is missing")
+    assert unsigned["type"] == "subscribed"
+
+
 def test_orders_channel_closes_an_open_connection_when_its_key_is_revoked(buyer, seller, future):
     # given: two listeners of the buyer's organization, each with its own key
     revoked = api_key_create(organization=buyer.organization, name="leaked", scopes=["read"])
