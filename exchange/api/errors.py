@@ -5,8 +5,9 @@ Codes are stable: the rejection codes of the engine, risk, ledger and services (
 ``POOL_*``), ``AUTH_*``, and the API's own (``INVALID_INPUT``, ``NOT_FOUND``, ...). Statuses:
 400 bad input, 401 not authenticated, 403 not allowed (also a pool's member asking for what only
 its sponsor does, and the reverse), 404 not found (also for another organization's objects),
-405, 409 conflicts, 415, 422 a well-formed request the exchange refuses (risk, order rules),
-429 rate limited (with ``Retry-After``).
+405, 406 (an ``Accept`` admitting no format the view answers), 409 conflicts, 415, 422 a
+well-formed request the exchange refuses (risk, order rules), 429 rate limited (with
+``Retry-After``).
 """
 
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.

@@ -6,9 +6,12 @@ request beyond that is refused with ``Retry-After`` saying when the window close
 request counts nothing: a batch of 20 with 10 requests left is refused whole and the 10 stay
 left. So does a request refused with 403 before the count (DRF checks the scope before the
 rate, and the key's allowed addresses before either): its answer still tells the standing,
-read without counting. With Redis (``REDIS_URL``, production) every web process counts in the same
-place, atomically and in one round trip: a Lua script reads the window's count and what it
-has left, and adds the request only if it fits (opening the window if none is open).
+read without counting. A request refused after the count, by the view or for the answer's
+format (an ``Accept`` it cannot answer, a ``?format=`` it does not render: API views choose
+the format after the rate, ``views.CountedBeforeNegotiation``), counts.
+With Redis (``REDIS_URL``, production) every web process counts in the same place, atomically
+and in one round trip: a Lua script reads the window's count and what it has left, and adds
+the request only if it fits (opening the window if none is open).
 Without Redis (the embedded mode's single process) this process counts in its own memory,
 under the same rule.
 Every answer says where the caller stands: ``RateLimit-Limit`` (requests per window),

@@ -40,13 +40,36 @@ from rest_framework.views import APIView
 _known: dict[tuple[type[APIView], str], frozenset[str]] = {}
 
 
-# An API view: a query parameter its operation does not declare is refused (400), and so is a
-# DELETE's body. A comment, not a docstring: drf-spectacular would give it as the description of
-# every operation whose view has none of its own.
-class ApiView(APIView):
+# A view whose caller is known, and counted, before the answer's format is chosen. A comment,
+# not a docstring: drf-spectacular would give it as the description of every operation whose
+# view has none of its own.
+class CountedBeforeNegotiation(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # After authentication, permissions and the rate limit, as a bad filter value is
-        # refused by the view itself: the order of the answers a client sees stays the same.
+        # DRF's ``initial`` with one step moved: it chooses the answer's renderer first, so an
+        # ``Accept`` the view cannot answer (406) or a ``?format=`` it does not render (400)
+        # was refused before the caller was authenticated or counted: a key's request answered
+        # without its RateLimit-* standing, and never counted, so a client looping on a bad
+        # header was never slowed by its rate. The renderer is chosen last, after the rate
+        # limit, as a malformed query is refused; an error before it (401, 403, 429) is
+        # rendered by the first renderer, as DRF's ``finalize_response`` does for any answer
+        # without one.
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        version, scheme = self.determine_version(request, *args, **kwargs)
+        request.version, request.versioning_scheme = version, scheme
+        self.perform_authentication(request)
+        self.check_permissions(request)
+        self.check_throttles(request)
+        negotiated = self.perform_content_negotiation(request)
+        request.accepted_renderer, request.accepted_media_type = negotiated
+
+
+# An API view: a query parameter its operation does not declare is refused (400), and so is a
+# DELETE's body.
+class ApiView(CountedBeforeNegotiation):
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # After authentication, permissions, the rate limit and the answer's format, as a bad
+        # filter value is refused by the view itself: the order of the answers a client sees
+        # stays the same.
         super().initial(request, *args, **kwargs)
         method = request.method.lower()
         if method not in self.http_method_names or not hasattr(self, method):

@@ -468,6 +468,48 @@ def test_every_answer_says_the_keys_rate_limit_standing(buyer, monkeypatch):
     assert (refused.status_code, standing(refused)) == (429, ("2", "0", "30"))
 
 
+def test_an_unacceptable_accept_or_format_is_counted_and_tells_the_keys_standing(
+    buyer, monkeypatch
+):
+    """DRF chooses the answer's format before it authenticates and counts: a 406 (an Accept
+    the API cannot answer) or a 400 for ?format=xml came without RateLimit-* headers and
+    counted nothing, so a client looping on a bad header was never slowed. Both are answered
+    after the rate limit now: counted, with the standing, in the JSON envelope."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "4/minute")
+    clock = [1000.0]
+    monkeypatch.setattr(throttling.time, "monotonic", lambda: clock[0])
+    client = client_with(token_for(buyer))
+
+    first = client.get(ME)
+    clock[0] += 10
+    html = client.get(ME, HTTP_ACCEPT="text/html")
+    xml = client.get(ME, {"format": "xml"})
+    last = client.get(ME)
+    limited = client.get(ME, HTTP_ACCEPT="text/html")
+
+    assert standing(first) == ("4", "3", "60")
+    assert error_of(html) == (406, "NOT_ACCEPTABLE")
+    assert html["Content-Type"] == "application/json"
+    assert standing(html) == ("4", "2", "50")
+    assert error_of(xml) == (400, "INVALID_INPUT")
+    assert xml.json()["error"]["field"] == "format"
+    assert standing(xml) == ("4", "1", "50")
+    assert standing(last) == ("4", "0", "50")
+    # Over the rate, the bad header is not looked at: the key is told to wait.
+    assert error_of(limited) == (429, "RATE_LIMITED")
+    assert (standing(limited), limited["Retry-After"]) == (("4", "0", "50"), "50")
+
+
+def test_an_unacceptable_accept_without_a_key_is_told_the_key_is_missing(buyer):
+    """Authentication comes before the answer's format (it used to be a 406): a caller
+    without a key is told first that it needs one."""
+    refused = APIClient().get(ME, HTTP_ACCEPT="text/html")
+
+    assert error_of(refused) == (401, "AUTH_REQUIRED")
+    assert refused["Content-Type"] == "application/json"
+    assert "RateLimit-Limit" not in refused
+
+
 def test_with_redis_every_process_counts_in_the_same_window(
     buyer, monkeypatch, settings, redis_url
 ):
