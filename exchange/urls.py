@@ -3,9 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView
 
-from exchange.api.docs import RedocView, SwaggerView
+from exchange.api.docs import RedocView, SchemaView, SwaggerView
 from exchange.api.errors import api_not_found
 from exchange.web.accounts import sign_up
 
@@ -32,7 +31,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", sign_up, name="signup"),
     path("api/v1/", include("exchange.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", RedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # Any other path under /api/: the JSON envelope's 404, whatever DEBUG says.

@@ -62,6 +62,20 @@ class CountedBeforeNegotiation(APIView):
         negotiated = self.perform_content_negotiation(request)
         request.accepted_renderer, request.accepted_media_type = negotiated
 
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # DRF answers a format it does not render (?format=xml) with 404, as if the path were
+        # unknown; it is a malformed value of a parameter the API takes, so 400 as any other.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            format_name = api_settings.URL_FORMAT_OVERRIDE
+            if not format_name or format_name not in request.query_params:
+                raise
+            formats = " or ".join(sorted({renderer.format for renderer in self.get_renderers()}))
+            raise serializers.ValidationError(
+                {format_name: [f"Give {formats}, or leave it out."]}
+            ) from None
+
 
 # An API view: a query parameter its operation does not declare is refused (400), and so is a
 # DELETE's body.
@@ -74,36 +88,28 @@ class ApiView(CountedBeforeNegotiation):
         method = request.method.lower()
         if method not in self.http_method_names or not hasattr(self, method):
             return  # Answered 405 by DRF's dispatch.
-        format_name = api_settings.URL_FORMAT_OVERRIDE
-        if format_name and len(request.query_params.getlist(format_name)) > 1:
-            raise serializers.ValidationError({format_name: ["Give it once."]})
         known = query_parameters_of(self, request.method)
-        unknown = sorted(set(request.query_params) - known)
-        if unknown:
-            takes = ", ".join(sorted(known - {api_settings.URL_FORMAT_OVERRIDE})) or "none"
-            raise serializers.ValidationError(
-                {
-                    unknown[0]: [
-                        f"Not a query parameter of this endpoint: {unknown[0]!r}. "
-                        f"It takes {takes} (see /api/schema/)."
-                    ]
-                }
-            )
+        takes = ", ".join(sorted(known - {api_settings.URL_FORMAT_OVERRIDE})) or "none"
+        refuse_query_beyond(request, known, takes=f"{takes} (see /api/schema/)")
         if method == "delete":
             _refuse_body(request)
 
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        # DRF answers a format it does not render (?format=xml) with 404, as if the path were
-        # unknown; it is a malformed value of a parameter the API takes, so 400 as any other.
-        try:
-            return super().perform_content_negotiation(request, force)
-        except Http404:
-            format_name = api_settings.URL_FORMAT_OVERRIDE
-            if not format_name or format_name not in request.query_params:
-                raise
-            raise serializers.ValidationError(
-                {format_name: [f"Give {JSONRenderer.format} or leave it out."]}
-            ) from None
+
+def refuse_query_beyond(request: Request, known: frozenset[str], *, takes: str) -> None:
+    """400 ``INVALID_INPUT`` for a query parameter not in ``known`` (its message ending with
+    what the endpoint ``takes``), or the format override given more than once."""
+    format_name = api_settings.URL_FORMAT_OVERRIDE
+    if format_name and len(request.query_params.getlist(format_name)) > 1:
+        raise serializers.ValidationError({format_name: ["Give it once."]})
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise serializers.ValidationError(
+            {
+                unknown[0]: [
+                    f"Not a query parameter of this endpoint: {unknown[0]!r}. It takes {takes}."
+                ]
+            }
+        )
 
 
 def _refuse_body(request: Request) -> None:

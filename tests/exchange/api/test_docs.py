@@ -5,6 +5,8 @@ import re
 import pytest
 from django.contrib.staticfiles import finders
 
+from exchange.api.throttling import PerKeyRateThrottle
+from exchange.services.api_keys import api_key_create
 from exchange.services.pools import NAME_LENGTH_MAX
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +98,86 @@ def test_the_schema_says_which_bodies_refuse_a_key_they_do_not_take(client):
     )
     # Each keeps a description of its own, not the reason the base class refuses such keys.
     assert all("DRF" not in components[name].get("description", "") for name in strict)
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "media_type"),
+    [
+        ("", None, "application/vnd.oai.openapi"),
+        ("?format=yaml", None, "application/vnd.oai.openapi"),
+        ("?format=json", None, "application/vnd.oai.openapi+json"),
+        ("", "application/vnd.oai.openapi+json", "application/vnd.oai.openapi+json"),
+    ],
+)
+def test_the_schema_is_yaml_or_json_by_its_format_or_accept(client, query, accept, media_type):
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+
+    response = client.get(f"/api/schema/{query}", **headers)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].split(";")[0] == media_type
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        # drf-spectacular answered a 404 written in YAML (a bare HTML one for the pages)
+        ("/api/schema/", "?format=xml", "format"),
+        ("/api/schema/", "?format=openapi", "format"),
+        ("/api/docs/", "?format=json", "format"),
+        ("/api/redoc/", "?format=yaml", "format"),
+        ("/api/schema/", "?format=json&format=yaml", "format"),
+        # ...and these with a 200: YAML for a misspelt format, the English document for an
+        # unknown language, the one version relabelled "1.0.0 (2)"
+        ("/api/schema/", "?fromat=json", "fromat"),
+        ("/api/schema/", "?lang=xx", "lang"),
+        ("/api/schema/", "?version=2", "version"),
+        ("/api/docs/", "?lang=de", "lang"),
+        ("/api/redoc/", "?version=2", "version"),
+    ],
+)
+def test_the_schema_and_its_pages_refuse_what_they_do_not_take_in_the_envelope(
+    client, path, query, field
+):
+    response = client.get(f"{path}{query}")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("INVALID_INPUT", field)
+
+
+def test_the_schemas_refusals_name_what_it_takes(client):
+    unknown = client.get("/api/schema/?lang=xx").json()["error"]["message"]
+    format_ = client.get("/api/schema/?format=xml").json()["error"]["message"]
+
+    assert unknown == (
+        "Not a query parameter of this endpoint: 'lang'. It takes format (yaml, the default, "
+        "or json)."
+    )
+    assert format_ == "Give json or yaml, or leave it out."
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_the_pages_take_their_own_format(client, path):
+    response = client.get(f"{path}?format=html")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_schema_answers_an_unacceptable_accept_in_json_with_the_callers_standing(
+    client, buyer, monkeypatch
+):
+    """It answered in YAML, before the caller was counted: no RateLimit-* headers."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    token = api_key_create(organization=buyer.organization, name="bot", scopes=["read"]).token
+
+    response = client.get(
+        "/api/schema/", HTTP_ACCEPT="text/html", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+    assert response.status_code == 406
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "NOT_ACCEPTABLE"
+    assert (response["RateLimit-Limit"], response["RateLimit-Remaining"]) == ("5", "4")
