@@ -174,7 +174,7 @@ def error_answer(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]] |
     elif isinstance(exc, exceptions.MethodNotAllowed):
         code, message, field = "METHOD_NOT_ALLOWED", str(exc.detail), ""
         status_code = status.HTTP_405_METHOD_NOT_ALLOWED
-    elif isinstance(exc, RequestDataTooBig):  # Read by the signature check, over Django's limit.
+    elif isinstance(exc, RequestDataTooBig):  # Over Django's limit, read to check or parse.
         code, message, field = "PAYLOAD_TOO_LARGE", "The request body is too large.", ""
         status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     elif isinstance(exc, exceptions.ParseError):

@@ -207,7 +207,7 @@ class SignedRequest:
 
     method: str
     path: str  # With the query string.
-    body: bytes
+    body: bytes  # Read by the API only for a request with both headers: none other is checked.
     timestamp: str | None
     signature: str | None
 

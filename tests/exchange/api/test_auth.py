@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from exchange.api import throttling
 from exchange.api.throttling import PerKeyRateThrottle
-from exchange.models import ApiKey, AuditEntry, Membership
+from exchange.models import ApiKey, AuditEntry, Membership, Order
 from exchange.services.api_keys import api_key_create, signature_for
 from exchange.services.participants import member_add
 from tests.exchange.support import statements
@@ -408,6 +408,27 @@ def test_a_signed_body_over_the_size_limit_is_a_413_in_the_envelope(buyer, setti
     )
 
     assert error_of(response) == (413, "PAYLOAD_TOO_LARGE")
+
+
+def test_an_unsigned_body_over_the_size_limit_is_a_413_counted_with_the_keys_standing(
+    buyer, settings, monkeypatch
+):
+    """Authentication read every bearer request's body for the signature check, signed or
+    not: one over the limit was refused there, before the key was counted, without its
+    RateLimit-* standing. An unsigned body is read by the view, after the count, as a
+    session's or an anonymous caller's is."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    client = client_with(token_for(buyer))
+    body = b'{"instrument": "' + b"x" * 2_000 + b'"}'
+
+    first = client.get(ME)
+    response = client.post("/api/v1/orders/", body, content_type="application/json")
+
+    assert error_of(response) == (413, "PAYLOAD_TOO_LARGE")
+    assert standing(first)[:2] == ("5", "4")
+    assert standing(response)[:2] == ("5", "3")
+    assert not Order.objects.exists()
 
 
 def test_keys_are_rate_limited_with_retry_after(buyer, monkeypatch):
