@@ -13,11 +13,13 @@ well-formed request the exchange refuses (risk, order rules), 429 rate limited (
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
 # mypy: allow-subclassing-any
 
+import logging
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
@@ -133,6 +135,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if answer is None:
         return None  # A bug: Django's 500 handling (and logging) takes it.
     status_code, body, headers = answer
+    if isinstance(exc, TooManyFieldsSent):
+        # Logged where Django's own handling would have: its security log.
+        logging.getLogger("django.security.TooManyFieldsSent").error(
+            str(exc), extra={"status_code": status_code, "request": context["request"]._request}
+        )
     if status_code == status.HTTP_403_FORBIDDEN:
         standing_told(context["request"], context["view"], getattr(exc, "key_prefix", ""))
     return Response(body, status=status_code, headers=headers)
@@ -177,6 +184,12 @@ def error_answer(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]] |
     elif isinstance(exc, RequestDataTooBig):  # Over Django's limit, read to check or parse.
         code, message, field = "PAYLOAD_TOO_LARGE", "The request body is too large.", ""
         status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    elif isinstance(exc, TooManyFieldsSent):
+        # Raised where a view first reads its query, after the key is counted: answered here
+        # with the key's standing, where Django's ``handler400`` answered without it.
+        code, field = "INVALID_INPUT", ""
+        message = f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query parameters."
+        status_code = status.HTTP_400_BAD_REQUEST
     elif isinstance(exc, exceptions.ParseError):
         code, message, field = "INVALID_JSON", str(exc.detail), ""
         status_code = status.HTTP_400_BAD_REQUEST

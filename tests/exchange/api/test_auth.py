@@ -431,6 +431,28 @@ def test_an_unsigned_body_over_the_size_limit_is_a_413_counted_with_the_keys_sta
     assert not Order.objects.exists()
 
 
+def test_a_query_with_too_many_parameters_is_a_400_counted_with_the_keys_standing(
+    buyer, settings, monkeypatch, caplog
+):
+    """Django refuses a query of more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters where the
+    view first reads it, after the key is counted: its handler400 answered BAD_REQUEST
+    without the key's RateLimit-* standing. It is the API's answer now, still logged."""
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "5/minute")
+    client = client_with(token_for(buyer), raise_request_exception=False)
+
+    first = client.get(ME)
+    refused = client.get("/api/v1/orders/?" + "&".join(f"p{n}=1" for n in range(11)))
+
+    assert error_of(refused) == (400, "INVALID_INPUT")
+    assert refused.json()["error"]["message"] == "More than 10 query parameters."
+    assert standing(first)[:2] == ("5", "4")
+    assert standing(refused)[:2] == ("5", "3")
+    assert [r.name for r in caplog.records if r.levelname == "ERROR"] == [
+        "django.security.TooManyFieldsSent"
+    ]
+
+
 def test_keys_are_rate_limited_with_retry_after(buyer, monkeypatch):
     monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
     client, other = client_with(token_for(buyer)), client_with(token_for(buyer))
