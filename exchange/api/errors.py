@@ -23,11 +23,11 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
-from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from exchange.api.throttling import standing_told
+from exchange.api.views import CountedBeforeNegotiation
 from exchange.errors import (
     ApiAuthError,
     ApiAuthErrorCode,
@@ -219,20 +219,41 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path_info.startswith(API_PREFIX)
 
 
-@csrf_exempt  # API clients send no CSRF token; a POST to a wrong path is still a 404.
-def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    """The answer for a path under ``/api/`` that no endpoint has, in every mode (a route of
-    its own, after the API's: with ``DEBUG`` Django would otherwise answer its HTML page).
-    Without the trailing slash of an endpoint's path it says so, rather than redirecting,
-    which would lose a POST's body."""
-    path = request.path_info
+def _not_found_message(path: str) -> str:
+    """Says where the API's paths are; for a path without the trailing slash of an endpoint's,
+    the path meant (rather than redirecting, which would lose a POST's body)."""
     hint = "; see /api/schema/."
     if not path.endswith("/") and _resolves(f"{path}/"):
         hint = f"; did you mean {path}/ (with the trailing slash)?"
-    return JsonResponse(
-        envelope("NOT_FOUND", f"No API endpoint at {path}{hint}"),
-        status=status.HTTP_404_NOT_FOUND,
-    )
+    return f"No API endpoint at {path}{hint}"
+
+
+class ApiNotFound(CountedBeforeNegotiation):
+    """The answer for a path under ``/api/`` that no endpoint has, in every mode (a route of
+    its own, after the API's: with ``DEBUG`` Django would otherwise answer its HTML page).
+
+    A DRF view, so the caller is authenticated and counted first, as by any endpoint: a key's
+    404 says where it stands (it answered without ``RateLimit-*`` and counted nothing, so a
+    client calling a wrong path in a loop was never slowed). Anyone may be told a path is
+    unknown: no scope is asked for."""
+
+    permission_classes: list[type] = []
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        # JSON whatever the Accept or ?format= say: there is no endpoint to answer otherwise,
+        # and a 406 would hide that the path is wrong.
+        return super().perform_content_negotiation(request, force=True)
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "NOT_FOUND", _not_found_message(request.path_info)
+        )
+
+
+# DRF exempts its views from Django's CSRF check; a session's POST to a wrong path is still
+# checked by DRF's session authentication, as at any endpoint.
+api_not_found = ApiNotFound.as_view()
 
 
 def _resolves(path: str) -> bool:
@@ -240,12 +261,15 @@ def _resolves(path: str) -> bool:
         match = resolve(path)
     except Resolver404:
         return False
-    return match.func is not api_not_found
+    return getattr(match.func, "view_class", None) is not ApiNotFound
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        return api_not_found(request)
+    if _is_api(request):  # An Http404 raised under /api/ by no API view: none is known.
+        return JsonResponse(
+            envelope("NOT_FOUND", _not_found_message(request.path_info)),
+            status=status.HTTP_404_NOT_FOUND,
+        )
     return defaults.page_not_found(request, exception)
 
 

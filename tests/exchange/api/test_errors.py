@@ -4,7 +4,9 @@ routing, an unhandled error. Under /api/ they come in the error envelope; pages 
 import pytest
 from django.test import Client, override_settings
 
+from exchange.api.throttling import PerKeyRateThrottle
 from exchange.selectors import market
+from exchange.services.api_keys import api_key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +48,28 @@ def test_the_json_404_holds_with_debug_on_and_names_a_missing_trailing_slash(set
     status, code, message = envelope_of(no_slash)
     assert (status, code) == (404, "NOT_FOUND")
     assert "did you mean /api/v1/orders/" in message
+
+
+def test_a_path_no_route_matches_counts_and_tells_a_keys_standing(buyer, monkeypatch):
+    """It answered without RateLimit-* and counted nothing: a client calling a wrong path in a
+    loop was never slowed, nor told where it stood. The key is checked and counted first, as
+    at any endpoint; whatever its Accept, the answer is the JSON 404."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "3/minute")
+    token = api_key_create(organization=buyer.organization, name="bot", scopes=["read"]).token
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    forged = Client(HTTP_AUTHORIZATION=f"Bearer {token[:-4]}AAAA")
+
+    unknown = client.get("/api/v1/no-such-thing/", HTTP_ACCEPT="text/html")
+    no_slash = client.post("/api/v1/orders", {}, content_type="application/json")
+    client.get("/api/v1/me/")
+    limited = client.get("/api/v1/no-such-thing/")
+
+    assert envelope_of(unknown)[:2] == (404, "NOT_FOUND")
+    assert (unknown["RateLimit-Limit"], unknown["RateLimit-Remaining"]) == ("3", "2")
+    assert "did you mean /api/v1/orders/" in envelope_of(no_slash)[2]
+    assert no_slash["RateLimit-Remaining"] == "1"
+    assert envelope_of(limited)[:2] == (429, "RATE_LIMITED")
+    assert envelope_of(forged.get("/api/v1/no-such-thing/"))[:2] == (401, "AUTH_KEY_INVALID")
 
 
 def test_a_page_no_route_matches_keeps_the_html_404():
