@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions
 from rest_framework.throttling import SimpleRateThrottle
 
 from exchange.models import ApiKey
@@ -145,10 +147,20 @@ class PerKeyRateThrottle(SimpleRateThrottle):
         self.key = self.get_cache_key(request, view)
         # A view doing the work of several requests in one (a batch of orders) says how many.
         weigh = getattr(view, "rate_weight", None)
-        # A batch heavier than a whole window would never fit, and be refused for ever with a
-        # Retry-After that promised otherwise: it counts as the whole window, and goes through
-        # when the window is untouched.
-        weight = min(weigh(request), self.num_requests) if weigh is not None else 1
+        try:
+            # A batch heavier than a whole window would never fit, and be refused for ever with
+            # a Retry-After that promised otherwise: it counts as the whole window, and goes
+            # through when the window is untouched.
+            weight = min(weigh(request), self.num_requests) if weigh is not None else 1
+        except (exceptions.ParseError, exceptions.UnsupportedMediaType, RequestDataTooBig):
+            # A body that cannot be weighed (malformed JSON, not JSON, over the size limit) is
+            # refused as the view would refuse it, counted as one request and telling the
+            # standing, as at any endpoint; it was refused here uncounted and without it.
+            hit = window_hit(self.key, self.duration, limit=self.num_requests)
+            self._tell(view, hit)
+            if not hit.allowed:
+                return False
+            raise
         hit = window_hit(self.key, self.duration, limit=self.num_requests, weight=weight)
         self._tell(view, hit)
         return hit.allowed

@@ -240,6 +240,35 @@ def test_a_batch_counts_one_request_per_order_against_the_rate_limit(
     assert Order.objects.filter(account=buyer).count() == 4
 
 
+@pytest.mark.parametrize("path", [BATCH, "/api/v1/orders/batch/cancel/"])
+def test_a_batch_body_that_cannot_be_weighed_is_counted_and_tells_the_standing(
+    api, monkeypatch, settings, path
+):
+    """A batch is weighed by its list before it is counted: a body that cannot be read (bad
+    JSON, not JSON, over the size limit) was refused there, before the count, without the
+    key's RateLimit-* standing. It counts one request, as at any endpoint, and tells it."""
+    monkeypatch.setitem(PerKeyRateThrottle.THROTTLE_RATES, "key", "4/minute")
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+
+    malformed = api.post(path, "{", content_type="application/json")
+    form = api.post(path, "orders=1", content_type="application/x-www-form-urlencoded")
+    large = api.post(path, '{"orders": ["' + "x" * 2_000 + '"]}', content_type="application/json")
+    api.get("/api/v1/me/")
+    limited = api.post(path, "{", content_type="application/json")
+
+    answers = [
+        (response.status_code, error_of(response)["code"], response["RateLimit-Remaining"])
+        for response in (malformed, form, large, limited)
+    ]
+    assert answers == [
+        (400, "INVALID_JSON", "3"),
+        (415, "UNSUPPORTED_MEDIA_TYPE", "2"),
+        (413, "PAYLOAD_TOO_LARGE", "1"),
+        (429, "RATE_LIMITED", "0"),
+    ]
+    assert not Order.objects.exists()
+
+
 @pytest.fixture(params=["in memory", "redis"])
 def rate_counter(request, settings):
     """Each way the rate limit counts: this process's memory (embedded) and Redis."""
