@@ -1,5 +1,7 @@
 """The base of every API view: ``ApiView`` refuses a query parameter its endpoint does not take,
-and a body sent with a ``DELETE``.
+and a body sent with a ``DELETE``. Its own base, ``CountedBeforeNegotiation`` (also that of the
+schema's views and of the 404 for an unknown path), authenticates, checks and counts the caller
+before it chooses the answer's format, so every answer to a key says where it stands.
 
 DRF ignores a query parameter no view reads, so a misspelt filter (``GET /api/v1/orders/?symbl=``)
 would answer every order, as if none had been asked for: a trader would act on the wrong rows
