@@ -1494,6 +1494,32 @@ COMMAND_REFUSALS = {  # What a refusal code means for the client, and its field.
         "price",
     ),
     str(matching.RejectReason.ALREADY_EXPIRED): ("the order's time in force has passed", ""),
+    # A replace accepted on the order's holds finds them lowered by fills before the matcher
+    # reaches it, and the account has not the difference: the order keeps its terms.
+    str(OrderRejectCode.INSUFFICIENT_FUNDS): (
+        "fills since it was accepted lowered what the order held, and the account's available "
+        "cash does not cover the rest of the new quantity's collateral; the order keeps its "
+        "price and quantity",
+        "quantity",
+    ),
+    str(OrderRejectCode.INSUFFICIENT_ENTITLEMENT): (
+        "fills since it was accepted lowered the GPU-hours the order held, and the account has "
+        "not the rest available; the order keeps its price and quantity",
+        "quantity",
+    ),
+    str(OrderRejectCode.REDUCE_ONLY): (
+        "under the account's margin call it would no longer only reduce the position; the "
+        "order keeps its price and quantity",
+        "quantity",
+    ),
+    str(OrderRejectCode.INSTRUMENT_HALTED): (
+        "the instrument was halted before the matcher reached the command",
+        "order",
+    ),
+    str(OrderRejectCode.INSTRUMENT_EXPIRED): (
+        "the instrument stopped trading before the matcher reached the command",
+        "order",
+    ),
 }
 
 

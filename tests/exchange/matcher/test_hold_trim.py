@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from exchange.matcher.runtime import Matcher
 from exchange.models import OrderHold
-from exchange.services import collateral
+from exchange.services import collateral, orders
 from exchange.services.ledger_accounts import cash_account
 from exchange.services.orders import order_cancel, order_replace
 from ledger.models import Account as LedgerAccount
@@ -250,3 +250,8 @@ def test_a_replace_whose_top_up_the_account_cannot_hold_is_refused_alone(
     assert (replace.status, replace.reject_code) == ("rejected", "RISK_INSUFFICIENT_FUNDS")
     assert pending(poor) == needs(order, future, 6, "2.40")
     call_command("ledger_check")
+    # and the refusal the waiting client gets says why, on the quantity (until 2026-12-07
+    # only "The matcher refused the command (RISK_INSUFFICIENT_FUNDS).")
+    refusal = orders._command_refused(order, replace.reject_code)
+    assert (refusal.code, refusal.field) == ("RISK_INSUFFICIENT_FUNDS", "quantity")
+    assert "available cash does not cover" in refusal.message
