@@ -18,7 +18,9 @@ pair that identifies the ``Trade`` row):
   cost memo accounts the same at the trade's value; each side's opening contracts move initial
   margin from cash to its margin account, closing contracts release margin pro rata (rounded
   down; the last contract releases the rest); fees go from cash to the exchange's fee income;
-- options: as futures, and the premium moves from the buyer's cash to the seller's;
+- options: as futures, and the premium moves from the buyer's cash to the seller's: for the
+  contracts a seller opens (it writes them), to its margin account, where it pays the buy-back
+  value the end of the day requires on top of the scan risk;
 - resale: the price moves from the buyer's cash to the seller's, the GPU-hour entitlements of
   every month of the term from the seller's accounts to the buyer's; the seller's fee comes out
   of the proceeds.
@@ -452,19 +454,25 @@ class Settlement:
             )
         margin_taken = order.margin_per_contract * opening
         premium = notional if self.kind == Instrument.Kind.OPTION else 0
+        # A writer's opening contracts keep the premium they receive as margin: the end of the
+        # day requires the buy-back value on top of the scan risk (``services.margin``), and
+        # the premium is what pays it. Paid into cash, it could be spent or withdrawn first,
+        # and the evening's requirement then found the writer short (a margin call on a
+        # position unchanged since its acceptance; until 2026-12-07).
+        premium_kept = premium // quantity * opening if sign < 0 else 0
         cash = self._cash(account_id)
         take = margin_taken + fee + (premium if sign > 0 else 0)
         if take:
             postings.append((cash, take))
             self._consume(order, cash, take, consumed)
-        if premium and sign < 0:
-            postings.append((cash, -premium))
-        if margin_taken or release:
+        if premium and sign < 0 and premium > premium_kept:
+            postings.append((cash, -(premium - premium_kept)))
+        if margin_taken or release or premium_kept:
             margin = self._ledger(
                 margin_account_code(stub, symbol), lambda: margin_account(stub, symbol)
             )
-            if margin_taken:
-                postings.append((margin, -margin_taken))
+            if margin_taken or premium_kept:
+                postings.append((margin, -(margin_taken + premium_kept)))
             if release:
                 postings += [(margin, release), (cash, -release)]
         position = self._ledger(
@@ -473,7 +481,7 @@ class Settlement:
         cost = self._ledger(cost_account_code(stub, symbol), lambda: cost_account(stub, symbol))
         postings += [(position, sign * quantity), (cost, sign * notional)]
         party.position += sign * quantity
-        party.margin += margin_taken - release
+        party.margin += margin_taken + premium_kept - release
 
     def _resale_side(
         self,

@@ -9,8 +9,10 @@ minimum are settings (``EXCHANGE_PRICE_SCAN``, ``EXCHANGE_VOLATILITY_SCAN``,
 - **Order acceptance.** A future's margin per contract is the scenario margin of one contract
   at the order's price (the largest loss of a full price scan: ``price scan x P x H``). A written
   option's is the scenario margin of one short contract on the underlying's reference price
-  (latest settlement, else last trade, else the strike) at the option's latest implied
-  volatility. An option buyer pays the premium and holds no margin.
+  (its mark, ``selectors.marks``: the newer of the latest settlement and the last trade; else
+  the strike) at the option's latest implied volatility. The premium a writer receives is kept
+  as margin on the option (``matcher.settlement``): it pays the buy-back value the end of the
+  day adds. An option buyer pays the premium and holds no margin.
 - **End of day.** An account's requirement is, for each underlying's positions together (so a
   covered or spread position needs less), the larger of the scan risk and the short option
   minimum less the net option value at settlement prices, never below zero; then less the

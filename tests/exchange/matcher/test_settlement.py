@@ -339,12 +339,42 @@ def test_an_option_trade_moves_the_premium_and_margins_the_writer(call, buyer, s
         f"trading:{s}:cost:{symbol}:USD": (-premium, 0),
         f"trading:{b}:cash:USD": (premium + usd("0.25"), 0),
         f"trading:{s}:cash:USD": (  # The hold keeps what the open 1 needs (0.25 fee held).
-            -premium + writer_margin + usd("0.10"),
+            writer_margin + usd("0.10"),
             -(writer_margin + usd("0.25")),
         ),
-        f"trading:{s}:margin:{symbol}:USD": (-writer_margin, 0),
+        # The premium a writer receives is kept as margin: the end of the day requires the
+        # buy-back value on top of the scan risk (exchange.services.margin).
+        f"trading:{s}:margin:{symbol}:USD": (-(writer_margin + premium), 0),
         "exchange:fees:USD": (-(usd("0.25") + usd("0.10")), 0),
     }
+
+
+def test_a_seller_closing_one_call_and_writing_one_keeps_only_the_written_ones_premium(
+    call, buyer, seller, maker
+):
+    # given the seller long 1 call, bought at 0.100 from a writer
+    hours, symbol = call.gpu_hours_per_contract, call.symbol
+    place(maker, call, "sell", 1, "0.100")
+    place(seller, call, "buy", 1, "0.100")
+    offer = place(seller, call, "sell", 2, "0.120")
+    before = balances()
+
+    # when a buyer takes both at 0.120: the first closes the seller's long, the second writes
+    place(buyer, call, "buy", 2, "0.120")
+
+    # then the premium of the contract closed is paid into its cash, the written one's is kept
+    # as margin with its scan margin
+    premium = usd("0.120") * hours
+    writer_margin = offer.margin_per_contract
+    s = seller.pk
+    assert changes(before, balances())[f"trading:{s}:margin:{symbol}:USD"] == (
+        -(writer_margin + premium),
+        0,
+    )
+    assert changes(before, balances())[f"trading:{s}:cash:USD"] == (
+        -premium + writer_margin + 2 * usd("0.10"),
+        -2 * (offer.margin_per_contract + usd("0.25")),
+    )
 
 
 def test_an_option_buyer_filled_below_its_price_pays_the_fill_price(call, buyer, seller):

@@ -11,14 +11,16 @@ import math
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from io import StringIO
+from statistics import NormalDist
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
 from exchange import calendar
 from exchange.backoffice.roles import Role
-from exchange.errors import RiskError, RiskErrorCode
+from exchange.errors import OrderRejectCode, OrderRejected, RiskError, RiskErrorCode
 from exchange.models import (
     AuditEntry,
     Instrument,
@@ -29,6 +31,7 @@ from exchange.models import (
     RiskCycle,
     SettlementPrice,
 )
+from exchange.services import margin
 from exchange.services.capacity import capacity_register
 from exchange.services.funding import deposit_test_funds
 from exchange.services.ledger_accounts import micros_to_usd
@@ -573,12 +576,13 @@ def test_cash_settled_options_pay_the_in_the_money_intrinsic_and_lapse_out_of_th
     call_ask = place(writer, call, "sell", 2, "0.080")
     place(holder, put, "buy", 3, "0.150")
     place(holder, call, "buy", 2, "0.080")
-    put_margin = 3 * put_ask.margin_per_contract
-    call_margin = 2 * call_ask.margin_per_contract
-    assert margin_held(writer, put.symbol) == put_margin > 0
-    assert margin_held(writer, call.symbol) == call_margin > 0
     put_premium = usd(Decimal("0.150") * 3 * hours)
     call_premium = usd(Decimal("0.080") * 2 * hours)
+    # (a writer's margin is its scan margin and the premium it received)
+    put_margin = 3 * put_ask.margin_per_contract + put_premium
+    call_margin = 2 * call_ask.margin_per_contract + call_premium
+    assert margin_held(writer, put.symbol) == put_margin > put_premium
+    assert margin_held(writer, call.symbol) == call_margin > call_premium
     before = {account: cash(account) for account in (writer, holder)}
     total = usd_of_accounts(writer, holder)
 
@@ -624,6 +628,100 @@ def test_cash_settled_options_pay_the_in_the_money_intrinsic_and_lapse_out_of_th
     assert cash(holder) == before[holder] + intrinsic
     assert cash(writer) == before[writer] + put_margin + call_margin - intrinsic
     assert usd_of_accounts(writer, holder) == total
+    assert ledger_problems() == []
+
+
+def black76_reference(forward, strike, years, sigma, call) -> float:
+    """Black-76 in USD per GPU-hour, written out here (``statistics.NormalDist``) so the
+    expected figures do not come from ``pricing.black76``."""
+    discount = math.exp(-float(settings.EXCHANGE_RISK_FREE_RATE) * years)
+    if sigma <= 0:
+        return discount * max(forward - strike if call else strike - forward, 0.0)
+    spread = sigma * math.sqrt(years)
+    d1 = (math.log(forward / strike) + spread * spread / 2) / spread
+    d2 = d1 - spread
+    normal = NormalDist().cdf
+    if call:
+        return discount * (forward * normal(d1) - strike * normal(d2))
+    return discount * (strike * normal(-d2) - forward * normal(-d1))
+
+
+def scan_risk_reference(legs, forward: float, sigma: float) -> float:
+    """The largest loss in USD of ``legs`` (contracts, hours, strike or None, call, years) over
+    SPAN's 16 scenarios: the price moved 0, 1/3, 2/3 and 3/3 of the price scan each way with
+    the volatility scanned up and down, and 35% of two extreme moves of twice the scan."""
+    price_scan = float(settings.EXCHANGE_PRICE_SCAN)
+    volatility_scan = float(settings.EXCHANGE_VOLATILITY_SCAN)
+
+    def value(price: float, volatility: float) -> float:
+        total = 0.0
+        for contracts, hours, strike, call, years in legs:
+            each = (
+                price
+                if strike is None
+                else black76_reference(price, strike, years, volatility, call)
+            )
+            total += contracts * hours * each
+        return total
+
+    base = value(forward, sigma)
+    losses = [0.0]
+    for fraction in (0, 1 / 3, -1 / 3, 2 / 3, -2 / 3, 1, -1):
+        for change in (volatility_scan, -volatility_scan):
+            moved = value(forward * (1 + fraction * price_scan), max(sigma + change, 0.0))
+            losses.append(base - moved)
+    for fraction in (2, -2):
+        losses.append(0.35 * (base - value(forward * (1 + fraction * price_scan), sigma)))
+    return max(losses)
+
+
+def test_a_put_writer_keeps_its_premium_as_margin_for_the_evenings_buy_back_value(
+    future, cash_options, staff
+):
+    # Scenario: a short put, accepted on its scan margin, then margined the same evening at its
+    # scan risk plus what buying it back costs (docs/ARCHITECTURE.md, "Margin at acceptance is
+    # per contract"). Until 2026-12-07 the premium went to the writer's cash, free to spend: a
+    # writer that spent it was called that evening on a position unchanged since acceptance.
+    call, put = cash_options
+    hours = put.gpu_hours_per_contract
+    writer = _account("northwind", "provider", funded=False)
+    holder = _account("lumen", "startup")
+    # given a writer funded with the margin and fees of 2 puts struck at 2.50, and $5 more
+    # (deposits are whole cents)
+    scan_margin = margin.order_margin_per_contract(put, "sell", Decimal("0.226"))
+    cent = usd("0.01")
+    funds = -(-(2 * scan_margin + 2 * usd("0.10")) // cent) * cent + usd("5")
+    spare = funds - 2 * scan_margin - 2 * usd("0.10")
+    deposit_test_funds(account=writer, amount=micros_to_usd(funds), actor=None)
+    # when it writes them at 0.226 (the maker: fee 0.10 each)
+    place(writer, put, "sell", 2, "0.226")
+    place(holder, put, "buy", 2, "0.226")
+    premium = usd(Decimal("0.226") * 2 * hours)
+    # then the premium is held as margin with the scan margin, not paid into its cash
+    assert margin_held(writer, put.symbol) == 2 * scan_margin + premium
+    assert cash(writer) == spare < usd("5.01")
+    assert usd_of_accounts(writer) == funds - 2 * usd("0.10") + premium
+    # and so it cannot be spent on another order's collateral
+    with pytest.raises(OrderRejected) as refused:
+        place(writer, call, "buy", 1, "0.200")
+    assert refused.value.code == OrderRejectCode.INSUFFICIENT_FUNDS
+
+    # when the day settles with the future at 2.50 (the put at the model's price)
+    day = business_day_after(timezone.now().date())
+    override(future, day, "2.50", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the evening requires the scan risk plus the buy-back value at settlement, and the
+    # writer holds it: no margin call
+    settled = SettlementPrice.objects.get(instrument=put, trading_date=day)
+    years = (put.last_trading_day - day).days / 365
+    leg = (-2, hours, float(put.strike), False, years)
+    scan_risk = scan_risk_reference([leg], 2.50, float(settled.implied_volatility))
+    buy_back = usd(settled.price * 2 * hours)
+    required = Entry.objects.get(idempotency_key=f"margin:{day}:{writer.pk}").metadata["required"]
+    assert abs(required - (math.ceil(scan_risk * 10**6) + buy_back)) <= 1
+    assert margin_held(writer, put.symbol) == required
+    assert not MarginCall.objects.filter(account=writer).exists()
     assert ledger_problems() == []
 
 
