@@ -6,18 +6,19 @@ scenario margin is its full price scan, ``price scan x price x contracts x H``) 
 ``pricing.margin`` directly for options, and rounded up as the rules say.
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from exchange.models import Instrument, SettlementPrice
+from exchange.models import Instrument, Region, SettlementPrice, Sku
+from exchange.services.listing import futures_list_strip
 from exchange.services.margin import account_requirement, order_margin_per_contract
 from ledger.models import Account as LedgerAccount
 from pricing.margin import Position, ScanParameters, scenario_margin
-from tests.exchange.support import place
+from tests.exchange.support import listing_month, place
 
 pytestmark = pytest.mark.django_db
 
@@ -229,6 +230,43 @@ def test_two_longs_in_adjacent_months_get_no_credit(futures):
         futures_scan("2.50", 10, first.gpu_hours_per_contract)
         + futures_scan("2.40", 10, second.gpu_hours_per_contract)
     )
+
+
+def test_the_same_month_in_another_region_gets_the_region_credit_and_another_sku_none(
+    futures, sku, region
+):
+    # Scenario: spreads across regions and SKUs. Long 10 of the first month in US East, short
+    # 10 of the same month in US West (30% of the smaller scan off), and short 10 of the same
+    # month of another SKU (no credit: nothing documents one).
+    first = futures[0]
+    west = Region.objects.create(
+        code="USWEST", name="US West", compliance=["soc2"], power_price_usd_per_kwh=Decimal("0.08")
+    )
+    a100 = Sku.objects.create(
+        code="A100SXM",
+        name="NVIDIA A100 SXM",
+        vendor="NVIDIA",
+        generation="Ampere",
+        memory_gb=80,
+        interconnect="nvlink",
+        release_date=date(2020, 5, 14),
+        power_watts=400,
+    )
+    [western] = futures_list_strip(sku=sku, region=west, first_month=listing_month(), months=1)
+    [other_sku] = futures_list_strip(sku=a100, region=region, first_month=listing_month(), months=1)
+    prices = {first.pk: Decimal("2.50"), western.pk: Decimal("2.30"), other_sku.pk: Decimal("1.20")}
+    hours = first.gpu_hours_per_contract
+    assert western.gpu_hours_per_contract == other_sku.gpu_hours_per_contract == hours
+
+    regions = account_requirement({first: 10, western: -10}, prices, today())
+    skus = account_requirement({first: 10, other_sku: -10}, prices, today())
+
+    east_scan = futures_scan("2.50", 10, hours)
+    west_scan = futures_scan("2.30", 10, hours)
+    rate = settings.EXCHANGE_CREDIT_SAME_SKU_OTHER_REGION
+    assert rate == Decimal("0.30")
+    assert regions.total == ceil_micros(east_scan + west_scan - rate * west_scan)
+    assert skus.total == ceil_micros(east_scan + futures_scan("1.20", 10, hours))
 
 
 def test_a_short_call_adds_what_buying_it_back_costs(future, call):

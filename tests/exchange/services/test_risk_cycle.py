@@ -725,6 +725,134 @@ def test_a_put_writer_keeps_its_premium_as_margin_for_the_evenings_buy_back_valu
     assert ledger_problems() == []
 
 
+def test_a_covered_short_strangle_is_margined_at_night_as_the_scenarios_say(future, staff):
+    # Scenario: long 1 future, short 2 puts struck 2.25 and 2.75 calls. One underlying, so
+    # scanned together at the mean of the two options' implied volatilities; the short option
+    # minimum is 2% of the notional per written contract; the buy-back values are added.
+    chain = options_list_chain(
+        future=future,
+        reference_price=Decimal("2.50"),
+        strike_step=Decimal("0.25"),
+        strikes_each_side=1,
+    )
+    options = {(option.option_type, option.strike): option for option in chain}
+    put, call = options[("put", Decimal("2.25"))], options[("call", Decimal("2.75"))]
+    hours = future.gpu_hours_per_contract
+    writer = _account("northwind", "provider")
+    other = _account("lumen", "startup")
+    place(other, future, "sell", 1, "2.50")
+    place(writer, future, "buy", 1, "2.50")
+    for option, premium in ((put, "0.100"), (call, "0.080")):
+        place(writer, option, "sell", 2, premium)
+        place(other, option, "buy", 2, premium)
+
+    day = business_day_after(timezone.now().date())
+    override(future, day, "2.50", staff)
+    override(put, day, "0.100", staff)
+    override(call, day, "0.080", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    settled = {row.instrument_id: row for row in SettlementPrice.objects.filter(trading_date=day)}
+    sigma = float(settled[put.pk].implied_volatility + settled[call.pk].implied_volatility) / 2
+    years = (put.last_trading_day - day).days / 365
+    legs = [
+        (1, hours, None, True, 0.0),
+        (-2, hours, 2.25, False, years),
+        (-2, hours, 2.75, True, years),
+    ]
+    scan_risk = math.ceil(scan_risk_reference(legs, 2.50, sigma) * 10**6)
+    minimum = usd(settings.EXCHANGE_SHORT_OPTION_MINIMUM * Decimal("2.50") * hours * 4)
+    buy_back = usd((Decimal("0.100") + Decimal("0.080")) * 2 * hours)
+    assert scan_risk > minimum
+    required = Entry.objects.get(idempotency_key=f"margin:{day}:{writer.pk}").metadata["required"]
+    assert abs(required - (scan_risk + buy_back)) <= 1
+    held = sum(margin_held(writer, i.symbol) for i in (future, put, call))
+    assert held == required
+    # and the other side (short the future, long the options) needs nothing: the options'
+    # value covers the future's risk under every scenario
+    assert Entry.objects.get(idempotency_key=f"margin:{day}:{other.pk}").metadata["required"] == 0
+    assert scan_risk_reference([(-leg[0], *leg[1:]) for leg in legs], 2.50, sigma) < (
+        buy_back / 10**6
+    )
+
+
+def test_variation_margin_over_two_days_with_a_partial_close_and_its_fees(future, staff):
+    # Scenario: long 10 at 2.50 (taker, 0.50 a contract), settled at 2.60; 4 sold at 2.70 the
+    # next day (taker), the 6 left settled at 2.65.
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    long = _account("lumen", "startup", funded=False)
+    deposit_test_funds(account=long, amount=Decimal("100000"), actor=None)
+    short = _account("northwind", "provider")
+    bidder = _account("helix", "trading_firm")
+    place(short, future, "sell", 10, "2.50")
+    place(long, future, "buy", 10, "2.50")
+    day1 = business_day_after(timezone.now().date())
+    day2 = business_day_after(day1)
+    override(future, day1, "2.60", staff)
+    daily_settlement_run(trading_date=day1, actor=staff)
+    gain1 = usd(Decimal("0.10") * 10 * hours)
+    assert entry_postings(f"variation:{day1}:{long.pk}")[f"trading:{long.pk}:cash:USD"] == -gain1
+
+    place(bidder, future, "buy", 4, "2.70")
+    place(long, future, "sell", 4, "2.70")
+    override(future, day2, "2.65", staff)
+    daily_settlement_run(trading_date=day2, actor=staff)
+
+    # then day 2 pays the 6 carried from 2.60 to 2.65 and the 4 closed from 2.60 to 2.70
+    gain2 = usd((Decimal("0.05") * 6 + Decimal("0.10") * 4) * hours)
+    assert entry_postings(f"variation:{day2}:{long.pk}")[f"trading:{long.pk}:cash:USD"] == -gain2
+    assert cost(long, symbol) == usd(Decimal("2.65") * 6 * hours)
+    required = scan("2.65", 6, hours)
+    assert margin_held(long, symbol) == required
+    trade_fees = 14 * usd("0.50")
+    assert cash(long) == usd("100000") - trade_fees + gain1 + gain2 - required
+    assert ledger_problems() == []
+
+
+def test_a_margin_call_is_cured_by_closing_most_of_the_position(future, staff):
+    # Scenario: a call opened by a loss, then cured by reducing (no deposit).
+    hours = future.gpu_hours_per_contract
+    symbol = future.symbol
+    long = _account("lumen", "startup", funded=False)
+    opening_margin = scan("2.50", 10, hours)
+    deposit_test_funds(account=long, amount=micros_to_usd(opening_margin + usd("105")), actor=None)
+    short = _account("northwind", "provider")
+    place(short, future, "sell", 10, "2.50")
+    place(long, future, "buy", 10, "2.50")  # Taker: 5.00 of fees, $100 left in cash.
+    assert cash(long) == usd("100")
+    day = business_day_after(timezone.now().date())
+    override(future, day, "2.20", staff)
+    daily_settlement_run(trading_date=day, actor=staff)
+
+    # then the loss of 0.30 x 10 x H takes the $100, then margin
+    loss = usd(Decimal("0.30") * 10 * hours)
+    held = opening_margin + usd("100") - loss
+    required = scan("2.20", 10, hours)
+    call = MarginCall.objects.get(account=long, status=MarginCall.Status.OPEN)
+    assert (call.required, call.held, call.deficit) == (required, held, 0)
+    assert call.amount_called == required - held
+    assert held < required * settings.EXCHANGE_MAINTENANCE_RATIO
+
+    # when the long sells 8 at the settlement price (reducing: no margin, no fee)
+    with pytest.raises(OrderRejected) as refused:
+        place(long, future, "sell", 11, "2.20")
+    assert refused.value.code == OrderRejectCode.REDUCE_ONLY
+    place(short, future, "buy", 8, "2.20")
+    reducing = place(long, future, "sell", 8, "2.20")
+    assert (reducing.status, reducing.margin_per_contract) == (Order.Status.FILLED, 0)
+    released = held * 8 // 10
+    assert margin_held(long, symbol) == held - released
+    assert cash(long) == released
+
+    # and the call is reviewed: 2 contracts at 2.20 need less than the margin and cash left
+    cured = margin_call_review(call)
+    assert cured.status == MarginCall.Status.CURED
+    assert margin_held(long, symbol) == scan("2.20", 2, hours)
+    assert cash(long) == held - scan("2.20", 2, hours)
+    assert ledger_problems() == []
+
+
 # 3. Deficit -------------------------------------------------------------------------------
 
 
