@@ -83,6 +83,8 @@ class CatalogErrorCode(StrEnum):
 class FundingErrorCode(StrEnum):
     AMOUNT_INVALID = "FUNDING_AMOUNT_INVALID"
     AMOUNT_TOO_LARGE = "FUNDING_AMOUNT_TOO_LARGE"
+    # Below Stripe Checkout's minimum charge (test funds take any whole number of cents).
+    AMOUNT_TOO_SMALL = "FUNDING_AMOUNT_TOO_SMALL"
     TEST_FUNDS_DISABLED = "FUNDING_TEST_FUNDS_DISABLED"
     STRIPE_NOT_CONFIGURED = "FUNDING_STRIPE_NOT_CONFIGURED"
     STRIPE_ERROR = "FUNDING_STRIPE_ERROR"

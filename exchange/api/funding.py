@@ -119,7 +119,8 @@ class Deposits(FundingView):
         description=(
             "Scope transfer. In test-funds mode the deposit is `credited` and `checkout_url` is "
             "null; with Stripe it is `pending` until paid at `checkout_url`. 422 "
-            "FUNDING_AMOUNT_TOO_LARGE, FUNDING_ACCOUNT_INACTIVE or FUNDING_STRIPE_ERROR."
+            "FUNDING_AMOUNT_TOO_LARGE, FUNDING_AMOUNT_TOO_SMALL (with Stripe, below its "
+            "minimum charge of 0.50 USD), FUNDING_ACCOUNT_INACTIVE or FUNDING_STRIPE_ERROR."
         ),
     )
     def post(self, request: Request) -> Response:

@@ -64,8 +64,10 @@ Actor = User | AnonymousUser | None
 
 CENTS = Decimal("0.01")
 CENTS_PER_USD = 100
-# Stripe Checkout refuses a single USD charge above $999,999.99.
+# Stripe Checkout refuses a single USD charge above $999,999.99, and one below $0.50 (its
+# minimum charge amount for USD): such a session would only fail at Stripe, after our row.
 CHECKOUT_AMOUNT_MAX = Decimal("999999.99")
+CHECKOUT_AMOUNT_MIN = Decimal("0.50")
 # Test funds are pretend money, but a bound still catches a mistyped amount.
 TEST_FUNDS_AMOUNT_MAX = Decimal("50000000.00")
 WITHDRAWAL_AMOUNT_MAX = Decimal("10000000.00")
@@ -109,8 +111,9 @@ def _stripe_client() -> stripe.StripeClient:
     )
 
 
-def amount_check(amount: Decimal, *, amount_max: Decimal) -> int:
-    """Whole cents between one cent and ``amount_max``; returns micro-dollars. Never rounds."""
+def amount_check(amount: Decimal, *, amount_max: Decimal, amount_min: Decimal = CENTS) -> int:
+    """Whole cents between ``amount_min`` (one cent unless given) and ``amount_max``; returns
+    micro-dollars. Never rounds."""
     if not isinstance(amount, Decimal) or not amount.is_finite():
         raise FundingError(
             FundingErrorCode.AMOUNT_INVALID, f"{amount!r} is not an amount.", field="amount"
@@ -127,6 +130,12 @@ def amount_check(amount: Decimal, *, amount_max: Decimal) -> int:
         )
     if amount != amount.quantize(CENTS):
         raise _not_cents(amount)
+    if amount < amount_min:
+        raise FundingError(
+            FundingErrorCode.AMOUNT_TOO_SMALL,
+            f"{usd_figure(amount)} USD is below the minimum of {usd_figure(amount_min)} USD.",
+            field="amount",
+        )
     return usd_to_micros(amount)
 
 
@@ -198,7 +207,7 @@ def deposit_start_checkout(
 ) -> tuple[Deposit, str]:
     """Open a Stripe Checkout session for ``amount`` USD; the webhook credits it when paid."""
     client = _stripe_client()
-    amount_check(amount, amount_max=CHECKOUT_AMOUNT_MAX)
+    amount_check(amount, amount_max=CHECKOUT_AMOUNT_MAX, amount_min=CHECKOUT_AMOUNT_MIN)
     _account_check(account)
     with transaction.atomic(durable=True):
         deposit = Deposit.objects.create(

@@ -28,7 +28,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from exchange.errors import FundingError
 from exchange.selectors.funding import cash_balance, deposits_of, withdrawals_of
 from exchange.services.funding import (
+    CENTS,
     CHECKOUT_AMOUNT_MAX,
+    CHECKOUT_AMOUNT_MIN,
     TEST_FUNDS_AMOUNT_MAX,
     WITHDRAWAL_AMOUNT_MAX,
     deposit_request,
@@ -73,13 +75,24 @@ class AmountForm(forms.Form):
     )
 
     def __init__(
-        self, data: QueryDict | None = None, *, prefix: str, label: str, amount_max: Decimal
+        self,
+        data: QueryDict | None = None,
+        *,
+        prefix: str,
+        label: str,
+        amount_max: Decimal,
+        amount_min: Decimal = CENTS,
     ) -> None:
         super().__init__(data, prefix=prefix)
         field = self.fields["amount"]
         field.label = label
         field.help_text = f"At most {quantity_text(amount_max)} USD."
+        if amount_min > CENTS:
+            field.help_text = (
+                f"At least {quantity_text(amount_min)} and at most {quantity_text(amount_max)} USD."
+            )
         field.widget.attrs["max"] = str(amount_max)
+        field.widget.attrs["min"] = str(amount_min)
 
 
 def _deposit_form(data: QueryDict | None = None) -> AmountForm:
@@ -89,6 +102,7 @@ def _deposit_form(data: QueryDict | None = None) -> AmountForm:
         prefix=ACTION_DEPOSIT,
         label="Test funds amount (USD)" if test_mode else "Deposit amount (USD)",
         amount_max=TEST_FUNDS_AMOUNT_MAX if test_mode else CHECKOUT_AMOUNT_MAX,
+        amount_min=CENTS if test_mode else CHECKOUT_AMOUNT_MIN,
     )
 
 

@@ -81,6 +81,17 @@ def test_a_body_nested_too_deeply_is_400_not_a_server_error(buyer):
     assert error_of(response)[:2] == (400, "INVALID_JSON")
 
 
+def test_a_checkout_below_stripes_minimum_charge_is_422_and_writes_nothing(payer, stripe_api):
+    client = api(payer)
+    before = funding_rows()
+
+    response = client.post(DEPOSITS, {"amount": "0.49"}, format="json")
+
+    assert error_of(response) == (422, "FUNDING_AMOUNT_TOO_SMALL", "amount")
+    assert funding_rows() == before
+    assert stripe_api.requests == []
+
+
 @pytest.mark.usefixtures("test_funds_mode")
 def test_a_deposit_in_test_funds_mode_is_credited_at_once(payer, alice):
     # when a key made by alice deposits 2,500.00

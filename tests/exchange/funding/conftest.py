@@ -19,6 +19,8 @@ from exchange.models import Organization
 WEBHOOK_SECRET = "whsec_test_fake_secret"
 SECRET_KEY = "sk_test_fake_key"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Stripe's minimum charge in USD cents: it refuses a Checkout Session for less.
+CHECKOUT_CENTS_MIN = 50
 
 
 @dataclass
@@ -79,8 +81,21 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 }
             )
             if self.path == "/v1/checkout/sessions":
-                session_id = fake.next_id("cs")
                 amount = int(form["line_items[0][price_data][unit_amount]"])
+                if amount < CHECKOUT_CENTS_MIN:
+                    self._reply(
+                        400,
+                        {
+                            "error": {
+                                "type": "invalid_request_error",
+                                "code": "amount_too_small",
+                                "message": "The Checkout Session's total amount due must add "
+                                "up to at least $0.50 usd",
+                            }
+                        },
+                    )
+                    return
+                session_id = fake.next_id("cs")
                 self._reply(
                     200,
                     {

@@ -124,6 +124,9 @@ def test_checkout_opens_a_stripe_session_and_credits_nothing_yet(fake_stripe, bu
     [
         *MALFORMED_AMOUNTS,
         (CHECKOUT_AMOUNT_MAX + Decimal("0.01"), FundingErrorCode.AMOUNT_TOO_LARGE),
+        # Below Stripe's minimum charge: Stripe would refuse the session after our row.
+        (Decimal("0.49"), FundingErrorCode.AMOUNT_TOO_SMALL),
+        (Decimal("0.01"), FundingErrorCode.AMOUNT_TOO_SMALL),
     ],
 )
 def test_a_bad_checkout_amount_is_refused_before_stripe_and_writes_nothing(
@@ -151,3 +154,13 @@ def test_checkout_needs_stripe_keys(test_funds_mode, buyer):
 
     assert refused.value.code == FundingErrorCode.STRIPE_NOT_CONFIGURED
     assert funding_rows() == before
+
+
+def test_a_checkout_of_stripes_minimum_charge_opens_a_session(fake_stripe, buyer):
+    deposit, url = deposit_start_checkout(
+        account=buyer, amount=Decimal("0.50"), actor=None, success_url="x", cancel_url="y"
+    )
+
+    assert deposit.status == Deposit.Status.PENDING
+    assert url.startswith("https://checkout.stripe.test/")
+    assert fake_stripe.requests[0]["form"]["line_items[0][price_data][unit_amount]"] == "50"

@@ -316,6 +316,24 @@ def test_with_stripe_a_deposit_goes_to_checkout(client, account, trader, fake_st
     assert request["form"]["cancel_url"] == "http://testserver/funding/?checkout=cancel"
 
 
+def test_a_deposit_below_stripes_minimum_is_shown_next_to_the_field(
+    client,
+    account,
+    trader,
+    fake_stripe,  # noqa: F811
+):
+    page = client.get(reverse("web:funding")).content.decode()
+    assert "At least 0.50 and at most" in page
+    before = funding_rows()
+
+    response = _deposit(client, "0.25")
+
+    assert response.status_code == 200
+    assert "FUNDING_AMOUNT_TOO_SMALL" in response.content.decode()
+    assert funding_rows() == before
+    assert fake_stripe.requests == []
+
+
 def test_the_checkout_return_is_explained(client, account, trader):
     page = client.get(reverse("web:funding"), {"checkout": "success"}).content.decode()
     assert "credited as soon as Stripe confirms it" in page
