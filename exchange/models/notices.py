@@ -16,6 +16,7 @@ class Notice(models.Model):
         MARGIN_CALL_CURED = "margin_call_cured", "Margin call cured"
         LIQUIDATION = "liquidation", "Liquidation"
         DEPOSIT_CREDITED = "deposit_credited", "Deposit credited"
+        DEPOSIT_FAILED = "deposit_failed", "Deposit not paid"
         DEPOSIT_REVERSED = "deposit_reversed", "Deposit reversed"
         WITHDRAWAL_PAID = "withdrawal_paid", "Withdrawal paid"
         WITHDRAWAL_REFUSED = "withdrawal_refused", "Withdrawal rejected or failed"

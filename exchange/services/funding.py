@@ -13,6 +13,10 @@ Ledger entries (USD micro-dollars, see ``ledger_accounts``):
 - withdrawal payout: debit the customer's cash consuming the hold, credit Stripe (or test funds);
 - refund or dispute of a deposit: the deposit entry reversed.
 
+A session that will not be paid (``checkout.session.async_payment_failed``, a bank debit that
+failed after checkout, or ``checkout.session.expired``) fails its pending deposit; the payer of
+a failed debit is told.
+
 Exactly once: each webhook event id is stored once (``StripeEvent``), and the ledger entry of a
 checkout session has the key ``stripe:checkout:<session id>``, so two different events about the
 same session (``checkout.session.completed`` then ``...async_payment_succeeded``) credit once.
@@ -89,6 +93,12 @@ WEBHOOK_SYSTEM_LABEL = "stripe-webhook"
 CHECKOUT_COMPLETED_TYPES = {
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
+}
+# A session that will never be paid: its bank debit failed after checkout, or the payer left
+# it until it expired. Its deposit fails instead of waiting as pending for ever.
+CHECKOUT_UNPAID_TYPES = {
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
 }
 REVERSAL_TYPES = {"charge.refunded", "charge.dispute.created"}
 # What a customer's statement calls each reversal (Stripe's event names are not for customers).
@@ -325,6 +335,8 @@ def stripe_webhook_handle(*, payload: bytes, signature: str) -> StripeEvent:
         obj = body.get("data", {}).get("object", {})
         if event.type in CHECKOUT_COMPLETED_TYPES:
             _checkout_completed(stored, obj)
+        elif event.type in CHECKOUT_UNPAID_TYPES:
+            _checkout_unpaid(stored, obj)
         elif event.type in REVERSAL_TYPES:
             _charge_reversed(stored, obj)
         else:
@@ -402,6 +414,33 @@ def _checkout_completed(stored: StripeEvent, session: dict[str, Any]) -> None:
         system_label=WEBHOOK_SYSTEM_LABEL,
     )
     notices.deposit_credited(deposit)
+
+
+def _checkout_unpaid(stored: StripeEvent, session: dict[str, Any]) -> None:
+    """The deposit of a session that will not be paid fails; the payer of a bank debit that
+    failed after checkout is told (one who left the session knows)."""
+    deposit = _deposit_for_session(session)
+    if deposit is None:
+        stored.status = StripeEvent.Status.UNMATCHED
+        return
+    stored.status = StripeEvent.Status.PROCESSED
+    if deposit.status != Deposit.Status.PENDING:
+        return  # Credited by an earlier event (a session is paid or unpaid, not both), or failed.
+    payment_failed = stored.type == "checkout.session.async_payment_failed"
+    deposit.status = Deposit.Status.FAILED
+    deposit.stripe_checkout_session_id = session["id"]
+    deposit.save(update_fields=["status", "stripe_checkout_session_id", "updated_at"])
+    audit_record(
+        actor=None,
+        action="deposit.fail",
+        target=deposit,
+        before={"status": Deposit.Status.PENDING},
+        after={"status": deposit.status, "event": stored.event_id},
+        reason="the payment failed" if payment_failed else "the checkout session expired",
+        system_label=WEBHOOK_SYSTEM_LABEL,
+    )
+    if payment_failed:
+        notices.deposit_failed(deposit)
 
 
 def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:

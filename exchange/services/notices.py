@@ -231,6 +231,21 @@ def deposit_credited(deposit: Deposit) -> Notice:
     )
 
 
+def deposit_failed(deposit: Deposit) -> Notice:
+    """``deposit``'s payment failed after checkout (a bank debit refused): nothing credited."""
+    return notice_send(
+        account=deposit.account_id,
+        kind=Notice.Kind.DEPOSIT_FAILED,
+        key=f"deposit:{deposit.pk}:failed",
+        subject=f"Deposit of ${deposit.amount:,.2f} not paid",
+        message=(
+            f"The payment of deposit #{deposit.pk} (${deposit.amount:,.2f}) failed after "
+            "checkout, so nothing was credited to the account. Deposit again with another "
+            "payment method."
+        ),
+    )
+
+
 def deposit_reversed(deposit: Deposit, why: str) -> Notice:
     """``deposit``'s payment was refunded or disputed: its credit was taken back."""
     return notice_send(

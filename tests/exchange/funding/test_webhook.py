@@ -307,3 +307,72 @@ def test_a_refund_of_an_unknown_payment_is_stored_and_acknowledged(client, fake_
 
     assert response.status_code == 200
     assert StripeEvent.objects.get(event_id="evt_r9").status == StripeEvent.Status.UNMATCHED
+
+
+def test_an_async_payment_that_succeeds_later_is_credited_then(client, deposit, buyer):
+    # given a bank debit: the session completes unpaid
+    unpaid = session_paid(deposit, payment_status="unpaid")
+    deliver(client, event("evt_done", "checkout.session.completed", unpaid))
+    assert cash_balance(buyer).posted == 0
+
+    # when the debit clears
+    response = deliver(
+        client, event("evt_ok", "checkout.session.async_payment_succeeded", session_paid(deposit))
+    )
+
+    # then the deposit is credited, and the organization told
+    assert response.json()["status"] == StripeEvent.Status.PROCESSED
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.CREDITED
+    assert cash_balance(buyer).posted == AMOUNT
+    assert Notice.objects.get(account=buyer).kind == Notice.Kind.DEPOSIT_CREDITED
+
+
+def test_an_async_payment_that_fails_later_fails_the_deposit_and_says_so(client, deposit, buyer):
+    # given a bank debit: the session completes unpaid
+    unpaid = session_paid(deposit, payment_status="unpaid")
+    deliver(client, event("evt_done", "checkout.session.completed", unpaid))
+
+    # when the debit fails, and Stripe sends that twice
+    body = event("evt_fail", "checkout.session.async_payment_failed", unpaid)
+    first, second = deliver(client, body), deliver(client, body)
+
+    # then the deposit is failed, not pending for ever, and nothing is credited
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["status"] == StripeEvent.Status.PROCESSED
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.FAILED
+    assert cash_balance(buyer).posted == 0
+    assert Entry.objects.count() == 0
+    (audit,) = AuditEntry.objects.filter(action="deposit.fail")
+    assert audit.reason == "the payment failed"
+    # and the organization is told once that the money did not arrive
+    (told,) = Notice.objects.filter(account=buyer)
+    assert (told.kind, told.subject) == (
+        Notice.Kind.DEPOSIT_FAILED,
+        "Deposit of $5,000.00 not paid",
+    )
+
+
+def test_an_expired_session_fails_its_deposit_without_a_notice(client, deposit, buyer):
+    expired = session_paid(deposit, payment_status="unpaid", status="expired")
+
+    response = deliver(client, event("evt_exp", "checkout.session.expired", expired))
+
+    assert response.json()["status"] == StripeEvent.Status.PROCESSED
+    deposit.refresh_from_db()
+    assert deposit.status == Deposit.Status.FAILED
+    assert AuditEntry.objects.get(action="deposit.fail").reason == "the checkout session expired"
+    assert not Notice.objects.exists()
+
+
+def test_a_failure_event_for_a_credited_deposit_changes_nothing(client, credited, buyer):
+    unpaid = session_paid(credited, payment_status="unpaid")
+
+    response = deliver(client, event("evt_late", "checkout.session.async_payment_failed", unpaid))
+
+    assert response.status_code == 200
+    credited.refresh_from_db()
+    assert credited.status == Deposit.Status.CREDITED
+    assert cash_balance(buyer).posted == AMOUNT
+    assert not AuditEntry.objects.filter(action="deposit.fail").exists()
