@@ -1995,6 +1995,12 @@ class ExchangeClient:
         _, data = self.request("POST", "funding/withdrawals/", body=body)
         return Withdrawal.of(data)
 
+    def cancel_withdrawal(self, withdrawal_id: int) -> Withdrawal:
+        """Take back a withdrawal staff have not reviewed: its held amount is available again
+        (``FUNDING_INVALID_STATUS_CHANGE`` once it is reviewed)."""
+        _, data = self.request("POST", f"funding/withdrawals/{withdrawal_id}/cancel/")
+        return Withdrawal.of(data)
+
     def deposits(self) -> Iterator[Deposit]:
         for row in self._pages("funding/deposits/", {}):
             yield Deposit.of(row)

@@ -34,6 +34,7 @@ from exchange.errors import (
     CatalogError,
     ExchangeError,
     FundingError,
+    FundingErrorCode,
     OrderRejectCode,
     OrderRejected,
     PoolError,
@@ -51,6 +52,7 @@ FORBIDDEN_CODES = {
     ApiAuthErrorCode.NO_ORGANIZATION,
 }
 CONFLICT_CODES = {
+    FundingErrorCode.INVALID_STATUS_CHANGE,
     OrderRejectCode.CLIENT_ORDER_ID_CONFLICT,
     OrderRejectCode.NOT_LIVE,
     PoolErrorCode.NAME_TAKEN,

@@ -2,7 +2,8 @@
 
 A deposit is credited at once in test-funds mode (no Stripe keys configured); with Stripe it
 returns the Checkout address to pay at, and Stripe's webhook credits it when paid. A withdrawal
-holds the amount at once and is paid out when staff approve it."""
+holds the amount at once and is paid out when staff approve it; until then the caller may cancel
+it, which releases the amount."""
 
 # DRF ships no type stubs: its classes are Any to mypy, and the API's subclass them.
 # mypy: allow-subclassing-any
@@ -10,6 +11,7 @@ holds the amount at once and is paid out when staff approve it."""
 from decimal import Decimal
 from typing import Any
 
+from django.http import Http404
 from django.urls import path, reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -23,11 +25,12 @@ from exchange.api.pagination import NewestFirst, PageQuery
 from exchange.api.views import ApiView
 from exchange.models import ApiKey, Deposit, Withdrawal
 from exchange.selectors.funding import deposits_of, withdrawals_of
-from exchange.services.funding import deposit_request, withdrawal_request
+from exchange.services.funding import deposit_request, withdrawal_cancel, withdrawal_request
 
 ERRORS: dict[int, Any] = {401: ErrorSerializer, 403: ErrorSerializer, 429: ErrorSerializer}
 LIST_ERRORS: dict[int, Any] = {400: ErrorSerializer, 404: ErrorSerializer, **ERRORS}
 POST_ERRORS: dict[int, Any] = {400: ErrorSerializer, 422: ErrorSerializer, **ERRORS}
+CANCEL_ERRORS: dict[int, Any] = {404: ErrorSerializer, 409: ErrorSerializer, **ERRORS}
 
 
 # A positive amount in whole cents with at most 12 digits before the point, as the column holds
@@ -170,7 +173,36 @@ class Withdrawals(FundingView):
         return Response(WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 
 
+class WithdrawalCancel(FundingView):
+    @extend_schema(
+        request=None,
+        responses={200: WithdrawalSerializer, **CANCEL_ERRORS},
+        summary="Cancel a withdrawal staff have not reviewed: its held amount is available again",
+        description=(
+            "Scope transfer. 404 for an id that is not one of the account's withdrawals, 409 "
+            "FUNDING_INVALID_STATUS_CHANGE once it is approved, paid, failed, rejected or "
+            "cancelled."
+        ),
+    )
+    def post(self, request: Request, withdrawal_id: int) -> Response:
+        try:
+            withdrawal = withdrawal_cancel(
+                account=request.caller.account,
+                withdrawal_id=withdrawal_id,
+                actor=request.caller.user,
+                api_key=request.caller.key,
+            )
+        except Withdrawal.DoesNotExist as error:
+            raise Http404(withdrawal_id) from error
+        return Response(WithdrawalSerializer(withdrawal).data)
+
+
 urlpatterns = [
     path("funding/deposits/", Deposits.as_view(), name="deposits"),
     path("funding/withdrawals/", Withdrawals.as_view(), name="withdrawals"),
+    path(
+        "funding/withdrawals/<int:withdrawal_id>/cancel/",
+        WithdrawalCancel.as_view(),
+        name="withdrawal-cancel",
+    ),
 ]

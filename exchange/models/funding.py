@@ -56,6 +56,7 @@ class Withdrawal(models.Model):
         PAID = "paid", "Paid"
         FAILED = "failed", "Failed (funds released)"
         REJECTED = "rejected", "Rejected (funds released)"
+        CANCELLED = "cancelled", "Cancelled by the customer (funds released)"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="withdrawals")
     amount = models.DecimalField(max_digits=14, decimal_places=2, help_text="USD, whole cents.")

@@ -721,6 +721,34 @@ def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str)
         notices.withdrawal_refused(locked)
 
 
+def withdrawal_cancel(
+    *, account: Account, withdrawal_id: int, actor: Actor, api_key: ApiKey | None = None
+) -> Withdrawal:
+    """The customer takes back a withdrawal staff have not reviewed yet: its held funds become
+    available again. Only ``account``'s own (another's is ``Withdrawal.DoesNotExist``, as if
+    it did not exist); once approved, paid or refused it is ``FUNDING_INVALID_STATUS_CHANGE``.
+    The row lock orders it with a concurrent approval: whichever takes it first wins."""
+    with transaction.atomic(durable=True):
+        locked = _withdrawal_lock(
+            Withdrawal.objects.get(pk=withdrawal_id, account=account),
+            {Withdrawal.Status.REQUESTED},
+        )
+        assert locked.ledger_hold_id is not None  # Held since it was requested.
+        hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
+        locked.status = Withdrawal.Status.CANCELLED
+        locked.save(update_fields=["status", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="withdrawal.cancel",
+            target=locked,
+            before={"status": Withdrawal.Status.REQUESTED},
+            after={"status": locked.status},
+            system_label=locked.requester,
+            api_key=api_key,
+        )
+    return locked
+
+
 def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> Withdrawal:
     """Staff refusal: the held funds become available again."""
     _finance_check(actor)

@@ -14,6 +14,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
@@ -26,6 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from exchange.errors import FundingError
+from exchange.models import Account, Withdrawal
 from exchange.selectors.funding import cash_balance, deposits_of, withdrawals_of
 from exchange.services.funding import (
     CENTS,
@@ -36,6 +38,7 @@ from exchange.services.funding import (
     deposit_request,
     stripe_webhook_handle,
     test_mode_active,
+    withdrawal_cancel,
     withdrawal_request,
 )
 from exchange.web.membership import (
@@ -51,6 +54,7 @@ from exchange.web.refusals import refusal_text
 RECENT_FUNDING_ROWS = 20
 ACTION_DEPOSIT = "deposit"
 ACTION_WITHDRAWAL = "withdrawal"
+ACTION_CANCEL_WITHDRAWAL = "cancel_withdrawal"
 CHECKOUT_RETURN_PARAMETER = "checkout"  # Stripe sends the payer back with ?checkout=...
 CHECKOUT_RETURNS = {
     "success": "Payment received by Stripe. The deposit is credited as soon as Stripe "
@@ -170,8 +174,12 @@ def funding(request: HttpRequest) -> HttpResponse:
                         "the amount is held until staff review it.",
                     )
                     return redirect("web:funding")
+        elif action == ACTION_CANCEL_WITHDRAWAL:
+            return _cancel_withdrawal(request, account)
         else:
-            return HttpResponseBadRequest("Unknown action: deposit or withdrawal.")
+            return HttpResponseBadRequest(
+                "Unknown action: deposit, withdrawal or cancel_withdrawal."
+            )
     context = {
         "organization": membership.organization,
         "account": account,
@@ -185,6 +193,28 @@ def funding(request: HttpRequest) -> HttpResponse:
         "withdrawals": withdrawals_of(account).order_by("-id")[:RECENT_FUNDING_ROWS],
     }
     return render(request, "exchange/funding.html", context)
+
+
+def _cancel_withdrawal(request: HttpRequest, account: Account) -> HttpResponse:
+    """The member takes back a withdrawal staff have not reviewed; another account's id is 404."""
+    withdrawal_id = request.POST.get("withdrawal", "")
+    if not withdrawal_id.isdigit():
+        return HttpResponseBadRequest("Give the withdrawal to cancel.")
+    try:
+        withdrawal = withdrawal_cancel(
+            account=account, withdrawal_id=int(withdrawal_id), actor=signed_in_user(request)
+        )
+    except Withdrawal.DoesNotExist as error:
+        raise Http404(withdrawal_id) from error
+    except FundingError as error:
+        messages.error(request, refusal_text(error))
+    else:
+        messages.success(
+            request,
+            f"Withdrawal of {quantity_text(withdrawal.amount)} USD cancelled: the amount is "
+            "available again.",
+        )
+    return redirect("web:funding")
 
 
 @csrf_exempt  # Stripe cannot send a CSRF token; the request is authenticated by its signature.

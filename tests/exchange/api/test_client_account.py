@@ -196,6 +196,11 @@ def test_deposits_and_withdrawals():
     with pytest.raises(ApiError) as refused:
         client.withdraw(Decimal("1000000.00"))
     assert refused.value.code == "FUNDING_INSUFFICIENT_FUNDS"
+    cancelled = client.cancel_withdrawal(withdrawal.id)
+    assert (cancelled.id, cancelled.status) == (withdrawal.id, "cancelled")
+    with pytest.raises(ApiError) as again:
+        client.cancel_withdrawal(withdrawal.id)
+    assert (again.value.status, again.value.code) == (409, "FUNDING_INVALID_STATUS_CHANGE")
 
 
 def test_option_quotes_implied_volatility_and_the_hedge(strip, chains, buyer):  # noqa: F811

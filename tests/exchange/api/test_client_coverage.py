@@ -51,6 +51,7 @@ OPERATIONS = {
     ("GET", "/api/v1/funding/deposits/"): "deposits",
     ("POST", "/api/v1/funding/withdrawals/"): "withdraw",
     ("GET", "/api/v1/funding/withdrawals/"): "withdrawals",
+    ("POST", "/api/v1/funding/withdrawals/{withdrawal_id}/cancel/"): "cancel_withdrawal",
     ("POST", "/api/v1/pricing/option-quote/"): "option_quote",
     ("POST", "/api/v1/pricing/implied-volatility/"): "implied_volatility",
     ("POST", "/api/v1/pricing/hedge/"): "hedge",

@@ -297,6 +297,55 @@ def test_withdrawing_more_than_is_available_is_422_and_writes_nothing(buyer):
     assert funding_rows() == before
 
 
+def cancel_url(withdrawal) -> str:
+    return f"{WITHDRAWALS}{withdrawal.pk}/cancel/"
+
+
+@pytest.mark.usefixtures("test_funds_mode")
+def test_a_withdrawal_cancelled_before_review_releases_the_amount(buyer):
+    client = api(buyer)
+    posted_before, _ = cash(buyer)
+    client.post(WITHDRAWALS, {"amount": "1500.25"}, format="json")
+    withdrawal = Withdrawal.objects.get()
+
+    response = client.post(cancel_url(withdrawal))
+
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["status"]) == (withdrawal.pk, "cancelled")
+    assert cash(buyer) == (posted_before, 0)
+    audit = AuditEntry.objects.get(action="withdrawal.cancel")
+    assert audit.actor_label == f"API key {withdrawal.requested_with.prefix}"
+    # and once cancelled it is a conflict, not a second release
+    again = client.post(cancel_url(withdrawal))
+    assert error_of(again) == (409, "FUNDING_INVALID_STATUS_CHANGE", None)
+    assert cash(buyer) == (posted_before, 0)
+
+
+@pytest.mark.usefixtures("test_funds_mode")
+def test_another_organizations_withdrawal_is_404_to_cancel(buyer, seller):
+    withdrawal = withdrawal_request(account=seller, amount=Decimal("30.00"), actor=None)
+    client = api(buyer)
+    before = funding_rows()
+
+    response = client.post(cancel_url(withdrawal))
+
+    assert response.status_code == 404
+    assert funding_rows() == before
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
+
+
+@pytest.mark.usefixtures("test_funds_mode")
+def test_cancelling_a_withdrawal_needs_the_transfer_scope(buyer):
+    withdrawal = withdrawal_request(account=buyer, amount=Decimal("30.00"), actor=None)
+
+    response = api(buyer, scopes=("read", "trade")).post(cancel_url(withdrawal))
+
+    assert response.status_code == 403
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
+
+
 @pytest.mark.usefixtures("test_funds_mode")
 def test_withdrawals_list_only_the_callers_own(buyer, seller):
     withdrawal_request(account=buyer, amount=Decimal("10.00"), actor=None)

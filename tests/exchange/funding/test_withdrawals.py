@@ -14,6 +14,7 @@ from exchange.services.funding import (
     WITHDRAWAL_AMOUNT_MAX,
     deposit_test_funds,
     withdrawal_approve,
+    withdrawal_cancel,
     withdrawal_reject,
     withdrawal_request,
 )
@@ -245,6 +246,54 @@ def test_rejection_releases_the_funds(test_funds_mode, buyer, customer, staff):
     assert Hold.objects.get(pk=withdrawal.ledger_hold_id).status == Hold.Status.VOIDED
     audit = AuditEntry.objects.get(action="withdrawal.reject")
     assert (audit.actor, audit.reason) == (staff, "bank details unverified")
+
+
+def test_the_customer_cancels_a_withdrawal_before_review(test_funds_mode, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+
+    cancelled = withdrawal_cancel(account=buyer, withdrawal_id=withdrawal.pk, actor=customer)
+
+    # then its funds are available again, and staff can no longer pay it out
+    assert cancelled.status == Withdrawal.Status.CANCELLED
+    assert balance(buyer) == (FUNDED, 0, FUNDED)
+    assert Hold.objects.get(pk=withdrawal.ledger_hold_id).status == Hold.Status.VOIDED
+    audit = AuditEntry.objects.get(action="withdrawal.cancel")
+    assert (audit.actor, audit.before, audit.after) == (
+        customer,
+        {"status": "requested"},
+        {"status": "cancelled"},
+    )
+    with pytest.raises(FundingError) as refused:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    assert refused.value.code == FundingErrorCode.INVALID_STATUS_CHANGE
+    assert balance(buyer) == (FUNDED, 0, FUNDED)
+    assert not Entry.objects.filter(idempotency_key__startswith="withdrawal:").exists()
+
+
+def test_an_approved_withdrawal_cannot_be_cancelled(test_funds_mode, buyer, customer, staff):
+    fund(buyer)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    before = funding_rows()
+
+    with pytest.raises(FundingError) as refused:
+        withdrawal_cancel(account=buyer, withdrawal_id=withdrawal.pk, actor=customer)
+
+    assert refused.value.code == FundingErrorCode.INVALID_STATUS_CHANGE
+    assert funding_rows() == before
+    assert balance(buyer) == (FUNDED - AMOUNT, 0, FUNDED - AMOUNT)
+
+
+def test_another_accounts_withdrawal_is_not_found_to_cancel(test_funds_mode, buyer, seller):
+    fund(seller)
+    withdrawal = withdrawal_request(account=seller, amount=AMOUNT, actor=None)
+
+    with pytest.raises(Withdrawal.DoesNotExist):
+        withdrawal_cancel(account=buyer, withdrawal_id=withdrawal.pk, actor=None)
+
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
 
 
 def test_only_staff_review_withdrawals(test_funds_mode, buyer, customer):

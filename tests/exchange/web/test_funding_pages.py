@@ -147,12 +147,16 @@ def test_a_viewer_sees_the_money_but_no_forms(client, account, viewer):
     assert "Your role is viewer" in page
 
 
-@pytest.mark.parametrize("action", ["deposit", "withdrawal"])
+@pytest.mark.parametrize("action", ["deposit", "withdrawal", "cancel_withdrawal"])
 def test_a_viewer_cannot_move_money(client, account, viewer, action):
     deposit_test_funds(account=account, amount=Decimal("300.00"), actor=None)
+    withdrawal = withdrawal_request(account=account, amount=Decimal("10.00"), actor=None)
     before = funding_rows()
 
-    response = client.post(reverse("web:funding"), {"action": action, f"{action}-amount": "10"})
+    response = client.post(
+        reverse("web:funding"),
+        {"action": action, f"{action}-amount": "10", "withdrawal": withdrawal.pk},
+    )
 
     assert response.status_code == 403
     assert funding_rows() == before
@@ -237,6 +241,48 @@ def test_a_withdrawal_request_is_pending_and_holds_the_cash(client, account, tra
     assert "Requested (funds held)" in page
     assert '<span class="value" id="cash-pending">400.00</span>' in page
     assert '<span class="value" id="cash-available">600.00</span>' in page
+
+
+def _cancel(client, withdrawal_id):
+    return client.post(
+        reverse("web:funding"), {"action": "cancel_withdrawal", "withdrawal": withdrawal_id}
+    )
+
+
+def test_a_trader_cancels_a_withdrawal_before_review_and_gets_the_cash_back(
+    client, account, trader
+):
+    deposit_test_funds(account=account, amount=Decimal("1000.00"), actor=None)
+    _withdraw(client, "400.00")
+    withdrawal = Withdrawal.objects.get()
+    page = client.get(reverse("web:funding")).content.decode()
+    assert 'name="action" value="cancel_withdrawal"' in page
+
+    response = _cancel(client, withdrawal.pk)
+
+    assert response.status_code == 302
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.CANCELLED
+    assert cash_balance(account).available == Decimal("1000")
+    page = client.get(reverse("web:funding")).content.decode()
+    assert "Withdrawal of 400.00 USD cancelled" in page
+    assert "Cancelled by the customer (funds released)" in page
+    assert 'name="action" value="cancel_withdrawal"' not in page
+    # and a second cancel is refused by name, changing nothing
+    assert _cancel(client, withdrawal.pk).status_code == 302
+    assert "FUNDING_INVALID_STATUS_CHANGE" in client.get(reverse("web:funding")).content.decode()
+
+
+def test_a_trader_cannot_cancel_another_organizations_withdrawal(client, account, other, trader):
+    deposit_test_funds(account=other, amount=Decimal("1000.00"), actor=None)
+    withdrawal = withdrawal_request(account=other, amount=Decimal("400.00"), actor=None)
+
+    response = _cancel(client, withdrawal.pk)
+
+    assert response.status_code == 404
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.REQUESTED
+    assert cash_balance(other).pending == Decimal("400")
 
 
 @pytest.mark.parametrize(
