@@ -11,6 +11,8 @@ from exchange.selectors.funding import cash_balance
 from exchange.services.funding import (
     deposit_start_checkout,
     deposit_test_funds,
+    withdrawal_approve,
+    withdrawal_cancel,
     withdrawal_request,
 )
 from ledger.models import Entry
@@ -70,3 +72,36 @@ def test_concurrent_withdrawals_never_overdraw(postgres_only, test_funds_mode, b
     assert Withdrawal.objects.count() == 2
     balance = cash_balance(buyer)
     assert (balance.pending, balance.available) == (AMOUNT * 2, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_and_an_approval_at_once_never_both_go_through(
+    postgres_only, test_funds_mode, buyer, staff
+):
+    # given a withdrawal waiting for review
+    deposit_test_funds(account=buyer, amount=AMOUNT, actor=None)
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=None)
+    refusals: list[str] = []
+
+    # when the customer cancels it while staff approve it
+    def act(index: int) -> None:
+        try:
+            if index % 2:
+                withdrawal_cancel(account=buyer, withdrawal_id=withdrawal.pk, actor=None)
+            else:
+                withdrawal_approve(withdrawal=withdrawal, actor=staff)
+        except FundingError as error:
+            refusals.append(error.code)
+
+    errors = run_threads(act, 2)
+
+    # then exactly one wins, and the money says which
+    assert errors == []
+    assert refusals == [FundingErrorCode.INVALID_STATUS_CHANGE]
+    withdrawal.refresh_from_db()
+    balance = cash_balance(buyer)
+    if withdrawal.status == Withdrawal.Status.PAID:
+        assert (balance.posted, balance.pending) == (0, 0)
+    else:
+        assert withdrawal.status == Withdrawal.Status.CANCELLED
+        assert (balance.posted, balance.pending, balance.available) == (AMOUNT, 0, AMOUNT)
