@@ -22,8 +22,12 @@ checkout session has the key ``stripe:checkout:<session id>``, so two different 
 same session (``checkout.session.completed`` then ``...async_payment_succeeded``) credit once.
 
 Reversal rule: a refund or dispute reverses the whole deposit with the key
-``stripe:reversal:<payment intent>``. The customer's cash account may not go negative; if the
-money was already spent or withdrawn the ledger refuses with ``LEDGER_INSUFFICIENT_FUNDS``. The
+``stripe:reversal:<payment intent>``. The customer's cash account may not go negative. Cash
+held for withdrawals waiting for review is not the customer's to withdraw once its deposit is
+taken back: if the reversal needs it, those withdrawals fail (their holds released, the
+customer told) and the reversal is posted. If the money was already spent, withdrawn or is
+held by orders, the ledger refuses with ``LEDGER_INSUFFICIENT_FUNDS`` (no deficit is booked and
+no margin call made). The
 webhook is then still acknowledged (Stripe would otherwise retry for days to no effect), the
 event is stored as ``failed`` with that code, an audit row is written, and staff recover the
 money outside this flow. Partial refunds are stored as ``failed`` (``FUNDING_PARTIAL_REFUND``)
@@ -465,17 +469,23 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
     stored.status = StripeEvent.Status.PROCESSED
     if deposit.status != Deposit.Status.CREDITED:
         return  # Already reversed (a refund and a dispute of one charge), or never credited.
-    assert deposit.ledger_entry_id is not None  # Set when it was credited.
-    try:
-        entry = entry_reverse(
-            entry=LedgerEntry.objects.get(pk=deposit.ledger_entry_id),
-            key=f"stripe:reversal:{payment_intent}",
-            description=f"Reversal of deposit #{deposit.pk} ({REVERSAL_REASONS[stored.type]})",
-            metadata={"deposit": deposit.pk, "stripe_event": stored.event_id},
-        )
-    except LedgerError as error:
-        if error.code != LedgerErrorCode.INSUFFICIENT_FUNDS:
-            raise
+    why = REVERSAL_REASONS[stored.type]
+    # Locked before the ledger's rows, the order every withdrawal service takes them in (a
+    # withdrawal's row, then its cash): that is what keeps this from deadlocking with them.
+    waiting = list(
+        Withdrawal.objects.select_for_update()
+        .filter(account_id=deposit.account_id, status=Withdrawal.Status.REQUESTED)
+        .order_by("pk")
+    )
+    entry = _deposit_reversal_post(deposit, stored, payment_intent)
+    if isinstance(entry, LedgerError) and waiting:
+        # The cash is held for withdrawals waiting for review. It is no longer the customer's
+        # to withdraw: paying them out would pay the refunded money a second time. They fail,
+        # releasing their holds, whether or not the reversal then goes through.
+        _withdrawals_fail_for_reversal(waiting, deposit, why)
+        entry = _deposit_reversal_post(deposit, stored, payment_intent)
+    if isinstance(entry, LedgerError):
+        error = entry
         _event_failed(stored, error.code, error.message)
         audit_record(
             actor=None,
@@ -495,7 +505,46 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
         after={"status": deposit.status, "entry": entry.pk, "event": stored.event_id},
         system_label=WEBHOOK_SYSTEM_LABEL,
     )
-    notices.deposit_reversed(deposit, REVERSAL_REASONS[stored.type])
+    notices.deposit_reversed(deposit, why)
+
+
+def _deposit_reversal_post(
+    deposit: Deposit, stored: StripeEvent, payment_intent: str
+) -> LedgerEntry | LedgerError:
+    """The reversal entry of ``deposit``, or the ledger's ``LEDGER_INSUFFICIENT_FUNDS`` refusal
+    (made in a savepoint: the accounts read as before it, so the caller may try again)."""
+    assert deposit.ledger_entry_id is not None  # Set when it was credited.
+    try:
+        return entry_reverse(
+            entry=LedgerEntry.objects.get(pk=deposit.ledger_entry_id),
+            key=f"stripe:reversal:{payment_intent}",
+            description=f"Reversal of deposit #{deposit.pk} ({REVERSAL_REASONS[stored.type]})",
+            metadata={"deposit": deposit.pk, "stripe_event": stored.event_id},
+        )
+    except LedgerError as error:
+        if error.code != LedgerErrorCode.INSUFFICIENT_FUNDS:
+            raise
+        return error
+
+
+def _withdrawals_fail_for_reversal(waiting: list[Withdrawal], deposit: Deposit, why: str) -> None:
+    """Fail the locked withdrawals waiting for review, releasing the cash they hold."""
+    reason = f"Deposit #{deposit.pk} was {why}: its cash is no longer the account's to withdraw."
+    for withdrawal in waiting:
+        assert withdrawal.ledger_hold_id is not None  # Held since it was requested.
+        hold_void(hold=Hold.objects.get(pk=withdrawal.ledger_hold_id))
+        withdrawal.status, withdrawal.reason = Withdrawal.Status.FAILED, reason
+        withdrawal.save(update_fields=["status", "reason", "updated_at"])
+        audit_record(
+            actor=None,
+            action="withdrawal.fail",
+            target=withdrawal,
+            before={"status": Withdrawal.Status.REQUESTED},
+            after={"status": withdrawal.status, "deposit": deposit.pk},
+            reason=reason,
+            system_label=WEBHOOK_SYSTEM_LABEL,
+        )
+        notices.withdrawal_refused(withdrawal)
 
 
 # Withdrawals.

@@ -4,9 +4,14 @@ from decimal import Decimal
 
 import pytest
 
-from exchange.models import AuditEntry, Deposit, Notice, StripeEvent
+from exchange.errors import FundingError, FundingErrorCode
+from exchange.models import AuditEntry, Deposit, MarginCall, Notice, StripeEvent, Withdrawal
 from exchange.selectors.funding import cash_balance
-from exchange.services.funding import deposit_start_checkout, withdrawal_request
+from exchange.services.funding import (
+    deposit_start_checkout,
+    withdrawal_approve,
+    withdrawal_request,
+)
 from ledger.models import Entry
 from tests.exchange.funding.conftest import (
     WEBHOOK_SECRET,
@@ -269,25 +274,61 @@ def test_a_dispute_reverses_the_deposit(client, credited, buyer):
     assert reversal.description == f"Reversal of deposit #{credited.pk} (disputed)"
 
 
-def test_a_reversal_the_cash_no_longer_covers_is_recorded_as_failed(
-    client, credited, buyer, customer
+def test_a_reversal_of_cash_held_for_a_withdrawal_fails_the_withdrawal_and_reverses(
+    client, credited, buyer, customer, staff, fake_stripe
 ):
-    # given the money is held for a withdrawal
-    withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
+    # given the money is held for a withdrawal waiting for review
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=customer)
     charge = {"id": "ch_1", "payment_intent": "pi_test_1", "refunded": True}
 
     # when the charge is refunded
     response = deliver(client, event("evt_refund", "charge.refunded", charge))
 
-    # then the webhook is acknowledged, the event failed with the ledger's code, nothing moved
+    # then the deposit is reversed: the refunded money is not the customer's to withdraw
+    assert response.status_code == 200
+    assert StripeEvent.objects.get(event_id="evt_refund").status == "processed"
+    credited.refresh_from_db()
+    assert credited.status == Deposit.Status.REFUNDED
+    balance = cash_balance(buyer)
+    assert (balance.posted, balance.pending, balance.available) == (0, 0, 0)
+    # and the withdrawal failed, its hold released, the customer told why
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.FAILED
+    assert withdrawal.reason == (
+        f"Deposit #{credited.pk} was refunded: its cash is no longer the account's to withdraw."
+    )
+    assert AuditEntry.objects.get(action="withdrawal.fail").target_id == str(withdrawal.pk)
+    assert Notice.objects.filter(kind=Notice.Kind.WITHDRAWAL_REFUSED, account=buyer).count() == 1
+    # so staff can no longer pay the refunded money out a second time
+    with pytest.raises(FundingError) as refused:
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    assert refused.value.code == FundingErrorCode.INVALID_STATUS_CHANGE
+    assert fake_stripe.payouts == []
+
+
+def test_a_reversal_the_cash_no_longer_covers_is_recorded_as_failed(
+    client, credited, buyer, customer, staff, fake_stripe
+):
+    # given the money was withdrawn and paid out
+    withdrawal_approve(
+        withdrawal=withdrawal_request(account=buyer, amount=AMOUNT, actor=customer), actor=staff
+    )
+    charge = {"id": "ch_1", "payment_intent": "pi_test_1", "refunded": True}
+
+    # when the charge is refunded
+    response = deliver(client, event("evt_refund", "charge.refunded", charge))
+
+    # then the webhook is acknowledged, the event failed with the ledger's code, nothing moved:
+    # no deficit, no margin call; staff recover the money (docs/OPERATIONS.md section 12)
     assert response.status_code == 200
     stored = StripeEvent.objects.get(event_id="evt_refund")
     assert (stored.status, stored.error_code) == ("failed", "LEDGER_INSUFFICIENT_FUNDS")
     credited.refresh_from_db()
     assert credited.status == Deposit.Status.CREDITED
-    assert cash_balance(buyer).posted == AMOUNT
+    assert cash_balance(buyer).posted == 0
     assert not Entry.objects.filter(idempotency_key__startswith="stripe:reversal:").exists()
     assert AuditEntry.objects.filter(action="deposit.reversal_refused").count() == 1
+    assert not MarginCall.objects.exists()
 
 
 def test_a_partial_refund_is_left_for_staff(client, credited, buyer):
