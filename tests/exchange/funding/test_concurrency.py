@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from exchange.errors import FundingError, FundingErrorCode
-from exchange.models import StripeEvent, Withdrawal
+from exchange.models import Deposit, StripeEvent, Withdrawal
 from exchange.selectors.funding import cash_balance
 from exchange.services.funding import (
     deposit_start_checkout,
@@ -105,3 +105,46 @@ def test_a_cancel_and_an_approval_at_once_never_both_go_through(
     else:
         assert withdrawal.status == Withdrawal.Status.CANCELLED
         assert (balance.posted, balance.pending, balance.available) == (AMOUNT, 0, AMOUNT)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_racing_the_approval_of_its_withdrawal_never_pays_twice(
+    postgres_only, fake_stripe, buyer, staff
+):
+    # given a credited deposit whose cash is held for a withdrawal waiting for review
+    deposit, _url = deposit_start_checkout(
+        account=buyer, amount=AMOUNT, actor=None, success_url="x", cancel_url="y"
+    )
+    deliver(Client(), event("evt_paid", "checkout.session.completed", session_paid(deposit)))
+    withdrawal = withdrawal_request(account=buyer, amount=AMOUNT, actor=None)
+    refund = event(
+        "evt_refund",
+        "charge.refunded",
+        {"id": "ch_1", "payment_intent": "pi_test_1", "refunded": True},
+    )
+    statuses: list[int] = []
+
+    # when Stripe reports the refund while staff approve the withdrawal
+    def act(index: int) -> None:
+        if index % 2:
+            statuses.append(deliver(Client(), refund).status_code)
+            return
+        try:
+            withdrawal_approve(withdrawal=withdrawal, actor=staff)
+        except FundingError as error:
+            assert error.code == FundingErrorCode.INVALID_STATUS_CHANGE
+
+    errors = run_threads(act, 2)
+
+    # then no deadlock, and the money went out once: paid out, or taken back by the refund
+    assert errors == []
+    assert statuses == [200]
+    withdrawal.refresh_from_db()
+    deposit.refresh_from_db()
+    assert (withdrawal.status, deposit.status) in {
+        (Withdrawal.Status.PAID, Deposit.Status.CREDITED),
+        (Withdrawal.Status.FAILED, Deposit.Status.REFUNDED),
+    }
+    assert len(fake_stripe.payouts) == (withdrawal.status == Withdrawal.Status.PAID)
+    balance = cash_balance(buyer)
+    assert (balance.posted, balance.pending) == (0, 0)
