@@ -11,7 +11,9 @@ Ledger entries (USD micro-dollars, see ``ledger_accounts``):
 - deposit: debit ``exchange:stripe:USD`` (or test funds), credit the customer's cash;
 - withdrawal request: a debit hold on the customer's cash, so the money is unavailable at once;
 - withdrawal payout: debit the customer's cash consuming the hold, credit Stripe (or test funds);
-- refund or dispute of a deposit: the deposit entry reversed.
+- refund or dispute of a deposit: the deposit entry reversed;
+- a payout the bank returns (``payout.failed``): the payout entry reversed (or, for one whose
+  answer was lost, the hold voided) and the withdrawal failed, the customer told.
 
 A session that will not be paid (``checkout.session.async_payment_failed``, a bank debit that
 failed after checkout, or ``checkout.session.expired``) fails its pending deposit; the payer of
@@ -105,6 +107,8 @@ CHECKOUT_UNPAID_TYPES = {
     "checkout.session.expired",
 }
 REVERSAL_TYPES = {"charge.refunded", "charge.dispute.created"}
+# A payout Stripe accepted (the withdrawal is paid) and the bank later returned.
+PAYOUT_FAILED_TYPE = "payout.failed"
 # What a customer's statement calls each reversal (Stripe's event names are not for customers).
 REVERSAL_REASONS = {"charge.refunded": "refunded", "charge.dispute.created": "disputed"}
 
@@ -343,6 +347,8 @@ def stripe_webhook_handle(*, payload: bytes, signature: str) -> StripeEvent:
             _checkout_unpaid(stored, obj)
         elif event.type in REVERSAL_TYPES:
             _charge_reversed(stored, obj)
+        elif event.type == PAYOUT_FAILED_TYPE:
+            _payout_failed(stored, obj)
         else:
             stored.status = StripeEvent.Status.IGNORED
         stored.processed_at = timezone.now()
@@ -506,6 +512,51 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
         system_label=WEBHOOK_SYSTEM_LABEL,
     )
     notices.deposit_reversed(deposit, why)
+
+
+def _payout_failed(stored: StripeEvent, payout: dict[str, Any]) -> None:
+    """A payout the bank returned: its withdrawal fails and the money is the account's again
+    (the payout entry reversed), as for a payout Stripe refused at once."""
+    reference = str((payout.get("metadata") or {}).get("withdrawal_id") or "")
+    withdrawal = (
+        Withdrawal.objects.select_for_update()
+        .filter(pk=int(reference) if reference.isdigit() else None)
+        .first()
+    )
+    if withdrawal is None or withdrawal.stripe_payout_id not in ("", payout.get("id")):
+        stored.status = StripeEvent.Status.UNMATCHED
+        return
+    stored.status = StripeEvent.Status.PROCESSED
+    reason = str(payout.get("failure_message") or payout.get("failure_code") or "payout failed")
+    if withdrawal.status == Withdrawal.Status.APPROVED:
+        # Made, but its answer was lost (``FUNDING_PAYOUT_UNCONFIRMED``): the funds are held.
+        assert withdrawal.ledger_hold_id is not None  # Held since it was requested.
+        hold_void(hold=Hold.objects.get(pk=withdrawal.ledger_hold_id))
+        entry_id = None
+    elif withdrawal.status == Withdrawal.Status.PAID:
+        assert withdrawal.ledger_entry_id is not None  # Set when it was paid.
+        entry_id = entry_reverse(
+            entry=LedgerEntry.objects.get(pk=withdrawal.ledger_entry_id),
+            key=f"withdrawal:{withdrawal.pk}:payout-failed",
+            description=f"Withdrawal #{withdrawal.pk} returned: the payout failed",
+            metadata={"withdrawal": withdrawal.pk, "stripe_event": stored.event_id},
+        ).pk
+    else:
+        return  # Failed already (an earlier delivery), or never paid out.
+    before = withdrawal.status
+    withdrawal.status, withdrawal.reason = Withdrawal.Status.FAILED, reason[:300]
+    withdrawal.stripe_payout_id = str(payout.get("id") or "")
+    withdrawal.save(update_fields=["status", "reason", "stripe_payout_id", "updated_at"])
+    audit_record(
+        actor=None,
+        action="withdrawal.fail",
+        target=withdrawal,
+        before={"status": before},
+        after={"status": withdrawal.status, "entry": entry_id, "event": stored.event_id},
+        reason=reason,
+        system_label=WEBHOOK_SYSTEM_LABEL,
+    )
+    notices.withdrawal_refused(withdrawal)
 
 
 def _deposit_reversal_post(

@@ -417,3 +417,84 @@ def test_a_failure_event_for_a_credited_deposit_changes_nothing(client, credited
     assert credited.status == Deposit.Status.CREDITED
     assert cash_balance(buyer).posted == AMOUNT
     assert not AuditEntry.objects.filter(action="deposit.fail").exists()
+
+
+def returned_payout(payout_id: str, withdrawal_id: int) -> dict:
+    return {
+        "id": payout_id,
+        "object": "payout",
+        "status": "failed",
+        "failure_code": "account_closed",
+        "failure_message": "The bank account has been closed.",
+        "metadata": {"withdrawal_id": str(withdrawal_id)},
+    }
+
+
+def test_a_payout_the_bank_returns_gives_the_money_back_to_the_account(
+    client, credited, buyer, customer, staff
+):
+    # given a withdrawal paid out through Stripe
+    paid = withdrawal_approve(
+        withdrawal=withdrawal_request(account=buyer, amount=Decimal("2000.00"), actor=customer),
+        actor=staff,
+    )
+    assert cash_balance(buyer).posted == AMOUNT - Decimal("2000.00")
+
+    # when Stripe reports, twice, that the bank returned the payout
+    body = event("evt_po", "payout.failed", returned_payout(paid.stripe_payout_id, paid.pk))
+    first, second = deliver(client, body), deliver(client, body)
+
+    # then the withdrawal failed and the money is the account's again, once
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["status"] == StripeEvent.Status.PROCESSED
+    paid.refresh_from_db()
+    assert (paid.status, paid.reason) == (
+        Withdrawal.Status.FAILED,
+        "The bank account has been closed.",
+    )
+    balance = cash_balance(buyer)
+    assert (balance.posted, balance.pending, balance.available) == (AMOUNT, 0, AMOUNT)
+    returned = Entry.objects.get(idempotency_key=f"withdrawal:{paid.pk}:payout-failed")
+    assert returned.reverses_id == paid.ledger_entry_id
+    audit = AuditEntry.objects.get(action="withdrawal.fail")
+    assert (audit.before, audit.after["status"]) == ({"status": "paid"}, "failed")
+    # and the customer is told it was not paid, after being told it was
+    kinds = list(Notice.objects.filter(account=buyer).order_by("pk").values_list("kind", "subject"))
+    assert kinds[-2:] == [
+        (Notice.Kind.WITHDRAWAL_PAID, "Withdrawal of $2,000.00 paid"),
+        (Notice.Kind.WITHDRAWAL_REFUSED, "Withdrawal of $2,000.00 not paid"),
+    ]
+
+
+def test_a_returned_payout_of_no_withdrawal_is_stored_as_unmatched(client, fake_stripe):
+    body = event("evt_po", "payout.failed", returned_payout("po_unknown", 999))
+
+    response = deliver(client, body)
+
+    assert response.status_code == 200
+    assert StripeEvent.objects.get(event_id="evt_po").status == StripeEvent.Status.UNMATCHED
+    assert not Entry.objects.exists()
+
+
+def test_a_returned_payout_whose_answer_was_lost_releases_the_held_funds(
+    client, credited, buyer, customer, staff, fake_stripe
+):
+    # given a payout made whose answer was lost: the withdrawal is approved, its funds held
+    withdrawal = withdrawal_request(account=buyer, amount=Decimal("2000.00"), actor=customer)
+    fake_stripe.payout_unconfirmed = "made_then_server_error"
+    with pytest.raises(FundingError):
+        withdrawal_approve(withdrawal=withdrawal, actor=staff)
+    (payout,) = fake_stripe.payouts
+
+    # when the bank returns it
+    deliver(client, event("evt_po", "payout.failed", returned_payout(payout["id"], withdrawal.pk)))
+
+    # then the withdrawal failed and its funds are available again; no retry can pay it
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.stripe_payout_id) == (
+        Withdrawal.Status.FAILED,
+        payout["id"],
+    )
+    balance = cash_balance(buyer)
+    assert (balance.posted, balance.pending, balance.available) == (AMOUNT, 0, AMOUNT)
+    assert Notice.objects.filter(kind=Notice.Kind.WITHDRAWAL_REFUSED).count() == 1
