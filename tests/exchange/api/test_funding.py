@@ -1,7 +1,7 @@
 """/api/v1/funding/: deposits (test funds at once, or Stripe Checkout on the fake Stripe server
 of the funding tests) and withdrawals, each account seeing only its own."""
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,6 +22,7 @@ from tests.exchange.funding.conftest import (  # The fake Stripe server and its 
     session_paid,
     test_funds_mode,  # noqa: F401 (used by name)
 )
+from tests.exchange.support import place
 
 pytestmark = pytest.mark.django_db
 
@@ -434,3 +435,23 @@ def test_a_withdrawal_under_a_margin_call_is_422_and_holds_nothing(buyer):
     assert "margin call" in response.json()["error"]["message"]
     assert cash(buyer) == before
     assert not Withdrawal.objects.exists()
+
+
+@pytest.mark.usefixtures("test_funds_mode")
+def test_cash_an_order_holds_cannot_be_withdrawn(buyer, future):
+    # given a working order holding part of the cash as collateral
+    place(buyer, future, "buy", 100, "2.50")
+    posted, held = cash(buyer)
+    assert held > 0
+    client = api(buyer)
+    before = funding_rows()
+
+    # when the whole balance is asked for
+    response = client.post(WITHDRAWALS, {"amount": f"{TEST_ACCOUNT_FUNDS:.2f}"}, format="json")
+
+    # then it is refused, and what is not held can still be withdrawn
+    assert error_of(response) == (422, "FUNDING_INSUFFICIENT_FUNDS", "amount")
+    assert funding_rows() == before
+    available = (Decimal(posted - held) / 1_000_000).quantize(Decimal("0.01"), ROUND_DOWN)
+    response = client.post(WITHDRAWALS, {"amount": str(available)}, format="json")
+    assert response.status_code == 201
