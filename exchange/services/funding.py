@@ -490,6 +490,8 @@ def _charge_reversed(stored: StripeEvent, obj: dict[str, Any]) -> None:
         # releasing their holds, whether or not the reversal then goes through.
         _withdrawals_fail_for_reversal(waiting, deposit, why)
         entry = _deposit_reversal_post(deposit, stored, payment_intent)
+        for withdrawal in waiting:
+            notices.withdrawal_refused(withdrawal, funds_available=isinstance(entry, LedgerError))
     if isinstance(entry, LedgerError):
         error = entry
         _event_failed(stored, error.code, error.message)
@@ -595,7 +597,6 @@ def _withdrawals_fail_for_reversal(waiting: list[Withdrawal], deposit: Deposit, 
             reason=reason,
             system_label=WEBHOOK_SYSTEM_LABEL,
         )
-        notices.withdrawal_refused(withdrawal)
 
 
 # Withdrawals.

@@ -274,9 +274,17 @@ def withdrawal_paid(withdrawal: Withdrawal) -> Notice:
     )
 
 
-def withdrawal_refused(withdrawal: Withdrawal) -> Notice:
-    """``withdrawal`` was rejected by staff or its payout failed: its funds are available again."""
+def withdrawal_refused(withdrawal: Withdrawal, *, funds_available: bool = True) -> Notice:
+    """``withdrawal`` was rejected by staff or its payout failed: its funds are available again
+    (``funds_available`` False: released, but a deposit's reversal took them back)."""
     rejected = withdrawal.status == Withdrawal.Status.REJECTED
+    # Reasons are often sentences of their own (Stripe's, the bank's): one full stop, not two.
+    reason = withdrawal.reason.rstrip(".") or "no reason given"
+    funds = (
+        "The funds it held are available in the account again."
+        if funds_available
+        else "The funds it held were released, and the deposit's reversal took them back."
+    )
     return notice_send(
         account=withdrawal.account_id,
         kind=Notice.Kind.WITHDRAWAL_REFUSED,
@@ -286,8 +294,7 @@ def withdrawal_refused(withdrawal: Withdrawal) -> Notice:
         message=(
             f"Withdrawal #{withdrawal.pk} of ${withdrawal.amount:,.2f} "
             + ("was rejected by exchange staff" if rejected else "could not be paid out")
-            + f": {withdrawal.reason or 'no reason given'}. The funds it held are available "
-            "in the account again."
+            + f": {reason}. {funds}"
         ),
     )
 

@@ -298,7 +298,12 @@ def test_a_reversal_of_cash_held_for_a_withdrawal_fails_the_withdrawal_and_rever
         f"Deposit #{credited.pk} was refunded: its cash is no longer the account's to withdraw."
     )
     assert AuditEntry.objects.get(action="withdrawal.fail").target_id == str(withdrawal.pk)
-    assert Notice.objects.filter(kind=Notice.Kind.WITHDRAWAL_REFUSED, account=buyer).count() == 1
+    (told,) = Notice.objects.filter(kind=Notice.Kind.WITHDRAWAL_REFUSED, account=buyer)
+    assert told.message == (
+        f"Withdrawal #{withdrawal.pk} of $5,000.00 could not be paid out: Deposit "
+        f"#{credited.pk} was refunded: its cash is no longer the account's to withdraw. The "
+        "funds it held were released, and the deposit's reversal took them back."
+    )
     # so staff can no longer pay the refunded money out a second time
     with pytest.raises(FundingError) as refused:
         withdrawal_approve(withdrawal=withdrawal, actor=staff)
@@ -464,6 +469,10 @@ def test_a_payout_the_bank_returns_gives_the_money_back_to_the_account(
         (Notice.Kind.WITHDRAWAL_PAID, "Withdrawal of $2,000.00 paid"),
         (Notice.Kind.WITHDRAWAL_REFUSED, "Withdrawal of $2,000.00 not paid"),
     ]
+    assert Notice.objects.get(kind=Notice.Kind.WITHDRAWAL_REFUSED).message == (
+        f"Withdrawal #{paid.pk} of $2,000.00 could not be paid out: The bank account has been "
+        "closed. The funds it held are available in the account again."
+    )
 
 
 def test_a_returned_payout_of_no_withdrawal_is_stored_as_unmatched(client, fake_stripe):
