@@ -22,12 +22,12 @@ Decisions
 - A market order (price None) trades against any price and never rests; its remainder is
   cancelled with reason MARKET_REMAINDER whatever its tif (FOK still applies).
 - FOK: executes only if it would trade its full quantity now. The check walks the book as
-  matching would under the taker's self-trade mode: only other accounts' quantity counts;
+  matching would under the taker's self-trade mode: only other groups' quantity counts;
   under CANCEL_OLDEST own orders are skipped (and cancelled only if the FOK executes); under
   the other modes reaching an own order before the quantity is covered makes it not
   fillable. So a FOK order either trades its whole quantity or emits Accepted + Cancelled
   (FOK_NOT_FILLABLE) with no trades and no self-trade side effects.
-- Post-only crossing is judged on price alone (also against the account's own orders).
+- Post-only crossing is judged on price alone (also against its own group's orders).
   A post-only order must rest, which IOC and FOK orders never do: a post-only IOC or FOK
   order is rejected with MATCHING_POST_ONLY_TIME_IN_FORCE (it could never trade nor rest).
 - GTD: `Tick(now)` cancels resting GTD orders with expires_at <= now, per book in ascending
@@ -35,16 +35,21 @@ Decisions
   expires_at <= the last tick's now (engine-wide ticks, or that book's own ticks) is
   rejected with MATCHING_ALREADY_EXPIRED. ``expires_at`` of non-GTD orders is stored but
   ignored. A Tick for an instrument without a book does nothing.
-- Self-trade prevention uses the taker's mode; when both orders get a `Cancelled` event
+- Self-trade prevention applies between two orders of the same ``stp_group`` (`NewOrder`,
+  `RestingOrder`): by default each account is its own group; the exchange passes the
+  account's organization, so two accounts of one firm (its main account, a further one, a
+  portfolio pool's) never trade with each other, as with CME's firm-level self-match
+  prevention ID. An "own" order in these notes is one of the taker's group; trades still
+  name the accounts. It uses the taker's mode; when both orders get a `Cancelled` event
   (CANCEL_BOTH, DECREMENT) the resting order's comes first.
 - Replace with the same price and a quantity <= the open quantity keeps time priority
   (an unchanged replace is a no-op that still emits Replaced with priority_kept=True). Any
   other change loses priority and is matched like a new arrival after its Replaced event,
-  keeping account, side, stp, tif, expiry and post-only. A post-only order whose new price
-  would cross is rejected (MATCHING_POST_ONLY_WOULD_CROSS) and left untouched. Quantity 0
-  cancels with reason REPLACED_TO_ZERO (no Replaced event).
-- `RestingOrder` has an extra trailing field ``post_only: bool = False`` so that `restore`
-  keeps post-only orders post-only.
+  keeping account, stp group, side, stp, tif, expiry and post-only. A post-only order whose
+  new price would cross is rejected (MATCHING_POST_ONLY_WOULD_CROSS) and left untouched.
+  Quantity 0 cancels with reason REPLACED_TO_ZERO (no Replaced event).
+- `RestingOrder` has extra trailing fields ``post_only: bool = False`` and ``stp_group`` so
+  that `restore` keeps post-only orders post-only and every order in its group.
 """
 
 from matching.book import OrderBook

@@ -88,6 +88,7 @@ class _Order:
         "qty",
         "side",
         "stp",
+        "stp_group",
         "tif",
     )
 
@@ -104,6 +105,7 @@ class _Order:
         expires_at: int | None,
         post_only: bool,
         arrival: int,
+        stp_group: int,
     ) -> None:
         self.order_id = order_id
         self.account = account
@@ -116,6 +118,7 @@ class _Order:
         self.expires_at = expires_at
         self.post_only = post_only
         self.arrival = arrival
+        self.stp_group = stp_group
 
 
 _new_order = object.__new__
@@ -219,15 +222,25 @@ class OrderBook:
         accepted.__class__ = Accepted
         events.append(accepted)
         remaining = qty
+        stp_group = command.stp_group
         if tif is _FOK and not (
-            crosses and self._fillable(opposite, account, command.stp, qty, limit_key)
+            crosses and self._fillable(opposite, stp_group, command.stp, qty, limit_key)
         ):
             seq += 1
             events.append(make_cancelled(seq, order_id, instrument, qty, _FOK_NOT_FILLABLE))
             return seq
         if crosses:
             remaining, seq = self._take(
-                opposite, order_id, account, side, command.stp, qty, limit_key, seq, events
+                opposite,
+                order_id,
+                account,
+                stp_group,
+                side,
+                command.stp,
+                qty,
+                limit_key,
+                seq,
+                events,
             )
             if not remaining:
                 return seq
@@ -281,6 +294,7 @@ class OrderBook:
         order.qty = remaining
         tif = order.tif = command.tif
         order.stp = command.stp
+        order.stp_group = command.stp_group
         expires_at = order.expires_at = command.expires_at
         order.post_only = command.post_only
         book_side = self._bids if side is _BUY else self._asks
@@ -367,6 +381,7 @@ class OrderBook:
                 opposite,
                 order_id,
                 order.account,
+                order.stp_group,
                 order.side,
                 order.stp,
                 qty,
@@ -389,6 +404,7 @@ class OrderBook:
                 order.expires_at,
                 order.post_only,
                 0,
+                order.stp_group,
             )
             self._insert(replacement)
         return seq
@@ -441,6 +457,7 @@ class OrderBook:
             resting.expires_at,
             resting.post_only,
             0,
+            resting.stp_group,
         )
         self._insert(order)
 
@@ -485,17 +502,17 @@ class OrderBook:
     def _fillable(
         self,
         opposite: _BookSide,
-        account: int,
+        stp_group: int,
         stp: SelfTradePrevention,
         qty: int,
         limit_key: int,
     ) -> bool:
         """Whether a FOK order would trade its full quantity, walking the book as `_take`.
 
-        Only other accounts' quantity counts. Meeting an own order ends the walk unless the
-        mode is CANCEL_OLDEST (which cancels the own order and keeps matching), so a FOK
-        order never trades partially and never causes self-trade side effects unless it
-        executes in full.
+        Only other self-trade prevention groups' quantity counts. Meeting an order of its own
+        group ends the walk unless the mode is CANCEL_OLDEST (which cancels that order and
+        keeps matching), so a FOK order never trades partially and never causes self-trade
+        side effects unless it executes in full.
         """
         needed = qty
         keys = opposite.keys
@@ -509,7 +526,7 @@ class OrderBook:
                 maker_qty = maker.qty
                 if not maker_qty:
                     continue
-                if maker.account == account:
+                if maker.stp_group == stp_group:
                     if skip_own:
                         continue
                     return False
@@ -523,6 +540,7 @@ class OrderBook:
         opposite: _BookSide,
         order_id: int,
         account: int,
+        stp_group: int,
         side: Side,
         stp: SelfTradePrevention,
         remaining: int,
@@ -532,8 +550,9 @@ class OrderBook:
     ) -> tuple[int, int]:
         """Match an incoming order against ``opposite`` while its levels are acceptable.
 
-        Returns the remaining quantity and the last sequence number. The caller has checked
-        that the best opposite level is acceptable.
+        A resting order of the taker's ``stp_group`` is never traded with: the taker's ``stp``
+        mode applies instead. Returns the remaining quantity and the last sequence number. The
+        caller has checked that the best opposite level is acceptable.
         """
         keys = opposite.keys
         levels = opposite.levels
@@ -555,7 +574,7 @@ class OrderBook:
                 if not maker_qty:
                     queue.popleft()
                     continue
-                if maker.account == account:
+                if maker.stp_group == stp_group:
                     remaining, seq = self._prevent_self_trade(
                         level, maker, order_id, stp, remaining, seq, events
                     )
@@ -693,6 +712,7 @@ class OrderBook:
             order.stp,
             order.expires_at,
             order.post_only,
+            order.stp_group,
         )
 
     def next_expiry(self) -> int | None:

@@ -33,7 +33,9 @@ class TimeInForce(StrEnum):
 
 
 class SelfTradePrevention(StrEnum):
-    """What happens when an incoming order meets a resting order of the same account.
+    """What happens when an incoming order meets a resting order of the same self-trade
+    prevention group (``stp_group``: by default the account; the exchange passes the account's
+    organization, so two accounts of one firm never trade with each other).
 
     The incoming (taker) order's mode decides. CANCEL_NEWEST cancels the taker's remainder,
     CANCEL_OLDEST cancels the resting order and keeps matching, CANCEL_BOTH cancels both, and
@@ -73,6 +75,17 @@ class CancelReason(StrEnum):
     REPLACED_TO_ZERO = "replaced_to_zero"
 
 
+def _default_stp_group(command: Any) -> None:
+    """Give an order without a self-trade prevention group its account as the group.
+
+    Resolved once, at construction, so that the engine compares one integer field on its hot
+    path. ``dataclasses.replace`` of the account alone therefore keeps the old group: pass
+    ``stp_group`` too.
+    """
+    if command.stp_group is None:
+        object.__setattr__(command, "stp_group", command.account)
+
+
 def _coerce_enum(command: Any, name: str, enum_class: type[StrEnum]) -> None:
     """Turn a plain string field into its enumeration member.
 
@@ -99,7 +112,7 @@ class NewOrder:
     instrument : int
         Book the order goes to.
     account : int
-        Owner; used for self-trade prevention.
+        Owner: named in the order's events (`Accepted`, `Trade`).
     side : Side
         Buy or sell.
     qty : int
@@ -114,6 +127,10 @@ class NewOrder:
         Self-trade prevention mode used when this order takes liquidity.
     expires_at : int or None
         Expiry time for GTD orders, in the same unit as `Tick.now`; ignored for other tifs.
+    stp_group : int, optional
+        Self-trade prevention group: the order never trades with a resting order of the same
+        group (``stp`` decides what happens instead). Left out, the account itself; the
+        exchange passes the account's organization.
     """
 
     order_id: int
@@ -126,8 +143,12 @@ class NewOrder:
     post_only: bool = False
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
     expires_at: int | None = None
+    # Left out (None), the account: ``__post_init__`` puts it there, so the field is typed as
+    # what every constructed order holds.
+    stp_group: int = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        _default_stp_group(self)
         _coerce_enum(self, "side", Side)
         _coerce_enum(self, "tif", TimeInForce)
         _coerce_enum(self, "stp", SelfTradePrevention)
@@ -240,7 +261,11 @@ Event = Accepted | Rejected | Trade | Cancelled | Replaced
 
 @dataclass(frozen=True, slots=True)
 class RestingOrder:
-    """A snapshot of an order resting in a book; also the input of `Engine.restore`."""
+    """A snapshot of an order resting in a book; also the input of `Engine.restore`.
+
+    ``stp_group`` is the order's self-trade prevention group, as in `NewOrder` (left out: the
+    account).
+    """
 
     order_id: int
     instrument: int
@@ -252,8 +277,11 @@ class RestingOrder:
     stp: SelfTradePrevention
     expires_at: int | None
     post_only: bool = False
+    # As `NewOrder.stp_group`: left out (None), the account.
+    stp_group: int = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        _default_stp_group(self)
         _coerce_enum(self, "side", Side)
         _coerce_enum(self, "tif", TimeInForce)
         _coerce_enum(self, "stp", SelfTradePrevention)

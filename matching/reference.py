@@ -45,6 +45,7 @@ class _ReferenceOrder:
     expires_at: int | None
     post_only: bool
     arrival: int
+    stp_group: int
 
 
 class _Sequence:
@@ -157,6 +158,7 @@ class ReferenceBook:
         remaining = self._match(
             command.order_id,
             command.account,
+            command.stp_group,
             command.side,
             command.stp,
             command.qty,
@@ -184,17 +186,19 @@ class ReferenceBook:
                     command.expires_at,
                     command.post_only,
                     0,
+                    command.stp_group,
                 )
             )
         return events
 
     @staticmethod
     def _fok_fillable(command: NewOrder, makers: list[_ReferenceOrder]) -> bool:
-        """Other accounts' quantity reachable before an own order stops the taker (own
-        orders are skipped under CANCEL_OLDEST, which would cancel them)."""
+        """Other groups' quantity reachable before an order of the taker's own self-trade
+        prevention group stops it (such orders are skipped under CANCEL_OLDEST, which would
+        cancel them)."""
         reachable = 0
         for maker in makers:
-            if maker.account == command.account:
+            if maker.stp_group == command.stp_group:
                 if command.stp == SelfTradePrevention.CANCEL_OLDEST:
                     continue
                 break
@@ -205,18 +209,20 @@ class ReferenceBook:
         self,
         order_id: int,
         account: int,
+        stp_group: int,
         side: Side,
         stp: SelfTradePrevention,
         qty: int,
         makers: list[_ReferenceOrder],
         events: list[Event],
     ) -> int:
-        """Trade against ``makers`` in order; return the taker's remaining quantity."""
+        """Trade against ``makers`` in order, never with one of the taker's ``stp_group``;
+        return the taker's remaining quantity."""
         remaining = qty
         for maker in makers:
             if remaining == 0:
                 break
-            if maker.account != account:
+            if maker.stp_group != stp_group:
                 fill = min(remaining, maker.qty)
                 events.append(
                     Trade(
@@ -301,7 +307,14 @@ class ReferenceBook:
         ]
         self._remove(order)
         remaining = self._match(
-            order.order_id, order.account, order.side, order.stp, command.qty, makers, events
+            order.order_id,
+            order.account,
+            order.stp_group,
+            order.side,
+            order.stp,
+            command.qty,
+            makers,
+            events,
         )
         if remaining:
             order.price = command.price
@@ -341,6 +354,7 @@ class ReferenceBook:
                 resting.expires_at,
                 resting.post_only,
                 0,
+                resting.stp_group,
             )
         )
 
@@ -388,6 +402,7 @@ class ReferenceBook:
                 order.stp,
                 order.expires_at,
                 order.post_only,
+                order.stp_group,
             )
             for order in self._in_priority_order()
         ]

@@ -34,6 +34,11 @@ class StreamProfile:
 
     instruments: tuple[int, ...] = (1,)
     accounts: int = 100
+    # Self-trade prevention groups the accounts fall into (as an exchange groups accounts by
+    # organization): account ``a`` is in group ``STP_GROUP_BASE + a % stp_groups``, numbers
+    # that no account has, so an engine comparing an account with a group shows. 0: each
+    # account is its own group (the engine's default).
+    stp_groups: int = 0
     limit_weight: int = 60
     cancel_weight: int = 30
     marketable_weight: int = 10
@@ -60,11 +65,15 @@ class StreamProfile:
     max_tick_step: int = 8
 
 
+STP_GROUP_BASE = 1_000_000
+
 BENCH_PROFILE = StreamProfile()
 
 TEST_PROFILE = StreamProfile(
     instruments=(1, 2, 3),
     accounts=4,
+    # Accounts 1 and 4 share a group, 2 and 3 have one each.
+    stp_groups=3,
     limit_weight=55,
     cancel_weight=15,
     marketable_weight=10,
@@ -141,6 +150,11 @@ class CommandStream:
             profile.tick_weight,
             profile.invalid_weight,
         )
+
+    def stp_group(self, account: int) -> int:
+        """The self-trade prevention group of ``account``."""
+        groups = self.profile.stp_groups
+        return STP_GROUP_BASE + account % groups if groups else account
 
     def live_orders(self, instrument: int) -> int:
         """How many orders of ``instrument`` the stream believes are resting."""
@@ -231,10 +245,11 @@ class CommandStream:
         expires_at = None
         if tif is TimeInForce.GTD:
             expires_at = self.now - 2 + rng.randrange(profile.max_expiry_ticks)
+        account = 1 + rng.randrange(profile.accounts)
         return NewOrder(
             self._new_id(),
             instrument,
-            1 + rng.randrange(profile.accounts),
+            account,
             side,
             self._qty(),
             max(1, price),
@@ -242,6 +257,7 @@ class CommandStream:
             rng.randrange(100) < profile.post_only_percent,
             rng.choice(profile.stp_modes),
             expires_at,
+            self.stp_group(account),
         )
 
     def _marketable(self, instrument: int, state: _InstrumentState) -> NewOrder:
@@ -253,10 +269,11 @@ class CommandStream:
         if rng.randrange(100) >= profile.market_percent:
             price = max(1, state.mid + direction * (1 + self._offset(profile.max_offset_ticks)))
         tif = TimeInForce.FOK if profile.tif_weights[3] and rng.randrange(4) == 0 else None
+        account = 1 + rng.randrange(profile.accounts)
         return NewOrder(
             self._new_id(),
             instrument,
-            1 + rng.randrange(profile.accounts),
+            account,
             side,
             self._qty(),
             price,
@@ -264,6 +281,7 @@ class CommandStream:
             False,
             rng.choice(profile.stp_modes),
             None,
+            self.stp_group(account),
         )
 
     def _replace(self, instrument: int, state: _InstrumentState) -> Replace:
@@ -291,18 +309,27 @@ class CommandStream:
         choice = rng.randrange(9)
         side = Side.BUY if rng.randrange(2) else Side.SELL
         account = 1 + rng.randrange(self.profile.accounts)
+        group = self.stp_group(account)
         old_id = 1 + rng.randrange(self._next_order_id)
         mid = state.mid
         if choice == 0:
-            return NewOrder(self._new_id(), instrument, account, side, -rng.randrange(2), mid)
+            return NewOrder(
+                self._new_id(), instrument, account, side, -rng.randrange(2), mid, stp_group=group
+            )
         if choice == 1:
-            return NewOrder(self._new_id(), instrument, account, side, 5, -rng.randrange(2))
+            return NewOrder(
+                self._new_id(), instrument, account, side, 5, -rng.randrange(2), stp_group=group
+            )
         if choice == 2:
-            return NewOrder(old_id, instrument, account, side, self._qty(), mid)
+            return NewOrder(old_id, instrument, account, side, self._qty(), mid, stp_group=group)
         if choice == 3:
-            return NewOrder(self._new_id(), instrument, account, side, 5, None, post_only=True)
+            return NewOrder(
+                self._new_id(), instrument, account, side, 5, None, post_only=True, stp_group=group
+            )
         if choice == 4:
-            return NewOrder(self._new_id(), instrument, account, side, 5, mid, TimeInForce.GTD)
+            return NewOrder(
+                self._new_id(), instrument, account, side, 5, mid, TimeInForce.GTD, stp_group=group
+            )
         if choice == 5:
             return Cancel(old_id, instrument)
         if choice == 6:

@@ -108,6 +108,7 @@ def resting(order: NewOrder, qty: int | None = None, **changes: Any) -> RestingO
         order.stp,
         order.expires_at,
         order.post_only,
+        order.stp_group,
     )
     return dataclasses.replace(snapshot, **changes)
 
@@ -653,6 +654,139 @@ def test_stp_applies_to_market_orders(engine: AnyEngine) -> None:
         cancelled(5, 2, 1, CancelReason.SELF_TRADE),
         cancelled(6, 3, 4, CancelReason.MARKET_REMAINDER),
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Self-trade prevention by group: the exchange passes each account's organization as the
+# order's ``stp_group``, so that two accounts of one firm never trade with each other. Group
+# numbers here are ones no account has.
+
+FIRM = 70
+OTHER_FIRM = 71
+
+
+def test_an_orders_stp_group_is_its_account_unless_given() -> None:
+    assert buy(1, 5, 100, account=3).stp_group == 3
+    assert buy(1, 5, 100, account=3, stp_group=FIRM).stp_group == FIRM
+    assert RestingOrder(1, INSTRUMENT, 3, Side.BUY, 100, 5, GTC, CANCEL_NEWEST, None).stp_group == 3
+
+
+def group_setup(engine: AnyEngine) -> tuple[NewOrder, NewOrder, NewOrder]:
+    """Asks at 100: another firm's 2 lots, 3 lots of account 5 of the taker's firm, then
+    another firm's 4 lots (as in ``self_trade_setup``, the middle one of another account)."""
+    first, sibling, last = (
+        sell(1, 2, 100, account=2),
+        sell(2, 3, 100, account=5, stp_group=FIRM),
+        sell(3, 4, 100, account=3),
+    )
+    feed(engine, first, sibling, last)
+    return first, sibling, last
+
+
+@pytest.mark.parametrize("stp", list(SelfTradePrevention))
+def test_stp_applies_between_two_accounts_of_one_group(
+    engine: AnyEngine, stp: SelfTradePrevention
+) -> None:
+    first, sibling, last = group_setup(engine)
+    # When account 1 of the same firm buys 10
+    taker = buy(4, 10, 100, account=1, stp=stp, stp_group=FIRM)
+    events = engine.process(taker)
+    # Then it trades with the other firms only, and its mode decides as for its own orders
+    expected: dict[SelfTradePrevention, tuple[list[Event], list[RestingOrder]]] = {
+        CANCEL_NEWEST: (
+            [cancelled(6, 4, 8, CancelReason.SELF_TRADE)],
+            [resting(sibling), resting(last)],
+        ),
+        CANCEL_OLDEST: (
+            [cancelled(6, 2, 3, CancelReason.SELF_TRADE), trade(7, 100, 4, last, taker)],
+            [resting(taker, 4)],
+        ),
+        CANCEL_BOTH: (
+            [
+                cancelled(6, 2, 3, CancelReason.SELF_TRADE),
+                cancelled(7, 4, 8, CancelReason.SELF_TRADE),
+            ],
+            [resting(last)],
+        ),
+        DECREMENT: (
+            [
+                cancelled(6, 2, 3, CancelReason.SELF_TRADE),
+                cancelled(7, 4, 3, CancelReason.SELF_TRADE),
+                trade(8, 100, 4, last, taker),
+            ],
+            [resting(taker, 1)],
+        ),
+    }
+    after_first, book = expected[stp]
+    assert events == [accepted(4, taker), trade(5, 100, 2, first, taker), *after_first]
+    assert engine.book(INSTRUMENT).orders() == book
+    assert all(
+        event.maker_order_id != sibling.order_id for event in events if isinstance(event, Trade)
+    )
+
+
+def test_accounts_of_different_groups_trade_and_the_trade_names_the_accounts(
+    engine: AnyEngine,
+) -> None:
+    # Given an ask of account 5 of one firm
+    ask = sell(1, 3, 100, account=5, stp_group=FIRM)
+    feed(engine, ask)
+    # When account 6 of another firm buys it
+    taker = buy(2, 3, 100, account=6, stp_group=OTHER_FIRM)
+    # Then they trade
+    assert engine.process(taker) == [accepted(2, taker), trade(3, 100, 3, ask, taker)]
+
+
+def test_one_account_in_two_groups_trades_with_itself(engine: AnyEngine) -> None:
+    # The group alone decides: the engine never looks at the accounts for self-trades.
+    ask = sell(1, 3, 100, account=1, stp_group=FIRM)
+    feed(engine, ask)
+    taker = buy(2, 3, 100, account=1, stp_group=OTHER_FIRM)
+    assert engine.process(taker) == [accepted(2, taker), trade(3, 100, 3, ask, taker)]
+
+
+def test_fok_counts_no_quantity_of_its_own_group(engine: AnyEngine) -> None:
+    # Given a sibling account's ask ahead of enough liquidity from another firm
+    sibling, other = sell(1, 5, 100, account=5, stp_group=FIRM), sell(2, 5, 100, account=2)
+    feed(engine, sibling, other)
+    # When the firm's account 1 sends a FOK buy for 10
+    taker = buy(3, 10, 100, account=1, tif=FOK, stp=CANCEL_NEWEST, stp_group=FIRM)
+    # Then the sibling's 5 lots do not count: it is not fillable and nothing changes
+    assert engine.process(taker) == [
+        accepted(3, taker),
+        cancelled(4, 3, 10, CancelReason.FOK_NOT_FILLABLE),
+    ]
+    assert engine.book(INSTRUMENT).orders() == [resting(sibling), resting(other)]
+
+
+def test_replace_keeps_the_orders_stp_group(engine: AnyEngine) -> None:
+    # Given a bid of account 1 and an ask of account 5, both of one firm
+    bid = buy(1, 5, 99, account=1, stp=CANCEL_NEWEST, stp_group=FIRM)
+    sibling_ask = sell(2, 2, 101, account=5, stp_group=FIRM)
+    feed(engine, bid, sibling_ask)
+    # When the bid is replaced through the ask
+    # Then it meets its own firm: prevented, not traded
+    assert engine.process(Replace(1, INSTRUMENT, 101, 5)) == [
+        Replaced(3, 1, INSTRUMENT, 101, 5, False),
+        cancelled(4, 1, 5, CancelReason.SELF_TRADE),
+    ]
+    assert engine.book(INSTRUMENT).orders() == [resting(sibling_ask)]
+
+
+def test_restore_keeps_the_stp_group(engine_class: type[AnyEngine]) -> None:
+    # Given a restored ask of account 5 of a firm
+    engine = engine_class()
+    ask = sell(1, 3, 100, account=5, stp_group=FIRM)
+    engine.restore([resting(ask)])
+    assert engine.book(INSTRUMENT).orders()[0].stp_group == FIRM
+    # When the firm's account 1 buys
+    taker = buy(2, 3, 100, account=1, stp=CANCEL_OLDEST, stp_group=FIRM)
+    # Then self-trade prevention applies
+    assert engine.process(taker) == [
+        accepted(1, taker),
+        cancelled(2, 1, 3, CancelReason.SELF_TRADE),
+    ]
+    assert engine.book(INSTRUMENT).orders() == [resting(taker)]
 
 
 # ------------------------------------------------------------------------------------------

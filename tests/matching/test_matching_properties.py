@@ -43,6 +43,9 @@ new_orders = st.builds(
     post_only=st.booleans(),
     stp=st.sampled_from(list(SelfTradePrevention)),
     expires_at=st.one_of(st.none(), st.integers(min_value=0, max_value=10)),
+    # Left out (the account) or one of two firms' groups, so that self-trade prevention meets
+    # orders of other accounts of the taker's group, and accounts trade across groups.
+    stp_group=st.one_of(st.none(), st.sampled_from([101, 102])),
 )
 commands: st.SearchStrategy[Command] = st.one_of(
     new_orders,
@@ -120,6 +123,7 @@ def test_per_command_guarantees(sequence: list[Command]) -> None:
     engine = Engine()
     for command in sequence:
         before = {i: engine.book(i).orders() for i in engine.instruments()}
+        groups = {order.order_id: order.stp_group for orders in before.values() for order in orders}
         previous_seq = engine.seq
         events = engine.process(command)
         # Sequence numbers are consecutive
@@ -152,9 +156,10 @@ def test_per_command_guarantees(sequence: list[Command]) -> None:
                 ]
             else:
                 assert filled == command.qty
-        # Trades respect the taker's limit and never pair an account with itself
+        # Trades respect the taker's limit and never pair two orders of one self-trade
+        # prevention group (nor so an account with itself, unless it is in two groups)
         for trade in trades:
-            assert trade.maker_account != trade.taker_account
+            assert groups[trade.maker_order_id] != command.stp_group
             if command.price is not None:
                 if command.side is Side.BUY:
                     assert trade.price <= command.price

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from matching import Cancel, Engine, Event, NewOrder, Side, Tick
+from matching import Cancel, Engine, Event, NewOrder, Side, Tick, Trade
 from matching.reference import ReferenceEngine
 from matching.streams import TEST_PROFILE, CommandStream, StreamProfile, generate
 
@@ -60,6 +60,7 @@ def test_stress_fast_engine_keeps_its_invariants(
     stream = CommandStream(profile, seed)
     engine = Engine()
     seq = 0
+    trades = 0
     for _ in range(count):
         # When each command is processed
         events = engine.process(stream.next_command())
@@ -69,8 +70,15 @@ def test_stress_fast_engine_keeps_its_invariants(
         assert engine.seq == seq
         for instrument in engine.instruments():
             engine.book(instrument)._check()
+        # And no trade is between two accounts of one self-trade prevention group
+        for event in events:
+            if isinstance(event, Trade):
+                trades += 1
+                maker_group = stream.stp_group(event.maker_account)
+                assert maker_group != stream.stp_group(event.taker_account), event
     # And the stream did reach a non-trivial state
     assert sum(len(engine.book(instrument)) for instrument in engine.instruments()) > 0
+    assert trades > 0
 
 
 @pytest.mark.slow
@@ -133,6 +141,16 @@ def test_restored_engine_continues_identically(
         events = original.process(command)
         assert restored.process(command) == events, f"command {position}: {command}"
         stream.observe(events)
+
+
+def test_test_streams_put_several_accounts_in_one_stp_group() -> None:
+    # The exchange's groups are organizations, several accounts each: the streams' groups
+    # must join accounts too, or the comparisons above would not exercise that.
+    for profile in (TEST_PROFILE, DEEP_PROFILE):
+        stream = CommandStream(profile, 1)
+        groups = [stream.stp_group(account) for account in range(1, profile.accounts + 1)]
+        assert len(set(groups)) < len(groups)
+        assert not set(groups) & set(range(1, profile.accounts + 1))
 
 
 def test_generated_streams_are_deterministic() -> None:
