@@ -456,6 +456,13 @@ class AccountAdmin(BackOfficeAdmin[Account]):
     list_display = ["id", "organization", "name", "status"]
     list_filter = ["status"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> list[str]:
+        """The organization is chosen when the account is added and never changed here: its
+        positions, cash and orders are that organization's, counted in its position limits,
+        and the matcher keeps each account's organization for as long as it runs, as the
+        self-trade prevention group of the account's orders (``Matcher._organizations``)."""
+        return [] if obj is None else ["organization"]
+
 
 @admin.register(ReservedCapacity)
 class ReservedCapacityAdmin(ReadOnlyAdmin[ReservedCapacity]):

@@ -8,6 +8,10 @@ The in-memory book is a cache of the database. ``Instrument.sequence`` counts th
 applied to the book; the matcher remembers the sequence its book reflects and rebuilds the book
 from the open orders whenever the two differ (another process matched, or a transaction rolled
 back). A book whose transaction fails is dropped, so the next command rebuilds it.
+
+Self-trade prevention is by organization: each order reaches the engine with its account's
+organization as its ``stp_group``, so no two accounts of one organization (its main account, a
+further one, a portfolio pool's) trade with each other.
 """
 
 import logging
@@ -28,6 +32,7 @@ from exchange.matcher.events import EventApplier, flush_together
 from exchange.matcher.settlement import Settlement, settlements_load
 from exchange.models import (
     RESTING_STATUSES,
+    Account,
     Instrument,
     MarginCall,
     Order,
@@ -55,7 +60,10 @@ PENDING_COMMANDS = Select(
 )
 
 
-def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder:
+def resting_order(
+    order: Order, instrument: Instrument, organization_id: int
+) -> matching.RestingOrder:
+    """``organization_id``: the order's account's, its self-trade prevention group."""
     assert order.price is not None  # Market orders never rest.
     return matching.RestingOrder(
         order_id=order.pk,
@@ -68,6 +76,7 @@ def resting_order(order: Order, instrument: Instrument) -> matching.RestingOrder
         stp=matching.SelfTradePrevention(order.self_trade_prevention),
         expires_at=engine_time(order.expires_at) if order.expires_at else None,
         post_only=order.post_only,
+        stp_group=organization_id,
     )
 
 
@@ -76,6 +85,9 @@ class Matcher:
     BATCH_COMMANDS_MAX = 200
     # Batches per call of process_instrument, so one busy instrument cannot starve the others.
     BATCHES_PER_CALL_MAX = 50
+    # Accounts whose organization the matcher keeps; past this many it forgets them all and
+    # reads again those it needs (one statement per batch or rebuild).
+    ORGANIZATIONS_KEPT_MAX = 100_000
 
     def __init__(self, *, shard: int = 0, shards: int = 1) -> None:
         assert 0 <= shard < shards
@@ -96,6 +108,10 @@ class Matcher:
         # The orders the last process_instrument call wrote, as written: the inline mode hands
         # the placed order back from here instead of reading it again.
         self.last_orders: dict[int, Order] = {}
+        # The organization of each trading account met, by account id: the self-trade
+        # prevention group of its orders. Kept across batches and books, since an account never
+        # changes organization (no service moves one, and the admin shows it read-only).
+        self._organizations: dict[int, int] = {}
 
     def owns(self, instrument_id: int) -> bool:
         return instrument_id % self.shards == self.shard
@@ -121,6 +137,22 @@ class Matcher:
     def reset(self) -> None:
         for instrument_id in list(self._synced_sequence):
             self.forget(instrument_id)
+        # Tests roll their rows back, and SQLite may then give an id to another account.
+        self._organizations.clear()
+
+    def _organizations_load(self, account_ids: set[int]) -> None:
+        """Make sure the organization of every one of ``account_ids`` is known: one read for
+        those not met before, none when all were."""
+        kept = self._organizations
+        missing = {account_id for account_id in account_ids if account_id not in kept}
+        if not missing:
+            return
+        if len(kept) + len(missing) > self.ORGANIZATIONS_KEPT_MAX:
+            kept.clear()
+            missing = account_ids
+        kept.update(
+            Account.objects.filter(pk__in=sorted(missing)).values_list("pk", "organization_id")
+        )
 
     def rebuild(self, instrument: Instrument) -> None:
         """Load the book of ``instrument`` from its resting orders, in queue priority order."""
@@ -130,7 +162,11 @@ class Matcher:
                 "priority_sequence", "id"
             )
         )
-        resting = [resting_order(order, instrument) for order in orders]
+        self._organizations_load({order.account_id for order in orders})
+        organizations = self._organizations
+        resting = [
+            resting_order(order, instrument, organizations[order.account_id]) for order in orders
+        ]
         self.engine.restore(resting)
         self._synced_sequence[instrument.pk] = instrument.sequence
         self._orders[instrument.pk] = {order.pk: order for order in orders}
@@ -221,6 +257,16 @@ class Matcher:
                     queued.append((instrument, commands, settlement))
                 halted_underlyings = self._halted_underlyings(queued)
                 called = self._accounts_under_call(queued)
+                # Only a new order tells the engine its group: a replace keeps the resting
+                # order's, and a cancel needs none.
+                self._organizations_load(
+                    {
+                        command.order.account_id
+                        for _, commands, _ in queued
+                        for command in commands
+                        if command.kind == OrderCommand.Kind.NEW
+                    }
+                )
                 # The holds of every queue's orders in one read, so each applier finds its own
                 # loaded.
                 settlements_load(
@@ -555,8 +601,7 @@ class Matcher:
             return OrderRejectCode.INSTRUMENT_HALTED
         return None
 
-    @staticmethod
-    def _engine_command(instrument: Instrument, command: OrderCommand) -> matching.Command:
+    def _engine_command(self, instrument: Instrument, command: OrderCommand) -> matching.Command:
         order = command.order
         if command.kind == OrderCommand.Kind.NEW:
             # A market order fills no further than its protection price: the engine sees it as
@@ -573,6 +618,8 @@ class Matcher:
                 post_only=order.post_only,
                 stp=matching.SelfTradePrevention(order.self_trade_prevention),
                 expires_at=engine_time(order.expires_at) if order.expires_at else None,
+                # Loaded for the batch's new orders (``_organizations_load``).
+                stp_group=self._organizations[order.account_id],
             )
         if command.kind == OrderCommand.Kind.CANCEL:
             return matching.Cancel(order_id=order.pk, instrument=instrument.pk)

@@ -152,6 +152,7 @@ def book_key(resting) -> tuple:
         str(resting.stp),
         resting.expires_at,
         resting.post_only,
+        resting.stp_group,
     )
 
 

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from exchange.models import (
+    Account,
     AuditEntry,
     Instrument,
     Order,
@@ -406,3 +407,28 @@ def test_an_organization_s_kind_is_chosen_when_it_is_added_in_the_admin(admin_cl
     page = admin_client.get(reverse("admin:exchange_organization_add"))
 
     assert 'name="kind"' in page.content.decode()
+
+
+def test_an_account_s_organization_cannot_be_changed_in_the_admin(admin_client, buyer, seller):
+    # given the buyer's main account
+    url = reverse("admin:exchange_account_change", args=[buyer.pk])
+
+    # when a superuser opens its change form and posts it with another organization
+    page = admin_client.get(url)
+    response = admin_client.post(
+        url, {"organization": seller.organization_id, "name": buyer.name, "status": "active"}
+    )
+
+    # then the form shows the organization without a field to change it, and it stays the
+    # buyer's (its positions, cash and orders are, and the matcher keeps it as the group of
+    # the account's orders for self-trade prevention); the rest of the form still saves
+    assert page.status_code == 200
+    assert 'name="organization"' not in page.content.decode()
+    assert response.status_code == 302
+    assert Account.objects.get(pk=buyer.pk).organization_id == buyer.organization_id
+
+
+def test_an_account_s_organization_is_chosen_when_it_is_added_in_the_admin(admin_client):
+    page = admin_client.get(reverse("admin:exchange_account_add"))
+
+    assert 'name="organization"' in page.content.decode()
