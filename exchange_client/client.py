@@ -1728,7 +1728,9 @@ class ExchangeClient:
         make a placement safe to send again after its answer was lost (a timeout, a dropped
         connection, which the client never retries): the same id and body answers the
         original order (``created`` False). A 429, which the client retries when made with
-        ``rate_limit_retries``, was refused before anything was placed."""
+        ``rate_limit_retries``, was refused before anything was placed.
+        ``self_trade_prevention``: what happens instead of a trade when the order meets a
+        resting order of the caller's own organization (any of its accounts, a pool's too)."""
         body = _order_body(
             {
                 "instrument": instrument,

@@ -125,6 +125,14 @@ class OrderSerializer(serializers.ModelSerializer):
                     "matcher's sweep writes it so within about a second."
                 )
             },
+            "self_trade_prevention": {
+                "help_text": (
+                    "What happens, when this order is the incoming one, instead of a trade "
+                    "with a resting order of its own organization (any of its accounts, a "
+                    "portfolio pool's too): cancel_newest, cancel_oldest, cancel_both or "
+                    "decrement, as when it was placed."
+                )
+            },
             "reduce_only": {
                 "help_text": (
                     "Accepted as reducing a position (placed under a margin call, or by a "
@@ -287,6 +295,11 @@ class OrderCreateSerializer(BodySerializer):
     self_trade_prevention = serializers.ChoiceField(
         choices=Order.SelfTradePrevention.choices,
         default=Order.SelfTradePrevention.CANCEL_NEWEST,
+        help_text="An order never trades with a resting order of its own organization (any of "
+        "its accounts, a portfolio pool's too). What happens instead, this order's mode "
+        "deciding: cancel_newest cancels what is left of this order, cancel_oldest the resting "
+        "order (matching goes on), cancel_both both, decrement takes the smaller open quantity "
+        "off both; done_reason self_trade.",
     )
     client_order_id = TextField(
         min_length=1,
