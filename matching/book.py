@@ -222,9 +222,8 @@ class OrderBook:
         accepted.__class__ = Accepted
         events.append(accepted)
         remaining = qty
-        stp_group = command.stp_group
         if tif is _FOK and not (
-            crosses and self._fillable(opposite, stp_group, command.stp, qty, limit_key)
+            crosses and self._fillable(opposite, command.stp_group, command.stp, qty, limit_key)
         ):
             seq += 1
             events.append(make_cancelled(seq, order_id, instrument, qty, _FOK_NOT_FILLABLE))
@@ -234,7 +233,7 @@ class OrderBook:
                 opposite,
                 order_id,
                 account,
-                stp_group,
+                command.stp_group,
                 side,
                 command.stp,
                 qty,
