@@ -521,9 +521,9 @@ def _payout_failed(stored: StripeEvent, payout: dict[str, Any]) -> None:
     (the payout entry reversed), as for a payout Stripe refused at once."""
     reference = str((payout.get("metadata") or {}).get("withdrawal_id") or "")
     withdrawal = (
-        Withdrawal.objects.select_for_update()
-        .filter(pk=int(reference) if reference.isdigit() else None)
-        .first()
+        Withdrawal.objects.select_for_update().filter(pk=int(reference)).first()
+        if reference.isdigit()
+        else None
     )
     if withdrawal is None or withdrawal.stripe_payout_id not in ("", payout.get("id")):
         stored.status = StripeEvent.Status.UNMATCHED
