@@ -532,8 +532,7 @@ def _payout_failed(stored: StripeEvent, payout: dict[str, Any]) -> None:
     reason = str(payout.get("failure_message") or payout.get("failure_code") or "payout failed")
     if withdrawal.status == Withdrawal.Status.APPROVED:
         # Made, but its answer was lost (``FUNDING_PAYOUT_UNCONFIRMED``): the funds are held.
-        assert withdrawal.ledger_hold_id is not None  # Held since it was requested.
-        hold_void(hold=Hold.objects.get(pk=withdrawal.ledger_hold_id))
+        _withdrawal_hold_void(withdrawal)
         entry_id = None
     elif withdrawal.status == Withdrawal.Status.PAID:
         assert withdrawal.ledger_entry_id is not None  # Set when it was paid.
@@ -584,10 +583,7 @@ def _withdrawals_fail_for_reversal(waiting: list[Withdrawal], deposit: Deposit, 
     """Fail the locked withdrawals waiting for review, releasing the cash they hold."""
     reason = f"Deposit #{deposit.pk} was {why}: its cash is no longer the account's to withdraw."
     for withdrawal in waiting:
-        assert withdrawal.ledger_hold_id is not None  # Held since it was requested.
-        hold_void(hold=Hold.objects.get(pk=withdrawal.ledger_hold_id))
-        withdrawal.status, withdrawal.reason = Withdrawal.Status.FAILED, reason
-        withdrawal.save(update_fields=["status", "reason", "updated_at"])
+        _withdrawal_end(withdrawal, Withdrawal.Status.FAILED, reason=reason)
         audit_record(
             actor=None,
             action="withdrawal.fail",
@@ -807,10 +803,7 @@ def _withdrawal_post(withdrawal: Withdrawal, actor: Actor, payout_id: str) -> Wi
 def _withdrawal_payout_failed(withdrawal: Withdrawal, actor: Actor, reason: str) -> None:
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.APPROVED})
-        assert locked.ledger_hold_id is not None  # Held since it was requested.
-        hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
-        locked.status, locked.reason = Withdrawal.Status.FAILED, reason[:300]
-        locked.save(update_fields=["status", "reason", "updated_at"])
+        _withdrawal_end(locked, Withdrawal.Status.FAILED, reason=reason[:300])
         audit_record(
             actor=actor,
             action="withdrawal.fail",
@@ -834,10 +827,7 @@ def withdrawal_cancel(
             Withdrawal.objects.get(pk=withdrawal_id, account=account),
             {Withdrawal.Status.REQUESTED},
         )
-        assert locked.ledger_hold_id is not None  # Held since it was requested.
-        hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
-        locked.status = Withdrawal.Status.CANCELLED
-        locked.save(update_fields=["status", "updated_at"])
+        _withdrawal_end(locked, Withdrawal.Status.CANCELLED)
         audit_record(
             actor=actor,
             action="withdrawal.cancel",
@@ -855,11 +845,13 @@ def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> W
     _finance_check(actor)
     with transaction.atomic(durable=True):
         locked = _withdrawal_lock(withdrawal, {Withdrawal.Status.REQUESTED})
-        assert locked.ledger_hold_id is not None  # Held since it was requested.
-        hold_void(hold=Hold.objects.get(pk=locked.ledger_hold_id))
-        locked.status, locked.reviewed_by = Withdrawal.Status.REJECTED, _user(actor)
-        locked.reason, locked.reviewed_at = reason[:300], timezone.now()
-        locked.save(update_fields=["status", "reviewed_by", "reason", "reviewed_at", "updated_at"])
+        _withdrawal_end(
+            locked,
+            Withdrawal.Status.REJECTED,
+            reviewed_by=_user(actor),
+            reason=reason[:300],
+            reviewed_at=timezone.now(),
+        )
         audit_record(
             actor=actor,
             action="withdrawal.reject",
@@ -870,6 +862,22 @@ def withdrawal_reject(*, withdrawal: Withdrawal, actor: Actor, reason: str) -> W
         )
         notices.withdrawal_refused(locked)
     return locked
+
+
+def _withdrawal_hold_void(withdrawal: Withdrawal) -> None:
+    """Release what a withdrawal holds of its account's cash (held since it was requested)."""
+    assert withdrawal.ledger_hold_id is not None
+    hold_void(hold=Hold.objects.get(pk=withdrawal.ledger_hold_id))
+
+
+def _withdrawal_end(withdrawal: Withdrawal, status: str, **fields: Any) -> None:
+    """End a locked withdrawal that pays nothing out (rejected, cancelled, failed): its hold
+    released, its ``status`` and ``fields`` saved. The caller writes the audit row."""
+    _withdrawal_hold_void(withdrawal)
+    withdrawal.status = status
+    for name, value in fields.items():
+        setattr(withdrawal, name, value)
+    withdrawal.save(update_fields=["status", *fields, "updated_at"])
 
 
 def _user(actor: Actor) -> Any:
